@@ -1,0 +1,17 @@
+export { Counter, Counters, CounterSnapshot, counterNames, COUNTER_KINDS } from "./counters.js";
+export type { CounterName, CounterValues } from "./counters.js";
+export { VirtualClock } from "./clock.js";
+export type { TimerHandle } from "./clock.js";
+export { EventStream } from "./events.js";
+export type {
+  Access,
+  FabricPath,
+  FaultReason,
+  InvalidationScope,
+  Subscriber,
+  TraceEvent,
+  TraceEventOf,
+  TraceEventType,
+} from "./events.js";
+export { Trace } from "./trace.js";
+export { TraceInputError } from "./errors.js";

@@ -1,0 +1,34 @@
+import { readdirSync, existsSync } from "node:fs";
+import { fileURLToPath } from "node:url";
+import { defineConfig } from "vitest/config";
+
+const root = fileURLToPath(new URL(".", import.meta.url));
+
+// Every package and app is a vitest project. Imports of `@dmasim/<name>` resolve to the package's
+// source, so tests never need a prior build.
+const dirs = ["packages", "apps"].flatMap((top) =>
+  existsSync(`${root}${top}`)
+    ? readdirSync(`${root}${top}`, { withFileTypes: true })
+        .filter((d) => d.isDirectory() && existsSync(`${root}${top}/${d.name}/package.json`))
+        .map((d) => ({ top, name: d.name }))
+    : [],
+);
+
+const packageAliases = dirs
+  .filter((d) => d.top === "packages")
+  .map((d) => ({ find: `@dmasim/${d.name}`, replacement: `${root}packages/${d.name}/src/index.ts` }));
+
+export default defineConfig({
+  resolve: { alias: packageAliases },
+  test: {
+    projects: dirs.map((d) => ({
+      extends: true,
+      test: {
+        name: d.name,
+        root: `${root}${d.top}/${d.name}`,
+        include: ["src/**/*.test.ts"],
+        benchmark: { include: ["src/**/*.bench.ts"] },
+      },
+    })),
+  },
+});
