@@ -69,6 +69,9 @@ export const Counter = {
   DmaBookkeepingBytesFreed: 55,
   DmaDebugErrors: 56,
   P2pStateLookups: 57,
+  PrivateMemoryBlocked: 58,
+  IotlbInvalDevice: 59,
+  PtPagesPendingFree: 60,
 } as const;
 
 export type Counter = (typeof Counter)[keyof typeof Counter];

@@ -1,0 +1,20 @@
+import type { DmaDevice } from "./device.js";
+import { DmaInputError } from "./errors.js";
+
+// DMA API calls as trace slices: "B" when a call starts, "E" with its result when it returns. Built only
+// when someone listens, so an untraced run allocates nothing here.
+
+export function apiBegin(dev: DmaDevice, name: string): void {
+  const trace = dev.kernel.trace;
+  if (trace.events.active) trace.events.emit({ type: "api", t: trace.clock.now, phase: "B", name, device: dev.bdf });
+}
+
+export function apiEnd(dev: DmaDevice, name: string, result: number): void {
+  const trace = dev.kernel.trace;
+  if (trace.events.active) trace.events.emit({ type: "api", t: trace.clock.now, phase: "E", name, device: dev.bdf, result });
+}
+
+/** Every API call starts here: a device must be one the kernel handed out and still bound. */
+export function checkDevice(fn: string, dev: DmaDevice): void {
+  if (!dev.bound) throw new DmaInputError(fn, "dev", dev.bdf, "a bound device: this one was unbound; look it up again with kernel.device()");
+}

@@ -1,0 +1,82 @@
+/**
+ * The DMA API's vocabulary: directions, attributes, errno values and the mapping-error address
+ * (include/linux/dma-direction.h, include/linux/dma-mapping.h, include/uapi/asm-generic/errno*.h).
+ */
+
+/** enum dma_data_direction. */
+export const DmaDirection = { BIDIRECTIONAL: 0, TO_DEVICE: 1, FROM_DEVICE: 2, NONE: 3 } as const;
+export type DmaDirection = (typeof DmaDirection)[keyof typeof DmaDirection];
+
+export function dmaDirectionName(dir: DmaDirection): string {
+  switch (dir) {
+    case DmaDirection.BIDIRECTIONAL:
+      return "DMA_BIDIRECTIONAL";
+    case DmaDirection.TO_DEVICE:
+      return "DMA_TO_DEVICE";
+    case DmaDirection.FROM_DEVICE:
+      return "DMA_FROM_DEVICE";
+    case DmaDirection.NONE:
+      return "DMA_NONE";
+  }
+}
+
+/** DMA_ATTR_* bits, with the kernel's bit numbers. */
+export const DMA_ATTR_WEAK_ORDERING = 1 << 1;
+export const DMA_ATTR_WRITE_COMBINE = 1 << 2;
+export const DMA_ATTR_NO_KERNEL_MAPPING = 1 << 4;
+export const DMA_ATTR_SKIP_CPU_SYNC = 1 << 5;
+export const DMA_ATTR_FORCE_CONTIGUOUS = 1 << 6;
+export const DMA_ATTR_ALLOC_SINGLE_PAGES = 1 << 7;
+export const DMA_ATTR_NO_WARN = 1 << 8;
+export const DMA_ATTR_PRIVILEGED = 1 << 9;
+export const DMA_ATTR_MMIO = 1 << 10;
+export const DMA_ATTR_DEBUGGING_IGNORE_CACHELINES = 1 << 11;
+export const DMA_ATTR_REQUIRE_COHERENT = 1 << 12;
+/** Every defined attribute bit; anything else is rejected as bad input. */
+export const DMA_ATTR_ALL = (1 << 13) - 1 - 1 - (1 << 3);
+
+/** errno values, returned negated as the kernel does (`return -EIO`). */
+export const Errno = {
+  EPERM: 1,
+  EIO: 5,
+  ENOMEM: 12,
+  EFAULT: 14,
+  EBUSY: 16,
+  EINVAL: 22,
+  ERANGE: 34,
+  EOPNOTSUPP: 95,
+  EREMOTEIO: 121,
+} as const;
+export type Errno = (typeof Errno)[keyof typeof Errno];
+
+export function errnoName(err: number): string {
+  const abs = Math.abs(err);
+  for (const [name, value] of Object.entries(Errno)) if (value === abs) return err < 0 ? `-${name}` : name;
+  return String(err);
+}
+
+/**
+ * A DMA (bus) address as the device uses it. Branded so a physical address cannot be handed to a
+ * device by mistake.
+ */
+export type DmaAddr = number & { readonly __brand: "DmaAddr" };
+
+/**
+ * DMA_MAPPING_ERROR. The kernel uses all ones (~(dma_addr_t)0); dmasim keeps every address a safe integer
+ * below 2^53, where all ones does not exist, so the error value is -1: it can never be a real address and
+ * `dmaMappingError()` is still the only sanctioned test for it.
+ */
+export const DMA_MAPPING_ERROR = -1 as DmaAddr;
+
+/**
+ * DMA_BIT_MASK(n). Masks wider than 53 bits cover every address dmasim can represent, so they are
+ * clamped to Number.MAX_SAFE_INTEGER (documented deviation: the value differs, the behaviour does not).
+ */
+export function DMA_BIT_MASK(n: number): number {
+  if (!Number.isInteger(n) || n < 0 || n > 64) throw new RangeError(`DMA_BIT_MASK(${String(n)}): n must be an integer 0..64`);
+  return n >= 53 ? Number.MAX_SAFE_INTEGER : 2 ** n - 1;
+}
+
+export const PAGE_SIZE = 4096;
+/** Cache line size used by the CPU cache model and dma-debug's cacheline checks (ARCH_DMA_MINALIGN). */
+export const CACHELINE_SIZE = 64;

@@ -1,0 +1,65 @@
+/**
+ * The names of dma-debug's checks (kernel/dma/debug.c), plus the two-step checks dmasim adds because
+ * upstream does not track dma_iova_* at all. Each report carries one of these, so tests and tools can
+ * match on the check rather than on the wording.
+ */
+export type DmaDebugCheck =
+  // unmap / free (check_unmap)
+  | "unmap-invalid-address"
+  | "unmap-not-mapped"
+  | "unmap-size-mismatch"
+  | "unmap-wrong-function"
+  | "unmap-cpu-address-mismatch"
+  | "unmap-sg-count-mismatch"
+  | "unmap-direction-mismatch"
+  | "mapping-error-not-checked"
+  // sync (check_sync)
+  | "sync-not-mapped"
+  | "sync-out-of-range"
+  | "sync-direction-mismatch"
+  | "sync-device-read-only-for-cpu"
+  | "sync-device-write-only-for-device"
+  | "sync-sg-count-mismatch"
+  // map (check_for_stack, check_for_illegal_area, check_sg_segment)
+  | "map-stack"
+  | "map-kernel-text"
+  | "map-invalid-address"
+  | "sg-segment-too-long"
+  | "sg-segment-crosses-boundary"
+  | "cacheline-overlap"
+  // driver unbind
+  | "leak"
+  // WARN_ON / WARN_ON_ONCE in the API itself
+  | "api-warn"
+  // two-step API (dmasim only)
+  | "iova-link-outside-allocation"
+  | "iova-link-overlap"
+  | "iova-link-unaligned-interior"
+  | "iova-unlink-not-linked"
+  | "iova-destroy-length-mismatch"
+  | "iova-free-with-links"
+  | "iova-access-before-sync"
+  | "iova-use-after-destroy"
+  | "iova-leak";
+
+/** One finding of the debug checker. */
+export interface DmaDebugReport {
+  readonly check: DmaDebugCheck;
+  readonly device: string;
+  readonly message: string;
+  /** Virtual time of the finding, in nanoseconds. */
+  readonly t: number;
+}
+
+/**
+ * Thrown (in the default "throw" mode) when a driver misuses the DMA API. The kernel would print a
+ * WARN with this wording and carry on; dmasim stops the flow at the faulty call so the stack trace points
+ * at it. Use `debug: "collect"` to carry on like the kernel and inspect `kernel.debugReports()` afterwards.
+ */
+export class DmaDebugError extends Error {
+  readonly code = "EDMADEBUG";
+  override readonly name = "DmaDebugError";
+  constructor(readonly report: DmaDebugReport) {
+    super(`DMA-API: ${report.device}: ${report.message} [check ${report.check}]`);
+  }
+}

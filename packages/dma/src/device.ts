@@ -1,0 +1,144 @@
+import type { IommuDomain } from "@dmasim/iommu";
+import type { Endpoint } from "@dmasim/pcie-p2p";
+import { DMA_BIT_MASK } from "./constants.js";
+import { DmaConfigError, showValue } from "./errors.js";
+import { isPowerOfTwoMinusOne } from "./validate.js";
+import type { IommuDmaCookie, IommuDmaDeviceState } from "./iova/index.js";
+import type { DmaKernel } from "./kernel.js";
+import type { SwiotlbPool } from "./swiotlb/index.js";
+
+/**
+ * How a device's DMA is handled, as `dev->dma_ops` / `use_dma_iommu()` decide it:
+ * - "direct": dma-direct (no IOMMU, an identity domain, or IOMMU off), swiotlb when needed;
+ * - "iommu": iommu-dma with a paging domain ("strict": IOMMU_DOMAIN_DMA, "lazy": IOMMU_DOMAIN_DMA_FQ).
+ */
+export type DmaOps = "direct" | "iommu";
+
+/** Per-device DMA properties a driver or firmware sets (the `struct device` fields dmasim models). */
+export interface DmaDeviceOptions {
+  /** dev_is_dma_coherent: false for devices whose DMA does not snoop CPU caches. Default true. */
+  coherent?: boolean;
+  /** Initial streaming DMA mask in bits; PCI devices start at 32 (pci_setup_device). */
+  dmaMaskBits?: number;
+  /** dma_set_max_seg_size; PCI default 64 KiB. */
+  maxSegmentSize?: number;
+  /** dma_set_seg_boundary; PCI default 0xffffffff. */
+  segBoundaryMask?: number;
+  /** dma_set_min_align_mask (NVMe sets its controller page size - 1). */
+  minAlignMask?: number;
+  /** Offset added by phys_to_dma (a dma-ranges translation); default 0. */
+  busOffset?: number;
+}
+
+/**
+ * `struct device` as the DMA API sees it. Created by `kernel.device(bdf)`; the kernel functions take it
+ * first, as in Linux.
+ */
+export class DmaDevice {
+  readonly bdf: string;
+  readonly kernel: DmaKernel;
+  readonly endpoint: Endpoint;
+  readonly ops: DmaOps;
+  /** The default domain when the device is behind an IOMMU (paging or identity), else undefined. */
+  readonly domain: IommuDomain | undefined;
+  /** iommu-dma's cookie (IOVA domain + flush queue) for "iommu" ops. */
+  readonly cookie: IommuDmaCookie | undefined;
+  /** dev->iommu->pci_32bit_workaround. */
+  readonly iommuState: IommuDmaDeviceState = { pci32bitWorkaround: true };
+  /** Lazy (flush queue) or strict invalidation; untrusted devices are always strict. */
+  readonly strict: boolean;
+  readonly untrusted: boolean;
+  coherent: boolean;
+  dmaMask: number;
+  coherentDmaMask: number;
+  /** bus_dma_limit (0 = none). */
+  busDmaLimit = 0;
+  maxSegmentSize: number;
+  segBoundaryMask: number;
+  minAlignMask: number;
+  busOffset: number;
+  /**
+   * dev->dma_skip_sync: a coherent device that never bounced needs no syncs or unmaps on dma-direct.
+   * Cleared for good the first time the device bounces through swiotlb (dma_reset_need_sync).
+   */
+  dmaSkipSync: boolean;
+  /** Cleared by unbind: every later API call on the device is a use-after-unbind. */
+  bound = true;
+
+  /** @internal created by DmaKernel.device(). */
+  constructor(init: {
+    kernel: DmaKernel;
+    endpoint: Endpoint;
+    ops: DmaOps;
+    domain: IommuDomain | undefined;
+    cookie: IommuDmaCookie | undefined;
+    strict: boolean;
+    options: DmaDeviceOptions;
+  }) {
+    this.kernel = init.kernel;
+    this.endpoint = init.endpoint;
+    this.bdf = init.endpoint.bdf;
+    this.ops = init.ops;
+    this.domain = init.domain;
+    this.cookie = init.cookie;
+    this.strict = init.strict;
+    this.untrusted = init.endpoint.untrusted;
+    const o = init.options;
+    this.coherent = o.coherent ?? true;
+    this.dmaMask = DMA_BIT_MASK(o.dmaMaskBits ?? 32);
+    this.coherentDmaMask = this.dmaMask;
+    this.maxSegmentSize = o.maxSegmentSize ?? 65536;
+    this.segBoundaryMask = o.segBoundaryMask ?? 0xffffffff;
+    this.minAlignMask = o.minAlignMask ?? 0;
+    this.busOffset = o.busOffset ?? 0;
+    this.dmaSkipSync = this.coherent && !init.kernel.swiotlbForce;
+  }
+
+  /** Device name as swiotlb and the logs print it. */
+  get name(): string {
+    return this.bdf;
+  }
+
+  /** dev->dma_io_tlb_mem: the swiotlb pool the device bounces through, if the kernel has one. */
+  get dmaIoTlbMem(): SwiotlbPool | undefined {
+    return this.kernel.swiotlb;
+  }
+
+  /** IOVA granule of the device's iommu-dma domain (0 without one). */
+  get granule(): number {
+    return this.cookie?.iovad.granule ?? 0;
+  }
+
+  toString(): string {
+    return this.bdf;
+  }
+}
+
+const deviceOptionChecks: Readonly<Record<keyof DmaDeviceOptions, readonly [(v: unknown) => boolean, string]>> = {
+  coherent: [(v) => typeof v === "boolean", "true or false"],
+  dmaMaskBits: [(v) => Number.isInteger(v) && (v as number) >= 0 && (v as number) <= 64, "an integer number of bits from 0 to 64"],
+  maxSegmentSize: [(v) => Number.isSafeInteger(v) && (v as number) >= 1 && (v as number) <= 0xffffffff, "a positive number of bytes that fits in 32 bits"],
+  segBoundaryMask: [(v) => typeof v === "number" && isPowerOfTwoMinusOne(v), "2^n - 1"],
+  minAlignMask: [(v) => typeof v === "number" && isPowerOfTwoMinusOne(v), "2^n - 1"],
+  busOffset: [(v) => Number.isSafeInteger(v) && (v as number) >= 0, "a safe integer >= 0"],
+};
+
+/**
+ * Checks per-device options before any device is probed, so a typo or a bad value is a DmaConfigError
+ * naming the device and the field rather than a failure half-way through set-up.
+ */
+export function validateDeviceOptions(bdf: string, options: unknown): void {
+  if (typeof options !== "object" || options === null) {
+    throw new DmaConfigError(`devices[${JSON.stringify(bdf)}] = ${showValue(options)} is invalid: expected an object of device options`);
+  }
+  for (const [key, value] of Object.entries(options)) {
+    if (value === undefined) continue;
+    const check = (deviceOptionChecks as Readonly<Record<string, readonly [(v: unknown) => boolean, string] | undefined>>)[key];
+    if (check === undefined) {
+      throw new DmaConfigError(`devices[${JSON.stringify(bdf)}].${key} is not a device option: expected one of ${Object.keys(deviceOptionChecks).join(", ")}`);
+    }
+    if (!check[0](value)) {
+      throw new DmaConfigError(`devices[${JSON.stringify(bdf)}].${key} = ${showValue(value)} is invalid: expected ${check[1]}`);
+    }
+  }
+}

@@ -1,0 +1,27 @@
+import { describe, expect, it } from "vitest";
+import { GiB } from "@dmasim/memory";
+import { createPlatform } from "@dmasim/pcie-p2p";
+import { Counter } from "@dmasim/trace";
+import { createDmaKernel, DmaDirection, DmaIovaState, dmaIovaDestroy, dmaIovaLink, dmaIovaSync, dmaIovaTryAlloc } from "./index.js";
+
+describe("hello-world flow of the design", () => {
+  it("the device reads memory at phys through the IOVA", () => {
+    const platform = createPlatform({ memory: { ramBytes: 4 * GiB }, iommu: {}, endpoints: [{ bdf: "0000:01:00.0" }] });
+    const kernel = createDmaKernel(platform, { iommuMode: "strict" });
+    const dev = kernel.device("0000:01:00.0");
+    const phys = platform.memory.allocator.allocPages(16);
+    const len = 16 * 4096;
+    const bytes = new Uint8Array(len).map((_, i) => (i * 7) & 0xff);
+    platform.memory.write(phys, bytes);
+    const state = new DmaIovaState();
+    expect(dmaIovaTryAlloc(dev, state, phys, len)).toBe(true);
+    expect(dmaIovaLink(dev, state, phys, 0, len, DmaDirection.BIDIRECTIONAL, 0)).toBe(0);
+    expect(platform.trace.counters.get(Counter.IotlbSyncMap)).toBe(0);
+    expect(dmaIovaSync(dev, state, 0, len)).toBe(0);
+    expect(platform.trace.counters.get(Counter.IotlbSyncMap)).toBe(1);
+    expect(platform.endpoint("0000:01:00.0").dmaRead(state.addr, len)).toEqual(bytes);
+    dmaIovaDestroy(dev, state, len, DmaDirection.BIDIRECTIONAL, 0);
+    expect(() => platform.endpoint("0000:01:00.0").dmaRead(state.addr, 64)).toThrow();
+    console.log(kernel.costs());
+  });
+});

@@ -1,0 +1,76 @@
+export { createDmaKernel, DmaKernel } from "./kernel.js";
+export type { DmaKernelOptions, IommuMode, KernelLogLine, UnbindReport } from "./kernel.js";
+export { DmaDevice } from "./device.js";
+export type { DmaDeviceOptions, DmaOps } from "./device.js";
+export {
+  CACHELINE_SIZE,
+  DMA_ATTR_ALLOC_SINGLE_PAGES,
+  DMA_ATTR_DEBUGGING_IGNORE_CACHELINES,
+  DMA_ATTR_FORCE_CONTIGUOUS,
+  DMA_ATTR_MMIO,
+  DMA_ATTR_NO_KERNEL_MAPPING,
+  DMA_ATTR_NO_WARN,
+  DMA_ATTR_PRIVILEGED,
+  DMA_ATTR_REQUIRE_COHERENT,
+  DMA_ATTR_SKIP_CPU_SYNC,
+  DMA_ATTR_WEAK_ORDERING,
+  DMA_ATTR_WRITE_COMBINE,
+  DMA_BIT_MASK,
+  DMA_MAPPING_ERROR,
+  DmaDirection,
+  dmaDirectionName,
+  Errno,
+  errnoName,
+} from "./constants.js";
+export type { DmaAddr } from "./constants.js";
+export { DmaConfigError, DmaInputError } from "./errors.js";
+export {
+  DmaIovaState,
+  dmaIovaDestroy,
+  dmaIovaFree,
+  dmaIovaLink,
+  dmaIovaSize,
+  dmaIovaSync,
+  dmaIovaTryAlloc,
+  dmaIovaUnlink,
+  dmaUseIova,
+} from "./two-step.js";
+export {
+  dmaGetMask,
+  dmaGetMaxSegSize,
+  dmaGetMergeBoundary,
+  dmaGetSegBoundary,
+  dmaMapPage,
+  dmaMapPhys,
+  dmaMapResource,
+  dmaMappingError,
+  dmaNeedUnmap,
+  dmaSetCoherentMask,
+  dmaSetMask,
+  dmaSetMaskAndCoherent,
+  dmaSetMaxSegSize,
+  dmaSetMinAlignMask,
+  dmaSetSegBoundary,
+  dmaSyncSingleForCpu,
+  dmaSyncSingleForDevice,
+  dmaUnmapPage,
+  dmaUnmapPhys,
+  dmaUnmapResource,
+} from "./mapping.js";
+export { dmaAllocCoherent, dmaFreeCoherent } from "./coherent.js";
+export type { DmaCoherentBuffer } from "./coherent.js";
+export { PciP2pdmaMapState, pciP2pdmaBusAddrMap, pciP2pdmaState, p2pdmaProviderOf } from "./p2p.js";
+export { dmaClassifyRange } from "./classify.js";
+export type { DmaMemoryKind, DmaMemoryRun } from "./classify.js";
+export { physToDma, dmaToPhys, dmaCapable } from "./direct.js";
+export { DmaDebugError } from "./debug/errors.js";
+export type { DmaDebugCheck, DmaDebugReport } from "./debug/errors.js";
+export type { DebugEntry, DebugEntryType, DebugMode } from "./debug/checker.js";
+export { costProfile, defaultCostProfile, priceCounters } from "./costs.js";
+export type { CostLine, CostOverrides, CostProfile, CostReport, CostRow } from "./costs.js";
+export { CpuCache } from "./cache/index.js";
+export type { CpuCacheOptions } from "./cache/index.js";
+export { SwiotlbPool, IO_TLB_SEGSIZE, IO_TLB_SIZE } from "./swiotlb/index.js";
+export type { SwiotlbStats } from "./swiotlb/index.js";
+export { IovaDomain, FlushQueue, IOVA_FQ_SIZE, IOVA_FQ_TIMEOUT_NS, IOVA_MAG_SIZE, IOVA_RANGE_CACHE_MAX_SIZE } from "./iova/index.js";
+export type { IovaRange } from "./iova/index.js";

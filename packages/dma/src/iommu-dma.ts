@@ -1,0 +1,225 @@
+import { IommuError, IommuProt } from "@dmasim/iommu";
+import { Counter } from "@dmasim/trace";
+import {
+  archSyncDmaForCpu,
+  archSyncDmaForDevice,
+  devUseSwiotlb,
+  isSwiotlbActive,
+  isSwiotlbBuffer,
+  swiotlbSyncSingleForCpu,
+  swiotlbSyncSingleForDevice,
+  swiotlbTblMapSingle,
+  swiotlbTblUnmapSingle,
+  zeroBouncePadding,
+} from "./bounce.js";
+import {
+  DMA_ATTR_MMIO,
+  DMA_ATTR_PRIVILEGED,
+  DMA_ATTR_REQUIRE_COHERENT,
+  DMA_ATTR_SKIP_CPU_SYNC,
+  DMA_MAPPING_ERROR,
+  DmaDirection,
+  Errno,
+} from "./constants.js";
+import type { DmaAddr } from "./constants.js";
+import type { DmaDevice } from "./device.js";
+import { iommuDmaAllocIova, iommuDmaFreeIova } from "./iova/index.js";
+import type { IommuDmaCookie } from "./iova/index.js";
+
+// iommu-dma: the DMA API on top of a paging IOMMU domain (drivers/iommu/dma-iommu.c). Internal: the
+// public entry points in mapping.ts and two-step.ts dispatch here when the device uses iommu-dma.
+
+/** The cookie of a device known to use iommu-dma. */
+export function cookieOf(dev: DmaDevice): IommuDmaCookie {
+  const c = dev.cookie;
+  if (c === undefined) throw new Error(`${dev.bdf} does not use iommu-dma`);
+  return c;
+}
+
+export function domainOf(dev: DmaDevice): NonNullable<DmaDevice["domain"]> {
+  const d = dev.domain;
+  if (d === undefined) throw new Error(`${dev.bdf} has no IOMMU domain`);
+  return d;
+}
+
+export function iovaOffset(dev: DmaDevice, addr: number): number {
+  return addr % dev.granule;
+}
+
+export function iovaAlignUp(dev: DmaDevice, size: number): number {
+  const g = dev.granule;
+  return Math.ceil(size / g) * g;
+}
+
+/** iova_unaligned: the range starts or ends inside a granule. */
+export function iovaUnaligned(dev: DmaDevice, phys: number, size: number): boolean {
+  return iovaOffset(dev, phys) !== 0 || iovaOffset(dev, size) !== 0;
+}
+
+/**
+ * dma_info_to_prot: IOMMU_CACHE for coherent devices, PRIV for DMA_ATTR_PRIVILEGED, MMIO attributes
+ * (instead of CACHE) for DMA_ATTR_MMIO, and read/write from the direction.
+ */
+export function dmaInfoToProt(dir: DmaDirection, coherent: boolean, attrs: number): number {
+  let prot = 0;
+  if ((attrs & DMA_ATTR_MMIO) !== 0) prot |= IommuProt.MMIO;
+  else if (coherent) prot |= IommuProt.CACHE;
+  if ((attrs & DMA_ATTR_PRIVILEGED) !== 0) prot |= IommuProt.PRIV;
+  switch (dir) {
+    case DmaDirection.BIDIRECTIONAL:
+      return prot | IommuProt.READ | IommuProt.WRITE;
+    case DmaDirection.TO_DEVICE:
+      return prot | IommuProt.READ;
+    case DmaDirection.FROM_DEVICE:
+      return prot | IommuProt.WRITE;
+    case DmaDirection.NONE:
+      return 0;
+  }
+}
+
+/**
+ * iommu_dma_alloc_iova under the device's mask and its bus_dma_limit (min_not_zero, as upstream: a bus
+ * that cannot carry the mask's top bits limits the IOVA too); 0 on failure.
+ */
+export function allocIova(dev: DmaDevice, size: number, dmaLimit: number): number {
+  const kernel = dev.kernel;
+  const apertureEnd = 2 ** domainOf(dev).iommu.vaBits - 1;
+  const limit = dev.busDmaLimit > 0 ? Math.min(dmaLimit, dev.busDmaLimit) : dmaLimit;
+  return iommuDmaAllocIova(cookieOf(dev), dev.iommuState, size, limit, apertureEnd, kernel.cpu);
+}
+
+/**
+ * iommu_map on a DMA domain: page-table writes, then iotlb_sync_map (what iommu_map adds over
+ * iommu_map_nosync). Returns 0 or a negative errno; a refused map changes nothing.
+ */
+export function iommuMapNosync(dev: DmaDevice, iova: number, phys: number, size: number, prot: number): number {
+  const domain = domainOf(dev);
+  try {
+    domain.map(iova, phys, size, prot);
+    return 0;
+  } catch (e) {
+    // Only the IOMMU's own refusals become errnos; anything else is a bug in the model and must surface.
+    if (!(e instanceof IommuError)) throw e;
+    if (e.code === "EEXIST") return -17;
+    const g = dev.granule;
+    const unaligned = iova % g !== 0 || phys % g !== 0 || size % g !== 0;
+    // iommu_map (drivers/iommu/iommu.c) prints this before returning -EINVAL.
+    if (unaligned) dev.kernel.log(dev, `iommu: unaligned: iova 0x${iova.toString(16)} pa ${phys < 0 ? String(phys) : `0x${phys.toString(16)}`} size 0x${size.toString(16)} min_pagesz 0x${g.toString(16)}`);
+    else dev.kernel.log(dev, `iommu: map failed: ${e.message}`);
+    return -Errno.EINVAL;
+  }
+}
+
+/**
+ * __iommu_dma_unmap: clears the page table for [dmaAddr, +size) (widened to granules), then either
+ * invalidates the IOTLB synchronously (strict) or queues the IOVA and the freed page-table pages on the
+ * flush queue (lazy), and returns the IOVA to the allocator.
+ */
+export function iommuDmaUnmapRange(dev: DmaDevice, dmaAddr: number, size: number, freeIova: boolean): void {
+  const domain = domainOf(dev);
+  const cookie = cookieOf(dev);
+  const off = iovaOffset(dev, dmaAddr);
+  const iova = dmaAddr - off;
+  const len = iovaAlignUp(dev, size + off);
+  const { unmapped, freed } = domain.unmap(iova, len);
+  if (unmapped !== len) dev.kernel.debug.warnOnce(dev.bdf, "__iommu_dma_unmap", `WARN_ON(unmapped != size): unmapped ${unmapped} of ${len} bytes at IOVA 0x${iova.toString(16)}`);
+  const queued = freeIova && cookie.fq !== undefined;
+  if (!queued) {
+    domain.invalidateRange(iova, len);
+    domain.releasePtPages(freed);
+  }
+  if (freeIova) iommuDmaFreeIova(cookie, iova, len, dev.kernel.cpu, { queued, freelist: freed });
+}
+
+/**
+ * __iommu_dma_map: allocate an IOVA under `dmaMask`, map, sync. One IOTLB sync per call — the cost the
+ * two-step API removes for multi-range mappings.
+ */
+export function iommuDmaMapRange(dev: DmaDevice, phys: number, size: number, prot: number, dmaMask: number): DmaAddr {
+  const off = iovaOffset(dev, phys);
+  if (dev.minAlignMask > dev.granule - 1) {
+    dev.kernel.debug.warnOnce(dev.bdf, "__iommu_dma_map", "Unsupported alignment constraint");
+    return DMA_MAPPING_ERROR;
+  }
+  const len = iovaAlignUp(dev, size + off);
+  const iova = allocIova(dev, len, dmaMask);
+  if (iova === 0) return DMA_MAPPING_ERROR;
+  if (iommuMapNosync(dev, iova, phys - off, len, prot) !== 0) {
+    iommuDmaFreeIova(cookieOf(dev), iova, len, dev.kernel.cpu);
+    return DMA_MAPPING_ERROR;
+  }
+  domainOf(dev).iotlbSyncMap(iova, len);
+  return (iova + off) as DmaAddr;
+}
+
+/**
+ * iommu_dma_map_swiotlb: bounce through a slot aligned to the IOVA granule, and for untrusted devices
+ * zero the padding around the data inside the granule so the device cannot read stale kernel data.
+ */
+export function iommuDmaMapSwiotlb(dev: DmaDevice, phys: number, size: number, dir: DmaDirection, attrs: number): number {
+  if (!isSwiotlbActive(dev)) {
+    dev.kernel.log(dev, "DMA bounce buffers are inactive, unable to map unaligned transaction.");
+    return -1;
+  }
+  const tlb = swiotlbTblMapSingle(dev, phys, size, dev.granule - 1, dir, attrs);
+  if (tlb < 0) return -1;
+  if (dev.untrusted) zeroBouncePadding(dev, tlb, size, dev.granule);
+  return tlb;
+}
+
+/** iommu_dma_map_phys (6.18). */
+export function iommuDmaMapPhys(dev: DmaDevice, phys: number, size: number, dir: DmaDirection, attrs: number): DmaAddr {
+  const coherent = dev.coherent;
+  const prot = dmaInfoToProt(dir, coherent, attrs);
+  let target = phys;
+  if (devUseSwiotlb(dev, size, dir) && iovaUnaligned(dev, phys, size)) {
+    if ((attrs & (DMA_ATTR_MMIO | DMA_ATTR_REQUIRE_COHERENT)) !== 0) return DMA_MAPPING_ERROR;
+    target = iommuDmaMapSwiotlb(dev, phys, size, dir, attrs);
+    if (target < 0) return DMA_MAPPING_ERROR;
+  }
+  if (!coherent && (attrs & (DMA_ATTR_SKIP_CPU_SYNC | DMA_ATTR_MMIO)) === 0) archSyncDmaForDevice(dev, target, size, dir);
+  const iova = iommuDmaMapRange(dev, target, size, prot, dev.dmaMask);
+  if (iova === DMA_MAPPING_ERROR && (attrs & DMA_ATTR_MMIO) === 0 && isSwiotlbBuffer(dev, target)) {
+    swiotlbTblUnmapSingle(dev, target, size, dir, attrs);
+  }
+  return iova;
+}
+
+/** iommu_dma_unmap_phys (6.18). */
+export function iommuDmaUnmapPhys(dev: DmaDevice, dmaHandle: number, size: number, dir: DmaDirection, attrs: number): void {
+  if ((attrs & (DMA_ATTR_MMIO | DMA_ATTR_REQUIRE_COHERENT)) !== 0) {
+    iommuDmaUnmapRange(dev, dmaHandle, size, true);
+    return;
+  }
+  const phys = domainOf(dev).iovaToPhys(dmaHandle);
+  if (phys === undefined) {
+    dev.kernel.debug.warnOnce(dev.bdf, "iommu_dma_unmap_phys", `WARN_ON(!phys): unmap of IOVA 0x${dmaHandle.toString(16)} that translates to nothing`);
+    return;
+  }
+  if ((attrs & DMA_ATTR_SKIP_CPU_SYNC) === 0 && !dev.coherent) archSyncDmaForCpu(dev, phys, size, dir);
+  iommuDmaUnmapRange(dev, dmaHandle, size, true);
+  if (isSwiotlbBuffer(dev, phys)) swiotlbTblUnmapSingle(dev, phys, size, dir, attrs);
+}
+
+/** iommu_dma_sync_single_for_cpu. */
+export function iommuDmaSyncSingleForCpu(dev: DmaDevice, dmaHandle: number, size: number, dir: DmaDirection): void {
+  if (dev.coherent && !devUseSwiotlb(dev, size, dir)) return;
+  const phys = domainOf(dev).iovaToPhys(dmaHandle);
+  if (phys === undefined) return;
+  if (!dev.coherent) archSyncDmaForCpu(dev, phys, size, dir);
+  if (isSwiotlbBuffer(dev, phys)) swiotlbSyncSingleForCpu(dev, phys, size, dir);
+}
+
+/** iommu_dma_sync_single_for_device. */
+export function iommuDmaSyncSingleForDevice(dev: DmaDevice, dmaHandle: number, size: number, dir: DmaDirection): void {
+  if (dev.coherent && !devUseSwiotlb(dev, size, dir)) return;
+  const phys = domainOf(dev).iovaToPhys(dmaHandle);
+  if (phys === undefined) return;
+  if (isSwiotlbBuffer(dev, phys)) swiotlbSyncSingleForDevice(dev, phys, size, dir);
+  if (!dev.coherent) archSyncDmaForDevice(dev, phys, size, dir);
+}
+
+/** Counts the page-descriptor lookups a path made (pfn_valid, is_pci_p2pdma_page, …). */
+export function countPageLookup(dev: DmaDevice, n = 1): void {
+  dev.kernel.trace.counters.add(Counter.PageDescLookups, n);
+}

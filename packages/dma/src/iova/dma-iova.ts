@@ -1,0 +1,97 @@
+import { DMA_BIT_MASK_32 } from "./constants.js";
+import type { IovaDomain } from "./domain.js";
+import { checkCount, checkCpu, IovaError } from "./errors.js";
+import type { FlushQueue } from "./flush-queue.js";
+
+/** The part of dev->iommu that IOVA allocation reads and writes. */
+export interface IommuDmaDeviceState {
+  /** pci_32bit_workaround: set for PCI devices; cleared for good after the first failure below 4 GiB. */
+  pci32bitWorkaround: boolean;
+}
+
+/** struct iommu_dma_cookie, reduced to what IOVA allocation and release need. */
+export interface IommuDmaCookie {
+  readonly iovad: IovaDomain;
+  /** The flush queue of lazy mode; undefined in strict mode. */
+  readonly fq: FlushQueue | undefined;
+}
+
+/** struct iommu_iotlb_gather, as far as iommu_dma_free_iova reads it. */
+export interface IommuIotlbGather {
+  /** True when the unmap deferred its IOTLB invalidation to the flush queue. */
+  readonly queued: boolean;
+  /** Page-table pages the unmap detached (opaque); released with the IOVA. */
+  readonly freelist: unknown;
+}
+
+/** iova_align: rounds `size` bytes up to the granule. */
+export function iovaAlign(iovad: IovaDomain, size: number): number {
+  return Math.ceil(size / iovad.granule) * iovad.granule;
+}
+
+/**
+ * iommu_dma_alloc_iova (drivers/iommu/dma-iommu.c): an IOVA for `size` bytes at or below
+ * min(dmaLimit, apertureEnd). While `dev.pci32bitWorkaround` holds, a device that could use more
+ * than 32 bits first gets addresses below 4 GiB (without flushing the caches); the first failure
+ * there clears the flag for good and the allocation moves to the full limit, flushing the caches if
+ * need be. Returns the IOVA, or 0 when the space is exhausted.
+ *
+ * `dmaLimit` is the device's DMA mask; masks wider than 53 bits are fine (they are clamped by the
+ * aperture end, itself a safe integer).
+ */
+export function iommuDmaAllocIova(
+  cookie: IommuDmaCookie,
+  dev: IommuDmaDeviceState,
+  size: number,
+  dmaLimit: number,
+  apertureEnd: number,
+  cpu: number,
+): number {
+  const iovad = cookie.iovad;
+  checkCount("size", size, 1);
+  if (!(dmaLimit >= 0) || !Number.isInteger(dmaLimit)) {
+    throw new IovaError("EINVAL", "dmaLimit", dmaLimit, "a DMA mask: an integer >= 0");
+  }
+  checkCount("apertureEnd", apertureEnd, 0);
+  checkCpu(cpu, iovad.cpus);
+  const granule = iovad.granule;
+  const len = iovaAlign(iovad, size) / granule;
+  const limit = Math.min(dmaLimit, apertureEnd);
+  if (limit > DMA_BIT_MASK_32 && dev.pci32bitWorkaround) {
+    const pfn = iovad.allocIovaFast(len, Math.floor(DMA_BIT_MASK_32 / granule), false, cpu);
+    if (pfn !== 0) return pfn * granule;
+    dev.pci32bitWorkaround = false;
+  }
+  const limitPfn = Math.floor(limit / granule);
+  if (limitPfn < 1) return 0;
+  return iovad.allocIovaFast(len, limitPfn, true, cpu) * granule;
+}
+
+/**
+ * iommu_dma_free_iova: with a gather whose unmap was queued (lazy mode), the IOVA waits in the flush
+ * queue; otherwise it goes straight back through free_iova_fast.
+ */
+export function iommuDmaFreeIova(
+  cookie: IommuDmaCookie,
+  iova: number,
+  size: number,
+  cpu: number,
+  gather?: IommuIotlbGather,
+): void {
+  const iovad = cookie.iovad;
+  checkCount("iova", iova, 1);
+  checkCount("size", size, 1);
+  if (iova % iovad.granule !== 0) {
+    throw new IovaError("EINVAL", "iova", iova, `a multiple of the granule (${iovad.granule})`);
+  }
+  const pfn = iova / iovad.granule;
+  const pages = iovaAlign(iovad, size) / iovad.granule;
+  if (gather?.queued === true) {
+    if (cookie.fq === undefined) {
+      throw new IovaError("EINVAL", "gather.queued", true, "false: this cookie has no flush queue (strict mode)");
+    }
+    cookie.fq.queueIova(pfn, pages, gather.freelist, cpu);
+  } else {
+    iovad.freeIovaFast(pfn, pages, cpu);
+  }
+}

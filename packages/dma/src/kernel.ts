@@ -1,0 +1,319 @@
+import type { Iommu } from "@dmasim/iommu";
+import type { PhysicalMemory } from "@dmasim/memory";
+import type { Platform } from "@dmasim/pcie-p2p";
+import type { Trace } from "@dmasim/trace";
+import { CpuCache } from "./cache/index.js";
+import { costProfile, priceCounters } from "./costs.js";
+import type { CostOverrides, CostProfile, CostReport } from "./costs.js";
+import { DmaDebugChecker } from "./debug/checker.js";
+import type { DebugEntry, DebugMode } from "./debug/checker.js";
+import type { DmaDebugReport } from "./debug/errors.js";
+import { IovaTracker } from "./debug/iova-tracker.js";
+import { DmaDevice, validateDeviceOptions } from "./device.js";
+import type { DmaDeviceOptions } from "./device.js";
+import { DmaConfigError, DmaInputError, showValue } from "./errors.js";
+import { checkDevice } from "./api-trace.js";
+import { FlushQueue, IovaDomain } from "./iova/index.js";
+import type { IommuDmaCookie } from "./iova/index.js";
+import { SwiotlbPool } from "./swiotlb/index.js";
+
+/**
+ * How the kernel sets up the IOMMU for DMA (iommu.passthrough= / iommu.strict= / no IOMMU):
+ * - "strict": IOMMU_DOMAIN_DMA, every unmap invalidates the IOTLB before returning;
+ * - "lazy": IOMMU_DOMAIN_DMA_FQ, invalidations are batched by the flush queue (untrusted devices stay strict);
+ * - "passthrough": identity domains and dma-direct (untrusted devices still get a strict DMA domain);
+ * - "off": the IOMMU is not used at all: dma-direct, devices reach memory by physical address.
+ */
+export type IommuMode = "strict" | "lazy" | "passthrough" | "off";
+
+export interface DmaKernelOptions {
+  iommuMode?: IommuMode;
+  /** swiotlb pool: `false` for none; `bytes` (default 64 MiB); `force` bounces every dma-direct mapping (swiotlb=force). */
+  swiotlb?: false | { bytes?: number; force?: boolean };
+  /** CPUs for per-CPU IOVA caches, flush queues and swiotlb areas. Default 4. */
+  cpus?: number;
+  /** dma-debug: throw on misuse (default), collect reports, or check nothing. */
+  debug?: DebugMode;
+  /** Per-event cost overrides on top of the default profile. */
+  costProfile?: CostOverrides;
+  /** Per-device properties, by BDF, applied when the device is first looked up. */
+  devices?: Readonly<Record<string, DmaDeviceOptions>>;
+  /** CONFIG_DMA_BOUNCE_UNALIGNED_KMALLOC: small kmalloc buffers of non-coherent devices bounce. Default false. */
+  kmallocBounce?: boolean;
+  /** CPU cache: line capacity before deterministic eviction; default unbounded (a missing sync is always caught). */
+  cacheLines?: number;
+}
+
+/** A line of the kernel log (dev_warn and friends), with virtual time. */
+export interface KernelLogLine {
+  readonly t: number;
+  readonly device: string;
+  readonly message: string;
+}
+
+/** Report of `kernel.unbind(dev)`: what the driver still held. */
+export interface UnbindReport {
+  readonly device: string;
+  readonly leakedMappings: readonly DebugEntry[];
+  readonly leakedIovaStates: number;
+}
+
+/**
+ * The DMA side of a kernel running on a platform: devices (`struct device`), their DMA ops and
+ * domains, swiotlb, the CPU cache, dma-debug and cost accounting. The API functions (dmaMapPhys,
+ * dmaIovaLink, …) take a device obtained from `kernel.device(bdf)`.
+ */
+export class DmaKernel {
+  readonly platform: Platform;
+  readonly trace: Trace;
+  readonly memory: PhysicalMemory;
+  readonly iommuMode: IommuMode;
+  readonly cpus: number;
+  readonly debug: DmaDebugChecker;
+  readonly iovaTracker: IovaTracker;
+  readonly swiotlb: SwiotlbPool | undefined;
+  readonly swiotlbForce: boolean;
+  readonly cpuCache: CpuCache;
+  readonly kmallocBounce: boolean;
+  readonly profile: CostProfile;
+  /** The CPU the next API call runs on (per-CPU IOVA caches, flush queues, swiotlb areas). */
+  #cpu = 0;
+  readonly #devices = new Map<string, DmaDevice>();
+  readonly #deviceOptions: Readonly<Record<string, DmaDeviceOptions>>;
+  readonly #log: KernelLogLine[] = [];
+  /** Physical ranges allocated coherent for non-coherent devices: CPU access to them is uncached. */
+  readonly uncached = new Map<number, number>();
+
+  constructor(platform: Platform, options: DmaKernelOptions = {}) {
+    this.platform = platform;
+    this.trace = platform.trace;
+    this.memory = platform.memory;
+    this.iommuMode = options.iommuMode ?? "strict";
+    if (!["strict", "lazy", "passthrough", "off"].includes(this.iommuMode)) {
+      throw new DmaConfigError(`iommuMode = ${JSON.stringify(this.iommuMode)} is invalid: expected "strict", "lazy", "passthrough" or "off"`);
+    }
+    this.cpus = options.cpus ?? 4;
+    if (!Number.isInteger(this.cpus) || this.cpus < 1 || this.cpus > 1024) {
+      throw new DmaConfigError(`cpus = ${String(this.cpus)} is invalid: expected an integer from 1 to 1024`);
+    }
+    const debug = options.debug ?? "throw";
+    if (!(["throw", "collect", "off"] as unknown[]).includes(debug)) {
+      throw new DmaConfigError(`debug = ${showValue(debug)} is invalid: expected "throw", "collect" or "off"`);
+    }
+    this.kmallocBounce = options.kmallocBounce ?? false;
+    if (typeof this.kmallocBounce !== "boolean") throw new DmaConfigError(`kmallocBounce = ${showValue(this.kmallocBounce)} is invalid: expected true or false`);
+    const cacheLines = options.cacheLines;
+    if (cacheLines !== undefined && (!Number.isSafeInteger(cacheLines) || cacheLines < 1)) {
+      throw new DmaConfigError(`cacheLines = ${String(cacheLines)} is invalid: expected a positive number of cache lines`);
+    }
+    const sw = options.swiotlb as unknown;
+    if (sw !== undefined && sw !== false && (typeof sw !== "object" || sw === null)) {
+      throw new DmaConfigError(`swiotlb = ${showValue(sw)} is invalid: expected false or { bytes?, force? }`);
+    }
+    const swOptions = sw === false || sw === undefined ? undefined : (sw as { bytes?: unknown; force?: unknown });
+    const swBytes = swOptions?.bytes;
+    if (swBytes !== undefined && (typeof swBytes !== "number" || !Number.isSafeInteger(swBytes) || swBytes <= 0)) {
+      throw new DmaConfigError(`swiotlb.bytes = ${showValue(swBytes)} is invalid: expected a positive number of bytes`);
+    }
+    if (swOptions?.force !== undefined && typeof swOptions.force !== "boolean") {
+      throw new DmaConfigError(`swiotlb.force = ${showValue(swOptions.force)} is invalid: expected true or false`);
+    }
+    this.#deviceOptions = options.devices ?? {};
+    for (const [bdf, devOptions] of Object.entries(this.#deviceOptions)) {
+      this.#endpoint(bdf, `devices[${JSON.stringify(bdf)}]`);
+      validateDeviceOptions(bdf, devOptions);
+    }
+    // Everything is validated before anything is allocated: a refused configuration leaves the platform as it was.
+    this.profile = costProfile(options.costProfile);
+    this.debug = new DmaDebugChecker(this.trace, debug);
+    this.iovaTracker = new IovaTracker(this.debug);
+    this.cpuCache = new CpuCache(this.memory, cacheLines === undefined ? {} : { capacity: cacheLines });
+    if (sw === false) {
+      this.swiotlb = undefined;
+      this.swiotlbForce = false;
+    } else {
+      const bytes = swBytes ?? 64 * 1024 * 1024;
+      try {
+        this.swiotlb = new SwiotlbPool(this.memory, { size: bytes, nareas: this.cpus });
+      } catch (e) {
+        throw new DmaConfigError(`swiotlb.bytes = ${String(bytes)} cannot be allocated: ${(e as Error).message}`, { cause: e });
+      }
+      // Confidential guests bounce every dma-direct mapping through the shared pool
+      // (swiotlb_force_bounce, set by the CoCo guest setup via force_dma_unencrypted).
+      this.swiotlbForce = swOptions?.force === true || this.memory.confidential;
+    }
+    platform.setDmaObserver({
+      // dma-debug (dmasim's two-step tracking): a device touching a linked IOVA that was never synced.
+      onTlp: (bdf, addr, len) => {
+        if (this.debug.enabled) this.iovaTracker.deviceAccess(bdf, addr, len);
+      },
+      // A coherent device's DMA snoops the CPU caches: reads get dirty lines written back first, writes
+      // invalidate stale lines. Non-coherent devices bypass the cache — hence the syncs.
+      onMemoryAccess: (bdf, phys, len, access) => {
+        if (this.cpuCache.lines === 0 || this.#devices.get(bdf)?.coherent === false) return;
+        if (access === "read") this.cpuCache.snoopDeviceRead(phys, len);
+        else this.cpuCache.snoopDeviceWrite(phys, len);
+      },
+    });
+  }
+
+  /** The platform's endpoint, with an unknown BDF reported as a configuration error. */
+  #endpoint(bdf: string, what: string): ReturnType<Platform["endpoint"]> {
+    const known = this.platform.endpoints.find((e) => e.bdf === bdf);
+    if (known === undefined) {
+      const list = this.platform.endpoints.map((e) => e.bdf).join(", ");
+      throw new DmaConfigError(`${what}: bdf = ${JSON.stringify(bdf)} is invalid: expected an endpoint of the platform (${list || "none"})`);
+    }
+    return known;
+  }
+
+  get cpu(): number {
+    return this.#cpu;
+  }
+
+  /** Moves the caller to another CPU (what preemption or a different queue's IRQ would do). */
+  setCpu(cpu: number): void {
+    if (!Number.isInteger(cpu) || cpu < 0 || cpu >= this.cpus) {
+      throw new DmaConfigError(`cpu = ${String(cpu)} is invalid: expected an integer from 0 to ${this.cpus - 1}`);
+    }
+    this.#cpu = cpu;
+  }
+
+  /** Runs `fn` on `cpu`, then returns to the previous CPU. */
+  onCpu<T>(cpu: number, fn: () => T): T {
+    const prev = this.#cpu;
+    this.setCpu(cpu);
+    try {
+      return fn();
+    } finally {
+      this.#cpu = prev;
+    }
+  }
+
+  /** The `struct device` of an endpoint, created (probed) on first use. */
+  device(bdf: string, options?: DmaDeviceOptions): DmaDevice {
+    const existing = this.#devices.get(bdf);
+    if (existing !== undefined) {
+      if (options !== undefined) throw new DmaConfigError(`device ${bdf} already exists: pass its options on first lookup or in createDmaKernel({ devices })`);
+      return existing;
+    }
+    const endpoint = this.#endpoint(bdf, "device");
+    if (options !== undefined) validateDeviceOptions(bdf, options);
+    const iommu = this.platform.iommuFor(bdf);
+    const merged: DmaDeviceOptions = { ...this.#deviceOptions[bdf], ...options };
+    const dev = this.#probe(endpoint, iommu, merged);
+    this.#devices.set(bdf, dev);
+    return dev;
+  }
+
+  devices(): DmaDevice[] {
+    return [...this.#devices.values()];
+  }
+
+  /**
+   * Driver unbind: reports every mapping and IOVA state the driver still holds (dma-debug's
+   * "pending DMA allocations" check), then forgets them; the device can be looked up again afterwards.
+   */
+  unbind(dev: DmaDevice): UnbindReport {
+    // A stale handle must not tear down the device that a later lookup probed under the same BDF.
+    checkDevice("unbind", dev);
+    if (this.#devices.get(dev.bdf) !== dev) throw new DmaInputError("unbind", "dev", dev.bdf, "a device this kernel handed out");
+    const live = this.iovaTracker.liveCount(dev.bdf);
+    const leakedMappings = this.debug.leaks(dev.bdf);
+    if (live > 0) this.debug.report("iova-leak", dev.bdf, `device driver still holds ${live} dma_iova_state allocation(s) while released from device`);
+    this.debug.forget(dev.bdf);
+    this.iovaTracker.forget(dev.bdf);
+    dev.bound = false;
+    this.#devices.delete(dev.bdf);
+    return { device: dev.bdf, leakedMappings, leakedIovaStates: live };
+  }
+
+  /** Every dma-debug finding so far (with `debug: "collect"`, or those thrown in "throw" mode). */
+  debugReports(): readonly DmaDebugReport[] {
+    return this.debug.reports();
+  }
+
+  /** dev_warn and friends: what the kernel would have printed. */
+  dmesg(): readonly KernelLogLine[] {
+    return this.#log;
+  }
+
+  log(dev: DmaDevice | string, message: string): void {
+    this.#log.push({ t: this.trace.clock.now, device: typeof dev === "string" ? dev : dev.bdf, message });
+  }
+
+  /** Counters and modelled time together, since the platform was created (or since `since`). */
+  costs(since?: ReturnType<Trace["counters"]["snapshot"]>): CostReport {
+    const now = this.trace.counters.snapshot();
+    return priceCounters(since === undefined ? now : now.diff(since), this.profile);
+  }
+
+  /**
+   * A CPU store, as a driver's memcpy into a buffer would do it: through the CPU cache model (so a
+   * non-coherent device sees it only after a sync for the device), or straight to memory for uncached
+   * coherent allocations of non-coherent devices.
+   */
+  cpuWrite(phys: number, bytes: Uint8Array): void {
+    if (this.#isUncached(phys, bytes.length)) this.memory.write(phys, bytes);
+    else this.cpuCache.cpuWrite(phys, bytes);
+  }
+
+  /** A CPU load: cached lines where present (possibly stale after a device write), memory elsewhere. */
+  cpuRead(phys: number, len: number): Uint8Array {
+    return this.#isUncached(phys, len) ? this.memory.read(phys, len) : this.cpuCache.cpuRead(phys, len);
+  }
+
+  #isUncached(phys: number, len: number): boolean {
+    if (this.uncached.size === 0) return false;
+    for (const [base, size] of this.uncached) if (phys >= base && phys + len <= base + size) return true;
+    return false;
+  }
+
+  /** Drains every lazy-mode flush queue now (as a domain teardown would). */
+  flushAll(): void {
+    for (const dev of this.#devices.values()) dev.cookie?.fq?.flushNow();
+  }
+
+  #probe(endpoint: ReturnType<Platform["endpoint"]>, iommu: Iommu | undefined, options: DmaDeviceOptions): DmaDevice {
+    // iommu_get_default_domain_type: untrusted (external-facing) devices always get a DMA domain,
+    // and never a flush queue (iommu_dma_init_domain skips the FQ for them).
+    const mode = this.iommuMode;
+    const untrusted = endpoint.untrusted;
+    if (iommu === undefined || mode === "off") {
+      if (iommu !== undefined) iommu.attachDevice(endpoint.bdf, iommu.allocDomain("identity"));
+      return new DmaDevice({ kernel: this, endpoint, ops: "direct", domain: undefined, cookie: undefined, strict: true, options });
+    }
+    if (mode === "passthrough" && !untrusted) {
+      const domain = iommu.allocDomain("identity");
+      iommu.attachDevice(endpoint.bdf, domain);
+      return new DmaDevice({ kernel: this, endpoint, ops: "direct", domain, cookie: undefined, strict: true, options });
+    }
+    const domain = iommu.allocDomain("paging");
+    iommu.attachDevice(endpoint.bdf, domain);
+    const granule = iommu.granule;
+    // init_iova_domain(granule, start_pfn): base 0 gives start_pfn 1 so IOVA 0 is never handed out.
+    const iovad = new IovaDomain(this.trace, { granule, startPfn: 1, cpus: this.cpus });
+    // iova_reserve_pci_windows: bus addresses that a switch or root port would route to a peer's BAR
+    // must never be handed out as IOVAs, or the device's DMA would go to the peer instead of memory.
+    const window = endpoint.hostBridge.window;
+    iovad.reserveIova(Math.floor(window.bus / granule), Math.floor((window.bus + window.size - 1) / granule));
+    const strict = mode === "strict" || untrusted;
+    const fq = strict
+      ? undefined
+      : new FlushQueue(this.trace, iovad, {
+          flushIotlbAll: () => {
+            domain.invalidateAll();
+          },
+          releasePtPages: (list) => {
+            domain.releasePtPages(list as Parameters<typeof domain.releasePtPages>[0]);
+          },
+        });
+    const cookie: IommuDmaCookie = { iovad, fq };
+    return new DmaDevice({ kernel: this, endpoint, ops: "iommu", domain, cookie, strict, options });
+  }
+}
+
+/** Creates the DMA side of a kernel on `platform` (see DmaKernelOptions). */
+export function createDmaKernel(platform: Platform, options: DmaKernelOptions = {}): DmaKernel {
+  return new DmaKernel(platform, options);
+}

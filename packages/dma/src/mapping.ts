@@ -1,0 +1,282 @@
+import { PAGE_SIZE, PageFlag } from "@dmasim/memory";
+import { Counter } from "@dmasim/trace";
+import { apiBegin, apiEnd, checkDevice } from "./api-trace.js";
+import { DMA_ATTR_MMIO, DMA_BIT_MASK, DMA_MAPPING_ERROR, DmaDirection, Errno } from "./constants.js";
+import type { DmaAddr } from "./constants.js";
+import type { DmaDevice } from "./device.js";
+import { dmaDirectMapPhys, dmaDirectSyncSingleForCpu, dmaDirectSyncSingleForDevice, dmaDirectUnmapPhys } from "./direct.js";
+import { DmaInputError } from "./errors.js";
+import { countPageLookup, iommuDmaMapPhys, iommuDmaSyncSingleForCpu, iommuDmaSyncSingleForDevice, iommuDmaUnmapPhys } from "./iommu-dma.js";
+import { checkAddr, checkAttrs, checkDir, checkMapSize, checkRange, checkSize, isPowerOfTwoMinusOne } from "./validate.js";
+
+// The classic single-mapping API (kernel/dma/mapping.c): dma_map_phys and the wrappers built on it,
+// syncs, and the device's DMA parameters.
+
+function checkMapDir(fn: string, dir: number): asserts dir is DmaDirection {
+  checkDir(fn, dir);
+  // BUG_ON(!valid_dma_direction(dir)): mapping or syncing for DMA_NONE is a driver bug, refused as bad input.
+  if (dir === DmaDirection.NONE) throw new DmaInputError(fn, "dir", dir, "a valid direction for a mapping: BIDIRECTIONAL, TO_DEVICE or FROM_DEVICE");
+}
+
+function pageFlags(dev: DmaDevice): (phys: number) => number {
+  const pages = dev.kernel.memory.pages;
+  return (phys) => {
+    const pfn = Math.floor(phys / PAGE_SIZE);
+    return pages.hasPage(pfn) ? pages.flags(pfn) : 0;
+  };
+}
+
+/**
+ * dma_map_phys: map [phys, phys+size) for `dev`. Returns the DMA address, or DMA_MAPPING_ERROR which the
+ * caller must test with dmaMappingError() (dma-debug checks that it did).
+ */
+export function dmaMapPhys(dev: DmaDevice, phys: number, size: number, dir: DmaDirection, attrs = 0): DmaAddr {
+  const fn = "dma_map_phys";
+  checkDevice(fn, dev);
+  checkRange(fn, "phys", phys, size);
+  checkMapSize(fn, size);
+  checkMapDir(fn, dir);
+  checkAttrs(fn, attrs);
+  return mapPhys(fn, dev, phys, size, dir, attrs);
+}
+
+function mapPhys(fn: string, dev: DmaDevice, phys: number, size: number, dir: DmaDirection, attrs: number): DmaAddr {
+  const kernel = dev.kernel;
+  const isMmio = (attrs & DMA_ATTR_MMIO) !== 0;
+  if (!isMmio) kernel.debug.checkMap(dev.bdf, phys, size, dir, attrs, pageFlags(dev));
+  apiBegin(dev, fn);
+  kernel.trace.counters.add(Counter.DmaMapCalls);
+  const addr = dev.ops === "iommu" ? iommuDmaMapPhys(dev, phys, size, dir, attrs) : dmaDirectMapPhys(dev, phys, size, dir, attrs);
+  if (addr === DMA_MAPPING_ERROR) kernel.trace.counters.add(Counter.DmaMappingErrors);
+  else kernel.debug.add({ type: "phy", device: dev.bdf, dmaAddr: addr, size, phys, dir, sgCount: 0, sgMappedEnts: 0 }, attrs);
+  apiEnd(dev, fn, addr);
+  return addr;
+}
+
+/** dma_unmap_phys. */
+export function dmaUnmapPhys(dev: DmaDevice, addr: number, size: number, dir: DmaDirection, attrs = 0): void {
+  const fn = "dma_unmap_phys";
+  checkDevice(fn, dev);
+  if (addr !== DMA_MAPPING_ERROR) checkRange(fn, "addr", addr, size);
+  checkMapDir(fn, dir);
+  checkAttrs(fn, attrs);
+  unmapPhys(fn, dev, addr, size, dir, attrs);
+}
+
+function unmapPhys(fn: string, dev: DmaDevice, addr: number, size: number, dir: DmaDirection, attrs: number): void {
+  const kernel = dev.kernel;
+  // dma-debug runs its checks before the unmap here (upstream: after), so that in "throw" mode a refused
+  // unmap leaves the mapping and the bookkeeping consistent.
+  const entry = kernel.debug.unmap(dev.bdf, { type: "phy", dmaAddr: addr, size, dir });
+  if (addr === DMA_MAPPING_ERROR) return;
+  if (kernel.debug.enabled && entry === undefined) return;
+  // A size mismatch has been reported by now; in "collect" mode the model carries on, undoing the mapping
+  // that was made rather than the size passed. Upstream would unmap the wrong range and hand the wrong
+  // size back to the IOVA cache (or trip swiotlb's own size check); the report is the finding, and a
+  // model that corrupted itself afterwards could not show the driver's next bug.
+  const len = entry === undefined ? size : entry.size;
+  apiBegin(dev, fn);
+  kernel.trace.counters.add(Counter.DmaUnmapCalls);
+  if (dev.ops === "iommu") iommuDmaUnmapPhys(dev, addr, len, dir, attrs);
+  else dmaDirectUnmapPhys(dev, addr, len, dir, attrs);
+  apiEnd(dev, fn, 0);
+}
+
+/**
+ * dma_map_page_attrs: `pfn` stands for the struct page. Refuses DMA_ATTR_MMIO and P2P pages
+ * (WARN_ON_ONCE, DMA_MAPPING_ERROR): P2P memory must go through a path that knows its provider.
+ */
+export function dmaMapPage(dev: DmaDevice, pfn: number, offset: number, size: number, dir: DmaDirection, attrs = 0): DmaAddr {
+  const fn = "dma_map_page_attrs";
+  checkDevice(fn, dev);
+  checkAddr(fn, "pfn", pfn);
+  checkSize(fn, "offset", offset);
+  const phys = pfn * PAGE_SIZE + offset;
+  checkRange(fn, "page_to_phys(page) + offset", phys, size);
+  checkMapSize(fn, size);
+  checkMapDir(fn, dir);
+  checkAttrs(fn, attrs);
+  const pages = dev.kernel.memory.pages;
+  if (!pages.hasPage(pfn)) throw new DmaInputError(fn, "pfn", pfn, "a page frame that has a struct page (RAM or ZONE_DEVICE)");
+  if ((attrs & DMA_ATTR_MMIO) !== 0) {
+    dev.kernel.debug.warnOnce(dev.bdf, fn + "/mmio", "dma_map_page_attrs: WARN_ON_ONCE(attrs & DMA_ATTR_MMIO): pages are not MMIO; use dma_map_resource");
+    return DMA_MAPPING_ERROR;
+  }
+  // pages.flags() counts the lookup (is_pci_p2pdma_page).
+  if ((pages.flags(pfn) & PageFlag.P2pdma) !== 0) {
+    dev.kernel.debug.warnOnce(dev.bdf, fn + "/p2p", "dma_map_page_attrs: WARN_ON_ONCE(is_pci_p2pdma_page(page)): P2P pages need the P2P-aware mapping paths");
+    return DMA_MAPPING_ERROR;
+  }
+  return mapPhys(fn, dev, phys, size, dir, attrs);
+}
+
+/** dma_unmap_page_attrs. */
+export function dmaUnmapPage(dev: DmaDevice, addr: number, size: number, dir: DmaDirection, attrs = 0): void {
+  const fn = "dma_unmap_page_attrs";
+  checkDevice(fn, dev);
+  if (addr !== DMA_MAPPING_ERROR) checkRange(fn, "addr", addr, size);
+  checkMapDir(fn, dir);
+  checkAttrs(fn, attrs);
+  unmapPhys(fn, dev, addr, size, dir, attrs);
+}
+
+/**
+ * dma_map_resource: map MMIO (a peer's BAR, a doorbell) that has no struct page. Memory with a struct page
+ * is refused (WARN_ON_ONCE(pfn_valid), DMA_MAPPING_ERROR).
+ */
+export function dmaMapResource(dev: DmaDevice, physAddr: number, size: number, dir: DmaDirection, attrs = 0): DmaAddr {
+  const fn = "dma_map_resource";
+  checkDevice(fn, dev);
+  checkRange(fn, "phys_addr", physAddr, size);
+  checkMapSize(fn, size);
+  checkMapDir(fn, dir);
+  checkAttrs(fn, attrs);
+  countPageLookup(dev);
+  if (dev.kernel.memory.pages.hasPage(Math.floor(physAddr / PAGE_SIZE))) {
+    dev.kernel.debug.warnOnce(dev.bdf, fn, `dma_map_resource: WARN_ON_ONCE(pfn_valid(0x${Math.floor(physAddr / PAGE_SIZE).toString(16)})): memory with a struct page is not a resource`);
+    return DMA_MAPPING_ERROR;
+  }
+  return mapPhys(fn, dev, physAddr, size, dir, attrs | DMA_ATTR_MMIO);
+}
+
+/** dma_unmap_resource. */
+export function dmaUnmapResource(dev: DmaDevice, addr: number, size: number, dir: DmaDirection, attrs = 0): void {
+  const fn = "dma_unmap_resource";
+  checkDevice(fn, dev);
+  if (addr !== DMA_MAPPING_ERROR) checkRange(fn, "addr", addr, size);
+  checkMapDir(fn, dir);
+  checkAttrs(fn, attrs);
+  unmapPhys(fn, dev, addr, size, dir, attrs | DMA_ATTR_MMIO);
+}
+
+/** dma_mapping_error: -ENOMEM for DMA_MAPPING_ERROR, else 0; tells dma-debug the driver checked. */
+export function dmaMappingError(dev: DmaDevice, addr: number): number {
+  dev.kernel.debug.markChecked(dev.bdf, addr);
+  return addr === DMA_MAPPING_ERROR ? -Errno.ENOMEM : 0;
+}
+
+/**
+ * dma-debug's check_sync, and the length the sync then moves. A sync that runs past the end of its mapping
+ * has been reported by now ("collect" carries on); like swiotlb_bounce (kernel/dma/swiotlb.c), which warns
+ * "Buffer overflow detected" and clamps to the slot, the model moves only the part inside the mapping.
+ */
+function syncLength(dev: DmaDevice, addr: number, size: number, dir: DmaDirection, toCpu: boolean): number {
+  const e = dev.kernel.debug.sync(dev.bdf, addr, size, dir, toCpu);
+  if (e === undefined || addr + size <= e.dmaAddr + e.size) return size;
+  return Math.max(0, e.dmaAddr + e.size - addr);
+}
+
+/** dma_sync_single_for_cpu: make what the device wrote visible to the CPU (bounce back, invalidate). */
+export function dmaSyncSingleForCpu(dev: DmaDevice, addr: number, size: number, dir: DmaDirection): void {
+  const fn = "dma_sync_single_for_cpu";
+  checkDevice(fn, dev);
+  checkRange(fn, "addr", addr, size);
+  checkMapDir(fn, dir);
+  const len = syncLength(dev, addr, size, dir, true);
+  apiBegin(dev, fn);
+  dev.kernel.trace.counters.add(Counter.DmaSyncCalls);
+  if (dev.ops === "iommu") iommuDmaSyncSingleForCpu(dev, addr, len, dir);
+  else dmaDirectSyncSingleForCpu(dev, addr, len, dir);
+  apiEnd(dev, fn, 0);
+}
+
+/** dma_sync_single_for_device: make what the CPU wrote visible to the device (write back, bounce). */
+export function dmaSyncSingleForDevice(dev: DmaDevice, addr: number, size: number, dir: DmaDirection): void {
+  const fn = "dma_sync_single_for_device";
+  checkDevice(fn, dev);
+  checkRange(fn, "addr", addr, size);
+  checkMapDir(fn, dir);
+  const len = syncLength(dev, addr, size, dir, false);
+  apiBegin(dev, fn);
+  dev.kernel.trace.counters.add(Counter.DmaSyncCalls);
+  if (dev.ops === "iommu") iommuDmaSyncSingleForDevice(dev, addr, len, dir);
+  else dmaDirectSyncSingleForDevice(dev, addr, len, dir);
+  apiEnd(dev, fn, 0);
+}
+
+/**
+ * dma_need_unmap: true unless the device is direct-mapped and needs no syncs. With dma-debug enabled the
+ * kernel always answers true (so the debug code sees every unmap); dmasim does the same unless
+ * `debug: "off"`.
+ */
+export function dmaNeedUnmap(dev: DmaDevice): boolean {
+  if (dev.ops !== "direct") return true;
+  if (!dev.dmaSkipSync) return true;
+  return dev.kernel.debug.enabled;
+}
+
+/** dma_get_merge_boundary: the IOVA granule - 1 for iommu-dma (segments can merge across it), else 0. */
+export function dmaGetMergeBoundary(dev: DmaDevice): number {
+  return dev.ops === "iommu" ? dev.granule - 1 : 0;
+}
+
+export function dmaGetMaxSegSize(dev: DmaDevice): number {
+  return dev.maxSegmentSize;
+}
+
+export function dmaGetSegBoundary(dev: DmaDevice): number {
+  return dev.segBoundaryMask;
+}
+
+export function dmaGetMask(dev: DmaDevice): number {
+  return dev.dmaMask;
+}
+
+/** dma_supported: iommu-dma takes any mask; dma-direct needs one that covers ZONE_DMA (24 bits). */
+function dmaSupported(dev: DmaDevice, mask: number): boolean {
+  if (dev.ops === "iommu") return true;
+  if (mask >= DMA_BIT_MASK(32)) return true;
+  let ramEnd = 0;
+  for (const r of dev.kernel.memory.regions()) if (r.kind === "ram") ramEnd = Math.max(ramEnd, r.base + r.size);
+  const minMask = Math.min(Math.max(ramEnd - PAGE_SIZE, 0), DMA_BIT_MASK(24));
+  return mask >= minMask + dev.busOffset;
+}
+
+function checkMask(fn: string, mask: number): void {
+  if (!Number.isSafeInteger(mask) || mask < 0) throw new DmaInputError(fn, "mask", mask, "a DMA mask such as DMA_BIT_MASK(64)");
+}
+
+/** dma_set_mask: 0, or -EIO when the mask cannot be supported (the old mask stays). */
+export function dmaSetMask(dev: DmaDevice, mask: number): number {
+  checkMask("dma_set_mask", mask);
+  if (!dmaSupported(dev, mask)) return -Errno.EIO;
+  dev.dmaMask = mask;
+  return 0;
+}
+
+/** dma_set_coherent_mask. */
+export function dmaSetCoherentMask(dev: DmaDevice, mask: number): number {
+  checkMask("dma_set_coherent_mask", mask);
+  if (!dmaSupported(dev, mask)) return -Errno.EIO;
+  dev.coherentDmaMask = mask;
+  return 0;
+}
+
+/** dma_set_mask_and_coherent. */
+export function dmaSetMaskAndCoherent(dev: DmaDevice, mask: number): number {
+  const rc = dmaSetMask(dev, mask);
+  return rc === 0 ? dmaSetCoherentMask(dev, mask) : rc;
+}
+
+/** dma_set_max_seg_size. */
+export function dmaSetMaxSegSize(dev: DmaDevice, size: number): void {
+  if (!Number.isSafeInteger(size) || size < 1 || size > 0xffffffff) throw new DmaInputError("dma_set_max_seg_size", "size", size, "a positive number of bytes that fits in 32 bits");
+  dev.maxSegmentSize = size;
+}
+
+/** dma_set_seg_boundary: the mask must be one less than a power of two. */
+export function dmaSetSegBoundary(dev: DmaDevice, mask: number): void {
+  // Exact test: 32-bit `&` truncates masks above 4 GiB and Math.log2 rounds 2^52 + 1 to 52.
+  if (!isPowerOfTwoMinusOne(mask)) {
+    throw new DmaInputError("dma_set_seg_boundary", "mask", mask, "2^n - 1");
+  }
+  dev.segBoundaryMask = mask;
+}
+
+/** dma_set_min_align_mask. */
+export function dmaSetMinAlignMask(dev: DmaDevice, mask: number): void {
+  if (!isPowerOfTwoMinusOne(mask)) {
+    throw new DmaInputError("dma_set_min_align_mask", "mask", mask, "2^n - 1");
+  }
+  dev.minAlignMask = mask;
+}

@@ -1,0 +1,26 @@
+/**
+ * Codes follow the errno a kernel caller would see for the same misuse: EINVAL for a bad argument or a
+ * size that does not match the mapping, ENOENT for an address that is not a live bounce buffer, EBUSY for
+ * tearing down a pool that still has mappings, ENOMEM when the pool's memory cannot be allocated.
+ */
+export type SwiotlbErrorCode = "EINVAL" | "ENOENT" | "EBUSY" | "ENOMEM";
+
+/**
+ * Misuse of swiotlb. Upstream mostly WARNs and carries on (or BUG()s); the model refuses instead, before
+ * any byte is copied or any slot changes, so a test sees the mistake and the pool stays as it was.
+ * Exhaustion is not misuse: it returns DMA_MAPPING_ERROR like the kernel.
+ */
+export class SwiotlbError extends Error {
+  override readonly name = "SwiotlbError";
+  constructor(
+    readonly code: SwiotlbErrorCode,
+    message: string,
+    options?: { cause?: unknown },
+  ) {
+    super(message, options);
+  }
+}
+
+export function hexAddr(n: number): string {
+  return Number.isSafeInteger(n) && n >= 0 ? `0x${n.toString(16)}` : String(n);
+}

@@ -1,0 +1,158 @@
+import { GiB, PAGE_SIZE } from "@dmasim/memory";
+import { createPlatform } from "@dmasim/pcie-p2p";
+import type { Endpoint, EndpointSpec, IommuSpec, Platform } from "@dmasim/pcie-p2p";
+import type { Counter } from "@dmasim/trace";
+import type { DmaDevice } from "./device.js";
+import { createDmaKernel } from "./kernel.js";
+import type { DmaKernel, DmaKernelOptions } from "./kernel.js";
+
+// Shared builders for the package's tests: one platform with a trusted and an untrusted endpoint behind
+// one IOMMU, the DMA kernel on top, and buffers filled with a deterministic pattern. Not exported from
+// index.ts: tests import it directly.
+
+/** The trusted endpoint every fixture has. */
+export const TRUSTED_BDF = "0000:01:00.0";
+/** An endpoint behind an external-facing port: always a strict DMA domain, bounces unaligned ranges. */
+export const UNTRUSTED_BDF = "0000:02:00.0";
+
+export interface FixtureOptions extends DmaKernelOptions {
+  /** RAM from address 0; default 4 GiB. */
+  ramBytes?: number;
+  /** The IOMMU unit; default `{}` (one unit, "iommu0"); `null` for a platform with no IOMMU at all. */
+  iommu?: IommuSpec | null;
+  /** Extra endpoints beyond the trusted and the untrusted one. */
+  endpoints?: readonly EndpointSpec[];
+}
+
+export interface Fixture {
+  readonly platform: Platform;
+  readonly kernel: DmaKernel;
+  /** The trusted device (TRUSTED_BDF). */
+  readonly dev: DmaDevice;
+  /** The untrusted device (UNTRUSTED_BDF). */
+  readonly untrusted: DmaDevice;
+  /** The endpoint (fabric side: dmaRead/dmaWrite) of a device. */
+  endpoint(dev: DmaDevice | string): Endpoint;
+  /** A counter's current value. */
+  count(counter: Counter): number;
+  /** How much each counter moved while `fn` ran. */
+  delta<T>(fn: () => T, ...counters: Counter[]): { result: T; moved: number[] };
+}
+
+/** A platform with TRUSTED_BDF and UNTRUSTED_BDF (plus `endpoints`) and a DMA kernel over it. */
+export function makeKernel(options: FixtureOptions = {}): Fixture {
+  const { ramBytes = 4 * GiB, iommu = {}, endpoints = [], ...kernelOptions } = options;
+  const platform = createPlatform({
+    memory: { ramBytes },
+    ...(iommu === null ? {} : { iommu }),
+    endpoints: [{ bdf: TRUSTED_BDF }, { bdf: UNTRUSTED_BDF, untrusted: true }, ...endpoints],
+  });
+  const kernel = createDmaKernel(platform, kernelOptions);
+  const counters = platform.trace.counters;
+  return {
+    platform,
+    kernel,
+    dev: kernel.device(TRUSTED_BDF),
+    untrusted: kernel.device(UNTRUSTED_BDF),
+    endpoint: (dev) => platform.endpoint(typeof dev === "string" ? dev : dev.bdf),
+    count: (counter) => counters.get(counter),
+    delta: (fn, ...which) => {
+      const before = which.map((c) => counters.get(c));
+      const result = fn();
+      return { result, moved: which.map((c, i) => counters.get(c) - (before[i] ?? 0)) };
+    },
+  };
+}
+
+/** A deterministic byte pattern that differs with the seed and never repeats within 251 bytes. */
+export function pattern(len: number, seed = 1): Uint8Array {
+  const out = new Uint8Array(len);
+  for (let i = 0; i < len; i++) out[i] = ((i % 251) + seed * 37 + 1) & 0xff;
+  return out;
+}
+
+export interface TestBuffer {
+  /** Physical address of the buffer's first byte. */
+  readonly phys: number;
+  readonly len: number;
+  /** What was written to memory at `phys`. */
+  readonly bytes: Uint8Array;
+  /** First page of the allocation (phys - offset) and the number of pages, to free it. */
+  readonly base: number;
+  readonly pages: number;
+}
+
+export interface BufferOptions {
+  /** Byte offset of the buffer inside its first page; default 0. */
+  offset?: number;
+  /** Seed of the pattern; default 1. */
+  seed?: number;
+  /** Allocate below this physical address (exclusive). */
+  below?: number;
+}
+
+/**
+ * Allocates whole pages for `len` bytes at `offset` into the first page and writes a pattern there
+ * straight to memory (not through the CPU cache).
+ */
+export function allocBuffer(platform: Platform, len: number, options: BufferOptions = {}): TestBuffer {
+  const { offset = 0, seed = 1, below } = options;
+  const pages = Math.max(1, Math.ceil((offset + len) / PAGE_SIZE));
+  const base = platform.memory.allocator.allocPages(pages, below === undefined ? {} : { below });
+  const phys = base + offset;
+  const bytes = pattern(len, seed);
+  platform.memory.write(phys, bytes);
+  return { phys, len, bytes, base, pages };
+}
+
+/** Gives a buffer's pages back to the page allocator. */
+export function freeBuffer(platform: Platform, buf: TestBuffer): void {
+  platform.memory.allocator.freePages(buf.base, buf.pages);
+}
+
+/** The fault reason the device's IOMMU recorded last, or undefined. */
+export function lastFaultReason(platform: Platform, bdf: string): string | undefined {
+  const iommu = platform.iommuFor(bdf);
+  const last = iommu?.faults().at(-1);
+  return last?.device === bdf ? last.reason : undefined;
+}
+
+/** Runs a device read and returns the bytes, or the error it threw (a PcieAccessError on a fault). */
+export function tryDmaRead(endpoint: Endpoint, addr: number, len: number): Uint8Array | Error {
+  try {
+    return endpoint.dmaRead(addr, len);
+  } catch (e) {
+    if (e instanceof Error) return e;
+    throw e;
+  }
+}
+
+/** Runs a device write and returns undefined, or the error it threw. */
+export function tryDmaWrite(endpoint: Endpoint, addr: number, bytes: Uint8Array): Error | undefined {
+  try {
+    endpoint.dmaWrite(addr, bytes);
+    return undefined;
+  } catch (e) {
+    if (e instanceof Error) return e;
+    throw e;
+  }
+}
+
+/**
+ * Index of the first byte where `a` and `b` differ, or -1 when they are equal (lengths included).
+ * Tests compare buffers with it: a deep-equality matcher walks typed arrays element by element, which
+ * makes property runs over kilobytes of data far slower than the model they test.
+ */
+export function firstDifference(a: Uint8Array, b: Uint8Array): number {
+  const n = Math.min(a.length, b.length);
+  for (let i = 0; i < n; i++) if (a[i] !== b[i]) return i;
+  return a.length === b.length ? -1 : n;
+}
+
+/** A one-line description of how `actual` differs from `expected`, or "equal". */
+export function describeDifference(actual: Uint8Array, expected: Uint8Array): string {
+  const i = firstDifference(actual, expected);
+  if (i < 0) return "equal";
+  const show = (x: Uint8Array): string => Array.from(x.subarray(i, i + 8), (v) => v.toString(16).padStart(2, "0")).join(" ");
+  return `differ at byte ${i} of ${actual.length} (expected length ${expected.length}): got [${show(actual)}], expected [${show(expected)}]`;
+}

@@ -1,0 +1,181 @@
+import { Counter } from "@dmasim/trace";
+import { describe, expect, it } from "vitest";
+import { IommuError } from "./errors.js";
+import { SZ_1G, SZ_2M, SZ_4K } from "./iova.js";
+import { IommuProt } from "./prot.js";
+import { setup } from "./test-setup.js";
+
+const RW = IommuProt.READ | IommuProt.WRITE;
+
+function snapshot(dom: ReturnType<typeof setup>["dom"]): unknown {
+  return { mapped: dom.mappedBytes, pt: dom.ptPages, pending: dom.ptPagesPending };
+}
+
+describe("IommuDomain.map", () => {
+  it("maps a range and iovaToPhys follows it page by page", () => {
+    const { dom, trace } = setup();
+    const r = dom.map(0x10_0000, 0x8000_0000, 3 * SZ_4K, RW);
+    expect(r).toEqual({ mapped: 3 * SZ_4K, ptesWritten: 3, ptPagesAllocated: 3 });
+    expect(dom.iovaToPhys(0x10_0000)).toBe(0x8000_0000);
+    expect(dom.iovaToPhys(0x10_2fff)).toBe(0x8000_2fff);
+    expect(dom.iovaToPhys(0x10_3000)).toBeUndefined();
+    expect(dom.mappedBytes).toBe(3 * SZ_4K);
+    expect(trace.counters.get(Counter.PteWrites)).toBe(3);
+    expect(trace.counters.get(Counter.PtPagesAllocated)).toBe(3);
+    expect(trace.counters.get(Counter.IommuMapCalls)).toBe(1);
+  });
+
+  it("uses 2 MiB and 1 GiB leaves when iova, phys and size allow, 4 KiB elsewhere", () => {
+    const { dom } = setup();
+    // 1G-aligned both sides, 1G + 2M + 4K long → one 1G leaf, one 2M leaf, one 4K leaf.
+    const r = dom.map(SZ_1G, 4 * SZ_1G, SZ_1G + SZ_2M + SZ_4K, RW);
+    expect(r.ptesWritten).toBe(3);
+    expect(dom.iovaToPhys(SZ_1G + SZ_1G + SZ_2M + 5)).toBe(4 * SZ_1G + SZ_1G + SZ_2M + 5);
+    // phys off by 4K: only 4 KiB leaves are possible.
+    expect(dom.map(8 * SZ_1G, SZ_4K, SZ_2M, RW).ptesWritten).toBe(512);
+  });
+
+  it("follows the unit's pgsizeBitmap", () => {
+    const { dom } = setup({ pgsizeBitmap: SZ_4K | SZ_2M });
+    expect(dom.map(0, 0, SZ_1G, RW).ptesWritten).toBe(512);
+    const only4k = setup({ pgsizeBitmap: SZ_4K }).dom;
+    expect(only4k.map(0, 0, 4 * SZ_2M, RW).ptesWritten).toBe(2048);
+  });
+
+  it("refuses an overlapping map with EEXIST and leaves table and counters unchanged", () => {
+    const { dom, trace } = setup();
+    dom.map(SZ_2M + 5 * SZ_4K, 0x1000_0000, SZ_4K, RW);
+    const before = snapshot(dom);
+    const counters = trace.counters.snapshot();
+    let err: unknown;
+    try {
+      dom.map(SZ_2M, 0x2000_0000, SZ_2M, RW);
+    } catch (e) {
+      err = e;
+    }
+    expect(err).toBeInstanceOf(IommuError);
+    expect((err as IommuError).code).toBe("EEXIST");
+    expect(snapshot(dom)).toEqual(before);
+    expect(trace.counters.snapshot().diff(counters).nonZero()).toEqual({});
+    expect(dom.iovaToPhys(SZ_2M)).toBeUndefined();
+    expect(dom.iovaToPhys(SZ_2M + 5 * SZ_4K)).toBe(0x1000_0000);
+  });
+
+  const cases: [string, () => [number, number, number, number], string, RegExp][] = [
+    ["unaligned iova", () => [0x1001, 0, SZ_4K, RW], "EINVAL", /iova = 0x1001 is not aligned/],
+    ["unaligned phys", () => [0, 0x10, SZ_4K, RW], "EINVAL", /phys = 0x10/],
+    ["size 0", () => [0, 0, 0, RW], "EINVAL", /size = 0/],
+    ["unaligned size", () => [0, 0, 100, RW], "EINVAL", /size = 0x64/],
+    ["negative iova", () => [-4096, 0, SZ_4K, RW], "EINVAL", /iova = -4096/],
+    ["fractional phys", () => [0, 1.5, SZ_4K, RW], "EINVAL", /phys = 1.5/],
+    ["beyond vaBits", () => [2 ** 48 - SZ_4K, 0, 2 * SZ_4K, RW], "EINVAL", /48-bit IOVA space/],
+    ["phys beyond 52 bits", () => [0, 2 ** 52, SZ_4K, RW], "ERANGE", /52-bit physical/],
+    ["no READ nor WRITE", () => [0, 0, SZ_4K, IommuProt.CACHE], "EINVAL", /READ and\/or/],
+    ["unknown prot bit", () => [0, 0, SZ_4K, 64], "EINVAL", /prot = 64/],
+  ];
+  it.each(cases)("rejects %s with a clear error and changes nothing", (_name, args, code, msg) => {
+    const { dom, trace } = setup();
+    const counters = trace.counters.snapshot();
+    const [a, b, c, d] = args();
+    expect(() => dom.map(a, b, c, d)).toThrow(msg);
+    try {
+      dom.map(a, b, c, d);
+    } catch (e) {
+      expect((e as IommuError).code).toBe(code);
+    }
+    expect(dom.ptPages).toBe(1);
+    expect(dom.mappedBytes).toBe(0);
+    expect(trace.counters.snapshot().diff(counters).nonZero()).toEqual({});
+  });
+
+  it("blocked and identity domains have no page table", () => {
+    const { mmu } = setup();
+    const id = mmu.allocDomain("identity");
+    expect(() => id.map(0, 0, SZ_4K, RW)).toThrow(/identity domain has no page table/);
+    expect(id.iovaToPhys(0x1234)).toBe(0x1234);
+    expect(id.ptBytes).toBe(0);
+    const blocked = mmu.allocDomain("blocked");
+    expect(() => blocked.unmap(0, SZ_4K)).toThrow(IommuError);
+    expect(blocked.iovaToPhys(0x1234)).toBeUndefined();
+  });
+});
+
+describe("IommuDomain.unmap", () => {
+  it("clears the range, returns bytes unmapped and the emptied page-table pages", () => {
+    const { dom, trace } = setup();
+    dom.map(0x4000_0000, 0, 2 * SZ_4K, RW);
+    expect(dom.ptPages).toBe(4);
+    const r = dom.unmap(0x4000_0000, 2 * SZ_4K);
+    expect(r.unmapped).toBe(2 * SZ_4K);
+    expect(r.freed.count).toBe(3);
+    expect(dom.iovaToPhys(0x4000_0000)).toBeUndefined();
+    expect(dom.mappedBytes).toBe(0);
+    // Still held until released: the walker of a stale IOTLB may not see them reused yet.
+    expect(dom.ptPages).toBe(4);
+    expect(dom.ptPagesPending).toBe(3);
+    expect(trace.counters.get(Counter.PtPagesPendingFree)).toBe(3);
+    expect(trace.counters.get(Counter.PteClears)).toBe(5); // 2 leaves + L1, L2, L3 table entries
+    dom.releasePtPages(r.freed);
+    expect(dom.ptPages).toBe(1);
+    expect(trace.counters.get(Counter.PtPagesFreed)).toBe(3);
+    expect(() => { dom.releasePtPages(r.freed); }).toThrow(/already released/);
+  });
+
+  it("released pages come back zeroed and are reused by later maps", () => {
+    const { dom } = setup();
+    dom.map(0, 0, 2 * SZ_4K, RW);
+    dom.releasePtPages(dom.unmap(0, 2 * SZ_4K).freed);
+    const r = dom.map(SZ_1G * 3, 0x5000, SZ_4K, RW);
+    expect(r.ptPagesAllocated).toBe(3);
+    expect(dom.ptPages).toBe(4);
+    expect(dom.iovaToPhys(SZ_1G * 3)).toBe(0x5000);
+    // The reused L1 table held an entry at index 1 before: it must not resurface.
+    expect(dom.iovaToPhys(SZ_1G * 3 + SZ_4K)).toBeUndefined();
+    expect(dom.iovaToPhys(0)).toBeUndefined();
+  });
+
+  it("a hole unmaps nothing and says so", () => {
+    const { dom } = setup();
+    dom.map(0, 0, SZ_4K, RW);
+    const r = dom.unmap(SZ_1G, SZ_2M);
+    expect(r).toMatchObject({ unmapped: 0 });
+    expect(r.freed.count).toBe(0);
+    expect(dom.iovaToPhys(0)).toBe(0);
+  });
+
+  it("unmaps only what lies inside a range that is partly mapped", () => {
+    const { dom } = setup();
+    dom.map(SZ_4K, 0x10_0000, 2 * SZ_4K, RW);
+    expect(dom.unmap(0, 2 * SZ_4K).unmapped).toBe(SZ_4K);
+    expect(dom.iovaToPhys(2 * SZ_4K)).toBe(0x10_1000);
+  });
+
+  it("refuses to unmap part of a large leaf (io-pgtable-arm behaviour), changing nothing", () => {
+    const { dom, trace } = setup();
+    dom.map(SZ_2M, SZ_2M, SZ_2M, RW);
+    const counters = trace.counters.snapshot();
+    expect(() => dom.unmap(SZ_2M, SZ_4K)).toThrow(/part of a large leaf/);
+    expect(() => dom.unmap(SZ_2M + SZ_4K, SZ_2M)).toThrow(/range start 0x201000 falls inside the 2 MiB leaf/);
+    expect(trace.counters.snapshot().diff(counters).nonZero()).toEqual({});
+    expect(dom.iovaToPhys(SZ_2M + SZ_4K)).toBe(SZ_2M + SZ_4K);
+    expect(dom.unmap(0, 3 * SZ_2M).unmapped).toBe(SZ_2M);
+  });
+
+  it("unmapping a whole 4 GiB range clears a few entries, not a million", () => {
+    const { dom, trace } = setup({ pgsizeBitmap: SZ_4K });
+    dom.map(0, SZ_4K, 4 * SZ_1G, RW);
+    const r = dom.unmap(0, 4 * SZ_1G);
+    expect(r.unmapped).toBe(4 * SZ_1G);
+    expect(trace.counters.get(Counter.PteClears)).toBe(5); // 4 L3 entries + the root entry
+    expect(r.freed.count).toBe(1 + 4 + 2048);
+  });
+
+  it("rejects a list from another domain", () => {
+    const { dom, mmu } = setup();
+    const other = mmu.allocDomain("paging");
+    other.map(0, 0, SZ_4K, RW);
+    const { freed } = other.unmap(0, SZ_4K);
+    expect(() => { dom.releasePtPages(freed); }).toThrow(/not returned by unmap of domain 1/);
+    expect(() => { dom.releasePtPages({ count: 1 }); }).toThrow(IommuError);
+  });
+});

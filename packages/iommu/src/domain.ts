@@ -1,0 +1,372 @@
+import { Counter, type Counters, type EventStream, type Trace } from "@dmasim/trace";
+import { IommuError, hex } from "./errors.js";
+import type { Iotlb } from "./iotlb.js";
+import type { Iommu } from "./iommu.js";
+import { IoPageTable } from "./page-table.js";
+import { IOMMU_PROT_MASK, IommuProt } from "./prot.js";
+import * as pte from "./pte.js";
+import { checkAddress, checkAligned, checkSize } from "./validate.js";
+
+/** IOMMU_DOMAIN_BLOCKED, IOMMU_DOMAIN_IDENTITY, IOMMU_DOMAIN_UNMANAGED/DMA (a paging domain). */
+export type DomainType = "blocked" | "identity" | "paging";
+
+/** Detached page-table pages: an opaque handle, like the iommu_iotlb_gather freelist. */
+export interface PtPageList {
+  readonly count: number;
+}
+
+/** Highest physical address (exclusive) a PTE can hold: 52 bits, the widest any IOMMU format has. */
+export const MAX_PHYS = 2 ** 52;
+
+// Module-local copies of what the small-call fast paths read: imported bindings can cost a property
+// lookup per use under some loaders (the test runner's among them); locals never do.
+const C_MAP_CALLS = Counter.IommuMapCalls;
+const C_UNMAP_CALLS = Counter.IommuUnmapCalls;
+const C_PTE_WRITES = Counter.PteWrites;
+const C_PTE_CLEARS = Counter.PteClears;
+const C_PT_ALLOCATED = Counter.PtPagesAllocated;
+const C_PT_PENDING_FREE = Counter.PtPagesPendingFree;
+const C_PT_FREED = Counter.PtPagesFreed;
+const C_SYNC_MAP = Counter.IotlbSyncMap;
+const C_INVAL_RANGE = Counter.IotlbInvalRange;
+const PROT_MASK = IOMMU_PROT_MASK;
+const PROT_RW = IommuProt.READ | IommuProt.WRITE;
+const LEVEL_SIZE = pte.LEVEL_SIZE;
+const PTE_LEAF_FLAGS = pte.PTE_VALID + pte.PTE_LEAF;
+const PTE_PENDING = pte.PTE_PENDING;
+const PTE_PROT_UNIT = pte.PTE_PROT_UNIT;
+const pteAddr = pte.pteAddr;
+const MAX_SAFE = Number.MAX_SAFE_INTEGER;
+
+class PendingPtPages implements PtPageList {
+  released = false;
+  constructor(
+    readonly domain: IommuDomain,
+    readonly tables: readonly number[],
+  ) {}
+  get count(): number {
+    return this.tables.length;
+  }
+}
+
+/** What a domain needs from its unit; built by Iommu. */
+export interface DomainContext {
+  readonly trace: Trace;
+  readonly iotlb: Iotlb;
+  readonly unit: string;
+  readonly levels: number;
+  readonly pgsizeBitmap: number;
+  readonly granule: number;
+  readonly vaLimit: number;
+  readonly requiresSyncMap: boolean;
+}
+
+export interface MapResult {
+  readonly mapped: number;
+  readonly ptesWritten: number;
+  readonly ptPagesAllocated: number;
+}
+
+export interface UnmapResult {
+  readonly unmapped: number;
+  readonly freed: PtPageList;
+}
+
+/**
+ * struct iommu_domain. A paging domain owns an IO page table; blocked and identity domains own none.
+ * Map and unmap only write PTEs: IOTLB maintenance (iotlb_sync_map, range or domain invalidation) is
+ * the caller's separate step, as in the kernel, so the cost and the windows of each choice are visible.
+ */
+export class IommuDomain {
+  readonly id: number;
+  readonly type: DomainType;
+  readonly iommu: Iommu;
+  /** @internal the page table of a paging domain; read by Iommu.translate. */
+  readonly pageTable: IoPageTable | undefined;
+  readonly #ctx: DomainContext;
+  // Flattened from #ctx for the small-call fast paths (one load instead of a chain).
+  readonly #counters: Counters;
+  readonly #events: EventStream;
+  readonly #iotlb: Iotlb;
+  readonly #granule: number;
+  /** Level of a granule-sized leaf (1 for 4 KiB). */
+  readonly #granuleLevel: number;
+  readonly #vaLimit: number;
+  /** PTE flag bits every leaf of this domain carries besides prot: valid, leaf, pending if required. */
+  readonly #leafFlags: number;
+  #mappedBytes = 0;
+
+  /** @internal use `Iommu.allocDomain`. */
+  constructor(iommu: Iommu, id: number, type: DomainType, ctx: DomainContext) {
+    this.iommu = iommu;
+    this.id = id;
+    this.type = type;
+    this.#ctx = ctx;
+    this.pageTable = type === "paging" ? new IoPageTable(ctx.levels, ctx.pgsizeBitmap) : undefined;
+    this.#counters = ctx.trace.counters;
+    this.#events = ctx.trace.events;
+    this.#iotlb = ctx.iotlb;
+    this.#granule = ctx.granule;
+    this.#granuleLevel = Math.max(1, LEVEL_SIZE.indexOf(ctx.granule));
+    this.#vaLimit = ctx.vaLimit;
+    this.#leafFlags = PTE_LEAF_FLAGS + (ctx.requiresSyncMap ? PTE_PENDING : 0);
+  }
+
+  /** Bytes of IOVA space currently mapped by the page table. */
+  get mappedBytes(): number {
+    return this.#mappedBytes;
+  }
+
+  /** Page-table pages held (root included), counting detached pages not yet released. */
+  get ptPages(): number {
+    return this.pageTable?.tables ?? 0;
+  }
+
+  /** Detached page-table pages waiting for releasePtPages. */
+  get ptPagesPending(): number {
+    return this.pageTable?.pendingFree ?? 0;
+  }
+
+  /** Memory the page table occupies on the modelled machine: 4 KiB per table. */
+  get ptBytes(): number {
+    return this.ptPages * 4096;
+  }
+
+  #paging(op: string): IoPageTable {
+    if (this.pageTable === undefined) {
+      throw new IommuError("EINVAL", `${op} on domain ${this.id}: a ${this.type} domain has no page table (use a paging domain)`);
+    }
+    return this.pageTable;
+  }
+
+  #checkRange(op: string, iova: number, size: number): void {
+    checkAddress("iova", iova);
+    checkSize("size", size);
+    const g = this.#ctx.granule;
+    checkAligned("iova", iova, g);
+    checkAligned("size", size, g);
+    if (iova + size > this.#ctx.vaLimit) {
+      throw new IommuError(
+        "EINVAL",
+        `${op}: iova range [${hex(iova)}, ${hex(iova + size)}) goes beyond the ${Math.log2(this.#ctx.vaLimit)}-bit IOVA space`,
+      );
+    }
+  }
+
+  /**
+   * iommu_map: maps [iova, iova+size) to [phys, phys+size) with the largest leaves alignment and
+   * pgsizeBitmap allow. Nothing is written unless the whole call can succeed.
+   */
+  map(iova: number, phys: number, size: number, prot: number): MapResult {
+    // Fast path: one granule with arguments that pass every check below (each test here implies the
+    // corresponding check; anything else, including an occupied slot, goes the general way, which
+    // throws the precise error). One walk checks the slot is free and writes it.
+    const pt = this.pageTable;
+    const g = this.#granule;
+    if (
+      size === g &&
+      pt !== undefined &&
+      typeof iova === "number" &&
+      typeof phys === "number" &&
+      iova >= 0 &&
+      iova <= this.#vaLimit - g &&
+      iova % g === 0 &&
+      phys >= 0 &&
+      phys <= MAX_PHYS - g &&
+      phys % g === 0 &&
+      prot === (prot & PROT_MASK) &&
+      (prot & PROT_RW) !== 0 &&
+      pt.mapLeaf(iova, this.#granuleLevel, phys + this.#leafFlags + prot * PTE_PROT_UNIT)
+    ) {
+      this.#mappedBytes += g;
+      const c = this.#counters;
+      const allocated = pt.lastTablesAllocated;
+      c.add(C_MAP_CALLS);
+      c.add(C_PTE_WRITES);
+      if (allocated !== 0) c.add(C_PT_ALLOCATED, allocated);
+      if (this.#events.active) this.#emitMap(iova, phys, g, prot);
+      return { mapped: g, ptesWritten: 1, ptPagesAllocated: allocated };
+    }
+    return this.#mapSlow(iova, phys, size, prot);
+  }
+
+  #emitMap(iova: number, phys: number, size: number, prot: number): void {
+    const trace = this.#ctx.trace;
+    trace.events.emit({ type: "iommu.map", t: trace.clock.now, unit: this.#ctx.unit, domain: this.id, iova, phys, size, prot });
+  }
+
+  #mapSlow(iova: number, phys: number, size: number, prot: number): MapResult {
+    const pt = this.#paging("map");
+    this.#checkRange("map", iova, size);
+    checkAddress("phys", phys);
+    checkAligned("phys", phys, this.#ctx.granule);
+    if (phys + size > MAX_PHYS) {
+      throw new IommuError("ERANGE", `map: phys range [${hex(phys)}, ${hex(phys + size)}) is beyond the 52-bit physical address space`);
+    }
+    if (!Number.isInteger(prot) || prot < 0 || prot > IOMMU_PROT_MASK || (prot & ~IOMMU_PROT_MASK) !== 0) {
+      throw new IommuError("EINVAL", `prot = ${String(prot)} is invalid: expected IommuProt bits (READ|WRITE|CACHE|MMIO|PRIV)`);
+    }
+    // As VT-d's __domain_mapping: a mapping no device may read nor write is a caller bug.
+    if ((prot & (IommuProt.READ | IommuProt.WRITE)) === 0) {
+      throw new IommuError("EINVAL", `prot = ${prot} is invalid: expected IommuProt.READ and/or IommuProt.WRITE`);
+    }
+    if (pt.hasMapping(iova, iova + size)) {
+      throw new IommuError("EEXIST", `map: iova range [${hex(iova)}, ${hex(iova + size)}) overlaps an existing mapping in domain ${this.id}`);
+    }
+    pt.map(iova, phys, size, prot, this.#ctx.requiresSyncMap);
+    this.#mappedBytes += size;
+    const c = this.#ctx.trace.counters;
+    c.add(Counter.IommuMapCalls);
+    c.add(Counter.PteWrites, pt.lastPtesWritten);
+    c.add(Counter.PtPagesAllocated, pt.lastTablesAllocated);
+    if (this.#events.active) this.#emitMap(iova, phys, size, prot);
+    return { mapped: size, ptesWritten: pt.lastPtesWritten, ptPagesAllocated: pt.lastTablesAllocated };
+  }
+
+  /**
+   * iommu_unmap: clears whatever is mapped inside [iova, iova+size); a hole unmaps nothing. Unmapping
+   * part of a 2 MiB or 1 GiB leaf is refused (EINVAL, nothing changed), as io-pgtable-arm.c does since
+   * block splitting was removed ("Unmap of a partial large IOPTE is not allowed").
+   * The IOTLB is not touched: entries for the range are only marked stale and keep translating until
+   * invalidated. Emptied page-table pages come back in `freed` and stay allocated until releasePtPages.
+   */
+  unmap(iova: number, size: number): UnmapResult {
+    // Fast path: one granule, valid and aligned, not inside a larger leaf (unmapLeaf returns -1 with
+    // nothing changed for that, and the general path reports it).
+    const pt = this.pageTable;
+    const g = this.#granule;
+    if (size === g && pt !== undefined && typeof iova === "number" && iova >= 0 && iova <= this.#vaLimit - g && iova % g === 0) {
+      const unmapped = pt.unmapLeaf(iova, this.#granuleLevel);
+      if (unmapped >= 0) {
+        const tables = pt.lastDetached;
+        const c = this.#counters;
+        c.add(C_UNMAP_CALLS);
+        if (unmapped !== 0) {
+          this.#mappedBytes -= unmapped;
+          this.#iotlb.markStale(this.id, iova, iova + g);
+          c.add(C_PTE_CLEARS, pt.lastPtesCleared);
+          if (tables.length !== 0) c.add(C_PT_PENDING_FREE, tables.length);
+        }
+        if (this.#events.active) this.#emitUnmap(iova, g, unmapped);
+        return { unmapped, freed: new PendingPtPages(this, tables) };
+      }
+    }
+    return this.#unmapSlow(iova, size);
+  }
+
+  #emitUnmap(iova: number, size: number, unmapped: number): void {
+    const trace = this.#ctx.trace;
+    trace.events.emit({ type: "iommu.unmap", t: trace.clock.now, unit: this.#ctx.unit, domain: this.id, iova, size, unmapped });
+  }
+
+  #unmapSlow(iova: number, size: number): UnmapResult {
+    const pt = this.#paging("unmap");
+    this.#checkRange("unmap", iova, size);
+    const end = iova + size;
+    this.#checkNoPartialLeaf(pt, iova, iova, "start");
+    this.#checkNoPartialLeaf(pt, end - 1, end, "end");
+    const tables: number[] = [];
+    const unmapped = pt.unmap(iova, end, tables);
+    this.#mappedBytes -= unmapped;
+    if (unmapped > 0) this.#ctx.iotlb.markStale(this.id, iova, end);
+    const c = this.#ctx.trace.counters;
+    c.add(Counter.IommuUnmapCalls);
+    c.add(Counter.PteClears, pt.lastPtesCleared);
+    c.add(Counter.PtPagesPendingFree, tables.length);
+    if (this.#events.active) this.#emitUnmap(iova, size, unmapped);
+    return { unmapped, freed: new PendingPtPages(this, tables) };
+  }
+
+  #checkNoPartialLeaf(pt: IoPageTable, probe: number, edge: number, which: string): void {
+    const pte = pt.walk(probe);
+    const level = pt.lastWalkLevel;
+    if (pte === 0 || level <= 1) return;
+    const sz = LEVEL_SIZE[level] ?? 0;
+    if (edge % sz !== 0) {
+      const leafBase = probe - (probe % sz);
+      throw new IommuError(
+        "EINVAL",
+        `unmap: the range ${which} ${hex(edge)} falls inside the ${sz / 1024 / 1024} MiB leaf at iova ${hex(leafBase)}; ` +
+          `unmapping part of a large leaf is not allowed (unmap the whole leaf)`,
+      );
+    }
+  }
+
+  /** Frees page-table pages an unmap detached (after the IOTLB invalidation that made them unreachable). */
+  releasePtPages(list: PtPageList): void {
+    if (!(list instanceof PendingPtPages) || list.domain !== this) {
+      throw new IommuError("EINVAL", `releasePtPages: the list was not returned by unmap of domain ${this.id}`);
+    }
+    if (list.released) throw new IommuError("EINVAL", `releasePtPages: the list of ${list.count} pages was already released`);
+    list.released = true;
+    const n = list.tables.length;
+    if (n === 0) return;
+    this.pageTable?.release(list.tables);
+    this.#counters.add(C_PT_FREED, n);
+  }
+
+  /** iommu_iova_to_phys: reads the page table (not the IOTLB). Identity returns iova; blocked none. */
+  iovaToPhys(iova: number): number | undefined {
+    if (!(typeof iova === "number" && iova >= 0 && iova <= MAX_SAFE && Number.isInteger(iova))) checkAddress("iova", iova);
+    const pt = this.pageTable;
+    if (pt === undefined) return this.type === "identity" ? iova : undefined;
+    if (iova >= this.#vaLimit) return undefined;
+    const pte = pt.lookup(iova);
+    if (pte === 0) return undefined;
+    // Leaves are at most 1 GiB, so the offset is in the low 32 bits: exact with integer operations.
+    return pteAddr(pte) + ((iova >>> 0) & ((LEVEL_SIZE[pt.lastWalkLevel] ?? 1) - 1));
+  }
+
+  /**
+   * iotlb_sync_map after map. On a unit with requiresSyncMap (VT-d caching mode, a virtual IOMMU) new
+   * PTEs are invisible to devices until this runs; elsewhere it is counted and changes nothing.
+   */
+  iotlbSyncMap(iova: number, size: number): void {
+    checkRangeArgs(iova, size);
+    if (this.#ctx.requiresSyncMap && this.pageTable !== undefined) this.pageTable.syncMap(iova, iova + size);
+    this.#counters.add(C_SYNC_MAP);
+    if (this.#events.active) {
+      const trace = this.#ctx.trace;
+      trace.events.emit({ type: "iotlb.sync-map", t: trace.clock.now, unit: this.#ctx.unit, domain: this.id, iova, size });
+    }
+  }
+
+  /** iommu_iotlb_sync over a gathered range: drops this domain's IOTLB entries overlapping it. */
+  invalidateRange(iova: number, size: number): void {
+    checkRangeArgs(iova, size);
+    this.#iotlb.invalidateRange(this.id, iova, iova + size);
+    this.#counters.add(C_INVAL_RANGE);
+    if (this.#events.active) this.#emitInvalidate("range", iova, size);
+  }
+
+  /** flush_iotlb_all for this domain: drops every IOTLB entry tagged with it. */
+  invalidateAll(): void {
+    this.#ctx.iotlb.invalidateDomain(this.id);
+    this.#counters.add(Counter.IotlbInvalDomain);
+    if (this.#events.active) this.#emitInvalidate("domain", 0, 0);
+  }
+
+  #emitInvalidate(scope: "range" | "domain", iova: number, size: number): void {
+    const trace = this.#ctx.trace;
+    trace.events.emit({ type: "iotlb.invalidate", t: trace.clock.now, unit: this.#ctx.unit, scope, domain: this.id, iova, size });
+  }
+}
+
+/** checkAddress("iova") then checkSize("size"), with one inlined test for the common valid case. */
+function checkRangeArgs(iova: number, size: number): void {
+  if (
+    typeof iova === "number" &&
+    typeof size === "number" &&
+    iova >= 0 &&
+    size > 0 &&
+    iova <= MAX_SAFE &&
+    size <= MAX_SAFE &&
+    Number.isInteger(iova) &&
+    Number.isInteger(size)
+  ) {
+    return;
+  }
+  checkAddress("iova", iova);
+  checkSize("size", size);
+}
+

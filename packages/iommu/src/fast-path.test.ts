@@ -1,0 +1,325 @@
+import { Counter, Trace } from "@dmasim/trace";
+import fc from "fast-check";
+import { describe, expect, it } from "vitest";
+import { IommuError } from "./errors.js";
+import { Iotlb } from "./iotlb.js";
+import { SZ_1G, SZ_2M, SZ_4K } from "./iova.js";
+import { IoPageTable } from "./page-table.js";
+import { IommuProt } from "./prot.js";
+import { LEVEL_SIZE, PTE_LEAF, PTE_PENDING, PTE_PROT_UNIT, PTE_VALID } from "./pte.js";
+import { setup } from "./test-setup.js";
+
+const RW = IommuProt.READ | IommuProt.WRITE;
+const ALL = SZ_4K | SZ_2M | SZ_1G;
+
+/**
+ * The single-leaf paths (IoPageTable.mapLeaf / unmapLeaf, taken by IommuDomain for one-granule calls)
+ * must leave the table exactly as the general paths (hasMapping + map, unmap) do: same entries, same
+ * table numbers, same counts, same detached tables in the same order.
+ */
+describe("single-leaf page-table paths against the general ones", () => {
+  type Op =
+    | { kind: "leaf-map"; slot: number; phys: number; prot: number; pending: boolean }
+    | { kind: "leaf-unmap"; slot: number }
+    | { kind: "big-map"; big: number }
+    | { kind: "range-unmap"; region: number }
+    | { kind: "release" };
+  // Leaf slots in two 2 MiB regions and one far away (2^40), so tables are shared and emptied often.
+  const slotArb = fc.oneof(fc.integer({ min: 0, max: 1023 }), fc.integer({ min: 0, max: 3 }).map((i) => 2 ** 28 + i));
+  const opArb: fc.Arbitrary<Op> = fc.oneof(
+    { weight: 4, arbitrary: fc.record({ kind: fc.constant("leaf-map" as const), slot: slotArb, phys: fc.integer({ min: 0, max: 2 ** 20 }), prot: fc.integer({ min: 1, max: 31 }), pending: fc.boolean() }) },
+    { weight: 4, arbitrary: fc.record({ kind: fc.constant("leaf-unmap" as const), slot: slotArb }) },
+    { weight: 1, arbitrary: fc.record({ kind: fc.constant("big-map" as const), big: fc.integer({ min: 0, max: 3 }) }) },
+    { weight: 1, arbitrary: fc.record({ kind: fc.constant("range-unmap" as const), region: fc.constantFrom(0, SZ_2M, 2 ** 40) }) },
+    { weight: 1, arbitrary: fc.record({ kind: fc.constant("release" as const) }) },
+  );
+
+  function dump(pt: IoPageTable): number[] {
+    const out: number[] = [];
+    for (let t = 0; t < 32; t++) for (let i = 0; i < 512; i++) out.push(pt.entry(t, i));
+    return out;
+  }
+
+  for (const [name, bitmap, level] of [
+    ["4 KiB leaves", ALL, 1],
+    ["2 MiB granule", SZ_2M, 2],
+  ] as const) {
+    it(`${name}: same entries, counts and detached tables`, () => {
+      const size = LEVEL_SIZE[level] ?? 0;
+      const addr = (slot: number): number => (slot < 2 ** 28 ? slot * size : 2 ** 40 + (slot - 2 ** 28) * size);
+      fc.assert(
+        fc.property(fc.array(opArb, { minLength: 1, maxLength: 60 }), (ops) => {
+          const fast = new IoPageTable(4, bitmap);
+          const slow = new IoPageTable(4, bitmap);
+          const pending: [readonly number[], number[]][] = [];
+          for (const op of ops) {
+            if (op.kind === "leaf-map") {
+              const iova = addr(op.slot);
+              const phys = op.phys * size;
+              const leaf = phys + PTE_VALID + PTE_LEAF + op.prot * PTE_PROT_UNIT + (op.pending ? PTE_PENDING : 0);
+              const free = !slow.hasMapping(iova, iova + size);
+              expect(fast.mapLeaf(iova, level, leaf)).toBe(free);
+              if (free) {
+                slow.map(iova, phys, size, op.prot, op.pending);
+                expect(fast.lastPtesWritten).toBe(slow.lastPtesWritten);
+                expect(fast.lastTablesAllocated).toBe(slow.lastTablesAllocated);
+              }
+            } else if (op.kind === "leaf-unmap") {
+              const iova = addr(op.slot);
+              const got = fast.unmapLeaf(iova, level);
+              slow.walk(iova);
+              if (slow.lastWalkLevel > level) {
+                expect(got).toBe(-1); // inside a larger leaf: left to the general path, which refuses
+                continue;
+              }
+              const freed: number[] = [];
+              expect(got).toBe(slow.unmap(iova, iova + size, freed));
+              expect(fast.lastPtesCleared).toBe(slow.lastPtesCleared);
+              expect([...fast.lastDetached]).toEqual(freed);
+              pending.push([fast.lastDetached, freed]);
+            } else if (op.kind === "big-map") {
+              const iova = 2 * SZ_1G + op.big * SZ_2M;
+              if (level === 1 && !slow.hasMapping(iova, iova + SZ_2M)) {
+                fast.map(iova, 0, SZ_2M, RW, false);
+                slow.map(iova, 0, SZ_2M, RW, false);
+              }
+              // A large leaf over the leaf slots of the far region: exercises "covered by a larger leaf".
+              const far = 2 ** 40;
+              if (level === 1 && !slow.hasMapping(far, far + SZ_2M)) {
+                fast.map(far, SZ_2M, SZ_2M, RW, false);
+                slow.map(far, SZ_2M, SZ_2M, RW, false);
+              }
+            } else if (op.kind === "range-unmap") {
+              // The general path on both tables (it must also drop the single-leaf walk cache).
+              const a: number[] = [];
+              const b: number[] = [];
+              expect(fast.unmap(op.region, op.region + SZ_2M, a)).toBe(slow.unmap(op.region, op.region + SZ_2M, b));
+              expect(a).toEqual(b);
+              pending.push([a, b]);
+            } else {
+              const lists = pending.shift();
+              if (lists !== undefined) {
+                fast.release(lists[0]);
+                slow.release(lists[1]);
+              }
+            }
+            expect(fast.tables).toBe(slow.tables);
+            expect(fast.pendingFree).toBe(slow.pendingFree);
+            // iova_to_phys's lookup (which may take the cached table) finds what a full walk finds.
+            const probes = [0, 5 * size, 1000 * size, 2 ** 40, 2 ** 40 + size, 2 * SZ_1G + SZ_4K];
+            if (op.kind === "leaf-map" || op.kind === "leaf-unmap") probes.push(addr(op.slot));
+            for (const p of probes) {
+              expect(fast.lookup(p)).toBe(slow.walk(p));
+              expect(fast.lastWalkLevel).toBe(slow.lastWalkLevel);
+            }
+          }
+          expect(dump(fast)).toEqual(dump(slow));
+        }),
+        { numRuns: 40 },
+      );
+    });
+  }
+});
+
+describe("IommuDomain single-granule calls", () => {
+  it("map into an occupied slot or under a large leaf throws EEXIST and changes nothing", () => {
+    const { dom, trace } = setup();
+    dom.map(0, 0x5000, SZ_4K, RW);
+    dom.map(SZ_2M, SZ_2M, SZ_2M, RW);
+    const counters = trace.counters.snapshot();
+    const pages = dom.ptPages;
+    expect(() => dom.map(0, 0x9000, SZ_4K, RW)).toThrow(/EEXIST: map: iova range \[0x0, 0x1000\) overlaps/);
+    expect(() => dom.map(SZ_2M + 5 * SZ_4K, 0x9000, SZ_4K, RW)).toThrow(IommuError);
+    expect(trace.counters.snapshot().diff(counters).nonZero()).toEqual({});
+    expect(dom.ptPages).toBe(pages);
+    expect(dom.iovaToPhys(0)).toBe(0x5000);
+    expect(dom.iovaToPhys(SZ_2M + 5 * SZ_4K)).toBe(SZ_2M + 5 * SZ_4K);
+  });
+
+  it("unmap of one page inside a large leaf is refused with the range edge named, changing nothing", () => {
+    const { dom, trace } = setup();
+    dom.map(SZ_2M, SZ_2M, SZ_2M, RW);
+    const counters = trace.counters.snapshot();
+    expect(() => dom.unmap(SZ_2M + SZ_4K, SZ_4K)).toThrow(/range start 0x201000 falls inside the 2 MiB leaf at iova 0x200000/);
+    expect(() => dom.unmap(SZ_2M, SZ_4K)).toThrow(/range end 0x201000 falls inside the 2 MiB leaf/);
+    expect(trace.counters.snapshot().diff(counters).nonZero()).toEqual({});
+    expect(dom.mappedBytes).toBe(SZ_2M);
+  });
+
+  it("unmap of the last page under its tables detaches them bottom up, counted, until released", () => {
+    const { dom, trace } = setup();
+    const r0 = dom.map(0x4000_0000, 0x7000, SZ_4K, RW);
+    expect(r0).toEqual({ mapped: SZ_4K, ptesWritten: 1, ptPagesAllocated: 3 });
+    const before = trace.counters.snapshot();
+    const r = dom.unmap(0x4000_0000, SZ_4K);
+    expect(r.unmapped).toBe(SZ_4K);
+    expect(r.freed.count).toBe(3);
+    expect(trace.counters.snapshot().diff(before).nonZero()).toEqual({ IommuUnmapCalls: 1, PteClears: 4, PtPagesPendingFree: 3 });
+    expect(dom.ptPages).toBe(4);
+    expect(dom.ptPagesPending).toBe(3);
+    dom.releasePtPages(r.freed);
+    expect(dom.ptPages).toBe(1);
+    expect(trace.counters.get(Counter.PtPagesFreed)).toBe(3);
+    expect(() => { dom.releasePtPages(r.freed); }).toThrow(/already released/);
+    // The tables come back zeroed and are reused.
+    expect(dom.map(3 * SZ_1G, 0x8000, SZ_4K, RW).ptPagesAllocated).toBe(3);
+    expect(dom.ptPages).toBe(4);
+    expect(dom.iovaToPhys(0x4000_0000)).toBeUndefined();
+  });
+
+  it("an empty freed list is still one use only", () => {
+    const { dom } = setup();
+    dom.map(0, 0, 2 * SZ_4K, RW);
+    const { unmapped, freed } = dom.unmap(0, SZ_4K);
+    expect(unmapped).toBe(SZ_4K);
+    expect(freed.count).toBe(0);
+    dom.releasePtPages(freed);
+    expect(() => { dom.releasePtPages(freed); }).toThrow(/already released/);
+    expect(dom.unmap(5 * SZ_4K, SZ_4K)).toMatchObject({ unmapped: 0, freed: { count: 0 } });
+  });
+
+  it("every argument check still rejects bad input with a typed error, changing nothing", () => {
+    const { dom, trace } = setup();
+    dom.map(0, 0, SZ_4K, RW);
+    const counters = trace.counters.snapshot();
+    const bad = (f: () => unknown, code: string, message: RegExp): void => {
+      try {
+        f();
+      } catch (e) {
+        expect(e).toBeInstanceOf(IommuError);
+        expect((e as IommuError).code).toBe(code);
+        expect((e as IommuError).message).toMatch(message);
+        return;
+      }
+      throw new Error("expected an IommuError");
+    };
+    const asNumber = (v: unknown): number => v as number;
+    bad(() => dom.map(-SZ_4K, 0, SZ_4K, RW), "EINVAL", /iova = -4096 is invalid/);
+    bad(() => dom.map(SZ_4K + 1, 0, SZ_4K, RW), "EINVAL", /iova = 0x1001 is not aligned/);
+    bad(() => dom.map(Number.NaN, 0, SZ_4K, RW), "EINVAL", /iova = NaN/);
+    bad(() => dom.map(asNumber("4096"), 0, SZ_4K, RW), "EINVAL", /iova = 4096 is invalid/);
+    bad(() => dom.map(2 ** 48, 0, SZ_4K, RW), "EINVAL", /beyond the 48-bit IOVA space/);
+    bad(() => dom.map(SZ_4K, 0x1800, SZ_4K, RW), "EINVAL", /phys = 0x1800 is not aligned/);
+    bad(() => dom.map(SZ_4K, asNumber("0"), SZ_4K, RW), "EINVAL", /phys = 0 is invalid/);
+    bad(() => dom.map(SZ_4K, 2 ** 52, SZ_4K, RW), "ERANGE", /beyond the 52-bit physical/);
+    bad(() => dom.map(SZ_4K, 0, SZ_4K, 0), "EINVAL", /READ and\/or IommuProt.WRITE/);
+    bad(() => dom.map(SZ_4K, 0, SZ_4K, 32), "EINVAL", /prot = 32 is invalid/);
+    bad(() => dom.map(SZ_4K, 0, SZ_4K, 1.5), "EINVAL", /prot = 1.5 is invalid/);
+    bad(() => dom.map(SZ_4K, 0, SZ_4K, 2 ** 32 + 1), "EINVAL", /prot = 4294967297 is invalid/);
+    bad(() => dom.map(SZ_4K, 0, SZ_4K, asNumber("3")), "EINVAL", /prot = 3 is invalid/);
+    bad(() => dom.unmap(asNumber("0"), SZ_4K), "EINVAL", /iova = 0 is invalid/);
+    bad(() => dom.unmap(SZ_4K + 8, SZ_4K), "EINVAL", /not aligned/);
+    bad(() => dom.unmap(2 ** 48, SZ_4K), "EINVAL", /beyond the 48-bit IOVA space/);
+    bad(() => dom.iovaToPhys(asNumber("0")), "EINVAL", /iova = 0 is invalid/);
+    bad(() => dom.iovaToPhys(-1), "EINVAL", /iova = -1 is invalid/);
+    bad(() => { dom.iotlbSyncMap(0, 0); }, "EINVAL", /size = 0 is invalid/);
+    bad(() => { dom.iotlbSyncMap(0.5, SZ_4K); }, "EINVAL", /iova = 0.5 is invalid/);
+    bad(() => { dom.invalidateRange(0, -1); }, "EINVAL", /size = -1 is invalid/);
+    bad(() => { dom.invalidateRange(asNumber(undefined), SZ_4K); }, "EINVAL", /iova = undefined is invalid/);
+    expect(trace.counters.snapshot().diff(counters).nonZero()).toEqual({});
+    expect(dom.mappedBytes).toBe(SZ_4K);
+    expect(dom.ptPages).toBe(4);
+  });
+
+  it("with a 2 MiB granule one 2 MiB leaf is the single-granule case", () => {
+    const { dom, trace } = setup({ pgsizeBitmap: SZ_2M });
+    expect(dom.map(SZ_1G, 4 * SZ_2M, SZ_2M, RW)).toEqual({ mapped: SZ_2M, ptesWritten: 1, ptPagesAllocated: 2 });
+    expect(dom.iovaToPhys(SZ_1G + 12345)).toBe(4 * SZ_2M + 12345);
+    expect(() => dom.map(SZ_1G, 0, SZ_2M, RW)).toThrow(/EEXIST/);
+    const r = dom.unmap(SZ_1G, SZ_2M);
+    expect(r).toMatchObject({ unmapped: SZ_2M, freed: { count: 2 } });
+    expect(trace.counters.get(Counter.PteClears)).toBe(3);
+  });
+
+  it("with requiresSyncMap a single page stays invisible to the device until synced", () => {
+    const { mmu, dom, dev } = setup({ requiresSyncMap: true });
+    dom.map(SZ_4K, 0x3000, SZ_4K, IommuProt.READ);
+    expect(dom.iovaToPhys(SZ_4K + 4)).toBe(0x3004);
+    expect(mmu.translate(dev, SZ_4K, 4, "read")).toBe(-1);
+    dom.iotlbSyncMap(SZ_4K, SZ_4K);
+    expect(mmu.translate(dev, SZ_4K, 4, "read")).toBe(0x3000);
+  });
+
+  it("a single-page unmap marks the cached entry stale and invalidateRange drops it, whatever its level", () => {
+    const { mmu, dom, dev, trace } = setup();
+    dom.map(SZ_4K, 0x3000, SZ_4K, RW);
+    dom.map(SZ_2M, SZ_2M, SZ_2M, RW);
+    expect(mmu.translate(dev, SZ_4K, 4, "read")).toBe(0x3000);
+    expect(mmu.translate(dev, SZ_2M + 8 * SZ_4K, 4, "read")).toBe(SZ_2M + 8 * SZ_4K);
+    dom.unmap(SZ_4K, SZ_4K);
+    expect(mmu.translate(dev, SZ_4K, 4, "read")).toBe(0x3000);
+    expect(trace.counters.get(Counter.IotlbStaleHits)).toBe(1);
+    dom.invalidateRange(SZ_4K, SZ_4K);
+    expect(mmu.translate(dev, SZ_4K, 4, "read")).toBe(-1);
+    // A 4 KiB invalidation inside a cached 2 MiB leaf drops that leaf's entry.
+    dom.invalidateRange(SZ_2M + 8 * SZ_4K, SZ_4K);
+    expect(mmu.iotlb.size).toBe(0);
+  });
+});
+
+describe("Iotlb range visits against a brute-force scan", () => {
+  type Op =
+    | { kind: "insert"; domain: number; page: number; level: number }
+    | { kind: "inval" | "stale"; domain: number; page: number; pages: number }
+    | { kind: "domain"; domain: number }
+    | { kind: "all" };
+  const opArb: fc.Arbitrary<Op> = fc.oneof(
+    { weight: 6, arbitrary: fc.record({ kind: fc.constant("insert" as const), domain: fc.integer({ min: 1, max: 3 }), page: fc.integer({ min: 0, max: 2 ** 19 }), level: fc.integer({ min: 1, max: 3 }) }) },
+    { weight: 3, arbitrary: fc.record({ kind: fc.constantFrom("inval" as const, "stale" as const), domain: fc.integer({ min: 1, max: 3 }), page: fc.integer({ min: 0, max: 2 ** 19 }), pages: fc.oneof(fc.integer({ min: 1, max: 4 }), fc.integer({ min: 1, max: 2 ** 19 })) }) },
+    { weight: 1, arbitrary: fc.record({ kind: fc.constant("domain" as const), domain: fc.integer({ min: 1, max: 3 }) }) },
+    { weight: 1, arbitrary: fc.constant({ kind: "all" as const }) },
+  );
+  // Pages drawn from 2 GiB of IOVA, biased to a few hot spots so visits find entries.
+  const place = (page: number, level: number): number => {
+    const sz = LEVEL_SIZE[level] ?? 0;
+    const addr = (page % 8 === 0 ? page : page % 64) * SZ_4K;
+    return Math.floor(addr / sz) * sz;
+  };
+
+  for (const [capacity, ways] of [
+    [2048, 4],
+    [64, 4],
+    [12, 3],
+  ] as const) {
+    it(`${capacity} entries, ${ways} ways: visits drop or mark exactly the overlapping entries`, () => {
+      fc.assert(
+        fc.property(fc.array(opArb, { minLength: 1, maxLength: 80 }), (ops) => {
+          const tlb = new Iotlb(new Trace().counters, capacity, ways, [1, 2, 3]);
+          for (const op of ops) {
+            const before = tlb.entries();
+            if (op.kind === "insert") {
+              const base = place(op.page, op.level);
+              if (before.some((e) => e.domain === op.domain && e.base === base && e.level === op.level)) continue;
+              tlb.insert(op.domain, base, op.level, 0, RW);
+              const after = tlb.entries();
+              expect(after.some((e) => e.domain === op.domain && e.base === base && e.level === op.level && !e.stale)).toBe(true);
+              // A new entry, or the least recently used one of a full set replaced.
+              expect(after.length - before.length).toBeGreaterThanOrEqual(0);
+              expect(after.length - before.length).toBeLessThanOrEqual(1);
+            } else if (op.kind === "inval" || op.kind === "stale") {
+              const start = place(op.page, 1);
+              const end = start + op.pages * SZ_4K;
+              const hit = (e: { domain: number; base: number; level: number }): boolean =>
+                e.domain === op.domain && e.base < end && e.base + (LEVEL_SIZE[e.level] ?? 0) > start;
+              if (op.kind === "inval") {
+                tlb.invalidateRange(op.domain, start, end);
+                expect(tlb.entries()).toEqual(before.filter((e) => !hit(e)));
+              } else {
+                tlb.markStale(op.domain, start, end);
+                expect(tlb.entries()).toEqual(before.map((e) => (hit(e) ? { ...e, stale: true } : e)));
+              }
+            } else if (op.kind === "domain") {
+              tlb.invalidateDomain(op.domain);
+              expect(tlb.entries()).toEqual(before.filter((e) => e.domain !== op.domain));
+            } else {
+              tlb.invalidateAll();
+              expect(tlb.entries()).toEqual([]);
+            }
+            expect(tlb.size).toBe(tlb.entries().length);
+          }
+        }),
+        { numRuns: 40 },
+      );
+    });
+  }
+});

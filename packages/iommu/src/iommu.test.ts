@@ -1,0 +1,120 @@
+import { Trace } from "@dmasim/trace";
+import { describe, expect, it } from "vitest";
+import { IommuError } from "./errors.js";
+import { Iommu } from "./iommu.js";
+import { iova, SZ_1G, SZ_2M, SZ_4K } from "./iova.js";
+import { protToString, IommuProt } from "./prot.js";
+
+describe("Iommu construction", () => {
+  it("has the documented defaults", () => {
+    const mmu = new Iommu(new Trace());
+    expect(mmu.name).toBe("iommu");
+    expect(mmu.pgsizeBitmap).toBe(SZ_4K | SZ_2M | SZ_1G);
+    expect(mmu.granule).toBe(SZ_4K);
+    expect(mmu.requiresSyncMap).toBe(false);
+    expect(mmu.vaBits).toBe(48);
+    expect(mmu.iotlb).toEqual({ capacity: 2048, ways: 4, sets: 512, size: 0 });
+  });
+
+  it("takes its granule from the smallest page size", () => {
+    const mmu = new Iommu(new Trace(), { pgsizeBitmap: SZ_2M | SZ_1G });
+    expect(mmu.granule).toBe(SZ_2M);
+    const dom = mmu.allocDomain("paging");
+    expect(() => dom.map(0, 0, SZ_4K, IommuProt.READ)).toThrow(/granule \(0x200000\)/);
+  });
+
+  it.each([
+    [{ vaBits: 64 }, /options.vaBits = 64/],
+    [{ pgsizeBitmap: 0 }, /options.pgsizeBitmap = 0/],
+    [{ pgsizeBitmap: SZ_4K | 8192 }, /pgsizeBitmap/],
+    [{ vaBits: 30, pgsizeBitmap: SZ_1G }, /SZ_4K \| SZ_2M"?$/],
+    [{ iotlbEntries: 0 }, /iotlbEntries = 0/],
+    [{ iotlbEntries: 100, iotlbWays: 3 }, /iotlbWays = 3 .*dividing iotlbEntries \(100\)/],
+    [{ faultLogEntries: -1 }, /faultLogEntries/],
+  ])("rejects bad options %o", (options, msg) => {
+    expect(() => new Iommu(new Trace(), options)).toThrow(msg);
+  });
+});
+
+describe("IOVA widths", () => {
+  it("vaBits 52 uses five levels and maps near the top of the space", () => {
+    const mmu = new Iommu(new Trace(), { vaBits: 52 });
+    const dom = mmu.allocDomain("paging");
+    const top = 2 ** 52 - SZ_2M;
+    expect(dom.map(top, SZ_2M, SZ_2M, IommuProt.READ)).toEqual({ mapped: SZ_2M, ptesWritten: 1, ptPagesAllocated: 3 });
+    expect(dom.iovaToPhys(top + 5)).toBe(SZ_2M + 5);
+    mmu.attachDevice("0000:01:00.0", dom);
+    expect(mmu.translate("0000:01:00.0", top + 0x1000, 8, "read")).toBe(SZ_2M + 0x1000);
+  });
+
+  it("vaBits 39 uses three levels: the root holds 1 GiB leaves", () => {
+    const mmu = new Iommu(new Trace(), { vaBits: 39 });
+    const dom = mmu.allocDomain("paging");
+    expect(dom.map(SZ_1G, 2 * SZ_1G, SZ_1G, IommuProt.READ)).toEqual({ mapped: SZ_1G, ptesWritten: 1, ptPagesAllocated: 0 });
+    expect(dom.ptPages).toBe(1);
+    expect(() => dom.map(2 ** 39, 0, SZ_4K, IommuProt.READ)).toThrow(/39-bit IOVA space/);
+  });
+});
+
+describe("domains and devices", () => {
+  it("allocates domains with increasing ids and attaches devices", () => {
+    const mmu = new Iommu(new Trace());
+    const a = mmu.allocDomain("paging");
+    const b = mmu.allocDomain("identity");
+    expect([a.id, b.id]).toEqual([1, 2]);
+    expect(a.iommu).toBe(mmu);
+    mmu.attachDevice("0000:01:00.0", a);
+    expect(mmu.domainOf("0000:01:00.0")).toBe(a);
+    mmu.attachDevice("0000:01:00.0", b);
+    expect(mmu.domainOf("0000:01:00.0")).toBe(b);
+    expect(mmu.domains()).toEqual([a, b]);
+  });
+
+  it("refuses a domain of another unit, a bad type and an empty device name", () => {
+    const mmu = new Iommu(new Trace());
+    const foreign = new Iommu(new Trace(), { name: "iommu1" }).allocDomain("paging");
+    expect(() => {
+      mmu.attachDevice("0000:01:00.0", foreign);
+    }).toThrow(/not a live domain of iommu/);
+    expect(() => mmu.allocDomain("dma" as never)).toThrow(/type = dma/);
+    expect(() => {
+      mmu.attachDevice("", mmu.allocDomain("paging"));
+    }).toThrow(/non-empty/);
+    expect(mmu.domainOf("0000:01:00.0")).toBeUndefined();
+  });
+
+  it("frees a domain only when no device uses it, dropping its IOTLB entries", () => {
+    const mmu = new Iommu(new Trace());
+    const d = mmu.allocDomain("paging");
+    d.map(0, 0, SZ_4K, IommuProt.READ);
+    mmu.attachDevice("0000:01:00.0", d);
+    mmu.translate("0000:01:00.0", 0, 4, "read");
+    let err: unknown;
+    try {
+      mmu.freeDomain(d);
+    } catch (e) {
+      err = e;
+    }
+    expect((err as IommuError).code).toBe("EBUSY");
+    mmu.detachDevice("0000:01:00.0");
+    mmu.freeDomain(d);
+    expect(mmu.iotlb.size).toBe(0);
+    expect(mmu.domains()).toEqual([]);
+    expect(() => {
+      mmu.attachDevice("0000:01:00.0", d);
+    }).toThrow(IommuError);
+  });
+});
+
+describe("iova() and protToString()", () => {
+  it("iova() brands valid addresses and rejects others", () => {
+    expect(iova(0x1000)).toBe(0x1000);
+    expect(() => iova(-1)).toThrow(/iova = -1/);
+    expect(() => iova(2 ** 53)).toThrow(IommuError);
+  });
+
+  it("protToString names the bits", () => {
+    expect(protToString(IommuProt.READ | IommuProt.WRITE | IommuProt.MMIO)).toBe("READ|WRITE|MMIO");
+    expect(protToString(0)).toBe("NONE");
+  });
+});

@@ -1,0 +1,232 @@
+import { Counter, type Counters } from "@dmasim/trace";
+import * as pte from "./pte.js";
+
+const LEVEL_SIZE = pte.LEVEL_SIZE;
+const C_EVICTIONS = Counter.IotlbEvictions;
+const TWO_32 = 4294967296;
+
+/** log2 of the leaf size of each level, and the mask of the offset inside it (all below 2^31). */
+const LEVEL_SHIFT = [0, 12, 21, 30];
+const LEVEL_MASK = [0, 2 ** 12 - 1, 2 ** 21 - 1, 2 ** 30 - 1];
+
+/**
+ * The IOTLB: a bounded, set-associative cache of translations with LRU replacement inside a set, tagged
+ * by domain (like VT-d domain ids and SMMU ASIDs/VMIDs). An entry caches one leaf at its own size, so a
+ * 2 MiB leaf costs one entry, as on hardware that caches large pages.
+ *
+ * Entries live in parallel typed arrays; slot `set * ways + way`. An empty slot has domain 0.
+ *
+ * Entries are never dropped because a PTE was cleared: only an invalidation removes them. Unmap marks
+ * affected entries stale so a later hit can be counted (IotlbStaleHits), which shows the window lazy
+ * invalidation opens: the device still reaches the old physical page.
+ */
+export class Iotlb {
+  readonly capacity: number;
+  readonly ways: number;
+  readonly sets: number;
+  readonly #domain: Int32Array;
+  readonly #base: Float64Array;
+  readonly #level: Uint8Array;
+  readonly #phys: Float64Array;
+  readonly #perm: Uint8Array;
+  readonly #stale: Uint8Array;
+  readonly #stamp: Float64Array;
+  readonly #counters: Counters;
+  /** Leaf levels to probe, smallest first (most mappings are 4 KiB). */
+  readonly #levels: number[];
+  /** sets - 1 when sets is a power of two (an AND instead of a division), else -1. */
+  readonly #setMask: number;
+  /** Valid entries per leaf level: a range visit skips the levels that hold none. */
+  readonly #perLevel = new Int32Array(4);
+  /**
+   * Longest range whose visit probes sets rather than scanning the whole cache. At most len / size + 2
+   * leaves of one level overlap a range of len bytes, the smallest level having the most; probing is
+   * chosen while that many probes per level, `ways` slots each, stay below the capacity.
+   */
+  readonly #probeLimit: number;
+  #tick = 0;
+  #size = 0;
+
+  constructor(counters: Counters, capacity: number, ways: number, leafLevels: readonly number[]) {
+    this.capacity = capacity;
+    this.ways = ways;
+    this.sets = capacity / ways;
+    this.#setMask = (this.sets & (this.sets - 1)) === 0 ? this.sets - 1 : -1;
+    this.#domain = new Int32Array(capacity);
+    this.#base = new Float64Array(capacity);
+    this.#level = new Uint8Array(capacity);
+    this.#phys = new Float64Array(capacity);
+    this.#perm = new Uint8Array(capacity);
+    this.#stale = new Uint8Array(capacity);
+    this.#stamp = new Float64Array(capacity);
+    this.#counters = counters;
+    this.#levels = [...leafLevels].sort((a, b) => a - b);
+    const smallest = LEVEL_SIZE[this.#levels[0] ?? 1] ?? 0;
+    this.#probeLimit = (Math.ceil(this.sets / this.#levels.length) - 3) * smallest;
+  }
+
+  /** Valid entries. */
+  get size(): number {
+    return this.#size;
+  }
+
+  /**
+   * Set index of the leaf of `level` holding the address whose low and high 32-bit halves are given:
+   * its page number's bits folded with the domain tag and level. Integer arithmetic only: this is on
+   * every translation.
+   */
+  #set(domain: number, low: number, high: number, level: number): number {
+    const shift = LEVEL_SHIFT[level] ?? 0;
+    const h = (low >>> shift) ^ Math.imul(high, 0x27d4eb2f) ^ Math.imul(domain, 0x9e3779b1) ^ Math.imul(level, 0x85ebca6b);
+    const mixed = (h ^ (h >>> 15)) & 0x7fffffff;
+    return this.#setMask >= 0 ? mixed & this.#setMask : mixed % this.sets;
+  }
+
+  #setOf(domain: number, base: number, level: number): number {
+    return this.#set(domain, base >>> 0, (base / TWO_32) >>> 0, level);
+  }
+
+  /** Finds the entry translating `iova` for `domain`; returns its slot or -1. Refreshes its LRU stamp. */
+  lookup(domain: number, iova: number): number {
+    const ways = this.ways;
+    const levels = this.#levels;
+    // ToUint32 is arithmetic modulo 2^32, so `>>> 0` gives the low half exactly and the division
+    // (by a power of two) the high half: leaves are at most 1 GiB, so the offset is in the low half.
+    const low = iova >>> 0;
+    const high = (iova / 4294967296) >>> 0;
+    for (const level of levels) {
+      const base = iova - (low & (LEVEL_MASK[level] ?? 0));
+      const first = this.#set(domain, low, high, level) * ways;
+      for (let j = first; j < first + ways; j++) {
+        if (this.#domain[j] === domain && this.#base[j] === base && this.#level[j] === level) {
+          this.#stamp[j] = ++this.#tick;
+          return j;
+        }
+      }
+    }
+    return -1;
+  }
+
+  physOf(slot: number, iova: number): number {
+    return (this.#phys[slot] ?? 0) + (iova - (this.#base[slot] ?? 0));
+  }
+
+  permOf(slot: number): number {
+    return this.#perm[slot] ?? 0;
+  }
+
+  isStale(slot: number): boolean {
+    return this.#stale[slot] !== 0;
+  }
+
+  /** Caches a leaf; evicts the least recently used entry of the set when it is full. */
+  insert(domain: number, base: number, level: number, phys: number, perm: number): void {
+    const first = this.#setOf(domain, base, level) * this.ways;
+    let victim = first;
+    let oldest = Infinity;
+    for (let j = first; j < first + this.ways; j++) {
+      if (this.#domain[j] === 0) {
+        victim = j;
+        oldest = -1;
+        break;
+      }
+      if ((this.#stamp[j] ?? 0) < oldest) {
+        oldest = this.#stamp[j] ?? 0;
+        victim = j;
+      }
+    }
+    if (oldest === -1) this.#size++;
+    else {
+      this.#counters.add(C_EVICTIONS);
+      const old = this.#level[victim] ?? 0;
+      this.#perLevel[old] = (this.#perLevel[old] ?? 0) - 1;
+    }
+    this.#perLevel[level] = (this.#perLevel[level] ?? 0) + 1;
+    this.#domain[victim] = domain;
+    this.#base[victim] = base;
+    this.#level[victim] = level;
+    this.#phys[victim] = phys;
+    this.#perm[victim] = perm;
+    this.#stale[victim] = 0;
+    this.#stamp[victim] = ++this.#tick;
+  }
+
+  /** Every valid entry, in slot order (for inspection and tests; allocates). */
+  entries(): { slot: number; domain: number; base: number; level: number; stale: boolean }[] {
+    const out: { slot: number; domain: number; base: number; level: number; stale: boolean }[] = [];
+    for (let j = 0; j < this.capacity; j++) {
+      const domain = this.#domain[j] ?? 0;
+      if (domain !== 0) out.push({ slot: j, domain, base: this.#base[j] ?? 0, level: this.#level[j] ?? 0, stale: this.#stale[j] !== 0 });
+    }
+    return out;
+  }
+
+  /** Marks stale every entry of `domain` overlapping [start, end). */
+  markStale(domain: number, start: number, end: number): void {
+    this.#visitRange(domain, start, end, false);
+  }
+
+  /** Drops every entry of `domain` overlapping [start, end). */
+  invalidateRange(domain: number, start: number, end: number): void {
+    this.#visitRange(domain, start, end, true);
+  }
+
+  /** Drops every entry of `domain`. */
+  invalidateDomain(domain: number): void {
+    for (let j = 0; j < this.capacity; j++) if (this.#domain[j] === domain) this.#drop(j);
+  }
+
+  invalidateAll(): void {
+    this.#domain.fill(0);
+    this.#stale.fill(0);
+    this.#perLevel.fill(0);
+    this.#size = 0;
+  }
+
+  /**
+   * Drops (or marks stale) the entries of `domain` overlapping [start, end): by probing the sets each
+   * possible leaf of the range maps to, at the levels that hold any entry, when that is cheaper than
+   * scanning the whole cache, else by a scan. A 4 KiB range with only 4 KiB entries cached is one set.
+   */
+  #visitRange(domain: number, start: number, end: number, drop: boolean): void {
+    const levels = this.#levels;
+    const perLevel = this.#perLevel;
+    const ways = this.ways;
+    const tags = this.#domain;
+    const bases = this.#base;
+    const lvls = this.#level;
+    if (end - start <= this.#probeLimit) {
+      for (const level of levels) {
+        if (perLevel[level] === 0) continue;
+        const sz = LEVEL_SIZE[level] ?? 1;
+        // Leaves are at most 1 GiB: the offset of start inside one is in its low 32 bits.
+        for (let base = start - ((start >>> 0) & (LEVEL_MASK[level] ?? 0)); base < end; base += sz) {
+          const first = this.#setOf(domain, base, level) * ways;
+          for (let j = first; j < first + ways; j++) {
+            if (tags[j] === domain && bases[j] === base && lvls[j] === level) {
+              if (drop) this.#drop(j);
+              else this.#stale[j] = 1;
+            }
+          }
+        }
+      }
+      return;
+    }
+    for (let j = 0; j < this.capacity; j++) {
+      if (tags[j] !== domain) continue;
+      const base = bases[j] ?? 0;
+      if (base < end && base + (LEVEL_SIZE[lvls[j] ?? 0] ?? 0) > start) {
+        if (drop) this.#drop(j);
+        else this.#stale[j] = 1;
+      }
+    }
+  }
+
+  #drop(slot: number): void {
+    const level = this.#level[slot] ?? 0;
+    this.#perLevel[level] = (this.#perLevel[level] ?? 0) - 1;
+    this.#domain[slot] = 0;
+    this.#stale[slot] = 0;
+    this.#size--;
+  }
+}

@@ -1,0 +1,16 @@
+import { IommuError } from "./errors.js";
+
+/** An I/O virtual address: what a device behind an IOMMU puts on the bus. */
+export type Iova = number & { readonly __brand: "Iova" };
+
+/** Brands `n` as an IOVA after checking it is a safe integer >= 0 (nothing is truncated). */
+export function iova(n: number): Iova {
+  if (!Number.isSafeInteger(n) || n < 0) {
+    throw new IommuError("EINVAL", `iova = ${String(n)} is invalid: expected a safe integer >= 0`);
+  }
+  return n as Iova;
+}
+
+export const SZ_4K = 4096;
+export const SZ_2M = 2 * 1024 * 1024;
+export const SZ_1G = 1024 ** 3;

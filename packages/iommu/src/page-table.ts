@@ -1,0 +1,454 @@
+import * as pte from "./pte.js";
+
+// Module-local copies: imported bindings can cost a property lookup per use under some loaders (the
+// test runner's among them), and these are read in every loop below.
+const N = pte.ENTRIES_PER_TABLE;
+const LEVEL_SIZE = pte.LEVEL_SIZE;
+const PTE_ADDR_UNIT = pte.PTE_ADDR_UNIT;
+const PTE_LEAF = pte.PTE_LEAF;
+const PTE_PENDING = pte.PTE_PENDING;
+const PTE_PROT_UNIT = pte.PTE_PROT_UNIT;
+const PTE_VALID = pte.PTE_VALID;
+const pteAddr = pte.pteAddr;
+const pteIsLeaf = pte.pteIsLeaf;
+const pteTable = pte.pteTable;
+const tableIndex = pte.tableIndex;
+const TWO_32 = 4294967296;
+/** Shared by every unmap that detached nothing; never written. */
+const NO_TABLES: readonly number[] = Object.freeze([]);
+
+/**
+ * A multi-level IO page table of 512-entry tables, all held in one growable Float64Array indexed by
+ * table number (table 0 is the root). No object exists per table or per page: a table is a 512-slot
+ * window of the slab plus one entry of `used` (its count of valid entries), which tells unmap when a
+ * table became empty and can be detached.
+ *
+ * Invariant: every table linked into the tree holds at least one valid entry (unmap detaches tables
+ * the moment they empty). So a table entry whose whole span lies inside a range means "something is
+ * mapped there" without looking inside it.
+ *
+ * This class trusts its caller for argument checking (IommuDomain validates); it only does the work and
+ * reports counts in the `last*` fields, which avoids allocating a result object per call.
+ */
+export class IoPageTable {
+  readonly levels: number;
+  /** Levels that may hold leaves, largest first (3 = 1 GiB, 2 = 2 MiB, 1 = 4 KiB). */
+  readonly #leafLevels: number[];
+  #slab: Float64Array;
+  #used: Uint16Array;
+  #tablesCapacity: number;
+  #nextTable = 1;
+  #free: number[] = [];
+  #pendingFree = 0;
+  /**
+   * One-entry cache of the last walk of mapLeaf / unmapLeaf: the table holding leaves of level
+   * #cacheLevel for IOVAs in [#cacheBase, #cacheBase + #cacheSpan). Successive small calls land in the
+   * same table (an IOVA allocator hands out neighbours), and this skips the walk down to it. Valid while
+   * that table stays linked, so every detach empties it (#cacheSpan = 0 matches nothing). Tables are
+   * only ever linked by map, never moved, so nothing else can make it wrong.
+   */
+  #cacheLevel = 0;
+  #cacheBase = 0;
+  #cacheSpan = 0;
+  #cacheTable = 0;
+  /** Tables (by level) and slots of the path of the last unmapLeaf; reused, not reallocated. */
+  readonly #pathTable = new Int32Array(8);
+  readonly #pathSlot = new Int32Array(8);
+
+  /** Written by map/unmap/syncMap/walk. */
+  lastPtesWritten = 0;
+  lastPtesCleared = 0;
+  lastTablesAllocated = 0;
+  lastWalkLevels = 0;
+  lastWalkLevel = 0;
+  /** Tables detached by the last unmapLeaf, deepest first (NO_TABLES when none). */
+  lastDetached: readonly number[] = NO_TABLES;
+
+  constructor(levels: number, pgsizeBitmap: number, initialTables = 8) {
+    this.levels = levels;
+    this.#leafLevels = [];
+    for (let l = Math.min(levels, 3); l >= 1; l--) if ((pgsizeBitmap & (LEVEL_SIZE[l] ?? 0)) !== 0) this.#leafLevels.push(l);
+    this.#tablesCapacity = Math.max(2, initialTables);
+    this.#slab = new Float64Array(this.#tablesCapacity * N);
+    this.#used = new Uint16Array(this.#tablesCapacity);
+  }
+
+  /** Tables held: linked into the tree plus detached and not yet released. The root counts. */
+  get tables(): number {
+    return this.#nextTable - this.#free.length;
+  }
+
+  /** Tables detached by unmap and not yet released. */
+  get pendingFree(): number {
+    return this.#pendingFree;
+  }
+
+  /** The raw entry at `index` of table `table` (for inspection and tests). */
+  entry(table: number, index: number): number {
+    return this.#slab[table * N + index] ?? 0;
+  }
+
+  /** The largest leaf level that iova, phys and the remaining size all allow (iommu_pgsize). */
+  pickLevel(iova: number, phys: number, left: number): number {
+    for (const l of this.#leafLevels) {
+      const sz = LEVEL_SIZE[l] ?? 0;
+      if (left >= sz && iova % sz === 0 && phys % sz === 0) return l;
+    }
+    return 0;
+  }
+
+  /** True when any leaf lies inside [start, end). Reads only; used before map writes anything. */
+  hasMapping(start: number, end: number): boolean {
+    return this.#hasMapping(0, this.levels, 0, start, end);
+  }
+
+  #hasMapping(t: number, l: number, tableBase: number, start: number, end: number): boolean {
+    const esz = LEVEL_SIZE[l] ?? 0;
+    const i0 = Math.floor((Math.max(start, tableBase) - tableBase) / esz);
+    const i1 = Math.min(N, Math.ceil((end - tableBase) / esz));
+    const slab = this.#slab;
+    for (let i = i0; i < i1; i++) {
+      const e = slab[t * N + i] ?? 0;
+      if (e === 0) continue;
+      if (pteIsLeaf(e)) return true;
+      const base = tableBase + i * esz;
+      if (start <= base && end >= base + esz) return true;
+      if (this.#hasMapping(pteAddr(e) / PTE_ADDR_UNIT, l - 1, base, start, end)) return true;
+    }
+    return false;
+  }
+
+  /**
+   * Writes leaves for [iova, iova+size) → [phys, …), choosing the leaf size per step like iommu_pgsize
+   * (drivers/iommu/iommu.c): the largest size allowed by the bitmap, the alignment of both addresses and
+   * what is left. Consecutive leaves of one size are written in one run to the end of their table.
+   * The caller has checked that the range is empty and aligned to the granule.
+   */
+  map(iova: number, phys: number, size: number, prot: number, pending: boolean): void {
+    const flags = PTE_VALID + PTE_LEAF + prot * PTE_PROT_UNIT + (pending ? PTE_PENDING : 0);
+    let va = iova;
+    let pa = phys;
+    let left = size;
+    let written = 0;
+    let allocated = 0;
+    while (left > 0) {
+      const lvl = this.pickLevel(va, pa, left);
+      const esz = LEVEL_SIZE[lvl] ?? 0;
+      let t = 0;
+      for (let l = this.levels; l > lvl; l--) {
+        const slot = t * N + (Math.floor(va / (LEVEL_SIZE[l] ?? 0)) % N);
+        const e = this.#slab[slot] ?? 0;
+        if (e === 0) {
+          const nt = this.#allocTable();
+          allocated++;
+          this.#slab[slot] = nt * PTE_ADDR_UNIT + PTE_VALID;
+          this.#used[t] = (this.#used[t] ?? 0) + 1;
+          t = nt;
+        } else {
+          t = pteAddr(e) / PTE_ADDR_UNIT;
+        }
+      }
+      const idx = Math.floor(va / esz) % N;
+      const n = Math.min(Math.floor(left / esz), N - idx);
+      const slab = this.#slab;
+      const base = t * N + idx;
+      const first = pa + flags;
+      for (let i = 0; i < n; i++) slab[base + i] = first + i * esz;
+      this.#used[t] = (this.#used[t] ?? 0) + n;
+      const bytes = n * esz;
+      va += bytes;
+      pa += bytes;
+      left -= bytes;
+      written += n;
+    }
+    this.lastPtesWritten = written;
+    this.lastTablesAllocated = allocated;
+  }
+
+  /**
+   * Writes the one leaf of level `level` at `iova` (entry value `leaf`, built by the caller) in a single
+   * walk (none when the cached leaf table covers `iova`) that also checks the slot is free: returns
+   * false, with nothing written, when a leaf or a table is already there or a larger leaf covers it.
+   * Tables are allocated only once the walk has reached an empty entry, below which nothing can be
+   * mapped. Sets lastPtesWritten / lastTablesAllocated.
+   */
+  mapLeaf(iova: number, level: number, leaf: number): boolean {
+    const low = iova >>> 0;
+    const high = (iova / TWO_32) >>> 0;
+    let slab = this.#slab;
+    const d = iova - this.#cacheBase;
+    if (d >= 0 && d < this.#cacheSpan && level === this.#cacheLevel) {
+      const t = this.#cacheTable;
+      const slot = t * N + tableIndex(low, high, level);
+      if ((slab[slot] ?? 0) !== 0) return false;
+      slab[slot] = leaf;
+      this.#used[t] = (this.#used[t] ?? 0) + 1;
+      this.lastPtesWritten = 1;
+      this.lastTablesAllocated = 0;
+      return true;
+    }
+    let t = 0;
+    let l = this.levels;
+    for (; l > level; l--) {
+      const e = slab[t * N + tableIndex(low, high, l)] ?? 0;
+      if (e === 0) break;
+      if ((e & PTE_LEAF) !== 0) return false;
+      t = pteTable(e);
+    }
+    let allocated = 0;
+    if (l === level) {
+      if ((slab[t * N + tableIndex(low, high, l)] ?? 0) !== 0) return false;
+    } else {
+      // The entry at level l is empty: link fresh tables down to the leaf level.
+      for (; l > level; l--) {
+        const nt = this.#allocTable();
+        slab = this.#slab; // allocation may have grown the slab
+        slab[t * N + tableIndex(low, high, l)] = nt * PTE_ADDR_UNIT + PTE_VALID;
+        this.#used[t] = (this.#used[t] ?? 0) + 1;
+        allocated++;
+        t = nt;
+      }
+    }
+    slab[t * N + tableIndex(low, high, level)] = leaf;
+    this.#used[t] = (this.#used[t] ?? 0) + 1;
+    this.lastPtesWritten = 1;
+    this.lastTablesAllocated = allocated;
+    this.#remember(iova, level, t);
+    return true;
+  }
+
+  #remember(iova: number, level: number, table: number): void {
+    const span = LEVEL_SIZE[level + 1] ?? 0;
+    this.#cacheLevel = level;
+    this.#cacheBase = Math.floor(iova / span) * span;
+    this.#cacheSpan = span;
+    this.#cacheTable = table;
+  }
+
+  #forget(): void {
+    this.#cacheSpan = 0;
+  }
+
+  /**
+   * The leaf entry translating `iova` as `walk` finds it (0 for none; sets lastWalkLevel), taking the
+   * cached table when it covers `iova`. For iova_to_phys: it does not report the levels read, which is
+   * what a device walk is counted by, so `translate` keeps using `walk`.
+   */
+  lookup(iova: number): number {
+    const d = iova - this.#cacheBase;
+    if (d >= 0 && d < this.#cacheSpan) {
+      const level = this.#cacheLevel;
+      const e = this.#slab[this.#cacheTable * N + tableIndex(iova >>> 0, (iova / TWO_32) >>> 0, level)] ?? 0;
+      this.lastWalkLevel = e === 0 ? 0 : level;
+      return e;
+    }
+    return this.walk(iova);
+  }
+
+  /**
+   * Clears the one leaf of level `level` at `iova`, detaching the tables that become empty on the way
+   * up (into `lastDetached`, deepest first, as `unmap` orders them). Returns the bytes unmapped (0 for
+   * a hole), or -1 with nothing changed when a larger leaf covers `iova`: the caller then takes the
+   * general path, which reports the partial unmap.
+   */
+  unmapLeaf(iova: number, level: number): number {
+    const low = iova >>> 0;
+    const high = (iova / TWO_32) >>> 0;
+    const slab = this.#slab;
+    const used = this.#used;
+    const pathTable = this.#pathTable;
+    const pathSlot = this.#pathSlot;
+    this.lastPtesCleared = 0;
+    this.lastDetached = NO_TABLES;
+    const d = iova - this.#cacheBase;
+    if (d >= 0 && d < this.#cacheSpan && level === this.#cacheLevel) {
+      const t = this.#cacheTable;
+      const slot = t * N + tableIndex(low, high, level);
+      if ((slab[slot] ?? 0) === 0) return 0;
+      // A table about to empty is detached with its path: take the full walk below for that.
+      if (used[t] !== 1) {
+        slab[slot] = 0;
+        used[t] = (used[t] ?? 0) - 1;
+        this.lastPtesCleared = 1;
+        return LEVEL_SIZE[level] ?? 0;
+      }
+    }
+    let t = 0;
+    for (let l = this.levels; l > level; l--) {
+      const slot = t * N + tableIndex(low, high, l);
+      const e = slab[slot] ?? 0;
+      if (e === 0) return 0;
+      if ((e & PTE_LEAF) !== 0) return -1;
+      pathTable[l] = t;
+      pathSlot[l] = slot;
+      t = pteTable(e);
+    }
+    const slot = t * N + tableIndex(low, high, level);
+    if ((slab[slot] ?? 0) === 0) return 0;
+    slab[slot] = 0;
+    used[t] = (used[t] ?? 0) - 1;
+    let cleared = 1;
+    let detached: number[] | undefined;
+    // Walk back up while the table just cleared is empty; the root is never detached.
+    for (let l = level + 1; l <= this.levels && used[t] === 0; l++) {
+      (detached ??= []).push(t);
+      const parent = pathTable[l] ?? 0;
+      slab[pathSlot[l] ?? 0] = 0;
+      used[parent] = (used[parent] ?? 0) - 1;
+      cleared++;
+      t = parent;
+    }
+    if (detached !== undefined) {
+      this.lastDetached = detached;
+      this.#pendingFree += detached.length;
+      this.#forget();
+    } else {
+      this.#remember(iova, level, t);
+    }
+    this.lastPtesCleared = cleared;
+    return LEVEL_SIZE[level] ?? 0;
+  }
+
+  /**
+   * Walks to the leaf translating `iova`. Returns the leaf entry, or 0 when no leaf is there; sets
+   * `lastWalkLevel` (the leaf's level) and `lastWalkLevels` (entries read).
+   */
+  walk(iova: number): number {
+    let t = 0;
+    const slab = this.#slab;
+    const low = iova >>> 0;
+    const high = (iova / TWO_32) >>> 0;
+    for (let l = this.levels; l >= 1; l--) {
+      const e = slab[t * N + tableIndex(low, high, l)] ?? 0;
+      if (e === 0) {
+        this.lastWalkLevels = this.levels - l + 1;
+        this.lastWalkLevel = 0;
+        return 0;
+      }
+      if (pteIsLeaf(e)) {
+        this.lastWalkLevels = this.levels - l + 1;
+        this.lastWalkLevel = l;
+        return e;
+      }
+      t = pteTable(e);
+    }
+    this.lastWalkLevels = this.levels;
+    this.lastWalkLevel = 0;
+    return 0;
+  }
+
+  /**
+   * Clears every leaf inside [start, end) (no leaf may straddle an end: the caller checks). A table
+   * entry whose whole span is inside the range is cleared with one write and its subtree detached, as
+   * VT-d's dma_pte_clear_level and ARM's __arm_lpae_unmap do; a table that partial clearing emptied is
+   * detached too. Detached tables are appended to `freed`. Returns the bytes that were mapped.
+   */
+  unmap(start: number, end: number, freed: number[]): number {
+    this.#forget(); // it may detach the cached table
+    this.lastPtesCleared = 0;
+    const before = freed.length;
+    const bytes = this.#clear(0, this.levels, 0, start, end, freed);
+    this.#pendingFree += freed.length - before;
+    return bytes;
+  }
+
+  #clear(t: number, l: number, tableBase: number, start: number, end: number, freed: number[]): number {
+    const esz = LEVEL_SIZE[l] ?? 0;
+    const i0 = Math.floor((Math.max(start, tableBase) - tableBase) / esz);
+    const i1 = Math.min(N, Math.ceil((end - tableBase) / esz));
+    const slab = this.#slab;
+    let bytes = 0;
+    for (let i = i0; i < i1; i++) {
+      const slot = t * N + i;
+      const e = slab[slot] ?? 0;
+      if (e === 0) continue;
+      if (pteIsLeaf(e)) {
+        bytes += esz;
+      } else {
+        const child = pteAddr(e) / PTE_ADDR_UNIT;
+        const base = tableBase + i * esz;
+        if (start <= base && end >= base + esz) {
+          bytes += this.#detachSubtree(child, l - 1, freed);
+        } else {
+          bytes += this.#clear(child, l - 1, base, start, end, freed);
+          if (this.#used[child] !== 0) continue;
+          freed.push(child);
+        }
+      }
+      slab[slot] = 0;
+      this.#used[t] = (this.#used[t] ?? 0) - 1;
+      this.lastPtesCleared++;
+    }
+    return bytes;
+  }
+
+  /** Appends a whole subtree to `freed` and returns the bytes its leaves mapped. */
+  #detachSubtree(t: number, l: number, freed: number[]): number {
+    freed.push(t);
+    if (l === 1) return (this.#used[t] ?? 0) * (LEVEL_SIZE[1] ?? 0);
+    let bytes = 0;
+    const esz = LEVEL_SIZE[l] ?? 0;
+    for (let i = 0; i < N; i++) {
+      const e = this.#slab[t * N + i] ?? 0;
+      if (e === 0) continue;
+      bytes += pteIsLeaf(e) ? esz : this.#detachSubtree(pteAddr(e) / PTE_ADDR_UNIT, l - 1, freed);
+    }
+    return bytes;
+  }
+
+  /** Makes pending leaves overlapping [start, end) visible to the walker. Returns how many changed. */
+  syncMap(start: number, end: number): number {
+    return this.#sync(0, this.levels, 0, start, end);
+  }
+
+  #sync(t: number, l: number, tableBase: number, start: number, end: number): number {
+    const esz = LEVEL_SIZE[l] ?? 0;
+    const i0 = Math.floor((Math.max(start, tableBase) - tableBase) / esz);
+    const i1 = Math.min(N, Math.ceil((end - tableBase) / esz));
+    const slab = this.#slab;
+    let n = 0;
+    for (let i = i0; i < i1; i++) {
+      const slot = t * N + i;
+      const e = slab[slot] ?? 0;
+      if (e === 0) continue;
+      if (pteIsLeaf(e)) {
+        if ((e & PTE_PENDING) !== 0) {
+          slab[slot] = e - PTE_PENDING;
+          n++;
+        }
+      } else {
+        n += this.#sync(pteAddr(e) / PTE_ADDR_UNIT, l - 1, tableBase + i * esz, start, end);
+      }
+    }
+    return n;
+  }
+
+  /** Returns detached tables for reuse; they are zeroed here so allocation can hand them out as is. */
+  release(tables: readonly number[]): void {
+    if (tables.length === 0) return;
+    for (const t of tables) {
+      this.#slab.fill(0, t * N, t * N + N);
+      this.#used[t] = 0;
+      this.#free.push(t);
+    }
+    this.#pendingFree -= tables.length;
+  }
+
+  #allocTable(): number {
+    const reused = this.#free.pop();
+    if (reused !== undefined) return reused;
+    if (this.#nextTable === this.#tablesCapacity) this.#grow();
+    return this.#nextTable++;
+  }
+
+  #grow(): void {
+    const cap = this.#tablesCapacity * 2;
+    const slab = new Float64Array(cap * N);
+    slab.set(this.#slab);
+    const used = new Uint16Array(cap);
+    used.set(this.#used);
+    this.#slab = slab;
+    this.#used = used;
+    this.#tablesCapacity = cap;
+  }
+}

@@ -1,0 +1,52 @@
+import { AddressError } from "./errors.js";
+
+/** A CPU physical address (`phys_addr_t`). A branded number: a safe integer >= 0, never truncated. */
+export type PhysAddr = number & { readonly __brand: "PhysAddr" };
+
+export const PAGE_SHIFT = 12;
+export const PAGE_SIZE = 4096;
+export const KiB = 1024;
+export const MiB = 1024 ** 2;
+export const GiB = 1024 ** 3;
+export const TiB = 1024 ** 4;
+
+/** Brands `n` as a physical address; throws AddressError unless it is a safe integer >= 0. */
+export function physAddr(n: number): PhysAddr {
+  if (!Number.isSafeInteger(n) || n < 0) throw new AddressError("phys", n, "a safe integer >= 0");
+  return n as PhysAddr;
+}
+
+/**
+ * PHYS_PFN(): the page frame number holding `phys`. Division, not `>>> 12`: addresses above 4 GiB do not
+ * fit the 32-bit integers that JavaScript bit operators use.
+ */
+export function pfnOf(phys: number): number {
+  return Math.floor(phys / PAGE_SIZE);
+}
+
+/** PFN_PHYS(): the physical address of the first byte of page frame `pfn`. */
+export function pfnToPhys(pfn: number): PhysAddr {
+  if (!Number.isSafeInteger(pfn) || pfn < 0 || !Number.isSafeInteger(pfn * PAGE_SIZE)) {
+    throw new AddressError("pfn", pfn, "a page frame number >= 0 whose address is a safe integer");
+  }
+  return (pfn * PAGE_SIZE) as PhysAddr;
+}
+
+/** True when `n` is a multiple of PAGE_SIZE (PAGE_ALIGNED()). */
+export function isPageAligned(n: number): boolean {
+  return n % PAGE_SIZE === 0;
+}
+
+/** @internal Throws AddressError unless `value` is a safe integer >= 0. */
+export function checkNat(argument: string, value: number): void {
+  if (!Number.isSafeInteger(value) || value < 0) throw new AddressError(argument, value, "a safe integer >= 0");
+}
+
+/** @internal Checks a [start, start + len) byte range: both safe integers >= 0 and the end still safe. */
+export function checkRange(startArg: string, start: number, len: number): void {
+  checkNat(startArg, start);
+  checkNat("len", len);
+  if (!Number.isSafeInteger(start + len)) {
+    throw new AddressError("len", len, `a length that keeps ${startArg} + len a safe integer`);
+  }
+}

@@ -1,0 +1,103 @@
+import { hex } from "./format.js";
+
+export type MemoryErrorCode = "EINVAL" | "EFAULT" | "ENXIO" | "EEXIST" | "ENOMEM";
+
+/** Base of every error the memory layer throws; `code` is the errno the kernel would use. */
+export class MemoryError extends Error {
+  override readonly name: string = "MemoryError";
+  constructor(
+    readonly code: MemoryErrorCode,
+    message: string,
+  ) {
+    super(message);
+  }
+}
+
+/** An argument is not usable: not a safe non-negative integer, misaligned, out of range, unknown flag bits. */
+export class AddressError extends MemoryError {
+  override readonly name = "AddressError";
+  declare readonly code: "EINVAL";
+  constructor(
+    readonly argument: string,
+    readonly value: unknown,
+    expected: string,
+  ) {
+    super("EINVAL", `${argument} = ${formatValue(value)} is invalid: expected ${expected}`);
+  }
+}
+
+/** The access touches a physical address that no region covers (a hole in the physical address map). */
+export class UnmappedAddressError extends MemoryError {
+  override readonly name = "UnmappedAddressError";
+  declare readonly code: "EFAULT";
+  constructor(
+    readonly addr: number,
+    what: string,
+  ) {
+    super("EFAULT", `${what}: physical address ${hex(addr)} is in a hole (no RAM or MMIO region covers it)`);
+  }
+}
+
+/** The access reaches an MMIO region that was registered without a byte backing. */
+export class MmioNoBackingError extends MemoryError {
+  override readonly name = "MmioNoBackingError";
+  declare readonly code: "ENXIO";
+  constructor(
+    readonly addr: number,
+    readonly region: string,
+    what: string,
+  ) {
+    super("ENXIO", `${what}: physical address ${hex(addr)} is in MMIO region "${region}", which has no backing store; pass { backing } to addMmio to give it bytes`);
+  }
+}
+
+/** A new region or ZONE_DEVICE range overlaps one that exists. */
+export class RegionOverlapError extends MemoryError {
+  override readonly name = "RegionOverlapError";
+  declare readonly code: "EEXIST";
+  constructor(
+    readonly base: number,
+    readonly size: number,
+    readonly existing: string,
+  ) {
+    super("EEXIST", `range [${hex(base)}, ${hex(base + size)}) overlaps ${existing}`);
+  }
+}
+
+/** The page allocator has no run of free pages that satisfies the request. */
+export class OutOfMemoryError extends MemoryError {
+  override readonly name = "OutOfMemoryError";
+  declare readonly code: "ENOMEM";
+  constructor(
+    readonly count: number,
+    readonly align: number,
+    readonly below: number,
+    freePages: number,
+    largestRun: number,
+  ) {
+    super(
+      "ENOMEM",
+      `allocPages: no run of ${count} free page(s) aligned to ${align} page(s)` +
+        (below === Infinity ? "" : ` ending at or below ${hex(below)}`) +
+        ` (${freePages} page(s) free, largest free run ${largestRun} page(s))`,
+    );
+  }
+}
+
+/** A page is not in the state the call needs: double free, freeing a page never allocated, busy range. */
+export class PageStateError extends MemoryError {
+  override readonly name = "PageStateError";
+  declare readonly code: "EINVAL";
+  constructor(
+    readonly pfn: number,
+    message: string,
+  ) {
+    super("EINVAL", message);
+  }
+}
+
+function formatValue(value: unknown): string {
+  if (typeof value === "number" && Number.isSafeInteger(value) && value > 0xffff) return `${value} (${hex(value)})`;
+  if (typeof value === "string") return JSON.stringify(value);
+  return String(value);
+}

@@ -1,0 +1,21 @@
+export { PAGE_SHIFT, PAGE_SIZE, KiB, MiB, GiB, TiB, physAddr, pfnOf, pfnToPhys, isPageAligned } from "./addresses.js";
+export type { PhysAddr } from "./addresses.js";
+export {
+  MemoryError,
+  AddressError,
+  UnmappedAddressError,
+  MmioNoBackingError,
+  RegionOverlapError,
+  OutOfMemoryError,
+  PageStateError,
+} from "./errors.js";
+export type { MemoryErrorCode } from "./errors.js";
+export { PageFlag, PAGE_FLAG_MASK, pageFlagNames } from "./page-flags.js";
+export { SparseStore } from "./sparse-store.js";
+export { PageDescriptors, SECTION_PAGES } from "./page-descriptors.js";
+export type { PageRange, PageRangeKind } from "./page-descriptors.js";
+export { PageAllocator } from "./page-allocator.js";
+export type { AllocPagesOptions, FreeRun } from "./page-allocator.js";
+export { PhysicalMemory } from "./physical-memory.js";
+export type { MmioOptions, PhysicalMemoryOptions, RamRangeSpec } from "./physical-memory.js";
+export type { RegionInfo, RegionKind } from "./regions.js";

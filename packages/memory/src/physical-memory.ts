@@ -1,0 +1,344 @@
+import type { Trace } from "@dmasim/trace";
+import { Counter } from "@dmasim/trace";
+import type { PhysAddr } from "./addresses.js";
+import { PAGE_SIZE, checkNat, checkRange } from "./addresses.js";
+import { AddressError, MmioNoBackingError, PageStateError, RegionOverlapError, UnmappedAddressError } from "./errors.js";
+import { hex } from "./format.js";
+import { kApplyFlags, kFirstMissing } from "./internal.js";
+import { PageAllocator } from "./page-allocator.js";
+import type { PageRangeKind, ZoneDeviceHost } from "./page-descriptors.js";
+import { PageDescriptors, RangeKind } from "./page-descriptors.js";
+import { PageFlag } from "./page-flags.js";
+import type { Region, RegionInfo } from "./regions.js";
+import { RegionTable } from "./regions.js";
+import { SparseStore } from "./sparse-store.js";
+
+export interface RamRangeSpec {
+  readonly base: number;
+  readonly size: number;
+  /** Shown by regions() and iomem(); default "System RAM". */
+  readonly name?: string;
+}
+
+export interface PhysicalMemoryOptions {
+  /** RAM ranges: page-aligned, non-overlapping. */
+  readonly ram: readonly RamRangeSpec[];
+  /** A confidential guest (SEV-SNP/TDX): every RAM page starts private (PageFlag.Encrypted). */
+  readonly confidential?: boolean;
+  /** memblock_reserve(): page-aligned parts of RAM that get PageFlag.Reserved and are never allocated. */
+  readonly reserved?: readonly { readonly base: number; readonly size: number }[];
+}
+
+export interface MmioOptions {
+  readonly name: string;
+  /** Who owns the range, e.g. the BDF of the device whose BAR it is. */
+  readonly owner?: string;
+  /** Bytes behind the range (device memory a BAR exposes); without it, accesses throw MmioNoBackingError. */
+  readonly backing?: SparseStore;
+}
+
+/** The public call an access came through, for error messages. */
+type AccessFn = "read" | "readInto" | "write" | "fill";
+
+/**
+ * The physical address space of one platform: RAM regions and MMIO regions, the bytes behind them, the
+ * page descriptors and the page allocator. CPU accesses go through read/readInto/write/fill at any
+ * address and length, across page and region boundaries; an access that would touch a hole or an MMIO
+ * region without backing is refused before any byte moves.
+ */
+export class PhysicalMemory implements ZoneDeviceHost {
+  readonly trace: Trace;
+  readonly confidential: boolean;
+  readonly pages: PageDescriptors;
+  readonly allocator: PageAllocator;
+  readonly #table = new RegionTable();
+  /** The region of the last access, if it has bytes: the hot path checks it before any search. */
+  #last: BackedRegion | undefined = undefined;
+
+  constructor(trace: Trace, options: PhysicalMemoryOptions) {
+    this.trace = trace;
+    this.confidential = options.confidential ?? false;
+    const ram: readonly RamRangeSpec[] = options.ram;
+    if (!isArray(ram)) throw new AddressError("options.ram", ram, "an array of { base, size } RAM ranges");
+    const pfnRanges: { startPfn: number; endPfn: number }[] = [];
+    ram.forEach((r, i) => {
+      const what = `options.ram[${i}]`;
+      checkPageAlignedRange(what, r.base, r.size);
+      const name = r.name ?? "System RAM";
+      if (typeof name !== "string" || name === "") throw new AddressError(`${what}.name`, name, "a non-empty string");
+      const clash = this.#table.overlapping(r.base, r.base + r.size);
+      if (clash !== undefined) throw new RegionOverlapError(r.base, r.size, describe(clash));
+      this.#table.insert(makeRegion("ram", r.base, r.size, name, undefined, new SparseStore(r.size)));
+    });
+    for (const r of this.#table.list) pfnRanges.push({ startPfn: r.base / PAGE_SIZE, endPfn: r.end / PAGE_SIZE });
+    const reserved = (options.reserved ?? []).map((r, i) => {
+      checkPageAlignedRange(`options.reserved[${i}]`, r.base, r.size);
+      if (!this.#allRam(r.base, r.size)) throw new AddressError(`options.reserved[${i}].base`, r.base, "a range inside RAM");
+      return { startPfn: r.base / PAGE_SIZE, endPfn: (r.base + r.size) / PAGE_SIZE };
+    });
+    this.pages = new PageDescriptors(trace, this, pfnRanges, this.confidential);
+    for (const r of reserved) this.pages[kApplyFlags](r.startPfn, r.endPfn - r.startPfn, PageFlag.Reserved, 0);
+    this.allocator = new PageAllocator(trace, this.pages, subtract(pfnRanges, reserved));
+  }
+
+  /** Registers an MMIO range (a BAR, a doorbell page): no struct pages unless addZoneDevice gives it some. */
+  addMmio(base: number, size: number, options: MmioOptions): RegionInfo {
+    checkRange("base", base, size);
+    if (size === 0) throw new AddressError("size", size, "an MMIO size >= 1 byte (addMmio)");
+    const { name, owner, backing } = options;
+    if (typeof name !== "string" || name === "") throw new AddressError("options.name", name, "a non-empty string (addMmio)");
+    if (owner !== undefined && typeof owner !== "string") throw new AddressError("options.owner", owner, "a string such as a BDF (addMmio)");
+    if (backing !== undefined) {
+      if (!(backing instanceof SparseStore)) throw new AddressError("options.backing", backing, "a SparseStore (addMmio)");
+      if (backing.size < size) throw new AddressError("options.backing.size", backing.size, `a backing of at least the region size, ${size} bytes (addMmio)`);
+    }
+    const clash = this.#table.overlapping(base, base + size);
+    if (clash !== undefined) throw new RegionOverlapError(base, size, describe(clash));
+    const zd = this.pages.zoneDeviceOverlap(Math.floor(base / PAGE_SIZE) * PAGE_SIZE, Math.ceil((base + size) / PAGE_SIZE) * PAGE_SIZE - Math.floor(base / PAGE_SIZE) * PAGE_SIZE);
+    if (zd !== undefined) {
+      throw new RegionOverlapError(base, size, `${zd.kind} ZONE_DEVICE pages [${hex(zd.startPfn * PAGE_SIZE)}, ${hex(zd.endPfn * PAGE_SIZE)})`);
+    }
+    const region = makeRegion("mmio", base, size, name, owner, backing);
+    this.#table.insert(region);
+    return region.info;
+  }
+
+  /** Removes the MMIO region that starts at `base` (a device going away). Its ZONE_DEVICE pages must be removed first. */
+  removeMmio(base: number): void {
+    checkNat("base", base);
+    const region = this.#table.at(this.#table.indexOf(base));
+    if (region?.info.kind !== "mmio" || region.base !== base) {
+      throw new UnmappedAddressError(base, "removeMmio: no MMIO region starts at this address");
+    }
+    const pageBase = Math.floor(base / PAGE_SIZE) * PAGE_SIZE;
+    const zd = this.pages.zoneDeviceOverlap(pageBase, Math.ceil(region.end / PAGE_SIZE) * PAGE_SIZE - pageBase);
+    if (zd !== undefined) {
+      throw new PageStateError(zd.startPfn, `removeMmio: region "${region.info.name}" still has ZONE_DEVICE pages from ${hex(zd.startPfn * PAGE_SIZE)}; call pages.removeZoneDevice first`);
+    }
+    this.#table.remove(region);
+    if (this.#last === region) this.#last = undefined;
+  }
+
+  /** Every region in address order (frozen). */
+  regions(): readonly RegionInfo[] {
+    return this.#table.infos;
+  }
+
+  regionAt(phys: number): RegionInfo | undefined {
+    checkNat("phys", phys);
+    return this.#table.at(this.#table.indexOf(phys))?.info;
+  }
+
+  /** True when all of [phys, phys + len) is RAM (adjacent RAM regions count as one); len 0 asks about phys. */
+  isRam(phys: number, len: number): boolean {
+    checkRange("phys", phys, len);
+    return this.#allRam(phys, Math.max(len, 1));
+  }
+
+  /** Bytes of RAM in all regions. */
+  get ramBytes(): number {
+    let n = 0;
+    for (const r of this.#table.list) if (r.info.kind === "ram") n += r.end - r.base;
+    return n;
+  }
+
+  /** Pages of RAM and MMIO backing that hold bytes because they were written. */
+  get materialisedPages(): number {
+    let n = 0;
+    for (const r of this.#table.list) if (r.store !== undefined) n += r.store.materialisedPages;
+    return n;
+  }
+
+  read(phys: number, len: number): Uint8Array {
+    checkNat("len", len);
+    const out = new Uint8Array(len);
+    const r = this.#last;
+    if (r !== undefined && phys >= r.base && phys + len <= r.end && Number.isSafeInteger(phys)) {
+      r.store.readInto(phys - r.base, out);
+      this.trace.counters.add(Counter.MemReadBytes, len);
+    } else {
+      this.#slow("read", phys, len, out, 0);
+    }
+    return out;
+  }
+
+  /** The hot path: one check against the last region hit, then the store copies page by page. */
+  readInto(phys: number, dst: Uint8Array): void {
+    const len = dst.length;
+    const r = this.#last;
+    if (r !== undefined && phys >= r.base && phys + len <= r.end && Number.isSafeInteger(phys)) {
+      r.store.readInto(phys - r.base, dst);
+      this.trace.counters.add(Counter.MemReadBytes, len);
+      return;
+    }
+    this.#slow("readInto", phys, len, dst, 0);
+  }
+
+  write(phys: number, bytes: Uint8Array): void {
+    const len = bytes.length;
+    const r = this.#last;
+    if (r !== undefined && phys >= r.base && phys + len <= r.end && Number.isSafeInteger(phys)) {
+      const store = r.store;
+      const before = store.materialisedPages;
+      store.write(phys - r.base, bytes);
+      const counters = this.trace.counters;
+      counters.add(Counter.MemWriteBytes, len);
+      if (store.materialisedPages !== before) counters.add(Counter.MemPagesMaterialised, store.materialisedPages - before);
+      return;
+    }
+    this.#slow("write", phys, len, bytes, 0);
+  }
+
+  /** memset() of physical memory. Zero-filling pages never written allocates nothing. */
+  fill(phys: number, len: number, value: number): void {
+    if (!Number.isInteger(value) || value < 0 || value > 255) throw new AddressError("value", value, "a byte value 0..255 (fill)");
+    checkNat("len", len);
+    this.#slow("fill", phys, len, undefined, value);
+  }
+
+  /**
+   * set_memory_decrypted(): makes `nrPages` RAM pages from `phys` shared with the host, so devices can
+   * reach them. Like the kernel, a no-op (after argument checks) on a machine that is not confidential.
+   */
+  setMemoryDecrypted(phys: number, nrPages: number): void {
+    this.#setEncryption("setMemoryDecrypted", phys, nrPages, false);
+  }
+
+  /** set_memory_encrypted(): makes the pages private to the guest again. */
+  setMemoryEncrypted(phys: number, nrPages: number): void {
+    this.#setEncryption("setMemoryEncrypted", phys, nrPages, true);
+  }
+
+  /** The map in /proc/iomem format: `00000000-7fffffff : System RAM`. */
+  iomem(): string {
+    return this.#table.list
+      .map((r) => `${r.base.toString(16).padStart(8, "0")}-${(r.end - 1).toString(16).padStart(8, "0")} : ${r.info.name}${r.info.owner === undefined ? "" : ` (${r.info.owner})`}`)
+      .join("\n");
+  }
+
+  /** @internal ZoneDeviceHost: where ZONE_DEVICE pages may go. */
+  checkZoneDeviceRange(phys: number, size: number, kind: PageRangeKind): void {
+    const end = phys + size;
+    if (kind === "p2pdma") {
+      const r = this.#table.at(this.#table.indexOf(phys));
+      if (r?.info.kind !== "mmio" || end > r.end) {
+        throw new AddressError("phys", phys, `p2pdma pages inside one MMIO region (a BAR): [${hex(phys)}, ${hex(end)}) is not (addZoneDevice)`);
+      }
+    } else {
+      const clash = this.#table.overlapping(phys, end);
+      if (clash !== undefined) throw new RegionOverlapError(phys, size, `${describe(clash)}: device-private pages need a hole in the physical map`);
+    }
+  }
+
+  #setEncryption(fn: string, phys: number, nrPages: number, encrypted: boolean): void {
+    checkNat("phys", phys);
+    if (phys % PAGE_SIZE !== 0) throw new AddressError("phys", phys, `a page-aligned address (${fn})`);
+    checkNat("nrPages", nrPages);
+    if (!Number.isSafeInteger(phys + nrPages * PAGE_SIZE)) throw new AddressError("nrPages", nrPages, `a page count that keeps the end address safe (${fn})`);
+    const pfn = phys / PAGE_SIZE;
+    const missing = this.pages[kFirstMissing](pfn, nrPages, RangeKind.Ram);
+    if (missing >= 0) throw new UnmappedAddressError(missing * PAGE_SIZE, `${fn}: only RAM pages can change encryption state`);
+    if (!this.confidential || nrPages === 0) return;
+    this.pages[kApplyFlags](pfn, nrPages, encrypted ? PageFlag.Encrypted : 0, encrypted ? 0 : PageFlag.Encrypted);
+  }
+
+  #allRam(phys: number, len: number): boolean {
+    const end = phys + len;
+    let i = this.#table.indexOf(phys);
+    for (;;) {
+      const r = this.#table.at(i);
+      if (r?.info.kind !== "ram") return false;
+      if (end <= r.end) return true;
+      const next = this.#table.at(++i);
+      if (next?.base !== r.end) return false;
+    }
+  }
+
+  /**
+   * Any access that misses the last region or spans regions: first walk the whole range and refuse it if
+   * any byte is in a hole or in MMIO without backing, then move the bytes region by region.
+   */
+  #slow(fn: AccessFn, phys: number, len: number, buf: Uint8Array | undefined, value: number): void {
+    checkRange("phys", phys, len);
+    if (len === 0) return;
+    const end = phys + len;
+    const first = this.#table.indexOf(phys);
+    let i = first;
+    for (;;) {
+      const r = this.#table.at(i);
+      if (r === undefined) throw new UnmappedAddressError(phys, fn);
+      if (r.store === undefined) throw new MmioNoBackingError(Math.max(phys, r.base), r.info.name, fn);
+      if (end <= r.end) break;
+      const next = this.#table.at(i + 1);
+      if (next?.base !== r.end) throw new UnmappedAddressError(r.end, fn);
+      i++;
+    }
+    const counters = this.trace.counters;
+    let materialised = 0;
+    for (let j = first, at = phys; at < end; j++) {
+      const r = this.#table.at(j);
+      if (!isBacked(r)) throw new Error("PhysicalMemory: region table changed during an access (internal inconsistency)");
+      const store = r.store;
+      const n = Math.min(end, r.end) - at;
+      const off = at - r.base;
+      const pos = at - phys;
+      const before = store.materialisedPages;
+      if (buf === undefined) store.fill(off, n, value);
+      else if (fn === "write") store.write(off, n === len ? buf : buf.subarray(pos, pos + n));
+      else store.readInto(off, n === len ? buf : buf.subarray(pos, pos + n));
+      materialised += store.materialisedPages - before;
+      this.#last = r;
+      at += n;
+    }
+    if (materialised !== 0) counters.add(Counter.MemPagesMaterialised, materialised);
+    counters.add(fn === "read" || fn === "readInto" ? Counter.MemReadBytes : Counter.MemWriteBytes, len);
+  }
+}
+
+interface BackedRegion extends Region {
+  readonly store: SparseStore;
+}
+
+function isBacked(r: Region | undefined): r is BackedRegion {
+  return r?.store !== undefined;
+}
+
+/** Array.isArray without widening the element type to any (options may come from plain JSON). */
+function isArray(value: unknown): boolean {
+  return Array.isArray(value);
+}
+
+function makeRegion(kind: "ram" | "mmio", base: number, size: number, name: string, owner: string | undefined, store: SparseStore | undefined): Region {
+  const info: RegionInfo = Object.freeze({ kind, base: base as PhysAddr, size, name, owner });
+  return { info, base, end: base + size, store };
+}
+
+function describe(r: Region): string {
+  return `${r.info.kind} region "${r.info.name}" [${hex(r.base)}, ${hex(r.end)})`;
+}
+
+function checkPageAlignedRange(what: string, base: number, size: number): void {
+  checkRange(`${what}.base`, base, size);
+  if (base % PAGE_SIZE !== 0) throw new AddressError(`${what}.base`, base, "a page-aligned address");
+  if (size === 0 || size % PAGE_SIZE !== 0) throw new AddressError(`${what}.size`, size, "a non-zero multiple of PAGE_SIZE (4096)");
+}
+
+/** `ranges` minus `holes`, both in pfns; the result is sorted and disjoint. */
+function subtract(
+  ranges: readonly { startPfn: number; endPfn: number }[],
+  holes: readonly { startPfn: number; endPfn: number }[],
+): { startPfn: number; endPfn: number }[] {
+  let out = ranges.map((r) => ({ ...r }));
+  for (const h of holes) {
+    const next: { startPfn: number; endPfn: number }[] = [];
+    for (const r of out) {
+      if (h.endPfn <= r.startPfn || r.endPfn <= h.startPfn) next.push(r);
+      else {
+        if (r.startPfn < h.startPfn) next.push({ startPfn: r.startPfn, endPfn: h.startPfn });
+        if (h.endPfn < r.endPfn) next.push({ startPfn: h.endPfn, endPfn: r.endPfn });
+      }
+    }
+    out = next;
+  }
+  return out;
+}

@@ -1,0 +1,207 @@
+import type { Iommu } from "@dmasim/iommu";
+import { MmioNoBackingError, PageFlag, type PhysicalMemory } from "@dmasim/memory";
+import { Counter, type Access, type FabricPath, type Trace } from "@dmasim/trace";
+import { PcieAccessError, PciError, hex } from "./errors.js";
+import type { RangeTable, Routes } from "./routing.js";
+import { at } from "./util.js";
+
+const TLP_BOUNDARY = 4096;
+const PAGE_SIZE = 4096;
+
+/** Which way a TLP went; index into the counter pairs below. */
+const PATH_MEMORY = 0;
+const PATH_SWITCH = 1;
+const PATH_HOST_BRIDGE = 2;
+/** MMIO that is no endpoint's BAR (a platform device): counted as "memory", may lack a backing store. */
+const PATH_OTHER_MMIO = 3;
+const PATH_NAMES: readonly FabricPath[] = ["memory", "peer-via-switch", "peer-via-host-bridge", "memory"];
+const TLP_COUNTER = [Counter.TlpsToMemory, Counter.TlpsPeerViaSwitch, Counter.TlpsPeerViaHostBridge, Counter.TlpsToMemory] as const;
+const BYTE_COUNTER = [Counter.BytesToMemory, Counter.BytesPeerViaSwitch, Counter.BytesPeerViaHostBridge, Counter.BytesToMemory] as const;
+
+/**
+ * Watches device DMA as it crosses the fabric, for the layers above the hardware: the kernel's CPU-cache
+ * model snoops for coherent devices (a coherent interconnect supplies or invalidates cached lines), and
+ * its debug checker sees which IOVAs a device touches. Called before the bytes move.
+ */
+export interface DmaAccessObserver {
+  /** A TLP as the device issued it: `addr` is the bus address (an IOVA behind an IOMMU). */
+  onTlp?(bdf: string, addr: number, len: number, access: Access): void;
+  /** A TLP about to reach RAM at physical `phys`, after any translation. */
+  onMemoryAccess?(bdf: string, phys: number, len: number, access: Access): void;
+}
+
+/** What every endpoint of one platform shares. */
+export interface FabricContext {
+  /** The platform's observer, if any (one slot shared by every endpoint, so setting it reaches all). */
+  readonly observer: { current: DmaAccessObserver | undefined };
+  readonly trace: Trace;
+  readonly memory: PhysicalMemory;
+  readonly routes: Routes;
+  readonly ram: RangeTable;
+  readonly endpointCount: number;
+  readonly bdfs: readonly string[];
+}
+
+/**
+ * Carries one device's reads and writes as TLPs, split at 4 KiB boundaries. Each TLP is routed as the
+ * hardware would: a switch turns it towards a peer BAR when the bus address is that peer's and no ACS
+ * redirect applies at the ingress port; everything else goes up to the root complex, through the
+ * device's IOMMU, and on to RAM, to a peer BAR (when the host bridge forwards peer traffic), or to
+ * nobody (Unsupported Request). A failing TLP stops the access; the ones before it have landed.
+ */
+export class Fabric {
+  readonly #ctx: FabricContext;
+  readonly #index: number;
+  readonly #bdf: string;
+  readonly #iommu: Iommu | undefined;
+  readonly #direct: RangeTable;
+  readonly #confidential: boolean;
+  /** Set by #route: which path the TLP took. */
+  #path = PATH_MEMORY;
+
+  constructor(ctx: FabricContext, index: number, iommu: Iommu | undefined) {
+    this.#ctx = ctx;
+    this.#index = index;
+    this.#bdf = at(ctx.bdfs, index);
+    this.#iommu = iommu;
+    this.#direct = at(ctx.routes.direct, index);
+    this.#confidential = ctx.memory.confidential;
+  }
+
+  #check(addr: number, len: number, op: string): void {
+    if (!Number.isSafeInteger(addr) || addr < 0) {
+      throw new PciError("EINVAL", `${op}(${this.#bdf}): addr = ${String(addr)} is invalid: expected a safe integer >= 0`);
+    }
+    if (!Number.isSafeInteger(addr + len)) {
+      throw new PciError("EINVAL", `${op}(${this.#bdf}): addr + len = ${hex(addr)} + ${len} is invalid: expected the end to stay below 2^53`);
+    }
+  }
+
+  read(addr: number, len: number): Uint8Array {
+    if (!Number.isSafeInteger(len) || len < 0) {
+      throw new PciError("EINVAL", `dmaRead(${this.#bdf}): len = ${String(len)} is invalid: expected a safe integer >= 0`);
+    }
+    this.#check(addr, len, "dmaRead");
+    const dst = new Uint8Array(len);
+    this.#readInto(addr, dst);
+    return dst;
+  }
+
+  readInto(addr: number, dst: Uint8Array): void {
+    if (!(dst instanceof Uint8Array)) throw new PciError("EINVAL", `dmaReadInto(${this.#bdf}): dst is invalid: expected a Uint8Array`);
+    this.#check(addr, dst.length, "dmaReadInto");
+    this.#readInto(addr, dst);
+  }
+
+  write(addr: number, bytes: Uint8Array): void {
+    if (!(bytes instanceof Uint8Array)) throw new PciError("EINVAL", `dmaWrite(${this.#bdf}): bytes is invalid: expected a Uint8Array`);
+    this.#check(addr, bytes.length, "dmaWrite");
+    const mem = this.#ctx.memory;
+    const len = bytes.length;
+    let done = 0;
+    while (done < len) {
+      const a = addr + done;
+      const chunk = Math.min(len - done, TLP_BOUNDARY - (a % TLP_BOUNDARY));
+      const phys = this.#route(a, chunk, "write", done);
+      const src = chunk === len ? bytes : bytes.subarray(done, done + chunk);
+      if (this.#path === PATH_OTHER_MMIO) this.#otherMmio(a, phys, chunk, "write", done, () => { mem.write(phys, src); });
+      else mem.write(phys, src);
+      this.#count(a, chunk, "write");
+      done += chunk;
+    }
+  }
+
+  #readInto(addr: number, dst: Uint8Array): void {
+    const mem = this.#ctx.memory;
+    const len = dst.length;
+    let done = 0;
+    while (done < len) {
+      const a = addr + done;
+      const chunk = Math.min(len - done, TLP_BOUNDARY - (a % TLP_BOUNDARY));
+      const phys = this.#route(a, chunk, "read", done);
+      const view = chunk === len ? dst : dst.subarray(done, done + chunk);
+      if (this.#path === PATH_OTHER_MMIO) this.#otherMmio(a, phys, chunk, "read", done, () => { mem.readInto(phys, view); });
+      else mem.readInto(phys, view);
+      this.#count(a, chunk, "read");
+      done += chunk;
+    }
+  }
+
+  #count(addr: number, len: number, access: Access): void {
+    const trace = this.#ctx.trace;
+    const c = trace.counters;
+    const p = this.#path;
+    c.add(TLP_COUNTER[p] ?? Counter.TlpsToMemory);
+    c.add(BYTE_COUNTER[p] ?? Counter.BytesToMemory, len);
+    const ev = trace.events;
+    if (ev.active) ev.emit({ type: "tlp", t: trace.clock.now, device: this.#bdf, path: PATH_NAMES[p] ?? "memory", access, addr, len });
+  }
+
+  /** Routes one TLP; returns the CPU physical address it lands on and sets #path, or throws. */
+  #route(addr: number, len: number, access: Access, completed: number): number {
+    const observer = this.#ctx.observer.current;
+    if (observer?.onTlp !== undefined) observer.onTlp(this.#bdf, addr, len, access);
+    const direct = this.#direct;
+    if (direct.length > 0) {
+      const i = direct.find(addr);
+      if (i >= 0) {
+        this.#path = PATH_SWITCH;
+        return addr - (direct.delta[i] ?? 0);
+      }
+    }
+    let phys = addr;
+    const mmu = this.#iommu;
+    if (mmu !== undefined) {
+      phys = mmu.translate(this.#bdf, addr, len, access);
+      if (phys < 0) {
+        const fault = mmu.faults().at(-1);
+        const why = fault?.device === this.#bdf && fault.iova === addr ? fault.reason : "fault";
+        throw new PcieAccessError("iommu-fault", this.#bdf, access, addr, completed, `${mmu.name} refused the translation (${why})`);
+      }
+    }
+    const ctx = this.#ctx;
+    if (ctx.ram.find(phys) >= 0) {
+      if (this.#confidential && (ctx.memory.pages.flags(Math.floor(phys / PAGE_SIZE)) & PageFlag.Encrypted) !== 0) {
+        ctx.trace.counters.add(Counter.PrivateMemoryBlocked);
+        throw new PcieAccessError("private-memory", this.#bdf, access, addr, completed, `physical ${hex(phys)} is private memory of the confidential guest (not shared with devices)`);
+      }
+      this.#path = PATH_MEMORY;
+      if (observer?.onMemoryAccess !== undefined) observer.onMemoryAccess(this.#bdf, phys, len, access);
+      return phys;
+    }
+    const bars = ctx.routes.barsByPhys;
+    const b = bars.find(phys);
+    if (b >= 0) {
+      const target = at(bars.endpoint, b);
+      if (ctx.routes.viaHostBridge[this.#index * ctx.endpointCount + target] === 0) {
+        this.#unsupported(addr, len, access, completed, `physical ${hex(phys)} is a BAR of ${at(ctx.bdfs, target)} and the host bridge does not forward peer-to-peer traffic`);
+      }
+      this.#path = PATH_HOST_BRIDGE;
+      return phys;
+    }
+    const region = ctx.memory.regionAt(phys);
+    if (region?.kind === "mmio") {
+      this.#path = PATH_OTHER_MMIO;
+      return phys;
+    }
+    this.#unsupported(addr, len, access, completed, `physical ${hex(phys)} is claimed by no RAM, BAR or MMIO region`);
+  }
+
+  /** An MMIO region with no byte backing answers UR, like a completer that decodes nothing there. */
+  #otherMmio(addr: number, phys: number, len: number, access: Access, completed: number, op: () => void): void {
+    try {
+      op();
+    } catch (e) {
+      if (!(e instanceof MmioNoBackingError)) throw e;
+      this.#unsupported(addr, len, access, completed, `physical ${hex(phys)} is in an MMIO region with no backing store`);
+    }
+  }
+
+  #unsupported(addr: number, len: number, access: Access, completed: number, detail: string): never {
+    const trace = this.#ctx.trace;
+    trace.counters.add(Counter.UnsupportedRequests);
+    const ev = trace.events;
+    if (ev.active) ev.emit({ type: "unsupported-request", t: trace.clock.now, device: this.#bdf, access, addr, len });
+    throw new PcieAccessError("unsupported-request", this.#bdf, access, addr, completed, detail);
+  }
+}

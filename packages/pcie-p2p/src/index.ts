@@ -1,0 +1,10 @@
+export { createPlatform } from "./platform.js";
+export type { PlatformSpec, MemorySpec, IommuSpec, HostBridgeSpec, HostBridgeP2p, RootPortSpec, SwitchSpec, SwitchPortSpec, EndpointSpec, BarSpec, AcsSpec } from "./spec.js";
+export type { Platform, Endpoint, Bar, BusAddr, P2pdmaProvider, HostBridgeInfo, P2pdmaExplanation } from "./types.js";
+export { PciP2pdmaMapType } from "./p2pdma.js";
+export type { DmaAccessObserver } from "./fabric.js";
+export { PciAcs } from "./acs.js";
+export { PlatformSpecError, PciError, PcieAccessError } from "./errors.js";
+export type { PciErrorCode, PcieAccessKind } from "./errors.js";
+export { isBdf } from "./bdf.js";
+export { DEFAULT_MMIO_WINDOW } from "./bars.js";

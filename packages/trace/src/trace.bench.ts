@@ -1,0 +1,26 @@
+import { bench, describe } from "vitest";
+import { Counter, Counters } from "./counters.js";
+import { EventStream } from "./events.js";
+
+describe("counters and events on a hot path", () => {
+  const counters = new Counters();
+  bench("Counters.add (one typed-array store)", () => {
+    counters.add(Counter.PteWrites);
+  });
+
+  const quiet = new EventStream();
+  bench("event site with nobody listening (one boolean read)", () => {
+    if (quiet.active) quiet.emit({ type: "tlp", t: 0, device: "d", path: "memory", access: "read", addr: 0, len: 64 });
+  });
+
+  const recording = new EventStream({ capacity: 4096, record: true });
+  bench("event emitted into a recording ring", () => {
+    if (recording.active) recording.emit({ type: "tlp", t: 0, device: "d", path: "memory", access: "read", addr: 0, len: 64 });
+  });
+
+  bench("snapshot + diff of every counter", () => {
+    const a = counters.snapshot();
+    counters.add(Counter.IotlbHits, 3);
+    counters.snapshot().diff(a);
+  });
+});
