@@ -51,7 +51,7 @@ cat > "$dir/tsconfig.build.json" <<JSON
     "tsBuildInfoFile": "dist/.tsbuildinfo"
   },
   "include": ["src"],
-  "exclude": ["src/**/*.test.ts", "src/**/*.bench.ts"],
+  "exclude": ["src/**/*.test.ts", "src/**/*.bench.ts", "src/**/test-*.ts"],
   "references": [ $refs ]
 }
 JSON

@@ -88,9 +88,14 @@ export function dmaKmallocNeedsBounce(dev: DmaDevice, size: number, dir: DmaDire
   return size % CACHELINE_SIZE !== 0;
 }
 
-/** dev_use_swiotlb (drivers/iommu/dma-iommu.c): untrusted devices and the kmalloc rule bounce. */
+/**
+ * dev_use_swiotlb (drivers/iommu/dma-iommu.c): untrusted devices and the kmalloc rule bounce. Upstream
+ * does not ask whether a pool exists: without one, iommu_dma_map_swiotlb refuses the unaligned mapping
+ * ("DMA bounce buffers are inactive") instead of letting an untrusted device see the rest of the granule.
+ * The kmalloc rule needs a pool to be in force at all (kmalloc keeps ARCH_DMA_MINALIGN without one).
+ */
 export function devUseSwiotlb(dev: DmaDevice, size: number, dir: DmaDirection): boolean {
-  return isSwiotlbActive(dev) && (dev.untrusted || dmaKmallocNeedsBounce(dev, size, dir));
+  return dev.untrusted || (isSwiotlbActive(dev) && dmaKmallocNeedsBounce(dev, size, dir));
 }
 
 /** arch_sync_dma_for_device: write back (clean) the CPU cache so a non-coherent device reads memory. */

@@ -4,7 +4,7 @@ import { GiB, KiB, PAGE_SIZE } from "@dmasim/memory";
 import { Counter } from "@dmasim/trace";
 import { DmaDirection, DmaInputError, dmaClassifyRange } from "./index.js";
 import type { DmaMemoryRun } from "./index.js";
-import { CLIENT, DEV, FAR_CLIENT, PROVIDER, UNTRUSTED, allocBuffer, moved, p2pRig, rig } from "./test-fixtures-b.js";
+import { CLIENT, DEV, FAR_CLIENT, PROVIDER, UNTRUSTED, freshPages, moved, p2pRig, rig } from "./test-fixtures-b.js";
 
 const { TO_DEVICE, FROM_DEVICE } = DmaDirection;
 
@@ -15,7 +15,7 @@ function shape(runs: readonly DmaMemoryRun[]): [string, number, number][] {
 describe("dmaClassifyRange", () => {
   it("RAM an iommu-dma device reaches is one normal run, and nothing is mapped", () => {
     const { platform, dev } = rig();
-    const phys = allocBuffer(platform, 8);
+    const phys = freshPages(platform, 8);
     const m = moved(platform, () => dmaClassifyRange(dev, phys + 100, 7 * PAGE_SIZE, TO_DEVICE));
     expect(shape(m.result)).toEqual([["normal", phys + 100, 7 * PAGE_SIZE]]);
     expect(m.result[0]!.provider).toBeUndefined();
@@ -34,13 +34,13 @@ describe("dmaClassifyRange", () => {
 
   it("swiotlb=force makes all RAM bounce on dma-direct", () => {
     const { platform, dev } = rig({ kernel: { iommuMode: "off", swiotlb: { force: true } } });
-    const phys = allocBuffer(platform, 2);
+    const phys = freshPages(platform, 2);
     expect(shape(dmaClassifyRange(dev, phys, 2 * PAGE_SIZE, TO_DEVICE))).toEqual([["bounce", phys, 2 * PAGE_SIZE]]);
   });
 
   it("a confidential guest: private pages are 'private', pages already shared still bounce", () => {
     const { platform, dev } = rig({ kernel: { iommuMode: "off" }, confidential: true });
-    const phys = allocBuffer(platform, 4);
+    const phys = freshPages(platform, 4);
     platform.memory.setMemoryDecrypted(phys + PAGE_SIZE, 2);
     expect(shape(dmaClassifyRange(dev, phys, 4 * PAGE_SIZE, TO_DEVICE))).toEqual([
       ["private", phys, PAGE_SIZE],
@@ -52,20 +52,24 @@ describe("dmaClassifyRange", () => {
   it("an untrusted device bounces only the partial head and tail granules", () => {
     const { platform, kernel } = rig();
     const dev = kernel.device(UNTRUSTED);
-    const phys = allocBuffer(platform, 4);
+    const phys = freshPages(platform, 4);
     expect(shape(dmaClassifyRange(dev, phys + 100, 3 * PAGE_SIZE, TO_DEVICE))).toEqual([
       ["bounce", phys + 100, PAGE_SIZE - 100],
       ["normal", phys + PAGE_SIZE, 2 * PAGE_SIZE],
       ["bounce", phys + 3 * PAGE_SIZE, 100],
     ]);
     expect(shape(dmaClassifyRange(dev, phys, 4 * PAGE_SIZE, TO_DEVICE))).toEqual([["normal", phys, 4 * PAGE_SIZE]]);
+    // Without a pool the partial granules still need a bounce (and so cannot be mapped at all).
+    const bare = rig({ kernel: { swiotlb: false } });
+    const lone = freshPages(bare.platform, 1);
+    expect(shape(dmaClassifyRange(bare.kernel.device(UNTRUSTED), lone + 100, 100, TO_DEVICE))).toEqual([["bounce", lone + 100, 100]]);
     // A trusted device never bounces on iommu-dma.
     expect(shape(dmaClassifyRange(kernel.device(DEV), phys + 100, 100, TO_DEVICE))).toEqual([["normal", phys + 100, 100]]);
   });
 
   it("the kmalloc rule bounces a non-coherent device's unaligned buffer the CPU reads back", () => {
     const { platform, dev } = rig({ kernel: { kmallocBounce: true, devices: { [DEV]: { coherent: false } } } });
-    const phys = allocBuffer(platform, 1);
+    const phys = freshPages(platform, 1);
     expect(dmaClassifyRange(dev, phys, 100, FROM_DEVICE)[0]!.kind).toBe("bounce");
     expect(dmaClassifyRange(dev, phys, 100, TO_DEVICE)[0]!.kind).toBe("normal");
     expect(dmaClassifyRange(dev, phys, 128, FROM_DEVICE)[0]!.kind).toBe("normal");

@@ -46,7 +46,8 @@ export function dmaClassifyRange(dev: DmaDevice, phys: number, len: number, dir:
   const pages = memory.pages;
   const runs: DmaMemoryRun[] = [];
   const granule = dev.ops === "iommu" ? dev.granule : PAGE_SIZE;
-  const untrustedBounce = dev.ops === "iommu" && dev.untrusted && isSwiotlbActive(dev);
+  // Without a pool these granules cannot be mapped at all; they are still the ones that need a bounce.
+  const untrustedBounce = dev.ops === "iommu" && dev.untrusted;
   const kmalloc = dmaKmallocNeedsBounce(dev, len, dir) && isSwiotlbActive(dev);
   const end = phys + len;
   // Holes first, so a refused range leaves the counters untouched.

@@ -13,12 +13,12 @@ import {
   dmaSetCoherentMask,
   dmaUnmapPhys,
 } from "./index.js";
-import { DEV, allocBuffer, moved, pattern, rig } from "./test-fixtures-b.js";
+import { DEV, freshPages, moved, pattern, rig } from "./test-fixtures-b.js";
 
 describe("dmaAllocCoherent", () => {
   it("returns zeroed memory even when the pages held old data", () => {
     const { platform, dev } = rig();
-    const old = allocBuffer(platform, 4);
+    const old = freshPages(platform, 4);
     platform.memory.fill(old, 4 * PAGE_SIZE, 0xa5);
     platform.memory.allocator.freePages(old, 4);
     const buf = dmaAllocCoherent(dev, 4 * PAGE_SIZE)!;
@@ -169,7 +169,7 @@ describe("dmaFreeCoherent", () => {
 
   it("freeing a streaming mapping as coherent, or unmapping a coherent buffer, is the wrong function", () => {
     const { platform, kernel, dev } = rig({ kernel: { debug: "collect" } });
-    const phys = allocBuffer(platform, 1);
+    const phys = freshPages(platform, 1);
     const addr = dmaMapPhys(dev, phys, 4096, DmaDirection.BIDIRECTIONAL);
     dmaMappingError(dev, addr);
     const buf = dmaAllocCoherent(dev, 4096)!;

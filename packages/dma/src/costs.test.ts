@@ -17,7 +17,7 @@ import {
   priceCounters,
 } from "./index.js";
 import type { CostReport } from "./index.js";
-import { allocBuffer, rig } from "./test-fixtures-b.js";
+import { freshPages, rig } from "./test-fixtures-b.js";
 
 const PAGES = 256;
 
@@ -37,7 +37,7 @@ function consistent(report: CostReport): void {
 describe("kernel.costs()", () => {
   it("reports counters and modelled time together, for the whole run or since a snapshot", () => {
     const { platform, kernel, dev } = rig();
-    const phys = allocBuffer(platform, 1);
+    const phys = freshPages(platform, 1);
     const since = platform.trace.counters.snapshot();
     const addr = dmaMapPhys(dev, phys, PAGE_SIZE, DmaDirection.TO_DEVICE);
     dmaMappingError(dev, addr);
@@ -91,7 +91,7 @@ describe("the cost profile", () => {
     const base = rig();
     const cheap = rig({ kernel: { costProfile: { IotlbSyncMap: 0 } } });
     for (const r of [base, cheap]) {
-      const addr = dmaMapPhys(r.dev, allocBuffer(r.platform, 1), PAGE_SIZE, DmaDirection.TO_DEVICE);
+      const addr = dmaMapPhys(r.dev, freshPages(r.platform, 1), PAGE_SIZE, DmaDirection.TO_DEVICE);
       dmaMappingError(r.dev, addr);
     }
     expect(base.kernel.costs().counters.IotlbSyncMap).toBe(1);
@@ -120,8 +120,8 @@ describe("the two-step API against per-page dma_map_phys: 256 pages", () => {
   it("costs 1 IotlbSyncMap instead of 256, and the modelled time shows it", () => {
     const two = rig();
     const classic = rig();
-    const physTwo = allocBuffer(two.platform, PAGES);
-    const physClassic = allocBuffer(classic.platform, PAGES);
+    const physTwo = freshPages(two.platform, PAGES);
+    const physClassic = freshPages(classic.platform, PAGES);
 
     const sinceTwo = two.platform.trace.counters.snapshot();
     const state = new DmaIovaState();

@@ -2,6 +2,7 @@ import { describe, expect, it } from "vitest";
 import { GiB, PAGE_SIZE, PageFlag } from "@dmasim/memory";
 import { Counter } from "@dmasim/trace";
 import {
+  DMA_ATTR_MMIO,
   DMA_ATTR_SKIP_CPU_SYNC,
   DMA_MAPPING_ERROR,
   DmaDebugError,
@@ -15,14 +16,14 @@ import {
 } from "./index.js";
 import type { DmaDebugCheck } from "./index.js";
 import type { DmaDevice } from "./device.js";
-import { DEV, allocBuffer, moved, pattern, rig } from "./test-fixtures-b.js";
+import { DEV, freshPages, moved, pattern, rig } from "./test-fixtures-b.js";
 import type { Rig } from "./test-fixtures-b.js";
 
 const { BIDIRECTIONAL, TO_DEVICE, FROM_DEVICE } = DmaDirection;
 
 /** A checked mapping of `len` bytes of fresh memory, filled with a pattern the device can read. */
 function mapped(r: Rig, len: number, dir: DmaDirection = BIDIRECTIONAL): { phys: number; addr: number } {
-  const phys = allocBuffer(r.platform, Math.ceil(len / PAGE_SIZE));
+  const phys = freshPages(r.platform, Math.ceil(len / PAGE_SIZE));
   r.platform.memory.write(phys, pattern(len, 3));
   const addr = dmaMapPhys(r.dev, phys, len, dir);
   expect(dmaMappingError(r.dev, addr)).toBe(0);
@@ -123,7 +124,7 @@ describe("dma-debug: unmap checks", () => {
 
   it("a mapping whose error was never checked is reported at unmap, and still unmapped", () => {
     const r = rig();
-    const phys = allocBuffer(r.platform, 1);
+    const phys = freshPages(r.platform, 1);
     const addr = dmaMapPhys(r.dev, phys, 4096, BIDIRECTIONAL);
     const err = thrown(() => {
       dmaUnmapPhys(r.dev, addr, 4096, BIDIRECTIONAL);
@@ -139,7 +140,7 @@ describe("dma-debug: unmap checks", () => {
 
   it('"collect" unmaps anyway and records every finding of one bad unmap', () => {
     const r = rig({ kernel: { debug: "collect" } });
-    const phys = allocBuffer(r.platform, 1);
+    const phys = freshPages(r.platform, 1);
     const addr = dmaMapPhys(r.dev, phys, 4096, BIDIRECTIONAL);
     dmaUnmapPhys(r.dev, addr, 4096, FROM_DEVICE);
     expect(checks(r)).toEqual(["unmap-direction-mismatch", "mapping-error-not-checked"]);
@@ -150,7 +151,7 @@ describe("dma-debug: unmap checks", () => {
   it('"collect" undoes the mapping that was made, whatever size the bad unmap passes', () => {
     for (const iommuMode of ["strict", "off"] as const) {
       const r = rig({ kernel: { debug: "collect", iommuMode } });
-      const phys = iommuMode === "off" ? 5 * GiB : allocBuffer(r.platform, 4); // "off": a bounced mapping
+      const phys = iommuMode === "off" ? 5 * GiB : freshPages(r.platform, 4); // "off": a bounced mapping
       const addr = dmaMapPhys(r.dev, phys, 2 * PAGE_SIZE, BIDIRECTIONAL);
       dmaMappingError(r.dev, addr);
       dmaUnmapPhys(r.dev, addr, 4 * PAGE_SIZE, BIDIRECTIONAL);
@@ -167,7 +168,7 @@ describe("dma-debug: unmap checks", () => {
 
   it('"off" checks nothing', () => {
     const r = rig({ kernel: { debug: "off" } });
-    const phys = allocBuffer(r.platform, 1);
+    const phys = freshPages(r.platform, 1);
     const addr = dmaMapPhys(r.dev, phys, 4096, BIDIRECTIONAL);
     dmaUnmapPhys(r.dev, addr, 4096, FROM_DEVICE);
     expect(r.kernel.debugReports()).toHaveLength(0);
@@ -177,7 +178,10 @@ describe("dma-debug: unmap checks", () => {
 
 interface SyncCase {
   readonly name: string;
+  /** What "throw" stops at: the first finding. */
   readonly check: DmaDebugCheck;
+  /** Every finding, as "collect" records them; default [check]. */
+  readonly all?: readonly DmaDebugCheck[];
   readonly wording: RegExp;
   readonly dir: DmaDirection;
   readonly misuse: (dev: DmaDevice, addr: number) => void;
@@ -212,21 +216,23 @@ const syncCases: SyncCase[] = [
     },
   },
   {
-    name: "a device-read-only buffer synced for the CPU",
-    check: "sync-device-read-only-for-cpu",
-    wording: /device driver syncs device read-only DMA memory for cpu .*\[mapped with DMA_TO_DEVICE\] \[synced with DMA_TO_DEVICE\]/,
+    name: "a device-read-only buffer synced for the CPU as if the device wrote it",
+    check: "sync-direction-mismatch",
+    all: ["sync-direction-mismatch", "sync-device-read-only-for-cpu"],
+    wording: /device driver syncs device read-only DMA memory for cpu .*\[mapped with DMA_TO_DEVICE\] \[synced with DMA_FROM_DEVICE\]/,
     dir: TO_DEVICE,
     misuse: (dev, addr) => {
-      dmaSyncSingleForCpu(dev, addr, 4096, TO_DEVICE);
+      dmaSyncSingleForCpu(dev, addr, 4096, FROM_DEVICE);
     },
   },
   {
-    name: "a device-write-only buffer synced for the device",
-    check: "sync-device-write-only-for-device",
-    wording: /device driver syncs device write-only DMA memory to device .*\[mapped with DMA_FROM_DEVICE\] \[synced with DMA_FROM_DEVICE\]/,
+    name: "a device-write-only buffer synced for the device as if the device read it",
+    check: "sync-direction-mismatch",
+    all: ["sync-direction-mismatch", "sync-device-write-only-for-device"],
+    wording: /device driver syncs device write-only DMA memory to device .*\[mapped with DMA_FROM_DEVICE\] \[synced with DMA_BIDIRECTIONAL\]/,
     dir: FROM_DEVICE,
     misuse: (dev, addr) => {
-      dmaSyncSingleForDevice(dev, addr, 4096, FROM_DEVICE);
+      dmaSyncSingleForDevice(dev, addr, 4096, BIDIRECTIONAL);
     },
   },
 ];
@@ -242,7 +248,7 @@ describe("dma-debug: sync checks", () => {
         }),
       );
       expect(m.result.report.check).toBe(c.check);
-      expect(m.result.message).toMatch(c.wording);
+      if (c.all === undefined) expect(m.result.message).toMatch(c.wording);
       expect(m.get(Counter.DmaSyncCalls)).toBe(0);
       expect(m.get(Counter.CacheLinesInvalidated) + m.get(Counter.CacheLinesWrittenBack)).toBe(0);
       dmaUnmapPhys(r.dev, addr, 4096, c.dir);
@@ -254,8 +260,8 @@ describe("dma-debug: sync checks", () => {
       const r = rig({ kernel: { debug: "collect" } });
       const { addr } = mapped(r, 4096, c.dir);
       c.misuse(r.dev, addr);
-      expect(checks(r)).toEqual([c.check]);
-      expect(r.kernel.debugReports()[0]!.message).toMatch(c.wording);
+      expect(checks(r)).toEqual(c.all ?? [c.check]);
+      expect(r.kernel.debugReports().at(-1)!.message).toMatch(c.wording);
     });
   }
 
@@ -288,6 +294,15 @@ describe("dma-debug: sync checks", () => {
     }).toThrow(/dma_sync_single_for_device: dir = 0x3 is invalid/);
   });
 
+  it("syncing for the CPU a mapping the device only reads, with DMA_TO_DEVICE, is allowed (it does nothing)", () => {
+    const r = rig({ kernel: { debug: "collect" } });
+    const tx = mapped(r, 4096, TO_DEVICE);
+    dmaSyncSingleForCpu(r.dev, tx.addr, 4096, TO_DEVICE);
+    const rx = mapped(r, 4096, FROM_DEVICE);
+    dmaSyncSingleForDevice(r.dev, rx.addr, 4096, FROM_DEVICE);
+    expect(checks(r)).toEqual([]);
+  });
+
   it("a correct partial sync inside the mapping reports nothing", () => {
     const r = rig();
     const rx = mapped(r, 4096, FROM_DEVICE);
@@ -310,7 +325,7 @@ describe("dma-debug: map checks", () => {
   ] as const) {
     it(`${check}: "throw" refuses the map before anything is mapped`, () => {
       const r = rig();
-      const phys = allocBuffer(r.platform, 1);
+      const phys = freshPages(r.platform, 1);
       r.platform.memory.pages.setFlags(phys / PAGE_SIZE, 1, flag);
       const m = moved(r.platform, () => thrown(() => dmaMapPhys(r.dev, phys + 128, 256, TO_DEVICE)));
       expect(m.result.report.check).toBe(check);
@@ -322,7 +337,7 @@ describe("dma-debug: map checks", () => {
 
     it(`${check}: "collect" records it and maps like the kernel does`, () => {
       const r = rig({ kernel: { debug: "collect" } });
-      const phys = allocBuffer(r.platform, 1);
+      const phys = freshPages(r.platform, 1);
       r.platform.memory.pages.setFlags(phys / PAGE_SIZE, 1, flag);
       const addr = dmaMapPhys(r.dev, phys + 128, 256, TO_DEVICE);
       expect(dmaMappingError(r.dev, addr)).toBe(0);
@@ -331,9 +346,26 @@ describe("dma-debug: map checks", () => {
     });
   }
 
+  it("map-invalid-address: memory without a struct page mapped as if it were RAM", () => {
+    const PEER = "0000:03:00.0";
+    const r = rig({ endpoints: [{ bdf: PEER, bars: [{ size: 1 << 20 }] }] });
+    const bar = r.platform.endpoint(PEER).bars[0]!;
+    for (const phys of [bar.phys, 16 * GiB /* a hole */]) {
+      const m = moved(r.platform, () => thrown(() => dmaMapPhys(r.dev, phys, 256, TO_DEVICE)));
+      expect(m.result.report.check).toBe("map-invalid-address");
+      expect(m.result.message).toMatch(/device driver maps memory that is not RAM \[addr=0x[0-9a-f]+\] \[len=256\]/);
+      expect(m.get(Counter.DmaMapCalls)).toBe(0);
+    }
+    expect(r.dev.domain!.mappedBytes).toBe(0);
+    // The same BAR with DMA_ATTR_MMIO is a legitimate mapping.
+    const addr = dmaMapPhys(r.dev, bar.phys, 256, TO_DEVICE, DMA_ATTR_MMIO);
+    expect(dmaMappingError(r.dev, addr)).toBe(0);
+    expect(r.dev.domain!.iovaToPhys(addr)).toBe(bar.phys);
+  });
+
   it("overlapping cachelines of two active mappings are reported, and not for TO_DEVICE or SKIP_CPU_SYNC", () => {
     const r = rig({ kernel: { debug: "collect" } });
-    const phys = allocBuffer(r.platform, 1);
+    const phys = freshPages(r.platform, 1);
     const a = dmaMapPhys(r.dev, phys, 100, FROM_DEVICE); // lines 0 and 1
     dmaMappingError(r.dev, a);
     expect(checks(r)).toEqual([]);
@@ -352,9 +384,19 @@ describe("dma-debug: map checks", () => {
     expect(checks(r)).toEqual(["cacheline-overlap"]);
   });
 
+  it("overlap is not reported when small kmalloc buffers bounce (CONFIG_DMA_BOUNCE_UNALIGNED_KMALLOC)", () => {
+    const r = rig({ kernel: { debug: "collect", kmallocBounce: true } });
+    const phys = freshPages(r.platform, 1);
+    for (const [off, len] of [[0, 100], [100, 28]] as const) {
+      const a = dmaMapPhys(r.dev, phys + off, len, FROM_DEVICE);
+      expect(dmaMappingError(r.dev, a)).toBe(0);
+    }
+    expect(checks(r)).toEqual([]);
+  });
+
   it("overlap: \"throw\" refuses the second map; once the first is unmapped the same map is accepted", () => {
     const r = rig();
-    const phys = allocBuffer(r.platform, 1);
+    const phys = freshPages(r.platform, 1);
     const a = dmaMapPhys(r.dev, phys, 96, FROM_DEVICE);
     dmaMappingError(r.dev, a);
     expect(thrown(() => dmaMapPhys(r.dev, phys + 96, 32, FROM_DEVICE)).report.check).toBe("cacheline-overlap");

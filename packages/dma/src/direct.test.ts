@@ -17,7 +17,7 @@ import {
   dmaUnmapPhys,
   physToDma,
 } from "./index.js";
-import { DEV, allocBuffer, moved, pattern, rig } from "./test-fixtures-b.js";
+import { DEV, freshPages, moved, pattern, rig } from "./test-fixtures-b.js";
 
 const { BIDIRECTIONAL, TO_DEVICE, FROM_DEVICE } = DmaDirection;
 
@@ -95,11 +95,11 @@ describe("dma_direct_map_phys failures", () => {
     const PEER = "0000:03:00.0";
     const { platform, dev } = rig({
       kernel: { iommuMode: "off", swiotlb: { force: true }, devices: { [DEV]: { dmaMaskBits: 64 } } },
-      endpoints: [{ bdf: DEV }, { bdf: PEER, bars: [{ size: 1 * MiB }] }],
+      endpoints: [{ bdf: PEER, bars: [{ size: 1 * MiB }] }],
     });
     const bar = platform.endpoint(PEER).bars[0]!;
     expect(dmaMapPhys(dev, bar.phys, 4096, TO_DEVICE, DMA_ATTR_MMIO)).toBe(DMA_MAPPING_ERROR);
-    expect(dmaMapPhys(dev, allocBuffer(platform, 1), 4096, TO_DEVICE, DMA_ATTR_REQUIRE_COHERENT)).toBe(DMA_MAPPING_ERROR);
+    expect(dmaMapPhys(dev, freshPages(platform, 1), 4096, TO_DEVICE, DMA_ATTR_REQUIRE_COHERENT)).toBe(DMA_MAPPING_ERROR);
     expect(platform.trace.counters.get(Counter.SwiotlbSlotsAllocated)).toBe(0);
   });
 
@@ -107,7 +107,7 @@ describe("dma_direct_map_phys failures", () => {
     const PEER = "0000:03:00.0";
     const { platform, kernel, dev } = rig({
       kernel: { iommuMode: "off" },
-      endpoints: [{ bdf: DEV }, { bdf: PEER, bars: [{ size: 1 * MiB }] }],
+      endpoints: [{ bdf: PEER, bars: [{ size: 1 * MiB }] }],
     });
     const bar = platform.endpoint(PEER).bars[0]!;
     expect(bar.phys).toBeGreaterThan(DMA_BIT_MASK(32)); // BARs sit above RAM
@@ -122,7 +122,7 @@ describe("dma_direct_map_phys failures", () => {
   it("a bounce slot the device cannot reach is given back and the mapping fails", () => {
     // A bus offset of 4 GiB puts every address, the pool's too, beyond a 32-bit mask.
     const { platform, kernel, dev } = rig({ kernel: { iommuMode: "off", devices: { [DEV]: { busOffset: 4 * GiB } } } });
-    const m = moved(platform, () => dmaMapPhys(dev, allocBuffer(platform, 1), 4096, TO_DEVICE));
+    const m = moved(platform, () => dmaMapPhys(dev, freshPages(platform, 1), 4096, TO_DEVICE));
     expect(m.result).toBe(DMA_MAPPING_ERROR);
     expect(m.get(Counter.SwiotlbSlotsAllocated)).toBe(m.get(Counter.SwiotlbSlotsFreed));
     expect(kernel.dmesg().at(-1)?.message).toMatch(/^swiotlb addr 0x1[0-9a-f]{8}\+4096 overflow/);
@@ -133,7 +133,7 @@ describe("dma_direct_map_phys failures", () => {
 describe("kmalloc bouncing (CONFIG_DMA_BOUNCE_UNALIGNED_KMALLOC)", () => {
   it("bounces a non-coherent device's buffer that is not a whole number of cache lines, unless TO_DEVICE", () => {
     const { platform, kernel, dev, ep } = rig({ kernel: { iommuMode: "off", kmallocBounce: true, devices: { [DEV]: { coherent: false } } } });
-    const phys = allocBuffer(platform, 1);
+    const phys = freshPages(platform, 1);
     const rx = dmaMapPhys(dev, phys + 64, 100, FROM_DEVICE);
     dmaMappingError(dev, rx);
     expect(kernel.swiotlb!.isSwiotlbBuffer(rx)).toBe(true);
@@ -150,7 +150,7 @@ describe("kmalloc bouncing (CONFIG_DMA_BOUNCE_UNALIGNED_KMALLOC)", () => {
 
   it("leaves coherent devices alone", () => {
     const { platform, dev } = rig({ kernel: { iommuMode: "off", kmallocBounce: true } });
-    const phys = allocBuffer(platform, 1);
+    const phys = freshPages(platform, 1);
     expect(dmaMapPhys(dev, phys + 64, 100, FROM_DEVICE)).toBe(phys + 64);
   });
 });

@@ -5,6 +5,7 @@ import { PcieAccessError } from "@dmasim/pcie-p2p";
 import { Counter } from "@dmasim/trace";
 import {
   DMA_ATTR_MMIO,
+  DMA_ATTR_SKIP_CPU_SYNC,
   DMA_BIT_MASK,
   DMA_MAPPING_ERROR,
   DmaDirection,
@@ -31,7 +32,7 @@ import {
   dmaUnmapPhys,
   dmaUnmapResource,
 } from "./index.js";
-import { DEV, UNTRUSTED, allocBuffer, moved, pattern, rig } from "./test-fixtures-b.js";
+import { DEV, UNTRUSTED, freshPages, moved, pattern, rig } from "./test-fixtures-b.js";
 
 const { BIDIRECTIONAL, TO_DEVICE, FROM_DEVICE } = DmaDirection;
 
@@ -54,7 +55,7 @@ function iommuCounters(get: (c: Counter) => number): number {
 describe("dmaMapPhys / dmaUnmapPhys through iommu-dma (strict)", () => {
   it("allocates one IOVA, writes one PTE per page, syncs once, and the device reads the buffer", () => {
     const { platform, dev, ep } = rig();
-    const phys = allocBuffer(platform, 4);
+    const phys = freshPages(platform, 4);
     const data = pattern(4 * PAGE_SIZE);
     platform.memory.write(phys, data);
     const m = moved(platform, () => dmaMapPhys(dev, phys, data.length, TO_DEVICE));
@@ -74,7 +75,7 @@ describe("dmaMapPhys / dmaUnmapPhys through iommu-dma (strict)", () => {
 
   it("keeps the offset inside the granule and maps only the pages touched", () => {
     const { platform, dev, ep } = rig();
-    const phys = allocBuffer(platform, 2) + 0x7f0;
+    const phys = freshPages(platform, 2) + 0x7f0;
     const data = pattern(0x900, 3); // crosses into the second page
     platform.memory.write(phys, data);
     const m = moved(platform, () => dmaMapPhys(dev, phys, data.length, BIDIRECTIONAL));
@@ -85,7 +86,7 @@ describe("dmaMapPhys / dmaUnmapPhys through iommu-dma (strict)", () => {
 
   it("a strict unmap clears the PTEs and invalidates the IOTLB once, so the device faults", () => {
     const { platform, dev, ep } = rig();
-    const phys = allocBuffer(platform, 2);
+    const phys = freshPages(platform, 2);
     const addr = dmaMapPhys(dev, phys, 2 * PAGE_SIZE, BIDIRECTIONAL);
     dmaMappingError(dev, addr);
     ep.dmaRead(addr, 64); // warm the IOTLB: only the invalidation can stop the next read
@@ -108,7 +109,7 @@ describe("dmaMapPhys / dmaUnmapPhys through iommu-dma (strict)", () => {
 
   it("the IOVA freed by an unmap is reused from the range cache by the next map of that size", () => {
     const { platform, dev } = rig();
-    const phys = allocBuffer(platform, 1);
+    const phys = freshPages(platform, 1);
     const first = dmaMapPhys(dev, phys, PAGE_SIZE, TO_DEVICE);
     dmaMappingError(dev, first);
     dmaUnmapPhys(dev, first, PAGE_SIZE, TO_DEVICE);
@@ -122,7 +123,7 @@ describe("dmaMapPhys / dmaUnmapPhys through iommu-dma (strict)", () => {
 
   it("maps with the direction's permissions: FROM_DEVICE is write-only for the device", () => {
     const { platform, dev, ep } = rig();
-    const phys = allocBuffer(platform, 1);
+    const phys = freshPages(platform, 1);
     const addr = dmaMapPhys(dev, phys, PAGE_SIZE, FROM_DEVICE);
     dmaMappingError(dev, addr);
     ep.dmaWrite(addr, pattern(128, 9));
@@ -136,7 +137,7 @@ describe("dmaMapPhys / dmaUnmapPhys through iommu-dma (strict)", () => {
     fc.assert(
       fc.property(fc.array(fc.tuple(fc.integer({ min: 0, max: 4095 }), fc.integer({ min: 1, max: 3 * PAGE_SIZE })), { minLength: 1, maxLength: 12 }), (bufs) => {
         const { platform, dev } = rig({ kernel: { debug: "off" } });
-        const base = allocBuffer(platform, 64);
+        const base = freshPages(platform, 64);
         const maps = bufs.map(([off, len], i) => {
           const phys = base + i * 4 * PAGE_SIZE + off;
           return { phys, len, addr: dmaMapPhys(dev, phys, len, BIDIRECTIONAL) };
@@ -154,11 +155,23 @@ describe("dmaMapPhys / dmaUnmapPhys through iommu-dma (strict)", () => {
   });
 });
 
+describe("an IOMMU whose new PTEs need iotlb_sync_map", () => {
+  it("dmaMapPhys syncs, so the device sees the mapping at once", () => {
+    const { platform, dev, ep } = rig({ spec: { iommu: { requiresSyncMap: true } } });
+    expect(platform.iommus[0]!.requiresSyncMap).toBe(true);
+    const phys = freshPages(platform, 1);
+    platform.memory.write(phys, pattern(64, 50));
+    const m = moved(platform, () => dmaMapPhys(dev, phys, 64, TO_DEVICE));
+    expect(m.get(Counter.IotlbSyncMap)).toBe(1);
+    expect(ep.dmaRead(m.result, 64)).toEqual(pattern(64, 50));
+  });
+});
+
 describe("IOVA space exhaustion", () => {
   it("a full IOVA space gives DMA_MAPPING_ERROR with nothing mapped, and freeing makes room", () => {
     const { platform, dev } = rig();
     expect(dmaSetMask(dev, DMA_BIT_MASK(14))).toBe(0); // IOVA pages 1..3: page 0 is never handed out
-    const phys = allocBuffer(platform, 1);
+    const phys = freshPages(platform, 1);
     const addrs = [0, 1, 2].map(() => dmaMapPhys(dev, phys, PAGE_SIZE, TO_DEVICE));
     for (const a of addrs) expect(dmaMappingError(dev, a)).toBe(0);
     expect(new Set(addrs).size).toBe(3);
@@ -178,7 +191,7 @@ describe("IOVA space exhaustion", () => {
 describe("dmaUnmapPhys in lazy mode", () => {
   it("defers the invalidation to the flush queue: a stale IOTLB entry translates until the 10 ms flush", () => {
     const { platform, dev, ep } = rig({ kernel: { iommuMode: "lazy" } });
-    const phys = allocBuffer(platform, 1);
+    const phys = freshPages(platform, 1);
     platform.memory.write(phys, pattern(64, 5));
     const addr = dmaMapPhys(dev, phys, PAGE_SIZE, TO_DEVICE);
     dmaMappingError(dev, addr);
@@ -208,7 +221,7 @@ describe("dmaUnmapPhys in lazy mode", () => {
     const { platform, kernel } = rig({ kernel: { iommuMode: "lazy" } });
     const dev = kernel.device(UNTRUSTED);
     expect(dev.strict).toBe(true);
-    const phys = allocBuffer(platform, 1);
+    const phys = freshPages(platform, 1);
     const addr = dmaMapPhys(dev, phys, PAGE_SIZE, TO_DEVICE);
     dmaMappingError(dev, addr);
     const m = moved(platform, () => {
@@ -225,7 +238,7 @@ describe("dmaMapPhys through dma-direct", () => {
       const { platform, dev, ep } = rig({ kernel: { iommuMode } });
       expect(dev.ops).toBe("direct");
       if (iommuMode === "passthrough") expect(dev.domain?.type).toBe("identity");
-      const phys = allocBuffer(platform, 2);
+      const phys = freshPages(platform, 2);
       const data = pattern(2 * PAGE_SIZE, 2);
       platform.memory.write(phys, data);
       const m = moved(platform, () => dmaMapPhys(dev, phys, data.length, TO_DEVICE));
@@ -244,7 +257,7 @@ describe("dmaMapPhys through dma-direct", () => {
 
   it("adds the device's bus offset (phys_to_dma)", () => {
     const { platform, dev } = rig({ iommu: false, kernel: { devices: { [DEV]: { busOffset: 0x1000_0000 } } } });
-    const phys = allocBuffer(platform, 1);
+    const phys = freshPages(platform, 1);
     const addr = dmaMapPhys(dev, phys, 64, TO_DEVICE);
     expect(addr).toBe(phys + 0x1000_0000);
     dmaMappingError(dev, addr);
@@ -303,7 +316,7 @@ describe("dmaMapPhys through dma-direct", () => {
 
   it("swiotlb=force bounces every mapping, even one the device could reach", () => {
     const { platform, kernel, dev, ep } = rig({ kernel: { iommuMode: "off", swiotlb: { force: true } } });
-    const phys = allocBuffer(platform, 1, { below: 1 * GiB });
+    const phys = freshPages(platform, 1, { below: 1 * GiB });
     platform.memory.write(phys, pattern(512, 6));
     const addr = dmaMapPhys(dev, phys, 512, BIDIRECTIONAL);
     dmaMappingError(dev, addr);
@@ -319,7 +332,7 @@ describe("dmaMapPhys through dma-direct", () => {
 
   it("a confidential guest bounces every mapping; the device cannot reach private memory", () => {
     const { platform, kernel, dev, ep } = rig({ kernel: { iommuMode: "off" }, confidential: true });
-    const phys = allocBuffer(platform, 1);
+    const phys = freshPages(platform, 1);
     platform.memory.write(phys, pattern(1024, 10));
     let err: unknown;
     try {
@@ -351,7 +364,7 @@ describe("dmaMappingError", () => {
 describe("dmaMapPage", () => {
   it("maps page_to_phys(page) + offset", () => {
     const { platform, dev, ep } = rig();
-    const phys = allocBuffer(platform, 2);
+    const phys = freshPages(platform, 2);
     platform.memory.write(phys + PAGE_SIZE + 0x40, pattern(256, 12));
     const addr = dmaMapPage(dev, phys / PAGE_SIZE + 1, 0x40, 256, TO_DEVICE);
     expect(dmaMappingError(dev, addr)).toBe(0);
@@ -363,7 +376,7 @@ describe("dmaMapPage", () => {
 
   it("refuses DMA_ATTR_MMIO with DMA_MAPPING_ERROR and a warning, mapping nothing", () => {
     const { platform, kernel, dev } = rig({ kernel: { debug: "collect" } });
-    const phys = allocBuffer(platform, 1);
+    const phys = freshPages(platform, 1);
     const m = moved(platform, () => dmaMapPage(dev, phys / PAGE_SIZE, 0, 64, TO_DEVICE, DMA_ATTR_MMIO));
     expect(m.result).toBe(DMA_MAPPING_ERROR);
     expect(m.get(Counter.PteWrites)).toBe(0);
@@ -374,7 +387,7 @@ describe("dmaMapPage", () => {
   it("refuses P2P pages with DMA_MAPPING_ERROR and a warning", () => {
     const { platform, kernel, dev } = rig({
       kernel: { debug: "collect" },
-      endpoints: [{ bdf: DEV }, { bdf: "0000:03:00.0", bars: [{ size: 1 * MiB }] }],
+      endpoints: [{ bdf: "0000:03:00.0", bars: [{ size: 1 * MiB }] }],
     });
     const provider = platform.addP2pdmaProvider("0000:03:00.0", 0);
     const m = moved(platform, () => dmaMapPage(dev, provider.phys / PAGE_SIZE, 0, 64, BIDIRECTIONAL));
@@ -398,7 +411,7 @@ describe("dmaMapPage", () => {
 describe("dmaMapResource", () => {
   const PEER = "0000:03:00.0";
   it("maps a peer BAR through the IOMMU with MMIO attributes", () => {
-    const { platform, dev } = rig({ endpoints: [{ bdf: DEV }, { bdf: PEER, bars: [{ size: 1 * MiB }] }] });
+    const { platform, dev } = rig({ endpoints: [{ bdf: PEER, bars: [{ size: 1 * MiB }] }] });
     const bar = platform.endpoint(PEER).bars[0]!;
     const addr = dmaMapResource(dev, bar.phys + 0x2000, 0x1000, BIDIRECTIONAL);
     expect(dmaMappingError(dev, addr)).toBe(0);
@@ -410,7 +423,7 @@ describe("dmaMapResource", () => {
   it("on dma-direct returns the physical address unchanged and does no cache maintenance", () => {
     const { platform, dev } = rig({
       kernel: { iommuMode: "off", devices: { [DEV]: { coherent: false, dmaMaskBits: 64 } } },
-      endpoints: [{ bdf: DEV }, { bdf: PEER, bars: [{ size: 1 * MiB }] }],
+      endpoints: [{ bdf: PEER, bars: [{ size: 1 * MiB }] }],
     });
     const bar = platform.endpoint(PEER).bars[0]!;
     const m = moved(platform, () => dmaMapResource(dev, bar.phys, 0x1000, TO_DEVICE));
@@ -422,7 +435,7 @@ describe("dmaMapResource", () => {
 
   it("refuses RAM (memory with a struct page) with DMA_MAPPING_ERROR and a warning", () => {
     const { platform, kernel, dev } = rig({ kernel: { debug: "collect" } });
-    const phys = allocBuffer(platform, 1);
+    const phys = freshPages(platform, 1);
     expect(dmaMapResource(dev, phys, 64, TO_DEVICE)).toBe(DMA_MAPPING_ERROR);
     expect(kernel.debugReports().map((r) => r.check)).toEqual(["api-warn"]);
     expect(kernel.debugReports()[0]!.message).toMatch(/pfn_valid/);
@@ -466,7 +479,7 @@ describe("dmaSyncSingleForCpu / dmaSyncSingleForDevice on a bounced mapping", ()
     const { platform, kernel } = rig();
     const dev = kernel.device(UNTRUSTED);
     const ep = platform.endpoint(UNTRUSTED);
-    const phys = allocBuffer(platform, 1);
+    const phys = freshPages(platform, 1);
     platform.memory.write(phys, new Uint8Array(PAGE_SIZE).fill(0xee)); // neighbouring kernel data
     platform.memory.write(phys + 256, pattern(512, 23));
     const addr = dmaMapPhys(dev, phys + 256, 512, BIDIRECTIONAL);
@@ -489,6 +502,23 @@ describe("dmaSyncSingleForCpu / dmaSyncSingleForDevice on a bounced mapping", ()
   });
 });
 
+describe("an untrusted device without swiotlb", () => {
+  it("refuses an unaligned mapping rather than expose the rest of the granule, and maps aligned ones", () => {
+    const { platform, kernel } = rig({ kernel: { swiotlb: false } });
+    const dev = kernel.device(UNTRUSTED);
+    const phys = freshPages(platform, 2);
+    const m = moved(platform, () => dmaMapPhys(dev, phys + 256, 512, BIDIRECTIONAL));
+    expect(m.result).toBe(DMA_MAPPING_ERROR);
+    expect(m.get(Counter.PteWrites)).toBe(0);
+    expect(dev.domain!.mappedBytes).toBe(0);
+    expect(kernel.dmesg().map((l) => l.message)).toEqual(["DMA bounce buffers are inactive, unable to map unaligned transaction."]);
+    const aligned = dmaMapPhys(dev, phys, 2 * PAGE_SIZE, BIDIRECTIONAL);
+    expect(dmaMappingError(dev, aligned)).toBe(0);
+    expect(dev.domain!.iovaToPhys(aligned)).toBe(phys);
+    dmaUnmapPhys(dev, aligned, 2 * PAGE_SIZE, BIDIRECTIONAL);
+  });
+});
+
 describe("the CPU cache and a non-coherent device", () => {
   function nonCoherent(iommuMode: "strict" | "off") {
     return rig({ kernel: { iommuMode, devices: { [DEV]: { coherent: false } } } });
@@ -497,7 +527,7 @@ describe("the CPU cache and a non-coherent device", () => {
   for (const mode of ["strict", "off"] as const) {
     it(`(${mode}) a CPU write before the map reaches the device: map cleans the cache`, () => {
       const { platform, kernel, dev, ep } = nonCoherent(mode);
-      const phys = allocBuffer(platform, 1);
+      const phys = freshPages(platform, 1);
       kernel.cpuWrite(phys, pattern(256, 30));
       expect(platform.memory.read(phys, 256)).toEqual(new Uint8Array(256)); // still only in the cache
       const m = moved(platform, () => dmaMapPhys(dev, phys, 256, TO_DEVICE));
@@ -509,7 +539,7 @@ describe("the CPU cache and a non-coherent device", () => {
 
     it(`(${mode}) a CPU write after the map is stale for the device until dmaSyncSingleForDevice`, () => {
       const { platform, kernel, dev, ep } = nonCoherent(mode);
-      const phys = allocBuffer(platform, 1);
+      const phys = freshPages(platform, 1);
       kernel.cpuWrite(phys, pattern(256, 31));
       const addr = dmaMapPhys(dev, phys, 256, TO_DEVICE);
       dmaMappingError(dev, addr);
@@ -522,7 +552,7 @@ describe("the CPU cache and a non-coherent device", () => {
 
     it(`(${mode}) the CPU reads stale cached lines after a device write until dmaSyncSingleForCpu`, () => {
       const { platform, kernel, dev, ep } = nonCoherent(mode);
-      const phys = allocBuffer(platform, 1);
+      const phys = freshPages(platform, 1);
       const addr = dmaMapPhys(dev, phys, 256, FROM_DEVICE);
       dmaMappingError(dev, addr);
       expect(kernel.cpuRead(phys, 256)).toEqual(new Uint8Array(256)); // the driver peeks: lines now cached
@@ -540,9 +570,22 @@ describe("the CPU cache and a non-coherent device", () => {
     });
   }
 
+  it("DMA_ATTR_SKIP_CPU_SYNC leaves cache maintenance to the driver: without it the device reads stale memory", () => {
+    const { platform, kernel, dev, ep } = nonCoherent("strict");
+    const phys = freshPages(platform, 1);
+    kernel.cpuWrite(phys, pattern(128, 35));
+    const m = moved(platform, () => dmaMapPhys(dev, phys, 128, TO_DEVICE, DMA_ATTR_SKIP_CPU_SYNC));
+    expect(dmaMappingError(dev, m.result)).toBe(0);
+    expect(m.get(Counter.CacheLinesWrittenBack)).toBe(0);
+    expect(ep.dmaRead(m.result, 128)).toEqual(new Uint8Array(128));
+    dmaSyncSingleForDevice(dev, m.result, 128, TO_DEVICE);
+    expect(ep.dmaRead(m.result, 128)).toEqual(pattern(128, 35));
+    dmaUnmapPhys(dev, m.result, 128, TO_DEVICE, DMA_ATTR_SKIP_CPU_SYNC);
+  });
+
   it("a coherent device needs no cache maintenance", () => {
     const { platform, dev } = rig();
-    const phys = allocBuffer(platform, 1);
+    const phys = freshPages(platform, 1);
     const m = moved(platform, () => {
       const addr = dmaMapPhys(dev, phys, 256, BIDIRECTIONAL);
       dmaMappingError(dev, addr);
@@ -592,7 +635,7 @@ describe("swiotlb bounce copies are CPU copies: they see the CPU cache", () => {
     const { kernel } = rig();
     const dev = kernel.device(UNTRUSTED);
     const ep = kernel.platform.endpoint(UNTRUSTED);
-    const phys = allocBuffer(kernel.platform, 1) + 100;
+    const phys = freshPages(kernel.platform, 1) + 100;
     kernel.cpuWrite(phys, pattern(300, 44));
     const addr = dmaMapPhys(dev, phys, 300, BIDIRECTIONAL);
     expect(dmaMappingError(dev, addr)).toBe(0);
@@ -657,7 +700,7 @@ describe("DMA parameters", () => {
     const { platform, dev } = rig();
     expect(dmaSetMaskAndCoherent(dev, DMA_BIT_MASK(20))).toBe(0);
     expect(dmaGetMask(dev)).toBe(DMA_BIT_MASK(20));
-    const addr = dmaMapPhys(dev, allocBuffer(platform, 1), 8192, TO_DEVICE);
+    const addr = dmaMapPhys(dev, freshPages(platform, 1), 8192, TO_DEVICE);
     expect(dmaMappingError(dev, addr)).toBe(0);
     expect(addr + 8191).toBeLessThanOrEqual(DMA_BIT_MASK(20));
     dmaUnmapPhys(dev, addr, 8192, TO_DEVICE);
@@ -705,7 +748,7 @@ describe("DMA parameters", () => {
 describe("bad input to the mapping calls", () => {
   it("is a DmaInputError naming the argument, and no state changes", () => {
     const { platform, kernel, dev } = rig();
-    const phys = allocBuffer(platform, 1);
+    const phys = freshPages(platform, 1);
     const before = platform.trace.counters.snapshot();
     expect(() => dmaMapPhys(dev, -4096, 64, TO_DEVICE)).toThrow(/dma_map_phys: phys = -4096 is invalid/);
     expect(() => dmaMapPhys(dev, phys, -1, TO_DEVICE)).toThrow(/size = -1/);
@@ -722,7 +765,7 @@ describe("bad input to the mapping calls", () => {
   it("a zero-length mapping is refused as bad input on every path, leaving the allocator untouched", () => {
     for (const iommuMode of ["strict", "off"] as const) {
       const { platform, kernel, dev } = rig({ kernel: { iommuMode } });
-      const phys = allocBuffer(platform, 1);
+      const phys = freshPages(platform, 1);
       const before = platform.trace.counters.snapshot();
       expect(() => dmaMapPhys(dev, phys, 0, TO_DEVICE)).toThrow(/dma_map_phys: size = 0x0 is invalid: expected a size > 0/);
       expect(() => dmaMapPage(dev, phys / PAGE_SIZE, 0, 0, TO_DEVICE)).toThrow(DmaInputError);

@@ -16,7 +16,7 @@ import {
   pciP2pdmaBusAddrMap,
   pciP2pdmaState,
 } from "./index.js";
-import { CLIENT, FAR_CLIENT, PROVIDER, allocBuffer, moved, p2pRig, pattern } from "./test-fixtures-b.js";
+import { CLIENT, FAR_CLIENT, PROVIDER, freshPages, moved, p2pRig, pattern } from "./test-fixtures-b.js";
 
 const { NONE, BUS_ADDR, THRU_HOST_BRIDGE, NOT_SUPPORTED } = PciP2pdmaMapType;
 
@@ -26,7 +26,7 @@ describe("pciP2pdmaState", () => {
     const provider = platform.addP2pdmaProvider(PROVIDER, 0);
     const dev = kernel.device(CLIENT);
     const state = new PciP2pdmaMapState();
-    expect(pciP2pdmaState(state, dev, allocBuffer(platform, 1))).toBe(NONE);
+    expect(pciP2pdmaState(state, dev, freshPages(platform, 1))).toBe(NONE);
     expect(state.map).toBe(PciP2pdmaMapType.UNKNOWN);
     expect(pciP2pdmaState(state, dev, provider.phys + 5 * PAGE_SIZE)).toBe(BUS_ADDR);
     expect(state.mem).toBe(provider);
@@ -51,7 +51,7 @@ describe("pciP2pdmaState", () => {
     const b = platform.addP2pdmaProvider(PROVIDER, 0, { size: 1024 * 1024 });
     const b2 = platform.addP2pdmaProvider(PROVIDER, 0, { offset: 1024 * 1024, size: 1024 * 1024 });
     const c = platform.addP2pdmaProvider(FAR_CLIENT, 0);
-    const ram = allocBuffer(platform, 1);
+    const ram = freshPages(platform, 1);
     const dev = kernel.device(CLIENT);
     const state = new PciP2pdmaMapState();
     const walk = [b.phys, b.phys + PAGE_SIZE, ram, b.phys + 2 * PAGE_SIZE, b2.phys, b2.phys + PAGE_SIZE, c.phys, c.phys + PAGE_SIZE, b.phys];
@@ -71,7 +71,7 @@ describe("p2pdmaProviderOf and pciP2pdmaBusAddrMap", () => {
     const dev = kernel.device(CLIENT);
     expect(p2pdmaProviderOf(dev, provider.phys + 3 * PAGE_SIZE)).toBe(provider);
     expect(p2pdmaProviderOf(dev, provider.phys - PAGE_SIZE)).toBeUndefined(); // BAR, but not P2P memory
-    expect(p2pdmaProviderOf(dev, allocBuffer(platform, 1))).toBeUndefined();
+    expect(p2pdmaProviderOf(dev, freshPages(platform, 1))).toBeUndefined();
     const phys = provider.phys + 2 * PAGE_SIZE + 0x10;
     const bus = pciP2pdmaBusAddrMap(provider, phys);
     expect(bus).toBe(phys + 0x4000_0000);

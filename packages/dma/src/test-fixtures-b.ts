@@ -2,52 +2,61 @@ import { GiB, MiB } from "@dmasim/memory";
 import { createPlatform } from "@dmasim/pcie-p2p";
 import type { EndpointSpec, Platform, PlatformSpec } from "@dmasim/pcie-p2p";
 import type { Counter, CounterSnapshot } from "@dmasim/trace";
+import type { DmaDevice } from "./device.js";
 import { createDmaKernel } from "./kernel.js";
 import type { DmaKernel, DmaKernelOptions } from "./kernel.js";
-import type { DmaDevice } from "./device.js";
+import { TRUSTED_BDF, UNTRUSTED_BDF, makeKernel } from "./test-fixtures.js";
 
-// Shared builders for the classic-API tests: one platform with a trusted and an untrusted endpoint.
+// Builders for the classic-API tests on top of the package's shared fixtures (test-fixtures.ts): the
+// same trusted and untrusted endpoints, plus what those fixtures do not offer — a confidential guest,
+// a P2P topology — and a counter-diff helper keyed by Counter.
 
-export const DEV = "0000:01:00.0";
-export const UNTRUSTED = "0000:02:00.0";
+export { pattern } from "./test-fixtures.js";
+
+export const DEV = TRUSTED_BDF;
+export const UNTRUSTED = UNTRUSTED_BDF;
 
 export interface Rig {
   readonly platform: Platform;
   readonly kernel: DmaKernel;
+  /** The first endpoint's device (DEV unless a topology says otherwise). */
   readonly dev: DmaDevice;
   /** The device's view of the bus: what it reads and writes. */
   readonly ep: Platform["endpoints"][number];
 }
 
 export interface RigOptions {
+  /** Kernel options; the swiotlb pool defaults to 4 MiB to keep set-up cheap. */
   readonly kernel?: DmaKernelOptions;
   /** Default 8 GiB, so buffers above 4 GiB exist for 32-bit masks. */
   readonly ramBytes?: number;
   /** Default true: one IOMMU serving every endpoint. */
   readonly iommu?: boolean;
+  /** A confidential guest: RAM is private until shared. */
   readonly confidential?: boolean;
+  /** Endpoints besides DEV and UNTRUSTED. */
   readonly endpoints?: readonly EndpointSpec[];
+  /** A whole topology (host bridges, switches, endpoints); the first endpoint becomes `dev`. */
   readonly spec?: Partial<PlatformSpec>;
 }
 
 export function rig(options: RigOptions = {}): Rig {
+  const ramBytes = options.ramBytes ?? 8 * GiB;
+  const kernelOptions: DmaKernelOptions = { swiotlb: { bytes: 4 * MiB }, ...options.kernel };
+  if (options.confidential !== true && options.spec === undefined) {
+    const f = makeKernel({ ramBytes, iommu: options.iommu === false ? null : {}, endpoints: options.endpoints ?? [], ...kernelOptions });
+    return { platform: f.platform, kernel: f.kernel, dev: f.dev, ep: f.endpoint(f.dev) };
+  }
   const spec: PlatformSpec = {
-    memory: { ramBytes: options.ramBytes ?? 8 * GiB, confidential: options.confidential ?? false },
+    memory: { ramBytes, confidential: options.confidential ?? false },
     ...(options.iommu === false ? {} : { iommu: {} }),
-    endpoints: options.endpoints ?? [{ bdf: DEV }, { bdf: UNTRUSTED, untrusted: true }],
+    endpoints: [{ bdf: DEV }, { bdf: UNTRUSTED, untrusted: true }, ...(options.endpoints ?? [])],
     ...options.spec,
   };
   const platform = createPlatform(spec);
-  const kernel = createDmaKernel(platform, { swiotlb: { bytes: 4 * MiB }, ...options.kernel });
+  const kernel = createDmaKernel(platform, kernelOptions);
   const bdf = spec.endpoints?.[0]?.bdf ?? DEV;
   return { platform, kernel, dev: kernel.device(bdf), ep: platform.endpoint(bdf) };
-}
-
-/** Bytes that differ at every offset and between seeds, so a misplaced copy cannot pass. */
-export function pattern(n: number, seed = 1): Uint8Array {
-  const out = new Uint8Array(n);
-  for (let i = 0; i < n; i++) out[i] = (i * 131 + seed * 17 + (i >> 8)) & 0xff;
-  return out;
 }
 
 /** Runs `fn` and returns how much each counter moved. */
@@ -59,7 +68,7 @@ export function moved<T>(platform: Platform, fn: () => T): { result: T; get: (c:
 }
 
 /** RAM pages from the allocator, so they never overlap the swiotlb pool or coherent allocations. */
-export function allocBuffer(platform: Platform, pages: number, options?: { below?: number }): number {
+export function freshPages(platform: Platform, pages: number, options?: { below?: number }): number {
   return platform.memory.allocator.allocPages(pages, options);
 }
 

@@ -380,6 +380,26 @@ describe("dma_iova_link", () => {
       },
     );
 
+    it("a later REQUIRE_COHERENT link on a state that bounced warns and returns -EOPNOTSUPP", () => {
+      const fx = makeKernel({ devices: NVME_LIKE, debug: "collect" });
+      const head = allocBuffer(fx.platform, G - OFF, { offset: OFF });
+      const next = allocBuffer(fx.platform, G);
+      const state = new DmaIovaState();
+      expect(dmaIovaTryAlloc(fx.untrusted, state, head.phys, 2 * G - OFF)).toBe(true);
+      expect(dmaIovaLink(fx.untrusted, state, head.phys, 0, head.len, BIDI, 0)).toBe(0);
+      expect(state.useSwiotlb).toBe(true);
+      const { result, moved } = fx.delta(
+        () => dmaIovaLink(fx.untrusted, state, next.phys, head.len, G, BIDI, DMA_ATTR_REQUIRE_COHERENT),
+        Counter.PteWrites,
+      );
+      expect(result).toBe(-Errno.EOPNOTSUPP);
+      expect(moved).toEqual([0]);
+      expect(fx.kernel.debugReports().map((r) => r.check)).toEqual(["api-warn"]);
+      // Without the attribute the same aligned range links directly.
+      expect(dmaIovaLink(fx.untrusted, state, next.phys, head.len, G, BIDI, 0)).toBe(0);
+      expect(fx.untrusted.domain!.iovaToPhys(state.addr + head.len)).toBe(next.phys);
+    });
+
     it("returns -ENOMEM when swiotlb is full and leaves nothing linked or bounced", () => {
       const fx = makeKernel({ swiotlb: { bytes: 256 * 1024 }, cpus: 1, devices: NVME_LIKE });
       const pool = fx.kernel.swiotlb!;
@@ -416,6 +436,17 @@ describe("dma_iova_link", () => {
       expect(fx.untrusted.domain!.iovaToPhys(state.addr)).toBeUndefined();
       pool.tblUnmapSingle(fx.untrusted, most, 63 * G, DmaDirection.TO_DEVICE, 0);
       dmaIovaFree(fx.untrusted, state);
+    });
+
+    it("with no swiotlb at all the unaligned range is refused (-ENOMEM), never linked unbounced", () => {
+      const fx = makeKernel({ swiotlb: false });
+      const buf = allocBuffer(fx.platform, LEN, { offset: OFF });
+      const state = new DmaIovaState();
+      expect(dmaIovaTryAlloc(fx.untrusted, state, buf.phys, LEN)).toBe(true);
+      const { result, moved } = fx.delta(() => dmaIovaLink(fx.untrusted, state, buf.phys, 0, LEN, BIDI, 0), Counter.PteWrites);
+      expect(result).toBe(-Errno.ENOMEM);
+      expect(moved).toEqual([0]);
+      expect(fx.kernel.dmesg().some((l) => l.message.includes("bounce buffers are inactive"))).toBe(true);
     });
 
     it("without a min_align_mask an unaligned head cannot be linked (-EINVAL, as upstream) and nothing stays behind", () => {

@@ -179,6 +179,12 @@ export class DmaDebugChecker {
   checkMap(device: string, phys: number, size: number, dir: DmaDirection, attrs: number, pageFlags: (phys: number) => number): void {
     if (this.mode === "off") return;
     const flags = pageFlags(phys);
+    // `pageFlags` answers -1 for a frame without a struct page: not memory the streaming API may map as
+    // such (upstream would bounce or sync garbage; MMIO must say DMA_ATTR_MMIO or use dma_map_resource).
+    if (flags < 0) {
+      this.report("map-invalid-address", device, `device driver maps memory that is not RAM [addr=${hex(phys)}] [len=${size}]: MMIO needs dma_map_resource or DMA_ATTR_MMIO`);
+      return;
+    }
     if ((flags & FLAG_STACK) !== 0) this.report("map-stack", device, `device driver maps memory from stack [addr=${hex(phys)}]`);
     if ((flags & FLAG_KERNEL_TEXT) !== 0) this.report("map-kernel-text", device, `device driver maps memory from kernel text or rodata [addr=${hex(phys)}] [len=${size}]`);
     const [first, last] = this.#linesFor(phys, size, dir, attrs);
@@ -205,14 +211,20 @@ export class DmaDebugChecker {
     if (dmaAddr + size > e.dmaAddr + e.size) {
       this.report("sync-out-of-range", device, `device driver syncs DMA memory outside allocated range [device address=${hex16(dmaAddr)}] [allocation size=${e.size} bytes] [sync offset+size=${dmaAddr - e.dmaAddr + size}]`);
     }
-    if (e.dir !== DmaDirection.BIDIRECTIONAL && dir !== e.dir) {
-      this.report("sync-direction-mismatch", device, `device driver syncs DMA memory with different direction ${where} [mapped with ${dmaDirectionName(e.dir)}] [synced with ${dmaDirectionName(dir)}]`);
-    }
-    if (toCpu && e.dir === DmaDirection.TO_DEVICE && dir === DmaDirection.TO_DEVICE) {
-      this.report("sync-device-read-only-for-cpu", device, `device driver syncs device read-only DMA memory for cpu ${where} [mapped with ${dmaDirectionName(e.dir)}] [synced with ${dmaDirectionName(dir)}]`);
-    }
-    if (!toCpu && e.dir === DmaDirection.FROM_DEVICE && dir === DmaDirection.FROM_DEVICE) {
-      this.report("sync-device-write-only-for-device", device, `device driver syncs device write-only DMA memory to device ${where} [mapped with ${dmaDirectionName(e.dir)}] [synced with ${dmaDirectionName(dir)}]`);
+    // As check_sync orders them: a bidirectional mapping may be synced any way; otherwise a sync for the
+    // CPU with a direction other than DMA_TO_DEVICE of a mapping the device only reads, and a sync for the
+    // device with a direction other than DMA_FROM_DEVICE of a mapping the device only writes, are reported
+    // on top of the direction mismatch. Syncing a DMA_TO_DEVICE mapping for the CPU with DMA_TO_DEVICE is
+    // allowed (it does nothing).
+    const mapped = `[mapped with ${dmaDirectionName(e.dir)}] [synced with ${dmaDirectionName(dir)}]`;
+    if (e.dir !== DmaDirection.BIDIRECTIONAL) {
+      if (dir !== e.dir) this.report("sync-direction-mismatch", device, `device driver syncs DMA memory with different direction ${where} ${mapped}`);
+      if (toCpu && e.dir !== DmaDirection.FROM_DEVICE && dir !== DmaDirection.TO_DEVICE) {
+        this.report("sync-device-read-only-for-cpu", device, `device driver syncs device read-only DMA memory for cpu ${where} ${mapped}`);
+      }
+      if (!toCpu && e.dir !== DmaDirection.TO_DEVICE && dir !== DmaDirection.FROM_DEVICE) {
+        this.report("sync-device-write-only-for-device", device, `device driver syncs device write-only DMA memory to device ${where} ${mapped}`);
+      }
     }
     if (sgCount !== undefined && e.type === "scatter-gather" && sgCount !== e.sgCount) {
       this.report("sync-sg-count-mismatch", device, `device driver syncs DMA sg list with different entry count [map count=${e.sgCount}] [sync count=${sgCount}]`);

@@ -1,0 +1,64 @@
+import { devUseSwiotlb, archSyncDmaForCpu, archSyncDmaForDevice, isSwiotlbBuffer, swiotlbSyncSingleForCpu, swiotlbSyncSingleForDevice } from "./bounce.js";
+import type { DmaDevice } from "./device.js";
+import { DmaInputError } from "./errors.js";
+import { allocIova, cookieOf, dmaInfoToProt, domainOf, iommuDmaSyncSingleForCpu, iommuDmaSyncSingleForDevice, iommuDmaUnmapRange, iommuMapNosync } from "./iommu-dma.js";
+import { iommuDmaFreeIova as freeIova } from "./iova/index.js";
+
+// The pieces of iommu-dma that the kernel's own DMA-API implementations use directly (iommu_dma_map_sg
+// in drivers/iommu/dma-iommu.c allocates one IOVA and calls iommu_map_sg itself). dmasim's consumer
+// packages need the same to rebuild those paths faithfully; drivers should use the public API instead.
+
+function requireIommu(fn: string, dev: DmaDevice): void {
+  if (dev.ops !== "iommu") throw new DmaInputError(fn, "dev", dev.bdf, "a device that uses iommu-dma");
+}
+
+/** iommu_dma_alloc_iova: `size` bytes (granule multiple) under `dmaLimit`; 0 when none is left. */
+export function iommuDmaAllocIova(dev: DmaDevice, size: number, dmaLimit: number): number {
+  requireIommu("iommu_dma_alloc_iova", dev);
+  return allocIova(dev, size, dmaLimit);
+}
+
+/** iommu_dma_free_iova without a flush queue: the IOVA is reusable at once (nothing may map it). */
+export function iommuDmaFreeIova(dev: DmaDevice, iova: number, size: number): void {
+  requireIommu("iommu_dma_free_iova", dev);
+  freeIova(cookieOf(dev), iova, size, dev.kernel.cpu);
+}
+
+/** iommu_map without the trailing iotlb_sync_map: 0 or a negative errno; a refused map changes nothing. */
+export function iommuMap(dev: DmaDevice, iova: number, phys: number, size: number, prot: number): number {
+  requireIommu("iommu_map", dev);
+  return iommuMapNosync(dev, iova, phys, size, prot);
+}
+
+/** iommu_sync_map over [iova, iova+size). */
+export function iommuSyncMap(dev: DmaDevice, iova: number, size: number): void {
+  requireIommu("iommu_sync_map", dev);
+  domainOf(dev).iotlbSyncMap(iova, size);
+}
+
+/** iommu_iova_to_phys on the device's domain. */
+export function iommuIovaToPhys(dev: DmaDevice, iova: number): number | undefined {
+  requireIommu("iommu_iova_to_phys", dev);
+  return domainOf(dev).iovaToPhys(iova);
+}
+
+/**
+ * __iommu_dma_unmap: unmap [dmaAddr, +size) widened to granules, invalidate (strict) or queue on the
+ * flush queue (lazy), and free the IOVA.
+ */
+export function iommuDmaUnmap(dev: DmaDevice, dmaAddr: number, size: number): void {
+  requireIommu("__iommu_dma_unmap", dev);
+  iommuDmaUnmapRange(dev, dmaAddr, size, true);
+}
+
+export {
+  archSyncDmaForCpu,
+  archSyncDmaForDevice,
+  devUseSwiotlb,
+  dmaInfoToProt,
+  iommuDmaSyncSingleForCpu,
+  iommuDmaSyncSingleForDevice,
+  isSwiotlbBuffer,
+  swiotlbSyncSingleForCpu,
+  swiotlbSyncSingleForDevice,
+};
