@@ -1,7 +1,9 @@
 import { devUseSwiotlb, archSyncDmaForCpu, archSyncDmaForDevice, isSwiotlbBuffer, swiotlbSyncSingleForCpu, swiotlbSyncSingleForDevice } from "./bounce.js";
+import type { DmaAddr, DmaDirection } from "./constants.js";
 import type { DmaDevice } from "./device.js";
+import { dmaDirectMapPhys, dmaDirectSyncSingleForCpu, dmaDirectSyncSingleForDevice, dmaDirectUnmapPhys } from "./direct.js";
 import { DmaInputError } from "./errors.js";
-import { allocIova, cookieOf, dmaInfoToProt, domainOf, iommuDmaSyncSingleForCpu, iommuDmaSyncSingleForDevice, iommuDmaUnmapRange, iommuMapNosync } from "./iommu-dma.js";
+import { allocIova, cookieOf, dmaInfoToProt, domainOf, iommuDmaMapPhys, iommuDmaSyncSingleForCpu, iommuDmaSyncSingleForDevice, iommuDmaUnmapPhys, iommuDmaUnmapRange, iommuMapNosync } from "./iommu-dma.js";
 import { iommuDmaFreeIova as freeIova } from "./iova/index.js";
 
 // The pieces of iommu-dma that the kernel's own DMA-API implementations use directly (iommu_dma_map_sg
@@ -28,6 +30,45 @@ export function iommuDmaFreeIova(dev: DmaDevice, iova: number, size: number): vo
 export function iommuMap(dev: DmaDevice, iova: number, phys: number, size: number, prot: number): number {
   requireIommu("iommu_map", dev);
   return iommuMapNosync(dev, iova, phys, size, prot);
+}
+
+/**
+ * iommu_unmap: clear [iova, iova+size) and invalidate the IOTLB for it before returning (the IOVA stays
+ * allocated; the caller frees it). Returns the bytes unmapped.
+ */
+export function iommuUnmap(dev: DmaDevice, iova: number, size: number): number {
+  requireIommu("iommu_unmap", dev);
+  const domain = domainOf(dev);
+  const { unmapped, freed } = domain.unmap(iova, size);
+  domain.invalidateRange(iova, size);
+  domain.releasePtPages(freed);
+  return unmapped;
+}
+
+/**
+ * The single-mapping paths under dma_map_phys, without dma-debug or the API's trace slice: what the
+ * kernel's own map_sg implementations call per segment (iommu_dma_map_phys, dma_direct_map_phys).
+ */
+export function dmaMapPhysUntracked(dev: DmaDevice, phys: number, size: number, dir: DmaDirection, attrs: number): DmaAddr {
+  return dev.ops === "iommu" ? iommuDmaMapPhys(dev, phys, size, dir, attrs) : dmaDirectMapPhys(dev, phys, size, dir, attrs);
+}
+
+/** iommu_dma_unmap_phys / dma_direct_unmap_phys, without dma-debug. */
+export function dmaUnmapPhysUntracked(dev: DmaDevice, addr: number, size: number, dir: DmaDirection, attrs: number): void {
+  if (dev.ops === "iommu") iommuDmaUnmapPhys(dev, addr, size, dir, attrs);
+  else dmaDirectUnmapPhys(dev, addr, size, dir, attrs);
+}
+
+/** iommu_dma_sync_single_for_cpu / dma_direct_sync_single_for_cpu, without dma-debug. */
+export function dmaSyncSingleForCpuUntracked(dev: DmaDevice, addr: number, size: number, dir: DmaDirection): void {
+  if (dev.ops === "iommu") iommuDmaSyncSingleForCpu(dev, addr, size, dir);
+  else dmaDirectSyncSingleForCpu(dev, addr, size, dir);
+}
+
+/** iommu_dma_sync_single_for_device / dma_direct_sync_single_for_device, without dma-debug. */
+export function dmaSyncSingleForDeviceUntracked(dev: DmaDevice, addr: number, size: number, dir: DmaDirection): void {
+  if (dev.ops === "iommu") iommuDmaSyncSingleForDevice(dev, addr, size, dir);
+  else dmaDirectSyncSingleForDevice(dev, addr, size, dir);
 }
 
 /** iommu_sync_map over [iova, iova+size). */

@@ -45,6 +45,11 @@ export class DmaDevice {
   readonly cookie: IommuDmaCookie | undefined;
   /** dev->iommu->pci_32bit_workaround. */
   readonly iommuState: IommuDmaDeviceState = { pci32bitWorkaround: true };
+  /**
+   * IOVA granule of the device's iommu-dma domain (0 without one). Fixed when the domain is set up, so
+   * it is a plain field: every mapping reads it, and a chain of lookups there shows in the hot paths.
+   */
+  readonly granule: number;
   /** Lazy (flush queue) or strict invalidation; untrusted devices are always strict. */
   readonly strict: boolean;
   readonly untrusted: boolean;
@@ -81,6 +86,7 @@ export class DmaDevice {
     this.ops = init.ops;
     this.domain = init.domain;
     this.cookie = init.cookie;
+    this.granule = init.cookie?.iovad.granule ?? 0;
     this.strict = init.strict;
     this.untrusted = init.endpoint.untrusted;
     const o = init.options;
@@ -104,10 +110,6 @@ export class DmaDevice {
     return this.kernel.swiotlb;
   }
 
-  /** IOVA granule of the device's iommu-dma domain (0 without one). */
-  get granule(): number {
-    return this.cookie?.iovad.granule ?? 0;
-  }
 
   toString(): string {
     return this.bdf;

@@ -4,6 +4,7 @@ export { DmaDevice } from "./device.js";
 export type { DmaDeviceOptions, DmaOps } from "./device.js";
 export {
   CACHELINE_SIZE,
+  DMA_ATTR_ALL,
   DMA_ATTR_ALLOC_SINGLE_PAGES,
   DMA_ATTR_DEBUGGING_IGNORE_CACHELINES,
   DMA_ATTR_FORCE_CONTIGUOUS,
@@ -25,6 +26,7 @@ export {
 export type { DmaAddr } from "./constants.js";
 export { DmaConfigError, DmaInputError } from "./errors.js";
 export {
+  DMA_IOVA_STATE_BYTES,
   DmaIovaState,
   dmaIovaDestroy,
   dmaIovaFree,
@@ -89,6 +91,11 @@ export {
   iommuIovaToPhys,
   iommuMap,
   iommuSyncMap,
+  iommuUnmap,
+  dmaMapPhysUntracked,
+  dmaUnmapPhysUntracked,
+  dmaSyncSingleForCpuUntracked,
+  dmaSyncSingleForDeviceUntracked,
   isSwiotlbBuffer,
   swiotlbSyncSingleForCpu,
   swiotlbSyncSingleForDevice,

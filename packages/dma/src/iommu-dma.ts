@@ -5,7 +5,6 @@ import {
   archSyncDmaForDevice,
   devUseSwiotlb,
   isSwiotlbActive,
-  isSwiotlbBuffer,
   swiotlbSyncSingleForCpu,
   swiotlbSyncSingleForDevice,
   swiotlbTblMapSingle,
@@ -28,6 +27,28 @@ import type { IommuDmaCookie } from "./iova/index.js";
 
 // iommu-dma: the DMA API on top of a paging IOMMU domain (drivers/iommu/dma-iommu.c). Internal: the
 // public entry points in mapping.ts and two-step.ts dispatch here when the device uses iommu-dma.
+
+// Module-local copies of the constants the mapping paths read on every call: the test runner (and any
+// loader that keeps live bindings as getters) turns each use of an imported binding into a property
+// read through a getter, which costs more than the arithmetic around it; locals never do.
+const PROT_READ = IommuProt.READ;
+const PROT_WRITE = IommuProt.WRITE;
+const PROT_CACHE = IommuProt.CACHE;
+const PROT_MMIO = IommuProt.MMIO;
+const PROT_PRIV = IommuProt.PRIV;
+const ATTR_MMIO = DMA_ATTR_MMIO;
+const ATTR_PRIVILEGED = DMA_ATTR_PRIVILEGED;
+const ATTR_SKIP_CPU_SYNC = DMA_ATTR_SKIP_CPU_SYNC;
+const ATTR_NO_SYNC = DMA_ATTR_SKIP_CPU_SYNC | DMA_ATTR_MMIO;
+const ATTR_NO_BOUNCE = DMA_ATTR_MMIO | DMA_ATTR_REQUIRE_COHERENT;
+const DIR_BIDIRECTIONAL = DmaDirection.BIDIRECTIONAL;
+const DIR_TO_DEVICE = DmaDirection.TO_DEVICE;
+const DIR_FROM_DEVICE = DmaDirection.FROM_DEVICE;
+const MAPPING_ERROR = DMA_MAPPING_ERROR;
+const EINVAL = Errno.EINVAL;
+// The IOVA allocator's entry points are reached through two re-exports: bind them here once.
+const allocIovaOf = iommuDmaAllocIova;
+const freeIovaOf = iommuDmaFreeIova;
 
 /** The cookie of a device known to use iommu-dma. */
 export function cookieOf(dev: DmaDevice): IommuDmaCookie {
@@ -62,19 +83,26 @@ export function iovaUnaligned(dev: DmaDevice, phys: number, size: number): boole
  */
 export function dmaInfoToProt(dir: DmaDirection, coherent: boolean, attrs: number): number {
   let prot = 0;
-  if ((attrs & DMA_ATTR_MMIO) !== 0) prot |= IommuProt.MMIO;
-  else if (coherent) prot |= IommuProt.CACHE;
-  if ((attrs & DMA_ATTR_PRIVILEGED) !== 0) prot |= IommuProt.PRIV;
-  switch (dir) {
-    case DmaDirection.BIDIRECTIONAL:
-      return prot | IommuProt.READ | IommuProt.WRITE;
-    case DmaDirection.TO_DEVICE:
-      return prot | IommuProt.READ;
-    case DmaDirection.FROM_DEVICE:
-      return prot | IommuProt.WRITE;
-    case DmaDirection.NONE:
-      return 0;
-  }
+  if ((attrs & ATTR_MMIO) !== 0) prot |= PROT_MMIO;
+  else if (coherent) prot |= PROT_CACHE;
+  if ((attrs & ATTR_PRIVILEGED) !== 0) prot |= PROT_PRIV;
+  if (dir === DIR_BIDIRECTIONAL) return prot | PROT_READ | PROT_WRITE;
+  if (dir === DIR_TO_DEVICE) return prot | PROT_READ;
+  if (dir === DIR_FROM_DEVICE) return prot | PROT_WRITE;
+  return 0; // DMA_NONE
+}
+
+/**
+ * dev_use_swiotlb with the common answer first: a trusted coherent device never bounces here (the
+ * kmalloc rule is for non-coherent devices only), so the bounce module is asked only otherwise.
+ */
+function useSwiotlb(dev: DmaDevice, size: number, dir: DmaDirection): boolean {
+  return dev.untrusted || (!dev.coherent && devUseSwiotlb(dev, size, dir));
+}
+
+/** is_swiotlb_buffer, read straight from the kernel's pool (the common answer is "no pool hit"). */
+function inSwiotlb(dev: DmaDevice, phys: number): boolean {
+  return dev.kernel.swiotlb?.isSwiotlbBuffer(phys) ?? false;
 }
 
 /**
@@ -82,10 +110,9 @@ export function dmaInfoToProt(dir: DmaDirection, coherent: boolean, attrs: numbe
  * that cannot carry the mask's top bits limits the IOVA too); 0 on failure.
  */
 export function allocIova(dev: DmaDevice, size: number, dmaLimit: number): number {
-  const kernel = dev.kernel;
   const apertureEnd = 2 ** domainOf(dev).iommu.vaBits - 1;
   const limit = dev.busDmaLimit > 0 ? Math.min(dmaLimit, dev.busDmaLimit) : dmaLimit;
-  return iommuDmaAllocIova(cookieOf(dev), dev.iommuState, size, limit, apertureEnd, kernel.cpu);
+  return allocIovaOf(cookieOf(dev), dev.iommuState, size, limit, apertureEnd, dev.kernel.cpu);
 }
 
 /**
@@ -106,7 +133,7 @@ export function iommuMapNosync(dev: DmaDevice, iova: number, phys: number, size:
     // iommu_map (drivers/iommu/iommu.c) prints this before returning -EINVAL.
     if (unaligned) dev.kernel.log(dev, `iommu: unaligned: iova 0x${iova.toString(16)} pa ${phys < 0 ? String(phys) : `0x${phys.toString(16)}`} size 0x${size.toString(16)} min_pagesz 0x${g.toString(16)}`);
     else dev.kernel.log(dev, `iommu: map failed: ${e.message}`);
-    return -Errno.EINVAL;
+    return -EINVAL;
   }
 }
 
@@ -128,7 +155,7 @@ export function iommuDmaUnmapRange(dev: DmaDevice, dmaAddr: number, size: number
     domain.invalidateRange(iova, len);
     domain.releasePtPages(freed);
   }
-  if (freeIova) iommuDmaFreeIova(cookie, iova, len, dev.kernel.cpu, { queued, freelist: freed });
+  if (freeIova) freeIovaOf(cookie, iova, len, dev.kernel.cpu, { queued, freelist: freed });
 }
 
 /**
@@ -139,14 +166,14 @@ export function iommuDmaMapRange(dev: DmaDevice, phys: number, size: number, pro
   const off = iovaOffset(dev, phys);
   if (dev.minAlignMask > dev.granule - 1) {
     dev.kernel.debug.warnOnce(dev.bdf, "__iommu_dma_map", "Unsupported alignment constraint");
-    return DMA_MAPPING_ERROR;
+    return MAPPING_ERROR;
   }
   const len = iovaAlignUp(dev, size + off);
   const iova = allocIova(dev, len, dmaMask);
-  if (iova === 0) return DMA_MAPPING_ERROR;
+  if (iova === 0) return MAPPING_ERROR;
   if (iommuMapNosync(dev, iova, phys - off, len, prot) !== 0) {
-    iommuDmaFreeIova(cookieOf(dev), iova, len, dev.kernel.cpu);
-    return DMA_MAPPING_ERROR;
+    freeIovaOf(cookieOf(dev), iova, len, dev.kernel.cpu);
+    return MAPPING_ERROR;
   }
   domainOf(dev).iotlbSyncMap(iova, len);
   return (iova + off) as DmaAddr;
@@ -158,7 +185,7 @@ export function iommuDmaMapRange(dev: DmaDevice, phys: number, size: number, pro
  */
 export function iommuDmaMapSwiotlb(dev: DmaDevice, phys: number, size: number, dir: DmaDirection, attrs: number): number {
   if (!isSwiotlbActive(dev)) {
-    dev.kernel.log(dev, "DMA bounce buffers are inactive, unable to map unaligned transaction.");
+    dev.kernel.logOnce(dev, "iommu_dma_map_swiotlb", "DMA bounce buffers are inactive, unable to map unaligned transaction.");
     return -1;
   }
   const tlb = swiotlbTblMapSingle(dev, phys, size, dev.granule - 1, dir, attrs);
@@ -172,14 +199,14 @@ export function iommuDmaMapPhys(dev: DmaDevice, phys: number, size: number, dir:
   const coherent = dev.coherent;
   const prot = dmaInfoToProt(dir, coherent, attrs);
   let target = phys;
-  if (devUseSwiotlb(dev, size, dir) && iovaUnaligned(dev, phys, size)) {
-    if ((attrs & (DMA_ATTR_MMIO | DMA_ATTR_REQUIRE_COHERENT)) !== 0) return DMA_MAPPING_ERROR;
+  if (useSwiotlb(dev, size, dir) && iovaUnaligned(dev, phys, size)) {
+    if ((attrs & ATTR_NO_BOUNCE) !== 0) return MAPPING_ERROR;
     target = iommuDmaMapSwiotlb(dev, phys, size, dir, attrs);
-    if (target < 0) return DMA_MAPPING_ERROR;
+    if (target < 0) return MAPPING_ERROR;
   }
-  if (!coherent && (attrs & (DMA_ATTR_SKIP_CPU_SYNC | DMA_ATTR_MMIO)) === 0) archSyncDmaForDevice(dev, target, size, dir);
+  if (!coherent && (attrs & ATTR_NO_SYNC) === 0) archSyncDmaForDevice(dev, target, size, dir);
   const iova = iommuDmaMapRange(dev, target, size, prot, dev.dmaMask);
-  if (iova === DMA_MAPPING_ERROR && (attrs & DMA_ATTR_MMIO) === 0 && isSwiotlbBuffer(dev, target)) {
+  if (iova === MAPPING_ERROR && (attrs & ATTR_MMIO) === 0 && inSwiotlb(dev, target)) {
     swiotlbTblUnmapSingle(dev, target, size, dir, attrs);
   }
   return iova;
@@ -187,7 +214,7 @@ export function iommuDmaMapPhys(dev: DmaDevice, phys: number, size: number, dir:
 
 /** iommu_dma_unmap_phys (6.18). */
 export function iommuDmaUnmapPhys(dev: DmaDevice, dmaHandle: number, size: number, dir: DmaDirection, attrs: number): void {
-  if ((attrs & (DMA_ATTR_MMIO | DMA_ATTR_REQUIRE_COHERENT)) !== 0) {
+  if ((attrs & ATTR_NO_BOUNCE) !== 0) {
     iommuDmaUnmapRange(dev, dmaHandle, size, true);
     return;
   }
@@ -196,26 +223,26 @@ export function iommuDmaUnmapPhys(dev: DmaDevice, dmaHandle: number, size: numbe
     dev.kernel.debug.warnOnce(dev.bdf, "iommu_dma_unmap_phys", `WARN_ON(!phys): unmap of IOVA 0x${dmaHandle.toString(16)} that translates to nothing`);
     return;
   }
-  if ((attrs & DMA_ATTR_SKIP_CPU_SYNC) === 0 && !dev.coherent) archSyncDmaForCpu(dev, phys, size, dir);
+  if (!dev.coherent && (attrs & ATTR_SKIP_CPU_SYNC) === 0) archSyncDmaForCpu(dev, phys, size, dir);
   iommuDmaUnmapRange(dev, dmaHandle, size, true);
-  if (isSwiotlbBuffer(dev, phys)) swiotlbTblUnmapSingle(dev, phys, size, dir, attrs);
+  if (inSwiotlb(dev, phys)) swiotlbTblUnmapSingle(dev, phys, size, dir, attrs);
 }
 
 /** iommu_dma_sync_single_for_cpu. */
 export function iommuDmaSyncSingleForCpu(dev: DmaDevice, dmaHandle: number, size: number, dir: DmaDirection): void {
-  if (dev.coherent && !devUseSwiotlb(dev, size, dir)) return;
+  if (dev.coherent && !useSwiotlb(dev, size, dir)) return;
   const phys = domainOf(dev).iovaToPhys(dmaHandle);
   if (phys === undefined) return;
   if (!dev.coherent) archSyncDmaForCpu(dev, phys, size, dir);
-  if (isSwiotlbBuffer(dev, phys)) swiotlbSyncSingleForCpu(dev, phys, size, dir);
+  if (inSwiotlb(dev, phys)) swiotlbSyncSingleForCpu(dev, phys, size, dir);
 }
 
 /** iommu_dma_sync_single_for_device. */
 export function iommuDmaSyncSingleForDevice(dev: DmaDevice, dmaHandle: number, size: number, dir: DmaDirection): void {
-  if (dev.coherent && !devUseSwiotlb(dev, size, dir)) return;
+  if (dev.coherent && !useSwiotlb(dev, size, dir)) return;
   const phys = domainOf(dev).iovaToPhys(dmaHandle);
   if (phys === undefined) return;
-  if (isSwiotlbBuffer(dev, phys)) swiotlbSyncSingleForDevice(dev, phys, size, dir);
+  if (inSwiotlb(dev, phys)) swiotlbSyncSingleForDevice(dev, phys, size, dir);
   if (!dev.coherent) archSyncDmaForDevice(dev, phys, size, dir);
 }
 

@@ -81,6 +81,7 @@ export class DmaKernel {
   readonly #devices = new Map<string, DmaDevice>();
   readonly #deviceOptions: Readonly<Record<string, DmaDeviceOptions>>;
   readonly #log: KernelLogLine[] = [];
+  readonly #loggedOnce = new Set<string>();
   /** Physical ranges allocated coherent for non-coherent devices: CPU access to them is uncached. */
   readonly uncached = new Map<number, number>();
 
@@ -236,6 +237,14 @@ export class DmaKernel {
   /** dev_warn and friends: what the kernel would have printed. */
   dmesg(): readonly KernelLogLine[] {
     return this.#log;
+  }
+
+  /** dev_warn_once: logged the first time per device and call site. */
+  logOnce(dev: DmaDevice, site: string, message: string): void {
+    const key = `${dev.bdf}\0${site}`;
+    if (this.#loggedOnce.has(key)) return;
+    this.#loggedOnce.add(key);
+    this.log(dev, message);
   }
 
   log(dev: DmaDevice | string, message: string): void {

@@ -517,6 +517,15 @@ describe("an untrusted device without swiotlb", () => {
     expect(dev.domain!.iovaToPhys(aligned)).toBe(phys);
     dmaUnmapPhys(dev, aligned, 2 * PAGE_SIZE, BIDIRECTIONAL);
   });
+
+  it("warns once per device, as dev_warn_once does, however many mappings it refuses", () => {
+    const { platform, kernel } = rig({ kernel: { swiotlb: false } });
+    const dev = kernel.device(UNTRUSTED);
+    const phys = freshPages(platform, 2);
+    expect(dmaMapPhys(dev, phys + 256, 512, BIDIRECTIONAL)).toBe(DMA_MAPPING_ERROR);
+    expect(dmaMapPhys(dev, phys + 1024, 100, BIDIRECTIONAL)).toBe(DMA_MAPPING_ERROR);
+    expect(kernel.dmesg()).toHaveLength(1);
+  });
 });
 
 describe("the CPU cache and a non-coherent device", () => {

@@ -3,6 +3,42 @@ import { DmaInputError } from "./errors.js";
 
 // Argument checks shared by every API entry point. They run before any state changes, so a rejected
 // call leaves the model exactly as it was.
+//
+// The `is…` predicates answer whether the matching checks would pass, without building an error: hot
+// entry points test the common valid call with them first (one combined test) and run the precise
+// checks, in their usual order, only when that fails. Each implies its checks, never the reverse.
+
+const MAX_SAFE = Number.MAX_SAFE_INTEGER;
+const DIR_BIDIRECTIONAL = DmaDirection.BIDIRECTIONAL;
+const DIR_TO_DEVICE = DmaDirection.TO_DEVICE;
+const DIR_FROM_DEVICE = DmaDirection.FROM_DEVICE;
+const DIR_NONE = DmaDirection.NONE;
+const ATTR_ALL = DMA_ATTR_ALL;
+
+/** checkAddr / checkSize would pass: a safe integer >= 0. */
+export function isIndex(v: number): boolean {
+  return Number.isInteger(v) && v >= 0 && v <= MAX_SAFE;
+}
+
+/** checkRange would pass (stricter at the very top: addr + size must not exceed 2^53 - 1). */
+export function isRange(addr: number, size: number): boolean {
+  return Number.isInteger(addr) && Number.isInteger(size) && addr >= 0 && size >= 0 && addr + size <= MAX_SAFE;
+}
+
+/** checkDevice and checkRange would pass. */
+export function isBoundRange(dev: { readonly bound: boolean }, addr: number, size: number): boolean {
+  return dev.bound && isRange(addr, size);
+}
+
+/** checkDir would pass. */
+export function isDir(dir: number): boolean {
+  return dir === DIR_BIDIRECTIONAL || dir === DIR_TO_DEVICE || dir === DIR_FROM_DEVICE || dir === DIR_NONE;
+}
+
+/** checkAttrs would pass (only attribute words that fit in 31 bits; others get the precise check). */
+export function isAttrs(attrs: number): boolean {
+  return (attrs | 0) === attrs && attrs >= 0 && (attrs & ~ATTR_ALL) === 0;
+}
 
 export function checkAddr(fn: string, name: string, v: number): void {
   if (!Number.isSafeInteger(v) || v < 0) throw new DmaInputError(fn, name, v, "a safe integer >= 0");

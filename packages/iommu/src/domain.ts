@@ -25,7 +25,6 @@ const C_UNMAP_CALLS = Counter.IommuUnmapCalls;
 const C_PTE_WRITES = Counter.PteWrites;
 const C_PTE_CLEARS = Counter.PteClears;
 const C_PT_ALLOCATED = Counter.PtPagesAllocated;
-const C_PT_PENDING_FREE = Counter.PtPagesPendingFree;
 const C_PT_FREED = Counter.PtPagesFreed;
 const C_SYNC_MAP = Counter.IotlbSyncMap;
 const C_INVAL_RANGE = Counter.IotlbInvalRange;
@@ -37,6 +36,9 @@ const PTE_PENDING = pte.PTE_PENDING;
 const PTE_PROT_UNIT = pte.PTE_PROT_UNIT;
 const pteAddr = pte.pteAddr;
 const MAX_SAFE = Number.MAX_SAFE_INTEGER;
+
+/** The detached tables of an unmap that detached none; never written. */
+const NO_TABLES: readonly number[] = Object.freeze([]);
 
 class PendingPtPages implements PtPageList {
   released = false;
@@ -94,6 +96,12 @@ export class IommuDomain {
   readonly #vaLimit: number;
   /** PTE flag bits every leaf of this domain carries besides prot: valid, leaf, pending if required. */
   readonly #leafFlags: number;
+  /**
+   * The results of a successful single-granule map, indexed by tables allocated (0 to levels - 1):
+   * `{ mapped: granule, ptesWritten: 1, ptPagesAllocated: n }`. Frozen, so sharing one object between
+   * calls is safe; the hot path returns one of these instead of allocating.
+   */
+  readonly #leafResults: readonly MapResult[];
   #mappedBytes = 0;
 
   /** @internal use `Iommu.allocDomain`. */
@@ -110,6 +118,9 @@ export class IommuDomain {
     this.#granuleLevel = Math.max(1, LEVEL_SIZE.indexOf(ctx.granule));
     this.#vaLimit = ctx.vaLimit;
     this.#leafFlags = PTE_LEAF_FLAGS + (ctx.requiresSyncMap ? PTE_PENDING : 0);
+    const results: MapResult[] = [];
+    for (let n = 0; n < ctx.levels; n++) results.push(Object.freeze({ mapped: ctx.granule, ptesWritten: 1, ptPagesAllocated: n }));
+    this.#leafResults = Object.freeze(results);
   }
 
   /** Bytes of IOVA space currently mapped by the page table. */
@@ -156,11 +167,17 @@ export class IommuDomain {
   /**
    * iommu_map: maps [iova, iova+size) to [phys, phys+size) with the largest leaves alignment and
    * pgsizeBitmap allow. Nothing is written unless the whole call can succeed.
+   *
+   * The result of a single-granule map is a shared frozen object (one per count of tables allocated),
+   * so the hot path allocates nothing: read it, do not keep it as a mutable record.
    */
   map(iova: number, phys: number, size: number, prot: number): MapResult {
     // Fast path: one granule with arguments that pass every check below (each test here implies the
     // corresponding check; anything else, including an occupied slot, goes the general way, which
-    // throws the precise error). One walk checks the slot is free and writes it.
+    // throws the precise error). One walk checks the slot is free and writes it. Alignment is tested
+    // on the low 32 bits (the granule is at most 1 GiB; `>>> 0` keeps the low bits of any integer
+    // exactly) after an integer test: a floating-point `%` is a library call, and phys is rarely a
+    // small integer.
     const pt = this.pageTable;
     const g = this.#granule;
     if (
@@ -170,10 +187,12 @@ export class IommuDomain {
       typeof phys === "number" &&
       iova >= 0 &&
       iova <= this.#vaLimit - g &&
-      iova % g === 0 &&
+      iova === Math.floor(iova) &&
+      ((iova >>> 0) & (g - 1)) === 0 &&
       phys >= 0 &&
       phys <= MAX_PHYS - g &&
-      phys % g === 0 &&
+      phys === Math.floor(phys) &&
+      ((phys >>> 0) & (g - 1)) === 0 &&
       prot === (prot & PROT_MASK) &&
       (prot & PROT_RW) !== 0 &&
       pt.mapLeaf(iova, this.#granuleLevel, phys + this.#leafFlags + prot * PTE_PROT_UNIT)
@@ -185,6 +204,8 @@ export class IommuDomain {
       c.add(C_PTE_WRITES);
       if (allocated !== 0) c.add(C_PT_ALLOCATED, allocated);
       if (this.#events.active) this.#emitMap(iova, phys, g, prot);
+      const r = this.#leafResults[allocated];
+      if (r !== undefined) return r;
       return { mapped: g, ptesWritten: 1, ptPagesAllocated: allocated };
     }
     return this.#mapSlow(iova, phys, size, prot);
@@ -219,6 +240,12 @@ export class IommuDomain {
     c.add(Counter.IommuMapCalls);
     c.add(Counter.PteWrites, pt.lastPtesWritten);
     c.add(Counter.PtPagesAllocated, pt.lastTablesAllocated);
+    const replaced = pt.lastTablesFreed;
+    if (replaced !== 0) {
+      // Empty tables a large leaf replaced: detached and freed in the same step, as the kernel does.
+      c.add(Counter.PtPagesPendingFree, replaced);
+      c.add(Counter.PtPagesFreed, replaced);
+    }
     if (this.#events.active) this.#emitMap(iova, phys, size, prot);
     return { mapped: size, ptesWritten: pt.lastPtesWritten, ptPagesAllocated: pt.lastTablesAllocated };
   }
@@ -228,27 +255,37 @@ export class IommuDomain {
    * part of a 2 MiB or 1 GiB leaf is refused (EINVAL, nothing changed), as io-pgtable-arm.c does since
    * block splitting was removed ("Unmap of a partial large IOPTE is not allowed").
    * The IOTLB is not touched: entries for the range are only marked stale and keep translating until
-   * invalidated. Emptied page-table pages come back in `freed` and stay allocated until releasePtPages.
+   * invalidated. Page-table pages are detached only where the range covers the whole span of the entry
+   * pointing to them (dma_pte_clear_level, __arm_lpae_unmap); a table emptied by partial clearing
+   * stays linked and is reused. Detached pages come back in `freed` and stay allocated until
+   * releasePtPages.
    */
   unmap(iova: number, size: number): UnmapResult {
     // Fast path: one granule, valid and aligned, not inside a larger leaf (unmapLeaf returns -1 with
-    // nothing changed for that, and the general path reports it).
+    // nothing changed for that, and the general path reports it). One leaf covers no table's span, so
+    // nothing is ever detached here.
     const pt = this.pageTable;
     const g = this.#granule;
-    if (size === g && pt !== undefined && typeof iova === "number" && iova >= 0 && iova <= this.#vaLimit - g && iova % g === 0) {
+    if (
+      size === g &&
+      pt !== undefined &&
+      typeof iova === "number" &&
+      iova >= 0 &&
+      iova <= this.#vaLimit - g &&
+      iova === Math.floor(iova) &&
+      ((iova >>> 0) & (g - 1)) === 0
+    ) {
       const unmapped = pt.unmapLeaf(iova, this.#granuleLevel);
       if (unmapped >= 0) {
-        const tables = pt.lastDetached;
         const c = this.#counters;
         c.add(C_UNMAP_CALLS);
         if (unmapped !== 0) {
           this.#mappedBytes -= unmapped;
           this.#iotlb.markStale(this.id, iova, iova + g);
-          c.add(C_PTE_CLEARS, pt.lastPtesCleared);
-          if (tables.length !== 0) c.add(C_PT_PENDING_FREE, tables.length);
+          c.add(C_PTE_CLEARS);
         }
         if (this.#events.active) this.#emitUnmap(iova, g, unmapped);
-        return { unmapped, freed: new PendingPtPages(this, tables) };
+        return { unmapped, freed: new PendingPtPages(this, NO_TABLES) };
       }
     }
     return this.#unmapSlow(iova, size);

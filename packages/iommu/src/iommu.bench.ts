@@ -66,6 +66,31 @@ describe("the iommu part of dma_map_phys + dma_unmap_phys of one 4 KiB page", ()
   });
 });
 
+describe("the iommu part of a two-step 256-page batch (dma_iova_link × 256, dma_iova_sync, unlink)", () => {
+  // 256 single-page maps into a 1 MiB IOVA range, one iotlb_sync_map over it, then one iommu_unmap of
+  // the whole range, its IOTLB invalidation and the freelist put: what the DMA layer asks of this
+  // package per 256-page batch. The range is 1 MiB-aligned inside a live leaf table, so (as in the
+  // kernel) the unmap frees no table.
+  const mmu = new Iommu(new Trace());
+  const dev = "0000:01:00.0";
+  const dom = mmu.allocDomain("paging");
+  mmu.attachDevice(dev, dom);
+  dom.map(0, 0, SZ_4K, RW); // keeps the lower tables alive, as in a busy domain
+  for (let i = 0; i < 256; i++) mmu.translate(dev, 0, 64, "read");
+  const page = SZ_4K;
+  const base = 1024 * 1024;
+  const len = 256 * page;
+  const phys = SZ_1G;
+  const prot = RW;
+  bench("256 × map 4 KiB + iotlbSyncMap + unmap 1 MiB + invalidateRange + releasePtPages", () => {
+    for (let i = 0; i < 256; i++) dom.map(base + i * page, phys + i * page, page, prot);
+    dom.iotlbSyncMap(base, len);
+    const { freed } = dom.unmap(base, len);
+    dom.invalidateRange(base, len);
+    dom.releasePtPages(freed);
+  });
+});
+
 describe("translate", () => {
   const mmu = new Iommu(new Trace());
   const dom = mmu.allocDomain("paging");

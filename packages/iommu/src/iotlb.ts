@@ -16,6 +16,11 @@ const LEVEL_MASK = [0, 2 ** 12 - 1, 2 ** 21 - 1, 2 ** 30 - 1];
  *
  * Entries live in parallel typed arrays; slot `set * ways + way`. An empty slot has domain 0.
  *
+ * Per domain the cache also keeps counts of its valid entries (in all and per leaf level) and an
+ * interval holding them all (widened on insert, reset when the domain's last entry goes). They make
+ * range visits cheap when they can find nothing, and size the visits that can: bookkeeping only, no
+ * change to what an invalidation drops or a lookup finds.
+ *
  * Entries are never dropped because a PTE was cleared: only an invalidation removes them. Unmap marks
  * affected entries stale so a later hit can be counted (IotlbStaleHits), which shows the window lazy
  * invalidation opens: the device still reaches the old physical page.
@@ -36,14 +41,17 @@ export class Iotlb {
   readonly #levels: number[];
   /** sets - 1 when sets is a power of two (an AND instead of a division), else -1. */
   readonly #setMask: number;
-  /** Valid entries per leaf level: a range visit skips the levels that hold none. */
-  readonly #perLevel = new Int32Array(4);
   /**
-   * Longest range whose visit probes sets rather than scanning the whole cache. At most len / size + 2
-   * leaves of one level overlap a range of len bytes, the smallest level having the most; probing is
-   * chosen while that many probes per level, `ways` slots each, stay below the capacity.
+   * Valid entries per domain: index `domain * 4` holds the domain's total, `domain * 4 + level` its
+   * entries of that leaf level. Grown when a larger domain id first inserts (ids are small integers).
    */
-  readonly #probeLimit: number;
+  #valid = new Int32Array(64);
+  /**
+   * An interval [#lo, #hi) holding every valid entry of the domain (empty when it has none): a range
+   * outside it holds none of them. Conservative: dropping an entry never narrows it.
+   */
+  #lo = new Float64Array(16).fill(Infinity);
+  #hi = new Float64Array(16).fill(-Infinity);
   #tick = 0;
   #size = 0;
 
@@ -61,8 +69,6 @@ export class Iotlb {
     this.#stamp = new Float64Array(capacity);
     this.#counters = counters;
     this.#levels = [...leafLevels].sort((a, b) => a - b);
-    const smallest = LEVEL_SIZE[this.#levels[0] ?? 1] ?? 0;
-    this.#probeLimit = (Math.ceil(this.sets / this.#levels.length) - 3) * smallest;
   }
 
   /** Valid entries. */
@@ -121,6 +127,7 @@ export class Iotlb {
 
   /** Caches a leaf; evicts the least recently used entry of the set when it is full. */
   insert(domain: number, base: number, level: number, phys: number, perm: number): void {
+    if (domain * 4 + 3 >= this.#valid.length) this.#growDomains(domain);
     const first = this.#setOf(domain, base, level) * this.ways;
     let victim = first;
     let oldest = Infinity;
@@ -138,10 +145,15 @@ export class Iotlb {
     if (oldest === -1) this.#size++;
     else {
       this.#counters.add(C_EVICTIONS);
-      const old = this.#level[victim] ?? 0;
-      this.#perLevel[old] = (this.#perLevel[old] ?? 0) - 1;
+      this.#uncount(victim);
     }
-    this.#perLevel[level] = (this.#perLevel[level] ?? 0) + 1;
+    const valid = this.#valid;
+    const d4 = domain * 4;
+    valid[d4] = (valid[d4] ?? 0) + 1;
+    valid[d4 + level] = (valid[d4 + level] ?? 0) + 1;
+    const end = base + (LEVEL_SIZE[level] ?? 0);
+    if (base < (this.#lo[domain] ?? Infinity)) this.#lo[domain] = base;
+    if (end > (this.#hi[domain] ?? -Infinity)) this.#hi[domain] = end;
     this.#domain[victim] = domain;
     this.#base[victim] = base;
     this.#level[victim] = level;
@@ -173,34 +185,54 @@ export class Iotlb {
 
   /** Drops every entry of `domain`. */
   invalidateDomain(domain: number): void {
-    for (let j = 0; j < this.capacity; j++) if (this.#domain[j] === domain) this.#drop(j);
+    const tags = this.#domain;
+    const d4 = domain * 4;
+    for (let j = 0; j < this.capacity && (this.#valid[d4] ?? 0) !== 0; j++) if (tags[j] === domain) this.#drop(j);
   }
 
   invalidateAll(): void {
     this.#domain.fill(0);
     this.#stale.fill(0);
-    this.#perLevel.fill(0);
+    this.#valid.fill(0);
+    this.#lo.fill(Infinity);
+    this.#hi.fill(-Infinity);
     this.#size = 0;
   }
 
   /**
-   * Drops (or marks stale) the entries of `domain` overlapping [start, end): by probing the sets each
-   * possible leaf of the range maps to, at the levels that hold any entry, when that is cheaper than
-   * scanning the whole cache, else by a scan. A 4 KiB range with only 4 KiB entries cached is one set.
+   * Drops (or marks stale) the entries of `domain` overlapping [start, end). Nothing to do when the
+   * domain has no entry in the cache or none near the range (its interval). Otherwise the range is
+   * clipped to that interval and the cheaper of two exact methods is taken: probing the set of every
+   * leaf the clipped range can hold, at the levels where the domain has entries (`ways` slots per
+   * leaf), or scanning the cache, which stops once it has seen all of the domain's entries. A 4 KiB
+   * range with only 4 KiB entries cached is one set.
    */
   #visitRange(domain: number, start: number, end: number, drop: boolean): void {
+    const valid = this.#valid;
+    const d4 = domain * 4;
+    let remaining = valid[d4] ?? 0;
+    if (remaining === 0) return;
+    const lo = Math.max(start, this.#lo[domain] ?? Infinity);
+    const hi = Math.min(end, this.#hi[domain] ?? -Infinity);
+    if (lo >= hi) return;
     const levels = this.#levels;
-    const perLevel = this.#perLevel;
     const ways = this.ways;
     const tags = this.#domain;
     const bases = this.#base;
     const lvls = this.#level;
-    if (end - start <= this.#probeLimit) {
+    // Sets to probe: the leaves of each level that hold entries of the domain and overlap [lo, hi).
+    let probes = 0;
+    for (const level of levels) {
+      if (valid[d4 + level] === 0) continue;
+      const sz = LEVEL_SIZE[level] ?? 1;
+      probes += Math.floor((hi - 1) / sz) - Math.floor(lo / sz) + 1;
+    }
+    if (probes * ways <= this.capacity) {
       for (const level of levels) {
-        if (perLevel[level] === 0) continue;
+        if (valid[d4 + level] === 0) continue;
         const sz = LEVEL_SIZE[level] ?? 1;
-        // Leaves are at most 1 GiB: the offset of start inside one is in its low 32 bits.
-        for (let base = start - ((start >>> 0) & (LEVEL_MASK[level] ?? 0)); base < end; base += sz) {
+        // Leaves are at most 1 GiB: the offset of lo inside one is in its low 32 bits.
+        for (let base = lo - ((lo >>> 0) & (LEVEL_MASK[level] ?? 0)); base < hi; base += sz) {
           const first = this.#setOf(domain, base, level) * ways;
           for (let j = first; j < first + ways; j++) {
             if (tags[j] === domain && bases[j] === base && lvls[j] === level) {
@@ -208,12 +240,15 @@ export class Iotlb {
               else this.#stale[j] = 1;
             }
           }
+          // Every entry of this level dropped: the rest of the range holds none.
+          if (drop && valid[d4 + level] === 0) break;
         }
       }
       return;
     }
-    for (let j = 0; j < this.capacity; j++) {
+    for (let j = 0; j < this.capacity && remaining > 0; j++) {
       if (tags[j] !== domain) continue;
+      remaining--;
       const base = bases[j] ?? 0;
       if (base < end && base + (LEVEL_SIZE[lvls[j] ?? 0] ?? 0) > start) {
         if (drop) this.#drop(j);
@@ -222,11 +257,39 @@ export class Iotlb {
     }
   }
 
+  /** Removes the entry in `slot` from its domain's counts; resets the domain's interval when empty. */
+  #uncount(slot: number): void {
+    const domain = this.#domain[slot] ?? 0;
+    const d4 = domain * 4;
+    const valid = this.#valid;
+    const total = (valid[d4] ?? 0) - 1;
+    valid[d4] = total;
+    const l = d4 + (this.#level[slot] ?? 0);
+    valid[l] = (valid[l] ?? 0) - 1;
+    if (total === 0) {
+      this.#lo[domain] = Infinity;
+      this.#hi[domain] = -Infinity;
+    }
+  }
+
   #drop(slot: number): void {
-    const level = this.#level[slot] ?? 0;
-    this.#perLevel[level] = (this.#perLevel[level] ?? 0) - 1;
+    this.#uncount(slot);
     this.#domain[slot] = 0;
     this.#stale[slot] = 0;
     this.#size--;
+  }
+
+  #growDomains(domain: number): void {
+    let n = this.#lo.length;
+    while (n <= domain) n *= 2;
+    const valid = new Int32Array(n * 4);
+    valid.set(this.#valid);
+    const lo = new Float64Array(n).fill(Infinity);
+    lo.set(this.#lo);
+    const hi = new Float64Array(n).fill(-Infinity);
+    hi.set(this.#hi);
+    this.#valid = valid;
+    this.#lo = lo;
+    this.#hi = hi;
   }
 }

@@ -14,18 +14,19 @@ const pteIsLeaf = pte.pteIsLeaf;
 const pteTable = pte.pteTable;
 const tableIndex = pte.tableIndex;
 const TWO_32 = 4294967296;
-/** Shared by every unmap that detached nothing; never written. */
-const NO_TABLES: readonly number[] = Object.freeze([]);
 
 /**
  * A multi-level IO page table of 512-entry tables, all held in one growable Float64Array indexed by
  * table number (table 0 is the root). No object exists per table or per page: a table is a 512-slot
- * window of the slab plus one entry of `used` (its count of valid entries), which tells unmap when a
- * table became empty and can be detached.
+ * window of the slab plus one entry of `used` (its count of valid entries).
  *
- * Invariant: every table linked into the tree holds at least one valid entry (unmap detaches tables
- * the moment they empty). So a table entry whose whole span lies inside a range means "something is
- * mapped there" without looking inside it.
+ * Page-table pages are freed the way the kernel frees them, not when they empty: unmap detaches a
+ * table only when the range covers the whole span of the entry pointing to it (VT-d's
+ * dma_pte_clear_level in drivers/iommu/intel/iommu.c, ARM's __arm_lpae_unmap in
+ * drivers/iommu/io-pgtable-arm.c). A table emptied entry by entry stays linked, empty, and later maps
+ * reuse it; a large leaf mapped over such an empty table replaces it and frees it at once (ARM's
+ * arm_lpae_init_pte, VT-d's switch_to_super_page). So a linked table may be empty, and "is anything
+ * mapped here" has to look inside (using `used` to skip empty tables).
  *
  * This class trusts its caller for argument checking (IommuDomain validates); it only does the work and
  * reports counts in the `last*` fields, which avoids allocating a result object per call.
@@ -51,18 +52,20 @@ export class IoPageTable {
   #cacheBase = 0;
   #cacheSpan = 0;
   #cacheTable = 0;
-  /** Tables (by level) and slots of the path of the last unmapLeaf; reused, not reallocated. */
-  readonly #pathTable = new Int32Array(8);
-  readonly #pathSlot = new Int32Array(8);
+  /**
+   * 1 / the leaf size of #cacheLevel: the index of a leaf in the cached table is its offset from
+   * #cacheBase times this (exact: a power of two), with no per-level switch.
+   */
+  #cacheInvSize = 0;
 
   /** Written by map/unmap/syncMap/walk. */
   lastPtesWritten = 0;
   lastPtesCleared = 0;
   lastTablesAllocated = 0;
+  /** Empty tables the last `map` replaced with large leaves and freed at once (usually 0). */
+  lastTablesFreed = 0;
   lastWalkLevels = 0;
   lastWalkLevel = 0;
-  /** Tables detached by the last unmapLeaf, deepest first (NO_TABLES when none). */
-  lastDetached: readonly number[] = NO_TABLES;
 
   constructor(levels: number, pgsizeBitmap: number, initialTables = 8) {
     this.levels = levels;
@@ -111,9 +114,12 @@ export class IoPageTable {
       const e = slab[t * N + i] ?? 0;
       if (e === 0) continue;
       if (pteIsLeaf(e)) return true;
-      const base = tableBase + i * esz;
-      if (start <= base && end >= base + esz) return true;
-      if (this.#hasMapping(pteAddr(e) / PTE_ADDR_UNIT, l - 1, base, start, end)) return true;
+      const child = pteAddr(e) / PTE_ADDR_UNIT;
+      // A linked table may be empty (unmap does not detach emptied tables): look inside it.
+      if (this.#used[child] === 0) continue;
+      // A non-empty leaf table (l - 1 = 1) holds only leaves: one under a covered span is mapped there.
+      if (l === 2 && start <= tableBase + i * esz && end >= tableBase + (i + 1) * esz) return true;
+      if (this.#hasMapping(child, l - 1, tableBase + i * esz, start, end)) return true;
     }
     return false;
   }
@@ -122,7 +128,10 @@ export class IoPageTable {
    * Writes leaves for [iova, iova+size) → [phys, …), choosing the leaf size per step like iommu_pgsize
    * (drivers/iommu/iommu.c): the largest size allowed by the bitmap, the alignment of both addresses and
    * what is left. Consecutive leaves of one size are written in one run to the end of their table.
-   * The caller has checked that the range is empty and aligned to the granule.
+   * The caller has checked that the range is empty and aligned to the granule. A large leaf landing on
+   * an entry that points to an (empty) table frees that subtree at once, as arm_lpae_init_pte
+   * (drivers/iommu/io-pgtable-arm.c) and VT-d's switch_to_super_page do; they are counted in
+   * lastTablesFreed.
    */
   map(iova: number, phys: number, size: number, prot: number, pending: boolean): void {
     const flags = PTE_VALID + PTE_LEAF + prot * PTE_PROT_UNIT + (pending ? PTE_PENDING : 0);
@@ -131,6 +140,7 @@ export class IoPageTable {
     let left = size;
     let written = 0;
     let allocated = 0;
+    let freed = 0;
     while (left > 0) {
       const lvl = this.pickLevel(va, pa, left);
       const esz = LEVEL_SIZE[lvl] ?? 0;
@@ -153,8 +163,18 @@ export class IoPageTable {
       const slab = this.#slab;
       const base = t * N + idx;
       const first = pa + flags;
+      let added = n;
+      if (lvl > 1) {
+        // Entries above the leaf level may point to tables that unmap left empty: free them first.
+        for (let i = 0; i < n; i++) {
+          const e = slab[base + i] ?? 0;
+          if (e === 0) continue;
+          freed += this.#freeEmptySubtree(pteAddr(e) / PTE_ADDR_UNIT, lvl - 1);
+          added--;
+        }
+      }
       for (let i = 0; i < n; i++) slab[base + i] = first + i * esz;
-      this.#used[t] = (this.#used[t] ?? 0) + n;
+      this.#used[t] = (this.#used[t] ?? 0) + added;
       const bytes = n * esz;
       va += bytes;
       pa += bytes;
@@ -163,6 +183,29 @@ export class IoPageTable {
     }
     this.lastPtesWritten = written;
     this.lastTablesAllocated = allocated;
+    this.lastTablesFreed = freed;
+  }
+
+  /**
+   * Frees a subtree that holds no leaf (map checked the range is empty) straight back to the free
+   * list: the kernel frees such tables without the gather, after flushing the walk caches. Returns the
+   * tables freed.
+   */
+  #freeEmptySubtree(t: number, l: number): number {
+    let n = 1;
+    if (l > 1) {
+      const slab = this.#slab;
+      for (let i = 0; i < N; i++) {
+        const e = slab[t * N + i] ?? 0;
+        if (e !== 0) n += this.#freeEmptySubtree(pteAddr(e) / PTE_ADDR_UNIT, l - 1);
+      }
+      slab.fill(0, t * N, t * N + N);
+    }
+    this.#used[t] = 0;
+    this.#free.push(t);
+    // The single-leaf walk cache may point at this table.
+    this.#forget();
+    return n;
   }
 
   /**
@@ -173,20 +216,26 @@ export class IoPageTable {
    * mapped. Sets lastPtesWritten / lastTablesAllocated.
    */
   mapLeaf(iova: number, level: number, leaf: number): boolean {
-    const low = iova >>> 0;
-    const high = (iova / TWO_32) >>> 0;
-    let slab = this.#slab;
+    // Kept small so that the caller can inline it: the cached table is the common case.
     const d = iova - this.#cacheBase;
     if (d >= 0 && d < this.#cacheSpan && level === this.#cacheLevel) {
       const t = this.#cacheTable;
-      const slot = t * N + tableIndex(low, high, level);
-      if ((slab[slot] ?? 0) !== 0) return false;
+      const slot = t * N + ((d * this.#cacheInvSize) | 0);
+      const slab = this.#slab;
+      if (slab[slot] !== 0) return false;
       slab[slot] = leaf;
       this.#used[t] = (this.#used[t] ?? 0) + 1;
       this.lastPtesWritten = 1;
       this.lastTablesAllocated = 0;
       return true;
     }
+    return this.#mapLeafWalk(iova, level, leaf);
+  }
+
+  #mapLeafWalk(iova: number, level: number, leaf: number): boolean {
+    const low = iova >>> 0;
+    const high = (iova / TWO_32) >>> 0;
+    let slab = this.#slab;
     let t = 0;
     let l = this.levels;
     for (; l > level; l--) {
@@ -220,6 +269,7 @@ export class IoPageTable {
   #remember(iova: number, level: number, table: number): void {
     const span = LEVEL_SIZE[level + 1] ?? 0;
     this.#cacheLevel = level;
+    this.#cacheInvSize = 1 / (LEVEL_SIZE[level] ?? 1);
     this.#cacheBase = Math.floor(iova / span) * span;
     this.#cacheSpan = span;
     this.#cacheTable = table;
@@ -238,7 +288,8 @@ export class IoPageTable {
     const d = iova - this.#cacheBase;
     if (d >= 0 && d < this.#cacheSpan) {
       const level = this.#cacheLevel;
-      const e = this.#slab[this.#cacheTable * N + tableIndex(iova >>> 0, (iova / TWO_32) >>> 0, level)] ?? 0;
+      // d >= 0, so the truncation is the floor: the index of the leaf holding iova.
+      const e = this.#slab[this.#cacheTable * N + ((d * this.#cacheInvSize) | 0)] ?? 0;
       this.lastWalkLevel = e === 0 ? 0 : level;
       return e;
     }
@@ -246,66 +297,48 @@ export class IoPageTable {
   }
 
   /**
-   * Clears the one leaf of level `level` at `iova`, detaching the tables that become empty on the way
-   * up (into `lastDetached`, deepest first, as `unmap` orders them). Returns the bytes unmapped (0 for
-   * a hole), or -1 with nothing changed when a larger leaf covers `iova`: the caller then takes the
-   * general path, which reports the partial unmap.
+   * Clears the one leaf of level `level` at `iova`. Returns the bytes unmapped (0 for a hole), or -1
+   * with nothing changed when a larger leaf covers `iova`: the caller then takes the general path,
+   * which reports the partial unmap. It never detaches a table: a one-leaf range covers the span of no
+   * table entry, and a table it empties stays linked (see the class comment), so the walk cache stays
+   * valid. Sets lastPtesCleared.
    */
   unmapLeaf(iova: number, level: number): number {
-    const low = iova >>> 0;
-    const high = (iova / TWO_32) >>> 0;
-    const slab = this.#slab;
-    const used = this.#used;
-    const pathTable = this.#pathTable;
-    const pathSlot = this.#pathSlot;
-    this.lastPtesCleared = 0;
-    this.lastDetached = NO_TABLES;
     const d = iova - this.#cacheBase;
     if (d >= 0 && d < this.#cacheSpan && level === this.#cacheLevel) {
       const t = this.#cacheTable;
-      const slot = t * N + tableIndex(low, high, level);
-      if ((slab[slot] ?? 0) === 0) return 0;
-      // A table about to empty is detached with its path: take the full walk below for that.
-      if (used[t] !== 1) {
-        slab[slot] = 0;
-        used[t] = (used[t] ?? 0) - 1;
-        this.lastPtesCleared = 1;
-        return LEVEL_SIZE[level] ?? 0;
+      const slot = t * N + ((d * this.#cacheInvSize) | 0);
+      const slab = this.#slab;
+      if (slab[slot] === 0) {
+        this.lastPtesCleared = 0;
+        return 0;
       }
+      slab[slot] = 0;
+      this.#used[t] = (this.#used[t] ?? 0) - 1;
+      this.lastPtesCleared = 1;
+      return LEVEL_SIZE[level] ?? 0;
     }
+    return this.#unmapLeafWalk(iova, level);
+  }
+
+  #unmapLeafWalk(iova: number, level: number): number {
+    const low = iova >>> 0;
+    const high = (iova / TWO_32) >>> 0;
+    const slab = this.#slab;
+    this.lastPtesCleared = 0;
     let t = 0;
     for (let l = this.levels; l > level; l--) {
-      const slot = t * N + tableIndex(low, high, l);
-      const e = slab[slot] ?? 0;
+      const e = slab[t * N + tableIndex(low, high, l)] ?? 0;
       if (e === 0) return 0;
       if ((e & PTE_LEAF) !== 0) return -1;
-      pathTable[l] = t;
-      pathSlot[l] = slot;
       t = pteTable(e);
     }
+    this.#remember(iova, level, t);
     const slot = t * N + tableIndex(low, high, level);
     if ((slab[slot] ?? 0) === 0) return 0;
     slab[slot] = 0;
-    used[t] = (used[t] ?? 0) - 1;
-    let cleared = 1;
-    let detached: number[] | undefined;
-    // Walk back up while the table just cleared is empty; the root is never detached.
-    for (let l = level + 1; l <= this.levels && used[t] === 0; l++) {
-      (detached ??= []).push(t);
-      const parent = pathTable[l] ?? 0;
-      slab[pathSlot[l] ?? 0] = 0;
-      used[parent] = (used[parent] ?? 0) - 1;
-      cleared++;
-      t = parent;
-    }
-    if (detached !== undefined) {
-      this.lastDetached = detached;
-      this.#pendingFree += detached.length;
-      this.#forget();
-    } else {
-      this.#remember(iova, level, t);
-    }
-    this.lastPtesCleared = cleared;
+    this.#used[t] = (this.#used[t] ?? 0) - 1;
+    this.lastPtesCleared = 1;
     return LEVEL_SIZE[level] ?? 0;
   }
 
@@ -340,15 +373,19 @@ export class IoPageTable {
   /**
    * Clears every leaf inside [start, end) (no leaf may straddle an end: the caller checks). A table
    * entry whose whole span is inside the range is cleared with one write and its subtree detached, as
-   * VT-d's dma_pte_clear_level and ARM's __arm_lpae_unmap do; a table that partial clearing emptied is
-   * detached too. Detached tables are appended to `freed`. Returns the bytes that were mapped.
+   * VT-d's dma_pte_clear_level and ARM's __arm_lpae_unmap do; any other table is only cleared inside,
+   * and stays linked even if that leaves it empty (neither driver frees it). Detached tables are
+   * appended to `freed`, parents before children. Returns the bytes that were mapped.
    */
   unmap(start: number, end: number, freed: number[]): number {
-    this.#forget(); // it may detach the cached table
     this.lastPtesCleared = 0;
     const before = freed.length;
     const bytes = this.#clear(0, this.levels, 0, start, end, freed);
-    this.#pendingFree += freed.length - before;
+    const detached = freed.length - before;
+    if (detached !== 0) {
+      this.#pendingFree += detached;
+      this.#forget(); // the cached table may be among them
+    }
     return bytes;
   }
 
@@ -358,6 +395,17 @@ export class IoPageTable {
     const i1 = Math.min(N, Math.ceil((end - tableBase) / esz));
     const slab = this.#slab;
     let bytes = 0;
+    if (l === 1) {
+      // A leaf table (the common case): count the entries that were set, then clear the run at once.
+      const first = t * N + i0;
+      const last = t * N + i1;
+      let n = 0;
+      for (let slot = first; slot < last; slot++) if (slab[slot] !== 0) n++;
+      if (n !== 0) slab.fill(0, first, last);
+      this.#used[t] = (this.#used[t] ?? 0) - n;
+      this.lastPtesCleared += n;
+      return n * esz;
+    }
     for (let i = i0; i < i1; i++) {
       const slot = t * N + i;
       const e = slab[slot] ?? 0;
@@ -370,9 +418,9 @@ export class IoPageTable {
         if (start <= base && end >= base + esz) {
           bytes += this.#detachSubtree(child, l - 1, freed);
         } else {
+          // Partly covered: clear inside; the table stays linked even if it is now empty.
           bytes += this.#clear(child, l - 1, base, start, end, freed);
-          if (this.#used[child] !== 0) continue;
-          freed.push(child);
+          continue;
         }
       }
       slab[slot] = 0;

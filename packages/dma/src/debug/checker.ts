@@ -104,6 +104,8 @@ export class DmaDebugChecker {
 
   /** dma_mapping_error() was called on `dmaAddr`. */
   markChecked(device: string, dmaAddr: number): void {
+    // Nothing to mark while no mapping is tracked (always so with dma-debug off): one test, no lookups.
+    if (this.#entries.size === 0) return;
     const list = this.#entries.get(device)?.get(dmaAddr);
     if (list === undefined) return;
     for (const e of list) e.mapErrChecked = true;
@@ -125,7 +127,8 @@ export class DmaDebugChecker {
    */
   unmap(device: string, ref: UnmapRef): DebugEntry | undefined {
     if (this.mode === "off") return undefined;
-    const where = `[device address=${hex16(ref.dmaAddr)}] [size=${ref.size} bytes]`;
+    // Built only when a finding needs it: a correct unmap formats nothing.
+    const where = (): string => `[device address=${hex16(ref.dmaAddr)}] [size=${ref.size} bytes]`;
     if (ref.dmaAddr < 0) {
       this.report("unmap-invalid-address", device, "device driver tries to free an invalid DMA memory address");
       return undefined;
@@ -133,7 +136,7 @@ export class DmaDebugChecker {
     const byAddr = this.#entries.get(device);
     const list = byAddr?.get(ref.dmaAddr);
     if (byAddr === undefined || list === undefined || list.length === 0) {
-      this.report("unmap-not-mapped", device, `device driver tries to free DMA memory it has not allocated ${where}`);
+      this.report("unmap-not-mapped", device, `device driver tries to free DMA memory it has not allocated ${where()}`);
       return undefined;
     }
     // Prefer the entry that matches exactly, as bucket_find_exact does, then the first.
@@ -148,18 +151,18 @@ export class DmaDebugChecker {
       findings.push(["unmap-size-mismatch", `device driver frees DMA memory with different size [device address=${hex16(ref.dmaAddr)}] [map size=${e.size} bytes] [unmap size=${ref.size} bytes]`]);
     }
     if (e.type !== ref.type) {
-      findings.push(["unmap-wrong-function", `device driver frees DMA memory with wrong function ${where} [mapped as ${e.type}] [unmapped as ${ref.type}]`]);
+      findings.push(["unmap-wrong-function", `device driver frees DMA memory with wrong function ${where()} [mapped as ${e.type}] [unmapped as ${ref.type}]`]);
     } else if (e.type === "coherent" && ref.phys !== undefined && ref.phys !== e.phys) {
-      findings.push(["unmap-cpu-address-mismatch", `device driver frees DMA memory with different CPU address ${where} [cpu alloc address=${hex(e.phys)}] [cpu free address=${hex(ref.phys)}]`]);
+      findings.push(["unmap-cpu-address-mismatch", `device driver frees DMA memory with different CPU address ${where()} [cpu alloc address=${hex(e.phys)}] [cpu free address=${hex(ref.phys)}]`]);
     }
     if (e.type === "scatter-gather" && ref.sgCount !== undefined && ref.sgCount !== e.sgCount) {
       findings.push(["unmap-sg-count-mismatch", `device driver frees DMA sg list with different entry count [map count=${e.sgCount}] [unmap count=${ref.sgCount}]`]);
     }
     if (e.dir !== ref.dir) {
-      findings.push(["unmap-direction-mismatch", `device driver frees DMA memory with different direction ${where} [mapped with ${dmaDirectionName(e.dir)}] [unmapped with ${dmaDirectionName(ref.dir)}]`]);
+      findings.push(["unmap-direction-mismatch", `device driver frees DMA memory with different direction ${where()} [mapped with ${dmaDirectionName(e.dir)}] [unmapped with ${dmaDirectionName(ref.dir)}]`]);
     }
     if (!e.mapErrChecked && e.type !== "coherent" && e.type !== "scatter-gather") {
-      findings.push(["mapping-error-not-checked", `device driver failed to check map error ${where} [mapped as ${e.type}]`]);
+      findings.push(["mapping-error-not-checked", `device driver failed to check map error ${where()} [mapped as ${e.type}]`]);
     }
     // In "throw" mode the first finding throws before anything is forgotten, so the caller's state
     // and the checker's stay consistent; otherwise the entry goes and every finding is recorded.
@@ -202,10 +205,10 @@ export class DmaDebugChecker {
    */
   sync(device: string, dmaAddr: number, size: number, dir: DmaDirection, toCpu: boolean, sgCount?: number): DebugEntry | undefined {
     if (this.mode === "off") return undefined;
-    const where = `[device address=${hex16(dmaAddr)}] [size=${size} bytes]`;
+    const where = (): string => `[device address=${hex16(dmaAddr)}] [size=${size} bytes]`;
     const e = this.#findContaining(device, dmaAddr);
     if (e === undefined) {
-      this.report("sync-not-mapped", device, `device driver tries to sync DMA memory it has not allocated ${where}`);
+      this.report("sync-not-mapped", device, `device driver tries to sync DMA memory it has not allocated ${where()}`);
       return undefined;
     }
     if (dmaAddr + size > e.dmaAddr + e.size) {
@@ -216,14 +219,14 @@ export class DmaDebugChecker {
     // device with a direction other than DMA_FROM_DEVICE of a mapping the device only writes, are reported
     // on top of the direction mismatch. Syncing a DMA_TO_DEVICE mapping for the CPU with DMA_TO_DEVICE is
     // allowed (it does nothing).
-    const mapped = `[mapped with ${dmaDirectionName(e.dir)}] [synced with ${dmaDirectionName(dir)}]`;
+    const mapped = (): string => `[mapped with ${dmaDirectionName(e.dir)}] [synced with ${dmaDirectionName(dir)}]`;
     if (e.dir !== DmaDirection.BIDIRECTIONAL) {
-      if (dir !== e.dir) this.report("sync-direction-mismatch", device, `device driver syncs DMA memory with different direction ${where} ${mapped}`);
+      if (dir !== e.dir) this.report("sync-direction-mismatch", device, `device driver syncs DMA memory with different direction ${where()} ${mapped()}`);
       if (toCpu && e.dir !== DmaDirection.FROM_DEVICE && dir !== DmaDirection.TO_DEVICE) {
-        this.report("sync-device-read-only-for-cpu", device, `device driver syncs device read-only DMA memory for cpu ${where} ${mapped}`);
+        this.report("sync-device-read-only-for-cpu", device, `device driver syncs device read-only DMA memory for cpu ${where()} ${mapped()}`);
       }
       if (!toCpu && e.dir !== DmaDirection.TO_DEVICE && dir !== DmaDirection.FROM_DEVICE) {
-        this.report("sync-device-write-only-for-device", device, `device driver syncs device write-only DMA memory to device ${where} ${mapped}`);
+        this.report("sync-device-write-only-for-device", device, `device driver syncs device write-only DMA memory to device ${where()} ${mapped()}`);
       }
     }
     if (sgCount !== undefined && e.type === "scatter-gather" && sgCount !== e.sgCount) {

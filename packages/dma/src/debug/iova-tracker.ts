@@ -28,6 +28,15 @@ export class IovaTracker {
   readonly #checker: DmaDebugChecker;
   readonly #tracks = new WeakMap<object, IovaTrack>();
   readonly #live = new Map<string, Set<IovaTrack>>();
+  /**
+   * Set by the first tracked allocation. Until then no state can have a track, so the bookkeeping calls
+   * made after every link, unlink and destroy return on this one test instead of a WeakMap lookup: with
+   * dma-debug off (nothing is ever tracked) they cost nothing on the hot paths.
+   */
+  #anyTracked = false;
+  /** One-entry cache of #tracks (see #track); kept exact by the only two places that change #tracks. */
+  #lastState: object | undefined = undefined;
+  #lastTrack: IovaTrack | undefined = undefined;
 
   constructor(checker: DmaDebugChecker) {
     this.#checker = checker;
@@ -37,6 +46,7 @@ export class IovaTracker {
   allocated(state: object, device: string, addr: number, size: number, granule: number): void {
     if (!this.#checker.enabled) return;
     this.#drop(state);
+    this.#anyTracked = true;
     const pad = addr % granule;
     const base = addr - pad;
     const granules = Math.ceil((size + pad) / granule);
@@ -52,6 +62,8 @@ export class IovaTracker {
       destroyed: false,
     };
     this.#tracks.set(state, track);
+    this.#lastState = state;
+    this.#lastTrack = track;
     let set = this.#live.get(device);
     if (set === undefined) {
       set = new Set();
@@ -75,7 +87,8 @@ export class IovaTracker {
     if (t.partialEnd >= 0 && offset >= t.partialEnd) {
       this.#checker.report("iova-link-unaligned-interior", device, `dma_iova_link after a range that did not end on a granule: only the last range may be partial [previous end offset=${t.partialEnd}] [offset=${offset}]`);
     }
-    const [g0, g1] = this.#granules(t, stateAddr + offset, size);
+    const g0 = this.#first(t, stateAddr + offset);
+    const g1 = this.#end(t, stateAddr + offset, size);
     for (let g = g0; g < g1; g++) {
       if (t.linked[g] === 1) {
         this.#checker.report("iova-link-overlap", device, `dma_iova_link over a range that is already linked [iova=${hex(t.base + g * t.granule)}] [offset=${offset}] [size=${size}]`);
@@ -87,9 +100,11 @@ export class IovaTracker {
 
   /** Records a link that succeeded. */
   linked(state: object, stateAddr: number, offset: number, size: number): void {
-    const t = this.#tracks.get(state);
+    if (!this.#anyTracked) return;
+    const t = this.#track(state);
     if (t === undefined || t.destroyed) return;
-    const [g0, g1] = this.#granules(t, stateAddr + offset, size);
+    const g0 = this.#first(t, stateAddr + offset);
+    const g1 = this.#end(t, stateAddr + offset, size);
     t.linked.fill(1, g0, g1);
     t.synced.fill(0, g0, g1);
     const end = stateAddr + offset + size;
@@ -101,7 +116,8 @@ export class IovaTracker {
     const t = this.#alive(state, device, "dma_iova_sync");
     if (t === DESTROYED) return false;
     if (t === undefined) return true;
-    const [g0, g1] = this.#granules(t, stateAddr + offset, size);
+    const g0 = this.#first(t, stateAddr + offset);
+    const g1 = this.#end(t, stateAddr + offset, size);
     for (let g = g0; g < g1; g++) if (t.linked[g] === 1) t.synced[g] = 1;
     return true;
   }
@@ -111,7 +127,8 @@ export class IovaTracker {
     const t = this.#alive(state, device, fn);
     if (t === DESTROYED) return false;
     if (t === undefined) return true;
-    const [g0, g1] = this.#granules(t, stateAddr + offset, size);
+    const g0 = this.#first(t, stateAddr + offset);
+    const g1 = this.#end(t, stateAddr + offset, size);
     for (let g = g0; g < g1; g++) {
       if (t.linked[g] !== 1) {
         this.#checker.report("iova-unlink-not-linked", device, `${fn} of a range that was never linked [iova=${hex(t.base + g * t.granule)}] [offset=${offset}] [size=${size}]`);
@@ -122,9 +139,11 @@ export class IovaTracker {
   }
 
   unlinked(state: object, stateAddr: number, offset: number, size: number): void {
-    const t = this.#tracks.get(state);
+    if (!this.#anyTracked) return;
+    const t = this.#track(state);
     if (t === undefined) return;
-    const [g0, g1] = this.#granules(t, stateAddr + offset, size);
+    const g0 = this.#first(t, stateAddr + offset);
+    const g1 = this.#end(t, stateAddr + offset, size);
     t.linked.fill(0, g0, g1);
     t.synced.fill(0, g0, g1);
     if (t.partialEnd >= 0 && t.partialEnd <= offset + size && t.partialEnd > offset) t.partialEnd = -1;
@@ -163,7 +182,8 @@ export class IovaTracker {
 
   /** The IOVA went back to the allocator: later use of the state is use-after-destroy. */
   released(state: object): void {
-    const t = this.#tracks.get(state);
+    if (!this.#anyTracked) return;
+    const t = this.#track(state);
     if (t === undefined) return;
     t.destroyed = true;
     this.#live.get(t.device)?.delete(t);
@@ -202,7 +222,7 @@ export class IovaTracker {
    */
   #alive(state: object, device: string, fn: string): IovaTrack | undefined | typeof DESTROYED {
     if (!this.#checker.enabled) return undefined;
-    const t = this.#tracks.get(state);
+    const t = this.#track(state);
     if (t?.destroyed === true) {
       this.#checker.report("iova-use-after-destroy", device, `${fn} on a dma_iova_state whose IOVA was already destroyed or freed`);
       return DESTROYED;
@@ -214,6 +234,29 @@ export class IovaTracker {
     const old = this.#tracks.get(state);
     if (old !== undefined) this.#live.get(old.device)?.delete(old);
     this.#tracks.delete(state);
+    if (this.#lastState === state) this.#lastTrack = undefined;
+  }
+
+  /**
+   * The track of `state`, through a one-entry cache: a driver links a state's ranges one after another,
+   * and each link asks twice (check, then record), so most lookups skip the WeakMap.
+   */
+  #track(state: object): IovaTrack | undefined {
+    if (state === this.#lastState) return this.#lastTrack;
+    const t = this.#tracks.get(state);
+    this.#lastState = state;
+    this.#lastTrack = t;
+    return t;
+  }
+
+  /** First granule index that [iova, …) touches, clamped to the allocation (as #granules, without a tuple). */
+  #first(t: IovaTrack, iova: number): number {
+    return Math.max(0, Math.floor((iova - t.base) / t.granule));
+  }
+
+  /** End (exclusive) granule index of [iova, iova+size), clamped to the allocation. */
+  #end(t: IovaTrack, iova: number, size: number): number {
+    return Math.min(t.granules, Math.ceil((iova + size - t.base) / t.granule));
   }
 
   /** Granule index range [g0, g1) that [iova, iova+size) touches, clamped to the allocation. */

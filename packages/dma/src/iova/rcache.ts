@@ -1,13 +1,16 @@
 import type { TimerHandle, VirtualClock } from "@dmasim/trace";
 import { IOVA_DEPOT_DELAY_NS, IOVA_MAG_SIZE } from "./constants.js";
 
+/** Module-local: imported bindings can cost a getter call per use under some loaders (the test runner's). */
+const MAG_SIZE = IOVA_MAG_SIZE;
+
 /** struct iova_magazine: up to IOVA_MAG_SIZE cached PFNs of one order. */
 export class IovaMagazine {
   size = 0;
   readonly pfns = new Float64Array(IOVA_MAG_SIZE);
 
   get full(): boolean {
-    return this.size === IOVA_MAG_SIZE;
+    return this.size === MAG_SIZE;
   }
 
   get empty(): boolean {

@@ -26,8 +26,17 @@ export class IovaTree {
   #left: Int32Array = new Int32Array(0);
   #right: Int32Array = new Int32Array(0);
   #height: Int32Array = new Int32Array(0);
-  /** #fit[k][x]: max over x's subtree of (gap end - gap start aligned up to 2^k). */
-  #fit: Float64Array[] = [];
+  /**
+   * #fit[k][x]: max over x's subtree of (gap end - gap start aligned up to 2^k), for the orders k in use
+   * only (a hole elsewhere). Every insert and remove recomputes the bounds along a path for every order
+   * kept, so keeping only the orders asked for (typically 0 and the order of one large size) rather
+   * than every order up to the largest makes that several times cheaper.
+   */
+  #fit: (Float64Array | undefined)[] = [];
+  /** The same arrays, densely, with their alignments: what #recompute loops over. */
+  #fitList: Float64Array[] = [];
+  #alignList: number[] = [];
+  #orderList: number[] = [];
   #root = NIL;
   #freeHead = NIL;
   #next = 2;
@@ -219,11 +228,12 @@ export class IovaTree {
     this.#height[x] = 1 + (hl > hr ? hl : hr);
     const a = this.gapStart[x] ?? 0;
     const b = this.lo[x] ?? 0;
-    const fits = this.#fit;
-    for (let k = 0; k < fits.length; k++) {
-      const f = fits[k];
+    const fits = this.#fitList;
+    const aligns = this.#alignList;
+    for (let i = 0; i < fits.length; i++) {
+      const f = fits[i];
       if (f === undefined) continue;
-      const align = 2 ** k;
+      const align = aligns[i] ?? 1;
       let m = b - Math.ceil(a / align) * align;
       const fl = f[l] ?? -Infinity;
       const fr = f[r] ?? -Infinity;
@@ -330,18 +340,24 @@ export class IovaTree {
     this.#left = i32(this.#left);
     this.#right = i32(this.#right);
     this.#height = i32(this.#height);
-    this.#fit = this.#fit.map((f) => {
+    this.#fitList = this.#fitList.map((f) => {
       const a = f64(f);
       a.fill(-Infinity, this.#cap);
       return a;
     });
+    this.#fit = [];
+    for (let i = 0; i < this.#orderList.length; i++) this.#fit[this.#orderList[i] ?? 0] = this.#fitList[i];
     this.#cap = cap;
   }
 
-  /** Adds bound arrays up to `order`, filled by one post-order pass (happens once per order). */
+  /** Adds the bound array of `order`, filled by one post-order pass (happens once per order). */
   #ensureOrder(order: number): void {
-    if (order < this.#fit.length) return;
-    while (this.#fit.length <= order) this.#fit.push(new Float64Array(this.#cap).fill(-Infinity));
+    if (this.#fit[order] !== undefined) return;
+    const f = new Float64Array(this.#cap).fill(-Infinity);
+    this.#fit[order] = f;
+    this.#fitList.push(f);
+    this.#alignList.push(2 ** order);
+    this.#orderList.push(order);
     const post = (x: number): void => {
       if (x === NIL) return;
       post(this.#left[x] ?? NIL);

@@ -1,0 +1,105 @@
+import { describe, expect, it } from "vitest";
+import { DmaDirection, Errno } from "@dmasim/dma";
+import { PAGE_SIZE } from "@dmasim/memory";
+import { Counter } from "@dmasim/trace";
+import { ScatterlistError, dmaMapSg, dmaMapSgtable, dmaUnmapSgtable, sgFreeTable, sgSetPhys } from "./index.js";
+import type { SgMapOptions } from "./index.js";
+import { listOf, makeRig } from "./test-fixtures.js";
+import type { Rig } from "./test-fixtures.js";
+
+function snapshot(rig: Rig): { mapped: number; ranges: number; slots: number; states: number } {
+  return {
+    mapped: rig.dev.domain?.mappedBytes ?? 0,
+    // IOVAs freed into the per-CPU range caches stay in the tree until the caches are flushed.
+    ranges: (rig.dev.cookie?.iovad.flushRcaches(), rig.dev.cookie?.iovad.liveRanges ?? 0),
+    slots: rig.kernel.swiotlb?.stats.used ?? 0,
+    states: rig.kernel.iovaTracker.liveCount(rig.dev.bdf),
+  };
+}
+
+describe("failures leave nothing mapped and nothing leaked", () => {
+  // A 64 KiB IOVA space (16-bit mask, IOVA 0 reserved): room for one 8-page IOVA, not for two.
+  const tight = { device: { dmaMaskBits: 16 } };
+  const list = [{ len: 8 * PAGE_SIZE - 100 }, { len: 8 * PAGE_SIZE }];
+
+  for (const options of [{ impl: "classic" }, { impl: "two-step", interior: "widen" }, { impl: "two-step", interior: "split" }] as SgMapOptions[]) {
+    it(`${options.impl}/${options.interior ?? "-"}: IOVA space exhausted → -ENOMEM (dmaMapSg: 0)`, () => {
+      const rig = makeRig(tight);
+      const table = listOf(rig, list);
+      const before = snapshot(rig);
+      expect(dmaMapSgtable(rig.dev, table, DmaDirection.TO_DEVICE, 0, options)).toBe(-Errno.ENOMEM);
+      expect(dmaMapSg(rig.dev, table, 2, DmaDirection.TO_DEVICE, 0, options)).toBe(0);
+      expect(snapshot(rig)).toEqual(before);
+      expect(table.mapped).toBe(false);
+      expect(Array.from(table.dmaLength)).toEqual([0, 0]);
+    });
+  }
+
+  it("two-step/split: the second IOVA fails after the first was linked and synced: the first is destroyed", () => {
+    const rig = makeRig(tight);
+    const table = listOf(rig, list);
+    const before = snapshot(rig);
+    const c0 = rig.platform.trace.counters.snapshot();
+    expect(dmaMapSgtable(rig.dev, table, DmaDirection.TO_DEVICE, 0, { interior: "split" })).toBe(-Errno.ENOMEM);
+    const d = rig.platform.trace.counters.snapshot().diff(c0);
+    expect(d.get(Counter.DmaIovaTryAllocs)).toBe(2);
+    expect(d.get(Counter.PteWrites)).toBe(8);
+    expect(d.get(Counter.DmaIovaDestroys)).toBe(1);
+    expect(d.get(Counter.DmaMappingErrors)).toBe(1);
+    expect(snapshot(rig)).toEqual(before);
+    // With room for both, the same list maps.
+    const roomy = makeRig({ device: { dmaMaskBits: 17 } });
+    expect(dmaMapSgtable(roomy.dev, listOf(roomy, list), DmaDirection.TO_DEVICE, 0, { interior: "split" })).toBe(0);
+  });
+
+  it("untrusted device: swiotlb cannot take the third entry → -EIO, the two bounced before are unmapped", () => {
+    // Untrusted devices bounce every entry that is not granule-aligned; the pool (256 KiB, the minimum of
+    // 128 slots) holds the first two entries, not the third.
+    const rig = makeRig({ untrusted: true, kernel: { swiotlb: { bytes: 256 * 1024 } }, device: { maxSegmentSize: 128 * 1024 } });
+    const table = listOf(rig, [{ offset: 1, len: 100 * 1024 }, { offset: 3, len: 100 * 1024 }, { offset: 5, len: 100 * 1024 }]);
+    const before = snapshot(rig);
+    const c0 = rig.platform.trace.counters.snapshot();
+    expect(dmaMapSgtable(rig.dev, table, DmaDirection.TO_DEVICE)).toBe(-Errno.EIO);
+    const d = rig.platform.trace.counters.snapshot().diff(c0);
+    expect(d.get(Counter.SwiotlbSlotsAllocated)).toBeGreaterThan(0);
+    expect(d.get(Counter.SwiotlbAllocFail)).toBe(1);
+    expect(snapshot(rig)).toEqual(before);
+    expect(table.mapped).toBe(false);
+  });
+
+  it("dma-direct with swiotlb=force: the pool runs out half-way → -EIO, earlier bounces released", () => {
+    const rig = makeRig({ kernel: { iommuMode: "off", swiotlb: { bytes: 256 * 1024, force: true } }, device: { maxSegmentSize: 128 * 1024 } });
+    const table = listOf(rig, [{ len: 100 * 1024 }, { len: 100 * 1024 }, { len: 100 * 1024 }]);
+    expect(dmaMapSgtable(rig.dev, table, DmaDirection.TO_DEVICE)).toBe(-Errno.EIO);
+    expect(rig.kernel.swiotlb?.stats.used).toBe(0);
+    expect(table.mapped).toBe(false);
+  });
+});
+
+describe("bad input: a ScatterlistError, nothing changed", () => {
+  it("refuses bad nents, direction, attrs, options, empty entries, double maps and freeing a mapped table", () => {
+    const rig = makeRig();
+    const table = listOf(rig, [{ len: PAGE_SIZE }, { len: PAGE_SIZE }]);
+    const empty = listOf(rig, [{ len: PAGE_SIZE }, { len: 1 }]);
+    sgSetPhys(empty, 1, 0x10000, 0);
+    const c0 = rig.platform.trace.counters.snapshot();
+    expect(() => dmaMapSg(rig.dev, table, 0, DmaDirection.TO_DEVICE)).toThrow(/nents = 0 is invalid: expected 1 to the table's 2 entries/);
+    expect(() => dmaMapSg(rig.dev, table, 3, DmaDirection.TO_DEVICE)).toThrow(ScatterlistError);
+    expect(() => dmaMapSgtable(rig.dev, table, DmaDirection.NONE)).toThrow(/dir = 3/);
+    expect(() => dmaMapSgtable(rig.dev, table, DmaDirection.TO_DEVICE, 1 << 20)).toThrow(/attrs/);
+    expect(() => dmaMapSgtable(rig.dev, table, DmaDirection.TO_DEVICE, 0, { impl: "fast" as "classic" })).toThrow(/options.impl = "fast"/);
+    expect(() => dmaMapSgtable(rig.dev, empty, DmaDirection.TO_DEVICE)).toThrow(/entry 1 length = 0/);
+    expect(rig.platform.trace.counters.snapshot().diff(c0).nonZero()).toEqual({});
+    expect(dmaMapSgtable(rig.dev, table, DmaDirection.TO_DEVICE)).toBe(0);
+    const mapped = rig.dev.domain?.mappedBytes;
+    expect(() => dmaMapSgtable(rig.dev, table, DmaDirection.TO_DEVICE)).toThrow(/already mapped/);
+    expect(() => { sgFreeTable(table); }).toThrow(/still mapped/);
+    expect(() => { sgSetPhys(table, 0, 0x1000, 1); }).toThrow(/mapped table/);
+    expect(rig.dev.domain?.mappedBytes).toBe(mapped);
+    const other = rig.kernel.device("0000:05:00.0");
+    expect(() => { dmaUnmapSgtable(other, table, DmaDirection.TO_DEVICE); }).toThrow(/the device the table was mapped for/);
+    dmaUnmapSgtable(rig.dev, table, DmaDirection.TO_DEVICE);
+    sgFreeTable(table);
+    expect(() => dmaMapSgtable(rig.dev, table, DmaDirection.TO_DEVICE)).toThrow(/freed/);
+  });
+});

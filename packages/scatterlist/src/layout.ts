@@ -1,0 +1,127 @@
+import { EntryKind } from "./classify.js";
+import type { Classified } from "./classify.js";
+import type { SgTable } from "./sg-table.js";
+
+/**
+ * The layout iommu_dma_map_sg gives a list inside its single IOVA (drivers/iommu/dma-iommu.c), and the
+ * DMA segments __finalise_sg then hands back, computed without touching any IOVA or page table. Both
+ * iommu-dma implementations use it: the classic one maps exactly this layout, the two-step one reproduces
+ * its segments (count, lengths, bytes) with dma_iova_* calls.
+ *
+ * Positions are relative to the start of the IOVA. The allocation is size-aligned (alloc_iova_fast rounds
+ * to a power of two), so when the IOVA is larger than a segment-boundary window it starts on a boundary,
+ * and when it is not it lies inside one window: either way an address is on a boundary exactly when its
+ * relative position is a multiple of the window. That is what lets upstream lay the list out (and this
+ * function compute the merge decisions) before the IOVA exists.
+ */
+export interface SgLayout {
+  /** Bytes of IOVA the classic path allocates (iova_len), boundary padding included. */
+  readonly iovaLen: number;
+  /** Per entry: offset inside its granule, granule-rounded length, padded length, position in the IOVA. */
+  readonly off: Float64Array;
+  readonly alignedLen: Float64Array;
+  readonly paddedLen: Float64Array;
+  readonly pos: Float64Array;
+  /** Output DMA segments: count, first and last CPU entry, data position (or bus address), length. */
+  readonly count: number;
+  readonly segFirst: Uint32Array;
+  readonly segLast: Uint32Array;
+  readonly segPos: Float64Array;
+  readonly segLen: Float64Array;
+}
+
+interface Scratch {
+  off: Float64Array;
+  alignedLen: Float64Array;
+  paddedLen: Float64Array;
+  pos: Float64Array;
+  segFirst: Uint32Array;
+  segLast: Uint32Array;
+  segPos: Float64Array;
+  segLen: Float64Array;
+}
+
+function makeScratch(n: number): Scratch {
+  return {
+    off: new Float64Array(n),
+    alignedLen: new Float64Array(n),
+    paddedLen: new Float64Array(n),
+    pos: new Float64Array(n),
+    segFirst: new Uint32Array(n),
+    segLast: new Uint32Array(n),
+    segPos: new Float64Array(n),
+    segLen: new Float64Array(n),
+  };
+}
+
+let scratch = makeScratch(64);
+
+/**
+ * Lays out the first `nents` entries for a device with IOVA granule `granule`, segment boundary mask
+ * `segMask` and max segment size `maxSeg`. The result lives in scratch arrays reused by the next call.
+ */
+export function sgLayout(table: SgTable, nents: number, cls: Classified, granule: number, segMask: number, maxSeg: number): SgLayout {
+  if (scratch.off.length < nents) scratch = makeScratch(Math.max(nents, scratch.off.length * 2));
+  const { off, alignedLen, paddedLen, pos, segFirst, segLast, segPos, segLen } = scratch;
+  const kinds = cls.kinds;
+  const window = segMask + 1;
+  // Pass 1 (the loop of iommu_dma_map_sg): granule-align every IOVA entry, and pad the previous one when
+  // this one would otherwise cross a boundary: pad_len = (mask - iova_len + 1) & mask.
+  let iovaLen = 0;
+  let prev = -1;
+  for (let i = 0; i < nents; i++) {
+    if (kinds[i] === EntryKind.BUS_ADDR) continue;
+    const phys = table.phys[i] ?? 0;
+    const len = table.length[i] ?? 0;
+    // Floor arithmetic rather than `%`: a floating-point remainder costs more than the whole rest of
+    // the loop, and this runs once per entry of every list mapped.
+    const o = phys - Math.floor(phys / granule) * granule;
+    const a = Math.ceil((len + o) / granule) * granule;
+    off[i] = o;
+    alignedLen[i] = a;
+    paddedLen[i] = a;
+    const rem = iovaLen < window ? iovaLen : iovaLen - Math.floor(iovaLen / window) * window;
+    const pad = rem === 0 ? 0 : window - rem;
+    if (pad > 0 && pad < a - 1 && prev >= 0) {
+      paddedLen[prev] = (paddedLen[prev] ?? 0) + pad;
+      iovaLen += pad;
+    }
+    pos[i] = iovaLen;
+    iovaLen += a;
+    prev = i;
+  }
+  // Pass 2 (__finalise_sg): merge an entry into the current segment when it starts on a granule, does not
+  // start a boundary window, and keeps the segment within max_seg_size; an entry that ends short of its
+  // padded length (unaligned end, or boundary padding) closes the segment.
+  let count = 0;
+  let curLen = 0;
+  for (let i = 0; i < nents; i++) {
+    const len = table.length[i] ?? 0;
+    if (kinds[i] === EntryKind.BUS_ADDR) {
+      segFirst[count] = i;
+      segLast[count] = i;
+      segPos[count] = cls.busAddr[i] ?? 0;
+      segLen[count] = len;
+      count++;
+      curLen = 0;
+      continue;
+    }
+    const o = off[i] ?? 0;
+    const p = pos[i] ?? 0;
+    const onBoundary = p < window ? p === 0 : p - Math.floor(p / window) * window === 0;
+    if (curLen > 0 && o === 0 && !onBoundary && maxSeg - curLen >= len) {
+      curLen += len;
+      segLast[count - 1] = i;
+      segLen[count - 1] = curLen;
+    } else {
+      segFirst[count] = i;
+      segLast[count] = i;
+      segPos[count] = p + o;
+      segLen[count] = len;
+      curLen = len;
+      count++;
+    }
+    if (len + o < (paddedLen[i] ?? 0)) curLen = 0;
+  }
+  return { iovaLen, off, alignedLen, paddedLen, pos, count, segFirst, segLast, segPos, segLen };
+}

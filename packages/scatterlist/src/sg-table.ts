@@ -1,0 +1,196 @@
+import { PAGE_SIZE } from "@dmasim/memory";
+import { Counter } from "@dmasim/trace";
+import type { Trace } from "@dmasim/trace";
+import type { DmaAddr, DmaDevice, DmaDirection, DmaIovaState } from "@dmasim/dma";
+import { SG_ENTRY_BYTES, SG_MAX_SINGLE_ALLOC, SgDmaFlag } from "./constants.js";
+import { ScatterlistError, checkCount } from "./errors.js";
+
+/** Which mapping path produced a table's DMA side (see README "Paths"). */
+export type SgMapPath = "two-step" | "classic" | "swiotlb" | "direct";
+
+/**
+ * What a mapped table remembers so it can be unmapped. Upstream derives everything from the DMA fields
+ * of the list; the two-step path also needs its dma_iova_state(s), which a two-step sg_table has to keep
+ * somewhere (they are counted as bookkeeping, 16 bytes each).
+ * @internal
+ */
+export interface SgMapping {
+  readonly path: SgMapPath;
+  readonly dev: DmaDevice;
+  /** nents passed to dma_map_sg, and what it returned. */
+  readonly nents: number;
+  readonly mappedEnts: number;
+  readonly dir: DmaDirection;
+  /** two-step: one state per IOVA chunk and the bytes linked in it. */
+  readonly states: readonly DmaIovaState[];
+  readonly stateLens: readonly number[];
+  /** classic: the single IOVA and its length. */
+  readonly iova: number;
+  readonly iovaLen: number;
+}
+
+/** Entries taken by chain links when a table of `nents` entries is built from page-sized chunks. */
+export function sgChainEntries(nents: number): number {
+  return nents <= SG_MAX_SINGLE_ALLOC ? 0 : Math.ceil((nents - SG_MAX_SINGLE_ALLOC) / (SG_MAX_SINGLE_ALLOC - 1));
+}
+
+/**
+ * struct sg_table with its scatterlist, one column per field (a table of 4096 entries is six typed arrays,
+ * not 4096 objects). Entry `i` describes CPU memory [phys[i], phys[i] + length[i]); after mapping, the
+ * first `nents` entries also carry the DMA segments the device uses (dmaAddress, dmaLength), which are
+ * fewer than the CPU entries when the IOMMU merged some.
+ */
+export class SgTable {
+  /** orig_nents: CPU entries. */
+  readonly origNents: number;
+  /** nents: DMA segments after dmaMapSgtable; equal to origNents until then. */
+  nents: number;
+  /** sg_phys(sg) = page_to_phys(sg_page(sg)) + sg->offset. */
+  readonly phys: Float64Array;
+  readonly length: Float64Array;
+  readonly dmaAddress: Float64Array;
+  readonly dmaLength: Float64Array;
+  /** SgDmaFlag bits. */
+  readonly flags: Uint8Array;
+  /** Bytes of struct scatterlist this table costs, chain links included. */
+  readonly bookkeepingBytes: number;
+  readonly trace: Trace;
+  #freed = false;
+  /** @internal set by the mapping functions. */
+  mapping: SgMapping | undefined = undefined;
+
+  /** @internal use sgAllocTable / sgAllocTableFromPages. */
+  constructor(trace: Trace, nents: number) {
+    this.trace = trace;
+    this.origNents = nents;
+    this.nents = nents;
+    this.phys = new Float64Array(nents);
+    this.length = new Float64Array(nents);
+    this.dmaAddress = new Float64Array(nents);
+    this.dmaLength = new Float64Array(nents);
+    this.flags = new Uint8Array(nents);
+    this.bookkeepingBytes = (nents + sgChainEntries(nents)) * SG_ENTRY_BYTES;
+    trace.counters.add(Counter.DmaBookkeepingBytesAllocated, this.bookkeepingBytes);
+  }
+
+  get freed(): boolean {
+    return this.#freed;
+  }
+
+  /** True while dmaMapSg/dmaMapSgtable has mapped it and no unmap has followed. */
+  get mapped(): boolean {
+    return this.mapping !== undefined;
+  }
+
+  /** @internal */
+  checkUsable(fn: string): void {
+    if (this.#freed) throw new ScatterlistError("EINVAL", fn, "table", "a freed sg_table", "a table that sgFreeTable has not released");
+  }
+
+  /** @internal */
+  checkIndex(fn: string, i: number): void {
+    if (!Number.isSafeInteger(i) || i < 0 || i >= this.origNents) {
+      throw new ScatterlistError("EINVAL", fn, "index", i, `an entry index from 0 to ${this.origNents - 1}`);
+    }
+  }
+
+  /** @internal */
+  markFreed(): void {
+    this.#freed = true;
+  }
+
+  /** The DMA fields back to their unmapped state (DMA_MAPPING_ERROR-free zeros, no flags). */
+  /** @internal */
+  clearDma(): void {
+    this.dmaAddress.fill(0);
+    this.dmaLength.fill(0);
+    this.flags.fill(0);
+    this.nents = this.origNents;
+  }
+}
+
+/** sg_alloc_table: a table of `nents` zeroed entries. */
+export function sgAllocTable(trace: Trace, nents: number): SgTable {
+  checkCount("sg_alloc_table", "nents", nents, 1);
+  return new SgTable(trace, nents);
+}
+
+/** sg_free_table: gives the entries back (a mapped table must be unmapped first). */
+export function sgFreeTable(table: SgTable): void {
+  const fn = "sg_free_table";
+  table.checkUsable(fn);
+  if (table.mapping !== undefined) {
+    throw new ScatterlistError("EBUSY", fn, "table", "a table still mapped for DMA", "a table unmapped with dmaUnmapSgtable first (freeing it would leak the mapping)");
+  }
+  table.markFreed();
+  table.trace.counters.add(Counter.DmaBookkeepingBytesFreed, table.bookkeepingBytes);
+}
+
+function checkEntryWrite(fn: string, table: SgTable, i: number, len: number): void {
+  table.checkUsable(fn);
+  table.checkIndex(fn, i);
+  if (table.mapping !== undefined) throw new ScatterlistError("EBUSY", fn, "table", "a mapped table", "an unmapped table: entries of a mapped list belong to the device");
+  if (!Number.isSafeInteger(len) || len < 0 || len > 0xffffffff) throw new ScatterlistError("EINVAL", fn, "len", len, "a byte count that fits in 32 bits (unsigned int length)");
+}
+
+/** sg_set_page: entry `i` covers `len` bytes from byte `offset` of page frame `pfn`. */
+export function sgSetPage(table: SgTable, i: number, pfn: number, len: number, offset: number): void {
+  const fn = "sg_set_page";
+  checkEntryWrite(fn, table, i, len);
+  checkCount(fn, "pfn", pfn, 0);
+  checkCount(fn, "offset", offset, 0);
+  const phys = pfn * PAGE_SIZE + offset;
+  if (!Number.isSafeInteger(phys + len)) throw new ScatterlistError("EINVAL", fn, "pfn", pfn, "a page frame whose bytes lie below 2^53");
+  table.phys[i] = phys;
+  table.length[i] = len;
+}
+
+/** sg_set_page with a physical address in place of page + offset (what sg_set_buf computes). */
+export function sgSetPhys(table: SgTable, i: number, phys: number, len: number): void {
+  const fn = "sg_set_phys";
+  checkEntryWrite(fn, table, i, len);
+  checkCount(fn, "phys", phys, 0);
+  if (!Number.isSafeInteger(phys + len)) throw new ScatterlistError("EINVAL", fn, "len", len, "a length that keeps phys + len below 2^53");
+  table.phys[i] = phys;
+  table.length[i] = len;
+}
+
+/** sg_phys. */
+export function sgPhys(table: SgTable, i: number): number {
+  return table.phys[i] ?? 0;
+}
+
+/** sg_page, as a page frame number. */
+export function sgPage(table: SgTable, i: number): number {
+  return Math.floor((table.phys[i] ?? 0) / PAGE_SIZE);
+}
+
+/** sg->offset: the entry's offset inside its page. */
+export function sgOffset(table: SgTable, i: number): number {
+  return (table.phys[i] ?? 0) % PAGE_SIZE;
+}
+
+/** sg_dma_address. */
+export function sgDmaAddress(table: SgTable, i: number): DmaAddr {
+  return (table.dmaAddress[i] ?? 0) as DmaAddr;
+}
+
+/** sg_dma_len. */
+export function sgDmaLen(table: SgTable, i: number): number {
+  return table.dmaLength[i] ?? 0;
+}
+
+/** sg_dma_is_bus_address: the segment carries a PCI bus address (P2P), not an IOVA. */
+export function sgDmaIsBusAddress(table: SgTable, i: number): boolean {
+  return ((table.flags[i] ?? 0) & SgDmaFlag.BUS_ADDRESS) !== 0;
+}
+
+/** sg_dma_is_swiotlb: the list was mapped entry by entry through swiotlb (marked on the first entry). */
+export function sgDmaIsSwiotlb(table: SgTable): boolean {
+  return ((table.flags[0] ?? 0) & SgDmaFlag.SWIOTLB) !== 0;
+}
+
+/** dmasim: entry `i`'s data was bounced through swiotlb. */
+export function sgDmaIsBounced(table: SgTable, i: number): boolean {
+  return ((table.flags[i] ?? 0) & SgDmaFlag.BOUNCED) !== 0;
+}
