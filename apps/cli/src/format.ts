@@ -40,5 +40,6 @@ export function bytes(n: number): string {
 }
 
 export function ns(n: number): string {
+  if (n >= 1_000_000) return `${(n / 1e6).toLocaleString("en-US", { maximumFractionDigits: 2 })} ms`;
   return n >= 10_000 ? `${(n / 1000).toLocaleString("en-US", { maximumFractionDigits: 1 })} µs` : `${n.toLocaleString("en-US", { maximumFractionDigits: 0 })} ns`;
 }

@@ -26,6 +26,8 @@ export interface WorkloadOptions {
   readonly layout?: BufferLayout;
   /** Check every byte read and every block written (default true). */
   readonly verify?: boolean;
+  /** random (default): each I/O at a random block; sequential: each I/O starts where the previous ended, wrapping at the end (fio rw=read/write). */
+  readonly order?: "random" | "sequential";
 }
 
 export interface WorkloadResult {
@@ -57,6 +59,7 @@ function checkOptions(o: WorkloadOptions, qdMax: number, nsBytes: number): Requi
     seed: o.seed ?? 1,
     layout: o.layout ?? "contiguous",
     verify: o.verify ?? true,
+    order: o.order ?? "random",
   };
   if (!Number.isSafeInteger(full.ops) || full.ops < 1) throw new RangeError(`ops = ${String(full.ops)} is invalid: expected a positive integer`);
   for (const k of ["bsMin", "bsMax"] as const) {
@@ -66,6 +69,7 @@ function checkOptions(o: WorkloadOptions, qdMax: number, nsBytes: number): Requi
   if (full.bsMax < full.bsMin) throw new RangeError(`bsMax = ${full.bsMax} is invalid: expected at least bsMin = ${full.bsMin}`);
   if (!(full.readPct >= 0 && full.readPct <= 100)) throw new RangeError(`readPct = ${String(full.readPct)} is invalid: expected 0 to 100`);
   if (!Number.isInteger(full.queueDepth) || full.queueDepth < 1 || full.queueDepth > qdMax) throw new RangeError(`queueDepth = ${String(full.queueDepth)} is invalid: expected 1 to the driver's ${qdMax}`);
+  if (!["random", "sequential"].includes(full.order)) throw new RangeError(`order = ${JSON.stringify(full.order)} is invalid: expected "random" or "sequential"`);
   if (!["contiguous", "scattered", "offset"].includes(full.layout)) throw new RangeError(`layout = ${JSON.stringify(full.layout)} is invalid: expected "contiguous", "scattered" or "offset"`);
   return full;
 }
@@ -120,6 +124,7 @@ export function runWorkload(sys: NvmeHost, options: WorkloadOptions, generations
   let verified = 0;
   let mismatches = 0;
   let errors = 0;
+  let nextBlock = 0;
 
   const buildVecs = (slot: number, pages: number): BioVec[] => {
     const base = slotBase[slot] ?? 0;
@@ -151,7 +156,12 @@ export function runWorkload(sys: NvmeHost, options: WorkloadOptions, generations
     const slot = freeSlots.pop();
     if (slot === undefined) throw new WorkloadError("no free buffer slot (internal error)");
     const nblocks = rng.int(o.bsMin / VERIFY_BLOCK, o.bsMax / VERIFY_BLOCK);
-    const block = rng.int(0, blocks - nblocks);
+    let block: number;
+    if (o.order === "sequential") {
+      if (nextBlock + nblocks > blocks) nextBlock = 0;
+      block = nextBlock;
+      nextBlock += nblocks;
+    } else block = rng.int(0, blocks - nblocks);
     const isRead = rng.chance(o.readPct / 100);
     const vecs = buildVecs(slot, nblocks);
     let gens: Uint32Array | undefined;

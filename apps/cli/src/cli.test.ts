@@ -1,0 +1,169 @@
+import { mkdtempSync, readFileSync, writeFileSync } from "node:fs";
+import { tmpdir } from "node:os";
+import { join } from "node:path";
+import { describe, expect, it } from "vitest";
+import { main } from "./cli.js";
+import type { Io } from "./cli.js";
+import type { RunResult } from "./run/result.js";
+import { builtinScenario } from "./scenario/builtins.js";
+
+function capture(argv: readonly string[], options: { tty?: boolean } = {}): { code: number; out: string; err: string; files: Map<string, string> } {
+  let out = "";
+  let err = "";
+  const files = new Map<string, string>();
+  const io: Io = {
+    out: (t) => {
+      out += t;
+    },
+    err: (t) => {
+      err += t;
+    },
+    stderrIsTTY: options.tty ?? false,
+    writeFile: (p, d) => {
+      files.set(p, d);
+    },
+  };
+  const code = main(argv, io);
+  return { code, out, err, files };
+}
+
+const dir = mkdtempSync(join(tmpdir(), "dmasim-cli-"));
+
+function scenarioFile(name: string, scenario: unknown): string {
+  const path = join(dir, name);
+  writeFileSync(path, typeof scenario === "string" ? scenario : JSON.stringify(scenario));
+  return path;
+}
+
+describe("dmasim command", () => {
+  it("list prints one line per built-in; --json prints them as scenarios", () => {
+    const text = capture(["list"]);
+    expect(text.code).toBe(0);
+    expect(text.out.trim().split("\n")).toHaveLength(10);
+    expect(text.out).toMatch(/^nvme-4k-randread +NVMe 4 KiB random reads/m);
+    const json = JSON.parse(capture(["list", "--json"]).out) as { name: string; workload: { kind: string } }[];
+    expect(json.map((s) => s.workload.kind)).toContain("stale-window");
+  });
+
+  it("show prints a built-in that `run` accepts as a file, with the same result", () => {
+    const shown = capture(["show", "lazy-stale-window"]);
+    expect(shown.code).toBe(0);
+    const file = scenarioFile("exported.json", shown.out);
+    const fromFile = capture(["run", file, "--iommu", "lazy", "--json"]);
+    const builtin = capture(["run", "lazy-stale-window", "--iommu", "lazy", "--json"]);
+    expect(fromFile.code).toBe(0);
+    const a = (JSON.parse(fromFile.out) as { result: RunResult }).result;
+    const b = (JSON.parse(builtin.out) as { result: RunResult }).result;
+    expect(a).toEqual(b);
+    expect(a.metrics.staleReads).toBe(100);
+  });
+
+  it("run prints the checks and the counters and exits 0", () => {
+    const r = capture(["run", "sg-256", "--api", "classic"]);
+    expect(r.code).toBe(0);
+    expect(r.out).toContain("== sg-256 (classic, IOMMU strict)");
+    expect(r.out).toContain("✓ device saw the right bytes");
+    expect(r.out).toMatch(/PteWrites +1,024/);
+  });
+
+  it("exits 1 when a check fails, and says which", () => {
+    const s = { ...builtinScenario("p2p-host-bridge"), expect: { mapType: "BUS_ADDR" } };
+    const r = capture(["run", scenarioFile("wrong-route.json", s)]);
+    expect(r.code).toBe(1);
+    expect(r.out).toContain("✗ P2P route: pci_p2pdma_map_type is THRU_HOST_BRIDGE, expected BUS_ADDR");
+    expect(r.out).toContain("[CHECK FAILED]");
+  });
+
+  it("exits 1 when the device faults mid-run, without a stack trace", () => {
+    // A device that cannot reach memory above 4 GiB with the IOMMU off: dma-direct must bounce, and
+    // with no swiotlb the mapping fails.
+    const s = {
+      name: "no-bounce",
+      description: "a 32-bit device, no IOMMU, no swiotlb",
+      platform: { memory: { ram: [{ base: 8 * 1024 ** 3, size: 1024 ** 3 }] }, endpoints: [{ bdf: "0000:01:00.0" }] },
+      kernel: { swiotlbBytes: 0 },
+      axes: { iommu: ["off"] },
+      workload: { kind: "single", device: "0000:01:00.0", buffers: 1, bytes: 4096 },
+    };
+    const r = capture(["run", scenarioFile("no-bounce.json", s), "--iommu", "off", "--api", "classic"]);
+    expect(r.code).toBe(1);
+    expect(r.out).toMatch(/✗ device saw the right bytes: 1 buffer\(s\) differed or failed to map/);
+    expect(r.out + r.err).not.toMatch(/\n\s+at /);
+  });
+
+  it.each([
+    [["frobnicate"], /unknown command "frobnicate"/],
+    [["run"], /run takes one scenario/],
+    [["run", "sg-256", "--api", "classic,two-step"], /run takes one --api and one --iommu value/],
+    [["compare", "sg-256", "--api", "zero-copy"], /--api = "zero-copy" is invalid: expected a comma-separated list of classic, two-step/],
+    [["compare", "sg-256", "--iommu", "strict,fast"], /--iommu = "fast" is invalid/],
+    [["run", "no-such-scenario"], /<scenario> = "no-such-scenario" is invalid: expected a scenario file or a built-in name/],
+    [["demo", "--colour"], /Unknown option '--colour'/],
+    [["list", "--api", "classic"], /list takes no --api or --iommu/],
+  ])("exits 2 on bad usage: %j", (argv, message) => {
+    const r = capture(argv);
+    expect(r.code).toBe(2);
+    expect(r.err).toMatch(message);
+    expect(r.out).toBe("");
+  });
+
+  it("exits 2 on a bad scenario file, naming the field, the value and what was expected", () => {
+    const s = { ...builtinScenario("sg-256"), workload: { kind: "sg", device: "0000:02:00.0", entries: -3, entryBytes: 4096 } };
+    const r = capture(["run", scenarioFile("bad.json", s)]);
+    expect(r.code).toBe(2);
+    expect(r.err).toContain("workload.entries = -3 is invalid: expected a number of entries from 1 to 65,536");
+    expect(r.err).not.toMatch(/\n\s+at /);
+  });
+
+  it("exits 2 when the platform spec is wrong, with the model's message", () => {
+    const s = { ...builtinScenario("sg-256"), platform: { memory: { ramBytes: 1 << 30 }, endpoints: [{ bdf: "not-a-bdf" }] } };
+    const r = capture(["run", scenarioFile("bad-platform.json", s)]);
+    expect(r.code).toBe(2);
+    expect(r.err).toMatch(/scenario "sg-256": .*not-a-bdf/);
+  });
+
+  it("compare sweeps the axes, draws a progress bar only on a terminal and never with --json", () => {
+    const tty = capture(["compare", "lazy-stale-window", "--api", "classic,two-step", "--iommu", "strict,lazy,off"], { tty: true });
+    expect(tty.code).toBe(0);
+    expect(tty.err).toContain("[########################] 6/6");
+    expect(tty.out.match(/^ {2}(strict|lazy|off) +(classic|two-step) /gm)).toHaveLength(6);
+    expect(capture(["compare", "lazy-stale-window"], { tty: false }).err).toBe("");
+    const json = capture(["compare", "lazy-stale-window", "--json"], { tty: true });
+    expect(json.err).toBe("");
+    const parsed = JSON.parse(json.out) as { axes: { api: string[]; iommu: string[] }; results: RunResult[] };
+    expect(parsed.axes).toEqual({ api: ["classic", "two-step"], iommu: ["strict", "lazy"] });
+    expect(parsed.results).toHaveLength(4);
+  });
+
+  it("demo runs every built-in, prints each with its table and a closing verdict, and exits 0", () => {
+    const r = capture(["demo"]);
+    expect(r.code).toBe(0);
+    expect(r.out.match(/^== [a-z0-9-]+: .* \[ok\]$/gm)).toHaveLength(10);
+    expect(r.out).toContain("All 10 scenarios (38 runs) passed every check.");
+    expect(r.out).not.toContain("FAILED");
+    expect(r.out).toMatch(/^ {2}lazy +two-step +4 +1 +1 +1 +1 +0 B .* 100 +10 ms +ok$/m);
+  });
+
+  it("--help prints usage with examples and exits 0; no command exits 2", () => {
+    const r = capture(["--help"]);
+    expect(r.code).toBe(0);
+    expect(r.out).toContain("Examples:");
+    expect(r.out).toContain("dmasim compare");
+    expect(capture([]).code).toBe(2);
+  });
+
+  it("the example scenario file runs and passes", () => {
+    const r = capture(["run", new URL("../scenarios/nvme-mixed.json", import.meta.url).pathname, "--json"]);
+    expect(r.code).toBe(0);
+    expect((JSON.parse(r.out) as { result: RunResult }).result.ok).toBe(true);
+  });
+
+  it("writes the trace file when asked", () => {
+    const path = join(dir, "t.json");
+    const r = capture(["run", "sg-256", "--trace", path]);
+    expect(r.code).toBe(0);
+    expect(r.err).toContain(`trace written to ${path}`);
+    expect(JSON.parse(r.files.get(path) ?? "null")).toHaveProperty("displayTimeUnit", "ns");
+    expect(() => readFileSync(path)).toThrow(); // the test's Io kept it in memory
+  });
+});

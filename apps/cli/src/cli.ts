@@ -1,0 +1,160 @@
+import { writeFileSync } from "node:fs";
+import { parseArgs } from "node:util";
+import { ChromeTraceRecorder } from "./chrome-trace.js";
+import { runDemo, renderDemo } from "./demo.js";
+import { HELP } from "./help.js";
+import { loadScenario } from "./load.js";
+import { renderRun, renderScenario, READING_NOTE } from "./render.js";
+import { runScenario } from "./run/index.js";
+import { BUILTIN_SCENARIOS, builtinScenario } from "./scenario/builtins.js";
+import { ScenarioError, ScenarioSetupError } from "./scenario/errors.js";
+import { defaultAxes, parseAxes, sweep } from "./sweep.js";
+
+/** Where the command writes; tests pass their own. */
+export interface Io {
+  out(text: string): void;
+  err(text: string): void;
+  /** Whether stderr is a terminal (the progress bar is drawn only then). */
+  readonly stderrIsTTY: boolean;
+  writeFile(path: string, data: string): void;
+}
+
+export const processIo: Io = {
+  out: (t) => process.stdout.write(t),
+  err: (t) => process.stderr.write(t),
+  // isTTY is undefined, not false, on a pipe or a file, whatever the typings say.
+  stderrIsTTY: (process.stderr.isTTY as boolean | undefined) === true,
+  writeFile: (p, d) => {
+    writeFileSync(p, d);
+  },
+};
+
+class UsageError extends Error {
+  override readonly name = "UsageError";
+}
+
+const EXIT_OK = 0;
+const EXIT_CHECK_FAILED = 1;
+const EXIT_USAGE = 2;
+
+/** The dmasim command. Returns the exit status. */
+export function main(argv: readonly string[], io: Io = processIo): number {
+  try {
+    return dispatch(argv, io);
+  } catch (e) {
+    if (e instanceof UsageError || e instanceof ScenarioError || e instanceof ScenarioSetupError) {
+      io.err(`dmasim: ${e.message}\n${e instanceof UsageError ? "Run dmasim --help for the commands and options.\n" : ""}`);
+      return EXIT_USAGE;
+    }
+    throw e;
+  }
+}
+
+function dispatch(argv: readonly string[], io: Io): number {
+  let parsed;
+  try {
+    parsed = parseArgs({
+      args: [...argv],
+      allowPositionals: true,
+      strict: true,
+      options: {
+        json: { type: "boolean" },
+        trace: { type: "string" },
+        api: { type: "string" },
+        iommu: { type: "string" },
+        help: { type: "boolean", short: "h" },
+      },
+    });
+  } catch (e) {
+    throw new UsageError(e instanceof Error ? e.message : String(e));
+  }
+  const { values, positionals } = parsed;
+  const [command, ...rest] = positionals;
+  if (values.help === true || command === "help") {
+    io.out(HELP);
+    return EXIT_OK;
+  }
+  if (command === undefined) {
+    io.err(HELP);
+    return EXIT_USAGE;
+  }
+  const json = values.json === true;
+  const recorder = values.trace === undefined ? undefined : new ChromeTraceRecorder();
+  const onHost = recorder === undefined ? {} : { onHost: recorder.attach.bind(recorder) };
+  const expectArgs = (n: number, what: string): void => {
+    if (rest.length !== n) throw new UsageError(`${command} takes ${what}; got ${rest.length === 0 ? "nothing" : rest.map((r) => JSON.stringify(r)).join(" ")}`);
+  };
+  const noAxes = (): void => {
+    if (values.api !== undefined || values.iommu !== undefined) throw new UsageError(`${command} takes no --api or --iommu`);
+  };
+  const finish = (ok: boolean): number => {
+    if (recorder !== undefined && values.trace !== undefined) {
+      recorder.detach();
+      io.writeFile(values.trace, JSON.stringify(recorder.toJSON()));
+      if (!json) io.err(`trace written to ${values.trace} (open it at https://ui.perfetto.dev)\n`);
+    }
+    return ok ? EXIT_OK : EXIT_CHECK_FAILED;
+  };
+
+  switch (command) {
+    case "list": {
+      expectArgs(0, "no argument");
+      noAxes();
+      if (json) io.out(`${JSON.stringify(BUILTIN_SCENARIOS, null, 2)}\n`);
+      else {
+        const width = Math.max(...BUILTIN_SCENARIOS.map((s) => s.name.length));
+        for (const s of BUILTIN_SCENARIOS) io.out(`${s.name.padEnd(width)}  ${s.description}\n`);
+      }
+      return EXIT_OK;
+    }
+    case "show": {
+      expectArgs(1, "one built-in scenario name");
+      noAxes();
+      const name = rest[0] ?? "";
+      const s = builtinScenario(name);
+      if (s === undefined) throw new ScenarioError("<name>", name, `a built-in scenario (${BUILTIN_SCENARIOS.map((b) => b.name).join(", ")})`);
+      io.out(`${JSON.stringify(s, null, 2)}\n`);
+      return EXIT_OK;
+    }
+    case "demo": {
+      expectArgs(0, "no argument");
+      noAxes();
+      const sections = runDemo(onHost);
+      io.out(json ? `${JSON.stringify(sections, null, 2)}\n` : `${renderDemo(sections)}\n`);
+      return finish(sections.every((s) => s.ok));
+    }
+    case "run": {
+      expectArgs(1, "one scenario (a file or a built-in name)");
+      const s = loadScenario(rest[0] ?? "");
+      const axes = parseAxes(values.api, values.iommu, { api: [s.api ?? "two-step"], iommu: [s.kernel?.iommuMode ?? "strict"] });
+      const api = axes.api[0];
+      const iommu = axes.iommu[0];
+      if (axes.api.length !== 1 || axes.iommu.length !== 1 || api === undefined || iommu === undefined) throw new UsageError("run takes one --api and one --iommu value; use compare for a sweep");
+      const r = runScenario(s, { api, iommu, ...onHost });
+      io.out(json ? `${JSON.stringify({ scenario: s, result: r }, null, 2)}\n` : `${renderRun(s, r)}\n`);
+      return finish(r.ok);
+    }
+    case "compare": {
+      expectArgs(1, "one scenario (a file or a built-in name)");
+      const s = loadScenario(rest[0] ?? "");
+      const axes = parseAxes(values.api, values.iommu, defaultAxes(s));
+      const bar = io.stderrIsTTY && !json;
+      const results = sweep(s, axes, {
+        ...onHost,
+        ...(bar ? { onProgress: (done: number, total: number, label: string) => { io.err(progressBar(done, total, label)); } } : {}),
+      });
+      if (bar) io.err("\r\x1b[2K");
+      io.out(json ? `${JSON.stringify({ scenario: s, axes, results }, null, 2)}\n` : `${renderScenario(s, results)}\n\n${READING_NOTE}\n`);
+      return finish(results.every((r) => r.ok));
+    }
+    default:
+      throw new UsageError(`unknown command ${JSON.stringify(command)}: expected demo, run, compare, list or show`);
+  }
+}
+
+/** One line redrawn in place: [#####.....] 3/8 label. */
+export function progressBar(done: number, total: number, label: string): string {
+  const width = 24;
+  const filled = total === 0 ? width : Math.round((done / total) * width);
+  return `\r\x1b[2K[${"#".repeat(filled)}${".".repeat(width - filled)}] ${done}/${total} ${label}`;
+}

@@ -1,0 +1,27 @@
+export const HELP = `dmasim — an executable model of the Linux DMA mapping stack
+
+Usage:
+  dmasim demo                      run every built-in scenario, classic vs two-step, strict vs lazy
+  dmasim run <scenario>            run one scenario (a file, or a built-in name) once
+  dmasim compare <scenario>        sweep a scenario over APIs and IOMMU modes, print a results table
+  dmasim list                      the built-in scenarios, one line each
+  dmasim show <name>               print a built-in scenario as JSON (a starting point for a file)
+
+Options:
+  --api <list>       classic, two-step (run: one value; compare: a comma-separated list)
+  --iommu <list>     strict, lazy, passthrough, off (run: one value; compare: a list)
+  --json             machine-readable output on stdout
+  --trace <file>     write the run's events as a Chrome trace (open it at https://ui.perfetto.dev)
+  -h, --help         this text
+
+Exit status: 0 when every check held, 1 when a check failed (wrong bytes, a fault, a leak),
+2 on bad usage or a bad scenario.
+
+Examples:
+  dmasim demo
+  dmasim list
+  dmasim show nvme-4k-randread > my.json && dmasim run my.json --iommu lazy
+  dmasim run sg-256 --api classic --trace sg.json
+  dmasim compare apps/cli/scenarios/nvme-mixed.json --api classic,two-step --iommu strict,lazy,off
+  dmasim compare p2p-acs-redirect --json | jq '.results[] | {api, iommu, ok, modelledNs}'
+`;

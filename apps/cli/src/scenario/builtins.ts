@@ -1,0 +1,111 @@
+import type { PlatformSpec } from "@dmasim/pcie-p2p";
+import type { Scenario } from "./types.js";
+
+const GiB = 1024 ** 3;
+const MiB = 1024 ** 2;
+const NVME = "0000:02:00.0";
+const PEER = "0000:03:00.0";
+const REMOTE_PEER = "0000:05:00.0";
+const EXTERNAL = "0000:07:00.0";
+
+/**
+ * A host with an IOMMU; host bridge hb0 forwards P2P between its root ports (an Intel Xeon whitelist
+ * entry). rp0 leads to a switch with the NVMe drive and a peer with 64 MiB of P2P memory (a GPU, say);
+ * another peer sits on rp1. `acs` sets the switch's downstream ports' ACS controls.
+ */
+function nvmeHostSpec(acs?: { rr: boolean; cr: boolean }): PlatformSpec {
+  return {
+    memory: { ramBytes: 4 * GiB },
+    iommu: {},
+    hostBridges: [{ id: "hb0", p2p: "same-host-bridge" }],
+    rootPorts: [{ id: "rp0" }, { id: "rp1" }],
+    switches: [{ id: "sw0", parent: "rp0", downstreamPorts: 2, ...(acs === undefined ? {} : { acs }) }],
+    endpoints: [
+      { bdf: NVME, parent: "sw0.dp0", bars: [{ size: 16 * 1024 }] },
+      { bdf: PEER, parent: "sw0.dp1", bars: [{ size: 64 * MiB }] },
+      { bdf: REMOTE_PEER, parent: "rp1", bars: [{ size: 64 * MiB }] },
+    ],
+  };
+}
+
+/** The built-in scenarios: the same data a scenario file holds (`dmasim show <name>` prints one). */
+export const BUILTIN_SCENARIOS: readonly Scenario[] = [
+  {
+    name: "nvme-4k-randread",
+    description: "NVMe 4 KiB random reads at queue depth 32, every byte verified",
+    platform: nvmeHostSpec(),
+    seed: 1,
+    workload: { kind: "nvme", device: NVME, ops: 2000, bsMin: 4096, readPct: 100, queueDepth: 32, layout: "contiguous", namespaceBytes: 8 * MiB },
+  },
+  {
+    name: "nvme-128k-seqwrite",
+    description: "NVMe 128 KiB sequential writes from scattered page-cache pages (32 bvecs per request)",
+    platform: nvmeHostSpec(),
+    seed: 2,
+    workload: { kind: "nvme", device: NVME, ops: 200, bsMin: 128 * 1024, readPct: 0, queueDepth: 16, order: "sequential", layout: "scattered", namespaceBytes: 8 * MiB },
+  },
+  {
+    name: "single-256-pages",
+    description: "256 scattered 4 KiB pages for one I/O: dma_map_phys per page vs one IOVA with the two-step API",
+    platform: { memory: { ramBytes: 4 * GiB }, iommu: {}, endpoints: [{ bdf: NVME }] },
+    seed: 6,
+    workload: { kind: "single", device: NVME, buffers: 256, bytes: 4096, iova: "shared" },
+  },
+  {
+    name: "sg-256",
+    description: "A 256-entry scatter-gather table of scattered 4 KiB pages: dma_map_sgtable classic vs two-step",
+    platform: { memory: { ramBytes: 4 * GiB }, iommu: {}, endpoints: [{ bdf: NVME }] },
+    seed: 3,
+    workload: { kind: "sg", device: NVME, entries: 256, entryBytes: 4096, layout: "scattered", iterations: 4 },
+  },
+  {
+    name: "p2p-switch",
+    description: "NVMe reads and writes a peer's BAR under the same switch: BUS_ADDR, TLPs turn around in the switch",
+    platform: nvmeHostSpec(),
+    expect: { mapType: "BUS_ADDR" },
+    workload: { kind: "p2p", device: NVME, provider: { bdf: PEER }, bytes: 64 * 1024, namespaceBytes: MiB },
+  },
+  {
+    name: "p2p-host-bridge",
+    description: "NVMe and a peer on different root ports: THRU_HOST_BRIDGE, an IOVA mapped as MMIO",
+    platform: nvmeHostSpec(),
+    expect: { mapType: "THRU_HOST_BRIDGE" },
+    workload: { kind: "p2p", device: NVME, provider: { bdf: REMOTE_PEER }, bytes: 64 * 1024, namespaceBytes: MiB },
+  },
+  {
+    name: "p2p-acs-redirect",
+    description: "The same switch with ACS P2P redirect: peer requests go up to the root complex and through the IOMMU",
+    platform: nvmeHostSpec({ rr: true, cr: true }),
+    expect: { mapType: "THRU_HOST_BRIDGE" },
+    workload: { kind: "p2p", device: NVME, provider: { bdf: PEER }, bytes: 64 * 1024, namespaceBytes: MiB },
+  },
+  {
+    name: "untrusted-unaligned",
+    description: "An untrusted (external) device and buffers that start mid-page: partial granules bounce through swiotlb",
+    platform: { memory: { ramBytes: 4 * GiB }, iommu: {}, endpoints: [{ bdf: EXTERNAL, untrusted: true }] },
+    kernel: { devices: { [EXTERNAL]: { minAlignMask: 4095 } } },
+    seed: 4,
+    expect: { bounce: true },
+    workload: { kind: "single", device: EXTERNAL, buffers: 16, bytes: 2 * 4096 + 300, offset: 100, iova: "per-buffer" },
+  },
+  {
+    name: "confidential-guest",
+    description: "A confidential guest (SEV-SNP/TDX) without an IOMMU: private memory is out of reach, all DMA bounces",
+    platform: { memory: { ramBytes: 4 * GiB, confidential: true }, endpoints: [{ bdf: NVME, bars: [{ size: 16 * 1024 }] }] },
+    kernel: { swiotlbBytes: 16 * MiB },
+    axes: { iommu: ["off"] },
+    seed: 5,
+    expect: { bounce: true },
+    workload: { kind: "nvme", device: NVME, ops: 500, bsMin: 4096, bsMax: 16 * 1024, readPct: 70, queueDepth: 8, layout: "contiguous", namespaceBytes: 4 * MiB },
+  },
+  {
+    name: "lazy-stale-window",
+    description: "After unmap, how long can the device still read the old address? Strict: never; lazy: until the flush queue runs",
+    platform: { memory: { ramBytes: 4 * GiB }, iommu: {}, endpoints: [{ bdf: NVME }] },
+    workload: { kind: "stale-window", device: NVME, bytes: 4096, probeIntervalNs: 100_000, probeForNs: 20_000_000 },
+  },
+];
+
+export function builtinScenario(name: string): Scenario | undefined {
+  return BUILTIN_SCENARIOS.find((s) => s.name === name);
+}
