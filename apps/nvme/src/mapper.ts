@@ -167,7 +167,7 @@ export class ScatterlistMapper implements SegmentMapper {
     blkRqMapIterInit(rq, this.#map);
     let n = 0;
     while (blkMapIterNext(rq, this.#map)) sgSetPhys(table, n++, this.#map.paddr, this.#map.len);
-    const count = traceSlice(this.#dev, "dma_map_sg", () => dmaMapSg(this.#dev, table, n, rqDmaDir(rq), 0, { impl: this.#impl }));
+    const count = dmaMapSg(this.#dev, table, n, rqDmaDir(rq), 0, { impl: this.#impl });
     if (count === 0) {
       sgFreeTable(table);
       this.status = BLK_STS_RESOURCE;
@@ -205,25 +205,8 @@ export class ScatterlistMapper implements SegmentMapper {
 
   unmap(tag: number, rq: Request): void {
     const table = this.#table(tag);
-    traceSlice(this.#dev, "dma_unmap_sg", () => {
-      dmaUnmapSg(this.#dev, table, this.#cpuNents[tag] ?? 0, rqDmaDir(rq));
-      return undefined;
-    });
+    dmaUnmapSg(this.#dev, table, this.#cpuNents[tag] ?? 0, rqDmaDir(rq));
     sgFreeTable(table);
     this.#tables[tag] = undefined;
   }
-}
-
-/**
- * dma_map_sg / dma_unmap_sg as a trace slice: @dmasim/scatterlist's classic path calls iommu-dma
- * internals, not the traced DMA API, so without this a trace of the scatterlist-era driver would show
- * no mapping calls at all. Costs one boolean read when nobody listens.
- */
-function traceSlice<T extends number | undefined>(dev: DmaDevice, name: string, call: () => T): T {
-  const { events, clock } = dev.kernel.trace;
-  if (!events.active) return call();
-  events.emit({ type: "api", t: clock.now, phase: "B", name, device: dev.bdf });
-  const result = call();
-  events.emit({ type: "api", t: clock.now, phase: "E", name, device: dev.bdf, ...(result === undefined ? {} : { result }) });
-  return result;
 }

@@ -1,5 +1,6 @@
 import {
   DMA_IOVA_STATE_BYTES,
+  dmaApiSlice,
   DmaDevice,
   DmaIovaState,
   DMA_ATTR_MMIO,
@@ -68,16 +69,6 @@ function release(rq: Request, dev: DmaDevice): void {
   if (rq.dmaBookkeeping === 0) return;
   dev.kernel.trace.counters.add(Counter.DmaBookkeepingBytesFreed, rq.dmaBookkeeping);
   rq.dmaBookkeeping = 0;
-}
-
-/** Opens an `api` slice in the event stream; callers test `events.active` first so nothing is built otherwise. */
-function apiBegin(dev: DmaDevice, name: string): void {
-  dev.kernel.trace.events.emit({ type: "api", t: dev.kernel.trace.clock.now, phase: "B", name, device: dev.bdf });
-}
-
-function apiEnd(dev: DmaDevice, name: string, ret: boolean): boolean {
-  dev.kernel.trace.events.emit({ type: "api", t: dev.kernel.trace.clock.now, phase: "E", name, device: dev.bdf, result: ret ? 1 : 0 });
-  return ret;
 }
 
 function zeroState(state: DmaIovaState): void {
@@ -152,9 +143,7 @@ function blkRqDmaMapIova(rq: Request, dev: DmaDevice, state: DmaIovaState, iter:
 export function blkRqDmaMapIterStart(rq: Request, dev: DmaDevice, state: DmaIovaState, iter: BlkDmaIter): boolean {
   const fn = "blk_rq_dma_map_iter_start";
   check(fn, rq, dev, state, iter);
-  if (!dev.kernel.trace.events.active) return mapIterStart(rq, dev, state, iter);
-  apiBegin(dev, fn);
-  return apiEnd(dev, fn, mapIterStart(rq, dev, state, iter));
+  return dmaApiSlice(dev, fn, () => mapIterStart(rq, dev, state, iter));
 }
 
 function mapIterStart(rq: Request, dev: DmaDevice, state: DmaIovaState, iter: BlkDmaIter): boolean {
@@ -197,9 +186,7 @@ function fail(rq: Request, dev: DmaDevice): false {
 export function blkRqDmaMapIterNext(rq: Request, dev: DmaDevice, state: DmaIovaState, iter: BlkDmaIter): boolean {
   const fn = "blk_rq_dma_map_iter_next";
   check(fn, rq, dev, state, iter);
-  if (!dev.kernel.trace.events.active) return mapIterNext(rq, dev, iter);
-  apiBegin(dev, fn);
-  return apiEnd(dev, fn, mapIterNext(rq, dev, iter));
+  return dmaApiSlice(dev, fn, () => mapIterNext(rq, dev, iter));
 }
 
 function mapIterNext(rq: Request, dev: DmaDevice, iter: BlkDmaIter): boolean {
@@ -224,9 +211,7 @@ export function blkRqDmaUnmap(rq: Request, dev: DmaDevice, state: DmaIovaState, 
   check(fn, rq, dev, state);
   if (!Number.isSafeInteger(mappedLen) || mappedLen < 0) throw invalid("bad-argument", `${fn}: mapped_len`, mappedLen, "a non-negative byte count");
   if (!MAP_TYPES.includes(map)) throw invalid("bad-argument", `${fn}: map`, map, "a PciP2pdmaMapType");
-  if (!dev.kernel.trace.events.active) return rqDmaUnmap(rq, dev, state, mappedLen, map);
-  apiBegin(dev, fn);
-  return apiEnd(dev, fn, rqDmaUnmap(rq, dev, state, mappedLen, map));
+  return dmaApiSlice(dev, fn, () => rqDmaUnmap(rq, dev, state, mappedLen, map));
 }
 
 function rqDmaUnmap(rq: Request, dev: DmaDevice, state: DmaIovaState, mappedLen: number, map: PciP2pdmaMapType): boolean {

@@ -1,3 +1,4 @@
+import type { TraceEvent } from "@dmasim/trace";
 import type { DmaDevice } from "./device.js";
 import { DmaInputError } from "./errors.js";
 
@@ -17,4 +18,21 @@ export function apiEnd(dev: DmaDevice, name: string, result: number): void {
 /** Every API call starts here: a device must be one the kernel handed out and still bound. */
 export function checkDevice(fn: string, dev: DmaDevice): void {
   if (!dev.bound) throw new DmaInputError(fn, "dev", dev.bdf, "a bound device: this one was unbound; look it up again with kernel.device()");
+}
+
+/**
+ * Runs `call` as one DMA API call in the trace: a "B" event before and an "E" event with its result
+ * after. For packages that implement kernel DMA API entry points on top of this one (dma_map_sg,
+ * blk_rq_dma_map_iter_start, …), so a trace shows their calls with the dma_iova_* calls nested inside.
+ * One boolean read when nobody listens.
+ */
+export function dmaApiSlice<T extends number | boolean | undefined>(dev: DmaDevice, name: string, call: () => T): T {
+  const trace = dev.kernel.trace;
+  if (!trace.events.active) return call();
+  trace.events.emit({ type: "api", t: trace.clock.now, phase: "B", name, device: dev.bdf });
+  const result = call();
+  const end: TraceEvent = { type: "api", t: trace.clock.now, phase: "E", name, device: dev.bdf };
+  if (result !== undefined) end.result = typeof result === "boolean" ? (result ? 1 : 0) : result;
+  trace.events.emit(end);
+  return result;
 }

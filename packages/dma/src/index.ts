@@ -101,4 +101,5 @@ export {
   swiotlbSyncSingleForDevice,
 } from "./consumer-internals.js";
 export { DmaDebugChecker } from "./debug/checker.js";
+export { dmaApiSlice } from "./api-trace.js";
 export type { UnmapRef } from "./debug/checker.js";

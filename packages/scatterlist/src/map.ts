@@ -1,5 +1,5 @@
 import { Counter } from "@dmasim/trace";
-import { DMA_ATTR_ALL, DmaDirection, Errno, devUseSwiotlb } from "@dmasim/dma";
+import { DMA_ATTR_ALL, DmaDirection, Errno, devUseSwiotlb, dmaApiSlice } from "@dmasim/dma";
 import type { DmaDevice } from "@dmasim/dma";
 import { classifyEntries } from "./classify.js";
 import { debugAddSg, debugCheckMapSg, debugFindBoundaryCrossings, debugUnmapSg } from "./debug.js";
@@ -148,8 +148,10 @@ function unmapSgRecord(dev: DmaDevice, table: SgTable, m: SgMapping, attrs: numb
  * fewer than `nents`: read them with sgDmaAddress / sgDmaLen), or 0 on any failure.
  */
 export function dmaMapSg(dev: DmaDevice, table: SgTable, nents: number, dir: DmaDirection, attrs = 0, options: SgMapOptions = {}): number {
-  const ret = mapSgAttrs("dma_map_sg_attrs", dev, table, nents, dir, attrs, options);
-  return ret < 0 ? 0 : ret;
+  return dmaApiSlice(dev, "dma_map_sg_attrs", () => {
+    const ret = mapSgAttrs("dma_map_sg_attrs", dev, table, nents, dir, attrs, options);
+    return ret < 0 ? 0 : ret;
+  });
 }
 
 /**
@@ -159,10 +161,12 @@ export function dmaMapSg(dev: DmaDevice, table: SgTable, nents: number, dir: Dma
 export function dmaMapSgtable(dev: DmaDevice, table: SgTable, dir: DmaDirection, attrs = 0, options: SgMapOptions = {}): number {
   const fn = "dma_map_sgtable";
   if (table.freed) table.checkUsable(fn);
-  const ret = mapSgAttrs(fn, dev, table, table.origNents, dir, attrs, options);
-  if (ret < 0) return ret;
-  table.nents = ret;
-  return 0;
+  return dmaApiSlice(dev, fn, () => {
+    const ret = mapSgAttrs(fn, dev, table, table.origNents, dir, attrs, options);
+    if (ret < 0) return ret;
+    table.nents = ret;
+    return 0;
+  });
 }
 
 function unmapSg(fn: string, dev: DmaDevice, table: SgTable, nents: number, dir: DmaDirection, attrs: number): void {
@@ -184,10 +188,16 @@ function unmapSg(fn: string, dev: DmaDevice, table: SgTable, nents: number, dir:
 
 /** dma_unmap_sg_attrs: `nents` must be what was passed to dmaMapSg (not what it returned). */
 export function dmaUnmapSg(dev: DmaDevice, table: SgTable, nents: number, dir: DmaDirection, attrs = 0): void {
-  unmapSg("dma_unmap_sg_attrs", dev, table, nents, dir, attrs);
+  dmaApiSlice(dev, "dma_unmap_sg_attrs", () => {
+    unmapSg("dma_unmap_sg_attrs", dev, table, nents, dir, attrs);
+    return undefined;
+  });
 }
 
 /** dma_unmap_sgtable. */
 export function dmaUnmapSgtable(dev: DmaDevice, table: SgTable, dir: DmaDirection, attrs = 0): void {
-  unmapSg("dma_unmap_sgtable", dev, table, table.origNents, dir, attrs);
+  dmaApiSlice(dev, "dma_unmap_sgtable", () => {
+    unmapSg("dma_unmap_sgtable", dev, table, table.origNents, dir, attrs);
+    return undefined;
+  });
 }

@@ -3,7 +3,6 @@ import { PAGE_SIZE } from "@dmasim/memory";
 import { Prng } from "@dmasim/nvme";
 import { dmaMapSgtable, dmaUnmapSgtable, sgAllocTable, sgFreeTable, sgSetPhys, sgtableDmaSegments } from "@dmasim/scatterlist";
 import type { Scenario, SgWorkload } from "../scenario/types.js";
-import { apiSlice } from "./api-slice.js";
 import { finish, pattern } from "./finish.js";
 import type { Outcome } from "./finish.js";
 import { createHost, setUp } from "./host.js";
@@ -54,7 +53,7 @@ export function runSg(s: Scenario, w: SgWorkload, ctx: RunContext): RunResult {
   for (let it = 0; it < iterations; it++) {
     const sgt = sgAllocTable(platform.trace, w.entries);
     sizes.forEach((len, i) => { sgSetPhys(sgt, i, phys[i] ?? 0, len); });
-    const rc = apiSlice(dev, "dma_map_sgtable", () => dmaMapSgtable(dev, sgt, DmaDirection.TO_DEVICE, 0, { impl: ctx.api === "classic" ? "classic" : "two-step" }));
+    const rc = dmaMapSgtable(dev, sgt, DmaDirection.TO_DEVICE, 0, { impl: ctx.api === "classic" ? "classic" : "two-step" });
     if (rc !== 0) {
       failed++;
       sgFreeTable(sgt);
@@ -70,10 +69,7 @@ export function runSg(s: Scenario, w: SgWorkload, ctx: RunContext): RunResult {
       if (!same) break;
     }
     if (!same || pos !== total) wrong++;
-    apiSlice(dev, "dma_unmap_sgtable", () => {
-      dmaUnmapSgtable(dev, sgt, DmaDirection.TO_DEVICE);
-      return undefined;
-    });
+    dmaUnmapSgtable(dev, sgt, DmaDirection.TO_DEVICE);
     sgFreeTable(sgt);
   }
   const sizeText = typeof w.entryBytes === "number" ? `${w.entryBytes.toLocaleString("en-US")} bytes` : `${w.entryBytes[0]}–${w.entryBytes[1]} bytes`;
