@@ -1,6 +1,6 @@
 import { Bio, BioError, ReqOp, Request, bvecAt, BLK_STS_OK } from "@dmasim/bio";
 import { dmaAllocCoherent } from "@dmasim/dma";
-import { MiB, PAGE_SIZE } from "@dmasim/memory";
+import { MiB, PAGE_SIZE, patternBytes } from "@dmasim/memory";
 import { Counter } from "@dmasim/trace";
 import { describe, expect, it } from "vitest";
 import type { NvmeCompletion } from "./driver.js";
@@ -18,9 +18,7 @@ function run(sys: NvmeSystem, rq: Request): NvmeCompletion {
   return done!;
 }
 
-function pattern(len: number, seed: number): Uint8Array {
-  return new Uint8Array(len).map((_, i) => (i * 13 + seed + (i >> 12)) & 0xff);
-}
+const pattern = patternBytes;
 
 describe("NVMe data pointers", () => {
   it("a 4 MiB transfer at an offset needs PRP1 plus three chained PRP list pages", () => {

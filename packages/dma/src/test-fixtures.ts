@@ -1,4 +1,4 @@
-import { GiB, PAGE_SIZE } from "@dmasim/memory";
+import { GiB, PAGE_SIZE, patternBytes } from "@dmasim/memory";
 import { createPlatform } from "@dmasim/pcie-p2p";
 import type { Endpoint, EndpointSpec, IommuSpec, Platform } from "@dmasim/pcie-p2p";
 import type { Counter } from "@dmasim/trace";
@@ -64,12 +64,8 @@ export function makeKernel(options: FixtureOptions = {}): Fixture {
   };
 }
 
-/** A deterministic byte pattern that differs with the seed and never repeats within 251 bytes. */
-export function pattern(len: number, seed = 1): Uint8Array {
-  const out = new Uint8Array(len);
-  for (let i = 0; i < len; i++) out[i] = ((i % 251) + seed * 37 + 1) & 0xff;
-  return out;
-}
+/** Deterministic bytes (see patternBytes in @dmasim/memory). */
+export const pattern = patternBytes;
 
 export interface TestBuffer {
   /** Physical address of the buffer's first byte. */

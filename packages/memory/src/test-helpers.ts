@@ -15,18 +15,7 @@ export function makeMemory(options: Partial<PhysicalMemoryOptions> = {}): Physic
   });
 }
 
-/** Deterministic bytes: `seed` picks the pattern, so two buffers with different seeds differ. */
-export function pattern(len: number, seed = 1): Uint8Array {
-  const out = new Uint8Array(len);
-  let x = (seed * 2654435761) >>> 0 || 1;
-  for (let i = 0; i < len; i++) {
-    x ^= x << 13;
-    x ^= x >>> 17;
-    x ^= x << 5;
-    out[i] = x & 0xff;
-  }
-  return out;
-}
+export { patternBytes as pattern } from "./pattern.js";
 
 export const HOLE = 2 * GiB + 16 * MiB;
 

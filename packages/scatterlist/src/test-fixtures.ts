@@ -1,6 +1,6 @@
 import { createDmaKernel } from "@dmasim/dma";
 import type { DmaDevice, DmaKernel, DmaKernelOptions, DmaDeviceOptions } from "@dmasim/dma";
-import { GiB, MiB, PAGE_SIZE } from "@dmasim/memory";
+import { GiB, MiB, PAGE_SIZE, patternBytes } from "@dmasim/memory";
 import { createPlatform } from "@dmasim/pcie-p2p";
 import type { Endpoint, P2pdmaProvider, Platform } from "@dmasim/pcie-p2p";
 import { sgAllocTable, sgSetPhys, sgtableDmaSegments } from "./index.js";
@@ -60,12 +60,8 @@ export function makeRig(options: RigOptions = {}): Rig {
   return { platform, kernel, dev, ep: platform.endpoint(bdf), switchP2p, bridgeP2p };
 }
 
-/** A deterministic byte pattern that differs with the seed. */
-export function pattern(len: number, seed = 1): Uint8Array {
-  const out = new Uint8Array(len);
-  for (let i = 0; i < len; i++) out[i] = ((i % 251) + seed * 37 + 1) & 0xff;
-  return out;
-}
+/** Deterministic bytes (see patternBytes in @dmasim/memory). */
+export const pattern = patternBytes;
 
 /** `count` pages from the page allocator, spaced so neighbours are never physically contiguous. */
 export function scatteredPages(platform: Platform, count: number): number[] {

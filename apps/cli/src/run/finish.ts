@@ -1,3 +1,4 @@
+import { patternBytes } from "@dmasim/memory";
 import type { CounterSnapshot } from "@dmasim/trace";
 import type { Scenario } from "../scenario/types.js";
 import type { Host } from "./host.js";
@@ -57,18 +58,8 @@ export function finish(s: Scenario, ctx: RunContext, host: Host, bdfs: readonly 
   };
 }
 
-/** Deterministic bytes: a buffer's content says where it came from. */
-export function pattern(len: number, seed: number): Uint8Array {
-  const out = new Uint8Array(len);
-  let x = seed >>> 0 || 1;
-  for (let i = 0; i < len; i++) {
-    x ^= x << 13;
-    x ^= x >>> 17;
-    x ^= x << 5;
-    out[i] = x & 0xff;
-  }
-  return out;
-}
+/** Deterministic bytes: a buffer's content says where it came from (patternBytes of @dmasim/memory). */
+export const pattern = patternBytes;
 
 export function equal(a: Uint8Array, b: Uint8Array): boolean {
   if (a.length !== b.length) return false;

@@ -1,4 +1,4 @@
-import { MiB, PhysicalMemory } from "@dmasim/memory";
+import { MiB, PhysicalMemory, patternBytes } from "@dmasim/memory";
 import { Counter, Trace } from "@dmasim/trace";
 import { beforeEach, describe, expect, it } from "vitest";
 import { DMA_ATTR_SKIP_CPU_SYNC, DMA_MAPPING_ERROR, DmaDirection } from "../constants.js";
@@ -14,11 +14,7 @@ const nvme: SwiotlbDevice = { name: "0000:02:00.0", minAlignMask: 0xfff };
 let mem: PhysicalMemory;
 let pool: SwiotlbPool;
 
-function pattern(len: number, seed: number): Uint8Array {
-  const out = new Uint8Array(len);
-  for (let i = 0; i < len; i++) out[i] = (i * 31 + seed) & 0xff;
-  return out;
-}
+const pattern = patternBytes;
 
 function slotOf(tlb: number): number {
   return Math.floor((tlb - pool.start) / IO_TLB_SIZE);
