@@ -46,6 +46,8 @@ const DIR_TO_DEVICE = DmaDirection.TO_DEVICE;
 const DIR_FROM_DEVICE = DmaDirection.FROM_DEVICE;
 const MAPPING_ERROR = DMA_MAPPING_ERROR;
 const EINVAL = Errno.EINVAL;
+/** 2^vaBits - 1 by vaBits (an IOMMU has at most 64): `**` on a variable is a library call on every map. */
+const APERTURE_END = Array.from({ length: 65 }, (_, bits) => 2 ** bits - 1);
 // The IOVA allocator's entry points are reached through two re-exports: bind them here once.
 const allocIovaOf = iommuDmaAllocIova;
 const freeIovaOf = iommuDmaFreeIova;
@@ -110,7 +112,8 @@ function inSwiotlb(dev: DmaDevice, phys: number): boolean {
  * that cannot carry the mask's top bits limits the IOVA too); 0 on failure.
  */
 export function allocIova(dev: DmaDevice, size: number, dmaLimit: number): number {
-  const apertureEnd = 2 ** domainOf(dev).iommu.vaBits - 1;
+  const vaBits = domainOf(dev).iommu.vaBits;
+  const apertureEnd = APERTURE_END[vaBits] ?? 2 ** vaBits - 1;
   const limit = dev.busDmaLimit > 0 ? Math.min(dmaLimit, dev.busDmaLimit) : dmaLimit;
   return allocIovaOf(cookieOf(dev), dev.iommuState, size, limit, apertureEnd, dev.kernel.cpu);
 }

@@ -35,6 +35,7 @@ const ATTR_PRIVILEGED = DMA_ATTR_PRIVILEGED;
 /** Attributes a link of a coherent device may carry and still take the fast path (MMIO and
  *  REQUIRE_COHERENT change the checks and the protection, and go the general way). */
 const FAST_LINK_ATTRS = DMA_ATTR_ALL & ~(DMA_ATTR_MMIO | DMA_ATTR_REQUIRE_COHERENT);
+const NOT_FAST_LINK_ATTRS = ~FAST_LINK_ATTRS;
 const DIR_BIDIRECTIONAL = DmaDirection.BIDIRECTIONAL;
 const DIR_TO_DEVICE = DmaDirection.TO_DEVICE;
 const DIR_FROM_DEVICE = DmaDirection.FROM_DEVICE;
@@ -194,12 +195,59 @@ function linkSwiotlb(dev: DmaDevice, state: DmaIovaState, phys: number, offset: 
  * -EOPNOTSUPP (no iommu-dma, or REQUIRE_COHERENT on a non-coherent device or a bounced state).
  */
 export function dmaIovaLink(dev: DmaDevice, state: DmaIovaState, phys: number, offset: number, size: number, dir: DmaDirection, attrs: number): number {
-  // Fast path, the link of a whole number of granules from a granule-aligned buffer by a coherent device
-  // (what a block or network driver does for every page): every argument check passes, nothing can
-  // bounce (the range is aligned, so iova_unaligned is false even for an untrusted device), no cache
-  // maintenance is due and no WARN can fire, so a link is the page-table write. The test below implies
-  // each of the general path's checks; the body does what the general path would, in the same order.
+  // Fast path, the link of one granule from a granule-aligned buffer by a coherent device, untraced and
+  // untracked (what a block or network driver does for every page): every argument check passes,
+  // nothing can bounce (the range is aligned, so iova_unaligned is false even for an untrusted
+  // device), no cache maintenance is due, no WARN can fire and dma-debug has nothing to check or record,
+  // so a link is the counter and the page-table write. The test below implies each of the general
+  // path's checks. This function is kept small on purpose: V8 then inlines it, and the IOMMU's
+  // single-granule entry and its page-table write with it, into the caller's loop; everything else is
+  // out of line in linkSlow.
   const g = dev.granule; // 0 unless the device uses iommu-dma
+  if (
+    size === g &&
+    g !== 0 &&
+    dev.bound &&
+    dev.coherent &&
+    Number.isInteger(phys) &&
+    phys >= 0 &&
+    phys + g <= MAX_SAFE &&
+    // Alignment by mask (the granule is a power of two): exact for any safe integer, as `&` keeps the
+    // low 32 bits, and cheaper than an integer division.
+    (phys & (g - 1)) === 0 &&
+    Number.isInteger(offset) &&
+    offset >= 0 &&
+    offset <= MAX_SAFE &&
+    (attrs | 0) === attrs &&
+    (attrs & NOT_FAST_LINK_ATTRS) === 0
+  ) {
+    // dma_info_to_prot of a coherent device by table; 0 for DMA_NONE or anything that is not a direction
+    // (the integer test keeps strings such as "1" or "length" away from the array), which go the slow way.
+    const prot = (dir | 0) === dir ? (COHERENT_PROT[dir] ?? 0) : 0;
+    const kernel = dev.kernel;
+    const trace = kernel.trace;
+    const domain = dev.domain;
+    if (prot !== 0 && domain !== undefined && !trace.events.active && !kernel.iovaTracker.tracking) {
+      const v = trace.counters.values;
+      v[C_IOVA_LINKS] = (v[C_IOVA_LINKS] ?? 0) + 1;
+      // The IOMMU's internal single-granule entry may trust phys (an aligned safe integer) and prot
+      // (from dma_info_to_prot); what it declines (an occupied slot, an unaligned state address, …)
+      // goes through iommu_map, which reports the error.
+      const iova = state.addr + offset;
+      const p = (attrs & ATTR_PRIVILEGED) !== 0 ? prot | PRIV_PROT : prot;
+      return domain.mapGranuleTrusted(iova, phys, p) ? 0 : mapNosync(dev, iova, phys, size, p);
+    }
+  }
+  return linkSlow(dev, state, phys, offset, size, dir, attrs);
+}
+
+/**
+ * dma_iova_link for everything dmaIovaLink's one-page test does not admit: a link of several granules
+ * by a coherent device takes linkFast (the same shortcut with tracing and tracking); anything else the
+ * general path.
+ */
+function linkSlow(dev: DmaDevice, state: DmaIovaState, phys: number, offset: number, size: number, dir: DmaDirection, attrs: number): number {
+  const g = dev.granule;
   if (
     g !== 0 &&
     dev.bound &&
@@ -209,8 +257,6 @@ export function dmaIovaLink(dev: DmaDevice, state: DmaIovaState, phys: number, o
     Number.isInteger(size) &&
     size > 0 &&
     phys + size <= MAX_SAFE &&
-    // Alignment by mask (the granule is a power of two): exact for any safe integer, as `&` keeps the
-    // low 32 bits, and cheaper than two integer divisions.
     (phys & (g - 1)) === 0 &&
     (size & (g - 1)) === 0 &&
     (dir === DIR_BIDIRECTIONAL || dir === DIR_TO_DEVICE || dir === DIR_FROM_DEVICE) &&
@@ -248,15 +294,20 @@ function linkFast(dev: DmaDevice, state: DmaIovaState, phys: number, offset: num
   const trace = kernel.trace;
   const active = trace.events.active;
   if (active) apiBegin(dev, "dma_iova_link");
-  trace.counters.add(C_IOVA_LINKS);
+  const v = trace.counters.values;
+  v[C_IOVA_LINKS] = (v[C_IOVA_LINKS] ?? 0) + 1;
   // With dma-debug off the tracker's link check answers true without looking, so it is skipped.
-  const tracked = kernel.debug.mode !== "off";
-  let ret: number;
-  if (tracked && !kernel.iovaTracker.link(state, dev.bdf, state.addr, offset, size)) {
+  let ret = 0;
+  if (kernel.debug.mode !== "off" && !kernel.iovaTracker.link(state, dev.bdf, state.addr, offset, size)) {
     ret = -EINVAL;
   } else {
     const prot = (COHERENT_PROT[dir] ?? 0) | ((attrs & ATTR_PRIVILEGED) !== 0 ? PRIV_PROT : 0);
-    ret = mapNosync(dev, state.addr + offset, phys, size, prot);
+    const iova = state.addr + offset;
+    // One granule (the common link) through the IOMMU's internal entry point: phys (an aligned safe
+    // integer) and prot (from dma_info_to_prot) are what it may trust. Anything it declines, such as an
+    // occupied slot or an unaligned state address, goes through iommu_map, which reports the error.
+    const domain = dev.domain;
+    if (size !== dev.granule || !domain?.mapGranuleTrusted(iova, phys, prot)) ret = mapNosync(dev, iova, phys, size, prot);
     if (ret === 0) kernel.iovaTracker.linked(state, state.addr, offset, size);
   }
   if (active) apiEnd(dev, "dma_iova_link", ret);

@@ -88,18 +88,25 @@ export class IommuDomain {
   readonly #ctx: DomainContext;
   // Flattened from #ctx for the small-call fast paths (one load instead of a chain).
   readonly #counters: Counters;
+  /** `#counters.values`: the single-granule paths add to it directly (the same array for good). */
+  readonly #counterValues: Float64Array;
   readonly #events: EventStream;
   readonly #iotlb: Iotlb;
   readonly #granule: number;
   /** Level of a granule-sized leaf (1 for 4 KiB). */
   readonly #granuleLevel: number;
   readonly #vaLimit: number;
+  /** The highest IOVA and physical address a single-granule map may start at (vaLimit, MAX_PHYS - granule). */
+  readonly #lastIova: number;
+  readonly #lastPhys: number;
   /** PTE flag bits every leaf of this domain carries besides prot: valid, leaf, pending if required. */
   readonly #leafFlags: number;
   /**
    * The results of a successful single-granule map, indexed by tables allocated (0 to levels - 1):
-   * `{ mapped: granule, ptesWritten: 1, ptPagesAllocated: n }`. Frozen, so sharing one object between
-   * calls is safe; the hot path returns one of these instead of allocating.
+   * `{ mapped: granule, ptesWritten: 1, ptPagesAllocated: n }`. Each result is frozen, so sharing one
+   * object between calls is safe; the hot path returns one of these instead of allocating. The array
+   * itself is private and left unfrozen: V8 (Node 20) loads elements of a frozen array through the
+   * generic keyed-load stub, a call on every map.
    */
   readonly #leafResults: readonly MapResult[];
   #mappedBytes = 0;
@@ -112,15 +119,18 @@ export class IommuDomain {
     this.#ctx = ctx;
     this.pageTable = type === "paging" ? new IoPageTable(ctx.levels, ctx.pgsizeBitmap) : undefined;
     this.#counters = ctx.trace.counters;
+    this.#counterValues = ctx.trace.counters.values;
     this.#events = ctx.trace.events;
     this.#iotlb = ctx.iotlb;
     this.#granule = ctx.granule;
     this.#granuleLevel = Math.max(1, LEVEL_SIZE.indexOf(ctx.granule));
     this.#vaLimit = ctx.vaLimit;
+    this.#lastIova = ctx.vaLimit - ctx.granule;
+    this.#lastPhys = MAX_PHYS - ctx.granule;
     this.#leafFlags = PTE_LEAF_FLAGS + (ctx.requiresSyncMap ? PTE_PENDING : 0);
     const results: MapResult[] = [];
     for (let n = 0; n < ctx.levels; n++) results.push(Object.freeze({ mapped: ctx.granule, ptesWritten: 1, ptPagesAllocated: n }));
-    this.#leafResults = Object.freeze(results);
+    this.#leafResults = results;
   }
 
   /** Bytes of IOVA space currently mapped by the page table. */
@@ -174,41 +184,70 @@ export class IommuDomain {
   map(iova: number, phys: number, size: number, prot: number): MapResult {
     // Fast path: one granule with arguments that pass every check below (each test here implies the
     // corresponding check; anything else, including an occupied slot, goes the general way, which
-    // throws the precise error). One walk checks the slot is free and writes it. Alignment is tested
-    // on the low 32 bits (the granule is at most 1 GiB; `>>> 0` keeps the low bits of any integer
-    // exactly) after an integer test: a floating-point `%` is a library call, and phys is rarely a
-    // small integer.
-    const pt = this.pageTable;
+    // throws the precise error). Alignment is tested on the low 32 bits (the granule is at most 1 GiB;
+    // `>>> 0` keeps the low bits of any integer exactly) after an integer test: a floating-point `%` is
+    // a library call, and phys is rarely a small integer.
     const g = this.#granule;
     if (
       size === g &&
-      pt !== undefined &&
-      typeof iova === "number" &&
       typeof phys === "number" &&
-      iova >= 0 &&
-      iova <= this.#vaLimit - g &&
-      iova === Math.floor(iova) &&
-      ((iova >>> 0) & (g - 1)) === 0 &&
       phys >= 0 &&
-      phys <= MAX_PHYS - g &&
       phys === Math.floor(phys) &&
       ((phys >>> 0) & (g - 1)) === 0 &&
       prot === (prot & PROT_MASK) &&
       (prot & PROT_RW) !== 0 &&
-      pt.mapLeaf(iova, this.#granuleLevel, phys + this.#leafFlags + prot * PTE_PROT_UNIT)
+      this.mapGranuleTrusted(iova, phys, prot)
     ) {
-      this.#mappedBytes += g;
-      const c = this.#counters;
-      const allocated = pt.lastTablesAllocated;
-      c.add(C_MAP_CALLS);
-      c.add(C_PTE_WRITES);
-      if (allocated !== 0) c.add(C_PT_ALLOCATED, allocated);
-      if (this.#events.active) this.#emitMap(iova, phys, g, prot);
+      const allocated = this.pageTable?.lastTablesAllocated ?? 0;
       const r = this.#leafResults[allocated];
       if (r !== undefined) return r;
       return { mapped: g, ptesWritten: 1, ptPagesAllocated: allocated };
     }
     return this.#mapSlow(iova, phys, size, prot);
+  }
+
+  /**
+   * @internal The DMA layer's per-page link path, not part of the public API: map exactly one granule
+   * at `iova` to `phys` when the caller has already established what `map` checks about phys and prot
+   * (phys a safe integer >= 0 aligned to the granule; prot valid IommuProt bits with READ and/or
+   * WRITE). Everything else is checked here as `map` checks it (iova in full, phys below the 52-bit
+   * limit, a free slot). Returns true after mapping, counted and traced exactly as `map` of one granule;
+   * false with nothing changed when the call is not that simple case, and the caller then calls `map`,
+   * which takes the general path or throws the precise error. No result object, no exception: the
+   * cheapest way to write one PTE.
+   */
+  mapGranuleTrusted(iova: number, phys: number, prot: number): boolean {
+    // One body for both callers (map inlines it) and kept small, so that the DMA layer's link, inlined
+    // into its caller's loop, can inline it too: a call there would also box the IOVA (above 2^31, so not
+    // a small integer) on every page. One walk checks the slot is free and writes it (none when the
+    // leaf table is cached).
+    const pt = this.pageTable;
+    const g = this.#granule;
+    // Number.isInteger first: it is false for anything but a number, without converting it.
+    if (
+      pt !== undefined &&
+      Number.isInteger(iova) &&
+      iova >= 0 &&
+      iova <= this.#lastIova &&
+      ((iova >>> 0) & (g - 1)) === 0 &&
+      phys <= this.#lastPhys &&
+      pt.mapLeaf(iova, this.#granuleLevel, phys + this.#leafFlags + prot * PTE_PROT_UNIT)
+    ) {
+      this.#mappedBytes += g;
+      const v = this.#counterValues;
+      v[C_MAP_CALLS] = (v[C_MAP_CALLS] ?? 0) + 1;
+      v[C_PTE_WRITES] = (v[C_PTE_WRITES] ?? 0) + 1;
+      if (pt.lastTablesAllocated !== 0 || this.#events.active) this.#mapGranuleRare(iova, phys, prot);
+      return true;
+    }
+    return false;
+  }
+
+  /** The rest of a single-granule map's accounting, when it allocated tables or someone listens. */
+  #mapGranuleRare(iova: number, phys: number, prot: number): void {
+    const allocated = this.pageTable?.lastTablesAllocated ?? 0;
+    if (allocated !== 0) this.#counters.add(C_PT_ALLOCATED, allocated);
+    if (this.#events.active) this.#emitMap(iova, phys, this.#granule, prot);
   }
 
   #emitMap(iova: number, phys: number, size: number, prot: number): void {
@@ -271,18 +310,18 @@ export class IommuDomain {
       pt !== undefined &&
       typeof iova === "number" &&
       iova >= 0 &&
-      iova <= this.#vaLimit - g &&
+      iova <= this.#lastIova &&
       iova === Math.floor(iova) &&
       ((iova >>> 0) & (g - 1)) === 0
     ) {
       const unmapped = pt.unmapLeaf(iova, this.#granuleLevel);
       if (unmapped >= 0) {
-        const c = this.#counters;
-        c.add(C_UNMAP_CALLS);
+        const v = this.#counterValues;
+        v[C_UNMAP_CALLS] = (v[C_UNMAP_CALLS] ?? 0) + 1;
         if (unmapped !== 0) {
           this.#mappedBytes -= unmapped;
           this.#iotlb.markStale(this.id, iova, iova + g);
-          c.add(C_PTE_CLEARS);
+          v[C_PTE_CLEARS] = (v[C_PTE_CLEARS] ?? 0) + 1;
         }
         if (this.#events.active) this.#emitUnmap(iova, g, unmapped);
         return { unmapped, freed: new PendingPtPages(this, NO_TABLES) };

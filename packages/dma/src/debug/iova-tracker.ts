@@ -42,6 +42,15 @@ export class IovaTracker {
     this.#checker = checker;
   }
 
+  /**
+   * False until the first tracked allocation. While false, every check here answers "go ahead" without
+   * reporting anything (no state has a track) and every record returns at once, whatever the debug
+   * mode: the hot paths test this instead of calling them.
+   */
+  get tracking(): boolean {
+    return this.#anyTracked;
+  }
+
   /** dma_iova_try_alloc succeeded: start tracking (a reused state object starts afresh, like the memset). */
   allocated(state: object, device: string, addr: number, size: number, granule: number): void {
     if (!this.#checker.enabled) return;
