@@ -18,17 +18,28 @@ const packageAliases = dirs
   .filter((d) => d.top === "packages")
   .map((d) => ({ find: `@dmasim/${d.name}`, replacement: `${root}packages/${d.name}/src/index.ts` }));
 
-export default defineConfig({
-  resolve: { alias: packageAliases },
-  test: {
-    projects: dirs.map((d) => ({
-      extends: true,
-      test: {
-        name: d.name,
-        root: `${root}${d.top}/${d.name}`,
-        include: ["src/**/*.test.ts"],
-        benchmark: { include: ["src/**/*.bench.ts"] },
-      },
-    })),
-  },
+export default defineConfig(({ mode }) => {
+  // `vitest bench` runs the sources as native ES modules (scripts/bench-loader/hooks.mjs says why):
+  // Vite's module runner would add a getter call to every cross-module reference being measured.
+  const bench = mode === "benchmark";
+  return {
+    resolve: { alias: packageAliases },
+    test: {
+      ...(bench
+        ? {
+            experimental: { viteModuleRunner: false, nodeLoader: false },
+            execArgv: ["--import", `${root}scripts/bench-loader/register.mjs`],
+          }
+        : {}),
+      projects: dirs.map((d) => ({
+        extends: true,
+        test: {
+          name: d.name,
+          root: `${root}${d.top}/${d.name}`,
+          include: ["src/**/*.test.ts"],
+          benchmark: { include: ["src/**/*.bench.ts"] },
+        },
+      })),
+    },
+  };
 });
