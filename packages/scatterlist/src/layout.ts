@@ -1,6 +1,7 @@
 import { EntryKind } from "./classify.js";
 import type { Classified } from "./classify.js";
 import type { SgTable } from "./sg-table.js";
+import { modPow2 } from "./util.js";
 
 /**
  * The layout iommu_dma_map_sg gives a list inside its single IOVA (drivers/iommu/dma-iommu.c), and the
@@ -64,64 +65,62 @@ export function sgLayout(table: SgTable, nents: number, cls: Classified, granule
   if (scratch.off.length < nents) scratch = makeScratch(Math.max(nents, scratch.off.length * 2));
   const { off, alignedLen, paddedLen, pos, segFirst, segLast, segPos, segLen } = scratch;
   const kinds = cls.kinds;
+  const phys = table.phys;
+  const length = table.length;
+  const busAddr = cls.busAddr;
+  // The IOVA domain keeps its granule a power of two of at most 4 KiB, so a mask gives in-granule offsets.
+  const gmask = granule - 1;
   const window = segMask + 1;
-  // Pass 1 (the loop of iommu_dma_map_sg): granule-align every IOVA entry, and pad the previous one when
-  // this one would otherwise cross a boundary: pad_len = (mask - iova_len + 1) & mask.
+  // One pass does both loops of upstream. The loop of iommu_dma_map_sg granule-aligns every IOVA entry
+  // and pads the previous one when this one would otherwise cross a boundary (pad_len = (mask - iova_len
+  // + 1) & mask). __finalise_sg then merges an entry into the current segment when it starts on a granule,
+  // does not start a boundary window, and keeps the segment within max_seg_size; and an entry that ends
+  // short of its padded length closes the segment. Whether an entry gets padded is only known at the next
+  // entry, but padding puts that next entry on a boundary, where it starts a segment anyway; so closing
+  // on an unaligned end alone, as each entry is placed, gives upstream's segments.
   let iovaLen = 0;
   let prev = -1;
-  for (let i = 0; i < nents; i++) {
-    if (kinds[i] === EntryKind.BUS_ADDR) continue;
-    const phys = table.phys[i] ?? 0;
-    const len = table.length[i] ?? 0;
-    // Floor arithmetic rather than `%`: a floating-point remainder costs more than the whole rest of
-    // the loop, and this runs once per entry of every list mapped.
-    const o = phys - Math.floor(phys / granule) * granule;
-    const a = Math.ceil((len + o) / granule) * granule;
-    off[i] = o;
-    alignedLen[i] = a;
-    paddedLen[i] = a;
-    const rem = iovaLen < window ? iovaLen : iovaLen - Math.floor(iovaLen / window) * window;
-    const pad = rem === 0 ? 0 : window - rem;
-    if (pad > 0 && pad < a - 1 && prev >= 0) {
-      paddedLen[prev] = (paddedLen[prev] ?? 0) + pad;
-      iovaLen += pad;
-    }
-    pos[i] = iovaLen;
-    iovaLen += a;
-    prev = i;
-  }
-  // Pass 2 (__finalise_sg): merge an entry into the current segment when it starts on a granule, does not
-  // start a boundary window, and keeps the segment within max_seg_size; an entry that ends short of its
-  // padded length (unaligned end, or boundary padding) closes the segment.
   let count = 0;
   let curLen = 0;
   for (let i = 0; i < nents; i++) {
-    const len = table.length[i] ?? 0;
+    const len = length[i] ?? 0;
     if (kinds[i] === EntryKind.BUS_ADDR) {
       segFirst[count] = i;
       segLast[count] = i;
-      segPos[count] = cls.busAddr[i] ?? 0;
+      segPos[count] = busAddr[i] ?? 0;
       segLen[count] = len;
       count++;
       curLen = 0;
       continue;
     }
-    const o = off[i] ?? 0;
-    const p = pos[i] ?? 0;
-    const onBoundary = p < window ? p === 0 : p - Math.floor(p / window) * window === 0;
-    if (curLen > 0 && o === 0 && !onBoundary && maxSeg - curLen >= len) {
+    const o = ((phys[i] ?? 0) >>> 0) & gmask;
+    const x = len + o;
+    const r = (x >>> 0) & gmask;
+    const a = r === 0 ? x : x + granule - r;
+    off[i] = o;
+    alignedLen[i] = a;
+    paddedLen[i] = a;
+    const rem = modPow2(iovaLen, window);
+    if (rem !== 0 && prev >= 0 && window - rem < a - 1) {
+      paddedLen[prev] = (paddedLen[prev] ?? 0) + window - rem;
+      iovaLen += window - rem;
+    }
+    pos[i] = iovaLen;
+    if (curLen > 0 && o === 0 && maxSeg - curLen >= len && modPow2(iovaLen, window) !== 0) {
       curLen += len;
       segLast[count - 1] = i;
       segLen[count - 1] = curLen;
     } else {
       segFirst[count] = i;
       segLast[count] = i;
-      segPos[count] = p + o;
+      segPos[count] = iovaLen + o;
       segLen[count] = len;
       curLen = len;
       count++;
     }
-    if (len + o < (paddedLen[i] ?? 0)) curLen = 0;
+    if (r !== 0) curLen = 0;
+    iovaLen += a;
+    prev = i;
   }
   return { iovaLen, off, alignedLen, paddedLen, pos, count, segFirst, segLast, segPos, segLen };
 }

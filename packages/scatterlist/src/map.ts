@@ -1,6 +1,6 @@
 import { Counter } from "@dmasim/trace";
 import { DMA_ATTR_ALL, DmaDirection, Errno, devUseSwiotlb, dmaApiSlice } from "@dmasim/dma";
-import type { DmaDevice } from "@dmasim/dma";
+import type { DmaDevice, DmaIovaState } from "@dmasim/dma";
 import { classifyEntries } from "./classify.js";
 import { debugAddSg, debugCheckMapSg, debugFindBoundaryCrossings, debugUnmapSg } from "./debug.js";
 import { ScatterlistError } from "./errors.js";
@@ -20,7 +20,8 @@ export interface SgMapOptions {
   readonly interior?: SgInteriorPolicy;
 }
 
-/** Every DMA_ATTR_* bit the DMA package defines (bits 1, 2, 4 to 12). */
+const NO_STATES: readonly DmaIovaState[] = [];
+const NO_LENS: readonly number[] = [];
 
 function checkArgs(fn: string, dev: DmaDevice, table: SgTable, nents: number, dir: number, attrs: number): void {
   if (!dev.bound) throw new ScatterlistError("EINVAL", fn, "dev", dev.bdf, "a bound device: look it up again with kernel.device()");
@@ -70,7 +71,10 @@ function mapSgAttrs(fn: string, dev: DmaDevice, table: SgTable, nents: number, d
   }
   let path: SgMapPath;
   let ret: number;
-  let mapping: Omit<SgMapping, "path" | "mappedEnts"> = { dev, nents, dir, states: [], stateLens: [], iova: 0, iovaLen: 0 };
+  let states: readonly DmaIovaState[] = NO_STATES;
+  let stateLens: readonly number[] = NO_LENS;
+  let iova = 0;
+  let iovaLen = 0;
   if (dev.ops === "direct") {
     path = "direct";
     ret = mapSgPerSegment(dev, table, nents, cls, dir, attrs, false);
@@ -84,16 +88,18 @@ function mapSgAttrs(fn: string, dev: DmaDevice, table: SgTable, nents: number, d
       path = "classic";
       const r = mapSgClassic(dev, table, nents, cls, lay, dir, attrs);
       ret = r.ret;
-      mapping = { ...mapping, iova: r.iova, iovaLen: lay.iovaLen };
+      iova = r.iova;
+      iovaLen = lay.iovaLen;
     } else {
       path = "two-step";
       const r = mapSgTwoStep(dev, table, nents, cls, lay, dir, attrs, options.interior ?? "widen");
       ret = r.ret;
-      mapping = { ...mapping, states: r.states, stateLens: r.stateLens };
+      states = r.states;
+      stateLens = r.stateLens;
     }
-    if (ret > 0) for (let k = ret; k < nents; k++) {
-      table.dmaAddress[k] = -1;
-      table.dmaLength[k] = 0;
+    if (ret > 0 && ret < nents) {
+      table.dmaAddress.fill(-1, ret, nents);
+      table.dmaLength.fill(0, ret, nents);
     }
   }
   if (ret < 0) {
@@ -101,7 +107,8 @@ function mapSgAttrs(fn: string, dev: DmaDevice, table: SgTable, nents: number, d
     kernel.trace.counters.add(Counter.DmaMappingErrors);
     return ret;
   }
-  const record: SgMapping = { ...mapping, path, mappedEnts: ret };
+  // Built field by field in one shape: a spread here cost more than the layout of a 256-entry list.
+  const record: SgMapping = { path, dev, nents, mappedEnts: ret, dir, states, stateLens, iova, iovaLen };
   table.mapping = record;
   const crossings = debugFindBoundaryCrossings(dev, table, ret);
   if (crossings.length > 0 && kernel.debug.mode === "throw") {

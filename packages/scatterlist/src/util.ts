@@ -4,6 +4,19 @@ import { EntryKind } from "./classify.js";
 import type { SgTable } from "./sg-table.js";
 
 /**
+ * x mod m for an integer 0 <= x < 2^53 and a power of two m (an IOVA granule, a segment-boundary window).
+ * ToUint32 (`x >>> 0`) reduces modulo 2^32 without losing low bits, so a mask finishes the job whenever m
+ * divides 2^32; a floating-point division, which cost more than the rest of a per-entry loop, is left for
+ * windows above 4 GiB, where x is almost always below m anyway.
+ */
+export function modPow2(x: number, m: number): number {
+  if (x < m) return x;
+  if (m <= 0x80000000) return (x >>> 0) & (m - 1);
+  if (m === 0x100000000) return x >>> 0;
+  return x - Math.floor(x / m) * m;
+}
+
+/**
  * iommu_dma_sync_sg_for_device / _for_cpu on a list mapped through one IOVA: CPU cache maintenance over
  * each entry's own bytes, for non-coherent devices only. P2P entries are device memory behind a BAR and
  * are left alone (upstream would run cache maintenance on MMIO there).

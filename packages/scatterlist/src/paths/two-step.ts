@@ -6,6 +6,7 @@ import type { Classified } from "../classify.js";
 import { SgDmaFlag } from "../constants.js";
 import type { SgLayout } from "../layout.js";
 import type { SgTable } from "../sg-table.js";
+import { modPow2 } from "../util.js";
 
 /**
  * How an entry that does not start or end on an IOVA granule is placed when it is not the first or last
@@ -37,6 +38,13 @@ export interface TwoStepResult {
   readonly stateLens: number[];
 }
 
+/** Destroys the states linked so far (and `extra`, linked `extraLen` bytes, if given) after a failure. */
+function undoStates(dev: DmaDevice, states: DmaIovaState[], stateLens: readonly number[], extra: DmaIovaState | undefined, extraLen: number, dir: DmaDirection, attrs: number): void {
+  if (extra !== undefined) dmaIovaDestroy(dev, extra, extraLen, dir, attrs);
+  for (const [s, st] of states.entries()) dmaIovaDestroy(dev, st, stateLens[s] ?? 0, dir, attrs);
+  states.length = 0;
+}
+
 /**
  * dma_map_sg for iommu-dma on the two-step API: the segments of `lay` (what __finalise_sg would return)
  * are packed, in order, into as few dma_iova_states as the link rules and the segment boundary allow;
@@ -47,30 +55,35 @@ export interface TwoStepResult {
 export function mapSgTwoStep(dev: DmaDevice, table: SgTable, nents: number, cls: Classified, lay: SgLayout, dir: DmaDirection, attrs: number, interior: SgInteriorPolicy): TwoStepResult {
   if (plan.rphys.length < nents) plan = makePlan(Math.max(nents, plan.rphys.length * 2));
   const { rphys, rlen, rel, dataOff, state } = plan;
-  const g = dev.granule;
+  // The IOVA domain keeps its granule a power of two of at most 4 KiB, so a mask gives in-granule offsets.
+  const gmask = dev.granule - 1;
   const window = dev.segBoundaryMask + 1;
   const kinds = cls.kinds;
+  const phys = table.phys;
+  const length = table.length;
+  const { off, alignedLen, segFirst, segLast, segLen } = lay;
   const widen = interior === "widen";
-  // Planning: where every entry goes (state, offset inside it) before any IOVA exists.
+  // Planning: where every entry goes (state, offset inside it) before any IOVA exists. A state covers the
+  // entries [stateFirst[s], stateEnd[s]); BUS_ADDR entries inside that range are not linked.
   const stateFirst: number[] = [];
+  const stateEnd: number[] = [];
   const stateLens: number[] = [];
   let cur = -1;
   let used = 0;
   let headOff = 0;
   let endedAligned = true;
   for (let k = 0; k < lay.count; k++) {
-    const first = lay.segFirst[k] ?? 0;
+    const first = segFirst[k] ?? 0;
     if (kinds[first] === EntryKind.BUS_ADDR) continue;
-    const last = lay.segLast[k] ?? first;
-    const o = lay.off[first] ?? 0;
-    const len = lay.segLen[k] ?? 0;
+    const last = segLast[k] ?? first;
+    const o = off[first] ?? 0;
+    const len = segLen[k] ?? 0;
     if (cur >= 0) {
       // Inside a state the position relative to its granule-aligned base decides boundary crossings: the
       // allocation is size-aligned, so a state larger than a window starts on a boundary.
       const at = headOff + used + (widen ? o : 0);
-      const crosses = Math.floor(at / window) !== Math.floor((at + len - 1) / window);
-      const unaligned = !widen && (o !== 0 || !endedAligned);
-      if (crosses || unaligned) {
+      const crosses = modPow2(at, window) + len > window;
+      if (crosses || (!widen && (o !== 0 || !endedAligned))) {
         stateLens.push(used);
         cur = -1;
       }
@@ -78,79 +91,90 @@ export function mapSgTwoStep(dev: DmaDevice, table: SgTable, nents: number, cls:
     if (cur < 0) {
       cur = stateFirst.length;
       stateFirst.push(first);
+      stateEnd.push(first);
       used = 0;
       headOff = widen ? 0 : o;
     }
-    for (let j = first; j <= last; j++) {
-      const phys = table.phys[j] ?? 0;
-      const l = table.length[j] ?? 0;
-      const oj = lay.off[j] ?? 0;
-      rphys[j] = widen ? phys - oj : phys;
-      rlen[j] = widen ? (lay.alignedLen[j] ?? 0) : l;
-      dataOff[j] = widen ? oj : 0;
-      rel[j] = used;
-      state[j] = cur;
-      used += rlen[j] ?? 0;
-      const end = phys + l;
-      endedAligned = end - Math.floor(end / g) * g === 0;
+    if (widen) {
+      // The whole granules holding each entry; its data sits at its in-granule offset.
+      for (let j = first; j <= last; j++) {
+        const oj = off[j] ?? 0;
+        const a = alignedLen[j] ?? 0;
+        rphys[j] = (phys[j] ?? 0) - oj;
+        rlen[j] = a;
+        dataOff[j] = oj;
+        rel[j] = used;
+        state[j] = cur;
+        used += a;
+      }
+    } else {
+      for (let j = first; j <= last; j++) {
+        const p = phys[j] ?? 0;
+        const l = length[j] ?? 0;
+        rphys[j] = p;
+        rlen[j] = l;
+        dataOff[j] = 0;
+        rel[j] = used;
+        state[j] = cur;
+        used += l;
+        endedAligned = (((p + l) >>> 0) & gmask) === 0;
+      }
     }
+    stateEnd[cur] = last + 1;
   }
   if (cur >= 0) stateLens.push(used);
 
   const states: DmaIovaState[] = [];
   const linkAttrs = attrs | DMA_ATTR_SKIP_CPU_SYNC;
-  const undo = (extra: DmaIovaState | undefined, extraLen: number): void => {
-    if (extra !== undefined) dmaIovaDestroy(dev, extra, extraLen, dir, linkAttrs);
-    for (let s = 0; s < states.length; s++) dmaIovaDestroy(dev, states[s] ?? new DmaIovaState(), stateLens[s] ?? 0, dir, linkAttrs);
-    states.length = 0;
-  };
   for (let s = 0; s < stateFirst.length; s++) {
     const total = stateLens[s] ?? 0;
     const first = stateFirst[s] ?? 0;
+    const end = stateEnd[s] ?? first;
     const st = new DmaIovaState();
     if (!dmaIovaTryAlloc(dev, st, rphys[first] ?? 0, total)) {
-      undo(undefined, 0);
+      undoStates(dev, states, stateLens, undefined, 0, dir, linkAttrs);
       return { ret: -Errno.ENOMEM, states, stateLens };
     }
     // Link the state's entries in order, one call per run that is contiguous in memory and of one kind.
     let linked = 0;
-    let j = first;
+    let runPhys = 0;
+    let runLen = 0;
+    let runKind = 0;
     let err = 0;
-    while (linked < total && err === 0) {
-      while (kinds[j] === EntryKind.BUS_ADDR) j++;
-      const runPhys = rphys[j] ?? 0;
-      const runKind = kinds[j];
-      let runLen = rlen[j] ?? 0;
-      j++;
-      while (linked + runLen < total) {
-        let n = j;
-        while (kinds[n] === EntryKind.BUS_ADDR) n++;
-        if (kinds[n] !== runKind || rphys[n] !== runPhys + runLen) break;
-        runLen += rlen[n] ?? 0;
-        j = n + 1;
+    for (let j = first; j <= end; j++) {
+      const kind = j < end ? (kinds[j] ?? 0) : -1;
+      if (kind === EntryKind.BUS_ADDR) continue;
+      const p = rphys[j] ?? 0;
+      if (runLen > 0 && (kind !== runKind || p !== runPhys + runLen)) {
+        err = dmaIovaLink(dev, st, runPhys, linked, runLen, dir, runKind === EntryKind.HOST_BRIDGE ? linkAttrs | DMA_ATTR_MMIO : linkAttrs);
+        if (err !== 0) break;
+        linked += runLen;
+        runLen = 0;
       }
-      const mmio = runKind === EntryKind.HOST_BRIDGE ? DMA_ATTR_MMIO : 0;
-      err = dmaIovaLink(dev, st, runPhys, linked, runLen, dir, linkAttrs | mmio);
-      if (err === 0) linked += runLen;
+      if (runLen === 0) {
+        runPhys = p;
+        runKind = kind;
+      }
+      runLen += rlen[j] ?? 0;
     }
     if (err !== 0) {
-      undo(st, linked);
+      undoStates(dev, states, stateLens, st, linked, dir, linkAttrs);
       return { ret: err === -Errno.ENOMEM ? err : -Errno.EINVAL, states, stateLens };
     }
     dmaIovaSync(dev, st, 0, total);
     states.push(st);
   }
   if (states.length > 0) table.trace.counters.add(Counter.DmaBookkeepingBytesAllocated, states.length * DMA_IOVA_STATE_BYTES);
+  const dmaAddress = table.dmaAddress;
   for (let k = 0; k < lay.count; k++) {
-    const first = lay.segFirst[k] ?? 0;
+    const first = segFirst[k] ?? 0;
     if (kinds[first] === EntryKind.BUS_ADDR) {
-      table.dmaAddress[k] = lay.segPos[k] ?? 0;
+      dmaAddress[k] = lay.segPos[k] ?? 0;
       table.flags[k] = SgDmaFlag.BUS_ADDRESS;
     } else {
-      const st = states[state[first] ?? 0];
-      table.dmaAddress[k] = (st?.addr ?? 0) + (rel[first] ?? 0) + (dataOff[first] ?? 0);
+      dmaAddress[k] = (states[state[first] ?? 0]?.addr ?? 0) + (rel[first] ?? 0) + (dataOff[first] ?? 0);
     }
-    table.dmaLength[k] = lay.segLen[k] ?? 0;
+    table.dmaLength[k] = segLen[k] ?? 0;
   }
   return { ret: lay.count, states, stateLens };
 }
