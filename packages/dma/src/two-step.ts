@@ -32,10 +32,11 @@ const C_IOVA_LINKS = Counter.DmaIovaLinks;
 const MAX_SAFE = Number.MAX_SAFE_INTEGER;
 const EINVAL = Errno.EINVAL;
 const ATTR_PRIVILEGED = DMA_ATTR_PRIVILEGED;
-/** Attributes a link of a coherent device may carry and still take the fast path (MMIO and
+/** Attributes a link of a coherent device may carry and still take linkFast (MMIO and
  *  REQUIRE_COHERENT change the checks and the protection, and go the general way). */
 const FAST_LINK_ATTRS = DMA_ATTR_ALL & ~(DMA_ATTR_MMIO | DMA_ATTR_REQUIRE_COHERENT);
-const NOT_FAST_LINK_ATTRS = ~FAST_LINK_ATTRS;
+/** The same for the inlined path of dmaIovaLink, which also leaves PRIVILEGED (another prot) to linkFast. */
+const INLINE_LINK_ATTRS = FAST_LINK_ATTRS & ~DMA_ATTR_PRIVILEGED;
 const DIR_BIDIRECTIONAL = DmaDirection.BIDIRECTIONAL;
 const DIR_TO_DEVICE = DmaDirection.TO_DEVICE;
 const DIR_FROM_DEVICE = DmaDirection.FROM_DEVICE;
@@ -194,52 +195,55 @@ function linkSwiotlb(dev: DmaDevice, state: DmaIovaState, phys: number, offset: 
  * -EPERM (a range that would need bouncing with MMIO / REQUIRE_COHERENT), -ENOMEM (bounce failed),
  * -EOPNOTSUPP (no iommu-dma, or REQUIRE_COHERENT on a non-coherent device or a bounced state).
  */
+/* eslint-disable @typescript-eslint/no-unnecessary-boolean-literal-compare -- see the comment on dev.bound below */
 export function dmaIovaLink(dev: DmaDevice, state: DmaIovaState, phys: number, offset: number, size: number, dir: DmaDirection, attrs: number): number {
   // Fast path, the link of one granule from a granule-aligned buffer by a coherent device, untraced and
-  // untracked (what a block or network driver does for every page): every argument check passes,
-  // nothing can bounce (the range is aligned, so iova_unaligned is false even for an untrusted
-  // device), no cache maintenance is due, no WARN can fire and dma-debug has nothing to check or record,
-  // so a link is the counter and the page-table write. The test below implies each of the general
-  // path's checks. This function is kept small on purpose: V8 then inlines it, and the IOMMU's
-  // single-granule entry and its page-table write with it, into the caller's loop; everything else is
-  // out of line in linkSlow.
-  const g = dev.granule; // 0 unless the device uses iommu-dma
+  // untracked (what a block or network driver does for every page): nothing can bounce (the range is
+  // aligned, so iova_unaligned is false even for an untrusted device), no cache maintenance is due, no
+  // WARN can fire and dma-debug has nothing to check or record, so a link is the page-table write and a
+  // counter. The tests here, with those the IOMMU's single-granule entry makes (an integer IOVA inside
+  // the aperture, on a granule; phys inside the physical address space; a free slot), imply every check
+  // of the general path; whatever fails one of them, including the IOMMU's, goes to linkSlow, which
+  // gives the precise answer. A tested phys is an aligned integer >= 0 and the prot comes from
+  // dma_info_to_prot: what the IOMMU entry trusts.
+  //
+  // Kept small on purpose: V8 inlines a function into a caller's loop only while the function and what
+  // it has itself inlined stay under a bytecode budget, and this one inlines the IOMMU entry and its
+  // page-table write. Over the budget, the links of a batch would become calls, about 4 ns each, and
+  // whether they did would change from run to run with the order of background compilations.
+  const domain = dev.domain;
+  // dma_info_to_prot of a coherent device by table, for integer directions only (a string such as
+  // "length" must not reach the array); 0 for DMA_NONE and anything else.
+  const prot = (dir | 0) === dir ? (COHERENT_PROT[dir] ?? 0) : 0;
   if (
-    size === g &&
-    g !== 0 &&
-    dev.bound &&
-    dev.coherent &&
+    prot !== 0 &&
+    domain !== undefined &&
+    size === dev.granule &&
+    // `=== true` rather than a bare truthiness test: V8 does not know these fields only hold booleans
+    // and would otherwise compile each test as a full ToBoolean (a dozen instructions per link).
+    dev.bound === true &&
+    dev.coherent === true &&
     Number.isInteger(phys) &&
     phys >= 0 &&
-    phys + g <= MAX_SAFE &&
-    // Alignment by mask (the granule is a power of two): exact for any safe integer, as `&` keeps the
-    // low 32 bits, and cheaper than an integer division.
-    (phys & (g - 1)) === 0 &&
-    Number.isInteger(offset) &&
+    // Alignment by mask (the granule is a power of two): exact for any integer, as `&` keeps the low
+    // 32 bits, and cheaper than a division.
+    (phys & (size - 1)) === 0 &&
     offset >= 0 &&
-    offset <= MAX_SAFE &&
-    (attrs | 0) === attrs &&
-    (attrs & NOT_FAST_LINK_ATTRS) === 0
+    // Integer attrs made only of the bits this path handles (no MMIO, REQUIRE_COHERENT, PRIVILEGED).
+    (attrs & INLINE_LINK_ATTRS) === attrs
   ) {
-    // dma_info_to_prot of a coherent device by table; 0 for DMA_NONE or anything that is not a direction
-    // (the integer test keeps strings such as "1" or "length" away from the array), which go the slow way.
-    const prot = (dir | 0) === dir ? (COHERENT_PROT[dir] ?? 0) : 0;
     const kernel = dev.kernel;
     const trace = kernel.trace;
-    const domain = dev.domain;
-    if (prot !== 0 && domain !== undefined && !trace.events.active && !kernel.iovaTracker.tracking) {
+    if (trace.events.active === false && kernel.iovaTracker.tracking === false && domain.mapGranuleTrusted(state.addr + offset, phys, prot) >= 0) {
       const v = trace.counters.values;
       v[C_IOVA_LINKS] = (v[C_IOVA_LINKS] ?? 0) + 1;
-      // The IOMMU's internal single-granule entry may trust phys (an aligned safe integer) and prot
-      // (from dma_info_to_prot); what it declines (an occupied slot, an unaligned state address, …)
-      // goes through iommu_map, which reports the error.
-      const iova = state.addr + offset;
-      const p = (attrs & ATTR_PRIVILEGED) !== 0 ? prot | PRIV_PROT : prot;
-      return domain.mapGranuleTrusted(iova, phys, p) ? 0 : mapNosync(dev, iova, phys, size, p);
+      return 0;
     }
   }
   return linkSlow(dev, state, phys, offset, size, dir, attrs);
 }
+
+/* eslint-enable @typescript-eslint/no-unnecessary-boolean-literal-compare */
 
 /**
  * dma_iova_link for everything dmaIovaLink's one-page test does not admit: a link of several granules
@@ -307,7 +311,7 @@ function linkFast(dev: DmaDevice, state: DmaIovaState, phys: number, offset: num
     // integer) and prot (from dma_info_to_prot) are what it may trust. Anything it declines, such as an
     // occupied slot or an unaligned state address, goes through iommu_map, which reports the error.
     const domain = dev.domain;
-    if (size !== dev.granule || !domain?.mapGranuleTrusted(iova, phys, prot)) ret = mapNosync(dev, iova, phys, size, prot);
+    if (size !== dev.granule || domain === undefined || domain.mapGranuleTrusted(iova, phys, prot) < 0) ret = mapNosync(dev, iova, phys, size, prot);
     if (ret === 0) kernel.iovaTracker.linked(state, state.addr, offset, size);
   }
   if (active) apiEnd(dev, "dma_iova_link", ret);

@@ -110,6 +110,14 @@ export class IommuDomain {
    */
   readonly #leafResults: readonly MapResult[];
   #mappedBytes = 0;
+  /**
+   * Single-granule maps made by mapGranuleTrusted whose accounting is deferred: the map call, the PTE
+   * write and the bytes are added to the counters and to mappedBytes when somebody reads them (see
+   * Counters.deferIncrements; percpu_counter works the same way). A link then updates one field instead
+   * of three, which is a fifth of its cost.
+   */
+  #granuleMaps = 0;
+  readonly #stopDeferring: () => void;
 
   /** @internal use `Iommu.allocDomain`. */
   constructor(iommu: Iommu, id: number, type: DomainType, ctx: DomainContext) {
@@ -128,6 +136,12 @@ export class IommuDomain {
     this.#lastIova = ctx.vaLimit - ctx.granule;
     this.#lastPhys = MAX_PHYS - ctx.granule;
     this.#leafFlags = PTE_LEAF_FLAGS + (ctx.requiresSyncMap ? PTE_PENDING : 0);
+    this.#stopDeferring =
+      this.pageTable === undefined
+        ? () => undefined
+        : this.#counters.deferIncrements(() => {
+            this.#foldGranuleMaps();
+          });
     const results: MapResult[] = [];
     for (let n = 0; n < ctx.levels; n++) results.push(Object.freeze({ mapped: ctx.granule, ptesWritten: 1, ptPagesAllocated: n }));
     this.#leafResults = results;
@@ -135,6 +149,7 @@ export class IommuDomain {
 
   /** Bytes of IOVA space currently mapped by the page table. */
   get mappedBytes(): number {
+    this.#foldGranuleMaps();
     return this.#mappedBytes;
   }
 
@@ -195,13 +210,10 @@ export class IommuDomain {
       phys === Math.floor(phys) &&
       ((phys >>> 0) & (g - 1)) === 0 &&
       prot === (prot & PROT_MASK) &&
-      (prot & PROT_RW) !== 0 &&
-      this.mapGranuleTrusted(iova, phys, prot)
+      (prot & PROT_RW) !== 0
     ) {
-      const allocated = this.pageTable?.lastTablesAllocated ?? 0;
-      const r = this.#leafResults[allocated];
-      if (r !== undefined) return r;
-      return { mapped: g, ptesWritten: 1, ptPagesAllocated: allocated };
+      const allocated = this.mapGranuleTrusted(iova, phys, prot);
+      if (allocated >= 0) return this.#leafResults[allocated] ?? { mapped: g, ptesWritten: 1, ptPagesAllocated: allocated };
     }
     return this.#mapSlow(iova, phys, size, prot);
   }
@@ -211,12 +223,12 @@ export class IommuDomain {
    * at `iova` to `phys` when the caller has already established what `map` checks about phys and prot
    * (phys a safe integer >= 0 aligned to the granule; prot valid IommuProt bits with READ and/or
    * WRITE). Everything else is checked here as `map` checks it (iova in full, phys below the 52-bit
-   * limit, a free slot). Returns true after mapping, counted and traced exactly as `map` of one granule;
-   * false with nothing changed when the call is not that simple case, and the caller then calls `map`,
-   * which takes the general path or throws the precise error. No result object, no exception: the
-   * cheapest way to write one PTE.
+   * limit, a free slot). Returns the number of page-table pages allocated (0 or more) after mapping,
+   * counted and traced exactly as `map` of one granule; -1 with nothing changed when the call is not
+   * that simple case, and the caller then calls `map`, which takes the general path or throws the
+   * precise error. No result object, no exception: the cheapest way to write one PTE.
    */
-  mapGranuleTrusted(iova: number, phys: number, prot: number): boolean {
+  mapGranuleTrusted(iova: number, phys: number, prot: number): number {
     // One body for both callers (map inlines it) and kept small, so that the DMA layer's link, inlined
     // into its caller's loop, can inline it too: a call there would also box the IOVA (above 2^31, so not
     // a small integer) on every page. One walk checks the slot is free and writes it (none when the
@@ -225,27 +237,42 @@ export class IommuDomain {
     const g = this.#granule;
     // Number.isInteger first: it is false for anything but a number, without converting it.
     if (
-      pt !== undefined &&
-      Number.isInteger(iova) &&
-      iova >= 0 &&
-      iova <= this.#lastIova &&
-      ((iova >>> 0) & (g - 1)) === 0 &&
-      phys <= this.#lastPhys &&
-      pt.mapLeaf(iova, this.#granuleLevel, phys + this.#leafFlags + prot * PTE_PROT_UNIT)
+      pt === undefined ||
+      !Number.isInteger(iova) ||
+      iova < 0 ||
+      iova > this.#lastIova ||
+      ((iova >>> 0) & (g - 1)) !== 0 ||
+      phys > this.#lastPhys
     ) {
-      this.#mappedBytes += g;
-      const v = this.#counterValues;
-      v[C_MAP_CALLS] = (v[C_MAP_CALLS] ?? 0) + 1;
-      v[C_PTE_WRITES] = (v[C_PTE_WRITES] ?? 0) + 1;
-      if (pt.lastTablesAllocated !== 0 || this.#events.active) this.#mapGranuleRare(iova, phys, prot);
-      return true;
+      return -1;
     }
-    return false;
+    const allocated = pt.mapLeaf(iova, this.#granuleLevel, phys + this.#leafFlags + prot * PTE_PROT_UNIT);
+    if (allocated < 0) return -1;
+    this.#granuleMaps++;
+    // eslint-disable-next-line @typescript-eslint/no-unnecessary-boolean-literal-compare -- a bare test of the field compiles to a full ToBoolean on this per-page path
+    if (allocated !== 0 || this.#events.active === true) this.#mapGranuleRare(iova, phys, prot, allocated);
+    return allocated;
+  }
+
+  /** Adds the deferred single-granule maps to the counters and to mappedBytes. */
+  #foldGranuleMaps(): void {
+    const n = this.#granuleMaps;
+    if (n === 0) return;
+    this.#granuleMaps = 0;
+    this.#mappedBytes += n * this.#granule;
+    const v = this.#counterValues;
+    v[C_MAP_CALLS] = (v[C_MAP_CALLS] ?? 0) + n;
+    v[C_PTE_WRITES] = (v[C_PTE_WRITES] ?? 0) + n;
+  }
+
+  /** @internal Iommu.freeDomain: settle the deferred accounting for good. */
+  released(): void {
+    this.#foldGranuleMaps();
+    this.#stopDeferring();
   }
 
   /** The rest of a single-granule map's accounting, when it allocated tables or someone listens. */
-  #mapGranuleRare(iova: number, phys: number, prot: number): void {
-    const allocated = this.pageTable?.lastTablesAllocated ?? 0;
+  #mapGranuleRare(iova: number, phys: number, prot: number, allocated: number): void {
     if (allocated !== 0) this.#counters.add(C_PT_ALLOCATED, allocated);
     if (this.#events.active) this.#emitMap(iova, phys, this.#granule, prot);
   }
@@ -339,10 +366,17 @@ export class IommuDomain {
     const pt = this.#paging("unmap");
     this.#checkRange("unmap", iova, size);
     const end = iova + size;
-    this.#checkNoPartialLeaf(pt, iova, iova, "start");
-    this.#checkNoPartialLeaf(pt, end - 1, end, "end");
-    const tables: number[] = [];
-    const unmapped = pt.unmap(iova, end, tables);
+    // Most unmaps fall inside one table of 4 KiB leaves (the one the last map or unmap walked to):
+    // cleared there directly. Anything else walks from the root.
+    let tables: readonly number[] = NO_TABLES;
+    let unmapped = pt.unmapInLeafTable(iova, end);
+    if (unmapped < 0) {
+      this.#checkNoPartialLeaf(pt, iova, iova, "start");
+      this.#checkNoPartialLeaf(pt, end - 1, end, "end");
+      const detached: number[] = [];
+      unmapped = pt.unmap(iova, end, detached);
+      tables = detached;
+    }
     this.#mappedBytes -= unmapped;
     if (unmapped > 0) this.#ctx.iotlb.markStale(this.id, iova, end);
     const c = this.#ctx.trace.counters;

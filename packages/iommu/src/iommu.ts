@@ -145,6 +145,7 @@ export class Iommu {
     }
     this.#iotlb.invalidateDomain(domain.id);
     this.#domains.delete(domain);
+    domain.released();
   }
 
   /** Live domains of this unit, in allocation order. */

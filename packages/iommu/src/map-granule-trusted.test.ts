@@ -1,4 +1,4 @@
-import { Trace } from "@dmasim/trace";
+import { Counter, Trace } from "@dmasim/trace";
 import fc from "fast-check";
 import { describe, expect, it } from "vitest";
 import { MAX_PHYS } from "./domain.js";
@@ -8,7 +8,7 @@ import { IommuProt } from "./prot.js";
 
 // IommuDomain.mapGranuleTrusted is the DMA layer's internal single-granule entry: it trusts phys (a safe
 // integer >= 0 aligned to the granule) and prot (valid, with READ and/or WRITE) and checks the rest.
-// Its contract: true means it did exactly what map of that granule does; false means it changed
+// Its contract: a count >= 0 (tables allocated) means it did exactly what map of that granule does; -1 means it changed
 // nothing, and the caller's fallback to map then gives map's own outcome. So "trusted, else map" must be
 // indistinguishable from map alone: same outcomes, page table, counters, events and sizes.
 
@@ -51,7 +51,7 @@ function run(ops: readonly Op[], trusted: boolean, listen: boolean, requiresSync
         dom.releasePtPages(freed);
         return { unmapped };
       }
-      if (trusted && dom.mapGranuleTrusted(op.iova, op.phys, op.prot)) return { mapped: G };
+      if (trusted && dom.mapGranuleTrusted(op.iova, op.phys, op.prot) >= 0) return { mapped: G };
       return { mapped: dom.map(op.iova, op.phys, G, op.prot).mapped };
     } catch (e) {
       return { error: `${(e as Error).name}: ${(e as Error).message}` };
@@ -116,16 +116,32 @@ describe("mapGranuleTrusted (internal entry for the DMA layer's link)", () => {
     const trace = new Trace();
     const dom = new Iommu(trace, { vaBits: 39 }).allocDomain("paging");
     const rw = IommuProt.READ | IommuProt.WRITE;
-    expect(dom.mapGranuleTrusted(5 * G, 7 * G, rw)).toBe(true);
+    expect(dom.mapGranuleTrusted(5 * G, 7 * G, rw)).toBe(2); // a level-2 and a level-1 table under the root
     expect(dom.iovaToPhys(5 * G + 12)).toBe(7 * G + 12);
     const before = trace.counters.snapshot();
-    expect(dom.mapGranuleTrusted(5 * G, 9 * G, rw)).toBe(false); // occupied
-    expect(dom.mapGranuleTrusted(5 * G + 1, 9 * G, rw)).toBe(false); // unaligned IOVA
-    expect(dom.mapGranuleTrusted(2 ** 39, 9 * G, rw)).toBe(false); // beyond the aperture
-    expect(dom.mapGranuleTrusted(6 * G, MAX_PHYS, rw)).toBe(false); // beyond 52-bit physical space
+    expect(dom.mapGranuleTrusted(5 * G, 9 * G, rw)).toBe(-1); // occupied
+    expect(dom.mapGranuleTrusted(5 * G + 1, 9 * G, rw)).toBe(-1); // unaligned IOVA
+    expect(dom.mapGranuleTrusted(2 ** 39, 9 * G, rw)).toBe(-1); // beyond the aperture
+    expect(dom.mapGranuleTrusted(6 * G, MAX_PHYS, rw)).toBe(-1); // beyond 52-bit physical space
     expect(trace.counters.snapshot().diff(before).nonZero()).toEqual({});
     expect(dom.iovaToPhys(5 * G)).toBe(7 * G);
     expect(dom.mappedBytes).toBe(G);
     expect(() => dom.map(5 * G, 9 * G, G, rw)).toThrow(/overlaps an existing mapping/);
+  });
+
+  it("defers its accounting to the next read, and settles it when the domain is freed", () => {
+    const trace = new Trace();
+    const iommu = new Iommu(trace, { vaBits: 39 });
+    const dom = iommu.allocDomain("paging");
+    const rw = IommuProt.READ | IommuProt.WRITE;
+    for (let i = 0; i < 5; i++) expect(dom.mapGranuleTrusted((16 + i) * G, (40 + i) * G, rw)).toBeGreaterThanOrEqual(0);
+    expect(trace.counters.values[Counter.PteWrites]).toBe(0); // not yet added
+    expect(dom.mappedBytes).toBe(5 * G);
+    expect(trace.counters.get(Counter.IommuMapCalls)).toBe(5);
+    expect(dom.mapGranuleTrusted(21 * G, 45 * G, rw)).toBe(0);
+    dom.unmap(16 * G, 6 * G);
+    iommu.freeDomain(dom);
+    expect(trace.counters.snapshot().nonZero()).toMatchObject({ IommuMapCalls: 6, PteWrites: 6, PteClears: 6 });
+    expect(dom.mappedBytes).toBe(0);
   });
 });

@@ -210,29 +210,29 @@ export class IoPageTable {
 
   /**
    * Writes the one leaf of level `level` at `iova` (entry value `leaf`, built by the caller) in a single
-   * walk (none when the cached leaf table covers `iova`) that also checks the slot is free: returns
-   * false, with nothing written, when a leaf or a table is already there or a larger leaf covers it.
-   * Tables are allocated only once the walk has reached an empty entry, below which nothing can be
-   * mapped. Sets lastPtesWritten / lastTablesAllocated.
+   * walk (none when the cached leaf table covers `iova`) that also checks the slot is free: returns -1,
+   * with nothing written, when a leaf or a table is already there or a larger leaf covers it, and
+   * otherwise the number of tables the walk allocated. Tables are allocated only once the walk has
+   * reached an empty entry, below which nothing can be mapped. The count is returned rather than left in
+   * lastTablesAllocated: a field store per page-table write kept V8 from reusing loads across a loop of
+   * links.
    */
-  mapLeaf(iova: number, level: number, leaf: number): boolean {
+  mapLeaf(iova: number, level: number, leaf: number): number {
     // Kept small so that the caller can inline it: the cached table is the common case.
     const d = iova - this.#cacheBase;
     if (d >= 0 && d < this.#cacheSpan && level === this.#cacheLevel) {
       const t = this.#cacheTable;
       const slot = t * N + ((d * this.#cacheInvSize) | 0);
       const slab = this.#slab;
-      if (slab[slot] !== 0) return false;
+      if (slab[slot] !== 0) return -1;
       slab[slot] = leaf;
       this.#used[t] = (this.#used[t] ?? 0) + 1;
-      this.lastPtesWritten = 1;
-      this.lastTablesAllocated = 0;
-      return true;
+      return 0;
     }
     return this.#mapLeafWalk(iova, level, leaf);
   }
 
-  #mapLeafWalk(iova: number, level: number, leaf: number): boolean {
+  #mapLeafWalk(iova: number, level: number, leaf: number): number {
     const low = iova >>> 0;
     const high = (iova / TWO_32) >>> 0;
     let slab = this.#slab;
@@ -241,12 +241,12 @@ export class IoPageTable {
     for (; l > level; l--) {
       const e = slab[t * N + tableIndex(low, high, l)] ?? 0;
       if (e === 0) break;
-      if ((e & PTE_LEAF) !== 0) return false;
+      if ((e & PTE_LEAF) !== 0) return -1;
       t = pteTable(e);
     }
     let allocated = 0;
     if (l === level) {
-      if ((slab[t * N + tableIndex(low, high, l)] ?? 0) !== 0) return false;
+      if ((slab[t * N + tableIndex(low, high, l)] ?? 0) !== 0) return -1;
     } else {
       // The entry at level l is empty: link fresh tables down to the leaf level.
       for (; l > level; l--) {
@@ -260,10 +260,8 @@ export class IoPageTable {
     }
     slab[t * N + tableIndex(low, high, level)] = leaf;
     this.#used[t] = (this.#used[t] ?? 0) + 1;
-    this.lastPtesWritten = 1;
-    this.lastTablesAllocated = allocated;
     this.#remember(iova, level, t);
-    return true;
+    return allocated;
   }
 
   #remember(iova: number, level: number, table: number): void {
@@ -387,6 +385,30 @@ export class IoPageTable {
       this.#forget(); // the cached table may be among them
     }
     return bytes;
+  }
+
+  /**
+   * unmap of a range that lies inside the cached table of 4 KiB leaves without covering its whole span
+   * (which would detach the table): the count and clear of #clear's leaf case, without the walk from the
+   * root. Returns the bytes unmapped, or -1 with nothing done when the range is not such a range. A
+   * range inside a linked leaf table cannot be part of a larger leaf, so the caller's partial-leaf
+   * checks are answered too.
+   */
+  unmapInLeafTable(start: number, end: number): number {
+    const d = start - this.#cacheBase;
+    const e = end - this.#cacheBase;
+    if (this.#cacheLevel !== 1 || d < 0 || e > this.#cacheSpan || e <= d || (d === 0 && e === this.#cacheSpan)) return -1;
+    const t = this.#cacheTable;
+    const inv = this.#cacheInvSize;
+    const first = t * N + Math.floor(d * inv);
+    const last = t * N + Math.ceil(e * inv);
+    const slab = this.#slab;
+    let n = 0;
+    for (let slot = first; slot < last; slot++) if (slab[slot] !== 0) n++;
+    if (n !== 0) slab.fill(0, first, last);
+    this.#used[t] = (this.#used[t] ?? 0) - n;
+    this.lastPtesCleared = n;
+    return n * (LEVEL_SIZE[1] ?? 0);
   }
 
   #clear(t: number, l: number, tableBase: number, start: number, end: number, freed: number[]): number {

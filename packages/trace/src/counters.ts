@@ -128,23 +128,52 @@ export class CounterSnapshot {
   }
 }
 
-/** The live counters of one platform. `add` is the hot path: one typed-array store. */
+/**
+ * The live counters of one platform. `add` is the hot path: one typed-array store.
+ *
+ * A producer on a very hot path may also defer its increments, as the kernel's percpu_counter does: it
+ * keeps a private count and registers a fold (`deferIncrements`) that adds that count to `values`. Every
+ * read through this class (`get`, `snapshot`, `reset`) runs the folds first, so readers never see the
+ * difference; only `values` itself may lag, which is why it is for adding, not for reading.
+ */
 export class Counters {
+  /** The counter array, indexed by Counter. Add to it freely; read through `get` or `snapshot`. */
   readonly values = new Float64Array(COUNTER_KINDS);
+  readonly #folds: (() => void)[] = [];
 
   add(kind: Counter, n = 1): void {
     this.values[kind] = (this.values[kind] ?? 0) + n;
   }
 
   get(kind: Counter): number {
+    this.fold();
     return this.values[kind] ?? 0;
   }
 
   snapshot(): CounterSnapshot {
+    this.fold();
     return new CounterSnapshot(this.values.slice());
   }
 
   reset(): void {
+    this.fold();
     this.values.fill(0);
+  }
+
+  /**
+   * Registers `fold`, which adds a producer's deferred increments to `values` (and clears them). Returns
+   * the function that unregisters it; call that after a last fold when the producer goes away.
+   */
+  deferIncrements(fold: () => void): () => void {
+    this.#folds.push(fold);
+    return () => {
+      const i = this.#folds.indexOf(fold);
+      if (i >= 0) this.#folds.splice(i, 1);
+    };
+  }
+
+  /** Adds every deferred increment to `values` now. */
+  fold(): void {
+    for (const f of this.#folds) f();
   }
 }
