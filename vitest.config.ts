@@ -29,6 +29,8 @@ export default defineConfig(({ mode }) => {
         ? {
             experimental: { viteModuleRunner: false, nodeLoader: false },
             execArgv: ["--import", `${root}scripts/bench-loader/register.mjs`],
+            // One benchmark file at a time: on a small machine two at once measure each other.
+            fileParallelism: false,
           }
         : {}),
       projects: dirs.map((d) => ({

@@ -20,9 +20,8 @@ import type { DebugMode, IommuMode } from "./index.js";
 // the headline cases (as in a production kernel) and on in one case each, to show what it costs.
 
 // The loops read the API through module-local bindings, as a driver's compiled code calls the kernel's
-// functions directly: the test runner turns every use of an imported binding into a getter call (two for
-// PAGE_SIZE, re-exported by @dmasim/memory), which would add about 4 getter calls per link, 10 µs or so
-// per batch of 256, to what is measured.
+// functions directly. Benchmarks run as native ES modules (see the root README), where an imported
+// binding is as cheap; under the test runner's module loader each use would be a getter call.
 const link = dmaIovaLink;
 const tryAlloc = dmaIovaTryAlloc;
 const sync = dmaIovaSync;
