@@ -398,36 +398,36 @@ export class IoPageTable {
     const d = start - this.#cacheBase;
     const e = end - this.#cacheBase;
     if (this.#cacheLevel !== 1 || d < 0 || e > this.#cacheSpan || e <= d || (d === 0 && e === this.#cacheSpan)) return -1;
-    const t = this.#cacheTable;
     const inv = this.#cacheInvSize;
-    const first = t * N + Math.floor(d * inv);
-    const last = t * N + Math.ceil(e * inv);
+    const n = this.#clearLeaves(this.#cacheTable, Math.floor(d * inv), Math.ceil(e * inv));
+    this.lastPtesCleared = n;
+    return n * (LEVEL_SIZE[1] ?? 0);
+  }
+
+  /** Clears entries [i0, i1) of leaf table t: counts those that were set, then clears the run at once. */
+  #clearLeaves(t: number, i0: number, i1: number): number {
+    const first = t * N + i0;
+    const last = t * N + i1;
     const slab = this.#slab;
     let n = 0;
     for (let slot = first; slot < last; slot++) if (slab[slot] !== 0) n++;
     if (n !== 0) slab.fill(0, first, last);
     this.#used[t] = (this.#used[t] ?? 0) - n;
-    this.lastPtesCleared = n;
-    return n * (LEVEL_SIZE[1] ?? 0);
+    return n;
   }
 
   #clear(t: number, l: number, tableBase: number, start: number, end: number, freed: number[]): number {
     const esz = LEVEL_SIZE[l] ?? 0;
     const i0 = Math.floor((Math.max(start, tableBase) - tableBase) / esz);
     const i1 = Math.min(N, Math.ceil((end - tableBase) / esz));
-    const slab = this.#slab;
-    let bytes = 0;
     if (l === 1) {
-      // A leaf table (the common case): count the entries that were set, then clear the run at once.
-      const first = t * N + i0;
-      const last = t * N + i1;
-      let n = 0;
-      for (let slot = first; slot < last; slot++) if (slab[slot] !== 0) n++;
-      if (n !== 0) slab.fill(0, first, last);
-      this.#used[t] = (this.#used[t] ?? 0) - n;
+      // A leaf table (the common case).
+      const n = this.#clearLeaves(t, i0, i1);
       this.lastPtesCleared += n;
       return n * esz;
     }
+    const slab = this.#slab;
+    let bytes = 0;
     for (let i = i0; i < i1; i++) {
       const slot = t * N + i;
       const e = slab[slot] ?? 0;

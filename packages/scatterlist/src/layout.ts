@@ -100,13 +100,15 @@ export function sgLayout(table: SgTable, nents: number, cls: Classified, granule
     off[i] = o;
     alignedLen[i] = a;
     paddedLen[i] = a;
-    const rem = modPow2(iovaLen, window);
+    // Where the entry starts inside its boundary window; padding moves it to the start of the next one.
+    let rem = modPow2(iovaLen, window);
     if (rem !== 0 && prev >= 0 && window - rem < a - 1) {
       paddedLen[prev] = (paddedLen[prev] ?? 0) + window - rem;
       iovaLen += window - rem;
+      rem = 0;
     }
     pos[i] = iovaLen;
-    if (curLen > 0 && o === 0 && maxSeg - curLen >= len && modPow2(iovaLen, window) !== 0) {
+    if (curLen > 0 && o === 0 && maxSeg - curLen >= len && rem !== 0) {
       curLen += len;
       segLast[count - 1] = i;
       segLen[count - 1] = curLen;

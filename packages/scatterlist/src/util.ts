@@ -4,7 +4,8 @@ import { EntryKind } from "./classify.js";
 import type { SgTable } from "./sg-table.js";
 
 /**
- * x mod m for an integer 0 <= x < 2^53 and a power of two m (an IOVA granule, a segment-boundary window).
+ * x mod m for an integer 0 <= x < 2^53 and a power of two m (a segment-boundary window, which may be
+ * anything from a page to 2^64).
  * ToUint32 (`x >>> 0`) reduces modulo 2^32 without losing low bits, so a mask finishes the job whenever m
  * divides 2^32; a floating-point division, which cost more than the rest of a per-entry loop, is left for
  * windows above 4 GiB, where x is almost always below m anyway.
