@@ -14,4 +14,4 @@ export type {
   TraceEventType,
 } from "./events.js";
 export { Trace } from "./trace.js";
-export { TraceInputError } from "./errors.js";
+export { DmasimError, DmasimInputError, DmasimStateError, TraceInputError, hex, hex16, showValue } from "./errors.js";
