@@ -1,28 +1,26 @@
-import { hex } from "./format.js";
+import { DmasimInputError, DmasimStateError, hex } from "@dmasim/trace";
 
 export type MemoryErrorCode = "EINVAL" | "EFAULT" | "ENXIO" | "EEXIST" | "ENOMEM";
 
-/** Base of every error the memory layer throws; `code` is the errno the kernel would use. */
-export class MemoryError extends Error {
+/**
+ * Base of the memory layer's state errors; `code` is the errno the kernel would use. `instanceof MemoryError`
+ * also holds for the layer's bad-input error (`AddressError`, a `DmasimInputError`), so one catch still takes
+ * everything the memory layer throws.
+ */
+export class MemoryError extends DmasimStateError {
   override readonly name: string = "MemoryError";
-  constructor(
-    readonly code: MemoryErrorCode,
-    message: string,
-  ) {
-    super(message);
+  declare readonly code: MemoryErrorCode;
+  static override [Symbol.hasInstance](x: unknown): boolean {
+    return Function.prototype[Symbol.hasInstance].call(this, x) || (this === MemoryError && x instanceof AddressError);
   }
 }
 
 /** An argument is not usable: not a safe non-negative integer, misaligned, out of range, unknown flag bits. */
-export class AddressError extends MemoryError {
-  override readonly name = "AddressError";
+export class AddressError extends DmasimInputError {
+  override readonly name: string = "AddressError";
   declare readonly code: "EINVAL";
-  constructor(
-    readonly argument: string,
-    readonly value: unknown,
-    expected: string,
-  ) {
-    super("EINVAL", `${argument} = ${formatValue(value)} is invalid: expected ${expected}`);
+  constructor(argument: string, value: unknown, expected: string) {
+    super("", argument, value, expected);
   }
 }
 
@@ -94,10 +92,4 @@ export class PageStateError extends MemoryError {
   ) {
     super("EINVAL", message);
   }
-}
-
-function formatValue(value: unknown): string {
-  if (typeof value === "number" && Number.isSafeInteger(value) && value > 0xffff) return `${value} (${hex(value)})`;
-  if (typeof value === "string") return JSON.stringify(value);
-  return String(value);
 }

@@ -102,9 +102,9 @@ describe("PageAllocator", () => {
   it("rejects malformed requests", () => {
     const a = small(8).allocator;
     expect(() => a.allocPages(0)).toThrow(/count = 0/);
-    expect(() => a.allocPages(1, { align: 3 })).toThrow(/align = 3/);
+    expect(() => a.allocPages(1, { align: 3 })).toThrow(/align = 0x3/);
     expect(() => a.allocPages(1, { below: -1 })).toThrow(/below = -1/);
-    expect(() => a.allocPages(1, { flags: PageFlag.Encrypted })).toThrow(/flags = 16/);
+    expect(() => a.allocPages(1, { flags: PageFlag.Encrypted })).toThrow(/flags = 0x10/);
     expect(() => a.allocPages(1, { flags: 1 << 14 })).toThrow(AddressError);
     expect(a.allocatedPages).toBe(0);
   });

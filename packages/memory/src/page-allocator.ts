@@ -3,7 +3,7 @@ import { Counter } from "@dmasim/trace";
 import type { PhysAddr } from "./addresses.js";
 import { PAGE_SIZE, checkNat } from "./addresses.js";
 import { AddressError, OutOfMemoryError, PageStateError } from "./errors.js";
-import { hex } from "./format.js";
+import { hex } from "@dmasim/trace";
 import { kApplyFlags, kFirstMissing, kFirstWithout } from "./internal.js";
 import type { PageDescriptors } from "./page-descriptors.js";
 import { RangeKind } from "./page-descriptors.js";

@@ -70,7 +70,7 @@ describe("PageDescriptors", () => {
     expect(mem.pages.flags(last)).toBe(0);
     expect(() => { mem.pages.setFlags(1, 1, PageFlag.Allocated); }).toThrow(/only the page allocator/);
     expect(() => { mem.pages.clearFlags(1, 1, PageFlag.Allocated); }).toThrow(AddressError);
-    expect(() => { mem.pages.setFlags(1, 1, 1 << 12); }).toThrow(/flags = 4096 is invalid/);
+    expect(() => { mem.pages.setFlags(1, 1, 1 << 12); }).toThrow(/flags = 0x1000 is invalid/);
     expect(() => { mem.pages.setFlags(-1, 1, PageFlag.Slab); }).toThrow(/pfn = -1/);
     expect(() => { mem.pages.setFlags(1, 1.5, PageFlag.Slab); }).toThrow(/count = 1.5/);
     expect(mem.pages.materialisedSections).toBe(0);

@@ -2,7 +2,7 @@ import type { Trace } from "@dmasim/trace";
 import { Counter } from "@dmasim/trace";
 import { PAGE_SIZE, checkNat } from "./addresses.js";
 import { AddressError, PageStateError, RegionOverlapError, UnmappedAddressError } from "./errors.js";
-import { hex } from "./format.js";
+import { hex } from "@dmasim/trace";
 import { kApplyFlags, kFirstMissing, kFirstWithout } from "./internal.js";
 import { PAGE_FLAG_MASK, PageFlag } from "./page-flags.js";
 

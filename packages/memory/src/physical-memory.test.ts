@@ -44,7 +44,7 @@ describe("PhysicalMemory: the map", () => {
   it("refuses bad RAM layouts at construction with typed errors", () => {
     const t = new Trace();
     expect(() => new PhysicalMemory(t, { ram: [{ base: 0, size: 2 * MiB }, { base: MiB, size: MiB }] })).toThrow(RegionOverlapError);
-    expect(() => new PhysicalMemory(t, { ram: [{ base: 100, size: MiB }] })).toThrow(/options.ram\[0\].base = 100/);
+    expect(() => new PhysicalMemory(t, { ram: [{ base: 100, size: MiB }] })).toThrow(/options.ram\[0\].base = 0x64/);
     expect(() => new PhysicalMemory(t, { ram: [{ base: 0, size: 0 }] })).toThrow(/options.ram\[0\].size = 0/);
     expect(() => new PhysicalMemory(t, { ram: [{ base: 0, size: 2 ** 53 }] })).toThrow(AddressError);
     expect(() => new PhysicalMemory(t, { ram: undefined as never })).toThrow(/options.ram = undefined/);
@@ -59,7 +59,7 @@ describe("PhysicalMemory: the map", () => {
     expect(() => mem.addMmio(GiB, 2, { name: "x" })).toThrow(/overlaps ram region "System RAM"/);
     expect(() => mem.addMmio(BAR + 2 * MiB, 0, { name: "x" })).toThrow(/size = 0/);
     expect(() => mem.addMmio(BAR + 2 * MiB, 16, { name: "" })).toThrow(/options.name/);
-    expect(() => mem.addMmio(BAR + 2 * MiB, 2 * PAGE_SIZE, { name: "x", backing: new SparseStore(PAGE_SIZE) })).toThrow(/options.backing.size = 4096 is invalid: expected a backing of at least the region size, 8192 bytes/);
+    expect(() => mem.addMmio(BAR + 2 * MiB, 2 * PAGE_SIZE, { name: "x", backing: new SparseStore(PAGE_SIZE) })).toThrow(/options.backing.size = 0x1000 is invalid: expected a backing of at least the region size, 8192 bytes/);
     expect(mem.regions()).toBe(before);
   });
 

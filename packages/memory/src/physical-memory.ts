@@ -3,7 +3,7 @@ import { Counter } from "@dmasim/trace";
 import type { PhysAddr } from "./addresses.js";
 import { PAGE_SIZE, checkNat, checkRange } from "./addresses.js";
 import { AddressError, MmioNoBackingError, PageStateError, RegionOverlapError, UnmappedAddressError } from "./errors.js";
-import { hex } from "./format.js";
+import { hex } from "@dmasim/trace";
 import { kApplyFlags, kFirstMissing } from "./internal.js";
 import { PageAllocator } from "./page-allocator.js";
 import type { PageRangeKind, ZoneDeviceHost } from "./page-descriptors.js";

@@ -68,7 +68,7 @@ describe("SparseStore", () => {
     expect(() => s.read(-1, 1)).toThrow(/offset = -1/);
     expect(() => s.read(0.5, 1)).toThrow(AddressError);
     expect(() => s.read(0, -1)).toThrow(/len = -1/);
-    expect(() => { s.fill(0, 1, 256); }).toThrow(/value = 256/);
+    expect(() => { s.fill(0, 1, 256); }).toThrow(/value = 0x100/);
     expect(() => { s.fill(0, 1, 1.5); }).toThrow(AddressError);
     expect(s.materialisedPages).toBe(0);
   });
