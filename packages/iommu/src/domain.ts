@@ -1,5 +1,6 @@
 import { Counter, type Counters, type EventStream, type Trace } from "@dmasim/trace";
-import { IommuError, hex } from "./errors.js";
+import { hex } from "@dmasim/trace";
+import { IommuError, IommuInputError } from "./errors.js";
 import type { Iotlb } from "./iotlb.js";
 import type { Iommu } from "./iommu.js";
 import { IoPageTable } from "./page-table.js";
@@ -291,11 +292,11 @@ export class IommuDomain {
       throw new IommuError("ERANGE", `map: phys range [${hex(phys)}, ${hex(phys + size)}) is beyond the 52-bit physical address space`);
     }
     if (!Number.isInteger(prot) || prot < 0 || prot > IOMMU_PROT_MASK || (prot & ~IOMMU_PROT_MASK) !== 0) {
-      throw new IommuError("EINVAL", `prot = ${String(prot)} is invalid: expected IommuProt bits (READ|WRITE|CACHE|MMIO|PRIV)`);
+      throw new IommuInputError("map", "prot", prot, "IommuProt bits (READ|WRITE|CACHE|MMIO|PRIV)");
     }
     // As VT-d's __domain_mapping: a mapping no device may read nor write is a caller bug.
     if ((prot & (IommuProt.READ | IommuProt.WRITE)) === 0) {
-      throw new IommuError("EINVAL", `prot = ${prot} is invalid: expected IommuProt.READ and/or IommuProt.WRITE`);
+      throw new IommuInputError("map", "prot", prot, "IommuProt.READ and/or IommuProt.WRITE");
     }
     if (pt.hasMapping(iova, iova + size)) {
       throw new IommuError("EEXIST", `map: iova range [${hex(iova)}, ${hex(iova + size)}) overlaps an existing mapping in domain ${this.id}`);

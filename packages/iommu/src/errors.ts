@@ -1,21 +1,28 @@
+import { DmasimInputError, DmasimStateError } from "@dmasim/trace";
+
 /** errno-style codes, as the kernel's IOMMU core would return them. */
 export type IommuErrorCode = "EINVAL" | "EEXIST" | "ENOENT" | "ERANGE" | "EBUSY";
 
 /**
- * Every misuse of the IOMMU model throws this. The message names the argument, the value and what was
- * expected; the model is left exactly as it was before the call.
+ * A call the IOMMU model refuses in its current state (an overlap, a busy domain, a partial large leaf…);
+ * `code` is the errno the kernel's IOMMU core would return, and the message starts with it. The model is
+ * left exactly as it was before the call. `instanceof IommuError` also holds for `IommuInputError`, so
+ * one catch still takes everything the IOMMU model throws.
  */
-export class IommuError extends Error {
-  override readonly name = "IommuError";
-  constructor(
-    readonly code: IommuErrorCode,
-    message: string,
-  ) {
-    super(`${code}: ${message}`);
+export class IommuError extends DmasimStateError {
+  override readonly name: string = "IommuError";
+  declare readonly code: IommuErrorCode;
+  constructor(code: IommuErrorCode, message: string) {
+    super(code, `${code}: ${message}`);
+  }
+
+  static override [Symbol.hasInstance](x: unknown): boolean {
+    return Function.prototype[Symbol.hasInstance].call(this, x) || (this === IommuError && x instanceof IommuInputError);
   }
 }
 
-/** Formats an address for messages: hex, as kernel logs print IOVAs and physical addresses. */
-export function hex(n: number): string {
-  return Number.isFinite(n) && n >= 0 ? `0x${n.toString(16)}` : String(n);
+/** Bad input to the IOMMU model: names the function, the argument, the value and what was expected. */
+export class IommuInputError extends DmasimInputError {
+  override readonly name: string = "IommuInputError";
+  declare readonly code: "EINVAL";
 }

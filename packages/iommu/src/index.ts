@@ -1,7 +1,7 @@
 export { iova, SZ_4K, SZ_2M, SZ_1G } from "./iova.js";
 export type { Iova } from "./iova.js";
 export { IommuProt, IOMMU_PROT_MASK, protToString } from "./prot.js";
-export { IommuError } from "./errors.js";
+export { IommuError, IommuInputError } from "./errors.js";
 export type { IommuErrorCode } from "./errors.js";
 export type { IommuFault } from "./fault.js";
 export { Iommu } from "./iommu.js";

@@ -24,12 +24,12 @@ describe("Iommu construction", () => {
   });
 
   it.each([
-    [{ vaBits: 64 }, /options.vaBits = 64/],
+    [{ vaBits: 64 }, /options.vaBits = 0x40/],
     [{ pgsizeBitmap: 0 }, /options.pgsizeBitmap = 0/],
     [{ pgsizeBitmap: SZ_4K | 8192 }, /pgsizeBitmap/],
     [{ vaBits: 30, pgsizeBitmap: SZ_1G }, /SZ_4K \| SZ_2M"?$/],
     [{ iotlbEntries: 0 }, /iotlbEntries = 0/],
-    [{ iotlbEntries: 100, iotlbWays: 3 }, /iotlbWays = 3 .*dividing iotlbEntries \(100\)/],
+    [{ iotlbEntries: 100, iotlbWays: 3 }, /iotlbWays = 0x3 .*dividing iotlbEntries \(100\)/],
     [{ faultLogEntries: -1 }, /faultLogEntries/],
   ])("rejects bad options %o", (options, msg) => {
     expect(() => new Iommu(new Trace(), options)).toThrow(msg);
@@ -76,7 +76,7 @@ describe("domains and devices", () => {
     expect(() => {
       mmu.attachDevice("0000:01:00.0", foreign);
     }).toThrow(/not a live domain of iommu/);
-    expect(() => mmu.allocDomain("dma" as never)).toThrow(/type = dma/);
+    expect(() => mmu.allocDomain("dma" as never)).toThrow(/type = "dma"/);
     expect(() => {
       mmu.attachDevice("", mmu.allocDomain("paging"));
     }).toThrow(/non-empty/);

@@ -1,6 +1,7 @@
 import { Counter, type Access, type FaultReason, type Trace } from "@dmasim/trace";
 import { IommuDomain, type DomainContext, type DomainType } from "./domain.js";
-import { IommuError, hex } from "./errors.js";
+import { hex } from "@dmasim/trace";
+import { IommuError, IommuInputError } from "./errors.js";
 import type { IommuFault } from "./fault.js";
 import { Iotlb } from "./iotlb.js";
 import { SZ_1G, SZ_2M, SZ_4K } from "./iova.js";
@@ -47,8 +48,8 @@ const pteAddr = pte.pteAddr;
 const ptePending = pte.ptePending;
 const ptePerm = pte.ptePerm;
 
-function invalidOption(name: string, value: unknown, expected: string): IommuError {
-  return new IommuError("EINVAL", `options.${name} = ${String(value)} is invalid: expected ${expected}`);
+function invalidOption(name: string, value: unknown, expected: string): IommuInputError {
+  return new IommuInputError("new Iommu", `options.${name}`, value, expected);
 }
 
 /**
@@ -127,7 +128,7 @@ export class Iommu {
     // Checked at run time too: callers from plain JavaScript or JSON bypass the type.
     const t: string = type;
     if (t !== "blocked" && t !== "identity" && t !== "paging") {
-      throw new IommuError("EINVAL", `allocDomain: type = ${t} is invalid: expected "blocked", "identity" or "paging"`);
+      throw new IommuInputError("allocDomain", "type", t, `"blocked", "identity" or "paging"`);
     }
     const d = new IommuDomain(this, this.#nextDomainId++, type, this.#ctx);
     this.#domains.add(d);
@@ -156,7 +157,7 @@ export class Iommu {
   /** iommu_attach_device: replaces any previous attachment of the device. */
   attachDevice(device: string, domain: IommuDomain): void {
     if (typeof device !== "string" || device === "") {
-      throw new IommuError("EINVAL", `attachDevice: device = ${JSON.stringify(device)} is invalid: expected a non-empty name (a BDF)`);
+      throw new IommuInputError("attachDevice", "device", device, "a non-empty name (a BDF)");
     }
     this.#checkOwn(domain, "attachDevice");
     this.#devices.set(device, domain);
@@ -190,10 +191,9 @@ export class Iommu {
   translate(device: string, iova: number, len: number, access: Access): number {
     // (iova >>> 0) & 4095 is iova mod 4096 exactly: ToUint32 reduces modulo 2^32 without losing low bits.
     if (!Number.isSafeInteger(iova) || iova < 0 || !Number.isSafeInteger(len) || len < 1 || ((iova >>> 0) & 4095) + len > PAGE) {
-      throw new IommuError(
-        "EINVAL",
-        `translate: iova = ${hex(iova)}, len = ${String(len)} is invalid: expected an access of 1..4096 bytes inside one 4 KiB page`,
-      );
+      throw Number.isSafeInteger(iova) && iova >= 0
+        ? new IommuInputError("translate", "len", len, `an access of 1..4096 bytes inside the 4 KiB page of iova ${hex(iova)}`)
+        : new IommuInputError("translate", "iova", iova, "a safe integer >= 0");
     }
     const need = access === "write" ? P_WRITE : P_READ;
     let domain = this.#lastDomain;

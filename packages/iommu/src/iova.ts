@@ -1,4 +1,4 @@
-import { IommuError } from "./errors.js";
+import { IommuInputError } from "./errors.js";
 
 /** An I/O virtual address: what a device behind an IOMMU puts on the bus. */
 export type Iova = number & { readonly __brand: "Iova" };
@@ -6,7 +6,7 @@ export type Iova = number & { readonly __brand: "Iova" };
 /** Brands `n` as an IOVA after checking it is a safe integer >= 0 (nothing is truncated). */
 export function iova(n: number): Iova {
   if (!Number.isSafeInteger(n) || n < 0) {
-    throw new IommuError("EINVAL", `iova = ${String(n)} is invalid: expected a safe integer >= 0`);
+    throw new IommuInputError("", "iova", n, "a safe integer >= 0");
   }
   return n as Iova;
 }

@@ -1,16 +1,17 @@
-import { IommuError, hex } from "./errors.js";
+import { hex } from "@dmasim/trace";
+import { IommuError, IommuInputError } from "./errors.js";
 
 /** Throws EINVAL unless `value` is a safe integer >= 0. */
 export function checkAddress(argument: string, value: number): void {
   if (!Number.isSafeInteger(value) || value < 0) {
-    throw new IommuError("EINVAL", `${argument} = ${String(value)} is invalid: expected a safe integer >= 0`);
+    throw new IommuInputError("", argument, value, "a safe integer >= 0");
   }
 }
 
 /** Throws EINVAL unless `value` is a safe integer > 0. */
 export function checkSize(argument: string, value: number): void {
   if (!Number.isSafeInteger(value) || value <= 0) {
-    throw new IommuError("EINVAL", `${argument} = ${String(value)} is invalid: expected a safe integer > 0`);
+    throw new IommuInputError("", argument, value, "a safe integer > 0");
   }
 }
 
