@@ -1,4 +1,5 @@
-import { PlatformSpecError, hex } from "./errors.js";
+import { hex } from "@dmasim/trace";
+import { PlatformSpecError } from "./errors.js";
 import type { ResolvedSpec } from "./resolved.js";
 import { at } from "./util.js";
 

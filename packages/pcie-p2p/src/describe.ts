@@ -1,5 +1,6 @@
 import { acsToString } from "./acs.js";
-import { hex } from "./errors.js";
+import { hex } from "@dmasim/trace";
+
 import { NodeKind, type Topology } from "./topology.js";
 import type { Endpoint, HostBridgeInfo } from "./types.js";
 import { at, must } from "./util.js";

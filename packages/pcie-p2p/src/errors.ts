@@ -1,33 +1,18 @@
-/** Formats an address for messages: hex, as kernel logs print bus and physical addresses. */
-export function hex(n: number): string {
-  return Number.isSafeInteger(n) && n >= 0 ? `0x${n.toString(16)}` : String(n);
-}
-
-function show(value: unknown): string {
-  if (typeof value === "number") return Number.isSafeInteger(value) && value >= 4096 ? `${value} (${hex(value)})` : String(value);
-  if (typeof value === "string") return JSON.stringify(value);
-  if (value === undefined) return "undefined";
-  if (typeof value === "function" || typeof value === "symbol") return typeof value;
-  try {
-    return JSON.stringify(value);
-  } catch {
-    return typeof value; // a bigint or a cycle
-  }
-}
+import { DmasimInputError, DmasimStateError, hex } from "@dmasim/trace";
 
 /**
  * A platform spec that cannot be built. `path` names the field ("endpoints[2].bars[0].size"), `value`
  * is what was found there; the message adds what was expected. Nothing is built when this is thrown.
  */
-export class PlatformSpecError extends Error {
-  override readonly name = "PlatformSpecError";
-  readonly code = "EINVAL";
+export class PlatformSpecError extends DmasimInputError {
+  override readonly name: string = "PlatformSpecError";
+  declare readonly code: "EINVAL";
   constructor(
     readonly path: string,
-    readonly value: unknown,
+    value: unknown,
     expected: string,
   ) {
-    super(`spec.${path} = ${show(value)} is invalid: expected ${expected}`);
+    super("", `spec.${path}`, value, expected);
   }
 }
 
@@ -38,14 +23,23 @@ export type PciErrorCode = "EINVAL" | "ENODEV" | "EEXIST";
  * Misuse of a built platform (an unknown BDF, a BAR that does not exist, an access of negative length…).
  * The model is left exactly as it was before the call.
  */
-export class PciError extends Error {
-  override readonly name = "PciError";
-  constructor(
-    readonly code: PciErrorCode,
-    message: string,
-  ) {
-    super(`${code}: ${message}`);
+export class PciError extends DmasimStateError {
+  override readonly name: string = "PciError";
+  declare readonly code: PciErrorCode;
+  constructor(code: PciErrorCode, message: string) {
+    super(code, `${code}: ${message}`);
   }
+
+  /** `instanceof PciError` also holds for `PciInputError`, so one catch still takes every PCI call's error. */
+  static override [Symbol.hasInstance](x: unknown): boolean {
+    return Function.prototype[Symbol.hasInstance].call(this, x) || (this === PciError && x instanceof PciInputError);
+  }
+}
+
+/** Bad input to a PCI call or a device access: names the function, the argument, the value and what was expected. */
+export class PciInputError extends DmasimInputError {
+  override readonly name: string = "PciInputError";
+  declare readonly code: "EINVAL";
 }
 
 /**
@@ -63,9 +57,9 @@ const KIND_CODE = { "iommu-fault": "EFAULT", "unsupported-request": "EIO", "priv
  * Thrown by a device read or write when one of its TLPs fails. TLPs before it have completed, as on real
  * hardware: `completed` says how many bytes (from the start of the access) reached their target.
  */
-export class PcieAccessError extends Error {
-  override readonly name = "PcieAccessError";
-  readonly code: "EFAULT" | "EIO" | "EACCES";
+export class PcieAccessError extends DmasimStateError {
+  override readonly name: string = "PcieAccessError";
+  declare readonly code: "EFAULT" | "EIO" | "EACCES";
   constructor(
     readonly kind: PcieAccessKind,
     readonly device: string,
@@ -77,7 +71,6 @@ export class PcieAccessError extends Error {
     detail: string,
   ) {
     const code = KIND_CODE[kind];
-    super(`${code}: ${device} ${access} at ${hex(addr)} failed (${kind}) after ${completed} bytes: ${detail}`);
-    this.code = code;
+    super(code, `${code}: ${device} ${access} at ${hex(addr)} failed (${kind}) after ${completed} bytes: ${detail}`);
   }
 }

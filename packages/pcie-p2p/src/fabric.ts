@@ -1,7 +1,7 @@
 import type { Iommu } from "@dmasim/iommu";
 import { MmioNoBackingError, PageFlag, type PhysicalMemory } from "@dmasim/memory";
-import { Counter, type Access, type FabricPath, type Trace } from "@dmasim/trace";
-import { PcieAccessError, PciError, hex } from "./errors.js";
+import { Counter, hex, type Access, type FabricPath, type Trace } from "@dmasim/trace";
+import { PcieAccessError, PciInputError } from "./errors.js";
 import type { RangeTable, Routes } from "./routing.js";
 import { at } from "./util.js";
 
@@ -70,16 +70,16 @@ export class Fabric {
 
   #check(addr: number, len: number, op: string): void {
     if (!Number.isSafeInteger(addr) || addr < 0) {
-      throw new PciError("EINVAL", `${op}(${this.#bdf}): addr = ${String(addr)} is invalid: expected a safe integer >= 0`);
+      throw new PciInputError(`${op}(${this.#bdf})`, "addr", addr, "a safe integer >= 0");
     }
     if (!Number.isSafeInteger(addr + len)) {
-      throw new PciError("EINVAL", `${op}(${this.#bdf}): addr + len = ${hex(addr)} + ${len} is invalid: expected the end to stay below 2^53`);
+      throw new PciInputError(`${op}(${this.#bdf})`, "addr + len", addr + len, `the end of ${hex(addr)} + ${len} bytes to stay below 2^53`);
     }
   }
 
   read(addr: number, len: number): Uint8Array {
     if (!Number.isSafeInteger(len) || len < 0) {
-      throw new PciError("EINVAL", `dmaRead(${this.#bdf}): len = ${String(len)} is invalid: expected a safe integer >= 0`);
+      throw new PciInputError(`dmaRead(${this.#bdf})`, "len", len, "a safe integer >= 0");
     }
     this.#check(addr, len, "dmaRead");
     const dst = new Uint8Array(len);
@@ -88,13 +88,13 @@ export class Fabric {
   }
 
   readInto(addr: number, dst: Uint8Array): void {
-    if (!(dst instanceof Uint8Array)) throw new PciError("EINVAL", `dmaReadInto(${this.#bdf}): dst is invalid: expected a Uint8Array`);
+    if (!(dst instanceof Uint8Array)) throw new PciInputError(`dmaReadInto(${this.#bdf})`, "dst", dst, "a Uint8Array");
     this.#check(addr, dst.length, "dmaReadInto");
     this.#readInto(addr, dst);
   }
 
   write(addr: number, bytes: Uint8Array): void {
-    if (!(bytes instanceof Uint8Array)) throw new PciError("EINVAL", `dmaWrite(${this.#bdf}): bytes is invalid: expected a Uint8Array`);
+    if (!(bytes instanceof Uint8Array)) throw new PciInputError(`dmaWrite(${this.#bdf})`, "bytes", bytes, "a Uint8Array");
     this.#check(addr, bytes.length, "dmaWrite");
     const mem = this.#ctx.memory;
     const len = bytes.length;

@@ -4,7 +4,7 @@ export type { Platform, Endpoint, Bar, BusAddr, P2pdmaProvider, HostBridgeInfo, 
 export { PciP2pdmaMapType } from "./p2pdma.js";
 export type { DmaAccessObserver } from "./fabric.js";
 export { PciAcs } from "./acs.js";
-export { PlatformSpecError, PciError, PcieAccessError } from "./errors.js";
+export { PlatformSpecError, PciError, PciInputError, PcieAccessError } from "./errors.js";
 export type { PciErrorCode, PcieAccessKind } from "./errors.js";
 export { isBdf } from "./bdf.js";
 export { DEFAULT_MMIO_WINDOW } from "./bars.js";

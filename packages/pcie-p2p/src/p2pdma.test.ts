@@ -165,7 +165,7 @@ describe("bad arguments", () => {
     const other = createPlatform(switchSpec()).addP2pdmaProvider(B, 0);
     expect(() => p.pciP2pdmaMapType(other, A)).toThrow(/provider returned by this platform/);
     expect(() => p.pciP2pdmaDistance(prov, [A, "nope"])).toThrow(PciError);
-    expect(() => p.pciP2pdmaDistance(prov, A as unknown as string[])).toThrow(/clients = 0000:02:00.0 is invalid: expected an array of BDFs/);
+    expect(() => p.pciP2pdmaDistance(prov, A as unknown as string[])).toThrow(/clients = "0000:02:00.0" is invalid: expected an array of BDFs/);
     expect(() => p.pciP2pdmaExplain({ ...prov }, A)).toThrow(PciError);
   });
   it("memory spec with no switch still answers: 4 GiB hello world has no providers", () => {

@@ -3,7 +3,7 @@ import { PhysicalMemory, SparseStore, type PhysAddr } from "@dmasim/memory";
 import { Trace } from "@dmasim/trace";
 import { placeBars } from "./bars.js";
 import { describeTopology } from "./describe.js";
-import { PlatformSpecError, PciError } from "./errors.js";
+import { PlatformSpecError, PciError, PciInputError } from "./errors.js";
 import { Fabric, type DmaAccessObserver, type FabricContext } from "./fabric.js";
 import { WHITELIST, calcMapTypeAndDist, type PciP2pdmaMapType } from "./p2pdma.js";
 import { ProviderRegistry } from "./provider.js";
@@ -168,7 +168,7 @@ class PciPlatform implements Platform {
 
   pciP2pdmaDistance(provider: P2pdmaProvider, clients: readonly string[]): number {
     const list: unknown = clients;
-    if (!Array.isArray(list)) throw new PciError("EINVAL", `pciP2pdmaDistance: clients = ${String(list)} is invalid: expected an array of BDFs`);
+    if (!Array.isArray(list)) throw new PciInputError("pciP2pdmaDistance", "clients", list, "an array of BDFs");
     this.#providers.check(provider, "pciP2pdmaDistance");
     for (const c of clients) this.#index(c, "pciP2pdmaDistance");
     if (clients.length === 0) return -1;

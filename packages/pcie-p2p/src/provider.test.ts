@@ -32,11 +32,11 @@ describe("addP2pdmaProvider / pci_p2pdma_add_resource", () => {
 
   it.each<[string, () => unknown, RegExp]>([
     ["unknown device", () => createPlatform(switchSpec()).addP2pdmaProvider("0000:0f:00.0", 0), /ENODEV/],
-    ["no such BAR", () => createPlatform(switchSpec()).addP2pdmaProvider(A, 2), /EINVAL: addP2pdmaProvider: bar = 2 is invalid: expected a memory BAR of 0000:02:00.0 \(0\)/],
-    ["offset past the BAR", () => createPlatform(switchSpec()).addP2pdmaProvider(A, 0, { offset: MiB }), /offset = 1048576/],
-    ["offset not a page", () => createPlatform(switchSpec()).addP2pdmaProvider(A, 0, { offset: 100 }), /offset = 100/],
-    ["size past the end", () => createPlatform(switchSpec()).addP2pdmaProvider(A, 0, { offset: 4096, size: MiB }), /size = 1048576 .*at most 1044480/],
-    ["size not pages", () => createPlatform(switchSpec()).addP2pdmaProvider(A, 0, { size: 10 }), /size = 10/],
+    ["no such BAR", () => createPlatform(switchSpec()).addP2pdmaProvider(A, 2), /addP2pdmaProvider: bar = 0x2 is invalid: expected a memory BAR of 0000:02:00.0 \(0\)/],
+    ["offset past the BAR", () => createPlatform(switchSpec()).addP2pdmaProvider(A, 0, { offset: MiB }), /offset = 0x100000/],
+    ["offset not a page", () => createPlatform(switchSpec()).addP2pdmaProvider(A, 0, { offset: 100 }), /offset = 0x64/],
+    ["size past the end", () => createPlatform(switchSpec()).addP2pdmaProvider(A, 0, { offset: 4096, size: MiB }), /size = 0x100000 .*at most 1044480/],
+    ["size not pages", () => createPlatform(switchSpec()).addP2pdmaProvider(A, 0, { size: 10 }), /size = 0xa/],
   ])("refuses %s with a PciError", (_name, call, msg) => {
     expect(call).toThrow(PciError);
     expect(call).toThrow(msg);

@@ -1,12 +1,13 @@
 import type { PhysAddr, PhysicalMemory } from "@dmasim/memory";
-import { PciError, hex } from "./errors.js";
+import { hex } from "@dmasim/trace";
+import { PciError, PciInputError } from "./errors.js";
 import { at, must } from "./util.js";
 import type { BusAddr, Endpoint, P2pdmaProvider } from "./types.js";
 
 const PAGE = 4096;
 
-function invalid(what: string, value: unknown, expected: string): PciError {
-  return new PciError("EINVAL", `addP2pdmaProvider: ${what} = ${String(value)} is invalid: expected ${expected}`);
+function invalid(what: string, value: unknown, expected: string): PciInputError {
+  return new PciInputError("addP2pdmaProvider", what, value, expected);
 }
 
 /**
@@ -77,7 +78,7 @@ export class ProviderRegistry {
   check(provider: P2pdmaProvider, op: string): P2pdmaProvider {
     const p = typeof provider === "object" ? this.byId(provider.id) : undefined;
     if (p === undefined || p !== provider) {
-      throw new PciError("EINVAL", `${op}: provider = ${JSON.stringify(provider)} is invalid: expected a provider returned by this platform's addP2pdmaProvider`);
+      throw new PciInputError(op, "provider", provider, "a provider returned by this platform's addP2pdmaProvider");
     }
     return p;
   }
