@@ -1,6 +1,7 @@
 import { Counter, counterNames } from "@dmasim/trace";
 import type { CounterName, CounterSnapshot } from "@dmasim/trace";
-import { DmaConfigError, showValue } from "./errors.js";
+import { showValue } from "@dmasim/trace";
+import { DmaConfigError } from "./errors.js";
 
 /**
  * A cost profile turns counted events into modelled nanoseconds: one row per counter that costs time.

@@ -1,7 +1,8 @@
 import type { IommuDomain } from "@dmasim/iommu";
 import type { Endpoint } from "@dmasim/pcie-p2p";
 import { DMA_BIT_MASK } from "./constants.js";
-import { DmaConfigError, showValue } from "./errors.js";
+import { showValue } from "@dmasim/trace";
+import { DmaConfigError } from "./errors.js";
 import { isPowerOfTwoMinusOne } from "./validate.js";
 import type { IommuDmaCookie, IommuDmaDeviceState } from "./iova/index.js";
 import type { DmaKernel } from "./kernel.js";

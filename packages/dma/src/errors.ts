@@ -1,45 +1,21 @@
+import { DmasimInputError, DmasimStateError } from "@dmasim/trace";
+
 /**
  * Bad input to the DMA API model: an argument that is not even a valid value (a non-integer address, a
  * negative size, an unknown direction). The kernel would misbehave or crash on these; dmasim refuses them
- * before touching any state, naming the argument, its value and what was expected.
+ * before touching any state, naming the function, the argument, its value and what was expected.
  */
-export class DmaInputError extends Error {
-  readonly code = "EINVAL";
-  override readonly name = "DmaInputError";
-  constructor(
-    readonly fn: string,
-    readonly argument: string,
-    readonly value: unknown,
-    expected: string,
-  ) {
-    super(`${fn}: ${argument} = ${formatValue(value)} is invalid: expected ${expected}`);
+export class DmaInputError extends DmasimInputError {
+  override readonly name: string = "DmaInputError";
+  declare readonly code: "EINVAL";
+}
+
+/** A platform or kernel configuration the model cannot run (unknown BDF, bad option). Code `EINVAL`. */
+export class DmaConfigError extends DmasimStateError {
+  override readonly name: string = "DmaConfigError";
+  declare readonly code: "EINVAL";
+  constructor(message: string, options?: ErrorOptions) {
+    super("EINVAL", message);
+    if (options !== undefined) this.cause = options.cause;
   }
-}
-
-/** A platform or kernel configuration the model cannot run (unknown BDF, bad option). */
-export class DmaConfigError extends Error {
-  readonly code = "EINVAL";
-  override readonly name = "DmaConfigError";
-}
-
-function formatValue(v: unknown): string {
-  if (typeof v === "number" && Number.isSafeInteger(v) && v >= 0) return `0x${v.toString(16)}`;
-  return typeof v === "string" ? JSON.stringify(v) : String(v);
-}
-
-export function hex(n: number): string {
-  return n >= 0 && Number.isFinite(n) ? `0x${n.toString(16)}` : String(n);
-}
-
-/** Any option value as a message shows it: strings quoted, objects as JSON. */
-export function showValue(v: unknown): string {
-  if (typeof v === "string") return JSON.stringify(v);
-  if (typeof v === "object" && v !== null) {
-    try {
-      return JSON.stringify(v);
-    } catch {
-      return Object.prototype.toString.call(v);
-    }
-  }
-  return String(v);
 }

@@ -1,8 +1,8 @@
 import type { PhysicalMemory } from "@dmasim/memory";
-import { Counter, type Counters } from "@dmasim/trace";
+import { Counter, hex, type Counters } from "@dmasim/trace";
 import { CACHELINE_SIZE, DmaDirection } from "../constants.js";
 import { checkDir } from "../validate.js";
-import { CpuCacheError } from "./errors.js";
+import { CpuCacheError, CpuCacheInputError } from "./errors.js";
 import { LineStore } from "./line-store.js";
 
 export interface CpuCacheOptions {
@@ -34,11 +34,11 @@ export class CpuCache {
   constructor(memory: PhysicalMemory, options: CpuCacheOptions = {}) {
     const lineSize = options.lineSize ?? CACHELINE_SIZE;
     if (!Number.isSafeInteger(lineSize) || lineSize < 16 || lineSize > 4096 || (lineSize & (lineSize - 1)) !== 0) {
-      throw new CpuCacheError("EINVAL", `CpuCache: lineSize = ${String(lineSize)} is invalid: expected a power of two from 16 to 4096`);
+      throw new CpuCacheInputError("CpuCache", "lineSize", lineSize, "a power of two from 16 to 4096");
     }
     const capacity = options.capacity ?? Infinity;
     if (capacity !== Infinity && (!Number.isSafeInteger(capacity) || capacity < 1)) {
-      throw new CpuCacheError("EINVAL", `CpuCache: capacity = ${String(capacity)} is invalid: expected a positive number of lines or Infinity`);
+      throw new CpuCacheInputError("CpuCache", "capacity", capacity, "a positive number of lines or Infinity");
     }
     this.memory = memory;
     this.lineSize = lineSize;
@@ -240,10 +240,10 @@ export class CpuCache {
 
   #checkRange(fn: string, phys: number, len: number): void {
     if (!Number.isSafeInteger(phys) || phys < 0) {
-      throw new CpuCacheError("EINVAL", `${fn}: phys = ${String(phys)} is invalid: expected a physical address (safe integer >= 0)`);
+      throw new CpuCacheInputError(fn, "phys", phys, "a physical address (safe integer >= 0)");
     }
     if (!Number.isSafeInteger(len) || len < 0 || !Number.isSafeInteger(phys + len)) {
-      throw new CpuCacheError("EINVAL", `${fn}: length = ${String(len)} is invalid: expected a number of bytes >= 0`);
+      throw new CpuCacheInputError(fn, "length", len, "a number of bytes >= 0");
     }
   }
 
@@ -254,7 +254,7 @@ export class CpuCache {
     const start = Math.floor(phys / ls) * ls;
     const end = Math.ceil((phys + len) / ls) * ls;
     if (!this.memory.isRam(start, end - start)) {
-      throw new CpuCacheError("EFAULT", `${fn}: 0x${phys.toString(16)} + ${len} bytes is not all RAM: only RAM is cached`);
+      throw new CpuCacheError("EFAULT", `${fn}: ${hex(phys)} + ${len} bytes is not all RAM: only RAM is cached`);
     }
   }
 

@@ -1,4 +1,4 @@
 export { CpuCache } from "./cpu-cache.js";
 export type { CpuCacheOptions } from "./cpu-cache.js";
-export { CpuCacheError } from "./errors.js";
+export { CpuCacheError, CpuCacheInputError } from "./errors.js";
 export type { CpuCacheErrorCode } from "./errors.js";

@@ -1,7 +1,7 @@
 import { Counter } from "@dmasim/trace";
 import type { Trace } from "@dmasim/trace";
 import { CACHELINE_SIZE, DMA_ATTR_DEBUGGING_IGNORE_CACHELINES, DMA_ATTR_SKIP_CPU_SYNC, DmaDirection, dmaDirectionName } from "../constants.js";
-import { hex } from "../errors.js";
+import { hex } from "@dmasim/trace";
 import { DmaDebugError } from "./errors.js";
 import type { DmaDebugCheck, DmaDebugReport } from "./errors.js";
 

@@ -1,3 +1,5 @@
+import { DmasimStateError } from "@dmasim/trace";
+
 /**
  * The names of dma-debug's checks (kernel/dma/debug.c), plus the two-step checks dmasim adds because
  * upstream does not track dma_iova_* at all. Each report carries one of these, so tests and tools can
@@ -56,10 +58,11 @@ export interface DmaDebugReport {
  * WARN with this wording and carry on; dmasim stops the flow at the faulty call so the stack trace points
  * at it. Use `debug: "collect"` to carry on like the kernel and inspect `kernel.debugReports()` afterwards.
  */
-export class DmaDebugError extends Error {
-  readonly code = "EDMADEBUG";
-  override readonly name = "DmaDebugError";
+export class DmaDebugError extends DmasimStateError {
+  override readonly name: string = "DmaDebugError";
+  /** A dmasim code: the kernel has no errno here, dma-debug only prints a WARN. */
+  declare readonly code: "EDMADEBUG";
   constructor(readonly report: DmaDebugReport) {
-    super(`DMA-API: ${report.device}: ${report.message} [check ${report.check}]`);
+    super("EDMADEBUG", `DMA-API: ${report.device}: ${report.message} [check ${report.check}]`);
   }
 }

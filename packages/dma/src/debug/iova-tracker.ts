@@ -1,4 +1,4 @@
-import { hex } from "../errors.js";
+import { hex } from "@dmasim/trace";
 import type { DmaDebugChecker } from "./checker.js";
 
 /**

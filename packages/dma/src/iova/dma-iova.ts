@@ -67,7 +67,7 @@ export function iommuDmaAllocIova(
   ) {
     checkCount("size", size, 1);
     if (!(dmaLimit >= 0) || !Number.isInteger(dmaLimit)) {
-      throw new IovaError("EINVAL", "dmaLimit", dmaLimit, "a DMA mask: an integer >= 0");
+      throw new IovaError("dmaLimit", dmaLimit, "a DMA mask: an integer >= 0");
     }
     checkCount("apertureEnd", apertureEnd, 0);
     checkCpu(cpu, iovad.cpus);
@@ -101,13 +101,13 @@ export function iommuDmaFreeIova(
   if (!(Number.isSafeInteger(iova) && iova >= 1 && Number.isSafeInteger(size) && size >= 1 && iova % granule === 0)) {
     checkCount("iova", iova, 1);
     checkCount("size", size, 1);
-    throw new IovaError("EINVAL", "iova", iova, `a multiple of the granule (${granule})`);
+    throw new IovaError("iova", iova, `a multiple of the granule (${granule})`);
   }
   const pfn = iova / granule;
   const pages = Math.ceil(size / granule);
   if (gather?.queued === true) {
     if (cookie.fq === undefined) {
-      throw new IovaError("EINVAL", "gather.queued", true, "false: this cookie has no flush queue (strict mode)");
+      throw new IovaError("gather.queued", true, "false: this cookie has no flush queue (strict mode)");
     }
     cookie.fq.queueIova(pfn, pages, gather.freelist, cpu);
   } else {

@@ -105,8 +105,8 @@ describe("IovaDomain tree allocation (alloc_iova / free_iova)", () => {
     ]) {
       expect(bad).toThrow(IovaError);
     }
-    expect(() => d.allocIova(0, 100, false)).toThrow(/size = 0 is invalid/);
-    expect(() => d.reserveIova(10, 5)).toThrow(/pfnHi = 5/);
+    expect(() => d.allocIova(0, 100, false)).toThrow(/size = 0x0 is invalid/);
+    expect(() => d.reserveIova(10, 5)).toThrow(/pfnHi = 0x5/);
     expect(d.ranges()).toEqual(snap);
     expect(() => new IovaDomain(new Trace(), { granule: 3000, startPfn: 1 })).toThrow(/granule/);
     expect(() => new IovaDomain(new Trace(), { granule: 8192, startPfn: 1 })).toThrow(/granule/);

@@ -65,11 +65,11 @@ export class IovaDomain {
     const { granule, startPfn } = options;
     const cpus = options.cpus ?? 1;
     if (!Number.isSafeInteger(granule) || granule < 1 || granule > 4096 || (granule & (granule - 1)) !== 0) {
-      throw new IovaError("EINVAL", "granule", granule, "a power of two between 1 and 4096 bytes");
+      throw new IovaError("granule", granule, "a power of two between 1 and 4096 bytes");
     }
     checkCount("startPfn", startPfn, 1);
     if (!Number.isInteger(cpus) || cpus < 1 || cpus > 4096) {
-      throw new IovaError("EINVAL", "cpus", cpus, "an integer number of CPUs between 1 and 4096");
+      throw new IovaError("cpus", cpus, "an integer number of CPUs between 1 and 4096");
     }
     this.trace = trace;
     this.granule = granule;
@@ -143,7 +143,7 @@ export class IovaDomain {
   reserveIova(pfnLo: number, pfnHi: number): number {
     checkCount("pfnLo", pfnLo, 0);
     checkCount("pfnHi", pfnHi, 0);
-    if (pfnHi < pfnLo) throw new IovaError("EINVAL", "pfnHi", pfnHi, `a PFN >= pfnLo (${pfnLo})`);
+    if (pfnHi < pfnLo) throw new IovaError("pfnHi", pfnHi, `a PFN >= pfnLo (${pfnLo})`);
     const tree = this.#tree;
     let added = 0;
     let at = pfnLo;
@@ -237,7 +237,7 @@ export class IovaDomain {
   /** PFNs held in the range cache of `order` (all CPUs and the depot). */
   cachedPfns(order: number): number {
     const r = this.#rcaches[order];
-    if (r === undefined) throw new IovaError("ERANGE", "order", order, `an order in [0, ${IOVA_RANGE_CACHE_MAX_SIZE - 1}]`);
+    if (r === undefined) throw new IovaError("order", order, `an order in [0, ${IOVA_RANGE_CACHE_MAX_SIZE - 1}]`);
     let n = 0;
     for (let cpu = 0; cpu < this.cpus; cpu++) n += r.cpuCount(cpu);
     for (const mag of r.depot) n += mag.size;
@@ -247,7 +247,7 @@ export class IovaDomain {
   /** Full magazines in the depot of `order`. */
   depotSize(order: number): number {
     const r = this.#rcaches[order];
-    if (r === undefined) throw new IovaError("ERANGE", "order", order, `an order in [0, ${IOVA_RANGE_CACHE_MAX_SIZE - 1}]`);
+    if (r === undefined) throw new IovaError("order", order, `an order in [0, ${IOVA_RANGE_CACHE_MAX_SIZE - 1}]`);
     return r.depot.length;
   }
 

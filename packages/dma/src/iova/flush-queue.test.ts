@@ -94,12 +94,12 @@ describe("FlushQueue", () => {
     const { iovad, fq } = setup(2);
     expect(() => { fq.queueIova(0, 1, undefined, 0); }).toThrow(IovaError);
     expect(() => { fq.queueIova(5, 0, undefined, 0); }).toThrow(/pages = 0/);
-    expect(() => { fq.queueIova(5, 1, undefined, 2); }).toThrow(/cpu = 2/);
+    expect(() => { fq.queueIova(5, 1, undefined, 2); }).toThrow(/cpu = 0x2/);
     expect(() => fq.pending(-1)).toThrow(IovaError);
     expect(fq.pendingTotal).toBe(0);
     expect(fq.timerDeadline).toBeUndefined();
     const ops = { flushIotlbAll: () => undefined, releasePtPages: () => undefined };
-    expect(() => new FlushQueue(new Trace(), iovad, ops, { size: 100 })).toThrow(/size = 100/);
+    expect(() => new FlushQueue(new Trace(), iovad, ops, { size: 100 })).toThrow(/size = 0x64/);
     expect(() => new FlushQueue(new Trace(), iovad, ops, { timeoutNs: 0 })).toThrow(/timeoutNs/);
   });
 });

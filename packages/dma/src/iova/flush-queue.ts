@@ -62,10 +62,10 @@ export class FlushQueue {
     const size = options.size ?? IOVA_FQ_SIZE;
     const timeoutNs = options.timeoutNs ?? IOVA_FQ_TIMEOUT_NS;
     if (!Number.isSafeInteger(size) || size < 2 || (size & (size - 1)) !== 0) {
-      throw new IovaError("EINVAL", "size", size, "a power of two >= 2 ring slots");
+      throw new IovaError("size", size, "a power of two >= 2 ring slots");
     }
     if (!Number.isFinite(timeoutNs) || timeoutNs <= 0) {
-      throw new IovaError("EINVAL", "timeoutNs", timeoutNs, "a finite timeout > 0 ns");
+      throw new IovaError("timeoutNs", timeoutNs, "a finite timeout > 0 ns");
     }
     this.#trace = trace;
     this.#iovad = iovad;

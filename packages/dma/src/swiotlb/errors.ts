@@ -1,3 +1,5 @@
+import { DmasimStateError } from "@dmasim/trace";
+
 /**
  * Codes follow the errno a kernel caller would see for the same misuse: EINVAL for a bad argument or a
  * size that does not match the mapping, ENOENT for an address that is not a live bounce buffer, EBUSY for
@@ -10,17 +12,11 @@ export type SwiotlbErrorCode = "EINVAL" | "ENOENT" | "EBUSY" | "ENOMEM";
  * any byte is copied or any slot changes, so a test sees the mistake and the pool stays as it was.
  * Exhaustion is not misuse: it returns DMA_MAPPING_ERROR like the kernel.
  */
-export class SwiotlbError extends Error {
-  override readonly name = "SwiotlbError";
-  constructor(
-    readonly code: SwiotlbErrorCode,
-    message: string,
-    options?: { cause?: unknown },
-  ) {
-    super(message, options);
+export class SwiotlbError extends DmasimStateError {
+  override readonly name: string = "SwiotlbError";
+  declare readonly code: SwiotlbErrorCode;
+  constructor(code: SwiotlbErrorCode, message: string, options?: ErrorOptions) {
+    super(code, message);
+    if (options !== undefined) this.cause = options.cause;
   }
-}
-
-export function hexAddr(n: number): string {
-  return Number.isSafeInteger(n) && n >= 0 ? `0x${n.toString(16)}` : String(n);
 }

@@ -1,4 +1,5 @@
-import { hexAddr, SwiotlbError } from "./errors.js";
+import { hex } from "@dmasim/trace";
+import { SwiotlbError } from "./errors.js";
 import type { SwiotlbPool } from "./pool.js";
 
 /**
@@ -24,7 +25,7 @@ export function swiotlbZeroPadding(pool: SwiotlbPool, tlbAddr: number, size: num
   const postStart = tlbAddr + size;
   const postEnd = Math.ceil(postStart / granule) * granule;
   pool.checkAllocated(fn, preStart, postEnd - preStart);
-  if (postEnd - preStart <= 0) throw new SwiotlbError("EINVAL", `${fn}: empty range at ${hexAddr(tlbAddr)}`);
+  if (postEnd - preStart <= 0) throw new SwiotlbError("EINVAL", `${fn}: empty range at ${hex(tlbAddr)}`);
   const pre = tlbAddr - preStart;
   const post = postEnd - postStart;
   if (pre > 0) pool.memory.fill(preStart, pre, 0);

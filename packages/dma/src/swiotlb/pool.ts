@@ -3,7 +3,8 @@ import { Counter, type Trace } from "@dmasim/trace";
 import { DMA_ATTR_SKIP_CPU_SYNC, DMA_MAPPING_ERROR, DmaDirection, PAGE_SIZE } from "../constants.js";
 import { checkAttrs, checkDir } from "../validate.js";
 import { IO_TLB_DEFAULT_SIZE, IO_TLB_SEGMENT_BYTES, IO_TLB_SEGSIZE, IO_TLB_SHIFT, IO_TLB_SIZE, nrSlots } from "./constants.js";
-import { hexAddr, SwiotlbError } from "./errors.js";
+import { hex } from "@dmasim/trace";
+import { SwiotlbError } from "./errors.js";
 import { alignOffset, SlotTable } from "./slots.js";
 
 /** What swiotlb needs from a device (the struct device fields it reads). */
@@ -89,7 +90,7 @@ export class SwiotlbPool {
     try {
       start = memory.allocator.allocPages(pages, below === Infinity ? {} : { below });
     } catch (err) {
-      throw new SwiotlbError("ENOMEM", `SwiotlbPool: cannot allocate ${bytes} bytes of RAM below ${hexAddr(below)} for the pool`, {
+      throw new SwiotlbError("ENOMEM", `SwiotlbPool: cannot allocate ${bytes} bytes of RAM below ${hex(below)} for the pool`, {
         cause: err,
       });
     }
@@ -165,7 +166,7 @@ export class SwiotlbPool {
       throw new SwiotlbError("EINVAL", `${fn}: cpu = ${String(cpu)} is invalid: expected a CPU number >= 0`);
     }
     if (!this.memory.isRam(origAddr, mappingSize)) {
-      throw new SwiotlbError("EINVAL", `${fn}: origAddr = ${hexAddr(origAddr)} + ${mappingSize} bytes is not all RAM: only memory with struct pages can be bounced`);
+      throw new SwiotlbError("EINVAL", `${fn}: origAddr = ${hex(origAddr)} + ${mappingSize} bytes is not all RAM: only memory with struct pages can be bounced`);
     }
 
     const offset = alignOffset(dev.minAlignMask, allocAlignMask, origAddr);
@@ -220,7 +221,7 @@ export class SwiotlbPool {
     if (mapped !== mappingSize) {
       throw new SwiotlbError(
         "EINVAL",
-        `${fn}: mappingSize = ${String(mappingSize)} does not match the ${mapped} bytes mapped at ${hexAddr(tlbAddr)}`,
+        `${fn}: mappingSize = ${String(mappingSize)} does not match the ${mapped} bytes mapped at ${hex(tlbAddr)}`,
       );
     }
     if ((attrs & DMA_ATTR_SKIP_CPU_SYNC) === 0 && (dir === DmaDirection.FROM_DEVICE || dir === DmaDirection.BIDIRECTIONAL)) {
@@ -287,11 +288,11 @@ export class SwiotlbPool {
     const first = Math.floor((phys - this.start) / IO_TLB_SIZE);
     const last = Math.floor((phys + len - 1 - this.start) / IO_TLB_SIZE);
     if (!this.isSwiotlbBuffer(phys) || !this.isSwiotlbBuffer(phys + len - 1)) {
-      throw new SwiotlbError("ENOENT", `${fn}: ${hexAddr(phys)} + ${len} bytes is not inside the swiotlb pool`);
+      throw new SwiotlbError("ENOENT", `${fn}: ${hex(phys)} + ${len} bytes is not inside the swiotlb pool`);
     }
     for (let i = first; i <= last; i++) {
       if (this.#slots.list[i] !== 0) {
-        throw new SwiotlbError("ENOENT", `${fn}: ${hexAddr(phys)} + ${len} bytes covers swiotlb slot ${i}, which is free`);
+        throw new SwiotlbError("ENOENT", `${fn}: ${hex(phys)} + ${len} bytes covers swiotlb slot ${i}, which is free`);
       }
     }
   }
@@ -312,12 +313,12 @@ export class SwiotlbPool {
   /** The first data slot of the live mapping that returned exactly `tlbAddr`, or a SwiotlbError. */
   #mappingIndex(fn: string, tlbAddr: number): number {
     if (!Number.isSafeInteger(tlbAddr) || !this.isSwiotlbBuffer(tlbAddr)) {
-      throw new SwiotlbError("ENOENT", `${fn}: tlbAddr = ${hexAddr(tlbAddr)} is not a swiotlb buffer (pool is ${hexAddr(this.start)}..${hexAddr(this.end)})`);
+      throw new SwiotlbError("ENOENT", `${fn}: tlbAddr = ${hex(tlbAddr)} is not a swiotlb buffer (pool is ${hex(this.start)}..${hex(this.end)})`);
     }
     const rel = tlbAddr - this.start;
     const index = Math.floor(rel / IO_TLB_SIZE);
     if ((this.#mapSize[index] ?? 0) === 0 || (this.#mapOffset[index] ?? 0) !== (rel % IO_TLB_SIZE) + 1) {
-      throw new SwiotlbError("ENOENT", `${fn}: tlbAddr = ${hexAddr(tlbAddr)} is not the start of a live bounce buffer`);
+      throw new SwiotlbError("ENOENT", `${fn}: tlbAddr = ${hex(tlbAddr)} is not the start of a live bounce buffer`);
     }
     return index;
   }
@@ -339,21 +340,21 @@ export class SwiotlbPool {
    */
   #locate(fn: string, dev: SwiotlbDevice, tlbAddr: number, size: number): number {
     if (!Number.isSafeInteger(tlbAddr) || !this.isSwiotlbBuffer(tlbAddr)) {
-      throw new SwiotlbError("ENOENT", `${fn}: tlbAddr = ${hexAddr(tlbAddr)} is not a swiotlb buffer`);
+      throw new SwiotlbError("ENOENT", `${fn}: tlbAddr = ${hex(tlbAddr)} is not a swiotlb buffer`);
     }
     const slots = this.#slots;
     const index = Math.floor((tlbAddr - this.start) / IO_TLB_SIZE);
     const orig = slots.origAddr[index] ?? -1;
-    if (orig < 0) throw new SwiotlbError("ENOENT", `${fn}: tlbAddr = ${hexAddr(tlbAddr)} is not inside a live bounce buffer`);
+    if (orig < 0) throw new SwiotlbError("ENOENT", `${fn}: tlbAddr = ${hex(tlbAddr)} is not inside a live bounce buffer`);
     let tlbOffset = (tlbAddr - this.start) % IO_TLB_SIZE;
     const origOffset = alignOffset(dev.minAlignMask, 0, orig);
     if (tlbOffset < origOffset) {
-      throw new SwiotlbError("EINVAL", `${fn}: tlbAddr = ${hexAddr(tlbAddr)} is before the start of its mapping`);
+      throw new SwiotlbError("EINVAL", `${fn}: tlbAddr = ${hex(tlbAddr)} is before the start of its mapping`);
     }
     tlbOffset -= origOffset;
     const avail = (slots.allocSize[index] ?? 0) - tlbOffset;
     if (size > avail) {
-      throw new SwiotlbError("EINVAL", `${fn}: size = ${size} at ${hexAddr(tlbAddr)} runs past the bounce buffer (${Math.max(avail, 0)} bytes left)`);
+      throw new SwiotlbError("EINVAL", `${fn}: size = ${size} at ${hex(tlbAddr)} runs past the bounce buffer (${Math.max(avail, 0)} bytes left)`);
     }
     return orig + tlbOffset;
   }
