@@ -1,24 +1,34 @@
+import { DmasimInputError, DmasimStateError } from "@dmasim/trace";
+
 /**
  * Bad input to the scatterlist model: an index outside the table, a length that is not a byte count, a
  * table used after sgFreeTable. The kernel would corrupt memory or crash; dmasim refuses before changing
- * anything, naming the argument, its value and what was expected.
+ * anything, naming the argument, its value and what was expected. `code` is always `EINVAL` (the first
+ * argument keeps throw sites reading like the kernel's `-EINVAL`). `instanceof ScatterlistError` also holds
+ * for `ScatterlistBusyError`, so one catch still takes everything this package throws.
  */
-export class ScatterlistError extends Error {
-  override readonly name = "ScatterlistError";
-  constructor(
-    readonly code: "EINVAL" | "EBUSY",
-    readonly fn: string,
-    readonly argument: string,
-    readonly value: unknown,
-    expected: string,
-  ) {
-    super(`${fn}: ${argument} = ${show(value)} is invalid: expected ${expected}`);
+export class ScatterlistError extends DmasimInputError {
+  override readonly name: string = "ScatterlistError";
+  declare readonly code: "EINVAL";
+  constructor(_code: "EINVAL", fn: string, argument: string, value: unknown, expected: string) {
+    super(fn, argument, value, expected);
+  }
+
+  static override [Symbol.hasInstance](x: unknown): boolean {
+    return Function.prototype[Symbol.hasInstance].call(this, x) || (this === ScatterlistError && x instanceof ScatterlistBusyError);
   }
 }
 
-function show(v: unknown): string {
-  if (typeof v === "number" && Number.isSafeInteger(v) && v >= 0) return v < 4096 ? String(v) : `0x${v.toString(16)}`;
-  return typeof v === "string" ? JSON.stringify(v) : String(v);
+/** A valid call refused because the table is mapped for DMA (mapping it twice, freeing or rewriting it): `EBUSY`. */
+export class ScatterlistBusyError extends DmasimStateError {
+  override readonly name: string = "ScatterlistBusyError";
+  declare readonly code: "EBUSY";
+  constructor(
+    readonly fn: string,
+    message: string,
+  ) {
+    super("EBUSY", `${fn}: ${message}`);
+  }
 }
 
 export function checkCount(fn: string, name: string, v: number, min: number): void {

@@ -3,7 +3,7 @@ import { DMA_ATTR_ALL, DmaDirection, Errno, devUseSwiotlb, dmaApiSlice } from "@
 import type { DmaDevice, DmaIovaState } from "@dmasim/dma";
 import { classifyEntries } from "./classify.js";
 import { debugAddSg, debugCheckMapSg, debugFindBoundaryCrossings, debugUnmapSg } from "./debug.js";
-import { ScatterlistError } from "./errors.js";
+import { ScatterlistBusyError, ScatterlistError } from "./errors.js";
 import { sgLayout } from "./layout.js";
 import { mapSgClassic, unmapSgClassic } from "./paths/classic.js";
 import { mapSgPerSegment, unmapSgPerSegment } from "./paths/per-segment.js";
@@ -56,7 +56,7 @@ function mapSgAttrs(fn: string, dev: DmaDevice, table: SgTable, nents: number, d
   checkArgs(fn, dev, table, nents, dir, attrs);
   checkOptions(fn, options);
   if (table.mapping !== undefined) {
-    throw new ScatterlistError("EBUSY", fn, "table", "a table already mapped", `an unmapped table (it is mapped for ${table.mapping.dev.bdf}; unmap it first)`);
+    throw new ScatterlistBusyError(fn, `the table is already mapped for ${table.mapping.dev.bdf}: unmap it first`);
   }
   for (let i = 0; i < nents; i++) {
     if ((table.length[i] ?? 0) === 0) throw new ScatterlistError("EINVAL", fn, `entry ${i} length`, 0, "entries of at least one byte");

@@ -3,7 +3,7 @@ import { Counter } from "@dmasim/trace";
 import type { Trace } from "@dmasim/trace";
 import type { DmaAddr, DmaDevice, DmaDirection, DmaIovaState } from "@dmasim/dma";
 import { SG_ENTRY_BYTES, SG_MAX_SINGLE_ALLOC, SgDmaFlag } from "./constants.js";
-import { ScatterlistError, checkCount } from "./errors.js";
+import { ScatterlistBusyError, ScatterlistError, checkCount } from "./errors.js";
 
 /** Which mapping path produced a table's DMA side (see README "Paths"). */
 export type SgMapPath = "two-step" | "classic" | "swiotlb" | "direct";
@@ -120,7 +120,7 @@ export function sgFreeTable(table: SgTable): void {
   const fn = "sg_free_table";
   table.checkUsable(fn);
   if (table.mapping !== undefined) {
-    throw new ScatterlistError("EBUSY", fn, "table", "a table still mapped for DMA", "a table unmapped with dmaUnmapSgtable first (freeing it would leak the mapping)");
+    throw new ScatterlistBusyError(fn, "the table is still mapped for DMA: unmap it with dmaUnmapSgtable first (freeing it would leak the mapping)");
   }
   table.markFreed();
   table.trace.counters.add(Counter.DmaBookkeepingBytesFreed, table.bookkeepingBytes);
@@ -129,7 +129,7 @@ export function sgFreeTable(table: SgTable): void {
 function checkEntryWrite(fn: string, table: SgTable, i: number, len: number): void {
   table.checkUsable(fn);
   table.checkIndex(fn, i);
-  if (table.mapping !== undefined) throw new ScatterlistError("EBUSY", fn, "table", "a mapped table", "an unmapped table: entries of a mapped list belong to the device");
+  if (table.mapping !== undefined) throw new ScatterlistBusyError(fn, "entries of a mapped table belong to the device until it is unmapped");
   if (!Number.isSafeInteger(len) || len < 0 || len > 0xffffffff) throw new ScatterlistError("EINVAL", fn, "len", len, "a byte count that fits in 32 bits (unsigned int length)");
 }
 
