@@ -1,6 +1,7 @@
 import { PAGE_SIZE, PageFlag } from "@dmasim/memory";
 import type { PhysicalMemory } from "@dmasim/memory";
-import { BioError, hex, invalid } from "./errors.js";
+import { hex } from "@dmasim/trace";
+import { BioError, invalid } from "./errors.js";
 import { SECTOR_SIZE } from "./limits.js";
 
 /** REQ_OP_READ / REQ_OP_WRITE (enum req_op). */
@@ -54,14 +55,14 @@ export class Bio {
 
   constructor(memory: PhysicalMemory, options: BioOptions) {
     const { op, sector, vecs } = options;
-    if ((op as number) !== ReqOp.READ && (op as number) !== ReqOp.WRITE) throw invalid("bad-argument", "bio.op", op, "ReqOp.READ or ReqOp.WRITE");
-    if (!Number.isSafeInteger(sector) || sector < 0) throw invalid("bad-argument", "bio.sector", sector, "a non-negative integer sector");
+    if ((op as number) !== ReqOp.READ && (op as number) !== ReqOp.WRITE) throw invalid("bio.op", op, "ReqOp.READ or ReqOp.WRITE");
+    if (!Number.isSafeInteger(sector) || sector < 0) throw invalid("bio.sector", sector, "a non-negative integer sector");
     if (vecs.length === 0) throw new BioError("empty", "bio.vecs is empty: expected at least one bvec (a bio with no data cannot be mapped)");
     let size = 0;
     let owner = -1;
     for (let i = 0; i < vecs.length; i++) {
       const bv = vecs[i];
-      if (typeof bv !== "object") throw invalid("bad-argument", `bio.vecs[${i}]`, bv, "a BioVec");
+      if (typeof bv !== "object") throw invalid(`bio.vecs[${i}]`, bv, "a BioVec");
       const vOwner = checkBvec(memory, bv, `bio.vecs[${i}]`);
       if (owner === -1) owner = vOwner;
       else if (vOwner !== owner) {
@@ -69,8 +70,8 @@ export class Bio {
       }
       size += bv.len;
     }
-    if (size % SECTOR_SIZE !== 0) throw invalid("bad-argument", "bio size", size, "a multiple of 512 bytes");
-    if (!Number.isSafeInteger(sector + size / SECTOR_SIZE)) throw invalid("bad-argument", "bio.sector", sector, "an I/O that ends at a safe integer sector");
+    if (size % SECTOR_SIZE !== 0) throw invalid("bio size", size, "a multiple of 512 bytes");
+    if (!Number.isSafeInteger(sector + size / SECTOR_SIZE)) throw invalid("bio.sector", sector, "an I/O that ends at a safe integer sector");
     this.op = op;
     this.sector = sector;
     this.vecs = Object.freeze([...vecs]);
@@ -105,11 +106,11 @@ function kind(owner: number): string {
 
 /** Validates one bvec and returns the P2P owner of its pages (0 for ordinary memory). */
 function checkBvec(memory: PhysicalMemory, bv: BioVec, what: string): number {
-  if (!Number.isSafeInteger(bv.page) || bv.page < 0) throw invalid("bad-argument", `${what}.page`, bv.page, "a page frame number (a non-negative integer)");
-  if (!Number.isSafeInteger(bv.offset) || bv.offset < 0) throw invalid("bad-argument", `${what}.offset`, bv.offset, "a non-negative integer byte offset");
-  if (!Number.isSafeInteger(bv.len) || bv.len <= 0 || bv.len > 0xffffffff) throw invalid("bad-argument", `${what}.len`, bv.len, "a length from 1 to 2^32 - 1 bytes");
+  if (!Number.isSafeInteger(bv.page) || bv.page < 0) throw invalid(`${what}.page`, bv.page, "a page frame number (a non-negative integer)");
+  if (!Number.isSafeInteger(bv.offset) || bv.offset < 0) throw invalid(`${what}.offset`, bv.offset, "a non-negative integer byte offset");
+  if (!Number.isSafeInteger(bv.len) || bv.len <= 0 || bv.len > 0xffffffff) throw invalid(`${what}.len`, bv.len, "a length from 1 to 2^32 - 1 bytes");
   const start = bv.page * PAGE_SIZE + bv.offset;
-  if (!Number.isSafeInteger(start + bv.len)) throw invalid("bad-argument", `${what}.offset`, bv.offset, "a range that ends below 2^53");
+  if (!Number.isSafeInteger(start + bv.len)) throw invalid(`${what}.offset`, bv.offset, "a range that ends below 2^53");
   const pages = memory.pages;
   const first = Math.floor(start / PAGE_SIZE);
   const last = Math.floor((start + bv.len - 1) / PAGE_SIZE);

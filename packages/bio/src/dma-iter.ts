@@ -55,9 +55,9 @@ const MAP_TYPES: readonly number[] = Object.values(PciP2pdmaMapType);
 
 function check(fn: string, rq: unknown, dev: unknown, state: unknown, iter?: unknown): void {
   checkRequest(fn, rq);
-  if (!(dev instanceof DmaDevice)) throw invalid("bad-argument", `${fn}: dma_dev`, dev, "a DmaDevice from kernel.device(bdf)");
-  if (!(state instanceof DmaIovaState)) throw invalid("bad-argument", `${fn}: state`, state, "a DmaIovaState");
-  if (iter !== undefined && !(iter instanceof BlkDmaIter)) throw invalid("bad-argument", `${fn}: iter`, iter, "a BlkDmaIter");
+  if (!(dev instanceof DmaDevice)) throw invalid(`${fn}: dma_dev`, dev, "a DmaDevice from kernel.device(bdf)");
+  if (!(state instanceof DmaIovaState)) throw invalid(`${fn}: state`, state, "a DmaIovaState");
+  if (iter !== undefined && !(iter instanceof BlkDmaIter)) throw invalid(`${fn}: iter`, iter, "a BlkDmaIter");
 }
 
 function charge(rq: Request, dev: DmaDevice, bytes: number): void {
@@ -209,8 +209,8 @@ export function blkRqDmaMapCoalesce(state: DmaIovaState): boolean {
 export function blkRqDmaUnmap(rq: Request, dev: DmaDevice, state: DmaIovaState, mappedLen: number, map: PciP2pdmaMapType): boolean {
   const fn = "blk_rq_dma_unmap";
   check(fn, rq, dev, state);
-  if (!Number.isSafeInteger(mappedLen) || mappedLen < 0) throw invalid("bad-argument", `${fn}: mapped_len`, mappedLen, "a non-negative byte count");
-  if (!MAP_TYPES.includes(map)) throw invalid("bad-argument", `${fn}: map`, map, "a PciP2pdmaMapType");
+  if (!Number.isSafeInteger(mappedLen) || mappedLen < 0) throw invalid(`${fn}: mapped_len`, mappedLen, "a non-negative byte count");
+  if (!MAP_TYPES.includes(map)) throw invalid(`${fn}: map`, map, "a PciP2pdmaMapType");
   return dmaApiSlice(dev, fn, () => rqDmaUnmap(rq, dev, state, mappedLen, map));
 }
 

@@ -1,3 +1,5 @@
+import { DmasimInputError, DmasimStateError } from "@dmasim/trace";
+
 /** Why a bio, request or queue-limit argument was refused. */
 export type BioErrorReason =
   | "bad-argument" // not a valid value at all (negative length, non-integer address, unknown op)
@@ -9,26 +11,33 @@ export type BioErrorReason =
   | "not-mapped"; // an unmap for a request that holds no mapping
 
 /**
- * Bad input to the block layer model. Thrown before any state changes; the message names the argument,
- * its value and what was expected.
+ * A bio, request or queue-limit refused for what it describes (no data, pages without a struct page, a mix
+ * of memory kinds, the queue limits, no mapping). Thrown before any state changes. `code` is `EFAULT` for
+ * memory the block layer cannot address (`no-page`, `crosses-owner`), `EINVAL` otherwise.
+ * `instanceof BioError` also holds for `BioInputError`, so one catch still takes everything this package throws.
  */
-export class BioError extends Error {
-  override readonly name = "BioError";
-  readonly code: "EINVAL" | "EFAULT";
+export class BioError extends DmasimStateError {
+  override readonly name: string = "BioError";
+  declare readonly code: "EINVAL" | "EFAULT";
   readonly reason: BioErrorReason;
   constructor(reason: BioErrorReason, message: string) {
-    super(message);
+    super(reason === "no-page" || reason === "crosses-owner" ? "EFAULT" : "EINVAL", message);
     this.reason = reason;
-    this.code = reason === "no-page" || reason === "crosses-owner" ? "EFAULT" : "EINVAL";
+  }
+
+  static override [Symbol.hasInstance](x: unknown): boolean {
+    return Function.prototype[Symbol.hasInstance].call(this, x) || (this === BioError && x instanceof BioInputError);
   }
 }
 
-export function hex(n: number): string {
-  return Number.isSafeInteger(n) && n >= 0 ? `0x${n.toString(16)}` : String(n);
+/** Bad input (`reason` "bad-argument"): not a valid value at all; names the argument, the value and what was expected. */
+export class BioInputError extends DmasimInputError {
+  override readonly name: string = "BioInputError";
+  declare readonly code: "EINVAL";
+  readonly reason = "bad-argument";
 }
 
-/** `what = value is invalid: expected …` */
-export function invalid(reason: BioErrorReason, what: string, value: unknown, expected: string): BioError {
-  const shown = typeof value === "number" ? hex(value) : typeof value === "string" ? JSON.stringify(value) : String(value);
-  return new BioError(reason, `${what} = ${shown} is invalid: expected ${expected}`);
+/** `what = value is invalid: expected …`; `what` may start with the function (`"blk_rq_dma_map_iter_start: req"`). */
+export function invalid(what: string, value: unknown, expected: string): BioInputError {
+  return new BioInputError("", what, value, expected);
 }

@@ -1,6 +1,6 @@
 export { Bio, BvecIter, ReqOp, bvecAt, bvecPhys } from "./bio.js";
 export type { BioOptions, BioVec } from "./bio.js";
-export { BioError } from "./errors.js";
+export { BioError, BioInputError } from "./errors.js";
 export type { BioErrorReason } from "./errors.js";
 export {
   BLK_DEF_MAX_SECTORS_CAP,

@@ -52,25 +52,25 @@ export function queueLimits(input: Partial<QueueLimits> = {}): QueueLimits {
   };
   const lbs = lim.logicalBlockSize;
   if (!Number.isSafeInteger(lbs) || lbs < SECTOR_SIZE || lbs > 65536 || !isMask(lbs - 1)) {
-    throw invalid("bad-argument", "limits.logicalBlockSize", lbs, "a power of two from 512 to 65536");
+    throw invalid("limits.logicalBlockSize", lbs, "a power of two from 512 to 65536");
   }
   if (!Number.isSafeInteger(lim.maxSectors) || lim.maxSectors * SECTOR_SIZE < lbs) {
-    throw invalid("bad-argument", "limits.maxSectors", lim.maxSectors, `an integer number of 512-byte sectors covering at least one ${lbs}-byte block`);
+    throw invalid("limits.maxSectors", lim.maxSectors, `an integer number of 512-byte sectors covering at least one ${lbs}-byte block`);
   }
   if (!Number.isSafeInteger(lim.maxSegments) || lim.maxSegments < 1 || lim.maxSegments > 65535) {
-    throw invalid("bad-argument", "limits.maxSegments", lim.maxSegments, "an integer from 1 to 65535");
+    throw invalid("limits.maxSegments", lim.maxSegments, "an integer from 1 to 65535");
   }
   if (!isMask(lim.segBoundaryMask) || lim.segBoundaryMask < 4095) {
-    throw invalid("bad-argument", "limits.segBoundaryMask", lim.segBoundaryMask, "2^n - 1 with 2^n >= 4096");
+    throw invalid("limits.segBoundaryMask", lim.segBoundaryMask, "2^n - 1 with 2^n >= 4096");
   }
   if (!isMask(lim.virtBoundaryMask) || lim.virtBoundaryMask > 65535) {
-    throw invalid("bad-argument", "limits.virtBoundaryMask", lim.virtBoundaryMask, "0 or 2^n - 1 up to 65535");
+    throw invalid("limits.virtBoundaryMask", lim.virtBoundaryMask, "0 or 2^n - 1 up to 65535");
   }
   if (!Number.isSafeInteger(lim.maxSegmentSize) || lim.maxSegmentSize < 4096 || lim.maxSegmentSize > UINT_MAX) {
-    throw invalid("bad-argument", "limits.maxSegmentSize", lim.maxSegmentSize, "an integer from 4096 to 2^32 - 1");
+    throw invalid("limits.maxSegmentSize", lim.maxSegmentSize, "an integer from 4096 to 2^32 - 1");
   }
   if (!isMask(lim.dmaAlignment) || lim.dmaAlignment > 4095) {
-    throw invalid("bad-argument", "limits.dmaAlignment", lim.dmaAlignment, "2^n - 1 below 4096");
+    throw invalid("limits.dmaAlignment", lim.dmaAlignment, "2^n - 1 below 4096");
   }
   return Object.freeze(lim);
 }

@@ -1,6 +1,7 @@
 import { DmaDirection } from "@dmasim/dma";
 import type { Bio, BioVec } from "./bio.js";
 import { ReqOp } from "./bio.js";
+import { hex } from "@dmasim/trace";
 import { BioError, invalid } from "./errors.js";
 import { bvecGapToPrev, ffs, getMaxSegmentSize, minNotZero, physMergeable, SECTOR_SIZE } from "./limits.js";
 import type { QueueLimits } from "./limits.js";
@@ -33,7 +34,7 @@ function bioShape(lim: QueueLimits, bio: Bio): BioShape {
     if (prev !== undefined) {
       const prevEnd = prev.offset + prev.len;
       if (bvecGapToPrev(lim, prevEnd, bv.offset)) {
-        throw new BioError("limits", `bio.vecs[${i}] starts at offset ${bv.offset} after a bvec ending at offset ${prevEnd}: the gap breaks the queue's virtual boundary (mask 0x${lim.virtBoundaryMask.toString(16)}); split the bio there`);
+        throw new BioError("limits", `bio.vecs[${i}] starts at offset ${bv.offset} after a bvec ending at offset ${prevEnd}: the gap breaks the queue's virtual boundary (mask ${hex(lim.virtBoundaryMask)}); split the bio there`);
       }
       gapBit = minNotZero(gapBit, minNotZero(ffs(bv.offset), ffs(prevEnd)));
     }
@@ -198,7 +199,7 @@ export class Request {
     }
     const tail = at(this.#bios, this.#bios.length - 1);
     if (this.#willGap(tail, bio, firstVec(at(this.#bios, 0)))) {
-      return { reason: "limits", message: `the gap between the request's last bvec and the bio's first breaks the virtual boundary (mask 0x${this.limits.virtBoundaryMask.toString(16)})` };
+      return { reason: "limits", message: `the gap between the request's last bvec and the bio's first breaks the virtual boundary (mask ${hex(this.limits.virtBoundaryMask)})` };
     }
     if (this.#nrPhysSegments + shape.nrSegs > this.limits.maxSegments) {
       return { reason: "limits", message: `${this.#nrPhysSegments} + ${shape.nrSegs} segments exceed max_segments = ${this.limits.maxSegments}` };
@@ -261,5 +262,5 @@ export function reqPhysGapIntersects(rq: Request, mask: number): boolean {
 }
 
 export function checkRequest(fn: string, rq: unknown): asserts rq is Request {
-  if (!(rq instanceof Request)) throw invalid("bad-argument", `${fn}: req`, rq, "a Request (Request.fromBio / Request.fromBios)");
+  if (!(rq instanceof Request)) throw invalid(`${fn}: req`, rq, "a Request (Request.fromBio / Request.fromBios)");
 }
