@@ -83,7 +83,7 @@ export class DmaKernel {
   readonly #log: KernelLogLine[] = [];
   readonly #loggedOnce = new Set<string>();
   /** Physical ranges allocated coherent for non-coherent devices: CPU access to them is uncached. */
-  readonly uncached = new Map<number, number>();
+  readonly #uncached = new Map<number, number>();
 
   constructor(platform: Platform, options: DmaKernelOptions = {}) {
     this.platform = platform;
@@ -272,9 +272,22 @@ export class DmaKernel {
     return this.#isUncached(phys, len) ? this.memory.read(phys, len) : this.cpuCache.cpuRead(phys, len);
   }
 
+  /**
+   * arch_dma_set_uncached: CPU access to [phys, phys + size) bypasses the CPU cache from now on, as
+   * dma_direct_alloc arranges for a coherent buffer of a non-coherent device.
+   */
+  archDmaSetUncached(phys: number, size: number): void {
+    this.#uncached.set(phys, size);
+  }
+
+  /** arch_dma_clear_uncached: the range that starts at `phys` is cached again (the buffer was freed). */
+  archDmaClearUncached(phys: number): void {
+    this.#uncached.delete(phys);
+  }
+
   #isUncached(phys: number, len: number): boolean {
-    if (this.uncached.size === 0) return false;
-    for (const [base, size] of this.uncached) if (phys >= base && phys + len <= base + size) return true;
+    if (this.#uncached.size === 0) return false;
+    for (const [base, size] of this.#uncached) if (phys >= base && phys + len <= base + size) return true;
     return false;
   }
 
