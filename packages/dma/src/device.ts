@@ -4,7 +4,7 @@ import { DMA_BIT_MASK } from "./constants.js";
 import { DmaConfigError, showValue } from "./errors.js";
 import { isPowerOfTwoMinusOne } from "./validate.js";
 import type { IommuDmaCookie, IommuDmaDeviceState } from "./iova/index.js";
-import type { DmaKernel } from "./kernel.js";
+import type { DeviceKernel } from "./device-kernel.js";
 import type { SwiotlbPool } from "./swiotlb/index.js";
 
 /**
@@ -36,7 +36,7 @@ export interface DmaDeviceOptions {
  */
 export class DmaDevice {
   readonly bdf: string;
-  readonly kernel: DmaKernel;
+  readonly kernel: DeviceKernel;
   readonly endpoint: Endpoint;
   readonly ops: DmaOps;
   /** The default domain when the device is behind an IOMMU (paging or identity), else undefined. */
@@ -72,7 +72,7 @@ export class DmaDevice {
 
   /** @internal created by DmaKernel.device(). */
   constructor(init: {
-    kernel: DmaKernel;
+    kernel: DeviceKernel;
     endpoint: Endpoint;
     ops: DmaOps;
     domain: IommuDomain | undefined;

@@ -9,6 +9,7 @@ import { DmaDebugChecker } from "./debug/checker.js";
 import type { DebugEntry, DebugMode } from "./debug/checker.js";
 import type { DmaDebugReport } from "./debug/errors.js";
 import { IovaTracker } from "./debug/iova-tracker.js";
+import type { DeviceKernel } from "./device-kernel.js";
 import { DmaDevice, validateDeviceOptions } from "./device.js";
 import type { DmaDeviceOptions } from "./device.js";
 import { DmaConfigError, DmaInputError, showValue } from "./errors.js";
@@ -63,7 +64,7 @@ export interface UnbindReport {
  * domains, swiotlb, the CPU cache, dma-debug and cost accounting. The API functions (dmaMapPhys,
  * dmaIovaLink, …) take a device obtained from `kernel.device(bdf)`.
  */
-export class DmaKernel {
+export class DmaKernel implements DeviceKernel {
   readonly platform: Platform;
   readonly trace: Trace;
   readonly memory: PhysicalMemory;
