@@ -1,6 +1,7 @@
 import { GiB, MiB } from "@dmasim/memory";
 import { createPlatform } from "@dmasim/pcie-p2p";
 import type { EndpointSpec, Platform, PlatformSpec } from "@dmasim/pcie-p2p";
+import { TestBdf, switchTopology } from "@dmasim/pcie-p2p/testing";
 import type { Counter, CounterSnapshot } from "@dmasim/trace";
 import type { DmaDevice } from "./device.js";
 import { createDmaKernel } from "./kernel.js";
@@ -73,27 +74,23 @@ export function freshPages(platform: Platform, pages: number, options?: { below?
 }
 
 /** Client under sw0.dp0, provider under sw0.dp1, another client alone on root port rp1 (pcie-p2p's test topology). */
-export const CLIENT = "0000:02:00.0";
-export const PROVIDER = "0000:03:00.0";
-export const FAR_CLIENT = "0000:05:00.0";
+export const CLIENT = TestBdf.CLIENT;
+export const PROVIDER = TestBdf.SWITCH_PEER;
+export const FAR_CLIENT = TestBdf.BRIDGE_PEER;
 
 /**
+ * The shared test topology (@dmasim/pcie-p2p/testing):
  * hb0 ─ rp0 ─ sw0 ─ dp0 ─ CLIENT
  *     │           └ dp1 ─ PROVIDER (BAR0 2 MiB)
  *     └ rp1 ─ FAR_CLIENT (BAR0 64 KiB)
  */
 export function p2pRig(options: { hostBridgeP2p?: "none" | "same-host-bridge" | "any"; busOffset?: number; kernel?: DmaKernelOptions } = {}): Rig {
-  return rig({
-    kernel: options.kernel ?? {},
-    spec: {
-      hostBridges: [{ id: "hb0", p2p: options.hostBridgeP2p ?? "none", busOffset: options.busOffset ?? 0 }],
-      rootPorts: [{ id: "rp0" }, { id: "rp1" }],
-      switches: [{ id: "sw0", parent: "rp0", downstreamPorts: 2 }],
-      endpoints: [
-        { bdf: CLIENT, parent: "sw0.dp0" },
-        { bdf: PROVIDER, parent: "sw0.dp1", bars: [{ size: 2 * MiB }] },
-        { bdf: FAR_CLIENT, parent: "rp1", bars: [{ size: 64 * 1024 }] },
-      ],
-    },
+  const { hostBridges, rootPorts, switches, endpoints } = switchTopology({
+    hostBridgeP2p: options.hostBridgeP2p ?? "none",
+    busOffset: options.busOffset ?? 0,
+    switchPorts: 2,
+    switchPeer: { bars: [{ size: 2 * MiB }] },
+    bridgePeer: { bars: [{ size: 64 * 1024 }] },
   });
+  return rig({ kernel: options.kernel ?? {}, spec: { hostBridges, rootPorts, switches, endpoints } });
 }
