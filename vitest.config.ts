@@ -14,9 +14,15 @@ const dirs = ["packages", "apps"].flatMap((top) =>
     : [],
 );
 
+// `@dmasim/<name>` resolves to the package's src/index.ts and a subpath export (`@dmasim/dma/internal`,
+// `@dmasim/pcie-p2p/testing`) to src/<subpath>.ts. Anchored patterns, so `@dmasim/dma` never swallows
+// `@dmasim/dma/internal`.
 const packageAliases = dirs
   .filter((d) => d.top === "packages")
-  .map((d) => ({ find: `@dmasim/${d.name}`, replacement: `${root}packages/${d.name}/src/index.ts` }));
+  .flatMap((d) => [
+    { find: new RegExp(`^@dmasim/${d.name}/([a-z-]+)$`), replacement: `${root}packages/${d.name}/src/$1.ts` },
+    { find: new RegExp(`^@dmasim/${d.name}$`), replacement: `${root}packages/${d.name}/src/index.ts` },
+  ]);
 
 export default defineConfig(({ mode }) => {
   // `vitest bench` runs the sources as native ES modules (scripts/bench-loader/hooks.mjs says why):

@@ -2,7 +2,8 @@
 // every imported name into a property read through a getter on a namespace object. That is harmless for
 // tests, but it more than doubled the measured time of call-heavy paths (a dma_map_sg of 256 entries
 // crosses modules thousands of times). The benchmarks therefore run with the module runner off and these
-// hooks in its place: `@dmasim/<name>` resolves to the package's src/index.ts, a `./x.js` import inside
+// hooks in its place: `@dmasim/<name>` resolves to the package's src/index.ts (a subpath export
+// `@dmasim/<name>/<sub>` to src/<sub>.ts), a `./x.js` import inside
 // a package resolves to `./x.ts`, and .ts files are stripped of their types by the TypeScript compiler.
 // The code that runs is then what Node runs for a user of the built packages.
 import { existsSync, readFileSync } from "node:fs";
@@ -10,12 +11,12 @@ import { fileURLToPath } from "node:url";
 import ts from "typescript";
 
 const root = new URL("../../", import.meta.url);
-const PACKAGE = /^@dmasim\/([a-z0-9-]+)$/;
+const PACKAGE = /^@dmasim\/([a-z0-9-]+)(?:\/([a-z-]+))?$/;
 
 export function resolve(specifier, context, nextResolve) {
   const pkg = PACKAGE.exec(specifier);
   if (pkg !== null) {
-    const entry = new URL(`packages/${pkg[1]}/src/index.ts`, root);
+    const entry = new URL(`packages/${pkg[1]}/src/${pkg[2] ?? "index"}.ts`, root);
     if (existsSync(entry)) return { url: entry.href, format: "module", shortCircuit: true };
   }
   const parent = context.parentURL;

@@ -1,6 +1,5 @@
 import {
   DMA_IOVA_STATE_BYTES,
-  dmaApiSlice,
   DmaDevice,
   DmaIovaState,
   DMA_ATTR_MMIO,
@@ -18,6 +17,7 @@ import {
   pciP2pdmaBusAddrMap,
   pciP2pdmaState,
 } from "@dmasim/dma";
+import { dmaApiSlice } from "@dmasim/dma/internal";
 import type { DmaAddr } from "@dmasim/dma";
 import { PciP2pdmaMapType } from "@dmasim/pcie-p2p";
 import { Counter } from "@dmasim/trace";

@@ -3,18 +3,20 @@ import type { DmaDevice, DmaKernel, DmaKernelOptions } from "@dmasim/dma";
 import { MiB, PAGE_SIZE } from "@dmasim/memory";
 import { createPlatform } from "@dmasim/pcie-p2p";
 import type { P2pdmaProvider, Platform } from "@dmasim/pcie-p2p";
+import { TestBdf, switchTopology } from "@dmasim/pcie-p2p/testing";
 import { Bio, ReqOp, bvecAt } from "./bio.js";
 import type { BioVec } from "./bio.js";
 
-// Test-only builders (not exported from index.ts). One platform: the DMA device under a switch with a
+// Test-only builders (not exported from index.ts). One platform, the shared test topology of
+// @dmasim/pcie-p2p/testing: the DMA device under a switch with a
 // peer whose BAR is P2P memory (BUS_ADDR), a peer on another root port of the same host bridge
 // (THRU_HOST_BRIDGE), a peer behind a second host bridge (NOT_SUPPORTED) and an untrusted device.
 
-export const NVME = "0000:02:00.0";
-export const PEER_SWITCH = "0000:03:00.0";
-export const PEER_HOST_BRIDGE = "0000:05:00.0";
-export const PEER_FAR = "0000:07:00.0";
-export const UNTRUSTED = "0000:08:00.0";
+export const NVME = TestBdf.CLIENT;
+export const PEER_SWITCH = TestBdf.SWITCH_PEER;
+export const PEER_HOST_BRIDGE = TestBdf.BRIDGE_PEER;
+export const PEER_FAR = TestBdf.FAR_PEER;
+export const UNTRUSTED = TestBdf.ROOT_PORT_DEVICE;
 
 export interface Fixture {
   readonly platform: Platform;
@@ -28,20 +30,19 @@ export interface Fixture {
 
 export function makeFixture(options: DmaKernelOptions & { noIommu?: boolean } = {}): Fixture {
   const { noIommu = false, ...kernelOptions } = options;
-  const platform = createPlatform({
-    memory: { ramBytes: 256 * MiB },
-    ...(noIommu ? {} : { iommu: {} }),
-    hostBridges: [{ id: "hb0", p2p: "same-host-bridge" }, { id: "hb1" }],
-    rootPorts: [{ id: "rp0" }, { id: "rp1" }, { id: "rp2", hostBridge: "hb1" }, { id: "rp3" }],
-    switches: [{ id: "sw0", parent: "rp0", downstreamPorts: 2 }],
-    endpoints: [
-      { bdf: NVME, parent: "sw0.dp0", bars: [{ size: 16 * 1024 }] },
-      { bdf: PEER_SWITCH, parent: "sw0.dp1", bars: [{ size: 4 * MiB }] },
-      { bdf: PEER_HOST_BRIDGE, parent: "rp1", bars: [{ size: 4 * MiB }] },
-      { bdf: PEER_FAR, parent: "rp2", bars: [{ size: 4 * MiB }] },
-      { bdf: UNTRUSTED, parent: "rp3", untrusted: true },
-    ],
-  });
+  const platform = createPlatform(
+    switchTopology({
+      ramBytes: 256 * MiB,
+      iommu: !noIommu,
+      hostBridgeP2p: "same-host-bridge",
+      switchPorts: 2,
+      client: { bars: [{ size: 16 * 1024 }] },
+      switchPeer: { bars: [{ size: 4 * MiB }] },
+      bridgePeer: { bars: [{ size: 4 * MiB }] },
+      farPeer: { bars: [{ size: 4 * MiB }] },
+      rootPortDevice: { untrusted: true },
+    }),
+  );
   const kernel = createDmaKernel(platform, { swiotlb: { bytes: 1 * MiB }, cpus: 1, ...kernelOptions });
   return {
     platform,

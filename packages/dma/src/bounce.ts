@@ -1,10 +1,10 @@
 import {
-  isSwiotlbActive as poolActive,
-  isSwiotlbBuffer as poolHas,
-  swiotlbSyncSingleForCpu as poolSyncForCpu,
-  swiotlbSyncSingleForDevice as poolSyncForDevice,
-  swiotlbTblMapSingle as poolMap,
-  swiotlbTblUnmapSingle as poolUnmap,
+  isSwiotlbActive,
+  isSwiotlbBuffer,
+  swiotlbPoolMapSingle as poolMap,
+  swiotlbPoolSyncForCpu as poolSyncForCpu,
+  swiotlbPoolSyncForDevice as poolSyncForDevice,
+  swiotlbPoolUnmapSingle as poolUnmap,
   swiotlbZeroPadding,
 } from "./swiotlb/index.js";
 import { CACHELINE_SIZE, DMA_ATTR_NO_WARN, DMA_ATTR_SKIP_CPU_SYNC, DmaDirection } from "./constants.js";
@@ -13,13 +13,8 @@ import type { DmaDevice } from "./device.js";
 // The seams between the mapping paths and the two things that move bytes for them: swiotlb bounce
 // buffers and CPU cache maintenance. Device first, as in the kernel.
 
-export function isSwiotlbActive(dev: DmaDevice): boolean {
-  return poolActive(dev);
-}
-
-export function isSwiotlbBuffer(dev: DmaDevice, phys: number): boolean {
-  return poolHas(dev, phys);
-}
+// is_swiotlb_active / is_swiotlb_buffer need nothing of the DMA layer: one function each, swiotlb's.
+export { isSwiotlbActive, isSwiotlbBuffer };
 
 // swiotlb's bounce copies are CPU memcpy()s (swiotlb_bounce in kernel/dma/swiotlb.c): they read the
 // original buffer through the CPU cache and write it through the cache. The pool copies memory to memory,

@@ -4,7 +4,7 @@ import { GiB, KiB, PAGE_SIZE } from "@dmasim/memory";
 import { Counter } from "@dmasim/trace";
 import { DmaDirection, DmaInputError, dmaClassifyRange } from "./index.js";
 import type { DmaMemoryRun } from "./index.js";
-import { CLIENT, DEV, FAR_CLIENT, PROVIDER, UNTRUSTED, freshPages, moved, p2pRig, rig } from "./test-fixtures-b.js";
+import { CLIENT, DEV, FAR_CLIENT, PROVIDER, UNTRUSTED, freshPages, moved, p2pRig, rig } from "./test-fixtures.js";
 
 const { TO_DEVICE, FROM_DEVICE } = DmaDirection;
 

@@ -13,7 +13,7 @@ import {
   dmaSetCoherentMask,
   dmaUnmapPhys,
 } from "./index.js";
-import { DEV, freshPages, moved, pattern, rig } from "./test-fixtures-b.js";
+import { DEV, freshPages, moved, pattern, rig } from "./test-fixtures.js";
 
 describe("dmaAllocCoherent", () => {
   it("returns zeroed memory even when the pages held old data", () => {

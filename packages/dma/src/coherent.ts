@@ -43,7 +43,7 @@ export function dmaAllocCoherent(dev: DmaDevice, size: number, attrs = 0): DmaCo
   }
   kernel.memory.fill(phys, pages * PAGE_SIZE, 0);
   if (kernel.memory.confidential) kernel.memory.setMemoryDecrypted(phys, pages);
-  if (!dev.coherent) kernel.uncached.set(phys, pages * PAGE_SIZE);
+  if (!dev.coherent) kernel.archDmaSetUncached(phys, pages * PAGE_SIZE);
   let handle: DmaAddr;
   if (dev.ops === "iommu") {
     handle = iommuDmaMapRange(dev, phys, size, dmaInfoToProt(DmaDirection.BIDIRECTIONAL, dev.coherent, attrs), dev.coherentDmaMask);
@@ -87,7 +87,7 @@ export function dmaFreeCoherent(dev: DmaDevice, size: number, cpuAddr: number, d
 
 function releasePages(dev: DmaDevice, phys: number, pages: number): void {
   const kernel = dev.kernel;
-  kernel.uncached.delete(phys);
+  kernel.archDmaClearUncached(phys);
   if (kernel.memory.confidential) kernel.memory.setMemoryEncrypted(phys, pages);
   kernel.memory.allocator.freePages(phys, pages);
 }

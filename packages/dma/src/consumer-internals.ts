@@ -4,7 +4,7 @@ import type { DmaDevice } from "./device.js";
 import { dmaDirectMapPhys, dmaDirectSyncSingleForCpu, dmaDirectSyncSingleForDevice, dmaDirectUnmapPhys } from "./direct.js";
 import { DmaInputError } from "./errors.js";
 import { allocIova, cookieOf, dmaInfoToProt, domainOf, iommuDmaMapPhys, iommuDmaSyncSingleForCpu, iommuDmaSyncSingleForDevice, iommuDmaUnmapPhys, iommuDmaUnmapRange, iommuMapNosync } from "./iommu-dma.js";
-import { iommuDmaFreeIova as freeIova } from "./iova/index.js";
+import { iommuDmaFreeIova } from "./iova/index.js";
 
 // The pieces of iommu-dma that the kernel's own DMA-API implementations use directly (iommu_dma_map_sg
 // in drivers/iommu/dma-iommu.c allocates one IOVA and calls iommu_map_sg itself). dmasim's consumer
@@ -14,16 +14,22 @@ function requireIommu(fn: string, dev: DmaDevice): void {
   if (dev.ops !== "iommu") throw new DmaInputError(fn, "dev", dev.bdf, "a device that uses iommu-dma");
 }
 
-/** iommu_dma_alloc_iova: `size` bytes (granule multiple) under `dmaLimit`; 0 when none is left. */
-export function iommuDmaAllocIova(dev: DmaDevice, size: number, dmaLimit: number): number {
+/**
+ * iommu_dma_alloc_iova for a device: `size` bytes (granule multiple) under `dmaLimit`; 0 when none is
+ * left. The cookie-level allocator it ends in is iova/dma-iova.ts's `iommuDmaAllocIova`.
+ */
+export function iommuDmaAllocIovaForDevice(dev: DmaDevice, size: number, dmaLimit: number): number {
   requireIommu("iommu_dma_alloc_iova", dev);
   return allocIova(dev, size, dmaLimit);
 }
 
-/** iommu_dma_free_iova without a flush queue: the IOVA is reusable at once (nothing may map it). */
-export function iommuDmaFreeIova(dev: DmaDevice, iova: number, size: number): void {
+/**
+ * iommu_dma_free_iova for a device, without a flush queue: the IOVA is reusable at once (nothing may map
+ * it). The cookie-level release is iova/dma-iova.ts's `iommuDmaFreeIova`.
+ */
+export function iommuDmaFreeIovaForDevice(dev: DmaDevice, iova: number, size: number): void {
   requireIommu("iommu_dma_free_iova", dev);
-  freeIova(cookieOf(dev), iova, size, dev.kernel.cpu);
+  iommuDmaFreeIova(cookieOf(dev), iova, size, dev.kernel.cpu);
 }
 
 /** iommu_map without the trailing iotlb_sync_map: 0 or a negative errno; a refused map changes nothing. */

@@ -17,7 +17,7 @@ import {
   priceCounters,
 } from "./index.js";
 import type { CostReport } from "./index.js";
-import { freshPages, rig } from "./test-fixtures-b.js";
+import { freshPages, rig } from "./test-fixtures.js";
 
 const PAGES = 256;
 

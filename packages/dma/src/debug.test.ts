@@ -16,8 +16,8 @@ import {
 } from "./index.js";
 import type { DmaDebugCheck } from "./index.js";
 import type { DmaDevice } from "./device.js";
-import { DEV, freshPages, moved, pattern, rig } from "./test-fixtures-b.js";
-import type { Rig } from "./test-fixtures-b.js";
+import { DEV, freshPages, moved, pattern, rig } from "./test-fixtures.js";
+import type { Rig } from "./test-fixtures.js";
 
 const { BIDIRECTIONAL, TO_DEVICE, FROM_DEVICE } = DmaDirection;
 

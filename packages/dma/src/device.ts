@@ -5,7 +5,7 @@ import { showValue } from "@dmasim/trace";
 import { DmaConfigError } from "./errors.js";
 import { isPowerOfTwoMinusOne } from "./validate.js";
 import type { IommuDmaCookie, IommuDmaDeviceState } from "./iova/index.js";
-import type { DmaKernel } from "./kernel.js";
+import type { DeviceKernel } from "./device-kernel.js";
 import type { SwiotlbPool } from "./swiotlb/index.js";
 
 /**
@@ -37,7 +37,7 @@ export interface DmaDeviceOptions {
  */
 export class DmaDevice {
   readonly bdf: string;
-  readonly kernel: DmaKernel;
+  readonly kernel: DeviceKernel;
   readonly endpoint: Endpoint;
   readonly ops: DmaOps;
   /** The default domain when the device is behind an IOMMU (paging or identity), else undefined. */
@@ -73,7 +73,7 @@ export class DmaDevice {
 
   /** @internal created by DmaKernel.device(). */
   constructor(init: {
-    kernel: DmaKernel;
+    kernel: DeviceKernel;
     endpoint: Endpoint;
     ops: DmaOps;
     domain: IommuDomain | undefined;

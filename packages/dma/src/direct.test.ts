@@ -17,7 +17,7 @@ import {
   dmaUnmapPhys,
   physToDma,
 } from "./index.js";
-import { DEV, freshPages, moved, pattern, rig } from "./test-fixtures-b.js";
+import { DEV, freshPages, moved, pattern, rig } from "./test-fixtures.js";
 
 const { BIDIRECTIONAL, TO_DEVICE, FROM_DEVICE } = DmaDirection;
 

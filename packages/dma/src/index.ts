@@ -76,30 +76,5 @@ export { SwiotlbPool, IO_TLB_SEGSIZE, IO_TLB_SIZE } from "./swiotlb/index.js";
 export type { SwiotlbStats } from "./swiotlb/index.js";
 export { IovaDomain, FlushQueue, IOVA_FQ_SIZE, IOVA_FQ_TIMEOUT_NS, IOVA_MAG_SIZE, IOVA_RANGE_CACHE_MAX_SIZE } from "./iova/index.js";
 export type { IovaRange } from "./iova/index.js";
-// iommu-dma and swiotlb pieces the kernel's own DMA-API implementations call directly (for consumer
-// packages that rebuild those implementations, e.g. iommu_dma_map_sg); drivers use the API above.
-export {
-  archSyncDmaForCpu,
-  archSyncDmaForDevice,
-  devUseSwiotlb,
-  dmaInfoToProt,
-  iommuDmaAllocIova,
-  iommuDmaFreeIova,
-  iommuDmaSyncSingleForCpu,
-  iommuDmaSyncSingleForDevice,
-  iommuDmaUnmap,
-  iommuIovaToPhys,
-  iommuMap,
-  iommuSyncMap,
-  iommuUnmap,
-  dmaMapPhysUntracked,
-  dmaUnmapPhysUntracked,
-  dmaSyncSingleForCpuUntracked,
-  dmaSyncSingleForDeviceUntracked,
-  isSwiotlbBuffer,
-  swiotlbSyncSingleForCpu,
-  swiotlbSyncSingleForDevice,
-} from "./consumer-internals.js";
 export { DmaDebugChecker } from "./debug/checker.js";
-export { dmaApiSlice } from "./api-trace.js";
 export type { UnmapRef } from "./debug/checker.js";

@@ -19,7 +19,7 @@ import {
   dmaUnmapPhys,
 } from "./index.js";
 import type { DmaKernelOptions } from "./index.js";
-import { DEV, UNTRUSTED, freshPages, moved, rig } from "./test-fixtures-b.js";
+import { DEV, UNTRUSTED, freshPages, moved, rig } from "./test-fixtures.js";
 
 const THIRD = "0000:03:00.0";
 

@@ -9,6 +9,7 @@ import { DmaDebugChecker } from "./debug/checker.js";
 import type { DebugEntry, DebugMode } from "./debug/checker.js";
 import type { DmaDebugReport } from "./debug/errors.js";
 import { IovaTracker } from "./debug/iova-tracker.js";
+import type { DeviceKernel } from "./device-kernel.js";
 import { DmaDevice, validateDeviceOptions } from "./device.js";
 import type { DmaDeviceOptions } from "./device.js";
 import { showValue } from "@dmasim/trace";
@@ -64,7 +65,7 @@ export interface UnbindReport {
  * domains, swiotlb, the CPU cache, dma-debug and cost accounting. The API functions (dmaMapPhys,
  * dmaIovaLink, …) take a device obtained from `kernel.device(bdf)`.
  */
-export class DmaKernel {
+export class DmaKernel implements DeviceKernel {
   readonly platform: Platform;
   readonly trace: Trace;
   readonly memory: PhysicalMemory;
@@ -84,7 +85,7 @@ export class DmaKernel {
   readonly #log: KernelLogLine[] = [];
   readonly #loggedOnce = new Set<string>();
   /** Physical ranges allocated coherent for non-coherent devices: CPU access to them is uncached. */
-  readonly uncached = new Map<number, number>();
+  readonly #uncached = new Map<number, number>();
 
   constructor(platform: Platform, options: DmaKernelOptions = {}) {
     this.platform = platform;
@@ -273,9 +274,22 @@ export class DmaKernel {
     return this.#isUncached(phys, len) ? this.memory.read(phys, len) : this.cpuCache.cpuRead(phys, len);
   }
 
+  /**
+   * arch_dma_set_uncached: CPU access to [phys, phys + size) bypasses the CPU cache from now on, as
+   * dma_direct_alloc arranges for a coherent buffer of a non-coherent device.
+   */
+  archDmaSetUncached(phys: number, size: number): void {
+    this.#uncached.set(phys, size);
+  }
+
+  /** arch_dma_clear_uncached: the range that starts at `phys` is cached again (the buffer was freed). */
+  archDmaClearUncached(phys: number): void {
+    this.#uncached.delete(phys);
+  }
+
   #isUncached(phys: number, len: number): boolean {
-    if (this.uncached.size === 0) return false;
-    for (const [base, size] of this.uncached) if (phys >= base && phys + len <= base + size) return true;
+    if (this.#uncached.size === 0) return false;
+    for (const [base, size] of this.#uncached) if (phys >= base && phys + len <= base + size) return true;
     return false;
   }
 

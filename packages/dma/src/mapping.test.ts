@@ -32,7 +32,7 @@ import {
   dmaUnmapPhys,
   dmaUnmapResource,
 } from "./index.js";
-import { DEV, UNTRUSTED, freshPages, moved, pattern, rig } from "./test-fixtures-b.js";
+import { DEV, UNTRUSTED, freshPages, moved, pattern, rig } from "./test-fixtures.js";
 
 const { BIDIRECTIONAL, TO_DEVICE, FROM_DEVICE } = DmaDirection;
 

@@ -16,7 +16,7 @@ import {
   pciP2pdmaBusAddrMap,
   pciP2pdmaState,
 } from "./index.js";
-import { CLIENT, FAR_CLIENT, PROVIDER, freshPages, moved, p2pRig, pattern } from "./test-fixtures-b.js";
+import { CLIENT, FAR_CLIENT, PROVIDER, freshPages, moved, p2pRig, pattern } from "./test-fixtures.js";
 
 const { NONE, BUS_ADDR, THRU_HOST_BRIDGE, NOT_SUPPORTED } = PciP2pdmaMapType;
 

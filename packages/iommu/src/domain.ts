@@ -2,7 +2,6 @@ import { Counter, type Counters, type EventStream, type Trace } from "@dmasim/tr
 import { hex } from "@dmasim/trace";
 import { IommuError, IommuInputError } from "./errors.js";
 import type { Iotlb } from "./iotlb.js";
-import type { Iommu } from "./iommu.js";
 import { IoPageTable } from "./page-table.js";
 import { IOMMU_PROT_MASK, IommuProt } from "./prot.js";
 import * as pte from "./pte.js";
@@ -52,6 +51,16 @@ class PendingPtPages implements PtPageList {
   }
 }
 
+/**
+ * The unit a domain belongs to, as the domain sees it: `Iommu` satisfies it. Declared here so that
+ * domain.ts does not import iommu.ts, which imports domain.ts.
+ */
+export interface IommuUnit {
+  readonly name: string;
+  /** Input address width of the unit's page tables (the domain's aperture end is 2^vaBits - 1). */
+  readonly vaBits: number;
+}
+
 /** What a domain needs from its unit; built by Iommu. */
 export interface DomainContext {
   readonly trace: Trace;
@@ -83,7 +92,7 @@ export interface UnmapResult {
 export class IommuDomain {
   readonly id: number;
   readonly type: DomainType;
-  readonly iommu: Iommu;
+  readonly iommu: IommuUnit;
   /** @internal the page table of a paging domain; read by Iommu.translate. */
   readonly pageTable: IoPageTable | undefined;
   readonly #ctx: DomainContext;
@@ -121,7 +130,7 @@ export class IommuDomain {
   readonly #stopDeferring: () => void;
 
   /** @internal use `Iommu.allocDomain`. */
-  constructor(iommu: Iommu, id: number, type: DomainType, ctx: DomainContext) {
+  constructor(iommu: IommuUnit, id: number, type: DomainType, ctx: DomainContext) {
     this.iommu = iommu;
     this.id = id;
     this.type = type;

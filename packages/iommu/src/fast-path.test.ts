@@ -7,7 +7,7 @@ import { SZ_1G, SZ_2M, SZ_4K } from "./iova.js";
 import { IoPageTable } from "./page-table.js";
 import { IommuProt } from "./prot.js";
 import { LEVEL_SIZE, PTE_LEAF, PTE_PENDING, PTE_PROT_UNIT, PTE_VALID } from "./pte.js";
-import { setup } from "./test-setup.js";
+import { setup } from "./test-fixtures.js";
 
 const RW = IommuProt.READ | IommuProt.WRITE;
 const ALL = SZ_4K | SZ_2M | SZ_1G;

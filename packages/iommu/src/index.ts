@@ -7,4 +7,4 @@ export type { IommuFault } from "./fault.js";
 export { Iommu } from "./iommu.js";
 export type { IommuOptions, IotlbInfo } from "./iommu.js";
 export { IommuDomain, MAX_PHYS } from "./domain.js";
-export type { DomainType, PtPageList, MapResult, UnmapResult } from "./domain.js";
+export type { DomainType, IommuUnit, PtPageList, MapResult, UnmapResult } from "./domain.js";

@@ -3,7 +3,7 @@ import { describe, expect, it } from "vitest";
 import { IommuError } from "./errors.js";
 import { SZ_2M, SZ_4K } from "./iova.js";
 import { IommuProt } from "./prot.js";
-import { setup } from "./test-setup.js";
+import { setup } from "./test-fixtures.js";
 import type { IommuDomain } from "./domain.js";
 
 /**

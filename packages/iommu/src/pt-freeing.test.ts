@@ -8,7 +8,7 @@ import type { IommuDomain } from "./domain.js";
 import { SZ_1G, SZ_2M, SZ_4K } from "./iova.js";
 import { IommuProt } from "./prot.js";
 import { LEVEL_SIZE, PTE_LEAF, pteAddr } from "./pte.js";
-import { setup } from "./test-setup.js";
+import { setup } from "./test-fixtures.js";
 
 const RW = IommuProt.READ | IommuProt.WRITE;
 

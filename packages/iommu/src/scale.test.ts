@@ -2,7 +2,7 @@ import { Counter } from "@dmasim/trace";
 import { describe, expect, it } from "vitest";
 import { SZ_1G, SZ_2M, SZ_4K } from "./iova.js";
 import { IommuProt } from "./prot.js";
-import { setup } from "./test-setup.js";
+import { setup } from "./test-fixtures.js";
 
 const RW = IommuProt.READ | IommuProt.WRITE;
 const PAGES = 1_048_576; // 4 GiB of 4 KiB pages

@@ -5,7 +5,7 @@ import { GiB, MiB, PAGE_SIZE, TiB, pfnOf } from "./addresses.js";
 import { AddressError, OutOfMemoryError, PageStateError } from "./errors.js";
 import { PageFlag } from "./page-flags.js";
 import { PhysicalMemory } from "./physical-memory.js";
-import { makeMemory } from "./test-helpers.js";
+import { makeMemory } from "./test-fixtures.js";
 
 function small(pages: number, options: { confidential?: boolean } = {}): PhysicalMemory {
   return new PhysicalMemory(new Trace(), { ram: [{ base: 0, size: pages * PAGE_SIZE }], ...options });

@@ -5,7 +5,7 @@ import { AddressError, PageStateError, RegionOverlapError, UnmappedAddressError 
 import { PageFlag, pageFlagNames } from "./page-flags.js";
 import { SECTION_PAGES } from "./page-descriptors.js";
 import { PhysicalMemory } from "./physical-memory.js";
-import { HOLE, makeMemory } from "./test-helpers.js";
+import { HOLE, makeMemory } from "./test-fixtures.js";
 
 const BAR = 64 * GiB;
 

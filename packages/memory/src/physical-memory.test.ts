@@ -5,7 +5,7 @@ import { GiB, MiB, PAGE_SIZE, TiB } from "./addresses.js";
 import { AddressError, MemoryError, MmioNoBackingError, PageStateError, RegionOverlapError, UnmappedAddressError } from "./errors.js";
 import { PhysicalMemory } from "./physical-memory.js";
 import { SparseStore } from "./sparse-store.js";
-import { HOLE, expectBytes, makeMemory, pattern } from "./test-helpers.js";
+import { HOLE, expectBytes, makeMemory, pattern } from "./test-fixtures.js";
 
 const BAR = 64 * GiB;
 

@@ -3,7 +3,7 @@ import fc from "fast-check";
 import { PAGE_SIZE, TiB } from "./addresses.js";
 import { AddressError } from "./errors.js";
 import { SparseStore } from "./sparse-store.js";
-import { expectBytes, pattern } from "./test-helpers.js";
+import { expectBytes, pattern } from "./test-fixtures.js";
 
 describe("SparseStore", () => {
   it("reads zeros where nothing was written, and costs no page for it", () => {

@@ -2,7 +2,7 @@ import { GiB, KiB, MiB } from "@dmasim/memory";
 import fc from "fast-check";
 import { describe, expect, it } from "vitest";
 import { createPlatform } from "./platform.js";
-import { A, B, C, switchSpec } from "./test-helpers.js";
+import { A, B, C, switchSpec } from "./test-fixtures.js";
 
 describe("BAR placement", () => {
   it("places BARs largest first, naturally aligned, from the bottom of the window above RAM", () => {

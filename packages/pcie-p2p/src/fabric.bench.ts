@@ -1,7 +1,7 @@
 import { MiB } from "@dmasim/memory";
 import { Counter } from "@dmasim/trace";
 import { bench, describe } from "vitest";
-import { A, B, RW, bytes, switchSpec, withDomains } from "./test-helpers.js";
+import { A, B, RW, bytes, switchSpec, withDomains } from "./test-fixtures.js";
 
 // 1 GiB per iteration: a 1 MiB buffer (256 pages) read 1024 times, so every TLP after the first pass
 // hits the IOTLB (2048 entries) and copies real, materialised bytes.

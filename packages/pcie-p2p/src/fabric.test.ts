@@ -8,7 +8,7 @@ import { PciP2pdmaMapType } from "./p2pdma.js";
 import { createPlatform } from "./platform.js";
 import type { EndpointSpec, PlatformSpec } from "./spec.js";
 import type { Platform } from "./types.js";
-import { A, B, C, RW, bytes, switchSpec, withDomains } from "./test-helpers.js";
+import { A, B, C, RW, bytes, switchSpec, withDomains } from "./test-fixtures.js";
 
 function accessError(fn: () => unknown): PcieAccessError {
   try {

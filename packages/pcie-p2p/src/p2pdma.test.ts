@@ -4,7 +4,7 @@ import { PciError } from "./errors.js";
 import { PciP2pdmaMapType } from "./p2pdma.js";
 import { createPlatform } from "./platform.js";
 import type { AcsSpec, HostBridgeP2p, PlatformSpec } from "./spec.js";
-import { A, B, C, switchSpec } from "./test-helpers.js";
+import { A, B, C, switchSpec } from "./test-fixtures.js";
 
 const { BUS_ADDR, THRU_HOST_BRIDGE, NOT_SUPPORTED } = PciP2pdmaMapType;
 

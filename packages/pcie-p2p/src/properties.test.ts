@@ -3,7 +3,7 @@ import { MiB } from "@dmasim/memory";
 import fc from "fast-check";
 import { describe, expect, it } from "vitest";
 import { PcieAccessError } from "./errors.js";
-import { A, B, RW, bytes, sameBytes, switchSpec, withDomains } from "./test-helpers.js";
+import { A, B, RW, bytes, sameBytes, switchSpec, withDomains } from "./test-fixtures.js";
 
 const PAGE = 4096;
 const IOVA_BASE = 0x10000000; // outside the host bridge window: see the iova_reserve_pci_windows test

@@ -2,7 +2,7 @@ import { KiB, MiB, PageFlag, pfnOf } from "@dmasim/memory";
 import { describe, expect, it } from "vitest";
 import { PciError } from "./errors.js";
 import { createPlatform } from "./platform.js";
-import { A, B, switchSpec } from "./test-helpers.js";
+import { A, B, switchSpec } from "./test-fixtures.js";
 
 describe("addP2pdmaProvider / pci_p2pdma_add_resource", () => {
   it("registers the whole BAR as ZONE_DEVICE P2PDMA pages owned by the provider id", () => {

@@ -3,7 +3,7 @@ import { describe, expect, it } from "vitest";
 import { PlatformSpecError } from "./errors.js";
 import { createPlatform } from "./platform.js";
 import type { PlatformSpec } from "./spec.js";
-import { switchSpec } from "./test-helpers.js";
+import { switchSpec } from "./test-fixtures.js";
 
 const mem = { ramBytes: 64 * MiB };
 

@@ -1,5 +1,6 @@
 import { Counter } from "@dmasim/trace";
-import { DMA_ATTR_ALL, DmaDirection, Errno, devUseSwiotlb, dmaApiSlice } from "@dmasim/dma";
+import { DMA_ATTR_ALL, DmaDirection, Errno } from "@dmasim/dma";
+import { devUseSwiotlb, dmaApiSlice } from "@dmasim/dma/internal";
 import type { DmaDevice, DmaIovaState } from "@dmasim/dma";
 import { classifyEntries } from "./classify.js";
 import { debugAddSg, debugCheckMapSg, debugFindBoundaryCrossings, debugUnmapSg } from "./debug.js";

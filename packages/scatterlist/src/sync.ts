@@ -1,5 +1,5 @@
 import { Counter } from "@dmasim/trace";
-import { dmaSyncSingleForCpuUntracked, dmaSyncSingleForDeviceUntracked } from "@dmasim/dma";
+import { dmaSyncSingleForCpuUntracked, dmaSyncSingleForDeviceUntracked } from "@dmasim/dma/internal";
 import type { DmaDevice, DmaDirection } from "@dmasim/dma";
 import { SgDmaFlag } from "./constants.js";
 import { debugSyncSg } from "./debug.js";

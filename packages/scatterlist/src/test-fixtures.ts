@@ -3,19 +3,21 @@ import type { DmaDevice, DmaKernel, DmaKernelOptions, DmaDeviceOptions } from "@
 import { GiB, MiB, PAGE_SIZE, patternBytes } from "@dmasim/memory";
 import { createPlatform } from "@dmasim/pcie-p2p";
 import type { Endpoint, P2pdmaProvider, Platform } from "@dmasim/pcie-p2p";
+import { TestBdf, switchTopology } from "@dmasim/pcie-p2p/testing";
 import { sgAllocTable, sgSetPhys, sgtableDmaSegments } from "./index.js";
 import type { SgTable } from "./index.js";
 
-// Test rig (not exported from index.ts): one host bridge that forwards P2P between its root ports,
+// Test rig (not exported from index.ts): the shared test topology (@dmasim/pcie-p2p/testing) with one
+// host bridge that forwards P2P between its root ports,
 //   hb0 ─ rp0 ─ sw0 ─ dp0 ─ CLIENT      (trusted)
 //     │            ├ dp1 ─ PROVIDER    (BAR0 2 MiB: P2P memory reached through the switch → BUS_ADDR)
 //     │            └ dp2 ─ UNTRUSTED   (external-facing)
 //     └ rp1 ─ FAR                     (BAR0 2 MiB: P2P memory reached through hb0 → THRU_HOST_BRIDGE)
 
-export const CLIENT = "0000:02:00.0";
-export const PROVIDER = "0000:03:00.0";
-export const UNTRUSTED = "0000:04:00.0";
-export const FAR = "0000:05:00.0";
+export const CLIENT = TestBdf.CLIENT;
+export const PROVIDER = TestBdf.SWITCH_PEER;
+export const UNTRUSTED = TestBdf.SWITCH_SPARE;
+export const FAR = TestBdf.BRIDGE_PEER;
 
 export interface Rig {
   readonly platform: Platform;
@@ -39,19 +41,17 @@ export interface RigOptions {
 }
 
 export function makeRig(options: RigOptions = {}): Rig {
-  const platform = createPlatform({
-    memory: { ramBytes: 4 * GiB, confidential: options.confidential ?? false },
-    ...(options.iommu === false ? {} : { iommu: {} }),
-    hostBridges: [{ id: "hb0", p2p: options.hostBridgeP2p ?? "same-host-bridge" }],
-    rootPorts: [{ id: "rp0" }, { id: "rp1" }],
-    switches: [{ id: "sw0", parent: "rp0", downstreamPorts: 3 }],
-    endpoints: [
-      { bdf: CLIENT, parent: "sw0.dp0" },
-      { bdf: PROVIDER, parent: "sw0.dp1", bars: [{ size: 2 * MiB }] },
-      { bdf: UNTRUSTED, parent: "sw0.dp2", untrusted: true },
-      { bdf: FAR, parent: "rp1", bars: [{ size: 2 * MiB }] },
-    ],
-  });
+  const platform = createPlatform(
+    switchTopology({
+      ramBytes: 4 * GiB,
+      confidential: options.confidential ?? false,
+      iommu: options.iommu ?? true,
+      hostBridgeP2p: options.hostBridgeP2p ?? "same-host-bridge",
+      switchPeer: { bars: [{ size: 2 * MiB }] },
+      switchSpare: { untrusted: true },
+      bridgePeer: { bars: [{ size: 2 * MiB }] },
+    }),
+  );
   const switchP2p = platform.addP2pdmaProvider(PROVIDER, 0);
   const bridgeP2p = platform.addP2pdmaProvider(FAR, 0);
   const kernel = createDmaKernel(platform, { swiotlb: { bytes: 4 * MiB }, ...options.kernel });

@@ -1,4 +1,5 @@
-import { DMA_ATTR_SKIP_CPU_SYNC, archSyncDmaForCpu, archSyncDmaForDevice } from "@dmasim/dma";
+import { DMA_ATTR_SKIP_CPU_SYNC } from "@dmasim/dma";
+import { archSyncDmaForCpu, archSyncDmaForDevice } from "@dmasim/dma/internal";
 import type { DmaDevice, DmaDirection } from "@dmasim/dma";
 import { EntryKind } from "./classify.js";
 import type { SgTable } from "./sg-table.js";

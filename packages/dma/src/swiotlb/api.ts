@@ -3,8 +3,11 @@ import { SwiotlbError } from "./errors.js";
 import type { SwiotlbDevice, SwiotlbPool } from "./pool.js";
 
 /**
- * The kernel-shaped entry points (include/linux/swiotlb.h): device first, the pool found through the
- * device (dev->dma_io_tlb_mem), so a caller writes `swiotlbTblMapSingle(dev, ...)` as in the kernel.
+ * Device-first entry points to the pool (include/linux/swiotlb.h shape): the pool is found through the
+ * device (dev->dma_io_tlb_mem). The map, unmap and sync functions here move bytes memory to memory only;
+ * the DMA layer's `swiotlbTblMapSingle` & co (bounce.ts) wrap them with what the kernel's functions of
+ * those names also do (the bounce copy through the CPU cache, the "buffer is full" log, clearing
+ * dma_skip_sync), which is why these carry the `swiotlbPool` prefix instead of the kernel name.
  */
 export interface SwiotlbDeviceWithPool extends SwiotlbDevice {
   /** dev->dma_io_tlb_mem: the pool this device bounces through, or undefined when swiotlb is off. */
@@ -12,10 +15,10 @@ export interface SwiotlbDeviceWithPool extends SwiotlbDevice {
 }
 
 /**
- * swiotlb_tbl_map_single(). Returns the bounce address or DMA_MAPPING_ERROR (no pool, or the pool is
+ * swiotlb_tbl_map_single() on the pool alone. Returns the bounce address or DMA_MAPPING_ERROR (no pool, or the pool is
  * full). `cpu` picks the area the search starts in (raw_smp_processor_id() upstream).
  */
-export function swiotlbTblMapSingle(
+export function swiotlbPoolMapSingle(
   dev: SwiotlbDeviceWithPool,
   origAddr: number,
   mappingSize: number,
@@ -30,19 +33,19 @@ export function swiotlbTblMapSingle(
   return pool.tblMapSingle(dev, origAddr, mappingSize, allocAlignMask, dir, attrs, cpu);
 }
 
-/** swiotlb_tbl_unmap_single(). */
-export function swiotlbTblUnmapSingle(dev: SwiotlbDeviceWithPool, tlbAddr: number, mappingSize: number, dir: DmaDirection, attrs: number): void {
-  poolOf("swiotlbTblUnmapSingle", dev).tblUnmapSingle(dev, tlbAddr, mappingSize, dir, attrs);
+/** swiotlb_tbl_unmap_single() on the pool alone. */
+export function swiotlbPoolUnmapSingle(dev: SwiotlbDeviceWithPool, tlbAddr: number, mappingSize: number, dir: DmaDirection, attrs: number): void {
+  poolOf("swiotlbPoolUnmapSingle", dev).tblUnmapSingle(dev, tlbAddr, mappingSize, dir, attrs);
 }
 
-/** swiotlb_sync_single_for_device(). */
-export function swiotlbSyncSingleForDevice(dev: SwiotlbDeviceWithPool, tlbAddr: number, size: number, dir: DmaDirection): void {
-  poolOf("swiotlbSyncSingleForDevice", dev).syncSingleForDevice(dev, tlbAddr, size, dir);
+/** swiotlb_sync_single_for_device() on the pool alone. */
+export function swiotlbPoolSyncForDevice(dev: SwiotlbDeviceWithPool, tlbAddr: number, size: number, dir: DmaDirection): void {
+  poolOf("swiotlbPoolSyncForDevice", dev).syncSingleForDevice(dev, tlbAddr, size, dir);
 }
 
-/** swiotlb_sync_single_for_cpu(). */
-export function swiotlbSyncSingleForCpu(dev: SwiotlbDeviceWithPool, tlbAddr: number, size: number, dir: DmaDirection): void {
-  poolOf("swiotlbSyncSingleForCpu", dev).syncSingleForCpu(dev, tlbAddr, size, dir);
+/** swiotlb_sync_single_for_cpu() on the pool alone. */
+export function swiotlbPoolSyncForCpu(dev: SwiotlbDeviceWithPool, tlbAddr: number, size: number, dir: DmaDirection): void {
+  poolOf("swiotlbPoolSyncForCpu", dev).syncSingleForCpu(dev, tlbAddr, size, dir);
 }
 
 /** is_swiotlb_buffer(dev, phys). */

@@ -15,10 +15,10 @@ export {
   isSwiotlbActive,
   isSwiotlbBuffer,
   swiotlbMaxMappingSize,
-  swiotlbSyncSingleForCpu,
-  swiotlbSyncSingleForDevice,
-  swiotlbTblMapSingle,
-  swiotlbTblUnmapSingle,
+  swiotlbPoolSyncForCpu,
+  swiotlbPoolSyncForDevice,
+  swiotlbPoolMapSingle,
+  swiotlbPoolUnmapSingle,
 } from "./api.js";
 export type { SwiotlbDeviceWithPool } from "./api.js";
 export { swiotlbZeroPadding } from "./padding.js";

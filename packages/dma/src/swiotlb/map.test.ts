@@ -2,7 +2,7 @@ import { MiB, PhysicalMemory, patternBytes } from "@dmasim/memory";
 import { Counter, Trace } from "@dmasim/trace";
 import { beforeEach, describe, expect, it } from "vitest";
 import { DMA_ATTR_SKIP_CPU_SYNC, DMA_MAPPING_ERROR, DmaDirection } from "../constants.js";
-import { swiotlbMaxMappingSize, swiotlbTblMapSingle, swiotlbTblUnmapSingle, isSwiotlbBuffer } from "./api.js";
+import { swiotlbMaxMappingSize, swiotlbPoolMapSingle, swiotlbPoolUnmapSingle, isSwiotlbBuffer } from "./api.js";
 import { IO_TLB_SEGSIZE, IO_TLB_SIZE } from "./constants.js";
 import { SwiotlbError } from "./errors.js";
 import { SwiotlbPool, type SwiotlbDevice } from "./pool.js";
@@ -25,7 +25,7 @@ beforeEach(() => {
   pool = new SwiotlbPool(mem, { size: 1 * MiB });
 });
 
-describe("swiotlbTblMapSingle copies", () => {
+describe("swiotlbPoolMapSingle copies", () => {
   it("copies the original into the bounce buffer on map, whatever the direction", () => {
     for (const dir of [TO_DEVICE, FROM_DEVICE, BIDIRECTIONAL]) {
       const orig = 0x10000 + dir * 0x1000;
@@ -299,15 +299,15 @@ describe("device-facing entry points", () => {
   it("go through dev.dmaIoTlbMem and fail soft without a pool", () => {
     const withPool = { ...plain, dmaIoTlbMem: pool };
     const none = { ...plain, dmaIoTlbMem: undefined };
-    const tlb = swiotlbTblMapSingle(withPool, 0x1000, 10, 0, TO_DEVICE, 0);
+    const tlb = swiotlbPoolMapSingle(withPool, 0x1000, 10, 0, TO_DEVICE, 0);
     expect(isSwiotlbBuffer(withPool, tlb)).toBe(true);
-    swiotlbTblUnmapSingle(withPool, tlb, 10, TO_DEVICE, 0);
-    expect(swiotlbTblMapSingle(none, 0x1000, 10, 0, TO_DEVICE, 0)).toBe(DMA_MAPPING_ERROR);
+    swiotlbPoolUnmapSingle(withPool, tlb, 10, TO_DEVICE, 0);
+    expect(swiotlbPoolMapSingle(none, 0x1000, 10, 0, TO_DEVICE, 0)).toBe(DMA_MAPPING_ERROR);
     expect(isSwiotlbBuffer(none, tlb)).toBe(false);
     expect(swiotlbMaxMappingSize(none)).toBe(Infinity);
     expect(swiotlbMaxMappingSize(withPool)).toBe(256 * 1024);
     expect(() => {
-      swiotlbTblUnmapSingle(none, tlb, 10, TO_DEVICE, 0);
+      swiotlbPoolUnmapSingle(none, tlb, 10, TO_DEVICE, 0);
     }).toThrow(SwiotlbError);
   });
 });

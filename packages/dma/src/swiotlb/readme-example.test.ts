@@ -2,7 +2,7 @@ import { GiB, PhysicalMemory } from "@dmasim/memory";
 import { Trace } from "@dmasim/trace";
 import { expect, it } from "vitest";
 import { DmaDirection } from "../constants.js";
-import { swiotlbTblMapSingle, swiotlbTblUnmapSingle } from "./api.js";
+import { swiotlbPoolMapSingle, swiotlbPoolUnmapSingle } from "./api.js";
 import { SwiotlbPool } from "./pool.js";
 
 it("the README example works as written", () => {
@@ -11,10 +11,10 @@ it("the README example works as written", () => {
   const dev = { name: "0000:01:00.0", minAlignMask: 0xfff, dmaIoTlbMem: pool };
 
   memory.write(0x2000_0234, new TextEncoder().encode("hello"));
-  const tlb = swiotlbTblMapSingle(dev, 0x2000_0234, 5, 0, DmaDirection.BIDIRECTIONAL, 0);
+  const tlb = swiotlbPoolMapSingle(dev, 0x2000_0234, 5, 0, DmaDirection.BIDIRECTIONAL, 0);
   expect(tlb & 0xfff).toBe(0x234);
   expect(new TextDecoder().decode(memory.read(tlb, 5))).toBe("hello");
   memory.write(tlb, new TextEncoder().encode("HELLO"));
-  swiotlbTblUnmapSingle(dev, tlb, 5, DmaDirection.BIDIRECTIONAL, 0);
+  swiotlbPoolUnmapSingle(dev, tlb, 5, DmaDirection.BIDIRECTIONAL, 0);
   expect(new TextDecoder().decode(memory.read(0x2000_0234, 5))).toBe("HELLO");
 });

@@ -1,4 +1,12 @@
-import { DMA_ATTR_MMIO, Errno, dmaInfoToProt, iommuDmaAllocIova, iommuDmaFreeIova, iommuDmaUnmap, iommuMap, iommuSyncMap } from "@dmasim/dma";
+import { DMA_ATTR_MMIO, Errno } from "@dmasim/dma";
+import {
+  dmaInfoToProt,
+  iommuDmaAllocIovaForDevice,
+  iommuDmaFreeIovaForDevice,
+  iommuDmaUnmap,
+  iommuMap,
+  iommuSyncMap,
+} from "@dmasim/dma/internal";
 import type { DmaDevice, DmaDirection } from "@dmasim/dma";
 import { EntryKind } from "../classify.js";
 import type { Classified } from "../classify.js";
@@ -21,7 +29,7 @@ export function mapSgClassic(dev: DmaDevice, table: SgTable, nents: number, cls:
   const kinds = cls.kinds;
   let iova = 0;
   if (lay.iovaLen > 0) {
-    iova = iommuDmaAllocIova(dev, lay.iovaLen, dev.dmaMask);
+    iova = iommuDmaAllocIovaForDevice(dev, lay.iovaLen, dev.dmaMask);
     if (iova === 0) return { ret: -Errno.ENOMEM, iova: 0 };
     const protMem = dmaInfoToProt(dir, dev.coherent, attrs);
     const protMmio = dmaInfoToProt(dir, dev.coherent, attrs | DMA_ATTR_MMIO);
@@ -55,7 +63,7 @@ export function mapSgClassic(dev: DmaDevice, table: SgTable, nents: number, cls:
         domain.invalidateRange(iova, mapped);
         domain.releasePtPages(freed);
       }
-      iommuDmaFreeIova(dev, iova, lay.iovaLen);
+      iommuDmaFreeIovaForDevice(dev, iova, lay.iovaLen);
       return { ret: err === -Errno.ENOMEM ? err : -Errno.EINVAL, iova: 0 };
     }
     iommuSyncMap(dev, iova, mapped);

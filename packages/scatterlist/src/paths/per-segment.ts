@@ -1,14 +1,5 @@
-import {
-  DMA_ATTR_MMIO,
-  DMA_ATTR_SKIP_CPU_SYNC,
-  DMA_MAPPING_ERROR,
-  Errno,
-  dmaMapPhysUntracked,
-  dmaToPhys,
-  dmaUnmapPhysUntracked,
-  iommuIovaToPhys,
-  isSwiotlbBuffer,
-} from "@dmasim/dma";
+import { DMA_ATTR_MMIO, DMA_ATTR_SKIP_CPU_SYNC, DMA_MAPPING_ERROR, Errno, dmaToPhys } from "@dmasim/dma";
+import { dmaMapPhysUntracked, dmaUnmapPhysUntracked, iommuIovaToPhys, isSwiotlbBuffer } from "@dmasim/dma/internal";
 import type { DmaDevice, DmaDirection } from "@dmasim/dma";
 import { EntryKind } from "../classify.js";
 import type { Classified } from "../classify.js";

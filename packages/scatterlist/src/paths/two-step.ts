@@ -38,9 +38,8 @@ export interface TwoStepResult {
   readonly stateLens: number[];
 }
 
-/** Destroys the states linked so far (and `extra`, linked `extraLen` bytes, if given) after a failure. */
-function undoStates(dev: DmaDevice, states: DmaIovaState[], stateLens: readonly number[], extra: DmaIovaState | undefined, extraLen: number, dir: DmaDirection, attrs: number): void {
-  if (extra !== undefined) dmaIovaDestroy(dev, extra, extraLen, dir, attrs);
+/** Destroys the states linked so far after a failure. */
+function undoStates(dev: DmaDevice, states: DmaIovaState[], stateLens: readonly number[], dir: DmaDirection, attrs: number): void {
   for (const [s, st] of states.entries()) dmaIovaDestroy(dev, st, stateLens[s] ?? 0, dir, attrs);
   states.length = 0;
 }
@@ -54,7 +53,47 @@ function undoStates(dev: DmaDevice, states: DmaIovaState[], stateLens: readonly 
  */
 export function mapSgTwoStep(dev: DmaDevice, table: SgTable, nents: number, cls: Classified, lay: SgLayout, dir: DmaDirection, attrs: number, interior: SgInteriorPolicy): TwoStepResult {
   if (plan.rphys.length < nents) plan = makePlan(Math.max(nents, plan.rphys.length * 2));
-  const { rphys, rlen, rel, dataOff, state } = plan;
+  const p = plan;
+  const { stateFirst, stateEnd, stateLens } = packStates(dev, table, cls, lay, interior === "widen", p);
+  const states: DmaIovaState[] = [];
+  const linkAttrs = attrs | DMA_ATTR_SKIP_CPU_SYNC;
+  for (let s = 0; s < stateFirst.length; s++) {
+    const total = stateLens[s] ?? 0;
+    const first = stateFirst[s] ?? 0;
+    const st = new DmaIovaState();
+    if (!dmaIovaTryAlloc(dev, st, p.rphys[first] ?? 0, total)) {
+      undoStates(dev, states, stateLens, dir, linkAttrs);
+      return { ret: -Errno.ENOMEM, states, stateLens };
+    }
+    const err = linkState(dev, st, first, stateEnd[s] ?? first, cls.kinds, p, dir, linkAttrs);
+    if (err !== 0) {
+      undoStates(dev, states, stateLens, dir, linkAttrs);
+      return { ret: err === -Errno.ENOMEM ? err : -Errno.EINVAL, states, stateLens };
+    }
+    dmaIovaSync(dev, st, 0, total);
+    states.push(st);
+  }
+  if (states.length > 0) table.trace.counters.add(Counter.DmaBookkeepingBytesAllocated, states.length * DMA_IOVA_STATE_BYTES);
+  fillDmaFields(table, cls, lay, states, p);
+  return { ret: lay.count, states, stateLens };
+}
+
+/** The packing of a list into dma_iova_states: state `s` covers the entries [stateFirst[s], stateEnd[s]). */
+interface StatePacking {
+  readonly stateFirst: number[];
+  readonly stateEnd: number[];
+  /** The bytes linked into each state. */
+  readonly stateLens: number[];
+}
+
+/**
+ * The planning step: where every entry goes (its state, its offset inside it, the range linked for it)
+ * before any IOVA exists. BUS_ADDR entries inside a state's range are not linked. A new state starts where
+ * a segment would cross the segment boundary, or (policy "split") where an interior range would not be
+ * granule-aligned.
+ */
+function packStates(dev: DmaDevice, table: SgTable, cls: Classified, lay: SgLayout, widen: boolean, p: Plan): StatePacking {
+  const { rphys, rlen, rel, dataOff, state } = p;
   // The IOVA domain keeps its granule a power of two of at most 4 KiB, so a mask gives in-granule offsets.
   const gmask = dev.granule - 1;
   const window = dev.segBoundaryMask + 1;
@@ -62,9 +101,6 @@ export function mapSgTwoStep(dev: DmaDevice, table: SgTable, nents: number, cls:
   const phys = table.phys;
   const length = table.length;
   const { off, alignedLen, segFirst, segLast, segLen } = lay;
-  const widen = interior === "widen";
-  // Planning: where every entry goes (state, offset inside it) before any IOVA exists. A state covers the
-  // entries [stateFirst[s], stateEnd[s]); BUS_ADDR entries inside that range are not linked.
   const stateFirst: number[] = [];
   const stateEnd: number[] = [];
   const stateLens: number[] = [];
@@ -109,62 +145,61 @@ export function mapSgTwoStep(dev: DmaDevice, table: SgTable, nents: number, cls:
       }
     } else {
       for (let j = first; j <= last; j++) {
-        const p = phys[j] ?? 0;
+        const pj = phys[j] ?? 0;
         const l = length[j] ?? 0;
-        rphys[j] = p;
+        rphys[j] = pj;
         rlen[j] = l;
         dataOff[j] = 0;
         rel[j] = used;
         state[j] = cur;
         used += l;
-        endedAligned = (((p + l) >>> 0) & gmask) === 0;
+        endedAligned = (((pj + l) >>> 0) & gmask) === 0;
       }
     }
     stateEnd[cur] = last + 1;
   }
   if (cur >= 0) stateLens.push(used);
+  return { stateFirst, stateEnd, stateLens };
+}
 
-  const states: DmaIovaState[] = [];
-  const linkAttrs = attrs | DMA_ATTR_SKIP_CPU_SYNC;
-  for (let s = 0; s < stateFirst.length; s++) {
-    const total = stateLens[s] ?? 0;
-    const first = stateFirst[s] ?? 0;
-    const end = stateEnd[s] ?? first;
-    const st = new DmaIovaState();
-    if (!dmaIovaTryAlloc(dev, st, rphys[first] ?? 0, total)) {
-      undoStates(dev, states, stateLens, undefined, 0, dir, linkAttrs);
-      return { ret: -Errno.ENOMEM, states, stateLens };
-    }
-    // Link the state's entries in order, one call per run that is contiguous in memory and of one kind.
-    let linked = 0;
-    let runPhys = 0;
-    let runLen = 0;
-    let runKind = 0;
-    let err = 0;
-    for (let j = first; j <= end; j++) {
-      const kind = j < end ? (kinds[j] ?? 0) : -1;
-      if (kind === EntryKind.BUS_ADDR) continue;
-      const p = rphys[j] ?? 0;
-      if (runLen > 0 && (kind !== runKind || p !== runPhys + runLen)) {
-        err = dmaIovaLink(dev, st, runPhys, linked, runLen, dir, runKind === EntryKind.HOST_BRIDGE ? linkAttrs | DMA_ATTR_MMIO : linkAttrs);
-        if (err !== 0) break;
-        linked += runLen;
-        runLen = 0;
+/**
+ * The link step of one state: its entries [first, end) in order, one dma_iova_link per run that is
+ * contiguous in memory and of one kind (host-bridge P2P runs with DMA_ATTR_MMIO). Returns 0, or the
+ * failing link's negative errno after destroying the state with what it had linked.
+ */
+function linkState(dev: DmaDevice, st: DmaIovaState, first: number, end: number, kinds: Classified["kinds"], p: Plan, dir: DmaDirection, linkAttrs: number): number {
+  const { rphys, rlen } = p;
+  let linked = 0;
+  let runPhys = 0;
+  let runLen = 0;
+  let runKind = 0;
+  for (let j = first; j <= end; j++) {
+    const kind = j < end ? (kinds[j] ?? 0) : -1;
+    if (kind === EntryKind.BUS_ADDR) continue;
+    const pj = rphys[j] ?? 0;
+    if (runLen > 0 && (kind !== runKind || pj !== runPhys + runLen)) {
+      const err = dmaIovaLink(dev, st, runPhys, linked, runLen, dir, runKind === EntryKind.HOST_BRIDGE ? linkAttrs | DMA_ATTR_MMIO : linkAttrs);
+      if (err !== 0) {
+        dmaIovaDestroy(dev, st, linked, dir, linkAttrs);
+        return err;
       }
-      if (runLen === 0) {
-        runPhys = p;
-        runKind = kind;
-      }
-      runLen += rlen[j] ?? 0;
+      linked += runLen;
+      runLen = 0;
     }
-    if (err !== 0) {
-      undoStates(dev, states, stateLens, st, linked, dir, linkAttrs);
-      return { ret: err === -Errno.ENOMEM ? err : -Errno.EINVAL, states, stateLens };
+    if (runLen === 0) {
+      runPhys = pj;
+      runKind = kind;
     }
-    dmaIovaSync(dev, st, 0, total);
-    states.push(st);
+    runLen += rlen[j] ?? 0;
   }
-  if (states.length > 0) table.trace.counters.add(Counter.DmaBookkeepingBytesAllocated, states.length * DMA_IOVA_STATE_BYTES);
+  return 0;
+}
+
+/** The result step: each segment's DMA address (its state's IOVA, or the bus address for P2P) and length. */
+function fillDmaFields(table: SgTable, cls: Classified, lay: SgLayout, states: readonly DmaIovaState[], p: Plan): void {
+  const { rel, dataOff, state } = p;
+  const { segFirst, segLen } = lay;
+  const kinds = cls.kinds;
   const dmaAddress = table.dmaAddress;
   for (let k = 0; k < lay.count; k++) {
     const first = segFirst[k] ?? 0;
@@ -176,7 +211,6 @@ export function mapSgTwoStep(dev: DmaDevice, table: SgTable, nents: number, cls:
     }
     table.dmaLength[k] = segLen[k] ?? 0;
   }
-  return { ret: lay.count, states, stateLens };
 }
 
 /** dma_unmap_sg of a two-step mapping: one dma_iova_destroy per state (CPU syncs were done by the caller). */

@@ -2,14 +2,16 @@ import { GiB, KiB, MiB } from "@dmasim/memory";
 import { IommuProt } from "@dmasim/iommu";
 import { createPlatform } from "./platform.js";
 import type { PlatformSpec } from "./spec.js";
+import { TestBdf, switchTopology } from "./testing.js";
 import type { Platform } from "./types.js";
 
-export const A = "0000:02:00.0"; // under sw0.dp0
-export const B = "0000:03:00.0"; // under sw0.dp1, the usual provider
-export const C = "0000:05:00.0"; // alone on root port rp1
+export const A: string = TestBdf.CLIENT; // under sw0.dp0
+export const B: string = TestBdf.SWITCH_PEER; // under sw0.dp1, the usual provider
+export const C: string = TestBdf.BRIDGE_PEER; // alone on root port rp1
 export const RW = IommuProt.READ | IommuProt.WRITE;
 
 /**
+ * The shared test topology (testing.ts) with these BARs:
  * hb0 ─ rp0 ─ sw0 ─ dp0 ─ A (BAR0 1 MiB)
  *     │           └ dp1 ─ B (BAR0 2 MiB, BAR2 64 KiB)
  *     │           └ dp2   (empty)
@@ -17,16 +19,12 @@ export const RW = IommuProt.READ | IommuProt.WRITE;
  */
 export function switchSpec(overrides: Partial<PlatformSpec> = {}): PlatformSpec {
   return {
-    memory: { ramBytes: 1 * GiB },
-    iommu: {},
-    hostBridges: [{ id: "hb0" }],
-    rootPorts: [{ id: "rp0" }, { id: "rp1" }],
-    switches: [{ id: "sw0", parent: "rp0", downstreamPorts: 3 }],
-    endpoints: [
-      { bdf: A, parent: "sw0.dp0", bars: [{ size: 1 * MiB }] },
-      { bdf: B, parent: "sw0.dp1", bars: [{ size: 2 * MiB }, { index: 2, size: 64 * KiB }] },
-      { bdf: C, parent: "rp1", bars: [{ size: 64 * KiB }] },
-    ],
+    ...switchTopology({
+      ramBytes: 1 * GiB,
+      client: { bars: [{ size: 1 * MiB }] },
+      switchPeer: { bars: [{ size: 2 * MiB }, { index: 2, size: 64 * KiB }] },
+      bridgePeer: { bars: [{ size: 64 * KiB }] },
+    }),
     ...overrides,
   };
 }
