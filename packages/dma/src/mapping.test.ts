@@ -374,14 +374,30 @@ describe("dmaMapPage", () => {
     expect(dev.domain!.iovaToPhys(addr)).toBeUndefined();
   });
 
-  it("refuses DMA_ATTR_MMIO with DMA_MAPPING_ERROR and a warning, mapping nothing", () => {
+  it("refuses DMA_ATTR_MMIO with DMA_MAPPING_ERROR and no warning, mapping nothing", () => {
     const { platform, kernel, dev } = rig({ kernel: { debug: "collect" } });
     const phys = freshPages(platform, 1);
     const m = moved(platform, () => dmaMapPage(dev, phys / PAGE_SIZE, 0, 64, TO_DEVICE, DMA_ATTR_MMIO));
     expect(m.result).toBe(DMA_MAPPING_ERROR);
     expect(m.get(Counter.PteWrites)).toBe(0);
-    expect(kernel.debugReports().map((r) => r.check)).toEqual(["api-warn"]);
-    expect(kernel.debugReports()[0]!.message).toMatch(/DMA_ATTR_MMIO/);
+    expect(kernel.debugReports()).toEqual([]);
+  });
+
+  it("dmaUnmapPage with DMA_ATTR_MMIO does nothing: the mapping stays, dma-debug is not asked", () => {
+    const { platform, kernel, dev, ep } = rig({ kernel: { debug: "collect" } });
+    const phys = freshPages(platform, 1);
+    platform.memory.write(phys, pattern(64, 3));
+    const addr = dmaMapPage(dev, phys / PAGE_SIZE, 0, 64, TO_DEVICE);
+    expect(dmaMappingError(dev, addr)).toBe(0);
+    const m = moved(platform, () => {
+      dmaUnmapPage(dev, addr, 64, TO_DEVICE, DMA_ATTR_MMIO);
+      dmaUnmapPage(dev, 0x1234, 64, TO_DEVICE, DMA_ATTR_MMIO); // not even a mapping: still nothing
+    });
+    expect([m.get(Counter.DmaUnmapCalls), m.get(Counter.PteClears)]).toEqual([0, 0]);
+    expect(kernel.debugReports()).toEqual([]);
+    expect(ep.dmaRead(addr, 64)).toEqual(pattern(64, 3));
+    dmaUnmapPage(dev, addr, 64, TO_DEVICE);
+    expect(kernel.debugReports()).toEqual([]);
   });
 
   it("refuses P2P pages with DMA_MAPPING_ERROR and a warning", () => {

@@ -1,7 +1,7 @@
 import { PAGE_SIZE, PageFlag } from "@dmasim/memory";
 import { Counter } from "@dmasim/trace";
 import { apiBegin, apiEnd, checkDevice } from "./api-trace.js";
-import { DMA_ATTR_DEBUGGING_IGNORE_CACHELINES, DMA_ATTR_MMIO, DMA_BIT_MASK, DMA_MAPPING_ERROR, DmaDirection, Errno } from "./constants.js";
+import { DMA_ATTR_DEBUGGING_IGNORE_CACHELINES, DMA_ATTR_MMIO, DMA_ATTR_REQUIRE_COHERENT, DMA_BIT_MASK, DMA_MAPPING_ERROR, DmaDirection, Errno } from "./constants.js";
 import type { DmaAddr } from "./constants.js";
 import type { DmaDevice } from "./device.js";
 import { dmaDirectMapPhys, dmaDirectSyncSingleForCpu, dmaDirectSyncSingleForDevice, dmaDirectUnmapPhys } from "./direct.js";
@@ -17,6 +17,7 @@ const C_UNMAP_CALLS = Counter.DmaUnmapCalls;
 const C_MAPPING_ERRORS = Counter.DmaMappingErrors;
 const MAPPING_ERROR = DMA_MAPPING_ERROR;
 const ATTR_MMIO = DMA_ATTR_MMIO;
+const ATTR_REQUIRE_COHERENT = DMA_ATTR_REQUIRE_COHERENT;
 const ENOMEM = Errno.ENOMEM;
 const DIR_BIDIRECTIONAL = DmaDirection.BIDIRECTIONAL;
 const DIR_TO_DEVICE = DmaDirection.TO_DEVICE;
@@ -69,6 +70,14 @@ export function dmaMapPhys(dev: DmaDevice, phys: number, size: number, dir: DmaD
 function mapPhys(fn: string, dev: DmaDevice, phys: number, size: number, dir: DmaDirection, attrs: number): DmaAddr {
   const kernel = dev.kernel;
   const trace = kernel.trace;
+  // dma_map_phys (kernel/dma/mapping.c): a mapping that must stay coherent without any cache maintenance
+  // cannot be made for a device that does not snoop the CPU caches. Refused before a path is chosen, so
+  // dma-direct and iommu-dma alike map nothing, sync nothing and tell dma-debug nothing.
+  if ((attrs & ATTR_REQUIRE_COHERENT) !== 0 && !dev.coherent) {
+    trace.counters.add(C_MAP_CALLS);
+    trace.counters.add(C_MAPPING_ERRORS);
+    return MAPPING_ERROR;
+  }
   const active = trace.events.active;
   // dma-debug's checks and bookkeeping do nothing when it is off: skip building their arguments.
   const debug = kernel.debug.mode !== "off";
@@ -120,8 +129,9 @@ function unmapPhys(fn: string, dev: DmaDevice, addr: number, size: number, dir: 
 }
 
 /**
- * dma_map_page_attrs: `pfn` stands for the struct page. Refuses DMA_ATTR_MMIO and P2P pages
- * (WARN_ON_ONCE, DMA_MAPPING_ERROR): P2P memory must go through a path that knows its provider.
+ * dma_map_page_attrs: `pfn` stands for the struct page. DMA_ATTR_MMIO is refused quietly (a page is never
+ * MMIO: DMA_MAPPING_ERROR, no WARN, as kernel/dma/mapping.c); P2P pages are refused with WARN_ON_ONCE
+ * (DMA_MAPPING_ERROR): P2P memory must go through a path that knows its provider.
  */
 export function dmaMapPage(dev: DmaDevice, pfn: number, offset: number, size: number, dir: DmaDirection, attrs = 0): DmaAddr {
   const fn = "dma_map_page_attrs";
@@ -135,10 +145,7 @@ export function dmaMapPage(dev: DmaDevice, pfn: number, offset: number, size: nu
   checkAttrs(fn, attrs);
   const pages = dev.kernel.memory.pages;
   if (!pages.hasPage(pfn)) throw new DmaInputError(fn, "pfn", pfn, "a page frame that has a struct page (RAM or ZONE_DEVICE)");
-  if ((attrs & DMA_ATTR_MMIO) !== 0) {
-    dev.kernel.debug.warnOnce(dev.bdf, fn + "/mmio", "dma_map_page_attrs: WARN_ON_ONCE(attrs & DMA_ATTR_MMIO): pages are not MMIO; use dma_map_resource");
-    return DMA_MAPPING_ERROR;
-  }
+  if ((attrs & DMA_ATTR_MMIO) !== 0) return DMA_MAPPING_ERROR;
   // pages.flags() counts the lookup (is_pci_p2pdma_page).
   if ((pages.flags(pfn) & PageFlag.P2pdma) !== 0) {
     dev.kernel.debug.warnOnce(dev.bdf, fn + "/p2p", "dma_map_page_attrs: WARN_ON_ONCE(is_pci_p2pdma_page(page)): P2P pages need the P2P-aware mapping paths");
@@ -147,13 +154,17 @@ export function dmaMapPage(dev: DmaDevice, pfn: number, offset: number, size: nu
   return mapPhys(fn, dev, phys, size, dir, attrs);
 }
 
-/** dma_unmap_page_attrs. */
+/**
+ * dma_unmap_page_attrs. With DMA_ATTR_MMIO it does nothing at all (kernel/dma/mapping.c returns before
+ * dma_unmap_phys and dma-debug): dma_map_page_attrs never made such a mapping.
+ */
 export function dmaUnmapPage(dev: DmaDevice, addr: number, size: number, dir: DmaDirection, attrs = 0): void {
   const fn = "dma_unmap_page_attrs";
   checkDevice(fn, dev);
   if (addr !== DMA_MAPPING_ERROR) checkRange(fn, "addr", addr, size);
   checkMapDir(fn, dir);
   checkAttrs(fn, attrs);
+  if ((attrs & DMA_ATTR_MMIO) !== 0) return;
   unmapPhys(fn, dev, addr, size, dir, attrs);
 }
 

@@ -1,5 +1,5 @@
 import { Counter } from "@dmasim/trace";
-import { DMA_ATTR_ALL, DmaDirection, Errno } from "@dmasim/dma";
+import { DMA_ATTR_ALL, DMA_ATTR_REQUIRE_COHERENT, DmaDirection, Errno } from "@dmasim/dma";
 import { devUseSwiotlb, dmaApiSlice } from "@dmasim/dma/internal";
 import type { DmaDevice, DmaIovaState } from "@dmasim/dma";
 import { classifyEntries } from "./classify.js";
@@ -63,6 +63,13 @@ function mapSgAttrs(fn: string, dev: DmaDevice, table: SgTable, nents: number, d
     if ((table.length[i] ?? 0) === 0) throw new ScatterlistError("EINVAL", fn, `entry ${i} length`, 0, "entries of at least one byte");
   }
   const kernel = dev.kernel;
+  // __dma_map_sg_attrs (kernel/dma/mapping.c): a non-coherent device cannot honour REQUIRE_COHERENT; refused
+  // before dma-debug or any path sees the list (dma_map_sg_attrs turns it into 0).
+  if ((attrs & DMA_ATTR_REQUIRE_COHERENT) !== 0 && !dev.coherent) {
+    kernel.trace.counters.add(Counter.DmaMapCalls);
+    kernel.trace.counters.add(Counter.DmaMappingErrors);
+    return -Errno.EOPNOTSUPP;
+  }
   debugCheckMapSg(dev, table, nents, dir, attrs);
   kernel.trace.counters.add(Counter.DmaMapCalls);
   const cls = classifyEntries(dev, table, nents);
@@ -164,7 +171,8 @@ export function dmaMapSg(dev: DmaDevice, table: SgTable, nents: number, dir: Dma
 
 /**
  * dma_map_sgtable: maps every entry (orig_nents) and sets `table.nents` to the number of DMA segments.
- * Returns 0, or -EINVAL, -ENOMEM, -EIO or -EREMOTEIO (P2P memory the device cannot reach).
+ * Returns 0, or -EINVAL, -ENOMEM, -EIO, -EREMOTEIO (P2P memory the device cannot reach) or -EOPNOTSUPP
+ * (DMA_ATTR_REQUIRE_COHERENT on a device that is not DMA-coherent).
  */
 export function dmaMapSgtable(dev: DmaDevice, table: SgTable, dir: DmaDirection, attrs = 0, options: SgMapOptions = {}): number {
   const fn = "dma_map_sgtable";

@@ -91,6 +91,31 @@ describe("swiotlbPoolMapSingle copies", () => {
     expect(got.subarray(5100)).toEqual(pattern(10000, 3).subarray(5100));
   });
 
+  it("syncs a range that starts in the first min_align bytes of a later slot (negative tlb_offset)", () => {
+    // orig keeps 0x30 under the device's min_align_mask, so every data slot starts 0x30 bytes into the
+    // original's stretch: the first 0x30 bytes of slot 1 hold original bytes 2048 - 0x30 .. 2047.
+    const orig = 0x50000 + 0x30;
+    mem.write(orig, pattern(6000, 4));
+    const tlb = pool.tblMapSingle(nvme, orig, 6000, 0, BIDIRECTIONAL, 0, 0);
+    const slot1 = tlb - 0x30 + IO_TLB_SIZE;
+    const at = slot1 - tlb; // 2000: inside the mapping, before the in-slot offset of slot 1
+    mem.fill(tlb + at, 100, 0x6b);
+    pool.syncSingleForCpu(nvme, tlb + at + 8, 60, FROM_DEVICE);
+    const expected = pattern(6000, 4);
+    expected.fill(0x6b, at + 8, at + 68);
+    expect(mem.read(orig, 6000)).toEqual(expected);
+    expect(pool.origAddrOf(nvme, slot1 + 8)).toBe(orig + at + 8);
+    // The CPU's side goes the other way through the same arithmetic.
+    mem.fill(orig + at, 16, 0x2c);
+    pool.syncSingleForDevice(nvme, slot1, 16, TO_DEVICE);
+    expect(mem.read(slot1, 16)).toEqual(new Uint8Array(16).fill(0x2c));
+    // Before the first slot's offset there is still nothing of the mapping.
+    expect(() => {
+      pool.syncSingleForCpu(nvme, tlb - 8, 8, FROM_DEVICE);
+    }).toThrow(SwiotlbError);
+    pool.tblUnmapSingle(nvme, tlb, 6000, BIDIRECTIONAL, 0);
+  });
+
   it("counts slots and bounced bytes, and emits swiotlb.bounce events only when someone listens", () => {
     const c = mem.trace.counters;
     const tlb = pool.tblMapSingle(plain, 0x1000, 5000, 0, BIDIRECTIONAL, 0, 0);

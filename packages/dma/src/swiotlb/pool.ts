@@ -1,9 +1,8 @@
 import type { PhysAddr, PhysicalMemory } from "@dmasim/memory";
-import { Counter, type Trace } from "@dmasim/trace";
+import { Counter, hex, type Trace } from "@dmasim/trace";
 import { DMA_ATTR_SKIP_CPU_SYNC, DMA_MAPPING_ERROR, DmaDirection, PAGE_SIZE } from "../constants.js";
 import { checkAttrs, checkDir } from "../validate.js";
 import { IO_TLB_DEFAULT_SIZE, IO_TLB_SEGMENT_BYTES, IO_TLB_SEGSIZE, IO_TLB_SHIFT, IO_TLB_SIZE, nrSlots } from "./constants.js";
-import { hex } from "@dmasim/trace";
 import { SwiotlbError } from "./errors.js";
 import { alignOffset, SlotTable } from "./slots.js";
 
@@ -263,8 +262,22 @@ export class SwiotlbPool {
     const index = Math.floor((tlbAddr - this.start) / IO_TLB_SIZE);
     const orig = this.#slots.origAddr[index] ?? -1;
     if (orig < 0) return undefined;
+    const tlbOffset = this.#tlbOffset(dev, tlbAddr, index, orig);
+    return tlbOffset === undefined ? undefined : orig + tlbOffset;
+  }
+
+  /**
+   * swiotlb_bounce()'s tlb_offset (kernel/dma/swiotlb.c, since 6.9): the in-slot offset of `tlbAddr` less
+   * the part of it the device's min_align_mask kept from the original. It is negative for an address in
+   * the first min_align bytes of the second or a later slot of a mapping: that byte belongs to the end of
+   * the previous slot's stretch of the original, and orig_addr + tlb_offset still names it. Upstream
+   * cannot tell the first slot from a later one and trusts the caller; the model can (the first data slot
+   * records the mapping's offset), so a negative offset there — before the mapping starts — is undefined.
+   */
+  #tlbOffset(dev: SwiotlbDevice, tlbAddr: number, index: number, orig: number): number | undefined {
     const tlbOffset = ((tlbAddr - this.start) % IO_TLB_SIZE) - alignOffset(dev.minAlignMask, 0, orig);
-    return tlbOffset < 0 ? undefined : orig + tlbOffset;
+    if (tlbOffset < 0 && (this.#mapOffset[index] ?? 0) !== 0) return undefined;
+    return tlbOffset;
   }
 
   /**
@@ -346,12 +359,10 @@ export class SwiotlbPool {
     const index = Math.floor((tlbAddr - this.start) / IO_TLB_SIZE);
     const orig = slots.origAddr[index] ?? -1;
     if (orig < 0) throw new SwiotlbError("ENOENT", `${fn}: tlbAddr = ${hex(tlbAddr)} is not inside a live bounce buffer`);
-    let tlbOffset = (tlbAddr - this.start) % IO_TLB_SIZE;
-    const origOffset = alignOffset(dev.minAlignMask, 0, orig);
-    if (tlbOffset < origOffset) {
+    const tlbOffset = this.#tlbOffset(dev, tlbAddr, index, orig);
+    if (tlbOffset === undefined) {
       throw new SwiotlbError("EINVAL", `${fn}: tlbAddr = ${hex(tlbAddr)} is before the start of its mapping`);
     }
-    tlbOffset -= origOffset;
     const avail = (slots.allocSize[index] ?? 0) - tlbOffset;
     if (size > avail) {
       throw new SwiotlbError("EINVAL", `${fn}: size = ${size} at ${hex(tlbAddr)} runs past the bounce buffer (${Math.max(avail, 0)} bytes left)`);
