@@ -84,6 +84,8 @@ export class DmaKernel {
   readonly #loggedOnce = new Set<string>();
   /** Physical ranges allocated coherent for non-coherent devices: CPU access to them is uncached. */
   readonly uncached = new Map<number, number>();
+  /** Per-kernel working storage of consumer packages, by a key each owns (see consumerScratch). */
+  readonly #consumerScratch = new Map<symbol, unknown>();
 
   constructor(platform: Platform, options: DmaKernelOptions = {}) {
     this.platform = platform;
@@ -276,6 +278,20 @@ export class DmaKernel {
     if (this.uncached.size === 0) return false;
     for (const [base, size] of this.uncached) if (phys >= base && phys + len <= base + size) return true;
     return false;
+  }
+
+  /**
+   * Working storage a consumer package (scatterlist's layout arrays, …) keeps per kernel rather than per
+   * module, so two kernels never share it: created by `make` on first use under `key`, a symbol the
+   * consumer owns. The consumer guards against nested use itself (a trace subscriber can call back in).
+   */
+  consumerScratch<T>(key: symbol, make: () => T): T {
+    let s = this.#consumerScratch.get(key) as T | undefined;
+    if (s === undefined) {
+      s = make();
+      this.#consumerScratch.set(key, s);
+    }
+    return s;
   }
 
   /** Drains every lazy-mode flush queue now (as a domain teardown would). */

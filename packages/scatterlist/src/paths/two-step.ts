@@ -5,6 +5,7 @@ import { EntryKind } from "../classify.js";
 import type { Classified } from "../classify.js";
 import { SgDmaFlag } from "../constants.js";
 import type { SgLayout } from "../layout.js";
+import type { SgScratch } from "../scratch.js";
 import type { SgTable } from "../sg-table.js";
 import { modPow2 } from "../util.js";
 
@@ -17,20 +18,6 @@ import { modPow2 } from "../util.js";
  *   so every state holds one aligned run (one IOVA allocation and one IOTLB sync per run).
  */
 export type SgInteriorPolicy = "widen" | "split";
-
-interface Plan {
-  rphys: Float64Array;
-  rlen: Float64Array;
-  rel: Float64Array;
-  dataOff: Float64Array;
-  state: Uint32Array;
-}
-
-let plan: Plan = makePlan(64);
-
-function makePlan(n: number): Plan {
-  return { rphys: new Float64Array(n), rlen: new Float64Array(n), rel: new Float64Array(n), dataOff: new Float64Array(n), state: new Uint32Array(n) };
-}
 
 export interface TwoStepResult {
   readonly ret: number;
@@ -52,9 +39,9 @@ function undoStates(dev: DmaDevice, states: DmaIovaState[], stateLens: readonly 
  * kind, and one dma_iova_sync. Fills the table's DMA fields and returns the segment count, or a negative
  * errno with everything undone.
  */
-export function mapSgTwoStep(dev: DmaDevice, table: SgTable, nents: number, cls: Classified, lay: SgLayout, dir: DmaDirection, attrs: number, interior: SgInteriorPolicy): TwoStepResult {
-  if (plan.rphys.length < nents) plan = makePlan(Math.max(nents, plan.rphys.length * 2));
-  const { rphys, rlen, rel, dataOff, state } = plan;
+export function mapSgTwoStep(dev: DmaDevice, table: SgTable, cls: Classified, lay: SgLayout, dir: DmaDirection, attrs: number, interior: SgInteriorPolicy, scratch: SgScratch): TwoStepResult {
+  // The plan lives in the call's scratch: dma_iova_link below can run trace subscribers that map lists too.
+  const { rphys, rlen, rel, dataOff, state } = scratch;
   // The IOVA domain keeps its granule a power of two of at most 4 KiB, so a mask gives in-granule offsets.
   const gmask = dev.granule - 1;
   const window = dev.segBoundaryMask + 1;
