@@ -1,3 +1,5 @@
+import { DmasimStateError } from "@dmasim/trace";
+
 /**
  * Bad input to the DMA API model: an argument that is not even a valid value (a non-integer address, a
  * negative size, an unknown direction). The kernel would misbehave or crash on these; dmasim refuses them
@@ -42,4 +44,12 @@ export function showValue(v: unknown): string {
     }
   }
   return String(v);
+}
+
+/**
+ * A valid call the DMA layer refuses in its current state: a second DmaKernel on a platform that has one,
+ * a kernel used after `shutdown()`. `code` is the errno the kernel would use (EBUSY, ENODEV).
+ */
+export class DmaStateError extends DmasimStateError {
+  override readonly name: string = "DmaStateError";
 }
