@@ -38,4 +38,6 @@ export interface DeviceKernel {
   archDmaSetUncached(phys: number, size: number): void;
   /** arch_dma_clear_uncached. */
   archDmaClearUncached(phys: number): void;
+  /** Working storage a consumer package keeps per kernel, under a key it owns (see DmaKernel). */
+  consumerScratch<T>(key: symbol, make: () => T): T;
 }

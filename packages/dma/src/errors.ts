@@ -19,3 +19,11 @@ export class DmaConfigError extends DmasimStateError {
     if (options !== undefined) this.cause = options.cause;
   }
 }
+
+/**
+ * A valid call the DMA layer refuses in its current state: a second DmaKernel on a platform that has one,
+ * a kernel used after `shutdown()`. `code` is the errno the kernel would use (EBUSY, ENODEV).
+ */
+export class DmaStateError extends DmasimStateError {
+  override readonly name: string = "DmaStateError";
+}

@@ -1,7 +1,7 @@
 import { describe, expect, it } from "vitest";
 import { Counter } from "@dmasim/trace";
 import { DMA_ATTR_REQUIRE_COHERENT, DMA_MAPPING_ERROR, DmaDirection, dmaMapPage, dmaMapPhys, dmaMappingError, dmaUnmapPhys } from "./index.js";
-import { DEV, freshPages, moved, pattern, rig } from "./test-fixtures-b.js";
+import { DEV, freshPages, moved, pattern, rig } from "./test-fixtures.js";
 
 // Behaviour that follows a kernel function closely enough to be checked against it line by line.
 

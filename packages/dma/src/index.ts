@@ -1,5 +1,5 @@
 export { createDmaKernel, DmaKernel } from "./kernel.js";
-export type { DmaKernelOptions, IommuMode, KernelLogLine, UnbindReport } from "./kernel.js";
+export type { DmaKernelOptions, IommuMode, KernelLogLine, ShutdownReport, UnbindReport } from "./kernel.js";
 export { DmaDevice } from "./device.js";
 export type { DmaDeviceOptions, DmaOps } from "./device.js";
 export {
@@ -24,7 +24,7 @@ export {
   errnoName,
 } from "./constants.js";
 export type { DmaAddr } from "./constants.js";
-export { DmaConfigError, DmaInputError } from "./errors.js";
+export { DmaConfigError, DmaInputError, DmaStateError } from "./errors.js";
 export {
   DMA_IOVA_STATE_BYTES,
   DmaIovaState,

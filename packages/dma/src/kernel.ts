@@ -1,6 +1,6 @@
 import type { Iommu } from "@dmasim/iommu";
 import type { PhysicalMemory } from "@dmasim/memory";
-import type { Platform } from "@dmasim/pcie-p2p";
+import type { DmaAccessObserver, Platform } from "@dmasim/pcie-p2p";
 import type { Trace } from "@dmasim/trace";
 import { CpuCache } from "./cache/index.js";
 import { costProfile, priceCounters } from "./costs.js";
@@ -13,7 +13,7 @@ import type { DeviceKernel } from "./device-kernel.js";
 import { DmaDevice, validateDeviceOptions } from "./device.js";
 import type { DmaDeviceOptions } from "./device.js";
 import { showValue } from "@dmasim/trace";
-import { DmaConfigError, DmaInputError } from "./errors.js";
+import { DmaConfigError, DmaInputError, DmaStateError } from "./errors.js";
 import { checkDevice } from "./api-trace.js";
 import { FlushQueue, IovaDomain } from "./iova/index.js";
 import type { IommuDmaCookie } from "./iova/index.js";
@@ -60,6 +60,16 @@ export interface UnbindReport {
   readonly leakedIovaStates: number;
 }
 
+/** Report of `kernel.shutdown()`: what was still mapped or held when the kernel let the platform go. */
+export interface ShutdownReport {
+  /** One unbind report per device that was still bound, in the order they were probed. */
+  readonly devices: readonly UnbindReport[];
+  /** swiotlb bounce mappings still live: the pool's memory stays allocated (leaked, as it would be). */
+  readonly swiotlbMappings: number;
+  /** Nothing was left: no mapping, no IOVA state, no bounce slot. */
+  readonly clean: boolean;
+}
+
 /**
  * The DMA side of a kernel running on a platform: devices (`struct device`), their DMA ops and
  * domains, swiotlb, the CPU cache, dma-debug and cost accounting. The API functions (dmaMapPhys,
@@ -86,6 +96,12 @@ export class DmaKernel implements DeviceKernel {
   readonly #loggedOnce = new Set<string>();
   /** Physical ranges allocated coherent for non-coherent devices: CPU access to them is uncached. */
   readonly #uncached = new Map<number, number>();
+  /** What this kernel installed as the platform's DMA observer (cache snooping, two-step dma-debug). */
+  readonly #observer: DmaAccessObserver;
+  /** Set by shutdown(): the platform has been let go, and nothing may be done through this kernel. */
+  #shutDown = false;
+  /** Per-kernel working storage of consumer packages, by a key each owns (see consumerScratch). */
+  readonly #consumerScratch = new Map<symbol, unknown>();
 
   constructor(platform: Platform, options: DmaKernelOptions = {}) {
     this.platform = platform;
@@ -126,6 +142,11 @@ export class DmaKernel implements DeviceKernel {
       this.#endpoint(bdf, `devices[${JSON.stringify(bdf)}]`);
       validateDeviceOptions(bdf, devOptions);
     }
+    // One DMA layer per platform: a second kernel would take over the platform's one DMA observer and
+    // leave the first kernel's dma-debug and cache snooping blind to every device access.
+    if (platform.dmaObserver !== undefined) {
+      throw new DmaStateError("EBUSY", "createDmaKernel: the platform already has a DMA kernel (or another DMA observer); call shutdown() on that kernel first, or create a new platform");
+    }
     // Everything is validated before anything is allocated: a refused configuration leaves the platform as it was.
     this.profile = costProfile(options.costProfile);
     this.debug = new DmaDebugChecker(this.trace, debug);
@@ -145,7 +166,7 @@ export class DmaKernel implements DeviceKernel {
       // (swiotlb_force_bounce, set by the CoCo guest setup via force_dma_unencrypted).
       this.swiotlbForce = swOptions?.force === true || this.memory.confidential;
     }
-    platform.setDmaObserver({
+    this.#observer = {
       // dma-debug (dmasim's two-step tracking): a device touching a linked IOVA that was never synced.
       onTlp: (bdf, addr, len) => {
         if (this.debug.enabled) this.iovaTracker.deviceAccess(bdf, addr, len);
@@ -157,7 +178,8 @@ export class DmaKernel implements DeviceKernel {
         if (access === "read") this.cpuCache.snoopDeviceRead(phys, len);
         else this.cpuCache.snoopDeviceWrite(phys, len);
       },
-    });
+    };
+    platform.setDmaObserver(this.#observer);
   }
 
   /** The platform's endpoint, with an unknown BDF reported as a configuration error. */
@@ -195,6 +217,7 @@ export class DmaKernel implements DeviceKernel {
 
   /** The `struct device` of an endpoint, created (probed) on first use. */
   device(bdf: string, options?: DmaDeviceOptions): DmaDevice {
+    if (this.#shutDown) throw new DmaStateError("ENODEV", `device: this DmaKernel was shut down; create a new one on the platform to look up ${showValue(bdf)}`);
     const existing = this.#devices.get(bdf);
     if (existing !== undefined) {
       if (options !== undefined) throw new DmaConfigError(`device ${bdf} already exists: pass its options on first lookup or in createDmaKernel({ devices })`);
@@ -229,6 +252,49 @@ export class DmaKernel implements DeviceKernel {
     dev.bound = false;
     this.#devices.delete(dev.bdf);
     return { device: dev.bdf, leakedMappings, leakedIovaStates: live };
+  }
+
+  /** True once shutdown() has run. */
+  get isShutDown(): boolean {
+    return this.#shutDown;
+  }
+
+  /**
+   * Stops this kernel and gives the platform back, so another DmaKernel can be created on it: drains the
+   * lazy flush queues, unbinds every device (reporting, as dma-debug does at unbind, every mapping and
+   * IOVA state a driver still held; in "throw" mode these are recorded, not thrown, so the shutdown
+   * always completes), detaches the devices from their IOMMU domains and frees the domains (a device's
+   * DMA is blocked afterwards), gives the swiotlb pool's memory back when no bounce is live, and removes
+   * the kernel's DMA observer. Any later call through this kernel or its devices is refused.
+   */
+  shutdown(): ShutdownReport {
+    if (this.#shutDown) throw new DmaStateError("ENODEV", "shutdown: this DmaKernel was already shut down");
+    const debug = this.debug;
+    const mode = debug.mode;
+    if (mode === "throw") debug.mode = "collect";
+    const devices: UnbindReport[] = [];
+    try {
+      this.flushAll();
+      for (const dev of [...this.#devices.values()]) {
+        devices.push(this.unbind(dev));
+        const iommu = this.platform.iommuFor(dev.bdf);
+        if (iommu !== undefined && dev.domain !== undefined && iommu.domainOf(dev.bdf) === dev.domain) {
+          iommu.detachDevice(dev.bdf);
+          iommu.freeDomain(dev.domain);
+        }
+      }
+    } finally {
+      debug.mode = mode;
+    }
+    const pool = this.swiotlb;
+    const swiotlbMappings = pool?.stats.mappings ?? 0;
+    if (pool !== undefined && swiotlbMappings === 0) pool.release();
+    this.#uncached.clear();
+    this.#consumerScratch.clear();
+    if (this.platform.dmaObserver === this.#observer) this.platform.setDmaObserver(undefined);
+    this.#shutDown = true;
+    const clean = swiotlbMappings === 0 && devices.every((d) => d.leakedMappings.length === 0 && d.leakedIovaStates === 0);
+    return { devices, swiotlbMappings, clean };
   }
 
   /** Every dma-debug finding so far (with `debug: "collect"`, or those thrown in "throw" mode). */
@@ -291,6 +357,20 @@ export class DmaKernel implements DeviceKernel {
     if (this.#uncached.size === 0) return false;
     for (const [base, size] of this.#uncached) if (phys >= base && phys + len <= base + size) return true;
     return false;
+  }
+
+  /**
+   * Working storage a consumer package (scatterlist's layout arrays, …) keeps per kernel rather than per
+   * module, so two kernels never share it: created by `make` on first use under `key`, a symbol the
+   * consumer owns. The consumer guards against nested use itself (a trace subscriber can call back in).
+   */
+  consumerScratch<T>(key: symbol, make: () => T): T {
+    let s = this.#consumerScratch.get(key) as T | undefined;
+    if (s === undefined) {
+      s = make();
+      this.#consumerScratch.set(key, s);
+    }
+    return s;
   }
 
   /** Drains every lazy-mode flush queue now (as a domain teardown would). */

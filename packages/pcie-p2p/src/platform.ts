@@ -121,6 +121,10 @@ class PciPlatform implements Platform {
     this.#observer.current = observer;
   }
 
+  get dmaObserver(): DmaAccessObserver | undefined {
+    return this.#observer.current;
+  }
+
   #index(bdf: string, op: string): number {
     const i = this.#byBdf.get(bdf);
     if (i === undefined) {

@@ -81,6 +81,8 @@ export interface Platform {
    * layer uses it for cache snooping and debug checks. Replaces any earlier observer.
    */
   setDmaObserver(observer: DmaAccessObserver | undefined): void;
+  /** The installed observer of device DMA, if any (a DMA layer refuses to start on a platform that has one). */
+  readonly dmaObserver: DmaAccessObserver | undefined;
 }
 
 export interface P2pdmaExplanation extends Omit<MapTypeAndDist, "acsRedirect"> {

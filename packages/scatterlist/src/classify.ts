@@ -3,6 +3,7 @@ import type { DmaDevice } from "@dmasim/dma";
 import { PAGE_SIZE } from "@dmasim/memory";
 import { PciP2pdmaMapType } from "@dmasim/pcie-p2p";
 import { Counter } from "@dmasim/trace";
+import type { SgScratch } from "./scratch.js";
 import type { SgTable } from "./sg-table.js";
 
 /** How one CPU entry is mapped, from pci_p2pdma_state() of its page. */
@@ -24,21 +25,14 @@ export interface Classified {
   readonly anyP2p: boolean;
 }
 
-let kindsScratch = new Uint8Array(64);
-let busScratch = new Float64Array(64);
-
 /**
  * Walks the first `nents` entries with one pci_p2pdma_map_state, as the kernel's map_sg paths do.
  * Returns undefined when an entry is P2P memory the device cannot reach (NOT_SUPPORTED: -EREMOTEIO).
- * The arrays are scratch space reused by the next call.
+ * The arrays are the call's scratch (`scratch.kinds`, `scratch.busAddr`, at least `nents` long).
  */
-export function classifyEntries(dev: DmaDevice, table: SgTable, nents: number): Classified | undefined {
-  if (kindsScratch.length < nents) {
-    kindsScratch = new Uint8Array(Math.max(nents, kindsScratch.length * 2));
-    busScratch = new Float64Array(kindsScratch.length);
-  }
-  const kinds = kindsScratch;
-  const bus = busScratch;
+export function classifyEntries(dev: DmaDevice, table: SgTable, nents: number, scratch: SgScratch): Classified | undefined {
+  const kinds = scratch.kinds;
+  const bus = scratch.busAddr;
   const state = new PciP2pdmaMapState();
   const pages = dev.kernel.memory.pages;
   let anyP2p = false;

@@ -1,5 +1,6 @@
 import { EntryKind } from "./classify.js";
 import type { Classified } from "./classify.js";
+import { SgScratch } from "./scratch.js";
 import type { SgTable } from "./sg-table.js";
 import { modPow2 } from "./util.js";
 
@@ -31,38 +32,11 @@ export interface SgLayout {
   readonly segLen: Float64Array;
 }
 
-interface Scratch {
-  off: Float64Array;
-  alignedLen: Float64Array;
-  paddedLen: Float64Array;
-  pos: Float64Array;
-  segFirst: Uint32Array;
-  segLast: Uint32Array;
-  segPos: Float64Array;
-  segLen: Float64Array;
-}
-
-function makeScratch(n: number): Scratch {
-  return {
-    off: new Float64Array(n),
-    alignedLen: new Float64Array(n),
-    paddedLen: new Float64Array(n),
-    pos: new Float64Array(n),
-    segFirst: new Uint32Array(n),
-    segLast: new Uint32Array(n),
-    segPos: new Float64Array(n),
-    segLen: new Float64Array(n),
-  };
-}
-
-let scratch = makeScratch(64);
-
 /**
  * Lays out the first `nents` entries for a device with IOVA granule `granule`, segment boundary mask
- * `segMask` and max segment size `maxSeg`. The result lives in scratch arrays reused by the next call.
+ * `segMask` and max segment size `maxSeg`. The result lives in `scratch` (the call's, at least `nents` long).
  */
-export function sgLayout(table: SgTable, nents: number, cls: Classified, granule: number, segMask: number, maxSeg: number): SgLayout {
-  if (scratch.off.length < nents) scratch = makeScratch(Math.max(nents, scratch.off.length * 2));
+export function sgLayout(table: SgTable, nents: number, cls: Classified, granule: number, segMask: number, maxSeg: number, scratch: SgScratch = new SgScratch(nents)): SgLayout {
   const { off, alignedLen, paddedLen, pos, segFirst, segLast, segPos, segLen } = scratch;
   const kinds = cls.kinds;
   const phys = table.phys;

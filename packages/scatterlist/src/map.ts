@@ -10,6 +10,8 @@ import { mapSgClassic, unmapSgClassic } from "./paths/classic.js";
 import { mapSgPerSegment, unmapSgPerSegment } from "./paths/per-segment.js";
 import { mapSgTwoStep, unmapSgTwoStep } from "./paths/two-step.js";
 import type { SgInteriorPolicy } from "./paths/two-step.js";
+import { acquireScratch, releaseScratch } from "./scratch.js";
+import type { SgScratch } from "./scratch.js";
 import type { SgMapPath, SgMapping, SgTable } from "./sg-table.js";
 import { syncEntriesForCpu, syncEntriesForDevice } from "./util.js";
 
@@ -72,7 +74,17 @@ function mapSgAttrs(fn: string, dev: DmaDevice, table: SgTable, nents: number, d
   }
   debugCheckMapSg(dev, table, nents, dir, attrs);
   kernel.trace.counters.add(Counter.DmaMapCalls);
-  const cls = classifyEntries(dev, table, nents);
+  const scratch = acquireScratch(kernel, nents);
+  try {
+    return mapSgWith(dev, table, nents, dir, attrs, options, scratch);
+  } finally {
+    releaseScratch(scratch);
+  }
+}
+
+function mapSgWith(dev: DmaDevice, table: SgTable, nents: number, dir: DmaDirection, attrs: number, options: SgMapOptions, scratch: SgScratch): number {
+  const kernel = dev.kernel;
+  const cls = classifyEntries(dev, table, nents, scratch);
   if (cls === undefined) {
     kernel.trace.counters.add(Counter.DmaMappingErrors);
     return -Errno.EREMOTEIO;
@@ -91,7 +103,7 @@ function mapSgAttrs(fn: string, dev: DmaDevice, table: SgTable, nents: number, d
     ret = mapSgPerSegment(dev, table, nents, cls, dir, attrs, true);
   } else {
     syncEntriesForDevice(dev, table, nents, cls.anyP2p ? cls.kinds : undefined, dir, attrs);
-    const lay = sgLayout(table, nents, cls, dev.granule, dev.segBoundaryMask, dev.maxSegmentSize);
+    const lay = sgLayout(table, nents, cls, dev.granule, dev.segBoundaryMask, dev.maxSegmentSize, scratch);
     if (options.impl === "classic") {
       path = "classic";
       const r = mapSgClassic(dev, table, nents, cls, lay, dir, attrs);
@@ -100,7 +112,7 @@ function mapSgAttrs(fn: string, dev: DmaDevice, table: SgTable, nents: number, d
       iovaLen = lay.iovaLen;
     } else {
       path = "two-step";
-      const r = mapSgTwoStep(dev, table, nents, cls, lay, dir, attrs, options.interior ?? "widen");
+      const r = mapSgTwoStep(dev, table, cls, lay, dir, attrs, options.interior ?? "widen", scratch);
       ret = r.ret;
       states = r.states;
       stateLens = r.stateLens;

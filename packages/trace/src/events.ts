@@ -27,6 +27,12 @@ export type TraceEventType = TraceEvent["type"];
 export type TraceEventOf<K extends TraceEventType> = Extract<TraceEvent, { type: K }>;
 export type Subscriber = (event: TraceEvent) => void;
 
+/** One subscription; `live` turns false when it is cancelled, even in the middle of a dispatch. */
+interface Subscription {
+  readonly fn: Subscriber;
+  live: boolean;
+}
+
 /**
  * A typed event stream with subscribers and a bounded ring buffer of the most recent events.
  * Producers check `active` before building an event object, so a platform nobody listens to pays one
@@ -37,7 +43,13 @@ export class EventStream {
   #head = 0;
   #size = 0;
   #recording: boolean;
-  #subscribers: Subscriber[] = [];
+  /**
+   * Replaced, never modified in place: a dispatch walks the array it started with, so a subscriber may
+   * subscribe or unsubscribe (itself or others) while it runs. One that is added during a dispatch sees
+   * the next event, not the current one; one that is cancelled is not called again, not even for the
+   * event being dispatched.
+   */
+  #subscribers: readonly Subscription[] = [];
   #dropped = 0;
   /** True when someone records or listens: producers skip building events otherwise. */
   active: boolean;
@@ -76,16 +88,18 @@ export class EventStream {
         this.#dropped++;
       }
     }
-    for (const s of this.#subscribers) s(event);
+    for (const s of this.#subscribers) if (s.live) s.fn(event);
   }
 
   /** Calls `fn` for every later event; returns the function that unsubscribes. */
   subscribe(fn: Subscriber): () => void {
-    this.#subscribers.push(fn);
+    const sub: Subscription = { fn, live: true };
+    this.#subscribers = [...this.#subscribers, sub];
     this.#refresh();
     return () => {
-      const i = this.#subscribers.indexOf(fn);
-      if (i >= 0) this.#subscribers.splice(i, 1);
+      if (!sub.live) return;
+      sub.live = false;
+      this.#subscribers = this.#subscribers.filter((s) => s !== sub);
       this.#refresh();
     };
   }

@@ -5,6 +5,7 @@ import { EntryKind } from "../classify.js";
 import type { Classified } from "../classify.js";
 import { SgDmaFlag } from "../constants.js";
 import type { SgLayout } from "../layout.js";
+import type { SgScratch } from "../scratch.js";
 import type { SgTable } from "../sg-table.js";
 import { modPow2 } from "../util.js";
 
@@ -17,20 +18,6 @@ import { modPow2 } from "../util.js";
  *   so every state holds one aligned run (one IOVA allocation and one IOTLB sync per run).
  */
 export type SgInteriorPolicy = "widen" | "split";
-
-interface Plan {
-  rphys: Float64Array;
-  rlen: Float64Array;
-  rel: Float64Array;
-  dataOff: Float64Array;
-  state: Uint32Array;
-}
-
-let plan: Plan = makePlan(64);
-
-function makePlan(n: number): Plan {
-  return { rphys: new Float64Array(n), rlen: new Float64Array(n), rel: new Float64Array(n), dataOff: new Float64Array(n), state: new Uint32Array(n) };
-}
 
 export interface TwoStepResult {
   readonly ret: number;
@@ -51,9 +38,9 @@ function undoStates(dev: DmaDevice, states: DmaIovaState[], stateLens: readonly 
  * kind, and one dma_iova_sync. Fills the table's DMA fields and returns the segment count, or a negative
  * errno with everything undone.
  */
-export function mapSgTwoStep(dev: DmaDevice, table: SgTable, nents: number, cls: Classified, lay: SgLayout, dir: DmaDirection, attrs: number, interior: SgInteriorPolicy): TwoStepResult {
-  if (plan.rphys.length < nents) plan = makePlan(Math.max(nents, plan.rphys.length * 2));
-  const p = plan;
+export function mapSgTwoStep(dev: DmaDevice, table: SgTable, cls: Classified, lay: SgLayout, dir: DmaDirection, attrs: number, interior: SgInteriorPolicy, scratch: SgScratch): TwoStepResult {
+  // The plan lives in the call's scratch: dma_iova_link below can run trace subscribers that map lists too.
+  const p = scratch;
   const { stateFirst, stateEnd, stateLens } = packStates(dev, table, cls, lay, interior === "widen", p);
   const states: DmaIovaState[] = [];
   const linkAttrs = attrs | DMA_ATTR_SKIP_CPU_SYNC;
@@ -92,7 +79,7 @@ interface StatePacking {
  * a segment would cross the segment boundary, or (policy "split") where an interior range would not be
  * granule-aligned.
  */
-function packStates(dev: DmaDevice, table: SgTable, cls: Classified, lay: SgLayout, widen: boolean, p: Plan): StatePacking {
+function packStates(dev: DmaDevice, table: SgTable, cls: Classified, lay: SgLayout, widen: boolean, p: SgScratch): StatePacking {
   const { rphys, rlen, rel, dataOff, state } = p;
   // The IOVA domain keeps its granule a power of two of at most 4 KiB, so a mask gives in-granule offsets.
   const gmask = dev.granule - 1;
@@ -167,7 +154,7 @@ function packStates(dev: DmaDevice, table: SgTable, cls: Classified, lay: SgLayo
  * contiguous in memory and of one kind (host-bridge P2P runs with DMA_ATTR_MMIO). Returns 0, or the
  * failing link's negative errno after destroying the state with what it had linked.
  */
-function linkState(dev: DmaDevice, st: DmaIovaState, first: number, end: number, kinds: Classified["kinds"], p: Plan, dir: DmaDirection, linkAttrs: number): number {
+function linkState(dev: DmaDevice, st: DmaIovaState, first: number, end: number, kinds: Classified["kinds"], p: SgScratch, dir: DmaDirection, linkAttrs: number): number {
   const { rphys, rlen } = p;
   let linked = 0;
   let runPhys = 0;
@@ -196,7 +183,7 @@ function linkState(dev: DmaDevice, st: DmaIovaState, first: number, end: number,
 }
 
 /** The result step: each segment's DMA address (its state's IOVA, or the bus address for P2P) and length. */
-function fillDmaFields(table: SgTable, cls: Classified, lay: SgLayout, states: readonly DmaIovaState[], p: Plan): void {
+function fillDmaFields(table: SgTable, cls: Classified, lay: SgLayout, states: readonly DmaIovaState[], p: SgScratch): void {
   const { rel, dataOff, state } = p;
   const { segFirst, segLen } = lay;
   const kinds = cls.kinds;
