@@ -1,5 +1,5 @@
 import type { TraceEvent } from "@dmasim/trace";
-import type { DmaDevice } from "./device.js";
+import { DmaDevice } from "./device.js";
 import { DmaInputError } from "./errors.js";
 
 // DMA API calls as trace slices: "B" when a call starts, "E" with its result when it returns. Built only
@@ -17,6 +17,8 @@ export function apiEnd(dev: DmaDevice, name: string, result: number): void {
 
 /** Every API call starts here: a device must be one the kernel handed out and still bound. */
 export function checkDevice(fn: string, dev: DmaDevice): void {
+  // A missing or made-up dev gets a typed error here rather than a TypeError deeper in.
+  if (!(dev instanceof DmaDevice)) throw new DmaInputError(fn, "dev", dev, "a DmaDevice from kernel.device()");
   if (!dev.bound) throw new DmaInputError(fn, "dev", dev.bdf, "a bound device: this one was unbound; look it up again with kernel.device()");
 }
 

@@ -152,13 +152,16 @@ export function iommuDmaUnmapRange(dev: DmaDevice, dmaAddr: number, size: number
   const iova = dmaAddr - off;
   const len = iovaAlignUp(dev, size + off);
   const { unmapped, freed } = domain.unmap(iova, len);
-  if (unmapped !== len) dev.kernel.debug.warnOnce(dev.bdf, "__iommu_dma_unmap", `WARN_ON(unmapped != size): unmapped ${unmapped} of ${len} bytes at IOVA 0x${iova.toString(16)}`);
   const queued = freeIova && cookie.fq !== undefined;
   if (!queued) {
     domain.invalidateRange(iova, len);
     domain.releasePtPages(freed);
   }
   if (freeIova) freeIovaOf(cookie, iova, len, dev.kernel.cpu, { queued, freelist: freed });
+  // Upstream WARNs right after the unmap and goes on; here the WARN comes last, because in dma-debug's
+  // "throw" mode it throws, and thrown between the clearing and the invalidation it would leave the
+  // IOTLB translating what the page table no longer holds.
+  if (unmapped !== len) dev.kernel.debug.warnOnce(dev.bdf, "__iommu_dma_unmap", `WARN_ON(unmapped != size): unmapped ${unmapped} of ${len} bytes at IOVA 0x${iova.toString(16)}`);
 }
 
 /**

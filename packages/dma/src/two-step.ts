@@ -6,8 +6,8 @@ import {
   isSwiotlbBuffer,
   swiotlbTblUnmapSingle,
 } from "./bounce.js";
-import { DMA_ATTR_ALL, DMA_ATTR_MMIO, DMA_ATTR_PRIVILEGED, DMA_ATTR_REQUIRE_COHERENT, DMA_ATTR_SKIP_CPU_SYNC, DmaDirection, Errno } from "./constants.js";
-import type { DmaAddr } from "./constants.js";
+import { DMA_ATTR_MMIO, DMA_ATTR_REQUIRE_COHERENT, DMA_ATTR_SKIP_CPU_SYNC, Errno } from "./constants.js";
+import type { DmaAddr, DmaDirection } from "./constants.js";
 import type { DmaDevice } from "./device.js";
 import {
   allocIova,
@@ -23,60 +23,29 @@ import {
 } from "./iommu-dma.js";
 import { iommuDmaFreeIova } from "./iova/index.js";
 import { apiBegin, apiEnd, checkDevice } from "./api-trace.js";
-import { checkAttrs, checkDir, checkRange, checkSize, isAttrs, isBoundRange, isDir, isIndex } from "./validate.js";
+import { checkIovaState, dmaUseIova } from "./iova-state.js";
+import type { DmaIovaState } from "./iova-state.js";
+import { dmaIovaLinkGranuleNoChecks } from "./two-step-fast.js";
+import { checkAttrs, checkDir, checkRange, checkSize } from "./validate.js";
 
-// Module-local copies of what dma_iova_link's fast path reads, 256 times per batch of a typical driver:
-// the test runner (and any loader that keeps live bindings as getters) turns each use of an imported
-// binding into a getter call, which costs as much as the rest of a link. Locals never do.
-const C_IOVA_LINKS = Counter.DmaIovaLinks;
-const MAX_SAFE = Number.MAX_SAFE_INTEGER;
-const EINVAL = Errno.EINVAL;
-const ATTR_PRIVILEGED = DMA_ATTR_PRIVILEGED;
-/** Attributes a link of a coherent device may carry and still take linkFast (MMIO and
- *  REQUIRE_COHERENT change the checks and the protection, and go the general way). */
-const FAST_LINK_ATTRS = DMA_ATTR_ALL & ~(DMA_ATTR_MMIO | DMA_ATTR_REQUIRE_COHERENT);
-/** The same for the inlined path of dmaIovaLink, which also leaves PRIVILEGED (another prot) to linkFast. */
-const INLINE_LINK_ATTRS = FAST_LINK_ATTRS & ~DMA_ATTR_PRIVILEGED;
-const DIR_BIDIRECTIONAL = DmaDirection.BIDIRECTIONAL;
-const DIR_TO_DEVICE = DmaDirection.TO_DEVICE;
-const DIR_FROM_DEVICE = DmaDirection.FROM_DEVICE;
-/** dma_info_to_prot of a coherent device, by direction (BIDIRECTIONAL, TO_DEVICE, FROM_DEVICE), and
- *  the bit DMA_ATTR_PRIVILEGED adds: computed by dmaInfoToProt itself so the two cannot disagree. */
-const COHERENT_PROT = [DIR_BIDIRECTIONAL, DIR_TO_DEVICE, DIR_FROM_DEVICE].map((d) => dmaInfoToProt(d, true, 0));
-const PRIV_PROT = dmaInfoToProt(DIR_TO_DEVICE, true, ATTR_PRIVILEGED) & ~dmaInfoToProt(DIR_TO_DEVICE, true, 0);
-const mapNosync = iommuMapNosync;
-const validIndex = isIndex;
-const validDir = isDir;
-const validAttrs = isAttrs;
-const validBoundRange = isBoundRange;
+// The two-step DMA API (dma_iova_* in drivers/iommu/dma-iommu.c): one function per kernel function, each
+// checking every argument before it changes anything, then following the kernel's flow. dma-debug's
+// findings (dmasim tracks the two-step API, upstream does not) are checked before any page-table entry
+// is written or cleared, so a refused call ("throw" mode) changes nothing. The one fast path, a
+// one-granule link, lives behind the seam in two-step-fast.ts.
+
+export { DMA_IOVA_STATE_BYTES, DmaIovaState, dmaIovaSize, dmaUseIova } from "./iova-state.js";
 
 /**
- * struct dma_iova_state. `addr` is the IOVA of byte 0 of what was asked for (it keeps the first range's
- * offset inside its granule). The kernel packs DMA_IOVA_USE_SWIOTLB into bit 63 of `__size`; dmasim keeps
- * sizes as safe integers, so the flag is a separate field with the same meaning.
+ * dmasim's dma-debug check of a call on a state that holds no IOVA (dma_iova_try_alloc never ran on it,
+ * or failed): upstream would go on at IOVA 0 + offset. True when the call must not proceed (reported in
+ * "collect" mode; "throw" mode has thrown).
  */
-export class DmaIovaState {
-  addr = 0 as DmaAddr;
-  /** Bytes asked for in dma_iova_try_alloc; 0 when the IOVA path is not in use. */
-  size = 0;
-  /** DMA_IOVA_USE_SWIOTLB: some range of this state was bounced. */
-  useSwiotlb = false;
-}
-
-/**
- * sizeof(struct dma_iova_state) on 64-bit: the bookkeeping a caller of the two-step API keeps per
- * mapping (a dma_addr_t and a u64).
- */
-export const DMA_IOVA_STATE_BYTES = 16;
-
-/** dma_use_iova: the state holds an IOVA allocation. */
-export function dmaUseIova(state: DmaIovaState): boolean {
-  return state.size !== 0;
-}
-
-/** dma_iova_size: bytes asked for, without the swiotlb flag. */
-export function dmaIovaSize(state: DmaIovaState): number {
-  return state.size;
+function iovaNotAllocated(dev: DmaDevice, state: DmaIovaState, fn: string): boolean {
+  const debug = dev.kernel.debug;
+  if (dmaUseIova(state) || !debug.enabled) return false;
+  debug.report("iova-state-not-allocated", dev.bdf, `${fn} on a dma_iova_state that holds no IOVA: dma_iova_try_alloc was not called on it, or it failed`);
+  return true;
 }
 
 /**
@@ -86,10 +55,9 @@ export function dmaIovaSize(state: DmaIovaState): number {
  */
 export function dmaIovaTryAlloc(dev: DmaDevice, state: DmaIovaState, phys: number, size: number): boolean {
   const fn = "dma_iova_try_alloc";
-  if (!validBoundRange(dev, phys, size)) {
-    checkDevice(fn, dev);
-    checkRange(fn, "phys", phys, size);
-  }
+  checkDevice(fn, dev);
+  checkIovaState(fn, state, true);
+  checkRange(fn, "phys", phys, size);
   state.addr = 0 as DmaAddr;
   state.size = 0;
   state.useSwiotlb = false;
@@ -118,17 +86,23 @@ export function dmaIovaTryAlloc(dev: DmaDevice, state: DmaIovaState, phys: numbe
 export function dmaIovaFree(dev: DmaDevice, state: DmaIovaState): void {
   const fn = "dma_iova_free";
   checkDevice(fn, dev);
+  checkIovaState(fn, state);
   if (dev.ops !== "iommu" || !dmaUseIova(state)) return;
   if (!dev.kernel.iovaTracker.free(state, dev.bdf)) return;
   apiBegin(dev, fn);
-  const pad = iovaOffset(dev, state.addr);
-  iommuDmaFreeIova(cookieOf(dev), state.addr - pad, iovaAlignUp(dev, state.size + pad), dev.kernel.cpu);
+  iovaFree(dev, state);
   dev.kernel.iovaTracker.released(state);
   apiEnd(dev, fn, 0);
 }
 
+/** The IOVA of the whole state back to the allocator (dma_iova_free's iommu_dma_free_iova). */
+function iovaFree(dev: DmaDevice, state: DmaIovaState): void {
+  const pad = iovaOffset(dev, state.addr);
+  iommuDmaFreeIova(cookieOf(dev), state.addr - pad, iovaAlignUp(dev, state.size + pad), dev.kernel.cpu);
+}
+
 /** __dma_iova_link: CPU cache maintenance for non-coherent devices, then PTE writes with no IOTLB sync. */
-function linkRange(dev: DmaDevice, addr: number, phys: number, size: number, dir: DmaDirection, attrs: number): number {
+function __dmaIovaLink(dev: DmaDevice, addr: number, phys: number, size: number, dir: DmaDirection, attrs: number): number {
   // iommu_map of nothing succeeds without touching the table (its loop never runs); the IOMMU model
   // refuses an empty range as bad input, so an empty link stops here.
   if (size === 0) return 0;
@@ -137,7 +111,7 @@ function linkRange(dev: DmaDevice, addr: number, phys: number, size: number, dir
 }
 
 /** iommu_dma_iova_bounce_and_link: bounce a partial granule and link the slot's granule. */
-function bounceAndLink(dev: DmaDevice, addr: number, phys: number, len: number, dir: DmaDirection, attrs: number, startPad: number): number {
+function iommuDmaIovaBounceAndLink(dev: DmaDevice, addr: number, phys: number, len: number, dir: DmaDirection, attrs: number, startPad: number): number {
   const bounce = iommuDmaMapSwiotlb(dev, phys, len, dir, attrs);
   if (bounce < 0) return -Errno.ENOMEM;
   // Upstream links the slot's granule at bounce - startPad: that is granule-aligned only when the slot
@@ -149,7 +123,7 @@ function bounceAndLink(dev: DmaDevice, addr: number, phys: number, len: number, 
   const size = iovaAlignUp(dev, len);
   const err =
     iovaOffset(dev, bounce) === startPad
-      ? linkRange(dev, addr - startPad, bounce - startPad, size, dir, attrs)
+      ? __dmaIovaLink(dev, addr - startPad, bounce - startPad, size, dir, attrs)
       : iommuMapNosync(dev, addr - startPad, bounce - startPad, size, dmaInfoToProt(dir, dev.coherent, attrs));
   if (err !== 0) swiotlbTblUnmapSingle(dev, bounce, len, dir, attrs);
   return err;
@@ -159,7 +133,7 @@ function bounceAndLink(dev: DmaDevice, addr: number, phys: number, len: number, 
  * iommu_dma_iova_link_swiotlb: the partial head and tail granules go through swiotlb, the aligned middle
  * is linked directly; on failure everything linked so far by this call is undone.
  */
-function linkSwiotlb(dev: DmaDevice, state: DmaIovaState, phys: number, offset: number, size: number, dir: DmaDirection, attrs: number): number {
+function iommuDmaIovaLinkSwiotlb(dev: DmaDevice, state: DmaIovaState, phys: number, offset: number, size: number, dir: DmaDirection, attrs: number): number {
   const g = dev.granule;
   const startPad = iovaOffset(dev, phys);
   const endPad = iovaOffset(dev, phys + size);
@@ -168,7 +142,7 @@ function linkSwiotlb(dev: DmaDevice, state: DmaIovaState, phys: number, offset: 
   let remaining = size;
   if (startPad !== 0) {
     const len = Math.min(remaining, g - startPad);
-    const err = bounceAndLink(dev, addr, phys, len, dir, attrs, startPad);
+    const err = iommuDmaIovaBounceAndLink(dev, addr, phys, len, dir, attrs, startPad);
     if (err !== 0) return err;
     state.useSwiotlb = true;
     mapped += len;
@@ -178,14 +152,14 @@ function linkSwiotlb(dev: DmaDevice, state: DmaIovaState, phys: number, offset: 
   remaining -= endPad;
   let err = 0;
   if (remaining > 0) {
-    err = linkRange(dev, addr + mapped, phys + mapped, remaining, dir, attrs);
+    err = __dmaIovaLink(dev, addr + mapped, phys + mapped, remaining, dir, attrs);
     if (err === 0) mapped += remaining;
   }
   if (err === 0 && endPad !== 0) {
-    err = bounceAndLink(dev, addr + mapped, phys + mapped, endPad, dir, attrs, 0);
+    err = iommuDmaIovaBounceAndLink(dev, addr + mapped, phys + mapped, endPad, dir, attrs, 0);
     if (err === 0) state.useSwiotlb = true;
   }
-  if (err !== 0 && mapped > 0) unlinkRange(dev, state, offset, mapped, dir, attrs, false);
+  if (err !== 0 && mapped > 0) __iommuDmaIovaUnlink(dev, state, offset, mapped, dir, attrs, false);
   return err;
 }
 
@@ -195,91 +169,21 @@ function linkSwiotlb(dev: DmaDevice, state: DmaIovaState, phys: number, offset: 
  * -EPERM (a range that would need bouncing with MMIO / REQUIRE_COHERENT), -ENOMEM (bounce failed),
  * -EOPNOTSUPP (no iommu-dma, or REQUIRE_COHERENT on a non-coherent device or a bounced state).
  */
-/* eslint-disable @typescript-eslint/no-unnecessary-boolean-literal-compare -- see the comment on dev.bound below */
 export function dmaIovaLink(dev: DmaDevice, state: DmaIovaState, phys: number, offset: number, size: number, dir: DmaDirection, attrs: number): number {
-  // Fast path, the link of one granule from a granule-aligned buffer by a coherent device, untraced and
-  // untracked (what a block or network driver does for every page): nothing can bounce (the range is
-  // aligned, so iova_unaligned is false even for an untrusted device), no cache maintenance is due, no
-  // WARN can fire and dma-debug has nothing to check or record, so a link is the page-table write and a
-  // counter. The tests here, with those the IOMMU's single-granule entry makes (an integer IOVA inside
-  // the aperture, on a granule; phys inside the physical address space; a free slot), imply every check
-  // of the general path; whatever fails one of them, including the IOMMU's, goes to linkSlow, which
-  // gives the precise answer. A tested phys is an aligned integer >= 0 and the prot comes from
-  // dma_info_to_prot: what the IOMMU entry trusts.
-  //
-  // Kept small on purpose: V8 inlines a function into a caller's loop only while the function and what
-  // it has itself inlined stay under a bytecode budget, and this one inlines the IOMMU entry and its
-  // page-table write. Over the budget, the links of a batch would become calls, about 4 ns each, and
-  // whether they did would change from run to run with the order of background compilations.
-  const domain = dev.domain;
-  // dma_info_to_prot of a coherent device by table, for integer directions only (a string such as
-  // "length" must not reach the array); 0 for DMA_NONE and anything else.
-  const prot = (dir | 0) === dir ? (COHERENT_PROT[dir] ?? 0) : 0;
-  if (
-    prot !== 0 &&
-    domain !== undefined &&
-    size === dev.granule &&
-    // `=== true` rather than a bare truthiness test: V8 does not know these fields only hold booleans
-    // and would otherwise compile each test as a full ToBoolean (a dozen instructions per link).
-    dev.bound === true &&
-    dev.coherent === true &&
-    Number.isInteger(phys) &&
-    phys >= 0 &&
-    // Alignment by mask (the granule is a power of two): exact for any integer, as `&` keeps the low
-    // 32 bits, and cheaper than a division.
-    (phys & (size - 1)) === 0 &&
-    offset >= 0 &&
-    // Integer attrs made only of the bits this path handles (no MMIO, REQUIRE_COHERENT, PRIVILEGED).
-    (attrs & INLINE_LINK_ATTRS) === attrs
-  ) {
-    const kernel = dev.kernel;
-    const trace = kernel.trace;
-    if (trace.events.active === false && kernel.iovaTracker.tracking === false && domain.mapGranuleTrusted(state.addr + offset, phys, prot) >= 0) {
-      const v = trace.counters.values;
-      v[C_IOVA_LINKS] = (v[C_IOVA_LINKS] ?? 0) + 1;
-      return 0;
-    }
-  }
-  return linkSlow(dev, state, phys, offset, size, dir, attrs);
-}
-
-/* eslint-enable @typescript-eslint/no-unnecessary-boolean-literal-compare */
-
-/**
- * dma_iova_link for everything dmaIovaLink's one-page test does not admit: a link of several granules
- * by a coherent device takes linkFast (the same shortcut with tracing and tracking); anything else the
- * general path.
- */
-function linkSlow(dev: DmaDevice, state: DmaIovaState, phys: number, offset: number, size: number, dir: DmaDirection, attrs: number): number {
-  const g = dev.granule;
-  if (
-    g !== 0 &&
-    dev.bound &&
-    dev.coherent &&
-    validIndex(phys) &&
-    validIndex(offset) &&
-    Number.isInteger(size) &&
-    size > 0 &&
-    phys + size <= MAX_SAFE &&
-    (phys & (g - 1)) === 0 &&
-    (size & (g - 1)) === 0 &&
-    (dir === DIR_BIDIRECTIONAL || dir === DIR_TO_DEVICE || dir === DIR_FROM_DEVICE) &&
-    (attrs | 0) === attrs &&
-    (attrs & ~FAST_LINK_ATTRS) === 0
-  ) {
-    return linkFast(dev, state, phys, offset, size, dir, attrs);
-  }
-  return dmaIovaLinkGeneral(dev, state, phys, offset, size, dir, attrs);
+  // The seam: one granule of a coherent device's aligned buffer, nobody listening, is linked by
+  // two-step-fast.ts without the checks below (none can fail for it); everything else runs them.
+  if (dmaIovaLinkGranuleNoChecks(dev, state, phys, offset, size, dir, attrs)) return 0;
+  return dmaIovaLinkChecked(dev, state, phys, offset, size, dir, attrs);
 }
 
 /**
- * dma_iova_link by the general path, whatever the arguments. Internal (not in index.ts): dmaIovaLink
- * takes it for everything its fast path does not admit, and the tests compare the two on the cases the
- * fast path does admit.
+ * dma_iova_link with every check, whatever the arguments: what dmaIovaLink runs for everything its fast
+ * path declines. Exported for the equivalence test of that fast path, not from index.ts.
  */
-export function dmaIovaLinkGeneral(dev: DmaDevice, state: DmaIovaState, phys: number, offset: number, size: number, dir: DmaDirection, attrs: number): number {
+export function dmaIovaLinkChecked(dev: DmaDevice, state: DmaIovaState, phys: number, offset: number, size: number, dir: DmaDirection, attrs: number): number {
   const fn = "dma_iova_link";
   checkDevice(fn, dev);
+  checkIovaState(fn, state);
   checkRange(fn, "phys", phys, size);
   checkSize(fn, "offset", offset);
   checkDir(fn, dir);
@@ -287,38 +191,13 @@ export function dmaIovaLinkGeneral(dev: DmaDevice, state: DmaIovaState, phys: nu
   if (dev.ops !== "iommu") return -Errno.EOPNOTSUPP;
   apiBegin(dev, fn);
   dev.kernel.trace.counters.add(Counter.DmaIovaLinks);
-  const ret = doLink(dev, state, phys, offset, size, dir, attrs);
+  const ret = iommuDmaIovaLink(dev, state, phys, offset, size, dir, attrs);
   apiEnd(dev, fn, ret);
   return ret;
 }
 
-/** dma_iova_link for the case dmaIovaLink's fast-path test admits. */
-function linkFast(dev: DmaDevice, state: DmaIovaState, phys: number, offset: number, size: number, dir: DmaDirection, attrs: number): number {
-  const kernel = dev.kernel;
-  const trace = kernel.trace;
-  const active = trace.events.active;
-  if (active) apiBegin(dev, "dma_iova_link");
-  const v = trace.counters.values;
-  v[C_IOVA_LINKS] = (v[C_IOVA_LINKS] ?? 0) + 1;
-  // With dma-debug off the tracker's link check answers true without looking, so it is skipped.
-  let ret = 0;
-  if (kernel.debug.mode !== "off" && !kernel.iovaTracker.link(state, dev.bdf, state.addr, offset, size)) {
-    ret = -EINVAL;
-  } else {
-    const prot = (COHERENT_PROT[dir] ?? 0) | ((attrs & ATTR_PRIVILEGED) !== 0 ? PRIV_PROT : 0);
-    const iova = state.addr + offset;
-    // One granule (the common link) through the IOMMU's internal entry point: phys (an aligned safe
-    // integer) and prot (from dma_info_to_prot) are what it may trust. Anything it declines, such as an
-    // occupied slot or an unaligned state address, goes through iommu_map, which reports the error.
-    const domain = dev.domain;
-    if (size !== dev.granule || domain === undefined || domain.mapGranuleTrusted(iova, phys, prot) < 0) ret = mapNosync(dev, iova, phys, size, prot);
-    if (ret === 0) kernel.iovaTracker.linked(state, state.addr, offset, size);
-  }
-  if (active) apiEnd(dev, "dma_iova_link", ret);
-  return ret;
-}
-
-function doLink(dev: DmaDevice, state: DmaIovaState, phys: number, offset: number, size: number, dir: DmaDirection, attrs: number): number {
+/** The body of dma_iova_link, in the kernel's order, with dmasim's dma-debug checks before the first write. */
+function iommuDmaIovaLink(dev: DmaDevice, state: DmaIovaState, phys: number, offset: number, size: number, dir: DmaDirection, attrs: number): number {
   const startPad = iovaOffset(dev, phys);
   if (startPad !== 0 && offset > 0) {
     dev.kernel.debug.warnOnce(dev.bdf, "dma_iova_link/unaligned", `dma_iova_link: WARN_ON_ONCE(iova_start_pad && offset > 0): phys 0x${phys.toString(16)} is not granule-aligned at offset ${offset}`);
@@ -329,12 +208,13 @@ function doLink(dev: DmaDevice, state: DmaIovaState, phys: number, offset: numbe
     return -Errno.EOPNOTSUPP;
   }
   if (!dev.coherent && (attrs & DMA_ATTR_REQUIRE_COHERENT) !== 0) return -Errno.EOPNOTSUPP;
+  if (iovaNotAllocated(dev, state, "dma_iova_link")) return -Errno.EINVAL;
   if (!dev.kernel.iovaTracker.link(state, dev.bdf, state.addr, offset, size)) return -Errno.EINVAL;
   let ret: number;
   if (devUseSwiotlb(dev, size, dir) && iovaUnaligned(dev, phys, size)) {
-    ret = (attrs & (DMA_ATTR_MMIO | DMA_ATTR_REQUIRE_COHERENT)) !== 0 ? -Errno.EPERM : linkSwiotlb(dev, state, phys, offset, size, dir, attrs);
+    ret = (attrs & (DMA_ATTR_MMIO | DMA_ATTR_REQUIRE_COHERENT)) !== 0 ? -Errno.EPERM : iommuDmaIovaLinkSwiotlb(dev, state, phys, offset, size, dir, attrs);
   } else {
-    ret = linkRange(dev, state.addr + offset - startPad, phys - startPad, iovaAlignUp(dev, size + startPad), dir, attrs);
+    ret = __dmaIovaLink(dev, state.addr + offset - startPad, phys - startPad, iovaAlignUp(dev, size + startPad), dir, attrs);
   }
   if (ret === 0) dev.kernel.iovaTracker.linked(state, state.addr, offset, size);
   return ret;
@@ -343,12 +223,12 @@ function doLink(dev: DmaDevice, state: DmaIovaState, phys: number, offset: numbe
 /** dma_iova_sync: one iotlb_sync_map over the granules of [offset, offset+size). */
 export function dmaIovaSync(dev: DmaDevice, state: DmaIovaState, offset: number, size: number): number {
   const fn = "dma_iova_sync";
-  if (!validBoundRange(dev, offset, size)) {
-    checkDevice(fn, dev);
-    checkSize(fn, "offset", offset);
-    checkSize(fn, "size", size);
-  }
+  checkDevice(fn, dev);
+  checkIovaState(fn, state);
+  checkSize(fn, "offset", offset);
+  checkSize(fn, "size", size);
   if (dev.ops !== "iommu") return -Errno.EOPNOTSUPP;
+  if (iovaNotAllocated(dev, state, fn)) return 0;
   if (!dev.kernel.iovaTracker.synced(state, dev.bdf, state.addr, offset, size)) return 0;
   apiBegin(dev, fn);
   dev.kernel.trace.counters.add(Counter.DmaIovaSyncs);
@@ -365,7 +245,7 @@ export function dmaIovaSync(dev: DmaDevice, state: DmaIovaState, offset: number,
  * iommu_dma_iova_unlink_range_slow: granule by granule, sync for the CPU and release bounce slots.
  * Needed when the state bounced, or for non-coherent devices.
  */
-function unlinkSlow(dev: DmaDevice, addr: number, size: number, dir: DmaDirection, attrs: number): void {
+function iommuDmaIovaUnlinkRangeSlow(dev: DmaDevice, addr: number, size: number, dir: DmaDirection, attrs: number): void {
   const domain = domainOf(dev);
   const g = dev.granule;
   let pad = iovaOffset(dev, addr);
@@ -384,11 +264,15 @@ function unlinkSlow(dev: DmaDevice, addr: number, size: number, dir: DmaDirectio
   }
 }
 
-/** __iommu_dma_iova_unlink. */
-function unlinkRange(dev: DmaDevice, state: DmaIovaState, offset: number, size: number, dir: DmaDirection, attrs: number, freeIova: boolean): void {
+/**
+ * __iommu_dma_iova_unlink: the slow per-granule pass when something bounced or needs cache maintenance,
+ * then one unmap of the range; the IOTLB is invalidated now unless the IOVA is freed through the flush
+ * queue (iommuDmaUnmapRange).
+ */
+function __iommuDmaIovaUnlink(dev: DmaDevice, state: DmaIovaState, offset: number, size: number, dir: DmaDirection, attrs: number, freeIova: boolean): void {
   const addr = state.addr + offset;
   if (state.useSwiotlb || (!dev.coherent && (attrs & (DMA_ATTR_SKIP_CPU_SYNC | DMA_ATTR_MMIO)) === 0)) {
-    unlinkSlow(dev, addr, size, dir, attrs);
+    iommuDmaIovaUnlinkRangeSlow(dev, addr, size, dir, attrs);
   }
   // dma_iova_unlink always invalidates synchronously: its IOVA stays allocated and may be relinked at
   // once, so it cannot wait for the flush queue. Only destroy (which frees the IOVA) may queue.
@@ -400,15 +284,17 @@ function unlinkRange(dev: DmaDevice, state: DmaIovaState, offset: number, size: 
 export function dmaIovaUnlink(dev: DmaDevice, state: DmaIovaState, offset: number, size: number, dir: DmaDirection, attrs: number): void {
   const fn = "dma_iova_unlink";
   checkDevice(fn, dev);
+  checkIovaState(fn, state);
   checkSize(fn, "offset", offset);
   checkSize(fn, "size", size);
   checkDir(fn, dir);
   checkAttrs(fn, attrs);
   if (dev.ops !== "iommu" || size === 0) return;
+  if (iovaNotAllocated(dev, state, fn)) return;
   if (!dev.kernel.iovaTracker.unlink(state, dev.bdf, state.addr, offset, size)) return;
   apiBegin(dev, fn);
   dev.kernel.trace.counters.add(Counter.DmaIovaUnlinks);
-  unlinkRange(dev, state, offset, size, dir, attrs, false);
+  __iommuDmaIovaUnlink(dev, state, offset, size, dir, attrs, false);
   apiEnd(dev, fn, 0);
 }
 
@@ -418,24 +304,19 @@ export function dmaIovaUnlink(dev: DmaDevice, state: DmaIovaState, offset: numbe
  */
 export function dmaIovaDestroy(dev: DmaDevice, state: DmaIovaState, mappedLen: number, dir: DmaDirection, attrs: number): void {
   const fn = "dma_iova_destroy";
-  if (!(dev.bound && validIndex(mappedLen) && validDir(dir) && validAttrs(attrs))) {
-    checkDevice(fn, dev);
-    checkSize(fn, "mappedLen", mappedLen);
-    checkDir(fn, dir);
-    checkAttrs(fn, attrs);
-  }
+  checkDevice(fn, dev);
+  checkIovaState(fn, state);
+  checkSize(fn, "mappedLen", mappedLen);
+  checkDir(fn, dir);
+  checkAttrs(fn, attrs);
   if (dev.ops !== "iommu" || !dmaUseIova(state)) return;
   const tracker = dev.kernel.iovaTracker;
   // Checked first, so a refused destroy (debug "throw") or a second one changes nothing at all.
   if (!tracker.destroy(state, dev.bdf, state.addr, mappedLen)) return;
   apiBegin(dev, fn);
   dev.kernel.trace.counters.add(Counter.DmaIovaDestroys);
-  if (mappedLen === 0) {
-    const pad = iovaOffset(dev, state.addr);
-    iommuDmaFreeIova(cookieOf(dev), state.addr - pad, iovaAlignUp(dev, state.size + pad), dev.kernel.cpu);
-  } else {
-    unlinkRange(dev, state, 0, mappedLen, dir, attrs, true);
-  }
+  if (mappedLen === 0) iovaFree(dev, state);
+  else __iommuDmaIovaUnlink(dev, state, 0, mappedLen, dir, attrs, true);
   tracker.released(state);
   apiEnd(dev, fn, 0);
 }

@@ -121,7 +121,7 @@ export class IommuDomain {
   readonly #leafResults: readonly MapResult[];
   #mappedBytes = 0;
   /**
-   * Single-granule maps made by mapGranuleTrusted whose accounting is deferred: the map call, the PTE
+   * Single-granule maps made by mapGranuleNoPhysProtCheck whose accounting is deferred: the map call, the PTE
    * write and the bytes are added to the counters and to mappedBytes when somebody reads them (see
    * Counters.deferIncrements; percpu_counter works the same way). A link then updates one field instead
    * of three, which is a fifth of its cost.
@@ -222,7 +222,7 @@ export class IommuDomain {
       prot === (prot & PROT_MASK) &&
       (prot & PROT_RW) !== 0
     ) {
-      const allocated = this.mapGranuleTrusted(iova, phys, prot);
+      const allocated = this.mapGranuleNoPhysProtCheck(iova, phys, prot);
       if (allocated >= 0) return this.#leafResults[allocated] ?? { mapped: g, ptesWritten: 1, ptPagesAllocated: allocated };
     }
     return this.#mapSlow(iova, phys, size, prot);
@@ -238,7 +238,7 @@ export class IommuDomain {
    * that simple case, and the caller then calls `map`, which takes the general path or throws the
    * precise error. No result object, no exception: the cheapest way to write one PTE.
    */
-  mapGranuleTrusted(iova: number, phys: number, prot: number): number {
+  mapGranuleNoPhysProtCheck(iova: number, phys: number, prot: number): number {
     // One body for both callers (map inlines it) and kept small, so that the DMA layer's link, inlined
     // into its caller's loop, can inline it too: a call there would also box the IOVA (above 2^31, so not
     // a small integer) on every page. One walk checks the slot is free and writes it (none when the

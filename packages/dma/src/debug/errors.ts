@@ -38,10 +38,13 @@ export type DmaDebugCheck =
   | "iova-link-overlap"
   | "iova-link-unaligned-interior"
   | "iova-unlink-not-linked"
+  | "iova-unlink-outside-allocation"
   | "iova-destroy-length-mismatch"
   | "iova-free-with-links"
   | "iova-access-before-sync"
   | "iova-use-after-destroy"
+  | "iova-state-not-allocated"
+  | "iova-state-foreign-device"
   | "iova-leak";
 
 /** One finding of the debug checker. */

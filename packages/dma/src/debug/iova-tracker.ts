@@ -20,8 +20,8 @@ interface IovaTrack {
   destroyed: boolean;
 }
 
-/** What the checks answer for a state whose IOVA was already given back. */
-const DESTROYED = Symbol("destroyed");
+/** What the checks answer for a state the call must not touch: its IOVA was given back, or it is another device's. */
+const REFUSED = Symbol("refused");
 
 /** Tracks every live dma_iova_state; keyed by the state object so stale copies cannot confuse it. */
 export class IovaTracker {
@@ -29,23 +29,27 @@ export class IovaTracker {
   readonly #tracks = new WeakMap<object, IovaTrack>();
   readonly #live = new Map<string, Set<IovaTrack>>();
   /**
-   * Set by the first tracked allocation. Until then no state can have a track, so the bookkeeping calls
-   * made after every link, unlink and destroy return on this one test instead of a WeakMap lookup: with
-   * dma-debug off (nothing is ever tracked) they cost nothing on the hot paths.
+   * False while nothing can have a track: dma-debug was off when the kernel was made and no state has
+   * been tracked since (a mode switched on later turns it on with the first tracked allocation). The
+   * bookkeeping calls made after every link, unlink and destroy return on this one test instead of a
+   * WeakMap lookup, so with dma-debug off they cost nothing on the hot paths. True from the start when
+   * dma-debug is on, so the fast link path (which skips the checks) is never taken then, not even for a
+   * state no allocation has filled.
    */
-  #anyTracked = false;
+  #anyTracked: boolean;
   /** One-entry cache of #tracks (see #track); kept exact by the only two places that change #tracks. */
   #lastState: object | undefined = undefined;
   #lastTrack: IovaTrack | undefined = undefined;
 
   constructor(checker: DmaDebugChecker) {
     this.#checker = checker;
+    this.#anyTracked = checker.enabled;
   }
 
   /**
-   * False until the first tracked allocation. While false, every check here answers "go ahead" without
-   * reporting anything (no state has a track) and every record returns at once, whatever the debug
-   * mode: the hot paths test this instead of calling them.
+   * False while dma-debug is off and nothing was ever tracked. While false, every check here answers
+   * "go ahead" without reporting anything (no state has a track) and every record returns at once: the
+   * hot paths test this instead of calling them.
    */
   get tracking(): boolean {
     return this.#anyTracked;
@@ -84,7 +88,7 @@ export class IovaTracker {
   /** Checks a dma_iova_link before it runs; returns false when the call must not proceed. */
   link(state: object, device: string, stateAddr: number, offset: number, size: number): boolean {
     const t = this.#alive(state, device, "dma_iova_link");
-    if (t === DESTROYED) return false;
+    if (t === REFUSED) return false;
     if (t === undefined) return true;
     if (offset + size > t.size) {
       this.#checker.report("iova-link-outside-allocation", device, `dma_iova_link outside the allocated IOVA [offset=${offset}] [size=${size}] [allocated=${t.size} bytes at ${hex(stateAddr)}]`);
@@ -123,7 +127,7 @@ export class IovaTracker {
   /** Checks and records a dma_iova_sync; returns false when the call must not proceed. */
   synced(state: object, device: string, stateAddr: number, offset: number, size: number): boolean {
     const t = this.#alive(state, device, "dma_iova_sync");
-    if (t === DESTROYED) return false;
+    if (t === REFUSED) return false;
     if (t === undefined) return true;
     const g0 = this.#first(t, stateAddr + offset);
     const g1 = this.#end(t, stateAddr + offset, size);
@@ -131,11 +135,15 @@ export class IovaTracker {
     return true;
   }
 
-  /** Checks a dma_iova_unlink; returns false when nothing of the range was linked. */
+  /**
+   * Checks a dma_iova_unlink; returns false when the range runs past the allocation (unmapping it would
+   * clear the neighbouring allocation's PTEs) or some of it was never linked.
+   */
   unlink(state: object, device: string, stateAddr: number, offset: number, size: number, fn = "dma_iova_unlink"): boolean {
     const t = this.#alive(state, device, fn);
-    if (t === DESTROYED) return false;
+    if (t === REFUSED) return false;
     if (t === undefined) return true;
+    if (!this.#inside(t, device, fn, stateAddr, offset, size)) return false;
     const g0 = this.#first(t, stateAddr + offset);
     const g1 = this.#end(t, stateAddr + offset, size);
     for (let g = g0; g < g1; g++) {
@@ -164,8 +172,9 @@ export class IovaTracker {
    */
   destroy(state: object, device: string, stateAddr: number, mappedLen: number): boolean {
     const t = this.#alive(state, device, "dma_iova_destroy");
-    if (t === DESTROYED) return false;
+    if (t === REFUSED) return false;
     if (t === undefined) return true;
+    if (!this.#inside(t, device, "dma_iova_destroy", stateAddr, 0, mappedLen)) return false;
     const [, g1] = mappedLen === 0 ? [0, 0] : this.#granules(t, stateAddr, mappedLen);
     let linkedOutside = 0;
     let unlinkedInside = 0;
@@ -182,7 +191,7 @@ export class IovaTracker {
   /** dma_iova_free: every link must already be undone. Returns false when the call must not proceed. */
   free(state: object, device: string): boolean {
     const t = this.#alive(state, device, "dma_iova_free");
-    if (t === DESTROYED) return false;
+    if (t === REFUSED) return false;
     if (t === undefined) return true;
     const n = t.linked.reduce((a, b) => a + b, 0);
     if (n > 0) this.#checker.report("iova-free-with-links", device, `dma_iova_free with ${n} granule(s) still linked [iova=${hex(t.base)}]: unlink them or use dma_iova_destroy`);
@@ -225,18 +234,36 @@ export class IovaTracker {
 
   /**
    * The live track of `state`, undefined when the state is not tracked (debug off, or allocated before),
-   * or DESTROYED after reporting a use after destroy. Such a call is then skipped, as dma-debug's unmap
+   * or REFUSED after reporting a use after destroy or by another device. Such a call is then skipped, as dma-debug's unmap
    * of an unknown address is: carrying on would unmap or free a range that may already belong to
    * someone else, and a collect-mode run would go on with a corrupted model.
    */
-  #alive(state: object, device: string, fn: string): IovaTrack | undefined | typeof DESTROYED {
+  #alive(state: object, device: string, fn: string): IovaTrack | undefined | typeof REFUSED {
     if (!this.#checker.enabled) return undefined;
     const t = this.#track(state);
-    if (t?.destroyed === true) {
+    if (t === undefined) return undefined;
+    if (t.destroyed) {
       this.#checker.report("iova-use-after-destroy", device, `${fn} on a dma_iova_state whose IOVA was already destroyed or freed`);
-      return DESTROYED;
+      return REFUSED;
+    }
+    if (t.device !== device) {
+      // The IOVA belongs to the other device's domain: linking or unmapping it in this one would write
+      // an address this device's allocator may hand to someone else.
+      this.#checker.report("iova-state-foreign-device", device, `${fn} on a dma_iova_state that dma_iova_try_alloc filled for ${t.device}`);
+      return REFUSED;
     }
     return t;
+  }
+
+  /**
+   * [offset, offset+size) lies inside the allocation; else reported, and false: an unlink or destroy past
+   * it would clear the neighbouring allocation's PTEs (and, as the unmap then finds fewer bytes than
+   * asked, WARN between the clearing and the IOTLB invalidation).
+   */
+  #inside(t: IovaTrack, device: string, fn: string, stateAddr: number, offset: number, size: number): boolean {
+    if (offset + size <= t.size) return true;
+    this.#checker.report("iova-unlink-outside-allocation", device, `${fn} outside the allocated IOVA [offset=${offset}] [size=${size}] [allocated=${t.size} bytes at ${hex(stateAddr)}]`);
+    return false;
   }
 
   #drop(state: object): void {

@@ -6,7 +6,7 @@ import { Iommu } from "./iommu.js";
 import { SZ_2M, SZ_4K } from "./iova.js";
 import { IommuProt } from "./prot.js";
 
-// IommuDomain.mapGranuleTrusted is the DMA layer's internal single-granule entry: it trusts phys (a safe
+// IommuDomain.mapGranuleNoPhysProtCheck is the DMA layer's internal single-granule entry: it trusts phys (a safe
 // integer >= 0 aligned to the granule) and prot (valid, with READ and/or WRITE) and checks the rest.
 // Its contract: a count >= 0 (tables allocated) means it did exactly what map of that granule does; -1 means it changed
 // nothing, and the caller's fallback to map then gives map's own outcome. So "trusted, else map" must be
@@ -51,7 +51,7 @@ function run(ops: readonly Op[], trusted: boolean, listen: boolean, requiresSync
         dom.releasePtPages(freed);
         return { unmapped };
       }
-      if (trusted && dom.mapGranuleTrusted(op.iova, op.phys, op.prot) >= 0) return { mapped: G };
+      if (trusted && dom.mapGranuleNoPhysProtCheck(op.iova, op.phys, op.prot) >= 0) return { mapped: G };
       return { mapped: dom.map(op.iova, op.phys, G, op.prot).mapped };
     } catch (e) {
       return { error: `${(e as Error).name}: ${(e as Error).message}` };
@@ -72,7 +72,7 @@ function run(ops: readonly Op[], trusted: boolean, listen: boolean, requiresSync
 
 /**
  * What the ops must leave, worked out without the domain (map shares its single-granule path with
- * mapGranuleTrusted, so comparing the two alone would not see a fault common to both): which IOVAs map
+ * mapGranuleNoPhysProtCheck, so comparing the two alone would not see a fault common to both): which IOVAs map
  * where, and how many map calls succeeded.
  */
 function model(ops: readonly Op[]): { table: (number | undefined)[]; mapped: number; maps: number } {
@@ -95,7 +95,7 @@ function model(ops: readonly Op[]): { table: (number | undefined)[]; mapped: num
   return { table, mapped: m.size * G, maps };
 }
 
-describe("mapGranuleTrusted (internal entry for the DMA layer's link)", () => {
+describe("mapGranuleNoPhysProtCheck (internal entry for the DMA layer's link)", () => {
   it("trusted-else-map is indistinguishable from map alone, and both do what the model says", () => {
     fc.assert(
       fc.property(fc.array(opArb, { minLength: 1, maxLength: 40 }), fc.boolean(), fc.boolean(), (ops, listen, requiresSyncMap) => {
@@ -116,13 +116,13 @@ describe("mapGranuleTrusted (internal entry for the DMA layer's link)", () => {
     const trace = new Trace();
     const dom = new Iommu(trace, { vaBits: 39 }).allocDomain("paging");
     const rw = IommuProt.READ | IommuProt.WRITE;
-    expect(dom.mapGranuleTrusted(5 * G, 7 * G, rw)).toBe(2); // a level-2 and a level-1 table under the root
+    expect(dom.mapGranuleNoPhysProtCheck(5 * G, 7 * G, rw)).toBe(2); // a level-2 and a level-1 table under the root
     expect(dom.iovaToPhys(5 * G + 12)).toBe(7 * G + 12);
     const before = trace.counters.snapshot();
-    expect(dom.mapGranuleTrusted(5 * G, 9 * G, rw)).toBe(-1); // occupied
-    expect(dom.mapGranuleTrusted(5 * G + 1, 9 * G, rw)).toBe(-1); // unaligned IOVA
-    expect(dom.mapGranuleTrusted(2 ** 39, 9 * G, rw)).toBe(-1); // beyond the aperture
-    expect(dom.mapGranuleTrusted(6 * G, MAX_PHYS, rw)).toBe(-1); // beyond 52-bit physical space
+    expect(dom.mapGranuleNoPhysProtCheck(5 * G, 9 * G, rw)).toBe(-1); // occupied
+    expect(dom.mapGranuleNoPhysProtCheck(5 * G + 1, 9 * G, rw)).toBe(-1); // unaligned IOVA
+    expect(dom.mapGranuleNoPhysProtCheck(2 ** 39, 9 * G, rw)).toBe(-1); // beyond the aperture
+    expect(dom.mapGranuleNoPhysProtCheck(6 * G, MAX_PHYS, rw)).toBe(-1); // beyond 52-bit physical space
     expect(trace.counters.snapshot().diff(before).nonZero()).toEqual({});
     expect(dom.iovaToPhys(5 * G)).toBe(7 * G);
     expect(dom.mappedBytes).toBe(G);
@@ -134,11 +134,11 @@ describe("mapGranuleTrusted (internal entry for the DMA layer's link)", () => {
     const iommu = new Iommu(trace, { vaBits: 39 });
     const dom = iommu.allocDomain("paging");
     const rw = IommuProt.READ | IommuProt.WRITE;
-    for (let i = 0; i < 5; i++) expect(dom.mapGranuleTrusted((16 + i) * G, (40 + i) * G, rw)).toBeGreaterThanOrEqual(0);
+    for (let i = 0; i < 5; i++) expect(dom.mapGranuleNoPhysProtCheck((16 + i) * G, (40 + i) * G, rw)).toBeGreaterThanOrEqual(0);
     expect(trace.counters.values[Counter.PteWrites]).toBe(0); // not yet added
     expect(dom.mappedBytes).toBe(5 * G);
     expect(trace.counters.get(Counter.IommuMapCalls)).toBe(5);
-    expect(dom.mapGranuleTrusted(21 * G, 45 * G, rw)).toBe(0);
+    expect(dom.mapGranuleNoPhysProtCheck(21 * G, 45 * G, rw)).toBe(0);
     dom.unmap(16 * G, 6 * G);
     iommu.freeDomain(dom);
     expect(trace.counters.snapshot().nonZero()).toMatchObject({ IommuMapCalls: 6, PteWrites: 6, PteClears: 6 });

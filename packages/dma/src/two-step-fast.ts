@@ -1,0 +1,81 @@
+import { Counter } from "@dmasim/trace";
+import { DMA_ATTR_ALL, DMA_ATTR_MMIO, DMA_ATTR_PRIVILEGED, DMA_ATTR_REQUIRE_COHERENT, DmaDirection } from "./constants.js";
+import type { DmaDevice } from "./device.js";
+import { dmaInfoToProt } from "./iommu-dma.js";
+import type { DmaIovaState } from "./iova-state.js";
+
+// The two-step API's fast path, behind one seam: two-step.ts calls it first and runs the checked
+// dma_iova_link (the kernel's flow, every check) for whatever it declines. What it does is exactly what
+// the checked path would do for the calls it admits; two-step-fast.test.ts holds the two to that.
+
+/**
+ * dma_info_to_prot of a coherent device by direction (BIDIRECTIONAL, TO_DEVICE, FROM_DEVICE), computed by
+ * dmaInfoToProt itself so the two cannot disagree.
+ */
+const COHERENT_PROT = [DmaDirection.BIDIRECTIONAL, DmaDirection.TO_DEVICE, DmaDirection.FROM_DEVICE].map((d) => dmaInfoToProt(d, true, 0));
+
+// Engine tuning, each kept for a measured figure (the batch benchmark of dma.bench.ts, base and variant
+// interleaved in one process, 16 rounds, ratio of medians): reading the counter index from this local
+// instead of `Counter.DmaIovaLinks` at each link saves 10 % of the batch; `=== true` / `=== false` on
+// the boolean fields below instead of bare truthiness tests (V8 otherwise compiles each as a full
+// ToBoolean) saves 4 %.
+const C_LINKS = Counter.DmaIovaLinks;
+
+/** Attributes that change nothing a one-granule link of a coherent device does (no MMIO, REQUIRE_COHERENT, PRIVILEGED). */
+const GRANULE_LINK_ATTRS = DMA_ATTR_ALL & ~(DMA_ATTR_MMIO | DMA_ATTR_REQUIRE_COHERENT | DMA_ATTR_PRIVILEGED);
+
+/**
+ * dma_iova_link of one granule from a granule-aligned buffer by a coherent device, untraced and with
+ * dma-debug off: what a block or network driver does for every page. Skips the argument checks, the
+ * kernel's WARNs, dev_use_swiotlb, the cache maintenance and dma-debug, because none can matter: the
+ * range is aligned (iova_unaligned is false even for an untrusted device, so nothing bounces), the device
+ * is coherent (no maintenance), no WARN can fire and nothing is tracked. A link is then the page-table
+ * write (IommuDomain.mapGranuleNoPhysProtCheck, which checks the IOVA and the slot itself) and a counter.
+ *
+ * Returns true when it linked; false, with nothing changed, for any call it does not admit or the IOMMU
+ * entry declines (an occupied slot, an IOVA outside the aperture or off a granule, a phys past the 52-bit
+ * space): the caller then runs the checked dma_iova_link, which gives the precise answer.
+ *
+ * Kept small on purpose: V8 inlines a function into a caller's loop only while it, with what it inlines
+ * itself, fits a bytecode budget, and this one inlines the IOMMU entry and its page-table write. Over the
+ * budget every link of a batch becomes a call (see the README's benchmark notes).
+ */
+/* eslint-disable @typescript-eslint/no-unnecessary-boolean-literal-compare -- measured, see C_LINKS */
+export function dmaIovaLinkGranuleNoChecks(dev: DmaDevice, state: DmaIovaState, phys: number, offset: number, size: number, dir: DmaDirection, attrs: number): boolean {
+  // `dev?.`: a missing device must reach the checked path's typed error, not a TypeError here. (An
+  // object made by hand to look like a DmaDevice is refused only by the checked path: an instanceof
+  // test here cost 5-7 % of the batch benchmark.)
+  // eslint-disable-next-line @typescript-eslint/no-unnecessary-condition -- dev comes from untyped callers too
+  const domain = dev?.domain;
+  // Integer directions only (a string such as "length" must not index the table); 0 for DMA_NONE and the rest.
+  const prot = (dir | 0) === dir ? (COHERENT_PROT[dir] ?? 0) : 0;
+  if (
+    prot !== 0 &&
+    domain !== undefined &&
+    size === dev.granule &&
+    dev.bound === true &&
+    dev.coherent === true &&
+    Number.isInteger(phys) &&
+    phys >= 0 &&
+    // Alignment by mask (the granule is a power of two): exact for any integer, as `&` keeps the low 32 bits.
+    (phys & (size - 1)) === 0 &&
+    offset >= 0 &&
+    (attrs & GRANULE_LINK_ATTRS) === attrs
+  ) {
+    const kernel = dev.kernel;
+    const trace = kernel.trace;
+    if (
+      trace.events.active === false &&
+      kernel.iovaTracker.tracking === false &&
+      // `state?.`: as for dev. Any state whose addr is not an integer IOVA is declined by the IOMMU entry.
+      // eslint-disable-next-line @typescript-eslint/no-unnecessary-condition -- state comes from untyped callers too
+      domain.mapGranuleNoPhysProtCheck(state?.addr + offset, phys, prot) >= 0
+    ) {
+      const v = trace.counters.values;
+      v[C_LINKS] = (v[C_LINKS] ?? 0) + 1;
+      return true;
+    }
+  }
+  return false;
+}
+/* eslint-enable @typescript-eslint/no-unnecessary-boolean-literal-compare */
