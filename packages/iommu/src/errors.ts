@@ -1,5 +1,5 @@
 /** errno-style codes, as the kernel's IOMMU core would return them. */
-export type IommuErrorCode = "EINVAL" | "EEXIST" | "ENOENT" | "ERANGE" | "EBUSY";
+export type IommuErrorCode = "EINVAL" | "EEXIST" | "ENOENT" | "ERANGE" | "EBUSY" | "ENOMEM";
 
 /**
  * Every misuse of the IOMMU model throws this. The message names the argument, the value and what was
