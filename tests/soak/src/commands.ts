@@ -5,7 +5,9 @@ import {
   dmaFreeCoherent,
   DmaIovaState,
   dmaIovaDestroy,
+  dmaIovaFree,
   dmaIovaLink,
+  dmaIovaUnlink,
   dmaIovaSync,
   dmaIovaTryAlloc,
   dmaMappingError,
@@ -401,6 +403,49 @@ export function unmap(sys: SoakSystem, m: Mapping): void {
   for (const s of m.segments) sys.unmapped(dev, s.addr);
 }
 
+/**
+ * dma_iova_unlink of one range of a live two-step mapping — the device must lose it at once, whatever the
+ * mode — then dma_iova_link and dma_iova_sync of it again. If the relink fails, the driver unlinks the
+ * other ranges and frees the IOVA.
+ */
+class RelinkIova extends Step {
+  constructor(
+    readonly index: number,
+    readonly range: number,
+  ) {
+    super();
+  }
+  apply(sys: SoakSystem): void {
+    const iovas = sys.live.filter((m) => m.kind === "iova");
+    if (iovas.length === 0) return;
+    const m = iovas[this.index % iovas.length];
+    if (m?.kind !== "iova") return;
+    const i = this.range % m.ranges.length;
+    const r = m.ranges[i];
+    const buf = m.bufs[i];
+    if (r === undefined || buf === undefined) return;
+    const { dev, state, dir } = m;
+    dmaIovaUnlink(dev, state, r.offset, r.len, dir, 0);
+    if (sys.tryRead(dev, state.addr + r.offset, 1) !== undefined) violated(`mapping #${m.id}: range ${i} still translates right after dma_iova_unlink`);
+    const before = sys.fingerprint();
+    let err = dmaIovaLink(dev, state, buf.phys, r.offset, r.len, dir, 0);
+    if (err !== 0) sys.checkUnchanged(before, `dma_iova_link (relink, ${err})`);
+    else err = dmaIovaSync(dev, state, r.offset, r.len);
+    if (err === 0) {
+      sys.count("relink ok");
+      return;
+    }
+    sys.live.splice(sys.live.indexOf(m), 1);
+    for (const [j, o] of m.ranges.entries()) if (j !== i) dmaIovaUnlink(dev, state, o.offset, o.len, dir, 0);
+    dmaIovaFree(dev, state);
+    for (const b of m.bufs) sys.freeBuffer(b);
+    for (const o of m.ranges) if (sys.tryRead(dev, state.addr + o.offset, 1) !== undefined) violated(`mapping #${m.id}: range at +${o.offset} still translates after unlink`);
+  }
+  toString(): string {
+    return `RelinkIova(#${this.index}, range ${this.range})`;
+  }
+}
+
 /** Virtual time passes: lazy flush queues time out, IOVA depots trim. */
 class Tick extends Step {
   constructor(readonly ns: number) {
@@ -465,6 +510,7 @@ export const commandArbs: fc.Arbitrary<SoakCommand>[] = [
   fc.tuple(index, seed).map(([i, s]) => new DeviceWrite(i, s)),
   index.map((i) => new Unmap(i)),
   index.map((i) => new Unmap(i)),
+  fc.tuple(index, fc.nat({ max: 3 })).map(([i, r]) => new RelinkIova(i, r)),
   fc.constantFrom(1_000, 3_000_000, 10_000_001).map((ns) => new Tick(ns)),
   fc.nat({ max: 7 }).map((c) => new SetCpu(c)),
 ];

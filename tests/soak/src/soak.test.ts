@@ -23,11 +23,15 @@ describe("soak", () => {
     const sys = new SoakSystem({
       iommuMode: "strict",
       swiotlb: "default",
+      swiotlbBytes: 256 * 1024,
+      kmallocBounce: false,
+      requiresSyncMap: false,
+      smallIotlb: false,
       devices: [
-        { coherent: true, minAlignMask: 0 },
-        { coherent: true, minAlignMask: 0 },
+        { coherent: true, minAlignMask: 0, dmaMaskBits: 32 },
+        { coherent: true, minAlignMask: 0, dmaMaskBits: 32 },
       ],
-      faults: { seed: 1, iova: 0, swiotlb: 0, pgtable: 0 },
+      faults: { seed: 1, iova: { probability: 0 }, swiotlb: { probability: 0 }, pgtable: { probability: 0 } },
     });
     const buf = sys.allocBuffer(0, 4096, new Uint8Array(4096).fill(7));
     expect(buf).toBeDefined();

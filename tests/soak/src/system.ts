@@ -84,7 +84,7 @@ export class SoakSystem {
     this.cfg = cfg;
     this.platform = createPlatform({
       memory: { ramBytes: GiB },
-      iommu: {},
+      iommu: { requiresSyncMap: cfg.requiresSyncMap, ...(cfg.smallIotlb ? { iotlbEntries: 16, iotlbWays: 4 } : {}) },
       endpoints: [{ bdf: BDFS[0] }, { bdf: BDFS[1], untrusted: true }],
     });
     this.kernel = createDmaKernel(this.platform, kernelOptions(cfg));
