@@ -4,9 +4,9 @@ import { defineConfig } from "vitest/config";
 
 const root = fileURLToPath(new URL(".", import.meta.url));
 
-// Every package and app is a vitest project. Imports of `@dmasim/<name>` resolve to the package's
+// Every package, app and test workspace (tests/*, e.g. the soak) is a vitest project. Imports of `@dmasim/<name>` resolve to the package's
 // source, so tests never need a prior build.
-const dirs = ["packages", "apps"].flatMap((top) =>
+const dirs = ["packages", "apps", "tests"].flatMap((top) =>
   existsSync(`${root}${top}`)
     ? readdirSync(`${root}${top}`, { withFileTypes: true })
         .filter((d) => d.isDirectory() && existsSync(`${root}${top}/${d.name}/package.json`))

@@ -1,4 +1,6 @@
-export { createDmaKernel, DmaKernel } from "./kernel.js";
+export { createDmaKernel, DMA_FAULT_SITES, DmaKernel } from "./kernel.js";
+export { FAIL_IOVA } from "./iova/index.js";
+export { FAIL_SWIOTLB } from "./swiotlb/index.js";
 export type { DmaKernelOptions, IommuMode, KernelLogLine, ShutdownReport, UnbindReport } from "./kernel.js";
 export { DmaDevice } from "./device.js";
 export type { DmaDeviceOptions, DmaOps } from "./device.js";

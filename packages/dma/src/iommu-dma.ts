@@ -131,6 +131,8 @@ export function iommuMapNosync(dev: DmaDevice, iova: number, phys: number, size:
     // Only the IOMMU's own refusals become errnos; anything else is a bug in the model and must surface.
     if (!(e instanceof IommuError)) throw e;
     if (e.code === "EEXIST") return -17;
+    // A page-table page could not be allocated: the domain has already unmapped the part (iommu_map).
+    if (e.code === "ENOMEM") return -Errno.ENOMEM;
     const g = dev.granule;
     const unaligned = iova % g !== 0 || phys % g !== 0 || size % g !== 0;
     // iommu_map (drivers/iommu/iommu.c) prints this before returning -EINVAL.

@@ -1,7 +1,9 @@
 import type { Iommu } from "@dmasim/iommu";
 import type { PhysicalMemory } from "@dmasim/memory";
 import type { DmaAccessObserver, Platform } from "@dmasim/pcie-p2p";
-import type { Trace } from "@dmasim/trace";
+import { FAIL_IO_PGTABLE } from "@dmasim/iommu";
+import { FaultInjection } from "@dmasim/trace";
+import type { FaultInjectOptions, Trace } from "@dmasim/trace";
 import { CpuCache } from "./cache/index.js";
 import { costProfile, priceCounters } from "./costs.js";
 import type { CostOverrides, CostProfile, CostReport } from "./costs.js";
@@ -15,9 +17,9 @@ import type { DmaDeviceOptions } from "./device.js";
 import { showValue } from "@dmasim/trace";
 import { DmaConfigError, DmaInputError, DmaStateError } from "./errors.js";
 import { checkDevice } from "./api-trace.js";
-import { FlushQueue, IovaDomain } from "./iova/index.js";
+import { FAIL_IOVA, FlushQueue, IovaDomain } from "./iova/index.js";
 import type { IommuDmaCookie } from "./iova/index.js";
-import { SwiotlbPool } from "./swiotlb/index.js";
+import { FAIL_SWIOTLB, SwiotlbPool } from "./swiotlb/index.js";
 
 /**
  * How the kernel sets up the IOMMU for DMA (iommu.passthrough= / iommu.strict= / no IOMMU):
@@ -44,7 +46,18 @@ export interface DmaKernelOptions {
   kmallocBounce?: boolean;
   /** CPU cache: line capacity before deterministic eviction; default unbounded (a missing sync is always caught). */
   cacheLines?: number;
+  /**
+   * Fault injection (the kernel's fail_* debugfs attributes): a seed and, per site of DMA_FAULT_SITES,
+   * `{ probability, interval, times, space }`. Arm or change it later through `kernel.faultInjection`.
+   */
+  faultInject?: FaultInjectOptions;
 }
+
+/**
+ * The fault-injection sites a DMA kernel has: IOVA allocation (iommu_dma_alloc_iova), swiotlb slot
+ * allocation (swiotlb_tbl_map_single) and IO page-table page allocation (under iommu_map).
+ */
+export const DMA_FAULT_SITES: readonly string[] = Object.freeze([FAIL_IOVA, FAIL_SWIOTLB, FAIL_IO_PGTABLE]);
 
 /** A line of the kernel log (dev_warn and friends), with virtual time. */
 export interface KernelLogLine {
@@ -137,6 +150,8 @@ export class DmaKernel implements DeviceKernel {
     if (swOptions?.force !== undefined && typeof swOptions.force !== "boolean") {
       throw new DmaConfigError(`swiotlb.force = ${showValue(swOptions.force)} is invalid: expected true or false`);
     }
+    const faultInject = options.faultInject;
+    if (faultInject !== undefined) checkFaultInject(faultInject);
     this.#deviceOptions = options.devices ?? {};
     for (const [bdf, devOptions] of Object.entries(this.#deviceOptions)) {
       this.#endpoint(bdf, `devices[${JSON.stringify(bdf)}]`);
@@ -166,6 +181,7 @@ export class DmaKernel implements DeviceKernel {
       // (swiotlb_force_bounce, set by the CoCo guest setup via force_dma_unencrypted).
       this.swiotlbForce = swOptions?.force === true || this.memory.confidential;
     }
+    if (faultInject !== undefined) this.trace.faults.configure(faultInject);
     this.#observer = {
       // dma-debug (dmasim's two-step tracking): a device touching a linked IOVA that was never synced.
       onTlp: (bdf, addr, len) => {
@@ -190,6 +206,11 @@ export class DmaKernel implements DeviceKernel {
       throw new DmaConfigError(`${what}: bdf = ${JSON.stringify(bdf)} is invalid: expected an endpoint of the platform (${list || "none"})`);
     }
     return known;
+  }
+
+  /** The platform's fault-injection sites (see DMA_FAULT_SITES): `kernel.faultInjection.attr(FAIL_IOVA).configure(…)`. */
+  get faultInjection(): FaultInjection {
+    return this.trace.faults;
   }
 
   get cpu(): number {
@@ -414,6 +435,27 @@ export class DmaKernel implements DeviceKernel {
         });
     const cookie: IommuDmaCookie = { iovad, fq };
     return new DmaDevice({ kernel: this, endpoint, ops: "iommu", domain, cookie, strict, options });
+  }
+}
+
+/** Checks `faultInject` in full (site names included) before anything is configured. */
+function checkFaultInject(options: FaultInjectOptions): void {
+  if (typeof options !== "object" || (options as unknown) === null) {
+    throw new DmaConfigError(`faultInject = ${showValue(options)} is invalid: expected { seed?, sites? }`);
+  }
+  for (const key of Object.keys(options)) {
+    if (key !== "seed" && key !== "sites") throw new DmaConfigError(`faultInject.${key} is invalid: expected seed or sites`);
+  }
+  for (const name of Object.keys(options.sites ?? {})) {
+    if (!DMA_FAULT_SITES.includes(name)) {
+      throw new DmaConfigError(`faultInject.sites.${name} is invalid: expected one of ${DMA_FAULT_SITES.join(", ")}`);
+    }
+  }
+  try {
+    // A scratch set of sites checks every attribute without touching the platform's.
+    new FaultInjection().configure(options);
+  } catch (e) {
+    throw new DmaConfigError(`faultInject: ${(e as Error).message}`, { cause: e });
   }
 }
 

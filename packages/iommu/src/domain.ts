@@ -15,6 +15,13 @@ export interface PtPageList {
   readonly count: number;
 }
 
+/**
+ * The fault-injection site of IO page-table page allocation (`trace.faults.attr(FAIL_IO_PGTABLE)`): a
+ * map that needs a new table then fails with ENOMEM after unmapping what it had mapped, as iommu_map
+ * does when iommu_alloc_pages_node fails under it.
+ */
+export const FAIL_IO_PGTABLE = "fail_io_pgtable";
+
 /** Highest physical address (exclusive) a PTE can hold: 52 bits, the widest any IOMMU format has. */
 export const MAX_PHYS = 2 ** 52;
 
@@ -135,7 +142,7 @@ export class IommuDomain {
     this.id = id;
     this.type = type;
     this.#ctx = ctx;
-    this.pageTable = type === "paging" ? new IoPageTable(ctx.levels, ctx.pgsizeBitmap) : undefined;
+    this.pageTable = type === "paging" ? new IoPageTable(ctx.levels, ctx.pgsizeBitmap, undefined, ctx.trace.faults.attr(FAIL_IO_PGTABLE)) : undefined;
     this.#counters = ctx.trace.counters;
     this.#counterValues = ctx.trace.counters.values;
     this.#events = ctx.trace.events;
@@ -201,7 +208,9 @@ export class IommuDomain {
 
   /**
    * iommu_map: maps [iova, iova+size) to [phys, phys+size) with the largest leaves alignment and
-   * pgsizeBitmap allow. Nothing is written unless the whole call can succeed.
+   * pgsizeBitmap allow. Nothing is written unless the whole call can succeed. When a page-table page
+   * cannot be allocated (fault injection), the part already mapped is unmapped and invalidated and an
+   * IommuError with code ENOMEM is thrown: iommu_map's unwinding after __iommu_map returns -ENOMEM.
    *
    * The result of a single-granule map is a shared frozen object (one per count of tables allocated),
    * so the hot path allocates nothing: read it, do not keep it as a mutable record.
@@ -310,7 +319,8 @@ export class IommuDomain {
     if (pt.hasMapping(iova, iova + size)) {
       throw new IommuError("EEXIST", `map: iova range [${hex(iova)}, ${hex(iova + size)}) overlaps an existing mapping in domain ${this.id}`);
     }
-    pt.map(iova, phys, size, prot, this.#ctx.requiresSyncMap);
+    const done = pt.map(iova, phys, size, prot, this.#ctx.requiresSyncMap);
+    if (done !== size) this.#unwindMap(pt, iova, phys, done, size, prot);
     this.#mappedBytes += size;
     const c = this.#ctx.trace.counters;
     c.add(Counter.IommuMapCalls);
@@ -324,6 +334,34 @@ export class IommuDomain {
     }
     if (this.#events.active) this.#emitMap(iova, phys, size, prot);
     return { mapped: size, ptesWritten: pt.lastPtesWritten, ptPagesAllocated: pt.lastTablesAllocated };
+  }
+
+  /**
+   * iommu_map's failure path: account for the part pt.map wrote (and the tables it linked), unmap it
+   * with the IOTLB flushed and the detached tables freed (iommu_unmap), then report ENOMEM. Tables
+   * linked on the way stay linked and empty, as in the kernel; later maps reuse them.
+   */
+  #unwindMap(pt: IoPageTable, iova: number, phys: number, done: number, size: number, prot: number): never {
+    const c = this.#ctx.trace.counters;
+    c.add(Counter.IommuMapCalls);
+    c.add(Counter.PteWrites, pt.lastPtesWritten);
+    c.add(Counter.PtPagesAllocated, pt.lastTablesAllocated);
+    const replaced = pt.lastTablesFreed;
+    if (replaced !== 0) {
+      c.add(Counter.PtPagesPendingFree, replaced);
+      c.add(Counter.PtPagesFreed, replaced);
+    }
+    this.#mappedBytes += done;
+    if (done > 0) {
+      if (this.#events.active) this.#emitMap(iova, phys, done, prot);
+      const { freed } = this.#unmapSlow(iova, done);
+      this.invalidateRange(iova, done);
+      this.releasePtPages(freed);
+    }
+    throw new IommuError(
+      "ENOMEM",
+      `map: iova range [${hex(iova)}, ${hex(iova + size)}) of domain ${this.id}: a page-table page could not be allocated after ${hex(done)} bytes (unmapped again)`,
+    );
   }
 
   /**

@@ -1,7 +1,7 @@
 import { DmasimInputError, DmasimStateError } from "@dmasim/trace";
 
 /** errno-style codes, as the kernel's IOMMU core would return them. */
-export type IommuErrorCode = "EINVAL" | "EEXIST" | "ENOENT" | "ERANGE" | "EBUSY";
+export type IommuErrorCode = "EINVAL" | "EEXIST" | "ENOENT" | "ERANGE" | "EBUSY" | "ENOMEM";
 
 /**
  * A call the IOMMU model refuses in its current state (an overlap, a busy domain, a partial large leaf…);

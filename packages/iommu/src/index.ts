@@ -6,5 +6,5 @@ export type { IommuErrorCode } from "./errors.js";
 export type { IommuFault } from "./fault.js";
 export { Iommu } from "./iommu.js";
 export type { IommuOptions, IotlbInfo } from "./iommu.js";
-export { IommuDomain, MAX_PHYS } from "./domain.js";
+export { FAIL_IO_PGTABLE, IommuDomain, MAX_PHYS } from "./domain.js";
 export type { DomainType, IommuUnit, PtPageList, MapResult, UnmapResult } from "./domain.js";

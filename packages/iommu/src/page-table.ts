@@ -1,3 +1,4 @@
+import type { FaultAttr } from "@dmasim/trace";
 import * as pte from "./pte.js";
 
 // Module-local copies: imported bindings can cost a property lookup per use under some loaders (the
@@ -41,6 +42,8 @@ export class IoPageTable {
   #nextTable = 1;
   #free: number[] = [];
   #pendingFree = 0;
+  /** Fault injection on page-table page allocation (iommu_alloc_pages_node failing); undefined = never. */
+  readonly #fault: FaultAttr | undefined;
   /**
    * One-entry cache of the last walk of mapLeaf / unmapLeaf: the table holding leaves of level
    * #cacheLevel for IOVAs in [#cacheBase, #cacheBase + #cacheSpan). Successive small calls land in the
@@ -67,8 +70,9 @@ export class IoPageTable {
   lastWalkLevels = 0;
   lastWalkLevel = 0;
 
-  constructor(levels: number, pgsizeBitmap: number, initialTables = 8) {
+  constructor(levels: number, pgsizeBitmap: number, initialTables = 8, fault?: FaultAttr) {
     this.levels = levels;
+    this.#fault = fault;
     this.#leafLevels = [];
     for (let l = Math.min(levels, 3); l >= 1; l--) if ((pgsizeBitmap & (LEVEL_SIZE[l] ?? 0)) !== 0) this.#leafLevels.push(l);
     this.#tablesCapacity = Math.max(2, initialTables);
@@ -132,8 +136,12 @@ export class IoPageTable {
    * an entry that points to an (empty) table frees that subtree at once, as arm_lpae_init_pte
    * (drivers/iommu/io-pgtable-arm.c) and VT-d's switch_to_super_page do; they are counted in
    * lastTablesFreed.
+   *
+   * Returns the bytes mapped: `size`, or less when a page-table page could not be allocated (fault
+   * injection). Then the leaves written so far stay, and so do the tables linked before the failure
+   * (empty ones included), as __arm_lpae_map leaves them: the caller unmaps the part, as iommu_map does.
    */
-  map(iova: number, phys: number, size: number, prot: number, pending: boolean): void {
+  map(iova: number, phys: number, size: number, prot: number, pending: boolean): number {
     const flags = PTE_VALID + PTE_LEAF + prot * PTE_PROT_UNIT + (pending ? PTE_PENDING : 0);
     let va = iova;
     let pa = phys;
@@ -149,7 +157,13 @@ export class IoPageTable {
         const slot = t * N + (Math.floor(va / (LEVEL_SIZE[l] ?? 0)) % N);
         const e = this.#slab[slot] ?? 0;
         if (e === 0) {
-          const nt = this.#allocTable();
+          const nt = this.#allocTableOrFail();
+          if (nt < 0) {
+            this.lastPtesWritten = written;
+            this.lastTablesAllocated = allocated;
+            this.lastTablesFreed = freed;
+            return size - left;
+          }
           allocated++;
           this.#slab[slot] = nt * PTE_ADDR_UNIT + PTE_VALID;
           this.#used[t] = (this.#used[t] ?? 0) + 1;
@@ -184,6 +198,7 @@ export class IoPageTable {
     this.lastPtesWritten = written;
     this.lastTablesAllocated = allocated;
     this.lastTablesFreed = freed;
+    return size;
   }
 
   /**
@@ -248,6 +263,8 @@ export class IoPageTable {
     if (l === level) {
       if ((slab[t * N + tableIndex(low, high, l)] ?? 0) !== 0) return -1;
     } else {
+      // While table allocation may fail, the general path (`map`) allocates: it can report the failure.
+      if (this.#fault?.armed === true) return -1;
       // The entry at level l is empty: link fresh tables down to the leaf level.
       for (; l > level; l--) {
         const nt = this.#allocTable();
@@ -502,6 +519,13 @@ export class IoPageTable {
       this.#free.push(t);
     }
     this.#pendingFree -= tables.length;
+  }
+
+  /** #allocTable, or -1 when fault injection fails the page allocation. */
+  #allocTableOrFail(): number {
+    const f = this.#fault;
+    if (f?.armed === true && f.shouldFail(N * 8)) return -1;
+    return this.#allocTable();
   }
 
   #allocTable(): number {

@@ -1,9 +1,11 @@
 import { VirtualClock } from "./clock.js";
 import { Counters } from "./counters.js";
 import { EventStream } from "./events.js";
+import { FaultInjection } from "./fault-inject.js";
 
 /**
- * What every layer of one platform shares: the counters, the virtual clock and the event stream.
+ * What every layer of one platform shares: the counters, the virtual clock, the event stream and the
+ * fault-injection sites.
  * Hardware and kernel objects take a `Trace` in their constructor rather than reaching for a global,
  * so two platforms in one process never mix their numbers.
  */
@@ -11,6 +13,8 @@ export class Trace {
   readonly counters: Counters;
   readonly clock: VirtualClock;
   readonly events: EventStream;
+  /** Fault-injection sites (all unarmed until configured): the kernel's fail_* debugfs attributes. */
+  readonly faults: FaultInjection;
 
   constructor(options: { clock?: VirtualClock; eventCapacity?: number; recordEvents?: boolean } = {}) {
     this.counters = new Counters();
@@ -19,5 +23,6 @@ export class Trace {
     if (options.eventCapacity !== undefined) streamOptions.capacity = options.eventCapacity;
     if (options.recordEvents !== undefined) streamOptions.record = options.recordEvents;
     this.events = new EventStream(streamOptions);
+    this.faults = new FaultInjection();
   }
 }

@@ -17,3 +17,8 @@ export const IOVA_FQ_TIMEOUT_NS = 10_000_000;
 export const DMA_BIT_MASK_32 = 0xffff_ffff;
 /** IOVA_ANCHOR: the sentinel node above every usable PFN (~0UL upstream). */
 export const IOVA_ANCHOR = Number.MAX_SAFE_INTEGER;
+/**
+ * The fault-injection site of IOVA allocation (`trace.faults.attr(FAIL_IOVA)`), as fail_iommu fails
+ * iommu_range_alloc: iommu_dma_alloc_iova then returns 0, the "no IOVA space" answer.
+ */
+export const FAIL_IOVA = "fail_iova";

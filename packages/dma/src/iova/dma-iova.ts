@@ -1,3 +1,4 @@
+import { Counter } from "@dmasim/trace";
 import { DMA_BIT_MASK_32 } from "./constants.js";
 import type { IovaDomain } from "./domain.js";
 import { checkCount, checkCpu, IovaError } from "./errors.js";
@@ -37,7 +38,7 @@ export function iovaAlign(iovad: IovaDomain, size: number): number {
  * min(dmaLimit, apertureEnd). While `dev.pci32bitWorkaround` holds, a device that could use more
  * than 32 bits first gets addresses below 4 GiB (without flushing the caches); the first failure
  * there clears the flag for good and the allocation moves to the full limit, flushing the caches if
- * need be. Returns the IOVA, or 0 when the space is exhausted.
+ * need be. Returns the IOVA, or 0 when the space is exhausted (or the fail_iova site fails the call).
  *
  * `dmaLimit` is the device's DMA mask; masks wider than 53 bits are fine (they are clamped by the
  * aperture end, itself a safe integer).
@@ -71,6 +72,13 @@ export function iommuDmaAllocIova(
     }
     checkCount("apertureEnd", apertureEnd, 0);
     checkCpu(cpu, iovad.cpus);
+  }
+  // Fault injection, where fail_iommu sits in iommu_range_alloc: one draw per allocation, before the
+  // 32-bit attempt (so an injected failure does not clear pci_32bit_workaround).
+  const fail = iovad.failAlloc;
+  if (fail.armed && fail.shouldFail(size)) {
+    iovad.trace.counters.add(Counter.IovaAllocFail);
+    return 0;
   }
   const granule = iovad.granule;
   const len = Math.ceil(size / granule);

@@ -1,5 +1,5 @@
-import { Counter, type Trace } from "@dmasim/trace";
-import { IOVA_RANGE_CACHE_MAX_SIZE } from "./constants.js";
+import { Counter, type FaultAttr, type Trace } from "@dmasim/trace";
+import { FAIL_IOVA, IOVA_RANGE_CACHE_MAX_SIZE } from "./constants.js";
 import { checkCount, checkCpu, IovaError } from "./errors.js";
 import { IovaRcache, type IovaMagazine } from "./rcache.js";
 import { ANCHOR_NODE, IovaTree, NIL } from "./tree.js";
@@ -55,6 +55,8 @@ export class IovaDomain {
   /** dma_32bit_pfn: the first PFN at 4 GiB. */
   readonly dma32bitPfn: number;
   readonly trace: Trace;
+  /** The fail_iova fault-injection site, tested by iommu_dma_alloc_iova. */
+  readonly failAlloc: FaultAttr;
   readonly #tree = new IovaTree();
   readonly #rcaches: IovaRcache[] = [];
   #cachedNode = ANCHOR_NODE;
@@ -72,6 +74,7 @@ export class IovaDomain {
       throw new IovaError("cpus", cpus, "an integer number of CPUs between 1 and 4096");
     }
     this.trace = trace;
+    this.failAlloc = trace.faults.attr(FAIL_IOVA);
     this.granule = granule;
     this.startPfn = startPfn;
     this.cpus = cpus;

@@ -8,6 +8,7 @@ export { IovaError } from "./errors.js";
 export type { IovaErrorCode } from "./errors.js";
 export {
   DMA_BIT_MASK_32,
+  FAIL_IOVA,
   IOVA_DEPOT_DELAY_NS,
   IOVA_FQ_SIZE,
   IOVA_FQ_TIMEOUT_NS,

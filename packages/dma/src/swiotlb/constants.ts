@@ -16,3 +16,9 @@ export const INVALID_PHYS_ADDR = -1;
 export function nrSlots(bytes: number): number {
   return Math.ceil(bytes / IO_TLB_SIZE);
 }
+
+/**
+ * The fault-injection site of swiotlb slot allocation (`trace.faults.attr(FAIL_SWIOTLB)`): the map then
+ * fails as with a full pool ("swiotlb buffer is full").
+ */
+export const FAIL_SWIOTLB = "fail_swiotlb";

@@ -6,6 +6,7 @@ export {
   IO_TLB_SHIFT,
   IO_TLB_SIZE,
   nrSlots,
+  FAIL_SWIOTLB,
 } from "./constants.js";
 export { SwiotlbError } from "./errors.js";
 export type { SwiotlbErrorCode } from "./errors.js";

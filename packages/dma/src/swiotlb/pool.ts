@@ -1,8 +1,8 @@
 import type { PhysAddr, PhysicalMemory } from "@dmasim/memory";
-import { Counter, hex, type Trace } from "@dmasim/trace";
+import { Counter, hex, type FaultAttr, type Trace } from "@dmasim/trace";
 import { DMA_ATTR_SKIP_CPU_SYNC, DMA_MAPPING_ERROR, DmaDirection, PAGE_SIZE } from "../constants.js";
 import { checkAttrs, checkDir } from "../validate.js";
-import { IO_TLB_DEFAULT_SIZE, IO_TLB_SEGMENT_BYTES, IO_TLB_SEGSIZE, IO_TLB_SHIFT, IO_TLB_SIZE, nrSlots } from "./constants.js";
+import { FAIL_SWIOTLB, IO_TLB_DEFAULT_SIZE, IO_TLB_SEGMENT_BYTES, IO_TLB_SEGSIZE, IO_TLB_SHIFT, IO_TLB_SIZE, nrSlots } from "./constants.js";
 import { SwiotlbError } from "./errors.js";
 import { alignOffset, SlotTable } from "./slots.js";
 
@@ -62,6 +62,8 @@ export class SwiotlbPool {
   readonly #mapOffset: Uint16Array;
   #mappings = 0;
   #released = false;
+  /** The fail_swiotlb fault-injection site: a slot search that fails as if the pool were full. */
+  readonly #fail: FaultAttr;
 
   constructor(memory: PhysicalMemory, options: SwiotlbPoolOptions = {}) {
     const size = options.size ?? IO_TLB_DEFAULT_SIZE;
@@ -98,6 +100,7 @@ export class SwiotlbPool {
 
     this.memory = memory;
     this.trace = memory.trace;
+    this.#fail = memory.trace.faults.attr(FAIL_SWIOTLB);
     this.start = start;
     this.end = start + bytes;
     this.nslabs = nslabs;
@@ -177,7 +180,8 @@ export class SwiotlbPool {
       minAlignMask: dev.minAlignMask,
       segBoundaryMask: dev.segBoundaryMask,
     };
-    const index0 = this.#findSlots(req, cpu);
+    const fail = this.#fail;
+    const index0 = fail.armed && fail.shouldFail(size) ? -1 : this.#findSlots(req, cpu);
     if (index0 < 0) {
       // Upstream also warns "swiotlb buffer is full" unless DMA_ATTR_NO_WARN; the counter is the model's warning.
       this.trace.counters.add(Counter.SwiotlbAllocFail);
