@@ -1,7 +1,7 @@
 import { priceCounters } from "@dmasim/dma";
 import { Counter } from "@dmasim/trace";
 import type { CounterSnapshot, TraceEvent } from "@dmasim/trace";
-import type { Host } from "./run/host.js";
+import type { Host } from "@dmasim/scenario";
 
 /** One event of the Chrome trace event format (the JSON Perfetto and chrome://tracing load). */
 export interface ChromeEvent {

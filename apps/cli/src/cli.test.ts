@@ -4,8 +4,8 @@ import { join } from "node:path";
 import { describe, expect, it } from "vitest";
 import { main } from "./cli.js";
 import type { Io } from "./cli.js";
-import type { RunResult } from "./run/result.js";
-import { builtinScenario } from "./scenario/builtins.js";
+import type { RunResult } from "@dmasim/scenario";
+import { builtinScenario, readRunLog } from "@dmasim/scenario";
 
 function capture(argv: readonly string[], options: { tty?: boolean } = {}): { code: number; out: string; err: string; files: Map<string, string> } {
   let out = "";
@@ -142,7 +142,7 @@ describe("dmasim command", () => {
     expect(r.out).toContain("All 10 scenarios (38 runs) passed every check.");
     expect(r.out).not.toContain("FAILED");
     expect(r.out).toMatch(/^ {2}lazy +two-step +4 +1 +1 +1 +1 +0 B .* 100 +10 ms +ok$/m);
-  });
+  }, 60_000); // 38 runs: seconds alone, longer on a loaded machine
 
   it("--help prints usage with examples and exits 0; no command exits 2", () => {
     const r = capture(["--help"]);
@@ -153,7 +153,7 @@ describe("dmasim command", () => {
   });
 
   it("the example scenario file runs and passes", () => {
-    const r = capture(["run", new URL("../scenarios/nvme-mixed.json", import.meta.url).pathname, "--json"]);
+    const r = capture(["run", new URL("../../../packages/scenario/examples/nvme-mixed.json", import.meta.url).pathname, "--json"]);
     expect(r.code).toBe(0);
     expect((JSON.parse(r.out) as { result: RunResult }).result.ok).toBe(true);
   });
@@ -165,5 +165,23 @@ describe("dmasim command", () => {
     expect(r.err).toContain(`trace written to ${path}`);
     expect(JSON.parse(r.files.get(path) ?? "null")).toHaveProperty("displayTimeUnit", "ns");
     expect(() => readFileSync(path)).toThrow(); // the test's Io kept it in memory
+  });
+
+  it("--record writes a versioned run log: the scenario, every run's trace events and its result", () => {
+    const path = join(dir, "log.json");
+    const r = capture(["compare", "sg-256", "--iommu", "strict", "--record", path]);
+    expect(r.code).toBe(0);
+    expect(r.err).toContain(`run log written to ${path}`);
+    const log = readRunLog(JSON.parse(r.files.get(path) ?? "null"));
+    expect([log.format, log.version, log.scenario.name]).toEqual(["dmasim-run-log", 1, "sg-256"]);
+    expect(log.runs.map((x) => `${x.api}/${x.iommu}`)).toEqual(["classic/strict", "two-step/strict"]);
+    for (const run of log.runs) {
+      expect(run.result?.ok).toBe(true);
+      // Every dma_iova_link the counters saw is a B/E pair in the log.
+      const links = run.events.filter((e) => e.type === "api" && e.name === "dma_iova_link" && e.phase === "B").length;
+      expect(links).toBe(run.result?.counters.DmaIovaLinks ?? 0);
+      expect(run.events.some((e) => e.type === "iommu.map")).toBe(true);
+    }
+    expect(capture(["demo", "--record", path]).code).toBe(2);
   });
 });

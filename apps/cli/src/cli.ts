@@ -5,10 +5,8 @@ import { runDemo, renderDemo } from "./demo.js";
 import { HELP } from "./help.js";
 import { loadScenario } from "./load.js";
 import { renderRun, renderScenario, READING_NOTE } from "./render.js";
-import { runScenario } from "./run/index.js";
-import { BUILTIN_SCENARIOS, builtinScenario } from "./scenario/builtins.js";
-import { ScenarioError, ScenarioSetupError } from "./scenario/errors.js";
-import { defaultAxes, parseAxes, sweep } from "./sweep.js";
+import { BUILTIN_SCENARIOS, builtinScenario, defaultAxes, parseAxes, runScenario, RunLogRecorder, ScenarioError, ScenarioSetupError, sweep } from "@dmasim/scenario";
+import type { RunContext, RunResult, Scenario } from "@dmasim/scenario";
 
 /** Where the command writes; tests pass their own. */
 export interface Io {
@@ -60,6 +58,7 @@ function dispatch(argv: readonly string[], io: Io): number {
       options: {
         json: { type: "boolean" },
         trace: { type: "string" },
+        record: { type: "string" },
         api: { type: "string" },
         iommu: { type: "string" },
         help: { type: "boolean", short: "h" },
@@ -80,14 +79,25 @@ function dispatch(argv: readonly string[], io: Io): number {
   }
   const json = values.json === true;
   const recorder = values.trace === undefined ? undefined : new ChromeTraceRecorder();
-  const onHost = recorder === undefined ? {} : { onHost: recorder.attach.bind(recorder) };
+  let log: RunLogRecorder | undefined;
+  // Both recorders listen to every run's platform: the Chrome trace for Perfetto, the run log for programs.
+  const hosts = (s?: Scenario): { onHost?: NonNullable<RunContext["onHost"]> } => {
+    if (values.record !== undefined && s !== undefined) log = new RunLogRecorder(s);
+    const listeners = [recorder?.attach.bind(recorder), log?.attach].filter((f) => f !== undefined);
+    return listeners.length === 0 ? {} : { onHost: (label, host) => { for (const f of listeners) f(label, host); } };
+  };
   const expectArgs = (n: number, what: string): void => {
     if (rest.length !== n) throw new UsageError(`${command} takes ${what}; got ${rest.length === 0 ? "nothing" : rest.map((r) => JSON.stringify(r)).join(" ")}`);
   };
   const noAxes = (): void => {
     if (values.api !== undefined || values.iommu !== undefined) throw new UsageError(`${command} takes no --api or --iommu`);
   };
-  const finish = (ok: boolean): number => {
+  const finish = (ok: boolean, results: readonly RunResult[] = []): number => {
+    if (log !== undefined && values.record !== undefined) {
+      log.detach();
+      io.writeFile(values.record, JSON.stringify(log.toJSON(results)));
+      if (!json) io.err(`run log written to ${values.record}\n`);
+    }
     if (recorder !== undefined && values.trace !== undefined) {
       recorder.detach();
       io.writeFile(values.trace, JSON.stringify(recorder.toJSON()));
@@ -119,7 +129,8 @@ function dispatch(argv: readonly string[], io: Io): number {
     case "demo": {
       expectArgs(0, "no argument");
       noAxes();
-      const sections = runDemo(onHost);
+      if (values.record !== undefined) throw new UsageError("--record takes run or compare (one scenario per log)");
+      const sections = runDemo(hosts());
       io.out(json ? `${JSON.stringify(sections, null, 2)}\n` : `${renderDemo(sections)}\n`);
       return finish(sections.every((s) => s.ok));
     }
@@ -130,9 +141,9 @@ function dispatch(argv: readonly string[], io: Io): number {
       const api = axes.api[0];
       const iommu = axes.iommu[0];
       if (axes.api.length !== 1 || axes.iommu.length !== 1 || api === undefined || iommu === undefined) throw new UsageError("run takes one --api and one --iommu value; use compare for a sweep");
-      const r = runScenario(s, { api, iommu, ...onHost });
+      const r = runScenario(s, { api, iommu, ...hosts(s) });
       io.out(json ? `${JSON.stringify({ scenario: s, result: r }, null, 2)}\n` : `${renderRun(s, r)}\n`);
-      return finish(r.ok);
+      return finish(r.ok, [r]);
     }
     case "compare": {
       expectArgs(1, "one scenario (a file or a built-in name)");
@@ -140,12 +151,12 @@ function dispatch(argv: readonly string[], io: Io): number {
       const axes = parseAxes(values.api, values.iommu, defaultAxes(s));
       const bar = io.stderrIsTTY && !json;
       const results = sweep(s, axes, {
-        ...onHost,
+        ...hosts(s),
         ...(bar ? { onProgress: (done: number, total: number, label: string) => { io.err(progressBar(done, total, label)); } } : {}),
       });
       if (bar) io.err("\r\x1b[2K");
       io.out(json ? `${JSON.stringify({ scenario: s, axes, results }, null, 2)}\n` : `${renderScenario(s, results)}\n\n${READING_NOTE}\n`);
-      return finish(results.every((r) => r.ok));
+      return finish(results.every((r) => r.ok), results);
     }
     default:
       throw new UsageError(`unknown command ${JSON.stringify(command)}: expected demo, run, compare, list or show`);

@@ -12,7 +12,7 @@ export {
 export type { MemoryErrorCode } from "./errors.js";
 export { PageFlag, PAGE_FLAG_MASK, pageFlagNames } from "./page-flags.js";
 export { SparseStore } from "./sparse-store.js";
-export { patternBytes } from "./pattern.js";
+export { patternBytes, Xorshift32 } from "./pattern.js";
 export { PageDescriptors, SECTION_PAGES } from "./page-descriptors.js";
 export type { PageRange, PageRangeKind } from "./page-descriptors.js";
 export { PageAllocator } from "./page-allocator.js";

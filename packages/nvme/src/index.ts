@@ -1,0 +1,10 @@
+export { createNvmeHost, createNvmeSystem, NVME_BDF, PEER_HOST_BRIDGE_BDF, PEER_SWITCH_BDF } from "./system.js";
+export type { NvmeHost, NvmeKernelOptions, NvmeSystem, NvmeSystemOptions } from "./system.js";
+export { NvmeController } from "./controller.js";
+export type { NvmeControllerOptions } from "./controller.js";
+export { NvmeDriver, NVME_MAX_SEGS, NVME_SMALL_POOL_SIZE } from "./driver.js";
+export type { MappingStyle, NvmeCompletion, NvmeDriverOptions } from "./driver.js";
+export { prefillNamespace, runWorkload, WorkloadError } from "./workload.js";
+export type { BufferLayout, WorkloadOptions, WorkloadResult } from "./workload.js";
+export { runP2pCase } from "./p2p.js";
+export type { P2pCaseResult } from "./p2p.js";
