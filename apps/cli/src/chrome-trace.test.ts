@@ -18,6 +18,8 @@ function traceOf(argv: readonly string[]): ChromeTrace {
     out: () => undefined,
     err: () => undefined,
     stderrIsTTY: false,
+    outputProblem: () => undefined,
+    schemaUrl: "file:///scenario.schema.json",
     writeFile: (_p, d) => {
       file = d;
     },

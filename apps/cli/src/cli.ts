@@ -1,4 +1,6 @@
 import { writeFileSync } from "node:fs";
+import { DmasimError, DmasimInputError } from "@dmasim/trace";
+import { installedSchemaUrl, outputProblem } from "./files.js";
 import { parseArgs } from "node:util";
 import { ChromeTraceRecorder } from "./chrome-trace.js";
 import { runDemo, renderDemo } from "./demo.js";
@@ -15,6 +17,10 @@ export interface Io {
   /** Whether stderr is a terminal (the progress bar is drawn only then). */
   readonly stderrIsTTY: boolean;
   writeFile(path: string, data: string): void;
+  /** Why `path` cannot take an output file, or undefined when it can. */
+  outputProblem(path: string): string | undefined;
+  /** Where scenario.schema.json is (the `$schema` that `show` writes). */
+  readonly schemaUrl: string;
 }
 
 export const processIo: Io = {
@@ -25,26 +31,44 @@ export const processIo: Io = {
   writeFile: (p, d) => {
     writeFileSync(p, d);
   },
+  outputProblem,
+  schemaUrl: installedSchemaUrl(),
 };
 
-class UsageError extends Error {
-  override readonly name = "UsageError";
+/** A command line the command cannot run: an unknown command or option, a wrong number of arguments. */
+class UsageError extends DmasimError {
+  override readonly name: string = "UsageError";
+  constructor(message: string) {
+    super("EINVAL", message);
+  }
+}
+
+/** An option whose value cannot be used (an output file in a missing directory): names the option and the value. */
+class OptionError extends DmasimInputError {
+  override readonly name: string = "OptionError";
+  constructor(option: string, value: unknown, expected: string) {
+    super("", option, value, expected);
+  }
 }
 
 const EXIT_OK = 0;
 const EXIT_CHECK_FAILED = 1;
 const EXIT_USAGE = 2;
+const EXIT_INTERNAL = 70;
 
 /** The dmasim command. Returns the exit status. */
 export function main(argv: readonly string[], io: Io = processIo): number {
   try {
     return dispatch(argv, io);
   } catch (e) {
-    if (e instanceof UsageError || e instanceof ScenarioError || e instanceof ScenarioSetupError) {
+    if (e instanceof UsageError || e instanceof OptionError || e instanceof ScenarioError || e instanceof ScenarioSetupError) {
       io.err(`dmasim: ${e.message}\n${e instanceof UsageError ? "Run dmasim --help for the commands and options.\n" : ""}`);
       return EXIT_USAGE;
     }
-    throw e;
+    // A defect of dmasim itself: one line saying so, never a stack trace.
+    const what = e instanceof Error ? `${e.name}: ${e.message.split("\n")[0] ?? ""}` : String(e);
+    io.err(`dmasim: internal error (please report it): ${what}\n`);
+    return EXIT_INTERNAL;
   }
 }
 
@@ -78,6 +102,11 @@ function dispatch(argv: readonly string[], io: Io): number {
     return EXIT_USAGE;
   }
   const json = values.json === true;
+  // Output files are checked before anything runs: a long sweep must not end in a write that fails.
+  for (const [option, path] of [["--trace", values.trace], ["--record", values.record]] as const) {
+    const problem = path === undefined ? undefined : io.outputProblem(path);
+    if (problem !== undefined) throw new OptionError(option, path, problem);
+  }
   const recorder = values.trace === undefined ? undefined : new ChromeTraceRecorder();
   let log: RunLogRecorder | undefined;
   // Both recorders listen to every run's platform: the Chrome trace for Perfetto, the run log for programs.
@@ -123,7 +152,8 @@ function dispatch(argv: readonly string[], io: Io): number {
       const name = rest[0] ?? "";
       const s = builtinScenario(name);
       if (s === undefined) throw new ScenarioError("<name>", name, `a built-in scenario (${BUILTIN_SCENARIOS.map((b) => b.name).join(", ")})`);
-      io.out(`${JSON.stringify(s, null, 2)}\n`);
+      // $schema first, so an editor completes and checks the file the user makes of it.
+      io.out(`${JSON.stringify({ $schema: io.schemaUrl, ...s }, null, 2)}\n`);
       return EXIT_OK;
     }
     case "demo": {

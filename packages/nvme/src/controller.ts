@@ -17,6 +17,7 @@ import {
   sqTailDoorbell,
 } from "./nvme-defs.js";
 import type { NvmeRwCommand } from "./nvme-defs.js";
+import { NvmeCommandError, NvmeInputError } from "./errors.js";
 
 export interface NvmeControllerOptions {
   /** Namespace 1 capacity in bytes (a multiple of lbaSize). */
@@ -58,12 +59,6 @@ class Chunks {
   }
 }
 
-class CommandError extends Error {
-  constructor(readonly status: number) {
-    super(`NVMe status 0x${status.toString(16)}`);
-  }
-}
-
 /**
  * An NVMe-like controller on a PCIe endpoint. Everything it touches in host memory it reaches through the
  * fabric as the device (endpoint.dmaRead / dmaWrite): submission queue entries, PRP lists, SGL segments,
@@ -97,12 +92,12 @@ export class NvmeController {
     this.#platform = platform;
     this.endpoint = platform.endpoint(bdf);
     const bar = this.endpoint.bars.find((b) => b.index === 0);
-    if (bar === undefined || bar.size < 0x2000) throw new RangeError(`${bdf}: BAR0 = ${bar === undefined ? "none" : String(bar.size)} is invalid: expected a BAR0 of at least 8 KiB for the doorbells`);
+    if (bar === undefined || bar.size < 0x2000) throw new NvmeInputError("NvmeController", `${bdf} BAR0 size`, bar?.size, "a BAR0 of at least 8 KiB for the doorbells");
     this.bar0 = bar;
     this.lbaSize = options.lbaSize ?? 512;
-    if (![512, 4096].includes(this.lbaSize)) throw new RangeError(`lbaSize = ${this.lbaSize} is invalid: expected 512 or 4096`);
+    if (![512, 4096].includes(this.lbaSize)) throw new NvmeInputError("NvmeController", "lbaSize", this.lbaSize, "512 or 4096");
     const ns = options.namespaceBytes;
-    if (!Number.isSafeInteger(ns) || ns <= 0 || ns % this.lbaSize !== 0) throw new RangeError(`namespaceBytes = ${String(ns)} is invalid: expected a positive multiple of ${this.lbaSize}`);
+    if (!Number.isSafeInteger(ns) || ns <= 0 || ns % this.lbaSize !== 0) throw new NvmeInputError("NvmeController", "namespaceBytes", ns, `a positive multiple of ${this.lbaSize}`);
     this.namespaceBytes = ns;
     this.namespace = new SparseStore(ns);
     this.sglSupported = options.sglSupported ?? true;
@@ -114,8 +109,8 @@ export class NvmeController {
    * `qid` with `depth` entries at device addresses `sq` and `cq`.
    */
   createIoQueuePair(qid: number, sq: number, cq: number, depth: number): void {
-    if (!Number.isInteger(qid) || qid < 1 || this.#queues.has(qid)) throw new RangeError(`qid = ${qid} is invalid: expected an unused queue id >= 1`);
-    if (!Number.isInteger(depth) || depth < 2 || depth > 65536) throw new RangeError(`depth = ${depth} is invalid: expected 2 to 65536 entries`);
+    if (!Number.isInteger(qid) || qid < 1 || this.#queues.has(qid)) throw new NvmeInputError("createIoQueuePair", "qid", qid, "an unused queue id >= 1");
+    if (!Number.isInteger(depth) || depth < 2 || depth > 65536) throw new NvmeInputError("createIoQueuePair", "depth", depth, "2 to 65536 entries");
     this.#queues.set(qid, { sq, cq, depth, sqHead: 0, cqTail: 0, phase: 1 });
   }
 
@@ -133,7 +128,7 @@ export class NvmeController {
 
   #queue(qid: number): IoQueue {
     const q = this.#queues.get(qid);
-    if (q === undefined) throw new RangeError(`qid = ${qid} is invalid: expected a queue created with createIoQueuePair`);
+    if (q === undefined) throw new NvmeInputError("service", "qid", qid, "a queue created with createIoQueuePair");
     return q;
   }
 
@@ -176,22 +171,22 @@ export class NvmeController {
   #execute(cmd: NvmeRwCommand): number {
     this.stats.commands++;
     try {
-      if ((cmd.opcode as number) !== NvmeOpcode.READ && (cmd.opcode as number) !== NvmeOpcode.WRITE) throw new CommandError(NvmeStatus.INVALID_OPCODE | NvmeStatus.DNR);
+      if ((cmd.opcode as number) !== NvmeOpcode.READ && (cmd.opcode as number) !== NvmeOpcode.WRITE) throw new NvmeCommandError(NvmeStatus.INVALID_OPCODE | NvmeStatus.DNR);
       const len = (cmd.nlb + 1) * this.lbaSize;
       const start = cmd.slba * this.lbaSize;
-      if (start + len > this.namespaceBytes) throw new CommandError(NvmeStatus.LBA_RANGE | NvmeStatus.DNR);
-      if (len > this.maxTransfer) throw new CommandError(NvmeStatus.INVALID_FIELD | NvmeStatus.DNR);
+      if (start + len > this.namespaceBytes) throw new NvmeCommandError(NvmeStatus.LBA_RANGE | NvmeStatus.DNR);
+      if (len > this.maxTransfer) throw new NvmeCommandError(NvmeStatus.INVALID_FIELD | NvmeStatus.DNR);
       const chunks = this.#chunks;
       chunks.count = 0;
       if (cmd.psdt === NvmePsdt.PRP) this.#walkPrps(cmd.prp1, cmd.prp2, len);
       else if (cmd.psdt === NvmePsdt.SGL_MPTR_CONTIG && this.sglSupported) this.#walkSgl(cmd.sglAddr, cmd.sglLen, cmd.sglType, len);
-      else throw new CommandError(NvmeStatus.INVALID_FIELD | NvmeStatus.DNR);
+      else throw new NvmeCommandError(NvmeStatus.INVALID_FIELD | NvmeStatus.DNR);
       this.#transfer(cmd.opcode, start);
       this.stats.dataBytes += len;
       return NvmeStatus.SUCCESS;
     } catch (e) {
       this.stats.errors++;
-      if (e instanceof CommandError) return e.status;
+      if (e instanceof NvmeCommandError) return e.status;
       if (e instanceof PcieAccessError) {
         this.stats.faults++;
         return NvmeStatus.DATA_XFER_ERROR | NvmeStatus.DNR;
@@ -231,19 +226,19 @@ export class NvmeController {
    */
   #walkPrps(prp1: number, prp2: number, len: number): void {
     const P = NVME_CTRL_PAGE_SIZE;
-    if (prp1 % 4 !== 0) throw new CommandError(NvmeStatus.INVALID_PRP_OFFSET | NvmeStatus.DNR);
+    if (prp1 % 4 !== 0) throw new NvmeCommandError(NvmeStatus.INVALID_PRP_OFFSET | NvmeStatus.DNR);
     const first = Math.min(len, P - (prp1 % P));
     this.#chunks.push(prp1, first);
     let left = len - first;
     if (left === 0) return;
     if (left <= P) {
-      if (prp2 % P !== 0) throw new CommandError(NvmeStatus.INVALID_PRP_OFFSET | NvmeStatus.DNR);
+      if (prp2 % P !== 0) throw new NvmeCommandError(NvmeStatus.INVALID_PRP_OFFSET | NvmeStatus.DNR);
       this.#chunks.push(prp2, left);
       return;
     }
     let list = prp2;
     for (;;) {
-      if (list % 8 !== 0) throw new CommandError(NvmeStatus.INVALID_PRP_OFFSET | NvmeStatus.DNR);
+      if (list % 8 !== 0) throw new NvmeCommandError(NvmeStatus.INVALID_PRP_OFFSET | NvmeStatus.DNR);
       const slots = (P - (list % P)) / 8;
       const needed = Math.ceil(left / P);
       const chained = needed > slots;
@@ -254,7 +249,7 @@ export class NvmeController {
       const data = chained ? n - 1 : n;
       for (let j = 0; j < data; j++) {
         const e = getU64(this.#listView, j * 8);
-        if (e % P !== 0) throw new CommandError(NvmeStatus.INVALID_PRP_OFFSET | NvmeStatus.DNR);
+        if (e % P !== 0) throw new NvmeCommandError(NvmeStatus.INVALID_PRP_OFFSET | NvmeStatus.DNR);
         const l = Math.min(left, P);
         this.#chunks.push(e, l);
         left -= l;
@@ -272,12 +267,12 @@ export class NvmeController {
     let segType = type;
     for (;;) {
       if (segType === NvmeSglType.DATA_BLOCK) {
-        if (segLen < left) throw new CommandError(NvmeStatus.SGL_INVALID_DATA | NvmeStatus.DNR);
+        if (segLen < left) throw new NvmeCommandError(NvmeStatus.SGL_INVALID_DATA | NvmeStatus.DNR);
         this.#chunks.push(segAddr, left);
         return;
       }
-      if (segType !== NvmeSglType.SEGMENT && segType !== NvmeSglType.LAST_SEGMENT) throw new CommandError(NvmeStatus.SGL_INVALID_TYPE | NvmeStatus.DNR);
-      if (segLen === 0 || segLen % NVME_SGL_DESC_BYTES !== 0 || segLen > this.#list.length) throw new CommandError(NvmeStatus.SGL_INVALID_DATA | NvmeStatus.DNR);
+      if (segType !== NvmeSglType.SEGMENT && segType !== NvmeSglType.LAST_SEGMENT) throw new NvmeCommandError(NvmeStatus.SGL_INVALID_TYPE | NvmeStatus.DNR);
+      if (segLen === 0 || segLen % NVME_SGL_DESC_BYTES !== 0 || segLen > this.#list.length) throw new NvmeCommandError(NvmeStatus.SGL_INVALID_DATA | NvmeStatus.DNR);
       const view = this.#list.subarray(0, segLen);
       this.endpoint.dmaReadInto(segAddr, view);
       this.stats.sglSegmentReads++;
@@ -294,17 +289,17 @@ export class NvmeController {
           left -= l;
         } else if (dType === NvmeSglType.SEGMENT || dType === NvmeSglType.LAST_SEGMENT) {
           // Only the last descriptor of a (non-last) segment may point onward.
-          if (j !== n - 1 || segType === NvmeSglType.LAST_SEGMENT) throw new CommandError(NvmeStatus.SGL_INVALID_TYPE | NvmeStatus.DNR);
+          if (j !== n - 1 || segType === NvmeSglType.LAST_SEGMENT) throw new NvmeCommandError(NvmeStatus.SGL_INVALID_TYPE | NvmeStatus.DNR);
           segAddr = dAddr;
           segLen = dLen;
           segType = dType;
           next = true;
         } else {
-          throw new CommandError(NvmeStatus.SGL_INVALID_TYPE | NvmeStatus.DNR);
+          throw new NvmeCommandError(NvmeStatus.SGL_INVALID_TYPE | NvmeStatus.DNR);
         }
       }
       if (!next) {
-        if (left !== 0) throw new CommandError(NvmeStatus.SGL_INVALID_DATA | NvmeStatus.DNR);
+        if (left !== 0) throw new NvmeCommandError(NvmeStatus.SGL_INVALID_DATA | NvmeStatus.DNR);
         return;
       }
     }

@@ -1,5 +1,6 @@
 import { dmaAllocCoherent, dmaFreeCoherent } from "@dmasim/dma";
 import type { DmaCoherentBuffer, DmaDevice } from "@dmasim/dma";
+import { NvmeInputError, NvmeStateError } from "./errors.js";
 
 /**
  * dma_pool (mm/dmapool.c): fixed-size blocks carved from coherent pages, for PRP lists and SGL segments.
@@ -15,7 +16,7 @@ export class DmaPool {
   #nfree = 0;
 
   constructor(dev: DmaDevice, blockSize: number) {
-    if (![256, 4096].includes(blockSize)) throw new RangeError(`blockSize = ${blockSize} is invalid: expected 256 or 4096`);
+    if (![256, 4096].includes(blockSize)) throw new NvmeInputError("DmaPool", "blockSize", blockSize, "256 or 4096");
     this.#dev = dev;
     this.blockSize = blockSize;
   }
@@ -68,7 +69,7 @@ export class DmaPool {
 
   /** dma_pool_destroy: every block must be back. */
   destroy(): void {
-    if (this.#nfree !== this.#cpu.length) throw new Error(`dma_pool_destroy: ${this.#cpu.length - this.#nfree} block(s) still in use`);
+    if (this.#nfree !== this.#cpu.length) throw new NvmeStateError("EBUSY", `dma_pool_destroy: ${this.#cpu.length - this.#nfree} block(s) still in use`);
     for (const p of this.#pages) dmaFreeCoherent(this.#dev, p.size, p.cpuAddr, p.dmaHandle);
     this.#pages.length = 0;
     this.#cpu = new Float64Array(0);

@@ -3,6 +3,7 @@ import { dmaAllocCoherent } from "@dmasim/dma";
 import { MiB, PAGE_SIZE, patternBytes } from "@dmasim/memory";
 import { Counter } from "@dmasim/trace";
 import { describe, expect, it } from "vitest";
+import { NvmeInputError } from "./errors.js";
 import type { NvmeCompletion } from "./driver.js";
 import { NVME_SQE_BYTES, NvmeOpcode, NvmePsdt, NvmeStatus, emptyCommand, encodeSqe, sqTailDoorbell } from "./nvme-defs.js";
 import { createNvmeSystem } from "./system.js";
@@ -124,6 +125,7 @@ describe("workloads in other configurations verify every byte", () => {
 
 describe("driver options", () => {
   it("refuses a bad queue depth or threshold", () => {
+    expect(() => createNvmeSystem({ queueDepth: 0 })).toThrow(NvmeInputError);
     expect(() => createNvmeSystem({ queueDepth: 0 })).toThrow(/queueDepth/);
     expect(() => createNvmeSystem({ sglThreshold: -1 })).toThrow(/sglThreshold/);
   });

@@ -31,6 +31,7 @@ import {
   setU64,
   sqTailDoorbell,
 } from "./nvme-defs.js";
+import { NvmeInputError, NvmeStateError } from "./errors.js";
 
 /** NVME_SMALL_POOL_SIZE: descriptor lists up to 256 bytes come from the small pool. */
 export const NVME_SMALL_POOL_SIZE = 256;
@@ -102,9 +103,9 @@ export class NvmeDriver {
 
   constructor(kernel: DmaKernel, controller: NvmeController, options: NvmeDriverOptions = {}) {
     const qd = options.queueDepth ?? 64;
-    if (!Number.isInteger(qd) || qd < 1 || qd > 4095) throw new RangeError(`queueDepth = ${String(qd)} is invalid: expected 1 to 4095`);
+    if (!Number.isInteger(qd) || qd < 1 || qd > 4095) throw new NvmeInputError("NvmeDriver", "queueDepth", qd, "1 to 4095");
     const threshold = options.sglThreshold ?? 32768;
-    if (!Number.isSafeInteger(threshold) || threshold < 0) throw new RangeError(`sglThreshold = ${String(threshold)} is invalid: expected a byte count >= 0`);
+    if (!Number.isSafeInteger(threshold) || threshold < 0) throw new NvmeInputError("NvmeDriver", "sglThreshold", threshold, "a byte count >= 0");
     this.kernel = kernel;
     this.controller = controller;
     this.queueDepth = qd;
@@ -129,7 +130,7 @@ export class NvmeDriver {
     this.#depth = qd + 1;
     const sq = dmaAllocCoherent(dev, this.#depth * NVME_SQE_BYTES);
     const cq = dmaAllocCoherent(dev, this.#depth * NVME_CQE_BYTES);
-    if (sq === undefined || cq === undefined) throw new Error("nvme: cannot allocate the I/O queues");
+    if (sq === undefined || cq === undefined) throw new NvmeStateError("ENOMEM", "nvme: no coherent memory for the I/O queues");
     this.#sq = sq;
     this.#cq = cq;
     controller.createIoQueuePair(1, sq.dmaHandle, cq.dmaHandle, this.#depth);
@@ -363,7 +364,7 @@ export class NvmeDriver {
       const tag = dw3 & 0xffff;
       const nvmeStatus = (dw3 >>> 17) & 0x7fff;
       const rq = this.#rqs[tag];
-      if (rq === undefined) throw new Error(`nvme: completion for tag ${tag}, which is not in flight`);
+      if (rq === undefined) throw new NvmeStateError("EIO", `nvme: completion for tag ${tag}, which is not in flight`);
       this.mapper.unmap(tag, rq, this.#totalLen[tag] ?? 0);
       const sgl = this.#sgl[tag] === 1;
       this.#rqs[tag] = undefined;

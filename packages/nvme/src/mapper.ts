@@ -17,6 +17,7 @@ import type { BlkStatus, Request } from "@dmasim/bio";
 import { PciP2pdmaMapType } from "@dmasim/pcie-p2p";
 import { dmaMapSg, dmaUnmapSg, sgAllocTable, sgDmaAddress, sgDmaLen, sgFreeTable, sgSetPhys } from "@dmasim/scatterlist";
 import type { SgTable } from "@dmasim/scatterlist";
+import { NvmeInputError, NvmeStateError } from "./errors.js";
 
 /**
  * How a driver turns a request into DMA segments. `start` maps and yields the first segment in
@@ -68,13 +69,13 @@ export class IteratorMapper implements SegmentMapper {
 
   #state(tag: number): DmaIovaState {
     const s = this.#states[tag];
-    if (s === undefined) throw new RangeError(`tag ${tag} out of range`);
+    if (s === undefined) throw new NvmeInputError("IteratorMapper", "tag", tag, "a tag below the queue depth");
     return s;
   }
 
   #iter(tag: number): BlkDmaIter {
     const it = this.#iters[tag];
-    if (it === undefined) throw new RangeError(`tag ${tag} out of range`);
+    if (it === undefined) throw new NvmeInputError("IteratorMapper", "tag", tag, "a tag below the queue depth");
     return it;
   }
 
@@ -83,7 +84,7 @@ export class IteratorMapper implements SegmentMapper {
     this.len = it.len;
     if (it.p2pdma.map === PciP2pdmaMapType.BUS_ADDR || blkRqDmaMapCoalesce(this.#state(tag)) || !dmaNeedUnmap(this.#dev)) return;
     const n = this.#nvecs[tag] ?? 0;
-    if (n >= this.#maxSegs) throw new RangeError(`tag ${tag}: more than ${this.#maxSegs} segments`);
+    if (n >= this.#maxSegs) throw new NvmeStateError("EINVAL", `tag ${tag}: more than ${this.#maxSegs} segments`);
     this.#vecAddr[tag * this.#maxSegs + n] = it.addr;
     this.#vecLen[tag * this.#maxSegs + n] = it.len;
     this.#nvecs[tag] = n + 1;
@@ -157,7 +158,7 @@ export class ScatterlistMapper implements SegmentMapper {
 
   #table(tag: number): SgTable {
     const t = this.#tables[tag];
-    if (t === undefined) throw new RangeError(`tag ${tag} holds no sg table`);
+    if (t === undefined) throw new NvmeStateError("EINVAL", `tag ${tag} holds no sg table`);
     return t;
   }
 

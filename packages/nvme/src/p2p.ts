@@ -2,10 +2,11 @@ import { BLK_STS_OK, Bio, ReqOp, Request, blkStatusName, bvecAt } from "@dmasim/
 import type { BlkStatus } from "@dmasim/bio";
 import { PciP2pdmaMapType } from "@dmasim/pcie-p2p";
 import type { P2pdmaProvider } from "@dmasim/pcie-p2p";
-import { Counter } from "@dmasim/trace";
+import { Counter, hex } from "@dmasim/trace";
 import type { NvmeCompletion } from "./driver.js";
 import { patternInto } from "./pattern.js";
 import type { NvmeHost } from "./system.js";
+import { WorkloadError } from "./errors.js";
 
 export interface P2pCaseResult {
   readonly mapType: PciP2pdmaMapType;
@@ -18,11 +19,11 @@ export interface P2pCaseResult {
 
 function runOne(sys: NvmeHost, rq: Request): NvmeCompletion {
   const st: BlkStatus = sys.driver.queueRq(rq);
-  if (st !== BLK_STS_OK) throw new Error(`P2P request refused: ${blkStatusName(st)}`);
+  if (st !== BLK_STS_OK) throw new WorkloadError(`P2P request refused: ${blkStatusName(st)}`);
   sys.controller.service(1);
   let done: NvmeCompletion | undefined;
   sys.driver.poll((c) => (done = c));
-  if (done === undefined) throw new Error("P2P request did not complete");
+  if (done === undefined) throw new WorkloadError("P2P request did not complete");
   return done;
 }
 
@@ -48,13 +49,13 @@ export function runP2pCase(sys: NvmeHost, provider: P2pdmaProvider, options: { b
 
   const sector = (block * 4096) / 512;
   const w = runOne(sys, Request.fromBio(driver.limits, new Bio(mem, { op: ReqOp.WRITE, sector, vecs: [bvecAt(src, bytes)] })));
-  if (w.status !== BLK_STS_OK) throw new Error(`P2P write failed: NVMe status 0x${w.nvmeStatus.toString(16)}`);
+  if (w.status !== BLK_STS_OK) throw new WorkloadError(`P2P write failed: NVMe status ${hex(w.nvmeStatus)}`);
   const onDisk = sys.controller.namespace.read(block * 4096, bytes);
   const r = runOne(sys, Request.fromBio(driver.limits, new Bio(mem, { op: ReqOp.READ, sector, vecs: [bvecAt(dst, bytes)] })));
-  if (r.status !== BLK_STS_OK) throw new Error(`P2P read failed: NVMe status 0x${r.nvmeStatus.toString(16)}`);
+  if (r.status !== BLK_STS_OK) throw new WorkloadError(`P2P read failed: NVMe status ${hex(r.nvmeStatus)}`);
   const back = mem.read(dst, bytes);
   for (let i = 0; i < bytes; i++) {
-    if (onDisk[i] !== data[i] || back[i] !== data[i]) throw new Error(`P2P data mismatch at byte ${i}`);
+    if (onDisk[i] !== data[i] || back[i] !== data[i]) throw new WorkloadError(`P2P data mismatch at byte ${i}`);
   }
   const moved = counters.snapshot().diff(before);
   return {

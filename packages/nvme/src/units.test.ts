@@ -1,4 +1,6 @@
+import { DmasimError } from "@dmasim/trace";
 import { describe, expect, it } from "vitest";
+import { NvmeInputError, WorkloadError } from "./errors.js";
 import { NvmeOpcode, NvmePsdt, NvmeSglType, decodeSqe, emptyCommand, encodeSqe, getU64, setU64 } from "./nvme-defs.js";
 import { patternInto, patternMatches } from "./pattern.js";
 import { createNvmeSystem } from "./system.js";
@@ -51,12 +53,22 @@ describe("workload options", () => {
     [{ ops: 1, layout: "zigzag" as "contiguous" }, /layout/],
   ])("refuses %o", (job, message) => {
     const sys = createNvmeSystem({ queueDepth: 4, namespaceBytes: 1024 * 1024 });
+    expect(() => runWorkload(sys, job)).toThrow(NvmeInputError);
     expect(() => runWorkload(sys, job)).toThrow(message);
   });
 });
 
 describe("controller configuration", () => {
   it("refuses a namespace that is not whole blocks", () => {
-    expect(() => createNvmeSystem({ namespaceBytes: 1000 })).toThrow(/namespaceBytes/);
+    expect(() => createNvmeSystem({ namespaceBytes: 1000 })).toThrow(NvmeInputError);
+    expect(() => createNvmeSystem({ namespaceBytes: 1000 })).toThrow(/NvmeController: namespaceBytes = 0x3e8 is invalid: expected a positive multiple of 512/);
+  });
+
+  it("every error is a DmasimError: bad input is EINVAL naming the argument, a failed workload EIO", () => {
+    const e = new NvmeInputError("runWorkload", "ops", 0, "a positive integer");
+    expect(e).toBeInstanceOf(DmasimError);
+    expect([e.code, e.fn, e.argument, e.value]).toEqual(["EINVAL", "runWorkload", "ops", 0]);
+    expect(new WorkloadError("x").code).toBe("EIO");
+    expect(new WorkloadError("x")).toBeInstanceOf(DmasimError);
   });
 });

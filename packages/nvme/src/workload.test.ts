@@ -1,7 +1,8 @@
 import { Counter } from "@dmasim/trace";
 import { describe, expect, it } from "vitest";
 import { createNvmeSystem } from "./system.js";
-import { WorkloadError, prefillNamespace, runWorkload } from "./workload.js";
+import { WorkloadError } from "./errors.js";
+import { prefillNamespace, runWorkload } from "./workload.js";
 
 describe("workload", () => {
   it("4 KiB random reads at QD 8 verify every byte", () => {

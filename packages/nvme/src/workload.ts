@@ -2,9 +2,11 @@ import { Bio, BLK_STS_OK, ReqOp, Request, bvecAt, blkStatusName } from "@dmasim/
 import type { BioVec } from "@dmasim/bio";
 import type { CostReport } from "@dmasim/dma";
 import { PAGE_SIZE, Xorshift32 } from "@dmasim/memory";
+import { hex } from "@dmasim/trace";
 import type { NvmeCompletion } from "./driver.js";
 import { VERIFY_BLOCK, patternInto, patternMatches } from "./pattern.js";
 import type { NvmeHost } from "./system.js";
+import { NvmeInputError, WorkloadError } from "./errors.js";
 
 /** How a request's host buffer is laid out in physical memory. */
 export type BufferLayout = "contiguous" | "scattered" | "offset";
@@ -43,11 +45,6 @@ export interface WorkloadResult {
   readonly costs: CostReport;
 }
 
-/** Thrown when a request could not be submitted or completed with an error, or data did not verify. */
-export class WorkloadError extends Error {
-  override readonly name = "WorkloadError";
-}
-
 function checkOptions(o: WorkloadOptions, qdMax: number, nsBytes: number): Required<WorkloadOptions> {
   const full: Required<WorkloadOptions> = {
     ops: o.ops,
@@ -60,17 +57,17 @@ function checkOptions(o: WorkloadOptions, qdMax: number, nsBytes: number): Requi
     verify: o.verify ?? true,
     order: o.order ?? "random",
   };
-  if (!Number.isSafeInteger(full.seed) || full.seed < 0 || full.seed > 0xffffffff) throw new RangeError(`seed = ${String(full.seed)} is invalid: expected an integer from 0 to 0xffffffff`);
-  if (!Number.isSafeInteger(full.ops) || full.ops < 1) throw new RangeError(`ops = ${String(full.ops)} is invalid: expected a positive integer`);
+  if (!Number.isSafeInteger(full.seed) || full.seed < 0 || full.seed > 0xffffffff) throw new NvmeInputError("runWorkload", "seed", full.seed, "an integer from 0 to 0xffffffff");
+  if (!Number.isSafeInteger(full.ops) || full.ops < 1) throw new NvmeInputError("runWorkload", "ops", full.ops, "a positive integer");
   for (const k of ["bsMin", "bsMax"] as const) {
     const v = full[k];
-    if (!Number.isSafeInteger(v) || v < 4096 || v % 4096 !== 0 || v > nsBytes) throw new RangeError(`${k} = ${String(v)} is invalid: expected a multiple of 4096 up to the namespace size`);
+    if (!Number.isSafeInteger(v) || v < 4096 || v % 4096 !== 0 || v > nsBytes) throw new NvmeInputError("runWorkload", k, v, "a multiple of 4096 up to the namespace size");
   }
-  if (full.bsMax < full.bsMin) throw new RangeError(`bsMax = ${full.bsMax} is invalid: expected at least bsMin = ${full.bsMin}`);
-  if (!(full.readPct >= 0 && full.readPct <= 100)) throw new RangeError(`readPct = ${String(full.readPct)} is invalid: expected 0 to 100`);
-  if (!Number.isInteger(full.queueDepth) || full.queueDepth < 1 || full.queueDepth > qdMax) throw new RangeError(`queueDepth = ${String(full.queueDepth)} is invalid: expected 1 to the driver's ${qdMax}`);
-  if (!["random", "sequential"].includes(full.order)) throw new RangeError(`order = ${JSON.stringify(full.order)} is invalid: expected "random" or "sequential"`);
-  if (!["contiguous", "scattered", "offset"].includes(full.layout)) throw new RangeError(`layout = ${JSON.stringify(full.layout)} is invalid: expected "contiguous", "scattered" or "offset"`);
+  if (full.bsMax < full.bsMin) throw new NvmeInputError("runWorkload", "bsMax", full.bsMax, `at least bsMin = ${full.bsMin}`);
+  if (!(full.readPct >= 0 && full.readPct <= 100)) throw new NvmeInputError("runWorkload", "readPct", full.readPct, "0 to 100");
+  if (!Number.isInteger(full.queueDepth) || full.queueDepth < 1 || full.queueDepth > qdMax) throw new NvmeInputError("runWorkload", "queueDepth", full.queueDepth, `1 to the driver's ${qdMax}`);
+  if (!["random", "sequential"].includes(full.order)) throw new NvmeInputError("runWorkload", "order", full.order, '"random" or "sequential"');
+  if (!["contiguous", "scattered", "offset"].includes(full.layout)) throw new NvmeInputError("runWorkload", "layout", full.layout, '"contiguous", "scattered" or "offset"');
   return full;
 }
 
@@ -194,7 +191,7 @@ export function runWorkload(sys: NvmeHost, options: WorkloadOptions, generations
     bytes += c.rq.dataLen;
     if (c.status !== BLK_STS_OK) {
       errors++;
-      throw new WorkloadError(`request at block ${io.block} failed: NVMe status 0x${c.nvmeStatus.toString(16)}`);
+      throw new WorkloadError(`request at block ${io.block} failed: NVMe status ${hex(c.nvmeStatus)}`);
     }
     if (c.rq.op === ReqOp.READ) {
       reads++;

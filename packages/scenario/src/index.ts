@@ -13,10 +13,12 @@ export type {
   Workload,
   WorkloadKind,
 } from "./types.js";
-export { APIS, IOMMU_MODES, WORKLOAD_KINDS } from "./types.js";
+export { APIS, IOMMU_MODES, P2P_MAP_TYPES, ScenarioSchema, WORKLOAD_KINDS } from "./schema.js";
 export { ScenarioError, ScenarioSetupError } from "./errors.js";
+export type { ScenarioIssue } from "./errors.js";
 export { validateScenario } from "./validate.js";
-export { parseScenario } from "./parse.js";
+export { MAX_JSON_DEPTH, parseScenario } from "./parse.js";
+export { scenarioJsonSchema } from "./json-schema.js";
 export { BUILTIN_SCENARIOS, builtinScenario } from "./builtins.js";
 export type { Host, RunContext } from "./run/context.js";
 export type { Check, RunResult } from "./run/result.js";

@@ -3,7 +3,7 @@ import { runScenario } from "./run/index.js";
 import type { RunContext } from "./run/context.js";
 import type { RunResult } from "./run/result.js";
 import { ScenarioError } from "./errors.js";
-import { APIS, IOMMU_MODES } from "./types.js";
+import { APIS, IOMMU_MODES } from "./schema.js";
 import type { Api, Scenario } from "./types.js";
 
 export interface Axes {

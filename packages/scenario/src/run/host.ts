@@ -1,6 +1,7 @@
 import { createDmaKernel, DmaConfigError, DmaInputError } from "@dmasim/dma";
 import type { DmaKernelOptions } from "@dmasim/dma";
 import { createPlatform, PciError, PlatformSpecError } from "@dmasim/pcie-p2p";
+import { DmasimInputError } from "@dmasim/trace";
 import { ScenarioSetupError } from "../errors.js";
 import type { Scenario } from "../types.js";
 import type { Host, RunContext } from "./context.js";
@@ -27,7 +28,7 @@ export function setUp<T>(what: string, build: () => T): T {
   try {
     return build();
   } catch (e) {
-    if (e instanceof PlatformSpecError || e instanceof PciError || e instanceof DmaConfigError || e instanceof DmaInputError || e instanceof RangeError) {
+    if (e instanceof PlatformSpecError || e instanceof PciError || e instanceof DmaConfigError || e instanceof DmaInputError || e instanceof DmasimInputError || e instanceof RangeError) {
       throw new ScenarioSetupError(what, e);
     }
     throw e;

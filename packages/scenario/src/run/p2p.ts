@@ -1,6 +1,7 @@
 import { runP2pCase } from "@dmasim/nvme";
 import { PciP2pdmaMapType } from "@dmasim/pcie-p2p";
 import type { P2pMapTypeName, P2pWorkload, Scenario } from "../types.js";
+import { ScenarioSetupError } from "../errors.js";
 import { finish } from "./finish.js";
 import { setUp } from "./host.js";
 import { nvmeHost } from "./nvme.js";
@@ -52,7 +53,7 @@ export function runP2p(s: Scenario, w: P2pWorkload, ctx: RunContext): RunResult 
     metrics.tlpsPeerViaHostBridge = r.tlpsPeerViaHostBridge;
     checks.push(check("device saw the right bytes", true, `${r.verifiedBytes.toLocaleString("en-US")} bytes verified: ${r.tlpsPeerViaSwitch} TLPs turned around in the switch, ${r.tlpsPeerViaHostBridge} crossed the host bridge`));
   } catch (e) {
-    if (!(e instanceof Error) || e.name === "ScenarioSetupError") throw e;
+    if (!(e instanceof Error) || e instanceof ScenarioSetupError) throw e;
     checks.push(check("P2P I/O completed", false, e.message));
   }
   return finish(s, ctx, host, [w.device], before, { checks, mapped, metrics });
