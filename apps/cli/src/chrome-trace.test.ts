@@ -2,9 +2,8 @@ import { describe, expect, it } from "vitest";
 import { ChromeTraceRecorder } from "./chrome-trace.js";
 import type { ChromeEvent, ChromeTrace } from "./chrome-trace.js";
 import { main } from "./cli.js";
-import { runScenario } from "./run/index.js";
-import { builtinScenario } from "./scenario/builtins.js";
-import type { Scenario } from "./scenario/types.js";
+import type { Scenario } from "@dmasim/scenario";
+import { builtinScenario, runScenario } from "@dmasim/scenario";
 
 function scenario(name: string): Scenario {
   const s = builtinScenario(name);
@@ -19,6 +18,8 @@ function traceOf(argv: readonly string[]): ChromeTrace {
     out: () => undefined,
     err: () => undefined,
     stderrIsTTY: false,
+    outputProblem: () => undefined,
+    schemaUrl: "file:///scenario.schema.json",
     writeFile: (_p, d) => {
       file = d;
     },

@@ -1,7 +1,7 @@
 import { priceCounters } from "@dmasim/dma";
-import { Counter } from "@dmasim/trace";
+import { Counter, hex } from "@dmasim/trace";
 import type { CounterSnapshot, TraceEvent } from "@dmasim/trace";
-import type { Host } from "./run/host.js";
+import type { Host } from "@dmasim/scenario";
 
 /** One event of the Chrome trace event format (the JSON Perfetto and chrome://tracing load). */
 export interface ChromeEvent {
@@ -98,7 +98,7 @@ export class ChromeTraceRecorder {
           return;
         }
         case "iommu.fault":
-          events.push({ ph: "i", s: "t", name: `IOMMU fault (${e.reason})`, cat: "iommu", pid, tid: tidOf(e.device), ts: ts(e.t), args: { iova: `0x${e.iova.toString(16)}`, access: e.access } });
+          events.push({ ph: "i", s: "t", name: `IOMMU fault (${e.reason})`, cat: "iommu", pid, tid: tidOf(e.device), ts: ts(e.t), args: { iova: hex(e.iova), access: e.access } });
           return;
         case "swiotlb.bounce":
           events.push({ ph: "i", s: "t", name: "swiotlb bounce", cat: "swiotlb", pid, tid: tidOf(e.device), ts: ts(e.t), args: { bytes: e.len, toDevice: String(e.toDevice) } });

@@ -3,11 +3,12 @@ import { tmpdir } from "node:os";
 import { join } from "node:path";
 import { describe, expect, it } from "vitest";
 import { main } from "./cli.js";
+import { outputProblem, quietOnEpipe } from "./files.js";
 import type { Io } from "./cli.js";
-import type { RunResult } from "./run/result.js";
-import { builtinScenario } from "./scenario/builtins.js";
+import type { RunResult } from "@dmasim/scenario";
+import { builtinScenario, readRunLog } from "@dmasim/scenario";
 
-function capture(argv: readonly string[], options: { tty?: boolean } = {}): { code: number; out: string; err: string; files: Map<string, string> } {
+function capture(argv: readonly string[], options: { tty?: boolean; onWrite?: () => void } = {}): { code: number; out: string; err: string; files: Map<string, string> } {
   let out = "";
   let err = "";
   const files = new Map<string, string>();
@@ -20,8 +21,11 @@ function capture(argv: readonly string[], options: { tty?: boolean } = {}): { co
     },
     stderrIsTTY: options.tty ?? false,
     writeFile: (p, d) => {
+      options.onWrite?.();
       files.set(p, d);
     },
+    outputProblem,
+    schemaUrl: "file:///scenario.schema.json",
   };
   const code = main(argv, io);
   return { code, out, err, files };
@@ -107,6 +111,58 @@ describe("dmasim command", () => {
     expect(r.out).toBe("");
   });
 
+  it.each([
+    ["--trace into a missing directory", () => ["run", "sg-256", "--trace", join(dir, "no-such-dir", "t.json")], /^dmasim: --trace = ".*no-such-dir\/t\.json" is invalid: expected a file in an existing directory/],
+    ["--trace onto a directory", () => ["compare", "sg-256", "--trace", dir], /^dmasim: --trace = ".*" is invalid: expected a file name, not a directory/],
+    ["--record onto a directory", () => ["run", "sg-256", "--record", dir], /^dmasim: --record = ".*" is invalid: expected a file name, not a directory/],
+    ["a scenario path that is a directory", () => ["run", dir], /^dmasim: <scenario> = ".*" is invalid: expected a scenario file, not a directory/],
+    ["JSON too deep", () => ["run", scenarioFile("deep.json", `${"[".repeat(200_000)}${"]".repeat(200_000)}`)], /^dmasim: .*deep\.json:1:65 = .* is invalid: expected JSON nested at most 64 levels deep/],
+  ])("%s: one dmasim: line and exit 2 before anything runs", (_what, argv, message) => {
+    let wrote = 0;
+    const r = capture(argv(), { onWrite: () => wrote++ });
+    expect(r.code).toBe(2);
+    expect(r.err).toMatch(message);
+    expect(r.err.trimEnd().split("\n")).toHaveLength(1);
+    expect(r.out).toBe("");
+    expect(wrote).toBe(0);
+  });
+
+  it("an error inside dmasim itself is one line and exit 70, never a stack trace", () => {
+    const io: Io = {
+      out: () => {
+        throw new TypeError("stdout is gone");
+      },
+      err: (t) => {
+        err += t;
+      },
+      stderrIsTTY: false,
+      writeFile: () => undefined,
+      outputProblem,
+      schemaUrl: "",
+    };
+    let err = "";
+    expect(main(["list"], io)).toBe(70);
+    expect(err).toBe("dmasim: internal error (please report it): TypeError: stdout is gone\n");
+  });
+
+  it("EPIPE on stdout ends the process quietly with 0; another stream error is one line and 2", () => {
+    const listeners: ((e: Error & { code?: string }) => void)[] = [];
+    const stream = { on: (_event: "error", fn: (e: Error & { code?: string }) => void) => listeners.push(fn) };
+    const exits: number[] = [];
+    let said = "";
+    quietOnEpipe(stream, (c) => exits.push(c), (t) => (said += t));
+    listeners[0]!(Object.assign(new Error("write EPIPE"), { code: "EPIPE" }));
+    expect([exits, said]).toEqual([[0], ""]);
+    listeners[0]!(Object.assign(new Error("write ENOSPC"), { code: "ENOSPC" }));
+    expect([exits, said]).toEqual([[0, 2], "dmasim: cannot write output: write ENOSPC\n"]);
+  });
+
+  it("show emits $schema first, and the file it makes runs", () => {
+    const r = capture(["show", "sg-256"]);
+    expect(Object.keys(JSON.parse(r.out) as object)[0]).toBe("$schema");
+    expect(capture(["run", scenarioFile("with-schema.json", r.out)]).code).toBe(0);
+  });
+
   it("exits 2 on a bad scenario file, naming the field, the value and what was expected", () => {
     const s = { ...builtinScenario("sg-256"), workload: { kind: "sg", device: "0000:02:00.0", entries: -3, entryBytes: 4096 } };
     const r = capture(["run", scenarioFile("bad.json", s)]);
@@ -119,7 +175,7 @@ describe("dmasim command", () => {
     const s = { ...builtinScenario("sg-256"), platform: { memory: { ramBytes: 1 << 30 }, endpoints: [{ bdf: "not-a-bdf" }] } };
     const r = capture(["run", scenarioFile("bad-platform.json", s)]);
     expect(r.code).toBe(2);
-    expect(r.err).toMatch(/scenario "sg-256": .*not-a-bdf/);
+    expect(r.err).toMatch(/bad-platform\.json\.platform\.endpoints\[0\]\.bdf = "not-a-bdf" is invalid/);
   });
 
   it("compare sweeps the axes, draws a progress bar only on a terminal and never with --json", () => {
@@ -142,7 +198,7 @@ describe("dmasim command", () => {
     expect(r.out).toContain("All 10 scenarios (38 runs) passed every check.");
     expect(r.out).not.toContain("FAILED");
     expect(r.out).toMatch(/^ {2}lazy +two-step +4 +1 +1 +1 +1 +0 B .* 100 +10 ms +ok$/m);
-  });
+  }, 60_000); // 38 runs: seconds alone, longer on a loaded machine
 
   it("--help prints usage with examples and exits 0; no command exits 2", () => {
     const r = capture(["--help"]);
@@ -153,7 +209,7 @@ describe("dmasim command", () => {
   });
 
   it("the example scenario file runs and passes", () => {
-    const r = capture(["run", new URL("../scenarios/nvme-mixed.json", import.meta.url).pathname, "--json"]);
+    const r = capture(["run", new URL("../../../packages/scenario/examples/nvme-mixed.json", import.meta.url).pathname, "--json"]);
     expect(r.code).toBe(0);
     expect((JSON.parse(r.out) as { result: RunResult }).result.ok).toBe(true);
   });
@@ -165,5 +221,23 @@ describe("dmasim command", () => {
     expect(r.err).toContain(`trace written to ${path}`);
     expect(JSON.parse(r.files.get(path) ?? "null")).toHaveProperty("displayTimeUnit", "ns");
     expect(() => readFileSync(path)).toThrow(); // the test's Io kept it in memory
+  });
+
+  it("--record writes a versioned run log: the scenario, every run's trace events and its result", () => {
+    const path = join(dir, "log.json");
+    const r = capture(["compare", "sg-256", "--iommu", "strict", "--record", path]);
+    expect(r.code).toBe(0);
+    expect(r.err).toContain(`run log written to ${path}`);
+    const log = readRunLog(JSON.parse(r.files.get(path) ?? "null"));
+    expect([log.format, log.version, log.scenario.name]).toEqual(["dmasim-run-log", 1, "sg-256"]);
+    expect(log.runs.map((x) => `${x.api}/${x.iommu}`)).toEqual(["classic/strict", "two-step/strict"]);
+    for (const run of log.runs) {
+      expect(run.result?.ok).toBe(true);
+      // Every dma_iova_link the counters saw is a B/E pair in the log.
+      const links = run.events.filter((e) => e.type === "api" && e.name === "dma_iova_link" && e.phase === "B").length;
+      expect(links).toBe(run.result?.counters.DmaIovaLinks ?? 0);
+      expect(run.events.some((e) => e.type === "iommu.map")).toBe(true);
+    }
+    expect(capture(["demo", "--record", path]).code).toBe(2);
   });
 });

@@ -1,14 +1,14 @@
 import { writeFileSync } from "node:fs";
+import { DmasimError, DmasimInputError } from "@dmasim/trace";
+import { installedSchemaUrl, outputProblem } from "./files.js";
 import { parseArgs } from "node:util";
 import { ChromeTraceRecorder } from "./chrome-trace.js";
 import { runDemo, renderDemo } from "./demo.js";
 import { HELP } from "./help.js";
 import { loadScenario } from "./load.js";
 import { renderRun, renderScenario, READING_NOTE } from "./render.js";
-import { runScenario } from "./run/index.js";
-import { BUILTIN_SCENARIOS, builtinScenario } from "./scenario/builtins.js";
-import { ScenarioError, ScenarioSetupError } from "./scenario/errors.js";
-import { defaultAxes, parseAxes, sweep } from "./sweep.js";
+import { BUILTIN_SCENARIOS, builtinScenario, defaultAxes, parseAxes, runScenario, RunLogRecorder, ScenarioError, ScenarioSetupError, sweep } from "@dmasim/scenario";
+import type { RunContext, RunResult, Scenario } from "@dmasim/scenario";
 
 /** Where the command writes; tests pass their own. */
 export interface Io {
@@ -17,6 +17,10 @@ export interface Io {
   /** Whether stderr is a terminal (the progress bar is drawn only then). */
   readonly stderrIsTTY: boolean;
   writeFile(path: string, data: string): void;
+  /** Why `path` cannot take an output file, or undefined when it can. */
+  outputProblem(path: string): string | undefined;
+  /** Where scenario.schema.json is (the `$schema` that `show` writes). */
+  readonly schemaUrl: string;
 }
 
 export const processIo: Io = {
@@ -27,26 +31,44 @@ export const processIo: Io = {
   writeFile: (p, d) => {
     writeFileSync(p, d);
   },
+  outputProblem,
+  schemaUrl: installedSchemaUrl(),
 };
 
-class UsageError extends Error {
-  override readonly name = "UsageError";
+/** A command line the command cannot run: an unknown command or option, a wrong number of arguments. */
+class UsageError extends DmasimError {
+  override readonly name: string = "UsageError";
+  constructor(message: string) {
+    super("EINVAL", message);
+  }
+}
+
+/** An option whose value cannot be used (an output file in a missing directory): names the option and the value. */
+class OptionError extends DmasimInputError {
+  override readonly name: string = "OptionError";
+  constructor(option: string, value: unknown, expected: string) {
+    super("", option, value, expected);
+  }
 }
 
 const EXIT_OK = 0;
 const EXIT_CHECK_FAILED = 1;
 const EXIT_USAGE = 2;
+const EXIT_INTERNAL = 70;
 
 /** The dmasim command. Returns the exit status. */
 export function main(argv: readonly string[], io: Io = processIo): number {
   try {
     return dispatch(argv, io);
   } catch (e) {
-    if (e instanceof UsageError || e instanceof ScenarioError || e instanceof ScenarioSetupError) {
+    if (e instanceof UsageError || e instanceof OptionError || e instanceof ScenarioError || e instanceof ScenarioSetupError) {
       io.err(`dmasim: ${e.message}\n${e instanceof UsageError ? "Run dmasim --help for the commands and options.\n" : ""}`);
       return EXIT_USAGE;
     }
-    throw e;
+    // A defect of dmasim itself: one line saying so, never a stack trace.
+    const what = e instanceof Error ? `${e.name}: ${e.message.split("\n")[0] ?? ""}` : String(e);
+    io.err(`dmasim: internal error (please report it): ${what}\n`);
+    return EXIT_INTERNAL;
   }
 }
 
@@ -60,6 +82,7 @@ function dispatch(argv: readonly string[], io: Io): number {
       options: {
         json: { type: "boolean" },
         trace: { type: "string" },
+        record: { type: "string" },
         api: { type: "string" },
         iommu: { type: "string" },
         help: { type: "boolean", short: "h" },
@@ -79,15 +102,31 @@ function dispatch(argv: readonly string[], io: Io): number {
     return EXIT_USAGE;
   }
   const json = values.json === true;
+  // Output files are checked before anything runs: a long sweep must not end in a write that fails.
+  for (const [option, path] of [["--trace", values.trace], ["--record", values.record]] as const) {
+    const problem = path === undefined ? undefined : io.outputProblem(path);
+    if (problem !== undefined) throw new OptionError(option, path, problem);
+  }
   const recorder = values.trace === undefined ? undefined : new ChromeTraceRecorder();
-  const onHost = recorder === undefined ? {} : { onHost: recorder.attach.bind(recorder) };
+  let log: RunLogRecorder | undefined;
+  // Both recorders listen to every run's platform: the Chrome trace for Perfetto, the run log for programs.
+  const hosts = (s?: Scenario): { onHost?: NonNullable<RunContext["onHost"]> } => {
+    if (values.record !== undefined && s !== undefined) log = new RunLogRecorder(s);
+    const listeners = [recorder?.attach.bind(recorder), log?.attach].filter((f) => f !== undefined);
+    return listeners.length === 0 ? {} : { onHost: (label, host) => { for (const f of listeners) f(label, host); } };
+  };
   const expectArgs = (n: number, what: string): void => {
     if (rest.length !== n) throw new UsageError(`${command} takes ${what}; got ${rest.length === 0 ? "nothing" : rest.map((r) => JSON.stringify(r)).join(" ")}`);
   };
   const noAxes = (): void => {
     if (values.api !== undefined || values.iommu !== undefined) throw new UsageError(`${command} takes no --api or --iommu`);
   };
-  const finish = (ok: boolean): number => {
+  const finish = (ok: boolean, results: readonly RunResult[] = []): number => {
+    if (log !== undefined && values.record !== undefined) {
+      log.detach();
+      io.writeFile(values.record, JSON.stringify(log.toJSON(results)));
+      if (!json) io.err(`run log written to ${values.record}\n`);
+    }
     if (recorder !== undefined && values.trace !== undefined) {
       recorder.detach();
       io.writeFile(values.trace, JSON.stringify(recorder.toJSON()));
@@ -113,13 +152,15 @@ function dispatch(argv: readonly string[], io: Io): number {
       const name = rest[0] ?? "";
       const s = builtinScenario(name);
       if (s === undefined) throw new ScenarioError("<name>", name, `a built-in scenario (${BUILTIN_SCENARIOS.map((b) => b.name).join(", ")})`);
-      io.out(`${JSON.stringify(s, null, 2)}\n`);
+      // $schema first, so an editor completes and checks the file the user makes of it.
+      io.out(`${JSON.stringify({ $schema: io.schemaUrl, ...s }, null, 2)}\n`);
       return EXIT_OK;
     }
     case "demo": {
       expectArgs(0, "no argument");
       noAxes();
-      const sections = runDemo(onHost);
+      if (values.record !== undefined) throw new UsageError("--record takes run or compare (one scenario per log)");
+      const sections = runDemo(hosts());
       io.out(json ? `${JSON.stringify(sections, null, 2)}\n` : `${renderDemo(sections)}\n`);
       return finish(sections.every((s) => s.ok));
     }
@@ -130,9 +171,9 @@ function dispatch(argv: readonly string[], io: Io): number {
       const api = axes.api[0];
       const iommu = axes.iommu[0];
       if (axes.api.length !== 1 || axes.iommu.length !== 1 || api === undefined || iommu === undefined) throw new UsageError("run takes one --api and one --iommu value; use compare for a sweep");
-      const r = runScenario(s, { api, iommu, ...onHost });
+      const r = runScenario(s, { api, iommu, ...hosts(s) });
       io.out(json ? `${JSON.stringify({ scenario: s, result: r }, null, 2)}\n` : `${renderRun(s, r)}\n`);
-      return finish(r.ok);
+      return finish(r.ok, [r]);
     }
     case "compare": {
       expectArgs(1, "one scenario (a file or a built-in name)");
@@ -140,12 +181,12 @@ function dispatch(argv: readonly string[], io: Io): number {
       const axes = parseAxes(values.api, values.iommu, defaultAxes(s));
       const bar = io.stderrIsTTY && !json;
       const results = sweep(s, axes, {
-        ...onHost,
+        ...hosts(s),
         ...(bar ? { onProgress: (done: number, total: number, label: string) => { io.err(progressBar(done, total, label)); } } : {}),
       });
       if (bar) io.err("\r\x1b[2K");
       io.out(json ? `${JSON.stringify({ scenario: s, axes, results }, null, 2)}\n` : `${renderScenario(s, results)}\n\n${READING_NOTE}\n`);
-      return finish(results.every((r) => r.ok));
+      return finish(results.every((r) => r.ok), results);
     }
     default:
       throw new UsageError(`unknown command ${JSON.stringify(command)}: expected demo, run, compare, list or show`);

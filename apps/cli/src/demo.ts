@@ -1,8 +1,6 @@
 import { READING_NOTE, renderScenario } from "./render.js";
-import type { RunContext, RunResult } from "./run/result.js";
-import { BUILTIN_SCENARIOS } from "./scenario/builtins.js";
-import type { Scenario } from "./scenario/types.js";
-import { defaultAxes, sweep } from "./sweep.js";
+import type { RunContext, RunResult, Scenario } from "@dmasim/scenario";
+import { BUILTIN_SCENARIOS, defaultAxes, sweep } from "@dmasim/scenario";
 
 /** One built-in scenario swept over its axes (classic vs two-step, strict vs lazy by default). */
 export interface DemoSection {

@@ -24,10 +24,6 @@ function cellText(c: Cell | undefined): string {
   return c;
 }
 
-export function hex(n: number): string {
-  return `0x${n.toString(16)}`;
-}
-
 export function bytes(n: number): string {
   const units = ["B", "KiB", "MiB", "GiB", "TiB"];
   let v = n;

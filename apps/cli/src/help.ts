@@ -12,6 +12,8 @@ Options:
   --iommu <list>     strict, lazy, passthrough, off (run: one value; compare: a list)
   --json             machine-readable output on stdout
   --trace <file>     write the run's events as a Chrome trace (open it at https://ui.perfetto.dev)
+  --record <file>    run, compare: write a run log (format "dmasim-run-log", version 1: the scenario,
+                     every trace event of each run, its result) as JSON
   -h, --help         this text
 
 Exit status: 0 when every check held, 1 when a check failed (wrong bytes, a fault, a leak),
@@ -22,6 +24,6 @@ Examples:
   dmasim list
   dmasim show nvme-4k-randread > my.json && dmasim run my.json --iommu lazy
   dmasim run sg-256 --api classic --trace sg.json
-  dmasim compare apps/cli/scenarios/nvme-mixed.json --api classic,two-step --iommu strict,lazy,off
+  dmasim compare packages/scenario/examples/nvme-mixed.json --api classic,two-step --iommu strict,lazy,off
   dmasim compare p2p-acs-redirect --json | jq '.results[] | {api, iommu, ok, modelledNs}'
 `;

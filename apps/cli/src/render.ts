@@ -1,8 +1,7 @@
 import { bytes, ns, table } from "./format.js";
 import type { Cell } from "./format.js";
-import type { RunResult } from "./run/result.js";
-import { totalApiCalls } from "./run/result.js";
-import type { Scenario, WorkloadKind } from "./scenario/types.js";
+import type { RunResult, Scenario, WorkloadKind } from "@dmasim/scenario";
+import { totalApiCalls } from "@dmasim/scenario";
 
 /** Columns particular to a workload kind: metric key, header, how to print it. */
 const KIND_COLUMNS: Readonly<Record<WorkloadKind, readonly (readonly [string, string, (v: number) => Cell])[]>> = {

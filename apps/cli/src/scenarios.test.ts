@@ -1,7 +1,7 @@
 import { describe, expect, it } from "vitest";
 import { runDemoScenario } from "./demo.js";
-import type { RunResult } from "./run/result.js";
-import { BUILTIN_SCENARIOS, builtinScenario } from "./scenario/builtins.js";
+import type { RunResult } from "@dmasim/scenario";
+import { BUILTIN_SCENARIOS, builtinScenario } from "@dmasim/scenario";
 
 function sweepOf(name: string): { ok: boolean; run: (api: string, iommu: string) => RunResult; results: readonly RunResult[] } {
   const s = builtinScenario(name);

@@ -27,6 +27,7 @@ export {
 } from "./constants.js";
 export type { DmaAddr } from "./constants.js";
 export { DmaConfigError, DmaInputError, DmaStateError } from "./errors.js";
+export { dmaMaxMappingSize, dmaOptMappingSize, iovaRcacheRange } from "./opt-mapping-size.js";
 export {
   DMA_IOVA_STATE_BYTES,
   DmaIovaState,

@@ -42,4 +42,14 @@ export class Xorshift32 {
     for (let i = 0; i < out.length; i++) out[i] = this.next() & 0xff;
     return out;
   }
+
+  /** An integer in [min, max] (safe integers, min <= max), uniform up to the generator's 2^32 steps. */
+  int(min: number, max: number): number {
+    return min + Math.floor((this.next() / 4294967296) * (max - min + 1));
+  }
+
+  /** True with probability `p` (0..1). */
+  chance(p: number): boolean {
+    return this.next() / 4294967296 < p;
+  }
 }

@@ -1,0 +1,384 @@
+import {
+  BLK_STS_DEV_RESOURCE,
+  BLK_STS_IOERR,
+  BLK_STS_OK,
+  BLK_STS_RESOURCE,
+  ReqOp,
+  queueLimits,
+  reqPhysGapIntersects,
+} from "@dmasim/bio";
+import type { BlkStatus, QueueLimits, Request } from "@dmasim/bio";
+import { DMA_BIT_MASK, dmaAllocCoherent, dmaSetMaskAndCoherent, dmaSetMaxSegSize, dmaSetMinAlignMask } from "@dmasim/dma";
+import type { DmaCoherentBuffer, DmaDevice, DmaKernel } from "@dmasim/dma";
+import type { PhysicalMemory } from "@dmasim/memory";
+import type { NvmeController } from "./controller.js";
+import { DmaPool } from "./dma-pool.js";
+import { IteratorMapper, ScatterlistMapper } from "./mapper.js";
+import type { SegmentMapper } from "./mapper.js";
+import {
+  NVME_CQE_BYTES,
+  NVME_CTRL_PAGE_SIZE,
+  NVME_PRPS_PER_PAGE,
+  NVME_SGL_DESC_BYTES,
+  NVME_SQE_BYTES,
+  NvmeOpcode,
+  NvmePsdt,
+  NvmeSglType,
+  cqHeadDoorbell,
+  emptyCommand,
+  encodeSqe,
+  getU64,
+  setU64,
+  sqTailDoorbell,
+} from "./nvme-defs.js";
+import { NvmeInputError, NvmeStateError } from "./errors.js";
+
+/** NVME_SMALL_POOL_SIZE: descriptor lists up to 256 bytes come from the small pool. */
+export const NVME_SMALL_POOL_SIZE = 256;
+/** Segments per request; an SGL segment list of them fits one 4 KiB page. */
+export const NVME_MAX_SEGS = 128;
+/** Most descriptor pages one request may chain (a 2 MiB PRP transfer needs 2). */
+const MAX_DESCRIPTORS = 8;
+
+export type MappingStyle = "iterator" | "sg-classic" | "sg-two-step";
+
+export interface NvmeDriverOptions {
+  /** Commands in flight (the submission queue has one more slot). Default 64. */
+  readonly queueDepth?: number;
+  /** sgl_threshold module parameter: use SGLs when the average segment is at least this big; 0 = never unless forced. Default 32 KiB. */
+  readonly sglThreshold?: number;
+  /** How requests become DMA segments; default the block-layer iterator. */
+  readonly mapping?: MappingStyle;
+}
+
+/** What a completion reports to the submitter. */
+export interface NvmeCompletion {
+  readonly rq: Request;
+  readonly status: BlkStatus;
+  /** The controller's status field (0 = success). */
+  readonly nvmeStatus: number;
+  /** Whether the command carried an SGL (else PRPs). */
+  readonly sgl: boolean;
+}
+
+/**
+ * The NVMe PCI driver's I/O path (drivers/nvme/host/pci.c): nvme_queue_rq → nvme_map_data (PRPs or SGLs
+ * from the DMA iterator) → SQ entry + doorbell; nvme_poll → completion → nvme_unmap_data. One I/O queue.
+ */
+export class NvmeDriver {
+  readonly dev: DmaDevice;
+  readonly kernel: DmaKernel;
+  readonly controller: NvmeController;
+  readonly limits: QueueLimits;
+  readonly queueDepth: number;
+  readonly sglThreshold: number;
+  readonly mapper: SegmentMapper;
+  readonly stats = { submitted: 0, completed: 0, prpCommands: 0, sglCommands: 0, prpLists: 0, sglLists: 0, mapErrors: 0 };
+  readonly #mem: PhysicalMemory;
+  readonly #sq: DmaCoherentBuffer;
+  readonly #cq: DmaCoherentBuffer;
+  readonly #depth: number;
+  #sqTail = 0;
+  #cqHead = 0;
+  #phase = 1;
+  readonly #small: DmaPool;
+  readonly #large: DmaPool;
+  readonly #freeTags: Int32Array;
+  #nfree: number;
+  readonly #rqs: (Request | undefined)[];
+  readonly #totalLen: Float64Array;
+  readonly #sgl: Uint8Array;
+  /** Descriptor blocks per tag: pool (0 small, 1 large) * 2^24 + block. */
+  readonly #desc: Float64Array;
+  readonly #ndesc: Int32Array;
+  readonly #cmd = emptyCommand();
+  readonly #sqe = new Uint8Array(NVME_SQE_BYTES);
+  readonly #sqeView = new DataView(this.#sqe.buffer);
+  readonly #cqe = new Uint8Array(NVME_CQE_BYTES);
+  readonly #cqeView = new DataView(this.#cqe.buffer);
+  readonly #list = new Uint8Array(NVME_CTRL_PAGE_SIZE);
+  readonly #listView = new DataView(this.#list.buffer);
+  readonly #reg = new Uint8Array(4);
+  readonly #regView = new DataView(this.#reg.buffer);
+
+  constructor(kernel: DmaKernel, controller: NvmeController, options: NvmeDriverOptions = {}) {
+    const qd = options.queueDepth ?? 64;
+    if (!Number.isInteger(qd) || qd < 1 || qd > 4095) throw new NvmeInputError("NvmeDriver", "queueDepth", qd, "1 to 4095");
+    const threshold = options.sglThreshold ?? 32768;
+    if (!Number.isSafeInteger(threshold) || threshold < 0) throw new NvmeInputError("NvmeDriver", "sglThreshold", threshold, "a byte count >= 0");
+    this.kernel = kernel;
+    this.controller = controller;
+    this.queueDepth = qd;
+    this.sglThreshold = threshold;
+    this.#mem = kernel.memory;
+    const dev = kernel.device(controller.endpoint.bdf);
+    this.dev = dev;
+    // nvme_pci_enable / nvme_probe: 64-bit DMA, no segment limit, and swiotlb must keep the offset
+    // inside a controller page because PRPs cannot express anything else.
+    dmaSetMaskAndCoherent(dev, DMA_BIT_MASK(64));
+    dmaSetMaxSegSize(dev, 0xffffffff);
+    dmaSetMinAlignMask(dev, NVME_CTRL_PAGE_SIZE - 1);
+    // nvme_set_ctrl_limits / nvme_pci: SGL-capable controllers need no virtual boundary (gaps go to SGLs).
+    this.limits = queueLimits({
+      logicalBlockSize: controller.lbaSize,
+      maxSectors: controller.maxTransfer / 512,
+      maxSegments: NVME_MAX_SEGS,
+      maxSegmentSize: 0xffffffff,
+      virtBoundaryMask: controller.sglSupported ? 0 : NVME_CTRL_PAGE_SIZE - 1,
+      dmaAlignment: 3,
+    });
+    this.#depth = qd + 1;
+    const sq = dmaAllocCoherent(dev, this.#depth * NVME_SQE_BYTES);
+    const cq = dmaAllocCoherent(dev, this.#depth * NVME_CQE_BYTES);
+    if (sq === undefined || cq === undefined) throw new NvmeStateError("ENOMEM", "nvme: no coherent memory for the I/O queues");
+    this.#sq = sq;
+    this.#cq = cq;
+    controller.createIoQueuePair(1, sq.dmaHandle, cq.dmaHandle, this.#depth);
+    this.#small = new DmaPool(dev, NVME_SMALL_POOL_SIZE);
+    this.#large = new DmaPool(dev, NVME_CTRL_PAGE_SIZE);
+    this.#freeTags = new Int32Array(qd);
+    for (let i = 0; i < qd; i++) this.#freeTags[i] = qd - 1 - i;
+    this.#nfree = qd;
+    this.#rqs = new Array<Request | undefined>(qd).fill(undefined);
+    this.#totalLen = new Float64Array(qd);
+    this.#sgl = new Uint8Array(qd);
+    this.#desc = new Float64Array(qd * MAX_DESCRIPTORS);
+    this.#ndesc = new Int32Array(qd);
+    const mapping = options.mapping ?? "iterator";
+    this.mapper =
+      mapping === "iterator" ? new IteratorMapper(dev, qd, NVME_MAX_SEGS) : new ScatterlistMapper(dev, qd, mapping === "sg-classic" ? "classic" : "two-step");
+  }
+
+  /** Commands submitted and not yet completed. */
+  get inFlight(): number {
+    return this.queueDepth - this.#nfree;
+  }
+
+  /**
+   * nvme_queue_rq: map the request, write its command into the submission queue and ring the doorbell.
+   * Returns BLK_STS_OK, BLK_STS_DEV_RESOURCE when every tag is busy, or the mapping's status.
+   */
+  queueRq(rq: Request): BlkStatus {
+    if (this.#nfree === 0) return BLK_STS_DEV_RESOURCE;
+    const tag = this.#freeTags[--this.#nfree] ?? 0;
+    this.#totalLen[tag] = 0;
+    this.#ndesc[tag] = 0;
+    const cmd = this.#cmd;
+    cmd.opcode = rq.op === ReqOp.WRITE ? NvmeOpcode.WRITE : NvmeOpcode.READ;
+    cmd.cid = tag;
+    cmd.nsid = 1;
+    cmd.slba = (rq.sector * 512) / this.controller.lbaSize;
+    cmd.nlb = rq.dataLen / this.controller.lbaSize - 1;
+    const status = this.#mapData(tag, rq);
+    if (status !== BLK_STS_OK) {
+      this.stats.mapErrors++;
+      this.#freeTag(tag);
+      return status;
+    }
+    this.#rqs[tag] = rq;
+    encodeSqe(this.#sqeView, 0, cmd);
+    this.#mem.write(this.#sq.cpuAddr + this.#sqTail * NVME_SQE_BYTES, this.#sqe);
+    this.#sqTail = (this.#sqTail + 1) % this.#depth;
+    this.#writeReg(sqTailDoorbell(1), this.#sqTail);
+    this.stats.submitted++;
+    return BLK_STS_OK;
+  }
+
+  #writeReg(offset: number, value: number): void {
+    this.#regView.setUint32(0, value, true);
+    this.#mem.write(this.controller.bar0.phys + offset, this.#reg);
+  }
+
+  #freeTag(tag: number): void {
+    const n = this.#ndesc[tag] ?? 0;
+    for (let i = 0; i < n; i++) {
+      const d = this.#desc[tag * MAX_DESCRIPTORS + i] ?? 0;
+      const pool = d >= 2 ** 24 ? this.#large : this.#small;
+      pool.free(d % 2 ** 24);
+    }
+    this.#ndesc[tag] = 0;
+    this.#freeTags[this.#nfree++] = tag;
+  }
+
+  /** nvme_pci_use_sgls + the threshold test of nvme_map_data. */
+  #useSgl(rq: Request): boolean {
+    if (!this.controller.sglSupported) return false;
+    if (reqPhysGapIntersects(rq, NVME_CTRL_PAGE_SIZE - 1)) return true; // SGL_FORCED: PRPs cannot express the gap
+    const avg = Math.ceil(rq.dataLen / rq.nrPhysSegments);
+    return this.sglThreshold !== 0 && avg >= this.sglThreshold;
+  }
+
+  /** nvme_map_data. */
+  #mapData(tag: number, rq: Request): BlkStatus {
+    const m = this.mapper;
+    if (!m.start(tag, rq)) return m.status;
+    const sgl = this.#useSgl(rq);
+    this.#sgl[tag] = sgl ? 1 : 0;
+    const status = sgl ? this.#setupSgl(tag, rq) : this.#setupPrp(tag, rq);
+    if (status !== BLK_STS_OK) m.unmap(tag, rq, this.#totalLen[tag] ?? 0);
+    else if (sgl) this.stats.sglCommands++;
+    else this.stats.prpCommands++;
+    return status;
+  }
+
+  #allocDesc(tag: number, bytes: number): number {
+    const n = this.#ndesc[tag] ?? 0;
+    if (n === MAX_DESCRIPTORS) return -1;
+    const large = bytes > NVME_SMALL_POOL_SIZE;
+    const pool = large ? this.#large : this.#small;
+    const block = pool.alloc();
+    if (block < 0) return -1;
+    this.#desc[tag * MAX_DESCRIPTORS + n] = (large ? 2 ** 24 : 0) + block;
+    this.#ndesc[tag] = n + 1;
+    return (large ? 2 ** 24 : 0) + block;
+  }
+
+  #descCpu(d: number): number {
+    return d >= 2 ** 24 ? this.#large.cpuAddr(d % 2 ** 24) : this.#small.cpuAddr(d);
+  }
+
+  #descDma(d: number): number {
+    return d >= 2 ** 24 ? this.#large.dmaAddr(d % 2 ** 24) : this.#small.dmaAddr(d);
+  }
+
+  /**
+   * nvme_pci_setup_data_prp: PRP1 is the first (possibly unaligned) address; PRP2 the second page or a
+   * PRP list; a full list page's last slot moves to the next page and becomes the chain pointer.
+   */
+  #setupPrp(tag: number, rq: Request): BlkStatus {
+    const P = NVME_CTRL_PAGE_SIZE;
+    const m = this.mapper;
+    const cmd = this.#cmd;
+    cmd.psdt = NvmePsdt.PRP;
+    let length = rq.dataLen;
+    let addr = m.addr;
+    let segLeft = m.len;
+    const first = Math.min(length, P - (addr % P));
+    if (segLeft < first) return BLK_STS_IOERR; // a short first segment would leave a hole PRPs cannot express
+    cmd.prp1 = addr;
+    cmd.prp2 = 0;
+    this.#totalLen[tag] = first;
+    length -= first;
+    addr += first;
+    segLeft -= first;
+    if (length === 0) return BLK_STS_OK;
+    // Step to the next segment when this one is used up; it must start on a controller page.
+    const advance = (): BlkStatus => {
+      if (segLeft > 0) return BLK_STS_OK;
+      if (!m.next(tag, rq)) return m.status !== BLK_STS_OK ? m.status : BLK_STS_IOERR;
+      addr = m.addr;
+      segLeft = m.len;
+      return addr % P === 0 ? BLK_STS_OK : BLK_STS_IOERR;
+    };
+    let st = advance();
+    if (st !== BLK_STS_OK) return st;
+    if (length <= P) {
+      cmd.prp2 = addr;
+      this.#totalLen[tag] = (this.#totalLen[tag] ?? 0) + length;
+      return BLK_STS_OK;
+    }
+    const nprps = Math.ceil(length / P);
+    let d = this.#allocDesc(tag, nprps * 8);
+    if (d < 0) return BLK_STS_RESOURCE;
+    cmd.prp2 = this.#descDma(d);
+    this.stats.prpLists++;
+    const view = this.#listView;
+    let i = 0;
+    for (;;) {
+      if (i === NVME_PRPS_PER_PAGE) {
+        const next = this.#allocDesc(tag, P);
+        if (next < 0) return BLK_STS_RESOURCE;
+        this.stats.prpLists++;
+        const moved = getU64(view, 8 * (i - 1));
+        setU64(view, 8 * (i - 1), this.#descDma(next));
+        this.#mem.write(this.#descCpu(d), this.#list);
+        setU64(view, 0, moved);
+        d = next;
+        i = 1;
+      }
+      setU64(view, 8 * i++, addr);
+      const prpLen = Math.min(length, P);
+      if (segLeft < prpLen) return BLK_STS_IOERR;
+      this.#totalLen[tag] = (this.#totalLen[tag] ?? 0) + prpLen;
+      addr += prpLen;
+      segLeft -= prpLen;
+      length -= prpLen;
+      if (length === 0) break;
+      st = advance();
+      if (st !== BLK_STS_OK) return st;
+    }
+    this.#mem.write(this.#descCpu(d), this.#list.subarray(0, i * 8));
+    return BLK_STS_OK;
+  }
+
+  /**
+   * nvme_pci_setup_data_sgl: a coalesced (or single-segment) request is one data descriptor inline in the
+   * command; otherwise a last-segment descriptor points at a list of data descriptors.
+   */
+  #setupSgl(tag: number, rq: Request): BlkStatus {
+    const m = this.mapper;
+    const cmd = this.#cmd;
+    cmd.psdt = NvmePsdt.SGL_MPTR_CONTIG;
+    const entries = rq.nrPhysSegments;
+    if (m.coalesced(tag) || entries === 1) {
+      cmd.sglAddr = m.addr;
+      cmd.sglLen = m.len;
+      cmd.sglType = NvmeSglType.DATA_BLOCK;
+      this.#totalLen[tag] = m.len;
+      return BLK_STS_OK;
+    }
+    const d = this.#allocDesc(tag, entries * NVME_SGL_DESC_BYTES);
+    if (d < 0) return BLK_STS_RESOURCE;
+    this.stats.sglLists++;
+    const view = this.#listView;
+    let mapped = 0;
+    let total = 0;
+    do {
+      if (mapped === entries) return BLK_STS_IOERR;
+      const at = mapped++ * NVME_SGL_DESC_BYTES;
+      setU64(view, at, m.addr);
+      view.setUint32(at + 8, m.len, true);
+      view.setUint32(at + 12, 0, true);
+      view.setUint8(at + 15, NvmeSglType.DATA_BLOCK << 4);
+      total += m.len;
+      this.#totalLen[tag] = total;
+    } while (m.next(tag, rq));
+    if (m.status !== BLK_STS_OK) return m.status;
+    this.#mem.write(this.#descCpu(d), this.#list.subarray(0, mapped * NVME_SGL_DESC_BYTES));
+    cmd.sglAddr = this.#descDma(d);
+    cmd.sglLen = mapped * NVME_SGL_DESC_BYTES;
+    cmd.sglType = NvmeSglType.LAST_SEGMENT;
+    return BLK_STS_OK;
+  }
+
+  /**
+   * nvme_poll / nvme_process_cq: consume completion entries whose phase matches, unmap and free each
+   * request (nvme_unmap_data), update the CQ head doorbell. Returns the number of completions.
+   */
+  poll(onComplete: (c: NvmeCompletion) => void): number {
+    let n = 0;
+    for (;;) {
+      this.#mem.readInto(this.#cq.cpuAddr + this.#cqHead * NVME_CQE_BYTES, this.#cqe);
+      const dw3 = this.#cqeView.getUint32(12, true);
+      if (((dw3 >>> 16) & 1) !== this.#phase) break;
+      const tag = dw3 & 0xffff;
+      const nvmeStatus = (dw3 >>> 17) & 0x7fff;
+      const rq = this.#rqs[tag];
+      if (rq === undefined) throw new NvmeStateError("EIO", `nvme: completion for tag ${tag}, which is not in flight`);
+      this.mapper.unmap(tag, rq, this.#totalLen[tag] ?? 0);
+      const sgl = this.#sgl[tag] === 1;
+      this.#rqs[tag] = undefined;
+      this.#freeTag(tag);
+      this.#cqHead++;
+      if (this.#cqHead === this.#depth) {
+        this.#cqHead = 0;
+        this.#phase ^= 1;
+      }
+      n++;
+      this.stats.completed++;
+      onComplete({ rq, status: nvmeStatus === 0 ? BLK_STS_OK : BLK_STS_IOERR, nvmeStatus, sgl });
+    }
+    if (n > 0) this.#writeReg(cqHeadDoorbell(1), this.#cqHead);
+    return n;
+  }
+}

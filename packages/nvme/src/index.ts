@@ -1,0 +1,11 @@
+export { createNvmeHost, createNvmeSystem, NVME_BDF, PEER_HOST_BRIDGE_BDF, PEER_SWITCH_BDF } from "./system.js";
+export type { NvmeHost, NvmeKernelOptions, NvmeSystem, NvmeSystemOptions } from "./system.js";
+export { NvmeController } from "./controller.js";
+export type { NvmeControllerOptions } from "./controller.js";
+export { NvmeDriver, NVME_MAX_SEGS, NVME_SMALL_POOL_SIZE } from "./driver.js";
+export type { MappingStyle, NvmeCompletion, NvmeDriverOptions } from "./driver.js";
+export { prefillNamespace, runWorkload } from "./workload.js";
+export { NvmeCommandError, NvmeInputError, NvmeStateError, WorkloadError } from "./errors.js";
+export type { BufferLayout, WorkloadOptions, WorkloadResult } from "./workload.js";
+export { runP2pCase } from "./p2p.js";
+export type { P2pCaseResult } from "./p2p.js";

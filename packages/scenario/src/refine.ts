@@ -1,0 +1,65 @@
+import { createPlatform } from "@dmasim/pcie-p2p";
+import type { PlatformSpec } from "@dmasim/pcie-p2p";
+import type { ScenarioIssue } from "./errors.js";
+import type { Scenario } from "./types.js";
+
+const PAGE = 4096;
+const MiB = 1024 * 1024;
+
+/**
+ * The platform part, checked by @dmasim/pcie-p2p's own validator (createPlatform refuses a bad spec with a
+ * PlatformSpecError naming the field). Returns the endpoints' BDFs when the spec is valid.
+ */
+export function platformIssues(spec: unknown, at: string, issues: ScenarioIssue[]): Set<string> | undefined {
+  try {
+    const platform = createPlatform(spec as PlatformSpec);
+    return new Set(platform.endpoints.map((e) => e.bdf));
+  } catch (e) {
+    if (!(e instanceof Error)) throw e;
+    const f = e as Error & { path?: unknown; argument?: unknown; value?: unknown; expected?: unknown };
+    const sub = typeof f.path === "string" ? f.path : typeof f.argument === "string" ? f.argument.replace(/^spec\.?/, "") : "";
+    const expected = typeof f.expected === "string" ? f.expected : (e.message.split(" is invalid: expected ")[1] ?? e.message);
+    issues.push({ path: sub === "" ? at : `${at}.${sub}`, value: "value" in f ? f.value : spec, expected });
+    return undefined;
+  }
+}
+
+/**
+ * What the schema cannot say field by field: sizes against each other, a BDF that is not on the platform,
+ * and fields the workload would ignore (an error, not silence).
+ */
+export function crossFieldIssues(s: Scenario, at: string, bdfs: Set<string> | undefined, issues: ScenarioIssue[]): void {
+  const w = s.workload;
+  const wAt = `${at}.workload`;
+  const onPlatform = (path: string, bdf: string): void => {
+    if (bdfs !== undefined && !bdfs.has(bdf)) issues.push({ path, value: bdf, expected: `an endpoint of the platform (${[...bdfs].join(", ") || "none"})` });
+  };
+  onPlatform(`${wAt}.device`, w.device);
+  for (const bdf of Object.keys(s.kernel?.devices ?? {})) onPlatform(`${at}.kernel.devices["${bdf}"]`, bdf);
+  switch (w.kind) {
+    case "nvme": {
+      const ns = w.namespaceBytes ?? 8 * MiB;
+      const bsMin = w.bsMin ?? PAGE;
+      if (bsMin > ns) issues.push({ path: `${wAt}.bsMin`, value: bsMin, expected: `at most namespaceBytes (${ns})` });
+      if (w.bsMax !== undefined && (w.bsMax < bsMin || w.bsMax > ns)) issues.push({ path: `${wAt}.bsMax`, value: w.bsMax, expected: `at least bsMin (${bsMin}) and at most namespaceBytes (${ns})` });
+      break;
+    }
+    case "sg":
+      if (Array.isArray(w.entryBytes) && w.entryBytes[0] > w.entryBytes[1]) issues.push({ path: `${wAt}.entryBytes`, value: w.entryBytes, expected: "a [min, max] pair with min <= max" });
+      break;
+    case "single":
+      if ((w.iova ?? "shared") === "shared" && ((w.offset ?? 0) !== 0 || w.bytes % PAGE !== 0)) {
+        issues.push({ path: `${wAt}.iova`, value: w.iova ?? "shared", expected: '"per-buffer" for buffers that are not whole pages (dma_iova_link: only the first range may be unaligned)' });
+      }
+      break;
+    case "p2p":
+      onPlatform(`${wAt}.provider.bdf`, w.provider.bdf);
+      if (s.seed !== undefined) issues.push({ path: `${at}.seed`, value: s.seed, expected: "no seed: a p2p workload moves a fixed pattern and would ignore it" });
+      break;
+    case "stale-window":
+      break;
+  }
+  if (s.expect?.mapType !== undefined && w.kind !== "p2p") {
+    issues.push({ path: `${at}.expect.mapType`, value: s.expect.mapType, expected: `no mapType: only a p2p workload has a P2P route (a ${w.kind} workload would ignore it)` });
+  }
+}
