@@ -1,4 +1,4 @@
-import { DMA_MAPPING_ERROR, PciP2pdmaMapState } from "@dmasim/dma";
+import { DMA_MAPPING_ERROR, PciP2pdmaMapState, p2pdmaProviderOf, pciP2pdmaBusAddrMap } from "@dmasim/dma";
 import type { DmaDevice } from "@dmasim/dma";
 import { PAGE_SIZE } from "@dmasim/memory";
 import type { Endpoint } from "@dmasim/pcie-p2p";
@@ -7,6 +7,7 @@ import {
   HMM_PFN_DMA_MAPPED,
   HMM_PFN_ERROR,
   HMM_PFN_FLAGS,
+  HMM_PFN_P2PDMA_BUS,
   HMM_PFN_REQ_FAULT,
   HMM_PFN_REQ_WRITE,
   HMM_PFN_VALID,
@@ -329,11 +330,25 @@ export class Dmirror {
       if (local !== undefined) return { phys: this.mdevice.pagemap.backingPhys(Math.floor(local / 4)), write: local % 4 === TAG_WRITE };
       const f = d.map.flags[i] ?? 0;
       if ((f & HMM_PFN_DMA_MAPPED) === 0) return undefined;
-      const phys = d.dev.domain?.iovaToPhys(d.map.state.addr + i * PAGE_SIZE);
+      if ((f & HMM_PFN_P2PDMA_BUS) !== 0) return { phys: (d.map.pfns[i] ?? 0) * PAGE_SIZE, write: (f & HMM_PFN_WRITE) !== 0 };
+      const dmaAddr = this.#dmaAddrOf(i, f);
+      const phys = d.dev.ops === "iommu" ? d.dev.domain?.iovaToPhys(dmaAddr) : dmaAddr - d.dev.busOffset;
       return phys === undefined ? undefined : { phys, write: (f & HMM_PFN_WRITE) !== 0 };
     }
     const e = this.pt.get(vpn);
     return e === undefined ? undefined : { phys: Math.floor(e / 4) * PAGE_SIZE, write: e % 4 === TAG_WRITE };
+  }
+
+  /** The DMA address of window entry `i` (mapped): its IOVA slot, or a P2P bus address (a hole in the IOVA). */
+  #dmaAddrOf(i: number, f: number): number {
+    const d = this.dma;
+    if (d === undefined) return DMA_MAPPING_ERROR;
+    if ((f & HMM_PFN_P2PDMA_BUS) !== 0) {
+      const phys = (d.map.pfns[i] ?? 0) * PAGE_SIZE;
+      const provider = p2pdmaProviderOf(d.dev, phys);
+      return provider === undefined ? DMA_MAPPING_ERROR : pciP2pdmaBusAddrMap(provider, phys);
+    }
+    return d.map.dmaList?.[i] ?? d.map.state.addr + i * PAGE_SIZE;
   }
 
   // ---- faults ----------------------------------------------------------------------------------
@@ -504,7 +519,7 @@ export class Dmirror {
           else this.mm.sys.memory.readInto(phys, chunk);
         } else {
           if ((f & HMM_PFN_DMA_MAPPED) === 0 || (write && (f & HMM_PFN_WRITE) === 0)) return pos;
-          const dmaAddr = d.map.state.addr + i * PAGE_SIZE + off;
+          const dmaAddr = this.#dmaAddrOf(i, f) + off;
           if (write) d.endpoint.dmaWrite(dmaAddr, chunk);
           else d.endpoint.dmaReadInto(dmaAddr, chunk);
         }

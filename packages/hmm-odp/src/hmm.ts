@@ -101,11 +101,13 @@ export function hmmRangeFault(range: HmmRange): number {
   if (sub.staleSeqs.has(range.notifierSeq)) {
     mm.debug.report("hmm-stale-seq", sub.owner, `hmm_range_fault with notifier_seq ${range.notifierSeq}, which an invalidation already overtook: call mmu_interval_read_begin again on every retry (each attempt would return -EBUSY until the timeout)`);
   }
-  const ctx = { last: range.start };
+  const ctx = { last: range.start, migrationWait: false };
   for (;;) {
     if (mmuIntervalCheckRetry(sub, range.notifierSeq)) return EBUSY;
     const ret = walk(mm, range, ctx);
-    if (ret !== EBUSY) return ret;
+    // migration_entry_wait sleeps until the migration ends; a single-threaded model cannot, so the
+    // -EBUSY goes to the caller, whose retry loop is the wait.
+    if (ret !== EBUSY || ctx.migrationWait) return ret;
   }
 }
 
@@ -131,7 +133,7 @@ function anyNeedsFault(range: HmmRange, from: number, to: number): boolean {
   return false;
 }
 
-function walk(mm: Mm, range: HmmRange, ctx: { last: number }): number {
+function walk(mm: Mm, range: HmmRange, ctx: { last: number; migrationWait: boolean }): number {
   const end = range.end;
   let addr = ctx.last;
   const vmas = mm.vmas;
@@ -165,7 +167,7 @@ function walk(mm: Mm, range: HmmRange, ctx: { last: number }): number {
 }
 
 /** The PTE walk of one VMA: the per-entry decision table of hmm_vma_handle_pte / _pmd. */
-function walkVma(mm: Mm, range: HmmRange, v: Vma, from: number, to: number, ctx: { last: number }): number {
+function walkVma(mm: Mm, range: HmmRange, v: Vma, from: number, to: number, ctx: { last: number; migrationWait: boolean }): number {
   const base = (from - v.start) / PAGE_SIZE;
   const n = (to - from) / PAGE_SIZE;
   const out = range.index + (from - range.start) / PAGE_SIZE;
@@ -225,6 +227,7 @@ function walkVma(mm: Mm, range: HmmRange, v: Vma, from: number, to: number, ctx:
         if (needFault(req, 0) !== 0) {
           // migration_entry_wait, then the walk restarts here.
           ctx.last = from + j * PAGE_SIZE;
+          ctx.migrationWait = true;
           return EBUSY;
         }
         break;
@@ -252,7 +255,7 @@ function needFault(req: number, cpu: number): number {
  * hmm_vma_fault: handle_mm_fault on every page from `addr` to the end of the walked PMD chunk, then -EBUSY
  * so the walk restarts at `addr`. -EPERM for a write fault on a VMA without VM_WRITE.
  */
-function fault(mm: Mm, v: Vma, addr: number, to: number, need: number, ctx: { last: number }): number {
+function fault(mm: Mm, v: Vma, addr: number, to: number, need: number, ctx: { last: number; migrationWait: boolean }): number {
   ctx.last = addr;
   let flags = FAULT_FLAG_REMOTE;
   if ((need & NEED_WRITE_FAULT) !== 0) {

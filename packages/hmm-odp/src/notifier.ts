@@ -114,7 +114,7 @@ export function mmuIntervalNotifierInsert(sub: MmuIntervalNotifier, mm: Notifier
   if (!Number.isSafeInteger(start) || start < 0) throw new HmmInputError(fn, "start", start, "an address: a safe integer >= 0");
   if (!Number.isSafeInteger(length) || length < 0) throw new HmmInputError(fn, "length", length, "a byte count: a safe integer >= 0");
   if (typeof ops.invalidate !== "function") throw new HmmInputError(fn, "ops", ops, "an object with an invalidate function");
-  if (length === 0 || !Number.isSafeInteger(start + length - 1)) return -HmmErrno.EOVERFLOW;
+  if (length === 0 || start > Number.MAX_SAFE_INTEGER - (length - 1)) return -HmmErrno.EOVERFLOW;
   if (mm.users <= 0) {
     mm.debug.warnOnce(sub.owner, fn, `${fn}: WARN_ON(atomic_read(&mm->mm_users) <= 0): ${mm.name} has exited`);
     return -HmmErrno.EINVAL;
