@@ -404,7 +404,7 @@ export class Dmirror {
       if (ret !== 0) {
         if (ret === -HmmErrno.EBUSY) {
           // A retry that reuses the stale sequence spins until the timeout (a virtual-time model of it).
-          if (this.staleSeqBug) clock.advanceTo(Math.max(clock.now, deadline + 1));
+          if (this.staleSeqBug) clock.advanceTo(Math.max(clock.now, deadline));
           continue;
         }
         this.lastAttempts = attempts;
