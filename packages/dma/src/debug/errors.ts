@@ -45,7 +45,14 @@ export type DmaDebugCheck =
   | "iova-use-after-destroy"
   | "iova-state-not-allocated"
   | "iova-state-foreign-device"
-  | "iova-leak";
+  | "iova-leak"
+  // HMM users (dmasim only: upstream has lockdep and WARNs for a few of these, no checker)
+  | "hmm-range-fault-unlocked"
+  | "hmm-pte-without-retry"
+  | "hmm-dma-map-unlocked"
+  | "hmm-dma-map-invalid-entry"
+  | "hmm-stale-seq"
+  | "hmm-invalidate-incomplete";
 
 /** One finding of the debug checker. */
 export interface DmaDebugReport {

@@ -1,0 +1,819 @@
+import { DMA_MAPPING_ERROR, PciP2pdmaMapState, p2pdmaProviderOf, pciP2pdmaBusAddrMap } from "@dmasim/dma";
+import type { DmaDevice } from "@dmasim/dma";
+import { PAGE_SIZE } from "@dmasim/memory";
+import type { Endpoint } from "@dmasim/pcie-p2p";
+import { hex } from "@dmasim/trace";
+import {
+  HMM_PFN_DMA_MAPPED,
+  HMM_PFN_ERROR,
+  HMM_PFN_FLAGS,
+  HMM_PFN_P2PDMA_BUS,
+  HMM_PFN_REQ_FAULT,
+  HMM_PFN_REQ_WRITE,
+  HMM_PFN_VALID,
+  HMM_PFN_WRITE,
+  HMM_RANGE_DEFAULT_TIMEOUT,
+  HPAGE_PMD_ORDER,
+  HmmErrno,
+  MmuNotifyEvent,
+  TASK_SIZE,
+  VM_FAULT_SIGBUS,
+  VM_READ,
+  VM_WRITE,
+  hmmPfnToMapOrder,
+} from "./constants.js";
+import { HmmInputError, HmmStateError } from "./errors.js";
+import { HmmDmaMap, hmmDmaMapAlloc, hmmDmaMapFree, hmmDmaMapPfn, hmmDmaMapPfnRun, hmmDmaUnmapPfn } from "./hmm-dma.js";
+import { HmmRange, hmmRangeFault } from "./hmm.js";
+import {
+  MIGRATE_PFN_MIGRATE,
+  MIGRATE_PFN_WRITE,
+  MIGRATE_VMA_SELECT_DEVICE_PRIVATE,
+  MIGRATE_VMA_SELECT_SYSTEM,
+  MigrateVma,
+  migrateDeviceFinalize,
+  migrateDevicePages,
+  migrateDeviceRange,
+  migratePfn,
+  migratePfnToPfn,
+  migrateVmaFinalize,
+  migrateVmaPages,
+  migrateVmaSetup,
+} from "./migrate.js";
+import type { MmSystem } from "./mm-system.js";
+import type { Mm } from "./mm.js";
+import {
+  MmuIntervalNotifier,
+  UserLock,
+  hmmCheckMayProgram,
+  mmuIntervalNotifierInsert,
+  mmuIntervalNotifierRemove,
+  mmuIntervalReadBegin,
+  mmuIntervalReadRetry,
+  mmuIntervalSetSeq,
+  mmuNotifierRangeBlockable,
+} from "./notifier.js";
+import type { MmuNotifierRange } from "./notifier.js";
+import { memremapPages } from "./pagemap.js";
+import type { DevPagemap, VmFault } from "./pagemap.js";
+
+/** SNAPSHOT byte values (test_hmm_uapi.h). */
+export const HMM_DMIRROR_PROT_ERROR = 0xff;
+export const HMM_DMIRROR_PROT_NONE = 0x00;
+export const HMM_DMIRROR_PROT_READ = 0x01;
+export const HMM_DMIRROR_PROT_WRITE = 0x02;
+export const HMM_DMIRROR_PROT_PMD = 0x04;
+export const HMM_DMIRROR_PROT_PUD = 0x08;
+export const HMM_DMIRROR_PROT_ZERO = 0x10;
+export const HMM_DMIRROR_PROT_DEV_PRIVATE_LOCAL = 0x20;
+export const HMM_DMIRROR_PROT_DEV_PRIVATE_REMOTE = 0x30;
+
+/** The ioctl numbers of test_hmm_uapi.h ('H' << 8 | nr), for reference and for the `ioctl` entry point. */
+export const HmmDmirrorIoctl = { READ: 0x00, WRITE: 0x01, MIGRATE_TO_DEV: 0x02, MIGRATE_TO_SYS: 0x03, SNAPSHOT: 0x04, EXCLUSIVE: 0x05, CHECK_EXCLUSIVE: 0x06, RELEASE: 0x07 } as const;
+
+/** struct hmm_dmirror_cmd: `ptr` is the user buffer (npages pages of bytes). */
+export interface HmmDmirrorCmd {
+  addr: number;
+  ptr: Uint8Array;
+  npages: number;
+  cpages: number;
+  faults: number;
+}
+
+/** A command block for `npages` pages at `addr` with a zeroed buffer. */
+export function hmmDmirrorCmd(addr: number, npages: number, ptr?: Uint8Array): HmmDmirrorCmd {
+  return { addr, ptr: ptr ?? new Uint8Array(npages * PAGE_SIZE), npages, cpages: 0, faults: 0 };
+}
+
+/** Where a deterministic race can be injected in dmirror's fault loop (dmirror_range_fault). */
+export type DmirrorFaultStep = "after-read-begin" | "in-hmm-range-fault" | "before-driver-lock" | "before-read-retry";
+
+/** Cost parameters of the device (virtual nanoseconds); all assumed, none published. */
+export interface DmirrorCosts {
+  /** One device TLB invalidation, paid inside every invalidate callback that drops entries. Assumed 1 µs. */
+  deviceTlbInvalidateNs: number;
+  /** One attempt of the fault loop (read_begin + walk setup), paid per retry. Assumed 200 ns. */
+  faultAttemptNs: number;
+}
+
+const DEFAULT_COSTS: DmirrorCosts = { deviceTlbInvalidateNs: 1000, faultAttemptNs: 200 };
+
+/** Device page-table tags (DPT_XA_TAG_*). */
+const TAG_ATOMIC = 1;
+const TAG_WRITE = 3;
+const CHUNK = 64;
+
+/**
+ * struct dmirror_device (one /dev/hmm_dmirrorN): device-private memory (one dev_pagemap whose owner is
+ * this object) and the files opened on it.
+ */
+export class DmirrorDevice {
+  readonly sys: MmSystem;
+  readonly name: string;
+  readonly pagemap: DevPagemap;
+  /** Which open file migrated each device page in (rpage->zone_device_data). */
+  readonly #pageOwner = new Map<number, Dmirror>();
+  /** Model fault injection (HMM_DMIRROR_FLAGS): device page allocation fails. */
+  failAlloc = false;
+
+  constructor(sys: MmSystem, options: { name: string; devmemPhys: number; devmemSize: number; ownerId: number }) {
+    this.sys = sys;
+    this.name = options.name;
+    this.pagemap = memremapPages(sys, {
+      phys: options.devmemPhys,
+      size: options.devmemSize,
+      owner: this,
+      ownerId: options.ownerId,
+      ops: { migrateToRam: (vmf) => this.#devmemFault(vmf), pageFree: (pfn) => this.#pageOwner.delete(pfn) },
+    });
+  }
+
+  /** open(): a mirror of `mm` (optionally in DMA mode over [dma.start, dma.start + dma.size)). */
+  open(mm: Mm, dma?: { dev: DmaDevice; start: number; size: number; batched?: boolean }): Dmirror {
+    return new Dmirror(this, mm, dma);
+  }
+
+  /** @internal */
+  allocDevicePage(owner: Dmirror): number {
+    if (this.failAlloc) return -1;
+    const pfn = this.pagemap.allocPage();
+    if (pfn >= 0) this.#pageOwner.set(pfn, owner);
+    return pfn;
+  }
+
+  /** dmirror_devmem_fault: migrate_to_ram of one page on a CPU fault. */
+  #devmemFault(vmf: VmFault): number {
+    const dmirror = this.#pageOwner.get(vmf.page);
+    const args = new MigrateVma({ mm: vmf.mm, vma: vmf.vma, start: vmf.address, end: vmf.address + PAGE_SIZE, pgmapOwner: this, flags: MIGRATE_VMA_SELECT_DEVICE_PRIVATE, faultPage: vmf.page });
+    if (migrateVmaSetup(args) !== 0) return VM_FAULT_SIGBUS;
+    this.allocAndCopyToSys(args, dmirror);
+    migrateVmaPages(args);
+    migrateVmaFinalize(args);
+    return 0;
+  }
+
+  /** dmirror_devmem_fault_alloc_and_copy: system pages for the collected device pages, and the mirror entries dropped. */
+  allocAndCopyToSys(args: MigrateVma, dmirror: Dmirror | undefined): void {
+    for (let j = 0; j < args.npages; j++) {
+      const s = args.src[j] ?? 0;
+      const spfn = migratePfnToPfn(s);
+      if ((s & MIGRATE_PFN_MIGRATE) === 0 || spfn < 0) continue;
+      const dpfn = this.sys.allocPage();
+      this.sys.copyPage(dpfn, this.pagemap.backingPhys(spfn) / PAGE_SIZE);
+      (dmirror ?? this.#pageOwner.get(spfn))?.erase(args.start + j * PAGE_SIZE);
+      args.dst[j] = migratePfn(dpfn) | (s & MIGRATE_PFN_WRITE);
+    }
+  }
+
+  /** HMM_DMIRROR_RELEASE: evict every device page back to system memory (dmirror_device_evict_chunk). */
+  release(): void {
+    const p = this.pagemap;
+    const md = migrateDeviceRange(this.sys, p.startPfn, p.nrPages);
+    for (let j = 0; j < md.npages; j++) {
+      const s = md.src[j] ?? 0;
+      if ((s & MIGRATE_PFN_MIGRATE) === 0) continue;
+      const dpfn = this.sys.allocPage();
+      this.sys.copyPage(dpfn, p.backingPhys(p.startPfn + j) / PAGE_SIZE);
+      this.#pageOwner.get(p.startPfn + j)?.eraseDevicePage(p.startPfn + j);
+      md.dst[j] = migratePfn(dpfn) | (s & MIGRATE_PFN_WRITE);
+    }
+    migrateDevicePages(md);
+    migrateDeviceFinalize(this.sys, md);
+  }
+}
+
+/**
+ * struct dmirror: one open file of a dmirror device, mirroring a process's address space. The device page
+ * table maps a virtual page to a system page (page mode, upstream's xarray of struct page pointers) or,
+ * in DMA mode, to a DMA address from hmm_dma_map, and the device moves bytes through the IOMMU.
+ */
+export class Dmirror {
+  readonly mdevice: DmirrorDevice;
+  readonly mm: Mm;
+  readonly notifier = new MmuIntervalNotifier();
+  readonly mutex: UserLock;
+  /** Page mode: virtual page number → frame * 4 + tag. */
+  readonly pt = new Map<number, number>();
+  /** DMA mode. */
+  readonly dma: { readonly dev: DmaDevice; readonly endpoint: Endpoint; readonly start: number; readonly size: number; readonly map: HmmDmaMap; readonly batched: boolean } | undefined;
+  /** Device-private pages this mirror maps in DMA mode (window index → device pfn * 4 + tag). */
+  readonly #localDma = new Map<number, number>();
+  readonly costs: DmirrorCosts;
+  /** Race injection: a function run at a step of every fault attempt. */
+  inject: Partial<Record<DmirrorFaultStep, () => void>> = {};
+  /** Reproduces the 2026 amdgpu regression: read_begin once, outside the retry loop. */
+  staleSeqBug = false;
+  #p2p = new PciP2pdmaMapState();
+  /** Attempts of the last fault loop (1 = no retry). */
+  lastAttempts = 0;
+  #released = false;
+  readonly #scratch = new Float64Array(CHUNK);
+
+  constructor(mdevice: DmirrorDevice, mm: Mm, dma?: { dev: DmaDevice; start: number; size: number; batched?: boolean }, costs: Partial<DmirrorCosts> = {}) {
+    this.mdevice = mdevice;
+    this.mm = mm;
+    this.costs = { ...DEFAULT_COSTS, ...costs };
+    this.mutex = new UserLock(`${mdevice.name}.mutex`);
+    this.notifier.owner = mdevice.name;
+    if (dma !== undefined) {
+      if (!Number.isSafeInteger(dma.start) || dma.start % PAGE_SIZE !== 0) throw new HmmInputError("dmirror_open", "dma.start", dma.start, "a page-aligned address");
+      if (!Number.isSafeInteger(dma.size) || dma.size <= 0 || dma.size % PAGE_SIZE !== 0) throw new HmmInputError("dmirror_open", "dma.size", dma.size, "a positive multiple of PAGE_SIZE");
+      const map = new HmmDmaMap();
+      const ret = hmmDmaMapAlloc(dma.dev, map, dma.size / PAGE_SIZE, PAGE_SIZE);
+      if (ret !== 0) throw new HmmStateError(ret === -HmmErrno.EOPNOTSUPP ? "EOPNOTSUPP" : "ENOMEM", `dmirror_open: hmm_dma_map_alloc on ${dma.dev.bdf} returned ${ret}`);
+      map.userLock = this.mutex;
+      this.dma = { dev: dma.dev, endpoint: dma.dev.kernel.platform.endpoint(dma.dev.bdf), start: dma.start, size: dma.size, map, batched: dma.batched ?? false };
+    } else {
+      this.dma = undefined;
+    }
+    const ret = mmuIntervalNotifierInsert(this.notifier, mm, 0, TASK_SIZE, {
+      invalidate: (sub, range, curSeq) => this.#invalidate(sub, range, curSeq),
+      liveTranslations: (_sub, start, end) => this.liveTranslations(start, end),
+    });
+    if (ret !== 0) {
+      if (this.dma !== undefined) hmmDmaMapFree(this.dma.dev, this.dma.map);
+      throw new HmmStateError("EINVAL", `dmirror_open: mmu_interval_notifier_insert returned ${ret}`);
+    }
+  }
+
+  /** close(): drop every mirror entry, remove the notifier, free the DMA map. */
+  close(): void {
+    if (this.#released) return;
+    this.#released = true;
+    mmuIntervalNotifierRemove(this.notifier);
+    this.mutex.lock();
+    this.#update(0, TASK_SIZE);
+    this.mutex.unlock();
+    if (this.dma !== undefined) hmmDmaMapFree(this.dma.dev, this.dma.map);
+  }
+
+  /** dmirror_interval_invalidate. */
+  #invalidate(sub: MmuIntervalNotifier, range: MmuNotifierRange, curSeq: number): boolean {
+    // Migration to this device (and exclusive access it asked for) is handled by the migration code.
+    if ((range.event === MmuNotifyEvent.MIGRATE || range.event === MmuNotifyEvent.EXCLUSIVE) && range.owner === this.mdevice) return true;
+    if (mmuNotifierRangeBlockable(range)) this.mutex.lock();
+    else if (!this.mutex.tryLock()) return false;
+    mmuIntervalSetSeq(sub, curSeq);
+    const dropped = this.#update(range.start, range.end);
+    if (dropped > 0) this.mm.sys.kernel.trace.clock.advance(this.costs.deviceTlbInvalidateNs);
+    this.mutex.unlock();
+    return true;
+  }
+
+  /** dmirror_do_update: drops the mirror entries of [start, end); returns how many. */
+  #update(start: number, end: number): number {
+    let n = 0;
+    const first = Math.floor(start / PAGE_SIZE);
+    const last = Math.ceil(end / PAGE_SIZE);
+    if (last - first < this.pt.size) {
+      for (let p = first; p < last; p++) if (this.pt.delete(p)) n++;
+    } else {
+      for (const p of [...this.pt.keys()]) {
+        if (p >= first && p < last) {
+          this.pt.delete(p);
+          n++;
+        }
+      }
+    }
+    const d = this.dma;
+    if (d !== undefined) {
+      const lo = Math.max(start, d.start);
+      const hi = Math.min(end, d.start + d.size);
+      const map = d.map;
+      for (let i = (lo - d.start) / PAGE_SIZE; i < (hi - d.start) / PAGE_SIZE; i++) {
+        if (this.#localDma.delete(i)) n++;
+        if (hmmDmaUnmapPfn(d.dev, map, i)) n++;
+        map.flags[i] = (map.flags[i] ?? 0) & ~HMM_PFN_FLAGS;
+      }
+    }
+    return n;
+  }
+
+  /** @internal Drops the mirror entry of one virtual page (device-page migration back). */
+  erase(addr: number): void {
+    this.#update(addr, addr + PAGE_SIZE);
+  }
+
+  /** @internal Drops mirror entries pointing at device page `dpfn` (eviction). */
+  eraseDevicePage(dpfn: number): void {
+    const backing = this.mdevice.pagemap.backingPhys(dpfn) / PAGE_SIZE;
+    for (const [vpn, e] of [...this.pt]) if (Math.floor(e / 4) === backing) this.pt.delete(vpn);
+    for (const [i, e] of [...this.#localDma]) if (Math.floor(e / 4) === dpfn) this.#localDma.delete(i);
+  }
+
+  /** Device translations live in [start, end): mirror entries plus DMA-mapped entries. */
+  liveTranslations(start: number, end: number): number {
+    let n = 0;
+    for (const p of this.pt.keys()) if (p * PAGE_SIZE >= start && p * PAGE_SIZE < end) n++;
+    const d = this.dma;
+    if (d !== undefined) {
+      const lo = Math.max(start, d.start);
+      const hi = Math.min(end, d.start + d.size);
+      for (let i = Math.max(0, (lo - d.start) / PAGE_SIZE); i < (hi - d.start) / PAGE_SIZE; i++) {
+        if (((d.map.flags[i] ?? 0) & HMM_PFN_DMA_MAPPED) !== 0) n++;
+        if (this.#localDma.has(i)) n++;
+      }
+    }
+    return n;
+  }
+
+  /**
+   * The physical address the device reaches for virtual page `addr` (through the IOMMU in DMA mode),
+   * with whether it may write, or undefined when the device has no translation.
+   */
+  translate(addr: number): { phys: number; write: boolean } | undefined {
+    const vpn = Math.floor(addr / PAGE_SIZE);
+    const d = this.dma;
+    if (d !== undefined && addr >= d.start && addr < d.start + d.size) {
+      const i = (vpn * PAGE_SIZE - d.start) / PAGE_SIZE;
+      const local = this.#localDma.get(i);
+      if (local !== undefined) return { phys: this.mdevice.pagemap.backingPhys(Math.floor(local / 4)), write: local % 4 === TAG_WRITE };
+      const f = d.map.flags[i] ?? 0;
+      if ((f & HMM_PFN_DMA_MAPPED) === 0) return undefined;
+      if ((f & HMM_PFN_P2PDMA_BUS) !== 0) return { phys: (d.map.pfns[i] ?? 0) * PAGE_SIZE, write: (f & HMM_PFN_WRITE) !== 0 };
+      const dmaAddr = this.#dmaAddrOf(i, f);
+      const phys = d.dev.ops === "iommu" ? d.dev.domain?.iovaToPhys(dmaAddr) : dmaAddr - d.dev.busOffset;
+      return phys === undefined ? undefined : { phys, write: (f & HMM_PFN_WRITE) !== 0 };
+    }
+    const e = this.pt.get(vpn);
+    return e === undefined ? undefined : { phys: Math.floor(e / 4) * PAGE_SIZE, write: e % 4 === TAG_WRITE };
+  }
+
+  /** The DMA address of window entry `i` (mapped): its IOVA slot, or a P2P bus address (a hole in the IOVA). */
+  #dmaAddrOf(i: number, f: number): number {
+    const d = this.dma;
+    if (d === undefined) return DMA_MAPPING_ERROR;
+    if ((f & HMM_PFN_P2PDMA_BUS) !== 0) {
+      const phys = (d.map.pfns[i] ?? 0) * PAGE_SIZE;
+      const provider = p2pdmaProviderOf(d.dev, phys);
+      return provider === undefined ? DMA_MAPPING_ERROR : pciP2pdmaBusAddrMap(provider, phys);
+    }
+    return d.map.dmaList?.[i] ?? d.map.state.addr + i * PAGE_SIZE;
+  }
+
+  // ---- faults ----------------------------------------------------------------------------------
+  /** dmirror_fault: [start, end) in chunks of 64 pages; 0 or a negative errno. */
+  fault(start: number, end: number, write: boolean): number {
+    const range = new HmmRange({ notifier: this.notifier, start, end: Math.min(start + CHUNK * PAGE_SIZE, end), defaultFlags: HMM_PFN_REQ_FAULT | (write ? HMM_PFN_REQ_WRITE : 0), pfnFlagsMask: 0, devPrivateOwner: this.mdevice });
+    const inDma = this.dma;
+    for (let addr = start; addr < end; addr = range.end) {
+      range.start = addr;
+      range.end = Math.min(addr + CHUNK * PAGE_SIZE, end);
+      if (inDma !== undefined && addr >= inDma.start && range.end <= inDma.start + inDma.size) {
+        // DMA mode: the range's output is the hmm_dma_map's own pfn list.
+        range.pfns = inDma.map.pfns;
+        range.flags = inDma.map.flags;
+        range.index = (addr - inDma.start) / PAGE_SIZE;
+      } else {
+        const n = (range.end - range.start) / PAGE_SIZE;
+        range.pfns = new Uint32Array(n);
+        range.flags = new Uint16Array(n);
+        range.index = 0;
+      }
+      const ret = this.#rangeFault(range);
+      if (ret !== 0) return ret;
+    }
+    return 0;
+  }
+
+  /** dmirror_range_fault: the read_begin / hmm_range_fault / lock / read_retry loop, then program. */
+  #rangeFault(range: HmmRange): number {
+    const clock = this.mm.sys.kernel.trace.clock;
+    const deadline = clock.now + HMM_RANGE_DEFAULT_TIMEOUT * 1e6;
+    const inject = this.inject;
+    range.onWalk = inject["in-hmm-range-fault"];
+    let attempts = 0;
+    let seq = this.staleSeqBug ? mmuIntervalReadBegin(this.notifier) : 0;
+    for (;;) {
+      if (clock.now > deadline) {
+        this.lastAttempts = attempts;
+        return -HmmErrno.EBUSY;
+      }
+      attempts++;
+      clock.advance(this.costs.faultAttemptNs);
+      if (!this.staleSeqBug) seq = mmuIntervalReadBegin(this.notifier);
+      range.notifierSeq = seq;
+      inject["after-read-begin"]?.();
+      this.mm.mmapReadLock();
+      let ret: number;
+      try {
+        ret = hmmRangeFault(range);
+      } finally {
+        this.mm.mmapReadUnlock();
+      }
+      if (ret !== 0) {
+        if (ret === -HmmErrno.EBUSY) {
+          // A retry that reuses the stale sequence spins until the timeout (a virtual-time model of it).
+          if (this.staleSeqBug) clock.advanceTo(Math.max(clock.now, deadline));
+          continue;
+        }
+        this.lastAttempts = attempts;
+        return ret;
+      }
+      inject["before-driver-lock"]?.();
+      this.mutex.lock();
+      // A thread injected here blocks on the mutex the fault path holds: it runs at the unlock.
+      const underLock = inject["before-read-retry"];
+      if (underLock !== undefined) this.mutex.whenUnlocked(underLock);
+      if (mmuIntervalReadRetry(this.notifier, range.notifierSeq, this.mutex)) {
+        this.mutex.unlock();
+        continue;
+      }
+      break;
+    }
+    this.lastAttempts = attempts;
+    let ret: number;
+    try {
+      ret = this.#doFault(range);
+    } finally {
+      this.mutex.unlock();
+    }
+    return ret;
+  }
+
+  /** dmirror_do_fault: program the device page table from the range's output (under the mutex). */
+  #doFault(range: HmmRange): number {
+    hmmCheckMayProgram(this.notifier, this.mutex);
+    const n = (range.end - range.start) / PAGE_SIZE;
+    const wantWrite = (range.defaultFlags & HMM_PFN_REQ_WRITE) !== 0;
+    const d = this.dma;
+    const pagemap = this.mdevice.pagemap;
+    if (d?.map.flags === range.flags) {
+      const map = d.map;
+      const base = range.index;
+      // Device-private pages of this device are local memory, not DMA.
+      let runStart = -1;
+      for (let j = 0; j <= n; j++) {
+        const i = base + j;
+        const local = j < n && isLocal(pagemap, map.pfns[i] ?? 0);
+        if (j < n && !local) {
+          if (runStart < 0) runStart = i;
+          continue;
+        }
+        if (runStart >= 0) {
+          const r = this.#mapRun(runStart, i - runStart);
+          if (r !== 0) return r;
+          runStart = -1;
+        }
+        if (local) {
+          const f = map.flags[i] ?? 0;
+          this.#localDma.set(i, (map.pfns[i] ?? 0) * 4 + ((f & HMM_PFN_WRITE) !== 0 ? TAG_WRITE : 0));
+        }
+      }
+      return 0;
+    }
+    for (let j = 0; j < n; j++) {
+      const f = range.flags[range.index + j] ?? 0;
+      if ((f & HMM_PFN_ERROR) !== 0 || (f & HMM_PFN_VALID) === 0) return -HmmErrno.EFAULT;
+      let pfn = range.pfns[range.index + j] ?? 0;
+      if (isLocal(pagemap, pfn)) pfn = pagemap.backingPhys(pfn) / PAGE_SIZE;
+      const write = (f & HMM_PFN_WRITE) !== 0;
+      if (!write && wantWrite) return -HmmErrno.EFAULT;
+      this.pt.set(range.start / PAGE_SIZE + j, pfn * 4 + (write ? TAG_WRITE : 0));
+    }
+    return 0;
+  }
+
+  #mapRun(idx: number, count: number): number {
+    const d = this.dma;
+    if (d === undefined) return 0;
+    const map = d.map;
+    if (d.batched) {
+      let done = 0;
+      while (done < count) {
+        const n = Math.min(CHUNK, count - done);
+        const got = hmmDmaMapPfnRun(d.dev, map, idx + done, n, this.#p2p, this.#scratch);
+        if (got < n) return -HmmErrno.EFAULT;
+        done += n;
+      }
+      return 0;
+    }
+    for (let i = idx; i < idx + count; i++) {
+      if (hmmDmaMapPfn(d.dev, map, i, this.#p2p) === DMA_MAPPING_ERROR) return -HmmErrno.EFAULT;
+    }
+    return 0;
+  }
+
+  // ---- device access ---------------------------------------------------------------------------
+  /**
+   * One device access of [addr, addr + len) through the mirror, no fault: -ENOENT at the first page
+   * without a translation (or without write permission for a write). Returns bytes done or -ENOENT.
+   */
+  #access(addr: number, buf: Uint8Array, write: boolean): number {
+    const len = buf.length;
+    let pos = 0;
+    const d = this.dma;
+    while (pos < len) {
+      const at = addr + pos;
+      const off = at % PAGE_SIZE;
+      const n = Math.min(PAGE_SIZE - off, len - pos);
+      const chunk = buf.subarray(pos, pos + n);
+      if (d !== undefined && at >= d.start && at < d.start + d.size) {
+        const i = Math.floor((at - d.start) / PAGE_SIZE);
+        const f = d.map.flags[i] ?? 0;
+        const local = this.#localDma.get(i);
+        if (local !== undefined) {
+          if (write && local % 4 !== TAG_WRITE) return pos;
+          const phys = this.mdevice.pagemap.backingPhys(Math.floor(local / 4)) + off;
+          if (write) this.mm.sys.memory.write(phys, chunk);
+          else this.mm.sys.memory.readInto(phys, chunk);
+        } else {
+          if ((f & HMM_PFN_DMA_MAPPED) === 0 || (write && (f & HMM_PFN_WRITE) === 0)) return pos;
+          const dmaAddr = this.#dmaAddrOf(i, f) + off;
+          if (write) d.endpoint.dmaWrite(dmaAddr, chunk);
+          else d.endpoint.dmaReadInto(dmaAddr, chunk);
+        }
+      } else {
+        const e = this.pt.get(Math.floor(at / PAGE_SIZE));
+        if (e === undefined || (write && e % 4 !== TAG_WRITE)) return pos;
+        const phys = Math.floor(e / 4) * PAGE_SIZE + off;
+        if (write) this.mm.sys.memory.write(phys, chunk);
+        else this.mm.sys.memory.readInto(phys, chunk);
+      }
+      pos += n;
+    }
+    this.mm.invalidations.deviceAccess();
+    return len;
+  }
+
+  /** The device reads `buf.length` bytes at `addr`, faulting as needed (the READ loop). 0 or -errno. */
+  deviceRead(addr: number, buf: Uint8Array): number {
+    return this.#rw(addr, buf, false, undefined);
+  }
+
+  /** The device writes `buf` at `addr`, faulting as needed. 0 or -errno. */
+  deviceWrite(addr: number, buf: Uint8Array): number {
+    return this.#rw(addr, buf, true, undefined);
+  }
+
+  #rw(addr: number, buf: Uint8Array, write: boolean, cmd: HmmDmirrorCmd | undefined): number {
+    if (this.mm.users <= 0) return -HmmErrno.EINVAL;
+    let done = 0;
+    for (;;) {
+      this.mutex.lock();
+      let got: number;
+      try {
+        got = this.#access(addr + done, buf.subarray(done), write);
+      } finally {
+        this.mutex.unlock();
+      }
+      done += got;
+      if (cmd !== undefined) cmd.cpages = Math.floor(done / PAGE_SIZE);
+      if (done === buf.length) return 0;
+      const page = Math.floor((addr + done) / PAGE_SIZE) * PAGE_SIZE;
+      const end = Math.ceil((addr + buf.length) / PAGE_SIZE) * PAGE_SIZE;
+      const ret = this.fault(page, end, write);
+      if (ret !== 0) return ret;
+      if (cmd !== undefined) cmd.faults++;
+    }
+  }
+
+  #checkCmd(fn: string, cmd: HmmDmirrorCmd): void {
+    if (!Number.isSafeInteger(cmd.addr) || cmd.addr % PAGE_SIZE !== 0) throw new HmmInputError(fn, "cmd.addr", cmd.addr, "a page-aligned address");
+    if (!Number.isSafeInteger(cmd.npages) || cmd.npages < 1 || cmd.addr + cmd.npages * PAGE_SIZE > TASK_SIZE) throw new HmmInputError(fn, "cmd.npages", cmd.npages, "a positive page count inside the address space");
+    if (cmd.ptr.length < cmd.npages * PAGE_SIZE) throw new HmmInputError(fn, "cmd.ptr", cmd.ptr, `a buffer of at least npages * PAGE_SIZE (${cmd.npages * PAGE_SIZE}) bytes`);
+  }
+
+  /** HMM_DMIRROR_READ: copy npages from the mirror into cmd.ptr. */
+  read(cmd: HmmDmirrorCmd): number {
+    this.#checkCmd("HMM_DMIRROR_READ", cmd);
+    cmd.cpages = 0;
+    cmd.faults = 0;
+    const bounce = new Uint8Array(cmd.npages * PAGE_SIZE);
+    const ret = this.#rw(cmd.addr, bounce, false, cmd);
+    if (ret === 0) cmd.ptr.set(bounce);
+    return ret;
+  }
+
+  /** HMM_DMIRROR_WRITE: copy npages from cmd.ptr into memory through the mirror. */
+  write(cmd: HmmDmirrorCmd): number {
+    this.#checkCmd("HMM_DMIRROR_WRITE", cmd);
+    cmd.cpages = 0;
+    cmd.faults = 0;
+    return this.#rw(cmd.addr, cmd.ptr.subarray(0, cmd.npages * PAGE_SIZE), true, cmd);
+  }
+
+  /** HMM_DMIRROR_SNAPSHOT: one byte per page describing the CPU entry, without faulting. */
+  snapshot(cmd: HmmDmirrorCmd): number {
+    const fn = "HMM_DMIRROR_SNAPSHOT";
+    if (!Number.isSafeInteger(cmd.addr) || cmd.addr % PAGE_SIZE !== 0) throw new HmmInputError(fn, "cmd.addr", cmd.addr, "a page-aligned address");
+    if (cmd.ptr.length < cmd.npages) throw new HmmInputError(fn, "cmd.ptr", cmd.ptr, `at least npages (${cmd.npages}) bytes`);
+    if (this.mm.users <= 0) return -HmmErrno.EINVAL;
+    const end = cmd.addr + cmd.npages * PAGE_SIZE;
+    cmd.cpages = 0;
+    const pfns = new Uint32Array(CHUNK);
+    const flags = new Uint16Array(CHUNK);
+    for (let addr = cmd.addr; addr < end; ) {
+      const next = Math.min(addr + CHUNK * PAGE_SIZE, end);
+      const range = new HmmRange({ notifier: this.notifier, start: addr, end: next, pfns, flags, devPrivateOwner: this.mdevice });
+      for (;;) {
+        range.notifierSeq = mmuIntervalReadBegin(this.notifier);
+        this.mm.mmapReadLock();
+        let ret: number;
+        try {
+          ret = hmmRangeFault(range);
+        } finally {
+          this.mm.mmapReadUnlock();
+        }
+        if (ret === -HmmErrno.EBUSY) continue;
+        if (ret !== 0) return ret;
+        this.mutex.lock();
+        const retry = mmuIntervalReadRetry(this.notifier, range.notifierSeq, this.mutex);
+        if (!retry) {
+          const n = (next - addr) / PAGE_SIZE;
+          for (let j = 0; j < n; j++) cmd.ptr[(addr - cmd.addr) / PAGE_SIZE + j] = this.#mkentry(flags[j] ?? 0, pfns[j] ?? 0);
+        }
+        this.mutex.unlock();
+        if (!retry) break;
+      }
+      cmd.cpages += (next - addr) / PAGE_SIZE;
+      addr = next;
+    }
+    return 0;
+  }
+
+  /** dmirror_mkentry. */
+  #mkentry(f: number, pfn: number): number {
+    if ((f & HMM_PFN_ERROR) !== 0) return HMM_DMIRROR_PROT_ERROR;
+    if ((f & HMM_PFN_VALID) === 0) return HMM_DMIRROR_PROT_NONE;
+    let perm = HMM_DMIRROR_PROT_NONE;
+    const pgmap = this.mm.sys.pagemapOf(pfn);
+    if (pgmap !== undefined) perm = pgmap.owner === this.mdevice ? HMM_DMIRROR_PROT_DEV_PRIVATE_LOCAL : HMM_DMIRROR_PROT_DEV_PRIVATE_REMOTE;
+    else if (pfn === this.mm.sys.zeroPfn) perm = HMM_DMIRROR_PROT_ZERO;
+    perm |= (f & HMM_PFN_WRITE) !== 0 ? HMM_DMIRROR_PROT_WRITE : HMM_DMIRROR_PROT_READ;
+    if (hmmPfnToMapOrder(f) === HPAGE_PMD_ORDER) perm |= HMM_DMIRROR_PROT_PMD;
+    return perm;
+  }
+
+  /** HMM_DMIRROR_MIGRATE_TO_DEV: migrate the range to this device's private memory, then read it back. */
+  migrateToDev(cmd: HmmDmirrorCmd): number {
+    this.#checkCmd("HMM_DMIRROR_MIGRATE_TO_DEV", cmd);
+    if (this.mm.users <= 0) return -HmmErrno.EINVAL;
+    const start = cmd.addr;
+    const end = start + cmd.npages * PAGE_SIZE;
+    const mm = this.mm;
+    mm.mmapReadLock();
+    try {
+      for (let addr = start; addr < end; ) {
+        const vma = mm.findVma(addr);
+        if (vma === undefined || (vma.flags & VM_READ) === 0) return -HmmErrno.EINVAL;
+        const next = Math.min(end, addr + CHUNK * PAGE_SIZE, vma.end);
+        const args = new MigrateVma({ mm, vma, start: addr, end: next, pgmapOwner: this.mdevice, flags: MIGRATE_VMA_SELECT_SYSTEM });
+        const ret = migrateVmaSetup(args);
+        if (ret !== 0) return ret;
+        this.#allocAndCopyToDev(args, (vma.flags & VM_WRITE) !== 0);
+        migrateVmaPages(args);
+        this.#finalizeAndMap(args);
+        migrateVmaFinalize(args);
+        addr = next;
+      }
+    } finally {
+      mm.mmapReadUnlock();
+    }
+    // Only pages now in device memory are in the mirror: a read without faults reports them.
+    cmd.cpages = 0;
+    const bounce = new Uint8Array(cmd.npages * PAGE_SIZE);
+    this.mutex.lock();
+    const got = this.#access(start, bounce, false);
+    this.mutex.unlock();
+    cmd.cpages = Math.floor(got / PAGE_SIZE);
+    if (got !== bounce.length) return -HmmErrno.ENOENT;
+    cmd.ptr.set(bounce);
+    return 0;
+  }
+
+  /** dmirror_migrate_alloc_and_copy. */
+  #allocAndCopyToDev(args: MigrateVma, vmaWrite: boolean): void {
+    const sys = this.mm.sys;
+    const pagemap = this.mdevice.pagemap;
+    for (let j = 0; j < args.npages; j++) {
+      const s = args.src[j] ?? 0;
+      if ((s & MIGRATE_PFN_MIGRATE) === 0) continue;
+      const dpfn = this.mdevice.allocDevicePage(this);
+      if (dpfn < 0) continue;
+      const spfn = migratePfnToPfn(s);
+      if (spfn >= 0) sys.copyPage(pagemap.backingPhys(dpfn) / PAGE_SIZE, spfn);
+      args.dst[j] = migratePfn(dpfn) | ((s & MIGRATE_PFN_WRITE) !== 0 || (spfn < 0 && vmaWrite) ? MIGRATE_PFN_WRITE : 0);
+    }
+  }
+
+  /** dmirror_migrate_finalize_and_map: the mirror maps the migrated pages (their backing pages). */
+  #finalizeAndMap(args: MigrateVma): void {
+    const pagemap = this.mdevice.pagemap;
+    const d = this.dma;
+    this.mutex.lock();
+    for (let j = 0; j < args.npages; j++) {
+      const dst = args.dst[j] ?? 0;
+      const dpfn = migratePfnToPfn(dst);
+      if (dpfn < 0 || ((args.src[j] ?? 0) & MIGRATE_PFN_MIGRATE) === 0) continue;
+      const addr = args.start + j * PAGE_SIZE;
+      const tag = (dst & MIGRATE_PFN_WRITE) !== 0 ? TAG_WRITE : 0;
+      if (d !== undefined && addr >= d.start && addr < d.start + d.size) {
+        const i = (addr - d.start) / PAGE_SIZE;
+        hmmDmaUnmapPfn(d.dev, d.map, i);
+        d.map.flags[i] = 0;
+        this.#localDma.set(i, dpfn * 4 + tag);
+      } else {
+        this.pt.set(addr / PAGE_SIZE, (pagemap.backingPhys(dpfn) / PAGE_SIZE) * 4 + tag);
+      }
+    }
+    this.mutex.unlock();
+  }
+
+  /** HMM_DMIRROR_MIGRATE_TO_SYS: migrate this device's pages in the range back to system memory. */
+  migrateToSys(cmd: HmmDmirrorCmd): number {
+    this.#checkCmd("HMM_DMIRROR_MIGRATE_TO_SYS", cmd);
+    if (this.mm.users <= 0) return -HmmErrno.EINVAL;
+    const start = cmd.addr;
+    const end = start + cmd.npages * PAGE_SIZE;
+    const mm = this.mm;
+    mm.mmapReadLock();
+    try {
+      for (let addr = start; addr < end; ) {
+        const vma = mm.findVma(addr);
+        if (vma === undefined) return -HmmErrno.EINVAL;
+        const next = Math.min(end, addr + CHUNK * PAGE_SIZE, vma.end);
+        const args = new MigrateVma({ mm, vma, start: addr, end: next, pgmapOwner: this.mdevice, flags: MIGRATE_VMA_SELECT_DEVICE_PRIVATE });
+        const ret = migrateVmaSetup(args);
+        if (ret !== 0) return ret;
+        this.mdevice.allocAndCopyToSys(args, this);
+        migrateVmaPages(args);
+        migrateVmaFinalize(args);
+        addr = next;
+      }
+    } finally {
+      mm.mmapReadUnlock();
+    }
+    return 0;
+  }
+
+  /** HMM_DMIRROR_EXCLUSIVE: make_device_exclusive on each page, map it atomic, then read it back. */
+  exclusive(cmd: HmmDmirrorCmd): number {
+    this.#checkCmd("HMM_DMIRROR_EXCLUSIVE", cmd);
+    if (this.mm.users <= 0) return -HmmErrno.EINVAL;
+    const mm = this.mm;
+    for (let j = 0; j < cmd.npages; j++) {
+      const addr = cmd.addr + j * PAGE_SIZE;
+      mm.mmapReadLock();
+      let pfn: number;
+      try {
+        pfn = mm.makeDeviceExclusive(addr, this.mdevice);
+      } finally {
+        mm.mmapReadUnlock();
+      }
+      if (pfn < 0) return pfn;
+      this.mutex.lock();
+      this.pt.set(addr / PAGE_SIZE, pfn * 4 + TAG_ATOMIC);
+      this.mutex.unlock();
+    }
+    const bounce = new Uint8Array(cmd.npages * PAGE_SIZE);
+    this.mutex.lock();
+    const got = this.#access(cmd.addr, bounce, false);
+    this.mutex.unlock();
+    cmd.cpages = Math.floor(got / PAGE_SIZE);
+    if (got !== bounce.length) return -HmmErrno.ENOENT;
+    cmd.ptr.set(bounce);
+    return 0;
+  }
+
+  /** HMM_DMIRROR_CHECK_EXCLUSIVE: -EPERM while any page of the range is still mapped atomic. */
+  checkExclusive(cmd: HmmDmirrorCmd): number {
+    this.mutex.lock();
+    let ret = 0;
+    for (let j = 0; j < cmd.npages; j++) {
+      const e = this.pt.get(cmd.addr / PAGE_SIZE + j);
+      if (e !== undefined && e % 4 === TAG_ATOMIC) ret = -HmmErrno.EPERM;
+    }
+    this.mutex.unlock();
+    return ret;
+  }
+
+  /** The ioctl entry point by number (HmmDmirrorIoctl). */
+  ioctl(nr: number, cmd: HmmDmirrorCmd): number {
+    switch (nr) {
+      case HmmDmirrorIoctl.READ:
+        return this.read(cmd);
+      case HmmDmirrorIoctl.WRITE:
+        return this.write(cmd);
+      case HmmDmirrorIoctl.MIGRATE_TO_DEV:
+        return this.migrateToDev(cmd);
+      case HmmDmirrorIoctl.MIGRATE_TO_SYS:
+        return this.migrateToSys(cmd);
+      case HmmDmirrorIoctl.SNAPSHOT:
+        return this.snapshot(cmd);
+      case HmmDmirrorIoctl.EXCLUSIVE:
+        return this.exclusive(cmd);
+      case HmmDmirrorIoctl.CHECK_EXCLUSIVE:
+        return this.checkExclusive(cmd);
+      case HmmDmirrorIoctl.RELEASE:
+        this.mdevice.release();
+        return 0;
+      default:
+        throw new HmmInputError("dmirror_fops_unlocked_ioctl", "nr", nr, `an HMM_DMIRROR_* command number 0..7 (${hex(nr)} is not one)`);
+    }
+  }
+}
+
+function isLocal(pagemap: DevPagemap, pfn: number): boolean {
+  return pfn >= pagemap.startPfn && pfn < pagemap.startPfn + pagemap.nrPages;
+}

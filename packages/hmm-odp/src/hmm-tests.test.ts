@@ -1,0 +1,500 @@
+import { PAGE_SIZE } from "@dmasim/memory";
+import { describe, expect, it } from "vitest";
+import { HmmErrno, PROT_NONE, PROT_READ, PROT_WRITE } from "./constants.js";
+import {
+  HMM_DMIRROR_PROT_DEV_PRIVATE_LOCAL,
+  HMM_DMIRROR_PROT_ERROR,
+  HMM_DMIRROR_PROT_NONE,
+  HMM_DMIRROR_PROT_PMD,
+  HMM_DMIRROR_PROT_READ,
+  HMM_DMIRROR_PROT_WRITE,
+  HMM_DMIRROR_PROT_ZERO,
+  hmmDmirrorCmd,
+} from "./dmirror.js";
+import type { DmirrorFaultStep } from "./dmirror.js";
+import { MADV_HUGEPAGE } from "./mm.js";
+import { HMM_BUFFER_SIZE, cpuFillInts, cpuInts, firstMismatch, hmmRig, ints } from "./test-fixtures.js";
+
+// A port of tools/testing/selftests/mm/hmm-tests.c (fixture `hmm`, variant hmm_device_private, and `hmm2`
+// with two private devices): one test per upstream test, asserting what upstream asserts.
+
+const npages = HMM_BUFFER_SIZE / PAGE_SIZE;
+const size = HMM_BUFFER_SIZE;
+const NTIMES = 10;
+const TWOMEG = 2 * 1024 * 1024;
+const { EFAULT, EPERM, ENOENT, EINVAL } = HmmErrno;
+
+describe("hmm-tests.c (hmm_device_private)", () => {
+  it("open_close", () => {
+    const { mm, open } = hmmRig();
+    const d = open();
+    expect(mm.subscriptions.itree).toContain(d.notifier);
+    d.close();
+    expect(mm.subscriptions.itree).toHaveLength(0);
+  });
+
+  it("anon_read", () => {
+    const { mm, open } = hmmRig();
+    const d = open();
+    const ptr = mm.mmap(size, { prot: PROT_READ | PROT_WRITE });
+    // The first two pages stay pte_none / zero page; the rest is initialised.
+    const init = new Uint8Array(size - 2 * PAGE_SIZE);
+    const iv = ints(init);
+    for (let i = 0; i < iv.length; i++) iv[i] = i + (2 * PAGE_SIZE) / 4;
+    mm.write(ptr + 2 * PAGE_SIZE, init);
+    expect(mm.mprotect(ptr, size, PROT_READ)).toBe(0);
+    expect(cpuInts(mm, ptr + PAGE_SIZE, 4)[0]).toBe(0);
+    const cmd = hmmDmirrorCmd(ptr, npages);
+    expect(d.read(cmd)).toBe(0);
+    expect(cmd.cpages).toBe(npages);
+    expect(cmd.faults).toBe(1);
+    const m = ints(cmd.ptr);
+    expect(firstMismatch(m, () => 0, 0, (2 * PAGE_SIZE) / 4)).toBe(-1);
+    expect(firstMismatch(m, (i) => i, (2 * PAGE_SIZE) / 4)).toBe(-1);
+  });
+
+  it("anon_read_prot", () => {
+    const { mm, open } = hmmRig();
+    const d = open();
+    const ptr = mm.mmap(size);
+    cpuFillInts(mm, ptr, size, (i) => i);
+    const cmd = hmmDmirrorCmd(ptr, npages);
+    const m = ints(cmd.ptr);
+    for (let i = 0; i < m.length; i++) m[i] = -i;
+    expect(mm.mprotect(ptr, size, PROT_NONE)).toBe(0);
+    expect(d.read(cmd)).toBe(-EFAULT);
+    expect(mm.mprotect(ptr, size, PROT_READ)).toBe(0);
+    expect(firstMismatch(cpuInts(mm, ptr, size), (i) => i)).toBe(-1);
+    expect(firstMismatch(m, (i) => -i)).toBe(-1);
+  });
+
+  it("anon_write", () => {
+    const { mm, open } = hmmRig();
+    const d = open();
+    const ptr = mm.mmap(size);
+    const cmd = hmmDmirrorCmd(ptr, npages);
+    const m = ints(cmd.ptr);
+    for (let i = 0; i < m.length; i++) m[i] = i;
+    expect(d.write(cmd)).toBe(0);
+    expect(cmd.cpages).toBe(npages);
+    expect(cmd.faults).toBe(1);
+    expect(firstMismatch(cpuInts(mm, ptr, size), (i) => i)).toBe(-1);
+  });
+
+  it("anon_write_prot", () => {
+    const { mm, open } = hmmRig();
+    const d = open();
+    const ptr = mm.mmap(size, { prot: PROT_READ });
+    const one = hmmDmirrorCmd(ptr, 1);
+    expect(d.read(one)).toBe(0);
+    expect(one.cpages).toBe(1);
+    expect(one.faults).toBe(1);
+    const cmd = hmmDmirrorCmd(ptr, npages);
+    const m = ints(cmd.ptr);
+    for (let i = 0; i < m.length; i++) m[i] = i;
+    expect(d.write(cmd)).toBe(-EPERM);
+    expect(firstMismatch(cpuInts(mm, ptr, size), () => 0)).toBe(-1);
+    expect(mm.mprotect(ptr, size, PROT_READ | PROT_WRITE)).toBe(0);
+    expect(d.write(cmd)).toBe(0);
+    expect(cmd.cpages).toBe(npages);
+    expect(cmd.faults).toBe(1);
+    expect(firstMismatch(cpuInts(mm, ptr, size), (i) => i)).toBe(-1);
+  });
+
+  it("anon_write_child", () => {
+    for (const migrate of [false, true]) {
+      const { mm, open } = hmmRig();
+      const d = open();
+      const ptr = mm.mmap(size);
+      cpuFillInts(mm, ptr, size, (i) => i);
+      const cmd = hmmDmirrorCmd(ptr, npages);
+      const m = ints(cmd.ptr);
+      for (let i = 0; i < m.length; i++) m[i] = -i;
+      if (migrate) {
+        const mig = hmmDmirrorCmd(ptr, npages);
+        expect(d.migrateToDev(mig)).toBe(0);
+        expect(mig.cpages).toBe(npages);
+      }
+      const child = mm.fork();
+      // The child sees the parent's values, and its own mirror writes its own copy.
+      expect(firstMismatch(cpuInts(child, ptr, size), (i) => i)).toBe(-1);
+      const cd = open(0, child);
+      expect(cd.write(cmd)).toBe(0);
+      expect(cmd.cpages).toBe(npages);
+      expect(cmd.faults).toBe(1);
+      expect(firstMismatch(cpuInts(child, ptr, size), (i) => -i)).toBe(-1);
+      cd.close();
+      child.exit();
+      // The parent's buffer did not change.
+      expect(firstMismatch(cpuInts(mm, ptr, size), (i) => i)).toBe(-1);
+    }
+  });
+
+  it("anon_write_child_shared", () => {
+    const { mm, open } = hmmRig();
+    const ptr = mm.mmap(size, { shared: true });
+    cpuFillInts(mm, ptr, size, (i) => i);
+    const cmd = hmmDmirrorCmd(ptr, npages);
+    const m = ints(cmd.ptr);
+    for (let i = 0; i < m.length; i++) m[i] = -i;
+    const child = mm.fork();
+    expect(firstMismatch(cpuInts(child, ptr, size), (i) => i)).toBe(-1);
+    const cd = open(0, child);
+    expect(cd.write(cmd)).toBe(0);
+    expect(cmd.cpages).toBe(npages);
+    expect(cmd.faults).toBe(1);
+    expect(firstMismatch(cpuInts(child, ptr, size), (i) => -i)).toBe(-1);
+    cd.close();
+    child.exit();
+    // MAP_SHARED: the parent sees what the child's device wrote.
+    expect(firstMismatch(cpuInts(mm, ptr, size), (i) => -i)).toBe(-1);
+  });
+
+  it("anon_write_huge", () => {
+    const { mm, open } = hmmRig();
+    const d = open();
+    const base = mm.mmap(2 * TWOMEG);
+    const map = Math.ceil(base / TWOMEG) * TWOMEG;
+    expect(mm.madvise(map, TWOMEG, MADV_HUGEPAGE)).toBe(0);
+    const n = TWOMEG / PAGE_SIZE;
+    const cmd = hmmDmirrorCmd(map, n);
+    const m = ints(cmd.ptr);
+    for (let i = 0; i < m.length; i++) m[i] = i;
+    expect(d.write(cmd)).toBe(0);
+    expect(cmd.cpages).toBe(n);
+    expect(cmd.faults).toBe(1);
+    expect(firstMismatch(cpuInts(mm, map, TWOMEG), (i) => i)).toBe(-1);
+    expect(mm.pteAt(map)?.pmd).toBe(true);
+  });
+
+  it("anon_write_hugetlbfs", () => {
+    const { mm, open } = hmmRig();
+    const d = open();
+    const ptr = mm.mmap(TWOMEG, { hugetlb: true });
+    const n = TWOMEG / PAGE_SIZE;
+    const cmd = hmmDmirrorCmd(ptr, n);
+    const m = ints(cmd.ptr);
+    for (let i = 0; i < m.length; i++) m[i] = i;
+    expect(d.write(cmd)).toBe(0);
+    expect(cmd.cpages).toBe(n);
+    expect(cmd.faults).toBe(1);
+    expect(firstMismatch(cpuInts(mm, ptr, TWOMEG), (i) => i)).toBe(-1);
+  });
+
+  it("file_read", () => {
+    const { mm, sys, open } = hmmRig();
+    const d = open();
+    const content = new Uint8Array(size);
+    const cv = ints(content);
+    for (let i = 0; i < cv.length; i++) cv[i] = i;
+    const file = sys.createFile("hmm-test-file", size, content);
+    const ptr = mm.mmap(size, { prot: PROT_READ, shared: true, file });
+    const cmd = hmmDmirrorCmd(ptr, npages);
+    expect(d.read(cmd)).toBe(0);
+    expect(cmd.cpages).toBe(npages);
+    expect(cmd.faults).toBe(1);
+    expect(firstMismatch(ints(cmd.ptr), (i) => i)).toBe(-1);
+  });
+
+  it("file_write", () => {
+    const { mm, sys, open } = hmmRig();
+    const d = open();
+    const file = sys.createFile("hmm-test-file", size);
+    const ptr = mm.mmap(size, { shared: true, file });
+    const cmd = hmmDmirrorCmd(ptr, npages);
+    const m = ints(cmd.ptr);
+    for (let i = 0; i < m.length; i++) m[i] = i;
+    expect(d.write(cmd)).toBe(0);
+    expect(cmd.cpages).toBe(npages);
+    expect(cmd.faults).toBe(1);
+    expect(firstMismatch(cpuInts(mm, ptr, size), (i) => i)).toBe(-1);
+    // pread: the device's writes reached the file.
+    expect(firstMismatch(ints(sys.fileRead(file, 0, size)), (i) => i)).toBe(-1);
+  });
+
+  it("migrate", () => {
+    const { mm, open } = hmmRig();
+    const d = open();
+    const ptr = mm.mmap(size);
+    cpuFillInts(mm, ptr, size, (i) => i);
+    const cmd = hmmDmirrorCmd(ptr, npages);
+    expect(d.migrateToDev(cmd)).toBe(0);
+    expect(cmd.cpages).toBe(npages);
+    expect(firstMismatch(ints(cmd.ptr), (i) => i)).toBe(-1);
+  });
+
+  it("migrate_fault", () => {
+    const { mm, open } = hmmRig();
+    const d = open();
+    const ptr = mm.mmap(size);
+    cpuFillInts(mm, ptr, size, (i) => i);
+    const cmd = hmmDmirrorCmd(ptr, npages);
+    expect(d.migrateToDev(cmd)).toBe(0);
+    expect(cmd.cpages).toBe(npages);
+    expect(firstMismatch(ints(cmd.ptr), (i) => i)).toBe(-1);
+    // Fault half the pages back to system memory and check them.
+    expect(firstMismatch(cpuInts(mm, ptr, size / 2), (i) => i)).toBe(-1);
+    const again = hmmDmirrorCmd(ptr, npages);
+    expect(d.migrateToDev(again)).toBe(0);
+    expect(again.cpages).toBe(npages);
+    expect(firstMismatch(ints(again.ptr), (i) => i)).toBe(-1);
+  });
+
+  it("migrate_release", () => {
+    const { mm, open } = hmmRig();
+    const d = open();
+    const ptr = mm.mmap(size);
+    cpuFillInts(mm, ptr, size, (i) => i);
+    const cmd = hmmDmirrorCmd(ptr, npages);
+    expect(d.migrateToDev(cmd)).toBe(0);
+    expect(cmd.cpages).toBe(npages);
+    expect(firstMismatch(ints(cmd.ptr), (i) => i)).toBe(-1);
+    expect(d.ioctl(7, cmd)).toBe(0);
+    expect(d.mdevice.pagemap.allocatedPages).toBe(0);
+    expect(firstMismatch(cpuInts(mm, ptr, size / 2), (i) => i)).toBe(-1);
+  });
+
+  it("migrate_shared", () => {
+    const { mm, open } = hmmRig();
+    const d = open();
+    const ptr = mm.mmap(size, { shared: true });
+    const cmd = hmmDmirrorCmd(ptr, npages);
+    expect(d.migrateToDev(cmd)).toBe(-ENOENT);
+  });
+
+  it("migrate_mixed", () => {
+    const { mm, open } = hmmRig();
+    const d0 = open(0);
+    const d1 = open(1);
+    const n = 6;
+    const p = mm.mmap(n * PAGE_SIZE, { prot: PROT_NONE });
+    expect(d1.migrateToDev(hmmDmirrorCmd(p, n))).toBe(-EINVAL);
+    expect(mm.munmap(p + PAGE_SIZE, PAGE_SIZE)).toBe(0);
+    expect(d1.migrateToDev(hmmDmirrorCmd(p, 3))).toBe(-EINVAL);
+    // Page 2: read-only zero page; page 3: read-only data; pages 4-5: read-write data.
+    expect(mm.mprotect(p + 2 * PAGE_SIZE, PAGE_SIZE, PROT_READ)).toBe(0);
+    const val = cpuInts(mm, p + 2 * PAGE_SIZE, 4)[0] ?? -1;
+    expect(val + 3).toBe(3);
+    expect(mm.mprotect(p + 3 * PAGE_SIZE, PAGE_SIZE, PROT_READ | PROT_WRITE)).toBe(0);
+    cpuFillInts(mm, p + 3 * PAGE_SIZE, 4, () => val + 3);
+    expect(mm.mprotect(p + 3 * PAGE_SIZE, PAGE_SIZE, PROT_READ)).toBe(0);
+    expect(mm.mprotect(p + 4 * PAGE_SIZE, 2 * PAGE_SIZE, PROT_READ | PROT_WRITE)).toBe(0);
+    cpuFillInts(mm, p + 4 * PAGE_SIZE, 4, () => val + 3);
+    cpuFillInts(mm, p + 5 * PAGE_SIZE, 4, () => val + 3);
+    const four = hmmDmirrorCmd(p + 2 * PAGE_SIZE, 4);
+    expect(d1.migrateToDev(four)).toBe(0);
+    expect(four.cpages).toBe(4);
+    // Page 5 is on device 1: device 0 does not collect it.
+    expect(d0.migrateToDev(hmmDmirrorCmd(p + 5 * PAGE_SIZE, 1))).toBe(-ENOENT);
+  });
+
+  it("migrate_multiple", () => {
+    const { mm, open } = hmmRig();
+    const d = open();
+    for (let k = 0; k < NTIMES; k++) {
+      const ptr = mm.mmap(size);
+      cpuFillInts(mm, ptr, size, (i) => i);
+      const cmd = hmmDmirrorCmd(ptr, npages);
+      expect(d.migrateToDev(cmd)).toBe(0);
+      expect(cmd.cpages).toBe(npages);
+      expect(firstMismatch(ints(cmd.ptr), (i) => i)).toBe(-1);
+      expect(firstMismatch(cpuInts(mm, ptr, size), (i) => i)).toBe(-1);
+      expect(mm.munmap(ptr, size)).toBe(0);
+    }
+    expect(d.mdevice.pagemap.allocatedPages).toBe(0);
+  });
+
+  it("anon_read_multiple", () => {
+    const { mm, open } = hmmRig();
+    const d = open();
+    for (let k = 0; k < NTIMES; k++) {
+      const ptr = mm.mmap(size);
+      cpuFillInts(mm, ptr, size, (i) => i + k);
+      const cmd = hmmDmirrorCmd(ptr, npages);
+      expect(d.read(cmd)).toBe(0);
+      expect(cmd.cpages).toBe(npages);
+      expect(cmd.faults).toBe(1);
+      expect(firstMismatch(ints(cmd.ptr), (i) => i + k)).toBe(-1);
+      expect(mm.munmap(ptr, size)).toBe(0);
+    }
+  });
+
+  it("anon_teardown", () => {
+    // Upstream races a thread's munmap of the second half against the device READ at a random delay;
+    // here the munmap is injected at each step of the fault loop in turn (and not at all).
+    const steps: (DmirrorFaultStep | undefined)[] = [undefined, "after-read-begin", "in-hmm-range-fault", "before-driver-lock", "before-read-retry"];
+    let succeeded = 0;
+    let failed = 0;
+    for (const [k, step] of steps.entries()) {
+      const { mm, open } = hmmRig();
+      const d = open();
+      const ptr = mm.mmap(size);
+      cpuFillInts(mm, ptr, size, (i) => i + k);
+      let fired = false;
+      if (step !== undefined) {
+        d.inject[step] = () => {
+          if (fired) return;
+          fired = true;
+          mm.munmap(ptr + size / 2, size / 2);
+        };
+      }
+      const cmd = hmmDmirrorCmd(ptr, npages);
+      const rc = d.read(cmd);
+      if (rc === 0) {
+        succeeded++;
+        expect(cmd.cpages).toBe(npages);
+        expect(cmd.faults).toBe(1);
+        expect(firstMismatch(ints(cmd.ptr), (i) => i + k)).toBe(-1);
+      } else {
+        failed++;
+        expect(rc).toBe(-EFAULT);
+        // A clean failure: the mirror holds nothing of the unmapped half.
+        expect(d.liveTranslations(ptr + size / 2, ptr + size)).toBe(0);
+      }
+    }
+    expect(succeeded).toBeGreaterThan(0);
+    expect(failed).toBeGreaterThan(0);
+  });
+
+  it("snapshot", () => {
+    const { mm, open } = hmmRig();
+    const d0 = open(0);
+    const d1 = open(1);
+    const n = 7;
+    const p = mm.mmap(n * PAGE_SIZE, { prot: PROT_NONE });
+    expect(mm.munmap(p + PAGE_SIZE, PAGE_SIZE)).toBe(0);
+    expect(mm.mprotect(p + 2 * PAGE_SIZE, PAGE_SIZE, PROT_READ)).toBe(0);
+    expect((cpuInts(mm, p + 2 * PAGE_SIZE, 4)[0] ?? -1) + 3).toBe(3);
+    expect(mm.mprotect(p + 3 * PAGE_SIZE, PAGE_SIZE, PROT_READ | PROT_WRITE)).toBe(0);
+    cpuFillInts(mm, p + 3 * PAGE_SIZE, 4, () => 3);
+    expect(mm.mprotect(p + 3 * PAGE_SIZE, PAGE_SIZE, PROT_READ)).toBe(0);
+    expect(mm.mprotect(p + 4 * PAGE_SIZE, 3 * PAGE_SIZE, PROT_READ | PROT_WRITE)).toBe(0);
+    cpuFillInts(mm, p + 4 * PAGE_SIZE, 4, () => 3);
+    cpuFillInts(mm, p + 5 * PAGE_SIZE, 4, () => 3);
+    const m5 = hmmDmirrorCmd(p + 5 * PAGE_SIZE, 1);
+    expect(d0.migrateToDev(m5)).toBe(0);
+    expect(m5.cpages).toBe(1);
+    const m6 = hmmDmirrorCmd(p + 6 * PAGE_SIZE, 1);
+    expect(d1.migrateToDev(m6)).toBe(0);
+    expect(m6.cpages).toBe(1);
+    const cmd = hmmDmirrorCmd(p, n);
+    expect(d0.snapshot(cmd)).toBe(0);
+    expect(cmd.cpages).toBe(n);
+    const m = cmd.ptr;
+    expect(m[0]).toBe(HMM_DMIRROR_PROT_ERROR);
+    expect(m[1]).toBe(HMM_DMIRROR_PROT_ERROR);
+    expect(m[2]).toBe(HMM_DMIRROR_PROT_ZERO | HMM_DMIRROR_PROT_READ);
+    expect(m[3]).toBe(HMM_DMIRROR_PROT_READ);
+    expect(m[4]).toBe(HMM_DMIRROR_PROT_WRITE);
+    expect(m[5]).toBe(HMM_DMIRROR_PROT_DEV_PRIVATE_LOCAL | HMM_DMIRROR_PROT_WRITE);
+    expect(m[6]).toBe(HMM_DMIRROR_PROT_NONE);
+  });
+
+  it("compound", () => {
+    const { mm, open } = hmmRig();
+    const d = open();
+    const ptr = mm.mmap(TWOMEG, { hugetlb: true });
+    const n = TWOMEG / PAGE_SIZE;
+    cpuFillInts(mm, ptr, TWOMEG, (i) => i);
+    const cmd = hmmDmirrorCmd(ptr, n);
+    expect(d.snapshot(cmd)).toBe(0);
+    expect(cmd.cpages).toBe(n);
+    expect(cmd.ptr.subarray(0, n).every((b) => b === (HMM_DMIRROR_PROT_WRITE | HMM_DMIRROR_PROT_PMD))).toBe(true);
+    expect(mm.mprotect(ptr, TWOMEG, PROT_READ)).toBe(0);
+    expect(d.snapshot(cmd)).toBe(0);
+    expect(cmd.ptr.subarray(0, n).every((b) => b === (HMM_DMIRROR_PROT_READ | HMM_DMIRROR_PROT_PMD))).toBe(true);
+  });
+
+  it("double_map", () => {
+    const { mm, open } = hmmRig();
+    const d0 = open(0);
+    const d1 = open(1);
+    const n = 6;
+    const sz = n * PAGE_SIZE;
+    const ptr = mm.mmap(sz);
+    cpuFillInts(mm, ptr, sz, (i) => i);
+    expect(mm.mprotect(ptr, sz, PROT_READ)).toBe(0);
+    for (const d of [d0, d1]) {
+      const cmd = hmmDmirrorCmd(ptr, n);
+      expect(d.read(cmd)).toBe(0);
+      expect(cmd.cpages).toBe(n);
+      expect(cmd.faults).toBe(1);
+      expect(firstMismatch(ints(cmd.ptr), (i) => i)).toBe(-1);
+    }
+    const mig = hmmDmirrorCmd(ptr, n);
+    expect(d1.migrateToDev(mig)).toBe(0);
+    expect(mig.cpages).toBe(n);
+    const cmd = hmmDmirrorCmd(ptr, n);
+    expect(d0.read(cmd)).toBe(0);
+    expect(cmd.cpages).toBe(n);
+    expect(cmd.faults).toBe(1);
+    expect(firstMismatch(ints(cmd.ptr), (i) => i)).toBe(-1);
+  });
+
+  it("exclusive", () => {
+    const { mm, open } = hmmRig();
+    const d = open();
+    const ptr = mm.mmap(size);
+    cpuFillInts(mm, ptr, size, (i) => i);
+    const cmd = hmmDmirrorCmd(ptr, npages);
+    expect(d.exclusive(cmd)).toBe(0);
+    expect(cmd.cpages).toBe(npages);
+    expect(firstMismatch(ints(cmd.ptr), (i) => i)).toBe(-1);
+    expect(d.checkExclusive(cmd)).toBe(-EPERM);
+    // CPU writes fault the pages back from the device.
+    const v = cpuInts(mm, ptr, size);
+    for (let i = 0; i < v.length; i++) v[i] = (v[i] ?? 0) + 1;
+    mm.write(ptr, new Uint8Array(v.buffer));
+    expect(firstMismatch(cpuInts(mm, ptr, size), (i) => i + 1)).toBe(-1);
+    expect(d.checkExclusive(cmd)).toBe(0);
+  });
+
+  it("exclusive_mprotect", () => {
+    const { mm, open } = hmmRig();
+    const d = open();
+    const ptr = mm.mmap(size);
+    cpuFillInts(mm, ptr, size, (i) => i);
+    const cmd = hmmDmirrorCmd(ptr, npages);
+    expect(d.exclusive(cmd)).toBe(0);
+    expect(cmd.cpages).toBe(npages);
+    expect(firstMismatch(ints(cmd.ptr), (i) => i)).toBe(-1);
+    expect(mm.mprotect(ptr, size, PROT_READ)).toBe(0);
+    expect(d.write(cmd)).toBe(-EPERM);
+  });
+
+  it("exclusive_cow", () => {
+    const { mm, open } = hmmRig();
+    const d = open();
+    const ptr = mm.mmap(size);
+    cpuFillInts(mm, ptr, size, (i) => i);
+    const cmd = hmmDmirrorCmd(ptr, npages);
+    expect(d.exclusive(cmd)).toBe(0);
+    expect(cmd.cpages).toBe(npages);
+    const child = mm.fork();
+    for (const who of [mm, child]) {
+      const v = cpuInts(who, ptr, size);
+      for (let i = 0; i < v.length; i++) v[i] = (v[i] ?? 0) + 1;
+      who.write(ptr, new Uint8Array(v.buffer));
+      expect(firstMismatch(cpuInts(who, ptr, size), (i) => i + 1)).toBe(-1);
+    }
+    child.exit();
+  });
+
+  it("hmm_cow_in_device", () => {
+    const { mm, open } = hmmRig();
+    const d = open();
+    const ptr = mm.mmap(size);
+    cpuFillInts(mm, ptr, size, (i) => i);
+    const mig = hmmDmirrorCmd(ptr, npages);
+    expect(d.migrateToDev(mig)).toBe(0);
+    expect(mig.cpages).toBe(npages);
+    const child = mm.fork();
+    // The parent writes the COW pages: each migrates back to system memory first, then is copied.
+    cpuFillInts(mm, ptr, size, (i) => i);
+    child.exit();
+    const cmd = hmmDmirrorCmd(ptr, npages);
+    expect(d.snapshot(cmd)).toBe(0);
+    expect(cmd.cpages).toBe(npages);
+    expect(cmd.ptr.subarray(0, npages).every((b) => b === HMM_DMIRROR_PROT_WRITE)).toBe(true);
+  });
+});

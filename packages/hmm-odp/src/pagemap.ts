@@ -1,0 +1,135 @@
+import { PAGE_SIZE } from "@dmasim/memory";
+import { hex } from "@dmasim/trace";
+import { HmmInputError, HmmStateError } from "./errors.js";
+import type { MmSystem } from "./mm-system.js";
+import type { Mm } from "./mm.js";
+import type { Vma } from "./vma.js";
+
+/** enum memory_type of a dev_pagemap (the kinds the model uses). */
+export const MemoryType = { DEVICE_PRIVATE: 1, DEVICE_COHERENT: 2, PCI_P2PDMA: 5 } as const;
+export type MemoryType = (typeof MemoryType)[keyof typeof MemoryType];
+
+/** struct vm_fault, as migrate_to_ram sees it. */
+export interface VmFault {
+  readonly mm: Mm;
+  readonly vma: Vma;
+  readonly address: number;
+  /** The device-private page frame the CPU faulted on. */
+  readonly page: number;
+  readonly write: boolean;
+}
+
+/** struct dev_pagemap_ops. */
+export interface DevPagemapOps {
+  /** Called on a CPU fault on a device-private entry: migrate the page back; 0 or a VM_FAULT_* code. */
+  migrateToRam(vmf: VmFault): number;
+  /** folio_free: the last reference to a device page is gone. */
+  pageFree?(pfn: number): void;
+}
+
+/**
+ * struct dev_pagemap of MEMORY_DEVICE_PRIVATE memory (memremap_pages over a hole in the physical map):
+ * page frames the CPU cannot address, owned by `owner` (compared with hmm_range.dev_private_owner and
+ * migrate_vma.pgmap_owner). As lib/test_hmm.c does, each device page keeps its bytes in a backing system
+ * page (BACKING_PAGE), allocated when the device page is.
+ */
+export class DevPagemap {
+  readonly type: MemoryType;
+  readonly owner: unknown;
+  readonly startPfn: number;
+  readonly nrPages: number;
+  readonly ops: DevPagemapOps;
+  readonly sys: MmSystem;
+  readonly #backing: Uint32Array;
+  readonly #ref: Uint16Array;
+  readonly #free: number[] = [];
+  #allocated = 0;
+
+  /** @internal use memremapPages. */
+  constructor(sys: MmSystem, type: MemoryType, owner: unknown, startPfn: number, nrPages: number, ops: DevPagemapOps) {
+    this.sys = sys;
+    this.type = type;
+    this.owner = owner;
+    this.startPfn = startPfn;
+    this.nrPages = nrPages;
+    this.ops = ops;
+    this.#backing = new Uint32Array(nrPages);
+    this.#ref = new Uint16Array(nrPages);
+    for (let i = nrPages - 1; i >= 0; i--) this.#free.push(startPfn + i);
+  }
+
+  /** Device pages handed out and not yet freed. */
+  get allocatedPages(): number {
+    return this.#allocated;
+  }
+
+  /** A free device page (refcount 1) with a zeroed backing page, or -1 when the device memory is full. */
+  allocPage(): number {
+    const pfn = this.#free.pop();
+    if (pfn === undefined) return -1;
+    const i = pfn - this.startPfn;
+    this.#backing[i] = this.sys.allocPage();
+    this.#ref[i] = 1;
+    this.#allocated++;
+    return pfn;
+  }
+
+  #index(pfn: number): number {
+    const i = pfn - this.startPfn;
+    if (!Number.isInteger(i) || i < 0 || i >= this.nrPages) throw new HmmInputError("DevPagemap", "pfn", pfn, `a page frame of this pagemap [${hex(this.startPfn)}, ${hex(this.startPfn + this.nrPages)})`);
+    return i;
+  }
+
+  refCount(pfn: number): number {
+    return this.#ref[this.#index(pfn)] ?? 0;
+  }
+
+  getPage(pfn: number): void {
+    const i = this.#index(pfn);
+    this.#ref[i] = (this.#ref[i] ?? 0) + 1;
+  }
+
+  /** put_page of a device page: the last reference frees it (page_free, then back to the free list). */
+  putPage(pfn: number): void {
+    const i = this.#index(pfn);
+    const n = this.#ref[i] ?? 0;
+    if (n === 0) throw new HmmStateError("EINVAL", `device page ${hex(pfn)} put with no reference`);
+    this.#ref[i] = n - 1;
+    if (n === 1) {
+      this.ops.pageFree?.(pfn);
+      this.sys.putPage(this.#backing[i] ?? 0);
+      this.#backing[i] = 0;
+      this.#free.push(pfn);
+      this.#allocated--;
+    }
+  }
+
+  /** Physical address of the backing bytes of device page `pfn` (what the device itself reads). */
+  backingPhys(pfn: number): number {
+    const b = this.#backing[this.#index(pfn)] ?? 0;
+    if (b === 0) throw new HmmStateError("EINVAL", `device page ${hex(pfn)} is not allocated`);
+    return b * PAGE_SIZE;
+  }
+}
+
+/**
+ * memremap_pages for MEMORY_DEVICE_PRIVATE: `size` bytes at `phys` (a hole in the physical map) become
+ * device pages owned by `owner`.
+ */
+export function memremapPages(sys: MmSystem, options: { phys: number; size: number; owner: unknown; ops: DevPagemapOps; ownerId: number }): DevPagemap {
+  const { phys, size } = options;
+  if (!Number.isSafeInteger(phys) || phys % PAGE_SIZE !== 0) throw new HmmInputError("memremap_pages", "phys", phys, "a page-aligned physical address");
+  if (!Number.isSafeInteger(size) || size <= 0 || size % PAGE_SIZE !== 0) throw new HmmInputError("memremap_pages", "size", size, "a positive multiple of PAGE_SIZE");
+  if ((phys + size) / PAGE_SIZE > 0xffffffff) throw new HmmInputError("memremap_pages", "phys", phys, "a range whose page frames fit in 32 bits");
+  sys.memory.pages.addZoneDevice(phys, size, { owner: options.ownerId, kind: "device-private" });
+  const p = new DevPagemap(sys, MemoryType.DEVICE_PRIVATE, options.owner, phys / PAGE_SIZE, size / PAGE_SIZE, options.ops);
+  sys.addPagemap(p);
+  return p;
+}
+
+/** memunmap_pages: every device page must have been freed (evicted) first. */
+export function memunmapPages(p: DevPagemap): void {
+  if (p.allocatedPages !== 0) throw new HmmStateError("EBUSY", `memunmap_pages: ${p.allocatedPages} device pages still in use; evict them first (migrate_device_range)`);
+  p.sys.memory.pages.removeZoneDevice(p.startPfn * PAGE_SIZE, p.nrPages * PAGE_SIZE);
+  p.sys.removePagemap(p);
+}
