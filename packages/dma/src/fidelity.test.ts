@@ -1,11 +1,28 @@
 import { describe, expect, it } from "vitest";
 import { Counter } from "@dmasim/trace";
-import { DMA_ATTR_REQUIRE_COHERENT, DMA_MAPPING_ERROR, DmaDirection, dmaMapPage, dmaMapPhys, dmaMappingError, dmaUnmapPhys } from "./index.js";
+import { GiB, PAGE_SIZE, TiB } from "@dmasim/memory";
+import {
+  DMA_ATTR_DEBUGGING_IGNORE_CACHELINES,
+  DMA_ATTR_REQUIRE_COHERENT,
+  DMA_ATTR_SKIP_CPU_SYNC,
+  DMA_BIT_MASK,
+  DMA_MAPPING_ERROR,
+  DmaDebugError,
+  DmaDirection,
+  dmaMapPage,
+  dmaMapPhys,
+  dmaMappingError,
+  dmaSetMask,
+  dmaUnmapPhys,
+} from "./index.js";
 import { DEV, freshPages, moved, pattern, rig } from "./test-fixtures-b.js";
 
 // Behaviour that follows a kernel function closely enough to be checked against it line by line.
 
-const { BIDIRECTIONAL, FROM_DEVICE } = DmaDirection;
+const { BIDIRECTIONAL, TO_DEVICE, FROM_DEVICE } = DmaDirection;
+const IGNORE = DMA_ATTR_DEBUGGING_IGNORE_CACHELINES;
+const COHERENT = DMA_ATTR_REQUIRE_COHERENT;
+const SKIP = DMA_ATTR_SKIP_CPU_SYNC;
 
 describe("dma_map_phys: DMA_ATTR_REQUIRE_COHERENT on a device that is not DMA-coherent", () => {
   for (const iommuMode of ["strict", "off"] as const) {
@@ -35,4 +52,108 @@ describe("dma_map_phys: DMA_ATTR_REQUIRE_COHERENT on a device that is not DMA-co
       dmaUnmapPhys(dev, addr, 4096, BIDIRECTIONAL, DMA_ATTR_REQUIRE_COHERENT);
     });
   }
+});
+
+describe("dma-debug cacheline overlap (add_dma_entry / active_cacheline_insert)", () => {
+  /** Maps [off, off+len) of one page with `attrs` after [0, 128) with `firstAttrs`; returns the checks reported. */
+  function second(firstDir: DmaDirection, firstAttrs: number, dir: DmaDirection, attrs: number, off = 64, len = 64): string[] {
+    const { platform, kernel, dev } = rig({ kernel: { debug: "collect" } });
+    const phys = freshPages(platform, 1);
+    dmaMappingError(dev, dmaMapPhys(dev, phys, 128, firstDir, firstAttrs));
+    dmaMappingError(dev, dmaMapPhys(dev, phys + off, len, dir, attrs));
+    return kernel.debugReports().map((r) => r.check);
+  }
+
+  it("tracks SKIP_CPU_SYNC and DEBUGGING_IGNORE_CACHELINES mappings: a plain mapping over them is reported", () => {
+    expect(second(FROM_DEVICE, SKIP, FROM_DEVICE, 0)).toEqual(["cacheline-overlap"]);
+    expect(second(BIDIRECTIONAL, IGNORE, FROM_DEVICE, 0)).toEqual(["cacheline-overlap"]);
+    expect(second(FROM_DEVICE, COHERENT, BIDIRECTIONAL, 0)).toEqual(["cacheline-overlap"]);
+  });
+
+  it("reports a cache-clean mapping over one that is not: both must be cache-clean to be quiet", () => {
+    expect(second(FROM_DEVICE, 0, FROM_DEVICE, IGNORE)).toEqual(["cacheline-overlap"]);
+    expect(second(FROM_DEVICE, SKIP, FROM_DEVICE, COHERENT)).toEqual(["cacheline-overlap"]);
+  });
+
+  it("is quiet when both are cache-clean (IGNORE_CACHELINES or REQUIRE_COHERENT, in any pairing)", () => {
+    for (const a of [IGNORE, COHERENT, IGNORE | COHERENT]) {
+      for (const b of [IGNORE, COHERENT]) expect(second(FROM_DEVICE, a, BIDIRECTIONAL, b)).toEqual([]);
+    }
+  });
+
+  it("is quiet for a new SKIP_CPU_SYNC mapping, and DMA_TO_DEVICE mappings are neither tracked nor judged", () => {
+    expect(second(FROM_DEVICE, 0, FROM_DEVICE, SKIP)).toEqual([]);
+    expect(second(FROM_DEVICE, 0, TO_DEVICE, 0)).toEqual([]);
+    expect(second(TO_DEVICE, 0, FROM_DEVICE, 0)).toEqual([]);
+  });
+
+  it("judges every line (stronger than upstream's first line): an overlap in the middle is reported", () => {
+    expect(second(FROM_DEVICE, 0, FROM_DEVICE, 0, 32, 64)).toEqual(["cacheline-overlap"]);
+    expect(second(FROM_DEVICE, 0, FROM_DEVICE, 0, 128, 64)).toEqual([]);
+  });
+
+  it("a map that fails records nothing in dma-debug, even an overlap it would have had", () => {
+    const { kernel, dev } = rig({ kernel: { debug: "collect", swiotlb: false, iommuMode: "off", devices: { [DEV]: { dmaMaskBits: 64 } } } });
+    const high = 6 * GiB;
+    dmaMappingError(dev, dmaMapPhys(dev, high, 128, FROM_DEVICE));
+    // A second mapping over the first once the mask no longer reaches it, with no swiotlb: the map fails.
+    expect(dmaSetMask(dev, DMA_BIT_MASK(32))).toBe(0);
+    const addr = dmaMapPhys(dev, high + 64, 64, FROM_DEVICE);
+    expect(addr).toBe(DMA_MAPPING_ERROR);
+    expect(kernel.debugReports()).toEqual([]);
+    expect(kernel.debug.entries(dev.bdf)).toHaveLength(1);
+  });
+});
+
+describe("dma-debug with huge mappings: an interval structure, never a step per cache line", () => {
+  it("a 1.5 GiB mapping with dma-debug on maps, is judged against its neighbours, and unmaps", () => {
+    const { kernel, dev } = rig({ kernel: { debug: "collect", iommuMode: "off" } });
+    const phys = 1 * GiB;
+    const size = 1.5 * GiB;
+    const addr = dmaMapPhys(dev, phys, size, FROM_DEVICE);
+    expect(dmaMappingError(dev, addr)).toBe(0);
+    expect(kernel.debug.cachelineRuns).toBe(1);
+    dmaMappingError(dev, dmaMapPhys(dev, phys + size - 64, 128, FROM_DEVICE)); // shares its last line
+    expect(kernel.debugReports().map((r) => r.check)).toEqual(["cacheline-overlap"]);
+    dmaUnmapPhys(dev, addr, size, FROM_DEVICE);
+    expect(kernel.debug.entries(dev.bdf)).toHaveLength(1);
+  });
+
+  it("64 TiB under a 32-bit mask returns DMA_MAPPING_ERROR at once and records nothing", () => {
+    for (const iommuMode of ["strict", "off"] as const) {
+      const { platform, kernel, dev } = rig({ kernel: { debug: "collect", iommuMode } });
+      expect(dmaSetMask(dev, DMA_BIT_MASK(32))).toBe(0);
+      const phys = freshPages(platform, 1);
+      const m = moved(platform, () => dmaMapPhys(dev, phys, 64 * TiB, BIDIRECTIONAL));
+      expect(m.result).toBe(DMA_MAPPING_ERROR);
+      expect([m.get(Counter.PteWrites), m.get(Counter.SwiotlbSlotsAllocated)]).toEqual([0, 0]);
+      expect(kernel.debug.entries(dev.bdf)).toHaveLength(0);
+      expect(kernel.debugReports()).toEqual([]);
+      expect(kernel.debug.cachelineRuns).toBe(0);
+    }
+  });
+
+  it("64 TiB under a 64-bit mask through the IOMMU costs page-table work (1 GiB leaves), not cache lines", () => {
+    const { platform, kernel, dev } = rig({ kernel: { debug: "collect" } });
+    dmaSetMask(dev, DMA_BIT_MASK(64));
+    const phys = 64 * TiB; // no RAM there: dma-debug reports the address, the IOMMU maps it all the same
+    const m = moved(platform, () => dmaMapPhys(dev, phys, 64 * TiB, BIDIRECTIONAL));
+    expect(dmaMappingError(dev, m.result)).toBe(0);
+    expect(m.get(Counter.PteWrites)).toBe(64 * 1024);
+    expect(kernel.debugReports().map((r) => r.check)).toEqual(["map-invalid-address"]);
+    expect(kernel.debug.cachelineRuns).toBe(1);
+    dmaUnmapPhys(dev, m.result, 64 * TiB, BIDIRECTIONAL);
+    expect(kernel.debug.cachelineRuns).toBe(0);
+  });
+
+  it("throw mode refuses an overlapping map before it is made and keeps the table intact", () => {
+    const { platform, kernel, dev } = rig();
+    const phys = freshPages(platform, 2);
+    const a = dmaMapPhys(dev, phys, 2 * PAGE_SIZE, FROM_DEVICE);
+    dmaMappingError(dev, a);
+    expect(() => dmaMapPhys(dev, phys + PAGE_SIZE, 64, FROM_DEVICE)).toThrow(DmaDebugError);
+    expect(kernel.debug.entries(dev.bdf)).toHaveLength(1);
+    dmaUnmapPhys(dev, a, 2 * PAGE_SIZE, FROM_DEVICE);
+    expect(kernel.debug.cachelineRuns).toBe(0);
+  });
 });

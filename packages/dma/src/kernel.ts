@@ -126,7 +126,10 @@ export class DmaKernel {
     }
     // Everything is validated before anything is allocated: a refused configuration leaves the platform as it was.
     this.profile = costProfile(options.costProfile);
-    this.debug = new DmaDebugChecker(this.trace, debug);
+    // add_dma_entry (kernel/dma/debug.c) reports no overlapping cachelines with
+    // CONFIG_DMA_BOUNCE_UNALIGNED_KMALLOC while swiotlb is active: the small buffers that could share a
+    // line are bounced.
+    this.debug = new DmaDebugChecker(this.trace, debug, { reportCachelineOverlap: !(this.kmallocBounce && sw !== false) });
     this.iovaTracker = new IovaTracker(this.debug);
     this.cpuCache = new CpuCache(this.memory, cacheLines === undefined ? {} : { capacity: cacheLines });
     if (sw === false) {
