@@ -8,7 +8,10 @@ import {
   DMA_BIT_MASK,
   DMA_MAPPING_ERROR,
   DmaDebugError,
+  DmaConfigError,
   DmaDirection,
+  dmaGetCacheAlignment,
+  dmaKmallocSizeAligned,
   dmaMapPage,
   dmaMapPhys,
   dmaMappingError,
@@ -155,5 +158,58 @@ describe("dma-debug with huge mappings: an interval structure, never a step per 
     expect(kernel.debug.entries(dev.bdf)).toHaveLength(1);
     dmaUnmapPhys(dev, a, 2 * PAGE_SIZE, FROM_DEVICE);
     expect(kernel.debug.cachelineRuns).toBe(0);
+  });
+});
+
+describe("the kmalloc bounce rule (dma_kmalloc_needs_bounce / dma_kmalloc_size_aligned)", () => {
+  /** Sizes from 1 to 300 that bounce for a non-coherent device reading back, as [from, to] runs. */
+  function bouncingRuns(archDmaMinalign?: number): [number, number][] {
+    const { platform, kernel, dev } = rig({
+      kernel: { iommuMode: "off", kmallocBounce: true, debug: "off", ...(archDmaMinalign === undefined ? {} : { archDmaMinalign }), devices: { [DEV]: { coherent: false } } },
+    });
+    const phys = freshPages(platform, 1);
+    const runs: [number, number][] = [];
+    for (let size = 1; size <= 300; size++) {
+      const addr = dmaMapPhys(dev, phys, size, FROM_DEVICE);
+      expect(dmaMappingError(dev, addr)).toBe(0);
+      const bounced = kernel.swiotlb!.isSwiotlbBuffer(addr);
+      expect(bounced).toBe(!dmaKmallocSizeAligned(size, dmaGetCacheAlignment(dev)));
+      dmaUnmapPhys(dev, addr, size, FROM_DEVICE);
+      if (!bounced) continue;
+      const last = runs.at(-1);
+      if (last?.[1] === size - 1) last[1] = size;
+      else runs.push([size, size]);
+    }
+    return runs;
+  }
+
+  it("ARCH_DMA_MINALIGN 64 (default): kmalloc-8..32 and kmalloc-96 bounce; 33-64, 97-127 and 128 on do not", () => {
+    expect(bouncingRuns()).toEqual([
+      [1, 32],
+      [65, 96],
+    ]);
+  });
+
+  it("ARCH_DMA_MINALIGN 128: everything below 2 * 128 bounces except what comes from kmalloc-128 (or -256)", () => {
+    expect(bouncingRuns(128)).toEqual([
+      [1, 96],
+      [129, 192],
+    ]);
+  });
+
+  it("dmaGetCacheAlignment answers the kernel's ARCH_DMA_MINALIGN, which must be a power of two from 8 to 4096", () => {
+    expect(dmaGetCacheAlignment(rig().dev)).toBe(64);
+    expect(dmaGetCacheAlignment(rig({ kernel: { archDmaMinalign: 128 } }).dev)).toBe(128);
+    for (const bad of [0, 4, 96, 8192, 64.5, "64" as never]) {
+      expect(() => rig({ kernel: { archDmaMinalign: bad } })).toThrow(DmaConfigError);
+    }
+  });
+
+  it("ARCH_DMA_MINALIGN below the CPU's cache line silences dma-debug's overlap report, as add_dma_entry", () => {
+    const { platform, kernel, dev } = rig({ kernel: { debug: "collect", archDmaMinalign: 32 } });
+    const phys = freshPages(platform, 1);
+    dmaMappingError(dev, dmaMapPhys(dev, phys, 32, FROM_DEVICE));
+    dmaMappingError(dev, dmaMapPhys(dev, phys + 32, 32, FROM_DEVICE));
+    expect(kernel.debugReports()).toEqual([]);
   });
 });

@@ -257,6 +257,14 @@ export function dmaGetMergeBoundary(dev: DmaDevice): number {
   return dev.ops === "iommu" ? dev.granule - 1 : 0;
 }
 
+/**
+ * dma_get_cache_alignment: ARCH_DMA_MINALIGN, the alignment a buffer needs not to share a cache line with
+ * other data. Upstream takes no argument (it is a build constant); dmasim reads the device's kernel.
+ */
+export function dmaGetCacheAlignment(dev: DmaDevice): number {
+  return dev.kernel.archDmaMinalign;
+}
+
 export function dmaGetMaxSegSize(dev: DmaDevice): number {
   return dev.maxSegmentSize;
 }
