@@ -244,26 +244,34 @@ export class DmaDebugChecker {
     defer = false,
   ): DebugFinding[] | undefined {
     if (this.mode === "off") return undefined;
+    // Findings are rare: nothing is built for a clean map.
+    const hold = defer && this.mode !== "throw";
     let held: DebugFinding[] | undefined;
-    const find = (check: DmaDebugCheck, message: string): void => {
-      if (defer && this.mode !== "throw") (held ??= []).push({ check, message });
-      else this.report(check, device, message);
-    };
     if (pageFlags !== undefined) {
       const flags = pageFlags(phys);
       // `pageFlags` answers -1 for a frame without a struct page: not memory the streaming API may map as
       // such (upstream would bounce or sync garbage; MMIO must say DMA_ATTR_MMIO or use dma_map_resource).
       if (flags < 0) {
-        find("map-invalid-address", `device driver maps memory that is not RAM [addr=${hex(phys)}] [len=${size}]: MMIO needs dma_map_resource or DMA_ATTR_MMIO`);
-        return held;
+        return this.#found(held, hold, device, "map-invalid-address", `device driver maps memory that is not RAM [addr=${hex(phys)}] [len=${size}]: MMIO needs dma_map_resource or DMA_ATTR_MMIO`);
       }
-      if ((flags & FLAG_STACK) !== 0) find("map-stack", `device driver maps memory from stack [addr=${hex(phys)}]`);
-      if ((flags & FLAG_KERNEL_TEXT) !== 0) find("map-kernel-text", `device driver maps memory from kernel text or rodata [addr=${hex(phys)}] [len=${size}]`);
+      if ((flags & FLAG_STACK) !== 0) held = this.#found(held, hold, device, "map-stack", `device driver maps memory from stack [addr=${hex(phys)}]`);
+      if ((flags & FLAG_KERNEL_TEXT) !== 0) held = this.#found(held, hold, device, "map-kernel-text", `device driver maps memory from kernel text or rodata [addr=${hex(phys)}] [len=${size}]`);
     }
     if (this.#overlapReported(phys, size, dir, attrs)) {
-      find("cacheline-overlap", `cacheline tracking EEXIST, overlapping mappings aren't supported [phys=${hex(phys)}] [size=${size} bytes]`);
+      held = this.#found(held, hold, device, "cacheline-overlap", `cacheline tracking EEXIST, overlapping mappings aren't supported [phys=${hex(phys)}] [size=${size} bytes]`);
     }
     return held;
+  }
+
+  /** A finding of checkMap: held back (returned with the others) or reported now. */
+  #found(held: DebugFinding[] | undefined, hold: boolean, device: string, check: DmaDebugCheck, message: string): DebugFinding[] | undefined {
+    if (!hold) {
+      this.report(check, device, message);
+      return held;
+    }
+    const list = held ?? [];
+    list.push({ check, message });
+    return list;
   }
 
   /**
