@@ -1,4 +1,5 @@
 import { describe, expect, it } from "vitest";
+import fc from "fast-check";
 import { Counter } from "@dmasim/trace";
 import { GiB, PAGE_SIZE, TiB } from "@dmasim/memory";
 import {
@@ -105,6 +106,65 @@ describe("dma-debug cacheline overlap (add_dma_entry / active_cacheline_insert)"
     expect(addr).toBe(DMA_MAPPING_ERROR);
     expect(kernel.debugReports()).toEqual([]);
     expect(kernel.debug.entries(dev.bdf)).toHaveLength(1);
+  });
+});
+
+describe("dma-debug cacheline overlap: property against the kernel's rules, line by line", () => {
+  interface Live {
+    readonly addr: number;
+    readonly off: number;
+    readonly len: number;
+    readonly dir: DmaDirection;
+    readonly attrs: number;
+  }
+  const lines = (m: { off: number; len: number }): [number, number] => [Math.floor(m.off / 64), Math.floor((m.off + m.len - 1) / 64)];
+  const clean = (attrs: number): boolean => (attrs & (IGNORE | COHERENT)) !== 0;
+  /** add_dma_entry's decision, with dmasim's every-line overlap instead of the first line. */
+  function expectReport(live: readonly Live[], m: Omit<Live, "addr">): boolean {
+    if (m.dir === TO_DEVICE || (m.attrs & SKIP) !== 0) return false;
+    const [a, b] = lines(m);
+    return live.some((o) => {
+      if (o.dir === TO_DEVICE) return false;
+      const [c, d] = lines(o);
+      return c <= b && a <= d && !(clean(m.attrs) && clean(o.attrs));
+    });
+  }
+
+  it("reports exactly the overlaps the rules call for, over random maps and unmaps", () => {
+    const op = fc.oneof(
+      fc.record({
+        kind: fc.constant("map" as const),
+        off: fc.integer({ min: 0, max: 31 }).map((x) => x * 16),
+        len: fc.integer({ min: 1, max: 256 }),
+        dir: fc.constantFrom(BIDIRECTIONAL, TO_DEVICE, FROM_DEVICE),
+        attrs: fc.subarray([SKIP, IGNORE, COHERENT]).map((xs) => xs.reduce((x, y) => x | y, 0)),
+      }),
+      fc.record({ kind: fc.constant("unmap" as const), pick: fc.nat() }),
+    );
+    fc.assert(
+      fc.property(fc.array(op, { maxLength: 30 }), (ops) => {
+        const { platform, kernel, dev } = rig({ kernel: { debug: "collect", iommuMode: "off" }, ramBytes: 1 * GiB });
+        const base = freshPages(platform, 1);
+        const live: Live[] = [];
+        let expected = 0;
+        for (const o of ops) {
+          if (o.kind === "map") {
+            if (expectReport(live, o)) expected++;
+            const addr = dmaMapPhys(dev, base + o.off, o.len, o.dir, o.attrs);
+            expect(dmaMappingError(dev, addr)).toBe(0);
+            live.push({ addr, off: o.off, len: o.len, dir: o.dir, attrs: o.attrs });
+          } else if (live.length > 0) {
+            const [m] = live.splice(o.pick % live.length, 1);
+            if (m !== undefined) dmaUnmapPhys(dev, m.addr, m.len, m.dir, m.attrs);
+          }
+          expect(kernel.debugReports().filter((r) => r.check === "cacheline-overlap")).toHaveLength(expected);
+        }
+        for (const m of live) dmaUnmapPhys(dev, m.addr, m.len, m.dir, m.attrs);
+        expect(kernel.debug.cachelineRuns).toBe(0);
+        expect(kernel.debugReports().map((r) => r.check).filter((c) => c !== "cacheline-overlap")).toEqual([]);
+      }),
+      { numRuns: 100 },
+    );
   });
 });
 
