@@ -17,9 +17,10 @@ import {
   dmaMapPhys,
   dmaMappingError,
   dmaSetMask,
+  dmaSyncSingleForCpu,
   dmaUnmapPhys,
 } from "./index.js";
-import { DEV, freshPages, moved, pattern, rig } from "./test-fixtures-b.js";
+import { DEV, UNTRUSTED, freshPages, moved, pattern, rig } from "./test-fixtures-b.js";
 
 // Behaviour that follows a kernel function closely enough to be checked against it line by line.
 
@@ -271,5 +272,28 @@ describe("the kmalloc bounce rule (dma_kmalloc_needs_bounce / dma_kmalloc_size_a
     dmaMappingError(dev, dmaMapPhys(dev, phys, 32, FROM_DEVICE));
     dmaMappingError(dev, dmaMapPhys(dev, phys + 32, 32, FROM_DEVICE));
     expect(kernel.debugReports()).toEqual([]);
+  });
+});
+
+describe("swiotlb_bounce's negative tlb_offset through the DMA API", () => {
+  it("a partial sync of a bounced untrusted NVMe-like mapping, starting in a later slot's first min_align bytes", () => {
+    const { platform, kernel } = rig({ kernel: { devices: { [UNTRUSTED]: { minAlignMask: 0xfff } } } });
+    const dev = kernel.device(UNTRUSTED);
+    const ep = platform.endpoint(UNTRUSTED);
+    const phys = freshPages(platform, 2) + 0x30; // unaligned: the untrusted device bounces it
+    const size = 6000;
+    platform.memory.write(phys, pattern(size, 8));
+    const addr = dmaMapPhys(dev, phys, size, FROM_DEVICE);
+    expect(dmaMappingError(dev, addr)).toBe(0);
+    expect(kernel.swiotlb!.isSwiotlbBuffer(dev.domain!.iovaToPhys(addr)!)).toBe(true);
+    // Slot 1 of the bounce buffer begins 2048 - 0x30 = 2000 bytes into the mapping.
+    const from = 2000 + 8;
+    const written = pattern(60, 9);
+    ep.dmaWrite(addr + from, written);
+    dmaSyncSingleForCpu(dev, addr + from, 60, FROM_DEVICE);
+    const expected = pattern(size, 8);
+    expected.set(written, from);
+    expect(platform.memory.read(phys, size)).toEqual(expected);
+    dmaUnmapPhys(dev, addr, size, FROM_DEVICE);
   });
 });
