@@ -194,6 +194,8 @@ describe("dma-debug with huge mappings: an interval structure, never a step per 
       expect(kernel.debug.entries(dev.bdf)).toHaveLength(0);
       expect(kernel.debugReports()).toEqual([]);
       expect(kernel.debug.cachelineRuns).toBe(0);
+      expect(dmaMapPage(dev, phys / PAGE_SIZE, 0, 64 * TiB, FROM_DEVICE)).toBe(DMA_MAPPING_ERROR);
+      expect(kernel.debug.entries(dev.bdf)).toHaveLength(0);
     }
   });
 
