@@ -7,8 +7,9 @@ import {
   swiotlbPoolUnmapSingle as poolUnmap,
   swiotlbZeroPadding,
 } from "./swiotlb/index.js";
-import { CACHELINE_SIZE, DMA_ATTR_NO_WARN, DMA_ATTR_SKIP_CPU_SYNC, DmaDirection } from "./constants.js";
+import { DMA_ATTR_NO_WARN, DMA_ATTR_SKIP_CPU_SYNC, DmaDirection } from "./constants.js";
 import type { DmaDevice } from "./device.js";
+import { dmaKmallocSizeAligned } from "./kmalloc.js";
 
 // The seams between the mapping paths and the two things that move bytes for them: swiotlb bounce
 // buffers and CPU cache maintenance. Device first, as in the kernel.
@@ -75,12 +76,14 @@ export function zeroBouncePadding(dev: DmaDevice, tlb: number, size: number, gra
 
 /**
  * dma_kmalloc_needs_bounce (include/linux/dma-map-ops.h): with CONFIG_DMA_BOUNCE_UNALIGNED_KMALLOC, a
- * non-coherent device's buffer that the CPU may read back and whose size is not a whole number of
- * cache lines could share a line with other kmalloc data, so it bounces.
+ * non-coherent device's buffer that the CPU may read back (!dma_kmalloc_safe) and that may come from a
+ * kmalloc cache not aligned to ARCH_DMA_MINALIGN (!dma_kmalloc_size_aligned) could share a cache line
+ * with other kmalloc data, so it bounces.
  */
 export function dmaKmallocNeedsBounce(dev: DmaDevice, size: number, dir: DmaDirection): boolean {
-  if (!dev.kernel.kmallocBounce || dev.coherent || dir === DmaDirection.TO_DEVICE) return false;
-  return size % CACHELINE_SIZE !== 0;
+  const kernel = dev.kernel;
+  if (!kernel.kmallocBounce || dev.coherent || dir === DmaDirection.TO_DEVICE) return false;
+  return !dmaKmallocSizeAligned(size, kernel.archDmaMinalign);
 }
 
 /**

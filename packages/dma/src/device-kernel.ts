@@ -24,6 +24,8 @@ export interface DeviceKernel {
   readonly cpuCache: CpuCache;
   /** The kmalloc-minalign bounce rule of non-coherent devices is on. */
   readonly kmallocBounce: boolean;
+  /** ARCH_DMA_MINALIGN in bytes (dma_get_cache_alignment). */
+  readonly archDmaMinalign: number;
   /** The CPU the current call runs on (raw_smp_processor_id()). */
   readonly cpu: number;
   /** A line in the kernel log (dev_warn & co), for a device or by bdf. */

@@ -90,9 +90,12 @@ export function dmaDirectSyncSingleForDevice(dev: DmaDevice, addr: number, size:
   if (!dev.coherent) archSyncDmaForDevice(dev, phys, size, dir);
 }
 
-/** dma_direct_unmap_phys (6.18): MMIO needs nothing; memory is synced for the CPU and unbounced. */
+/**
+ * dma_direct_unmap_phys (6.18): MMIO and REQUIRE_COHERENT mappings need nothing (uncached or coherent, never
+ * bounced); memory is synced for the CPU and unbounced.
+ */
 export function dmaDirectUnmapPhys(dev: DmaDevice, addr: number, size: number, dir: DmaDirection, attrs: number): void {
-  if ((attrs & DMA_ATTR_MMIO) !== 0) return;
+  if ((attrs & (DMA_ATTR_MMIO | DMA_ATTR_REQUIRE_COHERENT)) !== 0) return;
   const phys = dmaToPhys(dev, addr);
   if ((attrs & DMA_ATTR_SKIP_CPU_SYNC) === 0) dmaDirectSyncSingleForCpu(dev, addr, size, dir);
   if (isSwiotlbBuffer(dev, phys)) swiotlbTblUnmapSingle(dev, phys, size, dir, attrs | DMA_ATTR_SKIP_CPU_SYNC);

@@ -41,6 +41,7 @@ export {
   dmaUseIova,
 } from "./two-step.js";
 export {
+  dmaGetCacheAlignment,
   dmaGetMask,
   dmaGetMaxSegSize,
   dmaGetMergeBoundary,
@@ -70,7 +71,8 @@ export type { DmaMemoryKind, DmaMemoryRun } from "./classify.js";
 export { physToDma, dmaToPhys, dmaCapable } from "./direct.js";
 export { DmaDebugError } from "./debug/errors.js";
 export type { DmaDebugCheck, DmaDebugReport } from "./debug/errors.js";
-export type { DebugEntry, DebugEntryType, DebugMode } from "./debug/checker.js";
+export type { DebugCheckerOptions, DebugEntry, DebugEntryType, DebugFinding, DebugMode } from "./debug/checker.js";
+export { ARCH_DMA_MINALIGN_DEFAULT, KMALLOC_CACHE_SIZES, dmaKmallocSizeAligned, kmallocSizeRoundup } from "./kmalloc.js";
 export { costProfile, defaultCostProfile, priceCounters } from "./costs.js";
 export type { CostLine, CostOverrides, CostProfile, CostReport, CostRow } from "./costs.js";
 export { CpuCache } from "./cache/index.js";

@@ -214,9 +214,9 @@ export function iommuDmaMapPhys(dev: DmaDevice, phys: number, size: number, dir:
   }
   if (!coherent && (attrs & ATTR_NO_SYNC) === 0) archSyncDmaForDevice(dev, target, size, dir);
   const iova = iommuDmaMapRange(dev, target, size, prot, dev.dmaMask);
-  if (iova === MAPPING_ERROR && (attrs & ATTR_MMIO) === 0 && inSwiotlb(dev, target)) {
-    swiotlbTblUnmapSingle(dev, target, size, dir, attrs);
-  }
+  // Upstream asks is_swiotlb_buffer(phys); the model knows whether this call bounced, which also keeps a
+  // failed map of memory that merely lies inside the pool from freeing someone else's slot.
+  if (iova === MAPPING_ERROR && target !== phys) swiotlbTblUnmapSingle(dev, target, size, dir, attrs);
   return iova;
 }
 

@@ -5,6 +5,7 @@ import { FAIL_IO_PGTABLE } from "@dmasim/iommu";
 import { FaultInjection } from "@dmasim/trace";
 import type { FaultInjectOptions, Trace } from "@dmasim/trace";
 import { CpuCache } from "./cache/index.js";
+import { CACHELINE_SIZE } from "./constants.js";
 import { costProfile, priceCounters } from "./costs.js";
 import type { CostOverrides, CostProfile, CostReport } from "./costs.js";
 import { DmaDebugChecker } from "./debug/checker.js";
@@ -18,6 +19,7 @@ import { showValue } from "@dmasim/trace";
 import { DmaConfigError, DmaInputError, DmaStateError } from "./errors.js";
 import { checkDevice } from "./api-trace.js";
 import { FAIL_IOVA, FlushQueue, IovaDomain } from "./iova/index.js";
+import { ARCH_DMA_MINALIGN_DEFAULT } from "./kmalloc.js";
 import type { IommuDmaCookie } from "./iova/index.js";
 import { FAIL_SWIOTLB, SwiotlbPool } from "./swiotlb/index.js";
 
@@ -44,6 +46,11 @@ export interface DmaKernelOptions {
   devices?: Readonly<Record<string, DmaDeviceOptions>>;
   /** CONFIG_DMA_BOUNCE_UNALIGNED_KMALLOC: small kmalloc buffers of non-coherent devices bounce. Default false. */
   kmallocBounce?: boolean;
+  /**
+   * ARCH_DMA_MINALIGN in bytes: what dma_get_cache_alignment() answers and what the kmalloc bounce rule
+   * aligns to. A power of two from 8 to 4096; default 64 (the CPU cache model's line). arm64 uses 128.
+   */
+  archDmaMinalign?: number;
   /** CPU cache: line capacity before deterministic eviction; default unbounded (a missing sync is always caught). */
   cacheLines?: number;
   /**
@@ -100,6 +107,8 @@ export class DmaKernel implements DeviceKernel {
   readonly swiotlbForce: boolean;
   readonly cpuCache: CpuCache;
   readonly kmallocBounce: boolean;
+  /** ARCH_DMA_MINALIGN (dma_get_cache_alignment). */
+  readonly archDmaMinalign: number;
   readonly profile: CostProfile;
   /** The CPU the next API call runs on (per-CPU IOVA caches, flush queues, swiotlb areas). */
   #cpu = 0;
@@ -134,6 +143,11 @@ export class DmaKernel implements DeviceKernel {
     }
     this.kmallocBounce = options.kmallocBounce ?? false;
     if (typeof this.kmallocBounce !== "boolean") throw new DmaConfigError(`kmallocBounce = ${showValue(this.kmallocBounce)} is invalid: expected true or false`);
+    const minalign: unknown = options.archDmaMinalign ?? ARCH_DMA_MINALIGN_DEFAULT;
+    if (typeof minalign !== "number" || !Number.isInteger(minalign) || minalign < 8 || minalign > 4096 || (minalign & (minalign - 1)) !== 0) {
+      throw new DmaConfigError(`archDmaMinalign = ${showValue(minalign)} is invalid: expected a power of two from 8 to 4096 bytes`);
+    }
+    this.archDmaMinalign = minalign;
     const cacheLines = options.cacheLines;
     if (cacheLines !== undefined && (!Number.isSafeInteger(cacheLines) || cacheLines < 1)) {
       throw new DmaConfigError(`cacheLines = ${String(cacheLines)} is invalid: expected a positive number of cache lines`);
@@ -164,7 +178,13 @@ export class DmaKernel implements DeviceKernel {
     }
     // Everything is validated before anything is allocated: a refused configuration leaves the platform as it was.
     this.profile = costProfile(options.costProfile);
-    this.debug = new DmaDebugChecker(this.trace, debug);
+    // add_dma_entry (kernel/dma/debug.c) reports no overlapping cachelines with
+    // CONFIG_DMA_BOUNCE_UNALIGNED_KMALLOC while swiotlb is active: the small buffers that could share a
+    // line are bounced.
+    // Nor when dma_get_cache_alignment() is below L1_CACHE_BYTES (the model's CPU cache line).
+    this.debug = new DmaDebugChecker(this.trace, debug, {
+      reportCachelineOverlap: !(this.kmallocBounce && sw !== false) && this.archDmaMinalign >= CACHELINE_SIZE,
+    });
     this.iovaTracker = new IovaTracker(this.debug);
     this.cpuCache = new CpuCache(this.memory, cacheLines === undefined ? {} : { capacity: cacheLines });
     if (sw === false) {

@@ -1,7 +1,7 @@
 import { PAGE_SIZE, PageFlag } from "@dmasim/memory";
 import { Counter } from "@dmasim/trace";
 import { apiBegin, apiEnd, checkDevice } from "./api-trace.js";
-import { DMA_ATTR_DEBUGGING_IGNORE_CACHELINES, DMA_ATTR_MMIO, DMA_ATTR_REQUIRE_COHERENT, DMA_BIT_MASK, DMA_MAPPING_ERROR, DmaDirection, Errno } from "./constants.js";
+import { DMA_ATTR_MMIO, DMA_ATTR_REQUIRE_COHERENT, DMA_BIT_MASK, DMA_MAPPING_ERROR, DmaDirection, Errno } from "./constants.js";
 import type { DmaAddr } from "./constants.js";
 import type { DmaDevice } from "./device.js";
 import { dmaDirectMapPhys, dmaDirectSyncSingleForCpu, dmaDirectSyncSingleForDevice, dmaDirectUnmapPhys } from "./direct.js";
@@ -81,15 +81,14 @@ function mapPhys(fn: string, dev: DmaDevice, phys: number, size: number, dir: Dm
   const active = trace.events.active;
   // dma-debug's checks and bookkeeping do nothing when it is off: skip building their arguments.
   const debug = kernel.debug.mode !== "off";
-  // With CONFIG_DMA_BOUNCE_UNALIGNED_KMALLOC and swiotlb, add_dma_entry (kernel/dma/debug.c) does not
-  // report overlapping cachelines: the small buffers that could share a line are bounced.
-  const debugAttrs = kernel.kmallocBounce && kernel.swiotlb !== undefined ? attrs | DMA_ATTR_DEBUGGING_IGNORE_CACHELINES : attrs;
-  if (debug && (attrs & ATTR_MMIO) === 0) kernel.debug.checkMap(dev.bdf, phys, size, dir, debugAttrs, pageFlags(dev));
+  // debug_dma_map_phys (kernel/dma/debug.c) skips the page checks for DMA_ATTR_MMIO; its findings are held
+  // until the map succeeds ("throw" refuses the map up front instead), so a failed map records nothing.
+  const findings = debug ? kernel.debug.checkMap(dev.bdf, phys, size, dir, attrs, (attrs & ATTR_MMIO) === 0 ? pageFlags(dev) : undefined, true) : undefined;
   if (active) apiBegin(dev, fn);
   trace.counters.add(C_MAP_CALLS);
   const addr = dev.ops === "iommu" ? mapIommu(dev, phys, size, dir, attrs) : dmaDirectMapPhys(dev, phys, size, dir, attrs);
   if (addr === MAPPING_ERROR) trace.counters.add(C_MAPPING_ERRORS);
-  else if (debug) kernel.debug.add({ type: "phy", device: dev.bdf, dmaAddr: addr, size, phys, dir, sgCount: 0, sgMappedEnts: 0 }, debugAttrs);
+  else if (debug) kernel.debug.add({ type: "phy", device: dev.bdf, dmaAddr: addr, size, phys, dir, sgCount: 0, sgMappedEnts: 0 }, attrs, false, findings);
   if (active) apiEnd(dev, fn, addr);
   return addr;
 }
@@ -256,6 +255,14 @@ export function dmaNeedUnmap(dev: DmaDevice): boolean {
 /** dma_get_merge_boundary: the IOVA granule - 1 for iommu-dma (segments can merge across it), else 0. */
 export function dmaGetMergeBoundary(dev: DmaDevice): number {
   return dev.ops === "iommu" ? dev.granule - 1 : 0;
+}
+
+/**
+ * dma_get_cache_alignment: ARCH_DMA_MINALIGN, the alignment a buffer needs not to share a cache line with
+ * other data. Upstream takes no argument (it is a build constant); dmasim reads the device's kernel.
+ */
+export function dmaGetCacheAlignment(dev: DmaDevice): number {
+  return dev.kernel.archDmaMinalign;
 }
 
 export function dmaGetMaxSegSize(dev: DmaDevice): number {

@@ -1,5 +1,4 @@
 import { PAGE_SIZE } from "@dmasim/memory";
-import { DMA_ATTR_DEBUGGING_IGNORE_CACHELINES } from "@dmasim/dma";
 import type { DmaDevice, DmaDirection } from "@dmasim/dma";
 import type { SgTable } from "./sg-table.js";
 
@@ -55,20 +54,27 @@ export function debugFindBoundaryCrossings(dev: DmaDevice, table: SgTable, count
 /**
  * debug_dma_map_sg: one scatter-gather entry per DMA segment, paired (as upstream does) with the CPU
  * entry of the same index for its physical address. A merged segment spans several CPU entries that need
- * not be contiguous in memory, so its cachelines are not inserted (the per-entry overlap check ran in
- * debugCheckMapSg instead).
+ * not be contiguous in memory, so the cachelines are tracked per CPU entry instead: the first segment
+ * holds the lines of all `nents` entries (upstream inserts the first line of each segment's paired entry),
+ * the others hold none. The entries of one list are not checked against each other.
  */
 export function debugAddSg(dev: DmaDevice, table: SgTable, nents: number, count: number, dir: DmaDirection, attrs: number): void {
   const debug = dev.kernel.debug;
   if (!debug.enabled) return;
+  const lines: number[] = [];
+  for (let i = 0; i < nents; i++) lines.push(table.phys[i] ?? 0, table.length[i] ?? 0);
   for (let k = 0; k < count; k++) {
     debug.add(
       { type: "scatter-gather", device: dev.bdf, dmaAddr: table.dmaAddress[k] ?? 0, size: table.dmaLength[k] ?? 0, phys: table.phys[k] ?? 0, dir, sgCount: nents, sgMappedEnts: count },
-      attrs | DMA_ATTR_DEBUGGING_IGNORE_CACHELINES,
+      attrs,
       true,
+      undefined,
+      k === 0 ? lines : NO_LINES,
     );
   }
 }
+
+const NO_LINES: readonly number[] = [];
 
 /**
  * debug_dma_unmap_sg. The count is compared first (before any entry is forgotten), so in "throw" mode a

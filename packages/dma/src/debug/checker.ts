@@ -1,7 +1,15 @@
 import { Counter } from "@dmasim/trace";
 import type { Trace } from "@dmasim/trace";
-import { CACHELINE_SIZE, DMA_ATTR_DEBUGGING_IGNORE_CACHELINES, DMA_ATTR_SKIP_CPU_SYNC, DmaDirection, dmaDirectionName } from "../constants.js";
+import {
+  CACHELINE_SIZE,
+  DMA_ATTR_DEBUGGING_IGNORE_CACHELINES,
+  DMA_ATTR_REQUIRE_COHERENT,
+  DMA_ATTR_SKIP_CPU_SYNC,
+  DmaDirection,
+  dmaDirectionName,
+} from "../constants.js";
 import { hex } from "@dmasim/trace";
+import { ActiveCachelines, Overlap } from "./cachelines.js";
 import { DmaDebugError } from "./errors.js";
 import type { DmaDebugCheck, DmaDebugReport } from "./errors.js";
 
@@ -23,10 +31,32 @@ export interface DebugEntry {
   readonly sgMappedEnts: number;
   /** dma_mapping_error() was called on this address since it was mapped. */
   mapErrChecked: boolean;
-  /** First and last cacheline this entry holds in the active-cacheline table, or -1. */
-  clFirst: number;
-  clLast: number;
+  /**
+   * The cacheline ranges this entry holds in the active-cacheline table, as [first, last] pairs (empty when
+   * it is not tracked), and whether it was inserted as cache-clean.
+   */
+  clLines: readonly number[];
+  clClean: boolean;
 }
+
+/** A finding of checkMap held back until the mapping is known to exist (see checkMap). */
+export interface DebugFinding {
+  readonly check: DmaDebugCheck;
+  readonly message: string;
+}
+
+/** The checker's view of the kernel configuration (fixed when the kernel is created). */
+export interface DebugCheckerOptions {
+  /**
+   * Report overlapping cachelines at all. add_dma_entry stays quiet when dma_get_cache_alignment() is
+   * below L1_CACHE_BYTES, and with CONFIG_DMA_BOUNCE_UNALIGNED_KMALLOC while swiotlb is active (small
+   * kmalloc buffers that could share a line are bounced). Default true.
+   */
+  readonly reportCachelineOverlap?: boolean;
+}
+
+const NO_LINES: readonly number[] = [];
+const CACHE_CLEAN = DMA_ATTR_DEBUGGING_IGNORE_CACHELINES | DMA_ATTR_REQUIRE_COHERENT;
 
 export interface UnmapRef {
   readonly type: DebugEntryType;
@@ -47,13 +77,20 @@ export class DmaDebugChecker {
   readonly #reports: DmaDebugReport[] = [];
   /** device → dma address → entries at that address (identity mappings can collide). */
   readonly #entries = new Map<string, Map<number, DebugEntry[]>>();
-  /** cacheline number → active mappings holding it (for the overlapping-cacheline check). */
-  readonly #cachelines = new Map<number, number>();
+  /** Cachelines of active mappings (for the overlapping-cacheline check). */
+  readonly #cachelines = new ActiveCachelines();
+  readonly #reportOverlap: boolean;
   #warnedOnce = new Set<string>();
 
-  constructor(trace: Trace, mode: DebugMode) {
+  constructor(trace: Trace, mode: DebugMode, options: DebugCheckerOptions = {}) {
     this.#trace = trace;
     this.mode = mode;
+    this.#reportOverlap = options.reportCachelineOverlap ?? true;
+  }
+
+  /** Runs of cachelines held by tracked mappings (the size of the interval structure). */
+  get cachelineRuns(): number {
+    return this.#cachelines.runs;
   }
 
   get enabled(): boolean {
@@ -88,9 +125,21 @@ export class DmaDebugChecker {
 
   // ---- live entries -------------------------------------------------------------------------
 
-  add(entry: Omit<DebugEntry, "mapErrChecked" | "clFirst" | "clLast">, attrs: number, mapErrChecked = false): void {
+  /**
+   * add_dma_entry: starts tracking a mapping that was made. `findings` are what checkMap held back for it
+   * (reported now that the mapping exists). `lines` replaces the entry's own [phys, phys + size) as the
+   * physical ranges whose cachelines it holds, as [phys, size] pairs: a scatterlist passes its CPU
+   * entries on one of its DMA segments and none on the others.
+   */
+  add(
+    entry: Omit<DebugEntry, "mapErrChecked" | "clLines" | "clClean">,
+    attrs: number,
+    mapErrChecked = false,
+    findings?: readonly DebugFinding[],
+    lines?: readonly number[],
+  ): void {
     if (this.mode === "off") return;
-    const e: DebugEntry = { ...entry, mapErrChecked, clFirst: -1, clLast: -1 };
+    const e: DebugEntry = { ...entry, mapErrChecked, clLines: NO_LINES, clClean: (attrs & CACHE_CLEAN) !== 0 };
     let byAddr = this.#entries.get(e.device);
     if (byAddr === undefined) {
       byAddr = new Map();
@@ -99,7 +148,8 @@ export class DmaDebugChecker {
     const list = byAddr.get(e.dmaAddr);
     if (list === undefined) byAddr.set(e.dmaAddr, [e]);
     else list.push(e);
-    this.#insertCachelines(e, attrs);
+    this.#insertCachelines(e, lines);
+    if (findings !== undefined) for (const f of findings) this.report(f.check, e.device, f.message);
   }
 
   /** dma_mapping_error() was called on `dmaAddr`. */
@@ -176,27 +226,67 @@ export class DmaDebugChecker {
   }
 
   /**
-   * Checks made before a mapping is created (check_for_stack, check_for_illegal_area and the
-   * overlapping-cacheline check), so that in "throw" mode a refused map leaves nothing mapped.
+   * Checks made before a mapping is created (check_for_stack, check_for_illegal_area — skipped when
+   * `pageFlags` is undefined, as for DMA_ATTR_MMIO — and the overlapping-cacheline check of
+   * add_dma_entry), so that in "throw" mode a refused map leaves nothing mapped.
+   *
+   * With `defer`, findings are not recorded in "collect" mode but returned, for the caller to hand to add()
+   * once the mapping exists or to drop when the map fails: upstream runs these checks in debug_dma_map_*
+   * only after a successful map, so a refused map records nothing. ("throw" still throws at once.)
    */
-  checkMap(device: string, phys: number, size: number, dir: DmaDirection, attrs: number, pageFlags: (phys: number) => number): void {
-    if (this.mode === "off") return;
-    const flags = pageFlags(phys);
-    // `pageFlags` answers -1 for a frame without a struct page: not memory the streaming API may map as
-    // such (upstream would bounce or sync garbage; MMIO must say DMA_ATTR_MMIO or use dma_map_resource).
-    if (flags < 0) {
-      this.report("map-invalid-address", device, `device driver maps memory that is not RAM [addr=${hex(phys)}] [len=${size}]: MMIO needs dma_map_resource or DMA_ATTR_MMIO`);
-      return;
-    }
-    if ((flags & FLAG_STACK) !== 0) this.report("map-stack", device, `device driver maps memory from stack [addr=${hex(phys)}]`);
-    if ((flags & FLAG_KERNEL_TEXT) !== 0) this.report("map-kernel-text", device, `device driver maps memory from kernel text or rodata [addr=${hex(phys)}] [len=${size}]`);
-    const [first, last] = this.#linesFor(phys, size, dir, attrs);
-    for (let cl = first; cl <= last; cl++) {
-      if ((this.#cachelines.get(cl) ?? 0) > 0) {
-        this.report("cacheline-overlap", device, `cacheline tracking EEXIST, overlapping mappings aren't supported [phys=${hex(phys)}] [size=${size} bytes]`);
-        return;
+  checkMap(
+    device: string,
+    phys: number,
+    size: number,
+    dir: DmaDirection,
+    attrs: number,
+    pageFlags: ((phys: number) => number) | undefined,
+    defer = false,
+  ): DebugFinding[] | undefined {
+    if (this.mode === "off") return undefined;
+    // Findings are rare: nothing is built for a clean map.
+    const hold = defer && this.mode !== "throw";
+    let held: DebugFinding[] | undefined;
+    if (pageFlags !== undefined) {
+      const flags = pageFlags(phys);
+      // `pageFlags` answers -1 for a frame without a struct page: not memory the streaming API may map as
+      // such (upstream would bounce or sync garbage; MMIO must say DMA_ATTR_MMIO or use dma_map_resource).
+      if (flags < 0) {
+        return this.#found(held, hold, device, "map-invalid-address", `device driver maps memory that is not RAM [addr=${hex(phys)}] [len=${size}]: MMIO needs dma_map_resource or DMA_ATTR_MMIO`);
       }
+      if ((flags & FLAG_STACK) !== 0) held = this.#found(held, hold, device, "map-stack", `device driver maps memory from stack [addr=${hex(phys)}]`);
+      if ((flags & FLAG_KERNEL_TEXT) !== 0) held = this.#found(held, hold, device, "map-kernel-text", `device driver maps memory from kernel text or rodata [addr=${hex(phys)}] [len=${size}]`);
     }
+    if (this.#overlapReported(phys, size, dir, attrs)) {
+      held = this.#found(held, hold, device, "cacheline-overlap", `cacheline tracking EEXIST, overlapping mappings aren't supported [phys=${hex(phys)}] [size=${size} bytes]`);
+    }
+    return held;
+  }
+
+  /** A finding of checkMap: held back (returned with the others) or reported now. */
+  #found(held: DebugFinding[] | undefined, hold: boolean, device: string, check: DmaDebugCheck, message: string): DebugFinding[] | undefined {
+    if (!hold) {
+      this.report(check, device, message);
+      return held;
+    }
+    const list = held ?? [];
+    list.push({ check, message });
+    return list;
+  }
+
+  /**
+   * add_dma_entry's rule for reporting an overlap: the new mapping is tracked (not DMA_TO_DEVICE) and
+   * meets a tracked one, it does not say DMA_ATTR_SKIP_CPU_SYNC, and not both are cache-clean
+   * (DMA_ATTR_DEBUGGING_IGNORE_CACHELINES or DMA_ATTR_REQUIRE_COHERENT). Upstream compares the first
+   * cacheline of each mapping; dmasim compares every line (a stronger check: a buffer whose last line is
+   * a neighbour's first is a real corruption source on non-coherent devices). With several mappings in
+   * the range, one that is not cache-clean is enough.
+   */
+  #overlapReported(phys: number, size: number, dir: DmaDirection, attrs: number): boolean {
+    if (!this.#reportOverlap || dir === DmaDirection.TO_DEVICE || size === 0 || (attrs & DMA_ATTR_SKIP_CPU_SYNC) !== 0) return false;
+    const met = this.#cachelines.overlap(Math.floor(phys / CACHELINE_SIZE), Math.floor((phys + size - 1) / CACHELINE_SIZE));
+    if (met === Overlap.NONE) return false;
+    return (attrs & CACHE_CLEAN) === 0 || met === Overlap.NOT_CLEAN;
   }
 
   /**
@@ -263,35 +353,32 @@ export class DmaDebugChecker {
   }
 
   /**
-   * Active-cacheline tracking. Upstream tracks only the first cacheline of each mapping; dmasim tracks
-   * every cacheline a mapping covers, so a buffer that shares its last line with a neighbour's first is
-   * caught too (a real corruption source on non-coherent devices). Upstream skips DMA_TO_DEVICE mappings
-   * (the device only reads, the CPU cannot be hurt) and dmasim also skips SKIP_CPU_SYNC and
-   * DEBUGGING_IGNORE_CACHELINES mappings, whose owners take charge of cache maintenance.
+   * active_cacheline_insert: every mapping the device may write (not DMA_TO_DEVICE: the CPU cannot consume
+   * stale data from a buffer the device only reads) is tracked, whatever its attributes — SKIP_CPU_SYNC
+   * and cache-clean mappings too, so a later mapping that overlaps them is still judged. Coherent
+   * allocations count as DMA_BIDIRECTIONAL, as in debug_dma_alloc_coherent.
    */
-  #linesFor(phys: number, size: number, dir: DmaDirection, attrs: number): [number, number] {
-    if (dir === DmaDirection.TO_DEVICE || size === 0) return [0, -1];
-    if ((attrs & (DMA_ATTR_SKIP_CPU_SYNC | DMA_ATTR_DEBUGGING_IGNORE_CACHELINES)) !== 0) return [0, -1];
-    return [Math.floor(phys / CACHELINE_SIZE), Math.floor((phys + size - 1) / CACHELINE_SIZE)];
-  }
-
-  #insertCachelines(e: DebugEntry, attrs: number): void {
-    if (e.type === "coherent") return;
-    const [first, last] = this.#linesFor(e.phys, e.size, e.dir, attrs);
-    if (last < first) return;
-    for (let cl = first; cl <= last; cl++) this.#cachelines.set(cl, (this.#cachelines.get(cl) ?? 0) + 1);
-    e.clFirst = first;
-    e.clLast = last;
-  }
-
-  #removeCachelines(e: DebugEntry): void {
-    if (e.clFirst < 0) return;
-    for (let cl = e.clFirst; cl <= e.clLast; cl++) {
-      const n = (this.#cachelines.get(cl) ?? 1) - 1;
-      if (n <= 0) this.#cachelines.delete(cl);
-      else this.#cachelines.set(cl, n);
+  #insertCachelines(e: DebugEntry, lines: readonly number[] | undefined): void {
+    if (e.dir === DmaDirection.TO_DEVICE) return;
+    const ranges = lines ?? [e.phys, e.size];
+    const held: number[] = [];
+    for (let i = 0; i + 1 < ranges.length; i += 2) {
+      const phys = ranges[i] ?? 0;
+      const size = ranges[i + 1] ?? 0;
+      if (size <= 0) continue;
+      const first = Math.floor(phys / CACHELINE_SIZE);
+      const last = Math.floor((phys + size - 1) / CACHELINE_SIZE);
+      this.#cachelines.insert(first, last, e.clClean);
+      held.push(first, last);
     }
-    e.clFirst = -1;
+    e.clLines = held;
+  }
+
+  /** active_cacheline_remove. */
+  #removeCachelines(e: DebugEntry): void {
+    const held = e.clLines;
+    for (let i = 0; i + 1 < held.length; i += 2) this.#cachelines.remove(held[i] ?? 0, held[i + 1] ?? 0, e.clClean);
+    e.clLines = NO_LINES;
   }
 }
 

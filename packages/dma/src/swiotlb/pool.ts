@@ -167,12 +167,18 @@ export class SwiotlbPool {
     if (!Number.isSafeInteger(cpu) || cpu < 0) {
       throw new SwiotlbError("EINVAL", `${fn}: cpu = ${String(cpu)} is invalid: expected a CPU number >= 0`);
     }
+    const offset = alignOffset(dev.minAlignMask, allocAlignMask, origAddr);
+    const size = alignUp(mappingSize + offset, allocAlignMask + 1);
+    // No run of slots is longer than a segment (swiotlb_find_slots): a larger request fails as a full
+    // pool would, before anything looks at the memory behind it — whatever its size.
+    if (nrSlots(size) > IO_TLB_SEGSIZE) {
+      this.trace.counters.add(Counter.SwiotlbAllocFail);
+      return DMA_MAPPING_ERROR;
+    }
     if (!this.memory.isRam(origAddr, mappingSize)) {
       throw new SwiotlbError("EINVAL", `${fn}: origAddr = ${hex(origAddr)} + ${mappingSize} bytes is not all RAM: only memory with struct pages can be bounced`);
     }
 
-    const offset = alignOffset(dev.minAlignMask, allocAlignMask, origAddr);
-    const size = alignUp(mappingSize + offset, allocAlignMask + 1);
     const req = {
       origAddr,
       allocSize: size,
