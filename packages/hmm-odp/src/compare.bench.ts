@@ -1,0 +1,16 @@
+import { afterAll, bench, describe } from "vitest";
+import { hmmDmaComparisonTable } from "./compare.js";
+
+// The README's comparison table: `npx vitest bench --run --project hmm-odp packages/hmm-odp/src/compare.bench.ts`
+// prints it (counters and modelled time are deterministic; only the bench line measures the host).
+const SIZES = [4096, 64 * 1024, 2 * 1024 * 1024, 64 * 1024 * 1024, 1024 * 1024 * 1024];
+
+describe("comparison", () => {
+  let table = "";
+  bench("build the comparison table (4 KiB … 1 GiB)", () => {
+    table = hmmDmaComparisonTable(SIZES);
+  }, { iterations: 1, time: 0, warmupIterations: 0, warmupTime: 0 });
+  afterAll(() => {
+    process.stdout.write(`${table}\n`);
+  });
+});
