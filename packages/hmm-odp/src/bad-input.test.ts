@@ -79,3 +79,22 @@ describe("bad input and refusals", () => {
     expect(mm.pteAt(a)?.kind).toBe(PteKind.NONE);
   });
 });
+
+describe("a device fault on a page whose migration never ends", () => {
+  it("waits in virtual time and gives up with -EBUSY at HMM_RANGE_DEFAULT_TIMEOUT", () => {
+    const { mm, open, kernel } = hmmRig();
+    const d = open();
+    const a = mm.mmap(PAGE_SIZE);
+    mm.write(a, new Uint8Array([1]));
+    let ret = 0;
+    const t0 = kernel.trace.clock.now;
+    expect(
+      mm.migratePage(a, () => {
+        ret = d.read(hmmDmirrorCmd(a, 1));
+      }),
+    ).toBe(0);
+    expect(ret).toBe(-HmmErrno.EBUSY);
+    expect(kernel.trace.clock.now - t0).toBeGreaterThanOrEqual(1e9);
+    expect(d.read(hmmDmirrorCmd(a, 1))).toBe(0);
+  });
+});
