@@ -46,6 +46,7 @@ import {
   MmuIntervalNotifier,
   UserLock,
   hmmCheckMayProgram,
+  mmuIntervalCheckRetry,
   mmuIntervalNotifierInsert,
   mmuIntervalNotifierRemove,
   mmuIntervalReadBegin,
@@ -94,9 +95,11 @@ export interface DmirrorCosts {
   deviceTlbInvalidateNs: number;
   /** One attempt of the fault loop (read_begin + walk setup), paid per retry. Assumed 200 ns. */
   faultAttemptNs: number;
+  /** One migration_entry_wait that sees the migration still running. Assumed 1 ms. */
+  migrationWaitNs: number;
 }
 
-const DEFAULT_COSTS: DmirrorCosts = { deviceTlbInvalidateNs: 1000, faultAttemptNs: 200 };
+const DEFAULT_COSTS: DmirrorCosts = { deviceTlbInvalidateNs: 1000, faultAttemptNs: 200, migrationWaitNs: 1_000_000 };
 
 /** Device page-table tags (DPT_XA_TAG_*). */
 const TAG_ATOMIC = 1;
@@ -249,8 +252,8 @@ export class Dmirror {
 
   /** dmirror_interval_invalidate. */
   #invalidate(sub: MmuIntervalNotifier, range: MmuNotifierRange, curSeq: number): boolean {
-    // Migration to this device (and exclusive access it asked for) is handled by the migration code.
-    if ((range.event === MmuNotifyEvent.MIGRATE || range.event === MmuNotifyEvent.EXCLUSIVE) && range.owner === this.mdevice) return true;
+    // Migration to this device is handled by the migration code (test_hmm.c filters MIGRATE only).
+    if (range.event === MmuNotifyEvent.MIGRATE && range.owner === this.mdevice) return true;
     if (mmuNotifierRangeBlockable(range)) this.mutex.lock();
     else if (!this.mutex.tryLock()) return false;
     mmuIntervalSetSeq(sub, curSeq);
@@ -405,6 +408,9 @@ export class Dmirror {
         if (ret === -HmmErrno.EBUSY) {
           // A retry that reuses the stale sequence spins until the timeout (a virtual-time model of it).
           if (this.staleSeqBug) clock.advanceTo(Math.max(clock.now, deadline));
+          // No invalidation since read_begin: hmm_range_fault met a migration entry and would have slept in
+          // migration_entry_wait; a model thread cannot finish that migration, so the wait is priced instead.
+          else if (!mmuIntervalCheckRetry(this.notifier, seq)) clock.advance(this.costs.migrationWaitNs);
           continue;
         }
         this.lastAttempts = attempts;

@@ -125,7 +125,7 @@ describe("hmm_dma_map", () => {
   });
 });
 
-describe("dmirror in DMA mode", () => {
+describe("dmirror in DMA mode", { timeout: 60_000 }, () => {
   it("faults in, maps through one IOVA, moves bytes through the IOMMU, and an munmap takes the translations away", () => {
     const rig = hmmRig();
     const { mm, mdev0, dev0 } = rig;

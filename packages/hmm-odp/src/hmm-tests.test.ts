@@ -24,7 +24,8 @@ const NTIMES = 10;
 const TWOMEG = 2 * 1024 * 1024;
 const { EFAULT, EPERM, ENOENT, EINVAL } = HmmErrno;
 
-describe("hmm-tests.c (hmm_device_private)", () => {
+// Generous timeouts: the whole port runs in a few seconds alone, more on a loaded machine.
+describe("hmm-tests.c (hmm_device_private)", { timeout: 60_000 }, () => {
   it("open_close", () => {
     const { mm, open } = hmmRig();
     const d = open();

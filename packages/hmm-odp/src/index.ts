@@ -100,3 +100,5 @@ export {
   hmmDmirrorCmd,
 } from "./dmirror.js";
 export type { DmirrorCosts, DmirrorFaultStep, HmmDmirrorCmd } from "./dmirror.js";
+export { DEFAULT_HMM_FAULT_COSTS, compareHmmDmaStrategy, hmmDmaComparisonTable } from "./compare.js";
+export type { HmmDmaComparisonRow, HmmDmaStrategy, HmmFaultCosts } from "./compare.js";

@@ -362,6 +362,26 @@ export class Mm implements NotifierMm {
     return 0;
   }
 
+  /**
+   * The OOM reaper's unmap of private anonymous memory (__oom_reap_task_mm): a CLEAR that may not block.
+   * -EAGAIN, with nothing changed, when a subscriber cannot take its lock without sleeping.
+   */
+  oomReap(addr: number, len: number): number {
+    this.#checkRange("oomReap", addr, len);
+    const end = addr + Math.ceil(len / PAGE_SIZE) * PAGE_SIZE;
+    const vmas = this.#vmasIn(addr, end).filter((v) => v.file === undefined && (v.flags & (VM_PFNMAP | VM_HUGETLB)) === 0 && v.p2p === undefined);
+    return this.notify(
+      MmuNotifyEvent.CLEAR,
+      addr,
+      end,
+      () => {
+        for (const v of vmas) this.#zap(v, 0, v.pages);
+      },
+      undefined,
+      false,
+    );
+  }
+
   /** The VMA and entry index of a mapped address, or throws (bad input: not mapped). */
   #at(fn: string, addr: number): { v: Vma; i: number } {
     if (!Number.isSafeInteger(addr) || addr < 0) throw new HmmInputError(fn, "addr", addr, "a user address");

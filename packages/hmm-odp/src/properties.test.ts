@@ -46,7 +46,7 @@ function checkMirror(mm: Mm, d: Dmirror, base: number): void {
   }
 }
 
-describe("properties", () => {
+describe("properties", { timeout: 60_000 }, () => {
   it("after any sequence of mm operations, faults, migrations and injected invalidations, every device translation is the CPU's page or nothing, and nothing leaks", () => {
     fc.assert(
       fc.property(fc.array(opArb, { minLength: 1, maxLength: 30 }), (ops) => {
