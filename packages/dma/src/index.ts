@@ -24,7 +24,8 @@ export {
   errnoName,
 } from "./constants.js";
 export type { DmaAddr } from "./constants.js";
-export { DmaConfigError, DmaInputError } from "./errors.js";
+export { DmaConfigError, DmaInputError, DmaOptionsError } from "./errors.js";
+export { dmaDeviceOptionsSchema, dmaKernelOptionsSchema, iommuModeSchema } from "./options.js";
 export {
   DMA_IOVA_STATE_BYTES,
   DmaIovaState,

@@ -4,46 +4,21 @@ import type { Platform } from "@dmasim/pcie-p2p";
 import type { Trace } from "@dmasim/trace";
 import { CpuCache } from "./cache/index.js";
 import { costProfile, priceCounters } from "./costs.js";
-import type { CostOverrides, CostProfile, CostReport } from "./costs.js";
+import type { CostProfile, CostReport } from "./costs.js";
 import { DmaDebugChecker } from "./debug/checker.js";
-import type { DebugEntry, DebugMode } from "./debug/checker.js";
+import type { DebugEntry } from "./debug/checker.js";
 import type { DmaDebugReport } from "./debug/errors.js";
 import { IovaTracker } from "./debug/iova-tracker.js";
-import { DmaDevice, validateDeviceOptions } from "./device.js";
-import type { DmaDeviceOptions } from "./device.js";
-import { showValue } from "@dmasim/trace";
+import { DmaDevice } from "./device.js";
+import type { DmaDeviceOptions, DmaKernelOptions, IommuMode } from "./options.js";
+import { parseDeviceOptions, parseKernelOptions } from "./options.js";
 import { DmaConfigError, DmaInputError } from "./errors.js";
 import { checkDevice } from "./api-trace.js";
 import { FlushQueue, IovaDomain } from "./iova/index.js";
 import type { IommuDmaCookie } from "./iova/index.js";
 import { SwiotlbPool } from "./swiotlb/index.js";
 
-/**
- * How the kernel sets up the IOMMU for DMA (iommu.passthrough= / iommu.strict= / no IOMMU):
- * - "strict": IOMMU_DOMAIN_DMA, every unmap invalidates the IOTLB before returning;
- * - "lazy": IOMMU_DOMAIN_DMA_FQ, invalidations are batched by the flush queue (untrusted devices stay strict);
- * - "passthrough": identity domains and dma-direct (untrusted devices still get a strict DMA domain);
- * - "off": the IOMMU is not used at all: dma-direct, devices reach memory by physical address.
- */
-export type IommuMode = "strict" | "lazy" | "passthrough" | "off";
-
-export interface DmaKernelOptions {
-  iommuMode?: IommuMode;
-  /** swiotlb pool: `false` for none; `bytes` (default 64 MiB); `force` bounces every dma-direct mapping (swiotlb=force). */
-  swiotlb?: false | { bytes?: number; force?: boolean };
-  /** CPUs for per-CPU IOVA caches, flush queues and swiotlb areas. Default 4. */
-  cpus?: number;
-  /** dma-debug: throw on misuse (default), collect reports, or check nothing. */
-  debug?: DebugMode;
-  /** Per-event cost overrides on top of the default profile. */
-  costProfile?: CostOverrides;
-  /** Per-device properties, by BDF, applied when the device is first looked up. */
-  devices?: Readonly<Record<string, DmaDeviceOptions>>;
-  /** CONFIG_DMA_BOUNCE_UNALIGNED_KMALLOC: small kmalloc buffers of non-coherent devices bounce. Default false. */
-  kmallocBounce?: boolean;
-  /** CPU cache: line capacity before deterministic eviction; default unbounded (a missing sync is always caught). */
-  cacheLines?: number;
-}
+export type { DmaKernelOptions, IommuMode } from "./options.js";
 
 /** A line of the kernel log (dev_warn and friends), with virtual time. */
 export interface KernelLogLine {
@@ -90,43 +65,18 @@ export class DmaKernel {
     this.platform = platform;
     this.trace = platform.trace;
     this.memory = platform.memory;
-    this.iommuMode = options.iommuMode ?? "strict";
-    if (!["strict", "lazy", "passthrough", "off"].includes(this.iommuMode)) {
-      throw new DmaConfigError(`iommuMode = ${JSON.stringify(this.iommuMode)} is invalid: expected "strict", "lazy", "passthrough" or "off"`);
-    }
-    this.cpus = options.cpus ?? 4;
-    if (!Number.isInteger(this.cpus) || this.cpus < 1 || this.cpus > 1024) {
-      throw new DmaConfigError(`cpus = ${String(this.cpus)} is invalid: expected an integer from 1 to 1024`);
-    }
-    const debug = options.debug ?? "throw";
-    if (!(["throw", "collect", "off"] as unknown[]).includes(debug)) {
-      throw new DmaConfigError(`debug = ${showValue(debug)} is invalid: expected "throw", "collect" or "off"`);
-    }
-    this.kmallocBounce = options.kmallocBounce ?? false;
-    if (typeof this.kmallocBounce !== "boolean") throw new DmaConfigError(`kmallocBounce = ${showValue(this.kmallocBounce)} is invalid: expected true or false`);
-    const cacheLines = options.cacheLines;
-    if (cacheLines !== undefined && (!Number.isSafeInteger(cacheLines) || cacheLines < 1)) {
-      throw new DmaConfigError(`cacheLines = ${String(cacheLines)} is invalid: expected a positive number of cache lines`);
-    }
-    const sw = options.swiotlb as unknown;
-    if (sw !== undefined && sw !== false && (typeof sw !== "object" || sw === null)) {
-      throw new DmaConfigError(`swiotlb = ${showValue(sw)} is invalid: expected false or { bytes?, force? }`);
-    }
-    const swOptions = sw === false || sw === undefined ? undefined : (sw as { bytes?: unknown; force?: unknown });
+    const o = parseKernelOptions(options, platform.endpoints.map((e) => e.bdf));
+    this.iommuMode = o.iommuMode ?? "strict";
+    this.cpus = o.cpus ?? 4;
+    const debug = o.debug ?? "throw";
+    this.kmallocBounce = o.kmallocBounce ?? false;
+    const cacheLines = o.cacheLines;
+    const sw = o.swiotlb;
+    const swOptions = sw === false ? undefined : sw;
     const swBytes = swOptions?.bytes;
-    if (swBytes !== undefined && (typeof swBytes !== "number" || !Number.isSafeInteger(swBytes) || swBytes <= 0)) {
-      throw new DmaConfigError(`swiotlb.bytes = ${showValue(swBytes)} is invalid: expected a positive number of bytes`);
-    }
-    if (swOptions?.force !== undefined && typeof swOptions.force !== "boolean") {
-      throw new DmaConfigError(`swiotlb.force = ${showValue(swOptions.force)} is invalid: expected true or false`);
-    }
-    this.#deviceOptions = options.devices ?? {};
-    for (const [bdf, devOptions] of Object.entries(this.#deviceOptions)) {
-      this.#endpoint(bdf, `devices[${JSON.stringify(bdf)}]`);
-      validateDeviceOptions(bdf, devOptions);
-    }
+    this.#deviceOptions = o.devices ?? {};
     // Everything is validated before anything is allocated: a refused configuration leaves the platform as it was.
-    this.profile = costProfile(options.costProfile);
+    this.profile = costProfile(o.costProfile);
     this.debug = new DmaDebugChecker(this.trace, debug);
     this.iovaTracker = new IovaTracker(this.debug);
     this.cpuCache = new CpuCache(this.memory, cacheLines === undefined ? {} : { capacity: cacheLines });
@@ -200,9 +150,9 @@ export class DmaKernel {
       return existing;
     }
     const endpoint = this.#endpoint(bdf, "device");
-    if (options !== undefined) validateDeviceOptions(bdf, options);
+    const checked = options === undefined ? undefined : parseDeviceOptions(bdf, options);
     const iommu = this.platform.iommuFor(bdf);
-    const merged: DmaDeviceOptions = { ...this.#deviceOptions[bdf], ...options };
+    const merged: DmaDeviceOptions = { ...this.#deviceOptions[bdf], ...checked };
     const dev = this.#probe(endpoint, iommu, merged);
     this.#devices.set(bdf, dev);
     return dev;

@@ -14,6 +14,7 @@ export {
   acsSpecSchema,
 } from "./spec.js";
 export { parseSpec } from "./validate.js";
+export { numberWhere, strictRecord } from "./schema-helpers.js";
 export type { Platform, Endpoint, Bar, BusAddr, P2pdmaProvider, HostBridgeInfo, P2pdmaExplanation } from "./types.js";
 export { PciP2pdmaMapType } from "./p2pdma.js";
 export type { DmaAccessObserver } from "./fabric.js";

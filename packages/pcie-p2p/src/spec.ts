@@ -1,5 +1,6 @@
 import { z } from "zod";
 import { isBdf } from "./bdf.js";
+import { numberWhere as num, strictRecord as record } from "./schema-helpers.js";
 
 // The platform spec: plain JSON, so a scenario can live in a file. These zod schemas check every field's
 // shape and range (all issues at once, each with its path, unknown keys refused); the TypeScript types are
@@ -8,17 +9,6 @@ import { isBdf } from "./bdf.js";
 
 const PAGE = 4096;
 const MAX_ADDR = 2 ** 53;
-
-/** A strict object: an unknown key is an issue that lists the allowed ones; `expected` for anything else. */
-function record<T extends z.ZodRawShape>(shape: T, expected: string) {
-  const allowed = Object.keys(shape).join(", ");
-  return z.strictObject(shape, { error: (iss) => (iss.code === "unrecognized_keys" ? `no such field (allowed: ${allowed})` : expected) }).readonly();
-}
-
-/** A number for which `ok` holds; `expected` for anything else. */
-function num(ok: (v: number) => boolean, expected: string) {
-  return z.number({ error: expected }).refine(ok, { error: expected });
-}
 
 const bool = z.boolean({ error: "true or false" });
 const id = z.string({ error: "a non-empty string id" }).min(1, { error: "a non-empty string id" });

@@ -6,6 +6,7 @@ describe("schema issues", () => {
   it("formats paths from the root", () => {
     expect(formatPath(["endpoints", 2, "bars", 0, "size"])).toBe("endpoints[2].bars[0].size");
     expect(formatPath([])).toBe("");
+    expect(formatPath(["devices", "0000:01:00.0", "coherent"])).toBe('devices["0000:01:00.0"].coherent');
     expect(joinPath("spec", "")).toBe("spec");
     expect(joinPath("options", "devices.x")).toBe("options.devices.x");
   });

@@ -26,11 +26,14 @@ export interface SchemaIssueLike {
   readonly errors?: readonly (readonly SchemaIssueLike[])[];
 }
 
-/** `a.b[2].c` from `["a", "b", 2, "c"]`. */
+const IDENTIFIER = /^[A-Za-z_$][\w$]*$/;
+
+/** `a.b[2].c` from `["a", "b", 2, "c"]`; a key that is not an identifier is quoted: `devices["0000:01:00.0"]`. */
 export function formatPath(path: readonly PropertyKey[]): string {
   let out = "";
   for (const k of path) {
     if (typeof k === "number") out += `[${k}]`;
+    else if (typeof k === "string" && !IDENTIFIER.test(k)) out += `[${JSON.stringify(k)}]`;
     else out += out === "" ? String(k) : `.${String(k)}`;
   }
   return out;
