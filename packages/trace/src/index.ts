@@ -14,6 +14,6 @@ export type {
   TraceEventType,
 } from "./events.js";
 export { Trace } from "./trace.js";
-export { DmasimError, DmasimInputError, DmasimStateError, TraceInputError, hex, hex16, showValue } from "./errors.js";
+export { DmasimError, DmasimInputError, DmasimStateError, TraceInputError, hex, hex16, hex64, showValue } from "./errors.js";
 export { DmasimInputIssuesError, formatPath, joinPath, schemaIssues } from "./input-issues.js";
 export type { InputIssue, SchemaIssueLike } from "./input-issues.js";
