@@ -25,7 +25,7 @@ export {
 } from "./constants.js";
 export type { DmaAddr } from "./constants.js";
 export { DmaConfigError, DmaInputError, DmaOptionsError } from "./errors.js";
-export { dmaDeviceOptionsSchema, dmaKernelOptionsSchema, iommuModeSchema } from "./options.js";
+export { costOverridesSchema, dmaDeviceOptionsSchema, dmaKernelOptionsSchema, iommuModeSchema } from "./options.js";
 export {
   DMA_IOVA_STATE_BYTES,
   DmaIovaState,

@@ -39,6 +39,13 @@ export const dmaDeviceOptionsSchema = record(
  */
 export const iommuModeSchema = z.enum(["strict", "lazy", "passthrough", "off"], { error: `"strict", "lazy", "passthrough" or "off"` });
 
+/** Per-event cost overrides on top of the default profile, in ns, by counter name. */
+export const costOverridesSchema = z
+  .partialRecord(z.enum(counterNames as [CounterName, ...CounterName[]]), num((v) => Number.isFinite(v) && v >= 0, "nanoseconds >= 0"), {
+    error: (iss) => (iss.code === "invalid_type" ? "an object of nanoseconds by Counter name" : "a Counter name such as IotlbSyncMap"),
+  })
+  .readonly();
+
 export const dmaKernelOptionsSchema = record(
   {
     iommuMode: iommuModeSchema.optional(),
@@ -57,12 +64,7 @@ export const dmaKernelOptionsSchema = record(
     /** dma-debug: throw on misuse (default), collect reports, or check nothing. */
     debug: z.enum(["throw", "collect", "off"], { error: `"throw", "collect" or "off"` }).optional(),
     /** Per-event cost overrides on top of the default profile, in ns, by counter name. */
-    costProfile: z
-      .partialRecord(z.enum(counterNames as [CounterName, ...CounterName[]]), num((v) => Number.isFinite(v) && v >= 0, "nanoseconds >= 0"), {
-        error: (iss) => (iss.code === "invalid_type" ? "an object of nanoseconds by Counter name" : "a Counter name such as IotlbSyncMap"),
-      })
-      .readonly()
-      .optional(),
+    costProfile: costOverridesSchema.optional(),
     /** Per-device properties, by BDF, applied when the device is first looked up. */
     devices: z.record(z.string(), dmaDeviceOptionsSchema, { error: "an object of device options by BDF" }).readonly().optional(),
     /** CONFIG_DMA_BOUNCE_UNALIGNED_KMALLOC: small kmalloc buffers of non-coherent devices bounce. Default false. */
@@ -91,6 +93,13 @@ export function parseKernelOptions(options: unknown, bdfs: readonly string[]): D
     }
   }
   if (!parsed.success || issues.length > 0) throw new DmaOptionsError("createDmaKernel", "options", issues);
+  return parsed.data;
+}
+
+/** Cost overrides given to `costProfile`, checked (DmaOptionsError listing every issue). */
+export function parseCostOverrides(overrides: unknown): z.output<typeof costOverridesSchema> {
+  const parsed = costOverridesSchema.safeParse(overrides);
+  if (!parsed.success) throw new DmaOptionsError("costProfile", "costProfile", schemaIssues(parsed.error.issues, overrides));
   return parsed.data;
 }
 
