@@ -166,6 +166,20 @@ describe("defaults", () => {
   });
 });
 
+describe("the address layout", () => {
+  it("reports every window and BAR it cannot place, placing the rest", () => {
+    const e = specError({
+      memory: mem,
+      hostBridges: [{ id: "hb0", mmio: { base: 32 * MiB, size: 64 * MiB } }, { id: "hb1", mmio: { base: GiB, size: MiB } }],
+      rootPorts: [{ id: "r1", hostBridge: "hb1" }],
+      endpoints: [
+        { bdf: "0000:01:00.0", parent: "r1", bars: [{ size: 4096, phys: 4096 }, { size: 2 * MiB }, { size: 4096 }] },
+      ],
+    });
+    expect(e.issues.map((i) => i.path)).toEqual(["hostBridges[0].mmio", "endpoints[0].bars[0].phys", "endpoints[0].bars[1].size"]);
+  });
+});
+
 describe("the spec schema", () => {
   it("converts to a JSON Schema that refuses unknown keys (for editors completing scenario files)", () => {
     const json = z.toJSONSchema(platformSpecSchema, { unrepresentable: "any" }) as { additionalProperties?: unknown; required?: unknown; properties?: Record<string, unknown> };
