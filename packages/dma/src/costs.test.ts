@@ -102,7 +102,7 @@ describe("the cost profile", () => {
   it("bad overrides are DmaConfigError naming the counter", () => {
     expect(() => costProfile({ IotlbSyncMap: -1 })).toThrow(DmaConfigError);
     expect(() => costProfile({ IotlbSyncMap: NaN })).toThrow(/costProfile.IotlbSyncMap = NaN is invalid: expected nanoseconds >= 0/);
-    expect(() => costProfile({ NoSuchCounter: 5 } as never)).toThrow(/costProfile.NoSuchCounter is not a counter/);
+    expect(() => costProfile({ NoSuchCounter: 5 } as never)).toThrow(/costProfile.NoSuchCounter = 0x5 is invalid: expected a Counter name such as IotlbSyncMap/);
     expect(() => rig({ kernel: { costProfile: { PteWrites: Infinity } } })).toThrow(DmaConfigError);
   });
 

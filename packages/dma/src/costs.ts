@@ -1,7 +1,6 @@
 import { Counter, counterNames } from "@dmasim/trace";
 import type { CounterName, CounterSnapshot } from "@dmasim/trace";
-import { showValue } from "@dmasim/trace";
-import { DmaConfigError } from "./errors.js";
+import { parseCostOverrides } from "./options.js";
 
 /**
  * A cost profile turns counted events into modelled nanoseconds: one row per counter that costs time.
@@ -65,10 +64,8 @@ export const defaultCostProfile: CostProfile = Object.fromEntries(rows.map((r) =
 /** The default profile with some per-event figures replaced; replaced rows say so. */
 export function costProfile(overrides: CostOverrides = {}): CostProfile {
   const out: Record<string, CostRow> = { ...defaultCostProfile };
-  for (const [name, ns] of Object.entries(overrides) as [CounterName, number | undefined][]) {
+  for (const [name, ns] of Object.entries(parseCostOverrides(overrides)) as [CounterName, number | undefined][]) {
     if (ns === undefined) continue;
-    if (!(name in Counter)) throw new DmaConfigError(`costProfile.${name} is not a counter: expected a Counter name such as IotlbSyncMap`);
-    if (!Number.isFinite(ns) || ns < 0) throw new DmaConfigError(`costProfile.${name} = ${showValue(ns)} is invalid: expected nanoseconds >= 0`);
     out[name] = { counter: name, ns, source: "user override", assumed: false };
   }
   return out;

@@ -1,11 +1,9 @@
 import type { IommuDomain } from "@dmasim/iommu";
 import type { Endpoint } from "@dmasim/pcie-p2p";
 import { DMA_BIT_MASK } from "./constants.js";
-import { showValue } from "@dmasim/trace";
-import { DmaConfigError } from "./errors.js";
-import { isPowerOfTwoMinusOne } from "./validate.js";
 import type { IommuDmaCookie, IommuDmaDeviceState } from "./iova/index.js";
 import type { DeviceKernel } from "./device-kernel.js";
+import type { DmaDeviceOptions } from "./options.js";
 import type { SwiotlbPool } from "./swiotlb/index.js";
 
 /**
@@ -15,21 +13,7 @@ import type { SwiotlbPool } from "./swiotlb/index.js";
  */
 export type DmaOps = "direct" | "iommu";
 
-/** Per-device DMA properties a driver or firmware sets (the `struct device` fields dmasim models). */
-export interface DmaDeviceOptions {
-  /** dev_is_dma_coherent: false for devices whose DMA does not snoop CPU caches. Default true. */
-  coherent?: boolean;
-  /** Initial streaming DMA mask in bits; PCI devices start at 32 (pci_setup_device). */
-  dmaMaskBits?: number;
-  /** dma_set_max_seg_size; PCI default 64 KiB. */
-  maxSegmentSize?: number;
-  /** dma_set_seg_boundary; PCI default 0xffffffff. */
-  segBoundaryMask?: number;
-  /** dma_set_min_align_mask (NVMe sets its controller page size - 1). */
-  minAlignMask?: number;
-  /** Offset added by phys_to_dma (a dma-ranges translation); default 0. */
-  busOffset?: number;
-}
+export type { DmaDeviceOptions } from "./options.js";
 
 /**
  * `struct device` as the DMA API sees it. Created by `kernel.device(bdf)`; the kernel functions take it
@@ -114,34 +98,5 @@ export class DmaDevice {
 
   toString(): string {
     return this.bdf;
-  }
-}
-
-const deviceOptionChecks: Readonly<Record<keyof DmaDeviceOptions, readonly [(v: unknown) => boolean, string]>> = {
-  coherent: [(v) => typeof v === "boolean", "true or false"],
-  dmaMaskBits: [(v) => Number.isInteger(v) && (v as number) >= 0 && (v as number) <= 64, "an integer number of bits from 0 to 64"],
-  maxSegmentSize: [(v) => Number.isSafeInteger(v) && (v as number) >= 1 && (v as number) <= 0xffffffff, "a positive number of bytes that fits in 32 bits"],
-  segBoundaryMask: [(v) => typeof v === "number" && isPowerOfTwoMinusOne(v), "2^n - 1"],
-  minAlignMask: [(v) => typeof v === "number" && isPowerOfTwoMinusOne(v), "2^n - 1"],
-  busOffset: [(v) => Number.isSafeInteger(v) && (v as number) >= 0, "a safe integer >= 0"],
-};
-
-/**
- * Checks per-device options before any device is probed, so a typo or a bad value is a DmaConfigError
- * naming the device and the field rather than a failure half-way through set-up.
- */
-export function validateDeviceOptions(bdf: string, options: unknown): void {
-  if (typeof options !== "object" || options === null) {
-    throw new DmaConfigError(`devices[${JSON.stringify(bdf)}] = ${showValue(options)} is invalid: expected an object of device options`);
-  }
-  for (const [key, value] of Object.entries(options)) {
-    if (value === undefined) continue;
-    const check = (deviceOptionChecks as Readonly<Record<string, readonly [(v: unknown) => boolean, string] | undefined>>)[key];
-    if (check === undefined) {
-      throw new DmaConfigError(`devices[${JSON.stringify(bdf)}].${key} is not a device option: expected one of ${Object.keys(deviceOptionChecks).join(", ")}`);
-    }
-    if (!check[0](value)) {
-      throw new DmaConfigError(`devices[${JSON.stringify(bdf)}].${key} = ${showValue(value)} is invalid: expected ${check[1]}`);
-    }
   }
 }

@@ -1,4 +1,4 @@
-import { DmasimInputError, DmasimStateError } from "@dmasim/trace";
+import { DmasimInputError, DmasimInputIssuesError, DmasimStateError } from "@dmasim/trace";
 
 /**
  * Bad input to the DMA API model: an argument that is not even a valid value (a non-integer address, a
@@ -10,7 +10,11 @@ export class DmaInputError extends DmasimInputError {
   declare readonly code: "EINVAL";
 }
 
-/** A platform or kernel configuration the model cannot run (unknown BDF, bad option). Code `EINVAL`. */
+/**
+ * A kernel configuration the model cannot run: a swiotlb pool that cannot be allocated, a device looked up
+ * with options after it was probed, an unknown BDF, a CPU that does not exist. Code `EINVAL`.
+ * `instanceof DmaConfigError` also holds for `DmaOptionsError`, so one catch takes every configuration error.
+ */
 export class DmaConfigError extends DmasimStateError {
   override readonly name: string = "DmaConfigError";
   declare readonly code: "EINVAL";
@@ -18,6 +22,19 @@ export class DmaConfigError extends DmasimStateError {
     super("EINVAL", message);
     if (options !== undefined) this.cause = options.cause;
   }
+
+  static override [Symbol.hasInstance](x: unknown): boolean {
+    return Function.prototype[Symbol.hasInstance].call(this, x) || (this === DmaConfigError && x instanceof DmaOptionsError);
+  }
+}
+
+/**
+ * createDmaKernel options or device options that are not valid: `issues` lists every problem, each with its
+ * path from `options` (`devices["0000:01:00.0"].dmaMaskBits`); unknown keys are issues too.
+ */
+export class DmaOptionsError extends DmasimInputIssuesError {
+  override readonly name: string = "DmaOptionsError";
+  declare readonly code: "EINVAL";
 }
 
 /**

@@ -26,8 +26,9 @@ export {
   errnoName,
 } from "./constants.js";
 export type { DmaAddr } from "./constants.js";
-export { DmaConfigError, DmaInputError, DmaStateError } from "./errors.js";
+export { DmaConfigError, DmaInputError, DmaOptionsError, DmaStateError } from "./errors.js";
 export { dmaMaxMappingSize, dmaOptMappingSize, iovaRcacheRange } from "./opt-mapping-size.js";
+export { costOverridesSchema, dmaDeviceOptionsSchema, dmaKernelOptionsSchema, faultInjectSchema, iommuModeSchema } from "./options.js";
 export {
   DMA_IOVA_STATE_BYTES,
   DmaIovaState,

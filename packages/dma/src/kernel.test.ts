@@ -1,7 +1,7 @@
 import { describe, expect, it } from "vitest";
 import { GiB, PAGE_SIZE } from "@dmasim/memory";
 import { createPlatform } from "@dmasim/pcie-p2p";
-import { Counter } from "@dmasim/trace";
+import { Counter, DmasimInputError } from "@dmasim/trace";
 import {
   DMA_ATTR_MMIO,
   DMA_ATTR_NO_WARN,
@@ -9,6 +9,7 @@ import {
   DMA_ATTR_SKIP_CPU_SYNC,
   DMA_BIT_MASK,
   DmaConfigError,
+  DmaOptionsError,
   DmaDirection,
   Errno,
   createDmaKernel,
@@ -30,7 +31,7 @@ function platform() {
 describe("createDmaKernel options", () => {
   const bad: [string, DmaKernelOptions, RegExp][] = [
     ["iommuMode", { iommuMode: "fast" as never }, /iommuMode = "fast" is invalid/],
-    ["cpus 0", { cpus: 0 }, /cpus = 0 is invalid: expected an integer from 1 to 1024/],
+    ["cpus 0", { cpus: 0 }, /cpus = 0x0 is invalid: expected an integer from 1 to 1024/],
     ["cpus 1.5", { cpus: 1.5 }, /cpus = 1.5 is invalid/],
     ["debug", { debug: "loud" as never }, /debug = "loud" is invalid/],
     ["swiotlb bytes", { swiotlb: { bytes: -1 } }, /swiotlb.bytes = -1 is invalid/],
@@ -38,12 +39,12 @@ describe("createDmaKernel options", () => {
     ["swiotlb force", { swiotlb: { force: "yes" as never } }, /swiotlb.force = "yes" is invalid/],
     ["swiotlb too large", { swiotlb: { bytes: 2 * GiB } }, /swiotlb.bytes = 2147483648 cannot be allocated/],
     ["kmallocBounce", { kmallocBounce: 1 as never }, /kmallocBounce = 0x1 is invalid/],
-    ["cacheLines", { cacheLines: 0 }, /cacheLines = 0 is invalid/],
-    ["unknown device", { devices: { "0000:09:00.0": {} } }, /devices\["0000:09:00.0"\]: bdf = "0000:09:00.0" is invalid: expected an endpoint of the platform \(0000:01:00.0, 0000:02:00.0\)/],
+    ["cacheLines", { cacheLines: 0 }, /cacheLines = 0x0 is invalid/],
+    ["unknown device", { devices: { "0000:09:00.0": {} } }, /devices\["0000:09:00.0"\] = "0000:09:00.0" is invalid: expected the BDF of an endpoint of the platform \(0000:01:00.0, 0000:02:00.0\)/],
     ["device mask bits", { devices: { [DEV]: { dmaMaskBits: 65 } } }, /devices\["0000:01:00.0"\].dmaMaskBits = 0x41 is invalid: expected an integer number of bits/],
     ["device coherent", { devices: { [DEV]: { coherent: "no" as never } } }, /\.coherent = "no" is invalid: expected true or false/],
     ["device boundary", { devices: { [DEV]: { segBoundaryMask: 0x1000 } } }, /\.segBoundaryMask = 0x1000 is invalid: expected 2\^n - 1/],
-    ["device option typo", { devices: { [DEV]: { coherant: false } as never } }, /devices\["0000:01:00.0"\].coherant is not a device option/],
+    ["device option typo", { devices: { [DEV]: { coherant: false } as never } }, /devices\["0000:01:00.0"\].coherant = false is invalid: expected no such field \(allowed: coherent, dmaMaskBits/],
     ["cost override", { costProfile: { PteWrites: -2 } }, /costProfile.PteWrites = -2 is invalid/],
   ];
   for (const [what, options, message] of bad) {
@@ -64,6 +65,32 @@ describe("createDmaKernel options", () => {
       expect(createDmaKernel(p).device(DEV).ops).toBe("iommu");
     });
   }
+
+  it("a typo in an option name is an error, not a silent default", () => {
+    expect(() => createDmaKernel(platform(), { iommumode: "lazy" } as never)).toThrow(/options.iommumode = "lazy" is invalid: expected no such field \(allowed: iommuMode,/);
+    expect(() => createDmaKernel(platform(), { iommumode: "lazy" } as never)).toThrow(DmaOptionsError);
+  });
+
+  it("reports every issue at once, each with its path from the options", () => {
+    let err: unknown;
+    try {
+      createDmaKernel(platform(), { cpus: 0, swiotlb: { force: 1 }, devices: { [DEV]: { dmaMaskBits: 65, coherant: true }, "0000:09:00.0": {} }, costProfile: { PteWrite: 1 } } as never);
+    } catch (e) {
+      err = e;
+    }
+    expect(err).toBeInstanceOf(DmaOptionsError);
+    expect(err).toBeInstanceOf(DmaConfigError);
+    expect(err).toBeInstanceOf(DmasimInputError);
+    expect((err as DmaOptionsError).issues.map((i) => i.path)).toEqual([
+      "swiotlb.force",
+      "cpus",
+      "costProfile.PteWrite",
+      'devices["0000:01:00.0"].dmaMaskBits',
+      'devices["0000:01:00.0"].coherant',
+      'devices["0000:09:00.0"]',
+    ]);
+    expect((err as Error).message.split("\n")).toHaveLength(6);
+  });
 
   it("defaults: strict iommu-dma, 4 CPUs, a 64 MiB swiotlb pool, dma-debug throwing", () => {
     const kernel = createDmaKernel(platform());

@@ -1,70 +1,30 @@
 import type { Iommu } from "@dmasim/iommu";
 import type { PhysicalMemory } from "@dmasim/memory";
 import type { DmaAccessObserver, Platform } from "@dmasim/pcie-p2p";
-import { FAIL_IO_PGTABLE } from "@dmasim/iommu";
-import { FaultInjection } from "@dmasim/trace";
-import type { FaultInjectOptions, Trace } from "@dmasim/trace";
+import { FaultInjection, showValue } from "@dmasim/trace";
+import type { Trace } from "@dmasim/trace";
 import { CpuCache } from "./cache/index.js";
 import { CACHELINE_SIZE } from "./constants.js";
 import { costProfile, priceCounters } from "./costs.js";
-import type { CostOverrides, CostProfile, CostReport } from "./costs.js";
+import type { CostProfile, CostReport } from "./costs.js";
 import { DmaDebugChecker } from "./debug/checker.js";
-import type { DebugEntry, DebugMode } from "./debug/checker.js";
+import type { DebugEntry } from "./debug/checker.js";
 import type { DmaDebugReport } from "./debug/errors.js";
 import { IovaTracker } from "./debug/iova-tracker.js";
 import type { DeviceKernel } from "./device-kernel.js";
-import { DmaDevice, validateDeviceOptions } from "./device.js";
-import type { DmaDeviceOptions } from "./device.js";
-import { showValue } from "@dmasim/trace";
+import { DmaDevice } from "./device.js";
+import type { DmaDeviceOptions, DmaKernelOptions, IommuMode } from "./options.js";
+import { parseDeviceOptions, parseKernelOptions } from "./options.js";
 import { DmaConfigError, DmaInputError, DmaStateError } from "./errors.js";
 import { checkDevice } from "./api-trace.js";
-import { FAIL_IOVA, FlushQueue, IovaDomain } from "./iova/index.js";
+import { FlushQueue, IovaDomain } from "./iova/index.js";
 import { ARCH_DMA_MINALIGN_DEFAULT } from "./kmalloc.js";
 import type { IommuDmaCookie } from "./iova/index.js";
-import { FAIL_SWIOTLB, SwiotlbPool } from "./swiotlb/index.js";
+import { SwiotlbPool } from "./swiotlb/index.js";
 
-/**
- * How the kernel sets up the IOMMU for DMA (iommu.passthrough= / iommu.strict= / no IOMMU):
- * - "strict": IOMMU_DOMAIN_DMA, every unmap invalidates the IOTLB before returning;
- * - "lazy": IOMMU_DOMAIN_DMA_FQ, invalidations are batched by the flush queue (untrusted devices stay strict);
- * - "passthrough": identity domains and dma-direct (untrusted devices still get a strict DMA domain);
- * - "off": the IOMMU is not used at all: dma-direct, devices reach memory by physical address.
- */
-export type IommuMode = "strict" | "lazy" | "passthrough" | "off";
+export type { DmaKernelOptions, IommuMode } from "./options.js";
 
-export interface DmaKernelOptions {
-  iommuMode?: IommuMode;
-  /** swiotlb pool: `false` for none; `bytes` (default 64 MiB); `force` bounces every dma-direct mapping (swiotlb=force). */
-  swiotlb?: false | { bytes?: number; force?: boolean };
-  /** CPUs for per-CPU IOVA caches, flush queues and swiotlb areas. Default 4. */
-  cpus?: number;
-  /** dma-debug: throw on misuse (default), collect reports, or check nothing. */
-  debug?: DebugMode;
-  /** Per-event cost overrides on top of the default profile. */
-  costProfile?: CostOverrides;
-  /** Per-device properties, by BDF, applied when the device is first looked up. */
-  devices?: Readonly<Record<string, DmaDeviceOptions>>;
-  /** CONFIG_DMA_BOUNCE_UNALIGNED_KMALLOC: small kmalloc buffers of non-coherent devices bounce. Default false. */
-  kmallocBounce?: boolean;
-  /**
-   * ARCH_DMA_MINALIGN in bytes: what dma_get_cache_alignment() answers and what the kmalloc bounce rule
-   * aligns to. A power of two from 8 to 4096; default 64 (the CPU cache model's line). arm64 uses 128.
-   */
-  archDmaMinalign?: number;
-  /** CPU cache: line capacity before deterministic eviction; default unbounded (a missing sync is always caught). */
-  cacheLines?: number;
-  /**
-   * Fault injection (the kernel's fail_* debugfs attributes): a seed and, per site of DMA_FAULT_SITES,
-   * `{ probability, interval, times, space }`. Arm or change it later through `kernel.faultInjection`.
-   */
-  faultInject?: FaultInjectOptions;
-}
-
-/**
- * The fault-injection sites a DMA kernel has: IOVA allocation (iommu_dma_alloc_iova), swiotlb slot
- * allocation (swiotlb_tbl_map_single) and IO page-table page allocation (under iommu_map).
- */
-export const DMA_FAULT_SITES: readonly string[] = Object.freeze([FAIL_IOVA, FAIL_SWIOTLB, FAIL_IO_PGTABLE]);
+export { DMA_FAULT_SITES } from "./options.js";
 
 /** A line of the kernel log (dev_warn and friends), with virtual time. */
 export interface KernelLogLine {
@@ -129,55 +89,25 @@ export class DmaKernel implements DeviceKernel {
     this.platform = platform;
     this.trace = platform.trace;
     this.memory = platform.memory;
-    this.iommuMode = options.iommuMode ?? "strict";
-    if (!["strict", "lazy", "passthrough", "off"].includes(this.iommuMode)) {
-      throw new DmaConfigError(`iommuMode = ${JSON.stringify(this.iommuMode)} is invalid: expected "strict", "lazy", "passthrough" or "off"`);
-    }
-    this.cpus = options.cpus ?? 4;
-    if (!Number.isInteger(this.cpus) || this.cpus < 1 || this.cpus > 1024) {
-      throw new DmaConfigError(`cpus = ${String(this.cpus)} is invalid: expected an integer from 1 to 1024`);
-    }
-    const debug = options.debug ?? "throw";
-    if (!(["throw", "collect", "off"] as unknown[]).includes(debug)) {
-      throw new DmaConfigError(`debug = ${showValue(debug)} is invalid: expected "throw", "collect" or "off"`);
-    }
-    this.kmallocBounce = options.kmallocBounce ?? false;
-    if (typeof this.kmallocBounce !== "boolean") throw new DmaConfigError(`kmallocBounce = ${showValue(this.kmallocBounce)} is invalid: expected true or false`);
-    const minalign: unknown = options.archDmaMinalign ?? ARCH_DMA_MINALIGN_DEFAULT;
-    if (typeof minalign !== "number" || !Number.isInteger(minalign) || minalign < 8 || minalign > 4096 || (minalign & (minalign - 1)) !== 0) {
-      throw new DmaConfigError(`archDmaMinalign = ${showValue(minalign)} is invalid: expected a power of two from 8 to 4096 bytes`);
-    }
-    this.archDmaMinalign = minalign;
-    const cacheLines = options.cacheLines;
-    if (cacheLines !== undefined && (!Number.isSafeInteger(cacheLines) || cacheLines < 1)) {
-      throw new DmaConfigError(`cacheLines = ${String(cacheLines)} is invalid: expected a positive number of cache lines`);
-    }
-    const sw = options.swiotlb as unknown;
-    if (sw !== undefined && sw !== false && (typeof sw !== "object" || sw === null)) {
-      throw new DmaConfigError(`swiotlb = ${showValue(sw)} is invalid: expected false or { bytes?, force? }`);
-    }
-    const swOptions = sw === false || sw === undefined ? undefined : (sw as { bytes?: unknown; force?: unknown });
+    const o = parseKernelOptions(options, platform.endpoints.map((e) => e.bdf));
+    this.iommuMode = o.iommuMode ?? "strict";
+    this.cpus = o.cpus ?? 4;
+    const debug = o.debug ?? "throw";
+    this.kmallocBounce = o.kmallocBounce ?? false;
+    this.archDmaMinalign = o.archDmaMinalign ?? ARCH_DMA_MINALIGN_DEFAULT;
+    const cacheLines = o.cacheLines;
+    const sw = o.swiotlb;
+    const swOptions = sw === false ? undefined : sw;
     const swBytes = swOptions?.bytes;
-    if (swBytes !== undefined && (typeof swBytes !== "number" || !Number.isSafeInteger(swBytes) || swBytes <= 0)) {
-      throw new DmaConfigError(`swiotlb.bytes = ${showValue(swBytes)} is invalid: expected a positive number of bytes`);
-    }
-    if (swOptions?.force !== undefined && typeof swOptions.force !== "boolean") {
-      throw new DmaConfigError(`swiotlb.force = ${showValue(swOptions.force)} is invalid: expected true or false`);
-    }
-    const faultInject = options.faultInject;
-    if (faultInject !== undefined) checkFaultInject(faultInject);
-    this.#deviceOptions = options.devices ?? {};
-    for (const [bdf, devOptions] of Object.entries(this.#deviceOptions)) {
-      this.#endpoint(bdf, `devices[${JSON.stringify(bdf)}]`);
-      validateDeviceOptions(bdf, devOptions);
-    }
+    const faultInject = o.faultInject;
+    this.#deviceOptions = o.devices ?? {};
     // One DMA layer per platform: a second kernel would take over the platform's one DMA observer and
     // leave the first kernel's dma-debug and cache snooping blind to every device access.
     if (platform.dmaObserver !== undefined) {
       throw new DmaStateError("EBUSY", "createDmaKernel: the platform already has a DMA kernel (or another DMA observer); call shutdown() on that kernel first, or create a new platform");
     }
     // Everything is validated before anything is allocated: a refused configuration leaves the platform as it was.
-    this.profile = costProfile(options.costProfile);
+    this.profile = costProfile(o.costProfile);
     // add_dma_entry (kernel/dma/debug.c) reports no overlapping cachelines with
     // CONFIG_DMA_BOUNCE_UNALIGNED_KMALLOC while swiotlb is active: the small buffers that could share a
     // line are bounced.
@@ -265,9 +195,9 @@ export class DmaKernel implements DeviceKernel {
       return existing;
     }
     const endpoint = this.#endpoint(bdf, "device");
-    if (options !== undefined) validateDeviceOptions(bdf, options);
+    const checked = options === undefined ? undefined : parseDeviceOptions(bdf, options);
     const iommu = this.platform.iommuFor(bdf);
-    const merged: DmaDeviceOptions = { ...this.#deviceOptions[bdf], ...options };
+    const merged: DmaDeviceOptions = { ...this.#deviceOptions[bdf], ...checked };
     const dev = this.#probe(endpoint, iommu, merged);
     this.#devices.set(bdf, dev);
     return dev;
@@ -455,27 +385,6 @@ export class DmaKernel implements DeviceKernel {
         });
     const cookie: IommuDmaCookie = { iovad, fq };
     return new DmaDevice({ kernel: this, endpoint, ops: "iommu", domain, cookie, strict, options });
-  }
-}
-
-/** Checks `faultInject` in full (site names included) before anything is configured. */
-function checkFaultInject(options: FaultInjectOptions): void {
-  if (typeof options !== "object" || (options as unknown) === null) {
-    throw new DmaConfigError(`faultInject = ${showValue(options)} is invalid: expected { seed?, sites? }`);
-  }
-  for (const key of Object.keys(options)) {
-    if (key !== "seed" && key !== "sites") throw new DmaConfigError(`faultInject.${key} is invalid: expected seed or sites`);
-  }
-  for (const name of Object.keys(options.sites ?? {})) {
-    if (!DMA_FAULT_SITES.includes(name)) {
-      throw new DmaConfigError(`faultInject.sites.${name} is invalid: expected one of ${DMA_FAULT_SITES.join(", ")}`);
-    }
-  }
-  try {
-    // A scratch set of sites checks every attribute without touching the platform's.
-    new FaultInjection().configure(options);
-  } catch (e) {
-    throw new DmaConfigError(`faultInject: ${(e as Error).message}`, { cause: e });
   }
 }
 

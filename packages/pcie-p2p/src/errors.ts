@@ -1,18 +1,24 @@
-import { DmasimInputError, DmasimStateError, hex } from "@dmasim/trace";
+import { DmasimInputError, DmasimInputIssuesError, DmasimStateError, hex } from "@dmasim/trace";
+import type { InputIssue } from "@dmasim/trace";
 
 /**
- * A platform spec that cannot be built. `path` names the field ("endpoints[2].bars[0].size"), `value`
- * is what was found there; the message adds what was expected. Nothing is built when this is thrown.
+ * A platform spec that cannot be built. `issues` lists every problem found, each with its `path` from the
+ * root ("endpoints[2].bars[0].size"), the value found there and what was expected; `path` and `value` are
+ * the first one's. Nothing is built when this is thrown.
  */
-export class PlatformSpecError extends DmasimInputError {
+export class PlatformSpecError extends DmasimInputIssuesError {
   override readonly name: string = "PlatformSpecError";
   declare readonly code: "EINVAL";
-  constructor(
-    readonly path: string,
-    value: unknown,
-    expected: string,
-  ) {
-    super("", `spec.${path}`, value, expected);
+  readonly path: string;
+  constructor(path: string, value: unknown, expected: string, more: readonly InputIssue[] = []) {
+    super("", "spec", [{ path, value, expected }, ...more]);
+    this.path = path;
+  }
+
+  /** The error for a non-empty list of issues. */
+  static of(issues: readonly InputIssue[]): PlatformSpecError {
+    const [first, ...more] = issues;
+    return first === undefined ? new PlatformSpecError("", undefined, "a valid platform spec") : new PlatformSpecError(first.path, first.value, first.expected, more);
   }
 }
 

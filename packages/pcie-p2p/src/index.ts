@@ -1,5 +1,20 @@
 export { createPlatform } from "./platform.js";
 export type { PlatformSpec, MemorySpec, IommuSpec, HostBridgeSpec, HostBridgeP2p, RootPortSpec, SwitchSpec, SwitchPortSpec, EndpointSpec, BarSpec, AcsSpec } from "./spec.js";
+export {
+  platformSpecSchema,
+  memorySpecSchema,
+  iommuSpecSchema,
+  hostBridgeSpecSchema,
+  hostBridgeP2pSchema,
+  rootPortSpecSchema,
+  switchSpecSchema,
+  switchPortSpecSchema,
+  endpointSpecSchema,
+  barSpecSchema,
+  acsSpecSchema,
+} from "./spec.js";
+export { parseSpec } from "./validate.js";
+export { numberWhere, strictRecord } from "./schema-helpers.js";
 export type { Platform, Endpoint, Bar, BusAddr, P2pdmaProvider, HostBridgeInfo, P2pdmaExplanation } from "./types.js";
 export { PciP2pdmaMapType } from "./p2pdma.js";
 export type { DmaAccessObserver } from "./fabric.js";

@@ -1,5 +1,7 @@
 import { GiB, KiB, MiB, TiB } from "@dmasim/memory";
 import { describe, expect, it } from "vitest";
+import { z } from "zod";
+import { platformSpecSchema } from "./spec.js";
 import { PlatformSpecError } from "./errors.js";
 import { createPlatform } from "./platform.js";
 import type { PlatformSpec } from "./spec.js";
@@ -70,7 +72,37 @@ describe("spec validation", () => {
     expect(e.path).toBe(path);
     expect(e.code).toBe("EINVAL");
     expect(e.message).toMatch(expected);
-    expect(e.message.startsWith(`spec.${path} = `)).toBe(true);
+    expect(e.message.startsWith(`${path === "" ? "spec" : `spec.${path}`} = `)).toBe(true);
+  });
+
+  it("reports every issue of the shape at once, each with its path from the root", () => {
+    const e = specError({
+      memory: { ramBytes: 1000 },
+      iommu: [{ vaBit: 48 }],
+      endpoints: [{ bdf: "0000:01:00.0", untrusted: 1, bars: [{ size: 12288 }] }, { bdf: "00:02.0" }],
+      swtiches: [],
+    });
+    expect(e.issues.map((i) => i.path)).toEqual([
+      "memory.ramBytes",
+      "iommu[0].vaBit",
+      "endpoints[0].untrusted",
+      "endpoints[0].bars[0].size",
+      "endpoints[1].bdf",
+      "swtiches",
+    ]);
+    expect(e.issues[1]).toEqual({ path: "iommu[0].vaBit", value: 48, expected: "no such field (allowed: name, iotlbEntries, iotlbWays, pgsizeBitmap, requiresSyncMap, vaBits)" });
+    expect(e.path).toBe("memory.ramBytes");
+    expect(e.message.split("\n")).toHaveLength(6);
+    expect(e.message).toContain("\n  and spec.endpoints[1].bdf = \"00:02.0\" is invalid");
+  });
+
+  it("reports every reference issue at once once the shape is sound", () => {
+    const e = specError({
+      memory: mem,
+      rootPorts: [{ id: "rp0", hostBridge: "hb7" }, { id: "rp0" }],
+      endpoints: [{ bdf: "0000:01:00.0", parent: "rp9" }, { bdf: "0000:02:00.0", iommu: "iommu0" }],
+    });
+    expect(e.issues.map((i) => i.path)).toEqual(["rootPorts[0].hostBridge", "rootPorts[1].id", "endpoints[0].parent", "endpoints[1].iommu"]);
   });
 
   it("names the value in the message", () => {
@@ -131,5 +163,28 @@ describe("defaults", () => {
     expect(p.describe()).toBe(
       ["hb0, host bridge, p2p none, window 0x40000000+1 TiB", "└─ rp:sw, root port", "   └─ sw.up, switch upstream port", "      ├─ sw.dp0, switch downstream port", "      └─ sw.dp1, switch downstream port", "         └─ 0000:02:00.0, endpoint, no IOMMU"].join("\n"),
     );
+  });
+});
+
+describe("the address layout", () => {
+  it("reports every window and BAR it cannot place, placing the rest", () => {
+    const e = specError({
+      memory: mem,
+      hostBridges: [{ id: "hb0", mmio: { base: 32 * MiB, size: 64 * MiB } }, { id: "hb1", mmio: { base: GiB, size: MiB } }],
+      rootPorts: [{ id: "r1", hostBridge: "hb1" }],
+      endpoints: [
+        { bdf: "0000:01:00.0", parent: "r1", bars: [{ size: 4096, phys: 4096 }, { size: 2 * MiB }, { size: 4096 }] },
+      ],
+    });
+    expect(e.issues.map((i) => i.path)).toEqual(["hostBridges[0].mmio", "endpoints[0].bars[0].phys", "endpoints[0].bars[1].size"]);
+  });
+});
+
+describe("the spec schema", () => {
+  it("converts to a JSON Schema that refuses unknown keys (for editors completing scenario files)", () => {
+    const json = z.toJSONSchema(platformSpecSchema, { unrepresentable: "any" }) as { additionalProperties?: unknown; required?: unknown; properties?: Record<string, unknown> };
+    expect(json.additionalProperties).toBe(false);
+    expect(json.required).toEqual(["memory"]);
+    expect(Object.keys(json.properties ?? {})).toEqual(["memory", "iommu", "cpuSupportsP2pdma", "hostBridges", "rootPorts", "switches", "endpoints", "trace"]);
   });
 });

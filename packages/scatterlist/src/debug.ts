@@ -1,13 +1,10 @@
 import { PAGE_SIZE } from "@dmasim/memory";
+import { hex64 } from "@dmasim/trace";
 import type { DmaDevice, DmaDirection } from "@dmasim/dma";
 import type { SgTable } from "./sg-table.js";
 
 // dma-debug for scatterlists (kernel/dma/debug.c: debug_dma_map_sg, check_sg_segment,
 // debug_dma_unmap_sg, debug_dma_sync_sg_for_*), on the DMA package's checker.
-
-function hex16(n: number): string {
-  return `0x${n.toString(16).padStart(16, "0")}`;
-}
 
 /**
  * Checks made before anything is mapped, so that a refusal in "throw" mode leaves nothing behind:
@@ -45,7 +42,7 @@ export function debugFindBoundaryCrossings(dev: DmaDevice, table: SgTable, count
     const start = table.dmaAddress[k] ?? 0;
     const end = start + (table.dmaLength[k] ?? 0) - 1;
     if (Math.floor(start / window) !== Math.floor(end / window)) {
-      out.push(`mapping sg segment across boundary [start=${hex16(start)}] [end=${hex16(end)}] [boundary=${hex16(mask)}]`);
+      out.push(`mapping sg segment across boundary [start=${hex64(start)}] [end=${hex64(end)}] [boundary=${hex64(mask)}]`);
     }
   }
   return out;

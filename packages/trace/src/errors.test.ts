@@ -1,5 +1,5 @@
 import { describe, expect, it } from "vitest";
-import { DmasimError, DmasimInputError, DmasimStateError, TraceInputError, hex, hex16, showValue } from "./errors.js";
+import { DmasimError, DmasimInputError, DmasimStateError, TraceInputError, hex, hex16, hex64, showValue } from "./errors.js";
 
 describe("the error base", () => {
   it("bad input names the function, argument, value and expectation, with code EINVAL", () => {
@@ -29,6 +29,8 @@ describe("formatters", () => {
     expect(hex(-1)).toBe("-1");
     expect(hex(1.5)).toBe("1.5");
     expect(hex16(0x15)).toBe("0x0015");
+    expect(hex64(0x1000)).toBe("0x0000000000001000");
+    expect(hex64(-1)).toBe("0xffffffffffffffff");
   });
   it("showValue never throws and shows every kind of value", () => {
     const cyclic: Record<string, unknown> = {};

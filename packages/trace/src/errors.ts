@@ -58,6 +58,14 @@ export function hex16(n: number): string {
 }
 
 /**
+ * A 64-bit value as the kernel prints one with `%016llx` (dma-debug's `[device address=0x…]`): 16 hex
+ * digits; a negative value (DMA_MAPPING_ERROR is -1 in dmasim) as all ones, as the u64 it stands for.
+ */
+export function hex64(n: number): string {
+  return n < 0 ? "0xffffffffffffffff" : `0x${n.toString(16).padStart(16, "0")}`;
+}
+
+/**
  * Any value as a message shows it: a safe non-negative integer in hex (addresses and sizes), other numbers
  * and bigints as they print, strings quoted, arrays and objects as JSON (their class name if they cannot be),
  * functions and symbols by their description. Never throws.

@@ -4,19 +4,19 @@ import { Xorshift32 } from "./random.js";
 /** The attributes of one fault-injection site, as lib/fault-inject.c's debugfs files name them. */
 export interface FaultAttrOptions {
   /** Percent of eligible calls that fail, 0 to 100 (debugfs `probability`). Default 0: never. */
-  readonly probability?: number;
+  readonly probability?: number | undefined;
   /** Only every `interval`-th eligible call may fail (`interval`); 1 = every call. Default 1. */
-  readonly interval?: number;
+  readonly interval?: number | undefined;
   /** Failures left before the site stops failing; -1 = no limit (`times`). Default -1. */
-  readonly times?: number;
+  readonly times?: number | undefined;
   /** Bytes of requests let through before the first failure (`space`). Default 0. */
-  readonly space?: number;
+  readonly space?: number | undefined;
 }
 
 /** Injection options for a whole platform: one seed, and attributes per site name (e.g. `fail_iova`). */
 export interface FaultInjectOptions {
-  readonly seed?: number;
-  readonly sites?: Readonly<Record<string, FaultAttrOptions>>;
+  readonly seed?: number | undefined;
+  readonly sites?: Readonly<Partial<Record<string, FaultAttrOptions>>> | undefined;
 }
 
 function checkAttr(name: string, options: FaultAttrOptions): void {
@@ -163,7 +163,7 @@ export class FaultInjection {
   /** Applies `options`: the seed, then each named site's attributes. */
   configure(options: FaultInjectOptions): void {
     if (options.seed !== undefined) this.seed(options.seed);
-    for (const [name, attr] of Object.entries(options.sites ?? {})) this.attr(name).configure(attr);
+    for (const [name, attr] of Object.entries(options.sites ?? {})) if (attr !== undefined) this.attr(name).configure(attr);
   }
 
   /** Disarms every site. */

@@ -17,4 +17,6 @@ export { Trace } from "./trace.js";
 export { FaultAttr, FaultInjection } from "./fault-inject.js";
 export type { FaultAttrOptions, FaultInjectOptions } from "./fault-inject.js";
 export { Xorshift32 } from "./random.js";
-export { DmasimError, DmasimInputError, DmasimStateError, TraceInputError, hex, hex16, showValue } from "./errors.js";
+export { DmasimError, DmasimInputError, DmasimStateError, TraceInputError, hex, hex16, hex64, showValue } from "./errors.js";
+export { DmasimInputIssuesError, formatPath, joinPath, schemaIssues } from "./input-issues.js";
+export type { InputIssue, SchemaIssueLike } from "./input-issues.js";

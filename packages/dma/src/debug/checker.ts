@@ -8,7 +8,7 @@ import {
   DmaDirection,
   dmaDirectionName,
 } from "../constants.js";
-import { hex } from "@dmasim/trace";
+import { hex, hex64 } from "@dmasim/trace";
 import { ActiveCachelines, Overlap } from "./cachelines.js";
 import { DmaDebugError } from "./errors.js";
 import type { DmaDebugCheck, DmaDebugReport } from "./errors.js";
@@ -178,7 +178,7 @@ export class DmaDebugChecker {
   unmap(device: string, ref: UnmapRef): DebugEntry | undefined {
     if (this.mode === "off") return undefined;
     // Built only when a finding needs it: a correct unmap formats nothing.
-    const where = (): string => `[device address=${hex16(ref.dmaAddr)}] [size=${ref.size} bytes]`;
+    const where = (): string => `[device address=${hex64(ref.dmaAddr)}] [size=${ref.size} bytes]`;
     if (ref.dmaAddr < 0) {
       this.report("unmap-invalid-address", device, "device driver tries to free an invalid DMA memory address");
       return undefined;
@@ -198,7 +198,7 @@ export class DmaDebugChecker {
     if (e === undefined) return undefined;
     const findings: [DmaDebugCheck, string][] = [];
     if (e.size !== ref.size) {
-      findings.push(["unmap-size-mismatch", `device driver frees DMA memory with different size [device address=${hex16(ref.dmaAddr)}] [map size=${e.size} bytes] [unmap size=${ref.size} bytes]`]);
+      findings.push(["unmap-size-mismatch", `device driver frees DMA memory with different size [device address=${hex64(ref.dmaAddr)}] [map size=${e.size} bytes] [unmap size=${ref.size} bytes]`]);
     }
     if (e.type !== ref.type) {
       findings.push(["unmap-wrong-function", `device driver frees DMA memory with wrong function ${where()} [mapped as ${e.type}] [unmapped as ${ref.type}]`]);
@@ -295,14 +295,14 @@ export class DmaDebugChecker {
    */
   sync(device: string, dmaAddr: number, size: number, dir: DmaDirection, toCpu: boolean, sgCount?: number): DebugEntry | undefined {
     if (this.mode === "off") return undefined;
-    const where = (): string => `[device address=${hex16(dmaAddr)}] [size=${size} bytes]`;
+    const where = (): string => `[device address=${hex64(dmaAddr)}] [size=${size} bytes]`;
     const e = this.#findContaining(device, dmaAddr);
     if (e === undefined) {
       this.report("sync-not-mapped", device, `device driver tries to sync DMA memory it has not allocated ${where()}`);
       return undefined;
     }
     if (dmaAddr + size > e.dmaAddr + e.size) {
-      this.report("sync-out-of-range", device, `device driver syncs DMA memory outside allocated range [device address=${hex16(dmaAddr)}] [allocation size=${e.size} bytes] [sync offset+size=${dmaAddr - e.dmaAddr + size}]`);
+      this.report("sync-out-of-range", device, `device driver syncs DMA memory outside allocated range [device address=${hex64(dmaAddr)}] [allocation size=${e.size} bytes] [sync offset+size=${dmaAddr - e.dmaAddr + size}]`);
     }
     // As check_sync orders them: a bidirectional mapping may be synced any way; otherwise a sync for the
     // CPU with a direction other than DMA_TO_DEVICE of a mapping the device only reads, and a sync for the
@@ -330,7 +330,7 @@ export class DmaDebugChecker {
     const found = this.entries(device);
     if (found.length > 0 && this.mode !== "off") {
       const first = found[0];
-      const detail = first === undefined ? "" : ` One of leaked entries details: [device address=${hex16(first.dmaAddr)}] [size=${first.size} bytes] [mapped with ${dmaDirectionName(first.dir)}] [mapped as ${first.type}]`;
+      const detail = first === undefined ? "" : ` One of leaked entries details: [device address=${hex64(first.dmaAddr)}] [size=${first.size} bytes] [mapped with ${dmaDirectionName(first.dir)}] [mapped as ${first.type}]`;
       this.report("leak", device, `device driver has pending DMA allocations while released from device [count=${found.length}]${detail}`);
     }
     return found;
@@ -385,7 +385,3 @@ export class DmaDebugChecker {
 // PageFlag.Stack and PageFlag.KernelText of @dmasim/memory, kept as numbers so the checker stays a leaf.
 const FLAG_KERNEL_TEXT = 1 << 7;
 const FLAG_STACK = 1 << 8;
-
-function hex16(n: number): string {
-  return n < 0 ? "0xffffffffffffffff" : `0x${n.toString(16).padStart(16, "0")}`;
-}
