@@ -1,6 +1,6 @@
 import { describe, expect, it } from "vitest";
 import { GiB } from "@dmasim/memory";
-import { createPlatform } from "@dmasim/pcie-p2p";
+import { PcieAccessError, createPlatform } from "@dmasim/pcie-p2p";
 import { Counter } from "@dmasim/trace";
 import { createDmaKernel, DmaDirection, DmaIovaState, dmaIovaDestroy, dmaIovaLink, dmaIovaSync, dmaIovaTryAlloc } from "./index.js";
 
@@ -21,7 +21,7 @@ describe("hello-world flow of the design", () => {
     expect(platform.trace.counters.get(Counter.IotlbSyncMap)).toBe(1);
     expect(platform.endpoint("0000:01:00.0").dmaRead(state.addr, len)).toEqual(bytes);
     dmaIovaDestroy(dev, state, len, DmaDirection.BIDIRECTIONAL, 0);
-    expect(() => platform.endpoint("0000:01:00.0").dmaRead(state.addr, 64)).toThrow();
-    console.log(kernel.costs());
+    expect(() => platform.endpoint("0000:01:00.0").dmaRead(state.addr, 64)).toThrow(PcieAccessError);
+    expect(kernel.costs().counters).toMatchObject({ PteWrites: 16, IotlbSyncMap: 1 });
   });
 });
