@@ -71,7 +71,7 @@ export class SgTable {
   readonly bookkeepingBytes: number;
   readonly trace: Trace;
   #freed = false;
-  /** @internal set by the mapping functions. */
+  /** How the table is mapped, undefined while it is not: set by the mapping functions, for reading. */
   mapping: SgMapping | undefined = undefined;
 
   /** @internal use sgAllocTable / sgAllocTableFromPages. */
