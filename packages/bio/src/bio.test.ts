@@ -2,7 +2,7 @@ import { PAGE_SIZE } from "@dmasim/memory";
 import { describe, expect, it } from "vitest";
 import { Bio, BvecIter, ReqOp, bvecAt } from "./bio.js";
 import { BioError } from "./errors.js";
-import { allocPages, bioOf, makeFixture } from "./test-fixtures.js";
+import { allocPages, bioOf, makeFixture, NVME } from "./test-fixtures.js";
 
 describe("Bio", () => {
   it("sums its bvecs and walks them as single-page segments", () => {
@@ -41,7 +41,7 @@ describe("Bio", () => {
     ["a negative sector", (f) => bioOf(f, ReqOp.READ, -1, [[0, 512]]), "bad-argument", /bio.sector/],
     ["a size that is not whole sectors", (f) => bioOf(f, ReqOp.READ, 0, [[0, 100]]), "bad-argument", /multiple of 512/],
     ["a bvec past the end of RAM", (f) => bioOf(f, ReqOp.READ, 0, [[f.platform.memory.regions()[0]!.size - 512, 1024]]), "no-page", /has no struct page/],
-    ["a bvec on MMIO without pages", (f) => bioOf(f, ReqOp.READ, 0, [[f.platform.endpoint("0000:02:00.0").bars[0]!.phys, 512]]), "no-page", /no struct page/],
+    ["a bvec on MMIO without pages", (f) => bioOf(f, ReqOp.READ, 0, [[f.platform.endpoint(NVME).bars[0]!.phys, 512]]), "no-page", /no struct page/],
     ["a bvec running from one provider into another", (f) => bioOf(f, ReqOp.READ, 0, [[f.viaSwitch.phys + f.viaSwitch.size - 512, 1024]]), "crosses-owner", /crosses into/],
     ["P2P and RAM in one bio", (f) => bioOf(f, ReqOp.READ, 0, [[allocPages(f, 1), 512], [f.viaSwitch.phys, 512]]), "mixed-p2p", /never mixes/],
     ["two providers in one bio", (f) => bioOf(f, ReqOp.READ, 0, [[f.viaSwitch.phys, 512], [f.viaHostBridge.phys, 512]]), "mixed-p2p", /never mixes/],

@@ -1,6 +1,6 @@
 import { DMA_ATTR_MMIO, DmaIovaState, dmaUnmapPhys } from "@dmasim/dma";
 import { PAGE_SIZE } from "@dmasim/memory";
-import { PciP2pdmaMapType } from "@dmasim/pcie-p2p";
+import { PciP2pdmaMapType, PcieAccessError } from "@dmasim/pcie-p2p";
 import { Counter } from "@dmasim/trace";
 import { describe, expect, it } from "vitest";
 import { DMA_IOVA_STATE_BYTES } from "@dmasim/dma";
@@ -141,7 +141,7 @@ describe("blk_rq_dma_map_iter on iommu-dma", () => {
     // Lazy mode's window: the stale IOTLB entry still translates until the flush queue runs.
     expect(deviceRead(f, segs)).toEqual(requestBytes(f, rq.bios));
     f.kernel.flushAll();
-    expect(() => deviceRead(f, segs)).toThrow();
+    expect(() => deviceRead(f, segs)).toThrow(PcieAccessError);
   });
 });
 

@@ -1,4 +1,5 @@
 import { DmaIovaState, dmaUnmapPhys } from "@dmasim/dma";
+import { PcieAccessError } from "@dmasim/pcie-p2p";
 import type { IommuMode } from "@dmasim/dma";
 import { PAGE_SIZE } from "@dmasim/memory";
 import { Counter } from "@dmasim/trace";
@@ -103,7 +104,7 @@ describe("properties of blk_rq_dma_map_iter", () => {
           expect(f.dev.domain?.mappedBytes).toBe(0);
           for (const [a] of segs) {
             expect(f.dev.domain?.iovaToPhys(a)).toBeUndefined();
-            expect(() => ep.dmaRead(a, 1)).toThrow();
+            expect(() => ep.dmaRead(a, 1)).toThrow(PcieAccessError);
           }
         }
         expect(f.kernel.iovaTracker.liveCount(NVME)).toBe(0);

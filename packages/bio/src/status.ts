@@ -1,52 +1,53 @@
 /**
- * blk_status_t (include/linux/blk_types.h) and the errno table of block/blk-core.c. The iterator
- * functions return false and leave one of these in `iter.status`; drivers complete requests with them.
+ * blk_status_t (include/linux/blk_types.h) and the errno table of block/blk-core.c. Members drop the
+ * kernel's common prefix, as every dmasim enumeration does (`BlkStatus.IOERR` is BLK_STS_IOERR). The
+ * iterator functions return false and leave one of these in `iter.status`; drivers complete requests
+ * with them.
  */
 export const BlkStatus = {
-  BLK_STS_OK: 0,
-  BLK_STS_NOTSUPP: 1,
-  BLK_STS_TIMEOUT: 2,
-  BLK_STS_NOSPC: 3,
-  BLK_STS_TRANSPORT: 4,
-  BLK_STS_TARGET: 5,
-  BLK_STS_RESV_CONFLICT: 6,
-  BLK_STS_MEDIUM: 7,
-  BLK_STS_PROTECTION: 8,
-  BLK_STS_RESOURCE: 9,
-  BLK_STS_IOERR: 10,
-  BLK_STS_DM_REQUEUE: 11,
-  BLK_STS_AGAIN: 12,
-  BLK_STS_DEV_RESOURCE: 13,
-  BLK_STS_ZONE_OPEN_RESOURCE: 14,
-  BLK_STS_ZONE_ACTIVE_RESOURCE: 15,
-  BLK_STS_OFFLINE: 16,
-  BLK_STS_DURATION_LIMIT: 17,
+  OK: 0,
+  NOTSUPP: 1,
+  TIMEOUT: 2,
+  NOSPC: 3,
+  TRANSPORT: 4,
+  TARGET: 5,
+  RESV_CONFLICT: 6,
+  MEDIUM: 7,
+  PROTECTION: 8,
+  RESOURCE: 9,
+  IOERR: 10,
+  DM_REQUEUE: 11,
+  AGAIN: 12,
+  DEV_RESOURCE: 13,
+  ZONE_OPEN_RESOURCE: 14,
+  ZONE_ACTIVE_RESOURCE: 15,
+  OFFLINE: 16,
+  DURATION_LIMIT: 17,
   // 19 in 6.10–6.19 (atomic writes left 18 unused); a 2026 fix renumbers it to 18.
-  BLK_STS_INVAL: 19,
+  INVAL: 19,
 } as const;
 export type BlkStatus = (typeof BlkStatus)[keyof typeof BlkStatus];
 
-export const {
-  BLK_STS_OK,
-  BLK_STS_NOTSUPP,
-  BLK_STS_TIMEOUT,
-  BLK_STS_NOSPC,
-  BLK_STS_TRANSPORT,
-  BLK_STS_TARGET,
-  BLK_STS_RESV_CONFLICT,
-  BLK_STS_MEDIUM,
-  BLK_STS_PROTECTION,
-  BLK_STS_RESOURCE,
-  BLK_STS_IOERR,
-  BLK_STS_DM_REQUEUE,
-  BLK_STS_AGAIN,
-  BLK_STS_DEV_RESOURCE,
-  BLK_STS_ZONE_OPEN_RESOURCE,
-  BLK_STS_ZONE_ACTIVE_RESOURCE,
-  BLK_STS_OFFLINE,
-  BLK_STS_DURATION_LIMIT,
-  BLK_STS_INVAL,
-} = BlkStatus;
+// The kernel's macro names, for code that writes them bare (`iter.status === BLK_STS_OK`).
+export const BLK_STS_OK = BlkStatus.OK;
+export const BLK_STS_NOTSUPP = BlkStatus.NOTSUPP;
+export const BLK_STS_TIMEOUT = BlkStatus.TIMEOUT;
+export const BLK_STS_NOSPC = BlkStatus.NOSPC;
+export const BLK_STS_TRANSPORT = BlkStatus.TRANSPORT;
+export const BLK_STS_TARGET = BlkStatus.TARGET;
+export const BLK_STS_RESV_CONFLICT = BlkStatus.RESV_CONFLICT;
+export const BLK_STS_MEDIUM = BlkStatus.MEDIUM;
+export const BLK_STS_PROTECTION = BlkStatus.PROTECTION;
+export const BLK_STS_RESOURCE = BlkStatus.RESOURCE;
+export const BLK_STS_IOERR = BlkStatus.IOERR;
+export const BLK_STS_DM_REQUEUE = BlkStatus.DM_REQUEUE;
+export const BLK_STS_AGAIN = BlkStatus.AGAIN;
+export const BLK_STS_DEV_RESOURCE = BlkStatus.DEV_RESOURCE;
+export const BLK_STS_ZONE_OPEN_RESOURCE = BlkStatus.ZONE_OPEN_RESOURCE;
+export const BLK_STS_ZONE_ACTIVE_RESOURCE = BlkStatus.ZONE_ACTIVE_RESOURCE;
+export const BLK_STS_OFFLINE = BlkStatus.OFFLINE;
+export const BLK_STS_DURATION_LIMIT = BlkStatus.DURATION_LIMIT;
+export const BLK_STS_INVAL = BlkStatus.INVAL;
 
 // errno values the table needs (Linux x86 numbering, positive here and negated at use).
 const E = { EOPNOTSUPP: 95, ETIMEDOUT: 110, ENOSPC: 28, ENOLINK: 67, EREMOTEIO: 121, EBADE: 52, ENODATA: 61, EILSEQ: 84, ENOMEM: 12, EIO: 5, EREMCHG: 78, EAGAIN: 11, EBUSY: 16, ETOOMANYREFS: 109, EOVERFLOW: 75, ENODEV: 19, ETIME: 62, EINVAL: 22 } as const;
@@ -94,6 +95,6 @@ export function blkStatusToStr(status: number): string {
 
 /** The constant's own name ("BLK_STS_INVAL"), for messages and reports. */
 export function blkStatusName(status: number): string {
-  for (const [name, value] of Object.entries(BlkStatus)) if (value === status) return name;
+  for (const [name, value] of Object.entries(BlkStatus)) if (value === status) return `BLK_STS_${name}`;
   return `blk_status_t(${String(status)})`;
 }

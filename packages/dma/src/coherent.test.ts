@@ -1,4 +1,5 @@
 import { describe, expect, it } from "vitest";
+import { PcieAccessError } from "@dmasim/pcie-p2p";
 import { PAGE_SIZE, PageFlag } from "@dmasim/memory";
 import { Counter } from "@dmasim/trace";
 import {
@@ -126,7 +127,7 @@ describe("dmaFreeCoherent", () => {
     expect(m.get(Counter.IotlbInvalRange)).toBe(1);
     expect(platform.memory.allocator.freeBytes).toBe(free);
     expect(dev.domain!.iovaToPhys(buf.dmaHandle)).toBeUndefined();
-    expect(() => ep.dmaRead(buf.dmaHandle, 8)).toThrow();
+    expect(() => ep.dmaRead(buf.dmaHandle, 8)).toThrow(PcieAccessError);
   });
 
   for (const [what, check, call] of [

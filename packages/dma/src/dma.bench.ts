@@ -14,6 +14,7 @@ import {
   dmaUnmapPhys,
 } from "./index.js";
 import type { DebugMode, IommuMode } from "./index.js";
+import { TRUSTED_BDF } from "./test-fixtures.js";
 
 // The targets: two-step alloc + 256 links + one sync + destroy <= 5 µs per batch;
 // dmaMapPhys + dmaUnmapPhys of 4 KiB with a range-cache hit <= 500 ns per pair. dma-debug is off in
@@ -38,9 +39,9 @@ const FROM_DEVICE = DmaDirection.FROM_DEVICE;
 const STEADY = { warmupTime: 1000, time: 1000 };
 
 function setup(mode: IommuMode, debug: DebugMode) {
-  const platform = createPlatform({ memory: { ramBytes: 4 * GiB }, iommu: {}, endpoints: [{ bdf: "0000:01:00.0" }] });
+  const platform = createPlatform({ memory: { ramBytes: 4 * GiB }, iommu: {}, endpoints: [{ bdf: TRUSTED_BDF }] });
   const kernel = createDmaKernel(platform, { iommuMode: mode, debug });
-  const dev = kernel.device("0000:01:00.0");
+  const dev = kernel.device(TRUSTED_BDF);
   const pages = Array.from({ length: 256 }, () => platform.memory.allocator.allocPages(1) + 0);
   return { platform, kernel, dev, pages };
 }

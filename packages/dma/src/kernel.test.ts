@@ -1,6 +1,6 @@
 import { describe, expect, it } from "vitest";
 import { GiB, PAGE_SIZE } from "@dmasim/memory";
-import { createPlatform } from "@dmasim/pcie-p2p";
+import { PcieAccessError, createPlatform } from "@dmasim/pcie-p2p";
 import { Counter, DmasimInputError } from "@dmasim/trace";
 import {
   DMA_ATTR_MMIO,
@@ -233,7 +233,7 @@ describe("kernel.flushAll", () => {
       kernel.flushAll();
     });
     expect(m.get(Counter.FlushQueueFlushes)).toBe(1);
-    expect(() => ep.dmaRead(addr, 8)).toThrow();
+    expect(() => ep.dmaRead(addr, 8)).toThrow(PcieAccessError);
   });
 });
 

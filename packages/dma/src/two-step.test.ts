@@ -23,7 +23,7 @@ import {
   Errno,
 } from "./index.js";
 import type { DmaAddr, DmaDevice } from "./index.js";
-import { allocBuffer, lastFaultReason, makeKernel, pattern, tryDmaRead, tryDmaWrite, UNTRUSTED_BDF } from "./test-fixtures.js";
+import { allocBuffer, lastFaultReason, makeKernel, pattern, tryDmaRead, tryDmaWrite, UNTRUSTED_BDF, TRUSTED_BDF } from "./test-fixtures.js";
 import type { Fixture } from "./test-fixtures.js";
 
 const G = 4096;
@@ -261,7 +261,7 @@ describe("dma_iova_link", () => {
   });
 
   it("returns -EOPNOTSUPP for REQUIRE_COHERENT on a non-coherent device, and maps nothing", () => {
-    const fx = makeKernel({ devices: { "0000:01:00.0": { coherent: false } } });
+    const fx = makeKernel({ devices: { [TRUSTED_BDF]: { coherent: false } } });
     const buf = allocBuffer(fx.platform, G);
     const state = new DmaIovaState();
     expect(dmaIovaTryAlloc(fx.dev, state, buf.phys, buf.len)).toBe(true);
@@ -490,7 +490,7 @@ describe("dma_iova_link", () => {
   });
 
   it("writes back the CPU cache for a non-coherent device; SKIP_CPU_SYNC and MMIO skip it", () => {
-    const fx = makeKernel({ devices: { "0000:01:00.0": { coherent: false } } });
+    const fx = makeKernel({ devices: { [TRUSTED_BDF]: { coherent: false } } });
     const buf = allocBuffer(fx.platform, G);
     const data = pattern(G, 42);
     const cases: [number, number][] = [[0, G / 64], [DMA_ATTR_SKIP_CPU_SYNC, 0], [DMA_ATTR_MMIO, 0]];
@@ -611,7 +611,7 @@ describe("dma_iova_unlink", () => {
   });
 
   it("invalidates the CPU cache for a non-coherent FROM_DEVICE unlink, so the CPU reads the device's data", () => {
-    const fx = makeKernel({ devices: { "0000:01:00.0": { coherent: false } } });
+    const fx = makeKernel({ devices: { [TRUSTED_BDF]: { coherent: false } } });
     const buf = allocBuffer(fx.platform, G);
     expect(fx.kernel.cpuRead(buf.phys, G)).toEqual(buf.bytes); // the CPU now caches the old bytes
     const state = mapOne(fx.dev, buf.phys, G, DmaDirection.FROM_DEVICE);

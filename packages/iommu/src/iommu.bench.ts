@@ -3,6 +3,7 @@ import { bench, describe } from "vitest";
 import { Iommu } from "./iommu.js";
 import { SZ_1G, SZ_2M, SZ_4K } from "./iova.js";
 import { IommuProt } from "./prot.js";
+import { DEV_BDF } from "./test-fixtures.js";
 
 const RW = IommuProt.READ | IommuProt.WRITE;
 const PAGES = 1_048_576;
@@ -41,7 +42,7 @@ describe("the iommu part of dma_map_phys + dma_unmap_phys of one 4 KiB page", ()
   // What the DMA layer calls per map/unmap pair with an IOVA range-cache hit: iommu_map,
   // iotlb_sync_map, iova_to_phys, iommu_unmap, iommu_iotlb_sync over the range, and the freelist put.
   const mmu = new Iommu(new Trace());
-  const dev = "0000:01:00.0";
+  const dev = DEV_BDF;
   const dom = mmu.allocDomain("paging");
   mmu.attachDevice(dev, dom);
   dom.map(0, 0, SZ_4K, RW); // keeps the lower tables alive, as in a busy domain
@@ -72,7 +73,7 @@ describe("the iommu part of a two-step 256-page batch (dma_iova_link × 256, dma
   // package per 256-page batch. The range is 1 MiB-aligned inside a live leaf table, so (as in the
   // kernel) the unmap frees no table.
   const mmu = new Iommu(new Trace());
-  const dev = "0000:01:00.0";
+  const dev = DEV_BDF;
   const dom = mmu.allocDomain("paging");
   mmu.attachDevice(dev, dom);
   dom.map(0, 0, SZ_4K, RW); // keeps the lower tables alive, as in a busy domain
@@ -94,19 +95,19 @@ describe("the iommu part of a two-step 256-page batch (dma_iova_link × 256, dma
 describe("translate", () => {
   const mmu = new Iommu(new Trace());
   const dom = mmu.allocDomain("paging");
-  mmu.attachDevice("0000:01:00.0", dom);
+  mmu.attachDevice(DEV_BDF, dom);
   dom.map(0, SZ_1G + SZ_4K, 256 * SZ_4K, RW);
-  for (let i = 0; i < 256; i++) mmu.translate("0000:01:00.0", i * SZ_4K, 64, "read");
+  for (let i = 0; i < 256; i++) mmu.translate(DEV_BDF, i * SZ_4K, 64, "read");
   // 1024 accesses per sample so the harness's own per-call cost does not swamp them: divide by 1024.
   bench("1024 × IOTLB hit (256 hot pages, 4 KiB leaves)", () => {
-    for (let i = 0; i < 1024; i++) mmu.translate("0000:01:00.0", (i & 255) * SZ_4K, 64, "read");
+    for (let i = 0; i < 1024; i++) mmu.translate(DEV_BDF, (i & 255) * SZ_4K, 64, "read");
   });
   const mmu2 = new Iommu(new Trace(), { iotlbEntries: 16 });
   const dom2 = mmu2.allocDomain("paging");
-  mmu2.attachDevice("0000:01:00.0", dom2);
+  mmu2.attachDevice(DEV_BDF, dom2);
   dom2.map(0, SZ_1G + SZ_4K, 4096 * SZ_4K, RW);
   let j = 0;
   bench("1024 × IOTLB miss + 4-level walk (4096 pages through 16 entries)", () => {
-    for (let i = 0; i < 1024; i++) mmu2.translate("0000:01:00.0", (j++ & 4095) * SZ_4K, 64, "read");
+    for (let i = 0; i < 1024; i++) mmu2.translate(DEV_BDF, (j++ & 4095) * SZ_4K, 64, "read");
   });
 });

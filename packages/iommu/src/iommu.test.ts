@@ -4,6 +4,7 @@ import { IommuError } from "./errors.js";
 import { Iommu } from "./iommu.js";
 import { iova, SZ_1G, SZ_2M, SZ_4K } from "./iova.js";
 import { protToString, IommuProt } from "./prot.js";
+import { DEV_BDF } from "./test-fixtures.js";
 
 describe("Iommu construction", () => {
   it("has the documented defaults", () => {
@@ -43,8 +44,8 @@ describe("IOVA widths", () => {
     const top = 2 ** 52 - SZ_2M;
     expect(dom.map(top, SZ_2M, SZ_2M, IommuProt.READ)).toEqual({ mapped: SZ_2M, ptesWritten: 1, ptPagesAllocated: 3 });
     expect(dom.iovaToPhys(top + 5)).toBe(SZ_2M + 5);
-    mmu.attachDevice("0000:01:00.0", dom);
-    expect(mmu.translate("0000:01:00.0", top + 0x1000, 8, "read")).toBe(SZ_2M + 0x1000);
+    mmu.attachDevice(DEV_BDF, dom);
+    expect(mmu.translate(DEV_BDF, top + 0x1000, 8, "read")).toBe(SZ_2M + 0x1000);
   });
 
   it("vaBits 39 uses three levels: the root holds 1 GiB leaves", () => {
@@ -63,10 +64,10 @@ describe("domains and devices", () => {
     const b = mmu.allocDomain("identity");
     expect([a.id, b.id]).toEqual([1, 2]);
     expect(a.iommu).toBe(mmu);
-    mmu.attachDevice("0000:01:00.0", a);
-    expect(mmu.domainOf("0000:01:00.0")).toBe(a);
-    mmu.attachDevice("0000:01:00.0", b);
-    expect(mmu.domainOf("0000:01:00.0")).toBe(b);
+    mmu.attachDevice(DEV_BDF, a);
+    expect(mmu.domainOf(DEV_BDF)).toBe(a);
+    mmu.attachDevice(DEV_BDF, b);
+    expect(mmu.domainOf(DEV_BDF)).toBe(b);
     expect(mmu.domains()).toEqual([a, b]);
   });
 
@@ -74,21 +75,21 @@ describe("domains and devices", () => {
     const mmu = new Iommu(new Trace());
     const foreign = new Iommu(new Trace(), { name: "iommu1" }).allocDomain("paging");
     expect(() => {
-      mmu.attachDevice("0000:01:00.0", foreign);
+      mmu.attachDevice(DEV_BDF, foreign);
     }).toThrow(/not a live domain of iommu/);
     expect(() => mmu.allocDomain("dma" as never)).toThrow(/type = "dma"/);
     expect(() => {
       mmu.attachDevice("", mmu.allocDomain("paging"));
     }).toThrow(/non-empty/);
-    expect(mmu.domainOf("0000:01:00.0")).toBeUndefined();
+    expect(mmu.domainOf(DEV_BDF)).toBeUndefined();
   });
 
   it("frees a domain only when no device uses it, dropping its IOTLB entries", () => {
     const mmu = new Iommu(new Trace());
     const d = mmu.allocDomain("paging");
     d.map(0, 0, SZ_4K, IommuProt.READ);
-    mmu.attachDevice("0000:01:00.0", d);
-    mmu.translate("0000:01:00.0", 0, 4, "read");
+    mmu.attachDevice(DEV_BDF, d);
+    mmu.translate(DEV_BDF, 0, 4, "read");
     let err: unknown;
     try {
       mmu.freeDomain(d);
@@ -96,12 +97,12 @@ describe("domains and devices", () => {
       err = e;
     }
     expect((err as IommuError).code).toBe("EBUSY");
-    mmu.detachDevice("0000:01:00.0");
+    mmu.detachDevice(DEV_BDF);
     mmu.freeDomain(d);
     expect(mmu.iotlb.size).toBe(0);
     expect(mmu.domains()).toEqual([]);
     expect(() => {
-      mmu.attachDevice("0000:01:00.0", d);
+      mmu.attachDevice(DEV_BDF, d);
     }).toThrow(IommuError);
   });
 });

@@ -3,7 +3,7 @@ import { describe, expect, it } from "vitest";
 import { IommuError } from "./errors.js";
 import { SZ_1G, SZ_2M, SZ_4K } from "./iova.js";
 import { IommuProt } from "./prot.js";
-import { setup } from "./test-fixtures.js";
+import { setup, OTHER_BDF } from "./test-fixtures.js";
 
 const RW = IommuProt.READ | IommuProt.WRITE;
 
@@ -40,12 +40,12 @@ describe("Iommu.translate", () => {
     // The permission comes from the IOTLB entry on a hit too.
     expect(mmu.translate(dev, 0, 4, "read")).toBe(0x10_0000);
     expect(mmu.translate(dev, 0, 4, "write")).toBe(-1);
-    expect(mmu.translate("0000:02:00.0", 0, 4, "read")).toBe(-1);
+    expect(mmu.translate(OTHER_BDF, 0, 4, "read")).toBe(-1);
     expect(mmu.faults()).toEqual([
       { t: 100, device: dev, iova: SZ_4K, access: "read", reason: "not-mapped" },
       { t: 100, device: dev, iova: 0, access: "write", reason: "permission" },
       { t: 100, device: dev, iova: 0, access: "write", reason: "permission" },
-      { t: 100, device: "0000:02:00.0", iova: 0, access: "read", reason: "blocked" },
+      { t: 100, device: OTHER_BDF, iova: 0, access: "read", reason: "blocked" },
     ]);
     expect(trace.counters.get(Counter.IommuFaults)).toBe(4);
     mmu.clearFaults();
@@ -124,11 +124,11 @@ describe("lazy invalidation window", () => {
   it("domain tags keep domains apart; global flush drops every domain", () => {
     const { mmu, dom, dev, trace } = setup();
     const other = mmu.allocDomain("paging");
-    mmu.attachDevice("0000:02:00.0", other);
+    mmu.attachDevice(OTHER_BDF, other);
     dom.map(0, 0x1000, SZ_4K, RW);
     other.map(0, 0x2000, SZ_4K, RW);
     expect(mmu.translate(dev, 0, 4, "read")).toBe(0x1000);
-    expect(mmu.translate("0000:02:00.0", 0, 4, "read")).toBe(0x2000);
+    expect(mmu.translate(OTHER_BDF, 0, 4, "read")).toBe(0x2000);
     other.invalidateAll();
     expect(mmu.iotlb.size).toBe(1);
     mmu.flushIotlbAll();

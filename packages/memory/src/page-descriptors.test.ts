@@ -5,7 +5,7 @@ import { AddressError, PageStateError, RegionOverlapError, UnmappedAddressError 
 import { PageFlag, pageFlagNames } from "./page-flags.js";
 import { SECTION_PAGES } from "./page-descriptors.js";
 import { PhysicalMemory } from "./physical-memory.js";
-import { HOLE, makeMemory } from "./test-fixtures.js";
+import { HOLE, makeMemory, PEER_BDF } from "./test-fixtures.js";
 
 const BAR = 64 * GiB;
 
@@ -78,7 +78,7 @@ describe("PageDescriptors", () => {
 
   it("ZONE_DEVICE p2pdma pages live in a BAR, carry their owner, and go away with removeZoneDevice", () => {
     const mem = makeMemory();
-    mem.addMmio(BAR, 256 * MiB, { name: "BAR0", owner: "0000:03:00.0" });
+    mem.addMmio(BAR, 256 * MiB, { name: "BAR0", owner: PEER_BDF });
     const pfn = pfnOf(BAR);
     expect(mem.pages.hasPage(pfn)).toBe(false);
     mem.pages.addZoneDevice(BAR, 128 * MiB, { owner: 7, kind: "p2pdma" });

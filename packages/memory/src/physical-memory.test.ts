@@ -5,18 +5,18 @@ import { GiB, MiB, PAGE_SIZE, TiB } from "./addresses.js";
 import { AddressError, MemoryError, MmioNoBackingError, PageStateError, RegionOverlapError, UnmappedAddressError } from "./errors.js";
 import { PhysicalMemory } from "./physical-memory.js";
 import { SparseStore } from "./sparse-store.js";
-import { HOLE, expectBytes, makeMemory, pattern } from "./test-fixtures.js";
+import { HOLE, expectBytes, makeMemory, pattern, PEER_BDF } from "./test-fixtures.js";
 
 const BAR = 64 * GiB;
 
 describe("PhysicalMemory: the map", () => {
   it("lists RAM and MMIO regions in address order, like /proc/iomem", () => {
     const mem = makeMemory();
-    mem.addMmio(BAR, 16 * MiB, { name: "0000:03:00.0 BAR2", owner: "0000:03:00.0" });
+    mem.addMmio(BAR, 16 * MiB, { name: "0000:03:00.0 BAR2", owner: PEER_BDF });
     expect(mem.regions().map((r) => [r.kind, r.base, r.size, r.name, r.owner])).toEqual([
       ["ram", 0, 2 * GiB, "System RAM", undefined],
       ["ram", 4 * GiB, GiB, "High RAM", undefined],
-      ["mmio", BAR, 16 * MiB, "0000:03:00.0 BAR2", "0000:03:00.0"],
+      ["mmio", BAR, 16 * MiB, "0000:03:00.0 BAR2", PEER_BDF],
     ]);
     expect(Object.isFrozen(mem.regions())).toBe(true);
     expect(mem.iomem().split("\n")).toEqual([

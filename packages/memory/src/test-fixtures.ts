@@ -34,3 +34,6 @@ export function expectBytes(got: Uint8Array, want: Uint8Array): void {
     want: undefined,
   });
 }
+
+/** The PCI device whose BAR the MMIO tests register. */
+export const PEER_BDF = "0000:03:00.0";

@@ -2,7 +2,7 @@ import { GiB, KiB, MiB } from "@dmasim/memory";
 import fc from "fast-check";
 import { describe, expect, it } from "vitest";
 import { createPlatform } from "./platform.js";
-import { A, B, C, switchSpec } from "./test-fixtures.js";
+import { A, B, C, switchSpec, DEV } from "./test-fixtures.js";
 
 describe("BAR placement", () => {
   it("places BARs largest first, naturally aligned, from the bottom of the window above RAM", () => {
@@ -17,7 +17,7 @@ describe("BAR placement", () => {
     const p = createPlatform({
       memory: { ramBytes: 64 * MiB },
       endpoints: [
-        { bdf: "0000:01:00.0", bars: [{ size: 64 * KiB, phys: GiB }] },
+        { bdf: DEV, bars: [{ size: 64 * KiB, phys: GiB }] },
         { bdf: "0000:02:00.0", bars: [{ size: 64 * KiB }, { size: 128 * KiB }] },
       ],
     });

@@ -8,7 +8,7 @@ import { PciP2pdmaMapType } from "./p2pdma.js";
 import { createPlatform } from "./platform.js";
 import type { EndpointSpec, PlatformSpec } from "./spec.js";
 import type { Platform } from "./types.js";
-import { A, B, C, RW, bytes, switchSpec, withDomains } from "./test-fixtures.js";
+import { A, B, C, RW, bytes, switchSpec, withDomains, DEV } from "./test-fixtures.js";
 
 function accessError(fn: () => unknown): PcieAccessError {
   try {
@@ -122,10 +122,10 @@ describe("path memory: upstream through the IOMMU to RAM", () => {
 });
 
 describe("confidential guests", () => {
-  const spec = (): PlatformSpec => ({ memory: { ramBytes: 64 * MiB, confidential: true }, endpoints: [{ bdf: "0000:01:00.0" }] });
+  const spec = (): PlatformSpec => ({ memory: { ramBytes: 64 * MiB, confidential: true }, endpoints: [{ bdf: DEV }] });
   it("private (encrypted) pages are unreachable; shared ones work", () => {
     const p = createPlatform(spec());
-    const ep = p.endpoint("0000:01:00.0");
+    const ep = p.endpoint(DEV);
     const e = accessError(() => ep.dmaRead(0x3000, 16));
     expect(e).toMatchObject({ kind: "private-memory", code: "EACCES", completed: 0 });
     expect(p.trace.counters.get(Counter.PrivateMemoryBlocked)).toBe(1);
@@ -304,13 +304,13 @@ describe("multiple devices and units", () => {
     const p = withDomains({
       memory: { ramBytes: 64 * MiB },
       iommu: [{}, {}],
-      endpoints: [{ bdf: "0000:01:00.0" }, { bdf: "0000:02:00.0", iommu: "iommu1", bars: [{ size: 64 * KiB }] }],
+      endpoints: [{ bdf: DEV }, { bdf: A, iommu: "iommu1", bars: [{ size: 64 * KiB }] }],
     });
     p.memory.write(0x1000, Uint8Array.of(1));
     p.memory.write(0x2000, Uint8Array.of(2));
-    map(p, "0000:01:00.0", 0, 0x1000, 4096);
-    map(p, "0000:02:00.0", 0, 0x2000, 4096);
-    expect([p.endpoint("0000:01:00.0").dmaRead(0, 1)[0], p.endpoint("0000:02:00.0").dmaRead(0, 1)[0]]).toEqual([1, 2]);
-    expect(p.iommus[1]!.domainOf("0000:02:00.0")?.iommu).toBe(p.iommus[1]);
+    map(p, DEV, 0, 0x1000, 4096);
+    map(p, A, 0, 0x2000, 4096);
+    expect([p.endpoint(DEV).dmaRead(0, 1)[0], p.endpoint(A).dmaRead(0, 1)[0]]).toEqual([1, 2]);
+    expect(p.iommus[1]!.domainOf(A)?.iommu).toBe(p.iommus[1]);
   });
 });

@@ -4,7 +4,7 @@ import { PciError } from "./errors.js";
 import { PciP2pdmaMapType } from "./p2pdma.js";
 import { createPlatform } from "./platform.js";
 import type { AcsSpec, HostBridgeP2p, PlatformSpec } from "./spec.js";
-import { A, B, C, switchSpec } from "./test-fixtures.js";
+import { A, B, C, switchSpec, DEV } from "./test-fixtures.js";
 
 const { BUS_ADDR, THRU_HOST_BRIDGE, NOT_SUPPORTED } = PciP2pdmaMapType;
 
@@ -37,11 +37,11 @@ describe("pciP2pdmaMapType / calc_map_type_and_dist", () => {
     const spec: PlatformSpec = {
       memory: { ramBytes: 64 * MiB },
       endpoints: [
-        { bdf: "0000:01:00.0", bars: [{ size: 64 * KiB }] },
+        { bdf: DEV, bars: [{ size: 64 * KiB }] },
         { bdf: "0000:01:00.1", bars: [{ size: 64 * KiB }] },
       ],
     };
-    expect(decide(spec, "0000:01:00.0", "0000:01:00.1")).toMatchObject({ type: BUS_ADDR, dist: 2 });
+    expect(decide(spec, DEV, "0000:01:00.1")).toMatchObject({ type: BUS_ADDR, dist: 2 });
   });
 
   it("devices on different root ports of a host bridge not on the whitelist: NOT_SUPPORTED, distance -1", () => {
@@ -49,8 +49,8 @@ describe("pciP2pdmaMapType / calc_map_type_and_dist", () => {
   });
 
   it("separate parentless devices get separate root ports (not one shared link)", () => {
-    const spec: PlatformSpec = { memory: { ramBytes: 64 * MiB }, endpoints: [{ bdf: "0000:01:00.0", bars: [{ size: 4096 }] }, { bdf: "0000:02:00.0" }] };
-    expect(decide(spec, "0000:01:00.0", "0000:02:00.0")).toMatchObject({ type: NOT_SUPPORTED, dist: 4 });
+    const spec: PlatformSpec = { memory: { ramBytes: 64 * MiB }, endpoints: [{ bdf: DEV, bars: [{ size: 4096 }] }, { bdf: A }] };
+    expect(decide(spec, DEV, A)).toMatchObject({ type: NOT_SUPPORTED, dist: 4 });
   });
 
   it.each<[HostBridgeP2p, number]>([
@@ -77,11 +77,11 @@ describe("pciP2pdmaMapType / calc_map_type_and_dist", () => {
       hostBridges: [{ id: "hb0", p2p: p0 }, { id: "hb1", p2p: p1 }],
       rootPorts: [{ id: "rp0", hostBridge: "hb0" }, { id: "rp1", hostBridge: "hb1" }],
       endpoints: [
-        { bdf: "0000:01:00.0", parent: "rp0", bars: [{ size: 64 * KiB }] },
+        { bdf: DEV, parent: "rp0", bars: [{ size: 64 * KiB }] },
         { bdf: "0001:01:00.0", parent: "rp1" },
       ],
     };
-    expect(decide(spec, "0000:01:00.0", "0001:01:00.0").type).toBe(type);
+    expect(decide(spec, DEV, "0001:01:00.0").type).toBe(type);
   });
 
   it.each<[string, AcsSpec]>([
@@ -115,13 +115,13 @@ describe("pciP2pdmaMapType / calc_map_type_and_dist", () => {
         { id: "low", parent: "top.dp0", downstreamPorts: [acs === undefined ? "low.dp0" : { id: "low.dp0", acs }] },
       ],
       endpoints: [
-        { bdf: "0000:03:00.0", parent: "low.dp0" },
+        { bdf: B, parent: "low.dp0" },
         { bdf: "0000:04:00.0", parent: "top.dp1", bars: [{ size: 64 * KiB }] },
       ],
     });
     // client: 03:00.0 → low.dp0 → low.up → top.dp0 → top.up (4); provider: 04:00.0 → top.dp1 → top.up (2)
-    expect(decide(spec(undefined), "0000:04:00.0", "0000:03:00.0")).toMatchObject({ type: BUS_ADDR, dist: 6 });
-    expect(decide(spec({ rr: true }), "0000:04:00.0", "0000:03:00.0")).toMatchObject({ type: NOT_SUPPORTED, acsRedirect: ["low.dp0"] });
+    expect(decide(spec(undefined), "0000:04:00.0", B)).toMatchObject({ type: BUS_ADDR, dist: 6 });
+    expect(decide(spec({ rr: true }), "0000:04:00.0", B)).toMatchObject({ type: NOT_SUPPORTED, acsRedirect: ["low.dp0"] });
   });
 
   it("an untrusted client's port is external-facing: its ACS redirect keeps it off bus addresses", () => {
@@ -169,7 +169,7 @@ describe("bad arguments", () => {
     expect(() => p.pciP2pdmaExplain({ ...prov }, A)).toThrow(PciError);
   });
   it("memory spec with no switch still answers: 4 GiB hello world has no providers", () => {
-    const p = createPlatform({ memory: { ramBytes: 4 * GiB }, iommu: {}, endpoints: [{ bdf: "0000:01:00.0" }] });
+    const p = createPlatform({ memory: { ramBytes: 4 * GiB }, iommu: {}, endpoints: [{ bdf: DEV }] });
     expect(p.providers).toEqual([]);
     expect(p.providerById(1)).toBeUndefined();
   });

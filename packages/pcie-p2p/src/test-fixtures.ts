@@ -5,6 +5,7 @@ import type { PlatformSpec } from "./spec.js";
 import { TestBdf, switchTopology } from "./testing.js";
 import type { Platform } from "./types.js";
 
+export const DEV: string = TestBdf.DEV; // the lone device of a platform without the switch
 export const A: string = TestBdf.CLIENT; // under sw0.dp0
 export const B: string = TestBdf.SWITCH_PEER; // under sw0.dp1, the usual provider
 export const C: string = TestBdf.BRIDGE_PEER; // alone on root port rp1

@@ -4,7 +4,7 @@
 import type { EndpointSpec, HostBridgeP2p, HostBridgeSpec, PlatformSpec, RootPortSpec } from "./spec.js";
 
 /**
- * The endpoints of `switchTopology`, by role:
+ * The endpoints of `switchTopology`, by role (and DEV, the lone device of the simplest platforms):
  *
  *   hb0 ─ rp0 ─ sw0 ─ dp0 ─ CLIENT        the DMA device under test
  *     │            ├ dp1 ─ SWITCH_PEER   a peer behind the same switch (P2P: BUS_ADDR)
@@ -14,6 +14,8 @@ import type { EndpointSpec, HostBridgeP2p, HostBridgeSpec, PlatformSpec, RootPor
  *   hb1 ─ rp2 ─ FAR_PEER                  optional, behind a second host bridge (P2P: not supported)
  */
 export const TestBdf = {
+  /** The lone device of a platform without this topology (`endpoints: [{ bdf: TestBdf.DEV }]`). */
+  DEV: "0000:01:00.0",
   CLIENT: "0000:02:00.0",
   SWITCH_PEER: "0000:03:00.0",
   SWITCH_SPARE: "0000:04:00.0",

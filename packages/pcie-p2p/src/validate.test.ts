@@ -5,7 +5,7 @@ import { platformSpecSchema } from "./spec.js";
 import { PlatformSpecError } from "./errors.js";
 import { createPlatform } from "./platform.js";
 import type { PlatformSpec } from "./spec.js";
-import { switchSpec } from "./test-fixtures.js";
+import { switchSpec, DEV } from "./test-fixtures.js";
 
 const mem = { ramBytes: 64 * MiB };
 
@@ -34,9 +34,9 @@ describe("spec validation", () => {
     ["bad BDF", { memory: mem, endpoints: [{ bdf: "00:01.0" }] }, "endpoints[0].bdf", /dddd:bb:dd\.f/],
     ["uppercase BDF", { memory: mem, endpoints: [{ bdf: "0000:0A:00.0" }] }, "endpoints[0].bdf", /lowercase/],
     ["device number above 1f", { memory: mem, endpoints: [{ bdf: "0000:01:20.0" }] }, "endpoints[0].bdf", /device <= 1f/],
-    ["duplicate BDF", { memory: mem, endpoints: [{ bdf: "0000:01:00.0" }, { bdf: "0000:01:00.0" }] }, "endpoints[1].bdf", /no other endpoint/],
-    ["unknown parent", { memory: mem, endpoints: [{ bdf: "0000:01:00.0", parent: "rp9" }] }, "endpoints[0].parent", /root port or switch downstream port/],
-    ["parent is a switch upstream port", { ...switchSpec(), endpoints: [{ bdf: "0000:01:00.0", parent: "sw0.up" }] }, "endpoints[0].parent", /root port or switch downstream port/],
+    ["duplicate BDF", { memory: mem, endpoints: [{ bdf: DEV }, { bdf: DEV }] }, "endpoints[1].bdf", /no other endpoint/],
+    ["unknown parent", { memory: mem, endpoints: [{ bdf: DEV, parent: "rp9" }] }, "endpoints[0].parent", /root port or switch downstream port/],
+    ["parent is a switch upstream port", { ...switchSpec(), endpoints: [{ bdf: DEV, parent: "sw0.up" }] }, "endpoints[0].parent", /root port or switch downstream port/],
     ["unknown host bridge", { memory: mem, rootPorts: [{ id: "rp0", hostBridge: "hb7" }] }, "rootPorts[0].hostBridge", /host bridge id/],
     ["duplicate port id", { memory: mem, rootPorts: [{ id: "rp0" }, { id: "rp0" }] }, "rootPorts[1].id", /already used/],
     ["switch parent unknown", { memory: mem, switches: [{ id: "s", parent: "nope", downstreamPorts: 1 }] }, "switches[0].parent", /root port or switch/],
@@ -44,27 +44,27 @@ describe("spec validation", () => {
     ["no downstream ports", { memory: mem, switches: [{ id: "s", downstreamPorts: 0 }] }, "switches[0].downstreamPorts", /count 1\.\.32/],
     ["ACS not an object", { memory: mem, rootPorts: [{ id: "rp0", acs: "RR" }] }, "rootPorts[0].acs", /ACS bits/],
     ["unknown ACS bit", { memory: mem, rootPorts: [{ id: "rp0", acs: { rr: true, xx: true } }] }, "rootPorts[0].acs.xx", /no such field/],
-    ["unknown iommu unit", { memory: mem, iommu: {}, endpoints: [{ bdf: "0000:01:00.0", iommu: "iommu3" }] }, "endpoints[0].iommu", /one of the IOMMU units \(iommu0\)/],
-    ["iommu unit with no IOMMU", { memory: mem, endpoints: [{ bdf: "0000:01:00.0", iommu: "iommu0" }] }, "endpoints[0].iommu", /has no IOMMU/],
-    ["BAR size not a power of two", { memory: mem, endpoints: [{ bdf: "0000:01:00.0", bars: [{ size: 12288 }] }] }, "endpoints[0].bars[0].size", /power of two >= 4096/],
-    ["BAR smaller than a page", { memory: mem, endpoints: [{ bdf: "0000:01:00.0", bars: [{ size: 256 }] }] }, "endpoints[0].bars[0].size", /power of two/],
-    ["BAR index reused", { memory: mem, endpoints: [{ bdf: "0000:01:00.0", bars: [{ size: 4096 }, { index: 0, size: 4096 }] }] }, "endpoints[0].bars[1].index", /not used twice/],
-    ["BAR index out of range", { memory: mem, endpoints: [{ bdf: "0000:01:00.0", bars: [{ index: 6, size: 4096 }] }] }, "endpoints[0].bars[0].index", /0\.\.5/],
-    ["BAR phys unaligned", { memory: mem, endpoints: [{ bdf: "0000:01:00.0", bars: [{ size: 64 * KiB, phys: GiB + 4096 }] }] }, "endpoints[0].bars[0].phys", /aligned to the BAR size/],
-    ["BAR outside the window", { memory: mem, endpoints: [{ bdf: "0000:01:00.0", bars: [{ size: 4096, phys: 4096 }] }] }, "endpoints[0].bars[0].phys", /inside its host bridge's MMIO window/],
+    ["unknown iommu unit", { memory: mem, iommu: {}, endpoints: [{ bdf: DEV, iommu: "iommu3" }] }, "endpoints[0].iommu", /one of the IOMMU units \(iommu0\)/],
+    ["iommu unit with no IOMMU", { memory: mem, endpoints: [{ bdf: DEV, iommu: "iommu0" }] }, "endpoints[0].iommu", /has no IOMMU/],
+    ["BAR size not a power of two", { memory: mem, endpoints: [{ bdf: DEV, bars: [{ size: 12288 }] }] }, "endpoints[0].bars[0].size", /power of two >= 4096/],
+    ["BAR smaller than a page", { memory: mem, endpoints: [{ bdf: DEV, bars: [{ size: 256 }] }] }, "endpoints[0].bars[0].size", /power of two/],
+    ["BAR index reused", { memory: mem, endpoints: [{ bdf: DEV, bars: [{ size: 4096 }, { index: 0, size: 4096 }] }] }, "endpoints[0].bars[1].index", /not used twice/],
+    ["BAR index out of range", { memory: mem, endpoints: [{ bdf: DEV, bars: [{ index: 6, size: 4096 }] }] }, "endpoints[0].bars[0].index", /0\.\.5/],
+    ["BAR phys unaligned", { memory: mem, endpoints: [{ bdf: DEV, bars: [{ size: 64 * KiB, phys: GiB + 4096 }] }] }, "endpoints[0].bars[0].phys", /aligned to the BAR size/],
+    ["BAR outside the window", { memory: mem, endpoints: [{ bdf: DEV, bars: [{ size: 4096, phys: 4096 }] }] }, "endpoints[0].bars[0].phys", /inside its host bridge's MMIO window/],
     [
       "BARs overlapping",
-      { memory: mem, endpoints: [{ bdf: "0000:01:00.0", bars: [{ size: 8192, phys: GiB }] }, { bdf: "0000:02:00.0", bars: [{ size: 4096, phys: GiB + 4096 }] }] },
+      { memory: mem, endpoints: [{ bdf: DEV, bars: [{ size: 8192, phys: GiB }] }, { bdf: "0000:02:00.0", bars: [{ size: 4096, phys: GiB + 4096 }] }] },
       "endpoints[1].bars[0].phys",
       /not overlapping endpoints\[0\]\.bars\[0\]/,
     ],
-    ["BAR that does not fit the window", { memory: mem, hostBridges: [{ id: "hb0", mmio: { base: GiB, size: MiB } }], endpoints: [{ bdf: "0000:01:00.0", bars: [{ size: 2 * MiB }] }] }, "endpoints[0].bars[0].size", /no free naturally aligned range/],
+    ["BAR that does not fit the window", { memory: mem, hostBridges: [{ id: "hb0", mmio: { base: GiB, size: MiB } }], endpoints: [{ bdf: DEV, bars: [{ size: 2 * MiB }] }] }, "endpoints[0].bars[0].size", /no free naturally aligned range/],
     ["window overlapping RAM", { memory: mem, hostBridges: [{ id: "hb0", mmio: { base: 32 * MiB, size: 64 * MiB } }] }, "hostBridges[0].mmio", /not overlapping RAM/],
     ["windows overlapping", { memory: mem, hostBridges: [{ id: "a", mmio: { base: GiB, size: GiB } }, { id: "b", mmio: { base: GiB, size: MiB } }] }, "hostBridges[1].mmio", /another host bridge's window/],
     ["bad p2p value", { memory: mem, hostBridges: [{ id: "hb0", p2p: true }] }, "hostBridges[0].p2p", /"none", "same-host-bridge" or "any"/],
     ["bus offset making bus addresses negative", { memory: mem, hostBridges: [{ id: "hb0", busOffset: -2 * TiB }] }, "hostBridges[0].busOffset", /bus addresses/],
-    ["untrusted not boolean", { memory: mem, endpoints: [{ bdf: "0000:01:00.0", untrusted: 1 }] }, "endpoints[0].untrusted", /true or false/],
-    ["id reused across kinds", { memory: mem, rootPorts: [{ id: "0000:01:00.0" }], endpoints: [{ bdf: "0000:01:00.0" }] }, "endpoints[0].bdf", /already used \(by rootPorts\[0\]\.id\)/],
+    ["untrusted not boolean", { memory: mem, endpoints: [{ bdf: DEV, untrusted: 1 }] }, "endpoints[0].untrusted", /true or false/],
+    ["id reused across kinds", { memory: mem, rootPorts: [{ id: DEV }], endpoints: [{ bdf: DEV }] }, "endpoints[0].bdf", /already used \(by rootPorts\[0\]\.id\)/],
   ];
 
   it.each(cases)("%s", (_name, spec, path, expected) => {
@@ -106,7 +106,7 @@ describe("spec validation", () => {
   });
 
   it("names the value in the message", () => {
-    expect(specError({ memory: mem, endpoints: [{ bdf: "0000:01:00.0", bars: [{ size: 12288 }] }] }).message).toBe(
+    expect(specError({ memory: mem, endpoints: [{ bdf: DEV, bars: [{ size: 12288 }] }] }).message).toBe(
       "spec.endpoints[0].bars[0].size = 0x3000 is invalid: expected a power of two >= 4096 bytes",
     );
   });
@@ -114,11 +114,11 @@ describe("spec validation", () => {
 
 describe("defaults", () => {
   it("the hello-world spec: one default host bridge, root port and iommu0 serving the endpoint", () => {
-    const p = createPlatform({ memory: { ramBytes: 4 * GiB }, iommu: {}, endpoints: [{ bdf: "0000:01:00.0" }] });
-    const ep = p.endpoint("0000:01:00.0");
+    const p = createPlatform({ memory: { ramBytes: 4 * GiB }, iommu: {}, endpoints: [{ bdf: DEV }] });
+    const ep = p.endpoint(DEV);
     expect(p.iommus).toHaveLength(1);
     expect(ep.iommu).toBe(p.iommus[0]);
-    expect(p.iommuFor("0000:01:00.0")?.name).toBe("iommu0");
+    expect(p.iommuFor(DEV)?.name).toBe("iommu0");
     expect(ep.parent).toBe("rp:0000:01");
     expect(ep.hostBridge.id).toBe("hb0");
     expect(ep.bars).toEqual([]);
@@ -127,9 +127,9 @@ describe("defaults", () => {
   });
 
   it("no iommu key: no IOMMU at all", () => {
-    const p = createPlatform({ memory: mem, endpoints: [{ bdf: "0000:01:00.0" }] });
+    const p = createPlatform({ memory: mem, endpoints: [{ bdf: DEV }] });
     expect(p.iommus).toEqual([]);
-    expect(p.iommuFor("0000:01:00.0")).toBeUndefined();
+    expect(p.iommuFor(DEV)).toBeUndefined();
   });
 
   it("several units: names by position, per host bridge default, per endpoint override and null", () => {
@@ -139,7 +139,7 @@ describe("defaults", () => {
       hostBridges: [{ id: "hb0" }, { id: "hb1", iommu: "smmu1" }],
       rootPorts: [{ id: "r0" }, { id: "r1", hostBridge: "hb1" }],
       endpoints: [
-        { bdf: "0000:01:00.0", parent: "r0" },
+        { bdf: DEV, parent: "r0" },
         { bdf: "0001:01:00.0", parent: "r1" },
         { bdf: "0001:01:00.1", parent: "r1", iommu: "iommu0" },
         { bdf: "0001:01:00.2", parent: "r1", iommu: null },
@@ -147,7 +147,7 @@ describe("defaults", () => {
     });
     expect(p.iommus.map((u) => u.name)).toEqual(["iommu0", "smmu1"]);
     expect(p.iommus[1]!.iotlb.capacity).toBe(256);
-    expect(["0000:01:00.0", "0001:01:00.0", "0001:01:00.1", "0001:01:00.2"].map((b) => p.iommuFor(b)?.name)).toEqual(["iommu0", "smmu1", "iommu0", undefined]);
+    expect([DEV, "0001:01:00.0", "0001:01:00.1", "0001:01:00.2"].map((b) => p.iommuFor(b)?.name)).toEqual(["iommu0", "smmu1", "iommu0", undefined]);
   });
 
   it("explicit RAM regions and confidential memory reach PhysicalMemory", () => {

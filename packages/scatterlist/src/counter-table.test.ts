@@ -13,7 +13,7 @@ describe("counter table (README)", () => {
 
   it("prints the table (SG_TABLE=1 npx vitest run --project scatterlist counter-table)", () => {
     const table = counterTable(process.env.SG_TABLE === undefined ? [16] : [16, 256, 4096]);
-    if (process.env.SG_TABLE !== undefined) console.log(table);
+    if (process.env.SG_TABLE !== undefined) process.stdout.write(`${table}\n`);
     expect(table.split("\n").length).toBeGreaterThan(2);
   });
 });

@@ -16,7 +16,7 @@ export {
   sgSetPage,
   sgSetPhys,
 } from "./sg-table.js";
-export type { SgMapPath } from "./sg-table.js";
+export type { SgMapPath, SgMapping, SgMappingClassic, SgMappingPerSegment, SgMappingTwoStep } from "./sg-table.js";
 export { sgAllocTableFromPages, sgAllocTableFromPagesSegment } from "./from-pages.js";
 export type { PageList } from "./from-pages.js";
 export { forEachSg, forEachSgtableDmaSg, forEachSgtableSg, sgtableDmaSegments } from "./iter.js";

@@ -127,8 +127,13 @@ function mapSgWith(dev: DmaDevice, table: SgTable, nents: number, dir: DmaDirect
     kernel.trace.counters.add(Counter.DmaMappingErrors);
     return ret;
   }
-  // Built field by field in one shape: a spread here cost more than the layout of a 256-entry list.
-  const record: SgMapping = { path, dev, nents, mappedEnts: ret, dir, states, stateLens, iova, iovaLen };
+  // Built field by field: a spread here cost more than the layout of a 256-entry list.
+  const record: SgMapping =
+    path === "two-step"
+      ? { path, dev, nents, mappedEnts: ret, dir, states, stateLens }
+      : path === "classic"
+        ? { path, dev, nents, mappedEnts: ret, dir, iova, iovaLen }
+        : { path, dev, nents, mappedEnts: ret, dir };
   table.mapping = record;
   const crossings = debugFindBoundaryCrossings(dev, table, ret);
   if (crossings.length > 0 && kernel.debug.mode === "throw") {

@@ -9,24 +9,39 @@ import { ScatterlistBusyError, ScatterlistError, checkCount } from "./errors.js"
 export type SgMapPath = "two-step" | "classic" | "swiotlb" | "direct";
 
 /**
- * What a mapped table remembers so it can be unmapped. Upstream derives everything from the DMA fields
- * of the list; the two-step path also needs its dma_iova_state(s), which a two-step sg_table has to keep
- * somewhere (they are counted as bookkeeping, 16 bytes each).
- * @internal
+ * What a mapped table remembers so it can be unmapped, one shape per mapping path (`path` tells which).
+ * Upstream derives everything from the DMA fields of the list; the two-step path also needs its
+ * dma_iova_state(s), which a two-step sg_table has to keep somewhere (counted as bookkeeping, 16 bytes
+ * each), and the classic path its single IOVA.
  */
-export interface SgMapping {
-  readonly path: SgMapPath;
+export type SgMapping = SgMappingTwoStep | SgMappingClassic | SgMappingPerSegment;
+
+/** What every mapping records: the device, what dma_map_sg was given, and what it returned. */
+interface SgMappingCommon {
   readonly dev: DmaDevice;
   /** nents passed to dma_map_sg, and what it returned. */
   readonly nents: number;
   readonly mappedEnts: number;
   readonly dir: DmaDirection;
-  /** two-step: one state per IOVA chunk and the bytes linked in it. */
+}
+
+/** The two-step path: one state per IOVA chunk and the bytes linked in it. */
+export interface SgMappingTwoStep extends SgMappingCommon {
+  readonly path: "two-step";
   readonly states: readonly DmaIovaState[];
   readonly stateLens: readonly number[];
-  /** classic: the single IOVA and its length. */
+}
+
+/** Upstream's iommu_dma_map_sg: the single IOVA and its length. */
+export interface SgMappingClassic extends SgMappingCommon {
+  readonly path: "classic";
   readonly iova: number;
   readonly iovaLen: number;
+}
+
+/** dma-direct or swiotlb: each entry mapped on its own; the DMA fields say it all. */
+export interface SgMappingPerSegment extends SgMappingCommon {
+  readonly path: "direct" | "swiotlb";
 }
 
 /** Entries taken by chain links when a table of `nents` entries is built from page-sized chunks. */
@@ -56,7 +71,7 @@ export class SgTable {
   readonly bookkeepingBytes: number;
   readonly trace: Trace;
   #freed = false;
-  /** @internal set by the mapping functions. */
+  /** How the table is mapped, undefined while it is not: set by the mapping functions, for reading. */
   mapping: SgMapping | undefined = undefined;
 
   /** @internal use sgAllocTable / sgAllocTableFromPages. */

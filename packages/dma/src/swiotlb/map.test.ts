@@ -6,9 +6,10 @@ import { swiotlbMaxMappingSize, swiotlbPoolMapSingle, swiotlbPoolUnmapSingle, is
 import { IO_TLB_SEGSIZE, IO_TLB_SIZE } from "./constants.js";
 import { SwiotlbError } from "./errors.js";
 import { SwiotlbPool, type SwiotlbDevice } from "./pool.js";
+import { TRUSTED_BDF } from "../test-fixtures.js";
 
 const { TO_DEVICE, FROM_DEVICE, BIDIRECTIONAL } = DmaDirection;
-const plain: SwiotlbDevice = { name: "0000:01:00.0", minAlignMask: 0 };
+const plain: SwiotlbDevice = { name: TRUSTED_BDF, minAlignMask: 0 };
 const nvme: SwiotlbDevice = { name: "0000:02:00.0", minAlignMask: 0xfff };
 
 let mem: PhysicalMemory;

@@ -4,10 +4,11 @@ import { bench, describe } from "vitest";
 import { DmaDirection } from "../constants.js";
 import { SwiotlbPool } from "./pool.js";
 import { SlotTable, type SlotRequest } from "./slots.js";
+import { TRUSTED_BDF } from "../test-fixtures.js";
 
 const mem = new PhysicalMemory(new Trace(), { ram: [{ base: 0, size: 256 * MiB }] });
 const pool = new SwiotlbPool(mem); // the default 64 MiB pool
-const dev = { name: "0000:01:00.0", minAlignMask: 0 };
+const dev = { name: TRUSTED_BDF, minAlignMask: 0 };
 const orig = 128 * MiB;
 mem.fill(orig, 64 * 1024, 0x5a);
 
