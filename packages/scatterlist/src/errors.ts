@@ -6,7 +6,7 @@
 export class ScatterlistError extends Error {
   override readonly name = "ScatterlistError";
   constructor(
-    readonly code: "EINVAL" | "EBUSY",
+    readonly code: "EINVAL" | "EBUSY" | "ENOMEM",
     readonly fn: string,
     readonly argument: string,
     readonly value: unknown,
@@ -18,6 +18,8 @@ export class ScatterlistError extends Error {
 
 function show(v: unknown): string {
   if (typeof v === "number" && Number.isSafeInteger(v) && v >= 0) return v < 4096 ? String(v) : `0x${v.toString(16)}`;
+  if (typeof v === "bigint") return `${v}n`;
+  if (typeof v === "object" && v !== null) return `[object ${(v as { constructor?: { name?: string } }).constructor?.name ?? "Object"}]`;
   return typeof v === "string" ? JSON.stringify(v) : String(v);
 }
 

@@ -1,4 +1,4 @@
-export { SG_ENTRY_BYTES, SG_MAX_SINGLE_ALLOC, SG_NO_SEGMENT_LIMIT, SG_TABLE_BYTES, SgDmaFlag } from "./constants.js";
+export { SG_ENTRY_BYTES, SG_MAX_NENTS, SG_MAX_SINGLE_ALLOC, SG_NO_SEGMENT_LIMIT, SG_TABLE_BYTES, SgDmaFlag } from "./constants.js";
 export { ScatterlistError } from "./errors.js";
 export {
   SgTable,
