@@ -1,5 +1,5 @@
 import { describe, expect, it } from "vitest";
-import { DmaDirection } from "@dmasim/dma";
+import { DmaDebugError, DmaDirection } from "@dmasim/dma";
 import type { DmaDevice } from "@dmasim/dma";
 import { Trace } from "@dmasim/trace";
 import {
@@ -19,7 +19,7 @@ import {
   sgSetPhys,
 } from "./index.js";
 import type { SgMapOptions, SgTable } from "./index.js";
-import { CLIENT, listOf, makeRig } from "./test-fixtures.js";
+import { CLIENT, firstBadSegment, listOf, makeRig } from "./test-fixtures.js";
 import type { Rig } from "./test-fixtures.js";
 
 // Bad input to the scatterlist API: a ScatterlistError naming the argument, never a TypeError from inside,
@@ -115,5 +115,27 @@ describe("sg_alloc_table sizes", () => {
       expectRefused(rig, () => { sgSetPhys(t as SgTable, 0, 4096, 4096); }, "table");
       expectRefused(rig, () => { sgFreeTable(t as SgTable); }, "table");
     }
+  });
+});
+
+describe("refusals by dma-debug (throw) change nothing", () => {
+  it("an unmap or a sync with the wrong direction or count leaves the list mapped and the device reading its bytes", () => {
+    const rig = makeRig();
+    const table = listOf(rig, [{ len: 4096 }, { len: 1000, offset: 200 }]);
+    expect(dmaMapSgtable(rig.dev, table, TO_DEV)).toBe(0);
+    const before = { mapped: rig.dev.domain?.mappedBytes, entries: rig.kernel.debug.entries().length, states: rig.kernel.iovaTracker.liveCount(rig.dev.bdf) };
+    const calls = [
+      () => { dmaUnmapSgtable(rig.dev, table, DmaDirection.FROM_DEVICE); },
+      () => { dmaUnmapSg(rig.dev, table, 1, TO_DEV); },
+      () => { dmaSyncSgtableForCpu(rig.dev, table, DmaDirection.FROM_DEVICE); },
+    ];
+    for (const call of calls) {
+      expect(call).toThrow(DmaDebugError);
+      expect({ mapped: rig.dev.domain?.mappedBytes, entries: rig.kernel.debug.entries().length, states: rig.kernel.iovaTracker.liveCount(rig.dev.bdf) }).toEqual(before);
+      expect(table.mapped).toBe(true);
+      expect(firstBadSegment(rig, table)).toBe(-1);
+    }
+    dmaUnmapSgtable(rig.dev, table, TO_DEV);
+    expect(rig.dev.domain?.mappedBytes).toBe(0);
   });
 });
