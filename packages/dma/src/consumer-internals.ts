@@ -2,7 +2,9 @@ import { devUseSwiotlb, archSyncDmaForCpu, archSyncDmaForDevice, isSwiotlbBuffer
 import type { DmaAddr, DmaDirection } from "./constants.js";
 import type { DmaDevice } from "./device.js";
 import { dmaDirectMapPhys, dmaDirectSyncSingleForCpu, dmaDirectSyncSingleForDevice, dmaDirectUnmapPhys } from "./direct.js";
+import { checkDevice } from "./api-trace.js";
 import { DmaInputError } from "./errors.js";
+import { isBoundDevice } from "./validate.js";
 import { allocIova, cookieOf, dmaInfoToProt, domainOf, iommuDmaMapPhys, iommuDmaSyncSingleForCpu, iommuDmaSyncSingleForDevice, iommuDmaUnmapPhys, iommuDmaUnmapRange, iommuMapNosync } from "./iommu-dma.js";
 import { iommuDmaFreeIova as freeIova } from "./iova/index.js";
 
@@ -11,6 +13,7 @@ import { iommuDmaFreeIova as freeIova } from "./iova/index.js";
 // packages need the same to rebuild those paths faithfully; drivers should use the public API instead.
 
 function requireIommu(fn: string, dev: DmaDevice): void {
+  if (!isBoundDevice(dev)) checkDevice(fn, dev);
   if (dev.ops !== "iommu") throw new DmaInputError(fn, "dev", dev.bdf, "a device that uses iommu-dma");
 }
 

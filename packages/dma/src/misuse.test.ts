@@ -26,6 +26,8 @@ import {
   dmaUnmapResource,
 } from "./mapping.js";
 import { dmaClassifyRange } from "./classify.js";
+import { iommuDmaAllocIova, iommuMap } from "./consumer-internals.js";
+import { PciP2pdmaMapState, p2pdmaProviderOf, pciP2pdmaState } from "./p2p.js";
 import type { DmaDevice } from "./device.js";
 import { TRUSTED_BDF, allocBuffer, makeKernel } from "./test-fixtures.js";
 import type { Fixture } from "./test-fixtures.js";
@@ -213,4 +215,32 @@ describe("a double dma_free_coherent with dma-debug off", () => {
       expect(b?.cpuAddr).not.toBe(c?.cpuAddr);
     });
   }
+});
+
+describe("P2P state, CPU access and the consumer internals", () => {
+  it("pci_p2pdma_state refuses a state that is not a PciP2pdmaMapState, a bad dev and a bad phys", () => {
+    const f = makeKernel();
+    for (const s of [undefined, null, {}, { mem: undefined, map: 0 }]) expectInputError(f, () => pciP2pdmaState(s as PciP2pdmaMapState, f.dev, 0x1000), "state");
+    expectInputError(f, () => pciP2pdmaState(new PciP2pdmaMapState(), undefined as unknown as DmaDevice, 0x1000), "dev");
+    for (const p of [undefined, -1, 1.5, 10n, "0"]) {
+      expectInputError(f, () => pciP2pdmaState(new PciP2pdmaMapState(), f.dev, p as number), "phys");
+      expectInputError(f, () => p2pdmaProviderOf(f.dev, p as number), "phys");
+    }
+  });
+
+  it("kernel.cpuWrite takes a Uint8Array; kernel.cpuRead refuses bad and enormous ranges before allocating", () => {
+    const f = makeKernel();
+    for (const b of [undefined, [1, 2], "ab", new Int8Array(2)] as unknown[]) expectInputError(f, () => { f.kernel.cpuWrite(0x1000, b as Uint8Array); }, "bytes");
+    expectInputError(f, () => { f.kernel.cpuWrite(-1, new Uint8Array(1)); }, "phys");
+    expectInputError(f, () => f.kernel.cpuRead(0x1000, 2 ** 40), "len");
+    expectInputError(f, () => f.kernel.cpuRead(0x1000, 1.5), "size");
+  });
+
+  it("the iommu-dma pieces for consumer packages refuse a bad dev with a DmaInputError", () => {
+    const f = makeKernel();
+    for (const d of [undefined, null, TRUSTED_BDF]) {
+      expectInputError(f, () => iommuDmaAllocIova(d as unknown as DmaDevice, 4096, 2 ** 32 - 1), "dev");
+      expectInputError(f, () => iommuMap(d as unknown as DmaDevice, 0x1000, 0x1000, 4096, 3), "dev");
+    }
+  });
 });
