@@ -56,6 +56,8 @@ const MAP_TYPES: readonly number[] = Object.values(PciP2pdmaMapType);
 function check(fn: string, rq: unknown, dev: unknown, state: unknown, iter?: unknown): void {
   checkRequest(fn, rq);
   if (!(dev instanceof DmaDevice)) throw invalid(`${fn}: dma_dev`, dev, "a DmaDevice from kernel.device(bdf)");
+  // Before anything is charged or mapped: an unbound device would otherwise fail half-way inside the DMA layer.
+  if (!dev.bound) throw invalid(`${fn}: dma_dev`, dev.bdf, "a bound device: this one was unbound; look it up again with kernel.device()");
   if (!(state instanceof DmaIovaState)) throw invalid(`${fn}: state`, state, "a DmaIovaState");
   if (iter !== undefined && !(iter instanceof BlkDmaIter)) throw invalid(`${fn}: iter`, iter, "a BlkDmaIter");
 }

@@ -15,10 +15,13 @@ export function apiEnd(dev: DmaDevice, name: string, result: number): void {
   if (trace.events.active) trace.events.emit({ type: "api", t: trace.clock.now, phase: "E", name, device: dev.bdf, result });
 }
 
-/** Every API call starts here: a device must be one the kernel handed out and still bound. */
-export function checkDevice(fn: string, dev: DmaDevice): void {
-  // A missing or made-up dev gets a typed error here rather than a TypeError deeper in.
-  if (!(dev instanceof DmaDevice)) throw new DmaInputError(fn, "dev", dev, "a DmaDevice from kernel.device()");
+/**
+ * Every API call starts here: a device must be one the kernel handed out and still bound. Anything else
+ * (undefined, a BDF string, an Endpoint, a look-alike object) is bad input, named as such, never a
+ * TypeError from inside the model.
+ */
+export function checkDevice(fn: string, dev: unknown): asserts dev is DmaDevice {
+  if (!(dev instanceof DmaDevice)) throw new DmaInputError(fn, "dev", dev, "a DmaDevice from kernel.device(bdf)");
   if (!dev.bound) throw new DmaInputError(fn, "dev", dev.bdf, "a bound device: this one was unbound; look it up again with kernel.device()");
 }
 

@@ -8,6 +8,7 @@ import type { DmaDevice } from "./device.js";
 import { physToDma } from "./direct.js";
 import { dmaInfoToProt, iommuDmaMapRange, iommuDmaUnmapRange } from "./iommu-dma.js";
 import { checkAttrs, checkAddr, checkSize } from "./validate.js";
+import { hex } from "@dmasim/trace";
 import { DmaInputError } from "./errors.js";
 
 /** What dma_alloc_coherent hands back: the CPU's view (a physical address here) and the device's. */
@@ -56,6 +57,7 @@ export function dmaAllocCoherent(dev: DmaDevice, size: number, attrs = 0): DmaCo
     handle = physToDma(dev, phys);
   }
   kernel.trace.counters.add(Counter.DmaMapCalls);
+  dev.coherentAllocs.set(handle, { phys, size });
   kernel.debug.add({ type: "coherent", device: dev.bdf, dmaAddr: handle, size, phys, dir: DmaDirection.BIDIRECTIONAL, sgCount: 0, sgMappedEnts: 0 }, attrs, true);
   apiEnd(dev, fn, handle);
   return { cpuAddr: phys, dmaHandle: handle, size };
@@ -72,12 +74,22 @@ export function dmaFreeCoherent(dev: DmaDevice, size: number, cpuAddr: number, d
   const kernel = dev.kernel;
   const entry = kernel.debug.unmap(dev.bdf, { type: "coherent", dmaAddr: dmaHandle, size, dir: DmaDirection.BIDIRECTIONAL, phys: cpuAddr });
   if (kernel.debug.enabled && entry === undefined) return;
+  const live = dev.coherentAllocs.get(dmaHandle);
+  if (live === undefined) {
+    // No allocation at this handle (a double free, or a handle never returned), and dma-debug is off, so
+    // nothing above reported it. The kernel would go on and unmap nothing (WARN_ON(unmapped != size) in
+    // __iommu_dma_unmap) and free the IOVA and the pages a second time; the model warns and stops there,
+    // so an IOVA or a page is never handed out twice.
+    kernel.log(dev, `WARNING: dma_free_coherent: no coherent allocation at DMA handle ${hex(dmaHandle)} (size ${size}): double free or bogus handle; nothing freed`);
+    return;
+  }
+  dev.coherentAllocs.delete(dmaHandle);
   // With dma-debug on, a wrong size or CPU address has been reported by now ("collect" carries on). The
   // buffer that goes back is then the one the handle names, as dma-direct finds the pages from the
   // handle (dma_direct_free → dma_direct_to_page in kernel/dma/direct.c), so the model never frees
   // pages it did not hand out.
-  const freePhys = entry?.type === "coherent" ? entry.phys : cpuAddr;
-  const freeSize = entry?.type === "coherent" ? entry.size : size;
+  const freePhys = live.phys;
+  const freeSize = live.size;
   apiBegin(dev, fn);
   kernel.trace.counters.add(Counter.DmaUnmapCalls);
   if (dev.ops === "iommu") iommuDmaUnmapRange(dev, dmaHandle, freeSize, true);

@@ -3,6 +3,8 @@
  * (include/linux/dma-direction.h, include/linux/dma-mapping.h, include/uapi/asm-generic/errno*.h).
  */
 
+import { DmaInputError } from "./errors.js";
+
 /** enum dma_data_direction. */
 export const DmaDirection = { BIDIRECTIONAL: 0, TO_DEVICE: 1, FROM_DEVICE: 2, NONE: 3 } as const;
 export type DmaDirection = (typeof DmaDirection)[keyof typeof DmaDirection];
@@ -73,7 +75,7 @@ export const DMA_MAPPING_ERROR = -1 as DmaAddr;
  * clamped to Number.MAX_SAFE_INTEGER (documented deviation: the value differs, the behaviour does not).
  */
 export function DMA_BIT_MASK(n: number): number {
-  if (!Number.isInteger(n) || n < 0 || n > 64) throw new RangeError(`DMA_BIT_MASK(${String(n)}): n must be an integer 0..64`);
+  if (!Number.isInteger(n) || n < 0 || n > 64) throw new DmaInputError("DMA_BIT_MASK", "n", n, "an integer number of bits from 0 to 64");
   return n >= 53 ? Number.MAX_SAFE_INTEGER : 2 ** n - 1;
 }
 

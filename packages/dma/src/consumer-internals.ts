@@ -2,6 +2,7 @@ import { devUseSwiotlb, archSyncDmaForCpu, archSyncDmaForDevice, isSwiotlbBuffer
 import type { DmaAddr, DmaDirection } from "./constants.js";
 import type { DmaDevice } from "./device.js";
 import { dmaDirectMapPhys, dmaDirectSyncSingleForCpu, dmaDirectSyncSingleForDevice, dmaDirectUnmapPhys } from "./direct.js";
+import { checkDevice } from "./api-trace.js";
 import { DmaInputError } from "./errors.js";
 import { allocIova, cookieOf, dmaInfoToProt, domainOf, iommuDmaMapPhys, iommuDmaSyncSingleForCpu, iommuDmaSyncSingleForDevice, iommuDmaUnmapPhys, iommuDmaUnmapRange, iommuMapNosync } from "./iommu-dma.js";
 import { iommuDmaFreeIova } from "./iova/index.js";
@@ -10,7 +11,11 @@ import { iommuDmaFreeIova } from "./iova/index.js";
 // in drivers/iommu/dma-iommu.c allocates one IOVA and calls iommu_map_sg itself). dmasim's consumer
 // packages need the same to rebuild those paths faithfully; drivers should use the public API instead.
 
-function requireIommu(fn: string, dev: DmaDevice): void {
+function requireIommu(fn: string, dev: DmaDevice | undefined): asserts dev is DmaDevice {
+  // Called once per run of a list by the consumers' map paths, which have checked the device at their own
+  // entry: two field reads here (a missing dev reads as undefined), the class test only when they fail.
+  if (dev?.ops === "iommu" && dev.bound) return;
+  checkDevice(fn, dev);
   if (dev.ops !== "iommu") throw new DmaInputError(fn, "dev", dev.bdf, "a device that uses iommu-dma");
 }
 

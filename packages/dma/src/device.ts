@@ -54,6 +54,11 @@ export class DmaDevice {
   dmaSkipSync: boolean;
   /** Cleared by unbind: every later API call on the device is a use-after-unbind. */
   bound = true;
+  /**
+   * @internal Live dma_alloc_coherent buffers by DMA handle (CPU address and size), kept whatever the
+   * dma-debug mode, so a double or bogus dma_free_coherent never frees an IOVA or pages twice.
+   */
+  readonly coherentAllocs = new Map<number, { readonly phys: number; readonly size: number }>();
 
   /** @internal created by DmaKernel.device(). */
   constructor(init: {

@@ -69,7 +69,7 @@ export type { DmaCoherentBuffer } from "./coherent.js";
 export { PciP2pdmaMapState, pciP2pdmaBusAddrMap, pciP2pdmaState, p2pdmaProviderOf } from "./p2p.js";
 export { dmaClassifyRange } from "./classify.js";
 export type { DmaMemoryKind, DmaMemoryRun } from "./classify.js";
-export { physToDma, dmaToPhys, dmaCapable } from "./direct.js";
+export { physToDma, dmaToPhys, dmaCapable } from "./direct-api.js";
 export { DmaDebugError } from "./debug/errors.js";
 export type { DmaDebugCheck, DmaDebugReport } from "./debug/errors.js";
 export type { DebugCheckerOptions, DebugEntry, DebugEntryType, DebugFinding, DebugMode } from "./debug/checker.js";

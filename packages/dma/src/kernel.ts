@@ -1,4 +1,5 @@
 import type { Iommu } from "@dmasim/iommu";
+import { MAX_READ_BYTES } from "@dmasim/memory";
 import type { PhysicalMemory } from "@dmasim/memory";
 import type { DmaAccessObserver, Platform } from "@dmasim/pcie-p2p";
 import { FaultInjection, showValue } from "@dmasim/trace";
@@ -17,6 +18,7 @@ import type { DmaDeviceOptions, DmaKernelOptions, IommuMode } from "./options.js
 import { parseDeviceOptions, parseKernelOptions } from "./options.js";
 import { DmaConfigError, DmaInputError, DmaStateError } from "./errors.js";
 import { checkDevice } from "./api-trace.js";
+import { checkRange, isRange } from "./validate.js";
 import { FlushQueue, IovaDomain } from "./iova/index.js";
 import { ARCH_DMA_MINALIGN_DEFAULT } from "./kmalloc.js";
 import type { IommuDmaCookie } from "./iova/index.js";
@@ -302,12 +304,17 @@ export class DmaKernel implements DeviceKernel {
    * coherent allocations of non-coherent devices.
    */
   cpuWrite(phys: number, bytes: Uint8Array): void {
+    if (!(bytes instanceof Uint8Array)) throw new DmaInputError("cpuWrite", "bytes", bytes, "a Uint8Array of the bytes to store");
+    if (!isRange(phys, bytes.length)) checkRange("cpuWrite", "phys", phys, bytes.length);
     if (this.#isUncached(phys, bytes.length)) this.memory.write(phys, bytes);
     else this.cpuCache.cpuWrite(phys, bytes);
   }
 
   /** A CPU load: cached lines where present (possibly stale after a device write), memory elsewhere. */
   cpuRead(phys: number, len: number): Uint8Array {
+    if (!isRange(phys, len)) checkRange("cpuRead", "phys", phys, len);
+    // The result is a new host buffer: the same cap as PhysicalMemory.read, checked before allocating.
+    if (len > MAX_READ_BYTES) throw new DmaInputError("cpuRead", "len", len, `at most MAX_READ_BYTES (${MAX_READ_BYTES}); read larger ranges in parts`);
     return this.#isUncached(phys, len) ? this.memory.read(phys, len) : this.cpuCache.cpuRead(phys, len);
   }
 

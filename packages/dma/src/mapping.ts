@@ -7,7 +7,7 @@ import type { DmaDevice } from "./device.js";
 import { dmaDirectMapPhys, dmaDirectSyncSingleForCpu, dmaDirectSyncSingleForDevice, dmaDirectUnmapPhys } from "./direct.js";
 import { DmaInputError } from "./errors.js";
 import { countPageLookup, iommuDmaMapPhys, iommuDmaSyncSingleForCpu, iommuDmaSyncSingleForDevice, iommuDmaUnmapPhys } from "./iommu-dma.js";
-import { checkAddr, checkAttrs, checkDir, checkMapSize, checkRange, checkSize, isAttrs, isPowerOfTwoMinusOne, isRange } from "./validate.js";
+import { checkAddr, checkAttrs, checkDir, checkMapSize, checkRange, checkSize, isAttrs, isBoundDevice, isPowerOfTwoMinusOne, isRange } from "./validate.js";
 
 // Module-local copies of what dma_map_phys / dma_unmap_phys read on every call: the test runner (and
 // any loader that keeps live bindings as getters) turns each use of an imported binding into a getter
@@ -24,6 +24,7 @@ const DIR_TO_DEVICE = DmaDirection.TO_DEVICE;
 const DIR_FROM_DEVICE = DmaDirection.FROM_DEVICE;
 const validRange = isRange;
 const validAttrs = isAttrs;
+const validDevice = isBoundDevice;
 const mapIommu = iommuDmaMapPhys;
 const unmapIommu = iommuDmaUnmapPhys;
 
@@ -57,7 +58,7 @@ function pageFlags(dev: DmaDevice): (phys: number) => number {
 export function dmaMapPhys(dev: DmaDevice, phys: number, size: number, dir: DmaDirection, attrs = 0): DmaAddr {
   const fn = "dma_map_phys";
   // One combined test for the usual valid call; the precise checks, in order, only when it fails.
-  if (!(dev.bound && validRange(phys, size) && size !== 0 && isMapDir(dir) && validAttrs(attrs))) {
+  if (!(validDevice(dev) && validRange(phys, size) && size !== 0 && isMapDir(dir) && validAttrs(attrs))) {
     checkDevice(fn, dev);
     checkRange(fn, "phys", phys, size);
     checkMapSize(fn, size);
@@ -96,7 +97,7 @@ function mapPhys(fn: string, dev: DmaDevice, phys: number, size: number, dir: Dm
 /** dma_unmap_phys. */
 export function dmaUnmapPhys(dev: DmaDevice, addr: number, size: number, dir: DmaDirection, attrs = 0): void {
   const fn = "dma_unmap_phys";
-  if (!(dev.bound && validRange(addr, size) && isMapDir(dir) && validAttrs(attrs))) {
+  if (!(validDevice(dev) && validRange(addr, size) && isMapDir(dir) && validAttrs(attrs))) {
     checkDevice(fn, dev);
     if (addr !== DMA_MAPPING_ERROR) checkRange(fn, "addr", addr, size);
     checkMapDir(fn, dir);
@@ -134,14 +135,17 @@ function unmapPhys(fn: string, dev: DmaDevice, addr: number, size: number, dir: 
  */
 export function dmaMapPage(dev: DmaDevice, pfn: number, offset: number, size: number, dir: DmaDirection, attrs = 0): DmaAddr {
   const fn = "dma_map_page_attrs";
-  checkDevice(fn, dev);
-  checkAddr(fn, "pfn", pfn);
-  checkSize(fn, "offset", offset);
+  // pfn and offset are tested as numbers before they take part in arithmetic (a BigInt would throw there).
+  if (!(validDevice(dev) && validRange(pfn, offset) && validRange(pfn * PAGE_SIZE + offset, size) && size !== 0 && isMapDir(dir) && validAttrs(attrs))) {
+    checkDevice(fn, dev);
+    checkAddr(fn, "pfn", pfn);
+    checkSize(fn, "offset", offset);
+    checkRange(fn, "page_to_phys(page) + offset", pfn * PAGE_SIZE + offset, size);
+    checkMapSize(fn, size);
+    checkMapDir(fn, dir);
+    checkAttrs(fn, attrs);
+  }
   const phys = pfn * PAGE_SIZE + offset;
-  checkRange(fn, "page_to_phys(page) + offset", phys, size);
-  checkMapSize(fn, size);
-  checkMapDir(fn, dir);
-  checkAttrs(fn, attrs);
   const pages = dev.kernel.memory.pages;
   if (!pages.hasPage(pfn)) throw new DmaInputError(fn, "pfn", pfn, "a page frame that has a struct page (RAM or ZONE_DEVICE)");
   if ((attrs & DMA_ATTR_MMIO) !== 0) return DMA_MAPPING_ERROR;
@@ -159,10 +163,12 @@ export function dmaMapPage(dev: DmaDevice, pfn: number, offset: number, size: nu
  */
 export function dmaUnmapPage(dev: DmaDevice, addr: number, size: number, dir: DmaDirection, attrs = 0): void {
   const fn = "dma_unmap_page_attrs";
-  checkDevice(fn, dev);
-  if (addr !== DMA_MAPPING_ERROR) checkRange(fn, "addr", addr, size);
-  checkMapDir(fn, dir);
-  checkAttrs(fn, attrs);
+  if (!(validDevice(dev) && validRange(addr, size) && isMapDir(dir) && validAttrs(attrs))) {
+    checkDevice(fn, dev);
+    if (addr !== DMA_MAPPING_ERROR) checkRange(fn, "addr", addr, size);
+    checkMapDir(fn, dir);
+    checkAttrs(fn, attrs);
+  }
   if ((attrs & DMA_ATTR_MMIO) !== 0) return;
   unmapPhys(fn, dev, addr, size, dir, attrs);
 }
@@ -198,6 +204,12 @@ export function dmaUnmapResource(dev: DmaDevice, addr: number, size: number, dir
 
 /** dma_mapping_error: -ENOMEM for DMA_MAPPING_ERROR, else 0; tells dma-debug the driver checked. */
 export function dmaMappingError(dev: DmaDevice, addr: number): number {
+  if (!(validDevice(dev) && (addr === MAPPING_ERROR || validRange(addr, 0)))) {
+    const fn = "dma_mapping_error";
+    checkDevice(fn, dev);
+    // An undefined or non-numeric handle is not "no error": the driver tested something that is not a DMA address.
+    throw new DmaInputError(fn, "dma_addr", addr, "a DMA address returned by a map call, or DMA_MAPPING_ERROR");
+  }
   dev.kernel.debug.markChecked(dev.bdf, addr);
   return addr === MAPPING_ERROR ? -ENOMEM : 0;
 }
@@ -216,9 +228,11 @@ function syncLength(dev: DmaDevice, addr: number, size: number, dir: DmaDirectio
 /** dma_sync_single_for_cpu: make what the device wrote visible to the CPU (bounce back, invalidate). */
 export function dmaSyncSingleForCpu(dev: DmaDevice, addr: number, size: number, dir: DmaDirection): void {
   const fn = "dma_sync_single_for_cpu";
-  checkDevice(fn, dev);
-  checkRange(fn, "addr", addr, size);
-  checkMapDir(fn, dir);
+  if (!(validDevice(dev) && validRange(addr, size) && isMapDir(dir))) {
+    checkDevice(fn, dev);
+    checkRange(fn, "addr", addr, size);
+    checkMapDir(fn, dir);
+  }
   const len = syncLength(dev, addr, size, dir, true);
   apiBegin(dev, fn);
   dev.kernel.trace.counters.add(Counter.DmaSyncCalls);
@@ -230,9 +244,11 @@ export function dmaSyncSingleForCpu(dev: DmaDevice, addr: number, size: number, 
 /** dma_sync_single_for_device: make what the CPU wrote visible to the device (write back, bounce). */
 export function dmaSyncSingleForDevice(dev: DmaDevice, addr: number, size: number, dir: DmaDirection): void {
   const fn = "dma_sync_single_for_device";
-  checkDevice(fn, dev);
-  checkRange(fn, "addr", addr, size);
-  checkMapDir(fn, dir);
+  if (!(validDevice(dev) && validRange(addr, size) && isMapDir(dir))) {
+    checkDevice(fn, dev);
+    checkRange(fn, "addr", addr, size);
+    checkMapDir(fn, dir);
+  }
   const len = syncLength(dev, addr, size, dir, false);
   apiBegin(dev, fn);
   dev.kernel.trace.counters.add(Counter.DmaSyncCalls);
@@ -247,6 +263,7 @@ export function dmaSyncSingleForDevice(dev: DmaDevice, addr: number, size: numbe
  * `debug: "off"`.
  */
 export function dmaNeedUnmap(dev: DmaDevice): boolean {
+  if (!validDevice(dev)) checkDevice("dma_need_unmap", dev);
   if (dev.ops !== "direct") return true;
   if (!dev.dmaSkipSync) return true;
   return dev.kernel.debug.enabled;
@@ -254,6 +271,7 @@ export function dmaNeedUnmap(dev: DmaDevice): boolean {
 
 /** dma_get_merge_boundary: the IOVA granule - 1 for iommu-dma (segments can merge across it), else 0. */
 export function dmaGetMergeBoundary(dev: DmaDevice): number {
+  checkDevice("dma_get_merge_boundary", dev);
   return dev.ops === "iommu" ? dev.granule - 1 : 0;
 }
 
@@ -266,14 +284,17 @@ export function dmaGetCacheAlignment(dev: DmaDevice): number {
 }
 
 export function dmaGetMaxSegSize(dev: DmaDevice): number {
+  checkDevice("dma_get_max_seg_size", dev);
   return dev.maxSegmentSize;
 }
 
 export function dmaGetSegBoundary(dev: DmaDevice): number {
+  checkDevice("dma_get_seg_boundary", dev);
   return dev.segBoundaryMask;
 }
 
 export function dmaGetMask(dev: DmaDevice): number {
+  checkDevice("dma_get_mask", dev);
   return dev.dmaMask;
 }
 
@@ -293,6 +314,7 @@ function checkMask(fn: string, mask: number): void {
 
 /** dma_set_mask: 0, or -EIO when the mask cannot be supported (the old mask stays). */
 export function dmaSetMask(dev: DmaDevice, mask: number): number {
+  checkDevice("dma_set_mask", dev);
   checkMask("dma_set_mask", mask);
   if (!dmaSupported(dev, mask)) return -Errno.EIO;
   dev.dmaMask = mask;
@@ -301,6 +323,7 @@ export function dmaSetMask(dev: DmaDevice, mask: number): number {
 
 /** dma_set_coherent_mask. */
 export function dmaSetCoherentMask(dev: DmaDevice, mask: number): number {
+  checkDevice("dma_set_coherent_mask", dev);
   checkMask("dma_set_coherent_mask", mask);
   if (!dmaSupported(dev, mask)) return -Errno.EIO;
   dev.coherentDmaMask = mask;
@@ -309,18 +332,21 @@ export function dmaSetCoherentMask(dev: DmaDevice, mask: number): number {
 
 /** dma_set_mask_and_coherent. */
 export function dmaSetMaskAndCoherent(dev: DmaDevice, mask: number): number {
+  checkDevice("dma_set_mask_and_coherent", dev);
   const rc = dmaSetMask(dev, mask);
   return rc === 0 ? dmaSetCoherentMask(dev, mask) : rc;
 }
 
 /** dma_set_max_seg_size. */
 export function dmaSetMaxSegSize(dev: DmaDevice, size: number): void {
+  checkDevice("dma_set_max_seg_size", dev);
   if (!Number.isSafeInteger(size) || size < 1 || size > 0xffffffff) throw new DmaInputError("dma_set_max_seg_size", "size", size, "a positive number of bytes that fits in 32 bits");
   dev.maxSegmentSize = size;
 }
 
 /** dma_set_seg_boundary: the mask must be one less than a power of two. */
 export function dmaSetSegBoundary(dev: DmaDevice, mask: number): void {
+  checkDevice("dma_set_seg_boundary", dev);
   // Exact test: 32-bit `&` truncates masks above 4 GiB and Math.log2 rounds 2^52 + 1 to 52.
   if (!isPowerOfTwoMinusOne(mask)) {
     throw new DmaInputError("dma_set_seg_boundary", "mask", mask, "2^n - 1");
@@ -330,6 +356,7 @@ export function dmaSetSegBoundary(dev: DmaDevice, mask: number): void {
 
 /** dma_set_min_align_mask. */
 export function dmaSetMinAlignMask(dev: DmaDevice, mask: number): void {
+  checkDevice("dma_set_min_align_mask", dev);
   if (!isPowerOfTwoMinusOne(mask)) {
     throw new DmaInputError("dma_set_min_align_mask", "mask", mask, "2^n - 1");
   }

@@ -3,7 +3,10 @@ import { PciP2pdmaMapType } from "@dmasim/pcie-p2p";
 import type { P2pdmaProvider } from "@dmasim/pcie-p2p";
 import { Counter } from "@dmasim/trace";
 import type { DmaAddr } from "./constants.js";
+import { checkDevice } from "./api-trace.js";
 import type { DmaDevice } from "./device.js";
+import { DmaInputError } from "./errors.js";
+import { checkAddr, isBoundDevice, isIndex } from "./validate.js";
 
 /**
  * struct pci_p2pdma_map_state (include/linux/pci-p2pdma.h): the map type of the last provider seen, so
@@ -16,6 +19,10 @@ export class PciP2pdmaMapState {
 
 /** The P2P provider that owns the page at `phys`, or undefined for any other memory. */
 export function p2pdmaProviderOf(dev: DmaDevice, phys: number): P2pdmaProvider | undefined {
+  if (!(isBoundDevice(dev) && isIndex(phys))) {
+    checkDevice("p2pdma_provider_of", dev);
+    checkAddr("p2pdma_provider_of", "phys", phys);
+  }
   const pages = dev.kernel.memory.pages;
   const pfn = Math.floor(phys / PAGE_SIZE);
   // PageDescriptors counts its own lookups (flags: is_pci_p2pdma_page, owner: page_pgmap).
@@ -28,6 +35,12 @@ export function p2pdmaProviderOf(dev: DmaDevice, phys: number): P2pdmaProvider |
  * recomputed only when the provider changes.
  */
 export function pciP2pdmaState(state: PciP2pdmaMapState, dev: DmaDevice, phys: number): PciP2pdmaMapType {
+  if (!(state instanceof PciP2pdmaMapState && isBoundDevice(dev) && isIndex(phys))) {
+    const fn = "pci_p2pdma_state";
+    if (!(state instanceof PciP2pdmaMapState)) throw new DmaInputError(fn, "state", state, "a PciP2pdmaMapState");
+    checkDevice(fn, dev);
+    checkAddr(fn, "phys", phys);
+  }
   const provider = p2pdmaProviderOf(dev, phys);
   if (provider === undefined) return PciP2pdmaMapType.NONE;
   if (state.mem !== provider) {

@@ -1,4 +1,5 @@
 import { DMA_ATTR_ALL, DmaDirection } from "./constants.js";
+import { DmaDevice } from "./device.js";
 import { DmaInputError } from "./errors.js";
 
 // Argument checks shared by every API entry point. They run before any state changes, so a rejected
@@ -25,9 +26,16 @@ export function isRange(addr: number, size: number): boolean {
   return Number.isInteger(addr) && Number.isInteger(size) && addr >= 0 && size >= 0 && addr + size <= MAX_SAFE;
 }
 
+/** checkDevice would pass: a DmaDevice (not undefined, a BDF or a look-alike) that is still bound. */
+export function isBoundDevice(dev: unknown): dev is DmaDevice {
+  // The class is read at call time: device.ts imports this module, so a module-level copy would be
+  // taken before the class exists.
+  return dev instanceof DmaDevice && dev.bound;
+}
+
 /** checkDevice and checkRange would pass. */
-export function isBoundRange(dev: { readonly bound: boolean }, addr: number, size: number): boolean {
-  return dev.bound && isRange(addr, size);
+export function isBoundRange(dev: unknown, addr: number, size: number): boolean {
+  return dev instanceof DmaDevice && dev.bound && isRange(addr, size);
 }
 
 /** checkDir would pass. */
@@ -63,7 +71,8 @@ export function checkDir(fn: string, dir: number): asserts dir is DmaDirection {
 }
 
 export function checkAttrs(fn: string, attrs: number): void {
-  if (!Number.isInteger(attrs) || attrs < 0 || (attrs & ~DMA_ATTR_ALL) !== 0) {
+  // Bit operations see only the low 32 bits: a word above them carries unknown bits whatever `&` says.
+  if (!Number.isInteger(attrs) || attrs < 0 || attrs > 0xffffffff || (attrs & ~DMA_ATTR_ALL) !== 0) {
     throw new DmaInputError(fn, "attrs", attrs, "a combination of DMA_ATTR_* bits");
   }
 }

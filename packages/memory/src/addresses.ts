@@ -7,6 +7,12 @@ export const PAGE_SHIFT = 12;
 export const PAGE_SIZE = 4096;
 export const KiB = 1024;
 export const MiB = 1024 ** 2;
+/**
+ * The most bytes one call that returns a new buffer (`PhysicalMemory.read`, an endpoint's `dmaRead`) may
+ * ask for: the buffer is host memory, and a mistyped length must be a typed error, not a multi-gigabyte
+ * allocation. Larger transfers go through `readInto` / `dmaReadInto` with a buffer the caller owns.
+ */
+export const MAX_READ_BYTES = 256 * MiB;
 export const GiB = 1024 ** 3;
 export const TiB = 1024 ** 4;
 

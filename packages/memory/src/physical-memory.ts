@@ -1,7 +1,7 @@
 import type { Trace } from "@dmasim/trace";
 import { Counter } from "@dmasim/trace";
 import type { PhysAddr } from "./addresses.js";
-import { PAGE_SIZE, checkNat, checkRange } from "./addresses.js";
+import { MAX_READ_BYTES, PAGE_SIZE, checkNat, checkRange } from "./addresses.js";
 import { AddressError, MmioNoBackingError, PageStateError, RegionOverlapError, UnmappedAddressError } from "./errors.js";
 import { hex } from "@dmasim/trace";
 import { kApplyFlags, kFirstMissing } from "./internal.js";
@@ -151,19 +151,24 @@ export class PhysicalMemory implements ZoneDeviceHost {
 
   read(phys: number, len: number): Uint8Array {
     checkNat("len", len);
-    const out = new Uint8Array(len);
+    if (len > MAX_READ_BYTES) throw new AddressError("len", len, `at most MAX_READ_BYTES (${MAX_READ_BYTES}) for a read that returns a new buffer; use readInto with your own buffer`);
     const r = this.#last;
     if (r !== undefined && phys >= r.base && phys + len <= r.end && Number.isSafeInteger(phys)) {
+      const out = new Uint8Array(len);
       r.store.readInto(phys - r.base, out);
       this.trace.counters.add(Counter.MemReadBytes, len);
-    } else {
-      this.#slow("read", phys, len, out, 0);
+      return out;
     }
+    // The whole range is checked before the buffer is allocated: a read of a hole allocates nothing.
+    this.#check("read", phys, len);
+    const out = new Uint8Array(len);
+    this.#slow("read", phys, len, out, 0);
     return out;
   }
 
   /** The hot path: one check against the last region hit, then the store copies page by page. */
   readInto(phys: number, dst: Uint8Array): void {
+    if (!(dst instanceof Uint8Array)) throw new AddressError("dst", dst, "a Uint8Array to read into");
     const len = dst.length;
     const r = this.#last;
     if (r !== undefined && phys >= r.base && phys + len <= r.end && Number.isSafeInteger(phys)) {
@@ -175,6 +180,8 @@ export class PhysicalMemory implements ZoneDeviceHost {
   }
 
   write(phys: number, bytes: Uint8Array): void {
+    // Anything else (a plain array, an Int8Array, a string) would be copied by the store's `set` in its own way.
+    if (!(bytes instanceof Uint8Array)) throw new AddressError("bytes", bytes, "a Uint8Array of the bytes to write");
     const len = bytes.length;
     const r = this.#last;
     if (r !== undefined && phys >= r.base && phys + len <= r.end && Number.isSafeInteger(phys)) {
@@ -255,12 +262,12 @@ export class PhysicalMemory implements ZoneDeviceHost {
   }
 
   /**
-   * Any access that misses the last region or spans regions: first walk the whole range and refuse it if
-   * any byte is in a hole or in MMIO without backing, then move the bytes region by region.
+   * Refuses [phys, phys + len) unless every byte lies in RAM or backed MMIO; returns the index of the
+   * region that holds `phys` (-1 for an empty range).
    */
-  #slow(fn: AccessFn, phys: number, len: number, buf: Uint8Array | undefined, value: number): void {
+  #check(fn: AccessFn, phys: number, len: number): number {
     checkRange("phys", phys, len);
-    if (len === 0) return;
+    if (len === 0) return -1;
     const end = phys + len;
     const first = this.#table.indexOf(phys);
     let i = first;
@@ -273,6 +280,17 @@ export class PhysicalMemory implements ZoneDeviceHost {
       if (next?.base !== r.end) throw new UnmappedAddressError(r.end, fn);
       i++;
     }
+    return first;
+  }
+
+  /**
+   * Any access that misses the last region or spans regions: first walk the whole range and refuse it if
+   * any byte is in a hole or in MMIO without backing, then move the bytes region by region.
+   */
+  #slow(fn: AccessFn, phys: number, len: number, buf: Uint8Array | undefined, value: number): void {
+    const first = this.#check(fn, phys, len);
+    if (len === 0) return;
+    const end = phys + len;
     const counters = this.trace.counters;
     let materialised = 0;
     for (let j = first, at = phys; at < end; j++) {

@@ -1,7 +1,7 @@
 import type { Iommu } from "@dmasim/iommu";
-import { MmioNoBackingError, PageFlag, type PhysicalMemory } from "@dmasim/memory";
+import { MAX_READ_BYTES, MmioNoBackingError, PageFlag, type PhysicalMemory } from "@dmasim/memory";
 import { Counter, hex, type Access, type FabricPath, type Trace } from "@dmasim/trace";
-import { PcieAccessError, PciInputError } from "./errors.js";
+import { PcieAccessError, PciError, PciInputError } from "./errors.js";
 import type { RangeTable, Routes } from "./routing.js";
 import { at } from "./util.js";
 
@@ -80,6 +80,10 @@ export class Fabric {
   read(addr: number, len: number): Uint8Array {
     if (!Number.isSafeInteger(len) || len < 0) {
       throw new PciInputError(`dmaRead(${this.#bdf})`, "len", len, "a safe integer >= 0");
+    }
+    // The buffer is host memory: a length past the cap is refused before anything is allocated or routed.
+    if (len > MAX_READ_BYTES) {
+      throw new PciError("EINVAL", `dmaRead(${this.#bdf}): len = ${hex(len)} is invalid: expected at most MAX_READ_BYTES (${hex(MAX_READ_BYTES)}); read larger transfers with dmaReadInto into a buffer of your own`);
     }
     this.#check(addr, len, "dmaRead");
     const dst = new Uint8Array(len);

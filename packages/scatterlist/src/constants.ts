@@ -23,5 +23,12 @@ export const SgDmaFlag = {
 } as const;
 export type SgDmaFlag = (typeof SgDmaFlag)[keyof typeof SgDmaFlag];
 
+/**
+ * The most entries one table may have. The kernel's `nents` is an unsigned int and the chunks come from
+ * the page allocator, which says -ENOMEM long before 2^32 entries; dmasim keeps a table in host memory
+ * (33 bytes an entry), so it sets the limit at 4 Mi entries (128 MiB of modelled struct scatterlist, a
+ * 16 GiB list of 4 KiB pages) and refuses more with ENOMEM, before allocating anything.
+ */
+export const SG_MAX_NENTS = 1 << 22;
 /** UINT_MAX: what sg_alloc_table_from_pages passes as the segment limit. */
 export const SG_NO_SEGMENT_LIMIT = 0xffffffff;

@@ -15,7 +15,7 @@ export class ScatterlistError extends DmasimInputError {
   }
 
   static override [Symbol.hasInstance](x: unknown): boolean {
-    return Function.prototype[Symbol.hasInstance].call(this, x) || (this === ScatterlistError && x instanceof ScatterlistBusyError);
+    return Function.prototype[Symbol.hasInstance].call(this, x) || (this === ScatterlistError && (x instanceof ScatterlistBusyError || x instanceof ScatterlistNoMemError));
   }
 }
 
@@ -33,4 +33,19 @@ export class ScatterlistBusyError extends DmasimStateError {
 
 export function checkCount(fn: string, name: string, v: number, min: number): void {
   if (!Number.isSafeInteger(v) || v < min) throw new ScatterlistError("EINVAL", fn, name, v, `an integer >= ${min}`);
+}
+
+/**
+ * A table larger than the kernel could allocate (more than SG_MAX_NENTS entries: its chained chunk
+ * allocations would fail): `ENOMEM`, as sg_alloc_table returns.
+ */
+export class ScatterlistNoMemError extends DmasimStateError {
+  override readonly name: string = "ScatterlistNoMemError";
+  declare readonly code: "ENOMEM";
+  constructor(
+    readonly fn: string,
+    message: string,
+  ) {
+    super("ENOMEM", `${fn}: ${message}`);
+  }
 }

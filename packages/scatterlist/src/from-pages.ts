@@ -2,7 +2,7 @@ import { PAGE_SIZE } from "@dmasim/memory";
 import type { Trace } from "@dmasim/trace";
 import { SG_NO_SEGMENT_LIMIT } from "./constants.js";
 import { ScatterlistError, checkCount } from "./errors.js";
-import { SgTable } from "./sg-table.js";
+import { SgTable, checkTableAlloc } from "./sg-table.js";
 
 /** Page frame numbers standing for `struct page **pages`. */
 export type PageList = ArrayLike<number>;
@@ -15,6 +15,9 @@ export type PageList = ArrayLike<number>;
 export function sgAllocTableFromPagesSegment(trace: Trace, pages: PageList, nPages: number, offset: number, size: number, maxSegment: number): SgTable {
   const fn = "sg_alloc_table_from_pages_segment";
   checkCount(fn, "nPages", nPages, 1);
+  if (typeof pages !== "object" || (pages as unknown) === null || !Number.isSafeInteger(pages.length)) {
+    throw new ScatterlistError("EINVAL", fn, "pages", pages, "an array of page frame numbers");
+  }
   if (nPages > pages.length) throw new ScatterlistError("EINVAL", fn, "nPages", nPages, `at most pages.length (${pages.length})`);
   if (!Number.isSafeInteger(offset) || offset < 0 || offset >= PAGE_SIZE) throw new ScatterlistError("EINVAL", fn, "offset", offset, `an offset inside the first page (0 to ${PAGE_SIZE - 1})`);
   const capacity = nPages * PAGE_SIZE - offset;
@@ -41,6 +44,7 @@ export function sgAllocTableFromPagesSegment(trace: Trace, pages: PageList, nPag
       segLen = 0;
     }
   }
+  checkTableAlloc(fn, trace, chunks);
   const table = new SgTable(trace, chunks);
   let cur = 0;
   let left = size;

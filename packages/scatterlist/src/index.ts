@@ -1,5 +1,5 @@
-export { SG_ENTRY_BYTES, SG_MAX_SINGLE_ALLOC, SG_NO_SEGMENT_LIMIT, SG_TABLE_BYTES, SgDmaFlag } from "./constants.js";
-export { ScatterlistBusyError, ScatterlistError } from "./errors.js";
+export { SG_ENTRY_BYTES, SG_MAX_NENTS, SG_MAX_SINGLE_ALLOC, SG_NO_SEGMENT_LIMIT, SG_TABLE_BYTES, SgDmaFlag } from "./constants.js";
+export { ScatterlistBusyError, ScatterlistError, ScatterlistNoMemError } from "./errors.js";
 export {
   SgTable,
   sgAllocTable,

@@ -4,6 +4,7 @@ import { devUseSwiotlb, dmaApiSlice } from "@dmasim/dma/internal";
 import type { DmaDevice, DmaIovaState } from "@dmasim/dma";
 import { classifyEntries } from "./classify.js";
 import { debugAddSg, debugCheckMapSg, debugFindBoundaryCrossings, debugUnmapSg } from "./debug.js";
+import { checkSgDevice, checkSgTable } from "./check.js";
 import { ScatterlistBusyError, ScatterlistError } from "./errors.js";
 import { sgLayout } from "./layout.js";
 import { mapSgClassic, unmapSgClassic } from "./paths/classic.js";
@@ -27,19 +28,21 @@ const NO_STATES: readonly DmaIovaState[] = [];
 const NO_LENS: readonly number[] = [];
 
 function checkArgs(fn: string, dev: DmaDevice, table: SgTable, nents: number, dir: number, attrs: number): void {
-  if (!dev.bound) throw new ScatterlistError("EINVAL", fn, "dev", dev.bdf, "a bound device: look it up again with kernel.device()");
-  table.checkUsable(fn);
+  checkSgDevice(fn, dev);
+  checkSgTable(fn, table);
   if (!Number.isSafeInteger(nents) || nents < 1 || nents > table.origNents) {
     throw new ScatterlistError("EINVAL", fn, "nents", nents, `1 to the table's ${table.origNents} entries`);
   }
   if (dir !== DmaDirection.BIDIRECTIONAL && dir !== DmaDirection.TO_DEVICE && dir !== DmaDirection.FROM_DEVICE) {
     throw new ScatterlistError("EINVAL", fn, "dir", dir, "DMA_BIDIRECTIONAL (0), DMA_TO_DEVICE (1) or DMA_FROM_DEVICE (2)");
   }
-  if (!Number.isInteger(attrs) || attrs < 0 || (attrs & ~DMA_ATTR_ALL) !== 0) throw new ScatterlistError("EINVAL", fn, "attrs", attrs, "a combination of DMA_ATTR_* bits");
+  // Bit operations see only the low 32 bits: a word above them carries unknown bits whatever `&` says.
+  if (!Number.isInteger(attrs) || attrs < 0 || attrs > 0xffffffff || (attrs & ~DMA_ATTR_ALL) !== 0) throw new ScatterlistError("EINVAL", fn, "attrs", attrs, "a combination of DMA_ATTR_* bits");
 }
 
 function checkOptions(fn: string, options: SgMapOptions): void {
   // Checked as unknown values: JavaScript callers (and JSON configs) can pass anything.
+  if (typeof options !== "object" || (options as unknown) === null) throw new ScatterlistError("EINVAL", fn, "options", options, "an object { impl?, interior? }");
   const impl: unknown = options.impl;
   const interior: unknown = options.interior;
   if (impl !== undefined && impl !== "two-step" && impl !== "classic") {
@@ -180,6 +183,7 @@ function unmapSgRecord(dev: DmaDevice, table: SgTable, m: SgMapping, attrs: numb
  * fewer than `nents`: read them with sgDmaAddress / sgDmaLen), or 0 on any failure.
  */
 export function dmaMapSg(dev: DmaDevice, table: SgTable, nents: number, dir: DmaDirection, attrs = 0, options: SgMapOptions = {}): number {
+  checkSgDevice("dma_map_sg_attrs", dev);
   return dmaApiSlice(dev, "dma_map_sg_attrs", () => {
     const ret = mapSgAttrs("dma_map_sg_attrs", dev, table, nents, dir, attrs, options);
     return ret < 0 ? 0 : ret;
@@ -193,7 +197,8 @@ export function dmaMapSg(dev: DmaDevice, table: SgTable, nents: number, dir: Dma
  */
 export function dmaMapSgtable(dev: DmaDevice, table: SgTable, dir: DmaDirection, attrs = 0, options: SgMapOptions = {}): number {
   const fn = "dma_map_sgtable";
-  if (table.freed) table.checkUsable(fn);
+  checkSgDevice(fn, dev);
+  checkSgTable(fn, table);
   return dmaApiSlice(dev, fn, () => {
     const ret = mapSgAttrs(fn, dev, table, table.origNents, dir, attrs, options);
     if (ret < 0) return ret;
@@ -221,6 +226,7 @@ function unmapSg(fn: string, dev: DmaDevice, table: SgTable, nents: number, dir:
 
 /** dma_unmap_sg_attrs: `nents` must be what was passed to dmaMapSg (not what it returned). */
 export function dmaUnmapSg(dev: DmaDevice, table: SgTable, nents: number, dir: DmaDirection, attrs = 0): void {
+  checkSgDevice("dma_unmap_sg_attrs", dev);
   dmaApiSlice(dev, "dma_unmap_sg_attrs", () => {
     unmapSg("dma_unmap_sg_attrs", dev, table, nents, dir, attrs);
     return undefined;
@@ -229,7 +235,10 @@ export function dmaUnmapSg(dev: DmaDevice, table: SgTable, nents: number, dir: D
 
 /** dma_unmap_sgtable. */
 export function dmaUnmapSgtable(dev: DmaDevice, table: SgTable, dir: DmaDirection, attrs = 0): void {
-  dmaApiSlice(dev, "dma_unmap_sgtable", () => {
+  const fn = "dma_unmap_sgtable";
+  checkSgDevice(fn, dev);
+  checkSgTable(fn, table);
+  dmaApiSlice(dev, fn, () => {
     unmapSg("dma_unmap_sgtable", dev, table, table.origNents, dir, attrs);
     return undefined;
   });

@@ -74,12 +74,17 @@ export class SgScratch {
 /** The key of scatterlist's scratch in a kernel's consumer storage (a symbol: nothing else can collide). */
 const SCRATCH_KEY = Symbol("@dmasim/scatterlist map scratch");
 
+/** A named function rather than a closure per call: a map call allocates nothing to find its scratch. */
+function makeKernelScratch(): SgScratch {
+  return new SgScratch(64);
+}
+
 /**
  * The kernel's scratch for a call over `nents` entries, marked busy until `releaseScratch`. A nested call
  * (the kernel's scratch is busy) gets fresh arrays that are dropped afterwards.
  */
 export function acquireScratch(kernel: DmaDevice["kernel"], nents: number): SgScratch {
-  let s = kernel.consumerScratch(SCRATCH_KEY, () => new SgScratch(64));
+  let s = kernel.consumerScratch(SCRATCH_KEY, makeKernelScratch);
   if (s.busy) s = new SgScratch(nents);
   s.reserve(nents);
   s.busy = true;

@@ -1,9 +1,8 @@
 import { PAGE_SIZE } from "@dmasim/memory";
-import { Counter } from "@dmasim/trace";
-import type { Trace } from "@dmasim/trace";
+import { Counter, Trace } from "@dmasim/trace";
 import type { DmaAddr, DmaDevice, DmaDirection, DmaIovaState } from "@dmasim/dma";
-import { SG_ENTRY_BYTES, SG_MAX_SINGLE_ALLOC, SgDmaFlag } from "./constants.js";
-import { ScatterlistBusyError, ScatterlistError, checkCount } from "./errors.js";
+import { SG_ENTRY_BYTES, SG_MAX_NENTS, SG_MAX_SINGLE_ALLOC, SgDmaFlag } from "./constants.js";
+import { ScatterlistBusyError, ScatterlistError, ScatterlistNoMemError, checkCount } from "./errors.js";
 
 /** Which mapping path produced a table's DMA side (see README "Paths"). */
 export type SgMapPath = "two-step" | "classic" | "swiotlb" | "direct";
@@ -124,15 +123,28 @@ export class SgTable {
   }
 }
 
+/**
+ * The checks before a table is allocated: a real Trace to count its bookkeeping on, and a size the model
+ * can hold (nents is an unsigned int upstream: more is EINVAL; more than SG_MAX_NENTS is ENOMEM, as the
+ * kernel's chunk allocations would fail, and nothing is allocated).
+ */
+export function checkTableAlloc(fn: string, trace: unknown, nents: number): asserts trace is Trace {
+  if (!(trace instanceof Trace)) throw new ScatterlistError("EINVAL", fn, "trace", trace, "the platform's Trace (platform.trace)");
+  checkCount(fn, "nents", nents, 1);
+  if (nents > 0xffffffff) throw new ScatterlistError("EINVAL", fn, "nents", nents, "an unsigned int (at most 2^32 - 1)");
+  if (nents > SG_MAX_NENTS) throw new ScatterlistNoMemError(fn, `nents = ${nents} is more than SG_MAX_NENTS (${SG_MAX_NENTS}) entries: the chained chunk allocations would fail`);
+}
+
 /** sg_alloc_table: a table of `nents` zeroed entries. */
 export function sgAllocTable(trace: Trace, nents: number): SgTable {
-  checkCount("sg_alloc_table", "nents", nents, 1);
+  checkTableAlloc("sg_alloc_table", trace, nents);
   return new SgTable(trace, nents);
 }
 
 /** sg_free_table: gives the entries back (a mapped table must be unmapped first). */
 export function sgFreeTable(table: SgTable): void {
   const fn = "sg_free_table";
+  if (!(table instanceof SgTable)) throw new ScatterlistError("EINVAL", fn, "table", table, "an SgTable from sgAllocTable or sgAllocTableFromPages");
   table.checkUsable(fn);
   if (table.mapping !== undefined) {
     throw new ScatterlistBusyError(fn, "the table is still mapped for DMA: unmap it with dmaUnmapSgtable first (freeing it would leak the mapping)");
@@ -142,6 +154,7 @@ export function sgFreeTable(table: SgTable): void {
 }
 
 function checkEntryWrite(fn: string, table: SgTable, i: number, len: number): void {
+  if (!(table instanceof SgTable)) throw new ScatterlistError("EINVAL", fn, "table", table, "an SgTable from sgAllocTable or sgAllocTableFromPages");
   table.checkUsable(fn);
   table.checkIndex(fn, i);
   if (table.mapping !== undefined) throw new ScatterlistBusyError(fn, "entries of a mapped table belong to the device until it is unmapped");

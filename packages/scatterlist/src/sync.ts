@@ -3,13 +3,14 @@ import { dmaSyncSingleForCpuUntracked, dmaSyncSingleForDeviceUntracked } from "@
 import type { DmaDevice, DmaDirection } from "@dmasim/dma";
 import { SgDmaFlag } from "./constants.js";
 import { debugSyncSg } from "./debug.js";
+import { checkSgDevice, checkSgTable } from "./check.js";
 import { ScatterlistError } from "./errors.js";
 import type { SgTable } from "./sg-table.js";
 import { syncEntriesForCpu, syncEntriesForDevice } from "./util.js";
 
 function checkSyncArgs(fn: string, dev: DmaDevice, table: SgTable, nents: number, dir: number): void {
-  if (!dev.bound) throw new ScatterlistError("EINVAL", fn, "dev", dev.bdf, "a bound device");
-  table.checkUsable(fn);
+  checkSgDevice(fn, dev);
+  checkSgTable(fn, table);
   if (!Number.isSafeInteger(nents) || nents < 1 || nents > table.origNents) {
     throw new ScatterlistError("EINVAL", fn, "nents", nents, `1 to the table's ${table.origNents} entries`);
   }
@@ -59,10 +60,12 @@ export function dmaSyncSgForDevice(dev: DmaDevice, table: SgTable, nents: number
 
 /** dma_sync_sgtable_for_cpu. */
 export function dmaSyncSgtableForCpu(dev: DmaDevice, table: SgTable, dir: DmaDirection): void {
+  checkSgTable("dma_sync_sgtable_for_cpu", table);
   dmaSyncSgForCpu(dev, table, table.origNents, dir);
 }
 
 /** dma_sync_sgtable_for_device. */
 export function dmaSyncSgtableForDevice(dev: DmaDevice, table: SgTable, dir: DmaDirection): void {
+  checkSgTable("dma_sync_sgtable_for_device", table);
   dmaSyncSgForDevice(dev, table, table.origNents, dir);
 }
