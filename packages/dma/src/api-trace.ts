@@ -15,6 +15,11 @@ export function apiEnd(dev: DmaDevice, name: string, result: number): void {
   if (trace.events.active) trace.events.emit({ type: "api", t: trace.clock.now, phase: "E", name, device: dev.bdf, result });
 }
 
+/** checkDevice would pass. */
+export function isBoundDevice(dev: DmaDevice): boolean {
+  return dev instanceof DmaDevice && dev.bound;
+}
+
 /** Every API call starts here: a device must be one the kernel handed out and still bound. */
 export function checkDevice(fn: string, dev: DmaDevice): void {
   // A missing or made-up dev gets a typed error here rather than a TypeError deeper in.

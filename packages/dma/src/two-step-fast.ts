@@ -1,7 +1,7 @@
 import { Counter } from "@dmasim/trace";
 import { DMA_ATTR_ALL, DMA_ATTR_MMIO, DMA_ATTR_PRIVILEGED, DMA_ATTR_REQUIRE_COHERENT, DmaDirection } from "./constants.js";
 import type { DmaDevice } from "./device.js";
-import { dmaInfoToProt } from "./iommu-dma.js";
+import { dmaInfoToProt, iommuMapNosync } from "./iommu-dma.js";
 import type { DmaIovaState } from "./iova-state.js";
 
 // The two-step API's fast path, behind one seam: two-step.ts calls it first and runs the checked
@@ -79,3 +79,21 @@ export function dmaIovaLinkGranuleNoChecks(dev: DmaDevice, state: DmaIovaState, 
   return false;
 }
 /* eslint-enable @typescript-eslint/no-unnecessary-boolean-literal-compare */
+
+/**
+ * __dma_iova_link of one granule-aligned granule by a coherent device, for the checked dma_iova_link
+ * once its checks have passed (dma-debug's included): skips dev_use_swiotlb (an aligned range never
+ * bounces), the cache maintenance (coherent) and iommu_map's argument checks (phys is an aligned integer,
+ * prot comes from dma_info_to_prot), writing the PTE through mapGranuleNoPhysProtCheck; whatever that
+ * declines goes through iommu_map, which reports the error. Returns 0 or iommu_map's -errno; 1 (nothing
+ * changed) when the call is not that case, and the caller takes the kernel's path. Without it the
+ * checked link (every link with dma-debug on) is about 15 % slower (batch benchmark, interleaved A/B).
+ */
+export function dmaIovaLinkAlignedGranuleNoBounceCheck(dev: DmaDevice, iova: number, phys: number, size: number, dir: DmaDirection, attrs: number): number {
+  const domain = dev.domain;
+  if (domain === undefined || size !== dev.granule || !dev.coherent || (attrs & GRANULE_LINK_ATTRS) !== attrs || (phys & (size - 1)) !== 0) return 1;
+  const prot = COHERENT_PROT[dir] ?? 0;
+  if (prot === 0) return 1;
+  if (domain.mapGranuleNoPhysProtCheck(iova, phys, prot) >= 0) return 0;
+  return iommuMapNosync(dev, iova, phys, size, prot);
+}
