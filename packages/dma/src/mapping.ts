@@ -9,26 +9,9 @@ import { DmaInputError } from "./errors.js";
 import { countPageLookup, iommuDmaMapPhys, iommuDmaSyncSingleForCpu, iommuDmaSyncSingleForDevice, iommuDmaUnmapPhys } from "./iommu-dma.js";
 import { checkAddr, checkAttrs, checkDir, checkMapSize, checkRange, checkSize, isAttrs, isPowerOfTwoMinusOne, isRange } from "./validate.js";
 
-// Module-local copies of what dma_map_phys / dma_unmap_phys read on every call: the test runner (and
-// any loader that keeps live bindings as getters) turns each use of an imported binding into a getter
-// call, which shows at this path's scale. Locals never do.
-const C_MAP_CALLS = Counter.DmaMapCalls;
-const C_UNMAP_CALLS = Counter.DmaUnmapCalls;
-const C_MAPPING_ERRORS = Counter.DmaMappingErrors;
-const MAPPING_ERROR = DMA_MAPPING_ERROR;
-const ATTR_MMIO = DMA_ATTR_MMIO;
-const ENOMEM = Errno.ENOMEM;
-const DIR_BIDIRECTIONAL = DmaDirection.BIDIRECTIONAL;
-const DIR_TO_DEVICE = DmaDirection.TO_DEVICE;
-const DIR_FROM_DEVICE = DmaDirection.FROM_DEVICE;
-const validRange = isRange;
-const validAttrs = isAttrs;
-const mapIommu = iommuDmaMapPhys;
-const unmapIommu = iommuDmaUnmapPhys;
-
 /** checkMapDir would pass: a direction other than DMA_NONE. */
 function isMapDir(dir: number): boolean {
-  return dir === DIR_BIDIRECTIONAL || dir === DIR_TO_DEVICE || dir === DIR_FROM_DEVICE;
+  return dir === DmaDirection.BIDIRECTIONAL || dir === DmaDirection.TO_DEVICE || dir === DmaDirection.FROM_DEVICE;
 }
 
 // The classic single-mapping API (kernel/dma/mapping.c): dma_map_phys and the wrappers built on it,
@@ -56,7 +39,7 @@ function pageFlags(dev: DmaDevice): (phys: number) => number {
 export function dmaMapPhys(dev: DmaDevice, phys: number, size: number, dir: DmaDirection, attrs = 0): DmaAddr {
   const fn = "dma_map_phys";
   // One combined test for the usual valid call; the precise checks, in order, only when it fails.
-  if (!(dev.bound && validRange(phys, size) && size !== 0 && isMapDir(dir) && validAttrs(attrs))) {
+  if (!(dev.bound && isRange(phys, size) && size !== 0 && isMapDir(dir) && isAttrs(attrs))) {
     checkDevice(fn, dev);
     checkRange(fn, "phys", phys, size);
     checkMapSize(fn, size);
@@ -75,11 +58,11 @@ function mapPhys(fn: string, dev: DmaDevice, phys: number, size: number, dir: Dm
   // With CONFIG_DMA_BOUNCE_UNALIGNED_KMALLOC and swiotlb, add_dma_entry (kernel/dma/debug.c) does not
   // report overlapping cachelines: the small buffers that could share a line are bounced.
   const debugAttrs = kernel.kmallocBounce && kernel.swiotlb !== undefined ? attrs | DMA_ATTR_DEBUGGING_IGNORE_CACHELINES : attrs;
-  if (debug && (attrs & ATTR_MMIO) === 0) kernel.debug.checkMap(dev.bdf, phys, size, dir, debugAttrs, pageFlags(dev));
+  if (debug && (attrs & DMA_ATTR_MMIO) === 0) kernel.debug.checkMap(dev.bdf, phys, size, dir, debugAttrs, pageFlags(dev));
   if (active) apiBegin(dev, fn);
-  trace.counters.add(C_MAP_CALLS);
-  const addr = dev.ops === "iommu" ? mapIommu(dev, phys, size, dir, attrs) : dmaDirectMapPhys(dev, phys, size, dir, attrs);
-  if (addr === MAPPING_ERROR) trace.counters.add(C_MAPPING_ERRORS);
+  trace.counters.add(Counter.DmaMapCalls);
+  const addr = dev.ops === "iommu" ? iommuDmaMapPhys(dev, phys, size, dir, attrs) : dmaDirectMapPhys(dev, phys, size, dir, attrs);
+  if (addr === DMA_MAPPING_ERROR) trace.counters.add(Counter.DmaMappingErrors);
   else if (debug) kernel.debug.add({ type: "phy", device: dev.bdf, dmaAddr: addr, size, phys, dir, sgCount: 0, sgMappedEnts: 0 }, debugAttrs);
   if (active) apiEnd(dev, fn, addr);
   return addr;
@@ -88,7 +71,7 @@ function mapPhys(fn: string, dev: DmaDevice, phys: number, size: number, dir: Dm
 /** dma_unmap_phys. */
 export function dmaUnmapPhys(dev: DmaDevice, addr: number, size: number, dir: DmaDirection, attrs = 0): void {
   const fn = "dma_unmap_phys";
-  if (!(dev.bound && validRange(addr, size) && isMapDir(dir) && validAttrs(attrs))) {
+  if (!(dev.bound && isRange(addr, size) && isMapDir(dir) && isAttrs(attrs))) {
     checkDevice(fn, dev);
     if (addr !== DMA_MAPPING_ERROR) checkRange(fn, "addr", addr, size);
     checkMapDir(fn, dir);
@@ -103,7 +86,7 @@ function unmapPhys(fn: string, dev: DmaDevice, addr: number, size: number, dir: 
   // dma-debug runs its checks before the unmap here (upstream: after), so that in "throw" mode a refused
   // unmap leaves the mapping and the bookkeeping consistent. Off, it finds nothing: no reference is built.
   const entry = debug ? kernel.debug.unmap(dev.bdf, { type: "phy", dmaAddr: addr, size, dir }) : undefined;
-  if (addr === MAPPING_ERROR) return;
+  if (addr === DMA_MAPPING_ERROR) return;
   if (debug && entry === undefined) return;
   // A size mismatch has been reported by now; in "collect" mode the model carries on, undoing the mapping
   // that was made rather than the size passed. Upstream would unmap the wrong range and hand the wrong
@@ -113,8 +96,8 @@ function unmapPhys(fn: string, dev: DmaDevice, addr: number, size: number, dir: 
   const trace = kernel.trace;
   const active = trace.events.active;
   if (active) apiBegin(dev, fn);
-  trace.counters.add(C_UNMAP_CALLS);
-  if (dev.ops === "iommu") unmapIommu(dev, addr, len, dir, attrs);
+  trace.counters.add(Counter.DmaUnmapCalls);
+  if (dev.ops === "iommu") iommuDmaUnmapPhys(dev, addr, len, dir, attrs);
   else dmaDirectUnmapPhys(dev, addr, len, dir, attrs);
   if (active) apiEnd(dev, fn, 0);
 }
@@ -186,10 +169,10 @@ export function dmaUnmapResource(dev: DmaDevice, addr: number, size: number, dir
   unmapPhys(fn, dev, addr, size, dir, attrs | DMA_ATTR_MMIO);
 }
 
-/** dma_mapping_error: -ENOMEM for DMA_MAPPING_ERROR, else 0; tells dma-debug the driver checked. */
+/** dma_mapping_error: -Errno.ENOMEM for DMA_MAPPING_ERROR, else 0; tells dma-debug the driver checked. */
 export function dmaMappingError(dev: DmaDevice, addr: number): number {
   dev.kernel.debug.markChecked(dev.bdf, addr);
-  return addr === MAPPING_ERROR ? -ENOMEM : 0;
+  return addr === DMA_MAPPING_ERROR ? -Errno.ENOMEM : 0;
 }
 
 /**
