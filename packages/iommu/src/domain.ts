@@ -18,8 +18,9 @@ export interface PtPageList {
 /** Highest physical address (exclusive) a PTE can hold: 52 bits, the widest any IOMMU format has. */
 export const MAX_PHYS = 2 ** 52;
 
-// Module-local copies of what the small-call fast paths read: imported bindings can cost a property
-// lookup per use under some loaders (the test runner's among them); locals never do.
+// Module-local copies of what the small-call fast paths read. Kept for a figure: reading the imports
+// instead made dma_map_phys + dma_unmap_phys 12-25 % slower and the two-step batch 4-9 % (dma.bench.ts
+// cases as native modules, base and variant interleaved in one process, 16 rounds, several runs).
 const C_MAP_CALLS = Counter.IommuMapCalls;
 const C_UNMAP_CALLS = Counter.IommuUnmapCalls;
 const C_PTE_WRITES = Counter.PteWrites;
