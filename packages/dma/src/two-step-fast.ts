@@ -47,8 +47,9 @@ export function dmaIovaLinkGranuleNoChecks(dev: DmaDevice, state: DmaIovaState, 
   // test here cost 5-7 % of the batch benchmark.)
   // eslint-disable-next-line @typescript-eslint/no-unnecessary-condition -- dev comes from untyped callers too
   const domain = dev?.domain;
-  // Integer directions only (a string such as "length" must not index the table); 0 for DMA_NONE and the rest.
-  const prot = (dir | 0) === dir ? (COHERENT_PROT[dir] ?? 0) : 0;
+  // Numbers only (a string such as "length" must not index the table, a BigInt must not meet `|`); 0 for
+  // DMA_NONE, fractions and the rest.
+  const prot = typeof dir === "number" ? (COHERENT_PROT[dir] ?? 0) : 0;
   if (
     prot !== 0 &&
     domain !== undefined &&
@@ -59,7 +60,10 @@ export function dmaIovaLinkGranuleNoChecks(dev: DmaDevice, state: DmaIovaState, 
     phys >= 0 &&
     // Alignment by mask (the granule is a power of two): exact for any integer, as `&` keeps the low 32 bits.
     (phys & (size - 1)) === 0 &&
+    // typeof first: a BigInt offset, attrs or state.addr would throw a TypeError at `+` or `&`.
+    typeof offset === "number" &&
     offset >= 0 &&
+    typeof attrs === "number" &&
     (attrs & GRANULE_LINK_ATTRS) === attrs
   ) {
     const kernel = dev.kernel;
@@ -69,7 +73,8 @@ export function dmaIovaLinkGranuleNoChecks(dev: DmaDevice, state: DmaIovaState, 
       kernel.iovaTracker.tracking === false &&
       // `state?.`: as for dev. Any state whose addr is not an integer IOVA is declined by the IOMMU entry.
       // eslint-disable-next-line @typescript-eslint/no-unnecessary-condition -- state comes from untyped callers too
-      domain.mapGranuleNoPhysProtCheck(state?.addr + offset, phys, prot) >= 0
+      typeof state?.addr === "number" &&
+      domain.mapGranuleNoPhysProtCheck(state.addr + offset, phys, prot) >= 0
     ) {
       const v = trace.counters.values;
       v[C_LINKS] = (v[C_LINKS] ?? 0) + 1;
@@ -91,6 +96,7 @@ export function dmaIovaLinkGranuleNoChecks(dev: DmaDevice, state: DmaIovaState, 
  */
 export function dmaIovaLinkAlignedGranuleNoBounceCheck(dev: DmaDevice, iova: number, phys: number, size: number, dir: DmaDirection, attrs: number): number {
   const domain = dev.domain;
+  // Called after every check passed: dir, attrs and phys are numbers here.
   if (domain === undefined || size !== dev.granule || !dev.coherent || (attrs & GRANULE_LINK_ATTRS) !== attrs || (phys & (size - 1)) !== 0) return 1;
   const prot = COHERENT_PROT[dir] ?? 0;
   if (prot === 0) return 1;

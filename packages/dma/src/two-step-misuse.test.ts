@@ -274,6 +274,27 @@ describe("bad dev and state arguments get typed errors", () => {
     expect(off.dev.domain?.iovaToPhys(s.addr)).toBeUndefined();
   });
 
+  it("debug off: BigInt, string and NaN arguments of a link reach the typed error, never a TypeError", () => {
+    const off = makeKernel({ debug: "off" });
+    const page = allocBuffer(off.platform, G);
+    const s = new DmaIovaState();
+    expect(dmaIovaTryAlloc(off.dev, s, page.phys, G)).toBe(true);
+    const args = { phys: page.phys, offset: 0, size: G, dir: BIDI as number, attrs: 0 };
+    const cases: [keyof typeof args, unknown][] = [
+      ["phys", BigInt(page.phys)], ["offset", 0n], ["size", 4096n], ["dir", 1n], ["attrs", 0n],
+      ["phys", String(page.phys)], ["offset", "0"], ["dir", "1"], ["attrs", "0"], ["offset", NaN], ["attrs", 0.5],
+    ];
+    for (const [name, value] of cases) {
+      const a: typeof args = { ...args, [name]: value };
+      expectInputError(() => dmaIovaLink(off.dev, s, a.phys, a.offset, a.size, a.dir as DmaDirection, a.attrs), name);
+    }
+    const big = new DmaIovaState();
+    big.addr = BigInt(s.addr) as never;
+    big.size = G;
+    expectInputError(() => dmaIovaLink(off.dev, big, page.phys, 0, G, BIDI, 0), "state");
+    expect(off.dev.domain?.iovaToPhys(s.addr)).toBeUndefined();
+  });
+
   it("the good state was never touched by the refused calls", () => {
     expect(fx.dev.domain?.iovaToPhys(good.addr)).toBeUndefined();
     expect(dmaIovaLink(fx.dev, good, buf.phys, 0, G, BIDI, 0)).toBe(0);
