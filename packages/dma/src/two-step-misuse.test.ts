@@ -117,6 +117,13 @@ describe("a destroy or unlink past the state's allocation (throw mode)", () => {
     expect(deviceView(fx, dev, low)).toEqual([-1, -1]);
   });
 
+  it("sync is refused the same way: the neighbour's PTEs are not synced on its behalf", () => {
+    const { fx, dev, low } = neighbours("throw");
+    const syncs = fx.platform.trace.counters.get(Counter.IotlbSyncMap);
+    expectReport(() => dmaIovaSync(dev, low.state, G, 2 * G), "iova-sync-outside-allocation");
+    expect(fx.platform.trace.counters.get(Counter.IotlbSyncMap)).toBe(syncs);
+  });
+
   it("collect: recorded and skipped", () => {
     const { fx, dev, high, low } = neighbours("collect");
     const before = snapshot(fx, dev);
