@@ -31,6 +31,11 @@ export function dmaIovaSize(state: DmaIovaState): number {
   return state.size;
 }
 
+/** checkIovaState (not writable) would pass. */
+export function isIovaState(state: DmaIovaState): boolean {
+  return typeof state === "object" && (state as unknown) !== null && isIndex(state.addr) && isIndex(state.size) && typeof state.useSwiotlb === "boolean";
+}
+
 /**
  * The state argument of every dma_iova_* call: an object with the fields of a DmaIovaState holding what
  * dma_iova_try_alloc could have put there. Anything else (undefined, a number, a state whose fields were

@@ -9,28 +9,9 @@ import { DmaInputError } from "./errors.js";
 import { countPageLookup, iommuDmaMapPhys, iommuDmaSyncSingleForCpu, iommuDmaSyncSingleForDevice, iommuDmaUnmapPhys } from "./iommu-dma.js";
 import { checkAddr, checkAttrs, checkDir, checkMapSize, checkRange, checkSize, isAttrs, isBoundDevice, isPowerOfTwoMinusOne, isRange } from "./validate.js";
 
-// Module-local copies of what dma_map_phys / dma_unmap_phys read on every call: the test runner (and
-// any loader that keeps live bindings as getters) turns each use of an imported binding into a getter
-// call, which shows at this path's scale. Locals never do.
-const C_MAP_CALLS = Counter.DmaMapCalls;
-const C_UNMAP_CALLS = Counter.DmaUnmapCalls;
-const C_MAPPING_ERRORS = Counter.DmaMappingErrors;
-const MAPPING_ERROR = DMA_MAPPING_ERROR;
-const ATTR_MMIO = DMA_ATTR_MMIO;
-const ATTR_REQUIRE_COHERENT = DMA_ATTR_REQUIRE_COHERENT;
-const ENOMEM = Errno.ENOMEM;
-const DIR_BIDIRECTIONAL = DmaDirection.BIDIRECTIONAL;
-const DIR_TO_DEVICE = DmaDirection.TO_DEVICE;
-const DIR_FROM_DEVICE = DmaDirection.FROM_DEVICE;
-const validRange = isRange;
-const validAttrs = isAttrs;
-const validDevice = isBoundDevice;
-const mapIommu = iommuDmaMapPhys;
-const unmapIommu = iommuDmaUnmapPhys;
-
 /** checkMapDir would pass: a direction other than DMA_NONE. */
 function isMapDir(dir: number): boolean {
-  return dir === DIR_BIDIRECTIONAL || dir === DIR_TO_DEVICE || dir === DIR_FROM_DEVICE;
+  return dir === DmaDirection.BIDIRECTIONAL || dir === DmaDirection.TO_DEVICE || dir === DmaDirection.FROM_DEVICE;
 }
 
 // The classic single-mapping API (kernel/dma/mapping.c): dma_map_phys and the wrappers built on it,
@@ -58,7 +39,7 @@ function pageFlags(dev: DmaDevice): (phys: number) => number {
 export function dmaMapPhys(dev: DmaDevice, phys: number, size: number, dir: DmaDirection, attrs = 0): DmaAddr {
   const fn = "dma_map_phys";
   // One combined test for the usual valid call; the precise checks, in order, only when it fails.
-  if (!(validDevice(dev) && validRange(phys, size) && size !== 0 && isMapDir(dir) && validAttrs(attrs))) {
+  if (!(isBoundDevice(dev) && isRange(phys, size) && size !== 0 && isMapDir(dir) && isAttrs(attrs))) {
     checkDevice(fn, dev);
     checkRange(fn, "phys", phys, size);
     checkMapSize(fn, size);
@@ -74,21 +55,21 @@ function mapPhys(fn: string, dev: DmaDevice, phys: number, size: number, dir: Dm
   // dma_map_phys (kernel/dma/mapping.c): a mapping that must stay coherent without any cache maintenance
   // cannot be made for a device that does not snoop the CPU caches. Refused before a path is chosen, so
   // dma-direct and iommu-dma alike map nothing, sync nothing and tell dma-debug nothing.
-  if ((attrs & ATTR_REQUIRE_COHERENT) !== 0 && !dev.coherent) {
-    trace.counters.add(C_MAP_CALLS);
-    trace.counters.add(C_MAPPING_ERRORS);
-    return MAPPING_ERROR;
+  if ((attrs & DMA_ATTR_REQUIRE_COHERENT) !== 0 && !dev.coherent) {
+    trace.counters.add(Counter.DmaMapCalls);
+    trace.counters.add(Counter.DmaMappingErrors);
+    return DMA_MAPPING_ERROR;
   }
   const active = trace.events.active;
   // dma-debug's checks and bookkeeping do nothing when it is off: skip building their arguments.
   const debug = kernel.debug.mode !== "off";
   // debug_dma_map_phys (kernel/dma/debug.c) skips the page checks for DMA_ATTR_MMIO; its findings are held
   // until the map succeeds ("throw" refuses the map up front instead), so a failed map records nothing.
-  const findings = debug ? kernel.debug.checkMap(dev.bdf, phys, size, dir, attrs, (attrs & ATTR_MMIO) === 0 ? pageFlags(dev) : undefined, true) : undefined;
+  const findings = debug ? kernel.debug.checkMap(dev.bdf, phys, size, dir, attrs, (attrs & DMA_ATTR_MMIO) === 0 ? pageFlags(dev) : undefined, true) : undefined;
   if (active) apiBegin(dev, fn);
-  trace.counters.add(C_MAP_CALLS);
-  const addr = dev.ops === "iommu" ? mapIommu(dev, phys, size, dir, attrs) : dmaDirectMapPhys(dev, phys, size, dir, attrs);
-  if (addr === MAPPING_ERROR) trace.counters.add(C_MAPPING_ERRORS);
+  trace.counters.add(Counter.DmaMapCalls);
+  const addr = dev.ops === "iommu" ? iommuDmaMapPhys(dev, phys, size, dir, attrs) : dmaDirectMapPhys(dev, phys, size, dir, attrs);
+  if (addr === DMA_MAPPING_ERROR) trace.counters.add(Counter.DmaMappingErrors);
   else if (debug) kernel.debug.add({ type: "phy", device: dev.bdf, dmaAddr: addr, size, phys, dir, sgCount: 0, sgMappedEnts: 0 }, attrs, false, findings);
   if (active) apiEnd(dev, fn, addr);
   return addr;
@@ -97,7 +78,7 @@ function mapPhys(fn: string, dev: DmaDevice, phys: number, size: number, dir: Dm
 /** dma_unmap_phys. */
 export function dmaUnmapPhys(dev: DmaDevice, addr: number, size: number, dir: DmaDirection, attrs = 0): void {
   const fn = "dma_unmap_phys";
-  if (!(validDevice(dev) && validRange(addr, size) && isMapDir(dir) && validAttrs(attrs))) {
+  if (!(isBoundDevice(dev) && isRange(addr, size) && isMapDir(dir) && isAttrs(attrs))) {
     checkDevice(fn, dev);
     if (addr !== DMA_MAPPING_ERROR) checkRange(fn, "addr", addr, size);
     checkMapDir(fn, dir);
@@ -112,7 +93,7 @@ function unmapPhys(fn: string, dev: DmaDevice, addr: number, size: number, dir: 
   // dma-debug runs its checks before the unmap here (upstream: after), so that in "throw" mode a refused
   // unmap leaves the mapping and the bookkeeping consistent. Off, it finds nothing: no reference is built.
   const entry = debug ? kernel.debug.unmap(dev.bdf, { type: "phy", dmaAddr: addr, size, dir }) : undefined;
-  if (addr === MAPPING_ERROR) return;
+  if (addr === DMA_MAPPING_ERROR) return;
   if (debug && entry === undefined) return;
   // A size mismatch has been reported by now; in "collect" mode the model carries on, undoing the mapping
   // that was made rather than the size passed. Upstream would unmap the wrong range and hand the wrong
@@ -122,8 +103,8 @@ function unmapPhys(fn: string, dev: DmaDevice, addr: number, size: number, dir: 
   const trace = kernel.trace;
   const active = trace.events.active;
   if (active) apiBegin(dev, fn);
-  trace.counters.add(C_UNMAP_CALLS);
-  if (dev.ops === "iommu") unmapIommu(dev, addr, len, dir, attrs);
+  trace.counters.add(Counter.DmaUnmapCalls);
+  if (dev.ops === "iommu") iommuDmaUnmapPhys(dev, addr, len, dir, attrs);
   else dmaDirectUnmapPhys(dev, addr, len, dir, attrs);
   if (active) apiEnd(dev, fn, 0);
 }
@@ -136,7 +117,7 @@ function unmapPhys(fn: string, dev: DmaDevice, addr: number, size: number, dir: 
 export function dmaMapPage(dev: DmaDevice, pfn: number, offset: number, size: number, dir: DmaDirection, attrs = 0): DmaAddr {
   const fn = "dma_map_page_attrs";
   // pfn and offset are tested as numbers before they take part in arithmetic (a BigInt would throw there).
-  if (!(validDevice(dev) && validRange(pfn, offset) && validRange(pfn * PAGE_SIZE + offset, size) && size !== 0 && isMapDir(dir) && validAttrs(attrs))) {
+  if (!(isBoundDevice(dev) && isRange(pfn, offset) && isRange(pfn * PAGE_SIZE + offset, size) && size !== 0 && isMapDir(dir) && isAttrs(attrs))) {
     checkDevice(fn, dev);
     checkAddr(fn, "pfn", pfn);
     checkSize(fn, "offset", offset);
@@ -163,7 +144,7 @@ export function dmaMapPage(dev: DmaDevice, pfn: number, offset: number, size: nu
  */
 export function dmaUnmapPage(dev: DmaDevice, addr: number, size: number, dir: DmaDirection, attrs = 0): void {
   const fn = "dma_unmap_page_attrs";
-  if (!(validDevice(dev) && validRange(addr, size) && isMapDir(dir) && validAttrs(attrs))) {
+  if (!(isBoundDevice(dev) && isRange(addr, size) && isMapDir(dir) && isAttrs(attrs))) {
     checkDevice(fn, dev);
     if (addr !== DMA_MAPPING_ERROR) checkRange(fn, "addr", addr, size);
     checkMapDir(fn, dir);
@@ -202,16 +183,16 @@ export function dmaUnmapResource(dev: DmaDevice, addr: number, size: number, dir
   unmapPhys(fn, dev, addr, size, dir, attrs | DMA_ATTR_MMIO);
 }
 
-/** dma_mapping_error: -ENOMEM for DMA_MAPPING_ERROR, else 0; tells dma-debug the driver checked. */
+/** dma_mapping_error: -Errno.ENOMEM for DMA_MAPPING_ERROR, else 0; tells dma-debug the driver checked. */
 export function dmaMappingError(dev: DmaDevice, addr: number): number {
-  if (!(validDevice(dev) && (addr === MAPPING_ERROR || validRange(addr, 0)))) {
+  if (!(isBoundDevice(dev) && (addr === DMA_MAPPING_ERROR || isRange(addr, 0)))) {
     const fn = "dma_mapping_error";
     checkDevice(fn, dev);
     // An undefined or non-numeric handle is not "no error": the driver tested something that is not a DMA address.
     throw new DmaInputError(fn, "dma_addr", addr, "a DMA address returned by a map call, or DMA_MAPPING_ERROR");
   }
   dev.kernel.debug.markChecked(dev.bdf, addr);
-  return addr === MAPPING_ERROR ? -ENOMEM : 0;
+  return addr === DMA_MAPPING_ERROR ? -Errno.ENOMEM : 0;
 }
 
 /**
@@ -228,7 +209,7 @@ function syncLength(dev: DmaDevice, addr: number, size: number, dir: DmaDirectio
 /** dma_sync_single_for_cpu: make what the device wrote visible to the CPU (bounce back, invalidate). */
 export function dmaSyncSingleForCpu(dev: DmaDevice, addr: number, size: number, dir: DmaDirection): void {
   const fn = "dma_sync_single_for_cpu";
-  if (!(validDevice(dev) && validRange(addr, size) && isMapDir(dir))) {
+  if (!(isBoundDevice(dev) && isRange(addr, size) && isMapDir(dir))) {
     checkDevice(fn, dev);
     checkRange(fn, "addr", addr, size);
     checkMapDir(fn, dir);
@@ -244,7 +225,7 @@ export function dmaSyncSingleForCpu(dev: DmaDevice, addr: number, size: number, 
 /** dma_sync_single_for_device: make what the CPU wrote visible to the device (write back, bounce). */
 export function dmaSyncSingleForDevice(dev: DmaDevice, addr: number, size: number, dir: DmaDirection): void {
   const fn = "dma_sync_single_for_device";
-  if (!(validDevice(dev) && validRange(addr, size) && isMapDir(dir))) {
+  if (!(isBoundDevice(dev) && isRange(addr, size) && isMapDir(dir))) {
     checkDevice(fn, dev);
     checkRange(fn, "addr", addr, size);
     checkMapDir(fn, dir);
@@ -263,7 +244,7 @@ export function dmaSyncSingleForDevice(dev: DmaDevice, addr: number, size: numbe
  * `debug: "off"`.
  */
 export function dmaNeedUnmap(dev: DmaDevice): boolean {
-  if (!validDevice(dev)) checkDevice("dma_need_unmap", dev);
+  if (!isBoundDevice(dev)) checkDevice("dma_need_unmap", dev);
   if (dev.ops !== "direct") return true;
   if (!dev.dmaSkipSync) return true;
   return dev.kernel.debug.enabled;

@@ -14,7 +14,8 @@ import {
   dmaIovaTryAlloc,
 } from "./index.js";
 import type { DebugMode, DmaDirection, IommuMode } from "./index.js";
-import { dmaIovaLinkChecked } from "./two-step.js";
+import { __dmaIovaLink, dmaIovaLinkChecked } from "./two-step.js";
+import { dmaIovaLinkAlignedGranuleNoBounceCheck } from "./two-step-fast.js";
 import { makeKernel, TRUSTED_BDF, tryDmaRead, UNTRUSTED_BDF } from "./test-fixtures.js";
 import { checkAttrs, checkDir, checkRange, checkSize, isAttrs, isDir, isIndex, isRange } from "./validate.js";
 
@@ -187,5 +188,56 @@ describe("the cheap argument predicates", () => {
     expect(isRange(2 ** 40, 2 ** 20)).toBe(true);
     expect(isAttrs(DMA_ATTR_SKIP_CPU_SYNC | DMA_ATTR_PRIVILEGED)).toBe(true);
     expect(isAttrs(1 << 3)).toBe(false); // an undefined bit
+  });
+});
+
+describe("dmaIovaLinkAlignedGranuleNoBounceCheck (the checked link's PTE write for one aligned granule)", () => {
+  // Where it answers 0 or an errno it must have done what __dma_iova_link does; where it answers 1 it
+  // must have changed nothing (the caller then runs __dma_iova_link itself).
+  function twin(coherent: boolean, untrusted: boolean) {
+    const bdf = untrusted ? UNTRUSTED_BDF : TRUSTED_BDF;
+    const fx = makeKernel({ ramBytes: 1 * GiB, debug: "off", devices: { [bdf]: { coherent } } });
+    const dev = fx.kernel.device(bdf);
+    const base = fx.platform.memory.allocator.allocPages(GRANULES + 1);
+    const state = new DmaIovaState();
+    expect(dmaIovaTryAlloc(dev, state, base, GRANULES * G)).toBe(true);
+    // The events carry each PTE's protection, which the page table's iovaToPhys does not show.
+    const events: unknown[] = [];
+    fx.platform.trace.events.subscribe((e) => events.push(e));
+    return { fx, dev, base, iova: state.addr, events };
+  }
+  const call = fc.record({
+    granule: fc.integer({ min: 0, max: GRANULES - 1 }),
+    iovaPad: fc.oneof({ weight: 5, arbitrary: fc.constant(0) }, { weight: 1, arbitrary: fc.integer({ min: 1, max: G - 1 }) }),
+    page: fc.integer({ min: 0, max: GRANULES - 1 }),
+    physPad: fc.oneof({ weight: 5, arbitrary: fc.constant(0) }, { weight: 1, arbitrary: fc.integer({ min: 1, max: G - 1 }) }),
+    size: fc.constantFrom(G, G, G, 2 * G, G / 2),
+    // Valid mapping directions: the checked link's callers pass nothing else with a non-coherent device
+    // (cache maintenance refuses DMA_NONE).
+    dir: fc.constantFrom(0, 1, 2),
+    attrs: fc.constantFrom(0, DMA_ATTR_PRIVILEGED, DMA_ATTR_SKIP_CPU_SYNC, DMA_ATTR_MMIO, DMA_ATTR_NO_WARN | DMA_ATTR_WEAK_ORDERING),
+  });
+
+  it("writes what __dma_iova_link writes, or changes nothing and answers 1", () => {
+    fc.assert(
+      fc.property(fc.boolean(), fc.boolean(), fc.array(call, { minLength: 1, maxLength: 10 }), (coherent, untrusted, calls) => {
+        const a = twin(coherent, untrusted);
+        const b = twin(coherent, untrusted);
+        for (const c of calls) {
+          const args = (t: typeof a) => [t.dev, t.iova + c.granule * G + c.iovaPad, t.base + c.page * G + c.physPad, c.size, c.dir as DmaDirection, c.attrs] as const;
+          const before = a.fx.platform.trace.counters.snapshot().nonZero();
+          const fast = dmaIovaLinkAlignedGranuleNoBounceCheck(...args(a));
+          if (fast === 1) expect(a.fx.platform.trace.counters.snapshot().nonZero()).toEqual(before);
+          const slow = fast === 1 ? __dmaIovaLink(...args(a)) : fast;
+          expect(slow).toBe(__dmaIovaLink(...args(b)));
+        }
+        const table = (t: typeof a) => Array.from({ length: GRANULES + 2 }, (_, g) => t.dev.domain?.iovaToPhys(t.iova + g * G));
+        expect(table(a)).toEqual(table(b));
+        expect(a.fx.platform.trace.counters.snapshot().nonZero()).toEqual(b.fx.platform.trace.counters.snapshot().nonZero());
+        expect(a.fx.kernel.dmesg().map((l) => l.message)).toEqual(b.fx.kernel.dmesg().map((l) => l.message));
+        expect(a.events).toEqual(b.events);
+      }),
+      { numRuns: 80 },
+    );
   });
 });

@@ -117,6 +117,13 @@ describe("a destroy or unlink past the state's allocation (throw mode)", () => {
     expect(deviceView(fx, dev, low)).toEqual([-1, -1]);
   });
 
+  it("sync is refused the same way: the neighbour's PTEs are not synced on its behalf", () => {
+    const { fx, dev, low } = neighbours("throw");
+    const syncs = fx.platform.trace.counters.get(Counter.IotlbSyncMap);
+    expectReport(() => dmaIovaSync(dev, low.state, G, 2 * G), "iova-sync-outside-allocation");
+    expect(fx.platform.trace.counters.get(Counter.IotlbSyncMap)).toBe(syncs);
+  });
+
   it("collect: recorded and skipped", () => {
     const { fx, dev, high, low } = neighbours("collect");
     const before = snapshot(fx, dev);
@@ -271,6 +278,27 @@ describe("bad dev and state arguments get typed errors", () => {
     expect(dmaIovaTryAlloc(off.dev, s, page.phys, G)).toBe(true);
     for (const dev of [undefined, null, 1]) expectInputError(() => dmaIovaLink(dev as unknown as DmaDevice, s, page.phys, 0, G, BIDI, 0), "dev");
     for (const state of [undefined, null, 1, {}]) expectInputError(() => dmaIovaLink(off.dev, state as DmaIovaState, page.phys, 0, G, BIDI, 0), "state");
+    expect(off.dev.domain?.iovaToPhys(s.addr)).toBeUndefined();
+  });
+
+  it("debug off: BigInt, string and NaN arguments of a link reach the typed error, never a TypeError", () => {
+    const off = makeKernel({ debug: "off" });
+    const page = allocBuffer(off.platform, G);
+    const s = new DmaIovaState();
+    expect(dmaIovaTryAlloc(off.dev, s, page.phys, G)).toBe(true);
+    const args = { phys: page.phys, offset: 0, size: G, dir: BIDI as number, attrs: 0 };
+    const cases: [keyof typeof args, unknown][] = [
+      ["phys", BigInt(page.phys)], ["offset", 0n], ["size", 4096n], ["dir", 1n], ["attrs", 0n],
+      ["phys", String(page.phys)], ["offset", "0"], ["dir", "1"], ["attrs", "0"], ["offset", NaN], ["attrs", 0.5],
+    ];
+    for (const [name, value] of cases) {
+      const a: typeof args = { ...args, [name]: value };
+      expectInputError(() => dmaIovaLink(off.dev, s, a.phys, a.offset, a.size, a.dir as DmaDirection, a.attrs), name);
+    }
+    const big = new DmaIovaState();
+    big.addr = BigInt(s.addr) as never;
+    big.size = G;
+    expectInputError(() => dmaIovaLink(off.dev, big, page.phys, 0, G, BIDI, 0), "state");
     expect(off.dev.domain?.iovaToPhys(s.addr)).toBeUndefined();
   });
 

@@ -45,7 +45,8 @@ export function isDir(dir: number): boolean {
 
 /** checkAttrs would pass (only attribute words that fit in 31 bits; others get the precise check). */
 export function isAttrs(attrs: number): boolean {
-  return (attrs | 0) === attrs && attrs >= 0 && (attrs & ~ATTR_ALL) === 0;
+  // typeof first: `|` on a BigInt throws a TypeError.
+  return typeof attrs === "number" && (attrs | 0) === attrs && attrs >= 0 && (attrs & ~ATTR_ALL) === 0;
 }
 
 export function checkAddr(fn: string, name: string, v: number): void {

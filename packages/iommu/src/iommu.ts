@@ -33,8 +33,9 @@ export interface IotlbInfo {
   readonly size: number;
 }
 
-// Module-local copies of the constants the translate hot path reads: imported bindings can cost a
-// property lookup per use under some loaders (the test runner's among them); locals never do.
+// Module-local copies of the constants the translate hot path reads. Kept for a figure: reading the
+// imports instead made 64 translations 5-6 % slower on IOTLB hits and 6-11 % on misses with a walk
+// (iommu.bench.ts's translate cases as native modules, base and variant interleaved in one process).
 const C_HITS = Counter.IotlbHits;
 const C_STALE_HITS = Counter.IotlbStaleHits;
 const C_MISSES = Counter.IotlbMisses;

@@ -39,6 +39,7 @@ export type DmaDebugCheck =
   | "iova-link-unaligned-interior"
   | "iova-unlink-not-linked"
   | "iova-unlink-outside-allocation"
+  | "iova-sync-outside-allocation"
   | "iova-destroy-length-mismatch"
   | "iova-free-with-links"
   | "iova-access-before-sync"

@@ -1,5 +1,6 @@
 import { hex } from "@dmasim/trace";
 import type { DmaDebugChecker } from "./checker.js";
+import type { DmaDebugCheck } from "./errors.js";
 
 /**
  * What dmasim tracks for one dma_iova_state. Upstream dma-debug does not look at the two-step API at all;
@@ -129,6 +130,7 @@ export class IovaTracker {
     const t = this.#alive(state, device, "dma_iova_sync");
     if (t === REFUSED) return false;
     if (t === undefined) return true;
+    if (!this.#inside(t, device, "dma_iova_sync", stateAddr, offset, size, "iova-sync-outside-allocation")) return false;
     const g0 = this.#first(t, stateAddr + offset);
     const g1 = this.#end(t, stateAddr + offset, size);
     for (let g = g0; g < g1; g++) if (t.linked[g] === 1) t.synced[g] = 1;
@@ -258,11 +260,12 @@ export class IovaTracker {
   /**
    * [offset, offset+size) lies inside the allocation; else reported, and false: an unlink or destroy past
    * it would clear the neighbouring allocation's PTEs (and, as the unmap then finds fewer bytes than
-   * asked, WARN between the clearing and the IOTLB invalidation).
+   * asked, WARN between the clearing and the IOTLB invalidation); a sync past it would make the
+   * neighbour's pending PTEs visible on an IOMMU that needs iotlb_sync_map.
    */
-  #inside(t: IovaTrack, device: string, fn: string, stateAddr: number, offset: number, size: number): boolean {
+  #inside(t: IovaTrack, device: string, fn: string, stateAddr: number, offset: number, size: number, check: DmaDebugCheck = "iova-unlink-outside-allocation"): boolean {
     if (offset + size <= t.size) return true;
-    this.#checker.report("iova-unlink-outside-allocation", device, `${fn} outside the allocated IOVA [offset=${offset}] [size=${size}] [allocated=${t.size} bytes at ${hex(stateAddr)}]`);
+    this.#checker.report(check, device, `${fn} outside the allocated IOVA [offset=${offset}] [size=${size}] [allocated=${t.size} bytes at ${hex(stateAddr)}]`);
     return false;
   }
 

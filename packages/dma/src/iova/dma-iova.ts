@@ -4,9 +4,6 @@ import type { IovaDomain } from "./domain.js";
 import { checkCount, checkCpu, IovaError } from "./errors.js";
 import type { FlushQueue } from "./flush-queue.js";
 
-/** Module-local: imported bindings can cost a getter call per use under some loaders (the test runner's). */
-const MASK_32 = DMA_BIT_MASK_32;
-
 /** The part of dev->iommu that IOVA allocation reads and writes. */
 export interface IommuDmaDeviceState {
   /** pci_32bit_workaround: set for PCI devices; cleared for good after the first failure below 4 GiB. */
@@ -83,8 +80,8 @@ export function iommuDmaAllocIova(
   const granule = iovad.granule;
   const len = Math.ceil(size / granule);
   const limit = Math.min(dmaLimit, apertureEnd);
-  if (limit > MASK_32 && dev.pci32bitWorkaround) {
-    const pfn = iovad.allocIovaFast(len, Math.floor(MASK_32 / granule), false, cpu);
+  if (limit > DMA_BIT_MASK_32 && dev.pci32bitWorkaround) {
+    const pfn = iovad.allocIovaFast(len, Math.floor(DMA_BIT_MASK_32 / granule), false, cpu);
     if (pfn !== 0) return pfn * granule;
     dev.pci32bitWorkaround = false;
   }

@@ -4,13 +4,6 @@ import { checkCount, checkCpu, IovaError } from "./errors.js";
 import { IovaRcache, type IovaMagazine } from "./rcache.js";
 import { ANCHOR_NODE, IovaTree, NIL } from "./tree.js";
 
-// Module-local copies for the fast paths (alloc_iova_fast / free_iova_fast): imported bindings can cost
-// a getter call per use under some loaders (the test runner's among them); locals never do.
-const RCACHE_ORDERS = IOVA_RANGE_CACHE_MAX_SIZE;
-const C_ALLOC_CACHE = Counter.IovaAllocCache;
-const C_ALLOC_FAIL = Counter.IovaAllocFail;
-const C_FREE_CACHE = Counter.IovaFreeCache;
-
 /** The test checkCount makes, without the throw: the cheap first look of the fast paths. */
 function isCount(v: number, min: number): boolean {
   return Number.isSafeInteger(v) && v >= min;
@@ -180,13 +173,13 @@ export class IovaDomain {
     }
     const counters = this.trace.counters;
     const order = orderBase2(size);
-    if (order < RCACHE_ORDERS) {
+    if (order < IOVA_RANGE_CACHE_MAX_SIZE) {
       // Below 32 granules the size is rounded up to its power of two; 32 itself already is one.
       size = 1 << order;
       const rcache = this.#rcaches[order];
       const pfn = rcache === undefined ? 0 : rcache.get(limitPfn + 1 - size, cpu);
       if (pfn !== 0) {
-        counters.add(C_ALLOC_CACHE);
+        counters.add(Counter.IovaAllocCache);
         return pfn;
       }
     }
@@ -196,7 +189,7 @@ export class IovaDomain {
       pfn = this.#allocTree(size, limitPfn, true);
     }
     if (pfn < 0) {
-      counters.add(C_ALLOC_FAIL);
+      counters.add(Counter.IovaAllocFail);
       return 0;
     }
     return pfn;
@@ -210,10 +203,10 @@ export class IovaDomain {
       checkCpu(cpu, this.cpus);
     }
     const order = orderBase2(size);
-    const rcache = order < RCACHE_ORDERS ? this.#rcaches[order] : undefined;
+    const rcache = order < IOVA_RANGE_CACHE_MAX_SIZE ? this.#rcaches[order] : undefined;
     if (rcache !== undefined) {
       rcache.insert(pfn, cpu);
-      this.trace.counters.add(C_FREE_CACHE);
+      this.trace.counters.add(Counter.IovaFreeCache);
       return;
     }
     this.freeIova(pfn);
