@@ -176,6 +176,7 @@ export class SoakSystem {
     if (dev.ops !== "iommu") return;
     if (dev.cookie?.fq === undefined) {
       if (this.tryRead(dev, addr, 1) !== undefined) violated(`${dev.bdf}: IOVA ${hex(addr)} still translates right after a strict unmap`);
+      this.count("strict unmap faulted at once");
       return;
     }
     this.#pending.push({ dev, addr, deadline: this.kernel.trace.clock.now + IOVA_FQ_TIMEOUT_NS });
@@ -191,6 +192,7 @@ export class SoakSystem {
       // The IOVA may have been handed out again after the flush: then it translates, rightly.
       if (this.live.some((m) => m.dev === p.dev && m.segments.some((s) => p.addr >= s.addr - PAGE_SIZE && p.addr < s.addr + s.len + PAGE_SIZE))) continue;
       if (this.tryRead(p.dev, p.addr, 1) !== undefined) violated(`${p.dev.bdf}: IOVA ${hex(p.addr)} still translates ${now - p.deadline + IOVA_FQ_TIMEOUT_NS} ns after a lazy unmap`);
+      this.count("lazy unmap faulted after the timeout");
     }
   }
 
