@@ -58,7 +58,7 @@ export const DMA_FAULT_SITES: readonly string[] = Object.freeze([FAIL_IOVA, FAIL
 /** One site's attributes, as the kernel's fail_* debugfs files (lib/fault-inject.c). */
 const faultAttrSchema = record(
   {
-    probability: num((v) => v >= 0 && v <= 100, "a percentage from 0 to 100").optional(),
+    probability: num((v) => Number.isInteger(v) && v >= 0 && v <= 100, "a whole percentage from 0 to 100").optional(),
     interval: num((v) => Number.isSafeInteger(v) && v >= 1, "an integer >= 1").optional(),
     times: num((v) => Number.isSafeInteger(v) && v >= -1, "an integer >= 0, or -1 for no limit").optional(),
     space: num((v) => Number.isSafeInteger(v) && v >= 0, "a number of bytes >= 0").optional(),

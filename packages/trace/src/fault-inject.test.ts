@@ -62,6 +62,7 @@ describe("fault injection (should_fail)", () => {
   it("refuses bad attributes with a typed error naming them", () => {
     const f = new FaultInjection();
     expect(() => f.attr("fail_x").configure({ probability: 101 })).toThrow(TraceInputError);
+    expect(() => f.attr("fail_x").configure({ probability: 2.5 })).toThrow(/whole percentage/);
     expect(() => f.attr("fail_x").configure({ interval: 0 })).toThrow(/fail_x\.interval/);
     expect(() => f.attr("fail_x").configure({ times: -2 })).toThrow(TraceInputError);
     expect(() => f.attr("fail_x").configure({ probabilty: 5 } as never)).toThrow(/fail_x\.probabilty/);

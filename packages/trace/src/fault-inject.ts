@@ -3,7 +3,7 @@ import { Xorshift32 } from "./random.js";
 
 /** The attributes of one fault-injection site, as lib/fault-inject.c's debugfs files name them. */
 export interface FaultAttrOptions {
-  /** Percent of eligible calls that fail, 0 to 100 (debugfs `probability`). Default 0: never. */
+  /** Whole percent of eligible calls that fail, 0 to 100 (debugfs `probability`). Default 0: never. */
   readonly probability?: number | undefined;
   /** Only every `interval`-th eligible call may fail (`interval`); 1 = every call. Default 1. */
   readonly interval?: number | undefined;
@@ -27,8 +27,8 @@ function checkAttr(name: string, options: FaultAttrOptions): void {
     }
   }
   const { probability, interval, times, space } = o;
-  if (probability !== undefined && !(typeof probability === "number" && probability >= 0 && probability <= 100)) {
-    throw new TraceInputError(`${name}.probability`, probability, "a percentage from 0 to 100");
+  if (probability !== undefined && !(Number.isInteger(probability) && (probability as number) >= 0 && (probability as number) <= 100)) {
+    throw new TraceInputError(`${name}.probability`, probability, "a whole percentage from 0 to 100");
   }
   if (interval !== undefined && !(Number.isSafeInteger(interval) && (interval as number) >= 1)) {
     throw new TraceInputError(`${name}.interval`, interval, "an integer >= 1");

@@ -1,4 +1,4 @@
-import { createDmaKernel, IOVA_FQ_TIMEOUT_NS, type DmaDevice, type DmaIovaState, type DmaKernel } from "@dmasim/dma";
+import { createDmaKernel, IOVA_FQ_TIMEOUT_NS, IOVA_RANGE_CACHE_MAX_SIZE, type DmaDevice, type DmaIovaState, type DmaKernel } from "@dmasim/dma";
 import { DmaDirection } from "@dmasim/dma";
 import { GiB, PAGE_SIZE } from "@dmasim/memory";
 import { createPlatform, PcieAccessError, type Platform } from "@dmasim/pcie-p2p";
@@ -60,6 +60,8 @@ interface Fingerprint {
   readonly ptPending: readonly number[];
   readonly debugEntries: readonly number[];
   readonly iovaStates: readonly number[];
+  /** IOVA ranges handed out: in the tree, neither in a range cache nor waiting in a flush queue. */
+  readonly iovaInUse: readonly number[];
   readonly freeBytes: number;
   readonly reports: number;
 }
@@ -134,6 +136,7 @@ export class SoakSystem {
       ptPending: this.devs.map((d) => d.domain?.ptPagesPending ?? 0),
       debugEntries: this.devs.map((d) => k.debug.entries(d.bdf).length),
       iovaStates: this.devs.map((d) => k.iovaTracker.liveCount(d.bdf)),
+      iovaInUse: this.devs.map((d) => iovaInUse(d)),
       freeBytes: this.platform.memory.allocator.freeBytes,
       reports: k.debugReports().length,
     };
@@ -173,6 +176,7 @@ export class SoakSystem {
     if (dev.ops !== "iommu") return;
     if (dev.cookie?.fq === undefined) {
       if (this.tryRead(dev, addr, 1) !== undefined) violated(`${dev.bdf}: IOVA ${hex(addr)} still translates right after a strict unmap`);
+      this.count("strict unmap faulted at once");
       return;
     }
     this.#pending.push({ dev, addr, deadline: this.kernel.trace.clock.now + IOVA_FQ_TIMEOUT_NS });
@@ -188,6 +192,7 @@ export class SoakSystem {
       // The IOVA may have been handed out again after the flush: then it translates, rightly.
       if (this.live.some((m) => m.dev === p.dev && m.segments.some((s) => p.addr >= s.addr - PAGE_SIZE && p.addr < s.addr + s.len + PAGE_SIZE))) continue;
       if (this.tryRead(p.dev, p.addr, 1) !== undefined) violated(`${p.dev.bdf}: IOVA ${hex(p.addr)} still translates ${now - p.deadline + IOVA_FQ_TIMEOUT_NS} ns after a lazy unmap`);
+      this.count("lazy unmap faulted after the timeout");
     }
   }
 
@@ -266,6 +271,14 @@ export class SoakSystem {
     const free = this.platform.memory.allocator.freeBytes;
     if (free !== this.#initialFree) violated(`memory: ${this.#initialFree - free} bytes of RAM not given back`);
   }
+}
+
+function iovaInUse(d: DmaDevice): number {
+  const c = d.cookie;
+  if (c === undefined) return 0;
+  let cached = 0;
+  for (let order = 0; order < IOVA_RANGE_CACHE_MAX_SIZE; order++) cached += c.iovad.cachedPfns(order);
+  return c.iovad.liveRanges - cached - (c.fq?.pendingTotal ?? 0);
 }
 
 export function hex(n: number): string {
