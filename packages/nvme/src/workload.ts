@@ -45,7 +45,7 @@ export interface WorkloadResult {
   readonly costs: CostReport;
 }
 
-function checkOptions(o: WorkloadOptions, qdMax: number, nsBytes: number): Required<WorkloadOptions> {
+function checkOptions(o: WorkloadOptions, qdMax: number, nsBytes: number, maxBytes: number): Required<WorkloadOptions> {
   const full: Required<WorkloadOptions> = {
     ops: o.ops,
     bsMin: o.bsMin ?? 4096,
@@ -63,6 +63,8 @@ function checkOptions(o: WorkloadOptions, qdMax: number, nsBytes: number): Requi
     const v = full[k];
     if (!Number.isSafeInteger(v) || v < 4096 || v % 4096 !== 0 || v > nsBytes) throw new NvmeInputError("runWorkload", k, v, "a multiple of 4096 up to the namespace size");
   }
+  // The block layer would split a larger bio; the generator builds requests that fit instead.
+  if (full.bsMax > maxBytes) throw new NvmeInputError("runWorkload", "bsMax", full.bsMax, `at most the queue's max_hw_sectors, ${maxBytes} bytes (dma_opt_mapping_size caps it at 128 KiB behind iommu-dma)`);
   if (full.bsMax < full.bsMin) throw new NvmeInputError("runWorkload", "bsMax", full.bsMax, `at least bsMin = ${full.bsMin}`);
   if (!(full.readPct >= 0 && full.readPct <= 100)) throw new NvmeInputError("runWorkload", "readPct", full.readPct, "0 to 100");
   if (!Number.isInteger(full.queueDepth) || full.queueDepth < 1 || full.queueDepth > qdMax) throw new NvmeInputError("runWorkload", "queueDepth", full.queueDepth, `1 to the driver's ${qdMax}`);
@@ -89,7 +91,7 @@ export function prefillNamespace(sys: NvmeHost): Uint32Array {
  */
 export function runWorkload(sys: NvmeHost, options: WorkloadOptions, generations?: Uint32Array): WorkloadResult {
   const { driver, controller, platform, kernel } = sys;
-  const o = checkOptions(options, driver.queueDepth, controller.namespaceBytes);
+  const o = checkOptions(options, driver.queueDepth, controller.namespaceBytes, driver.limits.maxSectors * 512);
   const mem = platform.memory;
   const rng = new Xorshift32(o.seed);
   const gen = generations ?? prefillNamespace(sys);
