@@ -41,6 +41,8 @@ export interface WorkloadResult {
   readonly errors: number;
   readonly prpCommands: number;
   readonly sglCommands: number;
+  /** Requests nvme_pci_setup_data_simple mapped (one segment, one dma_map_phys; also counted as PRP or SGL). */
+  readonly simpleCommands: number;
   /** Counters and modelled time of the run. */
   readonly costs: CostReport;
 }
@@ -239,6 +241,7 @@ export function runWorkload(sys: NvmeHost, options: WorkloadOptions, generations
     errors,
     prpCommands: driver.stats.prpCommands - drvBefore.prpCommands,
     sglCommands: driver.stats.sglCommands - drvBefore.sglCommands,
+    simpleCommands: driver.stats.simpleCommands - drvBefore.simpleCommands,
     costs,
   };
 }
