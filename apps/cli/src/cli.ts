@@ -72,10 +72,12 @@ export function main(argv: readonly string[], io: Io = processIo): number {
   }
 }
 
-function dispatch(argv: readonly string[], io: Io): number {
-  let parsed;
+type Values = ReturnType<typeof parseCommandLine>["values"];
+
+/** node:util parseArgs over the command's options; a parse failure is a usage error. */
+function parseCommandLine(argv: readonly string[]) {
   try {
-    parsed = parseArgs({
+    return parseArgs({
       args: [...argv],
       allowPositionals: true,
       strict: true,
@@ -91,7 +93,126 @@ function dispatch(argv: readonly string[], io: Io): number {
   } catch (e) {
     throw new UsageError(e instanceof Error ? e.message : String(e));
   }
-  const { values, positionals } = parsed;
+}
+
+/** One command with its arguments and options, and the recorders its runs feed. */
+class Invocation {
+  readonly json: boolean;
+  readonly #recorder: ChromeTraceRecorder | undefined;
+  #log: RunLogRecorder | undefined;
+
+  constructor(
+    readonly io: Io,
+    readonly command: string,
+    readonly rest: readonly string[],
+    readonly values: Values,
+  ) {
+    this.json = values.json === true;
+    this.#recorder = values.trace === undefined ? undefined : new ChromeTraceRecorder();
+  }
+
+  expectArgs(n: number, what: string): void {
+    const rest = this.rest;
+    if (rest.length !== n) throw new UsageError(`${this.command} takes ${what}; got ${rest.length === 0 ? "nothing" : rest.map((r) => JSON.stringify(r)).join(" ")}`);
+  }
+
+  noAxes(): void {
+    if (this.values.api !== undefined || this.values.iommu !== undefined) throw new UsageError(`${this.command} takes no --api or --iommu`);
+  }
+
+  /** The run context's onHost: the Chrome trace for Perfetto and the run log for programs both listen to every run. */
+  hosts(s?: Scenario): { onHost?: NonNullable<RunContext["onHost"]> } {
+    if (this.values.record !== undefined && s !== undefined) this.#log = new RunLogRecorder(s);
+    const recorder = this.#recorder;
+    const listeners = [recorder?.attach.bind(recorder), this.#log?.attach].filter((f) => f !== undefined);
+    return listeners.length === 0 ? {} : { onHost: (label, host) => { for (const f of listeners) f(label, host); } };
+  }
+
+  /** Writes what was recorded and turns the verdict into the exit status. */
+  finish(ok: boolean, results: readonly RunResult[] = []): number {
+    const { io, values, json } = this;
+    if (this.#log !== undefined && values.record !== undefined) {
+      this.#log.detach();
+      io.writeFile(values.record, JSON.stringify(this.#log.toJSON(results)));
+      if (!json) io.err(`run log written to ${values.record}\n`);
+    }
+    if (this.#recorder !== undefined && values.trace !== undefined) {
+      this.#recorder.detach();
+      io.writeFile(values.trace, JSON.stringify(this.#recorder.toJSON()));
+      if (!json) io.err(`trace written to ${values.trace} (open it at https://ui.perfetto.dev)\n`);
+    }
+    return ok ? EXIT_OK : EXIT_CHECK_FAILED;
+  }
+}
+
+function listCommand(inv: Invocation): number {
+  inv.expectArgs(0, "no argument");
+  inv.noAxes();
+  if (inv.json) inv.io.out(`${JSON.stringify(BUILTIN_SCENARIOS, null, 2)}\n`);
+  else {
+    const width = Math.max(...BUILTIN_SCENARIOS.map((s) => s.name.length));
+    for (const s of BUILTIN_SCENARIOS) inv.io.out(`${s.name.padEnd(width)}  ${s.description}\n`);
+  }
+  return EXIT_OK;
+}
+
+function showCommand(inv: Invocation): number {
+  inv.expectArgs(1, "one built-in scenario name");
+  inv.noAxes();
+  const name = inv.rest[0] ?? "";
+  const s = builtinScenario(name);
+  if (s === undefined) throw new ScenarioError("<name>", name, `a built-in scenario (${BUILTIN_SCENARIOS.map((b) => b.name).join(", ")})`);
+  // $schema first, so an editor completes and checks the file the user makes of it.
+  inv.io.out(`${JSON.stringify({ $schema: inv.io.schemaUrl, ...s }, null, 2)}\n`);
+  return EXIT_OK;
+}
+
+function demoCommand(inv: Invocation): number {
+  inv.expectArgs(0, "no argument");
+  inv.noAxes();
+  if (inv.values.record !== undefined) throw new UsageError("--record takes run or compare (one scenario per log)");
+  const sections = runDemo(inv.hosts());
+  inv.io.out(inv.json ? `${JSON.stringify(sections, null, 2)}\n` : `${renderDemo(sections)}\n`);
+  return inv.finish(sections.every((s) => s.ok));
+}
+
+function runCommand(inv: Invocation): number {
+  inv.expectArgs(1, "one scenario (a file or a built-in name)");
+  const s = loadScenario(inv.rest[0] ?? "");
+  const axes = parseAxes(inv.values.api, inv.values.iommu, { api: [s.api ?? "two-step"], iommu: [s.kernel?.iommuMode ?? "strict"] });
+  const api = axes.api[0];
+  const iommu = axes.iommu[0];
+  if (axes.api.length !== 1 || axes.iommu.length !== 1 || api === undefined || iommu === undefined) throw new UsageError("run takes one --api and one --iommu value; use compare for a sweep");
+  const r = runScenario(s, { api, iommu, ...inv.hosts(s) });
+  inv.io.out(inv.json ? `${JSON.stringify({ scenario: s, result: r }, null, 2)}\n` : `${renderRun(s, r)}\n`);
+  return inv.finish(r.ok, [r]);
+}
+
+function compareCommand(inv: Invocation): number {
+  inv.expectArgs(1, "one scenario (a file or a built-in name)");
+  const { io, json } = inv;
+  const s = loadScenario(inv.rest[0] ?? "");
+  const axes = parseAxes(inv.values.api, inv.values.iommu, defaultAxes(s));
+  const bar = io.stderrIsTTY && !json;
+  const results = sweep(s, axes, {
+    ...inv.hosts(s),
+    ...(bar ? { onProgress: (done: number, total: number, label: string) => { io.err(progressBar(done, total, label)); } } : {}),
+  });
+  if (bar) io.err("\r\x1b[2K");
+  io.out(json ? `${JSON.stringify({ scenario: s, axes, results }, null, 2)}\n` : `${renderScenario(s, results)}\n\n${READING_NOTE}\n`);
+  return inv.finish(results.every((r) => r.ok), results);
+}
+
+const COMMANDS: Readonly<Record<string, (inv: Invocation) => number>> = {
+  list: listCommand,
+  show: showCommand,
+  demo: demoCommand,
+  run: runCommand,
+  compare: compareCommand,
+};
+
+function dispatch(argv: readonly string[], io: Io): number {
+  const { values, positionals } = parseCommandLine(argv);
   const [command, ...rest] = positionals;
   if (values.help === true || command === "help") {
     io.out(HELP);
@@ -101,96 +222,14 @@ function dispatch(argv: readonly string[], io: Io): number {
     io.err(HELP);
     return EXIT_USAGE;
   }
-  const json = values.json === true;
   // Output files are checked before anything runs: a long sweep must not end in a write that fails.
   for (const [option, path] of [["--trace", values.trace], ["--record", values.record]] as const) {
     const problem = path === undefined ? undefined : io.outputProblem(path);
     if (problem !== undefined) throw new OptionError(option, path, problem);
   }
-  const recorder = values.trace === undefined ? undefined : new ChromeTraceRecorder();
-  let log: RunLogRecorder | undefined;
-  // Both recorders listen to every run's platform: the Chrome trace for Perfetto, the run log for programs.
-  const hosts = (s?: Scenario): { onHost?: NonNullable<RunContext["onHost"]> } => {
-    if (values.record !== undefined && s !== undefined) log = new RunLogRecorder(s);
-    const listeners = [recorder?.attach.bind(recorder), log?.attach].filter((f) => f !== undefined);
-    return listeners.length === 0 ? {} : { onHost: (label, host) => { for (const f of listeners) f(label, host); } };
-  };
-  const expectArgs = (n: number, what: string): void => {
-    if (rest.length !== n) throw new UsageError(`${command} takes ${what}; got ${rest.length === 0 ? "nothing" : rest.map((r) => JSON.stringify(r)).join(" ")}`);
-  };
-  const noAxes = (): void => {
-    if (values.api !== undefined || values.iommu !== undefined) throw new UsageError(`${command} takes no --api or --iommu`);
-  };
-  const finish = (ok: boolean, results: readonly RunResult[] = []): number => {
-    if (log !== undefined && values.record !== undefined) {
-      log.detach();
-      io.writeFile(values.record, JSON.stringify(log.toJSON(results)));
-      if (!json) io.err(`run log written to ${values.record}\n`);
-    }
-    if (recorder !== undefined && values.trace !== undefined) {
-      recorder.detach();
-      io.writeFile(values.trace, JSON.stringify(recorder.toJSON()));
-      if (!json) io.err(`trace written to ${values.trace} (open it at https://ui.perfetto.dev)\n`);
-    }
-    return ok ? EXIT_OK : EXIT_CHECK_FAILED;
-  };
-
-  switch (command) {
-    case "list": {
-      expectArgs(0, "no argument");
-      noAxes();
-      if (json) io.out(`${JSON.stringify(BUILTIN_SCENARIOS, null, 2)}\n`);
-      else {
-        const width = Math.max(...BUILTIN_SCENARIOS.map((s) => s.name.length));
-        for (const s of BUILTIN_SCENARIOS) io.out(`${s.name.padEnd(width)}  ${s.description}\n`);
-      }
-      return EXIT_OK;
-    }
-    case "show": {
-      expectArgs(1, "one built-in scenario name");
-      noAxes();
-      const name = rest[0] ?? "";
-      const s = builtinScenario(name);
-      if (s === undefined) throw new ScenarioError("<name>", name, `a built-in scenario (${BUILTIN_SCENARIOS.map((b) => b.name).join(", ")})`);
-      // $schema first, so an editor completes and checks the file the user makes of it.
-      io.out(`${JSON.stringify({ $schema: io.schemaUrl, ...s }, null, 2)}\n`);
-      return EXIT_OK;
-    }
-    case "demo": {
-      expectArgs(0, "no argument");
-      noAxes();
-      if (values.record !== undefined) throw new UsageError("--record takes run or compare (one scenario per log)");
-      const sections = runDemo(hosts());
-      io.out(json ? `${JSON.stringify(sections, null, 2)}\n` : `${renderDemo(sections)}\n`);
-      return finish(sections.every((s) => s.ok));
-    }
-    case "run": {
-      expectArgs(1, "one scenario (a file or a built-in name)");
-      const s = loadScenario(rest[0] ?? "");
-      const axes = parseAxes(values.api, values.iommu, { api: [s.api ?? "two-step"], iommu: [s.kernel?.iommuMode ?? "strict"] });
-      const api = axes.api[0];
-      const iommu = axes.iommu[0];
-      if (axes.api.length !== 1 || axes.iommu.length !== 1 || api === undefined || iommu === undefined) throw new UsageError("run takes one --api and one --iommu value; use compare for a sweep");
-      const r = runScenario(s, { api, iommu, ...hosts(s) });
-      io.out(json ? `${JSON.stringify({ scenario: s, result: r }, null, 2)}\n` : `${renderRun(s, r)}\n`);
-      return finish(r.ok, [r]);
-    }
-    case "compare": {
-      expectArgs(1, "one scenario (a file or a built-in name)");
-      const s = loadScenario(rest[0] ?? "");
-      const axes = parseAxes(values.api, values.iommu, defaultAxes(s));
-      const bar = io.stderrIsTTY && !json;
-      const results = sweep(s, axes, {
-        ...hosts(s),
-        ...(bar ? { onProgress: (done: number, total: number, label: string) => { io.err(progressBar(done, total, label)); } } : {}),
-      });
-      if (bar) io.err("\r\x1b[2K");
-      io.out(json ? `${JSON.stringify({ scenario: s, axes, results }, null, 2)}\n` : `${renderScenario(s, results)}\n\n${READING_NOTE}\n`);
-      return finish(results.every((r) => r.ok), results);
-    }
-    default:
-      throw new UsageError(`unknown command ${JSON.stringify(command)}: expected demo, run, compare, list or show`);
-  }
+  const run = Object.hasOwn(COMMANDS, command) ? COMMANDS[command] : undefined;
+  if (run === undefined) throw new UsageError(`unknown command ${JSON.stringify(command)}: expected demo, run, compare, list or show`);
+  return run(new Invocation(io, command, rest, values));
 }
 
 /** One line redrawn in place: [#####.....] 3/8 label. */

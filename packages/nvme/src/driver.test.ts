@@ -1,4 +1,4 @@
-import { Bio, BioError, ReqOp, Request, bvecAt, BLK_STS_OK } from "@dmasim/bio";
+import { Bio, BioError, ReqOp, Request, bvecAt, BLK_STS_OK, BLK_STS_TARGET } from "@dmasim/bio";
 import { dmaAllocCoherent } from "@dmasim/dma";
 import { MiB, PAGE_SIZE, patternBytes } from "@dmasim/memory";
 import { Counter } from "@dmasim/trace";
@@ -6,7 +6,7 @@ import { describe, expect, it } from "vitest";
 import { NvmeInputError } from "./errors.js";
 import type { NvmeCompletion } from "./driver.js";
 import { NVME_SQE_BYTES, NvmeOpcode, NvmePsdt, NvmeStatus, emptyCommand, encodeSqe, sqTailDoorbell } from "./nvme-defs.js";
-import { createNvmeSystem } from "./system.js";
+import { createNvmeHost, createNvmeSystem } from "./system.js";
 import type { NvmeSystem } from "./system.js";
 import { runWorkload } from "./workload.js";
 
@@ -23,7 +23,9 @@ const pattern = patternBytes;
 
 describe("NVMe data pointers", () => {
   it("a 4 MiB transfer at an offset needs PRP1 plus three chained PRP list pages", () => {
-    const sys = createNvmeSystem({ queueDepth: 2, maxTransfer: 8 * MiB, namespaceBytes: 16 * MiB, sglThreshold: 0 });
+    // dma-direct (identity domain): no dma_opt_mapping_size cap, so the MDTS allows 4 MiB.
+    // A PRP-only controller: a single segment beyond two pages is not for nvme_pci_setup_data_simple.
+    const sys = createNvmeSystem({ iommuMode: "passthrough", queueDepth: 2, maxTransfer: 8 * MiB, namespaceBytes: 16 * MiB, sglSupported: false });
     const mem = sys.platform.memory;
     const len = 4 * MiB;
     const buf = mem.allocator.allocPages(len / PAGE_SIZE + 1);
@@ -56,13 +58,57 @@ describe("NVMe data pointers", () => {
     expect(sys.controller.namespace.read(8 * 512, 2048)).toEqual(new Uint8Array([...d1, ...d2]));
   });
 
-  it("a coalesced request above sgl_threshold is one inline SGL data descriptor", () => {
+  it("the SGL-vs-PRP choice counts DMA segments: a request coalesced into one IOVA is one inline SGL descriptor", () => {
+    // Behind iommu-dma the iterator links 16 scattered pages into one IOVA: one 64 KiB segment >= 32 KiB.
     const sys = createNvmeSystem({ queueDepth: 2, namespaceBytes: 1 * MiB });
     const r = runWorkload(sys, { ops: 50, bsMin: 65536, layout: "scattered", readPct: 50, seed: 5 });
-    expect(r.sglCommands).toBe(0); // 16 segments of 4 KiB: average below 32 KiB → PRPs
+    expect(r.sglCommands).toBe(50);
+    expect(sys.controller.stats.sglSegmentReads).toBe(0);
+    // dma-direct maps each page on its own: 16 segments of 4 KiB average below the threshold → PRPs.
+    const direct = createNvmeSystem({ iommuMode: "passthrough", queueDepth: 2, namespaceBytes: 1 * MiB });
+    expect(runWorkload(direct, { ops: 50, bsMin: 65536, layout: "scattered", readPct: 50, seed: 5 }).sglCommands).toBe(0);
+    // The scatterlist-era driver decides on the count dma_map_sg returned: one coalesced entry → SGL.
+    const sg = createNvmeSystem({ queueDepth: 2, namespaceBytes: 1 * MiB, mapping: "sg-classic" });
+    expect(runWorkload(sg, { ops: 50, bsMin: 65536, layout: "scattered", readPct: 50, seed: 5 }).sglCommands).toBe(50);
     const r2 = runWorkload(sys, { ops: 50, bsMin: 65536, layout: "contiguous", readPct: 50, seed: 5 });
     expect(r2.sglCommands).toBe(50);
-    expect(sys.controller.stats.sglSegmentReads).toBe(0);
+  });
+
+  it("queue limits as nvme_set_ctrl_limits sets them: max_hw_sectors capped at dma_opt_mapping_size, max_segments from it", () => {
+    const iommu = createNvmeSystem({ queueDepth: 2, namespaceBytes: 1 * MiB });
+    expect([iommu.driver.limits.maxSectors, iommu.driver.limits.maxSegments]).toEqual([256, 33]); // 128 KiB, 128/4 + 1
+    const direct = createNvmeSystem({ iommuMode: "off", queueDepth: 2, namespaceBytes: 1 * MiB });
+    expect([direct.driver.limits.maxSectors, direct.driver.limits.maxSegments]).toEqual([2048, 256]); // MDTS 1 MiB; NVME_MAX_SEGS
+    const big = createNvmeSystem({ iommuMode: "off", queueDepth: 2, namespaceBytes: 1 * MiB, maxTransfer: 32 * MiB });
+    expect(big.driver.limits.maxSectors).toBe(16384); // NVME_MAX_BYTES, 8 MiB
+    expect(() => runWorkload(iommu, { ops: 1, bsMin: 256 * 1024 })).toThrow(NvmeInputError);
+  });
+
+  it("a single-segment request takes nvme_pci_setup_data_simple: one dma_map_phys, PRP1/PRP2, no iterator, no list", () => {
+    const sys = createNvmeSystem({ queueDepth: 2, namespaceBytes: 1 * MiB });
+    const mem = sys.platform.memory;
+    const buf = mem.allocator.allocPages(3);
+    const data = pattern(8192, 9);
+    mem.write(buf + 512, data); // two pages' worth starting 512 bytes in: spans three pages → PRP1 + PRP2 is not enough
+    const before = sys.platform.trace.counters.snapshot();
+    const c1 = run(sys, Request.fromBio(sys.driver.limits, new Bio(mem, { op: ReqOp.WRITE, sector: 0, vecs: [bvecAt(buf + 512, 4096)] })));
+    expect([c1.status, c1.sgl]).toEqual([BLK_STS_OK, false]);
+    const moved = sys.platform.trace.counters.snapshot().diff(before);
+    expect([moved.get(Counter.DmaMapCalls), moved.get(Counter.DmaUnmapCalls), moved.get(Counter.DmaIovaTryAllocs)]).toEqual([1, 1, 0]);
+    expect(sys.driver.stats.simpleCommands).toBe(1);
+    // 8 KiB at offset 512 needs three PRPs: not possible in PRP1/PRP2, so SGLs (the controller supports them).
+    const c2 = run(sys, Request.fromBio(sys.driver.limits, new Bio(mem, { op: ReqOp.WRITE, sector: 16, vecs: [bvecAt(buf + 512, 8192)] })));
+    expect([c2.status, c2.sgl]).toEqual([BLK_STS_OK, true]);
+    expect(sys.driver.stats.simpleCommands).toBe(2);
+    expect(sys.driver.stats.prpLists + sys.driver.stats.sglLists).toBe(0);
+    expect(Buffer.compare(sys.controller.namespace.read(16 * 512, 8192), data)).toBe(0);
+    // A PRP-only controller cannot: the iterator and a PRP list take it.
+    const prpOnly = createNvmeSystem({ queueDepth: 2, namespaceBytes: 1 * MiB, sglSupported: false });
+    const m2 = prpOnly.platform.memory;
+    const b2 = m2.allocator.allocPages(3);
+    const c3 = run(prpOnly, Request.fromBio(prpOnly.driver.limits, new Bio(m2, { op: ReqOp.WRITE, sector: 0, vecs: [bvecAt(b2 + 512, 8192)] })));
+    expect([c3.status, c3.sgl, prpOnly.driver.stats.simpleCommands, prpOnly.driver.stats.prpLists]).toEqual([BLK_STS_OK, false, 0, 1]);
+    expect(sys.kernel.debugReports()).toEqual([]);
   });
 
   it("a PRP-only controller sets the virtual boundary, so a gap inside a page never reaches the driver", () => {
@@ -130,3 +176,23 @@ describe("driver options", () => {
     expect(() => createNvmeSystem({ sglThreshold: -1 })).toThrow(/sglThreshold/);
   });
 });
+
+describe("P2P memory the drive cannot reach", () => {
+  it("-EREMOTEIO from dma_map_sgtable completes the request with BLK_STS_TARGET (scatterlist-era driver)", () => {
+    const spec = {
+      memory: { ramBytes: 1024 * MiB },
+      iommu: {},
+      rootPorts: [{ id: "rp0" }, { id: "rp1" }],
+      endpoints: [
+        { bdf: "0000:02:00.0", parent: "rp0", bars: [{ size: 16 * 1024 }] },
+        { bdf: "0000:05:00.0", parent: "rp1", bars: [{ size: 4 * MiB }] },
+      ],
+    };
+    const host = createNvmeHost(spec, "0000:02:00.0", { queueDepth: 2, namespaceBytes: MiB, mapping: "sg-classic" });
+    const provider = host.platform.addP2pdmaProvider("0000:05:00.0", 0);
+    const rq = Request.fromBio(host.driver.limits, new Bio(host.platform.memory, { op: ReqOp.WRITE, sector: 0, vecs: [bvecAt(provider.phys, 8192)] }));
+    expect(host.driver.queueRq(rq)).toBe(BLK_STS_TARGET);
+    expect(host.driver.inFlight).toBe(0);
+  });
+});
+

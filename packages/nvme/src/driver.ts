@@ -1,4 +1,5 @@
 import {
+  BLK_STS_AGAIN,
   BLK_STS_DEV_RESOURCE,
   BLK_STS_IOERR,
   BLK_STS_OK,
@@ -6,10 +7,22 @@ import {
   ReqOp,
   queueLimits,
   reqPhysGapIntersects,
+  rqDmaDir,
 } from "@dmasim/bio";
 import type { BlkStatus, QueueLimits, Request } from "@dmasim/bio";
-import { DMA_BIT_MASK, dmaAllocCoherent, dmaSetMaskAndCoherent, dmaSetMaxSegSize, dmaSetMinAlignMask } from "@dmasim/dma";
+import {
+  DMA_BIT_MASK,
+  dmaAllocCoherent,
+  dmaMapPhys,
+  dmaMappingError,
+  dmaOptMappingSize,
+  dmaSetMaskAndCoherent,
+  dmaSetMaxSegSize,
+  dmaSetMinAlignMask,
+  dmaUnmapPhys,
+} from "@dmasim/dma";
 import type { DmaCoherentBuffer, DmaDevice, DmaKernel } from "@dmasim/dma";
+import { PAGE_SIZE } from "@dmasim/memory";
 import type { PhysicalMemory } from "@dmasim/memory";
 import type { NvmeController } from "./controller.js";
 import { DmaPool } from "./dma-pool.js";
@@ -35,8 +48,16 @@ import { NvmeInputError, NvmeStateError } from "./errors.js";
 
 /** NVME_SMALL_POOL_SIZE: descriptor lists up to 256 bytes come from the small pool. */
 export const NVME_SMALL_POOL_SIZE = 256;
-/** Segments per request; an SGL segment list of them fits one 4 KiB page. */
-export const NVME_MAX_SEGS = 128;
+/** NVME_MAX_SEGS: the data SGL entries of one descriptor page (4096 / 16); the most segments a request may have. */
+export const NVME_MAX_SEGS = NVME_CTRL_PAGE_SIZE / NVME_SGL_DESC_BYTES;
+/** NVME_MAX_BYTES: the driver's own cap on one request, 8 MiB (before MDTS and dma_opt_mapping_size). */
+export const NVME_MAX_BYTES = 8 * 1024 * 1024;
+
+/** enum nvme_use_sgl: what nvme_pci_use_sgls says about a request. */
+const SGL_UNSUPPORTED = 0;
+const SGL_SUPPORTED = 1;
+const SGL_FORCED = 2;
+type UseSgl = typeof SGL_UNSUPPORTED | typeof SGL_SUPPORTED | typeof SGL_FORCED;
 /** Most descriptor pages one request may chain (a 2 MiB PRP transfer needs 2). */
 const MAX_DESCRIPTORS = 8;
 
@@ -73,7 +94,8 @@ export class NvmeDriver {
   readonly queueDepth: number;
   readonly sglThreshold: number;
   readonly mapper: SegmentMapper;
-  readonly stats = { submitted: 0, completed: 0, prpCommands: 0, sglCommands: 0, prpLists: 0, sglLists: 0, mapErrors: 0 };
+  /** simpleCommands: requests nvme_pci_setup_data_simple mapped with one dma_map_bvec (also counted as PRP or SGL). */
+  readonly stats = { submitted: 0, completed: 0, prpCommands: 0, sglCommands: 0, simpleCommands: 0, prpLists: 0, sglLists: 0, mapErrors: 0 };
   readonly #mem: PhysicalMemory;
   readonly #sq: DmaCoherentBuffer;
   readonly #cq: DmaCoherentBuffer;
@@ -88,6 +110,9 @@ export class NvmeDriver {
   readonly #rqs: (Request | undefined)[];
   readonly #totalLen: Float64Array;
   readonly #sgl: Uint8Array;
+  /** IOD_SINGLE_SEGMENT: the tag's data was mapped by nvme_pci_setup_data_simple, at #singleAddr. */
+  readonly #single: Uint8Array;
+  readonly #singleAddr: Float64Array;
   /** Descriptor blocks per tag: pool (0 small, 1 large) * 2^24 + block. */
   readonly #desc: Float64Array;
   readonly #ndesc: Int32Array;
@@ -113,16 +138,21 @@ export class NvmeDriver {
     this.#mem = kernel.memory;
     const dev = kernel.device(controller.endpoint.bdf);
     this.dev = dev;
-    // nvme_pci_enable / nvme_probe: 64-bit DMA, no segment limit, and swiotlb must keep the offset
-    // inside a controller page because PRPs cannot express anything else.
-    dmaSetMaskAndCoherent(dev, DMA_BIT_MASK(64));
-    dmaSetMaxSegSize(dev, 0xffffffff);
+    // nvme_pci_alloc_dev: no segment limit, and swiotlb must keep the offset inside a controller page
+    // because PRPs cannot express anything else. The largest request is capped at dma_opt_mapping_size()
+    // (128 KiB behind iommu-dma: larger IOVAs miss the range caches) and, at identify, at the MDTS.
     dmaSetMinAlignMask(dev, NVME_CTRL_PAGE_SIZE - 1);
-    // nvme_set_ctrl_limits / nvme_pci: SGL-capable controllers need no virtual boundary (gaps go to SGLs).
+    dmaSetMaxSegSize(dev, 0xffffffff);
+    const maxHwSectors = Math.floor(Math.min(NVME_MAX_BYTES, dmaOptMappingSize(dev), controller.maxTransfer) / 512);
+    // nvme_pci_enable: 64-bit DMA (after the limit above, as in the kernel).
+    dmaSetMaskAndCoherent(dev, DMA_BIT_MASK(64));
+    // nvme_set_ctrl_limits: max_segments = min(NVME_MAX_SEGS, nvme_max_drv_segments()), one segment per
+    // controller page of the largest request plus one for an unaligned start. SGL-capable controllers need
+    // no virtual boundary (gaps go to SGLs).
     this.limits = queueLimits({
       logicalBlockSize: controller.lbaSize,
-      maxSectors: controller.maxTransfer / 512,
-      maxSegments: NVME_MAX_SEGS,
+      maxSectors: maxHwSectors,
+      maxSegments: Math.min(NVME_MAX_SEGS, Math.floor(maxHwSectors / (NVME_CTRL_PAGE_SIZE / 512)) + 1),
       maxSegmentSize: 0xffffffff,
       virtBoundaryMask: controller.sglSupported ? 0 : NVME_CTRL_PAGE_SIZE - 1,
       dmaAlignment: 3,
@@ -142,11 +172,13 @@ export class NvmeDriver {
     this.#rqs = new Array<Request | undefined>(qd).fill(undefined);
     this.#totalLen = new Float64Array(qd);
     this.#sgl = new Uint8Array(qd);
+    this.#single = new Uint8Array(qd);
+    this.#singleAddr = new Float64Array(qd);
     this.#desc = new Float64Array(qd * MAX_DESCRIPTORS);
     this.#ndesc = new Int32Array(qd);
     const mapping = options.mapping ?? "iterator";
     this.mapper =
-      mapping === "iterator" ? new IteratorMapper(dev, qd, NVME_MAX_SEGS) : new ScatterlistMapper(dev, qd, mapping === "sg-classic" ? "classic" : "two-step");
+      mapping === "iterator" ? new IteratorMapper(dev, qd, this.limits.maxSegments) : new ScatterlistMapper(dev, qd, mapping === "sg-classic" ? "classic" : "two-step");
   }
 
   /** Commands submitted and not yet completed. */
@@ -200,25 +232,97 @@ export class NvmeDriver {
     this.#freeTags[this.#nfree++] = tag;
   }
 
-  /** nvme_pci_use_sgls + the threshold test of nvme_map_data. */
-  #useSgl(rq: Request): boolean {
-    if (!this.controller.sglSupported) return false;
-    if (reqPhysGapIntersects(rq, NVME_CTRL_PAGE_SIZE - 1)) return true; // SGL_FORCED: PRPs cannot express the gap
-    const avg = Math.ceil(rq.dataLen / rq.nrPhysSegments);
-    return this.sglThreshold !== 0 && avg >= this.sglThreshold;
+  /**
+   * nvme_pci_use_sgls: SGLs are unsupported on a controller without them; forced when a gap inside a
+   * controller page makes the request inexpressible as PRPs; otherwise supported, left to the threshold.
+   */
+  #useSgls(rq: Request): UseSgl {
+    if (!this.controller.sglSupported) return SGL_UNSUPPORTED;
+    if (reqPhysGapIntersects(rq, NVME_CTRL_PAGE_SIZE - 1)) return SGL_FORCED;
+    return SGL_SUPPORTED;
   }
 
-  /** nvme_map_data. */
+  /**
+   * nvme_pci_avg_seg_size: bytes per DMA segment. A request the IOVA path coalesced into one range is one
+   * segment; otherwise the iterator's physical segments, or the scatterlist's mapped entries.
+   */
+  #avgSegSize(tag: number, rq: Request): number {
+    const m = this.mapper;
+    const nseg = m.coalesced(tag) ? 1 : m.segments(tag, rq);
+    return Math.ceil(rq.dataLen / nseg);
+  }
+
+  /**
+   * nvme_map_data (6.17+): a single-segment request goes to nvme_pci_setup_data_simple unless that says
+   * BLK_STS_AGAIN; otherwise the DMA iterator maps it and the SGL-vs-PRP choice is made on its DMA segments.
+   */
   #mapData(tag: number, rq: Request): BlkStatus {
+    const useSgl = this.#useSgls(rq);
+    this.#single[tag] = 0;
+    if (this.mapper.name === "iterator" && rq.nrPhysSegments === 1) {
+      const st = this.#setupDataSimple(tag, rq, useSgl);
+      if (st !== BLK_STS_AGAIN) return st;
+    }
     const m = this.mapper;
     if (!m.start(tag, rq)) return m.status;
-    const sgl = this.#useSgl(rq);
+    const sgl = useSgl === SGL_FORCED || (useSgl === SGL_SUPPORTED && this.sglThreshold !== 0 && this.#avgSegSize(tag, rq) >= this.sglThreshold);
     this.#sgl[tag] = sgl ? 1 : 0;
     const status = sgl ? this.#setupSgl(tag, rq) : this.#setupPrp(tag, rq);
     if (status !== BLK_STS_OK) m.unmap(tag, rq, this.#totalLen[tag] ?? 0);
     else if (sgl) this.stats.sglCommands++;
     else this.stats.prpCommands++;
     return status;
+  }
+
+  /**
+   * nvme_pci_setup_data_simple: one bvec mapped with dma_map_bvec, no iterator and no descriptor list —
+   * PRP1 (+ PRP2) when the data spans at most two controller pages, else (or when SGLs are forced) one
+   * inline SGL data descriptor. BLK_STS_AGAIN sends the request to the iterator: PRPs impossible and SGLs
+   * unsupported, or P2P memory (which needs the P2P-aware path).
+   */
+  #setupDataSimple(tag: number, rq: Request, useSgl: UseSgl): BlkStatus {
+    const P = NVME_CTRL_PAGE_SIZE;
+    const bv = rq.bios[0]?.vecs[0];
+    // req_bvec: the request's one segment is its first bvec (the model also takes the iterator when
+    // several contiguous bvecs make up the one segment).
+    if (bv?.len !== rq.dataLen || rq.p2pOwner !== 0) return BLK_STS_AGAIN;
+    const phys = bv.page * PAGE_SIZE + bv.offset;
+    const prp1Offset = phys % P;
+    const prpPossible = prp1Offset + bv.len <= 2 * P;
+    if (useSgl === SGL_UNSUPPORTED && !prpPossible) return BLK_STS_AGAIN;
+    const addr = dmaMapPhys(this.dev, phys, bv.len, rqDmaDir(rq), 0);
+    if (dmaMappingError(this.dev, addr) !== 0) return BLK_STS_RESOURCE;
+    this.#single[tag] = 1;
+    this.#singleAddr[tag] = addr;
+    this.#totalLen[tag] = bv.len;
+    const cmd = this.#cmd;
+    if (useSgl === SGL_FORCED || !prpPossible) {
+      cmd.psdt = NvmePsdt.SGL_MPTR_CONTIG;
+      cmd.sglAddr = addr;
+      cmd.sglLen = bv.len;
+      cmd.sglType = NvmeSglType.DATA_BLOCK;
+      this.#sgl[tag] = 1;
+      this.stats.sglCommands++;
+    } else {
+      cmd.psdt = NvmePsdt.PRP;
+      cmd.prp1 = addr;
+      const firstPrpLen = P - prp1Offset;
+      cmd.prp2 = bv.len > firstPrpLen ? addr + firstPrpLen : 0;
+      this.#sgl[tag] = 0;
+      this.stats.prpCommands++;
+    }
+    this.stats.simpleCommands++;
+    return BLK_STS_OK;
+  }
+
+  /** nvme_unmap_data: IOD_SINGLE_SEGMENT is one dma_unmap_page; everything else the mapper undoes. */
+  #unmapData(tag: number, rq: Request): void {
+    if (this.#single[tag] === 1) {
+      dmaUnmapPhys(this.dev, this.#singleAddr[tag] ?? 0, this.#totalLen[tag] ?? 0, rqDmaDir(rq), 0);
+      this.#single[tag] = 0;
+      return;
+    }
+    this.mapper.unmap(tag, rq, this.#totalLen[tag] ?? 0);
   }
 
   #allocDesc(tag: number, bytes: number): number {
@@ -365,7 +469,7 @@ export class NvmeDriver {
       const nvmeStatus = (dw3 >>> 17) & 0x7fff;
       const rq = this.#rqs[tag];
       if (rq === undefined) throw new NvmeStateError("EIO", `nvme: completion for tag ${tag}, which is not in flight`);
-      this.mapper.unmap(tag, rq, this.#totalLen[tag] ?? 0);
+      this.#unmapData(tag, rq);
       const sgl = this.#sgl[tag] === 1;
       this.#rqs[tag] = undefined;
       this.#freeTag(tag);

@@ -6,6 +6,6 @@ export { NvmeDriver, NVME_MAX_SEGS, NVME_SMALL_POOL_SIZE } from "./driver.js";
 export type { MappingStyle, NvmeCompletion, NvmeDriverOptions } from "./driver.js";
 export { prefillNamespace, runWorkload } from "./workload.js";
 export { NvmeCommandError, NvmeInputError, NvmeStateError, WorkloadError } from "./errors.js";
-export type { BufferLayout, WorkloadOptions, WorkloadResult } from "./workload.js";
+export type { BufferLayout, WorkloadOptions, WorkloadResult } from "./workload-options.js";
 export { runP2pCase } from "./p2p.js";
 export type { P2pCaseResult } from "./p2p.js";

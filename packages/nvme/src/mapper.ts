@@ -1,8 +1,9 @@
-import { DMA_ATTR_MMIO, DmaIovaState, dmaNeedUnmap, dmaUnmapPhys } from "@dmasim/dma";
+import { DMA_ATTR_MMIO, DMA_ATTR_NO_WARN, DmaIovaState, Errno, dmaNeedUnmap, dmaUnmapPhys } from "@dmasim/dma";
 import type { DmaDevice } from "@dmasim/dma";
 import {
   BLK_STS_OK,
   BLK_STS_RESOURCE,
+  BLK_STS_TARGET,
   BlkDmaIter,
   BlkMapIter,
   blkMapIterNext,
@@ -15,7 +16,7 @@ import {
 } from "@dmasim/bio";
 import type { BlkStatus, Request } from "@dmasim/bio";
 import { PciP2pdmaMapType } from "@dmasim/pcie-p2p";
-import { dmaMapSg, dmaUnmapSg, sgAllocTable, sgDmaAddress, sgDmaLen, sgFreeTable, sgSetPhys } from "@dmasim/scatterlist";
+import { dmaMapSg, dmaMapSgtable, dmaUnmapSg, dmaUnmapSgtable, sgAllocTable, sgDmaAddress, sgDmaLen, sgFreeTable, sgSetPhys } from "@dmasim/scatterlist";
 import type { SgTable } from "@dmasim/scatterlist";
 import { NvmeInputError, NvmeStateError } from "./errors.js";
 
@@ -32,6 +33,8 @@ export interface SegmentMapper {
   next(tag: number, rq: Request): boolean;
   /** The whole request is one DMA segment (an inline SGL data descriptor suffices). */
   coalesced(tag: number): boolean;
+  /** The DMA segments the request was mapped into, as nvme_pci_avg_seg_size counts them when not coalesced. */
+  segments(tag: number, rq: Request): number;
   /** The P2P map type decided for the tag's request. */
   p2pMap(tag: number): PciP2pdmaMapType;
   /** Undoes the mapping of the tag's request (`mappedLen` bytes were handed to the device). */
@@ -111,6 +114,11 @@ export class IteratorMapper implements SegmentMapper {
     return blkRqDmaMapCoalesce(this.#state(tag));
   }
 
+  /** blk_rq_nr_phys_segments: each physical segment is one DMA segment when the IOVA path did not coalesce. */
+  segments(_tag: number, rq: Request): number {
+    return rq.nrPhysSegments;
+  }
+
   p2pMap(tag: number): PciP2pdmaMapType {
     return this.#iter(tag).p2pdma.map;
   }
@@ -163,15 +171,27 @@ export class ScatterlistMapper implements SegmentMapper {
   }
 
   start(tag: number, rq: Request): boolean {
-    // blk_rq_map_sg: the same phys-vec walk as the iterator, written into struct scatterlist entries.
+    // blk_rq_map_sg (the iterator's phys-vec walk, written into struct scatterlist entries) into a table of nr_phys_segments entries; contiguous bvecs merge, so it may fill fewer.
     const table = sgAllocTable(this.#dev.kernel.trace, rq.nrPhysSegments);
     blkRqMapIterInit(rq, this.#map);
     let n = 0;
     while (blkMapIterNext(rq, this.#map)) sgSetPhys(table, n++, this.#map.paddr, this.#map.len);
-    const count = dmaMapSg(this.#dev, table, n, rqDmaDir(rq), 0, { impl: this.#impl });
-    if (count === 0) {
+    // nvme_map_data (scatterlist era): dma_map_sgtable(..., DMA_ATTR_NO_WARN) over the orig_nents entries
+    // blk_rq_map_sg filled; -EREMOTEIO (P2P memory the device cannot reach) completes the request with
+    // BLK_STS_TARGET, any other failure is a resource shortage. (When fewer entries were filled than the
+    // table has, the model maps them with dma_map_sg, which reports a failure as 0 without its errno.)
+    let rc: number;
+    let count: number;
+    if (n === table.origNents) {
+      rc = dmaMapSgtable(this.#dev, table, rqDmaDir(rq), DMA_ATTR_NO_WARN, { impl: this.#impl });
+      count = table.nents;
+    } else {
+      count = dmaMapSg(this.#dev, table, n, rqDmaDir(rq), DMA_ATTR_NO_WARN, { impl: this.#impl });
+      rc = count > 0 ? 0 : -Errno.ENOMEM;
+    }
+    if (rc !== 0) {
       sgFreeTable(table);
-      this.status = BLK_STS_RESOURCE;
+      this.status = rc === -Errno.EREMOTEIO ? BLK_STS_TARGET : BLK_STS_RESOURCE;
       return false;
     }
     this.#tables[tag] = table;
@@ -200,13 +220,20 @@ export class ScatterlistMapper implements SegmentMapper {
     return this.#dmaNents[tag] === 1;
   }
 
+  /** The mapped count dma_map_sgtable returned in nents. */
+  segments(tag: number): number {
+    return this.#dmaNents[tag] ?? 1;
+  }
+
   p2pMap(): PciP2pdmaMapType {
     return PciP2pdmaMapType.NONE;
   }
 
   unmap(tag: number, rq: Request): void {
     const table = this.#table(tag);
-    dmaUnmapSg(this.#dev, table, this.#cpuNents[tag] ?? 0, rqDmaDir(rq));
+    const n = this.#cpuNents[tag] ?? 0;
+    if (n === table.origNents) dmaUnmapSgtable(this.#dev, table, rqDmaDir(rq));
+    else dmaUnmapSg(this.#dev, table, n, rqDmaDir(rq));
     sgFreeTable(table);
     this.#tables[tag] = undefined;
   }
