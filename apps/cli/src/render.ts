@@ -19,7 +19,8 @@ const KIND_COLUMNS: Readonly<Record<WorkloadKind, readonly (readonly [string, st
   hmm: [
     ["deviceFaults", "dev faults", (v) => v],
     ["invalidations", "invalidations (mm)", (v) => v],
-    ["batchedIotlbSyncs", "batched syncs", (v) => v],
+    ["batchedIotlbSyncs", "batched syncs", (v) => (v === 0 ? "-" : v)],
+    ["batchedModelledNs", "batched modelled", (v) => (v === 0 ? "-" : ns(v))],
   ],
 };
 

@@ -122,7 +122,7 @@ export function runHmm(s: Scenario, w: HmmWorkload, ctx: RunContext): RunResult 
     "batched variant",
     batched.ok,
     batched.ok
-      ? `the same ${batched.checks.length} checks held; ${bc.IotlbSyncMap ?? 0} IOTLB sync(s) for ${bc.DmaIovaLinks ?? 0} dma_iova_link(s) and ${bc.PteWrites ?? 0} PTE write(s)`
+      ? `the same ${batched.checks.length} checks held; ${(bc.IotlbSyncMap ?? 0).toLocaleString("en-US")} IOTLB sync(s) for ${(bc.DmaIovaLinks ?? 0).toLocaleString("en-US")} dma_iova_link(s) and ${(bc.PteWrites ?? 0).toLocaleString("en-US")} PTE write(s)`
       : failed.map((c) => `${c.name}: ${c.detail}`).join("; "),
   );
   const checks: Check[] = [...main.checks, summary];
@@ -305,16 +305,17 @@ function countersCheck(variant: Variant, r: RunResult, deviceFaults: number): Ch
   const pte = c.PteWrites ?? 0;
   const syncs = c.IotlbSyncMap ?? 0;
   const iovas = (c.IovaAllocCache ?? 0) + (c.IovaAllocTree ?? 0);
-  const detail = (what: string): string => `${iovas} IOVA allocation(s), ${pte} PTE write(s), ${syncs} IOTLB sync(s) for ${what}`;
+  const n = (v: number): string => v.toLocaleString("en-US");
+  const detail = (what: string): string => `${n(iovas)} IOVA allocation(s), ${n(pte)} PTE write(s), ${n(syncs)} IOTLB sync(s) for ${what}`;
   if (variant === "pfn-list") {
     const maps = c.DmaMapCalls ?? 0;
-    return check("counters add up", maps > 0 && iovas === maps && pte === maps && syncs === maps, detail(`${maps} dma_map_page call(s): one of each per page`));
+    return check("counters add up", maps > 0 && iovas === maps && pte === maps && syncs === maps, detail(`${n(maps)} dma_map_page call(s): one of each per page`));
   }
   const links = c.DmaIovaLinks ?? 0;
   const allocs = c.DmaIovaTryAllocs ?? 0;
   if (variant === "hmm_dma_map") {
-    return check("counters add up", links > 0 && allocs === 1 && iovas === 1 && pte === links && syncs === links, detail(`${links} dma_iova_link(s): one IOVA for the range, a PTE write and a sync per link`));
+    return check("counters add up", links > 0 && allocs === 1 && iovas === 1 && pte === links && syncs === links, detail(`${n(links)} dma_iova_link(s): one IOVA for the range, a PTE write and a sync per link`));
   }
   const ok = links > 0 && allocs === 1 && iovas === 1 && pte === links && syncs * 64 >= links && syncs <= Math.ceil(links / 64) + deviceFaults;
-  return check("counters add up", ok, detail(`${links} dma_iova_link(s): one IOVA, a PTE write per link, a sync per run of up to 64`));
+  return check("counters add up", ok, detail(`${n(links)} dma_iova_link(s): one IOVA, a PTE write per link, a sync per run of up to 64`));
 }
