@@ -4,6 +4,7 @@ import { PAGE_SIZE } from "@dmasim/memory";
 import { createPlatform } from "@dmasim/pcie-p2p";
 import { describe, expect, it } from "vitest";
 import { builtinScenario } from "../builtins.js";
+import { RunLogRecorder } from "../event-log.js";
 import { ScenarioError } from "../errors.js";
 import type { Api, Scenario } from "../types.js";
 import { validateScenario } from "../validate.js";
@@ -103,6 +104,30 @@ describe("hmm workloads", () => {
       const r = run("hmm-migrate", api);
       expectAllOk(r, [...COMMON, "migrated to device-private memory", "no stale translation after migration to device-private memory", "device faults the pages back and sees the same bytes", "back in system memory"]);
     }
+  });
+
+  it("a run log records the batched variant's host as a run of its own, the result with the per-entry run", () => {
+    const s = scenario("hmm-munmap");
+    const rec = new RunLogRecorder(s);
+    const r = runScenario(s, { api: "two-step", iommu: "strict", onHost: rec.attach });
+    rec.detach();
+    const log = rec.toJSON([r]);
+    expect(log.runs.map((x) => [x.label, x.api, x.iommu, x.result === undefined])).toEqual([
+      ["hmm-munmap two-step/strict", "two-step", "strict", false],
+      ["hmm-munmap batched two-step/strict", "two-step", "strict", true],
+    ]);
+    const syncs = (i: number): number => log.runs[i]?.events.filter((e) => e.type === "iotlb.sync-map").length ?? -1;
+    expect(syncs(0)).toBe(256);
+    expect(syncs(1)).toBe(4);
+  });
+
+  it("an untrusted device: hmm_dma_map_alloc refuses it (-EOPNOTSUPP) and the two-step run fails with its errno", () => {
+    const s: Scenario = { ...scenario("hmm-fault-in"), platform: { memory: { ramBytes: 1 << 30 }, iommu: {}, endpoints: [{ bdf: "0000:01:00.0", untrusted: true }] } };
+    const two = runScenario(s, { api: "two-step", iommu: "strict" });
+    expect(two.ok).toBe(false);
+    expect(checkOf(two, "run completed").detail).toBe("HmmStateError: dmirror_open: hmm_dma_map_alloc on 0000:01:00.0 returned -95");
+    // The pfn-list driver maps page by page (bouncing where it must) and still sees the right bytes.
+    expect(checkOf(runScenario(s, { api: "classic", iommu: "strict" }), "device saw the right bytes").ok).toBe(true);
   });
 
   it("a seed reproduces a run exactly", () => {

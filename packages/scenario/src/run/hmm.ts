@@ -114,7 +114,8 @@ const HOW: Readonly<Record<Variant, string>> = {
 export function runHmm(s: Scenario, w: HmmWorkload, ctx: RunContext): RunResult {
   if (ctx.api === "classic") return runVariant(s, w, ctx, "pfn-list", `${s.name} classic/${ctx.iommu}`);
   const main = runVariant(s, w, ctx, "hmm_dma_map", `${s.name} two-step/${ctx.iommu}`);
-  const batched = runVariant(s, w, ctx, "batched", `${s.name} two-step batched/${ctx.iommu}`);
+  // Its own label ("<scenario> batched two-step/<iommu>"): a run log keeps it apart from the result's run.
+  const batched = runVariant(s, w, ctx, "batched", `${s.name} batched two-step/${ctx.iommu}`);
   // The batched run makes the same checks; one line sums them up, or names those that failed.
   const failed = batched.checks.filter((c) => !c.ok);
   const bc = batched.counters;
