@@ -34,6 +34,7 @@ describe("built-in scenarios", () => {
       "confidential-guest",
       "lazy-stale-window",
       "hmm-fault-in",
+      "hmm-race",
       "hmm-munmap",
       "hmm-madvise",
       "hmm-fork",
@@ -170,7 +171,7 @@ describe("built-in scenarios", () => {
   });
 
   it("hmm-*: every mirrored-process scenario passes its checks with the pfn-list driver and with hmm_dma_map (and batched)", () => {
-    for (const name of ["hmm-fault-in", "hmm-munmap", "hmm-madvise", "hmm-fork", "hmm-migrate"]) {
+    for (const name of ["hmm-fault-in", "hmm-race", "hmm-munmap", "hmm-madvise", "hmm-fork", "hmm-migrate"]) {
       const { ok, run } = sweepOf(name);
       expect(ok).toBe(true);
       const classic = run("classic", "strict");

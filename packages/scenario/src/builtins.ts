@@ -43,6 +43,14 @@ const HMM_SCENARIOS: readonly Scenario[] = [
     workload: { kind: "hmm", device: HMM_DEV, event: "fault-in", pages: 1024 },
   },
   {
+    name: "hmm-race",
+    description: "An invalidation lands between hmm_range_fault and the driver lock: read_retry fails, the fault loop retries, no stale PTE",
+    platform: hmmHost,
+    axes: { iommu: ["strict"] },
+    seed: 16,
+    workload: { kind: "hmm", device: HMM_DEV, event: "fault-in", pages: 256, race: "before-driver-lock" },
+  },
+  {
     name: "hmm-munmap",
     description: "munmap of half a mirrored range: the notifier unmaps the device's pages first, a device access there fails",
     platform: hmmHost,

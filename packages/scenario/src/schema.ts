@@ -40,6 +40,7 @@ export const APIS = ["classic", "two-step"] as const;
 export const IOMMU_MODES = ["strict", "lazy", "passthrough", "off"] as const;
 export const WORKLOAD_KINDS = ["nvme", "sg", "single", "p2p", "stale-window", "hmm"] as const;
 export const HMM_EVENTS = ["fault-in", "munmap", "madvise", "fork", "migrate"] as const;
+export const HMM_RACE_STEPS = ["after-read-begin", "in-hmm-range-fault", "before-driver-lock", "before-read-retry"] as const;
 export const P2P_MAP_TYPES = ["BUS_ADDR", "THRU_HOST_BRIDGE", "NOT_SUPPORTED", "NONE"] as const;
 
 export const ApiSchema = oneOf(APIS).describe(
@@ -164,6 +165,9 @@ export const HmmWorkloadSchema = fields(
       "What happens to the mirrored range after the device faulted it in: nothing more (fault-in), munmap of its upper half, madvise(MADV_DONTNEED), fork with a COW write by the parent, or migration to another device's private memory and back",
     ),
     pages: int(1, 65_536, "a number of pages").exactOptional().describe("Pages of the mirrored range; default 256"),
+    race: oneOf(HMM_RACE_STEPS)
+      .exactOptional()
+      .describe("Inject an invalidation (a NUMA migration of one page of the range) at this step of the device's first fault: a deterministic race the notifier sequence must catch"),
   },
   "an hmm workload object",
 ).describe(

@@ -17,7 +17,7 @@ import {
   mmuIntervalReadRetry,
   mmuIntervalSetSeq,
 } from "@dmasim/hmm-odp";
-import type { Mm, MmuNotifierRange } from "@dmasim/hmm-odp";
+import type { DmirrorFaultStep, Mm, MmuNotifierRange } from "@dmasim/hmm-odp";
 import { PAGE_SIZE } from "@dmasim/memory";
 import type { Endpoint } from "@dmasim/pcie-p2p";
 
@@ -45,6 +45,10 @@ export class PfnListMirror {
   readonly endpoint: Endpoint;
   /** Calls of the fault loop that programmed the device (one per device fault). */
   faults = 0;
+  /** Attempts of the fault loop, retries included. */
+  attempts = 0;
+  /** Race injection: a function run at a step of every fault attempt (as dmirror's). */
+  inject: Partial<Record<DmirrorFaultStep, () => void>> = {};
   #closed = false;
 
   constructor(
@@ -108,10 +112,14 @@ export class PfnListMirror {
   /** The fault loop of the notifier protocol, then a dma_map_page per page whose frame changed. 0 or -errno. */
   fault(lo: number, hi: number): number {
     const range = new HmmRange({ notifier: this.notifier, start: lo, end: hi, pfns: this.pfns, flags: this.flags, index: (lo - this.start) / PAGE_SIZE, defaultFlags: HMM_PFN_REQ_FAULT });
+    const inject = this.inject;
+    range.onWalk = inject["in-hmm-range-fault"];
     let attempts = 0;
     for (;;) {
       if (++attempts > MAX_ATTEMPTS) return -HmmErrno.EBUSY;
+      this.attempts++;
       range.notifierSeq = mmuIntervalReadBegin(this.notifier);
+      inject["after-read-begin"]?.();
       this.mm.mmapReadLock();
       let ret: number;
       try {
@@ -121,7 +129,11 @@ export class PfnListMirror {
       }
       if (ret === -HmmErrno.EBUSY) continue;
       if (ret !== 0) return ret;
+      inject["before-driver-lock"]?.();
       this.mutex.lock();
+      // A thread injected here blocks on the lock the fault path holds: it runs at the unlock.
+      const underLock = inject["before-read-retry"];
+      if (underLock !== undefined) this.mutex.whenUnlocked(underLock);
       if (mmuIntervalReadRetry(this.notifier, range.notifierSeq, this.mutex)) {
         this.mutex.unlock();
         continue;

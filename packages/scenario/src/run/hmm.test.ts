@@ -193,3 +193,26 @@ describe("hmm workload validation", () => {
     expect(() => validateScenario({ ...base, workload: { kind: "hmm", device: "0000:09:00.0", event: "fork" } })).toThrow(ScenarioError);
   });
 });
+
+describe("hmm races", () => {
+  it("an invalidation injected at each step of the first fault is caught: retried or re-faulted, never a stale translation", () => {
+    for (const race of ["after-read-begin", "in-hmm-range-fault", "before-driver-lock", "before-read-retry"] as const) {
+      const base = scenario("hmm-fault-in");
+      const s: Scenario = { ...base, workload: { kind: "hmm", device: "0000:01:00.0", event: "fault-in", pages: 64, race } };
+      for (const api of ["classic", "two-step"] as const) {
+        const r = runScenario(s, { api, iommu: "strict" });
+        expectAllOk(r, ["device saw the right bytes", `the race ${race} was caught`, "notifier sequence consistent", "no fault on a re-read"]);
+        expect(r.metrics.invalidations).toBe(1);
+        // Before the driver lock the stale sequence makes read_retry fail; under the lock the
+        // invalidation waits, drops the fresh translation, and the device faults that page again.
+        if (race === "before-read-retry") {
+          expect(r.metrics.retries).toBe(0);
+          expect(r.metrics.deviceFaults).toBe(2);
+        } else {
+          expect(r.metrics.retries).toBe(1);
+          expect(r.metrics.deviceFaults).toBe(1);
+        }
+      }
+    }
+  });
+});

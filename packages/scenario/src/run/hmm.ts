@@ -1,6 +1,6 @@
 import type { DmaDevice } from "@dmasim/dma";
 import { DmirrorDevice, HmmErrno, InvalidationLog, MADV_DONTNEED, Mm, MmSystem, PteKind, hmmDmirrorCmd } from "@dmasim/hmm-odp";
-import type { Dmirror } from "@dmasim/hmm-odp";
+import type { Dmirror, DmirrorFaultStep } from "@dmasim/hmm-odp";
 import { GiB, MiB, PAGE_SIZE } from "@dmasim/memory";
 import type { HmmWorkload, Scenario } from "../types.js";
 import type { RunContext } from "./context.js";
@@ -23,6 +23,10 @@ interface Mirror {
   /** Device faults handled so far (runs of the read_begin / hmm_range_fault / read_retry loop that programmed it). */
   readonly faults: number;
   readonly bookkeepingBytes: number;
+  /** Failed read_retry checks of the fault loop (the sequences the notifier saw go stale). */
+  readonly retries: number;
+  /** Runs `fn` at `step` of every attempt of the fault loop (undefined: no injection). */
+  inject(step: DmirrorFaultStep, fn: (() => void) | undefined): void;
   close(): void;
 }
 
@@ -44,6 +48,13 @@ function dmirrorMirror(d: Dmirror): Mirror {
     get bookkeepingBytes() {
       return d.dma?.map.bookkeepingBytes ?? 0;
     },
+    get retries() {
+      return d.notifier.staleSeqs.size;
+    },
+    inject(step, fn) {
+      if (fn === undefined) d.inject = {};
+      else d.inject = { [step]: fn };
+    },
     close: () => {
       d.close();
     },
@@ -60,6 +71,13 @@ function pfnListMirror(p: PfnListMirror): Mirror {
     },
     get bookkeepingBytes() {
       return p.pfns.byteLength + p.flags.byteLength + p.dmaAddr.byteLength + p.mappedPfn.byteLength + p.mappedDir.byteLength;
+    },
+    get retries() {
+      return p.notifier.staleSeqs.size;
+    },
+    inject(step, fn) {
+      if (fn === undefined) p.inject = {};
+      else p.inject = { [step]: fn };
     },
     close: () => {
       p.close();
@@ -204,7 +222,30 @@ function runVariant(s: Scenario, w: HmmWorkload, ctx: RunContext, variant: Varia
     out.checks.push(check(name, ok, ok ? `${(want.length / PAGE_SIZE).toLocaleString("en-US")} page(s) read back identical` : ret !== 0 ? `the device read returned ${ret}` : "the bytes differ"));
   };
 
+  const race = w.race;
+  let raced: number | undefined;
+  const victim = addr + Math.floor(pages / 2) * PAGE_SIZE;
+  if (race !== undefined) {
+    mirror.inject(race, () => {
+      // Once: a NUMA/compaction migration of one page of the range while the fault is under way.
+      raced ??= mm.migratePage(victim);
+    });
+  }
   deviceSees("device saw the right bytes", addr, data0);
+  if (race !== undefined) {
+    mirror.inject(race, undefined);
+    const bad = stale(addr, end);
+    const ok = raced === 0 && bad === 0;
+    out.checks.push(
+      check(
+        `the race ${race} was caught`,
+        ok,
+        raced === undefined
+          ? "the injection point was never reached"
+          : `a page migrated ${race.replaceAll("-", " ")} (migrate returned ${raced}); ${mirror.retries} read_retry failure(s), ${bad} stale translation(s) after the fault`,
+      ),
+    );
+  }
   const faultsIn = mirror.faults;
   out.metrics.deviceFaultsIn = faultsIn;
 
@@ -287,6 +328,7 @@ function runVariant(s: Scenario, w: HmmWorkload, ctx: RunContext, variant: Varia
   out.metrics.invalidations = recs.length;
   out.metrics.maxQuiesceNs = quiesce;
   out.metrics.deviceFaults = mirror.faults;
+  out.metrics.retries = mirror.retries;
   out.metrics.cpuFaults = sys.stats.minorFaults + sys.stats.majorFaults - faults0;
   out.metrics.bookkeepingBytesPerPage = mirror.bookkeepingBytes / pages;
   mirror.close();
