@@ -20,6 +20,7 @@ import {
 import type { DmirrorFaultStep, Mm, MmuNotifierRange } from "@dmasim/hmm-odp";
 import { PAGE_SIZE } from "@dmasim/memory";
 import type { Endpoint } from "@dmasim/pcie-p2p";
+import { DmasimStateError } from "@dmasim/trace";
 
 const BIDIR = DmaDirection.BIDIRECTIONAL;
 /** Attempts of the read_begin / hmm_range_fault / read_retry loop before giving up with -EBUSY. */
@@ -69,7 +70,7 @@ export class PfnListMirror {
       invalidate: (sub, range, curSeq) => this.#invalidate(sub, range, curSeq),
       liveTranslations: (_sub, lo, hi) => this.liveTranslations(lo, hi),
     });
-    if (ret !== 0) throw new RangeError(`mmu_interval_notifier_insert returned ${ret}`);
+    if (ret !== 0) throw new DmasimStateError("EINVAL", `pfn-list driver on ${dev.bdf}: mmu_interval_notifier_insert returned ${ret}`);
   }
 
   #invalidate(sub: MmuIntervalNotifier, range: MmuNotifierRange, curSeq: number): boolean {

@@ -333,6 +333,9 @@ function runVariant(s: Scenario, w: HmmWorkload, ctx: RunContext, variant: Varia
   out.metrics.bookkeepingBytesPerPage = mirror.bookkeepingBytes / pages;
   mirror.close();
   mm.exit();
+  // Every page the process, the COW child and the device-private migration used is back with the allocator.
+  const pagesHeld = sys.pagesInUse;
+  out.checks.push(check("no page leaked", pagesHeld === 0, pagesHeld === 0 ? "after exit every page and device page went back to its allocator" : `${pagesHeld} page(s) still held after the process exited`));
   const r = finish(s, ctx, host, [w.device], before, out);
   const c = dev.ops === "iommu" && dev.domain?.type === "paging" ? countersCheck(variant, r, mirror.faults) : undefined;
   return c === undefined ? r : { ...r, ok: r.ok && c.ok, checks: [...r.checks, c] };
