@@ -2,10 +2,13 @@ import { createDmaKernel } from "@dmasim/dma";
 import { MADV_DONTNEED, Mm, MmSystem } from "@dmasim/hmm-odp";
 import { PAGE_SIZE } from "@dmasim/memory";
 import { createPlatform } from "@dmasim/pcie-p2p";
+import { readFileSync } from "node:fs";
 import { describe, expect, it } from "vitest";
 import { builtinScenario } from "../builtins.js";
 import { RunLogRecorder } from "../event-log.js";
 import { ScenarioError } from "../errors.js";
+import { parseScenario } from "../parse.js";
+import { sweep } from "../sweep.js";
 import type { Api, Scenario } from "../types.js";
 import { validateScenario } from "../validate.js";
 import { PfnListMirror } from "./hmm-pfn-list.js";
@@ -213,6 +216,18 @@ describe("hmm races", () => {
           expect(r.metrics.deviceFaults).toBe(1);
         }
       }
+    }
+  });
+});
+
+describe("the hmm example file", () => {
+  it("parses, and every run of its sweep passes: the race inside hmm_range_fault, then fork and the COW write", () => {
+    const s = parseScenario(readFileSync(new URL("../../examples/hmm-fork-race.json", import.meta.url), "utf8"), "hmm-fork-race.json");
+    const results = sweep(s, { api: ["classic", "two-step"], iommu: ["strict", "lazy"] });
+    expect(results).toHaveLength(4);
+    for (const r of results) {
+      expectAllOk(r, ["the race in-hmm-range-fault was caught", "no stale translation after the COW break", "the child keeps the old bytes", "no page leaked"]);
+      expect(r.metrics.retries).toBe(1);
     }
   });
 });
