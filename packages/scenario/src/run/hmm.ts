@@ -115,6 +115,14 @@ const DEVMEM_OWN = 64 * GiB;
 const DEVMEM_PEER = 65 * GiB;
 const DEVMEM_BYTES = 256 * MiB;
 
+/** Where an injected race lands, in words. */
+const RACE_WHERE: Readonly<Record<DmirrorFaultStep, string>> = {
+  "after-read-begin": "just after mmu_interval_read_begin",
+  "in-hmm-range-fault": "inside hmm_range_fault",
+  "before-driver-lock": "between hmm_range_fault and the driver lock",
+  "before-read-retry": "while the driver held its lock for mmu_interval_read_retry",
+};
+
 const HOW: Readonly<Record<Variant, string>> = {
   "pfn-list": "hmm_range_fault into the driver's pfn list, a dma_map_page per page (a dma_addr_t each), dma_unmap_page per page in the invalidate callback",
   hmm_dma_map: "hmm_dma_map_alloc once (one IOVA for the range), hmm_dma_map_pfn per page (a dma_iova_link and a dma_iova_sync each), hmm_dma_unmap_pfn in the invalidate callback",
@@ -242,7 +250,7 @@ function runVariant(s: Scenario, w: HmmWorkload, ctx: RunContext, variant: Varia
         ok,
         raced === undefined
           ? "the injection point was never reached"
-          : `a page migrated ${race.replaceAll("-", " ")} (migrate returned ${raced}); ${mirror.retries} read_retry failure(s), ${bad} stale translation(s) after the fault`,
+          : `a page migrated ${RACE_WHERE[race]} (migrate returned ${raced}); ${mirror.retries} read_retry failure(s), ${bad} stale translation(s) after the fault`,
       ),
     );
   }
