@@ -71,6 +71,7 @@ describe("hmm workloads", () => {
       const pt = run("hmm-fault-in", api, "passthrough");
       expectAllOk(pt, ["device saw the right bytes", "nothing left mapped"]);
       expect(pt.counters.PteWrites ?? 0).toBe(0);
+      if (api === "two-step") expect(pt.mapped[0]).toContain("hmm_dma_map_alloc without an IOVA");
     }
   });
 

@@ -1,3 +1,4 @@
+import { dmaUseIova } from "@dmasim/dma";
 import type { DmaDevice } from "@dmasim/dma";
 import { DmirrorDevice, HmmErrno, InvalidationLog, MADV_DONTNEED, Mm, MmSystem, PteKind, hmmDmirrorCmd } from "@dmasim/hmm-odp";
 import type { Dmirror, DmirrorFaultStep } from "@dmasim/hmm-odp";
@@ -115,6 +116,8 @@ const DEVMEM_OWN = 64 * GiB;
 const DEVMEM_PEER = 65 * GiB;
 const DEVMEM_BYTES = 256 * MiB;
 
+const HOW_NO_IOVA = "hmm_dma_map_alloc without an IOVA (no paging IOMMU domain): hmm_dma_map_pfn maps each page directly, hmm_dma_unmap_pfn in the invalidate callback";
+
 /** Where an injected race lands, in words. */
 const RACE_WHERE: Readonly<Record<DmirrorFaultStep, string>> = {
   "after-read-begin": "just after mmu_interval_read_begin",
@@ -186,8 +189,12 @@ function runVariant(s: Scenario, w: HmmWorkload, ctx: RunContext, variant: Varia
   const before = platform.trace.counters.snapshot();
   const faults0 = sys.stats.minorFaults + sys.stats.majorFaults;
   const out: Outcome = { checks: [], mapped: [], metrics: {} };
-  const mirror = variant === "pfn-list" ? pfnListMirror(new PfnListMirror(dev, mm, addr, size)) : dmirrorMirror(own.open(mm, { dev, start: addr, size, batched: variant === "batched" }));
-  out.mapped.push(`${pages.toLocaleString("en-US")} page(s) mirrored by ${w.device}: ${HOW[variant === "batched" ? "hmm_dma_map" : variant]}`);
+  const dmirror = variant === "pfn-list" ? undefined : own.open(mm, { dev, start: addr, size, batched: variant === "batched" });
+  const mirror = dmirror === undefined ? pfnListMirror(new PfnListMirror(dev, mm, addr, size)) : dmirrorMirror(dmirror);
+  // Without a paging IOMMU domain hmm_dma_map_alloc gets no IOVA and each entry is a direct mapping.
+  const noIova = dmirror?.dma !== undefined && !dmaUseIova(dmirror.dma.map.state);
+  const how = noIova ? HOW_NO_IOVA : HOW[variant === "batched" ? "hmm_dma_map" : variant];
+  out.mapped.push(`${pages.toLocaleString("en-US")} page(s) mirrored by ${w.device}: ${how}`);
   if (variant === "batched") out.mapped.push(HOW.batched);
 
   /** Pages the device reaches at a frame other than the one the CPU page table maps: must stay 0. */
