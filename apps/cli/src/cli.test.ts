@@ -43,7 +43,7 @@ describe("dmasim command", () => {
   it("list prints one line per built-in; --json prints them as scenarios", () => {
     const text = capture(["list"]);
     expect(text.code).toBe(0);
-    expect(text.out.trim().split("\n")).toHaveLength(10);
+    expect(text.out.trim().split("\n")).toHaveLength(16);
     expect(text.out).toMatch(/^nvme-4k-randread +NVMe 4 KiB random reads/m);
     const json = JSON.parse(capture(["list", "--json"]).out) as { name: string; workload: { kind: string } }[];
     expect(json.map((s) => s.workload.kind)).toContain("stale-window");
@@ -194,8 +194,8 @@ describe("dmasim command", () => {
   it("demo runs every built-in, prints each with its table and a closing verdict, and exits 0", () => {
     const r = capture(["demo"]);
     expect(r.code).toBe(0);
-    expect(r.out.match(/^== [a-z0-9-]+: .* \[ok\]$/gm)).toHaveLength(10);
-    expect(r.out).toContain("All 10 scenarios (38 runs) passed every check.");
+    expect(r.out.match(/^== [a-z0-9-]+: .* \[ok\]$/gm)).toHaveLength(16);
+    expect(r.out).toContain("All 16 scenarios (52 runs) passed every check.");
     expect(r.out).not.toContain("FAILED");
     expect(r.out).toMatch(/^ {2}lazy +two-step +4 +1 +1 +1 +1 +0 B .* 100 +10 ms +ok$/m);
   }, 60_000); // 38 runs: seconds alone, longer on a loaded machine

@@ -16,6 +16,12 @@ const KIND_COLUMNS: Readonly<Record<WorkloadKind, readonly (readonly [string, st
     ["staleReads", "stale reads", (v) => v],
     ["windowNs", "stale window", (v) => (v === 0 ? "none" : ns(v))],
   ],
+  hmm: [
+    ["deviceFaults", "dev faults", (v) => v],
+    ["invalidations", "invalidations (mm)", (v) => v],
+    ["batchedIotlbSyncs", "batched syncs", (v) => (v === 0 ? "-" : v)],
+    ["batchedModelledNs", "batched modelled", (v) => (v === 0 ? "-" : ns(v))],
+  ],
 };
 
 function bytesCell(v: number): string {

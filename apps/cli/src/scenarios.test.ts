@@ -33,6 +33,12 @@ describe("built-in scenarios", () => {
       "untrusted-unaligned",
       "confidential-guest",
       "lazy-stale-window",
+      "hmm-fault-in",
+      "hmm-race",
+      "hmm-munmap",
+      "hmm-madvise",
+      "hmm-fork",
+      "hmm-migrate",
     ]);
   });
 
@@ -162,6 +168,20 @@ describe("built-in scenarios", () => {
       const lazy = run(api, "lazy");
       expect(lazy.metrics.staleReads).toBe(100);
       expect(lazy.metrics.windowNs).toBe(10_000_000);
+    }
+  });
+
+  it("hmm-*: every mirrored-process scenario passes its checks with the pfn-list driver and with hmm_dma_map (and batched)", () => {
+    for (const name of ["hmm-fault-in", "hmm-race", "hmm-munmap", "hmm-madvise", "hmm-fork", "hmm-migrate"]) {
+      const { ok, run } = sweepOf(name);
+      expect(ok).toBe(true);
+      const classic = run("classic", "strict");
+      const two = run("two-step", "strict");
+      // One IOVA per dma_map_page against one for the whole range; the batched variant syncs once per 64 links.
+      expect(c(classic, "IovaAllocTree") + c(classic, "IovaAllocCache")).toBe(c(classic, "DmaMapCalls"));
+      expect(c(two, "IovaAllocTree") + c(two, "IovaAllocCache")).toBe(1);
+      expect(two.metrics.batchedIotlbSyncs).toBe(Math.ceil(c(two, "DmaIovaLinks") / 64));
+      expect(two.checks.some((x) => x.name === "batched variant" && x.ok)).toBe(true);
     }
   });
 });

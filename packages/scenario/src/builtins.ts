@@ -28,6 +28,62 @@ function nvmeHostSpec(acs?: { rr: boolean; cr: boolean }): PlatformSpec {
   };
 }
 
+/** A host with an IOMMU and one device that mirrors a process (a GPU or an ODP-capable NIC, say). */
+const HMM_DEV = "0000:01:00.0";
+const hmmHost: PlatformSpec = { memory: { ramBytes: 4 * GiB }, iommu: {}, endpoints: [{ bdf: HMM_DEV }] };
+
+/** Mirrored-process scenarios (@dmasim/hmm-odp): classic is the pfn-list driver, two-step hmm_dma_map and its batched variant. */
+const HMM_SCENARIOS: readonly Scenario[] = [
+  {
+    name: "hmm-fault-in",
+    description: "A device faults in 1,024 pages of a process through hmm_range_fault: dma_map_page per page vs hmm_dma_map vs batched",
+    platform: hmmHost,
+    axes: { iommu: ["strict", "lazy"] },
+    seed: 11,
+    workload: { kind: "hmm", device: HMM_DEV, event: "fault-in", pages: 1024 },
+  },
+  {
+    name: "hmm-race",
+    description: "An invalidation lands between hmm_range_fault and the driver lock: read_retry fails, the fault loop retries, no stale PTE",
+    platform: hmmHost,
+    axes: { iommu: ["strict"] },
+    seed: 16,
+    workload: { kind: "hmm", device: HMM_DEV, event: "fault-in", pages: 256, race: "before-driver-lock" },
+  },
+  {
+    name: "hmm-munmap",
+    description: "munmap of half a mirrored range: the notifier unmaps the device's pages first, a device access there fails",
+    platform: hmmHost,
+    axes: { iommu: ["strict"] },
+    seed: 12,
+    workload: { kind: "hmm", device: HMM_DEV, event: "munmap", pages: 256 },
+  },
+  {
+    name: "hmm-madvise",
+    description: "madvise(MADV_DONTNEED) on a mirrored range: translations dropped, the device re-faults and reads zeros",
+    platform: hmmHost,
+    axes: { iommu: ["strict"] },
+    seed: 13,
+    workload: { kind: "hmm", device: HMM_DEV, event: "madvise", pages: 256 },
+  },
+  {
+    name: "hmm-fork",
+    description: "fork of a mirrored process: COW write-protect invalidates, the parent's write lands in new pages the device re-faults",
+    platform: hmmHost,
+    axes: { iommu: ["strict"] },
+    seed: 14,
+    workload: { kind: "hmm", device: HMM_DEV, event: "fork", pages: 256 },
+  },
+  {
+    name: "hmm-migrate",
+    description: "Pages migrate to another device's private memory and back: the mirror loses them, then faults them back to RAM",
+    platform: hmmHost,
+    axes: { iommu: ["strict"] },
+    seed: 15,
+    workload: { kind: "hmm", device: HMM_DEV, event: "migrate", pages: 256 },
+  },
+];
+
 /** The built-in scenarios: the same data a scenario file holds (`dmasim show <name>` prints one). */
 export const BUILTIN_SCENARIOS: readonly Scenario[] = [
   {
@@ -104,6 +160,7 @@ export const BUILTIN_SCENARIOS: readonly Scenario[] = [
     platform: { memory: { ramBytes: 4 * GiB }, iommu: {}, endpoints: [{ bdf: NVME }] },
     workload: { kind: "stale-window", device: NVME, bytes: 4096, probeIntervalNs: 100_000, probeForNs: 20_000_000 },
   },
+  ...HMM_SCENARIOS,
 ];
 
 export function builtinScenario(name: string): Scenario | undefined {

@@ -1,6 +1,8 @@
 export type {
   Api,
   DeviceSpec,
+  HmmEvent,
+  HmmWorkload,
   KernelSpec,
   NvmeWorkload,
   P2pMapTypeName,
@@ -13,7 +15,7 @@ export type {
   Workload,
   WorkloadKind,
 } from "./types.js";
-export { APIS, IOMMU_MODES, P2P_MAP_TYPES, ScenarioSchema, WORKLOAD_KINDS } from "./schema.js";
+export { APIS, HMM_EVENTS, HMM_RACE_STEPS, IOMMU_MODES, P2P_MAP_TYPES, ScenarioSchema, WORKLOAD_KINDS } from "./schema.js";
 export { ScenarioError, ScenarioSetupError } from "./errors.js";
 export type { ScenarioIssue } from "./errors.js";
 export { validateScenario } from "./validate.js";

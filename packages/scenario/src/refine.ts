@@ -57,6 +57,7 @@ export function crossFieldIssues(s: Scenario, at: string, bdfs: Set<string> | un
       if (s.seed !== undefined) issues.push({ path: `${at}.seed`, value: s.seed, expected: "no seed: a p2p workload moves a fixed pattern and would ignore it" });
       break;
     case "stale-window":
+    case "hmm":
       break;
   }
   if (s.expect?.mapType !== undefined && w.kind !== "p2p") {

@@ -38,7 +38,9 @@ const bdf = str.describe('a PCI address "dddd:bb:dd.f" of one of the platform\'s
 
 export const APIS = ["classic", "two-step"] as const;
 export const IOMMU_MODES = ["strict", "lazy", "passthrough", "off"] as const;
-export const WORKLOAD_KINDS = ["nvme", "sg", "single", "p2p", "stale-window"] as const;
+export const WORKLOAD_KINDS = ["nvme", "sg", "single", "p2p", "stale-window", "hmm"] as const;
+export const HMM_EVENTS = ["fault-in", "munmap", "madvise", "fork", "migrate"] as const;
+export const HMM_RACE_STEPS = ["after-read-begin", "in-hmm-range-fault", "before-driver-lock", "before-read-retry"] as const;
 export const P2P_MAP_TYPES = ["BUS_ADDR", "THRU_HOST_BRIDGE", "NOT_SUPPORTED", "NONE"] as const;
 
 export const ApiSchema = oneOf(APIS).describe(
@@ -155,7 +157,24 @@ export const StaleWindowWorkloadSchema = fields(
   "a stale-window workload object",
 ).describe("A buffer is unmapped, then the device keeps reading its old address: how long does it still work?");
 
-export const WorkloadSchema = z.discriminatedUnion("kind", [NvmeWorkloadSchema, SgWorkloadSchema, SingleWorkloadSchema, P2pWorkloadSchema, StaleWindowWorkloadSchema], {
+export const HmmWorkloadSchema = fields(
+  {
+    kind: z.literal("hmm"),
+    device: bdf.describe("The mirroring device (dmirror in DMA mode): an endpoint behind the platform's IOMMU"),
+    event: oneOf(HMM_EVENTS).describe(
+      "What happens to the mirrored range after the device faulted it in: nothing more (fault-in), munmap of its upper half, madvise(MADV_DONTNEED), fork with a COW write by the parent, or migration to another device's private memory and back",
+    ),
+    pages: int(1, 65_536, "a number of pages").exactOptional().describe("Pages of the mirrored range; default 256"),
+    race: oneOf(HMM_RACE_STEPS)
+      .exactOptional()
+      .describe("Inject an invalidation (a NUMA migration of one page of the range) at this step of the device's first fault: a deterministic race the notifier sequence must catch"),
+  },
+  "an hmm workload object",
+).describe(
+  "A process range mirrored by a device through hmm_range_fault and an mmu_interval_notifier: classic is the pfn-list driver (dma_map_page per page), two-step is hmm_dma_map (one IOVA, a link and a sync per page) and its batched variant",
+);
+
+export const WorkloadSchema = z.discriminatedUnion("kind", [NvmeWorkloadSchema, SgWorkloadSchema, SingleWorkloadSchema, P2pWorkloadSchema, StaleWindowWorkloadSchema, HmmWorkloadSchema], {
   error: `an object whose kind is one of ${WORKLOAD_KINDS.map((k) => `"${k}"`).join(", ")}`,
 });
 

@@ -2,6 +2,7 @@ import type { z } from "zod";
 import type {
   ApiSchema,
   DeviceSpecSchema,
+  HmmWorkloadSchema,
   KernelSpecSchema,
   NvmeWorkloadSchema,
   P2pWorkloadSchema,
@@ -32,3 +33,5 @@ export type SgWorkload = z.output<typeof SgWorkloadSchema>;
 export type SingleWorkload = z.output<typeof SingleWorkloadSchema>;
 export type P2pWorkload = z.output<typeof P2pWorkloadSchema>;
 export type StaleWindowWorkload = z.output<typeof StaleWindowWorkloadSchema>;
+export type HmmWorkload = z.output<typeof HmmWorkloadSchema>;
+export type HmmEvent = HmmWorkload["event"];

@@ -1,5 +1,6 @@
 import { ScenarioError, ScenarioSetupError } from "../errors.js";
 import type { Scenario } from "../types.js";
+import { runHmm } from "./hmm.js";
 import { runNvme } from "./nvme.js";
 import { runP2p } from "./p2p.js";
 import { check } from "./result.js";
@@ -22,6 +23,8 @@ function dispatch(s: Scenario, ctx: RunContext): RunResult {
       return runP2p(s, w, ctx);
     case "stale-window":
       return runStaleWindow(s, w, ctx);
+    case "hmm":
+      return runHmm(s, w, ctx);
   }
 }
 
