@@ -29,8 +29,18 @@ describe("README examples", () => {
     expect((r.kernel as DmaKernel).devices()[0]?.domain?.iovaToPhys((r.state as DmaIovaState).addr)).toBeUndefined(); // unmapped
   });
 
+  it("fault injection: configured at creation, armed later", () => {
+    const platform = p2pModule.createPlatform({ memory: { ramBytes: memoryModule.GiB }, iommu: {}, endpoints: [{ bdf: "0000:01:00.0" }] });
+    const scope = { createDmaKernel: dmaModule.createDmaKernel, platform, FAIL_SWIOTLB: dmaModule.FAIL_SWIOTLB };
+    const r = runReadmeBlock(README, modules, { index: 1, scope });
+    const kernel = r.kernel as DmaKernel;
+    expect(kernel.faultInjection.attr(dmaModule.FAIL_IOVA).armed).toBe(true);
+    expect(kernel.faultInjection.attr(dmaModule.FAIL_SWIOTLB).armed).toBe(true);
+    expect(r.injected).toEqual({});
+  });
+
   it("the IOVA allocator and flush queue", () => {
-    const r = runReadmeBlock(README, modules, { index: 1 });
+    const r = runReadmeBlock(README, modules, { index: 2 });
     expect(r.iova).toBe(0xffffe000);
     expect(r.queued).toBe(1);
     expect(r.released).toEqual(["pt-pages"]);
@@ -39,7 +49,7 @@ describe("README examples", () => {
 
   it("swiotlb: the bounce keeps the in-page offset and copies back on unmap", () => {
     const scope = { SwiotlbPool, swiotlbPoolMapSingle, swiotlbPoolUnmapSingle, DmaDirection };
-    const r = runReadmeBlock(README, modules, { index: 2, scope });
+    const r = runReadmeBlock(README, modules, { index: 3, scope });
     const memory = r.memory as PhysicalMemory;
     const tlb = r.tlb as number;
     expect(tlb & 0xfff).toBe(0x234);
@@ -47,7 +57,7 @@ describe("README examples", () => {
   });
 
   it("the CPU cache: the device sees a CPU store only after the sync", () => {
-    const r = runReadmeBlock(README, modules, { index: 3, scope: { CpuCache, DmaDirection } });
+    const r = runReadmeBlock(README, modules, { index: 4, scope: { CpuCache, DmaDirection } });
     expect((r.memory as PhysicalMemory).read(0x10000, 1)[0]).toBe(0xab);
   });
 });
