@@ -1,3 +1,4 @@
+import type { PhysAddr } from "@dmasim/memory";
 import { devUseSwiotlb, archSyncDmaForCpu, archSyncDmaForDevice, isSwiotlbBuffer, swiotlbSyncSingleForCpu, swiotlbSyncSingleForDevice } from "./bounce.js";
 import type { DmaAddr, DmaDirection } from "./constants.js";
 import type { DmaDevice } from "./device.js";
@@ -89,7 +90,7 @@ export function iommuSyncMap(dev: DmaDevice, iova: number, size: number): void {
 }
 
 /** iommu_iova_to_phys on the device's domain. */
-export function iommuIovaToPhys(dev: DmaDevice, iova: number): number | undefined {
+export function iommuIovaToPhys(dev: DmaDevice, iova: number): PhysAddr | undefined {
   requireIommu("iommu_iova_to_phys", dev);
   return domainOf(dev).iovaToPhys(iova);
 }
