@@ -1,5 +1,5 @@
 import { PAGE_SIZE, PageFlag } from "@dmasim/memory";
-import type { PhysicalMemory } from "@dmasim/memory";
+import type { PhysAddr, PhysicalMemory } from "@dmasim/memory";
 import { hex } from "@dmasim/trace";
 import { BioError, invalid } from "./errors.js";
 import { SECTOR_SIZE } from "./limits.js";
@@ -22,8 +22,8 @@ export interface BioVec {
 }
 
 /** bvec_phys: the physical address of the bvec's first byte. */
-export function bvecPhys(bv: BioVec): number {
-  return bv.page * PAGE_SIZE + bv.offset;
+export function bvecPhys(bv: BioVec): PhysAddr {
+  return (bv.page * PAGE_SIZE + bv.offset) as PhysAddr;
 }
 
 /** A bvec describing `len` bytes at physical address `phys` (page and in-page offset split out). */

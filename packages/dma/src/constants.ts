@@ -58,10 +58,25 @@ export function errnoName(err: number): string {
 }
 
 /**
- * A DMA (bus) address as the device uses it. Branded so a physical address cannot be handed to a
- * device by mistake.
+ * A DMA (bus) address as the device uses it (`dma_addr_t`). Branded so a physical address cannot be
+ * handed to a device by mistake. Every DMA API call that yields an address returns it; parameters take
+ * `DmaAddr | number`, so plain numbers still work. Made by `dmaAddr()` (checked) or `unsafeDmaAddr()`.
  */
 export type DmaAddr = number & { readonly __brand: "DmaAddr" };
+
+/** Brands `n` as a DMA address; throws DmaInputError (EINVAL) unless it is a safe integer >= 0. */
+export function dmaAddr(n: number): DmaAddr {
+  if (!Number.isSafeInteger(n) || n < 0) throw new DmaInputError("", "dma_addr", n, "a safe integer >= 0");
+  return n as DmaAddr;
+}
+
+/**
+ * Brands `n` as a DMA address without checking: for hot paths where `n` was computed from checked values
+ * (an allocated IOVA plus an in-range offset). Misuse is a bug of the caller, not an input error.
+ */
+export function unsafeDmaAddr(n: number): DmaAddr {
+  return n as DmaAddr;
+}
 
 /**
  * DMA_MAPPING_ERROR. The kernel uses all ones (~(dma_addr_t)0); dmasim keeps every address a safe integer

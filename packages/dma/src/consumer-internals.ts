@@ -1,3 +1,4 @@
+import type { PhysAddr } from "@dmasim/memory";
 import { devUseSwiotlb, archSyncDmaForCpu, archSyncDmaForDevice, isSwiotlbBuffer, swiotlbSyncSingleForCpu, swiotlbSyncSingleForDevice } from "./bounce.js";
 import type { DmaAddr, DmaDirection } from "./constants.js";
 import type { DmaDevice } from "./device.js";
@@ -23,9 +24,9 @@ function requireIommu(fn: string, dev: DmaDevice | undefined): asserts dev is Dm
  * iommu_dma_alloc_iova for a device: `size` bytes (granule multiple) under `dmaLimit`; 0 when none is
  * left. The cookie-level allocator it ends in is iova/dma-iova.ts's `iommuDmaAllocIova`.
  */
-export function iommuDmaAllocIovaForDevice(dev: DmaDevice, size: number, dmaLimit: number): number {
+export function iommuDmaAllocIovaForDevice(dev: DmaDevice, size: number, dmaLimit: number): DmaAddr {
   requireIommu("iommu_dma_alloc_iova", dev);
-  return allocIova(dev, size, dmaLimit);
+  return allocIova(dev, size, dmaLimit) as DmaAddr;
 }
 
 /**
@@ -60,24 +61,24 @@ export function iommuUnmap(dev: DmaDevice, iova: number, size: number): number {
  * The single-mapping paths under dma_map_phys, without dma-debug or the API's trace slice: what the
  * kernel's own map_sg implementations call per segment (iommu_dma_map_phys, dma_direct_map_phys).
  */
-export function dmaMapPhysUntracked(dev: DmaDevice, phys: number, size: number, dir: DmaDirection, attrs: number): DmaAddr {
+export function dmaMapPhysUntracked(dev: DmaDevice, phys: PhysAddr | number, size: number, dir: DmaDirection, attrs: number): DmaAddr {
   return dev.ops === "iommu" ? iommuDmaMapPhys(dev, phys, size, dir, attrs) : dmaDirectMapPhys(dev, phys, size, dir, attrs);
 }
 
 /** iommu_dma_unmap_phys / dma_direct_unmap_phys, without dma-debug. */
-export function dmaUnmapPhysUntracked(dev: DmaDevice, addr: number, size: number, dir: DmaDirection, attrs: number): void {
+export function dmaUnmapPhysUntracked(dev: DmaDevice, addr: DmaAddr | number, size: number, dir: DmaDirection, attrs: number): void {
   if (dev.ops === "iommu") iommuDmaUnmapPhys(dev, addr, size, dir, attrs);
   else dmaDirectUnmapPhys(dev, addr, size, dir, attrs);
 }
 
 /** iommu_dma_sync_single_for_cpu / dma_direct_sync_single_for_cpu, without dma-debug. */
-export function dmaSyncSingleForCpuUntracked(dev: DmaDevice, addr: number, size: number, dir: DmaDirection): void {
+export function dmaSyncSingleForCpuUntracked(dev: DmaDevice, addr: DmaAddr | number, size: number, dir: DmaDirection): void {
   if (dev.ops === "iommu") iommuDmaSyncSingleForCpu(dev, addr, size, dir);
   else dmaDirectSyncSingleForCpu(dev, addr, size, dir);
 }
 
 /** iommu_dma_sync_single_for_device / dma_direct_sync_single_for_device, without dma-debug. */
-export function dmaSyncSingleForDeviceUntracked(dev: DmaDevice, addr: number, size: number, dir: DmaDirection): void {
+export function dmaSyncSingleForDeviceUntracked(dev: DmaDevice, addr: DmaAddr | number, size: number, dir: DmaDirection): void {
   if (dev.ops === "iommu") iommuDmaSyncSingleForDevice(dev, addr, size, dir);
   else dmaDirectSyncSingleForDevice(dev, addr, size, dir);
 }
@@ -89,7 +90,7 @@ export function iommuSyncMap(dev: DmaDevice, iova: number, size: number): void {
 }
 
 /** iommu_iova_to_phys on the device's domain. */
-export function iommuIovaToPhys(dev: DmaDevice, iova: number): number | undefined {
+export function iommuIovaToPhys(dev: DmaDevice, iova: number): PhysAddr | undefined {
   requireIommu("iommu_iova_to_phys", dev);
   return domainOf(dev).iovaToPhys(iova);
 }

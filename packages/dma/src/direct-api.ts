@@ -1,3 +1,4 @@
+import type { PhysAddr } from "@dmasim/memory";
 import { checkDevice } from "./api-trace.js";
 import type { DmaAddr } from "./constants.js";
 import type { DmaDevice } from "./device.js";
@@ -10,7 +11,7 @@ import { checkAddr, checkRange, checkSize, isBoundDevice, isRange } from "./vali
 // arguments first, with one combined test for the valid call, as every entry point does.
 
 /** phys_to_dma: the address `dev` puts on the bus for physical address `phys` (the dma-ranges offset added). */
-export function physToDma(dev: DmaDevice, phys: number): DmaAddr {
+export function physToDma(dev: DmaDevice, phys: PhysAddr | number): DmaAddr {
   if (!(isBoundDevice(dev) && isRange(phys, dev.busOffset))) {
     const fn = "phys_to_dma";
     checkDevice(fn, dev);
@@ -21,7 +22,7 @@ export function physToDma(dev: DmaDevice, phys: number): DmaAddr {
 }
 
 /** dma_to_phys: the physical address behind bus address `addr` of `dev`. */
-export function dmaToPhys(dev: DmaDevice, addr: number): number {
+export function dmaToPhys(dev: DmaDevice, addr: DmaAddr | number): PhysAddr {
   if (!(isBoundDevice(dev) && isRange(addr, 0) && addr >= dev.busOffset)) {
     const fn = "dma_to_phys";
     checkDevice(fn, dev);
@@ -29,11 +30,11 @@ export function dmaToPhys(dev: DmaDevice, addr: number): number {
     // Below the offset there is no physical address: the kernel's subtraction would wrap.
     throw new DmaInputError(fn, "dma_addr", addr, `a bus address at or above the device's bus offset (${dev.busOffset})`);
   }
-  return toPhys(dev, addr);
+  return toPhys(dev, addr) as PhysAddr;
 }
 
 /** dma_capable: the device can address all of [addr, addr + size) under its DMA mask and bus limit. */
-export function dmaCapable(dev: DmaDevice, addr: number, size: number): boolean {
+export function dmaCapable(dev: DmaDevice, addr: DmaAddr | number, size: number): boolean {
   if (!(isBoundDevice(dev) && isRange(addr, size))) {
     const fn = "dma_capable";
     checkDevice(fn, dev);

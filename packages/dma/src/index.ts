@@ -21,6 +21,8 @@ export {
   DMA_BIT_MASK,
   DMA_MAPPING_ERROR,
   DmaDirection,
+  dmaAddr,
+  unsafeDmaAddr,
   dmaDirectionName,
   Errno,
   errnoName,

@@ -1,4 +1,4 @@
-export { iova, SZ_4K, SZ_2M, SZ_1G } from "./iova.js";
+export { iova, unsafeIova, SZ_4K, SZ_2M, SZ_1G } from "./iova.js";
 export type { Iova } from "./iova.js";
 export { IommuProt, IOMMU_PROT_MASK, protToString } from "./prot.js";
 export { IommuError, IommuInputError } from "./errors.js";

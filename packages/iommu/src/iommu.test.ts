@@ -2,7 +2,8 @@ import { Trace } from "@dmasim/trace";
 import { describe, expect, it } from "vitest";
 import { IommuError } from "./errors.js";
 import { Iommu } from "./iommu.js";
-import { iova, SZ_1G, SZ_2M, SZ_4K } from "./iova.js";
+import { iova, unsafeIova, SZ_1G, SZ_2M, SZ_4K } from "./iova.js";
+import type { Iova } from "./iova.js";
 import { protToString, IommuProt } from "./prot.js";
 import { DEV_BDF } from "./test-fixtures.js";
 
@@ -112,6 +113,14 @@ describe("iova() and protToString()", () => {
     expect(iova(0x1000)).toBe(0x1000);
     expect(() => iova(-1)).toThrow(/iova = -1/);
     expect(() => iova(2 ** 53)).toThrow(IommuError);
+  });
+
+  it("unsafeIova() casts without checking; a plain number is not an Iova to the type checker", () => {
+    expect(unsafeIova(0x2000)).toBe(0x2000);
+    expect(unsafeIova(-1)).toBe(-1); // no check, so no throw: only for values already known good
+    // @ts-expect-error a plain number must go through iova() or unsafeIova() to become an Iova
+    const v: Iova = 0x3000;
+    expect(v).toBe(0x3000);
   });
 
   it("protToString names the bits", () => {

@@ -1,6 +1,9 @@
 import { IommuInputError } from "./errors.js";
 
-/** An I/O virtual address: what a device behind an IOMMU puts on the bus. */
+/**
+ * An I/O virtual address: what a device behind an IOMMU puts on the bus. Made by `iova()` (checked) or
+ * `unsafeIova()` (a cast for values already known good); `IommuDomain` methods take `Iova | number`.
+ */
 export type Iova = number & { readonly __brand: "Iova" };
 
 /** Brands `n` as an IOVA after checking it is a safe integer >= 0 (nothing is truncated). */
@@ -8,6 +11,14 @@ export function iova(n: number): Iova {
   if (!Number.isSafeInteger(n) || n < 0) {
     throw new IommuInputError("", "iova", n, "a safe integer >= 0");
   }
+  return n as Iova;
+}
+
+/**
+ * Brands `n` as an IOVA without checking: for hot paths where `n` was computed from checked values (an
+ * allocated range plus an in-range offset). Misuse is a bug of the caller, not an input error.
+ */
+export function unsafeIova(n: number): Iova {
   return n as Iova;
 }
 

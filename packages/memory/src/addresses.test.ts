@@ -1,6 +1,7 @@
 import { describe, expect, it } from "vitest";
 import fc from "fast-check";
-import { GiB, KiB, MiB, PAGE_SHIFT, PAGE_SIZE, TiB, isPageAligned, pfnOf, pfnToPhys, physAddr } from "./addresses.js";
+import { GiB, KiB, MiB, PAGE_SHIFT, PAGE_SIZE, TiB, isPageAligned, pfnOf, pfnToPhys, physAddr, unsafePhysAddr } from "./addresses.js";
+import type { PhysAddr } from "./addresses.js";
 import { AddressError, MemoryError } from "./errors.js";
 
 describe("addresses", () => {
@@ -24,6 +25,16 @@ describe("addresses", () => {
       expect((caught as AddressError).code).toBe("EINVAL");
       expect((caught as AddressError).message).toContain(`phys = ${String(bad)}`);
     }
+  });
+
+  it("unsafePhysAddr brands without checking; a plain number is not a PhysAddr to the type checker", () => {
+    expect(unsafePhysAddr(0x1000)).toBe(0x1000);
+    // The cast is for values already known good: it does not check, so it does not throw either.
+    expect(unsafePhysAddr(-1)).toBe(-1);
+    // @ts-expect-error a plain number must go through physAddr() or unsafePhysAddr() to become a PhysAddr
+    const p: PhysAddr = 0x2000;
+    const q: number = physAddr(0x3000); // a brand widens to number wherever a number is taken
+    expect([p, q]).toEqual([0x2000, 0x3000]);
   });
 
   it("pfnOf does not wrap above 4 GiB or 16 TiB (no 32-bit operators)", () => {

@@ -1,6 +1,10 @@
 import { AddressError } from "./errors.js";
 
-/** A CPU physical address (`phys_addr_t`). A branded number: a safe integer >= 0, never truncated. */
+/**
+ * A CPU physical address (`phys_addr_t`). A branded number: a safe integer >= 0, never truncated.
+ * Made by `physAddr()` (checked) or `unsafePhysAddr()` (a cast for values already known good). Public
+ * functions return it; their parameters take `PhysAddr | number`, so plain numbers still work.
+ */
 export type PhysAddr = number & { readonly __brand: "PhysAddr" };
 
 export const PAGE_SHIFT = 12;
@@ -19,6 +23,14 @@ export const TiB = 1024 ** 4;
 /** Brands `n` as a physical address; throws AddressError unless it is a safe integer >= 0. */
 export function physAddr(n: number): PhysAddr {
   if (!Number.isSafeInteger(n) || n < 0) throw new AddressError("phys", n, "a safe integer >= 0");
+  return n as PhysAddr;
+}
+
+/**
+ * Brands `n` as a physical address without checking: for hot paths where `n` was computed from values
+ * already checked (a region base plus an in-range offset). Misuse is a bug of the caller, not an input error.
+ */
+export function unsafePhysAddr(n: number): PhysAddr {
   return n as PhysAddr;
 }
 

@@ -1,4 +1,4 @@
-export { PAGE_SHIFT, PAGE_SIZE, KiB, MiB, GiB, TiB, MAX_READ_BYTES, physAddr, pfnOf, pfnToPhys, isPageAligned } from "./addresses.js";
+export { PAGE_SHIFT, PAGE_SIZE, KiB, MiB, GiB, TiB, MAX_READ_BYTES, physAddr, unsafePhysAddr, pfnOf, pfnToPhys, isPageAligned } from "./addresses.js";
 export type { PhysAddr } from "./addresses.js";
 export {
   MemoryError,

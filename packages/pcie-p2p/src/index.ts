@@ -22,4 +22,5 @@ export { PciAcs } from "./acs.js";
 export { PlatformSpecError, PciError, PciInputError, PcieAccessError } from "./errors.js";
 export type { PciErrorCode, PcieAccessKind } from "./errors.js";
 export { isBdf } from "./bdf.js";
+export { busAddr, unsafeBusAddr } from "./bus-addr.js";
 export { DEFAULT_MMIO_WINDOW } from "./bars.js";

@@ -1,4 +1,4 @@
-import { Iommu, type IommuOptions } from "@dmasim/iommu";
+import { Iommu, type IommuOptions, type Iova } from "@dmasim/iommu";
 import { PhysicalMemory, SparseStore, type PhysAddr } from "@dmasim/memory";
 import { Trace } from "@dmasim/trace";
 import { placeBars } from "./bars.js";
@@ -28,13 +28,13 @@ class PciEndpoint implements Endpoint {
   ) {
     this.#fabric = fabric;
   }
-  dmaRead(addr: number, len: number): Uint8Array {
+  dmaRead(addr: BusAddr | Iova | number, len: number): Uint8Array {
     return this.#fabric.read(addr, len);
   }
-  dmaReadInto(addr: number, dst: Uint8Array): void {
+  dmaReadInto(addr: BusAddr | Iova | number, dst: Uint8Array): void {
     this.#fabric.readInto(addr, dst);
   }
-  dmaWrite(addr: number, bytes: Uint8Array): void {
+  dmaWrite(addr: BusAddr | Iova | number, bytes: Uint8Array): void {
     this.#fabric.write(addr, bytes);
   }
 }

@@ -1,11 +1,14 @@
 import type { DmaAccessObserver } from "./fabric.js";
-import type { Iommu } from "@dmasim/iommu";
+import type { Iommu, Iova } from "@dmasim/iommu";
 import type { PhysAddr, PhysicalMemory } from "@dmasim/memory";
 import type { Trace } from "@dmasim/trace";
 import type { MapTypeAndDist, PciP2pdmaMapType } from "./p2pdma.js";
 import type { HostBridgeP2p } from "./spec.js";
 
-/** A PCI bus address (pci_bus_addr_t): what a device puts in a TLP to reach a BAR without an IOMMU. */
+/**
+ * A PCI bus address (pci_bus_addr_t): what a device puts in a TLP to reach a BAR without an IOMMU. Made
+ * by `busAddr()` (checked) or `unsafeBusAddr()` (a cast for values already known good).
+ */
 export type BusAddr = number & { readonly __brand: "BusAddr" };
 
 /** struct p2pdma_provider: a BAR range registered with pci_p2pdma_add_resource. */
@@ -48,11 +51,16 @@ export interface Endpoint {
   /**
    * A device read as TLPs (split at 4 KiB boundaries) routed like hardware. Throws PcieAccessError
    * (kind "iommu-fault" | "unsupported-request" | "private-memory", .addr, .completed bytes).
+   *
+   * `addr` is what the device puts on the wire: a dma_addr_t the DMA API returned (`DmaAddr` of
+   * @dmasim/dma, which this lower layer sees as a number), an `Iova` or a `BusAddr`. A plain number is
+   * taken too: parameters widen, results carry the brand (ARCHITECTURE.md, Conventions).
    */
-  dmaRead(addr: number, len: number): Uint8Array;
+  dmaRead(addr: BusAddr | Iova | number, len: number): Uint8Array;
   /** dmaRead into a caller's buffer (dst.length bytes): no allocation per access. */
-  dmaReadInto(addr: number, dst: Uint8Array): void;
-  dmaWrite(addr: number, bytes: Uint8Array): void;
+  dmaReadInto(addr: BusAddr | Iova | number, dst: Uint8Array): void;
+  /** A device write of `bytes` at `addr` (as dmaRead: DmaAddr, Iova, BusAddr or a plain number). */
+  dmaWrite(addr: BusAddr | Iova | number, bytes: Uint8Array): void;
 }
 
 export interface Platform {

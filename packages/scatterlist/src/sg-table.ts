@@ -1,4 +1,4 @@
-import { PAGE_SIZE } from "@dmasim/memory";
+import { PAGE_SIZE, type PhysAddr } from "@dmasim/memory";
 import { Counter, Trace } from "@dmasim/trace";
 import type { DmaAddr, DmaDevice, DmaDirection, DmaIovaState } from "@dmasim/dma";
 import { SG_ENTRY_BYTES, SG_MAX_NENTS, SG_MAX_SINGLE_ALLOC, SgDmaFlag } from "./constants.js";
@@ -184,8 +184,8 @@ export function sgSetPhys(table: SgTable, i: number, phys: number, len: number):
 }
 
 /** sg_phys. */
-export function sgPhys(table: SgTable, i: number): number {
-  return table.phys[i] ?? 0;
+export function sgPhys(table: SgTable, i: number): PhysAddr {
+  return (table.phys[i] ?? 0) as PhysAddr;
 }
 
 /** sg_page, as a page frame number. */

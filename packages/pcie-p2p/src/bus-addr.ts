@@ -1,0 +1,16 @@
+import { PciInputError } from "./errors.js";
+import type { BusAddr } from "./types.js";
+
+/** Brands `n` as a PCI bus address; throws PciInputError (EINVAL) unless it is a safe integer >= 0. */
+export function busAddr(n: number): BusAddr {
+  if (!Number.isSafeInteger(n) || n < 0) throw new PciInputError("", "bus", n, "a safe integer >= 0");
+  return n as BusAddr;
+}
+
+/**
+ * Brands `n` as a bus address without checking: for hot paths where `n` was computed from checked values
+ * (a BAR's bus base plus an in-range offset). Misuse is a bug of the caller, not an input error.
+ */
+export function unsafeBusAddr(n: number): BusAddr {
+  return n as BusAddr;
+}
