@@ -11,7 +11,7 @@ import {
   HMM_DMIRROR_PROT_ZERO,
   hmmDmirrorCmd,
 } from "./dmirror.js";
-import type { DmirrorFaultStep } from "./dmirror.js";
+import type { DmirrorFaultStep, HmmDmirrorCmd } from "./dmirror.js";
 import { MADV_HUGEPAGE } from "./mm.js";
 import { HMM_BUFFER_SIZE, cpuFillInts, cpuInts, firstMismatch, hmmRig, ints } from "./test-fixtures.js";
 
@@ -23,6 +23,21 @@ const size = HMM_BUFFER_SIZE;
 const NTIMES = 10;
 const TWOMEG = 2 * 1024 * 1024;
 const { EFAULT, EPERM, ENOENT, EINVAL } = HmmErrno;
+
+/** The opening of many upstream tests: one mirror, a private anonymous buffer holding 0, 1, 2, ... and a command over it. */
+function filledBuffer() {
+  const { mm, open } = hmmRig();
+  const d = open();
+  const ptr = mm.mmap(size);
+  cpuFillInts(mm, ptr, size, (i) => i);
+  return { mm, d, ptr, cmd: hmmDmirrorCmd(ptr, npages) };
+}
+
+/** What upstream checks after a migrate or exclusive ioctl: every page was reported and reads 0, 1, 2, ... */
+function expectAllPagesRead(cmd: HmmDmirrorCmd): void {
+  expect(cmd.cpages).toBe(npages);
+  expect(firstMismatch(ints(cmd.ptr), (i) => i)).toBe(-1);
+}
 
 // Generous timeouts: the whole port runs in a few seconds alone, more on a loaded machine.
 describe("hmm-tests.c (hmm_device_private)", { timeout: 60_000 }, () => {
@@ -55,11 +70,7 @@ describe("hmm-tests.c (hmm_device_private)", { timeout: 60_000 }, () => {
   });
 
   it("anon_read_prot", () => {
-    const { mm, open } = hmmRig();
-    const d = open();
-    const ptr = mm.mmap(size);
-    cpuFillInts(mm, ptr, size, (i) => i);
-    const cmd = hmmDmirrorCmd(ptr, npages);
+    const { mm, d, ptr, cmd } = filledBuffer();
     const m = ints(cmd.ptr);
     for (let i = 0; i < m.length; i++) m[i] = -i;
     expect(mm.mprotect(ptr, size, PROT_NONE)).toBe(0);
@@ -214,42 +225,26 @@ describe("hmm-tests.c (hmm_device_private)", { timeout: 60_000 }, () => {
   });
 
   it("migrate", () => {
-    const { mm, open } = hmmRig();
-    const d = open();
-    const ptr = mm.mmap(size);
-    cpuFillInts(mm, ptr, size, (i) => i);
-    const cmd = hmmDmirrorCmd(ptr, npages);
+    const { d, cmd } = filledBuffer();
     expect(d.migrateToDev(cmd)).toBe(0);
-    expect(cmd.cpages).toBe(npages);
-    expect(firstMismatch(ints(cmd.ptr), (i) => i)).toBe(-1);
+    expectAllPagesRead(cmd);
   });
 
   it("migrate_fault", () => {
-    const { mm, open } = hmmRig();
-    const d = open();
-    const ptr = mm.mmap(size);
-    cpuFillInts(mm, ptr, size, (i) => i);
-    const cmd = hmmDmirrorCmd(ptr, npages);
+    const { mm, d, ptr, cmd } = filledBuffer();
     expect(d.migrateToDev(cmd)).toBe(0);
-    expect(cmd.cpages).toBe(npages);
-    expect(firstMismatch(ints(cmd.ptr), (i) => i)).toBe(-1);
+    expectAllPagesRead(cmd);
     // Fault half the pages back to system memory and check them.
     expect(firstMismatch(cpuInts(mm, ptr, size / 2), (i) => i)).toBe(-1);
     const again = hmmDmirrorCmd(ptr, npages);
     expect(d.migrateToDev(again)).toBe(0);
-    expect(again.cpages).toBe(npages);
-    expect(firstMismatch(ints(again.ptr), (i) => i)).toBe(-1);
+    expectAllPagesRead(again);
   });
 
   it("migrate_release", () => {
-    const { mm, open } = hmmRig();
-    const d = open();
-    const ptr = mm.mmap(size);
-    cpuFillInts(mm, ptr, size, (i) => i);
-    const cmd = hmmDmirrorCmd(ptr, npages);
+    const { mm, d, ptr, cmd } = filledBuffer();
     expect(d.migrateToDev(cmd)).toBe(0);
-    expect(cmd.cpages).toBe(npages);
-    expect(firstMismatch(ints(cmd.ptr), (i) => i)).toBe(-1);
+    expectAllPagesRead(cmd);
     expect(d.ioctl(7, cmd)).toBe(0);
     expect(d.mdevice.pagemap.allocatedPages).toBe(0);
     expect(firstMismatch(cpuInts(mm, ptr, size / 2), (i) => i)).toBe(-1);
@@ -297,8 +292,7 @@ describe("hmm-tests.c (hmm_device_private)", { timeout: 60_000 }, () => {
       cpuFillInts(mm, ptr, size, (i) => i);
       const cmd = hmmDmirrorCmd(ptr, npages);
       expect(d.migrateToDev(cmd)).toBe(0);
-      expect(cmd.cpages).toBe(npages);
-      expect(firstMismatch(ints(cmd.ptr), (i) => i)).toBe(-1);
+      expectAllPagesRead(cmd);
       expect(firstMismatch(cpuInts(mm, ptr, size), (i) => i)).toBe(-1);
       expect(mm.munmap(ptr, size)).toBe(0);
     }
@@ -433,14 +427,9 @@ describe("hmm-tests.c (hmm_device_private)", { timeout: 60_000 }, () => {
   });
 
   it("exclusive", () => {
-    const { mm, open } = hmmRig();
-    const d = open();
-    const ptr = mm.mmap(size);
-    cpuFillInts(mm, ptr, size, (i) => i);
-    const cmd = hmmDmirrorCmd(ptr, npages);
+    const { mm, d, ptr, cmd } = filledBuffer();
     expect(d.exclusive(cmd)).toBe(0);
-    expect(cmd.cpages).toBe(npages);
-    expect(firstMismatch(ints(cmd.ptr), (i) => i)).toBe(-1);
+    expectAllPagesRead(cmd);
     expect(d.checkExclusive(cmd)).toBe(-EPERM);
     // CPU writes fault the pages back from the device.
     const v = cpuInts(mm, ptr, size);
@@ -451,24 +440,15 @@ describe("hmm-tests.c (hmm_device_private)", { timeout: 60_000 }, () => {
   });
 
   it("exclusive_mprotect", () => {
-    const { mm, open } = hmmRig();
-    const d = open();
-    const ptr = mm.mmap(size);
-    cpuFillInts(mm, ptr, size, (i) => i);
-    const cmd = hmmDmirrorCmd(ptr, npages);
+    const { mm, d, ptr, cmd } = filledBuffer();
     expect(d.exclusive(cmd)).toBe(0);
-    expect(cmd.cpages).toBe(npages);
-    expect(firstMismatch(ints(cmd.ptr), (i) => i)).toBe(-1);
+    expectAllPagesRead(cmd);
     expect(mm.mprotect(ptr, size, PROT_READ)).toBe(0);
     expect(d.write(cmd)).toBe(-EPERM);
   });
 
   it("exclusive_cow", () => {
-    const { mm, open } = hmmRig();
-    const d = open();
-    const ptr = mm.mmap(size);
-    cpuFillInts(mm, ptr, size, (i) => i);
-    const cmd = hmmDmirrorCmd(ptr, npages);
+    const { mm, d, ptr, cmd } = filledBuffer();
     expect(d.exclusive(cmd)).toBe(0);
     expect(cmd.cpages).toBe(npages);
     const child = mm.fork();
