@@ -11,8 +11,9 @@ import {
   HMM_DMIRROR_PROT_ZERO,
   hmmDmirrorCmd,
 } from "./dmirror.js";
-import type { DmirrorFaultStep, HmmDmirrorCmd } from "./dmirror.js";
+import type { Dmirror, DmirrorFaultStep, HmmDmirrorCmd } from "./dmirror.js";
 import { MADV_HUGEPAGE } from "./mm.js";
+import type { Mm } from "./mm.js";
 import { HMM_BUFFER_SIZE, cpuFillInts, cpuInts, firstMismatch, hmmRig, ints } from "./test-fixtures.js";
 
 // A port of tools/testing/selftests/mm/hmm-tests.c (fixture `hmm`, variant hmm_device_private, and `hmm2`
@@ -37,6 +38,17 @@ function filledBuffer() {
 function expectAllPagesRead(cmd: HmmDmirrorCmd): void {
   expect(cmd.cpages).toBe(npages);
   expect(firstMismatch(ints(cmd.ptr), (i) => i)).toBe(-1);
+}
+
+/** The device writes 0, 1, 2, ... over `pages` pages at ptr in one fault, and the CPU reads them back. */
+function expectDeviceWriteLands(d: Dmirror, mm: Mm, ptr: number, pages: number): void {
+  const cmd = hmmDmirrorCmd(ptr, pages);
+  const m = ints(cmd.ptr);
+  for (let i = 0; i < m.length; i++) m[i] = i;
+  expect(d.write(cmd)).toBe(0);
+  expect(cmd.cpages).toBe(pages);
+  expect(cmd.faults).toBe(1);
+  expect(firstMismatch(cpuInts(mm, ptr, pages * PAGE_SIZE), (i) => i)).toBe(-1);
 }
 
 // Generous timeouts: the whole port runs in a few seconds alone, more on a loaded machine.
@@ -84,13 +96,7 @@ describe("hmm-tests.c (hmm_device_private)", { timeout: 60_000 }, () => {
     const { mm, open } = hmmRig();
     const d = open();
     const ptr = mm.mmap(size);
-    const cmd = hmmDmirrorCmd(ptr, npages);
-    const m = ints(cmd.ptr);
-    for (let i = 0; i < m.length; i++) m[i] = i;
-    expect(d.write(cmd)).toBe(0);
-    expect(cmd.cpages).toBe(npages);
-    expect(cmd.faults).toBe(1);
-    expect(firstMismatch(cpuInts(mm, ptr, size), (i) => i)).toBe(-1);
+    expectDeviceWriteLands(d, mm, ptr, npages);
   });
 
   it("anon_write_prot", () => {
@@ -169,13 +175,7 @@ describe("hmm-tests.c (hmm_device_private)", { timeout: 60_000 }, () => {
     const map = Math.ceil(base / TWOMEG) * TWOMEG;
     expect(mm.madvise(map, TWOMEG, MADV_HUGEPAGE)).toBe(0);
     const n = TWOMEG / PAGE_SIZE;
-    const cmd = hmmDmirrorCmd(map, n);
-    const m = ints(cmd.ptr);
-    for (let i = 0; i < m.length; i++) m[i] = i;
-    expect(d.write(cmd)).toBe(0);
-    expect(cmd.cpages).toBe(n);
-    expect(cmd.faults).toBe(1);
-    expect(firstMismatch(cpuInts(mm, map, TWOMEG), (i) => i)).toBe(-1);
+    expectDeviceWriteLands(d, mm, map, n);
     expect(mm.pteAt(map)?.pmd).toBe(true);
   });
 
@@ -184,13 +184,7 @@ describe("hmm-tests.c (hmm_device_private)", { timeout: 60_000 }, () => {
     const d = open();
     const ptr = mm.mmap(TWOMEG, { hugetlb: true });
     const n = TWOMEG / PAGE_SIZE;
-    const cmd = hmmDmirrorCmd(ptr, n);
-    const m = ints(cmd.ptr);
-    for (let i = 0; i < m.length; i++) m[i] = i;
-    expect(d.write(cmd)).toBe(0);
-    expect(cmd.cpages).toBe(n);
-    expect(cmd.faults).toBe(1);
-    expect(firstMismatch(cpuInts(mm, ptr, TWOMEG), (i) => i)).toBe(-1);
+    expectDeviceWriteLands(d, mm, ptr, n);
   });
 
   it("file_read", () => {
@@ -213,13 +207,7 @@ describe("hmm-tests.c (hmm_device_private)", { timeout: 60_000 }, () => {
     const d = open();
     const file = sys.createFile("hmm-test-file", size);
     const ptr = mm.mmap(size, { shared: true, file });
-    const cmd = hmmDmirrorCmd(ptr, npages);
-    const m = ints(cmd.ptr);
-    for (let i = 0; i < m.length; i++) m[i] = i;
-    expect(d.write(cmd)).toBe(0);
-    expect(cmd.cpages).toBe(npages);
-    expect(cmd.faults).toBe(1);
-    expect(firstMismatch(cpuInts(mm, ptr, size), (i) => i)).toBe(-1);
+    expectDeviceWriteLands(d, mm, ptr, npages);
     // pread: the device's writes reached the file.
     expect(firstMismatch(ints(sys.fileRead(file, 0, size)), (i) => i)).toBe(-1);
   });
