@@ -51,6 +51,16 @@ function expectDeviceWriteLands(d: Dmirror, mm: Mm, ptr: number, pages: number):
   expect(firstMismatch(cpuInts(mm, ptr, pages * PAGE_SIZE), (i) => i)).toBe(-1);
 }
 
+/** A forked child's own mirror writes cmd (0, -1, -2, ...) over the buffer in one fault and the child reads it; then both go. */
+function childDeviceWrite(cd: Dmirror, child: Mm, ptr: number, cmd: HmmDmirrorCmd): void {
+  expect(cd.write(cmd)).toBe(0);
+  expect(cmd.cpages).toBe(npages);
+  expect(cmd.faults).toBe(1);
+  expect(firstMismatch(cpuInts(child, ptr, size), (i) => -i)).toBe(-1);
+  cd.close();
+  child.exit();
+}
+
 // Generous timeouts: the whole port runs in a few seconds alone, more on a loaded machine.
 describe("hmm-tests.c (hmm_device_private)", { timeout: 60_000 }, () => {
   it("open_close", () => {
@@ -136,13 +146,7 @@ describe("hmm-tests.c (hmm_device_private)", { timeout: 60_000 }, () => {
       const child = mm.fork();
       // The child sees the parent's values, and its own mirror writes its own copy.
       expect(firstMismatch(cpuInts(child, ptr, size), (i) => i)).toBe(-1);
-      const cd = open(0, child);
-      expect(cd.write(cmd)).toBe(0);
-      expect(cmd.cpages).toBe(npages);
-      expect(cmd.faults).toBe(1);
-      expect(firstMismatch(cpuInts(child, ptr, size), (i) => -i)).toBe(-1);
-      cd.close();
-      child.exit();
+      childDeviceWrite(open(0, child), child, ptr, cmd);
       // The parent's buffer did not change.
       expect(firstMismatch(cpuInts(mm, ptr, size), (i) => i)).toBe(-1);
     }
@@ -157,13 +161,7 @@ describe("hmm-tests.c (hmm_device_private)", { timeout: 60_000 }, () => {
     for (let i = 0; i < m.length; i++) m[i] = -i;
     const child = mm.fork();
     expect(firstMismatch(cpuInts(child, ptr, size), (i) => i)).toBe(-1);
-    const cd = open(0, child);
-    expect(cd.write(cmd)).toBe(0);
-    expect(cmd.cpages).toBe(npages);
-    expect(cmd.faults).toBe(1);
-    expect(firstMismatch(cpuInts(child, ptr, size), (i) => -i)).toBe(-1);
-    cd.close();
-    child.exit();
+    childDeviceWrite(open(0, child), child, ptr, cmd);
     // MAP_SHARED: the parent sees what the child's device wrote.
     expect(firstMismatch(cpuInts(mm, ptr, size), (i) => -i)).toBe(-1);
   });
