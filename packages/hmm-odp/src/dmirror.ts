@@ -57,6 +57,7 @@ import {
 import type { MmuNotifierRange } from "./notifier.js";
 import { memremapPages } from "./pagemap.js";
 import type { DevPagemap, VmFault } from "./pagemap.js";
+import type { Vma } from "./vma.js";
 
 /** SNAPSHOT byte values (test_hmm_uapi.h). */
 export const HMM_DMIRROR_PROT_ERROR = 0xff;
@@ -655,6 +656,24 @@ export class Dmirror {
   migrateToDev(cmd: HmmDmirrorCmd): number {
     this.#checkCmd("HMM_DMIRROR_MIGRATE_TO_DEV", cmd);
     if (this.mm.users <= 0) return -HmmErrno.EINVAL;
+    const ret = this.#migrateChunks(cmd, MIGRATE_VMA_SELECT_SYSTEM, VM_READ, (args, vma) => {
+      this.#allocAndCopyToDev(args, (vma.flags & VM_WRITE) !== 0);
+      migrateVmaPages(args);
+      this.#finalizeAndMap(args);
+    });
+    if (ret !== 0) return ret;
+    // Only pages now in device memory are in the mirror: a read without faults reports them.
+    cmd.cpages = 0;
+    return this.#readBack(cmd);
+  }
+
+  /**
+   * The walk dmirror_migrate_to_device and dmirror_migrate_to_system share: under the mmap read lock,
+   * each VMA-bounded chunk of at most CHUNK pages goes through migrate_vma_setup, `move` (which
+   * copies and calls migrate_vma_pages) and migrate_vma_finalize. A missing VMA, or one without
+   * `vmaFlags`, is -EINVAL.
+   */
+  #migrateChunks(cmd: HmmDmirrorCmd, select: number, vmaFlags: number, move: (args: MigrateVma, vma: Vma) => void): number {
     const start = cmd.addr;
     const end = start + cmd.npages * PAGE_SIZE;
     const mm = this.mm;
@@ -662,25 +681,26 @@ export class Dmirror {
     try {
       for (let addr = start; addr < end; ) {
         const vma = mm.findVma(addr);
-        if (vma === undefined || (vma.flags & VM_READ) === 0) return -HmmErrno.EINVAL;
+        if (vma === undefined || (vma.flags & vmaFlags) !== vmaFlags) return -HmmErrno.EINVAL;
         const next = Math.min(end, addr + CHUNK * PAGE_SIZE, vma.end);
-        const args = new MigrateVma({ mm, vma, start: addr, end: next, pgmapOwner: this.mdevice, flags: MIGRATE_VMA_SELECT_SYSTEM });
+        const args = new MigrateVma({ mm, vma, start: addr, end: next, pgmapOwner: this.mdevice, flags: select });
         const ret = migrateVmaSetup(args);
         if (ret !== 0) return ret;
-        this.#allocAndCopyToDev(args, (vma.flags & VM_WRITE) !== 0);
-        migrateVmaPages(args);
-        this.#finalizeAndMap(args);
+        move(args, vma);
         migrateVmaFinalize(args);
         addr = next;
       }
     } finally {
       mm.mmapReadUnlock();
     }
-    // Only pages now in device memory are in the mirror: a read without faults reports them.
-    cmd.cpages = 0;
+    return 0;
+  }
+
+  /** Read the command's range through the mirror without faulting into cmd.ptr; -ENOENT unless every page is mapped. */
+  #readBack(cmd: HmmDmirrorCmd): number {
     const bounce = new Uint8Array(cmd.npages * PAGE_SIZE);
     this.mutex.lock();
-    const got = this.#access(start, bounce, false);
+    const got = this.#access(cmd.addr, bounce, false);
     this.mutex.unlock();
     cmd.cpages = Math.floor(got / PAGE_SIZE);
     if (got !== bounce.length) return -HmmErrno.ENOENT;
@@ -730,27 +750,10 @@ export class Dmirror {
   migrateToSys(cmd: HmmDmirrorCmd): number {
     this.#checkCmd("HMM_DMIRROR_MIGRATE_TO_SYS", cmd);
     if (this.mm.users <= 0) return -HmmErrno.EINVAL;
-    const start = cmd.addr;
-    const end = start + cmd.npages * PAGE_SIZE;
-    const mm = this.mm;
-    mm.mmapReadLock();
-    try {
-      for (let addr = start; addr < end; ) {
-        const vma = mm.findVma(addr);
-        if (vma === undefined) return -HmmErrno.EINVAL;
-        const next = Math.min(end, addr + CHUNK * PAGE_SIZE, vma.end);
-        const args = new MigrateVma({ mm, vma, start: addr, end: next, pgmapOwner: this.mdevice, flags: MIGRATE_VMA_SELECT_DEVICE_PRIVATE });
-        const ret = migrateVmaSetup(args);
-        if (ret !== 0) return ret;
-        this.mdevice.allocAndCopyToSys(args, this);
-        migrateVmaPages(args);
-        migrateVmaFinalize(args);
-        addr = next;
-      }
-    } finally {
-      mm.mmapReadUnlock();
-    }
-    return 0;
+    return this.#migrateChunks(cmd, MIGRATE_VMA_SELECT_DEVICE_PRIVATE, 0, (args) => {
+      this.mdevice.allocAndCopyToSys(args, this);
+      migrateVmaPages(args);
+    });
   }
 
   /** HMM_DMIRROR_EXCLUSIVE: make_device_exclusive on each page, map it atomic, then read it back. */
@@ -772,14 +775,7 @@ export class Dmirror {
       this.pt.set(addr / PAGE_SIZE, pfn * 4 + TAG_ATOMIC);
       this.mutex.unlock();
     }
-    const bounce = new Uint8Array(cmd.npages * PAGE_SIZE);
-    this.mutex.lock();
-    const got = this.#access(cmd.addr, bounce, false);
-    this.mutex.unlock();
-    cmd.cpages = Math.floor(got / PAGE_SIZE);
-    if (got !== bounce.length) return -HmmErrno.ENOENT;
-    cmd.ptr.set(bounce);
-    return 0;
+    return this.#readBack(cmd);
   }
 
   /** HMM_DMIRROR_CHECK_EXCLUSIVE: -EPERM while any page of the range is still mapped atomic. */

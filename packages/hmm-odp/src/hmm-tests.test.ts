@@ -11,8 +11,9 @@ import {
   HMM_DMIRROR_PROT_ZERO,
   hmmDmirrorCmd,
 } from "./dmirror.js";
-import type { DmirrorFaultStep } from "./dmirror.js";
+import type { Dmirror, DmirrorFaultStep, HmmDmirrorCmd } from "./dmirror.js";
 import { MADV_HUGEPAGE } from "./mm.js";
+import type { Mm } from "./mm.js";
 import { HMM_BUFFER_SIZE, cpuFillInts, cpuInts, firstMismatch, hmmRig, ints } from "./test-fixtures.js";
 
 // A port of tools/testing/selftests/mm/hmm-tests.c (fixture `hmm`, variant hmm_device_private, and `hmm2`
@@ -23,6 +24,42 @@ const size = HMM_BUFFER_SIZE;
 const NTIMES = 10;
 const TWOMEG = 2 * 1024 * 1024;
 const { EFAULT, EPERM, ENOENT, EINVAL } = HmmErrno;
+
+/** The opening of many upstream tests: one mirror, a private anonymous buffer holding 0, 1, 2, ... and a command over it. */
+function filledBuffer() {
+  const { mm, open } = hmmRig();
+  const d = open();
+  const ptr = mm.mmap(size);
+  cpuFillInts(mm, ptr, size, (i) => i);
+  return { mm, d, ptr, cmd: hmmDmirrorCmd(ptr, npages) };
+}
+
+/** What upstream checks after a migrate or exclusive ioctl: every page was reported and reads 0, 1, 2, ... */
+function expectAllPagesRead(cmd: HmmDmirrorCmd): void {
+  expect(cmd.cpages).toBe(npages);
+  expect(firstMismatch(ints(cmd.ptr), (i) => i)).toBe(-1);
+}
+
+/** The device writes 0, 1, 2, ... over `pages` pages at ptr in one fault, and the CPU reads them back. */
+function expectDeviceWriteLands(d: Dmirror, mm: Mm, ptr: number, pages: number): void {
+  const cmd = hmmDmirrorCmd(ptr, pages);
+  const m = ints(cmd.ptr);
+  for (let i = 0; i < m.length; i++) m[i] = i;
+  expect(d.write(cmd)).toBe(0);
+  expect(cmd.cpages).toBe(pages);
+  expect(cmd.faults).toBe(1);
+  expect(firstMismatch(cpuInts(mm, ptr, pages * PAGE_SIZE), (i) => i)).toBe(-1);
+}
+
+/** A forked child's own mirror writes cmd (0, -1, -2, ...) over the buffer in one fault and the child reads it; then both go. */
+function childDeviceWrite(cd: Dmirror, child: Mm, ptr: number, cmd: HmmDmirrorCmd): void {
+  expect(cd.write(cmd)).toBe(0);
+  expect(cmd.cpages).toBe(npages);
+  expect(cmd.faults).toBe(1);
+  expect(firstMismatch(cpuInts(child, ptr, size), (i) => -i)).toBe(-1);
+  cd.close();
+  child.exit();
+}
 
 // Generous timeouts: the whole port runs in a few seconds alone, more on a loaded machine.
 describe("hmm-tests.c (hmm_device_private)", { timeout: 60_000 }, () => {
@@ -55,11 +92,7 @@ describe("hmm-tests.c (hmm_device_private)", { timeout: 60_000 }, () => {
   });
 
   it("anon_read_prot", () => {
-    const { mm, open } = hmmRig();
-    const d = open();
-    const ptr = mm.mmap(size);
-    cpuFillInts(mm, ptr, size, (i) => i);
-    const cmd = hmmDmirrorCmd(ptr, npages);
+    const { mm, d, ptr, cmd } = filledBuffer();
     const m = ints(cmd.ptr);
     for (let i = 0; i < m.length; i++) m[i] = -i;
     expect(mm.mprotect(ptr, size, PROT_NONE)).toBe(0);
@@ -73,13 +106,7 @@ describe("hmm-tests.c (hmm_device_private)", { timeout: 60_000 }, () => {
     const { mm, open } = hmmRig();
     const d = open();
     const ptr = mm.mmap(size);
-    const cmd = hmmDmirrorCmd(ptr, npages);
-    const m = ints(cmd.ptr);
-    for (let i = 0; i < m.length; i++) m[i] = i;
-    expect(d.write(cmd)).toBe(0);
-    expect(cmd.cpages).toBe(npages);
-    expect(cmd.faults).toBe(1);
-    expect(firstMismatch(cpuInts(mm, ptr, size), (i) => i)).toBe(-1);
+    expectDeviceWriteLands(d, mm, ptr, npages);
   });
 
   it("anon_write_prot", () => {
@@ -119,13 +146,7 @@ describe("hmm-tests.c (hmm_device_private)", { timeout: 60_000 }, () => {
       const child = mm.fork();
       // The child sees the parent's values, and its own mirror writes its own copy.
       expect(firstMismatch(cpuInts(child, ptr, size), (i) => i)).toBe(-1);
-      const cd = open(0, child);
-      expect(cd.write(cmd)).toBe(0);
-      expect(cmd.cpages).toBe(npages);
-      expect(cmd.faults).toBe(1);
-      expect(firstMismatch(cpuInts(child, ptr, size), (i) => -i)).toBe(-1);
-      cd.close();
-      child.exit();
+      childDeviceWrite(open(0, child), child, ptr, cmd);
       // The parent's buffer did not change.
       expect(firstMismatch(cpuInts(mm, ptr, size), (i) => i)).toBe(-1);
     }
@@ -140,13 +161,7 @@ describe("hmm-tests.c (hmm_device_private)", { timeout: 60_000 }, () => {
     for (let i = 0; i < m.length; i++) m[i] = -i;
     const child = mm.fork();
     expect(firstMismatch(cpuInts(child, ptr, size), (i) => i)).toBe(-1);
-    const cd = open(0, child);
-    expect(cd.write(cmd)).toBe(0);
-    expect(cmd.cpages).toBe(npages);
-    expect(cmd.faults).toBe(1);
-    expect(firstMismatch(cpuInts(child, ptr, size), (i) => -i)).toBe(-1);
-    cd.close();
-    child.exit();
+    childDeviceWrite(open(0, child), child, ptr, cmd);
     // MAP_SHARED: the parent sees what the child's device wrote.
     expect(firstMismatch(cpuInts(mm, ptr, size), (i) => -i)).toBe(-1);
   });
@@ -158,13 +173,7 @@ describe("hmm-tests.c (hmm_device_private)", { timeout: 60_000 }, () => {
     const map = Math.ceil(base / TWOMEG) * TWOMEG;
     expect(mm.madvise(map, TWOMEG, MADV_HUGEPAGE)).toBe(0);
     const n = TWOMEG / PAGE_SIZE;
-    const cmd = hmmDmirrorCmd(map, n);
-    const m = ints(cmd.ptr);
-    for (let i = 0; i < m.length; i++) m[i] = i;
-    expect(d.write(cmd)).toBe(0);
-    expect(cmd.cpages).toBe(n);
-    expect(cmd.faults).toBe(1);
-    expect(firstMismatch(cpuInts(mm, map, TWOMEG), (i) => i)).toBe(-1);
+    expectDeviceWriteLands(d, mm, map, n);
     expect(mm.pteAt(map)?.pmd).toBe(true);
   });
 
@@ -173,13 +182,7 @@ describe("hmm-tests.c (hmm_device_private)", { timeout: 60_000 }, () => {
     const d = open();
     const ptr = mm.mmap(TWOMEG, { hugetlb: true });
     const n = TWOMEG / PAGE_SIZE;
-    const cmd = hmmDmirrorCmd(ptr, n);
-    const m = ints(cmd.ptr);
-    for (let i = 0; i < m.length; i++) m[i] = i;
-    expect(d.write(cmd)).toBe(0);
-    expect(cmd.cpages).toBe(n);
-    expect(cmd.faults).toBe(1);
-    expect(firstMismatch(cpuInts(mm, ptr, TWOMEG), (i) => i)).toBe(-1);
+    expectDeviceWriteLands(d, mm, ptr, n);
   });
 
   it("file_read", () => {
@@ -202,54 +205,32 @@ describe("hmm-tests.c (hmm_device_private)", { timeout: 60_000 }, () => {
     const d = open();
     const file = sys.createFile("hmm-test-file", size);
     const ptr = mm.mmap(size, { shared: true, file });
-    const cmd = hmmDmirrorCmd(ptr, npages);
-    const m = ints(cmd.ptr);
-    for (let i = 0; i < m.length; i++) m[i] = i;
-    expect(d.write(cmd)).toBe(0);
-    expect(cmd.cpages).toBe(npages);
-    expect(cmd.faults).toBe(1);
-    expect(firstMismatch(cpuInts(mm, ptr, size), (i) => i)).toBe(-1);
+    expectDeviceWriteLands(d, mm, ptr, npages);
     // pread: the device's writes reached the file.
     expect(firstMismatch(ints(sys.fileRead(file, 0, size)), (i) => i)).toBe(-1);
   });
 
   it("migrate", () => {
-    const { mm, open } = hmmRig();
-    const d = open();
-    const ptr = mm.mmap(size);
-    cpuFillInts(mm, ptr, size, (i) => i);
-    const cmd = hmmDmirrorCmd(ptr, npages);
+    const { d, cmd } = filledBuffer();
     expect(d.migrateToDev(cmd)).toBe(0);
-    expect(cmd.cpages).toBe(npages);
-    expect(firstMismatch(ints(cmd.ptr), (i) => i)).toBe(-1);
+    expectAllPagesRead(cmd);
   });
 
   it("migrate_fault", () => {
-    const { mm, open } = hmmRig();
-    const d = open();
-    const ptr = mm.mmap(size);
-    cpuFillInts(mm, ptr, size, (i) => i);
-    const cmd = hmmDmirrorCmd(ptr, npages);
+    const { mm, d, ptr, cmd } = filledBuffer();
     expect(d.migrateToDev(cmd)).toBe(0);
-    expect(cmd.cpages).toBe(npages);
-    expect(firstMismatch(ints(cmd.ptr), (i) => i)).toBe(-1);
+    expectAllPagesRead(cmd);
     // Fault half the pages back to system memory and check them.
     expect(firstMismatch(cpuInts(mm, ptr, size / 2), (i) => i)).toBe(-1);
     const again = hmmDmirrorCmd(ptr, npages);
     expect(d.migrateToDev(again)).toBe(0);
-    expect(again.cpages).toBe(npages);
-    expect(firstMismatch(ints(again.ptr), (i) => i)).toBe(-1);
+    expectAllPagesRead(again);
   });
 
   it("migrate_release", () => {
-    const { mm, open } = hmmRig();
-    const d = open();
-    const ptr = mm.mmap(size);
-    cpuFillInts(mm, ptr, size, (i) => i);
-    const cmd = hmmDmirrorCmd(ptr, npages);
+    const { mm, d, ptr, cmd } = filledBuffer();
     expect(d.migrateToDev(cmd)).toBe(0);
-    expect(cmd.cpages).toBe(npages);
-    expect(firstMismatch(ints(cmd.ptr), (i) => i)).toBe(-1);
+    expectAllPagesRead(cmd);
     expect(d.ioctl(7, cmd)).toBe(0);
     expect(d.mdevice.pagemap.allocatedPages).toBe(0);
     expect(firstMismatch(cpuInts(mm, ptr, size / 2), (i) => i)).toBe(-1);
@@ -297,8 +278,7 @@ describe("hmm-tests.c (hmm_device_private)", { timeout: 60_000 }, () => {
       cpuFillInts(mm, ptr, size, (i) => i);
       const cmd = hmmDmirrorCmd(ptr, npages);
       expect(d.migrateToDev(cmd)).toBe(0);
-      expect(cmd.cpages).toBe(npages);
-      expect(firstMismatch(ints(cmd.ptr), (i) => i)).toBe(-1);
+      expectAllPagesRead(cmd);
       expect(firstMismatch(cpuInts(mm, ptr, size), (i) => i)).toBe(-1);
       expect(mm.munmap(ptr, size)).toBe(0);
     }
@@ -433,14 +413,9 @@ describe("hmm-tests.c (hmm_device_private)", { timeout: 60_000 }, () => {
   });
 
   it("exclusive", () => {
-    const { mm, open } = hmmRig();
-    const d = open();
-    const ptr = mm.mmap(size);
-    cpuFillInts(mm, ptr, size, (i) => i);
-    const cmd = hmmDmirrorCmd(ptr, npages);
+    const { mm, d, ptr, cmd } = filledBuffer();
     expect(d.exclusive(cmd)).toBe(0);
-    expect(cmd.cpages).toBe(npages);
-    expect(firstMismatch(ints(cmd.ptr), (i) => i)).toBe(-1);
+    expectAllPagesRead(cmd);
     expect(d.checkExclusive(cmd)).toBe(-EPERM);
     // CPU writes fault the pages back from the device.
     const v = cpuInts(mm, ptr, size);
@@ -451,24 +426,15 @@ describe("hmm-tests.c (hmm_device_private)", { timeout: 60_000 }, () => {
   });
 
   it("exclusive_mprotect", () => {
-    const { mm, open } = hmmRig();
-    const d = open();
-    const ptr = mm.mmap(size);
-    cpuFillInts(mm, ptr, size, (i) => i);
-    const cmd = hmmDmirrorCmd(ptr, npages);
+    const { mm, d, ptr, cmd } = filledBuffer();
     expect(d.exclusive(cmd)).toBe(0);
-    expect(cmd.cpages).toBe(npages);
-    expect(firstMismatch(ints(cmd.ptr), (i) => i)).toBe(-1);
+    expectAllPagesRead(cmd);
     expect(mm.mprotect(ptr, size, PROT_READ)).toBe(0);
     expect(d.write(cmd)).toBe(-EPERM);
   });
 
   it("exclusive_cow", () => {
-    const { mm, open } = hmmRig();
-    const d = open();
-    const ptr = mm.mmap(size);
-    cpuFillInts(mm, ptr, size, (i) => i);
-    const cmd = hmmDmirrorCmd(ptr, npages);
+    const { mm, d, ptr, cmd } = filledBuffer();
     expect(d.exclusive(cmd)).toBe(0);
     expect(cmd.cpages).toBe(npages);
     const child = mm.fork();

@@ -310,6 +310,13 @@ export class IommuDomain {
     const done = pt.map(iova, phys, size, prot, this.#ctx.requiresSyncMap);
     if (done !== size) this.#unwindMap(pt, iova, phys, done, size, prot);
     this.#mappedBytes += size;
+    this.#countMapCall(pt);
+    if (this.#events.active) this.#emitMap(iova, phys, size, prot);
+    return { mapped: size, ptesWritten: pt.lastPtesWritten, ptPagesAllocated: pt.lastTablesAllocated };
+  }
+
+  /** The counters of one iommu_map call on the slow path, from what pt.map just wrote (whole or in part). */
+  #countMapCall(pt: IoPageTable): void {
     const c = this.#ctx.trace.counters;
     c.add(Counter.IommuMapCalls);
     c.add(Counter.PteWrites, pt.lastPtesWritten);
@@ -320,8 +327,6 @@ export class IommuDomain {
       c.add(Counter.PtPagesPendingFree, replaced);
       c.add(Counter.PtPagesFreed, replaced);
     }
-    if (this.#events.active) this.#emitMap(iova, phys, size, prot);
-    return { mapped: size, ptesWritten: pt.lastPtesWritten, ptPagesAllocated: pt.lastTablesAllocated };
   }
 
   /**
@@ -330,15 +335,7 @@ export class IommuDomain {
    * linked on the way stay linked and empty, as in the kernel; later maps reuse them.
    */
   #unwindMap(pt: IoPageTable, iova: number, phys: number, done: number, size: number, prot: number): never {
-    const c = this.#ctx.trace.counters;
-    c.add(Counter.IommuMapCalls);
-    c.add(Counter.PteWrites, pt.lastPtesWritten);
-    c.add(Counter.PtPagesAllocated, pt.lastTablesAllocated);
-    const replaced = pt.lastTablesFreed;
-    if (replaced !== 0) {
-      c.add(Counter.PtPagesPendingFree, replaced);
-      c.add(Counter.PtPagesFreed, replaced);
-    }
+    this.#countMapCall(pt);
     this.#mappedBytes += done;
     if (done > 0) {
       if (this.#events.active) this.#emitMap(iova, phys, done, prot);

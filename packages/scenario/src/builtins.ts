@@ -1,5 +1,5 @@
 import type { PlatformSpec } from "@dmasim/pcie-p2p";
-import type { Scenario } from "./types.js";
+import type { HmmWorkload, Scenario } from "./types.js";
 
 const GiB = 1024 ** 3;
 const MiB = 1024 ** 2;
@@ -32,6 +32,12 @@ function nvmeHostSpec(acs?: { rr: boolean; cr: boolean }): PlatformSpec {
 const HMM_DEV = "0000:01:00.0";
 const hmmHost: PlatformSpec = { memory: { ramBytes: 4 * GiB }, iommu: {}, endpoints: [{ bdf: HMM_DEV }] };
 
+/** A mirrored-process scenario on hmmHost with strict invalidation: 256 pages unless the workload says otherwise. */
+function hmmScenario(name: string, seed: number, description: string, workload: Omit<HmmWorkload, "kind" | "device" | "pages"> & { pages?: number }): Scenario {
+  const { event, pages = 256, ...rest } = workload;
+  return { name, description, platform: hmmHost, axes: { iommu: ["strict"] }, seed, workload: { kind: "hmm", device: HMM_DEV, event, pages, ...rest } };
+}
+
 /** Mirrored-process scenarios (@dmasim/hmm-odp): classic is the pfn-list driver, two-step hmm_dma_map and its batched variant. */
 const HMM_SCENARIOS: readonly Scenario[] = [
   {
@@ -42,46 +48,11 @@ const HMM_SCENARIOS: readonly Scenario[] = [
     seed: 11,
     workload: { kind: "hmm", device: HMM_DEV, event: "fault-in", pages: 1024 },
   },
-  {
-    name: "hmm-race",
-    description: "An invalidation lands between hmm_range_fault and the driver lock: read_retry fails, the fault loop retries, no stale PTE",
-    platform: hmmHost,
-    axes: { iommu: ["strict"] },
-    seed: 16,
-    workload: { kind: "hmm", device: HMM_DEV, event: "fault-in", pages: 256, race: "before-driver-lock" },
-  },
-  {
-    name: "hmm-munmap",
-    description: "munmap of half a mirrored range: the notifier unmaps the device's pages first, a device access there fails",
-    platform: hmmHost,
-    axes: { iommu: ["strict"] },
-    seed: 12,
-    workload: { kind: "hmm", device: HMM_DEV, event: "munmap", pages: 256 },
-  },
-  {
-    name: "hmm-madvise",
-    description: "madvise(MADV_DONTNEED) on a mirrored range: translations dropped, the device re-faults and reads zeros",
-    platform: hmmHost,
-    axes: { iommu: ["strict"] },
-    seed: 13,
-    workload: { kind: "hmm", device: HMM_DEV, event: "madvise", pages: 256 },
-  },
-  {
-    name: "hmm-fork",
-    description: "fork of a mirrored process: COW write-protect invalidates, the parent's write lands in new pages the device re-faults",
-    platform: hmmHost,
-    axes: { iommu: ["strict"] },
-    seed: 14,
-    workload: { kind: "hmm", device: HMM_DEV, event: "fork", pages: 256 },
-  },
-  {
-    name: "hmm-migrate",
-    description: "Pages migrate to another device's private memory and back: the mirror loses them, then faults them back to RAM",
-    platform: hmmHost,
-    axes: { iommu: ["strict"] },
-    seed: 15,
-    workload: { kind: "hmm", device: HMM_DEV, event: "migrate", pages: 256 },
-  },
+  hmmScenario("hmm-race", 16, "An invalidation lands between hmm_range_fault and the driver lock: read_retry fails, the fault loop retries, no stale PTE", { event: "fault-in", race: "before-driver-lock" }),
+  hmmScenario("hmm-munmap", 12, "munmap of half a mirrored range: the notifier unmaps the device's pages first, a device access there fails", { event: "munmap" }),
+  hmmScenario("hmm-madvise", 13, "madvise(MADV_DONTNEED) on a mirrored range: translations dropped, the device re-faults and reads zeros", { event: "madvise" }),
+  hmmScenario("hmm-fork", 14, "fork of a mirrored process: COW write-protect invalidates, the parent's write lands in new pages the device re-faults", { event: "fork" }),
+  hmmScenario("hmm-migrate", 15, "Pages migrate to another device's private memory and back: the mirror loses them, then faults them back to RAM", { event: "migrate" }),
 ];
 
 /** The built-in scenarios: the same data a scenario file holds (`dmasim show <name>` prints one). */

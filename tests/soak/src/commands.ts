@@ -37,6 +37,26 @@ function bytes(len: number, seed: number): Uint8Array {
   return new Xorshift32(seed).fill(new Uint8Array(len));
 }
 
+/** One buffer per entry, entry i filled from seed + i; all or none: on a failure those already allocated are freed. */
+function allocBuffers(sys: SoakSystem, entries: readonly { offset: number; len: number }[], seed: number): Buffer[] | undefined {
+  const bufs: Buffer[] = [];
+  for (const [i, e] of entries.entries()) {
+    const b = sys.allocBuffer(e.offset, e.len, bytes(e.len, seed + i));
+    if (b === undefined) {
+      for (const x of bufs) sys.freeBuffer(x);
+      return undefined;
+    }
+    bufs.push(b);
+  }
+  return bufs;
+}
+
+/** A mapping attempt failed and was unwound: free its buffers, then the system must be as it was before. */
+function abandon(sys: SoakSystem, bufs: readonly Buffer[], before: ReturnType<SoakSystem["fingerprint"]>, what: string): void {
+  for (const x of bufs) sys.freeBuffer(x);
+  sys.checkUnchanged(before, what);
+}
+
 /** A command run against the system, then the invariants that hold after every step. */
 abstract class Step implements SoakCommand {
   check(): boolean {
@@ -70,8 +90,7 @@ class MapPhys extends Step {
     if (buf === undefined) return;
     const addr = dmaMapPhys(dev, buf.phys, this.len, dir, 0);
     if (dmaMappingError(dev, addr) !== 0) {
-      sys.freeBuffer(buf);
-      sys.checkUnchanged(before, "dma_map_phys");
+      abandon(sys, [buf], before, "dma_map_phys");
       return;
     }
     sys.count("dma_map_phys ok");
@@ -107,21 +126,13 @@ class MapIova extends Step {
       return len;
     });
     const before = sys.fingerprint();
-    const bufs: Buffer[] = [];
-    for (const [i, len] of lens.entries()) {
-      const b = sys.allocBuffer(i === 0 ? this.headOffset : 0, len, bytes(len, this.seed + i));
-      if (b === undefined) {
-        for (const x of bufs) sys.freeBuffer(x);
-        return;
-      }
-      bufs.push(b);
-    }
+    const bufs = allocBuffers(sys, lens.map((len, i) => ({ offset: i === 0 ? this.headOffset : 0, len })), this.seed);
+    if (bufs === undefined) return;
     const total = lens.reduce((a, b) => a + b, 0);
     const state = new DmaIovaState();
     const first = bufs[0];
     if (first === undefined || !dmaIovaTryAlloc(dev, state, first.phys, total)) {
-      for (const x of bufs) sys.freeBuffer(x);
-      sys.checkUnchanged(before, "dma_iova_try_alloc");
+      abandon(sys, bufs, before, "dma_iova_try_alloc");
       return;
     }
     let offset = 0;
@@ -142,8 +153,7 @@ class MapIova extends Step {
     if (err !== 0) {
       // The driver's unwinding: unlink what was linked and free the IOVA.
       dmaIovaDestroy(dev, state, offset, dir, 0);
-      for (const x of bufs) sys.freeBuffer(x);
-      sys.checkUnchanged(before, "a two-step mapping");
+      abandon(sys, bufs, before, "a two-step mapping");
       return;
     }
     sys.count("two-step ok");
@@ -169,22 +179,14 @@ class MapSg extends Step {
     const dev = devOf(sys, this.d);
     const dir = DIRS[this.dir] ?? DmaDirection.BIDIRECTIONAL;
     const before = sys.fingerprint();
-    const bufs: Buffer[] = [];
-    for (const [i, e] of this.entries.entries()) {
-      const b = sys.allocBuffer(e.offset, e.len, bytes(e.len, this.seed + i));
-      if (b === undefined) {
-        for (const x of bufs) sys.freeBuffer(x);
-        return;
-      }
-      bufs.push(b);
-    }
+    const bufs = allocBuffers(sys, this.entries, this.seed);
+    if (bufs === undefined) return;
     const sgt = sgAllocTable(sys.kernel.trace, bufs.length);
     for (const [i, b] of bufs.entries()) sgSetPhys(sgt, i, b.phys, b.data.length);
     const ret = dmaMapSgtable(dev, sgt, dir, 0, { impl: this.impl });
     if (ret !== 0) {
       sgFreeTable(sgt);
-      for (const x of bufs) sys.freeBuffer(x);
-      sys.checkUnchanged(before, `dma_map_sgtable ${this.impl} (${ret})`);
+      abandon(sys, bufs, before, `dma_map_sgtable ${this.impl} (${ret})`);
       return;
     }
     const segments: Segment[] = [];
@@ -212,16 +214,8 @@ class MapBio extends Step {
   apply(sys: SoakSystem): void {
     const dev = devOf(sys, this.d);
     const before = sys.fingerprint();
-    const bufs: Buffer[] = [];
-    for (const [i, v] of this.vecs.entries()) {
-      const len = v.sectors * 512;
-      const b = sys.allocBuffer(v.sectorOffset * 512, len, bytes(len, this.seed + i));
-      if (b === undefined) {
-        for (const x of bufs) sys.freeBuffer(x);
-        return;
-      }
-      bufs.push(b);
-    }
+    const bufs = allocBuffers(sys, this.vecs.map((v) => ({ offset: v.sectorOffset * 512, len: v.sectors * 512 })), this.seed);
+    if (bufs === undefined) return;
     const bio = new Bio(sys.platform.memory, { op: ReqOp.WRITE, sector: 0, vecs: bufs.map((b) => bvecAt(b.phys, b.data.length)) });
     const rq = Request.fromBio(queueLimits(), bio);
     const state = new DmaIovaState();
@@ -235,8 +229,7 @@ class MapBio extends Step {
       // NVMe's unwinding after a failed step: undo the segments already mapped.
       const mapped = segments.reduce((a, s) => a + s.len, 0);
       if (!blkRqDmaUnmap(rq, dev, state, mapped, iter.p2pdma.map)) for (const s of segments) dmaUnmapPhys(dev, s.addr, s.len, DmaDirection.TO_DEVICE, 0);
-      for (const x of bufs) sys.freeBuffer(x);
-      sys.checkUnchanged(before, `a block request (status ${iter.status})`);
+      abandon(sys, bufs, before, `a block request (status ${iter.status})`);
       return;
     }
     sys.count("block request ok");
