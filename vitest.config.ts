@@ -31,6 +31,9 @@ export default defineConfig(({ mode }) => {
   return {
     resolve: { alias: packageAliases },
     test: {
+      // Property tests and whole-scenario runs take seconds; on a busy 2-core machine several times
+      // vitest's 5 s default. A timeout here is a hang guard, not a speed check (speed has benchmarks).
+      testTimeout: 60_000,
       ...(bench
         ? {
             experimental: { viteModuleRunner: false, nodeLoader: false },
