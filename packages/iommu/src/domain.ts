@@ -1,4 +1,5 @@
-import { Counter, type Counters, type EventStream, type Trace } from "@dmasim/trace";
+import { type Counters, type EventStream, type Trace } from "@dmasim/trace";
+import { Counter } from "./counters.js";
 import { hex } from "@dmasim/trace";
 import { IommuError, IommuInputError } from "./errors.js";
 import type { Iotlb } from "./iotlb.js";
@@ -131,6 +132,7 @@ export class IommuDomain {
 
   /** @internal use `Iommu.allocDomain`. */
   constructor(iommu: IommuUnit, id: number, type: DomainType, ctx: DomainContext) {
+    ctx.trace.counters.declare(Counter);
     this.iommu = iommu;
     this.id = id;
     this.type = type;

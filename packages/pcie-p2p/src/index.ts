@@ -23,3 +23,4 @@ export { PlatformSpecError, PciError, PciInputError, PcieAccessError } from "./e
 export type { PciErrorCode, PcieAccessKind } from "./errors.js";
 export { isBdf } from "./bdf.js";
 export { DEFAULT_MMIO_WINDOW } from "./bars.js";
+export { Counter, PcieP2pCounter } from "./counters.js";
