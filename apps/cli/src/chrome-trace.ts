@@ -1,5 +1,6 @@
 import { priceCounters } from "@dmasim/dma";
-import { Counter, hex } from "@dmasim/trace";
+import { hex } from "@dmasim/trace";
+import { Counter } from "@dmasim/dma";
 import type { CounterSnapshot, TraceEvent } from "@dmasim/trace";
 import type { Host } from "@dmasim/scenario";
 

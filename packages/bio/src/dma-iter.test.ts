@@ -1,7 +1,7 @@
 import { DMA_ATTR_MMIO, DmaIovaState, dmaUnmapPhys } from "@dmasim/dma";
 import { PAGE_SIZE } from "@dmasim/memory";
 import { PciP2pdmaMapType, PcieAccessError } from "@dmasim/pcie-p2p";
-import { Counter } from "@dmasim/trace";
+import { Counter } from "@dmasim/dma";
 import { describe, expect, it } from "vitest";
 import { DMA_IOVA_STATE_BYTES } from "@dmasim/dma";
 import { BLK_DMA_ITER_BYTES, BlkDmaIter, DMA_VEC_BYTES, blkRqDmaMapCoalesce, blkRqDmaMapIterNext, blkRqDmaMapIterStart, blkRqDmaUnmap } from "./dma-iter.js";

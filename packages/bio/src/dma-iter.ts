@@ -20,7 +20,7 @@ import {
 import { dmaApiSlice } from "@dmasim/dma/internal";
 import type { DmaAddr } from "@dmasim/dma";
 import { PciP2pdmaMapType } from "@dmasim/pcie-p2p";
-import { Counter } from "@dmasim/trace";
+import { Counter } from "@dmasim/dma";
 import { invalid } from "./errors.js";
 import { BlkMapIter, blkMapIterNext, blkRqMapIterInit } from "./map-iter.js";
 import { checkRequest, reqPhysGapIntersects, rqDmaDir } from "./request.js";

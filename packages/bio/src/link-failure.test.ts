@@ -1,6 +1,6 @@
 import { DmaDirection, DmaIovaState, dmaMapPhys, dmaMappingError, dmaUnmapPhys } from "@dmasim/dma";
 import { PAGE_SIZE } from "@dmasim/memory";
-import { Counter } from "@dmasim/trace";
+import { Counter } from "@dmasim/dma";
 import { describe, expect, it } from "vitest";
 import { BlkDmaIter, blkRqDmaMapIterStart } from "./dma-iter.js";
 import { queueLimits } from "./limits.js";

@@ -2,7 +2,7 @@ import { DmaIovaState, dmaUnmapPhys } from "@dmasim/dma";
 import { PcieAccessError } from "@dmasim/pcie-p2p";
 import type { IommuMode } from "@dmasim/dma";
 import { PAGE_SIZE } from "@dmasim/memory";
-import { Counter } from "@dmasim/trace";
+import { Counter } from "@dmasim/dma";
 import fc from "fast-check";
 import { describe, expect, it } from "vitest";
 import { ReqOp } from "./bio.js";

@@ -1,7 +1,7 @@
 import { describe, expect, it } from "vitest";
 import fc from "fast-check";
 import { GiB, KiB, PAGE_SIZE } from "@dmasim/memory";
-import { Counter } from "@dmasim/trace";
+import { Counter } from "./counters.js";
 import { DmaDirection, DmaInputError, dmaClassifyRange } from "./index.js";
 import type { DmaMemoryRun } from "./index.js";
 import { CLIENT, DEV, FAR_CLIENT, PROVIDER, UNTRUSTED, freshPages, moved, p2pRig, rig } from "./test-fixtures.js";

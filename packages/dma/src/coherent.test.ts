@@ -1,7 +1,7 @@
 import { describe, expect, it } from "vitest";
 import { PcieAccessError } from "@dmasim/pcie-p2p";
 import { PAGE_SIZE, PageFlag } from "@dmasim/memory";
-import { Counter } from "@dmasim/trace";
+import { Counter } from "./counters.js";
 import {
   DMA_BIT_MASK,
   DmaDebugError,

@@ -1,6 +1,6 @@
 import type { PhysAddr } from "@dmasim/memory";
 import { PAGE_SIZE } from "@dmasim/memory";
-import { Counter } from "@dmasim/trace";
+import { Counter } from "./counters.js";
 import { apiBegin, apiEnd, checkDevice } from "./api-trace.js";
 import { DMA_MAPPING_ERROR, DmaDirection } from "./constants.js";
 import type { DmaAddr } from "./constants.js";

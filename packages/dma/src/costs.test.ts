@@ -1,6 +1,6 @@
 import { describe, expect, it } from "vitest";
 import { PAGE_SIZE } from "@dmasim/memory";
-import { Counter, counterNames } from "@dmasim/trace";
+import { Counter, counterNames } from "./counters.js";
 import {
   DmaConfigError,
   DmaDirection,

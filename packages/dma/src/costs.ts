@@ -1,5 +1,6 @@
-import { Counter, counterNames } from "@dmasim/trace";
-import type { CounterName, CounterSnapshot } from "@dmasim/trace";
+import type { CounterSnapshot } from "@dmasim/trace";
+import { Counter, counterNames } from "./counters.js";
+import type { CounterName } from "./counters.js";
 import { parseCostOverrides } from "./options.js";
 
 /**
@@ -96,11 +97,9 @@ export function priceCounters(snapshot: CounterSnapshot, profile: CostProfile = 
   const lines: CostLine[] = [];
   let totalNs = 0;
   let assumedNs = 0;
-  for (let i = 0; i < counterNames.length; i++) {
-    const name = counterNames[i];
-    if (name === undefined) continue;
+  for (const name of counterNames) {
     const row = profile[name];
-    const count = snapshot.get(i as Counter);
+    const count = snapshot.get(Counter[name]);
     if (row === undefined || count === 0) continue;
     const ns = count * row.ns;
     lines.push({ counter: name, count, nsEach: row.ns, ns, assumed: row.assumed, source: row.source });

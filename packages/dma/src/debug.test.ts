@@ -1,6 +1,6 @@
 import { describe, expect, it } from "vitest";
 import { GiB, PAGE_SIZE, PageFlag } from "@dmasim/memory";
-import { Counter } from "@dmasim/trace";
+import { Counter } from "./counters.js";
 import {
   DMA_ATTR_MMIO,
   DMA_ATTR_SKIP_CPU_SYNC,

@@ -1,7 +1,7 @@
 import { describe, expect, it } from "vitest";
 import fc from "fast-check";
 import { GiB, KiB, MiB, PAGE_SIZE } from "@dmasim/memory";
-import { Counter } from "@dmasim/trace";
+import { Counter } from "./counters.js";
 import {
   DMA_ATTR_MMIO,
   DMA_ATTR_NO_WARN,

@@ -2,7 +2,7 @@
 // call returns what the kernel returns for it, and every caller unwinds to a state where nothing leaked
 // and nothing stays half-mapped.
 import { FAIL_IO_PGTABLE } from "@dmasim/iommu";
-import { Counter } from "@dmasim/trace";
+import { Counter } from "./counters.js";
 import { describe, expect, it } from "vitest";
 import { dmaAllocCoherent } from "./coherent.js";
 import { DMA_MAPPING_ERROR, DmaDirection, Errno } from "./constants.js";

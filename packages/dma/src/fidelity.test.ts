@@ -1,6 +1,6 @@
 import { describe, expect, it } from "vitest";
 import fc from "fast-check";
-import { Counter } from "@dmasim/trace";
+import { Counter } from "./counters.js";
 import { GiB, PAGE_SIZE, TiB } from "@dmasim/memory";
 import {
   DMA_ATTR_DEBUGGING_IGNORE_CACHELINES,

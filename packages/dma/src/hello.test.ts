@@ -1,7 +1,7 @@
 import { describe, expect, it } from "vitest";
 import { GiB } from "@dmasim/memory";
 import { PcieAccessError, createPlatform } from "@dmasim/pcie-p2p";
-import { Counter } from "@dmasim/trace";
+import { Counter } from "./counters.js";
 import { createDmaKernel, DmaDirection, DmaIovaState, dmaIovaDestroy, dmaIovaLink, dmaIovaSync, dmaIovaTryAlloc } from "./index.js";
 import { TRUSTED_BDF } from "./test-fixtures.js";
 

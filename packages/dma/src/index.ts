@@ -86,3 +86,5 @@ export { IovaDomain, FlushQueue, IOVA_FQ_SIZE, IOVA_FQ_TIMEOUT_NS, IOVA_MAG_SIZE
 export type { IovaRange } from "./iova/index.js";
 export { DmaDebugChecker } from "./debug/checker.js";
 export type { UnmapRef } from "./debug/checker.js";
+export { Counter, DmaCounter, counterNames } from "./counters.js";
+export type { CounterName } from "./counters.js";

@@ -1,5 +1,5 @@
 import { IommuError, IommuProt } from "@dmasim/iommu";
-import { Counter } from "@dmasim/trace";
+import { Counter } from "./counters.js";
 import {
   archSyncDmaForCpu,
   archSyncDmaForDevice,

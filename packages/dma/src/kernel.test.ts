@@ -1,7 +1,8 @@
 import { describe, expect, it } from "vitest";
 import { GiB, PAGE_SIZE } from "@dmasim/memory";
 import { PcieAccessError, createPlatform } from "@dmasim/pcie-p2p";
-import { Counter, DmasimInputError } from "@dmasim/trace";
+import { DmasimInputError } from "@dmasim/trace";
+import { Counter } from "./counters.js";
 import {
   DMA_ATTR_MMIO,
   DMA_ATTR_NO_WARN,

@@ -8,6 +8,7 @@ import { CpuCache } from "./cache/index.js";
 import { CACHELINE_SIZE } from "./constants.js";
 import { costProfile, priceCounters } from "./costs.js";
 import type { CostProfile, CostReport } from "./costs.js";
+import { Counter } from "./counters.js";
 import { DmaDebugChecker } from "./debug/checker.js";
 import type { DebugEntry } from "./debug/checker.js";
 import type { DmaDebugReport } from "./debug/errors.js";
@@ -88,6 +89,7 @@ export class DmaKernel implements DeviceKernel {
   readonly #consumerScratch = new Map<symbol, unknown>();
 
   constructor(platform: Platform, options: DmaKernelOptions = {}) {
+    platform.trace.counters.declare(Counter);
     this.platform = platform;
     this.trace = platform.trace;
     this.memory = platform.memory;

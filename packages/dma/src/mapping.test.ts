@@ -2,7 +2,7 @@ import { describe, expect, it } from "vitest";
 import fc from "fast-check";
 import { GiB, MiB, PAGE_SIZE } from "@dmasim/memory";
 import { PcieAccessError } from "@dmasim/pcie-p2p";
-import { Counter } from "@dmasim/trace";
+import { Counter } from "./counters.js";
 import {
   DMA_ATTR_MMIO,
   DMA_ATTR_SKIP_CPU_SYNC,

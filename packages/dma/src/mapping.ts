@@ -1,5 +1,5 @@
 import { PAGE_SIZE, PageFlag, type PhysAddr } from "@dmasim/memory";
-import { Counter } from "@dmasim/trace";
+import { Counter } from "./counters.js";
 import { apiBegin, apiEnd, checkDevice } from "./api-trace.js";
 import { DMA_ATTR_MMIO, DMA_ATTR_REQUIRE_COHERENT, DMA_BIT_MASK, DMA_MAPPING_ERROR, DmaDirection, Errno } from "./constants.js";
 import type { DmaAddr } from "./constants.js";

@@ -1,7 +1,9 @@
 import { FAIL_IO_PGTABLE } from "@dmasim/iommu";
 import { numberWhere as num, strictRecord as record } from "@dmasim/pcie-p2p";
-import { counterNames, schemaIssues } from "@dmasim/trace";
-import type { CounterName, InputIssue } from "@dmasim/trace";
+import { schemaIssues } from "@dmasim/trace";
+import type { InputIssue } from "@dmasim/trace";
+import { counterNames } from "./counters.js";
+import type { CounterName } from "./counters.js";
 import { z } from "zod";
 import { DmaOptionsError } from "./errors.js";
 import { FAIL_IOVA } from "./iova/index.js";

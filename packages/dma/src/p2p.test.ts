@@ -1,7 +1,7 @@
 import { describe, expect, it } from "vitest";
 import { PAGE_SIZE } from "@dmasim/memory";
 import { PciP2pdmaMapType } from "@dmasim/pcie-p2p";
-import { Counter } from "@dmasim/trace";
+import { Counter } from "./counters.js";
 import {
   DMA_ATTR_MMIO,
   DMA_MAPPING_ERROR,

@@ -1,7 +1,7 @@
 import { PAGE_SIZE, PageFlag } from "@dmasim/memory";
 import { PciP2pdmaMapType } from "@dmasim/pcie-p2p";
 import type { P2pdmaProvider } from "@dmasim/pcie-p2p";
-import { Counter } from "@dmasim/trace";
+import { Counter } from "./counters.js";
 import type { DmaAddr } from "./constants.js";
 import { checkDevice } from "./api-trace.js";
 import type { DmaDevice } from "./device.js";

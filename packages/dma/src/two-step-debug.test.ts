@@ -1,5 +1,5 @@
 import { describe, expect, it } from "vitest";
-import { Counter } from "@dmasim/trace";
+import { Counter } from "./counters.js";
 import {
   DmaDebugError,
   DmaDirection,

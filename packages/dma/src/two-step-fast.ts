@@ -1,4 +1,4 @@
-import { Counter } from "@dmasim/trace";
+import { Counter } from "./counters.js";
 import { DMA_ATTR_ALL, DMA_ATTR_MMIO, DMA_ATTR_PRIVILEGED, DMA_ATTR_REQUIRE_COHERENT, DmaDirection } from "./constants.js";
 import type { DmaDevice } from "./device.js";
 import { dmaInfoToProt, iommuMapNosync } from "./iommu-dma.js";

@@ -1,5 +1,5 @@
 import { describe, expect, it } from "vitest";
-import { Counter } from "@dmasim/trace";
+import { Counter } from "./counters.js";
 import { PcieAccessError } from "@dmasim/pcie-p2p";
 import {
   DMA_BIT_MASK,

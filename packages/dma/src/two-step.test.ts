@@ -1,7 +1,7 @@
 import { describe, expect, it } from "vitest";
 import { GiB } from "@dmasim/memory";
 import { PcieAccessError } from "@dmasim/pcie-p2p";
-import { Counter } from "@dmasim/trace";
+import { Counter } from "./counters.js";
 import {
   DMA_ATTR_MMIO,
   DMA_ATTR_REQUIRE_COHERENT,

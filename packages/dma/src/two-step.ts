@@ -1,4 +1,4 @@
-import { Counter } from "@dmasim/trace";
+import { Counter } from "./counters.js";
 import {
   archSyncDmaForCpu,
   archSyncDmaForDevice,

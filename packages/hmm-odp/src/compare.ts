@@ -1,7 +1,7 @@
 import { DMA_MAPPING_ERROR, DmaDirection, createDmaKernel, dmaMapPhys, dmaUnmapPhys, priceCounters } from "@dmasim/dma";
 import { GiB, PAGE_SIZE } from "@dmasim/memory";
 import { createPlatform } from "@dmasim/pcie-p2p";
-import { Counter } from "@dmasim/trace";
+import { Counter } from "@dmasim/dma";
 import { HMM_PFN_REQ_FAULT, HMM_PFN_REQ_WRITE, HmmErrno } from "./constants.js";
 import { HmmDmaMap, hmmDmaMapAlloc, hmmDmaMapFree, hmmDmaMapPfn, hmmDmaMapPfnRun, hmmDmaUnmapPfn, hmmP2pState } from "./hmm-dma.js";
 import { HmmRange, hmmRangeFault } from "./hmm.js";

@@ -1,7 +1,7 @@
 import { DMA_MAPPING_ERROR, DmaDebugError, createDmaKernel } from "@dmasim/dma";
 import { GiB, MiB, PAGE_SIZE, patternBytes } from "@dmasim/memory";
 import { PciP2pdmaMapType, createPlatform } from "@dmasim/pcie-p2p";
-import { Counter } from "@dmasim/trace";
+import { Counter } from "@dmasim/dma";
 import { describe, expect, it } from "vitest";
 import { HMM_PFN_DMA_MAPPED, HMM_PFN_P2PDMA_BUS, HMM_PFN_VALID, HMM_PFN_WRITE, HmmErrno } from "./constants.js";
 import { DmirrorDevice } from "./dmirror.js";

@@ -1,4 +1,5 @@
-import { Counter, type Counters, type EventStream, type Trace } from "@dmasim/trace";
+import { type Counters, type EventStream, type Trace } from "@dmasim/trace";
+import { Counter } from "./counters.js";
 import { hex } from "@dmasim/trace";
 import type { PhysAddr } from "@dmasim/memory";
 import { IommuError, IommuInputError } from "./errors.js";
@@ -133,6 +134,7 @@ export class IommuDomain {
 
   /** @internal use `Iommu.allocDomain`. */
   constructor(iommu: IommuUnit, id: number, type: DomainType, ctx: DomainContext) {
+    ctx.trace.counters.declare(Counter);
     this.iommu = iommu;
     this.id = id;
     this.type = type;

@@ -1,4 +1,5 @@
-import { Counter, Trace } from "@dmasim/trace";
+import { Trace } from "@dmasim/trace";
+import { Counter } from "./counters.js";
 import fc from "fast-check";
 import { describe, expect, it } from "vitest";
 import { IommuError } from "./errors.js";

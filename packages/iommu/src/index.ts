@@ -8,3 +8,4 @@ export { Iommu } from "./iommu.js";
 export type { IommuOptions, IotlbInfo } from "./iommu.js";
 export { FAIL_IO_PGTABLE, IommuDomain, MAX_PHYS } from "./domain.js";
 export type { DomainType, IommuUnit, PtPageList, MapResult, UnmapResult } from "./domain.js";
+export { Counter, IommuCounter } from "./counters.js";

@@ -1,4 +1,5 @@
-import { Counter, type Access, type FaultReason, type Trace } from "@dmasim/trace";
+import { type Access, type FaultReason, type Trace } from "@dmasim/trace";
+import { Counter } from "./counters.js";
 import { IommuDomain, type DomainContext, type DomainType } from "./domain.js";
 import { hex } from "@dmasim/trace";
 import { IommuError, IommuInputError } from "./errors.js";
@@ -78,6 +79,7 @@ export class Iommu {
   #lastDomain: IommuDomain | undefined = undefined;
 
   constructor(trace: Trace, options: IommuOptions = {}) {
+    trace.counters.declare(Counter);
     this.trace = trace;
     this.name = options.name ?? "iommu";
     const vaBits = options.vaBits ?? 48;

@@ -1,4 +1,5 @@
-import { Counter, type Counters } from "@dmasim/trace";
+import { type Counters } from "@dmasim/trace";
+import { Counter } from "./counters.js";
 import * as pte from "./pte.js";
 
 const LEVEL_SIZE = pte.LEVEL_SIZE;
@@ -56,6 +57,7 @@ export class Iotlb {
   #size = 0;
 
   constructor(counters: Counters, capacity: number, ways: number, leafLevels: readonly number[]) {
+    counters.declare(Counter);
     this.capacity = capacity;
     this.ways = ways;
     this.sets = capacity / ways;

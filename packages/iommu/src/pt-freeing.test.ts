@@ -1,7 +1,7 @@
 // When unmap frees page-table pages: only where the range covers the whole span of the entry that
 // points to them, as VT-d's dma_pte_clear_level (drivers/iommu/intel/iommu.c) and ARM's
 // __arm_lpae_unmap (drivers/iommu/io-pgtable-arm.c) do. A table emptied entry by entry stays linked.
-import { Counter } from "@dmasim/trace";
+import { Counter } from "./counters.js";
 import fc from "fast-check";
 import { describe, expect, it } from "vitest";
 import type { IommuDomain } from "./domain.js";

@@ -1,6 +1,6 @@
 // The README's example, run as written (the ```ts block is read from README.md), so it cannot rot.
 import * as traceModule from "@dmasim/trace";
-import { Counter } from "@dmasim/trace";
+import { Counter } from "./counters.js";
 import type { Trace } from "@dmasim/trace";
 import { expect, it } from "vitest";
 import { runReadmeBlock } from "../../../scripts/readme-example.js";

@@ -1,4 +1,5 @@
-import { Counter, type TraceEvent } from "@dmasim/trace";
+import { type TraceEvent } from "@dmasim/trace";
+import { Counter } from "./counters.js";
 import { describe, expect, it } from "vitest";
 import { IommuError } from "./errors.js";
 import { SZ_1G, SZ_2M, SZ_4K } from "./iova.js";

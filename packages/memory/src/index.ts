@@ -20,3 +20,4 @@ export type { AllocPagesOptions, FreeRun } from "./page-allocator.js";
 export { PhysicalMemory } from "./physical-memory.js";
 export type { MmioOptions, PhysicalMemoryOptions, RamRangeSpec } from "./physical-memory.js";
 export type { RegionInfo, RegionKind } from "./regions.js";
+export { Counter, MemoryCounter } from "./counters.js";

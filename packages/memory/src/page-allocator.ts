@@ -1,5 +1,5 @@
 import type { Trace } from "@dmasim/trace";
-import { Counter } from "@dmasim/trace";
+import { Counter } from "./counters.js";
 import type { PhysAddr } from "./addresses.js";
 import { PAGE_SIZE, checkNat } from "./addresses.js";
 import { AddressError, OutOfMemoryError, PageStateError } from "./errors.js";
@@ -42,6 +42,7 @@ export class PageAllocator {
 
   /** @internal `free` are the initially free runs in pfns, sorted and disjoint. */
   constructor(trace: Trace, pages: PageDescriptors, free: readonly { startPfn: number; endPfn: number }[]) {
+    trace.counters.declare(Counter);
     this.#trace = trace;
     this.#pages = pages;
     for (const r of free) this.#insertFree(r.startPfn, r.endPfn);

@@ -1,5 +1,6 @@
 import { describe, expect, it } from "vitest";
-import { Counter, Trace } from "@dmasim/trace";
+import { Trace } from "@dmasim/trace";
+import { Counter } from "./counters.js";
 import { GiB, MiB, PAGE_SIZE, TiB, pfnOf } from "./addresses.js";
 import { AddressError, PageStateError, RegionOverlapError, UnmappedAddressError } from "./errors.js";
 import { PageFlag, pageFlagNames } from "./page-flags.js";

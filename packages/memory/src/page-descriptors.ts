@@ -1,5 +1,5 @@
 import type { Trace } from "@dmasim/trace";
-import { Counter } from "@dmasim/trace";
+import { Counter } from "./counters.js";
 import { PAGE_SIZE, checkNat } from "./addresses.js";
 import { AddressError, PageStateError, RegionOverlapError, UnmappedAddressError } from "./errors.js";
 import { hex } from "@dmasim/trace";
@@ -52,6 +52,7 @@ export class PageDescriptors {
 
   /** @internal PhysicalMemory builds this; `ram` are page-aligned RAM ranges in pfns. */
   constructor(trace: Trace, host: ZoneDeviceHost, ram: readonly { startPfn: number; endPfn: number }[], confidential: boolean) {
+    trace.counters.declare(Counter);
     this.#trace = trace;
     this.#host = host;
     const defaultFlags = confidential ? PageFlag.Encrypted : 0;

@@ -1,6 +1,7 @@
 import { describe, expect, it } from "vitest";
 import fc from "fast-check";
-import { Counter, Trace } from "@dmasim/trace";
+import { Trace } from "@dmasim/trace";
+import { Counter } from "./counters.js";
 import { GiB, MiB, PAGE_SIZE, TiB } from "./addresses.js";
 import { AddressError, MemoryError, MmioNoBackingError, PageStateError, RegionOverlapError, UnmappedAddressError } from "./errors.js";
 import { PhysicalMemory } from "./physical-memory.js";

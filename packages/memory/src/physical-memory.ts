@@ -1,5 +1,5 @@
 import type { Trace } from "@dmasim/trace";
-import { Counter } from "@dmasim/trace";
+import { Counter } from "./counters.js";
 import type { PhysAddr } from "./addresses.js";
 import { MAX_READ_BYTES, PAGE_SIZE, checkNat, checkRange } from "./addresses.js";
 import { AddressError, MmioNoBackingError, PageStateError, RegionOverlapError, UnmappedAddressError } from "./errors.js";
@@ -56,6 +56,7 @@ export class PhysicalMemory implements ZoneDeviceHost {
   #last: BackedRegion | undefined = undefined;
 
   constructor(trace: Trace, options: PhysicalMemoryOptions) {
+    trace.counters.declare(Counter);
     this.trace = trace;
     this.confidential = options.confidential ?? false;
     const ram: readonly RamRangeSpec[] = options.ram;

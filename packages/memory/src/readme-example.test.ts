@@ -1,5 +1,5 @@
 import * as traceModule from "@dmasim/trace";
-import { Counter } from "@dmasim/trace";
+import { Counter } from "./counters.js";
 import type { Trace } from "@dmasim/trace";
 import { describe, expect, it } from "vitest";
 import { runReadmeBlock } from "../../../scripts/readme-example.js";

@@ -1,7 +1,7 @@
 import { Bio, BioError, ReqOp, Request, bvecAt, BLK_STS_OK, BLK_STS_TARGET } from "@dmasim/bio";
 import { dmaAllocCoherent } from "@dmasim/dma";
 import { MiB, PAGE_SIZE, patternBytes } from "@dmasim/memory";
-import { Counter } from "@dmasim/trace";
+import { Counter } from "@dmasim/dma";
 import { describe, expect, it } from "vitest";
 import { NvmeInputError } from "./errors.js";
 import type { NvmeCompletion } from "./driver.js";

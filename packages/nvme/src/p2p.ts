@@ -2,7 +2,8 @@ import { BLK_STS_OK, Bio, ReqOp, Request, blkStatusName, bvecAt } from "@dmasim/
 import type { BlkStatus } from "@dmasim/bio";
 import { PciP2pdmaMapType } from "@dmasim/pcie-p2p";
 import type { P2pdmaProvider } from "@dmasim/pcie-p2p";
-import { Counter, hex } from "@dmasim/trace";
+import { hex } from "@dmasim/trace";
+import { Counter } from "@dmasim/dma";
 import type { NvmeCompletion } from "./driver.js";
 import { patternInto } from "./pattern.js";
 import type { NvmeHost } from "./system.js";

@@ -1,4 +1,4 @@
-import { Counter } from "@dmasim/trace";
+import { Counter } from "@dmasim/dma";
 import { describe, expect, it } from "vitest";
 import { createNvmeSystem } from "./system.js";
 import { WorkloadError } from "./errors.js";

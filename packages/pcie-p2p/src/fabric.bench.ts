@@ -1,5 +1,5 @@
 import { MiB } from "@dmasim/memory";
-import { Counter } from "@dmasim/trace";
+import { Counter } from "./counters.js";
 import { bench, describe } from "vitest";
 import { A, B, RW, bytes, switchSpec, withDomains } from "./test-fixtures.js";
 

@@ -1,4 +1,4 @@
-import { Counter } from "@dmasim/trace";
+import { Counter } from "./counters.js";
 import { GiB, KiB, MiB } from "@dmasim/memory";
 import { IommuProt } from "@dmasim/iommu";
 import { SparseStore } from "@dmasim/memory";

@@ -1,6 +1,7 @@
 import type { Iommu } from "@dmasim/iommu";
 import { MAX_READ_BYTES, MmioNoBackingError, PageFlag, type PhysicalMemory } from "@dmasim/memory";
-import { Counter, hex, type Access, type FabricPath, type Trace } from "@dmasim/trace";
+import { hex, type Access, type FabricPath, type Trace } from "@dmasim/trace";
+import { Counter } from "./counters.js";
 import { PcieAccessError, PciError, PciInputError } from "./errors.js";
 import type { RangeTable, Routes } from "./routing.js";
 import { at } from "./util.js";
@@ -60,6 +61,7 @@ export class Fabric {
   #path = PATH_MEMORY;
 
   constructor(ctx: FabricContext, index: number, iommu: Iommu | undefined) {
+    ctx.trace.counters.declare(Counter);
     this.#ctx = ctx;
     this.#index = index;
     this.#bdf = at(ctx.bdfs, index);

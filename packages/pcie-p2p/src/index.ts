@@ -24,3 +24,4 @@ export type { PciErrorCode, PcieAccessKind } from "./errors.js";
 export { isBdf } from "./bdf.js";
 export { busAddr, unsafeBusAddr } from "./bus-addr.js";
 export { DEFAULT_MMIO_WINDOW } from "./bars.js";
+export { Counter, PcieP2pCounter } from "./counters.js";

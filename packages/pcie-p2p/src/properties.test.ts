@@ -1,4 +1,4 @@
-import { Counter } from "@dmasim/trace";
+import { Counter } from "./counters.js";
 import { MiB } from "@dmasim/memory";
 import fc from "fast-check";
 import { describe, expect, it } from "vitest";

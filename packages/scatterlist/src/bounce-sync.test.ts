@@ -1,7 +1,7 @@
 import { describe, expect, it } from "vitest";
 import { DmaDirection } from "@dmasim/dma";
 import { PAGE_SIZE } from "@dmasim/memory";
-import { Counter } from "@dmasim/trace";
+import { Counter } from "@dmasim/dma";
 import { dmaMapSgtable, dmaSyncSgtableForCpu, dmaSyncSgtableForDevice, dmaUnmapSgtable, sgDmaIsBounced, sgDmaIsSwiotlb, sgtableDmaSegments } from "./index.js";
 import { firstBadSegment, firstDifference, listOf, makeRig, pattern } from "./test-fixtures.js";
 

@@ -2,7 +2,7 @@ import { PciP2pdmaMapState, pciP2pdmaBusAddrMap, pciP2pdmaState } from "@dmasim/
 import type { DmaDevice } from "@dmasim/dma";
 import { PAGE_SIZE } from "@dmasim/memory";
 import { PciP2pdmaMapType } from "@dmasim/pcie-p2p";
-import { Counter } from "@dmasim/trace";
+import { Counter } from "@dmasim/dma";
 import type { SgScratch } from "./scratch.js";
 import type { SgTable } from "./sg-table.js";
 

@@ -2,7 +2,7 @@ import { createDmaKernel, DmaDirection } from "@dmasim/dma";
 import type { CostReport, DmaDevice, DmaKernel, IommuMode } from "@dmasim/dma";
 import { GiB, MiB, PAGE_SIZE } from "@dmasim/memory";
 import { createPlatform } from "@dmasim/pcie-p2p";
-import type { CounterName } from "@dmasim/trace";
+import type { CounterName } from "@dmasim/dma";
 import { dmaMapSgtable, dmaUnmapSgtable } from "./map.js";
 import type { SgMapOptions } from "./map.js";
 import { sgAllocTable, sgSetPhys } from "./sg-table.js";

@@ -1,7 +1,7 @@
 import { describe, expect, it } from "vitest";
 import { DmaDirection, Errno } from "@dmasim/dma";
 import { PAGE_SIZE } from "@dmasim/memory";
-import { Counter } from "@dmasim/trace";
+import { Counter } from "@dmasim/dma";
 import { ScatterlistBusyError, ScatterlistError, dmaMapSg, dmaMapSgtable, dmaUnmapSgtable, sgFreeTable, sgSetPhys } from "./index.js";
 import type { SgMapOptions } from "./index.js";
 import { listOf, makeRig } from "./test-fixtures.js";

@@ -1,7 +1,7 @@
 import { describe, expect, it } from "vitest";
 import { DMA_ATTR_REQUIRE_COHERENT, DmaDirection, Errno, dmaMapPhys, dmaMappingError, dmaUnmapPhys } from "@dmasim/dma";
 import { PAGE_SIZE } from "@dmasim/memory";
-import { Counter } from "@dmasim/trace";
+import { Counter } from "@dmasim/dma";
 import { dmaMapSg, dmaMapSgtable, dmaUnmapSg, dmaUnmapSgtable } from "./index.js";
 import { listOf, makeRig } from "./test-fixtures.js";
 

@@ -1,7 +1,7 @@
 import { describe, expect, it } from "vitest";
 import { DmaDirection } from "@dmasim/dma";
 import { PAGE_SIZE } from "@dmasim/memory";
-import { Counter } from "@dmasim/trace";
+import { Counter } from "@dmasim/dma";
 import { dmaMapSg, dmaMapSgtable, dmaUnmapSg, dmaUnmapSgtable, sgDmaLen, sgtableDmaSegments } from "./index.js";
 import type { SgMapOptions } from "./index.js";
 import { deviceRead, firstBadSegment, listOf, makeRig } from "./test-fixtures.js";

@@ -1,4 +1,4 @@
-import { Counter } from "@dmasim/trace";
+import { Counter } from "@dmasim/dma";
 import { DMA_ATTR_ALL, DMA_ATTR_REQUIRE_COHERENT, DmaDirection, Errno } from "@dmasim/dma";
 import { devUseSwiotlb, dmaApiSlice } from "@dmasim/dma/internal";
 import type { DmaDevice, DmaIovaState } from "@dmasim/dma";

@@ -1,6 +1,7 @@
 import { describe, expect, it } from "vitest";
 import { PAGE_SIZE } from "@dmasim/memory";
-import { Counter, Trace } from "@dmasim/trace";
+import { Trace } from "@dmasim/trace";
+import { Counter } from "@dmasim/dma";
 import {
   SG_ENTRY_BYTES,
   ScatterlistError,

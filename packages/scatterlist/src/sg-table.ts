@@ -1,5 +1,6 @@
 import { PAGE_SIZE, type PhysAddr } from "@dmasim/memory";
-import { Counter, Trace } from "@dmasim/trace";
+import { Trace } from "@dmasim/trace";
+import { Counter } from "@dmasim/dma";
 import type { DmaAddr, DmaDevice, DmaDirection, DmaIovaState } from "@dmasim/dma";
 import { SG_ENTRY_BYTES, SG_MAX_NENTS, SG_MAX_SINGLE_ALLOC, SgDmaFlag } from "./constants.js";
 import { ScatterlistBusyError, ScatterlistError, ScatterlistNoMemError, checkCount } from "./errors.js";

@@ -1,4 +1,4 @@
-import { Counter } from "@dmasim/trace";
+import { Counter } from "@dmasim/dma";
 import { dmaSyncSingleForCpuUntracked, dmaSyncSingleForDeviceUntracked } from "@dmasim/dma/internal";
 import type { DmaDevice, DmaDirection } from "@dmasim/dma";
 import { SgDmaFlag } from "./constants.js";

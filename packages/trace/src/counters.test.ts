@@ -1,16 +1,51 @@
 import { describe, expect, it } from "vitest";
 import fc from "fast-check";
-import { Counter, Counters, counterNames, COUNTER_KINDS } from "./counters.js";
+import { DmasimInputError, DmasimStateError } from "./errors.js";
+import { combineCounters, COUNTER_CAPACITY, counterNamesOf, Counters, defineCounters } from "./counters.js";
 
-describe("Counters", () => {
-  it("indexes are dense and every index has its name", () => {
-    const values = Object.values(Counter).sort((a, b) => a - b);
-    expect(values).toEqual(Array.from({ length: COUNTER_KINDS }, (_, i) => i));
-    for (const [name, index] of Object.entries(Counter)) expect(counterNames[index]).toBe(name);
+// Two blocks as two packages would declare them, at their own bases.
+const Low = defineCounters(0, ["MemReadBytes", "PageAllocs"]);
+const High = defineCounters(8, ["PteWrites", "IotlbHits", "IotlbMisses"]);
+const Counter = combineCounters(Low, High);
+
+function counters(): Counters {
+  const c = new Counters();
+  c.declare(Low);
+  c.declare(High);
+  return c;
+}
+
+describe("defineCounters / combineCounters", () => {
+  it("gives each name base + position, frozen, and names by index", () => {
+    expect(High).toEqual({ PteWrites: 8, IotlbHits: 9, IotlbMisses: 10 });
+    expect(Object.isFrozen(High)).toBe(true);
+    expect(Object.isFrozen(Counter)).toBe(true);
+    expect(Counter.MemReadBytes).toBe(0);
+    expect(Counter.IotlbMisses).toBe(10);
+    expect(counterNamesOf(Counter)[9]).toBe("IotlbHits");
+    expect(counterNamesOf(Counter)[5]).toBeUndefined();
   });
 
+  it("refuses blocks outside the array, repeated names and overlapping blocks", () => {
+    expect(() => defineCounters(COUNTER_CAPACITY - 1, ["A", "B"])).toThrow(DmasimInputError);
+    expect(() => defineCounters(-1, ["A"])).toThrow(DmasimInputError);
+    expect(() => defineCounters(0, ["A", "A"])).toThrow(DmasimInputError);
+    expect(() => combineCounters(Low, defineCounters(1, ["Other"]))).toThrow(DmasimStateError);
+    expect(() => combineCounters(Low, defineCounters(4, ["PageAllocs"]))).toThrow(DmasimStateError);
+    expect(combineCounters(Low, Low)).toEqual(Low);
+  });
+
+  it("Counters.declare is idempotent and refuses a block on another's slot", () => {
+    const c = counters();
+    c.declare(High);
+    expect(c.names[8]).toBe("PteWrites");
+    expect(() => { c.declare(defineCounters(9, ["Foreign"])); }).toThrow(DmasimStateError);
+  });
+});
+
+describe("Counters", () => {
   it("add accumulates and snapshot is a frozen copy", () => {
-    const c = new Counters();
+    const c = counters();
     c.add(Counter.PteWrites, 3);
     c.add(Counter.PteWrites);
     const before = c.snapshot();
@@ -21,8 +56,8 @@ describe("Counters", () => {
     expect(c.snapshot().diff(before).nonZero()).toEqual({ IotlbHits: 10 });
   });
 
-  it("nonZero lists names in counter order and toJSON matches it", () => {
-    const c = new Counters();
+  it("nonZero lists names in index order and toJSON matches it", () => {
+    const c = counters();
     c.add(Counter.IotlbMisses, 2);
     c.add(Counter.MemReadBytes, 4096);
     const snap = c.snapshot();
@@ -30,8 +65,15 @@ describe("Counters", () => {
     expect(JSON.parse(JSON.stringify(snap))).toEqual({ MemReadBytes: 4096, IotlbMisses: 2 });
   });
 
-  it("reset zeroes everything", () => {
+  it("a slot no block declared still shows in nonZero, by index", () => {
     const c = new Counters();
+    c.declare(Low);
+    c.add(Counter.PteWrites, 2);
+    expect(c.snapshot().nonZero()).toEqual({ counter8: 2 });
+  });
+
+  it("reset zeroes everything", () => {
+    const c = counters();
     c.add(Counter.PageAllocs, 5);
     c.reset();
     expect(c.snapshot().nonZero()).toEqual({});
@@ -39,17 +81,17 @@ describe("Counters", () => {
 
   it("diff of snapshots is the sum of what was added between them (property)", () => {
     fc.assert(
-      fc.property(fc.array(fc.tuple(fc.integer({ min: 0, max: COUNTER_KINDS - 1 }), fc.nat(1000))), (adds) => {
-        const c = new Counters();
-        c.add(Counter.DmaMapCalls, 7);
+      fc.property(fc.array(fc.tuple(fc.integer({ min: 0, max: COUNTER_CAPACITY - 1 }), fc.nat(1000))), (adds) => {
+        const c = counters();
+        c.add(Counter.PageAllocs, 7);
         const a = c.snapshot();
         const expected = new Map<number, number>();
         for (const [k, n] of adds) {
-          c.add(k as Counter, n);
+          c.add(k, n);
           expected.set(k, (expected.get(k) ?? 0) + n);
         }
         const d = c.snapshot().diff(a);
-        for (let k = 0; k < COUNTER_KINDS; k++) expect(d.get(k as Counter)).toBe(expected.get(k) ?? 0);
+        for (let k = 0; k < COUNTER_CAPACITY; k++) expect(d.get(k)).toBe(expected.get(k) ?? 0);
       }),
     );
   });
@@ -57,7 +99,7 @@ describe("Counters", () => {
 
 describe("Counters.deferIncrements", () => {
   it("adds a producer's deferred increments before every read, and stops when unregistered", () => {
-    const c = new Counters();
+    const c = counters();
     let pending = 0;
     const stop = c.deferIncrements(() => {
       c.values[Counter.PteWrites] = (c.values[Counter.PteWrites] ?? 0) + pending;

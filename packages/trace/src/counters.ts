@@ -1,93 +1,73 @@
+import { DmasimInputError, DmasimStateError } from "./errors.js";
+
 /**
- * Every event dmasim counts, one index each. This is a const enum in spirit: TypeScript `const enum`s do
- * not survive `isolatedModules` across package boundaries, so it is an `as const` object whose values are
- * dense indices into a Float64Array. Append new kinds at the end; never renumber.
+ * Counters are slots of one Float64Array per platform. The slots are not listed here: each package
+ * declares its own block of them with `defineCounters(base, names)`, at a fixed base it owns, and the
+ * blocks of different packages never overlap. A block is an immutable `name -> index` object, so the hot
+ * path still indexes the typed array by a constant read off a frozen object (a const enum in spirit:
+ * TypeScript `const enum`s do not survive `isolatedModules` across package boundaries). Append new
+ * names at the end of a block; never renumber.
  */
-export const Counter = {
-  // memory
-  MemReadBytes: 0,
-  MemWriteBytes: 1,
-  MemPagesMaterialised: 2,
-  PageAllocs: 3,
-  PageFrees: 4,
-  PageDescLookups: 5,
-  // iommu: page tables
-  IommuMapCalls: 6,
-  IommuUnmapCalls: 7,
-  PteWrites: 8,
-  PteClears: 9,
-  PtPagesAllocated: 10,
-  PtPagesFreed: 11,
-  PtWalks: 12,
-  PtWalkLevels: 13,
-  // iommu: IOTLB
-  IotlbHits: 14,
-  IotlbMisses: 15,
-  IotlbEvictions: 16,
-  IotlbStaleHits: 17,
-  IotlbInvalRange: 18,
-  IotlbInvalDomain: 19,
-  IotlbInvalGlobal: 20,
-  IotlbSyncMap: 21,
-  IommuFaults: 22,
-  // pcie fabric
-  TlpsToMemory: 23,
-  BytesToMemory: 24,
-  TlpsPeerViaSwitch: 25,
-  BytesPeerViaSwitch: 26,
-  TlpsPeerViaHostBridge: 27,
-  BytesPeerViaHostBridge: 28,
-  UnsupportedRequests: 29,
-  // dma: IOVA allocator and flush queue
-  IovaAllocCache: 30,
-  IovaAllocTree: 31,
-  IovaAllocFail: 32,
-  IovaFreeCache: 33,
-  IovaFreeTree: 34,
-  IovaCacheFlushes: 35,
-  FlushQueueEntries: 36,
-  FlushQueueFlushes: 37,
-  FlushQueueFullFlushes: 38,
-  // dma: swiotlb and CPU caches
-  SwiotlbSlotsAllocated: 39,
-  SwiotlbSlotsFreed: 40,
-  SwiotlbBounceBytes: 41,
-  SwiotlbAllocFail: 42,
-  CacheLinesWrittenBack: 43,
-  CacheLinesInvalidated: 44,
-  // dma: API calls
-  DmaMapCalls: 45,
-  DmaUnmapCalls: 46,
-  DmaSyncCalls: 47,
-  DmaIovaTryAllocs: 48,
-  DmaIovaLinks: 49,
-  DmaIovaSyncs: 50,
-  DmaIovaUnlinks: 51,
-  DmaIovaDestroys: 52,
-  DmaMappingErrors: 53,
-  DmaBookkeepingBytesAllocated: 54,
-  DmaBookkeepingBytesFreed: 55,
-  DmaDebugErrors: 56,
-  P2pStateLookups: 57,
-  PrivateMemoryBlocked: 58,
-  IotlbInvalDevice: 59,
-  PtPagesPendingFree: 60,
-} as const;
+export const COUNTER_CAPACITY = 128;
 
-export type Counter = (typeof Counter)[keyof typeof Counter];
-export type CounterName = keyof typeof Counter;
+/** A counter's index into `Counters.values`. */
+export type CounterIndex = number;
 
-/** Names by index, for reports and exporters. */
-export const counterNames: readonly CounterName[] = (() => {
-  const names: CounterName[] = [];
-  for (const [name, index] of Object.entries(Counter) as [CounterName, number][]) names[index] = name;
-  return names;
-})();
-
-export const COUNTER_KINDS = counterNames.length;
+/** One package's counters, name to fixed index; frozen. */
+export type CounterBlock<N extends string = string> = Readonly<Record<N, CounterIndex>>;
 
 /** Counter values keyed by name; only non-zero entries are kept by `snapshot().nonZero()`. */
-export type CounterValues = Readonly<Partial<Record<CounterName, number>>>;
+export type CounterValues = Readonly<Record<string, number>>;
+
+/**
+ * Declares a block of counters at indices `base`, `base + 1`, ... in the order of `names`. The caller
+ * owns the range; `combineCounters` and `Counters.declare` refuse blocks that claim one index twice.
+ */
+export function defineCounters<const N extends string>(base: number, names: readonly N[]): CounterBlock<N> {
+  if (!Number.isInteger(base) || base < 0 || base + names.length > COUNTER_CAPACITY) {
+    throw new DmasimInputError("defineCounters", "base", base, `an integer in [0, ${COUNTER_CAPACITY - names.length}]`);
+  }
+  const block: Record<string, number> = {};
+  names.forEach((name, i) => {
+    if (name in block) throw new DmasimInputError("defineCounters", "names", name, "names that appear once");
+    block[name] = base + i;
+  });
+  return Object.freeze(block);
+}
+
+type UnionToIntersection<U> = (U extends unknown ? (u: U) => void : never) extends (i: infer I) => void ? I : never;
+
+/**
+ * The blocks one package sees (its own and those of the layers below it) as one frozen object, so its
+ * code keeps writing `Counter.PteWrites` whatever package declared `PteWrites`.
+ */
+export function combineCounters<const T extends readonly CounterBlock[]>(...blocks: T): Readonly<UnionToIntersection<T[number]>> {
+  const out: Record<string, number> = {};
+  const byIndex: string[] = [];
+  for (const block of blocks) {
+    for (const [name, index] of Object.entries(block)) {
+      const holder = byIndex[index];
+      if ((holder !== undefined && holder !== name) || (name in out && out[name] !== index)) {
+        throw new DmasimStateError("EEXIST", `counter blocks overlap: ${name} at index ${index} (${holder ?? name} already there)`);
+      }
+      byIndex[index] = name;
+      out[name] = index;
+    }
+  }
+  return Object.freeze(out) as Readonly<UnionToIntersection<T[number]>>;
+}
+
+/** Names by index of the counters in `block`, for reports and exporters (holes are undefined). */
+export function counterNamesOf<N extends string>(block: CounterBlock<N>): readonly (N | undefined)[] {
+  const names: (N | undefined)[] = [];
+  for (const [name, index] of Object.entries(block) as [N, number][]) names[index] = name;
+  return Object.freeze(Array.from(names));
+}
+
+/** The name a report gives a slot no declared block names (so a missing `declare` shows, not hides). */
+function nameOf(names: readonly (string | undefined)[], index: number): string {
+  return names[index] ?? `counter${index}`;
+}
 
 /**
  * A frozen copy of every counter at one instant. Cheap to take (one typed-array copy) so callers can
@@ -95,30 +75,31 @@ export type CounterValues = Readonly<Partial<Record<CounterName, number>>>;
  */
 export class CounterSnapshot {
   readonly #values: Float64Array;
+  readonly #names: readonly (string | undefined)[];
 
   /** @internal use `Counters.snapshot()`. */
-  constructor(values: Float64Array) {
+  constructor(values: Float64Array, names: readonly (string | undefined)[] = []) {
     this.#values = values;
+    this.#names = names;
   }
 
-  get(kind: Counter): number {
+  get(kind: CounterIndex): number {
     return this.#values[kind] ?? 0;
   }
 
   /** `this - earlier`, as a new snapshot. */
   diff(earlier: CounterSnapshot): CounterSnapshot {
-    const out = new Float64Array(COUNTER_KINDS);
-    for (let i = 0; i < COUNTER_KINDS; i++) out[i] = (this.#values[i] ?? 0) - earlier.get(i as Counter);
-    return new CounterSnapshot(out);
+    const out = new Float64Array(COUNTER_CAPACITY);
+    for (let i = 0; i < COUNTER_CAPACITY; i++) out[i] = (this.#values[i] ?? 0) - earlier.get(i);
+    return new CounterSnapshot(out, this.#names);
   }
 
-  /** Every counter that is not zero, by name, in counter order. */
+  /** Every counter that is not zero, by name, in index order. */
   nonZero(): CounterValues {
-    const out: Partial<Record<CounterName, number>> = {};
-    for (let i = 0; i < COUNTER_KINDS; i++) {
+    const out: Record<string, number> = {};
+    for (let i = 0; i < COUNTER_CAPACITY; i++) {
       const v = this.#values[i] ?? 0;
-      const name = counterNames[i];
-      if (v !== 0 && name !== undefined) out[name] = v;
+      if (v !== 0) out[nameOf(this.#names, i)] = v;
     }
     return out;
   }
@@ -131,28 +112,50 @@ export class CounterSnapshot {
 /**
  * The live counters of one platform. `add` is the hot path: one typed-array store.
  *
+ * Names are per platform, not global: each layer `declare`s its block on the `Counters` it was given
+ * (in its constructor), so a snapshot names exactly the counters of the layers present.
+ *
  * A producer on a very hot path may also defer its increments, as the kernel's percpu_counter does: it
  * keeps a private count and registers a fold (`deferIncrements`) that adds that count to `values`. Every
  * read through this class (`get`, `snapshot`, `reset`) runs the folds first, so readers never see the
  * difference; only `values` itself may lag, which is why it is for adding, not for reading.
  */
 export class Counters {
-  /** The counter array, indexed by Counter. Add to it freely; read through `get` or `snapshot`. */
-  readonly values = new Float64Array(COUNTER_KINDS);
+  /** The counter array, indexed by a block's index. Add to it freely; read through `get` or `snapshot`. */
+  readonly values = new Float64Array(COUNTER_CAPACITY);
   readonly #folds: (() => void)[] = [];
+  readonly #names: (string | undefined)[] = [];
 
-  add(kind: Counter, n = 1): void {
+  add(kind: CounterIndex, n = 1): void {
     this.values[kind] = (this.values[kind] ?? 0) + n;
   }
 
-  get(kind: Counter): number {
+  get(kind: CounterIndex): number {
     this.fold();
     return this.values[kind] ?? 0;
   }
 
+  /**
+   * Names the slots of `block` in reports. Declaring the same block again is a no-op; a block that
+   * claims a slot another name holds is refused (EEXIST), since two packages would add into one slot.
+   */
+  declare(block: CounterBlock): void {
+    for (const [name, index] of Object.entries(block)) {
+      const holder = this.#names[index];
+      if (holder === name) continue;
+      if (holder !== undefined) throw new DmasimStateError("EEXIST", `counter ${name} at index ${index} overlaps ${holder}`);
+      this.#names[index] = name;
+    }
+  }
+
+  /** Names by index of every declared counter (holes are undefined). */
+  get names(): readonly (string | undefined)[] {
+    return this.#names.slice();
+  }
+
   snapshot(): CounterSnapshot {
     this.fold();
-    return new CounterSnapshot(this.values.slice());
+    return new CounterSnapshot(this.values.slice(), this.#names.slice());
   }
 
   reset(): void {

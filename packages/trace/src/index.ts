@@ -1,5 +1,5 @@
-export { Counter, Counters, CounterSnapshot, counterNames, COUNTER_KINDS } from "./counters.js";
-export type { CounterName, CounterValues } from "./counters.js";
+export { Counters, CounterSnapshot, COUNTER_CAPACITY, combineCounters, counterNamesOf, defineCounters } from "./counters.js";
+export type { CounterBlock, CounterIndex, CounterValues } from "./counters.js";
 export { VirtualClock } from "./clock.js";
 export type { TimerHandle } from "./clock.js";
 export { EventStream } from "./events.js";

@@ -1,5 +1,7 @@
 import { bench, describe } from "vitest";
-import { Counter, Counters } from "./counters.js";
+import { Counters, defineCounters } from "./counters.js";
+
+const Counter = defineCounters(8, ["PteWrites", "IotlbHits"]);
 import { EventStream } from "./events.js";
 
 describe("counters and events on a hot path", () => {

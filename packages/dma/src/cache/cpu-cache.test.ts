@@ -1,5 +1,6 @@
 import { MiB, PhysicalMemory } from "@dmasim/memory";
-import { Counter, Trace } from "@dmasim/trace";
+import { Trace } from "@dmasim/trace";
+import { Counter } from "../counters.js";
 import { beforeEach, describe, expect, it } from "vitest";
 import { DmaDirection } from "../constants.js";
 import { CpuCache } from "./cpu-cache.js";

@@ -1,5 +1,6 @@
 import type { PhysicalMemory } from "@dmasim/memory";
-import { Counter, hex, type Counters } from "@dmasim/trace";
+import { hex, type Counters } from "@dmasim/trace";
+import { Counter } from "../counters.js";
 import { CACHELINE_SIZE, DmaDirection } from "../constants.js";
 import { checkDir } from "../validate.js";
 import { CpuCacheError, CpuCacheInputError } from "./errors.js";
@@ -32,6 +33,7 @@ export class CpuCache {
   #evictions = 0;
 
   constructor(memory: PhysicalMemory, options: CpuCacheOptions = {}) {
+    memory.trace.counters.declare(Counter);
     const lineSize = options.lineSize ?? CACHELINE_SIZE;
     if (!Number.isSafeInteger(lineSize) || lineSize < 16 || lineSize > 4096 || (lineSize & (lineSize - 1)) !== 0) {
       throw new CpuCacheInputError("CpuCache", "lineSize", lineSize, "a power of two from 16 to 4096");

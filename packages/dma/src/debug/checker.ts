@@ -1,4 +1,4 @@
-import { Counter } from "@dmasim/trace";
+import { Counter } from "../counters.js";
 import type { Trace } from "@dmasim/trace";
 import {
   CACHELINE_SIZE,
@@ -83,6 +83,7 @@ export class DmaDebugChecker {
   #warnedOnce = new Set<string>();
 
   constructor(trace: Trace, mode: DebugMode, options: DebugCheckerOptions = {}) {
+    trace.counters.declare(Counter);
     this.#trace = trace;
     this.mode = mode;
     this.#reportOverlap = options.reportCachelineOverlap ?? true;

@@ -1,4 +1,4 @@
-import { Counter } from "@dmasim/trace";
+import { Counter } from "../counters.js";
 import { DMA_BIT_MASK_32 } from "./constants.js";
 import type { IovaDomain } from "./domain.js";
 import { checkCount, checkCpu, IovaError } from "./errors.js";

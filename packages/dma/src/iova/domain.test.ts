@@ -1,4 +1,5 @@
-import { Counter, Trace } from "@dmasim/trace";
+import { Trace } from "@dmasim/trace";
+import { Counter } from "../counters.js";
 import { describe, expect, it } from "vitest";
 import { IovaDomain } from "./domain.js";
 import { IovaError } from "./errors.js";

@@ -1,4 +1,5 @@
-import { Counter, type FaultAttr, type Trace } from "@dmasim/trace";
+import { type FaultAttr, type Trace } from "@dmasim/trace";
+import { Counter } from "../counters.js";
 import { FAIL_IOVA, IOVA_RANGE_CACHE_MAX_SIZE } from "./constants.js";
 import { checkCount, checkCpu, IovaError } from "./errors.js";
 import { IovaRcache, type IovaMagazine } from "./rcache.js";
@@ -57,6 +58,7 @@ export class IovaDomain {
   #max32AllocSize: number;
 
   constructor(trace: Trace, options: IovaDomainOptions) {
+    trace.counters.declare(Counter);
     const { granule, startPfn } = options;
     const cpus = options.cpus ?? 1;
     if (!Number.isSafeInteger(granule) || granule < 1 || granule > 4096 || (granule & (granule - 1)) !== 0) {

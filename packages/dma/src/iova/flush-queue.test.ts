@@ -1,4 +1,5 @@
-import { Counter, Trace } from "@dmasim/trace";
+import { Trace } from "@dmasim/trace";
+import { Counter } from "../counters.js";
 import { describe, expect, it } from "vitest";
 import { IOVA_FQ_SIZE, IOVA_FQ_TIMEOUT_NS } from "./constants.js";
 import { IovaDomain } from "./domain.js";

@@ -1,4 +1,5 @@
-import { Counter, type TimerHandle, type Trace } from "@dmasim/trace";
+import { type TimerHandle, type Trace } from "@dmasim/trace";
+import { Counter } from "../counters.js";
 import { IOVA_FQ_SIZE, IOVA_FQ_TIMEOUT_NS } from "./constants.js";
 import type { IovaDomain } from "./domain.js";
 import { checkCount, checkCpu, IovaError } from "./errors.js";
@@ -59,6 +60,7 @@ export class FlushQueue {
   #timerCpu = 0;
 
   constructor(trace: Trace, iovad: IovaDomain, ops: FlushQueueOps, options: FlushQueueOptions = {}) {
+    trace.counters.declare(Counter);
     const size = options.size ?? IOVA_FQ_SIZE;
     const timeoutNs = options.timeoutNs ?? IOVA_FQ_TIMEOUT_NS;
     if (!Number.isSafeInteger(size) || size < 2 || (size & (size - 1)) !== 0) {

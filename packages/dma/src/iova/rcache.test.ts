@@ -1,4 +1,5 @@
-import { Counter, Trace } from "@dmasim/trace";
+import { Trace } from "@dmasim/trace";
+import { Counter } from "../counters.js";
 import { describe, expect, it } from "vitest";
 import { IOVA_DEPOT_DELAY_NS, IOVA_MAG_SIZE } from "./constants.js";
 import { IovaDomain, orderBase2 } from "./domain.js";

@@ -1,5 +1,6 @@
 import { MiB, PhysicalMemory, patternBytes } from "@dmasim/memory";
-import { Counter, Trace } from "@dmasim/trace";
+import { Trace } from "@dmasim/trace";
+import { Counter } from "../counters.js";
 import { beforeEach, describe, expect, it } from "vitest";
 import { DMA_ATTR_SKIP_CPU_SYNC, DMA_MAPPING_ERROR, DmaDirection } from "../constants.js";
 import { swiotlbMaxMappingSize, swiotlbPoolMapSingle, swiotlbPoolUnmapSingle, isSwiotlbBuffer } from "./api.js";

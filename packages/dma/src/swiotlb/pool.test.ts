@@ -1,5 +1,6 @@
 import { MiB, PageFlag, PhysicalMemory } from "@dmasim/memory";
-import { Counter, Trace } from "@dmasim/trace";
+import { Trace } from "@dmasim/trace";
+import { Counter } from "../counters.js";
 import { describe, expect, it } from "vitest";
 import { IO_TLB_SEGSIZE, IO_TLB_SIZE } from "./constants.js";
 import { SwiotlbError } from "./errors.js";

@@ -1,5 +1,6 @@
 import type { PhysAddr, PhysicalMemory } from "@dmasim/memory";
-import { Counter, hex, type FaultAttr, type Trace } from "@dmasim/trace";
+import { hex, type FaultAttr, type Trace } from "@dmasim/trace";
+import { Counter } from "../counters.js";
 import { DMA_ATTR_SKIP_CPU_SYNC, DMA_MAPPING_ERROR, DmaDirection, PAGE_SIZE } from "../constants.js";
 import { checkAttrs, checkDir } from "../validate.js";
 import { FAIL_SWIOTLB, IO_TLB_DEFAULT_SIZE, IO_TLB_SEGMENT_BYTES, IO_TLB_SEGSIZE, IO_TLB_SHIFT, IO_TLB_SIZE, nrSlots } from "./constants.js";
@@ -66,6 +67,7 @@ export class SwiotlbPool {
   readonly #fail: FaultAttr;
 
   constructor(memory: PhysicalMemory, options: SwiotlbPoolOptions = {}) {
+    memory.trace.counters.declare(Counter);
     const size = options.size ?? IO_TLB_DEFAULT_SIZE;
     if (!Number.isSafeInteger(size) || size <= 0) {
       throw new SwiotlbError("EINVAL", `SwiotlbPool: size = ${String(size)} is invalid: expected a positive number of bytes`);

@@ -1,4 +1,4 @@
-import { Counter } from "@dmasim/trace";
+import { Counter } from "@dmasim/dma";
 import { DMA_ATTR_MMIO, DMA_ATTR_SKIP_CPU_SYNC, DMA_IOVA_STATE_BYTES, DmaIovaState, Errno, dmaIovaDestroy, dmaIovaLink, dmaIovaSync, dmaIovaTryAlloc } from "@dmasim/dma";
 import type { DmaDevice, DmaDirection } from "@dmasim/dma";
 import { EntryKind } from "../classify.js";

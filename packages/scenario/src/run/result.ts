@@ -1,5 +1,5 @@
 import type { IommuMode } from "@dmasim/dma";
-import type { CounterName } from "@dmasim/trace";
+import type { CounterName } from "@dmasim/dma";
 import type { Api, WorkloadKind } from "../types.js";
 
 /** One thing a run verified: the device saw the right bytes, nothing faulted, nothing leaked… */
