@@ -15,8 +15,6 @@ export function apiEnd(dev: DmaDevice, name: string, result: number): void {
   if (trace.events.active) trace.events.emit({ type: "api", t: trace.clock.now, phase: "E", name, device: dev.bdf, result });
 }
 
-export { isBoundDevice } from "./validate.js";
-
 /**
  * Every API call starts here: a device must be one the kernel handed out and still bound. Anything else
  * (undefined, a BDF string, an Endpoint, a look-alike object) is bad input, named as such, never a

@@ -8,7 +8,7 @@ import { dmaAllocCoherent } from "./coherent.js";
 import { DMA_MAPPING_ERROR, DmaDirection, Errno } from "./constants.js";
 import { DmaConfigError } from "./errors.js";
 import { FAIL_IOVA } from "./iova/index.js";
-import { DMA_FAULT_SITES } from "./kernel.js";
+import { DMA_FAULT_SITES } from "./options.js";
 import { dmaMappingError, dmaMapPhys, dmaUnmapPhys } from "./mapping.js";
 import { FAIL_SWIOTLB } from "./swiotlb/index.js";
 import { allocBuffer, makeKernel, tryDmaRead } from "./test-fixtures.js";

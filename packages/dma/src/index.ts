@@ -1,4 +1,4 @@
-export { createDmaKernel, DMA_FAULT_SITES, DmaKernel } from "./kernel.js";
+export { createDmaKernel, DmaKernel } from "./kernel.js";
 export { FAIL_IOVA } from "./iova/index.js";
 export { FAIL_SWIOTLB } from "./swiotlb/index.js";
 export type { DmaKernelOptions, IommuMode, KernelLogLine, ShutdownReport, UnbindReport } from "./kernel.js";
@@ -30,7 +30,7 @@ export {
 export type { DmaAddr } from "./constants.js";
 export { DmaConfigError, DmaInputError, DmaOptionsError, DmaStateError } from "./errors.js";
 export { dmaMaxMappingSize, dmaOptMappingSize, iovaRcacheRange } from "./opt-mapping-size.js";
-export { costOverridesSchema, dmaDeviceOptionsSchema, dmaKernelOptionsSchema, faultInjectSchema, iommuModeSchema } from "./options.js";
+export { DMA_FAULT_SITES, costOverridesSchema, dmaDeviceOptionsSchema, dmaKernelOptionsSchema, faultInjectSchema, iommuModeSchema } from "./options.js";
 export {
   DMA_IOVA_STATE_BYTES,
   DmaIovaState,

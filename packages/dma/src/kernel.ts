@@ -27,8 +27,6 @@ import { SwiotlbPool } from "./swiotlb/index.js";
 
 export type { DmaKernelOptions, IommuMode } from "./options.js";
 
-export { DMA_FAULT_SITES } from "./options.js";
-
 /** A line of the kernel log (dev_warn and friends), with virtual time. */
 export interface KernelLogLine {
   readonly t: number;

@@ -1,6 +1,6 @@
 import { FAIL_IO_PGTABLE } from "@dmasim/iommu";
 import { numberWhere as num, strictRecord as record } from "@dmasim/pcie-p2p";
-import { schemaIssues } from "@dmasim/trace";
+import { FAULT_ATTR_RULES, schemaIssues } from "@dmasim/trace";
 import type { InputIssue } from "@dmasim/trace";
 import { counterNames } from "./counters.js";
 import type { CounterName } from "./counters.js";
@@ -60,10 +60,10 @@ export const DMA_FAULT_SITES: readonly string[] = Object.freeze([FAIL_IOVA, FAIL
 /** One site's attributes, as the kernel's fail_* debugfs files (lib/fault-inject.c). */
 const faultAttrSchema = record(
   {
-    probability: num((v) => Number.isInteger(v) && v >= 0 && v <= 100, "a whole percentage from 0 to 100").optional(),
-    interval: num((v) => Number.isSafeInteger(v) && v >= 1, "an integer >= 1").optional(),
-    times: num((v) => Number.isSafeInteger(v) && v >= -1, "an integer >= 0, or -1 for no limit").optional(),
-    space: num((v) => Number.isSafeInteger(v) && v >= 0, "a number of bytes >= 0").optional(),
+    probability: num(FAULT_ATTR_RULES.probability.ok, FAULT_ATTR_RULES.probability.expected).optional(),
+    interval: num(FAULT_ATTR_RULES.interval.ok, FAULT_ATTR_RULES.interval.expected).optional(),
+    times: num(FAULT_ATTR_RULES.times.ok, FAULT_ATTR_RULES.times.expected).optional(),
+    space: num(FAULT_ATTR_RULES.space.ok, FAULT_ATTR_RULES.space.expected).optional(),
   },
   "an object { probability?, interval?, times?, space? }",
 );

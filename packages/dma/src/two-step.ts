@@ -22,11 +22,11 @@ import {
   iovaUnaligned,
 } from "./iommu-dma.js";
 import { iommuDmaFreeIova } from "./iova/index.js";
-import { apiBegin, apiEnd, checkDevice, isBoundDevice } from "./api-trace.js";
+import { apiBegin, apiEnd, checkDevice } from "./api-trace.js";
 import { checkIovaState, dmaUseIova, isIovaState } from "./iova-state.js";
 import type { DmaIovaState } from "./iova-state.js";
 import { dmaIovaLinkAlignedGranuleNoBounceCheck, dmaIovaLinkGranuleNoChecks } from "./two-step-fast.js";
-import { checkAttrs, checkDir, checkRange, checkSize, isAttrs, isDir, isIndex, isRange } from "./validate.js";
+import { checkAttrs, checkDir, checkRange, checkSize, isAttrs, isBoundDevice, isDir, isIndex, isRange } from "./validate.js";
 
 // The two-step DMA API (dma_iova_* in drivers/iommu/dma-iommu.c): one function per kernel function, each
 // checking every argument before it changes anything, then following the kernel's flow. dma-debug's

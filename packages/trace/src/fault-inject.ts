@@ -19,25 +19,26 @@ export interface FaultInjectOptions {
   readonly sites?: Readonly<Partial<Record<string, FaultAttrOptions>>> | undefined;
 }
 
+/**
+ * What each attribute accepts (the kernel's fail_* debugfs files): a test and its wording. The one
+ * source of these rules: `configure` checks with it here, and the DMA kernel's option schema builds its
+ * fields from it.
+ */
+export const FAULT_ATTR_RULES: Readonly<Record<keyof FaultAttrOptions, { readonly ok: (v: number) => boolean; readonly expected: string }>> = Object.freeze({
+  probability: { ok: (v: number) => Number.isInteger(v) && v >= 0 && v <= 100, expected: "a whole percentage from 0 to 100" },
+  interval: { ok: (v: number) => Number.isSafeInteger(v) && v >= 1, expected: "an integer >= 1" },
+  times: { ok: (v: number) => Number.isSafeInteger(v) && v >= -1, expected: "an integer >= 0, or -1 for no limit" },
+  space: { ok: (v: number) => Number.isSafeInteger(v) && v >= 0, expected: "a number of bytes >= 0" },
+});
+
 function checkAttr(name: string, options: FaultAttrOptions): void {
   const o = options as Record<string, unknown>;
+  const rules = FAULT_ATTR_RULES as Readonly<Record<string, { readonly ok: (v: number) => boolean; readonly expected: string } | undefined>>;
   for (const key of Object.keys(o)) {
-    if (!["probability", "interval", "times", "space"].includes(key)) {
-      throw new TraceInputError(`${name}.${key}`, o[key], "one of probability, interval, times, space");
-    }
-  }
-  const { probability, interval, times, space } = o;
-  if (probability !== undefined && !(Number.isInteger(probability) && (probability as number) >= 0 && (probability as number) <= 100)) {
-    throw new TraceInputError(`${name}.probability`, probability, "a whole percentage from 0 to 100");
-  }
-  if (interval !== undefined && !(Number.isSafeInteger(interval) && (interval as number) >= 1)) {
-    throw new TraceInputError(`${name}.interval`, interval, "an integer >= 1");
-  }
-  if (times !== undefined && !(Number.isSafeInteger(times) && (times as number) >= -1)) {
-    throw new TraceInputError(`${name}.times`, times, "an integer >= 0, or -1 for no limit");
-  }
-  if (space !== undefined && !(Number.isSafeInteger(space) && (space as number) >= 0)) {
-    throw new TraceInputError(`${name}.space`, space, "a number of bytes >= 0");
+    const rule = rules[key];
+    if (rule === undefined) throw new TraceInputError(`${name}.${key}`, o[key], "one of probability, interval, times, space");
+    const v = o[key];
+    if (v !== undefined && !(typeof v === "number" && rule.ok(v))) throw new TraceInputError(`${name}.${key}`, v, rule.expected);
   }
 }
 

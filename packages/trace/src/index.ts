@@ -14,7 +14,7 @@ export type {
   TraceEventType,
 } from "./events.js";
 export { Trace } from "./trace.js";
-export { FaultAttr, FaultInjection } from "./fault-inject.js";
+export { FAULT_ATTR_RULES, FaultAttr, FaultInjection } from "./fault-inject.js";
 export type { FaultAttrOptions, FaultInjectOptions } from "./fault-inject.js";
 export { Xorshift32 } from "./random.js";
 export { DmasimError, DmasimInputError, DmasimStateError, TraceInputError, hex, hex16, hex64, showValue } from "./errors.js";
