@@ -3,18 +3,35 @@ import { AddressError } from "./errors.js";
 
 /** Pages per leaf of the page index: one Int32Array of 512 slots covers 2 MiB of the store. */
 const LEAF_PAGES = 512;
-/** Pages per slab: materialised pages are carved from 256 KiB buffers, so there is no object per page. */
+/** Pages per slab: whole pages are carved from 256 KiB buffers, so there is no object per page. */
 const SLAB_SHIFT = 6;
 const SLAB_PAGES = 1 << SLAB_SHIFT;
 const SLAB_MASK = SLAB_PAGES - 1;
+/** A partly written page holds its bytes in 256-byte lines: 16 per page. */
+const LINE_SHIFT = 8;
+const LINE_SIZE = 1 << LINE_SHIFT;
+const LINES_PER_PAGE = PAGE_SIZE / LINE_SIZE;
+/** Lines per line slab (256 KiB, like a page slab). */
+const LINE_SLAB_SHIFT = 10;
+const LINE_SLAB_MASK = (1 << LINE_SLAB_SHIFT) - 1;
+/** A line page that would hold more than this many lines becomes a whole page (lines cost more then). */
+const MAX_LINES = 8;
+/** Line tables per chunk: 4096 pages x 16 Int32 line slots = 256 KiB. */
+const TABLE_CHUNK_SHIFT = 12;
+const TABLE_CHUNK_MASK = (1 << TABLE_CHUNK_SHIFT) - 1;
 
 /**
- * The bytes of a range of `size` bytes, stored sparsely: a 4 KiB page gets memory on its first write and
+ * The bytes of a range of `size` bytes, stored sparsely: a page gets memory on its first write and
  * unwritten bytes read as zeros, so a terabyte of RAM costs nothing until it is used.
  *
- * Layout: page number → slot through a two-level index (a Map of 512-entry Int32Array leaves, with the last
- * leaf cached so sequential access skips the Map); slot → bytes inside a 256 KiB slab. Slots are handed
- * out in materialisation order, so a buffer written front to back sits contiguously in its slabs.
+ * Layout: page number → entry through a two-level index (a Map of 512-entry Int32Array leaves, with the
+ * last leaf cached so sequential access skips the Map). An entry is 0 for a page never written, `slot + 1`
+ * for a whole page (4 KiB inside a 256 KiB slab; slots are handed out in materialisation order, so a
+ * buffer written front to back sits contiguously), or `-(table + 1)` for a page written only in places:
+ * its bytes are 256-byte lines, found through a table of 16 line slots. A device that writes a 64-byte
+ * pattern into each of a million fresh pages so costs 256 MiB of host memory, not 4 GiB, and the host
+ * does not fault in and zero a 4 KiB page for every one (that was most of the time of such a run).
+ * A page becomes whole once it would need more than 8 lines; its lines and table are reused.
  * Pages are never given back: like RAM, once touched the bytes stay.
  */
 export class SparseStore {
@@ -24,6 +41,14 @@ export class SparseStore {
   #lastLeaf: Int32Array | undefined = undefined;
   readonly #slabs: Uint8Array[] = [];
   #pages = 0;
+  #wholePages = 0;
+  readonly #lineSlabs: Uint8Array[] = [];
+  #lines = 0;
+  readonly #tables: Int32Array[] = [];
+  #tableCount = 0;
+  /** Line tables and lines given back by pages that became whole, for reuse. */
+  readonly #freeTables: number[] = [];
+  readonly #freeLines: number[] = [];
 
   constructor(size: number) {
     checkNat("size", size);
@@ -35,10 +60,15 @@ export class SparseStore {
     return this.#pages;
   }
 
+  /** Host bytes that hold written data: whole pages plus 256-byte lines (index structures not counted). */
+  get storedBytes(): number {
+    return this.#wholePages * PAGE_SIZE + (this.#lines - this.#freeLines.length) * LINE_SIZE;
+  }
+
   /** True when the page holding byte `offset` has memory (was written). */
   isMaterialised(offset: number): boolean {
     this.#check(offset, 1, "isMaterialised");
-    return this.#slot(Math.floor(offset / PAGE_SIZE)) >= 0;
+    return this.#entry(Math.floor(offset / PAGE_SIZE)) !== 0;
   }
 
   read(offset: number, len: number): Uint8Array {
@@ -55,12 +85,15 @@ export class SparseStore {
       const page = Math.floor(offset / PAGE_SIZE);
       const inPage = offset - page * PAGE_SIZE;
       if (inPage + len <= PAGE_SIZE) {
-        const slot = this.#slot(page);
-        if (slot < 0) {
-          dst.fill(0);
-        } else {
+        const e = this.#entry(page);
+        if (e > 0) {
+          const slot = e - 1;
           const base = (slot & SLAB_MASK) * PAGE_SIZE + inPage;
           dst.set(this.#slab(slot).subarray(base, base + len));
+        } else if (e === 0) {
+          dst.fill(0);
+        } else {
+          this.#readLines(-e - 1, inPage, dst, 0, len);
         }
         return;
       }
@@ -75,8 +108,13 @@ export class SparseStore {
       const page = Math.floor(offset / PAGE_SIZE);
       const inPage = offset - page * PAGE_SIZE;
       if (inPage + len <= PAGE_SIZE) {
-        const slot = this.#materialise(page);
-        this.#slab(slot).set(bytes, (slot & SLAB_MASK) * PAGE_SIZE + inPage);
+        const e = this.#entry(page);
+        if (e > 0) {
+          const slot = e - 1;
+          this.#slab(slot).set(bytes, (slot & SLAB_MASK) * PAGE_SIZE + inPage);
+        } else {
+          this.#writePage(page, e, inPage, bytes, 0, len, -1);
+        }
         return;
       }
     }
@@ -87,11 +125,7 @@ export class SparseStore {
       const page = Math.floor(at / PAGE_SIZE);
       const inPage = at - page * PAGE_SIZE;
       const n = Math.min(PAGE_SIZE - inPage, len - pos);
-      const slot = this.#materialise(page);
-      const slab = this.#slab(slot);
-      const base = (slot & SLAB_MASK) * PAGE_SIZE + inPage;
-      if (n === len) slab.set(bytes, base);
-      else slab.set(bytes.subarray(pos, pos + n), base);
+      this.#writePage(page, this.#entry(page), inPage, bytes, pos, n, -1);
       pos += n;
     }
   }
@@ -106,11 +140,9 @@ export class SparseStore {
       const page = Math.floor(at / PAGE_SIZE);
       const inPage = at - page * PAGE_SIZE;
       const n = Math.min(PAGE_SIZE - inPage, len - pos);
-      const slot = value === 0 ? this.#slot(page) : this.#materialise(page);
-      if (slot >= 0) {
-        const base = (slot & SLAB_MASK) * PAGE_SIZE + inPage;
-        this.#slab(slot).fill(value, base, base + n);
-      }
+      const e = this.#entry(page);
+      if (value !== 0 || e > 0) this.#writePage(page, e, inPage, undefined, 0, n, value);
+      else if (e < 0) this.#zeroLines(-e - 1, inPage, n);
       pos += n;
     }
   }
@@ -131,13 +163,16 @@ export class SparseStore {
       const page = Math.floor(at / PAGE_SIZE);
       const inPage = at - page * PAGE_SIZE;
       let n = Math.min(PAGE_SIZE - inPage, len - pos);
-      const slot = this.#slot(page);
-      if (slot < 0) {
+      const e = this.#entry(page);
+      if (e === 0) {
         dst.fill(0, pos, pos + n);
+      } else if (e < 0) {
+        this.#readLines(-e - 1, inPage, dst, pos, n);
       } else {
-        // Pages written in order sit next to each other in a slab: copy such a run in one go.
+        // Whole pages written in order sit next to each other in a slab: copy such a run in one go.
+        const slot = e - 1;
         let next = slot + 1;
-        while (pos + n < len && (next & SLAB_MASK) !== 0 && this.#slot(page + (next - slot)) === next) {
+        while (pos + n < len && (next & SLAB_MASK) !== 0 && this.#entry(page + (next - slot)) === next + 1) {
           n = Math.min(n + PAGE_SIZE, len - pos);
           next++;
         }
@@ -148,8 +183,8 @@ export class SparseStore {
     }
   }
 
-  /** Slot of `page`, or -1 when it was never written. */
-  #slot(page: number): number {
+  /** The index entry of `page`: 0 never written, > 0 whole page slot + 1, < 0 -(line table + 1). */
+  #entry(page: number): number {
     const leafIndex = Math.floor(page / LEAF_PAGES);
     let leaf = this.#lastLeaf;
     if (leafIndex !== this.#lastLeafIndex) {
@@ -157,8 +192,20 @@ export class SparseStore {
       this.#lastLeafIndex = leafIndex;
       this.#lastLeaf = leaf;
     }
-    if (leaf === undefined) return -1;
-    return (leaf[page - leafIndex * LEAF_PAGES] ?? 0) - 1;
+    if (leaf === undefined) return 0;
+    return leaf[page - leafIndex * LEAF_PAGES] ?? 0;
+  }
+
+  #setEntry(page: number, value: number): void {
+    const leafIndex = Math.floor(page / LEAF_PAGES);
+    let leaf = leafIndex === this.#lastLeafIndex ? this.#lastLeaf : this.#leaves.get(leafIndex);
+    if (leaf === undefined) {
+      leaf = new Int32Array(LEAF_PAGES);
+      this.#leaves.set(leafIndex, leaf);
+    }
+    this.#lastLeafIndex = leafIndex;
+    this.#lastLeaf = leaf;
+    leaf[page - leafIndex * LEAF_PAGES] = value;
   }
 
   #slab(slot: number): Uint8Array {
@@ -167,19 +214,148 @@ export class SparseStore {
     return slab;
   }
 
-  #materialise(page: number): number {
-    const slot = this.#slot(page);
-    if (slot >= 0) return slot;
-    const leafIndex = Math.floor(page / LEAF_PAGES);
-    let leaf = this.#lastLeaf;
-    if (leaf === undefined) {
-      leaf = new Int32Array(LEAF_PAGES);
-      this.#leaves.set(leafIndex, leaf);
-      this.#lastLeaf = leaf;
+  #lineSlab(line: number): Uint8Array {
+    const slab = this.#lineSlabs[line >>> LINE_SLAB_SHIFT];
+    if (slab === undefined) throw new Error(`SparseStore: line ${line} has no slab (internal inconsistency)`);
+    return slab;
+  }
+
+  #table(table: number): Int32Array {
+    const chunk = this.#tables[table >>> TABLE_CHUNK_SHIFT];
+    if (chunk === undefined) throw new Error(`SparseStore: line table ${table} does not exist (internal inconsistency)`);
+    return chunk;
+  }
+
+  /**
+   * Writes `n` bytes at `inPage` of `page` (entry `e`): from `src` at `srcPos`, or the byte `value` when
+   * `src` is undefined. Gives the page memory first if it has none, as lines when few are touched.
+   */
+  #writePage(page: number, e: number, inPage: number, src: Uint8Array | undefined, srcPos: number, n: number, value: number): void {
+    if (e === 0) this.#pages++;
+    if (e <= 0) {
+      const first = inPage >>> LINE_SHIFT;
+      const last = (inPage + n - 1) >>> LINE_SHIFT;
+      let needed = last - first + 1;
+      if (e < 0) {
+        const t = this.#table(-e - 1);
+        const tb = ((-e - 1) & TABLE_CHUNK_MASK) * LINES_PER_PAGE;
+        for (let l = 0; l < LINES_PER_PAGE; l++) if ((t[tb + l] ?? 0) !== 0 && (l < first || l > last)) needed++;
+      }
+      if (needed <= MAX_LINES) {
+        this.#writeLines(page, e, inPage, src, srcPos, n, value);
+        return;
+      }
+      e = this.#makeWhole(page, e);
     }
-    const fresh = this.#pages++;
-    if ((fresh & SLAB_MASK) === 0) this.#slabs.push(new Uint8Array(SLAB_PAGES * PAGE_SIZE));
-    leaf[page - leafIndex * LEAF_PAGES] = fresh + 1;
-    return fresh;
+    const slot = e - 1;
+    const slab = this.#slab(slot);
+    const base = (slot & SLAB_MASK) * PAGE_SIZE + inPage;
+    if (src === undefined) slab.fill(value, base, base + n);
+    else slab.set(n === src.length ? src : src.subarray(srcPos, srcPos + n), base);
+  }
+
+  /** Gives `page` a whole 4 KiB slot, moving the lines it had there; returns its new entry. */
+  #makeWhole(page: number, e: number): number {
+    const slot = this.#wholePages++;
+    if ((slot & SLAB_MASK) === 0) this.#slabs.push(new Uint8Array(SLAB_PAGES * PAGE_SIZE));
+    if (e < 0) {
+      const table = -e - 1;
+      const t = this.#table(table);
+      const tb = (table & TABLE_CHUNK_MASK) * LINES_PER_PAGE;
+      const slab = this.#slab(slot);
+      const base = (slot & SLAB_MASK) * PAGE_SIZE;
+      for (let l = 0; l < LINES_PER_PAGE; l++) {
+        const v = t[tb + l] ?? 0;
+        if (v === 0) continue;
+        const line = v - 1;
+        const ls = this.#lineSlab(line);
+        const lb = (line & LINE_SLAB_MASK) * LINE_SIZE;
+        slab.set(ls.subarray(lb, lb + LINE_SIZE), base + l * LINE_SIZE);
+        ls.fill(0, lb, lb + LINE_SIZE); // a reused line must read as zeros
+        this.#freeLines.push(line);
+        t[tb + l] = 0;
+      }
+      this.#freeTables.push(table);
+    }
+    this.#setEntry(page, slot + 1);
+    return slot + 1;
+  }
+
+  #writeLines(page: number, e: number, inPage: number, src: Uint8Array | undefined, srcPos: number, n: number, value: number): void {
+    let table: number;
+    if (e < 0) table = -e - 1;
+    else {
+      table = this.#freeTables.pop() ?? this.#newTable();
+      this.#setEntry(page, -table - 1);
+    }
+    const t = this.#table(table);
+    const tb = (table & TABLE_CHUNK_MASK) * LINES_PER_PAGE;
+    let pos = 0;
+    while (pos < n) {
+      const at = inPage + pos;
+      const l = at >>> LINE_SHIFT;
+      const inLine = at & (LINE_SIZE - 1);
+      const m = Math.min(LINE_SIZE - inLine, n - pos);
+      let v = t[tb + l] ?? 0;
+      if (v === 0) {
+        v = (this.#freeLines.pop() ?? this.#newLine()) + 1;
+        t[tb + l] = v;
+      }
+      const line = v - 1;
+      const ls = this.#lineSlab(line);
+      const lb = (line & LINE_SLAB_MASK) * LINE_SIZE + inLine;
+      if (src === undefined) ls.fill(value, lb, lb + m);
+      else ls.set(m === src.length ? src : src.subarray(srcPos + pos, srcPos + pos + m), lb);
+      pos += m;
+    }
+  }
+
+  #readLines(table: number, inPage: number, dst: Uint8Array, dstPos: number, n: number): void {
+    const t = this.#table(table);
+    const tb = (table & TABLE_CHUNK_MASK) * LINES_PER_PAGE;
+    let pos = 0;
+    while (pos < n) {
+      const at = inPage + pos;
+      const inLine = at & (LINE_SIZE - 1);
+      const m = Math.min(LINE_SIZE - inLine, n - pos);
+      const v = t[tb + (at >>> LINE_SHIFT)] ?? 0;
+      if (v === 0) dst.fill(0, dstPos + pos, dstPos + pos + m);
+      else {
+        const line = v - 1;
+        const lb = (line & LINE_SLAB_MASK) * LINE_SIZE + inLine;
+        dst.set(this.#lineSlab(line).subarray(lb, lb + m), dstPos + pos);
+      }
+      pos += m;
+    }
+  }
+
+  /** Zero-fill inside a line page: lines it has are zeroed, lines it lacks already read as zeros. */
+  #zeroLines(table: number, inPage: number, n: number): void {
+    const t = this.#table(table);
+    const tb = (table & TABLE_CHUNK_MASK) * LINES_PER_PAGE;
+    let pos = 0;
+    while (pos < n) {
+      const at = inPage + pos;
+      const inLine = at & (LINE_SIZE - 1);
+      const m = Math.min(LINE_SIZE - inLine, n - pos);
+      const v = t[tb + (at >>> LINE_SHIFT)] ?? 0;
+      if (v !== 0) {
+        const lb = ((v - 1) & LINE_SLAB_MASK) * LINE_SIZE + inLine;
+        this.#lineSlab(v - 1).fill(0, lb, lb + m);
+      }
+      pos += m;
+    }
+  }
+
+  #newTable(): number {
+    const table = this.#tableCount++;
+    if ((table & TABLE_CHUNK_MASK) === 0) this.#tables.push(new Int32Array((TABLE_CHUNK_MASK + 1) * LINES_PER_PAGE));
+    return table;
+  }
+
+  #newLine(): number {
+    const line = this.#lines++;
+    if ((line & LINE_SLAB_MASK) === 0) this.#lineSlabs.push(new Uint8Array((LINE_SLAB_MASK + 1) * LINE_SIZE));
+    return line;
   }
 }
