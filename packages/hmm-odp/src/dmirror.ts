@@ -514,7 +514,8 @@ export class Dmirror {
       const at = addr + pos;
       const off = at % PAGE_SIZE;
       const n = Math.min(PAGE_SIZE - off, len - pos);
-      const chunk = buf.subarray(pos, pos + n);
+      // One page is the common access: no view object for it.
+      const chunk = n === len ? buf : buf.subarray(pos, pos + n);
       if (d !== undefined && at >= d.start && at < d.start + d.size) {
         const i = Math.floor((at - d.start) / PAGE_SIZE);
         const f = d.map.flags[i] ?? 0;
@@ -560,7 +561,7 @@ export class Dmirror {
       this.mutex.lock();
       let got: number;
       try {
-        got = this.#access(addr + done, buf.subarray(done), write);
+        got = this.#access(addr + done, done === 0 ? buf : buf.subarray(done), write);
       } finally {
         this.mutex.unlock();
       }
