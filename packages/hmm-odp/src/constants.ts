@@ -69,6 +69,8 @@ export const VM_SHARED = 0x8;
 export const VM_PFNMAP = 0x400;
 export const VM_IO = 0x4000;
 export const VM_HUGETLB = 0x400000;
+/** Set by vm_insert_page: a driver mapping holding pages it inserted (struct pages, not bare frames). */
+export const VM_MIXEDMAP = 0x10000000;
 export const VM_HUGEPAGE = 0x20000000;
 
 /** PROT_* of mmap/mprotect. */

@@ -16,6 +16,8 @@ import {
   HPAGE_PMD_ORDER,
   HmmErrno,
   MmuNotifyEvent,
+  PROT_READ,
+  PROT_WRITE,
   TASK_SIZE,
   VM_FAULT_SIGBUS,
   VM_READ,
@@ -238,6 +240,27 @@ export class Dmirror {
       if (this.dma !== undefined) hmmDmaMapFree(this.dma.dev, this.dma.map);
       throw new HmmStateError("EINVAL", `dmirror_open: mmu_interval_notifier_insert returned ${ret}`);
     }
+  }
+
+  /**
+   * mmap(2) of the dmirror file itself (dmirror_fops_mmap): a private mapping of `length` bytes in this
+   * mirror's process where the driver inserts one fresh zeroed page per page with vm_insert_page, so the
+   * VMA becomes VM_MIXEDMAP and its entries are present and read-only. Returns the address.
+   */
+  mmap(length: number, prot: number = PROT_READ | PROT_WRITE): number {
+    const addr = this.mm.mmap(length, { prot });
+    const end = addr + Math.ceil(length / PAGE_SIZE) * PAGE_SIZE;
+    const sys = this.mm.sys;
+    for (let a = addr; a < end; a += PAGE_SIZE) {
+      const pfn = sys.allocPage();
+      const ret = this.mm.vmInsertPage(a, pfn);
+      sys.putPage(pfn); // the mapping holds the page now (test_hmm.c drops its own reference the same way)
+      if (ret !== 0) {
+        this.mm.munmap(addr, end - addr);
+        throw new HmmStateError("ENOMEM", `dmirror_fops_mmap: vm_insert_page at ${hex(a)} returned ${ret}`);
+      }
+    }
+    return addr;
   }
 
   /** close(): drop every mirror entry, remove the notifier, free the DMA map. */

@@ -1,6 +1,6 @@
 import { PAGE_SIZE } from "@dmasim/memory";
 import { describe, expect, it } from "vitest";
-import { HmmErrno, PROT_NONE, PROT_READ, PROT_WRITE } from "./constants.js";
+import { HmmErrno, PROT_NONE, PROT_READ, PROT_WRITE, VM_MIXEDMAP } from "./constants.js";
 import {
   HMM_DMIRROR_PROT_DEV_PRIVATE_LOCAL,
   HMM_DMIRROR_PROT_ERROR,
@@ -335,6 +335,18 @@ describe("hmm-tests.c (hmm_device_private)", { timeout: 60_000 }, () => {
     }
     expect(succeeded).toBeGreaterThan(0);
     expect(failed).toBeGreaterThan(0);
+  });
+
+  it("mixedmap", () => {
+    // mmap of the dmirror fd (MAP_PRIVATE, read/write): the driver inserts its own pages (VM_MIXEDMAP).
+    const { mm, open } = hmmRig();
+    const d = open();
+    const ptr = d.mmap(PAGE_SIZE);
+    expect(mm.findVma(ptr)?.flags ?? 0).toSatisfy((f: number) => (f & VM_MIXEDMAP) !== 0);
+    const cmd = hmmDmirrorCmd(ptr, 1);
+    expect(d.snapshot(cmd)).toBe(0);
+    expect(cmd.cpages).toBe(1);
+    expect(cmd.ptr[0]).toBe(HMM_DMIRROR_PROT_READ);
   });
 
   it("snapshot", () => {

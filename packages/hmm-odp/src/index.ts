@@ -28,6 +28,7 @@ export {
   VM_HUGEPAGE,
   VM_HUGETLB,
   VM_IO,
+  VM_MIXEDMAP,
   VM_PFNMAP,
   VM_READ,
   VM_SHARED,

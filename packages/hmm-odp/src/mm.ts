@@ -12,6 +12,7 @@ import {
   VM_FAULT_SIGBUS,
   VM_FAULT_SIGSEGV,
   VM_HUGEPAGE,
+  VM_MIXEDMAP,
   VM_HUGETLB,
   VM_IO,
   VM_PFNMAP,
@@ -653,7 +654,8 @@ export class Mm implements NotifierMm {
     }
     // An anonymous page mapped only here is reused in place; a shared or page-cache page is copied.
     const pageCache = v.file !== undefined && (v.file.pages[v.pgoff + i] ?? 0) === pfn + 1;
-    if (!pageCache && this.sys.refCount(pfn) === 1) {
+    // A page a driver inserted (VM_MIXEDMAP) is not anonymous either: vm_normal_page finds it, wp_page_copy copies it.
+    if (!pageCache && (v.flags & VM_MIXEDMAP) === 0 && this.sys.refCount(pfn) === 1) {
       if ((e & PTE_PMD) !== 0) {
         const base = i - ((v.start / PAGE_SIZE + i) % HPAGE_PMD_NR);
         for (let j = Math.max(0, base); j < Math.min(v.pages, base + HPAGE_PMD_NR); j++) if (((v.pte[j] ?? 0) & PTE_KIND_MASK) === PRESENT) v.pte[j] = (v.pte[j] ?? 0) | PTE_WRITE;
@@ -709,6 +711,25 @@ export class Mm implements NotifierMm {
       owner,
     );
     return v.pfn[i] ?? 0;
+  }
+
+  /**
+   * vm_insert_page, as a driver's mmap handler calls it: maps the page `pfn` (RAM the mm hands out) at
+   * `addr` with a reference of its own and marks the VMA VM_MIXEDMAP. The entry is a normal present one
+   * with the VMA's page protection, which for a private mapping is read-only (a CPU write copies the page).
+   * 0, -EINVAL (no VMA, a VM_PFNMAP VMA or not such a page) or -EBUSY (the entry is in use).
+   */
+  vmInsertPage(addr: number, pfn: number): number {
+    if (!Number.isSafeInteger(addr) || addr % PAGE_SIZE !== 0) throw new HmmInputError("vm_insert_page", "addr", addr, "a page-aligned address");
+    const v = this.findVma(addr);
+    if (v === undefined || (v.flags & VM_PFNMAP) !== 0 || v.p2p !== undefined || !this.sys.managed(pfn)) return -HmmErrno.EINVAL;
+    const i = (addr - v.start) / PAGE_SIZE;
+    if ((v.pte[i] ?? 0) !== EMPTY) return -HmmErrno.EBUSY;
+    v.flags |= VM_MIXEDMAP;
+    this.sys.getPage(pfn);
+    v.pte[i] = PRESENT | ((v.flags & VM_SHARED) !== 0 && (v.flags & VM_WRITE) !== 0 ? PTE_WRITE : 0);
+    v.pfn[i] = pfn;
+    return 0;
   }
 
   // ---- CPU access ------------------------------------------------------------------------------
