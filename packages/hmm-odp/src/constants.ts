@@ -46,6 +46,7 @@ export const HmmErrno = {
   EINVAL: 22,
   EOVERFLOW: 75,
   EOPNOTSUPP: 95,
+  EREMOTEIO: 121,
 } as const;
 
 /** enum mmu_notifier_event, in kernel order. */

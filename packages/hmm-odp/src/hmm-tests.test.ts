@@ -12,6 +12,7 @@ import {
   hmmDmirrorCmd,
 } from "./dmirror.js";
 import type { Dmirror, DmirrorFaultStep, HmmDmirrorCmd } from "./dmirror.js";
+import { FOLL_LONGTERM, FOLL_WRITE, getUserPages, putUserPages } from "./gup.js";
 import { MADV_HUGEPAGE } from "./mm.js";
 import type { Mm } from "./mm.js";
 import { HMM_BUFFER_SIZE, cpuFillInts, cpuInts, firstMismatch, hmmRig, ints } from "./test-fixtures.js";
@@ -457,6 +458,38 @@ describe("hmm-tests.c (hmm_device_private)", { timeout: 60_000 }, () => {
       expect(firstMismatch(cpuInts(who, ptr, size), (i) => i + 1)).toBe(-1);
     }
     child.exit();
+  });
+
+  it("hmm_gup_test", () => {
+    // gup_test's ioctls on one page each, always with FOLL_WRITE: GUP_BASIC_TEST (get_user_pages),
+    // GUP_FAST_BENCHMARK (get_user_pages_fast), PIN_FAST_BENCHMARK with FOLL_LONGTERM and
+    // PIN_LONGTERM_BENCHMARK (pin_user_pages, FOLL_LONGTERM): each gets the page and drops it again.
+    const gupTestExec = (mm: Mm, addr: number, flags: number): number => {
+      const pages = new Uint32Array(1);
+      const got = getUserPages(mm, addr, 1, FOLL_WRITE | flags, pages);
+      if (got < 0) return -got;
+      putUserPages(mm, pages, got);
+      return got === 1 ? 0 : EFAULT;
+    };
+    const { mm, open } = hmmRig();
+    const d = open();
+    const n = 4;
+    const ptr = mm.mmap(n * PAGE_SIZE);
+    cpuFillInts(mm, ptr, n * PAGE_SIZE, (i) => i);
+    const mig = hmmDmirrorCmd(ptr, n);
+    expect(d.migrateToDev(mig)).toBe(0);
+    expect(mig.cpages).toBe(n);
+    expect(firstMismatch(ints(mig.ptr), (i) => i)).toBe(-1);
+    expect(gupTestExec(mm, ptr, 0)).toBe(0);
+    expect(gupTestExec(mm, ptr + 1 * PAGE_SIZE, 0)).toBe(0);
+    expect(gupTestExec(mm, ptr + 2 * PAGE_SIZE, FOLL_LONGTERM)).toBe(0);
+    expect(gupTestExec(mm, ptr + 3 * PAGE_SIZE, FOLL_LONGTERM)).toBe(0);
+    // GUP faulted every device-private page back to system memory: the CPU page table maps them writable.
+    const cmd = hmmDmirrorCmd(ptr, n);
+    expect(d.snapshot(cmd)).toBe(0);
+    expect(cmd.cpages).toBe(n);
+    expect([...cmd.ptr.subarray(0, n)]).toEqual([HMM_DMIRROR_PROT_WRITE, HMM_DMIRROR_PROT_WRITE, HMM_DMIRROR_PROT_WRITE, HMM_DMIRROR_PROT_WRITE]);
+    expect(firstMismatch(cpuInts(mm, ptr, n * PAGE_SIZE), (i) => i)).toBe(-1);
   });
 
   it("hmm_cow_in_device", () => {

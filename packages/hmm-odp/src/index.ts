@@ -44,6 +44,7 @@ export type { MmStats } from "./mm-system.js";
 export { Mm, FAULT_FLAG_REMOTE, FAULT_FLAG_WRITE, MADV_DONTNEED, MADV_HUGEPAGE } from "./mm.js";
 export type { MmapOptions } from "./mm.js";
 export { Vma } from "./vma.js";
+export { FOLL_LONGTERM, FOLL_WRITE, getUserPages, putUserPages } from "./gup.js";
 export {
   MMU_NOTIFIER_RANGE_BLOCKABLE,
   MmuIntervalNotifier,
