@@ -14,6 +14,7 @@ import {
 import type { Dmirror, DmirrorFaultStep, HmmDmirrorCmd } from "./dmirror.js";
 import { FOLL_LONGTERM, FOLL_WRITE, getUserPages, putUserPages } from "./gup.js";
 import { MADV_HUGEPAGE } from "./mm.js";
+import { PteKind } from "./pte.js";
 import type { Mm } from "./mm.js";
 import { HMM_BUFFER_SIZE, cpuFillInts, cpuInts, firstMismatch, hmmRig, ints } from "./test-fixtures.js";
 
@@ -284,6 +285,33 @@ describe("hmm-tests.c (hmm_device_private)", { timeout: 60_000 }, () => {
       expect(mm.munmap(ptr, size)).toBe(0);
     }
     expect(d.mdevice.pagemap.allocatedPages).toBe(0);
+  });
+
+  it("migrate_dirty_page", () => {
+    // Upstream moves itself into a fresh cgroup and writes 1 GiB to its memory.reclaim: reclaim of every
+    // page of the process. Here that is mm.swapOut of each page (try_to_unmap + pageout).
+    const reclaim = (mm: Mm, ptr: number): void => {
+      for (let i = 0; i < npages; i++) mm.swapOut(ptr + i * PAGE_SIZE);
+    };
+    const { mm, open } = hmmRig();
+    const d = open();
+    const ptr = mm.mmap(size);
+    cpuFillInts(mm, ptr, size, () => 0);
+    reclaim(mm, ptr);
+    // Make sure at least some pages got paged to disk (upstream SKIPs otherwise, reading /proc/self/pagemap).
+    let swapped = 0;
+    for (let i = 0; i < npages; i++) if (mm.pteAt(ptr + i * PAGE_SIZE)?.kind === PteKind.SWAP) swapped++;
+    expect(swapped).toBe(npages);
+    // Fault pages back in from swap as clean pages.
+    expect(firstMismatch(cpuInts(mm, ptr, size), () => 0)).toBe(-1);
+    // Dirty the pte.
+    cpuFillInts(mm, ptr, size, (i) => i);
+    // Attempt to migrate memory to device. This might fail if some pages are/were backed by swap but
+    // that's ok. (In the model the swap cache's reference keeps every page from migrating.)
+    d.migrateToDev(hmmDmirrorCmd(ptr, npages));
+    reclaim(mm, ptr);
+    // Check we still see the updated data after restoring from swap.
+    expect(firstMismatch(cpuInts(mm, ptr, size), (i) => i)).toBe(-1);
   });
 
   it("anon_read_multiple", () => {

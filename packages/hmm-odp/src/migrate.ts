@@ -3,7 +3,7 @@ import { HPAGE_PMD_NR, HmmErrno, MmuNotifyEvent, VM_HUGETLB, VM_IO, VM_PFNMAP } 
 import { HmmInputError } from "./errors.js";
 import type { MmSystem } from "./mm-system.js";
 import type { Mm } from "./mm.js";
-import { PTE_KIND_MASK, PTE_PMD, PTE_WRITE, PteKind } from "./pte.js";
+import { PTE_DIRTY, PTE_KIND_MASK, PTE_PMD, PTE_WRITE, PteKind } from "./pte.js";
 import type { Vma } from "./vma.js";
 
 /** migrate_pfn flags: an entry of src/dst is (pfn << MIGRATE_PFN_SHIFT) | flags. */
@@ -96,6 +96,13 @@ export function migrateVmaSetup(args: MigrateVma): number {
         if ((args.flags & MIGRATE_VMA_SELECT_SYSTEM) !== 0 && v.file === undefined) {
           if (k === PteKind.NONE || k === PteKind.ZERO) {
             mpfn = MIGRATE_PFN_MIGRATE;
+          } else if (k === PteKind.PRESENT && sys.inSwapCache(pfn)) {
+            // The swap cache holds a reference migrate_vma_check_page does not expect: the page stays.
+            // Its pte was cleared for a migration entry and is restored clean, so the dirty bit moves to
+            // the page (the fix "mm/migrate_device.c: copy pte dirty bit to page"); without it reclaim
+            // would drop the page as up to date in swap and lose the writes.
+            if ((e & PTE_DIRTY) !== 0) sys.setPageDirty(pfn);
+            v.pte[i] = e & ~PTE_DIRTY;
           } else if (k === PteKind.PRESENT && sys.refCount(pfn) === 1) {
             mpfn = migratePfn(pfn) | MIGRATE_PFN_MIGRATE | ((e & PTE_WRITE) !== 0 ? MIGRATE_PFN_WRITE : 0);
           }

@@ -66,6 +66,10 @@ export class MmSystem {
   #chunkEnd = 0;
   readonly #swap = new Map<number, Uint8Array>();
   #nextSwap = 1;
+  /** The swap cache: a page read in from swap whose slot still holds its bytes (page → slot). */
+  readonly #swapCache = new Map<number, number>();
+  /** PG_dirty of swap-cache pages: the slot is stale and reclaim must write the page again. */
+  readonly #swapCacheDirty = new Set<number>();
   readonly #pgmaps: DevPagemap[] = [];
   #nextPid = 1;
   /** Live processes (to know when a shmem object has no mapping left). */
@@ -170,6 +174,7 @@ export class MmSystem {
     if (n === 0) return;
     this.#setRef(pfn, n - 1);
     if (n === 1) {
+      this.#dropSwapCache(pfn, true);
       this.#inUse--;
       this.memory.fill(pfn * PAGE_SIZE, PAGE_SIZE, 0);
       this.#free.push(pfn);
@@ -199,6 +204,49 @@ export class MmSystem {
   /** @internal Drops a swap slot (zap of a swap entry). */
   swapFree(slot: number): void {
     this.#swap.delete(slot);
+  }
+
+  /** @internal Swap-in on a read fault (do_swap_page): the page stays in the swap cache, clean, its slot kept. */
+  swapReadCached(slot: number, pfn: number): void {
+    this.swapRead(slot, pfn, false);
+    this.#swapCache.set(pfn, slot);
+  }
+
+  /** True when `pfn` is in the swap cache. */
+  inSwapCache(pfn: number): boolean {
+    return this.#swapCache.has(pfn);
+  }
+
+  /**
+   * set_page_dirty (folio_mark_dirty): the page was written other than through a dirty pte (a device
+   * write, say), so a copy in swap is stale and reclaim must write it again. Drivers that let a device
+   * write pages call it when they unmap them (ib_umem_odp does); it matters for pages in the swap cache.
+   */
+  setPageDirty(pfn: number): void {
+    if (this.#swapCache.has(pfn)) this.#swapCacheDirty.add(pfn);
+  }
+
+  /**
+   * @internal Reclaim's pageout of a page about to be unmapped (shrink_folio_list): a clean swap-cache
+   * page is dropped as its slot is up to date; a dirty one or one not in the swap cache is written. Returns
+   * the slot that now holds the page's bytes; the page leaves the swap cache.
+   */
+  swapOutPage(pfn: number): number {
+    const slot = this.#swapCache.get(pfn);
+    const dirty = this.#swapCacheDirty.has(pfn);
+    this.#dropSwapCache(pfn, false);
+    if (slot === undefined) return this.swapWrite(pfn);
+    if (dirty) this.#swap.set(slot, this.memory.read(pfn * PAGE_SIZE, PAGE_SIZE));
+    return slot;
+  }
+
+  /** The page leaves the swap cache; its slot is freed unless a swap entry is about to take it over. */
+  #dropSwapCache(pfn: number, freeSlot: boolean): void {
+    const slot = this.#swapCache.get(pfn);
+    if (slot === undefined) return;
+    this.#swapCache.delete(pfn);
+    this.#swapCacheDirty.delete(pfn);
+    if (freeSlot) this.#swap.delete(slot);
   }
 
   /** A file of `size` bytes with `content` at offset 0 (a tmpfs file: its page cache is its storage). */

@@ -418,7 +418,9 @@ export class Mm implements NotifierMm {
     const page = Math.floor(addr / PAGE_SIZE) * PAGE_SIZE;
     if ((e & PTE_PMD) !== 0) this.splitHugePage(page);
     this.notify(MmuNotifyEvent.CLEAR, page, page + PAGE_SIZE, () => {
-      const slot = this.sys.swapWrite(pfn);
+      // try_to_unmap_one moves a dirty pte's bit to the page; pageout writes only what is not in swap.
+      if (((v.pte[i] ?? 0) & PTE_DIRTY) !== 0) this.sys.setPageDirty(pfn);
+      const slot = this.sys.swapOutPage(pfn);
       v.pte[i] = PteKind.SWAP | ((v.pte[i] ?? 0) & PTE_DIRTY);
       v.pfn[i] = slot;
       this.sys.putPage(pfn);
@@ -563,8 +565,16 @@ export class Mm implements NotifierMm {
       case PteKind.SWAP: {
         stats.majorFaults++;
         const fresh = this.sys.allocPage();
-        this.sys.swapRead(v.pfn[i] ?? 0, fresh, true);
-        v.pte[i] = PRESENT | (e & PTE_DIRTY) | (write ? PTE_WRITE | PTE_DIRTY : 0);
+        if (write) {
+          // should_try_to_free_swap: a write fault frees the slot; the page is mapped writable and dirty.
+          this.sys.swapRead(v.pfn[i] ?? 0, fresh, true);
+          v.pte[i] = PRESENT | PTE_WRITE | PTE_DIRTY;
+        } else {
+          // A read fault keeps the page in the swap cache, clean, and (exclusive) maps it writable but not
+          // dirty: a later CPU store dirties the pte alone, the page's swap slot becoming stale.
+          this.sys.swapReadCached(v.pfn[i] ?? 0, fresh);
+          v.pte[i] = PRESENT | ((v.flags & VM_WRITE) !== 0 ? PTE_WRITE : 0);
+        }
         v.pfn[i] = fresh;
         return 0;
       }
