@@ -1,4 +1,4 @@
-import { DmaDirection, DmaIovaState, PciP2pdmaMapState, dmaIovaDestroy, dmaIovaLink, dmaIovaSync, dmaIovaTryAlloc, dmaMapPhys, dmaMappingError, dmaUnmapPhys } from "@dmasim/dma";
+import { DMA_BIT_MASK, DmaDirection, DmaIovaState, PciP2pdmaMapState, dmaIovaDestroy, dmaIovaLink, dmaIovaSync, dmaIovaTryAlloc, dmaMapPhys, dmaMappingError, dmaSetMaskAndCoherent, dmaUnmapPhys } from "@dmasim/dma";
 import type { DmaDevice, DmaKernel } from "@dmasim/dma";
 import { FAULT_FLAG_WRITE, PteKind, TASK_SIZE, VM_FAULT_ERROR } from "@dmasim/hmm-odp";
 import type { Mm, MmuIntervalNotifierOps } from "@dmasim/hmm-odp";
@@ -98,6 +98,8 @@ export class Mlx5Nic {
     this.counters = kernel.trace.counters;
     this.counters.declare(RdmaCounter);
     this.clock = kernel.trace.clock;
+    // mlx5_pci_init: the device addresses 64 bits (implicit ODP needs room for many 1 GiB IOVA windows).
+    dmaSetMaskAndCoherent(this.dev, DMA_BIT_MASK(64));
   }
 
   get bdf(): string {
