@@ -237,7 +237,7 @@ export class Mlx5Nic {
     // pin_user_pages(FOLL_LONGTERM [| FOLL_WRITE]): fault each page in, take a reference.
     let pinned = 0;
     const unpin = (): void => {
-      for (let j = 0; j < pinned; j++) sys.putPage(pfns[j] ?? 0);
+      for (let j = 0; j < pinned; j++) sys.unpinPage(pfns[j] ?? 0);
     };
     mm.mmapReadLock();
     try {
@@ -254,7 +254,7 @@ export class Mlx5Nic {
           unpin();
           return -RdmaErrno.EFAULT;
         }
-        sys.getPage(pfn);
+        sys.pinPage(pfn);
         pfns[pinned] = pfn;
       }
     } finally {
@@ -337,7 +337,7 @@ export class Mlx5Nic {
       ibUmemOdpRelease(odp);
     } else if (mr.pinned !== undefined) {
       this.#unmapPinned(mr, mr.mtt.length);
-      for (const pfn of mr.pinned.pfns) mr.mm.sys.putPage(pfn);
+      for (const pfn of mr.pinned.pfns) mr.mm.sys.unpinPage(pfn);
     }
   }
 
