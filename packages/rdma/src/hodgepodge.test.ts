@@ -3,58 +3,8 @@ import { MADV_DONTNEED, PROT_READ, PROT_WRITE, PteKind, hmmDmirrorCmd } from "@d
 import { PAGE_SIZE } from "@dmasim/memory";
 import { IbWcStatus } from "./constants.js";
 import { RdmaCounter } from "./counters.js";
-import { IbQpState } from "./verbs.js";
-import { OK, pattern, rdmaRead, rdmaWrite } from "./test-fixtures.js";
-import { cpuPhys, hodgepodge, mttPhys } from "./test-hodgepodge.js";
-import type { Hodgepodge } from "./test-hodgepodge.js";
-
-/** Every live MTT entry leads to the page the CPU maps at that address (the invariant the whole test rests on). */
-function expectMttMatchesCpu(h: Hodgepodge): void {
-  for (let p = 0; p < h.pages; p++) {
-    const addr = h.base + p * PAGE_SIZE;
-    const nic = mttPhys(h.nicB, h.odp, addr);
-    if (nic === undefined) continue;
-    expect({ page: p, kind: h.kindOf(p), phys: nic }).toEqual({ page: p, kind: h.kindOf(p), phys: cpuPhys(h, addr) });
-  }
-}
-
-/** The NIC reads page `p` of the MR (64 bytes) through an RDMA READ into the staging buffer. */
-function nicRead(h: Hodgepodge, p: number): Uint8Array | number {
-  const wc = rdmaRead(h.qpA, h.staging, h.stagingBase + p * PAGE_SIZE, h.odp, h.base + p * PAGE_SIZE, 64);
-  if (wc.status !== OK) {
-    h.qpA.state = IbQpState.RTS;
-    return wc.status;
-  }
-  return h.mm.read(h.stagingBase + p * PAGE_SIZE, 64);
-}
-
-/** The NIC writes pattern(tag) to page `p` (staged in the pinned buffer first). */
-function nicWrite(h: Hodgepodge, p: number, tag: number): number {
-  h.mm.write(h.stagingBase + p * PAGE_SIZE, pattern(tag));
-  const wc = rdmaWrite(h.qpA, h.staging, h.stagingBase + p * PAGE_SIZE, h.odp, h.base + p * PAGE_SIZE, 64);
-  if (wc.status !== OK) h.qpA.state = IbQpState.RTS;
-  return wc.status;
-}
-
-function initial(h: Hodgepodge, p: number): Uint8Array {
-  const s = h.segments.find((x) => p >= x.first && p < x.first + x.pages);
-  if (s === undefined) throw new Error("outside");
-  const j = p - s.first;
-  switch (s.kind) {
-    case "file":
-      return pattern(1000 + j);
-    case "bar-switch":
-      return pattern(2000 + j);
-    case "bar-bridge":
-      return pattern(3000 + j);
-    case "devpriv":
-      return pattern(5000 + j);
-    case "thp":
-      return j === 0 ? pattern(4000) : new Uint8Array(64);
-    default:
-      return new Uint8Array(64);
-  }
-}
+import { OK, pattern } from "./test-fixtures.js";
+import { expectMttMatchesCpu, hodgepodge, initialBytes as initial, mttPhys, nicRead, nicWrite } from "./test-hodgepodge.js";
 
 describe("one ODP MR over a hodgepodge of user memory", () => {
   for (const implicit of [false, true]) {

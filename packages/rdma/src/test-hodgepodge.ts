@@ -11,7 +11,9 @@ import {
 } from "./constants.js";
 import type { IbMr } from "./mr.js";
 import type { Mlx5Nic } from "./nic.js";
-import { pattern, rdmaRig } from "./test-fixtures.js";
+import { expect } from "vitest";
+import { IbQpState } from "./verbs.js";
+import { OK, pattern, rdmaRead, rdmaRig, rdmaWrite } from "./test-fixtures.js";
 import type { RdmaRig } from "./test-fixtures.js";
 
 // The hodgepodge MR of the tests: one ODP MR over every kind of user memory the model has.
@@ -133,4 +135,52 @@ export function cpuPhys(h: Hodgepodge, addr: number): number | undefined {
   if (pte === undefined) return undefined;
   if (pte.kind === PteKind.PRESENT || pte.kind === PteKind.ZERO) return pte.pfn * PAGE_SIZE;
   return undefined;
+}
+
+/** Every live MTT entry leads to the page the CPU maps at that address (the invariant the whole test rests on). */
+export function expectMttMatchesCpu(h: Hodgepodge): void {
+  for (let p = 0; p < h.pages; p++) {
+    const addr = h.base + p * PAGE_SIZE;
+    const nic = mttPhys(h.nicB, h.odp, addr);
+    if (nic === undefined) continue;
+    expect({ page: p, kind: h.kindOf(p), phys: nic }).toEqual({ page: p, kind: h.kindOf(p), phys: cpuPhys(h, addr) });
+  }
+}
+
+/** The NIC reads page `p` of the MR (64 bytes) through an RDMA READ into the staging buffer. */
+export function nicRead(h: Hodgepodge, p: number): Uint8Array | number {
+  const wc = rdmaRead(h.qpA, h.staging, h.stagingBase + p * PAGE_SIZE, h.odp, h.base + p * PAGE_SIZE, 64);
+  if (wc.status !== OK) {
+    h.qpA.state = IbQpState.RTS;
+    return wc.status;
+  }
+  return h.mm.read(h.stagingBase + p * PAGE_SIZE, 64);
+}
+
+/** The NIC writes pattern(tag) to page `p` (staged in the pinned buffer first). */
+export function nicWrite(h: Hodgepodge, p: number, tag: number): number {
+  h.mm.write(h.stagingBase + p * PAGE_SIZE, pattern(tag));
+  const wc = rdmaWrite(h.qpA, h.staging, h.stagingBase + p * PAGE_SIZE, h.odp, h.base + p * PAGE_SIZE, 64);
+  if (wc.status !== OK) h.qpA.state = IbQpState.RTS;
+  return wc.status;
+}
+
+export function initialBytes(h: Hodgepodge, p: number): Uint8Array {
+  const s = h.segments.find((x) => p >= x.first && p < x.first + x.pages);
+  if (s === undefined) throw new Error("outside");
+  const j = p - s.first;
+  switch (s.kind) {
+    case "file":
+      return pattern(1000 + j);
+    case "bar-switch":
+      return pattern(2000 + j);
+    case "bar-bridge":
+      return pattern(3000 + j);
+    case "devpriv":
+      return pattern(5000 + j);
+    case "thp":
+      return j === 0 ? pattern(4000) : new Uint8Array(64);
+    default:
+      return new Uint8Array(64);
+  }
 }
