@@ -163,6 +163,24 @@ describe("ODP MR: registration, device page faults, replay", () => {
   });
 });
 
+describe("non-blockable invalidation", () => {
+  it("the OOM reaper's CLEAR while the umem mutex is held: the callback returns false, -EAGAIN, nothing changed", () => {
+    const { mm, qpA, local, odp, src, dst } = setup(2);
+    expect(rdmaWrite(qpA, local, src, odp, dst, 2 * PAGE_SIZE).status).toBe(OK);
+    const before = Array.from(odp.mtt);
+    const umem = odp.odp;
+    if (umem === undefined) throw new Error("no umem");
+    umem.umemMutex.lock();
+    expect(mm.oomReap(dst, 2 * PAGE_SIZE)).toBe(-RdmaErrno.EAGAIN);
+    umem.umemMutex.unlock();
+    expect(Array.from(odp.mtt)).toEqual(before);
+    expect(mm.read(dst, 64)).toEqual(pattern(0));
+    // Unlocked, the reaper's invalidation zaps like any other.
+    expect(mm.oomReap(dst, 2 * PAGE_SIZE)).toBe(0);
+    expect(Array.from(odp.mtt)).toEqual([0, 0]);
+  });
+});
+
 describe("ib_umem_odp", () => {
   it("map_dma_and_lock returns the page count with the umem mutex held, maps no DMA, refuses ranges outside the umem", () => {
     const { odp, dst, nicB } = setup(4);
