@@ -44,11 +44,14 @@ export {
   ibUmemOdpRelease,
   ibUmemOdpUnmapDmaPages,
 } from "./umem-odp.js";
+export type { UmemOdpOptions } from "./umem-odp.js";
 export { IbMr, IbPd } from "./mr.js";
 export type { IbUmemPinned } from "./mr.js";
 export { mlx5IbAdviseMr, mlx5IbInitOdpMr, mlx5IbInvalidateRange, mlx5rUmrUpdateXlt, pagefaultMr, pagefaultRealMr } from "./odp.js";
 export type { IbAdviseSge } from "./odp.js";
 export { Mlx5Nic, NicAccess, NicAccessResult } from "./nic.js";
-export type { Mlx5NicOptions } from "./nic.js";
+export type { Mlx5NicOptions, OdpDmaStrategy } from "./nic.js";
+export { compareOdpDmaStrategy, odpComparisonTable } from "./compare.js";
+export type { OdpComparisonRow } from "./compare.js";
 export { IbCq, IbQp, IbQpState, ibConnectQp, ibCreateCq, ibCreateQp, ibPollCq, ibPostRecv, ibPostSend } from "./verbs.js";
 export type { IbRecvWr, IbSendWr, IbSge, IbWc } from "./verbs.js";

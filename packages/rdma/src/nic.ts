@@ -1,7 +1,7 @@
 import { DMA_BIT_MASK, DmaDirection, DmaIovaState, PciP2pdmaMapState, dmaIovaDestroy, dmaIovaLink, dmaIovaSync, dmaIovaTryAlloc, dmaMapPhys, dmaMappingError, dmaSetMaskAndCoherent, dmaUnmapPhys } from "@dmasim/dma";
 import type { DmaDevice, DmaKernel } from "@dmasim/dma";
 import { FAULT_FLAG_WRITE, PteKind, TASK_SIZE, VM_FAULT_ERROR } from "@dmasim/hmm-odp";
-import type { Mm, MmuIntervalNotifierOps } from "@dmasim/hmm-odp";
+import type { HmmDmaStrategy, Mm, MmuIntervalNotifierOps } from "@dmasim/hmm-odp";
 import { PAGE_SIZE } from "@dmasim/memory";
 import type { Endpoint } from "@dmasim/pcie-p2p";
 import { PcieAccessError } from "@dmasim/pcie-p2p";
@@ -60,9 +60,18 @@ export type NicAccess = (typeof NicAccess)[keyof typeof NicAccess];
 const ACCESS_FLAG = [0, IB_ACCESS_LOCAL_WRITE, 4 /* IB_ACCESS_REMOTE_READ */, IB_ACCESS_REMOTE_WRITE, IB_ACCESS_REMOTE_ATOMIC] as const;
 const ACCESS_WRITES = [false, true, false, true, true] as const;
 
+/** How the driver DMA-maps ODP pages (the comparison of the two-step API's benefit for ODP). */
+export type OdpDmaStrategy = HmmDmaStrategy;
+
 export interface Mlx5NicOptions {
   /** Cost rows of the fault path (overrides of DEFAULT_RDMA_COSTS). */
   readonly costs?: Partial<RdmaCosts>;
+  /**
+   * "hmm_dma_map" (default, v6.16+: one IOVA per umem, a link and an IOTLB sync per page),
+   * "hmm_dma_map batched" (★ one sync per run of faulted pages), or "pfn-list + dma_map_page" (ODP before
+   * the two-step API: a dma_map_page and a dma_addr_t per page).
+   */
+  readonly odpDma?: OdpDmaStrategy;
 }
 
 /**
@@ -89,12 +98,15 @@ export class Mlx5Nic {
   /** @internal QP numbers handed out by this NIC. */
   nextQpn = 0x40;
   readonly stats = { pageFaultEvents: 0, faultErrors: 0, replays: 0 };
+  readonly odpDma: OdpDmaStrategy;
+  #scratch = new Float64Array(64);
 
   constructor(kernel: DmaKernel, bdf: string, options: Mlx5NicOptions = {}) {
     this.kernel = kernel;
     this.dev = kernel.device(bdf);
     this.endpoint = kernel.platform.endpoint(bdf);
     this.costs = { ...DEFAULT_RDMA_COSTS, ...options.costs };
+    this.odpDma = options.odpDma ?? "hmm_dma_map";
     this.counters = kernel.trace.counters;
     this.counters.declare(RdmaCounter);
     this.clock = kernel.trace.clock;
@@ -159,6 +171,10 @@ export class Mlx5Nic {
     return this.#regPinned(pd, mm, addr, length, access);
   }
 
+  get #umemOptions(): { dmaMapPage: boolean } {
+    return { dmaMapPage: this.odpDma === "pfn-list + dma_map_page" };
+  }
+
   #odpOps(get: () => IbMr | undefined): MmuIntervalNotifierOps {
     return {
       invalidate: (sub, range, curSeq) => {
@@ -175,7 +191,7 @@ export class Mlx5Nic {
   #regOdp(pd: IbPd, mm: Mm, addr: number, length: number, access: number): IbMr | number {
     const ref: { mr?: IbMr } = {};
     const key = this.#newKey();
-    const odp = ibUmemOdpGet(this.dev, mm, addr, length, access, this.#odpOps(() => ref.mr), `${this.bdf}.mr${hex(key)}`);
+    const odp = ibUmemOdpGet(this.dev, mm, addr, length, access, this.#odpOps(() => ref.mr), `${this.bdf}.mr${hex(key)}`, this.#umemOptions);
     if (typeof odp === "number") return odp;
     const mr = new IbMr({ pd, key, addr, length, access, mm, odp, mttStart: odp.start, mttEntries: (odp.end - odp.start) / PAGE_SIZE });
     ref.mr = mr;
@@ -207,7 +223,7 @@ export class Mlx5Nic {
     const key = this.#newKey();
     const ref: { mr?: IbMr } = {};
     const start = idx * MLX5_IMR_MTT_SIZE;
-    const odp = ibUmemOdpAllocChild(root, start, MLX5_IMR_MTT_SIZE, this.#odpOps(() => ref.mr), `${this.bdf}.imr${hex(imr.lkey)}.child${idx}`);
+    const odp = ibUmemOdpAllocChild(root, start, MLX5_IMR_MTT_SIZE, this.#odpOps(() => ref.mr), `${this.bdf}.imr${hex(imr.lkey)}.child${idx}`, this.#umemOptions);
     if (typeof odp === "number") return odp;
     const child = new IbMr({ pd: imr.pd, key, addr: start, length: MLX5_IMR_MTT_SIZE, access: imr.access, mm: imr.mm, odp, parent: imr, mttStart: start, mttEntries: MLX5_IMR_MTT_SIZE / PAGE_SIZE });
     ref.mr = child;
@@ -342,6 +358,12 @@ export class Mlx5Nic {
   }
 
   // ---- driver workqueue --------------------------------------------------------------------------
+  /** @internal a scratch array of at least `n` DMA addresses (the batched map's output). */
+  runScratch(n: number): Float64Array {
+    if (this.#scratch.length < n) this.#scratch = new Float64Array(n);
+    return this.#scratch;
+  }
+
   /** @internal queue driver work (asynchronous prefetch, implicit child destruction). */
   queueWork(fn: () => void): void {
     this.#work.push(fn);

@@ -1,4 +1,4 @@
-import { DMA_MAPPING_ERROR } from "@dmasim/dma";
+import { DMA_MAPPING_ERROR, DmaDirection, dmaMapPage, dmaMappingError } from "@dmasim/dma";
 import {
   HMM_PFN_DMA_MAPPED,
   HMM_PFN_VALID,
@@ -6,6 +6,7 @@ import {
   TASK_SIZE,
   hmmCheckMayProgram,
   hmmDmaMapPfn,
+  hmmDmaMapPfnRun,
   mmuIntervalSetSeq,
   mmuNotifierRangeBlockable,
 } from "@dmasim/hmm-odp";
@@ -49,20 +50,51 @@ export function mlx5rUmrUpdateXlt(nic: Mlx5Nic, mr: IbMr, idx: number, n: number
   // The model's check that these entries come from an hmm_range_fault whose sequence passed read_retry.
   hmmCheckMayProgram(odp.notifier, odp.umemMutex);
   let mapped = 0;
+  const list = odp.dmaList;
+  const batched = nic.odpDma === "hmm_dma_map batched";
   for (let i = idx; i < idx + n; i++) {
     const f = map.flags[i] ?? 0;
     if ((f & HMM_PFN_VALID) === 0) {
       mtt[i] = 0;
       continue;
     }
-    const was = (f & HMM_PFN_DMA_MAPPED) !== 0;
-    const dma = hmmDmaMapPfn(dev, map, i, p2p);
-    if (dma === DMA_MAPPING_ERROR) return -RdmaErrno.EFAULT;
-    mtt[i] = dma + MLX5_IB_MTT_READ + ((f & HMM_PFN_WRITE) !== 0 && !downgrade ? MLX5_IB_MTT_WRITE : 0);
-    if (!was) {
-      odp.npages++;
-      mapped++;
+    const perm = MLX5_IB_MTT_READ + ((f & HMM_PFN_WRITE) !== 0 && !downgrade ? MLX5_IB_MTT_WRITE : 0);
+    let dma: number;
+    if (list !== undefined) {
+      // Before v6.16: a dma_map_page per page not mapped yet, its address kept in dma_list.
+      dma = list[i] ?? 0;
+      if (dma === 0) {
+        dma = dmaMapPage(dev, map.pfns[i] ?? 0, 0, PAGE_SIZE, DmaDirection.BIDIRECTIONAL);
+        if (dmaMappingError(dev, dma) !== 0) return -RdmaErrno.EFAULT;
+        list[i] = dma;
+        odp.npages++;
+        mapped++;
+      }
+    } else if (batched && (f & HMM_PFN_DMA_MAPPED) === 0) {
+      // ★ The batched variant: the run of VALID entries not mapped yet, linked with one IOTLB sync.
+      let end = i + 1;
+      while (end < idx + n && ((map.flags[end] ?? 0) & (HMM_PFN_VALID | HMM_PFN_DMA_MAPPED)) === HMM_PFN_VALID) end++;
+      const out = nic.runScratch(end - i);
+      const got = hmmDmaMapPfnRun(dev, map, i, end - i, p2p, out);
+      for (let j = 0; j < got; j++) {
+        const fj = map.flags[i + j] ?? 0;
+        mtt[i + j] = (out[j] ?? 0) + MLX5_IB_MTT_READ + ((fj & HMM_PFN_WRITE) !== 0 && !downgrade ? MLX5_IB_MTT_WRITE : 0);
+      }
+      odp.npages += got;
+      mapped += got;
+      if (got < end - i) return -RdmaErrno.EFAULT;
+      i = end - 1;
+      continue;
+    } else {
+      const was = (f & HMM_PFN_DMA_MAPPED) !== 0;
+      dma = hmmDmaMapPfn(dev, map, i, p2p);
+      if (dma === DMA_MAPPING_ERROR) return -RdmaErrno.EFAULT;
+      if (!was) {
+        odp.npages++;
+        mapped++;
+      }
     }
+    mtt[i] = dma + perm;
   }
   counters.add(RdmaCounter.UmrPosts);
   counters.add(RdmaCounter.MttWrites, n);

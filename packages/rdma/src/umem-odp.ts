@@ -1,3 +1,4 @@
+import { DmaDirection, dmaUnmapPage } from "@dmasim/dma";
 import type { DmaDevice } from "@dmasim/dma";
 import {
   HMM_PFN_DMA_MAPPED,
@@ -63,6 +64,11 @@ export class IbUmemOdp {
   /** @internal reused across faults (one fault at a time per umem, under the model's single thread). */
   readonly range: HmmRange | undefined;
   released = false;
+  /**
+   * ODP before the two-step API (v6.15 and earlier): a dma_addr_t per page from dma_map_page, 0 when the
+   * page is not mapped; no IOVA reserved. Undefined for the hmm_dma_map umem of v6.16+.
+   */
+  dmaList: Float64Array | undefined = undefined;
 
   /** @internal use ibUmemOdpGet / ibUmemOdpAllocImplicit / ibUmemOdpAllocChild. */
   constructor(init: { dev: DmaDevice; mm: Mm; address: number; length: number; access: number; implicit: boolean; root?: IbUmemOdp; name: string }) {
@@ -95,7 +101,7 @@ function checkVirt(fn: string, addr: number, size: number): void {
  * Returns the umem, or -EINVAL (no IB_ACCESS_ON_DEMAND, an exited mm), -EOVERFLOW, -EOPNOTSUPP (a device
  * that needs DMA syncs or bouncing), -ENOMEM.
  */
-export function ibUmemOdpGet(dev: DmaDevice, mm: Mm, addr: number, size: number, access: number, ops: MmuIntervalNotifierOps, name = `${dev.bdf}.odp`): IbUmemOdp | number {
+export function ibUmemOdpGet(dev: DmaDevice, mm: Mm, addr: number, size: number, access: number, ops: MmuIntervalNotifierOps, name = `${dev.bdf}.odp`, options: UmemOdpOptions = {}): IbUmemOdp | number {
   const fn = "ib_umem_odp_get";
   checkVirt(fn, addr, size);
   if ((access & IB_ACCESS_ON_DEMAND) === 0) {
@@ -107,15 +113,30 @@ export function ibUmemOdpGet(dev: DmaDevice, mm: Mm, addr: number, size: number,
   if (!Number.isSafeInteger(end) || end > 2 ** 52) return -RdmaErrno.EOVERFLOW;
   if (mm.users <= 0) return -RdmaErrno.EINVAL;
   const odp = new IbUmemOdp({ dev, mm, address: addr, length: size, access, implicit: false, name });
-  return initUmemOdp(odp, ops);
+  return initUmemOdp(odp, ops, options);
+}
+
+/** How an ODP umem DMA-maps its pages. */
+export interface UmemOdpOptions {
+  /** The pre-two-step umem (v6.15 and earlier): a pfn list and a dma_addr_t per page, dma_map_page per fault. */
+  readonly dmaMapPage?: boolean;
 }
 
 /** ib_init_umem_odp: hmm_dma_map_alloc over the page-aligned interval, then the notifier. */
-function initUmemOdp(odp: IbUmemOdp, ops: MmuIntervalNotifierOps): IbUmemOdp | number {
+function initUmemOdp(odp: IbUmemOdp, ops: MmuIntervalNotifierOps, options: UmemOdpOptions): IbUmemOdp | number {
   const nrEntries = (odp.end - odp.start) / PAGE_SIZE;
-  // The DMA entry size stays PAGE_SIZE even for hugetlb umems: see the README's deviations.
-  const ret = hmmDmaMapAlloc(odp.dev, odp.map, nrEntries, PAGE_SIZE);
-  if (ret !== 0) return ret;
+  if (options.dmaMapPage === true) {
+    // The old umem: pfn_list and dma_list, nothing reserved up front.
+    odp.map.pfns = new Uint32Array(nrEntries);
+    odp.map.flags = new Uint16Array(nrEntries);
+    odp.map.nrEntries = nrEntries;
+    odp.map.dmaEntrySize = PAGE_SIZE;
+    odp.dmaList = new Float64Array(nrEntries);
+  } else {
+    // The DMA entry size stays PAGE_SIZE even for hugetlb umems: see the README's deviations.
+    const ret = hmmDmaMapAlloc(odp.dev, odp.map, nrEntries, PAGE_SIZE);
+    if (ret !== 0) return ret;
+  }
   odp.map.userLock = odp.umemMutex;
   const range = odp.range;
   if (range !== undefined) {
@@ -124,7 +145,7 @@ function initUmemOdp(odp: IbUmemOdp, ops: MmuIntervalNotifierOps): IbUmemOdp | n
   }
   const ins = mmuIntervalNotifierInsert(odp.notifier, odp.owningMm, odp.start, odp.end - odp.start, ops);
   if (ins !== 0) {
-    hmmDmaMapFree(odp.dev, odp.map);
+    if (odp.dmaList === undefined) hmmDmaMapFree(odp.dev, odp.map);
     return ins;
   }
   return odp;
@@ -141,13 +162,13 @@ export function ibUmemOdpAllocImplicit(dev: DmaDevice, mm: Mm, access: number, n
  * ib_umem_odp_alloc_child: a child of an implicit umem over [addr, addr + size), sharing the root's mm;
  * -EFAULT once the mm has exited (mmget_not_zero). Each child reserves its own IOVA window.
  */
-export function ibUmemOdpAllocChild(root: IbUmemOdp, addr: number, size: number, ops: MmuIntervalNotifierOps, name = `${root.notifier.owner}.child@${hex(addr)}`): IbUmemOdp | number {
+export function ibUmemOdpAllocChild(root: IbUmemOdp, addr: number, size: number, ops: MmuIntervalNotifierOps, name = `${root.notifier.owner}.child@${hex(addr)}`, options: UmemOdpOptions = {}): IbUmemOdp | number {
   const fn = "ib_umem_odp_alloc_child";
   if (!root.isImplicitOdp) throw new RdmaInputError(fn, "root", root.notifier.owner, "an implicit ODP umem");
   checkVirt(fn, addr, size);
   if (root.owningMm.users <= 0) return -RdmaErrno.EFAULT;
   const odp = new IbUmemOdp({ dev: root.dev, mm: root.owningMm, address: addr, length: size, access: root.access, implicit: false, root, name });
-  return initUmemOdp(odp, ops);
+  return initUmemOdp(odp, ops, options);
 }
 
 /**
@@ -234,7 +255,17 @@ export function ibUmemOdpUnmapDmaPages(odp: IbUmemOdp, virt: number, bound: numb
   for (let a = lo; a < hi; a += PAGE_SIZE) {
     const i = (a - odp.start) / PAGE_SIZE;
     const f = map.flags[i] ?? 0;
-    if (hmmDmaUnmapPfn(odp.dev, map, i)) {
+    const list = odp.dmaList;
+    if (list !== undefined) {
+      // ib_umem_odp_unmap_dma_pages before v6.16: dma_unmap_page of each mapped entry.
+      const dma = list[i] ?? 0;
+      if (dma !== 0) {
+        dmaUnmapPage(odp.dev, dma, PAGE_SIZE, DmaDirection.BIDIRECTIONAL);
+        list[i] = 0;
+        if ((f & HMM_PFN_WRITE) !== 0) counters.add(RdmaCounter.OdpPagesDirtied);
+        odp.npages--;
+      }
+    } else if (hmmDmaUnmapPfn(odp.dev, map, i)) {
       if ((f & HMM_PFN_WRITE) !== 0) counters.add(RdmaCounter.OdpPagesDirtied);
       odp.npages--;
     }
@@ -251,5 +282,5 @@ export function ibUmemOdpRelease(odp: IbUmemOdp): void {
   ibUmemOdpUnmapDmaPages(odp, odp.start, odp.end);
   odp.umemMutex.unlock();
   mmuIntervalNotifierRemove(odp.notifier);
-  hmmDmaMapFree(odp.dev, odp.map);
+  if (odp.dmaList === undefined) hmmDmaMapFree(odp.dev, odp.map);
 }
