@@ -100,6 +100,7 @@ export class Mlx5Nic {
   readonly stats = { pageFaultEvents: 0, faultErrors: 0, replays: 0 };
   readonly odpDma: OdpDmaStrategy;
   #scratch = new Float64Array(64);
+  #wqeBuf = new Uint8Array(64);
 
   constructor(kernel: DmaKernel, bdf: string, options: Mlx5NicOptions = {}) {
     this.kernel = kernel;
@@ -362,6 +363,15 @@ export class Mlx5Nic {
   runScratch(n: number): Float64Array {
     if (this.#scratch.length < n) this.#scratch = new Float64Array(n);
     return this.#scratch;
+  }
+
+  /**
+   * @internal the NIC's staging buffer for the payload of one WR (`len` bytes): reused while WRs keep the
+   * same length. One WR at a time per NIC; nothing inside a WR posts another.
+   */
+  wqeBuffer(len: number): Uint8Array {
+    if (this.#wqeBuf.length !== len) this.#wqeBuf = new Uint8Array(len);
+    return this.#wqeBuf;
   }
 
   /** @internal queue driver work (asynchronous prefetch, implicit child destruction). */

@@ -122,8 +122,10 @@ function complete(cq: IbCq, wc: IbWc): void {
 
 function checkSgList(fn: string, sgList: unknown): void {
   if (!Array.isArray(sgList)) throw new RdmaInputError(fn, "wr.sgList", sgList, "an array of { addr, length, lkey }");
-  for (const [i, s] of (sgList as IbSge[]).entries()) {
-    if (typeof s !== "object" || !Number.isSafeInteger(s.addr) || s.addr < 0 || !Number.isSafeInteger(s.length) || s.length < 0 || !Number.isSafeInteger(s.addr + s.length) || !Number.isInteger(s.lkey)) {
+  const list = sgList as IbSge[];
+  for (let i = 0; i < list.length; i++) {
+    const s = list[i];
+    if (s === undefined || typeof s !== "object" || !Number.isSafeInteger(s.addr) || s.addr < 0 || !Number.isSafeInteger(s.length) || s.length < 0 || !Number.isSafeInteger(s.addr + s.length) || !Number.isInteger(s.lkey)) {
       throw new RdmaInputError(fn, `wr.sgList[${i}]`, s, "{ addr: a safe integer >= 0, length >= 0, lkey: an integer } with addr + length a safe integer");
     }
   }
@@ -204,7 +206,9 @@ function localSg(qp: IbQp, sgList: readonly IbSge[], buf: Uint8Array, write: boo
     const need = write ? NicAccess.LOCAL_WRITE : NicAccess.LOCAL_READ;
     const mr = nic.checkMkey(s.lkey, qp.pd, s.addr, s.length, need);
     if (mr === undefined) return NicAccessResult.PROTECTION;
-    const r = nic.access(mr, s.addr, buf.subarray(pos, pos + s.length), need);
+    // One SGE covering the whole buffer (the common case) needs no view.
+    const view = s.length === buf.length ? buf : buf.subarray(pos, pos + s.length);
+    const r = nic.access(mr, s.addr, view, need);
     if (r !== NicAccessResult.OK) return r;
     pos += s.length;
   }
@@ -229,7 +233,7 @@ function execute(q: IbQp, r: IbQp, wr: IbSendWr): Outcome {
   const len = totalLength(wr.sgList);
   switch (wr.opcode) {
     case IbWrOpcode.RDMA_WRITE: {
-      const buf = new Uint8Array(len);
+      const buf = q.nic.wqeBuffer(len);
       const l = localSg(q, wr.sgList, buf, false);
       if (l !== NicAccessResult.OK) return { status: localStatus(l, false), bytes: 0 };
       clock.advance(len * q.nic.costs.wireNsPerByte);
@@ -239,7 +243,7 @@ function execute(q: IbQp, r: IbQp, wr: IbSendWr): Outcome {
       return { status: IbWcStatus.SUCCESS, bytes: len };
     }
     case IbWrOpcode.RDMA_READ: {
-      const buf = new Uint8Array(len);
+      const buf = q.nic.wqeBuffer(len);
       const rr = remote(r, wr.rkey ?? 0, wr.remoteAddr ?? 0, buf, NicAccess.REMOTE_READ);
       if (rr !== NicAccessResult.OK) return { status: IbWcStatus.REM_ACCESS_ERR, bytes: 0 };
       clock.advance(len * q.nic.costs.wireNsPerByte);
@@ -249,7 +253,7 @@ function execute(q: IbQp, r: IbQp, wr: IbSendWr): Outcome {
       return { status: IbWcStatus.SUCCESS, bytes: len };
     }
     case IbWrOpcode.SEND: {
-      const buf = new Uint8Array(len);
+      const buf = q.nic.wqeBuffer(len);
       const l = localSg(q, wr.sgList, buf, false);
       if (l !== NicAccessResult.OK) return { status: localStatus(l, false), bytes: 0 };
       const recv = r.recvQueue.shift();
