@@ -2,6 +2,7 @@ import { describe, expect, it } from "vitest";
 import { HMM_PFN_WRITE, MADV_DONTNEED, PROT_READ, PteKind } from "@dmasim/hmm-odp";
 import { PAGE_SIZE } from "@dmasim/memory";
 import {
+  IB_ACCESS_HUGETLB,
   IB_ACCESS_LOCAL_WRITE,
   IB_ACCESS_ON_DEMAND,
   IB_ACCESS_REMOTE_ATOMIC,
@@ -160,6 +161,30 @@ describe("ODP MR: registration, device page faults, replay", () => {
     expect(nicA.deregMr(local)).toBe(0);
     expect(sys.pagesInUse).toBe(0);
     expect(nicB.dev.domain?.iovaToPhys(odp.odp?.map.state.addr ?? 0)).toBeUndefined();
+  });
+});
+
+describe("hugetlb ODP (IB_ACCESS_HUGETLB, page_shift 21)", () => {
+  it("over MAP_HUGETLB memory: one fault maps the whole 2 MiB page; over 4 KiB pages the fault is -EINVAL", () => {
+    const { mm, nicA, nicB, pdA, pdB, qpA } = rdmaRig();
+    const MB2 = 2 * 1024 * 1024;
+    const src = mm.mmap(PAGE_SIZE);
+    mm.write(src, pattern(8));
+    const local = mr(nicA.regMr(pdA, mm, src, PAGE_SIZE, RW));
+    const huge = mm.mmap(MB2, { hugetlb: true });
+    const m = mr(nicB.regMr(pdB, mm, huge, MB2, ODP | IB_ACCESS_HUGETLB));
+    expect(m.odp?.pageShift).toBe(21);
+    expect(rdmaWrite(qpA, local, src, m, huge + 5 * PAGE_SIZE, 64).status).toBe(OK);
+    expect(mm.read(huge + 5 * PAGE_SIZE, 64)).toEqual(pattern(8));
+    expect(mm.pteAt(huge)?.pmd).toBe(true);
+    expect(Array.from(m.mtt).every((e) => perm(e) === (MLX5_IB_MTT_READ | MLX5_IB_MTT_WRITE))).toBe(true);
+    expect(m.odp?.npages).toBe(512);
+    const small = mm.mmap(2 * MB2);
+    const aligned = Math.ceil(small / MB2) * MB2;
+    const m2 = mr(nicB.regMr(pdB, mm, aligned, MB2, ODP | IB_ACCESS_HUGETLB));
+    qpA.state = IbQpState.RTS;
+    expect(rdmaWrite(qpA, local, src, m2, aligned, 64).status).toBe(IbWcStatus.REM_ACCESS_ERR);
+    expect(m2.odp?.npages).toBe(0);
   });
 });
 
