@@ -223,6 +223,26 @@ describe("ib_umem_odp", () => {
     expect(umem.map.flags[2]).toBe(0);
   });
 
+  it("an invalidation racing the fault (inside hmm_range_fault): read_retry fails, the loop retries, the MTT gets the new page", () => {
+    const { mm, qpA, local, odp, src, dst, nicB } = setup(2);
+    mm.write(dst, pattern(50));
+    const umem = odp.odp;
+    if (umem?.range === undefined) throw new Error("no umem range");
+    let fired = 0;
+    umem.range.onWalk = () => {
+      if (fired++ === 0) mm.madvise(dst, 2 * PAGE_SIZE, MADV_DONTNEED);
+    };
+    const t0 = nicB.kernel.trace.clock.now;
+    expect(rdmaRead(qpA, local, src, odp, dst, 64).status).toBe(OK);
+    umem.range.onWalk = undefined;
+    // The first walk's output was overtaken: a second attempt faulted the page in again.
+    expect(fired).toBeGreaterThanOrEqual(2);
+    expect(nicB.kernel.trace.clock.now - t0).toBeGreaterThanOrEqual(2 * nicB.costs.faultAttemptNs);
+    expect(mm.read(src, 64)).toEqual(new Uint8Array(64));
+    const e = odp.mtt[0] ?? 0;
+    expect(nicB.dev.domain?.iovaToPhys(e - perm(e))).toBe((mm.pteAt(dst)?.pfn ?? 0) * PAGE_SIZE);
+  });
+
   it("-EBUSY after HMM_RANGE_DEFAULT_TIMEOUT: a fault that keeps meeting a migration entry gives up after 1 s", () => {
     const { mm, qpA, local, odp, src, dst, kernel, nicB } = setup(1);
     expect(rdmaWrite(qpA, local, src, odp, dst, 64).status).toBe(OK);
