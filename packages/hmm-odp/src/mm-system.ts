@@ -74,6 +74,8 @@ export class MmSystem {
   #nextPid = 1;
   /** Live processes (to know when a shmem object has no mapping left). */
   readonly mms = new Set<Mm>();
+  /** Pin counts of pages pinned by pinPage. */
+  readonly #pins = new Map<number, number>();
   /** Pages the mm holds (refcount > 0), zero page excluded. */
   #inUse = 0;
 
@@ -179,6 +181,30 @@ export class MmSystem {
       this.memory.fill(pfn * PAGE_SIZE, PAGE_SIZE, 0);
       this.#free.push(pfn);
     }
+  }
+
+  /**
+   * pin_user_pages (FOLL_PIN): a reference that also marks the page maybe-DMA-pinned, so fork copies a
+   * private anonymous page for the child instead of sharing it copy-on-write (page_maybe_dma_pinned).
+   */
+  pinPage(pfn: number): void {
+    if (!this.managed(pfn)) return;
+    this.getPage(pfn);
+    this.#pins.set(pfn, (this.#pins.get(pfn) ?? 0) + 1);
+  }
+
+  /** unpin_user_page. */
+  unpinPage(pfn: number): void {
+    const n = this.#pins.get(pfn) ?? 0;
+    if (n === 0) return;
+    if (n === 1) this.#pins.delete(pfn);
+    else this.#pins.set(pfn, n - 1);
+    this.putPage(pfn);
+  }
+
+  /** page_maybe_dma_pinned. */
+  maybeDmaPinned(pfn: number): boolean {
+    return this.#pins.has(pfn);
   }
 
   /** copy_user_highpage. */

@@ -500,6 +500,15 @@ export class Mm implements NotifierMm {
             c.pte[i] = e;
             continue;
           }
+          if (cow && k === PRESENT && (e & PTE_PMD) === 0 && this.sys.maybeDmaPinned(pfn)) {
+            // copy_present_page: a DMA-pinned private page is copied for the child now; the parent keeps
+            // it mapped as it was, so the device and the parent go on sharing one page.
+            const fresh = this.sys.allocPage();
+            this.sys.copyPage(fresh, pfn);
+            c.pte[i] = e;
+            c.pfn[i] = fresh;
+            continue;
+          }
           if (k === PteKind.DEVICE_PRIVATE) this.sys.pagemapOf(pfn)?.getPage(pfn);
           else if (k !== PteKind.SPECIAL && v.p2p === undefined) this.sys.getPage(pfn);
           if (cow && (k === PRESENT || k === PteKind.DEVICE_PRIVATE || k === PteKind.PROTNONE)) {

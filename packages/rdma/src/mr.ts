@@ -1,0 +1,78 @@
+import type { DmaIovaState } from "@dmasim/dma";
+import type { Mm } from "@dmasim/hmm-odp";
+import type { IbUmemOdp } from "./umem-odp.js";
+
+/** struct ib_pd: MRs and QPs of one protection domain only reach each other. */
+export class IbPd {
+  /** @internal */
+  constructor(
+    readonly nic: object,
+    readonly handle: number,
+  ) {}
+  deallocated = false;
+}
+
+/** struct ib_umem of a pinned (non-ODP) MR: pinned frames and how they were DMA-mapped. */
+export interface IbUmemPinned {
+  readonly mm: Mm;
+  /** The pinned frame of each page (pin_user_pages with FOLL_LONGTERM). */
+  readonly pfns: Uint32Array;
+  /** One IOVA for the whole umem (the two-step path), or undefined: one dma_map_phys per page. */
+  readonly state: DmaIovaState | undefined;
+}
+
+/**
+ * struct mlx5_ib_mr: a memory key (lkey = rkey = the mkey) over [addr, addr + length) of a process, and
+ * its MTT: one entry per 4 KiB page, `dma_addr | MLX5_IB_MTT_READ | MLX5_IB_MTT_WRITE`, 0 = no access. The
+ * NIC reads the MTT on every access and sends the translated address through the fabric.
+ */
+export class IbMr {
+  readonly pd: IbPd;
+  readonly lkey: number;
+  readonly rkey: number;
+  /** The MR's start (ibv_reg_mr's addr and iova: the user virtual address). */
+  readonly addr: number;
+  readonly length: number;
+  readonly access: number;
+  readonly mm: Mm;
+  /** An ODP MR's umem (a child's for an implicit child); undefined for pinned and implicit parents. */
+  readonly odp: IbUmemOdp | undefined;
+  readonly pinned: IbUmemPinned | undefined;
+  /** An implicit ODP MR (a KSM over 1 GiB children, each made on first fault). */
+  readonly implicit: boolean;
+  /** The implicit parent of a child. */
+  readonly parent: IbMr | undefined;
+  /** The MTT (empty for an implicit parent): Float64 entries, page-aligned DMA address plus permission bits. */
+  readonly mtt: Float64Array;
+  /** The user address of MTT entry 0. */
+  readonly mttStart: number;
+  /** Implicit parent: child index (address / 1 GiB) → child MR. */
+  readonly children = new Map<number, IbMr>();
+  /** mkey enabled (UMR ENABLE); accesses to a disabled mkey fail. */
+  enabled = false;
+  deregistered = false;
+
+  /** @internal made by Mlx5Nic.regMr. */
+  constructor(init: { pd: IbPd; key: number; addr: number; length: number; access: number; mm: Mm; odp?: IbUmemOdp; pinned?: IbUmemPinned; implicit?: boolean; parent?: IbMr; mttStart: number; mttEntries: number }) {
+    this.pd = init.pd;
+    this.lkey = init.key;
+    this.rkey = init.key;
+    this.addr = init.addr;
+    this.length = init.length;
+    this.access = init.access;
+    this.mm = init.mm;
+    this.odp = init.odp;
+    this.pinned = init.pinned;
+    this.implicit = init.implicit ?? false;
+    this.parent = init.parent;
+    this.mttStart = init.mttStart;
+    this.mtt = new Float64Array(init.mttEntries);
+  }
+
+  /** Host bytes of the MTT (8 per page). */
+  get mttBytes(): number {
+    let n = this.mtt.byteLength;
+    for (const c of this.children.values()) n += c.mtt.byteLength;
+    return n;
+  }
+}

@@ -1,0 +1,326 @@
+import { IbWcOpcode, IbWcStatus, IbWrOpcode } from "./constants.js";
+import { RdmaCounter } from "./counters.js";
+import { RdmaInputError } from "./errors.js";
+import type { IbMr, IbPd } from "./mr.js";
+import { NicAccess, NicAccessResult } from "./nic.js";
+import type { Mlx5Nic } from "./nic.js";
+
+/** struct ib_sge: `length` bytes at `addr` of the MR whose lkey is `lkey`. */
+export interface IbSge {
+  readonly addr: number;
+  readonly length: number;
+  readonly lkey: number;
+}
+
+/** struct ib_send_wr (with the rdma and atomic parts flattened). */
+export interface IbSendWr {
+  readonly wrId: number;
+  readonly opcode: IbWrOpcode;
+  readonly sgList: readonly IbSge[];
+  /** RDMA and atomic: the remote address and key. */
+  readonly remoteAddr?: number;
+  readonly rkey?: number;
+  /** Atomics: the compare value (CMP_AND_SWP) or the addend (FETCH_AND_ADD). */
+  readonly compareAdd?: bigint;
+  /** CMP_AND_SWP: the value swapped in when the compare matches. */
+  readonly swap?: bigint;
+}
+
+/** struct ib_recv_wr. */
+export interface IbRecvWr {
+  readonly wrId: number;
+  readonly sgList: readonly IbSge[];
+}
+
+/** struct ib_wc. */
+export interface IbWc {
+  readonly wrId: number;
+  readonly status: IbWcStatus;
+  readonly opcode: IbWcOpcode;
+  readonly byteLen: number;
+  readonly qpNum: number;
+}
+
+/** struct ib_cq: completions in order, polled by ibPollCq. */
+export class IbCq {
+  readonly nic: Mlx5Nic;
+  readonly cqe: number;
+  /** @internal */
+  readonly entries: IbWc[] = [];
+  /** Completions dropped because the CQ was full (a CQ overrun: an error on real hardware). */
+  overruns = 0;
+  /** @internal */
+  constructor(nic: Mlx5Nic, cqe: number) {
+    this.nic = nic;
+    this.cqe = cqe;
+  }
+}
+
+/** ib_qp_state, the ones the model uses. */
+export const IbQpState = { RESET: 0, RTS: 3, ERR: 6 } as const;
+export type IbQpState = (typeof IbQpState)[keyof typeof IbQpState];
+
+/** struct ib_qp of type RC: connected to one peer QP (on another NIC, or the same one: loopback). */
+export class IbQp {
+  readonly nic: Mlx5Nic;
+  readonly pd: IbPd;
+  readonly qpNum: number;
+  readonly sendCq: IbCq;
+  readonly recvCq: IbCq;
+  state: IbQpState = IbQpState.RESET;
+  remote: IbQp | undefined = undefined;
+  /** @internal posted receive WRs, oldest first. */
+  readonly recvQueue: IbRecvWr[] = [];
+  /** @internal */
+  constructor(nic: Mlx5Nic, pd: IbPd, sendCq: IbCq, recvCq: IbCq) {
+    this.nic = nic;
+    this.pd = pd;
+    this.qpNum = nic.nextQpn++;
+    this.sendCq = sendCq;
+    this.recvCq = recvCq;
+  }
+}
+
+/** ib_create_cq with room for `cqe` completions. */
+export function ibCreateCq(nic: Mlx5Nic, cqe: number): IbCq {
+  if (!Number.isSafeInteger(cqe) || cqe < 1) throw new RdmaInputError("ib_create_cq", "cqe", cqe, "a positive number of entries");
+  return new IbCq(nic, cqe);
+}
+
+/** ib_create_qp (IB_QPT_RC) in the RESET state. */
+export function ibCreateQp(pd: IbPd, init: { sendCq: IbCq; recvCq: IbCq }): IbQp {
+  const nic = init.sendCq.nic;
+  if (pd.nic !== nic || init.recvCq.nic !== nic) throw new RdmaInputError("ib_create_qp", "pd", pd.handle, "a PD and CQs of one NIC");
+  return new IbQp(nic, pd, init.sendCq, init.recvCq);
+}
+
+/** ib_modify_qp through INIT, RTR and RTS of both ends: `a` and `b` become connected (RC). */
+export function ibConnectQp(a: IbQp, b: IbQp): void {
+  if (a.remote !== undefined || b.remote !== undefined) throw new RdmaInputError("ib_modify_qp", "qp", a.qpNum, "QPs not connected yet");
+  a.remote = b;
+  b.remote = a;
+  a.state = IbQpState.RTS;
+  b.state = IbQpState.RTS;
+}
+
+/** ib_poll_cq: up to `n` completions, oldest first. */
+export function ibPollCq(cq: IbCq, n: number): IbWc[] {
+  if (!Number.isSafeInteger(n) || n < 1) throw new RdmaInputError("ib_poll_cq", "num_entries", n, "a positive count");
+  return cq.entries.splice(0, n);
+}
+
+function complete(cq: IbCq, wc: IbWc): void {
+  const c = cq.nic.counters;
+  c.add(RdmaCounter.RdmaCqes);
+  if (wc.status !== IbWcStatus.SUCCESS) c.add(RdmaCounter.RdmaCqeErrors);
+  if (cq.entries.length >= cq.cqe) {
+    cq.overruns++;
+    return;
+  }
+  cq.entries.push(wc);
+}
+
+function checkSgList(fn: string, sgList: unknown): void {
+  if (!Array.isArray(sgList)) throw new RdmaInputError(fn, "wr.sgList", sgList, "an array of { addr, length, lkey }");
+  const list = sgList as IbSge[];
+  for (let i = 0; i < list.length; i++) {
+    const s = list[i];
+    if (s === undefined || typeof s !== "object" || !Number.isSafeInteger(s.addr) || s.addr < 0 || !Number.isSafeInteger(s.length) || s.length < 0 || !Number.isSafeInteger(s.addr + s.length) || !Number.isInteger(s.lkey)) {
+      throw new RdmaInputError(fn, `wr.sgList[${i}]`, s, "{ addr: a safe integer >= 0, length >= 0, lkey: an integer } with addr + length a safe integer");
+    }
+  }
+}
+
+const OPCODES: readonly number[] = Object.values(IbWrOpcode);
+
+/**
+ * ib_post_send: the WR runs at once (the model has no doorbell latency): the requester's NIC gathers or
+ * scatters its local SGEs, the responder's NIC does the remote part, each through its MTTs and the
+ * fabric, ODP faults included; one completion on the send CQ. A QP in the error state flushes the WR
+ * (IB_WC_WR_FLUSH_ERR). Returns 0, or -EINVAL (QP not connected; an atomic whose SGE is not 8 bytes).
+ * Throws RdmaInputError for an unknown opcode or malformed SGEs.
+ */
+export function ibPostSend(qp: IbQp, wr: IbSendWr): number {
+  const fn = "ib_post_send";
+  if (!OPCODES.includes(wr.opcode)) throw new RdmaInputError(fn, "wr.opcode", wr.opcode, "an IbWrOpcode (RDMA_WRITE, SEND, RDMA_READ, ATOMIC_CMP_AND_SWP, ATOMIC_FETCH_AND_ADD)");
+  checkSgList(fn, wr.sgList);
+  const rdma = wr.opcode !== IbWrOpcode.SEND;
+  if (rdma && (!Number.isSafeInteger(wr.remoteAddr) || (wr.remoteAddr ?? -1) < 0 || !Number.isInteger(wr.rkey))) {
+    throw new RdmaInputError(fn, "wr.remoteAddr", wr.remoteAddr, "with an RDMA or atomic opcode: a remote address (safe integer >= 0) and an rkey");
+  }
+  const atomic = wr.opcode === IbWrOpcode.ATOMIC_CMP_AND_SWP || wr.opcode === IbWrOpcode.ATOMIC_FETCH_AND_ADD;
+  if (atomic && (typeof wr.compareAdd !== "bigint" || (wr.opcode === IbWrOpcode.ATOMIC_CMP_AND_SWP && typeof wr.swap !== "bigint"))) {
+    throw new RdmaInputError(fn, "wr.compareAdd", wr.compareAdd, "a bigint (and wr.swap for CMP_AND_SWP)");
+  }
+  if (qp.state === IbQpState.RESET || qp.remote === undefined) return -22;
+  if (atomic && (wr.sgList.length !== 1 || wr.sgList[0]?.length !== 8)) return -22;
+  const nic = qp.nic;
+  nic.counters.add(RdmaCounter.RdmaWqes);
+  const opcode = WC_OPCODE[wr.opcode] ?? IbWcOpcode.SEND;
+  if (qp.state === IbQpState.ERR) {
+    complete(qp.sendCq, { wrId: wr.wrId, status: IbWcStatus.WR_FLUSH_ERR, opcode, byteLen: 0, qpNum: qp.qpNum });
+    return 0;
+  }
+  const r = execute(qp, qp.remote, wr);
+  if (r.status !== IbWcStatus.SUCCESS) qp.state = IbQpState.ERR;
+  complete(qp.sendCq, { wrId: wr.wrId, status: r.status, opcode, byteLen: r.bytes, qpNum: qp.qpNum });
+  return 0;
+}
+
+/** ib_post_recv: queues a receive WR (consumed by the peer's next SEND); a QP in error flushes it. */
+export function ibPostRecv(qp: IbQp, wr: IbRecvWr): number {
+  checkSgList("ib_post_recv", wr.sgList);
+  if (qp.state === IbQpState.RESET) return -22;
+  if (qp.state === IbQpState.ERR) {
+    complete(qp.recvCq, { wrId: wr.wrId, status: IbWcStatus.WR_FLUSH_ERR, opcode: IbWcOpcode.RECV, byteLen: 0, qpNum: qp.qpNum });
+    return 0;
+  }
+  qp.recvQueue.push({ wrId: wr.wrId, sgList: wr.sgList.map((s) => ({ ...s })) });
+  return 0;
+}
+
+const WC_OPCODE: Partial<Record<number, IbWcOpcode>> = {
+  [IbWrOpcode.RDMA_WRITE]: IbWcOpcode.RDMA_WRITE,
+  [IbWrOpcode.SEND]: IbWcOpcode.SEND,
+  [IbWrOpcode.RDMA_READ]: IbWcOpcode.RDMA_READ,
+  [IbWrOpcode.ATOMIC_CMP_AND_SWP]: IbWcOpcode.COMP_SWAP,
+  [IbWrOpcode.ATOMIC_FETCH_AND_ADD]: IbWcOpcode.FETCH_ADD,
+};
+
+interface Outcome {
+  status: IbWcStatus;
+  bytes: number;
+}
+
+function totalLength(sgList: readonly IbSge[]): number {
+  let n = 0;
+  for (const s of sgList) n += s.length;
+  return n;
+}
+
+/** Moves `buf` to (or from) the local SGEs of `qp` on its NIC: the local part of a WR. */
+function localSg(qp: IbQp, sgList: readonly IbSge[], buf: Uint8Array, write: boolean): NicAccessResult {
+  const nic = qp.nic;
+  let pos = 0;
+  for (const s of sgList) {
+    const need = write ? NicAccess.LOCAL_WRITE : NicAccess.LOCAL_READ;
+    const mr = nic.checkMkey(s.lkey, qp.pd, s.addr, s.length, need);
+    if (mr === undefined) return NicAccessResult.PROTECTION;
+    // One SGE covering the whole buffer (the common case) needs no view.
+    const view = s.length === buf.length ? buf : buf.subarray(pos, pos + s.length);
+    const r = nic.access(mr, s.addr, view, need);
+    if (r !== NicAccessResult.OK) return r;
+    pos += s.length;
+  }
+  return NicAccessResult.OK;
+}
+
+function remote(qp: IbQp, rkey: number, addr: number, buf: Uint8Array, need: NicAccess): NicAccessResult {
+  const mr: IbMr | undefined = qp.nic.checkMkey(rkey, qp.pd, addr, buf.length, need);
+  if (mr === undefined) return NicAccessResult.PROTECTION;
+  return qp.nic.access(mr, addr, buf, need);
+}
+
+function localStatus(r: NicAccessResult, write: boolean): IbWcStatus {
+  if (r === NicAccessResult.OK) return IbWcStatus.SUCCESS;
+  // A failed local page fault or an IOMMU refusal of a local buffer is a local access error.
+  return r === NicAccessResult.PROTECTION ? IbWcStatus.LOC_PROT_ERR : write ? IbWcStatus.LOC_ACCESS_ERR : IbWcStatus.LOC_PROT_ERR;
+}
+
+/** The requester (`q`) and the responder (`r`) sides of one WR. */
+function execute(q: IbQp, r: IbQp, wr: IbSendWr): Outcome {
+  const clock = q.nic.clock;
+  const len = totalLength(wr.sgList);
+  switch (wr.opcode) {
+    case IbWrOpcode.RDMA_WRITE: {
+      const buf = q.nic.wqeBuffer(len);
+      const l = localSg(q, wr.sgList, buf, false);
+      if (l !== NicAccessResult.OK) return { status: localStatus(l, false), bytes: 0 };
+      clock.advance(len * q.nic.costs.wireNsPerByte);
+      const rr = remote(r, wr.rkey ?? 0, wr.remoteAddr ?? 0, buf, NicAccess.REMOTE_WRITE);
+      if (rr !== NicAccessResult.OK) return { status: IbWcStatus.REM_ACCESS_ERR, bytes: 0 };
+      q.nic.counters.add(RdmaCounter.RdmaBytes, len);
+      return { status: IbWcStatus.SUCCESS, bytes: len };
+    }
+    case IbWrOpcode.RDMA_READ: {
+      const buf = q.nic.wqeBuffer(len);
+      const rr = remote(r, wr.rkey ?? 0, wr.remoteAddr ?? 0, buf, NicAccess.REMOTE_READ);
+      if (rr !== NicAccessResult.OK) return { status: IbWcStatus.REM_ACCESS_ERR, bytes: 0 };
+      clock.advance(len * q.nic.costs.wireNsPerByte);
+      const l = localSg(q, wr.sgList, buf, true);
+      if (l !== NicAccessResult.OK) return { status: localStatus(l, true), bytes: 0 };
+      q.nic.counters.add(RdmaCounter.RdmaBytes, len);
+      return { status: IbWcStatus.SUCCESS, bytes: len };
+    }
+    case IbWrOpcode.SEND: {
+      const buf = q.nic.wqeBuffer(len);
+      const l = localSg(q, wr.sgList, buf, false);
+      if (l !== NicAccessResult.OK) return { status: localStatus(l, false), bytes: 0 };
+      const recv = r.recvQueue.shift();
+      // No receive posted: RNR NAKs until the retry count runs out (the model does not wait).
+      if (recv === undefined || r.state !== IbQpState.RTS) return { status: IbWcStatus.RNR_RETRY_EXC_ERR, bytes: 0 };
+      clock.advance(len * q.nic.costs.wireNsPerByte);
+      if (totalLength(recv.sgList) < len) {
+        failRecv(r, recv.wrId, IbWcStatus.LOC_LEN_ERR);
+        return { status: IbWcStatus.REM_INV_REQ_ERR, bytes: 0 };
+      }
+      const rl = localSg(r, fitSg(recv.sgList, len), buf, true);
+      if (rl !== NicAccessResult.OK) {
+        failRecv(r, recv.wrId, localStatus(rl, true));
+        return { status: IbWcStatus.REM_OP_ERR, bytes: 0 };
+      }
+      complete(r.recvCq, { wrId: recv.wrId, status: IbWcStatus.SUCCESS, opcode: IbWcOpcode.RECV, byteLen: len, qpNum: r.qpNum });
+      q.nic.counters.add(RdmaCounter.RdmaBytes, len);
+      return { status: IbWcStatus.SUCCESS, bytes: len };
+    }
+    default:
+      return atomic(q, r, wr);
+  }
+}
+
+function failRecv(r: IbQp, wrId: number, status: IbWcStatus): void {
+  r.state = IbQpState.ERR;
+  complete(r.recvCq, { wrId, status, opcode: IbWcOpcode.RECV, byteLen: 0, qpNum: r.qpNum });
+}
+
+/** The SGEs of a receive trimmed to the `len` bytes that arrived. */
+function fitSg(sgList: readonly IbSge[], len: number): IbSge[] {
+  const out: IbSge[] = [];
+  let left = len;
+  for (const s of sgList) {
+    if (left === 0) break;
+    const n = Math.min(left, s.length);
+    out.push({ addr: s.addr, length: n, lkey: s.lkey });
+    left -= n;
+  }
+  return out;
+}
+
+const U64 = (1n << 64n) - 1n;
+
+/** 8-byte atomics at the responder: read, compute, write back (one locked read-modify-write of the NIC). */
+function atomic(q: IbQp, r: IbQp, wr: IbSendWr): Outcome {
+  const addr = wr.remoteAddr ?? 0;
+  if (addr % 8 !== 0) return { status: IbWcStatus.REM_INV_REQ_ERR, bytes: 0 };
+  const mr = r.nic.checkMkey(wr.rkey ?? 0, r.pd, addr, 8, NicAccess.REMOTE_ATOMIC);
+  if (mr === undefined) return { status: IbWcStatus.REM_ACCESS_ERR, bytes: 0 };
+  const old = new Uint8Array(8);
+  // Fault the page in for write before the read, so the read-modify-write sees one translation.
+  const rr = r.nic.access(mr, addr, old, NicAccess.REMOTE_ATOMIC, false);
+  if (rr !== NicAccessResult.OK) return { status: IbWcStatus.REM_ACCESS_ERR, bytes: 0 };
+  const view = new DataView(old.buffer);
+  const value = view.getBigUint64(0, true);
+  let next: bigint;
+  if (wr.opcode === IbWrOpcode.ATOMIC_FETCH_AND_ADD) next = (value + (wr.compareAdd ?? 0n)) & U64;
+  else next = value === ((wr.compareAdd ?? 0n) & U64) ? (wr.swap ?? 0n) & U64 : value;
+  if (next !== value) {
+    const nb = new Uint8Array(8);
+    new DataView(nb.buffer).setBigUint64(0, next, true);
+    const wr2 = r.nic.access(mr, addr, nb, NicAccess.REMOTE_ATOMIC, true);
+    if (wr2 !== NicAccessResult.OK) return { status: IbWcStatus.REM_ACCESS_ERR, bytes: 0 };
+  }
+  const l = localSg(q, wr.sgList, old, true);
+  if (l !== NicAccessResult.OK) return { status: localStatus(l, true), bytes: 0 };
+  q.nic.counters.add(RdmaCounter.RdmaBytes, 8);
+  return { status: IbWcStatus.SUCCESS, bytes: 8 };
+}
