@@ -16,11 +16,17 @@ const pteIsLeaf = pte.pteIsLeaf;
 const pteTable = pte.pteTable;
 const tableIndex = pte.tableIndex;
 const TWO_32 = 4294967296;
+/** Tables per storage chunk by default: 64 tables of 4 KiB = 256 KiB of host memory per chunk. */
+const CHUNK_SHIFT = 6;
 
 /**
- * A multi-level IO page table of 512-entry tables, all held in one growable Float64Array indexed by
- * table number (table 0 is the root). No object exists per table or per page: a table is a 512-slot
- * window of the slab plus one entry of `used` (its count of valid entries).
+ * A multi-level IO page table of 512-entry tables, held in fixed-size chunks of Float64Array (64
+ * tables each) indexed by table number (table 0 is the root): table t is the 512-slot window at
+ * (t & chunkMask) * 512 of chunk t >> chunkShift, plus one entry of `used` (its count of valid
+ * entries). No object exists per table or per page. Chunks are never moved nor copied once full-size:
+ * storage grows by one chunk, so the cost of a table does not rise with the size of the tree, and host
+ * memory stays within one chunk of the 4 KiB per table the hardware uses (8 bytes per 4 KiB page). Only
+ * the first chunk starts small (8 tables) and doubles up to full size, so that a small domain stays small.
  *
  * Page-table pages are freed the way the kernel frees them, not when they empty: unmap detaches a
  * table only when the range covers the whole span of the entry pointing to it (VT-d's
@@ -37,7 +43,12 @@ export class IoPageTable {
   readonly levels: number;
   /** Levels that may hold leaves, largest first (3 = 1 GiB, 2 = 2 MiB, 1 = 4 KiB). */
   readonly #leafLevels: number[];
-  #slab: Float64Array;
+  /** Chunk k holds tables [k << #chunkShift, (k + 1) << #chunkShift); only chunk 0 may be shorter. */
+  readonly #chunks: Float64Array[];
+  readonly #chunkShift: number;
+  readonly #chunkMask: number;
+  /** What a read of a chunk past the end returns (never happens for a linked table): 0-length. */
+  readonly #noChunk = new Float64Array(0);
   #used: Uint16Array;
   #tablesCapacity: number;
   #nextTable = 1;
@@ -56,6 +67,9 @@ export class IoPageTable {
   #cacheBase = 0;
   #cacheSpan = 0;
   #cacheTable = 0;
+  /** The chunk holding #cacheTable and the table's first slot in it. */
+  #cacheChunk: Float64Array;
+  #cacheOffset = 0;
   /**
    * 1 / the leaf size of #cacheLevel: the index of a leaf in the cached table is its offset from
    * #cacheBase times this (exact: a power of two), with no per-level switch.
@@ -71,14 +85,38 @@ export class IoPageTable {
   lastWalkLevels = 0;
   lastWalkLevel = 0;
 
-  constructor(levels: number, pgsizeBitmap: number, initialTables = 8, fault?: FaultAttr) {
+  /**
+   * `initialTables` sizes the first chunk (at most a chunk); `chunkTables` (a power of two, default 64)
+   * is the chunk size: tests make it small to exercise tables spread over many chunks.
+   */
+  constructor(levels: number, pgsizeBitmap: number, initialTables = 8, fault?: FaultAttr, chunkTables = 1 << CHUNK_SHIFT) {
     this.levels = levels;
     this.#fault = fault;
     this.#leafLevels = [];
     for (let l = Math.min(levels, 3); l >= 1; l--) if ((pgsizeBitmap & (LEVEL_SIZE[l] ?? 0)) !== 0) this.#leafLevels.push(l);
-    this.#tablesCapacity = Math.max(2, initialTables);
-    this.#slab = new Float64Array(this.#tablesCapacity * N);
+    this.#chunkShift = Math.max(0, Math.round(Math.log2(chunkTables)));
+    this.#chunkMask = (1 << this.#chunkShift) - 1;
+    this.#tablesCapacity = Math.min(Math.max(2, initialTables), 1 << this.#chunkShift);
+    this.#chunks = [new Float64Array(this.#tablesCapacity * N)];
     this.#used = new Uint16Array(this.#tablesCapacity);
+    this.#cacheChunk = this.#noChunk;
+  }
+
+  /** The chunk holding table `t`. */
+  #chunk(t: number): Float64Array {
+    return this.#chunks[t >>> this.#chunkShift] ?? this.#noChunk;
+  }
+
+  /** The index of table `t`'s first entry in its chunk. */
+  #offset(t: number): number {
+    return (t & this.#chunkMask) * N;
+  }
+
+  /** Host memory the table storage holds: the chunks and the use counts (bytes). */
+  get hostBytes(): number {
+    let n = this.#used.byteLength;
+    for (const c of this.#chunks) n += c.byteLength;
+    return n;
   }
 
   /** Tables held: linked into the tree plus detached and not yet released. The root counts. */
@@ -93,7 +131,8 @@ export class IoPageTable {
 
   /** The raw entry at `index` of table `table` (for inspection and tests). */
   entry(table: number, index: number): number {
-    return this.#slab[table * N + index] ?? 0;
+    if (table < 0 || table >= this.#tablesCapacity) return 0;
+    return this.#chunk(table)[this.#offset(table) + index] ?? 0;
   }
 
   /** The largest leaf level that iova, phys and the remaining size all allow (iommu_pgsize). */
@@ -114,9 +153,10 @@ export class IoPageTable {
     const esz = LEVEL_SIZE[l] ?? 0;
     const i0 = Math.floor((Math.max(start, tableBase) - tableBase) / esz);
     const i1 = Math.min(N, Math.ceil((end - tableBase) / esz));
-    const slab = this.#slab;
+    const c = this.#chunk(t);
+    const o = this.#offset(t);
     for (let i = i0; i < i1; i++) {
-      const e = slab[t * N + i] ?? 0;
+      const e = c[o + i] ?? 0;
       if (e === 0) continue;
       if (pteIsLeaf(e)) return true;
       const child = pteAddr(e) / PTE_ADDR_UNIT;
@@ -155,8 +195,8 @@ export class IoPageTable {
       const esz = LEVEL_SIZE[lvl] ?? 0;
       let t = 0;
       for (let l = this.levels; l > lvl; l--) {
-        const slot = t * N + (Math.floor(va / (LEVEL_SIZE[l] ?? 0)) % N);
-        const e = this.#slab[slot] ?? 0;
+        const slot = this.#offset(t) + (Math.floor(va / (LEVEL_SIZE[l] ?? 0)) % N);
+        const e = this.#chunk(t)[slot] ?? 0;
         if (e === 0) {
           const nt = this.#allocTableOrFail();
           if (nt < 0) {
@@ -166,7 +206,8 @@ export class IoPageTable {
             return size - left;
           }
           allocated++;
-          this.#slab[slot] = nt * PTE_ADDR_UNIT + PTE_VALID;
+          // Re-read the chunk: the allocation may have grown the first chunk into a new array.
+          this.#chunk(t)[slot] = nt * PTE_ADDR_UNIT + PTE_VALID;
           this.#used[t] = (this.#used[t] ?? 0) + 1;
           t = nt;
         } else {
@@ -175,8 +216,8 @@ export class IoPageTable {
       }
       const idx = Math.floor(va / esz) % N;
       const n = Math.min(Math.floor(left / esz), N - idx);
-      const slab = this.#slab;
-      const base = t * N + idx;
+      const slab = this.#chunk(t);
+      const base = this.#offset(t) + idx;
       const first = pa + flags;
       let added = n;
       if (lvl > 1) {
@@ -210,12 +251,13 @@ export class IoPageTable {
   #freeEmptySubtree(t: number, l: number): number {
     let n = 1;
     if (l > 1) {
-      const slab = this.#slab;
+      const c = this.#chunk(t);
+      const o = this.#offset(t);
       for (let i = 0; i < N; i++) {
-        const e = slab[t * N + i] ?? 0;
+        const e = c[o + i] ?? 0;
         if (e !== 0) n += this.#freeEmptySubtree(pteAddr(e) / PTE_ADDR_UNIT, l - 1);
       }
-      slab.fill(0, t * N, t * N + N);
+      c.fill(0, o, o + N);
     }
     this.#used[t] = 0;
     this.#free.push(t);
@@ -237,11 +279,11 @@ export class IoPageTable {
     // Kept small so that the caller can inline it: the cached table is the common case.
     const d = iova - this.#cacheBase;
     if (d >= 0 && d < this.#cacheSpan && level === this.#cacheLevel) {
+      const slot = this.#cacheOffset + ((d * this.#cacheInvSize) | 0);
+      const c = this.#cacheChunk;
+      if (c[slot] !== 0) return -1;
+      c[slot] = leaf;
       const t = this.#cacheTable;
-      const slot = t * N + ((d * this.#cacheInvSize) | 0);
-      const slab = this.#slab;
-      if (slab[slot] !== 0) return -1;
-      slab[slot] = leaf;
       this.#used[t] = (this.#used[t] ?? 0) + 1;
       return 0;
     }
@@ -251,32 +293,31 @@ export class IoPageTable {
   #mapLeafWalk(iova: number, level: number, leaf: number): number {
     const low = iova >>> 0;
     const high = (iova / TWO_32) >>> 0;
-    let slab = this.#slab;
     let t = 0;
     let l = this.levels;
     for (; l > level; l--) {
-      const e = slab[t * N + tableIndex(low, high, l)] ?? 0;
+      const e = this.#chunk(t)[this.#offset(t) + tableIndex(low, high, l)] ?? 0;
       if (e === 0) break;
       if ((e & PTE_LEAF) !== 0) return -1;
       t = pteTable(e);
     }
     let allocated = 0;
     if (l === level) {
-      if ((slab[t * N + tableIndex(low, high, l)] ?? 0) !== 0) return -1;
+      if ((this.#chunk(t)[this.#offset(t) + tableIndex(low, high, l)] ?? 0) !== 0) return -1;
     } else {
       // While table allocation may fail, the general path (`map`) allocates: it can report the failure.
       if (this.#fault?.armed === true) return -1;
       // The entry at level l is empty: link fresh tables down to the leaf level.
       for (; l > level; l--) {
         const nt = this.#allocTable();
-        slab = this.#slab; // allocation may have grown the slab
-        slab[t * N + tableIndex(low, high, l)] = nt * PTE_ADDR_UNIT + PTE_VALID;
+        // Chunk looked up after the allocation, which may have grown the first chunk into a new array.
+        this.#chunk(t)[this.#offset(t) + tableIndex(low, high, l)] = nt * PTE_ADDR_UNIT + PTE_VALID;
         this.#used[t] = (this.#used[t] ?? 0) + 1;
         allocated++;
         t = nt;
       }
     }
-    slab[t * N + tableIndex(low, high, level)] = leaf;
+    this.#chunk(t)[this.#offset(t) + tableIndex(low, high, level)] = leaf;
     this.#used[t] = (this.#used[t] ?? 0) + 1;
     this.#remember(iova, level, t);
     return allocated;
@@ -289,6 +330,8 @@ export class IoPageTable {
     this.#cacheBase = Math.floor(iova / span) * span;
     this.#cacheSpan = span;
     this.#cacheTable = table;
+    this.#cacheChunk = this.#chunk(table);
+    this.#cacheOffset = this.#offset(table);
   }
 
   #forget(): void {
@@ -305,7 +348,7 @@ export class IoPageTable {
     if (d >= 0 && d < this.#cacheSpan) {
       const level = this.#cacheLevel;
       // d >= 0, so the truncation is the floor: the index of the leaf holding iova.
-      const e = this.#slab[this.#cacheTable * N + ((d * this.#cacheInvSize) | 0)] ?? 0;
+      const e = this.#cacheChunk[this.#cacheOffset + ((d * this.#cacheInvSize) | 0)] ?? 0;
       this.lastWalkLevel = e === 0 ? 0 : level;
       return e;
     }
@@ -322,14 +365,14 @@ export class IoPageTable {
   unmapLeaf(iova: number, level: number): number {
     const d = iova - this.#cacheBase;
     if (d >= 0 && d < this.#cacheSpan && level === this.#cacheLevel) {
-      const t = this.#cacheTable;
-      const slot = t * N + ((d * this.#cacheInvSize) | 0);
-      const slab = this.#slab;
-      if (slab[slot] === 0) {
+      const slot = this.#cacheOffset + ((d * this.#cacheInvSize) | 0);
+      const c = this.#cacheChunk;
+      if (c[slot] === 0) {
         this.lastPtesCleared = 0;
         return 0;
       }
-      slab[slot] = 0;
+      c[slot] = 0;
+      const t = this.#cacheTable;
       this.#used[t] = (this.#used[t] ?? 0) - 1;
       this.lastPtesCleared = 1;
       return LEVEL_SIZE[level] ?? 0;
@@ -340,17 +383,17 @@ export class IoPageTable {
   #unmapLeafWalk(iova: number, level: number): number {
     const low = iova >>> 0;
     const high = (iova / TWO_32) >>> 0;
-    const slab = this.#slab;
     this.lastPtesCleared = 0;
     let t = 0;
     for (let l = this.levels; l > level; l--) {
-      const e = slab[t * N + tableIndex(low, high, l)] ?? 0;
+      const e = this.#chunk(t)[this.#offset(t) + tableIndex(low, high, l)] ?? 0;
       if (e === 0) return 0;
       if ((e & PTE_LEAF) !== 0) return -1;
       t = pteTable(e);
     }
     this.#remember(iova, level, t);
-    const slot = t * N + tableIndex(low, high, level);
+    const slab = this.#chunk(t);
+    const slot = this.#offset(t) + tableIndex(low, high, level);
     if ((slab[slot] ?? 0) === 0) return 0;
     slab[slot] = 0;
     this.#used[t] = (this.#used[t] ?? 0) - 1;
@@ -364,11 +407,10 @@ export class IoPageTable {
    */
   walk(iova: number): number {
     let t = 0;
-    const slab = this.#slab;
     const low = iova >>> 0;
     const high = (iova / TWO_32) >>> 0;
     for (let l = this.levels; l >= 1; l--) {
-      const e = slab[t * N + tableIndex(low, high, l)] ?? 0;
+      const e = this.#chunk(t)[this.#offset(t) + tableIndex(low, high, l)] ?? 0;
       if (e === 0) {
         this.lastWalkLevels = this.levels - l + 1;
         this.lastWalkLevel = 0;
@@ -424,9 +466,10 @@ export class IoPageTable {
 
   /** Clears entries [i0, i1) of leaf table t: counts those that were set, then clears the run at once. */
   #clearLeaves(t: number, i0: number, i1: number): number {
-    const first = t * N + i0;
-    const last = t * N + i1;
-    const slab = this.#slab;
+    const o = this.#offset(t);
+    const first = o + i0;
+    const last = o + i1;
+    const slab = this.#chunk(t);
     let n = 0;
     for (let slot = first; slot < last; slot++) if (slab[slot] !== 0) n++;
     if (n !== 0) slab.fill(0, first, last);
@@ -444,10 +487,11 @@ export class IoPageTable {
       this.lastPtesCleared += n;
       return n * esz;
     }
-    const slab = this.#slab;
+    const slab = this.#chunk(t);
+    const o = this.#offset(t);
     let bytes = 0;
     for (let i = i0; i < i1; i++) {
-      const slot = t * N + i;
+      const slot = o + i;
       const e = slab[slot] ?? 0;
       if (e === 0) continue;
       if (pteIsLeaf(e)) {
@@ -476,8 +520,10 @@ export class IoPageTable {
     if (l === 1) return (this.#used[t] ?? 0) * (LEVEL_SIZE[1] ?? 0);
     let bytes = 0;
     const esz = LEVEL_SIZE[l] ?? 0;
+    const c = this.#chunk(t);
+    const o = this.#offset(t);
     for (let i = 0; i < N; i++) {
-      const e = this.#slab[t * N + i] ?? 0;
+      const e = c[o + i] ?? 0;
       if (e === 0) continue;
       bytes += pteIsLeaf(e) ? esz : this.#detachSubtree(pteAddr(e) / PTE_ADDR_UNIT, l - 1, freed);
     }
@@ -493,10 +539,11 @@ export class IoPageTable {
     const esz = LEVEL_SIZE[l] ?? 0;
     const i0 = Math.floor((Math.max(start, tableBase) - tableBase) / esz);
     const i1 = Math.min(N, Math.ceil((end - tableBase) / esz));
-    const slab = this.#slab;
+    const slab = this.#chunk(t);
+    const o = this.#offset(t);
     let n = 0;
     for (let i = i0; i < i1; i++) {
-      const slot = t * N + i;
+      const slot = o + i;
       const e = slab[slot] ?? 0;
       if (e === 0) continue;
       if (pteIsLeaf(e)) {
@@ -515,7 +562,8 @@ export class IoPageTable {
   release(tables: readonly number[]): void {
     if (tables.length === 0) return;
     for (const t of tables) {
-      this.#slab.fill(0, t * N, t * N + N);
+      const o = this.#offset(t);
+      this.#chunk(t).fill(0, o, o + N);
       this.#used[t] = 0;
       this.#free.push(t);
     }
@@ -536,14 +584,28 @@ export class IoPageTable {
     return this.#nextTable++;
   }
 
+  /**
+   * Room for one more table: the first chunk doubles (a copy) until it is full-size; after that a new
+   * zeroed chunk is appended and nothing is copied. Only the small `used` counts still double.
+   */
   #grow(): void {
-    const cap = this.#tablesCapacity * 2;
-    const slab = new Float64Array(cap * N);
-    slab.set(this.#slab);
-    const used = new Uint16Array(cap);
-    used.set(this.#used);
-    this.#slab = slab;
-    this.#used = used;
-    this.#tablesCapacity = cap;
+    const chunkTables = 1 << this.#chunkShift;
+    const first = this.#chunks[0] ?? this.#noChunk;
+    if (this.#tablesCapacity < chunkTables) {
+      const grown = new Float64Array(Math.min(chunkTables, this.#tablesCapacity * 2) * N);
+      grown.set(first);
+      this.#chunks[0] = grown;
+      this.#tablesCapacity = grown.length / N;
+      // The walk cache may hold the old first chunk.
+      this.#forget();
+    } else {
+      this.#chunks.push(new Float64Array(chunkTables * N));
+      this.#tablesCapacity += chunkTables;
+    }
+    if (this.#used.length < this.#tablesCapacity) {
+      const used = new Uint16Array(Math.max(this.#tablesCapacity, this.#used.length * 2));
+      used.set(this.#used);
+      this.#used = used;
+    }
   }
 }
