@@ -130,6 +130,12 @@ export class IommuDomain {
    * of three, which is a fifth of its cost.
    */
   #granuleMaps = 0;
+  /**
+   * Single-granule unmaps (and of them, those that cleared a leaf) whose accounting is deferred the same
+   * way: the unmap call, the PTE clear and the bytes reach the counters and mappedBytes when read.
+   */
+  #granuleUnmaps = 0;
+  #granuleClears = 0;
   readonly #stopDeferring: () => void;
 
   /** @internal use `Iommu.allocDomain`. */
@@ -263,15 +269,21 @@ export class IommuDomain {
     return allocated;
   }
 
-  /** Adds the deferred single-granule maps to the counters and to mappedBytes. */
+  /** Adds the deferred single-granule maps and unmaps to the counters and to mappedBytes. */
   #foldGranuleMaps(): void {
     const n = this.#granuleMaps;
-    if (n === 0) return;
+    const u = this.#granuleUnmaps;
+    if (n === 0 && u === 0) return;
+    const cleared = this.#granuleClears;
     this.#granuleMaps = 0;
-    this.#mappedBytes += n * this.#granule;
+    this.#granuleUnmaps = 0;
+    this.#granuleClears = 0;
+    this.#mappedBytes += (n - cleared) * this.#granule;
     const v = this.#counterValues;
     v[C_MAP_CALLS] = (v[C_MAP_CALLS] ?? 0) + n;
     v[C_PTE_WRITES] = (v[C_PTE_WRITES] ?? 0) + n;
+    v[C_UNMAP_CALLS] = (v[C_UNMAP_CALLS] ?? 0) + u;
+    v[C_PTE_CLEARS] = (v[C_PTE_CLEARS] ?? 0) + cleared;
   }
 
   /** @internal Iommu.freeDomain: settle the deferred accounting for good. */
@@ -378,12 +390,11 @@ export class IommuDomain {
     ) {
       const unmapped = pt.unmapLeaf(iova, this.#granuleLevel);
       if (unmapped >= 0) {
-        const v = this.#counterValues;
-        v[C_UNMAP_CALLS] = (v[C_UNMAP_CALLS] ?? 0) + 1;
+        // Accounting deferred as for single-granule maps (#foldGranuleMaps).
+        this.#granuleUnmaps++;
         if (unmapped !== 0) {
-          this.#mappedBytes -= unmapped;
+          this.#granuleClears++;
           this.#iotlb.markStale(this.id, iova, iova + g);
-          v[C_PTE_CLEARS] = (v[C_PTE_CLEARS] ?? 0) + 1;
         }
         if (this.#events.active) this.#emitUnmap(iova, g, unmapped);
         return { unmapped, freed: new PendingPtPages(this, NO_TABLES) };
