@@ -250,19 +250,10 @@ export class IommuDomain {
     // a small integer) on every page. One walk checks the slot is free and writes it (none when the
     // leaf table is cached).
     const pt = this.pageTable;
-    const g = this.#granule;
-    // Number.isInteger first: it is false for anything but a number, without converting it.
-    if (
-      pt === undefined ||
-      !Number.isInteger(iova) ||
-      iova < 0 ||
-      iova > this.#lastIova ||
-      ((iova >>> 0) & (g - 1)) !== 0 ||
-      phys > this.#lastPhys
-    ) {
-      return -1;
-    }
-    const allocated = pt.mapLeaf(iova, this.#granuleLevel, phys + this.#leafFlags + prot * PTE_PROT_UNIT);
+    // The rest of the IOVA's checks (an integer multiple of the granule, at most #lastIova) are made by
+    // mapLeaf, where a hit in its walk cache answers them with one comparison.
+    if (pt === undefined || typeof iova !== "number" || phys > this.#lastPhys) return -1;
+    const allocated = pt.mapLeaf(iova, this.#granuleLevel, phys + this.#leafFlags + prot * PTE_PROT_UNIT, this.#lastIova);
     if (allocated < 0) return -1;
     this.#granuleMaps++;
     if (allocated !== 0 || this.#events.active) this.#mapGranuleRare(iova, phys, prot, allocated);
@@ -374,21 +365,13 @@ export class IommuDomain {
    * releasePtPages.
    */
   unmap(iova: Iova | number, size: number): UnmapResult {
-    // Fast path: one granule, valid and aligned, not inside a larger leaf (unmapLeaf returns -1 with
-    // nothing changed for that, and the general path reports it). One leaf covers no table's span, so
-    // nothing is ever detached here.
+    // Fast path: one granule, valid and aligned (unmapLeaf checks the IOVA beyond its type), not inside
+    // a larger leaf (unmapLeaf returns -1 with nothing changed for anything else, and the general path
+    // reports it). One leaf covers no table's span, so nothing is ever detached here.
     const pt = this.pageTable;
     const g = this.#granule;
-    if (
-      size === g &&
-      pt !== undefined &&
-      typeof iova === "number" &&
-      iova >= 0 &&
-      iova <= this.#lastIova &&
-      iova === Math.floor(iova) &&
-      ((iova >>> 0) & (g - 1)) === 0
-    ) {
-      const unmapped = pt.unmapLeaf(iova, this.#granuleLevel);
+    if (size === g && pt !== undefined && typeof iova === "number") {
+      const unmapped = pt.unmapLeaf(iova, this.#granuleLevel, this.#lastIova);
       if (unmapped >= 0) {
         // Accounting deferred as for single-granule maps (#foldGranuleMaps).
         this.#granuleUnmaps++;

@@ -2,7 +2,7 @@ import { Trace } from "@dmasim/trace";
 import { Counter } from "./counters.js";
 import fc from "fast-check";
 import { describe, expect, it } from "vitest";
-import { IommuError } from "./errors.js";
+import { IommuError, IommuInputError } from "./errors.js";
 import { Iotlb } from "./iotlb.js";
 import { SZ_1G, SZ_2M, SZ_4K } from "./iova.js";
 import { IoPageTable } from "./page-table.js";
@@ -64,7 +64,7 @@ describe("single-leaf page-table paths against the general ones", () => {
               const phys = op.phys * size;
               const leaf = phys + PTE_VALID + PTE_LEAF + op.prot * PTE_PROT_UNIT + (op.pending ? PTE_PENDING : 0);
               const free = !slow.hasMapping(iova, iova + size);
-              const allocated = fast.mapLeaf(iova, level, leaf);
+              const allocated = fast.mapLeaf(iova, level, leaf, 2 ** 48 - size);
               if (free) {
                 slow.map(iova, phys, size, op.prot, op.pending);
                 expect(slow.lastPtesWritten).toBe(1);
@@ -74,7 +74,7 @@ describe("single-leaf page-table paths against the general ones", () => {
               }
             } else if (op.kind === "leaf-unmap") {
               const iova = addr(op.slot);
-              const got = fast.unmapLeaf(iova, level);
+              const got = fast.unmapLeaf(iova, level, 2 ** 48 - size);
               slow.walk(iova);
               if (slow.lastWalkLevel > level) {
                 expect(got).toBe(-1); // inside a larger leaf: left to the general path, which refuses
@@ -252,6 +252,32 @@ describe("IommuDomain single-granule calls", () => {
     expect(trace.counters.snapshot().diff(counters).nonZero()).toEqual({});
     expect(dom.mappedBytes).toBe(SZ_4K);
     expect(dom.ptPages).toBe(4);
+  });
+
+  it("a hit in the walk cache still refuses an IOVA that is unaligned, fractional or beyond a small space", () => {
+    // vaBits 25 with 2 MiB leaves: the root itself holds the leaves, and its 512 entries span 1 GiB, far
+    // beyond the 32 MiB space. Maps just below the top must not let a cached walk accept the entries above.
+    const small = setup({ vaBits: 25, pgsizeBitmap: SZ_2M });
+    small.dom.map(2 ** 25 - SZ_2M, 0, SZ_2M, RW);
+    small.dom.map(2 ** 25 - 2 * SZ_2M, SZ_2M, SZ_2M, RW);
+    expect(() => small.dom.map(2 ** 25, 2 * SZ_2M, SZ_2M, RW)).toThrow(/beyond the 25-bit IOVA space/);
+    expect(small.dom.mapGranuleNoPhysProtCheck(2 ** 25 + SZ_2M, 2 * SZ_2M, RW)).toBe(-1);
+    expect(() => small.dom.unmap(2 ** 25, SZ_2M)).toThrow(/beyond the 25-bit IOVA space/);
+    expect(small.dom.unmap(2 ** 25 - SZ_2M, SZ_2M).unmapped).toBe(SZ_2M);
+    expect(small.dom.mappedBytes).toBe(SZ_2M);
+    // In a cached leaf table of 4 KiB leaves: neighbours of mapped pages, off by a fraction or a byte.
+    const { dom, trace } = setup();
+    dom.map(SZ_2M, 0, SZ_4K, RW);
+    dom.map(SZ_2M + 2 * SZ_4K, SZ_4K, SZ_4K, RW);
+    const before = trace.counters.snapshot();
+    expect(() => dom.map(SZ_2M + SZ_4K + 0.5, 0, SZ_4K, RW)).toThrow(IommuInputError);
+    expect(() => dom.map(SZ_2M + SZ_4K + 1, 0, SZ_4K, RW)).toThrow(/not aligned/);
+    expect(dom.mapGranuleNoPhysProtCheck(SZ_2M + SZ_4K + 0.5, 0, RW)).toBe(-1);
+    expect(() => dom.unmap(SZ_2M + 2 * SZ_4K + 0.5, SZ_4K)).toThrow(IommuInputError);
+    expect(() => dom.unmap(SZ_2M + 2 * SZ_4K - 8, SZ_4K)).toThrow(/not aligned/);
+    expect(trace.counters.snapshot().diff(before).nonZero()).toEqual({});
+    expect(dom.iovaToPhys(SZ_2M + 2 * SZ_4K)).toBe(SZ_4K);
+    expect(dom.mappedBytes).toBe(2 * SZ_4K);
   });
 
   it("with a 2 MiB granule one 2 MiB leaf is the single-granule case", () => {

@@ -36,8 +36,10 @@ const CHUNK_SHIFT = 6;
  * arm_lpae_init_pte, VT-d's switch_to_super_page). So a linked table may be empty, and "is anything
  * mapped here" has to look inside (using `used` to skip empty tables).
  *
- * This class trusts its caller for argument checking (IommuDomain validates); it only does the work and
- * reports counts in the `last*` fields, which avoids allocating a result object per call.
+ * This class trusts its caller for argument checking (IommuDomain validates), except for the IOVA of
+ * the single-leaf paths (mapLeaf, unmapLeaf), which check it themselves because a hit in their walk
+ * cache already answers most of the checks. It only does the work and reports counts in the `last*`
+ * fields, which avoids allocating a result object per call.
  */
 export class IoPageTable {
   readonly levels: number;
@@ -269,17 +271,23 @@ export class IoPageTable {
   /**
    * Writes the one leaf of level `level` at `iova` (entry value `leaf`, built by the caller) in a single
    * walk (none when the cached leaf table covers `iova`) that also checks the slot is free: returns -1,
-   * with nothing written, when a leaf or a table is already there or a larger leaf covers it, and
-   * otherwise the number of tables the walk allocated. Tables are allocated only once the walk has
+   * with nothing written, when `iova` is not a multiple of the leaf size in [0, lastIova] (the caller
+   * has checked it is a number), when a leaf or a table is already there or a larger leaf covers it,
+   * and otherwise the number of tables the walk allocated. Tables are allocated only once the walk has
    * reached an empty entry, below which nothing can be mapped. The count is returned rather than left in
    * lastTablesAllocated: a field store per page-table write kept V8 from reusing loads across a loop of
    * links.
    */
-  mapLeaf(iova: number, level: number, leaf: number): number {
+  mapLeaf(iova: number, level: number, leaf: number, lastIova: number): number {
     // Kept small so that the caller can inline it: the cached table is the common case.
     const d = iova - this.#cacheBase;
     if (d >= 0 && d < this.#cacheSpan && level === this.#cacheLevel) {
-      const slot = this.#cacheOffset + ((d * this.#cacheInvSize) | 0);
+      // The cached table is never the root (#remember), so it lies wholly inside the IOVA space: a hit
+      // is an IOVA in range, and an exact index is a multiple of the leaf size (an integer).
+      const x = d * this.#cacheInvSize;
+      const i = x | 0;
+      if (i !== x) return -1;
+      const slot = this.#cacheOffset + i;
       const c = this.#cacheChunk;
       if (c[slot] !== 0) return -1;
       c[slot] = leaf;
@@ -287,6 +295,7 @@ export class IoPageTable {
       this.#used[t] = (this.#used[t] ?? 0) + 1;
       return 0;
     }
+    if (!leafIovaOk(iova, level, lastIova)) return -1;
     return this.#mapLeafWalk(iova, level, leaf);
   }
 
@@ -323,7 +332,17 @@ export class IoPageTable {
     return allocated;
   }
 
+  /**
+   * Makes `table` (holding leaves of `level` for `iova`) the cached one. The root is never cached: in a
+   * small IOVA space (vaBits below its span) it holds entries beyond the space, and the single-leaf
+   * paths count on a hit being an IOVA inside it. Any other table spans a power of two no larger than
+   * the space, aligned, below an entry a valid IOVA reached.
+   */
   #remember(iova: number, level: number, table: number): void {
+    if (table === 0) {
+      this.#forget();
+      return;
+    }
     const span = LEVEL_SIZE[level + 1] ?? 0;
     this.#cacheLevel = level;
     this.#cacheInvSize = 1 / (LEVEL_SIZE[level] ?? 1);
@@ -357,15 +376,20 @@ export class IoPageTable {
 
   /**
    * Clears the one leaf of level `level` at `iova`. Returns the bytes unmapped (0 for a hole), or -1
-   * with nothing changed when a larger leaf covers `iova`: the caller then takes the general path,
-   * which reports the partial unmap. It never detaches a table: a one-leaf range covers the span of no
-   * table entry, and a table it empties stays linked (see the class comment), so the walk cache stays
-   * valid. Sets lastPtesCleared.
+   * with nothing changed when `iova` is not a multiple of the leaf size in [0, lastIova] (the caller
+   * has checked it is a number) or a larger leaf covers it: the caller then takes the general path,
+   * which reports the error or the partial unmap. It never detaches a table: a one-leaf range covers
+   * the span of no table entry, and a table it empties stays linked (see the class comment), so the
+   * walk cache stays valid. Sets lastPtesCleared.
    */
-  unmapLeaf(iova: number, level: number): number {
+  unmapLeaf(iova: number, level: number, lastIova: number): number {
     const d = iova - this.#cacheBase;
     if (d >= 0 && d < this.#cacheSpan && level === this.#cacheLevel) {
-      const slot = this.#cacheOffset + ((d * this.#cacheInvSize) | 0);
+      // As in mapLeaf: a hit with an exact index is an IOVA the caller's checks would pass.
+      const x = d * this.#cacheInvSize;
+      const i = x | 0;
+      if (i !== x) return -1;
+      const slot = this.#cacheOffset + i;
       const c = this.#cacheChunk;
       if (c[slot] === 0) {
         this.lastPtesCleared = 0;
@@ -377,6 +401,7 @@ export class IoPageTable {
       this.lastPtesCleared = 1;
       return LEVEL_SIZE[level] ?? 0;
     }
+    if (!leafIovaOk(iova, level, lastIova)) return -1;
     return this.#unmapLeafWalk(iova, level);
   }
 
@@ -608,4 +633,11 @@ export class IoPageTable {
       this.#used = used;
     }
   }
+}
+
+/** `iova` is an integer in [0, lastIova] and a multiple of the leaf size of `level` (at most 1 GiB). */
+function leafIovaOk(iova: number, level: number, lastIova: number): boolean {
+  // Number.isInteger first: also false for NaN and the infinities. The alignment test reads the low 32
+  // bits, which `>>> 0` keeps exactly for any integer, instead of a floating-point remainder.
+  return Number.isInteger(iova) && iova >= 0 && iova <= lastIova && ((iova >>> 0) & ((LEVEL_SIZE[level] ?? 1) - 1)) === 0;
 }
