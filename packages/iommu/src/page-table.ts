@@ -428,22 +428,40 @@ export class IoPageTable {
 
   /**
    * Walks to the leaf translating `iova`. Returns the leaf entry, or 0 when no leaf is there; sets
-   * `lastWalkLevel` (the leaf's level) and `lastWalkLevels` (entries read).
+   * `lastWalkLevel` (the leaf's level) and `lastWalkLevels` (entries read, as a walk from the root reads
+   * them, also when the walk cache shortens it). A walk that reaches a table of 4 KiB leaves makes it
+   * the cached one.
    */
   walk(iova: number): number {
+    // The cached leaf table, when it covers iova, is where the walk from the root would arrive (it is
+    // linked, and only a detach unlinks a table, which empties the cache): read the entry there and
+    // count the levels the full walk reads.
+    const d = iova - this.#cacheBase;
+    if (d >= 0 && d < this.#cacheSpan && this.#cacheLevel === 1) {
+      const e = this.#cacheChunk[this.#cacheOffset + ((d * this.#cacheInvSize) | 0)] ?? 0;
+      this.lastWalkLevels = this.levels;
+      this.lastWalkLevel = e === 0 ? 0 : 1;
+      return e;
+    }
     let t = 0;
     const low = iova >>> 0;
     const high = (iova / TWO_32) >>> 0;
+    // Read once: this is every IOTLB miss of translate.
+    const chunks = this.#chunks;
+    const shift = this.#chunkShift;
+    const mask = this.#chunkMask;
     for (let l = this.levels; l >= 1; l--) {
-      const e = this.#chunk(t)[this.#offset(t) + tableIndex(low, high, l)] ?? 0;
+      const e = (chunks[t >>> shift] ?? this.#noChunk)[(t & mask) * N + tableIndex(low, high, l)] ?? 0;
       if (e === 0) {
         this.lastWalkLevels = this.levels - l + 1;
         this.lastWalkLevel = 0;
+        if (l === 1) this.#remember(iova, 1, t);
         return 0;
       }
       if (pteIsLeaf(e)) {
         this.lastWalkLevels = this.levels - l + 1;
         this.lastWalkLevel = l;
+        if (l === 1) this.#remember(iova, 1, t);
         return e;
       }
       t = pteTable(e);
