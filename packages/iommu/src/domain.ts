@@ -131,11 +131,12 @@ export class IommuDomain {
    */
   #granuleMaps = 0;
   /**
-   * Single-granule unmaps (and of them, those that cleared a leaf) whose accounting is deferred the same
-   * way: the unmap call, the PTE clear and the bytes reach the counters and mappedBytes when read.
+   * Single-granule unmaps, and the bytes they cleared (a granule each that found a leaf), whose
+   * accounting is deferred the same way: the unmap calls, the PTE clears and the bytes reach the
+   * counters and mappedBytes when read.
    */
   #granuleUnmaps = 0;
-  #granuleClears = 0;
+  #granuleClearedBytes = 0;
   readonly #stopDeferring: () => void;
 
   /** @internal use `Iommu.allocDomain`. */
@@ -265,11 +266,12 @@ export class IommuDomain {
     const n = this.#granuleMaps;
     const u = this.#granuleUnmaps;
     if (n === 0 && u === 0) return;
-    const cleared = this.#granuleClears;
+    const clearedBytes = this.#granuleClearedBytes;
+    const cleared = clearedBytes / this.#granule;
     this.#granuleMaps = 0;
     this.#granuleUnmaps = 0;
-    this.#granuleClears = 0;
-    this.#mappedBytes += (n - cleared) * this.#granule;
+    this.#granuleClearedBytes = 0;
+    this.#mappedBytes += n * this.#granule - clearedBytes;
     const v = this.#counterValues;
     v[C_MAP_CALLS] = (v[C_MAP_CALLS] ?? 0) + n;
     v[C_PTE_WRITES] = (v[C_PTE_WRITES] ?? 0) + n;
@@ -373,17 +375,22 @@ export class IommuDomain {
     if (size === g && pt !== undefined && typeof iova === "number") {
       const unmapped = pt.unmapLeaf(iova, this.#granuleLevel, this.#lastIova);
       if (unmapped >= 0) {
-        // Accounting deferred as for single-granule maps (#foldGranuleMaps).
+        // Accounting deferred as for single-granule maps (#foldGranuleMaps); unmapped is 0 or g.
         this.#granuleUnmaps++;
-        if (unmapped !== 0) {
-          this.#granuleClears++;
-          this.#iotlb.markStale(this.id, iova, iova + g);
-        }
-        if (this.#events.active) this.#emitUnmap(iova, g, unmapped);
+        this.#granuleClearedBytes += unmapped;
+        // One test, one out-of-line call, for what a quiet unmap does not need (IOTLB, events).
+        if (this.#iotlb.holds(this.id) || this.#events.active) this.#unmapGranuleRare(iova, unmapped);
         return { unmapped, freed: new PendingPtPages(this, NO_TABLES) };
       }
     }
     return this.#unmapSlow(iova, size);
+  }
+
+  /** The rest of a single-granule unmap, when the IOTLB holds entries of the domain or someone listens. */
+  #unmapGranuleRare(iova: number, unmapped: number): void {
+    const g = this.#granule;
+    if (unmapped !== 0) this.#iotlb.markStale(this.id, iova, iova + g);
+    if (this.#events.active) this.#emitUnmap(iova, g, unmapped);
   }
 
   #emitUnmap(iova: number, size: number, unmapped: number): void {

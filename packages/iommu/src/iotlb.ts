@@ -176,13 +176,17 @@ export class Iotlb {
   }
 
   /**
-   * Marks stale every entry of `domain` overlapping [start, end). The test for a domain with no entry
-   * cached is made here, before the call to #visitRange, so that it is inlined into unmap: with the
-   * IOTLB empty of the domain (nothing translated since the last invalidation) an unmap then pays one
-   * load and compare, no call.
+   * Whether any entry of `domain` is cached: small, so that a caller's fast path inlines it and skips
+   * the call to markStale when the IOTLB holds nothing of the domain (nothing translated since the last
+   * invalidation).
    */
+  holds(domain: number): boolean {
+    return (this.#valid[domain * 4] ?? 0) !== 0;
+  }
+
+  /** Marks stale every entry of `domain` overlapping [start, end). */
   markStale(domain: number, start: number, end: number): void {
-    if ((this.#valid[domain * 4] ?? 0) !== 0) this.#visitRange(domain, start, end, false);
+    if (this.holds(domain)) this.#visitRange(domain, start, end, false);
   }
 
   /** Drops every entry of `domain` overlapping [start, end). */
