@@ -378,7 +378,9 @@ export class IommuDomain {
         // Accounting deferred as for single-granule maps (#foldGranuleMaps); unmapped is 0 or g.
         this.#granuleUnmaps++;
         this.#granuleClearedBytes += unmapped;
-        // One test, one out-of-line call, for what a quiet unmap does not need (IOTLB, events).
+        // One test, one out-of-line call, for what a quiet unmap does not need (IOTLB, events). Kept for a
+        // figure: with markStale's call made on every unmap, one call per page took 14.7 ns against 7.4
+        // now (CPU time, pnpm bench:vs-c, base and branch interleaved; C: 2.8 ns).
         if (this.#iotlb.holds(this.id) || this.#events.active) this.#unmapGranuleRare(iova, unmapped);
         return { unmapped, freed: new PendingPtPages(this, NO_TABLES) };
       }

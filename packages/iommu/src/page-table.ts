@@ -279,7 +279,8 @@ export class IoPageTable {
    * links.
    */
   mapLeaf(iova: number, level: number, leaf: number, lastIova: number): number {
-    // Kept small so that the caller can inline it: the cached table is the common case.
+    // Kept small so that the caller can inline it: the cached table is the common case (3.6 ns of a
+    // 6.0 ns single-page map, CPU time; the README's profile).
     const d = iova - this.#cacheBase;
     if (d >= 0 && d < this.#cacheSpan && level === this.#cacheLevel) {
       // The cached table is never the root (#remember), so it lies wholly inside the IOVA space: a hit
@@ -435,7 +436,8 @@ export class IoPageTable {
   walk(iova: number): number {
     // The cached leaf table, when it covers iova, is where the walk from the root would arrive (it is
     // linked, and only a detach unlinks a table, which empties the cache): read the entry there and
-    // count the levels the full walk reads.
+    // count the levels the full walk reads. Kept for a figure: IOTLB miss + walk 70-71 µs per 1024
+    // against 90-104 µs without (iommu.bench.ts, mins, base and branch interleaved, two runs each).
     const d = iova - this.#cacheBase;
     if (d >= 0 && d < this.#cacheSpan && this.#cacheLevel === 1) {
       const e = this.#cacheChunk[this.#cacheOffset + ((d * this.#cacheInvSize) | 0)] ?? 0;
