@@ -20,8 +20,8 @@ const TWO_32 = 4294967296;
 const CHUNK_SHIFT = 6;
 
 /**
- * A multi-level IO page table of 512-entry tables, held in fixed-size chunks of Float64Array (64
- * tables each) indexed by table number (table 0 is the root): table t is the 512-slot window at
+ * A multi-level IO page table of 512-entry tables, held in fixed-size chunks of Float64Array (by
+ * default 64 tables each) indexed by table number (table 0 is the root): table t is the 512-slot window at
  * (t & chunkMask) * 512 of chunk t >> chunkShift, plus one entry of `used` (its count of valid
  * entries). No object exists per table or per page. Chunks are never moved nor copied once full-size:
  * storage grows by one chunk, so the cost of a table does not rise with the size of the tree, and host
