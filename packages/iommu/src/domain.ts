@@ -130,6 +130,13 @@ export class IommuDomain {
    * of three, which is a fifth of its cost.
    */
   #granuleMaps = 0;
+  /**
+   * Single-granule unmaps, and the bytes they cleared (a granule each that found a leaf), whose
+   * accounting is deferred the same way: the unmap calls, the PTE clears and the bytes reach the
+   * counters and mappedBytes when read.
+   */
+  #granuleUnmaps = 0;
+  #granuleClearedBytes = 0;
   readonly #stopDeferring: () => void;
 
   /** @internal use `Iommu.allocDomain`. */
@@ -244,34 +251,32 @@ export class IommuDomain {
     // a small integer) on every page. One walk checks the slot is free and writes it (none when the
     // leaf table is cached).
     const pt = this.pageTable;
-    const g = this.#granule;
-    // Number.isInteger first: it is false for anything but a number, without converting it.
-    if (
-      pt === undefined ||
-      !Number.isInteger(iova) ||
-      iova < 0 ||
-      iova > this.#lastIova ||
-      ((iova >>> 0) & (g - 1)) !== 0 ||
-      phys > this.#lastPhys
-    ) {
-      return -1;
-    }
-    const allocated = pt.mapLeaf(iova, this.#granuleLevel, phys + this.#leafFlags + prot * PTE_PROT_UNIT);
+    // The rest of the IOVA's checks (an integer multiple of the granule, at most #lastIova) are made by
+    // mapLeaf, where a hit in its walk cache answers them with one comparison.
+    if (pt === undefined || typeof iova !== "number" || phys > this.#lastPhys) return -1;
+    const allocated = pt.mapLeaf(iova, this.#granuleLevel, phys + this.#leafFlags + prot * PTE_PROT_UNIT, this.#lastIova);
     if (allocated < 0) return -1;
     this.#granuleMaps++;
     if (allocated !== 0 || this.#events.active) this.#mapGranuleRare(iova, phys, prot, allocated);
     return allocated;
   }
 
-  /** Adds the deferred single-granule maps to the counters and to mappedBytes. */
+  /** Adds the deferred single-granule maps and unmaps to the counters and to mappedBytes. */
   #foldGranuleMaps(): void {
     const n = this.#granuleMaps;
-    if (n === 0) return;
+    const u = this.#granuleUnmaps;
+    if (n === 0 && u === 0) return;
+    const clearedBytes = this.#granuleClearedBytes;
+    const cleared = clearedBytes / this.#granule;
     this.#granuleMaps = 0;
-    this.#mappedBytes += n * this.#granule;
+    this.#granuleUnmaps = 0;
+    this.#granuleClearedBytes = 0;
+    this.#mappedBytes += n * this.#granule - clearedBytes;
     const v = this.#counterValues;
     v[C_MAP_CALLS] = (v[C_MAP_CALLS] ?? 0) + n;
     v[C_PTE_WRITES] = (v[C_PTE_WRITES] ?? 0) + n;
+    v[C_UNMAP_CALLS] = (v[C_UNMAP_CALLS] ?? 0) + u;
+    v[C_PTE_CLEARS] = (v[C_PTE_CLEARS] ?? 0) + cleared;
   }
 
   /** @internal Iommu.freeDomain: settle the deferred accounting for good. */
@@ -362,34 +367,32 @@ export class IommuDomain {
    * releasePtPages.
    */
   unmap(iova: Iova | number, size: number): UnmapResult {
-    // Fast path: one granule, valid and aligned, not inside a larger leaf (unmapLeaf returns -1 with
-    // nothing changed for that, and the general path reports it). One leaf covers no table's span, so
-    // nothing is ever detached here.
+    // Fast path: one granule, valid and aligned (unmapLeaf checks the IOVA beyond its type), not inside
+    // a larger leaf (unmapLeaf returns -1 with nothing changed for anything else, and the general path
+    // reports it). One leaf covers no table's span, so nothing is ever detached here.
     const pt = this.pageTable;
     const g = this.#granule;
-    if (
-      size === g &&
-      pt !== undefined &&
-      typeof iova === "number" &&
-      iova >= 0 &&
-      iova <= this.#lastIova &&
-      iova === Math.floor(iova) &&
-      ((iova >>> 0) & (g - 1)) === 0
-    ) {
-      const unmapped = pt.unmapLeaf(iova, this.#granuleLevel);
+    if (size === g && pt !== undefined && typeof iova === "number") {
+      const unmapped = pt.unmapLeaf(iova, this.#granuleLevel, this.#lastIova);
       if (unmapped >= 0) {
-        const v = this.#counterValues;
-        v[C_UNMAP_CALLS] = (v[C_UNMAP_CALLS] ?? 0) + 1;
-        if (unmapped !== 0) {
-          this.#mappedBytes -= unmapped;
-          this.#iotlb.markStale(this.id, iova, iova + g);
-          v[C_PTE_CLEARS] = (v[C_PTE_CLEARS] ?? 0) + 1;
-        }
-        if (this.#events.active) this.#emitUnmap(iova, g, unmapped);
+        // Accounting deferred as for single-granule maps (#foldGranuleMaps); unmapped is 0 or g.
+        this.#granuleUnmaps++;
+        this.#granuleClearedBytes += unmapped;
+        // One test, one out-of-line call, for what a quiet unmap does not need (IOTLB, events). Kept for a
+        // figure: with markStale's call made on every unmap, one call per page took 14.7 ns against 7.4
+        // now (CPU time, pnpm bench:vs-c, base and branch interleaved; C: 2.8 ns).
+        if (this.#iotlb.holds(this.id) || this.#events.active) this.#unmapGranuleRare(iova, unmapped);
         return { unmapped, freed: new PendingPtPages(this, NO_TABLES) };
       }
     }
     return this.#unmapSlow(iova, size);
+  }
+
+  /** The rest of a single-granule unmap, when the IOTLB holds entries of the domain or someone listens. */
+  #unmapGranuleRare(iova: number, unmapped: number): void {
+    const g = this.#granule;
+    if (unmapped !== 0) this.#iotlb.markStale(this.id, iova, iova + g);
+    if (this.#events.active) this.#emitUnmap(iova, g, unmapped);
   }
 
   #emitUnmap(iova: number, size: number, unmapped: number): void {

@@ -2,7 +2,7 @@ import { Trace } from "@dmasim/trace";
 import { Counter } from "./counters.js";
 import fc from "fast-check";
 import { describe, expect, it } from "vitest";
-import { IommuError } from "./errors.js";
+import { IommuError, IommuInputError } from "./errors.js";
 import { Iotlb } from "./iotlb.js";
 import { SZ_1G, SZ_2M, SZ_4K } from "./iova.js";
 import { IoPageTable } from "./page-table.js";
@@ -16,7 +16,8 @@ const ALL = SZ_4K | SZ_2M | SZ_1G;
 /**
  * The single-leaf paths (IoPageTable.mapLeaf / unmapLeaf, taken by IommuDomain for one-granule calls)
  * must leave the table exactly as the general paths (hasMapping + map, unmap) do: same entries, same
- * table numbers, same counts (and neither detaches a table for one leaf).
+ * table numbers, same counts (and neither detaches a table for one leaf), whatever the size of the
+ * storage chunks.
  */
 describe("single-leaf page-table paths against the general ones", () => {
   type Op =
@@ -37,6 +38,18 @@ describe("single-leaf page-table paths against the general ones", () => {
     { weight: 1, arbitrary: fc.record({ kind: fc.constant("release" as const) }) },
   );
 
+  /** The leaf translating iova, read entry by entry from the root with no cache: entry, level, levels read. */
+  function rootWalk(pt: IoPageTable, iova: number): { entry: number; level: number; levels: number } {
+    let t = 0;
+    for (let l = 4; l >= 1; l--) {
+      const e = pt.entry(t, Math.floor(iova / (LEVEL_SIZE[l] ?? 1)) % 512);
+      if (e === 0) return { entry: 0, level: 0, levels: 5 - l };
+      if ((e & PTE_LEAF) !== 0) return { entry: e, level: l, levels: 5 - l };
+      t = Math.floor(e / 4096);
+    }
+    return { entry: 0, level: 0, levels: 4 };
+  }
+
   function dump(pt: IoPageTable): number[] {
     const out: number[] = [];
     for (let t = 0; t < 32; t++) for (let i = 0; i < 512; i++) out.push(pt.entry(t, i));
@@ -52,7 +65,9 @@ describe("single-leaf page-table paths against the general ones", () => {
       const addr = (slot: number): number => (slot < 2 ** 28 ? slot * size : 2 ** 40 + (slot - 2 ** 28) * size);
       fc.assert(
         fc.property(fc.array(opArb, { minLength: 1, maxLength: 60 }), (ops) => {
-          const fast = new IoPageTable(4, bitmap);
+          // The fast table also keeps its storage in chunks of 4 tables (a first chunk of 2 that
+          // doubles once): table numbers and entries must not depend on where tables are stored.
+          const fast = new IoPageTable(4, bitmap, 2, undefined, 4);
           const slow = new IoPageTable(4, bitmap);
           const pending: [number[], number[]][] = [];
           for (const op of ops) {
@@ -61,7 +76,7 @@ describe("single-leaf page-table paths against the general ones", () => {
               const phys = op.phys * size;
               const leaf = phys + PTE_VALID + PTE_LEAF + op.prot * PTE_PROT_UNIT + (op.pending ? PTE_PENDING : 0);
               const free = !slow.hasMapping(iova, iova + size);
-              const allocated = fast.mapLeaf(iova, level, leaf);
+              const allocated = fast.mapLeaf(iova, level, leaf, 2 ** 48 - size);
               if (free) {
                 slow.map(iova, phys, size, op.prot, op.pending);
                 expect(slow.lastPtesWritten).toBe(1);
@@ -71,7 +86,7 @@ describe("single-leaf page-table paths against the general ones", () => {
               }
             } else if (op.kind === "leaf-unmap") {
               const iova = addr(op.slot);
-              const got = fast.unmapLeaf(iova, level);
+              const got = fast.unmapLeaf(iova, level, 2 ** 48 - size);
               slow.walk(iova);
               if (slow.lastWalkLevel > level) {
                 expect(got).toBe(-1); // inside a larger leaf: left to the general path, which refuses
@@ -130,12 +145,19 @@ describe("single-leaf page-table paths against the general ones", () => {
             }
             expect(fast.tables).toBe(slow.tables);
             expect(fast.pendingFree).toBe(slow.pendingFree);
-            // iova_to_phys's lookup (which may take the cached table) finds what a full walk finds.
+            // iova_to_phys's lookup and the device's walk (both may take the cached table) find what a
+            // walk from the root through the raw entries finds, and walk counts the levels it reads.
             const probes = [0, 5 * size, 1000 * size, 2 ** 40, 2 ** 40 + size, 2 * SZ_1G + SZ_4K];
             if (op.kind === "leaf-map" || op.kind === "leaf-unmap") probes.push(addr(op.slot));
             for (const p of probes) {
-              expect(fast.lookup(p)).toBe(slow.walk(p));
-              expect(fast.lastWalkLevel).toBe(slow.lastWalkLevel);
+              const want = rootWalk(slow, p);
+              expect(rootWalk(fast, p)).toEqual(want);
+              expect(fast.lookup(p)).toBe(want.entry);
+              expect(fast.lastWalkLevel).toBe(want.level);
+              for (const pt of [fast, slow]) {
+                expect(pt.walk(p)).toBe(want.entry);
+                expect([pt.lastWalkLevel, pt.lastWalkLevels]).toEqual([want.level, want.levels]);
+              }
             }
           }
           expect(dump(fast)).toEqual(dump(slow));
@@ -249,6 +271,32 @@ describe("IommuDomain single-granule calls", () => {
     expect(trace.counters.snapshot().diff(counters).nonZero()).toEqual({});
     expect(dom.mappedBytes).toBe(SZ_4K);
     expect(dom.ptPages).toBe(4);
+  });
+
+  it("a hit in the walk cache still refuses an IOVA that is unaligned, fractional or beyond a small space", () => {
+    // vaBits 25 with 2 MiB leaves: the root itself holds the leaves, and its 512 entries span 1 GiB, far
+    // beyond the 32 MiB space. Maps just below the top must not let a cached walk accept the entries above.
+    const small = setup({ vaBits: 25, pgsizeBitmap: SZ_2M });
+    small.dom.map(2 ** 25 - SZ_2M, 0, SZ_2M, RW);
+    small.dom.map(2 ** 25 - 2 * SZ_2M, SZ_2M, SZ_2M, RW);
+    expect(() => small.dom.map(2 ** 25, 2 * SZ_2M, SZ_2M, RW)).toThrow(/beyond the 25-bit IOVA space/);
+    expect(small.dom.mapGranuleNoPhysProtCheck(2 ** 25 + SZ_2M, 2 * SZ_2M, RW)).toBe(-1);
+    expect(() => small.dom.unmap(2 ** 25, SZ_2M)).toThrow(/beyond the 25-bit IOVA space/);
+    expect(small.dom.unmap(2 ** 25 - SZ_2M, SZ_2M).unmapped).toBe(SZ_2M);
+    expect(small.dom.mappedBytes).toBe(SZ_2M);
+    // In a cached leaf table of 4 KiB leaves: neighbours of mapped pages, off by a fraction or a byte.
+    const { dom, trace } = setup();
+    dom.map(SZ_2M, 0, SZ_4K, RW);
+    dom.map(SZ_2M + 2 * SZ_4K, SZ_4K, SZ_4K, RW);
+    const before = trace.counters.snapshot();
+    expect(() => dom.map(SZ_2M + SZ_4K + 0.5, 0, SZ_4K, RW)).toThrow(IommuInputError);
+    expect(() => dom.map(SZ_2M + SZ_4K + 1, 0, SZ_4K, RW)).toThrow(/not aligned/);
+    expect(dom.mapGranuleNoPhysProtCheck(SZ_2M + SZ_4K + 0.5, 0, RW)).toBe(-1);
+    expect(() => dom.unmap(SZ_2M + 2 * SZ_4K + 0.5, SZ_4K)).toThrow(IommuInputError);
+    expect(() => dom.unmap(SZ_2M + 2 * SZ_4K - 8, SZ_4K)).toThrow(/not aligned/);
+    expect(trace.counters.snapshot().diff(before).nonZero()).toEqual({});
+    expect(dom.iovaToPhys(SZ_2M + 2 * SZ_4K)).toBe(SZ_4K);
+    expect(dom.mappedBytes).toBe(2 * SZ_4K);
   });
 
   it("with a 2 MiB granule one 2 MiB leaf is the single-granule case", () => {

@@ -175,9 +175,18 @@ export class Iotlb {
     return out;
   }
 
+  /**
+   * Whether any entry of `domain` is cached: small, so that a caller's fast path inlines it and skips
+   * the call to markStale when the IOTLB holds nothing of the domain (nothing translated since the last
+   * invalidation).
+   */
+  holds(domain: number): boolean {
+    return (this.#valid[domain * 4] ?? 0) !== 0;
+  }
+
   /** Marks stale every entry of `domain` overlapping [start, end). */
   markStale(domain: number, start: number, end: number): void {
-    this.#visitRange(domain, start, end, false);
+    if (this.holds(domain)) this.#visitRange(domain, start, end, false);
   }
 
   /** Drops every entry of `domain` overlapping [start, end). */

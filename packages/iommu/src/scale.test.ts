@@ -16,6 +16,12 @@ describe("4 GiB in one domain", () => {
     expect(r.ptPagesAllocated).toBe(2048 + 4 + 1);
     expect(dom.ptPages).toBe(2048 + 4 + 1 + 1);
     expect(dom.ptBytes / PAGES).toBeLessThanOrEqual(10);
+    // Host memory: the 4 KiB per table, at most one partly used 256 KiB chunk, 2 bytes of use count
+    // per table (held in an array that doubles): not the up to twice as much of a slab that doubles.
+    const host = dom.pageTable?.hostBytes ?? Infinity;
+    expect(host).toBeGreaterThanOrEqual(dom.ptBytes);
+    expect(host).toBeLessThanOrEqual(dom.ptBytes + 256 * 1024 + 4 * dom.ptPages);
+    expect(host / PAGES).toBeLessThanOrEqual(10);
     expect(trace.counters.get(Counter.PteWrites)).toBe(PAGES);
     expect(mmu.translate(dev, SZ_1G + 12345 * SZ_4K + 7, 1, "read")).toBe(8 * SZ_1G + 12345 * SZ_4K + 7);
   });
