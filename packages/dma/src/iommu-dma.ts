@@ -28,6 +28,8 @@ import type { IommuDmaCookie } from "./iova/index.js";
 // iommu-dma: the DMA API on top of a paging IOMMU domain (drivers/iommu/dma-iommu.c). Internal: the
 // public entry points in mapping.ts and two-step.ts dispatch here when the device uses iommu-dma.
 
+const PROT_RW = IommuProt.READ | IommuProt.WRITE;
+
 /** 2^vaBits - 1 by vaBits (an IOMMU has at most 64): `**` on a variable is a library call on every map. */
 const APERTURE_END = Array.from({ length: 65 }, (_, bits) => 2 ** bits - 1);
 
@@ -145,7 +147,8 @@ export function iommuDmaUnmapRange(dev: DmaDevice, dmaAddr: number, size: number
     domain.invalidateRange(iova, len);
     domain.releasePtPages(freed);
   }
-  if (freeIova) iommuDmaFreeIova(cookie, iova, len, dev.kernel.cpu, { queued, freelist: freed });
+  // The gather only when the IOVA waits in the flush queue: strict unmaps build no object for it.
+  if (freeIova) iommuDmaFreeIova(cookie, iova, len, dev.kernel.cpu, queued ? { queued, freelist: freed } : undefined);
   // Upstream WARNs right after the unmap and goes on; here the WARN comes last, because in dma-debug's
   // "throw" mode it throws, and thrown between the clearing and the invalidation it would leave the
   // IOTLB translating what the page table no longer holds.
@@ -165,7 +168,12 @@ export function iommuDmaMapRange(dev: DmaDevice, phys: number, size: number, pro
   const len = iovaAlignUp(dev, size + off);
   const iova = allocIova(dev, len, dmaMask);
   if (iova === 0) return DMA_MAPPING_ERROR;
-  if (iommuMapNosync(dev, iova, phys - off, len, prot) !== 0) {
+  // One granule (every 4 KiB mapping) goes to the IOMMU's single-granule entry, which checks the IOVA and
+  // the slot and builds no result object: phys - off is an aligned integer >= 0 and prot comes from
+  // dma_info_to_prot, with READ or WRITE (tested: DMA_NONE gives none). Whatever it declines goes
+  // through iommu_map, which gives the precise answer.
+  const mapped = len === dev.granule && (prot & PROT_RW) !== 0 && domainOf(dev).mapGranuleNoPhysProtCheck(iova, phys - off, prot) >= 0;
+  if (!mapped && iommuMapNosync(dev, iova, phys - off, len, prot) !== 0) {
     iommuDmaFreeIova(cookieOf(dev), iova, len, dev.kernel.cpu);
     return DMA_MAPPING_ERROR;
   }

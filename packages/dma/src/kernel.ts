@@ -1,5 +1,5 @@
 import type { Iommu } from "@dmasim/iommu";
-import { MAX_READ_BYTES } from "@dmasim/memory";
+import { MAX_READ_BYTES, PAGE_SIZE } from "@dmasim/memory";
 import type { PhysicalMemory } from "@dmasim/memory";
 import type { DmaAccessObserver, Platform } from "@dmasim/pcie-p2p";
 import { FaultInjection, showValue } from "@dmasim/trace";
@@ -114,8 +114,14 @@ export class DmaKernel implements DeviceKernel {
     // CONFIG_DMA_BOUNCE_UNALIGNED_KMALLOC while swiotlb is active: the small buffers that could share a
     // line are bounced.
     // Nor when dma_get_cache_alignment() is below L1_CACHE_BYTES (the model's CPU cache line).
+    const pages = this.memory.pages;
     this.debug = new DmaDebugChecker(this.trace, debug, {
       reportCachelineOverlap: !(this.kmallocBounce && sw !== false) && this.archDmaMinalign >= CACHELINE_SIZE,
+      // check_for_stack / check_for_illegal_area read the page descriptor; -1 for a frame without one.
+      pageFlags: (phys) => {
+        const pfn = Math.floor(phys / PAGE_SIZE);
+        return pages.hasPage(pfn) ? pages.flags(pfn) : -1;
+      },
     });
     this.iovaTracker = new IovaTracker(this.debug);
     this.cpuCache = new CpuCache(this.memory, cacheLines === undefined ? {} : { capacity: cacheLines });

@@ -65,12 +65,12 @@ function mapPhys(fn: string, dev: DmaDevice, phys: number, size: number, dir: Dm
   const debug = kernel.debug.mode !== "off";
   // debug_dma_map_phys (kernel/dma/debug.c) skips the page checks for DMA_ATTR_MMIO; its findings are held
   // until the map succeeds ("throw" refuses the map up front instead), so a failed map records nothing.
-  const findings = debug ? kernel.debug.checkMap(dev.bdf, phys, size, dir, attrs, (attrs & DMA_ATTR_MMIO) === 0 ? pageFlags(dev) : undefined, true) : undefined;
+  const findings = debug ? kernel.debug.checkMap(dev.bdf, phys, size, dir, attrs, (attrs & DMA_ATTR_MMIO) === 0 ? (kernel.debug.pageFlags ?? pageFlags(dev)) : undefined, true) : undefined;
   if (active) apiBegin(dev, fn);
   trace.counters.add(Counter.DmaMapCalls);
   const addr = dev.ops === "iommu" ? iommuDmaMapPhys(dev, phys, size, dir, attrs) : dmaDirectMapPhys(dev, phys, size, dir, attrs);
   if (addr === DMA_MAPPING_ERROR) trace.counters.add(Counter.DmaMappingErrors);
-  else if (debug) kernel.debug.add({ type: "phy", device: dev.bdf, dmaAddr: addr, size, phys, dir, sgCount: 0, sgMappedEnts: 0 }, attrs, false, findings);
+  else if (debug) kernel.debug.addPhys(dev.bdf, addr, size, phys, dir, attrs, findings);
   if (active) apiEnd(dev, fn, addr);
   return addr;
 }
@@ -92,14 +92,14 @@ function unmapPhys(fn: string, dev: DmaDevice, addr: number, size: number, dir: 
   const debug = kernel.debug.mode !== "off";
   // dma-debug runs its checks before the unmap here (upstream: after), so that in "throw" mode a refused
   // unmap leaves the mapping and the bookkeeping consistent. Off, it finds nothing: no reference is built.
-  const entry = debug ? kernel.debug.unmap(dev.bdf, { type: "phy", dmaAddr: addr, size, dir }) : undefined;
+  const mapped = debug ? kernel.debug.unmapPhys(dev.bdf, addr, size, dir) : -1;
   if (addr === DMA_MAPPING_ERROR) return;
-  if (debug && entry === undefined) return;
+  if (debug && mapped < 0) return;
   // A size mismatch has been reported by now; in "collect" mode the model carries on, undoing the mapping
   // that was made rather than the size passed. Upstream would unmap the wrong range and hand the wrong
   // size back to the IOVA cache (or trip swiotlb's own size check); the report is the finding, and a
   // model that corrupted itself afterwards could not show the driver's next bug.
-  const len = entry === undefined ? size : entry.size;
+  const len = mapped < 0 ? size : mapped;
   const trace = kernel.trace;
   const active = trace.events.active;
   if (active) apiBegin(dev, fn);
@@ -201,9 +201,9 @@ export function dmaMappingError(dev: DmaDevice, addr: DmaAddr | number): number 
  * "Buffer overflow detected" and clamps to the slot, the model moves only the part inside the mapping.
  */
 function syncLength(dev: DmaDevice, addr: number, size: number, dir: DmaDirection, toCpu: boolean): number {
-  const e = dev.kernel.debug.sync(dev.bdf, addr, size, dir, toCpu);
-  if (e === undefined || addr + size <= e.dmaAddr + e.size) return size;
-  return Math.max(0, e.dmaAddr + e.size - addr);
+  const end = dev.kernel.debug.syncEnd(dev.bdf, addr, size, dir, toCpu);
+  if (end < 0 || addr + size <= end) return size;
+  return Math.max(0, end - addr);
 }
 
 /** dma_sync_single_for_cpu: make what the device wrote visible to the CPU (bounce back, invalidate). */

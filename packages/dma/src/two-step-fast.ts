@@ -34,7 +34,9 @@ const GRANULE_LINK_ATTRS = DMA_ATTR_ALL & ~(DMA_ATTR_MMIO | DMA_ATTR_REQUIRE_COH
  *
  * Returns true when it linked; false, with nothing changed, for any call it does not admit or the IOMMU
  * entry declines (an occupied slot, an IOVA outside the aperture or off a granule, a phys past the 52-bit
- * space): the caller then runs the checked dma_iova_link, which gives the precise answer.
+ * space): the caller then runs the checked dma_iova_link, which gives the precise answer. A `dev` or
+ * `state` that is not an object throws a TypeError, also before anything changed; the caller catches it
+ * and runs the checked path too.
  *
  * Kept small on purpose: V8 inlines a function into a caller's loop only while it, with what it inlines
  * itself, fits a bytecode budget, and this one inlines the IOMMU entry and its page-table write. Over the
@@ -42,13 +44,15 @@ const GRANULE_LINK_ATTRS = DMA_ATTR_ALL & ~(DMA_ATTR_MMIO | DMA_ATTR_REQUIRE_COH
  */
 /* eslint-disable @typescript-eslint/no-unnecessary-boolean-literal-compare -- measured, see C_LINKS */
 export function dmaIovaLinkGranuleNoChecks(dev: DmaDevice, state: DmaIovaState, phys: number, offset: number, size: number, dir: DmaDirection, attrs: number): boolean {
-  // `dev?.`: a missing device must reach the checked path's typed error, not a TypeError here. (An
-  // object made by hand to look like a DmaDevice is refused only by the checked path: an instanceof
-  // test here cost 5-7 % of the batch benchmark.)
-  // eslint-disable-next-line @typescript-eslint/no-unnecessary-condition -- dev comes from untyped callers too
-  const domain = dev?.domain;
-  // Numbers only (a string such as "length" must not index the table, a BigInt must not meet `|`); 0 for
-  // DMA_NONE, fractions and the rest.
+  // No test of dev or state here: a missing one (or a BigInt where `+` or `&` meets it) throws a TypeError
+  // before anything changed, and dmaIovaLink sends that call to the checked path, which names the
+  // argument. Testing them here (`dev?.`, `typeof state?.addr`) cost 10-15 % of the batch benchmark
+  // whenever V8 cannot treat the benchmark's device and state as constants (another configuration's
+  // closure exists, as in any real caller). An object made by hand to look like a DmaDevice is refused
+  // only by the checked path.
+  const domain = dev.domain;
+  // Numbers only (a string such as "length" must not index the table, a BigInt would find 1n's entry);
+  // 0 for DMA_NONE, fractions and the rest.
   const prot = typeof dir === "number" ? (COHERENT_PROT[dir] ?? 0) : 0;
   if (
     prot !== 0 &&
@@ -60,10 +64,8 @@ export function dmaIovaLinkGranuleNoChecks(dev: DmaDevice, state: DmaIovaState, 
     phys >= 0 &&
     // Alignment by mask (the granule is a power of two): exact for any integer, as `&` keeps the low 32 bits.
     (phys & (size - 1)) === 0 &&
-    // typeof first: a BigInt offset, attrs or state.addr would throw a TypeError at `+` or `&`.
-    typeof offset === "number" &&
+    // A BigInt offset or attrs throws at `+` or `&` below (see dev above).
     offset >= 0 &&
-    typeof attrs === "number" &&
     (attrs & GRANULE_LINK_ATTRS) === attrs
   ) {
     const kernel = dev.kernel;
@@ -71,9 +73,7 @@ export function dmaIovaLinkGranuleNoChecks(dev: DmaDevice, state: DmaIovaState, 
     if (
       trace.events.active === false &&
       kernel.iovaTracker.tracking === false &&
-      // `state?.`: as for dev. Any state whose addr is not an integer IOVA is declined by the IOMMU entry.
-      // eslint-disable-next-line @typescript-eslint/no-unnecessary-condition -- state comes from untyped callers too
-      typeof state?.addr === "number" &&
+      // Any state whose addr is not an integer IOVA is declined by the IOMMU entry.
       domain.mapGranuleNoPhysProtCheck(state.addr + offset, phys, prot) >= 0
     ) {
       const v = trace.counters.values;

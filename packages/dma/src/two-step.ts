@@ -171,8 +171,14 @@ function iommuDmaIovaLinkSwiotlb(dev: DmaDevice, state: DmaIovaState, phys: numb
  */
 export function dmaIovaLink(dev: DmaDevice, state: DmaIovaState, phys: number, offset: number, size: number, dir: DmaDirection, attrs: number): number {
   // The seam: one granule of a coherent device's aligned buffer, nobody listening, is linked by
-  // two-step-fast.ts without the checks below (none can fail for it); everything else runs them.
-  if (dmaIovaLinkGranuleNoChecks(dev, state, phys, offset, size, dir, attrs)) return 0;
+  // two-step-fast.ts without the checks below (none can fail for it); everything else runs them. The fast
+  // path does not test that dev and state are objects: a TypeError from it means nothing changed and the
+  // checked path is to name the bad argument (a try costs nothing while nothing throws).
+  try {
+    if (dmaIovaLinkGranuleNoChecks(dev, state, phys, offset, size, dir, attrs)) return 0;
+  } catch (e) {
+    if (!(e instanceof TypeError)) throw e;
+  }
   return dmaIovaLinkChecked(dev, state, phys, offset, size, dir, attrs);
 }
 

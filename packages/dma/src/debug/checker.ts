@@ -10,15 +10,19 @@ import {
 } from "../constants.js";
 import { hex, hex64 } from "@dmasim/trace";
 import { ActiveCachelines, Overlap } from "./cachelines.js";
+import { DebugEntryTable, INFO_CHECKED, INFO_CLEAN, INFO_LINES, INFO_TRACKED, TYPE_COHERENT, TYPE_NAMES, TYPE_PHY, TYPE_SG, typeCode } from "./entry-table.js";
+import type { DebugEntryType } from "./entry-table.js";
 import { DmaDebugError } from "./errors.js";
 import type { DmaDebugCheck, DmaDebugReport } from "./errors.js";
 
 export type DebugMode = "throw" | "collect" | "off";
 
-/** dma-debug's entry types (type2name in kernel/dma/debug.c). */
-export type DebugEntryType = "single" | "phy" | "scatter-gather" | "coherent";
+export type { DebugEntryType } from "./entry-table.js";
 
-/** One live mapping as dma-debug tracks it (struct dma_debug_entry). */
+/**
+ * One live mapping as dma-debug tracks it (struct dma_debug_entry): a snapshot made when a caller asks
+ * (entries(), leaks(), unmap(), sync()); the checker itself keeps its entries in a DebugEntryTable.
+ */
 export interface DebugEntry {
   readonly type: DebugEntryType;
   readonly device: string;
@@ -30,13 +34,13 @@ export interface DebugEntry {
   readonly sgCount: number;
   readonly sgMappedEnts: number;
   /** dma_mapping_error() was called on this address since it was mapped. */
-  mapErrChecked: boolean;
+  readonly mapErrChecked: boolean;
   /**
    * The cacheline ranges this entry holds in the active-cacheline table, as [first, last] pairs (empty when
    * it is not tracked), and whether it was inserted as cache-clean.
    */
-  clLines: readonly number[];
-  clClean: boolean;
+  readonly clLines: readonly number[];
+  readonly clClean: boolean;
 }
 
 /** A finding of checkMap held back until the mapping is known to exist (see checkMap). */
@@ -47,6 +51,11 @@ export interface DebugFinding {
 
 /** The checker's view of the kernel configuration (fixed when the kernel is created). */
 export interface DebugCheckerOptions {
+  /**
+   * Page flags by physical address for the map checks (check_for_stack, check_for_illegal_area): -1 for
+   * a frame without a struct page. Given once by the kernel, so a map does not build one per call.
+   */
+  readonly pageFlags?: (phys: number) => number;
   /**
    * Report overlapping cachelines at all. add_dma_entry stays quiet when dma_get_cache_alignment() is
    * below L1_CACHE_BYTES, and with CONFIG_DMA_BOUNCE_UNALIGNED_KMALLOC while swiotlb is active (small
@@ -75,8 +84,10 @@ export class DmaDebugChecker {
   readonly #trace: Trace;
   mode: DebugMode;
   readonly #reports: DmaDebugReport[] = [];
-  /** device → dma address → entries at that address (identity mappings can collide). */
-  readonly #entries = new Map<string, Map<number, DebugEntry[]>>();
+  /** Live entries by device and DMA address (identity mappings can collide: several per address). */
+  readonly #entries = new DebugEntryTable();
+  /** The page-flags lookup the kernel gave (see DebugCheckerOptions.pageFlags). */
+  readonly pageFlags: ((phys: number) => number) | undefined;
   /** Cachelines of active mappings (for the overlapping-cacheline check). */
   readonly #cachelines = new ActiveCachelines();
   readonly #reportOverlap: boolean;
@@ -87,6 +98,7 @@ export class DmaDebugChecker {
     this.#trace = trace;
     this.mode = mode;
     this.#reportOverlap = options.reportCachelineOverlap ?? true;
+    this.pageFlags = options.pageFlags;
   }
 
   /** Runs of cachelines held by tracked mappings (the size of the interval structure). */
@@ -140,35 +152,100 @@ export class DmaDebugChecker {
     lines?: readonly number[],
   ): void {
     if (this.mode === "off") return;
-    const e: DebugEntry = { ...entry, mapErrChecked, clLines: NO_LINES, clClean: (attrs & CACHE_CLEAN) !== 0 };
-    let byAddr = this.#entries.get(e.device);
-    if (byAddr === undefined) {
-      byAddr = new Map();
-      this.#entries.set(e.device, byAddr);
+    const t = this.#entries;
+    const s = this.#addEntry(entry.device, typeCode(entry.type), entry.dmaAddr, entry.size, entry.phys, entry.dir, attrs, mapErrChecked, lines);
+    if (entry.type === "scatter-gather") t.setSg(s, entry.sgCount, entry.sgMappedEnts);
+    if (findings !== undefined) for (const f of findings) this.report(f.check, entry.device, f.message);
+  }
+
+  /**
+   * add() of a dma_map_phys mapping ("phy", not yet checked), with the fields as arguments: the map path
+   * builds no object for dma-debug.
+   */
+  addPhys(device: string, dmaAddr: number, size: number, phys: number, dir: DmaDirection, attrs: number, findings: readonly DebugFinding[] | undefined): void {
+    if (this.mode === "off") return;
+    this.#addEntry(device, TYPE_PHY, dmaAddr, size, phys, dir, attrs, false, undefined);
+    if (findings !== undefined) for (const f of findings) this.report(f.check, device, f.message);
+  }
+
+  #addEntry(device: string, type: number, dmaAddr: number, size: number, phys: number, dir: DmaDirection, attrs: number, checked: boolean, lines: readonly number[] | undefined): number {
+    const t = this.#entries;
+    const clean = (attrs & CACHE_CLEAN) !== 0;
+    const s = t.add(t.deviceId(device), type, dmaAddr, size, phys, dir, (checked ? INFO_CHECKED : 0) | (clean ? INFO_CLEAN : 0));
+    // active_cacheline_insert: every mapping the device may write (not DMA_TO_DEVICE: the CPU cannot
+    // consume stale data from a buffer the device only reads) is tracked, whatever its attributes —
+    // SKIP_CPU_SYNC and cache-clean mappings too, so a later mapping that overlaps them is still judged.
+    // Coherent allocations count as DMA_BIDIRECTIONAL, as in debug_dma_alloc_coherent.
+    if (dir === DmaDirection.TO_DEVICE) return s;
+    if (lines === undefined) {
+      if (size > 0) {
+        this.#cachelines.insert(Math.floor(phys / CACHELINE_SIZE), Math.floor((phys + size - 1) / CACHELINE_SIZE), clean);
+        t.setFlag(s, INFO_TRACKED);
+      }
+      return s;
     }
-    const list = byAddr.get(e.dmaAddr);
-    if (list === undefined) byAddr.set(e.dmaAddr, [e]);
-    else list.push(e);
-    this.#insertCachelines(e, lines);
-    if (findings !== undefined) for (const f of findings) this.report(f.check, e.device, f.message);
+    const held: number[] = [];
+    for (let i = 0; i + 1 < lines.length; i += 2) {
+      const p = lines[i] ?? 0;
+      const n = lines[i + 1] ?? 0;
+      if (n <= 0) continue;
+      const first = Math.floor(p / CACHELINE_SIZE);
+      const last = Math.floor((p + n - 1) / CACHELINE_SIZE);
+      this.#cachelines.insert(first, last, clean);
+      held.push(first, last);
+    }
+    if (held.length > 0) {
+      t.setLines(s, held);
+      t.setFlag(s, INFO_LINES);
+    }
+    return s;
   }
 
   /** dma_mapping_error() was called on `dmaAddr`. */
   markChecked(device: string, dmaAddr: number): void {
     // Nothing to mark while no mapping is tracked (always so with dma-debug off): one test, no lookups.
-    if (this.#entries.size === 0) return;
-    const list = this.#entries.get(device)?.get(dmaAddr);
-    if (list === undefined) return;
-    for (const e of list) e.mapErrChecked = true;
+    const t = this.#entries;
+    if (t.count === 0) return;
+    const dev = t.findDevice(device);
+    if (dev < 0) return;
+    for (let s = t.first(dev, dmaAddr); s >= 0; s = t.nextSame(s)) t.setFlag(s, INFO_CHECKED);
+  }
+
+  /** A snapshot of the entry in slot s. */
+  #entryAt(s: number): DebugEntry {
+    const t = this.#entries;
+    const info = t.info(s);
+    const type: DebugEntryType = TYPE_NAMES[t.type(s)] ?? "single";
+    const size = t.size(s);
+    const phys = t.phys(s);
+    const clLines =
+      (info & INFO_LINES) !== 0
+        ? (t.lines(s) ?? NO_LINES)
+        : (info & INFO_TRACKED) !== 0
+          ? [Math.floor(phys / CACHELINE_SIZE), Math.floor((phys + size - 1) / CACHELINE_SIZE)]
+          : NO_LINES;
+    return {
+      type,
+      device: t.deviceName(t.dev(s)),
+      dmaAddr: t.addr(s),
+      size,
+      phys,
+      dir: t.dir(s) as DmaDirection,
+      sgCount: t.sgCount(s),
+      sgMappedEnts: t.sgMappedEnts(s),
+      mapErrChecked: (info & INFO_CHECKED) !== 0,
+      clLines,
+      clClean: (info & INFO_CLEAN) !== 0,
+    };
   }
 
   /** Live entries of one device (or all), oldest first per address. */
   entries(device?: string): DebugEntry[] {
     const out: DebugEntry[] = [];
-    for (const [dev, byAddr] of this.#entries) {
-      if (device !== undefined && dev !== device) continue;
-      for (const list of byAddr.values()) out.push(...list);
-    }
+    const t = this.#entries;
+    const dev = device === undefined ? -1 : t.findDevice(device);
+    if (device !== undefined && dev < 0) return out;
+    t.forEach(dev, (s) => out.push(this.#entryAt(s)));
     return out;
   }
 
@@ -178,52 +255,75 @@ export class DmaDebugChecker {
    */
   unmap(device: string, ref: UnmapRef): DebugEntry | undefined {
     if (this.mode === "off") return undefined;
+    this.#removed = undefined;
+    this.#unmap(device, typeCode(ref.type), ref.dmaAddr, ref.size, ref.dir, ref.phys, ref.sgCount, true);
+    const e = this.#removed;
+    this.#removed = undefined;
+    return e;
+  }
+
+  /**
+   * unmap() of a dma_unmap_phys / dma_unmap_page / dma_unmap_resource ("phy"), with the fields as
+   * arguments and no snapshot: returns the size the removed entry was mapped with, or -1 when none
+   * matched (or dma-debug is off).
+   */
+  unmapPhys(device: string, dmaAddr: number, size: number, dir: DmaDirection): number {
+    if (this.mode === "off") return -1;
+    return this.#unmap(device, TYPE_PHY, dmaAddr, size, dir, undefined, undefined, false);
+  }
+
+  /** The snapshot unmap() returns, taken by #unmap before the entry's slot can be reused. */
+  #removed: DebugEntry | undefined = undefined;
+
+  #unmap(device: string, type: number, dmaAddr: number, size: number, dir: DmaDirection, phys: number | undefined, sgCount: number | undefined, snapshot: boolean): number {
     // Built only when a finding needs it: a correct unmap formats nothing.
-    const where = (): string => `[device address=${hex64(ref.dmaAddr)}] [size=${ref.size} bytes]`;
-    if (ref.dmaAddr < 0) {
+    const where = (): string => `[device address=${hex64(dmaAddr)}] [size=${size} bytes]`;
+    if (dmaAddr < 0) {
       this.report("unmap-invalid-address", device, "device driver tries to free an invalid DMA memory address");
-      return undefined;
+      return -1;
     }
-    const byAddr = this.#entries.get(device);
-    const list = byAddr?.get(ref.dmaAddr);
-    if (byAddr === undefined || list === undefined || list.length === 0) {
+    const t = this.#entries;
+    const dev = t.findDevice(device);
+    const s = dev < 0 ? -1 : t.findExact(dev, dmaAddr, size, type, dir);
+    if (s < 0) {
       this.report("unmap-not-mapped", device, `device driver tries to free DMA memory it has not allocated ${where()}`);
-      return undefined;
+      return -1;
     }
-    // Prefer the entry that matches exactly, as bucket_find_exact does, then the first.
-    const index = Math.max(
-      0,
-      list.findIndex((e) => e.size === ref.size && e.type === ref.type && e.dir === ref.dir),
-    );
-    const e = list[index];
-    if (e === undefined) return undefined;
-    const findings: [DmaDebugCheck, string][] = [];
-    if (e.size !== ref.size) {
-      findings.push(["unmap-size-mismatch", `device driver frees DMA memory with different size [device address=${hex64(ref.dmaAddr)}] [map size=${e.size} bytes] [unmap size=${ref.size} bytes]`]);
+    const eSize = t.size(s);
+    const eType = t.type(s);
+    const eDir = t.dir(s) as DmaDirection;
+    const info = t.info(s);
+    let findings: [DmaDebugCheck, string][] | undefined;
+    const found = (check: DmaDebugCheck, message: string): void => {
+      (findings ??= []).push([check, message]);
+    };
+    const typeName = (c: number): string => TYPE_NAMES[c] ?? "single";
+    if (eSize !== size) {
+      found("unmap-size-mismatch", `device driver frees DMA memory with different size [device address=${hex64(dmaAddr)}] [map size=${eSize} bytes] [unmap size=${size} bytes]`);
     }
-    if (e.type !== ref.type) {
-      findings.push(["unmap-wrong-function", `device driver frees DMA memory with wrong function ${where()} [mapped as ${e.type}] [unmapped as ${ref.type}]`]);
-    } else if (e.type === "coherent" && ref.phys !== undefined && ref.phys !== e.phys) {
-      findings.push(["unmap-cpu-address-mismatch", `device driver frees DMA memory with different CPU address ${where()} [cpu alloc address=${hex(e.phys)}] [cpu free address=${hex(ref.phys)}]`]);
+    if (eType !== type) {
+      found("unmap-wrong-function", `device driver frees DMA memory with wrong function ${where()} [mapped as ${typeName(eType)}] [unmapped as ${typeName(type)}]`);
+    } else if (eType === TYPE_COHERENT && phys !== undefined && phys !== t.phys(s)) {
+      found("unmap-cpu-address-mismatch", `device driver frees DMA memory with different CPU address ${where()} [cpu alloc address=${hex(t.phys(s))}] [cpu free address=${hex(phys)}]`);
     }
-    if (e.type === "scatter-gather" && ref.sgCount !== undefined && ref.sgCount !== e.sgCount) {
-      findings.push(["unmap-sg-count-mismatch", `device driver frees DMA sg list with different entry count [map count=${e.sgCount}] [unmap count=${ref.sgCount}]`]);
+    if (eType === TYPE_SG && sgCount !== undefined && sgCount !== t.sgCount(s)) {
+      found("unmap-sg-count-mismatch", `device driver frees DMA sg list with different entry count [map count=${t.sgCount(s)}] [unmap count=${sgCount}]`);
     }
-    if (e.dir !== ref.dir) {
-      findings.push(["unmap-direction-mismatch", `device driver frees DMA memory with different direction ${where()} [mapped with ${dmaDirectionName(e.dir)}] [unmapped with ${dmaDirectionName(ref.dir)}]`]);
+    if (eDir !== dir) {
+      found("unmap-direction-mismatch", `device driver frees DMA memory with different direction ${where()} [mapped with ${dmaDirectionName(eDir)}] [unmapped with ${dmaDirectionName(dir)}]`);
     }
-    if (!e.mapErrChecked && e.type !== "coherent" && e.type !== "scatter-gather") {
-      findings.push(["mapping-error-not-checked", `device driver failed to check map error ${where()} [mapped as ${e.type}]`]);
+    if ((info & INFO_CHECKED) === 0 && eType !== TYPE_COHERENT && eType !== TYPE_SG) {
+      found("mapping-error-not-checked", `device driver failed to check map error ${where()} [mapped as ${typeName(eType)}]`);
     }
     // In "throw" mode the first finding throws before anything is forgotten, so the caller's state
     // and the checker's stay consistent; otherwise the entry goes and every finding is recorded.
-    const first = findings[0];
+    const first = findings?.[0];
     if (this.mode === "throw" && first !== undefined) this.report(first[0], device, first[1]);
-    list.splice(index, 1);
-    if (list.length === 0) byAddr.delete(ref.dmaAddr);
-    this.#removeCachelines(e);
-    for (const [check, message] of findings) this.report(check, device, message);
-    return e;
+    if (snapshot) this.#removed = this.#entryAt(s);
+    this.#removeCachelines(s);
+    t.remove(s);
+    if (findings !== undefined) for (const [check, message] of findings) this.report(check, device, message);
+    return eSize;
   }
 
   /**
@@ -296,34 +396,53 @@ export class DmaDebugChecker {
    */
   sync(device: string, dmaAddr: number, size: number, dir: DmaDirection, toCpu: boolean, sgCount?: number): DebugEntry | undefined {
     if (this.mode === "off") return undefined;
+    const s = this.#sync(device, dmaAddr, size, dir, toCpu, sgCount);
+    return s < 0 ? undefined : this.#entryAt(s);
+  }
+
+  /**
+   * sync() without the snapshot: the end (DMA address + size) of the mapping the sync falls in, or -1
+   * when there is none (or dma-debug is off).
+   */
+  syncEnd(device: string, dmaAddr: number, size: number, dir: DmaDirection, toCpu: boolean): number {
+    if (this.mode === "off") return -1;
+    const s = this.#sync(device, dmaAddr, size, dir, toCpu, undefined);
+    return s < 0 ? -1 : this.#entries.addr(s) + this.#entries.size(s);
+  }
+
+  #sync(device: string, dmaAddr: number, size: number, dir: DmaDirection, toCpu: boolean, sgCount: number | undefined): number {
     const where = (): string => `[device address=${hex64(dmaAddr)}] [size=${size} bytes]`;
-    const e = this.#findContaining(device, dmaAddr);
-    if (e === undefined) {
+    const t = this.#entries;
+    const s = this.#findContaining(device, dmaAddr);
+    if (s < 0) {
       this.report("sync-not-mapped", device, `device driver tries to sync DMA memory it has not allocated ${where()}`);
-      return undefined;
+      return -1;
     }
-    if (dmaAddr + size > e.dmaAddr + e.size) {
-      this.report("sync-out-of-range", device, `device driver syncs DMA memory outside allocated range [device address=${hex64(dmaAddr)}] [allocation size=${e.size} bytes] [sync offset+size=${dmaAddr - e.dmaAddr + size}]`);
+    const eAddr = t.addr(s);
+    const eSize = t.size(s);
+    const eDir = t.dir(s) as DmaDirection;
+    if (dmaAddr + size > eAddr + eSize) {
+      this.report("sync-out-of-range", device, `device driver syncs DMA memory outside allocated range [device address=${hex64(dmaAddr)}] [allocation size=${eSize} bytes] [sync offset+size=${dmaAddr - eAddr + size}]`);
     }
     // As check_sync orders them: a bidirectional mapping may be synced any way; otherwise a sync for the
     // CPU with a direction other than DMA_TO_DEVICE of a mapping the device only reads, and a sync for the
     // device with a direction other than DMA_FROM_DEVICE of a mapping the device only writes, are reported
     // on top of the direction mismatch. Syncing a DMA_TO_DEVICE mapping for the CPU with DMA_TO_DEVICE is
     // allowed (it does nothing).
-    const mapped = (): string => `[mapped with ${dmaDirectionName(e.dir)}] [synced with ${dmaDirectionName(dir)}]`;
-    if (e.dir !== DmaDirection.BIDIRECTIONAL) {
-      if (dir !== e.dir) this.report("sync-direction-mismatch", device, `device driver syncs DMA memory with different direction ${where()} ${mapped()}`);
-      if (toCpu && e.dir !== DmaDirection.FROM_DEVICE && dir !== DmaDirection.TO_DEVICE) {
+    const mapped = (): string => `[mapped with ${dmaDirectionName(eDir)}] [synced with ${dmaDirectionName(dir)}]`;
+    if (eDir !== DmaDirection.BIDIRECTIONAL) {
+      if (dir !== eDir) this.report("sync-direction-mismatch", device, `device driver syncs DMA memory with different direction ${where()} ${mapped()}`);
+      if (toCpu && eDir !== DmaDirection.FROM_DEVICE && dir !== DmaDirection.TO_DEVICE) {
         this.report("sync-device-read-only-for-cpu", device, `device driver syncs device read-only DMA memory for cpu ${where()} ${mapped()}`);
       }
-      if (!toCpu && e.dir !== DmaDirection.TO_DEVICE && dir !== DmaDirection.FROM_DEVICE) {
+      if (!toCpu && eDir !== DmaDirection.TO_DEVICE && dir !== DmaDirection.FROM_DEVICE) {
         this.report("sync-device-write-only-for-device", device, `device driver syncs device write-only DMA memory to device ${where()} ${mapped()}`);
       }
     }
-    if (sgCount !== undefined && e.type === "scatter-gather" && sgCount !== e.sgCount) {
-      this.report("sync-sg-count-mismatch", device, `device driver syncs DMA sg list with different entry count [map count=${e.sgCount}] [sync count=${sgCount}]`);
+    if (sgCount !== undefined && t.type(s) === TYPE_SG && sgCount !== t.sgCount(s)) {
+      this.report("sync-sg-count-mismatch", device, `device driver syncs DMA sg list with different entry count [map count=${t.sgCount(s)}] [sync count=${sgCount}]`);
     }
-    return e;
+    return s;
   }
 
   /** Outstanding mappings of a device that is being unbound (dma_debug_device_change). */
@@ -339,47 +458,43 @@ export class DmaDebugChecker {
 
   /** Drops every entry of a device (after an unbind has reported them). */
   forget(device: string): void {
-    for (const e of this.entries(device)) this.#removeCachelines(e);
-    this.#entries.delete(device);
+    const t = this.#entries;
+    const dev = t.findDevice(device);
+    if (dev < 0) return;
+    t.forEach(dev, (s) => {
+      this.#removeCachelines(s);
+      t.remove(s);
+    });
   }
 
-  #findContaining(device: string, dmaAddr: number): DebugEntry | undefined {
-    const byAddr = this.#entries.get(device);
-    if (byAddr === undefined) return undefined;
-    const exact = byAddr.get(dmaAddr)?.[0];
-    if (exact !== undefined) return exact;
-    // A partial sync may start inside a mapping (bucket_find_contain).
-    for (const list of byAddr.values()) for (const e of list) if (dmaAddr >= e.dmaAddr && dmaAddr < e.dmaAddr + e.size) return e;
-    return undefined;
+  /** The slot of the mapping of `device` that holds `dmaAddr` (bucket_find_contain), or -1. */
+  #findContaining(device: string, dmaAddr: number): number {
+    const t = this.#entries;
+    const dev = t.findDevice(device);
+    if (dev < 0) return -1;
+    const exact = t.first(dev, dmaAddr);
+    if (exact >= 0) return exact;
+    // A partial sync may start inside a mapping.
+    let found = -1;
+    t.forEach(dev, (s) => {
+      if (found < 0 && dmaAddr >= t.addr(s) && dmaAddr < t.addr(s) + t.size(s)) found = s;
+    });
+    return found;
   }
 
-  /**
-   * active_cacheline_insert: every mapping the device may write (not DMA_TO_DEVICE: the CPU cannot consume
-   * stale data from a buffer the device only reads) is tracked, whatever its attributes — SKIP_CPU_SYNC
-   * and cache-clean mappings too, so a later mapping that overlaps them is still judged. Coherent
-   * allocations count as DMA_BIDIRECTIONAL, as in debug_dma_alloc_coherent.
-   */
-  #insertCachelines(e: DebugEntry, lines: readonly number[] | undefined): void {
-    if (e.dir === DmaDirection.TO_DEVICE) return;
-    const ranges = lines ?? [e.phys, e.size];
-    const held: number[] = [];
-    for (let i = 0; i + 1 < ranges.length; i += 2) {
-      const phys = ranges[i] ?? 0;
-      const size = ranges[i + 1] ?? 0;
-      if (size <= 0) continue;
-      const first = Math.floor(phys / CACHELINE_SIZE);
-      const last = Math.floor((phys + size - 1) / CACHELINE_SIZE);
-      this.#cachelines.insert(first, last, e.clClean);
-      held.push(first, last);
+  /** active_cacheline_remove of what slot s inserted. */
+  #removeCachelines(s: number): void {
+    const t = this.#entries;
+    const info = t.info(s);
+    const clean = (info & INFO_CLEAN) !== 0;
+    if ((info & INFO_TRACKED) !== 0) {
+      const phys = t.phys(s);
+      this.#cachelines.remove(Math.floor(phys / CACHELINE_SIZE), Math.floor((phys + t.size(s) - 1) / CACHELINE_SIZE), clean);
+    } else if ((info & INFO_LINES) !== 0) {
+      const held = t.lines(s) ?? NO_LINES;
+      for (let i = 0; i + 1 < held.length; i += 2) this.#cachelines.remove(held[i] ?? 0, held[i + 1] ?? 0, clean);
     }
-    e.clLines = held;
-  }
-
-  /** active_cacheline_remove. */
-  #removeCachelines(e: DebugEntry): void {
-    const held = e.clLines;
-    for (let i = 0; i + 1 < held.length; i += 2) this.#cachelines.remove(held[i] ?? 0, held[i + 1] ?? 0, e.clClean);
-    e.clLines = NO_LINES;
+    t.clearFlag(s, INFO_TRACKED | INFO_LINES);
   }
 }
 

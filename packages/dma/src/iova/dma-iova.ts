@@ -103,7 +103,9 @@ export function iommuDmaFreeIova(
 ): void {
   const iovad = cookie.iovad;
   const granule = iovad.granule;
-  if (!(Number.isSafeInteger(iova) && iova >= 1 && Number.isSafeInteger(size) && size >= 1 && iova % granule === 0)) {
+  // Alignment on the low 32 bits (the granule is a power of two below 2^32; `>>> 0` keeps the low bits of
+  // an integer exactly): a floating-point `%` is a library call for every IOVA above 2^31.
+  if (!(Number.isSafeInteger(iova) && iova >= 1 && Number.isSafeInteger(size) && size >= 1 && ((iova >>> 0) & (granule - 1)) === 0)) {
     checkCount("iova", iova, 1);
     checkCount("size", size, 1);
     throw new IovaError("iova", iova, `a multiple of the granule (${granule})`);

@@ -35,8 +35,15 @@ export class IovaTree {
   #fit: (Float64Array | undefined)[] = [];
   /** The same arrays, densely, with their alignments: what #recompute loops over. */
   #fitList: Float64Array[] = [];
-  #alignList: number[] = [];
-  #orderList: number[] = [];
+  /**
+   * 2^order of each array in #fitList, in a typed array: a plain array here held small integers until a
+   * `2 ** order` arrived as a double and turned it (and, through the allocation site, every tree's) into a
+   * double array, a "wrong map" deoptimisation of #recompute after which the insert path was no longer
+   * inlined, for the rest of the process. Orders are below 64 (PFNs are below 2^53).
+   */
+  readonly #alignList = new Float64Array(64);
+  readonly #orderList = new Int32Array(64);
+  #orders = 0;
   #root = NIL;
   #freeHead = NIL;
   #next = 2;
@@ -147,6 +154,8 @@ export class IovaTree {
    * free; -1 if none.
    */
   highestFit(size: number, order: number, lowB: number, highB: number): number {
+    // An integer below 64 held as a small integer, whatever arithmetic produced it: it indexes arrays.
+    order |= 0;
     this.#ensureOrder(order);
     const fit = this.#fit[order] ?? this.#fit[0];
     if (fit === undefined) return -1;
@@ -346,7 +355,7 @@ export class IovaTree {
       return a;
     });
     this.#fit = [];
-    for (let i = 0; i < this.#orderList.length; i++) this.#fit[this.#orderList[i] ?? 0] = this.#fitList[i];
+    for (let i = 0; i < this.#orders; i++) this.#fit[this.#orderList[i] ?? 0] = this.#fitList[i];
     this.#cap = cap;
   }
 
@@ -356,8 +365,8 @@ export class IovaTree {
     const f = new Float64Array(this.#cap).fill(-Infinity);
     this.#fit[order] = f;
     this.#fitList.push(f);
-    this.#alignList.push(2 ** order);
-    this.#orderList.push(order);
+    this.#alignList[this.#orders] = 2 ** order;
+    this.#orderList[this.#orders++] = order;
     const post = (x: number): void => {
       if (x === NIL) return;
       post(this.#left[x] ?? NIL);
