@@ -2,7 +2,7 @@ import type { CounterSnapshot } from "@dmasim/trace";
 import { Counter, counterNames } from "./counters.js";
 import type { CounterName } from "./counters.js";
 import { COST_PROFILE_NAMES, costProfiles, isCostProfileName } from "./cost-profiles.js";
-import type { CostProfile, CostProfileName, CostRow } from "./cost-profiles.js";
+import type { CostProfile, CostProfileName, CostRow, SharedResource } from "./cost-profiles.js";
 import { DmaOptionsError } from "./errors.js";
 import { parseCostOverrides } from "./options.js";
 
@@ -58,6 +58,8 @@ export interface CostReport {
   readonly totalNs: number;
   /** Part of totalNs that rests on assumed figures. */
   readonly assumedNs: number;
+  /** Part of totalNs spent holding a resource every CPU shares, by resource (contention.ts queues it). */
+  readonly sharedNs: Readonly<Record<SharedResource, number>>;
 }
 
 /** Prices a counter snapshot (or a diff of two) with a profile. */
@@ -65,6 +67,7 @@ export function priceCounters(snapshot: CounterSnapshot, profile: CostProfile = 
   const lines: CostLine[] = [];
   let totalNs = 0;
   let assumedNs = 0;
+  const sharedNs: Record<SharedResource, number> = { "iova-tree-lock": 0, "inval-queue": 0 };
   for (const name of counterNames) {
     const row = profile[name];
     const count = snapshot.get(Counter[name]);
@@ -73,6 +76,7 @@ export function priceCounters(snapshot: CounterSnapshot, profile: CostProfile = 
     lines.push({ counter: name, count, nsEach: row.ns, ns, assumed: row.assumed, source: row.source });
     totalNs += ns;
     if (row.assumed) assumedNs += ns;
+    if (row.shared !== undefined) sharedNs[row.shared.resource] += count * row.shared.ns;
   }
-  return { counters: snapshot.nonZero(), lines, totalNs, assumedNs };
+  return { counters: snapshot.nonZero(), lines, totalNs, assumedNs, sharedNs };
 }

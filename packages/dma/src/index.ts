@@ -90,3 +90,5 @@ export { DmaDebugChecker } from "./debug/checker.js";
 export type { UnmapRef } from "./debug/checker.js";
 export { Counter, DmaCounter, counterNames } from "./counters.js";
 export type { CounterName } from "./counters.js";
+export { modelThroughput } from "./contention.js";
+export type { ResourceLoad, ThroughputInput, ThroughputResult } from "./contention.js";
