@@ -52,7 +52,7 @@ const NO_SYNC_MAP_VTD = "intel_iommu_iotlb_sync_map → cache_tag_flush_range_np
 const NO_SYNC_MAP_SMMU = "arm-smmu-v3 has no iotlb_sync_map op (drivers/iommu/arm/arm-smmu-v3): 0";
 const NO_SYNC_MAP_AMD = "amd_iommu_iotlb_sync_map flushes only with NpCache, which only emulated AMD IOMMUs set (drivers/iommu/amd/iommu.c): 0 on bare metal";
 const VM_EXIT =
-  "assumed: a trap served by the userspace VMM (QEMU's intel-iommu or virtio-iommu) with a VFIO map/unmap behind it; no published per-trap figure found. Jean-Philippe Brucker's virtio-iommu fio runs (LKML, Aug 2023: strict 81.3 %, strict+sync_map 92.7 %, lazy 99.9 % of host bandwidth) are the macro check";
+  "assumed: a trap served by the userspace VMM (QEMU's intel-iommu or virtio-iommu) with a VFIO map/unmap behind it; no published per-trap figure found (dmasim calibrate checks it against Brucker's and the nvme-pci max_hw_sectors guest runs)";
 
 /** Rows every profile shares: page-table writes, the IOVA allocator, API overheads, swiotlb, CPU caches. */
 const commonRows: CostRow[] = [
@@ -143,23 +143,28 @@ const amdVi = profileOf([
 
 // A virtual VT-d in caching mode: a new PTE is invisible to the host's shadow until the guest invalidates
 // it (iotlb_sync_map), and each invalidation descriptor traps to QEMU, which walks the guest table and
-// calls VFIO to map or unmap on the host.
+// calls VFIO to map or unmap on the host (vtd_sync_shadow_page_table_range), one trap at a time.
 const vtdCachingMode = profileOf([
-  invalidation("IotlbInvalRange", 200, 10_000, VM_EXIT, true),
-  invalidation("IotlbInvalDomain", 200, 10_000, VM_EXIT, true),
-  invalidation("IotlbInvalGlobal", 200, 10_000, VM_EXIT, true),
-  invalidation("IotlbSyncMap", 200, 10_000, `${VM_EXIT}; the sync makes the host shadow the new PTEs (cache_tag_flush_range_np under caching mode)`, true),
+  { counter: "PteWrites", ns: 51.33, source: `${VM_EXIT}; per page: the guest PTE write (1.33 ns, Gunthorpe 2025 fit) plus ~50 ns of host shadowing and pinning`, assumed: true, shared: { resource: "inval-queue", ns: 50 } },
+  { counter: "PteClears", ns: 20.55, source: `${VM_EXIT}; per page: the guest PTE clear (0.55 ns, Gunthorpe 2025 fit) plus ~20 ns of host unmapping`, assumed: true, shared: { resource: "inval-queue", ns: 20 } },
+  invalidation("IotlbInvalRange", 2000, 1500, `${VM_EXIT}; submit = the VM exit on the queue tail write, wait = QEMU serving the descriptor`, true),
+  invalidation("IotlbInvalDomain", 2000, 1500, VM_EXIT, true),
+  invalidation("IotlbInvalGlobal", 2000, 1500, VM_EXIT, true),
+  invalidation("IotlbSyncMap", 2000, 1500, `${VM_EXIT}; the sync makes the host shadow the new PTEs (cache_tag_flush_range_np under caching mode)`, true),
 ]);
 
-// virtio-iommu: map_pages queues a MAP request (viommu_add_req), iotlb_sync_map kicks the virtqueue and
-// waits (viommu_sync_req); an unmap's iotlb_sync does the same for UNMAP. One request queue per
-// virtio-iommu device, under one request_lock: the shared queue.
+// virtio-iommu: map_pages queues a MAP request (viommu_add_req) and unmap_pages an UNMAP request; the
+// host serves each one (VFIO_IOMMU_MAP_DMA / UNMAP_DMA) on the device's one request virtqueue when a
+// sync kicks it (viommu_sync_req, from iotlb_sync_map since v6.8 and from iotlb_sync / flush_iotlb_all).
+const VIRTIO_FIT =
+  "derived: fitted to J-P. Brucker's virtio-iommu fio run (LKML 20230802123612.GA6142@myrica: 16 jobs × QD16 64 KiB randwrite, strict at 81.3 % of the host's 2.5 GiB/s) read as the request queue's limit: ~1.5 µs of host service per MAP request; the other rows of that run are predictions";
 const virtioIommu = profileOf([
-  { counter: "IommuMapCalls", ns: 151.7, source: "assumed: iommu_map's 51.7 ns (Gunthorpe 2025 fit) plus ~100 ns to build and queue a MAP request", assumed: true },
-  invalidation("IotlbInvalRange", 300, 10_000, VM_EXIT, true),
-  invalidation("IotlbInvalDomain", 300, 10_000, VM_EXIT, true),
-  invalidation("IotlbInvalGlobal", 300, 10_000, VM_EXIT, true),
-  invalidation("IotlbSyncMap", 300, 10_000, `${VM_EXIT}; MAP requests wait in the queue until this kick (viommu_iotlb_sync_map, since v6.8)`, true),
+  { counter: "IommuMapCalls", ns: 1651.7, source: `${VIRTIO_FIT} (plus iommu_map's 51.7 ns and ~100 ns to queue the request)`, assumed: false, shared: { resource: "inval-queue", ns: 1500 } },
+  { counter: "IommuUnmapCalls", ns: 1169.5, source: "assumed: iommu_unmap's 69.5 ns, ~100 ns to queue an UNMAP request and ~1 µs of host service (two-thirds of a MAP: nothing to pin)", assumed: true, shared: { resource: "inval-queue", ns: 1000 } },
+  invalidation("IotlbInvalRange", 2000, 300, `${VM_EXIT}; submit = the kick's VM exit, wait = the host's pass over the queue`, true),
+  invalidation("IotlbInvalDomain", 2000, 300, VM_EXIT, true),
+  invalidation("IotlbInvalGlobal", 2000, 300, VM_EXIT, true),
+  invalidation("IotlbSyncMap", 2000, 300, `${VM_EXIT}; MAP requests wait in the queue until this kick (viommu_iotlb_sync_map, since v6.8)`, true),
 ]);
 
 const named: Readonly<Record<Exclude<CostProfileName, "default">, CostProfile>> = {

@@ -16,6 +16,7 @@ import {
   dmaMappingError,
   dmaUnmapPhys,
   priceCounters,
+  priceCounts,
 } from "./index.js";
 import type { CostReport } from "./index.js";
 import { freshPages, rig } from "./test-fixtures.js";
@@ -105,6 +106,22 @@ describe("the cost profile", () => {
     expect(() => costProfile({ IotlbSyncMap: NaN })).toThrow(/costProfile.IotlbSyncMap = NaN is invalid: expected nanoseconds >= 0/);
     expect(() => costProfile({ NoSuchCounter: 5 } as never)).toThrow(/costProfile.NoSuchCounter = 0x5 is invalid: expected a Counter name such as IotlbSyncMap/);
     expect(() => rig({ kernel: { costProfile: { PteWrites: Infinity } } })).toThrow(DmaConfigError);
+  });
+
+  it("priceCounts re-prices a run's counters under another profile, the same as pricing the snapshot", () => {
+    const { platform, dev } = rig();
+    const addr = dmaMapPhys(dev, freshPages(platform, 4), 4 * PAGE_SIZE, DmaDirection.TO_DEVICE);
+    expect(dmaMappingError(dev, addr)).toBe(0);
+    dmaUnmapPhys(dev, addr, 4 * PAGE_SIZE, DmaDirection.TO_DEVICE);
+    const snap = platform.trace.counters.snapshot();
+    for (const name of ["vtd", "virtio-iommu"] as const) {
+      const a = priceCounters(snap, costProfiles[name]);
+      const b = priceCounts(a.counters, costProfiles[name]);
+      expect(b.lines).toEqual(a.lines);
+      expect(b.totalNs).toBe(a.totalNs);
+      expect(b.sharedNs).toEqual(a.sharedNs);
+    }
+    expect(priceCounts({ IotlbInvalRange: 2 }, costProfiles.vtd).sharedNs["inval-queue"]).toBe(2 * costProfiles.vtd.IotlbInvalRange!.shared!.ns);
   });
 
   it("priceCounters prices any snapshot", () => {

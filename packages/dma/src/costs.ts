@@ -64,19 +64,35 @@ export interface CostReport {
 
 /** Prices a counter snapshot (or a diff of two) with a profile. */
 export function priceCounters(snapshot: CounterSnapshot, profile: CostProfile = defaultCostProfile): CostReport {
+  const counts: Partial<Record<CounterName, number>> = {};
+  for (const name of counterNames) {
+    const n = snapshot.get(Counter[name]);
+    if (n !== 0) counts[name] = n;
+  }
+  return { ...priceCounts(counts, profile), counters: snapshot.nonZero() };
+}
+
+/**
+ * Prices counts by counter name (a run's `counters`, as a scenario result or a report holds them) with a
+ * profile: the same counts under another profile, without running anything again.
+ */
+export function priceCounts(counts: Readonly<Partial<Record<CounterName, number>>>, profile: CostProfile = defaultCostProfile): CostReport {
   const lines: CostLine[] = [];
   let totalNs = 0;
   let assumedNs = 0;
   const sharedNs: Record<SharedResource, number> = { "iova-tree-lock": 0, "inval-queue": 0 };
+  const counters: Partial<Record<CounterName, number>> = {};
   for (const name of counterNames) {
+    const count = counts[name] ?? 0;
+    if (count === 0) continue;
+    counters[name] = count;
     const row = profile[name];
-    const count = snapshot.get(Counter[name]);
-    if (row === undefined || count === 0) continue;
+    if (row === undefined) continue;
     const ns = count * row.ns;
     lines.push({ counter: name, count, nsEach: row.ns, ns, assumed: row.assumed, source: row.source });
     totalNs += ns;
     if (row.assumed) assumedNs += ns;
     if (row.shared !== undefined) sharedNs[row.shared.resource] += count * row.shared.ns;
   }
-  return { counters: snapshot.nonZero(), lines, totalNs, assumedNs, sharedNs };
+  return { counters, lines, totalNs, assumedNs, sharedNs };
 }

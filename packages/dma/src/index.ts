@@ -76,7 +76,7 @@ export { DmaDebugError } from "./debug/errors.js";
 export type { DmaDebugCheck, DmaDebugReport } from "./debug/errors.js";
 export type { DebugCheckerOptions, DebugEntry, DebugEntryType, DebugFinding, DebugMode } from "./debug/checker.js";
 export { ARCH_DMA_MINALIGN_DEFAULT, KMALLOC_CACHE_SIZES, dmaKmallocSizeAligned, kmallocSizeRoundup } from "./kmalloc.js";
-export { costProfile, defaultCostProfile, priceCounters } from "./costs.js";
+export { costProfile, defaultCostProfile, priceCounters, priceCounts } from "./costs.js";
 export type { CostLine, CostOverrides, CostProfile, CostReport, CostRow } from "./costs.js";
 export { COST_PROFILE_DESCRIPTIONS, COST_PROFILE_NAMES, DEFAULT_COST_PROFILE, SHARED_RESOURCES, costProfiles, isCostProfileName } from "./cost-profiles.js";
 export type { CostProfileName, SharedResource } from "./cost-profiles.js";
