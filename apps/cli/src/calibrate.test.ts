@@ -1,6 +1,7 @@
 import { beforeAll, describe, expect, it } from "vitest";
 import { costProfiles } from "@dmasim/dma";
-import { CALIBRATION_GROUPS, CALIBRATION_PROFILES, PUBLISHED_FIGURES, calibrate, caseNames, checkExpectations, parseExpectation, publishedExpectations } from "./calibrate.js";
+import { CALIBRATION_GROUPS, CALIBRATION_PROFILES, PUBLISHED_FIGURES, calibrate, caseNames, checkExpectations, parseExpectation, priceCalibration, publishedExpectations } from "./calibrate.js";
+import { CONCLUSIONS, assumedCounters, renderSweep, sweepAssumed } from "./calibrate-sweep.js";
 import type { CalibrationGroup, CalibrationReport } from "./calibrate.js";
 import { main } from "./cli.js";
 import type { Io } from "./cli.js";
@@ -86,6 +87,21 @@ describe("calibration", () => {
     expect(dear.countersPerRequest).toEqual(base.countersPerRequest);
   });
 
+  it("sweeps the assumed rows: each conclusion holds or names the rows that break it, all of them assumed", () => {
+    const outcomes = sweepAssumed(full.countersPerRequest);
+    expect(outcomes.map((o) => o.conclusion.id)).toEqual(CONCLUSIONS.map((c) => c.id));
+    const assumed = assumedCounters();
+    for (const o of outcomes) for (const f of o.flips) expect(assumed).toContain(f.counter);
+    expect(outcomes.find((o) => o.conclusion.id === "lazy-beats-strict")).toMatchObject({ holdsAtBase: true, flips: [] });
+    // Scaling an assumed row moves the figures resting on it; a cited row is left alone.
+    const base = priceCalibration(full.countersPerRequest, ["vtd", "smmuv3"]);
+    const cheap = priceCalibration(full.countersPerRequest, ["vtd", "smmuv3"], CALIBRATION_GROUPS, { scaleAssumed: { IotlbInvalRange: 0.25 } });
+    const at = (r: CalibrationReport, p: string, n: string) => r.figures.find((f) => f.profile === p && f.name === n)!;
+    expect(at(cheap, "vtd", "nvme-4k-strict").iops).toBeGreaterThan(2 * at(base, "vtd", "nvme-4k-strict").iops);
+    expect(at(cheap, "smmuv3", "nvme-4k-strict").iops).toBe(at(base, "smmuv3", "nvme-4k-strict").iops);
+    expect(renderSweep(outcomes, [0.25, 4])).toMatch(/^ {2}\[holds\] NVMe 4 KiB: lazy gives more IOPS than strict on every profile: robust$/m);
+  });
+
   it("is deterministic: the same report twice", () => {
     expect(calibrate(["vtd", "virtio-iommu"], SMALL)).toEqual(calibrate(["vtd", "virtio-iommu"], SMALL));
   });
@@ -109,13 +125,14 @@ describe("calibration", () => {
 
 describe("dmasim calibrate and --profile", () => {
   it("prints the table for the profiles asked, the published figures' errors and each --expect's", () => {
-    const r = capture(["calibrate", "--profile", "vtd,smmuv3", "--expect", "smmuv3/nvme-4k-strict.ratio=0.2"]);
+    const r = capture(["calibrate", "--profile", "vtd,smmuv3", "--expect", "smmuv3/nvme-4k-strict.ratio=0.2", "--sweep"]);
     expect(r.code).toBe(0);
     expect(r.out).toMatch(/^case +vtd +smmuv3$/m);
     expect(r.out).toMatch(/^nvme-4k-strict +\S+ [Mk] \(0\.\d\d\) q/m);
     expect(r.out).toMatch(/nvme-4k-strict rests on: IotlbInvalRange \(queued on inval-queue/);
     expect(r.out).toMatch(/^smmuv3\/nvme-4k-strict\.ratio +0\.170 +0\.\d{3} +[+-]\d+\.\d %$/m);
     expect(r.out).toMatch(/^smmuv3\/nvme-4k-strict\.ratio +0\.200 /m);
+    expect(r.out).toMatch(/^Conclusions, with every assumed row scaled by ×0\.25 and ×4/m);
     const json = JSON.parse(capture(["calibrate", "--profile", "amd-vi", "--json"]).out) as { profiles: string[]; figures: unknown[] };
     expect(json.profiles).toEqual(["amd-vi"]);
     expect(json.figures).toHaveLength(caseNames().length);
@@ -126,6 +143,7 @@ describe("dmasim calibrate and --profile", () => {
     expect(capture(["calibrate", "--profile", "vtd,power9"]).err).toMatch(/--profile.*power9/);
     expect(capture(["calibrate", "--expect", "x"]).err).toMatch(/--expect "x"/);
     expect(capture(["list", "--profile", "vtd"]).code).toBe(2);
+    expect(capture(["compare", "sg-256", "--sweep"]).code).toBe(2);
     expect(capture(["run", "nvme-4k-randread", "--profile", "power9"]).code).toBe(2);
     expect(capture(["run", "nvme-4k-randread", "--expect", "nvme-4k-lazy.iops=1"]).code).toBe(2);
   });

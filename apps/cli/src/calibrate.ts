@@ -1,5 +1,5 @@
 import { COST_PROFILE_NAMES, costProfile, costProfiles, modelThroughput, priceCounts } from "@dmasim/dma";
-import type { CostOverrides, CostProfileName, CounterName, IommuMode, ThroughputResult } from "@dmasim/dma";
+import type { CostOverrides, CostProfile, CostProfileName, CostRow, CounterName, IommuMode, ThroughputResult } from "@dmasim/dma";
 import { builtinScenario, runScenario } from "@dmasim/scenario";
 import type { NvmeWorkload, Scenario } from "@dmasim/scenario";
 
@@ -204,23 +204,45 @@ function countersOf(c: CalibrationCase): Partial<Record<CounterName, number>> {
   return out;
 }
 
-/** Runs every calibration case once and prices it on each profile. Deterministic: no clock, seeded runs. */
-export function calibrate(
+/** Per case, the counters of one request: every case run once (a premapped case does no DMA API work). */
+export function measureCases(groups: readonly CalibrationGroup[] = CALIBRATION_GROUPS): Record<string, Partial<Record<CounterName, number>>> {
+  const out: Record<string, Partial<Record<CounterName, number>>> = {};
+  for (const g of groups) for (const c of g.cases) out[c.name] = countersOf(c);
+  return out;
+}
+
+/** How a sweep changes the profiles: absolute overrides on every profile, or factors on assumed rows only. */
+export interface ProfileAdjustment {
+  readonly overrides?: CostOverrides;
+  /** Multiplies a row's figure (and its shared part) wherever the row is assumed. */
+  readonly scaleAssumed?: Readonly<Partial<Record<CounterName, number>>>;
+}
+
+function adjusted(profile: CostProfileName, adjust: ProfileAdjustment): CostProfile {
+  const rows: Record<string, CostRow> = { ...costProfile(profile, adjust.overrides ?? {}) };
+  for (const [counter, factor] of Object.entries(adjust.scaleAssumed ?? {}) as [CounterName, number][]) {
+    const row = rows[counter];
+    if (row?.assumed !== true) continue;
+    rows[counter] = { ...row, ns: row.ns * factor, ...(row.shared === undefined ? {} : { shared: { resource: row.shared.resource, ns: row.shared.ns * factor } }) };
+  }
+  return rows;
+}
+
+/** Prices measured counters on each profile and models the group's host. Pure: no run, no clock. */
+export function priceCalibration(
+  countersPerRequest: Readonly<Record<string, Readonly<Partial<Record<CounterName, number>>>>>,
   profiles: readonly CostProfileName[] = CALIBRATION_PROFILES,
   groups: readonly CalibrationGroup[] = CALIBRATION_GROUPS,
-  /** Per-event overrides on every profile (a sweep of an assumed row). */
-  overrides: CostOverrides = {},
+  adjust: ProfileAdjustment = {},
 ): CalibrationReport {
   const figures: CalibrationFigure[] = [];
-  const countersPerRequest: Record<string, Partial<Record<CounterName, number>>> = {};
   for (const g of groups) {
-    for (const c of g.cases) countersPerRequest[c.name] = countersOf(c);
     for (const profile of profiles) {
+      const rows = adjusted(profile, adjust);
+      const sharedCounters = new Set(Object.values(rows).filter((row) => row.shared !== undefined).map((row) => row.counter));
       let baseline = 0;
       for (const c of g.cases) {
-        const perRequest = countersPerRequest[c.name] ?? {};
-        const rows = costProfile(profile, overrides);
-        const report = priceCounts(perRequest, rows);
+        const report = priceCounts(countersPerRequest[c.name] ?? {}, rows);
         const t = modelThroughput({
           cpus: g.host.cpus,
           report,
@@ -231,18 +253,36 @@ export function calibrate(
         });
         const iops = t.iops / c.requestsPerIo;
         if (baseline === 0) baseline = iops;
-        const dmaNs = report.totalNs * c.requestsPerIo;
-        const sharedCounters = new Set(Object.values(rows).filter((row) => row.shared !== undefined).map((row) => row.counter));
         const restsOn = report.lines
           .filter((l) => l.ns >= 0.1 * report.totalNs || (sharedCounters.has(l.counter) && l.ns >= 0.05 * report.totalNs))
           .sort((a, b) => b.ns - a.ns)
           .slice(0, 4)
           .map((l) => ({ counter: l.counter, ns: l.ns * c.requestsPerIo, assumed: l.assumed }));
-        figures.push({ group: g.name, name: c.name, profile, iops, ratio: iops / baseline, bottleneck: t.bottleneck, dmaNs, assumedNs: report.assumedNs * c.requestsPerIo, restsOn });
+        figures.push({
+          group: g.name,
+          name: c.name,
+          profile,
+          iops,
+          ratio: iops / baseline,
+          bottleneck: t.bottleneck,
+          dmaNs: report.totalNs * c.requestsPerIo,
+          assumedNs: report.assumedNs * c.requestsPerIo,
+          restsOn,
+        });
       }
     }
   }
   return { groups, profiles, figures, countersPerRequest };
+}
+
+/** Runs every calibration case once and prices it on each profile. Deterministic: no clock, seeded runs. */
+export function calibrate(
+  profiles: readonly CostProfileName[] = CALIBRATION_PROFILES,
+  groups: readonly CalibrationGroup[] = CALIBRATION_GROUPS,
+  /** Per-event overrides on every profile. */
+  overrides: CostOverrides = {},
+): CalibrationReport {
+  return priceCalibration(measureCases(groups), profiles, groups, { overrides });
 }
 
 /** An expectation: `[profile/]case.iops|ratio` = value; without a profile it applies to every profile. */

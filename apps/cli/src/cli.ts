@@ -4,7 +4,8 @@ import { installedSchemaUrl, outputProblem } from "./files.js";
 import { parseArgs } from "node:util";
 import { COST_PROFILE_NAMES, isCostProfileName } from "@dmasim/dma";
 import type { CostProfileName } from "@dmasim/dma";
-import { CALIBRATION_PROFILES, calibrate, caseNames, checkExpectations, parseExpectation, publishedExpectations } from "./calibrate.js";
+import { CALIBRATION_PROFILES, caseNames, checkExpectations, measureCases, parseExpectation, priceCalibration, publishedExpectations } from "./calibrate.js";
+import { renderSweep, sweepAssumed } from "./calibrate-sweep.js";
 import { renderCalibration } from "./calibrate-render.js";
 import { ChromeTraceRecorder } from "./chrome-trace.js";
 import { runDemo, renderDemo } from "./demo.js";
@@ -93,6 +94,7 @@ function parseCommandLine(argv: readonly string[]) {
         iommu: { type: "string" },
         profile: { type: "string" },
         expect: { type: "string", multiple: true },
+        sweep: { type: "boolean" },
         help: { type: "boolean", short: "h" },
       },
     });
@@ -125,12 +127,12 @@ class Invocation {
   noAxes(): void {
     if (this.values.api !== undefined || this.values.iommu !== undefined) throw new UsageError(`${this.command} takes no --api or --iommu`);
     if (this.values.profile !== undefined && this.command !== "calibrate") throw new UsageError(`${this.command} takes no --profile`);
-    if (this.values.expect !== undefined && this.command !== "calibrate") throw new UsageError(`${this.command} takes no --expect`);
+    if ((this.values.expect !== undefined || this.values.sweep !== undefined) && this.command !== "calibrate") throw new UsageError(`${this.command} takes no --expect or --sweep`);
   }
 
   /** --profile of run and compare: one cost profile name, replacing the scenario's. */
   profile(): { costProfile?: CostProfileName } {
-    if (this.values.expect !== undefined) throw new UsageError(`${this.command} takes no --expect (calibrate does)`);
+    if (this.values.expect !== undefined || this.values.sweep !== undefined) throw new UsageError(`${this.command} takes no --expect or --sweep (calibrate does)`);
     const p = this.values.profile;
     if (p === undefined) return {};
     if (!isCostProfileName(p)) throw new OptionError("--profile", p, `a cost profile: ${COST_PROFILE_NAMES.join(", ")}`);
@@ -234,10 +236,18 @@ function calibrateCommand(inv: Invocation): number {
   } catch (e) {
     throw new UsageError(e instanceof Error ? e.message : String(e));
   }
-  const report = calibrate(profiles);
+  const counters = measureCases();
+  const report = priceCalibration(counters, profiles);
   const published = checkExpectations(report, publishedExpectations());
   const expected = checkExpectations(report, expectations);
-  inv.io.out(inv.json ? `${JSON.stringify({ ...report, published, expected }, null, 2)}\n` : `${renderCalibration(report, published, expected)}\n`);
+  const factors = [0.25, 4];
+  const sweep = inv.values.sweep === true ? sweepAssumed(counters, factors) : undefined;
+  if (inv.json) {
+    const conclusions = sweep?.map((o) => ({ id: o.conclusion.id, text: o.conclusion.text, holdsAtBase: o.holdsAtBase, flips: o.flips }));
+    inv.io.out(`${JSON.stringify({ ...report, published, expected, ...(conclusions === undefined ? {} : { factors, conclusions }) }, null, 2)}\n`);
+  } else {
+    inv.io.out(`${renderCalibration(report, published, expected)}\n${sweep === undefined ? "" : `\n${renderSweep(sweep, factors)}\n`}`);
+  }
   return EXIT_OK;
 }
 
