@@ -2,6 +2,11 @@ import { writeFileSync } from "node:fs";
 import { DmasimError, DmasimInputError } from "@dmasim/trace";
 import { installedSchemaUrl, outputProblem } from "./files.js";
 import { parseArgs } from "node:util";
+import { COST_PROFILE_NAMES, isCostProfileName } from "@dmasim/dma";
+import type { CostProfileName } from "@dmasim/dma";
+import { CALIBRATION_PROFILES, caseNames, checkExpectations, measureCases, parseExpectation, priceCalibration, publishedExpectations } from "./calibrate.js";
+import { renderSweep, sweepAssumed } from "./calibrate-sweep.js";
+import { renderCalibration } from "./calibrate-render.js";
 import { ChromeTraceRecorder } from "./chrome-trace.js";
 import { runDemo, renderDemo } from "./demo.js";
 import { HELP } from "./help.js";
@@ -87,6 +92,9 @@ function parseCommandLine(argv: readonly string[]) {
         record: { type: "string" },
         api: { type: "string" },
         iommu: { type: "string" },
+        profile: { type: "string" },
+        expect: { type: "string", multiple: true },
+        sweep: { type: "boolean" },
         help: { type: "boolean", short: "h" },
       },
     });
@@ -118,6 +126,17 @@ class Invocation {
 
   noAxes(): void {
     if (this.values.api !== undefined || this.values.iommu !== undefined) throw new UsageError(`${this.command} takes no --api or --iommu`);
+    if (this.values.profile !== undefined && this.command !== "calibrate") throw new UsageError(`${this.command} takes no --profile`);
+    if ((this.values.expect !== undefined || this.values.sweep !== undefined) && this.command !== "calibrate") throw new UsageError(`${this.command} takes no --expect or --sweep`);
+  }
+
+  /** --profile of run and compare: one cost profile name, replacing the scenario's. */
+  profile(): { costProfile?: CostProfileName } {
+    if (this.values.expect !== undefined || this.values.sweep !== undefined) throw new UsageError(`${this.command} takes no --expect or --sweep (calibrate does)`);
+    const p = this.values.profile;
+    if (p === undefined) return {};
+    if (!isCostProfileName(p)) throw new OptionError("--profile", p, `a cost profile: ${COST_PROFILE_NAMES.join(", ")}`);
+    return { costProfile: p };
   }
 
   /** The run context's onHost: the Chrome trace for Perfetto and the run log for programs both listen to every run. */
@@ -183,7 +202,7 @@ function runCommand(inv: Invocation): number {
   const api = axes.api[0];
   const iommu = axes.iommu[0];
   if (axes.api.length !== 1 || axes.iommu.length !== 1 || api === undefined || iommu === undefined) throw new UsageError("run takes one --api and one --iommu value; use compare for a sweep");
-  const r = runScenario(s, { api, iommu, ...inv.hosts(s) });
+  const r = runScenario(s, { api, iommu, ...inv.profile(), ...inv.hosts(s) });
   inv.io.out(inv.json ? `${JSON.stringify({ scenario: s, result: r }, null, 2)}\n` : `${renderRun(s, r)}\n`);
   return inv.finish(r.ok, [r]);
 }
@@ -195,6 +214,7 @@ function compareCommand(inv: Invocation): number {
   const axes = parseAxes(inv.values.api, inv.values.iommu, defaultAxes(s));
   const bar = io.stderrIsTTY && !json;
   const results = sweep(s, axes, {
+    ...inv.profile(),
     ...inv.hosts(s),
     ...(bar ? { onProgress: (done: number, total: number, label: string) => { io.err(progressBar(done, total, label)); } } : {}),
   });
@@ -203,7 +223,36 @@ function compareCommand(inv: Invocation): number {
   return inv.finish(results.every((r) => r.ok), results);
 }
 
+function calibrateCommand(inv: Invocation): number {
+  inv.expectArgs(0, "no argument");
+  inv.noAxes();
+  if (inv.values.record !== undefined || inv.values.trace !== undefined) throw new UsageError("calibrate takes no --record or --trace (it prices runs, it records none)");
+  const names = inv.values.profile?.split(",") ?? [...CALIBRATION_PROFILES];
+  for (const n of names) if (!isCostProfileName(n)) throw new OptionError("--profile", n, `a comma-separated list of cost profiles: ${COST_PROFILE_NAMES.join(", ")}`);
+  const profiles = names.filter(isCostProfileName);
+  let expectations;
+  try {
+    expectations = (inv.values.expect ?? []).map((e) => parseExpectation(e, caseNames()));
+  } catch (e) {
+    throw new UsageError(e instanceof Error ? e.message : String(e));
+  }
+  const counters = measureCases();
+  const report = priceCalibration(counters, profiles);
+  const published = checkExpectations(report, publishedExpectations());
+  const expected = checkExpectations(report, expectations);
+  const factors = [0.25, 4];
+  const sweep = inv.values.sweep === true ? sweepAssumed(counters, factors) : undefined;
+  if (inv.json) {
+    const conclusions = sweep?.map((o) => ({ id: o.conclusion.id, text: o.conclusion.text, holdsAtBase: o.holdsAtBase, flips: o.flips }));
+    inv.io.out(`${JSON.stringify({ ...report, published, expected, ...(conclusions === undefined ? {} : { factors, conclusions }) }, null, 2)}\n`);
+  } else {
+    inv.io.out(`${renderCalibration(report, published, expected)}\n${sweep === undefined ? "" : `\n${renderSweep(sweep, factors)}\n`}`);
+  }
+  return EXIT_OK;
+}
+
 const COMMANDS: Readonly<Record<string, (inv: Invocation) => number>> = {
+  calibrate: calibrateCommand,
   list: listCommand,
   show: showCommand,
   demo: demoCommand,
@@ -228,7 +277,7 @@ function dispatch(argv: readonly string[], io: Io): number {
     if (problem !== undefined) throw new OptionError(option, path, problem);
   }
   const run = Object.hasOwn(COMMANDS, command) ? COMMANDS[command] : undefined;
-  if (run === undefined) throw new UsageError(`unknown command ${JSON.stringify(command)}: expected demo, run, compare, list or show`);
+  if (run === undefined) throw new UsageError(`unknown command ${JSON.stringify(command)}: expected demo, run, compare, calibrate, list or show`);
   return run(new Invocation(io, command, rest, values));
 }
 

@@ -4,12 +4,20 @@ Usage:
   dmasim demo                      run every built-in scenario, classic vs two-step, strict vs lazy
   dmasim run <scenario>            run one scenario (a file, or a built-in name) once
   dmasim compare <scenario>        sweep a scenario over APIs and IOMMU modes, print a results table
+  dmasim calibrate                 the calibration scenarios priced on every cost profile: modelled
+                                   IOPS of a multi-queue host, ratios, and published figures' errors
   dmasim list                      the built-in scenarios, one line each
   dmasim show <name>               print a built-in scenario as JSON (a starting point for a file)
 
 Options:
   --api <list>       classic, two-step (run: one value; compare: a comma-separated list)
   --iommu <list>     strict, lazy, passthrough, off (run: one value; compare: a list)
+  --profile <name>   run, compare: the cost profile (vtd, vtd-caching-mode, smmuv3, amd-vi,
+                     virtio-iommu, default); calibrate: a comma-separated list of them
+  --expect <f=v>     calibrate: a figure you measured or read, [profile/]case.iops=N or
+                     [profile/]case.ratio=N (repeatable); shows the model's error against it
+  --sweep            calibrate: scale each assumed cost row ×0.25 and ×4 and say which
+                     conclusions survive
   --json             machine-readable output on stdout
   --trace <file>     write the run's events as a Chrome trace (open it at https://ui.perfetto.dev)
   --record <file>    run, compare: write a run log (format "dmasim-run-log", version 1: the scenario,
@@ -25,5 +33,7 @@ Examples:
   dmasim show nvme-4k-randread > my.json && dmasim run my.json --iommu lazy
   dmasim run sg-256 --api classic --trace sg.json
   dmasim compare packages/scenario/examples/nvme-mixed.json --api classic,two-step --iommu strict,lazy,off
+  dmasim compare nvme-4k-randread --profile vtd-caching-mode
+  dmasim calibrate --profile vtd,smmuv3 --expect smmuv3/nvme-4k-strict.ratio=0.17
   dmasim compare p2p-acs-redirect --json | jq '.results[] | {api, iommu, ok, modelledNs}'
 `;

@@ -30,7 +30,7 @@ export {
 export type { DmaAddr } from "./constants.js";
 export { DmaConfigError, DmaInputError, DmaOptionsError, DmaStateError } from "./errors.js";
 export { dmaMaxMappingSize, dmaOptMappingSize, iovaRcacheRange } from "./opt-mapping-size.js";
-export { DMA_FAULT_SITES, costOverridesSchema, dmaDeviceOptionsSchema, dmaKernelOptionsSchema, faultInjectSchema, iommuModeSchema } from "./options.js";
+export { DMA_FAULT_SITES, costOverridesSchema, costProfileNameSchema, dmaDeviceOptionsSchema, dmaKernelOptionsSchema, faultInjectSchema, iommuModeSchema } from "./options.js";
 export {
   DMA_IOVA_STATE_BYTES,
   DmaIovaState,
@@ -76,8 +76,10 @@ export { DmaDebugError } from "./debug/errors.js";
 export type { DmaDebugCheck, DmaDebugReport } from "./debug/errors.js";
 export type { DebugCheckerOptions, DebugEntry, DebugEntryType, DebugFinding, DebugMode } from "./debug/checker.js";
 export { ARCH_DMA_MINALIGN_DEFAULT, KMALLOC_CACHE_SIZES, dmaKmallocSizeAligned, kmallocSizeRoundup } from "./kmalloc.js";
-export { costProfile, defaultCostProfile, priceCounters } from "./costs.js";
+export { costProfile, defaultCostProfile, priceCounters, priceCounts } from "./costs.js";
 export type { CostLine, CostOverrides, CostProfile, CostReport, CostRow } from "./costs.js";
+export { COST_PROFILE_DESCRIPTIONS, COST_PROFILE_NAMES, DEFAULT_COST_PROFILE, SHARED_RESOURCES, costProfiles, isCostProfileName } from "./cost-profiles.js";
+export type { CostProfileName, SharedResource } from "./cost-profiles.js";
 export { CpuCache } from "./cache/index.js";
 export type { CpuCacheOptions } from "./cache/index.js";
 export { SwiotlbPool, IO_TLB_SEGSIZE, IO_TLB_SIZE } from "./swiotlb/index.js";
@@ -88,3 +90,5 @@ export { DmaDebugChecker } from "./debug/checker.js";
 export type { UnmapRef } from "./debug/checker.js";
 export { Counter, DmaCounter, counterNames } from "./counters.js";
 export type { CounterName } from "./counters.js";
+export { modelThroughput } from "./contention.js";
+export type { ResourceLoad, ThroughputInput, ThroughputResult } from "./contention.js";

@@ -8,6 +8,7 @@ import { CpuCache } from "./cache/index.js";
 import { CACHELINE_SIZE } from "./constants.js";
 import { costProfile, priceCounters } from "./costs.js";
 import type { CostProfile, CostReport } from "./costs.js";
+import type { CostProfileName } from "./cost-profiles.js";
 import { Counter } from "./counters.js";
 import { DmaDebugChecker } from "./debug/checker.js";
 import type { DebugEntry } from "./debug/checker.js";
@@ -71,6 +72,8 @@ export class DmaKernel implements DeviceKernel {
   /** ARCH_DMA_MINALIGN (dma_get_cache_alignment). */
   readonly archDmaMinalign: number;
   readonly profile: CostProfile;
+  /** The named profile `profile` starts from (before any overrides). */
+  readonly profileName: CostProfileName;
   /** The CPU the next API call runs on (per-CPU IOVA caches, flush queues, swiotlb areas). */
   #cpu = 0;
   readonly #devices = new Map<string, DmaDevice>();
@@ -109,7 +112,11 @@ export class DmaKernel implements DeviceKernel {
       throw new DmaStateError("EBUSY", "createDmaKernel: the platform already has a DMA kernel (or another DMA observer); call shutdown() on that kernel first, or create a new platform");
     }
     // Everything is validated before anything is allocated: a refused configuration leaves the platform as it was.
-    this.profile = costProfile(o.costProfile);
+    this.profileName = typeof o.costProfile === "string" ? o.costProfile : "default";
+    this.profile =
+      typeof o.costProfile === "string" || o.costProfile === undefined
+        ? costProfile(o.costProfile ?? "default", o.costOverrides ?? {})
+        : costProfile("default", { ...o.costProfile, ...o.costOverrides });
     // add_dma_entry (kernel/dma/debug.c) reports no overlapping cachelines with
     // CONFIG_DMA_BOUNCE_UNALIGNED_KMALLOC while swiotlb is active: the small buffers that could share a
     // line are bounced.

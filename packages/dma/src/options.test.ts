@@ -7,7 +7,7 @@ describe("kernel and device option schemas", () => {
   it("convert to JSON Schemas that refuse unknown keys (for scenario files and editors)", () => {
     const kernel = z.toJSONSchema(dmaKernelOptionsSchema, { unrepresentable: "any" }) as { additionalProperties?: unknown; properties?: Record<string, unknown> };
     expect(kernel.additionalProperties).toBe(false);
-    expect(Object.keys(kernel.properties ?? {})).toEqual(["iommuMode", "swiotlb", "cpus", "debug", "costProfile", "devices", "kmallocBounce", "archDmaMinalign", "cacheLines", "faultInject"]);
+    expect(Object.keys(kernel.properties ?? {})).toEqual(["iommuMode", "swiotlb", "cpus", "debug", "costProfile", "costOverrides", "devices", "kmallocBounce", "archDmaMinalign", "cacheLines", "faultInject"]);
     const device = z.toJSONSchema(dmaDeviceOptionsSchema, { unrepresentable: "any" }) as { additionalProperties?: unknown };
     expect(device.additionalProperties).toBe(false);
   });

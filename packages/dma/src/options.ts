@@ -2,6 +2,7 @@ import { FAIL_IO_PGTABLE } from "@dmasim/iommu";
 import { numberWhere as num, strictRecord as record } from "@dmasim/pcie-p2p";
 import { FAULT_ATTR_RULES, schemaIssues } from "@dmasim/trace";
 import type { InputIssue } from "@dmasim/trace";
+import { COST_PROFILE_NAMES } from "./cost-profiles.js";
 import { counterNames } from "./counters.js";
 import type { CounterName } from "./counters.js";
 import { z } from "zod";
@@ -44,7 +45,10 @@ export const dmaDeviceOptionsSchema = record(
  */
 export const iommuModeSchema = z.enum(["strict", "lazy", "passthrough", "off"], { error: `"strict", "lazy", "passthrough" or "off"` });
 
-/** Per-event cost overrides on top of the default profile, in ns, by counter name. */
+/** A named cost profile (cost-profiles.ts). */
+export const costProfileNameSchema = z.enum(COST_PROFILE_NAMES, { error: `a cost profile name: ${COST_PROFILE_NAMES.map((n) => `"${n}"`).join(", ")}` });
+
+/** Per-event cost overrides on top of a profile, in ns, by counter name. */
 export const costOverridesSchema = z
   .partialRecord(z.enum(counterNames as [CounterName, ...CounterName[]]), num((v) => Number.isFinite(v) && v >= 0, "nanoseconds >= 0"), {
     error: (iss) => (iss.code === "invalid_type" ? "an object of nanoseconds by Counter name" : "a Counter name such as IotlbSyncMap"),
@@ -99,8 +103,13 @@ export const dmaKernelOptionsSchema = record(
     cpus: num((v) => Number.isInteger(v) && v >= 1 && v <= 1024, "an integer from 1 to 1024").optional(),
     /** dma-debug: throw on misuse (default), collect reports, or check nothing. */
     debug: z.enum(["throw", "collect", "off"], { error: `"throw", "collect" or "off"` }).optional(),
-    /** Per-event cost overrides on top of the default profile, in ns, by counter name. */
-    costProfile: costOverridesSchema.optional(),
+    /**
+     * The cost profile: a name ("vtd", "smmuv3", … see COST_PROFILE_NAMES; default "default"), or per-event
+     * overrides on top of the default profile (the older form, kept).
+     */
+    costProfile: z.union([costProfileNameSchema, costOverridesSchema], { error: "a cost profile name or an object of nanoseconds by Counter name" }).optional(),
+    /** Per-event cost overrides on top of the profile `costProfile` names, in ns, by counter name. */
+    costOverrides: costOverridesSchema.optional(),
     /** Per-device properties, by BDF, applied when the device is first looked up. */
     devices: z.record(z.string(), dmaDeviceOptionsSchema, { error: "an object of device options by BDF" }).readonly().optional(),
     /** CONFIG_DMA_BOUNCE_UNALIGNED_KMALLOC: small kmalloc buffers of non-coherent devices bounce. Default false. */

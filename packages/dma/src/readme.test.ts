@@ -60,4 +60,14 @@ describe("README examples", () => {
     const r = runReadmeBlock(README, modules, { index: 4, scope: { CpuCache, DmaDirection } });
     expect((r.memory as PhysicalMemory).read(0x10000, 1)[0]).toBe(0xab);
   });
+  it("cost profiles and CPUs: strict unmaps on 32 CPUs queue on VT-d's invalidation queue", () => {
+    const r = runReadmeBlock(README, modules, { index: 5 });
+    const one = r.oneCpu as dmaModule.ThroughputResult;
+    const many = r.manyCpus as dmaModule.ThroughputResult;
+    expect(one.bottleneck).toBe("cpu");
+    expect(many.bottleneck).toBe("inval-queue");
+    expect(many.iops).toBeLessThanOrEqual(1e9 / dmaModule.costProfiles.vtd.IotlbInvalRange!.shared!.ns + 1e-6);
+    expect(many.iops).toBeGreaterThan(1.2e6);
+    expect(many.iops).toBeLessThan(0.1 * 32 * one.iops);
+  });
 });

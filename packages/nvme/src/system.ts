@@ -1,5 +1,5 @@
 import { createDmaKernel } from "@dmasim/dma";
-import type { CostOverrides, DebugMode, DmaKernel, DmaKernelOptions, IommuMode } from "@dmasim/dma";
+import type { CostOverrides, CostProfileName, DebugMode, DmaKernel, DmaKernelOptions, IommuMode } from "@dmasim/dma";
 import { GiB, MiB } from "@dmasim/memory";
 import { createPlatform } from "@dmasim/pcie-p2p";
 import type { P2pdmaProvider, Platform, PlatformSpec } from "@dmasim/pcie-p2p";
@@ -23,8 +23,8 @@ export interface NvmeSystemOptions extends NvmeDriverOptions {
   readonly ramBytes?: number;
   /** The drive is behind an external-facing port (Thunderbolt): strict IOMMU, bouncing. */
   readonly untrusted?: boolean;
-  /** Per-event cost overrides (ns) on top of @dmasim/dma's default profile. */
-  readonly costProfile?: CostOverrides;
+  /** A named cost profile of @dmasim/dma ("vtd", "smmuv3", …), or per-event overrides (ns) on top of its default profile. */
+  readonly costProfile?: CostProfileName | CostOverrides;
 }
 
 /** Kernel options beyond the IOMMU mode, dma-debug and costs (which have their own fields). */

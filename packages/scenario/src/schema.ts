@@ -1,3 +1,4 @@
+import { COST_PROFILE_NAMES } from "@dmasim/dma";
 import type { PlatformSpec } from "@dmasim/pcie-p2p";
 import { z } from "zod";
 
@@ -67,9 +68,12 @@ export const KernelSpecSchema = fields(
       .exactOptional()
       .describe("swiotlb pool size in bytes (a multiple of 256 KiB); 0 for no swiotlb. Default 4 MiB"),
     debug: oneOf(["throw", "collect", "off"] as const).exactOptional().describe('dma-debug: "collect" (default: misuse becomes a failed check), "throw" or "off"'),
+    costProfile: oneOf(COST_PROFILE_NAMES)
+      .exactOptional()
+      .describe('The cost profile that prices the counters: the IOMMU platform ("vtd", "smmuv3", …); default "default" (a CLI --profile replaces it)'),
     devices: z.record(bdf, DeviceSpecSchema, { error: "an object of device properties by BDF" }).exactOptional(),
   },
-  "an object with iommuMode, swiotlbBytes, debug, devices",
+  "an object with iommuMode, swiotlbBytes, debug, costProfile, devices",
 );
 
 export const ScenarioExpectationsSchema = fields(

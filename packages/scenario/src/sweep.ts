@@ -37,6 +37,8 @@ export function parseAxes(api: string | undefined, iommu: string | undefined, fa
 
 export interface SweepOptions {
   readonly onHost?: RunContext["onHost"];
+  /** The cost profile every run uses, replacing the scenario's own (the CLI's --profile). */
+  readonly costProfile?: RunContext["costProfile"];
   /** Called before each run with its index and the total. */
   readonly onProgress?: (done: number, total: number, label: string) => void;
 }
@@ -48,7 +50,14 @@ export function sweep(s: Scenario, axes: Axes, options: SweepOptions = {}): RunR
   for (const iommu of axes.iommu) {
     for (const api of axes.api) {
       options.onProgress?.(out.length, total, `${s.name} ${api}/${iommu}`);
-      out.push(runScenario(s, { api, iommu, ...(options.onHost === undefined ? {} : { onHost: options.onHost }) }));
+      out.push(
+        runScenario(s, {
+          api,
+          iommu,
+          ...(options.onHost === undefined ? {} : { onHost: options.onHost }),
+          ...(options.costProfile === undefined ? {} : { costProfile: options.costProfile }),
+        }),
+      );
     }
   }
   options.onProgress?.(total, total, s.name);

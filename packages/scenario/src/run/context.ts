@@ -1,4 +1,4 @@
-import type { DmaKernel, IommuMode } from "@dmasim/dma";
+import type { CostProfileName, DmaKernel, IommuMode } from "@dmasim/dma";
 import type { Platform } from "@dmasim/pcie-p2p";
 import type { Api } from "../types.js";
 
@@ -12,6 +12,8 @@ export interface Host {
 export interface RunContext {
   readonly api: Api;
   readonly iommu: IommuMode;
+  /** The cost profile, replacing the scenario's `kernel.costProfile` (the CLI's --profile). */
+  readonly costProfile?: CostProfileName;
   /** Called once a run's platform and kernel exist, before the workload starts (recorders attach here). */
   readonly onHost?: (label: string, host: Host) => void;
 }

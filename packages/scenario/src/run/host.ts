@@ -12,8 +12,10 @@ const MiB = 1024 * 1024;
 export function kernelOptions(s: Scenario, ctx: RunContext): DmaKernelOptions {
   const k = s.kernel ?? {};
   const swiotlb = k.swiotlbBytes ?? 4 * MiB;
+  const costProfile = ctx.costProfile ?? k.costProfile;
   return {
     iommuMode: ctx.iommu,
+    ...(costProfile === undefined ? {} : { costProfile }),
     debug: k.debug ?? "collect",
     swiotlb: swiotlb === 0 ? false : { bytes: swiotlb },
     ...(k.devices === undefined ? {} : { devices: k.devices }),

@@ -21,6 +21,7 @@ export function nvmeHost(s: Scenario, ctx: RunContext, bdf: string, extra: { que
     createNvmeHost(s.platform, bdf, {
       iommuMode: ctx.iommu,
       debug: k.debug ?? "collect",
+      ...(k.costProfile === undefined ? {} : { costProfile: k.costProfile }),
       mapping: mappingFor(ctx.api),
       namespaceBytes: extra.namespaceBytes ?? 8 * MiB,
       ...(extra.queueDepth === undefined ? {} : { queueDepth: extra.queueDepth }),
