@@ -1,8 +1,8 @@
 import { priceCounters } from "@dmasim/dma";
 import { hex } from "@dmasim/trace";
 import { Counter } from "@dmasim/dma";
-import type { CounterSnapshot, TraceEvent } from "@dmasim/trace";
-import type { Host } from "@dmasim/scenario";
+import type { CounterSnapshot } from "@dmasim/trace";
+import type { Host, RunLogEvent } from "@dmasim/scenario";
 
 /** One event of the Chrome trace event format (the JSON Perfetto and chrome://tracing load). */
 export interface ChromeEvent {
@@ -79,7 +79,7 @@ export class ChromeTraceRecorder {
         events.push({ ph: "C", name, pid, tid: 0, ts: at, args });
       }
     };
-    const onEvent = (e: TraceEvent): void => {
+    const onEvent = (e: RunLogEvent): void => {
       switch (e.type) {
         case "api": {
           const now = trace.counters.snapshot();

@@ -263,7 +263,7 @@ describe("trace events", () => {
     const iter = new BlkDmaIter();
     mapAll(f, rq, state, iter); // nobody listens: nothing recorded
     blkRqDmaUnmap(rq, f.dev, state, rq.dataLen, iter.p2pdma.map);
-    const events = f.platform.trace.events;
+    const events = f.kernel.trace.events;
     expect(events.events("api")).toEqual([]);
     events.setRecording(true);
     mapAll(f, rq, state, iter);

@@ -1,18 +1,18 @@
-import type { TraceEvent } from "@dmasim/trace";
 import { DmaDevice } from "./device.js";
 import { DmaInputError } from "./errors.js";
+import type { DmaApiEvent, DmaEvent } from "./events.js";
 
 // DMA API calls as trace slices: "B" when a call starts, "E" with its result when it returns. Built only
 // when someone listens, so an untraced run allocates nothing here.
 
 export function apiBegin(dev: DmaDevice, name: string): void {
   const trace = dev.kernel.trace;
-  if (trace.events.active) trace.events.emit({ type: "api", t: trace.clock.now, phase: "B", name, device: dev.bdf });
+  if (trace.events.active) trace.events.emit<DmaEvent>({ type: "api", t: trace.clock.now, phase: "B", name, device: dev.bdf });
 }
 
 export function apiEnd(dev: DmaDevice, name: string, result: number): void {
   const trace = dev.kernel.trace;
-  if (trace.events.active) trace.events.emit({ type: "api", t: trace.clock.now, phase: "E", name, device: dev.bdf, result });
+  if (trace.events.active) trace.events.emit<DmaEvent>({ type: "api", t: trace.clock.now, phase: "E", name, device: dev.bdf, result });
 }
 
 /**
@@ -34,10 +34,12 @@ export function checkDevice(fn: string, dev: unknown): asserts dev is DmaDevice 
 export function dmaApiSlice<T extends number | boolean | undefined>(dev: DmaDevice, name: string, call: () => T): T {
   const trace = dev.kernel.trace;
   if (!trace.events.active) return call();
-  trace.events.emit({ type: "api", t: trace.clock.now, phase: "B", name, device: dev.bdf });
+  trace.events.emit<DmaEvent>({ type: "api", t: trace.clock.now, phase: "B", name, device: dev.bdf });
   const result = call();
-  const end: TraceEvent = { type: "api", t: trace.clock.now, phase: "E", name, device: dev.bdf };
-  if (result !== undefined) end.result = typeof result === "boolean" ? (result ? 1 : 0) : result;
-  trace.events.emit(end);
+  const end: DmaApiEvent =
+    result === undefined
+      ? { type: "api", t: trace.clock.now, phase: "E", name, device: dev.bdf }
+      : { type: "api", t: trace.clock.now, phase: "E", name, device: dev.bdf, result: typeof result === "boolean" ? (result ? 1 : 0) : result };
+  trace.events.emit<DmaEvent>(end);
   return result;
 }

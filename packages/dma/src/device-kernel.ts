@@ -1,6 +1,7 @@
 import type { PhysicalMemory } from "@dmasim/memory";
 import type { Platform } from "@dmasim/pcie-p2p";
 import type { Trace } from "@dmasim/trace";
+import type { TraceEvent } from "./events.js";
 import type { CpuCache } from "./cache/index.js";
 import type { DmaDebugChecker } from "./debug/checker.js";
 import type { IovaTracker } from "./debug/iova-tracker.js";
@@ -13,7 +14,7 @@ import type { SwiotlbPool } from "./swiotlb/index.js";
  */
 export interface DeviceKernel {
   readonly platform: Platform;
-  readonly trace: Trace;
+  readonly trace: Trace<TraceEvent>;
   readonly memory: PhysicalMemory;
   readonly debug: DmaDebugChecker;
   readonly iovaTracker: IovaTracker;

@@ -4,6 +4,7 @@ import type { PhysicalMemory } from "@dmasim/memory";
 import type { DmaAccessObserver, Platform } from "@dmasim/pcie-p2p";
 import { FaultInjection, showValue } from "@dmasim/trace";
 import type { Trace } from "@dmasim/trace";
+import type { TraceEvent } from "./events.js";
 import { CpuCache } from "./cache/index.js";
 import { CACHELINE_SIZE } from "./constants.js";
 import { costProfile, priceCounters } from "./costs.js";
@@ -59,7 +60,8 @@ export interface ShutdownReport {
  */
 export class DmaKernel implements DeviceKernel {
   readonly platform: Platform;
-  readonly trace: Trace;
+  /** The platform's trace, its events typed with every layer up to this one. */
+  readonly trace: Trace<TraceEvent>;
   readonly memory: PhysicalMemory;
   readonly iommuMode: IommuMode;
   readonly cpus: number;
@@ -92,7 +94,7 @@ export class DmaKernel implements DeviceKernel {
   constructor(platform: Platform, options: DmaKernelOptions = {}) {
     platform.trace.counters.declare(Counter);
     this.platform = platform;
-    this.trace = platform.trace;
+    this.trace = platform.trace.view<TraceEvent>();
     this.memory = platform.memory;
     const o = parseKernelOptions(options, platform.endpoints.map((e) => e.bdf));
     this.iommuMode = o.iommuMode ?? "strict";

@@ -1,6 +1,7 @@
 import { type Counters, type EventStream, type Trace } from "@dmasim/trace";
 import { Counter } from "./counters.js";
 import { hex } from "@dmasim/trace";
+import type { IommuEvent } from "./events.js";
 import type { PhysAddr } from "@dmasim/memory";
 import { IommuError, IommuInputError } from "./errors.js";
 import type { Iova } from "./iova.js";
@@ -293,7 +294,7 @@ export class IommuDomain {
 
   #emitMap(iova: number, phys: number, size: number, prot: number): void {
     const trace = this.#ctx.trace;
-    trace.events.emit({ type: "iommu.map", t: trace.clock.now, unit: this.#ctx.unit, domain: this.id, iova, phys, size, prot });
+    trace.events.emit<IommuEvent>({ type: "iommu.map", t: trace.clock.now, unit: this.#ctx.unit, domain: this.id, iova, phys, size, prot });
   }
 
   #mapSlow(iova: number, phys: number, size: number, prot: number): MapResult {
@@ -397,7 +398,7 @@ export class IommuDomain {
 
   #emitUnmap(iova: number, size: number, unmapped: number): void {
     const trace = this.#ctx.trace;
-    trace.events.emit({ type: "iommu.unmap", t: trace.clock.now, unit: this.#ctx.unit, domain: this.id, iova, size, unmapped });
+    trace.events.emit<IommuEvent>({ type: "iommu.unmap", t: trace.clock.now, unit: this.#ctx.unit, domain: this.id, iova, size, unmapped });
   }
 
   #unmapSlow(iova: number, size: number): UnmapResult {
@@ -475,7 +476,7 @@ export class IommuDomain {
     this.#counters.add(C_SYNC_MAP);
     if (this.#events.active) {
       const trace = this.#ctx.trace;
-      trace.events.emit({ type: "iotlb.sync-map", t: trace.clock.now, unit: this.#ctx.unit, domain: this.id, iova, size });
+      trace.events.emit<IommuEvent>({ type: "iotlb.sync-map", t: trace.clock.now, unit: this.#ctx.unit, domain: this.id, iova, size });
     }
   }
 
@@ -496,7 +497,7 @@ export class IommuDomain {
 
   #emitInvalidate(scope: "range" | "domain", iova: number, size: number): void {
     const trace = this.#ctx.trace;
-    trace.events.emit({ type: "iotlb.invalidate", t: trace.clock.now, unit: this.#ctx.unit, scope, domain: this.id, iova, size });
+    trace.events.emit<IommuEvent>({ type: "iotlb.invalidate", t: trace.clock.now, unit: this.#ctx.unit, scope, domain: this.id, iova, size });
   }
 }
 

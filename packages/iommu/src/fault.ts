@@ -1,4 +1,4 @@
-import type { Access, FaultReason } from "@dmasim/trace";
+import type { Access, FaultReason } from "./events.js";
 
 /** One DMA fault as the IOMMU's fault reporting would log it (VT-d fault record, SMMU event queue). */
 export interface IommuFault {

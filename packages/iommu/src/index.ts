@@ -9,3 +9,15 @@ export type { IommuOptions, IotlbInfo } from "./iommu.js";
 export { FAIL_IO_PGTABLE, IommuDomain, MAX_PHYS } from "./domain.js";
 export type { DomainType, IommuUnit, PtPageList, MapResult, UnmapResult } from "./domain.js";
 export { Counter, IommuCounter } from "./counters.js";
+export type {
+  Access,
+  FaultReason,
+  InvalidationScope,
+  IommuEvent,
+  IommuFaultEvent,
+  IommuMapEvent,
+  IommuUnmapEvent,
+  IotlbInvalidateEvent,
+  IotlbSyncMapEvent,
+  TraceEvent,
+} from "./events.js";

@@ -1,4 +1,5 @@
-import { type Access, type FaultReason, type Trace } from "@dmasim/trace";
+import { type Trace } from "@dmasim/trace";
+import type { Access, FaultReason, IommuEvent } from "./events.js";
 import { Counter } from "./counters.js";
 import { IommuDomain, type DomainContext, type DomainType } from "./domain.js";
 import { hex } from "@dmasim/trace";
@@ -237,7 +238,7 @@ export class Iommu {
     if (this.#faults.length < this.#faultLogEntries) this.#faults.push({ t, device, iova, access, reason });
     else this.#faultsLost++;
     const ev = this.trace.events;
-    if (ev.active) ev.emit({ type: "iommu.fault", t, unit: this.name, device, iova, access, reason });
+    if (ev.active) ev.emit<IommuEvent>({ type: "iommu.fault", t, unit: this.name, device, iova, access, reason });
     return -1;
   }
 
@@ -261,6 +262,6 @@ export class Iommu {
     this.#iotlb.invalidateAll();
     this.trace.counters.add(Counter.IotlbInvalGlobal);
     const ev = this.trace.events;
-    if (ev.active) ev.emit({ type: "iotlb.invalidate", t: this.trace.clock.now, unit: this.name, scope: "global", domain: 0, iova: 0, size: 0 });
+    if (ev.active) ev.emit<IommuEvent>({ type: "iotlb.invalidate", t: this.trace.clock.now, unit: this.name, scope: "global", domain: 0, iova: 0, size: 0 });
   }
 }

@@ -1,4 +1,4 @@
-import { type TraceEvent } from "@dmasim/trace";
+import type { TraceEvent } from "./events.js";
 import { Counter } from "./counters.js";
 import { describe, expect, it } from "vitest";
 import { IommuError } from "./errors.js";

@@ -1,7 +1,8 @@
-import type { Iommu } from "@dmasim/iommu";
+import type { Access, Iommu } from "@dmasim/iommu";
 import { MAX_READ_BYTES, MmioNoBackingError, PageFlag, type PhysicalMemory } from "@dmasim/memory";
-import { hex, type Access, type FabricPath, type Trace } from "@dmasim/trace";
+import { hex, type Trace } from "@dmasim/trace";
 import { Counter } from "./counters.js";
+import type { FabricPath, PcieP2pEvent } from "./events.js";
 import { PcieAccessError, PciError, PciInputError } from "./errors.js";
 import type { RangeTable, Routes } from "./routing.js";
 import { at } from "./util.js";
@@ -140,7 +141,7 @@ export class Fabric {
     c.add(TLP_COUNTER[p] ?? Counter.TlpsToMemory);
     c.add(BYTE_COUNTER[p] ?? Counter.BytesToMemory, len);
     const ev = trace.events;
-    if (ev.active) ev.emit({ type: "tlp", t: trace.clock.now, device: this.#bdf, path: PATH_NAMES[p] ?? "memory", access, addr, len });
+    if (ev.active) ev.emit<PcieP2pEvent>({ type: "tlp", t: trace.clock.now, device: this.#bdf, path: PATH_NAMES[p] ?? "memory", access, addr, len });
   }
 
   /** Routes one TLP; returns the CPU physical address it lands on and sets #path, or throws. */
@@ -207,7 +208,7 @@ export class Fabric {
     const trace = this.#ctx.trace;
     trace.counters.add(Counter.UnsupportedRequests);
     const ev = trace.events;
-    if (ev.active) ev.emit({ type: "unsupported-request", t: trace.clock.now, device: this.#bdf, access, addr, len });
+    if (ev.active) ev.emit<PcieP2pEvent>({ type: "unsupported-request", t: trace.clock.now, device: this.#bdf, access, addr, len });
     throw new PcieAccessError("unsupported-request", this.#bdf, access, addr, completed, detail);
   }
 }

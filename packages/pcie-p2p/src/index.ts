@@ -25,3 +25,4 @@ export { isBdf } from "./bdf.js";
 export { busAddr, unsafeBusAddr } from "./bus-addr.js";
 export { DEFAULT_MMIO_WINDOW } from "./bars.js";
 export { Counter, PcieP2pCounter } from "./counters.js";
+export type { FabricPath, PcieP2pEvent, TlpEvent, TraceEvent, UnsupportedRequestEvent } from "./events.js";

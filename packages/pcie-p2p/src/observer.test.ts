@@ -1,6 +1,6 @@
 import { describe, expect, it } from "vitest";
 import { GiB, MiB } from "@dmasim/memory";
-import type { Access } from "@dmasim/trace";
+import type { Access } from "@dmasim/iommu";
 import { createPlatform } from "./platform.js";
 import type { DmaAccessObserver } from "./fabric.js";
 

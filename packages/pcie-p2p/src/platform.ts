@@ -1,6 +1,7 @@
 import { Iommu, type IommuOptions, type Iova } from "@dmasim/iommu";
 import { PhysicalMemory, SparseStore, type PhysAddr } from "@dmasim/memory";
 import { Trace } from "@dmasim/trace";
+import type { TraceEvent } from "./events.js";
 import { placeBars } from "./bars.js";
 import { describeTopology } from "./describe.js";
 import { PlatformSpecError, PciError, PciInputError } from "./errors.js";
@@ -54,7 +55,7 @@ function makeIommu(trace: Trace, u: ResolvedIommu, path: string): Iommu {
 }
 
 class PciPlatform implements Platform {
-  readonly trace: Trace;
+  readonly trace: Trace<TraceEvent>;
   readonly memory: PhysicalMemory;
   readonly iommus: readonly Iommu[];
   readonly endpoints: readonly Endpoint[];
@@ -73,7 +74,7 @@ class PciPlatform implements Platform {
     const layout = placeBars(r, epHostBridge);
     const traceOptions: { recordEvents?: boolean; eventCapacity?: number } = { recordEvents: r.recordEvents };
     if (r.eventCapacity !== undefined) traceOptions.eventCapacity = r.eventCapacity;
-    const trace = new Trace(traceOptions);
+    const trace = new Trace<TraceEvent>(traceOptions);
     const iommus = r.iommus.map((u, i) => makeIommu(trace, u, Array.isArray(spec.iommu) ? `iommu[${i}]` : "iommu"));
     const memory = new PhysicalMemory(trace, { ram: r.ram.map((x) => ({ base: x.base, size: x.size, name: x.name })), confidential: r.confidential });
     this.trace = trace;

@@ -2,6 +2,7 @@ import type { DmaAccessObserver } from "./fabric.js";
 import type { Iommu, Iova } from "@dmasim/iommu";
 import type { PhysAddr, PhysicalMemory } from "@dmasim/memory";
 import type { Trace } from "@dmasim/trace";
+import type { TraceEvent } from "./events.js";
 import type { MapTypeAndDist, PciP2pdmaMapType } from "./p2pdma.js";
 import type { HostBridgeP2p } from "./spec.js";
 
@@ -64,7 +65,7 @@ export interface Endpoint {
 }
 
 export interface Platform {
-  readonly trace: Trace;
+  readonly trace: Trace<TraceEvent>;
   readonly memory: PhysicalMemory;
   readonly iommus: readonly Iommu[];
   readonly endpoints: readonly Endpoint[];

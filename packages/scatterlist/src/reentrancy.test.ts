@@ -1,6 +1,5 @@
 import { describe, expect, it } from "vitest";
 import { DmaDirection } from "@dmasim/dma";
-import type { TraceEvent } from "@dmasim/trace";
 import { dmaMapSgtable, dmaUnmapSgtable } from "./index.js";
 import type { SgTable } from "./index.js";
 import { acquireScratch, releaseScratch } from "./scratch.js";
@@ -19,7 +18,7 @@ function mapFromSubscriber(outer: Rig, inner: () => { rig: Rig; table: SgTable }
   let nested: { rig: Rig; table: SgTable } | undefined;
   let innerRet = -1;
   // Fires in the middle of the outer call: the first dma_iova_link (two-step) or the first IOMMU map (classic).
-  const off = outer.platform.trace.events.subscribe((e: TraceEvent) => {
+  const off = outer.kernel.trace.events.subscribe((e) => {
     const trigger = impl === "two-step" ? e.type === "api" && e.phase === "B" && e.name === "dma_iova_link" : e.type === "iommu.map";
     if (!trigger || nested !== undefined) return;
     nested = inner();

@@ -1,5 +1,4 @@
-import type { IommuMode } from "@dmasim/dma";
-import type { TraceEvent } from "@dmasim/trace";
+import type { IommuMode, TraceEvent as DmaTraceEvent } from "@dmasim/dma";
 import { ScenarioError } from "./errors.js";
 import type { Host } from "./run/context.js";
 import type { RunResult } from "./run/result.js";
@@ -10,10 +9,17 @@ export const RUN_LOG_FORMAT = "dmasim-run-log";
 /**
  * The `version` of the run log this package writes. Version 1: `{ format, version, scenario, runs }`,
  * each run `{ label, api, iommu, events, droppedEvents, result }`, `events` the platform's trace events
- * (`TraceEvent` of @dmasim/trace: `type`, virtual time `t` in ns, and the fields of that type) in the
- * order they were emitted. A reader refuses a version it does not know.
+ * (`RunLogEvent`: `type`, virtual time `t` in ns, and the fields of that type, as each package declares
+ * its events) in the order they were emitted. A reader refuses a version it does not know.
  */
 export const RUN_LOG_VERSION = 1;
+
+/**
+ * An event of a run: the union of the events of every package a run builds. Only dma and the layers
+ * below it emit events today (scatterlist, bio and nvme report their calls as dma's `api` slices;
+ * hmm-odp reports none), so it is dma's union.
+ */
+export type RunLogEvent = DmaTraceEvent;
 
 /** One run of a scenario (one API × IOMMU mode) with every event its platform emitted. */
 export interface RunLogEntry {
@@ -21,7 +27,7 @@ export interface RunLogEntry {
   readonly label: string;
   readonly api: Api;
   readonly iommu: IommuMode;
-  readonly events: readonly TraceEvent[];
+  readonly events: readonly RunLogEvent[];
   /** Events not kept because the run emitted more than the recorder's limit. */
   readonly droppedEvents: number;
   /** The run's checks, counters and modelled time; absent when the run never returned a result. */
@@ -38,7 +44,7 @@ export interface RunLog {
 
 interface Recording {
   readonly label: string;
-  readonly events: TraceEvent[];
+  readonly events: RunLogEvent[];
   dropped: number;
   readonly detach: () => void;
 }
@@ -63,12 +69,12 @@ export class RunLogRecorder {
 
   /** Starts recording one run's platform. Bound, so it can be handed on as a callback. */
   readonly attach = (label: string, host: Host): void => {
-    const events: TraceEvent[] = [];
+    const events: RunLogEvent[] = [];
     const rec: Recording = {
       label,
       events,
       dropped: 0,
-      detach: host.platform.trace.events.subscribe((e) => {
+      detach: host.kernel.trace.events.subscribe((e) => {
         if (events.length < this.#max) events.push({ ...e });
         else rec.dropped++;
       }),

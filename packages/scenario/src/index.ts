@@ -29,4 +29,4 @@ export { runScenario } from "./run/index.js";
 export type { Axes, SweepOptions } from "./sweep.js";
 export { defaultAxes, parseAxes, parseAxis, sweep } from "./sweep.js";
 export { readRunLog, RUN_LOG_FORMAT, RUN_LOG_VERSION, RunLogRecorder } from "./event-log.js";
-export type { RunLog, RunLogEntry } from "./event-log.js";
+export type { RunLog, RunLogEntry, RunLogEvent } from "./event-log.js";

@@ -1,15 +1,13 @@
 import { describe, expect, it } from "vitest";
 import { EventStream } from "./events.js";
-import type { TraceEvent } from "./events.js";
-
-const tlp = (t: number): TraceEvent => ({ type: "tlp", t, device: "0000:01:00.0", path: "memory", access: "read", addr: t, len: 64 });
+import { packet as tlp, type TestEvent } from "./test-fixtures.js";
 
 // A subscriber may change the subscriber list while it is being called (a tracer that stops itself after
 // N events, one that attaches a second tracer, one that emits): every other subscriber still gets each
 // event exactly once.
 describe("EventStream subscribers changed during a dispatch", () => {
   it("a subscriber that unsubscribes itself does not make the next one miss the event", () => {
-    const s = new EventStream();
+    const s = new EventStream<TestEvent>();
     const seen: string[] = [];
     const offA = s.subscribe((e) => {
       seen.push(`a${e.t}`);
@@ -23,7 +21,7 @@ describe("EventStream subscribers changed during a dispatch", () => {
   });
 
   it("a subscriber cancelled by an earlier one during a dispatch is not called for that event", () => {
-    const s = new EventStream();
+    const s = new EventStream<TestEvent>();
     const seen: string[] = [];
     let offB = (): void => undefined;
     s.subscribe((e) => {
@@ -37,7 +35,7 @@ describe("EventStream subscribers changed during a dispatch", () => {
   });
 
   it("a subscriber added during a dispatch starts with the next event", () => {
-    const s = new EventStream();
+    const s = new EventStream<TestEvent>();
     const seen: string[] = [];
     let added = false;
     s.subscribe((e) => {
@@ -53,7 +51,7 @@ describe("EventStream subscribers changed during a dispatch", () => {
   });
 
   it("an event emitted from inside a subscriber reaches every subscriber, and the outer dispatch carries on", () => {
-    const s = new EventStream();
+    const s = new EventStream<TestEvent>();
     const seen: string[] = [];
     s.subscribe((e) => {
       seen.push(`a${e.t}`);
@@ -65,7 +63,7 @@ describe("EventStream subscribers changed during a dispatch", () => {
   });
 
   it("unsubscribing twice, or the same function subscribed twice, removes exactly one subscription each", () => {
-    const s = new EventStream();
+    const s = new EventStream<TestEvent>();
     let n = 0;
     const fn = (): void => {
       n++;

@@ -1,14 +1,12 @@
 import { describe, expect, it } from "vitest";
 import { EventStream } from "./events.js";
-import type { TraceEvent } from "./events.js";
+import { packet as tlp, type DropEvent, type ForeignEvent, type PacketEvent, type TestEvent } from "./test-fixtures.js";
 import { Trace } from "./trace.js";
 import { TraceInputError } from "./errors.js";
 
-const tlp = (t: number): TraceEvent => ({ type: "tlp", t, device: "0000:01:00.0", path: "memory", access: "read", addr: t, len: 64 });
-
 describe("EventStream", () => {
   it("is inactive until someone records or subscribes", () => {
-    const s = new EventStream();
+    const s = new EventStream<TestEvent>();
     expect(s.active).toBe(false);
     const off = s.subscribe(() => undefined);
     expect(s.active).toBe(true);
@@ -19,8 +17,8 @@ describe("EventStream", () => {
   });
 
   it("delivers to subscribers and records only when recording", () => {
-    const s = new EventStream();
-    const got: TraceEvent[] = [];
+    const s = new EventStream<TestEvent>();
+    const got: TestEvent[] = [];
     s.subscribe((e) => got.push(e));
     s.emit(tlp(1));
     expect(got).toHaveLength(1);
@@ -31,7 +29,7 @@ describe("EventStream", () => {
   });
 
   it("keeps the most recent events in a bounded ring and counts drops", () => {
-    const s = new EventStream({ capacity: 3, record: true });
+    const s = new EventStream<TestEvent>({ capacity: 3, record: true });
     for (let t = 0; t < 5; t++) s.emit(tlp(t));
     expect(s.events().map((e) => e.t)).toEqual([2, 3, 4]);
     expect(s.dropped).toBe(2);
@@ -41,17 +39,40 @@ describe("EventStream", () => {
   });
 
   it("filters by type with the narrowed event shape", () => {
-    const s = new EventStream({ record: true });
+    const s = new EventStream<TestEvent>({ record: true });
     s.emit(tlp(1));
-    s.emit({ type: "iommu.fault", t: 2, unit: "iommu0", device: "d", iova: 4096, access: "write", reason: "permission" });
-    const faults = s.events("iommu.fault");
-    expect(faults).toHaveLength(1);
-    expect(faults[0]?.reason).toBe("permission");
+    s.emit({ type: "drop", t: 2, reason: "permission" });
+    const drops = s.events("drop");
+    expect(drops).toHaveLength(1);
+    expect(drops[0]?.reason).toBe("permission");
+    expect(s.events("packet").map((e) => e.addr)).toEqual([1]);
+  });
+
+  it("carries events of layers the holder does not know; a view widens the type, not the stream", () => {
+    const trace = new Trace<TestEvent>({ recordEvents: true });
+    const wide = trace.view<TestEvent | ForeignEvent>();
+    expect(wide).toBe(trace);
+    expect(wide.events.view<TestEvent>()).toBe(trace.events);
+    const seen: string[] = [];
+    trace.events.subscribe((e) => seen.push(e.type));
+    wide.events.emit<ForeignEvent>({ type: "foreign", t: 1, note: "from a layer above" });
+    trace.events.emit<PacketEvent>(tlp(2));
+    expect(seen).toEqual(["foreign", "packet"]);
+    expect(wide.events.events("foreign")).toEqual([{ type: "foreign", t: 1, note: "from a layer above" }]);
+    expect(trace.events.events("packet")).toEqual([tlp(2)]);
+  });
+
+  it("a plain Trace takes any layer's events (a layer emits its own through the shared stream)", () => {
+    const trace = new Trace({ recordEvents: true });
+    const holder: Trace = new Trace<TestEvent>();
+    trace.events.emit<DropEvent>({ type: "drop", t: 3, reason: "full" });
+    expect(trace.events.events()).toEqual([{ type: "drop", t: 3, reason: "full" }]);
+    expect(holder.events.events()).toEqual([]);
   });
 
   it("rejects a capacity that is not a positive integer", () => {
-    expect(() => new EventStream({ capacity: 0 })).toThrow(TraceInputError);
-    expect(() => new EventStream({ capacity: 1.5 })).toThrow(/capacity = 1.5/);
+    expect(() => new EventStream<TestEvent>({ capacity: 0 })).toThrow(TraceInputError);
+    expect(() => new EventStream<TestEvent>({ capacity: 1.5 })).toThrow(/capacity = 1.5/);
   });
 
   it("Trace bundles independent counters, clock and events per platform", () => {

@@ -1,35 +1,24 @@
 import { TraceInputError } from "./errors.js";
 
-export type Access = "read" | "write";
-export type FaultReason = "not-mapped" | "permission" | "blocked";
-export type InvalidationScope = "range" | "domain" | "global";
-export type FabricPath = "memory" | "peer-via-switch" | "peer-via-host-bridge";
-
 /**
- * Everything dmasim can report, as one discriminated union on `type`. Addresses are plain numbers here
- * (the trace layer sits below the packages that brand them). `t` is virtual time in nanoseconds.
+ * What every event has: a `type` naming it and `t`, virtual time in nanoseconds. This package names no
+ * event: each package declares the union of its own events in its `events.ts` (iommu's `IommuEvent`,
+ * pcie-p2p's `PcieP2pEvent`, dma's `DmaEvent`) and exports, as `TraceEvent`, the union of its own and those
+ * of the layers below it, the way it exports `Counter`.
  */
-export type TraceEvent =
-  /** A DMA API call: `B` when it starts and `E` when it returns, so exporters can draw slices. */
-  | { type: "api"; t: number; phase: "B" | "E"; name: string; device: string; result?: number }
-  | { type: "iommu.map"; t: number; unit: string; domain: number; iova: number; phys: number; size: number; prot: number }
-  | { type: "iommu.unmap"; t: number; unit: string; domain: number; iova: number; size: number; unmapped: number }
-  | { type: "iotlb.invalidate"; t: number; unit: string; scope: InvalidationScope; domain: number; iova: number; size: number }
-  | { type: "iotlb.sync-map"; t: number; unit: string; domain: number; iova: number; size: number }
-  | { type: "iommu.fault"; t: number; unit: string; device: string; iova: number; access: Access; reason: FaultReason }
-  | { type: "tlp"; t: number; device: string; path: FabricPath; access: Access; addr: number; len: number }
-  | { type: "unsupported-request"; t: number; device: string; access: Access; addr: number; len: number }
-  | { type: "swiotlb.bounce"; t: number; device: string; orig: number; slot: number; len: number; toDevice: boolean }
-  | { type: "flush-queue.flush"; t: number; cpu: number; entries: number; reason: "timeout" | "full" | "explicit" }
-  | { type: "dma-debug"; t: number; device: string; check: string; message: string };
+export interface TraceEventBase {
+  readonly type: string;
+  readonly t: number;
+}
 
-export type TraceEventType = TraceEvent["type"];
-export type TraceEventOf<K extends TraceEventType> = Extract<TraceEvent, { type: K }>;
-export type Subscriber = (event: TraceEvent) => void;
+/** The member of the union `E` whose `type` is `K`. */
+export type TraceEventOf<E extends TraceEventBase, K extends E["type"]> = Extract<E, { type: K }>;
+export type Subscriber<E extends TraceEventBase = TraceEventBase> = (event: E) => void;
 
 /** One subscription; `live` turns false when it is cancelled, even in the middle of a dispatch. */
-interface Subscription {
-  readonly fn: Subscriber;
+interface Subscription<E extends TraceEventBase> {
+  // Method syntax on purpose: it keeps `EventStream<Narrow>` assignable to a plain `EventStream`.
+  fn(event: E): void;
   live: boolean;
 }
 
@@ -37,9 +26,14 @@ interface Subscription {
  * A typed event stream with subscribers and a bounded ring buffer of the most recent events.
  * Producers check `active` before building an event object, so a platform nobody listens to pays one
  * boolean read per potential event and allocates nothing.
+ *
+ * `E` is the union of events the holder knows about. One stream carries the events of every layer of a
+ * platform, so a holder typed with the layers it sees may also meet events of layers above it: a
+ * subscriber narrows on `type` and lets the types it does not know pass. `view<F>()` is the same stream
+ * typed with another union (an upper layer widening the platform's, a producer naming its own).
  */
-export class EventStream {
-  readonly #ring: (TraceEvent | undefined)[];
+export class EventStream<E extends TraceEventBase = TraceEventBase> {
+  readonly #ring: (E | undefined)[];
   #head = 0;
   #size = 0;
   #recording: boolean;
@@ -49,7 +43,7 @@ export class EventStream {
    * the next event, not the current one; one that is cancelled is not called again, not even for the
    * event being dispatched.
    */
-  #subscribers: readonly Subscription[] = [];
+  #subscribers: readonly Subscription<E>[] = [];
   #dropped = 0;
   /** True when someone records or listens: producers skip building events otherwise. */
   active: boolean;
@@ -59,7 +53,7 @@ export class EventStream {
     if (!Number.isSafeInteger(capacity) || capacity < 1) {
       throw new TraceInputError("capacity", capacity, "a positive integer number of events");
     }
-    this.#ring = new Array<TraceEvent | undefined>(capacity);
+    this.#ring = new Array<E | undefined>(capacity);
     this.#recording = options.record ?? false;
     this.active = this.#recording;
   }
@@ -78,7 +72,12 @@ export class EventStream {
     this.#refresh();
   }
 
-  emit(event: TraceEvent): void {
+  /**
+   * Delivers `event` to every subscriber and records it when recording. A producer names its own union
+   * (`events.emit<IommuEvent>({ ... })`) so the compiler checks the event against it.
+   */
+  // eslint-disable-next-line @typescript-eslint/no-unnecessary-type-parameters -- F is for the caller to name
+  emit<F extends E>(event: F): void {
     if (this.#recording) {
       const cap = this.#ring.length;
       this.#ring[(this.#head + this.#size) % cap] = event;
@@ -92,8 +91,8 @@ export class EventStream {
   }
 
   /** Calls `fn` for every later event; returns the function that unsubscribes. */
-  subscribe(fn: Subscriber): () => void {
-    const sub: Subscription = { fn, live: true };
+  subscribe(fn: Subscriber<E>): () => void {
+    const sub: Subscription<E> = { fn, live: true };
     this.#subscribers = [...this.#subscribers, sub];
     this.#refresh();
     return () => {
@@ -105,16 +104,24 @@ export class EventStream {
   }
 
   /** The recorded events, oldest first; optionally only those of one type. */
-  events(): TraceEvent[];
-  events<K extends TraceEventType>(type: K): TraceEventOf<K>[];
-  events(type?: TraceEventType): TraceEvent[] {
-    const out: TraceEvent[] = [];
+  events(): E[];
+  events<K extends E["type"]>(type: K): TraceEventOf<E, K>[];
+  events(type?: string): E[] {
+    const out: E[] = [];
     const cap = this.#ring.length;
     for (let i = 0; i < this.#size; i++) {
       const e = this.#ring[(this.#head + i) % cap];
       if (e !== undefined && (type === undefined || e.type === type)) out.push(e);
     }
     return out;
+  }
+
+  /**
+   * This stream typed as carrying `F`: no copy and no check, only the name the caller reads it by. An
+   * upper layer views the platform's stream with the union of the layers it knows (`DmaKernel.trace`).
+   */
+  view<F extends TraceEventBase>(): EventStream<F> {
+    return this as unknown as EventStream<F>;
   }
 
   clear(): void {

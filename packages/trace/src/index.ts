@@ -3,16 +3,7 @@ export type { CounterBlock, CounterIndex, CounterValues } from "./counters.js";
 export { VirtualClock } from "./clock.js";
 export type { TimerHandle } from "./clock.js";
 export { EventStream } from "./events.js";
-export type {
-  Access,
-  FabricPath,
-  FaultReason,
-  InvalidationScope,
-  Subscriber,
-  TraceEvent,
-  TraceEventOf,
-  TraceEventType,
-} from "./events.js";
+export type { Subscriber, TraceEventBase, TraceEventOf } from "./events.js";
 export { Trace } from "./trace.js";
 export { FAULT_ATTR_RULES, FaultAttr, FaultInjection } from "./fault-inject.js";
 export type { FaultAttrOptions, FaultInjectOptions } from "./fault-inject.js";

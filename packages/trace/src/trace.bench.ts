@@ -3,6 +3,7 @@ import { Counters, defineCounters } from "./counters.js";
 
 const Counter = defineCounters(8, ["PteWrites", "IotlbHits"]);
 import { EventStream } from "./events.js";
+import type { TestEvent } from "./test-fixtures.js";
 
 describe("counters and events on a hot path", () => {
   const counters = new Counters();
@@ -10,14 +11,14 @@ describe("counters and events on a hot path", () => {
     counters.add(Counter.PteWrites);
   });
 
-  const quiet = new EventStream();
+  const quiet = new EventStream<TestEvent>();
   bench("event site with nobody listening (one boolean read)", () => {
-    if (quiet.active) quiet.emit({ type: "tlp", t: 0, device: "d", path: "memory", access: "read", addr: 0, len: 64 });
+    if (quiet.active) quiet.emit({ type: "packet", t: 0, device: "d", addr: 0, len: 64 });
   });
 
-  const recording = new EventStream({ capacity: 4096, record: true });
+  const recording = new EventStream<TestEvent>({ capacity: 4096, record: true });
   bench("event emitted into a recording ring", () => {
-    if (recording.active) recording.emit({ type: "tlp", t: 0, device: "d", path: "memory", access: "read", addr: 0, len: 64 });
+    if (recording.active) recording.emit({ type: "packet", t: 0, device: "d", addr: 0, len: 64 });
   });
 
   bench("snapshot + diff of every counter", () => {

@@ -1,6 +1,6 @@
 import { VirtualClock } from "./clock.js";
 import { Counters } from "./counters.js";
-import { EventStream } from "./events.js";
+import { EventStream, type TraceEventBase } from "./events.js";
 import { FaultInjection } from "./fault-inject.js";
 
 /**
@@ -8,11 +8,15 @@ import { FaultInjection } from "./fault-inject.js";
  * fault-injection sites.
  * Hardware and kernel objects take a `Trace` in their constructor rather than reaching for a global,
  * so two platforms in one process never mix their numbers.
+ *
+ * `E` is the union of events the holder knows (see `EventStream`): a layer takes a plain `Trace` and
+ * emits its own events; the object that builds a platform or a kernel types it with the union of the layers
+ * it knows (`Platform.trace`, `DmaKernel.trace`), so readers of `trace.events` get typed events.
  */
-export class Trace {
+export class Trace<E extends TraceEventBase = TraceEventBase> {
   readonly counters: Counters;
   readonly clock: VirtualClock;
-  readonly events: EventStream;
+  readonly events: EventStream<E>;
   /** Fault-injection sites (all unarmed until configured): the kernel's fail_* debugfs attributes. */
   readonly faults: FaultInjection;
 
@@ -22,7 +26,12 @@ export class Trace {
     const streamOptions: { capacity?: number; record?: boolean } = {};
     if (options.eventCapacity !== undefined) streamOptions.capacity = options.eventCapacity;
     if (options.recordEvents !== undefined) streamOptions.record = options.recordEvents;
-    this.events = new EventStream(streamOptions);
+    this.events = new EventStream<E>(streamOptions);
     this.faults = new FaultInjection();
+  }
+
+  /** This trace with its events typed as `F` (the same object: see `EventStream.view`). */
+  view<F extends TraceEventBase>(): Trace<F> {
+    return this as unknown as Trace<F>;
   }
 }

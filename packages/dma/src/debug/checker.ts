@@ -1,4 +1,5 @@
 import { Counter } from "../counters.js";
+import type { DmaEvent } from "../events.js";
 import type { Trace } from "@dmasim/trace";
 import {
   CACHELINE_SIZE,
@@ -124,7 +125,7 @@ export class DmaDebugChecker {
     const report: DmaDebugReport = { check, device, message, t: this.#trace.clock.now };
     this.#reports.push(report);
     this.#trace.counters.add(Counter.DmaDebugErrors);
-    if (this.#trace.events.active) this.#trace.events.emit({ type: "dma-debug", t: report.t, device, check, message });
+    if (this.#trace.events.active) this.#trace.events.emit<DmaEvent>({ type: "dma-debug", t: report.t, device, check, message });
     if (this.mode === "throw") throw new DmaDebugError(report);
   }
 

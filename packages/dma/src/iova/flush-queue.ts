@@ -1,5 +1,6 @@
 import { type TimerHandle, type Trace } from "@dmasim/trace";
 import { Counter } from "../counters.js";
+import type { DmaEvent } from "../events.js";
 import { IOVA_FQ_SIZE, IOVA_FQ_TIMEOUT_NS } from "./constants.js";
 import type { IovaDomain } from "./domain.js";
 import { checkCount, checkCpu, IovaError } from "./errors.js";
@@ -182,7 +183,7 @@ export class FlushQueue {
   #emit(cpu: number, entries: number, reason: FlushReason): void {
     const events = this.#trace.events;
     if (events.active) {
-      events.emit({ type: "flush-queue.flush", t: this.#trace.clock.now, cpu, entries, reason });
+      events.emit<DmaEvent>({ type: "flush-queue.flush", t: this.#trace.clock.now, cpu, entries, reason });
     }
   }
 }

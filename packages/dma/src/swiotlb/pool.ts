@@ -1,6 +1,7 @@
 import type { PhysAddr, PhysicalMemory } from "@dmasim/memory";
 import { hex, type FaultAttr, type Trace } from "@dmasim/trace";
 import { Counter } from "../counters.js";
+import type { DmaEvent } from "../events.js";
 import { DMA_ATTR_SKIP_CPU_SYNC, DMA_MAPPING_ERROR, DmaDirection, PAGE_SIZE } from "../constants.js";
 import { checkAttrs, checkDir } from "../validate.js";
 import { FAIL_SWIOTLB, IO_TLB_DEFAULT_SIZE, IO_TLB_SEGMENT_BYTES, IO_TLB_SEGSIZE, IO_TLB_SHIFT, IO_TLB_SIZE, nrSlots } from "./constants.js";
@@ -392,7 +393,7 @@ export class SwiotlbPool {
     this.trace.counters.add(Counter.SwiotlbBounceBytes, size);
     const events = this.trace.events;
     if (events.active) {
-      events.emit({ type: "swiotlb.bounce", t: this.trace.clock.now, device: dev.name, orig, slot: tlbAddr, len: size, toDevice });
+      events.emit<DmaEvent>({ type: "swiotlb.bounce", t: this.trace.clock.now, device: dev.name, orig, slot: tlbAddr, len: size, toDevice });
     }
   }
 
