@@ -30,7 +30,7 @@ export {
 } from "./dma-buf.js";
 export type { DmaBufAttachOps, DmaBufExportInfo, DmaBufOps } from "./dma-buf.js";
 export { dmaBufFreeSgt, dmaBufPhysVecToSgt } from "./mapping-helpers.js";
-export type { DmaBufPhysVec } from "./mapping-helpers.js";
+export type { DmaBufPhysVec, PhysVecToSgtFlavour } from "./mapping-helpers.js";
 export {
   DmaBufPhysList,
   DmaBufPhysListDma,
@@ -43,3 +43,8 @@ export {
 } from "./phys-list.js";
 export { dmaBufDeviceRead, dmaBufDeviceWrite } from "./device-access.js";
 export type { DmaBufDeviceMapping } from "./device-access.js";
+export { SystemHeap } from "./exporters/system-heap.js";
+export { GpuVramExporter } from "./exporters/gpu-vram.js";
+export type { GpuPlacement, GpuVramOptions } from "./exporters/gpu-vram.js";
+export { VFIO_PCI_ROM_REGION_INDEX, VfioPciCoreDevice } from "./exporters/vfio-pci.js";
+export type { VfioDeviceFeatureDmaBuf, VfioRegionDmaRange, VfioRevokeResult } from "./exporters/vfio-pci.js";
