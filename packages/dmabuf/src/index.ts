@@ -48,3 +48,5 @@ export { GpuVramExporter } from "./exporters/gpu-vram.js";
 export type { GpuPlacement, GpuVramOptions } from "./exporters/gpu-vram.js";
 export { VFIO_PCI_ROM_REGION_INDEX, VfioPciCoreDevice } from "./exporters/vfio-pci.js";
 export type { VfioDeviceFeatureDmaBuf, VfioRegionDmaRange, VfioRevokeResult } from "./exporters/vfio-pci.js";
+export { DmaBufImporter } from "./importer.js";
+export type { DmaBufImporterOptions } from "./importer.js";

@@ -45,3 +45,14 @@ export function pattern(len: number, seed = 1): Uint8Array {
   for (let i = 0; i < len; i++) out[i] = (i * 31 + seed * 7 + (i >>> 12)) & 0xff;
   return out;
 }
+
+/**
+ * The index of the first byte where `got` differs from `want` (-1 when equal; the shorter length when
+ * only the lengths differ). `expect(...).toEqual` on megabytes of typed array takes minutes.
+ */
+export function firstDiff(got: Uint8Array | number | undefined, want: Uint8Array): number {
+  if (!(got instanceof Uint8Array)) return -2;
+  const n = Math.min(got.length, want.length);
+  for (let i = 0; i < n; i++) if (got[i] !== want[i]) return i;
+  return got.length === want.length ? -1 : n;
+}
