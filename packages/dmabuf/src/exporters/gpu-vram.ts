@@ -22,6 +22,8 @@ export interface GpuVramOptions {
   /** The GPU's BDF; its BAR `bar` is the VRAM window, registered as a p2pdma provider. */
   readonly bdf: string;
   readonly bar?: number;
+  /** VRAM the exporter manages, from the start of the BAR (default: the whole BAR). */
+  readonly vramBytes?: number;
   /** Migration and allocation granule (a TTM resource block); default 2 MiB. */
   readonly blockBytes?: number;
   /**
@@ -77,7 +79,9 @@ export class GpuVramExporter {
     if (!Number.isFinite(rate) || rate <= 0) throw new DmaBufInputError(fn, "options.copyBytesPerNs", rate, "bytes per ns > 0");
     this.system = system;
     this.bdf = options.bdf;
-    this.provider = system.kernel.platform.addP2pdmaProvider(options.bdf, options.bar ?? 0);
+    const vram = options.vramBytes;
+    if (vram !== undefined && (!Number.isSafeInteger(vram) || vram < block || vram % PAGE_SIZE !== 0)) throw new DmaBufInputError(fn, "options.vramBytes", vram, "a multiple of the page size of at least one block");
+    this.provider = system.kernel.platform.addP2pdmaProvider(options.bdf, options.bar ?? 0, vram === undefined ? {} : { size: vram });
     this.blockBytes = block;
     this.copyBytesPerNs = rate;
     this.nBlocks = Math.floor(this.provider.size / block);
