@@ -1,0 +1,24 @@
+import { combineCounters, defineCounters } from "@dmasim/trace";
+import { Counter as DmaLayerCounter } from "@dmasim/dma";
+
+/**
+ * The dma-buf layer's counters, at indices 108..127 of the counter array (the dma block ends at 67;
+ * 68..107 are left to the layers between).
+ */
+export const DmaBufCounter = defineCounters(108, [
+  "DmaBufExports",
+  "DmaBufAttaches",
+  "DmaBufMaps",
+  "DmaBufUnmaps",
+  "DmaBufInvalidations",
+  "DmaBufFenceWaits",
+  "DmaBufFenceWaitNs",
+  "DmaBufMigrations",
+  "DmaBufMigratedBytes",
+  "DmaBufRevokes",
+  "DmaBufDebugErrors",
+  "DmaBufPhysListBytes",
+]);
+
+/** Every counter the dma-buf layer sees: the layers below and its own block. */
+export const Counter = combineCounters(DmaLayerCounter, DmaBufCounter);

@@ -1,0 +1,294 @@
+import {
+  DMA_ATTR_MMIO,
+  DMA_IOVA_STATE_BYTES,
+  DMA_MAPPING_ERROR,
+  DmaDevice,
+  DmaDirection,
+  DmaIovaState,
+  dmaIovaDestroy,
+  dmaIovaFree,
+  dmaIovaLink,
+  dmaIovaSync,
+  dmaIovaTryAlloc,
+  dmaIovaUnlink,
+  dmaMapPhys,
+  dmaUnmapPhys,
+} from "@dmasim/dma";
+import type { DmaMemoryKind } from "@dmasim/dma";
+import { PciP2pdmaMapType } from "@dmasim/pcie-p2p";
+import type { P2pdmaProvider } from "@dmasim/pcie-p2p";
+import { DmaBufErrno } from "./constants.js";
+import { DmaBufCounter } from "./counters.js";
+import { DmaBufInputError, DmaBufStateError } from "./errors.js";
+
+/**
+ * dmasim's mapping type without a scatterlist, in the compact form the seed discussion proposed: a list
+ * of physical ranges (struct dma_buf_phys_vec: paddr + len, 16 bytes each), one bit per range saying
+ * "P2P memory of the buffer's provider" (the kernel encoding would fold it into the low bit of a
+ * page-aligned length, so it costs no byte), and one `p2pdma_provider` for the whole buffer. Unlike the
+ * 2026 upstream PAL type (iommufd only, MMIO only), any importer takes it and a buffer may mix RAM and
+ * P2P ranges. dmasim keeps the bit in a bitmap to keep the lengths readable.
+ */
+export class DmaBufPhysList {
+  readonly nrRanges: number;
+  readonly phys: Float64Array;
+  readonly len: Float64Array;
+  /** One bit per range: set when the range is P2P memory of `provider`. */
+  readonly p2pBits: Uint32Array;
+  readonly provider: P2pdmaProvider | undefined;
+  #size = 0;
+  /** @internal importer DMA mappings of this list not yet unmapped. */
+  dmaMappings = 0;
+
+  /** @internal use dmaBufPhysListAlloc. */
+  constructor(nrRanges: number, provider: P2pdmaProvider | undefined) {
+    this.nrRanges = nrRanges;
+    this.phys = new Float64Array(nrRanges);
+    this.len = new Float64Array(nrRanges);
+    this.p2pBits = new Uint32Array(Math.ceil(nrRanges / 32));
+    this.provider = provider;
+  }
+
+  /** Total bytes of the ranges set so far. */
+  get size(): number {
+    return this.#size;
+  }
+
+  isP2p(i: number): boolean {
+    return ((this.p2pBits[i >>> 5] ?? 0) & (1 << (i & 31))) !== 0;
+  }
+
+  /**
+   * Bytes of metadata the kernel encoding would cost: a header (total length and the provider
+   * pointer) and 16 bytes per range (the P2P bit inside the length).
+   */
+  get metadataBytes(): number {
+    return physListBytes(this.nrRanges);
+  }
+
+  /** @internal */
+  addSize(n: number): void {
+    this.#size += n;
+  }
+}
+
+/** Metadata bytes of a list of `n` ranges (header of 16 bytes + 16 per range). */
+export function physListBytes(n: number): number {
+  return 16 + 16 * n;
+}
+
+/** Allocates a list of `nrRanges` empty ranges whose P2P ranges all belong to `provider`. */
+export function dmaBufPhysListAlloc(nrRanges: number, provider: P2pdmaProvider | undefined): DmaBufPhysList {
+  const fn = "dma_buf_phys_list_alloc";
+  if (!Number.isSafeInteger(nrRanges) || nrRanges <= 0) throw new DmaBufInputError(fn, "nrRanges", nrRanges, "a count > 0");
+  if (provider !== undefined && ((provider as unknown) === null || typeof (provider as unknown) !== "object" || typeof (provider as { busOffset?: unknown }).busOffset !== "number")) {
+    throw new DmaBufInputError(fn, "provider", provider, "a P2pdmaProvider or undefined");
+  }
+  return new DmaBufPhysList(nrRanges, provider);
+}
+
+/**
+ * Sets range `i`: [phys, phys+len), P2P memory of the list's provider when `p2p`. A P2P range must lie
+ * inside the provider; a list without a provider has no P2P range.
+ */
+export function dmaBufPhysListSet(list: DmaBufPhysList, i: number, phys: number, len: number, p2p: boolean): void {
+  const fn = "dma_buf_phys_list_set";
+  if (!(list instanceof DmaBufPhysList)) throw new DmaBufInputError(fn, "list", list, "a DmaBufPhysList");
+  if (!Number.isSafeInteger(i) || i < 0 || i >= list.nrRanges) throw new DmaBufInputError(fn, "i", i, `a range index 0..${list.nrRanges - 1}`);
+  if (!Number.isSafeInteger(phys) || phys < 0) throw new DmaBufInputError(fn, "phys", phys, "a physical address");
+  if (!Number.isSafeInteger(len) || len <= 0 || !Number.isSafeInteger(phys + len)) throw new DmaBufInputError(fn, "len", len, "a length > 0 with phys + len a safe integer");
+  if (p2p) {
+    const pr = list.provider;
+    if (pr === undefined) throw new DmaBufInputError(fn, "p2p", p2p, "false: the list has no P2P provider");
+    if (phys < pr.phys || phys + len > pr.phys + pr.size) throw new DmaBufInputError(fn, "phys", phys, `a range inside the provider [${pr.phys}, ${pr.phys + pr.size})`);
+  }
+  list.addSize(len - (list.len[i] ?? 0));
+  list.phys[i] = phys;
+  list.len[i] = len;
+  const w = i >>> 5;
+  const bit = 1 << (i & 31);
+  list.p2pBits[w] = p2p ? (list.p2pBits[w] ?? 0) | bit : (list.p2pBits[w] ?? 0) & ~bit;
+}
+
+/** How an importer reached each range. */
+export const PhysListDmaMode = { IOVA: 0, BUS_ADDR: 1, DIRECT: 2 } as const;
+export type PhysListDmaMode = (typeof PhysListDmaMode)[keyof typeof PhysListDmaMode];
+
+/**
+ * An importer's own DMA mapping of a physical-range list: one IOVA for every range that needs one
+ * (RAM behind the device's IOMMU, P2P through the host bridge), bus addresses for P2P through a switch,
+ * dma_map_phys per range for a device without an IOMMU.
+ */
+export class DmaBufPhysListDma {
+  readonly dev: DmaDevice;
+  readonly list: DmaBufPhysList;
+  readonly dir: DmaDirection;
+  readonly state: DmaIovaState | undefined;
+  /** Bytes linked into `state`. */
+  readonly iovaLen: number;
+  /** The DMA address of each range's first byte. */
+  readonly dmaAddr: Float64Array;
+  readonly mode: Uint8Array;
+  /** The memory kind of each range, in dmaClassifyRange's vocabulary. */
+  readonly kinds: readonly DmaMemoryKind[];
+  #unmapped = false;
+
+  /** @internal use dmaBufPhysListDmaMap. */
+  constructor(dev: DmaDevice, list: DmaBufPhysList, dir: DmaDirection, state: DmaIovaState | undefined, iovaLen: number, dmaAddr: Float64Array, mode: Uint8Array, kinds: DmaMemoryKind[]) {
+    this.dev = dev;
+    this.list = list;
+    this.dir = dir;
+    this.state = state;
+    this.iovaLen = iovaLen;
+    this.dmaAddr = dmaAddr;
+    this.mode = mode;
+    this.kinds = kinds;
+  }
+
+  get unmapped(): boolean {
+    return this.#unmapped;
+  }
+
+  /** Bookkeeping bytes the importer keeps (a dma_iova_state and a dma_addr_t per range). */
+  get bookkeepingBytes(): number {
+    return (this.state === undefined ? 0 : DMA_IOVA_STATE_BYTES) + 8 * this.list.nrRanges;
+  }
+
+  /** @internal */
+  markUnmapped(): void {
+    this.#unmapped = true;
+  }
+}
+
+/**
+ * The memory kind of each range from the list's bit and its one provider: one pci_p2pdma_map_type
+ * decision per buffer, no page-descriptor lookup per page (the point of the compact form).
+ */
+function kindsOf(dev: DmaDevice, list: DmaBufPhysList): DmaMemoryKind[] | number {
+  let p2pKind: DmaMemoryKind | undefined;
+  const kinds: DmaMemoryKind[] = new Array<DmaMemoryKind>(list.nrRanges);
+  for (let i = 0; i < list.nrRanges; i++) {
+    if (!list.isP2p(i)) {
+      kinds[i] = "normal";
+      continue;
+    }
+    if (p2pKind === undefined) {
+      const provider = list.provider;
+      const type = provider === undefined ? PciP2pdmaMapType.NOT_SUPPORTED : dev.kernel.platform.pciP2pdmaMapType(provider, dev.bdf);
+      p2pKind = type === PciP2pdmaMapType.BUS_ADDR ? "p2p-bus-addr" : type === PciP2pdmaMapType.THRU_HOST_BRIDGE ? "p2p-host-bridge" : "p2p-not-supported";
+    }
+    if (p2pKind === "p2p-not-supported") return -DmaBufErrno.EINVAL;
+    kinds[i] = p2pKind;
+  }
+  return kinds;
+}
+
+/**
+ * The importer maps a physical-range list with the two-step API itself: one dma_iova_try_alloc for all
+ * ranges that need an IOVA, a dma_iova_link per range at its running offset (DMA_ATTR_MMIO for P2P
+ * through the host bridge), one dma_iova_sync; bus addresses for P2P through a switch; dma_map_phys per
+ * range without an IOMMU. Returns -EINVAL when the device cannot reach the provider, -ENOMEM when the
+ * IOVA space is exhausted, or the link's errno; a failure unwinds everything.
+ */
+export function dmaBufPhysListDmaMap(dev: DmaDevice, list: DmaBufPhysList, dir: DmaDirection): DmaBufPhysListDma | number {
+  const fn = "dma_buf_phys_list_dma_map";
+  if (!(dev instanceof DmaDevice)) throw new DmaBufInputError(fn, "dev", dev, "a DmaDevice");
+  if (!(list instanceof DmaBufPhysList)) throw new DmaBufInputError(fn, "list", list, "a DmaBufPhysList");
+  if (dir !== DmaDirection.BIDIRECTIONAL && dir !== DmaDirection.TO_DEVICE && dir !== DmaDirection.FROM_DEVICE) {
+    throw new DmaBufInputError(fn, "dir", dir, "DmaDirection.BIDIRECTIONAL, TO_DEVICE or FROM_DEVICE");
+  }
+  const n = list.nrRanges;
+  for (let i = 0; i < n; i++) if ((list.len[i] ?? 0) === 0) throw new DmaBufInputError(fn, "list", `range ${i}`, "a list whose every range was set");
+  const kinds = kindsOf(dev, list);
+  if (typeof kinds === "number") return kinds;
+  const dmaAddr = new Float64Array(n);
+  const mode = new Uint8Array(n);
+  const iommu = dev.ops === "iommu";
+  let iovaLen = 0;
+  let first = -1;
+  for (let i = 0; i < n; i++) {
+    const k = kinds[i];
+    if (k === "p2p-bus-addr") {
+      mode[i] = PhysListDmaMode.BUS_ADDR;
+      dmaAddr[i] = (list.phys[i] ?? 0) + (list.provider?.busOffset ?? 0);
+    } else if (iommu) {
+      mode[i] = PhysListDmaMode.IOVA;
+      if (first < 0) first = i;
+      iovaLen += list.len[i] ?? 0;
+    } else {
+      mode[i] = PhysListDmaMode.DIRECT;
+    }
+  }
+  let state: DmaIovaState | undefined;
+  if (iovaLen > 0) {
+    state = new DmaIovaState();
+    if (!dmaIovaTryAlloc(dev, state, list.phys[first] ?? 0, iovaLen)) return -DmaBufErrno.ENOMEM;
+    let off = 0;
+    for (let i = 0; i < n; i++) {
+      if (mode[i] !== PhysListDmaMode.IOVA) continue;
+      const len = list.len[i] ?? 0;
+      const err = dmaIovaLink(dev, state, list.phys[i] ?? 0, off, len, dir, kinds[i] === "p2p-host-bridge" ? DMA_ATTR_MMIO : 0);
+      if (err !== 0) {
+        unlinkIova(dev, state, list, mode, kinds, off, dir);
+        return err;
+      }
+      dmaAddr[i] = state.addr + off;
+      off += len;
+    }
+    dmaIovaSync(dev, state, 0, iovaLen);
+  }
+  for (let i = 0; i < n; i++) {
+    if (mode[i] !== PhysListDmaMode.DIRECT) continue;
+    const a = dmaMapPhys(dev, list.phys[i] ?? 0, list.len[i] ?? 0, dir, kinds[i] === "p2p-host-bridge" ? DMA_ATTR_MMIO : 0);
+    if (a === DMA_MAPPING_ERROR) {
+      for (let j = 0; j < i; j++) if (mode[j] === PhysListDmaMode.DIRECT) dmaUnmapPhys(dev, dmaAddr[j] ?? 0, list.len[j] ?? 0, dir, kinds[j] === "p2p-host-bridge" ? DMA_ATTR_MMIO : 0);
+      if (state !== undefined) unlinkIova(dev, state, list, mode, kinds, iovaLen, dir);
+      return -DmaBufErrno.ENOMEM;
+    }
+    dmaAddr[i] = a;
+  }
+  list.dmaMappings++;
+  dev.kernel.trace.counters.add(DmaBufCounter.DmaBufPhysListBytes, list.metadataBytes);
+  return new DmaBufPhysListDma(dev, list, dir, state, iovaLen, dmaAddr, mode, kinds);
+}
+
+/**
+ * Undoes the IOVA links of [0, mappedLen): one dma_iova_destroy when every linked range has the same
+ * attributes (one IOTLB invalidation), otherwise an unlink per range and dma_iova_free.
+ */
+function unlinkIova(dev: DmaDevice, state: DmaIovaState, list: DmaBufPhysList, mode: Uint8Array, kinds: readonly DmaMemoryKind[], mappedLen: number, dir: DmaDirection): void {
+  let mixed = false;
+  let attrs = -1;
+  for (let i = 0, off = 0; i < list.nrRanges && off < mappedLen; i++) {
+    if (mode[i] !== PhysListDmaMode.IOVA) continue;
+    const a = kinds[i] === "p2p-host-bridge" ? DMA_ATTR_MMIO : 0;
+    if (attrs >= 0 && a !== attrs) mixed = true;
+    attrs = a;
+    off += list.len[i] ?? 0;
+  }
+  if (!mixed) {
+    dmaIovaDestroy(dev, state, mappedLen, dir, Math.max(attrs, 0));
+    return;
+  }
+  for (let i = 0, off = 0; i < list.nrRanges && off < mappedLen; i++) {
+    if (mode[i] !== PhysListDmaMode.IOVA) continue;
+    const len = list.len[i] ?? 0;
+    dmaIovaUnlink(dev, state, off, len, dir, kinds[i] === "p2p-host-bridge" ? DMA_ATTR_MMIO : 0);
+    off += len;
+  }
+  dmaIovaFree(dev, state);
+}
+
+/** Undoes dmaBufPhysListDmaMap. */
+export function dmaBufPhysListDmaUnmap(m: DmaBufPhysListDma): void {
+  const fn = "dma_buf_phys_list_dma_unmap";
+  if (!(m instanceof DmaBufPhysListDma)) throw new DmaBufInputError(fn, "m", m, "a DmaBufPhysListDma from dmaBufPhysListDmaMap");
+  if (m.unmapped) throw new DmaBufStateError("EINVAL", `${fn}: this mapping of ${m.dev.bdf} was unmapped already`);
+  const { dev, list, mode, kinds, dir } = m;
+  for (let i = 0; i < list.nrRanges; i++) {
+    if (mode[i] === PhysListDmaMode.DIRECT) dmaUnmapPhys(dev, m.dmaAddr[i] ?? 0, list.len[i] ?? 0, dir, kinds[i] === "p2p-host-bridge" ? DMA_ATTR_MMIO : 0);
+  }
+  if (m.state !== undefined) unlinkIova(dev, m.state, list, mode, kinds, m.iovaLen, dir);
+  m.markUnmapped();
+  list.dmaMappings--;
+}
