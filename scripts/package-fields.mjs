@@ -8,7 +8,7 @@ import { join } from "node:path";
 import { ROOT, workspaces } from "./workspace.mjs";
 
 /** `files` of a published package: built code and sources (for source maps), none of the test material. */
-export const FILES = ["dist", "src", "!**/*.tsbuildinfo", "!src/**/*.test.ts", "!src/**/*.bench.ts", "!src/**/test-*.ts", "!src/**/fixtures/**"];
+export const FILES = ["dist", "src/**/*.ts", "!**/*.tsbuildinfo", "!src/**/*.test.ts", "!src/**/*.bench.ts", "!src/**/test-*.ts", "!src/**/fixtures/**"];
 /** `pnpm pack` and `pnpm publish` build first and refuse a package whose entry points are not there. */
 export const PREPACK = "pnpm run build && node ../../scripts/check-dist.mjs";
 

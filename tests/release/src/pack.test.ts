@@ -1,0 +1,61 @@
+// `pnpm pack` of every published package, as the registry would receive it: the tarball builds first
+// (prepack), carries every file the manifest points at and no build info or test material, and passes
+// `publint --strict` and `attw --profile esm-only` (the tarball is what attw's --pack would make).
+import { mkdtempSync, readFileSync, readdirSync, rmSync } from "node:fs";
+import { tmpdir } from "node:os";
+import { join } from "node:path";
+import { publint } from "publint";
+import { formatMessage } from "publint/utils";
+import { afterAll, beforeAll, describe, expect, it } from "vitest";
+import { mapLimit, run, said } from "./run.js";
+import type { Ran } from "./run.js";
+import { entryFiles, publishedWorkspaces, ROOT } from "./workspace.js";
+
+const published = publishedWorkspaces();
+const dest = mkdtempSync(join(tmpdir(), "dmasim-pack-"));
+const packed = new Map<string, { ran: Ran; tarball: string | undefined }>();
+const attw = join(ROOT, "tests/release/node_modules/.bin/attw");
+
+beforeAll(async () => {
+  await mapLimit(published, 2, async (w) => {
+    const ran = await run("pnpm", ["pack", "--pack-destination", dest], w.dir);
+    // pnpm's name for it: the scope's "@" dropped, "/" as "-" (two packs run at once, so not "the new file").
+    const tarball = `${w.pkg.name.replace(/^@/, "").replace("/", "-")}-${w.pkg.version}.tgz`;
+    packed.set(w.pkg.name, { ran, tarball: ran.status === 0 && readdirSync(dest).includes(tarball) ? join(dest, tarball) : undefined });
+  });
+}, 600_000);
+
+afterAll(() => {
+  rmSync(dest, { recursive: true, force: true });
+});
+
+function tarballOf(name: string): string {
+  const p = packed.get(name);
+  if (p?.tarball === undefined) throw new Error(`${name}: pnpm pack made no tarball: ${p === undefined ? "" : said(p.ran)}`);
+  return p.tarball;
+}
+
+describe.each(published.map((w) => [w.pkg.name, w] as const))("%s", (name, w) => {
+  it("packs a tarball with every entry point and no build info or test material", async () => {
+    const list = await run("tar", ["tzf", tarballOf(name)], dest);
+    expect(list.status, said(list)).toBe(0);
+    const files = list.stdout.split("\n").filter((f) => f !== "").map((f) => f.replace(/^package\//, ""));
+    for (const entry of entryFiles(w.pkg)) expect(files, `${name} ships ${entry}`).toContain(entry);
+    expect(files.filter((f) => f.startsWith("dist/")).length).toBeGreaterThan(0);
+    expect(files.filter((f) => /\.tsbuildinfo$|\.test\.ts$|\.bench\.ts$|(^|\/)test-[^/]*\.ts$|(^|\/)fixtures\//.test(f))).toEqual([]);
+    const manifest = JSON.parse(readFileSync(join(w.dir, "package.json"), "utf8")) as { version: string };
+    expect(files).toContain("package.json");
+    expect(manifest.version).toMatch(/^\d+\.\d+\.\d+/);
+  });
+
+  it("passes publint --strict", async () => {
+    const tarball = readFileSync(tarballOf(name));
+    const { messages, pkg } = await publint({ pack: { tarball: tarball.buffer.slice(tarball.byteOffset, tarball.byteOffset + tarball.byteLength) }, strict: true, level: "suggestion" });
+    expect(messages.map((m) => `${m.type}: ${formatMessage(m, pkg) ?? m.code}`)).toEqual([]);
+  });
+
+  it("passes attw --profile esm-only", async () => {
+    const r = await run(attw, [tarballOf(name), "--profile", "esm-only", "--format", "ascii", "--no-color"], dest);
+    expect(r.status, said(r)).toBe(0);
+  });
+});
