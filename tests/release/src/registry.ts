@@ -67,8 +67,8 @@ export async function startRegistry(dir: string): Promise<Registry> {
   const bin = join(ROOT, "tests/release/node_modules/verdaccio/bin/verdaccio");
   const child = spawn(process.execPath, [bin, "--config", config, "--listen", `127.0.0.1:${port}`], { stdio: ["ignore", "pipe", "pipe"] });
   let log = "";
-  child.stdout?.setEncoding("utf8").on("data", (d: string) => (log += d));
-  child.stderr?.setEncoding("utf8").on("data", (d: string) => (log += d));
+  child.stdout.setEncoding("utf8").on("data", (d: string) => (log += d));
+  child.stderr.setEncoding("utf8").on("data", (d: string) => (log += d));
   const onExit = (): void => {
     child.kill("SIGKILL");
   };
