@@ -1,6 +1,8 @@
 // `pnpm pack` of every published package, as the registry would receive it: the tarball builds first
 // (prepack), carries every file the manifest points at and no build info or test material, and passes
 // `publint --strict` and `attw --profile esm-only` (the tarball is what attw's --pack would make).
+// Then, on that build, the checked-in API reports (<package>/api/*.api.md) must match the declarations,
+// so a change to a public signature cannot land without a change to a report that a reviewer sees.
 import { mkdtempSync, readFileSync, readdirSync, rmSync } from "node:fs";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
@@ -58,4 +60,11 @@ describe.each(published.map((w) => [w.pkg.name, w] as const))("%s", (name, w) =>
     const r = await run(attw, [tarballOf(name), "--profile", "esm-only", "--format", "ascii", "--no-color"], dest);
     expect(r.status, said(r)).toBe(0);
   });
+});
+
+it("every published entry's API report matches the build (pnpm api:update rewrites them)", async () => {
+  expect([...packed.values()].every((p) => p.ran.status === 0)).toBe(true);
+  const r = await run(process.execPath, [join(ROOT, "scripts/api-report.mjs")], ROOT);
+  expect(r.stderr).toBe("");
+  expect(r.status).toBe(0);
 });
