@@ -19,6 +19,10 @@ const packed = new Map<string, { ran: Ran; tarball: string | undefined }>();
 const attw = join(ROOT, "tests/release/node_modules/.bin/attw");
 
 beforeAll(async () => {
+  // One build first (a no-op after `pnpm test`'s, from turbo's cache), so the packs' prepack builds find
+  // nothing to do and two of them never write the same dist/ at once.
+  const built = await run("pnpm", ["exec", "turbo", "run", "build", "--output-logs=errors-only"], ROOT, { ...process.env, TURBO_TELEMETRY_DISABLED: "1", DO_NOT_TRACK: "1" });
+  if (built.status !== 0) throw new Error(`build failed: ${said(built)}`);
   await mapLimit(published, 2, async (w) => {
     const ran = await run("pnpm", ["pack", "--pack-destination", dest], w.dir);
     // pnpm's name for it: the scope's "@" dropped, "/" as "-" (two packs run at once, so not "the new file").
