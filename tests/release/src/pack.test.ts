@@ -72,3 +72,24 @@ it("every published entry's API report matches the build (pnpm api:update rewrit
   expect(r.stderr).toBe("");
   expect(r.status).toBe(0);
 });
+
+it("every package a published package's built code or declarations import is one of its dependencies", () => {
+  // npm hoisting would hide a missing declaration in the consumer test (another package brings it along);
+  // here each package stands alone.
+  const specifier = /(?:\bfrom\s*|\bimport\s*\(\s*|\bimport\s+)["']([^"'./][^"']*)["']/g;
+  for (const w of published) {
+    const declared = new Set(Object.keys(w.pkg.dependencies ?? {}));
+    const dist = join(w.dir, "dist");
+    const files = readdirSync(dist, { recursive: true, encoding: "utf8" }).filter((f) => /\.(js|d\.ts)$/.test(f));
+    const missing = new Set<string>();
+    for (const f of files) {
+      for (const m of readFileSync(join(dist, f), "utf8").matchAll(specifier)) {
+        const spec = m[1] ?? "";
+        if (spec.startsWith("node:")) continue;
+        const name = spec.startsWith("@") ? spec.split("/").slice(0, 2).join("/") : (spec.split("/")[0] ?? spec);
+        if (name !== w.pkg.name && !declared.has(name)) missing.add(`${name} (${f})`);
+      }
+    }
+    expect([...missing], `${w.pkg.name} imports packages it does not depend on`).toEqual([]);
+  }
+});
