@@ -55,3 +55,6 @@ cat > "$dir/tsconfig.build.json" <<JSON
   "references": [ $refs ]
 }
 JSON
+# The fields every published package shares (repository, engines, publishConfig, files, prepack…);
+# the description and keywords are the package's own: write them in its package.json.
+node "$(dirname "$0")/package-fields.mjs" --fix || true

@@ -45,8 +45,9 @@ describe("dmasim command", () => {
     expect(text.code).toBe(0);
     expect(text.out.trim().split("\n")).toHaveLength(16);
     expect(text.out).toMatch(/^nvme-4k-randread +NVMe 4 KiB random reads/m);
-    const json = JSON.parse(capture(["list", "--json"]).out) as { name: string; workload: { kind: string } }[];
-    expect(json.map((s) => s.workload.kind)).toContain("stale-window");
+    const json = JSON.parse(capture(["list", "--json"]).out) as { format: string; version: number; command: string; scenarios: { name: string; workload: { kind: string } }[] };
+    expect([json.format, json.version, json.command]).toEqual(["dmasim-cli", 1, "list"]);
+    expect(json.scenarios.map((s) => s.workload.kind)).toContain("stale-window");
   });
 
   it("show prints a built-in that `run` accepts as a file, with the same result", () => {
@@ -206,6 +207,20 @@ describe("dmasim command", () => {
     expect(r.out).toContain("Examples:");
     expect(r.out).toContain("dmasim compare");
     expect(capture([]).code).toBe(2);
+  });
+
+  it("--version prints the package's version and exits 0", () => {
+    const r = capture(["--version"]);
+    const pkg = JSON.parse(readFileSync(new URL("../package.json", import.meta.url), "utf8")) as { version: string };
+    expect(r).toMatchObject({ code: 0, out: `${pkg.version}\n`, err: "" });
+  });
+
+  it("--json output is one versioned object per command (format dmasim-cli, version 1)", () => {
+    const run = JSON.parse(capture(["run", "sg-256", "--json"]).out) as Record<string, unknown>;
+    expect(Object.keys(run).slice(0, 5)).toEqual(["format", "version", "command", "scenario", "result"]);
+    expect(run).toMatchObject({ format: "dmasim-cli", version: 1, command: "run", result: { ok: true } });
+    const compare = JSON.parse(capture(["compare", "sg-256", "--api", "two-step", "--iommu", "strict", "--json"]).out) as Record<string, unknown>;
+    expect(compare).toMatchObject({ format: "dmasim-cli", version: 1, command: "compare", axes: { api: ["two-step"], iommu: ["strict"] } });
   });
 
   it("the example scenario file runs and passes", () => {

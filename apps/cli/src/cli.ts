@@ -10,8 +10,10 @@ import { renderCalibration } from "./calibrate-render.js";
 import { ChromeTraceRecorder } from "./chrome-trace.js";
 import { runDemo, renderDemo } from "./demo.js";
 import { HELP } from "./help.js";
+import { cliJson } from "./json-output.js";
 import { loadScenario } from "./load.js";
 import { renderRun, renderScenario, READING_NOTE } from "./render.js";
+import { cliVersion } from "./version.js";
 import { BUILTIN_SCENARIOS, builtinScenario, defaultAxes, parseAxes, runScenario, RunLogRecorder, ScenarioError, ScenarioSetupError, sweep } from "@dmasim/scenario";
 import type { RunContext, RunResult, Scenario } from "@dmasim/scenario";
 
@@ -96,6 +98,7 @@ function parseCommandLine(argv: readonly string[]) {
         expect: { type: "string", multiple: true },
         sweep: { type: "boolean" },
         help: { type: "boolean", short: "h" },
+        version: { type: "boolean" },
       },
     });
   } catch (e) {
@@ -167,7 +170,7 @@ class Invocation {
 function listCommand(inv: Invocation): number {
   inv.expectArgs(0, "no argument");
   inv.noAxes();
-  if (inv.json) inv.io.out(`${JSON.stringify(BUILTIN_SCENARIOS, null, 2)}\n`);
+  if (inv.json) inv.io.out(cliJson("list", { scenarios: BUILTIN_SCENARIOS }));
   else {
     const width = Math.max(...BUILTIN_SCENARIOS.map((s) => s.name.length));
     for (const s of BUILTIN_SCENARIOS) inv.io.out(`${s.name.padEnd(width)}  ${s.description}\n`);
@@ -191,7 +194,7 @@ function demoCommand(inv: Invocation): number {
   inv.noAxes();
   if (inv.values.record !== undefined) throw new UsageError("--record takes run or compare (one scenario per log)");
   const sections = runDemo(inv.hosts());
-  inv.io.out(inv.json ? `${JSON.stringify(sections, null, 2)}\n` : `${renderDemo(sections)}\n`);
+  inv.io.out(inv.json ? cliJson("demo", { sections }) : `${renderDemo(sections)}\n`);
   return inv.finish(sections.every((s) => s.ok));
 }
 
@@ -203,7 +206,7 @@ function runCommand(inv: Invocation): number {
   const iommu = axes.iommu[0];
   if (axes.api.length !== 1 || axes.iommu.length !== 1 || api === undefined || iommu === undefined) throw new UsageError("run takes one --api and one --iommu value; use compare for a sweep");
   const r = runScenario(s, { api, iommu, ...inv.profile(), ...inv.hosts(s) });
-  inv.io.out(inv.json ? `${JSON.stringify({ scenario: s, result: r }, null, 2)}\n` : `${renderRun(s, r)}\n`);
+  inv.io.out(inv.json ? cliJson("run", { scenario: s, result: r }) : `${renderRun(s, r)}\n`);
   return inv.finish(r.ok, [r]);
 }
 
@@ -219,7 +222,7 @@ function compareCommand(inv: Invocation): number {
     ...(bar ? { onProgress: (done: number, total: number, label: string) => { io.err(progressBar(done, total, label)); } } : {}),
   });
   if (bar) io.err("\r\x1b[2K");
-  io.out(json ? `${JSON.stringify({ scenario: s, axes, results }, null, 2)}\n` : `${renderScenario(s, results)}\n\n${READING_NOTE}\n`);
+  io.out(json ? cliJson("compare", { scenario: s, axes, results }) : `${renderScenario(s, results)}\n\n${READING_NOTE}\n`);
   return inv.finish(results.every((r) => r.ok), results);
 }
 
@@ -244,7 +247,7 @@ function calibrateCommand(inv: Invocation): number {
   const sweep = inv.values.sweep === true ? sweepAssumed(counters, factors) : undefined;
   if (inv.json) {
     const conclusions = sweep?.map((o) => ({ id: o.conclusion.id, text: o.conclusion.text, holdsAtBase: o.holdsAtBase, flips: o.flips }));
-    inv.io.out(`${JSON.stringify({ ...report, published, expected, ...(conclusions === undefined ? {} : { factors, conclusions }) }, null, 2)}\n`);
+    inv.io.out(cliJson("calibrate", { ...report, published, expected, ...(conclusions === undefined ? {} : { factors, conclusions }) }));
   } else {
     inv.io.out(`${renderCalibration(report, published, expected)}\n${sweep === undefined ? "" : `\n${renderSweep(sweep, factors)}\n`}`);
   }
@@ -265,6 +268,10 @@ function dispatch(argv: readonly string[], io: Io): number {
   const [command, ...rest] = positionals;
   if (values.help === true || command === "help") {
     io.out(HELP);
+    return EXIT_OK;
+  }
+  if (values.version === true) {
+    io.out(`${cliVersion()}\n`);
     return EXIT_OK;
   }
   if (command === undefined) {

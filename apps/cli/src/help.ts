@@ -23,9 +23,11 @@ Options:
   --record <file>    run, compare: write a run log (format "dmasim-run-log", version 1: the scenario,
                      every trace event of each run, its result) as JSON
   -h, --help         this text
+  --version          the version of dmasim
 
 Exit status: 0 when every check held, 1 when a check failed (wrong bytes, a fault, a leak),
-2 on bad usage or a bad scenario.
+2 on bad usage or a bad scenario, 70 on an internal error of dmasim (please report it).
+--json output: {"format": "dmasim-cli", "version": 1, "command", ...}; see the README.
 
 Examples:
   dmasim demo
