@@ -97,6 +97,7 @@ export class Mlx5Nic {
   readonly #work: (() => void)[] = [];
   /** @internal QP numbers handed out by this NIC. */
   nextQpn = 0x40;
+  /** Page-fault events raised, those whose handler failed, and accesses replayed after a fault. */
   readonly stats = { pageFaultEvents: 0, faultErrors: 0, replays: 0 };
   readonly odpDma: OdpDmaStrategy;
   #scratch = new Float64Array(64);
@@ -431,6 +432,7 @@ export class Mlx5Nic {
         replays++;
         const ret = this.#pageFault(mr, at, va + len - at);
         if (ret < 0) return NicAccessResult.FAULT_FAILED;
+        this.stats.replays++;
         continue;
       }
       replays = 0;

@@ -71,6 +71,7 @@ describe("ODP MR: registration, device page faults, replay", () => {
     const t0 = kernel.trace.clock.now;
     expect(rdmaWrite(qpA, local, src, odp, dst + 100, 3 * PAGE_SIZE).status).toBe(OK);
     expect(nicB.stats.pageFaultEvents).toBe(1);
+    expect(nicB.stats.replays).toBe(1);
     expect(c.get(RdmaCounter.OdpPagesFaulted)).toBe(4);
     expect(c.get(RdmaCounter.UmrPosts)).toBeGreaterThanOrEqual(2);
     const want = new Uint8Array(3 * PAGE_SIZE);
