@@ -11,6 +11,7 @@ import {
   IB_ACCESS_HUGETLB,
   IB_ACCESS_ON_DEMAND,
   IB_ACCESS_REMOTE_ATOMIC,
+  IB_ACCESS_REMOTE_READ,
   IB_ACCESS_REMOTE_WRITE,
   IB_ACCESS_LOCAL_WRITE,
   IB_ACCESS_SUPPORTED,
@@ -57,7 +58,7 @@ export const NicAccess = {
 } as const;
 export type NicAccess = (typeof NicAccess)[keyof typeof NicAccess];
 
-const ACCESS_FLAG = [0, IB_ACCESS_LOCAL_WRITE, 4 /* IB_ACCESS_REMOTE_READ */, IB_ACCESS_REMOTE_WRITE, IB_ACCESS_REMOTE_ATOMIC] as const;
+const ACCESS_FLAG = [0, IB_ACCESS_LOCAL_WRITE, IB_ACCESS_REMOTE_READ, IB_ACCESS_REMOTE_WRITE, IB_ACCESS_REMOTE_ATOMIC] as const;
 const ACCESS_WRITES = [false, true, false, true, true] as const;
 
 /** How the driver DMA-maps ODP pages (the comparison of the two-step API's benefit for ODP). */
