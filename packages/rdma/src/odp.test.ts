@@ -275,6 +275,24 @@ describe("advise_mr prefetch", () => {
     expect(Array.from(m.mtt.subarray(3), perm)).toEqual([0, 0, MLX5_IB_MTT_READ | MLX5_IB_MTT_WRITE, 0, 0]);
   });
 
+  it("an entry too weak for the access (read-only after PREFETCH) raises a fault that upgrades it in place", () => {
+    const { mm, nicB, pdB, qpA, local, src, odp, dst } = setup(1);
+    mm.write(src, pattern(6));
+    expect(nicB.adviseMr(pdB, IB_UVERBS_ADVISE_MR_ADVICE_PREFETCH, IB_UVERBS_ADVISE_MR_FLAG_FLUSH, [{ addr: dst, length: PAGE_SIZE, lkey: odp.lkey }])).toBe(0);
+    const ro = odp.mtt[0] ?? 0;
+    expect(perm(ro)).toBe(MLX5_IB_MTT_READ);
+    const faults = nicB.stats.pageFaultEvents;
+    expect(rdmaRead(qpA, local, src + 64, odp, dst, 64).status).toBe(OK);
+    expect(nicB.stats.pageFaultEvents).toBe(faults);
+    expect(rdmaWrite(qpA, local, src, odp, dst, 64).status).toBe(OK);
+    expect(nicB.stats.pageFaultEvents).toBe(faults + 1);
+    const rw = odp.mtt[0] ?? 0;
+    expect(perm(rw)).toBe(MLX5_IB_MTT_READ | MLX5_IB_MTT_WRITE);
+    // The read-only prefetch mapped the zero page; the write fault gave the process a page of its own.
+    expect(mm.read(dst, 64)).toEqual(pattern(6));
+    expect(nicB.dev.domain?.iovaToPhys(rw - perm(rw))).toBe((mm.pteAt(dst)?.pfn ?? 0) * PAGE_SIZE);
+  });
+
   it("without FLUSH the prefetch waits on the workqueue; bad keys, advice and flags are refused first", () => {
     const { mm, nicA, nicB, pdA, pdB } = rdmaRig();
     const a = mm.mmap(4 * PAGE_SIZE);
