@@ -3,6 +3,8 @@ import { MADV_DONTNEED, PROT_READ, PROT_WRITE, PteKind, hmmDmirrorCmd } from "@d
 import { PAGE_SIZE } from "@dmasim/memory";
 import { IbWcStatus } from "./constants.js";
 import { RdmaCounter } from "./counters.js";
+import { RdmaInputError } from "./errors.js";
+import { mmapHodgepodge } from "./hodgepodge.js";
 import { OK, pattern } from "./test-fixtures.js";
 import { expectMttMatchesCpu, hodgepodge, initialBytes as initial, mttPhys, nicRead, nicWrite } from "./test-hodgepodge.js";
 
@@ -88,4 +90,21 @@ describe("one ODP MR over a hodgepodge of user memory", () => {
       expect(kernel.unbind(nicB.dev).leakedIovaStates).toBe(0);
     });
   }
+});
+
+describe("mmapHodgepodge", () => {
+  it("lays out only the segments asked for, the THP 2 MiB aligned; refuses bad counts", () => {
+    const { mm } = hodgepodge();
+    const l = mmapHodgepodge(mm, { anonPages: 3, filePages: 0 });
+    expect(l.segments.map((s) => [s.kind, s.first, s.pages])).toEqual([
+      ["anon", 0, 3],
+      ["thp", 3, 512],
+    ]);
+    expect((l.base + 3 * PAGE_SIZE) % (2 * 1024 * 1024)).toBe(0);
+    expect(l.kindOf(514)).toBe("thp");
+    expect(() => l.kindOf(515)).toThrow(RdmaInputError);
+    expect(() => l.migrateDevpriv()).toThrow(RdmaInputError);
+    expect(() => mmapHodgepodge(mm, { anonPages: -1 })).toThrow(RdmaInputError);
+    expect(() => mmapHodgepodge(mm, { anonPages: 0, thp: false, filePages: 0 })).toThrow(RdmaInputError);
+  });
 });
