@@ -1,5 +1,5 @@
 import { describe, expect, it } from "vitest";
-import { HMM_PFN_WRITE, MADV_DONTNEED, PROT_READ, PteKind } from "@dmasim/hmm-odp";
+import { HMM_PFN_WRITE, MADV_DONTNEED, PROT_READ, PteKind, hmmDmaUnmapPfn } from "@dmasim/hmm-odp";
 import { PAGE_SIZE } from "@dmasim/memory";
 import {
   IB_ACCESS_HUGETLB,
@@ -116,6 +116,25 @@ describe("ODP MR: registration, device page faults, replay", () => {
     expect(rdmaRead(qpA, local, src, odp, dst, 64).status).toBe(OK);
     expect(nicB.stats.pageFaultEvents).toBe(2);
     expect(mm.read(src, 64)).toEqual(new Uint8Array(64));
+  });
+
+  it("the MTT is walked through the IOMMU: an entry whose IOVA a buggy driver unmapped faults in the IOMMU, and the WR completes with an error", () => {
+    const { mm, qpA, local, odp, src, dst, nicB } = setup(1);
+    expect(rdmaWrite(qpA, local, src, odp, dst, 64).status).toBe(OK);
+    const umem = odp.odp;
+    if (umem === undefined) throw new Error("no umem");
+    // The bug: the DMA mapping is undone without zapping the MTT entry (what the invalidate callback must not do).
+    umem.umemMutex.lock();
+    expect(hmmDmaUnmapPfn(nicB.dev, umem.map, 0)).toBe(true);
+    umem.umemMutex.unlock();
+    expect(odp.mtt[0]).not.toBe(0);
+    const iommu = nicB.endpoint.iommu;
+    const faults = iommu?.faults().length ?? 0;
+    mm.write(src, pattern(77));
+    expect(rdmaWrite(qpA, local, src, odp, dst, 64).status).toBe(IbWcStatus.REM_ACCESS_ERR);
+    expect(iommu?.faults().length).toBe(faults + 1);
+    expect(iommu?.faults().at(-1)).toMatchObject({ device: nicB.bdf, access: "write" });
+    expect(mm.read(dst, 64)).toEqual(pattern(0));
   });
 
   it("munmap: the next access cannot fault the page back and completes with REM_ACCESS_ERR", () => {
