@@ -9,9 +9,9 @@ import { OK, pattern } from "./test-fixtures.js";
 import { expectMttMatchesCpu, hodgepodge, initialBytes as initial, mttPhys, nicRead, nicWrite } from "./test-hodgepodge.js";
 
 describe("one ODP MR over a hodgepodge of user memory", () => {
-  for (const implicit of [false, true]) {
-    it(`${implicit ? "implicit" : "explicit"} MR: anon, THP, file, two peer BARs and migrating device-private pages stay correct under munmap, madvise, mprotect, fork and migration`, () => {
-      const h = hodgepodge({ implicit });
+  for (const [implicit, iommuMode] of [[false, "strict"], [true, "strict"], [false, "lazy"]] as const) {
+    it(`${implicit ? "implicit" : "explicit"} MR, ${iommuMode} IOMMU: anon, THP, file, two peer BARs and migrating device-private pages stay correct under munmap, madvise, mprotect, fork and migration`, () => {
+      const h = hodgepodge({ implicit, iommuMode });
       const { mm, base, segments, mirror, nicB, kernel } = h;
       const seg = (k: string) => segments.find((s) => s.kind === k) ?? segments[0]!;
       // 1. The NIC reads every page once: each faults in and shows what the CPU put there; the

@@ -52,8 +52,8 @@ export interface Hodgepodge extends RdmaRig {
  * bridge), and 16 anonymous pages that migrate to GPU device-private memory. The MR is writable; the
  * BAR and file bytes start with a pattern, so what the NIC reads is checkable from the first access.
  */
-export function hodgepodge(options: { implicit?: boolean } = {}): Hodgepodge {
-  const rig = rdmaRig();
+export function hodgepodge(options: { implicit?: boolean; iommuMode?: "strict" | "lazy" } = {}): Hodgepodge {
+  const rig = rdmaRig({ iommuMode: options.iommuMode ?? "strict" });
   const { mm, sys, nicA, nicB, pdA, pdB, gpu, gpuSwitch, gpuBridge, platform } = rig;
   const l = mmapHodgepodge(mm, { switchBar: gpuSwitch, bridgeBar: gpuBridge, gpu });
   const { base, pages, segments } = l;
