@@ -9,9 +9,9 @@ import { OK, pattern } from "./test-fixtures.js";
 import { expectMttMatchesCpu, hodgepodge, initialBytes as initial, mttPhys, nicRead, nicWrite } from "./test-hodgepodge.js";
 
 describe("one ODP MR over a hodgepodge of user memory", () => {
-  for (const [implicit, iommuMode] of [[false, "strict"], [true, "strict"], [false, "lazy"]] as const) {
-    it(`${implicit ? "implicit" : "explicit"} MR, ${iommuMode} IOMMU: anon, THP, file, two peer BARs and migrating device-private pages stay correct under munmap, madvise, mprotect, fork and migration`, () => {
-      const h = hodgepodge({ implicit, iommuMode });
+  for (const [implicit, iommuMode, odpDma] of [[false, "strict", "hmm_dma_map"], [true, "strict", "hmm_dma_map"], [false, "lazy", "hmm_dma_map"], [false, "strict", "hmm_dma_map batched"]] as const) {
+    it(`${implicit ? "implicit" : "explicit"} MR, ${iommuMode} IOMMU, ${odpDma}: anon, THP, file, two peer BARs and migrating device-private pages stay correct under munmap, madvise, mprotect, fork and migration`, () => {
+      const h = hodgepodge({ implicit, iommuMode, odpDma });
       const { mm, base, segments, mirror, nicB, kernel } = h;
       const seg = (k: string) => segments.find((s) => s.kind === k) ?? segments[0]!;
       // 1. The NIC reads every page once: each faults in and shows what the CPU put there; the

@@ -10,7 +10,7 @@ import {
   MLX5_IMR_MTT_SIZE,
 } from "./constants.js";
 import type { IbMr } from "./mr.js";
-import type { Mlx5Nic } from "./nic.js";
+import type { Mlx5Nic, OdpDmaStrategy } from "./nic.js";
 import { expect } from "vitest";
 import { mmapHodgepodge } from "./hodgepodge.js";
 import { IbQpState } from "./verbs.js";
@@ -52,8 +52,8 @@ export interface Hodgepodge extends RdmaRig {
  * bridge), and 16 anonymous pages that migrate to GPU device-private memory. The MR is writable; the
  * BAR and file bytes start with a pattern, so what the NIC reads is checkable from the first access.
  */
-export function hodgepodge(options: { implicit?: boolean; iommuMode?: "strict" | "lazy" } = {}): Hodgepodge {
-  const rig = rdmaRig({ iommuMode: options.iommuMode ?? "strict" });
+export function hodgepodge(options: { implicit?: boolean; iommuMode?: "strict" | "lazy"; odpDma?: OdpDmaStrategy } = {}): Hodgepodge {
+  const rig = rdmaRig({ iommuMode: options.iommuMode ?? "strict", odpDma: options.odpDma ?? "hmm_dma_map" });
   const { mm, sys, nicA, nicB, pdA, pdB, gpu, gpuSwitch, gpuBridge, platform } = rig;
   const l = mmapHodgepodge(mm, { switchBar: gpuSwitch, bridgeBar: gpuBridge, gpu });
   const { base, pages, segments } = l;
