@@ -10,6 +10,8 @@ import {
   RdmaErrno,
 } from "./constants.js";
 import { RdmaInputError } from "./errors.js";
+import { mlx5IbInitOdpMr, pagefaultMr } from "./odp.js";
+import { ibUmemOdpGet } from "./umem-odp.js";
 import type { IbMr } from "./mr.js";
 import { ibCreateCq, ibCreateQp, ibPostRecv, ibPostSend } from "./verbs.js";
 import { pattern, rdmaRig } from "./test-fixtures.js";
@@ -118,5 +120,19 @@ describe("bad input: typed errors, kernel-style returns, the model unchanged", (
     const m = nicA.regMr(pdA, mm, a, PAGE_SIZE, RW | IB_ACCESS_ON_DEMAND) as IbMr;
     expect(() => nicA.adviseMr(pdA, 0, 1, [{ addr: a, length: 0, lkey: m.lkey }])).toThrow(RdmaInputError);
     expect(Array.from(m.mtt)).toEqual([0]);
+  });
+
+  it("driver entry points return the kernel's errnos: pagefault_mr outside the MR -EFAULT, ib_umem_odp_get without ON_DEMAND -EINVAL (and a WARN)", () => {
+    const { mm, kernel, nicA, pdA } = rdmaRig({ debug: "collect" });
+    const a = mm.mmap(4 * PAGE_SIZE);
+    const m = nicA.regMr(pdA, mm, a, 4 * PAGE_SIZE, RW | IB_ACCESS_ON_DEMAND) as IbMr;
+    expect(pagefaultMr(nicA, m, a - PAGE_SIZE, 8, 0)).toBe(-RdmaErrno.EFAULT);
+    expect(pagefaultMr(nicA, m, a + 3 * PAGE_SIZE, PAGE_SIZE + 1, 0)).toBe(-RdmaErrno.EFAULT);
+    expect(Array.from(m.mtt)).toEqual([0, 0, 0, 0]);
+    const ops = { invalidate: () => true };
+    expect(ibUmemOdpGet(nicA.dev, mm, a, PAGE_SIZE, RW, ops)).toBe(-RdmaErrno.EINVAL);
+    expect(kernel.debug.reports().some((r) => r.check === "api-warn")).toBe(true);
+    const pinned = nicA.regMr(pdA, mm, a, PAGE_SIZE, RW) as IbMr;
+    expect(mlx5IbInitOdpMr(nicA, pinned)).toBe(-RdmaErrno.EINVAL);
   });
 });

@@ -3,13 +3,15 @@ import { MADV_DONTNEED, PROT_READ, PROT_WRITE, PteKind, hmmDmirrorCmd } from "@d
 import { PAGE_SIZE } from "@dmasim/memory";
 import { IbWcStatus } from "./constants.js";
 import { RdmaCounter } from "./counters.js";
+import { RdmaInputError } from "./errors.js";
+import { mmapHodgepodge } from "./hodgepodge.js";
 import { OK, pattern } from "./test-fixtures.js";
 import { expectMttMatchesCpu, hodgepodge, initialBytes as initial, mttPhys, nicRead, nicWrite } from "./test-hodgepodge.js";
 
 describe("one ODP MR over a hodgepodge of user memory", () => {
-  for (const implicit of [false, true]) {
-    it(`${implicit ? "implicit" : "explicit"} MR: anon, THP, file, two peer BARs and migrating device-private pages stay correct under munmap, madvise, mprotect, fork and migration`, () => {
-      const h = hodgepodge({ implicit });
+  for (const [implicit, iommuMode, odpDma] of [[false, "strict", "hmm_dma_map"], [true, "strict", "hmm_dma_map"], [false, "lazy", "hmm_dma_map"], [false, "strict", "hmm_dma_map batched"]] as const) {
+    it(`${implicit ? "implicit" : "explicit"} MR, ${iommuMode} IOMMU, ${odpDma}: anon, THP, file, two peer BARs and migrating device-private pages stay correct under munmap, madvise, mprotect, fork and migration`, () => {
+      const h = hodgepodge({ implicit, iommuMode, odpDma });
       const { mm, base, segments, mirror, nicB, kernel } = h;
       const seg = (k: string) => segments.find((s) => s.kind === k) ?? segments[0]!;
       // 1. The NIC reads every page once: each faults in and shows what the CPU put there; the
@@ -88,4 +90,21 @@ describe("one ODP MR over a hodgepodge of user memory", () => {
       expect(kernel.unbind(nicB.dev).leakedIovaStates).toBe(0);
     });
   }
+});
+
+describe("mmapHodgepodge", () => {
+  it("lays out only the segments asked for, the THP 2 MiB aligned; refuses bad counts", () => {
+    const { mm } = hodgepodge();
+    const l = mmapHodgepodge(mm, { anonPages: 3, filePages: 0 });
+    expect(l.segments.map((s) => [s.kind, s.first, s.pages])).toEqual([
+      ["anon", 0, 3],
+      ["thp", 3, 512],
+    ]);
+    expect((l.base + 3 * PAGE_SIZE) % (2 * 1024 * 1024)).toBe(0);
+    expect(l.kindOf(514)).toBe("thp");
+    expect(() => l.kindOf(515)).toThrow(RdmaInputError);
+    expect(() => l.migrateDevpriv()).toThrow(RdmaInputError);
+    expect(() => mmapHodgepodge(mm, { anonPages: -1 })).toThrow(RdmaInputError);
+    expect(() => mmapHodgepodge(mm, { anonPages: 0, thp: false, filePages: 0 })).toThrow(RdmaInputError);
+  });
 });

@@ -52,6 +52,8 @@ export type { IbAdviseSge } from "./odp.js";
 export { Mlx5Nic, NicAccess, NicAccessResult } from "./nic.js";
 export type { Mlx5NicOptions, OdpDmaStrategy } from "./nic.js";
 export { compareOdpDmaStrategy, odpComparisonTable } from "./compare.js";
+export { mmapHodgepodge } from "./hodgepodge.js";
+export type { HodgepodgeKind, HodgepodgeLayout, HodgepodgeOptions, HodgepodgeSegment } from "./hodgepodge.js";
 export type { OdpComparisonRow } from "./compare.js";
 export { IbCq, IbQp, IbQpState, ibConnectQp, ibCreateCq, ibCreateQp, ibPollCq, ibPostRecv, ibPostSend } from "./verbs.js";
 export type { IbRecvWr, IbSendWr, IbSge, IbWc } from "./verbs.js";

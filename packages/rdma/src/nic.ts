@@ -11,6 +11,7 @@ import {
   IB_ACCESS_HUGETLB,
   IB_ACCESS_ON_DEMAND,
   IB_ACCESS_REMOTE_ATOMIC,
+  IB_ACCESS_REMOTE_READ,
   IB_ACCESS_REMOTE_WRITE,
   IB_ACCESS_LOCAL_WRITE,
   IB_ACCESS_SUPPORTED,
@@ -57,7 +58,7 @@ export const NicAccess = {
 } as const;
 export type NicAccess = (typeof NicAccess)[keyof typeof NicAccess];
 
-const ACCESS_FLAG = [0, IB_ACCESS_LOCAL_WRITE, 4 /* IB_ACCESS_REMOTE_READ */, IB_ACCESS_REMOTE_WRITE, IB_ACCESS_REMOTE_ATOMIC] as const;
+const ACCESS_FLAG = [0, IB_ACCESS_LOCAL_WRITE, IB_ACCESS_REMOTE_READ, IB_ACCESS_REMOTE_WRITE, IB_ACCESS_REMOTE_ATOMIC] as const;
 const ACCESS_WRITES = [false, true, false, true, true] as const;
 
 /** How the driver DMA-maps ODP pages (the comparison of the two-step API's benefit for ODP). */
@@ -97,6 +98,7 @@ export class Mlx5Nic {
   readonly #work: (() => void)[] = [];
   /** @internal QP numbers handed out by this NIC. */
   nextQpn = 0x40;
+  /** Page-fault events raised, those whose handler failed, and accesses replayed after a fault. */
   readonly stats = { pageFaultEvents: 0, faultErrors: 0, replays: 0 };
   readonly odpDma: OdpDmaStrategy;
   #scratch = new Float64Array(64);
@@ -431,6 +433,7 @@ export class Mlx5Nic {
         replays++;
         const ret = this.#pageFault(mr, at, va + len - at);
         if (ret < 0) return NicAccessResult.FAULT_FAILED;
+        this.stats.replays++;
         continue;
       }
       replays = 0;

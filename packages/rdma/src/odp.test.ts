@@ -1,5 +1,5 @@
 import { describe, expect, it } from "vitest";
-import { HMM_PFN_WRITE, MADV_DONTNEED, PROT_READ, PteKind } from "@dmasim/hmm-odp";
+import { HMM_PFN_WRITE, MADV_DONTNEED, PROT_READ, PteKind, hmmDmaUnmapPfn } from "@dmasim/hmm-odp";
 import { PAGE_SIZE } from "@dmasim/memory";
 import {
   IB_ACCESS_HUGETLB,
@@ -71,6 +71,7 @@ describe("ODP MR: registration, device page faults, replay", () => {
     const t0 = kernel.trace.clock.now;
     expect(rdmaWrite(qpA, local, src, odp, dst + 100, 3 * PAGE_SIZE).status).toBe(OK);
     expect(nicB.stats.pageFaultEvents).toBe(1);
+    expect(nicB.stats.replays).toBe(1);
     expect(c.get(RdmaCounter.OdpPagesFaulted)).toBe(4);
     expect(c.get(RdmaCounter.UmrPosts)).toBeGreaterThanOrEqual(2);
     const want = new Uint8Array(3 * PAGE_SIZE);
@@ -115,6 +116,25 @@ describe("ODP MR: registration, device page faults, replay", () => {
     expect(rdmaRead(qpA, local, src, odp, dst, 64).status).toBe(OK);
     expect(nicB.stats.pageFaultEvents).toBe(2);
     expect(mm.read(src, 64)).toEqual(new Uint8Array(64));
+  });
+
+  it("the MTT is walked through the IOMMU: an entry whose IOVA a buggy driver unmapped faults in the IOMMU, and the WR completes with an error", () => {
+    const { mm, qpA, local, odp, src, dst, nicB } = setup(1);
+    expect(rdmaWrite(qpA, local, src, odp, dst, 64).status).toBe(OK);
+    const umem = odp.odp;
+    if (umem === undefined) throw new Error("no umem");
+    // The bug: the DMA mapping is undone without zapping the MTT entry (what the invalidate callback must not do).
+    umem.umemMutex.lock();
+    expect(hmmDmaUnmapPfn(nicB.dev, umem.map, 0)).toBe(true);
+    umem.umemMutex.unlock();
+    expect(odp.mtt[0]).not.toBe(0);
+    const iommu = nicB.endpoint.iommu;
+    const faults = iommu?.faults().length ?? 0;
+    mm.write(src, pattern(77));
+    expect(rdmaWrite(qpA, local, src, odp, dst, 64).status).toBe(IbWcStatus.REM_ACCESS_ERR);
+    expect(iommu?.faults().length).toBe(faults + 1);
+    expect(iommu?.faults().at(-1)).toMatchObject({ device: nicB.bdf, access: "write" });
+    expect(mm.read(dst, 64)).toEqual(pattern(0));
   });
 
   it("munmap: the next access cannot fault the page back and completes with REM_ACCESS_ERR", () => {
@@ -272,6 +292,24 @@ describe("advise_mr prefetch", () => {
     expect(nicB.adviseMr(pdB, IB_UVERBS_ADVISE_MR_ADVICE_PREFETCH_NO_FAULT, flush, [{ addr: a + 3 * PAGE_SIZE, length: 5 * PAGE_SIZE, lkey: m.lkey }])).toBe(0);
     expect(sys.stats.minorFaults).toBe(faults);
     expect(Array.from(m.mtt.subarray(3), perm)).toEqual([0, 0, MLX5_IB_MTT_READ | MLX5_IB_MTT_WRITE, 0, 0]);
+  });
+
+  it("an entry too weak for the access (read-only after PREFETCH) raises a fault that upgrades it in place", () => {
+    const { mm, nicB, pdB, qpA, local, src, odp, dst } = setup(1);
+    mm.write(src, pattern(6));
+    expect(nicB.adviseMr(pdB, IB_UVERBS_ADVISE_MR_ADVICE_PREFETCH, IB_UVERBS_ADVISE_MR_FLAG_FLUSH, [{ addr: dst, length: PAGE_SIZE, lkey: odp.lkey }])).toBe(0);
+    const ro = odp.mtt[0] ?? 0;
+    expect(perm(ro)).toBe(MLX5_IB_MTT_READ);
+    const faults = nicB.stats.pageFaultEvents;
+    expect(rdmaRead(qpA, local, src + 64, odp, dst, 64).status).toBe(OK);
+    expect(nicB.stats.pageFaultEvents).toBe(faults);
+    expect(rdmaWrite(qpA, local, src, odp, dst, 64).status).toBe(OK);
+    expect(nicB.stats.pageFaultEvents).toBe(faults + 1);
+    const rw = odp.mtt[0] ?? 0;
+    expect(perm(rw)).toBe(MLX5_IB_MTT_READ | MLX5_IB_MTT_WRITE);
+    // The read-only prefetch mapped the zero page; the write fault gave the process a page of its own.
+    expect(mm.read(dst, 64)).toEqual(pattern(6));
+    expect(nicB.dev.domain?.iovaToPhys(rw - perm(rw))).toBe((mm.pteAt(dst)?.pfn ?? 0) * PAGE_SIZE);
   });
 
   it("without FLUSH the prefetch waits on the workqueue; bad keys, advice and flags are refused first", () => {

@@ -162,4 +162,13 @@ describe("property: one ODP MR over a hodgepodge, any interleaving of mm operati
       { numRuns: 12, seed: 0x0da },
     );
   });
+
+  it("the same with the batched hmm_dma_map variant (one IOTLB sync per run of faulted pages)", () => {
+    fc.assert(
+      fc.property(fc.array(opArb, { minLength: 4, maxLength: 40, size: "max" }), (ops) => {
+        run(hodgepodge({ odpDma: "hmm_dma_map batched" }), ops);
+      }),
+      { numRuns: 10, seed: 0x0db },
+    );
+  });
 });

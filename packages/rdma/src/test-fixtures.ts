@@ -8,6 +8,7 @@ import { TestBdf, switchTopology } from "@dmasim/pcie-p2p/testing";
 import { IbWcStatus, IbWrOpcode } from "./constants.js";
 import type { IbMr, IbPd } from "./mr.js";
 import { Mlx5Nic } from "./nic.js";
+import type { OdpDmaStrategy } from "./nic.js";
 import { ibConnectQp, ibCreateCq, ibCreateQp, ibPollCq, ibPostSend } from "./verbs.js";
 import type { IbCq, IbQp, IbSendWr, IbWc } from "./verbs.js";
 
@@ -45,8 +46,8 @@ export interface RdmaRig {
 export const NIC_A = TestBdf.CLIENT;
 export const NIC_B = TestBdf.SWITCH_SPARE;
 
-export function rdmaRig(options: DmaKernelOptions & { ramBytes?: number } = {}): RdmaRig {
-  const { ramBytes = 1 * GiB, ...kernelOptions } = options;
+export function rdmaRig(options: DmaKernelOptions & { ramBytes?: number; odpDma?: OdpDmaStrategy } = {}): RdmaRig {
+  const { ramBytes = 1 * GiB, odpDma, ...kernelOptions } = options;
   const platform = createPlatform(
     switchTopology({
       ramBytes,
@@ -60,7 +61,7 @@ export function rdmaRig(options: DmaKernelOptions & { ramBytes?: number } = {}):
   const sys = new MmSystem(kernel);
   const mm = new Mm(sys);
   const nicA = new Mlx5Nic(kernel, NIC_A);
-  const nicB = new Mlx5Nic(kernel, NIC_B);
+  const nicB = new Mlx5Nic(kernel, NIC_B, odpDma === undefined ? {} : { odpDma });
   const pdA = nicA.allocPd();
   const pdB = nicB.allocPd();
   const cqA = ibCreateCq(nicA, 4096);

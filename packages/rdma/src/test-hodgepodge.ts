@@ -1,4 +1,4 @@
-import { HMM_PFN_P2PDMA_BUS, PteKind, hmmDmirrorCmd } from "@dmasim/hmm-odp";
+import { HMM_PFN_P2PDMA_BUS, PteKind } from "@dmasim/hmm-odp";
 import type { Dmirror, MmFile } from "@dmasim/hmm-odp";
 import { PAGE_SIZE } from "@dmasim/memory";
 import {
@@ -10,15 +10,15 @@ import {
   MLX5_IMR_MTT_SIZE,
 } from "./constants.js";
 import type { IbMr } from "./mr.js";
-import type { Mlx5Nic } from "./nic.js";
+import type { Mlx5Nic, OdpDmaStrategy } from "./nic.js";
 import { expect } from "vitest";
+import { mmapHodgepodge } from "./hodgepodge.js";
 import { IbQpState } from "./verbs.js";
 import { OK, pattern, rdmaRead, rdmaRig, rdmaWrite } from "./test-fixtures.js";
 import type { RdmaRig } from "./test-fixtures.js";
 
 // The hodgepodge MR of the tests: one ODP MR over every kind of user memory the model has.
 
-const MB2 = 2 * 1024 * 1024;
 export const RW = IB_ACCESS_LOCAL_WRITE | IB_ACCESS_REMOTE_WRITE | IB_ACCESS_REMOTE_READ | IB_ACCESS_REMOTE_ATOMIC;
 
 export type SegmentKind = "anon" | "thp" | "file" | "bar-switch" | "bar-bridge" | "devpriv";
@@ -52,34 +52,13 @@ export interface Hodgepodge extends RdmaRig {
  * bridge), and 16 anonymous pages that migrate to GPU device-private memory. The MR is writable; the
  * BAR and file bytes start with a pattern, so what the NIC reads is checkable from the first access.
  */
-export function hodgepodge(options: { implicit?: boolean } = {}): Hodgepodge {
-  const rig = rdmaRig();
+export function hodgepodge(options: { implicit?: boolean; iommuMode?: "strict" | "lazy"; odpDma?: OdpDmaStrategy } = {}): Hodgepodge {
+  const rig = rdmaRig({ iommuMode: options.iommuMode ?? "strict", odpDma: options.odpDma ?? "hmm_dma_map" });
   const { mm, sys, nicA, nicB, pdA, pdB, gpu, gpuSwitch, gpuBridge, platform } = rig;
-  const layout: [SegmentKind, number][] = [
-    ["anon", 16],
-    ["thp", 512],
-    ["file", 16],
-    ["bar-switch", 8],
-    ["bar-bridge", 8],
-    ["devpriv", 16],
-  ];
-  const pages = layout.reduce((n, [, p]) => n + p, 0);
-  // Reserve the range (rounded to 2 MiB so the THP lands aligned), then overlay each segment.
-  const reserve = mm.mmap(Math.ceil((pages * PAGE_SIZE + MB2) / MB2) * MB2);
-  const base = Math.ceil((reserve + MB2) / MB2) * MB2 - 16 * PAGE_SIZE;
-  const segments: Segment[] = [];
-  let first = 0;
-  const file = sys.createFile("data.bin", 16 * PAGE_SIZE);
-  for (const [kind, n] of layout) {
-    const addr = base + first * PAGE_SIZE;
-    const len = n * PAGE_SIZE;
-    if (kind === "anon" || kind === "devpriv") mm.mmap(len, { addr });
-    else if (kind === "thp") mm.mmap(len, { addr, hugepage: true });
-    else if (kind === "file") mm.mmap(len, { addr, file, shared: true });
-    else mm.mmap(len, { addr, p2p: kind === "bar-switch" ? gpuSwitch : gpuBridge, shared: true });
-    segments.push({ kind, first, pages: n });
-    first += n;
-  }
+  const l = mmapHodgepodge(mm, { switchBar: gpuSwitch, bridgeBar: gpuBridge, gpu });
+  const { base, pages, segments } = l;
+  const file = l.file;
+  if (file === undefined) throw new Error("no file segment");
   for (let p = 0; p < 16; p++) sys.fileWrite(file, p * PAGE_SIZE, pattern(1000 + p));
   for (let p = 0; p < 8; p++) {
     platform.memory.write(gpuSwitch.phys + p * PAGE_SIZE, pattern(2000 + p));
@@ -89,20 +68,18 @@ export function hodgepodge(options: { implicit?: boolean } = {}): Hodgepodge {
   const thp = segments[1];
   if (thp !== undefined) mm.write(base + thp.first * PAGE_SIZE, pattern(4000));
   const dp = segments[5];
-  const mirror = gpu.open(mm);
   if (dp !== undefined) {
     for (let p = 0; p < dp.pages; p++) mm.write(base + (dp.first + p) * PAGE_SIZE, pattern(5000 + p));
-    mirror.migrateToDev(hmmDmirrorCmd(base + dp.first * PAGE_SIZE, dp.pages));
+    if (l.migrateDevpriv() !== 0) throw new Error("migration to the GPU failed");
   }
+  const mirror = l.mirror();
+  if (mirror === undefined) throw new Error("no GPU mirror");
   const stagingBase = mm.mmap(pages * PAGE_SIZE);
   const staging = nicA.regMr(pdA, mm, stagingBase, pages * PAGE_SIZE, RW);
   const odp = options.implicit === true ? nicB.regMr(pdB, mm, 0, Number.MAX_SAFE_INTEGER, RW | IB_ACCESS_ON_DEMAND) : nicB.regMr(pdB, mm, base, pages * PAGE_SIZE, RW | IB_ACCESS_ON_DEMAND);
   if (typeof staging === "number") throw new Error(`staging registration failed: ${staging}`);
   if (typeof odp === "number") throw new Error(`ODP registration failed: ${odp}`);
-  const kindOf = (page: number): SegmentKind => {
-    for (const s of segments) if (page >= s.first && page < s.first + s.pages) return s.kind;
-    throw new Error(`page ${page} outside the hodgepodge`);
-  };
+  const kindOf = l.kindOf;
   return { ...rig, base, pages, segments, odp, staging, stagingBase, mirror, kindOf, file };
 }
 

@@ -1,4 +1,4 @@
-import { IbWcOpcode, IbWcStatus, IbWrOpcode } from "./constants.js";
+import { IbWcOpcode, IbWcStatus, IbWrOpcode, RdmaErrno } from "./constants.js";
 import { RdmaCounter } from "./counters.js";
 import { RdmaInputError } from "./errors.js";
 import type { IbMr, IbPd } from "./mr.js";
@@ -152,8 +152,8 @@ export function ibPostSend(qp: IbQp, wr: IbSendWr): number {
   if (atomic && (typeof wr.compareAdd !== "bigint" || (wr.opcode === IbWrOpcode.ATOMIC_CMP_AND_SWP && typeof wr.swap !== "bigint"))) {
     throw new RdmaInputError(fn, "wr.compareAdd", wr.compareAdd, "a bigint (and wr.swap for CMP_AND_SWP)");
   }
-  if (qp.state === IbQpState.RESET || qp.remote === undefined) return -22;
-  if (atomic && (wr.sgList.length !== 1 || wr.sgList[0]?.length !== 8)) return -22;
+  if (qp.state === IbQpState.RESET || qp.remote === undefined) return -RdmaErrno.EINVAL;
+  if (atomic && (wr.sgList.length !== 1 || wr.sgList[0]?.length !== 8)) return -RdmaErrno.EINVAL;
   const nic = qp.nic;
   nic.counters.add(RdmaCounter.RdmaWqes);
   const opcode = WC_OPCODE[wr.opcode] ?? IbWcOpcode.SEND;
@@ -170,7 +170,7 @@ export function ibPostSend(qp: IbQp, wr: IbSendWr): number {
 /** ib_post_recv: queues a receive WR (consumed by the peer's next SEND); a QP in error flushes it. */
 export function ibPostRecv(qp: IbQp, wr: IbRecvWr): number {
   checkSgList("ib_post_recv", wr.sgList);
-  if (qp.state === IbQpState.RESET) return -22;
+  if (qp.state === IbQpState.RESET) return -RdmaErrno.EINVAL;
   if (qp.state === IbQpState.ERR) {
     complete(qp.recvCq, { wrId: wr.wrId, status: IbWcStatus.WR_FLUSH_ERR, opcode: IbWcOpcode.RECV, byteLen: 0, qpNum: qp.qpNum });
     return 0;
