@@ -154,5 +154,10 @@ describe("dmasim calibrate and --profile", () => {
     const guest = run("vtd-caching-mode");
     expect(guest.counters).toEqual(bare.counters);
     expect(guest.modelledNs - bare.modelledNs).toBeGreaterThanOrEqual((bare.counters.IotlbSyncMap ?? 0) * costProfiles["vtd-caching-mode"].IotlbSyncMap!.ns);
+    expect(capture(["run", "single-256-pages", "--profile", "amd-vi"]).out).toMatch(/^== single-256-pages \(two-step, IOMMU strict, cost profile amd-vi\)/);
+    const compared = capture(["compare", "lazy-stale-window", "--profile", "virtio-iommu"]);
+    expect(compared.code).toBe(0);
+    expect(compared.out).toMatch(/prices the counters with the "virtio-iommu" cost profile;/);
+    expect(capture(["compare", "lazy-stale-window"]).out).toMatch(/prices the counters with the default cost profile;/);
   });
 });
