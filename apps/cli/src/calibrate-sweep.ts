@@ -70,8 +70,11 @@ export const CONCLUSIONS: readonly Conclusion[] = [
 export interface SweepOutcome {
   readonly conclusion: Conclusion;
   readonly holdsAtBase: boolean;
-  /** The assumed rows and factors under which the conclusion no longer holds as it does at the base. */
-  readonly flips: readonly { readonly counter: CounterName; readonly factor: number }[];
+  /**
+   * The assumed rows (a counter, or `baseNs`: the hosts' assumed CPU time per I/O outside the DMA API)
+   * and factors under which the conclusion no longer holds as it does at the base.
+   */
+  readonly flips: readonly { readonly counter: CounterName | "baseNs"; readonly factor: number }[];
 }
 
 /** Counters assumed on at least one calibrated profile. */
@@ -84,9 +87,13 @@ export function assumedCounters(): CounterName[] {
 /** Each conclusion at the base and with each assumed row scaled by each factor (counters measured once). */
 export function sweepAssumed(countersPerRequest: CalibrationReport["countersPerRequest"], factors: readonly number[] = [0.25, 4]): SweepOutcome[] {
   const base = priceCalibration(countersPerRequest, CALIBRATION_PROFILES, CALIBRATION_GROUPS);
-  const variants = assumedCounters().flatMap((counter) =>
+  const variants: { counter: CounterName | "baseNs"; factor: number; report: CalibrationReport }[] = assumedCounters().flatMap((counter) =>
     factors.map((factor) => ({ counter, factor, report: priceCalibration(countersPerRequest, CALIBRATION_PROFILES, CALIBRATION_GROUPS, { scaleAssumed: { [counter]: factor } }) })),
   );
+  for (const factor of factors) {
+    const groups = CALIBRATION_GROUPS.map((g) => ({ ...g, host: { ...g.host, baseNs: g.host.baseNs * factor } }));
+    variants.push({ counter: "baseNs", factor, report: priceCalibration(countersPerRequest, CALIBRATION_PROFILES, groups) });
+  }
   return CONCLUSIONS.map((conclusion) => {
     const holdsAtBase = conclusion.holds(base);
     return { conclusion, holdsAtBase, flips: variants.filter((v) => conclusion.holds(v.report) !== holdsAtBase).map(({ counter, factor }) => ({ counter, factor })) };
@@ -94,7 +101,7 @@ export function sweepAssumed(countersPerRequest: CalibrationReport["countersPerR
 }
 
 export function renderSweep(outcomes: readonly SweepOutcome[], factors: readonly number[]): string {
-  const lines = [`Conclusions, with every assumed row scaled by ${factors.map((f) => `×${String(f)}`).join(" and ")} (one row at a time):`];
+  const lines = [`Conclusions, with every assumed row and the hosts' baseNs scaled by ${factors.map((f) => `×${String(f)}`).join(" and ")} (one at a time):`];
   for (const o of outcomes) {
     const verdict = o.flips.length === 0 ? "robust" : `depends on ${o.flips.map((f) => `${f.counter} ×${String(f.factor)}`).join(", ")}`;
     lines.push(`  [${o.holdsAtBase ? "holds" : "fails"}] ${o.conclusion.text}: ${verdict}`);

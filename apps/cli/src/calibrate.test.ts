@@ -91,7 +91,7 @@ describe("calibration", () => {
     const outcomes = sweepAssumed(full.countersPerRequest);
     expect(outcomes.map((o) => o.conclusion.id)).toEqual(CONCLUSIONS.map((c) => c.id));
     const assumed = assumedCounters();
-    for (const o of outcomes) for (const f of o.flips) expect(assumed).toContain(f.counter);
+    for (const o of outcomes) for (const f of o.flips) expect([...assumed, "baseNs"]).toContain(f.counter);
     expect(outcomes.find((o) => o.conclusion.id === "lazy-beats-strict")).toMatchObject({ holdsAtBase: true, flips: [] });
     // Scaling an assumed row moves the figures resting on it; a cited row is left alone.
     const base = priceCalibration(full.countersPerRequest, ["vtd", "smmuv3"]);
@@ -132,7 +132,7 @@ describe("dmasim calibrate and --profile", () => {
     expect(r.out).toMatch(/nvme-4k-strict rests on: IotlbInvalRange \(queued on inval-queue/);
     expect(r.out).toMatch(/^smmuv3\/nvme-4k-strict\.ratio +0\.170 +0\.\d{3} +[+-]\d+\.\d %$/m);
     expect(r.out).toMatch(/^smmuv3\/nvme-4k-strict\.ratio +0\.200 /m);
-    expect(r.out).toMatch(/^Conclusions, with every assumed row scaled by ×0\.25 and ×4/m);
+    expect(r.out).toMatch(/^Conclusions, with every assumed row and the hosts' baseNs scaled by ×0\.25 and ×4/m);
     const json = JSON.parse(capture(["calibrate", "--profile", "amd-vi", "--json"]).out) as { profiles: string[]; figures: unknown[] };
     expect(json.profiles).toEqual(["amd-vi"]);
     expect(json.figures).toHaveLength(caseNames().length);
@@ -154,5 +154,10 @@ describe("dmasim calibrate and --profile", () => {
     const guest = run("vtd-caching-mode");
     expect(guest.counters).toEqual(bare.counters);
     expect(guest.modelledNs - bare.modelledNs).toBeGreaterThanOrEqual((bare.counters.IotlbSyncMap ?? 0) * costProfiles["vtd-caching-mode"].IotlbSyncMap!.ns);
+    expect(capture(["run", "single-256-pages", "--profile", "amd-vi"]).out).toMatch(/^== single-256-pages \(two-step, IOMMU strict, cost profile amd-vi\)/);
+    const compared = capture(["compare", "lazy-stale-window", "--profile", "virtio-iommu"]);
+    expect(compared.code).toBe(0);
+    expect(compared.out).toMatch(/prices the counters with the "virtio-iommu" cost profile;/);
+    expect(capture(["compare", "lazy-stale-window"]).out).toMatch(/prices the counters with the default cost profile;/);
   });
 });

@@ -12,7 +12,7 @@ import { runDemo, renderDemo } from "./demo.js";
 import { HELP } from "./help.js";
 import { cliJson } from "./json-output.js";
 import { loadScenario } from "./load.js";
-import { renderRun, renderScenario, READING_NOTE } from "./render.js";
+import { readingNote, renderRun, renderScenario } from "./render.js";
 import { cliVersion } from "./version.js";
 import { BUILTIN_SCENARIOS, builtinScenario, defaultAxes, parseAxes, runScenario, RunLogRecorder, ScenarioError, ScenarioSetupError, sweep } from "@dmasim/scenario";
 import type { RunContext, RunResult, Scenario } from "@dmasim/scenario";
@@ -205,8 +205,9 @@ function runCommand(inv: Invocation): number {
   const api = axes.api[0];
   const iommu = axes.iommu[0];
   if (axes.api.length !== 1 || axes.iommu.length !== 1 || api === undefined || iommu === undefined) throw new UsageError("run takes one --api and one --iommu value; use compare for a sweep");
-  const r = runScenario(s, { api, iommu, ...inv.profile(), ...inv.hosts(s) });
-  inv.io.out(inv.json ? cliJson("run", { scenario: s, result: r }) : `${renderRun(s, r)}\n`);
+  const profile = inv.profile();
+  const r = runScenario(s, { api, iommu, ...profile, ...inv.hosts(s) });
+  inv.io.out(inv.json ? cliJson("run", { scenario: s, result: r }) : `${renderRun(s, r, profile.costProfile ?? s.kernel?.costProfile)}\n`);
   return inv.finish(r.ok, [r]);
 }
 
@@ -216,13 +217,14 @@ function compareCommand(inv: Invocation): number {
   const s = loadScenario(inv.rest[0] ?? "");
   const axes = parseAxes(inv.values.api, inv.values.iommu, defaultAxes(s));
   const bar = io.stderrIsTTY && !json;
+  const profile = inv.profile();
   const results = sweep(s, axes, {
-    ...inv.profile(),
+    ...profile,
     ...inv.hosts(s),
     ...(bar ? { onProgress: (done: number, total: number, label: string) => { io.err(progressBar(done, total, label)); } } : {}),
   });
   if (bar) io.err("\r\x1b[2K");
-  io.out(json ? cliJson("compare", { scenario: s, axes, results }) : `${renderScenario(s, results)}\n\n${READING_NOTE}\n`);
+  io.out(json ? cliJson("compare", { scenario: s, axes, results }) : `${renderScenario(s, results)}\n\n${readingNote(profile.costProfile ?? s.kernel?.costProfile)}\n`);
   return inv.finish(results.every((r) => r.ok), results);
 }
 

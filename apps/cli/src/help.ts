@@ -16,8 +16,8 @@ Options:
                      virtio-iommu, default); calibrate: a comma-separated list of them
   --expect <f=v>     calibrate: a figure you measured or read, [profile/]case.iops=N or
                      [profile/]case.ratio=N (repeatable); shows the model's error against it
-  --sweep            calibrate: scale each assumed cost row ×0.25 and ×4 and say which
-                     conclusions survive
+  --sweep            calibrate: scale each assumed cost row (and the hosts' CPU time per I/O)
+                     ×0.25 and ×4 and say which conclusions survive
   --json             machine-readable output on stdout
   --trace <file>     write the run's events as a Chrome trace (open it at https://ui.perfetto.dev)
   --record <file>    run, compare: write a run log (format "dmasim-run-log", version 1: the scenario,

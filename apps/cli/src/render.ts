@@ -86,8 +86,8 @@ export function renderScenario(s: Scenario, results: readonly RunResult[]): stri
 }
 
 /** One run in detail: checks, every counter that moved, the API calls. */
-export function renderRun(s: Scenario, r: RunResult): string {
-  const out = [`== ${s.name} (${r.api}, IOMMU ${r.iommu}): ${s.description} ${r.ok ? "[ok]" : "[CHECK FAILED]"}`];
+export function renderRun(s: Scenario, r: RunResult, profile?: string): string {
+  const out = [`== ${s.name} (${r.api}, IOMMU ${r.iommu}${profile === undefined ? "" : `, cost profile ${profile}`}): ${s.description} ${r.ok ? "[ok]" : "[CHECK FAILED]"}`];
   for (const m of r.mapped) out.push(`  ${m}`);
   for (const c of r.checks) out.push(`  ${c.ok ? "✓" : "✗"} ${c.name}: ${c.detail}`);
   out.push("", indent(resultsTable([r]), "  "), "");
@@ -105,6 +105,13 @@ function indent(text: string, pad: string): string {
     .join("\n");
 }
 
-export const READING_NOTE =
-  "API calls: DMA API calls made (dma_map_*, dma_iova_*, unmaps, syncs). Modelled time prices the counters with the default cost profile;\n" +
-  "in brackets the part resting on assumed figures (packages/dma README). Counters are exact, times are a model.";
+export const READING_NOTE = readingNote();
+
+/** The note under a results table, naming the cost profile that priced it (`default` unless one was chosen). */
+export function readingNote(profile = "default"): string {
+  const which = profile === "default" ? "the default cost profile" : `the "${profile}" cost profile`;
+  return (
+    `API calls: DMA API calls made (dma_map_*, dma_iova_*, unmaps, syncs). Modelled time prices the counters with ${which};\n` +
+    "in brackets the part resting on assumed figures (packages/dma README). Counters are exact, times are a model."
+  );
+}
