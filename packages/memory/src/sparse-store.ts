@@ -148,6 +148,41 @@ export class SparseStore {
     }
   }
 
+  /**
+   * memcpy from `src` (another store, or this one over a range that does not overlap) into this store:
+   * the source bytes go straight into this store's slabs, one copy per byte and one `set` per run of
+   * slab-contiguous pages, with no intermediate buffer. Destination pages are materialised in order.
+   */
+  copyFrom(src: SparseStore, srcOffset: number, offset: number, len: number): void {
+    this.#check(offset, len, "copyFrom");
+    src.#check(srcOffset, len, "copyFrom");
+    if (src === this && srcOffset < offset + len && offset < srcOffset + len) {
+      throw new AddressError("offset", offset, `a destination that does not overlap the source [${srcOffset}, ${srcOffset + len}) (SparseStore.copyFrom)`);
+    }
+    let pos = 0;
+    while (pos < len) {
+      const at = offset + pos;
+      const page = Math.floor(at / PAGE_SIZE);
+      const inPage = at - page * PAGE_SIZE;
+      let n = Math.min(PAGE_SIZE - inPage, len - pos);
+      const slot = this.#materialise(page);
+      // Extend the run over the following pages while they sit in the next slots of the same slab
+      // (materialising them in order when they are new).
+      let next = slot + 1;
+      while (pos + n < len && (next & SLAB_MASK) !== 0) {
+        const p2 = page + (next - slot);
+        let s2 = this.#slot(p2);
+        if (s2 < 0 && this.#pages === next) s2 = this.#materialise(p2);
+        if (s2 !== next) break;
+        n = Math.min(n + PAGE_SIZE, len - pos);
+        next++;
+      }
+      const base = (slot & SLAB_MASK) * PAGE_SIZE + inPage;
+      src.#copyOut(srcOffset + pos, this.#slab(slot).subarray(base, base + n));
+      pos += n;
+    }
+  }
+
   /** Slot of `page`, or -1 when it was never written. */
   #slot(page: number): number {
     const leafIndex = Math.floor(page / LEAF_PAGES);
