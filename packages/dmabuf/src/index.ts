@@ -50,3 +50,5 @@ export { VFIO_PCI_ROM_REGION_INDEX, VfioPciCoreDevice } from "./exporters/vfio-p
 export type { VfioDeviceFeatureDmaBuf, VfioRegionDmaRange, VfioRevokeResult } from "./exporters/vfio-pci.js";
 export { DmaBufImporter } from "./importer.js";
 export type { DmaBufImporterOptions } from "./importer.js";
+export { dmaBufMappingComparison, dmaBufMappingComparisonTable } from "./compare.js";
+export type { DmaBufMappingComparisonRow } from "./compare.js";

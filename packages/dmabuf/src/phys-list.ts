@@ -149,9 +149,16 @@ export class DmaBufPhysListDma {
     return this.#unmapped;
   }
 
-  /** Bookkeeping bytes the importer keeps (a dma_iova_state and a dma_addr_t per range). */
+  /**
+   * Bookkeeping bytes the importer needs: a dma_iova_state, and a dma_addr_t for each range outside the
+   * IOVA (mapped by dma_map_phys). A range in the IOVA sits at the state's address plus the running
+   * length, and a bus address is phys + the provider's bus_offset: both follow from the list, so
+   * dmasim's per-range `dmaAddr` cache is not counted.
+   */
   get bookkeepingBytes(): number {
-    return (this.state === undefined ? 0 : DMA_IOVA_STATE_BYTES) + 8 * this.list.nrRanges;
+    let direct = 0;
+    for (let i = 0; i < this.mode.length; i++) if (this.mode[i] === PhysListDmaMode.DIRECT) direct++;
+    return (this.state === undefined ? 0 : DMA_IOVA_STATE_BYTES) + 8 * direct;
   }
 
   /** @internal */
