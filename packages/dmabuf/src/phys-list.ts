@@ -157,7 +157,7 @@ export class DmaBufPhysListDma {
    */
   get bookkeepingBytes(): number {
     let direct = 0;
-    for (let i = 0; i < this.mode.length; i++) if (this.mode[i] === PhysListDmaMode.DIRECT) direct++;
+    for (const m of this.mode) if (m === PhysListDmaMode.DIRECT) direct++;
     return (this.state === undefined ? 0 : DMA_IOVA_STATE_BYTES) + 8 * direct;
   }
 
