@@ -63,6 +63,8 @@ describe("GPU VRAM exporter", () => {
       imp.close();
     }
     expect(sys.invalidations.records.map((r) => r.tQuiesced !== undefined)).toEqual([true, true]);
+    // Time to the first DMA after each move: the remap waited for the copy's fence first.
+    for (const r of sys.invalidations.records) expect(r.tFirstDmaAfter).toBeGreaterThanOrEqual(r.tStart + (8 * MiB) / 25);
   });
 
   it("part of a buffer moves: a mix of P2P and RAM ranges, both reached", () => {
@@ -197,5 +199,30 @@ describe("VFIO PCI BAR exporter", () => {
     expect(imp.ensureMapped()).toBe(-DmaBufErrno.ENODEV);
     expect(vdev.featureDmaBuf({ regionIndex: 0, openFlags: 0, flags: 0, dmaRanges: [{ offset: 0, length: PAGE_SIZE }] })).toBe(-DmaBufErrno.ENODEV);
     imp.close();
+  });
+});
+
+describe("VFIO with pinned and closed importers (7.1)", () => {
+  it("a pinned, revocable importer is allowed; a revoke is permanent for it; close is final", () => {
+    const rig = dmaBufRig();
+    const vdev = new VfioPciCoreDevice(rig.sys, GPU);
+    const buf = vdev.featureDmaBuf({ regionIndex: 0, openFlags: 0, flags: 0, dmaRanges: [{ offset: 0, length: PAGE_SIZE }] }) as DmaBuf;
+    const pinned = DmaBufImporter.attach(buf, rig.importer, { pinned: true }) as DmaBufImporter;
+    expect(pinned.ensureMapped()).toBe(0);
+    expect(vdev.setMemoryEnable(false).done).toBe(true);
+    expect(pinned.revoked).toBe(true);
+    vdev.setMemoryEnable(true);
+    expect(pinned.ensureMapped()).toBe(-DmaBufErrno.EINVAL); // never maps again
+    const dyn = DmaBufImporter.attach(buf, rig.importer) as DmaBufImporter;
+    expect(dyn.ensureMapped()).toBe(0);
+    vdev.close();
+    expect(vdev.setMemoryEnable(true).done).toBe(true);
+    expect(dyn.ensureMapped()).toBe(-DmaBufErrno.ENODEV);
+    // The invalidation log saw each invalidation quiesce (every importer unmapped in its callback).
+    const recs = rig.sys.invalidations.records;
+    expect(recs.map((r) => r.reason)).toEqual(["memory-disable", "memory-enable", "close"]);
+    expect(recs.every((r) => r.tQuiesced !== undefined)).toBe(true);
+    pinned.close();
+    dyn.close();
   });
 });

@@ -228,6 +228,7 @@ export class VfioPciCoreDevice {
    */
   setMemoryEnable(enable: boolean): VfioRevokeResult {
     if (typeof enable !== "boolean") throw new DmaBufInputError("vfio_pci_set_memory_enable", "enable", enable, "a boolean");
+    if (this.#closed) return { done: true, waitingFor: 0 };
     if (enable) {
       this.#pendingDisable = false;
       this.#memoryEnabled = true;
@@ -241,6 +242,7 @@ export class VfioPciCoreDevice {
 
   /** VFIO_DEVICE_RESET: revoke, reset, and restore memory as it was (buffers usable again after). */
   reset(): VfioRevokeResult {
+    if (this.#closed) return { done: true, waitingFor: 0 };
     const r = this.#move(true, "reset");
     if (r.done && this.#memoryEnabled) this.#move(false, "reset-done");
     return r;
@@ -253,6 +255,7 @@ export class VfioPciCoreDevice {
   close(): VfioRevokeResult {
     const r = this.#move(true, "close");
     this.#closed = true;
+    // The buffers leave the device (priv->vdev = NULL): nothing un-revokes them; their wait goes on.
     return r;
   }
 }
