@@ -38,18 +38,20 @@ describe("1 GiB: map + migrate + remap against one 1 GiB Uint8Array.set", () => 
     chunk.fill((off >>> 26) + 1);
     gpu.cpuWrite(buf, off, chunk);
   }
-  const imp = DmaBufImporter.attach(buf, kernel.device(TestBdf.CLIENT), { mapping: "sgt" });
-  if (typeof imp === "number") throw new Error(`attach: ${imp}`);
   let toRam = true;
-  bench(
-    "map + migrate (copy 1 GiB) + remap, sg_table importer",
-    () => {
-      imp.ensureMapped();
-      gpu.migrate(buf, toRam ? "ram" : "vram");
-      toRam = !toRam;
-      imp.ensureMapped();
-      imp.unmap();
-    },
-    { iterations: 4, warmupIterations: 1, time: 0 },
-  );
+  for (const mapping of ["sgt", "phys"] as const) {
+    const imp = DmaBufImporter.attach(buf, kernel.device(TestBdf.CLIENT), { mapping });
+    if (typeof imp === "number") throw new Error(`attach: ${imp}`);
+    bench(
+      `map + migrate (copy 1 GiB) + remap, ${mapping === "sgt" ? "sg_table" : "physical-range list"} importer`,
+      () => {
+        imp.ensureMapped();
+        gpu.migrate(buf, toRam ? "ram" : "vram");
+        toRam = !toRam;
+        imp.ensureMapped();
+        imp.unmap();
+      },
+      { iterations: 4, warmupIterations: 1, time: 0 },
+    );
+  }
 });
