@@ -8,7 +8,7 @@ import { GpuVramExporter } from "./exporters/gpu-vram.js";
 import { freeSgtFromRanges, sgtFromRanges } from "./exporters/sg-from-ranges.js";
 import { dmaBufDynamicAttach } from "./dma-buf.js";
 import type { DmaBufAttachment } from "./dma-buf.js";
-import { DmaBufPhysList, dmaBufPhysListDmaMap, dmaBufPhysListDmaUnmap } from "./phys-list.js";
+import { DmaBufPhysList, dmaBufPhysListDmaFree, dmaBufPhysListDmaMap, dmaBufPhysListDmaUnlink, dmaBufPhysListDmaUnmap } from "./phys-list.js";
 import type { DmaBufPhysListDma } from "./phys-list.js";
 import { DmaBufSystem } from "./system.js";
 
@@ -20,10 +20,11 @@ export interface DmaBufMappingComparisonRow {
   readonly iovaAllocations: number;
   readonly pteWrites: number;
   readonly iotlbSyncs: number;
-  /** After one block moved: PTE writes + IOTLB syncs + invalidations of the unmap and the new map. */
+  /** After one block moved: the unmap and the new map. */
   readonly remapPteWrites: number;
   readonly remapIotlbSyncs: number;
   readonly remapIovaAllocations: number;
+  readonly remapIotlbInvalidations: number;
 }
 
 type Path = "sg_table, upstream exporter style" | "sg_table, one IOVA (dmasim exporter)" | "physical-range list, importer maps";
@@ -31,7 +32,8 @@ type Path = "sg_table, upstream exporter style" | "sg_table, one IOVA (dmasim ex
 /** A mapping made by one path, and how to undo it. */
 interface Made {
   readonly metadataBytes: number;
-  undo(): void;
+  /** `final`: the last undo (a kept IOVA is given back too). */
+  undo(final?: boolean): void;
 }
 
 /**
@@ -85,13 +87,20 @@ function oneIova(attach: DmaBufAttachment, list: DmaBufPhysList): Made {
   };
 }
 
-function physList(dev: DmaDevice, list: DmaBufPhysList): Made {
-  const m = dmaBufPhysListDmaMap(dev, list, DmaDirection.BIDIRECTIONAL);
+/** The importer maps the list itself; after a move it unlinks, keeps its IOVA and relinks into it. */
+function physList(dev: DmaDevice, list: DmaBufPhysList, kept: { m?: DmaBufPhysListDma }): Made {
+  const m = dmaBufPhysListDmaMap(dev, list, DmaDirection.BIDIRECTIONAL, kept.m);
   if (typeof m === "number") throw new Error(`map: ${m}`);
+  delete kept.m;
   return {
     metadataBytes: list.metadataBytes + m.bookkeepingBytes,
-    undo: () => {
-      dmaBufPhysListDmaUnmap(m);
+    undo: (final = false) => {
+      if (final) {
+        dmaBufPhysListDmaUnmap(m);
+        return;
+      }
+      dmaBufPhysListDmaUnlink(m);
+      kept.m = m;
     },
   };
 }
@@ -123,9 +132,10 @@ export function dmaBufMappingComparison(bufferBytes = 64 * MiB): DmaBufMappingCo
     const dev = kernel.device("0000:01:00.0");
     const attach = dmaBufDynamicAttach(buf, dev, { allowPeer2peer: true, invalidateMappings: () => undefined });
     if (typeof attach === "number") throw new Error(`attach: ${attach}`);
+    const kept: { m?: DmaBufPhysListDma } = {};
     const make = (): Made => {
       const list = gpu.currentList(buf);
-      return path === "sg_table, upstream exporter style" ? upstreamStyle(dev, list) : path === "sg_table, one IOVA (dmasim exporter)" ? oneIova(attach, list) : physList(dev, list);
+      return path === "sg_table, upstream exporter style" ? upstreamStyle(dev, list) : path === "sg_table, one IOVA (dmasim exporter)" ? oneIova(attach, list) : physList(dev, list, kept);
     };
     const snap = (): CounterSnapshot => platform.trace.counters.snapshot();
     const allocs = (d: CounterSnapshot) => d.get(Counter.IovaAllocCache) + d.get(Counter.IovaAllocTree);
@@ -137,7 +147,8 @@ export function dmaBufMappingComparison(bufferBytes = 64 * MiB): DmaBufMappingCo
     made.undo();
     const again = make();
     const d2 = snap().diff(before);
-    again.undo();
+    again.undo(true);
+    if (kept.m !== undefined) dmaBufPhysListDmaFree(kept.m);
     return {
       path,
       metadataBytes: made.metadataBytes,
@@ -147,6 +158,7 @@ export function dmaBufMappingComparison(bufferBytes = 64 * MiB): DmaBufMappingCo
       remapPteWrites: d2.get(Counter.PteWrites),
       remapIotlbSyncs: d2.get(Counter.IotlbSyncMap),
       remapIovaAllocations: allocs(d2),
+      remapIotlbInvalidations: d2.get(Counter.IotlbInvalRange) + d2.get(Counter.IotlbInvalDomain) + d2.get(Counter.IotlbInvalGlobal),
     };
   });
 }
@@ -154,11 +166,11 @@ export function dmaBufMappingComparison(bufferBytes = 64 * MiB): DmaBufMappingCo
 /** The comparison as a markdown table. */
 export function dmaBufMappingComparisonTable(bufferBytes = 64 * MiB): string {
   const lines = [
-    "| path | metadata bytes | IOVA allocs | PTE writes | IOTLB syncs | remap: IOVA allocs | remap: PTE writes | remap: IOTLB syncs |",
-    "|---|---|---|---|---|---|---|---|",
+    "| path | metadata bytes | IOVA allocs | PTE writes | IOTLB syncs | remap: IOVA allocs | remap: PTE writes | remap: IOTLB syncs | remap: IOTLB invalidations |",
+    "|---|---|---|---|---|---|---|---|---|",
   ];
   for (const r of dmaBufMappingComparison(bufferBytes)) {
-    lines.push(`| ${r.path} | ${r.metadataBytes} | ${r.iovaAllocations} | ${r.pteWrites} | ${r.iotlbSyncs} | ${r.remapIovaAllocations} | ${r.remapPteWrites} | ${r.remapIotlbSyncs} |`);
+    lines.push(`| ${r.path} | ${r.metadataBytes} | ${r.iovaAllocations} | ${r.pteWrites} | ${r.iotlbSyncs} | ${r.remapIovaAllocations} | ${r.remapPteWrites} | ${r.remapIotlbSyncs} | ${r.remapIotlbInvalidations} |`);
   }
   return lines.join("\n");
 }

@@ -67,6 +67,26 @@ describe("GPU VRAM exporter", () => {
     for (const r of sys.invalidations.records) expect(r.tFirstDmaAfter).toBeGreaterThanOrEqual(r.tStart + (8 * MiB) / 25);
   });
 
+  it("a physical-range importer keeps its IOVA across moves: the remap links into it, no new allocation", () => {
+    const { gpu, importer, platform } = gpuRig();
+    const buf = gpu.allocate(8 * MiB, "ram");
+    const data = pattern(8 * MiB, 11);
+    gpu.cpuWrite(buf, 0, data);
+    const imp = DmaBufImporter.attach(buf, importer, { mapping: "phys" }) as DmaBufImporter;
+    expect(firstDiff(imp.read(0, 8 * MiB), data)).toBe(-1);
+    const before = platform.trace.counters.snapshot();
+    for (const [to, block] of [["vram", 0], ["ram", 0], ["vram", 2]] as const) {
+      expect(gpu.migrate(buf, to, [block])).toBe(1);
+      expect(firstDiff(imp.read(0, 8 * MiB), data)).toBe(-1);
+    }
+    const d = platform.trace.counters.snapshot().diff(before);
+    expect(d.get(Counter.IovaAllocCache) + d.get(Counter.IovaAllocTree)).toBe(0);
+    expect(d.get(Counter.DmaIovaSyncs)).toBe(3);
+    imp.close();
+    const report = platform.trace.counters.snapshot().diff(before);
+    expect(report.get(Counter.IovaFreeCache) + report.get(Counter.IovaFreeTree)).toBe(1);
+  });
+
   it("part of a buffer moves: a mix of P2P and RAM ranges, both reached", () => {
     const { gpu, importer } = gpuRig();
     const buf = gpu.allocate(8 * MiB);
