@@ -2,7 +2,7 @@ import { combineCounters, defineCounters } from "@dmasim/trace";
 import { Counter as DmaLayerCounter } from "@dmasim/dma";
 
 /**
- * The dma-buf layer's counters, at indices 108..127 of the counter array (the dma block ends at 67;
+ * The dma-buf layer's counters, at indices 108..127 of the counter array (13 used) (the dma block ends at 67;
  * 68..107 are left to the layers between).
  */
 export const DmaBufCounter = defineCounters(108, [
@@ -18,6 +18,7 @@ export const DmaBufCounter = defineCounters(108, [
   "DmaBufRevokes",
   "DmaBufDebugErrors",
   "DmaBufPhysListBytes",
+  "DmaBufCopyNs",
 ]);
 
 /** Every counter the dma-buf layer sees: the layers below and its own block. */

@@ -87,6 +87,25 @@ describe("GPU VRAM exporter", () => {
     expect(report.get(Counter.IovaFreeCache) + report.get(Counter.IovaFreeTree)).toBe(1);
   });
 
+  it("costs: the copy at the assumed rate, the importer's fence wait, and the rebind priced by the DMA profile", () => {
+    const { gpu, importer, sys, platform } = gpuRig();
+    const buf = gpu.allocate(4 * MiB);
+    const imp = DmaBufImporter.attach(buf, importer) as DmaBufImporter;
+    expect(imp.ensureMapped()).toBe(0);
+    const before = platform.trace.counters.snapshot();
+    gpu.migrate(buf, "ram");
+    expect(imp.ensureMapped()).toBe(0);
+    const c = sys.costs(before);
+    const line = (what: string) => c.lines.find((l) => l.what.startsWith(what));
+    expect(line("exporter copies")?.ns).toBe((4 * MiB) / 25);
+    expect(line("exporter copies")?.assumed).toBe(true);
+    expect(line("fence waits")?.ns).toBe((4 * MiB) / 25); // nothing else ran: the importer waited the whole copy
+    expect(line("DMA mapping")?.ns).toBeGreaterThan(0);
+    expect(c.totalNs).toBe((4 * MiB) / 25 + c.dma.totalNs);
+    expect(c.counters.DmaBufMigrations).toBe(1);
+    imp.close();
+  });
+
   it("part of a buffer moves: a mix of P2P and RAM ranges, both reached", () => {
     const { gpu, importer } = gpuRig();
     const buf = gpu.allocate(8 * MiB);

@@ -1,11 +1,33 @@
+import { priceCounters } from "@dmasim/dma";
 import type { DmaKernel } from "@dmasim/dma";
 import { InvalidationLog } from "@dmasim/hmm-odp";
-import type { Trace } from "@dmasim/trace";
+import type { CounterSnapshot, Trace } from "@dmasim/trace";
 import { DmaBufCounter } from "./counters.js";
 import { DmaBufDebug } from "./debug.js";
 import type { DmaBufDebugMode } from "./debug.js";
 import { DmaBufInputError } from "./errors.js";
 import type { DmaBuf } from "./dma-buf.js";
+
+/** One line of DmaBufSystem.costs(). */
+export interface DmaBufCostLine {
+  readonly what: string;
+  readonly ns: number;
+  readonly source: string;
+  readonly assumed: boolean;
+}
+
+/** DmaBufSystem.costs(): the dma-buf block's counters and the modelled time beside them. */
+export interface DmaBufCostReport {
+  readonly counters: Readonly<Record<string, number>>;
+  readonly lines: readonly DmaBufCostLine[];
+  /** The DMA layer's own report of the same interval. */
+  readonly dma: ReturnType<typeof priceCounters>;
+  /**
+   * Copies plus DMA mapping work. Fence waits are not added: they are the importers' view of the same
+   * copy time.
+   */
+  readonly totalNs: number;
+}
 
 export interface DmaBufSystemOptions {
   /** The dma-buf rule checker: "throw" (default), "collect" or "off" (for speed runs). */
@@ -42,6 +64,29 @@ export class DmaBufSystem {
   /** @internal the inode number of the next exported buffer (names it in reports). */
   nextInode(): number {
     return this.#nextInode++;
+  }
+
+  /**
+   * Modelled time of the dma-buf work since `since` (or since the start), counters beside it: the
+   * importers' fence waits, the exporters' copies (at their assumed copy rate: no published figure for
+   * a dma-buf move exists) and the DMA mapping work of maps and rebinds (priced by the DMA kernel's
+   * cost profile, whose rows cite their sources).
+   */
+  costs(since?: CounterSnapshot): DmaBufCostReport {
+    const now = this.trace.counters.snapshot();
+    const d = since === undefined ? now : now.diff(since);
+    const dma = priceCounters(d, this.kernel.profile);
+    const lines: DmaBufCostLine[] = [
+      { what: "fence waits", ns: d.get(DmaBufCounter.DmaBufFenceWaitNs), source: "virtual time until the fences signalled (copy-engine time, assumed rate)", assumed: true },
+      { what: "exporter copies", ns: d.get(DmaBufCounter.DmaBufCopyNs), source: "assumed: the exporter's copyBytesPerNs (no published dma-buf move figure)", assumed: true },
+      { what: "DMA mapping (maps, unmaps, rebinds)", ns: dma.totalNs, source: "@dmasim/dma cost profile", assumed: false },
+    ];
+    const counters: Record<string, number> = {};
+    for (const [name, index] of Object.entries(DmaBufCounter)) {
+      const v = d.get(index);
+      if (v !== 0) counters[name] = v;
+    }
+    return { counters, lines, dma, totalNs: d.get(DmaBufCounter.DmaBufCopyNs) + dma.totalNs };
   }
 
   /**

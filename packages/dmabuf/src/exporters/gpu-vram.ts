@@ -290,6 +290,7 @@ export class GpuVramExporter {
     const counters = this.system.trace.counters;
     counters.add(DmaBufCounter.DmaBufMigrations);
     counters.add(DmaBufCounter.DmaBufMigratedBytes, bytes);
+    counters.add(DmaBufCounter.DmaBufCopyNs, bytes / this.copyBytesPerNs);
     this.#touch(bo);
     this.#reapBo(bo);
     return sel.length;
