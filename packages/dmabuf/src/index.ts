@@ -5,7 +5,7 @@ export type { DmaBufCheck, DmaBufDebugMode, DmaBufDebugReport } from "./debug.js
 export { DmaBufInputError, DmaBufStateError } from "./errors.js";
 export { DmaFence, DmaResv } from "./resv.js";
 export { DmaBufSystem } from "./system.js";
-export type { DmaBufCostLine, DmaBufCostReport, DmaBufSystemOptions } from "./system.js";
+export type { DmaBufCostLine, DmaBufCostReport, DmaBufSystemOptions, DmaBufVersion } from "./system.js";
 export {
   DmaBuf,
   DmaBufAttachment,

@@ -29,9 +29,18 @@ export interface DmaBufCostReport {
   readonly totalNs: number;
 }
 
+/** The kernel whose dma-buf semantics a system follows. */
+export type DmaBufVersion = "7.1" | "6.19";
+
 export interface DmaBufSystemOptions {
   /** The dma-buf rule checker: "throw" (default), "collect" or "off" (for speed runs). */
   readonly debug?: DmaBufDebugMode;
+  /**
+   * The dma-buf semantics: "7.1" (default) or "6.19": `CONFIG_DMABUF_MOVE_NOTIFY` off (dynamic
+   * importers pinned at map time too), an importer with ops but no `move_notify` refused (-EINVAL),
+   * and VFIO refusing every pinned importer and not waiting for unmaps on revoke.
+   */
+  readonly version?: DmaBufVersion;
 }
 
 /**
@@ -43,6 +52,7 @@ export class DmaBufSystem {
   readonly kernel: DmaKernel;
   readonly trace: Trace;
   readonly debug: DmaBufDebug;
+  readonly version: DmaBufVersion;
   readonly invalidations: InvalidationLog;
   /** @internal dma_buf_phys_vec_to_sgt's private struct dma_buf_dma of each table it made. */
   readonly sgtPrivate = new WeakMap<object, unknown>();
@@ -54,6 +64,9 @@ export class DmaBufSystem {
     if ((options as unknown) === null || typeof (options as unknown) !== "object") throw new DmaBufInputError("DmaBufSystem", "options", options, "an object { debug? }");
     const mode = options.debug ?? "throw";
     if (!["throw", "collect", "off"].includes(mode)) throw new DmaBufInputError("DmaBufSystem", "options.debug", mode, '"throw", "collect" or "off"');
+    const version = options.version ?? "7.1";
+    if (!["7.1", "6.19"].includes(version)) throw new DmaBufInputError("DmaBufSystem", "options.version", version, '"7.1" or "6.19"');
+    this.version = version;
     this.kernel = kernel;
     this.trace = kernel.trace;
     this.trace.counters.declare(DmaBufCounter);

@@ -135,11 +135,14 @@ export class VfioPciCoreDevice {
       mapped: 0,
       waiting: false,
     };
+    const v619 = this.system.version === "6.19";
     const ops: DmaBufOps = {
+      // 6.19: pin returned -EOPNOTSUPP, refusing every pinned importer; 7.1 removed pin and unpin.
+      ...(v619 ? { pin: () => -DmaBufErrno.EOPNOTSUPP, unpin: () => undefined } : {}),
       attach: (_b, a) => {
         if (!a.peer2peer) return -DmaBufErrno.EOPNOTSUPP;
         if (priv.revoked) return -DmaBufErrno.ENODEV;
-        if (!dmaBufAttachRevocable(a)) return -DmaBufErrno.EOPNOTSUPP;
+        if (!v619 && !dmaBufAttachRevocable(a)) return -DmaBufErrno.EOPNOTSUPP;
         return 0;
       },
       mapDmaBuf: (a: DmaBufAttachment, dir: DmaDirection) => {
@@ -210,7 +213,8 @@ export class VfioPciCoreDevice {
       }
       if (revoked) {
         this.system.trace.counters.add(DmaBufCounter.DmaBufRevokes);
-        if (priv.mapped > 0) {
+        // 6.19 did not wait for importers to unmap.
+        if (priv.mapped > 0 && this.system.version === "7.1") {
           priv.waiting = true;
           waitingFor += priv.mapped;
           const holders = buf.attachments.filter((a) => a.liveMappings > 0).map((a) => a.dev.bdf);
