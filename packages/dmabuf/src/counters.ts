@@ -2,10 +2,10 @@ import { combineCounters, defineCounters } from "@dmasim/trace";
 import { Counter as DmaLayerCounter } from "@dmasim/dma";
 
 /**
- * The dma-buf layer's counters, at indices 108..127 of the counter array (the dma block ends at 67;
- * 68..107 are left to the layers between).
+ * The dma-buf layer's counters, at indices 96..111 of the counter array (13 used) (the dma block ends at 67,
+ * 68..95 are left to the layers between, the RDMA NIC has 112..127).
  */
-export const DmaBufCounter = defineCounters(108, [
+export const DmaBufCounter = defineCounters(96, [
   "DmaBufExports",
   "DmaBufAttaches",
   "DmaBufMaps",
@@ -18,6 +18,7 @@ export const DmaBufCounter = defineCounters(108, [
   "DmaBufRevokes",
   "DmaBufDebugErrors",
   "DmaBufPhysListBytes",
+  "DmaBufCopyNs",
 ]);
 
 /** Every counter the dma-buf layer sees: the layers below and its own block. */

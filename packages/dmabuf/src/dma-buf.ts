@@ -292,6 +292,11 @@ export function dmaBufDynamicAttach(dmabuf: DmaBuf, dev: DmaDevice, importerOps?
       throw new DmaBufInputError(fn, "importerOps", importerOps, "undefined (a static importer) or { allowPeer2peer: boolean, invalidateMappings? }");
     }
   }
+  // Up to 7.0 an importer with ops had to give move_notify (WARN and -EINVAL).
+  if (importerOps !== undefined && dmabuf.system.version === "6.19" && typeof importerOps.moveNotify !== "function" && typeof importerOps.invalidateMappings !== "function") {
+    dmabuf.system.debug.report("api-warn", dev.bdf, `${fn}: importer ops without move_notify (6.19)`);
+    return -DmaBufErrno.EINVAL;
+  }
   const attach = new DmaBufAttachment(dmabuf, dev, importerOps, importerPriv);
   const ret = dmabuf.ops.attach?.(dmabuf, attach) ?? 0;
   if (ret < 0) return ret;
@@ -370,9 +375,13 @@ export function dmaBufUnpin(attach: DmaBufAttachment): void {
 // ---------------------------------------------------------------------------------------------------
 // Map and unmap.
 
-/** pin_on_map in 7.1 (MOVE_NOTIFY always on): the exporter can pin and the importer cannot follow moves. */
+/**
+ * pin_on_map: in 7.1 (MOVE_NOTIFY always on) when the exporter can pin and the importer cannot follow
+ * moves; in 6.19 (CONFIG_DMABUF_MOVE_NOTIFY off by default) dynamic importers are pinned too.
+ */
 function pinOnMap(attach: DmaBufAttachment): boolean {
-  return typeof attach.dmabuf.ops.pin === "function" && !attach.isDynamic;
+  const buf = attach.dmabuf;
+  return typeof buf.ops.pin === "function" && (!attach.isDynamic || buf.system.version === "6.19");
 }
 
 /**

@@ -63,6 +63,47 @@ describe("GPU VRAM exporter", () => {
       imp.close();
     }
     expect(sys.invalidations.records.map((r) => r.tQuiesced !== undefined)).toEqual([true, true]);
+    // Time to the first DMA after each move: the remap waited for the copy's fence first.
+    for (const r of sys.invalidations.records) expect(r.tFirstDmaAfter).toBeGreaterThanOrEqual(r.tStart + (8 * MiB) / 25);
+  });
+
+  it("a physical-range importer keeps its IOVA across moves: the remap links into it, no new allocation", () => {
+    const { gpu, importer, platform } = gpuRig();
+    const buf = gpu.allocate(8 * MiB, "ram");
+    const data = pattern(8 * MiB, 11);
+    gpu.cpuWrite(buf, 0, data);
+    const imp = DmaBufImporter.attach(buf, importer, { mapping: "phys" }) as DmaBufImporter;
+    expect(firstDiff(imp.read(0, 8 * MiB), data)).toBe(-1);
+    const before = platform.trace.counters.snapshot();
+    for (const [to, block] of [["vram", 0], ["ram", 0], ["vram", 2]] as const) {
+      expect(gpu.migrate(buf, to, [block])).toBe(1);
+      expect(firstDiff(imp.read(0, 8 * MiB), data)).toBe(-1);
+    }
+    const d = platform.trace.counters.snapshot().diff(before);
+    expect(d.get(Counter.IovaAllocCache) + d.get(Counter.IovaAllocTree)).toBe(0);
+    expect(d.get(Counter.DmaIovaSyncs)).toBe(3);
+    imp.close();
+    const report = platform.trace.counters.snapshot().diff(before);
+    expect(report.get(Counter.IovaFreeCache) + report.get(Counter.IovaFreeTree)).toBe(1);
+  });
+
+  it("costs: the copy at the assumed rate, the importer's fence wait, and the rebind priced by the DMA profile", () => {
+    const { gpu, importer, sys, platform } = gpuRig();
+    const buf = gpu.allocate(4 * MiB);
+    const imp = DmaBufImporter.attach(buf, importer) as DmaBufImporter;
+    expect(imp.ensureMapped()).toBe(0);
+    const before = platform.trace.counters.snapshot();
+    gpu.migrate(buf, "ram");
+    expect(imp.ensureMapped()).toBe(0);
+    const c = sys.costs(before);
+    const line = (what: string) => c.lines.find((l) => l.what.startsWith(what));
+    expect(line("exporter copies")?.ns).toBe((4 * MiB) / 25);
+    expect(line("exporter copies")?.assumed).toBe(true);
+    expect(line("fence waits")?.ns).toBe((4 * MiB) / 25); // nothing else ran: the importer waited the whole copy
+    expect(line("DMA mapping")?.ns).toBeGreaterThan(0);
+    expect(c.totalNs).toBe((4 * MiB) / 25 + c.dma.totalNs);
+    expect(c.counters.DmaBufMigrations).toBe(1);
+    imp.close();
   });
 
   it("part of a buffer moves: a mix of P2P and RAM ranges, both reached", () => {
@@ -197,5 +238,30 @@ describe("VFIO PCI BAR exporter", () => {
     expect(imp.ensureMapped()).toBe(-DmaBufErrno.ENODEV);
     expect(vdev.featureDmaBuf({ regionIndex: 0, openFlags: 0, flags: 0, dmaRanges: [{ offset: 0, length: PAGE_SIZE }] })).toBe(-DmaBufErrno.ENODEV);
     imp.close();
+  });
+});
+
+describe("VFIO with pinned and closed importers (7.1)", () => {
+  it("a pinned, revocable importer is allowed; a revoke is permanent for it; close is final", () => {
+    const rig = dmaBufRig();
+    const vdev = new VfioPciCoreDevice(rig.sys, GPU);
+    const buf = vdev.featureDmaBuf({ regionIndex: 0, openFlags: 0, flags: 0, dmaRanges: [{ offset: 0, length: PAGE_SIZE }] }) as DmaBuf;
+    const pinned = DmaBufImporter.attach(buf, rig.importer, { pinned: true }) as DmaBufImporter;
+    expect(pinned.ensureMapped()).toBe(0);
+    expect(vdev.setMemoryEnable(false).done).toBe(true);
+    expect(pinned.revoked).toBe(true);
+    vdev.setMemoryEnable(true);
+    expect(pinned.ensureMapped()).toBe(-DmaBufErrno.EINVAL); // never maps again
+    const dyn = DmaBufImporter.attach(buf, rig.importer) as DmaBufImporter;
+    expect(dyn.ensureMapped()).toBe(0);
+    vdev.close();
+    expect(vdev.setMemoryEnable(true).done).toBe(true);
+    expect(dyn.ensureMapped()).toBe(-DmaBufErrno.ENODEV);
+    // The invalidation log saw each invalidation quiesce (every importer unmapped in its callback).
+    const recs = rig.sys.invalidations.records;
+    expect(recs.map((r) => r.reason)).toEqual(["memory-disable", "memory-enable", "close"]);
+    expect(recs.every((r) => r.tQuiesced !== undefined)).toBe(true);
+    pinned.close();
+    dyn.close();
   });
 });

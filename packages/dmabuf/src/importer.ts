@@ -15,7 +15,7 @@ import {
   dmaBufUnpin,
 } from "./dma-buf.js";
 import { DmaBufInputError } from "./errors.js";
-import { DmaBufPhysList, DmaBufPhysListDma, dmaBufPhysListDmaMap, dmaBufPhysListDmaUnmap } from "./phys-list.js";
+import { DmaBufPhysList, DmaBufPhysListDma, dmaBufPhysListDmaFree, dmaBufPhysListDmaMap, dmaBufPhysListDmaUnlink, dmaBufPhysListDmaUnmap } from "./phys-list.js";
 
 export interface DmaBufImporterOptions {
   /** "sgt": the exporter's sg_table; "phys": the physical-range list, mapped by the importer itself. */
@@ -51,6 +51,8 @@ export class DmaBufImporter {
   #sgt: SgTable | undefined;
   #list: DmaBufPhysList | undefined;
   #dma: DmaBufPhysListDma | undefined;
+  /** The last physical-range mapping, unlinked with its IOVA kept for the next map. */
+  #kept: DmaBufPhysListDma | undefined;
   #pinnedNow = false;
   readonly #ignore: boolean;
 
@@ -102,18 +104,28 @@ export class DmaBufImporter {
   private onInvalidate(): void {
     this.invalidations++;
     if (this.#ignore) return;
-    this.#unmapLocked();
+    this.#unmapLocked(!this.pinned);
     if (this.pinned) this.revoked = true;
   }
 
-  #unmapLocked(): void {
+  /** Drops the mapping; `keepIova`: a physical-range mapping keeps its IOVA for the next map. */
+  #unmapLocked(keepIova = false): void {
     if (this.#sgt !== undefined) {
       dmaBufUnmapAttachment(this.attach, this.#sgt, DmaDirection.BIDIRECTIONAL);
       this.#sgt = undefined;
     }
     if (this.#dma !== undefined) {
-      dmaBufPhysListDmaUnmap(this.#dma);
+      if (keepIova) {
+        dmaBufPhysListDmaUnlink(this.#dma);
+        this.#kept = this.#dma;
+      } else {
+        dmaBufPhysListDmaUnmap(this.#dma);
+      }
       this.#dma = undefined;
+    }
+    if (!keepIova && this.#kept !== undefined) {
+      dmaBufPhysListDmaFree(this.#kept);
+      this.#kept = undefined;
     }
     if (this.#list !== undefined) {
       dmaBufUnmapPhysList(this.attach, this.#list);
@@ -145,7 +157,8 @@ export class DmaBufImporter {
         } else {
           const list = dmaBufMapPhysList(this.attach);
           if (typeof list === "number") return list;
-          const dma = dmaBufPhysListDmaMap(this.dev, list, DmaDirection.BIDIRECTIONAL);
+          const dma = dmaBufPhysListDmaMap(this.dev, list, DmaDirection.BIDIRECTIONAL, this.#kept);
+          this.#kept = undefined;
           if (typeof dma === "number") {
             dmaBufUnmapPhysList(this.attach, list);
             return dma;

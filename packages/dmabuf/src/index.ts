@@ -5,7 +5,7 @@ export type { DmaBufCheck, DmaBufDebugMode, DmaBufDebugReport } from "./debug.js
 export { DmaBufInputError, DmaBufStateError } from "./errors.js";
 export { DmaFence, DmaResv } from "./resv.js";
 export { DmaBufSystem } from "./system.js";
-export type { DmaBufSystemOptions } from "./system.js";
+export type { DmaBufCostLine, DmaBufCostReport, DmaBufSystemOptions, DmaBufVersion } from "./system.js";
 export {
   DmaBuf,
   DmaBufAttachment,
@@ -36,7 +36,9 @@ export {
   DmaBufPhysListDma,
   PhysListDmaMode,
   dmaBufPhysListAlloc,
+  dmaBufPhysListDmaFree,
   dmaBufPhysListDmaMap,
+  dmaBufPhysListDmaUnlink,
   dmaBufPhysListDmaUnmap,
   dmaBufPhysListSet,
   physListBytes,
@@ -50,3 +52,5 @@ export { VFIO_PCI_ROM_REGION_INDEX, VfioPciCoreDevice } from "./exporters/vfio-p
 export type { VfioDeviceFeatureDmaBuf, VfioRegionDmaRange, VfioRevokeResult } from "./exporters/vfio-pci.js";
 export { DmaBufImporter } from "./importer.js";
 export type { DmaBufImporterOptions } from "./importer.js";
+export { dmaBufMappingComparison, dmaBufMappingComparisonTable } from "./compare.js";
+export type { DmaBufMappingComparisonRow } from "./compare.js";

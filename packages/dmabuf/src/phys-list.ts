@@ -132,6 +132,7 @@ export class DmaBufPhysListDma {
   /** The memory kind of each range, in dmaClassifyRange's vocabulary. */
   readonly kinds: readonly DmaMemoryKind[];
   #unmapped = false;
+  #kept: DmaIovaState | undefined;
 
   /** @internal use dmaBufPhysListDmaMap. */
   constructor(dev: DmaDevice, list: DmaBufPhysList, dir: DmaDirection, state: DmaIovaState | undefined, iovaLen: number, dmaAddr: Float64Array, mode: Uint8Array, kinds: DmaMemoryKind[]) {
@@ -149,9 +150,33 @@ export class DmaBufPhysListDma {
     return this.#unmapped;
   }
 
-  /** Bookkeeping bytes the importer keeps (a dma_iova_state and a dma_addr_t per range). */
+  /** An IOVA kept by dmaBufPhysListDmaUnlink for the next map (nothing linked in it). */
+  get keptIova(): boolean {
+    return this.#kept !== undefined;
+  }
+
+  /** @internal hands the kept IOVA over (once). */
+  takeState(): DmaIovaState | undefined {
+    const s = this.#kept;
+    this.#kept = undefined;
+    return s;
+  }
+
+  /** @internal */
+  keep(state: DmaIovaState): void {
+    this.#kept = state;
+  }
+
+  /**
+   * Bookkeeping bytes the importer needs: a dma_iova_state, and a dma_addr_t for each range outside the
+   * IOVA (mapped by dma_map_phys). A range in the IOVA sits at the state's address plus the running
+   * length, and a bus address is phys + the provider's bus_offset: both follow from the list, so
+   * dmasim's per-range `dmaAddr` cache is not counted.
+   */
   get bookkeepingBytes(): number {
-    return (this.state === undefined ? 0 : DMA_IOVA_STATE_BYTES) + 8 * this.list.nrRanges;
+    let direct = 0;
+    for (const m of this.mode) if (m === PhysListDmaMode.DIRECT) direct++;
+    return (this.state === undefined ? 0 : DMA_IOVA_STATE_BYTES) + 8 * direct;
   }
 
   /** @internal */
@@ -190,12 +215,15 @@ function kindsOf(dev: DmaDevice, list: DmaBufPhysList): DmaMemoryKind[] | number
  * range without an IOMMU. Returns -EINVAL when the device cannot reach the provider, -ENOMEM when the
  * IOVA space is exhausted, or the link's errno; a failure unwinds everything.
  */
-export function dmaBufPhysListDmaMap(dev: DmaDevice, list: DmaBufPhysList, dir: DmaDirection): DmaBufPhysListDma | number {
+export function dmaBufPhysListDmaMap(dev: DmaDevice, list: DmaBufPhysList, dir: DmaDirection, reuse?: DmaBufPhysListDma): DmaBufPhysListDma | number {
   const fn = "dma_buf_phys_list_dma_map";
   if (!(dev instanceof DmaDevice)) throw new DmaBufInputError(fn, "dev", dev, "a DmaDevice");
   if (!(list instanceof DmaBufPhysList)) throw new DmaBufInputError(fn, "list", list, "a DmaBufPhysList");
   if (dir !== DmaDirection.BIDIRECTIONAL && dir !== DmaDirection.TO_DEVICE && dir !== DmaDirection.FROM_DEVICE) {
     throw new DmaBufInputError(fn, "dir", dir, "DmaDirection.BIDIRECTIONAL, TO_DEVICE or FROM_DEVICE");
+  }
+  if (reuse !== undefined && !(reuse instanceof DmaBufPhysListDma && reuse.unmapped && reuse.dev === dev)) {
+    throw new DmaBufInputError(fn, "reuse", reuse, `a mapping of ${dev.bdf} unlinked by dmaBufPhysListDmaUnlink`);
   }
   const n = list.nrRanges;
   for (let i = 0; i < n; i++) if ((list.len[i] ?? 0) === 0) throw new DmaBufInputError(fn, "list", `range ${i}`, "a list whose every range was set");
@@ -220,9 +248,16 @@ export function dmaBufPhysListDmaMap(dev: DmaDevice, list: DmaBufPhysList, dir: 
     }
   }
   let state: DmaIovaState | undefined;
+  // The two-step API lets an importer keep its IOVA across a move: relink into it when it is big enough.
+  const kept = reuse?.takeState();
+  if (kept !== undefined && (iovaLen === 0 || kept.size < iovaLen)) dmaIovaFree(dev, kept);
   if (iovaLen > 0) {
-    state = new DmaIovaState();
-    if (!dmaIovaTryAlloc(dev, state, list.phys[first] ?? 0, iovaLen)) return -DmaBufErrno.ENOMEM;
+    if (kept !== undefined && kept.size >= iovaLen) {
+      state = kept;
+    } else {
+      state = new DmaIovaState();
+      if (!dmaIovaTryAlloc(dev, state, list.phys[first] ?? 0, iovaLen)) return -DmaBufErrno.ENOMEM;
+    }
     let off = 0;
     for (let i = 0; i < n; i++) {
       if (mode[i] !== PhysListDmaMode.IOVA) continue;
@@ -253,8 +288,9 @@ export function dmaBufPhysListDmaMap(dev: DmaDevice, list: DmaBufPhysList, dir: 
 }
 
 /**
- * Undoes the IOVA links of [0, mappedLen): one dma_iova_destroy when every linked range has the same
- * attributes (one IOTLB invalidation), otherwise an unlink per range and dma_iova_free.
+ * Undoes the IOVA links of [0, mappedLen): one dma_iova_destroy (one IOTLB invalidation) when every
+ * linked range has the same attributes or the device is coherent, otherwise an unlink per range (the
+ * cache maintenance differs) and dma_iova_free.
  */
 function unlinkIova(dev: DmaDevice, state: DmaIovaState, list: DmaBufPhysList, mode: Uint8Array, kinds: readonly DmaMemoryKind[], mappedLen: number, dir: DmaDirection): void {
   let mixed = false;
@@ -266,8 +302,9 @@ function unlinkIova(dev: DmaDevice, state: DmaIovaState, list: DmaBufPhysList, m
     attrs = a;
     off += list.len[i] ?? 0;
   }
-  if (!mixed) {
-    dmaIovaDestroy(dev, state, mappedLen, dir, Math.max(attrs, 0));
+  // A coherent device needs no cache maintenance: MMIO and RAM ranges are destroyed alike, at once.
+  if (!mixed || dev.coherent) {
+    dmaIovaDestroy(dev, state, mappedLen, dir, mixed ? 0 : Math.max(attrs, 0));
     return;
   }
   for (let i = 0, off = 0; i < list.nrRanges && off < mappedLen; i++) {
@@ -291,4 +328,53 @@ export function dmaBufPhysListDmaUnmap(m: DmaBufPhysListDma): void {
   if (m.state !== undefined) unlinkIova(dev, m.state, list, mode, kinds, m.iovaLen, dir);
   m.markUnmapped();
   list.dmaMappings--;
+}
+
+/**
+ * Undoes a mapping but keeps its IOVA for the next dmaBufPhysListDmaMap(…, reuse): the links are
+ * undone (one dma_iova_unlink per run of ranges with the same attributes, each one IOTLB invalidation),
+ * the dma_map_phys ranges unmapped. An importer that remaps after every move saves the IOVA free and
+ * allocation each time. dmaBufPhysListDmaFree gives the kept IOVA back.
+ */
+export function dmaBufPhysListDmaUnlink(m: DmaBufPhysListDma): void {
+  const fn = "dma_buf_phys_list_dma_unlink";
+  if (!(m instanceof DmaBufPhysListDma)) throw new DmaBufInputError(fn, "m", m, "a DmaBufPhysListDma from dmaBufPhysListDmaMap");
+  if (m.unmapped) throw new DmaBufStateError("EINVAL", `${fn}: this mapping of ${m.dev.bdf} was unmapped already`);
+  const { dev, list, mode, kinds, dir } = m;
+  for (let i = 0; i < list.nrRanges; i++) {
+    if (mode[i] === PhysListDmaMode.DIRECT) dmaUnmapPhys(dev, m.dmaAddr[i] ?? 0, list.len[i] ?? 0, dir, kinds[i] === "p2p-host-bridge" ? DMA_ATTR_MMIO : 0);
+  }
+  const state = m.state;
+  if (state !== undefined && dev.coherent) {
+    // A coherent device needs no cache maintenance, so MMIO and RAM ranges unlink alike: one call,
+    // one IOTLB invalidation.
+    dmaIovaUnlink(dev, state, 0, m.iovaLen, dir, 0);
+    m.keep(state);
+  } else if (state !== undefined) {
+    let runStart = 0;
+    let runLen = 0;
+    let runAttrs = -1;
+    for (let i = 0; i <= list.nrRanges; i++) {
+      const isIova = i < list.nrRanges && mode[i] === PhysListDmaMode.IOVA;
+      if (i < list.nrRanges && !isIova) continue;
+      const attrs = isIova ? (kinds[i] === "p2p-host-bridge" ? DMA_ATTR_MMIO : 0) : -2;
+      if (attrs !== runAttrs && runLen > 0) {
+        dmaIovaUnlink(dev, state, runStart, runLen, dir, runAttrs);
+        runStart += runLen;
+        runLen = 0;
+      }
+      runAttrs = attrs;
+      if (isIova) runLen += list.len[i] ?? 0;
+    }
+    m.keep(state);
+  }
+  m.markUnmapped();
+  list.dmaMappings--;
+}
+
+/** Gives back the IOVA dmaBufPhysListDmaUnlink kept (when no map reused it). */
+export function dmaBufPhysListDmaFree(m: DmaBufPhysListDma): void {
+  if (!(m instanceof DmaBufPhysListDma)) throw new DmaBufInputError("dma_buf_phys_list_dma_free", "m", m, "a DmaBufPhysListDma");
+  const s = m.takeState();
+  if (s !== undefined) dmaIovaFree(m.dev, s);
 }

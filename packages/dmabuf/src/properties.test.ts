@@ -114,6 +114,9 @@ describe("dma-buf under interleaved migrations, revokes and maps", () => {
         expect(gpu.vramFreeBlocks).toBe(gpu.nBlocks);
         expect(platform.memory.allocator.allocatedPages).toBe(pagesBefore);
         expect(sys.debug.reports()).toEqual([]);
+        // Nothing left in the DMA layer either: no mapping, no IOVA state (kept IOVAs were given back).
+        const report = rig.kernel.unbind(importer);
+        expect([report.leakedMappings.length, report.leakedIovaStates]).toEqual([0, 0]);
       }),
       { numRuns: 60 },
     );

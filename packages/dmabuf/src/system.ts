@@ -1,15 +1,46 @@
+import { priceCounters } from "@dmasim/dma";
 import type { DmaKernel } from "@dmasim/dma";
 import { InvalidationLog } from "@dmasim/hmm-odp";
-import type { Trace } from "@dmasim/trace";
+import type { CounterSnapshot, Trace } from "@dmasim/trace";
 import { DmaBufCounter } from "./counters.js";
 import { DmaBufDebug } from "./debug.js";
 import type { DmaBufDebugMode } from "./debug.js";
 import { DmaBufInputError } from "./errors.js";
 import type { DmaBuf } from "./dma-buf.js";
 
+/** One line of DmaBufSystem.costs(). */
+export interface DmaBufCostLine {
+  readonly what: string;
+  readonly ns: number;
+  readonly source: string;
+  readonly assumed: boolean;
+}
+
+/** DmaBufSystem.costs(): the dma-buf block's counters and the modelled time beside them. */
+export interface DmaBufCostReport {
+  readonly counters: Readonly<Record<string, number>>;
+  readonly lines: readonly DmaBufCostLine[];
+  /** The DMA layer's own report of the same interval. */
+  readonly dma: ReturnType<typeof priceCounters>;
+  /**
+   * Copies plus DMA mapping work. Fence waits are not added: they are the importers' view of the same
+   * copy time.
+   */
+  readonly totalNs: number;
+}
+
+/** The kernel whose dma-buf semantics a system follows. */
+export type DmaBufVersion = "7.1" | "6.19";
+
 export interface DmaBufSystemOptions {
   /** The dma-buf rule checker: "throw" (default), "collect" or "off" (for speed runs). */
   readonly debug?: DmaBufDebugMode;
+  /**
+   * The dma-buf semantics: "7.1" (default) or "6.19": `CONFIG_DMABUF_MOVE_NOTIFY` off (dynamic
+   * importers pinned at map time too), an importer with ops but no `move_notify` refused (-EINVAL),
+   * and VFIO refusing every pinned importer and not waiting for unmaps on revoke.
+   */
+  readonly version?: DmaBufVersion;
 }
 
 /**
@@ -21,6 +52,7 @@ export class DmaBufSystem {
   readonly kernel: DmaKernel;
   readonly trace: Trace;
   readonly debug: DmaBufDebug;
+  readonly version: DmaBufVersion;
   readonly invalidations: InvalidationLog;
   /** @internal dma_buf_phys_vec_to_sgt's private struct dma_buf_dma of each table it made. */
   readonly sgtPrivate = new WeakMap<object, unknown>();
@@ -32,6 +64,9 @@ export class DmaBufSystem {
     if ((options as unknown) === null || typeof (options as unknown) !== "object") throw new DmaBufInputError("DmaBufSystem", "options", options, "an object { debug? }");
     const mode = options.debug ?? "throw";
     if (!["throw", "collect", "off"].includes(mode)) throw new DmaBufInputError("DmaBufSystem", "options.debug", mode, '"throw", "collect" or "off"');
+    const version = options.version ?? "7.1";
+    if (!["7.1", "6.19"].includes(version)) throw new DmaBufInputError("DmaBufSystem", "options.version", version, '"7.1" or "6.19"');
+    this.version = version;
     this.kernel = kernel;
     this.trace = kernel.trace;
     this.trace.counters.declare(DmaBufCounter);
@@ -42,6 +77,29 @@ export class DmaBufSystem {
   /** @internal the inode number of the next exported buffer (names it in reports). */
   nextInode(): number {
     return this.#nextInode++;
+  }
+
+  /**
+   * Modelled time of the dma-buf work since `since` (or since the start), counters beside it: the
+   * importers' fence waits, the exporters' copies (at their assumed copy rate: no published figure for
+   * a dma-buf move exists) and the DMA mapping work of maps and rebinds (priced by the DMA kernel's
+   * cost profile, whose rows cite their sources).
+   */
+  costs(since?: CounterSnapshot): DmaBufCostReport {
+    const now = this.trace.counters.snapshot();
+    const d = since === undefined ? now : now.diff(since);
+    const dma = priceCounters(d, this.kernel.profile);
+    const lines: DmaBufCostLine[] = [
+      { what: "fence waits", ns: d.get(DmaBufCounter.DmaBufFenceWaitNs), source: "virtual time until the fences signalled (copy-engine time, assumed rate)", assumed: true },
+      { what: "exporter copies", ns: d.get(DmaBufCounter.DmaBufCopyNs), source: "assumed: the exporter's copyBytesPerNs (no published dma-buf move figure)", assumed: true },
+      { what: "DMA mapping (maps, unmaps, rebinds)", ns: dma.totalNs, source: "@dmasim/dma cost profile", assumed: false },
+    ];
+    const counters: Record<string, number> = {};
+    for (const [name, index] of Object.entries(DmaBufCounter)) {
+      const v = d.get(index);
+      if (v !== 0) counters[name] = v;
+    }
+    return { counters, lines, dma, totalNs: d.get(DmaBufCounter.DmaBufCopyNs) + dma.totalNs };
   }
 
   /**

@@ -23,7 +23,7 @@ export interface DmaBufRig {
   readonly importer: DmaDevice;
 }
 
-export function dmaBufRig(options: { debug?: DmaBufDebugMode; hostBridgeP2p?: "none" | "any"; iommu?: boolean; kernel?: DmaKernelOptions; barBytes?: number; ramBytes?: number } = {}): DmaBufRig {
+export function dmaBufRig(options: { debug?: DmaBufDebugMode; version?: "7.1" | "6.19"; hostBridgeP2p?: "none" | "any"; iommu?: boolean; kernel?: DmaKernelOptions; barBytes?: number; ramBytes?: number } = {}): DmaBufRig {
   const bar = options.barBytes ?? 64 * MiB;
   const spec = switchTopology({
     ramBytes: options.ramBytes ?? 1 * GiB,
@@ -34,7 +34,7 @@ export function dmaBufRig(options: { debug?: DmaBufDebugMode; hostBridgeP2p?: "n
   });
   const platform = createPlatform(spec);
   const kernel = createDmaKernel(platform, { iommuMode: "strict", swiotlb: false, ...options.kernel });
-  const sys = new DmaBufSystem(kernel, { debug: options.debug ?? "throw" });
+  const sys = new DmaBufSystem(kernel, { debug: options.debug ?? "throw", ...(options.version === undefined ? {} : { version: options.version }) });
   const importer = kernel.device(IMPORTER);
   return { platform, kernel, sys, importer };
 }

@@ -197,6 +197,37 @@ export class PhysicalMemory implements ZoneDeviceHost {
     this.#slow("write", phys, len, bytes, 0);
   }
 
+  /**
+   * memcpy() within physical memory, `len` bytes from `src` to `dst` (ranges must not overlap): when each
+   * range lies in one backed region the bytes move store to store with no intermediate buffer (one copy
+   * per byte — what a device's copy engine or the CPU's memcpy does); otherwise through a bounded
+   * buffer. Both ranges are checked first: a refused copy moves nothing.
+   */
+  copy(dst: PhysAddr | number, src: PhysAddr | number, len: number): void {
+    checkNat("len", len);
+    if (len === 0) return;
+    const si = this.#check("read", src, len);
+    const di = this.#check("write", dst, len);
+    if (src < dst + len && dst < src + len) throw new AddressError("dst", dst, `a destination that does not overlap the source [${src}, ${src + len}) (copy)`);
+    const sr = this.#table.at(si);
+    const dr = this.#table.at(di);
+    if (isBacked(sr) && isBacked(dr) && src + len <= sr.end && dst + len <= dr.end) {
+      const before = dr.store.materialisedPages;
+      dr.store.copyFrom(sr.store, src - sr.base, dst - dr.base, len);
+      const counters = this.trace.counters;
+      if (dr.store.materialisedPages !== before) counters.add(Counter.MemPagesMaterialised, dr.store.materialisedPages - before);
+      counters.add(Counter.MemReadBytes, len);
+      counters.add(Counter.MemWriteBytes, len);
+      return;
+    }
+    const chunk = new Uint8Array(Math.min(len, 1 << 20));
+    for (let done = 0; done < len; done += chunk.length) {
+      const part = len - done < chunk.length ? chunk.subarray(0, len - done) : chunk;
+      this.readInto(src + done, part);
+      this.write(dst + done, part);
+    }
+  }
+
   /** memset() of physical memory. Zero-filling pages never written allocates nothing. */
   fill(phys: PhysAddr | number, len: number, value: number): void {
     if (!Number.isInteger(value) || value < 0 || value > 255) throw new AddressError("value", value, "a byte value 0..255 (fill)");

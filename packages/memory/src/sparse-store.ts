@@ -183,6 +183,59 @@ export class SparseStore {
     }
   }
 
+  /**
+   * memcpy from `src` (another store, or this one over a range that does not overlap) into this store.
+   * A destination page copied whole gets a whole slot and the source bytes go straight into it, one
+   * `set` per run of slab-contiguous slots, with no intermediate buffer; a page copied in part goes
+   * through the ordinary write path (lines or a whole page, as a write would choose).
+   */
+  copyFrom(src: SparseStore, srcOffset: number, offset: number, len: number): void {
+    this.#check(offset, len, "copyFrom");
+    src.#check(srcOffset, len, "copyFrom");
+    if (src === this && srcOffset < offset + len && offset < srcOffset + len) {
+      throw new AddressError("offset", offset, `a destination that does not overlap the source [${srcOffset}, ${srcOffset + len}) (SparseStore.copyFrom)`);
+    }
+    let pos = 0;
+    while (pos < len) {
+      const at = offset + pos;
+      const page = Math.floor(at / PAGE_SIZE);
+      const inPage = at - page * PAGE_SIZE;
+      let n = Math.min(PAGE_SIZE - inPage, len - pos);
+      if (n < PAGE_SIZE) {
+        const part = new Uint8Array(n);
+        src.#copyOut(srcOffset + pos, part);
+        this.#writePage(page, this.#entry(page), inPage, part, 0, n, -1);
+        pos += n;
+        continue;
+      }
+      const slot = this.#wholeSlot(page);
+      // Extend the run over following whole-page copies whose slots are the next ones of the same slab
+      // (new pages get them when they are taken in order).
+      let next = slot + 1;
+      while (len - pos - n >= PAGE_SIZE && (next & SLAB_MASK) !== 0) {
+        const p2 = page + (next - slot);
+        const e2 = this.#entry(p2);
+        if (e2 === next + 1 || (e2 === 0 && this.#wholePages === next)) this.#wholeSlot(p2);
+        else break;
+        n += PAGE_SIZE;
+        next++;
+      }
+      const base = (slot & SLAB_MASK) * PAGE_SIZE;
+      src.#copyOut(srcOffset + pos, this.#slab(slot).subarray(base, base + n));
+      pos += n;
+    }
+  }
+
+  /** The whole-page slot of `page`, giving it one (and moving its lines there) when it has none. */
+  #wholeSlot(page: number): number {
+    let e = this.#entry(page);
+    if (e <= 0) {
+      if (e === 0) this.#pages++;
+      e = this.#makeWhole(page, e);
+    }
+    return e - 1;
+  }
+
   /** The index entry of `page`: 0 never written, > 0 whole page slot + 1, < 0 -(line table + 1). */
   #entry(page: number): number {
     const leafIndex = Math.floor(page / LEAF_PAGES);

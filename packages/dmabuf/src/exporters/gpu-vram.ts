@@ -67,8 +67,6 @@ export class GpuVramExporter {
   readonly #lru: GpuBo[] = [];
   #engineBusyUntil = 0;
   #seqno = 0;
-  /** One block of scratch for copies (owned by the exporter, not the module). */
-  #scratch: Uint8Array | undefined;
 
   constructor(system: DmaBufSystem, options: GpuVramOptions) {
     const fn = "GpuVramExporter";
@@ -271,14 +269,12 @@ export class GpuVramExporter {
     }
     const memory = this.system.kernel.memory;
     const bb = this.blockBytes;
-    const scratch = (this.#scratch ??= new Uint8Array(bb));
     const dest = new Float64Array(sel.length);
     sel.forEach((b, k) => {
       const d = to === "vram" ? this.#takeVramBlock() : memory.allocator.allocPages(bb / PAGE_SIZE);
       dest[k] = d;
       // The copy engine's copy, done at once in the model; the KERNEL fence says when it ends.
-      memory.readInto(bo.phys[b] ?? 0, scratch);
-      memory.write(d, scratch);
+      memory.copy(d, bo.phys[b] ?? 0, bb);
     });
     const bytes = sel.length * bb;
     const clock = this.system.trace.clock;
@@ -294,6 +290,7 @@ export class GpuVramExporter {
     const counters = this.system.trace.counters;
     counters.add(DmaBufCounter.DmaBufMigrations);
     counters.add(DmaBufCounter.DmaBufMigratedBytes, bytes);
+    counters.add(DmaBufCounter.DmaBufCopyNs, bytes / this.copyBytesPerNs);
     this.#touch(bo);
     this.#reapBo(bo);
     return sel.length;

@@ -135,11 +135,14 @@ export class VfioPciCoreDevice {
       mapped: 0,
       waiting: false,
     };
+    const v619 = this.system.version === "6.19";
     const ops: DmaBufOps = {
+      // 6.19: pin returned -EOPNOTSUPP, refusing every pinned importer; 7.1 removed pin and unpin.
+      ...(v619 ? { pin: () => -DmaBufErrno.EOPNOTSUPP, unpin: () => undefined } : {}),
       attach: (_b, a) => {
         if (!a.peer2peer) return -DmaBufErrno.EOPNOTSUPP;
         if (priv.revoked) return -DmaBufErrno.ENODEV;
-        if (!dmaBufAttachRevocable(a)) return -DmaBufErrno.EOPNOTSUPP;
+        if (!v619 && !dmaBufAttachRevocable(a)) return -DmaBufErrno.EOPNOTSUPP;
         return 0;
       },
       mapDmaBuf: (a: DmaBufAttachment, dir: DmaDirection) => {
@@ -210,7 +213,8 @@ export class VfioPciCoreDevice {
       }
       if (revoked) {
         this.system.trace.counters.add(DmaBufCounter.DmaBufRevokes);
-        if (priv.mapped > 0) {
+        // 6.19 did not wait for importers to unmap.
+        if (priv.mapped > 0 && this.system.version === "7.1") {
           priv.waiting = true;
           waitingFor += priv.mapped;
           const holders = buf.attachments.filter((a) => a.liveMappings > 0).map((a) => a.dev.bdf);
@@ -228,6 +232,7 @@ export class VfioPciCoreDevice {
    */
   setMemoryEnable(enable: boolean): VfioRevokeResult {
     if (typeof enable !== "boolean") throw new DmaBufInputError("vfio_pci_set_memory_enable", "enable", enable, "a boolean");
+    if (this.#closed) return { done: true, waitingFor: 0 };
     if (enable) {
       this.#pendingDisable = false;
       this.#memoryEnabled = true;
@@ -241,6 +246,7 @@ export class VfioPciCoreDevice {
 
   /** VFIO_DEVICE_RESET: revoke, reset, and restore memory as it was (buffers usable again after). */
   reset(): VfioRevokeResult {
+    if (this.#closed) return { done: true, waitingFor: 0 };
     const r = this.#move(true, "reset");
     if (r.done && this.#memoryEnabled) this.#move(false, "reset-done");
     return r;
@@ -253,6 +259,7 @@ export class VfioPciCoreDevice {
   close(): VfioRevokeResult {
     const r = this.#move(true, "close");
     this.#closed = true;
+    // The buffers leave the device (priv->vdev = NULL): nothing un-revokes them; their wait goes on.
     return r;
   }
 }
