@@ -45,18 +45,31 @@ const END = 0;
 
 /** CHUNK slots of every column. */
 class Chunk {
-  readonly addr = new Float64Array(CHUNK);
-  readonly size = new Float64Array(CHUNK);
-  readonly phys = new Float64Array(CHUNK);
-  readonly seq = new Uint32Array(CHUNK);
+  readonly addr: Float64Array;
+  readonly size: Float64Array;
+  readonly phys: Float64Array;
+  readonly seq: Uint32Array;
   /** Next slot + 1 in the same bucket, or in the free list. */
-  readonly next = new Int32Array(CHUNK);
-  readonly dev = new Uint16Array(CHUNK);
-  readonly info = new Uint8Array(CHUNK);
+  readonly next: Int32Array;
+  readonly dev: Uint16Array;
+  readonly info: Uint8Array;
+
+  constructor(n: number) {
+    this.addr = new Float64Array(n);
+    this.size = new Float64Array(n);
+    this.phys = new Float64Array(n);
+    this.seq = new Uint32Array(n);
+    this.next = new Int32Array(n);
+    this.dev = new Uint16Array(n);
+    this.info = new Uint8Array(n);
+  }
 }
 
-/** Stands for a chunk that does not exist (a slot never handed out): reads give zeros, writes go nowhere. */
-const NO_CHUNK = new Chunk();
+/**
+ * Stands for a chunk that does not exist (a slot never handed out): its columns have no elements, so
+ * reads give undefined (read as 0) and writes go nowhere; it holds no state.
+ */
+const NO_CHUNK = new Chunk(0);
 
 export class DebugEntryTable {
   readonly #chunks: Chunk[] = [];
@@ -150,7 +163,7 @@ export class DebugEntryTable {
   }
 
   #addChunk(): void {
-    this.#chunks.push(new Chunk());
+    this.#chunks.push(new Chunk(CHUNK));
   }
 
   #rehash(bits: number): void {

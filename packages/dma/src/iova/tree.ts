@@ -4,6 +4,9 @@ import { IOVA_ANCHOR } from "./constants.js";
 export const NIL = 0;
 export const ANCHOR_NODE = 1;
 
+/** Alignment orders a tree can be asked for: PFNs are below 2^53. */
+const MAX_ORDERS = 64;
+
 /**
  * The allocated ranges of one IOVA domain: an AVL tree keyed by `pfn_lo`, held in typed arrays (a node
  * pool with a free list, no object per range).
@@ -26,13 +29,18 @@ export class IovaTree {
   #left: Int32Array = new Int32Array(0);
   #right: Int32Array = new Int32Array(0);
   #height: Int32Array = new Int32Array(0);
+  /** The bound array of an order not in use (never written: it has no elements). */
+  readonly #noFit = new Float64Array(0);
   /**
    * #fit[k][x]: max over x's subtree of (gap end - gap start aligned up to 2^k), for the orders k in use
    * only (a hole elsewhere). Every insert and remove recomputes the bounds along a path for every order
    * kept, so keeping only the orders asked for (typically 0 and the order of one large size) rather
    * than every order up to the largest makes that several times cheaper.
    */
-  #fit: (Float64Array | undefined)[] = [];
+  // One slot per possible order, #noFit where unused: an array that is always full and always holds typed
+  // arrays has the same elements kind in every tree (a growing, holey one differed between trees that had
+  // added different orders, and made the lookups below polymorphic once a second tree was in use).
+  #fit: Float64Array[] = Array.from({ length: MAX_ORDERS }, () => this.#noFit);
   /** The same arrays, densely, with their alignments: what #recompute loops over. */
   #fitList: Float64Array[] = [];
   /**
@@ -41,8 +49,8 @@ export class IovaTree {
    * double array, a "wrong map" deoptimisation of #recompute after which the insert path was no longer
    * inlined, for the rest of the process. Orders are below 64 (PFNs are below 2^53).
    */
-  readonly #alignList = new Float64Array(64);
-  readonly #orderList = new Int32Array(64);
+  readonly #alignList = new Float64Array(MAX_ORDERS);
+  readonly #orderList = new Int32Array(MAX_ORDERS);
   #orders = 0;
   #root = NIL;
   #freeHead = NIL;
@@ -157,8 +165,8 @@ export class IovaTree {
     // An integer below 64 held as a small integer, whatever arithmetic produced it: it indexes arrays.
     order |= 0;
     this.#ensureOrder(order);
-    const fit = this.#fit[order] ?? this.#fit[0];
-    if (fit === undefined) return -1;
+    const fit = this.#fit[order] ?? this.#noFit;
+    if (fit === this.#noFit) return -1;
     return this.#search(this.#root, fit, size, 2 ** order, lowB, highB);
   }
 
@@ -195,7 +203,7 @@ export class IovaTree {
       if (Math.abs(hl - hr) > 1 || this.#height[x] !== 1 + Math.max(hl, hr)) problem = `node ${x} unbalanced`;
       for (let k = 0; k < this.#fit.length; k++) {
         const f = this.#fit[k];
-        if (f === undefined) continue;
+        if (f === undefined || f === this.#noFit) continue;
         const want = Math.max(this.#local(x, 2 ** k), f[l] ?? -Infinity, f[r] ?? -Infinity);
         if (f[x] !== want) problem = `node ${x} fit[${k}] ${f[x]} != ${want}`;
       }
@@ -354,14 +362,14 @@ export class IovaTree {
       a.fill(-Infinity, this.#cap);
       return a;
     });
-    this.#fit = [];
-    for (let i = 0; i < this.#orders; i++) this.#fit[this.#orderList[i] ?? 0] = this.#fitList[i];
+    this.#fit.fill(this.#noFit);
+    for (let i = 0; i < this.#orders; i++) this.#fit[this.#orderList[i] ?? 0] = this.#fitList[i] ?? this.#noFit;
     this.#cap = cap;
   }
 
   /** Adds the bound array of `order`, filled by one post-order pass (happens once per order). */
   #ensureOrder(order: number): void {
-    if (this.#fit[order] !== undefined) return;
+    if (this.#fit[order] !== this.#noFit) return;
     const f = new Float64Array(this.#cap).fill(-Infinity);
     this.#fit[order] = f;
     this.#fitList.push(f);
