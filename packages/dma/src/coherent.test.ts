@@ -1,6 +1,6 @@
 import { describe, expect, it } from "vitest";
 import { PcieAccessError } from "@dmasim/pcie-p2p";
-import { PAGE_SIZE, PageFlag } from "@dmasim/memory";
+import { PAGE_SIZE, PageFlag, physAddr } from "@dmasim/memory";
 import { Counter } from "./counters.js";
 import {
   DMA_BIT_MASK,
@@ -20,7 +20,7 @@ describe("dmaAllocCoherent", () => {
   it("returns zeroed memory even when the pages held old data", () => {
     const { platform, dev } = rig();
     const old = freshPages(platform, 4);
-    platform.memory.fill(old, 4 * PAGE_SIZE, 0xa5);
+    platform.memory.fill(physAddr(old), 4 * PAGE_SIZE, 0xa5);
     platform.memory.allocator.freePages(old, 4);
     const buf = dmaAllocCoherent(dev, 4 * PAGE_SIZE)!;
     expect(buf.cpuAddr).toBe(old); // lowest first fit hands the same pages back
@@ -38,10 +38,10 @@ describe("dmaAllocCoherent", () => {
     expect(m.get(Counter.PteWrites)).toBe(4);
     for (let i = 0; i < 4; i++) expect(dev.domain!.iovaToPhys(buf.dmaHandle + i * PAGE_SIZE)).toBe(buf.cpuAddr + i * PAGE_SIZE);
     // No sync in either direction: a coherent device and the CPU share the buffer as is.
-    platform.memory.write(buf.cpuAddr + 10, pattern(300, 1));
+    platform.memory.write(physAddr(buf.cpuAddr + 10), pattern(300, 1));
     expect(ep.dmaRead(buf.dmaHandle + 10, 300)).toEqual(pattern(300, 1));
     ep.dmaWrite(buf.dmaHandle + 2 * PAGE_SIZE, pattern(200, 2));
-    expect(platform.memory.read(buf.cpuAddr + 2 * PAGE_SIZE, 200)).toEqual(pattern(200, 2));
+    expect(platform.memory.read(physAddr(buf.cpuAddr + 2 * PAGE_SIZE), 200)).toEqual(pattern(200, 2));
     dmaFreeCoherent(dev, buf.size, buf.cpuAddr, buf.dmaHandle);
   });
 
@@ -97,7 +97,7 @@ describe("dmaAllocCoherent", () => {
     // Not bounced: the device reaches the shared pages directly.
     expect(buf.dmaHandle).toBe(buf.cpuAddr);
     ep.dmaWrite(buf.dmaHandle + PAGE_SIZE, pattern(128, 7));
-    expect(platform.memory.read(buf.cpuAddr + PAGE_SIZE, 128)).toEqual(pattern(128, 7));
+    expect(platform.memory.read(physAddr(buf.cpuAddr + PAGE_SIZE), 128)).toEqual(pattern(128, 7));
     dmaFreeCoherent(dev, buf.size, buf.cpuAddr, buf.dmaHandle);
     expect(platform.memory.pages.flags(pfn) & PageFlag.Encrypted).not.toBe(0);
     expect(() => ep.dmaRead(buf.dmaHandle, 16)).toThrow(/private memory/);

@@ -1,5 +1,5 @@
 import { describe, expect, it } from "vitest";
-import { GiB, PAGE_SIZE, PageFlag } from "@dmasim/memory";
+import { GiB, PAGE_SIZE, PageFlag, physAddr } from "@dmasim/memory";
 import { Counter } from "./counters.js";
 import {
   DMA_ATTR_MMIO,
@@ -24,7 +24,7 @@ const { BIDIRECTIONAL, TO_DEVICE, FROM_DEVICE } = DmaDirection;
 /** A checked mapping of `len` bytes of fresh memory, filled with a pattern the device can read. */
 function mapped(r: Rig, len: number, dir: DmaDirection = BIDIRECTIONAL): { phys: number; addr: number } {
   const phys = freshPages(r.platform, Math.ceil(len / PAGE_SIZE));
-  r.platform.memory.write(phys, pattern(len, 3));
+  r.platform.memory.write(physAddr(phys), pattern(len, 3));
   const addr = dmaMapPhys(r.dev, phys, len, dir);
   expect(dmaMappingError(r.dev, addr)).toBe(0);
   return { phys, addr };
@@ -276,7 +276,7 @@ describe("dma-debug: sync checks", () => {
     });
     expect(checks(r)).toEqual(["sync-out-of-range"]);
     expect(m.get(Counter.SwiotlbBounceBytes)).toBe(2048);
-    expect(r.platform.memory.read(phys + 2048, 2048)).toEqual(pattern(4096, 7).subarray(2048));
+    expect(r.platform.memory.read(physAddr(phys + 2048), 2048)).toEqual(pattern(4096, 7).subarray(2048));
     dmaSyncSingleForDevice(r.dev, addr + 4000, 200, TO_DEVICE);
     expect(checks(r)).toEqual(["sync-out-of-range", "sync-out-of-range"]);
     dmaUnmapPhys(r.dev, addr, 4096, BIDIRECTIONAL);

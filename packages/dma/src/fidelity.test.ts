@@ -1,7 +1,7 @@
 import { describe, expect, it } from "vitest";
 import fc from "fast-check";
 import { Counter } from "./counters.js";
-import { GiB, PAGE_SIZE, TiB } from "@dmasim/memory";
+import { GiB, PAGE_SIZE, TiB, physAddr } from "@dmasim/memory";
 import {
   DMA_ATTR_DEBUGGING_IGNORE_CACHELINES,
   DMA_ATTR_REQUIRE_COHERENT,
@@ -50,7 +50,7 @@ describe("dma_map_phys: DMA_ATTR_REQUIRE_COHERENT on a device that is not DMA-co
     it(`(${iommuMode}) still maps for a coherent device`, () => {
       const { platform, dev, ep } = rig({ kernel: { iommuMode } });
       const phys = freshPages(platform, 1);
-      platform.memory.write(phys, pattern(4096, 6));
+      platform.memory.write(physAddr(phys), pattern(4096, 6));
       const addr = dmaMapPhys(dev, phys, 4096, BIDIRECTIONAL, DMA_ATTR_REQUIRE_COHERENT);
       expect(dmaMappingError(dev, addr)).toBe(0);
       expect(ep.dmaRead(addr, 4096)).toEqual(pattern(4096, 6));
@@ -284,7 +284,7 @@ describe("swiotlb_bounce's negative tlb_offset through the DMA API", () => {
     const ep = platform.endpoint(UNTRUSTED);
     const phys = freshPages(platform, 2) + 0x30; // unaligned: the untrusted device bounces it
     const size = 6000;
-    platform.memory.write(phys, pattern(size, 8));
+    platform.memory.write(physAddr(phys), pattern(size, 8));
     const addr = dmaMapPhys(dev, phys, size, FROM_DEVICE);
     expect(dmaMappingError(dev, addr)).toBe(0);
     expect(kernel.swiotlb!.isSwiotlbBuffer(dev.domain!.iovaToPhys(addr)!)).toBe(true);
@@ -295,7 +295,7 @@ describe("swiotlb_bounce's negative tlb_offset through the DMA API", () => {
     dmaSyncSingleForCpu(dev, addr + from, 60, FROM_DEVICE);
     const expected = pattern(size, 8);
     expected.set(written, from);
-    expect(platform.memory.read(phys, size)).toEqual(expected);
+    expect(platform.memory.read(physAddr(phys), size)).toEqual(expected);
     dmaUnmapPhys(dev, addr, size, FROM_DEVICE);
   });
 });

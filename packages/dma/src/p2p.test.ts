@@ -1,5 +1,5 @@
 import { describe, expect, it } from "vitest";
-import { PAGE_SIZE } from "@dmasim/memory";
+import { PAGE_SIZE, physAddr } from "@dmasim/memory";
 import { PciP2pdmaMapType } from "@dmasim/pcie-p2p";
 import { Counter } from "./counters.js";
 import {
@@ -81,7 +81,7 @@ describe("p2pdmaProviderOf and pciP2pdmaBusAddrMap", () => {
     });
     expect(m.get(Counter.TlpsPeerViaSwitch)).toBe(1);
     expect(m.get(Counter.IommuMapCalls) + m.get(Counter.TlpsToMemory)).toBe(0);
-    expect(platform.memory.read(phys, 256)).toEqual(pattern(256, 1));
+    expect(platform.memory.read(physAddr(phys), 256)).toEqual(pattern(256, 1));
   });
 });
 
@@ -91,7 +91,7 @@ describe("THRU_HOST_BRIDGE: a peer BAR mapped through the IOMMU", () => {
     const provider = platform.addP2pdmaProvider(PROVIDER, 0);
     const dev = kernel.device(FAR_CLIENT);
     expect(pciP2pdmaState(new PciP2pdmaMapState(), dev, provider.phys)).toBe(THRU_HOST_BRIDGE);
-    platform.memory.write(provider.phys + PAGE_SIZE, pattern(512, 2));
+    platform.memory.write(physAddr(provider.phys + PAGE_SIZE), pattern(512, 2));
     const addr = dmaMapPhys(dev, provider.phys + PAGE_SIZE, 512, DmaDirection.TO_DEVICE, DMA_ATTR_MMIO);
     expect(dmaMappingError(dev, addr)).toBe(0);
     expect(dev.domain!.iovaToPhys(addr)).toBe(provider.phys + PAGE_SIZE);
@@ -107,7 +107,7 @@ describe("THRU_HOST_BRIDGE: a peer BAR mapped through the IOMMU", () => {
     const provider = platform.addP2pdmaProvider(PROVIDER, 0);
     const dev = kernel.device(CLIENT);
     const bar = platform.endpoint(FAR_CLIENT).bars[0]!;
-    platform.memory.write(bar.phys + 0x100, pattern(64, 3));
+    platform.memory.write(physAddr(bar.phys + 0x100), pattern(64, 3));
     const addr = dmaMapResource(dev, bar.phys + 0x100, 64, DmaDirection.BIDIRECTIONAL);
     expect(dmaMappingError(dev, addr)).toBe(0);
     const m = moved(platform, () => platform.endpoint(CLIENT).dmaRead(addr, 64));

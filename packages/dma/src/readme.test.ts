@@ -11,6 +11,7 @@ import * as dmaModule from "./index.js";
 import type { CostReport, DmaIovaState, DmaKernel } from "./index.js";
 import * as iovaModule from "./iova/index.js";
 import { SwiotlbPool, swiotlbPoolMapSingle, swiotlbPoolUnmapSingle } from "./swiotlb/index.js";
+import { physAddr } from "@dmasim/memory";
 
 const README = new URL("../README.md", import.meta.url);
 const modules = {
@@ -53,11 +54,11 @@ describe("README examples", () => {
     const memory = r.memory as PhysicalMemory;
     const tlb = r.tlb as number;
     expect(tlb & 0xfff).toBe(0x234);
-    expect(new TextDecoder().decode(memory.read(0x2000_0234, 5))).toBe("HELLO");
+    expect(new TextDecoder().decode(memory.read(physAddr(0x2000_0234), 5))).toBe("HELLO");
   });
 
   it("the CPU cache: the device sees a CPU store only after the sync", () => {
     const r = runReadmeBlock(README, modules, { index: 4, scope: { CpuCache, DmaDirection } });
-    expect((r.memory as PhysicalMemory).read(0x10000, 1)[0]).toBe(0xab);
+    expect((r.memory as PhysicalMemory).read(physAddr(0x10000), 1)[0]).toBe(0xab);
   });
 });

@@ -15,6 +15,7 @@ import {
 import type { DmaDebugCheck, DmaDevice } from "./index.js";
 import { allocBuffer, makeKernel } from "./test-fixtures.js";
 import type { Fixture, TestBuffer } from "./test-fixtures.js";
+import { physAddr } from "@dmasim/memory";
 
 // The two-step checks dmasim adds to dma-debug (upstream does not track dma_iova_* at all). In "throw"
 // mode the faulty call throws before it changes anything; in "collect" mode it is recorded and the call
@@ -323,7 +324,7 @@ describe("iova-access-before-sync", () => {
     expectThrows(() => {
       r.fx.endpoint(r.dev).dmaWrite(r.state.addr, new Uint8Array(64).fill(0xab));
     }, "iova-access-before-sync");
-    expect(r.fx.platform.memory.read(r.buf.phys, 64)).toEqual(r.buf.bytes.subarray(0, 64));
+    expect(r.fx.platform.memory.read(physAddr(r.buf.phys), 64)).toEqual(r.buf.bytes.subarray(0, 64));
   });
 
   it("collect: recorded, and on an IOMMU that needs no sync the access goes through", () => {

@@ -1,5 +1,5 @@
 import { describe, expect, it } from "vitest";
-import { GiB } from "@dmasim/memory";
+import { GiB, physAddr } from "@dmasim/memory";
 import { PcieAccessError } from "@dmasim/pcie-p2p";
 import { Counter } from "./counters.js";
 import {
@@ -359,7 +359,7 @@ describe("dma_iova_link", () => {
       fx.endpoint(fx.untrusted).dmaWrite(state.addr, written);
       expect(fx.kernel.swiotlb!.stats.used).toBe(4);
       dmaIovaUnlink(fx.untrusted, state, 0, LEN, DmaDirection.FROM_DEVICE, 0);
-      expect(fx.platform.memory.read(phys, LEN)).toEqual(written);
+      expect(fx.platform.memory.read(physAddr(phys), LEN)).toEqual(written);
       expect(fx.kernel.swiotlb!.stats.used).toBe(0);
       expect(fx.untrusted.domain!.mappedBytes).toBe(0);
       dmaIovaFree(fx.untrusted, state);
@@ -465,7 +465,7 @@ describe("dma_iova_link", () => {
       expect(moved[2]).toBe(0);
       expect(fx.kernel.swiotlb!.stats.used).toBe(0);
       expect(fx.untrusted.domain!.mappedBytes).toBe(0);
-      expect(fx.platform.memory.read(buf.phys, LEN)).toEqual(buf.bytes);
+      expect(fx.platform.memory.read(physAddr(buf.phys), LEN)).toEqual(buf.bytes);
       expect(fx.kernel.dmesg().some((l) => l.device === UNTRUSTED_BDF && l.message.includes("unaligned"))).toBe(true);
     });
 
@@ -507,7 +507,7 @@ describe("dma_iova_link", () => {
       expect(seen).toEqual(lines > 0 ? data : buf.bytes);
       dmaIovaDestroy(fx.dev, state, G, DmaDirection.TO_DEVICE, attrs);
       fx.kernel.cpuCache.flushAll();
-      fx.platform.memory.write(buf.phys, buf.bytes);
+      fx.platform.memory.write(physAddr(buf.phys), buf.bytes);
     }
   });
 
@@ -519,7 +519,7 @@ describe("dma_iova_link", () => {
     const err = tryDmaWrite(fx.endpoint(fx.dev), state.addr, new Uint8Array(16));
     expect(err).toBeInstanceOf(PcieAccessError);
     expect(lastFaultReason(fx.platform, fx.dev.bdf)).toBe("permission");
-    expect(fx.platform.memory.read(buf.phys, G)).toEqual(buf.bytes);
+    expect(fx.platform.memory.read(physAddr(buf.phys), G)).toEqual(buf.bytes);
   });
 
   it("maps FROM_DEVICE write-only: the device's write lands, a read faults", () => {
@@ -528,7 +528,7 @@ describe("dma_iova_link", () => {
     const state = mapOne(fx.dev, buf.phys, G, DmaDirection.FROM_DEVICE);
     const data = pattern(G, 8);
     fx.endpoint(fx.dev).dmaWrite(state.addr, data);
-    expect(fx.platform.memory.read(buf.phys, G)).toEqual(data);
+    expect(fx.platform.memory.read(physAddr(buf.phys), G)).toEqual(data);
     expectFault(fx, fx.dev, state.addr, 16, "permission");
   });
 });
@@ -699,7 +699,7 @@ describe("dma_iova_destroy", () => {
     const data = pattern(buf.len, 31);
     fx.endpoint(UNTRUSTED_BDF).dmaWrite(state.addr, data);
     dmaIovaDestroy(fx.untrusted, state, buf.len, DmaDirection.FROM_DEVICE, 0);
-    expect(fx.platform.memory.read(buf.phys, buf.len)).toEqual(data);
+    expect(fx.platform.memory.read(physAddr(buf.phys), buf.len)).toEqual(data);
     expect(fx.kernel.swiotlb!.stats.used).toBe(0);
     expect(fx.untrusted.domain!.mappedBytes).toBe(0);
   });

@@ -1,5 +1,5 @@
 import { DMA_MAPPING_ERROR, DmaDebugError, createDmaKernel } from "@dmasim/dma";
-import { GiB, MiB, PAGE_SIZE, patternBytes } from "@dmasim/memory";
+import { GiB, MiB, PAGE_SIZE, patternBytes, physAddr } from "@dmasim/memory";
 import { PciP2pdmaMapType, createPlatform } from "@dmasim/pcie-p2p";
 import { Counter } from "@dmasim/dma";
 import { describe, expect, it } from "vitest";
@@ -25,7 +25,7 @@ describe("hmm_dma_map", () => {
     expect(map.state.size).toBe(16 * PAGE_SIZE);
     expect(map.dmaList).toBeUndefined();
     const pfn = sys.allocPage();
-    platform.memory.write(pfn * PAGE_SIZE, patternBytes(64, 5));
+    platform.memory.write(physAddr(pfn * PAGE_SIZE), patternBytes(64, 5));
     map.pfns[3] = pfn;
     map.flags[3] = HMM_PFN_VALID | HMM_PFN_WRITE;
     const [l0, s0] = counters(rig, Counter.DmaIovaLinks, Counter.DmaIovaSyncs);

@@ -1,4 +1,4 @@
-import { MiB } from "@dmasim/memory";
+import { MiB, unsafePhysAddr } from "@dmasim/memory";
 import { Counter } from "./counters.js";
 import { bench, describe } from "vitest";
 import { A, B, RW, bytes, switchSpec, withDomains } from "./test-fixtures.js";
@@ -11,7 +11,7 @@ const IOVA = 0x10000000;
 
 function setup() {
   const p = withDomains(switchSpec({ memory: { ramBytes: 64 * MiB } }));
-  p.memory.write(0x100000, bytes(CHUNK, 1));
+  p.memory.write(unsafePhysAddr(0x100000), bytes(CHUNK, 1));
   p.endpoint(A).iommu!.domainOf(A)!.map(IOVA, 0x100000, CHUNK, RW);
   const bar = p.endpoint(B).bars[0]!;
   p.memory.write(bar.phys, bytes(CHUNK, 2));
