@@ -15,6 +15,7 @@ import {
   dmaUnmapPhys,
 } from "./index.js";
 import { DEV, freshPages, moved, pattern, rig } from "./test-fixtures.js";
+import { iova } from "@dmasim/iommu";
 
 describe("dmaAllocCoherent", () => {
   it("returns zeroed memory even when the pages held old data", () => {
@@ -36,7 +37,7 @@ describe("dmaAllocCoherent", () => {
     expect(buf.dmaHandle + buf.size - 1).toBeLessThanOrEqual(DMA_BIT_MASK(24));
     expect(m.get(Counter.IotlbSyncMap)).toBe(1);
     expect(m.get(Counter.PteWrites)).toBe(4);
-    for (let i = 0; i < 4; i++) expect(dev.domain!.iovaToPhys(buf.dmaHandle + i * PAGE_SIZE)).toBe(buf.cpuAddr + i * PAGE_SIZE);
+    for (let i = 0; i < 4; i++) expect(dev.domain!.iovaToPhys(iova(buf.dmaHandle + i * PAGE_SIZE))).toBe(buf.cpuAddr + i * PAGE_SIZE);
     // No sync in either direction: a coherent device and the CPU share the buffer as is.
     platform.memory.write(physAddr(buf.cpuAddr + 10), pattern(300, 1));
     expect(ep.dmaRead(buf.dmaHandle + 10, 300)).toEqual(pattern(300, 1));
@@ -126,7 +127,7 @@ describe("dmaFreeCoherent", () => {
     });
     expect(m.get(Counter.IotlbInvalRange)).toBe(1);
     expect(platform.memory.allocator.freeBytes).toBe(free);
-    expect(dev.domain!.iovaToPhys(buf.dmaHandle)).toBeUndefined();
+    expect(dev.domain!.iovaToPhys(iova(buf.dmaHandle))).toBeUndefined();
     expect(() => ep.dmaRead(buf.dmaHandle, 8)).toThrow(PcieAccessError);
   });
 
@@ -149,7 +150,7 @@ describe("dmaFreeCoherent", () => {
       expect(err).toBeInstanceOf(DmaDebugError);
       expect((err as DmaDebugError).report.check).toBe(check);
       expect(platform.memory.allocator.allocatedPages).toBe(allocated);
-      expect(dev.domain!.iovaToPhys(buf.dmaHandle)).toBe(buf.cpuAddr);
+      expect(dev.domain!.iovaToPhys(iova(buf.dmaHandle))).toBe(buf.cpuAddr);
       dmaFreeCoherent(dev, 4096, buf.cpuAddr, buf.dmaHandle);
       expect(platform.memory.allocator.allocatedPages).toBe(allocated - 1);
       expect(kernel.debug.entries()).toHaveLength(0);

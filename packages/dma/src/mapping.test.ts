@@ -33,6 +33,7 @@ import {
   dmaUnmapResource,
 } from "./index.js";
 import { DEV, UNTRUSTED, freshPages, moved, pattern, rig } from "./test-fixtures.js";
+import { iova } from "@dmasim/iommu";
 
 const { BIDIRECTIONAL, TO_DEVICE, FROM_DEVICE } = DmaDirection;
 
@@ -66,7 +67,7 @@ describe("dmaMapPhys / dmaUnmapPhys through iommu-dma (strict)", () => {
     expect(m.get(Counter.IotlbSyncMap)).toBe(1);
     expect(m.get(Counter.IotlbInvalRange)).toBe(0);
     expect(m.get(Counter.DmaMapCalls)).toBe(1);
-    for (let i = 0; i < 4; i++) expect(dev.domain!.iovaToPhys(addr + i * PAGE_SIZE)).toBe(phys + i * PAGE_SIZE);
+    for (let i = 0; i < 4; i++) expect(dev.domain!.iovaToPhys(iova(addr + i * PAGE_SIZE))).toBe(phys + i * PAGE_SIZE);
     // A PCI device starts with 32-bit IOVAs, and never IOVA 0.
     expect(addr).toBeGreaterThan(0);
     expect(addr + data.length - 1).toBeLessThanOrEqual(DMA_BIT_MASK(32));
@@ -98,7 +99,7 @@ describe("dmaMapPhys / dmaUnmapPhys through iommu-dma (strict)", () => {
     expect(dev.domain!.mappedBytes).toBe(0);
     expect(m.get(Counter.DmaUnmapCalls)).toBe(1);
     expect(m.get(Counter.FlushQueueEntries)).toBe(0);
-    expect(dev.domain!.iovaToPhys(addr)).toBeUndefined();
+    expect(dev.domain!.iovaToPhys(iova(addr))).toBeUndefined();
     expect(() => ep.dmaRead(addr, 64)).toThrow(PcieAccessError);
     try {
       ep.dmaRead(addr, 64);
@@ -144,8 +145,8 @@ describe("dmaMapPhys / dmaUnmapPhys through iommu-dma (strict)", () => {
         });
         for (const m of maps) {
           expect(m.addr).not.toBe(DMA_MAPPING_ERROR);
-          expect(dev.domain!.iovaToPhys(m.addr)).toBe(m.phys);
-          expect(dev.domain!.iovaToPhys(m.addr + m.len - 1)).toBe(m.phys + m.len - 1);
+          expect(dev.domain!.iovaToPhys(iova(m.addr))).toBe(m.phys);
+          expect(dev.domain!.iovaToPhys(iova(m.addr + m.len - 1))).toBe(m.phys + m.len - 1);
         }
         for (const m of maps) dmaUnmapPhys(dev, m.addr, m.len, BIDIRECTIONAL);
         expect(dev.domain!.mappedBytes).toBe(0);
@@ -201,7 +202,7 @@ describe("dmaUnmapPhys in lazy mode", () => {
     });
     expect(m.get(Counter.IotlbInvalRange)).toBe(0);
     expect(m.get(Counter.FlushQueueEntries)).toBe(1);
-    expect(dev.domain!.iovaToPhys(addr)).toBeUndefined();
+    expect(dev.domain!.iovaToPhys(iova(addr))).toBeUndefined();
     // The page table is clear but the IOTLB still holds the translation: the window lazy mode opens.
     expect(ep.dmaRead(addr, 64)).toEqual(pattern(64, 5));
     // The IOVA is not reusable yet: it sits in the flush queue.
@@ -368,10 +369,10 @@ describe("dmaMapPage", () => {
     platform.memory.write(physAddr(phys + PAGE_SIZE + 0x40), pattern(256, 12));
     const addr = dmaMapPage(dev, phys / PAGE_SIZE + 1, 0x40, 256, TO_DEVICE);
     expect(dmaMappingError(dev, addr)).toBe(0);
-    expect(dev.domain!.iovaToPhys(addr)).toBe(phys + PAGE_SIZE + 0x40);
+    expect(dev.domain!.iovaToPhys(iova(addr))).toBe(phys + PAGE_SIZE + 0x40);
     expect(ep.dmaRead(addr, 256)).toEqual(pattern(256, 12));
     dmaUnmapPage(dev, addr, 256, TO_DEVICE);
-    expect(dev.domain!.iovaToPhys(addr)).toBeUndefined();
+    expect(dev.domain!.iovaToPhys(iova(addr))).toBeUndefined();
   });
 
   it("refuses DMA_ATTR_MMIO with DMA_MAPPING_ERROR and no warning, mapping nothing", () => {
@@ -431,9 +432,9 @@ describe("dmaMapResource", () => {
     const bar = platform.endpoint(PEER).bars[0]!;
     const addr = dmaMapResource(dev, bar.phys + 0x2000, 0x1000, BIDIRECTIONAL);
     expect(dmaMappingError(dev, addr)).toBe(0);
-    expect(dev.domain!.iovaToPhys(addr)).toBe(bar.phys + 0x2000);
+    expect(dev.domain!.iovaToPhys(iova(addr))).toBe(bar.phys + 0x2000);
     dmaUnmapResource(dev, addr, 0x1000, BIDIRECTIONAL);
-    expect(dev.domain!.iovaToPhys(addr)).toBeUndefined();
+    expect(dev.domain!.iovaToPhys(iova(addr))).toBeUndefined();
   });
 
   it("on dma-direct returns the physical address unchanged and does no cache maintenance", () => {
@@ -500,7 +501,7 @@ describe("dmaSyncSingleForCpu / dmaSyncSingleForDevice on a bounced mapping", ()
     platform.memory.write(physAddr(phys + 256), pattern(512, 23));
     const addr = dmaMapPhys(dev, phys + 256, 512, BIDIRECTIONAL);
     expect(dmaMappingError(dev, addr)).toBe(0);
-    const target = dev.domain!.iovaToPhys(addr)!;
+    const target = dev.domain!.iovaToPhys(iova(addr))!;
     expect(kernel.swiotlb!.isSwiotlbBuffer(target)).toBe(true);
     expect(ep.dmaRead(addr, 512)).toEqual(pattern(512, 23));
     // The rest of the granule the device can reach holds zeros, never the neighbours' 0xee.
@@ -514,7 +515,7 @@ describe("dmaSyncSingleForCpu / dmaSyncSingleForDevice on a bounced mapping", ()
     expect(platform.memory.read(physAddr(phys), 256)).toEqual(new Uint8Array(256).fill(0xee));
     dmaUnmapPhys(dev, addr, 512, BIDIRECTIONAL);
     expect(kernel.swiotlb!.isSwiotlbBuffer(target)).toBe(true); // the pool is still there …
-    expect(dev.domain!.iovaToPhys(addr)).toBeUndefined(); // … but the mapping is gone
+    expect(dev.domain!.iovaToPhys(iova(addr))).toBeUndefined(); // … but the mapping is gone
   });
 });
 
@@ -530,7 +531,7 @@ describe("an untrusted device without swiotlb", () => {
     expect(kernel.dmesg().map((l) => l.message)).toEqual(["DMA bounce buffers are inactive, unable to map unaligned transaction."]);
     const aligned = dmaMapPhys(dev, phys, 2 * PAGE_SIZE, BIDIRECTIONAL);
     expect(dmaMappingError(dev, aligned)).toBe(0);
-    expect(dev.domain!.iovaToPhys(aligned)).toBe(phys);
+    expect(dev.domain!.iovaToPhys(iova(aligned))).toBe(phys);
     dmaUnmapPhys(dev, aligned, 2 * PAGE_SIZE, BIDIRECTIONAL);
   });
 

@@ -12,6 +12,7 @@ import type { CostReport, DmaIovaState, DmaKernel } from "./index.js";
 import * as iovaModule from "./iova/index.js";
 import { SwiotlbPool, swiotlbPoolMapSingle, swiotlbPoolUnmapSingle } from "./swiotlb/index.js";
 import { physAddr } from "@dmasim/memory";
+import { iova } from "@dmasim/iommu";
 
 const README = new URL("../README.md", import.meta.url);
 const modules = {
@@ -27,7 +28,7 @@ describe("README examples", () => {
     const r = runReadmeBlock(README, modules, { index: 0 });
     const costs = r.costs as CostReport;
     expect(costs.counters).toMatchObject({ PteWrites: 16, IotlbSyncMap: 1, DmaIovaTryAllocs: 1, DmaIovaDestroys: 1 });
-    expect((r.kernel as DmaKernel).devices()[0]?.domain?.iovaToPhys((r.state as DmaIovaState).addr)).toBeUndefined(); // unmapped
+    expect((r.kernel as DmaKernel).devices()[0]?.domain?.iovaToPhys(iova((r.state as DmaIovaState).addr))).toBeUndefined(); // unmapped
   });
 
   it("fault injection: configured at creation, armed later", () => {

@@ -58,6 +58,7 @@ import type { MmuNotifierRange } from "./notifier.js";
 import { memremapPages } from "./pagemap.js";
 import type { DevPagemap, VmFault } from "./pagemap.js";
 import type { Vma } from "./vma.js";
+import { unsafeIova } from "@dmasim/iommu";
 
 /** SNAPSHOT byte values (test_hmm_uapi.h). */
 export const HMM_DMIRROR_PROT_ERROR = 0xff;
@@ -336,7 +337,7 @@ export class Dmirror {
       if ((f & HMM_PFN_DMA_MAPPED) === 0) return undefined;
       if ((f & HMM_PFN_P2PDMA_BUS) !== 0) return { phys: (d.map.pfns[i] ?? 0) * PAGE_SIZE, write: (f & HMM_PFN_WRITE) !== 0 };
       const dmaAddr = this.#dmaAddrOf(i, f);
-      const phys = d.dev.ops === "iommu" ? d.dev.domain?.iovaToPhys(dmaAddr) : dmaAddr - d.dev.busOffset;
+      const phys = d.dev.ops === "iommu" ? d.dev.domain?.iovaToPhys(unsafeIova(dmaAddr)) : dmaAddr - d.dev.busOffset;
       return phys === undefined ? undefined : { phys, write: (f & HMM_PFN_WRITE) !== 0 };
     }
     const e = this.pt.get(vpn);

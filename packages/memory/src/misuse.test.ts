@@ -1,5 +1,5 @@
 import { describe, expect, it } from "vitest";
-import { GiB, MAX_READ_BYTES, physAddr } from "./addresses.js";
+import { GiB, MAX_READ_BYTES, physAddr, unsafePhysAddr } from "./addresses.js";
 import { AddressError, UnmappedAddressError } from "./errors.js";
 import { HOLE, makeMemory } from "./test-fixtures.js";
 
@@ -34,16 +34,16 @@ describe("PhysicalMemory write / readInto / read misuse", () => {
 
   it("an enormous read is refused before any buffer is allocated", () => {
     const mem = makeMemory();
-    expect(() => mem.read(physAddr(0), MAX_READ_BYTES + 1)).toThrow(AddressError);
-    expect(() => mem.read(physAddr(0), 2 ** 52)).toThrow(AddressError);
-    for (const len of [Number.NaN, -1, 1.5, "8", 8n]) expect(() => mem.read(physAddr(0), len as number)).toThrow(AddressError);
+    expect(() => mem.read(unsafePhysAddr(0), MAX_READ_BYTES + 1)).toThrow(AddressError);
+    expect(() => mem.read(unsafePhysAddr(0), 2 ** 52)).toThrow(AddressError);
+    for (const len of [Number.NaN, -1, 1.5, "8", 8n]) expect(() => mem.read(unsafePhysAddr(0), len as number)).toThrow(AddressError);
   });
 
   it("a read of a hole is refused before the buffer is allocated, and counts nothing", () => {
     const mem = makeMemory();
     const before = mem.trace.counters.snapshot();
-    expect(() => mem.read(physAddr(HOLE), 64)).toThrow(UnmappedAddressError);
-    expect(() => mem.read(physAddr(2 * GiB - 16), 64)).toThrow(UnmappedAddressError);
+    expect(() => mem.read(unsafePhysAddr(HOLE), 64)).toThrow(UnmappedAddressError);
+    expect(() => mem.read(unsafePhysAddr(2 * GiB - 16), 64)).toThrow(UnmappedAddressError);
     expect(mem.trace.counters.snapshot().diff(before).nonZero()).toEqual({});
   });
 });

@@ -73,7 +73,7 @@ describe("PhysicalMemory: the map", () => {
     mem.pages.removeZoneDevice(BAR, 2 * MiB);
     mem.removeMmio(BAR);
     expect(mem.regionAt(physAddr(BAR))).toBeUndefined();
-    expect(() => mem.read(physAddr(BAR), 16)).toThrow(UnmappedAddressError);
+    expect(() => mem.read(unsafePhysAddr(BAR), 16)).toThrow(UnmappedAddressError);
     expect(() => { mem.removeMmio(BAR); }).toThrow(/no MMIO region starts/);
     expect(() => { mem.removeMmio(0); }).toThrow(UnmappedAddressError);
   });
@@ -141,8 +141,8 @@ describe("PhysicalMemory: bytes", () => {
     expectBytes(mem.read(physAddr(end - 10), 10), new Uint8Array(10));
     expect(mem.materialisedPages).toBe(0);
     expect(c.get(Counter.MemWriteBytes)).toBe(0);
-    expect(() => { mem.fill(physAddr(end - 10), 20, 1); }).toThrow(UnmappedAddressError);
-    expect(() => { mem.readInto(physAddr(HOLE), new Uint8Array(1)); }).toThrow(UnmappedAddressError);
+    expect(() => { mem.fill(unsafePhysAddr(end - 10), 20, 1); }).toThrow(UnmappedAddressError);
+    expect(() => { mem.readInto(unsafePhysAddr(HOLE), new Uint8Array(1)); }).toThrow(UnmappedAddressError);
     expect(mem.materialisedPages).toBe(0);
   });
 
@@ -151,11 +151,11 @@ describe("PhysicalMemory: bytes", () => {
     for (const fn of [() => mem.read(unsafePhysAddr(-1), 1), () => mem.read(physAddr(0.5), 1), () => mem.read(physAddr(0), -1), () => mem.read(physAddr(Number.NaN), 1), () => { mem.write(physAddr(2 ** 53), new Uint8Array(1)); }, () => { mem.fill(physAddr(0), 1, 300); }]) {
       expect(fn).toThrow(AddressError);
     }
-    expect(() => mem.read(physAddr(0.5), 1)).toThrow(/phys = 0.5/);
+    expect(() => mem.read(unsafePhysAddr(0.5), 1)).toThrow(/phys = 0.5/);
     // A fractional address inside the last region hit must not slip through the fast path.
     mem.write(physAddr(0), new Uint8Array(1));
-    expect(() => { mem.write(physAddr(1.5), new Uint8Array(1)); }).toThrow(AddressError);
-    expect(() => { mem.readInto(physAddr(1.5), new Uint8Array(1)); }).toThrow(AddressError);
+    expect(() => { mem.write(unsafePhysAddr(1.5), new Uint8Array(1)); }).toThrow(AddressError);
+    expect(() => { mem.readInto(unsafePhysAddr(1.5), new Uint8Array(1)); }).toThrow(AddressError);
     let e: unknown;
     try {
       mem.read(unsafePhysAddr(-1), 1);

@@ -1,6 +1,6 @@
 import { Counter } from "./counters.js";
 import { GiB, KiB, MiB, physAddr } from "@dmasim/memory";
-import { IommuProt } from "@dmasim/iommu";
+import { IommuProt, iova } from "@dmasim/iommu";
 import { SparseStore } from "@dmasim/memory";
 import { describe, expect, it } from "vitest";
 import { PcieAccessError, PciError } from "./errors.js";
@@ -20,8 +20,8 @@ function accessError(fn: () => unknown): PcieAccessError {
   throw new Error("expected a PcieAccessError");
 }
 
-function map(p: Platform, bdf: string, iova: number, phys: number, size: number, prot = RW): void {
-  p.endpoint(bdf).iommu!.domainOf(bdf)!.map(iova, phys, size, prot);
+function map(p: Platform, bdf: string, at: number, phys: number, size: number, prot = RW): void {
+  p.endpoint(bdf).iommu!.domainOf(bdf)!.map(iova(at), physAddr(phys), size, prot);
 }
 
 function tlps(p: Platform) {

@@ -4,6 +4,7 @@ import fc from "fast-check";
 import { describe, expect, it } from "vitest";
 import { PcieAccessError } from "./errors.js";
 import { A, B, RW, bytes, sameBytes, switchSpec, withDomains } from "./test-fixtures.js";
+import { iova } from "@dmasim/iommu";
 
 const PAGE = 4096;
 const IOVA_BASE = 0x10000000; // outside the host bridge window: see the iova_reserve_pci_windows test
@@ -20,7 +21,7 @@ describe("fabric properties", () => {
           const dom = p.endpoint(A).iommu!.domainOf(A)!;
           pfns.forEach((pfn, i) => {
             p.memory.write(physAddr(pfn * PAGE), bytes(PAGE, pfn));
-            dom.map(IOVA_BASE + i * PAGE, pfn * PAGE, PAGE, RW);
+            dom.map(iova(IOVA_BASE + i * PAGE), physAddr(pfn * PAGE), PAGE, RW);
           });
           const total = pfns.length * PAGE;
           const start = off % total;
@@ -40,7 +41,7 @@ describe("fabric properties", () => {
       fc.property(fc.integer({ min: 1, max: 4 }), fc.integer({ min: 0, max: PAGE - 1 }), fc.integer({ min: 1, max: 5 * PAGE }), (mapped, start, len) => {
         const p = withDomains(switchSpec({ memory: { ramBytes: 64 * MiB } }));
         const dom = p.endpoint(A).iommu!.domainOf(A)!;
-        dom.map(IOVA_BASE, 0x100000, mapped * PAGE, RW);
+        dom.map(iova(IOVA_BASE), physAddr(0x100000), mapped * PAGE, RW);
         const data = bytes(len, start);
         const room = mapped * PAGE - start;
         let completed = len;
