@@ -12,6 +12,7 @@ import { queueLimits } from "./limits.js";
 import { Request, reqPhysGapIntersects, rqDmaDir } from "./request.js";
 import { BLK_STS_OK } from "./status.js";
 import { NVME, allocPages, bioOf, makeFixture, requestBytes } from "./test-fixtures.js";
+import { iova } from "@dmasim/iommu";
 
 const POOL_PAGES = 80;
 
@@ -103,7 +104,7 @@ describe("properties of blk_rq_dma_map_iter", () => {
           f.kernel.flushAll();
           expect(f.dev.domain?.mappedBytes).toBe(0);
           for (const [a] of segs) {
-            expect(f.dev.domain?.iovaToPhys(a)).toBeUndefined();
+            expect(f.dev.domain?.iovaToPhys(iova(a))).toBeUndefined();
             expect(() => ep.dmaRead(a, 1)).toThrow(PcieAccessError);
           }
         }

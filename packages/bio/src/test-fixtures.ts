@@ -1,6 +1,6 @@
 import { createDmaKernel } from "@dmasim/dma";
 import type { DmaDevice, DmaKernel, DmaKernelOptions } from "@dmasim/dma";
-import { MiB, PAGE_SIZE } from "@dmasim/memory";
+import { MiB, PAGE_SIZE, physAddr } from "@dmasim/memory";
 import { createPlatform } from "@dmasim/pcie-p2p";
 import type { P2pdmaProvider, Platform } from "@dmasim/pcie-p2p";
 import { TestBdf, switchTopology } from "@dmasim/pcie-p2p/testing";
@@ -65,7 +65,7 @@ export function allocPages(f: Fixture, count: number, seed = 1): number {
 export function fillPattern(f: Fixture, phys: number, len: number, seed: number): void {
   const bytes = new Uint8Array(len);
   for (let i = 0; i < len; i++) bytes[i] = (i * 31 + seed * 7 + Math.floor(i / 4096) * 13) & 0xff;
-  f.platform.memory.write(phys, bytes);
+  f.platform.memory.write(physAddr(phys), bytes);
 }
 
 /** A bio from (phys, len) pairs. */
@@ -84,7 +84,7 @@ export function requestBytes(f: Fixture, bios: readonly Bio[]): Uint8Array {
   let at = 0;
   for (const bio of bios) {
     for (const bv of bio.vecs) {
-      out.set(f.platform.memory.read(bv.page * PAGE_SIZE + bv.offset, bv.len), at);
+      out.set(f.platform.memory.read(physAddr(bv.page * PAGE_SIZE + bv.offset), bv.len), at);
       at += bv.len;
     }
   }

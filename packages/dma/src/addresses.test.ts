@@ -5,6 +5,7 @@ import { DmasimInputError } from "@dmasim/trace";
 import { createDmaKernel, dmaAddr, DmaDirection, DmaInputError, dmaMapPhys, dmaMappingError, dmaToPhys, dmaUnmapPhys, physToDma, unsafeDmaAddr } from "./index.js";
 import type { DmaAddr } from "./index.js";
 import { TRUSTED_BDF } from "./test-fixtures.js";
+import { iova } from "@dmasim/iommu";
 
 describe("DmaAddr brand", () => {
   it("dmaAddr brands safe integers >= 0 and rejects the rest with DmaInputError naming the value", () => {
@@ -42,7 +43,7 @@ describe("DmaAddr brand", () => {
     expect(dmaMappingError(dev, addr)).toBe(0);
     // The brand is a type only: the device reads the mapped bytes at the returned address.
     expect(platform.endpoint(TRUSTED_BDF).dmaRead(addr, 64)).toEqual(bytes);
-    const back: PhysAddr | undefined = platform.iommuFor(TRUSTED_BDF)?.domainOf(TRUSTED_BDF)?.iovaToPhys(addr);
+    const back: PhysAddr | undefined = platform.iommuFor(TRUSTED_BDF)?.domainOf(TRUSTED_BDF)?.iovaToPhys(iova(addr));
     expect(back).toBe(phys);
     dmaUnmapPhys(dev, Number(addr), 64, DmaDirection.TO_DEVICE); // a plain number is accepted (widening)
     const direct = createDmaKernel(createPlatform({ memory: { ramBytes: 1 * GiB }, endpoints: [{ bdf: TRUSTED_BDF }] })).device(TRUSTED_BDF);

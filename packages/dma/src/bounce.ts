@@ -10,6 +10,7 @@ import {
 import { DMA_ATTR_NO_WARN, DMA_ATTR_SKIP_CPU_SYNC, DmaDirection } from "./constants.js";
 import type { DmaDevice } from "./device.js";
 import { dmaKmallocSizeAligned } from "./kmalloc.js";
+import type { PhysAddr } from "@dmasim/memory";
 
 // The seams between the mapping paths and the two things that move bytes for them: swiotlb bounce
 // buffers and CPU cache maintenance. Device first, as in the kernel.
@@ -27,14 +28,14 @@ export { isSwiotlbActive, isSwiotlbBuffer };
 
 function beforeCopyFromOrig(dev: DmaDevice, orig: number, size: number): void {
   const kernel = dev.kernel;
-  if (size > 0 && kernel.cpuCache.lines > 0 && kernel.memory.isRam(orig, size)) kernel.cpuCache.snoopDeviceRead(orig, size);
+  if (size > 0 && kernel.cpuCache.lines > 0 && kernel.memory.isRam(orig as PhysAddr, size)) kernel.cpuCache.snoopDeviceRead(orig, size);
 }
 
 function beforeCopyToOrig(dev: DmaDevice, tlb: number, size: number): void {
   const kernel = dev.kernel;
   if (size === 0 || kernel.cpuCache.lines === 0) return;
   const orig = origOf(dev, tlb);
-  if (orig !== undefined && kernel.memory.isRam(orig, size)) kernel.cpuCache.snoopDeviceWrite(orig, size);
+  if (orig !== undefined && kernel.memory.isRam(orig as PhysAddr, size)) kernel.cpuCache.snoopDeviceWrite(orig, size);
 }
 
 function origOf(dev: DmaDevice, tlb: number): number | undefined {

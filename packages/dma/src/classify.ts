@@ -1,4 +1,4 @@
-import { PAGE_SIZE, PageFlag } from "@dmasim/memory";
+import { PAGE_SIZE, PageFlag, type PhysAddr } from "@dmasim/memory";
 import { PciP2pdmaMapType } from "@dmasim/pcie-p2p";
 import type { P2pdmaProvider } from "@dmasim/pcie-p2p";
 import { dmaKmallocNeedsBounce, isSwiotlbActive } from "./bounce.js";
@@ -52,7 +52,7 @@ export function dmaClassifyRange(dev: DmaDevice, phys: number, len: number, dir:
   const end = phys + len;
   // Holes first, so a refused range leaves the counters untouched.
   for (let q = phys; q < end; ) {
-    const region = memory.regionAt(q);
+    const region = memory.regionAt(q as PhysAddr);
     if (region === undefined) throw new DmaInputError(fn, "phys", q, "an address inside RAM or an MMIO region (this one is in a hole)");
     q = region.base + region.size;
   }

@@ -1,6 +1,6 @@
 import { describe, expect, it } from "vitest";
 import { PcieAccessError } from "@dmasim/pcie-p2p";
-import { PAGE_SIZE, PageFlag } from "@dmasim/memory";
+import { PAGE_SIZE, PageFlag, physAddr } from "@dmasim/memory";
 import { Counter } from "./counters.js";
 import {
   DMA_BIT_MASK,
@@ -15,12 +15,13 @@ import {
   dmaUnmapPhys,
 } from "./index.js";
 import { DEV, freshPages, moved, pattern, rig } from "./test-fixtures.js";
+import { iova } from "@dmasim/iommu";
 
 describe("dmaAllocCoherent", () => {
   it("returns zeroed memory even when the pages held old data", () => {
     const { platform, dev } = rig();
     const old = freshPages(platform, 4);
-    platform.memory.fill(old, 4 * PAGE_SIZE, 0xa5);
+    platform.memory.fill(physAddr(old), 4 * PAGE_SIZE, 0xa5);
     platform.memory.allocator.freePages(old, 4);
     const buf = dmaAllocCoherent(dev, 4 * PAGE_SIZE)!;
     expect(buf.cpuAddr).toBe(old); // lowest first fit hands the same pages back
@@ -36,12 +37,12 @@ describe("dmaAllocCoherent", () => {
     expect(buf.dmaHandle + buf.size - 1).toBeLessThanOrEqual(DMA_BIT_MASK(24));
     expect(m.get(Counter.IotlbSyncMap)).toBe(1);
     expect(m.get(Counter.PteWrites)).toBe(4);
-    for (let i = 0; i < 4; i++) expect(dev.domain!.iovaToPhys(buf.dmaHandle + i * PAGE_SIZE)).toBe(buf.cpuAddr + i * PAGE_SIZE);
+    for (let i = 0; i < 4; i++) expect(dev.domain!.iovaToPhys(iova(buf.dmaHandle + i * PAGE_SIZE))).toBe(buf.cpuAddr + i * PAGE_SIZE);
     // No sync in either direction: a coherent device and the CPU share the buffer as is.
-    platform.memory.write(buf.cpuAddr + 10, pattern(300, 1));
+    platform.memory.write(physAddr(buf.cpuAddr + 10), pattern(300, 1));
     expect(ep.dmaRead(buf.dmaHandle + 10, 300)).toEqual(pattern(300, 1));
     ep.dmaWrite(buf.dmaHandle + 2 * PAGE_SIZE, pattern(200, 2));
-    expect(platform.memory.read(buf.cpuAddr + 2 * PAGE_SIZE, 200)).toEqual(pattern(200, 2));
+    expect(platform.memory.read(physAddr(buf.cpuAddr + 2 * PAGE_SIZE), 200)).toEqual(pattern(200, 2));
     dmaFreeCoherent(dev, buf.size, buf.cpuAddr, buf.dmaHandle);
   });
 
@@ -97,7 +98,7 @@ describe("dmaAllocCoherent", () => {
     // Not bounced: the device reaches the shared pages directly.
     expect(buf.dmaHandle).toBe(buf.cpuAddr);
     ep.dmaWrite(buf.dmaHandle + PAGE_SIZE, pattern(128, 7));
-    expect(platform.memory.read(buf.cpuAddr + PAGE_SIZE, 128)).toEqual(pattern(128, 7));
+    expect(platform.memory.read(physAddr(buf.cpuAddr + PAGE_SIZE), 128)).toEqual(pattern(128, 7));
     dmaFreeCoherent(dev, buf.size, buf.cpuAddr, buf.dmaHandle);
     expect(platform.memory.pages.flags(pfn) & PageFlag.Encrypted).not.toBe(0);
     expect(() => ep.dmaRead(buf.dmaHandle, 16)).toThrow(/private memory/);
@@ -126,7 +127,7 @@ describe("dmaFreeCoherent", () => {
     });
     expect(m.get(Counter.IotlbInvalRange)).toBe(1);
     expect(platform.memory.allocator.freeBytes).toBe(free);
-    expect(dev.domain!.iovaToPhys(buf.dmaHandle)).toBeUndefined();
+    expect(dev.domain!.iovaToPhys(iova(buf.dmaHandle))).toBeUndefined();
     expect(() => ep.dmaRead(buf.dmaHandle, 8)).toThrow(PcieAccessError);
   });
 
@@ -149,7 +150,7 @@ describe("dmaFreeCoherent", () => {
       expect(err).toBeInstanceOf(DmaDebugError);
       expect((err as DmaDebugError).report.check).toBe(check);
       expect(platform.memory.allocator.allocatedPages).toBe(allocated);
-      expect(dev.domain!.iovaToPhys(buf.dmaHandle)).toBe(buf.cpuAddr);
+      expect(dev.domain!.iovaToPhys(iova(buf.dmaHandle))).toBe(buf.cpuAddr);
       dmaFreeCoherent(dev, 4096, buf.cpuAddr, buf.dmaHandle);
       expect(platform.memory.allocator.allocatedPages).toBe(allocated - 1);
       expect(kernel.debug.entries()).toHaveLength(0);

@@ -7,6 +7,7 @@ import { checkDevice } from "./api-trace.js";
 import { DmaInputError } from "./errors.js";
 import { allocIova, cookieOf, dmaInfoToProt, domainOf, iommuDmaMapPhys, iommuDmaSyncSingleForCpu, iommuDmaSyncSingleForDevice, iommuDmaUnmapPhys, iommuDmaUnmapRange, iommuMapNosync } from "./iommu-dma.js";
 import { iommuDmaFreeIova } from "./iova/index.js";
+import type { Iova } from "@dmasim/iommu";
 
 // The pieces of iommu-dma that the kernel's own DMA-API implementations use directly (iommu_dma_map_sg
 // in drivers/iommu/dma-iommu.c allocates one IOVA and calls iommu_map_sg itself). dmasim's consumer
@@ -51,8 +52,8 @@ export function iommuMap(dev: DmaDevice, iova: number, phys: number, size: numbe
 export function iommuUnmap(dev: DmaDevice, iova: number, size: number): number {
   requireIommu("iommu_unmap", dev);
   const domain = domainOf(dev);
-  const { unmapped, freed } = domain.unmap(iova, size);
-  domain.invalidateRange(iova, size);
+  const { unmapped, freed } = domain.unmap(iova as Iova, size);
+  domain.invalidateRange(iova as Iova, size);
   domain.releasePtPages(freed);
   return unmapped;
 }
@@ -86,13 +87,13 @@ export function dmaSyncSingleForDeviceUntracked(dev: DmaDevice, addr: DmaAddr | 
 /** iommu_sync_map over [iova, iova+size). */
 export function iommuSyncMap(dev: DmaDevice, iova: number, size: number): void {
   requireIommu("iommu_sync_map", dev);
-  domainOf(dev).iotlbSyncMap(iova, size);
+  domainOf(dev).iotlbSyncMap(iova as Iova, size);
 }
 
 /** iommu_iova_to_phys on the device's domain. */
 export function iommuIovaToPhys(dev: DmaDevice, iova: number): PhysAddr | undefined {
   requireIommu("iommu_iova_to_phys", dev);
-  return domainOf(dev).iovaToPhys(iova);
+  return domainOf(dev).iovaToPhys(iova as Iova);
 }
 
 /**

@@ -1,5 +1,5 @@
 import { describe, expect, it } from "vitest";
-import { PAGE_SIZE } from "@dmasim/memory";
+import { PAGE_SIZE, physAddr } from "@dmasim/memory";
 import { Counter, counterNames } from "./counters.js";
 import {
   DmaConfigError,
@@ -169,8 +169,8 @@ describe("the two-step API against per-page dma_map_phys: 256 pages", () => {
     expect(syncNs).toBeGreaterThan(1000);
     expect(perPage.totalNs - twoStep.totalNs).toBeGreaterThanOrEqual((PAGES - 1) * syncNs);
     // Both devices see the same bytes: the saving is not bought with a wrong mapping.
-    two.platform.memory.write(physTwo + 100 * PAGE_SIZE, new Uint8Array([1, 2, 3]));
-    classic.platform.memory.write(physClassic + 100 * PAGE_SIZE, new Uint8Array([1, 2, 3]));
+    two.platform.memory.write(physAddr(physTwo + 100 * PAGE_SIZE), new Uint8Array([1, 2, 3]));
+    classic.platform.memory.write(physAddr(physClassic + 100 * PAGE_SIZE), new Uint8Array([1, 2, 3]));
     expect(two.ep.dmaRead(state.addr + 100 * PAGE_SIZE, 3)).toEqual(new Uint8Array([1, 2, 3]));
     expect(classic.ep.dmaRead(addrs[100]!, 3)).toEqual(new Uint8Array([1, 2, 3]));
 

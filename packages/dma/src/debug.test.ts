@@ -1,5 +1,5 @@
 import { describe, expect, it } from "vitest";
-import { GiB, PAGE_SIZE, PageFlag } from "@dmasim/memory";
+import { GiB, PAGE_SIZE, PageFlag, physAddr } from "@dmasim/memory";
 import { Counter } from "./counters.js";
 import {
   DMA_ATTR_MMIO,
@@ -18,13 +18,14 @@ import type { DmaDebugCheck } from "./index.js";
 import type { DmaDevice } from "./device.js";
 import { DEV, freshPages, moved, pattern, rig } from "./test-fixtures.js";
 import type { Rig } from "./test-fixtures.js";
+import { iova } from "@dmasim/iommu";
 
 const { BIDIRECTIONAL, TO_DEVICE, FROM_DEVICE } = DmaDirection;
 
 /** A checked mapping of `len` bytes of fresh memory, filled with a pattern the device can read. */
 function mapped(r: Rig, len: number, dir: DmaDirection = BIDIRECTIONAL): { phys: number; addr: number } {
   const phys = freshPages(r.platform, Math.ceil(len / PAGE_SIZE));
-  r.platform.memory.write(phys, pattern(len, 3));
+  r.platform.memory.write(physAddr(phys), pattern(len, 3));
   const addr = dmaMapPhys(r.dev, phys, len, dir);
   expect(dmaMappingError(r.dev, addr)).toBe(0);
   return { phys, addr };
@@ -101,11 +102,11 @@ describe("dma-debug: unmap checks", () => {
       expect(err.message).toMatch(c.wording);
       expect(err.message).toContain(`[check ${c.check}]`);
       // Nothing was unmapped: the device still reads the buffer and dma-debug still tracks it.
-      expect(r.dev.domain!.iovaToPhys(addr)).toBe(phys);
+      expect(r.dev.domain!.iovaToPhys(iova(addr))).toBe(phys);
       expect(r.ep.dmaRead(addr, 4096)).toEqual(pattern(4096, 3));
       expect(r.kernel.debug.entries(r.dev.bdf)).toHaveLength(1);
       dmaUnmapPhys(r.dev, addr, 4096, BIDIRECTIONAL);
-      expect(r.dev.domain!.iovaToPhys(addr)).toBeUndefined();
+      expect(r.dev.domain!.iovaToPhys(iova(addr))).toBeUndefined();
       expect(r.kernel.debug.entries(r.dev.bdf)).toHaveLength(0);
       expect(checks(r)).toEqual([c.check]);
     });
@@ -132,10 +133,10 @@ describe("dma-debug: unmap checks", () => {
     expect(err.report.check).toBe("mapping-error-not-checked");
     expect(err.message).toMatch(/device driver failed to check map error \[device address=0x[0-9a-f]{16}\] \[size=4096 bytes\] \[mapped as phy\]/);
     // "throw" stops before anything changed: checking now and unmapping again works.
-    expect(r.dev.domain!.iovaToPhys(addr)).toBe(phys);
+    expect(r.dev.domain!.iovaToPhys(iova(addr))).toBe(phys);
     dmaMappingError(r.dev, addr);
     dmaUnmapPhys(r.dev, addr, 4096, BIDIRECTIONAL);
-    expect(r.dev.domain!.iovaToPhys(addr)).toBeUndefined();
+    expect(r.dev.domain!.iovaToPhys(iova(addr))).toBeUndefined();
   });
 
   it('"collect" unmaps anyway and records every finding of one bad unmap', () => {
@@ -145,7 +146,7 @@ describe("dma-debug: unmap checks", () => {
     dmaUnmapPhys(r.dev, addr, 4096, FROM_DEVICE);
     expect(checks(r)).toEqual(["unmap-direction-mismatch", "mapping-error-not-checked"]);
     expect(r.kernel.debug.entries(r.dev.bdf)).toHaveLength(0);
-    expect(r.dev.domain!.iovaToPhys(addr)).toBeUndefined();
+    expect(r.dev.domain!.iovaToPhys(iova(addr))).toBeUndefined();
   });
 
   it('"collect" undoes the mapping that was made, whatever size the bad unmap passes', () => {
@@ -172,7 +173,7 @@ describe("dma-debug: unmap checks", () => {
     const addr = dmaMapPhys(r.dev, phys, 4096, BIDIRECTIONAL);
     dmaUnmapPhys(r.dev, addr, 4096, FROM_DEVICE);
     expect(r.kernel.debugReports()).toHaveLength(0);
-    expect(r.dev.domain!.iovaToPhys(addr)).toBeUndefined();
+    expect(r.dev.domain!.iovaToPhys(iova(addr))).toBeUndefined();
   });
 });
 
@@ -276,7 +277,7 @@ describe("dma-debug: sync checks", () => {
     });
     expect(checks(r)).toEqual(["sync-out-of-range"]);
     expect(m.get(Counter.SwiotlbBounceBytes)).toBe(2048);
-    expect(r.platform.memory.read(phys + 2048, 2048)).toEqual(pattern(4096, 7).subarray(2048));
+    expect(r.platform.memory.read(physAddr(phys + 2048), 2048)).toEqual(pattern(4096, 7).subarray(2048));
     dmaSyncSingleForDevice(r.dev, addr + 4000, 200, TO_DEVICE);
     expect(checks(r)).toEqual(["sync-out-of-range", "sync-out-of-range"]);
     dmaUnmapPhys(r.dev, addr, 4096, BIDIRECTIONAL);
@@ -342,7 +343,7 @@ describe("dma-debug: map checks", () => {
       const addr = dmaMapPhys(r.dev, phys + 128, 256, TO_DEVICE);
       expect(dmaMappingError(r.dev, addr)).toBe(0);
       expect(checks(r)).toEqual([check]);
-      expect(r.dev.domain!.iovaToPhys(addr)).toBe(phys + 128);
+      expect(r.dev.domain!.iovaToPhys(iova(addr))).toBe(phys + 128);
     });
   }
 
@@ -360,7 +361,7 @@ describe("dma-debug: map checks", () => {
     // The same BAR with DMA_ATTR_MMIO is a legitimate mapping.
     const addr = dmaMapPhys(r.dev, bar.phys, 256, TO_DEVICE, DMA_ATTR_MMIO);
     expect(dmaMappingError(r.dev, addr)).toBe(0);
-    expect(r.dev.domain!.iovaToPhys(addr)).toBe(bar.phys);
+    expect(r.dev.domain!.iovaToPhys(iova(addr))).toBe(bar.phys);
   });
 
   it("overlapping cachelines of two active mappings are reported, and not for TO_DEVICE or SKIP_CPU_SYNC", () => {

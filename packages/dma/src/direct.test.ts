@@ -1,6 +1,6 @@
 import { describe, expect, it } from "vitest";
 import fc from "fast-check";
-import { GiB, KiB, MiB, PAGE_SIZE } from "@dmasim/memory";
+import { GiB, KiB, MiB, PAGE_SIZE, physAddr } from "@dmasim/memory";
 import { Counter } from "./counters.js";
 import {
   DMA_ATTR_MMIO,
@@ -139,7 +139,7 @@ describe("kmalloc bouncing (CONFIG_DMA_BOUNCE_UNALIGNED_KMALLOC)", () => {
     expect(kernel.swiotlb!.isSwiotlbBuffer(rx)).toBe(true);
     ep.dmaWrite(rx, pattern(80, 1));
     dmaUnmapPhys(dev, rx, 80, FROM_DEVICE);
-    expect(platform.memory.read(phys + 64, 80)).toEqual(pattern(80, 1));
+    expect(platform.memory.read(physAddr(phys + 64), 80)).toEqual(pattern(80, 1));
     const tx = dmaMapPhys(dev, phys + 512, 80, TO_DEVICE);
     dmaMappingError(dev, tx);
     expect(tx).toBe(phys + 512);

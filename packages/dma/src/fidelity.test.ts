@@ -1,7 +1,7 @@
 import { describe, expect, it } from "vitest";
 import fc from "fast-check";
 import { Counter } from "./counters.js";
-import { GiB, PAGE_SIZE, TiB } from "@dmasim/memory";
+import { GiB, PAGE_SIZE, TiB, physAddr } from "@dmasim/memory";
 import {
   DMA_ATTR_DEBUGGING_IGNORE_CACHELINES,
   DMA_ATTR_REQUIRE_COHERENT,
@@ -21,6 +21,7 @@ import {
   dmaUnmapPhys,
 } from "./index.js";
 import { DEV, UNTRUSTED, freshPages, moved, pattern, rig } from "./test-fixtures.js";
+import { iova } from "@dmasim/iommu";
 
 // Behaviour that follows a kernel function closely enough to be checked against it line by line.
 
@@ -50,7 +51,7 @@ describe("dma_map_phys: DMA_ATTR_REQUIRE_COHERENT on a device that is not DMA-co
     it(`(${iommuMode}) still maps for a coherent device`, () => {
       const { platform, dev, ep } = rig({ kernel: { iommuMode } });
       const phys = freshPages(platform, 1);
-      platform.memory.write(phys, pattern(4096, 6));
+      platform.memory.write(physAddr(phys), pattern(4096, 6));
       const addr = dmaMapPhys(dev, phys, 4096, BIDIRECTIONAL, DMA_ATTR_REQUIRE_COHERENT);
       expect(dmaMappingError(dev, addr)).toBe(0);
       expect(ep.dmaRead(addr, 4096)).toEqual(pattern(4096, 6));
@@ -284,10 +285,10 @@ describe("swiotlb_bounce's negative tlb_offset through the DMA API", () => {
     const ep = platform.endpoint(UNTRUSTED);
     const phys = freshPages(platform, 2) + 0x30; // unaligned: the untrusted device bounces it
     const size = 6000;
-    platform.memory.write(phys, pattern(size, 8));
+    platform.memory.write(physAddr(phys), pattern(size, 8));
     const addr = dmaMapPhys(dev, phys, size, FROM_DEVICE);
     expect(dmaMappingError(dev, addr)).toBe(0);
-    expect(kernel.swiotlb!.isSwiotlbBuffer(dev.domain!.iovaToPhys(addr)!)).toBe(true);
+    expect(kernel.swiotlb!.isSwiotlbBuffer(dev.domain!.iovaToPhys(iova(addr))!)).toBe(true);
     // Slot 1 of the bounce buffer begins 2048 - 0x30 = 2000 bytes into the mapping.
     const from = 2000 + 8;
     const written = pattern(60, 9);
@@ -295,7 +296,7 @@ describe("swiotlb_bounce's negative tlb_offset through the DMA API", () => {
     dmaSyncSingleForCpu(dev, addr + from, 60, FROM_DEVICE);
     const expected = pattern(size, 8);
     expected.set(written, from);
-    expect(platform.memory.read(phys, size)).toEqual(expected);
+    expect(platform.memory.read(physAddr(phys), size)).toEqual(expected);
     dmaUnmapPhys(dev, addr, size, FROM_DEVICE);
   });
 });

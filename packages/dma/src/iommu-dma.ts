@@ -1,4 +1,4 @@
-import { IommuError, IommuProt } from "@dmasim/iommu";
+import { IommuError, IommuProt, type Iova } from "@dmasim/iommu";
 import { Counter } from "./counters.js";
 import {
   archSyncDmaForCpu,
@@ -24,6 +24,7 @@ import type { DmaAddr } from "./constants.js";
 import type { DmaDevice } from "./device.js";
 import { iommuDmaAllocIova, iommuDmaFreeIova } from "./iova/index.js";
 import type { IommuDmaCookie } from "./iova/index.js";
+import type { PhysAddr } from "@dmasim/memory";
 
 // iommu-dma: the DMA API on top of a paging IOMMU domain (drivers/iommu/dma-iommu.c). Internal: the
 // public entry points in mapping.ts and two-step.ts dispatch here when the device uses iommu-dma.
@@ -113,7 +114,7 @@ export function allocIova(dev: DmaDevice, size: number, dmaLimit: number): numbe
 export function iommuMapNosync(dev: DmaDevice, iova: number, phys: number, size: number, prot: number): number {
   const domain = domainOf(dev);
   try {
-    domain.map(iova, phys, size, prot);
+    domain.map(iova as Iova, phys as PhysAddr, size, prot);
     return 0;
   } catch (e) {
     // Only the IOMMU's own refusals become errnos; anything else is a bug in the model and must surface.
@@ -141,10 +142,10 @@ export function iommuDmaUnmapRange(dev: DmaDevice, dmaAddr: number, size: number
   const off = iovaOffset(dev, dmaAddr);
   const iova = dmaAddr - off;
   const len = iovaAlignUp(dev, size + off);
-  const { unmapped, freed } = domain.unmap(iova, len);
+  const { unmapped, freed } = domain.unmap(iova as Iova, len);
   const queued = freeIova && cookie.fq !== undefined;
   if (!queued) {
-    domain.invalidateRange(iova, len);
+    domain.invalidateRange(iova as Iova, len);
     domain.releasePtPages(freed);
   }
   // The gather only when the IOVA waits in the flush queue: strict unmaps build no object for it.
@@ -177,7 +178,7 @@ export function iommuDmaMapRange(dev: DmaDevice, phys: number, size: number, pro
     iommuDmaFreeIova(cookieOf(dev), iova, len, dev.kernel.cpu);
     return DMA_MAPPING_ERROR;
   }
-  domainOf(dev).iotlbSyncMap(iova, len);
+  domainOf(dev).iotlbSyncMap(iova as Iova, len);
   return (iova + off) as DmaAddr;
 }
 
@@ -220,7 +221,7 @@ export function iommuDmaUnmapPhys(dev: DmaDevice, dmaHandle: number, size: numbe
     iommuDmaUnmapRange(dev, dmaHandle, size, true);
     return;
   }
-  const phys = domainOf(dev).iovaToPhys(dmaHandle);
+  const phys = domainOf(dev).iovaToPhys(dmaHandle as Iova);
   if (phys === undefined) {
     dev.kernel.debug.warnOnce(dev.bdf, "iommu_dma_unmap_phys", `WARN_ON(!phys): unmap of IOVA 0x${dmaHandle.toString(16)} that translates to nothing`);
     return;
@@ -233,7 +234,7 @@ export function iommuDmaUnmapPhys(dev: DmaDevice, dmaHandle: number, size: numbe
 /** iommu_dma_sync_single_for_cpu. */
 export function iommuDmaSyncSingleForCpu(dev: DmaDevice, dmaHandle: number, size: number, dir: DmaDirection): void {
   if (dev.coherent && !useSwiotlb(dev, size, dir)) return;
-  const phys = domainOf(dev).iovaToPhys(dmaHandle);
+  const phys = domainOf(dev).iovaToPhys(dmaHandle as Iova);
   if (phys === undefined) return;
   if (!dev.coherent) archSyncDmaForCpu(dev, phys, size, dir);
   if (inSwiotlb(dev, phys)) swiotlbSyncSingleForCpu(dev, phys, size, dir);
@@ -242,7 +243,7 @@ export function iommuDmaSyncSingleForCpu(dev: DmaDevice, dmaHandle: number, size
 /** iommu_dma_sync_single_for_device. */
 export function iommuDmaSyncSingleForDevice(dev: DmaDevice, dmaHandle: number, size: number, dir: DmaDirection): void {
   if (dev.coherent && !useSwiotlb(dev, size, dir)) return;
-  const phys = domainOf(dev).iovaToPhys(dmaHandle);
+  const phys = domainOf(dev).iovaToPhys(dmaHandle as Iova);
   if (phys === undefined) return;
   if (inSwiotlb(dev, phys)) swiotlbSyncSingleForDevice(dev, phys, size, dir);
   if (!dev.coherent) archSyncDmaForDevice(dev, phys, size, dir);

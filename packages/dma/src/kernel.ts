@@ -1,5 +1,5 @@
 import type { Iommu } from "@dmasim/iommu";
-import { MAX_READ_BYTES, PAGE_SIZE } from "@dmasim/memory";
+import { MAX_READ_BYTES, PAGE_SIZE, type PhysAddr } from "@dmasim/memory";
 import type { PhysicalMemory } from "@dmasim/memory";
 import type { DmaAccessObserver, Platform } from "@dmasim/pcie-p2p";
 import { FaultInjection, showValue } from "@dmasim/trace";
@@ -321,7 +321,7 @@ export class DmaKernel implements DeviceKernel {
   cpuWrite(phys: number, bytes: Uint8Array): void {
     if (!(bytes instanceof Uint8Array)) throw new DmaInputError("cpuWrite", "bytes", bytes, "a Uint8Array of the bytes to store");
     if (!isRange(phys, bytes.length)) checkRange("cpuWrite", "phys", phys, bytes.length);
-    if (this.#isUncached(phys, bytes.length)) this.memory.write(phys, bytes);
+    if (this.#isUncached(phys, bytes.length)) this.memory.write(phys as PhysAddr, bytes);
     else this.cpuCache.cpuWrite(phys, bytes);
   }
 
@@ -330,7 +330,7 @@ export class DmaKernel implements DeviceKernel {
     if (!isRange(phys, len)) checkRange("cpuRead", "phys", phys, len);
     // The result is a new host buffer: the same cap as PhysicalMemory.read, checked before allocating.
     if (len > MAX_READ_BYTES) throw new DmaInputError("cpuRead", "len", len, `at most MAX_READ_BYTES (${MAX_READ_BYTES}); read larger ranges in parts`);
-    return this.#isUncached(phys, len) ? this.memory.read(phys, len) : this.cpuCache.cpuRead(phys, len);
+    return this.#isUncached(phys, len) ? this.memory.read(phys as PhysAddr, len) : this.cpuCache.cpuRead(phys, len);
   }
 
   /**

@@ -1,5 +1,5 @@
 import { describe, expect, it } from "vitest";
-import { PAGE_SIZE } from "@dmasim/memory";
+import { PAGE_SIZE, physAddr } from "@dmasim/memory";
 import { PciP2pdmaMapType } from "@dmasim/pcie-p2p";
 import { Counter } from "./counters.js";
 import {
@@ -17,6 +17,7 @@ import {
   pciP2pdmaState,
 } from "./index.js";
 import { CLIENT, FAR_CLIENT, PROVIDER, freshPages, moved, p2pRig, pattern } from "./test-fixtures.js";
+import { iova } from "@dmasim/iommu";
 
 const { NONE, BUS_ADDR, THRU_HOST_BRIDGE, NOT_SUPPORTED } = PciP2pdmaMapType;
 
@@ -81,7 +82,7 @@ describe("p2pdmaProviderOf and pciP2pdmaBusAddrMap", () => {
     });
     expect(m.get(Counter.TlpsPeerViaSwitch)).toBe(1);
     expect(m.get(Counter.IommuMapCalls) + m.get(Counter.TlpsToMemory)).toBe(0);
-    expect(platform.memory.read(phys, 256)).toEqual(pattern(256, 1));
+    expect(platform.memory.read(physAddr(phys), 256)).toEqual(pattern(256, 1));
   });
 });
 
@@ -91,15 +92,15 @@ describe("THRU_HOST_BRIDGE: a peer BAR mapped through the IOMMU", () => {
     const provider = platform.addP2pdmaProvider(PROVIDER, 0);
     const dev = kernel.device(FAR_CLIENT);
     expect(pciP2pdmaState(new PciP2pdmaMapState(), dev, provider.phys)).toBe(THRU_HOST_BRIDGE);
-    platform.memory.write(provider.phys + PAGE_SIZE, pattern(512, 2));
+    platform.memory.write(physAddr(provider.phys + PAGE_SIZE), pattern(512, 2));
     const addr = dmaMapPhys(dev, provider.phys + PAGE_SIZE, 512, DmaDirection.TO_DEVICE, DMA_ATTR_MMIO);
     expect(dmaMappingError(dev, addr)).toBe(0);
-    expect(dev.domain!.iovaToPhys(addr)).toBe(provider.phys + PAGE_SIZE);
+    expect(dev.domain!.iovaToPhys(iova(addr))).toBe(provider.phys + PAGE_SIZE);
     const m = moved(platform, () => platform.endpoint(FAR_CLIENT).dmaRead(addr, 512));
     expect(m.result).toEqual(pattern(512, 2));
     expect(m.get(Counter.TlpsPeerViaHostBridge)).toBe(1);
     dmaUnmapPhys(dev, addr, 512, DmaDirection.TO_DEVICE, DMA_ATTR_MMIO);
-    expect(dev.domain!.iovaToPhys(addr)).toBeUndefined();
+    expect(dev.domain!.iovaToPhys(iova(addr))).toBeUndefined();
   });
 
   it("dmaMapResource maps a BAR that is not P2P memory, and refuses the provider's pages", () => {
@@ -107,7 +108,7 @@ describe("THRU_HOST_BRIDGE: a peer BAR mapped through the IOMMU", () => {
     const provider = platform.addP2pdmaProvider(PROVIDER, 0);
     const dev = kernel.device(CLIENT);
     const bar = platform.endpoint(FAR_CLIENT).bars[0]!;
-    platform.memory.write(bar.phys + 0x100, pattern(64, 3));
+    platform.memory.write(physAddr(bar.phys + 0x100), pattern(64, 3));
     const addr = dmaMapResource(dev, bar.phys + 0x100, 64, DmaDirection.BIDIRECTIONAL);
     expect(dmaMappingError(dev, addr)).toBe(0);
     const m = moved(platform, () => platform.endpoint(CLIENT).dmaRead(addr, 64));

@@ -1,6 +1,6 @@
 import fc from "fast-check";
 import { describe, expect, it } from "vitest";
-import { GiB } from "@dmasim/memory";
+import { GiB, physAddr } from "@dmasim/memory";
 import { PcieAccessError } from "@dmasim/pcie-p2p";
 import type { Endpoint } from "@dmasim/pcie-p2p";
 import {
@@ -290,7 +290,7 @@ class Sim {
 
   /** After a range is unmapped, memory holds what the device last wrote there (bounce copy-back included). */
   checkTornDown(m: Mapping, s: Segment): void {
-    const mem = this.fx.platform.memory.read(s.buf.phys, s.buf.len);
+    const mem = this.fx.platform.memory.read(physAddr(s.buf.phys), s.buf.len);
     const want = m.dir === DmaDirection.BIDIRECTIONAL ? s.expected : s.buf.bytes;
     expect(describeDifference(mem, want), `memory after tearing down mapping ${m.id} at offset ${s.off}`).toBe("equal");
   }

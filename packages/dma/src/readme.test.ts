@@ -11,6 +11,8 @@ import * as dmaModule from "./index.js";
 import type { CostReport, DmaIovaState, DmaKernel } from "./index.js";
 import * as iovaModule from "./iova/index.js";
 import { SwiotlbPool, swiotlbPoolMapSingle, swiotlbPoolUnmapSingle } from "./swiotlb/index.js";
+import { physAddr } from "@dmasim/memory";
+import { iova } from "@dmasim/iommu";
 
 const README = new URL("../README.md", import.meta.url);
 const modules = {
@@ -26,7 +28,7 @@ describe("README examples", () => {
     const r = runReadmeBlock(README, modules, { index: 0 });
     const costs = r.costs as CostReport;
     expect(costs.counters).toMatchObject({ PteWrites: 16, IotlbSyncMap: 1, DmaIovaTryAllocs: 1, DmaIovaDestroys: 1 });
-    expect((r.kernel as DmaKernel).devices()[0]?.domain?.iovaToPhys((r.state as DmaIovaState).addr)).toBeUndefined(); // unmapped
+    expect((r.kernel as DmaKernel).devices()[0]?.domain?.iovaToPhys(iova((r.state as DmaIovaState).addr))).toBeUndefined(); // unmapped
   });
 
   it("fault injection: configured at creation, armed later", () => {
@@ -53,12 +55,12 @@ describe("README examples", () => {
     const memory = r.memory as PhysicalMemory;
     const tlb = r.tlb as number;
     expect(tlb & 0xfff).toBe(0x234);
-    expect(new TextDecoder().decode(memory.read(0x2000_0234, 5))).toBe("HELLO");
+    expect(new TextDecoder().decode(memory.read(physAddr(0x2000_0234), 5))).toBe("HELLO");
   });
 
   it("the CPU cache: the device sees a CPU store only after the sync", () => {
     const r = runReadmeBlock(README, modules, { index: 4, scope: { CpuCache, DmaDirection } });
-    expect((r.memory as PhysicalMemory).read(0x10000, 1)[0]).toBe(0xab);
+    expect((r.memory as PhysicalMemory).read(physAddr(0x10000), 1)[0]).toBe(0xab);
   });
   it("cost profiles and CPUs: strict unmaps on 32 CPUs queue on VT-d's invalidation queue", () => {
     const r = runReadmeBlock(README, modules, { index: 5 });

@@ -1,4 +1,4 @@
-import { GiB, MiB, PAGE_SIZE, patternBytes } from "@dmasim/memory";
+import { GiB, MiB, PAGE_SIZE, patternBytes, physAddr } from "@dmasim/memory";
 import { createPlatform } from "@dmasim/pcie-p2p";
 import type { Endpoint, EndpointSpec, IommuSpec, Platform, PlatformSpec } from "@dmasim/pcie-p2p";
 import { TestBdf, switchTopology } from "@dmasim/pcie-p2p/testing";
@@ -99,7 +99,7 @@ export function allocBuffer(platform: Platform, len: number, options: BufferOpti
   const base = platform.memory.allocator.allocPages(pages, below === undefined ? {} : { below });
   const phys = base + offset;
   const bytes = pattern(len, seed);
-  platform.memory.write(phys, bytes);
+  platform.memory.write(physAddr(phys), bytes);
   return { phys, len, bytes, base, pages };
 }
 

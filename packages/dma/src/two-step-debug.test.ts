@@ -15,6 +15,8 @@ import {
 import type { DmaDebugCheck, DmaDevice } from "./index.js";
 import { allocBuffer, makeKernel } from "./test-fixtures.js";
 import type { Fixture, TestBuffer } from "./test-fixtures.js";
+import { physAddr } from "@dmasim/memory";
+import { iova } from "@dmasim/iommu";
 
 // The two-step checks dmasim adds to dma-debug (upstream does not track dma_iova_* at all). In "throw"
 // mode the faulty call throws before it changes anything; in "collect" mode it is recorded and the call
@@ -42,7 +44,7 @@ function rig(debug: "throw" | "collect", granules = 4, mode: "strict" | "lazy" =
 /** What the IO page table holds for each granule of the state. */
 function ptes(r: Rig): (number | undefined)[] {
   const out: (number | undefined)[] = [];
-  for (let i = 0; i < r.buf.len / G; i++) out.push(r.dev.domain!.iovaToPhys(r.state.addr + i * G));
+  for (let i = 0; i < r.buf.len / G; i++) out.push(r.dev.domain!.iovaToPhys(iova(r.state.addr + i * G)));
   return out;
 }
 
@@ -107,7 +109,7 @@ describe("iova-link-overlap", () => {
     const other = allocBuffer(r.fx.platform, G, { seed: 3 });
     expectThrows(() => dmaIovaLink(r.dev, r.state, other.phys, G, G, BIDI, 0), "iova-link-overlap");
     expect(modelState(r)).toEqual(before);
-    expect(r.dev.domain!.iovaToPhys(r.state.addr + G)).toBe(r.buf.phys + G);
+    expect(r.dev.domain!.iovaToPhys(iova(r.state.addr + G))).toBe(r.buf.phys + G);
   });
 
   it("collect: returns -EINVAL and the table still maps the first link", () => {
@@ -323,7 +325,7 @@ describe("iova-access-before-sync", () => {
     expectThrows(() => {
       r.fx.endpoint(r.dev).dmaWrite(r.state.addr, new Uint8Array(64).fill(0xab));
     }, "iova-access-before-sync");
-    expect(r.fx.platform.memory.read(r.buf.phys, 64)).toEqual(r.buf.bytes.subarray(0, 64));
+    expect(r.fx.platform.memory.read(physAddr(r.buf.phys), 64)).toEqual(r.buf.bytes.subarray(0, 64));
   });
 
   it("collect: recorded, and on an IOMMU that needs no sync the access goes through", () => {

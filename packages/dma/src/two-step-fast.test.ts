@@ -18,6 +18,7 @@ import { __dmaIovaLink, dmaIovaLinkChecked } from "./two-step.js";
 import { dmaIovaLinkAlignedGranuleNoBounceCheck } from "./two-step-fast.js";
 import { makeKernel, TRUSTED_BDF, tryDmaRead, UNTRUSTED_BDF } from "./test-fixtures.js";
 import { checkAttrs, checkDir, checkRange, checkSize, isAttrs, isDir, isIndex, isRange } from "./validate.js";
+import { iova } from "@dmasim/iommu";
 
 // dmaIovaLink answers the common call (a coherent device linking one granule of an aligned buffer) by
 // the fast path of two-step-fast.ts. These properties run the same calls through dmaIovaLink and through
@@ -93,7 +94,7 @@ function run(
   });
   const domain = dev.domain;
   const table: (number | undefined)[] = [];
-  for (let g = -1; g <= GRANULES + 1; g++) table.push(domain?.iovaToPhys(state.addr - (state.addr % G) + g * G));
+  for (let g = -1; g <= GRANULES + 1; g++) table.push(domain?.iovaToPhys(iova(state.addr - (state.addr % G) + g * G)));
   // What the device reads through each granule once the links are synced: a digest of the bytes, or the fault.
   const view: (number | string)[] = [];
   if (allocated) {
@@ -231,7 +232,7 @@ describe("dmaIovaLinkAlignedGranuleNoBounceCheck (the checked link's PTE write f
           const slow = fast === 1 ? __dmaIovaLink(...args(a)) : fast;
           expect(slow).toBe(__dmaIovaLink(...args(b)));
         }
-        const table = (t: typeof a) => Array.from({ length: GRANULES + 2 }, (_, g) => t.dev.domain?.iovaToPhys(t.iova + g * G));
+        const table = (t: typeof a) => Array.from({ length: GRANULES + 2 }, (_, g) => t.dev.domain?.iovaToPhys(iova(t.iova + g * G)));
         expect(table(a)).toEqual(table(b));
         expect(a.fx.platform.trace.counters.snapshot().nonZero()).toEqual(b.fx.platform.trace.counters.snapshot().nonZero());
         expect(a.fx.kernel.dmesg().map((l) => l.message)).toEqual(b.fx.kernel.dmesg().map((l) => l.message));

@@ -1,5 +1,5 @@
 import { describe, expect, it } from "vitest";
-import { GiB } from "@dmasim/memory";
+import { GiB, physAddr } from "@dmasim/memory";
 import { PcieAccessError } from "@dmasim/pcie-p2p";
 import { Counter } from "./counters.js";
 import {
@@ -25,6 +25,7 @@ import {
 import type { DmaAddr, DmaDevice } from "./index.js";
 import { allocBuffer, lastFaultReason, makeKernel, pattern, tryDmaRead, tryDmaWrite, UNTRUSTED_BDF, TRUSTED_BDF } from "./test-fixtures.js";
 import type { Fixture } from "./test-fixtures.js";
+import { iova } from "@dmasim/iommu";
 
 const G = 4096;
 const BIDI = DmaDirection.BIDIRECTIONAL;
@@ -218,8 +219,8 @@ describe("dma_iova_link", () => {
     expect(result).toBe(0);
     expect(moved[0]).toBe(3);
     expect(moved.slice(1)).toEqual([0, 0, 0, 0]);
-    for (let i = 0; i < 3; i++) expect(fx.dev.domain!.iovaToPhys(state.addr + i * G)).toBe(buf.phys + i * G);
-    expect(fx.dev.domain!.iovaToPhys(state.addr + 3 * G)).toBeUndefined();
+    for (let i = 0; i < 3; i++) expect(fx.dev.domain!.iovaToPhys(iova(state.addr + i * G))).toBe(buf.phys + i * G);
+    expect(fx.dev.domain!.iovaToPhys(iova(state.addr + 3 * G))).toBeUndefined();
   });
 
   it("links several ranges at increasing offsets of one IOVA and the device sees them back to back", () => {
@@ -247,7 +248,7 @@ describe("dma_iova_link", () => {
     const { result, moved } = fx.delta(() => dmaIovaLink(fx.dev, state, 0x20000 + 8, G, G, BIDI, 0), Counter.PteWrites);
     expect(result).toBe(-Errno.EIO);
     expect(moved).toEqual([0]);
-    expect(fx.dev.domain!.iovaToPhys(state.addr + G)).toBeUndefined();
+    expect(fx.dev.domain!.iovaToPhys(iova(state.addr + G))).toBeUndefined();
     expect(fx.kernel.debugReports().map((r) => r.check)).toEqual(["api-warn"]);
   });
 
@@ -272,7 +273,7 @@ describe("dma_iova_link", () => {
     );
     expect(result).toBe(-Errno.EOPNOTSUPP);
     expect(moved).toEqual([0, 0]);
-    expect(fx.dev.domain!.iovaToPhys(state.addr)).toBeUndefined();
+    expect(fx.dev.domain!.iovaToPhys(iova(state.addr))).toBeUndefined();
   });
 
   it("an empty link succeeds and maps nothing, an empty sync does nothing", () => {
@@ -300,7 +301,7 @@ describe("dma_iova_link", () => {
     expect(() => dmaIovaLink(fx.dev, state, 0x10000, 0, G, BIDI, 1 << 20)).toThrow(/attrs/);
     expect(() => dmaIovaLink(fx.dev, state, Number.NaN, 0, G, BIDI, 0)).toThrow(DmaInputError);
     expect(fx.count(Counter.PteWrites)).toBe(ptes);
-    expect(fx.dev.domain!.iovaToPhys(state.addr)).toBeUndefined();
+    expect(fx.dev.domain!.iovaToPhys(iova(state.addr))).toBeUndefined();
   });
 
   describe("untrusted device, unaligned range", () => {
@@ -336,11 +337,11 @@ describe("dma_iova_link", () => {
       const dom = fx.untrusted.domain!;
       const pool = fx.kernel.swiotlb!;
       const headIova = state.addr - OFF;
-      const head = dom.iovaToPhys(headIova)!;
-      const tail = dom.iovaToPhys(headIova + 2 * G)!;
+      const head = dom.iovaToPhys(iova(headIova))!;
+      const tail = dom.iovaToPhys(iova(headIova + 2 * G))!;
       expect(pool.isSwiotlbBuffer(head)).toBe(true);
       expect(pool.isSwiotlbBuffer(tail)).toBe(true);
-      expect(dom.iovaToPhys(headIova + G)).toBe(phys - OFF + G);
+      expect(dom.iovaToPhys(iova(headIova + G))).toBe(phys - OFF + G);
       expect(dmaIovaSync(fx.untrusted, state, 0, LEN)).toBe(0);
       const ep = fx.endpoint(fx.untrusted);
       expect(ep.dmaRead(state.addr, LEN)).toEqual(bytes);
@@ -359,7 +360,7 @@ describe("dma_iova_link", () => {
       fx.endpoint(fx.untrusted).dmaWrite(state.addr, written);
       expect(fx.kernel.swiotlb!.stats.used).toBe(4);
       dmaIovaUnlink(fx.untrusted, state, 0, LEN, DmaDirection.FROM_DEVICE, 0);
-      expect(fx.platform.memory.read(phys, LEN)).toEqual(written);
+      expect(fx.platform.memory.read(physAddr(phys), LEN)).toEqual(written);
       expect(fx.kernel.swiotlb!.stats.used).toBe(0);
       expect(fx.untrusted.domain!.mappedBytes).toBe(0);
       dmaIovaFree(fx.untrusted, state);
@@ -397,7 +398,7 @@ describe("dma_iova_link", () => {
       expect(fx.kernel.debugReports().map((r) => r.check)).toEqual(["api-warn"]);
       // Without the attribute the same aligned range links directly.
       expect(dmaIovaLink(fx.untrusted, state, next.phys, head.len, G, BIDI, 0)).toBe(0);
-      expect(fx.untrusted.domain!.iovaToPhys(state.addr + head.len)).toBe(next.phys);
+      expect(fx.untrusted.domain!.iovaToPhys(iova(state.addr + head.len))).toBe(next.phys);
     });
 
     it("returns -ENOMEM when swiotlb is full and leaves nothing linked or bounced", () => {
@@ -433,7 +434,7 @@ describe("dma_iova_link", () => {
       expect(cleared).toBeGreaterThan(0);
       expect(pool.stats.free).toBe(2);
       expect(fx.untrusted.domain!.mappedBytes).toBe(0);
-      expect(fx.untrusted.domain!.iovaToPhys(state.addr)).toBeUndefined();
+      expect(fx.untrusted.domain!.iovaToPhys(iova(state.addr))).toBeUndefined();
       pool.tblUnmapSingle(fx.untrusted, most, 63 * G, DmaDirection.TO_DEVICE, 0);
       dmaIovaFree(fx.untrusted, state);
     });
@@ -465,7 +466,7 @@ describe("dma_iova_link", () => {
       expect(moved[2]).toBe(0);
       expect(fx.kernel.swiotlb!.stats.used).toBe(0);
       expect(fx.untrusted.domain!.mappedBytes).toBe(0);
-      expect(fx.platform.memory.read(buf.phys, LEN)).toEqual(buf.bytes);
+      expect(fx.platform.memory.read(physAddr(buf.phys), LEN)).toEqual(buf.bytes);
       expect(fx.kernel.dmesg().some((l) => l.device === UNTRUSTED_BDF && l.message.includes("unaligned"))).toBe(true);
     });
 
@@ -474,7 +475,7 @@ describe("dma_iova_link", () => {
       const buf = allocBuffer(fx.platform, G + 300, { seed: 12 });
       const state = mapOne(fx.untrusted, buf.phys, buf.len);
       expect(state.useSwiotlb).toBe(true);
-      expect(fx.kernel.swiotlb!.isSwiotlbBuffer(fx.untrusted.domain!.iovaToPhys(state.addr + G)!)).toBe(true);
+      expect(fx.kernel.swiotlb!.isSwiotlbBuffer(fx.untrusted.domain!.iovaToPhys(iova(state.addr + G))!)).toBe(true);
       expect(fx.endpoint(fx.untrusted).dmaRead(state.addr, buf.len)).toEqual(buf.bytes);
       expect(fx.endpoint(fx.untrusted).dmaRead(state.addr + buf.len, G - 300)).toEqual(new Uint8Array(G - 300));
     });
@@ -486,7 +487,7 @@ describe("dma_iova_link", () => {
     const { result, moved } = fx.delta(() => mapOne(fx.untrusted, buf.phys, buf.len), Counter.SwiotlbSlotsAllocated);
     expect(result.useSwiotlb).toBe(false);
     expect(moved).toEqual([0]);
-    expect(fx.untrusted.domain!.iovaToPhys(result.addr)).toBe(buf.phys);
+    expect(fx.untrusted.domain!.iovaToPhys(iova(result.addr))).toBe(buf.phys);
   });
 
   it("writes back the CPU cache for a non-coherent device; SKIP_CPU_SYNC and MMIO skip it", () => {
@@ -507,7 +508,7 @@ describe("dma_iova_link", () => {
       expect(seen).toEqual(lines > 0 ? data : buf.bytes);
       dmaIovaDestroy(fx.dev, state, G, DmaDirection.TO_DEVICE, attrs);
       fx.kernel.cpuCache.flushAll();
-      fx.platform.memory.write(buf.phys, buf.bytes);
+      fx.platform.memory.write(physAddr(buf.phys), buf.bytes);
     }
   });
 
@@ -519,7 +520,7 @@ describe("dma_iova_link", () => {
     const err = tryDmaWrite(fx.endpoint(fx.dev), state.addr, new Uint8Array(16));
     expect(err).toBeInstanceOf(PcieAccessError);
     expect(lastFaultReason(fx.platform, fx.dev.bdf)).toBe("permission");
-    expect(fx.platform.memory.read(buf.phys, G)).toEqual(buf.bytes);
+    expect(fx.platform.memory.read(physAddr(buf.phys), G)).toEqual(buf.bytes);
   });
 
   it("maps FROM_DEVICE write-only: the device's write lands, a read faults", () => {
@@ -528,7 +529,7 @@ describe("dma_iova_link", () => {
     const state = mapOne(fx.dev, buf.phys, G, DmaDirection.FROM_DEVICE);
     const data = pattern(G, 8);
     fx.endpoint(fx.dev).dmaWrite(state.addr, data);
-    expect(fx.platform.memory.read(buf.phys, G)).toEqual(data);
+    expect(fx.platform.memory.read(physAddr(buf.phys), G)).toEqual(data);
     expectFault(fx, fx.dev, state.addr, 16, "permission");
   });
 });
@@ -589,7 +590,7 @@ describe("dma_iova_unlink", () => {
       Counter.FlushQueueEntries,
     );
     expect(moved).toEqual([1, 0]);
-    expect(fx.dev.domain!.iovaToPhys(state.addr)).toBeUndefined();
+    expect(fx.dev.domain!.iovaToPhys(iova(state.addr))).toBeUndefined();
     expectFault(fx, fx.dev, state.addr, 64, "not-mapped");
     expect(fx.count(Counter.IotlbStaleHits)).toBe(0);
     // The IOVA is still ours: relinking another buffer at the same offset works at the same address.
@@ -606,7 +607,7 @@ describe("dma_iova_unlink", () => {
     const state = mapOne(fx.dev, buf.phys, buf.len);
     dmaIovaUnlink(fx.dev, state, G, 2 * G, BIDI, 0);
     const dom = fx.dev.domain!;
-    expect([0, 1, 2, 3].map((i) => dom.iovaToPhys(state.addr + i * G))).toEqual([buf.phys, undefined, undefined, buf.phys + 3 * G]);
+    expect([0, 1, 2, 3].map((i) => dom.iovaToPhys(iova(state.addr + i * G)))).toEqual([buf.phys, undefined, undefined, buf.phys + 3 * G]);
     expect(fx.endpoint(fx.dev).dmaRead(state.addr + 3 * G, G)).toEqual(buf.bytes.subarray(3 * G));
   });
 
@@ -660,7 +661,7 @@ describe("dma_iova_destroy", () => {
       Counter.FlushQueueEntries,
     );
     expect(moved).toEqual([0, 0, 0, 1]);
-    expect(fx.dev.domain!.iovaToPhys(addr)).toBeUndefined();
+    expect(fx.dev.domain!.iovaToPhys(iova(addr))).toBeUndefined();
     const stale = fx.delta(() => ep.dmaRead(addr, buf.len), Counter.IotlbStaleHits);
     expect(stale.result).toEqual(buf.bytes);
     expect(stale.moved[0]).toBe(2);
@@ -699,7 +700,7 @@ describe("dma_iova_destroy", () => {
     const data = pattern(buf.len, 31);
     fx.endpoint(UNTRUSTED_BDF).dmaWrite(state.addr, data);
     dmaIovaDestroy(fx.untrusted, state, buf.len, DmaDirection.FROM_DEVICE, 0);
-    expect(fx.platform.memory.read(buf.phys, buf.len)).toEqual(data);
+    expect(fx.platform.memory.read(physAddr(buf.phys), buf.len)).toEqual(data);
     expect(fx.kernel.swiotlb!.stats.used).toBe(0);
     expect(fx.untrusted.domain!.mappedBytes).toBe(0);
   });

@@ -27,6 +27,7 @@ import { checkIovaState, dmaUseIova, isIovaState } from "./iova-state.js";
 import type { DmaIovaState } from "./iova-state.js";
 import { dmaIovaLinkAlignedGranuleNoBounceCheck, dmaIovaLinkGranuleNoChecks } from "./two-step-fast.js";
 import { checkAttrs, checkDir, checkRange, checkSize, isAttrs, isBoundDevice, isDir, isIndex, isRange } from "./validate.js";
+import type { Iova } from "@dmasim/iommu";
 
 // The two-step DMA API (dma_iova_* in drivers/iommu/dma-iommu.c): one function per kernel function, each
 // checking every argument before it changes anything, then following the kernel's flow. dma-debug's
@@ -251,7 +252,7 @@ export function dmaIovaSync(dev: DmaDevice, state: DmaIovaState, offset: number,
   const pad = iovaOffset(dev, addr);
   const len = iovaAlignUp(dev, size + pad);
   // An empty sync is a no-op for every iotlb_sync_map implementation; the IOMMU model refuses size 0.
-  if (len > 0) domainOf(dev).iotlbSyncMap(addr - pad, len);
+  if (len > 0) domainOf(dev).iotlbSyncMap((addr - pad) as Iova, len);
   apiEnd(dev, fn, 0);
   return 0;
 }
@@ -266,7 +267,7 @@ function iommuDmaIovaUnlinkRangeSlow(dev: DmaDevice, addr: number, size: number,
   let pad = iovaOffset(dev, addr);
   const end = addr + size;
   while (addr < end) {
-    const phys = domain.iovaToPhys(addr);
+    const phys = domain.iovaToPhys(addr as Iova);
     if (phys === undefined) {
       dev.kernel.debug.warnOnce(dev.bdf, "iova_unlink_slow", `WARN_ON(!phys): IOVA 0x${addr.toString(16)} translates to nothing during unlink`);
       return;

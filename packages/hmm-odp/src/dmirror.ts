@@ -1,6 +1,6 @@
 import { DMA_MAPPING_ERROR, PciP2pdmaMapState, p2pdmaProviderOf, pciP2pdmaBusAddrMap } from "@dmasim/dma";
 import type { DmaDevice } from "@dmasim/dma";
-import { PAGE_SIZE } from "@dmasim/memory";
+import { PAGE_SIZE, unsafePhysAddr } from "@dmasim/memory";
 import type { Endpoint } from "@dmasim/pcie-p2p";
 import { hex } from "@dmasim/trace";
 import {
@@ -60,6 +60,7 @@ import type { MmuNotifierRange } from "./notifier.js";
 import { memremapPages } from "./pagemap.js";
 import type { DevPagemap, VmFault } from "./pagemap.js";
 import type { Vma } from "./vma.js";
+import { unsafeIova } from "@dmasim/iommu";
 
 /** SNAPSHOT byte values (test_hmm_uapi.h). */
 export const HMM_DMIRROR_PROT_ERROR = 0xff;
@@ -359,7 +360,7 @@ export class Dmirror {
       if ((f & HMM_PFN_DMA_MAPPED) === 0) return undefined;
       if ((f & HMM_PFN_P2PDMA_BUS) !== 0) return { phys: (d.map.pfns[i] ?? 0) * PAGE_SIZE, write: (f & HMM_PFN_WRITE) !== 0 };
       const dmaAddr = this.#dmaAddrOf(i, f);
-      const phys = d.dev.ops === "iommu" ? d.dev.domain?.iovaToPhys(dmaAddr) : dmaAddr - d.dev.busOffset;
+      const phys = d.dev.ops === "iommu" ? d.dev.domain?.iovaToPhys(unsafeIova(dmaAddr)) : dmaAddr - d.dev.busOffset;
       return phys === undefined ? undefined : { phys, write: (f & HMM_PFN_WRITE) !== 0 };
     }
     const e = this.pt.get(vpn);
@@ -546,8 +547,8 @@ export class Dmirror {
         if (local !== undefined) {
           if (write && local % 4 !== TAG_WRITE) return pos;
           const phys = this.mdevice.pagemap.backingPhys(Math.floor(local / 4)) + off;
-          if (write) this.mm.sys.memory.write(phys, chunk);
-          else this.mm.sys.memory.readInto(phys, chunk);
+          if (write) this.mm.sys.memory.write(unsafePhysAddr(phys), chunk);
+          else this.mm.sys.memory.readInto(unsafePhysAddr(phys), chunk);
         } else {
           if ((f & HMM_PFN_DMA_MAPPED) === 0 || (write && (f & HMM_PFN_WRITE) === 0)) return pos;
           const dmaAddr = this.#dmaAddrOf(i, f) + off;
@@ -558,8 +559,8 @@ export class Dmirror {
         const e = this.pt.get(Math.floor(at / PAGE_SIZE));
         if (e === undefined || (write && e % 4 !== TAG_WRITE)) return pos;
         const phys = Math.floor(e / 4) * PAGE_SIZE + off;
-        if (write) this.mm.sys.memory.write(phys, chunk);
-        else this.mm.sys.memory.readInto(phys, chunk);
+        if (write) this.mm.sys.memory.write(unsafePhysAddr(phys), chunk);
+        else this.mm.sys.memory.readInto(unsafePhysAddr(phys), chunk);
       }
       pos += n;
     }

@@ -1,5 +1,5 @@
 import { DMA_MAPPING_ERROR, DmaDebugError, createDmaKernel } from "@dmasim/dma";
-import { GiB, MiB, PAGE_SIZE, patternBytes } from "@dmasim/memory";
+import { GiB, MiB, PAGE_SIZE, patternBytes, physAddr } from "@dmasim/memory";
 import { PciP2pdmaMapType, createPlatform } from "@dmasim/pcie-p2p";
 import { Counter } from "@dmasim/dma";
 import { describe, expect, it } from "vitest";
@@ -11,6 +11,7 @@ import { MmSystem } from "./mm-system.js";
 import { Mm } from "./mm.js";
 import { InvalidationLog } from "./contract.js";
 import { DEV0_BDF, hmmRig } from "./test-fixtures.js";
+import { iova } from "@dmasim/iommu";
 
 function counters(rig: { platform: { trace: { counters: { get(c: Counter): number } } } }, ...cs: Counter[]): number[] {
   return cs.map((c) => rig.platform.trace.counters.get(c));
@@ -25,7 +26,7 @@ describe("hmm_dma_map", () => {
     expect(map.state.size).toBe(16 * PAGE_SIZE);
     expect(map.dmaList).toBeUndefined();
     const pfn = sys.allocPage();
-    platform.memory.write(pfn * PAGE_SIZE, patternBytes(64, 5));
+    platform.memory.write(physAddr(pfn * PAGE_SIZE), patternBytes(64, 5));
     map.pfns[3] = pfn;
     map.flags[3] = HMM_PFN_VALID | HMM_PFN_WRITE;
     const [l0, s0] = counters(rig, Counter.DmaIovaLinks, Counter.DmaIovaSyncs);
@@ -43,7 +44,7 @@ describe("hmm_dma_map", () => {
     map.flags[3] = HMM_PFN_VALID | HMM_PFN_DMA_MAPPED;
     expect(hmmDmaUnmapPfn(dev0, map, 3)).toBe(true);
     expect(map.flags[3]).toBe(HMM_PFN_VALID);
-    expect(dev0.domain?.iovaToPhys(addr)).toBeUndefined();
+    expect(dev0.domain?.iovaToPhys(iova(addr))).toBeUndefined();
     hmmDmaMapFree(dev0, map);
     expect(map.nrEntries).toBe(0);
   });
@@ -63,7 +64,7 @@ describe("hmm_dma_map", () => {
     expect(counters(rig, Counter.DmaIovaLinks, Counter.DmaIovaSyncs)).toEqual([(l0 ?? 0) + 64, (s0 ?? 0) + 1]);
     for (let i = 0; i < 64; i++) {
       expect(out[i]).toBe(map.state.addr + i * PAGE_SIZE);
-      expect(dev0.domain?.iovaToPhys(out[i] ?? 0)).toBe((map.pfns[i] ?? 0) * PAGE_SIZE);
+      expect(dev0.domain?.iovaToPhys(iova(out[i] ?? 0))).toBe((map.pfns[i] ?? 0) * PAGE_SIZE);
     }
   });
 
@@ -147,7 +148,7 @@ describe("dmirror in DMA mode", { timeout: 60_000 }, () => {
     expect(rec?.reason).toBe("UNMAP");
     expect(InvalidationLog.timeToQuiescence(rec ?? log.records[0]!)).toBe(d.costs.deviceTlbInvalidateNs);
     expect(d.liveTranslations(a, a + n * PAGE_SIZE)).toBe(0);
-    expect(dev0.domain?.iovaToPhys(d.dma?.map.state.addr ?? 0)).toBeUndefined();
+    expect(dev0.domain?.iovaToPhys(iova(d.dma?.map.state.addr ?? 0))).toBeUndefined();
     d.close();
     expect(mm.sys.kernel.iovaTracker).toBeDefined();
   });
@@ -183,8 +184,8 @@ describe("dmirror in DMA mode", { timeout: 60_000 }, () => {
     expect(buf.subarray(2 * PAGE_SIZE)).toEqual(patternBytes(2 * PAGE_SIZE, 4));
     const map = d.dma?.map;
     expect((map?.flags[2] ?? 0) & HMM_PFN_P2PDMA_BUS).toBe(HMM_PFN_P2PDMA_BUS);
-    expect(dev.domain?.iovaToPhys((map?.state.addr ?? 0) + 2 * PAGE_SIZE)).toBeUndefined();
-    expect(dev.domain?.iovaToPhys(map?.state.addr ?? 0)).toBe((mm.pteAt(a)?.pfn ?? 0) * PAGE_SIZE);
+    expect(dev.domain?.iovaToPhys(iova((map?.state.addr ?? 0) + 2 * PAGE_SIZE))).toBeUndefined();
+    expect(dev.domain?.iovaToPhys(iova(map?.state.addr ?? 0))).toBe((mm.pteAt(a)?.pfn ?? 0) * PAGE_SIZE);
     mm.munmap(a, 4 * PAGE_SIZE);
     expect(d.liveTranslations(a, a + 4 * PAGE_SIZE)).toBe(0);
     d.close();

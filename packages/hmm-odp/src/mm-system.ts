@@ -1,5 +1,5 @@
 import type { DmaKernel } from "@dmasim/dma";
-import { PAGE_SIZE } from "@dmasim/memory";
+import { PAGE_SIZE, unsafePhysAddr } from "@dmasim/memory";
 import type { PhysicalMemory } from "@dmasim/memory";
 import { hex } from "@dmasim/trace";
 import { HmmErrno } from "./constants.js";
@@ -83,7 +83,7 @@ export class MmSystem {
     this.kernel = kernel;
     this.memory = kernel.memory;
     this.zeroPfn = this.memory.allocator.allocPages(1) / PAGE_SIZE;
-    this.memory.fill(this.zeroPfn * PAGE_SIZE, PAGE_SIZE, 0);
+    this.memory.fill(unsafePhysAddr(this.zeroPfn * PAGE_SIZE), PAGE_SIZE, 0);
   }
 
   /** @internal A process id for a new mm. */
@@ -131,7 +131,7 @@ export class MmSystem {
       throw new HmmStateError("ENOMEM", `out of memory: ${count} pages for the mm model (${(e as Error).message})`);
     }
     // A page from the allocator may hold a previous user's bytes; the mm hands out zeroed pages.
-    this.memory.fill(phys, count * PAGE_SIZE, 0);
+    this.memory.fill(unsafePhysAddr(phys), count * PAGE_SIZE, 0);
     return phys;
   }
 
@@ -178,7 +178,7 @@ export class MmSystem {
     if (n === 1) {
       this.#dropSwapCache(pfn, true);
       this.#inUse--;
-      this.memory.fill(pfn * PAGE_SIZE, PAGE_SIZE, 0);
+      this.memory.fill(unsafePhysAddr(pfn * PAGE_SIZE), PAGE_SIZE, 0);
       this.#free.push(pfn);
     }
   }
@@ -209,13 +209,13 @@ export class MmSystem {
 
   /** copy_user_highpage. */
   copyPage(dstPfn: number, srcPfn: number): void {
-    this.memory.write(dstPfn * PAGE_SIZE, this.memory.read(srcPfn * PAGE_SIZE, PAGE_SIZE));
+    this.memory.write(unsafePhysAddr(dstPfn * PAGE_SIZE), this.memory.read(unsafePhysAddr(srcPfn * PAGE_SIZE), PAGE_SIZE));
   }
 
   /** @internal Swap-out of a page's bytes; returns the slot. */
   swapWrite(pfn: number): number {
     const slot = this.#nextSwap++;
-    this.#swap.set(slot, this.memory.read(pfn * PAGE_SIZE, PAGE_SIZE));
+    this.#swap.set(slot, this.memory.read(unsafePhysAddr(pfn * PAGE_SIZE), PAGE_SIZE));
     return slot;
   }
 
@@ -223,7 +223,7 @@ export class MmSystem {
   swapRead(slot: number, pfn: number, free: boolean): void {
     const bytes = this.#swap.get(slot);
     if (bytes === undefined) throw new HmmStateError("EIO", `swap slot ${slot} holds no page`);
-    this.memory.write(pfn * PAGE_SIZE, bytes);
+    this.memory.write(unsafePhysAddr(pfn * PAGE_SIZE), bytes);
     if (free) this.#swap.delete(slot);
   }
 
@@ -262,7 +262,7 @@ export class MmSystem {
     const dirty = this.#swapCacheDirty.has(pfn);
     this.#dropSwapCache(pfn, false);
     if (slot === undefined) return this.swapWrite(pfn);
-    if (dirty) this.#swap.set(slot, this.memory.read(pfn * PAGE_SIZE, PAGE_SIZE));
+    if (dirty) this.#swap.set(slot, this.memory.read(unsafePhysAddr(pfn * PAGE_SIZE), PAGE_SIZE));
     return slot;
   }
 
@@ -301,7 +301,7 @@ export class MmSystem {
       const at = offset + pos;
       const index = Math.floor(at / PAGE_SIZE);
       const n = Math.min(PAGE_SIZE - (at % PAGE_SIZE), bytes.length - pos);
-      this.memory.write(this.filePage(f, index) * PAGE_SIZE + (at % PAGE_SIZE), bytes.subarray(pos, pos + n));
+      this.memory.write(unsafePhysAddr(this.filePage(f, index) * PAGE_SIZE + (at % PAGE_SIZE)), bytes.subarray(pos, pos + n));
       f.dirty[index] = 1;
       pos += n;
     }
@@ -317,7 +317,7 @@ export class MmSystem {
       const index = Math.floor(at / PAGE_SIZE);
       const n = Math.min(PAGE_SIZE - (at % PAGE_SIZE), len - pos);
       const cached = f.pages[index] ?? 0;
-      if (cached !== 0) out.set(this.memory.read((cached - 1) * PAGE_SIZE + (at % PAGE_SIZE), n), pos);
+      if (cached !== 0) out.set(this.memory.read(unsafePhysAddr((cached - 1) * PAGE_SIZE + (at % PAGE_SIZE)), n), pos);
       pos += n;
     }
     return out;

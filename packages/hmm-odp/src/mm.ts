@@ -1,5 +1,5 @@
 import type { DmaDebugChecker } from "@dmasim/dma";
-import { PAGE_SIZE } from "@dmasim/memory";
+import { PAGE_SIZE, unsafePhysAddr } from "@dmasim/memory";
 import type { P2pdmaProvider } from "@dmasim/pcie-p2p";
 import { hex } from "@dmasim/trace";
 import {
@@ -788,7 +788,7 @@ export class Mm implements NotifierMm {
       const at = addr + pos;
       const n = Math.min(PAGE_SIZE - (at % PAGE_SIZE), len - pos);
       const pfn = this.#cpuPage(at, false);
-      this.sys.memory.readInto(pfn * PAGE_SIZE + (at % PAGE_SIZE), out.subarray(pos, pos + n));
+      this.sys.memory.readInto(unsafePhysAddr(pfn * PAGE_SIZE + (at % PAGE_SIZE)), out.subarray(pos, pos + n));
       pos += n;
     }
     return out;
@@ -801,7 +801,7 @@ export class Mm implements NotifierMm {
       const at = addr + pos;
       const n = Math.min(PAGE_SIZE - (at % PAGE_SIZE), bytes.length - pos);
       const pfn = this.#cpuPage(at, true);
-      this.sys.memory.write(pfn * PAGE_SIZE + (at % PAGE_SIZE), bytes.subarray(pos, pos + n));
+      this.sys.memory.write(unsafePhysAddr(pfn * PAGE_SIZE + (at % PAGE_SIZE)), bytes.subarray(pos, pos + n));
       pos += n;
     }
   }

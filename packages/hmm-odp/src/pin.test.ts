@@ -1,5 +1,5 @@
 import { describe, expect, it } from "vitest";
-import { PAGE_SIZE } from "@dmasim/memory";
+import { PAGE_SIZE, pfnToPhys } from "@dmasim/memory";
 import { hmmRig } from "./test-fixtures.js";
 
 describe("pinned pages at fork (page_maybe_dma_pinned)", () => {
@@ -21,7 +21,7 @@ describe("pinned pages at fork (page_maybe_dma_pinned)", () => {
     // A CPU write in the parent lands in the pinned page, which the child no longer sees.
     mm.write(a, new Uint8Array([9]));
     expect(mm.pteAt(a)?.pfn).toBe(pinned);
-    expect(sys.memory.read(pinned * PAGE_SIZE, 3)).toEqual(new Uint8Array([9, 2, 3]));
+    expect(sys.memory.read(pfnToPhys(pinned), 3)).toEqual(new Uint8Array([9, 2, 3]));
     expect(child.read(a, 3)).toEqual(new Uint8Array([1, 2, 3]));
     child.exit();
     sys.unpinPage(pinned);

@@ -7,6 +7,7 @@ import type { Dmirror } from "./dmirror.js";
 import type { Mm } from "./mm.js";
 import { PteKind } from "./pte.js";
 import { hmmRig } from "./test-fixtures.js";
+import { iova } from "@dmasim/iommu";
 
 const N = 16;
 
@@ -221,7 +222,7 @@ describe("properties", { timeout: 60_000 }, () => {
         expect(sys.pagesInUse).toBe(0);
         expect(sys.swapSlotsInUse).toBe(0);
         expect(mdev0.pagemap.allocatedPages + mdev1.pagemap.allocatedPages).toBe(0);
-        for (let i = 0; i < N; i++) expect(dev0.domain?.iovaToPhys(window + i * PAGE_SIZE)).toBeUndefined();
+        for (let i = 0; i < N; i++) expect(dev0.domain?.iovaToPhys(iova(window + i * PAGE_SIZE))).toBeUndefined();
       }),
       { numRuns: 40, seed: 12 },
     );

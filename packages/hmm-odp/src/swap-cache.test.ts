@@ -1,4 +1,4 @@
-import { PAGE_SIZE } from "@dmasim/memory";
+import { PAGE_SIZE, pfnToPhys } from "@dmasim/memory";
 import { describe, expect, it } from "vitest";
 import { PteKind } from "./pte.js";
 import { hmmRig } from "./test-fixtures.js";
@@ -46,7 +46,7 @@ describe("swap cache", () => {
     expect(sys.swapSlotsInUse).toBe(1);
     mm.read(a + PAGE_SIZE, 1);
     const pfn = mm.pteAt(a + PAGE_SIZE)?.pfn ?? 0;
-    sys.memory.write(pfn * PAGE_SIZE, new Uint8Array([6])); // a device's DMA write: no pte bit changes
+    sys.memory.write(pfnToPhys(pfn), new Uint8Array([6])); // a device's DMA write: no pte bit changes
     sys.setPageDirty(pfn);
     mm.swapOut(a + PAGE_SIZE);
     expect([...mm.read(a + PAGE_SIZE, 2)]).toEqual([6, 4]);

@@ -1,9 +1,10 @@
 import { Counter } from "./counters.js";
 import { describe, expect, it } from "vitest";
 import { IommuError } from "./errors.js";
-import { SZ_1G, SZ_2M, SZ_4K } from "./iova.js";
+import { SZ_1G, SZ_2M, SZ_4K, iova, unsafeIova } from "./iova.js";
 import { IommuProt } from "./prot.js";
 import { setup } from "./test-fixtures.js";
+import { physAddr, unsafePhysAddr } from "@dmasim/memory";
 
 const RW = IommuProt.READ | IommuProt.WRITE;
 
@@ -14,11 +15,11 @@ function snapshot(dom: ReturnType<typeof setup>["dom"]): unknown {
 describe("IommuDomain.map", () => {
   it("maps a range and iovaToPhys follows it page by page", () => {
     const { dom, trace } = setup();
-    const r = dom.map(0x10_0000, 0x8000_0000, 3 * SZ_4K, RW);
+    const r = dom.map(iova(0x10_0000), physAddr(0x8000_0000), 3 * SZ_4K, RW);
     expect(r).toEqual({ mapped: 3 * SZ_4K, ptesWritten: 3, ptPagesAllocated: 3 });
-    expect(dom.iovaToPhys(0x10_0000)).toBe(0x8000_0000);
-    expect(dom.iovaToPhys(0x10_2fff)).toBe(0x8000_2fff);
-    expect(dom.iovaToPhys(0x10_3000)).toBeUndefined();
+    expect(dom.iovaToPhys(iova(0x10_0000))).toBe(0x8000_0000);
+    expect(dom.iovaToPhys(iova(0x10_2fff))).toBe(0x8000_2fff);
+    expect(dom.iovaToPhys(iova(0x10_3000))).toBeUndefined();
     expect(dom.mappedBytes).toBe(3 * SZ_4K);
     expect(trace.counters.get(Counter.PteWrites)).toBe(3);
     expect(trace.counters.get(Counter.PtPagesAllocated)).toBe(3);
@@ -28,28 +29,28 @@ describe("IommuDomain.map", () => {
   it("uses 2 MiB and 1 GiB leaves when iova, phys and size allow, 4 KiB elsewhere", () => {
     const { dom } = setup();
     // 1G-aligned both sides, 1G + 2M + 4K long → one 1G leaf, one 2M leaf, one 4K leaf.
-    const r = dom.map(SZ_1G, 4 * SZ_1G, SZ_1G + SZ_2M + SZ_4K, RW);
+    const r = dom.map(iova(SZ_1G), physAddr(4 * SZ_1G), SZ_1G + SZ_2M + SZ_4K, RW);
     expect(r.ptesWritten).toBe(3);
-    expect(dom.iovaToPhys(SZ_1G + SZ_1G + SZ_2M + 5)).toBe(4 * SZ_1G + SZ_1G + SZ_2M + 5);
+    expect(dom.iovaToPhys(iova(SZ_1G + SZ_1G + SZ_2M + 5))).toBe(4 * SZ_1G + SZ_1G + SZ_2M + 5);
     // phys off by 4K: only 4 KiB leaves are possible.
-    expect(dom.map(8 * SZ_1G, SZ_4K, SZ_2M, RW).ptesWritten).toBe(512);
+    expect(dom.map(iova(8 * SZ_1G), physAddr(SZ_4K), SZ_2M, RW).ptesWritten).toBe(512);
   });
 
   it("follows the unit's pgsizeBitmap", () => {
     const { dom } = setup({ pgsizeBitmap: SZ_4K | SZ_2M });
-    expect(dom.map(0, 0, SZ_1G, RW).ptesWritten).toBe(512);
+    expect(dom.map(iova(0), physAddr(0), SZ_1G, RW).ptesWritten).toBe(512);
     const only4k = setup({ pgsizeBitmap: SZ_4K }).dom;
-    expect(only4k.map(0, 0, 4 * SZ_2M, RW).ptesWritten).toBe(2048);
+    expect(only4k.map(iova(0), physAddr(0), 4 * SZ_2M, RW).ptesWritten).toBe(2048);
   });
 
   it("refuses an overlapping map with EEXIST and leaves table and counters unchanged", () => {
     const { dom, trace } = setup();
-    dom.map(SZ_2M + 5 * SZ_4K, 0x1000_0000, SZ_4K, RW);
+    dom.map(iova(SZ_2M + 5 * SZ_4K), physAddr(0x1000_0000), SZ_4K, RW);
     const before = snapshot(dom);
     const counters = trace.counters.snapshot();
     let err: unknown;
     try {
-      dom.map(SZ_2M, 0x2000_0000, SZ_2M, RW);
+      dom.map(iova(SZ_2M), physAddr(0x2000_0000), SZ_2M, RW);
     } catch (e) {
       err = e;
     }
@@ -57,8 +58,8 @@ describe("IommuDomain.map", () => {
     expect((err as IommuError).code).toBe("EEXIST");
     expect(snapshot(dom)).toEqual(before);
     expect(trace.counters.snapshot().diff(counters).nonZero()).toEqual({});
-    expect(dom.iovaToPhys(SZ_2M)).toBeUndefined();
-    expect(dom.iovaToPhys(SZ_2M + 5 * SZ_4K)).toBe(0x1000_0000);
+    expect(dom.iovaToPhys(iova(SZ_2M))).toBeUndefined();
+    expect(dom.iovaToPhys(iova(SZ_2M + 5 * SZ_4K))).toBe(0x1000_0000);
   });
 
   const cases: [string, () => [number, number, number, number], string, RegExp][] = [
@@ -77,9 +78,9 @@ describe("IommuDomain.map", () => {
     const { dom, trace } = setup();
     const counters = trace.counters.snapshot();
     const [a, b, c, d] = args();
-    expect(() => dom.map(a, b, c, d)).toThrow(msg);
+    expect(() => dom.map(unsafeIova(a), unsafePhysAddr(b), c, d)).toThrow(msg);
     try {
-      dom.map(a, b, c, d);
+      dom.map(iova(a), physAddr(b), c, d);
     } catch (e) {
       expect((e as IommuError).code).toBe(code);
     }
@@ -91,12 +92,12 @@ describe("IommuDomain.map", () => {
   it("blocked and identity domains have no page table", () => {
     const { mmu } = setup();
     const id = mmu.allocDomain("identity");
-    expect(() => id.map(0, 0, SZ_4K, RW)).toThrow(/identity domain has no page table/);
-    expect(id.iovaToPhys(0x1234)).toBe(0x1234);
+    expect(() => id.map(unsafeIova(0), unsafePhysAddr(0), SZ_4K, RW)).toThrow(/identity domain has no page table/);
+    expect(id.iovaToPhys(iova(0x1234))).toBe(0x1234);
     expect(id.ptBytes).toBe(0);
     const blocked = mmu.allocDomain("blocked");
-    expect(() => blocked.unmap(0, SZ_4K)).toThrow(IommuError);
-    expect(blocked.iovaToPhys(0x1234)).toBeUndefined();
+    expect(() => blocked.unmap(unsafeIova(0), SZ_4K)).toThrow(IommuError);
+    expect(blocked.iovaToPhys(iova(0x1234))).toBeUndefined();
   });
 });
 
@@ -107,12 +108,12 @@ describe("IommuDomain.unmap", () => {
   // tables stay linked for the next map.
   it("clears the range and returns bytes unmapped; tables it empties stay linked", () => {
     const { dom, trace } = setup();
-    dom.map(0x4000_0000, 0, 2 * SZ_4K, RW);
+    dom.map(iova(0x4000_0000), physAddr(0), 2 * SZ_4K, RW);
     expect(dom.ptPages).toBe(4);
-    const r = dom.unmap(0x4000_0000, 2 * SZ_4K);
+    const r = dom.unmap(iova(0x4000_0000), 2 * SZ_4K);
     expect(r.unmapped).toBe(2 * SZ_4K);
     expect(r.freed.count).toBe(0);
-    expect(dom.iovaToPhys(0x4000_0000)).toBeUndefined();
+    expect(dom.iovaToPhys(iova(0x4000_0000))).toBeUndefined();
     expect(dom.mappedBytes).toBe(0);
     expect(dom.ptPages).toBe(4);
     expect(dom.ptPagesPending).toBe(0);
@@ -123,7 +124,7 @@ describe("IommuDomain.unmap", () => {
     expect(trace.counters.get(Counter.PtPagesFreed)).toBe(0);
     expect(() => { dom.releasePtPages(r.freed); }).toThrow(/already released/);
     // The empty tables are reused: mapping there again allocates none.
-    expect(dom.map(0x4000_0000 + 7 * SZ_4K, 0, SZ_4K, RW).ptPagesAllocated).toBe(0);
+    expect(dom.map(iova(0x4000_0000 + 7 * SZ_4K), physAddr(0), SZ_4K, RW).ptPagesAllocated).toBe(0);
     expect(dom.ptPages).toBe(4);
   });
 
@@ -132,51 +133,51 @@ describe("IommuDomain.unmap", () => {
   // the leaf table below are detached (the level-3 table stays linked) and come back for the next map.
   it("released pages come back zeroed and are reused by later maps", () => {
     const { dom } = setup();
-    dom.map(0, 0, 2 * SZ_4K, RW);
-    const { freed } = dom.unmap(0, SZ_1G);
+    dom.map(iova(0), physAddr(0), 2 * SZ_4K, RW);
+    const { freed } = dom.unmap(iova(0), SZ_1G);
     expect(freed.count).toBe(2);
     dom.releasePtPages(freed);
     expect(dom.ptPages).toBe(2);
-    const r = dom.map(SZ_1G * 3, 0x5000, SZ_4K, RW);
+    const r = dom.map(iova(SZ_1G * 3), physAddr(0x5000), SZ_4K, RW);
     expect(r.ptPagesAllocated).toBe(2);
     expect(dom.ptPages).toBe(4);
-    expect(dom.iovaToPhys(SZ_1G * 3)).toBe(0x5000);
+    expect(dom.iovaToPhys(iova(SZ_1G * 3))).toBe(0x5000);
     // The reused L1 table held an entry at index 1 before: it must not resurface.
-    expect(dom.iovaToPhys(SZ_1G * 3 + SZ_4K)).toBeUndefined();
-    expect(dom.iovaToPhys(0)).toBeUndefined();
+    expect(dom.iovaToPhys(iova(SZ_1G * 3 + SZ_4K))).toBeUndefined();
+    expect(dom.iovaToPhys(iova(0))).toBeUndefined();
   });
 
   it("a hole unmaps nothing and says so", () => {
     const { dom } = setup();
-    dom.map(0, 0, SZ_4K, RW);
-    const r = dom.unmap(SZ_1G, SZ_2M);
+    dom.map(iova(0), physAddr(0), SZ_4K, RW);
+    const r = dom.unmap(iova(SZ_1G), SZ_2M);
     expect(r).toMatchObject({ unmapped: 0 });
     expect(r.freed.count).toBe(0);
-    expect(dom.iovaToPhys(0)).toBe(0);
+    expect(dom.iovaToPhys(iova(0))).toBe(0);
   });
 
   it("unmaps only what lies inside a range that is partly mapped", () => {
     const { dom } = setup();
-    dom.map(SZ_4K, 0x10_0000, 2 * SZ_4K, RW);
-    expect(dom.unmap(0, 2 * SZ_4K).unmapped).toBe(SZ_4K);
-    expect(dom.iovaToPhys(2 * SZ_4K)).toBe(0x10_1000);
+    dom.map(iova(SZ_4K), physAddr(0x10_0000), 2 * SZ_4K, RW);
+    expect(dom.unmap(iova(0), 2 * SZ_4K).unmapped).toBe(SZ_4K);
+    expect(dom.iovaToPhys(iova(2 * SZ_4K))).toBe(0x10_1000);
   });
 
   it("refuses to unmap part of a large leaf (io-pgtable-arm behaviour), changing nothing", () => {
     const { dom, trace } = setup();
-    dom.map(SZ_2M, SZ_2M, SZ_2M, RW);
+    dom.map(iova(SZ_2M), physAddr(SZ_2M), SZ_2M, RW);
     const counters = trace.counters.snapshot();
-    expect(() => dom.unmap(SZ_2M, SZ_4K)).toThrow(/part of a large leaf/);
-    expect(() => dom.unmap(SZ_2M + SZ_4K, SZ_2M)).toThrow(/range start 0x201000 falls inside the 2 MiB leaf/);
+    expect(() => dom.unmap(unsafeIova(SZ_2M), SZ_4K)).toThrow(/part of a large leaf/);
+    expect(() => dom.unmap(unsafeIova(SZ_2M + SZ_4K), SZ_2M)).toThrow(/range start 0x201000 falls inside the 2 MiB leaf/);
     expect(trace.counters.snapshot().diff(counters).nonZero()).toEqual({});
-    expect(dom.iovaToPhys(SZ_2M + SZ_4K)).toBe(SZ_2M + SZ_4K);
-    expect(dom.unmap(0, 3 * SZ_2M).unmapped).toBe(SZ_2M);
+    expect(dom.iovaToPhys(iova(SZ_2M + SZ_4K))).toBe(SZ_2M + SZ_4K);
+    expect(dom.unmap(iova(0), 3 * SZ_2M).unmapped).toBe(SZ_2M);
   });
 
   it("unmapping a whole 4 GiB range clears a few entries, not a million", () => {
     const { dom, trace } = setup({ pgsizeBitmap: SZ_4K });
-    dom.map(0, SZ_4K, 4 * SZ_1G, RW);
-    const r = dom.unmap(0, 4 * SZ_1G);
+    dom.map(iova(0), physAddr(SZ_4K), 4 * SZ_1G, RW);
+    const r = dom.unmap(iova(0), 4 * SZ_1G);
     expect(r.unmapped).toBe(4 * SZ_1G);
     // Changed with the kernel's freeing rule: it used to expect 5 clears and 1 + 4 + 2048 tables, the
     // level-3 table included because the four clears emptied it. The range does not cover the root
@@ -191,8 +192,8 @@ describe("IommuDomain.unmap", () => {
   it("rejects a list from another domain", () => {
     const { dom, mmu } = setup();
     const other = mmu.allocDomain("paging");
-    other.map(0, 0, SZ_4K, RW);
-    const { freed } = other.unmap(0, SZ_4K);
+    other.map(iova(0), physAddr(0), SZ_4K, RW);
+    const { freed } = other.unmap(iova(0), SZ_4K);
     expect(() => { dom.releasePtPages(freed); }).toThrow(/not returned by unmap of domain 1/);
     expect(() => { dom.releasePtPages({ count: 1 }); }).toThrow(IommuError);
   });

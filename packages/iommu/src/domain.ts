@@ -214,7 +214,7 @@ export class IommuDomain {
    * cannot be allocated (fault injection), the part already mapped is unmapped and invalidated and an
    * IommuError with code ENOMEM is thrown: iommu_map's unwinding after __iommu_map returns -ENOMEM.
    */
-  map(iova: Iova | number, phys: PhysAddr | number, size: number, prot: number): MapResult {
+  map(iova: Iova, phys: PhysAddr, size: number, prot: number): MapResult {
     // Fast path: one granule with arguments that pass every check below (each test here implies the
     // corresponding check; anything else, including an occupied slot, goes the general way, which
     // throws the precise error). Alignment is tested on the low 32 bits (the granule is at most 1 GiB;
@@ -348,7 +348,7 @@ export class IommuDomain {
     if (done > 0) {
       if (this.#events.active) this.#emitMap(iova, phys, done, prot);
       const { freed } = this.#unmapSlow(iova, done);
-      this.invalidateRange(iova, done);
+      this.invalidateRange(iova as Iova, done);
       this.releasePtPages(freed);
     }
     throw new IommuError(
@@ -367,7 +367,7 @@ export class IommuDomain {
    * stays linked and is reused. Detached pages come back in `freed` and stay allocated until
    * releasePtPages.
    */
-  unmap(iova: Iova | number, size: number): UnmapResult {
+  unmap(iova: Iova, size: number): UnmapResult {
     // Fast path: one granule, valid and aligned (unmapLeaf checks the IOVA beyond its type), not inside
     // a larger leaf (unmapLeaf returns -1 with nothing changed for anything else, and the general path
     // reports it). One leaf covers no table's span, so nothing is ever detached here.
@@ -455,10 +455,10 @@ export class IommuDomain {
   }
 
   /** iommu_iova_to_phys: reads the page table (not the IOTLB). Identity returns iova; blocked none. */
-  iovaToPhys(iova: Iova | number): PhysAddr | undefined {
+  iovaToPhys(iova: Iova): PhysAddr | undefined {
     if (!(typeof iova === "number" && iova >= 0 && iova <= MAX_SAFE && Number.isInteger(iova))) checkAddress("iova", iova);
     const pt = this.pageTable;
-    if (pt === undefined) return this.type === "identity" ? (iova as PhysAddr) : undefined;
+    if (pt === undefined) return this.type === "identity" ? (iova as number as PhysAddr) : undefined;
     if (iova >= this.#vaLimit) return undefined;
     const pte = pt.lookup(iova);
     if (pte === 0) return undefined;
@@ -470,7 +470,7 @@ export class IommuDomain {
    * iotlb_sync_map after map. On a unit with requiresSyncMap (VT-d caching mode, a virtual IOMMU) new
    * PTEs are invisible to devices until this runs; elsewhere it is counted and changes nothing.
    */
-  iotlbSyncMap(iova: Iova | number, size: number): void {
+  iotlbSyncMap(iova: Iova, size: number): void {
     checkRangeArgs(iova, size);
     if (this.#ctx.requiresSyncMap && this.pageTable !== undefined) this.pageTable.syncMap(iova, iova + size);
     this.#counters.add(C_SYNC_MAP);
@@ -481,7 +481,7 @@ export class IommuDomain {
   }
 
   /** iommu_iotlb_sync over a gathered range: drops this domain's IOTLB entries overlapping it. */
-  invalidateRange(iova: Iova | number, size: number): void {
+  invalidateRange(iova: Iova, size: number): void {
     checkRangeArgs(iova, size);
     this.#iotlb.invalidateRange(this.id, iova, iova + size);
     this.#counters.add(C_INVAL_RANGE);

@@ -4,11 +4,12 @@ import fc from "fast-check";
 import { describe, expect, it } from "vitest";
 import { IommuError, IommuInputError } from "./errors.js";
 import { Iotlb } from "./iotlb.js";
-import { SZ_1G, SZ_2M, SZ_4K } from "./iova.js";
+import { SZ_1G, SZ_2M, SZ_4K, iova, unsafeIova } from "./iova.js";
 import { IoPageTable } from "./page-table.js";
 import { IommuProt } from "./prot.js";
 import { LEVEL_SIZE, PTE_LEAF, PTE_PENDING, PTE_PROT_UNIT, PTE_VALID } from "./pte.js";
 import { setup } from "./test-fixtures.js";
+import { physAddr, unsafePhysAddr } from "@dmasim/memory";
 
 const RW = IommuProt.READ | IommuProt.WRITE;
 const ALL = SZ_4K | SZ_2M | SZ_1G;
@@ -171,24 +172,24 @@ describe("single-leaf page-table paths against the general ones", () => {
 describe("IommuDomain single-granule calls", () => {
   it("map into an occupied slot or under a large leaf throws EEXIST and changes nothing", () => {
     const { dom, trace } = setup();
-    dom.map(0, 0x5000, SZ_4K, RW);
-    dom.map(SZ_2M, SZ_2M, SZ_2M, RW);
+    dom.map(iova(0), physAddr(0x5000), SZ_4K, RW);
+    dom.map(iova(SZ_2M), physAddr(SZ_2M), SZ_2M, RW);
     const counters = trace.counters.snapshot();
     const pages = dom.ptPages;
-    expect(() => dom.map(0, 0x9000, SZ_4K, RW)).toThrow(/EEXIST: map: iova range \[0x0, 0x1000\) overlaps/);
-    expect(() => dom.map(SZ_2M + 5 * SZ_4K, 0x9000, SZ_4K, RW)).toThrow(IommuError);
+    expect(() => dom.map(unsafeIova(0), unsafePhysAddr(0x9000), SZ_4K, RW)).toThrow(/EEXIST: map: iova range \[0x0, 0x1000\) overlaps/);
+    expect(() => dom.map(unsafeIova(SZ_2M + 5 * SZ_4K), unsafePhysAddr(0x9000), SZ_4K, RW)).toThrow(IommuError);
     expect(trace.counters.snapshot().diff(counters).nonZero()).toEqual({});
     expect(dom.ptPages).toBe(pages);
-    expect(dom.iovaToPhys(0)).toBe(0x5000);
-    expect(dom.iovaToPhys(SZ_2M + 5 * SZ_4K)).toBe(SZ_2M + 5 * SZ_4K);
+    expect(dom.iovaToPhys(iova(0))).toBe(0x5000);
+    expect(dom.iovaToPhys(iova(SZ_2M + 5 * SZ_4K))).toBe(SZ_2M + 5 * SZ_4K);
   });
 
   it("unmap of one page inside a large leaf is refused with the range edge named, changing nothing", () => {
     const { dom, trace } = setup();
-    dom.map(SZ_2M, SZ_2M, SZ_2M, RW);
+    dom.map(iova(SZ_2M), physAddr(SZ_2M), SZ_2M, RW);
     const counters = trace.counters.snapshot();
-    expect(() => dom.unmap(SZ_2M + SZ_4K, SZ_4K)).toThrow(/range start 0x201000 falls inside the 2 MiB leaf at iova 0x200000/);
-    expect(() => dom.unmap(SZ_2M, SZ_4K)).toThrow(/range end 0x201000 falls inside the 2 MiB leaf/);
+    expect(() => dom.unmap(unsafeIova(SZ_2M + SZ_4K), SZ_4K)).toThrow(/range start 0x201000 falls inside the 2 MiB leaf at iova 0x200000/);
+    expect(() => dom.unmap(unsafeIova(SZ_2M), SZ_4K)).toThrow(/range end 0x201000 falls inside the 2 MiB leaf/);
     expect(trace.counters.snapshot().diff(counters).nonZero()).toEqual({});
     expect(dom.mappedBytes).toBe(SZ_2M);
   });
@@ -199,10 +200,10 @@ describe("IommuDomain single-granule calls", () => {
   // linked, empty, and the next map under it allocates nothing.
   it("unmap of the last page under its tables leaves them linked and empty for the next map", () => {
     const { dom, trace } = setup();
-    const r0 = dom.map(0x4000_0000, 0x7000, SZ_4K, RW);
+    const r0 = dom.map(iova(0x4000_0000), physAddr(0x7000), SZ_4K, RW);
     expect(r0).toEqual({ mapped: SZ_4K, ptesWritten: 1, ptPagesAllocated: 3 });
     const before = trace.counters.snapshot();
-    const r = dom.unmap(0x4000_0000, SZ_4K);
+    const r = dom.unmap(iova(0x4000_0000), SZ_4K);
     expect(r.unmapped).toBe(SZ_4K);
     expect(r.freed.count).toBe(0);
     expect(trace.counters.snapshot().diff(before).nonZero()).toEqual({ IommuUnmapCalls: 1, PteClears: 1 });
@@ -211,28 +212,28 @@ describe("IommuDomain single-granule calls", () => {
     dom.releasePtPages(r.freed);
     expect(dom.ptPages).toBe(4);
     expect(() => { dom.releasePtPages(r.freed); }).toThrow(/already released/);
-    expect(dom.iovaToPhys(0x4000_0000)).toBeUndefined();
+    expect(dom.iovaToPhys(iova(0x4000_0000))).toBeUndefined();
     // The empty tables are reused; a new 1 GiB region still needs its own.
-    expect(dom.map(0x4000_0000 + SZ_4K, 0x8000, SZ_4K, RW).ptPagesAllocated).toBe(0);
-    expect(dom.map(3 * SZ_1G, 0x8000, SZ_4K, RW).ptPagesAllocated).toBe(2);
+    expect(dom.map(iova(0x4000_0000 + SZ_4K), physAddr(0x8000), SZ_4K, RW).ptPagesAllocated).toBe(0);
+    expect(dom.map(iova(3 * SZ_1G), physAddr(0x8000), SZ_4K, RW).ptPagesAllocated).toBe(2);
     expect(dom.ptPages).toBe(6);
     expect(trace.counters.get(Counter.PtPagesFreed)).toBe(0);
   });
 
   it("an empty freed list is still one use only", () => {
     const { dom } = setup();
-    dom.map(0, 0, 2 * SZ_4K, RW);
-    const { unmapped, freed } = dom.unmap(0, SZ_4K);
+    dom.map(iova(0), physAddr(0), 2 * SZ_4K, RW);
+    const { unmapped, freed } = dom.unmap(iova(0), SZ_4K);
     expect(unmapped).toBe(SZ_4K);
     expect(freed.count).toBe(0);
     dom.releasePtPages(freed);
     expect(() => { dom.releasePtPages(freed); }).toThrow(/already released/);
-    expect(dom.unmap(5 * SZ_4K, SZ_4K)).toMatchObject({ unmapped: 0, freed: { count: 0 } });
+    expect(dom.unmap(iova(5 * SZ_4K), SZ_4K)).toMatchObject({ unmapped: 0, freed: { count: 0 } });
   });
 
   it("every argument check still rejects bad input with a typed error, changing nothing", () => {
     const { dom, trace } = setup();
-    dom.map(0, 0, SZ_4K, RW);
+    dom.map(iova(0), physAddr(0), SZ_4K, RW);
     const counters = trace.counters.snapshot();
     const bad = (f: () => unknown, code: string, message: RegExp): void => {
       try {
@@ -246,28 +247,28 @@ describe("IommuDomain single-granule calls", () => {
       throw new Error("expected an IommuError");
     };
     const asNumber = (v: unknown): number => v as number;
-    bad(() => dom.map(-SZ_4K, 0, SZ_4K, RW), "EINVAL", /iova = -4096 is invalid/);
-    bad(() => dom.map(SZ_4K + 1, 0, SZ_4K, RW), "EINVAL", /iova = 0x1001 is not aligned/);
-    bad(() => dom.map(Number.NaN, 0, SZ_4K, RW), "EINVAL", /iova = NaN/);
-    bad(() => dom.map(asNumber("4096"), 0, SZ_4K, RW), "EINVAL", /iova = "4096" is invalid/);
-    bad(() => dom.map(2 ** 48, 0, SZ_4K, RW), "EINVAL", /beyond the 48-bit IOVA space/);
-    bad(() => dom.map(SZ_4K, 0x1800, SZ_4K, RW), "EINVAL", /phys = 0x1800 is not aligned/);
-    bad(() => dom.map(SZ_4K, asNumber("0"), SZ_4K, RW), "EINVAL", /phys = "0" is invalid/);
-    bad(() => dom.map(SZ_4K, 2 ** 52, SZ_4K, RW), "ERANGE", /beyond the 52-bit physical/);
-    bad(() => dom.map(SZ_4K, 0, SZ_4K, 0), "EINVAL", /READ and\/or IommuProt.WRITE/);
-    bad(() => dom.map(SZ_4K, 0, SZ_4K, 32), "EINVAL", /prot = 0x20 is invalid/);
-    bad(() => dom.map(SZ_4K, 0, SZ_4K, 1.5), "EINVAL", /prot = 1.5 is invalid/);
-    bad(() => dom.map(SZ_4K, 0, SZ_4K, 2 ** 32 + 1), "EINVAL", /prot = 0x100000001 is invalid/);
-    bad(() => dom.map(SZ_4K, 0, SZ_4K, asNumber("3")), "EINVAL", /prot = "3" is invalid/);
-    bad(() => dom.unmap(asNumber("0"), SZ_4K), "EINVAL", /iova = "0" is invalid/);
-    bad(() => dom.unmap(SZ_4K + 8, SZ_4K), "EINVAL", /not aligned/);
-    bad(() => dom.unmap(2 ** 48, SZ_4K), "EINVAL", /beyond the 48-bit IOVA space/);
-    bad(() => dom.iovaToPhys(asNumber("0")), "EINVAL", /iova = "0" is invalid/);
-    bad(() => dom.iovaToPhys(-1), "EINVAL", /iova = -1 is invalid/);
-    bad(() => { dom.iotlbSyncMap(0, 0); }, "EINVAL", /size = 0x0 is invalid/);
-    bad(() => { dom.iotlbSyncMap(0.5, SZ_4K); }, "EINVAL", /iova = 0.5 is invalid/);
-    bad(() => { dom.invalidateRange(0, -1); }, "EINVAL", /size = -1 is invalid/);
-    bad(() => { dom.invalidateRange(asNumber(undefined), SZ_4K); }, "EINVAL", /iova = undefined is invalid/);
+    bad(() => dom.map(unsafeIova(-SZ_4K), unsafePhysAddr(0), SZ_4K, RW), "EINVAL", /iova = -4096 is invalid/);
+    bad(() => dom.map(unsafeIova(SZ_4K + 1), unsafePhysAddr(0), SZ_4K, RW), "EINVAL", /iova = 0x1001 is not aligned/);
+    bad(() => dom.map(unsafeIova(Number.NaN), unsafePhysAddr(0), SZ_4K, RW), "EINVAL", /iova = NaN/);
+    bad(() => dom.map(unsafeIova(asNumber("4096")), unsafePhysAddr(0), SZ_4K, RW), "EINVAL", /iova = "4096" is invalid/);
+    bad(() => dom.map(unsafeIova(2 ** 48), unsafePhysAddr(0), SZ_4K, RW), "EINVAL", /beyond the 48-bit IOVA space/);
+    bad(() => dom.map(unsafeIova(SZ_4K), unsafePhysAddr(0x1800), SZ_4K, RW), "EINVAL", /phys = 0x1800 is not aligned/);
+    bad(() => dom.map(unsafeIova(SZ_4K), unsafePhysAddr(asNumber("0")), SZ_4K, RW), "EINVAL", /phys = "0" is invalid/);
+    bad(() => dom.map(unsafeIova(SZ_4K), unsafePhysAddr(2 ** 52), SZ_4K, RW), "ERANGE", /beyond the 52-bit physical/);
+    bad(() => dom.map(unsafeIova(SZ_4K), unsafePhysAddr(0), SZ_4K, 0), "EINVAL", /READ and\/or IommuProt.WRITE/);
+    bad(() => dom.map(unsafeIova(SZ_4K), unsafePhysAddr(0), SZ_4K, 32), "EINVAL", /prot = 0x20 is invalid/);
+    bad(() => dom.map(unsafeIova(SZ_4K), unsafePhysAddr(0), SZ_4K, 1.5), "EINVAL", /prot = 1.5 is invalid/);
+    bad(() => dom.map(unsafeIova(SZ_4K), unsafePhysAddr(0), SZ_4K, 2 ** 32 + 1), "EINVAL", /prot = 0x100000001 is invalid/);
+    bad(() => dom.map(unsafeIova(SZ_4K), unsafePhysAddr(0), SZ_4K, asNumber("3")), "EINVAL", /prot = "3" is invalid/);
+    bad(() => dom.unmap(unsafeIova(asNumber("0")), SZ_4K), "EINVAL", /iova = "0" is invalid/);
+    bad(() => dom.unmap(unsafeIova(SZ_4K + 8), SZ_4K), "EINVAL", /not aligned/);
+    bad(() => dom.unmap(unsafeIova(2 ** 48), SZ_4K), "EINVAL", /beyond the 48-bit IOVA space/);
+    bad(() => dom.iovaToPhys(unsafeIova(asNumber("0"))), "EINVAL", /iova = "0" is invalid/);
+    bad(() => dom.iovaToPhys(unsafeIova(-1)), "EINVAL", /iova = -1 is invalid/);
+    bad(() => { dom.iotlbSyncMap(unsafeIova(0), 0); }, "EINVAL", /size = 0x0 is invalid/);
+    bad(() => { dom.iotlbSyncMap(unsafeIova(0.5), SZ_4K); }, "EINVAL", /iova = 0.5 is invalid/);
+    bad(() => { dom.invalidateRange(unsafeIova(0), -1); }, "EINVAL", /size = -1 is invalid/);
+    bad(() => { dom.invalidateRange(unsafeIova(asNumber(undefined)), SZ_4K); }, "EINVAL", /iova = undefined is invalid/);
     expect(trace.counters.snapshot().diff(counters).nonZero()).toEqual({});
     expect(dom.mappedBytes).toBe(SZ_4K);
     expect(dom.ptPages).toBe(4);
@@ -277,34 +278,34 @@ describe("IommuDomain single-granule calls", () => {
     // vaBits 25 with 2 MiB leaves: the root itself holds the leaves, and its 512 entries span 1 GiB, far
     // beyond the 32 MiB space. Maps just below the top must not let a cached walk accept the entries above.
     const small = setup({ vaBits: 25, pgsizeBitmap: SZ_2M });
-    small.dom.map(2 ** 25 - SZ_2M, 0, SZ_2M, RW);
-    small.dom.map(2 ** 25 - 2 * SZ_2M, SZ_2M, SZ_2M, RW);
-    expect(() => small.dom.map(2 ** 25, 2 * SZ_2M, SZ_2M, RW)).toThrow(/beyond the 25-bit IOVA space/);
-    expect(small.dom.mapGranuleNoPhysProtCheck(2 ** 25 + SZ_2M, 2 * SZ_2M, RW)).toBe(-1);
-    expect(() => small.dom.unmap(2 ** 25, SZ_2M)).toThrow(/beyond the 25-bit IOVA space/);
-    expect(small.dom.unmap(2 ** 25 - SZ_2M, SZ_2M).unmapped).toBe(SZ_2M);
+    small.dom.map(unsafeIova(2 ** 25 - SZ_2M), unsafePhysAddr(0), SZ_2M, RW);
+    small.dom.map(unsafeIova(2 ** 25 - 2 * SZ_2M), unsafePhysAddr(SZ_2M), SZ_2M, RW);
+    expect(() => small.dom.map(unsafeIova(2 ** 25), unsafePhysAddr(2 * SZ_2M), SZ_2M, RW)).toThrow(/beyond the 25-bit IOVA space/);
+    expect(small.dom.mapGranuleNoPhysProtCheck(unsafeIova(2 ** 25 + SZ_2M), unsafePhysAddr(2 * SZ_2M), RW)).toBe(-1);
+    expect(() => small.dom.unmap(unsafeIova(2 ** 25), SZ_2M)).toThrow(/beyond the 25-bit IOVA space/);
+    expect(small.dom.unmap(unsafeIova(2 ** 25 - SZ_2M), SZ_2M).unmapped).toBe(SZ_2M);
     expect(small.dom.mappedBytes).toBe(SZ_2M);
     // In a cached leaf table of 4 KiB leaves: neighbours of mapped pages, off by a fraction or a byte.
     const { dom, trace } = setup();
-    dom.map(SZ_2M, 0, SZ_4K, RW);
-    dom.map(SZ_2M + 2 * SZ_4K, SZ_4K, SZ_4K, RW);
+    dom.map(unsafeIova(SZ_2M), unsafePhysAddr(0), SZ_4K, RW);
+    dom.map(unsafeIova(SZ_2M + 2 * SZ_4K), unsafePhysAddr(SZ_4K), SZ_4K, RW);
     const before = trace.counters.snapshot();
-    expect(() => dom.map(SZ_2M + SZ_4K + 0.5, 0, SZ_4K, RW)).toThrow(IommuInputError);
-    expect(() => dom.map(SZ_2M + SZ_4K + 1, 0, SZ_4K, RW)).toThrow(/not aligned/);
-    expect(dom.mapGranuleNoPhysProtCheck(SZ_2M + SZ_4K + 0.5, 0, RW)).toBe(-1);
-    expect(() => dom.unmap(SZ_2M + 2 * SZ_4K + 0.5, SZ_4K)).toThrow(IommuInputError);
-    expect(() => dom.unmap(SZ_2M + 2 * SZ_4K - 8, SZ_4K)).toThrow(/not aligned/);
+    expect(() => dom.map(unsafeIova(SZ_2M + SZ_4K + 0.5), unsafePhysAddr(0), SZ_4K, RW)).toThrow(IommuInputError);
+    expect(() => dom.map(unsafeIova(SZ_2M + SZ_4K + 1), unsafePhysAddr(0), SZ_4K, RW)).toThrow(/not aligned/);
+    expect(dom.mapGranuleNoPhysProtCheck(unsafeIova(SZ_2M + SZ_4K + 0.5), unsafePhysAddr(0), RW)).toBe(-1);
+    expect(() => dom.unmap(unsafeIova(SZ_2M + 2 * SZ_4K + 0.5), SZ_4K)).toThrow(IommuInputError);
+    expect(() => dom.unmap(unsafeIova(SZ_2M + 2 * SZ_4K - 8), SZ_4K)).toThrow(/not aligned/);
     expect(trace.counters.snapshot().diff(before).nonZero()).toEqual({});
-    expect(dom.iovaToPhys(SZ_2M + 2 * SZ_4K)).toBe(SZ_4K);
+    expect(dom.iovaToPhys(iova(SZ_2M + 2 * SZ_4K))).toBe(SZ_4K);
     expect(dom.mappedBytes).toBe(2 * SZ_4K);
   });
 
   it("with a 2 MiB granule one 2 MiB leaf is the single-granule case", () => {
     const { dom, trace } = setup({ pgsizeBitmap: SZ_2M });
-    expect(dom.map(SZ_1G, 4 * SZ_2M, SZ_2M, RW)).toEqual({ mapped: SZ_2M, ptesWritten: 1, ptPagesAllocated: 2 });
-    expect(dom.iovaToPhys(SZ_1G + 12345)).toBe(4 * SZ_2M + 12345);
-    expect(() => dom.map(SZ_1G, 0, SZ_2M, RW)).toThrow(/EEXIST/);
-    const r = dom.unmap(SZ_1G, SZ_2M);
+    expect(dom.map(iova(SZ_1G), physAddr(4 * SZ_2M), SZ_2M, RW)).toEqual({ mapped: SZ_2M, ptesWritten: 1, ptPagesAllocated: 2 });
+    expect(dom.iovaToPhys(iova(SZ_1G + 12345))).toBe(4 * SZ_2M + 12345);
+    expect(() => dom.map(unsafeIova(SZ_1G), unsafePhysAddr(0), SZ_2M, RW)).toThrow(/EEXIST/);
+    const r = dom.unmap(iova(SZ_1G), SZ_2M);
     // Changed with the kernel's freeing rule: it used to expect the level-2 and level-3 tables the
     // unmap emptied to be detached (count 2, 3 clears). One leaf covers no table's span: none is.
     expect(r).toMatchObject({ unmapped: SZ_2M, freed: { count: 0 } });
@@ -314,26 +315,26 @@ describe("IommuDomain single-granule calls", () => {
 
   it("with requiresSyncMap a single page stays invisible to the device until synced", () => {
     const { mmu, dom, dev } = setup({ requiresSyncMap: true });
-    dom.map(SZ_4K, 0x3000, SZ_4K, IommuProt.READ);
-    expect(dom.iovaToPhys(SZ_4K + 4)).toBe(0x3004);
+    dom.map(iova(SZ_4K), physAddr(0x3000), SZ_4K, IommuProt.READ);
+    expect(dom.iovaToPhys(iova(SZ_4K + 4))).toBe(0x3004);
     expect(mmu.translate(dev, SZ_4K, 4, "read")).toBe(-1);
-    dom.iotlbSyncMap(SZ_4K, SZ_4K);
+    dom.iotlbSyncMap(iova(SZ_4K), SZ_4K);
     expect(mmu.translate(dev, SZ_4K, 4, "read")).toBe(0x3000);
   });
 
   it("a single-page unmap marks the cached entry stale and invalidateRange drops it, whatever its level", () => {
     const { mmu, dom, dev, trace } = setup();
-    dom.map(SZ_4K, 0x3000, SZ_4K, RW);
-    dom.map(SZ_2M, SZ_2M, SZ_2M, RW);
+    dom.map(iova(SZ_4K), physAddr(0x3000), SZ_4K, RW);
+    dom.map(iova(SZ_2M), physAddr(SZ_2M), SZ_2M, RW);
     expect(mmu.translate(dev, SZ_4K, 4, "read")).toBe(0x3000);
     expect(mmu.translate(dev, SZ_2M + 8 * SZ_4K, 4, "read")).toBe(SZ_2M + 8 * SZ_4K);
-    dom.unmap(SZ_4K, SZ_4K);
+    dom.unmap(iova(SZ_4K), SZ_4K);
     expect(mmu.translate(dev, SZ_4K, 4, "read")).toBe(0x3000);
     expect(trace.counters.get(Counter.IotlbStaleHits)).toBe(1);
-    dom.invalidateRange(SZ_4K, SZ_4K);
+    dom.invalidateRange(iova(SZ_4K), SZ_4K);
     expect(mmu.translate(dev, SZ_4K, 4, "read")).toBe(-1);
     // A 4 KiB invalidation inside a cached 2 MiB leaf drops that leaf's entry.
-    dom.invalidateRange(SZ_2M + 8 * SZ_4K, SZ_4K);
+    dom.invalidateRange(iova(SZ_2M + 8 * SZ_4K), SZ_4K);
     expect(mmu.iotlb.size).toBe(0);
   });
 });

@@ -6,6 +6,7 @@ import { iova, unsafeIova, SZ_1G, SZ_2M, SZ_4K } from "./iova.js";
 import type { Iova } from "./iova.js";
 import { protToString, IommuProt } from "./prot.js";
 import { DEV_BDF } from "./test-fixtures.js";
+import { physAddr, unsafePhysAddr } from "@dmasim/memory";
 
 describe("Iommu construction", () => {
   it("has the documented defaults", () => {
@@ -22,7 +23,7 @@ describe("Iommu construction", () => {
     const mmu = new Iommu(new Trace(), { pgsizeBitmap: SZ_2M | SZ_1G });
     expect(mmu.granule).toBe(SZ_2M);
     const dom = mmu.allocDomain("paging");
-    expect(() => dom.map(0, 0, SZ_4K, IommuProt.READ)).toThrow(/granule \(0x200000\)/);
+    expect(() => dom.map(unsafeIova(0), unsafePhysAddr(0), SZ_4K, IommuProt.READ)).toThrow(/granule \(0x200000\)/);
   });
 
   it.each([
@@ -43,8 +44,8 @@ describe("IOVA widths", () => {
     const mmu = new Iommu(new Trace(), { vaBits: 52 });
     const dom = mmu.allocDomain("paging");
     const top = 2 ** 52 - SZ_2M;
-    expect(dom.map(top, SZ_2M, SZ_2M, IommuProt.READ)).toEqual({ mapped: SZ_2M, ptesWritten: 1, ptPagesAllocated: 3 });
-    expect(dom.iovaToPhys(top + 5)).toBe(SZ_2M + 5);
+    expect(dom.map(iova(top), physAddr(SZ_2M), SZ_2M, IommuProt.READ)).toEqual({ mapped: SZ_2M, ptesWritten: 1, ptPagesAllocated: 3 });
+    expect(dom.iovaToPhys(iova(top + 5))).toBe(SZ_2M + 5);
     mmu.attachDevice(DEV_BDF, dom);
     expect(mmu.translate(DEV_BDF, top + 0x1000, 8, "read")).toBe(SZ_2M + 0x1000);
   });
@@ -52,9 +53,9 @@ describe("IOVA widths", () => {
   it("vaBits 39 uses three levels: the root holds 1 GiB leaves", () => {
     const mmu = new Iommu(new Trace(), { vaBits: 39 });
     const dom = mmu.allocDomain("paging");
-    expect(dom.map(SZ_1G, 2 * SZ_1G, SZ_1G, IommuProt.READ)).toEqual({ mapped: SZ_1G, ptesWritten: 1, ptPagesAllocated: 0 });
+    expect(dom.map(iova(SZ_1G), physAddr(2 * SZ_1G), SZ_1G, IommuProt.READ)).toEqual({ mapped: SZ_1G, ptesWritten: 1, ptPagesAllocated: 0 });
     expect(dom.ptPages).toBe(1);
-    expect(() => dom.map(2 ** 39, 0, SZ_4K, IommuProt.READ)).toThrow(/39-bit IOVA space/);
+    expect(() => dom.map(unsafeIova(2 ** 39), unsafePhysAddr(0), SZ_4K, IommuProt.READ)).toThrow(/39-bit IOVA space/);
   });
 });
 
@@ -88,7 +89,7 @@ describe("domains and devices", () => {
   it("frees a domain only when no device uses it, dropping its IOTLB entries", () => {
     const mmu = new Iommu(new Trace());
     const d = mmu.allocDomain("paging");
-    d.map(0, 0, SZ_4K, IommuProt.READ);
+    d.map(iova(0), physAddr(0), SZ_4K, IommuProt.READ);
     mmu.attachDevice(DEV_BDF, d);
     mmu.translate(DEV_BDF, 0, 4, "read");
     let err: unknown;

@@ -2,7 +2,7 @@ import { IommuInputError } from "./errors.js";
 
 /**
  * An I/O virtual address: what a device behind an IOMMU puts on the bus. Made by `iova()` (checked) or
- * `unsafeIova()` (a cast for values already known good); `IommuDomain` methods take `Iova | number`.
+ * `unsafeIova()` (a cast for values already known good); `IommuDomain` methods take it.
  */
 export type Iova = number & { readonly __brand: "Iova" };
 

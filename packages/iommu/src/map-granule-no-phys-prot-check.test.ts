@@ -4,8 +4,9 @@ import fc from "fast-check";
 import { describe, expect, it } from "vitest";
 import { MAX_PHYS } from "./domain.js";
 import { Iommu } from "./iommu.js";
-import { SZ_2M, SZ_4K } from "./iova.js";
+import { SZ_2M, SZ_4K, iova, unsafeIova } from "./iova.js";
 import { IommuProt } from "./prot.js";
+import { physAddr, unsafePhysAddr } from "@dmasim/memory";
 
 // IommuDomain.mapGranuleNoPhysProtCheck is the DMA layer's internal single-granule entry: it trusts phys (a safe
 // integer >= 0 aligned to the granule) and prot (valid, with READ and/or WRITE) and checks the rest.
@@ -48,19 +49,19 @@ function run(ops: readonly Op[], trusted: boolean, listen: boolean, requiresSync
   const outcomes = ops.map((op) => {
     try {
       if (op.kind === "unmap") {
-        const { unmapped, freed } = dom.unmap(op.iova, op.size);
+        const { unmapped, freed } = dom.unmap(iova(op.iova), op.size);
         dom.releasePtPages(freed);
         return { unmapped };
       }
       if (trusted && dom.mapGranuleNoPhysProtCheck(op.iova, op.phys, op.prot) >= 0) return { mapped: G };
-      return { mapped: dom.map(op.iova, op.phys, G, op.prot).mapped };
+      return { mapped: dom.map(iova(op.iova), physAddr(op.phys), G, op.prot).mapped };
     } catch (e) {
       return { error: `${(e as Error).name}: ${(e as Error).message}` };
     }
   });
   const table: (number | undefined)[] = [];
-  for (let i = 0; i < 601; i++) table.push(dom.iovaToPhys(i * G));
-  for (let i = 1; i <= 5; i++) table.push(dom.iovaToPhys(2 ** 39 - i * G));
+  for (let i = 0; i < 601; i++) table.push(dom.iovaToPhys(iova(i * G)));
+  for (let i = 1; i <= 5; i++) table.push(dom.iovaToPhys(iova(2 ** 39 - i * G)));
   return {
     outcomes,
     table,
@@ -118,16 +119,16 @@ describe("mapGranuleNoPhysProtCheck (internal entry for the DMA layer's link)", 
     const dom = new Iommu(trace, { vaBits: 39 }).allocDomain("paging");
     const rw = IommuProt.READ | IommuProt.WRITE;
     expect(dom.mapGranuleNoPhysProtCheck(5 * G, 7 * G, rw)).toBe(2); // a level-2 and a level-1 table under the root
-    expect(dom.iovaToPhys(5 * G + 12)).toBe(7 * G + 12);
+    expect(dom.iovaToPhys(iova(5 * G + 12))).toBe(7 * G + 12);
     const before = trace.counters.snapshot();
     expect(dom.mapGranuleNoPhysProtCheck(5 * G, 9 * G, rw)).toBe(-1); // occupied
     expect(dom.mapGranuleNoPhysProtCheck(5 * G + 1, 9 * G, rw)).toBe(-1); // unaligned IOVA
     expect(dom.mapGranuleNoPhysProtCheck(2 ** 39, 9 * G, rw)).toBe(-1); // beyond the aperture
     expect(dom.mapGranuleNoPhysProtCheck(6 * G, MAX_PHYS, rw)).toBe(-1); // beyond 52-bit physical space
     expect(trace.counters.snapshot().diff(before).nonZero()).toEqual({});
-    expect(dom.iovaToPhys(5 * G)).toBe(7 * G);
+    expect(dom.iovaToPhys(iova(5 * G))).toBe(7 * G);
     expect(dom.mappedBytes).toBe(G);
-    expect(() => dom.map(5 * G, 9 * G, G, rw)).toThrow(/overlaps an existing mapping/);
+    expect(() => dom.map(unsafeIova(5 * G), unsafePhysAddr(9 * G), G, rw)).toThrow(/overlaps an existing mapping/);
   });
 
   it("defers its accounting to the next read, and settles it when the domain is freed", () => {
@@ -140,7 +141,7 @@ describe("mapGranuleNoPhysProtCheck (internal entry for the DMA layer's link)", 
     expect(dom.mappedBytes).toBe(5 * G);
     expect(trace.counters.get(Counter.IommuMapCalls)).toBe(5);
     expect(dom.mapGranuleNoPhysProtCheck(21 * G, 45 * G, rw)).toBe(0);
-    dom.unmap(16 * G, 6 * G);
+    dom.unmap(iova(16 * G), 6 * G);
     iommu.freeDomain(dom);
     expect(trace.counters.snapshot().nonZero()).toMatchObject({ IommuMapCalls: 6, PteWrites: 6, PteClears: 6 });
     expect(dom.mappedBytes).toBe(0);

@@ -1,10 +1,11 @@
 import fc from "fast-check";
 import { describe, expect, it } from "vitest";
 import { IommuError } from "./errors.js";
-import { SZ_2M, SZ_4K } from "./iova.js";
+import { SZ_2M, SZ_4K, iova } from "./iova.js";
 import { IommuProt } from "./prot.js";
 import { setup } from "./test-fixtures.js";
 import type { IommuDomain } from "./domain.js";
+import { physAddr } from "@dmasim/memory";
 
 /**
  * Reference model: one record per 4 KiB IOVA page, with the leaf it belongs to (so the refusal to unmap
@@ -82,8 +83,8 @@ function applyRef(ref: Map<number, Ref>, op: Op): string | undefined {
 
 function apply(dom: IommuDomain, op: Op): string | undefined {
   try {
-    if (op.kind === "map") dom.map(op.iova, op.phys, op.size, op.prot);
-    else dom.releasePtPages(dom.unmap(op.iova, op.size).freed);
+    if (op.kind === "map") dom.map(iova(op.iova), physAddr(op.phys), op.size, op.prot);
+    else dom.releasePtPages(dom.unmap(iova(op.iova), op.size).freed);
     return undefined;
   } catch (e) {
     if (e instanceof IommuError) return e.code;
@@ -97,7 +98,7 @@ function checkTable(dom: IommuDomain, ref: Map<number, Ref>): void {
   for (let p = 0; p < WINDOW_PAGES + 1024; p++) {
     const r = ref.get(p);
     want.push(r === undefined ? undefined : r.phys + 123);
-    got.push(dom.iovaToPhys(p * SZ_4K + 123));
+    got.push(dom.iovaToPhys(iova(p * SZ_4K + 123)));
   }
   expect(got).toEqual(want);
   expect(dom.mappedBytes).toBe(ref.size * SZ_4K);
@@ -126,7 +127,7 @@ describe("properties against a reference model", () => {
       fc.property(fc.array(opArb, { minLength: 1, maxLength: 25 }), (ops) => {
         const { dom } = setup();
         for (const op of ops) apply(dom, op);
-        const { unmapped, freed } = dom.unmap(0, 2 ** 48);
+        const { unmapped, freed } = dom.unmap(iova(0), 2 ** 48);
         dom.releasePtPages(freed);
         expect(dom.mappedBytes).toBe(0);
         expect(unmapped).toBeGreaterThanOrEqual(0);
@@ -148,7 +149,7 @@ describe("properties against a reference model", () => {
           for (const op of ops) {
             applyRef(ref, op);
             apply(dom, op);
-            if (op.kind === "unmap") dom.invalidateRange(op.iova, op.size);
+            if (op.kind === "unmap") dom.invalidateRange(iova(op.iova), op.size);
             for (const [page, write] of accesses.slice(0, 20)) mmu.translate(dev, page * SZ_4K, 8, write ? "write" : "read");
           }
           mmu.clearFaults();
@@ -178,12 +179,12 @@ describe("properties against a reference model", () => {
         (pages, physPage, unmapPages, unmapFirst) => {
           const { mmu, dom, dev } = setup({ iotlbEntries: 4096, iotlbWays: 64 });
           const phys = physPage * SZ_2M + SZ_4K; // never 2 MiB-aligned: 4 KiB leaves only
-          dom.map(0, phys, 4096 * SZ_4K, IommuProt.READ);
+          dom.map(iova(0), physAddr(phys), 4096 * SZ_4K, IommuProt.READ);
           for (const p of pages) expect(mmu.translate(dev, p * SZ_4K, 4, "read")).toBe(phys + p * SZ_4K);
           const size = Math.min(unmapPages, 4096 - unmapFirst) * SZ_4K;
-          dom.unmap(unmapFirst * SZ_4K, size);
+          dom.unmap(iova(unmapFirst * SZ_4K), size);
           for (const p of pages) expect(mmu.translate(dev, p * SZ_4K, 4, "read")).toBe(phys + p * SZ_4K);
-          dom.invalidateRange(unmapFirst * SZ_4K, size);
+          dom.invalidateRange(iova(unmapFirst * SZ_4K), size);
           for (const p of pages) {
             const gone = p >= unmapFirst && p * SZ_4K < unmapFirst * SZ_4K + size;
             expect(mmu.translate(dev, p * SZ_4K, 4, "read")).toBe(gone ? -1 : phys + p * SZ_4K);

@@ -5,38 +5,39 @@ import { Counter } from "./counters.js";
 import fc from "fast-check";
 import { describe, expect, it } from "vitest";
 import type { IommuDomain } from "./domain.js";
-import { SZ_1G, SZ_2M, SZ_4K } from "./iova.js";
+import { SZ_1G, SZ_2M, SZ_4K, iova, unsafeIova } from "./iova.js";
 import { IommuProt } from "./prot.js";
 import { LEVEL_SIZE, PTE_LEAF, pteAddr } from "./pte.js";
 import { setup } from "./test-fixtures.js";
+import { physAddr, unsafePhysAddr } from "@dmasim/memory";
 
 const RW = IommuProt.READ | IommuProt.WRITE;
 
 describe("page-table pages freed by unmap", () => {
   it("a 4 KiB unmap frees no table, on the single-page and on the general path", () => {
     const { dom, trace } = setup();
-    dom.map(SZ_1G, 0, SZ_4K, RW); // alone in its leaf table, level-2 and level-3 tables
-    dom.map(2 * SZ_1G, 0, 2 * SZ_4K, RW);
+    dom.map(iova(SZ_1G), physAddr(0), SZ_4K, RW); // alone in its leaf table, level-2 and level-3 tables
+    dom.map(iova(2 * SZ_1G), physAddr(0), 2 * SZ_4K, RW);
     const pages = dom.ptPages;
-    const single = dom.unmap(SZ_1G, SZ_4K);
-    const general = dom.unmap(2 * SZ_1G, 2 * SZ_4K); // two pages: the general path
+    const single = dom.unmap(iova(SZ_1G), SZ_4K);
+    const general = dom.unmap(iova(2 * SZ_1G), 2 * SZ_4K); // two pages: the general path
     expect([single.unmapped, single.freed.count, general.unmapped, general.freed.count]).toEqual([SZ_4K, 0, 2 * SZ_4K, 0]);
     expect(dom.ptPages).toBe(pages);
     expect(trace.counters.get(Counter.PteClears)).toBe(3);
     expect(trace.counters.get(Counter.PtPagesPendingFree)).toBe(0);
     // Both emptied chains are reused as they are.
-    expect(dom.map(SZ_1G + 9 * SZ_4K, 0, SZ_4K, RW).ptPagesAllocated).toBe(0);
-    expect(dom.map(2 * SZ_1G + 3 * SZ_4K, 0, 4 * SZ_4K, RW).ptPagesAllocated).toBe(0);
+    expect(dom.map(iova(SZ_1G + 9 * SZ_4K), physAddr(0), SZ_4K, RW).ptPagesAllocated).toBe(0);
+    expect(dom.map(iova(2 * SZ_1G + 3 * SZ_4K), physAddr(0), 4 * SZ_4K, RW).ptPagesAllocated).toBe(0);
     expect(dom.ptPages).toBe(pages);
   });
 
   it("unmapping a whole 2 MiB-aligned 2 MiB range of 4 KiB leaves frees exactly its leaf table", () => {
     const { dom, trace } = setup();
-    dom.map(SZ_2M, SZ_4K, SZ_2M, RW); // phys not 2 MiB-aligned: 512 leaves of 4 KiB in one table
-    dom.map(3 * SZ_2M, 0, SZ_4K, RW); // a neighbour under the same level-2 table
+    dom.map(iova(SZ_2M), physAddr(SZ_4K), SZ_2M, RW); // phys not 2 MiB-aligned: 512 leaves of 4 KiB in one table
+    dom.map(iova(3 * SZ_2M), physAddr(0), SZ_4K, RW); // a neighbour under the same level-2 table
     expect(dom.ptPages).toBe(1 + 1 + 1 + 2);
     const before = trace.counters.snapshot();
-    const r = dom.unmap(SZ_2M, SZ_2M);
+    const r = dom.unmap(iova(SZ_2M), SZ_2M);
     expect(r.unmapped).toBe(SZ_2M);
     expect(r.freed.count).toBe(1);
     // One write: the level-2 entry; the 512 leaves go with their table.
@@ -46,18 +47,18 @@ describe("page-table pages freed by unmap", () => {
     dom.releasePtPages(r.freed);
     expect(trace.counters.get(Counter.PtPagesFreed)).toBe(1);
     expect(dom.ptPages).toBe(4);
-    expect(dom.iovaToPhys(SZ_2M + 5 * SZ_4K)).toBeUndefined();
-    expect(dom.iovaToPhys(3 * SZ_2M)).toBe(0);
+    expect(dom.iovaToPhys(iova(SZ_2M + 5 * SZ_4K))).toBeUndefined();
+    expect(dom.iovaToPhys(iova(3 * SZ_2M))).toBe(0);
     // The level-2 table stayed: mapping the range again needs only a new leaf table (the freed one).
-    expect(dom.map(SZ_2M, SZ_4K, SZ_4K, RW).ptPagesAllocated).toBe(1);
-    expect(dom.iovaToPhys(SZ_2M + SZ_4K)).toBeUndefined(); // it came back zeroed
+    expect(dom.map(iova(SZ_2M), physAddr(SZ_4K), SZ_4K, RW).ptPagesAllocated).toBe(1);
+    expect(dom.iovaToPhys(iova(SZ_2M + SZ_4K))).toBeUndefined(); // it came back zeroed
   });
 
   it("unmapping a whole 1 GiB-aligned 1 GiB range frees the level-2 table and its 512 leaf tables", () => {
     const { dom, trace } = setup({ pgsizeBitmap: SZ_4K });
-    dom.map(SZ_1G, 0, SZ_1G, RW);
+    dom.map(iova(SZ_1G), physAddr(0), SZ_1G, RW);
     expect(dom.ptPages).toBe(1 + 1 + 1 + 512);
-    const r = dom.unmap(SZ_1G, SZ_1G);
+    const r = dom.unmap(iova(SZ_1G), SZ_1G);
     expect(r.unmapped).toBe(SZ_1G);
     expect(r.freed.count).toBe(1 + 512);
     expect(trace.counters.get(Counter.PteClears)).toBe(1); // the level-3 entry only
@@ -70,26 +71,26 @@ describe("page-table pages freed by unmap", () => {
 
   it("a table emptied page by page stays linked; every later map under it reuses it", () => {
     const { dom, trace } = setup();
-    dom.map(SZ_2M, SZ_4K, 512 * SZ_4K, RW);
+    dom.map(iova(SZ_2M), physAddr(SZ_4K), 512 * SZ_4K, RW);
     const pages = dom.ptPages;
-    for (let i = 0; i < 512; i++) expect(dom.unmap(SZ_2M + i * SZ_4K, SZ_4K).freed.count).toBe(0);
+    for (let i = 0; i < 512; i++) expect(dom.unmap(iova(SZ_2M + i * SZ_4K), SZ_4K).freed.count).toBe(0);
     expect(dom.mappedBytes).toBe(0);
     expect(dom.ptPages).toBe(pages);
     expect(trace.counters.get(Counter.PteClears)).toBe(512);
     expect(trace.counters.get(Counter.PtPagesPendingFree)).toBe(0);
     const allocated = trace.counters.get(Counter.PtPagesAllocated);
-    for (let i = 0; i < 512; i++) dom.map(SZ_2M + i * SZ_4K, i * SZ_4K, SZ_4K, RW);
+    for (let i = 0; i < 512; i++) dom.map(iova(SZ_2M + i * SZ_4K), physAddr(i * SZ_4K), SZ_4K, RW);
     expect(trace.counters.get(Counter.PtPagesAllocated)).toBe(allocated);
-    expect(dom.iovaToPhys(SZ_2M + 511 * SZ_4K + 1)).toBe(511 * SZ_4K + 1);
+    expect(dom.iovaToPhys(iova(SZ_2M + 511 * SZ_4K + 1))).toBe(511 * SZ_4K + 1);
   });
 
   it("a large leaf mapped over an emptied table replaces it and frees it at once (arm_lpae_init_pte)", () => {
     const { mmu, dom, dev, trace } = setup();
-    dom.map(SZ_2M, SZ_4K, 2 * SZ_4K, RW);
-    dom.unmap(SZ_2M, 2 * SZ_4K); // leaves an empty leaf table under level-2 entry 1
+    dom.map(iova(SZ_2M), physAddr(SZ_4K), 2 * SZ_4K, RW);
+    dom.unmap(iova(SZ_2M), 2 * SZ_4K); // leaves an empty leaf table under level-2 entry 1
     expect(dom.ptPages).toBe(4);
     const before = trace.counters.snapshot();
-    expect(dom.map(SZ_2M, 4 * SZ_2M, SZ_2M, RW)).toEqual({ mapped: SZ_2M, ptesWritten: 1, ptPagesAllocated: 0 });
+    expect(dom.map(iova(SZ_2M), physAddr(4 * SZ_2M), SZ_2M, RW)).toEqual({ mapped: SZ_2M, ptesWritten: 1, ptPagesAllocated: 0 });
     // Detached and freed in the same step: nothing is left pending.
     expect(trace.counters.snapshot().diff(before).nonZero()).toEqual({ IommuMapCalls: 1, PteWrites: 1, PtPagesPendingFree: 1, PtPagesFreed: 1 });
     expect(dom.ptPages).toBe(3);
@@ -97,26 +98,26 @@ describe("page-table pages freed by unmap", () => {
     expect(mmu.translate(dev, SZ_2M + 5 * SZ_4K + 8, 8, "read")).toBe(4 * SZ_2M + 5 * SZ_4K + 8);
     // A 1 GiB leaf over a level-2 table holding only empty tables frees the whole subtree.
     const { dom: dom2, trace: trace2 } = setup();
-    dom2.map(SZ_1G, SZ_4K, SZ_4K, RW);
-    dom2.map(SZ_1G + 5 * SZ_2M, SZ_4K, SZ_4K, RW);
-    dom2.unmap(SZ_1G, SZ_4K);
-    dom2.unmap(SZ_1G + 5 * SZ_2M, SZ_4K);
+    dom2.map(iova(SZ_1G), physAddr(SZ_4K), SZ_4K, RW);
+    dom2.map(iova(SZ_1G + 5 * SZ_2M), physAddr(SZ_4K), SZ_4K, RW);
+    dom2.unmap(iova(SZ_1G), SZ_4K);
+    dom2.unmap(iova(SZ_1G + 5 * SZ_2M), SZ_4K);
     expect(dom2.ptPages).toBe(1 + 1 + 1 + 2);
-    dom2.map(SZ_1G, SZ_1G, SZ_1G, RW);
+    dom2.map(iova(SZ_1G), physAddr(SZ_1G), SZ_1G, RW);
     expect(dom2.ptPages).toBe(2);
     expect(trace2.counters.get(Counter.PtPagesFreed)).toBe(3);
-    expect(dom2.iovaToPhys(SZ_1G + 5 * SZ_2M)).toBe(SZ_1G + 5 * SZ_2M);
+    expect(dom2.iovaToPhys(iova(SZ_1G + 5 * SZ_2M))).toBe(SZ_1G + 5 * SZ_2M);
   });
 
   it("an overlap check looks through empty tables and still finds a mapping beneath them", () => {
     const { dom } = setup();
-    dom.map(SZ_2M, SZ_4K, SZ_4K, RW);
-    dom.map(SZ_2M + 7 * SZ_4K, SZ_4K, SZ_4K, RW);
-    dom.unmap(SZ_2M, SZ_4K);
-    expect(() => dom.map(SZ_2M, SZ_2M, SZ_2M, RW)).toThrow(/EEXIST/);
-    expect(() => dom.map(0, 0, SZ_1G, RW)).toThrow(/EEXIST/);
-    dom.unmap(SZ_2M + 7 * SZ_4K, SZ_4K);
-    expect(dom.map(0, 0, SZ_1G, RW).mapped).toBe(SZ_1G);
+    dom.map(iova(SZ_2M), physAddr(SZ_4K), SZ_4K, RW);
+    dom.map(iova(SZ_2M + 7 * SZ_4K), physAddr(SZ_4K), SZ_4K, RW);
+    dom.unmap(iova(SZ_2M), SZ_4K);
+    expect(() => dom.map(unsafeIova(SZ_2M), unsafePhysAddr(SZ_2M), SZ_2M, RW)).toThrow(/EEXIST/);
+    expect(() => dom.map(unsafeIova(0), unsafePhysAddr(0), SZ_1G, RW)).toThrow(/EEXIST/);
+    dom.unmap(iova(SZ_2M + 7 * SZ_4K), SZ_4K);
+    expect(dom.map(iova(0), physAddr(0), SZ_1G, RW).mapped).toBe(SZ_1G);
   });
 });
 
@@ -164,18 +165,18 @@ describe("freeing rule, property", () => {
         const base = SZ_1G - SZ_2M; // the window straddles a 1 GiB boundary too
         for (const op of ops) {
           const n = Math.min(op.pages, WINDOW - op.first);
-          const iova = base + op.first * SZ_4K;
+          const at = base + op.first * SZ_4K;
           if (!op.unmap) {
             try {
-              dom.map(iova, SZ_4K, n * SZ_4K, RW);
+              dom.map(iova(at), physAddr(SZ_4K), n * SZ_4K, RW);
             } catch {
               // EEXIST: overlapping maps are refused and change nothing
             }
             continue;
           }
-          const expected = coveredTables(dom, 0, 4, 0, iova, iova + n * SZ_4K);
+          const expected = coveredTables(dom, 0, 4, 0, at, at + n * SZ_4K);
           const held = dom.ptPages;
-          const { freed } = dom.unmap(iova, n * SZ_4K);
+          const { freed } = dom.unmap(iova(at), n * SZ_4K);
           expect(freed.count).toBe(expected);
           if (n < 512) expect(freed.count).toBe(0);
           expect(dom.ptPages).toBe(held);

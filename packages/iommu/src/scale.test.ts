@@ -1,8 +1,9 @@
 import { Counter } from "./counters.js";
 import { describe, expect, it } from "vitest";
-import { SZ_1G, SZ_2M, SZ_4K } from "./iova.js";
+import { SZ_1G, SZ_2M, SZ_4K, iova } from "./iova.js";
 import { IommuProt } from "./prot.js";
 import { setup } from "./test-fixtures.js";
+import { physAddr } from "@dmasim/memory";
 
 const RW = IommuProt.READ | IommuProt.WRITE;
 const PAGES = 1_048_576; // 4 GiB of 4 KiB pages
@@ -10,7 +11,7 @@ const PAGES = 1_048_576; // 4 GiB of 4 KiB pages
 describe("4 GiB in one domain", () => {
   it("4 KiB leaves: a million PTEs in about 8 bytes of page table per page", () => {
     const { dom, mmu, dev, trace } = setup({ pgsizeBitmap: SZ_4K });
-    const r = dom.map(SZ_1G, 8 * SZ_1G, PAGES * SZ_4K, RW);
+    const r = dom.map(iova(SZ_1G), physAddr(8 * SZ_1G), PAGES * SZ_4K, RW);
     expect(r.ptesWritten).toBe(PAGES);
     // 2048 L1 tables + 4 L2 tables + 1 L3 table + the root.
     expect(r.ptPagesAllocated).toBe(2048 + 4 + 1);
@@ -28,14 +29,14 @@ describe("4 GiB in one domain", () => {
 
   it("2 MiB-aligned but unable to use 1 GiB leaves: 2048 leaves of 2 MiB", () => {
     const { dom } = setup({ pgsizeBitmap: SZ_4K | SZ_2M });
-    const r = dom.map(SZ_1G, 8 * SZ_1G + SZ_2M, PAGES * SZ_4K, RW);
+    const r = dom.map(iova(SZ_1G), physAddr(8 * SZ_1G + SZ_2M), PAGES * SZ_4K, RW);
     expect(r.ptesWritten).toBe(2048);
     expect(r.ptPagesAllocated).toBe(4 + 1);
-    expect(dom.iovaToPhys(SZ_1G + 3 * SZ_2M + 5)).toBe(8 * SZ_1G + 4 * SZ_2M + 5);
+    expect(dom.iovaToPhys(iova(SZ_1G + 3 * SZ_2M + 5))).toBe(8 * SZ_1G + 4 * SZ_2M + 5);
   });
 
   it("the same range with phys off by one page falls back to 4 KiB leaves", () => {
     const { dom } = setup();
-    expect(dom.map(SZ_1G, 8 * SZ_1G + SZ_4K, PAGES * SZ_4K, RW).ptesWritten).toBe(PAGES);
+    expect(dom.map(iova(SZ_1G), physAddr(8 * SZ_1G + SZ_4K), PAGES * SZ_4K, RW).ptesWritten).toBe(PAGES);
   });
 });

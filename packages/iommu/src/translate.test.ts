@@ -2,16 +2,17 @@ import type { TraceEvent } from "./events.js";
 import { Counter } from "./counters.js";
 import { describe, expect, it } from "vitest";
 import { IommuError } from "./errors.js";
-import { SZ_1G, SZ_2M, SZ_4K } from "./iova.js";
+import { SZ_1G, SZ_2M, SZ_4K, iova } from "./iova.js";
 import { IommuProt } from "./prot.js";
 import { setup, OTHER_BDF } from "./test-fixtures.js";
+import { physAddr } from "@dmasim/memory";
 
 const RW = IommuProt.READ | IommuProt.WRITE;
 
 describe("Iommu.translate", () => {
   it("walks on a miss, fills the IOTLB, then hits", () => {
     const { mmu, dom, dev, trace } = setup();
-    dom.map(0x7000, 0x1_2345_6000, SZ_4K, RW);
+    dom.map(iova(0x7000), physAddr(0x1_2345_6000), SZ_4K, RW);
     expect(mmu.translate(dev, 0x7010, 16, "read")).toBe(0x1_2345_6010);
     expect(trace.counters.get(Counter.IotlbMisses)).toBe(1);
     expect(trace.counters.get(Counter.PtWalks)).toBe(1);
@@ -24,7 +25,7 @@ describe("Iommu.translate", () => {
 
   it("one IOTLB entry covers a whole 2 MiB leaf", () => {
     const { mmu, dom, dev, trace } = setup();
-    dom.map(SZ_2M, 4 * SZ_2M, SZ_2M, RW);
+    dom.map(iova(SZ_2M), physAddr(4 * SZ_2M), SZ_2M, RW);
     expect(mmu.translate(dev, SZ_2M, 8, "read")).toBe(4 * SZ_2M);
     expect(trace.counters.get(Counter.PtWalkLevels)).toBe(3);
     expect(mmu.translate(dev, SZ_2M + 0x1f_f000, 8, "read")).toBe(4 * SZ_2M + 0x1f_f000);
@@ -35,7 +36,7 @@ describe("Iommu.translate", () => {
   it("records faults with reason: not-mapped, permission, blocked", () => {
     const { mmu, dom, dev, trace } = setup();
     trace.clock.advance(100);
-    dom.map(0, 0x10_0000, SZ_4K, IommuProt.READ);
+    dom.map(iova(0), physAddr(0x10_0000), SZ_4K, IommuProt.READ);
     expect(mmu.translate(dev, SZ_4K, 4, "read")).toBe(-1);
     expect(mmu.translate(dev, 0, 4, "write")).toBe(-1);
     // The permission comes from the IOTLB entry on a hit too.
@@ -94,17 +95,17 @@ describe("Iommu.translate", () => {
 describe("lazy invalidation window", () => {
   it("a stale IOTLB entry keeps translating to the old page until invalidated", () => {
     const { mmu, dom, dev, trace } = setup();
-    dom.map(0x1000, 0xa000, SZ_4K, RW);
+    dom.map(iova(0x1000), physAddr(0xa000), SZ_4K, RW);
     expect(mmu.translate(dev, 0x1000, 4, "read")).toBe(0xa000);
-    dom.unmap(0x1000, SZ_4K);
-    expect(dom.iovaToPhys(0x1000)).toBeUndefined();
+    dom.unmap(iova(0x1000), SZ_4K);
+    expect(dom.iovaToPhys(iova(0x1000))).toBeUndefined();
     // The device still reaches the freed page: the window lazy mode opens.
     expect(mmu.translate(dev, 0x1004, 4, "write")).toBe(0xa004);
     expect(trace.counters.get(Counter.IotlbStaleHits)).toBe(1);
     // Remapped elsewhere without invalidation: still the old page.
-    dom.map(0x1000, 0xb000, SZ_4K, RW);
+    dom.map(iova(0x1000), physAddr(0xb000), SZ_4K, RW);
     expect(mmu.translate(dev, 0x1000, 4, "read")).toBe(0xa000);
-    dom.invalidateRange(0x1000, SZ_4K);
+    dom.invalidateRange(iova(0x1000), SZ_4K);
     expect(mmu.translate(dev, 0x1000, 4, "read")).toBe(0xb000);
     expect(trace.counters.get(Counter.IotlbStaleHits)).toBe(2);
     expect(trace.counters.get(Counter.IotlbInvalRange)).toBe(1);
@@ -112,10 +113,10 @@ describe("lazy invalidation window", () => {
 
   it("after unmap and invalidation the device faults", () => {
     const { mmu, dom, dev } = setup();
-    dom.map(0, 0, SZ_2M + SZ_4K, RW);
+    dom.map(iova(0), physAddr(0), SZ_2M + SZ_4K, RW);
     mmu.translate(dev, 0, 4, "read");
     mmu.translate(dev, SZ_2M, 4, "read");
-    dom.unmap(0, SZ_2M + SZ_4K);
+    dom.unmap(iova(0), SZ_2M + SZ_4K);
     dom.invalidateAll();
     expect(mmu.iotlb.size).toBe(0);
     expect(mmu.translate(dev, 0, 4, "read")).toBe(-1);
@@ -126,8 +127,8 @@ describe("lazy invalidation window", () => {
     const { mmu, dom, dev, trace } = setup();
     const other = mmu.allocDomain("paging");
     mmu.attachDevice(OTHER_BDF, other);
-    dom.map(0, 0x1000, SZ_4K, RW);
-    other.map(0, 0x2000, SZ_4K, RW);
+    dom.map(iova(0), physAddr(0x1000), SZ_4K, RW);
+    other.map(iova(0), physAddr(0x2000), SZ_4K, RW);
     expect(mmu.translate(dev, 0, 4, "read")).toBe(0x1000);
     expect(mmu.translate(OTHER_BDF, 0, 4, "read")).toBe(0x2000);
     other.invalidateAll();
@@ -142,10 +143,10 @@ describe("lazy invalidation window", () => {
 describe("iotlbSyncMap", () => {
   it("with requiresSyncMap new PTEs are invisible to the device until synced", () => {
     const { mmu, dom, dev, trace } = setup({ requiresSyncMap: true });
-    dom.map(0, 0x3000, 2 * SZ_4K, RW);
-    expect(dom.iovaToPhys(0)).toBe(0x3000); // the CPU sees the table
+    dom.map(iova(0), physAddr(0x3000), 2 * SZ_4K, RW);
+    expect(dom.iovaToPhys(iova(0))).toBe(0x3000); // the CPU sees the table
     expect(mmu.translate(dev, 0, 4, "read")).toBe(-1);
-    dom.iotlbSyncMap(0, SZ_4K);
+    dom.iotlbSyncMap(iova(0), SZ_4K);
     expect(mmu.translate(dev, 0, 4, "read")).toBe(0x3000);
     expect(mmu.translate(dev, SZ_4K, 4, "read")).toBe(-1);
     expect(trace.counters.get(Counter.IotlbSyncMap)).toBe(1);
@@ -153,9 +154,9 @@ describe("iotlbSyncMap", () => {
 
   it("without requiresSyncMap the sync is counted and changes nothing", () => {
     const { mmu, dom, dev, trace } = setup();
-    dom.map(0, 0x3000, SZ_4K, RW);
+    dom.map(iova(0), physAddr(0x3000), SZ_4K, RW);
     expect(mmu.translate(dev, 0, 4, "read")).toBe(0x3000);
-    dom.iotlbSyncMap(0, SZ_4K);
+    dom.iotlbSyncMap(iova(0), SZ_4K);
     expect(trace.counters.get(Counter.IotlbSyncMap)).toBe(1);
     expect(mmu.translate(dev, 0, 4, "read")).toBe(0x3000);
   });
@@ -164,7 +165,7 @@ describe("iotlbSyncMap", () => {
 describe("IOTLB capacity", () => {
   it("evicts the least recently used entry of a full set", () => {
     const { mmu, dom, dev, trace } = setup({ iotlbEntries: 2, iotlbWays: 2 });
-    dom.map(0, 0, 3 * SZ_4K, RW);
+    dom.map(iova(0), physAddr(0), 3 * SZ_4K, RW);
     mmu.translate(dev, 0, 1, "read");
     mmu.translate(dev, SZ_4K, 1, "read");
     mmu.translate(dev, 0, 1, "read"); // 0 is now the most recent
@@ -180,7 +181,7 @@ describe("IOTLB capacity", () => {
 
   it("never holds more than its capacity", () => {
     const { mmu, dom, dev } = setup({ iotlbEntries: 64, iotlbWays: 4 });
-    dom.map(0, 0, SZ_1G, RW);
+    dom.map(iova(0), physAddr(0), SZ_1G, RW);
     for (let i = 0; i < 1000; i++) mmu.translate(dev, i * 7 * SZ_4K, 1, "read");
     expect(mmu.iotlb.size).toBeLessThanOrEqual(64);
     expect(mmu.iotlb).toMatchObject({ capacity: 64, ways: 4, sets: 16 });
@@ -190,14 +191,14 @@ describe("IOTLB capacity", () => {
 describe("events", () => {
   it("emits map, unmap, invalidate, sync-map and fault events only when someone listens", () => {
     const { mmu, dom, dev, trace } = setup();
-    dom.map(0, 0, SZ_4K, RW); // nobody listens: nothing recorded
+    dom.map(iova(0), physAddr(0), SZ_4K, RW); // nobody listens: nothing recorded
     const seen: TraceEvent[] = [];
     const off = trace.events.subscribe((e) => seen.push(e));
-    dom.map(SZ_4K, 0x5000, SZ_4K, IommuProt.READ);
-    dom.iotlbSyncMap(SZ_4K, SZ_4K);
+    dom.map(iova(SZ_4K), physAddr(0x5000), SZ_4K, IommuProt.READ);
+    dom.iotlbSyncMap(iova(SZ_4K), SZ_4K);
     mmu.translate(dev, SZ_4K, 4, "write");
-    dom.unmap(SZ_4K, SZ_4K);
-    dom.invalidateRange(SZ_4K, SZ_4K);
+    dom.unmap(iova(SZ_4K), SZ_4K);
+    dom.invalidateRange(iova(SZ_4K), SZ_4K);
     mmu.flushIotlbAll();
     off();
     expect(seen.map((e) => e.type)).toEqual([

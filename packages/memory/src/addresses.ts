@@ -3,7 +3,7 @@ import { AddressError } from "./errors.js";
 /**
  * A CPU physical address (`phys_addr_t`). A branded number: a safe integer >= 0, never truncated.
  * Made by `physAddr()` (checked) or `unsafePhysAddr()` (a cast for values already known good). Public
- * functions return it; their parameters take `PhysAddr | number`, so plain numbers still work.
+ * functions return it and their parameters take it: a plain number is branded by one of those first.
  */
 export type PhysAddr = number & { readonly __brand: "PhysAddr" };
 

@@ -1,6 +1,6 @@
 import { bench, describe } from "vitest";
 import { Trace } from "@dmasim/trace";
-import { GiB, MiB, PAGE_SIZE, TiB } from "./addresses.js";
+import { GiB, MiB, PAGE_SIZE, TiB, unsafePhysAddr } from "./addresses.js";
 import { PageFlag } from "./page-flags.js";
 import { PhysicalMemory } from "./physical-memory.js";
 import { SparseStore } from "./sparse-store.js";
@@ -10,7 +10,7 @@ const SPAN = 64 * MiB;
 const PAGES = SPAN / PAGE_SIZE;
 const mem = new PhysicalMemory(new Trace(), { ram: [{ base: 0, size: 4 * GiB }] });
 const page = new Uint8Array(PAGE_SIZE).fill(0xa5);
-for (let p = 0; p < PAGES; p++) mem.write(p * PAGE_SIZE, page);
+for (let p = 0; p < PAGES; p++) mem.write(unsafePhysAddr(p * PAGE_SIZE), page);
 const dst = new Uint8Array(PAGE_SIZE);
 const raw = new Uint8Array(64 * PAGE_SIZE).fill(0x5a);
 // Every page once in a scattered order that defeats the prefetcher: stride by a prime (coprime to PAGES).
@@ -22,23 +22,23 @@ let cold = 0;
 
 describe("4 KiB CPU accesses (PhysicalMemory)", () => {
   bench("readInto 4 KiB, materialised, sequential", () => {
-    mem.readInto(seq * PAGE_SIZE, dst);
+    mem.readInto(unsafePhysAddr(seq * PAGE_SIZE), dst);
     seq = (seq + 1) % PAGES;
   });
   bench("readInto 4 KiB, materialised, scattered pages", () => {
-    mem.readInto((order[rnd] ?? 0) * PAGE_SIZE, dst);
+    mem.readInto(unsafePhysAddr((order[rnd] ?? 0) * PAGE_SIZE), dst);
     rnd = (rnd + 1) % PAGES;
   });
   bench("readInto 4 KiB, never written (zeros)", () => {
-    mem.readInto(SPAN + cold * PAGE_SIZE, dst);
+    mem.readInto(unsafePhysAddr(SPAN + cold * PAGE_SIZE), dst);
     cold = (cold + 1) % PAGES;
   });
   bench("write 4 KiB, materialised, sequential", () => {
-    mem.write(seq * PAGE_SIZE, page);
+    mem.write(unsafePhysAddr(seq * PAGE_SIZE), page);
     seq = (seq + 1) % PAGES;
   });
   bench("readInto 4 KiB, materialised, 256 KiB set (cache-resident)", () => {
-    mem.readInto((seq % 64) * PAGE_SIZE, dst);
+    mem.readInto(unsafePhysAddr((seq % 64) * PAGE_SIZE), dst);
     seq = (seq + 1) % PAGES;
   });
   bench("baseline: Uint8Array.set of 4 KiB from a 256 KiB buffer (no model)", () => {
@@ -47,7 +47,7 @@ describe("4 KiB CPU accesses (PhysicalMemory)", () => {
     seq = (seq + 1) % PAGES;
   });
   bench("read 4 KiB (allocates the result), materialised", () => {
-    mem.read(seq * PAGE_SIZE, PAGE_SIZE);
+    mem.read(unsafePhysAddr(seq * PAGE_SIZE), PAGE_SIZE);
     seq = (seq + 1) % PAGES;
   });
 });

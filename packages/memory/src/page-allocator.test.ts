@@ -2,7 +2,7 @@ import { describe, expect, it } from "vitest";
 import fc from "fast-check";
 import { Trace } from "@dmasim/trace";
 import { Counter } from "./counters.js";
-import { GiB, MiB, PAGE_SIZE, TiB, pfnOf } from "./addresses.js";
+import { GiB, MiB, PAGE_SIZE, TiB, pfnOf, physAddr } from "./addresses.js";
 import { AddressError, OutOfMemoryError, PageStateError } from "./errors.js";
 import { PageFlag } from "./page-flags.js";
 import { PhysicalMemory } from "./physical-memory.js";
@@ -144,7 +144,7 @@ describe("PageAllocator", () => {
             const pfn = phys / PAGE_SIZE;
             expect(pfn % align).toBe(0);
             if (o.belowPages !== undefined) expect(pfn + o.count).toBeLessThanOrEqual(o.belowPages);
-            expect(mem.isRam(phys, o.count * PAGE_SIZE)).toBe(true);
+            expect(mem.isRam(physAddr(phys), o.count * PAGE_SIZE)).toBe(true);
             for (let p = pfn; p < pfn + o.count; p++) {
               expect(owner.has(p)).toBe(false);
               owner.set(p, live.length);

@@ -1,7 +1,7 @@
 import { describe, expect, it } from "vitest";
 import { Trace } from "@dmasim/trace";
 import { Counter } from "./counters.js";
-import { GiB, MiB, PAGE_SIZE, TiB, pfnOf } from "./addresses.js";
+import { GiB, MiB, PAGE_SIZE, TiB, pfnOf, unsafePhysAddr } from "./addresses.js";
 import { AddressError, PageStateError, RegionOverlapError, UnmappedAddressError } from "./errors.js";
 import { PageFlag, pageFlagNames } from "./page-flags.js";
 import { SECTION_PAGES } from "./page-descriptors.js";
@@ -102,7 +102,7 @@ describe("PageDescriptors", () => {
     const mem = makeMemory();
     mem.pages.addZoneDevice(HOLE, 4 * MiB, { owner: 3, kind: "device-private" });
     expect(mem.pages.flags(pfnOf(HOLE))).toBe(PageFlag.ZoneDevice | PageFlag.DevicePrivate);
-    expect(() => mem.read(HOLE, 1)).toThrow(UnmappedAddressError);
+    expect(() => mem.read(unsafePhysAddr(HOLE), 1)).toThrow(UnmappedAddressError);
     expect(() => mem.addMmio(HOLE, PAGE_SIZE, { name: "late BAR" })).toThrow(RegionOverlapError);
     expect(() => { mem.pages.addZoneDevice(0, 4 * MiB, { owner: 3, kind: "device-private" }); }).toThrow(/overlaps ram pages \[0x0, 0x80000000\)/);
     mem.addMmio(BAR, 16 * MiB, { name: "BAR0" });

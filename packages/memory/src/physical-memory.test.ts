@@ -2,7 +2,7 @@ import { describe, expect, it } from "vitest";
 import fc from "fast-check";
 import { Trace } from "@dmasim/trace";
 import { Counter } from "./counters.js";
-import { GiB, MiB, PAGE_SIZE, TiB } from "./addresses.js";
+import { GiB, MiB, PAGE_SIZE, TiB, physAddr, unsafePhysAddr } from "./addresses.js";
 import { AddressError, MemoryError, MmioNoBackingError, PageStateError, RegionOverlapError, UnmappedAddressError } from "./errors.js";
 import { PhysicalMemory } from "./physical-memory.js";
 import { SparseStore } from "./sparse-store.js";
@@ -25,21 +25,21 @@ describe("PhysicalMemory: the map", () => {
       "100000000-13fffffff : High RAM",
       "1000000000-1000ffffff : 0000:03:00.0 BAR2 (0000:03:00.0)",
     ]);
-    expect(mem.regionAt(4 * GiB + 5)?.name).toBe("High RAM");
-    expect(mem.regionAt(HOLE)).toBeUndefined();
+    expect(mem.regionAt(physAddr(4 * GiB + 5))?.name).toBe("High RAM");
+    expect(mem.regionAt(physAddr(HOLE))).toBeUndefined();
     expect(mem.ramBytes).toBe(3 * GiB);
   });
 
   it("isRam covers whole ranges, joins adjacent RAM regions, and refuses holes and MMIO", () => {
     const mem = new PhysicalMemory(new Trace(), { ram: [{ base: 0, size: MiB }, { base: MiB, size: MiB, name: "next" }] });
     mem.addMmio(4 * MiB, MiB, { name: "bar" });
-    expect(mem.isRam(MiB - 10, 20)).toBe(true);
-    expect(mem.isRam(0, 2 * MiB)).toBe(true);
-    expect(mem.isRam(0, 2 * MiB + 1)).toBe(false);
-    expect(mem.isRam(4 * MiB, 1)).toBe(false);
-    expect(mem.isRam(5, 0)).toBe(true);
-    expect(mem.isRam(3 * MiB, 0)).toBe(false);
-    expect(() => mem.isRam(-1, 1)).toThrow(AddressError);
+    expect(mem.isRam(physAddr(MiB - 10), 20)).toBe(true);
+    expect(mem.isRam(physAddr(0), 2 * MiB)).toBe(true);
+    expect(mem.isRam(physAddr(0), 2 * MiB + 1)).toBe(false);
+    expect(mem.isRam(physAddr(4 * MiB), 1)).toBe(false);
+    expect(mem.isRam(physAddr(5), 0)).toBe(true);
+    expect(mem.isRam(physAddr(3 * MiB), 0)).toBe(false);
+    expect(() => mem.isRam(unsafePhysAddr(-1), 1)).toThrow(AddressError);
   });
 
   it("refuses bad RAM layouts at construction with typed errors", () => {
@@ -67,13 +67,13 @@ describe("PhysicalMemory: the map", () => {
   it("removeMmio takes a BAR away only once its ZONE_DEVICE pages are gone", () => {
     const mem = makeMemory();
     mem.addMmio(BAR, 4 * MiB, { name: "bar0", backing: new SparseStore(4 * MiB) });
-    mem.write(BAR, pattern(16));
+    mem.write(physAddr(BAR), pattern(16));
     mem.pages.addZoneDevice(BAR, 2 * MiB, { owner: 1, kind: "p2pdma" });
     expect(() => { mem.removeMmio(BAR); }).toThrow(PageStateError);
     mem.pages.removeZoneDevice(BAR, 2 * MiB);
     mem.removeMmio(BAR);
-    expect(mem.regionAt(BAR)).toBeUndefined();
-    expect(() => mem.read(BAR, 16)).toThrow(UnmappedAddressError);
+    expect(mem.regionAt(physAddr(BAR))).toBeUndefined();
+    expect(() => mem.read(unsafePhysAddr(BAR), 16)).toThrow(UnmappedAddressError);
     expect(() => { mem.removeMmio(BAR); }).toThrow(/no MMIO region starts/);
     expect(() => { mem.removeMmio(0); }).toThrow(UnmappedAddressError);
   });
@@ -82,7 +82,7 @@ describe("PhysicalMemory: the map", () => {
 describe("PhysicalMemory: bytes", () => {
   it("1 TiB of RAM is instant and holds nothing until written", () => {
     const mem = new PhysicalMemory(new Trace(), { ram: [{ base: 0, size: TiB }], confidential: true });
-    expectBytes(mem.read(TiB - 64, 64), new Uint8Array(64));
+    expectBytes(mem.read(physAddr(TiB - 64), 64), new Uint8Array(64));
     expect(mem.materialisedPages).toBe(0);
     expect(mem.pages.materialisedSections).toBe(0);
     expect(mem.allocator.freeRuns()).toHaveLength(1);
@@ -93,10 +93,10 @@ describe("PhysicalMemory: bytes", () => {
     const c = mem.trace.counters;
     const data = pattern(3 * PAGE_SIZE, 5);
     const at = MiB - PAGE_SIZE - 100;
-    mem.write(at, data);
-    expectBytes(mem.read(at, data.length), data);
+    mem.write(physAddr(at), data);
+    expectBytes(mem.read(physAddr(at), data.length), data);
     const into = new Uint8Array(data.length + 200);
-    mem.readInto(at - 100, into);
+    mem.readInto(physAddr(at - 100), into);
     expectBytes(into.subarray(100, 100 + data.length), data);
     expectBytes(into.subarray(0, 100), new Uint8Array(100));
     expect(c.get(Counter.MemWriteBytes)).toBe(data.length);
@@ -110,11 +110,11 @@ describe("PhysicalMemory: bytes", () => {
     const backing = new SparseStore(MiB);
     mem.addMmio(BAR, MiB, { name: "vram", backing });
     mem.addMmio(BAR + MiB, PAGE_SIZE, { name: "doorbells" });
-    mem.write(BAR + 8, pattern(8, 2));
+    mem.write(physAddr(BAR + 8), pattern(8, 2));
     expectBytes(backing.read(8, 8), pattern(8, 2));
     let caught: unknown;
     try {
-      mem.read(BAR + MiB + 4, 4);
+      mem.read(physAddr(BAR + MiB + 4), 4);
     } catch (e) {
       caught = e;
     }
@@ -130,7 +130,7 @@ describe("PhysicalMemory: bytes", () => {
     const end = 2 * GiB;
     let caught: unknown;
     try {
-      mem.write(end - 10, pattern(20));
+      mem.write(physAddr(end - 10), pattern(20));
     } catch (e) {
       caught = e;
     }
@@ -138,27 +138,27 @@ describe("PhysicalMemory: bytes", () => {
     expect((caught as UnmappedAddressError).addr).toBe(end);
     expect((caught as UnmappedAddressError).code).toBe("EFAULT");
     expect((caught as UnmappedAddressError).message).toContain("0x80000000");
-    expectBytes(mem.read(end - 10, 10), new Uint8Array(10));
+    expectBytes(mem.read(physAddr(end - 10), 10), new Uint8Array(10));
     expect(mem.materialisedPages).toBe(0);
     expect(c.get(Counter.MemWriteBytes)).toBe(0);
-    expect(() => { mem.fill(end - 10, 20, 1); }).toThrow(UnmappedAddressError);
-    expect(() => { mem.readInto(HOLE, new Uint8Array(1)); }).toThrow(UnmappedAddressError);
+    expect(() => { mem.fill(unsafePhysAddr(end - 10), 20, 1); }).toThrow(UnmappedAddressError);
+    expect(() => { mem.readInto(unsafePhysAddr(HOLE), new Uint8Array(1)); }).toThrow(UnmappedAddressError);
     expect(mem.materialisedPages).toBe(0);
   });
 
   it("rejects malformed addresses and lengths with EINVAL", () => {
     const mem = makeMemory();
-    for (const fn of [() => mem.read(-1, 1), () => mem.read(0.5, 1), () => mem.read(0, -1), () => mem.read(Number.NaN, 1), () => { mem.write(2 ** 53, new Uint8Array(1)); }, () => { mem.fill(0, 1, 300); }]) {
+    for (const fn of [() => mem.read(unsafePhysAddr(-1), 1), () => mem.read(physAddr(0.5), 1), () => mem.read(physAddr(0), -1), () => mem.read(physAddr(Number.NaN), 1), () => { mem.write(physAddr(2 ** 53), new Uint8Array(1)); }, () => { mem.fill(physAddr(0), 1, 300); }]) {
       expect(fn).toThrow(AddressError);
     }
-    expect(() => mem.read(0.5, 1)).toThrow(/phys = 0.5/);
+    expect(() => mem.read(unsafePhysAddr(0.5), 1)).toThrow(/phys = 0.5/);
     // A fractional address inside the last region hit must not slip through the fast path.
-    mem.write(0, new Uint8Array(1));
-    expect(() => { mem.write(1.5, new Uint8Array(1)); }).toThrow(AddressError);
-    expect(() => { mem.readInto(1.5, new Uint8Array(1)); }).toThrow(AddressError);
+    mem.write(physAddr(0), new Uint8Array(1));
+    expect(() => { mem.write(unsafePhysAddr(1.5), new Uint8Array(1)); }).toThrow(AddressError);
+    expect(() => { mem.readInto(unsafePhysAddr(1.5), new Uint8Array(1)); }).toThrow(AddressError);
     let e: unknown;
     try {
-      mem.read(-1, 1);
+      mem.read(unsafePhysAddr(-1), 1);
     } catch (err) {
       e = err;
     }
@@ -168,22 +168,22 @@ describe("PhysicalMemory: bytes", () => {
 
   it("zero-length accesses move nothing and need no region", () => {
     const mem = makeMemory();
-    expect(mem.read(HOLE, 0)).toHaveLength(0);
-    mem.write(HOLE, new Uint8Array(0));
-    mem.fill(HOLE, 0, 1);
+    expect(mem.read(physAddr(HOLE), 0)).toHaveLength(0);
+    mem.write(physAddr(HOLE), new Uint8Array(0));
+    mem.fill(physAddr(HOLE), 0, 1);
     expect(mem.trace.counters.snapshot().nonZero()).toEqual({});
     // Inside RAM too (the one-page fast path), an empty write must not materialise its page.
-    mem.write(PAGE_SIZE, new Uint8Array(1));
-    mem.write(5 * PAGE_SIZE + 7, new Uint8Array(0));
+    mem.write(physAddr(PAGE_SIZE), new Uint8Array(1));
+    mem.write(physAddr(5 * PAGE_SIZE + 7), new Uint8Array(0));
     expect(mem.materialisedPages).toBe(1);
   });
 
   it("fill writes the value across regions, and zero-fill of untouched RAM allocates nothing", () => {
     const mem = new PhysicalMemory(new Trace(), { ram: [{ base: 0, size: MiB }, { base: MiB, size: MiB }] });
-    mem.fill(0, 2 * MiB, 0);
+    mem.fill(physAddr(0), 2 * MiB, 0);
     expect(mem.materialisedPages).toBe(0);
-    mem.fill(MiB - 2, 4, 0x5a);
-    expect([...mem.read(MiB - 3, 6)]).toEqual([0, 0x5a, 0x5a, 0x5a, 0x5a, 0]);
+    mem.fill(physAddr(MiB - 2), 4, 0x5a);
+    expect([...mem.read(physAddr(MiB - 3), 6)]).toEqual([0, 0x5a, 0x5a, 0x5a, 0x5a, 0]);
     expect(mem.trace.counters.get(Counter.MemWriteBytes)).toBe(2 * MiB + 4);
   });
 
@@ -207,8 +207,8 @@ describe("PhysicalMemory: bytes", () => {
         const reachable = (a: number, n: number): boolean => n === 0 || (a + n <= 96 * KB) || (a >= 128 * KB && a + n <= 160 * KB);
         const readAll = (): Uint8Array => {
           const out = new Uint8Array(160 * KB);
-          out.set(mem.read(0, 96 * KB), 0);
-          out.set(mem.read(128 * KB, 32 * KB), 128 * KB);
+          out.set(mem.read(physAddr(0), 96 * KB), 0);
+          out.set(mem.read(physAddr(128 * KB), 32 * KB), 128 * KB);
           return out;
         };
         for (const o of ops) {
@@ -217,13 +217,13 @@ describe("PhysicalMemory: bytes", () => {
           try {
             if (o.kind === "write") {
               const data = pattern(o.len, o.seed);
-              mem.write(o.at, data);
+              mem.write(physAddr(o.at), data);
               model.set(data, o.at);
             } else if (o.kind === "fill") {
-              mem.fill(o.at, o.len, o.seed & 0xff);
+              mem.fill(physAddr(o.at), o.len, o.seed & 0xff);
               model.fill(o.seed & 0xff, o.at, o.at + o.len);
             } else {
-              expectBytes(mem.read(o.at, o.len), model.subarray(o.at, o.at + o.len));
+              expectBytes(mem.read(physAddr(o.at), o.len), model.subarray(o.at, o.at + o.len));
             }
             expect(ok).toBe(true);
           } catch (e) {

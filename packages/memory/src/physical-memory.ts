@@ -125,13 +125,13 @@ export class PhysicalMemory implements ZoneDeviceHost {
     return this.#table.infos;
   }
 
-  regionAt(phys: PhysAddr | number): RegionInfo | undefined {
+  regionAt(phys: PhysAddr): RegionInfo | undefined {
     checkNat("phys", phys);
     return this.#table.at(this.#table.indexOf(phys))?.info;
   }
 
   /** True when all of [phys, phys + len) is RAM (adjacent RAM regions count as one); len 0 asks about phys. */
-  isRam(phys: PhysAddr | number, len: number): boolean {
+  isRam(phys: PhysAddr, len: number): boolean {
     checkRange("phys", phys, len);
     return this.#allRam(phys, Math.max(len, 1));
   }
@@ -150,7 +150,7 @@ export class PhysicalMemory implements ZoneDeviceHost {
     return n;
   }
 
-  read(phys: PhysAddr | number, len: number): Uint8Array {
+  read(phys: PhysAddr, len: number): Uint8Array {
     checkNat("len", len);
     if (len > MAX_READ_BYTES) throw new AddressError("len", len, `at most MAX_READ_BYTES (${MAX_READ_BYTES}) for a read that returns a new buffer; use readInto with your own buffer`);
     const r = this.#last;
@@ -168,7 +168,7 @@ export class PhysicalMemory implements ZoneDeviceHost {
   }
 
   /** The hot path: one check against the last region hit, then the store copies page by page. */
-  readInto(phys: PhysAddr | number, dst: Uint8Array): void {
+  readInto(phys: PhysAddr, dst: Uint8Array): void {
     if (!(dst instanceof Uint8Array)) throw new AddressError("dst", dst, "a Uint8Array to read into");
     const len = dst.length;
     const r = this.#last;
@@ -180,7 +180,7 @@ export class PhysicalMemory implements ZoneDeviceHost {
     this.#slow("readInto", phys, len, dst, 0);
   }
 
-  write(phys: PhysAddr | number, bytes: Uint8Array): void {
+  write(phys: PhysAddr, bytes: Uint8Array): void {
     // Anything else (a plain array, an Int8Array, a string) would be copied by the store's `set` in its own way.
     if (!(bytes instanceof Uint8Array)) throw new AddressError("bytes", bytes, "a Uint8Array of the bytes to write");
     const len = bytes.length;
@@ -223,13 +223,13 @@ export class PhysicalMemory implements ZoneDeviceHost {
     const chunk = new Uint8Array(Math.min(len, 1 << 20));
     for (let done = 0; done < len; done += chunk.length) {
       const part = len - done < chunk.length ? chunk.subarray(0, len - done) : chunk;
-      this.readInto(src + done, part);
-      this.write(dst + done, part);
+      this.readInto((src + done) as PhysAddr, part);
+      this.write((dst + done) as PhysAddr, part);
     }
   }
 
   /** memset() of physical memory. Zero-filling pages never written allocates nothing. */
-  fill(phys: PhysAddr | number, len: number, value: number): void {
+  fill(phys: PhysAddr, len: number, value: number): void {
     if (!Number.isInteger(value) || value < 0 || value > 255) throw new AddressError("value", value, "a byte value 0..255 (fill)");
     checkNat("len", len);
     this.#slow("fill", phys, len, undefined, value);

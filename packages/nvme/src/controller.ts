@@ -1,4 +1,4 @@
-import { SparseStore } from "@dmasim/memory";
+import { SparseStore, unsafePhysAddr } from "@dmasim/memory";
 import type { Bar, Endpoint, Platform } from "@dmasim/pcie-p2p";
 import { PcieAccessError } from "@dmasim/pcie-p2p";
 import {
@@ -115,7 +115,7 @@ export class NvmeController {
   }
 
   #readReg(offset: number): number {
-    this.#platform.memory.readInto(this.bar0.phys + offset, this.#reg);
+    this.#platform.memory.readInto(unsafePhysAddr(this.bar0.phys + offset), this.#reg);
     return this.#regView.getUint32(0, true);
   }
 

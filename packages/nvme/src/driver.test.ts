@@ -1,6 +1,6 @@
 import { Bio, BioError, ReqOp, Request, bvecAt, BLK_STS_OK, BLK_STS_TARGET } from "@dmasim/bio";
 import { dmaAllocCoherent } from "@dmasim/dma";
-import { MiB, PAGE_SIZE, patternBytes } from "@dmasim/memory";
+import { MiB, PAGE_SIZE, patternBytes, physAddr } from "@dmasim/memory";
 import { Counter } from "@dmasim/dma";
 import { describe, expect, it } from "vitest";
 import { NvmeInputError } from "./errors.js";
@@ -30,7 +30,7 @@ describe("NVMe data pointers", () => {
     const len = 4 * MiB;
     const buf = mem.allocator.allocPages(len / PAGE_SIZE + 1);
     const data = pattern(len, 3);
-    mem.write(buf + 512, data);
+    mem.write(physAddr(buf + 512), data);
     const c = run(sys, Request.fromBio(sys.driver.limits, new Bio(mem, { op: ReqOp.WRITE, sector: 2048, vecs: [bvecAt(buf + 512, len)] })));
     expect(c.status).toBe(BLK_STS_OK);
     expect(c.sgl).toBe(false);
@@ -49,7 +49,7 @@ describe("NVMe data pointers", () => {
     const d1 = pattern(1024, 1);
     const d2 = pattern(1024, 2);
     mem.write(a, d1);
-    mem.write(b + 512, d2);
+    mem.write(physAddr(b + 512), d2);
     const rq = Request.fromBio(sys.driver.limits, new Bio(mem, { op: ReqOp.WRITE, sector: 8, vecs: [bvecAt(a, 1024), bvecAt(b + 512, 1024)] }));
     const c = run(sys, rq);
     expect(c.sgl).toBe(true);
@@ -89,7 +89,7 @@ describe("NVMe data pointers", () => {
     const mem = sys.platform.memory;
     const buf = mem.allocator.allocPages(3);
     const data = pattern(8192, 9);
-    mem.write(buf + 512, data); // two pages' worth starting 512 bytes in: spans three pages → PRP1 + PRP2 is not enough
+    mem.write(physAddr(buf + 512), data); // two pages' worth starting 512 bytes in: spans three pages → PRP1 + PRP2 is not enough
     const before = sys.platform.trace.counters.snapshot();
     const c1 = run(sys, Request.fromBio(sys.driver.limits, new Bio(mem, { op: ReqOp.WRITE, sector: 0, vecs: [bvecAt(buf + 512, 4096)] })));
     expect([c1.status, c1.sgl]).toEqual([BLK_STS_OK, false]);
@@ -137,7 +137,7 @@ describe("the controller goes through the IOMMU", () => {
     const sqe = new Uint8Array(NVME_SQE_BYTES);
     encodeSqe(new DataView(sqe.buffer), 0, cmd);
     sys.platform.memory.write(sq.cpuAddr, sqe);
-    sys.platform.memory.write(sys.controller.bar0.phys + sqTailDoorbell(2), new Uint8Array([1, 0, 0, 0]));
+    sys.platform.memory.write(physAddr(sys.controller.bar0.phys + sqTailDoorbell(2)), new Uint8Array([1, 0, 0, 0]));
     const faults = sys.platform.trace.counters.get(Counter.IommuFaults);
     expect(sys.controller.service(2)).toBe(1);
     const cqe = new DataView(sys.platform.memory.read(cq.cpuAddr, 16).buffer);

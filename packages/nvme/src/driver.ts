@@ -22,7 +22,7 @@ import {
   dmaUnmapPhys,
 } from "@dmasim/dma";
 import type { DmaCoherentBuffer, DmaDevice, DmaKernel } from "@dmasim/dma";
-import { PAGE_SIZE } from "@dmasim/memory";
+import { PAGE_SIZE, unsafePhysAddr } from "@dmasim/memory";
 import type { PhysicalMemory } from "@dmasim/memory";
 import type { NvmeController } from "./controller.js";
 import { DmaPool } from "./dma-pool.js";
@@ -209,7 +209,7 @@ export class NvmeDriver {
     }
     this.#rqs[tag] = rq;
     encodeSqe(this.#sqeView, 0, cmd);
-    this.#mem.write(this.#sq.cpuAddr + this.#sqTail * NVME_SQE_BYTES, this.#sqe);
+    this.#mem.write(unsafePhysAddr(this.#sq.cpuAddr + this.#sqTail * NVME_SQE_BYTES), this.#sqe);
     this.#sqTail = (this.#sqTail + 1) % this.#depth;
     this.#writeReg(sqTailDoorbell(1), this.#sqTail);
     this.stats.submitted++;
@@ -218,7 +218,7 @@ export class NvmeDriver {
 
   #writeReg(offset: number, value: number): void {
     this.#regView.setUint32(0, value, true);
-    this.#mem.write(this.controller.bar0.phys + offset, this.#reg);
+    this.#mem.write(unsafePhysAddr(this.controller.bar0.phys + offset), this.#reg);
   }
 
   #freeTag(tag: number): void {
@@ -395,7 +395,7 @@ export class NvmeDriver {
         this.stats.prpLists++;
         const moved = getU64(view, 8 * (i - 1));
         setU64(view, 8 * (i - 1), this.#descDma(next));
-        this.#mem.write(this.#descCpu(d), this.#list);
+        this.#mem.write(unsafePhysAddr(this.#descCpu(d)), this.#list);
         setU64(view, 0, moved);
         d = next;
         i = 1;
@@ -411,7 +411,7 @@ export class NvmeDriver {
       st = advance();
       if (st !== BLK_STS_OK) return st;
     }
-    this.#mem.write(this.#descCpu(d), this.#list.subarray(0, i * 8));
+    this.#mem.write(unsafePhysAddr(this.#descCpu(d)), this.#list.subarray(0, i * 8));
     return BLK_STS_OK;
   }
 
@@ -448,7 +448,7 @@ export class NvmeDriver {
       this.#totalLen[tag] = total;
     } while (m.next(tag, rq));
     if (m.status !== BLK_STS_OK) return m.status;
-    this.#mem.write(this.#descCpu(d), this.#list.subarray(0, mapped * NVME_SGL_DESC_BYTES));
+    this.#mem.write(unsafePhysAddr(this.#descCpu(d)), this.#list.subarray(0, mapped * NVME_SGL_DESC_BYTES));
     cmd.sglAddr = this.#descDma(d);
     cmd.sglLen = mapped * NVME_SGL_DESC_BYTES;
     cmd.sglType = NvmeSglType.LAST_SEGMENT;
@@ -462,7 +462,7 @@ export class NvmeDriver {
   poll(onComplete: (c: NvmeCompletion) => void): number {
     let n = 0;
     for (;;) {
-      this.#mem.readInto(this.#cq.cpuAddr + this.#cqHead * NVME_CQE_BYTES, this.#cqe);
+      this.#mem.readInto(unsafePhysAddr(this.#cq.cpuAddr + this.#cqHead * NVME_CQE_BYTES), this.#cqe);
       const dw3 = this.#cqeView.getUint32(12, true);
       if (((dw3 >>> 16) & 1) !== this.#phase) break;
       const tag = dw3 & 0xffff;

@@ -8,6 +8,7 @@ import type { NvmeCompletion } from "./driver.js";
 import { patternInto } from "./pattern.js";
 import type { NvmeHost } from "./system.js";
 import { WorkloadError } from "./errors.js";
+import { unsafePhysAddr } from "@dmasim/memory";
 
 export interface P2pCaseResult {
   readonly mapType: PciP2pdmaMapType;
@@ -46,7 +47,7 @@ export function runP2pCase(sys: NvmeHost, provider: P2pdmaProvider, options: { b
   patternInto(words, block, 0x5050);
   const data = new Uint8Array(words.buffer);
   mem.write(src, data); // the peer's own data in its BAR
-  mem.fill(dst, bytes, 0);
+  mem.fill(unsafePhysAddr(dst), bytes, 0);
 
   const sector = (block * 4096) / 512;
   const w = runOne(sys, Request.fromBio(driver.limits, new Bio(mem, { op: ReqOp.WRITE, sector, vecs: [bvecAt(src, bytes)] })));
@@ -54,7 +55,7 @@ export function runP2pCase(sys: NvmeHost, provider: P2pdmaProvider, options: { b
   const onDisk = sys.controller.namespace.read(block * 4096, bytes);
   const r = runOne(sys, Request.fromBio(driver.limits, new Bio(mem, { op: ReqOp.READ, sector, vecs: [bvecAt(dst, bytes)] })));
   if (r.status !== BLK_STS_OK) throw new WorkloadError(`P2P read failed: NVMe status ${hex(r.nvmeStatus)}`);
-  const back = mem.read(dst, bytes);
+  const back = mem.read(unsafePhysAddr(dst), bytes);
   for (let i = 0; i < bytes; i++) {
     if (onDisk[i] !== data[i] || back[i] !== data[i]) throw new WorkloadError(`P2P data mismatch at byte ${i}`);
   }

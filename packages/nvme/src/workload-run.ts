@@ -1,7 +1,7 @@
 import { Bio, BLK_STS_OK, ReqOp, Request, bvecAt, blkStatusName } from "@dmasim/bio";
 import type { BioVec } from "@dmasim/bio";
 import type { PhysicalMemory } from "@dmasim/memory";
-import { PAGE_SIZE } from "@dmasim/memory";
+import { PAGE_SIZE, unsafePhysAddr } from "@dmasim/memory";
 import { Xorshift32 } from "@dmasim/trace";
 import type { CounterSnapshot } from "@dmasim/trace";
 import { hex } from "@dmasim/trace";
@@ -110,7 +110,7 @@ export class WorkloadRun {
       this.#issued[block + i] = next;
       g[i] = next;
       patternInto(this.#expect32, block + i, next);
-      this.#mem.write(phys, this.#expect8);
+      this.#mem.write(unsafePhysAddr(phys), this.#expect8);
     });
     return g;
   }
@@ -127,7 +127,7 @@ export class WorkloadRun {
     let gens: Uint32Array | undefined;
     // A read buffer is poisoned first, so only the device can make it right.
     if (isRead) {
-      if (o.verify) for (const v of vecs) this.#mem.fill(v.page * PAGE_SIZE + v.offset, v.len, 0xee);
+      if (o.verify) for (const v of vecs) this.#mem.fill(unsafePhysAddr(v.page * PAGE_SIZE + v.offset), v.len, 0xee);
     } else gens = this.#fillWrite(vecs, block, nblocks);
     const bio = new Bio(this.#mem, { op: isRead ? ReqOp.READ : ReqOp.WRITE, sector: (block * VERIFY_BLOCK) / 512, vecs });
     const rq = Request.fromBio(this.#sys.driver.limits, bio);
@@ -164,7 +164,7 @@ export class WorkloadRun {
     this.#reads++;
     if (!this.#o.verify) return;
     eachPage(io.vecs, (phys, i) => {
-      this.#mem.readInto(phys, this.#got8);
+      this.#mem.readInto(unsafePhysAddr(phys), this.#got8);
       if (!patternMatches(this.#got32, io.block + i, this.#gen[io.block + i] ?? 0)) this.#mismatches++;
       this.#verified += VERIFY_BLOCK;
     });

@@ -1,4 +1,4 @@
-import { GiB, KiB, MiB } from "@dmasim/memory";
+import { GiB, KiB, MiB, physAddr } from "@dmasim/memory";
 import fc from "fast-check";
 import { describe, expect, it } from "vitest";
 import { createPlatform } from "./platform.js";
@@ -34,8 +34,8 @@ describe("BAR placement", () => {
     const p = createPlatform(switchSpec());
     const bar = p.endpoint(B).bars[0]!;
     expect(p.memory.regionAt(bar.phys)).toMatchObject({ kind: "mmio", base: bar.phys, size: bar.size, owner: B, name: `${B} BAR0` });
-    p.memory.write(bar.phys + 100, Uint8Array.of(1, 2, 3));
-    expect([...p.memory.read(bar.phys + 100, 3)]).toEqual([1, 2, 3]);
+    p.memory.write(physAddr(bar.phys + 100), Uint8Array.of(1, 2, 3));
+    expect([...p.memory.read(physAddr(bar.phys + 100), 3)]).toEqual([1, 2, 3]);
   });
 
   it("any mix of BAR sizes lands aligned, inside the window and without overlap (property)", () => {

@@ -1,7 +1,8 @@
-import { MiB } from "@dmasim/memory";
+import { MiB, type PhysAddr } from "@dmasim/memory";
 import { Counter } from "./counters.js";
 import { bench, describe } from "vitest";
 import { A, B, RW, bytes, switchSpec, withDomains } from "./test-fixtures.js";
+import type { Iova } from "@dmasim/iommu";
 
 // 1 GiB per iteration: a 1 MiB buffer (256 pages) read 1024 times, so every TLP after the first pass
 // hits the IOTLB (2048 entries) and copies real, materialised bytes.
@@ -11,8 +12,8 @@ const IOVA = 0x10000000;
 
 function setup() {
   const p = withDomains(switchSpec({ memory: { ramBytes: 64 * MiB } }));
-  p.memory.write(0x100000, bytes(CHUNK, 1));
-  p.endpoint(A).iommu!.domainOf(A)!.map(IOVA, 0x100000, CHUNK, RW);
+  p.memory.write(0x100000 as PhysAddr, bytes(CHUNK, 1));
+  p.endpoint(A).iommu!.domainOf(A)!.map(IOVA as Iova, 0x100000 as PhysAddr, CHUNK, RW);
   const bar = p.endpoint(B).bars[0]!;
   p.memory.write(bar.phys, bytes(CHUNK, 2));
   return { p, ep: p.endpoint(A), bar, dst: new Uint8Array(CHUNK) };

@@ -1,6 +1,6 @@
 import { Counter } from "./counters.js";
-import { GiB, KiB, MiB } from "@dmasim/memory";
-import { IommuProt } from "@dmasim/iommu";
+import { GiB, KiB, MiB, physAddr } from "@dmasim/memory";
+import { IommuProt, iova } from "@dmasim/iommu";
 import { SparseStore } from "@dmasim/memory";
 import { describe, expect, it } from "vitest";
 import { PcieAccessError, PciError } from "./errors.js";
@@ -20,8 +20,8 @@ function accessError(fn: () => unknown): PcieAccessError {
   throw new Error("expected a PcieAccessError");
 }
 
-function map(p: Platform, bdf: string, iova: number, phys: number, size: number, prot = RW): void {
-  p.endpoint(bdf).iommu!.domainOf(bdf)!.map(iova, phys, size, prot);
+function map(p: Platform, bdf: string, at: number, phys: number, size: number, prot = RW): void {
+  p.endpoint(bdf).iommu!.domainOf(bdf)!.map(iova(at), physAddr(phys), size, prot);
 }
 
 function tlps(p: Platform) {
@@ -42,7 +42,7 @@ describe("path memory: upstream through the IOMMU to RAM", () => {
   it("a read returns what memory holds at the translated address, split into TLPs at 4 KiB boundaries", () => {
     const p = withDomains({ ...switchSpec(), trace: { recordEvents: true } });
     const data = bytes(3 * 4096, 1);
-    p.memory.write(0x200000, data);
+    p.memory.write(physAddr(0x200000), data);
     map(p, A, 0x10000000, 0x200000, 3 * 4096);
     const got = p.endpoint(A).dmaRead(0x10000000 + 100, 10000);
     expect(got).toEqual(data.subarray(100, 10100));
@@ -59,7 +59,7 @@ describe("path memory: upstream through the IOMMU to RAM", () => {
     map(p, A, 0x4000, 0x9000, 8192);
     const data = bytes(5000, 2);
     p.endpoint(A).dmaWrite(0x4000 + 3000, data);
-    expect(p.memory.read(0x9000 + 3000, 5000)).toEqual(data);
+    expect(p.memory.read(physAddr(0x9000 + 3000), 5000)).toEqual(data);
     const dst = new Uint8Array(5000);
     p.endpoint(A).dmaReadInto(0x4000 + 3000, dst);
     expect(dst).toEqual(data);
@@ -70,7 +70,7 @@ describe("path memory: upstream through the IOMMU to RAM", () => {
     const spec = switchSpec();
     delete (spec as { iommu?: unknown }).iommu;
     const p = createPlatform(spec);
-    p.memory.write(0x5000, Uint8Array.of(9, 8, 7));
+    p.memory.write(physAddr(0x5000), Uint8Array.of(9, 8, 7));
     expect([...p.endpoint(A).dmaRead(0x5000, 3)]).toEqual([9, 8, 7]);
   });
 
@@ -80,7 +80,7 @@ describe("path memory: upstream through the IOMMU to RAM", () => {
     const e = accessError(() => { p.endpoint(A).dmaWrite(0x10000 + 4000, bytes(200, 3)); });
     expect(e).toMatchObject({ kind: "iommu-fault", code: "EFAULT", device: A, access: "write", addr: 0x11000, completed: 96 });
     expect(e.message).toMatch(/iommu0 refused the translation \(not-mapped\)/);
-    expect(p.memory.read(0x20000 + 4000, 96)).toEqual(bytes(200, 3).subarray(0, 96));
+    expect(p.memory.read(physAddr(0x20000 + 4000), 96)).toEqual(bytes(200, 3).subarray(0, 96));
     expect(p.trace.counters.get(Counter.IommuFaults)).toBe(1);
     expect(tlps(p).memory).toEqual([1, 96]);
   });
@@ -89,7 +89,7 @@ describe("path memory: upstream through the IOMMU to RAM", () => {
     const p = withDomains(switchSpec());
     map(p, A, 0x10000, 0x20000, 4096, IommuProt.READ);
     expect(accessError(() => { p.endpoint(A).dmaWrite(0x10000, Uint8Array.of(1)); }).message).toMatch(/\(permission\)/);
-    expect(p.memory.read(0x20000, 1)[0]).toBe(0);
+    expect(p.memory.read(physAddr(0x20000), 1)[0]).toBe(0);
   });
 
   it("a device with no domain attached is blocked", () => {
@@ -115,7 +115,7 @@ describe("path memory: upstream through the IOMMU to RAM", () => {
     p.memory.addMmio(0x80000000, 4096, { name: "doorbell", backing: new SparseStore(4096) });
     p.memory.addMmio(0x80001000, 4096, { name: "registers" });
     p.endpoint(A).dmaWrite(0x80000000, Uint8Array.of(5));
-    expect(p.memory.read(0x80000000, 1)[0]).toBe(5);
+    expect(p.memory.read(physAddr(0x80000000), 1)[0]).toBe(5);
     expect(accessError(() => p.endpoint(A).dmaRead(0x80001000, 4)).kind).toBe("unsupported-request");
     expect(tlps(p)).toMatchObject({ memory: [1, 1], ur: 1 });
   });
@@ -131,7 +131,7 @@ describe("confidential guests", () => {
     expect(p.trace.counters.get(Counter.PrivateMemoryBlocked)).toBe(1);
     p.memory.setMemoryDecrypted(0x3000, 1);
     ep.dmaWrite(0x3000, Uint8Array.of(1, 2));
-    expect([...p.memory.read(0x3000, 2)]).toEqual([1, 2]);
+    expect([...p.memory.read(physAddr(0x3000), 2)]).toEqual([1, 2]);
     const partial = accessError(() => { ep.dmaWrite(0x3000 + 4000, bytes(200, 1)); });
     expect(partial).toMatchObject({ kind: "private-memory", addr: 0x4000, completed: 96 });
   });
@@ -143,8 +143,8 @@ describe("peer-to-peer", () => {
     const bar = p.endpoint(B).bars[0]!;
     const data = bytes(6000, 4);
     p.endpoint(A).dmaWrite(bar.bus + 1000, data);
-    expect(p.memory.read(bar.phys + 1000, 6000)).toEqual(data);
-    p.memory.write(bar.phys + 8192, Uint8Array.of(42));
+    expect(p.memory.read(physAddr(bar.phys + 1000), 6000)).toEqual(data);
+    p.memory.write(physAddr(bar.phys + 8192), Uint8Array.of(42));
     expect(p.endpoint(A).dmaRead(bar.bus + 8192, 1)[0]).toBe(42);
     expect(tlps(p)).toMatchObject({ viaSwitch: [3, 6001], memory: [0, 0] });
     expect(p.trace.counters.get(Counter.IotlbHits) + p.trace.counters.get(Counter.IotlbMisses)).toBe(0);
@@ -184,7 +184,7 @@ describe("peer-to-peer", () => {
     expect(p.pciP2pdmaMapType(prov, A)).toBe(PciP2pdmaMapType.THRU_HOST_BRIDGE);
     map(p, A, 0x100000, prov.phys, 8192, RW | IommuProt.MMIO);
     p.endpoint(A).dmaWrite(0x100000 + 10, Uint8Array.of(1, 2, 3));
-    expect([...p.memory.read(prov.phys + 10, 3)]).toEqual([1, 2, 3]);
+    expect([...p.memory.read(physAddr(prov.phys + 10), 3)]).toEqual([1, 2, 3]);
     expect(tlps(p).viaHostBridge).toEqual([1, 3]);
 
     const q = withDomains(switchSpec(rr)); // same, but the host bridge is not on the whitelist
@@ -235,7 +235,7 @@ describe("peer-to-peer", () => {
     // The reason iommu-dma reserves the host bridge windows from IOVA space (iova_reserve_pci_windows).
     const p = withDomains(switchSpec());
     const bar = p.endpoint(B).bars[0]!;
-    p.memory.write(0x7000, Uint8Array.of(1));
+    p.memory.write(physAddr(0x7000), Uint8Array.of(1));
     map(p, A, bar.bus, 0x7000, 4096);
     expect(p.endpoint(A).dmaRead(bar.bus, 1)[0]).toBe(0); // the peer's BAR, not RAM
     expect(tlps(p).viaSwitch).toEqual([1, 1]);
@@ -306,8 +306,8 @@ describe("multiple devices and units", () => {
       iommu: [{}, {}],
       endpoints: [{ bdf: DEV }, { bdf: A, iommu: "iommu1", bars: [{ size: 64 * KiB }] }],
     });
-    p.memory.write(0x1000, Uint8Array.of(1));
-    p.memory.write(0x2000, Uint8Array.of(2));
+    p.memory.write(physAddr(0x1000), Uint8Array.of(1));
+    p.memory.write(physAddr(0x2000), Uint8Array.of(2));
     map(p, DEV, 0, 0x1000, 4096);
     map(p, A, 0, 0x2000, 4096);
     expect([p.endpoint(DEV).dmaRead(0, 1)[0], p.endpoint(A).dmaRead(0, 1)[0]]).toEqual([1, 2]);

@@ -1,5 +1,5 @@
 import type { Access, Iommu } from "@dmasim/iommu";
-import { MAX_READ_BYTES, MmioNoBackingError, PageFlag, type PhysicalMemory } from "@dmasim/memory";
+import { MAX_READ_BYTES, MmioNoBackingError, PageFlag, type PhysicalMemory, type PhysAddr } from "@dmasim/memory";
 import { hex, type Trace } from "@dmasim/trace";
 import { Counter } from "./counters.js";
 import type { FabricPath, PcieP2pEvent } from "./events.js";
@@ -111,8 +111,8 @@ export class Fabric {
       const chunk = Math.min(len - done, TLP_BOUNDARY - (a % TLP_BOUNDARY));
       const phys = this.#route(a, chunk, "write", done);
       const src = chunk === len ? bytes : bytes.subarray(done, done + chunk);
-      if (this.#path === PATH_OTHER_MMIO) this.#otherMmio(a, phys, chunk, "write", done, () => { mem.write(phys, src); });
-      else mem.write(phys, src);
+      if (this.#path === PATH_OTHER_MMIO) this.#otherMmio(a, phys, chunk, "write", done, () => { mem.write(phys as PhysAddr, src); });
+      else mem.write(phys as PhysAddr, src);
       this.#count(a, chunk, "write");
       done += chunk;
     }
@@ -127,8 +127,8 @@ export class Fabric {
       const chunk = Math.min(len - done, TLP_BOUNDARY - (a % TLP_BOUNDARY));
       const phys = this.#route(a, chunk, "read", done);
       const view = chunk === len ? dst : dst.subarray(done, done + chunk);
-      if (this.#path === PATH_OTHER_MMIO) this.#otherMmio(a, phys, chunk, "read", done, () => { mem.readInto(phys, view); });
-      else mem.readInto(phys, view);
+      if (this.#path === PATH_OTHER_MMIO) this.#otherMmio(a, phys, chunk, "read", done, () => { mem.readInto(phys as PhysAddr, view); });
+      else mem.readInto(phys as PhysAddr, view);
       this.#count(a, chunk, "read");
       done += chunk;
     }
@@ -186,7 +186,7 @@ export class Fabric {
       this.#path = PATH_HOST_BRIDGE;
       return phys;
     }
-    const region = ctx.memory.regionAt(phys);
+    const region = ctx.memory.regionAt(phys as PhysAddr);
     if (region?.kind === "mmio") {
       this.#path = PATH_OTHER_MMIO;
       return phys;

@@ -1,5 +1,5 @@
 import { describe, expect, it } from "vitest";
-import { GiB, MiB } from "@dmasim/memory";
+import { GiB, MiB, physAddr } from "@dmasim/memory";
 import type { Access } from "@dmasim/iommu";
 import { createPlatform } from "./platform.js";
 import type { DmaAccessObserver } from "./fabric.js";
@@ -21,12 +21,12 @@ describe("DMA access observer", () => {
       onTlp: (bdf: string, addr: number, len: number, access: Access) => seen.push(`tlp ${bdf} ${access} ${addr} ${len}`),
       onMemoryAccess: (bdf: string, phys: number, len: number, access: Access) => {
         // Before the write lands, memory still holds the old bytes.
-        if (access === "write") seen.push(`mem-before ${p.memory.read(phys, 1)[0]}`);
+        if (access === "write") seen.push(`mem-before ${p.memory.read(physAddr(phys), 1)[0]}`);
         seen.push(`mem ${bdf} ${access} ${phys} ${len}`);
       },
     };
     p.setDmaObserver(observer);
-    p.memory.write(8192, new Uint8Array([7]));
+    p.memory.write(physAddr(8192), new Uint8Array([7]));
     p.endpoint("0000:03:00.0").dmaWrite(8192 - 16, new Uint8Array(32).fill(9));
     p.endpoint("0000:03:00.0").dmaRead(4096 * 3, 10);
     expect(seen).toEqual([

@@ -1,9 +1,10 @@
 import { Counter } from "./counters.js";
-import { MiB } from "@dmasim/memory";
+import { MiB, physAddr } from "@dmasim/memory";
 import fc from "fast-check";
 import { describe, expect, it } from "vitest";
 import { PcieAccessError } from "./errors.js";
 import { A, B, RW, bytes, sameBytes, switchSpec, withDomains } from "./test-fixtures.js";
+import { iova } from "@dmasim/iommu";
 
 const PAGE = 4096;
 const IOVA_BASE = 0x10000000; // outside the host bridge window: see the iova_reserve_pci_windows test
@@ -19,14 +20,14 @@ describe("fabric properties", () => {
           const p = withDomains(switchSpec({ memory: { ramBytes: 64 * MiB } }));
           const dom = p.endpoint(A).iommu!.domainOf(A)!;
           pfns.forEach((pfn, i) => {
-            p.memory.write(pfn * PAGE, bytes(PAGE, pfn));
-            dom.map(IOVA_BASE + i * PAGE, pfn * PAGE, PAGE, RW);
+            p.memory.write(physAddr(pfn * PAGE), bytes(PAGE, pfn));
+            dom.map(iova(IOVA_BASE + i * PAGE), physAddr(pfn * PAGE), PAGE, RW);
           });
           const total = pfns.length * PAGE;
           const start = off % total;
           const n = len % (total - start + 1);
           const behind = new Uint8Array(total);
-          pfns.forEach((pfn, i) => { behind.set(p.memory.read(pfn * PAGE, PAGE), i * PAGE); });
+          pfns.forEach((pfn, i) => { behind.set(p.memory.read(physAddr(pfn * PAGE), PAGE), i * PAGE); });
           expect(sameBytes(p.endpoint(A).dmaRead(IOVA_BASE + start, n), behind.subarray(start, start + n))).toBe(true);
           expect(p.trace.counters.get(Counter.BytesToMemory)).toBe(n);
         },
@@ -40,7 +41,7 @@ describe("fabric properties", () => {
       fc.property(fc.integer({ min: 1, max: 4 }), fc.integer({ min: 0, max: PAGE - 1 }), fc.integer({ min: 1, max: 5 * PAGE }), (mapped, start, len) => {
         const p = withDomains(switchSpec({ memory: { ramBytes: 64 * MiB } }));
         const dom = p.endpoint(A).iommu!.domainOf(A)!;
-        dom.map(IOVA_BASE, 0x100000, mapped * PAGE, RW);
+        dom.map(iova(IOVA_BASE), physAddr(0x100000), mapped * PAGE, RW);
         const data = bytes(len, start);
         const room = mapped * PAGE - start;
         let completed = len;
@@ -52,8 +53,8 @@ describe("fabric properties", () => {
           expect((e as PcieAccessError).addr).toBe(IOVA_BASE + mapped * PAGE);
         }
         expect(completed).toBe(Math.min(len, room));
-        expect(sameBytes(p.memory.read(0x100000 + start, completed), data.subarray(0, completed))).toBe(true);
-        expect(p.memory.read(0x100000 + start + completed, 8 * PAGE - start - completed).every((x) => x === 0)).toBe(true);
+        expect(sameBytes(p.memory.read(physAddr(0x100000 + start), completed), data.subarray(0, completed))).toBe(true);
+        expect(p.memory.read(physAddr(0x100000 + start + completed), 8 * PAGE - start - completed).every((x) => x === 0)).toBe(true);
       }),
       { numRuns: 100 },
     );
@@ -68,7 +69,7 @@ describe("fabric properties", () => {
         const data = bytes(n, seed);
         const before = p.trace.counters.get(Counter.BytesPeerViaSwitch);
         p.endpoint(A).dmaWrite(bar.bus + off, data);
-        expect(sameBytes(p.memory.read(bar.phys + off, n), data)).toBe(true);
+        expect(sameBytes(p.memory.read(physAddr(bar.phys + off), n), data)).toBe(true);
         expect(sameBytes(p.endpoint(A).dmaRead(bar.bus + off, n), data)).toBe(true);
         expect(p.trace.counters.get(Counter.BytesPeerViaSwitch) - before).toBe(2 * n);
       }),

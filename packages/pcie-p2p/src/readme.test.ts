@@ -6,6 +6,7 @@ import { runReadmeBlock } from "../../../scripts/readme-example.js";
 import * as p2pModule from "./index.js";
 import { PciP2pdmaMapType, PcieAccessError } from "./index.js";
 import type { Endpoint, P2pdmaProvider, Platform } from "./index.js";
+import { physAddr } from "@dmasim/memory";
 
 describe("README example", () => {
   it("runs as printed", () => {
@@ -26,8 +27,8 @@ describe("README example", () => {
          └─ 0000:03:00.0, endpoint, iommu0, BAR0 0x100000000 (bus 0x100000000) 256 MiB`);
     expect(platform.pciP2pdmaMapType(cmb, nic.bdf)).toBe(PciP2pdmaMapType.BUS_ADDR);
     expect(platform.pciP2pdmaDistance(cmb, [nic.bdf])).toBe(4);
-    expect(new TextDecoder().decode(platform.memory.read(cmb.phys + 4096, 5))).toBe("hello");
-    expect(platform.memory.read(0x200000, 8192).every((b) => b === 7)).toBe(true);
+    expect(new TextDecoder().decode(platform.memory.read(physAddr(cmb.phys + 4096), 5))).toBe("hello");
+    expect(platform.memory.read(physAddr(0x200000), 8192).every((b) => b === 7)).toBe(true);
     const fault = r.fault as PcieAccessError;
     expect(fault).toBeInstanceOf(PcieAccessError);
     expect([fault.kind, fault.completed]).toEqual(["iommu-fault", 4096]);

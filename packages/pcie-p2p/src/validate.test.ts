@@ -1,4 +1,4 @@
-import { GiB, KiB, MiB, TiB } from "@dmasim/memory";
+import { GiB, KiB, MiB, TiB, physAddr } from "@dmasim/memory";
 import { describe, expect, it } from "vitest";
 import { z } from "zod";
 import { platformSpecSchema } from "./spec.js";
@@ -122,7 +122,7 @@ describe("defaults", () => {
     expect(ep.parent).toBe("rp:0000:01");
     expect(ep.hostBridge.id).toBe("hb0");
     expect(ep.bars).toEqual([]);
-    expect(p.memory.isRam(0, 4 * GiB)).toBe(true);
+    expect(p.memory.isRam(physAddr(0), 4 * GiB)).toBe(true);
     expect(p.hostBridges[0]!.window).toEqual({ phys: 4 * GiB, bus: 4 * GiB, size: TiB });
   });
 
@@ -153,8 +153,8 @@ describe("defaults", () => {
   it("explicit RAM regions and confidential memory reach PhysicalMemory", () => {
     const p = createPlatform({ memory: { ram: [{ base: 0, size: MiB }, { base: 4 * GiB, size: MiB, name: "high" }], confidential: true } });
     expect(p.memory.confidential).toBe(true);
-    expect(p.memory.isRam(4 * GiB, MiB)).toBe(true);
-    expect(p.memory.isRam(MiB, 4096)).toBe(false);
+    expect(p.memory.isRam(physAddr(4 * GiB), MiB)).toBe(true);
+    expect(p.memory.isRam(physAddr(MiB), 4096)).toBe(false);
     expect(p.hostBridges[0]!.window.phys).toBe(5 * GiB); // first GiB boundary above the highest RAM
   });
 

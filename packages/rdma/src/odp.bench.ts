@@ -1,7 +1,7 @@
 import { bench, describe } from "vitest";
 import { createDmaKernel } from "@dmasim/dma";
 import { Mm, MmSystem } from "@dmasim/hmm-odp";
-import { GiB, PAGE_SIZE } from "@dmasim/memory";
+import { GiB, PAGE_SIZE, unsafePhysAddr } from "@dmasim/memory";
 import { createPlatform } from "@dmasim/pcie-p2p";
 import { IB_ACCESS_LOCAL_WRITE, IB_ACCESS_ON_DEMAND, IB_ACCESS_REMOTE_READ, IB_ACCESS_REMOTE_WRITE, IbWcStatus, IbWrOpcode } from "./constants.js";
 import { Mlx5Nic } from "./nic.js";
@@ -52,7 +52,7 @@ describe("ODP MR of 1 M pages (4 GiB): fault-in by RDMA WRITE, check by RDMA REA
     for (let i = 0; i < PAGES; i++) {
       dv.setUint32(0, i);
       dv.setUint32(60, ~i);
-      kernel.memory.write(stagingPhys, pat);
+      kernel.memory.write(unsafePhysAddr(stagingPhys), pat);
       ibPostSend(q1, { wrId: i, opcode: IbWrOpcode.RDMA_WRITE, sgList, remoteAddr: a + i * PAGE_SIZE, rkey: mr.rkey });
       if (ibPollCq(cq, 1)[0]?.status !== IbWcStatus.SUCCESS) bad++;
     }
@@ -63,7 +63,7 @@ describe("ODP MR of 1 M pages (4 GiB): fault-in by RDMA WRITE, check by RDMA REA
     for (let i = 0; i < PAGES; i++) {
       ibPostSend(q1, { wrId: i, opcode: IbWrOpcode.RDMA_READ, sgList, remoteAddr: a + i * PAGE_SIZE, rkey: mr.rkey });
       if (ibPollCq(cq, 1)[0]?.status !== IbWcStatus.SUCCESS) bad++;
-      kernel.memory.readInto(stagingPhys, got);
+      kernel.memory.readInto(unsafePhysAddr(stagingPhys), got);
       if (gv.getUint32(0) !== i || gv.getUint32(60) !== ~i >>> 0) bad++;
     }
     const t3 = performance.now();

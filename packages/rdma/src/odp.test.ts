@@ -1,3 +1,4 @@
+import { unsafeIova } from "@dmasim/iommu";
 import { describe, expect, it } from "vitest";
 import { HMM_PFN_WRITE, MADV_DONTNEED, PROT_READ, PteKind, hmmDmaUnmapPfn } from "@dmasim/hmm-odp";
 import { PAGE_SIZE } from "@dmasim/memory";
@@ -62,7 +63,7 @@ describe("ODP MR: registration, device page faults, replay", () => {
     // The present page's entry is its slot of the umem's one IOVA, translated to the CPU's page.
     const e = m.mtt[1] ?? 0;
     expect(e - perm(e)).toBe((m.odp?.map.state.addr ?? 0) + PAGE_SIZE);
-    expect(nicB.dev.domain?.iovaToPhys(e - perm(e))).toBe((mm.pteAt(a + PAGE_SIZE)?.pfn ?? 0) * PAGE_SIZE);
+    expect(nicB.dev.domain?.iovaToPhys(unsafeIova(e - perm(e)))).toBe((mm.pteAt(a + PAGE_SIZE)?.pfn ?? 0) * PAGE_SIZE);
   });
 
   it("an RDMA WRITE to absent pages raises one page-fault event over the access, then replays and lands", () => {
@@ -109,7 +110,7 @@ describe("ODP MR: registration, device page faults, replay", () => {
     expect(mm.madvise(dst, PAGE_SIZE, MADV_DONTNEED)).toBe(0);
     expect(odp.mtt[0]).toBe(0);
     expect(odp.mtt[1]).not.toBe(0);
-    expect(nicB.dev.domain?.iovaToPhys(iova)).toBeUndefined();
+    expect(nicB.dev.domain?.iovaToPhys(unsafeIova(iova))).toBeUndefined();
     expect(kernel.trace.counters.get(RdmaCounter.OdpPagesDirtied) - dirtied).toBe(1);
     expect(odp.odp?.npages).toBe(1);
     expect(mm.read(dst, 64)).toEqual(new Uint8Array(64));
@@ -180,7 +181,7 @@ describe("ODP MR: registration, device page faults, replay", () => {
     expect(nicB.deregMr(odp)).toBe(0);
     expect(nicA.deregMr(local)).toBe(0);
     expect(sys.pagesInUse).toBe(0);
-    expect(nicB.dev.domain?.iovaToPhys(odp.odp?.map.state.addr ?? 0)).toBeUndefined();
+    expect(nicB.dev.domain?.iovaToPhys(unsafeIova(odp.odp?.map.state.addr ?? 0))).toBeUndefined();
   });
 });
 
@@ -260,7 +261,7 @@ describe("ib_umem_odp", () => {
     expect(nicB.kernel.trace.clock.now - t0).toBeGreaterThanOrEqual(2 * nicB.costs.faultAttemptNs);
     expect(mm.read(src, 64)).toEqual(new Uint8Array(64));
     const e = odp.mtt[0] ?? 0;
-    expect(nicB.dev.domain?.iovaToPhys(e - perm(e))).toBe((mm.pteAt(dst)?.pfn ?? 0) * PAGE_SIZE);
+    expect(nicB.dev.domain?.iovaToPhys(unsafeIova(e - perm(e)))).toBe((mm.pteAt(dst)?.pfn ?? 0) * PAGE_SIZE);
   });
 
   it("-EBUSY after HMM_RANGE_DEFAULT_TIMEOUT: a fault that keeps meeting a migration entry gives up after 1 s", () => {
@@ -309,7 +310,7 @@ describe("advise_mr prefetch", () => {
     expect(perm(rw)).toBe(MLX5_IB_MTT_READ | MLX5_IB_MTT_WRITE);
     // The read-only prefetch mapped the zero page; the write fault gave the process a page of its own.
     expect(mm.read(dst, 64)).toEqual(pattern(6));
-    expect(nicB.dev.domain?.iovaToPhys(rw - perm(rw))).toBe((mm.pteAt(dst)?.pfn ?? 0) * PAGE_SIZE);
+    expect(nicB.dev.domain?.iovaToPhys(unsafeIova(rw - perm(rw)))).toBe((mm.pteAt(dst)?.pfn ?? 0) * PAGE_SIZE);
   });
 
   it("without FLUSH the prefetch waits on the workqueue; bad keys, advice and flags are refused first", () => {
@@ -360,7 +361,7 @@ describe("implicit ODP", () => {
     expect(nicB.pendingWork).toBe(1);
     nicB.flushWork();
     expect([...imr.children.keys()].sort()).toEqual([5, 7]);
-    expect(nicB.dev.domain?.iovaToPhys(w2?.addr ?? 0)).toBeUndefined();
+    expect(nicB.dev.domain?.iovaToPhys(unsafeIova(w2?.addr ?? 0))).toBeUndefined();
     expect(nicB.deregMr(imr)).toBe(0);
     expect(imr.children.size).toBe(0);
   });

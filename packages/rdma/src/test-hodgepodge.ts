@@ -1,6 +1,7 @@
+import { unsafeIova } from "@dmasim/iommu";
 import { HMM_PFN_P2PDMA_BUS, PteKind } from "@dmasim/hmm-odp";
 import type { Dmirror, MmFile } from "@dmasim/hmm-odp";
-import { PAGE_SIZE } from "@dmasim/memory";
+import { PAGE_SIZE, unsafePhysAddr } from "@dmasim/memory";
 import {
   IB_ACCESS_LOCAL_WRITE,
   IB_ACCESS_ON_DEMAND,
@@ -61,8 +62,8 @@ export function hodgepodge(options: { implicit?: boolean; iommuMode?: "strict" |
   if (file === undefined) throw new Error("no file segment");
   for (let p = 0; p < 16; p++) sys.fileWrite(file, p * PAGE_SIZE, pattern(1000 + p));
   for (let p = 0; p < 8; p++) {
-    platform.memory.write(gpuSwitch.phys + p * PAGE_SIZE, pattern(2000 + p));
-    platform.memory.write(gpuBridge.phys + p * PAGE_SIZE, pattern(3000 + p));
+    platform.memory.write(unsafePhysAddr(gpuSwitch.phys + p * PAGE_SIZE), pattern(2000 + p));
+    platform.memory.write(unsafePhysAddr(gpuBridge.phys + p * PAGE_SIZE), pattern(3000 + p));
   }
   // The THP: one write fault maps the whole 2 MiB with a PMD.
   const thp = segments[1];
@@ -103,7 +104,7 @@ export function mttPhys(nic: Mlx5Nic, mr: IbMr, addr: number): number | undefine
     for (const p of nic.kernel.platform.providers) if (dma >= p.bus && dma < p.bus + p.size) return p.phys + (dma - p.bus);
     return undefined;
   }
-  return nic.dev.domain?.iovaToPhys(dma);
+  return nic.dev.domain?.iovaToPhys(unsafeIova(dma));
 }
 
 /** The physical address the CPU page table maps `addr` to (present or zero page), or undefined. */

@@ -1,6 +1,6 @@
 import { describe, expect, it } from "vitest";
 import { DmaDirection } from "@dmasim/dma";
-import { PAGE_SIZE } from "@dmasim/memory";
+import { PAGE_SIZE, physAddr } from "@dmasim/memory";
 import { Counter } from "@dmasim/dma";
 import { dmaMapSgtable, dmaSyncSgtableForCpu, dmaSyncSgtableForDevice, dmaUnmapSgtable, sgDmaIsBounced, sgDmaIsSwiotlb, sgtableDmaSegments } from "./index.js";
 import { firstBadSegment, firstDifference, listOf, makeRig, pattern } from "./test-fixtures.js";
@@ -27,13 +27,13 @@ describe("untrusted devices: every entry through swiotlb, one DMA segment each",
     const [[a0], [a1]] = sgtableDmaSegments(table) as [[number, number], [number, number]];
     rig.ep.dmaWrite(a0, pattern(256, 40));
     // Still in the bounce slot until synced.
-    expect(firstDifference(rig.platform.memory.read(table.phys[0] ?? 0, 256), pattern(256, 40))).not.toBe(-1);
+    expect(firstDifference(rig.platform.memory.read(physAddr(table.phys[0] ?? 0), 256), pattern(256, 40))).not.toBe(-1);
     dmaSyncSgtableForCpu(rig.dev, table, DmaDirection.FROM_DEVICE);
-    expect(firstDifference(rig.platform.memory.read(table.phys[0] ?? 0, 256), pattern(256, 40))).toBe(-1);
+    expect(firstDifference(rig.platform.memory.read(physAddr(table.phys[0] ?? 0), 256), pattern(256, 40))).toBe(-1);
     dmaSyncSgtableForDevice(rig.dev, table, DmaDirection.FROM_DEVICE);
     rig.ep.dmaWrite(a1, pattern(256, 41));
     dmaUnmapSgtable(rig.dev, table, DmaDirection.FROM_DEVICE);
-    expect(firstDifference(rig.platform.memory.read(table.phys[1] ?? 0, 256), pattern(256, 41))).toBe(-1);
+    expect(firstDifference(rig.platform.memory.read(physAddr(table.phys[1] ?? 0), 256), pattern(256, 41))).toBe(-1);
   });
 });
 

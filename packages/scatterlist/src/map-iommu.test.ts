@@ -6,6 +6,7 @@ import { dmaMapSg, dmaMapSgtable, dmaUnmapSg, dmaUnmapSgtable, sgDmaLen, sgtable
 import type { SgMapOptions } from "./index.js";
 import { deviceRead, firstBadSegment, listOf, makeRig } from "./test-fixtures.js";
 import type { EntryDesc, RigOptions } from "./test-fixtures.js";
+import { iova } from "@dmasim/iommu";
 
 const IMPLS: readonly [string, SgMapOptions][] = [
   ["classic", { impl: "classic" }],
@@ -30,7 +31,7 @@ describe("iommu-dma dma_map_sg: the segments __finalise_sg gives", () => {
       const { rig, table, segs } = mapped([page(), page(), page(), page()], options);
       expect(segs.map(([, l]) => l)).toEqual([4 * PAGE_SIZE]);
       const [addr] = segs[0] ?? [0];
-      for (let i = 0; i < 4; i++) expect(rig.dev.domain?.iovaToPhys(addr + i * PAGE_SIZE)).toBe(table.phys[i]);
+      for (let i = 0; i < 4; i++) expect(rig.dev.domain?.iovaToPhys(iova(addr + i * PAGE_SIZE))).toBe(table.phys[i]);
       expect(firstBadSegment(rig, table)).toBe(-1);
       dmaUnmapSgtable(rig.dev, table, DmaDirection.TO_DEVICE);
       expect(rig.dev.domain?.mappedBytes).toBe(0);
@@ -72,7 +73,7 @@ describe("iommu-dma dma_map_sg: the segments __finalise_sg gives", () => {
     expect(twoStep.moved.get(Counter.DmaIovaSyncs)).toBe(2);
     // The padded third entry: the granule after it in the IOVA reaches the page after it in memory.
     const [a0] = classic.segs[0] ?? [0];
-    expect(classic.rig.dev.domain?.iovaToPhys(a0 + 3 * PAGE_SIZE)).toBe((classic.table.phys[2] ?? 0) + PAGE_SIZE);
+    expect(classic.rig.dev.domain?.iovaToPhys(iova(a0 + 3 * PAGE_SIZE))).toBe((classic.table.phys[2] ?? 0) + PAGE_SIZE);
   });
 
   it("two-step/widen keeps one IOVA for unaligned entries; split pays one IOVA and one sync per aligned run", () => {

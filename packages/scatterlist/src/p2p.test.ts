@@ -5,6 +5,7 @@ import { Counter } from "@dmasim/dma";
 import { dmaMapSg, dmaMapSgtable, dmaUnmapSgtable, sgDmaIsBusAddress, sgtableDmaSegments } from "./index.js";
 import type { SgMapOptions } from "./index.js";
 import { FAR, firstBadSegment, listOf, makeRig } from "./test-fixtures.js";
+import { iova } from "@dmasim/iommu";
 
 const IMPLS: readonly SgMapOptions[] = [{ impl: "classic" }, { impl: "two-step" }];
 
@@ -39,7 +40,7 @@ describe("P2P entries (pci_p2pdma_state per entry)", () => {
       expect(dmaMapSgtable(rig.dev, table, DmaDirection.TO_DEVICE, 0, options)).toBe(0);
       const segs = sgtableDmaSegments(table);
       expect(segs.map(([, l]) => l)).toEqual([3 * PAGE_SIZE]);
-      expect(rig.dev.domain?.iovaToPhys(segs[0]?.[0] ?? 0)).toBe(p2p.phys);
+      expect(rig.dev.domain?.iovaToPhys(iova(segs[0]?.[0] ?? 0))).toBe(p2p.phys);
       expect(firstBadSegment(rig, table)).toBe(-1);
       const d = rig.platform.trace.counters.snapshot().diff(before);
       expect(d.get(Counter.BytesPeerViaHostBridge)).toBe(2 * PAGE_SIZE);

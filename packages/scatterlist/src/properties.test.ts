@@ -2,7 +2,7 @@ import { describe, expect, it } from "vitest";
 import fc from "fast-check";
 import { DmaDirection } from "@dmasim/dma";
 import type { IommuMode } from "@dmasim/dma";
-import { PAGE_SIZE } from "@dmasim/memory";
+import { PAGE_SIZE, physAddr } from "@dmasim/memory";
 import { dmaMapSgtable, dmaUnmapSgtable, sgAllocTable, sgFreeTable, sgSetPhys, sgtableDmaSegments } from "./index.js";
 import type { SgInteriorPolicy, SgTable } from "./index.js";
 import { deviceRead, firstDifference, makeRig, pattern } from "./test-fixtures.js";
@@ -79,19 +79,19 @@ function build(rig: Rig, c: Case): SgTable {
       phys = provider.phys + at * 4 * PAGE_SIZE + e.offset;
       if (e.kind === "p2p-switch") sw++;
       else hb++;
-    } else if (e.kind === "contiguous" && prevEnd >= 0 && memory.isRam(prevEnd, len)) {
+    } else if (e.kind === "contiguous" && prevEnd >= 0 && memory.isRam(physAddr(prevEnd), len)) {
       phys = prevEnd;
     } else {
       const pages = Math.ceil((e.offset + len) / PAGE_SIZE) + 1;
       phys = memory.allocator.allocPages(pages) + e.offset;
     }
-    if (platform.memory.confidential && memory.isRam(phys, len)) {
+    if (platform.memory.confidential && memory.isRam(physAddr(phys), len)) {
       const first = Math.floor(phys / PAGE_SIZE);
       const n = Math.floor((phys + len - 1) / PAGE_SIZE) - first + 1;
       if (e.kind === "encrypted") memory.setMemoryEncrypted(first * PAGE_SIZE, n);
       else memory.setMemoryDecrypted(first * PAGE_SIZE, n);
     }
-    memory.write(phys, pattern(len, i + 1));
+    memory.write(physAddr(phys), pattern(len, i + 1));
     sgSetPhys(table, i, phys, len);
     prevEnd = phys + len;
   });
@@ -151,7 +151,7 @@ function run(c: Case, impl: "two-step" | "classic"): Outcome {
   const all = new Uint8Array(segments.reduce((n, [, l]) => n + l, 0));
   let at = 0;
   for (let i = 0; i < table.origNents; i++) {
-    const bytes = platform.memory.read(table.phys[i] ?? 0, table.length[i] ?? 0);
+    const bytes = platform.memory.read(physAddr(table.phys[i] ?? 0), table.length[i] ?? 0);
     all.set(bytes, at);
     at += bytes.length;
   }

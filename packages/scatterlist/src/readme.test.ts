@@ -6,6 +6,7 @@ import type { CounterValues } from "@dmasim/trace";
 import { describe, expect, it } from "vitest";
 import { runReadmeBlock } from "../../../scripts/readme-example.js";
 import * as sgModule from "./index.js";
+import { physAddr } from "@dmasim/memory";
 
 // The README's example, read from README.md and run as written.
 describe("README example", () => {
@@ -22,7 +23,7 @@ describe("README example", () => {
     // The IOMMU made the three entries one contiguous DMA segment of 16 KiB.
     expect(r.segments).toBe(1);
     const platform = r.platform as Platform;
-    expect(r.seen).toEqual(platform.memory.read((r.a as number) * memoryModule.PAGE_SIZE, 5));
+    expect(r.seen).toEqual(platform.memory.read(physAddr((r.a as number) * memoryModule.PAGE_SIZE), 5));
     const counters = r.counters as CounterValues;
     expect([counters.DmaIovaTryAllocs, counters.DmaIovaLinks, counters.IotlbSyncMap]).toEqual([1, 3, 1]);
     expect(platform.trace.counters.snapshot().nonZero()).toMatchObject({ DmaIovaDestroys: 1 });

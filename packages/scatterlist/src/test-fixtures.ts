@@ -1,6 +1,6 @@
 import { createDmaKernel } from "@dmasim/dma";
 import type { DmaDevice, DmaKernel, DmaKernelOptions, DmaDeviceOptions } from "@dmasim/dma";
-import { GiB, MiB, PAGE_SIZE, patternBytes } from "@dmasim/memory";
+import { GiB, MiB, PAGE_SIZE, patternBytes, physAddr } from "@dmasim/memory";
 import { createPlatform } from "@dmasim/pcie-p2p";
 import type { Endpoint, P2pdmaProvider, Platform } from "@dmasim/pcie-p2p";
 import { TestBdf, switchTopology } from "@dmasim/pcie-p2p/testing";
@@ -107,7 +107,7 @@ export function listOf(rig: Rig, entries: readonly EntryDesc[]): SgTable {
   entries.forEach((e, i) => {
     const offset = e.offset ?? 0;
     const phys = e.phys ?? platform.memory.allocator.allocPages(Math.ceil((offset + e.len) / PAGE_SIZE) + 1) + offset;
-    platform.memory.write(phys, pattern(e.len, i + 1));
+    platform.memory.write(physAddr(phys), pattern(e.len, i + 1));
     sgSetPhys(table, i, phys, e.len);
   });
   return table;
@@ -118,7 +118,7 @@ export function expectedSegments(rig: Rig, table: SgTable): Uint8Array[] {
   const parts: Uint8Array[] = [];
   let total = 0;
   for (let i = 0; i < table.origNents; i++) {
-    const b = rig.platform.memory.read(table.phys[i] ?? 0, table.length[i] ?? 0);
+    const b = rig.platform.memory.read(physAddr(table.phys[i] ?? 0), table.length[i] ?? 0);
     parts.push(b);
     total += b.length;
   }

@@ -3,6 +3,7 @@ import { archSyncDmaForCpu, archSyncDmaForDevice } from "@dmasim/dma/internal";
 import type { DmaDevice, DmaDirection } from "@dmasim/dma";
 import { EntryKind } from "./classify.js";
 import type { SgTable } from "./sg-table.js";
+import { unsafePhysAddr } from "@dmasim/memory";
 
 /**
  * x mod m for an integer 0 <= x < 2^53 and a power of two m (a segment-boundary window, which may be
@@ -38,7 +39,7 @@ export function syncEntriesForCpu(dev: DmaDevice, table: SgTable, nents: number,
     const phys = table.phys[i] ?? 0;
     const len = table.length[i] ?? 0;
     // P2P pages live in a BAR, not in RAM: no cache maintenance for them.
-    if (!memory.isRam(phys, len)) continue;
+    if (!memory.isRam(unsafePhysAddr(phys), len)) continue;
     archSyncDmaForCpu(dev, phys, len, dir);
   }
 }

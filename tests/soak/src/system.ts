@@ -1,6 +1,6 @@
 import { createDmaKernel, IOVA_FQ_TIMEOUT_NS, IOVA_RANGE_CACHE_MAX_SIZE, type DmaDevice, type DmaIovaState, type DmaKernel } from "@dmasim/dma";
 import { DmaDirection } from "@dmasim/dma";
-import { GiB, PAGE_SIZE } from "@dmasim/memory";
+import { GiB, PAGE_SIZE, unsafePhysAddr } from "@dmasim/memory";
 import { createPlatform, PcieAccessError, type Platform } from "@dmasim/pcie-p2p";
 import type { SgTable } from "@dmasim/scatterlist";
 import type { BlkDmaIter, Request } from "@dmasim/bio";
@@ -118,7 +118,7 @@ export class SoakSystem {
     } catch {
       return undefined;
     }
-    this.platform.memory.write(base, new Uint8Array(pages * PAGE_SIZE).fill(SECRET));
+    this.platform.memory.write(unsafePhysAddr(base), new Uint8Array(pages * PAGE_SIZE).fill(SECRET));
     const phys = base + offset;
     this.kernel.cpuWrite(phys, data);
     return { base, pages, phys, data };

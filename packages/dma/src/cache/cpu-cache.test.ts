@@ -1,4 +1,4 @@
-import { MiB, PhysicalMemory } from "@dmasim/memory";
+import { MiB, PhysicalMemory, physAddr } from "@dmasim/memory";
 import { Trace } from "@dmasim/trace";
 import { Counter } from "../counters.js";
 import { beforeEach, describe, expect, it } from "vitest";
@@ -18,7 +18,7 @@ function bytes(len: number, value: number): Uint8Array {
 
 /** What a non-coherent device sees: memory, never the CPU cache. */
 function deviceRead(phys: number, len: number): Uint8Array {
-  return mem.read(phys, len);
+  return mem.read(physAddr(phys), len);
 }
 
 beforeEach(() => {
@@ -30,13 +30,13 @@ describe("CPU accesses", () => {
   it("keeps CPU writes in dirty lines, not in memory", () => {
     cache.cpuWrite(BUF + 10, bytes(100, 7));
     expect(cache.cpuRead(BUF + 10, 100)).toEqual(bytes(100, 7));
-    expect(mem.read(BUF + 10, 100)).toEqual(bytes(100, 0));
+    expect(mem.read(physAddr(BUF + 10), 100)).toEqual(bytes(100, 0));
     expect(cache.lines).toBe(2); // bytes 10..109 touch lines 0 and 1 of the buffer
     expect(cache.dirtyLines).toBe(2);
   });
 
   it("fills clean lines on a read miss, merging partial writes with memory", () => {
-    mem.write(BUF, bytes(64, 3));
+    mem.write(physAddr(BUF), bytes(64, 3));
     cache.cpuWrite(BUF + 8, bytes(8, 9));
     const line = cache.cpuRead(BUF, 64);
     expect(Array.from(line.subarray(0, 10))).toEqual([3, 3, 3, 3, 3, 3, 3, 3, 9, 9]);
@@ -66,7 +66,7 @@ describe("non-coherent DMA to the device", () => {
   it("cleans rather than invalidates for DMA_FROM_DEVICE, as arm64 does", () => {
     cache.cpuWrite(BUF, bytes(128, 1));
     cache.archSyncDmaForDevice(BUF, 128, FROM_DEVICE);
-    expect(mem.read(BUF, 128)).toEqual(bytes(128, 1));
+    expect(mem.read(physAddr(BUF), 128)).toEqual(bytes(128, 1));
     expect(cache.lines).toBe(2);
     expect(mem.trace.counters.get(Counter.CacheLinesInvalidated)).toBe(0);
   });
@@ -75,14 +75,14 @@ describe("non-coherent DMA to the device", () => {
 describe("non-coherent DMA from the device", () => {
   it("without a sync the CPU reads its stale clean lines", () => {
     expect(cache.cpuRead(BUF, 256)).toEqual(bytes(256, 0)); // the driver peeked at the buffer
-    mem.write(BUF, bytes(256, 0xcd)); // the device writes memory
+    mem.write(physAddr(BUF), bytes(256, 0xcd)); // the device writes memory
     expect(cache.cpuRead(BUF, 256)).toEqual(bytes(256, 0));
   });
 
   it("archSyncDmaForCpu invalidates for FROM_DEVICE and BIDIRECTIONAL, so the CPU sees the device's data", () => {
     for (const dir of [FROM_DEVICE, BIDIRECTIONAL]) {
       cache.cpuRead(BUF, 256);
-      mem.write(BUF, bytes(256, 0xc0 + dir));
+      mem.write(physAddr(BUF), bytes(256, 0xc0 + dir));
       cache.archSyncDmaForCpu(BUF, 256, dir);
       expect(cache.lines).toBe(0);
       expect(cache.cpuRead(BUF, 256)).toEqual(bytes(256, 0xc0 + dir));
@@ -93,14 +93,14 @@ describe("non-coherent DMA from the device", () => {
 
   it("does nothing for DMA_TO_DEVICE", () => {
     cache.cpuRead(BUF, 256);
-    mem.write(BUF, bytes(256, 5));
+    mem.write(physAddr(BUF), bytes(256, 5));
     cache.archSyncDmaForCpu(BUF, 256, TO_DEVICE);
     expect(cache.cpuRead(BUF, 256)).toEqual(bytes(256, 0));
   });
 
   it("loses dirty CPU data in lines wholly inside the range (the CPU wrote a buffer the device owned)", () => {
     cache.cpuWrite(BUF, bytes(64, 0x11));
-    mem.write(BUF, bytes(64, 0x22));
+    mem.write(physAddr(BUF), bytes(64, 0x22));
     cache.archSyncDmaForCpu(BUF, 64, FROM_DEVICE);
     expect(cache.cpuRead(BUF, 64)).toEqual(bytes(64, 0x22));
     expect(mem.trace.counters.get(Counter.CacheLinesWrittenBack)).toBe(0);
@@ -111,10 +111,10 @@ describe("non-coherent DMA from the device", () => {
     const buf = BUF + 32;
     cache.cpuRead(buf, 32); // the line is cached (clean copy of the buffer)
     cache.cpuWrite(BUF, bytes(4, 0x99)); // the CPU updates its neighbour variable during the DMA: line dirty
-    mem.write(buf, bytes(32, 0xdd)); // the device writes the buffer
+    mem.write(physAddr(buf), bytes(32, 0xdd)); // the device writes the buffer
     cache.archSyncDmaForCpu(buf, 32, FROM_DEVICE);
     expect(cache.isCached(BUF)).toBe(false); // the whole line went, not half of it
-    expect(mem.read(BUF, 4)).toEqual(bytes(4, 0x99)); // the neighbour survived (written back first)...
+    expect(mem.read(physAddr(BUF), 4)).toEqual(bytes(4, 0x99)); // the neighbour survived (written back first)...
     expect(cache.cpuRead(buf, 32)).toEqual(bytes(32, 0)); // ...and so did the stale copy of the buffer
     expect(mem.trace.counters.get(Counter.CacheLinesWrittenBack)).toBe(1);
   });
@@ -123,7 +123,7 @@ describe("non-coherent DMA from the device", () => {
     const buf = BUF + 64;
     cache.cpuRead(buf, 64);
     cache.cpuWrite(BUF, bytes(4, 0x99));
-    mem.write(buf, bytes(64, 0xdd));
+    mem.write(physAddr(buf), bytes(64, 0xdd));
     cache.archSyncDmaForCpu(buf, 64, FROM_DEVICE);
     expect(cache.cpuRead(buf, 64)).toEqual(bytes(64, 0xdd));
     expect(cache.cpuRead(BUF, 4)).toEqual(bytes(4, 0x99));
@@ -135,8 +135,8 @@ describe("coherent devices (snoops)", () => {
     cache.cpuWrite(BUF, bytes(200, 4));
     cache.cpuWrite(BUF + 1024, bytes(8, 4));
     cache.snoopDeviceRead(BUF, 128);
-    expect(mem.read(BUF, 128)).toEqual(bytes(128, 4));
-    expect(mem.read(BUF + 128, 8)).toEqual(bytes(8, 0)); // outside the range: still only in the cache
+    expect(mem.read(physAddr(BUF), 128)).toEqual(bytes(128, 4));
+    expect(mem.read(physAddr(BUF + 128), 8)).toEqual(bytes(8, 0)); // outside the range: still only in the cache
     expect(cache.lines).toBe(5);
     expect(cache.dirtyLines).toBe(3); // bytes 128..199 and the line at +1024
   });
@@ -145,7 +145,7 @@ describe("coherent devices (snoops)", () => {
     cache.cpuRead(BUF, 128);
     cache.cpuWrite(BUF + 120, bytes(8, 0x77)); // dirty bytes the device write does not cover
     cache.snoopDeviceWrite(BUF, 100);
-    mem.write(BUF, bytes(100, 0x33)); // the device's bytes reach memory after the snoop
+    mem.write(physAddr(BUF), bytes(100, 0x33)); // the device's bytes reach memory after the snoop
     expect(cache.lines).toBe(0);
     const view = cache.cpuRead(BUF, 128);
     expect(view.subarray(0, 100)).toEqual(bytes(100, 0x33));
@@ -162,9 +162,9 @@ describe("capacity and LRU eviction", () => {
     small.cpuRead(BUF + 128, 1); // C evicts B (clean: nothing written)
     expect(small.isCached(BUF + 64)).toBe(false);
     expect(small.evictions).toBe(1);
-    expect(mem.read(BUF, 1)[0]).toBe(0);
+    expect(mem.read(physAddr(BUF), 1)[0]).toBe(0);
     small.cpuRead(BUF + 192, 1); // D evicts A, which is dirty: written back
-    expect(mem.read(BUF, 1)[0]).toBe(1);
+    expect(mem.read(physAddr(BUF), 1)[0]).toBe(1);
     expect(small.lines).toBe(2);
     expect(mem.trace.counters.get(Counter.CacheLinesWrittenBack)).toBe(1);
   });
@@ -180,14 +180,14 @@ describe("capacity and LRU eviction", () => {
     cache.cpuWrite(BUF, bytes(300, 6));
     cache.flushAll();
     expect(cache.lines).toBe(0);
-    expect(mem.read(BUF, 300)).toEqual(bytes(300, 6));
+    expect(mem.read(physAddr(BUF), 300)).toEqual(bytes(300, 6));
   });
 });
 
 describe("bad input", () => {
   it("is refused with CpuCacheError and changes nothing", () => {
     cache.cpuWrite(BUF, bytes(10, 1));
-    const before = { lines: cache.lines, dirty: cache.dirtyLines, mem: mem.read(BUF, 64) };
+    const before = { lines: cache.lines, dirty: cache.dirtyLines, mem: mem.read(physAddr(BUF), 64) };
     const calls: (() => unknown)[] = [
       () => {
         cache.cpuWrite(-1, bytes(1, 0));
@@ -210,7 +210,7 @@ describe("bad input", () => {
     ];
     for (const call of calls) expect(call).toThrow(Error);
     expect(() => cache.cpuRead(64 * MiB, 4)).toThrow(expect.objectContaining({ code: "EFAULT" }) as Error);
-    expect({ lines: cache.lines, dirty: cache.dirtyLines, mem: mem.read(BUF, 64) }).toEqual(before);
+    expect({ lines: cache.lines, dirty: cache.dirtyLines, mem: mem.read(physAddr(BUF), 64) }).toEqual(before);
   });
 
   it("rejects bad options", () => {

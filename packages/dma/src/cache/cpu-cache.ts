@@ -5,6 +5,7 @@ import { CACHELINE_SIZE, DmaDirection } from "../constants.js";
 import { checkDir } from "../validate.js";
 import { CpuCacheError, CpuCacheInputError } from "./errors.js";
 import { LineStore } from "./line-store.js";
+import type { PhysAddr } from "@dmasim/memory";
 
 export interface CpuCacheOptions {
   /** Cache line size in bytes, a power of two from 16 to 4096. Default 64 (ARCH_DMA_MINALIGN on most arm64). */
@@ -214,7 +215,7 @@ export class CpuCache {
     }
     if (store.size >= this.capacity) this.#evict();
     slot = store.insert(line);
-    this.memory.readInto(line * this.lineSize, store.view(slot));
+    this.memory.readInto((line * this.lineSize) as PhysAddr, store.view(slot));
     return slot;
   }
 
@@ -235,7 +236,7 @@ export class CpuCache {
   #writeBack(slot: number): void {
     const store = this.#store;
     if (!store.isDirty(slot)) return;
-    this.memory.write(store.lineOf(slot) * this.lineSize, store.view(slot));
+    this.memory.write((store.lineOf(slot) * this.lineSize) as PhysAddr, store.view(slot));
     store.setDirty(slot, false);
     this.#counters.add(Counter.CacheLinesWrittenBack);
   }
@@ -255,7 +256,7 @@ export class CpuCache {
     const ls = this.lineSize;
     const start = Math.floor(phys / ls) * ls;
     const end = Math.ceil((phys + len) / ls) * ls;
-    if (!this.memory.isRam(start, end - start)) {
+    if (!this.memory.isRam(start as PhysAddr, end - start)) {
       throw new CpuCacheError("EFAULT", `${fn}: ${hex(phys)} + ${len} bytes is not all RAM: only RAM is cached`);
     }
   }

@@ -1,4 +1,4 @@
-import { MiB, PhysicalMemory } from "@dmasim/memory";
+import { MiB, PhysicalMemory, physAddr } from "@dmasim/memory";
 import { Trace } from "@dmasim/trace";
 import fc from "fast-check";
 import { describe, expect, it } from "vitest";
@@ -22,7 +22,7 @@ describe("CPU cache properties", () => {
         cache.archSyncDmaForDevice(0, REGION + 300, DmaDirection.TO_DEVICE);
         expect(cache.dirtyLines).toBe(0);
         // Buffer.equals: vitest's deep equality walks typed arrays element by element, far too slowly here.
-        const inMemory = Buffer.from(mem.read(0, REGION + 300));
+        const inMemory = Buffer.from(mem.read(physAddr(0), REGION + 300));
         expect(inMemory.equals(cache.cpuRead(0, REGION + 300))).toBe(true);
         expect(inMemory.equals(expected)).toBe(true);
       }),
@@ -41,7 +41,7 @@ describe("CPU cache properties", () => {
         cache.archSyncDmaForDevice(buf, len, DmaDirection.FROM_DEVICE);
         cache.cpuRead(buf, len); // speculative refills between the syncs
         const device = new Uint8Array(len).map((_, i) => (i * 7 + line) & 0xff);
-        mem.write(buf, device);
+        mem.write(physAddr(buf), device);
         cache.archSyncDmaForCpu(buf, len, DmaDirection.FROM_DEVICE);
         expect(Buffer.from(cache.cpuRead(buf, len)).equals(device)).toBe(true);
       }),

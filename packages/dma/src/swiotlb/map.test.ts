@@ -1,4 +1,4 @@
-import { MiB, PhysicalMemory, patternBytes } from "@dmasim/memory";
+import { MiB, PhysicalMemory, patternBytes, physAddr } from "@dmasim/memory";
 import { Trace } from "@dmasim/trace";
 import { Counter } from "../counters.js";
 import { beforeEach, describe, expect, it } from "vitest";
@@ -31,21 +31,21 @@ describe("swiotlbPoolMapSingle copies", () => {
   it("copies the original into the bounce buffer on map, whatever the direction", () => {
     for (const dir of [TO_DEVICE, FROM_DEVICE, BIDIRECTIONAL]) {
       const orig = 0x10000 + dir * 0x1000;
-      mem.write(orig, pattern(300, dir));
+      mem.write(physAddr(orig), pattern(300, dir));
       const tlb = pool.tblMapSingle(plain, orig, 300, 0, dir, 0, 0);
-      expect(mem.read(tlb, 300)).toEqual(pattern(300, dir));
+      expect(mem.read(physAddr(tlb), 300)).toEqual(pattern(300, dir));
     }
   });
 
   it("keeps unwritten bytes on a partial device write (why map bounces for DMA_FROM_DEVICE too)", () => {
     const orig = 0x20000;
-    mem.write(orig, pattern(1000, 7));
+    mem.write(physAddr(orig), pattern(1000, 7));
     const tlb = pool.tblMapSingle(plain, orig, 1000, 0, FROM_DEVICE, 0, 0);
-    mem.write(tlb, new Uint8Array(100).fill(0xee)); // the device writes only the first 100 bytes
+    mem.write(physAddr(tlb), new Uint8Array(100).fill(0xee)); // the device writes only the first 100 bytes
     pool.tblUnmapSingle(plain, tlb, 1000, FROM_DEVICE, 0);
     const expected = pattern(1000, 7);
     expected.fill(0xee, 0, 100);
-    expect(mem.read(orig, 1000)).toEqual(expected);
+    expect(mem.read(physAddr(orig), 1000)).toEqual(expected);
   });
 
   it("copies back on unmap for FROM_DEVICE and BIDIRECTIONAL, not for TO_DEVICE or with SKIP_CPU_SYNC", () => {
@@ -57,37 +57,37 @@ describe("swiotlbPoolMapSingle copies", () => {
     ];
     for (const [dir, attrs, copies] of cases) {
       const orig = 0x30000;
-      mem.fill(orig, 64, 0x11);
+      mem.fill(physAddr(orig), 64, 0x11);
       const tlb = pool.tblMapSingle(plain, orig, 64, 0, dir, 0, 0);
-      mem.fill(tlb, 64, 0x99);
+      mem.fill(physAddr(tlb), 64, 0x99);
       pool.tblUnmapSingle(plain, tlb, 64, dir, attrs);
-      expect(mem.read(orig, 64)).toEqual(new Uint8Array(64).fill(copies ? 0x99 : 0x11));
+      expect(mem.read(physAddr(orig), 64)).toEqual(new Uint8Array(64).fill(copies ? 0x99 : 0x11));
     }
   });
 
   it("syncs for the CPU and for the device in the right direction only", () => {
     const orig = 0x40000;
-    mem.fill(orig, 256, 1);
+    mem.fill(physAddr(orig), 256, 1);
     const tlb = pool.tblMapSingle(plain, orig, 256, 0, BIDIRECTIONAL, 0, 0);
-    mem.fill(tlb, 256, 2);
+    mem.fill(physAddr(tlb), 256, 2);
     pool.syncSingleForCpu(plain, tlb, 256, TO_DEVICE);
-    expect(mem.read(orig, 1)[0]).toBe(1);
+    expect(mem.read(physAddr(orig), 1)[0]).toBe(1);
     pool.syncSingleForCpu(plain, tlb, 256, FROM_DEVICE);
-    expect(mem.read(orig, 1)[0]).toBe(2);
-    mem.fill(orig, 256, 3);
+    expect(mem.read(physAddr(orig), 1)[0]).toBe(2);
+    mem.fill(physAddr(orig), 256, 3);
     pool.syncSingleForDevice(plain, tlb, 256, FROM_DEVICE);
-    expect(mem.read(tlb, 1)[0]).toBe(2);
+    expect(mem.read(physAddr(tlb), 1)[0]).toBe(2);
     pool.syncSingleForDevice(plain, tlb, 256, BIDIRECTIONAL);
-    expect(mem.read(tlb, 1)[0]).toBe(3);
+    expect(mem.read(physAddr(tlb), 1)[0]).toBe(3);
   });
 
   it("syncs a sub-range of a multi-slot mapping at the right original offset", () => {
     const orig = 0x50000 + 0x10;
-    mem.write(orig, pattern(10000, 3));
+    mem.write(physAddr(orig), pattern(10000, 3));
     const tlb = pool.tblMapSingle(nvme, orig, 10000, 0, FROM_DEVICE, 0, 0);
-    mem.fill(tlb + 5000, 100, 0x5a);
+    mem.fill(physAddr(tlb + 5000), 100, 0x5a);
     pool.syncSingleForCpu(nvme, tlb + 5000, 100, FROM_DEVICE);
-    const got = mem.read(orig, 10000);
+    const got = mem.read(physAddr(orig), 10000);
     expect(got.subarray(5000, 5100)).toEqual(new Uint8Array(100).fill(0x5a));
     expect(got.subarray(0, 5000)).toEqual(pattern(10000, 3).subarray(0, 5000));
     expect(got.subarray(5100)).toEqual(pattern(10000, 3).subarray(5100));
@@ -97,20 +97,20 @@ describe("swiotlbPoolMapSingle copies", () => {
     // orig keeps 0x30 under the device's min_align_mask, so every data slot starts 0x30 bytes into the
     // original's stretch: the first 0x30 bytes of slot 1 hold original bytes 2048 - 0x30 .. 2047.
     const orig = 0x50000 + 0x30;
-    mem.write(orig, pattern(6000, 4));
+    mem.write(physAddr(orig), pattern(6000, 4));
     const tlb = pool.tblMapSingle(nvme, orig, 6000, 0, BIDIRECTIONAL, 0, 0);
     const slot1 = tlb - 0x30 + IO_TLB_SIZE;
     const at = slot1 - tlb; // 2000: inside the mapping, before the in-slot offset of slot 1
-    mem.fill(tlb + at, 100, 0x6b);
+    mem.fill(physAddr(tlb + at), 100, 0x6b);
     pool.syncSingleForCpu(nvme, tlb + at + 8, 60, FROM_DEVICE);
     const expected = pattern(6000, 4);
     expected.fill(0x6b, at + 8, at + 68);
-    expect(mem.read(orig, 6000)).toEqual(expected);
+    expect(mem.read(physAddr(orig), 6000)).toEqual(expected);
     expect(pool.origAddrOf(nvme, slot1 + 8)).toBe(orig + at + 8);
     // The CPU's side goes the other way through the same arithmetic.
-    mem.fill(orig + at, 16, 0x2c);
+    mem.fill(physAddr(orig + at), 16, 0x2c);
     pool.syncSingleForDevice(nvme, slot1, 16, TO_DEVICE);
-    expect(mem.read(slot1, 16)).toEqual(new Uint8Array(16).fill(0x2c));
+    expect(mem.read(physAddr(slot1), 16)).toEqual(new Uint8Array(16).fill(0x2c));
     // Before the first slot's offset there is still nothing of the mapping.
     expect(() => {
       pool.syncSingleForCpu(nvme, tlb - 8, 8, FROM_DEVICE);
@@ -186,7 +186,7 @@ describe("slot placement", () => {
     expect(tlb & 0xffff).toBe(0x5234);
     expect((tlb - 0x5234 - pool.start) % 0x10000).toBe(0);
     expect(pool.stats.used).toBe(32); // one 64 KiB granule
-    expect(mem.read(tlb, 1)[0]).toBe(0);
+    expect(mem.read(physAddr(tlb), 1)[0]).toBe(0);
     pool.tblUnmapSingle(dev, tlb, 100, TO_DEVICE, 0);
     expect(pool.stats.used).toBe(0);
     // The pad slots are free again: the 1 MiB pool holds sixteen whole 64 KiB granules once more.
@@ -258,13 +258,13 @@ describe("slot placement", () => {
 describe("misuse is refused and changes nothing", () => {
   function snapshot(): unknown {
     const { MemReadBytes: _reads, ...counters } = mem.trace.counters.snapshot().nonZero();
-    return { stats: pool.stats, orig: mem.read(0x60000, 4096), counters };
+    return { stats: pool.stats, orig: mem.read(physAddr(0x60000), 4096), counters };
   }
 
   it("rejects unmapping an address that is not a live bounce buffer (ENOENT) or a wrong size (EINVAL)", () => {
-    mem.write(0x60000, pattern(4096, 9));
+    mem.write(physAddr(0x60000), pattern(4096, 9));
     const tlb = pool.tblMapSingle(plain, 0x60000, 3000, 0, BIDIRECTIONAL, 0, 0);
-    mem.fill(tlb, 3000, 0x77);
+    mem.fill(physAddr(tlb), 3000, 0x77);
     const before = snapshot();
     const bad: [number, number, string][] = [
       [0x123, 3000, "ENOENT"], // not in the pool
@@ -287,7 +287,7 @@ describe("misuse is refused and changes nothing", () => {
 
   it("rejects syncs outside the mapping without copying", () => {
     const tlb = pool.tblMapSingle(plain, 0x60000, 3000, 0, BIDIRECTIONAL, 0, 0);
-    mem.fill(tlb, 3000, 0x77);
+    mem.fill(physAddr(tlb), 3000, 0x77);
     const before = snapshot();
     expect(() => {
       pool.syncSingleForCpu(plain, tlb + 1000, 2001, FROM_DEVICE);

@@ -1,4 +1,4 @@
-import { MiB, PhysicalMemory } from "@dmasim/memory";
+import { MiB, PhysicalMemory, physAddr } from "@dmasim/memory";
 import { Trace } from "@dmasim/trace";
 import { describe, expect, it } from "vitest";
 import { DmaDirection } from "../constants.js";
@@ -12,7 +12,7 @@ function setup(): { mem: PhysicalMemory; pool: SwiotlbPool } {
   const mem = new PhysicalMemory(new Trace(), { ram: [{ base: 0, size: 16 * MiB }] });
   const pool = new SwiotlbPool(mem, { size: 1 * MiB });
   // Leave old data in the pool, as earlier users of the slots would.
-  mem.fill(0x100000, 8192, 0xaa);
+  mem.fill(physAddr(0x100000), 8192, 0xaa);
   const junk = pool.tblMapSingle({ name: "old", minAlignMask: 0 }, 0x100000, 8192, 0, TO_DEVICE, 0, 0);
   pool.tblUnmapSingle({ name: "old", minAlignMask: 0 }, junk, 8192, TO_DEVICE, 0);
   return { mem, pool };
@@ -22,14 +22,14 @@ describe("swiotlbZeroPadding (untrusted devices, iommu_dma_map_swiotlb)", () => 
   it("zeroes the granule around the bounced bytes and leaves the bytes themselves", () => {
     const { mem, pool } = setup();
     const dev = { name: "untrusted", minAlignMask: 0xfff };
-    mem.fill(0x20234, 100, 0x42);
+    mem.fill(physAddr(0x20234), 100, 0x42);
     // The search resumes after the old mapping, so place the new one back at the start by cycling the area.
     const tlb = pool.tblMapSingle(dev, 0x20234, 100, 0xfff, FROM_DEVICE, 0, 0);
     const granule = tlb - 0x234;
-    mem.fill(granule, 4096, 0xaa); // make sure stale bytes are there whatever slot was picked
-    mem.fill(tlb, 100, 0x42);
+    mem.fill(physAddr(granule), 4096, 0xaa); // make sure stale bytes are there whatever slot was picked
+    mem.fill(physAddr(tlb), 100, 0x42);
     expect(swiotlbZeroPadding(pool, tlb, 100, 4096)).toEqual({ pre: 0x234, post: 4096 - 0x234 - 100 });
-    const page = mem.read(granule, 4096);
+    const page = mem.read(physAddr(granule), 4096);
     expect(page.subarray(0, 0x234).every((b) => b === 0)).toBe(true);
     expect(page.subarray(0x234, 0x234 + 100).every((b) => b === 0x42)).toBe(true);
     expect(page.subarray(0x234 + 100).every((b) => b === 0)).toBe(true);

@@ -1,6 +1,7 @@
 import { hex } from "@dmasim/trace";
 import { SwiotlbError } from "./errors.js";
 import type { SwiotlbPool } from "./pool.js";
+import type { PhysAddr } from "@dmasim/memory";
 
 /**
  * Zero the bytes of the IOVA granule around a bounced range that do not belong to it: from the granule
@@ -28,7 +29,7 @@ export function swiotlbZeroPadding(pool: SwiotlbPool, tlbAddr: number, size: num
   if (postEnd - preStart <= 0) throw new SwiotlbError("EINVAL", `${fn}: empty range at ${hex(tlbAddr)}`);
   const pre = tlbAddr - preStart;
   const post = postEnd - postStart;
-  if (pre > 0) pool.memory.fill(preStart, pre, 0);
-  if (post > 0) pool.memory.fill(postStart, post, 0);
+  if (pre > 0) pool.memory.fill(preStart as PhysAddr, pre, 0);
+  if (post > 0) pool.memory.fill(postStart as PhysAddr, post, 0);
   return { pre, post };
 }

@@ -178,7 +178,7 @@ export class SwiotlbPool {
       this.trace.counters.add(Counter.SwiotlbAllocFail);
       return DMA_MAPPING_ERROR;
     }
-    if (!this.memory.isRam(origAddr, mappingSize)) {
+    if (!this.memory.isRam(origAddr as PhysAddr, mappingSize)) {
       throw new SwiotlbError("EINVAL", `${fn}: origAddr = ${hex(origAddr)} + ${mappingSize} bytes is not all RAM: only memory with struct pages can be bounced`);
     }
 
@@ -388,8 +388,8 @@ export class SwiotlbPool {
     if (size === 0) return;
     const orig = this.#locate("swiotlb_bounce", dev, tlbAddr, size);
     const mem = this.memory;
-    if (toDevice) mem.write(tlbAddr, mem.read(orig, size));
-    else mem.write(orig, mem.read(tlbAddr, size));
+    if (toDevice) mem.write(tlbAddr as PhysAddr, mem.read(orig as PhysAddr, size));
+    else mem.write(orig as PhysAddr, mem.read(tlbAddr as PhysAddr, size));
     this.trace.counters.add(Counter.SwiotlbBounceBytes, size);
     const events = this.trace.events;
     if (events.active) {

@@ -1,4 +1,4 @@
-import { MiB, PhysicalMemory } from "@dmasim/memory";
+import { MiB, PhysicalMemory, physAddr } from "@dmasim/memory";
 import { Trace } from "@dmasim/trace";
 import fc from "fast-check";
 import { describe, expect, it } from "vitest";
@@ -63,15 +63,15 @@ describe("swiotlb properties", () => {
           const mem = new PhysicalMemory(new Trace(), { ram: [{ base: 0, size: 8 * MiB }] });
           const pool = new SwiotlbPool(mem, { size: 1 * MiB });
           const dev = { name: "d", minAlignMask };
-          mem.fill(orig, deviceBytes.length, 0x5c);
-          mem.fill(orig - 1, 1, 0x11); // neighbours must survive
-          mem.fill(orig + deviceBytes.length, 1, 0x22);
+          mem.fill(physAddr(orig), deviceBytes.length, 0x5c);
+          mem.fill(physAddr(orig - 1), 1, 0x11); // neighbours must survive
+          mem.fill(physAddr(orig + deviceBytes.length), 1, 0x22);
           const tlb = pool.tblMapSingle(dev, orig, deviceBytes.length, 0, dir, 0, 0);
-          mem.write(tlb, deviceBytes);
+          mem.write(physAddr(tlb), deviceBytes);
           pool.tblUnmapSingle(dev, tlb, deviceBytes.length, dir, 0);
-          expect(mem.read(orig, deviceBytes.length)).toEqual(deviceBytes);
-          expect(mem.read(orig - 1, 1)[0]).toBe(0x11);
-          expect(mem.read(orig + deviceBytes.length, 1)[0]).toBe(0x22);
+          expect(mem.read(physAddr(orig), deviceBytes.length)).toEqual(deviceBytes);
+          expect(mem.read(physAddr(orig - 1), 1)[0]).toBe(0x11);
+          expect(mem.read(physAddr(orig + deviceBytes.length), 1)[0]).toBe(0x22);
         },
       ),
       { numRuns: 100 },

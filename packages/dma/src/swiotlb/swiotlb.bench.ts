@@ -1,4 +1,4 @@
-import { MiB, PhysicalMemory } from "@dmasim/memory";
+import { MiB, PhysicalMemory, unsafePhysAddr } from "@dmasim/memory";
 import { Trace } from "@dmasim/trace";
 import { bench, describe } from "vitest";
 import { DmaDirection } from "../constants.js";
@@ -10,7 +10,7 @@ const mem = new PhysicalMemory(new Trace(), { ram: [{ base: 0, size: 256 * MiB }
 const pool = new SwiotlbPool(mem); // the default 64 MiB pool
 const dev = { name: TRUSTED_BDF, minAlignMask: 0 };
 const orig = 128 * MiB;
-mem.fill(orig, 64 * 1024, 0x5a);
+mem.fill(unsafePhysAddr(orig), 64 * 1024, 0x5a);
 
 describe("swiotlb map + unmap (64 MiB pool, bytes really copied)", () => {
   bench("4 KiB DMA_TO_DEVICE", () => {

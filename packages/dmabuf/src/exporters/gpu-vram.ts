@@ -1,4 +1,4 @@
-import { MiB, PAGE_SIZE } from "@dmasim/memory";
+import { MiB, PAGE_SIZE, unsafePhysAddr } from "@dmasim/memory";
 import type { DmaDirection } from "@dmasim/dma";
 import { PciP2pdmaMapType } from "@dmasim/pcie-p2p";
 import type { P2pdmaProvider } from "@dmasim/pcie-p2p";
@@ -113,7 +113,7 @@ export class GpuVramExporter {
       } else {
         bo.phys[i] = memory.allocator.allocPages(this.blockBytes / PAGE_SIZE);
       }
-      memory.fill(bo.phys[i] ?? 0, this.blockBytes, 0);
+      memory.fill(unsafePhysAddr(bo.phys[i] ?? 0), this.blockBytes, 0);
     }
     const ops: DmaBufOps = {
       pin: (a) => this.#pin(bo, a),
@@ -178,7 +178,7 @@ export class GpuVramExporter {
   cpuWrite(buf: DmaBuf, offset: number, bytes: Uint8Array): void {
     const memory = this.system.kernel.memory;
     this.#pieces(this.#boOf("gpu_bo_write", buf), offset, bytes.length, (phys, at, n) => {
-      memory.write(phys, bytes.subarray(at, at + n));
+      memory.write(unsafePhysAddr(phys), bytes.subarray(at, at + n));
     });
   }
 
@@ -187,7 +187,7 @@ export class GpuVramExporter {
     const out = new Uint8Array(len);
     const memory = this.system.kernel.memory;
     this.#pieces(this.#boOf("gpu_bo_read", buf), offset, len, (phys, at, n) => {
-      memory.readInto(phys, out.subarray(at, at + n));
+      memory.readInto(unsafePhysAddr(phys), out.subarray(at, at + n));
     });
     return out;
   }

@@ -1,4 +1,4 @@
-import { PAGE_SIZE } from "@dmasim/memory";
+import { PAGE_SIZE, unsafePhysAddr } from "@dmasim/memory";
 import type { DmaDirection } from "@dmasim/dma";
 import type { SgTable } from "@dmasim/scatterlist";
 import { DmaBuf, dmaBufExport } from "../dma-buf.js";
@@ -71,7 +71,7 @@ export class SystemHeap {
   /** CPU write into the buffer (a vmap'd write), for tests and examples. */
   cpuWrite(buf: DmaBuf, offset: number, bytes: Uint8Array): void {
     forEachPiece(buf, offset, bytes.length, (phys, at, n) => {
-      this.system.kernel.memory.write(phys, bytes.subarray(at, at + n));
+      this.system.kernel.memory.write(unsafePhysAddr(phys), bytes.subarray(at, at + n));
     });
   }
 
@@ -79,7 +79,7 @@ export class SystemHeap {
   cpuRead(buf: DmaBuf, offset: number, len: number): Uint8Array {
     const out = new Uint8Array(len);
     forEachPiece(buf, offset, len, (phys, at, n) => {
-      this.system.kernel.memory.readInto(phys, out.subarray(at, at + n));
+      this.system.kernel.memory.readInto(unsafePhysAddr(phys), out.subarray(at, at + n));
     });
     return out;
   }

@@ -13,6 +13,7 @@ import type { Classified } from "../classify.js";
 import { SgDmaFlag } from "../constants.js";
 import type { SgLayout } from "../layout.js";
 import type { SgTable } from "../sg-table.js";
+import type { Iova } from "@dmasim/iommu";
 
 export interface ClassicResult {
   readonly ret: number;
@@ -59,8 +60,8 @@ export function mapSgClassic(dev: DmaDevice, table: SgTable, nents: number, cls:
       // iommu_map_sg's error path unmaps what it mapped (with its IOTLB sync), then the IOVA goes back.
       const domain = dev.domain;
       if (mapped > 0 && domain !== undefined) {
-        const { freed } = domain.unmap(iova, mapped);
-        domain.invalidateRange(iova, mapped);
+        const { freed } = domain.unmap(iova as Iova, mapped);
+        domain.invalidateRange(iova as Iova, mapped);
         domain.releasePtPages(freed);
       }
       iommuDmaFreeIovaForDevice(dev, iova, lay.iovaLen);

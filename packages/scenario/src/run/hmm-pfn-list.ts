@@ -21,6 +21,7 @@ import type { DmirrorFaultStep, Mm, MmuNotifierRange } from "@dmasim/hmm-odp";
 import { PAGE_SIZE } from "@dmasim/memory";
 import type { Endpoint } from "@dmasim/pcie-p2p";
 import { DmasimStateError } from "@dmasim/trace";
+import { unsafeIova } from "@dmasim/iommu";
 
 const BIDIR = DmaDirection.BIDIRECTIONAL;
 /** Attempts of the read_begin / hmm_range_fault / read_retry loop before giving up with -EBUSY. */
@@ -106,7 +107,7 @@ export class PfnListMirror {
     const i = Math.floor((addr - this.start) / PAGE_SIZE);
     const a = this.dmaAddr[i];
     if (a === undefined || Number.isNaN(a)) return undefined;
-    const phys = this.dev.ops === "iommu" ? this.dev.domain?.iovaToPhys(a) : a - this.dev.busOffset;
+    const phys = this.dev.ops === "iommu" ? this.dev.domain?.iovaToPhys(unsafeIova(a)) : a - this.dev.busOffset;
     return phys === undefined ? undefined : { phys };
   }
 

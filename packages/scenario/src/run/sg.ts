@@ -1,5 +1,5 @@
 import { DmaDirection } from "@dmasim/dma";
-import { PAGE_SIZE } from "@dmasim/memory";
+import { PAGE_SIZE, unsafePhysAddr } from "@dmasim/memory";
 import { Xorshift32 } from "@dmasim/trace";
 import { dmaMapSgtable, dmaUnmapSgtable, sgAllocTable, sgFreeTable, sgSetPhys, sgtableDmaSegments } from "@dmasim/scatterlist";
 import type { Scenario, SgWorkload } from "../types.js";
@@ -39,7 +39,7 @@ export function runSg(s: Scenario, w: SgWorkload, ctx: RunContext): RunResult {
   let at = 0;
   sizes.forEach((len, i) => {
     const d = pattern(len, (s.seed ?? 1) * 131 + i);
-    mem.write(phys[i] ?? 0, d);
+    mem.write(unsafePhysAddr(phys[i] ?? 0), d);
     expected.set(d, at);
     at += len;
   });

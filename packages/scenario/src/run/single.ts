@@ -9,7 +9,7 @@ import {
   dmaMappingError,
   dmaUnmapPhys,
 } from "@dmasim/dma";
-import { PAGE_SIZE } from "@dmasim/memory";
+import { PAGE_SIZE, unsafePhysAddr } from "@dmasim/memory";
 import type { Scenario, SingleWorkload } from "../types.js";
 import { equal, finish, pattern } from "./finish.js";
 import type { Outcome } from "./finish.js";
@@ -44,9 +44,9 @@ export function runSingle(s: Scenario, w: SingleWorkload, ctx: RunContext): RunR
   for (let i = 0; i < w.buffers; i++) {
     const phys = base + i * (pages + 1) * PAGE_SIZE + offset;
     // Kernel data sharing the first page with the buffer: an untrusted device must never see it.
-    if (offset > 0) mem.fill(phys - offset, offset, 0xee);
+    if (offset > 0) mem.fill(unsafePhysAddr(phys - offset), offset, 0xee);
     const data = pattern(w.bytes, seed * 7919 + i);
-    mem.write(phys, data);
+    mem.write(unsafePhysAddr(phys), data);
     buffers.push({ phys, data });
   }
   const before = platform.trace.counters.snapshot();
