@@ -1,4 +1,4 @@
-import { DmaIovaState, dmaUnmapPhys } from "@dmasim/dma";
+import { DmaIovaState, dmaUnmapPhys, type DmaAddr } from "@dmasim/dma";
 import type { IommuMode } from "@dmasim/dma";
 import { PAGE_SIZE } from "@dmasim/memory";
 import { bench, describe } from "vitest";
@@ -26,7 +26,7 @@ function setup(mode: IommuMode, ranges: (base: number) => (readonly [number, num
       lens[n++] = iter.len;
     } while (blkRqDmaMapIterNext(rq, f.dev, state, iter));
     if (!blkRqDmaUnmap(rq, f.dev, state, rq.dataLen, iter.p2pdma.map)) {
-      for (let i = 0; i < n; i++) dmaUnmapPhys(f.dev, addrs[i] ?? 0, lens[i] ?? 0, rqDmaDir(rq));
+      for (let i = 0; i < n; i++) dmaUnmapPhys(f.dev, (addrs[i] ?? 0) as DmaAddr, lens[i] ?? 0, rqDmaDir(rq));
     }
   };
 }

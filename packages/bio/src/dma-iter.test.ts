@@ -1,4 +1,4 @@
-import { DMA_ATTR_MMIO, DmaIovaState, dmaUnmapPhys } from "@dmasim/dma";
+import { DMA_ATTR_MMIO, DmaIovaState, dmaUnmapPhys, dmaAddr } from "@dmasim/dma";
 import { PAGE_SIZE, physAddr } from "@dmasim/memory";
 import { PciP2pdmaMapType, PcieAccessError } from "@dmasim/pcie-p2p";
 import { Counter } from "@dmasim/dma";
@@ -86,7 +86,7 @@ describe("blk_rq_dma_map_iter on iommu-dma", () => {
     expect(deviceRead(f, segs)).toEqual(requestBytes(f, bios));
     expect(rq.dmaBookkeeping).toBe(BLK_DMA_ITER_BYTES + DMA_IOVA_STATE_BYTES + 2 * DMA_VEC_BYTES);
     expect(blkRqDmaUnmap(rq, f.dev, state, rq.dataLen, iter.p2pdma.map)).toBe(false);
-    for (const [addr, len] of segs) dmaUnmapPhys(f.dev, addr, len, 1);
+    for (const [addr, len] of segs) dmaUnmapPhys(f.dev, dmaAddr(addr), len, 1);
     expect(f.dev.domain?.mappedBytes).toBe(0);
   });
 
@@ -235,7 +235,7 @@ describe("blk_rq_dma_map_iter with P2P memory", () => {
     expect(segs).toHaveLength(2);
     expect(deviceRead(f, segs)).toEqual(bytes);
     expect(blkRqDmaUnmap(rq, f.dev, state, rq.dataLen, iter.p2pdma.map)).toBe(false);
-    for (const [addr, len] of segs) dmaUnmapPhys(f.dev, addr, len, 1, DMA_ATTR_MMIO);
+    for (const [addr, len] of segs) dmaUnmapPhys(f.dev, dmaAddr(addr), len, 1, DMA_ATTR_MMIO);
     expect(f.dev.domain?.mappedBytes).toBe(0);
   });
 

@@ -27,6 +27,7 @@ import { checkRequest, reqPhysGapIntersects, rqDmaDir } from "./request.js";
 import type { Request } from "./request.js";
 import { BLK_STS_INVAL, BLK_STS_OK, BLK_STS_RESOURCE, errnoToBlkStatus } from "./status.js";
 import type { BlkStatus } from "./status.js";
+import type { PhysAddr } from "@dmasim/memory";
 
 /**
  * Bytes of per-request DMA bookkeeping, as laid out on a 64-bit kernel: struct blk_dma_iter (addr, len,
@@ -96,7 +97,7 @@ function blkDmaMapBus(iter: BlkDmaIter): boolean {
 /** blk_dma_map_direct: one dma_map_phys per phys vec (MMIO attributes for a peer behind the host bridge). */
 function blkDmaMapDirect(rq: Request, dev: DmaDevice, iter: BlkDmaIter): boolean {
   const attrs = iter.p2pdma.map === PciP2pdmaMapType.THRU_HOST_BRIDGE ? DMA_ATTR_MMIO : 0;
-  const addr = dmaMapPhys(dev, iter.iter.paddr, iter.iter.len, rqDmaDir(rq), attrs);
+  const addr = dmaMapPhys(dev, iter.iter.paddr as PhysAddr, iter.iter.len, rqDmaDir(rq), attrs);
   if (dmaMappingError(dev, addr) !== 0) {
     iter.status = BLK_STS_RESOURCE;
     return false;

@@ -1,5 +1,5 @@
-import { DmaDirection, DmaIovaState, dmaMapPhys, dmaMappingError, dmaUnmapPhys } from "@dmasim/dma";
-import { PAGE_SIZE } from "@dmasim/memory";
+import { DmaDirection, DmaIovaState, dmaMapPhys, dmaMappingError, dmaUnmapPhys, dmaAddr } from "@dmasim/dma";
+import { PAGE_SIZE, physAddr } from "@dmasim/memory";
 import { Counter } from "@dmasim/dma";
 import { describe, expect, it } from "vitest";
 import { BlkDmaIter, blkRqDmaMapIterStart } from "./dma-iter.js";
@@ -21,7 +21,7 @@ describe("a link failure in the middle of a coalesced request", () => {
     const filler = allocPages(f, 80, 7);
     const held: [number, number][] = [];
     for (let i = 0; i < 80; i++) {
-      const addr = dmaMapPhys(dev, filler + i * PAGE_SIZE + 512, 3072, DmaDirection.TO_DEVICE);
+      const addr = dmaMapPhys(dev, physAddr(filler + i * PAGE_SIZE + 512), 3072, DmaDirection.TO_DEVICE);
       if (dmaMappingError(dev, addr) !== 0) break;
       held.push([addr, 3072]);
     }
@@ -64,7 +64,7 @@ describe("a link failure in the middle of a coalesced request", () => {
     expect(moved.get(Counter.DmaBookkeepingBytesAllocated)).toBe(moved.get(Counter.DmaBookkeepingBytesFreed));
 
     // Once the pool has room again the same request maps and coalesces.
-    for (const [addr, len] of held) dmaUnmapPhys(dev, addr, len, DmaDirection.TO_DEVICE);
+    for (const [addr, len] of held) dmaUnmapPhys(dev, dmaAddr(addr), len, DmaDirection.TO_DEVICE);
     expect(blkRqDmaMapIterStart(rq, dev, state, iter)).toBe(true);
     expect(iter.len).toBe(PAGE_SIZE + 512);
   });

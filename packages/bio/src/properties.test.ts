@@ -1,4 +1,4 @@
-import { DmaIovaState, dmaUnmapPhys } from "@dmasim/dma";
+import { DmaIovaState, dmaUnmapPhys, dmaAddr } from "@dmasim/dma";
 import { PcieAccessError } from "@dmasim/pcie-p2p";
 import type { IommuMode } from "@dmasim/dma";
 import { PAGE_SIZE } from "@dmasim/memory";
@@ -98,7 +98,7 @@ describe("properties of blk_rq_dma_map_iter", () => {
         }
 
         if (!blkRqDmaUnmap(rq, f.dev, state, rq.dataLen, iter.p2pdma.map)) {
-          for (const [a, l] of segs) dmaUnmapPhys(f.dev, a, l, rqDmaDir(rq));
+          for (const [a, l] of segs) dmaUnmapPhys(f.dev, dmaAddr(a), l, rqDmaDir(rq));
         }
         if (iommu) {
           f.kernel.flushAll();

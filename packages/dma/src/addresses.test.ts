@@ -1,5 +1,5 @@
 import { describe, expect, it } from "vitest";
-import { GiB, type PhysAddr } from "@dmasim/memory";
+import { GiB, type PhysAddr, physAddr } from "@dmasim/memory";
 import { createPlatform } from "@dmasim/pcie-p2p";
 import { DmasimInputError } from "@dmasim/trace";
 import { createDmaKernel, dmaAddr, DmaDirection, DmaInputError, dmaMapPhys, dmaMappingError, dmaToPhys, dmaUnmapPhys, physToDma, unsafeDmaAddr } from "./index.js";
@@ -45,9 +45,9 @@ describe("DmaAddr brand", () => {
     expect(platform.endpoint(TRUSTED_BDF).dmaRead(addr, 64)).toEqual(bytes);
     const back: PhysAddr | undefined = platform.iommuFor(TRUSTED_BDF)?.domainOf(TRUSTED_BDF)?.iovaToPhys(iova(addr));
     expect(back).toBe(phys);
-    dmaUnmapPhys(dev, Number(addr), 64, DmaDirection.TO_DEVICE); // a plain number is accepted (widening)
+    dmaUnmapPhys(dev, dmaAddr(Number(addr)), 64, DmaDirection.TO_DEVICE); // a plain number is accepted (widening)
     const direct = createDmaKernel(createPlatform({ memory: { ramBytes: 1 * GiB }, endpoints: [{ bdf: TRUSTED_BDF }] })).device(TRUSTED_BDF);
-    const bus: DmaAddr = physToDma(direct, 0x4000);
+    const bus: DmaAddr = physToDma(direct, physAddr(0x4000));
     const cpu: PhysAddr = dmaToPhys(direct, bus);
     expect(cpu).toBe(0x4000);
   });

@@ -16,6 +16,7 @@ import {
 } from "./index.js";
 import { DEV, freshPages, moved, pattern, rig } from "./test-fixtures.js";
 import { iova } from "@dmasim/iommu";
+import { dmaAddr } from "./constants.js";
 
 describe("dmaAllocCoherent", () => {
   it("returns zeroed memory even when the pages held old data", () => {
@@ -143,7 +144,7 @@ describe("dmaFreeCoherent", () => {
       const [size, cpu, handle] = call(buf);
       let err: unknown;
       try {
-        dmaFreeCoherent(dev, size, cpu, handle);
+        dmaFreeCoherent(dev, size, physAddr(cpu), dmaAddr(handle));
       } catch (e) {
         err = e;
       }
@@ -161,7 +162,7 @@ describe("dmaFreeCoherent", () => {
     const { platform, kernel, dev } = rig({ kernel: { debug: "collect" } });
     const buf = dmaAllocCoherent(dev, 4096)!;
     const allocated = platform.memory.allocator.allocatedPages;
-    dmaFreeCoherent(dev, 4096, buf.cpuAddr + PAGE_SIZE, buf.dmaHandle);
+    dmaFreeCoherent(dev, 4096, physAddr(buf.cpuAddr + PAGE_SIZE), buf.dmaHandle);
     // Carrying on like the kernel, the pages the handle names go back — not the wrong address.
     expect(platform.memory.allocator.allocatedPages).toBe(allocated - 1);
     expect(platform.memory.allocator.allocPages(1)).toBe(buf.cpuAddr);
@@ -172,13 +173,13 @@ describe("dmaFreeCoherent", () => {
   it("freeing a streaming mapping as coherent, or unmapping a coherent buffer, is the wrong function", () => {
     const { platform, kernel, dev } = rig({ kernel: { debug: "collect" } });
     const phys = freshPages(platform, 1);
-    const addr = dmaMapPhys(dev, phys, 4096, DmaDirection.BIDIRECTIONAL);
+    const addr = dmaMapPhys(dev, physAddr(phys), 4096, DmaDirection.BIDIRECTIONAL);
     dmaMappingError(dev, addr);
     const buf = dmaAllocCoherent(dev, 4096)!;
     dmaUnmapPhys(dev, buf.dmaHandle, 4096, DmaDirection.BIDIRECTIONAL);
     expect(kernel.debugReports().map((r) => r.check)).toEqual(["unmap-wrong-function"]);
     expect(kernel.debugReports()[0]!.message).toMatch(/\[mapped as coherent\] \[unmapped as phy\]/);
-    dmaFreeCoherent(dev, 4096, phys, addr);
+    dmaFreeCoherent(dev, 4096, physAddr(phys), addr);
     expect(kernel.debugReports().map((r) => r.check)).toEqual(["unmap-wrong-function", "unmap-wrong-function"]);
     expect(kernel.debugReports()[1]!.message).toMatch(/\[mapped as phy\] \[unmapped as coherent\]/);
   });

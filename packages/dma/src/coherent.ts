@@ -64,7 +64,7 @@ export function dmaAllocCoherent(dev: DmaDevice, size: number, attrs = 0): DmaCo
 }
 
 /** dma_free_coherent: size, CPU address and handle must be those the allocation returned. */
-export function dmaFreeCoherent(dev: DmaDevice, size: number, cpuAddr: PhysAddr | number, dmaHandle: DmaAddr | number, attrs = 0): void {
+export function dmaFreeCoherent(dev: DmaDevice, size: number, cpuAddr: PhysAddr, dmaHandle: DmaAddr, attrs = 0): void {
   const fn = "dma_free_coherent";
   checkDevice(fn, dev);
   checkSize(fn, "size", size);

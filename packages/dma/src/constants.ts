@@ -60,7 +60,7 @@ export function errnoName(err: number): string {
 /**
  * A DMA (bus) address as the device uses it (`dma_addr_t`). Branded so a physical address cannot be
  * handed to a device by mistake. Every DMA API call that yields an address returns it; parameters take
- * `DmaAddr | number`, so plain numbers still work. Made by `dmaAddr()` (checked) or `unsafeDmaAddr()`.
+ * a `DmaAddr` too. Made by `dmaAddr()` (checked) or `unsafeDmaAddr()` (a cast for values known good).
  */
 export type DmaAddr = number & { readonly __brand: "DmaAddr" };
 

@@ -62,24 +62,24 @@ export function iommuUnmap(dev: DmaDevice, iova: number, size: number): number {
  * The single-mapping paths under dma_map_phys, without dma-debug or the API's trace slice: what the
  * kernel's own map_sg implementations call per segment (iommu_dma_map_phys, dma_direct_map_phys).
  */
-export function dmaMapPhysUntracked(dev: DmaDevice, phys: PhysAddr | number, size: number, dir: DmaDirection, attrs: number): DmaAddr {
+export function dmaMapPhysUntracked(dev: DmaDevice, phys: PhysAddr, size: number, dir: DmaDirection, attrs: number): DmaAddr {
   return dev.ops === "iommu" ? iommuDmaMapPhys(dev, phys, size, dir, attrs) : dmaDirectMapPhys(dev, phys, size, dir, attrs);
 }
 
 /** iommu_dma_unmap_phys / dma_direct_unmap_phys, without dma-debug. */
-export function dmaUnmapPhysUntracked(dev: DmaDevice, addr: DmaAddr | number, size: number, dir: DmaDirection, attrs: number): void {
+export function dmaUnmapPhysUntracked(dev: DmaDevice, addr: DmaAddr, size: number, dir: DmaDirection, attrs: number): void {
   if (dev.ops === "iommu") iommuDmaUnmapPhys(dev, addr, size, dir, attrs);
   else dmaDirectUnmapPhys(dev, addr, size, dir, attrs);
 }
 
 /** iommu_dma_sync_single_for_cpu / dma_direct_sync_single_for_cpu, without dma-debug. */
-export function dmaSyncSingleForCpuUntracked(dev: DmaDevice, addr: DmaAddr | number, size: number, dir: DmaDirection): void {
+export function dmaSyncSingleForCpuUntracked(dev: DmaDevice, addr: DmaAddr, size: number, dir: DmaDirection): void {
   if (dev.ops === "iommu") iommuDmaSyncSingleForCpu(dev, addr, size, dir);
   else dmaDirectSyncSingleForCpu(dev, addr, size, dir);
 }
 
 /** iommu_dma_sync_single_for_device / dma_direct_sync_single_for_device, without dma-debug. */
-export function dmaSyncSingleForDeviceUntracked(dev: DmaDevice, addr: DmaAddr | number, size: number, dir: DmaDirection): void {
+export function dmaSyncSingleForDeviceUntracked(dev: DmaDevice, addr: DmaAddr, size: number, dir: DmaDirection): void {
   if (dev.ops === "iommu") iommuDmaSyncSingleForDevice(dev, addr, size, dir);
   else dmaDirectSyncSingleForDevice(dev, addr, size, dir);
 }

@@ -20,6 +20,7 @@ import {
 } from "./index.js";
 import type { CostReport } from "./index.js";
 import { freshPages, rig } from "./test-fixtures.js";
+import { dmaAddr } from "./constants.js";
 
 const PAGES = 256;
 
@@ -41,7 +42,7 @@ describe("kernel.costs()", () => {
     const { platform, kernel, dev } = rig();
     const phys = freshPages(platform, 1);
     const since = platform.trace.counters.snapshot();
-    const addr = dmaMapPhys(dev, phys, PAGE_SIZE, DmaDirection.TO_DEVICE);
+    const addr = dmaMapPhys(dev, physAddr(phys), PAGE_SIZE, DmaDirection.TO_DEVICE);
     dmaMappingError(dev, addr);
     const report = kernel.costs(since);
     expect(report.counters).toMatchObject({ DmaMapCalls: 1, IotlbSyncMap: 1, PteWrites: 1 });
@@ -93,7 +94,7 @@ describe("the cost profile", () => {
     const base = rig();
     const cheap = rig({ kernel: { costProfile: { IotlbSyncMap: 1000 } } });
     for (const r of [base, cheap]) {
-      const addr = dmaMapPhys(r.dev, freshPages(r.platform, 1), PAGE_SIZE, DmaDirection.TO_DEVICE);
+      const addr = dmaMapPhys(r.dev, physAddr(freshPages(r.platform, 1)), PAGE_SIZE, DmaDirection.TO_DEVICE);
       dmaMappingError(r.dev, addr);
     }
     expect(base.kernel.costs().counters.IotlbSyncMap).toBe(1);
@@ -153,7 +154,7 @@ describe("the two-step API against per-page dma_map_phys: 256 pages", () => {
     const sinceClassic = classic.platform.trace.counters.snapshot();
     const addrs: number[] = [];
     for (let i = 0; i < PAGES; i++) {
-      const a = dmaMapPhys(classic.dev, physClassic + i * PAGE_SIZE, PAGE_SIZE, DmaDirection.TO_DEVICE);
+      const a = dmaMapPhys(classic.dev, physAddr(physClassic + i * PAGE_SIZE), PAGE_SIZE, DmaDirection.TO_DEVICE);
       expect(dmaMappingError(classic.dev, a)).toBe(0);
       addrs.push(a);
     }
@@ -175,6 +176,6 @@ describe("the two-step API against per-page dma_map_phys: 256 pages", () => {
     expect(classic.ep.dmaRead(addrs[100]!, 3)).toEqual(new Uint8Array([1, 2, 3]));
 
     dmaIovaDestroy(two.dev, state, PAGES * PAGE_SIZE, DmaDirection.TO_DEVICE, 0);
-    for (const a of addrs) dmaUnmapPhys(classic.dev, a, PAGE_SIZE, DmaDirection.TO_DEVICE);
+    for (const a of addrs) dmaUnmapPhys(classic.dev, dmaAddr(a), PAGE_SIZE, DmaDirection.TO_DEVICE);
   });
 });

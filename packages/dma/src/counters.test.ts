@@ -1,5 +1,5 @@
 import { describe, expect, it } from "vitest";
-import { PAGE_SIZE } from "@dmasim/memory";
+import { PAGE_SIZE, physAddr } from "@dmasim/memory";
 import { IommuCounter } from "@dmasim/iommu";
 import { MemoryCounter } from "@dmasim/memory";
 import { PcieP2pCounter } from "@dmasim/pcie-p2p";
@@ -21,7 +21,7 @@ describe("the platform's counter blocks", () => {
   it("a kernel's platform names every counter by its block, whichever layer declared it", () => {
     const { platform, dev } = rig();
     const phys = freshPages(platform, 1);
-    const addr = dmaMapPhys(dev, phys, PAGE_SIZE, DmaDirection.FROM_DEVICE);
+    const addr = dmaMapPhys(dev, physAddr(phys), PAGE_SIZE, DmaDirection.FROM_DEVICE);
     expect(dmaMappingError(dev, addr)).toBe(0);
     dmaUnmapPhys(dev, addr, PAGE_SIZE, DmaDirection.FROM_DEVICE);
     const names = platform.trace.counters.names;

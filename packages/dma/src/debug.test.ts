@@ -1,5 +1,5 @@
 import { describe, expect, it } from "vitest";
-import { GiB, PAGE_SIZE, PageFlag, physAddr } from "@dmasim/memory";
+import { GiB, PAGE_SIZE, PageFlag, physAddr, unsafePhysAddr } from "@dmasim/memory";
 import { Counter } from "./counters.js";
 import {
   DMA_ATTR_MMIO,
@@ -19,6 +19,7 @@ import type { DmaDevice } from "./device.js";
 import { DEV, freshPages, moved, pattern, rig } from "./test-fixtures.js";
 import type { Rig } from "./test-fixtures.js";
 import { iova } from "@dmasim/iommu";
+import { dmaAddr } from "./constants.js";
 
 const { BIDIRECTIONAL, TO_DEVICE, FROM_DEVICE } = DmaDirection;
 
@@ -26,7 +27,7 @@ const { BIDIRECTIONAL, TO_DEVICE, FROM_DEVICE } = DmaDirection;
 function mapped(r: Rig, len: number, dir: DmaDirection = BIDIRECTIONAL): { phys: number; addr: number } {
   const phys = freshPages(r.platform, Math.ceil(len / PAGE_SIZE));
   r.platform.memory.write(physAddr(phys), pattern(len, 3));
-  const addr = dmaMapPhys(r.dev, phys, len, dir);
+  const addr = dmaMapPhys(r.dev, physAddr(phys), len, dir);
   expect(dmaMappingError(r.dev, addr)).toBe(0);
   return { phys, addr };
 }
@@ -68,7 +69,7 @@ const unmapCases: UnmapCase[] = [
     check: "unmap-not-mapped",
     wording: /device driver tries to free DMA memory it has not allocated \[device address=0x[0-9a-f]{16}\] \[size=4096 bytes\]/,
     misuse: (dev, addr) => {
-      dmaUnmapPhys(dev, addr + 64 * PAGE_SIZE, 4096, BIDIRECTIONAL);
+      dmaUnmapPhys(dev, dmaAddr(addr + 64 * PAGE_SIZE), 4096, BIDIRECTIONAL);
     },
   },
   {
@@ -76,7 +77,7 @@ const unmapCases: UnmapCase[] = [
     check: "unmap-size-mismatch",
     wording: /device driver frees DMA memory with different size .*\[map size=4096 bytes\] \[unmap size=2048 bytes\]/,
     misuse: (dev, addr) => {
-      dmaUnmapPhys(dev, addr, 2048, BIDIRECTIONAL);
+      dmaUnmapPhys(dev, dmaAddr(addr), 2048, BIDIRECTIONAL);
     },
   },
   {
@@ -84,7 +85,7 @@ const unmapCases: UnmapCase[] = [
     check: "unmap-direction-mismatch",
     wording: /device driver frees DMA memory with different direction .*\[mapped with DMA_BIDIRECTIONAL\] \[unmapped with DMA_TO_DEVICE\]/,
     misuse: (dev, addr) => {
-      dmaUnmapPhys(dev, addr, 4096, TO_DEVICE);
+      dmaUnmapPhys(dev, dmaAddr(addr), 4096, TO_DEVICE);
     },
   },
 ];
@@ -105,7 +106,7 @@ describe("dma-debug: unmap checks", () => {
       expect(r.dev.domain!.iovaToPhys(iova(addr))).toBe(phys);
       expect(r.ep.dmaRead(addr, 4096)).toEqual(pattern(4096, 3));
       expect(r.kernel.debug.entries(r.dev.bdf)).toHaveLength(1);
-      dmaUnmapPhys(r.dev, addr, 4096, BIDIRECTIONAL);
+      dmaUnmapPhys(r.dev, dmaAddr(addr), 4096, BIDIRECTIONAL);
       expect(r.dev.domain!.iovaToPhys(iova(addr))).toBeUndefined();
       expect(r.kernel.debug.entries(r.dev.bdf)).toHaveLength(0);
       expect(checks(r)).toEqual([c.check]);
@@ -126,7 +127,7 @@ describe("dma-debug: unmap checks", () => {
   it("a mapping whose error was never checked is reported at unmap, and still unmapped", () => {
     const r = rig();
     const phys = freshPages(r.platform, 1);
-    const addr = dmaMapPhys(r.dev, phys, 4096, BIDIRECTIONAL);
+    const addr = dmaMapPhys(r.dev, physAddr(phys), 4096, BIDIRECTIONAL);
     const err = thrown(() => {
       dmaUnmapPhys(r.dev, addr, 4096, BIDIRECTIONAL);
     });
@@ -142,7 +143,7 @@ describe("dma-debug: unmap checks", () => {
   it('"collect" unmaps anyway and records every finding of one bad unmap', () => {
     const r = rig({ kernel: { debug: "collect" } });
     const phys = freshPages(r.platform, 1);
-    const addr = dmaMapPhys(r.dev, phys, 4096, BIDIRECTIONAL);
+    const addr = dmaMapPhys(r.dev, physAddr(phys), 4096, BIDIRECTIONAL);
     dmaUnmapPhys(r.dev, addr, 4096, FROM_DEVICE);
     expect(checks(r)).toEqual(["unmap-direction-mismatch", "mapping-error-not-checked"]);
     expect(r.kernel.debug.entries(r.dev.bdf)).toHaveLength(0);
@@ -153,14 +154,14 @@ describe("dma-debug: unmap checks", () => {
     for (const iommuMode of ["strict", "off"] as const) {
       const r = rig({ kernel: { debug: "collect", iommuMode } });
       const phys = iommuMode === "off" ? 5 * GiB : freshPages(r.platform, 4); // "off": a bounced mapping
-      const addr = dmaMapPhys(r.dev, phys, 2 * PAGE_SIZE, BIDIRECTIONAL);
+      const addr = dmaMapPhys(r.dev, physAddr(phys), 2 * PAGE_SIZE, BIDIRECTIONAL);
       dmaMappingError(r.dev, addr);
       dmaUnmapPhys(r.dev, addr, 4 * PAGE_SIZE, BIDIRECTIONAL);
       expect(checks(r)).toEqual(["unmap-size-mismatch"]);
       if (iommuMode === "strict") expect(r.dev.domain!.mappedBytes).toBe(0);
       else expect(r.kernel.swiotlb!.stats.used).toBe(0);
       // The allocator is intact: the same sizes map again without a warning.
-      const again = dmaMapPhys(r.dev, phys, 4 * PAGE_SIZE, BIDIRECTIONAL);
+      const again = dmaMapPhys(r.dev, physAddr(phys), 4 * PAGE_SIZE, BIDIRECTIONAL);
       expect(dmaMappingError(r.dev, again)).toBe(0);
       dmaUnmapPhys(r.dev, again, 4 * PAGE_SIZE, BIDIRECTIONAL);
       expect(checks(r)).toEqual(["unmap-size-mismatch"]);
@@ -170,7 +171,7 @@ describe("dma-debug: unmap checks", () => {
   it('"off" checks nothing', () => {
     const r = rig({ kernel: { debug: "off" } });
     const phys = freshPages(r.platform, 1);
-    const addr = dmaMapPhys(r.dev, phys, 4096, BIDIRECTIONAL);
+    const addr = dmaMapPhys(r.dev, physAddr(phys), 4096, BIDIRECTIONAL);
     dmaUnmapPhys(r.dev, addr, 4096, FROM_DEVICE);
     expect(r.kernel.debugReports()).toHaveLength(0);
     expect(r.dev.domain!.iovaToPhys(iova(addr))).toBeUndefined();
@@ -195,7 +196,7 @@ const syncCases: SyncCase[] = [
     wording: /device driver tries to sync DMA memory it has not allocated/,
     dir: BIDIRECTIONAL,
     misuse: (dev, addr) => {
-      dmaSyncSingleForCpu(dev, addr + 64 * PAGE_SIZE, 64, BIDIRECTIONAL);
+      dmaSyncSingleForCpu(dev, dmaAddr(addr + 64 * PAGE_SIZE), 64, BIDIRECTIONAL);
     },
   },
   {
@@ -204,7 +205,7 @@ const syncCases: SyncCase[] = [
     wording: /device driver syncs DMA memory outside allocated range .*\[allocation size=4096 bytes\] \[sync offset\+size=4160\]/,
     dir: BIDIRECTIONAL,
     misuse: (dev, addr) => {
-      dmaSyncSingleForCpu(dev, addr + 64, 4096, BIDIRECTIONAL);
+      dmaSyncSingleForCpu(dev, dmaAddr(addr + 64), 4096, BIDIRECTIONAL);
     },
   },
   {
@@ -213,7 +214,7 @@ const syncCases: SyncCase[] = [
     wording: /device driver syncs DMA memory with different direction .*\[mapped with DMA_FROM_DEVICE\] \[synced with DMA_BIDIRECTIONAL\]/,
     dir: FROM_DEVICE,
     misuse: (dev, addr) => {
-      dmaSyncSingleForCpu(dev, addr, 4096, BIDIRECTIONAL);
+      dmaSyncSingleForCpu(dev, dmaAddr(addr), 4096, BIDIRECTIONAL);
     },
   },
   {
@@ -223,7 +224,7 @@ const syncCases: SyncCase[] = [
     wording: /device driver syncs device read-only DMA memory for cpu .*\[mapped with DMA_TO_DEVICE\] \[synced with DMA_FROM_DEVICE\]/,
     dir: TO_DEVICE,
     misuse: (dev, addr) => {
-      dmaSyncSingleForCpu(dev, addr, 4096, FROM_DEVICE);
+      dmaSyncSingleForCpu(dev, dmaAddr(addr), 4096, FROM_DEVICE);
     },
   },
   {
@@ -233,7 +234,7 @@ const syncCases: SyncCase[] = [
     wording: /device driver syncs device write-only DMA memory to device .*\[mapped with DMA_FROM_DEVICE\] \[synced with DMA_BIDIRECTIONAL\]/,
     dir: FROM_DEVICE,
     misuse: (dev, addr) => {
-      dmaSyncSingleForDevice(dev, addr, 4096, BIDIRECTIONAL);
+      dmaSyncSingleForDevice(dev, dmaAddr(addr), 4096, BIDIRECTIONAL);
     },
   },
 ];
@@ -252,7 +253,7 @@ describe("dma-debug: sync checks", () => {
       if (c.all === undefined) expect(m.result.message).toMatch(c.wording);
       expect(m.get(Counter.DmaSyncCalls)).toBe(0);
       expect(m.get(Counter.CacheLinesInvalidated) + m.get(Counter.CacheLinesWrittenBack)).toBe(0);
-      dmaUnmapPhys(r.dev, addr, 4096, c.dir);
+      dmaUnmapPhys(r.dev, dmaAddr(addr), 4096, c.dir);
       expect(r.kernel.debug.entries()).toHaveLength(0);
       expect(phys).toBeGreaterThan(0);
     });
@@ -269,16 +270,16 @@ describe("dma-debug: sync checks", () => {
   it('"collect": a sync past the end of a bounced mapping moves only the part inside it, like swiotlb\'s clamp', () => {
     const r = rig({ kernel: { debug: "collect", iommuMode: "off" } });
     const phys = 5 * GiB;
-    const addr = dmaMapPhys(r.dev, phys, 4096, BIDIRECTIONAL);
+    const addr = dmaMapPhys(r.dev, physAddr(phys), 4096, BIDIRECTIONAL);
     dmaMappingError(r.dev, addr);
     r.ep.dmaWrite(addr, pattern(4096, 7));
     const m = moved(r.platform, () => {
-      dmaSyncSingleForCpu(r.dev, addr + 2048, 4096, FROM_DEVICE);
+      dmaSyncSingleForCpu(r.dev, dmaAddr(addr + 2048), 4096, FROM_DEVICE);
     });
     expect(checks(r)).toEqual(["sync-out-of-range"]);
     expect(m.get(Counter.SwiotlbBounceBytes)).toBe(2048);
     expect(r.platform.memory.read(physAddr(phys + 2048), 2048)).toEqual(pattern(4096, 7).subarray(2048));
-    dmaSyncSingleForDevice(r.dev, addr + 4000, 200, TO_DEVICE);
+    dmaSyncSingleForDevice(r.dev, dmaAddr(addr + 4000), 200, TO_DEVICE);
     expect(checks(r)).toEqual(["sync-out-of-range", "sync-out-of-range"]);
     dmaUnmapPhys(r.dev, addr, 4096, BIDIRECTIONAL);
     expect(r.kernel.swiotlb!.stats.used).toBe(0);
@@ -288,33 +289,33 @@ describe("dma-debug: sync checks", () => {
     const r = rig();
     const { addr } = mapped(r, 4096);
     expect(() => {
-      dmaSyncSingleForCpu(r.dev, addr, 64, DmaDirection.NONE);
+      dmaSyncSingleForCpu(r.dev, dmaAddr(addr), 64, DmaDirection.NONE);
     }).toThrow(DmaInputError);
     expect(() => {
-      dmaSyncSingleForDevice(r.dev, addr, 64, DmaDirection.NONE);
+      dmaSyncSingleForDevice(r.dev, dmaAddr(addr), 64, DmaDirection.NONE);
     }).toThrow(/dma_sync_single_for_device: dir = 0x3 is invalid/);
   });
 
   it("syncing for the CPU a mapping the device only reads, with DMA_TO_DEVICE, is allowed (it does nothing)", () => {
     const r = rig({ kernel: { debug: "collect" } });
     const tx = mapped(r, 4096, TO_DEVICE);
-    dmaSyncSingleForCpu(r.dev, tx.addr, 4096, TO_DEVICE);
+    dmaSyncSingleForCpu(r.dev, dmaAddr(tx.addr), 4096, TO_DEVICE);
     const rx = mapped(r, 4096, FROM_DEVICE);
-    dmaSyncSingleForDevice(r.dev, rx.addr, 4096, FROM_DEVICE);
+    dmaSyncSingleForDevice(r.dev, dmaAddr(rx.addr), 4096, FROM_DEVICE);
     expect(checks(r)).toEqual([]);
   });
 
   it("a correct partial sync inside the mapping reports nothing", () => {
     const r = rig();
     const rx = mapped(r, 4096, FROM_DEVICE);
-    dmaSyncSingleForCpu(r.dev, rx.addr + 1024, 1024, FROM_DEVICE);
-    dmaSyncSingleForCpu(r.dev, rx.addr + 3072, 1024, FROM_DEVICE); // ends exactly at the end
-    dmaUnmapPhys(r.dev, rx.addr, 4096, FROM_DEVICE);
+    dmaSyncSingleForCpu(r.dev, dmaAddr(rx.addr + 1024), 1024, FROM_DEVICE);
+    dmaSyncSingleForCpu(r.dev, dmaAddr(rx.addr + 3072), 1024, FROM_DEVICE); // ends exactly at the end
+    dmaUnmapPhys(r.dev, dmaAddr(rx.addr), 4096, FROM_DEVICE);
     // A bidirectional mapping may be synced with any direction.
     const bidi = mapped(r, 4096, BIDIRECTIONAL);
-    dmaSyncSingleForDevice(r.dev, bidi.addr, 4096, TO_DEVICE);
-    dmaSyncSingleForCpu(r.dev, bidi.addr, 4096, FROM_DEVICE);
-    dmaUnmapPhys(r.dev, bidi.addr, 4096, BIDIRECTIONAL);
+    dmaSyncSingleForDevice(r.dev, dmaAddr(bidi.addr), 4096, TO_DEVICE);
+    dmaSyncSingleForCpu(r.dev, dmaAddr(bidi.addr), 4096, FROM_DEVICE);
+    dmaUnmapPhys(r.dev, dmaAddr(bidi.addr), 4096, BIDIRECTIONAL);
     expect(r.kernel.debugReports()).toHaveLength(0);
   });
 });
@@ -328,7 +329,7 @@ describe("dma-debug: map checks", () => {
       const r = rig();
       const phys = freshPages(r.platform, 1);
       r.platform.memory.pages.setFlags(phys / PAGE_SIZE, 1, flag);
-      const m = moved(r.platform, () => thrown(() => dmaMapPhys(r.dev, phys + 128, 256, TO_DEVICE)));
+      const m = moved(r.platform, () => thrown(() => dmaMapPhys(r.dev, physAddr(phys + 128), 256, TO_DEVICE)));
       expect(m.result.report.check).toBe(check);
       expect(m.result.message).toMatch(wording);
       expect(m.get(Counter.DmaMapCalls) + m.get(Counter.IommuMapCalls)).toBe(0);
@@ -340,7 +341,7 @@ describe("dma-debug: map checks", () => {
       const r = rig({ kernel: { debug: "collect" } });
       const phys = freshPages(r.platform, 1);
       r.platform.memory.pages.setFlags(phys / PAGE_SIZE, 1, flag);
-      const addr = dmaMapPhys(r.dev, phys + 128, 256, TO_DEVICE);
+      const addr = dmaMapPhys(r.dev, physAddr(phys + 128), 256, TO_DEVICE);
       expect(dmaMappingError(r.dev, addr)).toBe(0);
       expect(checks(r)).toEqual([check]);
       expect(r.dev.domain!.iovaToPhys(iova(addr))).toBe(phys + 128);
@@ -352,7 +353,7 @@ describe("dma-debug: map checks", () => {
     const r = rig({ endpoints: [{ bdf: PEER, bars: [{ size: 1 << 20 }] }] });
     const bar = r.platform.endpoint(PEER).bars[0]!;
     for (const phys of [bar.phys, 16 * GiB /* a hole */]) {
-      const m = moved(r.platform, () => thrown(() => dmaMapPhys(r.dev, phys, 256, TO_DEVICE)));
+      const m = moved(r.platform, () => thrown(() => dmaMapPhys(r.dev, physAddr(phys), 256, TO_DEVICE)));
       expect(m.result.report.check).toBe("map-invalid-address");
       expect(m.result.message).toMatch(/device driver maps memory that is not RAM \[addr=0x[0-9a-f]+\] \[len=256\]/);
       expect(m.get(Counter.DmaMapCalls)).toBe(0);
@@ -367,20 +368,20 @@ describe("dma-debug: map checks", () => {
   it("overlapping cachelines of two active mappings are reported, and not for TO_DEVICE or SKIP_CPU_SYNC", () => {
     const r = rig({ kernel: { debug: "collect" } });
     const phys = freshPages(r.platform, 1);
-    const a = dmaMapPhys(r.dev, phys, 100, FROM_DEVICE); // lines 0 and 1
+    const a = dmaMapPhys(r.dev, physAddr(phys), 100, FROM_DEVICE); // lines 0 and 1
     dmaMappingError(r.dev, a);
     expect(checks(r)).toEqual([]);
-    const b = dmaMapPhys(r.dev, phys + 100, 28, FROM_DEVICE); // line 1 again
+    const b = dmaMapPhys(r.dev, physAddr(phys + 100), 28, FROM_DEVICE); // line 1 again
     dmaMappingError(r.dev, b);
     expect(checks(r)).toEqual(["cacheline-overlap"]);
     expect(r.kernel.debugReports()[0]!.message).toMatch(/cacheline tracking EEXIST, overlapping mappings aren't supported/);
-    const c = dmaMapPhys(r.dev, phys + 64, 64, TO_DEVICE);
+    const c = dmaMapPhys(r.dev, physAddr(phys + 64), 64, TO_DEVICE);
     dmaMappingError(r.dev, c);
-    const d = dmaMapPhys(r.dev, phys + 32, 64, BIDIRECTIONAL, DMA_ATTR_SKIP_CPU_SYNC);
+    const d = dmaMapPhys(r.dev, physAddr(phys + 32), 64, BIDIRECTIONAL, DMA_ATTR_SKIP_CPU_SYNC);
     dmaMappingError(r.dev, d);
     expect(checks(r)).toEqual(["cacheline-overlap"]);
     // A mapping in the next cacheline does not overlap anything.
-    const e = dmaMapPhys(r.dev, phys + 128, 64, FROM_DEVICE);
+    const e = dmaMapPhys(r.dev, physAddr(phys + 128), 64, FROM_DEVICE);
     dmaMappingError(r.dev, e);
     expect(checks(r)).toEqual(["cacheline-overlap"]);
   });
@@ -389,7 +390,7 @@ describe("dma-debug: map checks", () => {
     const r = rig({ kernel: { debug: "collect", kmallocBounce: true } });
     const phys = freshPages(r.platform, 1);
     for (const [off, len] of [[0, 100], [100, 28]] as const) {
-      const a = dmaMapPhys(r.dev, phys + off, len, FROM_DEVICE);
+      const a = dmaMapPhys(r.dev, physAddr(phys + off), len, FROM_DEVICE);
       expect(dmaMappingError(r.dev, a)).toBe(0);
     }
     expect(checks(r)).toEqual([]);
@@ -398,12 +399,12 @@ describe("dma-debug: map checks", () => {
   it("overlap: \"throw\" refuses the second map; once the first is unmapped the same map is accepted", () => {
     const r = rig();
     const phys = freshPages(r.platform, 1);
-    const a = dmaMapPhys(r.dev, phys, 96, FROM_DEVICE);
+    const a = dmaMapPhys(r.dev, physAddr(phys), 96, FROM_DEVICE);
     dmaMappingError(r.dev, a);
-    expect(thrown(() => dmaMapPhys(r.dev, phys + 96, 32, FROM_DEVICE)).report.check).toBe("cacheline-overlap");
+    expect(thrown(() => dmaMapPhys(r.dev, physAddr(phys + 96), 32, FROM_DEVICE)).report.check).toBe("cacheline-overlap");
     expect(r.kernel.debug.entries()).toHaveLength(1);
     dmaUnmapPhys(r.dev, a, 96, FROM_DEVICE);
-    const b = dmaMapPhys(r.dev, phys + 96, 32, FROM_DEVICE);
+    const b = dmaMapPhys(r.dev, physAddr(phys + 96), 32, FROM_DEVICE);
     expect(dmaMappingError(r.dev, b)).toBe(0);
     dmaUnmapPhys(r.dev, b, 32, FROM_DEVICE);
   });
@@ -421,9 +422,9 @@ describe("dma-debug: driver unbind", () => {
       /device driver has pending DMA allocations while released from device \[count=1\] One of leaked entries details: \[device address=0x[0-9a-f]{16}\] \[size=4096 bytes\] \[mapped with DMA_TO_DEVICE\] \[mapped as phy\]/,
     );
     expect(r.kernel.debug.entries(r.dev.bdf)).toHaveLength(0);
-    expect(() => dmaMapPhys(r.dev, 0x10000, 64, TO_DEVICE)).toThrow(DmaInputError);
+    expect(() => dmaMapPhys(r.dev, unsafePhysAddr(0x10000), 64, TO_DEVICE)).toThrow(DmaInputError);
     expect(() => {
-      dmaUnmapPhys(r.dev, addr, 4096, TO_DEVICE);
+      dmaUnmapPhys(r.dev, dmaAddr(addr), 4096, TO_DEVICE);
     }).toThrow(/this one was unbound/);
     // A fresh lookup probes the device again; the stale handle cannot unbind it.
     const again = r.kernel.device(r.dev.bdf);
@@ -433,7 +434,7 @@ describe("dma-debug: driver unbind", () => {
     expect(() => r.kernel.unbind(r.dev)).toThrow(DmaInputError);
     expect(again.bound).toBe(true);
     expect(r.kernel.debug.entries(again.bdf)).toHaveLength(1);
-    dmaUnmapPhys(again, live.addr, 4096, TO_DEVICE);
+    dmaUnmapPhys(again, dmaAddr(live.addr), 4096, TO_DEVICE);
     // A device of another kernel is refused too.
     const other = rig();
     expect(() => r.kernel.unbind(other.dev)).toThrow(/unbind: dev = "0000:01:00.0" is invalid: expected a device this kernel handed out/);
@@ -443,7 +444,7 @@ describe("dma-debug: driver unbind", () => {
   it("a clean unbind reports nothing", () => {
     const r = rig();
     const { addr } = mapped(r, 4096, TO_DEVICE);
-    dmaUnmapPhys(r.dev, addr, 4096, TO_DEVICE);
+    dmaUnmapPhys(r.dev, dmaAddr(addr), 4096, TO_DEVICE);
     const report = r.kernel.unbind(r.dev);
     expect(report.leakedMappings).toEqual([]);
     expect(report.leakedIovaStates).toBe(0);
@@ -456,7 +457,7 @@ describe("dma-debug: driver unbind", () => {
     expect(thrown(() => r.kernel.unbind(r.dev)).report.check).toBe("leak");
     // The throw stops the unbind: the driver can still clean up and unbind.
     expect(r.dev.bound).toBe(true);
-    dmaUnmapPhys(r.dev, addr, 4096, TO_DEVICE);
+    dmaUnmapPhys(r.dev, dmaAddr(addr), 4096, TO_DEVICE);
     expect(r.kernel.unbind(r.dev).leakedMappings).toEqual([]);
     expect(r.dev.bound).toBe(false);
   });

@@ -11,7 +11,7 @@ import { checkAddr, checkRange, checkSize, isBoundDevice, isRange } from "./vali
 // arguments first, with one combined test for the valid call, as every entry point does.
 
 /** phys_to_dma: the address `dev` puts on the bus for physical address `phys` (the dma-ranges offset added). */
-export function physToDma(dev: DmaDevice, phys: PhysAddr | number): DmaAddr {
+export function physToDma(dev: DmaDevice, phys: PhysAddr): DmaAddr {
   if (!(isBoundDevice(dev) && isRange(phys, dev.busOffset))) {
     const fn = "phys_to_dma";
     checkDevice(fn, dev);
@@ -22,7 +22,7 @@ export function physToDma(dev: DmaDevice, phys: PhysAddr | number): DmaAddr {
 }
 
 /** dma_to_phys: the physical address behind bus address `addr` of `dev`. */
-export function dmaToPhys(dev: DmaDevice, addr: DmaAddr | number): PhysAddr {
+export function dmaToPhys(dev: DmaDevice, addr: DmaAddr): PhysAddr {
   if (!(isBoundDevice(dev) && isRange(addr, 0) && addr >= dev.busOffset)) {
     const fn = "dma_to_phys";
     checkDevice(fn, dev);
@@ -34,7 +34,7 @@ export function dmaToPhys(dev: DmaDevice, addr: DmaAddr | number): PhysAddr {
 }
 
 /** dma_capable: the device can address all of [addr, addr + size) under its DMA mask and bus limit. */
-export function dmaCapable(dev: DmaDevice, addr: DmaAddr | number, size: number): boolean {
+export function dmaCapable(dev: DmaDevice, addr: DmaAddr, size: number): boolean {
   if (!(isBoundDevice(dev) && isRange(addr, size))) {
     const fn = "dma_capable";
     checkDevice(fn, dev);

@@ -1,5 +1,5 @@
 import { bench, describe } from "vitest";
-import { GiB, PAGE_SIZE } from "@dmasim/memory";
+import { GiB, PAGE_SIZE, type PhysAddr } from "@dmasim/memory";
 import { createPlatform } from "@dmasim/pcie-p2p";
 import {
   createDmaKernel,
@@ -67,7 +67,7 @@ for (const [mode, debug] of [
     const { dev, pages } = setup(mode, debug);
     const phys = pages[0] ?? 0;
     bench("dmaMapPhys + dmaUnmapPhys 4 KiB (range-cache hit)", () => {
-      const addr = mapPhys(dev, phys, PAGE, TO_DEVICE, 0);
+      const addr = mapPhys(dev, phys as PhysAddr, PAGE, TO_DEVICE, 0);
       mappingError(dev, addr);
       unmapPhys(dev, addr, PAGE, TO_DEVICE, 0);
     });
@@ -80,13 +80,13 @@ for (const mode of ["strict", "off"] as const) {
   describe(`classic, ${mode}, dma-debug throw, cachelines tracked`, () => {
     const { dev, pages } = setup(mode, "throw");
     const live = pages.slice(1).map((p) => {
-      const addr = mapPhys(dev, p, PAGE, FROM_DEVICE, 0);
+      const addr = mapPhys(dev, p as PhysAddr, PAGE, FROM_DEVICE, 0);
       mappingError(dev, addr);
       return addr;
     });
     const phys = pages[0] ?? 0;
     bench(`dmaMapPhys + dmaUnmapPhys 4 KiB FROM_DEVICE, ${live.length} live mappings`, () => {
-      const addr = mapPhys(dev, phys, PAGE, FROM_DEVICE, 0);
+      const addr = mapPhys(dev, phys as PhysAddr, PAGE, FROM_DEVICE, 0);
       mappingError(dev, addr);
       unmapPhys(dev, addr, PAGE, FROM_DEVICE, 0);
     }, STEADY);

@@ -13,6 +13,7 @@ import { dmaMappingError, dmaMapPhys, dmaUnmapPhys } from "./mapping.js";
 import { FAIL_SWIOTLB } from "./swiotlb/index.js";
 import { allocBuffer, makeKernel, tryDmaRead } from "./test-fixtures.js";
 import { DmaIovaState, dmaIovaDestroy, dmaIovaLink, dmaIovaSync, dmaIovaTryAlloc } from "./two-step.js";
+import { physAddr } from "@dmasim/memory";
 
 const BIDI = DmaDirection.BIDIRECTIONAL;
 const SZ_2M = 2 * 1024 * 1024;
@@ -33,7 +34,7 @@ describe("fault injection in the DMA kernel", () => {
     const iovad = f.dev.cookie?.iovad;
     const ranges = iovad?.liveRanges;
     f.kernel.faultInjection.attr(FAIL_IOVA).configure({ probability: 100, times: 1 });
-    const failed = dmaMapPhys(f.dev, buf.phys, buf.len, BIDI, 0);
+    const failed = dmaMapPhys(f.dev, physAddr(buf.phys), buf.len, BIDI, 0);
     expect(failed).toBe(DMA_MAPPING_ERROR);
     expect(dmaMappingError(f.dev, failed)).toBe(-Errno.ENOMEM);
     expect(iovad?.liveRanges).toBe(ranges);
@@ -42,7 +43,7 @@ describe("fault injection in the DMA kernel", () => {
     // The two-step API's allocation fails the same way once armed again.
     f.kernel.faultInjection.attr(FAIL_IOVA).configure({ times: 1 });
     expect(dmaIovaTryAlloc(f.dev, st, buf.phys, buf.len)).toBe(false);
-    const addr = dmaMapPhys(f.dev, buf.phys, buf.len, BIDI, 0);
+    const addr = dmaMapPhys(f.dev, physAddr(buf.phys), buf.len, BIDI, 0);
     expect(dmaMappingError(f.dev, addr)).toBe(0);
     expect(f.endpoint(f.dev).dmaRead(addr, buf.len)).toEqual(buf.bytes);
     dmaUnmapPhys(f.dev, addr, buf.len, BIDI, 0);
@@ -53,14 +54,14 @@ describe("fault injection in the DMA kernel", () => {
     const f = makeKernel();
     const buf = allocBuffer(f.platform, 100, { offset: 24 });
     f.kernel.faultInjection.attr(FAIL_SWIOTLB).configure({ probability: 100, times: 1 });
-    expect(dmaMapPhys(f.untrusted, buf.phys, buf.len, BIDI, 0)).toBe(DMA_MAPPING_ERROR);
+    expect(dmaMapPhys(f.untrusted, physAddr(buf.phys), buf.len, BIDI, 0)).toBe(DMA_MAPPING_ERROR);
     expect(f.kernel.swiotlb?.stats.used).toBe(0);
     expect(f.untrusted.domain?.mappedBytes).toBe(0);
     // Forced bouncing on dma-direct fails the same way.
     const g = makeKernel({ iommuMode: "off", swiotlb: { force: true } });
     const b = allocBuffer(g.platform, 4096);
     g.kernel.faultInjection.attr(FAIL_SWIOTLB).configure({ probability: 100, times: 1 });
-    expect(dmaMapPhys(g.dev, b.phys, b.len, BIDI, 0)).toBe(DMA_MAPPING_ERROR);
+    expect(dmaMapPhys(g.dev, physAddr(b.phys), b.len, BIDI, 0)).toBe(DMA_MAPPING_ERROR);
     expect(g.kernel.swiotlb?.stats.used).toBe(0);
   });
 
@@ -69,7 +70,7 @@ describe("fault injection in the DMA kernel", () => {
     // An unaligned buffer of an untrusted device bounces, then its map needs a new leaf table.
     const buf = allocBuffer(f.platform, 3000, { offset: 8 });
     f.kernel.faultInjection.attr(FAIL_IO_PGTABLE).configure({ probability: 100, times: 1 });
-    const { result, moved } = f.delta(() => dmaMapPhys(f.untrusted, buf.phys, buf.len, BIDI, 0), Counter.IovaFreeCache, Counter.IovaFreeTree);
+    const { result, moved } = f.delta(() => dmaMapPhys(f.untrusted, physAddr(buf.phys), buf.len, BIDI, 0), Counter.IovaFreeCache, Counter.IovaFreeTree);
     expect(dmaMappingError(f.untrusted, result)).not.toBe(0);
     expect(f.kernel.faultInjection.attr(FAIL_IO_PGTABLE).injected).toBe(1);
     // The IOVA went back to the allocator (its range cache).

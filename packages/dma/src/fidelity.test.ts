@@ -1,7 +1,7 @@
 import { describe, expect, it } from "vitest";
 import fc from "fast-check";
 import { Counter } from "./counters.js";
-import { GiB, PAGE_SIZE, TiB, physAddr } from "@dmasim/memory";
+import { GiB, PAGE_SIZE, TiB, physAddr, unsafePhysAddr } from "@dmasim/memory";
 import {
   DMA_ATTR_DEBUGGING_IGNORE_CACHELINES,
   DMA_ATTR_REQUIRE_COHERENT,
@@ -22,6 +22,7 @@ import {
 } from "./index.js";
 import { DEV, UNTRUSTED, freshPages, moved, pattern, rig } from "./test-fixtures.js";
 import { iova } from "@dmasim/iommu";
+import { dmaAddr } from "./constants.js";
 
 // Behaviour that follows a kernel function closely enough to be checked against it line by line.
 
@@ -37,7 +38,7 @@ describe("dma_map_phys: DMA_ATTR_REQUIRE_COHERENT on a device that is not DMA-co
       expect(dev.ops).toBe(iommuMode === "off" ? "direct" : "iommu");
       const phys = freshPages(platform, 1);
       kernel.cpuWrite(phys, pattern(256, 5)); // dirty lines a mapping would have to write back
-      const m = moved(platform, () => dmaMapPhys(dev, phys, 4096, BIDIRECTIONAL, DMA_ATTR_REQUIRE_COHERENT));
+      const m = moved(platform, () => dmaMapPhys(dev, physAddr(phys), 4096, BIDIRECTIONAL, DMA_ATTR_REQUIRE_COHERENT));
       expect(m.result).toBe(DMA_MAPPING_ERROR);
       expect(dmaMappingError(dev, m.result)).toBe(-12);
       expect([m.get(Counter.CacheLinesWrittenBack), m.get(Counter.PteWrites), m.get(Counter.SwiotlbSlotsAllocated)]).toEqual([0, 0, 0]);
@@ -52,7 +53,7 @@ describe("dma_map_phys: DMA_ATTR_REQUIRE_COHERENT on a device that is not DMA-co
       const { platform, dev, ep } = rig({ kernel: { iommuMode } });
       const phys = freshPages(platform, 1);
       platform.memory.write(physAddr(phys), pattern(4096, 6));
-      const addr = dmaMapPhys(dev, phys, 4096, BIDIRECTIONAL, DMA_ATTR_REQUIRE_COHERENT);
+      const addr = dmaMapPhys(dev, physAddr(phys), 4096, BIDIRECTIONAL, DMA_ATTR_REQUIRE_COHERENT);
       expect(dmaMappingError(dev, addr)).toBe(0);
       expect(ep.dmaRead(addr, 4096)).toEqual(pattern(4096, 6));
       dmaUnmapPhys(dev, addr, 4096, BIDIRECTIONAL, DMA_ATTR_REQUIRE_COHERENT);
@@ -65,8 +66,8 @@ describe("dma-debug cacheline overlap (add_dma_entry / active_cacheline_insert)"
   function second(firstDir: DmaDirection, firstAttrs: number, dir: DmaDirection, attrs: number, off = 64, len = 64): string[] {
     const { platform, kernel, dev } = rig({ kernel: { debug: "collect" } });
     const phys = freshPages(platform, 1);
-    dmaMappingError(dev, dmaMapPhys(dev, phys, 128, firstDir, firstAttrs));
-    dmaMappingError(dev, dmaMapPhys(dev, phys + off, len, dir, attrs));
+    dmaMappingError(dev, dmaMapPhys(dev, physAddr(phys), 128, firstDir, firstAttrs));
+    dmaMappingError(dev, dmaMapPhys(dev, physAddr(phys + off), len, dir, attrs));
     return kernel.debugReports().map((r) => r.check);
   }
 
@@ -101,10 +102,10 @@ describe("dma-debug cacheline overlap (add_dma_entry / active_cacheline_insert)"
   it("a map that fails records nothing in dma-debug, even an overlap it would have had", () => {
     const { kernel, dev } = rig({ kernel: { debug: "collect", swiotlb: false, iommuMode: "off", devices: { [DEV]: { dmaMaskBits: 64 } } } });
     const high = 6 * GiB;
-    dmaMappingError(dev, dmaMapPhys(dev, high, 128, FROM_DEVICE));
+    dmaMappingError(dev, dmaMapPhys(dev, physAddr(high), 128, FROM_DEVICE));
     // A second mapping over the first once the mask no longer reaches it, with no swiotlb: the map fails.
     expect(dmaSetMask(dev, DMA_BIT_MASK(32))).toBe(0);
-    const addr = dmaMapPhys(dev, high + 64, 64, FROM_DEVICE);
+    const addr = dmaMapPhys(dev, physAddr(high + 64), 64, FROM_DEVICE);
     expect(addr).toBe(DMA_MAPPING_ERROR);
     expect(kernel.debugReports()).toEqual([]);
     expect(kernel.debug.entries(dev.bdf)).toHaveLength(1);
@@ -152,16 +153,16 @@ describe("dma-debug cacheline overlap: property against the kernel's rules, line
         for (const o of ops) {
           if (o.kind === "map") {
             if (expectReport(live, o)) expected++;
-            const addr = dmaMapPhys(dev, base + o.off, o.len, o.dir, o.attrs);
+            const addr = dmaMapPhys(dev, physAddr(base + o.off), o.len, o.dir, o.attrs);
             expect(dmaMappingError(dev, addr)).toBe(0);
             live.push({ addr, off: o.off, len: o.len, dir: o.dir, attrs: o.attrs });
           } else if (live.length > 0) {
             const [m] = live.splice(o.pick % live.length, 1);
-            if (m !== undefined) dmaUnmapPhys(dev, m.addr, m.len, m.dir, m.attrs);
+            if (m !== undefined) dmaUnmapPhys(dev, dmaAddr(m.addr), m.len, m.dir, m.attrs);
           }
           expect(kernel.debugReports().filter((r) => r.check === "cacheline-overlap")).toHaveLength(expected);
         }
-        for (const m of live) dmaUnmapPhys(dev, m.addr, m.len, m.dir, m.attrs);
+        for (const m of live) dmaUnmapPhys(dev, dmaAddr(m.addr), m.len, m.dir, m.attrs);
         expect(kernel.debug.cachelineRuns).toBe(0);
         expect(kernel.debugReports().map((r) => r.check).filter((c) => c !== "cacheline-overlap")).toEqual([]);
       }),
@@ -175,10 +176,10 @@ describe("dma-debug with huge mappings: an interval structure, never a step per 
     const { kernel, dev } = rig({ kernel: { debug: "collect", iommuMode: "off" } });
     const phys = 1 * GiB;
     const size = 1.5 * GiB;
-    const addr = dmaMapPhys(dev, phys, size, FROM_DEVICE);
+    const addr = dmaMapPhys(dev, physAddr(phys), size, FROM_DEVICE);
     expect(dmaMappingError(dev, addr)).toBe(0);
     expect(kernel.debug.cachelineRuns).toBe(1);
-    dmaMappingError(dev, dmaMapPhys(dev, phys + size - 64, 128, FROM_DEVICE)); // shares its last line
+    dmaMappingError(dev, dmaMapPhys(dev, physAddr(phys + size - 64), 128, FROM_DEVICE)); // shares its last line
     expect(kernel.debugReports().map((r) => r.check)).toEqual(["cacheline-overlap"]);
     dmaUnmapPhys(dev, addr, size, FROM_DEVICE);
     expect(kernel.debug.entries(dev.bdf)).toHaveLength(1);
@@ -189,7 +190,7 @@ describe("dma-debug with huge mappings: an interval structure, never a step per 
       const { platform, kernel, dev } = rig({ kernel: { debug: "collect", iommuMode } });
       expect(dmaSetMask(dev, DMA_BIT_MASK(32))).toBe(0);
       const phys = freshPages(platform, 1);
-      const m = moved(platform, () => dmaMapPhys(dev, phys, 64 * TiB, BIDIRECTIONAL));
+      const m = moved(platform, () => dmaMapPhys(dev, physAddr(phys), 64 * TiB, BIDIRECTIONAL));
       expect(m.result).toBe(DMA_MAPPING_ERROR);
       expect([m.get(Counter.PteWrites), m.get(Counter.SwiotlbSlotsAllocated)]).toEqual([0, 0]);
       expect(kernel.debug.entries(dev.bdf)).toHaveLength(0);
@@ -204,7 +205,7 @@ describe("dma-debug with huge mappings: an interval structure, never a step per 
     const { platform, kernel, dev } = rig({ kernel: { debug: "collect" } });
     dmaSetMask(dev, DMA_BIT_MASK(64));
     const phys = 64 * TiB; // no RAM there: dma-debug reports the address, the IOMMU maps it all the same
-    const m = moved(platform, () => dmaMapPhys(dev, phys, 64 * TiB, BIDIRECTIONAL));
+    const m = moved(platform, () => dmaMapPhys(dev, physAddr(phys), 64 * TiB, BIDIRECTIONAL));
     expect(dmaMappingError(dev, m.result)).toBe(0);
     expect(m.get(Counter.PteWrites)).toBe(64 * 1024);
     expect(kernel.debugReports().map((r) => r.check)).toEqual(["map-invalid-address"]);
@@ -216,9 +217,9 @@ describe("dma-debug with huge mappings: an interval structure, never a step per 
   it("throw mode refuses an overlapping map before it is made and keeps the table intact", () => {
     const { platform, kernel, dev } = rig();
     const phys = freshPages(platform, 2);
-    const a = dmaMapPhys(dev, phys, 2 * PAGE_SIZE, FROM_DEVICE);
+    const a = dmaMapPhys(dev, physAddr(phys), 2 * PAGE_SIZE, FROM_DEVICE);
     dmaMappingError(dev, a);
-    expect(() => dmaMapPhys(dev, phys + PAGE_SIZE, 64, FROM_DEVICE)).toThrow(DmaDebugError);
+    expect(() => dmaMapPhys(dev, unsafePhysAddr(phys + PAGE_SIZE), 64, FROM_DEVICE)).toThrow(DmaDebugError);
     expect(kernel.debug.entries(dev.bdf)).toHaveLength(1);
     dmaUnmapPhys(dev, a, 2 * PAGE_SIZE, FROM_DEVICE);
     expect(kernel.debug.cachelineRuns).toBe(0);
@@ -234,7 +235,7 @@ describe("the kmalloc bounce rule (dma_kmalloc_needs_bounce / dma_kmalloc_size_a
     const phys = freshPages(platform, 1);
     const runs: [number, number][] = [];
     for (let size = 1; size <= 300; size++) {
-      const addr = dmaMapPhys(dev, phys, size, FROM_DEVICE);
+      const addr = dmaMapPhys(dev, physAddr(phys), size, FROM_DEVICE);
       expect(dmaMappingError(dev, addr)).toBe(0);
       const bounced = kernel.swiotlb!.isSwiotlbBuffer(addr);
       expect(bounced).toBe(!dmaKmallocSizeAligned(size, dmaGetCacheAlignment(dev)));
@@ -272,8 +273,8 @@ describe("the kmalloc bounce rule (dma_kmalloc_needs_bounce / dma_kmalloc_size_a
   it("ARCH_DMA_MINALIGN below the CPU's cache line silences dma-debug's overlap report, as add_dma_entry", () => {
     const { platform, kernel, dev } = rig({ kernel: { debug: "collect", archDmaMinalign: 32 } });
     const phys = freshPages(platform, 1);
-    dmaMappingError(dev, dmaMapPhys(dev, phys, 32, FROM_DEVICE));
-    dmaMappingError(dev, dmaMapPhys(dev, phys + 32, 32, FROM_DEVICE));
+    dmaMappingError(dev, dmaMapPhys(dev, physAddr(phys), 32, FROM_DEVICE));
+    dmaMappingError(dev, dmaMapPhys(dev, physAddr(phys + 32), 32, FROM_DEVICE));
     expect(kernel.debugReports()).toEqual([]);
   });
 });
@@ -286,14 +287,14 @@ describe("swiotlb_bounce's negative tlb_offset through the DMA API", () => {
     const phys = freshPages(platform, 2) + 0x30; // unaligned: the untrusted device bounces it
     const size = 6000;
     platform.memory.write(physAddr(phys), pattern(size, 8));
-    const addr = dmaMapPhys(dev, phys, size, FROM_DEVICE);
+    const addr = dmaMapPhys(dev, physAddr(phys), size, FROM_DEVICE);
     expect(dmaMappingError(dev, addr)).toBe(0);
     expect(kernel.swiotlb!.isSwiotlbBuffer(dev.domain!.iovaToPhys(iova(addr))!)).toBe(true);
     // Slot 1 of the bounce buffer begins 2048 - 0x30 = 2000 bytes into the mapping.
     const from = 2000 + 8;
     const written = pattern(60, 9);
     ep.dmaWrite(addr + from, written);
-    dmaSyncSingleForCpu(dev, addr + from, 60, FROM_DEVICE);
+    dmaSyncSingleForCpu(dev, dmaAddr(addr + from), 60, FROM_DEVICE);
     const expected = pattern(size, 8);
     expected.set(written, from);
     expect(platform.memory.read(physAddr(phys), size)).toEqual(expected);

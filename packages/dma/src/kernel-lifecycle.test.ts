@@ -1,5 +1,5 @@
 import { describe, expect, it } from "vitest";
-import { MiB } from "@dmasim/memory";
+import { MiB, physAddr, unsafePhysAddr } from "@dmasim/memory";
 import { DmasimStateError } from "@dmasim/trace";
 import { dmaAllocCoherent } from "./coherent.js";
 import { DMA_MAPPING_ERROR, DmaDirection } from "./constants.js";
@@ -44,7 +44,7 @@ describe("DmaKernel lifecycle", () => {
   it("shutdown() of a clean kernel reports nothing left and lets a new kernel start on the platform", () => {
     const f = makeKernel();
     const buf = allocBuffer(f.platform, 4096);
-    const addr = dmaMapPhys(f.dev, buf.phys, 4096, DmaDirection.TO_DEVICE);
+    const addr = dmaMapPhys(f.dev, physAddr(buf.phys), 4096, DmaDirection.TO_DEVICE);
     expect(dmaMappingError(f.dev, addr)).toBe(0);
     dmaUnmapPhys(f.dev, addr, 4096, DmaDirection.TO_DEVICE);
     const freeBefore = f.platform.memory.allocator.freeBytes;
@@ -59,7 +59,7 @@ describe("DmaKernel lifecycle", () => {
 
     const k2 = createDmaKernel(f.platform, { swiotlb: { bytes: 4 * MiB } });
     const dev = k2.device(TRUSTED_BDF);
-    const a2 = dmaMapPhys(dev, buf.phys, 4096, DmaDirection.TO_DEVICE);
+    const a2 = dmaMapPhys(dev, physAddr(buf.phys), 4096, DmaDirection.TO_DEVICE);
     expect(dmaMappingError(dev, a2)).toBe(0);
     expect(tryDmaRead(f.platform.endpoint(TRUSTED_BDF), a2, 4096)).toEqual(buf.bytes);
     dmaUnmapPhys(dev, a2, 4096, DmaDirection.TO_DEVICE);
@@ -68,9 +68,9 @@ describe("DmaKernel lifecycle", () => {
   it("shutdown() in throw mode reports leaked mappings, IOVA states and bounce slots instead of throwing", () => {
     const f = makeKernel();
     const buf = allocBuffer(f.platform, 4096);
-    const leaked = dmaMapPhys(f.dev, buf.phys, 4096, DmaDirection.TO_DEVICE);
+    const leaked = dmaMapPhys(f.dev, physAddr(buf.phys), 4096, DmaDirection.TO_DEVICE);
     // The untrusted device bounces an unaligned 100-byte mapping through swiotlb.
-    expect(dmaMapPhys(f.untrusted, buf.phys + 8, 100, DmaDirection.TO_DEVICE)).not.toBe(DMA_MAPPING_ERROR);
+    expect(dmaMapPhys(f.untrusted, physAddr(buf.phys + 8), 100, DmaDirection.TO_DEVICE)).not.toBe(DMA_MAPPING_ERROR);
     const state = new DmaIovaState();
     expect(dmaIovaTryAlloc(f.dev, state, buf.phys, 4096)).toBe(true);
     expect(dmaAllocCoherent(f.dev, 8192)).toBeDefined();
@@ -94,13 +94,13 @@ describe("DmaKernel lifecycle", () => {
     f.kernel.shutdown();
     expect(() => f.kernel.device(TRUSTED_BDF)).toThrow(DmaStateError);
     expect(() => f.kernel.shutdown()).toThrow(DmaStateError);
-    expect(() => dmaMapPhys(f.dev, buf.phys, 4096, DmaDirection.TO_DEVICE)).toThrow(/bound device/);
+    expect(() => dmaMapPhys(f.dev, unsafePhysAddr(buf.phys), 4096, DmaDirection.TO_DEVICE)).toThrow(/bound device/);
   });
 
   it("shutdown() of a lazy kernel drains the flush queues so no timer of the old kernel fires later", () => {
     const f = makeKernel({ iommuMode: "lazy" });
     const buf = allocBuffer(f.platform, 4096);
-    const addr = dmaMapPhys(f.dev, buf.phys, 4096, DmaDirection.TO_DEVICE);
+    const addr = dmaMapPhys(f.dev, physAddr(buf.phys), 4096, DmaDirection.TO_DEVICE);
     expect(dmaMappingError(f.dev, addr)).toBe(0);
     dmaUnmapPhys(f.dev, addr, 4096, DmaDirection.TO_DEVICE);
     expect(f.dev.cookie?.fq?.timerDeadline).toBeDefined();

@@ -1,5 +1,5 @@
 import { describe, expect, it } from "vitest";
-import { GiB, PAGE_SIZE } from "@dmasim/memory";
+import { GiB, PAGE_SIZE, physAddr } from "@dmasim/memory";
 import { PcieAccessError, createPlatform } from "@dmasim/pcie-p2p";
 import { DmasimInputError } from "@dmasim/trace";
 import { Counter } from "./counters.js";
@@ -23,6 +23,7 @@ import {
 } from "./index.js";
 import type { DmaKernelOptions } from "./index.js";
 import { DEV, UNTRUSTED, freshPages, moved, rig } from "./test-fixtures.js";
+import { dmaAddr } from "./constants.js";
 
 const THIRD = "0000:03:00.0";
 
@@ -191,13 +192,13 @@ describe("CPUs", () => {
     const { platform, kernel, dev } = rig();
     const phys = freshPages(platform, 1);
     const map = (): number => {
-      const a = dmaMapPhys(dev, phys, PAGE_SIZE, DmaDirection.TO_DEVICE);
+      const a = dmaMapPhys(dev, physAddr(phys), PAGE_SIZE, DmaDirection.TO_DEVICE);
       expect(dmaMappingError(dev, a)).toBe(0);
       return a;
     };
     const freed = kernel.onCpu(1, () => {
       const a = map();
-      dmaUnmapPhys(dev, a, PAGE_SIZE, DmaDirection.TO_DEVICE);
+      dmaUnmapPhys(dev, dmaAddr(a), PAGE_SIZE, DmaDirection.TO_DEVICE);
       return a;
     });
     const elsewhere = moved(platform, () => kernel.onCpu(0, map));
@@ -215,7 +216,7 @@ describe("per-CPU swiotlb areas", () => {
   it("a bounce on a CPU takes its slots from that CPU's area", () => {
     const { kernel, dev } = rig({ kernel: { iommuMode: "off", cpus: 4 } });
     const pool = kernel.swiotlb!;
-    const addr = kernel.onCpu(2, () => dmaMapPhys(dev, 5 * GiB, 4096, DmaDirection.TO_DEVICE));
+    const addr = kernel.onCpu(2, () => dmaMapPhys(dev, physAddr(5 * GiB), 4096, DmaDirection.TO_DEVICE));
     expect(dmaMappingError(dev, addr)).toBe(0);
     expect([0, 1, 2, 3].map((a) => pool.areaUsed(a))).toEqual([0, 0, 2, 0]);
     dmaUnmapPhys(dev, addr, 4096, DmaDirection.TO_DEVICE);
@@ -226,7 +227,7 @@ describe("per-CPU swiotlb areas", () => {
 describe("kernel.flushAll", () => {
   it("drains the lazy flush queues now, so stale IOTLB entries stop translating", () => {
     const { platform, kernel, dev, ep } = rig({ kernel: { iommuMode: "lazy" } });
-    const addr = dmaMapPhys(dev, freshPages(platform, 1), PAGE_SIZE, DmaDirection.TO_DEVICE);
+    const addr = dmaMapPhys(dev, physAddr(freshPages(platform, 1)), PAGE_SIZE, DmaDirection.TO_DEVICE);
     dmaMappingError(dev, addr);
     ep.dmaRead(addr, 8);
     dmaUnmapPhys(dev, addr, PAGE_SIZE, DmaDirection.TO_DEVICE);

@@ -1,6 +1,6 @@
 import { describe, expect, it } from "vitest";
 import fc from "fast-check";
-import { GiB, MiB, PAGE_SIZE, physAddr } from "@dmasim/memory";
+import { GiB, MiB, PAGE_SIZE, physAddr, unsafePhysAddr } from "@dmasim/memory";
 import { PcieAccessError } from "@dmasim/pcie-p2p";
 import { Counter } from "./counters.js";
 import {
@@ -34,6 +34,7 @@ import {
 } from "./index.js";
 import { DEV, UNTRUSTED, freshPages, moved, pattern, rig } from "./test-fixtures.js";
 import { iova } from "@dmasim/iommu";
+import { dmaAddr, unsafeDmaAddr } from "./constants.js";
 
 const { BIDIRECTIONAL, TO_DEVICE, FROM_DEVICE } = DmaDirection;
 
@@ -59,7 +60,7 @@ describe("dmaMapPhys / dmaUnmapPhys through iommu-dma (strict)", () => {
     const phys = freshPages(platform, 4);
     const data = pattern(4 * PAGE_SIZE);
     platform.memory.write(physAddr(phys), data);
-    const m = moved(platform, () => dmaMapPhys(dev, phys, data.length, TO_DEVICE));
+    const m = moved(platform, () => dmaMapPhys(dev, physAddr(phys), data.length, TO_DEVICE));
     const addr = m.result;
     expect(dmaMappingError(dev, addr)).toBe(0);
     expect(m.get(Counter.IovaAllocCache) + m.get(Counter.IovaAllocTree)).toBe(1);
@@ -79,7 +80,7 @@ describe("dmaMapPhys / dmaUnmapPhys through iommu-dma (strict)", () => {
     const phys = freshPages(platform, 2) + 0x7f0;
     const data = pattern(0x900, 3); // crosses into the second page
     platform.memory.write(physAddr(phys), data);
-    const m = moved(platform, () => dmaMapPhys(dev, phys, data.length, BIDIRECTIONAL));
+    const m = moved(platform, () => dmaMapPhys(dev, physAddr(phys), data.length, BIDIRECTIONAL));
     expect(m.result % PAGE_SIZE).toBe(0x7f0);
     expect(m.get(Counter.PteWrites)).toBe(2);
     expect(ep.dmaRead(m.result, data.length)).toEqual(data);
@@ -88,7 +89,7 @@ describe("dmaMapPhys / dmaUnmapPhys through iommu-dma (strict)", () => {
   it("a strict unmap clears the PTEs and invalidates the IOTLB once, so the device faults", () => {
     const { platform, dev, ep } = rig();
     const phys = freshPages(platform, 2);
-    const addr = dmaMapPhys(dev, phys, 2 * PAGE_SIZE, BIDIRECTIONAL);
+    const addr = dmaMapPhys(dev, physAddr(phys), 2 * PAGE_SIZE, BIDIRECTIONAL);
     dmaMappingError(dev, addr);
     ep.dmaRead(addr, 64); // warm the IOTLB: only the invalidation can stop the next read
     const m = moved(platform, () => {
@@ -111,10 +112,10 @@ describe("dmaMapPhys / dmaUnmapPhys through iommu-dma (strict)", () => {
   it("the IOVA freed by an unmap is reused from the range cache by the next map of that size", () => {
     const { platform, dev } = rig();
     const phys = freshPages(platform, 1);
-    const first = dmaMapPhys(dev, phys, PAGE_SIZE, TO_DEVICE);
+    const first = dmaMapPhys(dev, physAddr(phys), PAGE_SIZE, TO_DEVICE);
     dmaMappingError(dev, first);
     dmaUnmapPhys(dev, first, PAGE_SIZE, TO_DEVICE);
-    const m = moved(platform, () => dmaMapPhys(dev, phys + 0, PAGE_SIZE, TO_DEVICE));
+    const m = moved(platform, () => dmaMapPhys(dev, physAddr(phys + 0), PAGE_SIZE, TO_DEVICE));
     expect(m.result).toBe(first);
     expect(m.get(Counter.IovaAllocCache)).toBe(1);
     expect(m.get(Counter.IovaAllocTree)).toBe(0);
@@ -125,7 +126,7 @@ describe("dmaMapPhys / dmaUnmapPhys through iommu-dma (strict)", () => {
   it("maps with the direction's permissions: FROM_DEVICE is write-only for the device", () => {
     const { platform, dev, ep } = rig();
     const phys = freshPages(platform, 1);
-    const addr = dmaMapPhys(dev, phys, PAGE_SIZE, FROM_DEVICE);
+    const addr = dmaMapPhys(dev, physAddr(phys), PAGE_SIZE, FROM_DEVICE);
     dmaMappingError(dev, addr);
     ep.dmaWrite(addr, pattern(128, 9));
     expect(platform.memory.read(physAddr(phys), 128)).toEqual(pattern(128, 9));
@@ -141,7 +142,7 @@ describe("dmaMapPhys / dmaUnmapPhys through iommu-dma (strict)", () => {
         const base = freshPages(platform, 64);
         const maps = bufs.map(([off, len], i) => {
           const phys = base + i * 4 * PAGE_SIZE + off;
-          return { phys, len, addr: dmaMapPhys(dev, phys, len, BIDIRECTIONAL) };
+          return { phys, len, addr: dmaMapPhys(dev, physAddr(phys), len, BIDIRECTIONAL) };
         });
         for (const m of maps) {
           expect(m.addr).not.toBe(DMA_MAPPING_ERROR);
@@ -162,7 +163,7 @@ describe("an IOMMU whose new PTEs need iotlb_sync_map", () => {
     expect(platform.iommus[0]!.requiresSyncMap).toBe(true);
     const phys = freshPages(platform, 1);
     platform.memory.write(physAddr(phys), pattern(64, 50));
-    const m = moved(platform, () => dmaMapPhys(dev, phys, 64, TO_DEVICE));
+    const m = moved(platform, () => dmaMapPhys(dev, physAddr(phys), 64, TO_DEVICE));
     expect(m.get(Counter.IotlbSyncMap)).toBe(1);
     expect(ep.dmaRead(m.result, 64)).toEqual(pattern(64, 50));
   });
@@ -173,17 +174,17 @@ describe("IOVA space exhaustion", () => {
     const { platform, dev } = rig();
     expect(dmaSetMask(dev, DMA_BIT_MASK(14))).toBe(0); // IOVA pages 1..3: page 0 is never handed out
     const phys = freshPages(platform, 1);
-    const addrs = [0, 1, 2].map(() => dmaMapPhys(dev, phys, PAGE_SIZE, TO_DEVICE));
+    const addrs = [0, 1, 2].map(() => dmaMapPhys(dev, physAddr(phys), PAGE_SIZE, TO_DEVICE));
     for (const a of addrs) expect(dmaMappingError(dev, a)).toBe(0);
     expect(new Set(addrs).size).toBe(3);
-    const m = moved(platform, () => dmaMapPhys(dev, phys, PAGE_SIZE, TO_DEVICE));
+    const m = moved(platform, () => dmaMapPhys(dev, physAddr(phys), PAGE_SIZE, TO_DEVICE));
     expect(m.result).toBe(DMA_MAPPING_ERROR);
     expect(dmaMappingError(dev, m.result)).toBe(-Errno.ENOMEM);
     expect(m.get(Counter.IovaAllocFail)).toBeGreaterThanOrEqual(1);
     expect(m.get(Counter.PteWrites)).toBe(0);
     expect(dev.domain!.mappedBytes).toBe(3 * PAGE_SIZE);
     dmaUnmapPhys(dev, addrs[1]!, PAGE_SIZE, TO_DEVICE);
-    const again = dmaMapPhys(dev, phys, PAGE_SIZE, TO_DEVICE);
+    const again = dmaMapPhys(dev, physAddr(phys), PAGE_SIZE, TO_DEVICE);
     expect(again).toBe(addrs[1]);
     expect(dmaMappingError(dev, again)).toBe(0);
   });
@@ -194,7 +195,7 @@ describe("dmaUnmapPhys in lazy mode", () => {
     const { platform, dev, ep } = rig({ kernel: { iommuMode: "lazy" } });
     const phys = freshPages(platform, 1);
     platform.memory.write(physAddr(phys), pattern(64, 5));
-    const addr = dmaMapPhys(dev, phys, PAGE_SIZE, TO_DEVICE);
+    const addr = dmaMapPhys(dev, physAddr(phys), PAGE_SIZE, TO_DEVICE);
     dmaMappingError(dev, addr);
     expect(ep.dmaRead(addr, 64)).toEqual(pattern(64, 5));
     const m = moved(platform, () => {
@@ -206,7 +207,7 @@ describe("dmaUnmapPhys in lazy mode", () => {
     // The page table is clear but the IOTLB still holds the translation: the window lazy mode opens.
     expect(ep.dmaRead(addr, 64)).toEqual(pattern(64, 5));
     // The IOVA is not reusable yet: it sits in the flush queue.
-    const other = dmaMapPhys(dev, phys, PAGE_SIZE, TO_DEVICE);
+    const other = dmaMapPhys(dev, physAddr(phys), PAGE_SIZE, TO_DEVICE);
     expect(other).not.toBe(addr);
     dmaMappingError(dev, other);
     dmaUnmapPhys(dev, other, PAGE_SIZE, TO_DEVICE);
@@ -223,7 +224,7 @@ describe("dmaUnmapPhys in lazy mode", () => {
     const dev = kernel.device(UNTRUSTED);
     expect(dev.strict).toBe(true);
     const phys = freshPages(platform, 1);
-    const addr = dmaMapPhys(dev, phys, PAGE_SIZE, TO_DEVICE);
+    const addr = dmaMapPhys(dev, physAddr(phys), PAGE_SIZE, TO_DEVICE);
     dmaMappingError(dev, addr);
     const m = moved(platform, () => {
       dmaUnmapPhys(dev, addr, PAGE_SIZE, TO_DEVICE);
@@ -242,7 +243,7 @@ describe("dmaMapPhys through dma-direct", () => {
       const phys = freshPages(platform, 2);
       const data = pattern(2 * PAGE_SIZE, 2);
       platform.memory.write(physAddr(phys), data);
-      const m = moved(platform, () => dmaMapPhys(dev, phys, data.length, TO_DEVICE));
+      const m = moved(platform, () => dmaMapPhys(dev, physAddr(phys), data.length, TO_DEVICE));
       expect(m.result).toBe(phys);
       expect(iommuCounters(m.get)).toBe(0);
       expect(m.get(Counter.SwiotlbBounceBytes)).toBe(0);
@@ -259,7 +260,7 @@ describe("dmaMapPhys through dma-direct", () => {
   it("adds the device's bus offset (phys_to_dma)", () => {
     const { platform, dev } = rig({ iommu: false, kernel: { devices: { [DEV]: { busOffset: 0x1000_0000 } } } });
     const phys = freshPages(platform, 1);
-    const addr = dmaMapPhys(dev, phys, 64, TO_DEVICE);
+    const addr = dmaMapPhys(dev, physAddr(phys), 64, TO_DEVICE);
     expect(addr).toBe(phys + 0x1000_0000);
     dmaMappingError(dev, addr);
     dmaUnmapPhys(dev, addr, 64, TO_DEVICE);
@@ -270,7 +271,7 @@ describe("dmaMapPhys through dma-direct", () => {
     const phys = 5 * GiB + 0x100;
     const data = pattern(3000, 4);
     platform.memory.write(physAddr(phys), data);
-    const m = moved(platform, () => dmaMapPhys(dev, phys, data.length, TO_DEVICE));
+    const m = moved(platform, () => dmaMapPhys(dev, physAddr(phys), data.length, TO_DEVICE));
     const addr = m.result;
     expect(dmaMappingError(dev, addr)).toBe(0);
     expect(addr).not.toBe(phys);
@@ -291,7 +292,7 @@ describe("dmaMapPhys through dma-direct", () => {
   it("a FROM_DEVICE bounce copies what the device wrote back to the buffer on unmap", () => {
     const { platform, dev, ep } = rig({ kernel: { iommuMode: "off" } });
     const phys = 6 * GiB;
-    const addr = dmaMapPhys(dev, phys, 2048, FROM_DEVICE);
+    const addr = dmaMapPhys(dev, physAddr(phys), 2048, FROM_DEVICE);
     expect(dmaMappingError(dev, addr)).toBe(0);
     ep.dmaWrite(addr, pattern(2048, 8));
     expect(platform.memory.read(physAddr(phys), 2048)).toEqual(new Uint8Array(2048));
@@ -304,7 +305,7 @@ describe("dmaMapPhys through dma-direct", () => {
 
   it("without swiotlb a buffer beyond the mask fails with DMA_MAPPING_ERROR and a kernel log line", () => {
     const { platform, kernel, dev } = rig({ kernel: { iommuMode: "off", swiotlb: false } });
-    const m = moved(platform, () => dmaMapPhys(dev, 5 * GiB, 4096, TO_DEVICE));
+    const m = moved(platform, () => dmaMapPhys(dev, physAddr(5 * GiB), 4096, TO_DEVICE));
     expect(m.result).toBe(DMA_MAPPING_ERROR);
     expect(dmaMappingError(dev, m.result)).toBe(-Errno.ENOMEM);
     expect(m.get(Counter.DmaMappingErrors)).toBe(1);
@@ -319,7 +320,7 @@ describe("dmaMapPhys through dma-direct", () => {
     const { platform, kernel, dev, ep } = rig({ kernel: { iommuMode: "off", swiotlb: { force: true } } });
     const phys = freshPages(platform, 1, { below: 1 * GiB });
     platform.memory.write(physAddr(phys), pattern(512, 6));
-    const addr = dmaMapPhys(dev, phys, 512, BIDIRECTIONAL);
+    const addr = dmaMapPhys(dev, physAddr(phys), 512, BIDIRECTIONAL);
     dmaMappingError(dev, addr);
     expect(addr).not.toBe(phys);
     expect(kernel.swiotlb!.isSwiotlbBuffer(addr)).toBe(true);
@@ -343,7 +344,7 @@ describe("dmaMapPhys through dma-direct", () => {
     }
     expect(err).toBeInstanceOf(PcieAccessError);
     expect((err as PcieAccessError).kind).toBe("private-memory");
-    const addr = dmaMapPhys(dev, phys, 1024, BIDIRECTIONAL);
+    const addr = dmaMapPhys(dev, physAddr(phys), 1024, BIDIRECTIONAL);
     expect(dmaMappingError(dev, addr)).toBe(0);
     expect(kernel.swiotlb!.isSwiotlbBuffer(addr)).toBe(true);
     expect(ep.dmaRead(addr, 1024)).toEqual(pattern(1024, 10));
@@ -357,8 +358,8 @@ describe("dmaMappingError", () => {
   it("is -ENOMEM for DMA_MAPPING_ERROR and 0 for any real address", () => {
     const { dev } = rig();
     expect(dmaMappingError(dev, DMA_MAPPING_ERROR)).toBe(-12);
-    expect(dmaMappingError(dev, 0)).toBe(0);
-    expect(dmaMappingError(dev, 0x1234_5000)).toBe(0);
+    expect(dmaMappingError(dev, dmaAddr(0))).toBe(0);
+    expect(dmaMappingError(dev, dmaAddr(0x1234_5000))).toBe(0);
   });
 });
 
@@ -392,7 +393,7 @@ describe("dmaMapPage", () => {
     expect(dmaMappingError(dev, addr)).toBe(0);
     const m = moved(platform, () => {
       dmaUnmapPage(dev, addr, 64, TO_DEVICE, DMA_ATTR_MMIO);
-      dmaUnmapPage(dev, 0x1234, 64, TO_DEVICE, DMA_ATTR_MMIO); // not even a mapping: still nothing
+      dmaUnmapPage(dev, dmaAddr(0x1234), 64, TO_DEVICE, DMA_ATTR_MMIO); // not even a mapping: still nothing
     });
     expect([m.get(Counter.DmaUnmapCalls), m.get(Counter.PteClears)]).toEqual([0, 0]);
     expect(kernel.debugReports()).toEqual([]);
@@ -430,7 +431,7 @@ describe("dmaMapResource", () => {
   it("maps a peer BAR through the IOMMU with MMIO attributes", () => {
     const { platform, dev } = rig({ endpoints: [{ bdf: PEER, bars: [{ size: 1 * MiB }] }] });
     const bar = platform.endpoint(PEER).bars[0]!;
-    const addr = dmaMapResource(dev, bar.phys + 0x2000, 0x1000, BIDIRECTIONAL);
+    const addr = dmaMapResource(dev, physAddr(bar.phys + 0x2000), 0x1000, BIDIRECTIONAL);
     expect(dmaMappingError(dev, addr)).toBe(0);
     expect(dev.domain!.iovaToPhys(iova(addr))).toBe(bar.phys + 0x2000);
     dmaUnmapResource(dev, addr, 0x1000, BIDIRECTIONAL);
@@ -453,7 +454,7 @@ describe("dmaMapResource", () => {
   it("refuses RAM (memory with a struct page) with DMA_MAPPING_ERROR and a warning", () => {
     const { platform, kernel, dev } = rig({ kernel: { debug: "collect" } });
     const phys = freshPages(platform, 1);
-    expect(dmaMapResource(dev, phys, 64, TO_DEVICE)).toBe(DMA_MAPPING_ERROR);
+    expect(dmaMapResource(dev, physAddr(phys), 64, TO_DEVICE)).toBe(DMA_MAPPING_ERROR);
     expect(kernel.debugReports().map((r) => r.check)).toEqual(["api-warn"]);
     expect(kernel.debugReports()[0]!.message).toMatch(/pfn_valid/);
     expect(dev.domain!.mappedBytes).toBe(0);
@@ -464,7 +465,7 @@ describe("dmaSyncSingleForCpu / dmaSyncSingleForDevice on a bounced mapping", ()
   it("moves the device's bytes to the buffer for the CPU and the CPU's bytes to the slot for the device", () => {
     const { platform, dev, ep } = rig({ kernel: { iommuMode: "off" } });
     const phys = 5 * GiB;
-    const addr = dmaMapPhys(dev, phys, 4096, BIDIRECTIONAL);
+    const addr = dmaMapPhys(dev, physAddr(phys), 4096, BIDIRECTIONAL);
     expect(dmaMappingError(dev, addr)).toBe(0);
     ep.dmaWrite(addr, pattern(4096, 20));
     expect(platform.memory.read(physAddr(phys), 16)).toEqual(new Uint8Array(16));
@@ -480,11 +481,11 @@ describe("dmaSyncSingleForCpu / dmaSyncSingleForDevice on a bounced mapping", ()
   it("a partial sync copies only the synced part", () => {
     const { platform, dev, ep } = rig({ kernel: { iommuMode: "off" } });
     const phys = 5 * GiB;
-    const addr = dmaMapPhys(dev, phys, 4096, FROM_DEVICE);
+    const addr = dmaMapPhys(dev, physAddr(phys), 4096, FROM_DEVICE);
     dmaMappingError(dev, addr);
     ep.dmaWrite(addr, pattern(4096, 22));
     const m = moved(platform, () => {
-      dmaSyncSingleForCpu(dev, addr + 1024, 512, FROM_DEVICE);
+      dmaSyncSingleForCpu(dev, dmaAddr(addr + 1024), 512, FROM_DEVICE);
     });
     expect(m.get(Counter.SwiotlbBounceBytes)).toBe(512);
     expect(platform.memory.read(physAddr(phys + 1024), 512)).toEqual(pattern(4096, 22).subarray(1024, 1536));
@@ -499,7 +500,7 @@ describe("dmaSyncSingleForCpu / dmaSyncSingleForDevice on a bounced mapping", ()
     const phys = freshPages(platform, 1);
     platform.memory.write(physAddr(phys), new Uint8Array(PAGE_SIZE).fill(0xee)); // neighbouring kernel data
     platform.memory.write(physAddr(phys + 256), pattern(512, 23));
-    const addr = dmaMapPhys(dev, phys + 256, 512, BIDIRECTIONAL);
+    const addr = dmaMapPhys(dev, physAddr(phys + 256), 512, BIDIRECTIONAL);
     expect(dmaMappingError(dev, addr)).toBe(0);
     const target = dev.domain!.iovaToPhys(iova(addr))!;
     expect(kernel.swiotlb!.isSwiotlbBuffer(target)).toBe(true);
@@ -524,12 +525,12 @@ describe("an untrusted device without swiotlb", () => {
     const { platform, kernel } = rig({ kernel: { swiotlb: false } });
     const dev = kernel.device(UNTRUSTED);
     const phys = freshPages(platform, 2);
-    const m = moved(platform, () => dmaMapPhys(dev, phys + 256, 512, BIDIRECTIONAL));
+    const m = moved(platform, () => dmaMapPhys(dev, physAddr(phys + 256), 512, BIDIRECTIONAL));
     expect(m.result).toBe(DMA_MAPPING_ERROR);
     expect(m.get(Counter.PteWrites)).toBe(0);
     expect(dev.domain!.mappedBytes).toBe(0);
     expect(kernel.dmesg().map((l) => l.message)).toEqual(["DMA bounce buffers are inactive, unable to map unaligned transaction."]);
-    const aligned = dmaMapPhys(dev, phys, 2 * PAGE_SIZE, BIDIRECTIONAL);
+    const aligned = dmaMapPhys(dev, physAddr(phys), 2 * PAGE_SIZE, BIDIRECTIONAL);
     expect(dmaMappingError(dev, aligned)).toBe(0);
     expect(dev.domain!.iovaToPhys(iova(aligned))).toBe(phys);
     dmaUnmapPhys(dev, aligned, 2 * PAGE_SIZE, BIDIRECTIONAL);
@@ -539,8 +540,8 @@ describe("an untrusted device without swiotlb", () => {
     const { platform, kernel } = rig({ kernel: { swiotlb: false } });
     const dev = kernel.device(UNTRUSTED);
     const phys = freshPages(platform, 2);
-    expect(dmaMapPhys(dev, phys + 256, 512, BIDIRECTIONAL)).toBe(DMA_MAPPING_ERROR);
-    expect(dmaMapPhys(dev, phys + 1024, 100, BIDIRECTIONAL)).toBe(DMA_MAPPING_ERROR);
+    expect(dmaMapPhys(dev, physAddr(phys + 256), 512, BIDIRECTIONAL)).toBe(DMA_MAPPING_ERROR);
+    expect(dmaMapPhys(dev, physAddr(phys + 1024), 100, BIDIRECTIONAL)).toBe(DMA_MAPPING_ERROR);
     expect(kernel.dmesg()).toHaveLength(1);
   });
 });
@@ -556,7 +557,7 @@ describe("the CPU cache and a non-coherent device", () => {
       const phys = freshPages(platform, 1);
       kernel.cpuWrite(phys, pattern(256, 30));
       expect(platform.memory.read(physAddr(phys), 256)).toEqual(new Uint8Array(256)); // still only in the cache
-      const m = moved(platform, () => dmaMapPhys(dev, phys, 256, TO_DEVICE));
+      const m = moved(platform, () => dmaMapPhys(dev, physAddr(phys), 256, TO_DEVICE));
       expect(dmaMappingError(dev, m.result)).toBe(0);
       expect(m.get(Counter.CacheLinesWrittenBack)).toBe(4);
       expect(ep.dmaRead(m.result, 256)).toEqual(pattern(256, 30));
@@ -567,7 +568,7 @@ describe("the CPU cache and a non-coherent device", () => {
       const { platform, kernel, dev, ep } = nonCoherent(mode);
       const phys = freshPages(platform, 1);
       kernel.cpuWrite(phys, pattern(256, 31));
-      const addr = dmaMapPhys(dev, phys, 256, TO_DEVICE);
+      const addr = dmaMapPhys(dev, physAddr(phys), 256, TO_DEVICE);
       dmaMappingError(dev, addr);
       kernel.cpuWrite(phys, pattern(256, 32));
       expect(ep.dmaRead(addr, 256)).toEqual(pattern(256, 31));
@@ -579,7 +580,7 @@ describe("the CPU cache and a non-coherent device", () => {
     it(`(${mode}) the CPU reads stale cached lines after a device write until dmaSyncSingleForCpu`, () => {
       const { platform, kernel, dev, ep } = nonCoherent(mode);
       const phys = freshPages(platform, 1);
-      const addr = dmaMapPhys(dev, phys, 256, FROM_DEVICE);
+      const addr = dmaMapPhys(dev, physAddr(phys), 256, FROM_DEVICE);
       dmaMappingError(dev, addr);
       expect(kernel.cpuRead(phys, 256)).toEqual(new Uint8Array(256)); // the driver peeks: lines now cached
       ep.dmaWrite(addr, pattern(256, 33));
@@ -600,7 +601,7 @@ describe("the CPU cache and a non-coherent device", () => {
     const { platform, kernel, dev, ep } = nonCoherent("strict");
     const phys = freshPages(platform, 1);
     kernel.cpuWrite(phys, pattern(128, 35));
-    const m = moved(platform, () => dmaMapPhys(dev, phys, 128, TO_DEVICE, DMA_ATTR_SKIP_CPU_SYNC));
+    const m = moved(platform, () => dmaMapPhys(dev, physAddr(phys), 128, TO_DEVICE, DMA_ATTR_SKIP_CPU_SYNC));
     expect(dmaMappingError(dev, m.result)).toBe(0);
     expect(m.get(Counter.CacheLinesWrittenBack)).toBe(0);
     expect(ep.dmaRead(m.result, 128)).toEqual(new Uint8Array(128));
@@ -613,7 +614,7 @@ describe("the CPU cache and a non-coherent device", () => {
     const { platform, dev } = rig();
     const phys = freshPages(platform, 1);
     const m = moved(platform, () => {
-      const addr = dmaMapPhys(dev, phys, 256, BIDIRECTIONAL);
+      const addr = dmaMapPhys(dev, physAddr(phys), 256, BIDIRECTIONAL);
       dmaMappingError(dev, addr);
       dmaSyncSingleForCpu(dev, addr, 256, BIDIRECTIONAL);
       dmaSyncSingleForDevice(dev, addr, 256, BIDIRECTIONAL);
@@ -629,7 +630,7 @@ describe("swiotlb bounce copies are CPU copies: they see the CPU cache", () => {
     const { platform, kernel, dev, ep } = rig({ kernel: { iommuMode: "off", devices: { [DEV]: { coherent: false } } } });
     const phys = 5 * GiB;
     kernel.cpuWrite(phys, pattern(256, 40));
-    const addr = dmaMapPhys(dev, phys, 256, BIDIRECTIONAL);
+    const addr = dmaMapPhys(dev, physAddr(phys), 256, BIDIRECTIONAL);
     expect(dmaMappingError(dev, addr)).toBe(0);
     expect(ep.dmaRead(addr, 256)).toEqual(pattern(256, 40));
     // The CPU updates the buffer and hands it over again: the sync copies from the cache, not stale memory.
@@ -647,7 +648,7 @@ describe("swiotlb bounce copies are CPU copies: they see the CPU cache", () => {
     const { kernel, dev, ep } = rig({ kernel: { iommuMode: "off" } });
     const phys = 5 * GiB;
     kernel.cpuWrite(phys, new Uint8Array(128).fill(0x5a)); // the neighbour's bytes share the buffer's lines
-    const addr = dmaMapPhys(dev, phys + 32, 64, FROM_DEVICE);
+    const addr = dmaMapPhys(dev, physAddr(phys + 32), 64, FROM_DEVICE);
     expect(dmaMappingError(dev, addr)).toBe(0);
     ep.dmaWrite(addr, pattern(64, 43));
     dmaUnmapPhys(dev, addr, 64, FROM_DEVICE);
@@ -663,7 +664,7 @@ describe("swiotlb bounce copies are CPU copies: they see the CPU cache", () => {
     const ep = kernel.platform.endpoint(UNTRUSTED);
     const phys = freshPages(kernel.platform, 1) + 100;
     kernel.cpuWrite(phys, pattern(300, 44));
-    const addr = dmaMapPhys(dev, phys, 300, BIDIRECTIONAL);
+    const addr = dmaMapPhys(dev, physAddr(phys), 300, BIDIRECTIONAL);
     expect(dmaMappingError(dev, addr)).toBe(0);
     expect(ep.dmaRead(addr, 300)).toEqual(pattern(300, 44));
     ep.dmaWrite(addr, pattern(300, 45));
@@ -682,7 +683,7 @@ describe("dmaNeedUnmap", () => {
   it("is false for a coherent direct-mapped device with dma-debug off, until it bounces", () => {
     const { dev } = rig({ kernel: { iommuMode: "off", debug: "off" } });
     expect(dmaNeedUnmap(dev)).toBe(false);
-    const addr = dmaMapPhys(dev, 5 * GiB, 64, TO_DEVICE);
+    const addr = dmaMapPhys(dev, physAddr(5 * GiB), 64, TO_DEVICE);
     expect(dmaNeedUnmap(dev)).toBe(true);
     dmaUnmapPhys(dev, addr, 64, TO_DEVICE);
     expect(dmaNeedUnmap(dev)).toBe(true);
@@ -715,7 +716,7 @@ describe("DMA parameters", () => {
   it("a 64-bit mask lets dma-direct reach a buffer above 4 GiB without bouncing", () => {
     const { platform, dev } = rig({ kernel: { iommuMode: "off" } });
     expect(dmaSetMask(dev, DMA_BIT_MASK(64))).toBe(0);
-    const m = moved(platform, () => dmaMapPhys(dev, 5 * GiB, 64, TO_DEVICE));
+    const m = moved(platform, () => dmaMapPhys(dev, physAddr(5 * GiB), 64, TO_DEVICE));
     expect(m.result).toBe(5 * GiB);
     expect(m.get(Counter.SwiotlbBounceBytes)).toBe(0);
     dmaMappingError(dev, m.result);
@@ -726,7 +727,7 @@ describe("DMA parameters", () => {
     const { platform, dev } = rig();
     expect(dmaSetMaskAndCoherent(dev, DMA_BIT_MASK(20))).toBe(0);
     expect(dmaGetMask(dev)).toBe(DMA_BIT_MASK(20));
-    const addr = dmaMapPhys(dev, freshPages(platform, 1), 8192, TO_DEVICE);
+    const addr = dmaMapPhys(dev, physAddr(freshPages(platform, 1)), 8192, TO_DEVICE);
     expect(dmaMappingError(dev, addr)).toBe(0);
     expect(addr + 8191).toBeLessThanOrEqual(DMA_BIT_MASK(20));
     dmaUnmapPhys(dev, addr, 8192, TO_DEVICE);
@@ -776,14 +777,14 @@ describe("bad input to the mapping calls", () => {
     const { platform, kernel, dev } = rig();
     const phys = freshPages(platform, 1);
     const before = platform.trace.counters.snapshot();
-    expect(() => dmaMapPhys(dev, -4096, 64, TO_DEVICE)).toThrow(/dma_map_phys: phys = -4096 is invalid/);
-    expect(() => dmaMapPhys(dev, phys, -1, TO_DEVICE)).toThrow(/size = -1/);
-    expect(() => dmaMapPhys(dev, 2 ** 53 - 10, 64, TO_DEVICE)).toThrow(/below 2\^53/);
-    expect(() => dmaMapPhys(dev, phys, 64, DmaDirection.NONE)).toThrow(/dir = 0x3 is invalid/);
-    expect(() => dmaMapPhys(dev, phys, 64, TO_DEVICE, 1 << 20)).toThrow(/attrs = 0x100000/);
-    expect(() => dmaMapPhys(dev, phys, 64, TO_DEVICE, 1 << 3)).toThrow(DmaInputError);
-    expect(() => { dmaUnmapPhys(dev, 1.5, 64, TO_DEVICE); }).toThrow(/addr = 1.5/);
-    expect(() => { dmaSyncSingleForCpu(dev, 4096, 64, 9 as DmaDirection); }).toThrow(DmaInputError);
+    expect(() => dmaMapPhys(dev, unsafePhysAddr(-4096), 64, TO_DEVICE)).toThrow(/dma_map_phys: phys = -4096 is invalid/);
+    expect(() => dmaMapPhys(dev, unsafePhysAddr(phys), -1, TO_DEVICE)).toThrow(/size = -1/);
+    expect(() => dmaMapPhys(dev, unsafePhysAddr(2 ** 53 - 10), 64, TO_DEVICE)).toThrow(/below 2\^53/);
+    expect(() => dmaMapPhys(dev, unsafePhysAddr(phys), 64, DmaDirection.NONE)).toThrow(/dir = 0x3 is invalid/);
+    expect(() => dmaMapPhys(dev, unsafePhysAddr(phys), 64, TO_DEVICE, 1 << 20)).toThrow(/attrs = 0x100000/);
+    expect(() => dmaMapPhys(dev, unsafePhysAddr(phys), 64, TO_DEVICE, 1 << 3)).toThrow(DmaInputError);
+    expect(() => { dmaUnmapPhys(dev, unsafeDmaAddr(1.5), 64, TO_DEVICE); }).toThrow(/addr = 1.5/);
+    expect(() => { dmaSyncSingleForCpu(dev, unsafeDmaAddr(4096), 64, 9 as DmaDirection); }).toThrow(DmaInputError);
     expect(platform.trace.counters.snapshot().diff(before).nonZero()).toEqual({});
     expect(kernel.debug.entries()).toHaveLength(0);
   });
@@ -793,11 +794,11 @@ describe("bad input to the mapping calls", () => {
       const { platform, kernel, dev } = rig({ kernel: { iommuMode } });
       const phys = freshPages(platform, 1);
       const before = platform.trace.counters.snapshot();
-      expect(() => dmaMapPhys(dev, phys, 0, TO_DEVICE)).toThrow(/dma_map_phys: size = 0x0 is invalid: expected a size > 0/);
+      expect(() => dmaMapPhys(dev, unsafePhysAddr(phys), 0, TO_DEVICE)).toThrow(/dma_map_phys: size = 0x0 is invalid: expected a size > 0/);
       expect(() => dmaMapPage(dev, phys / PAGE_SIZE, 0, 0, TO_DEVICE)).toThrow(DmaInputError);
       expect(platform.trace.counters.snapshot().diff(before).nonZero()).toEqual({});
       expect(kernel.debug.entries()).toHaveLength(0);
-      const next = dmaMapPhys(dev, phys, 64, TO_DEVICE);
+      const next = dmaMapPhys(dev, physAddr(phys), 64, TO_DEVICE);
       expect(dmaMappingError(dev, next)).toBe(0);
       dmaUnmapPhys(dev, next, 64, TO_DEVICE);
     }

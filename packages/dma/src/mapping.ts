@@ -36,7 +36,7 @@ function pageFlags(dev: DmaDevice): (phys: number) => number {
  * dma_map_phys: map [phys, phys+size) for `dev`. Returns the DMA address, or DMA_MAPPING_ERROR which the
  * caller must test with dmaMappingError() (dma-debug checks that it did).
  */
-export function dmaMapPhys(dev: DmaDevice, phys: PhysAddr | number, size: number, dir: DmaDirection, attrs = 0): DmaAddr {
+export function dmaMapPhys(dev: DmaDevice, phys: PhysAddr, size: number, dir: DmaDirection, attrs = 0): DmaAddr {
   const fn = "dma_map_phys";
   // One combined test for the usual valid call; the precise checks, in order, only when it fails.
   if (!(isBoundDevice(dev) && isRange(phys, size) && size !== 0 && isMapDir(dir) && isAttrs(attrs))) {
@@ -76,7 +76,7 @@ function mapPhys(fn: string, dev: DmaDevice, phys: number, size: number, dir: Dm
 }
 
 /** dma_unmap_phys. */
-export function dmaUnmapPhys(dev: DmaDevice, addr: DmaAddr | number, size: number, dir: DmaDirection, attrs = 0): void {
+export function dmaUnmapPhys(dev: DmaDevice, addr: DmaAddr, size: number, dir: DmaDirection, attrs = 0): void {
   const fn = "dma_unmap_phys";
   if (!(isBoundDevice(dev) && isRange(addr, size) && isMapDir(dir) && isAttrs(attrs))) {
     checkDevice(fn, dev);
@@ -142,7 +142,7 @@ export function dmaMapPage(dev: DmaDevice, pfn: number, offset: number, size: nu
  * dma_unmap_page_attrs. With DMA_ATTR_MMIO it does nothing at all (kernel/dma/mapping.c returns before
  * dma_unmap_phys and dma-debug): dma_map_page_attrs never made such a mapping.
  */
-export function dmaUnmapPage(dev: DmaDevice, addr: DmaAddr | number, size: number, dir: DmaDirection, attrs = 0): void {
+export function dmaUnmapPage(dev: DmaDevice, addr: DmaAddr, size: number, dir: DmaDirection, attrs = 0): void {
   const fn = "dma_unmap_page_attrs";
   if (!(isBoundDevice(dev) && isRange(addr, size) && isMapDir(dir) && isAttrs(attrs))) {
     checkDevice(fn, dev);
@@ -158,7 +158,7 @@ export function dmaUnmapPage(dev: DmaDevice, addr: DmaAddr | number, size: numbe
  * dma_map_resource: map MMIO (a peer's BAR, a doorbell) that has no struct page. Memory with a struct page
  * is refused (WARN_ON_ONCE(pfn_valid), DMA_MAPPING_ERROR).
  */
-export function dmaMapResource(dev: DmaDevice, physAddr: PhysAddr | number, size: number, dir: DmaDirection, attrs = 0): DmaAddr {
+export function dmaMapResource(dev: DmaDevice, physAddr: PhysAddr, size: number, dir: DmaDirection, attrs = 0): DmaAddr {
   const fn = "dma_map_resource";
   checkDevice(fn, dev);
   checkRange(fn, "phys_addr", physAddr, size);
@@ -174,7 +174,7 @@ export function dmaMapResource(dev: DmaDevice, physAddr: PhysAddr | number, size
 }
 
 /** dma_unmap_resource. */
-export function dmaUnmapResource(dev: DmaDevice, addr: DmaAddr | number, size: number, dir: DmaDirection, attrs = 0): void {
+export function dmaUnmapResource(dev: DmaDevice, addr: DmaAddr, size: number, dir: DmaDirection, attrs = 0): void {
   const fn = "dma_unmap_resource";
   checkDevice(fn, dev);
   if (addr !== DMA_MAPPING_ERROR) checkRange(fn, "addr", addr, size);
@@ -184,7 +184,7 @@ export function dmaUnmapResource(dev: DmaDevice, addr: DmaAddr | number, size: n
 }
 
 /** dma_mapping_error: -Errno.ENOMEM for DMA_MAPPING_ERROR, else 0; tells dma-debug the driver checked. */
-export function dmaMappingError(dev: DmaDevice, addr: DmaAddr | number): number {
+export function dmaMappingError(dev: DmaDevice, addr: DmaAddr): number {
   if (!(isBoundDevice(dev) && (addr === DMA_MAPPING_ERROR || isRange(addr, 0)))) {
     const fn = "dma_mapping_error";
     checkDevice(fn, dev);
@@ -207,7 +207,7 @@ function syncLength(dev: DmaDevice, addr: number, size: number, dir: DmaDirectio
 }
 
 /** dma_sync_single_for_cpu: make what the device wrote visible to the CPU (bounce back, invalidate). */
-export function dmaSyncSingleForCpu(dev: DmaDevice, addr: DmaAddr | number, size: number, dir: DmaDirection): void {
+export function dmaSyncSingleForCpu(dev: DmaDevice, addr: DmaAddr, size: number, dir: DmaDirection): void {
   const fn = "dma_sync_single_for_cpu";
   if (!(isBoundDevice(dev) && isRange(addr, size) && isMapDir(dir))) {
     checkDevice(fn, dev);
@@ -223,7 +223,7 @@ export function dmaSyncSingleForCpu(dev: DmaDevice, addr: DmaAddr | number, size
 }
 
 /** dma_sync_single_for_device: make what the CPU wrote visible to the device (write back, bounce). */
-export function dmaSyncSingleForDevice(dev: DmaDevice, addr: DmaAddr | number, size: number, dir: DmaDirection): void {
+export function dmaSyncSingleForDevice(dev: DmaDevice, addr: DmaAddr, size: number, dir: DmaDirection): void {
   const fn = "dma_sync_single_for_device";
   if (!(isBoundDevice(dev) && isRange(addr, size) && isMapDir(dir))) {
     checkDevice(fn, dev);

@@ -1,6 +1,6 @@
 import { describe, expect, it } from "vitest";
 import { dmaAllocCoherent, dmaFreeCoherent } from "./coherent.js";
-import { DMA_ATTR_SKIP_CPU_SYNC, DMA_MAPPING_ERROR, DmaDirection } from "./constants.js";
+import { DMA_ATTR_SKIP_CPU_SYNC, DMA_MAPPING_ERROR, DmaDirection, dmaAddr, unsafeDmaAddr } from "./constants.js";
 import { physToDma, dmaToPhys, dmaCapable } from "./direct-api.js";
 import { DmaInputError } from "./errors.js";
 import {
@@ -31,6 +31,7 @@ import { PciP2pdmaMapState, p2pdmaProviderOf, pciP2pdmaState } from "./p2p.js";
 import type { DmaDevice } from "./device.js";
 import { TRUSTED_BDF, allocBuffer, makeKernel } from "./test-fixtures.js";
 import type { Fixture } from "./test-fixtures.js";
+import { physAddr, unsafePhysAddr } from "@dmasim/memory";
 
 // Bad input at the public boundary: a typed DmaInputError naming the argument, the value and what was
 // expected — never a TypeError or RangeError from inside — and a refused call changes nothing (no counter
@@ -64,15 +65,15 @@ type DevCall = readonly [string, (dev: DmaDevice, phys: number) => unknown];
 
 /** One valid call of every public function that takes a device (the device is the thing under test). */
 const DEVICE_CALLS: readonly DevCall[] = [
-  ["dmaMapPhys", (d, p) => dmaMapPhys(d, p, 4096, TO_DEV)],
-  ["dmaUnmapPhys", (d) => { dmaUnmapPhys(d, 0x1000, 4096, TO_DEV); }],
+  ["dmaMapPhys", (d, p) => dmaMapPhys(d, physAddr(p), 4096, TO_DEV)],
+  ["dmaUnmapPhys", (d) => { dmaUnmapPhys(d, dmaAddr(0x1000), 4096, TO_DEV); }],
   ["dmaMapPage", (d, p) => dmaMapPage(d, p / 4096, 0, 4096, TO_DEV)],
-  ["dmaUnmapPage", (d) => { dmaUnmapPage(d, 0x1000, 4096, TO_DEV); }],
-  ["dmaMapResource", (d) => dmaMapResource(d, 2 ** 40, 4096, TO_DEV)],
-  ["dmaUnmapResource", (d) => { dmaUnmapResource(d, 0x1000, 4096, TO_DEV); }],
-  ["dmaSyncSingleForCpu", (d) => { dmaSyncSingleForCpu(d, 0x1000, 4096, TO_DEV); }],
-  ["dmaSyncSingleForDevice", (d) => { dmaSyncSingleForDevice(d, 0x1000, 4096, TO_DEV); }],
-  ["dmaMappingError", (d) => dmaMappingError(d, 0x1000)],
+  ["dmaUnmapPage", (d) => { dmaUnmapPage(d, dmaAddr(0x1000), 4096, TO_DEV); }],
+  ["dmaMapResource", (d) => dmaMapResource(d, physAddr(2 ** 40), 4096, TO_DEV)],
+  ["dmaUnmapResource", (d) => { dmaUnmapResource(d, dmaAddr(0x1000), 4096, TO_DEV); }],
+  ["dmaSyncSingleForCpu", (d) => { dmaSyncSingleForCpu(d, dmaAddr(0x1000), 4096, TO_DEV); }],
+  ["dmaSyncSingleForDevice", (d) => { dmaSyncSingleForDevice(d, dmaAddr(0x1000), 4096, TO_DEV); }],
+  ["dmaMappingError", (d) => dmaMappingError(d, dmaAddr(0x1000))],
   ["dmaNeedUnmap", (d) => dmaNeedUnmap(d)],
   ["dmaGetMask", (d) => dmaGetMask(d)],
   ["dmaGetMaxSegSize", (d) => dmaGetMaxSegSize(d)],
@@ -85,10 +86,10 @@ const DEVICE_CALLS: readonly DevCall[] = [
   ["dmaSetSegBoundary", (d) => { dmaSetSegBoundary(d, 0xffff); }],
   ["dmaSetMinAlignMask", (d) => { dmaSetMinAlignMask(d, 0xfff); }],
   ["dmaAllocCoherent", (d) => dmaAllocCoherent(d, 4096)],
-  ["dmaFreeCoherent", (d, p) => { dmaFreeCoherent(d, 4096, p, 0x1000); }],
-  ["physToDma", (d, p) => physToDma(d, p)],
-  ["dmaToPhys", (d) => dmaToPhys(d, 0x1000)],
-  ["dmaCapable", (d) => dmaCapable(d, 0x1000, 4096)],
+  ["dmaFreeCoherent", (d, p) => { dmaFreeCoherent(d, 4096, physAddr(p), dmaAddr(0x1000)); }],
+  ["physToDma", (d, p) => physToDma(d, physAddr(p))],
+  ["dmaToPhys", (d) => dmaToPhys(d, dmaAddr(0x1000))],
+  ["dmaCapable", (d) => dmaCapable(d, dmaAddr(0x1000), 4096)],
   ["dmaClassifyRange", (d, p) => dmaClassifyRange(d, p, 4096, TO_DEV)],
 ];
 
@@ -120,8 +121,8 @@ describe("numbers that are not addresses or sizes", () => {
   it("dma_map_phys refuses each for phys and size", () => {
     const f = makeKernel();
     for (const v of NOT_NUMBERS) {
-      expectInputError(f, () => dmaMapPhys(f.dev, v as number, 4096, TO_DEV), "phys");
-      expectInputError(f, () => dmaMapPhys(f.dev, 0x100000, v as number, TO_DEV), "size");
+      expectInputError(f, () => dmaMapPhys(f.dev, unsafePhysAddr(v as number), 4096, TO_DEV), "phys");
+      expectInputError(f, () => dmaMapPhys(f.dev, unsafePhysAddr(0x100000), v as number, TO_DEV), "size");
     }
   });
 
@@ -129,15 +130,15 @@ describe("numbers that are not addresses or sizes", () => {
     const f = makeKernel();
     for (const v of NOT_NUMBERS) {
       expectInputError(f, () => dmaMapPage(f.dev, v as number, 0, 4096, TO_DEV), "pfn");
-      expectInputError(f, () => { dmaSyncSingleForCpu(f.dev, v as number, 4096, TO_DEV); }, "addr");
-      expectInputError(f, () => { dmaSyncSingleForDevice(f.dev, 0x1000, v as number, TO_DEV); }, "size");
-      if (v !== -1) expectInputError(f, () => { dmaUnmapPhys(f.dev, v as number, 4096, TO_DEV); }, "addr");
+      expectInputError(f, () => { dmaSyncSingleForCpu(f.dev, unsafeDmaAddr(v as number), 4096, TO_DEV); }, "addr");
+      expectInputError(f, () => { dmaSyncSingleForDevice(f.dev, unsafeDmaAddr(0x1000), v as number, TO_DEV); }, "size");
+      if (v !== -1) expectInputError(f, () => { dmaUnmapPhys(f.dev, unsafeDmaAddr(v as number), 4096, TO_DEV); }, "addr");
     }
   });
 
   it("directions that are not a DmaDirection", () => {
     const f = makeKernel();
-    for (const v of ["1", 1n, 4, -1, 0.5, Number.NaN, undefined]) expectInputError(f, () => dmaMapPhys(f.dev, 0x100000, 4096, v as DmaDirection), "dir");
+    for (const v of ["1", 1n, 4, -1, 0.5, Number.NaN, undefined]) expectInputError(f, () => dmaMapPhys(f.dev, unsafePhysAddr(0x100000), 4096, v as DmaDirection), "dir");
   });
 });
 
@@ -146,7 +147,7 @@ describe("attrs with unknown bits", () => {
     const f = makeKernel();
     const buf = allocBuffer(f.platform, 4096);
     for (const attrs of [1 << 3, 1 << 20, 2 ** 32, 2 ** 33 + DMA_ATTR_SKIP_CPU_SYNC, 2 ** 40, -1, 0.5, "32"]) {
-      expectInputError(f, () => dmaMapPhys(f.dev, buf.phys, 4096, TO_DEV, attrs as number), "attrs");
+      expectInputError(f, () => dmaMapPhys(f.dev, unsafePhysAddr(buf.phys), 4096, TO_DEV, attrs as number), "attrs");
       expectInputError(f, () => dmaAllocCoherent(f.dev, 4096, attrs as number), "attrs");
     }
   });
@@ -155,29 +156,29 @@ describe("attrs with unknown bits", () => {
 describe("dma_mapping_error", () => {
   it("refuses a handle that is not a DMA address (undefined is not 'no error')", () => {
     const f = makeKernel();
-    for (const v of [undefined, null, "0x1000", 10n, Number.NaN, 1.5, -2]) expectInputError(f, () => dmaMappingError(f.dev, v as number), "dma_addr");
+    for (const v of [undefined, null, "0x1000", 10n, Number.NaN, 1.5, -2]) expectInputError(f, () => dmaMappingError(f.dev, unsafeDmaAddr(v as number)), "dma_addr");
     expect(dmaMappingError(f.dev, DMA_MAPPING_ERROR)).toBeLessThan(0);
-    expect(dmaMappingError(f.dev, 0x1000)).toBe(0);
+    expect(dmaMappingError(f.dev, dmaAddr(0x1000))).toBe(0);
   });
 });
 
 describe("phys_to_dma, dma_to_phys, dma_capable", () => {
   it("refuse bad addresses and sizes, and give the kernel's answers for good ones", () => {
     const f = makeKernel({ iommu: null, devices: { [TRUSTED_BDF]: { busOffset: 0x1000_0000 } } });
-    expect(physToDma(f.dev, 0x2000)).toBe(0x1000_2000);
-    expect(dmaToPhys(f.dev, 0x1000_2000)).toBe(0x2000);
-    expect(dmaCapable(f.dev, 0x1000, 4096)).toBe(true);
-    expect(dmaCapable(f.dev, 2 ** 40, 4096)).toBe(false);
+    expect(physToDma(f.dev, physAddr(0x2000))).toBe(0x1000_2000);
+    expect(dmaToPhys(f.dev, dmaAddr(0x1000_2000))).toBe(0x2000);
+    expect(dmaCapable(f.dev, dmaAddr(0x1000), 4096)).toBe(true);
+    expect(dmaCapable(f.dev, dmaAddr(2 ** 40), 4096)).toBe(false);
     for (const v of [undefined, "1", 10n, -1, 1.5, Number.NaN]) {
-      expectInputError(f, () => physToDma(f.dev, v as number), "paddr");
-      expectInputError(f, () => dmaToPhys(f.dev, v as number), "dma_addr");
-      expectInputError(f, () => dmaCapable(f.dev, v as number, 1), "addr");
-      expectInputError(f, () => dmaCapable(f.dev, 0, v as number), "size");
+      expectInputError(f, () => physToDma(f.dev, unsafePhysAddr(v as number)), "paddr");
+      expectInputError(f, () => dmaToPhys(f.dev, unsafeDmaAddr(v as number)), "dma_addr");
+      expectInputError(f, () => dmaCapable(f.dev, unsafeDmaAddr(v as number), 1), "addr");
+      expectInputError(f, () => dmaCapable(f.dev, unsafeDmaAddr(0), v as number), "size");
     }
     // Below the bus offset there is no physical address; past 2^53 there is no bus address.
-    expectInputError(f, () => dmaToPhys(f.dev, 0xfff), "dma_addr");
-    expectInputError(f, () => physToDma(f.dev, Number.MAX_SAFE_INTEGER - 10), "paddr");
-    expectInputError(f, () => dmaCapable(f.dev, Number.MAX_SAFE_INTEGER, 2), "size");
+    expectInputError(f, () => dmaToPhys(f.dev, unsafeDmaAddr(0xfff)), "dma_addr");
+    expectInputError(f, () => physToDma(f.dev, unsafePhysAddr(Number.MAX_SAFE_INTEGER - 10)), "paddr");
+    expectInputError(f, () => dmaCapable(f.dev, unsafeDmaAddr(Number.MAX_SAFE_INTEGER), 2), "size");
   });
 });
 

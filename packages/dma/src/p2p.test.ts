@@ -93,7 +93,7 @@ describe("THRU_HOST_BRIDGE: a peer BAR mapped through the IOMMU", () => {
     const dev = kernel.device(FAR_CLIENT);
     expect(pciP2pdmaState(new PciP2pdmaMapState(), dev, provider.phys)).toBe(THRU_HOST_BRIDGE);
     platform.memory.write(physAddr(provider.phys + PAGE_SIZE), pattern(512, 2));
-    const addr = dmaMapPhys(dev, provider.phys + PAGE_SIZE, 512, DmaDirection.TO_DEVICE, DMA_ATTR_MMIO);
+    const addr = dmaMapPhys(dev, physAddr(provider.phys + PAGE_SIZE), 512, DmaDirection.TO_DEVICE, DMA_ATTR_MMIO);
     expect(dmaMappingError(dev, addr)).toBe(0);
     expect(dev.domain!.iovaToPhys(iova(addr))).toBe(provider.phys + PAGE_SIZE);
     const m = moved(platform, () => platform.endpoint(FAR_CLIENT).dmaRead(addr, 512));
@@ -109,7 +109,7 @@ describe("THRU_HOST_BRIDGE: a peer BAR mapped through the IOMMU", () => {
     const dev = kernel.device(CLIENT);
     const bar = platform.endpoint(FAR_CLIENT).bars[0]!;
     platform.memory.write(physAddr(bar.phys + 0x100), pattern(64, 3));
-    const addr = dmaMapResource(dev, bar.phys + 0x100, 64, DmaDirection.BIDIRECTIONAL);
+    const addr = dmaMapResource(dev, physAddr(bar.phys + 0x100), 64, DmaDirection.BIDIRECTIONAL);
     expect(dmaMappingError(dev, addr)).toBe(0);
     const m = moved(platform, () => platform.endpoint(CLIENT).dmaRead(addr, 64));
     expect(m.result).toEqual(pattern(64, 3));

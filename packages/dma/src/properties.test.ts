@@ -19,6 +19,7 @@ import {
 import type { DmaDevice, IommuMode } from "./index.js";
 import { allocBuffer, describeDifference, makeKernel, pattern, TRUSTED_BDF, tryDmaRead, UNTRUSTED_BDF } from "./test-fixtures.js";
 import type { Fixture, TestBuffer } from "./test-fixtures.js";
+import { dmaAddr } from "./constants.js";
 
 // Random sequences of two-step (try_alloc/link/sync/unlink/destroy/free) and classic (dma_map_phys /
 // dma_unmap_phys) calls over random buffers, devices and IOMMU modes, run against the whole stack with
@@ -223,7 +224,7 @@ class Sim {
   }
 
   map1(dev: DmaDevice, buf: TestBuffer, dir: Dir): void {
-    const addr = dmaMapPhys(dev, buf.phys, buf.len, dir, 0);
+    const addr = dmaMapPhys(dev, physAddr(buf.phys), buf.len, dir, 0);
     expect(dmaMappingError(dev, addr)).toBe(0);
     const first = Math.floor(addr / G);
     const seg: Segment = { off: 0, buf, expected: buf.bytes.slice(), linked: true };
@@ -299,7 +300,7 @@ class Sim {
     this.checkReads(m); // also fills the IOTLB, so a missing invalidation would show as a stale hit
     const linked = m.segs.filter((s) => s.linked);
     if (m.state === undefined) {
-      dmaUnmapPhys(m.dev, m.addr, m.segs[0]!.buf.len, m.dir, 0);
+      dmaUnmapPhys(m.dev, dmaAddr(m.addr), m.segs[0]!.buf.len, m.dir, 0);
     } else if (linked.length === m.segs.length) {
       const last = m.segs.at(-1)!;
       dmaIovaDestroy(m.dev, m.state, last.off + last.buf.len, m.dir, 0);

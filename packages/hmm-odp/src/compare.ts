@@ -1,5 +1,5 @@
-import { DMA_MAPPING_ERROR, DmaDirection, createDmaKernel, dmaMapPhys, dmaUnmapPhys, priceCounters } from "@dmasim/dma";
-import { GiB, PAGE_SIZE } from "@dmasim/memory";
+import { DMA_MAPPING_ERROR, DmaDirection, createDmaKernel, dmaMapPhys, dmaUnmapPhys, priceCounters, unsafeDmaAddr } from "@dmasim/dma";
+import { GiB, PAGE_SIZE, unsafePhysAddr } from "@dmasim/memory";
 import { createPlatform } from "@dmasim/pcie-p2p";
 import { Counter } from "@dmasim/dma";
 import { HMM_PFN_REQ_FAULT, HMM_PFN_REQ_WRITE, HmmErrno } from "./constants.js";
@@ -89,7 +89,7 @@ export function compareHmmDmaStrategy(strategy: HmmDmaStrategy, bytes: number, c
     if (ret !== 0) throw new Error(`hmm_range_fault returned ${ret}`);
     if (dmaList !== undefined) {
       for (let j = i; j < i + n; j++) {
-        const addr = dmaMapPhys(dev, (pfns[j] ?? 0) * PAGE_SIZE, PAGE_SIZE, BIDIR);
+        const addr = dmaMapPhys(dev, unsafePhysAddr((pfns[j] ?? 0) * PAGE_SIZE), PAGE_SIZE, BIDIR);
         if (addr === DMA_MAPPING_ERROR) throw new Error("dma_map_page failed");
         dmaList[j] = addr;
       }
@@ -113,7 +113,7 @@ export function compareHmmDmaStrategy(strategy: HmmDmaStrategy, bytes: number, c
     faultInNs: Math.round(priced + faults * costs.handleMmFaultMinorNs + walked * costs.hmmWalkPerPteNs),
   };
   if (dmaList !== undefined) {
-    for (let j = 0; j < pages; j++) dmaUnmapPhys(dev, dmaList[j] ?? 0, PAGE_SIZE, BIDIR);
+    for (let j = 0; j < pages; j++) dmaUnmapPhys(dev, unsafeDmaAddr(dmaList[j] ?? 0), PAGE_SIZE, BIDIR);
   } else {
     for (let j = 0; j < pages; j++) hmmDmaUnmapPfn(dev, map, j);
     hmmDmaMapFree(dev, map);

@@ -1,24 +1,6 @@
-import {
-  DMA_ATTR_MMIO,
-  DMA_MAPPING_ERROR,
-  DmaDirection,
-  DmaIovaState,
-  PciP2pdmaMapState,
-  dmaIovaFree,
-  dmaIovaLink,
-  dmaIovaSync,
-  dmaIovaTryAlloc,
-  dmaIovaUnlink,
-  dmaMapPhys,
-  dmaMappingError,
-  dmaNeedUnmap,
-  dmaUnmapPhys,
-  dmaUseIova,
-  pciP2pdmaBusAddrMap,
-  pciP2pdmaState,
-} from "@dmasim/dma";
+import { DMA_ATTR_MMIO, DMA_MAPPING_ERROR, DmaDirection, DmaIovaState, PciP2pdmaMapState, dmaIovaFree, dmaIovaLink, dmaIovaSync, dmaIovaTryAlloc, dmaIovaUnlink, dmaMapPhys, dmaMappingError, dmaNeedUnmap, dmaUnmapPhys, dmaUseIova, pciP2pdmaBusAddrMap, pciP2pdmaState, unsafeDmaAddr } from "@dmasim/dma";
 import type { DmaAddr, DmaDevice } from "@dmasim/dma";
-import { PAGE_SIZE } from "@dmasim/memory";
+import { PAGE_SIZE, unsafePhysAddr } from "@dmasim/memory";
 import { PciP2pdmaMapType } from "@dmasim/pcie-p2p";
 import { HMM_PFN_DMA_MAPPED, HMM_PFN_P2PDMA, HMM_PFN_P2PDMA_BUS, HMM_PFN_VALID, HmmErrno } from "./constants.js";
 import { HmmInputError } from "./errors.js";
@@ -161,8 +143,8 @@ export function hmmDmaMapPfn(dev: DmaDevice, map: HmmDmaMap, idx: number, p2p: P
     }
     addr = state.addr + offset;
   } else {
-    addr = dmaMapPhys(dev, phys, size, BIDIR, out.attrs);
-    if (dmaMappingError(dev, addr)) return mapError(map, idx);
+    addr = dmaMapPhys(dev, unsafePhysAddr(phys), size, BIDIR, out.attrs);
+    if (dmaMappingError(dev, unsafeDmaAddr(addr))) return mapError(map, idx);
     if (map.dmaList !== undefined) map.dmaList[idx] = addr;
   }
   map.flags[idx] = (map.flags[idx] ?? 0) | MAPPED;
@@ -238,7 +220,7 @@ export function hmmDmaUnmapPfn(dev: DmaDevice, map: HmmDmaMap, idx: number): boo
   } else if (dmaUseIova(map.state)) {
     dmaIovaUnlink(dev, map.state, idx * size, size, BIDIR, attrs);
   } else if (map.dmaList !== undefined) {
-    dmaUnmapPhys(dev, map.dmaList[idx] ?? 0, size, BIDIR, attrs);
+    dmaUnmapPhys(dev, unsafeDmaAddr(map.dmaList[idx] ?? 0), size, BIDIR, attrs);
   }
   map.flags[idx] = f & CLEAR_DMA;
   return true;

@@ -10,17 +10,7 @@ import {
   rqDmaDir,
 } from "@dmasim/bio";
 import type { BlkStatus, QueueLimits, Request } from "@dmasim/bio";
-import {
-  DMA_BIT_MASK,
-  dmaAllocCoherent,
-  dmaMapPhys,
-  dmaMappingError,
-  dmaOptMappingSize,
-  dmaSetMaskAndCoherent,
-  dmaSetMaxSegSize,
-  dmaSetMinAlignMask,
-  dmaUnmapPhys,
-} from "@dmasim/dma";
+import { DMA_BIT_MASK, dmaAllocCoherent, dmaMapPhys, dmaMappingError, dmaOptMappingSize, dmaSetMaskAndCoherent, dmaSetMaxSegSize, dmaSetMinAlignMask, dmaUnmapPhys, unsafeDmaAddr } from "@dmasim/dma";
 import type { DmaCoherentBuffer, DmaDevice, DmaKernel } from "@dmasim/dma";
 import { PAGE_SIZE, unsafePhysAddr } from "@dmasim/memory";
 import type { PhysicalMemory } from "@dmasim/memory";
@@ -290,7 +280,7 @@ export class NvmeDriver {
     const prp1Offset = phys % P;
     const prpPossible = prp1Offset + bv.len <= 2 * P;
     if (useSgl === SGL_UNSUPPORTED && !prpPossible) return BLK_STS_AGAIN;
-    const addr = dmaMapPhys(this.dev, phys, bv.len, rqDmaDir(rq), 0);
+    const addr = dmaMapPhys(this.dev, unsafePhysAddr(phys), bv.len, rqDmaDir(rq), 0);
     if (dmaMappingError(this.dev, addr) !== 0) return BLK_STS_RESOURCE;
     this.#single[tag] = 1;
     this.#singleAddr[tag] = addr;
@@ -318,7 +308,7 @@ export class NvmeDriver {
   /** nvme_unmap_data: IOD_SINGLE_SEGMENT is one dma_unmap_page; everything else the mapper undoes. */
   #unmapData(tag: number, rq: Request): void {
     if (this.#single[tag] === 1) {
-      dmaUnmapPhys(this.dev, this.#singleAddr[tag] ?? 0, this.#totalLen[tag] ?? 0, rqDmaDir(rq), 0);
+      dmaUnmapPhys(this.dev, unsafeDmaAddr(this.#singleAddr[tag] ?? 0), this.#totalLen[tag] ?? 0, rqDmaDir(rq), 0);
       this.#single[tag] = 0;
       return;
     }

@@ -1,4 +1,4 @@
-import { DMA_ATTR_MMIO, DMA_ATTR_NO_WARN, DmaIovaState, Errno, dmaNeedUnmap, dmaUnmapPhys } from "@dmasim/dma";
+import { DMA_ATTR_MMIO, DMA_ATTR_NO_WARN, DmaIovaState, Errno, dmaNeedUnmap, dmaUnmapPhys, unsafeDmaAddr } from "@dmasim/dma";
 import type { DmaDevice } from "@dmasim/dma";
 import {
   BLK_STS_OK,
@@ -130,7 +130,7 @@ export class IteratorMapper implements SegmentMapper {
     const attrs = map === PciP2pdmaMapType.THRU_HOST_BRIDGE ? DMA_ATTR_MMIO : 0;
     const n = this.#nvecs[tag] ?? 0;
     for (let i = 0; i < n; i++) {
-      dmaUnmapPhys(this.#dev, this.#vecAddr[tag * this.#maxSegs + i] ?? 0, this.#vecLen[tag * this.#maxSegs + i] ?? 0, rqDmaDir(rq), attrs);
+      dmaUnmapPhys(this.#dev, unsafeDmaAddr(this.#vecAddr[tag * this.#maxSegs + i] ?? 0), this.#vecLen[tag * this.#maxSegs + i] ?? 0, rqDmaDir(rq), attrs);
     }
     this.#nvecs[tag] = 0;
   }

@@ -1,6 +1,6 @@
 import { describe, expect, it } from "vitest";
 import { DMA_ATTR_REQUIRE_COHERENT, DmaDirection, Errno, dmaMapPhys, dmaMappingError, dmaUnmapPhys } from "@dmasim/dma";
-import { PAGE_SIZE } from "@dmasim/memory";
+import { PAGE_SIZE, physAddr } from "@dmasim/memory";
 import { Counter } from "@dmasim/dma";
 import { dmaMapSg, dmaMapSgtable, dmaUnmapSg, dmaUnmapSgtable } from "./index.js";
 import { listOf, makeRig } from "./test-fixtures.js";
@@ -40,13 +40,13 @@ describe("dma-debug tracks a mapped list's cachelines (debug_dma_map_sg → add_
       const table = listOf(rig, [{ len: 512 }, { len: PAGE_SIZE }, { len: 256 }]);
       expect(dmaMapSg(rig.dev, table, 3, DmaDirection.FROM_DEVICE)).toBeGreaterThan(0);
       const inside = (table.phys[2] ?? 0) + 128; // inside the third entry, not the segment's first
-      const a = dmaMapPhys(rig.dev, inside, 64, DmaDirection.FROM_DEVICE);
+      const a = dmaMapPhys(rig.dev, physAddr(inside), 64, DmaDirection.FROM_DEVICE);
       dmaMappingError(rig.dev, a);
       expect(rig.kernel.debugReports().map((r) => r.check)).toEqual(["cacheline-overlap"]);
       dmaUnmapPhys(rig.dev, a, 64, DmaDirection.FROM_DEVICE);
       dmaUnmapSg(rig.dev, table, 3, DmaDirection.FROM_DEVICE);
       expect(rig.kernel.debug.cachelineRuns).toBe(0);
-      const b = dmaMapPhys(rig.dev, inside, 64, DmaDirection.FROM_DEVICE);
+      const b = dmaMapPhys(rig.dev, physAddr(inside), 64, DmaDirection.FROM_DEVICE);
       dmaMappingError(rig.dev, b);
       expect(rig.kernel.debugReports()).toHaveLength(1);
       dmaUnmapPhys(rig.dev, b, 64, DmaDirection.FROM_DEVICE);

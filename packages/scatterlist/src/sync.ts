@@ -1,4 +1,4 @@
-import { Counter } from "@dmasim/dma";
+import { Counter, type DmaAddr } from "@dmasim/dma";
 import { dmaSyncSingleForCpuUntracked, dmaSyncSingleForDeviceUntracked } from "@dmasim/dma/internal";
 import type { DmaDevice, DmaDirection } from "@dmasim/dma";
 import { SgDmaFlag } from "./constants.js";
@@ -43,8 +43,8 @@ function sync(fn: string, dev: DmaDevice, table: SgTable, nents: number, dir: Dm
     if ((flags & (SgDmaFlag.BUS_ADDRESS | SgDmaFlag.MMIO)) !== 0) continue;
     const addr = table.dmaAddress[i] ?? 0;
     const len = table.length[i] ?? 0;
-    if (toCpu) dmaSyncSingleForCpuUntracked(dev, addr, len, dir);
-    else dmaSyncSingleForDeviceUntracked(dev, addr, len, dir);
+    if (toCpu) dmaSyncSingleForCpuUntracked(dev, addr as DmaAddr, len, dir);
+    else dmaSyncSingleForDeviceUntracked(dev, addr as DmaAddr, len, dir);
   }
 }
 

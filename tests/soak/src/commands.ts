@@ -1,23 +1,6 @@
 import { BLK_STS_OK, BlkDmaIter, Bio, blkRqDmaMapIterNext, blkRqDmaMapIterStart, blkRqDmaUnmap, bvecAt, queueLimits, ReqOp, Request } from "@dmasim/bio";
-import {
-  dmaAllocCoherent,
-  DmaDirection,
-  dmaFreeCoherent,
-  DmaIovaState,
-  dmaIovaDestroy,
-  dmaIovaFree,
-  dmaIovaLink,
-  dmaIovaUnlink,
-  dmaIovaSync,
-  dmaIovaTryAlloc,
-  dmaMappingError,
-  dmaMapPhys,
-  dmaSyncSingleForCpu,
-  dmaSyncSingleForDevice,
-  dmaUnmapPhys,
-  type DmaDevice,
-} from "@dmasim/dma";
-import { PAGE_SIZE } from "@dmasim/memory";
+import { dmaAllocCoherent, DmaDirection, dmaFreeCoherent, DmaIovaState, dmaIovaDestroy, dmaIovaFree, dmaIovaLink, dmaIovaUnlink, dmaIovaSync, dmaIovaTryAlloc, dmaMappingError, dmaMapPhys, dmaSyncSingleForCpu, dmaSyncSingleForDevice, dmaUnmapPhys, type DmaDevice, unsafeDmaAddr } from "@dmasim/dma";
+import { PAGE_SIZE, unsafePhysAddr } from "@dmasim/memory";
 import { dmaMapSgtable, dmaSyncSgtableForCpu, dmaSyncSgtableForDevice, dmaUnmapSgtable, forEachSgtableDmaSg, sgAllocTable, sgFreeTable, sgSetPhys } from "@dmasim/scatterlist";
 import { Xorshift32 } from "@dmasim/trace";
 import fc from "fast-check";
@@ -88,7 +71,7 @@ class MapPhys extends Step {
     const before = sys.fingerprint();
     const buf = sys.allocBuffer(this.offset, this.len, bytes(this.len, this.seed));
     if (buf === undefined) return;
-    const addr = dmaMapPhys(dev, buf.phys, this.len, dir, 0);
+    const addr = dmaMapPhys(dev, unsafePhysAddr(buf.phys), this.len, dir, 0);
     if (dmaMappingError(dev, addr) !== 0) {
       abandon(sys, [buf], before, "dma_map_phys");
       return;
@@ -228,7 +211,7 @@ class MapBio extends Step {
     if (iter.status !== BLK_STS_OK) {
       // NVMe's unwinding after a failed step: undo the segments already mapped.
       const mapped = segments.reduce((a, s) => a + s.len, 0);
-      if (!blkRqDmaUnmap(rq, dev, state, mapped, iter.p2pdma.map)) for (const s of segments) dmaUnmapPhys(dev, s.addr, s.len, DmaDirection.TO_DEVICE, 0);
+      if (!blkRqDmaUnmap(rq, dev, state, mapped, iter.p2pdma.map)) for (const s of segments) dmaUnmapPhys(dev, unsafeDmaAddr(s.addr), s.len, DmaDirection.TO_DEVICE, 0);
       abandon(sys, bufs, before, `a block request (status ${iter.status})`);
       return;
     }
@@ -303,7 +286,7 @@ class CpuWrite extends Step {
     }
     if (m.kind === "phys") {
       const s = m.segments[0];
-      if (s !== undefined) dmaSyncSingleForDevice(m.dev, s.addr, s.len, m.dir);
+      if (s !== undefined) dmaSyncSingleForDevice(m.dev, unsafeDmaAddr(s.addr), s.len, m.dir);
     } else if (m.kind === "sg") {
       dmaSyncSgtableForDevice(m.dev, m.sgt, m.dir);
     }
@@ -333,7 +316,7 @@ class DeviceWrite extends Step {
     }
     if (m.kind === "phys") {
       const s = m.segments[0];
-      if (s !== undefined) dmaSyncSingleForCpu(m.dev, s.addr, s.len, m.dir);
+      if (s !== undefined) dmaSyncSingleForCpu(m.dev, unsafeDmaAddr(s.addr), s.len, m.dir);
     } else if (m.kind === "sg") {
       dmaSyncSgtableForCpu(m.dev, m.sgt, m.dir);
     }
@@ -373,7 +356,7 @@ export function unmap(sys: SoakSystem, m: Mapping): void {
   switch (m.kind) {
     case "phys": {
       const s = m.segments[0];
-      if (s !== undefined) dmaUnmapPhys(dev, s.addr, s.len, m.dir, 0);
+      if (s !== undefined) dmaUnmapPhys(dev, unsafeDmaAddr(s.addr), s.len, m.dir, 0);
       break;
     }
     case "iova":
@@ -385,11 +368,11 @@ export function unmap(sys: SoakSystem, m: Mapping): void {
       break;
     case "bio": {
       const mapped = m.segments.reduce((a, s) => a + s.len, 0);
-      if (!blkRqDmaUnmap(m.rq, dev, m.state, mapped, m.iter.p2pdma.map)) for (const s of m.segments) dmaUnmapPhys(dev, s.addr, s.len, DmaDirection.TO_DEVICE, 0);
+      if (!blkRqDmaUnmap(m.rq, dev, m.state, mapped, m.iter.p2pdma.map)) for (const s of m.segments) dmaUnmapPhys(dev, unsafeDmaAddr(s.addr), s.len, DmaDirection.TO_DEVICE, 0);
       break;
     }
     case "coherent":
-      dmaFreeCoherent(dev, m.size, m.cpuAddr, m.dmaHandle);
+      dmaFreeCoherent(dev, m.size, unsafePhysAddr(m.cpuAddr), unsafeDmaAddr(m.dmaHandle));
       break;
   }
   if (m.kind !== "coherent") for (const b of m.bufs) sys.freeBuffer(b);

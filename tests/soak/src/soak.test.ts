@@ -4,6 +4,7 @@ import fc from "fast-check";
 import { describe, expect, it } from "vitest";
 import { runSequence, sequenceArb, soak, summary } from "./run.js";
 import { SoakSystem, SoakViolation } from "./system.js";
+import { physAddr } from "@dmasim/memory";
 
 // CI runs SOAK_SEQUENCES (default 1 000) sequences through fast-check, which shrinks a failing one to a
 // short reproduction (seed and path in its message). `pnpm soak` sets SOAK_REPORT: then every sequence
@@ -49,7 +50,7 @@ describe("soak", () => {
     });
     const buf = sys.allocBuffer(0, 4096, new Uint8Array(4096).fill(7));
     expect(buf).toBeDefined();
-    if (buf !== undefined) dmaMapPhys(sys.devs[0]!, buf.phys, 4096, DmaDirection.TO_DEVICE, 0);
+    if (buf !== undefined) dmaMapPhys(sys.devs[0]!, physAddr(buf.phys), 4096, DmaDirection.TO_DEVICE, 0);
     expect(() => {
       sys.checkTeardown();
     }).toThrow(SoakViolation);

@@ -1,10 +1,11 @@
-import { DMA_ATTR_MMIO, DMA_ATTR_SKIP_CPU_SYNC, DMA_MAPPING_ERROR, Errno, dmaToPhys } from "@dmasim/dma";
+import { DMA_ATTR_MMIO, DMA_ATTR_SKIP_CPU_SYNC, DMA_MAPPING_ERROR, Errno, dmaToPhys, type DmaAddr } from "@dmasim/dma";
 import { dmaMapPhysUntracked, dmaUnmapPhysUntracked, iommuIovaToPhys, isSwiotlbBuffer } from "@dmasim/dma/internal";
 import type { DmaDevice, DmaDirection } from "@dmasim/dma";
 import { EntryKind } from "../classify.js";
 import type { Classified } from "../classify.js";
 import { SgDmaFlag } from "../constants.js";
 import type { SgTable } from "../sg-table.js";
+import type { PhysAddr } from "@dmasim/memory";
 
 /**
  * The per-segment paths: dma_direct_map_sg (kernel/dma/direct.c) and iommu_dma_map_sg_swiotlb
@@ -28,7 +29,7 @@ export function mapSgPerSegment(dev: DmaDevice, table: SgTable, nents: number, c
       continue;
     }
     const mmio = kind === EntryKind.HOST_BRIDGE ? DMA_ATTR_MMIO : 0;
-    const addr = dmaMapPhysUntracked(dev, phys, len, dir, attrs | mmio);
+    const addr = dmaMapPhysUntracked(dev, phys as PhysAddr, len, dir, attrs | mmio);
     if (addr === DMA_MAPPING_ERROR) {
       unmapSgPerSegment(dev, table, i, dir, attrs | DMA_ATTR_SKIP_CPU_SYNC);
       return -Errno.EIO;
@@ -50,6 +51,6 @@ export function unmapSgPerSegment(dev: DmaDevice, table: SgTable, nents: number,
     const flags = table.flags[i] ?? 0;
     if ((flags & SgDmaFlag.BUS_ADDRESS) !== 0) continue;
     const mmio = (flags & SgDmaFlag.MMIO) !== 0 ? DMA_ATTR_MMIO : 0;
-    dmaUnmapPhysUntracked(dev, table.dmaAddress[i] ?? 0, table.dmaLength[i] ?? 0, dir, attrs | mmio);
+    dmaUnmapPhysUntracked(dev, (table.dmaAddress[i] ?? 0) as DmaAddr, table.dmaLength[i] ?? 0, dir, attrs | mmio);
   }
 }

@@ -1,4 +1,4 @@
-import { DmaDirection, dmaMapPhys, dmaMappingError, dmaUnmapPhys } from "@dmasim/dma";
+import { DmaDirection, dmaMapPhys, dmaMappingError, dmaUnmapPhys, unsafeDmaAddr } from "@dmasim/dma";
 import type { DmaDevice } from "@dmasim/dma";
 import {
   HMM_PFN_ERROR,
@@ -18,7 +18,7 @@ import {
   mmuIntervalSetSeq,
 } from "@dmasim/hmm-odp";
 import type { DmirrorFaultStep, Mm, MmuNotifierRange } from "@dmasim/hmm-odp";
-import { PAGE_SIZE } from "@dmasim/memory";
+import { PAGE_SIZE, unsafePhysAddr } from "@dmasim/memory";
 import type { Endpoint } from "@dmasim/pcie-p2p";
 import { DmasimStateError } from "@dmasim/trace";
 import { unsafeIova } from "@dmasim/iommu";
@@ -89,7 +89,7 @@ export class PfnListMirror {
     for (let i = first; i < last; i++) {
       const a = this.dmaAddr[i] ?? Number.NaN;
       if (Number.isNaN(a)) continue;
-      dmaUnmapPhys(this.dev, a, PAGE_SIZE, this.mappedDir[i] as DmaDirection, 0);
+      dmaUnmapPhys(this.dev, unsafeDmaAddr(a), PAGE_SIZE, this.mappedDir[i] as DmaDirection, 0);
       this.dmaAddr[i] = Number.NaN;
     }
   }
@@ -155,9 +155,9 @@ export class PfnListMirror {
         const old = this.dmaAddr[i] ?? Number.NaN;
         if (!Number.isNaN(old)) {
           if (this.mappedPfn[i] === pfn && this.mappedDir[i] === dir) continue;
-          dmaUnmapPhys(this.dev, old, PAGE_SIZE, this.mappedDir[i] as DmaDirection, 0);
+          dmaUnmapPhys(this.dev, unsafeDmaAddr(old), PAGE_SIZE, this.mappedDir[i] as DmaDirection, 0);
         }
-        const a = dmaMapPhys(this.dev, pfn * PAGE_SIZE, PAGE_SIZE, dir, 0);
+        const a = dmaMapPhys(this.dev, unsafePhysAddr(pfn * PAGE_SIZE), PAGE_SIZE, dir, 0);
         if (dmaMappingError(this.dev, a) !== 0) {
           this.dmaAddr[i] = Number.NaN;
           return -HmmErrno.ENOMEM;

@@ -66,7 +66,7 @@ export function runSingle(s: Scenario, w: SingleWorkload, ctx: RunContext): RunR
 
   const classic = (list: readonly Buffer[]): void => {
     for (const b of list) {
-      const addr = dmaMapPhys(dev, b.phys, w.bytes, dir, 0);
+      const addr = dmaMapPhys(dev, unsafePhysAddr(b.phys), w.bytes, dir, 0);
       if (dmaMappingError(dev, addr) !== 0) {
         wrong++;
         continue;

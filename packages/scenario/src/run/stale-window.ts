@@ -1,15 +1,4 @@
-import {
-  DmaDirection,
-  DmaIovaState,
-  dmaIovaDestroy,
-  dmaIovaLink,
-  dmaIovaSync,
-  dmaIovaTryAlloc,
-  dmaMapPhys,
-  dmaMappingError,
-  dmaUnmapPhys,
-  IOVA_FQ_TIMEOUT_NS,
-} from "@dmasim/dma";
+import { DmaDirection, DmaIovaState, dmaIovaDestroy, dmaIovaLink, dmaIovaSync, dmaIovaTryAlloc, dmaMapPhys, dmaMappingError, dmaUnmapPhys, IOVA_FQ_TIMEOUT_NS, unsafeDmaAddr } from "@dmasim/dma";
 import { PAGE_SIZE } from "@dmasim/memory";
 import { PcieAccessError } from "@dmasim/pcie-p2p";
 import type { Scenario, StaleWindowWorkload } from "../types.js";
@@ -46,7 +35,7 @@ export function runStaleWindow(s: Scenario, w: StaleWindowWorkload, ctx: RunCont
 
   let addr = 0;
   let unmap = (): void => {
-    dmaUnmapPhys(dev, addr, bytes, dir, 0);
+    dmaUnmapPhys(dev, unsafeDmaAddr(addr), bytes, dir, 0);
   };
   const state = new DmaIovaState();
   if (ctx.api === "classic" || !dmaIovaTryAlloc(dev, state, phys, bytes)) {
@@ -56,7 +45,7 @@ export function runStaleWindow(s: Scenario, w: StaleWindowWorkload, ctx: RunCont
         ? `${bytes.toLocaleString("en-US")} bytes mapped with dma_map_phys, read by ${w.device}, then dma_unmap_phys`
         : `dma_iova_try_alloc → false (no iommu-dma domain): ${bytes.toLocaleString("en-US")} bytes mapped with dma_map_phys instead`,
     );
-    if (dmaMappingError(dev, addr) !== 0) {
+    if (dmaMappingError(dev, unsafeDmaAddr(addr)) !== 0) {
       out.checks.push(check("mapped", false, "dma_map_phys returned DMA_MAPPING_ERROR"));
       return finish(s, ctx, host, [w.device], before, out);
     }
