@@ -54,6 +54,24 @@ describe("path memory: upstream through the IOMMU to RAM", () => {
     ]);
   });
 
+  it("TLPs split at 4 KiB boundaries of IOVAs above 2^32 too (the boundary is taken from the low bits)", () => {
+    const p = withDomains({ ...switchSpec(), trace: { recordEvents: true } });
+    const iova = 0x3_0000_0000 + 0x5000;
+    map(p, A, iova, 0x200000, 2 * 4096);
+    const data = bytes(500, 3);
+    p.endpoint(A).dmaWrite(iova + 4096 - 200, data);
+    expect(p.memory.read(0x200000 + 4096 - 200, 500)).toEqual(data);
+    const dst = new Uint8Array(500);
+    p.endpoint(A).dmaReadInto(iova + 4096 - 200, dst);
+    expect(dst).toEqual(data);
+    expect(p.trace.events.events("tlp").map((e) => [e.addr, e.len, e.access])).toEqual([
+      [iova + 4096 - 200, 200, "write"],
+      [iova + 4096, 300, "write"],
+      [iova + 4096 - 200, 200, "read"],
+      [iova + 4096, 300, "read"],
+    ]);
+  });
+
   it("a write lands in memory and the CPU sees it; dmaReadInto fills a caller's buffer", () => {
     const p = withDomains(switchSpec());
     map(p, A, 0x4000, 0x9000, 8192);

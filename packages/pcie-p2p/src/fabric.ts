@@ -7,6 +7,8 @@ import { PcieAccessError, PciError, PciInputError } from "./errors.js";
 import type { RangeTable, Routes } from "./routing.js";
 import { at } from "./util.js";
 
+// A power of two: for a safe integer a, (a >>> 0) & (TLP_BOUNDARY - 1) is a mod TLP_BOUNDARY (ToUint32
+// reduces modulo 2^32 exactly), without the floating-point remainder `%` costs on addresses past 2^32.
 const TLP_BOUNDARY = 4096;
 const PAGE_SIZE = 4096;
 
@@ -108,7 +110,7 @@ export class Fabric {
     let done = 0;
     while (done < len) {
       const a = addr + done;
-      const chunk = Math.min(len - done, TLP_BOUNDARY - (a % TLP_BOUNDARY));
+      const chunk = Math.min(len - done, TLP_BOUNDARY - ((a >>> 0) & (TLP_BOUNDARY - 1)));
       const phys = this.#route(a, chunk, "write", done);
       const src = chunk === len ? bytes : bytes.subarray(done, done + chunk);
       if (this.#path === PATH_OTHER_MMIO) this.#otherMmio(a, phys, chunk, "write", done, () => { mem.write(phys as PhysAddr, src); });
@@ -124,7 +126,7 @@ export class Fabric {
     let done = 0;
     while (done < len) {
       const a = addr + done;
-      const chunk = Math.min(len - done, TLP_BOUNDARY - (a % TLP_BOUNDARY));
+      const chunk = Math.min(len - done, TLP_BOUNDARY - ((a >>> 0) & (TLP_BOUNDARY - 1)));
       const phys = this.#route(a, chunk, "read", done);
       const view = chunk === len ? dst : dst.subarray(done, done + chunk);
       if (this.#path === PATH_OTHER_MMIO) this.#otherMmio(a, phys, chunk, "read", done, () => { mem.readInto(phys as PhysAddr, view); });

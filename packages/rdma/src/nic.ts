@@ -425,10 +425,14 @@ export class Mlx5Nic {
     let replays = 0;
     while (pos < len) {
       const at = va + pos;
-      const n = Math.min(PAGE_SIZE - (at % PAGE_SIZE), len - pos);
+      // `x >>> 0` is x modulo 2^32 exactly for a safe integer, so its low bits are x's: the page offset
+      // and the MTT permission bits without a floating-point remainder (addresses pass 2^32).
+      const inPage = (at >>> 0) & (PAGE_SIZE - 1);
+      const n = Math.min(PAGE_SIZE - inPage, len - pos);
       const m = mr.implicit ? mr.children.get(Math.floor(at / MLX5_IMR_MTT_SIZE)) : mr;
       const e = m === undefined ? 0 : (m.mtt[Math.floor((at - m.mttStart) / PAGE_SIZE)] ?? 0);
-      if ((e % 4 & perm) !== perm) {
+      const bits = (e >>> 0) & 3;
+      if ((bits & perm) !== perm) {
         if (!odp || replays >= MAX_REPLAYS) return NicAccessResult.PROTECTION;
         replays++;
         const ret = this.#pageFault(mr, at, va + len - at);
@@ -439,8 +443,8 @@ export class Mlx5Nic {
       replays = 0;
       const chunk = n === len ? buf : buf.subarray(pos, pos + n);
       try {
-        if (write) this.endpoint.dmaWrite(e - (e % 4) + (at % PAGE_SIZE), chunk);
-        else this.endpoint.dmaReadInto(e - (e % 4) + (at % PAGE_SIZE), chunk);
+        if (write) this.endpoint.dmaWrite(e - bits + inPage, chunk);
+        else this.endpoint.dmaReadInto(e - bits + inPage, chunk);
       } catch (err) {
         if (err instanceof PcieAccessError) return NicAccessResult.IOMMU_FAULT;
         throw err;

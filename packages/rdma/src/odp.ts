@@ -114,7 +114,7 @@ export function pagefaultRealMr(nic: Mlx5Nic, mr: IbMr, odp: IbUmemOdp, userVa: 
   const accessMask = odp.writable && !downgrade ? HMM_PFN_WRITE : 0;
   const np = ibUmemOdpMapDmaAndLock(odp, userVa, bcnt, accessMask, (flags & MLX5_PF_FLAGS_SNAPSHOT) === 0, nic.costs);
   if (np < 0) return np;
-  const pg = 2 ** odp.pageShift;
+  const pg = 1 << odp.pageShift;
   const startIdx = (Math.floor(userVa / pg) * pg - odp.start) / PAGE_SIZE;
   const entries = (np * pg) / PAGE_SIZE;
   let ret: number;

@@ -189,7 +189,7 @@ export function ibUmemOdpMapDmaAndLock(odp: IbUmemOdp, userVirt: number, bcnt: n
   if (userVirt < odp.start || userVirt + bcnt > odp.end) return -RdmaErrno.EFAULT;
   const mm = odp.owningMm;
   if (mm.users <= 0 || odp.released) return -RdmaErrno.EINVAL;
-  const pg = 2 ** odp.pageShift;
+  const pg = 1 << odp.pageShift; // an int32 shift: 2 ** is a floating-point power on every fault
   const start = Math.floor(userVirt / pg) * pg;
   const end = Math.ceil((userVirt + bcnt) / pg) * pg;
   range.start = start;

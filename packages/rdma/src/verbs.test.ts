@@ -145,3 +145,23 @@ describe("pinned MRs: verbs traffic between two NICs and in loopback", () => {
     expect(ibPollCq(cqA, 1)).toEqual([]);
   });
 });
+
+describe("ib_poll_cq", () => {
+  it("returns completions oldest first, at most `n` per call, each once", () => {
+    const { mm, nicA, pdA, loopA, cqA } = rdmaRig();
+    const buf = mm.mmap(PAGE_SIZE);
+    const a = mr(nicA.regMr(pdA, mm, buf, PAGE_SIZE, ALL));
+    const post = (wrId: number) => ibPostSend(loopA, { wrId, opcode: IbWrOpcode.RDMA_WRITE, sgList: [{ addr: buf, length: 8, lkey: a.lkey }], remoteAddr: buf + 64, rkey: a.rkey });
+    post(1);
+    expect(ibPollCq(cqA, 4).map((wc) => wc.wrId)).toEqual([1]);
+    expect(ibPollCq(cqA, 4)).toEqual([]);
+    post(2);
+    post(3);
+    post(4);
+    expect(ibPollCq(cqA, 1).map((wc) => wc.wrId)).toEqual([2]);
+    expect(ibPollCq(cqA, 5).map((wc) => [wc.wrId, wc.status])).toEqual([[3, OK], [4, OK]]);
+    post(5);
+    expect(ibPollCq(cqA, 1).map((wc) => wc.wrId)).toEqual([5]);
+    expect(ibPollCq(cqA, 1)).toEqual([]);
+  });
+});

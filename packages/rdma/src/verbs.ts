@@ -106,7 +106,14 @@ export function ibConnectQp(a: IbQp, b: IbQp): void {
 /** ib_poll_cq: up to `n` completions, oldest first. */
 export function ibPollCq(cq: IbCq, n: number): IbWc[] {
   if (!Number.isSafeInteger(n) || n < 1) throw new RdmaInputError("ib_poll_cq", "num_entries", n, "a positive count");
-  return cq.entries.splice(0, n);
+  const e = cq.entries;
+  const only = e[0];
+  // One completion waiting (a poll per WR): a literal array instead of splice's generic copy.
+  if (e.length === 1 && only !== undefined) {
+    e.pop();
+    return [only];
+  }
+  return e.splice(0, n);
 }
 
 function complete(cq: IbCq, wc: IbWc): void {
