@@ -71,6 +71,9 @@ describe("workload command line", () => {
     });
     expect(parseWorkloadArgs([])).toMatchObject({ job: { ops: 100_000, bsMin: 4096, bsMax: 4096, readPct: 100, queueDepth: 32, verify: true }, mode: "strict", profile: "default" });
     expect(() => parseWorkloadArgs(["--qd", "x"])).toThrow(UsageError);
+    // pnpm passes its `--` separator on to the script; only a leading one is dropped.
+    expect(parseWorkloadArgs(["--", "--ops", "7"])).toMatchObject({ job: { ops: 7 } });
+    expect(() => parseWorkloadArgs(["--ops", "7", "--", "--qd", "8"])).toThrow(UsageError);
   });
 
   it("runs a small job and prints its report", () => {

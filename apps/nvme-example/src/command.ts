@@ -30,8 +30,10 @@ interface StrictConfig<O> {
   allowPositionals: false;
 }
 export function parseOptions<O extends NonNullable<ParseArgsConfig["options"]>>(argv: readonly string[], options: O): ReturnType<typeof parseArgs<StrictConfig<O>>>["values"] {
+  // `pnpm run <script> -- --ops 5` hands the script its `--` separator too: a leading one is dropped.
+  const args = argv[0] === "--" ? argv.slice(1) : [...argv];
   try {
-    return parseArgs<StrictConfig<O>>({ args: [...argv], options, strict: true, allowPositionals: false }).values;
+    return parseArgs<StrictConfig<O>>({ args, options, strict: true, allowPositionals: false }).values;
   } catch (e) {
     const message = e instanceof Error ? e.message : String(e);
     throw new UsageError(message.split(/\.(?:\s|$)/)[0] ?? message);
