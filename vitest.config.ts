@@ -24,6 +24,13 @@ const packageAliases = dirs
     { find: new RegExp(`^@dmasim/${d.name}$`), replacement: `${root}packages/${d.name}/src/index.ts` },
   ]);
 
+// The projects: every workspace above, and the examples/ workspace (one program per package), which is a
+// single directory at the top rather than a directory of workspaces.
+const projectRoots = [
+  ...dirs.map((d) => ({ name: d.name, root: `${root}${d.top}/${d.name}` })),
+  ...(existsSync(`${root}examples/package.json`) ? [{ name: "examples", root: `${root}examples` }] : []),
+];
+
 export default defineConfig(({ mode }) => {
   // `vitest bench` runs the sources as native ES modules (scripts/bench-loader/hooks.mjs says why):
   // Vite's module runner would add a getter call to every cross-module reference being measured.
@@ -42,11 +49,11 @@ export default defineConfig(({ mode }) => {
             fileParallelism: false,
           }
         : {}),
-      projects: dirs.map((d) => ({
+      projects: projectRoots.map((d) => ({
         extends: true,
         test: {
           name: d.name,
-          root: `${root}${d.top}/${d.name}`,
+          root: d.root,
           include: ["src/**/*.test.ts"],
           benchmark: { include: ["src/**/*.bench.ts"] },
         },
