@@ -29,7 +29,9 @@ import { HmmDmaMap, hmmDmaMapAlloc, hmmDmaMapFree, hmmDmaMapPfn, hmmDmaMapPfnRun
 import { HmmRange, hmmRangeFault } from "./hmm.js";
 import {
   MIGRATE_PFN_MIGRATE,
+  MIGRATE_PFN_VALID,
   MIGRATE_PFN_WRITE,
+  MIGRATE_VMA_SELECT_DEVICE_COHERENT,
   MIGRATE_VMA_SELECT_DEVICE_PRIVATE,
   MIGRATE_VMA_SELECT_SYSTEM,
   MigrateVma,
@@ -57,7 +59,7 @@ import {
   mmuNotifierRangeBlockable,
 } from "./notifier.js";
 import type { MmuNotifierRange } from "./notifier.js";
-import { memremapPages } from "./pagemap.js";
+import { memremapPages, memremapPagesCoherent } from "./pagemap.js";
 import type { DevPagemap, VmFault } from "./pagemap.js";
 import type { Vma } from "./vma.js";
 
@@ -71,6 +73,8 @@ export const HMM_DMIRROR_PROT_PUD = 0x08;
 export const HMM_DMIRROR_PROT_ZERO = 0x10;
 export const HMM_DMIRROR_PROT_DEV_PRIVATE_LOCAL = 0x20;
 export const HMM_DMIRROR_PROT_DEV_PRIVATE_REMOTE = 0x30;
+export const HMM_DMIRROR_PROT_DEV_COHERENT_LOCAL = 0x40;
+export const HMM_DMIRROR_PROT_DEV_COHERENT_REMOTE = 0x50;
 
 /** The ioctl numbers of test_hmm_uapi.h ('H' << 8 | nr), for reference and for the `ioctl` entry point. */
 export const HmmDmirrorIoctl = { READ: 0x00, WRITE: 0x01, MIGRATE_TO_DEV: 0x02, MIGRATE_TO_SYS: 0x03, SNAPSHOT: 0x04, EXCLUSIVE: 0x05, CHECK_EXCLUSIVE: 0x06, RELEASE: 0x07 } as const;
@@ -109,9 +113,25 @@ const TAG_ATOMIC = 1;
 const TAG_WRITE = 3;
 const CHUNK = 64;
 
+/** Options of a dmirror device: MEMORY_DEVICE_PRIVATE memory in a hole at devmemPhys, or coherent memory. */
+export interface DmirrorDeviceOptions {
+  name: string;
+  /** Size of the device memory in bytes. */
+  devmemSize: number;
+  /** Physical address of device-private memory (a hole in the physical map); unused when coherent. */
+  devmemPhys?: number;
+  /** memory descriptor owner id of device-private memory. */
+  ownerId?: number;
+  /**
+   * MEMORY_DEVICE_COHERENT memory (/dev/hmm_dmirror2 and 3 of lib/test_hmm.c, over an SPM range):
+   * devmemSize bytes the CPU reaches directly, carved out of RAM.
+   */
+  coherent?: boolean;
+}
+
 /**
- * struct dmirror_device (one /dev/hmm_dmirrorN): device-private memory (one dev_pagemap whose owner is
- * this object) and the files opened on it.
+ * struct dmirror_device (one /dev/hmm_dmirrorN): device memory (one dev_pagemap whose owner is this
+ * object, device-private or coherent) and the files opened on it.
  */
 export class DmirrorDevice {
   readonly sys: MmSystem;
@@ -122,16 +142,21 @@ export class DmirrorDevice {
   /** Model fault injection (HMM_DMIRROR_FLAGS): device page allocation fails. */
   failAlloc = false;
 
-  constructor(sys: MmSystem, options: { name: string; devmemPhys: number; devmemSize: number; ownerId: number }) {
+  constructor(sys: MmSystem, options: DmirrorDeviceOptions) {
     this.sys = sys;
     this.name = options.name;
-    this.pagemap = memremapPages(sys, {
-      phys: options.devmemPhys,
-      size: options.devmemSize,
-      owner: this,
-      ownerId: options.ownerId,
-      ops: { migrateToRam: (vmf) => this.#devmemFault(vmf), pageFree: (pfn) => this.#pageOwner.delete(pfn) },
-    });
+    const ops = { migrateToRam: (vmf: VmFault) => this.#devmemFault(vmf), pageFree: (pfn: number) => this.#pageOwner.delete(pfn) };
+    if (options.coherent === true) {
+      this.pagemap = memremapPagesCoherent(sys, { size: options.devmemSize, owner: this, ops });
+    } else {
+      if (options.devmemPhys === undefined) throw new HmmInputError("dmirror_device_init", "options.devmemPhys", options.devmemPhys, "the physical address of device-private memory");
+      this.pagemap = memremapPages(sys, { phys: options.devmemPhys, size: options.devmemSize, owner: this, ownerId: options.ownerId ?? 0, ops });
+    }
+  }
+
+  /** dmirror_select_device: the MIGRATE_VMA_SELECT_* of this device's memory. */
+  get selectDevice(): number {
+    return this.pagemap.coherent ? MIGRATE_VMA_SELECT_DEVICE_COHERENT : MIGRATE_VMA_SELECT_DEVICE_PRIVATE;
   }
 
   /** open(): a mirror of `mm` (optionally in DMA mode over [dma.start, dma.start + dma.size)). */
@@ -669,7 +694,8 @@ export class Dmirror {
     if ((f & HMM_PFN_VALID) === 0) return HMM_DMIRROR_PROT_NONE;
     let perm = HMM_DMIRROR_PROT_NONE;
     const pgmap = this.mm.sys.pagemapOf(pfn);
-    if (pgmap !== undefined) perm = pgmap.owner === this.mdevice ? HMM_DMIRROR_PROT_DEV_PRIVATE_LOCAL : HMM_DMIRROR_PROT_DEV_PRIVATE_REMOTE;
+    if (pgmap?.coherent === true) perm = pgmap.owner === this.mdevice ? HMM_DMIRROR_PROT_DEV_COHERENT_LOCAL : HMM_DMIRROR_PROT_DEV_COHERENT_REMOTE;
+    else if (pgmap !== undefined) perm = pgmap.owner === this.mdevice ? HMM_DMIRROR_PROT_DEV_PRIVATE_LOCAL : HMM_DMIRROR_PROT_DEV_PRIVATE_REMOTE;
     else if (pfn === this.mm.sys.zeroPfn) perm = HMM_DMIRROR_PROT_ZERO;
     perm |= (f & HMM_PFN_WRITE) !== 0 ? HMM_DMIRROR_PROT_WRITE : HMM_DMIRROR_PROT_READ;
     if (hmmPfnToMapOrder(f) === HPAGE_PMD_ORDER) perm |= HMM_DMIRROR_PROT_PMD;
@@ -770,13 +796,22 @@ export class Dmirror {
     this.mutex.unlock();
   }
 
-  /** HMM_DMIRROR_MIGRATE_TO_SYS: migrate this device's pages in the range back to system memory. */
+  /**
+   * HMM_DMIRROR_MIGRATE_TO_SYS: migrate this device's pages in the range back to system memory (the only
+   * way back for coherent pages, which CPU accesses never fault).
+   */
   migrateToSys(cmd: HmmDmirrorCmd): number {
     this.#checkCmd("HMM_DMIRROR_MIGRATE_TO_SYS", cmd);
     if (this.mm.users <= 0) return -HmmErrno.EINVAL;
-    return this.#migrateChunks(cmd, MIGRATE_VMA_SELECT_DEVICE_PRIVATE, 0, (args) => {
+    cmd.cpages = 0;
+    return this.#migrateChunks(cmd, this.mdevice.selectDevice, 0, (args) => {
       this.mdevice.allocAndCopyToSys(args, this);
       migrateVmaPages(args);
+      // dmirror_successful_migrated_pages: entries still VALID and MIGRATE after migrate_vma_pages.
+      for (let j = 0; j < args.npages; j++) {
+        const s = args.src[j] ?? 0;
+        if ((s & MIGRATE_PFN_VALID) !== 0 && (s & MIGRATE_PFN_MIGRATE) !== 0) cmd.cpages++;
+      }
     });
   }
 

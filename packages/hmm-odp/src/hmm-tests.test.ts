@@ -2,6 +2,8 @@ import { PAGE_SIZE } from "@dmasim/memory";
 import { describe, expect, it } from "vitest";
 import { HmmErrno, PROT_NONE, PROT_READ, PROT_WRITE, VM_MIXEDMAP } from "./constants.js";
 import {
+  HMM_DMIRROR_PROT_DEV_COHERENT_LOCAL,
+  HMM_DMIRROR_PROT_DEV_COHERENT_REMOTE,
   HMM_DMIRROR_PROT_DEV_PRIVATE_LOCAL,
   HMM_DMIRROR_PROT_ERROR,
   HMM_DMIRROR_PROT_NONE,
@@ -16,10 +18,12 @@ import { FOLL_LONGTERM, FOLL_WRITE, getUserPages, putUserPages } from "./gup.js"
 import { MADV_HUGEPAGE } from "./mm.js";
 import { PteKind } from "./pte.js";
 import type { Mm } from "./mm.js";
-import { HMM_BUFFER_SIZE, cpuFillInts, cpuInts, firstMismatch, hmmRig, ints } from "./test-fixtures.js";
+import { HMM_BUFFER_SIZE, cpuFillInts, cpuInts, firstMismatch, hmmRig as hmmRigOf, ints } from "./test-fixtures.js";
+import type { RigOptions } from "./test-fixtures.js";
 
-// A port of tools/testing/selftests/mm/hmm-tests.c (fixture `hmm`, variant hmm_device_private, and `hmm2`
-// with two private devices): one test per upstream test, asserting what upstream asserts.
+// A port of tools/testing/selftests/mm/hmm-tests.c: fixture `hmm` with its variants hmm_device_private and
+// hmm_device_coherent, and `hmm2` (two devices) with hmm2_device_private and hmm2_device_coherent. Every
+// test runs against both memory types, as upstream does, with upstream's per-type expectations.
 
 const npages = HMM_BUFFER_SIZE / PAGE_SIZE;
 const size = HMM_BUFFER_SIZE;
@@ -28,8 +32,8 @@ const TWOMEG = 2 * 1024 * 1024;
 const { EFAULT, EPERM, ENOENT, EINVAL } = HmmErrno;
 
 /** The opening of many upstream tests: one mirror, a private anonymous buffer holding 0, 1, 2, ... and a command over it. */
-function filledBuffer() {
-  const { mm, open } = hmmRig();
+function filledBufferOf(coherent: boolean) {
+  const { mm, open } = hmmRigOf({ coherent });
   const d = open();
   const ptr = mm.mmap(size);
   cpuFillInts(mm, ptr, size, (i) => i);
@@ -63,8 +67,18 @@ function childDeviceWrite(cd: Dmirror, child: Mm, ptr: number, cmd: HmmDmirrorCm
   child.exit();
 }
 
+const VARIANTS = [
+  { name: "hmm_device_private, hmm2_device_private", coherent: false },
+  { name: "hmm_device_coherent, hmm2_device_coherent", coherent: true },
+] as const;
+
 // Generous timeouts: the whole port runs in a few seconds alone, more on a loaded machine.
-describe("hmm-tests.c (hmm_device_private)", { timeout: 60_000 }, () => {
+describe.each(VARIANTS)("hmm-tests.c ($name)", { timeout: 60_000 }, ({ coherent }) => {
+  /** hmm_is_coherent_type(variant->device_number). */
+  const isCoherent = coherent;
+  const hmmRig = (options: RigOptions = {}) => hmmRigOf({ ...options, coherent });
+  const filledBuffer = () => filledBufferOf(coherent);
+
   it("open_close", () => {
     const { mm, open } = hmmRig();
     const d = open();
@@ -281,6 +295,11 @@ describe("hmm-tests.c (hmm_device_private)", { timeout: 60_000 }, () => {
       const cmd = hmmDmirrorCmd(ptr, npages);
       expect(d.migrateToDev(cmd)).toBe(0);
       expectAllPagesRead(cmd);
+      // Coherent memory has no CPU fault to bring it back: it is migrated back explicitly.
+      if (isCoherent) {
+        expect(d.migrateToSys(cmd)).toBe(0);
+        expect(cmd.cpages).toBe(npages);
+      }
       expect(firstMismatch(cpuInts(mm, ptr, size), (i) => i)).toBe(-1);
       expect(mm.munmap(ptr, size)).toBe(0);
     }
@@ -408,8 +427,14 @@ describe("hmm-tests.c (hmm_device_private)", { timeout: 60_000 }, () => {
     expect(m[2]).toBe(HMM_DMIRROR_PROT_ZERO | HMM_DMIRROR_PROT_READ);
     expect(m[3]).toBe(HMM_DMIRROR_PROT_READ);
     expect(m[4]).toBe(HMM_DMIRROR_PROT_WRITE);
-    expect(m[5]).toBe(HMM_DMIRROR_PROT_DEV_PRIVATE_LOCAL | HMM_DMIRROR_PROT_WRITE);
-    expect(m[6]).toBe(HMM_DMIRROR_PROT_NONE);
+    if (!isCoherent) {
+      expect(m[5]).toBe(HMM_DMIRROR_PROT_DEV_PRIVATE_LOCAL | HMM_DMIRROR_PROT_WRITE);
+      expect(m[6]).toBe(HMM_DMIRROR_PROT_NONE);
+    } else {
+      // Coherent device pages are normal pfns to hmm_range_fault, whichever device owns them.
+      expect(m[5]).toBe(HMM_DMIRROR_PROT_DEV_COHERENT_LOCAL | HMM_DMIRROR_PROT_WRITE);
+      expect(m[6]).toBe(HMM_DMIRROR_PROT_DEV_COHERENT_REMOTE | HMM_DMIRROR_PROT_WRITE);
+    }
   });
 
   it("compound", () => {
@@ -513,10 +538,20 @@ describe("hmm-tests.c (hmm_device_private)", { timeout: 60_000 }, () => {
     expect(gupTestExec(mm, ptr + 2 * PAGE_SIZE, FOLL_LONGTERM)).toBe(0);
     expect(gupTestExec(mm, ptr + 3 * PAGE_SIZE, FOLL_LONGTERM)).toBe(0);
     // GUP faulted every device-private page back to system memory: the CPU page table maps them writable.
+    // Coherent pages are followed where they are; only FOLL_LONGTERM migrates them out.
     const cmd = hmmDmirrorCmd(ptr, n);
     expect(d.snapshot(cmd)).toBe(0);
     expect(cmd.cpages).toBe(n);
-    expect([...cmd.ptr.subarray(0, n)]).toEqual([HMM_DMIRROR_PROT_WRITE, HMM_DMIRROR_PROT_WRITE, HMM_DMIRROR_PROT_WRITE, HMM_DMIRROR_PROT_WRITE]);
+    const m = cmd.ptr;
+    if (isCoherent) {
+      expect(m[0]).toBe(HMM_DMIRROR_PROT_DEV_COHERENT_LOCAL | HMM_DMIRROR_PROT_WRITE);
+      expect(m[1]).toBe(HMM_DMIRROR_PROT_DEV_COHERENT_LOCAL | HMM_DMIRROR_PROT_WRITE);
+    } else {
+      expect(m[0]).toBe(HMM_DMIRROR_PROT_WRITE);
+      expect(m[1]).toBe(HMM_DMIRROR_PROT_WRITE);
+    }
+    expect(m[2]).toBe(HMM_DMIRROR_PROT_WRITE);
+    expect(m[3]).toBe(HMM_DMIRROR_PROT_WRITE);
     expect(firstMismatch(cpuInts(mm, ptr, n * PAGE_SIZE), (i) => i)).toBe(-1);
   });
 

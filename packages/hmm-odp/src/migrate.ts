@@ -17,6 +17,7 @@ const SCALE = 1 << MIGRATE_PFN_SHIFT;
 /** enum migrate_vma_direction. */
 export const MIGRATE_VMA_SELECT_SYSTEM = 1 << 0;
 export const MIGRATE_VMA_SELECT_DEVICE_PRIVATE = 1 << 1;
+export const MIGRATE_VMA_SELECT_DEVICE_COHERENT = 1 << 2;
 
 /** migrate_pfn. */
 export function migratePfn(pfn: number): number {
@@ -103,7 +104,15 @@ export function migrateVmaSetup(args: MigrateVma): number {
             // would drop the page as up to date in swap and lose the writes.
             if ((e & PTE_DIRTY) !== 0) sys.setPageDirty(pfn);
             v.pte[i] = e & ~PTE_DIRTY;
-          } else if (k === PteKind.PRESENT && sys.refCount(pfn) === 1) {
+          } else if (k === PteKind.PRESENT && sys.coherentPagemapOf(pfn) === undefined && sys.refCount(pfn) === 1) {
+            mpfn = migratePfn(pfn) | MIGRATE_PFN_MIGRATE | ((e & PTE_WRITE) !== 0 ? MIGRATE_PFN_WRITE : 0);
+          }
+        }
+        if (k === PteKind.PRESENT && (args.flags & MIGRATE_VMA_SELECT_DEVICE_COHERENT) !== 0) {
+          // migrate_vma_collect_pmd: a coherent device page is a normal present pte; it is collected only
+          // with SELECT_DEVICE_COHERENT and by its own pagemap's owner (migrate_vma_check_page's count).
+          const pgmap = sys.coherentPagemapOf(pfn);
+          if (pgmap !== undefined && pgmap.owner === args.pgmapOwner && sys.refCount(pfn) === 1) {
             mpfn = migratePfn(pfn) | MIGRATE_PFN_MIGRATE | ((e & PTE_WRITE) !== 0 ? MIGRATE_PFN_WRITE : 0);
           }
         }
@@ -157,19 +166,25 @@ export function migrateVmaFinalize(args: MigrateVma): void {
         releasePage(sys, dpfn);
         continue;
       }
-      const devicePage = sys.pagemapOf(dpfn) !== undefined;
+      const devicePage = isDevicePrivate(sys, dpfn);
       const write = (d & MIGRATE_PFN_WRITE) !== 0;
       v.pte[i] = (devicePage ? PteKind.DEVICE_PRIVATE : PteKind.PRESENT) | (write ? PTE_WRITE : 0);
       v.pfn[i] = dpfn;
       if (spfn >= 0) releasePage(sys, spfn);
     } else {
       if (spfn >= 0 && ((v.pte[i] ?? 0) & PTE_KIND_MASK) === PteKind.MIGRATION) {
-        const devicePage = sys.pagemapOf(spfn) !== undefined;
+        const devicePage = isDevicePrivate(sys, spfn);
         v.pte[i] = (devicePage ? PteKind.DEVICE_PRIVATE : PteKind.PRESENT) | ((s & MIGRATE_PFN_WRITE) !== 0 ? PTE_WRITE : 0);
       }
       if (dpfn >= 0) releasePage(sys, dpfn);
     }
   }
+}
+
+/** is_device_private_page: mapped by a device-private entry; a coherent page gets a present pte. */
+function isDevicePrivate(sys: MmSystem, pfn: number): boolean {
+  const pgmap = sys.pagemapOf(pfn);
+  return pgmap !== undefined && !pgmap.coherent;
 }
 
 function releasePage(sys: MmSystem, pfn: number): void {
@@ -216,9 +231,13 @@ export function migrateDeviceRange(sys: MmSystem, startPfn: number, npages: numb
     for (const v of mm.vmas) {
       for (let i = 0; i < v.pages; i++) {
         const e = v.pte[i] ?? 0;
-        if ((e & PTE_KIND_MASK) !== PteKind.DEVICE_PRIVATE) continue;
+        const k = e & PTE_KIND_MASK;
+        // Device-private entries, and present ptes of coherent device pages (migrate_device_pfn_lock
+        // and try_to_migrate find those through the rmap).
+        if (k !== PteKind.DEVICE_PRIVATE && k !== PteKind.PRESENT) continue;
         const j = (v.pfn[i] ?? 0) - startPfn;
         if (j < 0 || j >= npages) continue;
+        if (k === PteKind.PRESENT && sys.coherentPagemapOf(v.pfn[i] ?? 0) === undefined) continue;
         const page = v.start + i * PAGE_SIZE;
         const owner = sys.pagemapOf(v.pfn[i] ?? 0)?.owner;
         mm.notify(MmuNotifyEvent.MIGRATE, page, page + PAGE_SIZE, () => {
@@ -253,7 +272,7 @@ export function migrateDeviceFinalize(sys: MmSystem, md: MigrateDevice): void {
       m.vma.pfn[m.index] = dpfn;
       releasePage(sys, spfn);
     } else {
-      m.vma.pte[m.index] = PteKind.DEVICE_PRIVATE | ((s & MIGRATE_PFN_WRITE) !== 0 ? PTE_WRITE : 0);
+      m.vma.pte[m.index] = (isDevicePrivate(sys, spfn) ? PteKind.DEVICE_PRIVATE : PteKind.PRESENT) | ((s & MIGRATE_PFN_WRITE) !== 0 ? PTE_WRITE : 0);
       if (dpfn >= 0) releasePage(sys, dpfn);
     }
   }

@@ -414,7 +414,8 @@ export class Mm implements NotifierMm {
     const { v, i } = this.#at("swapOut", addr);
     const e = v.pte[i] ?? 0;
     const pfn = v.pfn[i] ?? 0;
-    if ((e & PTE_KIND_MASK) !== PRESENT || v.file !== undefined || v.p2p !== undefined || this.sys.refCount(pfn) !== 1) return -HmmErrno.EBUSY;
+    // A coherent device page is not on an LRU list: reclaim never picks it.
+    if ((e & PTE_KIND_MASK) !== PRESENT || v.file !== undefined || v.p2p !== undefined || this.sys.refCount(pfn) !== 1 || this.sys.coherentPagemapOf(pfn) !== undefined) return -HmmErrno.EBUSY;
     const page = Math.floor(addr / PAGE_SIZE) * PAGE_SIZE;
     if ((e & PTE_PMD) !== 0) this.splitHugePage(page);
     this.notify(MmuNotifyEvent.CLEAR, page, page + PAGE_SIZE, () => {
@@ -434,10 +435,26 @@ export class Mm implements NotifierMm {
    * entry while `during` runs (a race point: faults then see -EBUSY), copies to a new page. 0 or -EBUSY.
    */
   migratePage(addr: number, during?: () => void): number {
-    const { v, i } = this.#at("migratePage", addr);
+    return this.#migrateOne("migratePage", addr, false, during);
+  }
+
+  /**
+   * migrate_device_coherent_folio, as get_user_pages(FOLL_LONGTERM) calls it
+   * (check_and_migrate_movable_pages): a coherent device page may not be pinned for long, so it moves to
+   * a system page first (fires CLEAR, like try_to_migrate). 0, or -EBUSY when it is not a coherent page
+   * mapped only here.
+   */
+  migrateDeviceCoherentPage(addr: number): number {
+    return this.#migrateOne("migrateDeviceCoherentPage", addr, true);
+  }
+
+  #migrateOne(fn: string, addr: number, coherent: boolean, during?: () => void): number {
+    const { v, i } = this.#at(fn, addr);
     const e = v.pte[i] ?? 0;
     const pfn = v.pfn[i] ?? 0;
     if ((e & PTE_KIND_MASK) !== PRESENT || v.file !== undefined || v.p2p !== undefined || this.sys.refCount(pfn) !== 1) return -HmmErrno.EBUSY;
+    // NUMA and compaction migrate LRU pages only; a coherent device page moves only on its own path.
+    if ((this.sys.coherentPagemapOf(pfn) !== undefined) !== coherent) return -HmmErrno.EBUSY;
     const page = Math.floor(addr / PAGE_SIZE) * PAGE_SIZE;
     if ((e & PTE_PMD) !== 0) this.splitHugePage(page);
     const bits = (v.pte[i] ?? 0) & (PTE_WRITE | PTE_DIRTY);
@@ -464,7 +481,8 @@ export class Mm implements NotifierMm {
         if (v.p2p !== undefined || (v.flags & VM_PFNMAP) !== 0) continue;
         for (let i = 0; i < v.pages; i++) {
           const e = v.pte[i] ?? 0;
-          if ((e & PTE_KIND_MASK) === PRESENT) v.pte[i] = (e & ~PTE_KIND_MASK) | PteKind.PROTNONE;
+          // change_pte_range skips zone-device folios (a coherent device page stays present).
+          if ((e & PTE_KIND_MASK) === PRESENT && this.sys.coherentPagemapOf(v.pfn[i] ?? 0) === undefined) v.pte[i] = (e & ~PTE_KIND_MASK) | PteKind.PROTNONE;
         }
       }
     });
