@@ -1,5 +1,6 @@
 import { PAGE_SIZE, physAddr } from "@dmasim/memory";
 import { hex } from "@dmasim/trace";
+import { HPAGE_PMD_NR } from "./constants.js";
 import { HmmInputError, HmmStateError } from "./errors.js";
 import type { MmSystem } from "./mm-system.js";
 import type { Mm } from "./mm.js";
@@ -48,7 +49,7 @@ export class DevPagemap {
   readonly sys: MmSystem;
   readonly #backing: Uint32Array;
   readonly #ref: Uint16Array;
-  readonly #free: number[] = [];
+  #free: number[] = [];
   #allocated = 0;
 
   /** @internal use memremapPages. */
@@ -91,6 +92,31 @@ export class DevPagemap {
     this.#ref[i] = 1;
     this.#allocated++;
     return pfn;
+  }
+
+  /**
+   * A free, naturally aligned order-9 block of device pages (a compound device folio, v6.19's
+   * dmirror_devmem_alloc_page with is_large), each page with refcount 1 and zeroed bytes (backed by one
+   * system THP for device-private memory); the first frame, or -1 when no such block is free.
+   */
+  allocCompound(): number {
+    const n = HPAGE_PMD_NR;
+    let first = -1;
+    for (let b = Math.ceil(this.startPfn / n) * n; b + n <= this.startPfn + this.nrPages && first < 0; b += n) {
+      let free = true;
+      for (let k = 0; k < n && free; k++) free = (this.#ref[b + k - this.startPfn] ?? 0) === 0;
+      if (free) first = b;
+    }
+    if (first < 0) return -1;
+    this.#free = this.#free.filter((pfn) => pfn < first || pfn >= first + n);
+    const backing = this.coherent ? first : this.sys.allocHuge(9);
+    if (this.coherent) this.sys.memory.fill(first * PAGE_SIZE, n * PAGE_SIZE, 0);
+    for (let k = 0; k < n; k++) {
+      this.#backing[first + k - this.startPfn] = backing + k;
+      this.#ref[first + k - this.startPfn] = 1;
+    }
+    this.#allocated += n;
+    return first;
   }
 
   #index(pfn: number): number {
