@@ -17,7 +17,7 @@ import {
 } from "./dmirror.js";
 import type { Dmirror, DmirrorDevice, DmirrorFaultStep, HmmDmirrorCmd } from "./dmirror.js";
 import { FOLL_LONGTERM, FOLL_WRITE, getUserPages, putUserPages } from "./gup.js";
-import { MADV_HUGEPAGE } from "./mm.js";
+import { MADV_FREE, MADV_HUGEPAGE } from "./mm.js";
 import { PteKind } from "./pte.js";
 import type { Mm } from "./mm.js";
 import { HMM_BUFFER_SIZE, cpuFillInts, cpuInts, firstMismatch, hmmRig as hmmRigOf, ints } from "./test-fixtures.js";
@@ -623,6 +623,19 @@ describe.each(VARIANTS)("hmm-tests.c ($name)", { timeout: 60_000 }, ({ coherent 
     expectDeviceThp(mm, map, mdev0);
     // Fault pages back to system memory and check them.
     expect(firstMismatch(cpuInts(mm, map, TWOMEG), () => 0)).toBe(-1);
+  });
+
+  it("migrate_anon_huge_free", () => {
+    const { mm, d, map, cmd, mdev0 } = thpBuffer(PROT_READ | PROT_WRITE);
+    cpuFillInts(mm, map, TWOMEG, (i) => i);
+    expect(d.migrateToDev(cmd)).toBe(0);
+    expect(cmd.cpages).toBe(thpPages);
+    expect(firstMismatch(ints(cmd.ptr), (i) => i)).toBe(-1);
+    // Try freeing it (the kernel once tripped over a device-private PMD here).
+    expect(mm.madvise(map, TWOMEG, MADV_FREE)).toBe(0);
+    // Device entries are not lazily freed: the folio stays, with its data.
+    expectDeviceThp(mm, map, mdev0);
+    expect(firstMismatch(cpuInts(mm, map, TWOMEG), (i) => i)).toBe(-1);
   });
 
   it("migrate_anon_huge_fault", () => {

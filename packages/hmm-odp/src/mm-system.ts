@@ -76,6 +76,8 @@ export class MmSystem {
   #nextPid = 1;
   /** Live processes (to know when a shmem object has no mapping left). */
   readonly mms = new Set<Mm>();
+  /** Pages MADV_FREE made lazily freeable (!PG_swapbacked); a write through a pte takes one back. */
+  readonly #lazyFree = new Set<number>();
   /** Pin counts of pages pinned by pinPage. */
   readonly #pins = new Map<number, number>();
   /** Pages the mm holds (refcount > 0), zero page excluded. */
@@ -205,6 +207,7 @@ export class MmSystem {
     this.#setRef(pfn, n - 1);
     if (n === 1) {
       this.#dropSwapCache(pfn, true);
+      this.#lazyFree.delete(pfn);
       this.#inUse--;
       this.memory.fill(pfn * PAGE_SIZE, PAGE_SIZE, 0);
       this.#free.push(pfn);
@@ -264,6 +267,22 @@ export class MmSystem {
   swapReadCached(slot: number, pfn: number): void {
     this.swapRead(slot, pfn, false);
     this.#swapCache.set(pfn, slot);
+  }
+
+  /** @internal MADV_FREE of a page: lazily freeable, and out of the swap cache (its slot freed). */
+  markLazyFree(pfn: number): void {
+    this.#dropSwapCache(pfn, true);
+    this.#lazyFree.add(pfn);
+  }
+
+  /** True for a page MADV_FREE made lazily freeable and no write has taken back since. */
+  lazyFree(pfn: number): boolean {
+    return this.#lazyFree.has(pfn);
+  }
+
+  /** @internal A write through a pte: the page is needed again (folio_mark_dirty sets swapbacked back). */
+  clearLazyFree(pfn: number): void {
+    this.#lazyFree.delete(pfn);
   }
 
   /** True when `pfn` is in the swap cache. */

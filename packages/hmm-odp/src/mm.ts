@@ -42,6 +42,8 @@ export const FAULT_FLAG_REMOTE = 0x80;
 export const MADV_DONTNEED = 4;
 /** MADV_HUGEPAGE: later faults may map whole 2 MiB THPs. */
 export const MADV_HUGEPAGE = 14;
+/** MADV_FREE: private anonymous pages become lazily freeable (reclaim drops them unless written again). */
+export const MADV_FREE = 8;
 
 /** mmap options: what the flags and the fd of mmap(2) say. */
 export interface MmapOptions {
@@ -348,7 +350,7 @@ export class Mm implements NotifierMm {
   /** madvise(MADV_DONTNEED): fires CLEAR and zaps; the next access faults in a zero or new page. */
   madvise(addr: number, len: number, advice: number): number {
     this.#checkRange("madvise", addr, len);
-    if (advice !== MADV_DONTNEED && advice !== MADV_HUGEPAGE) throw new HmmInputError("madvise", "advice", advice, "MADV_DONTNEED (4) or MADV_HUGEPAGE (14)");
+    if (advice !== MADV_DONTNEED && advice !== MADV_HUGEPAGE && advice !== MADV_FREE) throw new HmmInputError("madvise", "advice", advice, "MADV_DONTNEED (4), MADV_FREE (8) or MADV_HUGEPAGE (14)");
     const end = addr + Math.ceil(len / PAGE_SIZE) * PAGE_SIZE;
     if (!this.#covered(addr, end)) return -HmmErrno.ENOMEM;
     const vmas = this.#vmasIn(addr, end);
@@ -357,8 +359,44 @@ export class Mm implements NotifierMm {
       return 0;
     }
     if (vmas.some((v) => (v.flags & VM_PFNMAP) !== 0 || (v.flags & VM_HUGETLB) !== 0)) return -HmmErrno.EINVAL;
+    if (advice === MADV_FREE) return this.#madviseFree(vmas, addr, end);
     this.notify(MmuNotifyEvent.CLEAR, addr, end, () => {
       for (const v of vmas) this.#zap(v, 0, v.pages);
+    });
+    return 0;
+  }
+
+  /**
+   * madvise_free_single_vma: fires CLEAR; swap entries are dropped (the data is not needed any more),
+   * present pages of this process alone lose their dirty bit and become lazily freeable, and leave the
+   * swap cache (madvise_free_pte_range). Device entries (device-private, and coherent pages, which are
+   * zone-device folios) are left as they are, as is a THP the range does not cover whole (the kernel
+   * splits it and frees its covered part; the model keeps it). -EINVAL for a mapping that is not
+   * private anonymous.
+   */
+  #madviseFree(vmas: Vma[], addr: number, end: number): number {
+    if (vmas.some((v) => v.file !== undefined || (v.flags & VM_SHARED) !== 0 || v.p2p !== undefined || (v.flags & VM_MIXEDMAP) !== 0)) return -HmmErrno.EINVAL;
+    const sys = this.sys;
+    this.notify(MmuNotifyEvent.CLEAR, addr, end, () => {
+      for (const v of vmas) {
+        for (let i = 0; i < v.pages; i++) {
+          const e = v.pte[i] ?? 0;
+          const k = e & PTE_KIND_MASK;
+          const pfn = v.pfn[i] ?? 0;
+          if (k === PteKind.SWAP) {
+            sys.swapFree(pfn);
+            v.pte[i] = EMPTY;
+            v.pfn[i] = 0;
+          } else if (k === PRESENT && sys.refCount(pfn) === 1 && sys.coherentPagemapOf(pfn) === undefined) {
+            if ((e & PTE_PMD) !== 0) {
+              const head = i - ((v.start / PAGE_SIZE + i) % HPAGE_PMD_NR);
+              if (head < 0 || v.start + head * PAGE_SIZE < addr || v.start + (head + HPAGE_PMD_NR) * PAGE_SIZE > end) continue;
+            }
+            v.pte[i] = e & ~PTE_DIRTY;
+            sys.markLazyFree(pfn);
+          }
+        }
+      }
     });
     return 0;
   }
@@ -418,6 +456,15 @@ export class Mm implements NotifierMm {
     if ((e & PTE_KIND_MASK) !== PRESENT || v.file !== undefined || v.p2p !== undefined || this.sys.refCount(pfn) !== 1 || this.sys.coherentPagemapOf(pfn) !== undefined) return -HmmErrno.EBUSY;
     const page = Math.floor(addr / PAGE_SIZE) * PAGE_SIZE;
     if ((e & PTE_PMD) !== 0) this.splitHugePage(page);
+    if (((v.pte[i] ?? 0) & PTE_DIRTY) === 0 && this.sys.lazyFree(pfn)) {
+      // A lazily freed page not written since MADV_FREE is discarded, not swapped (try_to_unmap_one).
+      this.notify(MmuNotifyEvent.CLEAR, page, page + PAGE_SIZE, () => {
+        v.pte[i] = EMPTY;
+        v.pfn[i] = 0;
+        this.sys.putPage(pfn);
+      });
+      return 0;
+    }
     this.notify(MmuNotifyEvent.CLEAR, page, page + PAGE_SIZE, () => {
       // try_to_unmap_one moves a dirty pte's bit to the page; pageout writes only what is not in swap.
       if (((v.pte[i] ?? 0) & PTE_DIRTY) !== 0) this.sys.setPageDirty(pfn);
@@ -783,6 +830,7 @@ export class Mm implements NotifierMm {
           if (k === PRESENT && (!write || (e & PTE_WRITE) !== 0)) {
             if (write) {
               v.pte[i] = e | PTE_DIRTY;
+              this.sys.clearLazyFree(v.pfn[i] ?? 0);
               if (v.file !== undefined && (v.flags & VM_SHARED) !== 0) v.file.dirty[v.pgoff + i] = 1;
             }
             return v.pfn[i] ?? 0;
