@@ -282,7 +282,7 @@ export class MmSystem {
 
   /** @internal A write through a pte: the page is needed again (folio_mark_dirty sets swapbacked back). */
   clearLazyFree(pfn: number): void {
-    this.#lazyFree.delete(pfn);
+    if (this.#lazyFree.size !== 0) this.#lazyFree.delete(pfn);
   }
 
   /** True when `pfn` is in the swap cache. */
