@@ -13,6 +13,7 @@ import {
   HMM_PFN_VALID,
   HMM_PFN_WRITE,
   HMM_RANGE_DEFAULT_TIMEOUT,
+  HPAGE_PMD_NR,
   HPAGE_PMD_ORDER,
   HmmErrno,
   MmuNotifyEvent,
@@ -28,8 +29,12 @@ import { HmmInputError, HmmStateError } from "./errors.js";
 import { HmmDmaMap, hmmDmaMapAlloc, hmmDmaMapFree, hmmDmaMapPfn, hmmDmaMapPfnRun, hmmDmaUnmapPfn } from "./hmm-dma.js";
 import { HmmRange, hmmRangeFault } from "./hmm.js";
 import {
+  MIGRATE_PFN_COMPOUND,
   MIGRATE_PFN_MIGRATE,
+  MIGRATE_PFN_VALID,
   MIGRATE_PFN_WRITE,
+  MIGRATE_VMA_SELECT_COMPOUND,
+  MIGRATE_VMA_SELECT_DEVICE_COHERENT,
   MIGRATE_VMA_SELECT_DEVICE_PRIVATE,
   MIGRATE_VMA_SELECT_SYSTEM,
   MigrateVma,
@@ -57,7 +62,7 @@ import {
   mmuNotifierRangeBlockable,
 } from "./notifier.js";
 import type { MmuNotifierRange } from "./notifier.js";
-import { memremapPages } from "./pagemap.js";
+import { memremapPages, memremapPagesCoherent } from "./pagemap.js";
 import type { DevPagemap, VmFault } from "./pagemap.js";
 import type { Vma } from "./vma.js";
 import { unsafeIova } from "@dmasim/iommu";
@@ -72,9 +77,14 @@ export const HMM_DMIRROR_PROT_PUD = 0x08;
 export const HMM_DMIRROR_PROT_ZERO = 0x10;
 export const HMM_DMIRROR_PROT_DEV_PRIVATE_LOCAL = 0x20;
 export const HMM_DMIRROR_PROT_DEV_PRIVATE_REMOTE = 0x30;
+export const HMM_DMIRROR_PROT_DEV_COHERENT_LOCAL = 0x40;
+export const HMM_DMIRROR_PROT_DEV_COHERENT_REMOTE = 0x50;
 
 /** The ioctl numbers of test_hmm_uapi.h ('H' << 8 | nr), for reference and for the `ioctl` entry point. */
-export const HmmDmirrorIoctl = { READ: 0x00, WRITE: 0x01, MIGRATE_TO_DEV: 0x02, MIGRATE_TO_SYS: 0x03, SNAPSHOT: 0x04, EXCLUSIVE: 0x05, CHECK_EXCLUSIVE: 0x06, RELEASE: 0x07 } as const;
+export const HmmDmirrorIoctl = { READ: 0x00, WRITE: 0x01, MIGRATE_TO_DEV: 0x02, MIGRATE_TO_SYS: 0x03, SNAPSHOT: 0x04, EXCLUSIVE: 0x05, CHECK_EXCLUSIVE: 0x06, RELEASE: 0x07, FLAGS: 0x08 } as const;
+
+/** HMM_DMIRROR_FLAGS bit: the next large (THP) page allocation of this file fails once, so it falls back to 4 KiB pages. */
+export const HMM_DMIRROR_FLAG_FAIL_ALLOC = 1 << 0;
 
 /** struct hmm_dmirror_cmd: `ptr` is the user buffer (npages pages of bytes). */
 export interface HmmDmirrorCmd {
@@ -109,10 +119,27 @@ const DEFAULT_COSTS: DmirrorCosts = { deviceTlbInvalidateNs: 1000, faultAttemptN
 const TAG_ATOMIC = 1;
 const TAG_WRITE = 3;
 const CHUNK = 64;
+const PMD_BYTES = HPAGE_PMD_NR * PAGE_SIZE;
+
+/** Options of a dmirror device: MEMORY_DEVICE_PRIVATE memory in a hole at devmemPhys, or coherent memory. */
+export interface DmirrorDeviceOptions {
+  name: string;
+  /** Size of the device memory in bytes. */
+  devmemSize: number;
+  /** Physical address of device-private memory (a hole in the physical map); unused when coherent. */
+  devmemPhys?: number;
+  /** memory descriptor owner id of device-private memory. */
+  ownerId?: number;
+  /**
+   * MEMORY_DEVICE_COHERENT memory (/dev/hmm_dmirror2 and 3 of lib/test_hmm.c, over an SPM range):
+   * devmemSize bytes the CPU reaches directly, carved out of RAM.
+   */
+  coherent?: boolean;
+}
 
 /**
- * struct dmirror_device (one /dev/hmm_dmirrorN): device-private memory (one dev_pagemap whose owner is
- * this object) and the files opened on it.
+ * struct dmirror_device (one /dev/hmm_dmirrorN): device memory (one dev_pagemap whose owner is this
+ * object, device-private or coherent) and the files opened on it.
  */
 export class DmirrorDevice {
   readonly sys: MmSystem;
@@ -123,21 +150,34 @@ export class DmirrorDevice {
   /** Model fault injection (HMM_DMIRROR_FLAGS): device page allocation fails. */
   failAlloc = false;
 
-  constructor(sys: MmSystem, options: { name: string; devmemPhys: number; devmemSize: number; ownerId: number }) {
+  constructor(sys: MmSystem, options: DmirrorDeviceOptions) {
     this.sys = sys;
     this.name = options.name;
-    this.pagemap = memremapPages(sys, {
-      phys: options.devmemPhys,
-      size: options.devmemSize,
-      owner: this,
-      ownerId: options.ownerId,
-      ops: { migrateToRam: (vmf) => this.#devmemFault(vmf), pageFree: (pfn) => this.#pageOwner.delete(pfn) },
-    });
+    const ops = { migrateToRam: (vmf: VmFault) => this.#devmemFault(vmf), pageFree: (pfn: number) => this.#pageOwner.delete(pfn) };
+    if (options.coherent === true) {
+      this.pagemap = memremapPagesCoherent(sys, { size: options.devmemSize, owner: this, ops });
+    } else {
+      if (options.devmemPhys === undefined) throw new HmmInputError("dmirror_device_init", "options.devmemPhys", options.devmemPhys, "the physical address of device-private memory");
+      this.pagemap = memremapPages(sys, { phys: options.devmemPhys, size: options.devmemSize, owner: this, ownerId: options.ownerId ?? 0, ops });
+    }
+  }
+
+  /** dmirror_select_device: the MIGRATE_VMA_SELECT_* of this device's memory. */
+  get selectDevice(): number {
+    return this.pagemap.coherent ? MIGRATE_VMA_SELECT_DEVICE_COHERENT : MIGRATE_VMA_SELECT_DEVICE_PRIVATE;
   }
 
   /** open(): a mirror of `mm` (optionally in DMA mode over [dma.start, dma.start + dma.size)). */
   open(mm: Mm, dma?: { dev: DmaDevice; start: number; size: number; batched?: boolean }): Dmirror {
     return new Dmirror(this, mm, dma);
+  }
+
+  /** @internal A compound (order-9) device folio, or -1. */
+  allocDeviceCompound(owner: Dmirror): number {
+    if (this.failAlloc) return -1;
+    const head = this.pagemap.allocCompound();
+    if (head >= 0) for (let t = 0; t < HPAGE_PMD_NR; t++) this.#pageOwner.set(head + t, owner);
+    return head;
   }
 
   /** @internal */
@@ -151,7 +191,12 @@ export class DmirrorDevice {
   /** dmirror_devmem_fault: migrate_to_ram of one page on a CPU fault. */
   #devmemFault(vmf: VmFault): number {
     const dmirror = this.#pageOwner.get(vmf.page);
-    const args = new MigrateVma({ mm: vmf.mm, vma: vmf.vma, start: vmf.address, end: vmf.address + PAGE_SIZE, pgmapOwner: this, flags: MIGRATE_VMA_SELECT_DEVICE_PRIVATE, faultPage: vmf.page });
+    // v6.19: a page of a compound device folio migrates back whole (ALIGN_DOWN to the folio's size).
+    const pte = vmf.mm.pteAt(vmf.address);
+    const size = pte?.pmd === true ? HPAGE_PMD_NR * PAGE_SIZE : PAGE_SIZE;
+    const start = Math.floor(vmf.address / size) * size;
+    const flags = MIGRATE_VMA_SELECT_DEVICE_PRIVATE | (size > PAGE_SIZE ? MIGRATE_VMA_SELECT_COMPOUND : 0);
+    const args = new MigrateVma({ mm: vmf.mm, vma: vmf.vma, start, end: start + size, pgmapOwner: this, flags, faultPage: vmf.page });
     if (migrateVmaSetup(args) !== 0) return VM_FAULT_SIGBUS;
     this.allocAndCopyToSys(args, dmirror);
     migrateVmaPages(args);
@@ -165,6 +210,23 @@ export class DmirrorDevice {
       const s = args.src[j] ?? 0;
       const spfn = migratePfnToPfn(s);
       if ((s & MIGRATE_PFN_MIGRATE) === 0 || spfn < 0) continue;
+      if ((s & MIGRATE_PFN_COMPOUND) !== 0) {
+        // A compound device folio: one system THP, unless FAIL_ALLOC makes the large allocation fail
+        // once; then 4 KiB pages, and migrate_vma_pages splits the source.
+        const owner = dmirror ?? this.#pageOwner.get(spfn);
+        let huge = -1;
+        if (owner !== undefined && (owner.flags & HMM_DMIRROR_FLAG_FAIL_ALLOC) !== 0) owner.flags &= ~HMM_DMIRROR_FLAG_FAIL_ALLOC;
+        else huge = this.sys.allocHuge(9);
+        for (let t = 0; t < HPAGE_PMD_NR; t++) {
+          const dpfn = huge >= 0 ? huge + t : this.sys.allocPage();
+          this.sys.copyPage(dpfn, this.pagemap.backingPhys(spfn + t) / PAGE_SIZE);
+          owner?.erase(args.start + (j + t) * PAGE_SIZE);
+          if (huge < 0) args.dst[j + t] = migratePfn(dpfn) | (s & MIGRATE_PFN_WRITE);
+        }
+        if (huge >= 0) args.dst[j] = migratePfn(huge) | MIGRATE_PFN_COMPOUND | (s & MIGRATE_PFN_WRITE);
+        j += HPAGE_PMD_NR - 1;
+        continue;
+      }
       const dpfn = this.sys.allocPage();
       this.sys.copyPage(dpfn, this.pagemap.backingPhys(spfn) / PAGE_SIZE);
       (dmirror ?? this.#pageOwner.get(spfn))?.erase(args.start + j * PAGE_SIZE);
@@ -210,6 +272,8 @@ export class Dmirror {
   inject: Partial<Record<DmirrorFaultStep, () => void>> = {};
   /** Reproduces the 2026 amdgpu regression: read_begin once, outside the retry loop. */
   staleSeqBug = false;
+  /** dmirror->flags (HMM_DMIRROR_FLAGS): HMM_DMIRROR_FLAG_FAIL_ALLOC. */
+  flags = 0;
   #p2p = new PciP2pdmaMapState();
   /** Attempts of the last fault loop (1 = no retry). */
   lastAttempts = 0;
@@ -670,7 +734,8 @@ export class Dmirror {
     if ((f & HMM_PFN_VALID) === 0) return HMM_DMIRROR_PROT_NONE;
     let perm = HMM_DMIRROR_PROT_NONE;
     const pgmap = this.mm.sys.pagemapOf(pfn);
-    if (pgmap !== undefined) perm = pgmap.owner === this.mdevice ? HMM_DMIRROR_PROT_DEV_PRIVATE_LOCAL : HMM_DMIRROR_PROT_DEV_PRIVATE_REMOTE;
+    if (pgmap?.coherent === true) perm = pgmap.owner === this.mdevice ? HMM_DMIRROR_PROT_DEV_COHERENT_LOCAL : HMM_DMIRROR_PROT_DEV_COHERENT_REMOTE;
+    else if (pgmap !== undefined) perm = pgmap.owner === this.mdevice ? HMM_DMIRROR_PROT_DEV_PRIVATE_LOCAL : HMM_DMIRROR_PROT_DEV_PRIVATE_REMOTE;
     else if (pfn === this.mm.sys.zeroPfn) perm = HMM_DMIRROR_PROT_ZERO;
     perm |= (f & HMM_PFN_WRITE) !== 0 ? HMM_DMIRROR_PROT_WRITE : HMM_DMIRROR_PROT_READ;
     if (hmmPfnToMapOrder(f) === HPAGE_PMD_ORDER) perm |= HMM_DMIRROR_PROT_PMD;
@@ -694,7 +759,7 @@ export class Dmirror {
 
   /**
    * The walk dmirror_migrate_to_device and dmirror_migrate_to_system share: under the mmap read lock,
-   * each VMA-bounded chunk of at most CHUNK pages goes through migrate_vma_setup, `move` (which
+   * each VMA-bounded chunk of at most one PMD goes through migrate_vma_setup, `move` (which
    * copies and calls migrate_vma_pages) and migrate_vma_finalize. A missing VMA, or one without
    * `vmaFlags`, is -EINVAL.
    */
@@ -707,8 +772,10 @@ export class Dmirror {
       for (let addr = start; addr < end; ) {
         const vma = mm.findVma(addr);
         if (vma === undefined || (vma.flags & vmaFlags) !== vmaFlags) return -HmmErrno.EINVAL;
-        const next = Math.min(end, addr + CHUNK * PAGE_SIZE, vma.end);
-        const args = new MigrateVma({ mm, vma, start: addr, end: next, pgmapOwner: this.mdevice, flags: select });
+        // v6.19 dmirror migrates a PMD's worth at a time (src/dst of PTRS_PER_PTE entries), on PMD
+        // boundaries, so a THP or an empty PMD can go as one compound entry.
+        const next = Math.min(end, (Math.floor(addr / PMD_BYTES) + 1) * PMD_BYTES, vma.end);
+        const args = new MigrateVma({ mm, vma, start: addr, end: next, pgmapOwner: this.mdevice, flags: select | MIGRATE_VMA_SELECT_COMPOUND });
         const ret = migrateVmaSetup(args);
         if (ret !== 0) return ret;
         move(args, vma);
@@ -740,6 +807,11 @@ export class Dmirror {
     for (let j = 0; j < args.npages; j++) {
       const s = args.src[j] ?? 0;
       if ((s & MIGRATE_PFN_MIGRATE) === 0) continue;
+      if ((s & MIGRATE_PFN_COMPOUND) !== 0) {
+        this.#allocAndCopyCompoundToDev(args, j, vmaWrite);
+        j += HPAGE_PMD_NR - 1;
+        continue;
+      }
       const dpfn = this.mdevice.allocDevicePage(this);
       if (dpfn < 0) continue;
       const spfn = migratePfnToPfn(s);
@@ -748,36 +820,80 @@ export class Dmirror {
     }
   }
 
+  /**
+   * The compound case of dmirror_migrate_alloc_and_copy: a compound device folio for a whole THP (or an
+   * empty PMD), or, when the large allocation fails (HMM_DMIRROR_FLAG_FAIL_ALLOC, cleared as it fires),
+   * 512 single device pages; migrate_vma_pages then splits the source.
+   */
+  #allocAndCopyCompoundToDev(args: MigrateVma, j: number, vmaWrite: boolean): void {
+    const sys = this.mm.sys;
+    const pagemap = this.mdevice.pagemap;
+    const s = args.src[j] ?? 0;
+    const spfn = migratePfnToPfn(s);
+    const write = (s & MIGRATE_PFN_WRITE) !== 0 || (spfn < 0 && vmaWrite) ? MIGRATE_PFN_WRITE : 0;
+    let head = -1;
+    if ((this.flags & HMM_DMIRROR_FLAG_FAIL_ALLOC) !== 0) this.flags &= ~HMM_DMIRROR_FLAG_FAIL_ALLOC;
+    else head = this.mdevice.allocDeviceCompound(this);
+    for (let t = 0; t < HPAGE_PMD_NR; t++) {
+      const dpfn = head >= 0 ? head + t : this.mdevice.allocDevicePage(this);
+      if (dpfn < 0) continue;
+      if (spfn >= 0) sys.copyPage(pagemap.backingPhys(dpfn) / PAGE_SIZE, spfn + t);
+      if (head < 0) args.dst[j + t] = migratePfn(dpfn) | write;
+    }
+    if (head >= 0) args.dst[j] = migratePfn(head) | MIGRATE_PFN_COMPOUND | write;
+  }
+
+  /** HMM_DMIRROR_FLAGS: sets dmirror->flags to cmd.npages (upstream passes the flags there). */
+  setFlags(cmd: HmmDmirrorCmd): number {
+    if (!Number.isInteger(cmd.npages) || (cmd.npages & ~HMM_DMIRROR_FLAG_FAIL_ALLOC) !== 0) throw new HmmInputError("HMM_DMIRROR_FLAGS", "cmd.npages", cmd.npages, "0 or HMM_DMIRROR_FLAG_FAIL_ALLOC");
+    this.flags = cmd.npages;
+    return 0;
+  }
+
   /** dmirror_migrate_finalize_and_map: the mirror maps the migrated pages (their backing pages). */
   #finalizeAndMap(args: MigrateVma): void {
-    const pagemap = this.mdevice.pagemap;
-    const d = this.dma;
     this.mutex.lock();
     for (let j = 0; j < args.npages; j++) {
       const dst = args.dst[j] ?? 0;
-      const dpfn = migratePfnToPfn(dst);
-      if (dpfn < 0 || ((args.src[j] ?? 0) & MIGRATE_PFN_MIGRATE) === 0) continue;
-      const addr = args.start + j * PAGE_SIZE;
-      const tag = (dst & MIGRATE_PFN_WRITE) !== 0 ? TAG_WRITE : 0;
-      if (d !== undefined && addr >= d.start && addr < d.start + d.size) {
-        const i = (addr - d.start) / PAGE_SIZE;
-        hmmDmaUnmapPfn(d.dev, d.map, i);
-        d.map.flags[i] = 0;
-        this.#localDma.set(i, dpfn * 4 + tag);
-      } else {
-        this.pt.set(addr / PAGE_SIZE, (pagemap.backingPhys(dpfn) / PAGE_SIZE) * 4 + tag);
-      }
+      const head = migratePfnToPfn(dst);
+      if (head < 0 || ((args.src[j] ?? 0) & MIGRATE_PFN_MIGRATE) === 0) continue;
+      // A compound destination maps its 512 pages.
+      const count = (dst & MIGRATE_PFN_COMPOUND) !== 0 ? HPAGE_PMD_NR : 1;
+      for (let t = 0; t < count; t++) this.#mapMigrated(args.start + (j + t) * PAGE_SIZE, head + t, dst);
+      j += count - 1;
     }
     this.mutex.unlock();
   }
 
-  /** HMM_DMIRROR_MIGRATE_TO_SYS: migrate this device's pages in the range back to system memory. */
+  #mapMigrated(addr: number, dpfn: number, dst: number): void {
+    const d = this.dma;
+    const tag = (dst & MIGRATE_PFN_WRITE) !== 0 ? TAG_WRITE : 0;
+    if (d !== undefined && addr >= d.start && addr < d.start + d.size) {
+      const i = (addr - d.start) / PAGE_SIZE;
+      hmmDmaUnmapPfn(d.dev, d.map, i);
+      d.map.flags[i] = 0;
+      this.#localDma.set(i, dpfn * 4 + tag);
+    } else {
+      this.pt.set(addr / PAGE_SIZE, (this.mdevice.pagemap.backingPhys(dpfn) / PAGE_SIZE) * 4 + tag);
+    }
+  }
+
+  /**
+   * HMM_DMIRROR_MIGRATE_TO_SYS: migrate this device's pages in the range back to system memory (the only
+   * way back for coherent pages, which CPU accesses never fault).
+   */
   migrateToSys(cmd: HmmDmirrorCmd): number {
     this.#checkCmd("HMM_DMIRROR_MIGRATE_TO_SYS", cmd);
     if (this.mm.users <= 0) return -HmmErrno.EINVAL;
-    return this.#migrateChunks(cmd, MIGRATE_VMA_SELECT_DEVICE_PRIVATE, 0, (args) => {
+    cmd.cpages = 0;
+    return this.#migrateChunks(cmd, this.mdevice.selectDevice, 0, (args) => {
       this.mdevice.allocAndCopyToSys(args, this);
       migrateVmaPages(args);
+      // dmirror_successful_migrated_pages: entries still VALID and MIGRATE after migrate_vma_pages.
+      for (let j = 0; j < args.npages; j++) {
+        const s = args.src[j] ?? 0;
+        if ((s & MIGRATE_PFN_VALID) !== 0 && (s & MIGRATE_PFN_MIGRATE) !== 0) cmd.cpages++;
+      }
     });
   }
 
@@ -832,11 +948,13 @@ export class Dmirror {
         return this.exclusive(cmd);
       case HmmDmirrorIoctl.CHECK_EXCLUSIVE:
         return this.checkExclusive(cmd);
+      case HmmDmirrorIoctl.FLAGS:
+        return this.setFlags(cmd);
       case HmmDmirrorIoctl.RELEASE:
         this.mdevice.release();
         return 0;
       default:
-        throw new HmmInputError("dmirror_fops_unlocked_ioctl", "nr", nr, `an HMM_DMIRROR_* command number 0..7 (${hex(nr)} is not one)`);
+        throw new HmmInputError("dmirror_fops_unlocked_ioctl", "nr", nr, `an HMM_DMIRROR_* command number 0..8 (${hex(nr)} is not one)`);
     }
   }
 }

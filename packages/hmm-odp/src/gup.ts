@@ -27,8 +27,9 @@ const MAX_FAULTS_PER_PAGE = 8;
  * VMA does not allow, a fault that fails), -EREMOTEIO (a P2P page: the model has no FOLL_PCI_P2PDMA) or
  * -EBUSY (a migration entry, where the kernel would wait for the migration).
  *
- * FOLL_LONGTERM is accepted; check_and_migrate_movable_pages has nothing to move in the model, which has
- * no ZONE_MOVABLE, CMA or MEMORY_DEVICE_COHERENT pages. Pins (FOLL_PIN) are references here.
+ * FOLL_LONGTERM: check_and_migrate_movable_pages moves a MEMORY_DEVICE_COHERENT page to system memory
+ * before it is taken (the model has no ZONE_MOVABLE or CMA, the other pages it moves). Pins (FOLL_PIN)
+ * are references here.
  */
 export function getUserPages(mm: Mm, start: number, nrPages: number, gupFlags: number, pages?: Uint32Array): number {
   const fn = "get_user_pages";
@@ -40,7 +41,13 @@ export function getUserPages(mm: Mm, start: number, nrPages: number, gupFlags: n
   mm.mmapReadLock();
   try {
     for (let n = 0; n < nrPages; n++) {
-      const pfn = followOrFault(mm, start + n * PAGE_SIZE, write);
+      const addr = start + n * PAGE_SIZE;
+      let pfn = followOrFault(mm, addr, write);
+      if (pfn >= 0 && (gupFlags & FOLL_LONGTERM) !== 0 && mm.sys.coherentPagemapOf(pfn) !== undefined) {
+        // folio_is_longterm_pinnable is false for device coherent memory: migrate, then follow again.
+        if (mm.migrateDeviceCoherentPage(addr) !== 0) return n === 0 ? -HmmErrno.EBUSY : n;
+        pfn = followOrFault(mm, addr, write);
+      }
       if (pfn < 0) return n === 0 ? pfn : n;
       mm.sys.getPage(pfn);
       if (pages !== undefined) pages[n] = pfn;

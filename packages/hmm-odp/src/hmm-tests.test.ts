@@ -2,6 +2,8 @@ import { PAGE_SIZE } from "@dmasim/memory";
 import { describe, expect, it } from "vitest";
 import { HmmErrno, PROT_NONE, PROT_READ, PROT_WRITE, VM_MIXEDMAP } from "./constants.js";
 import {
+  HMM_DMIRROR_PROT_DEV_COHERENT_LOCAL,
+  HMM_DMIRROR_PROT_DEV_COHERENT_REMOTE,
   HMM_DMIRROR_PROT_DEV_PRIVATE_LOCAL,
   HMM_DMIRROR_PROT_ERROR,
   HMM_DMIRROR_PROT_NONE,
@@ -9,17 +11,21 @@ import {
   HMM_DMIRROR_PROT_READ,
   HMM_DMIRROR_PROT_WRITE,
   HMM_DMIRROR_PROT_ZERO,
+  HMM_DMIRROR_FLAG_FAIL_ALLOC,
+  HmmDmirrorIoctl,
   hmmDmirrorCmd,
 } from "./dmirror.js";
-import type { Dmirror, DmirrorFaultStep, HmmDmirrorCmd } from "./dmirror.js";
+import type { Dmirror, DmirrorDevice, DmirrorFaultStep, HmmDmirrorCmd } from "./dmirror.js";
 import { FOLL_LONGTERM, FOLL_WRITE, getUserPages, putUserPages } from "./gup.js";
-import { MADV_HUGEPAGE } from "./mm.js";
+import { MADV_FREE, MADV_HUGEPAGE } from "./mm.js";
 import { PteKind } from "./pte.js";
 import type { Mm } from "./mm.js";
-import { HMM_BUFFER_SIZE, cpuFillInts, cpuInts, firstMismatch, hmmRig, ints } from "./test-fixtures.js";
+import { HMM_BUFFER_SIZE, cpuFillInts, cpuInts, firstMismatch, hmmRig as hmmRigOf, ints } from "./test-fixtures.js";
+import type { RigOptions } from "./test-fixtures.js";
 
-// A port of tools/testing/selftests/mm/hmm-tests.c (fixture `hmm`, variant hmm_device_private, and `hmm2`
-// with two private devices): one test per upstream test, asserting what upstream asserts.
+// A port of tools/testing/selftests/mm/hmm-tests.c: fixture `hmm` with its variants hmm_device_private and
+// hmm_device_coherent, and `hmm2` (two devices) with hmm2_device_private and hmm2_device_coherent. Every
+// test runs against both memory types, as upstream does, with upstream's per-type expectations.
 
 const npages = HMM_BUFFER_SIZE / PAGE_SIZE;
 const size = HMM_BUFFER_SIZE;
@@ -28,8 +34,8 @@ const TWOMEG = 2 * 1024 * 1024;
 const { EFAULT, EPERM, ENOENT, EINVAL } = HmmErrno;
 
 /** The opening of many upstream tests: one mirror, a private anonymous buffer holding 0, 1, 2, ... and a command over it. */
-function filledBuffer() {
-  const { mm, open } = hmmRig();
+function filledBufferOf(coherent: boolean) {
+  const { mm, open } = hmmRigOf({ coherent });
   const d = open();
   const ptr = mm.mmap(size);
   cpuFillInts(mm, ptr, size, (i) => i);
@@ -63,8 +69,18 @@ function childDeviceWrite(cd: Dmirror, child: Mm, ptr: number, cmd: HmmDmirrorCm
   child.exit();
 }
 
+const VARIANTS = [
+  { name: "hmm_device_private, hmm2_device_private", coherent: false },
+  { name: "hmm_device_coherent, hmm2_device_coherent", coherent: true },
+] as const;
+
 // Generous timeouts: the whole port runs in a few seconds alone, more on a loaded machine.
-describe("hmm-tests.c (hmm_device_private)", { timeout: 60_000 }, () => {
+describe.each(VARIANTS)("hmm-tests.c ($name)", { timeout: 60_000 }, ({ coherent }) => {
+  /** hmm_is_coherent_type(variant->device_number). */
+  const isCoherent = coherent;
+  const hmmRig = (options: RigOptions = {}) => hmmRigOf({ ...options, coherent });
+  const filledBuffer = () => filledBufferOf(coherent);
+
   it("open_close", () => {
     const { mm, open } = hmmRig();
     const d = open();
@@ -281,6 +297,11 @@ describe("hmm-tests.c (hmm_device_private)", { timeout: 60_000 }, () => {
       const cmd = hmmDmirrorCmd(ptr, npages);
       expect(d.migrateToDev(cmd)).toBe(0);
       expectAllPagesRead(cmd);
+      // Coherent memory has no CPU fault to bring it back: it is migrated back explicitly.
+      if (isCoherent) {
+        expect(d.migrateToSys(cmd)).toBe(0);
+        expect(cmd.cpages).toBe(npages);
+      }
       expect(firstMismatch(cpuInts(mm, ptr, size), (i) => i)).toBe(-1);
       expect(mm.munmap(ptr, size)).toBe(0);
     }
@@ -408,8 +429,14 @@ describe("hmm-tests.c (hmm_device_private)", { timeout: 60_000 }, () => {
     expect(m[2]).toBe(HMM_DMIRROR_PROT_ZERO | HMM_DMIRROR_PROT_READ);
     expect(m[3]).toBe(HMM_DMIRROR_PROT_READ);
     expect(m[4]).toBe(HMM_DMIRROR_PROT_WRITE);
-    expect(m[5]).toBe(HMM_DMIRROR_PROT_DEV_PRIVATE_LOCAL | HMM_DMIRROR_PROT_WRITE);
-    expect(m[6]).toBe(HMM_DMIRROR_PROT_NONE);
+    if (!isCoherent) {
+      expect(m[5]).toBe(HMM_DMIRROR_PROT_DEV_PRIVATE_LOCAL | HMM_DMIRROR_PROT_WRITE);
+      expect(m[6]).toBe(HMM_DMIRROR_PROT_NONE);
+    } else {
+      // Coherent device pages are normal pfns to hmm_range_fault, whichever device owns them.
+      expect(m[5]).toBe(HMM_DMIRROR_PROT_DEV_COHERENT_LOCAL | HMM_DMIRROR_PROT_WRITE);
+      expect(m[6]).toBe(HMM_DMIRROR_PROT_DEV_COHERENT_REMOTE | HMM_DMIRROR_PROT_WRITE);
+    }
   });
 
   it("compound", () => {
@@ -513,10 +540,20 @@ describe("hmm-tests.c (hmm_device_private)", { timeout: 60_000 }, () => {
     expect(gupTestExec(mm, ptr + 2 * PAGE_SIZE, FOLL_LONGTERM)).toBe(0);
     expect(gupTestExec(mm, ptr + 3 * PAGE_SIZE, FOLL_LONGTERM)).toBe(0);
     // GUP faulted every device-private page back to system memory: the CPU page table maps them writable.
+    // Coherent pages are followed where they are; only FOLL_LONGTERM migrates them out.
     const cmd = hmmDmirrorCmd(ptr, n);
     expect(d.snapshot(cmd)).toBe(0);
     expect(cmd.cpages).toBe(n);
-    expect([...cmd.ptr.subarray(0, n)]).toEqual([HMM_DMIRROR_PROT_WRITE, HMM_DMIRROR_PROT_WRITE, HMM_DMIRROR_PROT_WRITE, HMM_DMIRROR_PROT_WRITE]);
+    const m = cmd.ptr;
+    if (isCoherent) {
+      expect(m[0]).toBe(HMM_DMIRROR_PROT_DEV_COHERENT_LOCAL | HMM_DMIRROR_PROT_WRITE);
+      expect(m[1]).toBe(HMM_DMIRROR_PROT_DEV_COHERENT_LOCAL | HMM_DMIRROR_PROT_WRITE);
+    } else {
+      expect(m[0]).toBe(HMM_DMIRROR_PROT_WRITE);
+      expect(m[1]).toBe(HMM_DMIRROR_PROT_WRITE);
+    }
+    expect(m[2]).toBe(HMM_DMIRROR_PROT_WRITE);
+    expect(m[3]).toBe(HMM_DMIRROR_PROT_WRITE);
     expect(firstMismatch(cpuInts(mm, ptr, n * PAGE_SIZE), (i) => i)).toBe(-1);
   });
 
@@ -536,5 +573,217 @@ describe("hmm-tests.c (hmm_device_private)", { timeout: 60_000 }, () => {
     expect(d.snapshot(cmd)).toBe(0);
     expect(cmd.cpages).toBe(npages);
     expect(cmd.ptr.subarray(0, npages).every((b) => b === HMM_DMIRROR_PROT_WRITE)).toBe(true);
+  });
+
+  // ---- v6.19 device THP migration (MIGRATE_VMA_SELECT_COMPOUND, MIGRATE_PFN_COMPOUND) ----
+
+  /** The opening of the THP tests: 2 * TWOMEG mapped, the aligned TWOMEG inside it (MADV_HUGEPAGE unless told). */
+  function thpBuffer(prot: number, huge = true) {
+    const rig = hmmRig();
+    const d = rig.open();
+    const old = rig.mm.mmap(2 * TWOMEG, { prot });
+    const map = Math.ceil(old / TWOMEG) * TWOMEG;
+    if (huge) expect(rig.mm.madvise(map, TWOMEG, MADV_HUGEPAGE)).toBe(0);
+    return { ...rig, d, old, map, cmd: hmmDmirrorCmd(map, TWOMEG / PAGE_SIZE) };
+  }
+  const thpPages = TWOMEG / PAGE_SIZE;
+  /** The entry kind a page on the device has: a device-private entry, or a present pte to a coherent page. */
+  const onDeviceKind = isCoherent ? PteKind.PRESENT : PteKind.DEVICE_PRIVATE;
+  /** The model's view of a whole 2 MiB on the device as one compound folio: every entry PMD-mapped, frames consecutive. */
+  function expectDeviceThp(mm: Mm, map: number, pagemapOwner: DmirrorDevice): void {
+    const head = mm.pteAt(map);
+    expect(head?.kind).toBe(onDeviceKind);
+    expect(head?.pmd).toBe(true);
+    expect(mm.sys.pagemapOf(head?.pfn ?? 0)?.owner).toBe(pagemapOwner);
+    expect((head?.pfn ?? 1) % thpPages).toBe(0);
+    const tail = mm.pteAt(map + TWOMEG - PAGE_SIZE);
+    expect(tail?.pmd).toBe(true);
+    expect(tail?.pfn).toBe((head?.pfn ?? 0) + thpPages - 1);
+  }
+
+  it("migrate_anon_huge_empty", () => {
+    const { mm, d, map, cmd, mdev0, sys } = thpBuffer(PROT_READ);
+    const splits = sys.stats.thpSplits;
+    expect(d.migrateToDev(cmd)).toBe(0);
+    expect(cmd.cpages).toBe(thpPages);
+    expect(firstMismatch(ints(cmd.ptr), () => 0)).toBe(-1);
+    // One compound device folio filled the empty PMD.
+    expectDeviceThp(mm, map, mdev0);
+    expect(sys.stats.thpSplits).toBe(splits);
+  });
+
+  it("migrate_anon_huge_zero", () => {
+    const { mm, d, map, cmd, mdev0 } = thpBuffer(PROT_READ);
+    // Initialize a read-only zero huge page.
+    expect(cpuInts(mm, map, 4)[0]).toBe(0);
+    expect(mm.pteAt(map)?.pmd).toBe(true);
+    expect(d.migrateToDev(cmd)).toBe(0);
+    expect(cmd.cpages).toBe(thpPages);
+    expect(firstMismatch(ints(cmd.ptr), () => 0)).toBe(-1);
+    expectDeviceThp(mm, map, mdev0);
+    // Fault pages back to system memory and check them.
+    expect(firstMismatch(cpuInts(mm, map, TWOMEG), () => 0)).toBe(-1);
+  });
+
+  it("migrate_anon_huge_free", () => {
+    const { mm, d, map, cmd, mdev0 } = thpBuffer(PROT_READ | PROT_WRITE);
+    cpuFillInts(mm, map, TWOMEG, (i) => i);
+    expect(d.migrateToDev(cmd)).toBe(0);
+    expect(cmd.cpages).toBe(thpPages);
+    expect(firstMismatch(ints(cmd.ptr), (i) => i)).toBe(-1);
+    // Try freeing it (the kernel once tripped over a device-private PMD here).
+    expect(mm.madvise(map, TWOMEG, MADV_FREE)).toBe(0);
+    // Device entries are not lazily freed: the folio stays, with its data.
+    expectDeviceThp(mm, map, mdev0);
+    expect(firstMismatch(cpuInts(mm, map, TWOMEG), (i) => i)).toBe(-1);
+  });
+
+  it("migrate_anon_huge_fault", () => {
+    const { mm, d, map, cmd, mdev0, sys } = thpBuffer(PROT_READ | PROT_WRITE);
+    cpuFillInts(mm, map, TWOMEG, (i) => i);
+    expect(mm.pteAt(map)?.pmd).toBe(true);
+    const splits = sys.stats.thpSplits;
+    expect(d.migrateToDev(cmd)).toBe(0);
+    expect(cmd.cpages).toBe(thpPages);
+    expect(firstMismatch(ints(cmd.ptr), (i) => i)).toBe(-1);
+    expectDeviceThp(mm, map, mdev0);
+    expect(mdev0.pagemap.allocatedPages).toBe(thpPages);
+    // Fault pages back to system memory and check them: the first CPU fault brings the folio back whole.
+    expect(firstMismatch(cpuInts(mm, map, TWOMEG), (i) => i)).toBe(-1);
+    const pte = mm.pteAt(map + 7 * PAGE_SIZE);
+    expect(pte?.pmd).toBe(true);
+    expect(sys.stats.thpSplits).toBe(splits);
+    if (!isCoherent) {
+      expect(pte?.kind).toBe(PteKind.PRESENT);
+      expect(mdev0.pagemap.allocatedPages).toBe(0);
+    }
+  });
+
+  it("migrate_anon_huge_err", () => {
+    const { mm, d, map, old, cmd, mdev0, sys } = thpBuffer(PROT_READ | PROT_WRITE);
+    cpuFillInts(mm, map, TWOMEG, (i) => i);
+    // Migrate memory to device but force a THP allocation error: 4 KiB device pages, the THP split.
+    const splits = sys.stats.thpSplits;
+    expect(d.ioctl(HmmDmirrorIoctl.FLAGS, hmmDmirrorCmd(map, HMM_DMIRROR_FLAG_FAIL_ALLOC))).toBe(0);
+    expect(d.migrateToDev(cmd)).toBe(0);
+    expect(cmd.cpages).toBe(thpPages);
+    expect(firstMismatch(ints(cmd.ptr), (i) => i)).toBe(-1);
+    expect(mm.pteAt(map)?.kind).toBe(onDeviceKind);
+    expect(mm.pteAt(map)?.pmd).toBe(false);
+    expect(sys.stats.thpSplits).toBe(splits + 1);
+    expect(d.flags).toBe(0);
+    // Try faulting back a single (PAGE_SIZE) page.
+    expect(cpuInts(mm, map + 2 * PAGE_SIZE, 4)[0]).toBe(2048);
+    // Unmap and remap the region to reset things.
+    expect(mm.munmap(old, 2 * TWOMEG)).toBe(0);
+    const old2 = mm.mmap(2 * TWOMEG);
+    const map2 = Math.ceil(old2 / TWOMEG) * TWOMEG;
+    expect(mm.madvise(map2, TWOMEG, MADV_HUGEPAGE)).toBe(0);
+    cpuFillInts(mm, map2, TWOMEG, (i) => i);
+    // Migrate THP to device.
+    const cmd2 = hmmDmirrorCmd(map2, thpPages);
+    expect(d.migrateToDev(cmd2)).toBe(0);
+    expect(cmd2.cpages).toBe(thpPages);
+    expectDeviceThp(mm, map2, mdev0);
+    // Force an allocation error when faulting back a THP resident in the device.
+    expect(d.ioctl(HmmDmirrorIoctl.FLAGS, hmmDmirrorCmd(map2, HMM_DMIRROR_FLAG_FAIL_ALLOC))).toBe(0);
+    expect(d.migrateToSys(cmd2)).toBe(0);
+    expect(cpuInts(mm, map2 + 2 * PAGE_SIZE, 4)[0]).toBe(2048);
+    // The folio came back as 4 KiB system pages.
+    expect(mm.pteAt(map2)?.kind).toBe(PteKind.PRESENT);
+    expect(mm.pteAt(map2)?.pmd).toBe(false);
+    expect(mdev0.pagemap.allocatedPages).toBe(0);
+  });
+
+  it("migrate_anon_huge_zero_err", () => {
+    const { mm, d, map, old, cmd } = thpBuffer(PROT_READ);
+    // Migrate memory to device but force a THP allocation error.
+    expect(d.ioctl(HmmDmirrorIoctl.FLAGS, hmmDmirrorCmd(map, HMM_DMIRROR_FLAG_FAIL_ALLOC))).toBe(0);
+    expect(d.migrateToDev(cmd)).toBe(0);
+    expect(cmd.cpages).toBe(thpPages);
+    expect(firstMismatch(ints(cmd.ptr), () => 0)).toBe(-1);
+    expect(mm.pteAt(map)?.pmd).toBe(false);
+    // Try faulting back a single (PAGE_SIZE) page.
+    expect(cpuInts(mm, map + 2 * PAGE_SIZE, 4)[0]).toBe(0);
+    // Unmap and remap the region to reset things.
+    expect(mm.munmap(old, 2 * TWOMEG)).toBe(0);
+    const old2 = mm.mmap(2 * TWOMEG, { prot: PROT_READ });
+    const map2 = Math.ceil(old2 / TWOMEG) * TWOMEG;
+    expect(mm.madvise(map2, TWOMEG, MADV_HUGEPAGE)).toBe(0);
+    // Initialize buffer in system memory (zero THP page).
+    expect(cpuInts(mm, map2, 4)[0]).toBe(0);
+    expect(d.ioctl(HmmDmirrorIoctl.FLAGS, hmmDmirrorCmd(map2, HMM_DMIRROR_FLAG_FAIL_ALLOC))).toBe(0);
+    const cmd2 = hmmDmirrorCmd(map2, thpPages);
+    expect(d.migrateToDev(cmd2)).toBe(0);
+    expect(cmd2.cpages).toBe(thpPages);
+    // Fault the device memory back and check it.
+    expect(firstMismatch(cpuInts(mm, map2, TWOMEG), () => 0)).toBe(-1);
+  });
+
+  it("migrate_partial_unmap_fault", () => {
+    const ONEMEG = 1 << 20;
+    for (const useThp of [false, true]) {
+      for (const offset of [0, 512 * 1024, ONEMEG]) {
+        const { mm, d, map, cmd, mdev0, sys } = thpBuffer(PROT_READ | PROT_WRITE, useThp);
+        cpuFillInts(mm, map, TWOMEG, (i) => i);
+        expect(d.migrateToDev(cmd)).toBe(0);
+        expect(cmd.cpages).toBe(thpPages);
+        expect(firstMismatch(ints(cmd.ptr), (i) => i)).toBe(-1);
+        if (useThp) expectDeviceThp(mm, map, mdev0);
+        const splits = sys.stats.thpSplits;
+        expect(mm.munmap(map + offset, ONEMEG)).toBe(0);
+        // The device folio lost the unmapped half; the rest is mapped by 4 KiB device entries.
+        if (useThp) {
+          expect(sys.stats.thpSplits).toBe(splits + 1);
+          expect(mdev0.pagemap.allocatedPages).toBe(thpPages / 2);
+          expect(mm.pteAt(offset === 0 ? map + ONEMEG : map)?.pmd).toBe(false);
+        }
+        // Fault pages back to system memory and check them.
+        const got = ints(new Uint8Array(TWOMEG));
+        for (let off = 0; off < TWOMEG; off += PAGE_SIZE) {
+          if (off >= offset && off < offset + ONEMEG) continue;
+          got.set(cpuInts(mm, map + off, PAGE_SIZE), off / 4);
+        }
+        const skip = (i: number) => i * 4 >= offset && i * 4 < offset + ONEMEG;
+        expect(firstMismatch(got, (i) => (skip(i) ? 0 : i))).toBe(-1);
+        if (!isCoherent) expect(mdev0.pagemap.allocatedPages).toBe(0);
+      }
+    }
+  });
+
+  it("migrate_remap_fault", () => {
+    // Upstream also runs each case with MREMAP_DONTUNMAP, which the model's mremap does not have.
+    for (const before of [false, true]) {
+      for (const useThp of [false, true]) {
+        for (const offset of [0, 512 * 1024, 1 << 20]) {
+          const rig = hmmRig();
+          const { mm, mdev0 } = rig;
+          const d = rig.open();
+          const old = mm.mmap(8 * TWOMEG);
+          const map = Math.ceil(old / TWOMEG) * TWOMEG;
+          if (useThp) expect(mm.madvise(map, TWOMEG, MADV_HUGEPAGE)).toBe(0);
+          expect(mm.munmap(map + TWOMEG, 2 * TWOMEG)).toBe(0);
+          cpuFillInts(mm, map, TWOMEG, (i) => i);
+          let ptr = map;
+          const remap = (): void => {
+            ptr = mm.mremap(map, TWOMEG, TWOMEG, map + TWOMEG + offset);
+            expect(ptr).toBe(map + TWOMEG + offset);
+          };
+          if (before) remap();
+          const cmd = hmmDmirrorCmd(ptr, thpPages);
+          expect(d.migrateToDev(cmd)).toBe(0);
+          expect(cmd.cpages).toBe(thpPages);
+          expect(firstMismatch(ints(cmd.ptr), (i) => i)).toBe(-1);
+          // A THP migrates whole when it stays 2 MiB aligned (offset 0 after the move, or not moved yet).
+          if (useThp && (!before || offset === 0)) expectDeviceThp(mm, ptr, mdev0);
+          if (!before) remap();
+          if (offset !== 0) expect(mm.pteAt(ptr)?.pmd).toBe(false);
+          // Fault pages back to system memory and check them.
+          expect(firstMismatch(cpuInts(mm, ptr, TWOMEG), (i) => i)).toBe(-1);
+          expect(mm.munmap(ptr, TWOMEG)).toBe(0);
+          expect(mdev0.pagemap.allocatedPages).toBe(0);
+        }
+      }
+    }
   });
 });

@@ -215,8 +215,9 @@ function walkVma(mm: Mm, range: HmmRange, v: Vma, from: number, to: number, ctx:
       case PteKind.DEVICE_PRIVATE: {
         const dpfn = vpfn[base + j] ?? 0;
         if (mm.sys.pagemapOf(dpfn)?.owner === range.devPrivateOwner && range.devPrivateOwner !== undefined) {
-          // Owned by the caller: reported, never faulted, even with REQ_WRITE on a read-only entry.
-          newFlags = (e & PTE_WRITE) !== 0 ? VALID | WRITE : VALID;
+          // Owned by the caller: reported, never faulted, even with REQ_WRITE on a read-only entry; a
+          // device-private THP (v6.19 hmm_vma_handle_absent_pmd) with its PMD order.
+          newFlags = ((e & PTE_WRITE) !== 0 ? VALID | WRITE : VALID) | ((e & PTE_PMD) !== 0 ? PMD_ORDER_FLAGS : 0);
           newPfn = dpfn;
         } else {
           need = needFault(req, 0);

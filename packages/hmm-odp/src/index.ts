@@ -41,7 +41,7 @@ export type { InvalidationRecord } from "./contract.js";
 export { PteKind, PTE_KIND_NAMES } from "./pte.js";
 export { MmSystem, MmFile } from "./mm-system.js";
 export type { MmStats } from "./mm-system.js";
-export { Mm, FAULT_FLAG_REMOTE, FAULT_FLAG_WRITE, MADV_DONTNEED, MADV_HUGEPAGE } from "./mm.js";
+export { Mm, FAULT_FLAG_REMOTE, FAULT_FLAG_WRITE, MADV_DONTNEED, MADV_FREE, MADV_HUGEPAGE } from "./mm.js";
 export type { MmapOptions } from "./mm.js";
 export { Vma } from "./vma.js";
 export { FOLL_LONGTERM, FOLL_WRITE, getUserPages, putUserPages } from "./gup.js";
@@ -65,7 +65,7 @@ export {
 export type { MmuIntervalNotifierFinish, MmuIntervalNotifierOps, MmuNotifierRange, NotifierMm } from "./notifier.js";
 export { HmmRange, hmmRangeFault } from "./hmm.js";
 export { HmmDmaMap, hmmDmaMapAlloc, hmmDmaMapFree, hmmDmaMapPfn, hmmDmaMapPfnRun, hmmDmaUnmapPfn, hmmP2pState } from "./hmm-dma.js";
-export { DevPagemap, MemoryType, memremapPages, memunmapPages } from "./pagemap.js";
+export { DevPagemap, MemoryType, memremapPages, memremapPagesCoherent, memunmapPages } from "./pagemap.js";
 export type { DevPagemapOps, VmFault } from "./pagemap.js";
 export {
   MIGRATE_PFN_COMPOUND,
@@ -73,6 +73,8 @@ export {
   MIGRATE_PFN_SHIFT,
   MIGRATE_PFN_VALID,
   MIGRATE_PFN_WRITE,
+  MIGRATE_VMA_SELECT_COMPOUND,
+  MIGRATE_VMA_SELECT_DEVICE_COHERENT,
   MIGRATE_VMA_SELECT_DEVICE_PRIVATE,
   MIGRATE_VMA_SELECT_SYSTEM,
   MigrateDevice,
@@ -89,6 +91,9 @@ export {
 export {
   Dmirror,
   DmirrorDevice,
+  HMM_DMIRROR_FLAG_FAIL_ALLOC,
+  HMM_DMIRROR_PROT_DEV_COHERENT_LOCAL,
+  HMM_DMIRROR_PROT_DEV_COHERENT_REMOTE,
   HMM_DMIRROR_PROT_DEV_PRIVATE_LOCAL,
   HMM_DMIRROR_PROT_DEV_PRIVATE_REMOTE,
   HMM_DMIRROR_PROT_ERROR,
@@ -101,6 +106,6 @@ export {
   HmmDmirrorIoctl,
   hmmDmirrorCmd,
 } from "./dmirror.js";
-export type { DmirrorCosts, DmirrorFaultStep, HmmDmirrorCmd } from "./dmirror.js";
+export type { DmirrorCosts, DmirrorDeviceOptions, DmirrorFaultStep, HmmDmirrorCmd } from "./dmirror.js";
 export { DEFAULT_HMM_FAULT_COSTS, compareHmmDmaStrategy, hmmDmaComparisonTable } from "./compare.js";
 export type { HmmDmaComparisonRow, HmmDmaStrategy, HmmFaultCosts } from "./compare.js";

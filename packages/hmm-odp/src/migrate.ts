@@ -17,6 +17,9 @@ const SCALE = 1 << MIGRATE_PFN_SHIFT;
 /** enum migrate_vma_direction. */
 export const MIGRATE_VMA_SELECT_SYSTEM = 1 << 0;
 export const MIGRATE_VMA_SELECT_DEVICE_PRIVATE = 1 << 1;
+export const MIGRATE_VMA_SELECT_DEVICE_COHERENT = 1 << 2;
+/** v6.19: collect a whole PMD (a THP, an empty 2 MiB, a device-private THP) as one compound entry. */
+export const MIGRATE_VMA_SELECT_COMPOUND = 1 << 3;
 
 /** migrate_pfn. */
 export function migratePfn(pfn: number): number {
@@ -80,8 +83,16 @@ export function migrateVmaSetup(args: MigrateVma): number {
   const mm = args.mm;
   const sys = mm.sys;
   const base = (start - v.start) / PAGE_SIZE;
-  // THPs are split first (the model does not migrate compound pages).
-  for (let j = 0; j < n; j++) if (((v.pte[base + j] ?? 0) & PTE_PMD) !== 0) mm.splitHugePage(start + j * PAGE_SIZE);
+  // With SELECT_COMPOUND, a 2 MiB chunk the range covers whole is collected as one compound entry
+  // (migrate_vma_collect_huge_pmd / _hole); any other THP is split first, as before v6.19.
+  const compound = (args.flags & MIGRATE_VMA_SELECT_COMPOUND) !== 0 ? compoundChunks(args, v, base, n) : new Uint8Array(0);
+  for (let j = 0; j < n; j++) {
+    if (compound[j] === 1) {
+      j += HPAGE_PMD_NR - 1;
+      continue;
+    }
+    if (((v.pte[base + j] ?? 0) & PTE_PMD) !== 0) mm.splitHugePage(start + j * PAGE_SIZE);
+  }
   mm.notify(
     MmuNotifyEvent.MIGRATE,
     start,
@@ -92,6 +103,15 @@ export function migrateVmaSetup(args: MigrateVma): number {
         const e = v.pte[i] ?? 0;
         const k = e & PTE_KIND_MASK;
         const pfn = v.pfn[i] ?? 0;
+        if (compound[j] === 1) {
+          // One entry for the folio: the head's pfn (none for an empty PMD), the tails left 0.
+          const write = (e & PTE_WRITE) !== 0 ? MIGRATE_PFN_WRITE : 0;
+          args.src[j] = (k === PteKind.NONE ? 0 : migratePfn(pfn) | write) | MIGRATE_PFN_MIGRATE | MIGRATE_PFN_COMPOUND;
+          args.cpages += HPAGE_PMD_NR;
+          if (k !== PteKind.NONE) for (let t = 0; t < HPAGE_PMD_NR; t++) v.pte[i + t] = PteKind.MIGRATION | PTE_PMD | ((v.pte[i + t] ?? 0) & PTE_WRITE);
+          j += HPAGE_PMD_NR - 1;
+          continue;
+        }
         let mpfn = 0;
         if ((args.flags & MIGRATE_VMA_SELECT_SYSTEM) !== 0 && v.file === undefined) {
           if (k === PteKind.NONE || k === PteKind.ZERO) {
@@ -103,7 +123,15 @@ export function migrateVmaSetup(args: MigrateVma): number {
             // would drop the page as up to date in swap and lose the writes.
             if ((e & PTE_DIRTY) !== 0) sys.setPageDirty(pfn);
             v.pte[i] = e & ~PTE_DIRTY;
-          } else if (k === PteKind.PRESENT && sys.refCount(pfn) === 1) {
+          } else if (k === PteKind.PRESENT && sys.coherentPagemapOf(pfn) === undefined && sys.refCount(pfn) === 1) {
+            mpfn = migratePfn(pfn) | MIGRATE_PFN_MIGRATE | ((e & PTE_WRITE) !== 0 ? MIGRATE_PFN_WRITE : 0);
+          }
+        }
+        if (k === PteKind.PRESENT && (args.flags & MIGRATE_VMA_SELECT_DEVICE_COHERENT) !== 0) {
+          // migrate_vma_collect_pmd: a coherent device page is a normal present pte; it is collected only
+          // with SELECT_DEVICE_COHERENT and by its own pagemap's owner (migrate_vma_check_page's count).
+          const pgmap = sys.coherentPagemapOf(pfn);
+          if (pgmap !== undefined && pgmap.owner === args.pgmapOwner && sys.refCount(pfn) === 1) {
             mpfn = migratePfn(pfn) | MIGRATE_PFN_MIGRATE | ((e & PTE_WRITE) !== 0 ? MIGRATE_PFN_WRITE : 0);
           }
         }
@@ -124,8 +152,66 @@ export function migrateVmaSetup(args: MigrateVma): number {
   return 0;
 }
 
-/** migrate_vma_pages: entries with no destination are dropped from the migration. */
+/**
+ * Which entries of the range start a 2 MiB chunk collected whole: a PMD-mapped THP of private anonymous
+ * memory mapped only here (SELECT_SYSTEM), an empty chunk of anonymous memory (SELECT_SYSTEM), or a
+ * device THP of the caller's pagemap (SELECT_DEVICE_PRIVATE, or SELECT_DEVICE_COHERENT for a coherent
+ * THP, which is mapped by present ptes).
+ */
+function compoundChunks(args: MigrateVma, v: Vma, base: number, n: number): Uint8Array {
+  const out = new Uint8Array(n);
+  const sys = args.mm.sys;
+  const vpn0 = v.start / PAGE_SIZE + base;
+  for (let j = (HPAGE_PMD_NR - (vpn0 % HPAGE_PMD_NR)) % HPAGE_PMD_NR; j + HPAGE_PMD_NR <= n; j += HPAGE_PMD_NR) {
+    const i = base + j;
+    const e = v.pte[i] ?? 0;
+    const k = e & PTE_KIND_MASK;
+    let ok: boolean;
+    if (k === PteKind.NONE) {
+      ok = (args.flags & MIGRATE_VMA_SELECT_SYSTEM) !== 0 && v.file === undefined;
+      for (let t = 1; t < HPAGE_PMD_NR && ok; t++) ok = (v.pte[i + t] ?? 0) === PteKind.NONE;
+    } else if (k === PteKind.PRESENT && (e & PTE_PMD) !== 0) {
+      const coherent = sys.coherentPagemapOf(v.pfn[i] ?? 0);
+      ok = coherent === undefined
+        ? (args.flags & MIGRATE_VMA_SELECT_SYSTEM) !== 0 && v.file === undefined
+        : (args.flags & MIGRATE_VMA_SELECT_DEVICE_COHERENT) !== 0 && coherent.owner === args.pgmapOwner;
+      for (let t = 0; t < HPAGE_PMD_NR && ok; t++) ok = ((v.pte[i + t] ?? 0) & (PTE_KIND_MASK | PTE_PMD)) === (PteKind.PRESENT | PTE_PMD) && sys.refCount(v.pfn[i + t] ?? 0) === 1 && !sys.inSwapCache(v.pfn[i + t] ?? 0);
+    } else if (k === PteKind.DEVICE_PRIVATE && (e & PTE_PMD) !== 0) {
+      ok = (args.flags & MIGRATE_VMA_SELECT_DEVICE_PRIVATE) !== 0 && sys.pagemapOf(v.pfn[i] ?? 0)?.owner === args.pgmapOwner;
+      for (let t = 0; t < HPAGE_PMD_NR && ok; t++) ok = ((v.pte[i + t] ?? 0) & (PTE_KIND_MASK | PTE_PMD)) === (PteKind.DEVICE_PRIVATE | PTE_PMD);
+    } else {
+      ok = false;
+    }
+    if (ok) out[j] = 1;
+  }
+  return out;
+}
+
+/**
+ * migrate_vma_pages: entries with no destination are dropped from the migration. A compound source
+ * whose destination is not compound (the driver fell back to 4 KiB pages) is split first
+ * (migrate_vma_split_folio): its tail entries are filled in and its migration entries lose the PMD.
+ */
 export function migrateVmaPages(args: MigrateVma): void {
+  const v = args.vma;
+  for (let j = 0; j < args.npages; j++) {
+    const s = args.src[j] ?? 0;
+    if ((s & MIGRATE_PFN_COMPOUND) === 0 || (s & MIGRATE_PFN_MIGRATE) === 0) continue;
+    const d = args.dst[j] ?? 0;
+    if ((d & MIGRATE_PFN_VALID) !== 0 && (d & MIGRATE_PFN_COMPOUND) !== 0) {
+      j += HPAGE_PMD_NR - 1;
+      continue;
+    }
+    const spfn = migratePfnToPfn(s);
+    const flags = (s & MIGRATE_PFN_WRITE) | MIGRATE_PFN_MIGRATE;
+    for (let t = 0; t < HPAGE_PMD_NR; t++) args.src[j + t] = (spfn < 0 ? 0 : migratePfn(spfn + t)) | flags;
+    if (v !== undefined && spfn >= 0) {
+      const i = (args.start - v.start) / PAGE_SIZE + j;
+      for (let t = 0; t < HPAGE_PMD_NR; t++) v.pte[i + t] = (v.pte[i + t] ?? 0) & ~PTE_PMD;
+      args.mm.sys.stats.thpSplits++;
+    }
+    j += HPAGE_PMD_NR - 1;
+  }
   for (let j = 0; j < args.npages; j++) {
     const s = args.src[j] ?? 0;
     if ((s & MIGRATE_PFN_MIGRATE) === 0) continue;
@@ -147,6 +233,11 @@ export function migrateVmaFinalize(args: MigrateVma): void {
     const i = base + j;
     const s = args.src[j] ?? 0;
     const d = args.dst[j] ?? 0;
+    if ((s & MIGRATE_PFN_COMPOUND) !== 0) {
+      finalizeCompound(args, v, i, s, d);
+      j += HPAGE_PMD_NR - 1;
+      continue;
+    }
     const spfn = migratePfnToPfn(s);
     const dpfn = migratePfnToPfn(d);
     const migrated = (s & MIGRATE_PFN_MIGRATE) !== 0 && dpfn >= 0;
@@ -157,19 +248,53 @@ export function migrateVmaFinalize(args: MigrateVma): void {
         releasePage(sys, dpfn);
         continue;
       }
-      const devicePage = sys.pagemapOf(dpfn) !== undefined;
+      const devicePage = isDevicePrivate(sys, dpfn);
       const write = (d & MIGRATE_PFN_WRITE) !== 0;
       v.pte[i] = (devicePage ? PteKind.DEVICE_PRIVATE : PteKind.PRESENT) | (write ? PTE_WRITE : 0);
       v.pfn[i] = dpfn;
       if (spfn >= 0) releasePage(sys, spfn);
     } else {
       if (spfn >= 0 && ((v.pte[i] ?? 0) & PTE_KIND_MASK) === PteKind.MIGRATION) {
-        const devicePage = sys.pagemapOf(spfn) !== undefined;
+        const devicePage = isDevicePrivate(sys, spfn);
         v.pte[i] = (devicePage ? PteKind.DEVICE_PRIVATE : PteKind.PRESENT) | ((s & MIGRATE_PFN_WRITE) !== 0 ? PTE_WRITE : 0);
       }
       if (dpfn >= 0) releasePage(sys, dpfn);
     }
   }
+}
+
+/** migrate_vma_finalize of one compound entry (still compound after migrate_vma_pages): 512 entries at once. */
+function finalizeCompound(args: MigrateVma, v: Vma, i: number, s: number, d: number): void {
+  const sys = args.mm.sys;
+  const spfn = migratePfnToPfn(s);
+  const dpfn = migratePfnToPfn(d);
+  const n = HPAGE_PMD_NR;
+  let migrated = (s & MIGRATE_PFN_MIGRATE) !== 0 && dpfn >= 0;
+  if (migrated && spfn < 0) {
+    // An empty PMD is filled only if it is still empty.
+    for (let t = 0; t < n && migrated; t++) migrated = (v.pte[i + t] ?? 0) === PteKind.NONE;
+  }
+  if (migrated) {
+    const kind = isDevicePrivate(sys, dpfn) ? PteKind.DEVICE_PRIVATE : PteKind.PRESENT;
+    const bits = kind | PTE_PMD | ((d & MIGRATE_PFN_WRITE) !== 0 ? PTE_WRITE : 0);
+    for (let t = 0; t < n; t++) {
+      v.pte[i + t] = bits;
+      v.pfn[i + t] = dpfn + t;
+      if (spfn >= 0) releasePage(sys, spfn + t);
+    }
+    return;
+  }
+  if (spfn >= 0) {
+    const kind = isDevicePrivate(sys, spfn) ? PteKind.DEVICE_PRIVATE : PteKind.PRESENT;
+    for (let t = 0; t < n; t++) if (((v.pte[i + t] ?? 0) & PTE_KIND_MASK) === PteKind.MIGRATION) v.pte[i + t] = kind | PTE_PMD | ((v.pte[i + t] ?? 0) & PTE_WRITE);
+  }
+  if (dpfn >= 0) for (let t = 0; t < n; t++) releasePage(sys, dpfn + t);
+}
+
+/** is_device_private_page: mapped by a device-private entry; a coherent page gets a present pte. */
+function isDevicePrivate(sys: MmSystem, pfn: number): boolean {
+  const pgmap = sys.pagemapOf(pfn);
+  return pgmap !== undefined && !pgmap.coherent;
 }
 
 function releasePage(sys: MmSystem, pfn: number): void {
@@ -216,9 +341,13 @@ export function migrateDeviceRange(sys: MmSystem, startPfn: number, npages: numb
     for (const v of mm.vmas) {
       for (let i = 0; i < v.pages; i++) {
         const e = v.pte[i] ?? 0;
-        if ((e & PTE_KIND_MASK) !== PteKind.DEVICE_PRIVATE) continue;
+        const k = e & PTE_KIND_MASK;
+        // Device-private entries, and present ptes of coherent device pages (migrate_device_pfn_lock
+        // and try_to_migrate find those through the rmap).
+        if (k !== PteKind.DEVICE_PRIVATE && k !== PteKind.PRESENT) continue;
         const j = (v.pfn[i] ?? 0) - startPfn;
         if (j < 0 || j >= npages) continue;
+        if (k === PteKind.PRESENT && sys.coherentPagemapOf(v.pfn[i] ?? 0) === undefined) continue;
         const page = v.start + i * PAGE_SIZE;
         const owner = sys.pagemapOf(v.pfn[i] ?? 0)?.owner;
         mm.notify(MmuNotifyEvent.MIGRATE, page, page + PAGE_SIZE, () => {
@@ -253,7 +382,7 @@ export function migrateDeviceFinalize(sys: MmSystem, md: MigrateDevice): void {
       m.vma.pfn[m.index] = dpfn;
       releasePage(sys, spfn);
     } else {
-      m.vma.pte[m.index] = PteKind.DEVICE_PRIVATE | ((s & MIGRATE_PFN_WRITE) !== 0 ? PTE_WRITE : 0);
+      m.vma.pte[m.index] = (isDevicePrivate(sys, spfn) ? PteKind.DEVICE_PRIVATE : PteKind.PRESENT) | ((s & MIGRATE_PFN_WRITE) !== 0 ? PTE_WRITE : 0);
       if (dpfn >= 0) releasePage(sys, dpfn);
     }
   }

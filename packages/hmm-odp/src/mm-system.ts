@@ -71,9 +71,13 @@ export class MmSystem {
   /** PG_dirty of swap-cache pages: the slot is stale and reclaim must write the page again. */
   readonly #swapCacheDirty = new Set<number>();
   readonly #pgmaps: DevPagemap[] = [];
+  /** The MEMORY_DEVICE_COHERENT ones: their pages are reference-counted by their pagemap. */
+  readonly #coherent: DevPagemap[] = [];
   #nextPid = 1;
   /** Live processes (to know when a shmem object has no mapping left). */
   readonly mms = new Set<Mm>();
+  /** Pages MADV_FREE made lazily freeable (!PG_swapbacked); a write through a pte takes one back. */
+  readonly #lazyFree = new Set<number>();
   /** Pin counts of pages pinned by pinPage. */
   readonly #pins = new Map<number, number>();
   /** Pages the mm holds (refcount > 0), zero page excluded. */
@@ -141,8 +145,25 @@ export class MmSystem {
     this.#chunkEnd = pfn + CHUNK_PAGES;
   }
 
-  /** page_ref_count (0 for a page the mm does not hold). */
+  /**
+   * page_ref_count (0 for a page the mm does not hold). A coherent device page is mapped by normal ptes,
+   * so the mm's get/put reach it too; its count lives in its pagemap.
+   */
   refCount(pfn: number): number {
+    const block = this.#ref[pfn >>> REF_SHIFT];
+    const n = block === undefined ? 0 : (block[pfn & REF_MASK] ?? 0);
+    if (n !== 0 || this.#coherent.length === 0) return n;
+    return this.coherentPagemapOf(pfn)?.refCount(pfn) ?? 0;
+  }
+
+  /** The MEMORY_DEVICE_COHERENT pagemap of `pfn` (is_device_coherent_page), or undefined. */
+  coherentPagemapOf(pfn: number): DevPagemap | undefined {
+    for (const p of this.#coherent) if (pfn >= p.startPfn && pfn < p.startPfn + p.nrPages) return p;
+    return undefined;
+  }
+
+  /** #ref's own count (RAM the mm handed out), without the coherent lookup. */
+  #ownRef(pfn: number): number {
     const block = this.#ref[pfn >>> REF_SHIFT];
     return block === undefined ? 0 : (block[pfn & REF_MASK] ?? 0);
   }
@@ -157,26 +178,36 @@ export class MmSystem {
     block[pfn & REF_MASK] = n;
   }
 
-  /** True for a page the mm reference-counts (RAM it handed out; not the zero page, BARs or device memory). */
+  /** True for a page the mm reference-counts (RAM it handed out or a coherent device page; not the zero page, BARs or device-private memory). */
   managed(pfn: number): boolean {
     return this.refCount(pfn) > 0;
   }
 
   /** get_page. */
   getPage(pfn: number): void {
-    const n = this.refCount(pfn);
-    if (n === 0) return;
+    const n = this.#ownRef(pfn);
+    if (n === 0) {
+      const cp = this.#coherent.length === 0 ? undefined : this.coherentPagemapOf(pfn);
+      if (cp !== undefined && cp.refCount(pfn) > 0) cp.getPage(pfn);
+      return;
+    }
     if (n === 0xffff) throw new HmmStateError("EOVERFLOW", `page ${hex(pfn)}: reference count overflow`);
     this.#setRef(pfn, n + 1);
   }
 
   /** put_page: the last reference frees the page (zeroed, back to the free list). */
   putPage(pfn: number): void {
-    const n = this.refCount(pfn);
-    if (n === 0) return;
+    const n = this.#ownRef(pfn);
+    if (n === 0) {
+      // The last put of a coherent device page frees it to its device (page_free).
+      const cp = this.#coherent.length === 0 ? undefined : this.coherentPagemapOf(pfn);
+      if (cp !== undefined && cp.refCount(pfn) > 0) cp.putPage(pfn);
+      return;
+    }
     this.#setRef(pfn, n - 1);
     if (n === 1) {
       this.#dropSwapCache(pfn, true);
+      this.#lazyFree.delete(pfn);
       this.#inUse--;
       this.memory.fill(unsafePhysAddr(pfn * PAGE_SIZE), PAGE_SIZE, 0);
       this.#free.push(pfn);
@@ -236,6 +267,22 @@ export class MmSystem {
   swapReadCached(slot: number, pfn: number): void {
     this.swapRead(slot, pfn, false);
     this.#swapCache.set(pfn, slot);
+  }
+
+  /** @internal MADV_FREE of a page: lazily freeable, and out of the swap cache (its slot freed). */
+  markLazyFree(pfn: number): void {
+    this.#dropSwapCache(pfn, true);
+    this.#lazyFree.add(pfn);
+  }
+
+  /** True for a page MADV_FREE made lazily freeable and no write has taken back since. */
+  lazyFree(pfn: number): boolean {
+    return this.#lazyFree.has(pfn);
+  }
+
+  /** @internal A write through a pte: the page is needed again (folio_mark_dirty sets swapbacked back). */
+  clearLazyFree(pfn: number): void {
+    if (this.#lazyFree.size !== 0) this.#lazyFree.delete(pfn);
   }
 
   /** True when `pfn` is in the swap cache. */
@@ -347,15 +394,18 @@ export class MmSystem {
   /** @internal memremap_pages bookkeeping. */
   addPagemap(p: DevPagemap): void {
     this.#pgmaps.push(p);
+    if (p.coherent) this.#coherent.push(p);
   }
 
   /** @internal */
   removePagemap(p: DevPagemap): void {
     const i = this.#pgmaps.indexOf(p);
     if (i >= 0) this.#pgmaps.splice(i, 1);
+    const c = this.#coherent.indexOf(p);
+    if (c >= 0) this.#coherent.splice(c, 1);
   }
 
-  /** page_pgmap for a device-private page frame, or undefined. */
+  /** page_pgmap for a device page frame (device-private or coherent), or undefined. */
   pagemapOf(pfn: number): DevPagemap | undefined {
     for (const p of this.#pgmaps) if (pfn >= p.startPfn && pfn < p.startPfn + p.nrPages) return p;
     return undefined;

@@ -42,6 +42,8 @@ export const FAULT_FLAG_REMOTE = 0x80;
 export const MADV_DONTNEED = 4;
 /** MADV_HUGEPAGE: later faults may map whole 2 MiB THPs. */
 export const MADV_HUGEPAGE = 14;
+/** MADV_FREE: private anonymous pages become lazily freeable (reclaim drops them unless written again). */
+export const MADV_FREE = 8;
 
 /** mmap options: what the flags and the fd of mmap(2) say. */
 export interface MmapOptions {
@@ -348,7 +350,7 @@ export class Mm implements NotifierMm {
   /** madvise(MADV_DONTNEED): fires CLEAR and zaps; the next access faults in a zero or new page. */
   madvise(addr: number, len: number, advice: number): number {
     this.#checkRange("madvise", addr, len);
-    if (advice !== MADV_DONTNEED && advice !== MADV_HUGEPAGE) throw new HmmInputError("madvise", "advice", advice, "MADV_DONTNEED (4) or MADV_HUGEPAGE (14)");
+    if (advice !== MADV_DONTNEED && advice !== MADV_HUGEPAGE && advice !== MADV_FREE) throw new HmmInputError("madvise", "advice", advice, "MADV_DONTNEED (4), MADV_FREE (8) or MADV_HUGEPAGE (14)");
     const end = addr + Math.ceil(len / PAGE_SIZE) * PAGE_SIZE;
     if (!this.#covered(addr, end)) return -HmmErrno.ENOMEM;
     const vmas = this.#vmasIn(addr, end);
@@ -357,8 +359,44 @@ export class Mm implements NotifierMm {
       return 0;
     }
     if (vmas.some((v) => (v.flags & VM_PFNMAP) !== 0 || (v.flags & VM_HUGETLB) !== 0)) return -HmmErrno.EINVAL;
+    if (advice === MADV_FREE) return this.#madviseFree(vmas, addr, end);
     this.notify(MmuNotifyEvent.CLEAR, addr, end, () => {
       for (const v of vmas) this.#zap(v, 0, v.pages);
+    });
+    return 0;
+  }
+
+  /**
+   * madvise_free_single_vma: fires CLEAR; swap entries are dropped (the data is not needed any more),
+   * present pages of this process alone lose their dirty bit and become lazily freeable, and leave the
+   * swap cache (madvise_free_pte_range). Device entries (device-private, and coherent pages, which are
+   * zone-device folios) are left as they are, as is a THP the range does not cover whole (the kernel
+   * splits it and frees its covered part; the model keeps it). -EINVAL for a mapping that is not
+   * private anonymous.
+   */
+  #madviseFree(vmas: Vma[], addr: number, end: number): number {
+    if (vmas.some((v) => v.file !== undefined || (v.flags & VM_SHARED) !== 0 || v.p2p !== undefined || (v.flags & VM_MIXEDMAP) !== 0)) return -HmmErrno.EINVAL;
+    const sys = this.sys;
+    this.notify(MmuNotifyEvent.CLEAR, addr, end, () => {
+      for (const v of vmas) {
+        for (let i = 0; i < v.pages; i++) {
+          const e = v.pte[i] ?? 0;
+          const k = e & PTE_KIND_MASK;
+          const pfn = v.pfn[i] ?? 0;
+          if (k === PteKind.SWAP) {
+            sys.swapFree(pfn);
+            v.pte[i] = EMPTY;
+            v.pfn[i] = 0;
+          } else if (k === PRESENT && sys.refCount(pfn) === 1 && sys.coherentPagemapOf(pfn) === undefined) {
+            if ((e & PTE_PMD) !== 0) {
+              const head = i - ((v.start / PAGE_SIZE + i) % HPAGE_PMD_NR);
+              if (head < 0 || v.start + head * PAGE_SIZE < addr || v.start + (head + HPAGE_PMD_NR) * PAGE_SIZE > end) continue;
+            }
+            v.pte[i] = e & ~PTE_DIRTY;
+            sys.markLazyFree(pfn);
+          }
+        }
+      }
     });
     return 0;
   }
@@ -414,9 +452,19 @@ export class Mm implements NotifierMm {
     const { v, i } = this.#at("swapOut", addr);
     const e = v.pte[i] ?? 0;
     const pfn = v.pfn[i] ?? 0;
-    if ((e & PTE_KIND_MASK) !== PRESENT || v.file !== undefined || v.p2p !== undefined || this.sys.refCount(pfn) !== 1) return -HmmErrno.EBUSY;
+    // A coherent device page is not on an LRU list: reclaim never picks it.
+    if ((e & PTE_KIND_MASK) !== PRESENT || v.file !== undefined || v.p2p !== undefined || this.sys.refCount(pfn) !== 1 || this.sys.coherentPagemapOf(pfn) !== undefined) return -HmmErrno.EBUSY;
     const page = Math.floor(addr / PAGE_SIZE) * PAGE_SIZE;
     if ((e & PTE_PMD) !== 0) this.splitHugePage(page);
+    if (((v.pte[i] ?? 0) & PTE_DIRTY) === 0 && this.sys.lazyFree(pfn)) {
+      // A lazily freed page not written since MADV_FREE is discarded, not swapped (try_to_unmap_one).
+      this.notify(MmuNotifyEvent.CLEAR, page, page + PAGE_SIZE, () => {
+        v.pte[i] = EMPTY;
+        v.pfn[i] = 0;
+        this.sys.putPage(pfn);
+      });
+      return 0;
+    }
     this.notify(MmuNotifyEvent.CLEAR, page, page + PAGE_SIZE, () => {
       // try_to_unmap_one moves a dirty pte's bit to the page; pageout writes only what is not in swap.
       if (((v.pte[i] ?? 0) & PTE_DIRTY) !== 0) this.sys.setPageDirty(pfn);
@@ -434,10 +482,26 @@ export class Mm implements NotifierMm {
    * entry while `during` runs (a race point: faults then see -EBUSY), copies to a new page. 0 or -EBUSY.
    */
   migratePage(addr: number, during?: () => void): number {
-    const { v, i } = this.#at("migratePage", addr);
+    return this.#migrateOne("migratePage", addr, false, during);
+  }
+
+  /**
+   * migrate_device_coherent_folio, as get_user_pages(FOLL_LONGTERM) calls it
+   * (check_and_migrate_movable_pages): a coherent device page may not be pinned for long, so it moves to
+   * a system page first (fires CLEAR, like try_to_migrate). 0, or -EBUSY when it is not a coherent page
+   * mapped only here.
+   */
+  migrateDeviceCoherentPage(addr: number): number {
+    return this.#migrateOne("migrateDeviceCoherentPage", addr, true);
+  }
+
+  #migrateOne(fn: string, addr: number, coherent: boolean, during?: () => void): number {
+    const { v, i } = this.#at(fn, addr);
     const e = v.pte[i] ?? 0;
     const pfn = v.pfn[i] ?? 0;
     if ((e & PTE_KIND_MASK) !== PRESENT || v.file !== undefined || v.p2p !== undefined || this.sys.refCount(pfn) !== 1) return -HmmErrno.EBUSY;
+    // NUMA and compaction migrate LRU pages only; a coherent device page moves only on its own path.
+    if ((this.sys.coherentPagemapOf(pfn) !== undefined) !== coherent) return -HmmErrno.EBUSY;
     const page = Math.floor(addr / PAGE_SIZE) * PAGE_SIZE;
     if ((e & PTE_PMD) !== 0) this.splitHugePage(page);
     const bits = (v.pte[i] ?? 0) & (PTE_WRITE | PTE_DIRTY);
@@ -464,7 +528,8 @@ export class Mm implements NotifierMm {
         if (v.p2p !== undefined || (v.flags & VM_PFNMAP) !== 0) continue;
         for (let i = 0; i < v.pages; i++) {
           const e = v.pte[i] ?? 0;
-          if ((e & PTE_KIND_MASK) === PRESENT) v.pte[i] = (e & ~PTE_KIND_MASK) | PteKind.PROTNONE;
+          // change_pte_range skips zone-device folios (a coherent device page stays present).
+          if ((e & PTE_KIND_MASK) === PRESENT && this.sys.coherentPagemapOf(v.pfn[i] ?? 0) === undefined) v.pte[i] = (e & ~PTE_KIND_MASK) | PteKind.PROTNONE;
         }
       }
     });
@@ -765,6 +830,7 @@ export class Mm implements NotifierMm {
           if (k === PRESENT && (!write || (e & PTE_WRITE) !== 0)) {
             if (write) {
               v.pte[i] = e | PTE_DIRTY;
+              this.sys.clearLazyFree(v.pfn[i] ?? 0);
               if (v.file !== undefined && (v.flags & VM_SHARED) !== 0) v.file.dirty[v.pgoff + i] = 1;
             }
             return v.pfn[i] ?? 0;

@@ -1,5 +1,6 @@
-import { PAGE_SIZE } from "@dmasim/memory";
+import { PAGE_SIZE, physAddr } from "@dmasim/memory";
 import { hex } from "@dmasim/trace";
+import { HPAGE_PMD_NR } from "./constants.js";
 import { HmmInputError, HmmStateError } from "./errors.js";
 import type { MmSystem } from "./mm-system.js";
 import type { Mm } from "./mm.js";
@@ -21,17 +22,23 @@ export interface VmFault {
 
 /** struct dev_pagemap_ops. */
 export interface DevPagemapOps {
-  /** Called on a CPU fault on a device-private entry: migrate the page back; 0 or a VM_FAULT_* code. */
+  /**
+   * Called on a CPU fault on a device-private entry: migrate the page back; 0 or a VM_FAULT_* code.
+   * Never called for MEMORY_DEVICE_COHERENT pages, which the CPU reaches through ordinary present ptes.
+   */
   migrateToRam(vmf: VmFault): number;
   /** folio_free: the last reference to a device page is gone. */
   pageFree?(pfn: number): void;
 }
 
 /**
- * struct dev_pagemap of MEMORY_DEVICE_PRIVATE memory (memremap_pages over a hole in the physical map):
- * page frames the CPU cannot address, owned by `owner` (compared with hmm_range.dev_private_owner and
- * migrate_vma.pgmap_owner). As lib/test_hmm.c does, each device page keeps its bytes in a backing system
- * page (BACKING_PAGE), allocated when the device page is.
+ * struct dev_pagemap of ZONE_DEVICE memory a driver migrates pages to, of one of two types:
+ * - MEMORY_DEVICE_PRIVATE (memremap_pages over a hole in the physical map): page frames the CPU cannot
+ *   address, mapped by device-private swap entries. As lib/test_hmm.c does, each device page keeps its
+ *   bytes in a backing system page (BACKING_PAGE), allocated when the device page is.
+ * - MEMORY_DEVICE_COHERENT (memory the CPU reaches coherently, test_hmm's SPM range): page frames that
+ *   are their own bytes, mapped by ordinary present ptes; the CPU never faults on them.
+ * `owner` is compared with hmm_range.dev_private_owner and migrate_vma.pgmap_owner.
  */
 export class DevPagemap {
   readonly type: MemoryType;
@@ -42,7 +49,7 @@ export class DevPagemap {
   readonly sys: MmSystem;
   readonly #backing: Uint32Array;
   readonly #ref: Uint16Array;
-  readonly #free: number[] = [];
+  #free: number[] = [];
   #allocated = 0;
 
   /** @internal use memremapPages. */
@@ -63,15 +70,53 @@ export class DevPagemap {
     return this.#allocated;
   }
 
-  /** A free device page (refcount 1) with a zeroed backing page, or -1 when the device memory is full. */
+  /** is_device_coherent_page for this pagemap's pages. */
+  get coherent(): boolean {
+    return this.type === MemoryType.DEVICE_COHERENT;
+  }
+
+  /**
+   * A free device page (refcount 1) with zeroed bytes (a zeroed backing page for device-private memory),
+   * or -1 when the device memory is full.
+   */
   allocPage(): number {
     const pfn = this.#free.pop();
     if (pfn === undefined) return -1;
     const i = pfn - this.startPfn;
-    this.#backing[i] = this.sys.allocPage();
+    if (this.coherent) {
+      this.sys.memory.fill(pfn * PAGE_SIZE, PAGE_SIZE, 0);
+      this.#backing[i] = pfn;
+    } else {
+      this.#backing[i] = this.sys.allocPage();
+    }
     this.#ref[i] = 1;
     this.#allocated++;
     return pfn;
+  }
+
+  /**
+   * A free, naturally aligned order-9 block of device pages (a compound device folio, v6.19's
+   * dmirror_devmem_alloc_page with is_large), each page with refcount 1 and zeroed bytes (backed by one
+   * system THP for device-private memory); the first frame, or -1 when no such block is free.
+   */
+  allocCompound(): number {
+    const n = HPAGE_PMD_NR;
+    let first = -1;
+    for (let b = Math.ceil(this.startPfn / n) * n; b + n <= this.startPfn + this.nrPages && first < 0; b += n) {
+      let free = true;
+      for (let k = 0; k < n && free; k++) free = (this.#ref[b + k - this.startPfn] ?? 0) === 0;
+      if (free) first = b;
+    }
+    if (first < 0) return -1;
+    this.#free = this.#free.filter((pfn) => pfn < first || pfn >= first + n);
+    const backing = this.coherent ? first : this.sys.allocHuge(9);
+    if (this.coherent) this.sys.memory.fill(first * PAGE_SIZE, n * PAGE_SIZE, 0);
+    for (let k = 0; k < n; k++) {
+      this.#backing[first + k - this.startPfn] = backing + k;
+      this.#ref[first + k - this.startPfn] = 1;
+    }
+    this.#allocated += n;
+    return first;
   }
 
   #index(pfn: number): number {
@@ -97,14 +142,14 @@ export class DevPagemap {
     this.#ref[i] = n - 1;
     if (n === 1) {
       this.ops.pageFree?.(pfn);
-      this.sys.putPage(this.#backing[i] ?? 0);
+      if (!this.coherent) this.sys.putPage(this.#backing[i] ?? 0);
       this.#backing[i] = 0;
       this.#free.push(pfn);
       this.#allocated--;
     }
   }
 
-  /** Physical address of the backing bytes of device page `pfn` (what the device itself reads). */
+  /** Physical address of the backing bytes of device page `pfn` (what the device itself reads; a coherent page is its own). */
   backingPhys(pfn: number): number {
     const b = this.#backing[this.#index(pfn)] ?? 0;
     if (b === 0) throw new HmmStateError("EINVAL", `device page ${hex(pfn)} is not allocated`);
@@ -127,9 +172,32 @@ export function memremapPages(sys: MmSystem, options: { phys: number; size: numb
   return p;
 }
 
+/**
+ * memremap_pages for MEMORY_DEVICE_COHERENT: `size` bytes of memory the CPU addresses coherently become
+ * device pages owned by `owner`. lib/test_hmm.c takes them from a specific-purpose memory range
+ * (spm_addr_dev0/1: RAM the firmware keeps out of the page allocator); the model carves the range out
+ * of the page allocator, which is the same thing seen from the mm. The memory package's page
+ * descriptors keep calling it RAM (it has no coherent ZONE_DEVICE kind): the DMA layers map it as RAM,
+ * which is what the kernel does with coherent pages too.
+ */
+export function memremapPagesCoherent(sys: MmSystem, options: { size: number; owner: unknown; ops: DevPagemapOps }): DevPagemap {
+  const { size } = options;
+  if (!Number.isSafeInteger(size) || size <= 0 || size % PAGE_SIZE !== 0) throw new HmmInputError("memremap_pages", "size", size, "a positive multiple of PAGE_SIZE");
+  let phys: number;
+  try {
+    phys = sys.memory.allocator.allocPages(size / PAGE_SIZE);
+  } catch (e) {
+    throw new HmmStateError("ENOMEM", `memremap_pages: no ${size} bytes of RAM for coherent device memory (${(e as Error).message})`);
+  }
+  const p = new DevPagemap(sys, MemoryType.DEVICE_COHERENT, options.owner, phys / PAGE_SIZE, size / PAGE_SIZE, options.ops);
+  sys.addPagemap(p);
+  return p;
+}
+
 /** memunmap_pages: every device page must have been freed (evicted) first. */
 export function memunmapPages(p: DevPagemap): void {
   if (p.allocatedPages !== 0) throw new HmmStateError("EBUSY", `memunmap_pages: ${p.allocatedPages} device pages still in use; evict them first (migrate_device_range)`);
-  p.sys.memory.pages.removeZoneDevice(p.startPfn * PAGE_SIZE, p.nrPages * PAGE_SIZE);
+  if (p.coherent) p.sys.memory.allocator.freePages(physAddr(p.startPfn * PAGE_SIZE), p.nrPages);
+  else p.sys.memory.pages.removeZoneDevice(p.startPfn * PAGE_SIZE, p.nrPages * PAGE_SIZE);
   p.sys.removePagemap(p);
 }

@@ -65,13 +65,19 @@ const dataOpArb: fc.Arbitrary<DataOp> = fc.record({
   value: fc.integer({ min: 1, max: 255 }),
 });
 
+// Each property runs with device-private memory and with coherent device memory (present ptes to device pages).
+const MEMORY = [
+  { memory: "device-private", coherent: false },
+  { memory: "coherent", coherent: true },
+] as const;
+
 describe("properties", { timeout: 60_000 }, () => {
-  it("the bytes the CPU and the device read are the last the CPU wrote, through swap (and its cache), migrations, exclusive access and fork", () => {
+  it.each(MEMORY)("the bytes the CPU and the device read are the last the CPU wrote, through swap (and its cache), migrations, exclusive access and fork ($memory)", ({ coherent }) => {
     // Device writes are left out: dmirror, like lib/test_hmm.c, never dirties the pages it writes, so a
     // clean swap-cache page it wrote is dropped by reclaim, as it would be in the kernel.
     fc.assert(
       fc.property(fc.array(dataOpArb, { minLength: 20, maxLength: 60 }), (ops) => {
-        const { mm, open, sys } = hmmRig();
+        const { mm, open, sys, mdev0 } = hmmRig({ coherent });
         const base = mm.mmap(N * PAGE_SIZE);
         const d = open();
         const expected = new Uint8Array(N);
@@ -134,15 +140,16 @@ describe("properties", { timeout: 60_000 }, () => {
         mm.exit();
         expect(sys.pagesInUse).toBe(0);
         expect(sys.swapSlotsInUse).toBe(0);
+        expect(mdev0.pagemap.allocatedPages).toBe(0);
       }),
       { numRuns: 100, seed: 7 },
     );
   });
 
-  it("after any sequence of mm operations, faults, migrations and injected invalidations, every device translation is the CPU's page or nothing, and nothing leaks", () => {
+  it.each(MEMORY)("after any sequence of mm operations, faults, migrations and injected invalidations, every device translation is the CPU's page or nothing, and nothing leaks ($memory)", ({ coherent }) => {
     fc.assert(
       fc.property(fc.array(opArb, { minLength: 1, maxLength: 30 }), (ops) => {
-        const rig = hmmRig();
+        const rig = hmmRig({ coherent });
         const { mm, mdev0, mdev1, dev0, sys } = rig;
         const base = mm.mmap(N * PAGE_SIZE);
         const dma = mdev0.open(mm, { dev: dev0, start: base, size: N * PAGE_SIZE });

@@ -23,7 +23,7 @@ export interface HmmRig {
   readonly kernel: DmaKernel;
   readonly sys: MmSystem;
   readonly mm: Mm;
-  /** /dev/hmm_dmirror0 and 1 (both MEMORY_DEVICE_PRIVATE). */
+  /** /dev/hmm_dmirror0 and 1 (both MEMORY_DEVICE_PRIVATE), or 2 and 3 (both MEMORY_DEVICE_COHERENT) with `coherent`. */
   readonly mdev0: DmirrorDevice;
   readonly mdev1: DmirrorDevice;
   readonly dev0: DmaDevice;
@@ -36,16 +36,22 @@ export interface RigOptions extends DmaKernelOptions {
   ramBytes?: number;
   devmemBytes?: number;
   endpoints?: readonly EndpointSpec[];
+  /** Coherent device memory (hmm-tests.c's hmm_device_coherent variants) instead of device-private. */
+  coherent?: boolean;
 }
 
 export function hmmRig(options: RigOptions = {}): HmmRig {
-  const { ramBytes = 1 * GiB, devmemBytes = 64 * MiB, endpoints = [], ...kernelOptions } = options;
+  const { ramBytes = 1 * GiB, devmemBytes = 64 * MiB, endpoints = [], coherent = false, ...kernelOptions } = options;
   const platform = createPlatform({ memory: { ramBytes }, iommu: {}, endpoints: [{ bdf: DEV0_BDF }, { bdf: DEV1_BDF }, ...endpoints] });
   const kernel = createDmaKernel(platform, { swiotlb: false, ...kernelOptions });
   const sys = new MmSystem(kernel);
   const mm = new Mm(sys);
-  const mdev0 = new DmirrorDevice(sys, { name: "hmm_dmirror0", devmemPhys: DEVMEM0, devmemSize: devmemBytes, ownerId: 0x10000 });
-  const mdev1 = new DmirrorDevice(sys, { name: "hmm_dmirror1", devmemPhys: DEVMEM1, devmemSize: devmemBytes, ownerId: 0x10001 });
+  const mdev0 = coherent
+    ? new DmirrorDevice(sys, { name: "hmm_dmirror2", devmemSize: devmemBytes, coherent })
+    : new DmirrorDevice(sys, { name: "hmm_dmirror0", devmemPhys: DEVMEM0, devmemSize: devmemBytes, ownerId: 0x10000 });
+  const mdev1 = coherent
+    ? new DmirrorDevice(sys, { name: "hmm_dmirror3", devmemSize: devmemBytes, coherent })
+    : new DmirrorDevice(sys, { name: "hmm_dmirror1", devmemPhys: DEVMEM1, devmemSize: devmemBytes, ownerId: 0x10001 });
   return {
     platform,
     kernel,
