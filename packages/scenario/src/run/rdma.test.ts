@@ -1,3 +1,4 @@
+import fc from "fast-check";
 import { describe, expect, it } from "vitest";
 import { builtinScenario } from "../builtins.js";
 import { validateScenario } from "../validate.js";
@@ -149,5 +150,30 @@ describe("rdma-odp scenario files", () => {
     const r = runScenario({ ...s, workload: loop }, { api: "two-step", iommu: "strict" });
     expectAllOk(r, COMMON);
     expect(r.mapped[0]).toContain("(loopback)");
+  });
+});
+
+describe("rdma-odp properties", () => {
+  it("any test_odp.py case, message size, iteration count, MR kind and API: every check holds and every message is verified", () => {
+    const cases = ["rc-traffic", "rdma-write", "rdma-read", "prefetch-sync", "prefetch-async"] as const;
+    fc.assert(
+      fc.property(
+        fc.constantFrom(...cases),
+        fc.integer({ min: 8, max: 9000 }),
+        fc.integer({ min: 1, max: 4 }),
+        fc.boolean(),
+        fc.constantFrom<Api>("classic", "two-step"),
+        fc.integer({ min: 0, max: 0xffff }),
+        (test, messageBytes, iterations, implicit, api, seed) => {
+          const s = scenario("odp-rdma-write");
+          const w = s.workload.kind === "rdma-odp" ? s.workload : undefined;
+          if (w === undefined) throw new Error("not rdma-odp");
+          const r = runScenario({ ...s, seed, workload: { ...w, test, messageBytes, iterations, implicit } }, { api, iommu: "strict" });
+          expect(r.checks.filter((c) => !c.ok)).toEqual([]);
+          expect(r.metrics.verifiedBytes).toBe(iterations * messageBytes);
+        },
+      ),
+      { numRuns: 12, seed: 13 },
+    );
   });
 });
