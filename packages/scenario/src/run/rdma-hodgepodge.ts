@@ -1,8 +1,9 @@
-import { DmirrorDevice, MADV_DONTNEED } from "@dmasim/hmm-odp";
+import { DmirrorDevice, HMM_PFN_P2PDMA_BUS, MADV_DONTNEED, PteKind } from "@dmasim/hmm-odp";
+import type { Mm } from "@dmasim/hmm-odp";
 import { GiB, MiB, PAGE_SIZE, physAddr } from "@dmasim/memory";
 import type { P2pdmaProvider, Platform } from "@dmasim/pcie-p2p";
-import { IB_IMPLICIT_ODP_LENGTH, IbWrOpcode, mmapHodgepodge } from "@dmasim/rdma";
-import type { HodgepodgeKind, OdpDmaStrategy } from "@dmasim/rdma";
+import { IB_IMPLICIT_ODP_LENGTH, IbWrOpcode, MLX5_IMR_MTT_SIZE, mmapHodgepodge } from "@dmasim/rdma";
+import type { HodgepodgeKind, IbMr, Mlx5Nic, OdpDmaStrategy } from "@dmasim/rdma";
 import { setUp } from "./host.js";
 import { check } from "./result.js";
 import type { RdmaRun } from "./rdma.js";
@@ -66,12 +67,30 @@ export function runHodgepodge(r: RdmaRun, platform: Platform, strategy: OdpDmaSt
     const g = segments.find((x) => x.kind === kind);
     return g === undefined ? [] : Array.from({ length: g.pages }, (_, i) => g.first + i);
   };
+  // After every step: each live MTT entry leads where the CPU's page table points (never to a page the
+  // process no longer maps at that address).
+  let stale = 0;
+  let live = 0;
+  let steps = 0;
+  const audit = (): void => {
+    steps++;
+    for (let p = 0; p < pages; p++) {
+      const addr = base + p * PAGE_SIZE;
+      const nic = mttPhys(nicB, odp, addr);
+      if (nic === undefined) continue;
+      live++;
+      if (nic !== cpuPhys(mm, addr)) stale++;
+    }
+  };
   // 1. The NIC reads every page as the CPU left it (device-private pages migrate back on the fault).
   for (let p = 0; p < pages; p++) read(p, "first read", want[p] ?? new Uint8Array(LEN));
+  audit();
   // 2. It writes every page; the CPU sees each write.
   for (let p = 0; p < pages; p++) want[p] = write(p, 1);
+  audit();
   // 3. The GPU takes its pages again: the invalidation zaps their MTT entries, the NIC faults them back.
   const again = l.migrateDevpriv();
+  audit();
   for (const p of pagesOf("devpriv")) read(p, "after a second migration to the GPU", want[p] ?? new Uint8Array(LEN));
   // 4. madvise(MADV_DONTNEED) over the anonymous pages: they come back zeroed; the file keeps its bytes.
   for (const kind of ["anon", "file"] as const) {
@@ -79,6 +98,7 @@ export function runHodgepodge(r: RdmaRun, platform: Platform, strategy: OdpDmaSt
     const first = ps[0];
     if (first === undefined) continue;
     mm.madvise(base + first * PAGE_SIZE, ps.length * PAGE_SIZE, MADV_DONTNEED);
+    audit();
     for (const p of ps) {
       if (kind === "anon") want[p] = new Uint8Array(LEN);
       read(p, `after madvise(MADV_DONTNEED) of the ${kind} pages`, want[p] ?? new Uint8Array(LEN));
@@ -86,6 +106,7 @@ export function runHodgepodge(r: RdmaRun, platform: Platform, strategy: OdpDmaSt
   }
   // 5. fork: COW write-protect invalidates; the parent's write goes to a new page the NIC must reach.
   const child = mm.fork();
+  audit();
   const thp = pagesOf("thp")[0];
   const cow = [0, ...(thp === undefined ? [] : [thp])];
   for (const p of cow) {
@@ -97,8 +118,11 @@ export function runHodgepodge(r: RdmaRun, platform: Platform, strategy: OdpDmaSt
     r.verify(`the child keeps the old bytes: page ${p}`, child.read(base + p * PAGE_SIZE, LEN), before);
   }
   child.exit();
+  audit();
   // 6. A last pass: every page reads what the model says it holds.
   for (let p = 0; p < pages; p++) read(p, "last read", want[p] ?? new Uint8Array(LEN));
+  audit();
+  checks.push(check("no stale MTT entry", stale === 0 && live > 0, `${live.toLocaleString("en-US")} live MTT entries audited after ${steps} steps; ${stale.toLocaleString("en-US")} led elsewhere than the CPU's page`));
   checks.push(check("the GPU took its pages twice", again === 0, `the second migrate_to_dev returned ${again}`));
   l.mirror()?.close();
   const file = l.file;
@@ -106,4 +130,31 @@ export function runHodgepodge(r: RdmaRun, platform: Platform, strategy: OdpDmaSt
   metrics.invalidations = mm.invalidations.records.length;
   // The file's page cache outlives the process: dropped once the MR and the process are gone (after teardown).
   if (file !== undefined) r.atExit.push(() => { sys.dropFile(file); });
+}
+
+/**
+ * Where an MTT entry leads the NIC: through its IOMMU domain for an IOVA (or the address itself without
+ * one), or the BAR behind a P2P bus address. Undefined for no entry.
+ */
+function mttPhys(nic: Mlx5Nic, mr: IbMr, addr: number): number | undefined {
+  let m: IbMr | undefined = mr;
+  if (mr.implicit) m = mr.children.get(Math.floor(addr / MLX5_IMR_MTT_SIZE));
+  if (m === undefined) return undefined;
+  const i = Math.floor((addr - m.mttStart) / PAGE_SIZE);
+  const e = m.mtt[i] ?? 0;
+  if (e === 0) return undefined;
+  const dma = e - (e % 4); // the entry is dma_addr | MLX5_IB_MTT_READ | MLX5_IB_MTT_WRITE
+  if (((m.odp?.map.flags[i] ?? 0) & HMM_PFN_P2PDMA_BUS) !== 0) {
+    for (const p of nic.kernel.platform.providers) if (dma >= p.bus && dma < p.bus + p.size) return p.phys + (dma - p.bus);
+    return undefined;
+  }
+  const domain = nic.dev.domain;
+  return domain?.type === "paging" ? domain.iovaToPhys(dma) : dma;
+}
+
+/** The physical page the CPU maps at `addr` (present or the zero page), or undefined. */
+function cpuPhys(mm: Mm, addr: number): number | undefined {
+  const pte = mm.pteAt(addr);
+  if (pte?.kind !== PteKind.PRESENT && pte?.kind !== PteKind.ZERO) return undefined;
+  return pte.pfn * PAGE_SIZE;
 }
