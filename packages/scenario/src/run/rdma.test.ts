@@ -1,6 +1,8 @@
 import fc from "fast-check";
 import { describe, expect, it } from "vitest";
 import { builtinScenario } from "../builtins.js";
+import { readFileSync } from "node:fs";
+import { parseScenario } from "../parse.js";
 import { validateScenario } from "../validate.js";
 import { ScenarioError } from "../errors.js";
 import type { Api, Scenario } from "../types.js";
@@ -140,6 +142,16 @@ describe("rdma-odp scenario files", () => {
     expect(issues({ peer: "0000:09:00.0" })).toEqual([["scenario.workload.peer", expect.stringContaining("an endpoint of the platform")]]);
     expect(issues({ test: "huge-pages", implicit: true })).toEqual([["scenario.workload.implicit", expect.stringContaining("explicit MR")]]);
     expect(issues({ test: "nic-workload", pages: 4, wqeBytes: 65536 })).toEqual([["scenario.workload.wqeBytes", "at most the MR (16384 bytes)"]]);
+  });
+
+  it("examples/odp-loopback-implicit.json parses and passes under both APIs, 50 faulting iterations each", () => {
+    const s = parseScenario(readFileSync(new URL("../../examples/odp-loopback-implicit.json", import.meta.url), "utf8"), "odp-loopback-implicit.json");
+    for (const api of ["classic", "two-step"] as const) {
+      const r = runScenario(s, { api, iommu: "lazy" });
+      expectAllOk(r, [...COMMON, "a fault every iteration"]);
+      expect(r.metrics.verifiedBytes).toBe(50 * 8192);
+      expect(r.mapped[0]).toContain("(implicit ODP)");
+    }
   });
 
   it("runs in loopback when no peer is given", () => {
