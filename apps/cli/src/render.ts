@@ -22,6 +22,12 @@ const KIND_COLUMNS: Readonly<Record<WorkloadKind, readonly (readonly [string, st
     ["batchedIotlbSyncs", "batched syncs", (v) => (v === 0 ? "-" : v)],
     ["batchedModelledNs", "batched modelled", (v) => (v === 0 ? "-" : ns(v))],
   ],
+  "rdma-odp": [
+    ["nicFaults", "NIC faults", (v) => v],
+    ["modelledFaultLatencyNs", "per fault", (v) => (v === 0 ? "-" : ns(v))],
+    ["batchedIotlbSyncs", "batched syncs", (v) => (v === 0 ? "-" : v)],
+    ["batchedFaultLatencyNs", "batched per fault", (v) => (v === 0 ? "-" : ns(v))],
+  ],
 };
 
 function bytesCell(v: number): string {

@@ -39,6 +39,17 @@ describe("built-in scenarios", () => {
       "hmm-madvise",
       "hmm-fork",
       "hmm-migrate",
+      "odp-rc-traffic",
+      "odp-rdma-write",
+      "odp-rdma-read",
+      "odp-atomic",
+      "odp-prefetch-sync",
+      "odp-prefetch-async",
+      "odp-prefetch-no-fault",
+      "odp-huge-pages",
+      "odp-implicit",
+      "odp-hodgepodge",
+      "odp-nic-workload",
     ]);
   });
 
@@ -183,5 +194,30 @@ describe("built-in scenarios", () => {
       expect(two.metrics.batchedIotlbSyncs).toBe(Math.ceil(c(two, "DmaIovaLinks") / 64));
       expect(two.checks.some((x) => x.name === "batched variant" && x.ok)).toBe(true);
     }
+  });
+
+  it("odp-*: rdma-core's test_odp.py cases pass with ODP before the two-step API, hmm_dma_map and batched; every byte verified", () => {
+    const cases = ["odp-rc-traffic", "odp-rdma-write", "odp-rdma-read", "odp-atomic", "odp-prefetch-sync", "odp-prefetch-async", "odp-prefetch-no-fault", "odp-huge-pages", "odp-implicit"];
+    for (const name of cases) {
+      const { ok, run } = sweepOf(name);
+      expect(ok).toBe(true);
+      const classic = run("classic", "strict");
+      const two = run("two-step", "strict");
+      // A dma_map_page (and an IOVA) per faulted page against one IOVA per umem reserved at registration.
+      expect(c(classic, "IovaAllocTree") + c(classic, "IovaAllocCache")).toBe(c(classic, "DmaMapCalls"));
+      expect(c(two, "DmaMapCalls")).toBe(0);
+      expect(two.metrics.verifiedBytes).toBeGreaterThan(0);
+      expect(two.checks.some((x) => x.name === "batched variant" && x.ok)).toBe(true);
+    }
+  });
+
+  it("odp-hodgepodge and odp-nic-workload: one MR over every kind of memory under strict and lazy; the comparison's counters", () => {
+    const h = sweepOf("odp-hodgepodge");
+    expect(h.ok).toBe(true);
+    expect(h.results.map((r) => `${r.api}/${r.iommu}`)).toEqual(["two-step/strict", "two-step/lazy"]);
+    const { ok, run } = sweepOf("odp-nic-workload");
+    expect(ok).toBe(true);
+    expect(run("classic", "strict").metrics).toMatchObject({ iovaAllocations: 512, iotlbSyncs: 512, nicFaults: 32 });
+    expect(run("two-step", "strict").metrics).toMatchObject({ iovaAllocations: 1, iotlbSyncs: 512, batchedIotlbSyncs: 33, nicFaults: 32 });
   });
 });

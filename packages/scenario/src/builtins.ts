@@ -1,5 +1,5 @@
 import type { PlatformSpec } from "@dmasim/pcie-p2p";
-import type { HmmWorkload, Scenario } from "./types.js";
+import type { HmmWorkload, RdmaOdpWorkload, Scenario } from "./types.js";
 
 const GiB = 1024 ** 3;
 const MiB = 1024 ** 2;
@@ -53,6 +53,55 @@ const HMM_SCENARIOS: readonly Scenario[] = [
   hmmScenario("hmm-madvise", 13, "madvise(MADV_DONTNEED) on a mirrored range: translations dropped, the device re-faults and reads zeros", { event: "madvise" }),
   hmmScenario("hmm-fork", 14, "fork of a mirrored process: COW write-protect invalidates, the parent's write lands in new pages the device re-faults", { event: "fork" }),
   hmmScenario("hmm-migrate", 15, "Pages migrate to another device's private memory and back: the mirror loses them, then faults them back to RAM", { event: "migrate" }),
+];
+
+/**
+ * Two mlx5-like NICs with ODP: NIC B (the responder) behind a switch beside a GPU whose BAR it reaches by
+ * bus address; another GPU on rp1 (through the host bridge) and NIC A (the requester) on rp2.
+ */
+const NIC_B = "0000:02:00.0";
+const GPU_SWITCH = "0000:03:00.0";
+const GPU_BRIDGE = "0000:05:00.0";
+const NIC_A = "0000:06:00.0";
+const rdmaHost: PlatformSpec = {
+  memory: { ramBytes: 4 * GiB },
+  iommu: {},
+  hostBridges: [{ id: "hb0", p2p: "same-host-bridge" }],
+  rootPorts: [{ id: "rp0" }, { id: "rp1" }, { id: "rp2" }],
+  switches: [{ id: "sw0", parent: "rp0", downstreamPorts: 2 }],
+  endpoints: [
+    { bdf: NIC_B, parent: "sw0.dp0" },
+    { bdf: GPU_SWITCH, parent: "sw0.dp1", bars: [{ size: 4 * MiB }] },
+    { bdf: GPU_BRIDGE, parent: "rp1", bars: [{ size: 4 * MiB }] },
+    { bdf: NIC_A, parent: "rp2" },
+  ],
+};
+
+/** An ODP scenario on rdmaHost, NIC A → NIC B, strict IOMMU; the api axis is the ODP DMA strategy. */
+function rdmaScenario(name: string, seed: number, description: string, workload: Omit<RdmaOdpWorkload, "kind" | "device" | "peer">): Scenario {
+  return { name, description, platform: rdmaHost, axes: { iommu: ["strict"] }, seed, workload: { kind: "rdma-odp", device: NIC_B, peer: NIC_A, ...workload } };
+}
+
+/** rdma-core's tests/test_odp.py RC cases, the hodgepodge MR and the ODP DMA comparison (@dmasim/rdma). */
+const RDMA_SCENARIOS: readonly Scenario[] = [
+  rdmaScenario("odp-rc-traffic", 21, "test_odp.py rc_traffic: SEND/RECV between ODP MRs, madvise(MADV_DONTNEED) forcing faults before every iteration", { test: "rc-traffic" }),
+  rdmaScenario("odp-rdma-write", 22, "test_odp.py rc_rdma_write: RDMA WRITE into an ODP MR that faults every iteration", { test: "rdma-write" }),
+  rdmaScenario("odp-rdma-read", 23, "test_odp.py rc_rdma_read: RDMA READ of an ODP MR whose MTT the madvise zapped", { test: "rdma-read" }),
+  rdmaScenario("odp-atomic", 24, "test_odp.py rc_atomic: fetch-and-add then compare-and-swap on a page that faults every iteration", { test: "atomic" }),
+  rdmaScenario("odp-prefetch-sync", 25, "test_odp.py sync_prefetch: ibv_advise_mr PREFETCH_WRITE with FLUSH, then the WRITE faults nothing", { test: "prefetch-sync" }),
+  rdmaScenario("odp-prefetch-async", 26, "test_odp.py async_prefetch: the advice runs on the NIC's workqueue, then the WRITE faults nothing", { test: "prefetch-async" }),
+  rdmaScenario("odp-prefetch-no-fault", 27, "test_odp.py prefetch_no_page_fault: PREFETCH_NO_FAULT maps present pages and faults none in", { test: "prefetch-no-fault" }),
+  rdmaScenario("odp-huge-pages", 28, "test_odp.py rc_huge_rdma_write: MAP_HUGETLB and IB_ACCESS_HUGETLB, one fault maps 2 MiB", { test: "huge-pages", iterations: 4 }),
+  rdmaScenario("odp-implicit", 29, "test_odp.py implicit_rc_traffic: implicit ODP MRs over the whole address space, 1 GiB children made on demand", { test: "rc-traffic", implicit: true }),
+  {
+    name: "odp-hodgepodge",
+    description: "One ODP MR over anonymous pages, a THP, a file, two peer BARs and GPU-migrated pages, read and written while the process changes",
+    platform: rdmaHost,
+    axes: { api: ["two-step"], iommu: ["strict", "lazy"] },
+    seed: 30,
+    workload: { kind: "rdma-odp", device: NIC_B, peer: NIC_A, test: "hodgepodge", switchBar: GPU_SWITCH, bridgeBar: GPU_BRIDGE },
+  },
+  rdmaScenario("odp-nic-workload", 31, "RDMA WRITEs of 64 KiB over 2 MiB of fresh ODP pages: ODP before the two-step API vs hmm_dma_map vs batched", { test: "nic-workload", pages: 512 }),
 ];
 
 /** The built-in scenarios: the same data a scenario file holds (`dmasim show <name>` prints one). */
@@ -132,6 +181,7 @@ export const BUILTIN_SCENARIOS: readonly Scenario[] = [
     workload: { kind: "stale-window", device: NVME, bytes: 4096, probeIntervalNs: 100_000, probeForNs: 20_000_000 },
   },
   ...HMM_SCENARIOS,
+  ...RDMA_SCENARIOS,
 ];
 
 export function builtinScenario(name: string): Scenario | undefined {

@@ -7,6 +7,8 @@ export type {
   NvmeWorkload,
   P2pMapTypeName,
   P2pWorkload,
+  RdmaOdpTest,
+  RdmaOdpWorkload,
   Scenario,
   ScenarioExpectations,
   SgWorkload,
@@ -15,7 +17,7 @@ export type {
   Workload,
   WorkloadKind,
 } from "./types.js";
-export { APIS, HMM_EVENTS, HMM_RACE_STEPS, IOMMU_MODES, P2P_MAP_TYPES, ScenarioSchema, WORKLOAD_KINDS } from "./schema.js";
+export { APIS, HMM_EVENTS, HMM_RACE_STEPS, IOMMU_MODES, P2P_MAP_TYPES, RDMA_ODP_TESTS, ScenarioSchema, WORKLOAD_KINDS } from "./schema.js";
 export { ScenarioError, ScenarioSetupError } from "./errors.js";
 export type { ScenarioIssue } from "./errors.js";
 export { validateScenario } from "./validate.js";

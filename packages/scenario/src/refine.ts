@@ -1,7 +1,7 @@
 import { createPlatform } from "@dmasim/pcie-p2p";
 import type { PlatformSpec } from "@dmasim/pcie-p2p";
 import type { ScenarioIssue } from "./errors.js";
-import type { Scenario } from "./types.js";
+import type { RdmaOdpWorkload, Scenario } from "./types.js";
 
 const PAGE = 4096;
 const MiB = 1024 * 1024;
@@ -56,6 +56,9 @@ export function crossFieldIssues(s: Scenario, at: string, bdfs: Set<string> | un
       onPlatform(`${wAt}.provider.bdf`, w.provider.bdf);
       if (s.seed !== undefined) issues.push({ path: `${at}.seed`, value: s.seed, expected: "no seed: a p2p workload moves a fixed pattern and would ignore it" });
       break;
+    case "rdma-odp":
+      rdmaOdpIssues(w, wAt, onPlatform, issues);
+      break;
     case "stale-window":
     case "hmm":
       break;
@@ -63,4 +66,21 @@ export function crossFieldIssues(s: Scenario, at: string, bdfs: Set<string> | un
   if (s.expect?.mapType !== undefined && w.kind !== "p2p") {
     issues.push({ path: `${at}.expect.mapType`, value: s.expect.mapType, expected: `no mapType: only a p2p workload has a P2P route (a ${w.kind} workload would ignore it)` });
   }
+}
+
+/** Fields an rdma-odp test would ignore or cannot combine, and peers that must be on the platform. */
+function rdmaOdpIssues(w: RdmaOdpWorkload, wAt: string, onPlatform: (path: string, bdf: string) => void, issues: ScenarioIssue[]): void {
+  if (w.peer !== undefined) onPlatform(`${wAt}.peer`, w.peer);
+  if (w.switchBar !== undefined) onPlatform(`${wAt}.switchBar`, w.switchBar);
+  if (w.bridgeBar !== undefined) onPlatform(`${wAt}.bridgeBar`, w.bridgeBar);
+  const hodgepodge = w.test === "hodgepodge";
+  const workload = w.test === "nic-workload";
+  if (!hodgepodge && (w.switchBar !== undefined || w.bridgeBar !== undefined)) {
+    issues.push({ path: `${wAt}.${w.switchBar !== undefined ? "switchBar" : "bridgeBar"}`, value: w.switchBar ?? w.bridgeBar, expected: `no BAR: only the hodgepodge test maps peer BARs (a ${w.test} test would ignore it)` });
+  }
+  if (!workload && (w.pages !== undefined || w.wqeBytes !== undefined)) {
+    issues.push({ path: `${wAt}.${w.pages !== undefined ? "pages" : "wqeBytes"}`, value: w.pages ?? w.wqeBytes, expected: `no pages or wqeBytes: only nic-workload has them (a ${w.test} test would ignore them)` });
+  }
+  if (w.implicit === true && (w.test === "huge-pages" || workload)) issues.push({ path: `${wAt}.implicit`, value: true, expected: `false: a ${w.test} test registers an explicit MR` });
+  if (workload && w.wqeBytes !== undefined && w.wqeBytes > (w.pages ?? 512) * PAGE) issues.push({ path: `${wAt}.wqeBytes`, value: w.wqeBytes, expected: `at most the MR (${(w.pages ?? 512) * PAGE} bytes)` });
 }

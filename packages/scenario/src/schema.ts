@@ -39,9 +39,21 @@ const bdf = str.describe('a PCI address "dddd:bb:dd.f" of one of the platform\'s
 
 export const APIS = ["classic", "two-step"] as const;
 export const IOMMU_MODES = ["strict", "lazy", "passthrough", "off"] as const;
-export const WORKLOAD_KINDS = ["nvme", "sg", "single", "p2p", "stale-window", "hmm"] as const;
+export const WORKLOAD_KINDS = ["nvme", "sg", "single", "p2p", "stale-window", "hmm", "rdma-odp"] as const;
 export const HMM_EVENTS = ["fault-in", "munmap", "madvise", "fork", "migrate"] as const;
 export const HMM_RACE_STEPS = ["after-read-begin", "in-hmm-range-fault", "before-driver-lock", "before-read-retry"] as const;
+export const RDMA_ODP_TESTS = [
+  "rc-traffic",
+  "rdma-write",
+  "rdma-read",
+  "atomic",
+  "prefetch-sync",
+  "prefetch-async",
+  "prefetch-no-fault",
+  "huge-pages",
+  "hodgepodge",
+  "nic-workload",
+] as const;
 export const P2P_MAP_TYPES = ["BUS_ADDR", "THRU_HOST_BRIDGE", "NOT_SUPPORTED", "NONE"] as const;
 
 export const ApiSchema = oneOf(APIS).describe(
@@ -178,7 +190,28 @@ export const HmmWorkloadSchema = fields(
   "A process range mirrored by a device through hmm_range_fault and an mmu_interval_notifier: classic is the pfn-list driver (dma_map_page per page), two-step is hmm_dma_map (one IOVA, a link and a sync per page) and its batched variant",
 );
 
-export const WorkloadSchema = z.discriminatedUnion("kind", [NvmeWorkloadSchema, SgWorkloadSchema, SingleWorkloadSchema, P2pWorkloadSchema, StaleWindowWorkloadSchema, HmmWorkloadSchema], {
+export const RdmaOdpWorkloadSchema = fields(
+  {
+    kind: z.literal("rdma-odp"),
+    device: bdf.describe("The responder NIC (an mlx5-like ODP NIC): an endpoint behind the platform's IOMMU"),
+    peer: bdf.exactOptional().describe("The requester NIC; default: a loopback QP pair on the device"),
+    test: oneOf(RDMA_ODP_TESTS).describe(
+      "An rdma-core tests/test_odp.py RC case (rc-traffic: SEND/RECV; rdma-write; rdma-read; atomic: fetch-and-add then compare-and-swap; prefetch-sync, prefetch-async, prefetch-no-fault: ibv_advise_mr; huge-pages: MAP_HUGETLB with IB_ACCESS_HUGETLB), hodgepodge (one ODP MR over anonymous pages, a THP, a file, two peer BARs and pages that migrate to a GPU) or nic-workload (RDMA WRITEs in 64 KiB WQEs over fresh pages: the ODP DMA comparison)",
+    ),
+    implicit: z.boolean({ error: "true or false" }).exactOptional().describe("Implicit ODP MRs (the whole address space, 1 GiB children on demand); default false"),
+    iterations: int(1, 10_000, "a count").exactOptional().describe("Iterations of a test_odp.py case, each after a madvise(MADV_DONTNEED) that forces faults on both sides; default 10"),
+    messageBytes: int(8, 16 * 1024, "a byte count").exactOptional().describe("Bytes per message of a test_odp.py case; default 1024"),
+    pages: int(1, 65_536, "a number of pages").exactOptional().describe("nic-workload: pages of the ODP MR; default 512"),
+    wqeBytes: int(PAGE, 16 * MiB, "a byte count").multipleOf(PAGE, { error: "a multiple of 4096" }).exactOptional().describe("nic-workload: bytes per RDMA WRITE; default 64 KiB"),
+    switchBar: bdf.exactOptional().describe("hodgepodge: a peer whose BAR 0 the NIC reaches by bus address (behind the NIC's switch)"),
+    bridgeBar: bdf.exactOptional().describe("hodgepodge: a peer whose BAR 0 the NIC reaches through the host bridge"),
+  },
+  "an rdma-odp workload object",
+).describe(
+  "An mlx5-like NIC with on-demand paging (@dmasim/rdma): classic is ODP before the two-step API (a dma_map_page and a dma_addr_t per page), two-step is hmm_dma_map (one IOVA per umem) and its batched variant; every byte verified",
+);
+
+export const WorkloadSchema = z.discriminatedUnion("kind", [NvmeWorkloadSchema, SgWorkloadSchema, SingleWorkloadSchema, P2pWorkloadSchema, StaleWindowWorkloadSchema, HmmWorkloadSchema, RdmaOdpWorkloadSchema], {
   error: `an object whose kind is one of ${WORKLOAD_KINDS.map((k) => `"${k}"`).join(", ")}`,
 });
 

@@ -6,6 +6,7 @@ import type {
   KernelSpecSchema,
   NvmeWorkloadSchema,
   P2pWorkloadSchema,
+  RdmaOdpWorkloadSchema,
   ScenarioExpectationsSchema,
   ScenarioSchema,
   SgWorkloadSchema,
@@ -35,3 +36,5 @@ export type P2pWorkload = z.output<typeof P2pWorkloadSchema>;
 export type StaleWindowWorkload = z.output<typeof StaleWindowWorkloadSchema>;
 export type HmmWorkload = z.output<typeof HmmWorkloadSchema>;
 export type HmmEvent = HmmWorkload["event"];
+export type RdmaOdpWorkload = z.output<typeof RdmaOdpWorkloadSchema>;
+export type RdmaOdpTest = RdmaOdpWorkload["test"];

@@ -3,6 +3,7 @@ import type { Scenario } from "../types.js";
 import { runHmm } from "./hmm.js";
 import { runNvme } from "./nvme.js";
 import { runP2p } from "./p2p.js";
+import { runRdmaOdp } from "./rdma.js";
 import { check } from "./result.js";
 import type { RunContext } from "./context.js";
 import type { RunResult } from "./result.js";
@@ -25,6 +26,8 @@ function dispatch(s: Scenario, ctx: RunContext): RunResult {
       return runStaleWindow(s, w, ctx);
     case "hmm":
       return runHmm(s, w, ctx);
+    case "rdma-odp":
+      return runRdmaOdp(s, w, ctx);
   }
 }
 
