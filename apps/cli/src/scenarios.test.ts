@@ -39,6 +39,11 @@ describe("built-in scenarios", () => {
       "hmm-madvise",
       "hmm-fork",
       "hmm-migrate",
+      "dmabuf-p2p-switch",
+      "dmabuf-p2p-host-bridge",
+      "dmabuf-migrate",
+      "dmabuf-mixed-remap",
+      "dmabuf-vfio-revoke",
     ]);
   });
 
@@ -183,5 +188,18 @@ describe("built-in scenarios", () => {
       expect(two.metrics.batchedIotlbSyncs).toBe(Math.ceil(c(two, "DmaIovaLinks") / 64));
       expect(two.checks.some((x) => x.name === "batched variant" && x.ok)).toBe(true);
     }
+  });
+
+  it("dmabuf-*: every dma-buf scenario passes its checks with the exporter's sg_table and with the importer-mapped range list", () => {
+    for (const name of ["dmabuf-p2p-switch", "dmabuf-p2p-host-bridge", "dmabuf-migrate", "dmabuf-mixed-remap", "dmabuf-vfio-revoke"]) {
+      const { ok, results } = sweepOf(name);
+      expect(ok).toBe(true);
+      expect(results.map((r) => `${r.api}/${r.iommu}`)).toEqual(["classic/strict", "two-step/strict"]);
+      for (const r of results) expect(r.checks.map((x) => x.name)).toEqual(expect.arrayContaining(["dma-buf rules clean", "no dma-buf leaked", "nothing left mapped"]));
+    }
+    // After a move the range list relinks into the importer's IOVA; the exporter's sg_table needs a new one.
+    const { run } = sweepOf("dmabuf-mixed-remap");
+    expect(run("classic", "strict").metrics.remapIovaAllocs).toBe(1);
+    expect(run("two-step", "strict").metrics.remapIovaAllocs).toBe(0);
   });
 });

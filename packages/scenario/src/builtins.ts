@@ -1,4 +1,5 @@
 import type { PlatformSpec } from "@dmasim/pcie-p2p";
+import { DMABUF_SCENARIOS } from "./builtins-dmabuf.js";
 import type { HmmWorkload, Scenario } from "./types.js";
 
 const GiB = 1024 ** 3;
@@ -132,6 +133,7 @@ export const BUILTIN_SCENARIOS: readonly Scenario[] = [
     workload: { kind: "stale-window", device: NVME, bytes: 4096, probeIntervalNs: 100_000, probeForNs: 20_000_000 },
   },
   ...HMM_SCENARIOS,
+  ...DMABUF_SCENARIOS,
 ];
 
 export function builtinScenario(name: string): Scenario | undefined {

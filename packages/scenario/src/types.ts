@@ -2,6 +2,7 @@ import type { z } from "zod";
 import type {
   ApiSchema,
   DeviceSpecSchema,
+  DmabufWorkloadSchema,
   HmmWorkloadSchema,
   KernelSpecSchema,
   NvmeWorkloadSchema,
@@ -35,3 +36,5 @@ export type P2pWorkload = z.output<typeof P2pWorkloadSchema>;
 export type StaleWindowWorkload = z.output<typeof StaleWindowWorkloadSchema>;
 export type HmmWorkload = z.output<typeof HmmWorkloadSchema>;
 export type HmmEvent = HmmWorkload["event"];
+export type DmabufWorkload = z.output<typeof DmabufWorkloadSchema>;
+export type DmabufFlow = DmabufWorkload["flow"];
