@@ -1,3 +1,4 @@
+import fc from "fast-check";
 import { describe, expect, it } from "vitest";
 import { BUILTIN_SCENARIOS } from "../builtins.js";
 import { ScenarioError } from "../errors.js";
@@ -71,6 +72,9 @@ describe("dmabuf workloads", () => {
     expect(list.mapPteWrites).toBe(sgt.mapPteWrites);
     expect(sgt.remapIovaAllocs).toBe(1);
     expect(list.remapIovaAllocs).toBe(0);
+    // Both unmap with one invalidation of the range; the IOVA allocation is the sg_table path's extra cost.
+    expect([sgt.remapIotlbInvalidations, list.remapIotlbInvalidations]).toEqual([1, 1]);
+    expect(list.remapModelledNs).toBeLessThan(sgt.remapModelledNs ?? 0);
     // 8 ranges (4 VRAM, 4 RAM) of 16 bytes and a 16-byte header, plus the importer's IOVA state; one sg entry.
     expect(list.metadataBytes).toBeGreaterThanOrEqual(8 * 16 + 16);
     expect(sgt.metadataBytes).toBe(32);
@@ -116,5 +120,29 @@ describe("dmabuf workloads", () => {
     expect(paths({ ...s, expect: { mapType: "BUS_ADDR" } })).toEqual(["scenario.expect.mapType"]);
     expect(paths({ ...s, workload: { ...w, flow: "teleport" } })).toEqual(["scenario.workload.flow"]);
     expect(paths(JSON.parse(JSON.stringify(s)))).toEqual([]);
+  });
+
+  it("any flow, size and block size: both mapping types pass every check (bytes, rules, leaks)", () => {
+    const KiB = 1024;
+    fc.assert(
+      fc.property(
+        fc.constantFrom("p2p", "migrate", "mixed-remap", "vfio-revoke"),
+        fc.constantFrom("0000:03:00.0", "0000:05:00.0"),
+        fc.integer({ min: 1, max: 16 }),
+        fc.constantFrom(64 * KiB, 256 * KiB, 1024 * KiB),
+        fc.constantFrom("classic", "two-step"),
+        (flow, exporter, units, blockBytes, api) => {
+          const bytes = flow === "vfio-revoke" ? units * 64 * KiB : units * blockBytes;
+          const base = builtin("dmabuf-migrate");
+          const s: Scenario = {
+            ...base,
+            workload: { kind: "dmabuf", device: "0000:02:00.0", exporter, flow, bytes, ...(flow === "vfio-revoke" ? {} : { blockBytes }) },
+          };
+          const r = run(validateScenario(JSON.parse(JSON.stringify(s))), api);
+          expect(failed(r)).toEqual([]);
+        },
+      ),
+      { numRuns: 8, seed: 14 },
+    );
   });
 });

@@ -19,11 +19,20 @@ interface MapCost {
   readonly iovaAllocs: number;
   readonly pteWrites: number;
   readonly iotlbSyncs: number;
+  readonly iotlbInvalidations: number;
+  /** The DMA layer's counters priced by the cost profile. */
+  readonly modelledNs: number;
 }
 
 function mapCost(host: Host, since: CounterSnapshot): MapCost {
   const d = host.platform.trace.counters.snapshot().diff(since);
-  return { iovaAllocs: d.get(Counter.IovaAllocCache) + d.get(Counter.IovaAllocTree), pteWrites: d.get(Counter.PteWrites), iotlbSyncs: d.get(Counter.IotlbSyncMap) };
+  return {
+    iovaAllocs: d.get(Counter.IovaAllocCache) + d.get(Counter.IovaAllocTree),
+    pteWrites: d.get(Counter.PteWrites),
+    iotlbSyncs: d.get(Counter.IotlbSyncMap),
+    iotlbInvalidations: d.get(Counter.IotlbInvalRange) + d.get(Counter.IotlbInvalDomain) + d.get(Counter.IotlbInvalGlobal),
+    modelledNs: host.kernel.costs(since).totalNs,
+  };
 }
 
 /** Bytes of mapping metadata the importer holds for the buffer: the sg_table, or the range list and its own IOVA state. */
@@ -153,8 +162,10 @@ function gpuFlow(s: Scenario, w: DmabufWorkload, rig: Rig, mapping: "sgt" | "phy
       out.metrics.remapIovaAllocs = again.iovaAllocs;
       out.metrics.remapPteWrites = again.pteWrites;
       out.metrics.remapIotlbSyncs = again.iotlbSyncs;
+      out.metrics.remapIotlbInvalidations = again.iotlbInvalidations;
+      out.metrics.remapModelledNs = again.modelledNs;
       out.mapped.push(
-        `${n(blocks)} blocks, every other one in RAM: map ${n(first.iovaAllocs)} IOVA allocation(s), ${n(first.pteWrites)} PTE write(s), ${n(first.iotlbSyncs)} IOTLB sync(s), ${n(out.metrics.metadataBytes)} metadata bytes; after one block moved, remap ${n(again.iovaAllocs)} IOVA allocation(s), ${n(again.pteWrites)} PTE write(s), ${n(again.iotlbSyncs)} sync(s)`,
+        `${n(blocks)} blocks, every other one in RAM: map ${n(first.iovaAllocs)} IOVA allocation(s), ${n(first.pteWrites)} PTE write(s), ${n(first.iotlbSyncs)} IOTLB sync(s), ${n(out.metrics.metadataBytes)} metadata bytes; after one block moved, remap (unmap and map) ${n(again.iovaAllocs)} IOVA allocation(s), ${n(again.pteWrites)} PTE write(s), ${n(again.iotlbSyncs)} sync(s), ${n(again.iotlbInvalidations)} IOTLB invalidation(s), ${n(Math.round(again.modelledNs))} ns modelled`,
       );
       break;
     }
