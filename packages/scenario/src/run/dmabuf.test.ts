@@ -1,7 +1,10 @@
+import { readFileSync } from "node:fs";
 import fc from "fast-check";
 import { describe, expect, it } from "vitest";
 import { BUILTIN_SCENARIOS } from "../builtins.js";
 import { ScenarioError } from "../errors.js";
+import { parseScenario } from "../parse.js";
+import { sweep } from "../sweep.js";
 import type { Scenario } from "../types.js";
 import { validateScenario } from "../validate.js";
 import { runScenario } from "./index.js";
@@ -144,5 +147,14 @@ describe("dmabuf workloads", () => {
       ),
       { numRuns: 8, seed: 14 },
     );
+  });
+
+  it("the example file (2 MiB blocks, strict and lazy) runs and passes; 2 MiB blocks map as 2 MiB leaves", () => {
+    const text = readFileSync(new URL("../../examples/dmabuf-vram-ram.json", import.meta.url), "utf8");
+    const s = parseScenario(text, "dmabuf-vram-ram.json");
+    const results = sweep(s, { api: ["classic", "two-step"], iommu: ["strict", "lazy"] });
+    expect(results.flatMap(failed)).toEqual([]);
+    for (const r of results) expect(r.metrics.mapPteWrites).toBe(8);
+    expect(results.map((r) => `${r.iommu}/${r.api}: ${r.metrics.remapIovaAllocs}`)).toEqual(["strict/classic: 1", "strict/two-step: 0", "lazy/classic: 1", "lazy/two-step: 0"]);
   });
 });
