@@ -1,7 +1,7 @@
 // @dmasim/bio: the block layer's DMA iterator (blk_rq_dma_map_iter_start/next). A request's bio_vecs
 // are mapped straight into one IOVA range with the two-step API, no scatterlist in between; when the
 // gaps between the pieces fall on page boundaries the whole request becomes one DMA segment.
-import { DmaIovaState, createDmaKernel, dmaUnmapPhys } from "@dmasim/dma";
+import { DmaIovaState, createDmaKernel, dmaUnmapPhys, unsafeDmaAddr } from "@dmasim/dma";
 import { GiB, physAddr } from "@dmasim/memory";
 import { createPlatform } from "@dmasim/pcie-p2p";
 import {
@@ -47,7 +47,7 @@ console.log(`the device reads 1s, 2s, 3s at offsets 0, 3072, 7168: ${seen[0]}, $
 
 // Unmap: one dma_iova_destroy for a coalesced request, per-segment dma_unmap_phys otherwise.
 if (!blkRqDmaUnmap(rq, dev, state, rq.dataLen, iter.p2pdma.map)) {
-  for (const [a2, l2] of segments) dmaUnmapPhys(dev, a2, l2, rqDmaDir(rq));
+  for (const [a2, l2] of segments) dmaUnmapPhys(dev, unsafeDmaAddr(a2), l2, rqDmaDir(rq));
 }
 const n = kernel.costs().counters;
 console.log(`DmaIovaTryAllocs ${n.DmaIovaTryAllocs}, DmaIovaLinks ${n.DmaIovaLinks}, DmaIovaSyncs ${n.DmaIovaSyncs}, DmaIovaDestroys ${n.DmaIovaDestroys}`);

@@ -28,6 +28,13 @@ const KIND_COLUMNS: Readonly<Record<WorkloadKind, readonly (readonly [string, st
     ["batchedIotlbSyncs", "batched syncs", (v) => (v === 0 ? "-" : v)],
     ["batchedFaultLatencyNs", "batched per fault", (v) => (v === 0 ? "-" : ns(v))],
   ],
+  dmabuf: [
+    ["invalidations", "invalidations (dma-buf)", (v) => v],
+    ["fenceWaitNs", "fence waits", (v) => (v === 0 ? "-" : ns(v))],
+    ["metadataBytes", "map metadata", (v) => (v === 0 ? "-" : bytesCell(v))],
+    ["remapIovaAllocs", "remap IOVAs", (v) => v],
+    ["remapPteWrites", "remap PTEs", (v) => (v === 0 ? "-" : v)],
+  ],
 };
 
 function bytesCell(v: number): string {

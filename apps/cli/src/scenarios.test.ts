@@ -50,6 +50,11 @@ describe("built-in scenarios", () => {
       "odp-implicit",
       "odp-hodgepodge",
       "odp-nic-workload",
+      "dmabuf-p2p-switch",
+      "dmabuf-p2p-host-bridge",
+      "dmabuf-migrate",
+      "dmabuf-mixed-remap",
+      "dmabuf-vfio-revoke",
     ]);
   });
 
@@ -219,5 +224,18 @@ describe("built-in scenarios", () => {
     expect(ok).toBe(true);
     expect(run("classic", "strict").metrics).toMatchObject({ iovaAllocations: 512, iotlbSyncs: 512, nicFaults: 32 });
     expect(run("two-step", "strict").metrics).toMatchObject({ iovaAllocations: 1, iotlbSyncs: 512, batchedIotlbSyncs: 33, nicFaults: 32 });
+  });
+
+  it("dmabuf-*: every dma-buf scenario passes its checks with the exporter's sg_table and with the importer-mapped range list", () => {
+    for (const name of ["dmabuf-p2p-switch", "dmabuf-p2p-host-bridge", "dmabuf-migrate", "dmabuf-mixed-remap", "dmabuf-vfio-revoke"]) {
+      const { ok, results } = sweepOf(name);
+      expect(ok).toBe(true);
+      expect(results.map((r) => `${r.api}/${r.iommu}`)).toEqual(["classic/strict", "two-step/strict"]);
+      for (const r of results) expect(r.checks.map((x) => x.name)).toEqual(expect.arrayContaining(["dma-buf rules clean", "no dma-buf leaked", "nothing left mapped"]));
+    }
+    // After a move the range list relinks into the importer's IOVA; the exporter's sg_table needs a new one.
+    const { run } = sweepOf("dmabuf-mixed-remap");
+    expect(run("classic", "strict").metrics.remapIovaAllocs).toBe(1);
+    expect(run("two-step", "strict").metrics.remapIovaAllocs).toBe(0);
   });
 });

@@ -5,9 +5,9 @@
 // entries and cacheline runs. Run from the repository root:
 //
 //   node --expose-gc --import ./scripts/bench-loader/register.mjs packages/dma/bench/mapping-memory.ts
-import { GiB } from "@dmasim/memory";
+import { GiB, unsafePhysAddr } from "@dmasim/memory";
 import { createPlatform } from "@dmasim/pcie-p2p";
-import { createDmaKernel, DMA_BIT_MASK, DmaDirection, dmaMapPhys, dmaMappingError, dmaSetMaskAndCoherent, dmaUnmapPhys } from "@dmasim/dma";
+import { createDmaKernel, DMA_BIT_MASK, DmaDirection, dmaMapPhys, dmaMappingError, dmaSetMaskAndCoherent, dmaUnmapPhys, unsafeDmaAddr } from "@dmasim/dma";
 import type { DebugMode } from "@dmasim/dma";
 
 const N = 100_000;
@@ -24,16 +24,16 @@ function perMapping(debug: DebugMode, dir: DmaDirection): { heap: number; buffer
   const base = platform.memory.allocator.allocPages(N);
   // Warm-up: whatever the first mappings create once (caches, the first table pages) is not per mapping.
   for (let i = 0; i < 1000; i++) {
-    const a = dmaMapPhys(dev, base + i * 4096, 4096, dir, 0);
+    const a = dmaMapPhys(dev, unsafePhysAddr(base + i * 4096), 4096, dir, 0);
     dmaMappingError(dev, a);
-    dmaUnmapPhys(dev, a, 4096, dir, 0);
+    dmaUnmapPhys(dev, unsafeDmaAddr(a), 4096, dir, 0);
   }
   const addrs = new Float64Array(N);
   gc();
   gc();
   const before = process.memoryUsage();
   for (let i = 0; i < N; i++) {
-    const a = dmaMapPhys(dev, base + i * 4096, 4096, dir, 0);
+    const a = dmaMapPhys(dev, unsafePhysAddr(base + i * 4096), 4096, dir, 0);
     dmaMappingError(dev, a);
     addrs[i] = a;
   }
@@ -41,7 +41,7 @@ function perMapping(debug: DebugMode, dir: DmaDirection): { heap: number; buffer
   gc();
   const after = process.memoryUsage();
   // Unmapped again, so the kernel is reachable (and measured) up to here.
-  for (let i = 0; i < N; i++) dmaUnmapPhys(dev, addrs[i] ?? 0, 4096, dir, 0);
+  for (let i = 0; i < N; i++) dmaUnmapPhys(dev, unsafeDmaAddr(addrs[i] ?? 0), 4096, dir, 0);
   return { heap: (after.heapUsed - before.heapUsed) / N, buffers: (after.arrayBuffers - before.arrayBuffers) / N };
 }
 

@@ -1,6 +1,6 @@
 import { describe, expect, it } from "vitest";
 import fc from "fast-check";
-import { PAGE_SIZE } from "@dmasim/memory";
+import { PAGE_SIZE, unsafePhysAddr } from "@dmasim/memory";
 import { DmaConfigError, DmaDirection, dmaMapPhys, dmaMappingError, dmaUnmapPhys, modelThroughput } from "./index.js";
 import type { IommuMode } from "./index.js";
 import { freshPages, rig } from "./test-fixtures.js";
@@ -88,7 +88,7 @@ describe("modelThroughput: CPUs sharing a lock or an invalidation queue", () => 
       const since = r.platform.trace.counters.snapshot();
       const ios = 1000;
       for (let i = 0; i < ios; i++) {
-        const addr = dmaMapPhys(r.dev, phys, PAGE_SIZE, DmaDirection.FROM_DEVICE);
+        const addr = dmaMapPhys(r.dev, unsafePhysAddr(phys), PAGE_SIZE, DmaDirection.FROM_DEVICE);
         expect(dmaMappingError(r.dev, addr)).toBe(0);
         dmaUnmapPhys(r.dev, addr, PAGE_SIZE, DmaDirection.FROM_DEVICE);
       }

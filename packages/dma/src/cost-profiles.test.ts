@@ -1,5 +1,5 @@
 import { describe, expect, it } from "vitest";
-import { PAGE_SIZE } from "@dmasim/memory";
+import { PAGE_SIZE, unsafePhysAddr } from "@dmasim/memory";
 import { counterNames } from "./counters.js";
 import {
   COST_PROFILE_DESCRIPTIONS,
@@ -84,7 +84,7 @@ describe("named cost profiles", () => {
       const r = rig({ kernel: { costProfile: name, costOverrides: { DmaMapCalls: 100 } } });
       expect(r.kernel.profileName).toBe(name);
       const since = r.platform.trace.counters.snapshot();
-      const addr = dmaMapPhys(r.dev, freshPages(r.platform, 1), PAGE_SIZE, DmaDirection.TO_DEVICE);
+      const addr = dmaMapPhys(r.dev, unsafePhysAddr(freshPages(r.platform, 1)), PAGE_SIZE, DmaDirection.TO_DEVICE);
       expect(dmaMappingError(r.dev, addr)).toBe(0);
       dmaUnmapPhys(r.dev, addr, PAGE_SIZE, DmaDirection.TO_DEVICE);
       return r.kernel.costs(since);

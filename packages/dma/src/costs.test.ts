@@ -1,5 +1,5 @@
 import { describe, expect, it } from "vitest";
-import { PAGE_SIZE, physAddr } from "@dmasim/memory";
+import { PAGE_SIZE, physAddr, unsafePhysAddr } from "@dmasim/memory";
 import { Counter, counterNames } from "./counters.js";
 import {
   DmaConfigError,
@@ -111,7 +111,7 @@ describe("the cost profile", () => {
 
   it("priceCounts re-prices a run's counters under another profile, the same as pricing the snapshot", () => {
     const { platform, dev } = rig();
-    const addr = dmaMapPhys(dev, freshPages(platform, 4), 4 * PAGE_SIZE, DmaDirection.TO_DEVICE);
+    const addr = dmaMapPhys(dev, unsafePhysAddr(freshPages(platform, 4)), 4 * PAGE_SIZE, DmaDirection.TO_DEVICE);
     expect(dmaMappingError(dev, addr)).toBe(0);
     dmaUnmapPhys(dev, addr, 4 * PAGE_SIZE, DmaDirection.TO_DEVICE);
     const snap = platform.trace.counters.snapshot();

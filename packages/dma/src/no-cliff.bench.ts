@@ -1,5 +1,5 @@
 import { bench, describe } from "vitest";
-import { GiB, PAGE_SIZE } from "@dmasim/memory";
+import { GiB, PAGE_SIZE, unsafePhysAddr } from "@dmasim/memory";
 import { createPlatform } from "@dmasim/pcie-p2p";
 import { Trace } from "@dmasim/trace";
 import {
@@ -66,7 +66,7 @@ function twoStep(mode: IommuMode, debug: DebugMode): () => void {
 
 /** dmaMapPhys + dmaMappingError + dmaUnmapPhys of 4 KiB. */
 function classicPair(dev: DmaDevice, phys: number, dir: DmaDirection): void {
-  const addr = dmaMapPhys(dev, phys, PAGE, dir, 0);
+  const addr = dmaMapPhys(dev, unsafePhysAddr(phys), PAGE, dir, 0);
   dmaMappingError(dev, addr);
   dmaUnmapPhys(dev, addr, PAGE, dir, 0);
 }

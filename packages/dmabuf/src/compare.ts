@@ -1,6 +1,6 @@
-import { createDmaKernel, Counter, DMA_ATTR_MMIO, DMA_MAPPING_ERROR, DmaDirection, dmaMapPhys, dmaUnmapPhys } from "@dmasim/dma";
+import { createDmaKernel, Counter, DMA_ATTR_MMIO, DMA_MAPPING_ERROR, DmaDirection, dmaMapPhys, dmaUnmapPhys, unsafeDmaAddr } from "@dmasim/dma";
 import type { DmaDevice } from "@dmasim/dma";
-import { GiB, MiB, PAGE_SIZE } from "@dmasim/memory";
+import { GiB, MiB, PAGE_SIZE, unsafePhysAddr } from "@dmasim/memory";
 import { createPlatform } from "@dmasim/pcie-p2p";
 import type { CounterSnapshot } from "@dmasim/trace";
 import { SG_ENTRY_BYTES, SgTable, dmaMapSgtable, dmaUnmapSgtable, sgAllocTableFromPages, sgFreeTable } from "@dmasim/scatterlist";
@@ -48,7 +48,7 @@ function upstreamStyle(dev: DmaDevice, list: DmaBufPhysList): Made {
     const phys = list.phys[i] ?? 0;
     const len = list.len[i] ?? 0;
     if (list.isP2p(i)) {
-      const a = dmaMapPhys(dev, phys, len, dir, DMA_ATTR_MMIO);
+      const a = dmaMapPhys(dev, unsafePhysAddr(phys), len, dir, DMA_ATTR_MMIO);
       if (a === DMA_MAPPING_ERROR) throw new Error("dma_map_phys failed");
       res.push({ addr: a, len });
     } else {
@@ -65,7 +65,7 @@ function upstreamStyle(dev: DmaDevice, list: DmaBufPhysList): Made {
   return {
     metadataBytes: (ram?.bookkeepingBytes ?? 0) + outEntries * SG_ENTRY_BYTES,
     undo: () => {
-      for (const r of res) dmaUnmapPhys(dev, r.addr, r.len, dir, DMA_ATTR_MMIO);
+      for (const r of res) dmaUnmapPhys(dev, unsafeDmaAddr(r.addr), r.len, dir, DMA_ATTR_MMIO);
       if (ram !== undefined) {
         dmaUnmapSgtable(dev, ram, dir);
         sgFreeTable(ram);

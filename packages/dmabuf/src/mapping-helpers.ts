@@ -1,5 +1,6 @@
-import { DMA_ATTR_MMIO, DMA_MAPPING_ERROR, DmaIovaState, dmaIovaDestroy, dmaIovaLink, dmaIovaSync, dmaIovaTryAlloc, dmaMapPhys, dmaUnmapPhys } from "@dmasim/dma";
+import { DMA_ATTR_MMIO, DMA_MAPPING_ERROR, DmaIovaState, dmaIovaDestroy, dmaIovaLink, dmaIovaSync, dmaIovaTryAlloc, dmaMapPhys, dmaUnmapPhys, unsafeDmaAddr } from "@dmasim/dma";
 import type { DmaDirection } from "@dmasim/dma";
+import { unsafePhysAddr } from "@dmasim/memory";
 import { PciP2pdmaMapType } from "@dmasim/pcie-p2p";
 import type { P2pdmaProvider } from "@dmasim/pcie-p2p";
 import { SgTable, sgAllocTable, sgFreeTable } from "@dmasim/scatterlist";
@@ -97,7 +98,7 @@ export function dmaBufPhysVecToSgt(
     if (state !== undefined) {
       dmaIovaDestroy(dev, state, mappedLen, dir, DMA_ATTR_MMIO);
     } else if (!busAddr) {
-      for (let j = 0; j < entry; j++) dmaUnmapPhys(dev, sgt.dmaAddress[j] ?? 0, sgt.dmaLength[j] ?? 0, dir, DMA_ATTR_MMIO);
+      for (let j = 0; j < entry; j++) dmaUnmapPhys(dev, unsafeDmaAddr(sgt.dmaAddress[j] ?? 0), sgt.dmaLength[j] ?? 0, dir, DMA_ATTR_MMIO);
     }
     sgFreeTable(sgt);
     return err;
@@ -115,7 +116,7 @@ export function dmaBufPhysVecToSgt(
       if (busAddr) {
         addr = v.paddr + provider.busOffset;
       } else {
-        addr = dmaMapPhys(dev, v.paddr, v.len, dir, DMA_ATTR_MMIO);
+        addr = dmaMapPhys(dev, unsafePhysAddr(v.paddr), v.len, dir, DMA_ATTR_MMIO);
         if (addr === DMA_MAPPING_ERROR) return unwind(-DmaBufErrno.ENOMEM);
       }
       entry = fillSgEntry(sgt, entry, v.len, addr);
@@ -151,7 +152,7 @@ export function dmaBufFreeSgt(attach: DmaBufAttachment, sgt: SgTable, dir: DmaDi
   if (priv.state !== undefined) {
     dmaIovaDestroy(dev, priv.state, priv.size, dir, DMA_ATTR_MMIO);
   } else if (!priv.busAddr) {
-    for (let i = 0; i < sgt.nents; i++) dmaUnmapPhys(dev, sgt.dmaAddress[i] ?? 0, sgt.dmaLength[i] ?? 0, dir, DMA_ATTR_MMIO);
+    for (let i = 0; i < sgt.nents; i++) dmaUnmapPhys(dev, unsafeDmaAddr(sgt.dmaAddress[i] ?? 0), sgt.dmaLength[i] ?? 0, dir, DMA_ATTR_MMIO);
   }
   sys.sgtPrivate.delete(sgt);
   sgFreeTable(sgt);

@@ -1,19 +1,5 @@
-import {
-  DMA_ATTR_MMIO,
-  DMA_IOVA_STATE_BYTES,
-  DMA_MAPPING_ERROR,
-  DmaDevice,
-  DmaDirection,
-  DmaIovaState,
-  dmaIovaDestroy,
-  dmaIovaFree,
-  dmaIovaLink,
-  dmaIovaSync,
-  dmaIovaTryAlloc,
-  dmaIovaUnlink,
-  dmaMapPhys,
-  dmaUnmapPhys,
-} from "@dmasim/dma";
+import { DMA_ATTR_MMIO, DMA_IOVA_STATE_BYTES, DMA_MAPPING_ERROR, DmaDevice, DmaDirection, DmaIovaState, dmaIovaDestroy, dmaIovaFree, dmaIovaLink, dmaIovaSync, dmaIovaTryAlloc, dmaIovaUnlink, dmaMapPhys, dmaUnmapPhys, unsafeDmaAddr } from "@dmasim/dma";
+import { unsafePhysAddr } from "@dmasim/memory";
 import type { DmaMemoryKind } from "@dmasim/dma";
 import { PciP2pdmaMapType } from "@dmasim/pcie-p2p";
 import type { P2pdmaProvider } from "@dmasim/pcie-p2p";
@@ -274,9 +260,9 @@ export function dmaBufPhysListDmaMap(dev: DmaDevice, list: DmaBufPhysList, dir: 
   }
   for (let i = 0; i < n; i++) {
     if (mode[i] !== PhysListDmaMode.DIRECT) continue;
-    const a = dmaMapPhys(dev, list.phys[i] ?? 0, list.len[i] ?? 0, dir, kinds[i] === "p2p-host-bridge" ? DMA_ATTR_MMIO : 0);
+    const a = dmaMapPhys(dev, unsafePhysAddr(list.phys[i] ?? 0), list.len[i] ?? 0, dir, kinds[i] === "p2p-host-bridge" ? DMA_ATTR_MMIO : 0);
     if (a === DMA_MAPPING_ERROR) {
-      for (let j = 0; j < i; j++) if (mode[j] === PhysListDmaMode.DIRECT) dmaUnmapPhys(dev, dmaAddr[j] ?? 0, list.len[j] ?? 0, dir, kinds[j] === "p2p-host-bridge" ? DMA_ATTR_MMIO : 0);
+      for (let j = 0; j < i; j++) if (mode[j] === PhysListDmaMode.DIRECT) dmaUnmapPhys(dev, unsafeDmaAddr(dmaAddr[j] ?? 0), list.len[j] ?? 0, dir, kinds[j] === "p2p-host-bridge" ? DMA_ATTR_MMIO : 0);
       if (state !== undefined) unlinkIova(dev, state, list, mode, kinds, iovaLen, dir);
       return -DmaBufErrno.ENOMEM;
     }
@@ -323,7 +309,7 @@ export function dmaBufPhysListDmaUnmap(m: DmaBufPhysListDma): void {
   if (m.unmapped) throw new DmaBufStateError("EINVAL", `${fn}: this mapping of ${m.dev.bdf} was unmapped already`);
   const { dev, list, mode, kinds, dir } = m;
   for (let i = 0; i < list.nrRanges; i++) {
-    if (mode[i] === PhysListDmaMode.DIRECT) dmaUnmapPhys(dev, m.dmaAddr[i] ?? 0, list.len[i] ?? 0, dir, kinds[i] === "p2p-host-bridge" ? DMA_ATTR_MMIO : 0);
+    if (mode[i] === PhysListDmaMode.DIRECT) dmaUnmapPhys(dev, unsafeDmaAddr(m.dmaAddr[i] ?? 0), list.len[i] ?? 0, dir, kinds[i] === "p2p-host-bridge" ? DMA_ATTR_MMIO : 0);
   }
   if (m.state !== undefined) unlinkIova(dev, m.state, list, mode, kinds, m.iovaLen, dir);
   m.markUnmapped();
@@ -342,7 +328,7 @@ export function dmaBufPhysListDmaUnlink(m: DmaBufPhysListDma): void {
   if (m.unmapped) throw new DmaBufStateError("EINVAL", `${fn}: this mapping of ${m.dev.bdf} was unmapped already`);
   const { dev, list, mode, kinds, dir } = m;
   for (let i = 0; i < list.nrRanges; i++) {
-    if (mode[i] === PhysListDmaMode.DIRECT) dmaUnmapPhys(dev, m.dmaAddr[i] ?? 0, list.len[i] ?? 0, dir, kinds[i] === "p2p-host-bridge" ? DMA_ATTR_MMIO : 0);
+    if (mode[i] === PhysListDmaMode.DIRECT) dmaUnmapPhys(dev, unsafeDmaAddr(m.dmaAddr[i] ?? 0), list.len[i] ?? 0, dir, kinds[i] === "p2p-host-bridge" ? DMA_ATTR_MMIO : 0);
   }
   const state = m.state;
   if (state !== undefined && dev.coherent) {

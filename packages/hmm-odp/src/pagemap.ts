@@ -1,4 +1,4 @@
-import { PAGE_SIZE, physAddr } from "@dmasim/memory";
+import { PAGE_SIZE, physAddr, unsafePhysAddr } from "@dmasim/memory";
 import { hex } from "@dmasim/trace";
 import { HPAGE_PMD_NR } from "./constants.js";
 import { HmmInputError, HmmStateError } from "./errors.js";
@@ -84,7 +84,7 @@ export class DevPagemap {
     if (pfn === undefined) return -1;
     const i = pfn - this.startPfn;
     if (this.coherent) {
-      this.sys.memory.fill(pfn * PAGE_SIZE, PAGE_SIZE, 0);
+      this.sys.memory.fill(unsafePhysAddr(pfn * PAGE_SIZE), PAGE_SIZE, 0);
       this.#backing[i] = pfn;
     } else {
       this.#backing[i] = this.sys.allocPage();
@@ -110,7 +110,7 @@ export class DevPagemap {
     if (first < 0) return -1;
     this.#free = this.#free.filter((pfn) => pfn < first || pfn >= first + n);
     const backing = this.coherent ? first : this.sys.allocHuge(9);
-    if (this.coherent) this.sys.memory.fill(first * PAGE_SIZE, n * PAGE_SIZE, 0);
+    if (this.coherent) this.sys.memory.fill(unsafePhysAddr(first * PAGE_SIZE), n * PAGE_SIZE, 0);
     for (let k = 0; k < n; k++) {
       this.#backing[first + k - this.startPfn] = backing + k;
       this.#ref[first + k - this.startPfn] = 1;

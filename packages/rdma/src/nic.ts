@@ -1,8 +1,8 @@
-import { DMA_BIT_MASK, DmaDirection, DmaIovaState, PciP2pdmaMapState, dmaIovaDestroy, dmaIovaLink, dmaIovaSync, dmaIovaTryAlloc, dmaMapPhys, dmaMappingError, dmaSetMaskAndCoherent, dmaUnmapPhys } from "@dmasim/dma";
+import { DMA_BIT_MASK, DmaDirection, DmaIovaState, PciP2pdmaMapState, dmaIovaDestroy, dmaIovaLink, dmaIovaSync, dmaIovaTryAlloc, dmaMapPhys, dmaMappingError, dmaSetMaskAndCoherent, dmaUnmapPhys, unsafeDmaAddr } from "@dmasim/dma";
 import type { DmaDevice, DmaKernel } from "@dmasim/dma";
 import { FAULT_FLAG_WRITE, PteKind, TASK_SIZE, VM_FAULT_ERROR } from "@dmasim/hmm-odp";
 import type { HmmDmaStrategy, Mm, MmuIntervalNotifierOps } from "@dmasim/hmm-odp";
-import { PAGE_SIZE } from "@dmasim/memory";
+import { PAGE_SIZE, unsafePhysAddr } from "@dmasim/memory";
 import type { Endpoint } from "@dmasim/pcie-p2p";
 import { PcieAccessError } from "@dmasim/pcie-p2p";
 import type { Counters, VirtualClock } from "@dmasim/trace";
@@ -297,8 +297,8 @@ export class Mlx5Nic {
         }
         dma = state.addr + j * PAGE_SIZE;
       } else {
-        dma = dmaMapPhys(dev, phys, PAGE_SIZE, BIDIR, 0);
-        if (dmaMappingError(dev, dma) !== 0) {
+        dma = dmaMapPhys(dev, unsafePhysAddr(phys), PAGE_SIZE, BIDIR, 0);
+        if (dmaMappingError(dev, unsafeDmaAddr(dma)) !== 0) {
           this.#unmapPinned(mr, j);
           unpin();
           return -RdmaErrno.ENOMEM;
@@ -324,7 +324,7 @@ export class Mlx5Nic {
     } else {
       for (let j = 0; j < count; j++) {
         const e = mr.mtt[j] ?? 0;
-        dmaUnmapPhys(this.dev, e - (e % 4), PAGE_SIZE, BIDIR, 0);
+        dmaUnmapPhys(this.dev, unsafeDmaAddr(e - (e % 4)), PAGE_SIZE, BIDIR, 0);
       }
     }
     mr.mtt.fill(0, 0, count);

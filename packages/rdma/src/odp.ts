@@ -1,4 +1,4 @@
-import { DMA_MAPPING_ERROR, DmaDirection, dmaMapPage, dmaMappingError } from "@dmasim/dma";
+import { DMA_MAPPING_ERROR, DmaDirection, dmaMapPage, dmaMappingError, unsafeDmaAddr } from "@dmasim/dma";
 import {
   HMM_PFN_DMA_MAPPED,
   HMM_PFN_VALID,
@@ -65,7 +65,7 @@ export function mlx5rUmrUpdateXlt(nic: Mlx5Nic, mr: IbMr, idx: number, n: number
       dma = list[i] ?? 0;
       if (dma === 0) {
         dma = dmaMapPage(dev, map.pfns[i] ?? 0, 0, PAGE_SIZE, DmaDirection.BIDIRECTIONAL);
-        if (dmaMappingError(dev, dma) !== 0) return -RdmaErrno.EFAULT;
+        if (dmaMappingError(dev, unsafeDmaAddr(dma)) !== 0) return -RdmaErrno.EFAULT;
         list[i] = dma;
         odp.npages++;
         mapped++;

@@ -1,4 +1,4 @@
-import { DmaDirection, dmaUnmapPage } from "@dmasim/dma";
+import { DmaDirection, dmaUnmapPage, unsafeDmaAddr } from "@dmasim/dma";
 import type { DmaDevice } from "@dmasim/dma";
 import {
   HMM_PFN_DMA_MAPPED,
@@ -260,7 +260,7 @@ export function ibUmemOdpUnmapDmaPages(odp: IbUmemOdp, virt: number, bound: numb
       // ib_umem_odp_unmap_dma_pages before v6.16: dma_unmap_page of each mapped entry.
       const dma = list[i] ?? 0;
       if (dma !== 0) {
-        dmaUnmapPage(odp.dev, dma, PAGE_SIZE, DmaDirection.BIDIRECTIONAL);
+        dmaUnmapPage(odp.dev, unsafeDmaAddr(dma), PAGE_SIZE, DmaDirection.BIDIRECTIONAL);
         list[i] = 0;
         if ((f & HMM_PFN_WRITE) !== 0) counters.add(RdmaCounter.OdpPagesDirtied);
         odp.npages--;

@@ -1,4 +1,5 @@
 import type { PlatformSpec } from "@dmasim/pcie-p2p";
+import { DMABUF_SCENARIOS } from "./builtins-dmabuf.js";
 import type { HmmWorkload, RdmaOdpWorkload, Scenario } from "./types.js";
 
 const GiB = 1024 ** 3;
@@ -182,6 +183,7 @@ export const BUILTIN_SCENARIOS: readonly Scenario[] = [
   },
   ...HMM_SCENARIOS,
   ...RDMA_SCENARIOS,
+  ...DMABUF_SCENARIOS,
 ];
 
 export function builtinScenario(name: string): Scenario | undefined {

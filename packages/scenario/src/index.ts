@@ -1,6 +1,8 @@
 export type {
   Api,
   DeviceSpec,
+  DmabufFlow,
+  DmabufWorkload,
   HmmEvent,
   HmmWorkload,
   KernelSpec,
@@ -17,7 +19,7 @@ export type {
   Workload,
   WorkloadKind,
 } from "./types.js";
-export { APIS, HMM_EVENTS, HMM_RACE_STEPS, IOMMU_MODES, P2P_MAP_TYPES, RDMA_ODP_TESTS, ScenarioSchema, WORKLOAD_KINDS } from "./schema.js";
+export { APIS, DMABUF_FLOWS, HMM_EVENTS, HMM_RACE_STEPS, IOMMU_MODES, P2P_MAP_TYPES, RDMA_ODP_TESTS, ScenarioSchema, WORKLOAD_KINDS } from "./schema.js";
 export { ScenarioError, ScenarioSetupError } from "./errors.js";
 export type { ScenarioIssue } from "./errors.js";
 export { validateScenario } from "./validate.js";

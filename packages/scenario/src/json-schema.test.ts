@@ -16,7 +16,7 @@ describe("scenario.schema.json", () => {
     const schema = JSON.parse(text) as { additionalProperties: boolean; required: string[]; properties: { workload: { oneOf: { properties: { kind: { const: string } } }[] } } };
     expect(schema.additionalProperties).toBe(false);
     expect(schema.required).toEqual(["name", "description", "platform", "workload"]);
-    expect(schema.properties.workload.oneOf.map((o) => o.properties.kind.const)).toEqual(["nvme", "sg", "single", "p2p", "stale-window", "hmm", "rdma-odp"]);
+    expect(schema.properties.workload.oneOf.map((o) => o.properties.kind.const)).toEqual(["nvme", "sg", "single", "p2p", "stale-window", "hmm", "rdma-odp", "dmabuf"]);
     expect(BUILTIN_SCENARIOS.length).toBeGreaterThan(0);
   });
 });

@@ -59,12 +59,16 @@ export function crossFieldIssues(s: Scenario, at: string, bdfs: Set<string> | un
     case "rdma-odp":
       rdmaOdpIssues(w, wAt, onPlatform, issues);
       break;
+    case "dmabuf":
+      onPlatform(`${wAt}.exporter`, w.exporter);
+      if (w.flow === "vfio-revoke" && w.blockBytes !== undefined) issues.push({ path: `${wAt}.blockBytes`, value: w.blockBytes, expected: "no blockBytes: a VFIO buffer is BAR ranges, never migrated" });
+      break;
     case "stale-window":
     case "hmm":
       break;
   }
-  if (s.expect?.mapType !== undefined && w.kind !== "p2p") {
-    issues.push({ path: `${at}.expect.mapType`, value: s.expect.mapType, expected: `no mapType: only a p2p workload has a P2P route (a ${w.kind} workload would ignore it)` });
+  if (s.expect?.mapType !== undefined && w.kind !== "p2p" && !(w.kind === "dmabuf" && w.flow !== "vfio-revoke")) {
+    issues.push({ path: `${at}.expect.mapType`, value: s.expect.mapType, expected: `no mapType: only a p2p workload or a GPU dmabuf flow has a P2P route (a ${w.kind} workload would ignore it)` });
   }
 }
 

@@ -39,7 +39,7 @@ const bdf = str.describe('a PCI address "dddd:bb:dd.f" of one of the platform\'s
 
 export const APIS = ["classic", "two-step"] as const;
 export const IOMMU_MODES = ["strict", "lazy", "passthrough", "off"] as const;
-export const WORKLOAD_KINDS = ["nvme", "sg", "single", "p2p", "stale-window", "hmm", "rdma-odp"] as const;
+export const WORKLOAD_KINDS = ["nvme", "sg", "single", "p2p", "stale-window", "hmm", "rdma-odp", "dmabuf"] as const;
 export const HMM_EVENTS = ["fault-in", "munmap", "madvise", "fork", "migrate"] as const;
 export const HMM_RACE_STEPS = ["after-read-begin", "in-hmm-range-fault", "before-driver-lock", "before-read-retry"] as const;
 export const RDMA_ODP_TESTS = [
@@ -54,6 +54,7 @@ export const RDMA_ODP_TESTS = [
   "hodgepodge",
   "nic-workload",
 ] as const;
+export const DMABUF_FLOWS = ["p2p", "migrate", "mixed-remap", "vfio-revoke"] as const;
 export const P2P_MAP_TYPES = ["BUS_ADDR", "THRU_HOST_BRIDGE", "NOT_SUPPORTED", "NONE"] as const;
 
 export const ApiSchema = oneOf(APIS).describe(
@@ -211,7 +212,23 @@ export const RdmaOdpWorkloadSchema = fields(
   "An mlx5-like NIC with on-demand paging (@dmasim/rdma): classic is ODP before the two-step API (a dma_map_page and a dma_addr_t per page), two-step is hmm_dma_map (one IOVA per umem) and its batched variant; every byte verified",
 );
 
-export const WorkloadSchema = z.discriminatedUnion("kind", [NvmeWorkloadSchema, SgWorkloadSchema, SingleWorkloadSchema, P2pWorkloadSchema, StaleWindowWorkloadSchema, HmmWorkloadSchema, RdmaOdpWorkloadSchema], {
+export const DmabufWorkloadSchema = fields(
+  {
+    kind: z.literal("dmabuf"),
+    device: bdf.describe("The importer (an RDMA NIC, say): a dynamic importer that maps on access and unmaps in its invalidate_mappings callback"),
+    exporter: bdf.describe("The exporting device: a GPU whose BAR 0 is its VRAM, or (vfio-revoke) a device whose BAR 0 VFIO exports"),
+    flow: oneOf(DMABUF_FLOWS).describe(
+      "p2p: a buffer in VRAM read and written by the importer; migrate: the buffer moves to RAM and back, the importer rebinds each time; mixed-remap: half the blocks in RAM, one block moves, the importer maps again (the sg_table vs physical-range list comparison); vfio-revoke: VFIO exports BAR ranges, memory disable revokes, enable lets the importer map again",
+    ),
+    bytes: int(PAGE, 64 * MiB, "a byte count").multipleOf(PAGE, { error: "a multiple of 4096" }).exactOptional().describe("Size of the buffer; default 4 MiB"),
+    blockBytes: int(PAGE, 16 * MiB, "a byte count").multipleOf(PAGE, { error: "a multiple of 4096" }).exactOptional().describe("The GPU's migration granule; default 1 MiB"),
+  },
+  "a dmabuf workload object",
+).describe(
+  "A dma-buf shared between an exporter and an importer (@dmasim/dmabuf): classic maps the exporter's sg_table (dma_buf_map_attachment), two-step the physical-range list the importer maps itself with the dma_iova_* API",
+);
+
+export const WorkloadSchema = z.discriminatedUnion("kind", [NvmeWorkloadSchema, SgWorkloadSchema, SingleWorkloadSchema, P2pWorkloadSchema, StaleWindowWorkloadSchema, HmmWorkloadSchema, RdmaOdpWorkloadSchema, DmabufWorkloadSchema], {
   error: `an object whose kind is one of ${WORKLOAD_KINDS.map((k) => `"${k}"`).join(", ")}`,
 });
 

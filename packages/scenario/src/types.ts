@@ -2,6 +2,7 @@ import type { z } from "zod";
 import type {
   ApiSchema,
   DeviceSpecSchema,
+  DmabufWorkloadSchema,
   HmmWorkloadSchema,
   KernelSpecSchema,
   NvmeWorkloadSchema,
@@ -38,3 +39,5 @@ export type HmmWorkload = z.output<typeof HmmWorkloadSchema>;
 export type HmmEvent = HmmWorkload["event"];
 export type RdmaOdpWorkload = z.output<typeof RdmaOdpWorkloadSchema>;
 export type RdmaOdpTest = RdmaOdpWorkload["test"];
+export type DmabufWorkload = z.output<typeof DmabufWorkloadSchema>;
+export type DmabufFlow = DmabufWorkload["flow"];

@@ -1,5 +1,6 @@
 import { ScenarioError, ScenarioSetupError } from "../errors.js";
 import type { Scenario } from "../types.js";
+import { runDmabuf } from "./dmabuf.js";
 import { runHmm } from "./hmm.js";
 import { runNvme } from "./nvme.js";
 import { runP2p } from "./p2p.js";
@@ -28,6 +29,8 @@ function dispatch(s: Scenario, ctx: RunContext): RunResult {
       return runHmm(s, w, ctx);
     case "rdma-odp":
       return runRdmaOdp(s, w, ctx);
+    case "dmabuf":
+      return runDmabuf(s, w, ctx);
   }
 }
 

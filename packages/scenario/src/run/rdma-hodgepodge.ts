@@ -1,3 +1,4 @@
+import { unsafeIova } from "@dmasim/iommu";
 import { DmirrorDevice, HMM_PFN_P2PDMA_BUS, MADV_DONTNEED, PteKind } from "@dmasim/hmm-odp";
 import type { Mm } from "@dmasim/hmm-odp";
 import { GiB, MiB, PAGE_SIZE, physAddr } from "@dmasim/memory";
@@ -149,7 +150,7 @@ function mttPhys(nic: Mlx5Nic, mr: IbMr, addr: number): number | undefined {
     return undefined;
   }
   const domain = nic.dev.domain;
-  return domain?.type === "paging" ? domain.iovaToPhys(dma) : dma;
+  return domain?.type === "paging" ? domain.iovaToPhys(unsafeIova(dma)) : dma;
 }
 
 /** The physical page the CPU maps at `addr` (present or the zero page), or undefined. */
