@@ -1,5 +1,4 @@
 import { writeFileSync } from "node:fs";
-import { DmasimError, DmasimInputError } from "@dmasim/trace";
 import { installedSchemaUrl, outputProblem } from "./files.js";
 import { parseArgs } from "node:util";
 import { COST_PROFILE_NAMES, isCostProfileName } from "@dmasim/dma";
@@ -8,13 +7,17 @@ import { CALIBRATION_PROFILES, caseNames, checkExpectations, measureCases, parse
 import { renderSweep, sweepAssumed } from "./calibrate-sweep.js";
 import { renderCalibration } from "./calibrate-render.js";
 import { ChromeTraceRecorder } from "./chrome-trace.js";
-import { runDemo, renderDemo } from "./demo.js";
+import { demoSection, runDemo, renderDemo } from "./demo.js";
+import type { DemoSection } from "./demo.js";
+import { configurations, defaultJobs, defaultWorkerOptions, runConfigurations } from "./parallel.js";
+import type { WorkerOptions } from "./parallel.js";
 import { HELP } from "./help.js";
 import { cliJson } from "./json-output.js";
+import { EXIT_CHECK_FAILED, EXIT_OK, EXIT_USAGE, errorReport, OptionError, UsageError } from "./errors.js";
 import { loadScenario } from "./load.js";
 import { readingNote, renderRun, renderScenario } from "./render.js";
 import { cliVersion } from "./version.js";
-import { BUILTIN_SCENARIOS, builtinScenario, defaultAxes, parseAxes, runScenario, RunLogRecorder, ScenarioError, ScenarioSetupError, sweep } from "@dmasim/scenario";
+import { BUILTIN_SCENARIOS, builtinScenario, defaultAxes, parseAxes, runScenario, RunLogRecorder, ScenarioError, sweep } from "@dmasim/scenario";
 import type { RunContext, RunResult, Scenario } from "@dmasim/scenario";
 
 /** Where the command writes; tests pass their own. */
@@ -42,40 +45,36 @@ export const processIo: Io = {
   schemaUrl: installedSchemaUrl(),
 };
 
-/** A command line the command cannot run: an unknown command or option, a wrong number of arguments. */
-class UsageError extends DmasimError {
-  override readonly name: string = "UsageError";
-  constructor(message: string) {
-    super("EINVAL", message);
-  }
-}
-
-/** An option whose value cannot be used (an output file in a missing directory): names the option and the value. */
-class OptionError extends DmasimInputError {
-  override readonly name: string = "OptionError";
-  constructor(option: string, value: unknown, expected: string) {
-    super("", option, value, expected);
-  }
-}
-
-const EXIT_OK = 0;
-const EXIT_CHECK_FAILED = 1;
-const EXIT_USAGE = 2;
-const EXIT_INTERNAL = 70;
-
 /** The dmasim command. Returns the exit status. */
+/**
+ * The dmasim command, in-process and serial whatever --jobs says (what tests and programs embedding the
+ * command call). Returns the exit status.
+ */
 export function main(argv: readonly string[], io: Io = processIo): number {
   try {
-    return dispatch(argv, io);
+    const status = dispatch(argv, io, undefined);
+    // Without worker options no command goes asynchronous.
+    if (typeof status !== "number") throw new TypeError("a command went asynchronous in the serial entry");
+    return status;
   } catch (e) {
-    if (e instanceof UsageError || e instanceof OptionError || e instanceof ScenarioError || e instanceof ScenarioSetupError) {
-      io.err(`dmasim: ${e.message}\n${e instanceof UsageError ? "Run dmasim --help for the commands and options.\n" : ""}`);
-      return EXIT_USAGE;
-    }
-    // A defect of dmasim itself: one line saying so, never a stack trace.
-    const what = e instanceof Error ? `${e.name}: ${e.message.split("\n")[0] ?? ""}` : String(e);
-    io.err(`dmasim: internal error (please report it): ${what}\n`);
-    return EXIT_INTERNAL;
+    const { status, text } = errorReport(e);
+    io.err(text);
+    return status;
+  }
+}
+
+/**
+ * The dmasim command as the binary runs it: demo and compare run their configurations on worker threads
+ * (--jobs, default every core), a fresh thread per configuration. Output and exit status are those of
+ * main(). `worker` says where the worker entry is (the built dist/worker.js unless given).
+ */
+export async function mainParallel(argv: readonly string[], io: Io = processIo, worker: WorkerOptions = defaultWorkerOptions()): Promise<number> {
+  try {
+    return await dispatch(argv, io, worker);
+  } catch (e) {
+    const { status, text } = errorReport(e);
+    io.err(text);
+    return status;
   }
 }
 
@@ -90,6 +89,8 @@ function parseCommandLine(argv: readonly string[]) {
       strict: true,
       options: {
         json: { type: "boolean" },
+        jobs: { type: "string" },
+        "reuse-workers": { type: "boolean" },
         trace: { type: "string" },
         record: { type: "string" },
         api: { type: "string" },
@@ -117,6 +118,7 @@ class Invocation {
     readonly command: string,
     readonly rest: readonly string[],
     readonly values: Values,
+    readonly worker: WorkerOptions | undefined,
   ) {
     this.json = values.json === true;
     this.#recorder = values.trace === undefined ? undefined : new ChromeTraceRecorder();
@@ -140,6 +142,17 @@ class Invocation {
     if (p === undefined) return {};
     if (!isCostProfileName(p)) throw new OptionError("--profile", p, `a cost profile: ${COST_PROFILE_NAMES.join(", ")}`);
     return { costProfile: p };
+  }
+
+  /**
+   * The worker threads demo and compare run on, or undefined to run in-process: --jobs 1, the serial
+   * entry, or --trace/--record (their recorders watch the hosts of the runs, which live in this thread).
+   */
+  parallel(): { jobs: number; worker: WorkerOptions } | undefined {
+    const jobs = parseJobs(this.values.jobs);
+    const { worker, values } = this;
+    if (worker === undefined || jobs === 1 || values.trace !== undefined || values.record !== undefined) return undefined;
+    return { jobs, worker: values["reuse-workers"] === true ? { ...worker, isolate: false } : worker };
   }
 
   /** The run context's onHost: the Chrome trace for Perfetto and the run log for programs both listen to every run. */
@@ -189,13 +202,27 @@ function showCommand(inv: Invocation): number {
   return EXIT_OK;
 }
 
-function demoCommand(inv: Invocation): number {
+function demoCommand(inv: Invocation): number | Promise<number> {
   inv.expectArgs(0, "no argument");
   inv.noAxes();
   if (inv.values.record !== undefined) throw new UsageError("--record takes run or compare (one scenario per log)");
-  const sections = runDemo(inv.hosts());
-  inv.io.out(inv.json ? cliJson("demo", { sections }) : `${renderDemo(sections)}\n`);
-  return inv.finish(sections.every((s) => s.ok));
+  const show = (sections: readonly DemoSection[]): number => {
+    inv.io.out(inv.json ? cliJson("demo", { sections }) : `${renderDemo(sections)}\n`);
+    return inv.finish(sections.every((s) => s.ok));
+  };
+  const parallel = inv.parallel();
+  if (parallel === undefined) return show(runDemo(inv.hosts()));
+  const lists = BUILTIN_SCENARIOS.map((s) => configurations(s, defaultAxes(s)));
+  return runConfigurations(lists.flat(), parallel.jobs, parallel.worker).then((results) => {
+    let at = 0;
+    return show(
+      BUILTIN_SCENARIOS.map((s, i) => {
+        const n = lists[i]?.length ?? 0;
+        at += n;
+        return demoSection(s, results.slice(at - n, at));
+      }),
+    );
+  });
 }
 
 function runCommand(inv: Invocation): number {
@@ -211,21 +238,25 @@ function runCommand(inv: Invocation): number {
   return inv.finish(r.ok, [r]);
 }
 
-function compareCommand(inv: Invocation): number {
+function compareCommand(inv: Invocation): number | Promise<number> {
   inv.expectArgs(1, "one scenario (a file or a built-in name)");
   const { io, json } = inv;
   const s = loadScenario(inv.rest[0] ?? "");
   const axes = parseAxes(inv.values.api, inv.values.iommu, defaultAxes(s));
   const bar = io.stderrIsTTY && !json;
   const profile = inv.profile();
-  const results = sweep(s, axes, {
-    ...profile,
-    ...inv.hosts(s),
-    ...(bar ? { onProgress: (done: number, total: number, label: string) => { io.err(progressBar(done, total, label)); } } : {}),
-  });
-  if (bar) io.err("\r\x1b[2K");
-  io.out(json ? cliJson("compare", { scenario: s, axes, results }) : `${renderScenario(s, results)}\n\n${readingNote(profile.costProfile ?? s.kernel?.costProfile)}\n`);
-  return inv.finish(results.every((r) => r.ok), results);
+  const onProgress = bar ? (done: number, total: number, label: string) => { io.err(progressBar(done, total, label)); } : undefined;
+  const show = (results: RunResult[]): number => {
+    if (bar) io.err("\r\x1b[2K");
+    io.out(json ? cliJson("compare", { scenario: s, axes, results }) : `${renderScenario(s, results)}\n\n${readingNote(profile.costProfile ?? s.kernel?.costProfile)}\n`);
+    return inv.finish(results.every((r) => r.ok), results);
+  };
+  const parallel = inv.parallel();
+  if (parallel === undefined) return show(sweep(s, axes, { ...profile, ...inv.hosts(s), ...(onProgress === undefined ? {} : { onProgress }) }));
+  const list = configurations(s, axes, profile.costProfile);
+  // Workers finish out of order: the bar counts finished runs and names the latest.
+  onProgress?.(0, list.length, s.name);
+  return runConfigurations(list, parallel.jobs, parallel.worker, onProgress).then(show);
 }
 
 function calibrateCommand(inv: Invocation): number {
@@ -256,7 +287,7 @@ function calibrateCommand(inv: Invocation): number {
   return EXIT_OK;
 }
 
-const COMMANDS: Readonly<Record<string, (inv: Invocation) => number>> = {
+const COMMANDS: Readonly<Record<string, (inv: Invocation) => number | Promise<number>>> = {
   calibrate: calibrateCommand,
   list: listCommand,
   show: showCommand,
@@ -265,7 +296,7 @@ const COMMANDS: Readonly<Record<string, (inv: Invocation) => number>> = {
   compare: compareCommand,
 };
 
-function dispatch(argv: readonly string[], io: Io): number {
+function dispatch(argv: readonly string[], io: Io, worker: WorkerOptions | undefined): number | Promise<number> {
   const { values, positionals } = parseCommandLine(argv);
   const [command, ...rest] = positionals;
   if (values.help === true || command === "help") {
@@ -287,8 +318,20 @@ function dispatch(argv: readonly string[], io: Io): number {
   }
   const run = Object.hasOwn(COMMANDS, command) ? COMMANDS[command] : undefined;
   if (run === undefined) throw new UsageError(`unknown command ${JSON.stringify(command)}: expected demo, run, compare, calibrate, list or show`);
-  return run(new Invocation(io, command, rest, values));
+  if ((values.jobs !== undefined || values["reuse-workers"] !== undefined) && command !== "demo" && command !== "compare") throw new UsageError(`${command} takes no --jobs or --reuse-workers (demo and compare do)`);
+  parseJobs(values.jobs);
+  return run(new Invocation(io, command, rest, values, worker));
 }
+
+/** --jobs: how many worker threads demo and compare use; 1 runs them in-process, one after the other. */
+function parseJobs(text: string | undefined): number {
+  if (text === undefined) return defaultJobs();
+  const n = /^[1-9][0-9]{0,3}$/.test(text) ? Number(text) : NaN;
+  if (!(n >= 1 && n <= MAX_JOBS)) throw new OptionError("--jobs", text, `a number of worker threads from 1 to ${MAX_JOBS}`);
+  return n;
+}
+
+const MAX_JOBS = 256;
 
 /** One line redrawn in place: [#####.....] 3/8 label. */
 export function progressBar(done: number, total: number, label: string): string {

@@ -11,7 +11,11 @@ export interface DemoSection {
 }
 
 export function runDemoScenario(s: Scenario, options: { onHost?: RunContext["onHost"] } = {}): DemoSection {
-  const results = sweep(s, defaultAxes(s), options);
+  return demoSection(s, sweep(s, defaultAxes(s), options));
+}
+
+/** A scenario's section of the demo from its runs (made in-process or on worker threads). */
+export function demoSection(s: Scenario, results: readonly RunResult[]): DemoSection {
   return { scenario: s.name, description: s.description, ok: results.every((r) => r.ok), results };
 }
 

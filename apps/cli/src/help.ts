@@ -18,6 +18,10 @@ Options:
                      [profile/]case.ratio=N (repeatable); shows the model's error against it
   --sweep            calibrate: scale each assumed cost row (and the hosts' CPU time per I/O)
                      ×0.25 and ×4 and say which conclusions survive
+  --jobs <n>         demo, compare: worker threads to run the configurations on (default: every
+                     core; 1 runs them in-process, one after the other); the output is the same
+  --reuse-workers    demo, compare: let a worker thread run many configurations (loads the model
+                     once; by default each configuration gets a fresh thread, its own JIT state)
   --json             machine-readable output on stdout
   --trace <file>     write the run's events as a Chrome trace (open it at https://ui.perfetto.dev)
   --record <file>    run, compare: write a run log (format "dmasim-run-log", version 1: the scenario,

@@ -1,5 +1,5 @@
 #!/usr/bin/env node
-import { main } from "./cli.js";
+import { mainParallel } from "./cli.js";
 import { quietOnEpipe } from "./files.js";
 
 const exit = (code: number): void => {
@@ -7,4 +7,4 @@ const exit = (code: number): void => {
 };
 quietOnEpipe(process.stdout, exit, (t) => process.stderr.write(t));
 quietOnEpipe(process.stderr, exit, () => undefined);
-process.exitCode = main(process.argv.slice(2));
+process.exitCode = await mainParallel(process.argv.slice(2));
