@@ -65,7 +65,7 @@ export function main(argv: readonly string[], io: Io = processIo): number {
 
 /**
  * The dmasim command as the binary runs it: demo and compare run their configurations on worker threads
- * (--jobs, default every core), a fresh thread per configuration. Output and exit status are those of
+ * (--jobs, default every core), each thread running configuration after configuration (--isolate-workers: a fresh thread per configuration). Output and exit status are those of
  * main(). `worker` says where the worker entry is (the built dist/worker.js unless given).
  */
 export async function mainParallel(argv: readonly string[], io: Io = processIo, worker: WorkerOptions = defaultWorkerOptions()): Promise<number> {
@@ -90,7 +90,7 @@ function parseCommandLine(argv: readonly string[]) {
       options: {
         json: { type: "boolean" },
         jobs: { type: "string" },
-        "reuse-workers": { type: "boolean" },
+        "isolate-workers": { type: "boolean" },
         trace: { type: "string" },
         record: { type: "string" },
         api: { type: "string" },
@@ -152,7 +152,7 @@ class Invocation {
     const jobs = parseJobs(this.values.jobs);
     const { worker, values } = this;
     if (worker === undefined || jobs === 1 || values.trace !== undefined || values.record !== undefined) return undefined;
-    return { jobs, worker: values["reuse-workers"] === true ? { ...worker, isolate: false } : worker };
+    return { jobs, worker: values["isolate-workers"] === true ? worker : { ...worker, isolate: false } };
   }
 
   /** The run context's onHost: the Chrome trace for Perfetto and the run log for programs both listen to every run. */
@@ -318,7 +318,7 @@ function dispatch(argv: readonly string[], io: Io, worker: WorkerOptions | undef
   }
   const run = Object.hasOwn(COMMANDS, command) ? COMMANDS[command] : undefined;
   if (run === undefined) throw new UsageError(`unknown command ${JSON.stringify(command)}: expected demo, run, compare, calibrate, list or show`);
-  if ((values.jobs !== undefined || values["reuse-workers"] !== undefined) && command !== "demo" && command !== "compare") throw new UsageError(`${command} takes no --jobs or --reuse-workers (demo and compare do)`);
+  if ((values.jobs !== undefined || values["isolate-workers"] !== undefined) && command !== "demo" && command !== "compare") throw new UsageError(`${command} takes no --jobs or --isolate-workers (demo and compare do)`);
   parseJobs(values.jobs);
   return run(new Invocation(io, command, rest, values, worker));
 }

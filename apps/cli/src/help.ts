@@ -20,8 +20,8 @@ Options:
                      ×0.25 and ×4 and say which conclusions survive
   --jobs <n>         demo, compare: worker threads to run the configurations on (default: every
                      core; 1 runs them in-process, one after the other); the output is the same
-  --reuse-workers    demo, compare: let a worker thread run many configurations (loads the model
-                     once; by default each configuration gets a fresh thread, its own JIT state)
+  --isolate-workers  demo, compare: a fresh worker thread per configuration, its own JIT state
+                     (by default a thread runs configuration after configuration, loading the model once)
   --json             machine-readable output on stdout
   --trace <file>     write the run's events as a Chrome trace (open it at https://ui.perfetto.dev)
   --record <file>    run, compare: write a run log (format "dmasim-run-log", version 1: the scenario,

@@ -45,9 +45,9 @@ async function both(argv: readonly string[], tty = false, options = worker): Pro
 }
 
 describe("demo and compare on worker threads", () => {
-  // sg-256 on a fresh thread per configuration (the default); the others on reused threads, cheaper here.
+  // sg-256 on a fresh thread per configuration (--isolate-workers); the others on reused threads (the default).
   it.each([
-    [["compare", "sg-256"], worker],
+    [["compare", "sg-256", "--isolate-workers"], worker],
     [["compare", "nvme-4k-randread", "--json", "--profile", "vtd"], reused],
     [["compare", "p2p-acs-redirect", "--api", "classic", "--iommu", "strict,lazy,off"], reused],
   ] as const)(
@@ -71,7 +71,7 @@ describe("demo and compare on worker threads", () => {
   }, 600_000);
 
   it("the progress bar counts finished runs up to the total and is cleared before the table", async () => {
-    const { serial, parallel } = await both(["compare", "sg-256", "--reuse-workers"], true);
+    const { serial, parallel } = await both(["compare", "sg-256"], true);
     expect(parallel.out).toBe(serial.out);
     expect(parallel.err.startsWith(progressBar(0, 4, "sg-256"))).toBe(true);
     for (const done of [1, 2, 3, 4]) expect(parallel.err).toContain(`[${"#".repeat(done * 6)}${".".repeat(24 - done * 6)}] ${done}/4 sg-256 `);
@@ -99,10 +99,10 @@ describe("demo and compare on worker threads", () => {
   });
 
   it("refuses a --jobs that is not a count, and --jobs on commands that run nothing in parallel", async () => {
-    for (const argv of [["demo", "--jobs", "0"], ["compare", "sg-256", "--jobs", "two"], ["run", "sg-256", "--jobs", "2"], ["list", "--jobs", "2"], ["run", "sg-256", "--reuse-workers"]]) {
+    for (const argv of [["demo", "--jobs", "0"], ["compare", "sg-256", "--jobs", "two"], ["run", "sg-256", "--jobs", "2"], ["list", "--jobs", "2"], ["run", "sg-256", "--isolate-workers"]]) {
       const r = recorder();
       expect(await mainParallel(argv, r.io, worker)).toBe(2);
-      expect(r.err()).toMatch(/--jobs|--reuse-workers/);
+      expect(r.err()).toMatch(/--jobs|--isolate-workers/);
       expect(r.out()).toBe("");
     }
   });
