@@ -135,7 +135,6 @@ export class PhysicalMemory implements ZoneDeviceHost {
     return this.#table.infos;
   }
 
-  /** The region that holds `phys`, or undefined in a hole. */
   regionAt(phys: PhysAddr | number): RegionInfo | undefined {
     checkNat("phys", phys);
     return this.#table.at(this.#table.indexOf(phys))?.info;
@@ -161,7 +160,6 @@ export class PhysicalMemory implements ZoneDeviceHost {
     return n;
   }
 
-  /** A CPU read of `len` bytes at `phys`, across pages and regions; refused whole if any byte has no backing. */
   read(phys: PhysAddr | number, len: number): Uint8Array {
     checkNat("len", len);
     if (len > MAX_READ_BYTES) throw new AddressError("len", len, `at most MAX_READ_BYTES (${MAX_READ_BYTES}) for a read that returns a new buffer; use readInto with your own buffer`);
@@ -192,7 +190,6 @@ export class PhysicalMemory implements ZoneDeviceHost {
     this.#slow("readInto", phys, len, dst, 0);
   }
 
-  /** A CPU write of `bytes` at `phys`, across pages and regions; refused whole if any byte has no backing. */
   write(phys: PhysAddr | number, bytes: Uint8Array): void {
     // Anything else (a plain array, an Int8Array, a string) would be copied by the store's `set` in its own way.
     if (!(bytes instanceof Uint8Array)) throw new AddressError("bytes", bytes, "a Uint8Array of the bytes to write");

@@ -37,17 +37,11 @@ function fields<S extends z.ZodRawShape>(shape: S, what: string): z.ZodObject<S,
 const str = z.string({ error: "a non-empty string" }).min(1, { error: "a non-empty string" });
 const bdf = str.describe('a PCI address "dddd:bb:dd.f" of one of the platform\'s endpoints');
 
-/** The mapping APIs a scenario can run under (the `api` sweep axis). */
 export const APIS = ["classic", "two-step"] as const;
-/** The IOMMU modes a scenario can run under (the `iommu` sweep axis). */
 export const IOMMU_MODES = ["strict", "lazy", "passthrough", "off"] as const;
-/** Every workload kind, the values of `workload.kind`. */
 export const WORKLOAD_KINDS = ["nvme", "sg", "single", "p2p", "stale-window", "hmm"] as const;
-/** The mm events an HMM workload can race with a device fault. */
 export const HMM_EVENTS = ["fault-in", "munmap", "madvise", "fork", "migrate"] as const;
-/** Where in the fault path (hmm_range_fault and the driver's retry loop) the HMM event is injected. */
 export const HMM_RACE_STEPS = ["after-read-begin", "in-hmm-range-fault", "before-driver-lock", "before-read-retry"] as const;
-/** PCI_P2PDMA_MAP_* type names, for a scenario's expected map type. */
 export const P2P_MAP_TYPES = ["BUS_ADDR", "THRU_HOST_BRIDGE", "NOT_SUPPORTED", "NONE"] as const;
 
 export const ApiSchema = oneOf(APIS).describe(
