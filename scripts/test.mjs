@@ -1,6 +1,7 @@
 #!/usr/bin/env node
 // `pnpm test`: every check the project has. Build, typecheck and lint every package (turbo, in
-// dependency order), then run every vitest project once, and close with one plain line
+// dependency order), check that every exported name has a doc comment (scripts/docs.mjs --check),
+// then run every vitest project once, and close with one plain line
 // `N passed, N failed` read from vitest's JSON report. Exits non-zero when anything failed.
 import { spawnSync } from "node:child_process";
 import { existsSync, readFileSync, rmSync } from "node:fs";
@@ -10,6 +11,8 @@ const run = (cmd, args) => spawnSync(cmd, args, { stdio: "inherit", env }).statu
 
 const checks = run("pnpm", ["exec", "turbo", "run", "build", "typecheck", "lint", "--output-logs=errors-only"]);
 if (checks !== 0) console.error("build, typecheck or lint failed (see above)");
+const docs = run("node", ["scripts/docs.mjs", "--check"]);
+if (docs !== 0) console.error("API reference: an exported name without a doc comment (see above)");
 
 const report = ".vitest-report.json";
 rmSync(report, { force: true });
@@ -26,5 +29,6 @@ if (existsSync(report)) {
   failed = 1;
 }
 if (checks !== 0) failed += 1;
+if (docs !== 0) failed += 1;
 console.log(`${passed} passed, ${failed} failed`);
-process.exit(checks === 0 && tests === 0 && failed === 0 && passed > 0 ? 0 : 1);
+process.exit(checks === 0 && docs === 0 && tests === 0 && failed === 0 && passed > 0 ? 0 : 1);

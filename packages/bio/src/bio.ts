@@ -31,10 +31,13 @@ export function bvecAt(phys: number, len: number): BioVec {
   return { page: Math.floor(phys / PAGE_SIZE), offset: phys % PAGE_SIZE, len };
 }
 
+/** What a `Bio` is built from: the operation, the first sector and the memory ranges. */
 export interface BioOptions {
+  /** The operation (bio_op): read or write. */
   readonly op: ReqOp;
   /** bi_iter.bi_sector: where on the device the I/O starts, in 512-byte sectors. */
   readonly sector: number;
+  /** The bio_vecs: page, offset and length of each memory range, in I/O order. */
   readonly vecs: readonly BioVec[];
 }
 
@@ -45,8 +48,11 @@ export interface BioOptions {
  * never mixes P2P memory with ordinary memory or two P2P providers (zone_device_pages_have_same_pgmap).
  */
 export class Bio {
+  /** bio_op(bio): read or write. */
   readonly op: ReqOp;
+  /** bi_iter.bi_sector: where on the device the I/O starts, in 512-byte sectors. */
   readonly sector: number;
+  /** bi_io_vec: the memory ranges, in I/O order. */
   readonly vecs: readonly BioVec[];
   /** bi_iter.bi_size: total bytes. */
   readonly size: number;

@@ -36,6 +36,7 @@ import type { PhysAddr } from "@dmasim/memory";
  * length, 16 with padding) per segment — what the IOVA path saves.
  */
 export const BLK_DMA_ITER_BYTES = 88;
+/** sizeof(struct dma_vec): what a driver keeps per segment to unmap it later (see BLK_DMA_ITER_BYTES). */
 export const DMA_VEC_BYTES = 16;
 
 /**
@@ -43,8 +44,11 @@ export const DMA_VEC_BYTES = 16;
  * and the status when a step returned false. `iter` is internal to the blkRqDmaMapIter* functions.
  */
 export class BlkDmaIter {
+  /** The DMA address of the segment the last step produced. */
   addr = 0 as DmaAddr;
+  /** Bytes in the segment the last step produced. */
   len = 0;
+  /** pci_p2pdma_map_state: how P2P memory in the request is reached, decided from its first segment. */
   readonly p2pdma = new PciP2pdmaMapState();
   /** Valid only after blkRqDmaMapIterStart/Next returned false. */
   status: BlkStatus = BLK_STS_OK;

@@ -19,12 +19,14 @@ export type BioErrorReason =
 export class BioError extends DmasimStateError {
   override readonly name: string = "BioError";
   declare readonly code: "EINVAL" | "EFAULT";
+  /** Why the bio layer refused, as a fixed string tests and callers can switch on. */
   readonly reason: BioErrorReason;
   constructor(reason: BioErrorReason, message: string) {
     super(reason === "no-page" || reason === "crosses-owner" ? "EFAULT" : "EINVAL", message);
     this.reason = reason;
   }
 
+  /** Makes `instanceof BioError` also hold for `BioInputError`, which has another base. */
   static override [Symbol.hasInstance](x: unknown): boolean {
     return Function.prototype[Symbol.hasInstance].call(this, x) || (this === BioError && x instanceof BioInputError);
   }
@@ -34,6 +36,7 @@ export class BioError extends DmasimStateError {
 export class BioInputError extends DmasimInputError {
   override readonly name: string = "BioInputError";
   declare readonly code: "EINVAL";
+  /** Always "bad-argument", so `reason` can be read on any error this package throws. */
   readonly reason = "bad-argument";
 }
 

@@ -21,12 +21,17 @@ export interface QueueLimits {
   readonly dmaAlignment: number;
 }
 
+/** log2 of SECTOR_SIZE: the block layer counts in 512-byte sectors whatever the device's block size. */
 export const SECTOR_SHIFT = 9;
+/** Bytes in a sector (SECTOR_SIZE), the unit of bi_sector and max_sectors. */
 export const SECTOR_SIZE = 512;
 /** BLK_MAX_SEGMENTS, BLK_MAX_SEGMENT_SIZE, BLK_SEG_BOUNDARY_MASK, BLK_DEF_MAX_SECTORS_CAP. */
 export const BLK_MAX_SEGMENTS = 128;
+/** BLK_MAX_SEGMENT_SIZE: the default max_segment_size, 64 KiB. */
 export const BLK_MAX_SEGMENT_SIZE = 65536;
+/** BLK_SEG_BOUNDARY_MASK: by default no segment may cross a 4 GiB boundary. */
 export const BLK_SEG_BOUNDARY_MASK = 0xffffffff;
+/** BLK_DEF_MAX_SECTORS_CAP: the default cap of max_sectors (1280 KiB). */
 export const BLK_DEF_MAX_SECTORS_CAP = 2560;
 const UINT_MAX = 0xffffffff;
 

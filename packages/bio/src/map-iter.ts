@@ -21,6 +21,7 @@ export class BlkMapIter {
   done = 0;
   /** struct phys_vec of the last step. */
   paddr = 0;
+  /** Bytes of the struct phys_vec of the last step. */
   len = 0;
 }
 

@@ -81,7 +81,9 @@ function lastVec(bio: Bio): BioVec {
  * carries what the driver's per-request data would: the DMA bookkeeping bytes it currently holds.
  */
 export class Request {
+  /** The queue limits the request was built and merged under. */
   readonly limits: QueueLimits;
+  /** req_op(rq): the operation all of its bios share. */
   readonly op: ReqOp;
   #bios: Bio[];
   #sector: number;
@@ -119,6 +121,7 @@ export class Request {
     return rq;
   }
 
+  /** The bios in sector order (rq->bio … rq->biotail). */
   get bios(): readonly Bio[] {
     return this.#bios;
   }

@@ -29,24 +29,43 @@ export const BlkStatus = {
 export type BlkStatus = (typeof BlkStatus)[keyof typeof BlkStatus];
 
 // The kernel's macro names, for code that writes them bare (`iter.status === BLK_STS_OK`).
+/** `BlkStatus.OK` under the kernel's macro name BLK_STS_OK. */
 export const BLK_STS_OK = BlkStatus.OK;
+/** `BlkStatus.NOTSUPP` under the kernel's macro name BLK_STS_NOTSUPP. */
 export const BLK_STS_NOTSUPP = BlkStatus.NOTSUPP;
+/** `BlkStatus.TIMEOUT` under the kernel's macro name BLK_STS_TIMEOUT. */
 export const BLK_STS_TIMEOUT = BlkStatus.TIMEOUT;
+/** `BlkStatus.NOSPC` under the kernel's macro name BLK_STS_NOSPC. */
 export const BLK_STS_NOSPC = BlkStatus.NOSPC;
+/** `BlkStatus.TRANSPORT` under the kernel's macro name BLK_STS_TRANSPORT. */
 export const BLK_STS_TRANSPORT = BlkStatus.TRANSPORT;
+/** `BlkStatus.TARGET` under the kernel's macro name BLK_STS_TARGET. */
 export const BLK_STS_TARGET = BlkStatus.TARGET;
+/** `BlkStatus.RESV_CONFLICT` under the kernel's macro name BLK_STS_RESV_CONFLICT. */
 export const BLK_STS_RESV_CONFLICT = BlkStatus.RESV_CONFLICT;
+/** `BlkStatus.MEDIUM` under the kernel's macro name BLK_STS_MEDIUM. */
 export const BLK_STS_MEDIUM = BlkStatus.MEDIUM;
+/** `BlkStatus.PROTECTION` under the kernel's macro name BLK_STS_PROTECTION. */
 export const BLK_STS_PROTECTION = BlkStatus.PROTECTION;
+/** `BlkStatus.RESOURCE` under the kernel's macro name BLK_STS_RESOURCE. */
 export const BLK_STS_RESOURCE = BlkStatus.RESOURCE;
+/** `BlkStatus.IOERR` under the kernel's macro name BLK_STS_IOERR. */
 export const BLK_STS_IOERR = BlkStatus.IOERR;
+/** `BlkStatus.DM_REQUEUE` under the kernel's macro name BLK_STS_DM_REQUEUE. */
 export const BLK_STS_DM_REQUEUE = BlkStatus.DM_REQUEUE;
+/** `BlkStatus.AGAIN` under the kernel's macro name BLK_STS_AGAIN. */
 export const BLK_STS_AGAIN = BlkStatus.AGAIN;
+/** `BlkStatus.DEV_RESOURCE` under the kernel's macro name BLK_STS_DEV_RESOURCE. */
 export const BLK_STS_DEV_RESOURCE = BlkStatus.DEV_RESOURCE;
+/** `BlkStatus.ZONE_OPEN_RESOURCE` under the kernel's macro name BLK_STS_ZONE_OPEN_RESOURCE. */
 export const BLK_STS_ZONE_OPEN_RESOURCE = BlkStatus.ZONE_OPEN_RESOURCE;
+/** `BlkStatus.ZONE_ACTIVE_RESOURCE` under the kernel's macro name BLK_STS_ZONE_ACTIVE_RESOURCE. */
 export const BLK_STS_ZONE_ACTIVE_RESOURCE = BlkStatus.ZONE_ACTIVE_RESOURCE;
+/** `BlkStatus.OFFLINE` under the kernel's macro name BLK_STS_OFFLINE. */
 export const BLK_STS_OFFLINE = BlkStatus.OFFLINE;
+/** `BlkStatus.DURATION_LIMIT` under the kernel's macro name BLK_STS_DURATION_LIMIT. */
 export const BLK_STS_DURATION_LIMIT = BlkStatus.DURATION_LIMIT;
+/** `BlkStatus.INVAL` under the kernel's macro name BLK_STS_INVAL. */
 export const BLK_STS_INVAL = BlkStatus.INVAL;
 
 // errno values the table needs (Linux x86 numbering, positive here and negated at use).

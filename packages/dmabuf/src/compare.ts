@@ -14,16 +14,23 @@ import { DmaBufSystem } from "./system.js";
 
 /** One way of handing a dma-buf to an importer, measured. */
 export interface DmaBufMappingComparisonRow {
+  /** The mapping path measured. */
   readonly path: string;
   /** Bytes of mapping metadata per buffer (sg_table entries, or the range list + the importer's state). */
   readonly metadataBytes: number;
+  /** IOVA allocations of the first map. */
   readonly iovaAllocations: number;
+  /** IOMMU page-table entries written by the first map. */
   readonly pteWrites: number;
+  /** IOTLB syncs of the first map. */
   readonly iotlbSyncs: number;
   /** After one block moved: the unmap and the new map. */
   readonly remapPteWrites: number;
+  /** IOTLB syncs of the unmap and re-map. */
   readonly remapIotlbSyncs: number;
+  /** IOVA allocations of the re-map. */
   readonly remapIovaAllocations: number;
+  /** IOTLB invalidations of the unmap and re-map. */
   readonly remapIotlbInvalidations: number;
 }
 

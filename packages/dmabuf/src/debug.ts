@@ -31,12 +31,16 @@ export type DmaBufCheck =
   | "api-warn"
   | "leak";
 
+/** What the rule checker does with a finding: throw it, collect it for `reports()`, or not check at all. */
 export type DmaBufDebugMode = "throw" | "collect" | "off";
 
+/** One finding of the dma-buf rule checker. */
 export interface DmaBufDebugReport {
+  /** Which rule was broken. */
   readonly check: DmaBufCheck;
   /** BDF of the importing device, or "" for a buffer-wide finding. */
   readonly device: string;
+  /** What happened, in words. */
   readonly message: string;
   /** Virtual time of the finding. */
   readonly time: number;
@@ -45,7 +49,9 @@ export interface DmaBufDebugReport {
 /** A dma-buf rule was broken ("throw" mode). Code EDMADEBUG, like dma-debug's findings. */
 export class DmaBufDebugError extends DmasimStateError {
   override readonly name: string = "DmaBufDebugError";
+  /** Which rule was broken. */
   readonly check: DmaBufCheck;
+  /** The finding in full. */
   readonly report: DmaBufDebugReport;
   constructor(report: DmaBufDebugReport) {
     super("EDMADEBUG", `dma-buf ${report.check}${report.device === "" ? "" : ` (${report.device})`}: ${report.message}`);
@@ -60,6 +66,7 @@ export class DmaBufDebugError extends DmasimStateError {
  * checks nothing.
  */
 export class DmaBufDebug {
+  /** The checker's mode, fixed at creation. */
   readonly mode: DmaBufDebugMode;
   readonly #trace: Trace;
   readonly #reports: DmaBufDebugReport[] = [];
@@ -69,10 +76,12 @@ export class DmaBufDebug {
     this.mode = mode;
   }
 
+  /** False in "off" mode: callers may skip the work of checking. */
   get enabled(): boolean {
     return this.mode !== "off";
   }
 
+  /** Records a finding; throws it as a DmaBufDebugError in "throw" mode. */
   report(check: DmaBufCheck, device: string, message: string): void {
     if (this.mode === "off") return;
     const report: DmaBufDebugReport = { check, device, message, time: this.#trace.clock.now };

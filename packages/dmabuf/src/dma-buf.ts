@@ -15,21 +15,33 @@ import { DmaBufSystem } from "./system.js";
  * Errors are negative errnos, as ERR_PTR would carry them.
  */
 export interface DmaBufOps {
+  /** attach: the exporter checks a new importer device (P2P reachability); returns 0 or -errno. */
   attach?: (dmabuf: DmaBuf, attach: DmaBufAttachment) => number;
+  /** detach: the exporter forgets an importer. */
   detach?: (dmabuf: DmaBuf, attach: DmaBufAttachment) => void;
+  /** pin: keep the buffer where it is until unpin (no move_notify meanwhile); 0 or -errno. */
   pin?: (attach: DmaBufAttachment) => number;
+  /** unpin: the buffer may move again. */
   unpin?: (attach: DmaBufAttachment) => void;
+  /** map_dma_buf: an sg_table DMA-mapped for the importer's device, or -errno. */
   mapDmaBuf?: (attach: DmaBufAttachment, dir: DmaDirection) => SgTable | number;
+  /** unmap_dma_buf: undoes mapDmaBuf. */
   unmapDmaBuf?: (attach: DmaBufAttachment, sgt: SgTable, dir: DmaDirection) => void;
+  /** The physical-address form of map_dma_buf: the buffer's ranges, not yet DMA-mapped, or -errno. */
   mapPhysList?: (attach: DmaBufAttachment) => DmaBufPhysList | number;
+  /** Undoes mapPhysList. */
   unmapPhysList?: (attach: DmaBufAttachment, list: DmaBufPhysList) => void;
+  /** release: the last reference is gone; the exporter frees the buffer. */
   release?: (dmabuf: DmaBuf) => void;
 }
 
 /** struct dma_buf_export_info. */
 export interface DmaBufExportInfo {
+  /** exp_name: the exporter's name, for messages. */
   readonly expName: string;
+  /** Bytes in the buffer. */
   readonly size: number;
+  /** The exporter's callbacks. */
   readonly ops: DmaBufOps;
   /** The exporter's private data (mandatory, as upstream). */
   readonly priv: unknown;
@@ -43,8 +55,11 @@ export interface DmaBufExportInfo {
  * ("Make .invalidate_mapping() truly optional"); without one the importer cannot be revoked.
  */
 export interface DmaBufAttachOps {
+  /** allow_peer2peer: the importer can take P2P (BAR) addresses. */
   readonly allowPeer2peer: boolean;
+  /** invalidate_mappings (7.1): the buffer moves or is revoked; drop every mapping and re-map later. */
   invalidateMappings?: (attach: DmaBufAttachment) => void;
+  /** move_notify: the name of invalidateMappings up to 7.0, accepted as the same callback. */
   moveNotify?: (attach: DmaBufAttachment) => void;
 }
 
@@ -59,12 +74,19 @@ interface MappingRecord {
 
 /** struct dma_buf. */
 export class DmaBuf {
+  /** The host the buffer lives on. */
   readonly system: DmaBufSystem;
+  /** Bytes in the buffer. */
   readonly size: number;
+  /** The exporter's callbacks. */
   readonly ops: DmaBufOps;
+  /** The exporter's private data. */
   readonly priv: unknown;
+  /** The reservation object: its lock serialises mapping and moves, its fences order access. */
   readonly resv: DmaResv;
+  /** exp_name: the exporter's name, for messages. */
   readonly expName: string;
+  /** A unique number of the buffer, as its inode number in the kernel. */
   readonly inode: number;
   readonly #attachments: DmaBufAttachment[] = [];
   #refs = 1;
@@ -83,14 +105,17 @@ export class DmaBuf {
     this.inode = system.nextInode();
   }
 
+  /** The importers attached now. */
   get attachments(): readonly DmaBufAttachment[] {
     return this.#attachments;
   }
 
+  /** References to the buffer (the file's refcount). */
   get refs(): number {
     return this.#refs;
   }
 
+  /** True once the last reference was dropped and release ran. */
   get released(): boolean {
     return this.#released;
   }
@@ -140,11 +165,15 @@ export class DmaBuf {
 
 /** struct dma_buf_attachment. */
 export class DmaBufAttachment {
+  /** The buffer attached to. */
   readonly dmabuf: DmaBuf;
+  /** The importer's device. */
   readonly dev: DmaDevice;
   /** importer_ops->allow_peer2peer; false for a static importer. */
   readonly peer2peer: boolean;
+  /** The importer's callbacks; undefined for a pinned-only importer. */
   readonly importerOps: DmaBufAttachOps | undefined;
+  /** The importer's private data. */
   readonly importerPriv: unknown;
   /** The exporter's per-attachment data. */
   priv: unknown = undefined;
@@ -170,6 +199,7 @@ export class DmaBufAttachment {
     return this.importerOps !== undefined;
   }
 
+  /** True once dma_buf_detach has run; the attachment may no longer be used. */
   get detached(): boolean {
     return this.#detached;
   }

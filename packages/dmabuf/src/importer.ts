@@ -17,6 +17,7 @@ import {
 import { DmaBufInputError } from "./errors.js";
 import { DmaBufPhysList, DmaBufPhysListDma, dmaBufPhysListDmaFree, dmaBufPhysListDmaMap, dmaBufPhysListDmaUnlink, dmaBufPhysListDmaUnmap } from "./phys-list.js";
 
+/** How a `DmaBufImporter` attaches and maps: sg_table or physical ranges, P2P, revocable, pinned. */
 export interface DmaBufImporterOptions {
   /** "sgt": the exporter's sg_table; "phys": the physical-range list, mapped by the importer itself. */
   readonly mapping?: "sgt" | "phys";
@@ -40,13 +41,21 @@ export interface DmaBufImporterOptions {
  * again. Pinned, an invalidation is a revoke: later accesses get -EINVAL (umem_dmabuf's `revoked`).
  */
 export class DmaBufImporter {
+  /** The buffer imported. */
   readonly dmabuf: DmaBuf;
+  /** The importing device. */
   readonly dev: DmaDevice;
+  /** The importer's attachment to the buffer. */
   readonly attach: DmaBufAttachment;
+  /** How it maps the buffer: the exporter's sg_table or the physical-range list. */
   readonly mapping: "sgt" | "phys";
+  /** Pinned at first map; an invalidation then revokes it for good. */
   readonly pinned: boolean;
+  /** invalidate_mappings callbacks received. */
   invalidations = 0;
+  /** Times the buffer was mapped (first access and every re-map after an invalidation). */
   maps = 0;
+  /** True once a pinned importer was invalidated: later accesses get -EINVAL. */
   revoked = false;
   #sgt: SgTable | undefined;
   #list: DmaBufPhysList | undefined;
@@ -86,6 +95,7 @@ export class DmaBufImporter {
     return box.self;
   }
 
+  /** True while the buffer is mapped for the device. */
   get isMapped(): boolean {
     return this.#sgt !== undefined || this.#dma !== undefined;
   }

@@ -10,7 +10,9 @@ import { DmaBufInputError } from "./errors.js";
 
 /** struct dma_buf_phys_vec (struct phys_vec in 6.19): one physical range. */
 export interface DmaBufPhysVec {
+  /** Physical address of the range. */
   readonly paddr: number;
+  /** Bytes in the range. */
   readonly len: number;
 }
 

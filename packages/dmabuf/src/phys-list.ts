@@ -16,11 +16,15 @@ import { DmaBufInputError, DmaBufStateError } from "./errors.js";
  * P2P ranges. dmasim keeps the bit in a bitmap to keep the lengths readable.
  */
 export class DmaBufPhysList {
+  /** Ranges in the list. */
   readonly nrRanges: number;
+  /** Physical address of each range. */
   readonly phys: Float64Array;
+  /** Bytes in each range. */
   readonly len: Float64Array;
   /** One bit per range: set when the range is P2P memory of `provider`. */
   readonly p2pBits: Uint32Array;
+  /** The P2P provider of the buffer's P2P ranges; undefined when it has none. */
   readonly provider: P2pdmaProvider | undefined;
   #size = 0;
   /** @internal importer DMA mappings of this list not yet unmapped. */
@@ -40,6 +44,7 @@ export class DmaBufPhysList {
     return this.#size;
   }
 
+  /** Whether range `i` is P2P memory of `provider` (not RAM). */
   isP2p(i: number): boolean {
     return ((this.p2pBits[i >>> 5] ?? 0) & (1 << (i & 31))) !== 0;
   }
@@ -106,14 +111,19 @@ export type PhysListDmaMode = (typeof PhysListDmaMode)[keyof typeof PhysListDmaM
  * dma_map_phys per range for a device without an IOMMU.
  */
 export class DmaBufPhysListDma {
+  /** The importer's device the list is mapped for. */
   readonly dev: DmaDevice;
+  /** The list mapped. */
   readonly list: DmaBufPhysList;
+  /** The DMA direction of the mapping. */
   readonly dir: DmaDirection;
+  /** The dma_iova_state of the IOVA range; undefined when no range needed an IOVA. */
   readonly state: DmaIovaState | undefined;
   /** Bytes linked into `state`. */
   readonly iovaLen: number;
   /** The DMA address of each range's first byte. */
   readonly dmaAddr: Float64Array;
+  /** How each range is mapped (a PhysListDmaMode). */
   readonly mode: Uint8Array;
   /** The memory kind of each range, in dmaClassifyRange's vocabulary. */
   readonly kinds: readonly DmaMemoryKind[];
@@ -132,6 +142,7 @@ export class DmaBufPhysListDma {
     this.kinds = kinds;
   }
 
+  /** True once the mapping was unmapped; its addresses are stale. */
   get unmapped(): boolean {
     return this.#unmapped;
   }

@@ -13,7 +13,9 @@ export class DmaFence {
   constructor(
     /** The fence context (the engine that signals it), for reports. */
     readonly context: string,
+    /** Sequence number within the context. */
     readonly seqno: number,
+    /** Virtual time (ns) at which the fence signals. */
     readonly signalAt: number,
   ) {
     if (!Number.isFinite(signalAt) || signalAt < 0) throw new DmaBufInputError("dma_fence_init", "signalAt", signalAt, "a virtual time in ns >= 0");
@@ -44,6 +46,7 @@ export class DmaResv {
     this.#debug = debug;
   }
 
+  /** True while dma_resv_lock is held. */
   get isLocked(): boolean {
     return this.#locked;
   }

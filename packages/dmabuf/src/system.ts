@@ -10,15 +10,21 @@ import type { DmaBuf } from "./dma-buf.js";
 
 /** One line of DmaBufSystem.costs(). */
 export interface DmaBufCostLine {
+  /** What the line prices (copies, fence waits, mapping work). */
   readonly what: string;
+  /** Modelled time of the line in ns. */
   readonly ns: number;
+  /** Where the figure comes from (a measurement or a document). */
   readonly source: string;
+  /** True when the figure is assumed rather than measured. */
   readonly assumed: boolean;
 }
 
 /** DmaBufSystem.costs(): the dma-buf block's counters and the modelled time beside them. */
 export interface DmaBufCostReport {
+  /** The dma-buf counters that moved, by name. */
   readonly counters: Readonly<Record<string, number>>;
+  /** The priced lines, one per kind of work. */
   readonly lines: readonly DmaBufCostLine[];
   /** The DMA layer's own report of the same interval. */
   readonly dma: ReturnType<typeof priceCounters>;
@@ -32,6 +38,7 @@ export interface DmaBufCostReport {
 /** The kernel whose dma-buf semantics a system follows. */
 export type DmaBufVersion = "7.1" | "6.19";
 
+/** How `new DmaBufSystem(kernel, options)` sets up the subsystem: rule checker mode and kernel semantics. */
 export interface DmaBufSystemOptions {
   /** The dma-buf rule checker: "throw" (default), "collect" or "off" (for speed runs). */
   readonly debug?: DmaBufDebugMode;
@@ -49,10 +56,15 @@ export interface DmaBufSystemOptions {
  * leak reports. Exporters and buffers belong to one system.
  */
 export class DmaBufSystem {
+  /** The DMA kernel importers map through. */
   readonly kernel: DmaKernel;
+  /** The kernel's trace: the dma-buf counters and events go here. */
   readonly trace: Trace;
+  /** The dma-buf rule checker. */
   readonly debug: DmaBufDebug;
+  /** The kernel whose dma-buf semantics this system follows. */
   readonly version: DmaBufVersion;
+  /** One record per invalidate_mappings, with its quiescence and first-DMA latencies. */
   readonly invalidations: InvalidationLog;
   /** @internal dma_buf_phys_vec_to_sgt's private struct dma_buf_dma of each table it made. */
   readonly sgtPrivate = new WeakMap<object, unknown>();

@@ -6,14 +6,21 @@ import type { VirtualClock } from "@dmasim/trace";
  * accessed memory through a re-established translation. Times are virtual nanoseconds.
  */
 export interface InvalidationRecord {
+  /** Who invalidated: the log's source (an mm, a dma-buf exporter). */
   readonly source: string;
   /** The reason, in the source's vocabulary (an MmuNotifyEvent name for an mm). */
   readonly reason: string;
+  /** First address (or offset) taken away. */
   readonly start: number;
+  /** Address (or offset) just past what was taken away. */
   readonly end: number;
+  /** Subscribers that had a translation of the range to drop. */
   subscribers: number;
+  /** When the invalidation started. */
   readonly tStart: number;
+  /** When every subscriber had dropped its translations; undefined until then. */
   tQuiesced: number | undefined;
+  /** When a device next accessed memory after the invalidation; undefined until it does. */
   tFirstDmaAfter: number | undefined;
 }
 
@@ -24,6 +31,7 @@ export interface InvalidationRecord {
  * subscribers' device translations gone) and time to the first DMA after the event.
  */
 export class InvalidationLog {
+  /** The most recent invalidations, oldest first (at most `limit`). */
   readonly records: InvalidationRecord[] = [];
   readonly #clock: VirtualClock;
   readonly #source: string;
@@ -31,6 +39,7 @@ export class InvalidationLog {
   #awaitingDma = 0;
   /** At most this many records are kept (oldest dropped); the counts below keep counting. */
   readonly limit: number;
+  /** Invalidations logged since the start, dropped records included. */
   total = 0;
 
   constructor(clock: VirtualClock, source: string, limit = 4096) {

@@ -69,13 +69,21 @@ import { unsafeIova } from "@dmasim/iommu";
 
 /** SNAPSHOT byte values (test_hmm_uapi.h). */
 export const HMM_DMIRROR_PROT_ERROR = 0xff;
+/** The page is not mapped by the device. */
 export const HMM_DMIRROR_PROT_NONE = 0x00;
+/** The device may read the page. */
 export const HMM_DMIRROR_PROT_READ = 0x01;
+/** The device may write the page. */
 export const HMM_DMIRROR_PROT_WRITE = 0x02;
+/** Mapped as part of a PMD-sized (2 MiB) page. */
 export const HMM_DMIRROR_PROT_PMD = 0x04;
+/** Mapped as part of a PUD-sized (1 GiB) page. */
 export const HMM_DMIRROR_PROT_PUD = 0x08;
+/** The page is the shared zero page. */
 export const HMM_DMIRROR_PROT_ZERO = 0x10;
+/** A device-private page of this device. */
 export const HMM_DMIRROR_PROT_DEV_PRIVATE_LOCAL = 0x20;
+/** A device-private page of another device. */
 export const HMM_DMIRROR_PROT_DEV_PRIVATE_REMOTE = 0x30;
 export const HMM_DMIRROR_PROT_DEV_COHERENT_LOCAL = 0x40;
 export const HMM_DMIRROR_PROT_DEV_COHERENT_REMOTE = 0x50;
@@ -88,10 +96,15 @@ export const HMM_DMIRROR_FLAG_FAIL_ALLOC = 1 << 0;
 
 /** struct hmm_dmirror_cmd: `ptr` is the user buffer (npages pages of bytes). */
 export interface HmmDmirrorCmd {
+  /** First user address of the command (page-aligned). */
   addr: number;
+  /** The user buffer: the bytes read or to write, or the SNAPSHOT bytes. */
   ptr: Uint8Array;
+  /** Pages the command covers. */
   npages: number;
+  /** Out: pages the command completed (read, written, migrated). */
   cpages: number;
+  /** Out: device faults the command took (hmm_range_fault calls). */
   faults: number;
 }
 
@@ -142,8 +155,11 @@ export interface DmirrorDeviceOptions {
  * object, device-private or coherent) and the files opened on it.
  */
 export class DmirrorDevice {
+  /** The mm core the device's pages belong to. */
   readonly sys: MmSystem;
+  /** Name of the device (/dev/hmm_dmirror0). */
   readonly name: string;
+  /** The device's memory as MEMORY_DEVICE_PRIVATE pages. */
   readonly pagemap: DevPagemap;
   /** Which open file migrated each device page in (rpage->zone_device_data). */
   readonly #pageOwner = new Map<number, Dmirror>();
@@ -257,9 +273,13 @@ export class DmirrorDevice {
  * in DMA mode, to a DMA address from hmm_dma_map, and the device moves bytes through the IOMMU.
  */
 export class Dmirror {
+  /** The device this mirror belongs to. */
   readonly mdevice: DmirrorDevice;
+  /** The process mirrored. */
   readonly mm: Mm;
+  /** The interval notifier over the whole address space that keeps the mirror coherent. */
   readonly notifier = new MmuIntervalNotifier();
+  /** dmirror->mutex: the driver lock the notifier protocol needs. */
   readonly mutex: UserLock;
   /** Page mode: virtual page number → frame * 4 + tag. */
   readonly pt = new Map<number, number>();
@@ -267,6 +287,7 @@ export class Dmirror {
   readonly dma: { readonly dev: DmaDevice; readonly endpoint: Endpoint; readonly start: number; readonly size: number; readonly map: HmmDmaMap; readonly batched: boolean } | undefined;
   /** Device-private pages this mirror maps in DMA mode (window index → device pfn * 4 + tag). */
   readonly #localDma = new Map<number, number>();
+  /** Modelled time of the device's faults and page-table updates. */
   readonly costs: DmirrorCosts;
   /** Race injection: a function run at a step of every fault attempt. */
   inject: Partial<Record<DmirrorFaultStep, () => void>> = {};

@@ -17,11 +17,17 @@ const CLEAR_DMA = ~(HMM_PFN_DMA_MAPPED | HMM_PFN_P2PDMA | HMM_PFN_P2PDMA_BUS);
  * a DMA address per entry.
  */
 export class HmmDmaMap {
+  /** The dma_iova_state of the map's IOVA range (used when the IOVA path is available). */
   readonly state = new DmaIovaState();
+  /** The pfn part of the map's hmm_pfns, one entry per page. */
   pfns = new Uint32Array(0);
+  /** The flag part of the map's hmm_pfns (HMM_PFN_DMA_MAPPED and the P2P bits are sticky). */
   flags = new Uint16Array(0);
+  /** dma_list: the DMA address of each entry when there is no IOVA range (dma-direct or no IOMMU). */
   dmaList: Float64Array | undefined = undefined;
+  /** dma_entry_size: bytes one entry covers (PAGE_SIZE, or more for a bigger device page). */
   dmaEntrySize = 0;
+  /** Entries of the map (the range's pages divided by the entry size). */
   nrEntries = 0;
   /** Model only: the driver lock map and unmap must run under (checked when set). */
   userLock: UserLock | undefined = undefined;

@@ -42,16 +42,25 @@ const EBUSY = -HmmErrno.EBUSY;
  * `flags`, see constants.ts), from entry `index` on: an hmm_dma_map's list can be handed over as is.
  */
 export class HmmRange {
+  /** The interval notifier that covers the range; its sequence decides whether the result is still valid. */
   notifier: MmuIntervalNotifier;
+  /** notifier_seq: the mmuIntervalReadBegin value the caller retries against. */
   notifierSeq = 0;
+  /** First address to fault (page-aligned). */
   start: number;
+  /** Address just past the range. */
   end: number;
+  /** hmm_pfns, pfn part: the page frame of each page (valid where its flags say HMM_PFN_VALID). */
   pfns: Uint32Array;
+  /** hmm_pfns, flag part: HMM_PFN_* in and out for each page (see constants). */
   flags: Uint16Array;
   /** Entry of the arrays that holds `start`. */
   index = 0;
+  /** default_flags: HMM_PFN_REQ_* requested for every page. */
   defaultFlags = 0;
+  /** pfn_flags_mask: which per-page request bits of `flags` apply on top of defaultFlags. */
   pfnFlagsMask = 0;
+  /** dev_private_owner: device-private pages of this owner are returned as they are instead of migrated back. */
   devPrivateOwner: unknown = undefined;
   /** Model only: a race point called after each VMA is walked (an injected invalidation goes here). */
   onWalk: ((addr: number) => void) | undefined = undefined;

@@ -8,14 +8,19 @@ import type { Vma } from "./vma.js";
 
 /** migrate_pfn flags: an entry of src/dst is (pfn << MIGRATE_PFN_SHIFT) | flags. */
 export const MIGRATE_PFN_VALID = 1 << 0;
+/** MIGRATE_PFN_MIGRATE: the page was collected and may be migrated. */
 export const MIGRATE_PFN_MIGRATE = 1 << 1;
+/** MIGRATE_PFN_WRITE: the page was mapped writable. */
 export const MIGRATE_PFN_WRITE = 1 << 3;
+/** MIGRATE_PFN_COMPOUND: the entry is a whole huge page. */
 export const MIGRATE_PFN_COMPOUND = 1 << 4;
+/** Bits below the pfn in a migrate_pfn entry. */
 export const MIGRATE_PFN_SHIFT = 6;
 const SCALE = 1 << MIGRATE_PFN_SHIFT;
 
 /** enum migrate_vma_direction. */
 export const MIGRATE_VMA_SELECT_SYSTEM = 1 << 0;
+/** Collect device-private pages (migration back to RAM). */
 export const MIGRATE_VMA_SELECT_DEVICE_PRIVATE = 1 << 1;
 export const MIGRATE_VMA_SELECT_DEVICE_COHERENT = 1 << 2;
 /** v6.19: collect a whole PMD (a THP, an empty 2 MiB, a device-private THP) as one compound entry. */
@@ -33,15 +38,25 @@ export function migratePfnToPfn(mpfn: number): number {
 
 /** struct migrate_vma. src and dst hold one mpfn per page (numbers: pfn * 64 + flags). */
 export class MigrateVma {
+  /** The process whose pages are migrated. */
   mm: Mm;
+  /** The VMA of the range (migrate->vma). */
   vma: Vma | undefined;
+  /** First address of the range. */
   start: number;
+  /** Address just past the range. */
   end: number;
+  /** migrate->src: the collected source pages as migrate_pfn entries. */
   src: Float64Array;
+  /** migrate->dst: the destination pages the driver fills in, as migrate_pfn entries. */
   dst: Float64Array;
+  /** Pages collected for migration. */
   cpages = 0;
+  /** Pages in the range. */
   npages = 0;
+  /** pgmap_owner: only device-private pages of this owner are collected. */
   pgmapOwner: unknown;
+  /** MIGRATE_VMA_SELECT_* bits: which pages to collect. */
   flags: number;
   /** The device-private page a CPU fault is migrating (migrate_to_ram), or -1. */
   faultPage = -1;
@@ -312,9 +327,13 @@ interface Mapping {
 
 /** The state of a migrate_device_range eviction (src/dst per device page, plus where each is mapped). */
 export class MigrateDevice {
+  /** First device page frame of the range. */
   readonly startPfn: number;
+  /** Pages in the range. */
   readonly npages: number;
+  /** The source pages as migrate_pfn entries. */
   readonly src: Float64Array;
+  /** The destination pages as migrate_pfn entries. */
   readonly dst: Float64Array;
   /** @internal */
   readonly mappings: (Mapping | undefined)[];

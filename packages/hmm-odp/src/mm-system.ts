@@ -19,9 +19,13 @@ export interface MmStats {
   minorFaults: number;
   /** handle_mm_fault calls that read from swap. */
   majorFaults: number;
+  /** Pages copied on a write to a copy-on-write mapping. */
   cowCopies: number;
+  /** Pages written to swap and unmapped. */
   swapOuts: number;
+  /** Pages migrated (to or from device memory, or for compaction). */
   migrations: number;
+  /** Transparent huge pages split into base pages. */
   thpSplits: number;
   /** Invalidations fired through mmu notifiers (one per range). */
   invalidations: number;
@@ -32,8 +36,11 @@ export interface MmStats {
  * anonymous mapping. Page `i` is `pages[i] - 1`, 0 when not cached.
  */
 export class MmFile {
+  /** A name for messages (the file's path, or the shmem object). */
   readonly name: string;
+  /** Bytes in the object. */
   readonly size: number;
+  /** The page cache: page `i` is frame `pages[i] - 1`, 0 when not cached. */
   readonly pages: Float64Array;
   /** Pages written through a shared mapping since the last writeback. */
   readonly dirty: Uint8Array;
@@ -54,8 +61,11 @@ export class MmFile {
  * page cache of files, and the device page maps. Processes (`Mm`) are created from it.
  */
 export class MmSystem {
+  /** The DMA kernel devices map the processes' pages through. */
   readonly kernel: DmaKernel;
+  /** The physical memory pages come from. */
   readonly memory: PhysicalMemory;
+  /** What the mm core did: faults, COW copies, swap-outs, migrations, THP splits, invalidations. */
   readonly stats: MmStats = { minorFaults: 0, majorFaults: 0, cowCopies: 0, swapOuts: 0, migrations: 0, thpSplits: 0, invalidations: 0 };
   /** The shared zero page. */
   readonly zeroPfn: number;

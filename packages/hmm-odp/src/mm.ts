@@ -36,6 +36,7 @@ import { Vma } from "./vma.js";
 
 /** FAULT_FLAG_WRITE / FAULT_FLAG_REMOTE of handle_mm_fault. */
 export const FAULT_FLAG_WRITE = 0x1;
+/** FAULT_FLAG_REMOTE: the fault is on behalf of another context (a device), not the process itself. */
 export const FAULT_FLAG_REMOTE = 0x80;
 
 /** MADV_DONTNEED. */
@@ -53,6 +54,7 @@ export interface MmapOptions {
   shared?: boolean;
   /** A file mapping (shared or private) of this file from `offset`. */
   file?: MmFile;
+  /** Byte offset in `file` of the mapping's first page; page-aligned. */
   offset?: number;
   /** MAP_FIXED address. */
   addr?: number;
@@ -71,11 +73,16 @@ const PRESENT = PteKind.PRESENT;
 
 /** A process address space (struct mm_struct): VMAs with their page tables, the mmap lock, notifiers. */
 export class Mm implements NotifierMm {
+  /** The mm core this process's pages come from. */
   readonly sys: MmSystem;
+  /** Process id, for messages and the checker's reports. */
   readonly pid: number;
+  /** A name for the checker's reports (the process's comm). */
   readonly name: string;
   users = 1;
+  /** mm->notifier_subscriptions: the interval notifiers devices registered on this mm. */
   readonly subscriptions = new MmuNotifierSubscriptions();
+  /** Every invalidation of this mm, for the checker and for tests. */
   readonly invalidations: InvalidationLog;
   /** VMAs sorted by address, not overlapping. */
   readonly vmas: Vma[] = [];
@@ -91,23 +98,28 @@ export class Mm implements NotifierMm {
     sys.mms.add(this);
   }
 
+  /** The DMA kernel's debug checker, which also checks the notifier protocol. */
   get debug(): DmaDebugChecker {
     return this.sys.kernel.debug;
   }
 
   // ---- mmap lock -------------------------------------------------------------------------------
+  /** mmap_read_lock: faults and hmm_range_fault run under it. */
   mmapReadLock(): void {
     if (this.#writer) throw new HmmStateError("EDEADLK", `${this.name}: mmap_read_lock while the write lock is held`);
     this.#readers++;
   }
+  /** mmap_read_unlock. */
   mmapReadUnlock(): void {
     if (this.#readers === 0) throw new HmmStateError("EPERM", `${this.name}: mmap_read_unlock without the lock`);
     this.#readers--;
   }
+  /** mmap_write_lock: mmap, munmap and mprotect run under it. */
   mmapWriteLock(): void {
     if (this.#writer || this.#readers > 0) throw new HmmStateError("EDEADLK", `${this.name}: mmap_write_lock while the lock is held`);
     this.#writer = true;
   }
+  /** mmap_write_unlock. */
   mmapWriteUnlock(): void {
     if (!this.#writer) throw new HmmStateError("EPERM", `${this.name}: mmap_write_unlock without the lock`);
     this.#writer = false;

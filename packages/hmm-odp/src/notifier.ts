@@ -9,22 +9,31 @@ export const MMU_NOTIFIER_RANGE_BLOCKABLE = 1 << 0;
 
 /** What a notifier needs of its mm (the Mm class implements it). */
 export interface NotifierMm {
+  /** A name for the checker's reports. */
   readonly name: string;
   /** mm_users: 0 once the process has exited. */
   readonly users: number;
+  /** mm->notifier_subscriptions: the interval notifiers of this mm. */
   readonly subscriptions: MmuNotifierSubscriptions;
+  /** The checker that reports notifier-protocol misuse (stale sequence, device access after invalidation). */
   readonly debug: DmaDebugChecker;
+  /** The log of invalidations, for the checker and for tests. */
   readonly invalidations: InvalidationLog;
 }
 
 /** struct mmu_notifier_range. `end` is exclusive. */
 export interface MmuNotifierRange {
+  /** First address of the range. */
   readonly start: number;
+  /** Address just past the range. */
   readonly end: number;
+  /** MMU_NOTIFIER_RANGE_* bits (BLOCKABLE). */
   readonly flags: number;
+  /** Why the range is invalidated (enum mmu_notifier_event: unmap, clear, protection, migrate…). */
   readonly event: MmuNotifyEvent;
   /** The pgmap owner for MIGRATE and EXCLUSIVE events (the device that asked); undefined otherwise. */
   readonly owner: unknown;
+  /** The mm whose page tables change. */
   readonly mm: NotifierMm;
 }
 
@@ -35,6 +44,7 @@ export function mmuNotifierRangeBlockable(range: MmuNotifierRange): boolean {
 
 /** struct mmu_interval_notifier_finish: what invalidate_start hands to the second pass. */
 export interface MmuIntervalNotifierFinish {
+  /** The notifier whose second pass this is. */
   readonly notifier: MmuIntervalNotifier;
 }
 
@@ -47,6 +57,7 @@ export interface MmuIntervalNotifierOps {
    * invalidateFinish after every notifier's first pass; without a finish it must act as invalidate.
    */
   invalidateStart?(sub: MmuIntervalNotifier, range: MmuNotifierRange, curSeq: number, out: { finish?: MmuIntervalNotifierFinish }): boolean;
+  /** Second pass of the two-pass form: wait for the device invalidation started by invalidateStart. */
   invalidateFinish?(finish: MmuIntervalNotifierFinish): void;
   /** Model only: device translations still live in [start, end), for the checker after an invalidation. */
   liveTranslations?(sub: MmuIntervalNotifier, start: number, end: number): number;
@@ -59,9 +70,13 @@ export interface MmuIntervalNotifierOps {
 export class MmuIntervalNotifier {
   /** Interval [start, last], inclusive as the interval tree keeps it. */
   start = 0;
+  /** Last address of the interval (inclusive). */
   last = 0;
+  /** The driver's callbacks; set by mmuIntervalNotifierInsert. */
   ops: MmuIntervalNotifierOps | undefined = undefined;
+  /** The mm the notifier is inserted in; undefined until then. */
   mm: NotifierMm | undefined = undefined;
+  /** The sequence number mmuIntervalSetSeq last stored; read_retry compares against it. */
   invalidateSeq = 0;
   /** In the interval tree (RB_EMPTY_NODE false). */
   inTree = false;
@@ -73,6 +88,7 @@ export class MmuIntervalNotifier {
   readonly staleSeqs = new Set<number>();
   /** @internal The sequence that last passed read_retry, and the lock hold it passed under. */
   passedSeq = -1;
+  /** Model only: the UserLock hold under which passedSeq passed. */
   passedHold = -1;
 }
 
@@ -80,8 +96,11 @@ export class MmuIntervalNotifier {
 export class MmuNotifierSubscriptions {
   /** Even while idle, odd while an invalidation touching some interval runs. Starts at 2 as upstream. */
   invalidateSeq = 2;
+  /** Invalidations running now (active_invalidate_ranges); inserts and removes are deferred while it is not 0. */
   activeInvalidateRanges = 0;
+  /** The interval tree of the notifiers (a list in the model). */
   readonly itree: MmuIntervalNotifier[] = [];
+  /** Notifiers to insert or remove once the running invalidations end (deferred_list). */
   readonly deferredList: MmuIntervalNotifier[] = [];
   /**
    * What a waiter (read_begin or remove during an invalidation) does instead of sleeping: a test or a
@@ -204,10 +223,12 @@ export class UserLock {
   #held = false;
   #holds = 0;
   readonly #waiters: (() => void)[] = [];
+  /** Name of the lock, for error messages. */
   readonly name: string;
   constructor(name = "user_lock") {
     this.name = name;
   }
+  /** True while the lock is taken. */
   get held(): boolean {
     return this.#held;
   }
@@ -215,6 +236,7 @@ export class UserLock {
   get hold(): number {
     return this.#holds;
   }
+  /** mutex_lock; taking it twice on the one thread of the model is a deadlock (EDEADLK). */
   lock(): void {
     if (this.#held) throw new HmmStateError("EDEADLK", `${this.name}: lock taken twice on one thread (mutex_lock would deadlock)`);
     this.#held = true;
@@ -226,6 +248,7 @@ export class UserLock {
     this.lock();
     return true;
   }
+  /** mutex_unlock; unlocking a lock not held is refused (EPERM). */
   unlock(): void {
     if (!this.#held) throw new HmmStateError("EPERM", `${this.name}: unlock of a lock that is not held`);
     this.#held = false;

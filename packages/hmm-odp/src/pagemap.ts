@@ -12,11 +12,15 @@ export type MemoryType = (typeof MemoryType)[keyof typeof MemoryType];
 
 /** struct vm_fault, as migrate_to_ram sees it. */
 export interface VmFault {
+  /** vmf->vma->vm_mm: the process that faulted. */
   readonly mm: Mm;
+  /** The VMA the faulting address is in. */
   readonly vma: Vma;
+  /** The faulting address, page-aligned. */
   readonly address: number;
   /** The device-private page frame the CPU faulted on. */
   readonly page: number;
+  /** FAULT_FLAG_WRITE: the access was a write. */
   readonly write: boolean;
 }
 
@@ -41,11 +45,17 @@ export interface DevPagemapOps {
  * `owner` is compared with hmm_range.dev_private_owner and migrate_vma.pgmap_owner.
  */
 export class DevPagemap {
+  /** The dev_pagemap's memory type (MEMORY_DEVICE_PRIVATE, MEMORY_DEVICE_COHERENT…). */
   readonly type: MemoryType;
+  /** pgmap->owner: the driver's token; hmm_range_fault and migration compare it with the caller's. */
   readonly owner: unknown;
+  /** First page frame of the device pages. */
   readonly startPfn: number;
+  /** Device pages in the map. */
   readonly nrPages: number;
+  /** The driver's callbacks (migrate_to_ram, page_free). */
   readonly ops: DevPagemapOps;
+  /** The mm core the map belongs to. */
   readonly sys: MmSystem;
   readonly #backing: Uint32Array;
   readonly #ref: Uint16Array;
@@ -125,10 +135,12 @@ export class DevPagemap {
     return i;
   }
 
+  /** page_ref_count of a device page. */
   refCount(pfn: number): number {
     return this.#ref[this.#index(pfn)] ?? 0;
   }
 
+  /** get_page of a device page: one more reference. */
   getPage(pfn: number): void {
     const i = this.#index(pfn);
     this.#ref[i] = (this.#ref[i] ?? 0) + 1;

@@ -33,4 +33,5 @@ export const PTE_PMD = 0x20;
 /** pte_dirty: written by the CPU since mapped. */
 export const PTE_DIRTY = 0x40;
 
+/** Names of the PteKind values, indexed by kind, for messages and dumps. */
 export const PTE_KIND_NAMES: readonly string[] = ["none", "present", "zero", "swap", "migration", "device-private", "device-exclusive", "protnone", "special"];

@@ -7,8 +7,11 @@ import type { MmFile } from "./mm-system.js";
  * arrays and no objects.
  */
 export class Vma {
+  /** vm_start: first address of the mapping (page-aligned). */
   start: number;
+  /** vm_end: address just past the mapping. */
   end: number;
+  /** vm_flags: VM_* bits. */
   flags: number;
   /** The file or shmem object of a shared (or file-backed private) mapping. */
   file: MmFile | undefined;
@@ -18,7 +21,9 @@ export class Vma {
   pfnBase: number;
   /** An mmap of a peer's BAR: its pages belong to this MEMORY_DEVICE_PCI_P2PDMA provider. */
   p2p: P2pdmaProvider | undefined;
+  /** The page table of the range, one PteKind per page (the model's PTEs). */
   pte: Uint8Array;
+  /** The page frame each present PTE points at (same index as `pte`). */
   pfn: Uint32Array;
 
   /** @internal */
@@ -35,6 +40,7 @@ export class Vma {
     this.pfn = init.pfn ?? new Uint32Array(n);
   }
 
+  /** Pages in the mapping. */
   get pages(): number {
     return this.pte.length;
   }

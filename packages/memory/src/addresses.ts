@@ -7,9 +7,13 @@ import { AddressError } from "./errors.js";
  */
 export type PhysAddr = number & { readonly __brand: "PhysAddr" };
 
+/** log2 of PAGE_SIZE, as the kernel's PAGE_SHIFT on a 4 KiB-page build. */
 export const PAGE_SHIFT = 12;
+/** Bytes in a page frame (PAGE_SIZE): the model's only page size. */
 export const PAGE_SIZE = 4096;
+/** 1024 bytes, for readable sizes (`64 * KiB`). */
 export const KiB = 1024;
+/** 2^20 bytes. */
 export const MiB = 1024 ** 2;
 /**
  * The most bytes one call that returns a new buffer (`PhysicalMemory.read`, an endpoint's `dmaRead`) may
@@ -17,7 +21,9 @@ export const MiB = 1024 ** 2;
  * allocation. Larger transfers go through `readInto` / `dmaReadInto` with a buffer the caller owns.
  */
 export const MAX_READ_BYTES = 256 * MiB;
+/** 2^30 bytes. */
 export const GiB = 1024 ** 3;
+/** 2^40 bytes. */
 export const TiB = 1024 ** 4;
 
 /** Brands `n` as a physical address; throws AddressError unless it is a safe integer >= 0. */

@@ -1,5 +1,6 @@
 import { DmasimInputError, DmasimStateError, hex } from "@dmasim/trace";
 
+/** The errno codes the memory layer's errors carry. */
 export type MemoryErrorCode = "EINVAL" | "EFAULT" | "ENXIO" | "EEXIST" | "ENOMEM";
 
 /**
@@ -10,6 +11,7 @@ export type MemoryErrorCode = "EINVAL" | "EFAULT" | "ENXIO" | "EEXIST" | "ENOMEM
 export class MemoryError extends DmasimStateError {
   override readonly name: string = "MemoryError";
   declare readonly code: MemoryErrorCode;
+  /** Makes `instanceof MemoryError` also hold for `AddressError`, which has another base. */
   static override [Symbol.hasInstance](x: unknown): boolean {
     return Function.prototype[Symbol.hasInstance].call(this, x) || (this === MemoryError && x instanceof AddressError);
   }
@@ -29,6 +31,7 @@ export class UnmappedAddressError extends MemoryError {
   override readonly name = "UnmappedAddressError";
   declare readonly code: "EFAULT";
   constructor(
+    /** The physical address that no region covers. */
     readonly addr: number,
     what: string,
   ) {
@@ -41,7 +44,9 @@ export class MmioNoBackingError extends MemoryError {
   override readonly name = "MmioNoBackingError";
   declare readonly code: "ENXIO";
   constructor(
+    /** The physical address accessed. */
     readonly addr: number,
+    /** Name of the MMIO region without backing. */
     readonly region: string,
     what: string,
   ) {
@@ -54,8 +59,11 @@ export class RegionOverlapError extends MemoryError {
   override readonly name = "RegionOverlapError";
   declare readonly code: "EEXIST";
   constructor(
+    /** Start of the range that was refused. */
     readonly base: number,
+    /** Bytes in the range that was refused. */
     readonly size: number,
+    /** The region already there that the range overlaps. */
     readonly existing: string,
   ) {
     super("EEXIST", `range [${hex(base)}, ${hex(base + size)}) overlaps ${existing}`);
@@ -67,8 +75,11 @@ export class OutOfMemoryError extends MemoryError {
   override readonly name = "OutOfMemoryError";
   declare readonly code: "ENOMEM";
   constructor(
+    /** Pages asked for. */
     readonly count: number,
+    /** Alignment asked for, in pages. */
     readonly align: number,
+    /** Exclusive upper address limit asked for (Infinity: none). */
     readonly below: number,
     freePages: number,
     largestRun: number,
@@ -87,6 +98,7 @@ export class PageStateError extends MemoryError {
   override readonly name = "PageStateError";
   declare readonly code: "EINVAL";
   constructor(
+    /** The page frame number in the wrong state. */
     readonly pfn: number,
     message: string,
   ) {

@@ -9,6 +9,7 @@ import type { PageDescriptors } from "./page-descriptors.js";
 import { RangeKind } from "./page-descriptors.js";
 import { PAGE_FLAG_MASK, PAGE_KIND_FLAGS, PageFlag } from "./page-flags.js";
 
+/** Constraints for `allocPages` (alloc_pages with a zone and an order alignment). */
 export interface AllocPagesOptions {
   /** Alignment of the first page frame number, in pages; a power of two (default 1). */
   readonly align?: number;
@@ -20,7 +21,9 @@ export interface AllocPagesOptions {
 
 /** A run of free page frames, as listed by `freeRuns()`. */
 export interface FreeRun {
+  /** Physical address of the run's first page. */
   readonly phys: PhysAddr;
+  /** Pages in the run. */
   readonly pages: number;
 }
 
@@ -48,14 +51,17 @@ export class PageAllocator {
     for (const r of free) this.#insertFree(r.startPfn, r.endPfn);
   }
 
+  /** Free RAM in bytes (freePageCount * PAGE_SIZE). */
   get freeBytes(): number {
     return this.#freePages * PAGE_SIZE;
   }
 
+  /** Pages the allocator can still hand out (nr_free_pages). */
   get freePageCount(): number {
     return this.#freePages;
   }
 
+  /** Pages handed out and not yet freed. */
   get allocatedPages(): number {
     return this.#allocated;
   }

@@ -14,17 +14,22 @@ export const SECTION_PAGES = 32768;
 /** Internal bit 15: "this pfn has a struct page", so a materialised section can tell pages from holes. */
 const PRESENT = 1 << 15;
 
+/** What a range of struct pages backs: RAM, a P2P BAR (MEMORY_DEVICE_PCI_P2PDMA) or device-private memory (MEMORY_DEVICE_PRIVATE). */
 export type PageRangeKind = "ram" | "p2pdma" | "device-private";
 /** Kinds as bits, for coverage checks that accept several. */
 export const RangeKind = { Ram: 1, P2pdma: 2, DevicePrivate: 4, Any: 7 } as const;
 
 /** A run of page frames that has struct pages: a RAM region, or a ZONE_DEVICE range (one dev_pagemap). */
 export interface PageRange {
+  /** First page frame number of the range. */
   readonly startPfn: number;
+  /** Page frame number just past the range. */
   readonly endPfn: number;
+  /** What the pages back. */
   readonly kind: PageRangeKind;
   /** The dev_pagemap owner (P2P provider id) for ZONE_DEVICE ranges; 0 for RAM. */
   readonly owner: number;
+  /** PageFlag bits a page of the range has before anyone changes it. */
   readonly defaultFlags: number;
 }
 

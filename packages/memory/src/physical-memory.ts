@@ -13,13 +13,17 @@ import type { Region, RegionInfo } from "./regions.js";
 import { RegionTable } from "./regions.js";
 import { SparseStore } from "./sparse-store.js";
 
+/** One RAM range of the physical address map. */
 export interface RamRangeSpec {
+  /** Physical address of the first byte; page-aligned. */
   readonly base: number;
+  /** Bytes in the range; a multiple of PAGE_SIZE. */
   readonly size: number;
   /** Shown by regions() and iomem(); default "System RAM". */
   readonly name?: string;
 }
 
+/** How to build a `PhysicalMemory`: its RAM, whether the guest is confidential, what is reserved. */
 export interface PhysicalMemoryOptions {
   /** RAM ranges: page-aligned, non-overlapping. */
   readonly ram: readonly RamRangeSpec[];
@@ -29,7 +33,9 @@ export interface PhysicalMemoryOptions {
   readonly reserved?: readonly { readonly base: number; readonly size: number }[];
 }
 
+/** How to register an MMIO region (a device BAR) with `addMmio`. */
 export interface MmioOptions {
+  /** Shown by regions() and iomem(), e.g. the BAR's name. */
   readonly name: string;
   /** Who owns the range, e.g. the BDF of the device whose BAR it is. */
   readonly owner?: string;
@@ -47,9 +53,13 @@ type AccessFn = "read" | "readInto" | "write" | "fill";
  * region without backing is refused before any byte moves.
  */
 export class PhysicalMemory implements ZoneDeviceHost {
+  /** The platform's trace: counters and events of the memory layer go here. */
   readonly trace: Trace;
+  /** True for a confidential guest: RAM pages start private (PageFlag.Encrypted). */
   readonly confidential: boolean;
+  /** The struct page array (flags and refcounts per page frame). */
   readonly pages: PageDescriptors;
+  /** The page allocator over this memory's RAM. */
   readonly allocator: PageAllocator;
   readonly #table = new RegionTable();
   /** The region of the last access, if it has bytes: the hot path checks it before any search. */

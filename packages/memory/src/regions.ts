@@ -1,13 +1,18 @@
 import type { PhysAddr } from "./addresses.js";
 import type { SparseStore } from "./sparse-store.js";
 
+/** RAM (System RAM) or a device's MMIO range. */
 export type RegionKind = "ram" | "mmio";
 
 /** One entry of the physical address map, as /proc/iomem would list it. */
 export interface RegionInfo {
+  /** RAM or MMIO. */
   readonly kind: RegionKind;
+  /** Physical address of the first byte. */
   readonly base: PhysAddr;
+  /** Bytes in the region. */
   readonly size: number;
+  /** The name /proc/iomem would show, e.g. "System RAM". */
   readonly name: string;
   /** Who owns the range, e.g. the BDF of the device whose BAR it is. */
   readonly owner: string | undefined;

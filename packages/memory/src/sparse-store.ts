@@ -35,6 +35,7 @@ const TABLE_CHUNK_MASK = (1 << TABLE_CHUNK_SHIFT) - 1;
  * Pages are never given back: like RAM, once touched the bytes stay.
  */
 export class SparseStore {
+  /** Bytes in the range; offsets run from 0 to size. */
   readonly size: number;
   readonly #leaves = new Map<number, Int32Array>();
   #lastLeafIndex = -1;
@@ -71,6 +72,7 @@ export class SparseStore {
     return this.#entry(Math.floor(offset / PAGE_SIZE)) !== 0;
   }
 
+  /** A copy of `len` bytes at `offset` (zeros where never written). */
   read(offset: number, len: number): Uint8Array {
     this.#check(offset, len, "read");
     const out = new Uint8Array(len);
@@ -78,6 +80,7 @@ export class SparseStore {
     return out;
   }
 
+  /** Fills `dst` with the bytes at `offset`, without allocating a result. */
   readInto(offset: number, dst: Uint8Array): void {
     const len = dst.length;
     // Fast path for the common case, an access inside one page (a TLP never crosses 4 KiB).
@@ -102,6 +105,7 @@ export class SparseStore {
     this.#copyOut(offset, dst);
   }
 
+  /** Stores `bytes` at `offset`, giving memory to the pages they touch. */
   write(offset: number, bytes: Uint8Array): void {
     const len = bytes.length;
     if (len > 0 && offset >= 0 && offset + len <= this.size && Number.isSafeInteger(offset)) {

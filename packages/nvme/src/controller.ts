@@ -19,6 +19,7 @@ import {
 import type { NvmeRwCommand } from "./nvme-defs.js";
 import { NvmeCommandError, NvmeInputError } from "./errors.js";
 
+/** The drive's identity: namespace size, LBA size, SGL support, MDTS. */
 export interface NvmeControllerOptions {
   /** Namespace 1 capacity in bytes (a multiple of lbaSize). */
   readonly namespaceBytes: number;
@@ -66,13 +67,21 @@ class Chunks {
  * Doorbells are registers in BAR0 the CPU writes; `service()` is the controller noticing them.
  */
 export class NvmeController {
+  /** The PCIe endpoint the controller masters its DMA through. */
   readonly endpoint: Endpoint;
+  /** BAR0: the controller's registers and doorbells. */
   readonly bar0: Bar;
+  /** The bytes of namespace 1 (the medium), stored sparsely. */
   readonly namespace: SparseStore;
+  /** Namespace 1 capacity in bytes. */
   readonly namespaceBytes: number;
+  /** LBA data size in bytes. */
   readonly lbaSize: number;
+  /** Whether the controller accepts SGLs (Identify Controller SGLS). */
   readonly sglSupported: boolean;
+  /** Maximum data transfer per command in bytes (MDTS). */
   readonly maxTransfer: number;
+  /** What the controller did: commands, errors, data bytes, PRP list and SGL segment reads, faults. */
   readonly stats = { commands: 0, errors: 0, dataBytes: 0, prpListReads: 0, sglSegmentReads: 0, faults: 0 };
   readonly #platform: Platform;
   readonly #queues = new Map<number, IoQueue>();

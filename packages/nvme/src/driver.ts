@@ -51,8 +51,10 @@ type UseSgl = typeof SGL_UNSUPPORTED | typeof SGL_SUPPORTED | typeof SGL_FORCED;
 /** Most descriptor pages one request may chain (a 2 MiB PRP transfer needs 2). */
 const MAX_DESCRIPTORS = 8;
 
+/** How the driver turns a request into DMA segments: the block-layer DMA iterator (blk_rq_dma_map_iter_start), or a scatterlist mapped with dma_map_sgtable the classic way or the two-step IOVA way. */
 export type MappingStyle = "iterator" | "sg-classic" | "sg-two-step";
 
+/** Driver tunables: queue depth, SGL threshold, mapping style. */
 export interface NvmeDriverOptions {
   /** Commands in flight (the submission queue has one more slot). Default 64. */
   readonly queueDepth?: number;
@@ -64,7 +66,9 @@ export interface NvmeDriverOptions {
 
 /** What a completion reports to the submitter. */
 export interface NvmeCompletion {
+  /** The request that completed. */
   readonly rq: Request;
+  /** The block status the request completes with (nvme_error_status). */
   readonly status: BlkStatus;
   /** The controller's status field (0 = success). */
   readonly nvmeStatus: number;
@@ -77,12 +81,19 @@ export interface NvmeCompletion {
  * from the DMA iterator) → SQ entry + doorbell; nvme_poll → completion → nvme_unmap_data. One I/O queue.
  */
 export class NvmeDriver {
+  /** The drive as the DMA layer knows it (its struct device). */
   readonly dev: DmaDevice;
+  /** The DMA mapping layer. */
   readonly kernel: DmaKernel;
+  /** The drive this driver talks to. */
   readonly controller: NvmeController;
+  /** The queue limits the driver sets (nvme_set_queue_limits): what a request may look like. */
   readonly limits: QueueLimits;
+  /** Commands in flight at most. */
   readonly queueDepth: number;
+  /** Average segment size from which SGLs are used instead of PRPs (0: never unless forced). */
   readonly sglThreshold: number;
+  /** Turns requests into DMA segments, in the configured MappingStyle. */
   readonly mapper: SegmentMapper;
   /** simpleCommands: requests nvme_pci_setup_data_simple mapped with one dma_map_bvec (also counted as PRP or SGL). */
   readonly stats = { submitted: 0, completed: 0, prpCommands: 0, sglCommands: 0, simpleCommands: 0, prpLists: 0, sglLists: 0, mapErrors: 0 };

@@ -27,6 +27,7 @@ export class WorkloadError extends DmasimStateError {
 /** The controller's way out of a command it cannot execute: `status` is the NVMe status field (with DNR). */
 export class NvmeCommandError extends DmasimStateError {
   override readonly name: string = "NvmeCommandError";
+  /** @param status The NVMe status field of the completion, with the Do Not Retry bit. */
   constructor(readonly status: number) {
     super("EIO", `NVMe status ${hex(status)}`);
   }

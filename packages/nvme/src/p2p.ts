@@ -10,12 +10,17 @@ import type { NvmeHost } from "./system.js";
 import { WorkloadError } from "./errors.js";
 import { unsafePhysAddr } from "@dmasim/memory";
 
+/** What `runP2pCase` found: how the peer was reached and what that cost on the fabric and in the IOMMU. */
 export interface P2pCaseResult {
+  /** How the DMA layer reaches the peer's memory (pci_p2pdma_state). */
   readonly mapType: PciP2pdmaMapType;
   /** Bytes checked: peer → namespace (a write) and namespace → peer (a read). */
   readonly verifiedBytes: number;
+  /** TLPs routed peer to peer below the switch during the case. */
   readonly tlpsPeerViaSwitch: number;
+  /** TLPs routed peer to peer through the host bridge during the case. */
   readonly tlpsPeerViaHostBridge: number;
+  /** IOMMU page-table entries written during the case (0 when the bus address is used directly). */
   readonly pteWrites: number;
 }
 

@@ -9,17 +9,26 @@ import type { NvmeDriverOptions } from "./driver.js";
 
 /** The NVMe drive, a peer (a GPU, say) on the same switch, and a peer on another root port. */
 export const NVME_BDF = "0000:02:00.0";
+/** The peer on the drive's switch: P2P to it stays below the switch (PCI_P2PDMA_MAP_BUS_ADDR). */
 export const PEER_SWITCH_BDF = "0000:03:00.0";
+/** The peer on another root port: P2P to it goes through the host bridge (PCI_P2PDMA_MAP_THRU_HOST_BRIDGE). */
 export const PEER_HOST_BRIDGE_BDF = "0000:05:00.0";
 
+/** How `createNvmeSystem` builds the host: IOMMU mode, dma-debug, the drive's namespace and limits, RAM, costs. */
 export interface NvmeSystemOptions extends NvmeDriverOptions {
+  /** How the kernel's IOMMU translates the drive's DMA (off, passthrough, lazy, strict). */
   readonly iommuMode?: IommuMode;
+  /** The dma-debug checker's mode (CONFIG_DMA_API_DEBUG). */
   readonly debug?: DebugMode;
+  /** Namespace 1 capacity in bytes (a multiple of lbaSize). */
   readonly namespaceBytes?: number;
+  /** LBA data size in bytes. */
   readonly lbaSize?: number;
+  /** Whether the controller accepts SGLs; without, every command uses PRPs. */
   readonly sglSupported?: boolean;
   /** The controller's MDTS in bytes; default 1 MiB. */
   readonly maxTransfer?: number;
+  /** Bytes of host RAM. */
   readonly ramBytes?: number;
   /** The drive is behind an external-facing port (Thunderbolt): strict IOMMU, bouncing. */
   readonly untrusted?: boolean;
@@ -32,9 +41,13 @@ export type NvmeKernelOptions = Omit<DmaKernelOptions, "iommuMode" | "debug" | "
 
 /** A host with the drive on it: what the workload, the P2P cases and the driver need. */
 export interface NvmeHost {
+  /** The PCIe platform: memory, fabric, IOMMU. */
   readonly platform: Platform;
+  /** The DMA mapping layer the driver maps through. */
   readonly kernel: DmaKernel;
+  /** The drive: the device side of every command. */
   readonly controller: NvmeController;
+  /** The host's NVMe driver: the CPU side of every command. */
   readonly driver: NvmeDriver;
 }
 

@@ -10,11 +10,13 @@ export interface WorkloadOptions {
   readonly ops: number;
   /** Block size range (fio bsrange) in bytes, multiples of 4 KiB. Default 4 KiB. */
   readonly bsMin?: number;
+  /** Largest block size in bytes; default bsMin. */
   readonly bsMax?: number;
   /** Percentage of reads (fio rwmixread). Default 100. */
   readonly readPct?: number;
   /** I/Os kept in flight (fio iodepth); at most the driver's queue depth. Default the driver's. */
   readonly queueDepth?: number;
+  /** Seed of the workload's Xorshift32 (offsets, sizes, read/write mix); default 1. */
   readonly seed?: number;
   /** contiguous: one bvec; scattered: one bvec per page from random pages; offset: one bvec starting 512 bytes into a page. */
   readonly layout?: BufferLayout;
@@ -24,15 +26,25 @@ export interface WorkloadOptions {
   readonly order?: "random" | "sequential";
 }
 
+/** What `runWorkload` did and what it found. */
 export interface WorkloadResult {
+  /** I/Os completed. */
   readonly ops: number;
+  /** Reads completed. */
   readonly reads: number;
+  /** Writes completed. */
   readonly writes: number;
+  /** Bytes transferred. */
   readonly bytes: number;
+  /** Bytes compared with what they should be. */
   readonly verifiedBytes: number;
+  /** Blocks whose bytes differed from what they should be. */
   readonly mismatches: number;
+  /** I/Os that completed with an error status. */
   readonly errors: number;
+  /** Commands that described their data with PRPs. */
   readonly prpCommands: number;
+  /** Commands that described their data with SGLs. */
   readonly sglCommands: number;
   /** Requests nvme_pci_setup_data_simple mapped (one segment, one dma_map_phys; also counted as PRP or SGL). */
   readonly simpleCommands: number;

@@ -14,6 +14,7 @@ export class ScatterlistError extends DmasimInputError {
     super(fn, argument, value, expected);
   }
 
+  /** Makes `instanceof ScatterlistError` also hold for the busy and no-memory errors. */
   static override [Symbol.hasInstance](x: unknown): boolean {
     return Function.prototype[Symbol.hasInstance].call(this, x) || (this === ScatterlistError && (x instanceof ScatterlistBusyError || x instanceof ScatterlistNoMemError));
   }
@@ -24,6 +25,7 @@ export class ScatterlistBusyError extends DmasimStateError {
   override readonly name: string = "ScatterlistBusyError";
   declare readonly code: "EBUSY";
   constructor(
+    /** The kernel function that refused, e.g. `dma_map_sgtable`. */
     readonly fn: string,
     message: string,
   ) {
@@ -43,6 +45,7 @@ export class ScatterlistNoMemError extends DmasimStateError {
   override readonly name: string = "ScatterlistNoMemError";
   declare readonly code: "ENOMEM";
   constructor(
+    /** The kernel function that refused, e.g. `dma_map_sgtable`. */
     readonly fn: string,
     message: string,
   ) {

@@ -18,29 +18,39 @@ export type SgMapping = SgMappingTwoStep | SgMappingClassic | SgMappingPerSegmen
 
 /** What every mapping records: the device, what dma_map_sg was given, and what it returned. */
 interface SgMappingCommon {
+  /** The device the table is mapped for (dma_map_sg's dev). */
   readonly dev: DmaDevice;
   /** nents passed to dma_map_sg, and what it returned. */
   readonly nents: number;
+  /** What dma_map_sg returned: the number of DMA segments in use. */
   readonly mappedEnts: number;
+  /** The direction given to dma_map_sg; the unmap must pass the same. */
   readonly dir: DmaDirection;
 }
 
 /** The two-step path: one state per IOVA chunk and the bytes linked in it. */
 export interface SgMappingTwoStep extends SgMappingCommon {
+  /** Mapped with dma_iova_try_alloc + dma_iova_link, one IOVA range per chunk. */
   readonly path: "two-step";
+  /** The dma_iova_state of each IOVA chunk, in entry order. */
   readonly states: readonly DmaIovaState[];
+  /** Bytes linked into each state (same index), for dma_iova_destroy. */
   readonly stateLens: readonly number[];
 }
 
 /** Upstream's iommu_dma_map_sg: the single IOVA and its length. */
 export interface SgMappingClassic extends SgMappingCommon {
+  /** Mapped by iommu_dma_map_sg: one IOVA range for the whole list. */
   readonly path: "classic";
+  /** Start of the single IOVA range. */
   readonly iova: number;
+  /** Length in bytes of the IOVA range iommu_dma_map_sg allocated. */
   readonly iovaLen: number;
 }
 
 /** dma-direct or swiotlb: each entry mapped on its own; the DMA fields say it all. */
 export interface SgMappingPerSegment extends SgMappingCommon {
+  /** dma-direct (bus address = physical) or swiotlb bounce buffers. */
   readonly path: "direct" | "swiotlb";
 }
 
@@ -62,13 +72,17 @@ export class SgTable {
   nents: number;
   /** sg_phys(sg) = page_to_phys(sg_page(sg)) + sg->offset. */
   readonly phys: Float64Array;
+  /** sg->length: bytes of CPU memory in each entry. */
   readonly length: Float64Array;
+  /** sg_dma_address: where the device reaches each DMA segment. */
   readonly dmaAddress: Float64Array;
+  /** sg_dma_len: bytes in each DMA segment. */
   readonly dmaLength: Float64Array;
   /** SgDmaFlag bits. */
   readonly flags: Uint8Array;
   /** Bytes of struct scatterlist this table costs, chain links included. */
   readonly bookkeepingBytes: number;
+  /** The platform's trace, which counts the table's bookkeeping bytes. */
   readonly trace: Trace;
   #freed = false;
   /** How the table is mapped, undefined while it is not: set by the mapping functions, for reading. */
@@ -88,6 +102,7 @@ export class SgTable {
     trace.counters.add(Counter.DmaBookkeepingBytesAllocated, this.bookkeepingBytes);
   }
 
+  /** True once sgFreeTable has released the table; any later use is refused. */
   get freed(): boolean {
     return this.#freed;
   }

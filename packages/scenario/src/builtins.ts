@@ -186,6 +186,7 @@ export const BUILTIN_SCENARIOS: readonly Scenario[] = [
   ...DMABUF_SCENARIOS,
 ];
 
+/** The built-in scenario of that name (as `dmasim list` shows it), or undefined. */
 export function builtinScenario(name: string): Scenario | undefined {
   return BUILTIN_SCENARIOS.find((s) => s.name === name);
 }

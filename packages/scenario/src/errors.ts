@@ -2,8 +2,11 @@ import { DmasimError, DmasimInputError, DmasimStateError, showValue } from "@dma
 
 /** One problem of a scenario: the field's path from the root, the value found (undefined: missing), what was expected. */
 export interface ScenarioIssue {
+  /** Path of the field, e.g. `workload.ops`. */
   readonly path: string;
+  /** The value found there. */
   readonly value: unknown;
+  /** What the field should hold. */
   readonly expected: string;
 }
 
@@ -18,6 +21,7 @@ function line(i: ScenarioIssue): string {
  */
 export class ScenarioError extends DmasimInputError {
   override readonly name: string = "ScenarioError";
+  /** Every problem found, the first one first (the error's own argument and value). */
   readonly issues: readonly ScenarioIssue[];
 
   constructor(field: string, value: unknown, expected: string, more: readonly ScenarioIssue[] = []) {

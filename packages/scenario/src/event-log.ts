@@ -25,8 +25,11 @@ export type RunLogEvent = DmaTraceEvent;
 export interface RunLogEntry {
   /** `<scenario> <api>/<iommu>`, as the Chrome trace names the run. */
   readonly label: string;
+  /** The mapping API of this run. */
   readonly api: Api;
+  /** The IOMMU mode of this run. */
   readonly iommu: IommuMode;
+  /** The trace events of the run, in order. */
   readonly events: readonly RunLogEvent[];
   /** Events not kept because the run emitted more than the recorder's limit. */
   readonly droppedEvents: number;
@@ -36,9 +39,13 @@ export interface RunLogEntry {
 
 /** A recorded command: the scenario as it ran and each of its runs. Plain JSON. */
 export interface RunLog {
+  /** Identifies the file as a dmasim run log. */
   readonly format: typeof RUN_LOG_FORMAT;
+  /** Version of the log's layout (RUN_LOG_VERSION). */
   readonly version: typeof RUN_LOG_VERSION;
+  /** The scenario as it ran (after defaults and overrides). */
   readonly scenario: Scenario;
+  /** Each run, in the order the sweep ran them. */
   readonly runs: readonly RunLogEntry[];
 }
 

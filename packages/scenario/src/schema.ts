@@ -237,6 +237,7 @@ export const PlatformSchema = z
   .custom<PlatformSpec>((v) => typeof v === "object" && v !== null && !Array.isArray(v), { error: 'a platform spec object such as { "memory": { "ramBytes": 4294967296 } }' })
   .meta({ type: "object", description: "Exactly the spec createPlatform takes (@dmasim/pcie-p2p): memory, iommu, hostBridges, rootPorts, switches, endpoints" });
 
+/** The zod schema of a scenario file: validates and fills defaults; its descriptions are the field reference. */
 export const ScenarioSchema = fields(
   {
     $schema: z.string({ error: "a string (the URL or path of scenario.schema.json)" }).exactOptional(),

@@ -6,8 +6,11 @@ import { ScenarioError } from "./errors.js";
 import { APIS, IOMMU_MODES } from "./schema.js";
 import type { Api, Scenario } from "./types.js";
 
+/** The two sweep axes: every API × every IOMMU mode listed is one run. */
 export interface Axes {
+  /** Mapping APIs to run under. */
   readonly api: readonly Api[];
+  /** IOMMU modes to run under. */
   readonly iommu: readonly IommuMode[];
 }
 
@@ -28,6 +31,7 @@ export function parseAxis<T extends string>(flag: string, text: string, choices:
   return out;
 }
 
+/** The axes from the CLI's --api and --iommu lists; an axis not given keeps `fallback`'s values. */
 export function parseAxes(api: string | undefined, iommu: string | undefined, fallback: Axes): Axes {
   return {
     api: api === undefined ? fallback.api : parseAxis("--api", api, APIS),
@@ -35,7 +39,9 @@ export function parseAxes(api: string | undefined, iommu: string | undefined, fa
   };
 }
 
+/** Options of a sweep that apply to every run. */
 export interface SweepOptions {
+  /** Called once per run when its platform and kernel exist (see RunContext.onHost). */
   readonly onHost?: RunContext["onHost"];
   /** The cost profile every run uses, replacing the scenario's own (the CLI's --profile). */
   readonly costProfile?: RunContext["costProfile"];

@@ -18,9 +18,11 @@ import { freeSgtFromRanges, sgtFromRanges } from "./sg-from-ranges.js";
 export type GpuPlacement = "vram" | "ram";
 const PLACEMENTS: readonly string[] = ["vram", "ram"];
 
+/** How a `GpuVramExporter` is set up: the GPU, its VRAM BAR, block size and copy speed. */
 export interface GpuVramOptions {
   /** The GPU's BDF; its BAR `bar` is the VRAM window, registered as a p2pdma provider. */
   readonly bdf: string;
+  /** Index of the BAR that is the VRAM window. */
   readonly bar?: number;
   /** VRAM the exporter manages, from the start of the BAR (default: the whole BAR). */
   readonly vramBytes?: number;
@@ -56,11 +58,17 @@ interface GpuBo {
  * RAM at map time, as amdgpu places such buffers in GTT.
  */
 export class GpuVramExporter {
+  /** The dma-buf subsystem the exporter's buffers belong to. */
   readonly system: DmaBufSystem;
+  /** The GPU's BDF. */
   readonly bdf: string;
+  /** The VRAM window as a p2pdma provider: importers reach it peer to peer. */
   readonly provider: P2pdmaProvider;
+  /** Migration and allocation granule in bytes. */
   readonly blockBytes: number;
+  /** Copy-engine throughput in bytes per ns (assumed), which times migration fences. */
   readonly copyBytesPerNs: number;
+  /** Blocks of VRAM the exporter manages. */
   readonly nBlocks: number;
   readonly #used: Uint8Array;
   /** Buffers, least recently used first. */

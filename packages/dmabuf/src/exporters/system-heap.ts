@@ -22,7 +22,9 @@ interface HeapBuffer {
  * device or the physical-range list.
  */
 export class SystemHeap {
+  /** The dma-buf subsystem the heap's buffers belong to. */
   readonly system: DmaBufSystem;
+  /** Largest chunk of contiguous pages a buffer is built from. */
   readonly chunkBytes: number;
 
   constructor(system: DmaBufSystem, options: { chunkBytes?: number } = {}) {

@@ -17,15 +17,21 @@ export const VFIO_PCI_ROM_REGION_INDEX = 6;
 
 /** struct vfio_region_dma_range. */
 export interface VfioRegionDmaRange {
+  /** Offset of the range in the region (BAR). */
   readonly offset: number;
+  /** Bytes in the range. */
   readonly length: number;
 }
 
 /** struct vfio_device_feature_dma_buf (VFIO_DEVICE_FEATURE_DMA_BUF, GET). */
 export interface VfioDeviceFeatureDmaBuf {
+  /** The region to export from: a BAR index (below VFIO_PCI_ROM_REGION_INDEX). */
   readonly regionIndex: number;
+  /** File flags of the new dma-buf (`open_flags`, e.g. O_CLOEXEC). */
   readonly openFlags: number;
+  /** The request's `flags` field of the uAPI struct. */
   readonly flags: number;
+  /** The slices of the region the dma-buf covers, in order. */
   readonly dmaRanges: readonly VfioRegionDmaRange[];
 }
 
@@ -45,6 +51,7 @@ interface VfioPciDmaBuf {
 
 /** The state of a revoke: done, or waiting for importers that have not unmapped. */
 export interface VfioRevokeResult {
+  /** True when every importer has unmapped: the BAR is no longer reachable through the dma-bufs. */
   readonly done: boolean;
   /** Mappings still held by importers (what the exporter is waiting for). */
   readonly waitingFor: number;
@@ -59,12 +66,15 @@ export interface VfioRevokeResult {
  * "revoke-never-unmapped" names the importer, and the revoke completes when the last mapping goes.
  */
 export class VfioPciCoreDevice {
+  /** The dma-buf subsystem the device's buffers belong to. */
   readonly system: DmaBufSystem;
+  /** The device's BDF. */
   readonly bdf: string;
   #memoryEnabled = true;
   #closed = false;
   /** A memory disable waiting for importers to unmap. */
   #pendingDisable = false;
+  /** The dma-bufs exported from the device's BARs (vdev->dmabufs). */
   readonly dmabufs: VfioPciDmaBuf[] = [];
   readonly #providers = new Map<number, P2pdmaProvider>();
 
@@ -74,6 +84,7 @@ export class VfioPciCoreDevice {
     system.kernel.platform.endpoint(bdf);
   }
 
+  /** PCI_COMMAND_MEMORY: false while the BARs are disabled (the dma-bufs are revoked then). */
   get memoryEnabled(): boolean {
     return this.#memoryEnabled;
   }

@@ -4,19 +4,27 @@ import type { Api, WorkloadKind } from "../types.js";
 
 /** One thing a run verified: the device saw the right bytes, nothing faulted, nothing leaked… */
 export interface Check {
+  /** What was checked, in a few words. */
   readonly name: string;
+  /** Whether it held. */
   readonly ok: boolean;
+  /** What was seen, for the report. */
   readonly detail: string;
 }
 
 /** What every workload runner returns, whatever its kind. */
 export interface RunResult {
+  /** Name of the scenario that ran. */
   readonly scenario: string;
+  /** Its workload kind. */
   readonly kind: WorkloadKind;
+  /** The mapping API the run used (classic or two-step). */
   readonly api: Api;
+  /** The IOMMU mode the run used. */
   readonly iommu: IommuMode;
   /** Every check held. */
   readonly ok: boolean;
+  /** Every check of the run, passed or not. */
   readonly checks: readonly Check[];
   /** What was mapped and how, in a few lines. */
   readonly mapped: readonly string[];
@@ -26,6 +34,7 @@ export interface RunResult {
   readonly apiCalls: Readonly<Record<string, number>>;
   /** The counters priced by the cost profile, and the part of it that rests on assumed figures. */
   readonly modelledNs: number;
+  /** The part of modelledNs that rests on assumed (not measured) cost figures. */
   readonly assumedNs: number;
   /** Numbers particular to the workload kind (bytes verified, stale reads, map type…). */
   readonly metrics: Readonly<Record<string, number>>;
@@ -42,6 +51,7 @@ const API_COUNTERS: readonly (readonly [CounterName, string])[] = [
   ["DmaIovaDestroys", "dma_iova_destroy"],
 ];
 
+/** DMA API calls by kernel name from a counter snapshot (only the calls that happened). */
 export function apiCallsOf(counters: Readonly<Partial<Record<CounterName, number>>>): Record<string, number> {
   const out: Record<string, number> = {};
   for (const [c, name] of API_COUNTERS) {
@@ -51,6 +61,7 @@ export function apiCallsOf(counters: Readonly<Partial<Record<CounterName, number
   return out;
 }
 
+/** All DMA API calls of a run, summed. */
 export function totalApiCalls(r: RunResult): number {
   let n = 0;
   for (const v of Object.values(r.apiCalls)) n += v;
