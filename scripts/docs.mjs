@@ -57,6 +57,8 @@ const app = await Application.bootstrap({
   readme: "none",
   excludePrivate: true,
   excludeInternal: true,
+  // Source links point at the project's repository whatever the clone's remote is (a CI clone, a fork).
+  sourceLinkTemplate: "https://github.com/dmasim/dmasim/blob/{gitRevision}/{path}#L{line}",
   validation: { notExported: false, invalidLink: false, notDocumented: true },
   packagesRequiringDocumentation: documented,
   treatValidationWarningsAsErrors: true,
