@@ -22,11 +22,37 @@ function typedEntries(pkg) {
 
 const printer = ts.createPrinter({ removeComments: true, newLine: ts.NewLineKind.LineFeed });
 
+/**
+ * The members of unions, intersections and object type literals in a canonical order. tsc prints an
+ * inferred union or intersection in the order its checker happened to create the member types, which
+ * differs between a clean and an incremental build of the same source; the order means nothing to the
+ * type, so the report sorts it and only a real signature change moves a report.
+ */
+function canonical(node, source) {
+  const text = (n) => printer.printNode(ts.EmitHint.Unspecified, n, source);
+  const byText = (a, b) => (text(a) < text(b) ? -1 : text(a) > text(b) ? 1 : 0);
+  const [out] = ts.transform(node, [
+    (ctx) => {
+      const visit = (n) => {
+        const v = ts.visitEachChild(n, visit, ctx);
+        const f = ctx.factory;
+        if (ts.isUnionTypeNode(v)) return f.updateUnionTypeNode(v, f.createNodeArray([...v.types].sort(byText)));
+        if (ts.isIntersectionTypeNode(v)) return f.updateIntersectionTypeNode(v, f.createNodeArray([...v.types].sort(byText)));
+        if (ts.isTypeLiteralNode(v)) return f.updateTypeLiteralNode(v, f.createNodeArray([...v.members].sort(byText)));
+        return v;
+      };
+      return (root) => visit(root);
+    },
+  ]).transformed;
+  return out;
+}
+
 /** The declaration a reader of the API needs: the statement, without comments (a doc edit is not an API change). */
 function declarationText(decl) {
   // `export declare const a: T, b: U;` is one statement for several names: print the statement once per name.
   const node = ts.isVariableDeclaration(decl) ? decl.parent.parent : decl;
-  return printer.printNode(ts.EmitHint.Unspecified, node, node.getSourceFile());
+  const source = node.getSourceFile();
+  return printer.printNode(ts.EmitHint.Unspecified, canonical(node, source), source);
 }
 
 /** The report of one entry: every exported name with its declarations, sorted by name. */

@@ -1,3 +1,4 @@
+import { LINUX_ERRNO } from "@dmasim/trace";
 /**
  * blk_status_t (include/linux/blk_types.h) and the errno table of block/blk-core.c. Members drop the
  * kernel's common prefix, as every dmasim enumeration does (`BlkStatus.IOERR` is BLK_STS_IOERR). The
@@ -69,7 +70,7 @@ export const BLK_STS_DURATION_LIMIT = BlkStatus.DURATION_LIMIT;
 export const BLK_STS_INVAL = BlkStatus.INVAL;
 
 // errno values the table needs (Linux x86 numbering, positive here and negated at use).
-const E = { EOPNOTSUPP: 95, ETIMEDOUT: 110, ENOSPC: 28, ENOLINK: 67, EREMOTEIO: 121, EBADE: 52, ENODATA: 61, EILSEQ: 84, ENOMEM: 12, EIO: 5, EREMCHG: 78, EAGAIN: 11, EBUSY: 16, ETOOMANYREFS: 109, EOVERFLOW: 75, ENODEV: 19, ETIME: 62, EINVAL: 22 } as const;
+const E = LINUX_ERRNO;
 
 /** blk_errors[]: status → { errno, name }. */
 const table: readonly (readonly [BlkStatus, number, string])[] = [

@@ -1,3 +1,4 @@
+import { pickErrno } from "@dmasim/trace";
 /**
  * The DMA API's vocabulary: directions, attributes, errno values and the mapping-error address
  * (include/linux/dma-direction.h, include/linux/dma-mapping.h, include/uapi/asm-generic/errno*.h).
@@ -38,17 +39,7 @@ export const DMA_ATTR_REQUIRE_COHERENT = 1 << 12;
 export const DMA_ATTR_ALL = (1 << 13) - 1 - 1 - (1 << 3);
 
 /** errno values, returned negated as the kernel does (`return -EIO`). */
-export const Errno = {
-  EPERM: 1,
-  EIO: 5,
-  ENOMEM: 12,
-  EFAULT: 14,
-  EBUSY: 16,
-  EINVAL: 22,
-  ERANGE: 34,
-  EOPNOTSUPP: 95,
-  EREMOTEIO: 121,
-} as const;
+export const Errno = pickErrno("EPERM", "EIO", "ENOMEM", "EFAULT", "EBUSY", "EINVAL", "ERANGE", "EOPNOTSUPP", "EREMOTEIO");
 export type Errno = (typeof Errno)[keyof typeof Errno];
 
 export function errnoName(err: number): string {

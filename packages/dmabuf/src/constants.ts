@@ -1,3 +1,4 @@
+import { pickErrno } from "@dmasim/trace";
 import { PAGE_SIZE } from "@dmasim/memory";
 
 /**
@@ -14,17 +15,7 @@ export const DmaResvUsage = {
 export type DmaResvUsage = (typeof DmaResvUsage)[keyof typeof DmaResvUsage];
 
 /** The errnos dmabuf returns (negated), as the kernel's values. */
-export const DmaBufErrno = {
-  EPERM: 1,
-  ENOMEM: 12,
-  EBUSY: 16,
-  ENODEV: 19,
-  EINVAL: 22,
-  EDEADLK: 35,
-  EOVERFLOW: 75,
-  EOPNOTSUPP: 95,
-  ETIMEDOUT: 110,
-} as const;
+export const DmaBufErrno = pickErrno("EPERM", "ENOMEM", "EBUSY", "ENODEV", "EINVAL", "EDEADLK", "EOVERFLOW", "EOPNOTSUPP", "ETIMEDOUT");
 
 /** MAX_SCHEDULE_TIMEOUT: wait without a limit. */
 export const MAX_SCHEDULE_TIMEOUT = Number.POSITIVE_INFINITY;

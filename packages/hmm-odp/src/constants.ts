@@ -1,3 +1,4 @@
+import { pickErrno } from "@dmasim/trace";
 /**
  * HMM pfn flags. The kernel keeps flags and the map order in the top 11 bits of an `unsigned long` whose
  * low bits are the pfn (include/linux/hmm.h). dmasim keeps the pfn and the flags in two typed arrays; the
@@ -39,18 +40,7 @@ export function hmmPfnToMapOrder(flags: number): number {
 export const HMM_RANGE_DEFAULT_TIMEOUT = 1000;
 
 /** The errnos hmm-odp returns (negated), as the kernel's values. */
-export const HmmErrno = {
-  EPERM: 1,
-  ENOENT: 2,
-  EAGAIN: 11,
-  ENOMEM: 12,
-  EFAULT: 14,
-  EBUSY: 16,
-  EINVAL: 22,
-  EOVERFLOW: 75,
-  EOPNOTSUPP: 95,
-  EREMOTEIO: 121,
-} as const;
+export const HmmErrno = pickErrno("EPERM", "ENOENT", "EAGAIN", "ENOMEM", "EFAULT", "EBUSY", "EINVAL", "EOVERFLOW", "EOPNOTSUPP", "EREMOTEIO");
 
 /** enum mmu_notifier_event, in kernel order. */
 export const MmuNotifyEvent = {

@@ -1,3 +1,4 @@
+import { pickErrno } from "@dmasim/trace";
 /** enum ib_access_flags (include/rdma/ib_verbs.h), the bits an MR registration accepts. */
 export const IB_ACCESS_LOCAL_WRITE = 1 << 0;
 export const IB_ACCESS_REMOTE_WRITE = 1 << 1;
@@ -100,14 +101,4 @@ export const MLX5_PF_FLAGS_ENABLE = 1 << 3;
 export const MLX5_IMR_MTT_SIZE = 2 ** 30;
 
 /** The errnos this package returns (negated), as the kernel's values. */
-export const RdmaErrno = {
-  EPERM: 1,
-  ENOENT: 2,
-  EAGAIN: 11,
-  ENOMEM: 12,
-  EFAULT: 14,
-  EBUSY: 16,
-  EINVAL: 22,
-  EOVERFLOW: 75,
-  EOPNOTSUPP: 95,
-} as const;
+export const RdmaErrno = pickErrno("EPERM", "ENOENT", "EAGAIN", "ENOMEM", "EFAULT", "EBUSY", "EINVAL", "EOVERFLOW", "EOPNOTSUPP");

@@ -11,3 +11,5 @@ export { Xorshift32 } from "./random.js";
 export { DmasimError, DmasimInputError, DmasimStateError, TraceInputError, hex, hex16, hex64, showValue } from "./errors.js";
 export { DmasimInputIssuesError, formatPath, joinPath, schemaIssues } from "./input-issues.js";
 export type { InputIssue, SchemaIssueLike } from "./input-issues.js";
+export { LINUX_ERRNO, pickErrno } from "./errno.js";
+export type { LinuxErrnoName } from "./errno.js";
