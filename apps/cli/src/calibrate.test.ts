@@ -4,8 +4,7 @@ import { CALIBRATION_GROUPS, CALIBRATION_PROFILES, PUBLISHED_FIGURES, calibrate,
 import { CONCLUSIONS, assumedCounters, renderSweep, sweepAssumed } from "./calibrate-sweep.js";
 import type { CalibrationGroup, CalibrationReport } from "./calibrate.js";
 import { main } from "./cli.js";
-import type { Io } from "./cli.js";
-import { outputProblem } from "./files.js";
+import { recordingIo } from "./test-io.js";
 
 /** The nvme-4k group with fewer I/Os: the same shape, a quarter of the run time. */
 const SMALL: readonly CalibrationGroup[] = CALIBRATION_GROUPS.filter((g) => g.name === "nvme-4k").map((g) => ({
@@ -14,21 +13,9 @@ const SMALL: readonly CalibrationGroup[] = CALIBRATION_GROUPS.filter((g) => g.na
 }));
 
 function capture(argv: readonly string[]): { code: number; out: string; err: string } {
-  let out = "";
-  let err = "";
-  const io: Io = {
-    out: (t) => {
-      out += t;
-    },
-    err: (t) => {
-      err += t;
-    },
-    stderrIsTTY: false,
-    writeFile: () => undefined,
-    outputProblem,
-    schemaUrl: "file:///scenario.schema.json",
-  };
-  return { code: main(argv, io), out, err };
+  const r = recordingIo();
+  const code = main(argv, r.io);
+  return { code, out: r.out(), err: r.err() };
 }
 
 describe("calibration", () => {

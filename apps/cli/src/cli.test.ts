@@ -5,30 +5,14 @@ import { describe, expect, it } from "vitest";
 import { main } from "./cli.js";
 import { outputProblem, quietOnEpipe } from "./files.js";
 import type { Io } from "./cli.js";
+import { recordingIo } from "./test-io.js";
 import type { RunResult } from "@dmasim/scenario";
 import { builtinScenario, readRunLog } from "@dmasim/scenario";
 
 function capture(argv: readonly string[], options: { tty?: boolean; onWrite?: () => void } = {}): { code: number; out: string; err: string; files: Map<string, string> } {
-  let out = "";
-  let err = "";
-  const files = new Map<string, string>();
-  const io: Io = {
-    out: (t) => {
-      out += t;
-    },
-    err: (t) => {
-      err += t;
-    },
-    stderrIsTTY: options.tty ?? false,
-    writeFile: (p, d) => {
-      options.onWrite?.();
-      files.set(p, d);
-    },
-    outputProblem,
-    schemaUrl: "file:///scenario.schema.json",
-  };
-  const code = main(argv, io);
-  return { code, out, err, files };
+  const r = recordingIo(options);
+  const code = main(argv, r.io);
+  return { code, out: r.out(), err: r.err(), files: r.files };
 }
 
 const dir = mkdtempSync(join(tmpdir(), "dmasim-cli-"));

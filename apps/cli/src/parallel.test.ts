@@ -2,9 +2,8 @@ import { describe, expect, it } from "vitest";
 import { builtinScenario, runScenario } from "@dmasim/scenario";
 import type { Scenario } from "@dmasim/scenario";
 import { main, mainParallel, progressBar } from "./cli.js";
-import type { Io } from "./cli.js";
 import { errorReport, ReportedError } from "./errors.js";
-import { outputProblem } from "./files.js";
+import { recordingIo } from "./test-io.js";
 import { configurations, runConfigurations } from "./parallel.js";
 import type { WorkerOptions } from "./parallel.js";
 
@@ -18,28 +17,11 @@ const worker: WorkerOptions = {
 // Each thread the tests start compiles the sources it loads: the whole demo reuses two threads.
 const reused: WorkerOptions = { ...worker, isolate: false };
 
-function recorder(tty = false): { io: Io; out: () => string; err: () => string } {
-  let out = "";
-  let err = "";
-  const io: Io = {
-    out: (t) => {
-      out += t;
-    },
-    err: (t) => {
-      err += t;
-    },
-    stderrIsTTY: tty,
-    writeFile: () => undefined,
-    outputProblem,
-    schemaUrl: "file:///scenario.schema.json",
-  };
-  return { io, out: () => out, err: () => err };
-}
 
 async function both(argv: readonly string[], tty = false, options = worker): Promise<{ serial: { code: number; out: string; err: string }; parallel: { code: number; out: string; err: string } }> {
-  const s = recorder(tty);
+  const s = recordingIo({ tty });
   const code = main(argv, s.io);
-  const p = recorder(tty);
+  const p = recordingIo({ tty });
   const pcode = await mainParallel([...argv, "--jobs", "2"], p.io, options);
   return { serial: { code, out: s.out(), err: s.err() }, parallel: { code: pcode, out: p.out(), err: p.err() } };
 }
@@ -100,7 +82,7 @@ describe("demo and compare on worker threads", () => {
 
   it("refuses a --jobs that is not a count, and --jobs on commands that run nothing in parallel", async () => {
     for (const argv of [["demo", "--jobs", "0"], ["compare", "sg-256", "--jobs", "two"], ["run", "sg-256", "--jobs", "2"], ["list", "--jobs", "2"], ["run", "sg-256", "--isolate-workers"]]) {
-      const r = recorder();
+      const r = recordingIo();
       expect(await mainParallel(argv, r.io, worker)).toBe(2);
       expect(r.err()).toMatch(/--jobs|--isolate-workers/);
       expect(r.out()).toBe("");
