@@ -2,7 +2,9 @@ import { TraceInputError } from "./errors.js";
 
 /** Handle of a scheduled timer, for `cancel`. */
 export interface TimerHandle {
+  /** Identity of the timer on its clock, unique for the clock's lifetime. */
   readonly id: number;
+  /** Virtual time in ns at which the timer fires. */
   readonly deadline: number;
 }
 
@@ -22,10 +24,15 @@ export class VirtualClock {
   #nextId = 1;
   #timers: Timer[] = [];
 
+  /** Current virtual time in nanoseconds since the clock was created (starts at 0). */
   get now(): number {
     return this.#now;
   }
 
+  /**
+   * Moves time forward by `ns` nanoseconds, firing due timers; throws `TraceInputError` for a negative or non-finite
+   * `ns`.
+   */
   advance(ns: number): void {
     if (!Number.isFinite(ns) || ns < 0) {
       throw new TraceInputError("ns", ns, "a finite number of nanoseconds >= 0");
@@ -61,6 +68,7 @@ export class VirtualClock {
     return { id: timer.id, deadline: timer.deadline };
   }
 
+  /** Removes a pending timer (the kernel's del_timer); false when it already fired or was cancelled. */
   cancel(handle: TimerHandle): boolean {
     const i = this.#timers.findIndex((t) => t.id === handle.id);
     if (i < 0) return false;
@@ -73,6 +81,7 @@ export class VirtualClock {
     return this.#timers[0]?.deadline;
   }
 
+  /** Number of timers set and neither fired nor cancelled. */
   pendingTimers(): number {
     return this.#timers.length;
   }

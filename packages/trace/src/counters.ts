@@ -83,6 +83,7 @@ export class CounterSnapshot {
     this.#names = names;
   }
 
+  /** The counter's value at the instant of the snapshot; 0 for an index no block declares. */
   get(kind: CounterIndex): number {
     return this.#values[kind] ?? 0;
   }
@@ -104,6 +105,7 @@ export class CounterSnapshot {
     return out;
   }
 
+  /** The non-zero counters by name, so `JSON.stringify(snapshot)` prints what `nonZero()` returns. */
   toJSON(): CounterValues {
     return this.nonZero();
   }
@@ -126,10 +128,12 @@ export class Counters {
   readonly #folds: (() => void)[] = [];
   readonly #names: (string | undefined)[] = [];
 
+  /** Adds `n` (default 1) to the counter at `kind`: the hot path, one typed-array store and no check. */
   add(kind: CounterIndex, n = 1): void {
     this.values[kind] = (this.values[kind] ?? 0) + n;
   }
 
+  /** The counter's current value, deferred increments included. */
   get(kind: CounterIndex): number {
     this.fold();
     return this.values[kind] ?? 0;
@@ -153,11 +157,13 @@ export class Counters {
     return this.#names.slice();
   }
 
+  /** A frozen copy of every counter (deferred increments folded in first), to diff against a later one. */
   snapshot(): CounterSnapshot {
     this.fold();
     return new CounterSnapshot(this.values.slice(), this.#names.slice());
   }
 
+  /** Sets every counter to zero, deferred increments included; declared names are kept. */
   reset(): void {
     this.fold();
     this.values.fill(0);

@@ -14,6 +14,7 @@
 export class DmasimError extends Error {
   override readonly name: string = "DmasimError";
   constructor(
+    /** The errno the kernel would return (`EINVAL`, `ENOMEM`, `EBUSY`…) or a documented dmasim code (`E…`). */
     readonly code: string,
     message: string,
   ) {
@@ -25,9 +26,13 @@ export class DmasimError extends Error {
 export class DmasimInputError extends DmasimError {
   override readonly name: string = "DmasimInputError";
   constructor(
+    /** The function that refused the argument (`dmaMapPage`); `""` when the message names no function. */
     readonly fn: string,
+    /** The refused argument, or a path into it for structured input (`options.sites.fail_iova.times`). */
     readonly argument: string,
+    /** The value that was passed, as received; the message shows it with `showValue`. */
     readonly value: unknown,
+    /** What a valid value looks like, in words (`a page-aligned physical address`). */
     readonly expected: string,
   ) {
     super("EINVAL", `${fn ? `${fn}: ` : ""}${argument} = ${showValue(value)} is invalid: expected ${expected}`);

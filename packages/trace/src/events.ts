@@ -7,12 +7,15 @@ import { TraceInputError } from "./errors.js";
  * of the layers below it, the way it exports `Counter`.
  */
 export interface TraceEventBase {
+  /** Names the event (`iommu.map`, `swiotlb.bounce`…); the discriminant of a package's event union. */
   readonly type: string;
+  /** Virtual time of the event in nanoseconds (the platform clock's `now` when it was emitted). */
   readonly t: number;
 }
 
 /** The member of the union `E` whose `type` is `K`. */
 export type TraceEventOf<E extends TraceEventBase, K extends E["type"]> = Extract<E, { type: K }>;
+/** A function called synchronously with each event emitted after it subscribed. */
 export type Subscriber<E extends TraceEventBase = TraceEventBase> = (event: E) => void;
 
 /** One subscription; `live` turns false when it is cancelled, even in the middle of a dispatch. */
@@ -58,6 +61,7 @@ export class EventStream<E extends TraceEventBase = TraceEventBase> {
     this.active = this.#recording;
   }
 
+  /** How many events the ring keeps before the oldest fall out (default 65536). */
   get capacity(): number {
     return this.#ring.length;
   }
@@ -67,6 +71,7 @@ export class EventStream<E extends TraceEventBase = TraceEventBase> {
     return this.#dropped;
   }
 
+  /** Starts or stops keeping events in the ring; subscribers are called either way. */
   setRecording(on: boolean): void {
     this.#recording = on;
     this.#refresh();
@@ -124,6 +129,7 @@ export class EventStream<E extends TraceEventBase = TraceEventBase> {
     return this as unknown as EventStream<F>;
   }
 
+  /** Empties the ring and zeroes `dropped`; subscribers and the recording switch stay as they are. */
   clear(): void {
     this.#ring.fill(undefined);
     this.#head = 0;

@@ -15,7 +15,9 @@ export interface FaultAttrOptions {
 
 /** Injection options for a whole platform: one seed, and attributes per site name (e.g. `fail_iova`). */
 export interface FaultInjectOptions {
+  /** Seed of the platform's shared generator (default 1): the same seed and calls inject the same failures. */
   readonly seed?: number | undefined;
+  /** Attributes per site name (`fail_iova`, `fail_swiotlb`…); sites not named stay unarmed. */
   readonly sites?: Readonly<Partial<Record<string, FaultAttrOptions>>> | undefined;
 }
 
@@ -49,6 +51,7 @@ function checkAttr(name: string, options: FaultAttrOptions): void {
  * order, as the kernel tests them. Sites test `armed` first, so an unarmed site costs one field read.
  */
 export class FaultAttr {
+  /** The site's name, as the package that fails declares it (`fail_iova`). */
   readonly name: string;
   readonly #rng: Xorshift32;
   #probability = 0;
@@ -85,18 +88,22 @@ export class FaultAttr {
     this.#update();
   }
 
+  /** Whole percent of eligible calls that fail, 0 to 100 (debugfs `probability`). */
   get probability(): number {
     return this.#probability;
   }
 
+  /** Only every `interval`-th eligible call may fail; 1 means every call (debugfs `interval`). */
   get interval(): number {
     return this.#interval;
   }
 
+  /** Failures left before the site stops failing; -1 for no limit (debugfs `times`). */
   get times(): number {
     return this.#times;
   }
 
+  /** Bytes of requests still let through before the first failure (debugfs `space`); counts down. */
   get space(): number {
     return this.#space;
   }

@@ -11,14 +11,19 @@ import { DmasimInputError, showValue } from "./errors.js";
 export interface InputIssue {
   /** `endpoints[0].bars[1].size`; `""` for the root. */
   readonly path: string;
+  /** The value found at `path` (undefined when the path does not exist in the input). */
   readonly value: unknown;
+  /** What a valid value there looks like, in words. */
   readonly expected: string;
 }
 
 /** The part of a schema library's issue this module reads (zod 4's `$ZodIssue` matches it). */
 export interface SchemaIssueLike {
+  /** The kind of issue (`invalid_type`, `unrecognized_keys`, `invalid_union`, …). */
   readonly code: string;
+  /** Keys from the root of the input to the offending value. */
   readonly path: readonly PropertyKey[];
+  /** The schema's wording of the problem; becomes the issue's `expected`. */
   readonly message: string;
   /** Unknown keys of an object (`unrecognized_keys`). */
   readonly keys?: readonly string[];
@@ -93,6 +98,7 @@ export function joinPath(root: string, path: string): string {
  */
 export class DmasimInputIssuesError extends DmasimInputError {
   override readonly name: string = "DmasimInputIssuesError";
+  /** Every issue found, in the schema's order; never empty (the fields of `DmasimInputError` repeat the first). */
   readonly issues: readonly InputIssue[];
   constructor(fn: string, root: string, issues: readonly InputIssue[]) {
     const first = issues[0] ?? { path: "", value: undefined, expected: "a valid input" };

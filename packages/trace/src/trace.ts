@@ -14,8 +14,11 @@ import { FaultInjection } from "./fault-inject.js";
  * it knows (`Platform.trace`, `DmaKernel.trace`), so readers of `trace.events` get typed events.
  */
 export class Trace<E extends TraceEventBase = TraceEventBase> {
+  /** The platform's counters; every layer declares its block here. */
   readonly counters: Counters;
+  /** The platform's virtual clock (ns); shared with every layer so timers and event times agree. */
   readonly clock: VirtualClock;
+  /** The platform's event stream, typed with the union of events the holder knows. */
   readonly events: EventStream<E>;
   /** Fault-injection sites (all unarmed until configured): the kernel's fail_* debugfs attributes. */
   readonly faults: FaultInjection;
