@@ -135,6 +135,7 @@ export class PhysicalMemory implements ZoneDeviceHost {
     return this.#table.infos;
   }
 
+  /** The region that contains `phys`, or undefined when `phys` falls in a hole of the physical address map. */
   regionAt(phys: PhysAddr): RegionInfo | undefined {
     checkNat("phys", phys);
     return this.#table.at(this.#table.indexOf(phys))?.info;
@@ -160,6 +161,10 @@ export class PhysicalMemory implements ZoneDeviceHost {
     return n;
   }
 
+  /**
+   * A new buffer with the `len` bytes at `phys` (never-written RAM reads as zeros); throws `UnmappedAddressError` for
+   * a hole, `MmioNoBackingError` for MMIO without a backing store, `AddressError` above `MAX_READ_BYTES`.
+   */
   read(phys: PhysAddr, len: number): Uint8Array {
     checkNat("len", len);
     if (len > MAX_READ_BYTES) throw new AddressError("len", len, `at most MAX_READ_BYTES (${MAX_READ_BYTES}) for a read that returns a new buffer; use readInto with your own buffer`);
@@ -190,6 +195,10 @@ export class PhysicalMemory implements ZoneDeviceHost {
     this.#slow("readInto", phys, len, dst, 0);
   }
 
+  /**
+   * Stores `bytes` at `phys`, materialising the pages it touches; throws `UnmappedAddressError` or
+   * `MmioNoBackingError` like `read`, before writing anything.
+   */
   write(phys: PhysAddr, bytes: Uint8Array): void {
     // Anything else (a plain array, an Int8Array, a string) would be copied by the store's `set` in its own way.
     if (!(bytes instanceof Uint8Array)) throw new AddressError("bytes", bytes, "a Uint8Array of the bytes to write");
