@@ -9,6 +9,7 @@ import type { InputIssue } from "@dmasim/trace";
 export class PlatformSpecError extends DmasimInputIssuesError {
   override readonly name: string = "PlatformSpecError";
   declare readonly code: "EINVAL";
+  /** Path of the first issue from the spec's root (`endpoints[2].bars[0].size`); `""` for the spec itself. */
   readonly path: string;
   constructor(path: string, value: unknown, expected: string, more: readonly InputIssue[] = []) {
     super("", "spec", [{ path, value, expected }, ...more]);
@@ -67,8 +68,11 @@ export class PcieAccessError extends DmasimStateError {
   override readonly name: string = "PcieAccessError";
   declare readonly code: "EFAULT" | "EIO" | "EACCES";
   constructor(
+    /** Why the TLP failed: an IOMMU fault, an Unsupported Request, or private (encrypted) memory. */
     readonly kind: PcieAccessKind,
+    /** BDF of the device whose access failed. */
     readonly device: string,
+    /** Whether the device was reading or writing. */
     readonly access: "read" | "write",
     /** Address the failing TLP carried, as the device issued it (IOVA or bus address). */
     readonly addr: number,

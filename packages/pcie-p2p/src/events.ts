@@ -8,22 +8,35 @@ export type FabricPath = "memory" | "peer-via-switch" | "peer-via-host-bridge";
 
 /** One memory read or write TLP (split at 4 KiB boundaries) that reached its target. */
 export interface TlpEvent {
+  /** Event name. */
   readonly type: "tlp";
+  /** Virtual time in ns. */
   readonly t: number;
+  /** BDF of the device that issued the TLP. */
   readonly device: string;
+  /** Which way the fabric routed it. */
   readonly path: FabricPath;
+  /** Read or write. */
   readonly access: Access;
+  /** The address the TLP carried, as the device issued it (IOVA, bus or physical address). */
   readonly addr: number;
+  /** Bytes carried, at most 4096. */
   readonly len: number;
 }
 
 /** A TLP no BAR and no RAM claimed: the completer answers Unsupported Request. */
 export interface UnsupportedRequestEvent {
+  /** Event name. */
   readonly type: "unsupported-request";
+  /** Virtual time in ns. */
   readonly t: number;
+  /** BDF of the device that issued the TLP. */
   readonly device: string;
+  /** Read or write. */
   readonly access: Access;
+  /** The address nothing claimed. */
   readonly addr: number;
+  /** Bytes the TLP asked for. */
   readonly len: number;
 }
 

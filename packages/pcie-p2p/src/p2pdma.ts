@@ -11,6 +11,7 @@ export type PciP2pdmaMapType = (typeof PciP2pdmaMapType)[keyof typeof PciP2pdmaM
 export const WHITELIST = { none: 0, "same-host-bridge": 1, any: 2 } as const satisfies Record<HostBridgeP2p, number>;
 
 export interface MapTypeAndDist {
+  /** How the client must address the provider: a bus address, through the host bridge, or not at all. */
   readonly type: PciP2pdmaMapType;
   /** dist_a + dist_b of the walk: 0 for the same device, 4 for two devices on one switch. */
   readonly dist: number;

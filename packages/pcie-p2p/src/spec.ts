@@ -26,6 +26,7 @@ const ramRegionSchema = record(
   "an object { base, size, name? }",
 ).refine((r) => r.base + r.size <= MAX_ADDR, { error: "a region ending below 2^53", path: ["size"] });
 
+/** Schema of the platform's memory: RAM size or explicit RAM regions, and whether the guest is confidential. */
 export const memorySpecSchema = record(
   {
     /** RAM from physical address 0, one contiguous region (no PC-style hole below 4 GiB). */
@@ -38,6 +39,7 @@ export const memorySpecSchema = record(
   "an object with ramBytes or ram",
 ).refine((m) => (m.ramBytes === undefined) !== (m.ram === undefined), { error: "exactly one of ramBytes (RAM from 0) or ram (explicit regions)" });
 
+/** Schema of one IOMMU unit's options: name, IOTLB geometry, page sizes, address width, sync-map requirement. */
 export const iommuSpecSchema = record(
   {
     name: id.optional(),
@@ -80,6 +82,7 @@ const windowSchema = record({ base: pageAligned("a physical address", 0), size: 
   { error: "a window ending below 2^53", path: ["size"] },
 );
 
+/** Schema of a host bridge: id, P2P whitelist place, bus offset, MMIO window and IOMMU unit. */
 export const hostBridgeSpecSchema = record(
   {
     id,
@@ -95,6 +98,7 @@ export const hostBridgeSpecSchema = record(
   "an object { id, p2p?, busOffset?, mmio?, iommu? }",
 );
 
+/** Schema of a root port: id, host bridge and ACS bits. */
 export const rootPortSpecSchema = record(
   {
     id,
@@ -105,8 +109,10 @@ export const rootPortSpecSchema = record(
   "an object { id, hostBridge?, acs? }",
 );
 
+/** Schema of one switch downstream port given by id, with its ACS bits. */
 export const switchPortSpecSchema = record({ id, acs: acsSpecSchema.optional() }, "a port id or { id, acs? }");
 
+/** Schema of a PCIe switch: its parent port, its downstream ports (a count or a list) and their ACS bits. */
 export const switchSpecSchema = record(
   {
     id,
@@ -128,6 +134,7 @@ export const switchSpecSchema = record(
   "an object { id, parent?, downstreamPorts, acs?, upstreamAcs? }",
 );
 
+/** Schema of a memory BAR: number, size (a power of two >= 4096 bytes) and optional physical address. */
 export const barSpecSchema = record(
   {
     /** BAR number 0..5; default its position in the list. */
@@ -142,6 +149,7 @@ export const barSpecSchema = record(
   if (b.phys !== undefined && b.phys % b.size !== 0) ctx.addIssue({ code: "custom", message: `a physical address aligned to the BAR size (${b.size})`, path: ["phys"] });
 });
 
+/** Schema of an endpoint: BDF, parent port, untrusted flag, IOMMU unit and BARs. */
 export const endpointSpecSchema = record(
   {
     /** "dddd:bb:dd.f", lowercase hex, as pci_name() prints it. */
@@ -192,14 +200,25 @@ export const platformSpecSchema = record(
   "a platform spec object",
 );
 
+/** A platform as plain JSON, input to `createPlatform`; every field but `memory` is optional. */
 export type PlatformSpec = z.input<typeof platformSpecSchema>;
+/** The `memory` part of a `PlatformSpec`. */
 export type MemorySpec = z.input<typeof memorySpecSchema>;
+/** Options of one IOMMU unit in a `PlatformSpec` (`{}` for the defaults). */
 export type IommuSpec = z.input<typeof iommuSpecSchema>;
+/** A host bridge's place on the P2P whitelist: `none`, `same-host-bridge` or `any`. */
 export type HostBridgeP2p = z.input<typeof hostBridgeP2pSchema>;
+/** One host bridge of a `PlatformSpec`. */
 export type HostBridgeSpec = z.input<typeof hostBridgeSpecSchema>;
+/** ACS control bits of a port (sv, rr, cr, uf, ec); absent bits are clear. */
 export type AcsSpec = z.input<typeof acsSpecSchema>;
+/** One root port of a `PlatformSpec`. */
 export type RootPortSpec = z.input<typeof rootPortSpecSchema>;
+/** One switch downstream port given with its ACS bits. */
 export type SwitchPortSpec = z.input<typeof switchPortSpecSchema>;
+/** One PCIe switch of a `PlatformSpec`. */
 export type SwitchSpec = z.input<typeof switchSpecSchema>;
+/** One memory BAR of an `EndpointSpec`. */
 export type BarSpec = z.input<typeof barSpecSchema>;
+/** One endpoint of a `PlatformSpec`. */
 export type EndpointSpec = z.input<typeof endpointSpecSchema>;

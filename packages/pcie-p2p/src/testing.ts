@@ -28,6 +28,7 @@ export type TestBdf = (typeof TestBdf)[keyof typeof TestBdf];
 /** What an optional endpoint of the topology carries besides its place (`bdf` and `parent` are fixed). */
 export type TestEndpoint = Omit<EndpointSpec, "bdf" | "parent">;
 
+/** What `switchTopology` varies: memory size, the IOMMU, hb0's P2P routing, and the optional endpoints. */
 export interface SwitchTopologyOptions {
   /** RAM from 0; default 1 GiB. */
   readonly ramBytes?: number;
@@ -39,10 +40,13 @@ export interface SwitchTopologyOptions {
   readonly hostBridgeP2p?: HostBridgeP2p;
   /** hb0's bus offset (absent: the spec's default, 0). */
   readonly busOffset?: number;
+  /** Options of the device under test on sw0.dp0 (`TestBdf.CLIENT`), e.g. its BARs. */
   readonly client?: TestEndpoint;
+  /** Options of the peer on sw0.dp1 (`TestBdf.SWITCH_PEER`). */
   readonly switchPeer?: TestEndpoint;
   /** The endpoint on sw0.dp2; absent: the port stays empty. */
   readonly switchSpare?: TestEndpoint;
+  /** Options of the peer on rp1 (`TestBdf.BRIDGE_PEER`), reached through hb0. */
   readonly bridgePeer?: TestEndpoint;
   /** The endpoint behind hb1 (adds hb1 and rp2); absent: no second host bridge. */
   readonly farPeer?: TestEndpoint;
