@@ -16,6 +16,7 @@ export type DomainType = "blocked" | "identity" | "paging";
 
 /** Detached page-table pages: an opaque handle, like the iommu_iotlb_gather freelist. */
 export interface PtPageList {
+  /** Page-table pages in the list (4 KiB each). */
   readonly count: number;
 }
 
@@ -68,6 +69,7 @@ class PendingPtPages implements PtPageList {
  * domain.ts does not import iommu.ts, which imports domain.ts.
  */
 export interface IommuUnit {
+  /** The unit's name, as events and messages show it. */
   readonly name: string;
   /** Input address width of the unit's page tables (the domain's aperture end is 2^vaBits - 1). */
   readonly vaBits: number;
@@ -85,14 +87,21 @@ export interface DomainContext {
   readonly requiresSyncMap: boolean;
 }
 
+/** What one `map` call did: for the caller's accounting and for tests of page-table cost. */
 export interface MapResult {
+  /** Bytes mapped (the whole request: a map succeeds whole or throws). */
   readonly mapped: number;
+  /** Leaf PTEs written (one per leaf, whatever its size). */
   readonly ptesWritten: number;
+  /** Page-table pages (4 KiB) allocated for the new leaves. */
   readonly ptPagesAllocated: number;
 }
 
+/** What one `unmap` call did. */
 export interface UnmapResult {
+  /** Bytes unmapped: the leaves found inside the range (0 for a hole). */
   readonly unmapped: number;
+  /** Page-table pages the unmap detached; pass them to `releasePtPages` after the IOTLB invalidation. */
   readonly freed: PtPageList;
 }
 
@@ -102,8 +111,11 @@ export interface UnmapResult {
  * the caller's separate step, as in the kernel, so the cost and the windows of each choice are visible.
  */
 export class IommuDomain {
+  /** Domain id, unique on its unit from 1 on, never reused; tags the domain's IOTLB entries. */
   readonly id: number;
+  /** Blocked, identity or paging. */
   readonly type: DomainType;
+  /** The unit that allocated the domain. */
   readonly iommu: IommuUnit;
   /** @internal the page table of a paging domain; read by Iommu.translate. */
   readonly pageTable: IoPageTable | undefined;

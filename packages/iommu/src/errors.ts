@@ -16,6 +16,7 @@ export class IommuError extends DmasimStateError {
     super(code, `${code}: ${message}`);
   }
 
+  /** `instanceof IommuError` also holds for `IommuInputError`, so one catch takes every error of an IOMMU call. */
   static override [Symbol.hasInstance](x: unknown): boolean {
     return Function.prototype[Symbol.hasInstance].call(this, x) || (this === IommuError && x instanceof IommuInputError);
   }

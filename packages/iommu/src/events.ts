@@ -2,62 +2,103 @@
 // trace_unmap, trace_io_page_fault; and the invalidations its drivers issue). Addresses are plain numbers
 // in an event: it is a record, read by exporters that know no brand.
 
+/** The direction of a device access as the IOMMU checks it against a PTE's permissions. */
 export type Access = "read" | "write";
+/**
+ * Why a translation faulted: no valid leaf for the IOVA, a leaf without the needed permission, or the device attached
+ * to no domain (or a blocked one).
+ */
 export type FaultReason = "not-mapped" | "permission" | "blocked";
+/** What an IOTLB invalidation covers: an IOVA range of one domain, one whole domain, or every domain of the unit. */
 export type InvalidationScope = "range" | "domain" | "global";
 
 /** `iommu_map` of `size` bytes at `iova` (trace_map). */
 export interface IommuMapEvent {
+  /** Event name. */
   readonly type: "iommu.map";
+  /** Virtual time in ns. */
   readonly t: number;
+  /** Name of the IOMMU unit. */
   readonly unit: string;
+  /** Id of the domain mapped into. */
   readonly domain: number;
+  /** First IOVA of the range. */
   readonly iova: number;
+  /** Physical address the range maps to. */
   readonly phys: number;
+  /** Bytes mapped. */
   readonly size: number;
+  /** IommuProt bits of the new PTEs. */
   readonly prot: number;
 }
 
 /** `iommu_unmap` asked for `size` bytes and unmapped `unmapped` (trace_unmap). */
 export interface IommuUnmapEvent {
+  /** Event name. */
   readonly type: "iommu.unmap";
+  /** Virtual time in ns. */
   readonly t: number;
+  /** Name of the IOMMU unit. */
   readonly unit: string;
+  /** Id of the domain unmapped from. */
   readonly domain: number;
+  /** First IOVA of the range asked for. */
   readonly iova: number;
+  /** Bytes asked for. */
   readonly size: number;
+  /** Bytes actually unmapped (less than `size` over holes). */
   readonly unmapped: number;
 }
 
 /** An IOTLB invalidation of a range, a whole domain or every domain of the unit. */
 export interface IotlbInvalidateEvent {
+  /** Event name. */
   readonly type: "iotlb.invalidate";
+  /** Virtual time in ns. */
   readonly t: number;
+  /** Name of the IOMMU unit. */
   readonly unit: string;
+  /** Range, domain or global. */
   readonly scope: InvalidationScope;
+  /** Id of the domain invalidated; 0 for a global invalidation. */
   readonly domain: number;
+  /** First IOVA of a range invalidation; 0 for the other scopes. */
   readonly iova: number;
+  /** Bytes of a range invalidation; 0 for the other scopes. */
   readonly size: number;
 }
 
 /** `iotlb_sync_map` after a map, on units that cache non-present entries. */
 export interface IotlbSyncMapEvent {
+  /** Event name. */
   readonly type: "iotlb.sync-map";
+  /** Virtual time in ns. */
   readonly t: number;
+  /** Name of the IOMMU unit. */
   readonly unit: string;
+  /** Id of the domain whose new PTEs were made visible. */
   readonly domain: number;
+  /** First IOVA of the synced range. */
   readonly iova: number;
+  /** Bytes synced. */
   readonly size: number;
 }
 
 /** A DMA fault (trace_io_page_fault). */
 export interface IommuFaultEvent {
+  /** Event name. */
   readonly type: "iommu.fault";
+  /** Virtual time in ns. */
   readonly t: number;
+  /** Name of the IOMMU unit that refused the access. */
   readonly unit: string;
+  /** BDF of the device that issued the access. */
   readonly device: string;
+  /** The address the device used. */
   readonly iova: number;
+  /** Read or write. */
   readonly access: Access;
+  /** Why the translation failed. */
   readonly reason: FaultReason;
 }
 

@@ -2,9 +2,14 @@ import type { Access, FaultReason } from "./events.js";
 
 /** One DMA fault as the IOMMU's fault reporting would log it (VT-d fault record, SMMU event queue). */
 export interface IommuFault {
+  /** Virtual time of the fault in ns. */
   readonly t: number;
+  /** BDF of the device whose access faulted. */
   readonly device: string;
+  /** The address the device used. */
   readonly iova: number;
+  /** Read or write. */
   readonly access: Access;
+  /** Why the translation failed. */
   readonly reason: FaultReason;
 }

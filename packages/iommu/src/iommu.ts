@@ -10,6 +10,7 @@ import { SZ_1G, SZ_2M, SZ_4K } from "./iova.js";
 import { IommuProt } from "./prot.js";
 import * as pte from "./pte.js";
 
+/** Options of one IOMMU unit (a platform spec's `iommu` entry); every field has a default. */
 export interface IommuOptions {
   /** Unit name used in events, e.g. "iommu0" (default "iommu"). */
   name?: string;
@@ -29,9 +30,13 @@ export interface IommuOptions {
 
 /** Read-only view of the IOTLB. */
 export interface IotlbInfo {
+  /** Entries it can hold. */
   readonly capacity: number;
+  /** Associativity: entries per set. */
   readonly ways: number;
+  /** `capacity / ways`. */
   readonly sets: number;
+  /** Valid entries now. */
   readonly size: number;
 }
 
@@ -60,12 +65,17 @@ function invalidOption(name: string, value: unknown, expected: string): IommuInp
  * a shared IOTLB tagged by domain, and the fault log. `translate` is what the fabric calls for every DMA.
  */
 export class Iommu {
+  /** The unit's name in events and messages (`iommu0`). */
   readonly name: string;
+  /** Leaf sizes the unit supports (iommu_ops pgsize_bitmap): a bitmap of SZ_4K, SZ_2M, SZ_1G. */
   readonly pgsizeBitmap: number;
   /** Smallest page size: the IOVA granule. */
   readonly granule: number;
+  /** New PTEs are invisible to devices until iotlbSyncMap (VT-d caching mode, a virtual IOMMU). */
   readonly requiresSyncMap: boolean;
+  /** Width of the IOVA space in bits, 21..52 (default 48: a four-level table). */
   readonly vaBits: number;
+  /** The platform's shared counters, clock, events and fault sites. */
   readonly trace: Trace;
   readonly #iotlb: Iotlb;
   readonly #ctx: DomainContext;
@@ -122,6 +132,7 @@ export class Iommu {
     };
   }
 
+  /** The IOTLB's geometry and current fill. */
   get iotlb(): IotlbInfo {
     const t = this.#iotlb;
     return { capacity: t.capacity, ways: t.ways, sets: t.sets, size: t.size };
@@ -176,6 +187,7 @@ export class Iommu {
     this.#lastDevice = undefined;
   }
 
+  /** The domain the device is attached to, or undefined when it is attached to none (its DMA faults as blocked). */
   domainOf(device: string): IommuDomain | undefined {
     return this.#devices.get(device);
   }
@@ -252,6 +264,7 @@ export class Iommu {
     return this.#faultsLost;
   }
 
+  /** Empties the fault log and zeroes `faultsLost`. */
   clearFaults(): void {
     this.#faults.length = 0;
     this.#faultsLost = 0;

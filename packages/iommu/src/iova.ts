@@ -22,6 +22,9 @@ export function unsafeIova(n: number): Iova {
   return n as Iova;
 }
 
+/** 4 KiB in bytes: the smallest IOMMU page (the IOVA granule). */
 export const SZ_4K = 4096;
+/** 2 MiB in bytes: a level-2 block leaf. */
 export const SZ_2M = 2 * 1024 * 1024;
+/** 1 GiB in bytes: a level-3 block leaf. */
 export const SZ_1G = 1024 ** 3;
