@@ -57,11 +57,19 @@ export function swiotlbTblUnmapSingle(dev: DmaDevice, tlb: number, size: number,
   poolUnmap(dev, tlb, size, dir, attrs);
 }
 
+/**
+ * swiotlb_sync_single_for_cpu: copies the slot back to the original buffer for FROM_DEVICE and BIDIRECTIONAL
+ * (dma_sync_single_for_cpu of a bounced mapping).
+ */
 export function swiotlbSyncSingleForCpu(dev: DmaDevice, tlb: number, size: number, dir: DmaDirection): void {
   if (dir === DmaDirection.FROM_DEVICE || dir === DmaDirection.BIDIRECTIONAL) beforeCopyToOrig(dev, tlb, size);
   poolSyncForCpu(dev, tlb, size, dir);
 }
 
+/**
+ * swiotlb_sync_single_for_device: copies the original buffer into the slot for TO_DEVICE and BIDIRECTIONAL, after the
+ * CPU's dirty lines reach memory.
+ */
 export function swiotlbSyncSingleForDevice(dev: DmaDevice, tlb: number, size: number, dir: DmaDirection): void {
   if (dir === DmaDirection.TO_DEVICE || dir === DmaDirection.BIDIRECTIONAL) {
     const orig = origOf(dev, tlb);

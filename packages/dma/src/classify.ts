@@ -24,9 +24,13 @@ import { checkDevice } from "./api-trace.js";
  */
 export type DmaMemoryKind = "normal" | "bounce" | "private" | "p2p-bus-addr" | "p2p-host-bridge" | "p2p-not-supported" | "mmio";
 
+/** A maximal piece of a physical range that one device must map one way (see `DmaMemoryKind`). */
 export interface DmaMemoryRun {
+  /** How the device reaches this run. */
   readonly kind: DmaMemoryKind;
+  /** Physical address of the run's first byte. */
   readonly phys: number;
+  /** Bytes in the run. */
   readonly len: number;
   /** The P2P provider, for the p2p kinds. */
   readonly provider: P2pdmaProvider | undefined;

@@ -13,8 +13,11 @@ import { DmaInputError } from "./errors.js";
 
 /** What dma_alloc_coherent hands back: the CPU's view (a physical address here) and the device's. */
 export interface DmaCoherentBuffer {
+  /** Where the CPU reaches the buffer (a physical address; the model has no kernel virtual addresses). */
   readonly cpuAddr: PhysAddr;
+  /** The address the device uses: an IOVA with iommu-dma, a bus address on dma-direct. */
   readonly dmaHandle: DmaAddr;
+  /** Bytes asked for (the allocation itself is whole pages). */
   readonly size: number;
 }
 

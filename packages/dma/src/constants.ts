@@ -10,6 +10,7 @@ import { DmaInputError } from "./errors.js";
 export const DmaDirection = { BIDIRECTIONAL: 0, TO_DEVICE: 1, FROM_DEVICE: 2, NONE: 3 } as const;
 export type DmaDirection = (typeof DmaDirection)[keyof typeof DmaDirection];
 
+/** The kernel's name of a direction (`DMA_TO_DEVICE`…), as dma-debug prints it. */
 export function dmaDirectionName(dir: DmaDirection): string {
   switch (dir) {
     case DmaDirection.BIDIRECTIONAL:
@@ -25,15 +26,25 @@ export function dmaDirectionName(dir: DmaDirection): string {
 
 /** DMA_ATTR_* bits, with the kernel's bit numbers. */
 export const DMA_ATTR_WEAK_ORDERING = 1 << 1;
+/** Write-combined CPU mapping of a coherent buffer; accepted, no effect in the model. */
 export const DMA_ATTR_WRITE_COMBINE = 1 << 2;
+/** No kernel virtual mapping for a coherent buffer; accepted, no effect in the model (it has no CPU mappings). */
 export const DMA_ATTR_NO_KERNEL_MAPPING = 1 << 4;
+/** Map or unmap without the CPU cache maintenance and swiotlb copy; the driver syncs itself later (dma_sync_*). */
 export const DMA_ATTR_SKIP_CPU_SYNC = 1 << 5;
+/** Physically contiguous coherent allocation; accepted, no effect in the model (its allocations are contiguous). */
 export const DMA_ATTR_FORCE_CONTIGUOUS = 1 << 6;
+/** Allocate a coherent buffer page by page; accepted, no effect in the model. */
 export const DMA_ATTR_ALLOC_SINGLE_PAGES = 1 << 7;
+/** Stay quiet when the mapping fails: no "swiotlb buffer is full" line in the kernel log. */
 export const DMA_ATTR_NO_WARN = 1 << 8;
+/** The mapping is for privileged (supervisor) accesses only: iommu-dma sets IOMMU_PRIV on its PTEs. */
 export const DMA_ATTR_PRIVILEGED = 1 << 9;
+/** The address is MMIO (a peer BAR), not RAM: no struct page, no cache sync, never bounced; MMIO PTE attributes. */
 export const DMA_ATTR_MMIO = 1 << 10;
+/** Tells dma-debug that sharing a cache line with another mapping is intended (no cacheline-overlap report). */
 export const DMA_ATTR_DEBUGGING_IGNORE_CACHELINES = 1 << 11;
+/** The mapping must be coherent: on a non-coherent device, or where it would bounce, it fails (DMA_MAPPING_ERROR). */
 export const DMA_ATTR_REQUIRE_COHERENT = 1 << 12;
 /** Every defined attribute bit; anything else is rejected as bad input. */
 export const DMA_ATTR_ALL = (1 << 13) - 1 - 1 - (1 << 3);
@@ -42,6 +53,7 @@ export const DMA_ATTR_ALL = (1 << 13) - 1 - 1 - (1 << 3);
 export const Errno = pickErrno("EPERM", "EIO", "ENOMEM", "EFAULT", "EBUSY", "EINVAL", "ERANGE", "EOPNOTSUPP", "EREMOTEIO");
 export type Errno = (typeof Errno)[keyof typeof Errno];
 
+/** The errno's name, sign kept (`-12` → `-ENOMEM`); the number as a string when it is not one of `Errno`. */
 export function errnoName(err: number): string {
   const abs = Math.abs(err);
   for (const [name, value] of Object.entries(Errno)) if (value === abs) return err < 0 ? `-${name}` : name;

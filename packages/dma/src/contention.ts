@@ -35,6 +35,10 @@ export interface ThroughputInput {
   readonly instances?: Partial<Record<SharedResource, number>>;
 }
 
+/**
+ * How one shared resource (the IOVA tree lock, the invalidation queue) loads the CPUs, per I/O, by mean value
+ * analysis.
+ */
 export interface ResourceLoad {
   /** Time per I/O holding the resource (its service demand). */
   readonly holdNs: number;
@@ -44,7 +48,12 @@ export interface ResourceLoad {
   readonly utilization: number;
 }
 
+/**
+ * The modelled throughput of `cpus` CPUs issuing I/O: I/Os per second, per-I/O time and the load of each shared
+ * resource.
+ */
 export interface ThroughputResult {
+  /** CPUs issuing I/O (as given). */
   readonly cpus: number;
   /** Modelled I/Os per second, all CPUs together, the device cap applied. */
   readonly iops: number;
@@ -54,6 +63,7 @@ export interface ThroughputResult {
   readonly cpuNs: number;
   /** Per I/O, at `cpus` CPUs: CPU time including spinning for shared resources. */
   readonly perIoNs: number;
+  /** Hold time, wait time and utilization of each shared resource at `cpus` CPUs. */
   readonly resources: Readonly<Record<SharedResource, ResourceLoad>>;
   /** What limits `iops`: the device, a shared resource (utilization ≥ 0.9), or the CPUs' own work. */
   readonly bottleneck: "device" | "cpu" | SharedResource;

@@ -13,13 +13,18 @@ import type { CounterName } from "./counters.js";
 
 /** A resource every CPU of a device or IOMMU takes in turn: what a multi-queue workload contends on. */
 export type SharedResource = "iova-tree-lock" | "inval-queue";
+/** Every `SharedResource`, in report order. */
 export const SHARED_RESOURCES: readonly SharedResource[] = ["iova-tree-lock", "inval-queue"];
 
+/** One row of a cost profile: what one counted event costs, in ns, and where the figure comes from. */
 export interface CostRow {
+  /** The counter whose events the row prices. */
   readonly counter: CounterName;
   /** Nanoseconds per counted event (per byte for byte counters), uncontended. */
   readonly ns: number;
+  /** Where the figure comes from: a publication, a derivation, or why it is assumed. */
   readonly source: string;
+  /** True when no publication gives the figure: a named parameter a user should override for their platform. */
   readonly assumed: boolean;
   /**
    * The part of `ns` spent holding a resource shared by every CPU (the IOVA tree's lock, the IOMMU's
@@ -28,9 +33,12 @@ export interface CostRow {
   readonly shared?: { readonly resource: SharedResource; readonly ns: number };
 }
 
+/** Rows by counter name: the nanoseconds a platform spends per counted event; counters without a row cost nothing. */
 export type CostProfile = Readonly<Record<string, CostRow>>;
 
+/** The named cost profiles, one per IOMMU family (`vtd`, `smmuv3`, `amd-vi`…), `default` first. */
 export const COST_PROFILE_NAMES = ["default", "vtd", "vtd-caching-mode", "smmuv3", "amd-vi", "virtio-iommu"] as const;
+/** The name of a built-in cost profile (one of `COST_PROFILE_NAMES`). */
 export type CostProfileName = (typeof COST_PROFILE_NAMES)[number];
 
 /** What `default` stands for: its rows are the ones measured on SMMUv3 (Saleh 2026), so it is `smmuv3`. */
@@ -178,6 +186,7 @@ const named: Readonly<Record<Exclude<CostProfileName, "default">, CostProfile>> 
 /** Every named profile's rows; `default` is the same object as its target. */
 export const costProfiles: Readonly<Record<CostProfileName, CostProfile>> = Object.freeze({ default: named[DEFAULT_COST_PROFILE], ...named });
 
+/** True when `v` names a built-in cost profile. */
 export function isCostProfileName(v: unknown): v is CostProfileName {
   return typeof v === "string" && (COST_PROFILE_NAMES as readonly string[]).includes(v);
 }

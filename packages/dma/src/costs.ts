@@ -40,12 +40,19 @@ export function costProfile(nameOrOverrides: CostProfileName | CostOverrides = "
   return out;
 }
 
+/** One line of a cost report: a counter that moved, how often, and the time it stands for. */
 export interface CostLine {
+  /** The counter priced. */
   readonly counter: CounterName;
+  /** Events counted (bytes for a byte counter). */
   readonly count: number;
+  /** The profile's nanoseconds per event. */
   readonly nsEach: number;
+  /** `count × nsEach`: modelled nanoseconds. */
   readonly ns: number;
+  /** True when the figure is assumed rather than published (see `CostRow.assumed`). */
   readonly assumed: boolean;
+  /** Where the figure comes from (the row's `source`). */
   readonly source: string;
 }
 
@@ -55,6 +62,7 @@ export interface CostReport {
   readonly counters: Readonly<Partial<Record<CounterName, number>>>;
   /** One line per costed counter that moved. */
   readonly lines: readonly CostLine[];
+  /** Modelled nanoseconds of every line together, uncontended. */
   readonly totalNs: number;
   /** Part of totalNs that rests on assumed figures. */
   readonly assumedNs: number;

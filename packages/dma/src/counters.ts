@@ -41,6 +41,7 @@ export const DmaCounter = defineCounters(40, [
 /** Every counter of a platform: the blocks of memory, iommu, pcie-p2p and dma. */
 export const Counter = combineCounters(MemoryCounter, IommuCounter, PcieP2pCounter, DmaCounter);
 export type Counter = (typeof Counter)[keyof typeof Counter];
+/** The name of any counter a DMA kernel's platform counts (memory, IOMMU, fabric and DMA blocks). */
 export type CounterName = keyof typeof Counter;
 
 /** Every counter name of a platform, in index order (for cost profiles and option schemas). */

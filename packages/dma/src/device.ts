@@ -20,9 +20,13 @@ export type { DmaDeviceOptions } from "./options.js";
  * first, as in Linux.
  */
 export class DmaDevice {
+  /** The PCI name of the device (`0000:02:00.0`), as dev_name() prints it. */
   readonly bdf: string;
+  /** The DMA kernel that probed the device. */
   readonly kernel: DeviceKernel;
+  /** The PCI endpoint whose TLPs carry this device's DMA. */
   readonly endpoint: Endpoint;
+  /** Which DMA implementation serves the device: dma-direct or iommu-dma (dev->dma_ops / use_dma_iommu()). */
   readonly ops: DmaOps;
   /** The default domain when the device is behind an IOMMU (paging or identity), else undefined. */
   readonly domain: IommuDomain | undefined;
@@ -37,15 +41,26 @@ export class DmaDevice {
   readonly granule: number;
   /** Lazy (flush queue) or strict invalidation; untrusted devices are always strict. */
   readonly strict: boolean;
+  /** pdev->untrusted (from the endpoint): always strict, and buffers not aligned to the granule bounce. */
   readonly untrusted: boolean;
+  /** dev_is_dma_coherent(): the device snoops CPU caches; false makes dma_sync_* do cache maintenance. */
   coherent: boolean;
+  /** dev->dma_mask: highest address the device can put on the bus for streaming DMA (dma_set_mask). */
   dmaMask: number;
+  /** dev->coherent_dma_mask: the same limit for dma_alloc_coherent (dma_set_coherent_mask). */
   coherentDmaMask: number;
   /** bus_dma_limit (0 = none). */
   busDmaLimit = 0;
+  /** dma_get_max_seg_size(): the longest segment, in bytes, a scatterlist mapping may merge into (default 64 KiB). */
   maxSegmentSize: number;
+  /** dma_get_seg_boundary(): a merged segment may not cross an address multiple of this mask + 1. */
   segBoundaryMask: number;
+  /**
+   * dma_get_min_align_mask(): low address bits swiotlb keeps from the original buffer in a bounce slot (NVMe: page
+   * size - 1).
+   */
   minAlignMask: number;
+  /** Bytes phys_to_dma adds to a physical address on dma-direct (a dma-ranges offset); 0 by default. */
   busOffset: number;
   /**
    * dev->dma_skip_sync: a coherent device that never bounced needs no syncs or unmaps on dma-direct.
@@ -101,6 +116,7 @@ export class DmaDevice {
   }
 
 
+  /** The device's BDF, so a device in a template string prints like dev_name(). */
   toString(): string {
     return this.bdf;
   }

@@ -23,6 +23,7 @@ export class DmaConfigError extends DmasimStateError {
     if (options !== undefined) this.cause = options.cause;
   }
 
+  /** `instanceof DmaConfigError` also holds for `DmaOptionsError`, so one catch takes every configuration error. */
   static override [Symbol.hasInstance](x: unknown): boolean {
     return Function.prototype[Symbol.hasInstance].call(this, x) || (this === DmaConfigError && x instanceof DmaOptionsError);
   }

@@ -11,40 +11,65 @@ import type { DmaDebugCheck } from "./debug/errors.js";
  * (dma_map_sg, the block iterator) report their calls the same way through `dmaApiSlice`.
  */
 export interface DmaApiEvent {
+  /** Event name. */
   readonly type: "api";
+  /** Virtual time in ns. */
   readonly t: number;
+  /** `B` when the call starts, `E` when it returns (Chrome trace phases). */
   readonly phase: "B" | "E";
+  /** Kernel name of the call (`dma_map_phys`, `dma_iova_link`…). */
   readonly name: string;
+  /** BDF of the device the call is for. */
   readonly device: string;
+  /** On `E`: the mapped address, errno, count, or 1/0 for a boolean; absent for a call that returns nothing. */
   readonly result?: number;
 }
 
 /** swiotlb_bounce: `len` bytes copied between the original buffer at `orig` and the slot at `slot`. */
 export interface SwiotlbBounceEvent {
+  /** Event name. */
   readonly type: "swiotlb.bounce";
+  /** Virtual time in ns. */
   readonly t: number;
+  /** BDF of the device the bounce is for. */
   readonly device: string;
+  /** Physical address of the original buffer. */
   readonly orig: number;
+  /** Physical address of the bounce slot. */
   readonly slot: number;
+  /** Bytes copied. */
   readonly len: number;
+  /** True for a copy into the slot (before the device reads), false for a copy back to the original. */
   readonly toDevice: boolean;
 }
 
 /** One flush of a CPU's IOVA flush queue (lazy mode), and what caused it. */
 export interface FlushQueueFlushEvent {
+  /** Event name. */
   readonly type: "flush-queue.flush";
+  /** Virtual time in ns. */
   readonly t: number;
+  /** CPU whose queue triggered the flush. */
   readonly cpu: number;
+  /** Deferred unmaps the flush released. */
   readonly entries: number;
+  /**
+   * The queue's timer expired (fq_flush_timeout), a ring was full, or the queues were drained explicitly (teardown).
+   */
   readonly reason: "timeout" | "full" | "explicit";
 }
 
 /** A dma-debug finding, emitted whatever the checker's mode (throw or collect). */
 export interface DmaDebugEvent {
+  /** Event name. */
   readonly type: "dma-debug";
+  /** Virtual time in ns. */
   readonly t: number;
+  /** BDF of the device whose call misused the API. */
   readonly device: string;
+  /** The check that fired. */
   readonly check: DmaDebugCheck;
+  /** The finding in dma-debug's wording. */
   readonly message: string;
 }
 

@@ -8,6 +8,7 @@ import { isIndex } from "./validate.js";
  * sizes as safe integers, so the flag is a separate field with the same meaning.
  */
 export class DmaIovaState {
+  /** The IOVA of byte 0 of what was asked for (dma_iova_try_alloc); 0 when the IOVA path is not in use. */
   addr = 0 as DmaAddr;
   /** Bytes asked for in dma_iova_try_alloc; 0 when the IOVA path is not in use. */
   size = 0;

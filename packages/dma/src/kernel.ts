@@ -31,15 +31,21 @@ export type { DmaKernelOptions, IommuMode } from "./options.js";
 
 /** A line of the kernel log (dev_warn and friends), with virtual time. */
 export interface KernelLogLine {
+  /** Virtual time of the line in ns. */
   readonly t: number;
+  /** BDF of the device the line is about, as dev_warn prefixes it. */
   readonly device: string;
+  /** The text the kernel would have printed. */
   readonly message: string;
 }
 
 /** Report of `kernel.unbind(dev)`: what the driver still held. */
 export interface UnbindReport {
+  /** BDF of the unbound device. */
   readonly device: string;
+  /** Streaming and coherent mappings the driver never unmapped or freed (dma-debug's entries), now forgotten. */
   readonly leakedMappings: readonly DebugEntry[];
+  /** dma_iova_state allocations the driver never freed (reported as `iova-leak`). */
   readonly leakedIovaStates: number;
 }
 
@@ -59,20 +65,28 @@ export interface ShutdownReport {
  * dmaIovaLink, …) take a device obtained from `kernel.device(bdf)`.
  */
 export class DmaKernel implements DeviceKernel {
+  /** The PCIe platform this kernel drives: its memory, IOMMUs and endpoints. */
   readonly platform: Platform;
   /** The platform's trace, its events typed with every layer up to this one. */
   readonly trace: Trace<TraceEvent>;
+  /** Host physical memory (the platform's). */
   readonly memory: PhysicalMemory;
+  /** How the IOMMU is used for DMA: strict, lazy (flush queue), passthrough or off; default strict. */
   readonly iommuMode: IommuMode;
+  /** CPUs of the model (per-CPU IOVA caches, flush queues and swiotlb areas); default 4. */
   readonly cpus: number;
+  /** dma-debug: records every mapping and checks each API call against them. */
   readonly debug: DmaDebugChecker;
+  /** Every live dma_iova_state, so the two-step API's misuse (double free, a state of another device) is caught. */
   readonly iovaTracker: IovaTracker;
   readonly swiotlb: SwiotlbPool | undefined;
   readonly swiotlbForce: boolean;
+  /** The CPU data cache as non-coherent devices see it: what a missing dma_sync_* leaves stale. */
   readonly cpuCache: CpuCache;
   readonly kmallocBounce: boolean;
   /** ARCH_DMA_MINALIGN (dma_get_cache_alignment). */
   readonly archDmaMinalign: number;
+  /** Nanoseconds per counted event (the named profile with any overrides), for cost reports. */
   readonly profile: CostProfile;
   /** The named profile `profile` starts from (before any overrides). */
   readonly profileName: CostProfileName;
@@ -220,6 +234,7 @@ export class DmaKernel implements DeviceKernel {
     return dev;
   }
 
+  /** Every device looked up and still bound, in probe order. */
   devices(): DmaDevice[] {
     return [...this.#devices.values()];
   }

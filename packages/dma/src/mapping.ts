@@ -264,16 +264,22 @@ export function dmaGetCacheAlignment(dev: DmaDevice): number {
   return dev.kernel.archDmaMinalign;
 }
 
+/**
+ * dma_get_max_seg_size: the longest DMA segment the device takes, in bytes; throws `DmaInputError` for an unbound
+ * device.
+ */
 export function dmaGetMaxSegSize(dev: DmaDevice): number {
   checkDevice("dma_get_max_seg_size", dev);
   return dev.maxSegmentSize;
 }
 
+/** dma_get_seg_boundary: the mask a segment may not cross; throws `DmaInputError` for an unbound device. */
 export function dmaGetSegBoundary(dev: DmaDevice): number {
   checkDevice("dma_get_seg_boundary", dev);
   return dev.segBoundaryMask;
 }
 
+/** dma_get_mask: the device's streaming DMA mask; throws `DmaInputError` for an unbound device. */
 export function dmaGetMask(dev: DmaDevice): number {
   checkDevice("dma_get_mask", dev);
   return dev.dmaMask;

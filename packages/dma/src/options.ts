@@ -86,6 +86,10 @@ export const faultInjectSchema = record(
   "an object { seed?, sites? }",
 );
 
+/**
+ * Schema of `createDmaKernel`'s options (IOMMU mode, swiotlb, CPUs, dma-debug, costs, devices, fault injection);
+ * every field optional.
+ */
 export const dmaKernelOptionsSchema = record(
   {
     iommuMode: iommuModeSchema.optional(),
@@ -130,8 +134,14 @@ export const dmaKernelOptionsSchema = record(
   "an object of kernel options",
 );
 
+/** Per-device DMA properties (coherence, mask bits, segment limits, min-align mask, bus offset), all optional. */
 export type DmaDeviceOptions = z.input<typeof dmaDeviceOptionsSchema>;
+/** Options of `createDmaKernel`; checked by `dmaKernelOptionsSchema`, every field optional. */
 export type DmaKernelOptions = z.input<typeof dmaKernelOptionsSchema>;
+/**
+ * How the kernel uses the IOMMU for DMA: `strict`, `lazy`, `passthrough` or `off` (iommu.strict= /
+ * iommu.passthrough=).
+ */
 export type IommuMode = z.input<typeof iommuModeSchema>;
 
 /**

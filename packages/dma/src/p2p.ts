@@ -13,7 +13,9 @@ import { checkAddr, isBoundDevice, isIndex } from "./validate.js";
  * walking many pages of one provider decides the type once.
  */
 export class PciP2pdmaMapState {
+  /** The provider of the last P2P page seen; undefined before the first. */
   mem: P2pdmaProvider | undefined = undefined;
+  /** How the device reaches that provider: bus address, through the host bridge, or not at all. */
   map: PciP2pdmaMapType = PciP2pdmaMapType.UNKNOWN;
 }
 

@@ -7,6 +7,7 @@ import { CpuCacheError, CpuCacheInputError } from "./errors.js";
 import { LineStore } from "./line-store.js";
 import type { PhysAddr } from "@dmasim/memory";
 
+/** Geometry of the CPU cache model: line size and how many lines it holds before evicting. */
 export interface CpuCacheOptions {
   /** Cache line size in bytes, a power of two from 16 to 4096. Default 64 (ARCH_DMA_MINALIGN on most arm64). */
   lineSize?: number;
@@ -26,8 +27,11 @@ export interface CpuCacheOptions {
  * would give it.
  */
 export class CpuCache {
+  /** The memory behind the cache: misses fill from it, cleans and evictions write back to it. */
   readonly memory: PhysicalMemory;
+  /** Cache line size in bytes (the unit of cleans and invalidates); default 64. */
   readonly lineSize: number;
+  /** Lines held before the least recently used one is evicted; Infinity when unbounded (the default). */
   readonly capacity: number;
   readonly #store: LineStore;
   readonly #counters: Counters;
@@ -55,6 +59,7 @@ export class CpuCache {
     return this.#store.size;
   }
 
+  /** Lines holding CPU writes not yet written back to memory. */
   get dirtyLines(): number {
     return this.#store.dirtyCount;
   }
@@ -64,10 +69,12 @@ export class CpuCache {
     return this.#evictions;
   }
 
+  /** True when the line holding `phys` is in the cache, clean or dirty. */
   isCached(phys: number): boolean {
     return this.#store.slotOf(Math.floor(phys / this.lineSize)) >= 0;
   }
 
+  /** True when the line holding `phys` is cached and holds CPU writes memory does not have yet. */
   isDirty(phys: number): boolean {
     const slot = this.#store.slotOf(Math.floor(phys / this.lineSize));
     return slot >= 0 && this.#store.isDirty(slot);

@@ -16,6 +16,7 @@ import type { DebugEntryType } from "./entry-table.js";
 import { DmaDebugError } from "./errors.js";
 import type { DmaDebugCheck, DmaDebugReport } from "./errors.js";
 
+/** What dma-debug does with a finding: throw a `DmaDebugError`, collect it in the reports, or check nothing. */
 export type DebugMode = "throw" | "collect" | "off";
 
 export type { DebugEntryType } from "./entry-table.js";
@@ -25,14 +26,21 @@ export type { DebugEntryType } from "./entry-table.js";
  * (entries(), leaks(), unmap(), sync()); the checker itself keeps its entries in a DebugEntryTable.
  */
 export interface DebugEntry {
+  /** How the mapping was made: single/phy, scatter-gather or coherent (dma-debug's entry type). */
   readonly type: DebugEntryType;
+  /** BDF of the device the mapping is for. */
   readonly device: string;
+  /** The DMA address the mapping returned. */
   readonly dmaAddr: number;
+  /** Bytes mapped. */
   readonly size: number;
+  /** Physical address of the mapped memory. */
   readonly phys: number;
+  /** The direction it was mapped with. */
   readonly dir: DmaDirection;
   /** For sg entries: the nents passed to map, and what map returned. */
   readonly sgCount: number;
+  /** For sg entries: the segment count the map returned (0 for other types). */
   readonly sgMappedEnts: number;
   /** dma_mapping_error() was called on this address since it was mapped. */
   readonly mapErrChecked: boolean;
@@ -41,12 +49,15 @@ export interface DebugEntry {
    * it is not tracked), and whether it was inserted as cache-clean.
    */
   readonly clLines: readonly number[];
+  /** The entry was mapped cache-clean (DMA_ATTR_DEBUGGING_IGNORE_CACHELINES or DMA_ATTR_REQUIRE_COHERENT). */
   readonly clClean: boolean;
 }
 
 /** A finding of checkMap held back until the mapping is known to exist (see checkMap). */
 export interface DebugFinding {
+  /** The check that found the problem. */
   readonly check: DmaDebugCheck;
+  /** The finding in dma-debug's wording. */
   readonly message: string;
 }
 
@@ -68,12 +79,19 @@ export interface DebugCheckerOptions {
 const NO_LINES: readonly number[] = [];
 const CACHE_CLEAN = DMA_ATTR_DEBUGGING_IGNORE_CACHELINES | DMA_ATTR_REQUIRE_COHERENT;
 
+/** What an unmap or free call tells dma-debug about the mapping it releases, for check_unmap to compare. */
 export interface UnmapRef {
+  /** The kind of mapping the unmap function releases (dma_unmap_sg: scatter-gather…). */
   readonly type: DebugEntryType;
+  /** The DMA address passed to the unmap call. */
   readonly dmaAddr: number;
+  /** The size passed to the unmap call. */
   readonly size: number;
+  /** The direction passed to the unmap call. */
   readonly dir: DmaDirection;
+  /** The CPU address passed (dma_free_coherent), checked against the entry's. */
   readonly phys?: number;
+  /** The nents passed (dma_unmap_sg), checked against the one mapped. */
   readonly sgCount?: number;
 }
 
@@ -83,6 +101,7 @@ export interface UnmapRef {
  */
 export class DmaDebugChecker {
   readonly #trace: Trace;
+  /** Throw, collect or off; may be changed at any time (shutdown switches throw to collect while it runs). */
   mode: DebugMode;
   readonly #reports: DmaDebugReport[] = [];
   /** Live entries by device and DMA address (identity mappings can collide: several per address). */
@@ -107,14 +126,17 @@ export class DmaDebugChecker {
     return this.#cachelines.runs;
   }
 
+  /** False in mode `off`: no mapping is tracked and nothing is checked. */
   get enabled(): boolean {
     return this.mode !== "off";
   }
 
+  /** Every finding so far, oldest first (thrown ones included). */
   reports(): readonly DmaDebugReport[] {
     return this.#reports;
   }
 
+  /** Forgets the findings; tracked mappings stay. */
   clearReports(): void {
     this.#reports.length = 0;
   }

@@ -57,8 +57,11 @@ export type DmaDebugCheck =
 
 /** One finding of the debug checker. */
 export interface DmaDebugReport {
+  /** The check that fired, for matching in tests and tools. */
   readonly check: DmaDebugCheck;
+  /** BDF of the device whose call misused the API. */
   readonly device: string;
+  /** The finding in dma-debug's wording (`device driver frees DMA memory with wrong function […]`). */
   readonly message: string;
   /** Virtual time of the finding, in nanoseconds. */
   readonly t: number;
@@ -73,6 +76,7 @@ export class DmaDebugError extends DmasimStateError {
   override readonly name: string = "DmaDebugError";
   /** A dmasim code: the kernel has no errno here, dma-debug only prints a WARN. */
   declare readonly code: "EDMADEBUG";
+  /** @param report The finding the error stands for (also in the kernel's `debugReports()`). */
   constructor(readonly report: DmaDebugReport) {
     super("EDMADEBUG", `DMA-API: ${report.device}: ${report.message} [check ${report.check}]`);
   }

@@ -17,7 +17,9 @@ function isCpu(cpu: number, cpus: number): boolean {
 
 /** struct iova: an allocated range of PFNs, both ends inclusive. */
 export interface IovaRange {
+  /** First PFN of the range (in units of the domain's granule). */
   readonly pfnLo: number;
+  /** Last PFN of the range, inclusive. */
   readonly pfnHi: number;
 }
 
@@ -43,11 +45,15 @@ export function orderBase2(n: number): number {
  * nodes and max32_alloc_size, and the per-CPU range caches in front of it.
  */
 export class IovaDomain {
+  /** Smallest IOMMU page size in bytes: one PFN of this domain. */
   readonly granule: number;
+  /** Lowest PFN the domain hands out; at least 1, since PFN 0 means failure. */
   readonly startPfn: number;
+  /** CPUs with their own range caches (rcache magazines). */
   readonly cpus: number;
   /** dma_32bit_pfn: the first PFN at 4 GiB. */
   readonly dma32bitPfn: number;
+  /** The platform's counters and fault sites (IOVA cache hits, tree allocations). */
   readonly trace: Trace;
   /** The fail_iova fault-injection site, tested by iommu_dma_alloc_iova. */
   readonly failAlloc: FaultAttr;

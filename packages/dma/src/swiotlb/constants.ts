@@ -3,7 +3,9 @@
  * of contiguous slots that never crosses a segment, which caps one bounce buffer at 256 KiB.
  */
 export const IO_TLB_SHIFT = 11;
+/** Bytes in one slot (2 KiB): the allocation unit of a bounce buffer. */
 export const IO_TLB_SIZE = 1 << IO_TLB_SHIFT;
+/** Slots in one segment (128): a bounce buffer never crosses a segment, so it is at most 256 KiB. */
 export const IO_TLB_SEGSIZE = 128;
 /** Default pool size (IO_TLB_DEFAULT_SIZE). */
 export const IO_TLB_DEFAULT_SIZE = 64 * 1024 * 1024;

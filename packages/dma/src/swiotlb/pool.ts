@@ -32,10 +32,15 @@ export interface SwiotlbPoolOptions {
 
 /** Counters and introspection of one pool (debugfs io_tlb_nslabs / io_tlb_used / io_tlb_used_hiwater). */
 export interface SwiotlbStats {
+  /** Slots in the pool (io_tlb_nslabs). */
   readonly nslabs: number;
+  /** Slots held by live bounce buffers (io_tlb_used). */
   readonly used: number;
+  /** Slots not held: `nslabs - used`. */
   readonly free: number;
+  /** The most slots ever held at once (io_tlb_used_hiwater). */
   readonly hiwater: number;
+  /** Live bounce buffers (mappings not yet unmapped). */
   readonly mappings: number;
 }
 
@@ -48,12 +53,17 @@ const MAX_MASK = 0xffffffff;
  * there: a device can only reach shared pages.
  */
 export class SwiotlbPool {
+  /** The physical memory the pool lives in and bounces to and from. */
   readonly memory: PhysicalMemory;
+  /** The platform's counters, clock and events (bounces are counted and traced). */
   readonly trace: Trace;
   /** First byte of the pool (pool->start) and one past the last (pool->end). */
   readonly start: PhysAddr;
+  /** One past the pool's last byte (pool->end). */
   readonly end: number;
+  /** Slots in the pool: its bytes / IO_TLB_SIZE, rounded up to whole segments per area. */
   readonly nslabs: number;
+  /** Areas, each with its own lock and slot search (a power of two; the kernel gives one per CPU). */
   readonly nareas: number;
   /** True when the pool was made shared with set_memory_decrypted (confidential guests). */
   readonly unencrypted: boolean;
@@ -119,6 +129,7 @@ export class SwiotlbPool {
     return this.#slots.areaNslabs;
   }
 
+  /** Slot usage and live mappings now (what debugfs shows). */
   get stats(): SwiotlbStats {
     const s = this.#slots;
     return { nslabs: this.nslabs, used: s.used, free: this.nslabs - s.used, hiwater: s.hiwater, mappings: this.#mappings };
