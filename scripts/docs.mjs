@@ -21,7 +21,7 @@ import { ROOT, publishedWorkspaces } from "./workspace.mjs";
 export const UNDOCUMENTED_YET = [
   "@dmasim/rdma",
   // Documented but for a few names whose lines are being changed elsewhere right now.
-  "@dmasim/scenario", "@dmasim/hmm-odp",
+  "@dmasim/hmm-odp",
 ];
 
 /** The source entry points of a package: one per typed subpath export, [module name, file]. */

@@ -37,11 +37,17 @@ function fields<S extends z.ZodRawShape>(shape: S, what: string): z.ZodObject<S,
 const str = z.string({ error: "a non-empty string" }).min(1, { error: "a non-empty string" });
 const bdf = str.describe('a PCI address "dddd:bb:dd.f" of one of the platform\'s endpoints');
 
+/** The DMA API paths a scenario can run: the scatterlist-era `classic` one, or the `two-step` dma_iova_* one. */
 export const APIS = ["classic", "two-step"] as const;
+/** The kernel's IOMMU modes a scenario can ask for (the DMA kernel's `iommuMode`). */
 export const IOMMU_MODES = ["strict", "lazy", "passthrough", "off"] as const;
+/** Every workload `kind` a scenario may name, in the order the schema lists them. */
 export const WORKLOAD_KINDS = ["nvme", "sg", "single", "p2p", "stale-window", "hmm", "rdma-odp", "dmabuf"] as const;
+/** What happens to an HMM workload's mirrored range after the device faulted it in. */
 export const HMM_EVENTS = ["fault-in", "munmap", "madvise", "fork", "migrate"] as const;
+/** The step of the device's first fault at which an HMM workload can inject an invalidation. */
 export const HMM_RACE_STEPS = ["after-read-begin", "in-hmm-range-fault", "before-driver-lock", "before-read-retry"] as const;
+/** The rdma-odp workload's tests: rdma-core's test_odp.py RC cases, the hodgepodge MR and the NIC workload. */
 export const RDMA_ODP_TESTS = [
   "rc-traffic",
   "rdma-write",
@@ -54,7 +60,9 @@ export const RDMA_ODP_TESTS = [
   "hodgepodge",
   "nic-workload",
 ] as const;
+/** What a dmabuf workload does with the shared buffer: P2P access, migration, a partial remap, a VFIO revoke. */
 export const DMABUF_FLOWS = ["p2p", "migrate", "mixed-remap", "vfio-revoke"] as const;
+/** The pci_p2pdma_map_type names an expectation may give (without the PCI_P2PDMA_MAP_ prefix). */
 export const P2P_MAP_TYPES = ["BUS_ADDR", "THRU_HOST_BRIDGE", "NOT_SUPPORTED", "NONE"] as const;
 
 export const ApiSchema = oneOf(APIS).describe(

@@ -50,7 +50,11 @@ export type StaleWindowWorkload = z.output<typeof StaleWindowWorkloadSchema>;
 export type HmmWorkload = z.output<typeof HmmWorkloadSchema>;
 /** The mm event an HMM workload races against the device fault. */
 export type HmmEvent = HmmWorkload["event"];
+/** An mlx5-like NIC with on-demand paging running an rdma-core ODP test, the hodgepodge MR or the NIC workload. */
 export type RdmaOdpWorkload = z.output<typeof RdmaOdpWorkloadSchema>;
+/** Which rdma-odp test a workload runs (one of `RDMA_ODP_TESTS`). */
 export type RdmaOdpTest = RdmaOdpWorkload["test"];
+/** A dma-buf shared between an exporter (GPU VRAM or a VFIO BAR) and a dynamic importer. */
 export type DmabufWorkload = z.output<typeof DmabufWorkloadSchema>;
+/** What a dmabuf workload does with the buffer (one of `DMABUF_FLOWS`). */
 export type DmabufFlow = DmabufWorkload["flow"];
