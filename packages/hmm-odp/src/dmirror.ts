@@ -85,7 +85,9 @@ export const HMM_DMIRROR_PROT_ZERO = 0x10;
 export const HMM_DMIRROR_PROT_DEV_PRIVATE_LOCAL = 0x20;
 /** A device-private page of another device. */
 export const HMM_DMIRROR_PROT_DEV_PRIVATE_REMOTE = 0x30;
+/** A device-coherent page of this device. */
 export const HMM_DMIRROR_PROT_DEV_COHERENT_LOCAL = 0x40;
+/** A device-coherent page of another device. */
 export const HMM_DMIRROR_PROT_DEV_COHERENT_REMOTE = 0x50;
 
 /** The ioctl numbers of test_hmm_uapi.h ('H' << 8 | nr), for reference and for the `ioctl` entry point. */
@@ -136,6 +138,9 @@ const PMD_BYTES = HPAGE_PMD_NR * PAGE_SIZE;
 
 /** Options of a dmirror device: MEMORY_DEVICE_PRIVATE memory in a hole at devmemPhys, or coherent memory. */
 export interface DmirrorDeviceOptions {
+  /**
+   * The device's name (`hmm_dmirror0`): the owner its notifiers and pagemap carry, and the prefix of its lock names.
+   */
   name: string;
   /** Size of the device memory in bytes. */
   devmemSize: number;

@@ -22,6 +22,7 @@ const SCALE = 1 << MIGRATE_PFN_SHIFT;
 export const MIGRATE_VMA_SELECT_SYSTEM = 1 << 0;
 /** Collect device-private pages (migration back to RAM). */
 export const MIGRATE_VMA_SELECT_DEVICE_PRIVATE = 1 << 1;
+/** Collect MEMORY_DEVICE_COHERENT pages of the caller's pagemap (migration of coherent device memory back to RAM). */
 export const MIGRATE_VMA_SELECT_DEVICE_COHERENT = 1 << 2;
 /** v6.19: collect a whole PMD (a THP, an empty 2 MiB, a device-private THP) as one compound entry. */
 export const MIGRATE_VMA_SELECT_COMPOUND = 1 << 3;
