@@ -138,9 +138,7 @@ const PMD_BYTES = HPAGE_PMD_NR * PAGE_SIZE;
 
 /** Options of a dmirror device: MEMORY_DEVICE_PRIVATE memory in a hole at devmemPhys, or coherent memory. */
 export interface DmirrorDeviceOptions {
-  /**
-   * The device's name (`hmm_dmirror0`): the owner its notifiers and pagemap carry, and the prefix of its lock names.
-   */
+  /** The device's name (`hmm_dmirror0`): the owner of its interval notifiers and the prefix of its locks. */
   name: string;
   /** Size of the device memory in bytes. */
   devmemSize: number;
