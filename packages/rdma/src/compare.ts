@@ -11,13 +11,19 @@ import { ibConnectQp, ibCreateCq, ibCreateQp, ibPollCq, ibPostSend } from "./ver
 
 /** One row of the ODP comparison: one DMA strategy of the driver over one workload. */
 export interface OdpComparisonRow {
+  /** The driver's way of DMA-mapping ODP pages this row measured. */
   readonly strategy: HmmDmaStrategy;
+  /** Pages of the ODP MR written. */
   readonly pages: number;
+  /** Bytes per RDMA WRITE. */
   readonly wqeBytes: number;
   /** Kernel bytes of DMA bookkeeping per page: the pfn word, plus a dma_addr_t for the pre-two-step umem, plus one dma_iova_state per umem. */
   readonly bookkeepingBytesPerPage: number;
+  /** IOVA allocations over registration and the fault-in pass (range cache and tree). */
   readonly iovaAllocations: number;
+  /** IOMMU PTEs written over registration and the fault-in pass. */
   readonly pteWrites: number;
+  /** iotlb_sync_map calls over registration and the fault-in pass. */
   readonly iotlbSyncs: number;
   /** NIC page-fault events (one per WQE that met an absent page). */
   readonly faults: number;

@@ -9,11 +9,17 @@ export type HodgepodgeKind = "anon" | "thp" | "file" | "bar-switch" | "bar-bridg
 
 /** A segment of the layout: `pages` pages from page `first` (counted from the layout's base). */
 export interface HodgepodgeSegment {
+  /** What memory backs the segment. */
   readonly kind: HodgepodgeKind;
+  /** Index of its first page, counted from the layout's base. */
   readonly first: number;
+  /** Pages in the segment. */
   readonly pages: number;
 }
 
+/**
+ * What `mmapHodgepodge` maps: how many pages of each kind, and the peer BARs and GPU that provide the exotic ones.
+ */
 export interface HodgepodgeOptions {
   /** Anonymous pages at the start (default 16). */
   readonly anonPages?: number;
@@ -23,10 +29,13 @@ export interface HodgepodgeOptions {
   readonly filePages?: number;
   /** A peer BAR the NIC reaches by bus address (behind its switch), and one reached through the host bridge: `barPages` each. */
   readonly switchBar?: P2pdmaProvider;
+  /** A peer BAR the NIC reaches through the host bridge; absent: no such segment. */
   readonly bridgeBar?: P2pdmaProvider;
+  /** Pages mapped of each BAR (default 8). */
   readonly barPages?: number;
   /** A device with device-private memory; the devpriv segment migrates to it (`migrateDevpriv`). */
   readonly gpu?: DmirrorDevice;
+  /** Pages of the segment the GPU migrates to its device-private memory (default 16). */
   readonly devprivPages?: number;
 }
 
@@ -34,7 +43,9 @@ export interface HodgepodgeOptions {
 export interface HodgepodgeLayout {
   /** The start of the layout: one MR over [base, base + pages * PAGE_SIZE) spans it all. */
   readonly base: number;
+  /** Pages in the whole layout. */
   readonly pages: number;
+  /** The segments in address order. */
   readonly segments: readonly HodgepodgeSegment[];
   /** The shared file (its page cache outlives the process: `mm.sys.dropFile` it at the end). */
   readonly file: MmFile | undefined;

@@ -6,14 +6,18 @@ import type { IbUmemOdp } from "./umem-odp.js";
 export class IbPd {
   /** @internal */
   constructor(
+    /** The NIC that allocated the PD (typed loosely to keep this file free of the NIC's imports). */
     readonly nic: object,
+    /** The PD's number on its NIC, from 1. */
     readonly handle: number,
   ) {}
+  /** True once the PD is deallocated: `regMr` refuses it (RdmaInputError). */
   deallocated = false;
 }
 
 /** struct ib_umem of a pinned (non-ODP) MR: pinned frames and how they were DMA-mapped. */
 export interface IbUmemPinned {
+  /** The process whose pages are pinned. */
   readonly mm: Mm;
   /** The pinned frame of each page (pin_user_pages with FOLL_LONGTERM). */
   readonly pfns: Uint32Array;
@@ -27,16 +31,23 @@ export interface IbUmemPinned {
  * NIC reads the MTT on every access and sends the translated address through the fabric.
  */
 export class IbMr {
+  /** The protection domain the MR belongs to. */
   readonly pd: IbPd;
+  /** Local key: the mkey, named in local scatter-gather elements. */
   readonly lkey: number;
+  /** Remote key: the same mkey, named by a peer's RDMA and atomic requests. */
   readonly rkey: number;
   /** The MR's start (ibv_reg_mr's addr and iova: the user virtual address). */
   readonly addr: number;
+  /** Bytes the MR covers from `addr`. */
   readonly length: number;
+  /** IB_ACCESS_* bits it was registered with. */
   readonly access: number;
+  /** The process whose address space the MR covers. */
   readonly mm: Mm;
   /** An ODP MR's umem (a child's for an implicit child); undefined for pinned and implicit parents. */
   readonly odp: IbUmemOdp | undefined;
+  /** A pinned MR's umem; undefined for ODP MRs. */
   readonly pinned: IbUmemPinned | undefined;
   /** An implicit ODP MR (a KSM over 1 GiB children, each made on first fault). */
   readonly implicit: boolean;
@@ -50,6 +61,7 @@ export class IbMr {
   readonly children = new Map<number, IbMr>();
   /** mkey enabled (UMR ENABLE); accesses to a disabled mkey fail. */
   enabled = false;
+  /** Set by deregMr: the mkey is gone and accesses through it fail. */
   deregistered = false;
 
   /** @internal made by Mlx5Nic.regMr. */

@@ -64,6 +64,7 @@ const ACCESS_WRITES = [false, true, false, true, true] as const;
 /** How the driver DMA-maps ODP pages (the comparison of the two-step API's benefit for ODP). */
 export type OdpDmaStrategy = HmmDmaStrategy;
 
+/** Options of a NIC: overrides of the fault path's costs, and how the driver DMA-maps ODP pages. */
 export interface Mlx5NicOptions {
   /** Cost rows of the fault path (overrides of DEFAULT_RDMA_COSTS). */
   readonly costs?: Partial<RdmaCosts>;
@@ -84,11 +85,17 @@ export interface Mlx5NicOptions {
  * FLUSH, destroying idle implicit children) waits on a workqueue that `flushWork` drains.
  */
 export class Mlx5Nic {
+  /** The DMA kernel the driver maps through. */
   readonly kernel: DmaKernel;
+  /** The NIC as a DMA device (64-bit mask, set at probe as mlx5_pci_init does). */
   readonly dev: DmaDevice;
+  /** The PCIe endpoint the NIC's reads and writes go through (translated by its IOMMU). */
   readonly endpoint: Endpoint;
+  /** Nanoseconds of each step of the fault path and the wire (the defaults with the options' overrides). */
   readonly costs: RdmaCosts;
+  /** The platform's counters, with the RDMA block declared. */
   readonly counters: Counters;
+  /** The platform's virtual clock (ns), advanced by the modelled time of faults and transfers. */
   readonly clock: VirtualClock;
   /** @internal the P2P lookup state the driver's hmm_dma_map_pfn calls share. */
   readonly p2pState = new PciP2pdmaMapState();
@@ -100,6 +107,7 @@ export class Mlx5Nic {
   nextQpn = 0x40;
   /** Page-fault events raised, those whose handler failed, and accesses replayed after a fault. */
   readonly stats = { pageFaultEvents: 0, faultErrors: 0, replays: 0 };
+  /** How the driver DMA-maps ODP pages (hmm_dma_map, its batched variant, or dma_map_page per page). */
   readonly odpDma: OdpDmaStrategy;
   #scratch = new Float64Array(64);
   #wqeBuf = new Uint8Array(64);
@@ -117,6 +125,7 @@ export class Mlx5Nic {
     dmaSetMaskAndCoherent(this.dev, DMA_BIT_MASK(64));
   }
 
+  /** The NIC's PCI name. */
   get bdf(): string {
     return this.dev.bdf;
   }

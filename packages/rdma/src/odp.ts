@@ -239,8 +239,11 @@ export function mttLiveEntries(mr: IbMr, start: number, end: number): number {
 
 /** One scatter-gather element of an advise_mr call (struct ib_sge). */
 export interface IbAdviseSge {
+  /** User address of the first byte to prefetch. */
   readonly addr: number;
+  /** Bytes to prefetch. */
   readonly length: number;
+  /** Local key of the MR the range belongs to. */
   readonly lkey: number;
 }
 

@@ -40,17 +40,27 @@ const HPAGE_SHIFT = 21;
  * DMA-mapped), the umem mutex (the notifier's user_lock), the count of DMA-mapped entries.
  */
 export class IbUmemOdp {
+  /** The device the umem's pages are DMA-mapped for. */
   readonly dev: DmaDevice;
+  /** The process whose address range the umem mirrors (ib_umem_odp.umem.owning_mm). */
   readonly owningMm: Mm;
   /** The umem's user address (ib_umem.address) and length. */
   readonly address: number;
+  /** Bytes from `address` (0 for an implicit umem). */
   readonly length: number;
+  /** IB_ACCESS_* bits of the registration. */
   readonly access: number;
+  /** ib_access_writable(access): pages are faulted and mapped for device writes. */
   readonly writable: boolean;
+  /** An implicit parent (the whole address space, children on demand) rather than a umem over one range. */
   readonly isImplicitOdp: boolean;
+  /** log2 of the umem's page size: 12, or 21 with IB_ACCESS_HUGETLB. */
   readonly pageShift: number;
+  /** The mmu_interval_notifier over [start, end): its invalidate callback unmaps what the mm takes away. */
   readonly notifier = new MmuIntervalNotifier();
+  /** The hmm_dma_map: the pfn list hmm_range_fault fills and, with the two-step API, the IOVA of the whole umem. */
   readonly map = new HmmDmaMap();
+  /** umem_mutex, the notifier's user lock: held while the MTT is updated and during invalidation. */
   readonly umemMutex: UserLock;
   /** Entries DMA-mapped now (mlx5 populate_mtt increments, unmap_dma_pages decrements). */
   npages = 0;
@@ -58,11 +68,13 @@ export class IbUmemOdp {
   private: unknown = undefined;
   /** ib_umem_start / ib_umem_end. */
   readonly start: number;
+  /** Page-aligned end of the umem's interval (exclusive); 0 for an implicit parent. */
   readonly end: number;
   /** The implicit parent, for a child. */
   readonly root: IbUmemOdp | undefined;
   /** @internal reused across faults (one fault at a time per umem, under the model's single thread). */
   readonly range: HmmRange | undefined;
+  /** Set by ib_umem_odp_release: the notifier is removed and every page unmapped. */
   released = false;
   /**
    * ODP before the two-step API (v6.15 and earlier): a dma_addr_t per page from dma_map_page, 0 when the

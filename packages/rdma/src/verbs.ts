@@ -7,18 +7,25 @@ import type { Mlx5Nic } from "./nic.js";
 
 /** struct ib_sge: `length` bytes at `addr` of the MR whose lkey is `lkey`. */
 export interface IbSge {
+  /** User address of the first byte. */
   readonly addr: number;
+  /** Bytes. */
   readonly length: number;
+  /** Local key of the MR the bytes belong to. */
   readonly lkey: number;
 }
 
 /** struct ib_send_wr (with the rdma and atomic parts flattened). */
 export interface IbSendWr {
+  /** The caller's id, returned in the completion. */
   readonly wrId: number;
+  /** The operation: SEND, RDMA WRITE or READ, or an atomic. */
   readonly opcode: IbWrOpcode;
+  /** Local buffers the operation reads from (or, for READ and atomics, writes the result into). */
   readonly sgList: readonly IbSge[];
   /** RDMA and atomic: the remote address and key. */
   readonly remoteAddr?: number;
+  /** Remote key of the peer's MR (RDMA and atomics). */
   readonly rkey?: number;
   /** Atomics: the compare value (CMP_AND_SWP) or the addend (FETCH_AND_ADD). */
   readonly compareAdd?: bigint;
@@ -28,22 +35,31 @@ export interface IbSendWr {
 
 /** struct ib_recv_wr. */
 export interface IbRecvWr {
+  /** The caller's id, returned in the completion. */
   readonly wrId: number;
+  /** Local buffers an incoming SEND is written into, in order. */
   readonly sgList: readonly IbSge[];
 }
 
 /** struct ib_wc. */
 export interface IbWc {
+  /** The id of the work request that completed. */
   readonly wrId: number;
+  /** SUCCESS or why the work request failed (an access error after a failed page fault, say). */
   readonly status: IbWcStatus;
+  /** What completed (SEND, RDMA WRITE or READ, an atomic, or RECV). */
   readonly opcode: IbWcOpcode;
+  /** Bytes transferred (for RECV: bytes received). */
   readonly byteLen: number;
+  /** Number of the QP the work request was posted on. */
   readonly qpNum: number;
 }
 
 /** struct ib_cq: completions in order, polled by ibPollCq. */
 export class IbCq {
+  /** The NIC the CQ belongs to. */
   readonly nic: Mlx5Nic;
+  /** Completions the CQ holds before it overruns. */
   readonly cqe: number;
   /** @internal */
   readonly entries: IbWc[] = [];
@@ -62,12 +78,19 @@ export type IbQpState = (typeof IbQpState)[keyof typeof IbQpState];
 
 /** struct ib_qp of type RC: connected to one peer QP (on another NIC, or the same one: loopback). */
 export class IbQp {
+  /** The NIC the QP belongs to. */
   readonly nic: Mlx5Nic;
+  /** The protection domain: the QP reaches only MRs of this PD. */
   readonly pd: IbPd;
+  /** The QP number, unique on its NIC. */
   readonly qpNum: number;
+  /** Where send work requests complete. */
   readonly sendCq: IbCq;
+  /** Where receive work requests complete. */
   readonly recvCq: IbCq;
+  /** RESET until connected, RTS once connected, ERR after a fatal completion error. */
   state: IbQpState = IbQpState.RESET;
+  /** The connected peer QP (undefined until ibConnectQp). */
   remote: IbQp | undefined = undefined;
   /** @internal posted receive WRs, oldest first. */
   readonly recvQueue: IbRecvWr[] = [];
