@@ -4,23 +4,17 @@
 // (".", "./internal", "./testing"…), read from the sources (src/<entry>.ts), so no build is needed.
 // A package without a typed export (the `dmasim` command) has no API to document.
 //
-// Every exported name of a package in DOCUMENTED must carry a doc comment (typedoc's
-// `validation.notDocumented`); any validation warning fails the run. Packages still being documented
-// are in UNDOCUMENTED_YET, a list that only shrinks: a package leaves it once `pnpm docs` passes
-// with it moved to the checked set, and a new package starts checked.
+// Every exported name of every published package must carry a doc comment (typedoc's
+// `validation.notDocumented`); any validation warning fails the run. There is no allow-list: the one
+// that let packages be documented one by one is gone now that all of them are, and a new package
+// starts checked like the others.
 //
 //   node scripts/docs.mjs           generate docs/api/ and check (exit 1 on a missing doc comment)
 //   node scripts/docs.mjs --check   check only, write nothing (`pnpm test` runs this)
-//   node scripts/docs.mjs --all     check every package, allow-list ignored (how much is left)
 import { existsSync } from "node:fs";
 import { join, relative } from "node:path";
 import { Application, Converter, LogLevel, ReflectionKind } from "typedoc";
 import { ROOT, publishedWorkspaces } from "./workspace.mjs";
-
-/** Published packages whose doc comments are not complete yet (the allow-list; it only shrinks). */
-export const UNDOCUMENTED_YET = [
-  "@dmasim/rdma",
-];
 
 /** The source entry points of a package: one per typed subpath export, [module name, file]. */
 export function sourceEntries(ws) {
@@ -33,18 +27,12 @@ export function sourceEntries(ws) {
     });
 }
 
-const checkOnly = process.argv.includes("--check") || process.argv.includes("--all");
-const allowed = process.argv.includes("--all") ? [] : UNDOCUMENTED_YET;
+const checkOnly = process.argv.includes("--check");
 const published = publishedWorkspaces();
 const entries = published.flatMap(sourceEntries);
-const unknown = UNDOCUMENTED_YET.filter((name) => !published.some((ws) => ws.pkg.name === name));
-if (unknown.length > 0) {
-  console.error(`docs: UNDOCUMENTED_YET names packages that are not published: ${unknown.join(", ")}`);
-  process.exit(1);
-}
 const documented = published
   .map((ws) => ws.pkg.name)
-  .filter((name) => !allowed.includes(name) && entries.some(([module]) => module === name || module.startsWith(`${name}/`)));
+  .filter((name) => entries.some(([module]) => module === name || module.startsWith(`${name}/`)));
 
 const app = await Application.bootstrap({
   entryPoints: entries.map(([, file]) => file),
@@ -102,4 +90,4 @@ if (!checkOnly) {
   await app.generateDocs(project, app.options.getValue("out"));
   console.log(`docs: ${relative(ROOT, app.options.getValue("out"))}/index.html (${entries.length} entry points)`);
 }
-console.log(`docs: every exported name documented in ${documented.length} packages; not yet checked: ${allowed.join(", ") || "none"}`);
+console.log(`docs: every exported name documented in ${documented.length} packages`);
