@@ -8,7 +8,7 @@ export type FabricPath = "memory" | "peer-via-switch" | "peer-via-host-bridge";
 
 /** One memory read or write TLP (split at 4 KiB boundaries) that reached its target. */
 export interface TlpEvent {
-  /** Event name. */
+  /** Names the event: the discriminant of `PcieP2pEvent`. */
   readonly type: "tlp";
   /** Virtual time in ns. */
   readonly t: number;
@@ -26,7 +26,7 @@ export interface TlpEvent {
 
 /** A TLP no BAR and no RAM claimed: the completer answers Unsupported Request. */
 export interface UnsupportedRequestEvent {
-  /** Event name. */
+  /** Names the event: the discriminant of `PcieP2pEvent`. */
   readonly type: "unsupported-request";
   /** Virtual time in ns. */
   readonly t: number;
