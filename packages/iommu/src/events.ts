@@ -14,7 +14,7 @@ export type InvalidationScope = "range" | "domain" | "global";
 
 /** `iommu_map` of `size` bytes at `iova` (trace_map). */
 export interface IommuMapEvent {
-  /** Event name. */
+  /** Names the event: the discriminant of `IommuEvent`. */
   readonly type: "iommu.map";
   /** Virtual time in ns. */
   readonly t: number;
@@ -34,7 +34,7 @@ export interface IommuMapEvent {
 
 /** `iommu_unmap` asked for `size` bytes and unmapped `unmapped` (trace_unmap). */
 export interface IommuUnmapEvent {
-  /** Event name. */
+  /** Names the event: the discriminant of `IommuEvent`. */
   readonly type: "iommu.unmap";
   /** Virtual time in ns. */
   readonly t: number;
@@ -52,7 +52,7 @@ export interface IommuUnmapEvent {
 
 /** An IOTLB invalidation of a range, a whole domain or every domain of the unit. */
 export interface IotlbInvalidateEvent {
-  /** Event name. */
+  /** Names the event: the discriminant of `IommuEvent`. */
   readonly type: "iotlb.invalidate";
   /** Virtual time in ns. */
   readonly t: number;
@@ -70,7 +70,7 @@ export interface IotlbInvalidateEvent {
 
 /** `iotlb_sync_map` after a map, on units that cache non-present entries. */
 export interface IotlbSyncMapEvent {
-  /** Event name. */
+  /** Names the event: the discriminant of `IommuEvent`. */
   readonly type: "iotlb.sync-map";
   /** Virtual time in ns. */
   readonly t: number;
@@ -86,7 +86,7 @@ export interface IotlbSyncMapEvent {
 
 /** A DMA fault (trace_io_page_fault). */
 export interface IommuFaultEvent {
-  /** Event name. */
+  /** Names the event: the discriminant of `IommuEvent`. */
   readonly type: "iommu.fault";
   /** Virtual time in ns. */
   readonly t: number;
