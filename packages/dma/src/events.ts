@@ -11,7 +11,7 @@ import type { DmaDebugCheck } from "./debug/errors.js";
  * (dma_map_sg, the block iterator) report their calls the same way through `dmaApiSlice`.
  */
 export interface DmaApiEvent {
-  /** Event name. */
+  /** Names the event: the discriminant of `DmaEvent`. */
   readonly type: "api";
   /** Virtual time in ns. */
   readonly t: number;
@@ -27,7 +27,7 @@ export interface DmaApiEvent {
 
 /** swiotlb_bounce: `len` bytes copied between the original buffer at `orig` and the slot at `slot`. */
 export interface SwiotlbBounceEvent {
-  /** Event name. */
+  /** Names the event: the discriminant of `DmaEvent`. */
   readonly type: "swiotlb.bounce";
   /** Virtual time in ns. */
   readonly t: number;
@@ -45,7 +45,7 @@ export interface SwiotlbBounceEvent {
 
 /** One flush of a CPU's IOVA flush queue (lazy mode), and what caused it. */
 export interface FlushQueueFlushEvent {
-  /** Event name. */
+  /** Names the event: the discriminant of `DmaEvent`. */
   readonly type: "flush-queue.flush";
   /** Virtual time in ns. */
   readonly t: number;
@@ -61,7 +61,7 @@ export interface FlushQueueFlushEvent {
 
 /** A dma-debug finding, emitted whatever the checker's mode (throw or collect). */
 export interface DmaDebugEvent {
-  /** Event name. */
+  /** Names the event: the discriminant of `DmaEvent`. */
   readonly type: "dma-debug";
   /** Virtual time in ns. */
   readonly t: number;
