@@ -34,7 +34,7 @@ export type ScenarioExpectations = z.output<typeof ScenarioExpectationsSchema>;
 export type P2pMapTypeName = NonNullable<ScenarioExpectations["mapType"]>;
 /** What the driver does in a run: one of the workload kinds, told apart by `kind`. */
 export type Workload = z.output<typeof WorkloadSchema>;
-/** The workload kinds: nvme, sg, single, p2p, stale-window, hmm. */
+/** The `kind` of a workload: one of `WORKLOAD_KINDS`. */
 export type WorkloadKind = Workload["kind"];
 /** An fio-like NVMe workload through the NVMe driver. */
 export type NvmeWorkload = z.output<typeof NvmeWorkloadSchema>;
