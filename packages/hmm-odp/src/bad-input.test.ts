@@ -4,6 +4,7 @@ import { HmmErrno, PROT_READ } from "./constants.js";
 import { hmmDmirrorCmd } from "./dmirror.js";
 import { HmmInputError, HmmStateError } from "./errors.js";
 import { MigrateVma, migrateVmaSetup, MIGRATE_VMA_SELECT_SYSTEM } from "./migrate.js";
+import { MREMAP_DONTUNMAP } from "./mm.js";
 import { PteKind } from "./pte.js";
 import { hmmRig } from "./test-fixtures.js";
 
@@ -19,6 +20,13 @@ describe("bad input and refusals", () => {
     expect(() => mm.mprotect(a, PAGE_SIZE, 4)).toThrow(HmmInputError);
     expect(() => mm.madvise(a, PAGE_SIZE, 99)).toThrow(HmmInputError);
     expect(() => mm.mremap(a, 2 ** 48, PAGE_SIZE)).toThrow(HmmInputError);
+    expect(() => mm.mremap(a, 4 * PAGE_SIZE, 4 * PAGE_SIZE, undefined, 1)).toThrow(HmmInputError);
+    // MREMAP_DONTUNMAP may not change the length, nor move a VM_PFNMAP mapping (-EINVAL, nothing moved).
+    expect(mm.mremap(a, 4 * PAGE_SIZE, 8 * PAGE_SIZE, undefined, MREMAP_DONTUNMAP)).toBe(-HmmErrno.EINVAL);
+    const io = mm.mmap(PAGE_SIZE, { pfnmapPhys: 0x100000 });
+    expect(mm.mremap(io, PAGE_SIZE, PAGE_SIZE, undefined, MREMAP_DONTUNMAP)).toBe(-HmmErrno.EINVAL);
+    expect(mm.findVma(io)?.start).toBe(io);
+    expect(mm.munmap(io, PAGE_SIZE)).toBe(0);
     expect(() => mm.read(a, -1)).toThrow(HmmInputError);
     expect(mm.munmap(a + 1, PAGE_SIZE)).toBe(-HmmErrno.EINVAL);
     expect(mm.vmas.length).toBe(before);

@@ -17,7 +17,7 @@ import {
 } from "./dmirror.js";
 import type { Dmirror, DmirrorDevice, DmirrorFaultStep, HmmDmirrorCmd } from "./dmirror.js";
 import { FOLL_LONGTERM, FOLL_WRITE, getUserPages, putUserPages } from "./gup.js";
-import { MADV_FREE, MADV_HUGEPAGE } from "./mm.js";
+import { MADV_FREE, MADV_HUGEPAGE, MREMAP_DONTUNMAP } from "./mm.js";
 import { PteKind } from "./pte.js";
 import type { Mm } from "./mm.js";
 import { HMM_BUFFER_SIZE, cpuFillInts, cpuInts, firstMismatch, hmmRig as hmmRigOf, ints } from "./test-fixtures.js";
@@ -752,38 +752,52 @@ describe.each(VARIANTS)("hmm-tests.c ($name)", { timeout: 60_000 }, ({ coherent 
   });
 
   it("migrate_remap_fault", () => {
-    // Upstream also runs each case with MREMAP_DONTUNMAP, which the model's mremap does not have.
+    // Each case also with MREMAP_DONTUNMAP: the pages (on the device or not yet) move, the old range stays
+    // mapped and empty.
     for (const before of [false, true]) {
-      for (const useThp of [false, true]) {
-        for (const offset of [0, 512 * 1024, 1 << 20]) {
-          const rig = hmmRig();
-          const { mm, mdev0 } = rig;
-          const d = rig.open();
-          const old = mm.mmap(8 * TWOMEG);
-          const map = Math.ceil(old / TWOMEG) * TWOMEG;
-          if (useThp) expect(mm.madvise(map, TWOMEG, MADV_HUGEPAGE)).toBe(0);
-          expect(mm.munmap(map + TWOMEG, 2 * TWOMEG)).toBe(0);
-          cpuFillInts(mm, map, TWOMEG, (i) => i);
-          let ptr = map;
-          const remap = (): void => {
-            ptr = mm.mremap(map, TWOMEG, TWOMEG, map + TWOMEG + offset);
-            expect(ptr).toBe(map + TWOMEG + offset);
-          };
-          if (before) remap();
-          const cmd = hmmDmirrorCmd(ptr, thpPages);
-          expect(d.migrateToDev(cmd)).toBe(0);
-          expect(cmd.cpages).toBe(thpPages);
-          expect(firstMismatch(ints(cmd.ptr), (i) => i)).toBe(-1);
-          // A THP migrates whole when it stays 2 MiB aligned (offset 0 after the move, or not moved yet).
-          if (useThp && (!before || offset === 0)) expectDeviceThp(mm, ptr, mdev0);
-          if (!before) remap();
-          if (offset !== 0) expect(mm.pteAt(ptr)?.pmd).toBe(false);
-          // Fault pages back to system memory and check them.
-          expect(firstMismatch(cpuInts(mm, ptr, TWOMEG), (i) => i)).toBe(-1);
-          expect(mm.munmap(ptr, TWOMEG)).toBe(0);
-          expect(mdev0.pagemap.allocatedPages).toBe(0);
+      for (const dontUnmap of [false, true]) {
+        for (const useThp of [false, true]) {
+          for (const offset of [0, 512 * 1024, 1 << 20]) {
+            const rig = hmmRig();
+            const { mm, mdev0 } = rig;
+            const d = rig.open();
+            const old = mm.mmap(8 * TWOMEG);
+            const map = Math.ceil(old / TWOMEG) * TWOMEG;
+            if (useThp) expect(mm.madvise(map, TWOMEG, MADV_HUGEPAGE)).toBe(0);
+            expect(mm.munmap(map + TWOMEG, 2 * TWOMEG)).toBe(0);
+            cpuFillInts(mm, map, TWOMEG, (i) => i);
+            let ptr = map;
+            const remap = (): void => {
+              ptr = mm.mremap(map, TWOMEG, TWOMEG, map + TWOMEG + offset, dontUnmap ? MREMAP_DONTUNMAP : 0);
+              expect(ptr).toBe(map + TWOMEG + offset);
+              // The old range: gone, or (MREMAP_DONTUNMAP) still mapped with nothing in it.
+              expect(mm.findVma(map) !== undefined).toBe(dontUnmap);
+              if (dontUnmap) expect(mm.pteAt(map)?.kind).toBe(PteKind.NONE);
+            };
+            if (before) remap();
+            const cmd = hmmDmirrorCmd(ptr, thpPages);
+            expect(d.migrateToDev(cmd)).toBe(0);
+            expect(cmd.cpages).toBe(thpPages);
+            expect(firstMismatch(ints(cmd.ptr), (i) => i)).toBe(-1);
+            // A THP migrates whole when it stays 2 MiB aligned (offset 0 after the move, or not moved yet).
+            if (useThp && (!before || offset === 0)) expectDeviceThp(mm, ptr, mdev0);
+            if (!before) remap();
+            if (offset !== 0) expect(mm.pteAt(ptr)?.pmd).toBe(false);
+            // Fault pages back to system memory and check them.
+            expect(firstMismatch(cpuInts(mm, ptr, TWOMEG), (i) => i)).toBe(-1);
+            expect(mm.munmap(ptr, TWOMEG)).toBe(0);
+            expect(mdev0.pagemap.allocatedPages).toBe(0);
+            if (dontUnmap) {
+              // The range left behind faults in fresh zeros, and its memory is an ordinary mapping.
+              expect(firstMismatch(cpuInts(mm, map, 4 * PAGE_SIZE), () => 0)).toBe(-1);
+              cpuFillInts(mm, map, PAGE_SIZE, (i) => i + 7);
+              expect(firstMismatch(cpuInts(mm, map, PAGE_SIZE), (i) => i + 7)).toBe(-1);
+              expect(mm.munmap(map, TWOMEG)).toBe(0);
+            }
+          }
         }
       }
     }
   });
+
 });

@@ -41,7 +41,7 @@ export type { InvalidationRecord } from "./contract.js";
 export { PteKind, PTE_KIND_NAMES } from "./pte.js";
 export { MmSystem, MmFile } from "./mm-system.js";
 export type { MmStats } from "./mm-system.js";
-export { Mm, FAULT_FLAG_REMOTE, FAULT_FLAG_WRITE, MADV_DONTNEED, MADV_FREE, MADV_HUGEPAGE } from "./mm.js";
+export { Mm, FAULT_FLAG_REMOTE, FAULT_FLAG_WRITE, MADV_DONTNEED, MADV_FREE, MADV_HUGEPAGE, MREMAP_DONTUNMAP } from "./mm.js";
 export type { MmapOptions } from "./mm.js";
 export { Vma } from "./vma.js";
 export { FOLL_LONGTERM, FOLL_WRITE, getUserPages, putUserPages } from "./gup.js";

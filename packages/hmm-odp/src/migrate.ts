@@ -319,14 +319,12 @@ function releasePage(sys: MmSystem, pfn: number): void {
   else sys.putPage(pfn);
 }
 
-/** Where a device page is mapped, found by a scan of every process (the model's rmap walk). */
-interface Mapping {
-  mm: Mm;
-  vma: Vma;
-  index: number;
-}
-
-/** The state of a migrate_device_range eviction (src/dst per device page, plus where each is mapped). */
+/**
+ * The state of a migrate_device_range eviction: src/dst per device page, and the reverse map of every
+ * place each page is mapped (try_to_migrate replaces them all by migration entries through the folio's
+ * anon_vma; remove_migration_ptes restores them all). A device page mapped by a parent and a child after
+ * fork has two mappings, and both come back to the new page.
+ */
 export class MigrateDevice {
   /** First device page frame of the range. */
   readonly startPfn: number;
@@ -336,14 +334,54 @@ export class MigrateDevice {
   readonly src: Float64Array;
   /** The destination pages as migrate_pfn entries. */
   readonly dst: Float64Array;
-  /** @internal */
-  readonly mappings: (Mapping | undefined)[];
+  // The reverse map, in typed arrays: mapping ids chained per page (#first[j], then #next), each naming
+  // a VMA (an object, so in an array of its own), an entry index in it and the entry's write bit.
+  readonly #first: Int32Array;
+  #next = new Int32Array(16);
+  #index = new Int32Array(16);
+  #write = new Uint8Array(16);
+  readonly #vma: Vma[] = [];
+  #count = 0;
   constructor(startPfn: number, npages: number) {
     this.startPfn = startPfn;
     this.npages = npages;
     this.src = new Float64Array(npages);
     this.dst = new Float64Array(npages);
-    this.mappings = new Array<Mapping | undefined>(npages);
+    this.#first = new Int32Array(npages).fill(-1);
+  }
+
+  /** Places that map page `j` of the range (1 unless the page is shared, as after fork). */
+  mapCount(j: number): number {
+    let n = 0;
+    for (let m = this.#first[j] ?? -1; m >= 0; m = this.#next[m] ?? -1) n++;
+    return n;
+  }
+
+  /** @internal records that entry `index` of `vma` maps page `j` (writable or not). */
+  addMapping(j: number, vma: Vma, index: number, write: boolean): void {
+    const m = this.#count++;
+    if (m === this.#next.length) {
+      const grow = <T extends Int32Array | Uint8Array>(a: T, b: T): T => {
+        b.set(a);
+        return b;
+      };
+      this.#next = grow(this.#next, new Int32Array(m * 2));
+      this.#index = grow(this.#index, new Int32Array(m * 2));
+      this.#write = grow(this.#write, new Uint8Array(m * 2));
+    }
+    this.#next[m] = this.#first[j] ?? -1;
+    this.#index[m] = index;
+    this.#write[m] = write ? 1 : 0;
+    this.#vma[m] = vma;
+    this.#first[j] = m;
+  }
+
+  /** @internal calls `f` for every mapping of page `j`. */
+  forEachMapping(j: number, f: (vma: Vma, index: number, write: boolean) => void): void {
+    for (let m = this.#first[j] ?? -1; m >= 0; m = this.#next[m] ?? -1) {
+      const v = this.#vma[m];
+      if (v !== undefined) f(v, this.#index[m] ?? 0, this.#write[m] === 1);
+    }
   }
 }
 
@@ -373,8 +411,9 @@ export function migrateDeviceRange(sys: MmSystem, startPfn: number, npages: numb
         mm.notify(MmuNotifyEvent.MIGRATE, page, page + PAGE_SIZE, () => {
           v.pte[i] = PteKind.MIGRATION | (e & PTE_WRITE);
         }, owner);
-        md.src[j] = migratePfn(startPfn + j) | MIGRATE_PFN_MIGRATE | ((e & PTE_WRITE) !== 0 ? MIGRATE_PFN_WRITE : 0);
-        md.mappings[j] = { mm, vma: v, index: i };
+        // A page mapped more than once keeps MIGRATE_PFN_WRITE if any mapping could write it.
+        md.src[j] = migratePfn(startPfn + j) | MIGRATE_PFN_MIGRATE | ((e & PTE_WRITE) !== 0 || (md.src[j] ?? 0) & MIGRATE_PFN_WRITE ? MIGRATE_PFN_WRITE : 0);
+        md.addMapping(j, v, i, (e & PTE_WRITE) !== 0);
       }
     }
   }
@@ -389,20 +428,33 @@ export function migrateDevicePages(md: MigrateDevice): void {
   }
 }
 
-/** migrate_device_finalize: mapped entries get the system page; device pages are released. */
+/**
+ * migrate_device_finalize: every mapping of a migrated page (remove_migration_ptes walks the reverse map)
+ * gets the system page, which takes a reference per mapping, and the device page drops one per mapping;
+ * a page that did not migrate gets its device entries back and the destination page is released.
+ */
 export function migrateDeviceFinalize(sys: MmSystem, md: MigrateDevice): void {
   for (let j = 0; j < md.npages; j++) {
     const s = md.src[j] ?? 0;
-    const m = md.mappings[j];
-    if (m === undefined || s === 0) continue;
+    if (s === 0) continue;
+    const maps = md.mapCount(j);
+    if (maps === 0) continue;
     const dpfn = migratePfnToPfn(md.dst[j] ?? 0);
     const spfn = migratePfnToPfn(s);
     if ((s & MIGRATE_PFN_MIGRATE) !== 0 && dpfn >= 0) {
-      m.vma.pte[m.index] = PteKind.PRESENT | ((md.dst[j] ?? 0) & MIGRATE_PFN_WRITE ? PTE_WRITE : 0);
-      m.vma.pfn[m.index] = dpfn;
-      releasePage(sys, spfn);
+      const dstWrite = ((md.dst[j] ?? 0) & MIGRATE_PFN_WRITE) !== 0;
+      // The destination came with one reference: one more for each further mapping.
+      for (let k = 1; k < maps; k++) sys.getPage(dpfn);
+      md.forEachMapping(j, (vma, index, write) => {
+        vma.pte[index] = PteKind.PRESENT | (write && dstWrite ? PTE_WRITE : 0);
+        vma.pfn[index] = dpfn;
+        releasePage(sys, spfn);
+      });
     } else {
-      m.vma.pte[m.index] = (isDevicePrivate(sys, spfn) ? PteKind.DEVICE_PRIVATE : PteKind.PRESENT) | ((s & MIGRATE_PFN_WRITE) !== 0 ? PTE_WRITE : 0);
+      const kind = isDevicePrivate(sys, spfn) ? PteKind.DEVICE_PRIVATE : PteKind.PRESENT;
+      md.forEachMapping(j, (vma, index, write) => {
+        vma.pte[index] = kind | (write ? PTE_WRITE : 0);
+      });
       if (dpfn >= 0) releasePage(sys, dpfn);
     }
   }

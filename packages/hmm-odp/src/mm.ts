@@ -45,6 +45,8 @@ export const MADV_DONTNEED = 4;
 export const MADV_HUGEPAGE = 14;
 /** MADV_FREE: private anonymous pages become lazily freeable (reclaim drops them unless written again). */
 export const MADV_FREE = 8;
+/** MREMAP_DONTUNMAP: mremap moves the pages but leaves the old range mapped, empty (Linux 5.7). */
+export const MREMAP_DONTUNMAP = 4;
 
 /** mmap options: what the flags and the fd of mmap(2) say. */
 export interface MmapOptions {
@@ -302,15 +304,22 @@ export class Mm implements NotifierMm {
   }
 
   /**
-   * mremap(MREMAP_MAYMOVE[|MREMAP_FIXED]): moves [addr, addr + oldLen) to a new place of newLen bytes
-   * (its page-table entries move with it) and fires UNMAP over the old range. Returns the new address.
+   * mremap(MREMAP_MAYMOVE[|MREMAP_FIXED][|MREMAP_DONTUNMAP]): moves [addr, addr + oldLen) to a new place of
+   * newLen bytes (its page-table entries move with it: move_page_tables) and fires UNMAP over the old
+   * range. Returns the new address. With MREMAP_DONTUNMAP the old VMA stays, emptied: its next access
+   * faults in fresh memory (a zero page, or the file's page); the kernel refuses it (-EINVAL) for a change
+   * of length and for VM_PFNMAP or hugetlb mappings (vma_to_resize, resize_is_valid).
    */
-  mremap(addr: number, oldLen: number, newLen: number, newAddr?: number): number {
+  mremap(addr: number, oldLen: number, newLen: number, newAddr?: number, flags = 0): number {
     this.#checkRange("mremap", addr, oldLen);
     if (!Number.isSafeInteger(newLen) || newLen <= 0 || newLen % PAGE_SIZE !== 0) throw new HmmInputError("mremap", "newLen", newLen, "a positive multiple of PAGE_SIZE");
+    if (flags !== 0 && flags !== MREMAP_DONTUNMAP) throw new HmmInputError("mremap", "flags", flags, "0 or MREMAP_DONTUNMAP (4)");
+    const dontUnmap = flags === MREMAP_DONTUNMAP;
+    if (dontUnmap && newLen !== oldLen) return -HmmErrno.EINVAL;
     const vmas = this.#vmasIn(addr, addr + oldLen);
     const first = vmas[0];
     if (first === undefined || vmas.length !== 1 || first.start !== addr || first.end !== addr + oldLen) return -HmmErrno.EFAULT;
+    if (dontUnmap && (first.flags & (VM_PFNMAP | VM_HUGETLB)) !== 0) return -HmmErrno.EINVAL;
     const dst = newAddr ?? Math.ceil(this.#nextAddr / (HPAGE_PMD_NR * PAGE_SIZE)) * HPAGE_PMD_NR * PAGE_SIZE;
     this.#checkRange("mremap", dst, newLen);
     if (newAddr === undefined) this.#nextAddr = dst + newLen + HPAGE_PMD_NR * PAGE_SIZE;
@@ -324,10 +333,11 @@ export class Mm implements NotifierMm {
         moved.pte[i] = shift ? (first.pte[i] ?? 0) & ~PTE_PMD : (first.pte[i] ?? 0);
         moved.pfn[i] = first.pfn[i] ?? 0;
         first.pte[i] = EMPTY;
+        first.pfn[i] = 0;
       }
       this.#zap(first, keep, first.pages);
     });
-    this.vmas.splice(this.vmas.indexOf(first), 1);
+    if (!dontUnmap) this.vmas.splice(this.vmas.indexOf(first), 1);
     this.#insertVma(moved);
     return dst;
   }

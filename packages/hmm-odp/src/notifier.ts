@@ -252,6 +252,8 @@ export class UserLock {
   unlock(): void {
     if (!this.#held) throw new HmmStateError("EPERM", `${this.name}: unlock of a lock that is not held`);
     this.#held = false;
+    // No waiters is every unlock of a fault: no copy of the (empty) list then.
+    if (this.#waiters.length === 0) return;
     const waiters = this.#waiters.splice(0);
     for (const w of waiters) w();
   }

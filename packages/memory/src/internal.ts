@@ -6,3 +6,6 @@
 export const kApplyFlags = Symbol("applyFlags");
 export const kFirstMissing = Symbol("firstMissing");
 export const kFirstWithout = Symbol("firstWithout");
+/** SparseStore's readInto and write without their short-access seam: the equivalence test runs both. */
+export const kReadIntoChecked = Symbol("readIntoChecked");
+export const kWriteChecked = Symbol("writeChecked");

@@ -58,7 +58,7 @@ describe("first writes (materialising pages)", () => {
     for (let p = 0; p < 256; p++) s.write(p * PAGE_SIZE, page);
   });
   const small = page.subarray(0, 64);
-  bench("write 64 B into each of 256 pages of a fresh 1 MiB SparseStore (256-byte lines)", () => {
+  bench("write 64 B into each of 256 pages of a fresh 1 MiB SparseStore (64-byte lines)", () => {
     const s = new SparseStore(MiB);
     for (let p = 0; p < 256; p++) s.write(p * PAGE_SIZE, small);
   });

@@ -61,50 +61,73 @@ describe("SparseStore", () => {
     expect([...s.read(9, 7)]).toEqual([0, 0xab, 0xab, 0xab, 0xab, 0xab, 0]);
   });
 
-  it("keeps a small write to a fresh page in 256-byte lines, not a whole 4 KiB page", () => {
+  it("keeps a small write to a fresh page in one 64-byte line, not a whole 4 KiB page", () => {
     const s = new SparseStore(1024 * PAGE_SIZE);
     for (let p = 0; p < 1024; p++) s.write(p * PAGE_SIZE, pattern(64, p + 1));
     expect(s.materialisedPages).toBe(1024);
-    expect(s.storedBytes).toBe(1024 * 256);
+    expect(s.storedBytes).toBe(1024 * 64);
     for (let p = 0; p < 1024; p += 97) {
       const page = s.read(p * PAGE_SIZE, PAGE_SIZE);
       expectBytes(page.subarray(0, 64), pattern(64, p + 1));
       expectBytes(page.subarray(64), new Uint8Array(PAGE_SIZE - 64));
     }
-    // A write straddling lines 0 and 1 adds line 1 (page 5 has line 0); one at 1000 adds line 3, not 2.
+    // A write straddling lines 3 and 4 adds line 4 (page 5 has line 0, then a table of lines); one at
+    // 1000 adds line 15, not 5.
     s.write(5 * PAGE_SIZE + 250, pattern(12, 9));
     s.write(5 * PAGE_SIZE + 1000, pattern(4, 10));
-    expect(s.storedBytes).toBe(1026 * 256);
+    expect(s.storedBytes).toBe(1027 * 64);
+    expectBytes(s.read(5 * PAGE_SIZE, 64), pattern(64, 6));
     expectBytes(s.read(5 * PAGE_SIZE + 250, 12), pattern(12, 9));
-    expectBytes(s.read(5 * PAGE_SIZE + 512, 488), new Uint8Array(488));
+    expectBytes(s.read(5 * PAGE_SIZE + 320, 680), new Uint8Array(680));
+    expectBytes(s.read(5 * PAGE_SIZE + 1000, 4), pattern(4, 10));
   });
 
-  it("turns a line page into a whole page past 8 lines, keeping its bytes and reusing its lines", () => {
+  it("a page of one line at any position keeps it through a second line and a fill", () => {
     const s = new SparseStore(4 * PAGE_SIZE);
     const model = new Uint8Array(4 * PAGE_SIZE);
-    for (let l = 0; l < 8; l++) {
+    const put = (at: number, data: Uint8Array): void => {
+      s.write(at, data);
+      model.set(data, at);
+    };
+    put(2 * PAGE_SIZE + 63 * 64 + 10, pattern(20, 4)); // the last line of page 2
+    expect(s.storedBytes).toBe(64);
+    expectBytes(s.read(0, 4 * PAGE_SIZE), model);
+    s.fill(2 * PAGE_SIZE + 63 * 64, 16, 0); // zeroing inside the one line changes no memory
+    model.fill(0, 2 * PAGE_SIZE + 63 * 64, 2 * PAGE_SIZE + 63 * 64 + 16);
+    expect(s.storedBytes).toBe(64);
+    put(2 * PAGE_SIZE + 5, pattern(3, 8)); // line 0 joins: the page moves to a table
+    expect(s.storedBytes).toBe(128);
+    expectBytes(s.read(0, 4 * PAGE_SIZE), model);
+    expect(s.materialisedPages).toBe(1);
+  });
+
+  it("turns a line page into a whole page past 32 lines, keeping its bytes and reusing its lines", () => {
+    const s = new SparseStore(4 * PAGE_SIZE);
+    const model = new Uint8Array(4 * PAGE_SIZE);
+    for (let l = 0; l < 32; l++) {
       const data = pattern(10, l + 1);
-      s.write(PAGE_SIZE + l * 512, data); // lines 0, 2, 4, ... 14 of page 1
-      model.set(data, PAGE_SIZE + l * 512);
+      s.write(PAGE_SIZE + l * 128, data); // lines 0, 2, 4, ... 62 of page 1
+      model.set(data, PAGE_SIZE + l * 128);
     }
-    expect(s.storedBytes).toBe(8 * 256);
-    const ninth = pattern(3, 42);
-    s.write(PAGE_SIZE + 256, ninth);
-    model.set(ninth, PAGE_SIZE + 256);
+    expect(s.storedBytes).toBe(32 * 64);
+    const nextLine = pattern(3, 42);
+    s.write(PAGE_SIZE + 64, nextLine);
+    model.set(nextLine, PAGE_SIZE + 64);
     expect(s.storedBytes).toBe(PAGE_SIZE);
     expectBytes(s.read(0, 4 * PAGE_SIZE), model);
     // The freed lines serve the next line page, and read as zeros where not written.
     s.write(3 * PAGE_SIZE + 100, pattern(5, 7));
-    expect(s.storedBytes).toBe(PAGE_SIZE + 256);
-    expectBytes(s.read(3 * PAGE_SIZE, 256).subarray(0, 100), new Uint8Array(100));
+    expect(s.storedBytes).toBe(PAGE_SIZE + 64);
+    expectBytes(s.read(3 * PAGE_SIZE, 64).subarray(0, 36), new Uint8Array(36));
+    expectBytes(s.read(3 * PAGE_SIZE + 100, 5), pattern(5, 7));
     expect(s.materialisedPages).toBe(2);
   });
 
-  it("a fresh write of more than 8 lines' worth takes a whole page at once", () => {
+  it("a fresh write of more than 32 lines' worth takes a whole page at once", () => {
     const s = new SparseStore(2 * PAGE_SIZE);
-    s.write(0, pattern(8 * 256 + 1, 3));
+    s.write(0, pattern(32 * 64 + 1, 3));
     expect(s.storedBytes).toBe(PAGE_SIZE);
-    s.fill(PAGE_SIZE, 2048, 0x11); // exactly 8 lines: stays in lines
+    s.fill(PAGE_SIZE, 2048, 0x11); // exactly 32 lines: stays in lines
     expect(s.storedBytes).toBe(PAGE_SIZE + 2048);
     s.fill(PAGE_SIZE, PAGE_SIZE, 0); // zeroing a line page keeps it and allocates nothing
     expect(s.storedBytes).toBe(PAGE_SIZE + 2048);

@@ -1,5 +1,6 @@
 import { PAGE_SIZE, checkNat } from "./addresses.js";
 import { AddressError } from "./errors.js";
+import { kReadIntoChecked, kWriteChecked } from "./internal.js";
 
 /** Pages per leaf of the page index: one Int32Array of 512 slots covers 2 MiB of the store. */
 const LEAF_PAGES = 512;
@@ -7,17 +8,32 @@ const LEAF_PAGES = 512;
 const SLAB_SHIFT = 6;
 const SLAB_PAGES = 1 << SLAB_SHIFT;
 const SLAB_MASK = SLAB_PAGES - 1;
-/** A partly written page holds its bytes in 256-byte lines: 16 per page. */
-const LINE_SHIFT = 8;
+/** A partly written page holds its bytes in 64-byte lines (a CPU cache line): 64 per page. */
+const LINE_SHIFT = 6;
 const LINE_SIZE = 1 << LINE_SHIFT;
 const LINES_PER_PAGE = PAGE_SIZE / LINE_SIZE;
+const LINES_PER_PAGE_SHIFT = Math.log2(LINES_PER_PAGE);
 /** Lines per line slab (256 KiB, like a page slab). */
-const LINE_SLAB_SHIFT = 10;
+const LINE_SLAB_SHIFT = 12;
 const LINE_SLAB_MASK = (1 << LINE_SLAB_SHIFT) - 1;
-/** A line page that would hold more than this many lines becomes a whole page (lines cost more then). */
-const MAX_LINES = 8;
-/** Line tables per chunk: 4096 pages x 16 Int32 line slots = 256 KiB. */
-const TABLE_CHUNK_SHIFT = 12;
+/** A line page that would hold more than this many lines (2 KiB) becomes a whole page (lines cost more then). */
+const MAX_LINES = 32;
+/**
+ * Entries below -SINGLE_BASE are pages holding exactly one line, kept in the entry itself (no line table):
+ * `-(SINGLE_BASE + line * LINES_PER_PAGE + l + 1)` for line `line` at position `l` of the page. Entries
+ * from -SINGLE_BASE to -1 are `-(table + 1)` (2^30 tables would be 256 GiB of them: never reached). A line
+ * whose number does not fit (past 2^24 lines, 1 GiB of them) goes through a table instead.
+ */
+const SINGLE_BASE = 2 ** 30;
+const SINGLE_MAX_LINE = SINGLE_BASE / LINES_PER_PAGE - 1;
+/**
+ * Accesses of at most this many bytes may take the short-access seam: their bytes are copied by a loop
+ * (no `subarray` view for `set`: see copyBytes), and a write into a line the page already has, or into a
+ * page never written, skips the scan of the page's line table.
+ */
+const SHORT_ACCESS_BYTES = 64;
+/** Line tables per chunk: 1024 pages x 64 Int32 line slots = 256 KiB. */
+const TABLE_CHUNK_SHIFT = 10;
 const TABLE_CHUNK_MASK = (1 << TABLE_CHUNK_SHIFT) - 1;
 
 /**
@@ -27,11 +43,14 @@ const TABLE_CHUNK_MASK = (1 << TABLE_CHUNK_SHIFT) - 1;
  * Layout: page number → entry through a two-level index (a Map of 512-entry Int32Array leaves, with the
  * last leaf cached so sequential access skips the Map). An entry is 0 for a page never written, `slot + 1`
  * for a whole page (4 KiB inside a 256 KiB slab; slots are handed out in materialisation order, so a
- * buffer written front to back sits contiguously), or `-(table + 1)` for a page written only in places:
- * its bytes are 256-byte lines, found through a table of 16 line slots. A device that writes a 64-byte
- * pattern into each of a million fresh pages so costs 256 MiB of host memory, not 4 GiB, and the host
- * does not fault in and zero a 4 KiB page for every one (that was most of the time of such a run).
- * A page becomes whole once it would need more than 8 lines; its lines and table are reused.
+ * buffer written front to back sits contiguously), or, for a page written only in places, its 64-byte
+ * lines: one line is named by the entry itself (below -SINGLE_BASE), more are found through a table of
+ * 64 line slots (`-(table + 1)`). A device that writes a 64-byte pattern into each of a million fresh
+ * pages so costs 64 MiB of host memory, not 4 GiB, and the host does not fault in and zero a 4 KiB page
+ * for every one (that was most of the time of such a run); nor a line table (256 B) per page, which with
+ * the 256-byte lines this store had before made 320 MiB of fresh memory the host faulted in, and the
+ * garbage collector ran full collections for. A page becomes whole once it would need more than 32
+ * lines; its lines and table are reused.
  * Pages are never given back: like RAM, once touched the bytes stay.
  */
 export class SparseStore {
@@ -82,6 +101,94 @@ export class SparseStore {
 
   /** Fills `dst` with the bytes at `offset`, without allocating a result. */
   readInto(offset: number, dst: Uint8Array): void {
+    if (dst.length <= SHORT_ACCESS_BYTES && this.#readShortNoView(offset, dst)) return;
+    this[kReadIntoChecked](offset, dst);
+  }
+
+  /** Stores `bytes` at `offset`, giving memory to the pages they touch. */
+  write(offset: number, bytes: Uint8Array): void {
+    if (bytes.length <= SHORT_ACCESS_BYTES && this.#writeShortNoScan(offset, bytes)) return;
+    this[kWriteChecked](offset, bytes);
+  }
+
+  // ---- the short-access seam ------------------------------------------------------------------------
+  // readInto and write try these first and run the checked path (below) for whatever they decline. They
+  // do exactly what the checked path does for the accesses they admit; sparse-store-short.test.ts holds
+  // the two to that (same bytes, same pages, same stored bytes, same errors).
+
+  /**
+   * readInto of at most SHORT_ACCESS_BYTES inside one page (and inside one 256-byte line of a line page),
+   * straight from the slab or line (no line-table scan, no `subarray` view). Returns false, having written nothing, for any other access
+   * (crossing a page or a line, out of range, not a safe integer offset, empty).
+   */
+  #readShortNoView(offset: number, dst: Uint8Array): boolean {
+    const len = dst.length;
+    if (!(len > 0 && offset >= 0 && offset + len <= this.size && Number.isSafeInteger(offset))) return false;
+    const page = Math.floor(offset / PAGE_SIZE);
+    const inPage = offset - page * PAGE_SIZE;
+    if (inPage + len > PAGE_SIZE) return false;
+    const e = this.#entry(page);
+    if (e > 0) {
+      const slot = e - 1;
+      copyBytes(this.#slab(slot), (slot & SLAB_MASK) * PAGE_SIZE + inPage, dst, 0, len);
+      return true;
+    }
+    if (e === 0) {
+      for (let i = 0; i < len; i++) dst[i] = 0;
+      return true;
+    }
+    const inLine = inPage & (LINE_SIZE - 1);
+    if (inLine + len > LINE_SIZE) return false;
+    const v = this.#lineOf(e, inPage >>> LINE_SHIFT);
+    if (v === 0) {
+      for (let i = 0; i < len; i++) dst[i] = 0;
+      return true;
+    }
+    const line = v - 1;
+    copyBytes(this.#lineSlab(line), (line & LINE_SLAB_MASK) * LINE_SIZE + inLine, dst, 0, len);
+    return true;
+  }
+
+  /**
+   * write of at most SHORT_ACCESS_BYTES inside one page: into a whole page, into a line a line page
+   * already holds (no scan of its line table), or into a page never written, which gets its one line
+   * (no scan either: it has no other lines). Returns false, having changed nothing, when the
+   * write needs a line the page lacks (the checked path counts its lines first), crosses a page or a line,
+   * or is out of range, empty or at an offset that is not a safe integer.
+   */
+  #writeShortNoScan(offset: number, bytes: Uint8Array): boolean {
+    const len = bytes.length;
+    if (!(len > 0 && offset >= 0 && offset + len <= this.size && Number.isSafeInteger(offset))) return false;
+    const page = Math.floor(offset / PAGE_SIZE);
+    const inPage = offset - page * PAGE_SIZE;
+    if (inPage + len > PAGE_SIZE) return false;
+    const e = this.#entry(page);
+    if (e > 0) {
+      const slot = e - 1;
+      copyBytes(bytes, 0, this.#slab(slot), (slot & SLAB_MASK) * PAGE_SIZE + inPage, len);
+      return true;
+    }
+    const inLine = inPage & (LINE_SIZE - 1);
+    if (inLine + len > LINE_SIZE) return false;
+    let line: number;
+    if (e === 0) {
+      // A page never written gets its one line, taken as #writeLines takes it.
+      this.#pages++;
+      line = this.#freeLines.pop() ?? this.#newLine();
+      this.#setEntry(page, line <= SINGLE_MAX_LINE ? -(SINGLE_BASE + line * LINES_PER_PAGE + (inPage >>> LINE_SHIFT) + 1) : this.#tableWith(inPage >>> LINE_SHIFT, line));
+    } else {
+      const v = this.#lineOf(e, inPage >>> LINE_SHIFT);
+      if (v === 0) return false;
+      line = v - 1;
+    }
+    copyBytes(bytes, 0, this.#lineSlab(line), (line & LINE_SLAB_MASK) * LINE_SIZE + inLine, len);
+    return true;
+  }
+
+  // ---- the checked path -----------------------------------------------------------------------------
+
+  /** @internal readInto without the short-access seam (the equivalence test compares the two). */
+  [kReadIntoChecked](offset: number, dst: Uint8Array): void {
     const len = dst.length;
     // Fast path for the common case, an access inside one page (a TLP never crosses 4 KiB).
     if (offset >= 0 && offset + len <= this.size && Number.isSafeInteger(offset)) {
@@ -96,7 +203,7 @@ export class SparseStore {
         } else if (e === 0) {
           dst.fill(0);
         } else {
-          this.#readLines(-e - 1, inPage, dst, 0, len);
+          this.#readLines(e, inPage, dst, 0, len);
         }
         return;
       }
@@ -105,8 +212,8 @@ export class SparseStore {
     this.#copyOut(offset, dst);
   }
 
-  /** Stores `bytes` at `offset`, giving memory to the pages they touch. */
-  write(offset: number, bytes: Uint8Array): void {
+  /** @internal write without the short-access seam (the equivalence test compares the two). */
+  [kWriteChecked](offset: number, bytes: Uint8Array): void {
     const len = bytes.length;
     if (len > 0 && offset >= 0 && offset + len <= this.size && Number.isSafeInteger(offset)) {
       const page = Math.floor(offset / PAGE_SIZE);
@@ -146,7 +253,7 @@ export class SparseStore {
       const n = Math.min(PAGE_SIZE - inPage, len - pos);
       const e = this.#entry(page);
       if (value !== 0 || e > 0) this.#writePage(page, e, inPage, undefined, 0, n, value);
-      else if (e < 0) this.#zeroLines(-e - 1, inPage, n);
+      else if (e < 0) this.#zeroLines(e, inPage, n);
       pos += n;
     }
   }
@@ -171,7 +278,7 @@ export class SparseStore {
       if (e === 0) {
         dst.fill(0, pos, pos + n);
       } else if (e < 0) {
-        this.#readLines(-e - 1, inPage, dst, pos, n);
+        this.#readLines(e, inPage, dst, pos, n);
       } else {
         // Whole pages written in order sit next to each other in a slab: copy such a run in one go.
         const slot = e - 1;
@@ -240,7 +347,7 @@ export class SparseStore {
     return e - 1;
   }
 
-  /** The index entry of `page`: 0 never written, > 0 whole page slot + 1, < 0 -(line table + 1). */
+  /** The index entry of `page`: 0 never written, > 0 whole page slot + 1, < 0 a line page (see SINGLE_BASE). */
   #entry(page: number): number {
     const leafIndex = Math.floor(page / LEAF_PAGES);
     let leaf = this.#lastLeaf;
@@ -293,7 +400,10 @@ export class SparseStore {
       const first = inPage >>> LINE_SHIFT;
       const last = (inPage + n - 1) >>> LINE_SHIFT;
       let needed = last - first + 1;
-      if (e < 0) {
+      if (e < -SINGLE_BASE) {
+        const l = (-e - SINGLE_BASE - 1) & (LINES_PER_PAGE - 1);
+        if (l < first || l > last) needed++;
+      } else if (e < 0) {
         const t = this.#table(-e - 1);
         const tb = ((-e - 1) & TABLE_CHUNK_MASK) * LINES_PER_PAGE;
         for (let l = 0; l < LINES_PER_PAGE; l++) if ((t[tb + l] ?? 0) !== 0 && (l < first || l > last)) needed++;
@@ -315,21 +425,17 @@ export class SparseStore {
   #makeWhole(page: number, e: number): number {
     const slot = this.#wholePages++;
     if ((slot & SLAB_MASK) === 0) this.#slabs.push(new Uint8Array(SLAB_PAGES * PAGE_SIZE));
-    if (e < 0) {
+    if (e < -SINGLE_BASE) {
+      const code = -e - SINGLE_BASE - 1;
+      this.#moveLine(code >>> LINES_PER_PAGE_SHIFT, slot, code & (LINES_PER_PAGE - 1));
+    } else if (e < 0) {
       const table = -e - 1;
       const t = this.#table(table);
       const tb = (table & TABLE_CHUNK_MASK) * LINES_PER_PAGE;
-      const slab = this.#slab(slot);
-      const base = (slot & SLAB_MASK) * PAGE_SIZE;
       for (let l = 0; l < LINES_PER_PAGE; l++) {
         const v = t[tb + l] ?? 0;
         if (v === 0) continue;
-        const line = v - 1;
-        const ls = this.#lineSlab(line);
-        const lb = (line & LINE_SLAB_MASK) * LINE_SIZE;
-        slab.set(ls.subarray(lb, lb + LINE_SIZE), base + l * LINE_SIZE);
-        ls.fill(0, lb, lb + LINE_SIZE); // a reused line must read as zeros
-        this.#freeLines.push(line);
+        this.#moveLine(v - 1, slot, l);
         t[tb + l] = 0;
       }
       this.#freeTables.push(table);
@@ -338,9 +444,52 @@ export class SparseStore {
     return slot + 1;
   }
 
+  /** Copies `line` to position `l` of whole-page slot `slot` and frees it (zeroed, so it reads as zeros when reused). */
+  #moveLine(line: number, slot: number, l: number): void {
+    const ls = this.#lineSlab(line);
+    const lb = (line & LINE_SLAB_MASK) * LINE_SIZE;
+    this.#slab(slot).set(ls.subarray(lb, lb + LINE_SIZE), (slot & SLAB_MASK) * PAGE_SIZE + l * LINE_SIZE);
+    ls.fill(0, lb, lb + LINE_SIZE);
+    this.#freeLines.push(line);
+  }
+
+  /** A line table (a reused one, or new) holding `line` at position `l`; returns the entry that names it. */
+  #tableWith(l: number, line: number): number {
+    const table = this.#freeTables.pop() ?? this.#newTable();
+    this.#table(table)[(table & TABLE_CHUNK_MASK) * LINES_PER_PAGE + l] = line + 1;
+    return -table - 1;
+  }
+
+  /** Line `l` of a line page with entry `e` (< 0): its line number + 1, or 0 when the page lacks it. */
+  #lineOf(e: number, l: number): number {
+    if (e < -SINGLE_BASE) {
+      const code = -e - SINGLE_BASE - 1;
+      return (code & (LINES_PER_PAGE - 1)) === l ? (code >>> LINES_PER_PAGE_SHIFT) + 1 : 0;
+    }
+    const table = -e - 1;
+    return this.#table(table)[(table & TABLE_CHUNK_MASK) * LINES_PER_PAGE + l] ?? 0;
+  }
+
   #writeLines(page: number, e: number, inPage: number, src: Uint8Array | undefined, srcPos: number, n: number, value: number): void {
+    const first = inPage >>> LINE_SHIFT;
+    if (e === 0 && ((inPage + n - 1) >>> LINE_SHIFT) === first) {
+      // One line of a page never written: named by the entry, no table (when its number fits).
+      const line = this.#freeLines.pop() ?? this.#newLine();
+      this.#setEntry(page, line <= SINGLE_MAX_LINE ? -(SINGLE_BASE + line * LINES_PER_PAGE + first + 1) : this.#tableWith(first, line));
+      const ls = this.#lineSlab(line);
+      const lb = (line & LINE_SLAB_MASK) * LINE_SIZE + (inPage & (LINE_SIZE - 1));
+      if (src === undefined) ls.fill(value, lb, lb + n);
+      else ls.set(n === src.length ? src : src.subarray(srcPos, srcPos + n), lb);
+      return;
+    }
     let table: number;
-    if (e < 0) table = -e - 1;
+    if (e < -SINGLE_BASE) {
+      // A second line: the page's one line moves into a table.
+      const code = -e - SINGLE_BASE - 1;
+      const entry = this.#tableWith(code & (LINES_PER_PAGE - 1), code >>> LINES_PER_PAGE_SHIFT);
+      this.#setEntry(page, entry);
+      table = -entry - 1;
+    } else if (e < 0) table = -e - 1;
     else {
       table = this.#freeTables.pop() ?? this.#newTable();
       this.#setEntry(page, -table - 1);
@@ -367,15 +516,14 @@ export class SparseStore {
     }
   }
 
-  #readLines(table: number, inPage: number, dst: Uint8Array, dstPos: number, n: number): void {
-    const t = this.#table(table);
-    const tb = (table & TABLE_CHUNK_MASK) * LINES_PER_PAGE;
+  /** Reads `n` bytes at `inPage` of the line page with entry `e` into `dst` at `dstPos`. */
+  #readLines(e: number, inPage: number, dst: Uint8Array, dstPos: number, n: number): void {
     let pos = 0;
     while (pos < n) {
       const at = inPage + pos;
       const inLine = at & (LINE_SIZE - 1);
       const m = Math.min(LINE_SIZE - inLine, n - pos);
-      const v = t[tb + (at >>> LINE_SHIFT)] ?? 0;
+      const v = this.#lineOf(e, at >>> LINE_SHIFT);
       if (v === 0) dst.fill(0, dstPos + pos, dstPos + pos + m);
       else {
         const line = v - 1;
@@ -387,15 +535,13 @@ export class SparseStore {
   }
 
   /** Zero-fill inside a line page: lines it has are zeroed, lines it lacks already read as zeros. */
-  #zeroLines(table: number, inPage: number, n: number): void {
-    const t = this.#table(table);
-    const tb = (table & TABLE_CHUNK_MASK) * LINES_PER_PAGE;
+  #zeroLines(e: number, inPage: number, n: number): void {
     let pos = 0;
     while (pos < n) {
       const at = inPage + pos;
       const inLine = at & (LINE_SIZE - 1);
       const m = Math.min(LINE_SIZE - inLine, n - pos);
-      const v = t[tb + (at >>> LINE_SHIFT)] ?? 0;
+      const v = this.#lineOf(e, at >>> LINE_SHIFT);
       if (v !== 0) {
         const lb = ((v - 1) & LINE_SLAB_MASK) * LINE_SIZE + inLine;
         this.#lineSlab(v - 1).fill(0, lb, lb + m);
@@ -415,4 +561,28 @@ export class SparseStore {
     if ((line & LINE_SLAB_MASK) === 0) this.#lineSlabs.push(new Uint8Array((LINE_SLAB_MASK + 1) * LINE_SIZE));
     return line;
   }
+}
+
+/**
+ * Copies `n` bytes (at most SHORT_ACCESS_BYTES) from `src` at `srcPos` to `dst` at `dstPos`, eight to a
+ * step. For short accesses a loop beats `set` through a `subarray` view: the view is an object, and in
+ * the 1 M-page ODP benchmark such views were 38 % of all the garbage (8 bytes: about 4x faster in
+ * isolation; 64 bytes: even in isolation, 7 % less CPU time for the whole benchmark, median of 6
+ * interleaved runs). The ranges must be in bounds.
+ */
+function copyBytes(src: Uint8Array, srcPos: number, dst: Uint8Array, dstPos: number, n: number): void {
+  let i = 0;
+  for (; i + 8 <= n; i += 8) {
+    const s = srcPos + i;
+    const d = dstPos + i;
+    dst[d] = src[s] ?? 0;
+    dst[d + 1] = src[s + 1] ?? 0;
+    dst[d + 2] = src[s + 2] ?? 0;
+    dst[d + 3] = src[s + 3] ?? 0;
+    dst[d + 4] = src[s + 4] ?? 0;
+    dst[d + 5] = src[s + 5] ?? 0;
+    dst[d + 6] = src[s + 6] ?? 0;
+    dst[d + 7] = src[s + 7] ?? 0;
+  }
+  for (; i < n; i++) dst[dstPos + i] = src[srcPos + i] ?? 0;
 }

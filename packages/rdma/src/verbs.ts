@@ -191,9 +191,10 @@ export function ibPostSend(qp: IbQp, wr: IbSendWr): number {
     complete(qp.sendCq, { wrId: wr.wrId, status: IbWcStatus.WR_FLUSH_ERR, opcode, byteLen: 0, qpNum: qp.qpNum });
     return 0;
   }
-  const r = execute(qp, qp.remote, wr);
-  if (r.status !== IbWcStatus.SUCCESS) qp.state = IbQpState.ERR;
-  complete(qp.sendCq, { wrId: wr.wrId, status: r.status, opcode, byteLen: r.bytes, qpNum: qp.qpNum });
+  const status = execute(qp, qp.remote, wr);
+  if (status !== IbWcStatus.SUCCESS) qp.state = IbQpState.ERR;
+  // A completed WR moved all its bytes (an atomic's one SGE is its 8); a failed one reports none.
+  complete(qp.sendCq, { wrId: wr.wrId, status, opcode, byteLen: status === IbWcStatus.SUCCESS ? totalLength(wr.sgList) : 0, qpNum: qp.qpNum });
   return 0;
 }
 
@@ -216,11 +217,6 @@ const WC_OPCODE: Partial<Record<number, IbWcOpcode>> = {
   [IbWrOpcode.ATOMIC_CMP_AND_SWP]: IbWcOpcode.COMP_SWAP,
   [IbWrOpcode.ATOMIC_FETCH_AND_ADD]: IbWcOpcode.FETCH_ADD,
 };
-
-interface Outcome {
-  status: IbWcStatus;
-  bytes: number;
-}
 
 function totalLength(sgList: readonly IbSge[]): number {
   let n = 0;
@@ -257,51 +253,54 @@ function localStatus(r: NicAccessResult, write: boolean): IbWcStatus {
   return r === NicAccessResult.PROTECTION ? IbWcStatus.LOC_PROT_ERR : write ? IbWcStatus.LOC_ACCESS_ERR : IbWcStatus.LOC_PROT_ERR;
 }
 
-/** The requester (`q`) and the responder (`r`) sides of one WR. */
-function execute(q: IbQp, r: IbQp, wr: IbSendWr): Outcome {
+/**
+ * The requester (`q`) and the responder (`r`) sides of one WR; returns the completion status (a status,
+ * not an object: no allocation per WR).
+ */
+function execute(q: IbQp, r: IbQp, wr: IbSendWr): IbWcStatus {
   const clock = q.nic.clock;
   const len = totalLength(wr.sgList);
   switch (wr.opcode) {
     case IbWrOpcode.RDMA_WRITE: {
       const buf = q.nic.wqeBuffer(len);
       const l = localSg(q, wr.sgList, buf, false);
-      if (l !== NicAccessResult.OK) return { status: localStatus(l, false), bytes: 0 };
+      if (l !== NicAccessResult.OK) return localStatus(l, false);
       clock.advance(len * q.nic.costs.wireNsPerByte);
       const rr = remote(r, wr.rkey ?? 0, wr.remoteAddr ?? 0, buf, NicAccess.REMOTE_WRITE);
-      if (rr !== NicAccessResult.OK) return { status: IbWcStatus.REM_ACCESS_ERR, bytes: 0 };
+      if (rr !== NicAccessResult.OK) return IbWcStatus.REM_ACCESS_ERR;
       q.nic.counters.add(RdmaCounter.RdmaBytes, len);
-      return { status: IbWcStatus.SUCCESS, bytes: len };
+      return IbWcStatus.SUCCESS;
     }
     case IbWrOpcode.RDMA_READ: {
       const buf = q.nic.wqeBuffer(len);
       const rr = remote(r, wr.rkey ?? 0, wr.remoteAddr ?? 0, buf, NicAccess.REMOTE_READ);
-      if (rr !== NicAccessResult.OK) return { status: IbWcStatus.REM_ACCESS_ERR, bytes: 0 };
+      if (rr !== NicAccessResult.OK) return IbWcStatus.REM_ACCESS_ERR;
       clock.advance(len * q.nic.costs.wireNsPerByte);
       const l = localSg(q, wr.sgList, buf, true);
-      if (l !== NicAccessResult.OK) return { status: localStatus(l, true), bytes: 0 };
+      if (l !== NicAccessResult.OK) return localStatus(l, true);
       q.nic.counters.add(RdmaCounter.RdmaBytes, len);
-      return { status: IbWcStatus.SUCCESS, bytes: len };
+      return IbWcStatus.SUCCESS;
     }
     case IbWrOpcode.SEND: {
       const buf = q.nic.wqeBuffer(len);
       const l = localSg(q, wr.sgList, buf, false);
-      if (l !== NicAccessResult.OK) return { status: localStatus(l, false), bytes: 0 };
+      if (l !== NicAccessResult.OK) return localStatus(l, false);
       const recv = r.recvQueue.shift();
       // No receive posted: RNR NAKs until the retry count runs out (the model does not wait).
-      if (recv === undefined || r.state !== IbQpState.RTS) return { status: IbWcStatus.RNR_RETRY_EXC_ERR, bytes: 0 };
+      if (recv === undefined || r.state !== IbQpState.RTS) return IbWcStatus.RNR_RETRY_EXC_ERR;
       clock.advance(len * q.nic.costs.wireNsPerByte);
       if (totalLength(recv.sgList) < len) {
         failRecv(r, recv.wrId, IbWcStatus.LOC_LEN_ERR);
-        return { status: IbWcStatus.REM_INV_REQ_ERR, bytes: 0 };
+        return IbWcStatus.REM_INV_REQ_ERR;
       }
       const rl = localSg(r, fitSg(recv.sgList, len), buf, true);
       if (rl !== NicAccessResult.OK) {
         failRecv(r, recv.wrId, localStatus(rl, true));
-        return { status: IbWcStatus.REM_OP_ERR, bytes: 0 };
+        return IbWcStatus.REM_OP_ERR;
       }
       complete(r.recvCq, { wrId: recv.wrId, status: IbWcStatus.SUCCESS, opcode: IbWcOpcode.RECV, byteLen: len, qpNum: r.qpNum });
       q.nic.counters.add(RdmaCounter.RdmaBytes, len);
-      return { status: IbWcStatus.SUCCESS, bytes: len };
+      return IbWcStatus.SUCCESS;
     }
     default:
       return atomic(q, r, wr);
@@ -329,15 +328,15 @@ function fitSg(sgList: readonly IbSge[], len: number): IbSge[] {
 const U64 = (1n << 64n) - 1n;
 
 /** 8-byte atomics at the responder: read, compute, write back (one locked read-modify-write of the NIC). */
-function atomic(q: IbQp, r: IbQp, wr: IbSendWr): Outcome {
+function atomic(q: IbQp, r: IbQp, wr: IbSendWr): IbWcStatus {
   const addr = wr.remoteAddr ?? 0;
-  if (addr % 8 !== 0) return { status: IbWcStatus.REM_INV_REQ_ERR, bytes: 0 };
+  if (addr % 8 !== 0) return IbWcStatus.REM_INV_REQ_ERR;
   const mr = r.nic.checkMkey(wr.rkey ?? 0, r.pd, addr, 8, NicAccess.REMOTE_ATOMIC);
-  if (mr === undefined) return { status: IbWcStatus.REM_ACCESS_ERR, bytes: 0 };
+  if (mr === undefined) return IbWcStatus.REM_ACCESS_ERR;
   const old = new Uint8Array(8);
   // Fault the page in for write before the read, so the read-modify-write sees one translation.
   const rr = r.nic.access(mr, addr, old, NicAccess.REMOTE_ATOMIC, false);
-  if (rr !== NicAccessResult.OK) return { status: IbWcStatus.REM_ACCESS_ERR, bytes: 0 };
+  if (rr !== NicAccessResult.OK) return IbWcStatus.REM_ACCESS_ERR;
   const view = new DataView(old.buffer);
   const value = view.getBigUint64(0, true);
   let next: bigint;
@@ -347,10 +346,10 @@ function atomic(q: IbQp, r: IbQp, wr: IbSendWr): Outcome {
     const nb = new Uint8Array(8);
     new DataView(nb.buffer).setBigUint64(0, next, true);
     const wr2 = r.nic.access(mr, addr, nb, NicAccess.REMOTE_ATOMIC, true);
-    if (wr2 !== NicAccessResult.OK) return { status: IbWcStatus.REM_ACCESS_ERR, bytes: 0 };
+    if (wr2 !== NicAccessResult.OK) return IbWcStatus.REM_ACCESS_ERR;
   }
   const l = localSg(q, wr.sgList, old, true);
-  if (l !== NicAccessResult.OK) return { status: localStatus(l, true), bytes: 0 };
+  if (l !== NicAccessResult.OK) return localStatus(l, true);
   q.nic.counters.add(RdmaCounter.RdmaBytes, 8);
-  return { status: IbWcStatus.SUCCESS, bytes: 8 };
+  return IbWcStatus.SUCCESS;
 }
