@@ -52,11 +52,13 @@ export class IovaRangeBlocks {
   #size = 0;
   /** What a block id without storage reads (never: every id made has its chunk). */
   readonly #empty = new Float64Array(0);
+  // Outputs start as the anchor, a double: PFNs above 2^30 are doubles, and a field that starts as a
+  // small integer changes representation on the first one (see IoPageTable's constructor in iommu).
   /** Set by `find` and `ceilingByHi`: pfn_hi of the range found. */
-  foundHi = 0;
+  foundHi = IOVA_ANCHOR;
   /** Set by `remove`: the range after the one removed (rb_next; the anchor at worst). */
-  nextLo = 0;
-  nextHi = 0;
+  nextLo = IOVA_ANCHOR;
+  nextHi = IOVA_ANCHOR;
 
   constructor() {
     this.#ensureOrder(0);
