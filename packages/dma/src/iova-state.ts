@@ -14,6 +14,14 @@ export class DmaIovaState {
   size = 0;
   /** DMA_IOVA_USE_SWIOTLB: some range of this state was bounced. */
   useSwiotlb = false;
+
+  constructor() {
+    // An IOVA is above 2^30 (a small integer's limit) as a rule: addr is a double from birth, so that
+    // the first one stored cannot change the field's representation and deprecate the hidden class of
+    // every state made before it (code optimised on one state would deoptimise on the next).
+    this.addr = 0.5 as DmaAddr;
+    this.addr = 0 as DmaAddr;
+  }
 }
 
 /**

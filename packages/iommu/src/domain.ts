@@ -170,6 +170,13 @@ export class IommuDomain {
     this.#lastIova = ctx.vaLimit - ctx.granule;
     this.#lastPhys = MAX_PHYS - ctx.granule;
     this.#leafFlags = PTE_LEAF_FLAGS + (ctx.requiresSyncMap ? PTE_PENDING : 0);
+    // Byte totals pass 2^30 (a small integer's limit) sooner or later: doubles from birth, so that the
+    // representation change cannot deprecate the hidden class of every domain made before it (see
+    // IoPageTable's constructor).
+    this.#mappedBytes = 0.5;
+    this.#mappedBytes = 0;
+    this.#granuleClearedBytes = 0.5;
+    this.#granuleClearedBytes = 0;
     this.#stopDeferring =
       this.pageTable === undefined
         ? () => undefined

@@ -102,6 +102,17 @@ export class IoPageTable {
     this.#chunks = [new Float64Array(this.#tablesCapacity * N)];
     this.#used = new Uint16Array(this.#tablesCapacity);
     this.#cacheChunk = this.#noChunk;
+    // The walk cache's base, span and inverse leaf size are doubles as soon as a walk fills them (an IOVA
+    // at or above 2^30, a 1 GiB span, 1/4096). A field first stored as a small integer and later as a
+    // double changes representation, which gives every table made before that moment a deprecated hidden
+    // class: code optimised on one table then deoptimises ("wrong map") on the next and ends up checking
+    // for both, for the rest of the process. Storing a double first makes the fields doubles from birth.
+    this.#cacheBase = 0.5;
+    this.#cacheBase = 0;
+    this.#cacheSpan = 0.5;
+    this.#cacheSpan = 0;
+    this.#cacheInvSize = 0.5;
+    this.#cacheInvSize = 0;
   }
 
   /** The chunk holding table `t`. */

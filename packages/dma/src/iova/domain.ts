@@ -1,9 +1,9 @@
 import { type FaultAttr, type Trace } from "@dmasim/trace";
 import { Counter } from "../counters.js";
-import { FAIL_IOVA, IOVA_RANGE_CACHE_MAX_SIZE } from "./constants.js";
+import { FAIL_IOVA, IOVA_ANCHOR, IOVA_RANGE_CACHE_MAX_SIZE } from "./constants.js";
 import { checkCount, checkCpu, IovaError } from "./errors.js";
 import { IovaRcache, type IovaMagazine } from "./rcache.js";
-import { ANCHOR_NODE, IovaTree, NIL } from "./tree.js";
+import { IovaRangeBlocks } from "./range-blocks.js";
 
 /** The test checkCount makes, without the throw: the cheap first look of the fast paths. */
 function isCount(v: number, min: number): boolean {
@@ -57,10 +57,14 @@ export class IovaDomain {
   readonly trace: Trace;
   /** The fail_iova fault-injection site, tested by iommu_dma_alloc_iova. */
   readonly failAlloc: FaultAttr;
-  readonly #tree = new IovaTree();
+  readonly #tree = new IovaRangeBlocks();
   readonly #rcaches: IovaRcache[] = [];
-  #cachedNode = ANCHOR_NODE;
-  #cached32Node = ANCHOR_NODE;
+  // cached_node and cached32_node, held as the range they point at (pfn_lo, pfn_hi): ranges never
+  // overlap, so pfn_lo names one; the anchor is [IOVA_ANCHOR, IOVA_ANCHOR].
+  #cachedLo = IOVA_ANCHOR;
+  #cachedHi = IOVA_ANCHOR;
+  #cached32Lo = IOVA_ANCHOR;
+  #cached32Hi = IOVA_ANCHOR;
   #max32AllocSize: number;
 
   constructor(trace: Trace, options: IovaDomainOptions) {
@@ -102,7 +106,7 @@ export class IovaDomain {
     return this.#max32AllocSize;
   }
 
-  /** Height of the tree, for benchmarks and tests of the O(log n) claim. */
+  /** Levels a lookup descends (the block index, then a block), for benchmarks and tests of the O(log n) claim. */
   get treeHeight(): number {
     return this.#tree.height;
   }
@@ -126,17 +130,17 @@ export class IovaDomain {
   /** find_iova: the range holding `pfn`, or undefined. */
   findIova(pfn: number): IovaRange | undefined {
     checkCount("pfn", pfn, 0);
-    const x = this.#tree.find(pfn);
-    if (x === NIL || x === ANCHOR_NODE) return undefined;
-    return { pfnLo: this.#tree.lo[x] ?? 0, pfnHi: this.#tree.hi[x] ?? 0 };
+    const lo = this.#tree.find(pfn);
+    if (lo < 0 || lo === IOVA_ANCHOR) return undefined;
+    return { pfnLo: lo, pfnHi: this.#tree.foundHi };
   }
 
   /** free_iova: frees the range holding `pfn`; false (and nothing done) when no range holds it. */
   freeIova(pfn: number): boolean {
     checkCount("pfn", pfn, 0);
-    const x = this.#tree.find(pfn);
-    if (x === NIL || x === ANCHOR_NODE) return false;
-    this.#removeNode(x);
+    const lo = this.#tree.find(pfn);
+    if (lo < 0 || lo === IOVA_ANCHOR) return false;
+    this.#removeNode(lo, this.#tree.foundHi);
     return true;
   }
 
@@ -153,10 +157,9 @@ export class IovaDomain {
     let at = pfnLo;
     while (at <= pfnHi) {
       // The first range ending at or above `at`: the free stretch below it starts at its gapStart.
-      const x = tree.ceilingByHi(at);
-      const lo = tree.lo[x] ?? 0;
+      const lo = tree.ceilingByHi(at);
       if (lo <= at) {
-        at = (tree.hi[x] ?? 0) + 1;
+        at = tree.foundHi + 1;
         continue;
       }
       const end = Math.min(pfnHi, lo - 1);
@@ -280,8 +283,10 @@ export class IovaDomain {
       }
     }
     this.#tree.clear();
-    this.#cachedNode = ANCHOR_NODE;
-    this.#cached32Node = ANCHOR_NODE;
+    this.#cachedLo = IOVA_ANCHOR;
+    this.#cachedHi = IOVA_ANCHOR;
+    this.#cached32Lo = IOVA_ANCHOR;
+    this.#cached32Hi = IOVA_ANCHOR;
     this.#max32AllocSize = this.dma32bitPfn;
   }
 
@@ -296,9 +301,9 @@ export class IovaDomain {
     const tree = this.#tree;
     if (limit <= this.dma32bitPfn && size >= this.#max32AllocSize) return -1;
     const order = sizeAligned ? orderBase2(size) : 0;
-    const cached = limit <= this.dma32bitPfn ? this.#cached32Node : this.#cachedNode;
-    const cachedLo = tree.lo[cached] ?? 0;
-    const retryPfn = tree.hi[cached] ?? 0;
+    const below32 = limit <= this.dma32bitPfn;
+    const cachedLo = below32 ? this.#cached32Lo : this.#cachedLo;
+    const retryPfn = below32 ? this.#cached32Hi : this.#cachedHi;
     let pfn = tree.highestFit(size, order, this.startPfn, Math.min(limit, cachedLo));
     if (pfn < 0 && retryPfn < limit) pfn = tree.highestFit(size, order, retryPfn + 1, limit);
     if (pfn < 0) {
@@ -306,32 +311,41 @@ export class IovaDomain {
       this.#max32AllocSize = size;
       return -1;
     }
-    const x = tree.insert(pfn, pfn + size - 1);
-    if (pfn + size - 1 < this.dma32bitPfn) this.#cached32Node = x;
-    else this.#cachedNode = x;
+    const hi = pfn + size - 1;
+    tree.insert(pfn, hi);
+    if (hi < this.dma32bitPfn) {
+      this.#cached32Lo = pfn;
+      this.#cached32Hi = hi;
+    } else {
+      this.#cachedLo = pfn;
+      this.#cachedHi = hi;
+    }
     this.trace.counters.add(Counter.IovaAllocTree);
     return pfn;
   }
 
-  /** remove_iova with __cached_rbnode_delete_update. */
-  #removeNode(x: number): void {
+  /** remove_iova with __cached_rbnode_delete_update: a cached node at or above the freed range moves to its successor. */
+  #removeNode(lo: number, hi: number): void {
     const tree = this.#tree;
-    const lo = tree.lo[x] ?? 0;
-    const hi = tree.hi[x] ?? 0;
-    const next = tree.next(x);
-    const c32 = this.#cached32Node;
-    if (x === c32 || (hi < this.dma32bitPfn && lo >= (tree.lo[c32] ?? 0))) this.#cached32Node = next;
+    tree.remove(lo);
+    const c32 = this.#cached32Lo;
+    if (lo === c32 || (hi < this.dma32bitPfn && lo >= c32)) {
+      this.#cached32Lo = tree.nextLo;
+      this.#cached32Hi = tree.nextHi;
+    }
     if (lo < this.dma32bitPfn) this.#max32AllocSize = this.dma32bitPfn;
-    if (lo >= (tree.lo[this.#cachedNode] ?? 0)) this.#cachedNode = next;
-    tree.remove(x);
+    if (lo >= this.#cachedLo) {
+      this.#cachedLo = tree.nextLo;
+      this.#cachedHi = tree.nextHi;
+    }
     this.trace.counters.add(Counter.IovaFreeTree);
   }
 
   /** iova_magazine_free_pfns. */
   #freeMagazine(mag: IovaMagazine): void {
     for (let i = 0; i < mag.size; i++) {
-      const x = this.#tree.find(mag.pfns[i] ?? 0);
-      if (x !== NIL && x !== ANCHOR_NODE) this.#removeNode(x);
+      const lo = this.#tree.find(mag.pfns[i] ?? 0);
+      if (lo >= 0 && lo !== IOVA_ANCHOR) this.#removeNode(lo, this.#tree.foundHi);
     }
     mag.size = 0;
   }
