@@ -229,7 +229,7 @@ describe("dmasim command", () => {
     expect(r.code).toBe(0);
     expect(r.err).toContain(`run log written to ${path}`);
     const log = readRunLog(JSON.parse(r.files.get(path) ?? "null"));
-    expect([log.format, log.version, log.scenario.name]).toEqual(["dmasim-run-log", 1, "sg-256"]);
+    expect([log.format, log.version, log.scenario.name]).toEqual(["dmasim-run-log", 2, "sg-256"]);
     expect(log.runs.map((x) => `${x.api}/${x.iommu}`)).toEqual(["classic/strict", "two-step/strict"]);
     for (const run of log.runs) {
       expect(run.result?.ok).toBe(true);

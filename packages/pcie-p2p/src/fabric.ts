@@ -44,6 +44,11 @@ export interface FabricContext {
   readonly ram: RangeTable;
   readonly endpointCount: number;
   readonly bdfs: readonly string[];
+  /**
+   * The route of a TLP from endpoint `requester` to endpoint `target` (-1: memory or MMIO) for the trace,
+   * turned around in a switch or not; computed when a TLP event is built (someone listens), memoized.
+   */
+  readonly route?: (requester: number, target: number, viaSwitch: boolean) => { readonly hops: readonly string[]; readonly acsRedirect: boolean };
 }
 
 /**
@@ -62,6 +67,9 @@ export class Fabric {
   readonly #confidential: boolean;
   /** Set by #route: which path the TLP took. */
   #path = PATH_MEMORY;
+  /** Set by #route: the endpoint whose BAR the TLP reached (-1: RAM or other MMIO), and the physical address. */
+  #target = -1;
+  #phys = 0;
 
   constructor(ctx: FabricContext, index: number, iommu: Iommu | undefined) {
     ctx.trace.counters.declare(Counter);
@@ -143,7 +151,28 @@ export class Fabric {
     c.add(TLP_COUNTER[p] ?? Counter.TlpsToMemory);
     c.add(BYTE_COUNTER[p] ?? Counter.BytesToMemory, len);
     const ev = trace.events;
-    if (ev.active) ev.emit<PcieP2pEvent>({ type: "tlp", t: trace.clock.now, device: this.#bdf, path: PATH_NAMES[p] ?? "memory", access, addr, len });
+    if (ev.active) this.#emitTlp(addr, len, access);
+  }
+
+  #emitTlp(addr: number, len: number, access: Access): void {
+    const ctx = this.#ctx;
+    const p = this.#path;
+    const t = this.#target;
+    const target = t >= 0 ? at(ctx.bdfs, t) : p === PATH_OTHER_MMIO ? "mmio" : "ram";
+    const route = ctx.route?.(this.#index, t, p === PATH_SWITCH) ?? { hops: [this.#bdf, target], acsRedirect: false };
+    ctx.trace.events.emit<PcieP2pEvent>({
+      type: "tlp",
+      t: ctx.trace.clock.now,
+      device: this.#bdf,
+      path: PATH_NAMES[p] ?? "memory",
+      access,
+      addr,
+      len,
+      phys: this.#phys,
+      target,
+      hops: route.hops,
+      acsRedirect: route.acsRedirect,
+    });
   }
 
   /** Routes one TLP; returns the CPU physical address it lands on and sets #path, or throws. */
@@ -155,7 +184,8 @@ export class Fabric {
       const i = direct.find(addr);
       if (i >= 0) {
         this.#path = PATH_SWITCH;
-        return addr - (direct.delta[i] ?? 0);
+        this.#target = direct.endpoint[i] ?? -1;
+        return (this.#phys = addr - (direct.delta[i] ?? 0));
       }
     }
     let phys = addr;
@@ -175,6 +205,8 @@ export class Fabric {
         throw new PcieAccessError("private-memory", this.#bdf, access, addr, completed, `physical ${hex(phys)} is private memory of the confidential guest (not shared with devices)`);
       }
       this.#path = PATH_MEMORY;
+      this.#target = -1;
+      this.#phys = phys;
       if (observer?.onMemoryAccess !== undefined) observer.onMemoryAccess(this.#bdf, phys, len, access);
       return phys;
     }
@@ -186,11 +218,15 @@ export class Fabric {
         this.#unsupported(addr, len, access, completed, `physical ${hex(phys)} is a BAR of ${at(ctx.bdfs, target)} and the host bridge does not forward peer-to-peer traffic`);
       }
       this.#path = PATH_HOST_BRIDGE;
+      this.#target = target;
+      this.#phys = phys;
       return phys;
     }
     const region = ctx.memory.regionAt(phys as PhysAddr);
     if (region?.kind === "mmio") {
       this.#path = PATH_OTHER_MMIO;
+      this.#target = -1;
+      this.#phys = phys;
       return phys;
     }
     this.#unsupported(addr, len, access, completed, `physical ${hex(phys)} is claimed by no RAM, BAR or MMIO region`);
