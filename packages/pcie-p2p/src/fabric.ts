@@ -18,6 +18,8 @@ const PATH_SWITCH = 1;
 const PATH_HOST_BRIDGE = 2;
 /** MMIO that is no endpoint's BAR (a platform device): counted as "memory", may lack a backing store. */
 const PATH_OTHER_MMIO = 3;
+/** The route key of a TLP to such MMIO (RAM is -1, a peer its endpoint index). */
+const ROUTE_MMIO = -3;
 const PATH_NAMES: readonly FabricPath[] = ["memory", "peer-via-switch", "peer-via-host-bridge", "memory"];
 const TLP_COUNTER = [Counter.TlpsToMemory, Counter.TlpsPeerViaSwitch, Counter.TlpsPeerViaHostBridge, Counter.TlpsToMemory] as const;
 const BYTE_COUNTER = [Counter.BytesToMemory, Counter.BytesPeerViaSwitch, Counter.BytesPeerViaHostBridge, Counter.BytesToMemory] as const;
@@ -70,6 +72,10 @@ export class Fabric {
   /** Set by #route: the endpoint whose BAR the TLP reached (-1: RAM or other MMIO), and the physical address. */
   #target = -1;
   #phys = 0;
+  /** The route of the last TLP event and what it was for (an other-MMIO target and RAM share -1, told apart by name). */
+  #lastRoute: { readonly hops: readonly string[]; readonly acsRedirect: boolean } | undefined;
+  #lastRouteTarget = -2;
+  #lastRouteViaSwitch = false;
 
   constructor(ctx: FabricContext, index: number, iommu: Iommu | undefined) {
     ctx.trace.counters.declare(Counter);
@@ -154,12 +160,26 @@ export class Fabric {
     if (ev.active) this.#emitTlp(addr, len, access);
   }
 
+  /** The route to `target` (memoized by the platform; the last one is kept here, as TLPs come in runs). */
+  #routeTo(target: number, viaSwitch: boolean): { readonly hops: readonly string[]; readonly acsRedirect: boolean } {
+    if (this.#lastRoute !== undefined && this.#lastRouteTarget === target && this.#lastRouteViaSwitch === viaSwitch) return this.#lastRoute;
+    const ctx = this.#ctx;
+    const last = target >= 0 ? at(ctx.bdfs, target) : target === ROUTE_MMIO ? "mmio" : "ram";
+    let route = ctx.route?.(this.#index, Math.max(target, -1), viaSwitch) ?? { hops: [this.#bdf, last], acsRedirect: false };
+    // The platform's routes end at "ram" for any target that is no endpoint: name an MMIO region's.
+    if (route.hops.at(-1) !== last) route = { hops: [...route.hops.slice(0, -1), last], acsRedirect: route.acsRedirect };
+    this.#lastRoute = route;
+    this.#lastRouteTarget = target;
+    this.#lastRouteViaSwitch = viaSwitch;
+    return route;
+  }
+
   #emitTlp(addr: number, len: number, access: Access): void {
     const ctx = this.#ctx;
     const p = this.#path;
     const t = this.#target;
     const target = t >= 0 ? at(ctx.bdfs, t) : p === PATH_OTHER_MMIO ? "mmio" : "ram";
-    const route = ctx.route?.(this.#index, t, p === PATH_SWITCH) ?? { hops: [this.#bdf, target], acsRedirect: false };
+    const route = this.#routeTo(p === PATH_OTHER_MMIO ? ROUTE_MMIO : t, p === PATH_SWITCH);
     ctx.trace.events.emit<PcieP2pEvent>({
       type: "tlp",
       t: ctx.trace.clock.now,
