@@ -1,6 +1,7 @@
 import { writeFileSync } from "node:fs";
 import { installedSchemaUrl, outputProblem } from "./files.js";
 import { parseArgs } from "node:util";
+import { join } from "node:path";
 import { COST_PROFILE_NAMES, isCostProfileName } from "@dmasim/dma";
 import type { CostProfileName } from "@dmasim/dma";
 import { CALIBRATION_PROFILES, caseNames, checkExpectations, measureCases, parseExpectation, priceCalibration, publishedExpectations } from "./calibrate.js";
@@ -15,6 +16,8 @@ import { HELP } from "./help.js";
 import { cliJson } from "./json-output.js";
 import { EXIT_CHECK_FAILED, EXIT_OK, EXIT_USAGE, errorReport, OptionError, UsageError } from "./errors.js";
 import { loadScenario } from "./load.js";
+import { checkedSite, installedExplorerSite, recordForExplorer, scenarioScript, startExploreServer, writeExplorerSite } from "./explore.js";
+import type { ExploreServer } from "./explore.js";
 import { readingNote, renderRun, renderScenario } from "./render.js";
 import { cliVersion } from "./version.js";
 import { BUILTIN_SCENARIOS, builtinScenario, defaultAxes, parseAxes, runScenario, RunLogRecorder, ScenarioError, sweep } from "@dmasim/scenario";
@@ -31,6 +34,13 @@ export interface Io {
   outputProblem(path: string): string | undefined;
   /** Where scenario.schema.json is (the `$schema` that `show` writes). */
   readonly schemaUrl: string;
+  /** The explorer's static site directory (`explore`); absent: the installed @dmasim/explorer's dist/site. */
+  readonly explorerSite?: string;
+  /**
+   * Called once `explore` serves the page; resolves when it should stop (absent: on SIGINT). Tests
+   * fetch from the server, then resolve.
+   */
+  readonly untilStopped?: (server: ExploreServer) => Promise<void>;
 }
 
 export const processIo: Io = {
@@ -98,6 +108,9 @@ function parseCommandLine(argv: readonly string[]) {
         profile: { type: "string" },
         expect: { type: "string", multiple: true },
         sweep: { type: "boolean" },
+        out: { type: "string" },
+        port: { type: "string" },
+        force: { type: "boolean" },
         help: { type: "boolean", short: "h" },
         version: { type: "boolean" },
       },
@@ -287,8 +300,60 @@ function calibrateCommand(inv: Invocation): number {
   return EXIT_OK;
 }
 
+/**
+ * explore: records the scenario over its axes (--api/--iommu narrow them), then writes the explorer site
+ * with that scenario and run log to --out, or serves it on 127.0.0.1 (--port, default a free one) until
+ * SIGINT. Serving needs the asynchronous entry (the binary, or mainParallel).
+ */
+function exploreCommand(inv: Invocation): number | Promise<number> {
+  inv.expectArgs(1, "one scenario (a file or a built-in name)");
+  const { io, values, json } = inv;
+  if (values.record !== undefined || values.trace !== undefined) throw new UsageError("explore takes no --record or --trace (the page gets the run log; run --record writes the same one)");
+  if (values.out !== undefined && values.port !== undefined) throw new UsageError("explore takes --out (write a static site) or --port (serve it), not both");
+  if (values.force !== undefined && values.out === undefined) throw new UsageError("--force goes with --out");
+  const port = parsePort(values.port);
+  const site = io.explorerSite === undefined ? installedExplorerSite() : checkedSite(io.explorerSite);
+  const s = loadScenario(inv.rest[0] ?? "");
+  const axes = parseAxes(values.api, values.iommu, defaultAxes(s));
+  const log = recordForExplorer(s, axes);
+  const script = scenarioScript(s, log);
+  const runs = log.runs.map((r) => ({ label: r.label, events: r.events.length, droppedEvents: r.droppedEvents }));
+  if (values.out !== undefined) {
+    const files = writeExplorerSite(site, values.out, script, values.force === true);
+    io.out(json ? cliJson("explore", { scenario: s.name, out: values.out, files, runs }) : `explorer page for ${s.name} written to ${values.out}: open ${join(values.out, "index.html")} in a browser
+`);
+    return EXIT_OK;
+  }
+  if (inv.worker === undefined) throw new UsageError("explore without --out serves the page until interrupted: run the dmasim binary, or pass --out <dir>");
+  return startExploreServer(site, script, port).then(async (server) => {
+    io.out(json ? cliJson("explore", { scenario: s.name, url: server.url, runs }) : `dmasim explore: ${s.name} at ${server.url} (Ctrl-C stops)
+`);
+    await (io.untilStopped ?? untilSigint)(server);
+    await server.close();
+    return EXIT_OK;
+  });
+}
+
+/** Resolves on the first SIGINT (Ctrl-C), which then no longer ends the process by default. */
+function untilSigint(): Promise<void> {
+  return new Promise((done) => {
+    process.once("SIGINT", () => {
+      done();
+    });
+  });
+}
+
+/** --port: 0 (a free port, the default) or 1..65535. */
+function parsePort(text: string | undefined): number {
+  if (text === undefined) return 0;
+  const n = /^[0-9]{1,5}$/.test(text) ? Number(text) : NaN;
+  if (!(n >= 0 && n <= 65535)) throw new OptionError("--port", text, "a TCP port from 1 to 65535 (0: a free one)");
+  return n;
+}
+
 const COMMANDS: Readonly<Record<string, (inv: Invocation) => number | Promise<number>>> = {
   calibrate: calibrateCommand,
+  explore: exploreCommand,
   list: listCommand,
   show: showCommand,
   demo: demoCommand,
@@ -316,8 +381,9 @@ function dispatch(argv: readonly string[], io: Io, worker: WorkerOptions | undef
     const problem = path === undefined ? undefined : io.outputProblem(path);
     if (problem !== undefined) throw new OptionError(option, path, problem);
   }
+  if ((values.out !== undefined || values.port !== undefined || values.force !== undefined) && command !== "explore") throw new UsageError(`${command} takes no --out, --port or --force (explore does)`);
   const run = Object.hasOwn(COMMANDS, command) ? COMMANDS[command] : undefined;
-  if (run === undefined) throw new UsageError(`unknown command ${JSON.stringify(command)}: expected demo, run, compare, calibrate, list or show`);
+  if (run === undefined) throw new UsageError(`unknown command ${JSON.stringify(command)}: expected demo, run, compare, explore, calibrate, list or show`);
   if ((values.jobs !== undefined || values["isolate-workers"] !== undefined) && command !== "demo" && command !== "compare") throw new UsageError(`${command} takes no --jobs or --isolate-workers (demo and compare do)`);
   parseJobs(values.jobs);
   return run(new Invocation(io, command, rest, values, worker));

@@ -1,5 +1,6 @@
 import { DmasimError, DmasimInputError } from "@dmasim/trace";
 import { ScenarioError, ScenarioSetupError } from "@dmasim/scenario";
+import { ExploreOutError, ExplorerSiteError } from "./explore.js";
 
 /** A command line the command cannot run: an unknown command or option, a wrong number of arguments. */
 export class UsageError extends DmasimError {
@@ -30,7 +31,7 @@ export interface ErrorReport {
 
 export function errorReport(e: unknown): ErrorReport {
   if (e instanceof ReportedError) return e.report;
-  if (e instanceof UsageError || e instanceof OptionError || e instanceof ScenarioError || e instanceof ScenarioSetupError) {
+  if (e instanceof UsageError || e instanceof OptionError || e instanceof ScenarioError || e instanceof ScenarioSetupError || e instanceof ExploreOutError || e instanceof ExplorerSiteError) {
     return { status: EXIT_USAGE, text: `dmasim: ${e.message}\n${e instanceof UsageError ? "Run dmasim --help for the commands and options.\n" : ""}` };
   }
   // A defect of dmasim itself: one line saying so, never a stack trace.

@@ -4,6 +4,9 @@ Usage:
   dmasim demo                      run every built-in scenario, classic vs two-step, strict vs lazy
   dmasim run <scenario>            run one scenario (a file, or a built-in name) once
   dmasim compare <scenario>        sweep a scenario over APIs and IOMMU modes, print a results table
+  dmasim explore <scenario>        open the explorer page on the scenario's recorded runs: served on
+                                   127.0.0.1 (a free port; the URL is printed; Ctrl-C stops), or with
+                                   --out <dir> written as a static site that opens from disk
   dmasim calibrate                 the calibration scenarios priced on every cost profile: modelled
                                    IOPS of a multi-queue host, ratios, and published figures' errors
   dmasim list                      the built-in scenarios, one line each
@@ -22,9 +25,12 @@ Options:
                      core; 1 runs them in-process, one after the other); the output is the same
   --isolate-workers  demo, compare: a fresh worker thread per configuration, its own JIT state
                      (by default a thread runs configuration after configuration, loading the model once)
+  --out <dir>        explore: write the page to <dir> (new or empty; --force writes into a non-empty one)
+  --port <n>         explore: serve on this port of 127.0.0.1 (default: a free one)
+  --force            explore --out: write into a directory that has files
   --json             machine-readable output on stdout
   --trace <file>     write the run's events as a Chrome trace (open it at https://ui.perfetto.dev)
-  --record <file>    run, compare: write a run log (format "dmasim-run-log", version 1: the scenario,
+  --record <file>    run, compare: write a run log (format "dmasim-run-log", version 2: the scenario,
                      every trace event of each run, its result) as JSON
   -h, --help         this text
   --version          the version of dmasim
@@ -38,6 +44,8 @@ Examples:
   dmasim list
   dmasim show nvme-4k-randread > my.json && dmasim run my.json --iommu lazy
   dmasim run sg-256 --api classic --trace sg.json
+  dmasim explore lazy-stale-window
+  dmasim explore p2p-acs-redirect --out site && open site/index.html
   dmasim compare packages/scenario/examples/nvme-mixed.json --api classic,two-step --iommu strict,lazy,off
   dmasim compare nvme-4k-randread --profile vtd-caching-mode
   dmasim calibrate --profile vtd,smmuv3 --expect smmuv3/nvme-4k-strict.ratio=0.17

@@ -6,7 +6,7 @@
 export const CLI_JSON_FORMAT = "dmasim-cli";
 export const CLI_JSON_VERSION = 1;
 
-export type CliCommand = "demo" | "run" | "compare" | "calibrate" | "list";
+export type CliCommand = "demo" | "run" | "compare" | "calibrate" | "list" | "explore";
 
 /** The JSON text of a command's output: the envelope first, then `fields`, two-space indented, one trailing newline. */
 export function cliJson(command: CliCommand, fields: Readonly<Record<string, unknown>>): string {

@@ -5,8 +5,7 @@ import type { DmaDevice } from "./device.js";
 import { dmaDirectMapPhys, dmaDirectSyncSingleForCpu, dmaDirectSyncSingleForDevice, dmaDirectUnmapPhys } from "./direct.js";
 import { checkDevice } from "./api-trace.js";
 import { DmaInputError } from "./errors.js";
-import { allocIova, cookieOf, dmaInfoToProt, domainOf, iommuDmaMapPhys, iommuDmaSyncSingleForCpu, iommuDmaSyncSingleForDevice, iommuDmaUnmapPhys, iommuDmaUnmapRange, iommuMapNosync } from "./iommu-dma.js";
-import { iommuDmaFreeIova } from "./iova/index.js";
+import { allocIova, freeIova, dmaInfoToProt, domainOf, iommuDmaMapPhys, iommuDmaSyncSingleForCpu, iommuDmaSyncSingleForDevice, iommuDmaUnmapPhys, iommuDmaUnmapRange, iommuMapNosync } from "./iommu-dma.js";
 import type { Iova } from "@dmasim/iommu";
 
 // The pieces of iommu-dma that the kernel's own DMA-API implementations use directly (iommu_dma_map_sg
@@ -36,7 +35,7 @@ export function iommuDmaAllocIovaForDevice(dev: DmaDevice, size: number, dmaLimi
  */
 export function iommuDmaFreeIovaForDevice(dev: DmaDevice, iova: number, size: number): void {
   requireIommu("iommu_dma_free_iova", dev);
-  iommuDmaFreeIova(cookieOf(dev), iova, size, dev.kernel.cpu);
+  freeIova(dev, iova, size, "classic");
 }
 
 /** iommu_map without the trailing iotlb_sync_map: 0 or a negative errno; a refused map changes nothing. */

@@ -57,6 +57,48 @@ export interface FlushQueueFlushEvent {
    * The queue's timer expired (fq_flush_timeout), a ring was full, or the queues were drained explicitly (teardown).
    */
   readonly reason: "timeout" | "full" | "explicit";
+  /** The device whose DMA domain the queue belongs to (absent for a queue built without one). */
+  readonly device?: string;
+  /** Entries still waiting on every ring of the queue after the flush. */
+  readonly pending?: number;
+}
+
+/** Which mapping path asked for or gave back an IOVA: one call per mapping, or the two-step API. */
+export type IovaPath = "classic" | "two-step";
+
+/** iommu_dma_alloc_iova handed `size` bytes (granule-aligned) of IOVA space at `iova` to `device`. */
+export interface IovaAllocEvent {
+  readonly type: "iova.alloc";
+  readonly t: number;
+  readonly device: string;
+  readonly iova: number;
+  readonly size: number;
+  readonly path: IovaPath;
+}
+
+/**
+ * iommu_dma_free_iova: `size` bytes at `iova` given back. `queued` when the unmap deferred its IOTLB
+ * invalidation (lazy mode): the range then waits in the flush queue and is not reusable until a
+ * `flush-queue.release` for it.
+ */
+export interface IovaFreeEvent {
+  readonly type: "iova.free";
+  readonly t: number;
+  readonly device: string;
+  readonly iova: number;
+  readonly size: number;
+  readonly path: IovaPath;
+  readonly queued: boolean;
+}
+
+/** A flush-queue flush released one queued IOVA range (fq_ring_free): reusable from now on. */
+export interface FlushQueueReleaseEvent {
+  readonly type: "flush-queue.release";
+  readonly t: number;
+  readonly device: string;
+  readonly cpu: number;
+  readonly iova: number;
+  readonly size: number;
 }
 
 /** A dma-debug finding, emitted whatever the checker's mode (throw or collect). */
@@ -74,7 +116,14 @@ export interface DmaDebugEvent {
 }
 
 /** This package's own events. */
-export type DmaEvent = DmaApiEvent | SwiotlbBounceEvent | FlushQueueFlushEvent | DmaDebugEvent;
+export type DmaEvent =
+  | DmaApiEvent
+  | SwiotlbBounceEvent
+  | FlushQueueFlushEvent
+  | FlushQueueReleaseEvent
+  | IovaAllocEvent
+  | IovaFreeEvent
+  | DmaDebugEvent;
 
 /** Every event a holder of a DMA kernel sees: the platform's (IOMMU, fabric) and this package's. */
 export type TraceEvent = PlatformTraceEvent | DmaEvent;

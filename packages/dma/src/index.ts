@@ -89,7 +89,18 @@ export type { IovaRange } from "./iova/index.js";
 export { DmaDebugChecker } from "./debug/checker.js";
 export type { UnmapRef } from "./debug/checker.js";
 export { Counter, DmaCounter, counterNames } from "./counters.js";
-export type { DmaApiEvent, DmaDebugEvent, DmaEvent, FlushQueueFlushEvent, SwiotlbBounceEvent, TraceEvent } from "./events.js";
+export type {
+  DmaApiEvent,
+  DmaDebugEvent,
+  DmaEvent,
+  FlushQueueFlushEvent,
+  FlushQueueReleaseEvent,
+  IovaAllocEvent,
+  IovaFreeEvent,
+  IovaPath,
+  SwiotlbBounceEvent,
+  TraceEvent,
+} from "./events.js";
 export type { CounterName } from "./counters.js";
 export { modelThroughput } from "./contention.js";
 export type { ResourceLoad, ThroughputInput, ThroughputResult } from "./contention.js";

@@ -23,7 +23,8 @@ import {
 import type { DmaAddr } from "./constants.js";
 import type { DmaDevice } from "./device.js";
 import { iommuDmaAllocIova, iommuDmaFreeIova } from "./iova/index.js";
-import type { IommuDmaCookie } from "./iova/index.js";
+import type { IommuDmaCookie, IommuIotlbGather } from "./iova/index.js";
+import type { DmaEvent, IovaPath } from "./events.js";
 import type { PhysAddr } from "@dmasim/memory";
 
 // iommu-dma: the DMA API on top of a paging IOMMU domain (drivers/iommu/dma-iommu.c). Internal: the
@@ -100,11 +101,24 @@ function inSwiotlb(dev: DmaDevice, phys: number): boolean {
  * iommu_dma_alloc_iova under the device's mask and its bus_dma_limit (min_not_zero, as upstream: a bus
  * that cannot carry the mask's top bits limits the IOVA too); 0 on failure.
  */
-export function allocIova(dev: DmaDevice, size: number, dmaLimit: number): number {
+export function allocIova(dev: DmaDevice, size: number, dmaLimit: number, path: IovaPath = "classic"): number {
   const vaBits = domainOf(dev).iommu.vaBits;
   const apertureEnd = APERTURE_END[vaBits] ?? 2 ** vaBits - 1;
   const limit = dev.busDmaLimit > 0 ? Math.min(dmaLimit, dev.busDmaLimit) : dmaLimit;
-  return iommuDmaAllocIova(cookieOf(dev), dev.iommuState, size, limit, apertureEnd, dev.kernel.cpu);
+  const iova = iommuDmaAllocIova(cookieOf(dev), dev.iommuState, size, limit, apertureEnd, dev.kernel.cpu);
+  const trace = dev.kernel.trace;
+  if (iova !== 0 && trace.events.active) trace.events.emit<DmaEvent>({ type: "iova.alloc", t: trace.clock.now, device: dev.bdf, iova, size, path });
+  return iova;
+}
+
+/**
+ * iommu_dma_free_iova for a device: into the flush queue when `gather` says the unmap was queued, else
+ * straight back to the allocator; traced as `iova.free`.
+ */
+export function freeIova(dev: DmaDevice, iova: number, size: number, path: IovaPath, gather?: IommuIotlbGather): void {
+  iommuDmaFreeIova(cookieOf(dev), iova, size, dev.kernel.cpu, gather);
+  const trace = dev.kernel.trace;
+  if (trace.events.active) trace.events.emit<DmaEvent>({ type: "iova.free", t: trace.clock.now, device: dev.bdf, iova, size, path, queued: gather?.queued === true });
 }
 
 /**
@@ -136,20 +150,20 @@ export function iommuMapNosync(dev: DmaDevice, iova: number, phys: number, size:
  * invalidates the IOTLB synchronously (strict) or queues the IOVA and the freed page-table pages on the
  * flush queue (lazy), and returns the IOVA to the allocator.
  */
-export function iommuDmaUnmapRange(dev: DmaDevice, dmaAddr: number, size: number, freeIova: boolean): void {
+export function iommuDmaUnmapRange(dev: DmaDevice, dmaAddr: number, size: number, free: boolean, path: IovaPath = "classic"): void {
   const domain = domainOf(dev);
   const cookie = cookieOf(dev);
   const off = iovaOffset(dev, dmaAddr);
   const iova = dmaAddr - off;
   const len = iovaAlignUp(dev, size + off);
   const { unmapped, freed } = domain.unmap(iova as Iova, len);
-  const queued = freeIova && cookie.fq !== undefined;
+  const queued = free && cookie.fq !== undefined;
   if (!queued) {
     domain.invalidateRange(iova as Iova, len);
     domain.releasePtPages(freed);
   }
   // The gather only when the IOVA waits in the flush queue: strict unmaps build no object for it.
-  if (freeIova) iommuDmaFreeIova(cookie, iova, len, dev.kernel.cpu, queued ? { queued, freelist: freed } : undefined);
+  if (free) freeIova(dev, iova, len, path, queued ? { queued, freelist: freed } : undefined);
   // Upstream WARNs right after the unmap and goes on; here the WARN comes last, because in dma-debug's
   // "throw" mode it throws, and thrown between the clearing and the invalidation it would leave the
   // IOTLB translating what the page table no longer holds.
@@ -175,7 +189,7 @@ export function iommuDmaMapRange(dev: DmaDevice, phys: number, size: number, pro
   // through iommu_map, which gives the precise answer.
   const mapped = len === dev.granule && (prot & PROT_RW) !== 0 && domainOf(dev).mapGranuleNoPhysProtCheck(iova, phys - off, prot) >= 0;
   if (!mapped && iommuMapNosync(dev, iova, phys - off, len, prot) !== 0) {
-    iommuDmaFreeIova(cookieOf(dev), iova, len, dev.kernel.cpu);
+    freeIova(dev, iova, len, "classic");
     return DMA_MAPPING_ERROR;
   }
   domainOf(dev).iotlbSyncMap(iova as Iova, len);

@@ -419,7 +419,7 @@ export class DmaKernel implements DeviceKernel {
           releasePtPages: (list) => {
             domain.releasePtPages(list as Parameters<typeof domain.releasePtPages>[0]);
           },
-        });
+        }, { device: endpoint.bdf });
     const cookie: IommuDmaCookie = { iovad, fq };
     return new DmaDevice({ kernel: this, endpoint, ops: "iommu", domain, cookie, strict, options });
   }

@@ -11,7 +11,7 @@ import type { DmaAddr, DmaDirection } from "./constants.js";
 import type { DmaDevice } from "./device.js";
 import {
   allocIova,
-  cookieOf,
+  freeIova,
   dmaInfoToProt,
   domainOf,
   iommuDmaMapSwiotlb,
@@ -21,7 +21,6 @@ import {
   iovaOffset,
   iovaUnaligned,
 } from "./iommu-dma.js";
-import { iommuDmaFreeIova } from "./iova/index.js";
 import { apiBegin, apiEnd, checkDevice } from "./api-trace.js";
 import { checkIovaState, dmaUseIova, isIovaState } from "./iova-state.js";
 import type { DmaIovaState } from "./iova-state.js";
@@ -71,7 +70,7 @@ export function dmaIovaTryAlloc(dev: DmaDevice, state: DmaIovaState, phys: numbe
     return false;
   }
   const off = iovaOffset(dev, phys);
-  const addr = allocIova(dev, iovaAlignUp(dev, size + off), dev.dmaMask);
+  const addr = allocIova(dev, iovaAlignUp(dev, size + off), dev.dmaMask, "two-step");
   if (addr === 0) {
     apiEnd(dev, fn, 0);
     return false;
@@ -99,7 +98,7 @@ export function dmaIovaFree(dev: DmaDevice, state: DmaIovaState): void {
 /** The IOVA of the whole state back to the allocator (dma_iova_free's iommu_dma_free_iova). */
 function iovaFree(dev: DmaDevice, state: DmaIovaState): void {
   const pad = iovaOffset(dev, state.addr);
-  iommuDmaFreeIova(cookieOf(dev), state.addr - pad, iovaAlignUp(dev, state.size + pad), dev.kernel.cpu);
+  freeIova(dev, state.addr - pad, iovaAlignUp(dev, state.size + pad), "two-step");
 }
 
 /** __dma_iova_link: CPU cache maintenance for non-coherent devices, then PTE writes with no IOTLB sync (exported for the seam's equivalence test, not from index.ts). */
@@ -292,7 +291,7 @@ function __iommuDmaIovaUnlink(dev: DmaDevice, state: DmaIovaState, offset: numbe
   }
   // dma_iova_unlink always invalidates synchronously: its IOVA stays allocated and may be relinked at
   // once, so it cannot wait for the flush queue. Only destroy (which frees the IOVA) may queue.
-  iommuDmaUnmapRange(dev, addr, size, freeIova);
+  iommuDmaUnmapRange(dev, addr, size, freeIova, "two-step");
   dev.kernel.iovaTracker.unlinked(state, state.addr, offset, size);
 }
 

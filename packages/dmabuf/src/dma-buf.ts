@@ -1,3 +1,4 @@
+import { emitDmaBuf } from "./events.js";
 import { DmaDevice, DmaDirection } from "@dmasim/dma";
 import type { InvalidationRecord } from "@dmasim/hmm-odp";
 import { SgTable } from "@dmasim/scatterlist";
@@ -435,7 +436,9 @@ function mapCommon<T extends object>(fn: string, attach: DmaBufAttachment, dir: 
   // A static importer cannot wait for a move's copy itself: the core does (interruptible, no limit).
   if (!attach.isDynamic) buf.resv.waitTimeout(DmaResvUsage.KERNEL, true, MAX_SCHEDULE_TIMEOUT);
   attach.records.set(out, { kind, dir, pinnedByMap: pin, invalidated: undefined });
-  buf.system.trace.counters.add(DmaBufCounter.DmaBufMaps);
+  const trace = buf.system.trace;
+  trace.counters.add(DmaBufCounter.DmaBufMaps);
+  if (trace.events.active) emitDmaBuf(trace, { type: "dmabuf.map", t: trace.clock.now, buf: buf.inode, exporter: buf.expName, device: attach.dev.bdf, kind, size: buf.size });
   return out;
 }
 
@@ -489,7 +492,9 @@ function unmapCommon(fn: string, attach: DmaBufAttachment, obj: object, rec: Map
   attach.dead.add(obj);
   if (rec.pinnedByMap) buf.ops.unpin?.(attach);
   if (rec.invalidated !== undefined) buf.unmappedAfter(rec.invalidated);
-  buf.system.trace.counters.add(DmaBufCounter.DmaBufUnmaps);
+  const trace = buf.system.trace;
+  trace.counters.add(DmaBufCounter.DmaBufUnmaps);
+  if (trace.events.active) emitDmaBuf(trace, { type: "dmabuf.unmap", t: trace.clock.now, buf: buf.inode, exporter: buf.expName, device: attach.dev.bdf, kind: rec.kind });
 }
 
 /** dma_buf_unmap_attachment (resv held): the exporter's unmap, then unpin if the map pinned. */
@@ -575,6 +580,8 @@ export function dmaBufInvalidateMappings(dmabuf: DmaBuf, reason = "invalidate"):
     }
   }
   for (const a of dmabuf.attachments) for (const r of a.records.values()) if (r.invalidated === rec) pending++;
+  const trace = sys.trace;
+  if (trace.events.active) emitDmaBuf(trace, { type: "dmabuf.invalidate", t: trace.clock.now, buf: dmabuf.inode, exporter: dmabuf.expName, reason, importers: rec.subscribers, pending });
   dmabuf.awaitQuiesce(rec, pending);
 }
 

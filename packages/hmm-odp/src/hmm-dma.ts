@@ -1,3 +1,4 @@
+import type { HmmOdpEvent } from "./events.js";
 import { DMA_ATTR_MMIO, DMA_MAPPING_ERROR, DmaDirection, DmaIovaState, PciP2pdmaMapState, dmaIovaFree, dmaIovaLink, dmaIovaSync, dmaIovaTryAlloc, dmaIovaUnlink, dmaMapPhys, dmaMappingError, dmaNeedUnmap, dmaUnmapPhys, dmaUseIova, pciP2pdmaBusAddrMap, pciP2pdmaState, unsafeDmaAddr } from "@dmasim/dma";
 import type { DmaAddr, DmaDevice } from "@dmasim/dma";
 import { PAGE_SIZE, unsafePhysAddr } from "@dmasim/memory";
@@ -154,7 +155,13 @@ export function hmmDmaMapPfn(dev: DmaDevice, map: HmmDmaMap, idx: number, p2p: P
     if (map.dmaList !== undefined) map.dmaList[idx] = addr;
   }
   map.flags[idx] = (map.flags[idx] ?? 0) | MAPPED;
+  emitMapPfn(dev, map, idx, addr);
   return addr as DmaAddr;
+}
+
+function emitMapPfn(dev: DmaDevice, map: HmmDmaMap, idx: number, addr: number): void {
+  const trace = dev.kernel.trace;
+  if (trace.events.active) trace.events.view<HmmOdpEvent>().emit({ type: "hmm.dma-map-pfn", t: trace.clock.now, device: dev.bdf, index: idx, pfn: map.pfns[idx] ?? 0, addr });
 }
 
 function mapError(map: HmmDmaMap, idx: number): DmaAddr {
@@ -196,6 +203,7 @@ export function hmmDmaMapPfnRun(dev: DmaDevice, map: HmmDmaMap, idx: number, cou
         if (lo < 0) lo = offset;
         hi = offset + size;
         addr = state.addr + offset;
+        emitMapPfn(dev, map, i, addr);
       }
     } else {
       addr = hmmDmaMapPfn(dev, map, i, p2p);
@@ -229,6 +237,8 @@ export function hmmDmaUnmapPfn(dev: DmaDevice, map: HmmDmaMap, idx: number): boo
     dmaUnmapPhys(dev, unsafeDmaAddr(map.dmaList[idx] ?? 0), size, BIDIR, attrs);
   }
   map.flags[idx] = f & CLEAR_DMA;
+  const trace = dev.kernel.trace;
+  if (trace.events.active) trace.events.view<HmmOdpEvent>().emit({ type: "hmm.dma-unmap-pfn", t: trace.clock.now, device: dev.bdf, index: idx });
   return true;
 }
 

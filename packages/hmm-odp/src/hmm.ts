@@ -19,6 +19,7 @@ import {
   VM_WRITE,
 } from "./constants.js";
 import { HmmInputError } from "./errors.js";
+import type { HmmOdpEvent } from "./events.js";
 import { FAULT_FLAG_REMOTE, FAULT_FLAG_WRITE } from "./mm.js";
 import type { Mm } from "./mm.js";
 import { mmuIntervalCheckRetry } from "./notifier.js";
@@ -112,12 +113,19 @@ export function hmmRangeFault(range: HmmRange): number {
   }
   const ctx = { last: range.start, migrationWait: false };
   for (;;) {
-    if (mmuIntervalCheckRetry(sub, range.notifierSeq)) return EBUSY;
+    if (mmuIntervalCheckRetry(sub, range.notifierSeq)) return traced(mm, range, EBUSY);
     const ret = walk(mm, range, ctx);
     // migration_entry_wait sleeps until the migration ends; a single-threaded model cannot, so the
     // -EBUSY goes to the caller, whose retry loop is the wait.
-    if (ret !== EBUSY || ctx.migrationWait) return ret;
+    if (ret !== EBUSY || ctx.migrationWait) return traced(mm, range, ret);
   }
+}
+
+/** Reports the call's result as `hmm.range-fault` when someone listens; returns it. */
+function traced(mm: Mm, range: HmmRange, result: number): number {
+  const trace = mm.trace;
+  if (trace.events.active) trace.events.view<HmmOdpEvent>().emit({ type: "hmm.range-fault", t: trace.clock.now, mm: mm.name, start: range.start, end: range.end, result });
+  return result;
 }
 
 function fill(range: HmmRange, from: number, to: number, value: number): void {

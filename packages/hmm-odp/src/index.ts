@@ -109,3 +109,4 @@ export {
 export type { DmirrorCosts, DmirrorDeviceOptions, DmirrorFaultStep, HmmDmirrorCmd } from "./dmirror.js";
 export { DEFAULT_HMM_FAULT_COSTS, compareHmmDmaStrategy, hmmDmaComparisonTable } from "./compare.js";
 export type { HmmDmaComparisonRow, HmmDmaStrategy, HmmFaultCosts } from "./compare.js";
+export type { HmmDmaMapPfnEvent, HmmDmaUnmapPfnEvent, HmmMigrateEvent, HmmOdpEvent, HmmRangeFaultEvent, MmuNotifierInvalidateEvent, TraceEvent } from "./events.js";

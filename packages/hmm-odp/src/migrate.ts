@@ -1,3 +1,4 @@
+import type { HmmOdpEvent } from "./events.js";
 import { PAGE_SIZE } from "@dmasim/memory";
 import { HPAGE_PMD_NR, HmmErrno, MmuNotifyEvent, VM_HUGETLB, VM_IO, VM_PFNMAP } from "./constants.js";
 import { HmmInputError } from "./errors.js";
@@ -245,6 +246,8 @@ export function migrateVmaFinalize(args: MigrateVma): void {
   if (v === undefined) return;
   const sys = args.mm.sys;
   const base = (args.start - v.start) / PAGE_SIZE;
+  const trace = sys.kernel.trace;
+  if (trace.events.active) emitMigrateVma(args);
   for (let j = 0; j < args.npages; j++) {
     const i = base + j;
     const s = args.src[j] ?? 0;
@@ -277,6 +280,22 @@ export function migrateVmaFinalize(args: MigrateVma): void {
       if (dpfn >= 0) releasePage(sys, dpfn);
     }
   }
+}
+
+/** Reports what migrate_vma_finalize is about to commit: the entries that migrate, and where to. */
+function emitMigrateVma(args: MigrateVma): void {
+  const sys = args.mm.sys;
+  let pages = 0;
+  let toDevice = false;
+  for (let j = 0; j < args.npages; j++) {
+    const s = args.src[j] ?? 0;
+    const dpfn = migratePfnToPfn(args.dst[j] ?? 0);
+    if ((s & MIGRATE_PFN_MIGRATE) === 0 || dpfn < 0) continue;
+    if (pages === 0) toDevice = sys.pagemapOf(dpfn) !== undefined;
+    pages++;
+  }
+  const trace = sys.kernel.trace;
+  trace.events.view<HmmOdpEvent>().emit({ type: "hmm.migrate", t: trace.clock.now, mm: args.mm.name, start: args.start, npages: args.npages, pages, to: toDevice ? "device" : "system" });
 }
 
 /** migrate_vma_finalize of one compound entry (still compound after migrate_vma_pages): 512 entries at once. */
@@ -434,6 +453,15 @@ export function migrateDevicePages(md: MigrateDevice): void {
  * a page that did not migrate gets its device entries back and the destination page is released.
  */
 export function migrateDeviceFinalize(sys: MmSystem, md: MigrateDevice): void {
+  const trace = sys.kernel.trace;
+  if (trace.events.active) {
+    let pages = 0;
+    for (let j = 0; j < md.npages; j++) {
+      const s = md.src[j] ?? 0;
+      if (md.mappings[j] !== undefined && (s & MIGRATE_PFN_MIGRATE) !== 0 && migratePfnToPfn(md.dst[j] ?? 0) >= 0) pages++;
+    }
+    trace.events.view<HmmOdpEvent>().emit({ type: "hmm.migrate", t: trace.clock.now, mm: "", start: md.startPfn, npages: md.npages, pages, to: "system" });
+  }
   for (let j = 0; j < md.npages; j++) {
     const s = md.src[j] ?? 0;
     if (s === 0) continue;

@@ -1,7 +1,7 @@
 import type { DmaDebugChecker } from "@dmasim/dma";
 import { PAGE_SIZE, unsafePhysAddr } from "@dmasim/memory";
 import type { P2pdmaProvider } from "@dmasim/pcie-p2p";
-import { hex } from "@dmasim/trace";
+import { hex, type Trace } from "@dmasim/trace";
 import {
   HPAGE_PMD_NR,
   HmmErrno,
@@ -91,6 +91,11 @@ export class Mm implements NotifierMm {
   #readers = 0;
   #writer = false;
   #nextAddr = 0x10000000;
+
+  /** The DMA kernel's trace: this process's invalidations, faults and migrations are reported there. */
+  get trace(): Trace {
+    return this.sys.kernel.trace;
+  }
 
   constructor(sys: MmSystem) {
     this.sys = sys;

@@ -1,5 +1,6 @@
 import type { DmaDebugChecker } from "@dmasim/dma";
-import { hex } from "@dmasim/trace";
+import { hex, type Trace } from "@dmasim/trace";
+import type { HmmOdpEvent } from "./events.js";
 import { HmmErrno, MmuNotifyEvent } from "./constants.js";
 import type { InvalidationLog } from "./contract.js";
 import { HmmInputError, HmmStateError } from "./errors.js";
@@ -19,6 +20,8 @@ export interface NotifierMm {
   readonly debug: DmaDebugChecker;
   /** The log of invalidations, for the checker and for tests. */
   readonly invalidations: InvalidationLog;
+  /** The trace invalidations are reported on (`mmu-notifier.invalidate`); none when absent. */
+  readonly trace?: Trace;
 }
 
 /** struct mmu_notifier_range. `end` is exclusive. */
@@ -349,10 +352,18 @@ export function mmuNotifierInvalidateRangeStart(range: MmuNotifierRange): number
   }
   if (wouldBlock) {
     mmuNotifierInvalidateRangeEnd(range);
+    emitInvalidate(range, hit.length, -HmmErrno.EAGAIN);
     return -HmmErrno.EAGAIN;
   }
   mm.invalidations.quiesced(rec);
+  emitInvalidate(range, hit.length, 0);
   return 0;
+}
+
+function emitInvalidate(range: MmuNotifierRange, subscribers: number, result: number): void {
+  const trace = range.mm.trace;
+  if (trace?.events.active !== true) return;
+  trace.events.view<HmmOdpEvent>().emit({ type: "mmu-notifier.invalidate", t: trace.clock.now, mm: range.mm.name, start: range.start, end: range.end, event: eventName(range.event), subscribers, result });
 }
 
 function checkInvalidated(sub: MmuIntervalNotifier, range: MmuNotifierRange, curSeq: number): void {

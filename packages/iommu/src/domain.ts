@@ -308,12 +308,63 @@ export class IommuDomain {
   /** The rest of a single-granule map's accounting, when it allocated tables or someone listens. */
   #mapGranuleRare(iova: number, phys: number, prot: number, allocated: number): void {
     if (allocated !== 0) this.#counters.add(C_PT_ALLOCATED, allocated);
-    if (this.#events.active) this.#emitMap(iova, phys, this.#granule, prot);
+    if (this.#events.active) {
+      // mapLeaf links fresh tables top-down, from the first empty entry to the leaf's own table: the
+      // tables of levels granuleLevel + allocated - 1 down to granuleLevel, each covering iova's span.
+      for (let l = this.#granuleLevel + allocated - 1; l >= this.#granuleLevel; l--) {
+        const span = LEVEL_SIZE[l + 1] ?? 0;
+        this.#emitPt("iommu.pt-alloc", l, Math.floor(iova / span) * span);
+      }
+      this.#emitMapRun(iova, phys, this.#granule, prot, this.#granule);
+    }
   }
 
-  #emitMap(iova: number, phys: number, size: number, prot: number): void {
+  #emitMapRun(iova: number, phys: number, size: number, prot: number, pgsize: number): void {
     const trace = this.#ctx.trace;
-    trace.events.emit<IommuEvent>({ type: "iommu.map", t: trace.clock.now, unit: this.#ctx.unit, domain: this.id, iova, phys, size, prot });
+    trace.events.emit<IommuEvent>({ type: "iommu.map", t: trace.clock.now, unit: this.#ctx.unit, domain: this.id, iova, phys, size, prot, pgsize });
+  }
+
+  /** One `iommu.map` event per run of equal leaves, chosen as IoPageTable.map chooses them. */
+  #emitMap(pt: IoPageTable, iova: number, phys: number, size: number, prot: number): void {
+    let va = iova;
+    let pa = phys;
+    let left = size;
+    let runStart = va;
+    let runPhys = pa;
+    let runSize = 0;
+    let runLevel = -1;
+    while (left > 0) {
+      const lvl = pt.pickLevel(va, pa, left);
+      const esz = LEVEL_SIZE[lvl] ?? this.#granule;
+      if (lvl !== runLevel && runSize > 0) {
+        this.#emitMapRun(runStart, runPhys, runSize, prot, LEVEL_SIZE[runLevel] ?? this.#granule);
+        runSize = 0;
+      }
+      if (runSize === 0) {
+        runStart = va;
+        runPhys = pa;
+        runLevel = lvl;
+      }
+      // As many leaves of this size as fit before the end of their table (what map writes in one go).
+      const n = Math.max(1, Math.min(Math.floor(left / esz), 512 - (Math.floor(va / esz) % 512)));
+      const bytes = n * esz;
+      va += bytes;
+      pa += bytes;
+      left -= bytes;
+      runSize += bytes;
+    }
+    if (runSize > 0) this.#emitMapRun(runStart, runPhys, runSize, prot, LEVEL_SIZE[runLevel] ?? this.#granule);
+  }
+
+  /** The page-table pages the last slow-path map linked and freed, as events. */
+  #emitPtChanges(pt: IoPageTable): void {
+    for (const t of pt.lastAllocatedTables) this.#emitPt("iommu.pt-alloc", pt.tableLevel(t), pt.tableBase(t));
+    for (const t of pt.lastFreedTables) this.#emitPt("iommu.pt-free", pt.tableLevel(t), pt.tableBase(t));
+  }
+
+  #emitPt(type: "iommu.pt-alloc" | "iommu.pt-free", level: number, iova: number): void {
+    const trace = this.#ctx.trace;
+    trace.events.emit<IommuEvent>({ type, t: trace.clock.now, unit: this.#ctx.unit, domain: this.id, level, iova });
   }
 
   #mapSlow(iova: number, phys: number, size: number, prot: number): MapResult {
@@ -338,7 +389,10 @@ export class IommuDomain {
     if (done !== size) this.#unwindMap(pt, iova, phys, done, size, prot);
     this.#mappedBytes += size;
     this.#countMapCall(pt);
-    if (this.#events.active) this.#emitMap(iova, phys, size, prot);
+    if (this.#events.active) {
+      this.#emitPtChanges(pt);
+      this.#emitMap(pt, iova, phys, size, prot);
+    }
     return { mapped: size, ptesWritten: pt.lastPtesWritten, ptPagesAllocated: pt.lastTablesAllocated };
   }
 
@@ -365,7 +419,10 @@ export class IommuDomain {
     this.#countMapCall(pt);
     this.#mappedBytes += done;
     if (done > 0) {
-      if (this.#events.active) this.#emitMap(iova, phys, done, prot);
+      if (this.#events.active) {
+        this.#emitPtChanges(pt);
+        this.#emitMap(pt, iova, phys, done, prot);
+      }
       const { freed } = this.#unmapSlow(iova, done);
       this.invalidateRange(iova as Iova, done);
       this.releasePtPages(freed);
@@ -412,18 +469,21 @@ export class IommuDomain {
   #unmapGranuleRare(iova: number, unmapped: number): void {
     const g = this.#granule;
     if (unmapped !== 0) this.#iotlb.markStale(this.id, iova, iova + g);
-    if (this.#events.active) this.#emitUnmap(iova, g, unmapped);
+    if (this.#events.active) this.#emitUnmap(iova, g, unmapped, g);
   }
 
-  #emitUnmap(iova: number, size: number, unmapped: number): void {
+  #emitUnmap(iova: number, size: number, unmapped: number, pgsize: number): void {
     const trace = this.#ctx.trace;
-    trace.events.emit<IommuEvent>({ type: "iommu.unmap", t: trace.clock.now, unit: this.#ctx.unit, domain: this.id, iova, size, unmapped });
+    trace.events.emit<IommuEvent>({ type: "iommu.unmap", t: trace.clock.now, unit: this.#ctx.unit, domain: this.id, iova, size, unmapped, pgsize });
   }
 
   #unmapSlow(iova: number, size: number): UnmapResult {
     const pt = this.#paging("unmap");
     this.#checkRange("unmap", iova, size);
     const end = iova + size;
+    // The leaf size at the start of the range, for the event: read before the leaves are cleared.
+    let pgsize = this.#granule;
+    if (this.#events.active && pt.lookup(iova) !== 0) pgsize = LEVEL_SIZE[pt.lastWalkLevel] ?? pgsize;
     // Most unmaps fall inside one table of 4 KiB leaves (the one the last map or unmap walked to):
     // cleared there directly. Anything else walks from the root.
     let tables: readonly number[] = NO_TABLES;
@@ -441,7 +501,7 @@ export class IommuDomain {
     c.add(Counter.IommuUnmapCalls);
     c.add(Counter.PteClears, pt.lastPtesCleared);
     c.add(Counter.PtPagesPendingFree, tables.length);
-    if (this.#events.active) this.#emitUnmap(iova, size, unmapped);
+    if (this.#events.active) this.#emitUnmap(iova, size, unmapped, pgsize);
     return { unmapped, freed: new PendingPtPages(this, tables) };
   }
 
@@ -469,7 +529,9 @@ export class IommuDomain {
     list.released = true;
     const n = list.tables.length;
     if (n === 0) return;
-    this.pageTable?.release(list.tables);
+    const pt = this.pageTable;
+    if (pt !== undefined && this.#events.active) for (const t of list.tables) this.#emitPt("iommu.pt-free", pt.tableLevel(t), pt.tableBase(t));
+    pt?.release(list.tables);
     this.#counters.add(C_PT_FREED, n);
   }
 

@@ -12,7 +12,11 @@ export type FaultReason = "not-mapped" | "permission" | "blocked";
 /** What an IOTLB invalidation covers: an IOVA range of one domain, one whole domain, or every domain of the unit. */
 export type InvalidationScope = "range" | "domain" | "global";
 
-/** `iommu_map` of `size` bytes at `iova` (trace_map). */
+/**
+ * `iommu_map` of `size` bytes at `iova` with leaves of `pgsize` bytes (trace_map). A map that uses
+ * leaves of several sizes (a 2 MiB-aligned middle between 4 KiB edges) reports one event per run of
+ * equal leaves, in address order.
+ */
 export interface IommuMapEvent {
   /** Names the event: the discriminant of `IommuEvent`. */
   readonly type: "iommu.map";
@@ -30,9 +34,14 @@ export interface IommuMapEvent {
   readonly size: number;
   /** IommuProt bits of the new PTEs. */
   readonly prot: number;
+  /** Leaf size of this run: 4096, 2 MiB or 1 GiB. */
+  readonly pgsize: number;
 }
 
-/** `iommu_unmap` asked for `size` bytes and unmapped `unmapped` (trace_unmap). */
+/**
+ * `iommu_unmap` asked for `size` bytes and unmapped `unmapped` (trace_unmap); `pgsize` is the size of the
+ * leaf found at `iova` (the granule when none was there).
+ */
 export interface IommuUnmapEvent {
   /** Names the event: the discriminant of `IommuEvent`. */
   readonly type: "iommu.unmap";
@@ -48,6 +57,63 @@ export interface IommuUnmapEvent {
   readonly size: number;
   /** Bytes actually unmapped (less than `size` over holes). */
   readonly unmapped: number;
+  readonly pgsize: number;
+}
+
+/**
+ * An IO page-table page linked into a domain's table (iommu_alloc_pages_node under __iommu_map): the
+ * table of `level` (1 holds 4 KiB leaves, 2 holds 2 MiB leaves or level-1 tables, ...) covering the IOVAs
+ * from `iova` (aligned to the span of the entry pointing to it).
+ */
+export interface IommuPtAllocEvent {
+  readonly type: "iommu.pt-alloc";
+  readonly t: number;
+  readonly unit: string;
+  readonly domain: number;
+  readonly level: number;
+  readonly iova: number;
+}
+
+/**
+ * An IO page-table page freed (iommu_put_pages_list after the invalidation that made it unreachable, or
+ * at once when a large leaf replaced an empty table). Same fields as `iommu.pt-alloc`.
+ */
+export interface IommuPtFreeEvent {
+  readonly type: "iommu.pt-free";
+  readonly t: number;
+  readonly unit: string;
+  readonly domain: number;
+  readonly level: number;
+  readonly iova: number;
+}
+
+/**
+ * What an IOTLB lookup found for a device access: a `hit`, a `miss` (a page-table walk follows), or a
+ * `stale-hit`: an entry whose page-table entry was cleared or changed without an invalidation since, so
+ * the device reaches the old physical page (the window lazy invalidation opens).
+ */
+export type IotlbLookupResult = "hit" | "miss" | "stale-hit";
+
+/** One IOTLB lookup of a device access (every translation of a paging domain makes one). */
+export interface IotlbLookupEvent {
+  readonly type: "iotlb.lookup";
+  readonly t: number;
+  readonly unit: string;
+  readonly device: string;
+  readonly domain: number;
+  readonly iova: number;
+  readonly result: IotlbLookupResult;
+}
+
+/** The IOTLB caches a leaf the walk after a miss found: `size` bytes from `iova` (the leaf's base) to `phys`. */
+export interface IotlbFillEvent {
+  readonly type: "iotlb.fill";
+  readonly t: number;
+  readonly unit: string;
+  readonly domain: number;
+  readonly iova: number;
+  readonly size: number;
+  readonly phys: number;
 }
 
 /** An IOTLB invalidation of a range, a whole domain or every domain of the unit. */
@@ -103,7 +169,16 @@ export interface IommuFaultEvent {
 }
 
 /** This package's own events. */
-export type IommuEvent = IommuMapEvent | IommuUnmapEvent | IotlbInvalidateEvent | IotlbSyncMapEvent | IommuFaultEvent;
+export type IommuEvent =
+  | IommuMapEvent
+  | IommuUnmapEvent
+  | IommuPtAllocEvent
+  | IommuPtFreeEvent
+  | IotlbLookupEvent
+  | IotlbFillEvent
+  | IotlbInvalidateEvent
+  | IotlbSyncMapEvent
+  | IommuFaultEvent;
 
 /** Every event a holder of this package sees: its own (memory, below it, reports none). */
 export type TraceEvent = IommuEvent;

@@ -16,8 +16,13 @@ export type {
   IommuEvent,
   IommuFaultEvent,
   IommuMapEvent,
+  IommuPtAllocEvent,
+  IommuPtFreeEvent,
   IommuUnmapEvent,
+  IotlbFillEvent,
   IotlbInvalidateEvent,
+  IotlbLookupEvent,
+  IotlbLookupResult,
   IotlbSyncMapEvent,
   TraceEvent,
 } from "./events.js";

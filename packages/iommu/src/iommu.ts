@@ -1,5 +1,5 @@
 import { type Trace } from "@dmasim/trace";
-import type { Access, FaultReason, IommuEvent } from "./events.js";
+import type { Access, FaultReason, IommuEvent, IotlbLookupResult } from "./events.js";
 import { Counter } from "./counters.js";
 import { IommuDomain, type DomainContext, type DomainType } from "./domain.js";
 import { hex } from "@dmasim/trace";
@@ -224,13 +224,17 @@ export class Iommu {
     const c = this.trace.counters;
     const tlb = this.#iotlb;
     const slot = tlb.lookup(domain.id, iova);
+    const ev = this.trace.events;
     if (slot >= 0) {
       c.add(C_HITS);
-      if (tlb.isStale(slot)) c.add(C_STALE_HITS);
+      const stale = tlb.isStale(slot);
+      if (stale) c.add(C_STALE_HITS);
+      if (ev.active) this.#emitLookup(device, domain.id, iova, stale ? "stale-hit" : "hit");
       if ((tlb.permOf(slot) & need) === 0) return this.#fault(device, iova, access, "permission");
       return tlb.physOf(slot, iova);
     }
     c.add(C_MISSES);
+    if (ev.active) this.#emitLookup(device, domain.id, iova, "miss");
     if (iova >= this.#ctx.vaLimit) return this.#fault(device, iova, access, "not-mapped");
     const leaf = pt.walk(iova);
     c.add(C_WALKS);
@@ -240,8 +244,15 @@ export class Iommu {
     const base = iova - ((iova >>> 0) & ((LEVEL_SIZE[pt.lastWalkLevel] ?? 1) - 1));
     const perm = ptePerm(leaf);
     tlb.insert(domain.id, base, pt.lastWalkLevel, pteAddr(leaf), perm);
+    if (ev.active) {
+      ev.emit<IommuEvent>({ type: "iotlb.fill", t: this.trace.clock.now, unit: this.name, domain: domain.id, iova: base, size: LEVEL_SIZE[pt.lastWalkLevel] ?? PAGE, phys: pteAddr(leaf) });
+    }
     if ((perm & need) === 0) return this.#fault(device, iova, access, "permission");
     return pteAddr(leaf) + (iova - base);
+  }
+
+  #emitLookup(device: string, domain: number, iova: number, result: IotlbLookupResult): void {
+    this.trace.events.emit<IommuEvent>({ type: "iotlb.lookup", t: this.trace.clock.now, unit: this.name, device, domain, iova, result });
   }
 
   #fault(device: string, iova: number, access: Access, reason: FaultReason): number {

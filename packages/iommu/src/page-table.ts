@@ -52,6 +52,12 @@ export class IoPageTable {
   /** What a read of a chunk past the end returns (never happens for a linked table): 0-length. */
   readonly #noChunk = new Float64Array(0);
   #used: Uint16Array;
+  /**
+   * Per table, for the trace only: its level (the root's is `levels`) and the first IOVA it covers.
+   * Written when a table is linked (rare next to leaf writes), read when one is freed.
+   */
+  #tableLevel: Uint8Array;
+  #tableBase: Float64Array;
   #tablesCapacity: number;
   #nextTable = 1;
   #free: number[] = [];
@@ -86,6 +92,10 @@ export class IoPageTable {
   lastTablesFreed = 0;
   lastWalkLevels = 0;
   lastWalkLevel = 0;
+  /** Tables the last `map` linked, in order (the single-leaf paths leave it alone). */
+  readonly lastAllocatedTables: number[] = [];
+  /** Empty tables the last `map` replaced with large leaves (their numbers: level and base stay readable). */
+  readonly lastFreedTables: number[] = [];
 
   /**
    * `initialTables` sizes the first chunk (at most a chunk); `chunkTables` (a power of two, default 64)
@@ -101,6 +111,9 @@ export class IoPageTable {
     this.#tablesCapacity = Math.min(Math.max(2, initialTables), 1 << this.#chunkShift);
     this.#chunks = [new Float64Array(this.#tablesCapacity * N)];
     this.#used = new Uint16Array(this.#tablesCapacity);
+    this.#tableLevel = new Uint8Array(this.#tablesCapacity);
+    this.#tableLevel[0] = levels;
+    this.#tableBase = new Float64Array(this.#tablesCapacity);
     this.#cacheChunk = this.#noChunk;
     // The walk cache's base, span and inverse leaf size are doubles as soon as a walk fills them (an IOVA
     // at or above 2^30, a 1 GiB span, 1/4096). A field first stored as a small integer and later as a
@@ -113,6 +126,22 @@ export class IoPageTable {
     this.#cacheSpan = 0;
     this.#cacheInvSize = 0.5;
     this.#cacheInvSize = 0;
+  }
+
+  /** Level of table `t` (1 holds 4 KiB leaves; the root's is `levels`). */
+  tableLevel(t: number): number {
+    return this.#tableLevel[t] ?? 0;
+  }
+
+  /** First IOVA table `t` covers. */
+  tableBase(t: number): number {
+    return this.#tableBase[t] ?? 0;
+  }
+
+  /** Records where a freshly linked table sits: level `level`, covering IOVAs from `base`. */
+  #place(t: number, level: number, base: number): void {
+    this.#tableLevel[t] = level;
+    this.#tableBase[t] = base;
   }
 
   /** The chunk holding table `t`. */
@@ -203,6 +232,8 @@ export class IoPageTable {
     let written = 0;
     let allocated = 0;
     let freed = 0;
+    this.lastAllocatedTables.length = 0;
+    this.lastFreedTables.length = 0;
     while (left > 0) {
       const lvl = this.pickLevel(va, pa, left);
       const esz = LEVEL_SIZE[lvl] ?? 0;
@@ -219,6 +250,9 @@ export class IoPageTable {
             return size - left;
           }
           allocated++;
+          const span = LEVEL_SIZE[l] ?? 0;
+          this.#place(nt, l - 1, Math.floor(va / span) * span);
+          this.lastAllocatedTables.push(nt);
           // Re-read the chunk: the allocation may have grown the first chunk into a new array.
           this.#chunk(t)[slot] = nt * PTE_ADDR_UNIT + PTE_VALID;
           this.#used[t] = (this.#used[t] ?? 0) + 1;
@@ -274,6 +308,7 @@ export class IoPageTable {
     }
     this.#used[t] = 0;
     this.#free.push(t);
+    this.lastFreedTables.push(t);
     // The single-leaf walk cache may point at this table.
     this.#forget();
     return n;
@@ -331,6 +366,8 @@ export class IoPageTable {
       // The entry at level l is empty: link fresh tables down to the leaf level.
       for (; l > level; l--) {
         const nt = this.#allocTable();
+        const span = LEVEL_SIZE[l] ?? 0;
+        this.#place(nt, l - 1, Math.floor(iova / span) * span);
         // Chunk looked up after the allocation, which may have grown the first chunk into a new array.
         this.#chunk(t)[this.#offset(t) + tableIndex(low, high, l)] = nt * PTE_ADDR_UNIT + PTE_VALID;
         this.#used[t] = (this.#used[t] ?? 0) + 1;
@@ -659,9 +696,16 @@ export class IoPageTable {
       this.#tablesCapacity += chunkTables;
     }
     if (this.#used.length < this.#tablesCapacity) {
-      const used = new Uint16Array(Math.max(this.#tablesCapacity, this.#used.length * 2));
+      const n = Math.max(this.#tablesCapacity, this.#used.length * 2);
+      const used = new Uint16Array(n);
       used.set(this.#used);
       this.#used = used;
+      const level = new Uint8Array(n);
+      level.set(this.#tableLevel);
+      this.#tableLevel = level;
+      const base = new Float64Array(n);
+      base.set(this.#tableBase);
+      this.#tableBase = base;
     }
   }
 }

@@ -202,10 +202,53 @@ describe("events", () => {
     mmu.flushIotlbAll();
     off();
     expect(seen.map((e) => e.type)).toEqual([
-      "iommu.map", "iotlb.sync-map", "iommu.fault", "iommu.unmap", "iotlb.invalidate", "iotlb.invalidate",
+      "iommu.map", "iotlb.sync-map", "iotlb.lookup", "iotlb.fill", "iommu.fault", "iommu.unmap", "iotlb.invalidate", "iotlb.invalidate",
     ]);
-    expect(seen[0]).toEqual({ type: "iommu.map", t: 0, unit: "iommu0", domain: dom.id, iova: SZ_4K, phys: 0x5000, size: SZ_4K, prot: 1 });
-    expect(seen[3]).toMatchObject({ unmapped: SZ_4K });
-    expect(seen[5]).toMatchObject({ scope: "global" });
+    expect(seen[0]).toEqual({ type: "iommu.map", t: 0, unit: "iommu0", domain: dom.id, iova: SZ_4K, phys: 0x5000, size: SZ_4K, prot: 1, pgsize: SZ_4K });
+    expect(seen[2]).toEqual({ type: "iotlb.lookup", t: 0, unit: "iommu0", device: dev, domain: dom.id, iova: SZ_4K, result: "miss" });
+    expect(seen[3]).toEqual({ type: "iotlb.fill", t: 0, unit: "iommu0", domain: dom.id, iova: SZ_4K, size: SZ_4K, phys: 0x5000 });
+    expect(seen[5]).toMatchObject({ unmapped: SZ_4K, pgsize: SZ_4K });
+    expect(seen[7]).toMatchObject({ scope: "global" });
+  });
+
+  it("reports IOTLB hits, misses and stale hits (a cleared PTE still cached) in order", () => {
+    const { mmu, dom, dev, trace } = setup();
+    dom.map(iova(0x7000), physAddr(0x9000), SZ_4K, RW);
+    const seen: TraceEvent[] = [];
+    const off = trace.events.subscribe((e) => seen.push(e));
+    mmu.translate(dev, 0x7000, 4, "read");
+    mmu.translate(dev, 0x7008, 4, "read");
+    dom.unmap(iova(0x7000), SZ_4K); // no invalidation: the entry stays, stale
+    expect(mmu.translate(dev, 0x7010, 4, "read")).toBe(0x9010);
+    dom.invalidateRange(iova(0x7000), SZ_4K);
+    expect(mmu.translate(dev, 0x7010, 4, "read")).toBe(-1);
+    off();
+    const lookups = seen.filter((e) => e.type === "iotlb.lookup").map((e) => e.result);
+    expect(lookups).toEqual(["miss", "hit", "stale-hit", "miss"]);
+    expect(seen.filter((e) => e.type === "iotlb.fill")).toHaveLength(1);
+    expect(trace.counters.get(Counter.IotlbStaleHits)).toBe(1);
+  });
+
+  it("reports page-table pages linked and freed with their level and base IOVA, and leaf sizes per run", () => {
+    const { dom, trace } = setup();
+    const seen: TraceEvent[] = [];
+    const off = trace.events.subscribe((e) => seen.push(e));
+    // 4 KiB + 2 MiB + 4 KiB: three runs of leaves; the 2 MiB-aligned middle is one 2 MiB leaf.
+    const base = SZ_1G + SZ_2M - SZ_4K;
+    dom.map(iova(base), physAddr(base), SZ_2M + 2 * SZ_4K, RW);
+    const maps = seen.filter((e) => e.type === "iommu.map").map((e) => [e.iova, e.size, e.pgsize]);
+    expect(maps).toEqual([[base, SZ_4K, SZ_4K], [SZ_1G + SZ_2M, SZ_2M, SZ_2M], [SZ_1G + 2 * SZ_2M, SZ_4K, SZ_4K]]);
+    const allocs = seen.filter((e) => e.type === "iommu.pt-alloc").map((e) => [e.level, e.iova]);
+    // The level-3 table under the root (its 512 GiB span from 0), the level-2 table of the 1 GiB at 1 GiB,
+    // then one table of 4 KiB leaves per edge.
+    expect(allocs).toEqual([[3, 0], [2, SZ_1G], [1, SZ_1G], [1, SZ_1G + 2 * SZ_2M]]);
+    seen.length = 0;
+    const { freed } = dom.unmap(iova(SZ_1G), SZ_1G);
+    dom.invalidateAll();
+    dom.releasePtPages(freed);
+    off();
+    expect(seen.find((e) => e.type === "iommu.unmap")).toMatchObject({ iova: SZ_1G, unmapped: SZ_2M + 2 * SZ_4K, pgsize: SZ_4K });
+    const frees = seen.filter((e) => e.type === "iommu.pt-free").map((e) => [e.level, e.iova]);
+    expect(frees).toEqual([[2, SZ_1G], [1, SZ_1G], [1, SZ_1G + 2 * SZ_2M]]);
   });
 });

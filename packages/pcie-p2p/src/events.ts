@@ -6,7 +6,14 @@ import type { Access, TraceEvent as IommuTraceEvent } from "@dmasim/iommu";
 /** Where a TLP went: to host memory, to a peer below the same switch, or to a peer through the host bridge. */
 export type FabricPath = "memory" | "peer-via-switch" | "peer-via-host-bridge";
 
-/** One memory read or write TLP (split at 4 KiB boundaries) that reached its target. */
+/**
+ * One memory read or write TLP (split at 4 KiB boundaries) that reached its target: `addr` as the
+ * device issued it (a bus address or IOVA), `phys` where it landed, `target` the peer's BDF, "ram" or
+ * "mmio" (a region that is no endpoint's BAR), and the route: `hops` names the requester, each switch
+ * port, root port and host bridge it crossed, the IOMMU that translated it, and the target.
+ * `acsRedirect` is true for a peer TLP that ACS sent up to the root complex although a switch above both
+ * devices could have turned it around.
+ */
 export interface TlpEvent {
   /** Names the event: the discriminant of `PcieP2pEvent`. */
   readonly type: "tlp";
@@ -22,6 +29,10 @@ export interface TlpEvent {
   readonly addr: number;
   /** Bytes carried, at most 4096. */
   readonly len: number;
+  readonly phys: number;
+  readonly target: string;
+  readonly hops: readonly string[];
+  readonly acsRedirect: boolean;
 }
 
 /** A TLP no BAR and no RAM claimed: the completer answers Unsupported Request. */

@@ -312,7 +312,7 @@ describe("trace events", () => {
     expect(() => p.endpoint(A).dmaRead(0x1000, 4)).toThrow(PcieAccessError);
     off();
     p.endpoint(A).dmaWrite(bar.bus, bytes(4096, 1));
-    expect(seen).toEqual(["peer-via-switch:4096", "iommu.fault"]);
+    expect(seen).toEqual(["peer-via-switch:4096", "iotlb.lookup", "iommu.fault"]);
     expect(tlps(p).viaSwitch).toEqual([4, 16384]);
   });
 });

@@ -18,6 +18,8 @@ const PATH_SWITCH = 1;
 const PATH_HOST_BRIDGE = 2;
 /** MMIO that is no endpoint's BAR (a platform device): counted as "memory", may lack a backing store. */
 const PATH_OTHER_MMIO = 3;
+/** The route key of a TLP to such MMIO (RAM is -1, a peer its endpoint index). */
+const ROUTE_MMIO = -3;
 const PATH_NAMES: readonly FabricPath[] = ["memory", "peer-via-switch", "peer-via-host-bridge", "memory"];
 const TLP_COUNTER = [Counter.TlpsToMemory, Counter.TlpsPeerViaSwitch, Counter.TlpsPeerViaHostBridge, Counter.TlpsToMemory] as const;
 const BYTE_COUNTER = [Counter.BytesToMemory, Counter.BytesPeerViaSwitch, Counter.BytesPeerViaHostBridge, Counter.BytesToMemory] as const;
@@ -44,6 +46,11 @@ export interface FabricContext {
   readonly ram: RangeTable;
   readonly endpointCount: number;
   readonly bdfs: readonly string[];
+  /**
+   * The route of a TLP from endpoint `requester` to endpoint `target` (-1: memory or MMIO) for the trace,
+   * turned around in a switch or not; computed when a TLP event is built (someone listens), memoized.
+   */
+  readonly route?: (requester: number, target: number, viaSwitch: boolean) => { readonly hops: readonly string[]; readonly acsRedirect: boolean };
 }
 
 /**
@@ -62,6 +69,13 @@ export class Fabric {
   readonly #confidential: boolean;
   /** Set by #route: which path the TLP took. */
   #path = PATH_MEMORY;
+  /** Set by #route: the endpoint whose BAR the TLP reached (-1: RAM or other MMIO), and the physical address. */
+  #target = -1;
+  #phys = 0;
+  /** The route of the last TLP event and what it was for (an other-MMIO target and RAM share -1, told apart by name). */
+  #lastRoute: { readonly hops: readonly string[]; readonly acsRedirect: boolean } | undefined;
+  #lastRouteTarget = -2;
+  #lastRouteViaSwitch = false;
 
   constructor(ctx: FabricContext, index: number, iommu: Iommu | undefined) {
     ctx.trace.counters.declare(Counter);
@@ -143,7 +157,42 @@ export class Fabric {
     c.add(TLP_COUNTER[p] ?? Counter.TlpsToMemory);
     c.add(BYTE_COUNTER[p] ?? Counter.BytesToMemory, len);
     const ev = trace.events;
-    if (ev.active) ev.emit<PcieP2pEvent>({ type: "tlp", t: trace.clock.now, device: this.#bdf, path: PATH_NAMES[p] ?? "memory", access, addr, len });
+    if (ev.active) this.#emitTlp(addr, len, access);
+  }
+
+  /** The route to `target` (memoized by the platform; the last one is kept here, as TLPs come in runs). */
+  #routeTo(target: number, viaSwitch: boolean): { readonly hops: readonly string[]; readonly acsRedirect: boolean } {
+    if (this.#lastRoute !== undefined && this.#lastRouteTarget === target && this.#lastRouteViaSwitch === viaSwitch) return this.#lastRoute;
+    const ctx = this.#ctx;
+    const last = target >= 0 ? at(ctx.bdfs, target) : target === ROUTE_MMIO ? "mmio" : "ram";
+    let route = ctx.route?.(this.#index, Math.max(target, -1), viaSwitch) ?? { hops: [this.#bdf, last], acsRedirect: false };
+    // The platform's routes end at "ram" for any target that is no endpoint: name an MMIO region's.
+    if (route.hops.at(-1) !== last) route = { hops: [...route.hops.slice(0, -1), last], acsRedirect: route.acsRedirect };
+    this.#lastRoute = route;
+    this.#lastRouteTarget = target;
+    this.#lastRouteViaSwitch = viaSwitch;
+    return route;
+  }
+
+  #emitTlp(addr: number, len: number, access: Access): void {
+    const ctx = this.#ctx;
+    const p = this.#path;
+    const t = this.#target;
+    const target = t >= 0 ? at(ctx.bdfs, t) : p === PATH_OTHER_MMIO ? "mmio" : "ram";
+    const route = this.#routeTo(p === PATH_OTHER_MMIO ? ROUTE_MMIO : t, p === PATH_SWITCH);
+    ctx.trace.events.emit<PcieP2pEvent>({
+      type: "tlp",
+      t: ctx.trace.clock.now,
+      device: this.#bdf,
+      path: PATH_NAMES[p] ?? "memory",
+      access,
+      addr,
+      len,
+      phys: this.#phys,
+      target,
+      hops: route.hops,
+      acsRedirect: route.acsRedirect,
+    });
   }
 
   /** Routes one TLP; returns the CPU physical address it lands on and sets #path, or throws. */
@@ -155,7 +204,8 @@ export class Fabric {
       const i = direct.find(addr);
       if (i >= 0) {
         this.#path = PATH_SWITCH;
-        return addr - (direct.delta[i] ?? 0);
+        this.#target = direct.endpoint[i] ?? -1;
+        return (this.#phys = addr - (direct.delta[i] ?? 0));
       }
     }
     let phys = addr;
@@ -175,6 +225,8 @@ export class Fabric {
         throw new PcieAccessError("private-memory", this.#bdf, access, addr, completed, `physical ${hex(phys)} is private memory of the confidential guest (not shared with devices)`);
       }
       this.#path = PATH_MEMORY;
+      this.#target = -1;
+      this.#phys = phys;
       if (observer?.onMemoryAccess !== undefined) observer.onMemoryAccess(this.#bdf, phys, len, access);
       return phys;
     }
@@ -186,11 +238,15 @@ export class Fabric {
         this.#unsupported(addr, len, access, completed, `physical ${hex(phys)} is a BAR of ${at(ctx.bdfs, target)} and the host bridge does not forward peer-to-peer traffic`);
       }
       this.#path = PATH_HOST_BRIDGE;
+      this.#target = target;
+      this.#phys = phys;
       return phys;
     }
     const region = ctx.memory.regionAt(phys as PhysAddr);
     if (region?.kind === "mmio") {
       this.#path = PATH_OTHER_MMIO;
+      this.#target = -1;
+      this.#phys = phys;
       return phys;
     }
     this.#unsupported(addr, len, access, completed, `physical ${hex(phys)} is claimed by no RAM, BAR or MMIO region`);

@@ -8,7 +8,7 @@ import { PlatformSpecError, PciError, PciInputError } from "./errors.js";
 import { Fabric, type DmaAccessObserver, type FabricContext } from "./fabric.js";
 import { WHITELIST, calcMapTypeAndDist, type PciP2pdmaMapType } from "./p2pdma.js";
 import { ProviderRegistry } from "./provider.js";
-import { RangeTable, buildRoutes, type BarRange } from "./routing.js";
+import { RangeTable, buildRoutes, commonUpstreamBridge, routesDirect, tlpHops, type BarRange } from "./routing.js";
 import type { PlatformSpec } from "./spec.js";
 import { Topology } from "./topology.js";
 import type { Bar, BusAddr, Endpoint, HostBridgeInfo, P2pdmaExplanation, P2pdmaProvider, Platform } from "./types.js";
@@ -107,6 +107,10 @@ class PciPlatform implements Platform {
       ram: new RangeTable(r.ram.map((x) => ({ start: x.base, size: x.size, endpoint: -1, delta: 0 }))),
       endpointCount: r.endpoints.length,
       bdfs: r.endpoints.map((e) => e.bdf),
+      route: routeForTrace(topo, r.endpoints.map((e, i) => {
+        const unit = e.iommu ?? at(r.hostBridges, at(epHostBridge, i)).iommu;
+        return unit >= 0 ? iommus[unit]?.name : undefined;
+      })),
     };
     this.endpoints = r.endpoints.map((e, i) => {
       const hbIndex = at(epHostBridge, i);
@@ -203,4 +207,24 @@ class PciPlatform implements Platform {
  */
 export function createPlatform(spec: PlatformSpec): Platform {
   return new PciPlatform(spec);
+}
+
+/**
+ * The trace's route of a TLP (FabricContext.route), memoized per requester, target and turnaround: the
+ * hops from the topology, and whether ACS redirected a peer TLP that a shared switch could have turned.
+ */
+function routeForTrace(topo: Topology, iommuOf: readonly (string | undefined)[]): NonNullable<FabricContext["route"]> {
+  const memo = new Map<string, { readonly hops: readonly string[]; readonly acsRedirect: boolean }>();
+  return (requester, target, viaSwitch) => {
+    const key = `${requester},${target},${viaSwitch ? 1 : 0}`;
+    let r = memo.get(key);
+    if (r === undefined) {
+      const rn = at(topo.endpointNode, requester);
+      const tn = target >= 0 ? at(topo.endpointNode, target) : -1;
+      const acsRedirect = !viaSwitch && tn >= 0 && commonUpstreamBridge(topo, rn, tn) >= 0 && !routesDirect(topo, rn, tn);
+      r = Object.freeze({ hops: Object.freeze(tlpHops(topo, rn, tn, viaSwitch, viaSwitch ? undefined : iommuOf[requester])), acsRedirect });
+      memo.set(key, r);
+    }
+    return r;
+  };
 }

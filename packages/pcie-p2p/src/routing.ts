@@ -110,3 +110,41 @@ export function buildRoutes(
   }
   return { direct, barsByPhys, viaHostBridge };
 }
+
+/** The nodes from `node` up to its host bridge, `node` first (ids as the topology names them). */
+function upChain(topo: Topology, node: number): number[] {
+  const chain: number[] = [];
+  for (let x = node; x >= 0; x = at(topo.parent, x)) chain.push(x);
+  return chain;
+}
+
+/**
+ * The hops of a TLP, for the trace: the requester, every port it crosses, and where it lands. `target` is
+ * a peer's endpoint node, or -1 for memory. A turnaround in a switch (`viaSwitch`) goes up to the lowest
+ * switch port both share and down again; anything else goes up to the host bridge, through the IOMMU
+ * (named `iommu` when the requester has one), and to RAM or down the peer's side.
+ */
+export function tlpHops(topo: Topology, requester: number, target: number, viaSwitch: boolean, iommu: string | undefined): string[] {
+  const up = upChain(topo, requester);
+  const down = target >= 0 ? upChain(topo, target) : [];
+  const ids = topo.ids;
+  if (viaSwitch && target >= 0) {
+    const common = commonUpstreamBridge(topo, requester, target);
+    const upTo = up.indexOf(common);
+    const downFrom = down.indexOf(common);
+    if (upTo >= 0 && downFrom >= 0) {
+      return [...up.slice(0, upTo + 1), ...down.slice(0, downFrom).reverse()].map((n) => at(ids, n));
+    }
+  }
+  const hops = up.map((n) => at(ids, n));
+  if (iommu !== undefined) hops.push(iommu);
+  if (target < 0) {
+    hops.push("ram");
+    return hops;
+  }
+  // Down from the target's host bridge (the same one, or another the root complex forwards to).
+  const hb = down.length - 1;
+  if (down[hb] !== up[up.length - 1]) hops.push(at(ids, at(down, hb)));
+  for (let i = hb - 1; i >= 0; i--) hops.push(at(ids, at(down, i)));
+  return hops;
+}

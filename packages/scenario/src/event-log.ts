@@ -1,4 +1,5 @@
-import type { IommuMode, TraceEvent as DmaTraceEvent } from "@dmasim/dma";
+import type { IommuMode } from "@dmasim/dma";
+import type { TraceEvent as DmaBufTraceEvent } from "@dmasim/dmabuf";
 import { ScenarioError } from "./errors.js";
 import type { Host } from "./run/context.js";
 import type { RunResult } from "./run/result.js";
@@ -7,19 +8,23 @@ import type { Api, Scenario } from "./types.js";
 /** The `format` field of every run log. */
 export const RUN_LOG_FORMAT = "dmasim-run-log";
 /**
- * The `version` of the run log this package writes. Version 1: `{ format, version, scenario, runs }`,
+ * The `version` of the run log this package writes. The envelope is `{ format, version, scenario, runs }`,
  * each run `{ label, api, iommu, events, droppedEvents, result }`, `events` the platform's trace events
  * (`RunLogEvent`: `type`, virtual time `t` in ns, and the fields of that type, as each package declares
  * its events) in the order they were emitted. A reader refuses a version it does not know.
+ *
+ * Version 2 (this one) adds the IOTLB lookups and fills, page-table pages, leaf sizes, IOVA allocation
+ * and release, the route of each TLP, and the events of hmm-odp and dmabuf; version 1 had dma's and the
+ * layers below it only, without those.
  */
-export const RUN_LOG_VERSION = 1;
+export const RUN_LOG_VERSION = 2;
 
 /**
- * An event of a run: the union of the events of every package a run builds. Only dma and the layers
- * below it emit events today (scatterlist, bio and nvme report their calls as dma's `api` slices;
- * hmm-odp reports none), so it is dma's union.
+ * An event of a run: the union of the events of every package a run builds (dmabuf's union holds
+ * hmm-odp's, dma's and those of the layers below). scatterlist, bio, nvme and rdma report their calls as
+ * dma's `api` slices.
  */
-export type RunLogEvent = DmaTraceEvent;
+export type RunLogEvent = DmaBufTraceEvent;
 
 /** One run of a scenario (one API × IOMMU mode) with every event its platform emitted. */
 export interface RunLogEntry {

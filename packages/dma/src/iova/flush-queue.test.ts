@@ -38,7 +38,7 @@ describe("FlushQueue", () => {
     expect(trace.counters.get(Counter.FlushQueueEntries)).toBe(1);
     expect(trace.counters.get(Counter.FlushQueueFlushes)).toBe(1);
     expect(trace.events.events("flush-queue.flush")).toEqual([
-      { type: "flush-queue.flush", t: IOVA_FQ_TIMEOUT_NS, cpu: 0, entries: 1, reason: "timeout" },
+      { type: "flush-queue.flush", t: IOVA_FQ_TIMEOUT_NS, cpu: 0, pending: 0, entries: 1, reason: "timeout" },
     ]);
   });
 

@@ -18,6 +18,8 @@ export interface FlushQueueOptions {
   readonly size?: number;
   /** Virtual nanoseconds from the first queued entry to the timeout flush (IOVA_FQ_TIMEOUT, 10 ms). */
   readonly timeoutNs?: number;
+  /** The device whose domain this queue serves, named in the queue's trace events. */
+  readonly device?: string;
 }
 
 type FlushReason = "timeout" | "full" | "explicit";
@@ -55,6 +57,7 @@ export class FlushQueue {
   readonly #ops: FlushQueueOps;
   readonly #rings: FqRing[] = [];
   readonly #timeoutNs: number;
+  readonly #device: string | undefined;
   #flushStartCnt = 0;
   #flushFinishCnt = 0;
   #timer: TimerHandle | undefined;
@@ -74,6 +77,7 @@ export class FlushQueue {
     this.#iovad = iovad;
     this.#ops = ops;
     this.#timeoutNs = timeoutNs;
+    this.#device = options.device;
     for (let c = 0; c < iovad.cpus; c++) this.#rings.push(new FqRing(size));
   }
 
@@ -174,8 +178,15 @@ export class FlushQueue {
       fq.freelist[idx] = undefined;
       fq.head = (idx + 1) % fq.size;
       if (freelist !== undefined) this.#ops.releasePtPages(freelist);
-      this.#iovad.freeIovaFast(fq.pfn[idx] ?? 0, fq.pages[idx] ?? 0, cpu);
+      const pfn = fq.pfn[idx] ?? 0;
+      const pages = fq.pages[idx] ?? 0;
+      this.#iovad.freeIovaFast(pfn, pages, cpu);
       released++;
+      const events = this.#trace.events;
+      if (events.active && this.#device !== undefined) {
+        const g = this.#iovad.granule;
+        events.emit<DmaEvent>({ type: "flush-queue.release", t: this.#trace.clock.now, device: this.#device, cpu, iova: pfn * g, size: pages * g });
+      }
     }
     return released;
   }
@@ -183,7 +194,9 @@ export class FlushQueue {
   #emit(cpu: number, entries: number, reason: FlushReason): void {
     const events = this.#trace.events;
     if (events.active) {
-      events.emit<DmaEvent>({ type: "flush-queue.flush", t: this.#trace.clock.now, cpu, entries, reason });
+      const pending = this.pendingTotal;
+      const device = this.#device;
+      events.emit<DmaEvent>({ type: "flush-queue.flush", t: this.#trace.clock.now, cpu, entries, reason, pending, ...(device === undefined ? {} : { device }) });
     }
   }
 }

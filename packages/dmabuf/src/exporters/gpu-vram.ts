@@ -6,6 +6,7 @@ import type { SgTable } from "@dmasim/scatterlist";
 import { DmaBufErrno, DmaResvUsage } from "../constants.js";
 import { DmaBufCounter } from "../counters.js";
 import { DmaBuf, dmaBufExport, dmaBufInvalidateMappings } from "../dma-buf.js";
+import { emitDmaBuf } from "../events.js";
 import type { DmaBufAttachment, DmaBufOps } from "../dma-buf.js";
 import { DmaBufInputError } from "../errors.js";
 import { DmaBufPhysList, dmaBufPhysListAlloc, dmaBufPhysListSet } from "../phys-list.js";
@@ -299,6 +300,12 @@ export class GpuVramExporter {
     counters.add(DmaBufCounter.DmaBufMigrations);
     counters.add(DmaBufCounter.DmaBufMigratedBytes, bytes);
     counters.add(DmaBufCounter.DmaBufCopyNs, bytes / this.copyBytesPerNs);
+    const trace = this.system.trace;
+    if (trace.events.active) {
+      let inVram = 0;
+      for (let i = 0; i < bo.nBlocks; i++) inVram += bo.inVram[i] ?? 0;
+      emitDmaBuf(trace, { type: "dmabuf.move", t: trace.clock.now, buf: buf.inode, exporter: buf.expName, to, blocks: sel.length, bytes, inVram, totalBlocks: bo.nBlocks });
+    }
     this.#touch(bo);
     this.#reapBo(bo);
     return sel.length;

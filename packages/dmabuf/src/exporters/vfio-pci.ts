@@ -5,6 +5,7 @@ import type { SgTable } from "@dmasim/scatterlist";
 import { DMA_IOVA_USE_SWIOTLB_BIT, DmaBufErrno, DmaResvUsage, MAX_SCHEDULE_TIMEOUT } from "../constants.js";
 import { DmaBufCounter } from "../counters.js";
 import { DmaBuf, dmaBufAttachRevocable, dmaBufExport, dmaBufInvalidateMappings } from "../dma-buf.js";
+import { emitDmaBuf } from "../events.js";
 import type { DmaBufAttachment, DmaBufOps } from "../dma-buf.js";
 import { DmaBufInputError } from "../errors.js";
 import { dmaBufFreeSgt, dmaBufPhysVecToSgt } from "../mapping-helpers.js";
@@ -221,6 +222,11 @@ export class VfioPciCoreDevice {
         if (revoked) resv.waitTimeout(DmaResvUsage.BOOKKEEP, false, MAX_SCHEDULE_TIMEOUT);
       } finally {
         resv.unlock();
+      }
+      const trace = this.system.trace;
+      if (trace.events.active) {
+        const waiting = revoked && this.system.version === "7.1" ? priv.mapped : 0;
+        emitDmaBuf(trace, { type: "dmabuf.revoke", t: trace.clock.now, buf: buf.inode, exporter: buf.expName, revoked, reason, waitingFor: waiting });
       }
       if (revoked) {
         this.system.trace.counters.add(DmaBufCounter.DmaBufRevokes);
