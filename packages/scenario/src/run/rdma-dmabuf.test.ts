@@ -1,6 +1,8 @@
 import { describe, expect, it } from "vitest";
 import { builtinScenario } from "../builtins.js";
 import type { Api, Scenario } from "../types.js";
+import { ScenarioError } from "../errors.js";
+import { validateScenario } from "../validate.js";
 import { runScenario } from "./index.js";
 import type { RunResult } from "./result.js";
 
@@ -44,4 +46,25 @@ describe("rdma-odp workloads: dmabuf MRs", () => {
       expect(r.metrics).toMatchObject({ revokes: 1, expectedFaultErrors: 1, nicFaultErrors: 0 });
     });
   }
+
+  it("the workload's validation: a dmabuf test needs its exporter (and VFIO for the revoke); other tests take neither", () => {
+    const s = scenario("rdma-dmabuf-revoke");
+    const bad = (workload: Record<string, unknown>): string[] => {
+      try {
+        const merged = Object.fromEntries(Object.entries({ ...s.workload, ...workload }).filter(([, v]) => v !== undefined));
+        validateScenario({ ...s, workload: merged });
+        return [];
+      } catch (e) {
+        if (!(e instanceof ScenarioError)) throw e;
+        return e.issues.map((i) => i.path.replace(/^scenario\./, ""));
+      }
+    };
+    expect(bad({})).toEqual([]);
+    expect(bad({ exporter: undefined })).toEqual(["workload.exporter"]);
+    expect(bad({ vfioDevice: undefined })).toEqual(["workload.vfioDevice"]);
+    expect(bad({ test: "dmabuf-migrate" })).toEqual(["workload.vfioDevice"]);
+    expect(bad({ test: "rc-traffic", vfioDevice: undefined })).toEqual(["workload.exporter"]);
+    expect(bad({ exporter: "0000:09:00.0" })).toEqual(["workload.exporter"]);
+    expect(bad({ implicit: true })).toEqual(["workload.implicit"]);
+  });
 });
