@@ -37,7 +37,8 @@ interface World {
 const KB = 1024;
 
 function setup(copyBytesPerNs: number): World {
-  const rig = dmabufRig({ copyBytesPerNs });
+  // 512 KiB of VRAM per GPU (8 blocks): another allocation evicts the least recently used unpinned buffer.
+  const rig = dmabufRig({ copyBytesPerNs, vramBytes: 512 * KB });
   const bar = rig.platform.endpoint(rig.vfio.bdf).bars[0]?.phys ?? 0;
   const make = (name: string, buf: DmaBuf, exporter: Target["exporter"], kind: UmemDmabufKind, mapping: UmemDmabufMapping, offset: number, length: number, iova: number, barPhys = 0): Target => {
     const mr = mustMr(rig.nicB.regDmabufMr(rig.pdB, buf, offset, length, iova, ACCESS_ALL, { kind, mapping }));
@@ -101,7 +102,7 @@ function expectMttFollowsBuffers(w: World): void {
   }
 }
 
-type OpKind = "nicWrite" | "nicRead" | "cpuWrite" | "migrate" | "vfioOff" | "vfioOn";
+type OpKind = "nicWrite" | "nicRead" | "cpuWrite" | "migrate" | "pressure" | "vfioOff" | "vfioOn";
 interface Op {
   readonly kind: OpKind;
   readonly target: number;
@@ -110,7 +111,7 @@ interface Op {
 }
 
 const opArb: fc.Arbitrary<Op> = fc.record({
-  kind: fc.constantFrom<OpKind>("nicWrite", "nicWrite", "nicWrite", "nicRead", "nicRead", "cpuWrite", "migrate", "migrate", "vfioOff", "vfioOn"),
+  kind: fc.constantFrom<OpKind>("nicWrite", "nicWrite", "nicWrite", "nicRead", "nicRead", "cpuWrite", "migrate", "migrate", "pressure", "vfioOff", "vfioOn"),
   target: fc.nat({ max: 4 }),
   page: fc.nat({ max: 63 }),
   value: fc.integer({ min: 1, max: 1_000_000 }),
@@ -162,6 +163,12 @@ function run(copyBytesPerNs: number, ops: readonly Op[]): void {
         const ret = exp.migrate(t.buf, to, blocks);
         if (t.kind === "pinned") expect(ret === 0 || ret === -16).toBe(true);
         else expect(ret).toBeGreaterThanOrEqual(0);
+        break;
+      }
+      case "pressure": {
+        // Another buffer wants VRAM: TTM-style eviction of unpinned buffers to RAM, then it is freed.
+        const exp = op.value % 2 === 0 ? rig.gpu : rig.farGpu;
+        dmaBufPut(exp.allocate(((op.value % 4) + 3) * exp.blockBytes, "vram"));
         break;
       }
       case "vfioOff":
