@@ -1,5 +1,6 @@
 import { DMA_BIT_MASK, DmaDirection, DmaIovaState, PciP2pdmaMapState, dmaIovaDestroy, dmaIovaLink, dmaIovaSync, dmaIovaTryAlloc, dmaMapPhys, dmaMappingError, dmaSetMaskAndCoherent, dmaUnmapPhys, unsafeDmaAddr } from "@dmasim/dma";
 import type { DmaDevice, DmaKernel } from "@dmasim/dma";
+import type { DmaBuf } from "@dmasim/dmabuf";
 import { FAULT_FLAG_WRITE, PteKind, TASK_SIZE, VM_FAULT_ERROR } from "@dmasim/hmm-odp";
 import type { HmmDmaStrategy, Mm, MmuIntervalNotifierOps } from "@dmasim/hmm-odp";
 import { PAGE_SIZE, unsafePhysAddr } from "@dmasim/memory";
@@ -28,7 +29,6 @@ import { RdmaCounter } from "./counters.js";
 import { RdmaDmabufCounter } from "./dmabuf-counters.js";
 import { dmabufMrDeregBusy, mlx5DmabufMrRelease, mlx5IbRegUserMrDmabuf, pagefaultDmabufMr } from "./dmabuf-mr.js";
 import type { RegDmabufMrOptions } from "./dmabuf-mr.js";
-import type { DmaBuf } from "@dmasim/dmabuf";
 import { ibUmemDmabufDeviceAccess } from "./umem-dmabuf.js";
 import { RdmaInputError } from "./errors.js";
 import { IbMr, IbPd } from "./mr.js";
