@@ -237,3 +237,24 @@ describe("pinned and pinned-revocable dmabuf MRs", () => {
     });
   }
 });
+
+describe("6.19 dma-buf semantics (CONFIG_DMABUF_MOVE_NOTIFY off, VFIO without pin)", () => {
+  it("a dynamic MR is pinned at map time: the GPU cannot move its buffer, the bytes still flow; VFIO refuses every MR that maps", () => {
+    const rig = dmabufRig({ version: "6.19" });
+    const buf = rig.gpu.allocate(SIZE, "vram");
+    const localBuf = rig.heap.allocate(SIZE);
+    const remote = mustMr(rig.nicB.regDmabufMr(rig.pdB, buf, 0, SIZE, 0x4000_0000, ACCESS_ALL));
+    const local = mustMr(rig.nicA.regDmabufMr(rig.pdA, localBuf, 0, SIZE, 0x1000_0000, ACCESS_ALL, { kind: "pinned" }));
+    expect(rig.gpu.migrate(buf, "ram")).toBe(-16);
+    cpuWrite(rig, localBuf, 0, pattern(9, 128));
+    expect(rdmaWrite(rig.qpA, local, local.addr, remote, remote.addr + 5000, 128).status).toBe(IbWcStatus.SUCCESS);
+    expect(cpuRead(rig, buf, 5000, 128)).toEqual(pattern(9, 128));
+    const v = vfioBuf(rig, 0, SIZE);
+    for (const kind of KINDS) expect(rig.nicB.regDmabufMr(rig.pdB, v, 0, SIZE, 0, ACCESS_ALL, { kind })).toBe(-95);
+    expect(v.refs).toBe(1);
+    expect(rig.nicB.deregMr(remote)).toBe(0);
+    expect(rig.nicA.deregMr(local)).toBe(0);
+    for (const b of [buf, localBuf, v]) dmaBufPut(b);
+    expect(leftovers(rig)).toEqual({ buffers: 0, attachments: 0, mappings: 0, mappedA: 0, mappedB: 0 });
+  });
+});

@@ -1,7 +1,7 @@
 import { createDmaKernel } from "@dmasim/dma";
 import type { DmaKernel } from "@dmasim/dma";
 import { GpuVramExporter, DmaBufSystem, SystemHeap, VfioPciCoreDevice } from "@dmasim/dmabuf";
-import type { DmaBuf, DmaBufDebugMode } from "@dmasim/dmabuf";
+import type { DmaBuf, DmaBufDebugMode, DmaBufVersion } from "@dmasim/dmabuf";
 import { GiB, MiB } from "@dmasim/memory";
 import { createPlatform } from "@dmasim/pcie-p2p";
 import type { Platform } from "@dmasim/pcie-p2p";
@@ -42,7 +42,7 @@ export interface DmabufRig {
 
 export const ACCESS_ALL = IB_ACCESS_LOCAL_WRITE | IB_ACCESS_REMOTE_WRITE | IB_ACCESS_REMOTE_READ | IB_ACCESS_REMOTE_ATOMIC;
 
-export function dmabufRig(options: { debug?: DmaBufDebugMode; blockBytes?: number; vramBytes?: number; odpB?: boolean; strict?: boolean; copyBytesPerNs?: number } = {}): DmabufRig {
+export function dmabufRig(options: { debug?: DmaBufDebugMode; blockBytes?: number; vramBytes?: number; odpB?: boolean; strict?: boolean; copyBytesPerNs?: number; version?: DmaBufVersion } = {}): DmabufRig {
   const platform = createPlatform(
     switchTopology({
       ramBytes: 1 * GiB,
@@ -54,7 +54,7 @@ export function dmabufRig(options: { debug?: DmaBufDebugMode; blockBytes?: numbe
     }),
   );
   const kernel = createDmaKernel(platform, { swiotlb: false, iommuMode: options.strict === false ? "lazy" : "strict" });
-  const sys = new DmaBufSystem(kernel, { debug: options.debug ?? "throw" });
+  const sys = new DmaBufSystem(kernel, { debug: options.debug ?? "throw", ...(options.version === undefined ? {} : { version: options.version }) });
   const gpuOpts = { blockBytes: options.blockBytes ?? 64 * 1024, ...(options.copyBytesPerNs === undefined ? {} : { copyBytesPerNs: options.copyBytesPerNs }), ...(options.vramBytes === undefined ? {} : { vramBytes: options.vramBytes }) };
   const gpu = new GpuVramExporter(sys, { bdf: TestBdf.SWITCH_PEER, ...gpuOpts });
   const farGpu = new GpuVramExporter(sys, { bdf: TestBdf.ROOT_PORT_DEVICE, ...gpuOpts });
