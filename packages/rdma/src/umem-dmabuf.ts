@@ -68,8 +68,9 @@ export class IbUmemDmabuf {
   revoked = false;
   /** umem_dmabuf->private: the driver's MR; cleared by the driver before release (mlx5_revoke_mr). */
   private: unknown = undefined;
-  /** The pinned-revocable driver callback (ib_umem_dmabuf_set_revoke_locked) and its argument. */
+  /** The pinned-revocable driver callback (ib_umem_dmabuf_set_revoke_locked). */
   revokeCb: ((priv: unknown) => void) | undefined = undefined;
+  /** The argument the revoke callback is called with (the driver's MR). */
   revokePriv: unknown = undefined;
   /** Times map_pages made a new mapping (registration and every re-map after an invalidation). */
   maps = 0;
@@ -118,10 +119,12 @@ export class IbUmemDmabuf {
     return this.#sgt;
   }
 
-  /** The current physical-range list and the umem's DMA mapping of it ("phys" mapping), if mapped. */
+  /** The current physical-range list ("phys" mapping), if mapped. */
   get physList(): DmaBufPhysList | undefined {
     return this.#list;
   }
+
+  /** The umem's own DMA mapping of that list (its IOVA, bus addresses), if mapped. */
   get physDma(): DmaBufPhysListDma | undefined {
     return this.#dma;
   }
