@@ -2,7 +2,8 @@ import { DmaBufCounter, dmaBufPut } from "@dmasim/dmabuf";
 import type { DmaBuf } from "@dmasim/dmabuf";
 import { PAGE_SIZE, physAddr } from "@dmasim/memory";
 import { describe, expect, it } from "vitest";
-import { IbWcStatus, IbWrOpcode, MLX5_IB_MTT_READ, MLX5_IB_MTT_WRITE } from "./constants.js";
+import { Mm, MmSystem } from "@dmasim/hmm-odp";
+import { IB_ACCESS_ON_DEMAND, IbWcStatus, IbWrOpcode, MLX5_IB_MTT_READ, MLX5_IB_MTT_WRITE } from "./constants.js";
 import { RdmaDmabufCounter } from "./dmabuf-counters.js";
 import type { IbMr } from "./mr.js";
 import { ibConnectQp, ibCreateQp, ibPollCq, ibPostRecv, ibPostSend } from "./verbs.js";
@@ -255,6 +256,56 @@ describe("6.19 dma-buf semantics (CONFIG_DMABUF_MOVE_NOTIFY off, VFIO without pi
     expect(rig.nicB.deregMr(remote)).toBe(0);
     expect(rig.nicA.deregMr(local)).toBe(0);
     for (const b of [buf, localBuf, v]) dmaBufPut(b);
+    expect(leftovers(rig)).toEqual({ buffers: 0, attachments: 0, mappings: 0, mappedA: 0, mappedB: 0 });
+  });
+});
+
+describe("dmabuf MRs beside user-memory MRs", () => {
+  it("one SEND gathers from a dmabuf MR and a pinned process MR, and scatters into a dynamic dmabuf MR and an ODP MR", () => {
+    const rig = dmabufRig();
+    const sys = new MmSystem(rig.kernel);
+    const mm = new Mm(sys);
+    const va = mm.mmap(4 * PAGE_SIZE);
+    const odpVa = mm.mmap(4 * PAGE_SIZE);
+    const gbuf = rig.gpu.allocate(SIZE, "vram");
+    const hbuf = rig.heap.allocate(SIZE);
+    const userMr = rig.nicA.regMr(rig.pdA, mm, va, 4 * PAGE_SIZE, ACCESS_ALL);
+    const odpMr = rig.nicB.regMr(rig.pdB, mm, odpVa, 4 * PAGE_SIZE, ACCESS_ALL | IB_ACCESS_ON_DEMAND);
+    if (typeof userMr === "number" || typeof odpMr === "number") throw new Error("ibv_reg_mr failed");
+    const heapMr = mustMr(rig.nicA.regDmabufMr(rig.pdA, hbuf, 0, SIZE, 0x9000_0000, ACCESS_ALL, { kind: "pinned", mapping: "phys" }));
+    const gpuMr = mustMr(rig.nicB.regDmabufMr(rig.pdB, gbuf, 0, SIZE, 0xa000_0000, ACCESS_ALL));
+    const a = pattern(11, 3000);
+    const b = pattern(12, 5000);
+    cpuWrite(rig, hbuf, 100, a);
+    mm.write(va + 50, b);
+    expect(
+      ibPostRecv(rig.qpB, {
+        wrId: 7,
+        sgList: [
+          { addr: 0xa000_0000 + 2 * PAGE_SIZE, length: 4000, lkey: gpuMr.lkey },
+          { addr: odpVa + 10, length: 4000, lkey: odpMr.lkey },
+        ],
+      }),
+    ).toBe(0);
+    const wc = postAndPoll(rig.qpA, {
+      wrId: 8,
+      opcode: IbWrOpcode.SEND,
+      sgList: [
+        { addr: 0x9000_0000 + 100, length: a.length, lkey: heapMr.lkey },
+        { addr: va + 50, length: b.length, lkey: userMr.lkey },
+      ],
+    });
+    expect(wc.status).toBe(IbWcStatus.SUCCESS);
+    const sent = new Uint8Array(8000);
+    sent.set(a, 0);
+    sent.set(b, a.length);
+    expect(cpuRead(rig, gbuf, 2 * PAGE_SIZE, 4000)).toEqual(sent.subarray(0, 4000));
+    expect(mm.read(odpVa + 10, 4000)).toEqual(sent.subarray(4000));
+    for (const [nic, mr] of [[rig.nicA, userMr], [rig.nicB, odpMr], [rig.nicA, heapMr], [rig.nicB, gpuMr]] as const) expect(nic.deregMr(mr)).toBe(0);
+    mm.exit();
+    dmaBufPut(gbuf);
+    dmaBufPut(hbuf);
+    expect(sys.pagesInUse).toBe(0);
     expect(leftovers(rig)).toEqual({ buffers: 0, attachments: 0, mappings: 0, mappedA: 0, mappedB: 0 });
   });
 });
