@@ -50,6 +50,10 @@ describe("built-in scenarios", () => {
       "odp-implicit",
       "odp-hodgepodge",
       "odp-nic-workload",
+      "rdma-dmabuf-rc-traffic",
+      "rdma-dmabuf-rdma-traffic",
+      "rdma-dmabuf-migrate",
+      "rdma-dmabuf-revoke",
       "dmabuf-p2p-switch",
       "dmabuf-p2p-host-bridge",
       "dmabuf-migrate",
@@ -224,6 +228,16 @@ describe("built-in scenarios", () => {
     expect(ok).toBe(true);
     expect(run("classic", "strict").metrics).toMatchObject({ iovaAllocations: 512, iotlbSyncs: 512, nicFaults: 32 });
     expect(run("two-step", "strict").metrics).toMatchObject({ iovaAllocations: 1, iotlbSyncs: 512, batchedIotlbSyncs: 33, nicFaults: 32 });
+  });
+
+  it("rdma-dmabuf-*: dmabuf MRs pass their checks with the exporter's sg_table and the umem-mapped range list", () => {
+    for (const name of ["rdma-dmabuf-rc-traffic", "rdma-dmabuf-rdma-traffic", "rdma-dmabuf-migrate", "rdma-dmabuf-revoke"]) {
+      const { ok, results } = sweepOf(name);
+      expect(ok).toBe(true);
+      expect(results.map((r) => `${r.api}/${r.iommu}`)).toEqual(["classic/strict", "two-step/strict"]);
+      for (const r of results) expect(r.checks.map((x) => x.name)).toEqual(expect.arrayContaining(["every byte verified", "no dma-buf left", "nothing left mapped"]));
+    }
+    expect(sweepOf("rdma-dmabuf-migrate").run("two-step", "strict").metrics).toMatchObject({ migrations: 5, dmabufMrFaults: 5 });
   });
 
   it("dmabuf-*: every dma-buf scenario passes its checks with the exporter's sg_table and with the importer-mapped range list", () => {

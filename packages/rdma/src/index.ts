@@ -57,3 +57,19 @@ export type { HodgepodgeKind, HodgepodgeLayout, HodgepodgeOptions, HodgepodgeSeg
 export type { OdpComparisonRow } from "./compare.js";
 export { IbCq, IbQp, IbQpState, ibConnectQp, ibCreateCq, ibCreateQp, ibPollCq, ibPostRecv, ibPostSend } from "./verbs.js";
 export type { IbRecvWr, IbSendWr, IbSge, IbWc } from "./verbs.js";
+export { RdmaDmabufCounter } from "./dmabuf-counters.js";
+export {
+  IbUmemDmabuf,
+  ibUmemDmabufDmaBlocks,
+  ibUmemDmabufGet,
+  ibUmemDmabufGetPinned,
+  ibUmemDmabufGetPinnedRevocableAndLock,
+  ibUmemDmabufMapPages,
+  ibUmemDmabufRelease,
+  ibUmemDmabufRevoke,
+  ibUmemDmabufSetRevokeLocked,
+  ibUmemDmabufUnmapPages,
+} from "./umem-dmabuf.js";
+export type { UmemDmabufKind, UmemDmabufMapping, UmemDmabufOptions } from "./umem-dmabuf.js";
+export { mlx5IbDmabufInvalidateCb, mlx5IbInitDmabufMr, mlx5IbRegUserMrDmabuf, mlx5rUmrUpdateMrPas, pagefaultDmabufMr } from "./dmabuf-mr.js";
+export type { RegDmabufMrOptions } from "./dmabuf-mr.js";

@@ -1,5 +1,6 @@
 import type { DmaIovaState } from "@dmasim/dma";
 import type { Mm } from "@dmasim/hmm-odp";
+import type { IbUmemDmabuf } from "./umem-dmabuf.js";
 import type { IbUmemOdp } from "./umem-odp.js";
 
 /** struct ib_pd: MRs and QPs of one protection domain only reach each other. */
@@ -43,12 +44,14 @@ export class IbMr {
   readonly length: number;
   /** IB_ACCESS_* bits it was registered with. */
   readonly access: number;
-  /** The process whose address space the MR covers. */
-  readonly mm: Mm;
+  /** The process whose memory the MR maps; undefined for a dmabuf MR (its pages are the buffer's). */
+  readonly mm: Mm | undefined;
   /** An ODP MR's umem (a child's for an implicit child); undefined for pinned and implicit parents. */
   readonly odp: IbUmemOdp | undefined;
   /** A pinned MR's umem; undefined for ODP MRs. */
   readonly pinned: IbUmemPinned | undefined;
+  /** A dmabuf MR's umem (ibv_reg_dmabuf_mr); undefined for user-memory MRs. */
+  readonly dmabuf: IbUmemDmabuf | undefined;
   /** An implicit ODP MR (a KSM over 1 GiB children, each made on first fault). */
   readonly implicit: boolean;
   /** The implicit parent of a child. */
@@ -65,7 +68,7 @@ export class IbMr {
   deregistered = false;
 
   /** @internal made by Mlx5Nic.regMr. */
-  constructor(init: { pd: IbPd; key: number; addr: number; length: number; access: number; mm: Mm; odp?: IbUmemOdp; pinned?: IbUmemPinned; implicit?: boolean; parent?: IbMr; mttStart: number; mttEntries: number }) {
+  constructor(init: { pd: IbPd; key: number; addr: number; length: number; access: number; mm: Mm | undefined; odp?: IbUmemOdp; pinned?: IbUmemPinned; dmabuf?: IbUmemDmabuf; implicit?: boolean; parent?: IbMr; mttStart: number; mttEntries: number }) {
     this.pd = init.pd;
     this.lkey = init.key;
     this.rkey = init.key;
@@ -75,6 +78,7 @@ export class IbMr {
     this.mm = init.mm;
     this.odp = init.odp;
     this.pinned = init.pinned;
+    this.dmabuf = init.dmabuf;
     this.implicit = init.implicit ?? false;
     this.parent = init.parent;
     this.mttStart = init.mttStart;

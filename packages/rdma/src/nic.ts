@@ -1,5 +1,6 @@
 import { DMA_BIT_MASK, DmaDirection, DmaIovaState, PciP2pdmaMapState, dmaIovaDestroy, dmaIovaLink, dmaIovaSync, dmaIovaTryAlloc, dmaMapPhys, dmaMappingError, dmaSetMaskAndCoherent, dmaUnmapPhys, unsafeDmaAddr } from "@dmasim/dma";
 import type { DmaDevice, DmaKernel } from "@dmasim/dma";
+import type { DmaBuf } from "@dmasim/dmabuf";
 import { FAULT_FLAG_WRITE, PteKind, TASK_SIZE, VM_FAULT_ERROR } from "@dmasim/hmm-odp";
 import type { HmmDmaStrategy, Mm, MmuIntervalNotifierOps } from "@dmasim/hmm-odp";
 import { PAGE_SIZE, unsafePhysAddr } from "@dmasim/memory";
@@ -25,6 +26,10 @@ import {
 import { DEFAULT_RDMA_COSTS } from "./costs.js";
 import type { RdmaCosts } from "./costs.js";
 import { RdmaCounter } from "./counters.js";
+import { RdmaDmabufCounter } from "./dmabuf-counters.js";
+import { dmabufMrDeregBusy, mlx5DmabufMrRelease, mlx5IbRegUserMrDmabuf, pagefaultDmabufMr } from "./dmabuf-mr.js";
+import type { RegDmabufMrOptions } from "./dmabuf-mr.js";
+import { ibUmemDmabufDeviceAccess } from "./umem-dmabuf.js";
 import { RdmaInputError } from "./errors.js";
 import { IbMr, IbPd } from "./mr.js";
 import type { IbUmemPinned } from "./mr.js";
@@ -74,6 +79,8 @@ export interface Mlx5NicOptions {
    * the two-step API: a dma_map_page and a dma_addr_t per page).
    */
   readonly odpDma?: OdpDmaStrategy;
+  /** The device supports on-demand paging (default true); without it dynamic dmabuf MRs are refused. */
+  readonly odp?: boolean;
 }
 
 /**
@@ -109,6 +116,8 @@ export class Mlx5Nic {
   readonly stats = { pageFaultEvents: 0, faultErrors: 0, replays: 0 };
   /** How the driver DMA-maps ODP pages (hmm_dma_map, its batched variant, or dma_map_page per page). */
   readonly odpDma: OdpDmaStrategy;
+  /** IBK_ON_DEMAND_PAGING: the device can take page faults (Mlx5NicOptions.odp). */
+  readonly odpCapable: boolean;
   #scratch = new Float64Array(64);
   #wqeBuf = new Uint8Array(64);
 
@@ -120,6 +129,8 @@ export class Mlx5Nic {
     this.odpDma = options.odpDma ?? "hmm_dma_map";
     this.counters = kernel.trace.counters;
     this.counters.declare(RdmaCounter);
+    this.counters.declare(RdmaDmabufCounter);
+    this.odpCapable = options.odp ?? true;
     this.clock = kernel.trace.clock;
     // mlx5_pci_init: the device addresses 64 bits (implicit ODP needs room for many 1 GiB IOVA windows).
     dmaSetMaskAndCoherent(this.dev, DMA_BIT_MASK(64));
@@ -181,6 +192,25 @@ export class Mlx5Nic {
     if (implicit) return this.#regImplicit(pd, mm, access);
     if ((access & IB_ACCESS_ON_DEMAND) !== 0) return this.#regOdp(pd, mm, addr, length, access);
     return this.#regPinned(pd, mm, addr, length, access);
+  }
+
+  /**
+   * ibv_reg_dmabuf_mr (mlx5_ib_reg_user_mr_dmabuf): an MR over [iova, iova + length) backed by
+   * [offset, offset + length) of a dma-buf, dynamic (default), pinned or pinned-revocable, through the
+   * exporter's sg_table or the physical-range list (see mlx5IbRegUserMrDmabuf).
+   */
+  regDmabufMr(pd: IbPd, buf: DmaBuf, offset: number, length: number, iova: number, access: number, options: RegDmabufMrOptions = {}): IbMr | number {
+    return mlx5IbRegUserMrDmabuf(this, pd, buf, offset, length, iova, access, options);
+  }
+
+  /** @internal a new mkey value (lkey = rkey). */
+  allocMkey(): number {
+    return this.#newKey();
+  }
+
+  /** @internal makes a fully built MR reachable by its key. */
+  installMkey(mr: IbMr): void {
+    this.#mkeys.set(mr.lkey, mr);
   }
 
   get #umemOptions(): { dmaMapPage: boolean } {
@@ -347,6 +377,8 @@ export class Mlx5Nic {
   deregMr(mr: IbMr): number {
     if (!(mr instanceof IbMr) || mr.parent !== undefined) throw new RdmaInputError("ib_dereg_mr", "mr", mr, "a user MR of this NIC");
     if (mr.deregistered || this.#mkeys.get(mr.lkey) !== mr) return -RdmaErrno.EINVAL;
+    const busy = dmabufMrDeregBusy(mr);
+    if (busy !== 0) return busy;
     if (mr.implicit) {
       for (const c of [...mr.children.values()]) this.#destroyMr(c);
       mr.children.clear();
@@ -365,7 +397,9 @@ export class Mlx5Nic {
       ibUmemOdpRelease(odp);
     } else if (mr.pinned !== undefined) {
       this.#unmapPinned(mr, mr.mtt.length);
-      for (const pfn of mr.pinned.pfns) mr.mm.sys.unpinPage(pfn);
+      for (const pfn of mr.pinned.pfns) mr.pinned.mm.sys.unpinPage(pfn);
+    } else if (mr.dmabuf !== undefined) {
+      mlx5DmabufMrRelease(mr);
     }
   }
 
@@ -429,7 +463,8 @@ export class Mlx5Nic {
   access(mr: IbMr, va: number, buf: Uint8Array, need: NicAccess, write: boolean = ACCESS_WRITES[need]): NicAccessResult {
     const perm = need === NicAccess.REMOTE_ATOMIC ? MLX5_IB_MTT_READ | MLX5_IB_MTT_WRITE : write ? MLX5_IB_MTT_WRITE : MLX5_IB_MTT_READ;
     const len = buf.length;
-    const odp = mr.odp !== undefined;
+    const dmabuf = mr.dmabuf;
+    const odp = mr.odp !== undefined || dmabuf?.kind === "dynamic";
     let pos = 0;
     let replays = 0;
     while (pos < len) {
@@ -451,6 +486,7 @@ export class Mlx5Nic {
       }
       replays = 0;
       const chunk = n === len ? buf : buf.subarray(pos, pos + n);
+      if (dmabuf !== undefined) ibUmemDmabufDeviceAccess(dmabuf);
       try {
         if (write) this.endpoint.dmaWrite(e - bits + inPage, chunk);
         else this.endpoint.dmaReadInto(e - bits + inPage, chunk);
@@ -472,7 +508,14 @@ export class Mlx5Nic {
     this.stats.pageFaultEvents++;
     this.counters.add(RdmaCounter.OdpPageFaultEvents);
     this.clock.advance(c.faultEventNs + c.faultWorkDispatchNs);
-    const ret = pagefaultMr(this, mr, va, bcnt, 0);
+    // pagefault_single_data_segment: a dmabuf MR faults through pagefault_dmabuf_mr (the whole MR).
+    let ret: number;
+    if (mr.dmabuf !== undefined) {
+      this.counters.add(RdmaDmabufCounter.DmabufMrFaults);
+      ret = pagefaultDmabufMr(this, mr, 0);
+    } else {
+      ret = pagefaultMr(this, mr, va, bcnt, 0);
+    }
     this.clock.advance(c.faultResumeNs);
     if (ret < 0) {
       this.stats.faultErrors++;

@@ -83,6 +83,22 @@ function rdmaScenario(name: string, seed: number, description: string, workload:
   return { name, description, platform: rdmaHost, axes: { iommu: ["strict"] }, seed, workload: { kind: "rdma-odp", device: NIC_B, peer: NIC_A, ...workload } };
 }
 
+/**
+ * dmabuf MRs (ibv_reg_dmabuf_mr) on rdmaHost: rdma-core's dmabuf traffic tests, a buffer the GPU behind
+ * NIC B's switch moves under traffic, and a VFIO revoke (the peer on rp1 exports its BAR). Classic maps the
+ * exporter's sg_table, two-step the physical-range list the NIC's umem maps itself.
+ */
+const RDMA_DMABUF_SCENARIOS: readonly Scenario[] = [
+  rdmaScenario("rdma-dmabuf-rc-traffic", 32, "rdma-core test_dmabuf_rc_traffic: SEND/RECV both ways between dynamic dmabuf MRs over GPU VRAM", { test: "dmabuf-rc-traffic", exporter: GPU_SWITCH }),
+  rdmaScenario("rdma-dmabuf-rdma-traffic", 33, "rdma-core test_dmabuf_rdma_traffic: RDMA WRITE both ways between dynamic dmabuf MRs over GPU VRAM", { test: "dmabuf-rdma-traffic", exporter: GPU_SWITCH }),
+  rdmaScenario("rdma-dmabuf-migrate", 34, "The GPU moves a dynamic dmabuf MR's buffer between VRAM and RAM under traffic: MTT zapped, fault, map, KERNEL fence wait", { test: "dmabuf-migrate", exporter: GPU_SWITCH }),
+  rdmaScenario("rdma-dmabuf-revoke", 35, "VFIO revokes a pinned-revocable and a dynamic dmabuf MR: the first fails for good, the second until memory is back; a pinned one does not move", {
+    test: "dmabuf-revoke",
+    exporter: GPU_SWITCH,
+    vfioDevice: GPU_BRIDGE,
+  }),
+];
+
 /** rdma-core's tests/test_odp.py RC cases, the hodgepodge MR and the ODP DMA comparison (@dmasim/rdma). */
 const RDMA_SCENARIOS: readonly Scenario[] = [
   rdmaScenario("odp-rc-traffic", 21, "test_odp.py rc_traffic: SEND/RECV between ODP MRs, madvise(MADV_DONTNEED) forcing faults before every iteration", { test: "rc-traffic" }),
@@ -103,6 +119,7 @@ const RDMA_SCENARIOS: readonly Scenario[] = [
     workload: { kind: "rdma-odp", device: NIC_B, peer: NIC_A, test: "hodgepodge", switchBar: GPU_SWITCH, bridgeBar: GPU_BRIDGE },
   },
   rdmaScenario("odp-nic-workload", 31, "RDMA WRITEs of 64 KiB over 2 MiB of fresh ODP pages: ODP before the two-step API vs hmm_dma_map vs batched", { test: "nic-workload", pages: 512 }),
+  ...RDMA_DMABUF_SCENARIOS,
 ];
 
 /** The built-in scenarios: the same data a scenario file holds (`dmasim show <name>` prints one). */

@@ -87,4 +87,17 @@ function rdmaOdpIssues(w: RdmaOdpWorkload, wAt: string, onPlatform: (path: strin
   }
   if (w.implicit === true && (w.test === "huge-pages" || workload)) issues.push({ path: `${wAt}.implicit`, value: true, expected: `false: a ${w.test} test registers an explicit MR` });
   if (workload && w.wqeBytes !== undefined && w.wqeBytes > (w.pages ?? 512) * PAGE) issues.push({ path: `${wAt}.wqeBytes`, value: w.wqeBytes, expected: `at most the MR (${(w.pages ?? 512) * PAGE} bytes)` });
+  dmabufMrIssues(w, wAt, onPlatform, issues);
+}
+
+/** The dmabuf MR tests: a GPU exporter (and VFIO for the revoke) on the platform; other tests take neither. */
+function dmabufMrIssues(w: RdmaOdpWorkload, wAt: string, onPlatform: (path: string, bdf: string) => void, issues: ScenarioIssue[]): void {
+  const dmabuf = w.test.startsWith("dmabuf-");
+  if (w.exporter !== undefined) onPlatform(`${wAt}.exporter`, w.exporter);
+  if (w.vfioDevice !== undefined) onPlatform(`${wAt}.vfioDevice`, w.vfioDevice);
+  if (dmabuf && w.exporter === undefined) issues.push({ path: `${wAt}.exporter`, value: undefined, expected: `the BDF of a GPU whose BAR 0 holds the dma-bufs (a ${w.test} test needs one)` });
+  if (w.test === "dmabuf-revoke" && w.vfioDevice === undefined) issues.push({ path: `${wAt}.vfioDevice`, value: undefined, expected: "the BDF of the device whose BAR 0 VFIO exports (dmabuf-revoke needs one)" });
+  if (!dmabuf && w.exporter !== undefined) issues.push({ path: `${wAt}.exporter`, value: w.exporter, expected: `no exporter: only the dmabuf-* tests use one (a ${w.test} test would ignore it)` });
+  if (w.test !== "dmabuf-revoke" && w.vfioDevice !== undefined) issues.push({ path: `${wAt}.vfioDevice`, value: w.vfioDevice, expected: `no vfioDevice: only dmabuf-revoke uses one (a ${w.test} test would ignore it)` });
+  if (dmabuf && w.implicit === true) issues.push({ path: `${wAt}.implicit`, value: true, expected: "false: a dmabuf MR is never implicit" });
 }

@@ -59,6 +59,10 @@ export const RDMA_ODP_TESTS = [
   "huge-pages",
   "hodgepodge",
   "nic-workload",
+  "dmabuf-rc-traffic",
+  "dmabuf-rdma-traffic",
+  "dmabuf-migrate",
+  "dmabuf-revoke",
 ] as const;
 /** What a dmabuf workload does with the shared buffer: P2P access, migration, a partial remap, a VFIO revoke. */
 export const DMABUF_FLOWS = ["p2p", "migrate", "mixed-remap", "vfio-revoke"] as const;
@@ -205,7 +209,7 @@ export const RdmaOdpWorkloadSchema = fields(
     device: bdf.describe("The responder NIC (an mlx5-like ODP NIC): an endpoint behind the platform's IOMMU"),
     peer: bdf.exactOptional().describe("The requester NIC; default: a loopback QP pair on the device"),
     test: oneOf(RDMA_ODP_TESTS).describe(
-      "An rdma-core tests/test_odp.py RC case (rc-traffic: SEND/RECV; rdma-write; rdma-read; atomic: fetch-and-add then compare-and-swap; prefetch-sync, prefetch-async, prefetch-no-fault: ibv_advise_mr; huge-pages: MAP_HUGETLB with IB_ACCESS_HUGETLB), hodgepodge (one ODP MR over anonymous pages, a THP, a file, two peer BARs and pages that migrate to a GPU) or nic-workload (RDMA WRITEs in 64 KiB WQEs over fresh pages: the ODP DMA comparison)",
+      "An rdma-core tests/test_odp.py RC case (rc-traffic: SEND/RECV; rdma-write; rdma-read; atomic: fetch-and-add then compare-and-swap; prefetch-sync, prefetch-async, prefetch-no-fault: ibv_advise_mr; huge-pages: MAP_HUGETLB with IB_ACCESS_HUGETLB), hodgepodge (one ODP MR over anonymous pages, a THP, a file, two peer BARs and pages that migrate to a GPU), nic-workload (RDMA WRITEs in 64 KiB WQEs over fresh pages: the ODP DMA comparison), or a dmabuf MR test (ibv_reg_dmabuf_mr; classic maps the exporter's sg_table, two-step the physical-range list): dmabuf-rc-traffic and dmabuf-rdma-traffic (rdma-core's test_dmabuf_rc_traffic, test_dmabuf_rdma_traffic), dmabuf-migrate (the GPU moves the buffer under traffic), dmabuf-revoke (VFIO revokes a pinned-revocable and a dynamic MR)",
     ),
     implicit: z.boolean({ error: "true or false" }).exactOptional().describe("Implicit ODP MRs (the whole address space, 1 GiB children on demand); default false"),
     iterations: int(1, 10_000, "a count").exactOptional().describe("Iterations of a test_odp.py case, each after a madvise(MADV_DONTNEED) that forces faults on both sides; default 10"),
@@ -214,6 +218,8 @@ export const RdmaOdpWorkloadSchema = fields(
     wqeBytes: int(PAGE, 16 * MiB, "a byte count").multipleOf(PAGE, { error: "a multiple of 4096" }).exactOptional().describe("nic-workload: bytes per RDMA WRITE; default 64 KiB"),
     switchBar: bdf.exactOptional().describe("hodgepodge: a peer whose BAR 0 the NIC reaches by bus address (behind the NIC's switch)"),
     bridgeBar: bdf.exactOptional().describe("hodgepodge: a peer whose BAR 0 the NIC reaches through the host bridge"),
+    exporter: bdf.exactOptional().describe("dmabuf-*: the GPU whose BAR 0 is the VRAM its dma-bufs live in (ibv_reg_dmabuf_mr)"),
+    vfioDevice: bdf.exactOptional().describe("dmabuf-revoke: the device whose BAR 0 ranges VFIO exports as dma-bufs"),
   },
   "an rdma-odp workload object",
 ).describe(
