@@ -46,7 +46,7 @@ export {
 } from "./umem-odp.js";
 export type { UmemOdpOptions } from "./umem-odp.js";
 export { IbMr, IbPd } from "./mr.js";
-export type { IbUmemPinned } from "./mr.js";
+export type { IbUmemMixedHooks, IbUmemPinned } from "./mr.js";
 export { mlx5IbAdviseMr, mlx5IbInitOdpMr, mlx5IbInvalidateRange, mlx5rUmrUpdateXlt, pagefaultMr, pagefaultRealMr } from "./odp.js";
 export type { IbAdviseSge } from "./odp.js";
 export { Mlx5Nic, NicAccess, NicAccessResult } from "./nic.js";
@@ -57,3 +57,7 @@ export type { HodgepodgeKind, HodgepodgeLayout, HodgepodgeOptions, HodgepodgeSeg
 export type { OdpComparisonRow } from "./compare.js";
 export { IbCq, IbQp, IbQpState, ibConnectQp, ibCreateCq, ibCreateQp, ibPollCq, ibPostRecv, ibPostSend } from "./verbs.js";
 export type { IbRecvWr, IbSendWr, IbSge, IbWc } from "./verbs.js";
+export { IbUmemMixed, ibUmemMixedOf, regMixedMr } from "./mixed-mr.js";
+export type { MixedDmabufSegment, MixedMrOptions, MixedSegment, MixedSegmentSpec, MixedVaSegment } from "./mixed-mr.js";
+export { MixedEventLog } from "./mixed-events.js";
+export type { MixedEvent, MixedSourceLatency } from "./mixed-events.js";

@@ -357,7 +357,20 @@ export class Mlx5Nic {
     } else if (mr.pinned !== undefined) {
       this.#unmapPinned(mr, mr.mtt.length);
       for (const pfn of mr.pinned.pfns) mr.mm.sys.unpinPage(pfn);
+    } else if (mr.mixed !== undefined) {
+      mr.mtt.fill(0);
+      mr.mixed.release();
     }
+  }
+
+  /**
+   * @internal registration of an MR built outside this file (regMixedMr): `make` gets a new key and
+   * returns the MR (inserted, enabled by `make`) or a negative errno (nothing inserted).
+   */
+  adoptMkey(make: (key: number) => IbMr | number): IbMr | number {
+    const mr = make(this.#newKey());
+    if (typeof mr !== "number") this.#mkeys.set(mr.lkey, mr);
+    return mr;
   }
 
   // ---- driver workqueue --------------------------------------------------------------------------
@@ -420,7 +433,8 @@ export class Mlx5Nic {
   access(mr: IbMr, va: number, buf: Uint8Array, need: NicAccess, write: boolean = ACCESS_WRITES[need]): NicAccessResult {
     const perm = need === NicAccess.REMOTE_ATOMIC ? MLX5_IB_MTT_READ | MLX5_IB_MTT_WRITE : write ? MLX5_IB_MTT_WRITE : MLX5_IB_MTT_READ;
     const len = buf.length;
-    const odp = mr.odp !== undefined;
+    const mixed = mr.mixed;
+    const odp = mr.odp !== undefined || mixed !== undefined;
     let pos = 0;
     let replays = 0;
     while (pos < len) {
@@ -449,6 +463,7 @@ export class Mlx5Nic {
         if (err instanceof PcieAccessError) return NicAccessResult.IOMMU_FAULT;
         throw err;
       }
+      if (mixed !== undefined) mixed.deviceAccess(at);
       pos += n;
     }
     return NicAccessResult.OK;
@@ -463,7 +478,7 @@ export class Mlx5Nic {
     this.stats.pageFaultEvents++;
     this.counters.add(RdmaCounter.OdpPageFaultEvents);
     this.clock.advance(c.faultEventNs + c.faultWorkDispatchNs);
-    const ret = pagefaultMr(this, mr, va, bcnt, 0);
+    const ret = mr.mixed !== undefined ? mr.mixed.pageFault(va, bcnt) : pagefaultMr(this, mr, va, bcnt, 0);
     this.clock.advance(c.faultResumeNs);
     if (ret < 0) {
       this.stats.faultErrors++;
