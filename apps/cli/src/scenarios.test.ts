@@ -50,6 +50,7 @@ describe("built-in scenarios", () => {
       "odp-implicit",
       "odp-hodgepodge",
       "odp-nic-workload",
+      "odp-mixed-mr",
       "dmabuf-p2p-switch",
       "dmabuf-p2p-host-bridge",
       "dmabuf-migrate",
@@ -224,6 +225,13 @@ describe("built-in scenarios", () => {
     expect(ok).toBe(true);
     expect(run("classic", "strict").metrics).toMatchObject({ iovaAllocations: 512, iotlbSyncs: 512, nicFaults: 32 });
     expect(run("two-step", "strict").metrics).toMatchObject({ iovaAllocations: 1, iotlbSyncs: 512, batchedIotlbSyncs: 33, nicFaults: 32 });
+  });
+
+  it("odp-mixed-mr: one MR over user VA and dma-bufs; every source's events, quiescence and first DMA reported", () => {
+    const { ok, results, run } = sweepOf("odp-mixed-mr");
+    expect(ok).toBe(true);
+    expect(results.map((r) => `${r.api}/${r.iommu}`)).toEqual(["two-step/strict", "two-step/lazy"]);
+    for (const src of ["mm", "gpu", "vfio"]) expect(run("two-step", "strict").metrics[`${src}FirstDmaMaxNs`]).toBeGreaterThan(0);
   });
 
   it("dmabuf-*: every dma-buf scenario passes its checks with the exporter's sg_table and with the importer-mapped range list", () => {

@@ -53,6 +53,7 @@ export const RDMA_ODP_TESTS = [
   "huge-pages",
   "hodgepodge",
   "nic-workload",
+  "mixed-mr",
 ] as const;
 export const DMABUF_FLOWS = ["p2p", "migrate", "mixed-remap", "vfio-revoke"] as const;
 export const P2P_MAP_TYPES = ["BUS_ADDR", "THRU_HOST_BRIDGE", "NOT_SUPPORTED", "NONE"] as const;
@@ -206,6 +207,8 @@ export const RdmaOdpWorkloadSchema = fields(
     wqeBytes: int(PAGE, 16 * MiB, "a byte count").multipleOf(PAGE, { error: "a multiple of 4096" }).exactOptional().describe("nic-workload: bytes per RDMA WRITE; default 64 KiB"),
     switchBar: bdf.exactOptional().describe("hodgepodge: a peer whose BAR 0 the NIC reaches by bus address (behind the NIC's switch)"),
     bridgeBar: bdf.exactOptional().describe("hodgepodge: a peer whose BAR 0 the NIC reaches through the host bridge"),
+    gpuVram: bdf.exactOptional().describe("mixed-mr (dmasim's proposal: one MR over user VA and dma-bufs): a GPU whose BAR 1 is VRAM, exporting a dma-buf that migrates"),
+    vfioBar: bdf.exactOptional().describe("mixed-mr: a device whose BAR 1 VFIO exports as a dma-buf (revoked by a memory disable)"),
   },
   "an rdma-odp workload object",
 ).describe(
