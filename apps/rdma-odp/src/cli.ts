@@ -35,7 +35,7 @@ Examples:
 `;
 
 function testCases(): RdmaOdpTest[] {
-  return RDMA_ODP_TESTS.filter((t) => t !== "hodgepodge" && t !== "nic-workload");
+  return RDMA_ODP_TESTS.filter((t) => t !== "hodgepodge" && t !== "nic-workload" && t !== "mixed-mr");
 }
 
 /** Bad usage: one line on stderr, exit status 2. */

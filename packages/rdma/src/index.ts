@@ -58,6 +58,6 @@ export type { OdpComparisonRow } from "./compare.js";
 export { IbCq, IbQp, IbQpState, ibConnectQp, ibCreateCq, ibCreateQp, ibPollCq, ibPostRecv, ibPostSend } from "./verbs.js";
 export type { IbRecvWr, IbSendWr, IbSge, IbWc } from "./verbs.js";
 export { IbUmemMixed, ibUmemMixedOf, regMixedMr } from "./mixed-mr.js";
-export type { MixedDmabufSegment, MixedMrOptions, MixedSegment, MixedSegmentSpec, MixedVaSegment } from "./mixed-mr.js";
+export type { MixedDmabufSegment, MixedMrOptions, MixedSegment, MixedSegmentBase, MixedSegmentSpec, MixedVaSegment } from "./mixed-mr.js";
 export { MixedEventLog } from "./mixed-events.js";
 export type { MixedEvent, MixedSourceLatency } from "./mixed-events.js";

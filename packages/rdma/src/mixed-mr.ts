@@ -25,7 +25,7 @@ export type MixedSegmentSpec =
   | { readonly kind: "dmabuf"; readonly buf: DmaBuf; readonly offset: number; readonly length: number; readonly name?: string };
 
 /** State common to both kinds of segment of a registered mixed MR. */
-interface MixedSegmentBase {
+export interface MixedSegmentBase {
   /** Position in the MR's segment list. */
   readonly index: number;
   /** The source's label in the latency report. */
