@@ -66,14 +66,15 @@ export class MixedEventLog {
     return e;
   }
 
-  /** @internal a device access reached segment `segment`. */
-  deviceAccess(segment: number): void {
+  /** @internal a device access reached segment `segment`: true when it was the first after an event. */
+  deviceAccess(segment: number): boolean {
     const list = this.#pending.get(segment);
-    if (list === undefined) return;
+    if (list === undefined) return false;
     const t = this.#clock.now;
     for (const e of list) e.tFirstDma = t;
     this.#awaiting -= list.length;
     this.#pending.delete(segment);
+    return true;
   }
 
   /** Time to quiescence of an event: clock time from the source's start plus the priced unmap work. */

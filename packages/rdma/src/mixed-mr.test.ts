@@ -135,6 +135,10 @@ describe("a mixed MR: user VA and dma-bufs behind one mkey, one MTT, one IOVA", 
     }
     // Each event: zapped before the NIC next reached the slice.
     for (const e of r.umem.events.records) if (e.tFirstDma !== undefined) expect(e.tFirstDma).toBeGreaterThanOrEqual(e.tQuiesced);
+    // The sources' own logs (the invalidation contract) saw the same first DMA.
+    const gpuRec = r.dmabufs.invalidations.records.find((x) => x.reason === "migrate" && x.tFirstDmaAfter !== undefined);
+    expect(gpuRec?.tFirstDmaAfter).toBe(r.umem.events.records.find((e) => e.source === "gpu")?.tFirstDma);
+    expect(r.mm.invalidations.records.some((x) => x.tFirstDmaAfter !== undefined)).toBe(true);
     const gpuEvent = r.umem.events.records.find((e) => e.source === "gpu");
     expect(gpuEvent?.reason).toBe("migrate");
     // The first DMA after a migration waited for the copy's KERNEL fence: at least the copy's time.

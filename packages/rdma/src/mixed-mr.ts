@@ -135,13 +135,17 @@ export class IbUmemMixed implements IbUmemMixedHooks {
     return total;
   }
 
-  /** A successful device access at MR address `va`: the first after an event of its segment is recorded. */
+  /**
+   * A successful device access at MR address `va`: the first after an event of its segment is recorded,
+   * here and in the source's InvalidationLog (its tFirstDmaAfter).
+   */
   deviceAccess(va: number): void {
     if (this.events.awaiting === 0) return;
     const mr = this.mr;
     if (mr === undefined) return;
     const s = this.segmentAt(Math.floor((va - mr.addr) / PAGE_SIZE));
-    if (s !== undefined) this.events.deviceAccess(s.index);
+    // The source's own log (the one invalidation contract) learns of the first DMA after its event too.
+    if (s !== undefined && this.events.deviceAccess(s.index)) (s.kind === "va" ? s.mm.invalidations : s.buf.system.invalidations).deviceAccess();
   }
 
   /** ib_umem release of every segment (unmap, notifier removal, detach), then the one IOVA. */
