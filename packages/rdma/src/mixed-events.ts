@@ -8,26 +8,39 @@ import type { VirtualClock } from "@dmasim/trace";
  * IOTLB invalidation the clock does not carry); `tFirstDma` when the NIC next reached that segment.
  */
 export interface MixedEvent {
+  /** Index of the segment in the MR. */
   readonly segment: number;
+  /** The segment's kind. */
   readonly kind: "va" | "dmabuf";
+  /** The segment's source label. */
   readonly source: string;
+  /** The source's reason (an MmuNotifyEvent name, or the exporter's: migrate, evict, memory-disable…). */
   readonly reason: string;
+  /** When the source began the invalidation (virtual ns). */
   readonly tStart: number;
+  /** When the slice was zapped and unlinked (virtual ns). */
   readonly tQuiesced: number;
+  /** The unlink's DMA-layer work priced by the cost profile (ns). */
   readonly dmaUnmapNs: number;
+  /** When the NIC next reached the slice (virtual ns); undefined until it does. */
   tFirstDma: number | undefined;
 }
 
 /** Per source: how many events, and their time to quiescence and to the first DMA after them (ns). */
 export interface MixedSourceLatency {
+  /** The source label. */
   readonly source: string;
+  /** The kind of its segments. */
   readonly kind: "va" | "dmabuf";
+  /** Events recorded (kept records). */
   readonly events: number;
   /** Event → MTT slice zapped and IOVA slice unlinked (clock time plus the priced unmap work): mean and max. */
   readonly quiescenceMeanNs: number;
+  /** The largest time to quiescence. */
   readonly quiescenceMaxNs: number;
   /** Event → next successful NIC access to the segment, over the events that had one: mean and max. */
   readonly firstDmaMeanNs: number | undefined;
+  /** The largest time to the first DMA after an event. */
   readonly firstDmaMaxNs: number | undefined;
   /** Events not followed by an access to their segment yet (a revoked slice stays here). */
   readonly awaitingFirstDma: number;
@@ -35,8 +48,11 @@ export interface MixedSourceLatency {
 
 /** The events of a mixed MR, oldest first (at most `limit` kept; `total` keeps counting). */
 export class MixedEventLog {
+  /** The kept records, oldest first. */
   readonly records: MixedEvent[] = [];
+  /** At most this many records are kept. */
   readonly limit: number;
+  /** Events recorded since the start, dropped records included. */
   total = 0;
   readonly #clock: VirtualClock;
   /** Per segment, the records waiting for its next device access. */

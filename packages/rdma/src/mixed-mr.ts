@@ -38,10 +38,13 @@ export interface MixedSegmentBase {
 
 /** A user-VA segment: its own interval notifier and hmm_range over the one shared pfn list. */
 export interface MixedVaSegment extends MixedSegmentBase {
+  /** A user-VA segment. */
   readonly kind: "va";
+  /** The process whose memory the segment maps. */
   readonly mm: Mm;
   /** The user address of the segment's first page. */
   readonly addr: number;
+  /** The segment's interval notifier over its user range. */
   readonly notifier: MmuIntervalNotifier;
   /** @internal the segment's hmm_range, writing into the MR's pfn list at the segment's index. */
   readonly range: HmmRange;
@@ -49,7 +52,9 @@ export interface MixedVaSegment extends MixedSegmentBase {
 
 /** A dma-buf segment: its own dynamic attachment and, while mapped, the physical-range list behind it. */
 export interface MixedDmabufSegment extends MixedSegmentBase {
+  /** A dma-buf segment. */
   readonly kind: "dmabuf";
+  /** The buffer the segment maps a range of. */
   readonly buf: DmaBuf;
   /** Byte offset of the segment in the buffer. */
   readonly offset: number;
@@ -61,6 +66,7 @@ export interface MixedDmabufSegment extends MixedSegmentBase {
   runs: number[];
 }
 
+/** A segment of a registered mixed MR. */
 export type MixedSegment = MixedVaSegment | MixedDmabufSegment;
 
 /**
@@ -78,17 +84,19 @@ export class IbUmemMixed implements IbUmemMixedHooks {
   readonly nic: Mlx5Nic;
   /** The NIC's DMA device: every segment is mapped for it, into the one IOVA. */
   readonly dev: DmaDevice;
-  /** The MR's access flags and whether its MTT entries get WRITE. */
+  /** The MR's access flags (IB_ACCESS_*). */
   readonly access: number;
+  /** IB_ACCESS_WRITABLE: faults ask for write and MTT entries get MLX5_IB_MTT_WRITE. */
   readonly writable: boolean;
   /** The one pfn list and the one IOVA reservation of the whole MR (map.state). */
   readonly map = new HmmDmaMap();
   /** The umem mutex: the user lock of every VA segment's notifier and of the pfn list. */
   readonly umemMutex: UserLock;
+  /** The segments in MR order. */
   readonly segments: MixedSegment[] = [];
   /** What each source did to the MR and how fast the MR followed (quiescence, first DMA after). */
   readonly events: MixedEventLog;
-  /** Set once the MR is built. */
+  /** The MR this umem backs (set once the MR is built). */
   mr: IbMr | undefined = undefined;
   /** Pages of the whole MR. */
   readonly pages: number;

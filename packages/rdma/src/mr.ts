@@ -26,8 +26,11 @@ export interface IbUmemPinned {
  * -errno), a note of each successful device access at `va` (its time-to-first-DMA records), the release.
  */
 export interface IbUmemMixedHooks {
+  /** The NIC's page-fault event for [va, va + bcnt) of the MR: pages mapped, or -errno. */
   pageFault(va: number, bcnt: number): number;
+  /** A device access at MR address `va` completed. */
   deviceAccess(va: number): void;
+  /** Deregistration: unmap every segment, drop notifiers and attachments, free the IOVA. */
   release(): void;
 }
 
