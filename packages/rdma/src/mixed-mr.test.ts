@@ -178,6 +178,10 @@ describe("a mixed MR: user VA and dma-bufs behind one mkey, one MTT, one IOVA", 
     expect(() => regMixedMr(r.nicB, r.pdB, [va, { kind: "dmabuf", buf: r.vram, offset: 0, length: r.vram.size + PAGE_SIZE }], RW)).toThrow(RdmaInputError);
     expect(() => regMixedMr(r.nicB, r.pdA, [va], RW)).toThrow(RdmaInputError);
     expect(regMixedMr(r.nicB, r.pdB, [va], IB_ACCESS_REMOTE_WRITE)).toBe(-RdmaErrno.EINVAL);
+    expect(() => regMixedMr(r.nicB, r.pdB, [{ ...va, addr: va.addr + 1 }], RW)).toThrow(RdmaInputError);
+    expect(() => regMixedMr(r.nicB, r.pdB, [va], RW, { iova: 100 })).toThrow(RdmaInputError);
+    expect(() => regMixedMr(r.nicB, r.pdB, [va, { kind: "pinned", length: PAGE_SIZE } as unknown as typeof va], RW)).toThrow(RdmaInputError);
+    expect(() => regMixedMr(r.nicB, r.pdB, [va], 1 << 30)).toThrow(RdmaInputError);
     // A revoked VFIO buffer refuses the attach: the VA segment's notifier and the GPU attachment go again.
     const subs = r.mm.subscriptions.itree.length;
     const gpuAttach = r.vram.attachments.length;

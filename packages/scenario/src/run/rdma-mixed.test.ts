@@ -24,4 +24,16 @@ describe("rdma-odp mixed-mr: one MR over user VA and dma-bufs (dmasim's proposal
       expect(r.metrics.expectedFaultErrors).toBeGreaterThanOrEqual(3);
     }
   });
+
+  it("without the dma-buf devices, or with a device that has no BAR 1, the run fails its set-up check instead of throwing", () => {
+    const s = builtinScenario("odp-mixed-mr");
+    if (s?.workload.kind !== "rdma-odp") throw new Error("no built-in odp-mixed-mr");
+    const { gpuVram: _g, ...noGpu } = s.workload;
+    const r = runScenario({ ...s, workload: noGpu }, { api: "two-step", iommu: "strict" });
+    expect(r.ok).toBe(false);
+    expect(r.checks.find((c) => c.name === "mixed MR set up")?.ok).toBe(false);
+    const r2 = runScenario({ ...s, workload: { ...s.workload, vfioBar: "0000:02:00.0" } }, { api: "two-step", iommu: "strict" });
+    expect(r2.ok).toBe(false);
+    expect(r2.checks.find((c) => c.name === "mixed MR set up")?.ok).toBe(false);
+  });
 });
