@@ -1,5 +1,7 @@
 import { describe, expect, it } from "vitest";
 import { builtinScenario } from "../builtins.js";
+import { ScenarioError } from "../errors.js";
+import { validateScenario } from "../validate.js";
 import { runScenario } from "./index.js";
 
 describe("rdma-odp mixed-mr: one MR over user VA and dma-bufs (dmasim's proposal)", () => {
@@ -35,5 +37,14 @@ describe("rdma-odp mixed-mr: one MR over user VA and dma-bufs (dmasim's proposal
     const r2 = runScenario({ ...s, workload: { ...s.workload, vfioBar: "0000:02:00.0" } }, { api: "two-step", iommu: "strict" });
     expect(r2.ok).toBe(false);
     expect(r2.checks.find((c) => c.name === "mixed MR set up")?.ok).toBe(false);
+  });
+
+  it("validation: the dma-buf exporters belong to mixed-mr only, and must be on the platform", () => {
+    const h = builtinScenario("odp-hodgepodge");
+    const m = builtinScenario("odp-mixed-mr");
+    if (h?.workload.kind !== "rdma-odp" || m?.workload.kind !== "rdma-odp") throw new Error("no built-ins");
+    expect(() => validateScenario({ ...h, workload: { ...h.workload, gpuVram: "0000:03:00.0" } })).toThrow(/gpuVram .*only the mixed-mr test/);
+    expect(() => validateScenario({ ...m, workload: { ...m.workload, vfioBar: "0000:09:00.0" } })).toThrow(ScenarioError);
+    expect(validateScenario(JSON.parse(JSON.stringify(m)) as unknown)).toEqual(m);
   });
 });
