@@ -54,6 +54,7 @@ describe("built-in scenarios", () => {
       "rdma-dmabuf-rdma-traffic",
       "rdma-dmabuf-migrate",
       "rdma-dmabuf-revoke",
+      "odp-mixed-mr",
       "dmabuf-p2p-switch",
       "dmabuf-p2p-host-bridge",
       "dmabuf-migrate",
@@ -238,6 +239,13 @@ describe("built-in scenarios", () => {
       for (const r of results) expect(r.checks.map((x) => x.name)).toEqual(expect.arrayContaining(["every byte verified", "no dma-buf left", "nothing left mapped"]));
     }
     expect(sweepOf("rdma-dmabuf-migrate").run("two-step", "strict").metrics).toMatchObject({ migrations: 5, dmabufMrFaults: 5 });
+  });
+
+  it("odp-mixed-mr: one MR over user VA and dma-bufs; every source's events, quiescence and first DMA reported", () => {
+    const { ok, results, run } = sweepOf("odp-mixed-mr");
+    expect(ok).toBe(true);
+    expect(results.map((r) => `${r.api}/${r.iommu}`)).toEqual(["two-step/strict", "two-step/lazy"]);
+    for (const src of ["mm", "gpu", "vfio"]) expect(run("two-step", "strict").metrics[`${src}FirstDmaMaxNs`]).toBeGreaterThan(0);
   });
 
   it("dmabuf-*: every dma-buf scenario passes its checks with the exporter's sg_table and with the importer-mapped range list", () => {

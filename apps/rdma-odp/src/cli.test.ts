@@ -17,7 +17,8 @@ describe("rdma-odp: arguments", () => {
   });
 
   it.each([
-    [[], /no command: expected test-odp, hodgepodge or compare/],
+    [[], /no command: expected test-odp, hodgepodge, mixed or compare/],
+    [["mixed", "--implicit"], /--implicit does not apply to mixed/],
     [["frobnicate"], /unknown command "frobnicate"/],
     [["test-odp", "--bogus"], /Unknown option '--bogus'/],
     [["test-odp", "rdma-wirte"], /no such case "rdma-wirte": expected all or one of rc-traffic/],
@@ -63,6 +64,14 @@ describe("rdma-odp: commands", () => {
     const r = capture(["hodgepodge", "--iommu", "lazy"]);
     expect(r.code).toBe(0);
     expect(r.out).toMatch(/^hodgepodge +two-step\/lazy, ok, \d+ NIC fault\(s\)/m);
+  });
+
+  it("mixed: one MR over user VA and dma-bufs, every check held, per-source latencies printed", () => {
+    const r = capture(["mixed", "--iommu", "lazy", "-v"]);
+    expect(r.code).toBe(0);
+    expect(r.out).toMatch(/^mixed +two-step\/lazy, ok, \d+ NIC fault\(s\), .*mm: quiescence ≤ [\d.]+ µs, first DMA after ≤ [\d.]+ µs, gpu: .*, vfio: /m);
+    expect(r.out).toContain("✓ no stale MTT entry");
+    expect(r.out).toContain("All 1 run(s) passed every check.");
   });
 
   it("compare prints the three-way table, one row per strategy and size", () => {

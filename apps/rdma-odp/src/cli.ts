@@ -9,6 +9,9 @@ Usage:
   rdma-odp test-odp [<case>|all]   run rdma-core's tests/test_odp.py RC cases (default: all)
   rdma-odp hodgepodge              one ODP MR over anonymous pages, a THP, a file, two peer BARs and
                                    GPU-migrated pages, read and written while the process changes
+  rdma-odp mixed                   dmasim's proposal: ONE MR over that user memory and two dma-bufs (GPU
+                                   VRAM that migrates, a VFIO BAR that is revoked); per-source quiescence
+                                   and first-DMA times
   rdma-odp compare                 ODP before the two-step API vs hmm_dma_map vs batched, as a table
 
 Cases: ${testCases().join(", ")}
@@ -31,11 +34,12 @@ Examples:
   rdma-odp test-odp
   rdma-odp test-odp rdma-read --implicit --iterations 100
   rdma-odp hodgepodge --iommu lazy -v
+  rdma-odp mixed -v
   rdma-odp compare --sizes 64K,2M,64M
 `;
 
 function testCases(): RdmaOdpTest[] {
-  return RDMA_ODP_TESTS.filter((t) => t !== "hodgepodge" && t !== "nic-workload");
+  return RDMA_ODP_TESTS.filter((t) => t !== "hodgepodge" && t !== "nic-workload" && t !== "mixed-mr");
 }
 
 /** Bad usage: one line on stderr, exit status 2. */
@@ -103,6 +107,10 @@ function runLine(label: string, r: RunResult): string {
   const m = r.metrics;
   const us = (v: number | undefined): string => (v === undefined ? "-" : `${(v / 1000).toFixed(1)} µs`);
   const parts = [`${r.api}/${r.iommu}`, r.ok ? "ok" : "FAILED", `${m.nicFaults ?? 0} NIC fault(s)`, `${(m.verifiedBytes ?? 0).toLocaleString("en-US")} bytes verified`, `per fault ${us(m.modelledFaultLatencyNs)}`];
+  for (const src of ["mm", "gpu", "vfio"]) {
+    const q = m[`${src}QuiescenceMaxNs`];
+    if (q !== undefined) parts.push(`${src}: quiescence ≤ ${us(q)}, first DMA after ≤ ${us(m[`${src}FirstDmaMaxNs`])}`);
+  }
   if (m.batchedIotlbSyncs !== undefined) parts.push(`batched: ${m.batchedIotlbSyncs} IOTLB sync(s) against ${r.counters.IotlbSyncMap ?? 0}, per fault ${us(m.batchedFaultLatencyNs)}`);
   return `${label.padEnd(20)} ${parts.join(", ")}`;
 }
@@ -176,6 +184,13 @@ function run(argv: readonly string[], io: Io): number {
       if (api.includes("classic")) throw new UsageError("--api classic does not apply to hodgepodge: ODP before the two-step API cannot map the peer BARs (P2P pages)");
       return runAll([["hodgepodge", scenarioFor("hodgepodge", v.implicit === true ? { implicit: true } : {})]], api, iommu(v.iommu), verbose, io);
     }
+    case "mixed": {
+      only(["iommu"]);
+      if (rest.length > 0) throw new UsageError(`mixed takes no arguments, got ${JSON.stringify(rest[0])}`);
+      const s = builtinScenario("odp-mixed-mr");
+      if (s === undefined) throw new Error("no built-in odp-mixed-mr");
+      return runAll([["mixed", s]], ["two-step"], iommu(v.iommu), verbose, io);
+    }
     case "compare": {
       only(["sizes", "wqe"]);
       if (rest.length > 0) throw new UsageError(`compare takes no arguments, got ${JSON.stringify(rest[0])}`);
@@ -187,9 +202,9 @@ function run(argv: readonly string[], io: Io): number {
       return 0;
     }
     case undefined:
-      throw new UsageError("no command: expected test-odp, hodgepodge or compare");
+      throw new UsageError("no command: expected test-odp, hodgepodge, mixed or compare");
     default:
-      throw new UsageError(`unknown command ${JSON.stringify(command)}: expected test-odp, hodgepodge or compare`);
+      throw new UsageError(`unknown command ${JSON.stringify(command)}: expected test-odp, hodgepodge, mixed or compare`);
   }
 }
 

@@ -46,7 +46,7 @@ export {
 } from "./umem-odp.js";
 export type { UmemOdpOptions } from "./umem-odp.js";
 export { IbMr, IbPd } from "./mr.js";
-export type { IbUmemPinned } from "./mr.js";
+export type { IbUmemMixedHooks, IbUmemPinned } from "./mr.js";
 export { mlx5IbAdviseMr, mlx5IbInitOdpMr, mlx5IbInvalidateRange, mlx5rUmrUpdateXlt, pagefaultMr, pagefaultRealMr } from "./odp.js";
 export type { IbAdviseSge } from "./odp.js";
 export { Mlx5Nic, NicAccess, NicAccessResult } from "./nic.js";
@@ -73,3 +73,7 @@ export {
 export type { UmemDmabufKind, UmemDmabufMapping, UmemDmabufOptions } from "./umem-dmabuf.js";
 export { mlx5IbDmabufInvalidateCb, mlx5IbInitDmabufMr, mlx5IbRegUserMrDmabuf, mlx5rUmrUpdateMrPas, pagefaultDmabufMr } from "./dmabuf-mr.js";
 export type { RegDmabufMrOptions } from "./dmabuf-mr.js";
+export { IbUmemMixed, ibUmemMixedOf, regMixedMr } from "./mixed-mr.js";
+export type { MixedDmabufSegment, MixedMrOptions, MixedSegment, MixedSegmentBase, MixedSegmentSpec, MixedVaSegment } from "./mixed-mr.js";
+export { MixedEventLog } from "./mixed-events.js";
+export type { MixedEvent, MixedSourceLatency } from "./mixed-events.js";

@@ -27,6 +27,19 @@ export interface IbUmemPinned {
 }
 
 /**
+ * What the NIC asks of a mixed MR's umem (regMixedMr): the page fault of [va, va + bcnt) (pages mapped or
+ * -errno), a note of each successful device access at `va` (its time-to-first-DMA records), the release.
+ */
+export interface IbUmemMixedHooks {
+  /** The NIC's page-fault event for [va, va + bcnt) of the MR: pages mapped, or -errno. */
+  pageFault(va: number, bcnt: number): number;
+  /** A device access at MR address `va` completed. */
+  deviceAccess(va: number): void;
+  /** Deregistration: unmap every segment, drop notifiers and attachments, free the IOVA. */
+  release(): void;
+}
+
+/**
  * struct mlx5_ib_mr: a memory key (lkey = rkey = the mkey) over [addr, addr + length) of a process, and
  * its MTT: one entry per 4 KiB page, `dma_addr | MLX5_IB_MTT_READ | MLX5_IB_MTT_WRITE`, 0 = no access. The
  * NIC reads the MTT on every access and sends the translated address through the fabric.
@@ -66,6 +79,8 @@ export class IbMr {
   enabled = false;
   /** Set by deregMr: the mkey is gone and accesses through it fail. */
   deregistered = false;
+  /** ★ dmasim's mixed MR (segments of user VA and dma-bufs): its umem takes the faults and the release. */
+  mixed: IbUmemMixedHooks | undefined = undefined;
 
   /** @internal made by Mlx5Nic.regMr. */
   constructor(init: { pd: IbPd; key: number; addr: number; length: number; access: number; mm: Mm | undefined; odp?: IbUmemOdp; pinned?: IbUmemPinned; dmabuf?: IbUmemDmabuf; implicit?: boolean; parent?: IbMr; mttStart: number; mttEntries: number }) {

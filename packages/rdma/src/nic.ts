@@ -400,7 +400,20 @@ export class Mlx5Nic {
       for (const pfn of mr.pinned.pfns) mr.pinned.mm.sys.unpinPage(pfn);
     } else if (mr.dmabuf !== undefined) {
       mlx5DmabufMrRelease(mr);
+    } else if (mr.mixed !== undefined) {
+      mr.mtt.fill(0);
+      mr.mixed.release();
     }
+  }
+
+  /**
+   * @internal registration of an MR built outside this file (regMixedMr): `make` gets a new key and
+   * returns the MR (inserted, enabled by `make`) or a negative errno (nothing inserted).
+   */
+  adoptMkey(make: (key: number) => IbMr | number): IbMr | number {
+    const mr = make(this.#newKey());
+    if (typeof mr !== "number") this.#mkeys.set(mr.lkey, mr);
+    return mr;
   }
 
   // ---- driver workqueue --------------------------------------------------------------------------
@@ -464,7 +477,8 @@ export class Mlx5Nic {
     const perm = need === NicAccess.REMOTE_ATOMIC ? MLX5_IB_MTT_READ | MLX5_IB_MTT_WRITE : write ? MLX5_IB_MTT_WRITE : MLX5_IB_MTT_READ;
     const len = buf.length;
     const dmabuf = mr.dmabuf;
-    const odp = mr.odp !== undefined || dmabuf?.kind === "dynamic";
+    const mixed = mr.mixed;
+    const odp = mr.odp !== undefined || dmabuf?.kind === "dynamic" || mixed !== undefined;
     let pos = 0;
     let replays = 0;
     while (pos < len) {
@@ -494,6 +508,7 @@ export class Mlx5Nic {
         if (err instanceof PcieAccessError) return NicAccessResult.IOMMU_FAULT;
         throw err;
       }
+      if (mixed !== undefined) mixed.deviceAccess(at);
       pos += n;
     }
     return NicAccessResult.OK;
@@ -513,6 +528,8 @@ export class Mlx5Nic {
     if (mr.dmabuf !== undefined) {
       this.counters.add(RdmaDmabufCounter.DmabufMrFaults);
       ret = pagefaultDmabufMr(this, mr, 0);
+    } else if (mr.mixed !== undefined) {
+      ret = mr.mixed.pageFault(va, bcnt);
     } else {
       ret = pagefaultMr(this, mr, va, bcnt, 0);
     }

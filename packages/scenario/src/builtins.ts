@@ -78,6 +78,17 @@ const rdmaHost: PlatformSpec = {
   ],
 };
 
+/** rdmaHost with a BAR 1 on each GPU: VRAM exported as a dma-buf (switch GPU) and a BAR VFIO exports (bridge GPU). */
+const mixedHost: PlatformSpec = {
+  ...rdmaHost,
+  endpoints: [
+    { bdf: NIC_B, parent: "sw0.dp0" },
+    { bdf: GPU_SWITCH, parent: "sw0.dp1", bars: [{ size: 4 * MiB }, { size: 64 * MiB }] },
+    { bdf: GPU_BRIDGE, parent: "rp1", bars: [{ size: 4 * MiB }, { size: 4 * MiB }] },
+    { bdf: NIC_A, parent: "rp2" },
+  ],
+};
+
 /** An ODP scenario on rdmaHost, NIC A → NIC B, strict IOMMU; the api axis is the ODP DMA strategy. */
 function rdmaScenario(name: string, seed: number, description: string, workload: Omit<RdmaOdpWorkload, "kind" | "device" | "peer">): Scenario {
   return { name, description, platform: rdmaHost, axes: { iommu: ["strict"] }, seed, workload: { kind: "rdma-odp", device: NIC_B, peer: NIC_A, ...workload } };
@@ -120,6 +131,14 @@ const RDMA_SCENARIOS: readonly Scenario[] = [
   },
   rdmaScenario("odp-nic-workload", 31, "RDMA WRITEs of 64 KiB over 2 MiB of fresh ODP pages: ODP before the two-step API vs hmm_dma_map vs batched", { test: "nic-workload", pages: 512 }),
   ...RDMA_DMABUF_SCENARIOS,
+  {
+    name: "odp-mixed-mr",
+    description: "One MR over user VA and dma-bufs (GPU VRAM, a VFIO BAR), dmasim's proposal: munmap, fork, migrations, a revoke; per-source quiescence and first-DMA times",
+    platform: mixedHost,
+    axes: { api: ["two-step"], iommu: ["strict", "lazy"] },
+    seed: 32,
+    workload: { kind: "rdma-odp", device: NIC_B, peer: NIC_A, test: "mixed-mr", switchBar: GPU_SWITCH, bridgeBar: GPU_BRIDGE, gpuVram: GPU_SWITCH, vfioBar: GPU_BRIDGE },
+  },
 ];
 
 /** The built-in scenarios: the same data a scenario file holds (`dmasim show <name>` prints one). */

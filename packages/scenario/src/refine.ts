@@ -77,10 +77,17 @@ function rdmaOdpIssues(w: RdmaOdpWorkload, wAt: string, onPlatform: (path: strin
   if (w.peer !== undefined) onPlatform(`${wAt}.peer`, w.peer);
   if (w.switchBar !== undefined) onPlatform(`${wAt}.switchBar`, w.switchBar);
   if (w.bridgeBar !== undefined) onPlatform(`${wAt}.bridgeBar`, w.bridgeBar);
-  const hodgepodge = w.test === "hodgepodge";
+  const mixed = w.test === "mixed-mr";
+  const hodgepodge = w.test === "hodgepodge" || mixed;
   const workload = w.test === "nic-workload";
   if (!hodgepodge && (w.switchBar !== undefined || w.bridgeBar !== undefined)) {
-    issues.push({ path: `${wAt}.${w.switchBar !== undefined ? "switchBar" : "bridgeBar"}`, value: w.switchBar ?? w.bridgeBar, expected: `no BAR: only the hodgepodge test maps peer BARs (a ${w.test} test would ignore it)` });
+    issues.push({ path: `${wAt}.${w.switchBar !== undefined ? "switchBar" : "bridgeBar"}`, value: w.switchBar ?? w.bridgeBar, expected: `no BAR: only the hodgepodge and mixed-mr tests map peer BARs (a ${w.test} test would ignore it)` });
+  }
+  // The mixed MR's dma-buf exporters: a GPU's BAR 1 (VRAM) and a device VFIO exports BAR 1 of.
+  if (w.gpuVram !== undefined) onPlatform(`${wAt}.gpuVram`, w.gpuVram);
+  if (w.vfioBar !== undefined) onPlatform(`${wAt}.vfioBar`, w.vfioBar);
+  if (!mixed && (w.gpuVram !== undefined || w.vfioBar !== undefined)) {
+    issues.push({ path: `${wAt}.${w.gpuVram !== undefined ? "gpuVram" : "vfioBar"}`, value: w.gpuVram ?? w.vfioBar, expected: `no dma-buf exporter: only the mixed-mr test has them (a ${w.test} test would ignore it)` });
   }
   if (!workload && (w.pages !== undefined || w.wqeBytes !== undefined)) {
     issues.push({ path: `${wAt}.${w.pages !== undefined ? "pages" : "wqeBytes"}`, value: w.pages ?? w.wqeBytes, expected: `no pages or wqeBytes: only nic-workload has them (a ${w.test} test would ignore them)` });

@@ -63,6 +63,7 @@ export const RDMA_ODP_TESTS = [
   "dmabuf-rdma-traffic",
   "dmabuf-migrate",
   "dmabuf-revoke",
+  "mixed-mr",
 ] as const;
 /** What a dmabuf workload does with the shared buffer: P2P access, migration, a partial remap, a VFIO revoke. */
 export const DMABUF_FLOWS = ["p2p", "migrate", "mixed-remap", "vfio-revoke"] as const;
@@ -220,6 +221,8 @@ export const RdmaOdpWorkloadSchema = fields(
     bridgeBar: bdf.exactOptional().describe("hodgepodge: a peer whose BAR 0 the NIC reaches through the host bridge"),
     exporter: bdf.exactOptional().describe("dmabuf-*: the GPU whose BAR 0 is the VRAM its dma-bufs live in (ibv_reg_dmabuf_mr)"),
     vfioDevice: bdf.exactOptional().describe("dmabuf-revoke: the device whose BAR 0 ranges VFIO exports as dma-bufs"),
+    gpuVram: bdf.exactOptional().describe("mixed-mr (dmasim's proposal: one MR over user VA and dma-bufs): a GPU whose BAR 1 is VRAM, exporting a dma-buf that migrates"),
+    vfioBar: bdf.exactOptional().describe("mixed-mr: a device whose BAR 1 VFIO exports as a dma-buf (revoked by a memory disable)"),
   },
   "an rdma-odp workload object",
 ).describe(

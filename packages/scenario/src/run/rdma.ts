@@ -23,6 +23,7 @@ import { finish } from "./finish.js";
 import { createHost, setUp } from "./host.js";
 import { runRdmaDmabuf } from "./rdma-dmabuf.js";
 import { runHodgepodge } from "./rdma-hodgepodge.js";
+import { runMixedMr } from "./rdma-mixed.js";
 import { check } from "./result.js";
 import type { Check, RunResult } from "./result.js";
 import { runTestOdp } from "./rdma-test-odp.js";
@@ -150,6 +151,7 @@ function runWith(s: Scenario, w: RdmaOdpWorkload, ctx: RunContext, strategy: Odp
   const faults0 = nicA.stats.pageFaultEvents + (nicA === nicB ? 0 : nicB.stats.pageFaultEvents);
   try {
     if (w.test === "hodgepodge") runHodgepodge(run, host.platform, strategy);
+    else if (w.test === "mixed-mr") runMixedMr(run, host.platform);
     else if (w.test === "nic-workload") runNicWorkload(run, strategy);
     else if (w.test.startsWith("dmabuf-")) runRdmaDmabuf(run, host.platform, ctx.api);
     else runTestOdp(run);
@@ -157,6 +159,7 @@ function runWith(s: Scenario, w: RdmaOdpWorkload, ctx: RunContext, strategy: Odp
     if (!(e instanceof RegistrationFailed)) throw e;
   }
   const faults = nicA.stats.pageFaultEvents + (nicA === nicB ? 0 : nicB.stats.pageFaultEvents) - faults0;
+  // A workload that provokes refused accesses on purpose (a revoked slice) reports them as expected.
   const faultErrors = nicA.stats.faultErrors + (nicA === nicB ? 0 : nicB.stats.faultErrors) - (metrics.expectedFaultErrors ?? 0);
   const clockNs = clock.now - t0;
   const dmaNs = priceCounters(kernel.trace.counters.snapshot().diff(before), kernel.profile).totalNs;

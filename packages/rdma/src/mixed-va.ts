@@ -1,0 +1,196 @@
+import { DMA_MAPPING_ERROR, priceCounters } from "@dmasim/dma";
+import {
+  HMM_PFN_FLAGS,
+  HMM_PFN_REQ_FAULT,
+  HMM_PFN_REQ_WRITE,
+  HMM_PFN_VALID,
+  HMM_PFN_WRITE,
+  HMM_RANGE_DEFAULT_TIMEOUT,
+  hmmCheckMayProgram,
+  hmmDmaMapPfn,
+  hmmDmaUnmapPfn,
+  hmmRangeFault,
+  mmuIntervalCheckRetry,
+  mmuIntervalNotifierRemove,
+  mmuIntervalReadBegin,
+  mmuIntervalReadRetry,
+  mmuIntervalSetSeq,
+  mmuNotifierRangeBlockable,
+} from "@dmasim/hmm-odp";
+import type { MmuIntervalNotifier, MmuNotifierRange } from "@dmasim/hmm-odp";
+import { PAGE_SIZE } from "@dmasim/memory";
+import { MLX5_IB_MTT_READ, MLX5_IB_MTT_WRITE, RdmaErrno } from "./constants.js";
+import { RdmaCounter } from "./counters.js";
+import type { IbUmemMixed, MixedVaSegment } from "./mixed-mr.js";
+import type { IbMr } from "./mr.js";
+
+// The user-VA segments of a mixed MR: ib_umem_odp_map_dma_and_lock + mlx5's populate_mtt and
+// mlx5_ib_invalidate_range, over the segment's slice of the MR's one pfn list, IOVA and MTT.
+
+/**
+ * The fault of MR pages [first, first + n) of VA segment `s`: hmm_range_fault of the user pages (asking
+ * for WRITE on a writable MR, as mlx5 does), retried on -EBUSY until HMM_RANGE_DEFAULT_TIMEOUT, then under
+ * the umem mutex with a passing read_retry: hmm_dma_map_pfn into the segment's IOVA slice and the MTT
+ * entries, one UMR. Pages mapped, or -EFAULT (unmapped VA, a mapping failure), -EPERM, -EINVAL (exited
+ * process), -EBUSY.
+ */
+export function mixedVaFault(umem: IbUmemMixed, mr: IbMr, s: MixedVaSegment, first: number, n: number): number {
+  const mm = s.mm;
+  if (mm.users <= 0) return -RdmaErrno.EINVAL;
+  const nic = umem.nic;
+  const c = nic.costs;
+  const range = s.range;
+  range.pfns = umem.map.pfns;
+  range.flags = umem.map.flags;
+  range.start = s.addr + (first - s.first) * PAGE_SIZE;
+  range.end = range.start + n * PAGE_SIZE;
+  range.index = first;
+  range.defaultFlags = HMM_PFN_REQ_FAULT | (umem.writable ? HMM_PFN_REQ_WRITE : 0);
+  range.pfnFlagsMask = 0;
+  const clock = nic.clock;
+  const deadline = clock.now + HMM_RANGE_DEFAULT_TIMEOUT * 1e6;
+  const lock = umem.umemMutex;
+  for (;;) {
+    clock.advance(c.faultAttemptNs);
+    const seq = mmuIntervalReadBegin(s.notifier);
+    range.notifierSeq = seq;
+    mm.mmapReadLock();
+    let ret: number;
+    try {
+      ret = hmmRangeFault(range);
+    } finally {
+      mm.mmapReadUnlock();
+    }
+    if (ret !== 0) {
+      if (ret === -RdmaErrno.EBUSY && clock.now <= deadline) {
+        if (!mmuIntervalCheckRetry(s.notifier, seq)) clock.advance(c.migrationWaitNs);
+        continue;
+      }
+      return ret;
+    }
+    lock.lock();
+    if (mmuIntervalReadRetry(s.notifier, seq, lock)) {
+      lock.unlock();
+      continue;
+    }
+    try {
+      return populate(umem, mr, s, first, n);
+    } finally {
+      lock.unlock();
+    }
+  }
+}
+
+/** populate_mtt for the slice, umem mutex held: hmm_dma_map_pfn of each VALID entry, one UMR. */
+function populate(umem: IbUmemMixed, mr: IbMr, s: MixedVaSegment, first: number, n: number): number {
+  const nic = umem.nic;
+  const map = umem.map;
+  const mtt = mr.mtt;
+  hmmCheckMayProgram(s.notifier, umem.umemMutex);
+  let mapped = 0;
+  for (let i = first; i < first + n; i++) {
+    const f = map.flags[i] ?? 0;
+    if ((f & HMM_PFN_VALID) === 0) {
+      mtt[i] = 0;
+      continue;
+    }
+    const dma = hmmDmaMapPfn(umem.dev, map, i, nic.p2pState);
+    if (dma === DMA_MAPPING_ERROR) return -RdmaErrno.EFAULT;
+    if (mtt[i] === 0) mapped++;
+    mtt[i] = dma + MLX5_IB_MTT_READ + ((f & HMM_PFN_WRITE) !== 0 && umem.writable ? MLX5_IB_MTT_WRITE : 0);
+  }
+  const counters = nic.counters;
+  counters.add(RdmaCounter.UmrPosts);
+  counters.add(RdmaCounter.MttWrites, n);
+  counters.add(RdmaCounter.OdpPagesFaulted, mapped);
+  const c = nic.costs;
+  nic.clock.advance(c.umrPostNs + n * c.umrPerEntryNs + c.umrCompletionNs);
+  return n;
+}
+
+/** MR pages of segment `s` that [start, end) of its user addresses covers. */
+function slice(s: MixedVaSegment, start: number, end: number): [number, number] {
+  const lo = Math.max(start, s.addr);
+  const hi = Math.min(end, s.addr + s.pages * PAGE_SIZE);
+  if (lo >= hi) return [0, 0];
+  return [s.first + Math.floor((lo - s.addr) / PAGE_SIZE), s.first + Math.ceil((hi - s.addr) / PAGE_SIZE)];
+}
+
+/** Zaps MTT entries [a, b) and DMA-unmaps them (umem mutex held): the live entries zapped. */
+function zapAndUnmap(umem: IbUmemMixed, mr: IbMr, a: number, b: number): number {
+  const nic = umem.nic;
+  const mtt = mr.mtt;
+  const map = umem.map;
+  let zapped = 0;
+  for (let i = a; i < b; i++) {
+    if (mtt[i] !== 0) {
+      mtt[i] = 0;
+      zapped++;
+    }
+  }
+  const counters = nic.counters;
+  if (zapped > 0) {
+    counters.add(RdmaCounter.OdpMttZapped, zapped);
+    counters.add(RdmaCounter.UmrPosts);
+    const c = nic.costs;
+    nic.clock.advance(c.umrPostNs + zapped * c.umrPerEntryNs + c.umrCompletionNs);
+  }
+  for (let i = a; i < b; i++) {
+    const f = map.flags[i] ?? 0;
+    if (hmmDmaUnmapPfn(umem.dev, map, i) && (f & HMM_PFN_WRITE) !== 0) counters.add(RdmaCounter.OdpPagesDirtied);
+    map.flags[i] = (map.flags[i] ?? 0) & ~HMM_PFN_FLAGS;
+  }
+  return zapped;
+}
+
+/**
+ * The VA segment's interval-notifier callback (mlx5_ib_invalidate_range's shape): under the umem mutex
+ * (a non-blockable range whose mutex is taken returns false), set_seq, zap the segment's MTT entries in
+ * the range with one UMR, hmm_dma_unmap_pfn them (its IOVA slice only). An event that found live entries
+ * is logged with the mm's start time.
+ */
+export function mixedVaInvalidate(umem: IbUmemMixed, mr: IbMr, s: MixedVaSegment, sub: MmuIntervalNotifier, range: MmuNotifierRange, curSeq: number): boolean {
+  const lock = umem.umemMutex;
+  if (mmuNotifierRangeBlockable(range)) lock.lock();
+  else if (!lock.tryLock()) return false;
+  try {
+    mmuIntervalSetSeq(sub, curSeq);
+    const [a, b] = slice(s, range.start, range.end);
+    if (a === b || umem.released) return true;
+    const counters = umem.nic.counters;
+    counters.add(RdmaCounter.OdpInvalidations);
+    const before = counters.snapshot();
+    const zapped = zapAndUnmap(umem, mr, a, b);
+    if (zapped > 0) {
+      const recs = s.mm.invalidations.records;
+      const tStart = recs[recs.length - 1]?.tStart ?? umem.nic.clock.now;
+      const dmaNs = priceCounters(counters.snapshot().diff(before), umem.nic.kernel.profile).totalNs;
+      umem.logEvent(s, recs[recs.length - 1]?.reason ?? "invalidate", tStart, dmaNs);
+    }
+    return true;
+  } finally {
+    lock.unlock();
+  }
+}
+
+/** Live MTT entries of segment `s` in [start, end) of its user addresses (the notifier checker's question). */
+export function mixedVaLive(mr: IbMr, s: MixedVaSegment, start: number, end: number): number {
+  const [a, b] = slice(s, start, end);
+  let n = 0;
+  for (let i = a; i < b; i++) if (mr.mtt[i] !== 0) n++;
+  return n;
+}
+
+/** Release of a VA segment: zap and unmap all of it under the mutex, remove the notifier. */
+export function mixedVaRelease(umem: IbUmemMixed, s: MixedVaSegment): void {
+  const mr = umem.mr;
+  if (mr !== undefined) {
+    umem.umemMutex.lock();
+    try {
+      zapAndUnmap(umem, mr, s.first, s.first + s.pages);
+    } finally {
+      umem.umemMutex.unlock();
+    }
+  }
+  mmuIntervalNotifierRemove(s.notifier);
+}
