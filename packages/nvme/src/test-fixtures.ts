@@ -56,6 +56,12 @@ export function bytesOf(n: number, seed: number): Uint8Array {
   return out;
 }
 
+/** The first byte at which `a` and `b` differ, or -1 (a diff of megabytes would take the reporter minutes). */
+export function firstDiff(a: Uint8Array, b: Uint8Array): number {
+  for (let i = 0; i < a.length; i++) if (a[i] !== b[i]) return i;
+  return a.length === b.length ? -1 : a.length;
+}
+
 /** Submits one request, lets the controller run it and polls its completion. */
 export function io(host: NvmeHost, token: NvmeDmabufToken, op: ReqOp, sector: number, offset: number, len: number): { queued: BlkStatus; done: NvmeDmabufCompletion | undefined } {
   const queued = host.driver.queueDmabufRq(token, { op, sector, offset, len });
