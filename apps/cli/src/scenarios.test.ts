@@ -60,6 +60,11 @@ describe("built-in scenarios", () => {
       "dmabuf-migrate",
       "dmabuf-mixed-remap",
       "dmabuf-vfio-revoke",
+      "dmabuf-nvme-switch",
+      "dmabuf-nvme-host-bridge",
+      "dmabuf-nvme-migrate",
+      "dmabuf-nvme-revoke",
+      "dmabuf-nvme-nic-pressure",
     ]);
   });
 
@@ -249,7 +254,7 @@ describe("built-in scenarios", () => {
   });
 
   it("dmabuf-*: every dma-buf scenario passes its checks with the exporter's sg_table and with the importer-mapped range list", () => {
-    for (const name of ["dmabuf-p2p-switch", "dmabuf-p2p-host-bridge", "dmabuf-migrate", "dmabuf-mixed-remap", "dmabuf-vfio-revoke"]) {
+    for (const name of ["dmabuf-p2p-switch", "dmabuf-p2p-host-bridge", "dmabuf-migrate", "dmabuf-mixed-remap", "dmabuf-vfio-revoke", "dmabuf-nvme-switch", "dmabuf-nvme-host-bridge", "dmabuf-nvme-migrate", "dmabuf-nvme-revoke", "dmabuf-nvme-nic-pressure"]) {
       const { ok, results } = sweepOf(name);
       expect(ok).toBe(true);
       expect(results.map((r) => `${r.api}/${r.iommu}`)).toEqual(["classic/strict", "two-step/strict"]);

@@ -35,6 +35,7 @@ import {
   sqTailDoorbell,
 } from "./nvme-defs.js";
 import { NvmeInputError, NvmeStateError } from "./errors.js";
+import type { NvmeDmabufMap, NvmeDmabufToken } from "./dmabuf-token.js";
 
 /** NVME_SMALL_POOL_SIZE: descriptor lists up to 256 bytes come from the small pool. */
 export const NVME_SMALL_POOL_SIZE = 256;
@@ -76,6 +77,37 @@ export interface NvmeCompletion {
   readonly sgl: boolean;
 }
 
+/** A read or write of a registered dma-buf (a bio of the BIO_DMABUF_MAP kind): where on the drive, where in the buffer, how much. */
+export interface NvmeDmabufRq {
+  /** ReqOp.READ (the drive writes into the buffer) or ReqOp.WRITE (the drive reads the buffer). */
+  readonly op: ReqOp;
+  /** Where the I/O starts on the namespace, in 512-byte sectors. */
+  readonly sector: number;
+  /** Byte offset into the buffer (bi_bvec_done): a multiple of 4 (the queue's dma_alignment). */
+  readonly offset: number;
+  /** Bytes: a multiple of the LBA size, at most max_hw_sectors. */
+  readonly len: number;
+}
+
+/** What a completion of a dma-buf request reports. */
+export interface NvmeDmabufCompletion {
+  /** The token the request went through. */
+  readonly token: NvmeDmabufToken;
+  /** The request. */
+  readonly rq: NvmeDmabufRq;
+  /** The block status it completes with. */
+  readonly status: BlkStatus;
+  /** The controller's status field (0 = success). */
+  readonly nvmeStatus: number;
+}
+
+/** A dma-buf request in flight: its token, the mapping it holds and what was asked. */
+interface DmabufInFlight {
+  readonly token: NvmeDmabufToken;
+  readonly map: NvmeDmabufMap;
+  readonly rq: NvmeDmabufRq;
+}
+
 /**
  * The NVMe PCI driver's I/O path (drivers/nvme/host/pci.c): nvme_queue_rq → nvme_map_data (PRPs or SGLs
  * from the DMA iterator) → SQ entry + doorbell; nvme_poll → completion → nvme_unmap_data. One I/O queue.
@@ -109,6 +141,7 @@ export class NvmeDriver {
   readonly #freeTags: Int32Array;
   #nfree: number;
   readonly #rqs: (Request | undefined)[];
+  readonly #dmabufRqs: (DmabufInFlight | undefined)[];
   readonly #totalLen: Float64Array;
   readonly #sgl: Uint8Array;
   /** IOD_SINGLE_SEGMENT: the tag's data was mapped by nvme_pci_setup_data_simple, at #singleAddr. */
@@ -171,6 +204,7 @@ export class NvmeDriver {
     for (let i = 0; i < qd; i++) this.#freeTags[i] = qd - 1 - i;
     this.#nfree = qd;
     this.#rqs = new Array<Request | undefined>(qd).fill(undefined);
+    this.#dmabufRqs = new Array<DmabufInFlight | undefined>(qd).fill(undefined);
     this.#totalLen = new Float64Array(qd);
     this.#sgl = new Uint8Array(qd);
     this.#single = new Uint8Array(qd);
@@ -214,6 +248,108 @@ export class NvmeDriver {
     this.#sqTail = (this.#sqTail + 1) % this.#depth;
     this.#writeReg(sqTailDoorbell(1), this.#sqTail);
     this.stats.submitted++;
+    return BLK_STS_OK;
+  }
+
+  /**
+   * nvme_queue_rq of a request on a registered dma-buf (BIO_DMABUF_MAP in the 2026 dmabuf-token series):
+   * blk_rq_assign_dma_map takes the token's mapping, mapping the buffer when it has none (a failure ends
+   * the request with BLK_STS_RESOURCE, as the series does; the errno is in `token.stats.lastError`);
+   * nvme_rq_setup_dmabuf_map builds PRPs from the mapping's per-page DMA addresses (PRP1 at the offset,
+   * PRP2 or a PRP list); SQ entry and doorbell. Returns BLK_STS_OK, BLK_STS_DEV_RESOURCE when every tag is
+   * busy, or the failure. Bad input (another driver's or a released token, a range outside the buffer, a
+   * length the queue limits refuse) throws NvmeInputError before anything changes.
+   */
+  queueDmabufRq(token: NvmeDmabufToken, rq: NvmeDmabufRq): BlkStatus {
+    const fn = "nvme_queue_rq";
+    if (typeof token !== "object" || (token as unknown) === null || token.driver !== this) throw new NvmeInputError(fn, "token", token, "a dma-buf token of this driver (NvmeDmabufToken.create)");
+    if (token.released) throw new NvmeInputError(fn, "token", "released", "a token that was not released");
+    if ((rq as unknown) === null || typeof (rq as unknown) !== "object") throw new NvmeInputError(fn, "rq", rq, "{ op, sector, offset, len }");
+    if ((rq.op as number) !== ReqOp.READ && (rq.op as number) !== ReqOp.WRITE) throw new NvmeInputError(fn, "rq.op", rq.op, "ReqOp.READ or ReqOp.WRITE");
+    if (!Number.isSafeInteger(rq.sector) || rq.sector < 0) throw new NvmeInputError(fn, "rq.sector", rq.sector, "a sector >= 0");
+    const lba = this.controller.lbaSize;
+    const maxBytes = this.limits.maxSectors * 512;
+    if (!Number.isSafeInteger(rq.len) || rq.len <= 0 || rq.len % lba !== 0 || rq.len > maxBytes) throw new NvmeInputError(fn, "rq.len", rq.len, `a multiple of ${lba} bytes, at most ${maxBytes} (max_hw_sectors)`);
+    if ((rq.sector * 512) % lba !== 0) throw new NvmeInputError(fn, "rq.sector", rq.sector, `a sector on an LBA boundary (${lba} bytes)`);
+    if (!Number.isSafeInteger(rq.offset) || rq.offset < 0 || rq.offset % 4 !== 0 || rq.offset + rq.len > token.dmabuf.size) {
+      throw new NvmeInputError(fn, "rq.offset", rq.offset, `a multiple of 4 with offset + len inside the buffer (${token.dmabuf.size} bytes)`);
+    }
+    if (this.#nfree === 0) return BLK_STS_DEV_RESOURCE;
+    const map = token.getMap();
+    if (typeof map === "number") {
+      this.stats.mapErrors++;
+      return BLK_STS_RESOURCE;
+    }
+    const tag = this.#freeTags[--this.#nfree] ?? 0;
+    this.#totalLen[tag] = rq.len;
+    this.#ndesc[tag] = 0;
+    this.#single[tag] = 0;
+    this.#sgl[tag] = 0;
+    const cmd = this.#cmd;
+    cmd.opcode = rq.op === ReqOp.WRITE ? NvmeOpcode.WRITE : NvmeOpcode.READ;
+    cmd.cid = tag;
+    cmd.nsid = 1;
+    cmd.slba = (rq.sector * 512) / lba;
+    cmd.nlb = rq.len / lba - 1;
+    const status = this.#setupDmabufMap(tag, map, rq.offset, rq.len);
+    if (status !== BLK_STS_OK) {
+      token.putMap(map);
+      this.stats.mapErrors++;
+      this.#freeTag(tag);
+      return status;
+    }
+    this.stats.prpCommands++;
+    this.#dmabufRqs[tag] = { token, map, rq };
+    encodeSqe(this.#sqeView, 0, cmd);
+    this.#mem.write(unsafePhysAddr(this.#sq.cpuAddr + this.#sqTail * NVME_SQE_BYTES), this.#sqe);
+    this.#sqTail = (this.#sqTail + 1) % this.#depth;
+    this.#writeReg(sqTailDoorbell(1), this.#sqTail);
+    this.stats.submitted++;
+    return BLK_STS_OK;
+  }
+
+  /**
+   * nvme_rq_setup_dmabuf_map: PRP1 is the page of `offset` plus the offset into it; PRP2 the next page, or
+   * a PRP list of the following pages (chained when a list page fills), all from the mapping's dma_list.
+   */
+  #setupDmabufMap(tag: number, map: NvmeDmabufMap, offset: number, len: number): BlkStatus {
+    const P = NVME_CTRL_PAGE_SIZE;
+    const list = map.dmaList;
+    const cmd = this.#cmd;
+    cmd.psdt = NvmePsdt.PRP;
+    let idx = Math.floor(offset / P);
+    const inPage = offset % P;
+    cmd.prp1 = (list[idx++] ?? 0) + inPage;
+    cmd.prp2 = 0;
+    let length = len - (P - inPage);
+    if (length <= 0) return BLK_STS_OK;
+    if (length <= P) {
+      cmd.prp2 = list[idx] ?? 0;
+      return BLK_STS_OK;
+    }
+    let d = this.#allocDesc(tag, Math.ceil(length / P) * 8);
+    if (d < 0) return BLK_STS_RESOURCE;
+    cmd.prp2 = this.#descDma(d);
+    this.stats.prpLists++;
+    const view = this.#listView;
+    let i = 0;
+    for (;;) {
+      if (i === NVME_PRPS_PER_PAGE) {
+        const next = this.#allocDesc(tag, P);
+        if (next < 0) return BLK_STS_RESOURCE;
+        this.stats.prpLists++;
+        const moved = getU64(view, 8 * (i - 1));
+        setU64(view, 8 * (i - 1), this.#descDma(next));
+        this.#mem.write(unsafePhysAddr(this.#descCpu(d)), this.#list);
+        setU64(view, 0, moved);
+        d = next;
+        i = 1;
+      }
+      setU64(view, 8 * i++, list[idx++] ?? 0);
+      length -= P;
+      if (length <= 0) break;
+    }
+    this.#mem.write(unsafePhysAddr(this.#descCpu(d)), this.#list.subarray(0, i * 8));
     return BLK_STS_OK;
   }
 
@@ -458,9 +594,10 @@ export class NvmeDriver {
 
   /**
    * nvme_poll / nvme_process_cq: consume completion entries whose phase matches, unmap and free each
-   * request (nvme_unmap_data), update the CQ head doorbell. Returns the number of completions.
+   * request (nvme_unmap_data), update the CQ head doorbell. Requests on a registered dma-buf complete
+   * through `onDmabufComplete`. Returns the number of completions.
    */
-  poll(onComplete: (c: NvmeCompletion) => void): number {
+  poll(onComplete: (c: NvmeCompletion) => void, onDmabufComplete?: (c: NvmeDmabufCompletion) => void): number {
     let n = 0;
     for (;;) {
       this.#mem.readInto(unsafePhysAddr(this.#cq.cpuAddr + this.#cqHead * NVME_CQE_BYTES), this.#cqe);
@@ -468,22 +605,38 @@ export class NvmeDriver {
       if (((dw3 >>> 16) & 1) !== this.#phase) break;
       const tag = dw3 & 0xffff;
       const nvmeStatus = (dw3 >>> 17) & 0x7fff;
+      const drq = this.#dmabufRqs[tag];
+      if (drq !== undefined) {
+        // nvme_rq_clean_dmabuf_map: free the PRP lists; blk_rq_drop_dma_map: put the mapping.
+        this.#dmabufRqs[tag] = undefined;
+        drq.token.putMap(drq.map);
+        this.#freeTag(tag);
+        this.#advanceCq();
+        n++;
+        this.stats.completed++;
+        onDmabufComplete?.({ token: drq.token, rq: drq.rq, status: nvmeStatus === 0 ? BLK_STS_OK : BLK_STS_IOERR, nvmeStatus });
+        continue;
+      }
       const rq = this.#rqs[tag];
       if (rq === undefined) throw new NvmeStateError("EIO", `nvme: completion for tag ${tag}, which is not in flight`);
       this.#unmapData(tag, rq);
       const sgl = this.#sgl[tag] === 1;
       this.#rqs[tag] = undefined;
       this.#freeTag(tag);
-      this.#cqHead++;
-      if (this.#cqHead === this.#depth) {
-        this.#cqHead = 0;
-        this.#phase ^= 1;
-      }
+      this.#advanceCq();
       n++;
       this.stats.completed++;
       onComplete({ rq, status: nvmeStatus === 0 ? BLK_STS_OK : BLK_STS_IOERR, nvmeStatus, sgl });
     }
     if (n > 0) this.#writeReg(cqHeadDoorbell(1), this.#cqHead);
     return n;
+  }
+
+  #advanceCq(): void {
+    this.#cqHead++;
+    if (this.#cqHead === this.#depth) {
+      this.#cqHead = 0;
+      this.#phase ^= 1;
+    }
   }
 }

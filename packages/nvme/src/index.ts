@@ -3,7 +3,9 @@ export type { NvmeHost, NvmeKernelOptions, NvmeSystem, NvmeSystemOptions } from 
 export { NvmeController } from "./controller.js";
 export type { NvmeControllerOptions } from "./controller.js";
 export { NvmeDriver, NVME_MAX_SEGS, NVME_SMALL_POOL_SIZE } from "./driver.js";
-export type { MappingStyle, NvmeCompletion, NvmeDriverOptions } from "./driver.js";
+export type { MappingStyle, NvmeCompletion, NvmeDmabufCompletion, NvmeDmabufRq, NvmeDriverOptions } from "./driver.js";
+export { NvmeDmabufErrno, NvmeDmabufMap, NvmeDmabufToken } from "./dmabuf-token.js";
+export type { NvmeDmabufMapping, NvmeDmabufTokenOptions } from "./dmabuf-token.js";
 export { prefillNamespace, runWorkload } from "./workload.js";
 export { NvmeCommandError, NvmeInputError, NvmeStateError, WorkloadError } from "./errors.js";
 export type { BufferLayout, WorkloadOptions, WorkloadResult } from "./workload-options.js";

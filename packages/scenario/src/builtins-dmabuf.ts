@@ -26,6 +26,36 @@ function dmabufHostSpec(): PlatformSpec {
   };
 }
 
+const NVME = "0000:02:00.0";
+const VFIO = "0000:04:00.0";
+const NVME_NIC = "0000:07:00.0";
+
+/**
+ * The NVMe importer's host: rp0 leads to a switch with the drive (BAR 0: its doorbells), a GPU with 32 MiB
+ * of VRAM, a device whose BAR 0 VFIO exports, and a NIC; another GPU sits on rp1.
+ */
+function nvmeDmabufHostSpec(): PlatformSpec {
+  return {
+    memory: { ramBytes: 2 * GiB },
+    iommu: {},
+    hostBridges: [{ id: "hb0", p2p: "same-host-bridge" }],
+    rootPorts: [{ id: "rp0" }, { id: "rp1" }],
+    switches: [{ id: "sw0", parent: "rp0", downstreamPorts: 4 }],
+    endpoints: [
+      { bdf: NVME, parent: "sw0.dp0", bars: [{ size: 16 * 1024 }] },
+      { bdf: GPU, parent: "sw0.dp1", bars: [{ size: 32 * MiB }] },
+      { bdf: VFIO, parent: "sw0.dp2", bars: [{ size: 4 * MiB }] },
+      { bdf: NVME_NIC, parent: "sw0.dp3" },
+      { bdf: FAR_GPU, parent: "rp1", bars: [{ size: 32 * MiB }] },
+    ],
+  };
+}
+
+/** An NVMe-importer scenario: the drive reads and writes a dma-buf; classic (sg_table) vs two-step (range list), strict. */
+function nvmeScenario(name: string, seed: number, description: string, workload: Omit<DmabufWorkload, "kind" | "device">, expect?: Scenario["expect"]): Scenario {
+  return { name, description, platform: nvmeDmabufHostSpec(), axes: { iommu: ["strict"] }, seed, ...(expect === undefined ? {} : { expect }), workload: { kind: "dmabuf", device: NVME, ...workload } };
+}
+
 /** A dma-buf scenario, small so that `dmasim demo` stays quick; strict IOMMU only, classic (sg_table) vs two-step (range list). */
 function dmabufScenario(name: string, seed: number, description: string, workload: Omit<DmabufWorkload, "kind" | "device">, expect?: Scenario["expect"]): Scenario {
   return { name, description, platform: dmabufHostSpec(), axes: { iommu: ["strict"] }, seed, ...(expect === undefined ? {} : { expect }), workload: { kind: "dmabuf", device: NIC, ...workload } };
@@ -38,4 +68,9 @@ export const DMABUF_SCENARIOS: readonly Scenario[] = [
   dmabufScenario("dmabuf-migrate", 23, "The GPU moves the buffer to RAM and back: copy, KERNEL fence, invalidate_mappings; the NIC rebinds and waits for the fence", { exporter: FAR_GPU, flow: "migrate", bytes: 4 * MiB }),
   dmabufScenario("dmabuf-mixed-remap", 24, "A buffer half in VRAM, half in RAM, one block moves: sg_table vs the physical-range list (metadata, IOVAs, PTE writes, syncs, remap)", { exporter: FAR_GPU, flow: "mixed-remap", bytes: 8 * MiB }),
   dmabufScenario("dmabuf-vfio-revoke", 25, "VFIO exports two BAR ranges; memory disable revokes, the NIC unmaps, enable lets it map again, close revokes for good", { exporter: GPU, flow: "vfio-revoke", bytes: 1 * MiB }),
+  nvmeScenario("dmabuf-nvme-switch", 26, "An NVMe drive reads and writes a GPU's VRAM buffer under the same switch: PRPs of bus addresses, no IOVA", { exporter: GPU, flow: "nvme-p2p", bytes: 2 * MiB }, { mapType: "BUS_ADDR" }),
+  nvmeScenario("dmabuf-nvme-host-bridge", 27, "An NVMe drive reads and writes a GPU's VRAM buffer on another root port: one IOVA mapped as MMIO, through the host bridge", { exporter: FAR_GPU, flow: "nvme-p2p", bytes: 2 * MiB }, { mapType: "THRU_HOST_BRIDGE" }),
+  nvmeScenario("dmabuf-nvme-migrate", 28, "The GPU moves the buffer to RAM and back with NVMe commands in flight: they finish first, later ones map the new place, no write lost", { exporter: GPU, flow: "nvme-migrate", bytes: 2 * MiB }),
+  nvmeScenario("dmabuf-nvme-revoke", 29, "VFIO revokes a BAR range with NVMe writes in flight: they finish, later commands fail, nothing reaches the BAR; enable, close", { exporter: VFIO, flow: "nvme-revoke", bytes: 1 * MiB }),
+  nvmeScenario("dmabuf-nvme-nic-pressure", 30, "A GPU exports buffers to an NVMe drive and a NIC; VRAM pressure evicts both mid-workload; VFIO revokes a third buffer", { exporter: GPU, flow: "nvme-nic-pressure", bytes: 2 * MiB, nic: NVME_NIC, vfio: VFIO }),
 ];

@@ -65,8 +65,8 @@ export const RDMA_ODP_TESTS = [
   "dmabuf-revoke",
   "mixed-mr",
 ] as const;
-/** What a dmabuf workload does with the shared buffer: P2P access, migration, a partial remap, a VFIO revoke. */
-export const DMABUF_FLOWS = ["p2p", "migrate", "mixed-remap", "vfio-revoke"] as const;
+/** What a dmabuf workload does with the shared buffer: P2P access, migration, a partial remap, a VFIO revoke; NVMe reading and writing the buffer by P2P (through a switch or the host bridge), while it migrates, is revoked, or under VRAM pressure beside a NIC. */
+export const DMABUF_FLOWS = ["p2p", "migrate", "mixed-remap", "vfio-revoke", "nvme-p2p", "nvme-migrate", "nvme-revoke", "nvme-nic-pressure"] as const;
 /** The pci_p2pdma_map_type names an expectation may give (without the PCI_P2PDMA_MAP_ prefix). */
 export const P2P_MAP_TYPES = ["BUS_ADDR", "THRU_HOST_BRIDGE", "NOT_SUPPORTED", "NONE"] as const;
 
@@ -235,10 +235,12 @@ export const DmabufWorkloadSchema = fields(
     device: bdf.describe("The importer (an RDMA NIC, say): a dynamic importer that maps on access and unmaps in its invalidate_mappings callback"),
     exporter: bdf.describe("The exporting device: a GPU whose BAR 0 is its VRAM, or (vfio-revoke) a device whose BAR 0 VFIO exports"),
     flow: oneOf(DMABUF_FLOWS).describe(
-      "p2p: a buffer in VRAM read and written by the importer; migrate: the buffer moves to RAM and back, the importer rebinds each time; mixed-remap: half the blocks in RAM, one block moves, the importer maps again (the sg_table vs physical-range list comparison); vfio-revoke: VFIO exports BAR ranges, memory disable revokes, enable lets the importer map again",
+      "p2p: a buffer in VRAM read and written by the importer; migrate: the buffer moves to RAM and back, the importer rebinds each time; mixed-remap: half the blocks in RAM, one block moves, the importer maps again (the sg_table vs physical-range list comparison); vfio-revoke: VFIO exports BAR ranges, memory disable revokes, enable lets the importer map again; nvme-p2p, nvme-migrate, nvme-revoke: the importer is an NVMe drive (device: BAR 0 of at least 16 KiB) reading and writing the buffer by P2P, the buffer moving or (exporter: a VFIO device) being revoked with commands in flight; nvme-nic-pressure: a GPU exports buffers to the drive and to a NIC (nic), VRAM pressure evicts them, VFIO (vfio) revokes a third",
     ),
     bytes: int(PAGE, 64 * MiB, "a byte count").multipleOf(PAGE, { error: "a multiple of 4096" }).exactOptional().describe("Size of the buffer; default 4 MiB"),
     blockBytes: int(PAGE, 16 * MiB, "a byte count").multipleOf(PAGE, { error: "a multiple of 4096" }).exactOptional().describe("The GPU's migration granule; default 1 MiB"),
+    nic: bdf.exactOptional().describe("nvme-nic-pressure: a NIC that imports a second GPU buffer beside the drive (a DmaBufImporter)"),
+    vfio: bdf.exactOptional().describe("nvme-nic-pressure: a device whose BAR 0 VFIO exports to the drive and then revokes"),
   },
   "a dmabuf workload object",
 ).describe(

@@ -51,9 +51,9 @@ interface GpuBo {
 /**
  * A GPU exporter with VRAM behind a BAR (amdgpu/xe in spirit): buffers are made of blocks that live in
  * VRAM (P2P memory of the BAR's provider) or in system RAM, so a buffer holds a changing mix of both. A
- * migration — on command or under VRAM pressure — takes the buffer's reservation lock, copies the bytes,
- * installs a KERNEL fence timed by the copy engine, invalidates every importer's mappings
- * (dma_buf_invalidate_mappings) and switches the backing; the old blocks are kept until no importer
+ * migration — on command or under VRAM pressure — takes the buffer's reservation lock, invalidates every
+ * importer's mappings (dma_buf_invalidate_mappings), copies the bytes, installs a KERNEL fence timed by
+ * the copy engine and switches the backing; the old blocks are kept until no importer
  * holds an invalidated mapping (TTM frees them once the fences retire). Pinned buffers do not move.
  * Importers that cannot take P2P (static ones, or a route that is not supported) get the buffer moved to
  * RAM at map time, as amdgpu places such buffers in GTT.
@@ -276,6 +276,11 @@ export class GpuVramExporter {
       this.#makeRoom(sel.length, bo);
       if (this.vramFreeBlocks < sel.length) return -DmaBufErrno.ENOMEM;
     }
+    // TTM calls the importers' move_notify before the move, and the copy job waits for every fence in
+    // the reservation, the ones importers add for in-flight DMA among them (amdgpu_bo_move_notify, then
+    // amdgpu_copy_buffer syncing to the resv). So importers are invalidated first: DMA still in flight to
+    // the old blocks finishes before the copy reads them, and no device write is lost.
+    dmaBufInvalidateMappings(buf, reason);
     const memory = this.system.kernel.memory;
     const bb = this.blockBytes;
     const dest = new Float64Array(sel.length);
@@ -290,7 +295,6 @@ export class GpuVramExporter {
     const start = Math.max(clock.now, this.#engineBusyUntil);
     this.#engineBusyUntil = start + bytes / this.copyBytesPerNs;
     buf.resv.addFence(new DmaFence(`gpu:${this.bdf}:copy`, ++this.#seqno, this.#engineBusyUntil), DmaResvUsage.KERNEL);
-    dmaBufInvalidateMappings(buf, reason);
     sel.forEach((b, k) => {
       bo.ghosts.push({ phys: bo.phys[b] ?? 0, vram: bo.inVram[b] === 1 });
       bo.phys[b] = dest[k] ?? 0;

@@ -10,7 +10,8 @@ import { validateScenario } from "../validate.js";
 import { runScenario } from "./index.js";
 import type { RunResult } from "./result.js";
 
-const DMABUF = BUILTIN_SCENARIOS.filter((b) => b.workload.kind === "dmabuf");
+// The NIC-importer flows; the NVMe importer's (nvme-*) are tested in dmabuf-nvme.test.ts.
+const DMABUF = BUILTIN_SCENARIOS.filter((b) => b.workload.kind === "dmabuf" && !b.workload.flow.startsWith("nvme-"));
 
 function builtin(name: string): Scenario {
   const s = DMABUF.find((b) => b.name === name);

@@ -7,6 +7,7 @@ import type { DmabufWorkload, Scenario } from "../types.js";
 import type { Host, RunContext } from "./context.js";
 import { equal, finish, pattern } from "./finish.js";
 import type { Outcome } from "./finish.js";
+import { runDmabufNvme } from "./dmabuf-nvme.js";
 import { createHost, setUp } from "./host.js";
 import { mapTypeName } from "./p2p.js";
 import { check } from "./result.js";
@@ -61,6 +62,7 @@ interface Rig {
  * buffer, attachment or mapping is left once the importer detached and the buffer was put.
  */
 export function runDmabuf(s: Scenario, w: DmabufWorkload, ctx: RunContext): RunResult {
+  if (w.flow.startsWith("nvme-")) return runDmabufNvme(s, w, ctx);
   const host = createHost(s, ctx);
   ctx.onHost?.(`${s.name} ${ctx.api}/${ctx.iommu}`, host);
   const dev = setUp(`workload.device of scenario "${s.name}"`, () => host.kernel.device(w.device));

@@ -1,0 +1,2 @@
+export { HELP, main, UsageError } from "./cli.js";
+export type { Io } from "./cli.js";
