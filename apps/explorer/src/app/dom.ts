@@ -2,8 +2,11 @@
 export function h<K extends keyof HTMLElementTagNameMap>(tag: K, attrs: Readonly<Record<string, string | number | boolean | undefined>> = {}, ...children: (Node | string)[]): HTMLElementTagNameMap[K] {
   const el = document.createElement(tag);
   for (const [k, v] of Object.entries(attrs)) {
-    if (v === undefined || v === false) continue;
-    if (k === "testid") el.dataset.testid = String(v);
+    if (v === undefined) continue;
+    // data-* attributes keep booleans as text ("true"/"false"); other attributes are present or absent.
+    if (k.startsWith("data-")) el.setAttribute(k, String(v));
+    else if (v === false) continue;
+    else if (k === "testid") el.dataset.testid = String(v);
     else if (k === "class") el.className = String(v);
     else if (k === "text") el.textContent = String(v);
     else el.setAttribute(k, v === true ? "" : String(v));

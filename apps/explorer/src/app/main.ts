@@ -51,17 +51,17 @@ const playButton = button("▶ play", "play", "play / pause (space)", () => {
 const controls = h(
   "div",
   { class: "controls" },
-  button("⏮", "first", "first step (Home)", () => {
+  button("« first", "first", "first step (Home)", () => {
     go(0);
   }),
-  button("◀", "prev", "previous event (← or k)", () => {
+  button("◀ step", "prev", "previous event (← or k)", () => {
     go(stepNow() - 1);
   }),
   playButton,
-  button("▶|", "next", "next event (→ or j)", () => {
+  button("▶ step", "next", "next event (→ or j)", () => {
     go(stepNow() + 1);
   }),
-  button("⏭", "last", "last step (End)", () => {
+  button("last »", "last", "last step (End)", () => {
     go(Number.MAX_SAFE_INTEGER);
   }),
   button("⚠ next failure", "next-failure", "next failed check, fault or stale read (f)", () => {
