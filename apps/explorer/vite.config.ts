@@ -22,6 +22,12 @@ export default defineConfig({
     emptyOutDir: true,
     target: "es2022",
     reportCompressedSize: false,
+    rollupOptions: {
+      // zod's sources carry `@__PURE__` notes in places Rollup cannot use; it drops them, harmlessly.
+      onwarn(warning, warn) {
+        if (warning.code !== "INVALID_ANNOTATION") warn(warning);
+      },
+    },
     lib: {
       entry: "src/app/main.ts",
       formats: ["iife"],

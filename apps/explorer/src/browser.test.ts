@@ -120,6 +120,8 @@ describe.skipIf(!present)("the explorer in Chromium", () => {
     const tlps = events.slice(0, peer + 1).filter((e) => e.type === "tlp").length;
     expect(await page.textContent("[data-testid=counts] tr[data-type=tlp] td.num")).toBe(String(tlps));
     await page.screenshot({ path: join(artifacts, "p2p-acs-redirect.png"), fullPage: true });
+    // The README's picture (docs/screenshot.png is a copy of this one).
+    await page.screenshot({ path: join(artifacts, "screenshot.png") });
     // Edit the scenario: twice the bytes, and run it again live.
     const tlpsBefore = Number(await page.getAttribute("[data-testid=compare] tr[data-row=events] td:nth-child(2)", "data-value"));
     const json = JSON.parse(await page.inputValue("[data-testid=editor]")) as { workload: { bytes: number } };
@@ -201,6 +203,58 @@ describe.skipIf(!present)("the explorer in Chromium", () => {
       await stepTo(page, peer + 1);
       expect(await page.textContent("[data-testid=route]")).toContain("0000:02:00.0 → sw0.dp0 → sw0 → sw0.dp1 → 0000:03:00.0");
       await page.screenshot({ path: join(artifacts, "file-p2p-switch.png"), fullPage: true });
+      await page.close();
+    } finally {
+      rmSync(dir, { recursive: true, force: true });
+    }
+  });
+
+  test("100 k events: first render and scrub step, measured in the page (figures to test-artifacts/perf.json)", async () => {
+    // One run of NVMe random reads sized to pass 100 k events, given to the page as a recorded run log.
+    const base4k = builtinScenario("nvme-4k-randread")!;
+    const s = { ...base4k, name: "nvme-100k-events", axes: { api: ["classic" as const], iommu: ["strict" as const] }, workload: { ...base4k.workload, ops: 9200 } } as typeof base4k;
+    const rec = new RunLogRecorder(s);
+    const results = sweep(s, { api: ["classic"], iommu: ["strict"] }, { onHost: rec.attach });
+    const log = rec.toJSON(results);
+    const events = log.runs[0]?.events.length ?? 0;
+    expect(events).toBeGreaterThanOrEqual(100_000);
+    const dir = mkdtempSync(join(tmpdir(), "explorer-perf-"));
+    try {
+      cpSync(siteDir, dir, { recursive: true });
+      writeFileSync(join(dir, "scenario.js"), `globalThis.DMASIM_EXPLORE = ${JSON.stringify({ scenario: null, runLog: log })};\n`);
+      const page = await open(ctx, pathToFileURL(join(dir, "index.html")).href, errors);
+      const firstRenderMs = Number(await page.getAttribute("body", "data-first-render-ms"));
+      // Of which: loading and parsing scenario.js (the log as a script) and the page's own script.
+      const scriptStartMs = Number(await page.getAttribute("body", "data-script-start-ms"));
+      await page.focus("[data-testid=timeline]");
+      // A keyboard step, and a scrubber jump to spread positions (the worst case replays from a checkpoint).
+      const timings = await page.evaluate((n) => {
+        const step: number[] = [];
+        const jump: number[] = [];
+        const scrub = document.querySelector<HTMLInputElement>("[data-testid=scrubber]");
+        const max = Number(scrub?.max ?? 0);
+        for (let i = 0; i < 200; i++) {
+          const t0 = performance.now();
+          document.dispatchEvent(new KeyboardEvent("keydown", { key: "j" }));
+          step.push(performance.now() - t0);
+        }
+        for (let i = 0; i < n; i++) {
+          if (scrub === null) break;
+          scrub.value = String(Math.floor(((i * 7919) % n) * (max / n)) + 2047);
+          const t0 = performance.now();
+          scrub.dispatchEvent(new Event("input"));
+          jump.push(performance.now() - t0);
+        }
+        return { step, jump };
+      }, 100);
+      const stat = (xs: number[]): { median: number; p95: number; max: number } => {
+        const v = [...xs].sort((a, b) => a - b);
+        const at = (q: number): number => Math.round((v[Math.min(v.length - 1, Math.floor(q * v.length))] ?? 0) * 100) / 100;
+        return { median: at(0.5), p95: at(0.95), max: at(1) };
+      };
+      const figures = { events, firstRenderMs, scriptStartMs, keyboardStepMs: stat(timings.step), scrubberJumpMs: stat(timings.jump), chromium: ctx.browser()?.version() ?? "persistent context" };
+      writeFileSync(join(artifacts, "perf.json"), `${JSON.stringify(figures, null, 2)}\n`);
+      expect(await page.textContent("[data-testid=step]")).toMatch(/ \/ \d{6}$/);
       await page.close();
     } finally {
       rmSync(dir, { recursive: true, force: true });

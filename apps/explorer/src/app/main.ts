@@ -1,5 +1,5 @@
 import { BUILTIN_SCENARIOS, parseScenario, readRunLog, ScenarioError, validateScenario, type Scenario } from "@dmasim/scenario";
-import { describeEvent, failureIndices, fieldsOf, nextFailure, str } from "../model/events.js";
+import { describeEvent, failureIndices, fieldsOf, nextFailure, showField, str } from "../model/events.js";
 import type { DomainState } from "../model/replay.js";
 import { runInPage, runsOfLog, type RunView } from "../model/run.js";
 import { routeOf } from "../model/topology.js";
@@ -29,6 +29,8 @@ interface Shown {
   chain: number[];
 }
 
+// When this script started: scenario.js (which may hold a whole run log) has been parsed by then.
+const scriptStart = performance.now();
 const given = (globalThis as { DMASIM_EXPLORE?: Explore }).DMASIM_EXPLORE ?? {};
 const app = document.getElementById("app") ?? document.body;
 app.replaceChildren();
@@ -171,7 +173,7 @@ function renderStep(): void {
       ? [h("p", { text: "Before the first event." })]
       : [
           h("div", { class: "detail-line", testid: "event-line", text: `#${step} ${describeEvent(e)}` }),
-          h("table", {}, ...[["type", e.type], ["t", `${e.t} ns`], ...fieldsOf(e)].map(([k, v]) => h("tr", {}, h("th", { text: k }), h("td", { text: typeof v === "string" ? v : JSON.stringify(v) })))),
+          h("table", {}, ...[["type", e.type], ["t", `${e.t} ns`], ...fieldsOf(e)].map(([k, v]) => h("tr", {}, h("th", { text: k }), h("td", { text: showField(k, v) })))),
         ]),
   );
   // The route of the latest TLP up to this step.
@@ -256,7 +258,7 @@ function selectRun(a: number): void {
   topoView.setTopology(run.topology);
   const end = run.replay.stateAt(run.events.length);
   let top = 2 ** 32;
-  for (const dom of run.replay.stateAt(run.events.length).domains.values()) for (const r of dom.everMapped.ranges()) while (r.hi > top) top *= 2;
+  for (const dom of end.domains.values()) for (const r of dom.everMapped.ranges()) while (r.hi > top) top *= 2;
   iovaView.setLimit(top);
   const ids = [...end.domains.keys()];
   domainSelect.replaceChildren(...ids.map((id) => h("option", { value: id, text: `domain ${id}${Object.entries(run.ctx.deviceDomain).some(([, v]) => v === id) ? ` (${Object.entries(run.ctx.deviceDomain).filter(([, v]) => v === id).map(([k]) => k).join(", ")})` : ""}` })));
@@ -291,6 +293,7 @@ function show(runs: RunView[], s: Scenario): void {
   selectRun(0);
   // Marks for tests and the benchmark: the page has rendered a run (how many so far, and when the first).
   document.body.dataset.firstRenderMs ??= performance.now().toFixed(1);
+  document.body.dataset.scriptStartMs ??= scriptStart.toFixed(1);
   document.body.dataset.shown = String(Number(document.body.dataset.shown ?? "0") + 1);
 }
 

@@ -31,7 +31,8 @@ export function fieldsOf(e: LogEvent): [string, unknown][] {
 
 const ADDRESS_FIELDS = new Set(["iova", "phys", "addr", "orig", "slot", "bus", "dma", "va", "pfn"]);
 
-function show(k: string, v: unknown): string {
+/** A field's value as text: addresses in hex, strings as they are, the rest as JSON. */
+export function showField(k: string, v: unknown): string {
   if (typeof v === "number" && ADDRESS_FIELDS.has(k)) return `0x${v.toString(16)}`;
   if (typeof v === "string") return v;
   return JSON.stringify(v);
@@ -45,7 +46,7 @@ export function describeEvent(e: LogEvent): string {
     const tail = phase === "E" && result !== undefined ? ` → ${result < 0 ? result : `0x${result.toString(16)}`}` : "";
     return `${phase === "B" ? "▶" : "◀"} ${str(e, "name") ?? "?"} ${str(e, "device") ?? ""}${tail}`;
   }
-  return `${e.type} ${fieldsOf(e).map(([k, v]) => `${k}=${show(k, v)}`).join(" ")}`;
+  return `${e.type} ${fieldsOf(e).map(([k, v]) => `${k}=${showField(k, v)}`).join(" ")}`;
 }
 
 /**
