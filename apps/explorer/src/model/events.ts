@@ -29,11 +29,11 @@ export function fieldsOf(e: LogEvent): [string, unknown][] {
   return Object.entries(e).filter(([k]) => k !== "type" && k !== "t");
 }
 
-const ADDRESS_FIELDS = new Set(["iova", "phys", "addr", "orig", "slot", "bus", "dma", "va", "pfn"]);
+const ADDRESS_FIELDS: readonly string[] = ["iova", "phys", "addr", "orig", "slot", "bus", "dma", "va", "pfn"];
 
 /** A field's value as text: addresses in hex, strings as they are, the rest as JSON. */
 export function showField(k: string, v: unknown): string {
-  if (typeof v === "number" && ADDRESS_FIELDS.has(k)) return `0x${v.toString(16)}`;
+  if (typeof v === "number" && ADDRESS_FIELDS.includes(k)) return `0x${v.toString(16)}`;
   if (typeof v === "string") return v;
   return JSON.stringify(v);
 }
