@@ -36,20 +36,7 @@ export class CountsChart {
       axes: [{ label: "event" }, { label: "count" }],
       series: [{ label: "event" }, ...s.types.map((t, i) => ({ label: t, stroke: COLOURS[i % COLOURS.length] ?? "#000", width: 1.5 }))],
       hooks: {
-        draw: [
-          (u: uPlot) => {
-            const x = u.valToPos(this.#step, "x", true);
-            const c = u.ctx;
-            c.save();
-            c.strokeStyle = "#222";
-            c.setLineDash([4, 3]);
-            c.beginPath();
-            c.moveTo(x, u.bbox.top);
-            c.lineTo(x, u.bbox.top + u.bbox.height);
-            c.stroke();
-            c.restore();
-          },
-        ],
+        draw: [(u: uPlot) => { marker(u, this.#step); }],
       },
     };
     this.#plot = new uPlot(opts, [xs, ...s.counts], this.root);
@@ -83,4 +70,51 @@ export function renderCompare(body: HTMLElement, runs: readonly RunView[], a: nu
     );
   });
   body.replaceChildren(h("table", { class: "compare", testid: "compare" }, h("thead", {}, head), h("tbody", {}, ...trs)));
+}
+
+/** IOTLB entries and stale entries along a run (the replay's samples), with the step marker. */
+export class IotlbChart {
+  readonly root: HTMLElement;
+  #plot: uPlot | undefined;
+  #step = 0;
+
+  constructor() {
+    this.root = h("div", { class: "chart", testid: "iotlb-chart" });
+  }
+
+  setRun(run: RunView | undefined, width: number): void {
+    this.#plot?.destroy();
+    this.#plot = undefined;
+    this.root.replaceChildren();
+    if (run === undefined) return;
+    const s = run.replay.iotlbSeries;
+    const opts: uPlot.Options = {
+      width,
+      height: 140,
+      scales: { x: { time: false } },
+      axes: [{ label: "event" }, { label: "entries" }],
+      series: [{ label: "event" }, { label: "IOTLB entries", stroke: "#3a7bd5", width: 1.5 }, { label: "stale", stroke: "#e3342f", width: 2, fill: "rgba(227,52,47,0.15)" }],
+      hooks: { draw: [(u: uPlot) => { marker(u, this.#step); }] },
+    };
+    this.#plot = new uPlot(opts, [s.step, s.entries, s.stale], this.root);
+  }
+
+  setStep(step: number): void {
+    this.#step = step;
+    this.#plot?.redraw(false, false);
+  }
+}
+
+/** A dashed vertical line at x = step. */
+function marker(u: uPlot, step: number): void {
+  const x = u.valToPos(step, "x", true);
+  const c = u.ctx;
+  c.save();
+  c.strokeStyle = "#222";
+  c.setLineDash([4, 3]);
+  c.beginPath();
+  c.moveTo(x, u.bbox.top);
+  c.lineTo(x, u.bbox.top + u.bbox.height);
+  c.stroke();
+  c.restore();
 }

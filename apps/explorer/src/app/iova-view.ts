@@ -3,7 +3,7 @@ import type { DomainState } from "../model/replay.js";
 import { bytes, h, hex } from "./dom.js";
 
 /** Fill colour of each IovaState, indexed by value. */
-export const STATE_COLOURS: readonly string[] = ["#f2f2f2", "#b9d3f0", "#3a7bd5", "#1f9d55", "#e3342f"];
+export const STATE_COLOURS: readonly string[] = ["#f2f2f2", "#f3d9a4", "#b9d3f0", "#3a7bd5", "#1f9d55", "#e3342f"];
 
 /**
  * A device's IOVA space on a canvas, one pixel column per slice of the window, coloured by the highest
@@ -68,7 +68,7 @@ export class IovaView {
   fitUsed(): void {
     const d = this.#domain;
     if (d === undefined) return;
-    const all = [...d.everMapped.ranges(), ...d.allocated.ranges(), ...d.cached.ranges()];
+    const all = [...d.everMapped.ranges(), ...d.allocated.ranges(), ...d.queued.ranges(), ...d.cached.ranges()];
     if (all.length === 0) return;
     const lo = Math.min(...all.map((r) => r.lo));
     const hi = Math.max(...all.map((r) => r.hi));

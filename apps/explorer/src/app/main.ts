@@ -4,8 +4,8 @@ import type { DomainState } from "../model/replay.js";
 import { runInPage, runsOfLog, type RunView } from "../model/run.js";
 import { routeOf } from "../model/topology.js";
 import { chainIndices, renderChain } from "./chain-view.js";
-import { CountsChart, renderCompare } from "./charts.js";
-import { h, panel } from "./dom.js";
+import { CountsChart, IotlbChart, renderCompare } from "./charts.js";
+import { h, hex, panel } from "./dom.js";
 import { renderIotlb } from "./iotlb-view.js";
 import { IovaView } from "./iova-view.js";
 import { renderPageTable } from "./pt-view.js";
@@ -95,6 +95,9 @@ function explorer(): void {
   pIova.body.append(h("label", {}, "domain ", domainSelect), iovaView.root);
   const pPt = panel("IO page table", "page-table");
   const pTlb = panel("IOTLB", "iotlb");
+  const iotlbChart = new IotlbChart();
+  const tlbBody = h("div", {});
+  pTlb.body.append(iotlbChart.root, tlbBody);
   const pCounts = panel("Events so far", "counts-panel");
   pCounts.body.append(counts);
   const pCharts = panel("Counters and modelled time: two runs side by side", "charts");
@@ -193,12 +196,21 @@ function explorer(): void {
     const d = domainFor(run, s);
     iovaView.render(d);
     renderPageTable(pPt.body, d, run.iommu?.levels ?? 4);
-    renderIotlb(pTlb.body, s, run.iommu?.iotlbCapacity);
+    renderIotlb(tlbBody, s, run.iommu?.iotlbCapacity);
+    iotlbChart.setStep(step);
     counts.replaceChildren(
       h("tr", {}, h("th", { text: "event type" }), h("th", { text: "so far" }), h("th", { text: "in the run" })),
       ...[...s.counts.entries()].sort((x, y) => y[1] - x[1]).map(([k, v]) => h("tr", { "data-type": k }, h("td", { text: k }), h("td", { class: "num", text: v }), h("td", { class: "num", text: totalOf(run, k) }))),
     );
-    pChain.root.hidden = !renderChain(pChain.body, run.events, shown.chain, step) && shown.chain.length === 0;
+    // The device's view of a DMA address now: what its IOMMU domain translates it to, or stale.
+    const deviceView = (addr: number): string => {
+      if (d === undefined) return "direct";
+      const delta = d.mapped.get(addr);
+      const cached = d.cached.get(addr);
+      if (cached !== undefined && cached !== delta) return `STALE → ${hex(addr + cached)}`;
+      return delta === undefined ? "not mapped (faults)" : `→ phys ${hex(addr + delta)}`;
+    };
+    pChain.root.hidden = !renderChain(pChain.body, run.events, shown.chain, step, deviceView) && shown.chain.length === 0;
     chartA.setStep(step);
     const ms = performance.now() - t0;
     document.body.dataset.renderMs = ms.toFixed(2);
@@ -269,6 +281,7 @@ function explorer(): void {
     renderCharts();
     const width = Math.max(300, pCharts.body.clientWidth / 2 - 16);
     chartA.setRun(run, width);
+    iotlbChart.setRun(run, Math.max(300, pTlb.body.clientWidth - 16));
     iovaView.render(end.domains.get(shownDomain ?? -1));
     iovaView.fitUsed();
     setStatus(`${run.label}: ${run.events.length.toLocaleString("en")} events${run.droppedEvents > 0 ? ` (${run.droppedEvents} dropped)` : ""}, ${shown.failures.length} failures`);

@@ -1,10 +1,14 @@
 import type { DomainState } from "./replay.js";
 
-/** What a byte of IOVA space is at a step, in the order the view draws them (a later one wins). */
-export const IovaState = { FREE: 0, ALLOCATED: 1, LINKED: 2, SYNCED: 3, STALE: 4 } as const;
+/**
+ * What a byte of IOVA space is at a step, in the order the view draws them (a later one wins): free,
+ * queued (freed in lazy mode, waiting in the flush queue), allocated, linked (mapped), synced
+ * (iotlb_sync_map done), stale (unmapped but still translated by an IOTLB entry).
+ */
+export const IovaState = { FREE: 0, QUEUED: 1, ALLOCATED: 2, LINKED: 3, SYNCED: 4, STALE: 5 } as const;
 export type IovaState = (typeof IovaState)[keyof typeof IovaState];
 /** Names of the states, indexed by value (for legends and data attributes). */
-export const IOVA_STATE_NAMES: readonly string[] = ["free", "allocated", "linked", "synced", "stale"];
+export const IOVA_STATE_NAMES: readonly string[] = ["free", "queued", "allocated", "linked", "synced", "stale"];
 
 /** IOTLB entries whose translation no longer matches the page table: unmapped (or remapped) but cached. */
 export function staleEntries(d: DomainState): { lo: number; hi: number }[] {
@@ -29,6 +33,7 @@ export function iovaStateAt(d: DomainState, addr: number): IovaState {
   if (cached !== undefined && cached !== mapped) return IovaState.STALE;
   if (mapped !== undefined) return d.synced.has(addr) ? IovaState.SYNCED : IovaState.LINKED;
   if (d.allocated.has(addr)) return IovaState.ALLOCATED;
+  if (d.queued.has(addr)) return IovaState.QUEUED;
   return IovaState.FREE;
 }
 
@@ -44,6 +49,7 @@ export function pixelStates(d: DomainState, lo: number, hi: number, width: numbe
     const to = Math.min(width, Math.max(from + 1, Math.ceil((b - lo) / span)));
     for (let i = from; i < to; i++) if ((px[i] ?? 0) < state) px[i] = state;
   };
+  for (const r of d.queued.ranges(lo, hi)) paint(r.lo, r.hi, IovaState.QUEUED);
   for (const r of d.allocated.ranges(lo, hi)) paint(r.lo, r.hi, IovaState.ALLOCATED);
   for (const r of d.mapped.ranges(lo, hi)) paint(r.lo, r.hi, IovaState.LINKED);
   for (const r of d.synced.ranges(lo, hi)) if (d.mapped.overlaps(r.lo, r.hi)) paint(r.lo, r.hi, IovaState.SYNCED);
@@ -55,7 +61,7 @@ export function pixelStates(d: DomainState, lo: number, hi: number, width: numbe
 export function stateTotals(d: DomainState): Record<string, number> {
   let stale = 0;
   for (const r of staleEntries(d)) stale += r.hi - r.lo;
-  return { allocated: d.allocated.bytes(), linked: d.mapped.bytes(), synced: d.synced.bytes(), stale, iotlb: d.cached.bytes() };
+  return { queued: d.queued.bytes(), allocated: d.allocated.bytes(), linked: d.mapped.bytes(), synced: d.synced.bytes(), stale, iotlb: d.cached.bytes() };
 }
 
 /** A zoom window of the IOVA space: [lo, hi) clamped to [0, limit), at least one 4 KiB granule wide. */
@@ -79,7 +85,7 @@ export function zoom(win: { lo: number; hi: number }, factor: number, at: number
  */
 export function segments(d: DomainState, lo: number, hi: number, max = 200): { lo: number; hi: number; state: IovaState }[] {
   const cuts = new Set<number>([lo, hi]);
-  for (const m of [d.allocated, d.mapped, d.synced, d.cached]) {
+  for (const m of [d.queued, d.allocated, d.mapped, d.synced, d.cached]) {
     for (const r of m.ranges(lo, hi)) {
       cuts.add(r.lo);
       cuts.add(r.hi);

@@ -8,7 +8,10 @@ export interface PtNode {
   leaves: number;
   /** The tables below it that still hold a leaf. */
   readonly children: PtNode[];
-  /** Tables below it that once held leaves and hold none now (emptied by unmap, or freed). */
+  /**
+   * Tables below it that once held leaves and hold none now (emptied by unmap, or freed); when the log
+   * reports page-table pages, the root holds the count of every page freed.
+   */
   emptied: number;
 }
 
@@ -48,9 +51,19 @@ export function pageTableTree(d: DomainState, levels = 4): PtNode {
       }
     }
   }
-  // Tables once used and now without a leaf: walk what was ever mapped at 2 MiB (level-1 table) and
-  // 1 GiB (level-2 table) granularity.
-  for (const lvl of [1, 2]) {
+  const explicit = d.tables.some((t) => t.size > 0) || d.tablesFreed.some((n) => n > 0);
+  if (explicit) {
+    // The log reports page-table pages (iommu.pt-alloc / iommu.pt-free): show every live one, leaves or
+    // not, and count the freed ones at the top.
+    for (let lvl = 1; lvl < levels; lvl++) {
+      const span = LEVEL_SIZE[lvl + 1] ?? 0;
+      for (const r of d.tables[lvl]?.ranges() ?? []) for (let a = r.lo; a < r.hi; a += span) tableFor(lvl, a);
+    }
+    root.emptied = d.tablesFreed.reduce((x, y) => x + y, 0);
+  }
+  // Without such events: tables once used and now without a leaf, from what was ever mapped at 2 MiB
+  // (level-1 table) and 1 GiB (level-2 table) granularity.
+  for (const lvl of explicit ? [] : [1, 2]) {
     const span = LEVEL_SIZE[lvl + 1] ?? 0;
     const seen = new Set<number>();
     for (const r of d.everMapped.ranges()) {

@@ -1,4 +1,5 @@
-import { num, str, type LogEvent } from "./events.js";
+import { field, num, str, type LogEvent } from "./events.js";
+import { staleEntries } from "./iova-space.js";
 import { RangeMap } from "./range-map.js";
 
 /** Leaf sizes of the x86/ARM 4-level IO page table: level 1 maps 4 KiB, level 2 2 MiB, level 3 1 GiB. */
@@ -14,6 +15,12 @@ export interface DomainState {
   readonly synced: RangeMap;
   /** IOVA ranges the allocator handed out (from allocator events, when the log has them). */
   readonly allocated: RangeMap;
+  /** Freed IOVA ranges waiting in the flush queue (lazy mode) until a release makes them reusable. */
+  readonly queued: RangeMap;
+  /** IO page-table pages per level (index 1..4) as `iommu.pt-alloc` / `iommu.pt-free` report them. */
+  readonly tables: readonly [RangeMap, RangeMap, RangeMap, RangeMap, RangeMap];
+  /** Page-table pages freed so far, per level. */
+  readonly tablesFreed: number[];
   /** IOTLB entries, 4 KiB each as filled; the value is the phys - iova the entry was filled with. */
   readonly cached: RangeMap;
   /** Leaves of the IO page table per level (index 1..3), as iommu_pgsize chose them for each map. */
@@ -46,6 +53,22 @@ export interface ReplayContext {
   readonly deviceDomain: Readonly<Record<string, number>>;
   /** The page sizes the IO page table may use as leaves. */
   readonly pgsizeBitmap?: number;
+  /**
+   * The log reports IOTLB fills and lookups itself (`iotlb.fill`, `iotlb.lookup`): the replay takes the
+   * IOTLB from them instead of inferring it from the TLPs. Set by Replay from the log.
+   */
+  readonly explicitIotlb?: boolean;
+}
+
+/** Level of a leaf of `size` bytes (1: 4 KiB, 2: 2 MiB, 3: 1 GiB), or undefined. */
+function leafLevel(size: number | undefined): number | undefined {
+  const l = size === undefined ? -1 : LEVEL_SIZE.indexOf(size);
+  return l >= 1 && l <= 3 ? l : undefined;
+}
+
+/** The domain an event is about: its `domain` field, or the domain of its `device`. */
+function eventDomain(e: LogEvent, ctx: ReplayContext): number | undefined {
+  return num(e, "domain") ?? ctx.deviceDomain[str(e, "device") ?? ""];
 }
 
 function newDomain(): DomainState {
@@ -53,6 +76,9 @@ function newDomain(): DomainState {
     mapped: new RangeMap(),
     synced: new RangeMap(),
     allocated: new RangeMap(),
+    queued: new RangeMap(),
+    tables: [new RangeMap(), new RangeMap(), new RangeMap(), new RangeMap(), new RangeMap()],
+    tablesFreed: [0, 0, 0, 0, 0],
     cached: new RangeMap(),
     leaves: [new RangeMap(), new RangeMap(), new RangeMap(), new RangeMap()],
     everMapped: new RangeMap(),
@@ -64,6 +90,9 @@ function cloneDomain(d: DomainState): DomainState {
     mapped: d.mapped.clone(),
     synced: d.synced.clone(),
     allocated: d.allocated.clone(),
+    queued: d.queued.clone(),
+    tables: [d.tables[0].clone(), d.tables[1].clone(), d.tables[2].clone(), d.tables[3].clone(), d.tables[4].clone()],
+    tablesFreed: d.tablesFreed.slice(),
     cached: d.cached.clone(),
     leaves: [d.leaves[0].clone(), d.leaves[1].clone(), d.leaves[2].clone(), d.leaves[3].clone()],
     everMapped: d.everMapped.clone(),
@@ -133,6 +162,12 @@ export function applyEvent(s: ReplayState, e: LogEvent, index: number, ctx: Repl
       const phys = num(e, "phys") ?? 0;
       d.mapped.set(iova, iova + size, phys - iova);
       d.everMapped.set(iova, iova + size);
+      // The log names the leaf size of each run of leaves; older logs do not, and iommu_pgsize is redone.
+      const level = leafLevel(num(e, "pgsize"));
+      if (level !== undefined) {
+        d.leaves[level]?.set(iova, iova + size);
+        return;
+      }
       for (const leaf of leavesFor(iova, phys, size, ctx.pgsizeBitmap ?? DEFAULT_PGSIZE_BITMAP)) {
         d.leaves[leaf.level]?.set(leaf.iova, leaf.iova + leaf.size);
       }
@@ -168,20 +203,62 @@ export function applyEvent(s: ReplayState, e: LogEvent, index: number, ctx: Repl
       return;
     }
     case "iova.alloc":
-    case "iova.free": {
-      const dom = num(e, "domain");
+    case "iova.free":
+    case "flush-queue.release": {
+      const dom = eventDomain(e, ctx);
       const iova = num(e, "iova");
       const size = num(e, "size");
       if (dom === undefined || iova === undefined || size === undefined) return;
       const d = domainOf(s, dom);
       if (e.type === "iova.alloc") d.allocated.set(iova, iova + size);
-      else d.allocated.delete(iova, iova + size);
+      else if (e.type === "iova.free" && field(e, "queued") === true) {
+        // Lazy mode: the range waits in the flush queue, not reusable until its release.
+        d.allocated.delete(iova, iova + size);
+        d.queued.set(iova, iova + size);
+      } else {
+        d.allocated.delete(iova, iova + size);
+        d.queued.delete(iova, iova + size);
+      }
+      return;
+    }
+    case "iommu.pt-alloc":
+    case "iommu.pt-free": {
+      const dom = num(e, "domain");
+      const level = num(e, "level");
+      const iova = num(e, "iova");
+      if (dom === undefined || level === undefined || iova === undefined || level < 1 || level > 4) return;
+      const d = domainOf(s, dom);
+      const span = LEVEL_SIZE[level + 1] ?? 2 ** 48;
+      if (e.type === "iommu.pt-alloc") d.tables[level]?.set(iova, iova + span);
+      else {
+        d.tables[level]?.delete(iova, iova + span);
+        d.tablesFreed[level] = (d.tablesFreed[level] ?? 0) + 1;
+      }
+      return;
+    }
+    case "iotlb.fill": {
+      const dom = num(e, "domain");
+      const iova = num(e, "iova");
+      const size = num(e, "size");
+      const phys = num(e, "phys");
+      if (dom === undefined || iova === undefined || size === undefined || phys === undefined) return;
+      domainOf(s, dom).cached.set(iova, iova + size, phys - iova);
+      s.iotlbFills++;
+      return;
+    }
+    case "iotlb.lookup": {
+      const result = str(e, "result");
+      if (result === "hit") s.iotlbHits++;
+      else if (result === "stale-hit") {
+        s.iotlbHits++;
+        s.staleHits++;
+      }
       return;
     }
     case "tlp":
     case "unsupported-request": {
       s.lastTlp = index;
-      if (e.type !== "tlp" || str(e, "path") === "peer-via-switch") return;
+      if (ctx.explicitIotlb === true || e.type !== "tlp" || str(e, "path") === "peer-via-switch") return;
       const dom = ctx.deviceDomain[str(e, "device") ?? ""];
       if (dom === undefined) return;
       const d = domainOf(s, dom);
@@ -217,20 +294,38 @@ export class Replay {
   /** Indices of the TLPs an IOTLB entry translated after its mapping was gone (stale hits). */
   readonly staleTlps: readonly number[];
 
-  constructor(events: readonly LogEvent[], ctx: ReplayContext, every = 2048) {
+  /** IOTLB occupancy along the run: at each sampled step, the entries cached and how many are stale. */
+  readonly iotlbSeries: { readonly step: number[]; readonly entries: number[]; readonly stale: number[] };
+
+  constructor(events: readonly LogEvent[], ctx: ReplayContext, every = 2048, samples = 300) {
     this.events = events;
-    this.ctx = ctx;
+    this.ctx = { ...ctx, explicitIotlb: ctx.explicitIotlb ?? events.some((e) => e.type === "iotlb.fill") };
     this.#every = every;
     const s = initialState();
     const stale: number[] = [];
+    const series = { step: [0], entries: [0], stale: [0] };
+    const sampleEvery = Math.max(1, Math.ceil(events.length / samples));
     this.#checkpoints.push(cloneState(s));
     for (const [i, e] of events.entries()) {
       const before = s.staleHits;
-      applyEvent(s, e, i, ctx);
+      applyEvent(s, e, i, this.ctx);
+      // A stale hit: a TLP (or the lookup that preceded it) translated through a dead entry.
       if (s.staleHits !== before) stale.push(i);
       if ((i + 1) % every === 0) this.#checkpoints.push(cloneState(s));
+      if ((i + 1) % sampleEvery === 0 || i === events.length - 1) {
+        let entries = 0;
+        let st = 0;
+        for (const d of s.domains.values()) {
+          entries += d.cached.bytes() / 4096;
+          for (const r of staleEntries(d)) st += (r.hi - r.lo) / 4096;
+        }
+        series.step.push(i + 1);
+        series.entries.push(entries);
+        series.stale.push(st);
+      }
     }
     this.staleTlps = stale;
+    this.iotlbSeries = series;
   }
 
   /** The state after the first `step` events (0: before any; events.length: the end of the run). */

@@ -1,5 +1,5 @@
 import type { PlatformSpec } from "@dmasim/pcie-p2p";
-import { num, str, type LogEvent } from "./events.js";
+import { field, num, str, type LogEvent } from "./events.js";
 
 /** What a node of the PCIe tree is. */
 export type TopoKind = "memory" | "iommu" | "host-bridge" | "root-port" | "switch" | "port" | "endpoint";
@@ -106,6 +106,8 @@ export function barOwner(topo: Topology, addr: number, phys = false): string | u
  * maps an IOVA to a physical address (the replay's mapping) for a peer reached through the IOMMU.
  */
 export function routeOf(topo: Topology, e: LogEvent, translate: (iova: number) => number | undefined = () => undefined): string[] {
+  const hops = field(e, "hops");
+  if (Array.isArray(hops)) return hopsToNodes(topo, hops.filter((x): x is string => typeof x === "string"));
   const device = str(e, "device");
   if (device === undefined) return [];
   const up = upChain(topo, device);
@@ -130,4 +132,22 @@ export function routeOf(topo: Topology, e: LogEvent, translate: (iova: number) =
   }
   // Through the host bridge: up to the root complex, the IOMMU when translated, then down to the peer.
   return [...up, ...(viaIommu ? ["IOMMU"] : []), ...down.slice(0, -1).reverse()];
+}
+
+/**
+ * The route a TLP event names itself (`hops`: requester, ports, host bridge, the translating IOMMU unit,
+ * target), in this drawing's node ids: a switch's upstream port `sw0.up` is the switch box, the IOMMU
+ * unit is "IOMMU", `ram` is "RAM". Repeats of one node next to each other collapse.
+ */
+export function hopsToNodes(topo: Topology, hops: readonly string[]): string[] {
+  const ids = new Set(topo.nodes.map((n) => n.id));
+  const out: string[] = [];
+  for (const hop of hops) {
+    let id = hop;
+    if (hop === "ram") id = "RAM";
+    else if (!ids.has(hop) && hop.endsWith(".up") && ids.has(hop.slice(0, -3))) id = hop.slice(0, -3);
+    else if (!ids.has(hop) && /iommu/i.test(hop)) id = "IOMMU";
+    if (out[out.length - 1] !== id) out.push(id);
+  }
+  return out;
 }
