@@ -160,6 +160,14 @@ describe.skipIf(!present)("the explorer in Chromium", () => {
     await page.keyboard.press("End");
     expect(await page.textContent("[data-testid=iova-stale]")).toBe("");
     expect(await page.$$("[data-testid=iotlb-entries] li[data-stale=true]")).toHaveLength(0);
+    // Space plays from the step and pauses.
+    await page.keyboard.press("Home");
+    await page.keyboard.press(" ");
+    await page.waitForFunction(() => Number(document.querySelector("[data-testid=step]")?.textContent.split(" / ")[0]) >= 3);
+    await page.keyboard.press(" ");
+    const paused = await page.textContent("[data-testid=step]");
+    await page.waitForTimeout(300);
+    expect(await page.textContent("[data-testid=step]")).toBe(paused);
     // Strict mode has no window: the probe after the unmap faults.
     await pickRun(page, "classic/strict");
     await page.focus("[data-testid=timeline]");
