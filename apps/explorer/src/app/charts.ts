@@ -118,3 +118,31 @@ function marker(u: uPlot, step: number): void {
   c.stroke();
   c.restore();
 }
+
+/** Modelled time of every run of the scenario as bars (uPlot), the two picked runs named in the title. */
+export class ModelledTimeChart {
+  readonly root: HTMLElement;
+  #plot: uPlot | undefined;
+
+  constructor() {
+    this.root = h("div", { class: "chart", testid: "modelled-chart" });
+  }
+
+  setRuns(runs: readonly RunView[], width: number): void {
+    this.#plot?.destroy();
+    this.#plot = undefined;
+    this.root.replaceChildren();
+    if (runs.length === 0) return;
+    const labels = runs.map((r) => r.label.split(" ").pop() ?? r.label);
+    const bars = uPlot.paths.bars?.({ size: [0.6, 80] });
+    const opts: uPlot.Options = {
+      title: "modelled time per run (µs)",
+      width,
+      height: 160,
+      scales: { x: { time: false, range: [-0.5, runs.length - 0.5] }, y: { range: (_u: uPlot, _min: number, max: number): uPlot.Range.MinMax => [0, max * 1.1] } },
+      axes: [{ values: (_u: uPlot, ticks: number[]) => ticks.map((t) => (Number.isInteger(t) ? (labels[t] ?? "") : "")), splits: () => runs.map((_, i) => i) }, { label: "µs" }],
+      series: [{ label: "run", value: (_u: uPlot, v: number | null) => (v === null ? "" : (labels[v] ?? "")) }, { label: "modelled µs", fill: "#cfe0f7", stroke: "#3a7bd5", ...(bars === undefined ? {} : { paths: bars }) }],
+    };
+    this.#plot = new uPlot(opts, [runs.map((_, i) => i), runs.map((r) => (r.result?.modelledNs ?? 0) / 1000)], this.root);
+  }
+}

@@ -4,7 +4,7 @@ import type { DomainState } from "../model/replay.js";
 import { runInPage, runsOfLog, type RunView } from "../model/run.js";
 import { routeOf } from "../model/topology.js";
 import { chainIndices, renderChain } from "./chain-view.js";
-import { CountsChart, IotlbChart, renderCompare } from "./charts.js";
+import { CountsChart, IotlbChart, ModelledTimeChart, renderCompare } from "./charts.js";
 import { h, hex, panel } from "./dom.js";
 import { renderIotlb } from "./iotlb-view.js";
 import { IovaView } from "./iova-view.js";
@@ -102,7 +102,8 @@ function explorer(): void {
   pCounts.body.append(counts);
   const pCharts = panel("Counters and modelled time: two runs side by side", "charts");
   const compareBody = h("div", {});
-  pCharts.body.append(h("div", { class: "charts" }, chartA.root, chartB.root), compareBody);
+  const modelled = new ModelledTimeChart();
+  pCharts.body.append(h("div", { class: "charts" }, chartA.root, chartB.root), modelled.root, compareBody);
   const pChain = panel("HMM / ODP pages and dma-buf buffers", "chain-panel");
   const editor = h("textarea", { testid: "editor", spellcheck: "false", rows: 18 });
   const editorErrors = h("ol", { class: "errors", testid: "editor-errors" });
@@ -296,6 +297,7 @@ function explorer(): void {
   }
 
   function show(runs: RunView[], s: Scenario): void {
+    modelled.setRuns(runs, Math.max(300, pCharts.body.clientWidth - 16));
     scenario = s;
     editor.value = JSON.stringify(s, null, 2);
     description.textContent = `${s.name}: ${s.description}`;
