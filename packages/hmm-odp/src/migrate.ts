@@ -458,7 +458,7 @@ export function migrateDeviceFinalize(sys: MmSystem, md: MigrateDevice): void {
     let pages = 0;
     for (let j = 0; j < md.npages; j++) {
       const s = md.src[j] ?? 0;
-      if (md.mappings[j] !== undefined && (s & MIGRATE_PFN_MIGRATE) !== 0 && migratePfnToPfn(md.dst[j] ?? 0) >= 0) pages++;
+      if (md.mapCount(j) > 0 && (s & MIGRATE_PFN_MIGRATE) !== 0 && migratePfnToPfn(md.dst[j] ?? 0) >= 0) pages++;
     }
     trace.events.view<HmmOdpEvent>().emit({ type: "hmm.migrate", t: trace.clock.now, mm: "", start: md.startPfn, npages: md.npages, pages, to: "system" });
   }
