@@ -34,6 +34,12 @@ export class IovaRangeBlocks {
   readonly #hiChunks: Float64Array[] = [];
   /** Entries per block id. */
   #count = new Int32Array(16);
+  /**
+   * Where a block's entries start in its 64 slots: they occupy [start, start + count), so a range goes
+   * in at either end by moving the nearer part of the block. A block made for a range below its
+   * neighbour's starts at the top (allocation is top-down, so the next range goes just below it).
+   */
+  #start = new Int32Array(16);
   /** Block ids made so far; ids of emptied blocks wait in #freeIds. */
   #ids = 0;
   readonly #freeIds: number[] = [];
@@ -85,7 +91,8 @@ export class IovaRangeBlocks {
     const b = this.#newId();
     this.#order[0] = b;
     this.#nb = 1;
-    const base = (b & (CHUNK_BLOCKS - 1)) << BLOCK_SHIFT;
+    this.#start[b] = BLOCK - 1;
+    const base = this.#base(b);
     this.#loOf(b)[base] = IOVA_ANCHOR;
     this.#hiOf(b)[base] = IOVA_ANCHOR;
     this.#count[b] = 1;
@@ -98,7 +105,7 @@ export class IovaRangeBlocks {
     if (pos < 0) return -1;
     const b = this.#order[pos] ?? 0;
     const lo = this.#loOf(b);
-    const base = (b & (CHUNK_BLOCKS - 1)) << BLOCK_SHIFT;
+    const base = this.#base(b);
     const i = upperBound(lo, base, this.#count[b] ?? 0, pfn) - 1;
     if (i < 0) return -1;
     const hi = this.#hiOf(b)[base + i] ?? 0;
@@ -112,7 +119,7 @@ export class IovaRangeBlocks {
     let pos = this.#blockAtOrBelow(pfn);
     if (pos < 0) pos = 0;
     const b = this.#order[pos] ?? 0;
-    const base = (b & (CHUNK_BLOCKS - 1)) << BLOCK_SHIFT;
+    const base = this.#base(b);
     const n = this.#count[b] ?? 0;
     let i = upperBound(this.#loOf(b), base, n, pfn) - 1;
     if (i < 0 || (this.#hiOf(b)[base + i] ?? 0) < pfn) i++;
@@ -122,7 +129,7 @@ export class IovaRangeBlocks {
     }
     if (pos + 1 >= this.#nb) return -1;
     const c = this.#order[pos + 1] ?? 0;
-    const cb = (c & (CHUNK_BLOCKS - 1)) << BLOCK_SHIFT;
+    const cb = this.#base(c);
     this.foundHi = this.#hiOf(c)[cb] ?? 0;
     return this.#loOf(c)[cb] ?? 0;
   }
@@ -133,17 +140,17 @@ export class IovaRangeBlocks {
     if (pos < 0) pos = 0;
     const b = this.#order[pos] ?? 0;
     const n = this.#count[b] ?? 0;
-    const i = upperBound(this.#loOf(b), (b & (CHUNK_BLOCKS - 1)) << BLOCK_SHIFT, n, lo);
+    const i = upperBound(this.#loOf(b), this.#base(b), n, lo);
     if (n < BLOCK) {
       this.#insertIn(pos, i, lo, hi);
     } else if (i === n) {
       // Past the end of a full block: the front of the next one, or a new block between them.
       const c = pos + 1 < this.#nb ? (this.#order[pos + 1] ?? 0) : -1;
-      if (c < 0 || (this.#count[c] ?? 0) >= BLOCK) this.#addBlock(pos + 1);
+      if (c < 0 || (this.#count[c] ?? 0) >= BLOCK) this.#addBlock(pos + 1, BLOCK);
       this.#insertIn(pos + 1, 0, lo, hi);
     } else if (i === 0) {
       // Below everything (only the first block has nothing before it to take the range).
-      this.#addBlock(pos);
+      this.#addBlock(pos, BLOCK);
       this.#insertIn(pos, 0, lo, hi);
     } else {
       this.#split(pos);
@@ -164,7 +171,7 @@ export class IovaRangeBlocks {
     const b = this.#order[pos] ?? 0;
     const L = this.#loOf(b);
     const H = this.#hiOf(b);
-    const base = (b & (CHUNK_BLOCKS - 1)) << BLOCK_SHIFT;
+    const base = this.#base(b);
     const n = this.#count[b] ?? 0;
     const i = upperBound(L, base, n, lo) - 1;
     if (i < 0 || L[base + i] !== lo || lo === IOVA_ANCHOR) return false;
@@ -173,12 +180,23 @@ export class IovaRangeBlocks {
       this.nextHi = H[base + i + 1] ?? 0;
     } else {
       const c = this.#order[pos + 1] ?? 0;
-      const cb = (c & (CHUNK_BLOCKS - 1)) << BLOCK_SHIFT;
+      const cb = this.#base(c);
       this.nextLo = this.#loOf(c)[cb] ?? 0;
       this.nextHi = this.#hiOf(c)[cb] ?? 0;
     }
-    L.copyWithin(base + i, base + i + 1, base + n);
-    H.copyWithin(base + i, base + i + 1, base + n);
+    // Close the hole from the nearer end.
+    if (i < n - 1 - i) {
+      for (let j = base + i; j > base; j--) {
+        L[j] = L[j - 1] ?? 0;
+        H[j] = H[j - 1] ?? 0;
+      }
+      this.#start[b] = (this.#start[b] ?? 0) + 1;
+    } else {
+      for (let j = base + i; j < base + n - 1; j++) {
+        L[j] = L[j + 1] ?? 0;
+        H[j] = H[j + 1] ?? 0;
+      }
+    }
     this.#count[b] = n - 1;
     this.#size--;
     if (n === 1) {
@@ -207,7 +225,7 @@ export class IovaRangeBlocks {
     } else {
       const b = this.#order[pos] ?? 0;
       const n = this.#count[b] ?? 0;
-      from = upperBound(this.#loOf(b), (b & (CHUNK_BLOCKS - 1)) << BLOCK_SHIFT, n, highB - 1);
+      from = upperBound(this.#loOf(b), this.#base(b), n, highB - 1);
       if (from === n) {
         if (pos + 1 < this.#nb) {
           pos++;
@@ -239,7 +257,7 @@ export class IovaRangeBlocks {
       const b = this.#order[pos] ?? 0;
       const L = this.#loOf(b);
       const H = this.#hiOf(b);
-      const base = (b & (CHUNK_BLOCKS - 1)) << BLOCK_SHIFT;
+      const base = this.#base(b);
       const n = this.#count[b] ?? 0;
       for (let i = 0; i < n; i++) {
         const lo = L[base + i] ?? 0;
@@ -256,9 +274,11 @@ export class IovaRangeBlocks {
       const b = this.#order[pos] ?? 0;
       const n = this.#count[b] ?? 0;
       if (n < 1 || n > BLOCK) return `block ${b} at ${pos} holds ${n} ranges`;
+      const st = this.#start[b] ?? 0;
+      if (st < 0 || st + n > BLOCK) return `block ${b} at ${pos} starts at slot ${st} with ${n} ranges`;
       const L = this.#loOf(b);
       const H = this.#hiOf(b);
-      const base = (b & (CHUNK_BLOCKS - 1)) << BLOCK_SHIFT;
+      const base = this.#base(b);
       for (let i = 0; i < n; i++) {
         const lo = L[base + i] ?? 0;
         const hi = H[base + i] ?? 0;
@@ -294,7 +314,7 @@ export class IovaRangeBlocks {
     const b = this.#order[pos] ?? 0;
     const L = this.#loOf(b);
     const H = this.#hiOf(b);
-    const base = (b & (CHUNK_BLOCKS - 1)) << BLOCK_SHIFT;
+    const base = this.#base(b);
     const below = this.#lastHiBefore(pos) + 1;
     for (let i = from; i >= 0; i--) {
       const lo = L[base + i] ?? 0;
@@ -315,7 +335,7 @@ export class IovaRangeBlocks {
   #lastHiBefore(pos: number): number {
     if (pos <= 0) return -1;
     const p = this.#order[pos - 1] ?? 0;
-    return this.#hiOf(p)[((p & (CHUNK_BLOCKS - 1)) << BLOCK_SHIFT) + (this.#count[p] ?? 1) - 1] ?? 0;
+    return this.#hiOf(p)[this.#base(p) + (this.#count[p] ?? 1) - 1] ?? 0;
   }
 
   /** The bound of block `pos` for one alignment: max over its gaps of (pfn_lo - gap start aligned up). */
@@ -323,7 +343,7 @@ export class IovaRangeBlocks {
     const b = this.#order[pos] ?? 0;
     const L = this.#loOf(b);
     const H = this.#hiOf(b);
-    const base = (b & (CHUNK_BLOCKS - 1)) << BLOCK_SHIFT;
+    const base = this.#base(b);
     const n = this.#count[b] ?? 0;
     let gs = this.#lastHiBefore(pos) + 1;
     let m = -Infinity;
@@ -367,11 +387,22 @@ export class IovaRangeBlocks {
     const b = this.#order[pos] ?? 0;
     const L = this.#loOf(b);
     const H = this.#hiOf(b);
-    const base = (b & (CHUNK_BLOCKS - 1)) << BLOCK_SHIFT;
+    let base = this.#base(b);
     const n = this.#count[b] ?? 0;
-    for (let j = base + n; j > base + i; j--) {
-      L[j] = L[j - 1] ?? 0;
-      H[j] = H[j - 1] ?? 0;
+    const s0 = this.#start[b] ?? 0;
+    // Make room from the nearer end that has some (a block with room has it at one end at least).
+    if (s0 > 0 && (i < n - i || s0 + n >= BLOCK)) {
+      for (let j = base - 1; j < base - 1 + i; j++) {
+        L[j] = L[j + 1] ?? 0;
+        H[j] = H[j + 1] ?? 0;
+      }
+      this.#start[b] = s0 - 1;
+      base--;
+    } else {
+      for (let j = base + n; j > base + i; j--) {
+        L[j] = L[j - 1] ?? 0;
+        H[j] = H[j - 1] ?? 0;
+      }
     }
     L[base + i] = lo;
     H[base + i] = hi;
@@ -385,7 +416,7 @@ export class IovaRangeBlocks {
     } else {
       if (pos + 1 < this.#nb) {
         const c = this.#order[pos + 1] ?? 0;
-        if (this.#wasBest(c, g, this.#loOf(c)[(c & (CHUNK_BLOCKS - 1)) << BLOCK_SHIFT] ?? 0)) this.#refresh(pos + 1);
+        if (this.#wasBest(c, g, this.#loOf(c)[this.#base(c)] ?? 0)) this.#refresh(pos + 1);
       }
       this.#widened(pos, i);
     }
@@ -404,7 +435,7 @@ export class IovaRangeBlocks {
   #widened(pos: number, i: number): void {
     if (pos >= this.#nb) return;
     const b = this.#order[pos] ?? 0;
-    const base = (b & (CHUNK_BLOCKS - 1)) << BLOCK_SHIFT;
+    const base = this.#base(b);
     const top = this.#loOf(b)[base + i] ?? 0;
     const gs = i > 0 ? (this.#hiOf(b)[base + i - 1] ?? 0) + 1 : this.#lastHiBefore(pos) + 1;
     for (let k = 0; k < this.#orders; k++) {
@@ -419,12 +450,13 @@ export class IovaRangeBlocks {
 
   /** Splits full block `pos` in halves; the upper half becomes block pos + 1. */
   #split(pos: number): void {
-    this.#addBlock(pos + 1);
+    // A full block starts at slot 0; both halves do.
+    this.#addBlock(pos + 1, 0);
     const b = this.#order[pos] ?? 0;
     const c = this.#order[pos + 1] ?? 0;
     const half = BLOCK >> 1;
-    const bb = (b & (CHUNK_BLOCKS - 1)) << BLOCK_SHIFT;
-    const cb = (c & (CHUNK_BLOCKS - 1)) << BLOCK_SHIFT;
+    const bb = this.#base(b);
+    const cb = this.#base(c);
     this.#loOf(c).set(this.#loOf(b).subarray(bb + half, bb + BLOCK), cb);
     this.#hiOf(c).set(this.#hiOf(b).subarray(bb + half, bb + BLOCK), cb);
     this.#count[b] = half;
@@ -433,8 +465,11 @@ export class IovaRangeBlocks {
     this.#refresh(pos + 1);
   }
 
-  /** An empty block at position pos (later ones move up one); its bound is -Infinity until filled. */
-  #addBlock(pos: number): void {
+  /**
+   * An empty block at position pos (later ones move up one), its entries to start at slot `start`; its
+   * bound is -Infinity until filled.
+   */
+  #addBlock(pos: number, start: number): void {
     const b = this.#newId();
     if (this.#nb >= this.#order.length) {
       const o = new Int32Array(this.#order.length * 2);
@@ -444,6 +479,7 @@ export class IovaRangeBlocks {
     this.#order.copyWithin(pos + 1, pos, this.#nb);
     this.#order[pos] = b;
     this.#count[b] = 0;
+    this.#start[b] = start;
     for (let k = 0; k < this.#orders; k++) {
       const byId = this.#fitById[k];
       if (byId !== undefined) byId[b] = -Infinity;
@@ -495,12 +531,17 @@ export class IovaRangeBlocks {
     while (a <= z) {
       const m = (a + z) >> 1;
       const b = this.#order[m] ?? 0;
-      if ((this.#loOf(b)[(b & (CHUNK_BLOCKS - 1)) << BLOCK_SHIFT] ?? 0) <= pfn) {
+      if ((this.#loOf(b)[this.#base(b)] ?? 0) <= pfn) {
         r = m;
         a = m + 1;
       } else z = m - 1;
     }
     return r;
+  }
+
+  /** Index of block b's first entry in its chunk. */
+  #base(b: number): number {
+    return ((b & (CHUNK_BLOCKS - 1)) << BLOCK_SHIFT) + (this.#start[b] ?? 0);
   }
 
   #loOf(b: number): Float64Array {
@@ -524,6 +565,9 @@ export class IovaRangeBlocks {
       const c = new Int32Array(this.#count.length * 2);
       c.set(this.#count);
       this.#count = c;
+      const st = new Int32Array(c.length);
+      st.set(this.#start);
+      this.#start = st;
       for (let k = 0; k < this.#orders; k++) {
         const old = this.#fitById[k];
         const f = new Float64Array(c.length).fill(-Infinity);
