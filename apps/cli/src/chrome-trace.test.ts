@@ -142,6 +142,18 @@ describe("Chrome trace export", () => {
     expect(order).toEqual([...order].sort((a, b) => a - b));
   });
 
+  it("draws where a GPU dma-buf lives as a counter track that follows each move", () => {
+    const t = traceOf(["run", "dmabuf-migrate", "--api", "two-step", "--iommu", "strict"]);
+    const placement = t.traceEvents.filter((e) => e.ph === "C" && e.name.startsWith("dma-buf gpu:") && e.name.endsWith(" blocks"));
+    expect(placement.length).toBeGreaterThanOrEqual(3);
+    const vram = placement.map((e) => e.args?.VRAM);
+    // Created in VRAM, moved to RAM, moved back.
+    expect(vram[0]).toBeGreaterThan(0);
+    expect(vram).toContain(0);
+    expect(vram.at(-1)).toBe(vram[0]);
+    expect(t.traceEvents.some((e) => e.ph === "i" && e.name === "move to ram")).toBe(true);
+  });
+
   it("gives each run of a sweep its own process", () => {
     const t = traceOf(["compare", "p2p-host-bridge", "--api", "classic,two-step", "--iommu", "strict"]);
     const names = t.traceEvents.filter((e) => e.name === "process_name").map((e) => e.args?.name);

@@ -68,7 +68,7 @@ interface Occupancy {
  * flushes (the lazy timeout is a timer), faults, invalidations, hmm and dma-buf events. Besides running
  * totals, occupancy tracks show the state at each sample: IOVA space in use (allocated, including
  * ranges waiting in the flush queue), flush-queue fill, swiotlb slots in use, IOTLB entries, and bytes
- * mapped by the IO page tables.
+ * mapped by the IO page tables; and per GPU dma-buf, its blocks in VRAM and in RAM.
  *
  * The model's virtual clock only moves when something waits (a flush-queue timeout, a probe interval),
  * so timestamps are virtual time plus the modelled cost of the work done so far: each sample moves the
@@ -227,12 +227,18 @@ export class ChromeTraceRecorder {
           instant(e.mm === "" ? "device memory" : e.mm, `migrate to ${e.to}`, "hmm", at, { start: hex(e.start), pages: e.pages });
           return;
         }
+        case "dmabuf.place": {
+          const at = step(e.t);
+          counter(`dma-buf ${e.exporter}#${e.buf} blocks`, { VRAM: e.inVram, RAM: e.totalBlocks - e.inVram }, at);
+          return;
+        }
         case "dmabuf.invalidate":
         case "dmabuf.move":
         case "dmabuf.revoke": {
           const at = step(e.t);
           const name = e.type === "dmabuf.move" ? `move to ${e.to}` : e.type === "dmabuf.revoke" ? (e.revoked ? "revoke" : "re-enable") : "invalidate_mappings";
           instant(`dma-buf ${e.exporter}#${e.buf}`, name, "dmabuf", at, e.type === "dmabuf.move" ? { blocks: e.blocks, bytes: e.bytes } : { reason: e.reason });
+          if (e.type === "dmabuf.move") counter(`dma-buf ${e.exporter}#${e.buf} blocks`, { VRAM: e.inVram, RAM: e.totalBlocks - e.inVram }, at);
           return;
         }
         default:

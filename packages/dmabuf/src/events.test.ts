@@ -4,7 +4,7 @@ import { DmaBufImporter, GpuVramExporter, VfioPciCoreDevice } from "./index.js";
 import type { DmaBuf, TraceEvent } from "./index.js";
 import { GPU, dmaBufRig } from "./test-fixtures.js";
 
-const DMABUF_TYPES = new Set(["dmabuf.map", "dmabuf.unmap", "dmabuf.invalidate", "dmabuf.move", "dmabuf.revoke"]);
+const DMABUF_TYPES = new Set(["dmabuf.place", "dmabuf.map", "dmabuf.unmap", "dmabuf.invalidate", "dmabuf.move", "dmabuf.revoke"]);
 
 function record(rig: ReturnType<typeof dmaBufRig>): { seen: TraceEvent[]; off: () => void } {
   const seen: TraceEvent[] = [];
@@ -31,6 +31,19 @@ describe("dma-buf trace events", () => {
     expect(seen[0]).toMatchObject({ ...name, device: rig.importer.bdf, kind: "sgt", size: 4 * MiB });
     expect(seen[2]).toMatchObject({ ...name, reason: "migrate", importers: 1 });
     expect(seen[3]).toMatchObject({ ...name, to: "ram", blocks: 1, bytes: 2 * MiB, inVram: 1, totalBlocks: 2 });
+  });
+
+  it("a new GPU buffer reports where its blocks went", () => {
+    const rig = dmaBufRig();
+    const gpu = new GpuVramExporter(rig.sys, { bdf: GPU, blockBytes: 2 * MiB });
+    const { seen, off } = record(rig);
+    const vram = gpu.allocate(4 * MiB);
+    const ram = gpu.allocate(2 * MiB, "ram");
+    off();
+    expect(seen).toMatchObject([
+      { type: "dmabuf.place", buf: vram.inode, size: 4 * MiB, inVram: 2, totalBlocks: 2 },
+      { type: "dmabuf.place", buf: ram.inode, size: 2 * MiB, inVram: 0, totalBlocks: 1 },
+    ]);
   });
 
   it("a vfio-pci revoke and the enable that follows", () => {

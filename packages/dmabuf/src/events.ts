@@ -89,6 +89,27 @@ export interface DmaBufMoveEvent {
 }
 
 /**
+ * The GPU exporter created a buffer: `inVram` of its `totalBlocks` blocks in VRAM, the rest in system RAM
+ * (VRAM was asked for and full, or RAM was). Later placements come with each `dmabuf.move`.
+ */
+export interface DmaBufPlaceEvent {
+  /** The event's name. */
+  readonly type: "dmabuf.place";
+  /** Virtual time, ns. */
+  readonly t: number;
+  /** The buffer's inode number. */
+  readonly buf: number;
+  /** The exporter's name (exp_name). */
+  readonly exporter: string;
+  /** Bytes of the buffer. */
+  readonly size: number;
+  /** Blocks of the buffer in VRAM. */
+  readonly inVram: number;
+  /** Blocks of the buffer. */
+  readonly totalBlocks: number;
+}
+
+/**
  * vfio-pci revoked a buffer (`revoked` true: memory disabled, reset, close) or made it usable again;
  * `waitingFor` mappings the importers have not unmapped yet.
  */
@@ -110,7 +131,7 @@ export interface DmaBufRevokeEvent {
 }
 
 /** This package's own events. */
-export type DmaBufEvent = DmaBufMapEvent | DmaBufUnmapEvent | DmaBufInvalidateEvent | DmaBufMoveEvent | DmaBufRevokeEvent;
+export type DmaBufEvent = DmaBufMapEvent | DmaBufUnmapEvent | DmaBufInvalidateEvent | DmaBufPlaceEvent | DmaBufMoveEvent | DmaBufRevokeEvent;
 
 /** Every event a holder of a dma-buf system sees: the kernel's, the mm model's and this package's. */
 export type TraceEvent = HmmTraceEvent | DmaBufEvent;

@@ -54,4 +54,4 @@ export { DmaBufImporter } from "./importer.js";
 export type { DmaBufImporterOptions } from "./importer.js";
 export { dmaBufMappingComparison, dmaBufMappingComparisonTable } from "./compare.js";
 export type { DmaBufMappingComparisonRow } from "./compare.js";
-export type { DmaBufEvent, DmaBufInvalidateEvent, DmaBufMapEvent, DmaBufMappingKind, DmaBufMoveEvent, DmaBufPlacement, DmaBufRevokeEvent, DmaBufUnmapEvent, TraceEvent } from "./events.js";
+export type { DmaBufEvent, DmaBufInvalidateEvent, DmaBufMapEvent, DmaBufMappingKind, DmaBufMoveEvent, DmaBufPlaceEvent, DmaBufPlacement, DmaBufRevokeEvent, DmaBufUnmapEvent, TraceEvent } from "./events.js";

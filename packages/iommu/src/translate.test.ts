@@ -229,6 +229,24 @@ describe("events", () => {
     expect(trace.counters.get(Counter.IotlbStaleHits)).toBe(1);
   });
 
+  it("a single-granule map into an empty table reports the tables it linked, top-down, then the map", () => {
+    const { dom, trace } = setup();
+    const seen: TraceEvent[] = [];
+    const off = trace.events.subscribe((e) => seen.push(e));
+    const at = 5 * SZ_1G + 3 * SZ_2M + 7 * SZ_4K;
+    dom.map(iova(at), physAddr(0x9000), SZ_4K, RW);
+    dom.map(iova(at + SZ_4K), physAddr(0xa000), SZ_4K, RW); // same leaf table: nothing linked
+    off();
+    expect(seen.map((e) => (e.type === "iommu.pt-alloc" ? `alloc ${e.level}@${e.iova}` : e.type === "iommu.map" ? `map ${e.iova}/${e.pgsize}` : e.type))).toEqual([
+      "alloc 3@0",
+      `alloc 2@${5 * SZ_1G}`,
+      `alloc 1@${5 * SZ_1G + 3 * SZ_2M}`,
+      `map ${at}/${SZ_4K}`,
+      `map ${at + SZ_4K}/${SZ_4K}`,
+    ]);
+    expect(trace.counters.get(Counter.PtPagesAllocated)).toBe(3);
+  });
+
   it("reports page-table pages linked and freed with their level and base IOVA, and leaf sizes per run", () => {
     const { dom, trace } = setup();
     const seen: TraceEvent[] = [];

@@ -149,6 +149,12 @@ export class GpuVramExporter {
     if (typeof buf === "number") throw new DmaBufInputError(fn, "size", size, "an exportable buffer");
     bo.buf = buf;
     this.#lru.push(bo);
+    const trace = this.system.trace;
+    if (trace.events.active) {
+      let inVram = 0;
+      for (let i = 0; i < nb; i++) inVram += bo.inVram[i] ?? 0;
+      emitDmaBuf(trace, { type: "dmabuf.place", t: trace.clock.now, buf: buf.inode, exporter: buf.expName, size: buf.size, inVram, totalBlocks: nb });
+    }
     return buf;
   }
 
