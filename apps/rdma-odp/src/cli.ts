@@ -35,7 +35,8 @@ Examples:
 `;
 
 function testCases(): RdmaOdpTest[] {
-  return RDMA_ODP_TESTS.filter((t) => t !== "hodgepodge" && t !== "nic-workload");
+  // test_odp.py's cases only: the dmabuf MR tests are the rdma-dmabuf-* built-ins of `dmasim`.
+  return RDMA_ODP_TESTS.filter((t) => t !== "hodgepodge" && t !== "nic-workload" && !t.startsWith("dmabuf-"));
 }
 
 /** Bad usage: one line on stderr, exit status 2. */
