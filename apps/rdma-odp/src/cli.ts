@@ -39,7 +39,8 @@ Examples:
 `;
 
 function testCases(): RdmaOdpTest[] {
-  return RDMA_ODP_TESTS.filter((t) => t !== "hodgepodge" && t !== "nic-workload" && t !== "mixed-mr");
+  // test_odp.py's cases only: the dmabuf MR tests are the rdma-dmabuf-* built-ins of `dmasim`, the mixed MR has its own command.
+  return RDMA_ODP_TESTS.filter((t) => t !== "hodgepodge" && t !== "nic-workload" && t !== "mixed-mr" && !t.startsWith("dmabuf-"));
 }
 
 /** Bad usage: one line on stderr, exit status 2. */

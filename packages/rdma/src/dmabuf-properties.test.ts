@@ -50,6 +50,7 @@ function setup(copyBytesPerNs: number): World {
     make("pinned sgt, GPU behind the switch", rig.gpu.allocate(128 * KB, "vram"), "gpu", "pinned", "sgt", 0, 128 * KB, 0x30_0000),
     make("revocable phys, VFIO BAR", vfioBuf(rig, 0, 64 * KB), "vfio", "revocable", "phys", 0, 64 * KB, 0x40_0000, bar),
     make("dynamic sgt, VFIO BAR", vfioBuf(rig, 256 * KB, 64 * KB), "vfio", "dynamic", "sgt", 0, 64 * KB, 0x50_0000, bar + 256 * KB),
+    make("dynamic phys, GPU behind the switch", rig.gpu.allocate(128 * KB, "vram"), "gpu", "dynamic", "phys", 0, 128 * KB, 0x60_0000),
   ];
   const stagingBuf = rig.heap.allocate(256 * KB);
   const staging = mustMr(rig.nicA.regDmabufMr(rig.pdA, stagingBuf, 0, 256 * KB, 0x7000_0000, ACCESS_ALL, { kind: "pinned" }));
@@ -112,7 +113,7 @@ interface Op {
 
 const opArb: fc.Arbitrary<Op> = fc.record({
   kind: fc.constantFrom<OpKind>("nicWrite", "nicWrite", "nicWrite", "nicRead", "nicRead", "cpuWrite", "migrate", "migrate", "pressure", "vfioOff", "vfioOn"),
-  target: fc.nat({ max: 4 }),
+  target: fc.nat({ max: 5 }),
   page: fc.nat({ max: 63 }),
   value: fc.integer({ min: 1, max: 1_000_000 }),
 });
