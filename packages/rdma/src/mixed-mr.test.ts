@@ -145,6 +145,19 @@ describe("a mixed MR: user VA and dma-bufs behind one mkey, one MTT, one IOVA", 
     expect(MixedEventLog.firstDmaNs(gpuEvent!)).toBeGreaterThanOrEqual((64 * 1024) / r.gpuVram.copyBytesPerNs);
   });
 
+  it("a VA fault of several pages: a link and a sync per page, or one sync per run with the batched strategy", () => {
+    for (const [odpDma, syncs] of [["hmm_dma_map", 4], ["hmm_dma_map batched", 1]] as const) {
+      const r = mixedRig({ odpDma });
+      const p = r.part("anon").first + 8;
+      const before = r.nicB.counters.get(DmaCounter.DmaIovaSyncs);
+      const bytes = Uint8Array.from({ length: 4 * PAGE_SIZE }, (_, i) => (i * 13) & 0xff);
+      expect(mixedWrite(r, p, bytes)).toBe(OK);
+      expect({ odpDma, syncs: r.nicB.counters.get(DmaCounter.DmaIovaSyncs) - before }).toEqual({ odpDma, syncs });
+      expect(mixedRead(r, p, 4 * PAGE_SIZE)).toEqual(bytes);
+      expect(mixedStaleEntries(r)).toEqual([]);
+    }
+  });
+
   it("deregMr leaves nothing: IOVA, IOMMU mappings, attachments, notifiers", () => {
     const r = mixedRig();
     readAll(r);

@@ -170,6 +170,15 @@ describe("property: one mixed MR (user VA + dma-bufs), any interleaving of mm op
     );
   });
 
+  it("the same with the NIC's batched strategy (one IOTLB sync per run of faulted VA pages)", () => {
+    fc.assert(
+      fc.property(opsArb, (ops) => {
+        run(mixedRig({ odpDma: "hmm_dma_map batched" }), ops);
+      }),
+      { numRuns: 8, seed: 0x0e4 },
+    );
+  });
+
   it("fails when the mm's zap is skipped (the VA segments' callbacks only bump the sequence)", () => {
     const out = fc.check(
       fc.property(opsArb, (ops) => {
