@@ -1,6 +1,6 @@
 import { describe, expect, it } from "vitest";
 import { DmaCounter } from "@dmasim/dma";
-import { DmaBufCounter, DmaResvUsage } from "@dmasim/dmabuf";
+import { DmaBufCounter, DmaResvUsage, dmaBufPut } from "@dmasim/dmabuf";
 import { MADV_DONTNEED, PROT_READ, PROT_WRITE } from "@dmasim/hmm-odp";
 import { unsafeIova } from "@dmasim/iommu";
 import { PAGE_SIZE } from "@dmasim/memory";
@@ -90,6 +90,16 @@ describe("a mixed MR: user VA and dma-bufs behind one mkey, one MTT, one IOVA", 
     expect(mixedRead(r, g.first + 16)).toEqual(tagBytes(g.first + 16));
     expect(r.vram.resv.testSignaled(DmaResvUsage.KERNEL)).toBe(true);
     expect(r.nicB.counters.get(DmaBufCounter.DmaBufFenceWaits)).toBeGreaterThan(waits);
+    expect(mixedStaleEntries(r)).toEqual([]);
+
+    // VRAM pressure: another buffer wants all of VRAM, the exporter evicts ours to RAM ("evict").
+    expect(mixedRead(r, g.first)).toEqual(tagBytes(g.first));
+    const big = r.gpuVram.allocate(r.gpuVram.nBlocks * r.gpuVram.blockBytes);
+    expect(r.gpuVram.placement(r.vram).every((v) => !v)).toBe(true);
+    expect(r.mr.mtt[g.first]).toBe(0);
+    expect(r.umem.events.records.at(-1)).toMatchObject({ source: "gpu", reason: "evict" });
+    expect(mixedRead(r, g.first)).toEqual(tagBytes(g.first));
+    dmaBufPut(big);
     expect(mixedStaleEntries(r)).toEqual([]);
 
     // VFIO revoke: the VFIO slice gets access errors, the rest keeps working; enable restores it.
