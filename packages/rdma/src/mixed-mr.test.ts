@@ -1,6 +1,6 @@
 import { describe, expect, it } from "vitest";
 import { DmaCounter } from "@dmasim/dma";
-import { DmaBufCounter, DmaResvUsage } from "@dmasim/dmabuf";
+import { DmaBufCounter, DmaResvUsage, dmaBufPut } from "@dmasim/dmabuf";
 import { MADV_DONTNEED, PROT_READ, PROT_WRITE } from "@dmasim/hmm-odp";
 import { unsafeIova } from "@dmasim/iommu";
 import { PAGE_SIZE } from "@dmasim/memory";
@@ -92,6 +92,16 @@ describe("a mixed MR: user VA and dma-bufs behind one mkey, one MTT, one IOVA", 
     expect(r.nicB.counters.get(DmaBufCounter.DmaBufFenceWaits)).toBeGreaterThan(waits);
     expect(mixedStaleEntries(r)).toEqual([]);
 
+    // VRAM pressure: another buffer wants all of VRAM, the exporter evicts ours to RAM ("evict").
+    expect(mixedRead(r, g.first)).toEqual(tagBytes(g.first));
+    const big = r.gpuVram.allocate(r.gpuVram.nBlocks * r.gpuVram.blockBytes);
+    expect(r.gpuVram.placement(r.vram).every((v) => !v)).toBe(true);
+    expect(r.mr.mtt[g.first]).toBe(0);
+    expect(r.umem.events.records.at(-1)).toMatchObject({ source: "gpu", reason: "evict" });
+    expect(mixedRead(r, g.first)).toEqual(tagBytes(g.first));
+    dmaBufPut(big);
+    expect(mixedStaleEntries(r)).toEqual([]);
+
     // VFIO revoke: the VFIO slice gets access errors, the rest keeps working; enable restores it.
     expect(r.vfio.setMemoryEnable(false)).toEqual({ done: true, waitingFor: 0 });
     for (let p = v.first; p < v.first + v.pages; p++) expect(r.mr.mtt[p]).toBe(0);
@@ -143,6 +153,19 @@ describe("a mixed MR: user VA and dma-bufs behind one mkey, one MTT, one IOVA", 
     expect(gpuEvent?.reason).toBe("migrate");
     // The first DMA after a migration waited for the copy's KERNEL fence: at least the copy's time.
     expect(MixedEventLog.firstDmaNs(gpuEvent!)).toBeGreaterThanOrEqual((64 * 1024) / r.gpuVram.copyBytesPerNs);
+  });
+
+  it("a VA fault of several pages: a link and a sync per page, or one sync per run with the batched strategy", () => {
+    for (const [odpDma, syncs] of [["hmm_dma_map", 4], ["hmm_dma_map batched", 1]] as const) {
+      const r = mixedRig({ odpDma });
+      const p = r.part("anon").first + 8;
+      const before = r.nicB.counters.get(DmaCounter.DmaIovaSyncs);
+      const bytes = Uint8Array.from({ length: 4 * PAGE_SIZE }, (_, i) => (i * 13) & 0xff);
+      expect(mixedWrite(r, p, bytes)).toBe(OK);
+      expect({ odpDma, syncs: r.nicB.counters.get(DmaCounter.DmaIovaSyncs) - before }).toEqual({ odpDma, syncs });
+      expect(mixedRead(r, p, 4 * PAGE_SIZE)).toEqual(bytes);
+      expect(mixedStaleEntries(r)).toEqual([]);
+    }
   });
 
   it("deregMr leaves nothing: IOVA, IOMMU mappings, attachments, notifiers", () => {

@@ -2,12 +2,13 @@ import fc from "fast-check";
 import { describe, expect, it } from "vitest";
 import { MADV_DONTNEED, PROT_READ, PROT_WRITE, hmmDmirrorCmd, mmuIntervalSetSeq } from "@dmasim/hmm-odp";
 import type { Mm } from "@dmasim/hmm-odp";
+import { dmaBufPut } from "@dmasim/dmabuf";
 import { PAGE_SIZE, unsafePhysAddr } from "@dmasim/memory";
 import { OK } from "./test-fixtures.js";
 import { mixedRead, mixedRig, mixedStaleEntries, mixedWrite, tagBytes } from "./test-mixed.js";
 import type { MixedKind, MixedRig } from "./test-mixed.js";
 
-type OpKind = "nicWrite" | "nicRead" | "nicCross" | "cpuWrite" | "munmap" | "madvise" | "mprotect" | "fork" | "toDev" | "toSys" | "gpuMigrate" | "vfioRevoke" | "vfioEnable";
+type OpKind = "nicWrite" | "nicRead" | "nicCross" | "cpuWrite" | "munmap" | "madvise" | "mprotect" | "fork" | "toDev" | "toSys" | "gpuMigrate" | "gpuPressure" | "vfioRevoke" | "vfioEnable" | "vfioReset";
 interface Op {
   kind: OpKind;
   pick: number;
@@ -15,7 +16,7 @@ interface Op {
 }
 
 const opArb: fc.Arbitrary<Op> = fc.record({
-  kind: fc.constantFrom<OpKind>("nicWrite", "nicWrite", "nicRead", "nicRead", "nicCross", "cpuWrite", "munmap", "madvise", "mprotect", "fork", "toDev", "toSys", "gpuMigrate", "gpuMigrate", "vfioRevoke", "vfioEnable"),
+  kind: fc.constantFrom<OpKind>("nicWrite", "nicWrite", "nicRead", "nicRead", "nicCross", "cpuWrite", "munmap", "madvise", "mprotect", "fork", "toDev", "toSys", "gpuMigrate", "gpuMigrate", "gpuPressure", "vfioRevoke", "vfioEnable", "vfioReset"),
   pick: fc.nat(),
   value: fc.integer({ min: 1, max: 1_000_000 }),
 });
@@ -119,6 +120,17 @@ function run(r: MixedRig, ops: readonly Op[], invariant = true): void {
         expect(r.gpuVram.migrate(r.vram, op.value % 2 === 0 ? "vram" : "ram", [block])).toBeGreaterThanOrEqual(0);
         break;
       }
+      case "gpuPressure": {
+        // Another buffer wants all of VRAM: the exporter evicts ours to RAM (TTM's LRU eviction), then
+        // the other buffer goes away.
+        const big = r.gpuVram.allocate(r.gpuVram.nBlocks * r.gpuVram.blockBytes);
+        dmaBufPut(big);
+        break;
+      }
+      case "vfioReset":
+        // VFIO_DEVICE_RESET: revoke, reset, restore (when memory was enabled).
+        expect(r.vfio.reset().done).toBe(true);
+        break;
       case "vfioRevoke":
         expect(r.vfio.setMemoryEnable(false).done).toBe(true);
         break;
@@ -167,6 +179,15 @@ describe("property: one mixed MR (user VA + dma-bufs), any interleaving of mm op
         run(mixedRig(), ops);
       }),
       { numRuns: 20, seed: 0x0e1 },
+    );
+  });
+
+  it("the same with the NIC's batched strategy (one IOTLB sync per run of faulted VA pages)", () => {
+    fc.assert(
+      fc.property(opsArb, (ops) => {
+        run(mixedRig({ odpDma: "hmm_dma_map batched" }), ops);
+      }),
+      { numRuns: 8, seed: 0x0e4 },
     );
   });
 

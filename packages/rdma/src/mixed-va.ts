@@ -1,5 +1,6 @@
 import { DMA_MAPPING_ERROR, priceCounters } from "@dmasim/dma";
 import {
+  HMM_PFN_DMA_MAPPED,
   HMM_PFN_FLAGS,
   HMM_PFN_REQ_FAULT,
   HMM_PFN_REQ_WRITE,
@@ -8,6 +9,7 @@ import {
   HMM_RANGE_DEFAULT_TIMEOUT,
   hmmCheckMayProgram,
   hmmDmaMapPfn,
+  hmmDmaMapPfnRun,
   hmmDmaUnmapPfn,
   hmmRangeFault,
   mmuIntervalCheckRetry,
@@ -81,23 +83,43 @@ export function mixedVaFault(umem: IbUmemMixed, mr: IbMr, s: MixedVaSegment, fir
   }
 }
 
-/** populate_mtt for the slice, umem mutex held: hmm_dma_map_pfn of each VALID entry, one UMR. */
+/**
+ * populate_mtt for the slice, umem mutex held: hmm_dma_map_pfn of each VALID entry (or, with the NIC's
+ * "hmm_dma_map batched" strategy, one run per sync), one UMR.
+ */
 function populate(umem: IbUmemMixed, mr: IbMr, s: MixedVaSegment, first: number, n: number): number {
   const nic = umem.nic;
   const map = umem.map;
   const mtt = mr.mtt;
   hmmCheckMayProgram(s.notifier, umem.umemMutex);
   let mapped = 0;
+  const batched = nic.odpDma === "hmm_dma_map batched";
+  const perm = (f: number): number => MLX5_IB_MTT_READ + ((f & HMM_PFN_WRITE) !== 0 && umem.writable ? MLX5_IB_MTT_WRITE : 0);
   for (let i = first; i < first + n; i++) {
     const f = map.flags[i] ?? 0;
     if ((f & HMM_PFN_VALID) === 0) {
       mtt[i] = 0;
       continue;
     }
+    if (batched && (f & HMM_PFN_DMA_MAPPED) === 0) {
+      // ★ The NIC's batched variant (as mlx5rUmrUpdateXlt): the run of VALID entries not mapped yet,
+      // linked with one IOTLB sync.
+      let end = i + 1;
+      while (end < first + n && ((map.flags[end] ?? 0) & (HMM_PFN_VALID | HMM_PFN_DMA_MAPPED)) === HMM_PFN_VALID) end++;
+      const out = nic.runScratch(end - i);
+      const got = hmmDmaMapPfnRun(umem.dev, map, i, end - i, nic.p2pState, out);
+      for (let j = 0; j < got; j++) {
+        if (mtt[i + j] === 0) mapped++;
+        mtt[i + j] = (out[j] ?? 0) + perm(map.flags[i + j] ?? 0);
+      }
+      if (got < end - i) return -RdmaErrno.EFAULT;
+      i = end - 1;
+      continue;
+    }
     const dma = hmmDmaMapPfn(umem.dev, map, i, nic.p2pState);
     if (dma === DMA_MAPPING_ERROR) return -RdmaErrno.EFAULT;
     if (mtt[i] === 0) mapped++;
-    mtt[i] = dma + MLX5_IB_MTT_READ + ((f & HMM_PFN_WRITE) !== 0 && umem.writable ? MLX5_IB_MTT_WRITE : 0);
+    mtt[i] = dma + perm(f);
   }
   const counters = nic.counters;
   counters.add(RdmaCounter.UmrPosts);

@@ -15,6 +15,7 @@ import { ibUmemMixedOf, regMixedMr } from "./mixed-mr.js";
 import type { IbUmemMixed, MixedSegmentSpec } from "./mixed-mr.js";
 import type { IbMr, IbPd } from "./mr.js";
 import { Mlx5Nic } from "./nic.js";
+import type { OdpDmaStrategy } from "./nic.js";
 import { OK, PAGE_SIZE as PS, rdmaRead, rdmaWrite } from "./test-fixtures.js";
 import { IbQpState, ibConnectQp, ibCreateCq, ibCreateQp } from "./verbs.js";
 import type { IbQp } from "./verbs.js";
@@ -80,8 +81,8 @@ export function tagBytes(tag: number): Uint8Array {
  * (written through its own CPU view before registration; the devpriv pages then migrate to the GPU). The
  * GPU's copy engine runs at 0.25 byte/ns, so a move's KERNEL fence outlasts the NIC's fault path and the wait shows.
  */
-export function mixedRig(options: DmaKernelOptions & { gpuPages?: number; vfioPages?: number } = {}): MixedRig {
-  const { gpuPages = 64, vfioPages = 16, ...kernelOptions } = options;
+export function mixedRig(options: DmaKernelOptions & { gpuPages?: number; vfioPages?: number; odpDma?: OdpDmaStrategy } = {}): MixedRig {
+  const { gpuPages = 64, vfioPages = 16, odpDma, ...kernelOptions } = options;
   const platform = createPlatform(
     switchTopology({
       ramBytes: 1 * GiB,
@@ -95,7 +96,7 @@ export function mixedRig(options: DmaKernelOptions & { gpuPages?: number; vfioPa
   const sys = new MmSystem(kernel);
   const mm = new Mm(sys);
   const nicA = new Mlx5Nic(kernel, TestBdf.CLIENT);
-  const nicB = new Mlx5Nic(kernel, TestBdf.SWITCH_SPARE);
+  const nicB = new Mlx5Nic(kernel, TestBdf.SWITCH_SPARE, odpDma === undefined ? {} : { odpDma });
   const pdA = nicA.allocPd();
   const pdB = nicB.allocPd();
   const cqA = ibCreateCq(nicA, 4096);

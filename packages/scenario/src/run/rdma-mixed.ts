@@ -5,7 +5,7 @@ import { DmirrorDevice, HMM_PFN_P2PDMA_BUS, MADV_DONTNEED, PteKind } from "@dmas
 import { GiB, MiB, PAGE_SIZE, physAddr } from "@dmasim/memory";
 import type { P2pdmaProvider, Platform } from "@dmasim/pcie-p2p";
 import { IbWcStatus, IbWrOpcode, ibConnectQp, ibCreateCq, ibCreateQp, ibPollCq, ibPostSend, ibUmemMixedOf, mmapHodgepodge, regMixedMr } from "@dmasim/rdma";
-import type { IbMr, MixedSegmentSpec } from "@dmasim/rdma";
+import type { IbMr, MixedSegmentSpec, OdpDmaStrategy } from "@dmasim/rdma";
 import { setUp } from "./host.js";
 import { check } from "./result.js";
 import type { RdmaRun } from "./rdma.js";
@@ -34,7 +34,7 @@ interface Part {
  * the GPU exporter moves blocks and VFIO revokes; after every step each live MTT entry must lead to the
  * memory backing the MR there, and per source the run reports time to quiescence and to the first DMA.
  */
-export function runMixedMr(r: RdmaRun, platform: Platform): void {
+export function runMixedMr(r: RdmaRun, platform: Platform, strategy: OdpDmaStrategy): void {
   const { s, w, mm, sys, nicA, nicB, pdA, pdB, checks, metrics, mapped } = r;
   const seed = s.seed ?? 1;
   const name = `scenario "${s.name}"`;
@@ -110,7 +110,7 @@ export function runMixedMr(r: RdmaRun, platform: Platform): void {
   }
   const mr: IbMr = reg;
   mapped.push(`one mixed MR (dmasim's proposal) over ${pages} pages: ${parts.map((x) => `${x.kind} ×${x.pages}`).join(", ")}; one mkey, one IOVA of ${(pages * PAGE_SIZE).toLocaleString("en-US")} bytes`);
-  mapped.push("VA segments fault through hmm_range_fault (mmu interval notifiers); dma-buf segments map the exporter's physical-range list into their IOVA slice on access and wait for its KERNEL fence");
+  mapped.push(`VA segments fault through hmm_range_fault (mmu interval notifiers) and hmm_dma_map_pfn into their IOVA slice (${strategy === "hmm_dma_map batched" ? "one sync per run of faulted pages" : "a link and a sync per page"}); dma-buf segments map the exporter's physical-range list into their IOVA slice on access and wait for its KERNEL fence`);
   const stage = mm.mmap(pages * PAGE_SIZE);
   const staging = r.reg(nicA, pdA, stage, pages * PAGE_SIZE, RW);
   const read = (p: number, what: string): void => {

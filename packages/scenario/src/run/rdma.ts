@@ -144,14 +144,14 @@ function runWith(s: Scenario, w: RdmaOdpWorkload, ctx: RunContext, strategy: Odp
     },
   };
   mapped.push(`${w.test}${w.implicit === true ? " (implicit ODP)" : ""} between NIC ${nicA.bdf} and NIC ${nicB.bdf}${nicA === nicB ? " (loopback)" : ""}`);
-  mapped.push(HOW[strategy]);
+  if (w.test !== "mixed-mr") mapped.push(HOW[strategy]);
   const clock = kernel.trace.clock;
   const before = kernel.trace.counters.snapshot();
   const t0 = clock.now;
   const faults0 = nicA.stats.pageFaultEvents + (nicA === nicB ? 0 : nicB.stats.pageFaultEvents);
   try {
     if (w.test === "hodgepodge") runHodgepodge(run, host.platform, strategy);
-    else if (w.test === "mixed-mr") runMixedMr(run, host.platform);
+    else if (w.test === "mixed-mr") runMixedMr(run, host.platform, strategy);
     else if (w.test === "nic-workload") runNicWorkload(run, strategy);
     else if (w.test.startsWith("dmabuf-")) runRdmaDmabuf(run, host.platform, ctx.api);
     else runTestOdp(run);
