@@ -210,6 +210,11 @@ describe("NVMe dma-buf tokens: refusals and bad input", () => {
     expect(rig.driver.inFlight).toBe(0);
     expect(token.stats.maps).toBe(0);
     expect(rig.platform.trace.counters.snapshot().diff(before).get(Counter.PteWrites)).toBe(0);
+    const toDevice = NvmeDmabufToken.create(rig.driver, buf, { dir: DmaDirection.TO_DEVICE });
+    if (typeof toDevice === "number") throw new Error(`token: ${toDevice}`);
+    expect(() => rig.driver.queueDmabufRq(toDevice, { op: ReqOp.READ, sector: 0, offset: 0, len: 4096 })).toThrow(NvmeInputError);
+    expect(rig.driver.inFlight).toBe(0);
+    toDevice.release();
     token.release();
     expect(() => rig.driver.queueDmabufRq(token, { op: ReqOp.READ, sector: 0, offset: 0, len: 4096 })).toThrow(NvmeInputError);
   });
