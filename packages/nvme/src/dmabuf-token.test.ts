@@ -210,8 +210,32 @@ describe("NVMe dma-buf tokens: refusals and bad input", () => {
     expect(rig.driver.inFlight).toBe(0);
     expect(token.stats.maps).toBe(0);
     expect(rig.platform.trace.counters.snapshot().diff(before).get(Counter.PteWrites)).toBe(0);
+    const toDevice = NvmeDmabufToken.create(rig.driver, buf, { dir: DmaDirection.TO_DEVICE });
+    if (typeof toDevice === "number") throw new Error(`token: ${toDevice}`);
+    expect(() => rig.driver.queueDmabufRq(toDevice, { op: ReqOp.READ, sector: 0, offset: 0, len: 4096 })).toThrow(NvmeInputError);
+    expect(rig.driver.inFlight).toBe(0);
+    toDevice.release();
     token.release();
     expect(() => rig.driver.queueDmabufRq(token, { op: ReqOp.READ, sector: 0, offset: 0, len: 4096 })).toThrow(NvmeInputError);
+  });
+
+  it("6.19 semantics: without MOVE_NOTIFY the drive's map pins the buffer, so the GPU cannot move it (-EBUSY) and VFIO refuses the pin", () => {
+    const rig = dmabufRig({ version: "6.19" });
+    const buf = rig.gpu.allocate(1 * MiB);
+    const token = tokenOf(rig, buf, "sgt");
+    expect(io(rig, token, ReqOp.WRITE, 0, 0, 4096).done?.nvmeStatus).toBe(0);
+    expect(rig.gpu.migrate(buf, "ram")).toBe(-DmaBufErrno.EBUSY);
+    expect(token.stats.invalidations).toBe(0);
+    token.release();
+    const vbuf = rig.vfio.featureDmaBuf({ regionIndex: 0, openFlags: 0, flags: 0, dmaRanges: [{ offset: 0, length: 64 * KiB }] });
+    if (typeof vbuf === "number") throw new Error(`export: ${vbuf}`);
+    const vtok = tokenOf(rig, vbuf, "sgt");
+    expect(rig.driver.queueDmabufRq(vtok, { op: ReqOp.WRITE, sector: 0, offset: 0, len: 4096 })).toBe(BLK_STS_RESOURCE);
+    expect(vtok.stats.lastError).toBe(-DmaBufErrno.EOPNOTSUPP);
+    vtok.release();
+    dmaBufPut(buf);
+    dmaBufPut(vbuf);
+    expect(rig.sys.leaks()).toEqual({ buffers: 0, attachments: 0, mappings: 0 });
   });
 
   it("every tag busy: BLK_STS_DEV_RESOURCE, no mapping reference taken", () => {

@@ -10,7 +10,7 @@ import {
   rqDmaDir,
 } from "@dmasim/bio";
 import type { BlkStatus, QueueLimits, Request } from "@dmasim/bio";
-import { DMA_BIT_MASK, dmaAllocCoherent, dmaMapPhys, dmaMappingError, dmaOptMappingSize, dmaSetMaskAndCoherent, dmaSetMaxSegSize, dmaSetMinAlignMask, dmaUnmapPhys, unsafeDmaAddr } from "@dmasim/dma";
+import { DMA_BIT_MASK, DmaDirection, dmaAllocCoherent, dmaMapPhys, dmaMappingError, dmaOptMappingSize, dmaSetMaskAndCoherent, dmaSetMaxSegSize, dmaSetMinAlignMask, dmaUnmapPhys, unsafeDmaAddr } from "@dmasim/dma";
 import type { DmaCoherentBuffer, DmaDevice, DmaKernel } from "@dmasim/dma";
 import { PAGE_SIZE, unsafePhysAddr } from "@dmasim/memory";
 import type { PhysicalMemory } from "@dmasim/memory";
@@ -267,6 +267,9 @@ export class NvmeDriver {
     if ((rq as unknown) === null || typeof (rq as unknown) !== "object") throw new NvmeInputError(fn, "rq", rq, "{ op, sector, offset, len }");
     if ((rq.op as number) !== ReqOp.READ && (rq.op as number) !== ReqOp.WRITE) throw new NvmeInputError(fn, "rq.op", rq.op, "ReqOp.READ or ReqOp.WRITE");
     if (!Number.isSafeInteger(rq.sector) || rq.sector < 0) throw new NvmeInputError(fn, "rq.sector", rq.sector, "a sector >= 0");
+    // The buffer was registered for one direction (token->dir): a read fills it, a write drains it.
+    const need = rq.op === ReqOp.READ ? DmaDirection.FROM_DEVICE : DmaDirection.TO_DEVICE;
+    if (token.dir !== DmaDirection.BIDIRECTIONAL && token.dir !== need) throw new NvmeInputError(fn, "rq.op", rq.op, `an op the token's direction allows (${rq.op === ReqOp.READ ? "a READ needs FROM_DEVICE" : "a WRITE needs TO_DEVICE"} or BIDIRECTIONAL)`);
     const lba = this.controller.lbaSize;
     const maxBytes = this.limits.maxSectors * 512;
     if (!Number.isSafeInteger(rq.len) || rq.len <= 0 || rq.len % lba !== 0 || rq.len > maxBytes) throw new NvmeInputError(fn, "rq.len", rq.len, `a multiple of ${lba} bytes, at most ${maxBytes} (max_hw_sectors)`);

@@ -1,5 +1,5 @@
 import { DmaBufSystem, GpuVramExporter, VfioPciCoreDevice } from "@dmasim/dmabuf";
-import type { DmaBufDebugMode } from "@dmasim/dmabuf";
+import type { DmaBufDebugMode, DmaBufVersion } from "@dmasim/dmabuf";
 import { GiB, MiB } from "@dmasim/memory";
 import type { PlatformSpec } from "@dmasim/pcie-p2p";
 import { ReqOp } from "@dmasim/bio";
@@ -36,9 +36,9 @@ export interface DmabufRig extends NvmeHost {
   readonly vfio: VfioPciCoreDevice;
 }
 
-export function dmabufRig(options: NvmeSystemOptions & { readonly dmabufDebug?: DmaBufDebugMode; readonly blockBytes?: number } = {}): DmabufRig {
+export function dmabufRig(options: NvmeSystemOptions & { readonly dmabufDebug?: DmaBufDebugMode; readonly blockBytes?: number; readonly version?: DmaBufVersion } = {}): DmabufRig {
   const host = createNvmeHost(spec(), Bdf.NVME, { namespaceBytes: 16 * MiB, queueDepth: 16, ...options });
-  const sys = new DmaBufSystem(host.kernel, { debug: options.dmabufDebug ?? "throw" });
+  const sys = new DmaBufSystem(host.kernel, { debug: options.dmabufDebug ?? "throw", ...(options.version === undefined ? {} : { version: options.version }) });
   const blockBytes = options.blockBytes ?? 1 * MiB;
   return {
     ...host,
