@@ -27,7 +27,7 @@ describe("dmasim command", () => {
   it("list prints one line per built-in; --json prints them as scenarios", () => {
     const text = capture(["list"]);
     expect(text.code).toBe(0);
-    expect(text.out.trim().split("\n")).toHaveLength(37);
+    expect(text.out.trim().split("\n")).toHaveLength(42);
     expect(text.out).toMatch(/^nvme-4k-randread +NVMe 4 KiB random reads/m);
     const json = JSON.parse(capture(["list", "--json"]).out) as { format: string; version: number; command: string; scenarios: { name: string; workload: { kind: string } }[] };
     expect([json.format, json.version, json.command]).toEqual(["dmasim-cli", 1, "list"]);
@@ -180,8 +180,8 @@ describe("dmasim command", () => {
   it("demo runs every built-in, prints each with its table and a closing verdict, and exits 0", () => {
     const r = capture(["demo"]);
     expect(r.code).toBe(0);
-    expect(r.out.match(/^== [a-z0-9-]+: .* \[ok\]$/gm)).toHaveLength(37);
-    expect(r.out).toContain("All 37 scenarios (94 runs) passed every check.");
+    expect(r.out.match(/^== [a-z0-9-]+: .* \[ok\]$/gm)).toHaveLength(42);
+    expect(r.out).toContain("All 42 scenarios (104 runs) passed every check.");
     expect(r.out).not.toContain("FAILED");
     expect(r.out).toMatch(/^ {2}lazy +two-step +4 +1 +1 +1 +1 +0 B .* 100 +10 ms +ok$/m);
   }, 120_000); // 74 runs: seconds alone, longer on a loaded machine
