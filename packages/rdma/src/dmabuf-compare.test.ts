@@ -52,7 +52,7 @@ describe("dmabuf MR remap: the exporter's sg_table vs the range list the umem ma
     expect({ sgt, phys }).toMatchInlineSnapshot(`
       {
         "phys": {
-          "faultNs": 60568,
+          "faultNs": 87183,
           "regIotlbSyncs": 1,
           "regIovaAllocs": 1,
           "regPteWrites": 1024,
@@ -62,7 +62,7 @@ describe("dmabuf MR remap: the exporter's sg_table vs the range list the umem ma
           "remapPteWrites": 1024,
         },
         "sgt": {
-          "faultNs": 60568,
+          "faultNs": 87183,
           "regIotlbSyncs": 1,
           "regIovaAllocs": 1,
           "regPteWrites": 1024,
