@@ -68,11 +68,17 @@ export type IovaPath = "classic" | "two-step";
 
 /** iommu_dma_alloc_iova handed `size` bytes (granule-aligned) of IOVA space at `iova` to `device`. */
 export interface IovaAllocEvent {
+  /** Names the event: the discriminant of `DmaEvent`. */
   readonly type: "iova.alloc";
+  /** Virtual time in ns. */
   readonly t: number;
+  /** BDF of the device the IOVA was allocated for. */
   readonly device: string;
+  /** First IOVA of the allocated range. */
   readonly iova: number;
+  /** Bytes of IOVA space allocated. */
   readonly size: number;
+  /** The mapping path that asked for it: classic or two-step. */
   readonly path: IovaPath;
 }
 
@@ -82,22 +88,35 @@ export interface IovaAllocEvent {
  * `flush-queue.release` for it.
  */
 export interface IovaFreeEvent {
+  /** Names the event: the discriminant of `DmaEvent`. */
   readonly type: "iova.free";
+  /** Virtual time in ns. */
   readonly t: number;
+  /** BDF of the device the IOVA was allocated for. */
   readonly device: string;
+  /** First IOVA of the freed range. */
   readonly iova: number;
+  /** Bytes of IOVA space given back. */
   readonly size: number;
+  /** The mapping path that gave it back: classic or two-step. */
   readonly path: IovaPath;
+  /** True when the range went into the flush queue (lazy invalidation) instead of straight back to the allocator. */
   readonly queued: boolean;
 }
 
 /** A flush-queue flush released one queued IOVA range (fq_ring_free): reusable from now on. */
 export interface FlushQueueReleaseEvent {
+  /** Names the event: the discriminant of `DmaEvent`. */
   readonly type: "flush-queue.release";
+  /** Virtual time in ns. */
   readonly t: number;
+  /** BDF of the device whose DMA domain the flush queue belongs to. */
   readonly device: string;
+  /** CPU whose flush-queue ring held the range. */
   readonly cpu: number;
+  /** First IOVA of the released range. */
   readonly iova: number;
+  /** Bytes of IOVA space released (whole granules). */
   readonly size: number;
 }
 

@@ -6,11 +6,17 @@ import type { TraceEvent as DmaTraceEvent } from "@dmasim/dma";
 
 /** hmm_range_fault over [start, end) of `mm`: `result` is 0, -EBUSY, -EFAULT or -EPERM. */
 export interface HmmRangeFaultEvent {
+  /** Names the event: the discriminant of `HmmOdpEvent`. */
   readonly type: "hmm.range-fault";
+  /** Virtual time in ns. */
   readonly t: number;
+  /** Name of the process whose mm it is (its comm). */
   readonly mm: string;
+  /** First virtual address of the range (bytes). */
   readonly start: number;
+  /** Virtual address just past the range (bytes, exclusive). */
   readonly end: number;
+  /** 0, -EBUSY, -EFAULT or -EPERM. */
   readonly result: number;
 }
 
@@ -20,31 +26,49 @@ export interface HmmRangeFaultEvent {
  * Only invalidations that reach a notifier are reported.
  */
 export interface MmuNotifierInvalidateEvent {
+  /** Names the event: the discriminant of `HmmOdpEvent`. */
   readonly type: "mmu-notifier.invalidate";
+  /** Virtual time in ns. */
   readonly t: number;
+  /** Name of the process whose mm it is (its comm). */
   readonly mm: string;
+  /** First virtual address of the invalidated range (bytes). */
   readonly start: number;
+  /** Virtual address just past the range (bytes, exclusive). */
   readonly end: number;
+  /** The MMU_NOTIFY_* name without its prefix: UNMAP, CLEAR, PROTECTION_VMA, MIGRATE, ... */
   readonly event: string;
+  /** Interval notifiers whose range the invalidation overlaps. */
   readonly subscribers: number;
+  /** 0, or -EAGAIN when a non-blockable invalidation could not proceed. */
   readonly result: number;
 }
 
 /** hmm_dma_map_pfn mapped entry `index` (page frame `pfn`) of a device's hmm_dma_map at `addr`. */
 export interface HmmDmaMapPfnEvent {
+  /** Names the event: the discriminant of `HmmOdpEvent`. */
   readonly type: "hmm.dma-map-pfn";
+  /** Virtual time in ns. */
   readonly t: number;
+  /** BDF of the device the hmm_dma_map belongs to. */
   readonly device: string;
+  /** Index of the entry in the map (each entry covers dma_entry_size bytes). */
   readonly index: number;
+  /** Page frame number of the page mapped (4 KiB frames). */
   readonly pfn: number;
+  /** DMA address of the entry: an IOVA with the two-step API, else what dma_map_phys returned. */
   readonly addr: number;
 }
 
 /** hmm_dma_unmap_pfn undid the mapping of entry `index`. */
 export interface HmmDmaUnmapPfnEvent {
+  /** Names the event: the discriminant of `HmmOdpEvent`. */
   readonly type: "hmm.dma-unmap-pfn";
+  /** Virtual time in ns. */
   readonly t: number;
+  /** BDF of the device the hmm_dma_map belongs to. */
   readonly device: string;
+  /** Index of the entry whose mapping was undone (each entry covers dma_entry_size bytes). */
   readonly index: number;
 }
 
@@ -54,12 +78,19 @@ export interface HmmDmaUnmapPfnEvent {
  * migrate_vma and the first device page frame for migrate_device_range (`mm` is then "").
  */
 export interface HmmMigrateEvent {
+  /** Names the event: the discriminant of `HmmOdpEvent`. */
   readonly type: "hmm.migrate";
+  /** Virtual time in ns. */
   readonly t: number;
+  /** Name of the process whose range migrated; "" for migrate_device_range. */
   readonly mm: string;
+  /** Virtual address of the range (migrate_vma) or first device page frame (migrate_device_range). */
   readonly start: number;
+  /** Pages asked for. */
   readonly npages: number;
+  /** Pages that migrate; the rest stay where they were. */
   readonly pages: number;
+  /** Where the pages went: device memory or system RAM. */
   readonly to: "device" | "system";
 }
 

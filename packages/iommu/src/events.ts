@@ -57,6 +57,7 @@ export interface IommuUnmapEvent {
   readonly size: number;
   /** Bytes actually unmapped (less than `size` over holes). */
   readonly unmapped: number;
+  /** Bytes of the leaf found at `iova`: 4096, 2 MiB or 1 GiB (the granule when none was there). */
   readonly pgsize: number;
 }
 
@@ -66,11 +67,17 @@ export interface IommuUnmapEvent {
  * from `iova` (aligned to the span of the entry pointing to it).
  */
 export interface IommuPtAllocEvent {
+  /** Names the event: the discriminant of `IommuEvent`. */
   readonly type: "iommu.pt-alloc";
+  /** Virtual time in ns. */
   readonly t: number;
+  /** Name of the IOMMU unit. */
   readonly unit: string;
+  /** Id of the domain whose page table the page was linked into. */
   readonly domain: number;
+  /** Level of the table page: 1 holds 4 KiB leaves, 2 holds 2 MiB leaves or level-1 tables, and so on. */
   readonly level: number;
+  /** First IOVA the table covers (aligned to the span of the entry pointing to it). */
   readonly iova: number;
 }
 
@@ -79,11 +86,17 @@ export interface IommuPtAllocEvent {
  * at once when a large leaf replaced an empty table). Same fields as `iommu.pt-alloc`.
  */
 export interface IommuPtFreeEvent {
+  /** Names the event: the discriminant of `IommuEvent`. */
   readonly type: "iommu.pt-free";
+  /** Virtual time in ns. */
   readonly t: number;
+  /** Name of the IOMMU unit. */
   readonly unit: string;
+  /** Id of the domain whose page table the page belonged to. */
   readonly domain: number;
+  /** Level of the table page: 1 holds 4 KiB leaves, 2 holds 2 MiB leaves or level-1 tables, and so on. */
   readonly level: number;
+  /** First IOVA the table covered (aligned to the span of the entry that pointed to it). */
   readonly iova: number;
 }
 
@@ -96,23 +109,37 @@ export type IotlbLookupResult = "hit" | "miss" | "stale-hit";
 
 /** One IOTLB lookup of a device access (every translation of a paging domain makes one). */
 export interface IotlbLookupEvent {
+  /** Names the event: the discriminant of `IommuEvent`. */
   readonly type: "iotlb.lookup";
+  /** Virtual time in ns. */
   readonly t: number;
+  /** Name of the IOMMU unit. */
   readonly unit: string;
+  /** BDF of the device whose access was translated. */
   readonly device: string;
+  /** Id of the paging domain the device is attached to. */
   readonly domain: number;
+  /** The address the device used. */
   readonly iova: number;
+  /** Hit, miss or stale-hit. */
   readonly result: IotlbLookupResult;
 }
 
 /** The IOTLB caches a leaf the walk after a miss found: `size` bytes from `iova` (the leaf's base) to `phys`. */
 export interface IotlbFillEvent {
+  /** Names the event: the discriminant of `IommuEvent`. */
   readonly type: "iotlb.fill";
+  /** Virtual time in ns. */
   readonly t: number;
+  /** Name of the IOMMU unit. */
   readonly unit: string;
+  /** Id of the domain the cached entry belongs to. */
   readonly domain: number;
+  /** Base IOVA of the cached leaf (aligned to its size). */
   readonly iova: number;
+  /** Bytes the leaf covers: 4096, 2 MiB or 1 GiB. */
   readonly size: number;
+  /** Physical address the leaf maps to (of its first byte). */
   readonly phys: number;
 }
 

@@ -29,9 +29,13 @@ export interface TlpEvent {
   readonly addr: number;
   /** Bytes carried, at most 4096. */
   readonly len: number;
+  /** CPU physical address the TLP landed on (after IOMMU translation, if any). */
   readonly phys: number;
+  /** What it reached: the peer's BDF, "ram", or "mmio" (a region that is no endpoint's BAR). */
   readonly target: string;
+  /** The route in order: requester, each switch port, root port and host bridge crossed, the translating IOMMU, and the target. */
   readonly hops: readonly string[];
+  /** True for a peer TLP that ACS sent up to the root complex although a switch above both devices could have turned it around. */
   readonly acsRedirect: boolean;
 }
 
