@@ -37,8 +37,12 @@ describe("the lazy stale window, derived from the log", () => {
     const after = r.replay.stateAt(unmap + 1).domains.get(dom)!;
     expect(iovaStateAt(after, iova)).toBe(IovaState.STALE);
     expect(staleEntries(after)).toEqual([{ lo: iova, hi: iova + 4096 }]);
+    // The invalidation ends the window; the range waits in the flush queue until its release.
     const flushed = r.replay.stateAt(inval + 1).domains.get(dom)!;
-    expect(iovaStateAt(flushed, iova)).toBe(IovaState.FREE);
+    expect(iovaStateAt(flushed, iova)).toBe(IovaState.QUEUED);
+    const release = r.events.findIndex((e) => e.type === "flush-queue.release");
+    expect(release).toBeGreaterThan(inval);
+    expect(iovaStateAt(r.replay.stateAt(release + 1).domains.get(dom)!, iova)).toBe(IovaState.FREE);
     // Every probe between unmap and flush read through the stale entry: the scenario's own count.
     expect(r.replay.staleTlps.length).toBe(r.result?.metrics.staleReads ?? r.replay.staleTlps.length);
     expect(r.replay.staleTlps.length).toBeGreaterThan(10);
