@@ -271,7 +271,7 @@ describe.skipIf(!present)("the explorer in Chromium", () => {
   test("100 k events: first render and scrub step, measured in the page (figures to test-artifacts/perf.json)", async () => {
     // One run of NVMe random reads sized to pass 100 k events, given to the page as a recorded run log.
     const base4k = builtinScenario("nvme-4k-randread")!;
-    const s = { ...base4k, name: "nvme-100k-events", axes: { api: ["classic" as const], iommu: ["strict" as const] }, workload: { ...base4k.workload, ops: 9200 } } as typeof base4k;
+    const s = { ...base4k, name: "nvme-100k-events", axes: { api: ["classic" as const], iommu: ["strict" as const] }, workload: { ...base4k.workload, ops: 6200 } } as typeof base4k;
     const rec = new RunLogRecorder(s);
     const results = sweep(s, { api: ["classic"], iommu: ["strict"] }, { onHost: rec.attach });
     const log = rec.toJSON(results);
