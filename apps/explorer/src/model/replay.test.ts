@@ -1,11 +1,11 @@
 import fc from "fast-check";
-import { builtinScenario, type Scenario } from "@dmasim/scenario";
+import { builtinScenario, readRunLog, type Scenario } from "@dmasim/scenario";
 import { describe, expect, test } from "vitest";
 import { describeEvent, failureIndices, isFailure, nextFailure } from "./events.js";
 import { IovaState, iovaStateAt, pixelStates, staleEntries, zoom } from "./iova-space.js";
 import { pageTableTree, treeTotals } from "./page-table.js";
 import { applyEvent, initialState, leavesFor, Replay } from "./replay.js";
-import { runInPage, type RunView } from "./run.js";
+import { runInPage, runsOfLog, type RunView } from "./run.js";
 import { countSeries, scrollToRow, visibleRows } from "./series.js";
 import { routeOf } from "./topology.js";
 
@@ -65,6 +65,19 @@ describe("the lazy stale window, derived from the log", () => {
     const px = pixelStates(d, 0, 2 ** 32, 512);
     expect(px[511]).toBe(IovaState.STALE);
     expect(px.slice(0, 511).every((v) => v === IovaState.FREE)).toBe(true);
+  });
+});
+
+describe("a recorded run log", () => {
+  test("shows the same runs as a run in the page: devices' domains from the lookups, the same stale hits", () => {
+    const { log, runs } = runInPage(scenario("lazy-stale-window"));
+    const fromLog = runsOfLog(readRunLog(JSON.parse(JSON.stringify(log))));
+    expect(fromLog.map((r) => r.label)).toEqual(runs.map((r) => r.label));
+    for (const [i, r] of fromLog.entries()) {
+      expect(r.ctx.deviceDomain).toEqual(runs[i]!.ctx.deviceDomain);
+      expect(r.replay.staleTlps).toEqual(runs[i]!.replay.staleTlps);
+      expect(r.topology).toEqual(runs[i]!.topology);
+    }
   });
 });
 
