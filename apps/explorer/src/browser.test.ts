@@ -64,6 +64,19 @@ async function stepTo(page: Page, step: number): Promise<void> {
   expect(await page.textContent("[data-testid=step]")).toMatch(new RegExp(`^${step} / `));
 }
 
+/** Jumps the scrubber to `step`, as a drag would. */
+async function scrubTo(page: Page, step: number): Promise<void> {
+  await page.$eval(
+    "[data-testid=scrubber]",
+    (el, v) => {
+      (el as HTMLInputElement).value = String(v);
+      el.dispatchEvent(new Event("input"));
+    },
+    step,
+  );
+  expect(await page.textContent("[data-testid=step]")).toMatch(new RegExp(`^${step} / `));
+}
+
 async function pickRun(page: Page, suffix: string): Promise<void> {
   const value = await page.$$eval("[data-testid=run-select] option", (os, s) => os.find((o) => o.textContent.endsWith(s))?.getAttribute("value") ?? "", suffix);
   await page.selectOption("[data-testid=run-select]", value);
@@ -145,11 +158,14 @@ describe.skipIf(!present)("the explorer in Chromium", () => {
     await pickRun(page, "classic/lazy");
     const events = eventsOf("lazy-stale-window", "classic/lazy");
     const unmap = events.findIndex((e) => e.type === "iommu.unmap");
+    const firstStale = events.findIndex((e) => e.type === "iotlb.lookup" && e.result === "stale-hit");
+    expect(firstStale).toBeGreaterThan(unmap);
     await page.focus("[data-testid=timeline]");
     await page.keyboard.press("Home");
-    // "f" jumps to the first failure: the first TLP translated by the stale entry, right after the unmap.
+    // "f" jumps to the first failure: the first IOTLB lookup that hit the stale entry, after the unmap.
     await page.keyboard.press("f");
-    expect(await page.textContent("[data-testid=step]")).toMatch(new RegExp(`^${unmap + 3} / ${events.length}$`));
+    expect(await page.textContent("[data-testid=step]")).toMatch(new RegExp(`^${firstStale + 1} / ${events.length}$`));
+    expect(await page.textContent("[data-testid=event-line]")).toContain("stale-hit");
     const iova = `0x${(events[unmap]?.iova as number).toString(16)}`;
     expect(await page.getAttribute("[data-testid=iotlb-entries] li", "data-stale")).toBe("true");
     expect(await page.getAttribute("[data-testid=iotlb-entries] li", "data-iova")).toBe(iova);
@@ -176,7 +192,7 @@ describe.skipIf(!present)("the explorer in Chromium", () => {
     await page.close();
   });
 
-  test("NVMe, ODP and dma-buf scenarios run in the page and show their views", async () => {
+  test("NVMe: 4 runs in the page, the route to RAM through the IOMMU, counters", async () => {
     const page = await open(ctx, `${base}/index.html#nvme-4k-randread`, errors);
     const events = eventsOf("nvme-4k-randread", "classic/strict");
     const firstTlp = events.findIndex((e) => e.type === "tlp" && e.path === "memory");
@@ -186,6 +202,41 @@ describe.skipIf(!present)("the explorer in Chromium", () => {
     expect(await page.$$("[data-testid=compare] thead th")).toHaveLength(5);
     await page.screenshot({ path: join(artifacts, "nvme-4k-randread.png"), fullPage: true });
     await page.close();
+  });
+
+  test("HMM: each page's pfn and DMA address, what munmap's invalidation removed", async () => {
+    // HMM with hmm_dma_map (two-step): each page's pfn → DMA address, and what munmap's invalidation removed.
+    const hmm = await open(ctx, `${base}/index.html#hmm-munmap`, errors);
+    await pickRun(hmm, "two-step/strict");
+    const hmmEvents = eventsOf("hmm-munmap", "two-step/strict");
+    const inval = hmmEvents.findIndex((e) => e.type === "mmu-notifier.invalidate");
+    const after = hmmEvents.findIndex((e, i) => i > inval && (e.type === "hmm.range-fault" || e.type === "mmu-notifier.invalidate"));
+    // The scrubber jumps to the step just before the next fault: the invalidation's unmaps are done.
+    await scrubTo(hmm, after < 0 ? hmmEvents.length : after);
+    // Half the mirror is unmapped (listed first, the latest change on top), the other half still mapped.
+    expect(await hmm.$$("[data-testid=hmm-pages] tr[data-mapped=false]")).not.toHaveLength(0);
+    const mapped = Number(await hmm.getAttribute("[data-testid=hmm-summary]", "data-mapped"));
+    const seen = Number(await hmm.getAttribute("[data-testid=hmm-summary]", "data-seen"));
+    expect(mapped).toBeGreaterThan(0);
+    expect(mapped).toBeLessThan(seen);
+    expect(await hmm.textContent("[data-testid=hmm-invalidations]")).toMatch(/invalidate \S+ 0x[0-9a-f]+–0x[0-9a-f]+: removed (?!nothing)/);
+    await hmm.screenshot({ path: join(artifacts, "hmm-munmap.png"), fullPage: true });
+    await hmm.close();
+  });
+
+  test("dma-buf: the buffer's placement over time and the importer's mapping; ODP runs", async () => {
+    // dma-buf: the buffer moves to RAM and back to VRAM; the importer's mapping is shown.
+    const buf = await open(ctx, `${base}/index.html#dmabuf-migrate`, errors);
+    const bufEvents = eventsOf("dmabuf-migrate", "classic/strict");
+    const firstMove = bufEvents.findIndex((e) => e.type === "dmabuf.move");
+    await scrubTo(buf, firstMove + 1);
+    expect(await buf.getAttribute("[data-testid=dmabuf-bufs] tr[data-buf]", "data-placement")).toBe(bufEvents[firstMove]?.inVram === 0 ? "ram" : "mixed");
+    await buf.focus("[data-testid=timeline]");
+    await buf.keyboard.press("End");
+    expect(await buf.getAttribute("[data-testid=dmabuf-bufs] tr[data-buf]", "data-placement")).toBe("vram");
+    expect(await buf.textContent("[data-testid=dmabuf-bufs]")).toContain("0000:02:00.0 sgt");
+    await buf.screenshot({ path: join(artifacts, "dmabuf-migrate.png"), fullPage: true });
+    await buf.close();
     for (const name of ["odp-rc-traffic", "dmabuf-p2p-host-bridge"]) {
       const p = await open(ctx, `${base}/index.html#${name}`, errors);
       await p.focus("[data-testid=timeline]");
@@ -220,7 +271,7 @@ describe.skipIf(!present)("the explorer in Chromium", () => {
   test("100 k events: first render and scrub step, measured in the page (figures to test-artifacts/perf.json)", async () => {
     // One run of NVMe random reads sized to pass 100 k events, given to the page as a recorded run log.
     const base4k = builtinScenario("nvme-4k-randread")!;
-    const s = { ...base4k, name: "nvme-100k-events", axes: { api: ["classic" as const], iommu: ["strict" as const] }, workload: { ...base4k.workload, ops: 9200 } } as typeof base4k;
+    const s = { ...base4k, name: "nvme-100k-events", axes: { api: ["classic" as const], iommu: ["strict" as const] }, workload: { ...base4k.workload, ops: 6200 } } as typeof base4k;
     const rec = new RunLogRecorder(s);
     const results = sweep(s, { api: ["classic"], iommu: ["strict"] }, { onHost: rec.attach });
     const log = rec.toJSON(results);

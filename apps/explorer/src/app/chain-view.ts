@@ -34,12 +34,13 @@ export function renderChain(body: HTMLElement, events: readonly LogEvent[], indi
   const hmm = hmmView(events, indices.filter((i) => HMM_TYPE.test(events[i]?.type ?? "")), step);
   if (hmm.pages.length > 0 || hmm.invalidations.length > 0) {
     parts.push(
-      h("h3", { text: `HMM pages: ${hmm.pages.filter((p) => p.mapped).length} mapped of ${hmm.pages.length} seen, after ${hmm.faults.length} hmm_range_fault calls` }),
+      h("h3", { testid: "hmm-summary", "data-mapped": hmm.pages.filter((p) => p.mapped).length, "data-seen": hmm.pages.length, text: `HMM pages: ${hmm.pages.filter((p) => p.mapped).length} mapped of ${hmm.pages.length} seen, after ${hmm.faults.length} hmm_range_fault calls` }),
       h(
         "table",
         { class: "chain-table", testid: "hmm-pages" },
         h("tr", {}, ...["device", "index", "pfn", "DMA address", "device view now", "state"].map((t) => h("th", { text: t }))),
-        ...hmm.pages.slice(0, 64).map((p) =>
+        // The 64 pages touched last, latest first: what the step just did is on top.
+        ...[...hmm.pages].sort((a, b) => b.last - a.last).slice(0, 64).map((p) =>
           h(
             "tr",
             { class: p.mapped ? "" : "gone", "data-index": p.index, "data-mapped": p.mapped },

@@ -62,6 +62,13 @@ describe("a log with IOTLB, page-table and allocator events", () => {
     expect(end.emptied).toBe(1);
   });
 
+  test("a fill of a range mapped before recording began shows it mapped, not stale", () => {
+    const early = new Replay([ev("iotlb.fill", { unit: "iommu0", domain: 1, iova: 0x5000, size: 4096, phys: 0x9000 })], ctx);
+    const d = early.stateAt(1).domains.get(1)!;
+    expect(iovaStateAt(d, 0x5000)).toBe(IovaState.LINKED);
+    expect(staleEntries(d)).toEqual([]);
+  });
+
   test("a TLP's own hops become the drawing's route", () => {
     const topo: Topology = {
       nodes: ["RAM", "IOMMU", "hb0", "rp0", "sw0", "sw0.dp0", DEV].map((id) => ({ id, kind: "endpoint" as const, parent: undefined, acs: "", bars: [], behindIommu: false })),

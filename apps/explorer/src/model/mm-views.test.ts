@@ -10,8 +10,8 @@ describe("HMM per-page chain", () => {
     ev("hmm.range-fault", { mm: "mm1", start: 0x10000, end: 0x12000, result: 0 }),
     ev("hmm.dma-map-pfn", { device: "d", index: 0, pfn: 0x500, addr: 0xfff0000 }),
     ev("hmm.dma-map-pfn", { device: "d", index: 1, pfn: 0x777, addr: 0xfff1000 }),
-    ev("mmu-notifier.invalidate", { mm: "mm1", start: 0x11000, end: 0x12000, event: "unmap", subscribers: 1, result: 0 }),
     ev("hmm.dma-unmap-pfn", { device: "d", index: 1 }),
+    ev("mmu-notifier.invalidate", { mm: "mm1", start: 0x11000, end: 0x12000, event: "unmap", subscribers: 1, result: 0 }),
   ];
 
   test("each page's pfn and DMA address, and what the invalidation removed", () => {
@@ -20,7 +20,7 @@ describe("HMM per-page chain", () => {
       [0, 0x500, 0xfff0000, true],
       [1, 0x777, 0xfff1000, false],
     ]);
-    expect(v.invalidations).toEqual([{ index: 3, start: 0x11000, end: 0x12000, event: "unmap", removed: ["d:1"] }]);
+    expect(v.invalidations).toEqual([{ index: 4, start: 0x11000, end: 0x12000, event: "unmap", removed: ["d:1"] }]);
     expect(v.faults).toHaveLength(1);
   });
 
@@ -29,6 +29,18 @@ describe("HMM per-page chain", () => {
     expect(v.pages.every((p) => p.mapped)).toBe(true);
     expect(v.invalidations).toEqual([]);
   });
+});
+
+test("what an invalidation removed: the unmaps its subscribers made before its event", () => {
+  const events = [
+    ev("hmm.range-fault", { mm: "mm1", start: 0x10000, end: 0x12000, result: 0 }),
+    ev("iommu.unmap", { unit: "iommu0", domain: 1, iova: 0xfff0000, size: 4096, unmapped: 4096, pgsize: 4096 }),
+    ev("hmm.dma-unmap-pfn", { device: "d", index: 3 }),
+    ev("mmu-notifier.invalidate", { mm: "mm1", start: 0x10000, end: 0x12000, event: "madvise", subscribers: 1, result: 0 }),
+    ev("iommu.unmap", { unit: "iommu0", domain: 1, iova: 0xfff1000, size: 4096, unmapped: 4096, pgsize: 4096 }),
+  ];
+  const hmmIdx = [0, 2, 3];
+  expect(hmmView(events, hmmIdx, events.length).invalidations[0]?.removed).toEqual(["IOVA 0xfff0000+4096", "d:3"]);
 });
 
 describe("dma-buf placement", () => {

@@ -19,7 +19,11 @@ export interface HmmInvalidation {
   readonly start: number;
   readonly end: number;
   readonly event: string;
-  /** `device:index` of each page unmapped after it, before the next invalidation or fault. */
+  /**
+   * What the subscribers took down in answer (between the previous HMM event and the invalidation's,
+   * which is emitted when they returned): `device:index` of each page hmm_dma_unmap_pfn unmapped, and
+   * `IOVA 0x…+size` of each IOMMU unmap (a driver that maps page by page reports only those).
+   */
   readonly removed: string[];
 }
 
@@ -39,7 +43,8 @@ export function hmmView(events: readonly LogEvent[], indices: readonly number[],
   const pages = new Map<string, HmmPage>();
   const faults: HmmView["faults"] = [];
   const invalidations: HmmInvalidation[] = [];
-  let open: HmmInvalidation | undefined;
+  // Index of the last HMM event other than a page unmap (an invalidation's unmaps come after it).
+  let prevHmm = -1;
   for (const i of indices) {
     if (i >= step) break;
     const e = events[i];
@@ -49,12 +54,19 @@ export function hmmView(events: readonly LogEvent[], indices: readonly number[],
     switch (e.type) {
       case "hmm.range-fault":
         faults.push({ index: i, start: num(e, "start") ?? 0, end: num(e, "end") ?? 0, result: num(e, "result") ?? 0 });
-        open = undefined;
         break;
-      case "mmu-notifier.invalidate":
-        open = { index: i, start: num(e, "start") ?? 0, end: num(e, "end") ?? 0, event: str(e, "event") ?? "", removed: [] };
-        invalidations.push(open);
+      case "mmu-notifier.invalidate": {
+        // The notifier's event is emitted once its subscribers returned: what they unmapped (pages by
+        // hmm_dma_unmap_pfn, IOMMU ranges) lies between the previous HMM event and this one.
+        const removed: string[] = [];
+        for (let j = prevHmm + 1; j < i; j++) {
+          const u = events[j];
+          if (u?.type === "iommu.unmap") removed.push(`IOVA 0x${(num(u, "iova") ?? 0).toString(16)}+${num(u, "unmapped") ?? num(u, "size") ?? 0}`);
+          else if (u?.type === "hmm.dma-unmap-pfn") removed.push(`${str(u, "device") ?? ""}:${num(u, "index") ?? -1}`);
+        }
+        invalidations.push({ index: i, start: num(e, "start") ?? 0, end: num(e, "end") ?? 0, event: str(e, "event") ?? "", removed });
         break;
+      }
       case "hmm.dma-map-pfn":
         pages.set(`${device}:${index}`, { device, index, pfn: num(e, "pfn") ?? 0, addr: num(e, "addr") ?? 0, mapped: true, last: i });
         break;
@@ -64,12 +76,12 @@ export function hmmView(events: readonly LogEvent[], indices: readonly number[],
           p.mapped = false;
           p.last = i;
         }
-        open?.removed.push(`${device}:${index}`);
         break;
       }
       default:
         break;
     }
+    if (e.type !== "hmm.dma-unmap-pfn") prevHmm = i;
   }
   return { pages: [...pages.values()].sort((a, b) => a.device.localeCompare(b.device) || a.index - b.index), faults, invalidations };
 }

@@ -1,11 +1,11 @@
 import fc from "fast-check";
-import { builtinScenario, type Scenario } from "@dmasim/scenario";
+import { builtinScenario, readRunLog, type Scenario } from "@dmasim/scenario";
 import { describe, expect, test } from "vitest";
 import { describeEvent, failureIndices, isFailure, nextFailure } from "./events.js";
 import { IovaState, iovaStateAt, pixelStates, staleEntries, zoom } from "./iova-space.js";
 import { pageTableTree, treeTotals } from "./page-table.js";
 import { applyEvent, initialState, leavesFor, Replay } from "./replay.js";
-import { runInPage, type RunView } from "./run.js";
+import { runInPage, runsOfLog, type RunView } from "./run.js";
 import { countSeries, scrollToRow, visibleRows } from "./series.js";
 import { routeOf } from "./topology.js";
 
@@ -37,8 +37,12 @@ describe("the lazy stale window, derived from the log", () => {
     const after = r.replay.stateAt(unmap + 1).domains.get(dom)!;
     expect(iovaStateAt(after, iova)).toBe(IovaState.STALE);
     expect(staleEntries(after)).toEqual([{ lo: iova, hi: iova + 4096 }]);
+    // The invalidation ends the window; the range waits in the flush queue until its release.
     const flushed = r.replay.stateAt(inval + 1).domains.get(dom)!;
-    expect(iovaStateAt(flushed, iova)).toBe(IovaState.FREE);
+    expect(iovaStateAt(flushed, iova)).toBe(IovaState.QUEUED);
+    const release = r.events.findIndex((e) => e.type === "flush-queue.release");
+    expect(release).toBeGreaterThan(inval);
+    expect(iovaStateAt(r.replay.stateAt(release + 1).domains.get(dom)!, iova)).toBe(IovaState.FREE);
     // Every probe between unmap and flush read through the stale entry: the scenario's own count.
     expect(r.replay.staleTlps.length).toBe(r.result?.metrics.staleReads ?? r.replay.staleTlps.length);
     expect(r.replay.staleTlps.length).toBeGreaterThan(10);
@@ -61,6 +65,19 @@ describe("the lazy stale window, derived from the log", () => {
     const px = pixelStates(d, 0, 2 ** 32, 512);
     expect(px[511]).toBe(IovaState.STALE);
     expect(px.slice(0, 511).every((v) => v === IovaState.FREE)).toBe(true);
+  });
+});
+
+describe("a recorded run log", () => {
+  test("shows the same runs as a run in the page: devices' domains from the lookups, the same stale hits", () => {
+    const { log, runs } = runInPage(scenario("lazy-stale-window"));
+    const fromLog = runsOfLog(readRunLog(JSON.parse(JSON.stringify(log))));
+    expect(fromLog.map((r) => r.label)).toEqual(runs.map((r) => r.label));
+    for (const [i, r] of fromLog.entries()) {
+      expect(r.ctx.deviceDomain).toEqual(runs[i]!.ctx.deviceDomain);
+      expect(r.replay.staleTlps).toEqual(runs[i]!.replay.staleTlps);
+      expect(r.topology).toEqual(runs[i]!.topology);
+    }
   });
 });
 

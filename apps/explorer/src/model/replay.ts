@@ -242,7 +242,14 @@ export function applyEvent(s: ReplayState, e: LogEvent, index: number, ctx: Repl
       const size = num(e, "size");
       const phys = num(e, "phys");
       if (dom === undefined || iova === undefined || size === undefined || phys === undefined) return;
-      domainOf(s, dom).cached.set(iova, iova + size, phys - iova);
+      const d = domainOf(s, dom);
+      d.cached.set(iova, iova + size, phys - iova);
+      // A fill of a range the log never saw mapped was mapped before recording began (a driver's queues
+      // set up before the workload): a walk found it, so it is mapped, not stale.
+      if (!d.everMapped.overlaps(iova, iova + size)) {
+        d.mapped.set(iova, iova + size, phys - iova);
+        d.everMapped.set(iova, iova + size);
+      }
       s.iotlbFills++;
       return;
     }

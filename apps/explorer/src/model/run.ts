@@ -82,16 +82,18 @@ function topologyFromSpec(s: Scenario): Topology {
 
 /**
  * The runs of a recorded log (`dmasim run --record`), without re-running it: the topology is built from
- * the scenario's platform, and each device behind the IOMMU is taken to use the domain of the log's first
- * map (a log does not say which device a domain belongs to).
+ * the scenario's platform, and each device's domain is read from the IOTLB lookups it made (a log
+ * without them: every device behind the IOMMU is taken to use the domain of the log's first map).
  */
 export function runsOfLog(log: RunLog): RunView[] {
   const p = createPlatform(log.scenario.platform);
   const topology = topologyOf(log.scenario.platform, p.endpoints, p.hostBridges);
   return log.runs.map((r: RunLogEntry) => {
-    const firstMap = r.events.find((e) => e.type === "iommu.map");
     const deviceDomain: Record<string, number> = {};
-    if (firstMap?.type === "iommu.map") for (const n of topology.nodes) if (n.behindIommu) deviceDomain[n.id] = firstMap.domain;
+    // IOTLB lookups name the device and its domain; a log without them gets the first map's domain.
+    for (const e of r.events) if (e.type === "iotlb.lookup") deviceDomain[e.device] ??= e.domain;
+    const firstMap = r.events.find((e) => e.type === "iommu.map");
+    if (Object.keys(deviceDomain).length === 0 && firstMap?.type === "iommu.map") for (const n of topology.nodes) if (n.behindIommu) deviceDomain[n.id] = firstMap.domain;
     return viewOf(r.label, r.events, r.droppedEvents, r.result, topology, deviceDomain, undefined);
   });
 }

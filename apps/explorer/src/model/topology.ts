@@ -67,7 +67,12 @@ export function topologyOf(spec: PlatformSpec, endpoints: readonly EndpointInfo[
   }
   const known = new Set(nodes.map((n) => n.id));
   for (const ep of endpoints) {
-    const parent = known.has(ep.parent) ? ep.parent : ep.hostBridge.id;
+    // An endpoint the spec places on no port hangs off a root port the platform made for it.
+    if (!known.has(ep.parent) && ep.parent !== ep.hostBridge.id) {
+      add(ep.parent, "root-port", ep.hostBridge.id);
+      known.add(ep.parent);
+    }
+    const parent = ep.parent;
     add(ep.bdf, "endpoint", parent, "", { bars: ep.bars.map((b) => ({ bus: b.bus, phys: b.phys, size: b.size })), behindIommu: ep.iommu !== undefined });
   }
   return { nodes };
