@@ -70,11 +70,11 @@ export function dmaClassifyRange(dev: DmaDevice, phys: number, len: number, dir:
       kind = "mmio";
     } else {
       const flags = pages.flags(pfn);
-      if ((flags & PageFlag.P2pdma) !== 0) {
+      if ((flags & PageFlag.P2PDMA) !== 0) {
         provider = kernel.platform.providerById(pages.owner(pfn));
         const type = provider === undefined ? PciP2pdmaMapType.NOT_SUPPORTED : kernel.platform.pciP2pdmaMapType(provider, dev.bdf);
         kind = type === PciP2pdmaMapType.BUS_ADDR ? "p2p-bus-addr" : type === PciP2pdmaMapType.THRU_HOST_BRIDGE ? "p2p-host-bridge" : "p2p-not-supported";
-      } else if ((flags & PageFlag.Encrypted) !== 0) {
+      } else if ((flags & PageFlag.ENCRYPTED) !== 0) {
         kind = "private";
       } else if (kmalloc) {
         kind = "bounce";

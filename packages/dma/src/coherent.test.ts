@@ -94,14 +94,14 @@ describe("dmaAllocCoherent", () => {
     const { platform, dev, ep } = rig({ kernel: { iommuMode: "off" }, confidential: true });
     const buf = dmaAllocCoherent(dev, 2 * PAGE_SIZE)!;
     const pfn = buf.cpuAddr / PAGE_SIZE;
-    expect(platform.memory.pages.flags(pfn) & PageFlag.Encrypted).toBe(0);
-    expect(platform.memory.pages.flags(pfn + 1) & PageFlag.Encrypted).toBe(0);
+    expect(platform.memory.pages.flags(pfn) & PageFlag.ENCRYPTED).toBe(0);
+    expect(platform.memory.pages.flags(pfn + 1) & PageFlag.ENCRYPTED).toBe(0);
     // Not bounced: the device reaches the shared pages directly.
     expect(buf.dmaHandle).toBe(buf.cpuAddr);
     ep.dmaWrite(buf.dmaHandle + PAGE_SIZE, pattern(128, 7));
     expect(platform.memory.read(physAddr(buf.cpuAddr + PAGE_SIZE), 128)).toEqual(pattern(128, 7));
     dmaFreeCoherent(dev, buf.size, buf.cpuAddr, buf.dmaHandle);
-    expect(platform.memory.pages.flags(pfn) & PageFlag.Encrypted).not.toBe(0);
+    expect(platform.memory.pages.flags(pfn) & PageFlag.ENCRYPTED).not.toBe(0);
     expect(() => ep.dmaRead(buf.dmaHandle, 16)).toThrow(/private memory/);
   });
 

@@ -322,8 +322,8 @@ describe("dma-debug: sync checks", () => {
 
 describe("dma-debug: map checks", () => {
   for (const [flag, check, wording] of [
-    [PageFlag.Stack, "map-stack", /device driver maps memory from stack \[addr=0x[0-9a-f]+\]/],
-    [PageFlag.KernelText, "map-kernel-text", /device driver maps memory from kernel text or rodata \[addr=0x[0-9a-f]+\] \[len=256\]/],
+    [PageFlag.STACK, "map-stack", /device driver maps memory from stack \[addr=0x[0-9a-f]+\]/],
+    [PageFlag.KERNEL_TEXT, "map-kernel-text", /device driver maps memory from kernel text or rodata \[addr=0x[0-9a-f]+\] \[len=256\]/],
   ] as const) {
     it(`${check}: "throw" refuses the map before anything is mapped`, () => {
       const r = rig();
