@@ -40,7 +40,7 @@ export interface DmaMemoryRun {
  * Cuts [phys, phys+len) into maximal runs of one kind (and one provider) for `dev` and `dir`. Pure:
  * maps nothing; the page descriptors count the lookups it makes (one per granule, two for P2P pages).
  */
-export function dmaClassifyRange(dev: DmaDevice, phys: number, len: number, dir: DmaDirection): DmaMemoryRun[] {
+export function dmaClassifyRange(dev: DmaDevice, phys: PhysAddr, len: number, dir: DmaDirection): DmaMemoryRun[] {
   const fn = "dmaClassifyRange";
   checkDevice(fn, dev);
   checkRange(fn, "phys", phys, len);
@@ -55,12 +55,12 @@ export function dmaClassifyRange(dev: DmaDevice, phys: number, len: number, dir:
   const kmalloc = dmaKmallocNeedsBounce(dev, len, dir) && isSwiotlbActive(dev);
   const end = phys + len;
   // Holes first, so a refused range leaves the counters untouched.
-  for (let q = phys; q < end; ) {
+  for (let q: number = phys; q < end; ) {
     const region = memory.regionAt(q as PhysAddr);
     if (region === undefined) throw new DmaInputError(fn, "phys", q, "an address inside RAM or an MMIO region (this one is in a hole)");
     q = region.base + region.size;
   }
-  let p = phys;
+  let p: number = phys;
   while (p < end) {
     const next = Math.min(end, (Math.floor(p / granule) + 1) * granule);
     const pfn = Math.floor(p / PAGE_SIZE);
