@@ -42,7 +42,7 @@ if (blkRqDmaMapIterStart(rq, dev, state, iter)) {
 }
 console.log(`status ${iter.status === BLK_STS_OK ? "BLK_STS_OK" : iter.status}, ${segments.length} DMA segment(s) of ${segments.map(([, l]) => l).join(", ")} bytes, coalesced: ${blkRqDmaMapCoalesce(state)}`);
 const [addr, len] = segments[0] ?? [0, 0];
-const seen = platform.endpoint("0000:01:00.0").dmaRead(addr, len);
+const seen = platform.endpoint("0000:01:00.0").dmaRead(unsafeDmaAddr(addr), len);
 console.log(`the device reads 1s, 2s, 3s at offsets 0, 3072, 7168: ${seen[0]}, ${seen[3072]}, ${seen[7168]}`);
 
 // Unmap: one dma_iova_destroy for a coalesced request, per-segment dma_unmap_phys otherwise.

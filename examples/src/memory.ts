@@ -21,7 +21,7 @@ mem.pages.addZoneDevice(bar, 256 * MiB, { owner: 1, kind: "p2pdma" });
 const buf = mem.allocator.allocPages(2);
 mem.write(physAddr(buf + 4090), new Uint8Array([1, 2, 3, 4, 5, 6, 7, 8]));
 console.log(`read back across the page boundary: ${mem.read(physAddr(buf + 4090), 8).join(",")}`);
-console.log(`the BAR's first page is a P2P page: ${(mem.pages.flags(pfnOf(bar)) & PageFlag.P2pdma) !== 0}`);
+console.log(`the BAR's first page is a P2P page: ${(mem.pages.flags(pfnOf(bar)) & PageFlag.P2PDMA) !== 0}`);
 
 // The hole between 2 and 4 GiB is no memory at all: an access there is refused.
 try {

@@ -1,9 +1,10 @@
 // @dmasim/pcie-p2p: the PCIe fabric. Every DMA a device makes is a TLP that crosses the topology: to
 // memory through the IOMMU, or peer to peer through a switch when ACS allows. pci_p2pdma_map_type
 // says which way two devices may talk.
-import { IommuProt, iova } from "@dmasim/iommu";
+import { IommuProt, iova, unsafeIova } from "@dmasim/iommu";
 import { GiB, MiB, physAddr } from "@dmasim/memory";
 import { PciP2pdmaMapType, PcieAccessError, busAddr, createPlatform } from "@dmasim/pcie-p2p";
+import { unsafeDmaAddr } from "@dmasim/dma";
 
 const platform = createPlatform({
   memory: { ramBytes: 4 * GiB },
@@ -32,9 +33,9 @@ const domain = iommu.allocDomain("paging");
 iommu.attachDevice("0000:02:00.0", domain);
 domain.map(iova(0x1000_0000), physAddr(0x20_0000), 8192, IommuProt.READ | IommuProt.WRITE);
 platform.memory.write(physAddr(0x20_0000), new Uint8Array(8192).fill(7));
-console.log(`the NIC reads 8 KiB: sum ${nic.dmaRead(iova(0x1000_0000), 8192).reduce((a, b) => a + b, 0)}`);
+console.log(`the NIC reads 8 KiB: sum ${nic.dmaRead(unsafeDmaAddr(unsafeIova(iova(0x1000_0000))), 8192).reduce((a, b) => a + b, 0)}`);
 try {
-  nic.dmaRead(iova(0x1000_0000 + 4096), 8192); // runs 4 KiB past the mapping
+  nic.dmaRead(unsafeDmaAddr(unsafeIova(iova(0x1000_0000 + 4096))), 8192); // runs 4 KiB past the mapping
 } catch (e) {
   if (!(e instanceof PcieAccessError)) throw e;
   console.log(`${e.kind} after ${e.completed} bytes`);

@@ -2,7 +2,7 @@
 // pages as a list; behind an IOMMU the mapping merges it into as few DMA segments as it can (here one),
 // which is what the device's descriptors are programmed from. dma_map_sg here is rebuilt on the
 // two-step API; { impl: "classic" } runs upstream's iommu_dma_map_sg instead.
-import { DmaDirection, createDmaKernel } from "@dmasim/dma";
+import { DmaDirection, createDmaKernel, unsafeDmaAddr } from "@dmasim/dma";
 import { GiB, PAGE_SIZE, physAddr } from "@dmasim/memory";
 import { createPlatform } from "@dmasim/pcie-p2p";
 import { dmaMapSgtable, dmaUnmapSgtable, forEachSgtableDmaSg, sgAllocTableFromPages, sgFreeTable } from "@dmasim/scatterlist";
@@ -28,7 +28,7 @@ const ret = dmaMapSgtable(dev, sgt, DmaDirection.TO_DEVICE);
 console.log(`dma_map_sgtable: ${ret}, ${sgt.nents} DMA segment(s)`);
 forEachSgtableDmaSg(sgt, (i, addr, len) => {
   const device = platform.endpoint("0000:01:00.0");
-  const words = [0, 1, 2, 3].map((p) => new TextDecoder().decode(device.dmaRead(addr + p * PAGE_SIZE, 6)));
+  const words = [0, 1, 2, 3].map((p) => new TextDecoder().decode(device.dmaRead(unsafeDmaAddr(addr + p * PAGE_SIZE), 6)));
   console.log(`  segment ${i}: ${len} bytes; the device reads ${JSON.stringify(words)}`);
   return true;
 });

@@ -127,10 +127,10 @@ function checkBvec(memory: PhysicalMemory, bv: BioVec, what: string): number {
       throw new BioError("no-page", `${what} (phys ${hex(start)}, len ${bv.len}) ${where} on page ${hex(pfn * PAGE_SIZE)}, which has no struct page: only RAM and ZONE_DEVICE (P2P) pages can carry block I/O`);
     }
     const flags = pages.flags(pfn);
-    if ((flags & PageFlag.DevicePrivate) !== 0) {
+    if ((flags & PageFlag.DEVICE_PRIVATE) !== 0) {
       throw new BioError("no-page", `${what} touches device-private page ${hex(pfn * PAGE_SIZE)}: it cannot be addressed by DMA (migrate it to system memory first)`);
     }
-    const o = (flags & PageFlag.P2pdma) !== 0 ? pages.owner(pfn) : 0;
+    const o = (flags & PageFlag.P2PDMA) !== 0 ? pages.owner(pfn) : 0;
     if (owner === -1) owner = o;
     else if (o !== owner) {
       throw new BioError("crosses-owner", `${what} (phys ${hex(start)}, len ${bv.len}) starts in ${kind(owner)} and crosses into page ${hex(pfn * PAGE_SIZE)} of ${kind(o)}: a bvec only covers pages of one kind`);

@@ -11,6 +11,7 @@ import { BLK_STS_IOERR, BLK_STS_OK } from "./status.js";
 import type { Fixture } from "./test-fixtures.js";
 import { NVME, READ, WRITE, allocPages, bioOf, makeFixture, requestBytes } from "./test-fixtures.js";
 import { iova } from "@dmasim/iommu";
+import { unsafeDmaAddr } from "@dmasim/dma";
 
 /** Maps `rq` completely; returns the segments and the final status. */
 function mapAll(f: Fixture, rq: Request, state: DmaIovaState, iter: BlkDmaIter, dev = f.dev): { segs: [number, number][]; ok: boolean } {
@@ -27,7 +28,7 @@ function deviceRead(f: Fixture, segs: readonly [number, number][], bdf = NVME): 
   const out = new Uint8Array(total);
   let at = 0;
   for (const [a, l] of segs) {
-    out.set(ep.dmaRead(a, l), at);
+    out.set(ep.dmaRead(unsafeDmaAddr(a), l), at);
     at += l;
   }
   return out;
@@ -62,7 +63,7 @@ describe("blk_rq_dma_map_iter on iommu-dma", () => {
     expect(rq.dmaBookkeeping).toBe(BLK_DMA_ITER_BYTES + DMA_IOVA_STATE_BYTES);
     expect(blkRqDmaUnmap(rq, f.dev, state, rq.dataLen, iter.p2pdma.map)).toBe(true);
     expect(f.dev.domain?.mappedBytes).toBe(0);
-    expect(() => f.platform.endpoint(NVME).dmaRead(segs[0]![0], 4)).toThrow(/iommu-fault|fault/);
+    expect(() => f.platform.endpoint(NVME).dmaRead(unsafeDmaAddr(segs[0]![0]), 4)).toThrow(/iommu-fault|fault/);
     expect(f.kernel.iovaTracker.liveCount(NVME)).toBe(0);
     expect(counters.get(Counter.DmaBookkeepingBytesAllocated)).toBe(counters.get(Counter.DmaBookkeepingBytesFreed));
   });

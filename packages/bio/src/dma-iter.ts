@@ -23,11 +23,12 @@ import { PciP2pdmaMapType } from "@dmasim/pcie-p2p";
 import { Counter } from "@dmasim/dma";
 import { invalid } from "./errors.js";
 import { BlkMapIter, blkMapIterNext, blkRqMapIterInit } from "./map-iter.js";
-import { checkRequest, reqPhysGapIntersects, rqDmaDir } from "./request.js";
+import { checkRequest, reqPhysGapIntersects, rqDmaDir, setDmaBookkeeping } from "./request.js";
 import type { Request } from "./request.js";
 import { BLK_STS_INVAL, BLK_STS_OK, BLK_STS_RESOURCE, errnoToBlkStatus } from "./status.js";
 import type { BlkStatus } from "./status.js";
 import type { PhysAddr } from "@dmasim/memory";
+import { unsafePhysAddr } from "@dmasim/memory";
 
 /**
  * Bytes of per-request DMA bookkeeping, as laid out on a 64-bit kernel: struct blk_dma_iter (addr, len,
@@ -40,8 +41,16 @@ export const BLK_DMA_ITER_BYTES = 88;
 export const DMA_VEC_BYTES = 16;
 
 /**
+ * The blk_map_iter inside a BlkDmaIter (its `iter` member upstream), for the blkRqDmaMapIter* functions
+ * only: handed out by BlkDmaIter's static block so the class shows no member for it. Assigned once, when
+ * the class is evaluated.
+ */
+let mapIterOf!: (iter: BlkDmaIter) => BlkMapIter;
+
+/**
  * struct blk_dma_iter: the output of one step (addr, len), the P2P state decided from the first segment,
- * and the status when a step returned false. `iter` is internal to the blkRqDmaMapIter* functions.
+ * and the status when a step returned false. Its walk over the bio vectors is private to the
+ * blkRqDmaMapIter* functions.
  */
 export class BlkDmaIter {
   /** The DMA address of the segment the last step produced. */
@@ -52,8 +61,11 @@ export class BlkDmaIter {
   readonly p2pdma = new PciP2pdmaMapState();
   /** Valid only after blkRqDmaMapIterStart/Next returned false. */
   status: BlkStatus = BLK_STS_OK;
-  /** @internal */
-  readonly iter = new BlkMapIter();
+  readonly #iter = new BlkMapIter();
+
+  static {
+    mapIterOf = (iter) => iter.#iter;
+  }
 }
 
 const MAP_TYPES: readonly number[] = Object.values(PciP2pdmaMapType);
@@ -68,14 +80,14 @@ function check(fn: string, rq: unknown, dev: unknown, state: unknown, iter?: unk
 }
 
 function charge(rq: Request, dev: DmaDevice, bytes: number): void {
-  rq.dmaBookkeeping += bytes;
+  setDmaBookkeeping(rq, rq.dmaBookkeeping + bytes);
   dev.kernel.trace.counters.add(Counter.DmaBookkeepingBytesAllocated, bytes);
 }
 
 function release(rq: Request, dev: DmaDevice): void {
   if (rq.dmaBookkeeping === 0) return;
   dev.kernel.trace.counters.add(Counter.DmaBookkeepingBytesFreed, rq.dmaBookkeeping);
-  rq.dmaBookkeeping = 0;
+  setDmaBookkeeping(rq, 0);
 }
 
 function zeroState(state: DmaIovaState): void {
@@ -93,21 +105,21 @@ function blkCanDmaMapIova(rq: Request, dev: DmaDevice): boolean {
 function blkDmaMapBus(iter: BlkDmaIter): boolean {
   const provider = iter.p2pdma.mem;
   if (provider === undefined) throw new Error("blk_dma_map_bus without a P2P provider (internal error)");
-  iter.addr = pciP2pdmaBusAddrMap(provider, iter.iter.paddr);
-  iter.len = iter.iter.len;
+  iter.addr = pciP2pdmaBusAddrMap(provider, mapIterOf(iter).paddr);
+  iter.len = mapIterOf(iter).len;
   return true;
 }
 
 /** blk_dma_map_direct: one dma_map_phys per phys vec (MMIO attributes for a peer behind the host bridge). */
 function blkDmaMapDirect(rq: Request, dev: DmaDevice, iter: BlkDmaIter): boolean {
   const attrs = iter.p2pdma.map === PciP2pdmaMapType.THRU_HOST_BRIDGE ? DMA_ATTR_MMIO : 0;
-  const addr = dmaMapPhys(dev, iter.iter.paddr as PhysAddr, iter.iter.len, rqDmaDir(rq), attrs);
+  const addr = dmaMapPhys(dev, mapIterOf(iter).paddr as PhysAddr, mapIterOf(iter).len, rqDmaDir(rq), attrs);
   if (dmaMappingError(dev, addr) !== 0) {
     iter.status = BLK_STS_RESOURCE;
     return false;
   }
   iter.addr = addr;
-  iter.len = iter.iter.len;
+  iter.len = mapIterOf(iter).len;
   // The caller must remember this segment to unmap it (NVMe's iod->dma_vecs).
   if (dmaNeedUnmap(dev)) charge(rq, dev, DMA_VEC_BYTES);
   return true;
@@ -121,13 +133,14 @@ function blkDmaMapDirect(rq: Request, dev: DmaDevice, iter: BlkDmaIter): boolean
 function blkRqDmaMapIova(rq: Request, dev: DmaDevice, state: DmaIovaState, iter: BlkDmaIter): boolean {
   const dir = rqDmaDir(rq);
   const attrs = iter.p2pdma.map === PciP2pdmaMapType.THRU_HOST_BRIDGE ? DMA_ATTR_MMIO : 0;
+  const walk = mapIterOf(iter);
   let mapped = 0;
   let error = 0;
   do {
-    error = dmaIovaLink(dev, state, iter.iter.paddr, mapped, iter.iter.len, dir, attrs);
+    error = dmaIovaLink(dev, state, unsafePhysAddr(walk.paddr), mapped, walk.len, dir, attrs);
     if (error !== 0) break;
-    mapped += iter.iter.len;
-  } while (blkMapIterNext(rq, iter.iter));
+    mapped += walk.len;
+  } while (blkMapIterNext(rq, walk));
   if (error === 0) error = dmaIovaSync(dev, state, 0, mapped);
   if (error !== 0) {
     // Unlinks [0, mapped) — each link undoes its own partial work — and frees the IOVA.
@@ -154,16 +167,16 @@ export function blkRqDmaMapIterStart(rq: Request, dev: DmaDevice, state: DmaIova
 }
 
 function mapIterStart(rq: Request, dev: DmaDevice, state: DmaIovaState, iter: BlkDmaIter): boolean {
-  blkRqMapIterInit(rq, iter.iter);
+  blkRqMapIterInit(rq, mapIterOf(iter));
   charge(rq, dev, BLK_DMA_ITER_BYTES + DMA_IOVA_STATE_BYTES);
   iter.p2pdma.mem = undefined;
   iter.p2pdma.map = PciP2pdmaMapType.NONE;
   iter.status = BLK_STS_OK;
   iter.addr = 0 as DmaAddr;
   iter.len = 0;
-  if (!blkMapIterNext(rq, iter.iter)) return fail(rq, dev);
+  if (!blkMapIterNext(rq, mapIterOf(iter))) return fail(rq, dev);
   // P2P is decided once, from the first segment: a request never mixes kinds.
-  switch (pciP2pdmaState(iter.p2pdma, dev, iter.iter.paddr)) {
+  switch (pciP2pdmaState(iter.p2pdma, dev, mapIterOf(iter).paddr)) {
     case PciP2pdmaMapType.BUS_ADDR:
       return blkDmaMapBus(iter);
     case PciP2pdmaMapType.THRU_HOST_BRIDGE:
@@ -173,7 +186,7 @@ function mapIterStart(rq: Request, dev: DmaDevice, state: DmaIovaState, iter: Bl
       iter.status = BLK_STS_INVAL;
       return fail(rq, dev);
   }
-  if (blkCanDmaMapIova(rq, dev) && dmaIovaTryAlloc(dev, state, iter.iter.paddr, rq.dataLen)) {
+  if (blkCanDmaMapIova(rq, dev) && dmaIovaTryAlloc(dev, state, mapIterOf(iter).paddr, rq.dataLen)) {
     return blkRqDmaMapIova(rq, dev, state, iter) || fail(rq, dev);
   }
   zeroState(state);
@@ -198,7 +211,7 @@ export function blkRqDmaMapIterNext(rq: Request, dev: DmaDevice, state: DmaIovaS
 
 function mapIterNext(rq: Request, dev: DmaDevice, iter: BlkDmaIter): boolean {
   iter.status = BLK_STS_OK;
-  if (!blkMapIterNext(rq, iter.iter)) return false;
+  if (!blkMapIterNext(rq, mapIterOf(iter))) return false;
   if (iter.p2pdma.map === PciP2pdmaMapType.BUS_ADDR) return blkDmaMapBus(iter);
   return blkDmaMapDirect(rq, dev, iter);
 }

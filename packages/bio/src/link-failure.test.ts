@@ -8,6 +8,7 @@ import { Request } from "./request.js";
 import { BLK_STS_RESOURCE } from "./status.js";
 import { UNTRUSTED, WRITE, allocPages, bioOf, makeFixture } from "./test-fixtures.js";
 import { iova } from "@dmasim/iommu";
+import { unsafeDmaAddr } from "@dmasim/dma";
 
 // A dma_iova_link that fails in the middle of a request. Upstream 6.17 overwrote the link's error with the
 // result of the dma_iova_sync that followed and returned success with the IOVA half linked; dmasim must
@@ -53,7 +54,7 @@ describe("a link failure in the middle of a coalesced request", () => {
     expect(dev.domain!.mappedBytes).toBe(mappedBefore);
     for (const addr of linked) {
       expect(dev.domain!.iovaToPhys(iova(addr))).toBeUndefined();
-      expect(() => f.platform.endpoint(UNTRUSTED).dmaRead(addr, 64)).toThrow(/iommu-fault/);
+      expect(() => f.platform.endpoint(UNTRUSTED).dmaRead(unsafeDmaAddr(addr), 64)).toThrow(/iommu-fault/);
     }
     expect(f.kernel.iovaTracker.liveCount(UNTRUSTED)).toBe(0);
     // The IOVA went back to the allocator (untrusted devices are strict: at once, no flush queue).

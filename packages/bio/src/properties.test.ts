@@ -13,6 +13,7 @@ import { Request, reqPhysGapIntersects, rqDmaDir } from "./request.js";
 import { BLK_STS_OK } from "./status.js";
 import { NVME, allocPages, bioOf, makeFixture, requestBytes } from "./test-fixtures.js";
 import { iova } from "@dmasim/iommu";
+import { unsafeDmaAddr } from "@dmasim/dma";
 
 const POOL_PAGES = 80;
 
@@ -83,7 +84,7 @@ describe("properties of blk_rq_dma_map_iter", () => {
           const seen = new Uint8Array(rq.dataLen);
           let at = 0;
           for (const [a, l] of segs) {
-            seen.set(ep.dmaRead(a, l), at);
+            seen.set(ep.dmaRead(unsafeDmaAddr(a), l), at);
             at += l;
           }
           expect(seen).toEqual(requestBytes(f, bios));
@@ -91,7 +92,7 @@ describe("properties of blk_rq_dma_map_iter", () => {
           const data = new Uint8Array(rq.dataLen).map((_, i) => (i * 7 + seed) & 0xff);
           let at = 0;
           for (const [a, l] of segs) {
-            ep.dmaWrite(a, data.subarray(at, at + l));
+            ep.dmaWrite(unsafeDmaAddr(a), data.subarray(at, at + l));
             at += l;
           }
           expect(requestBytes(f, bios)).toEqual(data);
@@ -105,7 +106,7 @@ describe("properties of blk_rq_dma_map_iter", () => {
           expect(f.dev.domain?.mappedBytes).toBe(0);
           for (const [a] of segs) {
             expect(f.dev.domain?.iovaToPhys(iova(a))).toBeUndefined();
-            expect(() => ep.dmaRead(a, 1)).toThrow(PcieAccessError);
+            expect(() => ep.dmaRead(unsafeDmaAddr(a), 1)).toThrow(PcieAccessError);
           }
         }
         expect(f.kernel.iovaTracker.liveCount(NVME)).toBe(0);

@@ -77,6 +77,18 @@ function lastVec(bio: Bio): BioVec {
 }
 
 /**
+ * The writer of a request's DMA bookkeeping bytes (the blkRqDmaMap* functions' charge and release),
+ * handed out by Request's static block so the class shows only the read side. Assigned once, when the
+ * class is evaluated.
+ */
+let writeDmaBookkeeping!: (rq: Request, bytes: number) => void;
+
+/** Sets the DMA bookkeeping bytes `rq` holds: for the block layer's DMA mapping functions only. */
+export function setDmaBookkeeping(rq: Request, bytes: number): void {
+  writeDmaBookkeeping(rq, bytes);
+}
+
+/**
  * struct request: one or more bios for contiguous sectors, merged under the queue's limits. It also
  * carries what the driver's per-request data would: the DMA bookkeeping bytes it currently holds.
  */
@@ -90,8 +102,18 @@ export class Request {
   #dataLen: number;
   #nrPhysSegments: number;
   #physGapBit: number;
-  /** @internal DMA bookkeeping bytes held for the current mapping (iterator, IOVA state, segment list). */
-  dmaBookkeeping = 0;
+  #dmaBookkeeping = 0;
+
+  static {
+    writeDmaBookkeeping = (rq, bytes) => {
+      rq.#dmaBookkeeping = bytes;
+    };
+  }
+
+  /** DMA bookkeeping bytes held for the current mapping (iterator, IOVA state, segment list); 0 when unmapped. */
+  get dmaBookkeeping(): number {
+    return this.#dmaBookkeeping;
+  }
 
   private constructor(limits: QueueLimits, bio: Bio, shape: BioShape) {
     this.limits = limits;

@@ -2,13 +2,14 @@ import { describe, expect, it } from "vitest";
 import { GiB, type PhysAddr, physAddr } from "@dmasim/memory";
 import { createPlatform } from "@dmasim/pcie-p2p";
 import { DmasimInputError } from "@dmasim/trace";
-import { createDmaKernel, dmaAddr, DmaDirection, DmaInputError, dmaMapPhys, dmaMappingError, dmaToPhys, dmaUnmapPhys, physToDma, unsafeDmaAddr } from "./index.js";
+import { PciInputError } from "@dmasim/pcie-p2p";
+import { createDmaKernel, dmaAddr, DmaDirection, dmaMapPhys, dmaMappingError, dmaToPhys, dmaUnmapPhys, physToDma, unsafeDmaAddr } from "./index.js";
 import type { DmaAddr } from "./index.js";
 import { TRUSTED_BDF } from "./test-fixtures.js";
 import { iova } from "@dmasim/iommu";
 
 describe("DmaAddr brand", () => {
-  it("dmaAddr brands safe integers >= 0 and rejects the rest with DmaInputError naming the value", () => {
+  it("dmaAddr (declared by pcie-p2p) brands safe integers >= 0 and rejects the rest with PciInputError naming the value", () => {
     expect(dmaAddr(0)).toBe(0);
     expect(dmaAddr(Number.MAX_SAFE_INTEGER)).toBe(Number.MAX_SAFE_INTEGER);
     for (const bad of [-1, 0.5, Number.NaN, -Infinity, 2 ** 53]) {
@@ -18,10 +19,10 @@ describe("DmaAddr brand", () => {
       } catch (e) {
         caught = e;
       }
-      expect(caught).toBeInstanceOf(DmaInputError);
+      expect(caught).toBeInstanceOf(PciInputError);
       expect(caught).toBeInstanceOf(DmasimInputError);
-      expect((caught as DmaInputError).code).toBe("EINVAL");
-      expect((caught as DmaInputError).message).toContain(`dma_addr = ${String(bad)}`);
+      expect((caught as PciInputError).code).toBe("EINVAL");
+      expect((caught as PciInputError).message).toContain(`dma_addr = ${String(bad)}`);
     }
   });
 

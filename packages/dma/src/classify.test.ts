@@ -1,6 +1,6 @@
 import { describe, expect, it } from "vitest";
 import fc from "fast-check";
-import { GiB, KiB, PAGE_SIZE } from "@dmasim/memory";
+import { GiB, KiB, PAGE_SIZE, unsafePhysAddr } from "@dmasim/memory";
 import { Counter } from "./counters.js";
 import { DmaDirection, DmaInputError, dmaClassifyRange } from "./index.js";
 import type { DmaMemoryRun } from "./index.js";
@@ -16,7 +16,7 @@ describe("dmaClassifyRange", () => {
   it("RAM an iommu-dma device reaches is one normal run, and nothing is mapped", () => {
     const { platform, dev } = rig();
     const phys = freshPages(platform, 8);
-    const m = moved(platform, () => dmaClassifyRange(dev, phys + 100, 7 * PAGE_SIZE, TO_DEVICE));
+    const m = moved(platform, () => dmaClassifyRange(dev, unsafePhysAddr(phys + 100), 7 * PAGE_SIZE, TO_DEVICE));
     expect(shape(m.result)).toEqual([["normal", phys + 100, 7 * PAGE_SIZE]]);
     expect(m.result[0]!.provider).toBeUndefined();
     expect(m.get(Counter.PageDescLookups)).toBe(8);
@@ -25,7 +25,7 @@ describe("dmaClassifyRange", () => {
 
   it("dma-direct: RAM below the mask is normal, above it must bounce", () => {
     const { dev } = rig({ kernel: { iommuMode: "off" } });
-    const runs = dmaClassifyRange(dev, 4 * GiB - 3 * PAGE_SIZE, 5 * PAGE_SIZE, TO_DEVICE);
+    const runs = dmaClassifyRange(dev, unsafePhysAddr(4 * GiB - 3 * PAGE_SIZE), 5 * PAGE_SIZE, TO_DEVICE);
     expect(shape(runs)).toEqual([
       ["normal", 4 * GiB - 3 * PAGE_SIZE, 3 * PAGE_SIZE],
       ["bounce", 4 * GiB, 2 * PAGE_SIZE],
@@ -35,14 +35,14 @@ describe("dmaClassifyRange", () => {
   it("swiotlb=force makes all RAM bounce on dma-direct", () => {
     const { platform, dev } = rig({ kernel: { iommuMode: "off", swiotlb: { force: true } } });
     const phys = freshPages(platform, 2);
-    expect(shape(dmaClassifyRange(dev, phys, 2 * PAGE_SIZE, TO_DEVICE))).toEqual([["bounce", phys, 2 * PAGE_SIZE]]);
+    expect(shape(dmaClassifyRange(dev, unsafePhysAddr(phys), 2 * PAGE_SIZE, TO_DEVICE))).toEqual([["bounce", phys, 2 * PAGE_SIZE]]);
   });
 
   it("a confidential guest: private pages are 'private', pages already shared still bounce", () => {
     const { platform, dev } = rig({ kernel: { iommuMode: "off" }, confidential: true });
     const phys = freshPages(platform, 4);
     platform.memory.setMemoryDecrypted(phys + PAGE_SIZE, 2);
-    expect(shape(dmaClassifyRange(dev, phys, 4 * PAGE_SIZE, TO_DEVICE))).toEqual([
+    expect(shape(dmaClassifyRange(dev, unsafePhysAddr(phys), 4 * PAGE_SIZE, TO_DEVICE))).toEqual([
       ["private", phys, PAGE_SIZE],
       ["bounce", phys + PAGE_SIZE, 2 * PAGE_SIZE],
       ["private", phys + 3 * PAGE_SIZE, PAGE_SIZE],
@@ -53,27 +53,27 @@ describe("dmaClassifyRange", () => {
     const { platform, kernel } = rig();
     const dev = kernel.device(UNTRUSTED);
     const phys = freshPages(platform, 4);
-    expect(shape(dmaClassifyRange(dev, phys + 100, 3 * PAGE_SIZE, TO_DEVICE))).toEqual([
+    expect(shape(dmaClassifyRange(dev, unsafePhysAddr(phys + 100), 3 * PAGE_SIZE, TO_DEVICE))).toEqual([
       ["bounce", phys + 100, PAGE_SIZE - 100],
       ["normal", phys + PAGE_SIZE, 2 * PAGE_SIZE],
       ["bounce", phys + 3 * PAGE_SIZE, 100],
     ]);
-    expect(shape(dmaClassifyRange(dev, phys, 4 * PAGE_SIZE, TO_DEVICE))).toEqual([["normal", phys, 4 * PAGE_SIZE]]);
+    expect(shape(dmaClassifyRange(dev, unsafePhysAddr(phys), 4 * PAGE_SIZE, TO_DEVICE))).toEqual([["normal", phys, 4 * PAGE_SIZE]]);
     // Without a pool the partial granules still need a bounce (and so cannot be mapped at all).
     const bare = rig({ kernel: { swiotlb: false } });
     const lone = freshPages(bare.platform, 1);
-    expect(shape(dmaClassifyRange(bare.kernel.device(UNTRUSTED), lone + 100, 100, TO_DEVICE))).toEqual([["bounce", lone + 100, 100]]);
+    expect(shape(dmaClassifyRange(bare.kernel.device(UNTRUSTED), unsafePhysAddr(lone + 100), 100, TO_DEVICE))).toEqual([["bounce", lone + 100, 100]]);
     // A trusted device never bounces on iommu-dma.
-    expect(shape(dmaClassifyRange(kernel.device(DEV), phys + 100, 100, TO_DEVICE))).toEqual([["normal", phys + 100, 100]]);
+    expect(shape(dmaClassifyRange(kernel.device(DEV), unsafePhysAddr(phys + 100), 100, TO_DEVICE))).toEqual([["normal", phys + 100, 100]]);
   });
 
   it("the kmalloc rule bounces a non-coherent device's unaligned buffer the CPU reads back", () => {
     const { platform, dev } = rig({ kernel: { kmallocBounce: true, devices: { [DEV]: { coherent: false } } } });
     const phys = freshPages(platform, 1);
-    expect(dmaClassifyRange(dev, phys, 80, FROM_DEVICE)[0]!.kind).toBe("bounce");
-    expect(dmaClassifyRange(dev, phys, 80, TO_DEVICE)[0]!.kind).toBe("normal");
-    expect(dmaClassifyRange(dev, phys, 100, FROM_DEVICE)[0]!.kind).toBe("normal"); // kmalloc-128 is aligned
-    expect(dmaClassifyRange(dev, phys, 128, FROM_DEVICE)[0]!.kind).toBe("normal");
+    expect(dmaClassifyRange(dev, unsafePhysAddr(phys), 80, FROM_DEVICE)[0]!.kind).toBe("bounce");
+    expect(dmaClassifyRange(dev, unsafePhysAddr(phys), 80, TO_DEVICE)[0]!.kind).toBe("normal");
+    expect(dmaClassifyRange(dev, unsafePhysAddr(phys), 100, FROM_DEVICE)[0]!.kind).toBe("normal"); // kmalloc-128 is aligned
+    expect(dmaClassifyRange(dev, unsafePhysAddr(phys), 128, FROM_DEVICE)[0]!.kind).toBe("normal");
   });
 
   it("splits a BAR into P2P runs per provider and plain MMIO, with the kind decided for this device", () => {
@@ -88,7 +88,7 @@ describe("dmaClassifyRange", () => {
       ["mmio", bar.phys + 512 * KiB, 512 * KiB],
     ]);
     expect(near.map((r) => r.provider)).toEqual([a, b, undefined]);
-    const far = dmaClassifyRange(kernel.device(FAR_CLIENT), bar.phys + 128 * KiB, 256 * KiB, TO_DEVICE);
+    const far = dmaClassifyRange(kernel.device(FAR_CLIENT), unsafePhysAddr(bar.phys + 128 * KiB), 256 * KiB, TO_DEVICE);
     expect(shape(far)).toEqual([
       ["p2p-not-supported", bar.phys + 128 * KiB, 128 * KiB],
       ["p2p-not-supported", bar.phys + 256 * KiB, 128 * KiB],
@@ -106,9 +106,9 @@ describe("dmaClassifyRange", () => {
   it("refuses holes and bad arguments with DmaInputError, counting nothing", () => {
     const { platform, dev } = rig({ ramBytes: 4 * GiB });
     const before = platform.trace.counters.snapshot();
-    expect(() => dmaClassifyRange(dev, 4 * GiB - PAGE_SIZE, 2 * PAGE_SIZE, TO_DEVICE)).toThrow(/phys = 0x100000000 is invalid: expected an address inside RAM or an MMIO region/);
-    expect(() => dmaClassifyRange(dev, -1, 10, TO_DEVICE)).toThrow(DmaInputError);
-    expect(() => dmaClassifyRange(dev, 0x10000, 10, 5 as DmaDirection)).toThrow(/dir = 0x5/);
+    expect(() => dmaClassifyRange(dev, unsafePhysAddr(4 * GiB - PAGE_SIZE), 2 * PAGE_SIZE, TO_DEVICE)).toThrow(/phys = 0x100000000 is invalid: expected an address inside RAM or an MMIO region/);
+    expect(() => dmaClassifyRange(dev, unsafePhysAddr(-1), 10, TO_DEVICE)).toThrow(DmaInputError);
+    expect(() => dmaClassifyRange(dev, unsafePhysAddr(0x10000), 10, 5 as DmaDirection)).toThrow(/dir = 0x5/);
     expect(platform.trace.counters.snapshot().diff(before).nonZero()).toEqual({});
   });
 
@@ -127,7 +127,7 @@ describe("dmaClassifyRange", () => {
         (d, inBar, start, len) => {
           const base = inBar ? bar.phys : 4 * GiB - 128 * KiB; // BAR, or RAM across the 32-bit mask
           const phys = base + start;
-          const runs = dmaClassifyRange(devs[d]!, phys, len, TO_DEVICE);
+          const runs = dmaClassifyRange(devs[d]!, unsafePhysAddr(phys), len, TO_DEVICE);
           let p = phys;
           for (const [i, r] of runs.entries()) {
             expect(r.phys).toBe(p);

@@ -40,7 +40,7 @@ export interface DmaMemoryRun {
  * Cuts [phys, phys+len) into maximal runs of one kind (and one provider) for `dev` and `dir`. Pure:
  * maps nothing; the page descriptors count the lookups it makes (one per granule, two for P2P pages).
  */
-export function dmaClassifyRange(dev: DmaDevice, phys: number, len: number, dir: DmaDirection): DmaMemoryRun[] {
+export function dmaClassifyRange(dev: DmaDevice, phys: PhysAddr, len: number, dir: DmaDirection): DmaMemoryRun[] {
   const fn = "dmaClassifyRange";
   checkDevice(fn, dev);
   checkRange(fn, "phys", phys, len);
@@ -55,12 +55,12 @@ export function dmaClassifyRange(dev: DmaDevice, phys: number, len: number, dir:
   const kmalloc = dmaKmallocNeedsBounce(dev, len, dir) && isSwiotlbActive(dev);
   const end = phys + len;
   // Holes first, so a refused range leaves the counters untouched.
-  for (let q = phys; q < end; ) {
+  for (let q: number = phys; q < end; ) {
     const region = memory.regionAt(q as PhysAddr);
     if (region === undefined) throw new DmaInputError(fn, "phys", q, "an address inside RAM or an MMIO region (this one is in a hole)");
     q = region.base + region.size;
   }
-  let p = phys;
+  let p: number = phys;
   while (p < end) {
     const next = Math.min(end, (Math.floor(p / granule) + 1) * granule);
     const pfn = Math.floor(p / PAGE_SIZE);
@@ -70,11 +70,11 @@ export function dmaClassifyRange(dev: DmaDevice, phys: number, len: number, dir:
       kind = "mmio";
     } else {
       const flags = pages.flags(pfn);
-      if ((flags & PageFlag.P2pdma) !== 0) {
+      if ((flags & PageFlag.P2PDMA) !== 0) {
         provider = kernel.platform.providerById(pages.owner(pfn));
         const type = provider === undefined ? PciP2pdmaMapType.NOT_SUPPORTED : kernel.platform.pciP2pdmaMapType(provider, dev.bdf);
         kind = type === PciP2pdmaMapType.BUS_ADDR ? "p2p-bus-addr" : type === PciP2pdmaMapType.THRU_HOST_BRIDGE ? "p2p-host-bridge" : "p2p-not-supported";
-      } else if ((flags & PageFlag.Encrypted) !== 0) {
+      } else if ((flags & PageFlag.ENCRYPTED) !== 0) {
         kind = "private";
       } else if (kmalloc) {
         kind = "bounce";

@@ -13,6 +13,7 @@ import {
   dmaMappingError,
   dmaSetCoherentMask,
   dmaUnmapPhys,
+  unsafeDmaAddr,
 } from "./index.js";
 import { DEV, freshPages, moved, pattern, rig } from "./test-fixtures.js";
 import { iova } from "@dmasim/iommu";
@@ -41,8 +42,8 @@ describe("dmaAllocCoherent", () => {
     for (let i = 0; i < 4; i++) expect(dev.domain!.iovaToPhys(iova(buf.dmaHandle + i * PAGE_SIZE))).toBe(buf.cpuAddr + i * PAGE_SIZE);
     // No sync in either direction: a coherent device and the CPU share the buffer as is.
     platform.memory.write(physAddr(buf.cpuAddr + 10), pattern(300, 1));
-    expect(ep.dmaRead(buf.dmaHandle + 10, 300)).toEqual(pattern(300, 1));
-    ep.dmaWrite(buf.dmaHandle + 2 * PAGE_SIZE, pattern(200, 2));
+    expect(ep.dmaRead(unsafeDmaAddr(buf.dmaHandle + 10), 300)).toEqual(pattern(300, 1));
+    ep.dmaWrite(unsafeDmaAddr(buf.dmaHandle + 2 * PAGE_SIZE), pattern(200, 2));
     expect(platform.memory.read(physAddr(buf.cpuAddr + 2 * PAGE_SIZE), 200)).toEqual(pattern(200, 2));
     dmaFreeCoherent(dev, buf.size, buf.cpuAddr, buf.dmaHandle);
   });
@@ -77,7 +78,7 @@ describe("dmaAllocCoherent", () => {
         kernel.cpuWrite(buf.cpuAddr, pattern(256, 4));
         expect(ep.dmaRead(buf.dmaHandle, 256)).toEqual(pattern(256, 4));
         expect(kernel.cpuRead(buf.cpuAddr + 512, 64)).toEqual(new Uint8Array(64));
-        ep.dmaWrite(buf.dmaHandle + 512, pattern(64, 5));
+        ep.dmaWrite(unsafeDmaAddr(buf.dmaHandle + 512), pattern(64, 5));
         expect(kernel.cpuRead(buf.cpuAddr + 512, 64)).toEqual(pattern(64, 5));
       });
       expect(m.get(Counter.CacheLinesWrittenBack) + m.get(Counter.CacheLinesInvalidated)).toBe(0);
@@ -94,14 +95,14 @@ describe("dmaAllocCoherent", () => {
     const { platform, dev, ep } = rig({ kernel: { iommuMode: "off" }, confidential: true });
     const buf = dmaAllocCoherent(dev, 2 * PAGE_SIZE)!;
     const pfn = buf.cpuAddr / PAGE_SIZE;
-    expect(platform.memory.pages.flags(pfn) & PageFlag.Encrypted).toBe(0);
-    expect(platform.memory.pages.flags(pfn + 1) & PageFlag.Encrypted).toBe(0);
+    expect(platform.memory.pages.flags(pfn) & PageFlag.ENCRYPTED).toBe(0);
+    expect(platform.memory.pages.flags(pfn + 1) & PageFlag.ENCRYPTED).toBe(0);
     // Not bounced: the device reaches the shared pages directly.
     expect(buf.dmaHandle).toBe(buf.cpuAddr);
-    ep.dmaWrite(buf.dmaHandle + PAGE_SIZE, pattern(128, 7));
+    ep.dmaWrite(unsafeDmaAddr(buf.dmaHandle + PAGE_SIZE), pattern(128, 7));
     expect(platform.memory.read(physAddr(buf.cpuAddr + PAGE_SIZE), 128)).toEqual(pattern(128, 7));
     dmaFreeCoherent(dev, buf.size, buf.cpuAddr, buf.dmaHandle);
-    expect(platform.memory.pages.flags(pfn) & PageFlag.Encrypted).not.toBe(0);
+    expect(platform.memory.pages.flags(pfn) & PageFlag.ENCRYPTED).not.toBe(0);
     expect(() => ep.dmaRead(buf.dmaHandle, 16)).toThrow(/private memory/);
   });
 

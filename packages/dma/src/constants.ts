@@ -60,26 +60,11 @@ export function errnoName(err: number): string {
   return String(err);
 }
 
-/**
- * A DMA (bus) address as the device uses it (`dma_addr_t`). Branded so a physical address cannot be
- * handed to a device by mistake. Every DMA API call that yields an address returns it; parameters take
- * a `DmaAddr` too. Made by `dmaAddr()` (checked) or `unsafeDmaAddr()` (a cast for values known good).
- */
-export type DmaAddr = number & { readonly __brand: "DmaAddr" };
-
-/** Brands `n` as a DMA address; throws DmaInputError (EINVAL) unless it is a safe integer >= 0. */
-export function dmaAddr(n: number): DmaAddr {
-  if (!Number.isSafeInteger(n) || n < 0) throw new DmaInputError("", "dma_addr", n, "a safe integer >= 0");
-  return n as DmaAddr;
-}
-
-/**
- * Brands `n` as a DMA address without checking: for hot paths where `n` was computed from checked values
- * (an allocated IOVA plus an in-range offset). Misuse is a bug of the caller, not an input error.
- */
-export function unsafeDmaAddr(n: number): DmaAddr {
-  return n as DmaAddr;
-}
+// dma_addr_t is declared by @dmasim/pcie-p2p, the lowest layer that takes one (Endpoint.dmaRead); the DMA
+// API returns and takes it, so this package re-exports the type and its constructors.
+export { dmaAddr, unsafeDmaAddr } from "@dmasim/pcie-p2p";
+export type { DmaAddr } from "@dmasim/pcie-p2p";
+import type { DmaAddr } from "@dmasim/pcie-p2p";
 
 /**
  * DMA_MAPPING_ERROR. The kernel uses all ones (~(dma_addr_t)0); dmasim keeps every address a safe integer

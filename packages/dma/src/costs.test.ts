@@ -17,6 +17,7 @@ import {
   dmaUnmapPhys,
   priceCounters,
   priceCounts,
+  unsafeDmaAddr,
 } from "./index.js";
 import type { CostReport } from "./index.js";
 import { freshPages, rig } from "./test-fixtures.js";
@@ -146,7 +147,7 @@ describe("the two-step API against per-page dma_map_phys: 256 pages", () => {
     const state = new DmaIovaState();
     expect(dmaIovaTryAlloc(two.dev, state, physTwo, PAGES * PAGE_SIZE)).toBe(true);
     for (let i = 0; i < PAGES; i++) {
-      expect(dmaIovaLink(two.dev, state, physTwo + i * PAGE_SIZE, i * PAGE_SIZE, PAGE_SIZE, DmaDirection.TO_DEVICE, 0)).toBe(0);
+      expect(dmaIovaLink(two.dev, state, unsafePhysAddr(physTwo + i * PAGE_SIZE), i * PAGE_SIZE, PAGE_SIZE, DmaDirection.TO_DEVICE, 0)).toBe(0);
     }
     expect(dmaIovaSync(two.dev, state, 0, PAGES * PAGE_SIZE)).toBe(0);
     const twoStep = two.kernel.costs(sinceTwo);
@@ -172,8 +173,8 @@ describe("the two-step API against per-page dma_map_phys: 256 pages", () => {
     // Both devices see the same bytes: the saving is not bought with a wrong mapping.
     two.platform.memory.write(physAddr(physTwo + 100 * PAGE_SIZE), new Uint8Array([1, 2, 3]));
     classic.platform.memory.write(physAddr(physClassic + 100 * PAGE_SIZE), new Uint8Array([1, 2, 3]));
-    expect(two.ep.dmaRead(state.addr + 100 * PAGE_SIZE, 3)).toEqual(new Uint8Array([1, 2, 3]));
-    expect(classic.ep.dmaRead(addrs[100]!, 3)).toEqual(new Uint8Array([1, 2, 3]));
+    expect(two.ep.dmaRead(unsafeDmaAddr(state.addr + 100 * PAGE_SIZE), 3)).toEqual(new Uint8Array([1, 2, 3]));
+    expect(classic.ep.dmaRead(unsafeDmaAddr(addrs[100]!), 3)).toEqual(new Uint8Array([1, 2, 3]));
 
     dmaIovaDestroy(two.dev, state, PAGES * PAGE_SIZE, DmaDirection.TO_DEVICE, 0);
     for (const a of addrs) dmaUnmapPhys(classic.dev, dmaAddr(a), PAGE_SIZE, DmaDirection.TO_DEVICE);

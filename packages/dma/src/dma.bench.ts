@@ -57,7 +57,7 @@ for (const [mode, debug] of [
     const len = 256 * PAGE;
     bench("alloc + link 256 × 4 KiB + one sync + destroy", () => {
       tryAlloc(dev, state, pages[0] ?? 0, len);
-      for (let i = 0; i < 256; i++) link(dev, state, pages[i] ?? 0, i * PAGE, PAGE, TO_DEVICE, 0);
+      for (let i = 0; i < 256; i++) link(dev, state, (pages[i] ?? 0) as PhysAddr, i * PAGE, PAGE, TO_DEVICE, 0);
       sync(dev, state, 0, len);
       destroy(dev, state, len, TO_DEVICE, 0);
     }, STEADY);

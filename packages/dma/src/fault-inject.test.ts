@@ -13,7 +13,7 @@ import { dmaMappingError, dmaMapPhys, dmaUnmapPhys } from "./mapping.js";
 import { FAIL_SWIOTLB } from "./swiotlb/index.js";
 import { allocBuffer, makeKernel, tryDmaRead } from "./test-fixtures.js";
 import { DmaIovaState, dmaIovaDestroy, dmaIovaLink, dmaIovaSync, dmaIovaTryAlloc } from "./two-step.js";
-import { physAddr } from "@dmasim/memory";
+import { physAddr, unsafePhysAddr } from "@dmasim/memory";
 
 const BIDI = DmaDirection.BIDIRECTIONAL;
 const SZ_2M = 2 * 1024 * 1024;
@@ -86,10 +86,10 @@ describe("fault injection in the DMA kernel", () => {
     const st = new DmaIovaState();
     expect(dmaIovaTryAlloc(f.dev, st, buf.phys, buf.len)).toBe(true);
     // The first 4 KiB link builds the path to its leaf table; then a link over the next 2 MiB boundary fails.
-    expect(dmaIovaLink(f.dev, st, buf.phys, 0, 4096, BIDI, 0)).toBe(0);
+    expect(dmaIovaLink(f.dev, st, unsafePhysAddr(buf.phys), 0, 4096, BIDI, 0)).toBe(0);
     const linked = f.dev.domain?.mappedBytes;
     f.kernel.faultInjection.attr(FAIL_IO_PGTABLE).configure({ probability: 100, times: 1 });
-    expect(dmaIovaLink(f.dev, st, buf.phys + 4096, 4096, 3 * SZ_2M, BIDI, 0)).toBe(-Errno.ENOMEM);
+    expect(dmaIovaLink(f.dev, st, unsafePhysAddr(buf.phys + 4096), 4096, 3 * SZ_2M, BIDI, 0)).toBe(-Errno.ENOMEM);
     expect(f.dev.domain?.mappedBytes).toBe(linked);
     expect(dmaIovaSync(f.dev, st, 0, 4096)).toBe(0);
     expect(tryDmaRead(f.endpoint(f.dev), st.addr + 4096, 16)).toBeInstanceOf(Error);

@@ -19,6 +19,7 @@ import {
   dmaSetMask,
   dmaSyncSingleForCpu,
   dmaUnmapPhys,
+  unsafeDmaAddr,
 } from "./index.js";
 import { DEV, UNTRUSTED, freshPages, moved, pattern, rig } from "./test-fixtures.js";
 import { iova } from "@dmasim/iommu";
@@ -293,7 +294,7 @@ describe("swiotlb_bounce's negative tlb_offset through the DMA API", () => {
     // Slot 1 of the bounce buffer begins 2048 - 0x30 = 2000 bytes into the mapping.
     const from = 2000 + 8;
     const written = pattern(60, 9);
-    ep.dmaWrite(addr + from, written);
+    ep.dmaWrite(unsafeDmaAddr(addr + from), written);
     dmaSyncSingleForCpu(dev, dmaAddr(addr + from), 60, FROM_DEVICE);
     const expected = pattern(size, 8);
     expected.set(written, from);

@@ -338,7 +338,7 @@ describe("dmaMapPhys through dma-direct", () => {
     platform.memory.write(physAddr(phys), pattern(1024, 10));
     let err: unknown;
     try {
-      ep.dmaRead(phys, 16);
+      ep.dmaRead(unsafeDmaAddr(phys), 16);
     } catch (e) {
       err = e;
     }
@@ -507,7 +507,7 @@ describe("dmaSyncSingleForCpu / dmaSyncSingleForDevice on a bounced mapping", ()
     expect(ep.dmaRead(addr, 512)).toEqual(pattern(512, 23));
     // The rest of the granule the device can reach holds zeros, never the neighbours' 0xee.
     const off = addr % PAGE_SIZE;
-    const granule = ep.dmaRead(addr - off, PAGE_SIZE);
+    const granule = ep.dmaRead(unsafeDmaAddr(addr - off), PAGE_SIZE);
     expect(granule.subarray(0, off)).toEqual(new Uint8Array(off));
     expect(granule.subarray(off + 512)).toEqual(new Uint8Array(PAGE_SIZE - off - 512));
     ep.dmaWrite(addr, pattern(512, 24));
@@ -636,7 +636,7 @@ describe("swiotlb bounce copies are CPU copies: they see the CPU cache", () => {
     // The CPU updates the buffer and hands it over again: the sync copies from the cache, not stale memory.
     kernel.cpuWrite(phys + 64, pattern(64, 41));
     dmaSyncSingleForDevice(dev, addr, 256, BIDIRECTIONAL);
-    expect(ep.dmaRead(addr + 64, 64)).toEqual(pattern(64, 41));
+    expect(ep.dmaRead(unsafeDmaAddr(addr + 64), 64)).toEqual(pattern(64, 41));
     expect(kernel.cpuRead(phys, 256).subarray(0, 64)).toEqual(pattern(256, 40).subarray(0, 64)); // lines now cached
     ep.dmaWrite(addr, pattern(256, 42));
     dmaUnmapPhys(dev, addr, 256, BIDIRECTIONAL);

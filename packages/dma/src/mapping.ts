@@ -131,7 +131,7 @@ export function dmaMapPage(dev: DmaDevice, pfn: number, offset: number, size: nu
   if (!pages.hasPage(pfn)) throw new DmaInputError(fn, "pfn", pfn, "a page frame that has a struct page (RAM or ZONE_DEVICE)");
   if ((attrs & DMA_ATTR_MMIO) !== 0) return DMA_MAPPING_ERROR;
   // pages.flags() counts the lookup (is_pci_p2pdma_page).
-  if ((pages.flags(pfn) & PageFlag.P2pdma) !== 0) {
+  if ((pages.flags(pfn) & PageFlag.P2PDMA) !== 0) {
     dev.kernel.debug.warnOnce(dev.bdf, fn + "/p2p", "dma_map_page_attrs: WARN_ON_ONCE(is_pci_p2pdma_page(page)): P2P pages need the P2P-aware mapping paths");
     return DMA_MAPPING_ERROR;
   }

@@ -32,6 +32,7 @@ import type { DmaDevice } from "./device.js";
 import { TRUSTED_BDF, allocBuffer, makeKernel } from "./test-fixtures.js";
 import type { Fixture } from "./test-fixtures.js";
 import { physAddr, unsafePhysAddr } from "@dmasim/memory";
+import { unsafeIova } from "@dmasim/iommu";
 
 // Bad input at the public boundary: a typed DmaInputError naming the argument, the value and what was
 // expected — never a TypeError or RangeError from inside — and a refused call changes nothing (no counter
@@ -90,7 +91,7 @@ const DEVICE_CALLS: readonly DevCall[] = [
   ["physToDma", (d, p) => physToDma(d, physAddr(p))],
   ["dmaToPhys", (d) => dmaToPhys(d, dmaAddr(0x1000))],
   ["dmaCapable", (d) => dmaCapable(d, dmaAddr(0x1000), 4096)],
-  ["dmaClassifyRange", (d, p) => dmaClassifyRange(d, p, 4096, TO_DEV)],
+  ["dmaClassifyRange", (d, p) => dmaClassifyRange(d, unsafePhysAddr(p), 4096, TO_DEV)],
 ];
 
 describe("a missing, foreign, non-device or unbound dev", () => {
@@ -241,7 +242,7 @@ describe("P2P state, CPU access and the consumer internals", () => {
     const f = makeKernel();
     for (const d of [undefined, null, TRUSTED_BDF]) {
       expectInputError(f, () => iommuDmaAllocIovaForDevice(d as unknown as DmaDevice, 4096, 2 ** 32 - 1), "dev");
-      expectInputError(f, () => iommuMap(d as unknown as DmaDevice, 0x1000, 0x1000, 4096, 3), "dev");
+      expectInputError(f, () => iommuMap(d as unknown as DmaDevice, unsafeIova(0x1000), unsafePhysAddr(0x1000), 4096, 3), "dev");
     }
   });
 });

@@ -1,5 +1,5 @@
 import { bench, describe } from "vitest";
-import { GiB, PAGE_SIZE, unsafePhysAddr } from "@dmasim/memory";
+import { GiB, PAGE_SIZE, unsafePhysAddr, type PhysAddr } from "@dmasim/memory";
 import { createPlatform } from "@dmasim/pcie-p2p";
 import { Trace } from "@dmasim/trace";
 import {
@@ -51,7 +51,7 @@ function kernelFor(mode: IommuMode, debug: DebugMode): { dev: DmaDevice; pages: 
 function twoStepBatch(dev: DmaDevice, state: DmaIovaState, pages: readonly number[]): void {
   const len = 256 * PAGE;
   dmaIovaTryAlloc(dev, state, pages[0] ?? 0, len);
-  for (let i = 0; i < 256; i++) dmaIovaLink(dev, state, pages[i] ?? 0, i * PAGE, PAGE, TO_DEVICE, 0);
+  for (let i = 0; i < 256; i++) dmaIovaLink(dev, state, (pages[i] ?? 0) as PhysAddr, i * PAGE, PAGE, TO_DEVICE, 0);
   dmaIovaSync(dev, state, 0, len);
   dmaIovaDestroy(dev, state, len, TO_DEVICE, 0);
 }

@@ -28,7 +28,7 @@ export function p2pdmaProviderOf(dev: DmaDevice, phys: number): P2pdmaProvider |
   const pages = dev.kernel.memory.pages;
   const pfn = Math.floor(phys / PAGE_SIZE);
   // PageDescriptors counts its own lookups (flags: is_pci_p2pdma_page, owner: page_pgmap).
-  if (!pages.hasPage(pfn) || (pages.flags(pfn) & PageFlag.P2pdma) === 0) return undefined;
+  if (!pages.hasPage(pfn) || (pages.flags(pfn) & PageFlag.P2PDMA) === 0) return undefined;
   return dev.kernel.platform.providerById(pages.owner(pfn));
 }
 

@@ -1,6 +1,6 @@
 import fc from "fast-check";
 import { describe, expect, it } from "vitest";
-import { GiB, physAddr } from "@dmasim/memory";
+import { GiB, physAddr, unsafePhysAddr } from "@dmasim/memory";
 import { PcieAccessError } from "@dmasim/pcie-p2p";
 import type { Endpoint } from "@dmasim/pcie-p2p";
 import {
@@ -15,6 +15,7 @@ import {
   dmaMappingError,
   dmaMapPhys,
   dmaUnmapPhys,
+  unsafeDmaAddr,
 } from "./index.js";
 import type { DmaDevice, IommuMode } from "./index.js";
 import { allocBuffer, describeDifference, makeKernel, pattern, TRUSTED_BDF, tryDmaRead, UNTRUSTED_BDF } from "./test-fixtures.js";
@@ -206,7 +207,7 @@ class Sim {
     const segs: Segment[] = [];
     let off = 0;
     for (const buf of bufs) {
-      const ret = dmaIovaLink(dev, state, buf.phys, off, buf.len, op.dir, 0);
+      const ret = dmaIovaLink(dev, state, unsafePhysAddr(buf.phys), off, buf.len, op.dir, 0);
       if (ret !== 0) {
         // Only a bounced unaligned head on a device without min_align_mask may fail (see two-step.ts).
         const bounces = dev.untrusted || (setup.kmallocBounce && !dev.coherent);
@@ -253,7 +254,7 @@ class Sim {
   checkReads(m: Mapping): void {
     for (const s of m.segs) {
       if (!s.linked) continue;
-      const seen = this.ep(m.dev).dmaRead(m.addr + s.off, s.buf.len);
+      const seen = this.ep(m.dev).dmaRead(unsafeDmaAddr(m.addr + s.off), s.buf.len);
       expect(describeDifference(seen, s.expected), `device read of mapping ${m.id} at offset ${s.off}`).toBe("equal");
     }
   }
@@ -264,7 +265,7 @@ class Sim {
     for (const s of m.segs) {
       if (!s.linked) continue;
       const data = pattern(s.buf.len, this.#seed++);
-      this.ep(m.dev).dmaWrite(m.addr + s.off, data);
+      this.ep(m.dev).dmaWrite(unsafeDmaAddr(m.addr + s.off), data);
       s.expected = data;
     }
     this.checkReads(m);
@@ -275,14 +276,14 @@ class Sim {
     if (m?.state === undefined) return;
     const s = m.segs[segIndex % m.segs.length]!;
     if (kind === "unlink" && s.linked) {
-      this.ep(m.dev).dmaRead(m.addr + s.off, 1); // warm the IOTLB: unlink must invalidate it
+      this.ep(m.dev).dmaRead(unsafeDmaAddr(m.addr + s.off), 1); // warm the IOTLB: unlink must invalidate it
       dmaIovaUnlink(m.dev, m.state, s.off, s.buf.len, m.dir, 0);
       s.linked = false;
       this.checkTornDown(m, s);
       // Unlink always invalidates at once, in lazy mode too.
       expect(tryDmaRead(this.ep(m.dev), m.addr + s.off, 1)).toBeInstanceOf(PcieAccessError);
     } else if (kind === "relink" && !s.linked) {
-      expect(dmaIovaLink(m.dev, m.state, s.buf.phys, s.off, s.buf.len, m.dir, 0)).toBe(0);
+      expect(dmaIovaLink(m.dev, m.state, unsafePhysAddr(s.buf.phys), s.off, s.buf.len, m.dir, 0)).toBe(0);
       expect(dmaIovaSync(m.dev, m.state, s.off, s.buf.len)).toBe(0);
       s.linked = true;
       this.checkReads(m);

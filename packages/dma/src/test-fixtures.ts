@@ -7,6 +7,7 @@ import type { Counter } from "./counters.js";
 import type { DmaDevice } from "./device.js";
 import { createDmaKernel } from "./kernel.js";
 import type { DmaKernel, DmaKernelOptions } from "./kernel.js";
+import { unsafeDmaAddr } from "./index.js";
 
 // Shared builders for the package's tests: one platform with a trusted and an untrusted endpoint behind
 // one IOMMU, the DMA kernel on top, and buffers filled with a deterministic pattern. Not exported from
@@ -118,7 +119,7 @@ export function lastFaultReason(platform: Platform, bdf: string): string | undef
 /** Runs a device read and returns the bytes, or the error it threw (a PcieAccessError on a fault). */
 export function tryDmaRead(endpoint: Endpoint, addr: number, len: number): Uint8Array | Error {
   try {
-    return endpoint.dmaRead(addr, len);
+    return endpoint.dmaRead(unsafeDmaAddr(addr), len);
   } catch (e) {
     if (e instanceof Error) return e;
     throw e;
@@ -128,7 +129,7 @@ export function tryDmaRead(endpoint: Endpoint, addr: number, len: number): Uint8
 /** Runs a device write and returns undefined, or the error it threw. */
 export function tryDmaWrite(endpoint: Endpoint, addr: number, bytes: Uint8Array): Error | undefined {
   try {
-    endpoint.dmaWrite(addr, bytes);
+    endpoint.dmaWrite(unsafeDmaAddr(addr), bytes);
     return undefined;
   } catch (e) {
     if (e instanceof Error) return e;

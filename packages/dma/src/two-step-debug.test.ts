@@ -11,11 +11,12 @@ import {
   dmaIovaTryAlloc,
   dmaIovaUnlink,
   Errno,
+  unsafeDmaAddr,
 } from "./index.js";
 import type { DmaDebugCheck, DmaDevice } from "./index.js";
 import { allocBuffer, makeKernel } from "./test-fixtures.js";
 import type { Fixture, TestBuffer } from "./test-fixtures.js";
-import { physAddr } from "@dmasim/memory";
+import { physAddr, unsafePhysAddr } from "@dmasim/memory";
 import { iova } from "@dmasim/iommu";
 
 // The two-step checks dmasim adds to dma-debug (upstream does not track dma_iova_* at all). In "throw"
@@ -78,7 +79,7 @@ function checks(r: Rig): DmaDebugCheck[] {
 }
 
 function link(r: Rig, granule: number, count: number, offset = granule * G): number {
-  return dmaIovaLink(r.dev, r.state, r.buf.phys + granule * G, offset, count * G, BIDI, 0);
+  return dmaIovaLink(r.dev, r.state, unsafePhysAddr(r.buf.phys + granule * G), offset, count * G, BIDI, 0);
 }
 
 describe("iova-link-outside-allocation", () => {
@@ -86,7 +87,7 @@ describe("iova-link-outside-allocation", () => {
     const r = rig("throw");
     expect(link(r, 0, 1)).toBe(0);
     const before = modelState(r);
-    const err = expectThrows(() => dmaIovaLink(r.dev, r.state, r.buf.phys + 3 * G, 3 * G, 2 * G, BIDI, 0), "iova-link-outside-allocation");
+    const err = expectThrows(() => dmaIovaLink(r.dev, r.state, unsafePhysAddr(r.buf.phys + 3 * G), 3 * G, 2 * G, BIDI, 0), "iova-link-outside-allocation");
     expect(err.report.device).toBe(r.dev.bdf);
     expect(err.message).toMatch(/offset=12288.*size=8192/);
     expect(modelState(r)).toEqual(before);
@@ -95,7 +96,7 @@ describe("iova-link-outside-allocation", () => {
   it("collect: returns -EINVAL, records the report, maps nothing", () => {
     const r = rig("collect");
     const before = modelState(r);
-    expect(dmaIovaLink(r.dev, r.state, r.buf.phys, 0, 5 * G, BIDI, 0)).toBe(-Errno.EINVAL);
+    expect(dmaIovaLink(r.dev, r.state, unsafePhysAddr(r.buf.phys), 0, 5 * G, BIDI, 0)).toBe(-Errno.EINVAL);
     expect(checks(r)).toEqual(["iova-link-outside-allocation"]);
     expect(modelState(r)).toEqual(before);
   });
@@ -107,7 +108,7 @@ describe("iova-link-overlap", () => {
     expect(link(r, 0, 2)).toBe(0);
     const before = modelState(r);
     const other = allocBuffer(r.fx.platform, G, { seed: 3 });
-    expectThrows(() => dmaIovaLink(r.dev, r.state, other.phys, G, G, BIDI, 0), "iova-link-overlap");
+    expectThrows(() => dmaIovaLink(r.dev, r.state, unsafePhysAddr(other.phys), G, G, BIDI, 0), "iova-link-overlap");
     expect(modelState(r)).toEqual(before);
     expect(r.dev.domain!.iovaToPhys(iova(r.state.addr + G))).toBe(r.buf.phys + G);
   });
@@ -135,13 +136,13 @@ describe("iova-link-unaligned-interior", () => {
     const r = rig("throw");
     expect(link(r, 0, 1)).toBe(0);
     const before = modelState(r);
-    expectThrows(() => dmaIovaLink(r.dev, r.state, r.buf.phys + G, G + 100, G, BIDI, 0), "iova-link-unaligned-interior");
+    expectThrows(() => dmaIovaLink(r.dev, r.state, unsafePhysAddr(r.buf.phys + G), G + 100, G, BIDI, 0), "iova-link-unaligned-interior");
     expect(modelState(r)).toEqual(before);
   });
 
   it("throw: a range after one that ended inside a granule is refused", () => {
     const r = rig("throw");
-    expect(dmaIovaLink(r.dev, r.state, r.buf.phys, 0, 100, BIDI, 0)).toBe(0);
+    expect(dmaIovaLink(r.dev, r.state, unsafePhysAddr(r.buf.phys), 0, 100, BIDI, 0)).toBe(0);
     const before = modelState(r);
     expectThrows(() => link(r, 1, 1), "iova-link-unaligned-interior");
     expect(modelState(r)).toEqual(before);
@@ -149,7 +150,7 @@ describe("iova-link-unaligned-interior", () => {
 
   it("collect: recorded, and the link goes on as the kernel's would (it does not check this rule)", () => {
     const r = rig("collect");
-    expect(dmaIovaLink(r.dev, r.state, r.buf.phys, 0, 100, BIDI, 0)).toBe(0);
+    expect(dmaIovaLink(r.dev, r.state, unsafePhysAddr(r.buf.phys), 0, 100, BIDI, 0)).toBe(0);
     expect(link(r, 1, 1)).toBe(0);
     expect(checks(r)).toEqual(["iova-link-unaligned-interior"]);
     expect(ptes(r).slice(0, 2)).toEqual([r.buf.phys, r.buf.phys + G]);
@@ -163,9 +164,9 @@ describe("iova-link-unaligned-interior", () => {
     const state = new DmaIovaState();
     const total = (G - 0x200) + 2 * G + 10;
     expect(dmaIovaTryAlloc(fx.dev, state, a.phys, total)).toBe(true);
-    expect(dmaIovaLink(fx.dev, state, a.phys, 0, G - 0x200, BIDI, 0)).toBe(0);
-    expect(dmaIovaLink(fx.dev, state, b.phys, G - 0x200, 2 * G, BIDI, 0)).toBe(0);
-    expect(dmaIovaLink(fx.dev, state, c.phys, 3 * G - 0x200, 10, BIDI, 0)).toBe(0);
+    expect(dmaIovaLink(fx.dev, state, unsafePhysAddr(a.phys), 0, G - 0x200, BIDI, 0)).toBe(0);
+    expect(dmaIovaLink(fx.dev, state, unsafePhysAddr(b.phys), G - 0x200, 2 * G, BIDI, 0)).toBe(0);
+    expect(dmaIovaLink(fx.dev, state, unsafePhysAddr(c.phys), 3 * G - 0x200, 10, BIDI, 0)).toBe(0);
     expect(dmaIovaSync(fx.dev, state, 0, total)).toBe(0);
     dmaIovaDestroy(fx.dev, state, total, BIDI, 0);
     expect(fx.kernel.debugReports()).toEqual([]);
@@ -314,7 +315,7 @@ describe("iova-access-before-sync", () => {
     const r = rig("throw");
     expect(link(r, 0, 2)).toBe(0);
     const before = r.fx.platform.trace.counters.snapshot();
-    expectThrows(() => r.fx.endpoint(r.dev).dmaRead(r.state.addr + G, 16), "iova-access-before-sync");
+    expectThrows(() => r.fx.endpoint(r.dev).dmaRead(unsafeDmaAddr(r.state.addr + G), 16), "iova-access-before-sync");
     const moved = r.fx.platform.trace.counters.snapshot().diff(before);
     expect([moved.get(Counter.TlpsToMemory), moved.get(Counter.PtWalks), moved.get(Counter.IotlbHits)]).toEqual([0, 0, 0]);
   });
@@ -341,7 +342,7 @@ describe("iova-access-before-sync", () => {
     expect(dmaIovaSync(r.dev, r.state, 0, 2 * G)).toBe(0);
     r.fx.endpoint(r.dev).dmaRead(r.state.addr, 2 * G);
     expect(checks(r)).toEqual([]);
-    r.fx.endpoint(r.dev).dmaRead(r.state.addr + 3 * G, 8);
+    r.fx.endpoint(r.dev).dmaRead(unsafeDmaAddr(r.state.addr + 3 * G), 8);
     expect(checks(r)).toEqual(["iova-access-before-sync"]);
     expect(dmaIovaSync(r.dev, r.state, 2 * G, 2 * G)).toBe(0);
     r.fx.endpoint(r.dev).dmaRead(r.state.addr, 4 * G);
@@ -356,7 +357,7 @@ describe("iova-access-before-sync", () => {
     expect(link(r, 1, 1)).toBe(0);
     r.fx.endpoint(r.dev).dmaRead(r.state.addr, 8);
     expect(checks(r)).toEqual([]);
-    r.fx.endpoint(r.dev).dmaRead(r.state.addr + G, 8);
+    r.fx.endpoint(r.dev).dmaRead(unsafeDmaAddr(r.state.addr + G), 8);
     expect(checks(r)).toEqual(["iova-access-before-sync"]);
   });
 });
@@ -395,7 +396,7 @@ describe("iova-leak on unbind", () => {
     const fx = makeKernel({ debug: "off" });
     const state = new DmaIovaState();
     expect(dmaIovaTryAlloc(fx.dev, state, 0, 2 * G)).toBe(true);
-    expect(dmaIovaLink(fx.dev, state, 0x10000, 0, G, BIDI, 0)).toBe(0);
+    expect(dmaIovaLink(fx.dev, state, unsafePhysAddr(0x10000), 0, G, BIDI, 0)).toBe(0);
     expect(fx.kernel.unbind(fx.dev).leakedIovaStates).toBe(0);
     expect(fx.kernel.debugReports()).toEqual([]);
   });

@@ -1,6 +1,6 @@
 import fc from "fast-check";
 import { describe, expect, it } from "vitest";
-import { GiB } from "@dmasim/memory";
+import { GiB, unsafePhysAddr } from "@dmasim/memory";
 import {
   DMA_ATTR_MMIO,
   DMA_ATTR_NO_WARN,
@@ -87,7 +87,7 @@ function run(
   const outcomes: Outcome[] = calls.map((c) => {
     try {
       const phys = base + c.page * G + c.physPad;
-      return { ret: link(dev, state, phys, c.offsetGranules * G + c.offsetPad, c.sizeGranules * G + c.sizePad, c.dir as DmaDirection, c.attrs) };
+      return { ret: link(dev, state, unsafePhysAddr(phys), c.offsetGranules * G + c.offsetPad, c.sizeGranules * G + c.sizePad, c.dir as DmaDirection, c.attrs) };
     } catch (e) {
       return { error: `${(e as Error).name}: ${(e as Error).message}` };
     }

@@ -20,6 +20,7 @@ import type { DebugMode, DmaDebugCheck, DmaDevice, IommuMode } from "./index.js"
 import { allocBuffer, firstDifference, makeKernel, tryDmaRead } from "./test-fixtures.js";
 import type { Fixture, TestBuffer } from "./test-fixtures.js";
 import { iova } from "@dmasim/iommu";
+import { unsafePhysAddr } from "@dmasim/memory";
 
 // Misuse of the two-step API: each refused call is refused before it changes anything (page table,
 // IOTLB, IOVA space, swiotlb, the state), and bad arguments get typed errors, never a TypeError.
@@ -37,7 +38,7 @@ function mapped(fx: Fixture, dev: DmaDevice, granules: number, seed: number): Ma
   const buf = allocBuffer(fx.platform, granules * G, { seed });
   const state = new DmaIovaState();
   expect(dmaIovaTryAlloc(dev, state, buf.phys, buf.len)).toBe(true);
-  expect(dmaIovaLink(dev, state, buf.phys, 0, buf.len, BIDI, 0)).toBe(0);
+  expect(dmaIovaLink(dev, state, unsafePhysAddr(buf.phys), 0, buf.len, BIDI, 0)).toBe(0);
   expect(dmaIovaSync(dev, state, 0, buf.len)).toBe(0);
   return { state, buf };
 }
@@ -161,7 +162,7 @@ describe("dma_iova_link on a state that holds no IOVA", () => {
     const buf = allocBuffer(fx.platform, G);
     const state = new DmaIovaState();
     const before = snapshot(fx, fx.dev);
-    expectReport(() => dmaIovaLink(fx.dev, state, buf.phys, 0, G, BIDI, 0), "iova-state-not-allocated");
+    expectReport(() => dmaIovaLink(fx.dev, state, unsafePhysAddr(buf.phys), 0, G, BIDI, 0), "iova-state-not-allocated");
     expect(fx.dev.domain?.iovaToPhys(iova(0))).toBeUndefined();
     expect(snapshot(fx, fx.dev)).toEqual(before);
   });
@@ -172,7 +173,7 @@ describe("dma_iova_link on a state that holds no IOVA", () => {
     const buf = allocBuffer(fx.platform, G);
     const state = new DmaIovaState();
     expect(dmaIovaTryAlloc(fx.dev, state, buf.phys, 8 * 2 ** 30)).toBe(false);
-    expectReport(() => dmaIovaLink(fx.dev, state, buf.phys, 0, G, BIDI, 0), "iova-state-not-allocated");
+    expectReport(() => dmaIovaLink(fx.dev, state, unsafePhysAddr(buf.phys), 0, G, BIDI, 0), "iova-state-not-allocated");
     expect(fx.dev.domain?.iovaToPhys(iova(0))).toBeUndefined();
   });
 
@@ -181,7 +182,7 @@ describe("dma_iova_link on a state that holds no IOVA", () => {
     const buf = allocBuffer(fx.platform, G);
     const state = new DmaIovaState();
     const before = snapshot(fx, fx.dev);
-    expect(dmaIovaLink(fx.dev, state, buf.phys, 0, G, BIDI, 0)).toBe(-Errno.EINVAL);
+    expect(dmaIovaLink(fx.dev, state, unsafePhysAddr(buf.phys), 0, G, BIDI, 0)).toBe(-Errno.EINVAL);
     expect(dmaIovaSync(fx.dev, state, 0, G)).toBe(0);
     dmaIovaUnlink(fx.dev, state, 0, G, BIDI, 0);
     expect(fx.kernel.debugReports().map((r) => r.check)).toEqual(["iova-state-not-allocated", "iova-state-not-allocated", "iova-state-not-allocated"]);
@@ -192,7 +193,7 @@ describe("dma_iova_link on a state that holds no IOVA", () => {
   it("debug off: linked at IOVA 0 + offset as the kernel would (nothing checks it)", () => {
     const fx = makeKernel({ debug: "off" });
     const buf = allocBuffer(fx.platform, G);
-    expect(dmaIovaLink(fx.dev, new DmaIovaState(), buf.phys, G, G, BIDI, 0)).toBe(0);
+    expect(dmaIovaLink(fx.dev, new DmaIovaState(), unsafePhysAddr(buf.phys), G, G, BIDI, 0)).toBe(0);
     expect(fx.dev.domain?.iovaToPhys(iova(G))).toBe(buf.phys);
   });
 });
@@ -204,7 +205,7 @@ describe("a state of another device", () => {
     const other = fx.untrusted;
     const before = [snapshot(fx, fx.dev), snapshot(fx, other)];
     const calls = {
-      link: () => dmaIovaLink(other, m.state, m.buf.phys, 0, G, BIDI, 0),
+      link: () => dmaIovaLink(other, m.state, unsafePhysAddr(m.buf.phys), 0, G, BIDI, 0),
       sync: () => dmaIovaSync(other, m.state, 0, G),
       unlink: () => { dmaIovaUnlink(other, m.state, 0, G, BIDI, 0); },
       destroy: () => { dmaIovaDestroy(other, m.state, m.state.size, BIDI, 0); },
@@ -227,7 +228,7 @@ describe("bad dev and state arguments get typed errors", () => {
   expect(dmaIovaTryAlloc(fx.dev, good, buf.phys, G)).toBe(true);
   const calls: [string, (dev: DmaDevice, state: DmaIovaState) => unknown][] = [
     ["dma_iova_try_alloc", (d, s) => dmaIovaTryAlloc(d, s, buf.phys, G)],
-    ["dma_iova_link", (d, s) => dmaIovaLink(d, s, buf.phys, 0, G, BIDI, 0)],
+    ["dma_iova_link", (d, s) => dmaIovaLink(d, s, unsafePhysAddr(buf.phys), 0, G, BIDI, 0)],
     ["dma_iova_sync", (d, s) => dmaIovaSync(d, s, 0, G)],
     ["dma_iova_unlink", (d, s) => { dmaIovaUnlink(d, s, 0, G, BIDI, 0); }],
     ["dma_iova_destroy", (d, s) => { dmaIovaDestroy(d, s, G, BIDI, 0); }],
@@ -277,8 +278,8 @@ describe("bad dev and state arguments get typed errors", () => {
     const page = allocBuffer(off.platform, G);
     const s = new DmaIovaState();
     expect(dmaIovaTryAlloc(off.dev, s, page.phys, G)).toBe(true);
-    for (const dev of [undefined, null, 1]) expectInputError(() => dmaIovaLink(dev as unknown as DmaDevice, s, page.phys, 0, G, BIDI, 0), "dev");
-    for (const state of [undefined, null, 1, {}]) expectInputError(() => dmaIovaLink(off.dev, state as DmaIovaState, page.phys, 0, G, BIDI, 0), "state");
+    for (const dev of [undefined, null, 1]) expectInputError(() => dmaIovaLink(dev as unknown as DmaDevice, s, unsafePhysAddr(page.phys), 0, G, BIDI, 0), "dev");
+    for (const state of [undefined, null, 1, {}]) expectInputError(() => dmaIovaLink(off.dev, state as DmaIovaState, unsafePhysAddr(page.phys), 0, G, BIDI, 0), "state");
     expect(off.dev.domain?.iovaToPhys(iova(s.addr))).toBeUndefined();
   });
 
@@ -294,18 +295,18 @@ describe("bad dev and state arguments get typed errors", () => {
     ];
     for (const [name, value] of cases) {
       const a: typeof args = { ...args, [name]: value };
-      expectInputError(() => dmaIovaLink(off.dev, s, a.phys, a.offset, a.size, a.dir as DmaDirection, a.attrs), name);
+      expectInputError(() => dmaIovaLink(off.dev, s, unsafePhysAddr(a.phys), a.offset, a.size, a.dir as DmaDirection, a.attrs), name);
     }
     const big = new DmaIovaState();
     big.addr = BigInt(s.addr) as never;
     big.size = G;
-    expectInputError(() => dmaIovaLink(off.dev, big, page.phys, 0, G, BIDI, 0), "state");
+    expectInputError(() => dmaIovaLink(off.dev, big, unsafePhysAddr(page.phys), 0, G, BIDI, 0), "state");
     expect(off.dev.domain?.iovaToPhys(iova(s.addr))).toBeUndefined();
   });
 
   it("the good state was never touched by the refused calls", () => {
     expect(fx.dev.domain?.iovaToPhys(iova(good.addr))).toBeUndefined();
-    expect(dmaIovaLink(fx.dev, good, buf.phys, 0, G, BIDI, 0)).toBe(0);
+    expect(dmaIovaLink(fx.dev, good, unsafePhysAddr(buf.phys), 0, G, BIDI, 0)).toBe(0);
     expect(fx.dev.domain?.iovaToPhys(iova(good.addr))).toBe(buf.phys);
   });
 });

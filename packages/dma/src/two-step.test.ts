@@ -1,5 +1,5 @@
 import { describe, expect, it } from "vitest";
-import { GiB, physAddr } from "@dmasim/memory";
+import { GiB, physAddr, unsafePhysAddr } from "@dmasim/memory";
 import { PcieAccessError } from "@dmasim/pcie-p2p";
 import { Counter } from "./counters.js";
 import {
@@ -21,6 +21,7 @@ import {
   dmaSetMaskAndCoherent,
   dmaUseIova,
   Errno,
+  unsafeDmaAddr,
 } from "./index.js";
 import type { DmaAddr, DmaDevice } from "./index.js";
 import { allocBuffer, lastFaultReason, makeKernel, pattern, tryDmaRead, tryDmaWrite, UNTRUSTED_BDF, TRUSTED_BDF } from "./test-fixtures.js";
@@ -35,7 +36,7 @@ const FQ_TIMEOUT_NS = 10_000_000;
 function mapOne(dev: DmaDevice, phys: number, len: number, dir: DmaDirection = BIDI, attrs = 0): DmaIovaState {
   const state = new DmaIovaState();
   expect(dmaIovaTryAlloc(dev, state, phys, len)).toBe(true);
-  expect(dmaIovaLink(dev, state, phys, 0, len, dir, attrs)).toBe(0);
+  expect(dmaIovaLink(dev, state, unsafePhysAddr(phys), 0, len, dir, attrs)).toBe(0);
   expect(dmaIovaSync(dev, state, 0, len)).toBe(0);
   return state;
 }
@@ -80,7 +81,7 @@ describe("dma_iova_try_alloc", () => {
     const before = fx.platform.trace.counters.snapshot();
     expect(dmaIovaTryAlloc(fx.dev, state, buf.phys, buf.len)).toBe(false);
     expect(dmaUseIova(state)).toBe(false);
-    expect(dmaIovaLink(fx.dev, state, buf.phys, 0, buf.len, BIDI, 0)).toBe(-Errno.EOPNOTSUPP);
+    expect(dmaIovaLink(fx.dev, state, unsafePhysAddr(buf.phys), 0, buf.len, BIDI, 0)).toBe(-Errno.EOPNOTSUPP);
     expect(dmaIovaSync(fx.dev, state, 0, buf.len)).toBe(-Errno.EOPNOTSUPP);
     dmaIovaUnlink(fx.dev, state, 0, buf.len, BIDI, 0);
     dmaIovaDestroy(fx.dev, state, buf.len, BIDI, 0);
@@ -101,7 +102,7 @@ describe("dma_iova_try_alloc", () => {
     const state = new DmaIovaState();
     expect(dmaIovaTryAlloc(fx.dev, state, 0x10000, G)).toBe(false);
     expect(dmaIovaTryAlloc(fx.untrusted, state, 0x10000, G)).toBe(false);
-    expect(dmaIovaLink(fx.dev, state, 0x10000, 0, G, BIDI, 0)).toBe(-Errno.EOPNOTSUPP);
+    expect(dmaIovaLink(fx.dev, state, unsafePhysAddr(0x10000), 0, G, BIDI, 0)).toBe(-Errno.EOPNOTSUPP);
   });
 
   it("returns false on size 0 and warns once (api-warn)", () => {
@@ -209,7 +210,7 @@ describe("dma_iova_link", () => {
     const state = new DmaIovaState();
     expect(dmaIovaTryAlloc(fx.dev, state, buf.phys, buf.len)).toBe(true);
     const { result, moved } = fx.delta(
-      () => dmaIovaLink(fx.dev, state, buf.phys, 0, buf.len, BIDI, 0),
+      () => dmaIovaLink(fx.dev, state, unsafePhysAddr(buf.phys), 0, buf.len, BIDI, 0),
       Counter.PteWrites,
       Counter.IotlbSyncMap,
       Counter.IotlbInvalRange,
@@ -231,9 +232,9 @@ describe("dma_iova_link", () => {
     const total = 3 * G + 100;
     const state = new DmaIovaState();
     expect(dmaIovaTryAlloc(fx.dev, state, a.phys, total)).toBe(true);
-    expect(dmaIovaLink(fx.dev, state, a.phys, 0, a.len, BIDI, 0)).toBe(0);
-    expect(dmaIovaLink(fx.dev, state, b.phys, 2 * G, b.len, BIDI, 0)).toBe(0);
-    expect(dmaIovaLink(fx.dev, state, c.phys, 3 * G, c.len, BIDI, 0)).toBe(0);
+    expect(dmaIovaLink(fx.dev, state, unsafePhysAddr(a.phys), 0, a.len, BIDI, 0)).toBe(0);
+    expect(dmaIovaLink(fx.dev, state, unsafePhysAddr(b.phys), 2 * G, b.len, BIDI, 0)).toBe(0);
+    expect(dmaIovaLink(fx.dev, state, unsafePhysAddr(c.phys), 3 * G, c.len, BIDI, 0)).toBe(0);
     expect(dmaIovaSync(fx.dev, state, 0, total)).toBe(0);
     const seen = fx.endpoint(fx.dev).dmaRead(state.addr, total);
     expect(seen.subarray(0, 2 * G)).toEqual(a.bytes);
@@ -245,7 +246,7 @@ describe("dma_iova_link", () => {
     const fx = makeKernel({ debug: "collect" });
     const state = new DmaIovaState();
     expect(dmaIovaTryAlloc(fx.dev, state, 0x10000, 4 * G)).toBe(true);
-    const { result, moved } = fx.delta(() => dmaIovaLink(fx.dev, state, 0x20000 + 8, G, G, BIDI, 0), Counter.PteWrites);
+    const { result, moved } = fx.delta(() => dmaIovaLink(fx.dev, state, unsafePhysAddr(0x20000 + 8), G, G, BIDI, 0), Counter.PteWrites);
     expect(result).toBe(-Errno.EIO);
     expect(moved).toEqual([0]);
     expect(fx.dev.domain!.iovaToPhys(iova(state.addr + G))).toBeUndefined();
@@ -267,7 +268,7 @@ describe("dma_iova_link", () => {
     const state = new DmaIovaState();
     expect(dmaIovaTryAlloc(fx.dev, state, buf.phys, buf.len)).toBe(true);
     const { result, moved } = fx.delta(
-      () => dmaIovaLink(fx.dev, state, buf.phys, 0, buf.len, BIDI, DMA_ATTR_REQUIRE_COHERENT),
+      () => dmaIovaLink(fx.dev, state, unsafePhysAddr(buf.phys), 0, buf.len, BIDI, DMA_ATTR_REQUIRE_COHERENT),
       Counter.PteWrites,
       Counter.CacheLinesWrittenBack,
     );
@@ -281,7 +282,7 @@ describe("dma_iova_link", () => {
     const state = new DmaIovaState();
     expect(dmaIovaTryAlloc(fx.dev, state, 0x10000, 2 * G)).toBe(true);
     const { result, moved } = fx.delta(
-      () => [dmaIovaLink(fx.dev, state, 0x10000, G, 0, BIDI, 0), dmaIovaSync(fx.dev, state, G, 0)],
+      () => [dmaIovaLink(fx.dev, state, unsafePhysAddr(0x10000), G, 0, BIDI, 0), dmaIovaSync(fx.dev, state, G, 0)],
       Counter.PteWrites,
       Counter.IotlbSyncMap,
     );
@@ -296,10 +297,10 @@ describe("dma_iova_link", () => {
     const state = new DmaIovaState();
     expect(dmaIovaTryAlloc(fx.dev, state, 0x10000, G)).toBe(true);
     const ptes = fx.count(Counter.PteWrites);
-    expect(() => dmaIovaLink(fx.dev, state, 0x10000, -1, G, BIDI, 0)).toThrow(/offset = -1 is invalid/);
-    expect(() => dmaIovaLink(fx.dev, state, 0x10000, 0, G, 7 as DmaDirection, 0)).toThrow(DmaInputError);
-    expect(() => dmaIovaLink(fx.dev, state, 0x10000, 0, G, BIDI, 1 << 20)).toThrow(/attrs/);
-    expect(() => dmaIovaLink(fx.dev, state, Number.NaN, 0, G, BIDI, 0)).toThrow(DmaInputError);
+    expect(() => dmaIovaLink(fx.dev, state, unsafePhysAddr(0x10000), -1, G, BIDI, 0)).toThrow(/offset = -1 is invalid/);
+    expect(() => dmaIovaLink(fx.dev, state, unsafePhysAddr(0x10000), 0, G, 7 as DmaDirection, 0)).toThrow(DmaInputError);
+    expect(() => dmaIovaLink(fx.dev, state, unsafePhysAddr(0x10000), 0, G, BIDI, 1 << 20)).toThrow(/attrs/);
+    expect(() => dmaIovaLink(fx.dev, state, unsafePhysAddr(Number.NaN), 0, G, BIDI, 0)).toThrow(DmaInputError);
     expect(fx.count(Counter.PteWrites)).toBe(ptes);
     expect(fx.dev.domain!.iovaToPhys(iova(state.addr))).toBeUndefined();
   });
@@ -326,7 +327,7 @@ describe("dma_iova_link", () => {
     it("bounces head and tail, links the middle directly, and the device reads exactly the buffer", () => {
       const { fx, phys, bytes, state } = setup();
       const { result, moved } = fx.delta(
-        () => dmaIovaLink(fx.untrusted, state, phys, 0, LEN, DmaDirection.TO_DEVICE, 0),
+        () => dmaIovaLink(fx.untrusted, state, unsafePhysAddr(phys), 0, LEN, DmaDirection.TO_DEVICE, 0),
         Counter.SwiotlbSlotsAllocated,
         Counter.SwiotlbBounceBytes,
       );
@@ -346,15 +347,15 @@ describe("dma_iova_link", () => {
       const ep = fx.endpoint(fx.untrusted);
       expect(ep.dmaRead(state.addr, LEN)).toEqual(bytes);
       // Around the data, the device's whole-granule view holds zeros, not what the pool held before.
-      const headGranule = ep.dmaRead(headIova, G);
+      const headGranule = ep.dmaRead(unsafeDmaAddr(headIova), G);
       expect(headGranule.subarray(0, OFF)).toEqual(new Uint8Array(OFF));
-      const tailGranule = ep.dmaRead(headIova + 2 * G, G);
+      const tailGranule = ep.dmaRead(unsafeDmaAddr(headIova + 2 * G), G);
       expect(tailGranule.subarray(OFF)).toEqual(new Uint8Array(G - OFF));
     });
 
     it("unlink of a FROM_DEVICE bounced state copies the device's bytes back to the original buffer", () => {
       const { fx, phys, state } = setup();
-      expect(dmaIovaLink(fx.untrusted, state, phys, 0, LEN, DmaDirection.FROM_DEVICE, 0)).toBe(0);
+      expect(dmaIovaLink(fx.untrusted, state, unsafePhysAddr(phys), 0, LEN, DmaDirection.FROM_DEVICE, 0)).toBe(0);
       expect(dmaIovaSync(fx.untrusted, state, 0, LEN)).toBe(0);
       const written = pattern(LEN, 77);
       fx.endpoint(fx.untrusted).dmaWrite(state.addr, written);
@@ -371,7 +372,7 @@ describe("dma_iova_link", () => {
       (_name, attrs) => {
         const { fx, phys, state } = setup();
         const { result, moved } = fx.delta(
-          () => dmaIovaLink(fx.untrusted, state, phys, 0, LEN, BIDI, attrs),
+          () => dmaIovaLink(fx.untrusted, state, unsafePhysAddr(phys), 0, LEN, BIDI, attrs),
           Counter.PteWrites,
           Counter.SwiotlbSlotsAllocated,
         );
@@ -387,17 +388,17 @@ describe("dma_iova_link", () => {
       const next = allocBuffer(fx.platform, G);
       const state = new DmaIovaState();
       expect(dmaIovaTryAlloc(fx.untrusted, state, head.phys, 2 * G - OFF)).toBe(true);
-      expect(dmaIovaLink(fx.untrusted, state, head.phys, 0, head.len, BIDI, 0)).toBe(0);
+      expect(dmaIovaLink(fx.untrusted, state, unsafePhysAddr(head.phys), 0, head.len, BIDI, 0)).toBe(0);
       expect(state.useSwiotlb).toBe(true);
       const { result, moved } = fx.delta(
-        () => dmaIovaLink(fx.untrusted, state, next.phys, head.len, G, BIDI, DMA_ATTR_REQUIRE_COHERENT),
+        () => dmaIovaLink(fx.untrusted, state, unsafePhysAddr(next.phys), head.len, G, BIDI, DMA_ATTR_REQUIRE_COHERENT),
         Counter.PteWrites,
       );
       expect(result).toBe(-Errno.EOPNOTSUPP);
       expect(moved).toEqual([0]);
       expect(fx.kernel.debugReports().map((r) => r.check)).toEqual(["api-warn"]);
       // Without the attribute the same aligned range links directly.
-      expect(dmaIovaLink(fx.untrusted, state, next.phys, head.len, G, BIDI, 0)).toBe(0);
+      expect(dmaIovaLink(fx.untrusted, state, unsafePhysAddr(next.phys), head.len, G, BIDI, 0)).toBe(0);
       expect(fx.untrusted.domain!.iovaToPhys(iova(state.addr + head.len))).toBe(next.phys);
     });
 
@@ -411,7 +412,7 @@ describe("dma_iova_link", () => {
       const buf = allocBuffer(fx.platform, LEN, { offset: OFF });
       const state = new DmaIovaState();
       expect(dmaIovaTryAlloc(fx.untrusted, state, buf.phys, LEN)).toBe(true);
-      const full = fx.delta(() => dmaIovaLink(fx.untrusted, state, buf.phys, 0, LEN, BIDI, 0), Counter.PteWrites);
+      const full = fx.delta(() => dmaIovaLink(fx.untrusted, state, unsafePhysAddr(buf.phys), 0, LEN, BIDI, 0), Counter.PteWrites);
       expect(full.result).toBe(-Errno.ENOMEM);
       expect(full.moved).toEqual([0]);
       expect(fx.untrusted.domain!.mappedBytes).toBe(0);
@@ -420,7 +421,7 @@ describe("dma_iova_link", () => {
       const most = pool.tblMapSingle(fx.untrusted, filler, 63 * G, 0, DmaDirection.TO_DEVICE, 0, 0);
       expect(pool.stats.free).toBe(2);
       const partial = fx.delta(
-        () => dmaIovaLink(fx.untrusted, state, buf.phys, 0, LEN, BIDI, 0),
+        () => dmaIovaLink(fx.untrusted, state, unsafePhysAddr(buf.phys), 0, LEN, BIDI, 0),
         Counter.SwiotlbSlotsAllocated,
         Counter.SwiotlbSlotsFreed,
         Counter.PteWrites,
@@ -444,7 +445,7 @@ describe("dma_iova_link", () => {
       const buf = allocBuffer(fx.platform, LEN, { offset: OFF });
       const state = new DmaIovaState();
       expect(dmaIovaTryAlloc(fx.untrusted, state, buf.phys, LEN)).toBe(true);
-      const { result, moved } = fx.delta(() => dmaIovaLink(fx.untrusted, state, buf.phys, 0, LEN, BIDI, 0), Counter.PteWrites);
+      const { result, moved } = fx.delta(() => dmaIovaLink(fx.untrusted, state, unsafePhysAddr(buf.phys), 0, LEN, BIDI, 0), Counter.PteWrites);
       expect(result).toBe(-Errno.ENOMEM);
       expect(moved).toEqual([0]);
       expect(fx.kernel.dmesg().some((l) => l.message.includes("bounce buffers are inactive"))).toBe(true);
@@ -456,7 +457,7 @@ describe("dma_iova_link", () => {
       const state = new DmaIovaState();
       expect(dmaIovaTryAlloc(fx.untrusted, state, buf.phys, LEN)).toBe(true);
       const { result, moved } = fx.delta(
-        () => dmaIovaLink(fx.untrusted, state, buf.phys, 0, LEN, BIDI, 0),
+        () => dmaIovaLink(fx.untrusted, state, unsafePhysAddr(buf.phys), 0, LEN, BIDI, 0),
         Counter.SwiotlbSlotsAllocated,
         Counter.SwiotlbSlotsFreed,
         Counter.PteWrites,
@@ -477,7 +478,7 @@ describe("dma_iova_link", () => {
       expect(state.useSwiotlb).toBe(true);
       expect(fx.kernel.swiotlb!.isSwiotlbBuffer(fx.untrusted.domain!.iovaToPhys(iova(state.addr + G))!)).toBe(true);
       expect(fx.endpoint(fx.untrusted).dmaRead(state.addr, buf.len)).toEqual(buf.bytes);
-      expect(fx.endpoint(fx.untrusted).dmaRead(state.addr + buf.len, G - 300)).toEqual(new Uint8Array(G - 300));
+      expect(fx.endpoint(fx.untrusted).dmaRead(unsafeDmaAddr(state.addr + buf.len), G - 300)).toEqual(new Uint8Array(G - 300));
     });
   });
 
@@ -499,7 +500,7 @@ describe("dma_iova_link", () => {
       fx.kernel.cpuWrite(buf.phys, data);
       const state = new DmaIovaState();
       expect(dmaIovaTryAlloc(fx.dev, state, buf.phys, G)).toBe(true);
-      const { result, moved } = fx.delta(() => dmaIovaLink(fx.dev, state, buf.phys, 0, G, DmaDirection.TO_DEVICE, attrs), Counter.CacheLinesWrittenBack);
+      const { result, moved } = fx.delta(() => dmaIovaLink(fx.dev, state, unsafePhysAddr(buf.phys), 0, G, DmaDirection.TO_DEVICE, attrs), Counter.CacheLinesWrittenBack);
       expect(result).toBe(0);
       expect(moved).toEqual([lines]);
       expect(dmaIovaSync(fx.dev, state, 0, G)).toBe(0);
@@ -540,7 +541,7 @@ describe("dma_iova_sync", () => {
     const buf = allocBuffer(fx.platform, 5 * G, { offset: 0x80 });
     const state = new DmaIovaState();
     expect(dmaIovaTryAlloc(fx.dev, state, buf.phys, buf.len)).toBe(true);
-    expect(dmaIovaLink(fx.dev, state, buf.phys, 0, buf.len, BIDI, 0)).toBe(0);
+    expect(dmaIovaLink(fx.dev, state, unsafePhysAddr(buf.phys), 0, buf.len, BIDI, 0)).toBe(0);
     const { result, moved } = fx.delta(() => dmaIovaSync(fx.dev, state, 0, buf.len), Counter.IotlbSyncMap, Counter.DmaIovaSyncs);
     expect(result).toBe(0);
     expect(moved).toEqual([1, 1]);
@@ -552,7 +553,7 @@ describe("dma_iova_sync", () => {
     const buf = allocBuffer(fx.platform, 3 * G, { offset: 0x40 });
     const state = new DmaIovaState();
     expect(dmaIovaTryAlloc(fx.dev, state, buf.phys, buf.len)).toBe(true);
-    expect(dmaIovaLink(fx.dev, state, buf.phys, 0, buf.len, BIDI, 0)).toBe(0);
+    expect(dmaIovaLink(fx.dev, state, unsafePhysAddr(buf.phys), 0, buf.len, BIDI, 0)).toBe(0);
     expect(tryDmaRead(fx.endpoint(fx.dev), state.addr, 64)).toBeInstanceOf(PcieAccessError);
     // The last granule: the sync must cover it although [0, len) ends inside it.
     expect(tryDmaRead(fx.endpoint(fx.dev), state.addr + buf.len - 8, 8)).toBeInstanceOf(PcieAccessError);
@@ -567,9 +568,9 @@ describe("dma_iova_sync", () => {
     const buf = allocBuffer(fx.platform, 4 * G);
     const state = new DmaIovaState();
     expect(dmaIovaTryAlloc(fx.dev, state, buf.phys, buf.len)).toBe(true);
-    expect(dmaIovaLink(fx.dev, state, buf.phys, 0, buf.len, BIDI, 0)).toBe(0);
+    expect(dmaIovaLink(fx.dev, state, unsafePhysAddr(buf.phys), 0, buf.len, BIDI, 0)).toBe(0);
     expect(dmaIovaSync(fx.dev, state, G + 10, 20)).toBe(0);
-    expect(fx.endpoint(fx.dev).dmaRead(state.addr + G, G)).toEqual(buf.bytes.subarray(G, 2 * G));
+    expect(fx.endpoint(fx.dev).dmaRead(unsafeDmaAddr(state.addr + G), G)).toEqual(buf.bytes.subarray(G, 2 * G));
     expect(tryDmaRead(fx.endpoint(fx.dev), state.addr, 8)).toBeInstanceOf(PcieAccessError);
     expect(tryDmaRead(fx.endpoint(fx.dev), state.addr + 2 * G, 8)).toBeInstanceOf(PcieAccessError);
     expect(fx.kernel.debugReports().map((r) => r.check)).toEqual(["iova-access-before-sync", "iova-access-before-sync"]);
@@ -595,7 +596,7 @@ describe("dma_iova_unlink", () => {
     expect(fx.count(Counter.IotlbStaleHits)).toBe(0);
     // The IOVA is still ours: relinking another buffer at the same offset works at the same address.
     const other = allocBuffer(fx.platform, 2 * G, { seed: 6 });
-    expect(dmaIovaLink(fx.dev, state, other.phys, 0, other.len, BIDI, 0)).toBe(0);
+    expect(dmaIovaLink(fx.dev, state, unsafePhysAddr(other.phys), 0, other.len, BIDI, 0)).toBe(0);
     expect(dmaIovaSync(fx.dev, state, 0, other.len)).toBe(0);
     expect(fx.endpoint(fx.dev).dmaRead(state.addr, other.len)).toEqual(other.bytes);
     expect(fx.dev.cookie!.iovad.findIova(state.addr / G)).toBeDefined();
@@ -608,7 +609,7 @@ describe("dma_iova_unlink", () => {
     dmaIovaUnlink(fx.dev, state, G, 2 * G, BIDI, 0);
     const dom = fx.dev.domain!;
     expect([0, 1, 2, 3].map((i) => dom.iovaToPhys(iova(state.addr + i * G)))).toEqual([buf.phys, undefined, undefined, buf.phys + 3 * G]);
-    expect(fx.endpoint(fx.dev).dmaRead(state.addr + 3 * G, G)).toEqual(buf.bytes.subarray(3 * G));
+    expect(fx.endpoint(fx.dev).dmaRead(unsafeDmaAddr(state.addr + 3 * G), G)).toEqual(buf.bytes.subarray(3 * G));
   });
 
   it("invalidates the CPU cache for a non-coherent FROM_DEVICE unlink, so the CPU reads the device's data", () => {
@@ -771,7 +772,7 @@ describe("dma_use_iova and dma_iova_size", () => {
     expect(dmaIovaSize(state)).toBe(0);
     const buf = allocBuffer(fx.platform, 5000, { seed: 2 });
     expect(dmaIovaTryAlloc(fx.untrusted, state, buf.phys, buf.len)).toBe(true);
-    expect(dmaIovaLink(fx.untrusted, state, buf.phys, 0, buf.len, BIDI, 0)).toBe(0);
+    expect(dmaIovaLink(fx.untrusted, state, unsafePhysAddr(buf.phys), 0, buf.len, BIDI, 0)).toBe(0);
     expect(state.useSwiotlb).toBe(true);
     expect(dmaUseIova(state)).toBe(true);
     expect(dmaIovaSize(state)).toBe(5000);

@@ -27,6 +27,7 @@ import type { DmaIovaState } from "./iova-state.js";
 import { dmaIovaLinkAlignedGranuleNoBounceCheck, dmaIovaLinkGranuleNoChecks } from "./two-step-fast.js";
 import { checkAttrs, checkDir, checkRange, checkSize, isAttrs, isBoundDevice, isDir, isIndex, isRange } from "./validate.js";
 import type { Iova } from "@dmasim/iommu";
+import type { PhysAddr } from "@dmasim/memory";
 
 // The two-step DMA API (dma_iova_* in drivers/iommu/dma-iommu.c): one function per kernel function, each
 // checking every argument before it changes anything, then following the kernel's flow. dma-debug's
@@ -169,7 +170,7 @@ function iommuDmaIovaLinkSwiotlb(dev: DmaDevice, state: DmaIovaState, phys: numb
  * -EPERM (a range that would need bouncing with MMIO / REQUIRE_COHERENT), -ENOMEM (bounce failed),
  * -EOPNOTSUPP (no iommu-dma, or REQUIRE_COHERENT on a non-coherent device or a bounced state).
  */
-export function dmaIovaLink(dev: DmaDevice, state: DmaIovaState, phys: number, offset: number, size: number, dir: DmaDirection, attrs: number): number {
+export function dmaIovaLink(dev: DmaDevice, state: DmaIovaState, phys: PhysAddr, offset: number, size: number, dir: DmaDirection, attrs: number): number {
   // The seam: one granule of a coherent device's aligned buffer, nobody listening, is linked by
   // two-step-fast.ts without the checks below (none can fail for it); everything else runs them. The fast
   // path does not test that dev and state are objects: a TypeError from it means nothing changed and the

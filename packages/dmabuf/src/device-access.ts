@@ -3,6 +3,7 @@ import { DmaResvUsage } from "./constants.js";
 import { DmaBufAttachment, mappingRecord } from "./dma-buf.js";
 import { DmaBufInputError } from "./errors.js";
 import { DmaBufPhysListDma } from "./phys-list.js";
+import { unsafeDmaAddr } from "@dmasim/dma";
 
 /** A mapping an importer's device reaches a dma-buf through. */
 export type DmaBufDeviceMapping = SgTable | DmaBufPhysListDma;
@@ -70,7 +71,7 @@ export function dmaBufDeviceRead(attach: DmaBufAttachment, m: DmaBufDeviceMappin
   checkAccess(fn, attach, m, false);
   const ep = attach.dev.endpoint;
   walk(fn, m, offset, dst.length, (addr, at, n) => {
-    ep.dmaReadInto(addr, dst.subarray(at, at + n));
+    ep.dmaReadInto(unsafeDmaAddr(addr), dst.subarray(at, at + n));
   });
   attach.dmabuf.system.invalidations.deviceAccess();
 }
@@ -83,7 +84,7 @@ export function dmaBufDeviceWrite(attach: DmaBufAttachment, m: DmaBufDeviceMappi
   checkAccess(fn, attach, m, true);
   const ep = attach.dev.endpoint;
   walk(fn, m, offset, bytes.length, (addr, at, n) => {
-    ep.dmaWrite(addr, bytes.subarray(at, at + n));
+    ep.dmaWrite(unsafeDmaAddr(addr), bytes.subarray(at, at + n));
   });
   attach.dmabuf.system.invalidations.deviceAccess();
 }

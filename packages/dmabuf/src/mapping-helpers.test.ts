@@ -1,5 +1,5 @@
 import { describe, expect, it } from "vitest";
-import { DMA_BIT_MASK, DmaDebugError, DmaDirection, dmaSetMaskAndCoherent } from "@dmasim/dma";
+import { DMA_BIT_MASK, DmaDebugError, DmaDirection, dmaSetMaskAndCoherent, unsafeDmaAddr } from "@dmasim/dma";
 import { PAGE_SIZE } from "@dmasim/memory";
 import { SgTable } from "@dmasim/scatterlist";
 import { Counter, DmaBufErrno, dmaBufFreeSgt, dmaBufPhysVecToSgt, VfioPciCoreDevice } from "./index.js";
@@ -40,7 +40,7 @@ describe("dma_buf_phys_vec_to_sgt", () => {
     expect(platform.trace.counters.snapshot().diff(before).get(Counter.DmaIovaTryAllocs)).toBe(0);
     const got = new Uint8Array(8 * PAGE_SIZE);
     // Device access through a table the helper made directly (not handed out by map) is checked as unmapped: read the fabric.
-    for (let i = 0; i < 2; i++) got.set(platform.endpoint(a.dev.bdf).dmaRead(sgt.dmaAddress[i] ?? 0, 4 * PAGE_SIZE), i * 4 * PAGE_SIZE);
+    for (let i = 0; i < 2; i++) got.set(platform.endpoint(a.dev.bdf).dmaRead(unsafeDmaAddr(sgt.dmaAddress[i] ?? 0), 4 * PAGE_SIZE), i * 4 * PAGE_SIZE);
     expect(firstDiff(got, expected)).toBe(-1);
     dmaBufFreeSgt(a, sgt, BIDI);
     expect(sgt.freed).toBe(true);
@@ -58,7 +58,7 @@ describe("dma_buf_phys_vec_to_sgt", () => {
     expect(d.get(Counter.DmaIovaSyncs)).toBe(1);
     expect(sgt.nents).toBe(1);
     expect(sgt.dmaLength[0]).toBe(8 * PAGE_SIZE);
-    expect(firstDiff(platform.endpoint(a.dev.bdf).dmaRead(sgt.dmaAddress[0] ?? 0, 8 * PAGE_SIZE), expected)).toBe(-1);
+    expect(firstDiff(platform.endpoint(a.dev.bdf).dmaRead(unsafeDmaAddr(sgt.dmaAddress[0] ?? 0), 8 * PAGE_SIZE), expected)).toBe(-1);
     dmaBufFreeSgt(a, sgt, BIDI);
     buf.resv.unlock();
   });

@@ -111,7 +111,7 @@ export function dmaBufPhysVecToSgt(
     if (state !== undefined) {
       // Upstream links at offset 0 every time: the second range overwrites the first one's IOVA.
       const offset = flavour === "upstream" ? 0 : mappedLen;
-      const err = dmaIovaLink(dev, state, v.paddr, offset, v.len, dir, DMA_ATTR_MMIO);
+      const err = dmaIovaLink(dev, state, unsafePhysAddr(v.paddr), offset, v.len, dir, DMA_ATTR_MMIO);
       if (err !== 0) return unwind(err);
     } else {
       let addr: number;

@@ -259,7 +259,7 @@ export function dmaBufPhysListDmaMap(dev: DmaDevice, list: DmaBufPhysList, dir: 
     for (let i = 0; i < n; i++) {
       if (mode[i] !== PhysListDmaMode.IOVA) continue;
       const len = list.len[i] ?? 0;
-      const err = dmaIovaLink(dev, state, list.phys[i] ?? 0, off, len, dir, kinds[i] === "p2p-host-bridge" ? DMA_ATTR_MMIO : 0);
+      const err = dmaIovaLink(dev, state, unsafePhysAddr(list.phys[i] ?? 0), off, len, dir, kinds[i] === "p2p-host-bridge" ? DMA_ATTR_MMIO : 0);
       if (err !== 0) {
         unlinkIova(dev, state, list, mode, kinds, off, dir);
         return err;

@@ -66,6 +66,7 @@ import { memremapPages, memremapPagesCoherent } from "./pagemap.js";
 import type { DevPagemap, VmFault } from "./pagemap.js";
 import type { Vma } from "./vma.js";
 import { unsafeIova } from "@dmasim/iommu";
+import { unsafeDmaAddr } from "@dmasim/dma";
 
 /** SNAPSHOT byte values (test_hmm_uapi.h). */
 export const HMM_DMIRROR_PROT_ERROR = 0xff;
@@ -640,8 +641,8 @@ export class Dmirror {
         } else {
           if ((f & HMM_PFN_DMA_MAPPED) === 0 || (write && (f & HMM_PFN_WRITE) === 0)) return pos;
           const dmaAddr = this.#dmaAddrOf(i, f) + off;
-          if (write) d.endpoint.dmaWrite(dmaAddr, chunk);
-          else d.endpoint.dmaReadInto(dmaAddr, chunk);
+          if (write) d.endpoint.dmaWrite(unsafeDmaAddr(dmaAddr), chunk);
+          else d.endpoint.dmaReadInto(unsafeDmaAddr(dmaAddr), chunk);
         }
       } else {
         const e = this.pt.get(Math.floor(at / PAGE_SIZE));

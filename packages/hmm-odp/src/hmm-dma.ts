@@ -143,7 +143,7 @@ export function hmmDmaMapPfn(dev: DmaDevice, map: HmmDmaMap, idx: number, p2p: P
   const phys = (map.pfns[idx] ?? 0) * PAGE_SIZE;
   let addr: number;
   if (dmaUseIova(state)) {
-    if (dmaIovaLink(dev, state, phys, offset, size, BIDIR, out.attrs) !== 0) return mapError(map, idx);
+    if (dmaIovaLink(dev, state, unsafePhysAddr(phys), offset, size, BIDIR, out.attrs) !== 0) return mapError(map, idx);
     if (dmaIovaSync(dev, state, offset, size) !== 0) {
       dmaIovaUnlink(dev, state, offset, size, BIDIR, out.attrs);
       return mapError(map, idx);
@@ -196,7 +196,7 @@ export function hmmDmaMapPfnRun(dev: DmaDevice, map: HmmDmaMap, idx: number, cou
       addr = pre;
     } else if (iova) {
       const offset = i * size;
-      if (dmaIovaLink(dev, state, (map.pfns[i] ?? 0) * PAGE_SIZE, offset, size, BIDIR, attrs.attrs) !== 0) {
+      if (dmaIovaLink(dev, state, unsafePhysAddr((map.pfns[i] ?? 0) * PAGE_SIZE), offset, size, BIDIR, attrs.attrs) !== 0) {
         addr = mapError(map, i);
       } else {
         map.flags[i] = (map.flags[i] ?? 0) | MAPPED;

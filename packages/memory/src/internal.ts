@@ -1,7 +1,7 @@
 /**
  * Package-private entry points. These symbols are not exported from index.ts, so only this package can
  * call the methods keyed by them: the allocator and the memory map change descriptor bits that the public
- * API guards (PageFlag.Allocated, the encryption state), without a second round of validation.
+ * API guards (PageFlag.ALLOCATED, the encryption state), without a second round of validation.
  */
 export const kApplyFlags = Symbol("applyFlags");
 export const kFirstMissing = Symbol("firstMissing");

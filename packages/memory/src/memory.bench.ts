@@ -88,7 +88,7 @@ describe("page allocator", () => {
 
 describe("page descriptors", () => {
   const m = new PhysicalMemory(new Trace(), { ram: [{ base: 0, size: 4 * GiB }], confidential: true });
-  m.pages.setFlags(0, 65536, PageFlag.Slab);
+  m.pages.setFlags(0, 65536, PageFlag.SLAB);
   let pfn = 0;
   bench("flags(pfn), materialised sections", () => {
     m.pages.flags(pfn);

@@ -18,8 +18,8 @@ describe("PageAllocator", () => {
     const a = mem.allocator;
     expect(a.freeBytes).toBe(3 * GiB);
     expect(a.allocPages(1)).toBe(0);
-    expect(a.allocPages(3, { flags: PageFlag.Slab })).toBe(PAGE_SIZE);
-    expect(mem.pages.flags(2)).toBe(PageFlag.Allocated | PageFlag.Slab);
+    expect(a.allocPages(3, { flags: PageFlag.SLAB })).toBe(PAGE_SIZE);
+    expect(mem.pages.flags(2)).toBe(PageFlag.ALLOCATED | PageFlag.SLAB);
     expect(mem.pages.flags(4)).toBe(0);
     expect(a.allocatedPages).toBe(4);
     expect(a.freeBytes).toBe(3 * GiB - 4 * PAGE_SIZE);
@@ -73,7 +73,7 @@ describe("PageAllocator", () => {
     expect(() => { a.freePages(x, 1); }).toThrow(/pfn 0x0 \(0x0\) is not allocated: a double free/);
     // A range that is half allocated is refused as a whole.
     expect(() => { a.freePages(y, 5); }).toThrow(/pfn 0x8/);
-    expect(mem.pages.flags(pfnOf(y)) & PageFlag.Allocated).not.toBe(0);
+    expect(mem.pages.flags(pfnOf(y)) & PageFlag.ALLOCATED).not.toBe(0);
     expect(() => { a.freePages(16 * PAGE_SIZE, 1); }).toThrow(/is not RAM/);
     expect(() => { a.freePages(y + 1, 1); }).toThrow(AddressError);
     expect(() => { a.freePages(y, 0); }).toThrow(/count = 0/);
@@ -85,16 +85,16 @@ describe("PageAllocator", () => {
 
   it("free clears usage flags but keeps the encryption state (the caller re-encrypts)", () => {
     const mem = small(8, { confidential: true });
-    const p = mem.allocator.allocPages(2, { flags: PageFlag.Stack });
+    const p = mem.allocator.allocPages(2, { flags: PageFlag.STACK });
     mem.setMemoryDecrypted(p, 1);
     mem.allocator.freePages(p, 2);
     expect(mem.pages.flags(0)).toBe(0);
-    expect(mem.pages.flags(1)).toBe(PageFlag.Encrypted);
+    expect(mem.pages.flags(1)).toBe(PageFlag.ENCRYPTED);
   });
 
   it("never hands out reserved pages", () => {
     const mem = new PhysicalMemory(new Trace(), { ram: [{ base: 0, size: 8 * PAGE_SIZE }], reserved: [{ base: 0, size: 2 * PAGE_SIZE }] });
-    expect(mem.pages.flags(0)).toBe(PageFlag.Reserved);
+    expect(mem.pages.flags(0)).toBe(PageFlag.RESERVED);
     expect(mem.allocator.allocPages(6)).toBe(2 * PAGE_SIZE);
     expect(() => mem.allocator.allocPages(1)).toThrow(OutOfMemoryError);
     expect(() => { mem.allocator.freePages(0, 1); }).toThrow(PageStateError);
@@ -105,7 +105,7 @@ describe("PageAllocator", () => {
     expect(() => a.allocPages(0)).toThrow(/count = 0/);
     expect(() => a.allocPages(1, { align: 3 })).toThrow(/align = 0x3/);
     expect(() => a.allocPages(1, { below: -1 })).toThrow(/below = -1/);
-    expect(() => a.allocPages(1, { flags: PageFlag.Encrypted })).toThrow(/flags = 0x10/);
+    expect(() => a.allocPages(1, { flags: PageFlag.ENCRYPTED })).toThrow(/flags = 0x10/);
     expect(() => a.allocPages(1, { flags: 1 << 14 })).toThrow(AddressError);
     expect(a.allocatedPages).toBe(0);
   });

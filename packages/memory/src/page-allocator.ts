@@ -15,7 +15,7 @@ export interface AllocPagesOptions {
   readonly align?: number;
   /** Exclusive upper limit of the run's physical addresses (DMA32-style: `below: 4 * GiB`). */
   readonly below?: number;
-  /** PageFlag bits to set on the pages besides PageFlag.Allocated (Slab, Stack, KernelText, Reserved). */
+  /** PageFlag bits to set on the pages besides PageFlag.ALLOCATED (SLAB, STACK, KERNEL_TEXT, RESERVED). */
   readonly flags?: number;
 }
 
@@ -31,7 +31,7 @@ export interface FreeRun {
  * The page allocator: hands out runs of RAM page frames, lowest address first fit, so a run is
  * reproducible. Free memory is a sorted list of free extents (start and end pfn), so a terabyte of free
  * RAM is one entry; allocation scans it in address order, freeing merges with both neighbours.
- * Whether a page is allocated is recorded in its descriptor (PageFlag.Allocated), which is how double
+ * Whether a page is allocated is recorded in its descriptor (PageFlag.ALLOCATED), which is how double
  * frees and frees of never-allocated pages are caught — like the page-state checks of free_pages().
  * Created by PhysicalMemory.
  */
@@ -87,7 +87,7 @@ export class PageAllocator {
     }
     const flags = options.flags ?? 0;
     if (!Number.isInteger(flags) || flags < 0 || (flags & ~PAGE_FLAG_MASK) !== 0 || (flags & PAGE_KIND_FLAGS) !== 0) {
-      throw new AddressError("flags", flags, "PageFlag bits other than ZoneDevice, P2pdma, DevicePrivate and Encrypted, which describe memory, not its use (allocPages)");
+      throw new AddressError("flags", flags, "PageFlag bits other than ZONE_DEVICE, P2PDMA, DEVICE_PRIVATE and ENCRYPTED, which describe memory, not its use (allocPages)");
     }
     const limitPfn = below === Infinity ? Infinity : Math.floor(below / PAGE_SIZE);
     const starts = this.#starts;
@@ -99,7 +99,7 @@ export class PageAllocator {
       const a = Math.ceil(s / align) * align;
       if (a + count > e || a + count > limitPfn) continue;
       this.#carve(i, a, a + count);
-      this.#pages[kApplyFlags](a, count, PageFlag.Allocated | flags, 0);
+      this.#pages[kApplyFlags](a, count, PageFlag.ALLOCATED | flags, 0);
       this.#allocated += count;
       this.#trace.counters.add(Counter.PageAllocs, count);
       return (a * PAGE_SIZE) as PhysAddr;
@@ -117,18 +117,18 @@ export class PageAllocator {
     if (phys % PAGE_SIZE !== 0) throw new AddressError("phys", phys, "a page-aligned physical address (freePages)");
     if (!Number.isSafeInteger(count) || count < 1) throw new AddressError("count", count, "a number of pages >= 1 (freePages)");
     const pfn = phys / PAGE_SIZE;
-    const notRam = this.#pages[kFirstMissing](pfn, count, RangeKind.Ram);
+    const notRam = this.#pages[kFirstMissing](pfn, count, RangeKind.RAM);
     if (notRam >= 0) {
       throw new PageStateError(notRam, `freePages: pfn ${hex(notRam)} (${hex(notRam * PAGE_SIZE)}) is not RAM, so it was never allocated`);
     }
-    const notAllocated = this.#pages[kFirstWithout](pfn, count, PageFlag.Allocated);
+    const notAllocated = this.#pages[kFirstWithout](pfn, count, PageFlag.ALLOCATED);
     if (notAllocated >= 0) {
       throw new PageStateError(
         notAllocated,
         `freePages: pfn ${hex(notAllocated)} (${hex(notAllocated * PAGE_SIZE)}) is not allocated: a double free, or a page never allocated`,
       );
     }
-    this.#pages[kApplyFlags](pfn, count, 0, PAGE_FLAG_MASK & ~PageFlag.Encrypted);
+    this.#pages[kApplyFlags](pfn, count, 0, PAGE_FLAG_MASK & ~PageFlag.ENCRYPTED);
     this.#insertFree(pfn, pfn + count);
     this.#allocated -= count;
     this.#trace.counters.add(Counter.PageFrees, count);

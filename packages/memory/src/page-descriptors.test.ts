@@ -36,7 +36,7 @@ describe("PageDescriptors", () => {
     const mem = makeMemory();
     const c = mem.trace.counters;
     mem.pages.hasPage(1);
-    mem.pages.setFlags(1, 3, PageFlag.Slab);
+    mem.pages.setFlags(1, 3, PageFlag.SLAB);
     mem.allocator.allocPages(2);
     expect(c.get(Counter.PageDescLookups)).toBe(0);
     mem.pages.flags(1);
@@ -49,31 +49,31 @@ describe("PageDescriptors", () => {
     const mem = new PhysicalMemory(new Trace(), { ram: [{ base: 0, size: 1 * TiB }] });
     expect(mem.pages.materialisedSections).toBe(0);
     expect(mem.pages.flags(pfnOf(TiB) - 1)).toBe(0);
-    mem.pages.setFlags(pfnOf(TiB) - 1, 1, PageFlag.Stack);
+    mem.pages.setFlags(pfnOf(TiB) - 1, 1, PageFlag.STACK);
     expect(mem.pages.materialisedSections).toBe(1);
-    expect(mem.pages.flags(pfnOf(TiB) - 1)).toBe(PageFlag.Stack);
+    expect(mem.pages.flags(pfnOf(TiB) - 1)).toBe(PageFlag.STACK);
     expect(mem.pages.flags(pfnOf(TiB) - 2)).toBe(0);
   });
 
   it("setFlags/clearFlags change exactly the pages asked, across a section boundary", () => {
     const mem = makeMemory();
     const start = SECTION_PAGES - 2;
-    mem.pages.setFlags(start, 4, PageFlag.Slab | PageFlag.KernelText);
-    mem.pages.clearFlags(start + 1, 2, PageFlag.KernelText);
+    mem.pages.setFlags(start, 4, PageFlag.SLAB | PageFlag.KERNEL_TEXT);
+    mem.pages.clearFlags(start + 1, 2, PageFlag.KERNEL_TEXT);
     const got = [start - 1, start, start + 1, start + 2, start + 3, start + 4].map((p) => pageFlagNames(mem.pages.flags(p)));
-    expect(got).toEqual(["0", "Slab|KernelText", "Slab", "Slab", "Slab|KernelText", "0"]);
+    expect(got).toEqual(["0", "slab|kernel_text", "slab", "slab", "slab|kernel_text", "0"]);
   });
 
-  it("refuses flag changes that are malformed, reach a hole, or touch PageFlag.Allocated, changing nothing", () => {
+  it("refuses flag changes that are malformed, reach a hole, or touch PageFlag.ALLOCATED, changing nothing", () => {
     const mem = makeMemory();
     const last = pfnOf(2 * GiB) - 1;
-    expect(() => { mem.pages.setFlags(last, 2, PageFlag.Slab); }).toThrow(UnmappedAddressError);
+    expect(() => { mem.pages.setFlags(last, 2, PageFlag.SLAB); }).toThrow(UnmappedAddressError);
     expect(mem.pages.flags(last)).toBe(0);
-    expect(() => { mem.pages.setFlags(1, 1, PageFlag.Allocated); }).toThrow(/only the page allocator/);
-    expect(() => { mem.pages.clearFlags(1, 1, PageFlag.Allocated); }).toThrow(AddressError);
+    expect(() => { mem.pages.setFlags(1, 1, PageFlag.ALLOCATED); }).toThrow(/only the page allocator/);
+    expect(() => { mem.pages.clearFlags(1, 1, PageFlag.ALLOCATED); }).toThrow(AddressError);
     expect(() => { mem.pages.setFlags(1, 1, 1 << 12); }).toThrow(/flags = 0x1000 is invalid/);
-    expect(() => { mem.pages.setFlags(-1, 1, PageFlag.Slab); }).toThrow(/pfn = -1/);
-    expect(() => { mem.pages.setFlags(1, 1.5, PageFlag.Slab); }).toThrow(/count = 1.5/);
+    expect(() => { mem.pages.setFlags(-1, 1, PageFlag.SLAB); }).toThrow(/pfn = -1/);
+    expect(() => { mem.pages.setFlags(1, 1.5, PageFlag.SLAB); }).toThrow(/count = 1.5/);
     expect(mem.pages.materialisedSections).toBe(0);
   });
 
@@ -84,24 +84,24 @@ describe("PageDescriptors", () => {
     expect(mem.pages.hasPage(pfn)).toBe(false);
     mem.pages.addZoneDevice(BAR, 128 * MiB, { owner: 7, kind: "p2pdma" });
     expect(mem.pages.hasPage(pfn)).toBe(true);
-    expect(mem.pages.flags(pfn)).toBe(PageFlag.ZoneDevice | PageFlag.P2pdma);
+    expect(mem.pages.flags(pfn)).toBe(PageFlag.ZONE_DEVICE | PageFlag.P2PDMA);
     expect(mem.pages.owner(pfn + 100)).toBe(7);
     expect(mem.pages.hasPage(pfnOf(BAR + 128 * MiB))).toBe(false);
-    mem.pages.setFlags(pfn, 1, PageFlag.Reserved);
-    expect(mem.pages.flags(pfn)).toBe(PageFlag.ZoneDevice | PageFlag.P2pdma | PageFlag.Reserved);
+    mem.pages.setFlags(pfn, 1, PageFlag.RESERVED);
+    expect(mem.pages.flags(pfn)).toBe(PageFlag.ZONE_DEVICE | PageFlag.P2PDMA | PageFlag.RESERVED);
     mem.pages.removeZoneDevice(BAR, 128 * MiB);
     expect(mem.pages.hasPage(pfn)).toBe(false);
     expect(() => mem.pages.flags(pfn)).toThrow(UnmappedAddressError);
     // Added again, the pages start fresh: nothing left over from the earlier pgmap.
     mem.pages.addZoneDevice(BAR, 128 * MiB, { owner: 8, kind: "p2pdma" });
-    expect(mem.pages.flags(pfn)).toBe(PageFlag.ZoneDevice | PageFlag.P2pdma);
+    expect(mem.pages.flags(pfn)).toBe(PageFlag.ZONE_DEVICE | PageFlag.P2PDMA);
     expect(mem.pages.owner(pfn)).toBe(8);
   });
 
   it("device-private pages take a hole of the physical map and the CPU still cannot access them", () => {
     const mem = makeMemory();
     mem.pages.addZoneDevice(HOLE, 4 * MiB, { owner: 3, kind: "device-private" });
-    expect(mem.pages.flags(pfnOf(HOLE))).toBe(PageFlag.ZoneDevice | PageFlag.DevicePrivate);
+    expect(mem.pages.flags(pfnOf(HOLE))).toBe(PageFlag.ZONE_DEVICE | PageFlag.DEVICE_PRIVATE);
     expect(() => mem.read(unsafePhysAddr(HOLE), 1)).toThrow(UnmappedAddressError);
     expect(() => mem.addMmio(HOLE, PAGE_SIZE, { name: "late BAR" })).toThrow(RegionOverlapError);
     expect(() => { mem.pages.addZoneDevice(0, 4 * MiB, { owner: 3, kind: "device-private" }); }).toThrow(/overlaps ram pages \[0x0, 0x80000000\)/);
@@ -138,10 +138,10 @@ describe("confidential guests", () => {
   it("start with every RAM page private; set_memory_decrypted/encrypted flip exactly the range", () => {
     const mem = makeMemory({ confidential: true });
     expect(mem.confidential).toBe(true);
-    expect(mem.pages.flags(0) & PageFlag.Encrypted).not.toBe(0);
-    expect(mem.pages.flags(pfnOf(4 * GiB) + 5) & PageFlag.Encrypted).not.toBe(0);
+    expect(mem.pages.flags(0) & PageFlag.ENCRYPTED).not.toBe(0);
+    expect(mem.pages.flags(pfnOf(4 * GiB) + 5) & PageFlag.ENCRYPTED).not.toBe(0);
     mem.setMemoryDecrypted(1 * MiB, 4);
-    const enc = (p: number): boolean => (mem.pages.flags(p) & PageFlag.Encrypted) !== 0;
+    const enc = (p: number): boolean => (mem.pages.flags(p) & PageFlag.ENCRYPTED) !== 0;
     expect([255, 256, 259, 260].map(enc)).toEqual([true, false, false, true]);
     mem.setMemoryEncrypted(1 * MiB + PAGE_SIZE, 2);
     expect([256, 257, 258, 259].map(enc)).toEqual([false, true, true, false]);
@@ -151,7 +151,7 @@ describe("confidential guests", () => {
     const mem = makeMemory({ confidential: true });
     const last = 2 * GiB - PAGE_SIZE;
     expect(() => { mem.setMemoryDecrypted(last, 2); }).toThrow(UnmappedAddressError);
-    expect(mem.pages.flags(pfnOf(last)) & PageFlag.Encrypted).not.toBe(0);
+    expect(mem.pages.flags(pfnOf(last)) & PageFlag.ENCRYPTED).not.toBe(0);
     expect(() => { mem.setMemoryDecrypted(100, 1); }).toThrow(/page-aligned/);
     expect(() => { mem.setMemoryEncrypted(0, -1); }).toThrow(/nrPages = -1/);
   });

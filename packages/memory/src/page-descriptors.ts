@@ -17,7 +17,7 @@ const PRESENT = 1 << 15;
 /** What a range of struct pages backs: RAM, a P2P BAR (MEMORY_DEVICE_PCI_P2PDMA) or device-private memory (MEMORY_DEVICE_PRIVATE). */
 export type PageRangeKind = "ram" | "p2pdma" | "device-private";
 /** Kinds as bits, for coverage checks that accept several. */
-export const RangeKind = { Ram: 1, P2pdma: 2, DevicePrivate: 4, Any: 7 } as const;
+export const RangeKind = { RAM: 1, P2PDMA: 2, DEVICE_PRIVATE: 4, ANY: 7 } as const;
 
 /** A run of page frames that has struct pages: a RAM region, or a ZONE_DEVICE range (one dev_pagemap). */
 export interface PageRange {
@@ -60,7 +60,7 @@ export class PageDescriptors {
     trace.counters.declare(Counter);
     this.#trace = trace;
     this.#host = host;
-    const defaultFlags = confidential ? PageFlag.Encrypted : 0;
+    const defaultFlags = confidential ? PageFlag.ENCRYPTED : 0;
     for (const r of ram) this.#insertRange({ startPfn: r.startPfn, endPfn: r.endPfn, kind: "ram", owner: 0, defaultFlags });
   }
 
@@ -107,13 +107,13 @@ export class PageDescriptors {
     return this.#sections.size;
   }
 
-  /** ORs `flags` into `count` pages from `pfn`. PageFlag.Allocated belongs to the page allocator. */
+  /** ORs `flags` into `count` pages from `pfn`. PageFlag.ALLOCATED belongs to the page allocator. */
   setFlags(pfn: number, count: number, flags: number): void {
     this.#checkUpdate("setFlags", pfn, count, flags);
     this[kApplyFlags](pfn, count, flags, 0);
   }
 
-  /** Clears `flags` in `count` pages from `pfn`. PageFlag.Allocated belongs to the page allocator. */
+  /** Clears `flags` in `count` pages from `pfn`. PageFlag.ALLOCATED belongs to the page allocator. */
   clearFlags(pfn: number, count: number, flags: number): void {
     this.#checkUpdate("clearFlags", pfn, count, flags);
     this[kApplyFlags](pfn, count, 0, flags);
@@ -141,7 +141,7 @@ export class PageDescriptors {
       }
     }
     this.#host.checkZoneDeviceRange(phys, size, kind);
-    const defaultFlags = PageFlag.ZoneDevice | (kind === "p2pdma" ? PageFlag.P2pdma : PageFlag.DevicePrivate);
+    const defaultFlags = PageFlag.ZONE_DEVICE | (kind === "p2pdma" ? PageFlag.P2PDMA : PageFlag.DEVICE_PRIVATE);
     this.#insertRange({ startPfn, endPfn, kind, owner, defaultFlags });
     this.#fillMaterialised(startPfn, endPfn, defaultFlags | PRESENT);
   }
@@ -224,10 +224,10 @@ export class PageDescriptors {
     if (!Number.isInteger(flags) || (flags & ~PAGE_FLAG_MASK) !== 0 || flags < 0) {
       throw new AddressError("flags", flags, `a combination of PageFlag bits (mask ${hex(PAGE_FLAG_MASK)}) (${fn})`);
     }
-    if ((flags & PageFlag.Allocated) !== 0) {
-      throw new AddressError("flags", flags, `flags without PageFlag.Allocated, which only the page allocator sets and clears (${fn})`);
+    if ((flags & PageFlag.ALLOCATED) !== 0) {
+      throw new AddressError("flags", flags, `flags without PageFlag.ALLOCATED, which only the page allocator sets and clears (${fn})`);
     }
-    const missing = this[kFirstMissing](pfn, count, RangeKind.Any);
+    const missing = this[kFirstMissing](pfn, count, RangeKind.ANY);
     if (missing >= 0) throw this.#noPage(fn, missing);
   }
 

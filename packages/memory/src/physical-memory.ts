@@ -27,9 +27,9 @@ export interface RamRangeSpec {
 export interface PhysicalMemoryOptions {
   /** RAM ranges: page-aligned, non-overlapping. */
   readonly ram: readonly RamRangeSpec[];
-  /** A confidential guest (SEV-SNP/TDX): every RAM page starts private (PageFlag.Encrypted). */
+  /** A confidential guest (SEV-SNP/TDX): every RAM page starts private (PageFlag.ENCRYPTED). */
   readonly confidential?: boolean;
-  /** memblock_reserve(): page-aligned parts of RAM that get PageFlag.Reserved and are never allocated. */
+  /** memblock_reserve(): page-aligned parts of RAM that get PageFlag.RESERVED and are never allocated. */
   readonly reserved?: readonly { readonly base: number; readonly size: number }[];
 }
 
@@ -55,7 +55,7 @@ type AccessFn = "read" | "readInto" | "write" | "fill";
 export class PhysicalMemory implements ZoneDeviceHost {
   /** The platform's trace: counters and events of the memory layer go here. */
   readonly trace: Trace;
-  /** True for a confidential guest: RAM pages start private (PageFlag.Encrypted). */
+  /** True for a confidential guest: RAM pages start private (PageFlag.ENCRYPTED). */
   readonly confidential: boolean;
   /** The struct page array (flags and refcounts per page frame). */
   readonly pages: PageDescriptors;
@@ -88,7 +88,7 @@ export class PhysicalMemory implements ZoneDeviceHost {
       return { startPfn: r.base / PAGE_SIZE, endPfn: (r.base + r.size) / PAGE_SIZE };
     });
     this.pages = new PageDescriptors(trace, this, pfnRanges, this.confidential);
-    for (const r of reserved) this.pages[kApplyFlags](r.startPfn, r.endPfn - r.startPfn, PageFlag.Reserved, 0);
+    for (const r of reserved) this.pages[kApplyFlags](r.startPfn, r.endPfn - r.startPfn, PageFlag.RESERVED, 0);
     this.allocator = new PageAllocator(trace, this.pages, subtract(pfnRanges, reserved));
   }
 
@@ -294,10 +294,10 @@ export class PhysicalMemory implements ZoneDeviceHost {
     checkNat("nrPages", nrPages);
     if (!Number.isSafeInteger(phys + nrPages * PAGE_SIZE)) throw new AddressError("nrPages", nrPages, `a page count that keeps the end address safe (${fn})`);
     const pfn = phys / PAGE_SIZE;
-    const missing = this.pages[kFirstMissing](pfn, nrPages, RangeKind.Ram);
+    const missing = this.pages[kFirstMissing](pfn, nrPages, RangeKind.RAM);
     if (missing >= 0) throw new UnmappedAddressError(missing * PAGE_SIZE, `${fn}: only RAM pages can change encryption state`);
     if (!this.confidential || nrPages === 0) return;
-    this.pages[kApplyFlags](pfn, nrPages, encrypted ? PageFlag.Encrypted : 0, encrypted ? 0 : PageFlag.Encrypted);
+    this.pages[kApplyFlags](pfn, nrPages, encrypted ? PageFlag.ENCRYPTED : 0, encrypted ? 0 : PageFlag.ENCRYPTED);
   }
 
   #allRam(phys: number, len: number): boolean {

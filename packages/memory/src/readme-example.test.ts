@@ -15,8 +15,8 @@ describe("README example", () => {
     const mem = r.mem as PhysicalMemory;
 
     expect([...(r.back as Uint8Array)]).toEqual([1, 2, 3, 4, 5, 6, 7, 8]);
-    expect(r.flags).toBe(PageFlag.Allocated);
-    expect(r.p2p).toBe(PageFlag.P2pdma);
+    expect(r.flags).toBe(PageFlag.ALLOCATED);
+    expect(r.p2p).toBe(PageFlag.P2PDMA);
     expect(r.fault).toBe("read: physical address 0x80000000 is in a hole (no RAM or MMIO region covers it)");
     expect(r.counters).toEqual({ MemReadBytes: 8, MemWriteBytes: 8, MemPagesMaterialised: 2, PageAllocs: 16384, PageDescLookups: 2 });
     expect(mem.materialisedPages).toBe(2);

@@ -18,6 +18,7 @@ import {
 } from "./nvme-defs.js";
 import type { NvmeRwCommand } from "./nvme-defs.js";
 import { NvmeCommandError, NvmeInputError } from "./errors.js";
+import { unsafeDmaAddr } from "@dmasim/dma";
 
 /** The drive's identity: namespace size, LBA size, SGL support, MDTS. */
 export interface NvmeControllerOptions {
@@ -153,7 +154,7 @@ export class NvmeController {
     while (q.sqHead !== tail && done < max) {
       const cqHead = this.#readReg(cqHeadDoorbell(qid));
       if ((q.cqTail + 1) % q.depth === cqHead) break;
-      this.endpoint.dmaReadInto(q.sq + q.sqHead * NVME_SQE_BYTES, this.#sqe);
+      this.endpoint.dmaReadInto(unsafeDmaAddr(q.sq + q.sqHead * NVME_SQE_BYTES), this.#sqe);
       q.sqHead = (q.sqHead + 1) % q.depth;
       decodeSqe(this.#sqeView, 0, this.#cmd);
       const status = this.#execute(this.#cmd);
@@ -169,7 +170,7 @@ export class NvmeController {
     v.setUint32(4, 0, true);
     v.setUint32(8, q.sqHead | (qid << 16), true);
     v.setUint32(12, cid | (((status << 1) | q.phase) << 16), true);
-    this.endpoint.dmaWrite(q.cq + q.cqTail * NVME_CQE_BYTES, this.#cqe);
+    this.endpoint.dmaWrite(unsafeDmaAddr(q.cq + q.cqTail * NVME_CQE_BYTES), this.#cqe);
     q.cqTail++;
     if (q.cqTail === q.depth) {
       q.cqTail = 0;
@@ -217,9 +218,9 @@ export class NvmeController {
         const view = n === buf.length ? buf : buf.subarray(0, n);
         if (opcode === NvmeOpcode.READ) {
           this.namespace.readInto(at, view);
-          ep.dmaWrite(addr, view);
+          ep.dmaWrite(unsafeDmaAddr(addr), view);
         } else {
-          ep.dmaReadInto(addr, view);
+          ep.dmaReadInto(unsafeDmaAddr(addr), view);
           this.namespace.write(at, view);
         }
         addr += n;
@@ -253,7 +254,7 @@ export class NvmeController {
       const chained = needed > slots;
       const n = chained ? slots : needed;
       const view = this.#list.subarray(0, n * 8);
-      this.endpoint.dmaReadInto(list, view);
+      this.endpoint.dmaReadInto(unsafeDmaAddr(list), view);
       this.stats.prpListReads++;
       const data = chained ? n - 1 : n;
       for (let j = 0; j < data; j++) {
@@ -283,7 +284,7 @@ export class NvmeController {
       if (segType !== NvmeSglType.SEGMENT && segType !== NvmeSglType.LAST_SEGMENT) throw new NvmeCommandError(NvmeStatus.SGL_INVALID_TYPE | NvmeStatus.DNR);
       if (segLen === 0 || segLen % NVME_SGL_DESC_BYTES !== 0 || segLen > this.#list.length) throw new NvmeCommandError(NvmeStatus.SGL_INVALID_DATA | NvmeStatus.DNR);
       const view = this.#list.subarray(0, segLen);
-      this.endpoint.dmaReadInto(segAddr, view);
+      this.endpoint.dmaReadInto(unsafeDmaAddr(segAddr), view);
       this.stats.sglSegmentReads++;
       const n = segLen / NVME_SGL_DESC_BYTES;
       let next = false;

@@ -27,11 +27,11 @@ export function describeTopology(topo: Topology, hostBridges: readonly HostBridg
   const label = (n: number): string => {
     const kind = at(topo.kind, n);
     const parts = [at(topo.ids, n), KIND_NAME[kind]];
-    if (kind === NodeKind.HostBridge) {
+    if (kind === NodeKind.HOST_BRIDGE) {
       const h = at(hostBridges, n);
       parts.push(`p2p ${h.p2p}`, `window ${hex(h.window.phys)}+${size(h.window.size)}`);
       if (h.busOffset !== 0) parts.push(`busOffset ${h.busOffset}`);
-    } else if (kind !== NodeKind.Endpoint) {
+    } else if (kind !== NodeKind.ENDPOINT) {
       if (topo.acs[n] !== 0) parts.push(`ACS ${acsToString(at(topo.acs, n))}`);
       if (topo.externalFacing[n] === 1) parts.push("external-facing");
     } else {
@@ -50,6 +50,6 @@ export function describeTopology(topo: Topology, hostBridges: readonly HostBridg
       walk(k, next, i === kids.length - 1, false);
     });
   };
-  for (let i = 0; i < topo.size; i++) if (topo.kind[i] === NodeKind.HostBridge) walk(i, "", true, true);
+  for (let i = 0; i < topo.size; i++) if (topo.kind[i] === NodeKind.HOST_BRIDGE) walk(i, "", true, true);
   return lines.join("\n");
 }

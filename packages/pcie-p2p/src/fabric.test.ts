@@ -9,6 +9,7 @@ import { createPlatform } from "./platform.js";
 import type { EndpointSpec, PlatformSpec } from "./spec.js";
 import type { Platform } from "./types.js";
 import { A, B, C, RW, bytes, switchSpec, withDomains, DEV } from "./test-fixtures.js";
+import { unsafeBusAddr, unsafeDmaAddr } from "./index.js";
 
 function accessError(fn: () => unknown): PcieAccessError {
   try {
@@ -44,7 +45,7 @@ describe("path memory: upstream through the IOMMU to RAM", () => {
     const data = bytes(3 * 4096, 1);
     p.memory.write(physAddr(0x200000), data);
     map(p, A, 0x10000000, 0x200000, 3 * 4096);
-    const got = p.endpoint(A).dmaRead(0x10000000 + 100, 10000);
+    const got = p.endpoint(A).dmaRead(unsafeDmaAddr(0x10000000 + 100), 10000);
     expect(got).toEqual(data.subarray(100, 10100));
     expect(tlps(p)).toMatchObject({ memory: [3, 10000], viaSwitch: [0, 0], ur: 0 });
     expect(p.trace.events.events("tlp").map((e) => [e.addr, e.len, e.path, e.access, e.device])).toEqual([
@@ -59,10 +60,10 @@ describe("path memory: upstream through the IOMMU to RAM", () => {
     const iova = 0x3_0000_0000 + 0x5000;
     map(p, A, iova, 0x200000, 2 * 4096);
     const data = bytes(500, 3);
-    p.endpoint(A).dmaWrite(iova + 4096 - 200, data);
+    p.endpoint(A).dmaWrite(unsafeDmaAddr(iova + 4096 - 200), data);
     expect(p.memory.read(unsafePhysAddr(0x200000 + 4096 - 200), 500)).toEqual(data);
     const dst = new Uint8Array(500);
-    p.endpoint(A).dmaReadInto(iova + 4096 - 200, dst);
+    p.endpoint(A).dmaReadInto(unsafeDmaAddr(iova + 4096 - 200), dst);
     expect(dst).toEqual(data);
     expect(p.trace.events.events("tlp").map((e) => [e.addr, e.len, e.access])).toEqual([
       [iova + 4096 - 200, 200, "write"],
@@ -76,10 +77,10 @@ describe("path memory: upstream through the IOMMU to RAM", () => {
     const p = withDomains(switchSpec());
     map(p, A, 0x4000, 0x9000, 8192);
     const data = bytes(5000, 2);
-    p.endpoint(A).dmaWrite(0x4000 + 3000, data);
+    p.endpoint(A).dmaWrite(unsafeDmaAddr(0x4000 + 3000), data);
     expect(p.memory.read(physAddr(0x9000 + 3000), 5000)).toEqual(data);
     const dst = new Uint8Array(5000);
-    p.endpoint(A).dmaReadInto(0x4000 + 3000, dst);
+    p.endpoint(A).dmaReadInto(unsafeDmaAddr(0x4000 + 3000), dst);
     expect(dst).toEqual(data);
     expect(tlps(p).memory).toEqual([4, 10000]);
   });
@@ -89,13 +90,13 @@ describe("path memory: upstream through the IOMMU to RAM", () => {
     delete (spec as { iommu?: unknown }).iommu;
     const p = createPlatform(spec);
     p.memory.write(physAddr(0x5000), Uint8Array.of(9, 8, 7));
-    expect([...p.endpoint(A).dmaRead(0x5000, 3)]).toEqual([9, 8, 7]);
+    expect([...p.endpoint(A).dmaRead(unsafeDmaAddr(0x5000), 3)]).toEqual([9, 8, 7]);
   });
 
   it("an unmapped IOVA is an iommu-fault naming the address; TLPs before it completed", () => {
     const p = withDomains(switchSpec());
     map(p, A, 0x10000, 0x20000, 4096);
-    const e = accessError(() => { p.endpoint(A).dmaWrite(0x10000 + 4000, bytes(200, 3)); });
+    const e = accessError(() => { p.endpoint(A).dmaWrite(unsafeDmaAddr(0x10000 + 4000), bytes(200, 3)); });
     expect(e).toMatchObject({ kind: "iommu-fault", code: "EFAULT", device: A, access: "write", addr: 0x11000, completed: 96 });
     expect(e.message).toMatch(/iommu0 refused the translation \(not-mapped\)/);
     expect(p.memory.read(physAddr(0x20000 + 4000), 96)).toEqual(bytes(200, 3).subarray(0, 96));
@@ -106,13 +107,13 @@ describe("path memory: upstream through the IOMMU to RAM", () => {
   it("a read-only mapping faults a write (permission) and moves no byte", () => {
     const p = withDomains(switchSpec());
     map(p, A, 0x10000, 0x20000, 4096, IommuProt.READ);
-    expect(accessError(() => { p.endpoint(A).dmaWrite(0x10000, Uint8Array.of(1)); }).message).toMatch(/\(permission\)/);
+    expect(accessError(() => { p.endpoint(A).dmaWrite(unsafeDmaAddr(0x10000), Uint8Array.of(1)); }).message).toMatch(/\(permission\)/);
     expect(p.memory.read(physAddr(0x20000), 1)[0]).toBe(0);
   });
 
   it("a device with no domain attached is blocked", () => {
     const p = createPlatform(switchSpec());
-    expect(accessError(() => p.endpoint(A).dmaRead(0, 4)).message).toMatch(/\(blocked\)/);
+    expect(accessError(() => p.endpoint(A).dmaRead(unsafeDmaAddr(0), 4)).message).toMatch(/\(blocked\)/);
   });
 
   it("an address nothing claims is an Unsupported Request, counted and traced", () => {
@@ -120,7 +121,7 @@ describe("path memory: upstream through the IOMMU to RAM", () => {
     delete (spec as { iommu?: unknown }).iommu;
     const p = createPlatform(spec);
     const hole = 1 * GiB - 4096 + 2 * GiB; // above RAM, below nothing: no BAR there
-    const e = accessError(() => p.endpoint(A).dmaRead(hole, 8));
+    const e = accessError(() => p.endpoint(A).dmaRead(unsafeDmaAddr(hole), 8));
     expect(e).toMatchObject({ kind: "unsupported-request", code: "EIO", addr: hole, completed: 0 });
     expect(tlps(p).ur).toBe(1);
     expect(p.trace.events.events("unsupported-request")).toEqual([{ type: "unsupported-request", t: 0, device: A, access: "read", addr: hole, len: 8 }]);
@@ -132,9 +133,9 @@ describe("path memory: upstream through the IOMMU to RAM", () => {
     const p = createPlatform(spec);
     p.memory.addMmio(0x80000000, 4096, { name: "doorbell", backing: new SparseStore(4096) });
     p.memory.addMmio(0x80001000, 4096, { name: "registers" });
-    p.endpoint(A).dmaWrite(0x80000000, Uint8Array.of(5));
+    p.endpoint(A).dmaWrite(unsafeDmaAddr(0x80000000), Uint8Array.of(5));
     expect(p.memory.read(physAddr(0x80000000), 1)[0]).toBe(5);
-    expect(accessError(() => p.endpoint(A).dmaRead(0x80001000, 4)).kind).toBe("unsupported-request");
+    expect(accessError(() => p.endpoint(A).dmaRead(unsafeDmaAddr(0x80001000), 4)).kind).toBe("unsupported-request");
     expect(tlps(p)).toMatchObject({ memory: [1, 1], ur: 1 });
   });
 });
@@ -144,13 +145,13 @@ describe("confidential guests", () => {
   it("private (encrypted) pages are unreachable; shared ones work", () => {
     const p = createPlatform(spec());
     const ep = p.endpoint(DEV);
-    const e = accessError(() => ep.dmaRead(0x3000, 16));
+    const e = accessError(() => ep.dmaRead(unsafeDmaAddr(0x3000), 16));
     expect(e).toMatchObject({ kind: "private-memory", code: "EACCES", completed: 0 });
     expect(p.trace.counters.get(Counter.PrivateMemoryBlocked)).toBe(1);
     p.memory.setMemoryDecrypted(0x3000, 1);
-    ep.dmaWrite(0x3000, Uint8Array.of(1, 2));
+    ep.dmaWrite(unsafeDmaAddr(0x3000), Uint8Array.of(1, 2));
     expect([...p.memory.read(physAddr(0x3000), 2)]).toEqual([1, 2]);
-    const partial = accessError(() => { ep.dmaWrite(0x3000 + 4000, bytes(200, 1)); });
+    const partial = accessError(() => { ep.dmaWrite(unsafeDmaAddr(0x3000 + 4000), bytes(200, 1)); });
     expect(partial).toMatchObject({ kind: "private-memory", addr: 0x4000, completed: 96 });
   });
 });
@@ -160,10 +161,10 @@ describe("peer-to-peer", () => {
     const p = withDomains({ ...switchSpec(), trace: { recordEvents: true } });
     const bar = p.endpoint(B).bars[0]!;
     const data = bytes(6000, 4);
-    p.endpoint(A).dmaWrite(bar.bus + 1000, data);
+    p.endpoint(A).dmaWrite(unsafeBusAddr(bar.bus + 1000), data);
     expect(p.memory.read(physAddr(bar.phys + 1000), 6000)).toEqual(data);
     p.memory.write(physAddr(bar.phys + 8192), Uint8Array.of(42));
-    expect(p.endpoint(A).dmaRead(bar.bus + 8192, 1)[0]).toBe(42);
+    expect(p.endpoint(A).dmaRead(unsafeBusAddr(bar.bus + 8192), 1)[0]).toBe(42);
     expect(tlps(p)).toMatchObject({ viaSwitch: [3, 6001], memory: [0, 0] });
     expect(p.trace.counters.get(Counter.IotlbHits) + p.trace.counters.get(Counter.IotlbMisses)).toBe(0);
     expect(p.trace.events.events("tlp")[0]).toMatchObject({ path: "peer-via-switch", addr: bar.bus + 1000, len: 3096 });
@@ -201,7 +202,7 @@ describe("peer-to-peer", () => {
     const prov = p.addP2pdmaProvider(B, 0);
     expect(p.pciP2pdmaMapType(prov, A)).toBe(PciP2pdmaMapType.THRU_HOST_BRIDGE);
     map(p, A, 0x100000, prov.phys, 8192, RW | IommuProt.MMIO);
-    p.endpoint(A).dmaWrite(0x100000 + 10, Uint8Array.of(1, 2, 3));
+    p.endpoint(A).dmaWrite(unsafeDmaAddr(0x100000 + 10), Uint8Array.of(1, 2, 3));
     expect([...p.memory.read(physAddr(prov.phys + 10), 3)]).toEqual([1, 2, 3]);
     expect(tlps(p).viaHostBridge).toEqual([1, 3]);
 
@@ -209,7 +210,7 @@ describe("peer-to-peer", () => {
     const qprov = q.addP2pdmaProvider(B, 0);
     expect(q.pciP2pdmaMapType(qprov, A)).toBe(PciP2pdmaMapType.NOT_SUPPORTED);
     map(q, A, 0x100000, qprov.phys, 8192);
-    const e = accessError(() => { q.endpoint(A).dmaWrite(0x100000, Uint8Array.of(1)); });
+    const e = accessError(() => { q.endpoint(A).dmaWrite(unsafeDmaAddr(0x100000), Uint8Array.of(1)); });
     expect(e.kind).toBe("unsupported-request");
     expect(e.message).toMatch(/does not forward peer-to-peer/);
     expect(q.memory.read(qprov.phys, 1)[0]).toBe(0);
@@ -278,11 +279,11 @@ describe("peer-to-peer", () => {
 
 describe("bad arguments", () => {
   it.each<[string, (p: Platform) => unknown, RegExp]>([
-    ["negative address", (p) => p.endpoint(A).dmaRead(-1, 4), /addr = -1/],
-    ["fractional address", (p) => { p.endpoint(A).dmaWrite(1.5, Uint8Array.of(1)); }, /addr = 1.5/],
-    ["negative length", (p) => p.endpoint(A).dmaRead(0, -4), /len = -4/],
-    ["end beyond 2^53", (p) => p.endpoint(A).dmaRead(2 ** 53 - 2, 4), /below 2\^53/],
-    ["not a buffer", (p) => { p.endpoint(A).dmaWrite(0, [1, 2] as unknown as Uint8Array); }, /Uint8Array/],
+    ["negative address", (p) => p.endpoint(A).dmaRead(unsafeDmaAddr(-1), 4), /addr = -1/],
+    ["fractional address", (p) => { p.endpoint(A).dmaWrite(unsafeDmaAddr(1.5), Uint8Array.of(1)); }, /addr = 1.5/],
+    ["negative length", (p) => p.endpoint(A).dmaRead(unsafeDmaAddr(0), -4), /len = -4/],
+    ["end beyond 2^53", (p) => p.endpoint(A).dmaRead(unsafeDmaAddr(2 ** 53 - 2), 4), /below 2\^53/],
+    ["not a buffer", (p) => { p.endpoint(A).dmaWrite(unsafeDmaAddr(0), [1, 2] as unknown as Uint8Array); }, /Uint8Array/],
     ["unknown device", (p) => p.endpoint("0000:0f:00.0"), /ENODEV/],
   ])("%s is a PciError and moves nothing", (_name, call, msg) => {
     const p = withDomains(switchSpec());
@@ -294,8 +295,8 @@ describe("bad arguments", () => {
 
   it("a zero-length access sends no TLP", () => {
     const p = withDomains(switchSpec());
-    expect(p.endpoint(A).dmaRead(0, 0)).toEqual(new Uint8Array(0));
-    p.endpoint(A).dmaWrite(0, new Uint8Array(0));
+    expect(p.endpoint(A).dmaRead(unsafeDmaAddr(0), 0)).toEqual(new Uint8Array(0));
+    p.endpoint(A).dmaWrite(unsafeDmaAddr(0), new Uint8Array(0));
     expect(p.trace.counters.snapshot().nonZero()).toEqual({});
   });
 });
@@ -309,7 +310,7 @@ describe("trace events", () => {
     const seen: string[] = [];
     const off = p.trace.events.subscribe((e) => seen.push(e.type === "tlp" ? `${e.path}:${e.len}` : e.type));
     p.endpoint(A).dmaWrite(bar.bus, bytes(4096, 1));
-    expect(() => p.endpoint(A).dmaRead(0x1000, 4)).toThrow(PcieAccessError);
+    expect(() => p.endpoint(A).dmaRead(unsafeDmaAddr(0x1000), 4)).toThrow(PcieAccessError);
     off();
     p.endpoint(A).dmaWrite(bar.bus, bytes(4096, 1));
     expect(seen).toEqual(["peer-via-switch:4096", "iotlb.lookup", "iommu.fault"]);
@@ -328,7 +329,7 @@ describe("multiple devices and units", () => {
     p.memory.write(physAddr(0x2000), Uint8Array.of(2));
     map(p, DEV, 0, 0x1000, 4096);
     map(p, A, 0, 0x2000, 4096);
-    expect([p.endpoint(DEV).dmaRead(0, 1)[0], p.endpoint(A).dmaRead(0, 1)[0]]).toEqual([1, 2]);
+    expect([p.endpoint(DEV).dmaRead(unsafeDmaAddr(0), 1)[0], p.endpoint(A).dmaRead(unsafeDmaAddr(0), 1)[0]]).toEqual([1, 2]);
     expect(p.iommus[1]!.domainOf(A)?.iommu).toBe(p.iommus[1]);
   });
 });

@@ -220,7 +220,7 @@ export class Fabric {
     }
     const ctx = this.#ctx;
     if (ctx.ram.find(phys) >= 0) {
-      if (this.#confidential && (ctx.memory.pages.flags(Math.floor(phys / PAGE_SIZE)) & PageFlag.Encrypted) !== 0) {
+      if (this.#confidential && (ctx.memory.pages.flags(Math.floor(phys / PAGE_SIZE)) & PageFlag.ENCRYPTED) !== 0) {
         ctx.trace.counters.add(Counter.PrivateMemoryBlocked);
         throw new PcieAccessError("private-memory", this.#bdf, access, addr, completed, `physical ${hex(phys)} is private memory of the confidential guest (not shared with devices)`);
       }

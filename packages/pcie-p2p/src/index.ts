@@ -23,6 +23,8 @@ export { PlatformSpecError, PciError, PciInputError, PcieAccessError } from "./e
 export type { PciErrorCode, PcieAccessKind } from "./errors.js";
 export { isBdf } from "./bdf.js";
 export { busAddr, unsafeBusAddr } from "./bus-addr.js";
+export { dmaAddr, unsafeDmaAddr } from "./dma-addr.js";
+export type { DmaAddr } from "./dma-addr.js";
 export { DEFAULT_MMIO_WINDOW } from "./bars.js";
 export { Counter, PcieP2pCounter } from "./counters.js";
 export type { FabricPath, PcieP2pEvent, TlpEvent, TraceEvent, UnsupportedRequestEvent } from "./events.js";

@@ -2,6 +2,7 @@ import { MAX_READ_BYTES } from "@dmasim/memory";
 import { describe, expect, it } from "vitest";
 import { PciError } from "./errors.js";
 import { A, switchSpec, withDomains } from "./test-fixtures.js";
+import { unsafeDmaAddr } from "./index.js";
 
 // An endpoint's DMA with bad input: a PciError, never a RangeError from a huge allocation, and no TLP.
 
@@ -13,7 +14,7 @@ describe("dmaRead / dmaReadInto / dmaWrite misuse", () => {
     for (const len of [MAX_READ_BYTES + 1, 2 ** 40, Number.MAX_SAFE_INTEGER]) {
       let err: unknown;
       try {
-        ep.dmaRead(0x1000, len);
+        ep.dmaRead(unsafeDmaAddr(0x1000), len);
       } catch (e) {
         err = e;
       }
@@ -28,12 +29,12 @@ describe("dmaRead / dmaReadInto / dmaWrite misuse", () => {
     const p = withDomains(switchSpec());
     const ep = p.endpoint(A);
     for (const v of [Number.NaN, -1, 1.5, "4", 4n, undefined]) {
-      expect(() => ep.dmaRead(0x1000, v as number)).toThrow(PciError);
-      expect(() => ep.dmaRead(v as number, 4)).toThrow(PciError);
+      expect(() => ep.dmaRead(unsafeDmaAddr(0x1000), v as number)).toThrow(PciError);
+      expect(() => ep.dmaRead(unsafeDmaAddr(v as number), 4)).toThrow(PciError);
     }
     for (const b of [undefined, [1, 2], new Int8Array(2), "ab"] as unknown[]) {
-      expect(() => { ep.dmaWrite(0x1000, b as Uint8Array); }).toThrow(PciError);
-      expect(() => { ep.dmaReadInto(0x1000, b as Uint8Array); }).toThrow(PciError);
+      expect(() => { ep.dmaWrite(unsafeDmaAddr(0x1000), b as Uint8Array); }).toThrow(PciError);
+      expect(() => { ep.dmaReadInto(unsafeDmaAddr(0x1000), b as Uint8Array); }).toThrow(PciError);
     }
   });
 });

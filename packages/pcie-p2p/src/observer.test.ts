@@ -3,6 +3,7 @@ import { GiB, MiB, physAddr } from "@dmasim/memory";
 import type { Access } from "@dmasim/iommu";
 import { createPlatform } from "./platform.js";
 import type { DmaAccessObserver } from "./fabric.js";
+import { unsafeDmaAddr } from "./index.js";
 
 const SPEC = {
   memory: { ramBytes: 1 * GiB },
@@ -27,8 +28,8 @@ describe("DMA access observer", () => {
     };
     p.setDmaObserver(observer);
     p.memory.write(physAddr(8192), new Uint8Array([7]));
-    p.endpoint("0000:03:00.0").dmaWrite(8192 - 16, new Uint8Array(32).fill(9));
-    p.endpoint("0000:03:00.0").dmaRead(4096 * 3, 10);
+    p.endpoint("0000:03:00.0").dmaWrite(unsafeDmaAddr(8192 - 16), new Uint8Array(32).fill(9));
+    p.endpoint("0000:03:00.0").dmaRead(unsafeDmaAddr(4096 * 3), 10);
     expect(seen).toEqual([
       "tlp 0000:03:00.0 write 8176 16",
       "mem-before 0",
@@ -55,11 +56,11 @@ describe("DMA access observer", () => {
     const a: number[] = [];
     const b: number[] = [];
     p.setDmaObserver({ onTlp: () => a.push(1) });
-    p.endpoint("0000:03:00.0").dmaRead(0, 4);
+    p.endpoint("0000:03:00.0").dmaRead(unsafeDmaAddr(0), 4);
     p.setDmaObserver({ onTlp: () => b.push(1) });
-    p.endpoint("0000:03:00.0").dmaRead(0, 4);
+    p.endpoint("0000:03:00.0").dmaRead(unsafeDmaAddr(0), 4);
     p.setDmaObserver(undefined);
-    p.endpoint("0000:03:00.0").dmaRead(0, 4);
+    p.endpoint("0000:03:00.0").dmaRead(unsafeDmaAddr(0), 4);
     expect([a.length, b.length]).toEqual([1, 1]);
   });
 });

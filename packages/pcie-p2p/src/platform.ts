@@ -1,4 +1,4 @@
-import { Iommu, type IommuOptions, type Iova } from "@dmasim/iommu";
+import { Iommu, type IommuOptions } from "@dmasim/iommu";
 import { PhysicalMemory, SparseStore, type PhysAddr } from "@dmasim/memory";
 import { Trace } from "@dmasim/trace";
 import type { TraceEvent } from "./events.js";
@@ -12,6 +12,7 @@ import { RangeTable, buildRoutes, commonUpstreamBridge, routesDirect, tlpHops, t
 import type { PlatformSpec } from "./spec.js";
 import { Topology } from "./topology.js";
 import type { Bar, BusAddr, Endpoint, HostBridgeInfo, P2pdmaExplanation, P2pdmaProvider, Platform } from "./types.js";
+import type { DmaAddr } from "./dma-addr.js";
 import type { ResolvedIommu } from "./resolved.js";
 import { resolveSpec } from "./validate.js";
 import { at } from "./util.js";
@@ -29,13 +30,13 @@ class PciEndpoint implements Endpoint {
   ) {
     this.#fabric = fabric;
   }
-  dmaRead(addr: BusAddr | Iova | number, len: number): Uint8Array {
+  dmaRead(addr: DmaAddr | BusAddr, len: number): Uint8Array {
     return this.#fabric.read(addr, len);
   }
-  dmaReadInto(addr: BusAddr | Iova | number, dst: Uint8Array): void {
+  dmaReadInto(addr: DmaAddr | BusAddr, dst: Uint8Array): void {
     this.#fabric.readInto(addr, dst);
   }
-  dmaWrite(addr: BusAddr | Iova | number, bytes: Uint8Array): void {
+  dmaWrite(addr: DmaAddr | BusAddr, bytes: Uint8Array): void {
     this.#fabric.write(addr, bytes);
   }
 }

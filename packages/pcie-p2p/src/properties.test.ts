@@ -5,6 +5,7 @@ import { describe, expect, it } from "vitest";
 import { PcieAccessError } from "./errors.js";
 import { A, B, RW, bytes, sameBytes, switchSpec, withDomains } from "./test-fixtures.js";
 import { iova } from "@dmasim/iommu";
+import { unsafeBusAddr, unsafeDmaAddr } from "./index.js";
 
 const PAGE = 4096;
 const IOVA_BASE = 0x10000000; // outside the host bridge window: see the iova_reserve_pci_windows test
@@ -28,7 +29,7 @@ describe("fabric properties", () => {
           const n = len % (total - start + 1);
           const behind = new Uint8Array(total);
           pfns.forEach((pfn, i) => { behind.set(p.memory.read(physAddr(pfn * PAGE), PAGE), i * PAGE); });
-          expect(sameBytes(p.endpoint(A).dmaRead(IOVA_BASE + start, n), behind.subarray(start, start + n))).toBe(true);
+          expect(sameBytes(p.endpoint(A).dmaRead(unsafeDmaAddr(IOVA_BASE + start), n), behind.subarray(start, start + n))).toBe(true);
           expect(p.trace.counters.get(Counter.BytesToMemory)).toBe(n);
         },
       ),
@@ -46,7 +47,7 @@ describe("fabric properties", () => {
         const room = mapped * PAGE - start;
         let completed = len;
         try {
-          p.endpoint(A).dmaWrite(IOVA_BASE + start, data);
+          p.endpoint(A).dmaWrite(unsafeDmaAddr(IOVA_BASE + start), data);
         } catch (e) {
           expect(e).toBeInstanceOf(PcieAccessError);
           completed = (e as PcieAccessError).completed;
@@ -68,9 +69,9 @@ describe("fabric properties", () => {
         const n = Math.min(len, bar.size - off);
         const data = bytes(n, seed);
         const before = p.trace.counters.get(Counter.BytesPeerViaSwitch);
-        p.endpoint(A).dmaWrite(bar.bus + off, data);
+        p.endpoint(A).dmaWrite(unsafeBusAddr(bar.bus + off), data);
         expect(sameBytes(p.memory.read(physAddr(bar.phys + off), n), data)).toBe(true);
-        expect(sameBytes(p.endpoint(A).dmaRead(bar.bus + off, n), data)).toBe(true);
+        expect(sameBytes(p.endpoint(A).dmaRead(unsafeBusAddr(bar.bus + off), n), data)).toBe(true);
         expect(p.trace.counters.get(Counter.BytesPeerViaSwitch) - before).toBe(2 * n);
       }),
       { numRuns: 100 },

@@ -12,7 +12,7 @@ describe("addP2pdmaProvider / pci_p2pdma_add_resource", () => {
     expect(prov).toEqual({ id: 1, owner: B, busOffset: 0, phys: bar.phys, bus: bar.bus, size: 2 * MiB, bar: 0 });
     for (const pfn of [pfnOf(bar.phys), pfnOf(bar.phys + bar.size - 1)]) {
       expect(p.memory.pages.hasPage(pfn)).toBe(true);
-      expect(p.memory.pages.flags(pfn) & (PageFlag.ZoneDevice | PageFlag.P2pdma)).toBe(PageFlag.ZoneDevice | PageFlag.P2pdma);
+      expect(p.memory.pages.flags(pfn) & (PageFlag.ZONE_DEVICE | PageFlag.P2PDMA)).toBe(PageFlag.ZONE_DEVICE | PageFlag.P2PDMA);
       expect(p.memory.pages.owner(pfn)).toBe(1);
     }
     expect(p.providerById(1)).toBe(prov);

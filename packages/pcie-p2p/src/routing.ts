@@ -63,7 +63,7 @@ export function routesDirect(topo: Topology, requester: number, target: number):
   const common = commonUpstreamBridge(topo, requester, target);
   if (common < 0) return false;
   let ingress = common;
-  if (topo.kind[common] === NodeKind.SwitchUpstream) {
+  if (topo.kind[common] === NodeKind.SWITCH_UPSTREAM) {
     ingress = requester;
     while (topo.upstreamBridge(ingress) !== common) ingress = topo.upstreamBridge(ingress);
   }

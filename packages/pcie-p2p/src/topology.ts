@@ -3,10 +3,10 @@ import { PlatformSpecError } from "./errors.js";
 import type { ResolvedSpec } from "./resolved.js";
 import { at, must } from "./util.js";
 
-export const NodeKind = { HostBridge: 0, RootPort: 1, SwitchUpstream: 2, SwitchDownstream: 3, Endpoint: 4 } as const;
+export const NodeKind = { HOST_BRIDGE: 0, ROOT_PORT: 1, SWITCH_UPSTREAM: 2, SWITCH_DOWNSTREAM: 3, ENDPOINT: 4 } as const;
 export type NodeKind = (typeof NodeKind)[keyof typeof NodeKind];
 
-const KIND_OF = { "root-port": NodeKind.RootPort, "switch-upstream": NodeKind.SwitchUpstream, "switch-downstream": NodeKind.SwitchDownstream } as const;
+const KIND_OF = { "root-port": NodeKind.ROOT_PORT, "switch-upstream": NodeKind.SWITCH_UPSTREAM, "switch-downstream": NodeKind.SWITCH_DOWNSTREAM } as const;
 
 /**
  * The PCI tree as parallel arrays indexed by node: host bridges, root ports, switch ports, endpoints.
@@ -37,7 +37,7 @@ export class Topology {
     const paths: string[] = [];
     for (const h of spec.hostBridges) {
       ids.push(h.id);
-      kinds.push(NodeKind.HostBridge);
+      kinds.push(NodeKind.HOST_BRIDGE);
       parentIds.push("");
       acs.push(0);
       paths.push(h.path);
@@ -51,7 +51,7 @@ export class Topology {
     }
     for (const e of spec.endpoints) {
       ids.push(e.bdf);
-      kinds.push(NodeKind.Endpoint);
+      kinds.push(NodeKind.ENDPOINT);
       parentIds.push(e.parent);
       acs.push(0);
       paths.push(`${e.path}.parent`);
@@ -95,6 +95,6 @@ export class Topology {
   /** pci_upstream_bridge(): the bridge above a node, or -1 above a root port. */
   upstreamBridge(node: number): number {
     const p = at(this.parent, node);
-    return p < 0 || this.kind[p] === NodeKind.HostBridge ? -1 : p;
+    return p < 0 || this.kind[p] === NodeKind.HOST_BRIDGE ? -1 : p;
   }
 }

@@ -1,5 +1,6 @@
 import type { DmaAccessObserver } from "./fabric.js";
-import type { Iommu, Iova } from "@dmasim/iommu";
+import type { DmaAddr } from "./dma-addr.js";
+import type { Iommu } from "@dmasim/iommu";
 import type { PhysAddr, PhysicalMemory } from "@dmasim/memory";
 import type { Trace } from "@dmasim/trace";
 import type { TraceEvent } from "./events.js";
@@ -81,15 +82,15 @@ export interface Endpoint {
    * A device read as TLPs (split at 4 KiB boundaries) routed like hardware. Throws PcieAccessError
    * (kind "iommu-fault" | "unsupported-request" | "private-memory", .addr, .completed bytes).
    *
-   * `addr` is what the device puts on the wire: a dma_addr_t the DMA API returned (`DmaAddr` of
-   * @dmasim/dma, which this lower layer sees as a number), an `Iova` or a `BusAddr`. A plain number is
-   * taken too: parameters widen, results carry the brand (ARCHITECTURE.md, Conventions).
+   * `addr` is what the device puts on the wire: a dma_addr_t the DMA API returned (`DmaAddr`; an IOVA
+   * the caller mapped itself is branded with `unsafeDmaAddr`, a computed one with `dmaAddr`) or the bus
+   * address of a peer's BAR (`BusAddr`).
    */
-  dmaRead(addr: BusAddr | Iova | number, len: number): Uint8Array;
+  dmaRead(addr: DmaAddr | BusAddr, len: number): Uint8Array;
   /** dmaRead into a caller's buffer (dst.length bytes): no allocation per access. */
-  dmaReadInto(addr: BusAddr | Iova | number, dst: Uint8Array): void;
-  /** A device write of `bytes` at `addr` (as dmaRead: DmaAddr, Iova, BusAddr or a plain number). */
-  dmaWrite(addr: BusAddr | Iova | number, bytes: Uint8Array): void;
+  dmaReadInto(addr: DmaAddr | BusAddr, dst: Uint8Array): void;
+  /** A device write of `bytes` at `addr` (as dmaRead: a `DmaAddr` or a `BusAddr`). */
+  dmaWrite(addr: DmaAddr | BusAddr, bytes: Uint8Array): void;
 }
 
 /**

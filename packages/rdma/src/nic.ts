@@ -329,7 +329,7 @@ export class Mlx5Nic {
       const phys = (pfns[j] ?? 0) * PAGE_SIZE;
       let dma: number;
       if (useIova) {
-        if (dmaIovaLink(dev, state, phys, j * PAGE_SIZE, PAGE_SIZE, BIDIR, 0) !== 0) {
+        if (dmaIovaLink(dev, state, unsafePhysAddr(phys), j * PAGE_SIZE, PAGE_SIZE, BIDIR, 0) !== 0) {
           this.#unmapPinned(mr, j);
           unpin();
           return -RdmaErrno.ENOMEM;
@@ -502,8 +502,8 @@ export class Mlx5Nic {
       const chunk = n === len ? buf : buf.subarray(pos, pos + n);
       if (dmabuf !== undefined) ibUmemDmabufDeviceAccess(dmabuf);
       try {
-        if (write) this.endpoint.dmaWrite(e - bits + inPage, chunk);
-        else this.endpoint.dmaReadInto(e - bits + inPage, chunk);
+        if (write) this.endpoint.dmaWrite(unsafeDmaAddr(e - bits + inPage), chunk);
+        else this.endpoint.dmaReadInto(unsafeDmaAddr(e - bits + inPage), chunk);
       } catch (err) {
         if (err instanceof PcieAccessError) return NicAccessResult.IOMMU_FAULT;
         throw err;

@@ -1,5 +1,5 @@
 import { describe, expect, it } from "vitest";
-import { DmaDirection } from "@dmasim/dma";
+import { DmaDirection, unsafeDmaAddr } from "@dmasim/dma";
 import { PAGE_SIZE, physAddr } from "@dmasim/memory";
 import { Counter } from "@dmasim/dma";
 import { dmaMapSgtable, dmaSyncSgtableForCpu, dmaSyncSgtableForDevice, dmaUnmapSgtable, sgDmaIsBounced, sgDmaIsSwiotlb, sgtableDmaSegments } from "./index.js";
@@ -25,13 +25,13 @@ describe("untrusted devices: every entry through swiotlb, one DMA segment each",
     const table = listOf(rig, [{ offset: 8, len: 256 }, { offset: 8, len: 256 }]);
     expect(dmaMapSgtable(rig.dev, table, DmaDirection.FROM_DEVICE)).toBe(0);
     const [[a0], [a1]] = sgtableDmaSegments(table) as [[number, number], [number, number]];
-    rig.ep.dmaWrite(a0, pattern(256, 40));
+    rig.ep.dmaWrite(unsafeDmaAddr(a0), pattern(256, 40));
     // Still in the bounce slot until synced.
     expect(firstDifference(rig.platform.memory.read(physAddr(table.phys[0] ?? 0), 256), pattern(256, 40))).not.toBe(-1);
     dmaSyncSgtableForCpu(rig.dev, table, DmaDirection.FROM_DEVICE);
     expect(firstDifference(rig.platform.memory.read(physAddr(table.phys[0] ?? 0), 256), pattern(256, 40))).toBe(-1);
     dmaSyncSgtableForDevice(rig.dev, table, DmaDirection.FROM_DEVICE);
-    rig.ep.dmaWrite(a1, pattern(256, 41));
+    rig.ep.dmaWrite(unsafeDmaAddr(a1), pattern(256, 41));
     dmaUnmapSgtable(rig.dev, table, DmaDirection.FROM_DEVICE);
     expect(firstDifference(rig.platform.memory.read(physAddr(table.phys[1] ?? 0), 256), pattern(256, 41))).toBe(-1);
   });
@@ -46,14 +46,14 @@ describe("non-coherent devices: CPU cache maintenance per entry", () => {
       expect(dmaMapSgtable(rig.dev, table, DmaDirection.BIDIRECTIONAL, 0, { impl })).toBe(0);
       const [[addr]] = sgtableDmaSegments(table) as [[number, number]];
       kernel.cpuWrite(table.phys[1] ?? 0, pattern(64, 9));
-      expect(firstDifference(rig.ep.dmaRead(addr + PAGE_SIZE, 64), pattern(64, 9))).not.toBe(-1);
+      expect(firstDifference(rig.ep.dmaRead(unsafeDmaAddr(addr + PAGE_SIZE), 64), pattern(64, 9))).not.toBe(-1);
       const before = rig.platform.trace.counters.snapshot();
       dmaSyncSgtableForDevice(rig.dev, table, DmaDirection.BIDIRECTIONAL);
       expect(rig.platform.trace.counters.snapshot().diff(before).get(Counter.CacheLinesWrittenBack)).toBeGreaterThan(0);
-      expect(firstDifference(rig.ep.dmaRead(addr + PAGE_SIZE, 64), pattern(64, 9))).toBe(-1);
+      expect(firstDifference(rig.ep.dmaRead(unsafeDmaAddr(addr + PAGE_SIZE), 64), pattern(64, 9))).toBe(-1);
       // The CPU has the line cached; the device overwrites memory behind it.
       kernel.cpuRead(table.phys[0] ?? 0, 64);
-      rig.ep.dmaWrite(addr, pattern(64, 11));
+      rig.ep.dmaWrite(unsafeDmaAddr(addr), pattern(64, 11));
       expect(firstDifference(kernel.cpuRead(table.phys[0] ?? 0, 64), pattern(64, 11))).not.toBe(-1);
       dmaSyncSgtableForCpu(rig.dev, table, DmaDirection.BIDIRECTIONAL);
       expect(firstDifference(kernel.cpuRead(table.phys[0] ?? 0, 64), pattern(64, 11))).toBe(-1);

@@ -1,6 +1,6 @@
 import { DmaDevice } from "@dmasim/dma";
 import { ScatterlistError } from "./errors.js";
-import { SgTable } from "./sg-table.js";
+import { SgTable, checkSgTableUsable } from "./sg-table.js";
 
 // The first checks of every DMA entry point of the package: the device and the table must be the real
 // thing before any field of them is read (undefined, a BDF, a look-alike object are bad input, not a
@@ -13,5 +13,5 @@ export function checkSgDevice(fn: string, dev: unknown): asserts dev is DmaDevic
 
 export function checkSgTable(fn: string, table: unknown): asserts table is SgTable {
   if (!(table instanceof SgTable)) throw new ScatterlistError("EINVAL", fn, "table", table, "an SgTable from sgAllocTable or sgAllocTableFromPages");
-  table.checkUsable(fn);
+  checkSgTableUsable(fn, table);
 }

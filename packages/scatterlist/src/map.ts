@@ -13,6 +13,7 @@ import { mapSgTwoStep, unmapSgTwoStep } from "./paths/two-step.js";
 import type { SgInteriorPolicy } from "./paths/two-step.js";
 import { acquireScratch, releaseScratch } from "./scratch.js";
 import type { SgScratch } from "./scratch.js";
+import { sgClearDma } from "./sg-table.js";
 import type { SgMapPath, SgMapping, SgTable } from "./sg-table.js";
 import { syncEntriesForCpu, syncEntriesForDevice } from "./util.js";
 
@@ -126,7 +127,7 @@ function mapSgWith(dev: DmaDevice, table: SgTable, nents: number, dir: DmaDirect
     }
   }
   if (ret < 0) {
-    table.clearDma();
+    sgClearDma(table);
     kernel.trace.counters.add(Counter.DmaMappingErrors);
     return ret;
   }
@@ -143,7 +144,7 @@ function mapSgWith(dev: DmaDevice, table: SgTable, nents: number, dir: DmaDirect
     // Undo first, so the thrown report leaves nothing mapped.
     unmapSgRecord(dev, table, record, 0);
     table.mapping = undefined;
-    table.clearDma();
+    sgClearDma(table);
   } else {
     debugAddSg(dev, table, nents, ret, dir, attrs);
   }
@@ -221,7 +222,7 @@ function unmapSg(fn: string, dev: DmaDevice, table: SgTable, nents: number, dir:
   // The mapping that was made is undone whatever `nents` or `dir` said (a mismatch has been reported).
   unmapSgRecord(dev, table, m, attrs);
   table.mapping = undefined;
-  table.clearDma();
+  sgClearDma(table);
 }
 
 /** dma_unmap_sg_attrs: `nents` must be what was passed to dmaMapSg (not what it returned). */

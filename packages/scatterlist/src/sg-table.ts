@@ -60,6 +60,12 @@ export function sgChainEntries(nents: number): number {
 }
 
 /**
+ * The one writer of a table's private freed flag (sgFreeTable's), handed out by SgTable's static block so
+ * the class carries no member for it. Assigned once, when the class is evaluated.
+ */
+let markFreed!: (table: SgTable) => void;
+
+/**
  * struct sg_table with its scatterlist, one column per field (a table of 4096 entries is six typed arrays,
  * not 4096 objects). Entry `i` describes CPU memory [phys[i], phys[i] + length[i]); after mapping, the
  * first `nents` entries also carry the DMA segments the device uses (dmaAddress, dmaLength), which are
@@ -88,7 +94,16 @@ export class SgTable {
   /** How the table is mapped, undefined while it is not: set by the mapping functions, for reading. */
   mapping: SgMapping | undefined = undefined;
 
-  /** @internal use sgAllocTable / sgAllocTableFromPages. */
+  static {
+    markFreed = (table) => {
+      table.#freed = true;
+    };
+  }
+
+  /**
+   * A table of `nents` zeroed entries counted on `trace`. Unchecked: make tables with sgAllocTable or
+   * sgAllocTableFromPages, which check their arguments first.
+   */
   constructor(trace: Trace, nents: number) {
     this.trace = trace;
     this.origNents = nents;
@@ -111,32 +126,26 @@ export class SgTable {
   get mapped(): boolean {
     return this.mapping !== undefined;
   }
+}
 
-  /** @internal */
-  checkUsable(fn: string): void {
-    if (this.#freed) throw new ScatterlistError("EINVAL", fn, "table", "a freed sg_table", "a table that sgFreeTable has not released");
-  }
+/** Throws unless `table` is still usable (sgFreeTable has not released it). */
+export function checkSgTableUsable(fn: string, table: SgTable): void {
+  if (table.freed) throw new ScatterlistError("EINVAL", fn, "table", "a freed sg_table", "a table that sgFreeTable has not released");
+}
 
-  /** @internal */
-  checkIndex(fn: string, i: number): void {
-    if (!Number.isSafeInteger(i) || i < 0 || i >= this.origNents) {
-      throw new ScatterlistError("EINVAL", fn, "index", i, `an entry index from 0 to ${this.origNents - 1}`);
-    }
+/** Throws unless `i` is an entry index of `table`. */
+function checkSgIndex(fn: string, table: SgTable, i: number): void {
+  if (!Number.isSafeInteger(i) || i < 0 || i >= table.origNents) {
+    throw new ScatterlistError("EINVAL", fn, "index", i, `an entry index from 0 to ${table.origNents - 1}`);
   }
+}
 
-  /** @internal */
-  markFreed(): void {
-    this.#freed = true;
-  }
-
-  /** The DMA fields back to their unmapped state (DMA_MAPPING_ERROR-free zeros, no flags). */
-  /** @internal */
-  clearDma(): void {
-    this.dmaAddress.fill(0);
-    this.dmaLength.fill(0);
-    this.flags.fill(0);
-    this.nents = this.origNents;
-  }
+/** The DMA fields of `table` back to their unmapped state (zeros, no flags, nents = orig_nents). */
+export function sgClearDma(table: SgTable): void {
+  table.dmaAddress.fill(0);
+  table.dmaLength.fill(0);
+  table.flags.fill(0);
+  table.nents = table.origNents;
 }
 
 /**
@@ -161,18 +170,18 @@ export function sgAllocTable(trace: Trace, nents: number): SgTable {
 export function sgFreeTable(table: SgTable): void {
   const fn = "sg_free_table";
   if (!(table instanceof SgTable)) throw new ScatterlistError("EINVAL", fn, "table", table, "an SgTable from sgAllocTable or sgAllocTableFromPages");
-  table.checkUsable(fn);
+  checkSgTableUsable(fn, table);
   if (table.mapping !== undefined) {
     throw new ScatterlistBusyError(fn, "the table is still mapped for DMA: unmap it with dmaUnmapSgtable first (freeing it would leak the mapping)");
   }
-  table.markFreed();
+  markFreed(table);
   table.trace.counters.add(Counter.DmaBookkeepingBytesFreed, table.bookkeepingBytes);
 }
 
 function checkEntryWrite(fn: string, table: SgTable, i: number, len: number): void {
   if (!(table instanceof SgTable)) throw new ScatterlistError("EINVAL", fn, "table", table, "an SgTable from sgAllocTable or sgAllocTableFromPages");
-  table.checkUsable(fn);
-  table.checkIndex(fn, i);
+  checkSgTableUsable(fn, table);
+  checkSgIndex(fn, table, i);
   if (table.mapping !== undefined) throw new ScatterlistBusyError(fn, "entries of a mapped table belong to the device until it is unmapped");
   if (!Number.isSafeInteger(len) || len < 0 || len > 0xffffffff) throw new ScatterlistError("EINVAL", fn, "len", len, "a byte count that fits in 32 bits (unsigned int length)");
 }

@@ -1,4 +1,4 @@
-import { createDmaKernel } from "@dmasim/dma";
+import { createDmaKernel, unsafeDmaAddr } from "@dmasim/dma";
 import type { DmaDevice, DmaKernel, DmaKernelOptions, DmaDeviceOptions } from "@dmasim/dma";
 import { GiB, MiB, PAGE_SIZE, patternBytes, physAddr } from "@dmasim/memory";
 import { createPlatform } from "@dmasim/pcie-p2p";
@@ -83,7 +83,7 @@ export function firstDifference(a: Uint8Array, b: Uint8Array): number {
 /** The device's read of [addr, addr+len), or the kind of access error it got. */
 export function deviceRead(ep: Endpoint, addr: number, len: number): Uint8Array | string {
   try {
-    return ep.dmaRead(addr, len);
+    return ep.dmaRead(unsafeDmaAddr(addr), len);
   } catch (e) {
     if (e instanceof Error && "kind" in e) return String((e as { kind: unknown }).kind);
     throw e;

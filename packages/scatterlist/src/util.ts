@@ -28,7 +28,7 @@ export function syncEntriesForDevice(dev: DmaDevice, table: SgTable, nents: numb
   if (dev.coherent || (attrs & DMA_ATTR_SKIP_CPU_SYNC) !== 0) return;
   for (let i = 0; i < nents; i++) {
     if (kinds !== undefined && kinds[i] !== EntryKind.MEMORY) continue;
-    archSyncDmaForDevice(dev, table.phys[i] ?? 0, table.length[i] ?? 0, dir);
+    archSyncDmaForDevice(dev, unsafePhysAddr(table.phys[i] ?? 0), table.length[i] ?? 0, dir);
   }
 }
 
@@ -40,6 +40,6 @@ export function syncEntriesForCpu(dev: DmaDevice, table: SgTable, nents: number,
     const len = table.length[i] ?? 0;
     // P2P pages live in a BAR, not in RAM: no cache maintenance for them.
     if (!memory.isRam(unsafePhysAddr(phys), len)) continue;
-    archSyncDmaForCpu(dev, phys, len, dir);
+    archSyncDmaForCpu(dev, unsafePhysAddr(phys), len, dir);
   }
 }

@@ -124,7 +124,7 @@ class MapIova extends Step {
     for (const [i, b] of bufs.entries()) {
       const len = lens[i] ?? 0;
       const prior = sys.fingerprint();
-      err = dmaIovaLink(dev, state, b.phys, offset, len, dir, 0);
+      err = dmaIovaLink(dev, state, unsafePhysAddr(b.phys), offset, len, dir, 0);
       if (err !== 0) {
         sys.checkUnchanged(prior, `dma_iova_link of range ${i} (${err})`);
         break;
@@ -404,7 +404,7 @@ class RelinkIova extends Step {
     dmaIovaUnlink(dev, state, r.offset, r.len, dir, 0);
     if (sys.tryRead(dev, state.addr + r.offset, 1) !== undefined) violated(`mapping #${m.id}: range ${i} still translates right after dma_iova_unlink`);
     const before = sys.fingerprint();
-    let err = dmaIovaLink(dev, state, buf.phys, r.offset, r.len, dir, 0);
+    let err = dmaIovaLink(dev, state, unsafePhysAddr(buf.phys), r.offset, r.len, dir, 0);
     if (err !== 0) sys.checkUnchanged(before, `dma_iova_link (relink, ${err})`);
     else err = dmaIovaSync(dev, state, r.offset, r.len);
     if (err === 0) {

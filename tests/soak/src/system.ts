@@ -1,4 +1,4 @@
-import { createDmaKernel, IOVA_FQ_TIMEOUT_NS, IOVA_RANGE_CACHE_MAX_SIZE, type DmaDevice, type DmaIovaState, type DmaKernel } from "@dmasim/dma";
+import { createDmaKernel, IOVA_FQ_TIMEOUT_NS, IOVA_RANGE_CACHE_MAX_SIZE, type DmaDevice, type DmaIovaState, type DmaKernel, unsafeDmaAddr } from "@dmasim/dma";
 import { DmaDirection } from "@dmasim/dma";
 import { GiB, PAGE_SIZE, unsafePhysAddr } from "@dmasim/memory";
 import { createPlatform, PcieAccessError, type Platform } from "@dmasim/pcie-p2p";
@@ -154,7 +154,7 @@ export class SoakSystem {
   /** Reads through the device, or undefined when the access faulted. */
   tryRead(dev: DmaDevice, addr: number, len: number): Uint8Array | undefined {
     try {
-      return this.platform.endpoint(dev.bdf).dmaRead(addr, len);
+      return this.platform.endpoint(dev.bdf).dmaRead(unsafeDmaAddr(addr), len);
     } catch (e) {
       if (e instanceof PcieAccessError) return undefined;
       throw e;
@@ -163,7 +163,7 @@ export class SoakSystem {
 
   tryWrite(dev: DmaDevice, addr: number, bytes: Uint8Array): boolean {
     try {
-      this.platform.endpoint(dev.bdf).dmaWrite(addr, bytes);
+      this.platform.endpoint(dev.bdf).dmaWrite(unsafeDmaAddr(addr), bytes);
       return true;
     } catch (e) {
       if (e instanceof PcieAccessError) return false;

@@ -521,6 +521,6 @@ export class DmaDebugChecker {
   }
 }
 
-// PageFlag.Stack and PageFlag.KernelText of @dmasim/memory, kept as numbers so the checker stays a leaf.
+// PageFlag.STACK and PageFlag.KERNEL_TEXT of @dmasim/memory, kept as numbers so the checker stays a leaf.
 const FLAG_KERNEL_TEXT = 1 << 7;
 const FLAG_STACK = 1 << 8;

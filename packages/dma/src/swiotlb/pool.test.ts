@@ -36,10 +36,10 @@ describe("SwiotlbPool construction", () => {
     const pool = new SwiotlbPool(mem, { size: 1 * MiB });
     expect(pool.unencrypted).toBe(true);
     const pfn = pool.start / 4096;
-    for (let i = 0; i < 256; i++) expect(mem.pages.flags(pfn + i) & PageFlag.Encrypted).toBe(0);
-    expect(mem.pages.flags(pfn + 256) & PageFlag.Encrypted).not.toBe(0);
+    for (let i = 0; i < 256; i++) expect(mem.pages.flags(pfn + i) & PageFlag.ENCRYPTED).toBe(0);
+    expect(mem.pages.flags(pfn + 256) & PageFlag.ENCRYPTED).not.toBe(0);
     pool.release();
-    expect(mem.pages.flags(pfn) & PageFlag.Encrypted).not.toBe(0);
+    expect(mem.pages.flags(pfn) & PageFlag.ENCRYPTED).not.toBe(0);
   });
 
   it("rejects bad options with SwiotlbError EINVAL", () => {

@@ -1,4 +1,4 @@
-import { DMA_ATTR_MMIO, Errno } from "@dmasim/dma";
+import { DMA_ATTR_MMIO, Errno, unsafeDmaAddr } from "@dmasim/dma";
 import {
   dmaInfoToProt,
   iommuDmaAllocIovaForDevice,
@@ -14,6 +14,8 @@ import { SgDmaFlag } from "../constants.js";
 import type { SgLayout } from "../layout.js";
 import type { SgTable } from "../sg-table.js";
 import type { Iova } from "@dmasim/iommu";
+import { unsafeIova } from "@dmasim/iommu";
+import { unsafePhysAddr } from "@dmasim/memory";
 
 export interface ClassicResult {
   readonly ret: number;
@@ -45,7 +47,7 @@ export function mapSgClassic(dev: DmaDevice, table: SgTable, nents: number, cls:
       if (kind === EntryKind.BUS_ADDR) continue;
       const phys = end ? 0 : (table.phys[i] ?? 0) - (lay.off[i] ?? 0);
       if (runLen > 0 && (end || phys !== runPhys + runLen || kind !== runKind)) {
-        err = iommuMap(dev, iova + mapped, runPhys, runLen, runKind === EntryKind.HOST_BRIDGE ? protMmio : protMem);
+        err = iommuMap(dev, unsafeIova(iova + mapped), unsafePhysAddr(runPhys), runLen, runKind === EntryKind.HOST_BRIDGE ? protMmio : protMem);
         if (err === 0) mapped += runLen;
         runLen = 0;
       }
@@ -64,10 +66,10 @@ export function mapSgClassic(dev: DmaDevice, table: SgTable, nents: number, cls:
         domain.invalidateRange(iova as Iova, mapped);
         domain.releasePtPages(freed);
       }
-      iommuDmaFreeIovaForDevice(dev, iova, lay.iovaLen);
+      iommuDmaFreeIovaForDevice(dev, unsafeDmaAddr(iova), lay.iovaLen);
       return { ret: err === -Errno.ENOMEM ? err : -Errno.EINVAL, iova: 0 };
     }
-    iommuSyncMap(dev, iova, mapped);
+    iommuSyncMap(dev, unsafeIova(iova), mapped);
   }
   for (let k = 0; k < lay.count; k++) {
     const first = lay.segFirst[k] ?? 0;
@@ -94,5 +96,5 @@ export function unmapSgClassic(dev: DmaDevice, table: SgTable, mappedEnts: numbe
     if (start < 0) start = a;
     end = a + len;
   }
-  if (start >= 0) iommuDmaUnmap(dev, start, end - start);
+  if (start >= 0) iommuDmaUnmap(dev, unsafeDmaAddr(start), end - start);
 }

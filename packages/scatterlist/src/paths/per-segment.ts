@@ -6,6 +6,8 @@ import type { Classified } from "../classify.js";
 import { SgDmaFlag } from "../constants.js";
 import type { SgTable } from "../sg-table.js";
 import type { PhysAddr } from "@dmasim/memory";
+import { unsafePhysAddr } from "@dmasim/memory";
+import { unsafeIova } from "@dmasim/iommu";
 
 /**
  * The per-segment paths: dma_direct_map_sg (kernel/dma/direct.c) and iommu_dma_map_sg_swiotlb
@@ -37,8 +39,8 @@ export function mapSgPerSegment(dev: DmaDevice, table: SgTable, nents: number, c
     table.dmaAddress[i] = addr;
     table.dmaLength[i] = len;
     let flags = mmio === 0 ? 0 : SgDmaFlag.MMIO;
-    const target = mmio !== 0 ? -1 : viaIommu ? (iommuIovaToPhys(dev, addr) ?? -1) : dmaToPhys(dev, addr);
-    if (target >= 0 && isSwiotlbBuffer(dev, target)) flags |= SgDmaFlag.BOUNCED;
+    const target = mmio !== 0 ? -1 : viaIommu ? (iommuIovaToPhys(dev, unsafeIova(addr)) ?? -1) : dmaToPhys(dev, addr);
+    if (target >= 0 && isSwiotlbBuffer(dev, unsafePhysAddr(target))) flags |= SgDmaFlag.BOUNCED;
     table.flags[i] = flags;
   }
   if (swiotlbList) table.flags[0] = (table.flags[0] ?? 0) | SgDmaFlag.SWIOTLB;

@@ -8,6 +8,7 @@ import type { SgLayout } from "../layout.js";
 import type { SgScratch } from "../scratch.js";
 import type { SgTable } from "../sg-table.js";
 import { modPow2 } from "../util.js";
+import { unsafePhysAddr } from "@dmasim/memory";
 
 /**
  * How an entry that does not start or end on an IOVA granule is placed when it is not the first or last
@@ -165,7 +166,7 @@ function linkState(dev: DmaDevice, st: DmaIovaState, first: number, end: number,
     if (kind === EntryKind.BUS_ADDR) continue;
     const pj = rphys[j] ?? 0;
     if (runLen > 0 && (kind !== runKind || pj !== runPhys + runLen)) {
-      const err = dmaIovaLink(dev, st, runPhys, linked, runLen, dir, runKind === EntryKind.HOST_BRIDGE ? linkAttrs | DMA_ATTR_MMIO : linkAttrs);
+      const err = dmaIovaLink(dev, st, unsafePhysAddr(runPhys), linked, runLen, dir, runKind === EntryKind.HOST_BRIDGE ? linkAttrs | DMA_ATTR_MMIO : linkAttrs);
       if (err !== 0) {
         dmaIovaDestroy(dev, st, linked, dir, linkAttrs);
         return err;

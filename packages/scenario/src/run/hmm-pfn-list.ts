@@ -183,7 +183,7 @@ export class PfnListMirror {
       const n = Math.min(PAGE_SIZE - off, buf.length - pos);
       this.mutex.lock();
       const a = this.dmaAddr[i] ?? Number.NaN;
-      if (!Number.isNaN(a)) this.endpoint.dmaReadInto(a + off, buf.subarray(pos, pos + n));
+      if (!Number.isNaN(a)) this.endpoint.dmaReadInto(unsafeDmaAddr(a + off), buf.subarray(pos, pos + n));
       this.mutex.unlock();
       if (Number.isNaN(a)) {
         // Fault the rest of the read in one go, as dmirror does.

@@ -1,4 +1,4 @@
-import { DmaDirection } from "@dmasim/dma";
+import { DmaDirection, unsafeDmaAddr } from "@dmasim/dma";
 import { PAGE_SIZE, unsafePhysAddr } from "@dmasim/memory";
 import { Xorshift32 } from "@dmasim/trace";
 import { dmaMapSgtable, dmaUnmapSgtable, sgAllocTable, sgFreeTable, sgSetPhys, sgtableDmaSegments } from "@dmasim/scatterlist";
@@ -64,7 +64,7 @@ export function runSg(s: Scenario, w: SgWorkload, ctx: RunContext): RunResult {
     let pos = 0;
     let same = true;
     for (const [addr, len] of sgtableDmaSegments(sgt)) {
-      const got = ep.dmaRead(addr, len);
+      const got = ep.dmaRead(unsafeDmaAddr(addr), len);
       for (let k = 0; k < len && same; k++) if (got[k] !== expected[pos + k]) same = false;
       pos += len;
       if (!same) break;

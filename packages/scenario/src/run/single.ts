@@ -8,6 +8,7 @@ import {
   dmaMapPhys,
   dmaMappingError,
   dmaUnmapPhys,
+  unsafeDmaAddr,
 } from "@dmasim/dma";
 import { PAGE_SIZE, unsafePhysAddr } from "@dmasim/memory";
 import type { Scenario, SingleWorkload } from "../types.js";
@@ -56,10 +57,10 @@ export function runSingle(s: Scenario, w: SingleWorkload, ctx: RunContext): RunR
   const path = { fellBack: false };
   const ep = platform.endpoint(w.device);
   const verify = (addr: number, b: Buffer): void => {
-    if (!equal(ep.dmaRead(addr, b.data.length), b.data)) wrong++;
+    if (!equal(ep.dmaRead(unsafeDmaAddr(addr), b.data.length), b.data)) wrong++;
     // What lies before the buffer in its IOVA granule: zeros when it bounced, the buffer's neighbour otherwise.
     if (offset > 0 && dev.endpoint.untrusted && dev.domain?.type === "paging") {
-      if (ep.dmaRead(addr - offset, offset).some((x) => x !== 0)) leakedHead++;
+      if (ep.dmaRead(unsafeDmaAddr(addr - offset), offset).some((x) => x !== 0)) leakedHead++;
     }
   };
   const dir = DmaDirection.TO_DEVICE;
@@ -88,7 +89,7 @@ export function runSingle(s: Scenario, w: SingleWorkload, ctx: RunContext): RunR
     }
     let linked = 0;
     for (const b of list) {
-      if (dmaIovaLink(dev, state, b.phys, linked, w.bytes, dir, 0) !== 0) break;
+      if (dmaIovaLink(dev, state, unsafePhysAddr(b.phys), linked, w.bytes, dir, 0) !== 0) break;
       linked += w.bytes;
     }
     if (linked > 0 && dmaIovaSync(dev, state, 0, linked) !== 0) wrong++;

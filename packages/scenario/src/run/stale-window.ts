@@ -58,7 +58,7 @@ export function runStaleWindow(s: Scenario, w: StaleWindowWorkload, ctx: RunCont
     };
     out.mapped.push(`${bytes.toLocaleString("en-US")} bytes mapped with dma_iova_try_alloc/link/sync, read by ${w.device}, then dma_iova_destroy`);
   }
-  const sawBytes = equal(ep.dmaRead(addr, bytes), data);
+  const sawBytes = equal(ep.dmaRead(unsafeDmaAddr(addr), bytes), data);
   out.checks.push(check("device saw the right bytes", sawBytes, sawBytes ? "read back identical while mapped" : "the device read different bytes"));
 
   const unmappedAt = platform.trace.clock.now;
@@ -70,7 +70,7 @@ export function runStaleWindow(s: Scenario, w: StaleWindowWorkload, ctx: RunCont
   let closed = false;
   for (let t = 0; t <= probeFor; t += interval) {
     try {
-      ep.dmaRead(addr, probeLen);
+      ep.dmaRead(unsafeDmaAddr(addr), probeLen);
       staleReads++;
       lastStale = platform.trace.clock.now - unmappedAt;
     } catch (e) {
