@@ -2,6 +2,7 @@ import { describe, expect, it } from "vitest";
 import { createPlatform } from "./platform.js";
 import type { TlpEvent } from "./events.js";
 import { switchTopology, TestBdf } from "./testing.js";
+import { unsafeDmaAddr } from "./dma-addr.js";
 
 function tlpsOf(p: ReturnType<typeof createPlatform>, f: () => void): TlpEvent[] {
   const seen: TlpEvent[] = [];
@@ -26,7 +27,7 @@ describe("the route of a TLP", () => {
     });
     expect(peer).toMatchObject({ path: "peer-via-switch", target: TestBdf.SWITCH_PEER, phys: peerBar.phys, acsRedirect: false });
     expect(peer?.hops).toEqual([TestBdf.CLIENT, "sw0.dp0", "sw0.up", "sw0.dp1", TestBdf.SWITCH_PEER]);
-    const [mem] = tlpsOf(p, () => p.endpoint(TestBdf.CLIENT).dmaRead(0x1000, 4));
+    const [mem] = tlpsOf(p, () => p.endpoint(TestBdf.CLIENT).dmaRead(unsafeDmaAddr(0x1000), 4));
     expect(mem).toMatchObject({ path: "memory", target: "ram", addr: 0x1000, phys: 0x1000, acsRedirect: false });
     expect(mem?.hops).toEqual([TestBdf.CLIENT, "sw0.dp0", "sw0.up", "rp0", "hb0", "iommu0", "ram"]);
     const spec = switchTopology({ hostBridgeP2p: "same-host-bridge", switchPeer: { bars } });
