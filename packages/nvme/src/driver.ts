@@ -338,14 +338,8 @@ export class NvmeDriver {
     let i = 0;
     for (;;) {
       if (i === NVME_PRPS_PER_PAGE) {
-        const next = this.#allocDesc(tag, P);
-        if (next < 0) return BLK_STS_RESOURCE;
-        this.stats.prpLists++;
-        const moved = getU64(view, 8 * (i - 1));
-        setU64(view, 8 * (i - 1), this.#descDma(next));
-        this.#mem.write(unsafePhysAddr(this.#descCpu(d)), this.#list);
-        setU64(view, 0, moved);
-        d = next;
+        d = this.#chainPrpList(tag, d, i);
+        if (d < 0) return BLK_STS_RESOURCE;
         i = 1;
       }
       setU64(view, 8 * i++, list[idx++] ?? 0);
@@ -465,6 +459,23 @@ export class NvmeDriver {
     this.mapper.unmap(tag, rq, this.#totalLen[tag] ?? 0);
   }
 
+  /**
+   * A full PRP list page (nvme_pci_setup_prps): its last slot becomes the pointer to a new list page, and
+   * the entry it held moves to the new page's first slot; the full page is written out. Returns the new
+   * descriptor, or -1 when the pool has none left.
+   */
+  #chainPrpList(tag: number, d: number, i: number): number {
+    const next = this.#allocDesc(tag, NVME_CTRL_PAGE_SIZE);
+    if (next < 0) return -1;
+    this.stats.prpLists++;
+    const view = this.#listView;
+    const moved = getU64(view, 8 * (i - 1));
+    setU64(view, 8 * (i - 1), this.#descDma(next));
+    this.#mem.write(unsafePhysAddr(this.#descCpu(d)), this.#list);
+    setU64(view, 0, moved);
+    return next;
+  }
+
   #allocDesc(tag: number, bytes: number): number {
     const n = this.#ndesc[tag] ?? 0;
     if (n === MAX_DESCRIPTORS) return -1;
@@ -530,14 +541,8 @@ export class NvmeDriver {
     let i = 0;
     for (;;) {
       if (i === NVME_PRPS_PER_PAGE) {
-        const next = this.#allocDesc(tag, P);
-        if (next < 0) return BLK_STS_RESOURCE;
-        this.stats.prpLists++;
-        const moved = getU64(view, 8 * (i - 1));
-        setU64(view, 8 * (i - 1), this.#descDma(next));
-        this.#mem.write(unsafePhysAddr(this.#descCpu(d)), this.#list);
-        setU64(view, 0, moved);
-        d = next;
+        d = this.#chainPrpList(tag, d, i);
+        if (d < 0) return BLK_STS_RESOURCE;
         i = 1;
       }
       setU64(view, 8 * i++, addr);
