@@ -6,7 +6,7 @@ import { runInNewContext } from "node:vm";
 import { afterEach, describe, expect, it } from "vitest";
 import { main, mainParallel } from "./cli.js";
 import type { Io } from "./cli.js";
-import { ExploreOutError, ExplorerSiteError, scenarioScript, startExploreServer, writeExplorerSite } from "./explore.js";
+import { ExploreOutError, ExplorerSiteError, installedExplorerSite, scenarioScript, startExploreServer, writeExplorerSite } from "./explore.js";
 import type { ExploreServer } from "./explore.js";
 import { recordingIo } from "./test-io.js";
 import { RUN_LOG_VERSION, builtinScenario } from "@dmasim/scenario";
@@ -133,5 +133,17 @@ describe("dmasim explore", () => {
     const server = await startExploreServer(SITE, script, 0);
     expect((await fetch(`${server.url}index.html`, { method: "HEAD" })).status).toBe(200);
     await server.close();
+  });
+
+  it("finds the installed @dmasim/explorer's built page (its dependency), and --out copies it beside scenario.js", () => {
+    const site = installedExplorerSite();
+    expect(readFileSync(join(site, "index.html"), "utf8")).toContain('src="./scenario.js"');
+    const dir = tempDir();
+    const { io } = recordingIo();
+    expect(main(["explore", "lazy-stale-window", "--api", "two-step", "--iommu", "lazy", "--out", dir], io)).toBe(0);
+    expect(readFileSync(join(dir, "explorer.js"), "utf8")).toBe(readFileSync(join(site, "explorer.js"), "utf8"));
+    const written = evaluate(readFileSync(join(dir, "scenario.js"), "utf8"));
+    expect(written.scenario?.name).toBe("lazy-stale-window");
+    expect(written.runLog?.runs.map((r) => `${r.api}/${r.iommu}`)).toEqual(["two-step/lazy"]);
   });
 });
