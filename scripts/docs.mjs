@@ -10,7 +10,7 @@
 // starts checked like the others.
 //
 //   node scripts/docs.mjs           generate docs/api/ and check (exit 1 on a missing doc comment)
-//   node scripts/docs.mjs --check   check only, write nothing (`pnpm test` runs this)
+//   node scripts/docs.mjs --check   check only, write nothing (`pnpm test` runs the full build)
 import { existsSync } from "node:fs";
 import { join, relative } from "node:path";
 import { Application, Converter, LogLevel, ReflectionKind } from "typedoc";
