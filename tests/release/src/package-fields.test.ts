@@ -9,10 +9,13 @@ const published = publishedWorkspaces();
 const publishedNames = new Set(published.map((w) => w.pkg.name));
 
 describe("package fields", () => {
-  it("finds the libraries and the command to publish, and no private workspace among them", () => {
+  it("finds the libraries, the command and its page to publish, and no private workspace among them", () => {
     expect(publishedNames.has("@dmasim/dma")).toBe(true);
     expect(publishedNames.has("dmasim")).toBe(true);
-    for (const w of workspaces()) if (!w.rel.startsWith("packages/") && w.pkg.name !== "dmasim") expect(w.pkg.private, w.rel).toBe(true);
+    // The explorer page is published because the command serves it (`dmasim explore`); the other apps are examples.
+    expect(publishedNames.has("@dmasim/explorer")).toBe(true);
+    const publishedApps = new Set(["dmasim", "@dmasim/explorer"]);
+    for (const w of workspaces()) if (!w.rel.startsWith("packages/") && !publishedApps.has(w.pkg.name)) expect(w.pkg.private, w.rel).toBe(true);
   });
 
   it("every published package has the shared fields (scripts/package-fields.mjs)", () => {
