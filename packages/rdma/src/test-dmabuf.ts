@@ -7,10 +7,10 @@ import { createPlatform } from "@dmasim/pcie-p2p";
 import type { Platform } from "@dmasim/pcie-p2p";
 import { TestBdf, switchTopology } from "@dmasim/pcie-p2p/testing";
 import { IB_ACCESS_LOCAL_WRITE, IB_ACCESS_REMOTE_ATOMIC, IB_ACCESS_REMOTE_READ, IB_ACCESS_REMOTE_WRITE } from "./constants.js";
-import type { IbMr, IbPd } from "./mr.js";
+import type { IbMr } from "./mr.js";
 import { Mlx5Nic } from "./nic.js";
-import { ibConnectQp, ibCreateCq, ibCreateQp } from "./verbs.js";
-import type { IbCq, IbQp } from "./verbs.js";
+import { nicPair } from "./test-fixtures.js";
+import type { NicPair } from "./test-fixtures.js";
 
 // Builders for the dmabuf MR tests (not exported from index.ts).
 
@@ -20,7 +20,7 @@ import type { IbCq, IbQp } from "./verbs.js";
  * the host bridge, IOVA with DMA_ATTR_MMIO); a VFIO device (BRIDGE_PEER, a 16 MiB BAR: through the host
  * bridge); a system heap for RAM buffers; one IOMMU; QPs A↔B and a loopback pair on A.
  */
-export interface DmabufRig {
+export interface DmabufRig extends NicPair {
   readonly platform: Platform;
   readonly kernel: DmaKernel;
   readonly sys: DmaBufSystem;
@@ -28,16 +28,6 @@ export interface DmabufRig {
   readonly farGpu: GpuVramExporter;
   readonly vfio: VfioPciCoreDevice;
   readonly heap: SystemHeap;
-  readonly nicA: Mlx5Nic;
-  readonly nicB: Mlx5Nic;
-  readonly pdA: IbPd;
-  readonly pdB: IbPd;
-  readonly cqA: IbCq;
-  readonly cqB: IbCq;
-  readonly qpA: IbQp;
-  readonly qpB: IbQp;
-  readonly loopA: IbQp;
-  readonly loopA2: IbQp;
 }
 
 export const ACCESS_ALL = IB_ACCESS_LOCAL_WRITE | IB_ACCESS_REMOTE_WRITE | IB_ACCESS_REMOTE_READ | IB_ACCESS_REMOTE_ATOMIC;
@@ -62,17 +52,7 @@ export function dmabufRig(options: { debug?: DmaBufDebugMode; blockBytes?: numbe
   const heap = new SystemHeap(sys, { chunkBytes: 64 * 1024 });
   const nicA = new Mlx5Nic(kernel, TestBdf.CLIENT);
   const nicB = new Mlx5Nic(kernel, TestBdf.SWITCH_SPARE, options.odpB === false ? { odp: false } : {});
-  const pdA = nicA.allocPd();
-  const pdB = nicB.allocPd();
-  const cqA = ibCreateCq(nicA, 4096);
-  const cqB = ibCreateCq(nicB, 4096);
-  const qpA = ibCreateQp(pdA, { sendCq: cqA, recvCq: cqA });
-  const qpB = ibCreateQp(pdB, { sendCq: cqB, recvCq: cqB });
-  ibConnectQp(qpA, qpB);
-  const loopA = ibCreateQp(pdA, { sendCq: cqA, recvCq: cqA });
-  const loopA2 = ibCreateQp(pdA, { sendCq: cqA, recvCq: cqA });
-  ibConnectQp(loopA, loopA2);
-  return { platform, kernel, sys, gpu, farGpu, vfio, heap, nicA, nicB, pdA, pdB, cqA, cqB, qpA, qpB, loopA, loopA2 };
+  return { platform, kernel, sys, gpu, farGpu, vfio, heap, ...nicPair(nicA, nicB) };
 }
 
 /** Reads `len` bytes of a buffer through its exporter's CPU view. */

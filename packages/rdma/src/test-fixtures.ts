@@ -20,11 +20,19 @@ import type { IbCq, IbQp, IbSendWr, IbWc } from "./verbs.js";
  * bridge) each expose a 4 MiB BAR as a P2P provider. One process (`mm`), one PD per NIC, a connected QP
  * pair A↔B and a loopback pair on A.
  */
-export interface RdmaRig {
+export interface RdmaRig extends NicPair {
   readonly platform: Platform;
   readonly kernel: DmaKernel;
   readonly sys: MmSystem;
   readonly mm: Mm;
+  readonly gpuSwitch: P2pdmaProvider;
+  readonly gpuBridge: P2pdmaProvider;
+  /** A device with device-private memory (a GPU that migrates process pages in and out). */
+  readonly gpu: DmirrorDevice;
+}
+
+/** Two NICs with one PD and one CQ each, a connected QP pair between them and a loopback pair on A. */
+export interface NicPair {
   readonly nicA: Mlx5Nic;
   readonly nicB: Mlx5Nic;
   readonly pdA: IbPd;
@@ -37,10 +45,21 @@ export interface RdmaRig {
   /** A loopback pair on NIC A. */
   readonly loopA: IbQp;
   readonly loopA2: IbQp;
-  readonly gpuSwitch: P2pdmaProvider;
-  readonly gpuBridge: P2pdmaProvider;
-  /** A device with device-private memory (a GPU that migrates process pages in and out). */
-  readonly gpu: DmirrorDevice;
+}
+
+/** The NIC pair every rig starts from (the verbs set-up of rdma-core's RC tests). */
+export function nicPair(nicA: Mlx5Nic, nicB: Mlx5Nic): NicPair {
+  const pdA = nicA.allocPd();
+  const pdB = nicB.allocPd();
+  const cqA = ibCreateCq(nicA, 4096);
+  const cqB = ibCreateCq(nicB, 4096);
+  const qpA = ibCreateQp(pdA, { sendCq: cqA, recvCq: cqA });
+  const qpB = ibCreateQp(pdB, { sendCq: cqB, recvCq: cqB });
+  ibConnectQp(qpA, qpB);
+  const loopA = ibCreateQp(pdA, { sendCq: cqA, recvCq: cqA });
+  const loopA2 = ibCreateQp(pdA, { sendCq: cqA, recvCq: cqA });
+  ibConnectQp(loopA, loopA2);
+  return { nicA, nicB, pdA, pdB, cqA, cqB, qpA, qpB, loopA, loopA2 };
 }
 
 export const NIC_A = TestBdf.CLIENT;
@@ -62,20 +81,10 @@ export function rdmaRig(options: DmaKernelOptions & { ramBytes?: number; odpDma?
   const mm = new Mm(sys);
   const nicA = new Mlx5Nic(kernel, NIC_A);
   const nicB = new Mlx5Nic(kernel, NIC_B, odpDma === undefined ? {} : { odpDma });
-  const pdA = nicA.allocPd();
-  const pdB = nicB.allocPd();
-  const cqA = ibCreateCq(nicA, 4096);
-  const cqB = ibCreateCq(nicB, 4096);
-  const qpA = ibCreateQp(pdA, { sendCq: cqA, recvCq: cqA });
-  const qpB = ibCreateQp(pdB, { sendCq: cqB, recvCq: cqB });
-  ibConnectQp(qpA, qpB);
-  const loopA = ibCreateQp(pdA, { sendCq: cqA, recvCq: cqA });
-  const loopA2 = ibCreateQp(pdA, { sendCq: cqA, recvCq: cqA });
-  ibConnectQp(loopA, loopA2);
   const gpuSwitch = platform.addP2pdmaProvider(TestBdf.SWITCH_PEER, 0);
   const gpuBridge = platform.addP2pdmaProvider(TestBdf.BRIDGE_PEER, 0);
   const gpu = new DmirrorDevice(sys, { name: "gpu0", devmemPhys: 64 * GiB, devmemSize: 16 * MiB, ownerId: 0x20000 });
-  return { platform, kernel, sys, mm, nicA, nicB, pdA, pdB, cqA, cqB, qpA, qpB, loopA, loopA2, gpuSwitch, gpuBridge, gpu };
+  return { platform, kernel, sys, mm, ...nicPair(nicA, nicB), gpuSwitch, gpuBridge, gpu };
 }
 
 /** A 64-byte (or `len`) pattern unique to `tag`. */
