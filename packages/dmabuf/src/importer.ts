@@ -1,21 +1,11 @@
-import { DmaDevice, DmaDirection } from "@dmasim/dma";
-import { SgTable } from "@dmasim/scatterlist";
+import { DmaDevice } from "@dmasim/dma";
+import type { SgTable } from "@dmasim/scatterlist";
 import { DmaBufErrno, DmaResvUsage, MAX_SCHEDULE_TIMEOUT } from "./constants.js";
 import { dmaBufDeviceRead, dmaBufDeviceWrite } from "./device-access.js";
-import {
-  DmaBuf,
-  DmaBufAttachment,
-  dmaBufDetach,
-  dmaBufDynamicAttach,
-  dmaBufMapAttachment,
-  dmaBufMapPhysList,
-  dmaBufPin,
-  dmaBufUnmapAttachment,
-  dmaBufUnmapPhysList,
-  dmaBufUnpin,
-} from "./dma-buf.js";
+import { DmaBuf, DmaBufAttachment, dmaBufDetach, dmaBufDynamicAttach, dmaBufPin, dmaBufUnpin } from "./dma-buf.js";
 import { DmaBufInputError } from "./errors.js";
-import { DmaBufPhysList, DmaBufPhysListDma, dmaBufPhysListDmaFree, dmaBufPhysListDmaMap, dmaBufPhysListDmaUnlink, dmaBufPhysListDmaUnmap } from "./phys-list.js";
+import { DmaBufImportMap } from "./import-map.js";
+import type { DmaBufPhysList, DmaBufPhysListDma } from "./phys-list.js";
 
 /** How a `DmaBufImporter` attaches and maps: sg_table or physical ranges, P2P, revocable, pinned. */
 export interface DmaBufImporterOptions {
@@ -57,11 +47,8 @@ export class DmaBufImporter {
   maps = 0;
   /** True once a pinned importer was invalidated: later accesses get -EINVAL. */
   revoked = false;
-  #sgt: SgTable | undefined;
-  #list: DmaBufPhysList | undefined;
-  #dma: DmaBufPhysListDma | undefined;
-  /** The last physical-range mapping, unlinked with its IOVA kept for the next map. */
-  #kept: DmaBufPhysListDma | undefined;
+  /** The attachment's mapping (either type; the IOVA kept across invalidations when not pinned). */
+  readonly importMap: DmaBufImportMap;
   #pinnedNow = false;
   readonly #ignore: boolean;
 
@@ -73,6 +60,7 @@ export class DmaBufImporter {
     this.mapping = options.mapping ?? "sgt";
     this.pinned = options.pinned ?? false;
     this.#ignore = options.ignoreInvalidate ?? false;
+    this.importMap = new DmaBufImportMap(attach, this.mapping);
   }
 
   /** dma_buf_dynamic_attach with this importer's ops: the importer, or the exporter's errno. */
@@ -97,17 +85,17 @@ export class DmaBufImporter {
 
   /** True while the buffer is mapped for the device. */
   get isMapped(): boolean {
-    return this.#sgt !== undefined || this.#dma !== undefined;
+    return this.importMap.mapped;
   }
 
   /** The current device mapping (for checks), if any. */
   get deviceMapping(): SgTable | DmaBufPhysListDma | undefined {
-    return this.#sgt ?? this.#dma;
+    return this.importMap.deviceMapping;
   }
 
   /** The physical ranges behind the current mapping (phys mapping type only). */
   get physList(): DmaBufPhysList | undefined {
-    return this.#list;
+    return this.importMap.physList;
   }
 
   /** The invalidate_mappings callback: runs with the reservation lock held. */
@@ -120,27 +108,7 @@ export class DmaBufImporter {
 
   /** Drops the mapping; `keepIova`: a physical-range mapping keeps its IOVA for the next map. */
   #unmapLocked(keepIova = false): void {
-    if (this.#sgt !== undefined) {
-      dmaBufUnmapAttachment(this.attach, this.#sgt, DmaDirection.BIDIRECTIONAL);
-      this.#sgt = undefined;
-    }
-    if (this.#dma !== undefined) {
-      if (keepIova) {
-        dmaBufPhysListDmaUnlink(this.#dma);
-        this.#kept = this.#dma;
-      } else {
-        dmaBufPhysListDmaUnmap(this.#dma);
-      }
-      this.#dma = undefined;
-    }
-    if (!keepIova && this.#kept !== undefined) {
-      dmaBufPhysListDmaFree(this.#kept);
-      this.#kept = undefined;
-    }
-    if (this.#list !== undefined) {
-      dmaBufUnmapPhysList(this.attach, this.#list);
-      this.#list = undefined;
-    }
+    this.importMap.unmapLocked(keepIova);
     if (this.#pinnedNow) {
       dmaBufUnpin(this.attach);
       this.#pinnedNow = false;
@@ -160,22 +128,8 @@ export class DmaBufImporter {
           if (p < 0) return p;
           this.#pinnedNow = true;
         }
-        if (this.mapping === "sgt") {
-          const sgt = dmaBufMapAttachment(this.attach, DmaDirection.BIDIRECTIONAL);
-          if (typeof sgt === "number") return sgt;
-          this.#sgt = sgt;
-        } else {
-          const list = dmaBufMapPhysList(this.attach);
-          if (typeof list === "number") return list;
-          const dma = dmaBufPhysListDmaMap(this.dev, list, DmaDirection.BIDIRECTIONAL, this.#kept);
-          this.#kept = undefined;
-          if (typeof dma === "number") {
-            dmaBufUnmapPhysList(this.attach, list);
-            return dma;
-          }
-          this.#list = list;
-          this.#dma = dma;
-        }
+        const m = this.importMap.mapLocked();
+        if (m !== 0) return m;
         this.maps++;
       }
       // The exporter's move copy may still run: wait for the KERNEL fences before any DMA.

@@ -50,6 +50,8 @@ export { GpuVramExporter } from "./exporters/gpu-vram.js";
 export type { GpuPlacement, GpuVramOptions } from "./exporters/gpu-vram.js";
 export { VFIO_PCI_ROM_REGION_INDEX, VfioPciCoreDevice } from "./exporters/vfio-pci.js";
 export type { VfioDeviceFeatureDmaBuf, VfioRegionDmaRange, VfioRevokeResult } from "./exporters/vfio-pci.js";
+export { DmaBufImportMap } from "./import-map.js";
+export type { DmaBufImportMapType } from "./import-map.js";
 export { DmaBufImporter } from "./importer.js";
 export type { DmaBufImporterOptions } from "./importer.js";
 export { dmaBufMappingComparison, dmaBufMappingComparisonTable } from "./compare.js";

@@ -1,18 +1,5 @@
 import { DmaDirection } from "@dmasim/dma";
-import {
-  DmaBuf,
-  DmaBufPhysListDma,
-  DmaResvUsage,
-  MAX_SCHEDULE_TIMEOUT,
-  dmaBufDetach,
-  dmaBufDynamicAttach,
-  dmaBufMapAttachment,
-  dmaBufMapPhysList,
-  dmaBufPhysListDmaMap,
-  dmaBufPhysListDmaUnmap,
-  dmaBufUnmapAttachment,
-  dmaBufUnmapPhysList,
-} from "@dmasim/dmabuf";
+import { DmaBuf, DmaBufImportMap, DmaBufPhysListDma, DmaResvUsage, MAX_SCHEDULE_TIMEOUT, dmaBufDetach, dmaBufDynamicAttach } from "@dmasim/dmabuf";
 import type { DmaBufAttachment, DmaBufPhysList } from "@dmasim/dmabuf";
 import type { SgTable } from "@dmasim/scatterlist";
 import { pickErrno } from "@dmasim/trace";
@@ -88,6 +75,8 @@ export class NvmeDmabufToken {
    * inside an invalidation (they used the old mapping), map failures and the last errno.
    */
   readonly stats = { maps: 0, unmaps: 0, invalidations: 0, drainedCommands: 0, mapErrors: 0, lastError: 0 };
+  /** The attachment's mapping (either type, in `dir`); no IOVA is kept across invalidations. */
+  readonly importMap: DmaBufImportMap;
   #map: NvmeDmabufMap | undefined;
   #released = false;
 
@@ -97,6 +86,7 @@ export class NvmeDmabufToken {
     this.attach = attach;
     this.mapping = mapping;
     this.dir = dir;
+    this.importMap = new DmaBufImportMap(attach, mapping, dir);
   }
 
   /**
@@ -189,44 +179,28 @@ export class NvmeDmabufToken {
       for (let off = 0; off < len && n < dmaList.length; off += P) dmaList[n++] = addr + off;
       return true;
     };
-    if (this.mapping === "sgt") {
-      const sgt = dmaBufMapAttachment(this.attach, this.dir);
-      if (typeof sgt === "number") return sgt;
-      for (let i = 0; i < sgt.nents; i++) {
-        if (!fill(sgt.dmaAddress[i] ?? 0, sgt.dmaLength[i] ?? 0)) {
-          dmaBufUnmapAttachment(this.attach, sgt, this.dir);
-          return -NvmeDmabufErrno.EINVAL;
-        }
-      }
-      this.stats.maps++;
-      return new NvmeDmabufMap(dmaList, sgt, undefined);
-    }
-    const list = dmaBufMapPhysList(this.attach);
-    if (typeof list === "number") return list;
-    const dma = dmaBufPhysListDmaMap(this.driver.dev, list, this.dir);
-    if (typeof dma === "number") {
-      dmaBufUnmapPhysList(this.attach, list);
-      return dma;
-    }
-    for (let i = 0; i < list.nrRanges; i++) {
-      if (!fill(dma.dmaAddr[i] ?? 0, list.len[i] ?? 0)) {
-        dmaBufPhysListDmaUnmap(dma);
-        dmaBufUnmapPhysList(this.attach, list);
+    const im = this.importMap;
+    const err = im.mapLocked();
+    if (err !== 0) return err;
+    const addrs = im.segmentDmaAddr;
+    const lens = im.segmentDmaLen;
+    for (let i = 0; i < im.nrSegments; i++) {
+      if (!fill(addrs?.[i] ?? 0, lens?.[i] ?? 0)) {
+        im.unmapLocked(false);
         return -NvmeDmabufErrno.EINVAL;
       }
     }
     this.stats.maps++;
-    return new NvmeDmabufMap(dmaList, undefined, { list, dma });
+    const list = im.physList;
+    const dma = im.physDma;
+    return new NvmeDmabufMap(dmaList, im.sgt, list !== undefined && dma !== undefined ? { list, dma } : undefined);
   }
 
   /** nvme_dmabuf_token_unmap (resv held). */
   #tokenUnmap(map: NvmeDmabufMap): void {
     if (map.unmapped) return;
-    if (map.sgt !== undefined) dmaBufUnmapAttachment(this.attach, map.sgt, this.dir);
-    if (map.phys !== undefined) {
-      dmaBufPhysListDmaUnmap(map.phys.dma);
-      dmaBufUnmapPhysList(this.attach, map.phys.list);
-    }
+    // The token's one mapping at a time: the map being dropped is the import map's current one.
+    this.importMap.unmapLocked(false);
     map.unmapped = true;
     this.stats.unmaps++;
   }

@@ -1,24 +1,5 @@
-import { DmaDevice, DmaDirection } from "@dmasim/dma";
-import {
-  DmaBuf,
-  DmaBufAttachment,
-  DmaBufErrno,
-  DmaResvUsage,
-  MAX_SCHEDULE_TIMEOUT,
-  dmaBufDetach,
-  dmaBufDynamicAttach,
-  dmaBufMapAttachment,
-  dmaBufMapPhysList,
-  dmaBufPhysListDmaFree,
-  dmaBufPhysListDmaMap,
-  dmaBufPhysListDmaUnlink,
-  dmaBufPin,
-  dmaBufPut,
-  dmaBufUnmapAttachment,
-  dmaBufUnmapPhysList,
-  dmaBufUnpin,
-  getDmaBuf,
-} from "@dmasim/dmabuf";
+import { DmaDevice } from "@dmasim/dma";
+import { DmaBuf, DmaBufAttachment, DmaBufErrno, DmaBufImportMap, DmaResvUsage, MAX_SCHEDULE_TIMEOUT, dmaBufDetach, dmaBufDynamicAttach, dmaBufPin, dmaBufPut, dmaBufUnpin, getDmaBuf } from "@dmasim/dmabuf";
 import type { DmaBufAttachOps, DmaBufPhysList, DmaBufPhysListDma } from "@dmasim/dmabuf";
 import { PAGE_SIZE } from "@dmasim/memory";
 import type { SgTable } from "@dmasim/scatterlist";
@@ -76,11 +57,8 @@ export class IbUmemDmabuf {
   maps = 0;
   /** True once released (detached, reference put). */
   released = false;
-  #sgt: SgTable | undefined;
-  #list: DmaBufPhysList | undefined;
-  #dma: DmaBufPhysListDma | undefined;
-  /** The last physical-range mapping, unlinked with its IOVA kept for the next map. */
-  #kept: DmaBufPhysListDma | undefined;
+  /** umem_dmabuf->sgt generalised: the attachment's mapping of either type (the IOVA kept across invalidations). */
+  readonly importMap: DmaBufImportMap;
 
   /** @internal use ibUmemDmabufGet and its pinned variants. */
   constructor(init: { dev: DmaDevice; dmabuf: DmaBuf; attach: DmaBufAttachment; address: number; length: number; access: number; mapping: UmemDmabufMapping; kind: UmemDmabufKind }) {
@@ -92,6 +70,7 @@ export class IbUmemDmabuf {
     this.writable = (init.access & IB_ACCESS_WRITABLE) !== 0;
     this.mapping = init.mapping;
     this.kind = init.kind;
+    this.importMap = new DmaBufImportMap(init.attach, init.mapping);
   }
 
   /** ALIGN_DOWN(address, PAGE_SIZE): the buffer offset of the first page. */
@@ -111,74 +90,45 @@ export class IbUmemDmabuf {
 
   /** umem_dmabuf->sgt != NULL: the buffer is mapped for the device now. */
   get mapped(): boolean {
-    return this.#sgt !== undefined || this.#dma !== undefined;
+    return this.importMap.mapped;
   }
 
   /** The current sg_table ("sgt" mapping), if mapped. */
   get sgt(): SgTable | undefined {
-    return this.#sgt;
+    return this.importMap.sgt;
   }
 
   /** The current physical-range list ("phys" mapping), if mapped. */
   get physList(): DmaBufPhysList | undefined {
-    return this.#list;
+    return this.importMap.physList;
   }
 
   /** The umem's own DMA mapping of that list (its IOVA, bus addresses), if mapped. */
   get physDma(): DmaBufPhysListDma | undefined {
-    return this.#dma;
+    return this.importMap.physDma;
   }
 
   /** True while an unlinked IOVA is kept for the next map ("phys" mapping only). */
   get keptIova(): boolean {
-    return this.#kept !== undefined;
+    return this.importMap.keptIova;
   }
 
   /** @internal map_pages' mapping step (resv held, not mapped yet): 0 or -errno. */
   mapLocked(): number {
-    if (this.mapping === "sgt") {
-      const sgt = dmaBufMapAttachment(this.attach, DmaDirection.BIDIRECTIONAL);
-      if (typeof sgt === "number") return sgt;
-      this.#sgt = sgt;
-    } else {
-      const list = dmaBufMapPhysList(this.attach);
-      if (typeof list === "number") return list;
-      const dma = dmaBufPhysListDmaMap(this.dev, list, DmaDirection.BIDIRECTIONAL, this.#kept);
-      this.#kept = undefined;
-      if (typeof dma === "number") {
-        dmaBufUnmapPhysList(this.attach, list);
-        return dma;
-      }
-      this.#list = list;
-      this.#dma = dma;
-    }
+    const err = this.importMap.mapLocked();
+    if (err !== 0) return err;
     this.maps++;
     return 0;
   }
 
   /** @internal unmap_pages' step (resv held): the sg_table back, or the links undone with the IOVA kept. */
   unmapLocked(): void {
-    if (this.#sgt !== undefined) {
-      dmaBufUnmapAttachment(this.attach, this.#sgt, DmaDirection.BIDIRECTIONAL);
-      this.#sgt = undefined;
-    }
-    if (this.#dma !== undefined) {
-      dmaBufPhysListDmaUnlink(this.#dma);
-      this.#kept = this.#dma;
-      this.#dma = undefined;
-    }
-    if (this.#list !== undefined) {
-      dmaBufUnmapPhysList(this.attach, this.#list);
-      this.#list = undefined;
-    }
+    this.importMap.unmapLocked(true);
   }
 
   /** @internal gives back the kept IOVA (release). */
   freeKeptIova(): void {
-    if (this.#kept !== undefined) {
-      dmaBufPhysListDmaFree(this.#kept);
-      this.#kept = undefined;
-    }
+    this.importMap.freeKeptIova();
   }
 }
 
@@ -418,22 +368,11 @@ export function ibUmemDmabufRelease(umem: IbUmemDmabuf): void {
  * umem is not mapped or a page does not sit whole and aligned in one DMA segment (no usable page size).
  */
 export function ibUmemDmabufDmaBlocks(umem: IbUmemDmabuf, out: Float64Array): number {
-  const sgt = umem.sgt;
-  const dma = umem.physDma;
-  let nseg: number;
-  let addrs: Float64Array;
-  let lens: Float64Array;
-  if (sgt !== undefined) {
-    nseg = sgt.nents;
-    addrs = sgt.dmaAddress;
-    lens = sgt.dmaLength;
-  } else if (dma !== undefined) {
-    nseg = dma.list.nrRanges;
-    addrs = dma.dmaAddr;
-    lens = dma.list.len;
-  } else {
-    return -RdmaErrno.EINVAL;
-  }
+  const m = umem.importMap;
+  const nseg = m.nrSegments;
+  const addrs = m.segmentDmaAddr;
+  const lens = m.segmentDmaLen;
+  if (!m.mapped || addrs === undefined || lens === undefined) return -RdmaErrno.EINVAL;
   const start = umem.start;
   const n = umem.npages;
   let j = 0;
