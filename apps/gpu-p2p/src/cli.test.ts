@@ -53,6 +53,14 @@ describe("gpu-p2p: runs", () => {
     expect(r.out).toContain("✓ VRAM pressure evicted both buffers");
     expect(r.out).toContain("✓ no write lost: the drive's writes into A survived its move back to VRAM");
     expect(r.out).toContain("✓ VFIO revoke mid-workload");
+    // The NIC: a dynamic dmabuf MR written and read by RDMA across the eviction, a revocable one over the BAR.
+    expect(r.out).toContain("✓ NIC's RDMA WRITEs into B landed, half before the eviction and half after (B read in RAM): 2,097,152 bytes identical");
+    expect(r.out).toContain("✓ NIC's RDMA READs of B in RAM returned every byte: 2,097,152 bytes identical");
+    expect(r.out).toContain("✓ the eviction cost the NIC's MR one fault: 1 dmabuf MR fault(s)");
+    expect(r.out).toContain("✓ NIC's RDMA WRITE reached the VFIO BAR before the revoke: 1,048,576 bytes identical");
+    expect(r.out).toMatch(/✓ the NIC's revocable MR fails for good after the revoke: RDMA WRITE completion status 10 \(REM_ACCESS_ERR is 10\); the BAR unchanged; the mkey disabled/);
+    expect(r.out).toContain("✓ every RDMA WR completed as expected: 18 RDMA WR(s) over 3 dmabuf MR(s)");
+    expect(r.out).toMatch(/^workload +two-step\/strict, ok, 9,437,184 bytes verified, .*modelled .* µs \(fence waits .* µs\), NIC 18 RDMA WR\(s\), 1 MR fault\(s\), 2 map\(s\), 1 MR\(s\) revoked, WRs [\d.]+ µs$/m);
     expect(r.out).toContain("✓ nothing left mapped");
     expect(r.out).not.toContain("✗");
     expect(r.out).toContain("All 1 run(s) passed every check.");

@@ -2,12 +2,13 @@ import { parseArgs } from "node:util";
 import { builtinScenario, runScenario, ScenarioError, ScenarioSetupError, validateScenario } from "@dmasim/scenario";
 import type { Api, RunResult, Scenario } from "@dmasim/scenario";
 
-export const HELP = `gpu-p2p — a GPU exporting dma-bufs to an NVMe drive and a NIC, modelled (@dmasim/dmabuf, @dmasim/nvme)
+export const HELP = `gpu-p2p — a GPU exporting dma-bufs to an NVMe drive and a NIC, modelled (@dmasim/dmabuf, @dmasim/nvme, @dmasim/rdma)
 
 Usage:
   gpu-p2p nvme [<case>|all]   the drive reads and writes a GPU buffer by P2P (default: all)
-  gpu-p2p workload            a GPU exports buffers to the drive and to a NIC; VRAM pressure evicts
-                              them with commands in flight; VFIO revokes a BAR range mid-workload
+  gpu-p2p workload            a GPU exports buffers to the drive and to a NIC (an RDMA MR on the
+                              dma-buf, RDMA WRITE and READ); VRAM pressure evicts them with NVMe
+                              commands in flight and mid-RDMA; VFIO revokes BAR ranges of both
 
 Cases: ${Object.keys(CASES()).join(", ")}
 
@@ -18,9 +19,9 @@ Options:
   -v, --verbose      print every check of every run
   -h, --help         this text
 
-Every run checks each byte on the namespace and in the buffers, that no NVMe command failed, that the
-dma-buf rule checker found nothing, and that nothing is left mapped or attached. Each line gives the
-counters and the modelled time side by side.
+Every run checks each byte on the namespace and in the buffers, that no NVMe command failed, that every
+RDMA WR completed as expected, that the dma-buf rule checker found nothing, and that nothing is left
+mapped or attached. Each line gives the counters and the modelled time side by side.
 
 Exit status: 0 when every check held, 1 when a check failed, 2 on bad usage.
 
@@ -96,6 +97,11 @@ function runLine(label: string, r: RunResult): string {
     `${(c.IovaAllocCache ?? 0) + (c.IovaAllocTree ?? 0)} IOVA alloc(s), ${c.PteWrites ?? 0} PTE writes, ${c.IotlbSyncMap ?? 0} IOTLB syncs`,
     `modelled ${(r.modelledNs / 1000).toFixed(1)} µs (fence waits ${((m.fenceWaitNs ?? 0) / 1000).toFixed(1)} µs)`,
   ];
+  // The NIC of `workload`: RDMA WRs over its dmabuf MRs, the MR's faults and maps, revoked MRs, and the
+  // virtual time its WRs took (faults, UMRs and fence waits included).
+  if (m.rdmaWrs !== undefined) {
+    parts.push(`NIC ${m.rdmaWrs} RDMA WR(s), ${m.nicMrFaults ?? 0} MR fault(s), ${m.nicRebinds ?? 0} map(s), ${m.nicMrRevokes ?? 0} MR(s) revoked, WRs ${((m.nicWrNs ?? 0) / 1000).toFixed(1)} µs`);
+  }
   return `${label.padEnd(12)} ${parts.join(", ")}`;
 }
 

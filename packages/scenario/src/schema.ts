@@ -239,8 +239,8 @@ export const DmabufWorkloadSchema = fields(
     ),
     bytes: int(PAGE, 64 * MiB, "a byte count").multipleOf(PAGE, { error: "a multiple of 4096" }).exactOptional().describe("Size of the buffer; default 4 MiB"),
     blockBytes: int(PAGE, 16 * MiB, "a byte count").multipleOf(PAGE, { error: "a multiple of 4096" }).exactOptional().describe("The GPU's migration granule; default 1 MiB"),
-    nic: bdf.exactOptional().describe("nvme-nic-pressure: a NIC that imports a second GPU buffer beside the drive (a DmaBufImporter)"),
-    vfio: bdf.exactOptional().describe("nvme-nic-pressure: a device whose BAR 0 VFIO exports to the drive and then revokes"),
+    nic: bdf.exactOptional().describe("nvme-nic-pressure: an mlx5 NIC that registers a second GPU buffer beside the drive as a dynamic dmabuf MR (RDMA WRITE and READ in loopback) and a VFIO BAR range as a pinned-revocable one"),
+    vfio: bdf.exactOptional().describe("nvme-nic-pressure: a device whose BAR 0 (at least 2 MiB) VFIO exports to the drive and to the NIC and then revokes"),
   },
   "a dmabuf workload object",
 ).describe(

@@ -1,9 +1,11 @@
 import { BLK_STS_DEV_RESOURCE, BLK_STS_OK, ReqOp } from "@dmasim/bio";
-import { Counter, DmaBufImporter, DmaBufSystem, GpuVramExporter, VfioPciCoreDevice, dmaBufPut } from "@dmasim/dmabuf";
+import { Counter, DmaBufSystem, GpuVramExporter, VfioPciCoreDevice, dmaBufPut } from "@dmasim/dmabuf";
 import type { DmaBuf } from "@dmasim/dmabuf";
 import { MiB, physAddr } from "@dmasim/memory";
 import { NvmeController, NvmeDmabufToken, NvmeDriver } from "@dmasim/nvme";
 import type { NvmeDmabufCompletion } from "@dmasim/nvme";
+import { IB_ACCESS_LOCAL_WRITE, IB_ACCESS_REMOTE_READ, IB_ACCESS_REMOTE_WRITE, IbWcStatus, IbWrOpcode, Mlx5Nic, RdmaDmabufCounter, ibConnectQp, ibCreateCq, ibCreateQp, ibPollCq, ibPostSend } from "@dmasim/rdma";
+import type { IbMr, IbPd, IbQp } from "@dmasim/rdma";
 import type { DmabufWorkload, Scenario } from "../types.js";
 import type { Host, RunContext } from "./context.js";
 import { equal, finish, pattern } from "./finish.js";
@@ -17,6 +19,8 @@ const n = (v: number): string => v.toLocaleString("en-US");
 /** Bytes per NVMe command: the drive's max_hw_sectors behind iommu-dma (dma_opt_mapping_size). */
 const CMD = 128 * 1024;
 const NAMESPACE = 64 * MiB;
+/** The NIC's MRs: local write, remote read and write (RDMA WRITE into them, READ out of them). */
+const NIC_ACCESS = IB_ACCESS_LOCAL_WRITE | IB_ACCESS_REMOTE_WRITE | IB_ACCESS_REMOTE_READ;
 
 /** What the flows share: the host, the dma-buf system, the drive and the record of the run. */
 interface NvmeRig {
@@ -215,67 +219,133 @@ function revokeFlow(rig: NvmeRig): DmaBuf[] {
   return [buf];
 }
 
-function exportBar(rig: NvmeRig, vdev: VfioPciCoreDevice, bdf: string, bytes: number): DmaBuf | undefined {
+function exportBar(rig: NvmeRig, vdev: VfioPciCoreDevice, bdf: string, bytes: number, offset = 0): DmaBuf | undefined {
   const { host, out, s } = rig;
   const bar = host.platform.endpoint(bdf).bars.find((b) => b.index === 0);
-  if (bar === undefined || bar.size < bytes) {
-    out.checks.push(check("VFIO export", false, `${bdf} has no BAR 0 of at least ${n(bytes)} bytes`));
+  if (bar === undefined || bar.size < offset + bytes) {
+    out.checks.push(check("VFIO export", false, `${bdf} has no BAR 0 of at least ${n(offset + bytes)} bytes`));
     return undefined;
   }
-  host.platform.memory.write(bar.phys, pattern(bytes, (s.seed ?? 1) + 7));
-  const buf = vdev.featureDmaBuf({ regionIndex: 0, openFlags: 0, flags: 0, dmaRanges: [{ offset: 0, length: bytes }] });
+  host.platform.memory.write(physAddr(bar.phys + offset), pattern(bytes, (s.seed ?? 1) + 7));
+  const buf = vdev.featureDmaBuf({ regionIndex: 0, openFlags: 0, flags: 0, dmaRanges: [{ offset, length: bytes }] });
   if (typeof buf === "number") {
     out.checks.push(check("VFIO export", false, `VFIO_DEVICE_FEATURE_DMA_BUF returned ${buf}`));
     return undefined;
   }
-  out.mapped.push(`VFIO ${bdf}: a dma-buf of ${n(bytes / 1024)} KiB of BAR 0`);
+  out.mapped.push(`VFIO ${bdf}: a dma-buf of ${n(bytes / 1024)} KiB of BAR 0${offset === 0 ? "" : ` at ${n(offset / 1024)} KiB`}`);
   return buf;
 }
 
+/** The NIC side of nvme-nic-pressure: an mlx5 NIC in loopback (one QP pair on the one NIC) and its MRs. */
+interface NicRig {
+  readonly nic: Mlx5Nic;
+  readonly pd: IbPd;
+  readonly qpA: IbQp;
+  readonly mrs: IbMr[];
+  /** WRs posted, and the completions that were not as expected. */
+  wrs: number;
+  /** Virtual time from each WR's post to its completion (faults, UMRs and fence waits included). */
+  wrNs: number;
+  readonly wrErrors: string[];
+}
+
+function nicRig(rig: NvmeRig, bdf: string): NicRig {
+  const nic = setUp(`workload.nic of scenario "${rig.s.name}"`, () => new Mlx5Nic(rig.host.kernel, bdf));
+  const pd = nic.allocPd();
+  const cqA = ibCreateCq(nic, 256);
+  const cqB = ibCreateCq(nic, 256);
+  const qpA = ibCreateQp(pd, { sendCq: cqA, recvCq: cqA });
+  ibConnectQp(qpA, ibCreateQp(pd, { sendCq: cqB, recvCq: cqB }));
+  return { nic, pd, qpA, mrs: [], wrs: 0, wrNs: 0, wrErrors: [] };
+}
+
+/** ibv_reg_dmabuf_mr of [0, bytes) with iova 0; a refusal is a failed check and gives undefined. */
+function regMr(rig: NvmeRig, nr: NicRig, buf: DmaBuf, bytes: number, kind: "dynamic" | "pinned" | "revocable"): IbMr | undefined {
+  const mr = nr.nic.regDmabufMr(nr.pd, buf, 0, bytes, 0, NIC_ACCESS, { kind, mapping: rig.mapping });
+  if (typeof mr === "number") {
+    rig.out.checks.push(check(`NIC registered a ${kind} dmabuf MR`, false, `ibv_reg_dmabuf_mr returned ${mr}`));
+    return undefined;
+  }
+  nr.mrs.push(mr);
+  return mr;
+}
+
+/** One RDMA WRITE or READ on the loopback QP between [localOff, +len) of `local` and [remoteOff, +len) of `remote`: the completion status. */
+function rdmaOp(nr: NicRig, opcode: IbWrOpcode, local: IbMr, localOff: number, remote: IbMr, remoteOff: number, len: number): number {
+  nr.wrs++;
+  const t0 = nr.nic.clock.now;
+  const ret = ibPostSend(nr.qpA, { wrId: nr.wrs, opcode, sgList: [{ addr: localOff, length: len, lkey: local.lkey }], remoteAddr: remoteOff, rkey: remote.rkey });
+  const st = ret !== 0 ? ret : (ibPollCq(nr.qpA.sendCq, 1)[0]?.status ?? -1);
+  nr.wrNs += nr.nic.clock.now - t0;
+  return st;
+}
+
 /**
- * nvme-nic-pressure: a GPU exports buffer A to the drive and buffer B to a NIC; a third allocation
- * puts VRAM under pressure and evicts both to RAM while the drive has commands in flight; the drive and
- * the NIC keep going on the RAM copies; VFIO exports a BAR range to the drive and revokes it.
+ * nvme-nic-pressure: a GPU exports buffer A to the drive and buffer B to an mlx5 NIC, which registers B as
+ * a dynamic dmabuf MR and moves it by RDMA WRITE and READ (loopback) from a pinned MR over a buffer in RAM;
+ * halfway through the NIC's writes a third allocation puts VRAM under pressure and evicts A and B to RAM
+ * while the drive has commands in flight — the NIC's next access faults, maps the RAM copy and waits for
+ * the copy's fence; the drive and the NIC keep going on the RAM copies. VFIO exports two BAR ranges, one
+ * to the drive and one to the NIC as a pinned-revocable MR, and revokes them mid-workload: the drive's
+ * later commands are refused and the NIC's later WRITE completes with a remote access error.
  */
 function nicPressureFlow(rig: NvmeRig): DmaBuf[] {
-  const { s, w, host, sys, out } = rig;
+  const { s, w, sys, out } = rig;
   const bytes = w.bytes ?? 4 * MiB;
   const gpu = setUp(`workload.exporter of scenario "${s.name}"`, () => new GpuVramExporter(sys, { bdf: w.exporter, blockBytes: w.blockBytes ?? MiB }));
   if (w.nic === undefined || w.vfio === undefined) {
     out.checks.push(check("workload", false, "nvme-nic-pressure needs workload.nic and workload.vfio"));
     return [];
   }
-  const nicBdf = w.nic;
-  const nicDev = setUp(`workload.nic of scenario "${s.name}"`, () => host.kernel.device(nicBdf));
+  const nr = nicRig(rig, w.nic);
   const a = gpu.allocate(bytes);
   const b = gpu.allocate(bytes);
+  const src = gpu.allocate(bytes, "ram");
+  const bufs = [a, b, src];
   const dataA = pattern(bytes, (s.seed ?? 1) + 2);
   const dataB = pattern(bytes, (s.seed ?? 1) + 3);
   gpu.cpuWrite(a, 0, dataA);
-  gpu.cpuWrite(b, 0, dataB);
+  gpu.cpuWrite(src, 0, dataB);
   const token = tokenFor(rig, a);
-  const nic = DmaBufImporter.attach(b, nicDev, { mapping: rig.mapping });
-  if (token === undefined || typeof nic === "number") {
-    if (typeof nic === "number") out.checks.push(check("NIC attached", false, `dma_buf_dynamic_attach returned ${nic}`));
-    return [a, b];
+  const local = regMr(rig, nr, src, bytes, "pinned");
+  const remote = regMr(rig, nr, b, bytes, "dynamic");
+  if (token === undefined || local === undefined || remote === undefined) {
+    token?.release();
+    return teardownNic(nr, gpu, bufs);
   }
-  const nicSees = (what: string): void => {
-    const got = nic.read(0, bytes);
-    const ok = got instanceof Uint8Array && equal(got, dataB);
-    if (ok) rig.verified += bytes;
-    out.checks.push(check(what, ok, typeof got === "number" ? `the NIC's read returned ${got}` : ok ? `${n(bytes)} bytes identical` : "the NIC read other bytes"));
+  const expectWc = (what: string, got: number, want: number): void => {
+    if (got !== want) nr.wrErrors.push(`${what}: completion status ${got}, expected ${want}`);
   };
-  nicSees("NIC read its buffer from VRAM");
-  // VRAM pressure with half the drive's commands in flight: A and B are evicted to make room for C.
+  const holds = (what: string, got: Uint8Array, want: Uint8Array): void => {
+    const ok = equal(got, want);
+    if (ok) rig.verified += want.length;
+    out.checks.push(check(what, ok, ok ? `${n(want.length)} bytes identical` : "other bytes"));
+  };
+  const faults0 = nr.nic.counters.get(RdmaDmabufCounter.DmabufMrFaults);
+  const revokes0 = nr.nic.counters.get(RdmaDmabufCounter.DmabufMrRevokes);
+  // The NIC writes B in eight pieces; VRAM pressure strikes after the fourth, with half the drive's
+  // commands in flight: A and B are evicted to make room for C.
+  const piece = bytes / 8;
   let c: DmaBuf | undefined;
   const free = gpu.vramFreeBlocks;
-  transfer(rig, token, ReqOp.WRITE, 0, 0, bytes, () => {
-    c = gpu.allocate((gpu.nBlocks - 1) * gpu.blockBytes);
-  });
+  for (let i = 0; i < 8; i++) {
+    if (i === 4) {
+      transfer(rig, token, ReqOp.WRITE, 0, 0, bytes, () => {
+        c = gpu.allocate((gpu.nBlocks - 1) * gpu.blockBytes);
+      });
+    }
+    expectWc(`RDMA WRITE ${i} into B`, rdmaOp(nr, IbWrOpcode.RDMA_WRITE, local, i * piece, remote, i * piece, piece), IbWcStatus.SUCCESS);
+  }
   const evicted = gpu.placement(a).every((v) => !v) && gpu.placement(b).every((v) => !v);
-  out.checks.push(check("VRAM pressure evicted both buffers", evicted, `a ${n((gpu.nBlocks - 1) * gpu.blockBytes / MiB)} MiB allocation with ${n(free)} block(s) free; drive invalidated ${token.stats.invalidations}×, NIC ${nic.invalidations}×`));
+  out.checks.push(check("VRAM pressure evicted both buffers", evicted, `a ${n((gpu.nBlocks - 1) * gpu.blockBytes / MiB)} MiB allocation with ${n(free)} block(s) free; drive invalidated ${token.stats.invalidations}×, the NIC's MR mapped ${remote.dmabuf?.maps ?? 0}×`));
   diskHolds(rig, "drive read buffer A across the eviction", 0, dataA);
-  nicSees("NIC read buffer B after the eviction (rebound to the RAM copy)");
+  holds("NIC's RDMA WRITEs into B landed, half before the eviction and half after (B read in RAM)", gpu.cpuRead(b, 0, bytes), dataB);
+  // The NIC reads B, now in RAM, back into the cleared source.
+  gpu.cpuWrite(src, 0, new Uint8Array(bytes));
+  for (let i = 0; i < 8; i++) expectWc(`RDMA READ ${i} of B`, rdmaOp(nr, IbWrOpcode.RDMA_READ, local, i * piece, remote, i * piece, piece), IbWcStatus.SUCCESS);
+  holds("NIC's RDMA READs of B in RAM returned every byte", gpu.cpuRead(src, 0, bytes), dataB);
+  const faults = nr.nic.counters.get(RdmaDmabufCounter.DmabufMrFaults) - faults0;
+  out.checks.push(check("the eviction cost the NIC's MR one fault", faults === 1, `${faults} dmabuf MR fault(s): the invalidation zapped the MTT, the next WRITE faulted, mapped the RAM copy and waited for the copy's KERNEL fence`));
   // The drive writes A while it is in RAM; it moves back once C is gone.
   const fresh = pattern(bytes, (s.seed ?? 1) + 4);
   rig.controller.namespace.write(bytes, fresh);
@@ -287,28 +357,51 @@ function nicPressureFlow(rig: NvmeRig): DmaBuf[] {
   const okA = equal(gpu.cpuRead(a, 0, bytes), fresh);
   if (okA) rig.verified += bytes;
   out.checks.push(check("no write lost: the drive's writes into A survived its move back to VRAM", okA, okA ? `${n(bytes)} bytes identical` : "buffer A holds other bytes"));
-  // A VFIO BAR range exported to the drive, revoked with commands in flight.
+  // VFIO exports BAR 0 [0, 1 MiB) to the drive and [1 MiB, 2 MiB) to the NIC, and revokes both with commands in flight.
   const vdev = setUp(`workload.vfio of scenario "${s.name}"`, () => new VfioPciCoreDevice(sys, w.vfio ?? ""));
   const vbuf = exportBar(rig, vdev, w.vfio, MiB);
-  if (vbuf !== undefined) {
+  const nbuf = exportBar(rig, vdev, w.vfio, MiB, MiB);
+  const bar = rig.host.platform.endpoint(w.vfio).bars.find((x) => x.index === 0);
+  if (vbuf !== undefined) bufs.push(vbuf);
+  if (nbuf !== undefined) bufs.push(nbuf);
+  if (vbuf !== undefined && nbuf !== undefined && bar !== undefined) {
     const vt = tokenFor(rig, vbuf);
-    if (vt !== undefined) {
+    const vmr = regMr(rig, nr, nbuf, MiB, "revocable");
+    const barNic = (): Uint8Array => rig.host.kernel.memory.read(physAddr(bar.phys + MiB), MiB);
+    if (vt !== undefined && vmr !== undefined) {
+      gpu.cpuWrite(src, 0, dataB.subarray(0, MiB));
+      expectWc("RDMA WRITE into the VFIO range before the revoke", rdmaOp(nr, IbWrOpcode.RDMA_WRITE, local, 0, vmr, 0, MiB), IbWcStatus.SUCCESS);
+      holds("NIC's RDMA WRITE reached the VFIO BAR before the revoke", barNic(), dataB.subarray(0, MiB));
       const revoke = { done: false };
       const refused = transfer(rig, vt, ReqOp.WRITE, 0, 2 * bytes, MiB, () => {
         revoke.done = vdev.setMemoryEnable(false).done;
       });
       const revoked = revoke.done;
       out.checks.push(check("VFIO revoke mid-workload", revoked && refused === Math.ceil(MiB / CMD) - Math.floor(Math.ceil(MiB / CMD) / 2), `revoke ${revoked ? "done" : "pending"}; ${vt.stats.drainedCommands} command(s) finished first, ${refused} refused after`));
-      vt.release();
+      const barBefore = barNic();
+      gpu.cpuWrite(src, 0, new Uint8Array(MiB).fill(0xa5));
+      const st = rdmaOp(nr, IbWrOpcode.RDMA_WRITE, local, 0, vmr, 0, MiB);
+      const untouched = equal(barNic(), barBefore);
+      out.checks.push(check("the NIC's revocable MR fails for good after the revoke", st === IbWcStatus.REM_ACCESS_ERR && untouched && vmr.dmabuf?.revoked === true, `RDMA WRITE completion status ${st} (REM_ACCESS_ERR is ${IbWcStatus.REM_ACCESS_ERR}); the BAR ${untouched ? "unchanged" : "CHANGED"}; the mkey ${vmr.enabled ? "still enabled" : "disabled"}`));
     }
-    vdev.close();
+    vt?.release();
   }
-  out.metrics.nicRebinds = nic.maps;
+  out.checks.push(check("every RDMA WR completed as expected", nr.wrErrors.length === 0, nr.wrErrors.length === 0 ? `${nr.wrs} RDMA WR(s) over ${nr.mrs.length} dmabuf MR(s)` : nr.wrErrors.slice(0, 3).join("; ")));
+  out.metrics.nicRebinds = remote.dmabuf?.maps ?? 0;
   out.metrics.driveRebinds = token.stats.maps;
+  out.metrics.rdmaWrs = nr.wrs;
+  out.metrics.nicMrFaults = faults;
+  out.metrics.nicMrRevokes = nr.nic.counters.get(RdmaDmabufCounter.DmabufMrRevokes) - revokes0;
+  out.metrics.nicWrNs = nr.wrNs;
   token.release();
-  nic.close();
+  const left = teardownNic(nr, gpu, bufs);
+  vdev.close();
+  return left;
+}
+
+/** Deregisters the NIC's MRs and reaps the GPU's freed blocks; returns the buffers to put. */
+function teardownNic(nr: NicRig, gpu: GpuVramExporter, bufs: DmaBuf[]): DmaBuf[] {
+  for (const mr of nr.mrs.reverse()) nr.nic.deregMr(mr);
   gpu.reap();
-  const bufs = [a, b];
-  if (vbuf !== undefined) bufs.push(vbuf);
   return bufs;
 }
