@@ -1,6 +1,6 @@
 import { describe, expect, it } from "vitest";
 import { DmaDirection } from "@dmasim/dma";
-import { MiB, PAGE_SIZE } from "@dmasim/memory";
+import { MiB, PAGE_SIZE, physAddr, unsafePhysAddr } from "@dmasim/memory";
 import type { SgTable } from "@dmasim/scatterlist";
 import {
   DmaBufErrno,
@@ -65,10 +65,14 @@ describe("bad input is a typed error and changes nothing", () => {
     const gpu = new GpuVramExporter(sys, { bdf: GPU, blockBytes: MiB });
     const list = dmaBufPhysListAlloc(2, gpu.provider);
     expect(() => {
-      dmaBufPhysListSet(list, 0, gpu.provider.phys + gpu.provider.size, PAGE_SIZE, true);
+      dmaBufPhysListSet(list, 0, physAddr(gpu.provider.phys + gpu.provider.size), PAGE_SIZE, true);
     }).toThrow(DmaBufInputError);
     expect(() => {
-      dmaBufPhysListSet(dmaBufPhysListAlloc(1, undefined), 0, 0, PAGE_SIZE, true);
+      dmaBufPhysListSet(dmaBufPhysListAlloc(1, undefined), 0, physAddr(0), PAGE_SIZE, true);
+    }).toThrow(DmaBufInputError);
+    // The brand is a compile-time promise; an address that is not one is still refused at run time.
+    expect(() => {
+      dmaBufPhysListSet(list, 0, unsafePhysAddr(-4096), PAGE_SIZE, false);
     }).toThrow(DmaBufInputError);
     expect(() => dmaBufPhysListAlloc(0, undefined)).toThrow(DmaBufInputError);
     expect(list.size).toBe(0);

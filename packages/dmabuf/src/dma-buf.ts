@@ -8,6 +8,7 @@ import { DmaBufInputError, DmaBufStateError } from "./errors.js";
 import { DmaBufPhysList } from "./phys-list.js";
 import { DmaResv } from "./resv.js";
 import { DmaBufSystem } from "./system.js";
+import { kAddAttachment, kAwaitQuiesce, kCreate, kDead, kDmaMappings, kGet, kInvalidateCallback, kMarkDetached, kNextInode, kPut, kRecords, kRemoveAttachment, kSetInInvalidate, kUnmappedAfter } from "./internal.js";
 
 /**
  * struct dma_buf_ops: the exporter's side. `mapDmaBuf` / `unmapDmaBuf` hand out an sg_table (upstream's
@@ -95,15 +96,19 @@ export class DmaBuf {
   /** The invalidation records whose mappings are not all unmapped yet. */
   readonly #pendingQuiesce = new Map<InvalidationRecord, number>();
 
-  /** @internal use dmaBufExport. */
-  constructor(system: DmaBufSystem, info: DmaBufExportInfo) {
+  /** Made by dmaBufExport. */
+  static [kCreate](system: DmaBufSystem, info: DmaBufExportInfo): DmaBuf {
+    return new DmaBuf(system, info);
+  }
+
+  private constructor(system: DmaBufSystem, info: DmaBufExportInfo) {
     this.system = system;
     this.size = info.size;
     this.ops = info.ops;
     this.priv = info.priv;
     this.expName = info.expName;
     this.resv = info.resv ?? new DmaResv(system.trace, system.debug);
-    this.inode = system.nextInode();
+    this.inode = system[kNextInode]();
   }
 
   /** The importers attached now. */
@@ -121,38 +126,38 @@ export class DmaBuf {
     return this.#released;
   }
 
-  /** @internal */
-  addAttachment(a: DmaBufAttachment): void {
+  /** The core adds an importer (dma_buf_attach). */
+  [kAddAttachment](a: DmaBufAttachment): void {
     this.#attachments.push(a);
   }
 
-  /** @internal */
-  removeAttachment(a: DmaBufAttachment): void {
+  /** The core removes an importer (dma_buf_detach). */
+  [kRemoveAttachment](a: DmaBufAttachment): void {
     const i = this.#attachments.indexOf(a);
     if (i >= 0) this.#attachments.splice(i, 1);
   }
 
-  /** @internal */
-  get(): void {
+  /** get_dma_buf's reference. */
+  [kGet](): void {
     this.#refs++;
   }
 
-  /** @internal true when this put dropped the last reference. */
-  put(): boolean {
+  /** dma_buf_put's reference drop: true when it was the last. */
+  [kPut](): boolean {
     this.#refs--;
     if (this.#refs > 0) return false;
     this.#released = true;
     return true;
   }
 
-  /** @internal an invalidation waits for `n` mappings to be unmapped before it is quiesced. */
-  awaitQuiesce(r: InvalidationRecord, n: number): void {
+  /** An invalidation waits for `n` mappings to be unmapped before it is quiesced. */
+  [kAwaitQuiesce](r: InvalidationRecord, n: number): void {
     if (n === 0) this.system.invalidations.quiesced(r);
     else this.#pendingQuiesce.set(r, n);
   }
 
-  /** @internal one mapping invalidated by `r` was unmapped. */
-  unmappedAfter(r: InvalidationRecord): void {
+  /** One mapping invalidated by `r` was unmapped. */
+  [kUnmappedAfter](r: InvalidationRecord): void {
     const n = this.#pendingQuiesce.get(r);
     if (n === undefined) return;
     if (n <= 1) {
@@ -181,13 +186,17 @@ export class DmaBufAttachment {
   /** dma_buf_pin calls not yet undone by dma_buf_unpin. */
   pinCount = 0;
   #detached = false;
-  /** @internal live mappings, by the object handed out (an SgTable or a DmaBufPhysList). */
-  readonly records = new Map<object, MappingRecord>();
-  /** @internal mappings that were unmapped (for "dma-after-unmap"). */
-  readonly dead = new WeakSet<object>();
+  /** Live mappings, by the object handed out (an SgTable or a DmaBufPhysList). */
+  readonly [kRecords] = new Map<object, MappingRecord>();
+  /** Mappings that were unmapped (for "dma-after-unmap"). */
+  readonly [kDead] = new WeakSet<object>();
 
-  /** @internal use dmaBufDynamicAttach / dmaBufAttach. */
-  constructor(dmabuf: DmaBuf, dev: DmaDevice, importerOps: DmaBufAttachOps | undefined, importerPriv: unknown) {
+  /** Made by dmaBufDynamicAttach / dmaBufAttach. */
+  static [kCreate](dmabuf: DmaBuf, dev: DmaDevice, importerOps: DmaBufAttachOps | undefined, importerPriv: unknown): DmaBufAttachment {
+    return new DmaBufAttachment(dmabuf, dev, importerOps, importerPriv);
+  }
+
+  private constructor(dmabuf: DmaBuf, dev: DmaDevice, importerOps: DmaBufAttachOps | undefined, importerPriv: unknown) {
     this.dmabuf = dmabuf;
     this.dev = dev;
     this.importerOps = importerOps;
@@ -207,16 +216,16 @@ export class DmaBufAttachment {
 
   /** Mappings made and not yet unmapped. */
   get liveMappings(): number {
-    return this.records.size;
+    return this[kRecords].size;
   }
 
-  /** @internal */
-  markDetached(): void {
+  /** dma_buf_detach ran. */
+  [kMarkDetached](): void {
     this.#detached = true;
   }
 
-  /** @internal the importer's invalidate callback (7.1 name first, then the older one). */
-  invalidateCallback(): ((a: DmaBufAttachment) => void) | undefined {
+  /** The importer's invalidate callback (7.1 name first, then the older one). */
+  [kInvalidateCallback](): ((a: DmaBufAttachment) => void) | undefined {
     const ops = this.importerOps;
     if (ops === undefined) return undefined;
     return ops.invalidateMappings ?? ops.moveNotify;
@@ -276,7 +285,7 @@ export function dmaBufExport(system: DmaBufSystem, info: DmaBufExportInfo): DmaB
     system.debug.report("api-warn", "", `dma_buf_export of "${info.expName}": ${why}`);
     return -DmaBufErrno.EINVAL;
   }
-  const buf = new DmaBuf(system, info);
+  const buf = DmaBuf[kCreate](system, info);
   system.buffers.add(buf);
   system.trace.counters.add(DmaBufCounter.DmaBufExports);
   return buf;
@@ -285,7 +294,7 @@ export function dmaBufExport(system: DmaBufSystem, info: DmaBufExportInfo): DmaB
 /** get_dma_buf: one more reference (an fd duplicated, an importer keeping the file). */
 export function getDmaBuf(dmabuf: DmaBuf): void {
   checkBuf("get_dma_buf", dmabuf);
-  dmabuf.get();
+  dmabuf[kGet]();
 }
 
 /**
@@ -299,7 +308,7 @@ export function dmaBufPut(dmabuf: DmaBuf): void {
   if (dmabuf.refs === 1 && dmabuf.attachments.length > 0) {
     dmabuf.system.debug.report("leak", "", `${fn}: the last reference of "${dmabuf.expName}" dropped with ${dmabuf.attachments.length} attachment(s) left`);
   }
-  if (!dmabuf.put()) return;
+  if (!dmabuf[kPut]()) return;
   dmabuf.system.buffers.delete(dmabuf);
   dmabuf.ops.release?.(dmabuf);
 }
@@ -328,7 +337,7 @@ export function dmaBufDynamicAttach(dmabuf: DmaBuf, dev: DmaDevice, importerOps?
     dmabuf.system.debug.report("api-warn", dev.bdf, `${fn}: importer ops without move_notify (6.19)`);
     return -DmaBufErrno.EINVAL;
   }
-  const attach = new DmaBufAttachment(dmabuf, dev, importerOps, importerPriv);
+  const attach = DmaBufAttachment[kCreate](dmabuf, dev, importerOps, importerPriv);
   const ret = dmabuf.ops.attach?.(dmabuf, attach) ?? 0;
   if (ret < 0) return ret;
   // list_add under dma_resv_lock: the lock is taken and dropped here, so a caller holding it deadlocks.
@@ -336,7 +345,7 @@ export function dmaBufDynamicAttach(dmabuf: DmaBuf, dev: DmaDevice, importerOps?
     dmabuf.ops.detach?.(dmabuf, attach);
     return -DmaBufErrno.EDEADLK;
   }
-  dmabuf.addAttachment(attach);
+  dmabuf[kAddAttachment](attach);
   dmabuf.resv.unlock();
   dmabuf.system.trace.counters.add(DmaBufCounter.DmaBufAttaches);
   return attach;
@@ -359,16 +368,16 @@ export function dmaBufDetach(dmabuf: DmaBuf, attach: DmaBufAttachment): void {
   if (attach.dmabuf !== dmabuf) throw new DmaBufInputError(fn, "attach", attach.dev.bdf, `an attachment of "${dmabuf.expName}" (this one belongs to "${attach.dmabuf.expName}")`);
   if (attach.liveMappings > 0) dmabuf.system.debug.report("detach-mapped", attach.dev.bdf, `${fn} with ${attach.liveMappings} mapping(s) not unmapped`);
   if (dmabuf.resv.lock() !== 0) return;
-  dmabuf.removeAttachment(attach);
+  dmabuf[kRemoveAttachment](attach);
   dmabuf.resv.unlock();
-  attach.markDetached();
+  attach[kMarkDetached]();
   dmabuf.ops.detach?.(dmabuf, attach);
 }
 
 /** dma_buf_attach_revocable (7.1): the importer can be told to drop its mappings. */
 export function dmaBufAttachRevocable(attach: DmaBufAttachment): boolean {
   if (!(attach instanceof DmaBufAttachment)) throw new DmaBufInputError("dma_buf_attach_revocable", "attach", attach, "a DmaBufAttachment");
-  return attach.invalidateCallback() !== undefined;
+  return attach[kInvalidateCallback]() !== undefined;
 }
 
 // ---------------------------------------------------------------------------------------------------
@@ -435,7 +444,7 @@ function mapCommon<T extends object>(fn: string, attach: DmaBufAttachment, dir: 
   }
   // A static importer cannot wait for a move's copy itself: the core does (interruptible, no limit).
   if (!attach.isDynamic) buf.resv.waitTimeout(DmaResvUsage.KERNEL, true, MAX_SCHEDULE_TIMEOUT);
-  attach.records.set(out, { kind, dir, pinnedByMap: pin, invalidated: undefined });
+  attach[kRecords].set(out, { kind, dir, pinnedByMap: pin, invalidated: undefined });
   const trace = buf.system.trace;
   trace.counters.add(DmaBufCounter.DmaBufMaps);
   if (trace.events.active) emitDmaBuf(trace, { type: "dmabuf.map", t: trace.clock.now, buf: buf.inode, exporter: buf.expName, device: attach.dev.bdf, kind, size: buf.size });
@@ -478,9 +487,9 @@ export function dmaBufMapAttachmentUnlocked(attach: DmaBufAttachment, dir: DmaDi
 
 /** The record of a mapping `obj` of `attach`, or a typed error for one it does not hold. */
 function recordOf(fn: string, attach: DmaBufAttachment, obj: object, what: string): MappingRecord {
-  const rec = attach.records.get(obj);
+  const rec = attach[kRecords].get(obj);
   if (rec !== undefined) return rec;
-  if (attach.dead.has(obj)) throw new DmaBufStateError("EINVAL", `${fn}: this ${what} of ${attach.dev.bdf} was unmapped already`);
+  if (attach[kDead].has(obj)) throw new DmaBufStateError("EINVAL", `${fn}: this ${what} of ${attach.dev.bdf} was unmapped already`);
   throw new DmaBufInputError(fn, what, obj, `a ${what} that this attachment mapped (a foreign or unknown one)`);
 }
 
@@ -488,10 +497,10 @@ function unmapCommon(fn: string, attach: DmaBufAttachment, obj: object, rec: Map
   const buf = attach.dmabuf;
   buf.resv.assertHeld(fn, attach.dev.bdf);
   doUnmap();
-  attach.records.delete(obj);
-  attach.dead.add(obj);
+  attach[kRecords].delete(obj);
+  attach[kDead].add(obj);
   if (rec.pinnedByMap) buf.ops.unpin?.(attach);
-  if (rec.invalidated !== undefined) buf.unmappedAfter(rec.invalidated);
+  if (rec.invalidated !== undefined) buf[kUnmappedAfter](rec.invalidated);
   const trace = buf.system.trace;
   trace.counters.add(DmaBufCounter.DmaBufUnmaps);
   if (trace.events.active) emitDmaBuf(trace, { type: "dmabuf.unmap", t: trace.clock.now, buf: buf.inode, exporter: buf.expName, device: attach.dev.bdf, kind: rec.kind });
@@ -544,7 +553,7 @@ export function dmaBufUnmapPhysList(attach: DmaBufAttachment, list: DmaBufPhysLi
   checkAttach(fn, attach);
   const rec = recordOf(fn, attach, list, "list");
   if (rec.kind !== "phys") throw new DmaBufInputError(fn, "list", list, "a physical-range list (this is an sg_table)");
-  if (list.dmaMappings > 0) throw new DmaBufStateError("EBUSY", `${fn}: the importer still has ${list.dmaMappings} DMA mapping(s) of this list: dmaBufPhysListDmaUnmap them first`);
+  if (list[kDmaMappings] > 0) throw new DmaBufStateError("EBUSY", `${fn}: the importer still has ${list[kDmaMappings]} DMA mapping(s) of this list: dmaBufPhysListDmaUnmap them first`);
   const ops = attach.dmabuf.ops;
   unmapCommon(fn, attach, list, rec, () => ops.unmapPhysList?.(attach, list));
 }
@@ -568,21 +577,21 @@ export function dmaBufInvalidateMappings(dmabuf: DmaBuf, reason = "invalidate"):
   const rec = sys.invalidations.begin(reason, 0, dmabuf.size);
   let pending = 0;
   for (const a of dmabuf.attachments.slice()) {
-    const cb = a.invalidateCallback();
+    const cb = a[kInvalidateCallback]();
     if (cb === undefined) continue;
     rec.subscribers++;
-    for (const r of a.records.values()) r.invalidated ??= rec;
-    dmabuf.resv.setInInvalidate(true);
+    for (const r of a[kRecords].values()) r.invalidated ??= rec;
+    dmabuf.resv[kSetInInvalidate](true);
     try {
       cb(a);
     } finally {
-      dmabuf.resv.setInInvalidate(false);
+      dmabuf.resv[kSetInInvalidate](false);
     }
   }
-  for (const a of dmabuf.attachments) for (const r of a.records.values()) if (r.invalidated === rec) pending++;
+  for (const a of dmabuf.attachments) for (const r of a[kRecords].values()) if (r.invalidated === rec) pending++;
   const trace = sys.trace;
   if (trace.events.active) emitDmaBuf(trace, { type: "dmabuf.invalidate", t: trace.clock.now, buf: dmabuf.inode, exporter: dmabuf.expName, reason, importers: rec.subscribers, pending });
-  dmabuf.awaitQuiesce(rec, pending);
+  dmabuf[kAwaitQuiesce](rec, pending);
 }
 
 /** dma_buf_move_notify: the name of dmaBufInvalidateMappings up to 7.0. */
@@ -593,12 +602,12 @@ export function dmaBufMoveNotify(dmabuf: DmaBuf): void {
 /** Mappings of `dmabuf` invalidated and not yet unmapped (what a revoke waits for). */
 export function dmaBufInvalidatedMappings(dmabuf: DmaBuf): number {
   let n = 0;
-  for (const a of dmabuf.attachments) for (const r of a.records.values()) if (r.invalidated !== undefined) n++;
+  for (const a of dmabuf.attachments) for (const r of a[kRecords].values()) if (r.invalidated !== undefined) n++;
   return n;
 }
 
-/** @internal the record of a live mapping (for the device-access checks), or undefined. */
+/** Package-private (not in index.ts): the record of a live mapping (for the device-access checks), or undefined. */
 export function mappingRecord(attach: DmaBufAttachment, obj: object): { dir: DmaDirection; invalidated: boolean } | undefined {
-  const r = attach.records.get(obj);
+  const r = attach[kRecords].get(obj);
   return r === undefined ? undefined : { dir: r.dir, invalidated: r.invalidated !== undefined };
 }

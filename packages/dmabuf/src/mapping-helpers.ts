@@ -7,6 +7,7 @@ import { SgTable, sgAllocTable, sgFreeTable } from "@dmasim/scatterlist";
 import { DmaBufErrno, MAX_SG_ENT_SZ } from "./constants.js";
 import { DmaBufAttachment, checkDirection } from "./dma-buf.js";
 import { DmaBufInputError } from "./errors.js";
+import { kSgtPrivate } from "./internal.js";
 
 /** struct dma_buf_phys_vec (struct phys_vec in 6.19): one physical range. */
 export interface DmaBufPhysVec {
@@ -134,7 +135,7 @@ export function dmaBufPhysVecToSgt(
   }
   sgt.nents = nents;
   const priv: DmaBufDma = { state, size, busAddr };
-  buf.system.sgtPrivate.set(sgt, priv);
+  buf.system[kSgtPrivate].set(sgt, priv);
   return sgt;
 }
 
@@ -147,7 +148,7 @@ export function dmaBufFreeSgt(attach: DmaBufAttachment, sgt: SgTable, dir: DmaDi
   if (!(attach instanceof DmaBufAttachment)) throw new DmaBufInputError(fn, "attach", attach, "a DmaBufAttachment");
   checkDirection(fn, dir);
   const sys = attach.dmabuf.system;
-  const priv = sys.sgtPrivate.get(sgt) as DmaBufDma | undefined;
+  const priv = sys[kSgtPrivate].get(sgt) as DmaBufDma | undefined;
   if (!(sgt instanceof SgTable) || priv === undefined) throw new DmaBufInputError(fn, "sgt", sgt, "a table made by dmaBufPhysVecToSgt and not freed");
   attach.dmabuf.resv.assertHeld(fn, attach.dev.bdf);
   const dev = attach.dev;
@@ -156,6 +157,6 @@ export function dmaBufFreeSgt(attach: DmaBufAttachment, sgt: SgTable, dir: DmaDi
   } else if (!priv.busAddr) {
     for (let i = 0; i < sgt.nents; i++) dmaUnmapPhys(dev, unsafeDmaAddr(sgt.dmaAddress[i] ?? 0), sgt.dmaLength[i] ?? 0, dir, DMA_ATTR_MMIO);
   }
-  sys.sgtPrivate.delete(sgt);
+  sys[kSgtPrivate].delete(sgt);
   sgFreeTable(sgt);
 }

@@ -1,11 +1,13 @@
 import { DMA_ATTR_MMIO, DMA_IOVA_STATE_BYTES, DMA_MAPPING_ERROR, DmaDevice, DmaDirection, DmaIovaState, dmaIovaDestroy, dmaIovaFree, dmaIovaLink, dmaIovaSync, dmaIovaTryAlloc, dmaIovaUnlink, dmaMapPhys, dmaUnmapPhys, unsafeDmaAddr } from "@dmasim/dma";
 import { unsafePhysAddr } from "@dmasim/memory";
+import type { PhysAddr } from "@dmasim/memory";
 import type { DmaMemoryKind } from "@dmasim/dma";
 import { PciP2pdmaMapType } from "@dmasim/pcie-p2p";
 import type { P2pdmaProvider } from "@dmasim/pcie-p2p";
 import { DmaBufErrno } from "./constants.js";
 import { DmaBufCounter } from "./counters.js";
 import { DmaBufInputError, DmaBufStateError } from "./errors.js";
+import { kAddSize, kCreate, kDmaMappings, kKeep, kMarkUnmapped, kTakeState } from "./internal.js";
 
 /**
  * dmasim's mapping type without a scatterlist, in the compact form the seed discussion proposed: a list
@@ -27,11 +29,15 @@ export class DmaBufPhysList {
   /** The P2P provider of the buffer's P2P ranges; undefined when it has none. */
   readonly provider: P2pdmaProvider | undefined;
   #size = 0;
-  /** @internal importer DMA mappings of this list not yet unmapped. */
-  dmaMappings = 0;
+  /** Importer DMA mappings of this list not yet unmapped. */
+  [kDmaMappings] = 0;
 
-  /** @internal use dmaBufPhysListAlloc. */
-  constructor(nrRanges: number, provider: P2pdmaProvider | undefined) {
+  /** Made by dmaBufPhysListAlloc. */
+  static [kCreate](nrRanges: number, provider: P2pdmaProvider | undefined): DmaBufPhysList {
+    return new DmaBufPhysList(nrRanges, provider);
+  }
+
+  private constructor(nrRanges: number, provider: P2pdmaProvider | undefined) {
     this.nrRanges = nrRanges;
     this.phys = new Float64Array(nrRanges);
     this.len = new Float64Array(nrRanges);
@@ -57,8 +63,8 @@ export class DmaBufPhysList {
     return physListBytes(this.nrRanges);
   }
 
-  /** @internal */
-  addSize(n: number): void {
+  /** dma_buf_phys_list_set changed a range's length by `n`. */
+  [kAddSize](n: number): void {
     this.#size += n;
   }
 }
@@ -75,14 +81,14 @@ export function dmaBufPhysListAlloc(nrRanges: number, provider: P2pdmaProvider |
   if (provider !== undefined && ((provider as unknown) === null || typeof (provider as unknown) !== "object" || typeof (provider as { busOffset?: unknown }).busOffset !== "number")) {
     throw new DmaBufInputError(fn, "provider", provider, "a P2pdmaProvider or undefined");
   }
-  return new DmaBufPhysList(nrRanges, provider);
+  return DmaBufPhysList[kCreate](nrRanges, provider);
 }
 
 /**
  * Sets range `i`: [phys, phys+len), P2P memory of the list's provider when `p2p`. A P2P range must lie
  * inside the provider; a list without a provider has no P2P range.
  */
-export function dmaBufPhysListSet(list: DmaBufPhysList, i: number, phys: number, len: number, p2p: boolean): void {
+export function dmaBufPhysListSet(list: DmaBufPhysList, i: number, phys: PhysAddr, len: number, p2p: boolean): void {
   const fn = "dma_buf_phys_list_set";
   if (!(list instanceof DmaBufPhysList)) throw new DmaBufInputError(fn, "list", list, "a DmaBufPhysList");
   if (!Number.isSafeInteger(i) || i < 0 || i >= list.nrRanges) throw new DmaBufInputError(fn, "i", i, `a range index 0..${list.nrRanges - 1}`);
@@ -93,7 +99,7 @@ export function dmaBufPhysListSet(list: DmaBufPhysList, i: number, phys: number,
     if (pr === undefined) throw new DmaBufInputError(fn, "p2p", p2p, "false: the list has no P2P provider");
     if (phys < pr.phys || phys + len > pr.phys + pr.size) throw new DmaBufInputError(fn, "phys", phys, `a range inside the provider [${pr.phys}, ${pr.phys + pr.size})`);
   }
-  list.addSize(len - (list.len[i] ?? 0));
+  list[kAddSize](len - (list.len[i] ?? 0));
   list.phys[i] = phys;
   list.len[i] = len;
   const w = i >>> 5;
@@ -130,8 +136,12 @@ export class DmaBufPhysListDma {
   #unmapped = false;
   #kept: DmaIovaState | undefined;
 
-  /** @internal use dmaBufPhysListDmaMap. */
-  constructor(dev: DmaDevice, list: DmaBufPhysList, dir: DmaDirection, state: DmaIovaState | undefined, iovaLen: number, dmaAddr: Float64Array, mode: Uint8Array, kinds: DmaMemoryKind[]) {
+  /** Made by dmaBufPhysListDmaMap. */
+  static [kCreate](dev: DmaDevice, list: DmaBufPhysList, dir: DmaDirection, state: DmaIovaState | undefined, iovaLen: number, dmaAddr: Float64Array, mode: Uint8Array, kinds: DmaMemoryKind[]): DmaBufPhysListDma {
+    return new DmaBufPhysListDma(dev, list, dir, state, iovaLen, dmaAddr, mode, kinds);
+  }
+
+  private constructor(dev: DmaDevice, list: DmaBufPhysList, dir: DmaDirection, state: DmaIovaState | undefined, iovaLen: number, dmaAddr: Float64Array, mode: Uint8Array, kinds: DmaMemoryKind[]) {
     this.dev = dev;
     this.list = list;
     this.dir = dir;
@@ -152,15 +162,15 @@ export class DmaBufPhysListDma {
     return this.#kept !== undefined;
   }
 
-  /** @internal hands the kept IOVA over (once). */
-  takeState(): DmaIovaState | undefined {
+  /** Hands the kept IOVA over (once). */
+  [kTakeState](): DmaIovaState | undefined {
     const s = this.#kept;
     this.#kept = undefined;
     return s;
   }
 
-  /** @internal */
-  keep(state: DmaIovaState): void {
+  /** dmaBufPhysListDmaUnlink keeps `state` for the next map. */
+  [kKeep](state: DmaIovaState): void {
     this.#kept = state;
   }
 
@@ -176,8 +186,8 @@ export class DmaBufPhysListDma {
     return (this.state === undefined ? 0 : DMA_IOVA_STATE_BYTES) + 8 * direct;
   }
 
-  /** @internal */
-  markUnmapped(): void {
+  /** The mapping was undone. */
+  [kMarkUnmapped](): void {
     this.#unmapped = true;
   }
 }
@@ -246,7 +256,7 @@ export function dmaBufPhysListDmaMap(dev: DmaDevice, list: DmaBufPhysList, dir: 
   }
   let state: DmaIovaState | undefined;
   // The two-step API lets an importer keep its IOVA across a move: relink into it when it is big enough.
-  const kept = reuse?.takeState();
+  const kept = reuse?.[kTakeState]();
   if (kept !== undefined && (iovaLen === 0 || kept.size < iovaLen)) dmaIovaFree(dev, kept);
   if (iovaLen > 0) {
     if (kept !== undefined && kept.size >= iovaLen) {
@@ -279,9 +289,9 @@ export function dmaBufPhysListDmaMap(dev: DmaDevice, list: DmaBufPhysList, dir: 
     }
     dmaAddr[i] = a;
   }
-  list.dmaMappings++;
+  list[kDmaMappings]++;
   dev.kernel.trace.counters.add(DmaBufCounter.DmaBufPhysListBytes, list.metadataBytes);
-  return new DmaBufPhysListDma(dev, list, dir, state, iovaLen, dmaAddr, mode, kinds);
+  return DmaBufPhysListDma[kCreate](dev, list, dir, state, iovaLen, dmaAddr, mode, kinds);
 }
 
 /**
@@ -323,8 +333,8 @@ export function dmaBufPhysListDmaUnmap(m: DmaBufPhysListDma): void {
     if (mode[i] === PhysListDmaMode.DIRECT) dmaUnmapPhys(dev, unsafeDmaAddr(m.dmaAddr[i] ?? 0), list.len[i] ?? 0, dir, kinds[i] === "p2p-host-bridge" ? DMA_ATTR_MMIO : 0);
   }
   if (m.state !== undefined) unlinkIova(dev, m.state, list, mode, kinds, m.iovaLen, dir);
-  m.markUnmapped();
-  list.dmaMappings--;
+  m[kMarkUnmapped]();
+  list[kDmaMappings]--;
 }
 
 /**
@@ -346,7 +356,7 @@ export function dmaBufPhysListDmaUnlink(m: DmaBufPhysListDma): void {
     // A coherent device needs no cache maintenance, so MMIO and RAM ranges unlink alike: one call,
     // one IOTLB invalidation.
     dmaIovaUnlink(dev, state, 0, m.iovaLen, dir, 0);
-    m.keep(state);
+    m[kKeep](state);
   } else if (state !== undefined) {
     let runStart = 0;
     let runLen = 0;
@@ -363,15 +373,15 @@ export function dmaBufPhysListDmaUnlink(m: DmaBufPhysListDma): void {
       runAttrs = attrs;
       if (isIova) runLen += list.len[i] ?? 0;
     }
-    m.keep(state);
+    m[kKeep](state);
   }
-  m.markUnmapped();
-  list.dmaMappings--;
+  m[kMarkUnmapped]();
+  list[kDmaMappings]--;
 }
 
 /** Gives back the IOVA dmaBufPhysListDmaUnlink kept (when no map reused it). */
 export function dmaBufPhysListDmaFree(m: DmaBufPhysListDma): void {
   if (!(m instanceof DmaBufPhysListDma)) throw new DmaBufInputError("dma_buf_phys_list_dma_free", "m", m, "a DmaBufPhysListDma");
-  const s = m.takeState();
+  const s = m[kTakeState]();
   if (s !== undefined) dmaIovaFree(m.dev, s);
 }

@@ -3,6 +3,7 @@ import { DmaBufErrno, DmaResvUsage, MAX_SCHEDULE_TIMEOUT } from "./constants.js"
 import { DmaBufCounter } from "./counters.js";
 import type { DmaBufDebug } from "./debug.js";
 import { DmaBufInputError } from "./errors.js";
+import { kSetInInvalidate } from "./internal.js";
 
 /**
  * struct dma_fence, on the virtual clock: it signals at `signalAt` (virtual ns). dmasim's fences are
@@ -51,8 +52,8 @@ export class DmaResv {
     return this.#locked;
   }
 
-  /** @internal the core marks the window in which importers' invalidate callbacks run. */
-  setInInvalidate(v: boolean): void {
+  /** The core marks the window in which importers' invalidate callbacks run. */
+  [kSetInInvalidate](v: boolean): void {
     this.#inInvalidate = v;
   }
 

@@ -7,6 +7,7 @@ import { DmaBufDebug } from "./debug.js";
 import type { DmaBufDebugMode } from "./debug.js";
 import { DmaBufInputError } from "./errors.js";
 import type { DmaBuf } from "./dma-buf.js";
+import { kNextInode, kSgtPrivate } from "./internal.js";
 
 /** One line of DmaBufSystem.costs(). */
 export interface DmaBufCostLine {
@@ -66,8 +67,8 @@ export class DmaBufSystem {
   readonly version: DmaBufVersion;
   /** One record per invalidate_mappings, with its quiescence and first-DMA latencies. */
   readonly invalidations: InvalidationLog;
-  /** @internal dma_buf_phys_vec_to_sgt's private struct dma_buf_dma of each table it made. */
-  readonly sgtPrivate = new WeakMap<object, unknown>();
+  /** dma_buf_phys_vec_to_sgt's private struct dma_buf_dma of each table it made. */
+  readonly [kSgtPrivate] = new WeakMap<object, unknown>();
   /** dma-bufs exported and not yet released. */
   readonly buffers = new Set<DmaBuf>();
   #nextInode = 1;
@@ -86,8 +87,8 @@ export class DmaBufSystem {
     this.invalidations = new InvalidationLog(this.trace.clock, "dma-buf");
   }
 
-  /** @internal the inode number of the next exported buffer (names it in reports). */
-  nextInode(): number {
+  /** The inode number of the next exported buffer (names it in reports). */
+  [kNextInode](): number {
     return this.#nextInode++;
   }
 

@@ -4,6 +4,7 @@ import type { DmaBufAttachment, DmaBufPhysList } from "@dmasim/dmabuf";
 import type { SgTable } from "@dmasim/scatterlist";
 import { pickErrno } from "@dmasim/trace";
 import { NvmeInputError } from "./errors.js";
+import { kCreateDmabufMap, kGetMap, kPutMap } from "./internal.js";
 import { NVME_CTRL_PAGE_SIZE } from "./nvme-defs.js";
 import { NvmeDriver } from "./driver.js";
 
@@ -40,8 +41,12 @@ export class NvmeDmabufMap {
   /** True once unmapped: the drive must not reach the addresses of `dmaList` any more. */
   unmapped = false;
 
-  /** @internal made by the token's map path. */
-  constructor(dmaList: Float64Array, sgt: SgTable | undefined, phys: { readonly list: DmaBufPhysList; readonly dma: DmaBufPhysListDma } | undefined) {
+  /** Made by the token's map path. */
+  static [kCreateDmabufMap](dmaList: Float64Array, sgt: SgTable | undefined, phys: { readonly list: DmaBufPhysList; readonly dma: DmaBufPhysListDma } | undefined): NvmeDmabufMap {
+    return new NvmeDmabufMap(dmaList, sgt, phys);
+  }
+
+  private constructor(dmaList: Float64Array, sgt: SgTable | undefined, phys: { readonly list: DmaBufPhysList; readonly dma: DmaBufPhysListDma } | undefined) {
     this.dmaList = dmaList;
     this.sgt = sgt;
     this.phys = phys;
@@ -128,12 +133,12 @@ export class NvmeDmabufToken {
   }
 
   /**
-   * @internal blk_rq_assign_dma_map: the live mapping with a reference taken for a request, or a new one
+   * blk_rq_assign_dma_map (the driver's, through its package-private key): the live mapping with a reference taken for a request, or a new one
    * (blk_mq_create_dma_map: under the reservation lock, wait for every fence (BOOKKEEP) — a move's copy
    * among them — then nvme_dmabuf_token_map). A negative errno when the exporter refuses (-ENODEV for a
    * revoked VFIO buffer), -EDEADLK when the lock is held, -ETIME when a fence never signals.
    */
-  getMap(): NvmeDmabufMap | number {
+  [kGetMap](): NvmeDmabufMap | number {
     let map = this.#map;
     if (map === undefined) {
       const m = this.#createMap();
@@ -149,8 +154,8 @@ export class NvmeDmabufToken {
     return map;
   }
 
-  /** @internal blk_rq_drop_dma_map: a request that held `map` completed (or was not submitted). */
-  putMap(map: NvmeDmabufMap): void {
+  /** blk_rq_drop_dma_map: a request that held `map` completed (or was not submitted). */
+  [kPutMap](map: NvmeDmabufMap): void {
     map.refs--;
   }
 
@@ -193,7 +198,7 @@ export class NvmeDmabufToken {
     this.stats.maps++;
     const list = im.physList;
     const dma = im.physDma;
-    return new NvmeDmabufMap(dmaList, im.sgt, list !== undefined && dma !== undefined ? { list, dma } : undefined);
+    return NvmeDmabufMap[kCreateDmabufMap](dmaList, im.sgt, list !== undefined && dma !== undefined ? { list, dma } : undefined);
   }
 
   /** nvme_dmabuf_token_unmap (resv held). */

@@ -36,6 +36,7 @@ import {
 } from "./nvme-defs.js";
 import { NvmeInputError, NvmeStateError } from "./errors.js";
 import type { NvmeDmabufMap, NvmeDmabufToken } from "./dmabuf-token.js";
+import { kGetMap, kPutMap } from "./internal.js";
 
 /** NVME_SMALL_POOL_SIZE: descriptor lists up to 256 bytes come from the small pool. */
 export const NVME_SMALL_POOL_SIZE = 256;
@@ -278,7 +279,7 @@ export class NvmeDriver {
       throw new NvmeInputError(fn, "rq.offset", rq.offset, `a multiple of 4 with offset + len inside the buffer (${token.dmabuf.size} bytes)`);
     }
     if (this.#nfree === 0) return BLK_STS_DEV_RESOURCE;
-    const map = token.getMap();
+    const map = token[kGetMap]();
     if (typeof map === "number") {
       this.stats.mapErrors++;
       return BLK_STS_RESOURCE;
@@ -296,7 +297,7 @@ export class NvmeDriver {
     cmd.nlb = rq.len / lba - 1;
     const status = this.#setupDmabufMap(tag, map, rq.offset, rq.len);
     if (status !== BLK_STS_OK) {
-      token.putMap(map);
+      token[kPutMap](map);
       this.stats.mapErrors++;
       this.#freeTag(tag);
       return status;
@@ -617,7 +618,7 @@ export class NvmeDriver {
       if (drq !== undefined) {
         // nvme_rq_clean_dmabuf_map: free the PRP lists; blk_rq_drop_dma_map: put the mapping.
         this.#dmabufRqs[tag] = undefined;
-        drq.token.putMap(drq.map);
+        drq.token[kPutMap](drq.map);
         this.#freeTag(tag);
         this.#advanceCq();
         n++;

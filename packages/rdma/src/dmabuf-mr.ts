@@ -243,7 +243,7 @@ export function mlx5DmabufMrRelease(mr: IbMr): number {
   return 0;
 }
 
-/** @internal ibv_dereg_mr of a dmabuf MR cannot run while its buffer's reservation lock is held: -EDEADLK. */
+/** Package-private (not in index.ts): ibv_dereg_mr of a dmabuf MR cannot run while its buffer's reservation lock is held: -EDEADLK. */
 export function dmabufMrDeregBusy(mr: IbMr): number {
   const umem = mr.dmabuf;
   return umem !== undefined && !umem.released && umem.dmabuf.resv.isLocked ? -DmaBufErrno.EDEADLK : 0;

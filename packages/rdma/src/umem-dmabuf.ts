@@ -4,6 +4,7 @@ import type { DmaBufAttachOps, DmaBufPhysList, DmaBufPhysListDma } from "@dmasim
 import { PAGE_SIZE } from "@dmasim/memory";
 import type { SgTable } from "@dmasim/scatterlist";
 import { IB_ACCESS_WRITABLE, RdmaErrno } from "./constants.js";
+import { kCreateUmemDmabuf } from "./dmabuf-internal.js";
 import { RdmaInputError } from "./errors.js";
 
 /**
@@ -20,6 +21,18 @@ export type UmemDmabufMapping = "sgt" | "phys";
  * good).
  */
 export type UmemDmabufKind = "dynamic" | "pinned" | "revocable";
+
+/** What the constructor of IbUmemDmabuf is given. */
+interface UmemDmabufInit {
+  readonly dev: DmaDevice;
+  readonly dmabuf: DmaBuf;
+  readonly attach: DmaBufAttachment;
+  readonly address: number;
+  readonly length: number;
+  readonly access: number;
+  readonly mapping: UmemDmabufMapping;
+  readonly kind: UmemDmabufKind;
+}
 
 /**
  * struct ib_umem_dmabuf: a window [address, address + length) of a dma-buf (umem.address is the offset
@@ -60,8 +73,12 @@ export class IbUmemDmabuf {
   /** umem_dmabuf->sgt generalised: the attachment's mapping of either type (the IOVA kept across invalidations). */
   readonly importMap: DmaBufImportMap;
 
-  /** @internal use ibUmemDmabufGet and its pinned variants. */
-  constructor(init: { dev: DmaDevice; dmabuf: DmaBuf; attach: DmaBufAttachment; address: number; length: number; access: number; mapping: UmemDmabufMapping; kind: UmemDmabufKind }) {
+  /** Made by ibUmemDmabufGet and its pinned variants. */
+  static [kCreateUmemDmabuf](init: UmemDmabufInit): IbUmemDmabuf {
+    return new IbUmemDmabuf(init);
+  }
+
+  private constructor(init: UmemDmabufInit) {
     this.dev = init.dev;
     this.dmabuf = init.dmabuf;
     this.attach = init.attach;
@@ -112,24 +129,6 @@ export class IbUmemDmabuf {
   get keptIova(): boolean {
     return this.importMap.keptIova;
   }
-
-  /** @internal map_pages' mapping step (resv held, not mapped yet): 0 or -errno. */
-  mapLocked(): number {
-    const err = this.importMap.mapLocked();
-    if (err !== 0) return err;
-    this.maps++;
-    return 0;
-  }
-
-  /** @internal unmap_pages' step (resv held): the sg_table back, or the links undone with the IOVA kept. */
-  unmapLocked(): void {
-    this.importMap.unmapLocked(true);
-  }
-
-  /** @internal gives back the kept IOVA (release). */
-  freeKeptIova(): void {
-    this.importMap.freeKeptIova();
-  }
 }
 
 /** What a dmabuf umem is made with besides the buffer window. */
@@ -163,7 +162,7 @@ function umemDmabufGet(fn: string, dev: DmaDevice, dmabuf: DmaBuf, offset: numbe
     dmaBufPut(dmabuf);
     return attach;
   }
-  const umem = new IbUmemDmabuf({ dev, dmabuf, attach, address: offset, length: size, access, mapping, kind });
+  const umem = IbUmemDmabuf[kCreateUmemDmabuf]({ dev, dmabuf, attach, address: offset, length: size, access, mapping, kind });
   box.umem = umem;
   bind(umem);
   return umem;
@@ -305,8 +304,9 @@ export function ibUmemDmabufMapPages(umem: IbUmemDmabuf, timeout: number = MAX_S
   resv.assertHeld(fn, umem.dev.bdf);
   if (umem.revoked) return -RdmaErrno.EINVAL;
   if (!umem.mapped) {
-    const err = umem.mapLocked();
+    const err = umem.importMap.mapLocked();
     if (err < 0) return err;
+    umem.maps++;
   }
   if (resv.waitTimeout(DmaResvUsage.KERNEL, false, timeout) === 0) return -DmaBufErrno.ETIMEDOUT;
   return 0;
@@ -317,7 +317,7 @@ export function ibUmemDmabufUnmapPages(umem: IbUmemDmabuf): void {
   const fn = "ib_umem_dmabuf_unmap_pages";
   checkUmem(fn, umem);
   umem.dmabuf.resv.assertHeld(fn, umem.dev.bdf);
-  umem.unmapLocked();
+  umem.importMap.unmapLocked(true);
 }
 
 /**
@@ -327,7 +327,7 @@ export function ibUmemDmabufUnmapPages(umem: IbUmemDmabuf): void {
 export function ibUmemDmabufRevokeLocked(umem: IbUmemDmabuf): void {
   if (umem.revoked) return;
   umem.revokeCb?.(umem.revokePriv);
-  umem.unmapLocked();
+  umem.importMap.unmapLocked(true);
   if (umem.pinned) {
     dmaBufUnpin(umem.attach);
     umem.pinned = false;
@@ -356,7 +356,7 @@ export function ibUmemDmabufRevoke(umem: IbUmemDmabuf): number {
 export function ibUmemDmabufRelease(umem: IbUmemDmabuf): void {
   checkUmem("ib_umem_dmabuf_release", umem);
   ibUmemDmabufRevoke(umem);
-  umem.freeKeptIova();
+  umem.importMap.freeKeptIova();
   dmaBufDetach(umem.dmabuf, umem.attach);
   dmaBufPut(umem.dmabuf);
   umem.released = true;

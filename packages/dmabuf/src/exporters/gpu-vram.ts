@@ -14,6 +14,7 @@ import type { DmaBufPhysListDma } from "../phys-list.js";
 import { DmaFence } from "../resv.js";
 import type { DmaBufSystem } from "../system.js";
 import { freeSgtFromRanges, sgtFromRanges } from "./sg-from-ranges.js";
+import { kRecords } from "../internal.js";
 
 /** Where a buffer should live. */
 export type GpuPlacement = "vram" | "ram";
@@ -244,7 +245,7 @@ export class GpuVramExporter {
 
   #reapBo(bo: GpuBo): void {
     if (bo.ghosts.length === 0 || bo.buf === undefined) return;
-    for (const a of bo.buf.attachments) for (const r of a.records.values()) if (r.invalidated !== undefined) return;
+    for (const a of bo.buf.attachments) for (const r of a[kRecords].values()) if (r.invalidated !== undefined) return;
     for (const g of bo.ghosts) this.#freeBlock(g.phys, g.vram);
     bo.ghosts = [];
   }
@@ -362,7 +363,7 @@ export class GpuVramExporter {
       const p = bo.phys[i] ?? 0;
       const cont = i > 0 && i < bo.nBlocks && bo.inVram[i] === bo.inVram[i - 1] && p === (bo.phys[i - 1] ?? 0) + bb;
       if (!cont) {
-        if (r >= 0) dmaBufPhysListSet(list, r, start, len, bo.inVram[i - 1] === 1);
+        if (r >= 0) dmaBufPhysListSet(list, r, unsafePhysAddr(start), len, bo.inVram[i - 1] === 1);
         if (i === bo.nBlocks) break;
         r++;
         start = p;

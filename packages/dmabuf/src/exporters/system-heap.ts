@@ -66,7 +66,7 @@ export class SystemHeap {
 
   #list(hb: HeapBuffer): DmaBufPhysList {
     const list = dmaBufPhysListAlloc(hb.chunkPhys.length, undefined);
-    for (let i = 0; i < hb.chunkPhys.length; i++) dmaBufPhysListSet(list, i, hb.chunkPhys[i] ?? 0, hb.chunkLen[i] ?? 0, false);
+    for (let i = 0; i < hb.chunkPhys.length; i++) dmaBufPhysListSet(list, i, unsafePhysAddr(hb.chunkPhys[i] ?? 0), hb.chunkLen[i] ?? 0, false);
     return list;
   }
 

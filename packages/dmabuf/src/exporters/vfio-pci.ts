@@ -1,4 +1,4 @@
-import { PAGE_SIZE } from "@dmasim/memory";
+import { PAGE_SIZE, unsafePhysAddr } from "@dmasim/memory";
 import type { DmaDirection } from "@dmasim/dma";
 import type { P2pdmaProvider } from "@dmasim/pcie-p2p";
 import type { SgTable } from "@dmasim/scatterlist";
@@ -171,7 +171,7 @@ export class VfioPciCoreDevice {
         if (priv.revoked) return -DmaBufErrno.ENODEV;
         const list = dmaBufPhysListAlloc(priv.physVec.length, priv.provider);
         priv.physVec.forEach((v, i) => {
-          dmaBufPhysListSet(list, i, v.paddr, v.len, true);
+          dmaBufPhysListSet(list, i, unsafePhysAddr(v.paddr), v.len, true);
         });
         priv.mapped++;
         return list;
