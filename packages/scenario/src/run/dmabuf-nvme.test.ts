@@ -34,4 +34,15 @@ describe("dmabuf-nvme-*: an NVMe drive as a dma-buf importer", () => {
     expect(r.metrics.rebinds).toBe(3);
     expect(r.metrics.migratedBytes).toBe(4 * 1024 * 1024);
   });
+
+  it.each(["classic", "two-step"] as const)("nic-pressure (%s): the NIC's dynamic dmabuf MR faults once after the eviction, its revocable MR is revoked once", (api) => {
+    const r = run("dmabuf-nvme-nic-pressure", api);
+    // 8 WRITEs and 8 READs over buffer B, one WRITE before and one after the VFIO revoke.
+    expect(r.metrics.rdmaWrs).toBe(18);
+    expect(r.metrics.nicMrFaults).toBe(1);
+    expect(r.metrics.nicRebinds).toBe(2);
+    expect(r.metrics.nicMrRevokes).toBe(1);
+    expect(r.metrics.nicWrNs).toBeGreaterThan(0);
+    expect(r.checks.find((c) => c.name.startsWith("the NIC's revocable MR fails for good"))?.ok).toBe(true);
+  });
 });
