@@ -181,9 +181,12 @@ export function mixedVaInvalidate(umem: IbUmemMixed, mr: IbMr, s: MixedVaSegment
     if (a === b || umem.released) return true;
     const counters = umem.nic.counters;
     counters.add(RdmaCounter.OdpInvalidations);
-    const before = counters.snapshot();
+    // An event is logged (and priced) only when live MTT entries get zapped: the counter snapshot the
+    // price needs is taken only then (a fault migrating a device-private page back invalidates a slice
+    // the MTT does not map yet, once per page).
+    const before = anyLive(mr, a, b) ? counters.snapshot() : undefined;
     const zapped = zapAndUnmap(umem, mr, a, b);
-    if (zapped > 0) {
+    if (zapped > 0 && before !== undefined) {
       const recs = s.mm.invalidations.records;
       const tStart = recs[recs.length - 1]?.tStart ?? umem.nic.clock.now;
       const dmaNs = priceCounters(counters.snapshot().diff(before), umem.nic.kernel.profile).totalNs;
@@ -193,6 +196,13 @@ export function mixedVaInvalidate(umem: IbUmemMixed, mr: IbMr, s: MixedVaSegment
   } finally {
     lock.unlock();
   }
+}
+
+/** True when an MTT entry of [a, b) is live. */
+function anyLive(mr: IbMr, a: number, b: number): boolean {
+  const mtt = mr.mtt;
+  for (let i = a; i < b; i++) if (mtt[i] !== 0) return true;
+  return false;
 }
 
 /** Live MTT entries of segment `s` in [start, end) of its user addresses (the notifier checker's question). */
