@@ -75,6 +75,35 @@ describe("a mixed MR: user VA and dma-bufs behind one mkey, one MTT, one IOVA", 
     expect(mixedStaleEntries(r)).toEqual([]);
   });
 
+  it("a fault on a PMD-mapped THP page maps the whole 2 MiB in one UMR; after a split, pages fault one by one", () => {
+    for (const odpDma of ["hmm_dma_map", "hmm_dma_map batched"] as const) {
+      const r = mixedRig({ odpDma });
+      const t = r.part("thp");
+      const c = r.nicB.counters;
+      expect(r.mm.pteAt(t.at)?.pmd).toBe(true);
+      const faults = r.nicB.stats.pageFaultEvents;
+      const umrs = c.get(RdmaCounter.UmrPosts);
+      const faulted = c.get(RdmaCounter.OdpPagesFaulted);
+      expect(mixedRead(r, t.first + 300)).toEqual(tagBytes(t.first + 300));
+      expect({ odpDma, faults: r.nicB.stats.pageFaultEvents - faults, umrs: c.get(RdmaCounter.UmrPosts) - umrs, pages: c.get(RdmaCounter.OdpPagesFaulted) - faulted }).toEqual({ odpDma, faults: 1, umrs: 1, pages: t.pages });
+      // Every page of the huge page: its own frame, reached without another fault.
+      for (let p = t.first; p < t.first + t.pages; p++) {
+        expect(mixedMttPhys(r, p)).toBe(mixedBackingPhys(r, p));
+        expect(mixedRead(r, p)).toEqual(tagBytes(p));
+      }
+      expect(r.nicB.stats.pageFaultEvents - faults).toBe(1);
+      // munmap of one page splits the PMD: that page errors, the others are still right, faulting 4 KiB at a time.
+      expect(r.mm.munmap(t.at + 7 * PAGE_SIZE, PAGE_SIZE)).toBe(0);
+      expect(r.mm.pteAt(t.at)?.pmd).not.toBe(true);
+      expect(mixedStaleEntries(r)).toEqual([]);
+      expect(mixedRead(r, t.first + 7)).toBe(IbWcStatus.REM_ACCESS_ERR);
+      const after = r.nicB.stats.pageFaultEvents;
+      for (const p of [t.first + 6, t.first + 8, t.first + 400]) expect(mixedRead(r, p)).toEqual(tagBytes(p));
+      expect(r.nicB.stats.pageFaultEvents - after).toBeLessThanOrEqual(3);
+      expect(mixedStaleEntries(r)).toEqual([]);
+    }
+  });
+
   it("one WR crosses segment boundaries (VA → dma-buf → VA → dma-buf) byte for byte", () => {
     const r = mixedRig();
     const g = r.part("gpu-vram");
