@@ -102,7 +102,8 @@ function populate(umem: IbUmemMixed, mr: IbMr, s: MixedVaSegment, first: number,
   const hi = thpWiden(map, s, first + n - 1, false);
   let mapped = 0;
   const batched = nic.odpDma === "hmm_dma_map batched";
-  const perm = (f: number): number => MLX5_IB_MTT_READ + ((f & HMM_PFN_WRITE) !== 0 && umem.writable ? MLX5_IB_MTT_WRITE : 0);
+  // The MTT rights of an entry: READ, plus WRITE when the page is writable and so is the MR.
+  const wMask = umem.writable ? HMM_PFN_WRITE : 0;
   for (let i = lo; i < hi; i++) {
     const f = map.flags[i] ?? 0;
     if ((f & HMM_PFN_VALID) === 0) {
@@ -118,7 +119,7 @@ function populate(umem: IbUmemMixed, mr: IbMr, s: MixedVaSegment, first: number,
       const got = hmmDmaMapPfnRun(umem.dev, map, i, end - i, nic.p2pState, out);
       for (let j = 0; j < got; j++) {
         if (mtt[i + j] === 0) mapped++;
-        mtt[i + j] = (out[j] ?? 0) + perm(map.flags[i + j] ?? 0);
+        mtt[i + j] = (out[j] ?? 0) + (((map.flags[i + j] ?? 0) & wMask) !== 0 ? MLX5_IB_MTT_READ + MLX5_IB_MTT_WRITE : MLX5_IB_MTT_READ);
       }
       if (got < end - i) return -RdmaErrno.EFAULT;
       i = end - 1;
@@ -127,7 +128,7 @@ function populate(umem: IbUmemMixed, mr: IbMr, s: MixedVaSegment, first: number,
     const dma = hmmDmaMapPfn(umem.dev, map, i, nic.p2pState);
     if (dma === DMA_MAPPING_ERROR) return -RdmaErrno.EFAULT;
     if (mtt[i] === 0) mapped++;
-    mtt[i] = dma + perm(f);
+    mtt[i] = dma + ((f & wMask) !== 0 ? MLX5_IB_MTT_READ + MLX5_IB_MTT_WRITE : MLX5_IB_MTT_READ);
   }
   const counters = nic.counters;
   counters.add(RdmaCounter.UmrPosts);
