@@ -64,6 +64,7 @@ import {
 import type { MmuNotifierRange } from "./notifier.js";
 import { memremapPages, memremapPagesCoherent } from "./pagemap.js";
 import type { DevPagemap, VmFault } from "./pagemap.js";
+import { PTE_PMD } from "./pte.js";
 import type { Vma } from "./vma.js";
 import { unsafeIova } from "@dmasim/iommu";
 import { unsafeDmaAddr } from "@dmasim/dma";
@@ -212,8 +213,10 @@ export class DmirrorDevice {
   #devmemFault(vmf: VmFault): number {
     const dmirror = this.#pageOwner.get(vmf.page);
     // v6.19: a page of a compound device folio migrates back whole (ALIGN_DOWN to the folio's size).
-    const pte = vmf.mm.pteAt(vmf.address);
-    const size = pte?.pmd === true ? HPAGE_PMD_NR * PAGE_SIZE : PAGE_SIZE;
+    // The entry's PMD bit straight from the faulting VMA (what pteAt would look up and wrap in an object).
+    const v = vmf.vma;
+    const pmd = vmf.address >= v.start && vmf.address < v.end && ((v.pte[Math.floor((vmf.address - v.start) / PAGE_SIZE)] ?? 0) & PTE_PMD) !== 0;
+    const size = pmd ? HPAGE_PMD_NR * PAGE_SIZE : PAGE_SIZE;
     const start = Math.floor(vmf.address / size) * size;
     const flags = MIGRATE_VMA_SELECT_DEVICE_PRIVATE | (size > PAGE_SIZE ? MIGRATE_VMA_SELECT_COMPOUND : 0);
     const args = new MigrateVma({ mm: vmf.mm, vma: vmf.vma, start, end: start + size, pgmapOwner: this, flags, faultPage: vmf.page });

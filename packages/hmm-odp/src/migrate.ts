@@ -102,9 +102,9 @@ export function migrateVmaSetup(args: MigrateVma): number {
   const base = (start - v.start) / PAGE_SIZE;
   // With SELECT_COMPOUND, a 2 MiB chunk the range covers whole is collected as one compound entry
   // (migrate_vma_collect_huge_pmd / _hole); any other THP is split first, as before v6.19.
-  const compound = (args.flags & MIGRATE_VMA_SELECT_COMPOUND) !== 0 ? compoundChunks(args, v, base, n) : new Uint8Array(0);
+  const compound = (args.flags & MIGRATE_VMA_SELECT_COMPOUND) !== 0 ? compoundChunks(args, v, base, n) : undefined;
   for (let j = 0; j < n; j++) {
-    if (compound[j] === 1) {
+    if (compound?.[j] === 1) {
       j += HPAGE_PMD_NR - 1;
       continue;
     }
@@ -120,7 +120,7 @@ export function migrateVmaSetup(args: MigrateVma): number {
         const e = v.pte[i] ?? 0;
         const k = e & PTE_KIND_MASK;
         const pfn = v.pfn[i] ?? 0;
-        if (compound[j] === 1) {
+        if (compound?.[j] === 1) {
           // One entry for the folio: the head's pfn (none for an empty PMD), the tails left 0.
           const write = (e & PTE_WRITE) !== 0 ? MIGRATE_PFN_WRITE : 0;
           args.src[j] = (k === PteKind.NONE ? 0 : migratePfn(pfn) | write) | MIGRATE_PFN_MIGRATE | MIGRATE_PFN_COMPOUND;

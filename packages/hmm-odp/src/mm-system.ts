@@ -250,7 +250,8 @@ export class MmSystem {
 
   /** copy_user_highpage. */
   copyPage(dstPfn: number, srcPfn: number): void {
-    this.memory.write(unsafePhysAddr(dstPfn * PAGE_SIZE), this.memory.read(unsafePhysAddr(srcPfn * PAGE_SIZE), PAGE_SIZE));
+    // Store to store, no intermediate buffer (copy_highpage); same byte counters as a read and a write.
+    this.memory.copy(unsafePhysAddr(dstPfn * PAGE_SIZE), unsafePhysAddr(srcPfn * PAGE_SIZE), PAGE_SIZE);
   }
 
   /** @internal Swap-out of a page's bytes; returns the slot. */

@@ -5,6 +5,7 @@ import { MADV_DONTNEED, PROT_READ, PROT_WRITE } from "@dmasim/hmm-odp";
 import { unsafeIova } from "@dmasim/iommu";
 import { PAGE_SIZE } from "@dmasim/memory";
 import { IB_ACCESS_REMOTE_WRITE, IbWcStatus, RdmaErrno } from "./constants.js";
+import { RdmaCounter } from "./counters.js";
 import { RdmaInputError } from "./errors.js";
 import { MixedEventLog } from "./mixed-events.js";
 import { regMixedMr } from "./mixed-mr.js";
@@ -44,6 +45,63 @@ describe("a mixed MR: user VA and dma-bufs behind one mkey, one MTT, one IOVA", 
     expect(ramEntry - (ramEntry % 4)).toBe(base + (g.first + 16) * PAGE_SIZE);
     // The devpriv pages came back from the GPU on the NIC's fault (ODP's owner is NULL).
     expect(mixedMttPhys(r, r.part("devpriv").first)).toBe(mixedBackingPhys(r, r.part("devpriv").first));
+  });
+
+  it("segmentAt (a binary search over the segment ends) agrees with a linear search on every page and refuses outside pages", () => {
+    const r = mixedRig();
+    const segs = r.umem.segments;
+    const linear = (p: number): number | undefined => segs.find((s) => p >= s.first && p < s.first + s.pages)?.index;
+    for (let p = -2; p < r.pages + 2; p++) expect({ p, k: r.umem.segmentAt(p)?.index }).toEqual({ p, k: linear(p) });
+    expect(r.umem.segmentAt(0.5)?.index).toBe(linear(0.5));
+    expect(r.umem.segmentAt(Number.NaN)).toBeUndefined();
+    // Every segment's first and last page map to it.
+    for (const s of segs) expect([r.umem.segmentAt(s.first)?.index, r.umem.segmentAt(s.first + s.pages - 1)?.index]).toEqual([s.index, s.index]);
+  });
+
+  it("a device-private page migrating back on the NIC's fault invalidates a slice the MTT does not map yet: no MR event", () => {
+    const r = mixedRig();
+    const d = r.part("devpriv");
+    const c = r.nicB.counters;
+    const inv = c.get(RdmaCounter.OdpInvalidations);
+    const events = r.umem.events.total;
+    for (let p = d.first; p < d.first + d.pages; p++) expect(mixedRead(r, p)).toEqual(tagBytes(p));
+    // Each page's migrate_vma fired MIGRATE over the MR's notifier (counted), but nothing was live to zap.
+    expect(c.get(RdmaCounter.OdpInvalidations) - inv).toBeGreaterThanOrEqual(d.pages);
+    expect(r.umem.events.total).toBe(events);
+    // A later invalidation of live entries is logged and priced.
+    expect(r.mm.munmap(d.at, PAGE_SIZE)).toBe(0);
+    expect(r.umem.events.total).toBe(events + 1);
+    expect(r.umem.events.records.at(-1)?.dmaUnmapNs).toBeGreaterThan(0);
+    expect(mixedStaleEntries(r)).toEqual([]);
+  });
+
+  it("a fault on a PMD-mapped THP page maps the whole 2 MiB in one UMR; after a split, pages fault one by one", () => {
+    for (const odpDma of ["hmm_dma_map", "hmm_dma_map batched"] as const) {
+      const r = mixedRig({ odpDma });
+      const t = r.part("thp");
+      const c = r.nicB.counters;
+      expect(r.mm.pteAt(t.at)?.pmd).toBe(true);
+      const faults = r.nicB.stats.pageFaultEvents;
+      const umrs = c.get(RdmaCounter.UmrPosts);
+      const faulted = c.get(RdmaCounter.OdpPagesFaulted);
+      expect(mixedRead(r, t.first + 300)).toEqual(tagBytes(t.first + 300));
+      expect({ odpDma, faults: r.nicB.stats.pageFaultEvents - faults, umrs: c.get(RdmaCounter.UmrPosts) - umrs, pages: c.get(RdmaCounter.OdpPagesFaulted) - faulted }).toEqual({ odpDma, faults: 1, umrs: 1, pages: t.pages });
+      // Every page of the huge page: its own frame, reached without another fault.
+      for (let p = t.first; p < t.first + t.pages; p++) {
+        expect(mixedMttPhys(r, p)).toBe(mixedBackingPhys(r, p));
+        expect(mixedRead(r, p)).toEqual(tagBytes(p));
+      }
+      expect(r.nicB.stats.pageFaultEvents - faults).toBe(1);
+      // munmap of one page splits the PMD: that page errors, the others are still right, faulting 4 KiB at a time.
+      expect(r.mm.munmap(t.at + 7 * PAGE_SIZE, PAGE_SIZE)).toBe(0);
+      expect(r.mm.pteAt(t.at)?.pmd).not.toBe(true);
+      expect(mixedStaleEntries(r)).toEqual([]);
+      expect(mixedRead(r, t.first + 7)).toBe(IbWcStatus.REM_ACCESS_ERR);
+      const after = r.nicB.stats.pageFaultEvents;
+      for (const p of [t.first + 6, t.first + 8, t.first + 400]) expect(mixedRead(r, p)).toEqual(tagBytes(p));
+      expect(r.nicB.stats.pageFaultEvents - after).toBeLessThanOrEqual(3);
+      expect(mixedStaleEntries(r)).toEqual([]);
+    }
   });
 
   it("one WR crosses segment boundaries (VA → dma-buf → VA → dma-buf) byte for byte", () => {

@@ -114,10 +114,34 @@ export class IbUmemMixed implements IbUmemMixedHooks {
     this.events = new MixedEventLog(nic.clock);
   }
 
+  /** First MR page past each segment, in MR order (built once the segments are all in: they never change). */
+  #ends = new Float64Array(0);
+
+  /** Index of the segment holding MR page `page` (binary search over the segment ends), or -1. */
+  #indexAt(page: number): number {
+    const segs = this.segments;
+    let ends = this.#ends;
+    if (ends.length !== segs.length) {
+      ends = new Float64Array(segs.length);
+      for (const [k, s] of segs.entries()) ends[k] = s.first + s.pages;
+      this.#ends = ends;
+    }
+    if (!(page >= 0)) return -1;
+    let lo = 0;
+    let hi = ends.length;
+    while (lo < hi) {
+      const mid = (lo + hi) >>> 1;
+      if ((ends[mid] ?? 0) <= page) lo = mid + 1;
+      else hi = mid;
+    }
+    return lo < ends.length ? lo : -1;
+  }
+
   /** The segment holding MR page `page`, or undefined. */
   segmentAt(page: number): MixedSegment | undefined {
-    for (const s of this.segments) if (page >= s.first && page < s.first + s.pages) return s;
-    return undefined;
+    const k = this.#indexAt(page);
+    const s = k < 0 ? undefined : this.segments[k];
+    return s !== undefined && page >= s.first ? s : undefined;
   }
 
   /**
@@ -132,7 +156,11 @@ export class IbUmemMixed implements IbUmemMixedHooks {
     const lo = Math.floor((va - mr.addr) / PAGE_SIZE);
     const hi = Math.ceil((va + bcnt - mr.addr) / PAGE_SIZE);
     let total = 0;
-    for (const s of this.segments) {
+    const segs = this.segments;
+    // From the segment holding the first page, through each segment the range crosses, in MR order.
+    for (let k = this.#indexAt(lo); k >= 0 && k < segs.length; k++) {
+      const s = segs[k];
+      if (s === undefined || s.first >= hi) break;
       const a = Math.max(lo, s.first);
       const b = Math.min(hi, s.first + s.pages);
       if (a >= b) continue;

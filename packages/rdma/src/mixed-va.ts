@@ -1,16 +1,20 @@
 import { DMA_MAPPING_ERROR, priceCounters } from "@dmasim/dma";
 import {
   HMM_PFN_DMA_MAPPED,
+  HMM_PFN_INOUT_FLAGS,
   HMM_PFN_FLAGS,
   HMM_PFN_REQ_FAULT,
   HMM_PFN_REQ_WRITE,
   HMM_PFN_VALID,
   HMM_PFN_WRITE,
   HMM_RANGE_DEFAULT_TIMEOUT,
+  HPAGE_PMD_NR,
+  HPAGE_PMD_ORDER,
   hmmCheckMayProgram,
   hmmDmaMapPfn,
   hmmDmaMapPfnRun,
   hmmDmaUnmapPfn,
+  hmmPfnToMapOrder,
   hmmRangeFault,
   mmuIntervalCheckRetry,
   mmuIntervalNotifierRemove,
@@ -19,7 +23,7 @@ import {
   mmuIntervalSetSeq,
   mmuNotifierRangeBlockable,
 } from "@dmasim/hmm-odp";
-import type { MmuIntervalNotifier, MmuNotifierRange } from "@dmasim/hmm-odp";
+import type { HmmDmaMap, MmuIntervalNotifier, MmuNotifierRange } from "@dmasim/hmm-odp";
 import { PAGE_SIZE } from "@dmasim/memory";
 import { MLX5_IB_MTT_READ, MLX5_IB_MTT_WRITE, RdmaErrno } from "./constants.js";
 import { RdmaCounter } from "./counters.js";
@@ -85,17 +89,22 @@ export function mixedVaFault(umem: IbUmemMixed, mr: IbMr, s: MixedVaSegment, fir
 
 /**
  * populate_mtt for the slice, umem mutex held: hmm_dma_map_pfn of each VALID entry (or, with the NIC's
- * "hmm_dma_map batched" strategy, one run per sync), one UMR.
+ * "hmm_dma_map batched" strategy, one run per sync), one UMR. A faulted page that hmm_range_fault reports
+ * PMD-mapped (map order 9: a THP) brings the rest of its 2 MiB in the segment along (thpWiden). Entries
+ * written, or -EFAULT.
  */
 function populate(umem: IbUmemMixed, mr: IbMr, s: MixedVaSegment, first: number, n: number): number {
   const nic = umem.nic;
   const map = umem.map;
   const mtt = mr.mtt;
   hmmCheckMayProgram(s.notifier, umem.umemMutex);
+  const lo = thpWiden(map, s, first, true);
+  const hi = thpWiden(map, s, first + n - 1, false);
   let mapped = 0;
   const batched = nic.odpDma === "hmm_dma_map batched";
-  const perm = (f: number): number => MLX5_IB_MTT_READ + ((f & HMM_PFN_WRITE) !== 0 && umem.writable ? MLX5_IB_MTT_WRITE : 0);
-  for (let i = first; i < first + n; i++) {
+  // The MTT rights of an entry: READ, plus WRITE when the page is writable and so is the MR.
+  const wMask = umem.writable ? HMM_PFN_WRITE : 0;
+  for (let i = lo; i < hi; i++) {
     const f = map.flags[i] ?? 0;
     if ((f & HMM_PFN_VALID) === 0) {
       mtt[i] = 0;
@@ -105,12 +114,12 @@ function populate(umem: IbUmemMixed, mr: IbMr, s: MixedVaSegment, first: number,
       // ★ The NIC's batched variant (as mlx5rUmrUpdateXlt): the run of VALID entries not mapped yet,
       // linked with one IOTLB sync.
       let end = i + 1;
-      while (end < first + n && ((map.flags[end] ?? 0) & (HMM_PFN_VALID | HMM_PFN_DMA_MAPPED)) === HMM_PFN_VALID) end++;
+      while (end < hi && ((map.flags[end] ?? 0) & (HMM_PFN_VALID | HMM_PFN_DMA_MAPPED)) === HMM_PFN_VALID) end++;
       const out = nic.runScratch(end - i);
       const got = hmmDmaMapPfnRun(umem.dev, map, i, end - i, nic.p2pState, out);
       for (let j = 0; j < got; j++) {
         if (mtt[i + j] === 0) mapped++;
-        mtt[i + j] = (out[j] ?? 0) + perm(map.flags[i + j] ?? 0);
+        mtt[i + j] = (out[j] ?? 0) + (((map.flags[i + j] ?? 0) & wMask) !== 0 ? MLX5_IB_MTT_READ + MLX5_IB_MTT_WRITE : MLX5_IB_MTT_READ);
       }
       if (got < end - i) return -RdmaErrno.EFAULT;
       i = end - 1;
@@ -119,15 +128,41 @@ function populate(umem: IbUmemMixed, mr: IbMr, s: MixedVaSegment, first: number,
     const dma = hmmDmaMapPfn(umem.dev, map, i, nic.p2pState);
     if (dma === DMA_MAPPING_ERROR) return -RdmaErrno.EFAULT;
     if (mtt[i] === 0) mapped++;
-    mtt[i] = dma + perm(f);
+    mtt[i] = dma + ((f & wMask) !== 0 ? MLX5_IB_MTT_READ + MLX5_IB_MTT_WRITE : MLX5_IB_MTT_READ);
   }
   const counters = nic.counters;
   counters.add(RdmaCounter.UmrPosts);
-  counters.add(RdmaCounter.MttWrites, n);
+  counters.add(RdmaCounter.MttWrites, hi - lo);
   counters.add(RdmaCounter.OdpPagesFaulted, mapped);
   const c = nic.costs;
-  nic.clock.advance(c.umrPostNs + n * c.umrPerEntryNs + c.umrCompletionNs);
-  return n;
+  nic.clock.advance(c.umrPostNs + (hi - lo) * c.umrPerEntryNs + c.umrCompletionNs);
+  return hi - lo;
+}
+
+/**
+ * ★ The THP step (dmasim; mlx5 maps a 4 KiB umem page by page, and only a huge-page umem maps by the
+ * order): when MR page `i`, just faulted, is VALID with a PMD map order, the other pages of its 2 MiB that
+ * lie in the segment are the folio's next frames with the same rights, as of the same notifier sequence
+ * (a split, munmap or migration of any of them invalidates the segment and makes read_retry fail), so
+ * their pfn-list entries are filled in and they are mapped with the fault's pages, in the same UMR: one
+ * fault per huge page instead of 512. Returns the first MR page of the widened slice (`down`) or the page
+ * past its end; `i` (or `i + 1`) when the page is not PMD-mapped.
+ */
+function thpWiden(map: HmmDmaMap, s: MixedVaSegment, i: number, down: boolean): number {
+  const flags = map.flags;
+  const f = flags[i] ?? 0;
+  if ((f & HMM_PFN_VALID) === 0 || hmmPfnToMapOrder(f) < HPAGE_PMD_ORDER) return down ? i : i + 1;
+  const inPmd = (Math.floor(s.addr / PAGE_SIZE) + (i - s.first)) % HPAGE_PMD_NR;
+  const from = Math.max(s.first, i - inPmd);
+  const to = Math.min(s.first + s.pages, i - inPmd + HPAGE_PMD_NR);
+  const pfns = map.pfns;
+  const pfn = pfns[i] ?? 0;
+  const own = f & ~HMM_PFN_INOUT_FLAGS;
+  for (let j = down ? from : i + 1; j < (down ? i : to); j++) {
+    flags[j] = ((flags[j] ?? 0) & HMM_PFN_INOUT_FLAGS) | own;
+    pfns[j] = pfn + (j - i);
+  }
+  return down ? from : to;
 }
 
 /** MR pages of segment `s` that [start, end) of its user addresses covers. */
@@ -181,9 +216,12 @@ export function mixedVaInvalidate(umem: IbUmemMixed, mr: IbMr, s: MixedVaSegment
     if (a === b || umem.released) return true;
     const counters = umem.nic.counters;
     counters.add(RdmaCounter.OdpInvalidations);
-    const before = counters.snapshot();
+    // An event is logged (and priced) only when live MTT entries get zapped: the counter snapshot the
+    // price needs is taken only then (a fault migrating a device-private page back invalidates a slice
+    // the MTT does not map yet, once per page).
+    const before = anyLive(mr, a, b) ? counters.snapshot() : undefined;
     const zapped = zapAndUnmap(umem, mr, a, b);
-    if (zapped > 0) {
+    if (zapped > 0 && before !== undefined) {
       const recs = s.mm.invalidations.records;
       const tStart = recs[recs.length - 1]?.tStart ?? umem.nic.clock.now;
       const dmaNs = priceCounters(counters.snapshot().diff(before), umem.nic.kernel.profile).totalNs;
@@ -193,6 +231,13 @@ export function mixedVaInvalidate(umem: IbUmemMixed, mr: IbMr, s: MixedVaSegment
   } finally {
     lock.unlock();
   }
+}
+
+/** True when an MTT entry of [a, b) is live. */
+function anyLive(mr: IbMr, a: number, b: number): boolean {
+  const mtt = mr.mtt;
+  for (let i = a; i < b; i++) if (mtt[i] !== 0) return true;
+  return false;
 }
 
 /** Live MTT entries of segment `s` in [start, end) of its user addresses (the notifier checker's question). */
