@@ -207,10 +207,7 @@ function warnUnmappedShort(dev: DmaDevice, unmapped: number, len: number, iova: 
  */
 export function iommuDmaMapRange(dev: DmaDevice, phys: number, size: number, prot: number, dmaMask: number): DmaAddr {
   const off = iovaOffset(dev, phys);
-  if (dev.minAlignMask > dev.granule - 1) {
-    dev.kernel.debug.warnOnce(dev.bdf, "__iommu_dma_map", "Unsupported alignment constraint");
-    return DMA_MAPPING_ERROR;
-  }
+  if (dev.minAlignMask > dev.granule - 1) return warnUnsupportedAlignment(dev);
   const len = iovaAlignUp(dev, size + off);
   const iova = allocIova(dev, len, dmaMask);
   if (iova === 0) return DMA_MAPPING_ERROR;
@@ -226,6 +223,12 @@ export function iommuDmaMapRange(dev: DmaDevice, phys: number, size: number, pro
   }
   domain.iotlbSyncMap(iova as Iova, len);
   return (iova + off) as DmaAddr;
+}
+
+/** __iommu_dma_map's refusal of a min_align_mask wider than the granule (out of the map path's bytecode). */
+function warnUnsupportedAlignment(dev: DmaDevice): DmaAddr {
+  dev.kernel.debug.warnOnce(dev.bdf, "__iommu_dma_map", "Unsupported alignment constraint");
+  return DMA_MAPPING_ERROR;
 }
 
 /**
