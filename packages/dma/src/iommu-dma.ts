@@ -32,6 +32,20 @@ import type { PhysAddr } from "@dmasim/memory";
 
 const PROT_RW = IommuProt.READ | IommuProt.WRITE;
 
+// Module-local copies of the constants dma_info_to_prot reads: each use of `IommuProt.READ` or
+// `DmaDirection.TO_DEVICE` is a module-variable load and a property load in the bytecode, and the
+// bytecode size is what V8's inlining budget counts (see iovaOffset below for the figure).
+const PROT_READ = IommuProt.READ;
+const PROT_WRITE = IommuProt.WRITE;
+const PROT_CACHE = IommuProt.CACHE;
+const PROT_MMIO = IommuProt.MMIO;
+const PROT_PRIV = IommuProt.PRIV;
+const ATTR_MMIO = DMA_ATTR_MMIO;
+const ATTR_PRIVILEGED = DMA_ATTR_PRIVILEGED;
+const DIR_BIDIRECTIONAL = DmaDirection.BIDIRECTIONAL;
+const DIR_TO_DEVICE = DmaDirection.TO_DEVICE;
+const DIR_FROM_DEVICE = DmaDirection.FROM_DEVICE;
+
 /** 2^vaBits - 1 by vaBits (an IOMMU has at most 64): `**` on a variable is a library call on every map. */
 const APERTURE_END = Array.from({ length: 65 }, (_, bits) => 2 ** bits - 1);
 
@@ -75,12 +89,12 @@ export function iovaUnaligned(dev: DmaDevice, phys: number, size: number): boole
  */
 export function dmaInfoToProt(dir: DmaDirection, coherent: boolean, attrs: number): number {
   let prot = 0;
-  if ((attrs & DMA_ATTR_MMIO) !== 0) prot |= IommuProt.MMIO;
-  else if (coherent) prot |= IommuProt.CACHE;
-  if ((attrs & DMA_ATTR_PRIVILEGED) !== 0) prot |= IommuProt.PRIV;
-  if (dir === DmaDirection.BIDIRECTIONAL) return prot | IommuProt.READ | IommuProt.WRITE;
-  if (dir === DmaDirection.TO_DEVICE) return prot | IommuProt.READ;
-  if (dir === DmaDirection.FROM_DEVICE) return prot | IommuProt.WRITE;
+  if ((attrs & ATTR_MMIO) !== 0) prot |= PROT_MMIO;
+  else if (coherent) prot |= PROT_CACHE;
+  if ((attrs & ATTR_PRIVILEGED) !== 0) prot |= PROT_PRIV;
+  if (dir === DIR_BIDIRECTIONAL) return prot | PROT_READ | PROT_WRITE;
+  if (dir === DIR_TO_DEVICE) return prot | PROT_READ;
+  if (dir === DIR_FROM_DEVICE) return prot | PROT_WRITE;
   return 0; // DMA_NONE
 }
 
@@ -105,10 +119,16 @@ export function allocIova(dev: DmaDevice, size: number, dmaLimit: number, path: 
   const vaBits = domainOf(dev).iommu.vaBits;
   const apertureEnd = APERTURE_END[vaBits] ?? 2 ** vaBits - 1;
   const limit = dev.busDmaLimit > 0 ? Math.min(dmaLimit, dev.busDmaLimit) : dmaLimit;
-  const iova = iommuDmaAllocIova(cookieOf(dev), dev.iommuState, size, limit, apertureEnd, dev.kernel.cpu);
-  const trace = dev.kernel.trace;
-  if (iova !== 0 && trace.events.active) trace.events.emit<DmaEvent>({ type: "iova.alloc", t: trace.clock.now, device: dev.bdf, iova, size, path });
+  const kernel = dev.kernel;
+  const iova = iommuDmaAllocIova(cookieOf(dev), dev.iommuState, size, limit, apertureEnd, kernel.cpu);
+  if (iova !== 0 && kernel.trace.events.active) traceIovaAlloc(dev, iova, size, path);
   return iova;
+}
+
+/** The `iova.alloc` event, out of allocIova's bytecode (it runs only with a subscriber). */
+function traceIovaAlloc(dev: DmaDevice, iova: number, size: number, path: IovaPath): void {
+  const trace = dev.kernel.trace;
+  trace.events.emit<DmaEvent>({ type: "iova.alloc", t: trace.clock.now, device: dev.bdf, iova, size, path });
 }
 
 /**
@@ -116,9 +136,15 @@ export function allocIova(dev: DmaDevice, size: number, dmaLimit: number, path: 
  * straight back to the allocator; traced as `iova.free`.
  */
 export function freeIova(dev: DmaDevice, iova: number, size: number, path: IovaPath, gather?: IommuIotlbGather): void {
-  iommuDmaFreeIova(cookieOf(dev), iova, size, dev.kernel.cpu, gather);
+  const kernel = dev.kernel;
+  iommuDmaFreeIova(cookieOf(dev), iova, size, kernel.cpu, gather);
+  if (kernel.trace.events.active) traceIovaFree(dev, iova, size, path, gather?.queued === true);
+}
+
+/** The `iova.free` event, out of freeIova's bytecode (it runs only with a subscriber). */
+function traceIovaFree(dev: DmaDevice, iova: number, size: number, path: IovaPath, queued: boolean): void {
   const trace = dev.kernel.trace;
-  if (trace.events.active) trace.events.emit<DmaEvent>({ type: "iova.free", t: trace.clock.now, device: dev.bdf, iova, size, path, queued: gather?.queued === true });
+  trace.events.emit<DmaEvent>({ type: "iova.free", t: trace.clock.now, device: dev.bdf, iova, size, path, queued });
 }
 
 /**
@@ -167,7 +193,12 @@ export function iommuDmaUnmapRange(dev: DmaDevice, dmaAddr: number, size: number
   // Upstream WARNs right after the unmap and goes on; here the WARN comes last, because in dma-debug's
   // "throw" mode it throws, and thrown between the clearing and the invalidation it would leave the
   // IOTLB translating what the page table no longer holds.
-  if (unmapped !== len) dev.kernel.debug.warnOnce(dev.bdf, "__iommu_dma_unmap", `WARN_ON(unmapped != size): unmapped ${unmapped} of ${len} bytes at IOVA 0x${iova.toString(16)}`);
+  if (unmapped !== len) warnUnmappedShort(dev, unmapped, len, iova);
+}
+
+/** __iommu_dma_unmap's WARN_ON(unmapped != size), out of the unmap path's bytecode. */
+function warnUnmappedShort(dev: DmaDevice, unmapped: number, len: number, iova: number): void {
+  dev.kernel.debug.warnOnce(dev.bdf, "__iommu_dma_unmap", `WARN_ON(unmapped != size): unmapped ${unmapped} of ${len} bytes at IOVA 0x${iova.toString(16)}`);
 }
 
 /**
@@ -176,10 +207,7 @@ export function iommuDmaUnmapRange(dev: DmaDevice, dmaAddr: number, size: number
  */
 export function iommuDmaMapRange(dev: DmaDevice, phys: number, size: number, prot: number, dmaMask: number): DmaAddr {
   const off = iovaOffset(dev, phys);
-  if (dev.minAlignMask > dev.granule - 1) {
-    dev.kernel.debug.warnOnce(dev.bdf, "__iommu_dma_map", "Unsupported alignment constraint");
-    return DMA_MAPPING_ERROR;
-  }
+  if (dev.minAlignMask > dev.granule - 1) return warnUnsupportedAlignment(dev);
   const len = iovaAlignUp(dev, size + off);
   const iova = allocIova(dev, len, dmaMask);
   if (iova === 0) return DMA_MAPPING_ERROR;
@@ -187,13 +215,20 @@ export function iommuDmaMapRange(dev: DmaDevice, phys: number, size: number, pro
   // the slot and builds no result object: phys - off is an aligned integer >= 0 and prot comes from
   // dma_info_to_prot, with READ or WRITE (tested: DMA_NONE gives none). Whatever it declines goes
   // through iommu_map, which gives the precise answer.
-  const mapped = len === dev.granule && (prot & PROT_RW) !== 0 && domainOf(dev).mapGranuleNoPhysProtCheck(iova, phys - off, prot) >= 0;
+  const domain = domainOf(dev);
+  const mapped = len === dev.granule && (prot & PROT_RW) !== 0 && domain.mapGranuleNoPhysProtCheck(iova, phys - off, prot) >= 0;
   if (!mapped && iommuMapNosync(dev, iova, phys - off, len, prot) !== 0) {
     freeIova(dev, iova, len, "classic");
     return DMA_MAPPING_ERROR;
   }
-  domainOf(dev).iotlbSyncMap(iova as Iova, len);
+  domain.iotlbSyncMap(iova as Iova, len);
   return (iova + off) as DmaAddr;
+}
+
+/** __iommu_dma_map's refusal of a min_align_mask wider than the granule (out of the map path's bytecode). */
+function warnUnsupportedAlignment(dev: DmaDevice): DmaAddr {
+  dev.kernel.debug.warnOnce(dev.bdf, "__iommu_dma_map", "Unsupported alignment constraint");
+  return DMA_MAPPING_ERROR;
 }
 
 /**

@@ -4,14 +4,23 @@ import { apiBegin, apiEnd, checkDevice } from "./api-trace.js";
 import { DMA_ATTR_MMIO, DMA_ATTR_REQUIRE_COHERENT, DMA_BIT_MASK, DMA_MAPPING_ERROR, DmaDirection, Errno } from "./constants.js";
 import type { DmaAddr } from "./constants.js";
 import type { DmaDevice } from "./device.js";
+import type { DebugFinding } from "./debug/checker.js";
 import { dmaDirectMapPhys, dmaDirectSyncSingleForCpu, dmaDirectSyncSingleForDevice, dmaDirectUnmapPhys } from "./direct.js";
 import { DmaInputError } from "./errors.js";
 import { countPageLookup, iommuDmaMapPhys, iommuDmaSyncSingleForCpu, iommuDmaSyncSingleForDevice, iommuDmaUnmapPhys } from "./iommu-dma.js";
 import { checkAddr, checkAttrs, checkDir, checkMapSize, checkRange, checkSize, isAttrs, isBoundDevice, isPowerOfTwoMinusOne, isRange } from "./validate.js";
 
+// Module-local copies for the hot tests below: an imported constant's property is two loads in the
+// bytecode, and bytecode size is what V8's inlining budget counts (see the README's benchmark notes).
+const DIR_BIDIRECTIONAL = DmaDirection.BIDIRECTIONAL;
+const DIR_TO_DEVICE = DmaDirection.TO_DEVICE;
+const DIR_FROM_DEVICE = DmaDirection.FROM_DEVICE;
+const MAPPING_ERROR = DMA_MAPPING_ERROR;
+const ENOMEM = Errno.ENOMEM;
+
 /** checkMapDir would pass: a direction other than DMA_NONE. */
 function isMapDir(dir: number): boolean {
-  return dir === DmaDirection.BIDIRECTIONAL || dir === DmaDirection.TO_DEVICE || dir === DmaDirection.FROM_DEVICE;
+  return dir === DIR_BIDIRECTIONAL || dir === DIR_TO_DEVICE || dir === DIR_FROM_DEVICE;
 }
 
 // The classic single-mapping API (kernel/dma/mapping.c): dma_map_phys and the wrappers built on it,
@@ -32,21 +41,47 @@ function pageFlags(dev: DmaDevice): (phys: number) => number {
   };
 }
 
+/** A DMA_ATTR_REQUIRE_COHERENT map for a non-coherent device: counted as a failed map (out of mapPhys's bytecode). */
+function refuseRequireCoherent(dev: DmaDevice): DmaAddr {
+  const counters = dev.kernel.trace.counters;
+  counters.add(Counter.DmaMapCalls);
+  counters.add(Counter.DmaMappingErrors);
+  return DMA_MAPPING_ERROR;
+}
+
+/**
+ * dma-debug's checks of a map, before it is made. debug_dma_map_phys (kernel/dma/debug.c) skips the page
+ * checks for DMA_ATTR_MMIO; its findings are held until the map succeeds ("throw" refuses the map up
+ * front instead), so a failed map records nothing. Out of mapPhys's bytecode: it runs only with
+ * dma-debug on.
+ */
+function debugCheckMap(dev: DmaDevice, phys: number, size: number, dir: DmaDirection, attrs: number): DebugFinding[] | undefined {
+  const debug = dev.kernel.debug;
+  return debug.checkMap(dev.bdf, phys, size, dir, attrs, (attrs & DMA_ATTR_MMIO) === 0 ? (debug.pageFlags ?? pageFlags(dev)) : undefined, true);
+}
+
 /**
  * dma_map_phys: map [phys, phys+size) for `dev`. Returns the DMA address, or DMA_MAPPING_ERROR which the
  * caller must test with dmaMappingError() (dma-debug checks that it did).
  */
 export function dmaMapPhys(dev: DmaDevice, phys: PhysAddr, size: number, dir: DmaDirection, attrs = 0): DmaAddr {
-  const fn = "dma_map_phys";
   // One combined test for the usual valid call; the precise checks, in order, only when it fails.
-  if (!(isBoundDevice(dev) && isRange(phys, size) && size !== 0 && isMapDir(dir) && isAttrs(attrs))) {
-    checkDevice(fn, dev);
-    checkRange(fn, "phys", phys, size);
-    checkMapSize(fn, size);
-    checkMapDir(fn, dir);
-    checkAttrs(fn, attrs);
-  }
-  return mapPhys(fn, dev, phys, size, dir, attrs);
+  if (!(isBoundDevice(dev) && isRange(phys, size) && size !== 0 && isMapDir(dir) && isAttrs(attrs))) checkMapPhysArgs(dev, phys, size, dir, attrs);
+  return mapPhys("dma_map_phys", dev, phys, size, dir, attrs);
+}
+
+/**
+ * dma_map_phys's precise checks, in order; throws for the first that fails. A function of its own so
+ * that the entry point's bytecode stays small: V8 inlines a call chain only while the bytecode it
+ * inlines fits one budget, and the map path spends it on the layers below (see the README).
+ */
+function checkMapPhysArgs(dev: DmaDevice, phys: number, size: number, dir: number, attrs: number): void {
+  const fn = "dma_map_phys";
+  checkDevice(fn, dev);
+  checkRange(fn, "phys", phys, size);
+  checkMapSize(fn, size);
+  checkMapDir(fn, dir);
+  checkAttrs(fn, attrs);
 }
 
 function mapPhys(fn: string, dev: DmaDevice, phys: number, size: number, dir: DmaDirection, attrs: number): DmaAddr {
@@ -55,17 +90,11 @@ function mapPhys(fn: string, dev: DmaDevice, phys: number, size: number, dir: Dm
   // dma_map_phys (kernel/dma/mapping.c): a mapping that must stay coherent without any cache maintenance
   // cannot be made for a device that does not snoop the CPU caches. Refused before a path is chosen, so
   // dma-direct and iommu-dma alike map nothing, sync nothing and tell dma-debug nothing.
-  if ((attrs & DMA_ATTR_REQUIRE_COHERENT) !== 0 && !dev.coherent) {
-    trace.counters.add(Counter.DmaMapCalls);
-    trace.counters.add(Counter.DmaMappingErrors);
-    return DMA_MAPPING_ERROR;
-  }
+  if ((attrs & DMA_ATTR_REQUIRE_COHERENT) !== 0 && !dev.coherent) return refuseRequireCoherent(dev);
   const active = trace.events.active;
   // dma-debug's checks and bookkeeping do nothing when it is off: skip building their arguments.
   const debug = kernel.debug.mode !== "off";
-  // debug_dma_map_phys (kernel/dma/debug.c) skips the page checks for DMA_ATTR_MMIO; its findings are held
-  // until the map succeeds ("throw" refuses the map up front instead), so a failed map records nothing.
-  const findings = debug ? kernel.debug.checkMap(dev.bdf, phys, size, dir, attrs, (attrs & DMA_ATTR_MMIO) === 0 ? (kernel.debug.pageFlags ?? pageFlags(dev)) : undefined, true) : undefined;
+  const findings = debug ? debugCheckMap(dev, phys, size, dir, attrs) : undefined;
   if (active) apiBegin(dev, fn);
   trace.counters.add(Counter.DmaMapCalls);
   const addr = dev.ops === "iommu" ? iommuDmaMapPhys(dev, phys, size, dir, attrs) : dmaDirectMapPhys(dev, phys, size, dir, attrs);
@@ -77,14 +106,16 @@ function mapPhys(fn: string, dev: DmaDevice, phys: number, size: number, dir: Dm
 
 /** dma_unmap_phys. */
 export function dmaUnmapPhys(dev: DmaDevice, addr: DmaAddr, size: number, dir: DmaDirection, attrs = 0): void {
-  const fn = "dma_unmap_phys";
-  if (!(isBoundDevice(dev) && isRange(addr, size) && isMapDir(dir) && isAttrs(attrs))) {
-    checkDevice(fn, dev);
-    if (addr !== DMA_MAPPING_ERROR) checkRange(fn, "addr", addr, size);
-    checkMapDir(fn, dir);
-    checkAttrs(fn, attrs);
-  }
-  unmapPhys(fn, dev, addr, size, dir, attrs);
+  if (!(isBoundDevice(dev) && isRange(addr, size) && isMapDir(dir) && isAttrs(attrs))) checkUnmapArgs("dma_unmap_phys", dev, addr, size, dir, attrs);
+  unmapPhys("dma_unmap_phys", dev, addr, size, dir, attrs);
+}
+
+/** The precise checks of an unmap (dma_unmap_phys, dma_unmap_page_attrs), in order; out of line as checkMapPhysArgs. */
+function checkUnmapArgs(fn: string, dev: DmaDevice, addr: number, size: number, dir: number, attrs: number): void {
+  checkDevice(fn, dev);
+  if (addr !== DMA_MAPPING_ERROR) checkRange(fn, "addr", addr, size);
+  checkMapDir(fn, dir);
+  checkAttrs(fn, attrs);
 }
 
 function unmapPhys(fn: string, dev: DmaDevice, addr: number, size: number, dir: DmaDirection, attrs: number): void {
@@ -144,12 +175,7 @@ export function dmaMapPage(dev: DmaDevice, pfn: number, offset: number, size: nu
  */
 export function dmaUnmapPage(dev: DmaDevice, addr: DmaAddr, size: number, dir: DmaDirection, attrs = 0): void {
   const fn = "dma_unmap_page_attrs";
-  if (!(isBoundDevice(dev) && isRange(addr, size) && isMapDir(dir) && isAttrs(attrs))) {
-    checkDevice(fn, dev);
-    if (addr !== DMA_MAPPING_ERROR) checkRange(fn, "addr", addr, size);
-    checkMapDir(fn, dir);
-    checkAttrs(fn, attrs);
-  }
+  if (!(isBoundDevice(dev) && isRange(addr, size) && isMapDir(dir) && isAttrs(attrs))) checkUnmapArgs(fn, dev, addr, size, dir, attrs);
   if ((attrs & DMA_ATTR_MMIO) !== 0) return;
   unmapPhys(fn, dev, addr, size, dir, attrs);
 }
@@ -185,14 +211,17 @@ export function dmaUnmapResource(dev: DmaDevice, addr: DmaAddr, size: number, di
 
 /** dma_mapping_error: -Errno.ENOMEM for DMA_MAPPING_ERROR, else 0; tells dma-debug the driver checked. */
 export function dmaMappingError(dev: DmaDevice, addr: DmaAddr): number {
-  if (!(isBoundDevice(dev) && (addr === DMA_MAPPING_ERROR || isRange(addr, 0)))) {
-    const fn = "dma_mapping_error";
-    checkDevice(fn, dev);
-    // An undefined or non-numeric handle is not "no error": the driver tested something that is not a DMA address.
-    throw new DmaInputError(fn, "dma_addr", addr, "a DMA address returned by a map call, or DMA_MAPPING_ERROR");
-  }
+  if (!(isBoundDevice(dev) && (addr === MAPPING_ERROR || isRange(addr, 0)))) refuseMappingError(dev, addr);
   dev.kernel.debug.markChecked(dev.bdf, addr);
-  return addr === DMA_MAPPING_ERROR ? -Errno.ENOMEM : 0;
+  return addr === MAPPING_ERROR ? -ENOMEM : 0;
+}
+
+/** dma_mapping_error's refusal of a bad device or handle; out of line as checkMapPhysArgs. */
+function refuseMappingError(dev: DmaDevice, addr: unknown): never {
+  const fn = "dma_mapping_error";
+  checkDevice(fn, dev);
+  // An undefined or non-numeric handle is not "no error": the driver tested something that is not a DMA address.
+  throw new DmaInputError(fn, "dma_addr", addr, "a DMA address returned by a map call, or DMA_MAPPING_ERROR");
 }
 
 /**

@@ -56,9 +56,9 @@ function iovaNotAllocated(dev: DmaDevice, state: DmaIovaState, fn: string): bool
  */
 export function dmaIovaTryAlloc(dev: DmaDevice, state: DmaIovaState, phys: number, size: number): boolean {
   const fn = "dma_iova_try_alloc";
-  checkDevice(fn, dev);
-  checkIovaState(fn, state, true);
-  checkRange(fn, "phys", phys, size);
+  // One combined test for the usual valid call; the precise checks, in order, only when it fails (and
+  // out of line, so that the entry's bytecode stays small for V8's inlining budget: see the README).
+  if (!(isBoundDevice(dev) && isIovaState(state) && !Object.isFrozen(state) && isRange(phys, size))) checkTryAllocArgs(dev, state, phys, size);
   state.addr = 0 as DmaAddr;
   state.size = 0;
   state.useSwiotlb = false;
@@ -81,6 +81,32 @@ export function dmaIovaTryAlloc(dev: DmaDevice, state: DmaIovaState, phys: numbe
   dev.kernel.iovaTracker.allocated(state, dev.bdf, state.addr, size, dev.granule);
   apiEnd(dev, fn, 1);
   return true;
+}
+
+/** dma_iova_try_alloc's precise checks, in order; throws for the first that fails. */
+function checkTryAllocArgs(dev: DmaDevice, state: DmaIovaState, phys: number, size: number): void {
+  const fn = "dma_iova_try_alloc";
+  checkDevice(fn, dev);
+  checkIovaState(fn, state, true);
+  checkRange(fn, "phys", phys, size);
+}
+
+/** dma_iova_sync's precise checks, in order; throws for the first that fails. */
+function checkOffsetSizeArgs(fn: string, dev: DmaDevice, state: DmaIovaState, offset: number, size: number): void {
+  checkDevice(fn, dev);
+  checkIovaState(fn, state);
+  checkSize(fn, "offset", offset);
+  checkSize(fn, "size", size);
+}
+
+/** dma_iova_destroy's precise checks, in order. */
+function checkDestroyArgs(dev: DmaDevice, state: DmaIovaState, mappedLen: number, dir: DmaDirection, attrs: number): void {
+  const fn = "dma_iova_destroy";
+  checkDevice(fn, dev);
+  checkIovaState(fn, state);
+  checkSize(fn, "mappedLen", mappedLen);
+  checkDir(fn, dir);
+  checkAttrs(fn, attrs);
 }
 
 /** dma_iova_free: give the IOVA back at once (no flush queue); every link must be undone already. */
@@ -239,10 +265,7 @@ function iommuDmaIovaLink(dev: DmaDevice, state: DmaIovaState, phys: number, off
 /** dma_iova_sync: one iotlb_sync_map over the granules of [offset, offset+size). */
 export function dmaIovaSync(dev: DmaDevice, state: DmaIovaState, offset: number, size: number): number {
   const fn = "dma_iova_sync";
-  checkDevice(fn, dev);
-  checkIovaState(fn, state);
-  checkSize(fn, "offset", offset);
-  checkSize(fn, "size", size);
+  if (!(isBoundDevice(dev) && isIovaState(state) && isIndex(offset) && isIndex(size))) checkOffsetSizeArgs(fn, dev, state, offset, size);
   if (dev.ops !== "iommu") return -Errno.EOPNOTSUPP;
   if (iovaNotAllocated(dev, state, fn)) return 0;
   if (!dev.kernel.iovaTracker.synced(state, dev.bdf, state.addr, offset, size)) return 0;
@@ -320,11 +343,7 @@ export function dmaIovaUnlink(dev: DmaDevice, state: DmaIovaState, offset: numbe
  */
 export function dmaIovaDestroy(dev: DmaDevice, state: DmaIovaState, mappedLen: number, dir: DmaDirection, attrs: number): void {
   const fn = "dma_iova_destroy";
-  checkDevice(fn, dev);
-  checkIovaState(fn, state);
-  checkSize(fn, "mappedLen", mappedLen);
-  checkDir(fn, dir);
-  checkAttrs(fn, attrs);
+  if (!(isBoundDevice(dev) && isIovaState(state) && isIndex(mappedLen) && isDir(dir) && isAttrs(attrs))) checkDestroyArgs(dev, state, mappedLen, dir, attrs);
   if (dev.ops !== "iommu" || !dmaUseIova(state)) return;
   const tracker = dev.kernel.iovaTracker;
   // Checked first, so a refused destroy (debug "throw") or a second one changes nothing at all.

@@ -63,12 +63,7 @@ export function iommuDmaAllocIova(
       cpu < iovad.cpus
     )
   ) {
-    checkCount("size", size, 1);
-    if (!(dmaLimit >= 0) || !Number.isInteger(dmaLimit)) {
-      throw new IovaError("dmaLimit", dmaLimit, "a DMA mask: an integer >= 0");
-    }
-    checkCount("apertureEnd", apertureEnd, 0);
-    checkCpu(cpu, iovad.cpus);
+    checkAllocArgs(size, dmaLimit, apertureEnd, cpu, iovad.cpus);
   }
   // Fault injection, where fail_iommu sits in iommu_range_alloc: one draw per allocation, before the
   // 32-bit attempt (so an injected failure does not clear pci_32bit_workaround).
@@ -90,6 +85,16 @@ export function iommuDmaAllocIova(
   return iovad.allocIovaFast(len, limitPfn, true, cpu) * granule;
 }
 
+/** iommu_dma_alloc_iova's precise checks, in order; out of line so that the allocation's bytecode stays small for V8's inlining budget. */
+function checkAllocArgs(size: number, dmaLimit: number, apertureEnd: number, cpu: number, cpus: number): void {
+  checkCount("size", size, 1);
+  if (!(dmaLimit >= 0) || !Number.isInteger(dmaLimit)) {
+    throw new IovaError("dmaLimit", dmaLimit, "a DMA mask: an integer >= 0");
+  }
+  checkCount("apertureEnd", apertureEnd, 0);
+  checkCpu(cpu, cpus);
+}
+
 /**
  * iommu_dma_free_iova: with a gather whose unmap was queued (lazy mode), the IOVA waits in the flush
  * queue; otherwise it goes straight back through free_iova_fast.
@@ -106,9 +111,7 @@ export function iommuDmaFreeIova(
   // Alignment on the low 32 bits (the granule is a power of two below 2^32; `>>> 0` keeps the low bits of
   // an integer exactly): a floating-point `%` is a library call for every IOVA above 2^31.
   if (!(Number.isSafeInteger(iova) && iova >= 1 && Number.isSafeInteger(size) && size >= 1 && ((iova >>> 0) & (granule - 1)) === 0)) {
-    checkCount("iova", iova, 1);
-    checkCount("size", size, 1);
-    throw new IovaError("iova", iova, `a multiple of the granule (${granule})`);
+    refuseFreeArgs(iova, size, granule);
   }
   const pfn = iova / granule;
   const pages = Math.ceil(size / granule);
@@ -120,4 +123,11 @@ export function iommuDmaFreeIova(
   } else {
     iovad.freeIovaFast(pfn, pages, cpu);
   }
+}
+
+/** iommu_dma_free_iova's precise checks, in order (the IOVA's alignment last); always throws. */
+function refuseFreeArgs(iova: number, size: number, granule: number): never {
+  checkCount("iova", iova, 1);
+  checkCount("size", size, 1);
+  throw new IovaError("iova", iova, `a multiple of the granule (${granule})`);
 }
