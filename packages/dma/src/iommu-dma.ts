@@ -1,4 +1,5 @@
 import { IommuError, IommuProt, type Iova } from "@dmasim/iommu";
+import { mapGranuleNoPhysProtCheck } from "@dmasim/iommu/internal";
 import { Counter } from "./counters.js";
 import {
   archSyncDmaForCpu,
@@ -187,7 +188,7 @@ export function iommuDmaMapRange(dev: DmaDevice, phys: number, size: number, pro
   // the slot and builds no result object: phys - off is an aligned integer >= 0 and prot comes from
   // dma_info_to_prot, with READ or WRITE (tested: DMA_NONE gives none). Whatever it declines goes
   // through iommu_map, which gives the precise answer.
-  const mapped = len === dev.granule && (prot & PROT_RW) !== 0 && domainOf(dev).mapGranuleNoPhysProtCheck(iova, phys - off, prot) >= 0;
+  const mapped = len === dev.granule && (prot & PROT_RW) !== 0 && domainOf(dev)[mapGranuleNoPhysProtCheck](iova, phys - off, prot) >= 0;
   if (!mapped && iommuMapNosync(dev, iova, phys - off, len, prot) !== 0) {
     freeIova(dev, iova, len, "classic");
     return DMA_MAPPING_ERROR;
