@@ -14,6 +14,7 @@ import { describe, expect, it } from "vitest";
 const root = fileURLToPath(new URL("../../../", import.meta.url));
 const script = `
 import { GiB } from "@dmasim/memory";
+import { domainPageTable } from "@dmasim/iommu/internal";
 import { createPlatform } from "@dmasim/pcie-p2p";
 import * as dma from "@dmasim/dma";
 function setup() {
@@ -37,7 +38,7 @@ const same = (x, y) => %HaveSameMap(x, y);
 console.log(JSON.stringify({
   state: same(a.state, b.state),
   domain: same(a.dev.domain, b.dev.domain),
-  pageTable: same(a.dev.domain.pageTable, b.dev.domain.pageTable),
+  pageTable: same(a.dev.domain[domainPageTable], b.dev.domain[domainPageTable]),
 }));
 `;
 

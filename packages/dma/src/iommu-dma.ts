@@ -1,4 +1,5 @@
 import { IommuError, IommuProt, type Iova } from "@dmasim/iommu";
+import { mapGranuleNoPhysProtCheck } from "@dmasim/iommu/internal";
 import { Counter } from "./counters.js";
 import {
   archSyncDmaForCpu,
@@ -216,7 +217,7 @@ export function iommuDmaMapRange(dev: DmaDevice, phys: number, size: number, pro
   // dma_info_to_prot, with READ or WRITE (tested: DMA_NONE gives none). Whatever it declines goes
   // through iommu_map, which gives the precise answer.
   const domain = domainOf(dev);
-  const mapped = len === dev.granule && (prot & PROT_RW) !== 0 && domain.mapGranuleNoPhysProtCheck(iova, phys - off, prot) >= 0;
+  const mapped = len === dev.granule && (prot & PROT_RW) !== 0 && domain[mapGranuleNoPhysProtCheck](iova, phys - off, prot) >= 0;
   if (!mapped && iommuMapNosync(dev, iova, phys - off, len, prot) !== 0) {
     freeIova(dev, iova, len, "classic");
     return DMA_MAPPING_ERROR;

@@ -1,3 +1,5 @@
+import { mapGranuleNoPhysProtCheck } from "@dmasim/iommu/internal";
+import { counterValues } from "@dmasim/trace/internal";
 import { Counter } from "./counters.js";
 import { DMA_ATTR_ALL, DMA_ATTR_MMIO, DMA_ATTR_PRIVILEGED, DMA_ATTR_REQUIRE_COHERENT, DmaDirection } from "./constants.js";
 import type { DmaDevice } from "./device.js";
@@ -74,9 +76,9 @@ export function dmaIovaLinkGranuleNoChecks(dev: DmaDevice, state: DmaIovaState, 
       trace.events.active === false &&
       kernel.iovaTracker.tracking === false &&
       // Any state whose addr is not an integer IOVA is declined by the IOMMU entry.
-      domain.mapGranuleNoPhysProtCheck(state.addr + offset, phys, prot) >= 0
+      domain[mapGranuleNoPhysProtCheck](state.addr + offset, phys, prot) >= 0
     ) {
-      const v = trace.counters.values;
+      const v = trace.counters[counterValues];
       v[C_LINKS] = (v[C_LINKS] ?? 0) + 1;
       return true;
     }
@@ -100,6 +102,6 @@ export function dmaIovaLinkAlignedGranuleNoBounceCheck(dev: DmaDevice, iova: num
   if (domain === undefined || size !== dev.granule || !dev.coherent || (attrs & GRANULE_LINK_ATTRS) !== attrs || (phys & (size - 1)) !== 0) return 1;
   const prot = COHERENT_PROT[dir] ?? 0;
   if (prot === 0) return 1;
-  if (domain.mapGranuleNoPhysProtCheck(iova, phys, prot) >= 0) return 0;
+  if (domain[mapGranuleNoPhysProtCheck](iova, phys, prot) >= 0) return 0;
   return iommuMapNosync(dev, iova, phys, size, prot);
 }

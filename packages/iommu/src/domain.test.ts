@@ -189,6 +189,22 @@ describe("IommuDomain.unmap", () => {
     expect(dom.ptPages).toBe(2);
   });
 
+  it("single-granule map results: exact values, and read-only where one is shared", () => {
+    const { dom, trace } = setup();
+    // First map links the tables (a fresh result), the second lands in them (the domain's shared one).
+    expect(dom.map(iova(0x10_0000), physAddr(0x8000_0000), SZ_4K, RW)).toEqual({ mapped: SZ_4K, ptesWritten: 1, ptPagesAllocated: 3 });
+    const r = dom.map(iova(0x10_1000), physAddr(0x8000_1000), SZ_4K, RW);
+    expect(r).toEqual({ mapped: SZ_4K, ptesWritten: 1, ptPagesAllocated: 0 });
+    expect(Object.isFrozen(r)).toBe(true);
+    expect(dom.map(iova(0x10_2000), physAddr(0x8000_2000), SZ_4K, RW)).toEqual(r);
+    expect([dom.mappedBytes, dom.ptPages, trace.counters.get(Counter.IommuMapCalls), trace.counters.get(Counter.PteWrites)]).toEqual([3 * SZ_4K, 4, 3, 3]);
+    expect(dom.iovaToPhys(iova(0x10_2fff))).toBe(0x8000_2fff);
+    // A map that links tables returns its own count, in a fresh object.
+    const far = dom.map(iova(SZ_1G), physAddr(0), SZ_4K, RW);
+    expect(far).toEqual({ mapped: SZ_4K, ptesWritten: 1, ptPagesAllocated: 2 });
+    expect(far).not.toBe(r);
+  });
+
   it("rejects a list from another domain", () => {
     const { dom, mmu } = setup();
     const other = mmu.allocDomain("paging");

@@ -1,4 +1,5 @@
 import { type Counters, type EventStream, type Trace } from "@dmasim/trace";
+import { counterValues } from "@dmasim/trace/internal";
 import { Counter } from "./counters.js";
 import { hex } from "@dmasim/trace";
 import type { IommuEvent } from "./events.js";
@@ -7,6 +8,7 @@ import { IommuError, IommuInputError } from "./errors.js";
 import type { Iova } from "./iova.js";
 import type { Iotlb } from "./iotlb.js";
 import { IoPageTable } from "./page-table.js";
+import { domainPageTable, domainReleased, mapGranuleNoPhysProtCheck, newIommuDomain } from "./internal-keys.js";
 import { IOMMU_PROT_MASK, IommuProt } from "./prot.js";
 import * as pte from "./pte.js";
 import { checkAddress, checkAligned, checkSize } from "./validate.js";
@@ -117,12 +119,17 @@ export class IommuDomain {
   readonly type: DomainType;
   /** The unit that allocated the domain. */
   readonly iommu: IommuUnit;
-  /** @internal the page table of a paging domain; read by Iommu.translate. */
-  readonly pageTable: IoPageTable | undefined;
+  /**
+   * The page table of a paging domain (undefined for blocked and identity), for Iommu.translate and
+   * dmasim's tools; its key is exported by `@dmasim/iommu/internal` only.
+   */
+  readonly [domainPageTable]: IoPageTable | undefined;
+  /** The same page table, for this class's own paths. */
+  readonly #pageTable: IoPageTable | undefined;
   readonly #ctx: DomainContext;
   // Flattened from #ctx for the small-call fast paths (one load instead of a chain).
   readonly #counters: Counters;
-  /** `#counters.values`: the single-granule paths add to it directly (the same array for good). */
+  /** The counters' array (`@dmasim/trace/internal`): the single-granule paths add to it directly (the same array for good). */
   readonly #counterValues: Float64Array;
   readonly #events: EventStream;
   readonly #iotlb: Iotlb;
@@ -151,17 +158,25 @@ export class IommuDomain {
   #granuleUnmaps = 0;
   #granuleClearedBytes = 0;
   readonly #stopDeferring: () => void;
+  /** What a single-granule map that linked no table returns: shared, frozen, as the values never differ. */
+  readonly #granuleMapped: MapResult;
 
-  /** @internal use `Iommu.allocDomain`. */
-  constructor(iommu: IommuUnit, id: number, type: DomainType, ctx: DomainContext) {
+  /** Makes a domain for `Iommu.allocDomain` (the key is exported by `@dmasim/iommu/internal` only). */
+  static [newIommuDomain](iommu: IommuUnit, id: number, type: DomainType, ctx: DomainContext): IommuDomain {
+    return new IommuDomain(iommu, id, type, ctx);
+  }
+
+  /** Use `Iommu.allocDomain`. */
+  private constructor(iommu: IommuUnit, id: number, type: DomainType, ctx: DomainContext) {
     ctx.trace.counters.declare(Counter);
     this.iommu = iommu;
     this.id = id;
     this.type = type;
     this.#ctx = ctx;
-    this.pageTable = type === "paging" ? new IoPageTable(ctx.levels, ctx.pgsizeBitmap, undefined, ctx.trace.faults.attr(FAIL_IO_PGTABLE)) : undefined;
+    this.#pageTable = type === "paging" ? new IoPageTable(ctx.levels, ctx.pgsizeBitmap, undefined, ctx.trace.faults.attr(FAIL_IO_PGTABLE)) : undefined;
+    this[domainPageTable] = this.#pageTable;
     this.#counters = ctx.trace.counters;
-    this.#counterValues = ctx.trace.counters.values;
+    this.#counterValues = ctx.trace.counters[counterValues];
     this.#events = ctx.trace.events;
     this.#iotlb = ctx.iotlb;
     this.#granule = ctx.granule;
@@ -169,6 +184,7 @@ export class IommuDomain {
     this.#vaLimit = ctx.vaLimit;
     this.#lastIova = ctx.vaLimit - ctx.granule;
     this.#lastPhys = MAX_PHYS - ctx.granule;
+    this.#granuleMapped = Object.freeze({ mapped: ctx.granule, ptesWritten: 1, ptPagesAllocated: 0 });
     this.#leafFlags = PTE_LEAF_FLAGS + (ctx.requiresSyncMap ? PTE_PENDING : 0);
     // Byte totals pass 2^30 (a small integer's limit) sooner or later: doubles from birth, so that the
     // representation change cannot deprecate the hidden class of every domain made before it (see
@@ -178,7 +194,7 @@ export class IommuDomain {
     this.#granuleClearedBytes = 0.5;
     this.#granuleClearedBytes = 0;
     this.#stopDeferring =
-      this.pageTable === undefined
+      this.#pageTable === undefined
         ? () => undefined
         : this.#counters.deferIncrements(() => {
             this.#foldGranuleMaps();
@@ -193,12 +209,12 @@ export class IommuDomain {
 
   /** Page-table pages held (root included), counting detached pages not yet released. */
   get ptPages(): number {
-    return this.pageTable?.tables ?? 0;
+    return this.#pageTable?.tables ?? 0;
   }
 
   /** Detached page-table pages waiting for releasePtPages. */
   get ptPagesPending(): number {
-    return this.pageTable?.pendingFree ?? 0;
+    return this.#pageTable?.pendingFree ?? 0;
   }
 
   /** Memory the page table occupies on the modelled machine: 4 KiB per table. */
@@ -207,10 +223,10 @@ export class IommuDomain {
   }
 
   #paging(op: string): IoPageTable {
-    if (this.pageTable === undefined) {
+    if (this.#pageTable === undefined) {
       throw new IommuError("EINVAL", `${op} on domain ${this.id}: a ${this.type} domain has no page table (use a paging domain)`);
     }
-    return this.pageTable;
+    return this.#pageTable;
   }
 
   #checkRange(op: string, iova: number, size: number): void {
@@ -249,14 +265,21 @@ export class IommuDomain {
       prot === (prot & PROT_MASK) &&
       (prot & PROT_RW) !== 0
     ) {
-      const allocated = this.mapGranuleNoPhysProtCheck(iova, phys, prot);
-      if (allocated >= 0) return { mapped: g, ptesWritten: 1, ptPagesAllocated: allocated };
+      const allocated = this[mapGranuleNoPhysProtCheck](iova, phys, prot);
+      // The common case returns the domain's one frozen result. Kept for a figure: with a fresh object
+      // here, a caller's loop ran 12-14 ns a map when V8 ran its on-stack-replacement code (which drops
+      // the object) and 50-95 ns when it later swapped in a whole-function compile (which kept it: about
+      // 80 B and a call's worth of work per map), which happened in 4 processes of 5 (pnpm bench:vs-c,
+      // base and branch interleaved, 5 runs each: 5-6x C against 1.2x C in every run now).
+      if (allocated === 0) return this.#granuleMapped;
+      if (allocated > 0) return { mapped: g, ptesWritten: 1, ptPagesAllocated: allocated };
     }
     return this.#mapSlow(iova, phys, size, prot);
   }
 
   /**
-   * @internal The DMA layer's per-page link path, not part of the public API: map exactly one granule
+   * The DMA layer's per-page link path, not part of the public API (the key is exported by
+   * `@dmasim/iommu/internal` only): map exactly one granule
    * at `iova` to `phys` when the caller has already established what `map` checks about phys and prot
    * (phys a safe integer >= 0 aligned to the granule; prot valid IommuProt bits with READ and/or
    * WRITE). Everything else is checked here as `map` checks it (iova in full, phys below the 52-bit
@@ -265,12 +288,12 @@ export class IommuDomain {
    * that simple case, and the caller then calls `map`, which takes the general path or throws the
    * precise error. No result object, no exception: the cheapest way to write one PTE.
    */
-  mapGranuleNoPhysProtCheck(iova: number, phys: number, prot: number): number {
+  [mapGranuleNoPhysProtCheck](iova: number, phys: number, prot: number): number {
     // One body for both callers (map inlines it) and kept small, so that the DMA layer's link, inlined
     // into its caller's loop, can inline it too: a call there would also box the IOVA (above 2^31, so not
     // a small integer) on every page. One walk checks the slot is free and writes it (none when the
     // leaf table is cached).
-    const pt = this.pageTable;
+    const pt = this.#pageTable;
     // The rest of the IOVA's checks (an integer multiple of the granule, at most #lastIova) are made by
     // mapLeaf, where a hit in its walk cache answers them with one comparison.
     if (pt === undefined || typeof iova !== "number" || phys > this.#lastPhys) return -1;
@@ -299,8 +322,8 @@ export class IommuDomain {
     v[C_PTE_CLEARS] = (v[C_PTE_CLEARS] ?? 0) + cleared;
   }
 
-  /** @internal Iommu.freeDomain: settle the deferred accounting for good. */
-  released(): void {
+  /** Iommu.freeDomain: settle the deferred accounting for good (the key is in `@dmasim/iommu/internal`). */
+  [domainReleased](): void {
     this.#foldGranuleMaps();
     this.#stopDeferring();
   }
@@ -447,7 +470,7 @@ export class IommuDomain {
     // Fast path: one granule, valid and aligned (unmapLeaf checks the IOVA beyond its type), not inside
     // a larger leaf (unmapLeaf returns -1 with nothing changed for anything else, and the general path
     // reports it). One leaf covers no table's span, so nothing is ever detached here.
-    const pt = this.pageTable;
+    const pt = this.#pageTable;
     const g = this.#granule;
     if (size === g && pt !== undefined && typeof iova === "number") {
       const unmapped = pt.unmapLeaf(iova, this.#granuleLevel, this.#lastIova);
@@ -529,7 +552,7 @@ export class IommuDomain {
     list.released = true;
     const n = list.tables.length;
     if (n === 0) return;
-    const pt = this.pageTable;
+    const pt = this.#pageTable;
     if (pt !== undefined && this.#events.active) for (const t of list.tables) this.#emitPt("iommu.pt-free", pt.tableLevel(t), pt.tableBase(t));
     pt?.release(list.tables);
     this.#counters.add(C_PT_FREED, n);
@@ -538,7 +561,7 @@ export class IommuDomain {
   /** iommu_iova_to_phys: reads the page table (not the IOTLB). Identity returns iova; blocked none. */
   iovaToPhys(iova: Iova): PhysAddr | undefined {
     if (!(typeof iova === "number" && iova >= 0 && iova <= MAX_SAFE && Number.isInteger(iova))) checkAddress("iova", iova);
-    const pt = this.pageTable;
+    const pt = this.#pageTable;
     if (pt === undefined) return this.type === "identity" ? (iova as number as PhysAddr) : undefined;
     if (iova >= this.#vaLimit) return undefined;
     const pte = pt.lookup(iova);
@@ -553,7 +576,7 @@ export class IommuDomain {
    */
   iotlbSyncMap(iova: Iova, size: number): void {
     checkRangeArgs(iova, size);
-    if (this.#ctx.requiresSyncMap && this.pageTable !== undefined) this.pageTable.syncMap(iova, iova + size);
+    if (this.#ctx.requiresSyncMap && this.#pageTable !== undefined) this.#pageTable.syncMap(iova, iova + size);
     this.#counters.add(C_SYNC_MAP);
     if (this.#events.active) {
       const trace = this.#ctx.trace;

@@ -2,6 +2,7 @@ import { type Trace } from "@dmasim/trace";
 import type { Access, FaultReason, IommuEvent, IotlbLookupResult } from "./events.js";
 import { Counter } from "./counters.js";
 import { IommuDomain, type DomainContext, type DomainType } from "./domain.js";
+import { domainPageTable, domainReleased, newIommuDomain } from "./internal-keys.js";
 import { hex } from "@dmasim/trace";
 import { IommuError, IommuInputError } from "./errors.js";
 import type { IommuFault } from "./fault.js";
@@ -145,7 +146,7 @@ export class Iommu {
     if (t !== "blocked" && t !== "identity" && t !== "paging") {
       throw new IommuInputError("allocDomain", "type", t, `"blocked", "identity" or "paging"`);
     }
-    const d = new IommuDomain(this, this.#nextDomainId++, type, this.#ctx);
+    const d = IommuDomain[newIommuDomain](this, this.#nextDomainId++, type, this.#ctx);
     this.#domains.add(d);
     return d;
   }
@@ -161,7 +162,7 @@ export class Iommu {
     }
     this.#iotlb.invalidateDomain(domain.id);
     this.#domains.delete(domain);
-    domain.released();
+    domain[domainReleased]();
   }
 
   /** Live domains of this unit, in allocation order. */
@@ -219,7 +220,7 @@ export class Iommu {
       this.#lastDomain = domain;
     }
     if (domain === undefined) return this.#fault(device, iova, access, "blocked");
-    const pt = domain.pageTable;
+    const pt = domain[domainPageTable];
     if (pt === undefined) return domain.type === "identity" ? iova : this.#fault(device, iova, access, "blocked");
     const c = this.trace.counters;
     const tlb = this.#iotlb;

@@ -4,6 +4,7 @@
 import { Counter } from "./counters.js";
 import fc from "fast-check";
 import { describe, expect, it } from "vitest";
+import { domainPageTable } from "./internal.js";
 import type { IommuDomain } from "./domain.js";
 import { SZ_1G, SZ_2M, SZ_4K, iova, unsafeIova } from "./iova.js";
 import { IommuProt } from "./prot.js";
@@ -124,7 +125,7 @@ describe("page-table pages freed by unmap", () => {
 describe("freeing rule, property", () => {
   /** Tables in the subtree of `t` (whose entries are of level `l`), `t` included. */
   function subtree(dom: IommuDomain, t: number, l: number): number {
-    const pt = dom.pageTable;
+    const pt = dom[domainPageTable];
     if (pt === undefined) return 0;
     let n = 1;
     if (l === 1) return n;
@@ -136,7 +137,7 @@ describe("freeing rule, property", () => {
   }
   /** Tables the kernel's rule frees for [start, end): the subtrees of the outermost covered table entries. */
   function coveredTables(dom: IommuDomain, t: number, l: number, base: number, start: number, end: number): number {
-    const pt = dom.pageTable;
+    const pt = dom[domainPageTable];
     if (pt === undefined || l === 1) return 0;
     const esz = LEVEL_SIZE[l] ?? 0;
     let n = 0;

@@ -12,6 +12,7 @@
 //   node --expose-gc --import ./scripts/bench-loader/register.mjs packages/iommu/yardstick/scale.mjs [rounds]
 import { Trace } from "@dmasim/trace";
 import { Iommu, IommuProt, SZ_4K, unsafeIova as toIova } from "@dmasim/iommu";
+import { domainPageTable } from "@dmasim/iommu/internal";
 import { unsafePhysAddr as physAddr } from "@dmasim/memory";
 
 const rounds = Number(process.argv[2] ?? 7);
@@ -74,7 +75,7 @@ const abBefore = process.memoryUsage().arrayBuffers;
 const batched = [];
 const big = build(STEPS, batched);
 const pages = STEPS * STEP_PAGES;
-const host = big.pageTable?.hostBytes;
+const host = big[domainPageTable]?.hostBytes;
 const arrayBuffers = (process.memoryUsage().arrayBuffers - abBefore) / pages;
 if (big.iovaToPhys(toIova(STEPS * STEP - PAGE + 5)) !== STEPS * STEP - PAGE + 5) throw new Error("1 TiB not mapped");
 const small = build(1);

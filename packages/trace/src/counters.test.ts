@@ -2,6 +2,7 @@ import { describe, expect, it } from "vitest";
 import fc from "fast-check";
 import { DmasimInputError, DmasimStateError } from "./errors.js";
 import { combineCounters, COUNTER_CAPACITY, counterNamesOf, Counters, defineCounters } from "./counters.js";
+import { counterValues } from "./internal.js";
 
 // Two blocks as two packages would declare them, at their own bases.
 const Low = defineCounters(0, ["MemReadBytes", "PageAllocs"]);
@@ -97,16 +98,37 @@ describe("Counters", () => {
   });
 });
 
+describe("the counters' array behind @dmasim/trace/internal", () => {
+  it("is the array add writes and get reads, for good, and no public member exposes it", () => {
+    const c = counters();
+    const v = c[counterValues];
+    expect(v).toBeInstanceOf(Float64Array);
+    expect(v.length).toBe(COUNTER_CAPACITY);
+    c.add(Counter.IotlbHits, 5);
+    expect(v[Counter.IotlbHits]).toBe(5);
+    v[Counter.IotlbHits] = (v[Counter.IotlbHits] ?? 0) + 2;
+    expect(c.get(Counter.IotlbHits)).toBe(7);
+    expect(c.snapshot().nonZero()).toEqual({ IotlbHits: 7 });
+    c.reset();
+    expect(c[counterValues]).toBe(v);
+    expect(v[Counter.IotlbHits]).toBe(0);
+    // Only the symbol reaches it: no string-keyed property of a Counters holds an array.
+    expect(Object.keys(c)).toEqual([]);
+    expect("values" in c).toBe(false);
+  });
+});
+
 describe("Counters.deferIncrements", () => {
   it("adds a producer's deferred increments before every read, and stops when unregistered", () => {
     const c = counters();
     let pending = 0;
     const stop = c.deferIncrements(() => {
-      c.values[Counter.PteWrites] = (c.values[Counter.PteWrites] ?? 0) + pending;
+      const v = c[counterValues];
+      v[Counter.PteWrites] = (v[Counter.PteWrites] ?? 0) + pending;
       pending = 0;
     });
     pending = 3;
-    expect(c.values[Counter.PteWrites]).toBe(0); // the array itself lags
+    expect(c[counterValues][Counter.PteWrites]).toBe(0); // the array itself lags
     expect(c.get(Counter.PteWrites)).toBe(3);
     pending = 2;
     const before = c.snapshot();

@@ -10,7 +10,7 @@ import { DmasimInputError, DmasimStateError } from "./errors.js";
  */
 export const COUNTER_CAPACITY = 128;
 
-/** A counter's index into `Counters.values`. */
+/** A counter's index into the counters' array (`Counters.get`, `Counters.add`). */
 export type CounterIndex = number;
 
 /** One package's counters, name to fixed index; frozen. */
@@ -112,31 +112,45 @@ export class CounterSnapshot {
 }
 
 /**
+ * The key of `Counters`' backing array, exported by `@dmasim/trace/internal` only: a producer on a very hot
+ * path (a single-granule IOMMU map, a two-step link) adds to `counters[counterValues][index]` directly
+ * instead of calling `add`, which is the same store without the call. Adding is all it may do there: the
+ * array lags behind deferred increments (see `Counters`), so readers go through `get` and `snapshot`.
+ */
+export const counterValues: unique symbol = Symbol("dmasim.counterValues");
+
+/**
  * The live counters of one platform. `add` is the hot path: one typed-array store.
  *
  * Names are per platform, not global: each layer `declare`s its block on the `Counters` it was given
  * (in its constructor), so a snapshot names exactly the counters of the layers present.
  *
  * A producer on a very hot path may also defer its increments, as the kernel's percpu_counter does: it
- * keeps a private count and registers a fold (`deferIncrements`) that adds that count to `values`. Every
- * read through this class (`get`, `snapshot`, `reset`) runs the folds first, so readers never see the
- * difference; only `values` itself may lag, which is why it is for adding, not for reading.
+ * keeps a private count and registers a fold (`deferIncrements`) that adds that count to the counters.
+ * Every read through this class (`get`, `snapshot`, `reset`) runs the folds first, so readers never see
+ * the difference.
  */
 export class Counters {
-  /** The counter array, indexed by a block's index. Add to it freely; read through `get` or `snapshot`. */
-  readonly values = new Float64Array(COUNTER_CAPACITY);
+  /** The counter array, indexed by a block's index: `add`, `get`, `snapshot` and `reset` use it. */
+  readonly #values = new Float64Array(COUNTER_CAPACITY);
+  /**
+   * The same array, for the producers of dmasim's own packages that add to it directly (the key is in
+   * `@dmasim/trace/internal`; see `counterValues`). Adding only: it lags behind deferred increments.
+   */
+  readonly [counterValues] = this.#values;
   readonly #folds: (() => void)[] = [];
   readonly #names: (string | undefined)[] = [];
 
   /** Adds `n` (default 1) to the counter at `kind`: the hot path, one typed-array store and no check. */
   add(kind: CounterIndex, n = 1): void {
-    this.values[kind] = (this.values[kind] ?? 0) + n;
+    const v = this.#values;
+    v[kind] = (v[kind] ?? 0) + n;
   }
 
   /** The counter's current value, deferred increments included. */
   get(kind: CounterIndex): number {
     this.fold();
-    return this.values[kind] ?? 0;
+    return this.#values[kind] ?? 0;
   }
 
   /**
@@ -160,17 +174,17 @@ export class Counters {
   /** A frozen copy of every counter (deferred increments folded in first), to diff against a later one. */
   snapshot(): CounterSnapshot {
     this.fold();
-    return new CounterSnapshot(this.values.slice(), this.#names.slice());
+    return new CounterSnapshot(this.#values.slice(), this.#names.slice());
   }
 
   /** Sets every counter to zero, deferred increments included; declared names are kept. */
   reset(): void {
     this.fold();
-    this.values.fill(0);
+    this.#values.fill(0);
   }
 
   /**
-   * Registers `fold`, which adds a producer's deferred increments to `values` (and clears them). Returns
+   * Registers `fold`, which adds a producer's deferred increments to the counters (and clears them). Returns
    * the function that unregisters it; call that after a last fold when the producer goes away.
    */
   deferIncrements(fold: () => void): () => void {
@@ -181,7 +195,7 @@ export class Counters {
     };
   }
 
-  /** Adds every deferred increment to `values` now. */
+  /** Adds every deferred increment to the counters now. */
   fold(): void {
     for (const f of this.#folds) f();
   }

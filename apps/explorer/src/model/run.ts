@@ -33,14 +33,14 @@ function platformInfo(platform: Platform): { deviceDomain: Record<string, number
     if (d?.type === "paging") deviceDomain[ep.bdf] = d.id;
   }
   const unit = platform.iommus[0];
-  const first = unit?.domains().find((d) => d.type === "paging");
   const iommu =
     unit === undefined
       ? undefined
       : {
           unit: unit.name,
           pgsizeBitmap: unit.pgsizeBitmap,
-          levels: first?.pageTable?.levels ?? Math.ceil((unit.vaBits - 12) / 9),
+          // The unit's page-table depth: every paging domain of it has this many levels (Iommu's rule).
+          levels: Math.ceil((unit.vaBits - 12) / 9),
           iotlbCapacity: unit.iotlb.capacity,
         };
   return { deviceDomain, iommu };
