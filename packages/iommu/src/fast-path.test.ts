@@ -410,3 +410,44 @@ describe("Iotlb range visits against a brute-force scan", () => {
     });
   }
 });
+
+describe("Iotlb lookup against a brute-force scan", () => {
+  // lookup probes only the leaf levels at which the domain has entries: it must still find exactly the
+  // entry a scan of the whole cache finds (the smallest leaf holding the address), and nothing for a
+  // domain or level that holds none.
+  const opArb = fc.oneof(
+    { weight: 4, arbitrary: fc.record({ kind: fc.constant("insert" as const), domain: fc.integer({ min: 1, max: 4 }), page: fc.integer({ min: 0, max: 2 ** 12 }), level: fc.integer({ min: 1, max: 3 }) }) },
+    { weight: 1, arbitrary: fc.record({ kind: fc.constant("inval" as const), domain: fc.integer({ min: 1, max: 4 }), page: fc.integer({ min: 0, max: 2 ** 12 }), pages: fc.integer({ min: 1, max: 2 ** 10 }) }) },
+    { weight: 4, arbitrary: fc.record({ kind: fc.constant("lookup" as const), domain: fc.integer({ min: 1, max: 5 }), page: fc.integer({ min: 0, max: 2 ** 12 }), offset: fc.integer({ min: 0, max: SZ_4K - 1 }) }) },
+  );
+  it("finds the entry a scan finds, at every leaf level (fast-check)", () => {
+    fc.assert(
+      fc.property(fc.array(opArb, { minLength: 1, maxLength: 120 }), fc.constantFrom<number[]>([1, 2, 3], [1, 2], [2, 3]), (ops, levels) => {
+        const tlb = new Iotlb(new Trace().counters, 64, 4, levels);
+        // IOVAs above 2^32, in a few 2 MiB regions, so leaves of every size overlap.
+        const addr = (page: number): number => 2 ** 40 + (page % 1024) * SZ_4K + Math.floor(page / 1024) * SZ_1G;
+        for (const op of ops) {
+          if (op.kind === "insert") {
+            if (!levels.includes(op.level)) continue;
+            const sz = LEVEL_SIZE[op.level] ?? 0;
+            const base = Math.floor(addr(op.page) / sz) * sz;
+            if (tlb.entries().some((e) => e.domain === op.domain && e.base === base && e.level === op.level)) continue;
+            tlb.insert(op.domain, base, op.level, 2 ** 33 + op.page * SZ_4K, RW);
+          } else if (op.kind === "inval") {
+            tlb.invalidateRange(op.domain, addr(op.page), addr(op.page) + op.pages * SZ_4K);
+          } else {
+            const a = addr(op.page) + op.offset;
+            const want = tlb
+              .entries()
+              .filter((e) => e.domain === op.domain && e.base <= a && a < e.base + (LEVEL_SIZE[e.level] ?? 0))
+              .sort((x, y) => x.level - y.level)[0];
+            const slot = tlb.lookup(op.domain, a);
+            expect(slot).toBe(want === undefined ? -1 : want.slot);
+            if (want !== undefined) expect(tlb.physOf(slot, a)).toBe(tlb.physOf(want.slot, want.base) + (a - want.base));
+          }
+        }
+      }),
+      { numRuns: 100 },
+    );
+  });
+});

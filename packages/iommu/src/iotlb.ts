@@ -98,11 +98,18 @@ export class Iotlb {
   lookup(domain: number, iova: number): number {
     const ways = this.ways;
     const levels = this.#levels;
+    const valid = this.#valid;
+    const d4 = domain * 4;
     // ToUint32 is arithmetic modulo 2^32, so `>>> 0` gives the low half exactly and the division
     // (by a power of two) the high half: leaves are at most 1 GiB, so the offset is in the low half.
     const low = iova >>> 0;
     const high = (iova / 4294967296) >>> 0;
     for (const level of levels) {
+      // A level at which the domain has no entry cannot hit: no set to probe (a miss of a domain with
+      // only 4 KiB entries probes one set, not one per supported leaf size). Measured on the Iotlb alone,
+      // 2048 entries, 1 M distinct 4 KiB IOVAs: miss + insert 49-73 ns against 77-113 ns, a hit 23-33 ns
+      // against 43-57 ns (CPU time, base and change interleaved in one process, 5 rounds, loaded machine).
+      if ((valid[d4 + level] ?? 0) === 0) continue;
       const base = iova - (low & (LEVEL_MASK[level] ?? 0));
       const first = this.#set(domain, low, high, level) * ways;
       for (let j = first; j < first + ways; j++) {

@@ -7,7 +7,6 @@ import {
   HMM_PFN_REQ_WRITE,
   HMM_PFN_VALID,
   HMM_PFN_WRITE,
-  HMM_RANGE_DEFAULT_TIMEOUT,
   HPAGE_PMD_NR,
   HPAGE_PMD_ORDER,
   hmmCheckMayProgram,
@@ -15,11 +14,7 @@ import {
   hmmDmaMapPfnRun,
   hmmDmaUnmapPfn,
   hmmPfnToMapOrder,
-  hmmRangeFault,
-  mmuIntervalCheckRetry,
   mmuIntervalNotifierRemove,
-  mmuIntervalReadBegin,
-  mmuIntervalReadRetry,
   mmuIntervalSetSeq,
   mmuNotifierRangeBlockable,
 } from "@dmasim/hmm-odp";
@@ -29,6 +24,7 @@ import { MLX5_IB_MTT_READ, MLX5_IB_MTT_WRITE, RdmaErrno } from "./constants.js";
 import { RdmaCounter } from "./counters.js";
 import type { IbUmemMixed, MixedVaSegment } from "./mixed-mr.js";
 import type { IbMr } from "./mr.js";
+import { umemOdpFaultAndLock } from "./umem-odp.js";
 
 // The user-VA segments of a mixed MR: ib_umem_odp_map_dma_and_lock + mlx5's populate_mtt and
 // mlx5_ib_invalidate_range, over the segment's slice of the MR's one pfn list, IOVA and MTT.
@@ -53,37 +49,13 @@ export function mixedVaFault(umem: IbUmemMixed, mr: IbMr, s: MixedVaSegment, fir
   range.index = first;
   range.defaultFlags = HMM_PFN_REQ_FAULT | (umem.writable ? HMM_PFN_REQ_WRITE : 0);
   range.pfnFlagsMask = 0;
-  const clock = nic.clock;
-  const deadline = clock.now + HMM_RANGE_DEFAULT_TIMEOUT * 1e6;
   const lock = umem.umemMutex;
-  for (;;) {
-    clock.advance(c.faultAttemptNs);
-    const seq = mmuIntervalReadBegin(s.notifier);
-    range.notifierSeq = seq;
-    mm.mmapReadLock();
-    let ret: number;
-    try {
-      ret = hmmRangeFault(range);
-    } finally {
-      mm.mmapReadUnlock();
-    }
-    if (ret !== 0) {
-      if (ret === -RdmaErrno.EBUSY && clock.now <= deadline) {
-        if (!mmuIntervalCheckRetry(s.notifier, seq)) clock.advance(c.migrationWaitNs);
-        continue;
-      }
-      return ret;
-    }
-    lock.lock();
-    if (mmuIntervalReadRetry(s.notifier, seq, lock)) {
-      lock.unlock();
-      continue;
-    }
-    try {
-      return populate(umem, mr, s, first, n);
-    } finally {
-      lock.unlock();
-    }
+  const ret = umemOdpFaultAndLock(range, mm, lock, nic.clock, c);
+  if (ret < 0) return ret;
+  try {
+    return populate(umem, mr, s, first, n);
+  } finally {
+    lock.unlock();
   }
 }
 

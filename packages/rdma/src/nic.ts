@@ -107,6 +107,11 @@ export class Mlx5Nic {
   /** @internal the P2P lookup state the driver's hmm_dma_map_pfn calls share. */
   readonly p2pState = new PciP2pdmaMapState();
   readonly #mkeys = new Map<number, IbMr>();
+  /**
+   * The live mkeys again, by key >>> 8 (keys are handed out 0x100 apart): the lookup of every WR's lkey
+   * and rkey is an array index rather than a Map probe. #setMkey and #deleteMkey keep the two in step.
+   */
+  readonly #mkeyIndex: (IbMr | undefined)[] = [];
   #nextKey = 0x100;
   #nextPd = 1;
   readonly #work: (() => void)[] = [];
@@ -148,7 +153,18 @@ export class Mlx5Nic {
 
   /** @internal the MR of an mkey (lkey or rkey), live or not. */
   lookupMkey(key: number): IbMr | undefined {
-    return this.#mkeys.get(key);
+    const mr = this.#mkeyIndex[key >>> 8];
+    return mr?.lkey === key ? mr : undefined;
+  }
+
+  #setMkey(key: number, mr: IbMr): void {
+    this.#mkeys.set(key, mr);
+    this.#mkeyIndex[key >>> 8] = mr;
+  }
+
+  #deleteMkey(key: number): void {
+    this.#mkeys.delete(key);
+    if (this.#mkeyIndex[key >>> 8]?.lkey === key) this.#mkeyIndex[key >>> 8] = undefined;
   }
 
   /** Every registered user MR (implicit children excluded). */
@@ -210,7 +226,7 @@ export class Mlx5Nic {
 
   /** @internal makes a fully built MR reachable by its key. */
   installMkey(mr: IbMr): void {
-    this.#mkeys.set(mr.lkey, mr);
+    this.#setMkey(mr.lkey, mr);
   }
 
   get #umemOptions(): { dmaMapPage: boolean } {
@@ -243,7 +259,7 @@ export class Mlx5Nic {
       ibUmemOdpRelease(odp);
       return ret;
     }
-    this.#mkeys.set(key, mr);
+    this.#setMkey(key, mr);
     return mr;
   }
 
@@ -254,7 +270,7 @@ export class Mlx5Nic {
     const mr = new IbMr({ pd, key, addr: 0, length: TASK_SIZE, access, mm, odp: root, implicit: true, mttStart: 0, mttEntries: 0 });
     root.private = mr;
     mr.enabled = true;
-    this.#mkeys.set(key, mr);
+    this.#setMkey(key, mr);
     return mr;
   }
 
@@ -271,7 +287,7 @@ export class Mlx5Nic {
     ref.mr = child;
     child.enabled = true;
     odp.private = child;
-    this.#mkeys.set(key, child);
+    this.#setMkey(key, child);
     return child;
   }
 
@@ -350,7 +366,7 @@ export class Mlx5Nic {
     this.counters.add(RdmaCounter.UmrPosts);
     this.counters.add(RdmaCounter.MttWrites, n);
     mr.enabled = true;
-    this.#mkeys.set(key, mr);
+    this.#setMkey(key, mr);
     return mr;
   }
 
@@ -376,7 +392,7 @@ export class Mlx5Nic {
    */
   deregMr(mr: IbMr): number {
     if (!(mr instanceof IbMr) || mr.parent !== undefined) throw new RdmaInputError("ib_dereg_mr", "mr", mr, "a user MR of this NIC");
-    if (mr.deregistered || this.#mkeys.get(mr.lkey) !== mr) return -RdmaErrno.EINVAL;
+    if (mr.deregistered || this.lookupMkey(mr.lkey) !== mr) return -RdmaErrno.EINVAL;
     const busy = dmabufMrDeregBusy(mr);
     if (busy !== 0) return busy;
     if (mr.implicit) {
@@ -390,7 +406,7 @@ export class Mlx5Nic {
   #destroyMr(mr: IbMr): void {
     mr.enabled = false;
     mr.deregistered = true;
-    this.#mkeys.delete(mr.lkey);
+    this.#deleteMkey(mr.lkey);
     const odp = mr.odp;
     if (odp !== undefined) {
       mr.mtt.fill(0);
@@ -412,7 +428,7 @@ export class Mlx5Nic {
    */
   adoptMkey(make: (key: number) => IbMr | number): IbMr | number {
     const mr = make(this.#newKey());
-    if (typeof mr !== "number") this.#mkeys.set(mr.lkey, mr);
+    if (typeof mr !== "number") this.#setMkey(mr.lkey, mr);
     return mr;
   }
 
@@ -458,7 +474,7 @@ export class Mlx5Nic {
    * hardware refuses it (no such key, other PD, disabled, outside the MR, missing access rights).
    */
   checkMkey(key: number, pd: IbPd, va: number, len: number, need: NicAccess): IbMr | undefined {
-    const mr = this.#mkeys.get(key);
+    const mr = this.lookupMkey(key);
     if (mr === undefined || mr.parent !== undefined || !mr.enabled || mr.pd !== pd) return undefined;
     if (!Number.isSafeInteger(va) || va < mr.addr || va + len > mr.addr + mr.length) return undefined;
     const flag = ACCESS_FLAG[need];
@@ -476,9 +492,11 @@ export class Mlx5Nic {
   access(mr: IbMr, va: number, buf: Uint8Array, need: NicAccess, write: boolean = ACCESS_WRITES[need]): NicAccessResult {
     const perm = need === NicAccess.REMOTE_ATOMIC ? MLX5_IB_MTT_READ | MLX5_IB_MTT_WRITE : write ? MLX5_IB_MTT_WRITE : MLX5_IB_MTT_READ;
     const len = buf.length;
+    // The MR's kind, read once per access: the dma-buf and mixed-MR hooks run only when `hooked`.
     const dmabuf = mr.dmabuf;
     const mixed = mr.mixed;
-    const odp = mr.odp !== undefined || dmabuf?.kind === "dynamic" || mixed !== undefined;
+    const hooked = dmabuf !== undefined || mixed !== undefined;
+    const odp = mr.odp !== undefined || (hooked && (dmabuf?.kind === "dynamic" || mixed !== undefined));
     let pos = 0;
     let replays = 0;
     while (pos < len) {
@@ -500,7 +518,7 @@ export class Mlx5Nic {
       }
       replays = 0;
       const chunk = n === len ? buf : buf.subarray(pos, pos + n);
-      if (dmabuf !== undefined) ibUmemDmabufDeviceAccess(dmabuf);
+      if (hooked && dmabuf !== undefined) ibUmemDmabufDeviceAccess(dmabuf);
       try {
         if (write) this.endpoint.dmaWrite(unsafeDmaAddr(e - bits + inPage), chunk);
         else this.endpoint.dmaReadInto(unsafeDmaAddr(e - bits + inPage), chunk);
@@ -508,7 +526,7 @@ export class Mlx5Nic {
         if (err instanceof PcieAccessError) return NicAccessResult.IOMMU_FAULT;
         throw err;
       }
-      if (mixed !== undefined) mixed.deviceAccess(at);
+      if (hooked && mixed !== undefined) mixed.deviceAccess(at);
       pos += n;
     }
     return NicAccessResult.OK;

@@ -26,6 +26,7 @@ import {
 import type { Mm, MmuIntervalNotifierOps } from "@dmasim/hmm-odp";
 import { PAGE_SIZE } from "@dmasim/memory";
 import { hex } from "@dmasim/trace";
+import type { VirtualClock } from "@dmasim/trace";
 import { IB_ACCESS_HUGETLB, IB_ACCESS_ON_DEMAND, IB_ACCESS_WRITABLE, RdmaErrno } from "./constants.js";
 import type { RdmaCosts } from "./costs.js";
 import { RdmaCounter } from "./counters.js";
@@ -209,11 +210,39 @@ export function ibUmemOdpMapDmaAndLock(odp: IbUmemOdp, userVirt: number, bcnt: n
   range.index = (start - odp.start) / PAGE_SIZE;
   range.defaultFlags = fault ? HMM_PFN_REQ_FAULT | ((accessMask & HMM_PFN_WRITE) !== 0 ? HMM_PFN_REQ_WRITE : 0) : 0;
   range.pfnFlagsMask = 0;
-  const clock = odp.dev.kernel.trace.clock;
+  const ret = umemOdpFaultAndLock(range, mm, odp.umemMutex, odp.dev.kernel.trace.clock, costs);
+  if (ret < 0) return ret;
+  if (odp.pageShift !== PAGE_SHIFT) {
+    // Every page hmm reports must be mapped at least as large as the umem's page size.
+    const flags = odp.map.flags;
+    const n = (end - start) / PAGE_SIZE;
+    for (let j = 0; j < n; j++) {
+      const f = flags[range.index + j] ?? 0;
+      if ((f & HMM_PFN_DMA_MAPPED) !== 0 || (f & HMM_PFN_VALID) === 0) continue;
+      if (hmmPfnToMapOrder(f) + PAGE_SHIFT < odp.pageShift) {
+        odp.umemMutex.unlock();
+        return -RdmaErrno.EINVAL;
+      }
+    }
+  }
+  return (end - start) / pg;
+}
+
+/**
+ * The fault loop of ib_umem_odp_map_dma_and_lock over a range already set up (its notifier, addresses,
+ * pfn list and request flags): mmu_interval_read_begin, hmm_range_fault under the mmap read lock, retried
+ * on -EBUSY until HMM_RANGE_DEFAULT_TIMEOUT (an -EBUSY with no invalidation since read_begin is a
+ * migration entry: the wait is modelled); then `lock` (the umem mutex) is taken and, when
+ * mmu_interval_read_retry passes, 0 is returned **with it held**. Otherwise -errno (-EFAULT, -EPERM,
+ * -EBUSY after the timeout) and the lock is not held. An ODP umem and the user-VA segments of a mixed MR
+ * fault through it.
+ */
+export function umemOdpFaultAndLock(range: HmmRange, mm: Mm, lock: UserLock, clock: VirtualClock, costs: Pick<RdmaCosts, "faultAttemptNs" | "migrationWaitNs">): number {
+  const notifier = range.notifier;
   const deadline = clock.now + HMM_RANGE_DEFAULT_TIMEOUT * 1e6;
   for (;;) {
     clock.advance(costs.faultAttemptNs);
-    const seq = mmuIntervalReadBegin(odp.notifier);
+    const seq = mmuIntervalReadBegin(notifier);
     range.notifierSeq = seq;
     mm.mmapReadLock();
     let ret: number;
@@ -225,30 +254,17 @@ export function ibUmemOdpMapDmaAndLock(odp: IbUmemOdp, userVirt: number, bcnt: n
     if (ret !== 0) {
       if (ret === -RdmaErrno.EBUSY && clock.now <= deadline) {
         // No invalidation since read_begin: a migration entry, and hmm_range_fault would have slept.
-        if (!mmuIntervalCheckRetry(odp.notifier, seq)) clock.advance(costs.migrationWaitNs);
+        if (!mmuIntervalCheckRetry(notifier, seq)) clock.advance(costs.migrationWaitNs);
         continue;
       }
       return ret;
     }
-    odp.umemMutex.lock();
-    if (mmuIntervalReadRetry(odp.notifier, seq, odp.umemMutex)) {
-      odp.umemMutex.unlock();
+    lock.lock();
+    if (mmuIntervalReadRetry(notifier, seq, lock)) {
+      lock.unlock();
       continue;
     }
-    if (odp.pageShift !== PAGE_SHIFT) {
-      // Every page hmm reports must be mapped at least as large as the umem's page size.
-      const flags = odp.map.flags;
-      const n = (end - start) / PAGE_SIZE;
-      for (let j = 0; j < n; j++) {
-        const f = flags[range.index + j] ?? 0;
-        if ((f & HMM_PFN_DMA_MAPPED) !== 0 || (f & HMM_PFN_VALID) === 0) continue;
-        if (hmmPfnToMapOrder(f) + PAGE_SHIFT < odp.pageShift) {
-          odp.umemMutex.unlock();
-          return -RdmaErrno.EINVAL;
-        }
-      }
-    }
-    return (end - start) / pg;
+    return 0;
   }
 }
 
