@@ -1,4 +1,4 @@
-import { PAGE_SIZE } from "@dmasim/memory";
+import { PAGE_SIZE, unsafePhysAddr } from "@dmasim/memory";
 import { describe, expect, it } from "vitest";
 import { Bio, BvecIter, ReqOp, bvecAt } from "./bio.js";
 import { BioError } from "./errors.js";
@@ -67,8 +67,8 @@ describe("Bio", () => {
     // Put P2P pages right after a RAM page by making a ZONE_DEVICE range adjacent to RAM's end.
     const mem = f.platform.memory;
     const ramEnd = mem.regions()[0]!.size;
-    mem.addMmio(ramEnd, 1024 * 1024, { name: "adjacent BAR" });
-    mem.pages.addZoneDevice(ramEnd, 1024 * 1024, { owner: f.viaSwitch.id, kind: "p2pdma" });
+    mem.addMmio(unsafePhysAddr(ramEnd), 1024 * 1024, { name: "adjacent BAR" });
+    mem.pages.addZoneDevice(unsafePhysAddr(ramEnd), 1024 * 1024, { owner: f.viaSwitch.id, kind: "p2pdma" });
     expect(() => bioOf(f, ReqOp.READ, 0, [[ramEnd - 512, 1024]])).toThrow(expect.objectContaining({ reason: "crosses-owner", code: "EFAULT" }) as Error);
   });
 });

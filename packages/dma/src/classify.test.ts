@@ -41,7 +41,7 @@ describe("dmaClassifyRange", () => {
   it("a confidential guest: private pages are 'private', pages already shared still bounce", () => {
     const { platform, dev } = rig({ kernel: { iommuMode: "off" }, confidential: true });
     const phys = freshPages(platform, 4);
-    platform.memory.setMemoryDecrypted(phys + PAGE_SIZE, 2);
+    platform.memory.setMemoryDecrypted(unsafePhysAddr(phys + PAGE_SIZE), 2);
     expect(shape(dmaClassifyRange(dev, unsafePhysAddr(phys), 4 * PAGE_SIZE, TO_DEVICE))).toEqual([
       ["private", phys, PAGE_SIZE],
       ["bounce", phys + PAGE_SIZE, 2 * PAGE_SIZE],

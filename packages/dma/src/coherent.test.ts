@@ -1,6 +1,6 @@
 import { describe, expect, it } from "vitest";
 import { PcieAccessError } from "@dmasim/pcie-p2p";
-import { PAGE_SIZE, PageFlag, physAddr } from "@dmasim/memory";
+import { PAGE_SIZE, PageFlag, physAddr, unsafePhysAddr } from "@dmasim/memory";
 import { Counter } from "./counters.js";
 import {
   DMA_BIT_MASK,
@@ -24,7 +24,7 @@ describe("dmaAllocCoherent", () => {
     const { platform, dev } = rig();
     const old = freshPages(platform, 4);
     platform.memory.fill(physAddr(old), 4 * PAGE_SIZE, 0xa5);
-    platform.memory.allocator.freePages(old, 4);
+    platform.memory.allocator.freePages(unsafePhysAddr(old), 4);
     const buf = dmaAllocCoherent(dev, 4 * PAGE_SIZE)!;
     expect(buf.cpuAddr).toBe(old); // lowest first fit hands the same pages back
     expect(platform.memory.read(buf.cpuAddr, 4 * PAGE_SIZE)).toEqual(new Uint8Array(4 * PAGE_SIZE));

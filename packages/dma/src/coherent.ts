@@ -1,5 +1,5 @@
 import type { PhysAddr } from "@dmasim/memory";
-import { PAGE_SIZE } from "@dmasim/memory";
+import { PAGE_SIZE, unsafePhysAddr } from "@dmasim/memory";
 import { Counter } from "./counters.js";
 import { apiBegin, apiEnd, checkDevice } from "./api-trace.js";
 import { DMA_MAPPING_ERROR, DmaDirection } from "./constants.js";
@@ -103,6 +103,6 @@ export function dmaFreeCoherent(dev: DmaDevice, size: number, cpuAddr: PhysAddr,
 function releasePages(dev: DmaDevice, phys: number, pages: number): void {
   const kernel = dev.kernel;
   kernel.archDmaClearUncached(phys);
-  if (kernel.memory.confidential) kernel.memory.setMemoryEncrypted(phys, pages);
-  kernel.memory.allocator.freePages(phys, pages);
+  if (kernel.memory.confidential) kernel.memory.setMemoryEncrypted(unsafePhysAddr(phys), pages);
+  kernel.memory.allocator.freePages(unsafePhysAddr(phys), pages);
 }

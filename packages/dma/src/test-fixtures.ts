@@ -1,4 +1,4 @@
-import { GiB, MiB, PAGE_SIZE, patternBytes, physAddr } from "@dmasim/memory";
+import { GiB, MiB, PAGE_SIZE, patternBytes, physAddr, unsafePhysAddr } from "@dmasim/memory";
 import { createPlatform } from "@dmasim/pcie-p2p";
 import type { Endpoint, EndpointSpec, IommuSpec, Platform, PlatformSpec } from "@dmasim/pcie-p2p";
 import { TestBdf, switchTopology } from "@dmasim/pcie-p2p/testing";
@@ -106,7 +106,7 @@ export function allocBuffer(platform: Platform, len: number, options: BufferOpti
 
 /** Gives a buffer's pages back to the page allocator. */
 export function freeBuffer(platform: Platform, buf: TestBuffer): void {
-  platform.memory.allocator.freePages(buf.base, buf.pages);
+  platform.memory.allocator.freePages(unsafePhysAddr(buf.base), buf.pages);
 }
 
 /** The fault reason the device's IOMMU recorded last, or undefined. */

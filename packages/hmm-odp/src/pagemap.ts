@@ -178,7 +178,7 @@ export function memremapPages(sys: MmSystem, options: { phys: number; size: numb
   if (!Number.isSafeInteger(phys) || phys % PAGE_SIZE !== 0) throw new HmmInputError("memremap_pages", "phys", phys, "a page-aligned physical address");
   if (!Number.isSafeInteger(size) || size <= 0 || size % PAGE_SIZE !== 0) throw new HmmInputError("memremap_pages", "size", size, "a positive multiple of PAGE_SIZE");
   if ((phys + size) / PAGE_SIZE > 0xffffffff) throw new HmmInputError("memremap_pages", "phys", phys, "a range whose page frames fit in 32 bits");
-  sys.memory.pages.addZoneDevice(phys, size, { owner: options.ownerId, kind: "device-private" });
+  sys.memory.pages.addZoneDevice(unsafePhysAddr(phys), size, { owner: options.ownerId, kind: "device-private" });
   const p = new DevPagemap(sys, MemoryType.DEVICE_PRIVATE, options.owner, phys / PAGE_SIZE, size / PAGE_SIZE, options.ops);
   sys.addPagemap(p);
   return p;
@@ -210,6 +210,6 @@ export function memremapPagesCoherent(sys: MmSystem, options: { size: number; ow
 export function memunmapPages(p: DevPagemap): void {
   if (p.allocatedPages !== 0) throw new HmmStateError("EBUSY", `memunmap_pages: ${p.allocatedPages} device pages still in use; evict them first (migrate_device_range)`);
   if (p.coherent) p.sys.memory.allocator.freePages(physAddr(p.startPfn * PAGE_SIZE), p.nrPages);
-  else p.sys.memory.pages.removeZoneDevice(p.startPfn * PAGE_SIZE, p.nrPages * PAGE_SIZE);
+  else p.sys.memory.pages.removeZoneDevice(unsafePhysAddr(p.startPfn * PAGE_SIZE), p.nrPages * PAGE_SIZE);
   p.sys.removePagemap(p);
 }

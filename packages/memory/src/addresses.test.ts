@@ -38,8 +38,8 @@ describe("addresses", () => {
   });
 
   it("pfnOf does not wrap above 4 GiB or 16 TiB (no 32-bit operators)", () => {
-    expect(pfnOf(4 * GiB)).toBe(1 << 20);
-    expect(pfnOf(16 * TiB + 4095)).toBe(2 ** 32);
+    expect(pfnOf(unsafePhysAddr(4 * GiB))).toBe(1 << 20);
+    expect(pfnOf(unsafePhysAddr(16 * TiB + 4095))).toBe(2 ** 32);
     expect(pfnToPhys(2 ** 32)).toBe(16 * TiB);
     expect(() => pfnToPhys(2 ** 41)).toThrow(AddressError);
     expect(() => pfnToPhys(-1)).toThrow(/pfn = -1/);
@@ -48,7 +48,7 @@ describe("addresses", () => {
   it("pfnToPhys(pfnOf(p)) is p rounded down to its page (property)", () => {
     fc.assert(
       fc.property(fc.integer({ min: 0, max: 2 ** 52 }), (p) => {
-        const base = pfnToPhys(pfnOf(p));
+        const base = pfnToPhys(pfnOf(unsafePhysAddr(p)));
         expect(base).toBeLessThanOrEqual(p);
         expect(p - base).toBeLessThan(PAGE_SIZE);
         expect(isPageAligned(base)).toBe(true);

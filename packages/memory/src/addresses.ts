@@ -44,7 +44,7 @@ export function unsafePhysAddr(n: number): PhysAddr {
  * PHYS_PFN(): the page frame number holding `phys`. Division, not `>>> 12`: addresses above 4 GiB do not
  * fit the 32-bit integers that JavaScript bit operators use.
  */
-export function pfnOf(phys: number): number {
+export function pfnOf(phys: PhysAddr): number {
   return Math.floor(phys / PAGE_SIZE);
 }
 
@@ -61,12 +61,12 @@ export function isPageAligned(n: number): boolean {
   return n % PAGE_SIZE === 0;
 }
 
-/** @internal Throws AddressError unless `value` is a safe integer >= 0. */
+/** Throws AddressError unless `value` is a safe integer >= 0. */
 export function checkNat(argument: string, value: number): void {
   if (!Number.isSafeInteger(value) || value < 0) throw new AddressError(argument, value, "a safe integer >= 0");
 }
 
-/** @internal Checks a [start, start + len) byte range: both safe integers >= 0 and the end still safe. */
+/** Checks a [start, start + len) byte range: both safe integers >= 0 and the end still safe. */
 export function checkRange(startArg: string, start: number, len: number): void {
   checkNat(startArg, start);
   checkNat("len", len);

@@ -11,7 +11,7 @@ const BAR = 64 * GiB;
 describe("PhysicalMemory.copy (memcpy within physical memory)", () => {
   it("moves the bytes store to store, unwritten source pages as zeros, and counts both sides", () => {
     const mem = makeMemory();
-    mem.addMmio(BAR, 16 * MiB, { name: "bar", backing: new SparseStore(16 * MiB) });
+    mem.addMmio(unsafePhysAddr(BAR), 16 * MiB, { name: "bar", backing: new SparseStore(16 * MiB) });
     const data = pattern(3 * PAGE_SIZE + 100, 7);
     mem.write(unsafePhysAddr(BAR + 50), data);
     const before = mem.trace.counters.snapshot();
@@ -28,7 +28,7 @@ describe("PhysicalMemory.copy (memcpy within physical memory)", () => {
     fc.assert(
       fc.property(fc.integer({ min: 0, max: 64 * PAGE_SIZE }), fc.integer({ min: 0, max: 64 * PAGE_SIZE }), fc.integer({ min: 1, max: 20 * PAGE_SIZE }), (so, dOff, len) => {
         const mem = makeMemory();
-        mem.addMmio(BAR, 16 * MiB, { name: "bar", backing: new SparseStore(16 * MiB) });
+        mem.addMmio(unsafePhysAddr(BAR), 16 * MiB, { name: "bar", backing: new SparseStore(16 * MiB) });
         mem.write(unsafePhysAddr(BAR + 4 * PAGE_SIZE), pattern(40 * PAGE_SIZE, 3));
         const src = BAR + so;
         const dst = 2 * GiB - 30 * PAGE_SIZE + dOff; // may run from "System RAM" into the hole: refused
@@ -48,7 +48,7 @@ describe("PhysicalMemory.copy (memcpy within physical memory)", () => {
 
   it("refuses overlap, holes and unbacked MMIO before moving anything", () => {
     const mem = makeMemory();
-    mem.addMmio(BAR, MiB, { name: "nobacking" });
+    mem.addMmio(unsafePhysAddr(BAR), MiB, { name: "nobacking" });
     mem.write(unsafePhysAddr(0), pattern(2 * PAGE_SIZE, 1));
     expect(() => {
       mem.copy(unsafePhysAddr(PAGE_SIZE), unsafePhysAddr(0), 2 * PAGE_SIZE);

@@ -13,9 +13,10 @@ export type { MemoryErrorCode } from "./errors.js";
 export { PageFlag, PAGE_FLAG_MASK, pageFlagNames } from "./page-flags.js";
 export { SparseStore } from "./sparse-store.js";
 export { patternBytes } from "./pattern.js";
-export { PageDescriptors, SECTION_PAGES } from "./page-descriptors.js";
-export type { PageRange, PageRangeKind } from "./page-descriptors.js";
-export { PageAllocator } from "./page-allocator.js";
+export { SECTION_PAGES } from "./page-descriptors.js";
+// Built by PhysicalMemory only: exported as types, so their constructors are not part of the API.
+export type { PageDescriptors, PageRange, PageRangeKind } from "./page-descriptors.js";
+export type { PageAllocator } from "./page-allocator.js";
 export type { AllocPagesOptions, FreeRun } from "./page-allocator.js";
 export { PhysicalMemory } from "./physical-memory.js";
 export type { MmioOptions, PhysicalMemoryOptions, RamRangeSpec } from "./physical-memory.js";

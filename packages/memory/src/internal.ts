@@ -6,6 +6,10 @@
 export const kApplyFlags = Symbol("applyFlags");
 export const kFirstMissing = Symbol("firstMissing");
 export const kFirstWithout = Symbol("firstWithout");
+/** PageDescriptors asks the memory map (its ZoneDeviceHost) where ZONE_DEVICE pages may go. */
+export const kCheckZoneDeviceRange = Symbol("checkZoneDeviceRange");
+/** PhysicalMemory asks the descriptors whether an MMIO range it adds or removes holds ZONE_DEVICE pages. */
+export const kZoneDeviceOverlap = Symbol("zoneDeviceOverlap");
 /** SparseStore's readInto and write without their short-access seam: the equivalence test runs both. */
 export const kReadIntoChecked = Symbol("readIntoChecked");
 export const kWriteChecked = Symbol("writeChecked");

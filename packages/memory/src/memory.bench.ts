@@ -70,7 +70,7 @@ describe("page allocator", () => {
   const frag = new PhysicalMemory(new Trace(), { ram: [{ base: 0, size: 16 * GiB }] }).allocator;
   const held: number[] = [];
   for (let i = 0; i < 2000; i++) held.push(frag.allocPages(1));
-  for (let i = 0; i < 2000; i += 2) frag.freePages(held[i] ?? 0, 1);
+  for (let i = 0; i < 2000; i += 2) frag.freePages(unsafePhysAddr(held[i] ?? 0), 1);
 
   bench("allocPages(1) + freePages", () => {
     a.freePages(a.allocPages(1), 1);

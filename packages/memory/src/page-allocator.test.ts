@@ -7,6 +7,7 @@ import { AddressError, OutOfMemoryError, PageStateError } from "./errors.js";
 import { PageFlag } from "./page-flags.js";
 import { PhysicalMemory } from "./physical-memory.js";
 import { makeMemory } from "./test-fixtures.js";
+import { unsafePhysAddr } from "./index.js";
 
 function small(pages: number, options: { confidential?: boolean } = {}): PhysicalMemory {
   return new PhysicalMemory(new Trace(), { ram: [{ base: 0, size: pages * PAGE_SIZE }], ...options });
@@ -49,7 +50,7 @@ describe("PageAllocator", () => {
     const a = mem.allocator;
     a.allocPages(1);
     a.allocPages(1);
-    a.freePages(0, 1);
+    a.freePages(unsafePhysAddr(0), 1);
     let caught: unknown;
     try {
       a.allocPages(8);
@@ -74,8 +75,8 @@ describe("PageAllocator", () => {
     // A range that is half allocated is refused as a whole.
     expect(() => { a.freePages(y, 5); }).toThrow(/pfn 0x8/);
     expect(mem.pages.flags(pfnOf(y)) & PageFlag.ALLOCATED).not.toBe(0);
-    expect(() => { a.freePages(16 * PAGE_SIZE, 1); }).toThrow(/is not RAM/);
-    expect(() => { a.freePages(y + 1, 1); }).toThrow(AddressError);
+    expect(() => { a.freePages(unsafePhysAddr(16 * PAGE_SIZE), 1); }).toThrow(/is not RAM/);
+    expect(() => { a.freePages(unsafePhysAddr(y + 1), 1); }).toThrow(AddressError);
     expect(() => { a.freePages(y, 0); }).toThrow(/count = 0/);
     a.freePages(y, 4);
     expect(a.freeRuns()).toEqual([{ phys: 0, pages: 16 }]);
@@ -97,7 +98,7 @@ describe("PageAllocator", () => {
     expect(mem.pages.flags(0)).toBe(PageFlag.RESERVED);
     expect(mem.allocator.allocPages(6)).toBe(2 * PAGE_SIZE);
     expect(() => mem.allocator.allocPages(1)).toThrow(OutOfMemoryError);
-    expect(() => { mem.allocator.freePages(0, 1); }).toThrow(PageStateError);
+    expect(() => { mem.allocator.freePages(unsafePhysAddr(0), 1); }).toThrow(PageStateError);
   });
 
   it("rejects malformed requests", () => {
@@ -152,13 +153,13 @@ describe("PageAllocator", () => {
             live.push({ pfn, count: o.count });
           } else if (live.length > 0) {
             const [victim] = live.splice(o.pick % live.length, 1);
-            a.freePages(victim!.pfn * PAGE_SIZE, victim!.count);
+            a.freePages(unsafePhysAddr(victim!.pfn * PAGE_SIZE), victim!.count);
             for (let p = victim!.pfn; p < victim!.pfn + victim!.count; p++) owner.delete(p);
           }
           expect(a.allocatedPages).toBe(owner.size);
           expect(a.freeBytes).toBe(total - owner.size * PAGE_SIZE);
         }
-        for (const l of live) a.freePages(l.pfn * PAGE_SIZE, l.count);
+        for (const l of live) a.freePages(unsafePhysAddr(l.pfn * PAGE_SIZE), l.count);
         expect(a.freeBytes).toBe(total);
         expect(a.freeRuns()).toEqual([{ phys: 0, pages: 128 }, { phys: 200 * PAGE_SIZE, pages: 100 }]);
       }),

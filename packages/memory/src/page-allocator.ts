@@ -43,7 +43,7 @@ export class PageAllocator {
   #freePages = 0;
   #allocated = 0;
 
-  /** @internal `free` are the initially free runs in pfns, sorted and disjoint. */
+  /** PhysicalMemory builds this (`.` exports the class as a type only); `free` are the initially free runs in pfns, sorted and disjoint. */
   constructor(trace: Trace, pages: PageDescriptors, free: readonly { startPfn: number; endPfn: number }[]) {
     trace.counters.declare(Counter);
     this.#trace = trace;
@@ -112,7 +112,7 @@ export class PageAllocator {
    * allocated; otherwise PageStateError names the first that is not and nothing is freed. The page keeps
    * its encryption state: a confidential guest must set_memory_encrypted() shared pages before freeing.
    */
-  freePages(phys: number, count: number): void {
+  freePages(phys: PhysAddr, count: number): void {
     checkNat("phys", phys);
     if (phys % PAGE_SIZE !== 0) throw new AddressError("phys", phys, "a page-aligned physical address (freePages)");
     if (!Number.isSafeInteger(count) || count < 1) throw new AddressError("count", count, "a number of pages >= 1 (freePages)");

@@ -14,9 +14,9 @@ describe("PageDescriptors", () => {
   it("has a struct page for RAM frames only, until ZONE_DEVICE pages are added", () => {
     const mem = makeMemory();
     expect(mem.pages.hasPage(0)).toBe(true);
-    expect(mem.pages.hasPage(pfnOf(2 * GiB) - 1)).toBe(true);
-    expect(mem.pages.hasPage(pfnOf(2 * GiB))).toBe(false);
-    expect(mem.pages.hasPage(pfnOf(4 * GiB))).toBe(true);
+    expect(mem.pages.hasPage(pfnOf(unsafePhysAddr(2 * GiB)) - 1)).toBe(true);
+    expect(mem.pages.hasPage(pfnOf(unsafePhysAddr(2 * GiB)))).toBe(false);
+    expect(mem.pages.hasPage(pfnOf(unsafePhysAddr(4 * GiB)))).toBe(true);
     expect(mem.pages.hasPage(-1)).toBe(false);
     expect(mem.pages.hasPage(0.5)).toBe(false);
     expect(mem.pages.flags(12345)).toBe(0);
@@ -25,7 +25,7 @@ describe("PageDescriptors", () => {
 
   it("throws a typed error naming the frame when it has no struct page", () => {
     const mem = makeMemory();
-    const pfn = pfnOf(HOLE);
+    const pfn = pfnOf(unsafePhysAddr(HOLE));
     expect(() => mem.pages.flags(pfn)).toThrow(UnmappedAddressError);
     expect(() => mem.pages.flags(pfn)).toThrow(`pfn 0x${pfn.toString(16)} has no struct page`);
     expect(() => mem.pages.owner(pfn)).toThrow(UnmappedAddressError);
@@ -48,11 +48,11 @@ describe("PageDescriptors", () => {
   it("is sparse: 1 TiB of RAM materialises nothing until a flag changes, then one section", () => {
     const mem = new PhysicalMemory(new Trace(), { ram: [{ base: 0, size: 1 * TiB }] });
     expect(mem.pages.materialisedSections).toBe(0);
-    expect(mem.pages.flags(pfnOf(TiB) - 1)).toBe(0);
-    mem.pages.setFlags(pfnOf(TiB) - 1, 1, PageFlag.STACK);
+    expect(mem.pages.flags(pfnOf(unsafePhysAddr(TiB)) - 1)).toBe(0);
+    mem.pages.setFlags(pfnOf(unsafePhysAddr(TiB)) - 1, 1, PageFlag.STACK);
     expect(mem.pages.materialisedSections).toBe(1);
-    expect(mem.pages.flags(pfnOf(TiB) - 1)).toBe(PageFlag.STACK);
-    expect(mem.pages.flags(pfnOf(TiB) - 2)).toBe(0);
+    expect(mem.pages.flags(pfnOf(unsafePhysAddr(TiB)) - 1)).toBe(PageFlag.STACK);
+    expect(mem.pages.flags(pfnOf(unsafePhysAddr(TiB)) - 2)).toBe(0);
   });
 
   it("setFlags/clearFlags change exactly the pages asked, across a section boundary", () => {
@@ -66,7 +66,7 @@ describe("PageDescriptors", () => {
 
   it("refuses flag changes that are malformed, reach a hole, or touch PageFlag.ALLOCATED, changing nothing", () => {
     const mem = makeMemory();
-    const last = pfnOf(2 * GiB) - 1;
+    const last = pfnOf(unsafePhysAddr(2 * GiB)) - 1;
     expect(() => { mem.pages.setFlags(last, 2, PageFlag.SLAB); }).toThrow(UnmappedAddressError);
     expect(mem.pages.flags(last)).toBe(0);
     expect(() => { mem.pages.setFlags(1, 1, PageFlag.ALLOCATED); }).toThrow(/only the page allocator/);
@@ -79,57 +79,57 @@ describe("PageDescriptors", () => {
 
   it("ZONE_DEVICE p2pdma pages live in a BAR, carry their owner, and go away with removeZoneDevice", () => {
     const mem = makeMemory();
-    mem.addMmio(BAR, 256 * MiB, { name: "BAR0", owner: PEER_BDF });
-    const pfn = pfnOf(BAR);
+    mem.addMmio(unsafePhysAddr(BAR), 256 * MiB, { name: "BAR0", owner: PEER_BDF });
+    const pfn = pfnOf(unsafePhysAddr(BAR));
     expect(mem.pages.hasPage(pfn)).toBe(false);
-    mem.pages.addZoneDevice(BAR, 128 * MiB, { owner: 7, kind: "p2pdma" });
+    mem.pages.addZoneDevice(unsafePhysAddr(BAR), 128 * MiB, { owner: 7, kind: "p2pdma" });
     expect(mem.pages.hasPage(pfn)).toBe(true);
     expect(mem.pages.flags(pfn)).toBe(PageFlag.ZONE_DEVICE | PageFlag.P2PDMA);
     expect(mem.pages.owner(pfn + 100)).toBe(7);
-    expect(mem.pages.hasPage(pfnOf(BAR + 128 * MiB))).toBe(false);
+    expect(mem.pages.hasPage(pfnOf(unsafePhysAddr(BAR + 128 * MiB)))).toBe(false);
     mem.pages.setFlags(pfn, 1, PageFlag.RESERVED);
     expect(mem.pages.flags(pfn)).toBe(PageFlag.ZONE_DEVICE | PageFlag.P2PDMA | PageFlag.RESERVED);
-    mem.pages.removeZoneDevice(BAR, 128 * MiB);
+    mem.pages.removeZoneDevice(unsafePhysAddr(BAR), 128 * MiB);
     expect(mem.pages.hasPage(pfn)).toBe(false);
     expect(() => mem.pages.flags(pfn)).toThrow(UnmappedAddressError);
     // Added again, the pages start fresh: nothing left over from the earlier pgmap.
-    mem.pages.addZoneDevice(BAR, 128 * MiB, { owner: 8, kind: "p2pdma" });
+    mem.pages.addZoneDevice(unsafePhysAddr(BAR), 128 * MiB, { owner: 8, kind: "p2pdma" });
     expect(mem.pages.flags(pfn)).toBe(PageFlag.ZONE_DEVICE | PageFlag.P2PDMA);
     expect(mem.pages.owner(pfn)).toBe(8);
   });
 
   it("device-private pages take a hole of the physical map and the CPU still cannot access them", () => {
     const mem = makeMemory();
-    mem.pages.addZoneDevice(HOLE, 4 * MiB, { owner: 3, kind: "device-private" });
-    expect(mem.pages.flags(pfnOf(HOLE))).toBe(PageFlag.ZONE_DEVICE | PageFlag.DEVICE_PRIVATE);
+    mem.pages.addZoneDevice(unsafePhysAddr(HOLE), 4 * MiB, { owner: 3, kind: "device-private" });
+    expect(mem.pages.flags(pfnOf(unsafePhysAddr(HOLE)))).toBe(PageFlag.ZONE_DEVICE | PageFlag.DEVICE_PRIVATE);
     expect(() => mem.read(unsafePhysAddr(HOLE), 1)).toThrow(UnmappedAddressError);
-    expect(() => mem.addMmio(HOLE, PAGE_SIZE, { name: "late BAR" })).toThrow(RegionOverlapError);
-    expect(() => { mem.pages.addZoneDevice(0, 4 * MiB, { owner: 3, kind: "device-private" }); }).toThrow(/overlaps ram pages \[0x0, 0x80000000\)/);
-    mem.addMmio(BAR, 16 * MiB, { name: "BAR0" });
-    expect(() => { mem.pages.addZoneDevice(BAR, 4 * MiB, { owner: 3, kind: "device-private" }); }).toThrow(/device-private pages need a hole/);
+    expect(() => mem.addMmio(unsafePhysAddr(HOLE), PAGE_SIZE, { name: "late BAR" })).toThrow(RegionOverlapError);
+    expect(() => { mem.pages.addZoneDevice(unsafePhysAddr(0), 4 * MiB, { owner: 3, kind: "device-private" }); }).toThrow(/overlaps ram pages \[0x0, 0x80000000\)/);
+    mem.addMmio(unsafePhysAddr(BAR), 16 * MiB, { name: "BAR0" });
+    expect(() => { mem.pages.addZoneDevice(unsafePhysAddr(BAR), 4 * MiB, { owner: 3, kind: "device-private" }); }).toThrow(/device-private pages need a hole/);
   });
 
   it("rejects bad ZONE_DEVICE ranges with typed errors and leaves the pages as they were", () => {
     const mem = makeMemory();
-    mem.addMmio(BAR, 16 * MiB, { name: "BAR0" });
+    mem.addMmio(unsafePhysAddr(BAR), 16 * MiB, { name: "BAR0" });
     const cases: [() => void, new (...args: never[]) => Error, RegExp][] = [
-      [() => { mem.pages.addZoneDevice(BAR + 1, 4096, { owner: 1, kind: "p2pdma" }); }, AddressError, /page-aligned/],
-      [() => { mem.pages.addZoneDevice(BAR, 0, { owner: 1, kind: "p2pdma" }); }, AddressError, /size = 0/],
-      [() => { mem.pages.addZoneDevice(BAR, 32 * MiB, { owner: 1, kind: "p2pdma" }); }, AddressError, /inside one MMIO region/],
-      [() => { mem.pages.addZoneDevice(0, 4096, { owner: 1, kind: "p2pdma" }); }, RegionOverlapError, /overlaps ram pages/],
-      [() => { mem.pages.addZoneDevice(HOLE, 4096, { owner: 1, kind: "p2pdma" }); }, AddressError, /inside one MMIO region/],
-      [() => { mem.pages.addZoneDevice(BAR, 4096, { owner: 0, kind: "p2pdma" }); }, AddressError, /owner = 0/],
-      [() => { mem.pages.addZoneDevice(BAR, 4096, { owner: 1, kind: "fsdax" as "p2pdma" }); }, AddressError, /kind = "fsdax"/],
-      [() => { mem.pages.removeZoneDevice(BAR, 4096); }, PageStateError, /no ZONE_DEVICE range is exactly/],
+      [() => { mem.pages.addZoneDevice(unsafePhysAddr(BAR + 1), 4096, { owner: 1, kind: "p2pdma" }); }, AddressError, /page-aligned/],
+      [() => { mem.pages.addZoneDevice(unsafePhysAddr(BAR), 0, { owner: 1, kind: "p2pdma" }); }, AddressError, /size = 0/],
+      [() => { mem.pages.addZoneDevice(unsafePhysAddr(BAR), 32 * MiB, { owner: 1, kind: "p2pdma" }); }, AddressError, /inside one MMIO region/],
+      [() => { mem.pages.addZoneDevice(unsafePhysAddr(0), 4096, { owner: 1, kind: "p2pdma" }); }, RegionOverlapError, /overlaps ram pages/],
+      [() => { mem.pages.addZoneDevice(unsafePhysAddr(HOLE), 4096, { owner: 1, kind: "p2pdma" }); }, AddressError, /inside one MMIO region/],
+      [() => { mem.pages.addZoneDevice(unsafePhysAddr(BAR), 4096, { owner: 0, kind: "p2pdma" }); }, AddressError, /owner = 0/],
+      [() => { mem.pages.addZoneDevice(unsafePhysAddr(BAR), 4096, { owner: 1, kind: "fsdax" as "p2pdma" }); }, AddressError, /kind = "fsdax"/],
+      [() => { mem.pages.removeZoneDevice(unsafePhysAddr(BAR), 4096); }, PageStateError, /no ZONE_DEVICE range is exactly/],
     ];
     for (const [fn, type, message] of cases) {
       expect(fn).toThrow(type);
       expect(fn).toThrow(message);
     }
-    mem.pages.addZoneDevice(BAR, 8 * MiB, { owner: 1, kind: "p2pdma" });
-    expect(() => { mem.pages.addZoneDevice(BAR + 4 * MiB, 8 * MiB, { owner: 2, kind: "p2pdma" }); }).toThrow(RegionOverlapError);
-    expect(mem.pages.owner(pfnOf(BAR + 4 * MiB))).toBe(1);
-    expect(mem.pages.hasPage(pfnOf(BAR + 8 * MiB))).toBe(false);
+    mem.pages.addZoneDevice(unsafePhysAddr(BAR), 8 * MiB, { owner: 1, kind: "p2pdma" });
+    expect(() => { mem.pages.addZoneDevice(unsafePhysAddr(BAR + 4 * MiB), 8 * MiB, { owner: 2, kind: "p2pdma" }); }).toThrow(RegionOverlapError);
+    expect(mem.pages.owner(pfnOf(unsafePhysAddr(BAR + 4 * MiB)))).toBe(1);
+    expect(mem.pages.hasPage(pfnOf(unsafePhysAddr(BAR + 8 * MiB)))).toBe(false);
     expect(mem.pages.ranges().map((r) => r.kind)).toEqual(["ram", "ram", "p2pdma"]);
   });
 });
@@ -139,27 +139,27 @@ describe("confidential guests", () => {
     const mem = makeMemory({ confidential: true });
     expect(mem.confidential).toBe(true);
     expect(mem.pages.flags(0) & PageFlag.ENCRYPTED).not.toBe(0);
-    expect(mem.pages.flags(pfnOf(4 * GiB) + 5) & PageFlag.ENCRYPTED).not.toBe(0);
-    mem.setMemoryDecrypted(1 * MiB, 4);
+    expect(mem.pages.flags(pfnOf(unsafePhysAddr(4 * GiB)) + 5) & PageFlag.ENCRYPTED).not.toBe(0);
+    mem.setMemoryDecrypted(unsafePhysAddr(1 * MiB), 4);
     const enc = (p: number): boolean => (mem.pages.flags(p) & PageFlag.ENCRYPTED) !== 0;
     expect([255, 256, 259, 260].map(enc)).toEqual([true, false, false, true]);
-    mem.setMemoryEncrypted(1 * MiB + PAGE_SIZE, 2);
+    mem.setMemoryEncrypted(unsafePhysAddr(1 * MiB + PAGE_SIZE), 2);
     expect([256, 257, 258, 259].map(enc)).toEqual([false, true, true, false]);
   });
 
   it("refuses to change encryption of non-RAM or misaligned ranges, changing nothing", () => {
     const mem = makeMemory({ confidential: true });
     const last = 2 * GiB - PAGE_SIZE;
-    expect(() => { mem.setMemoryDecrypted(last, 2); }).toThrow(UnmappedAddressError);
-    expect(mem.pages.flags(pfnOf(last)) & PageFlag.ENCRYPTED).not.toBe(0);
-    expect(() => { mem.setMemoryDecrypted(100, 1); }).toThrow(/page-aligned/);
-    expect(() => { mem.setMemoryEncrypted(0, -1); }).toThrow(/nrPages = -1/);
+    expect(() => { mem.setMemoryDecrypted(unsafePhysAddr(last), 2); }).toThrow(UnmappedAddressError);
+    expect(mem.pages.flags(pfnOf(unsafePhysAddr(last))) & PageFlag.ENCRYPTED).not.toBe(0);
+    expect(() => { mem.setMemoryDecrypted(unsafePhysAddr(100), 1); }).toThrow(/page-aligned/);
+    expect(() => { mem.setMemoryEncrypted(unsafePhysAddr(0), -1); }).toThrow(/nrPages = -1/);
   });
 
   it("is a no-op on a machine that is not confidential, like the kernel without CC_ATTR_MEM_ENCRYPT", () => {
     const mem = makeMemory();
-    mem.setMemoryDecrypted(0, 16);
-    mem.setMemoryEncrypted(0, 16);
+    mem.setMemoryDecrypted(unsafePhysAddr(0), 16);
+    mem.setMemoryEncrypted(unsafePhysAddr(0), 16);
     expect(mem.pages.flags(0)).toBe(0);
     expect(mem.pages.materialisedSections).toBe(0);
   });

@@ -1,9 +1,10 @@
 import type { Trace } from "@dmasim/trace";
 import { Counter } from "./counters.js";
 import { PAGE_SIZE, checkNat } from "./addresses.js";
+import type { PhysAddr } from "./addresses.js";
 import { AddressError, PageStateError, RegionOverlapError, UnmappedAddressError } from "./errors.js";
 import { hex } from "@dmasim/trace";
-import { kApplyFlags, kFirstMissing, kFirstWithout } from "./internal.js";
+import { kApplyFlags, kCheckZoneDeviceRange, kFirstMissing, kFirstWithout, kZoneDeviceOverlap } from "./internal.js";
 import { PAGE_FLAG_MASK, PageFlag } from "./page-flags.js";
 
 /**
@@ -33,10 +34,10 @@ export interface PageRange {
   readonly defaultFlags: number;
 }
 
-/** @internal What addZoneDevice must ask the memory map before it can accept a range. */
+/** What addZoneDevice must ask the memory map before it can accept a range (package-private: not exported from index.ts). */
 export interface ZoneDeviceHost {
   /** Throws unless [phys, phys + size) may hold ZONE_DEVICE pages of `kind`. */
-  checkZoneDeviceRange(phys: number, size: number, kind: PageRangeKind): void;
+  [kCheckZoneDeviceRange](phys: number, size: number, kind: PageRangeKind): void;
 }
 
 const KIND_BIT: Record<PageRangeKind, number> = { ram: 1, p2pdma: 2, "device-private": 4 };
@@ -55,7 +56,7 @@ export class PageDescriptors {
   #ranges: PageRange[] = [];
   #lastRange: PageRange | undefined = undefined;
 
-  /** @internal PhysicalMemory builds this; `ram` are page-aligned RAM ranges in pfns. */
+  /** PhysicalMemory builds this (`.` exports the class as a type only); `ram` are page-aligned RAM ranges in pfns. */
   constructor(trace: Trace, host: ZoneDeviceHost, ram: readonly { startPfn: number; endPfn: number }[], confidential: boolean) {
     trace.counters.declare(Counter);
     this.#trace = trace;
@@ -124,7 +125,7 @@ export class PageDescriptors {
    * "p2pdma" ranges must lie in one MMIO region (a BAR, pci_p2pdma_add_resource); "device-private" ranges
    * must be in a hole of the physical map (request_free_mem_region), since the CPU cannot address them.
    */
-  addZoneDevice(phys: number, size: number, options: { owner: number; kind: "p2pdma" | "device-private" }): void {
+  addZoneDevice(phys: PhysAddr, size: number, options: { owner: number; kind: "p2pdma" | "device-private" }): void {
     this.#checkPageRange("addZoneDevice", phys, size);
     const { owner, kind } = options;
     if (!Number.isSafeInteger(owner) || owner < 1 || owner > 0xffffffff) {
@@ -140,14 +141,14 @@ export class PageDescriptors {
         throw new RegionOverlapError(phys, size, `${r.kind} pages [${hex(r.startPfn * PAGE_SIZE)}, ${hex(r.endPfn * PAGE_SIZE)})`);
       }
     }
-    this.#host.checkZoneDeviceRange(phys, size, kind);
+    this.#host[kCheckZoneDeviceRange](phys, size, kind);
     const defaultFlags = PageFlag.ZONE_DEVICE | (kind === "p2pdma" ? PageFlag.P2PDMA : PageFlag.DEVICE_PRIVATE);
     this.#insertRange({ startPfn, endPfn, kind, owner, defaultFlags });
     this.#fillMaterialised(startPfn, endPfn, defaultFlags | PRESENT);
   }
 
   /** memunmap_pages(): drops a range added by addZoneDevice; base and size must match it exactly. */
-  removeZoneDevice(phys: number, size: number): void {
+  removeZoneDevice(phys: PhysAddr, size: number): void {
     this.#checkPageRange("removeZoneDevice", phys, size);
     const startPfn = phys / PAGE_SIZE;
     const endPfn = startPfn + size / PAGE_SIZE;
@@ -160,14 +161,14 @@ export class PageDescriptors {
     this.#fillMaterialised(startPfn, endPfn, 0);
   }
 
-  /** @internal True when any ZONE_DEVICE range overlaps [phys, phys + size). */
-  zoneDeviceOverlap(phys: number, size: number): PageRange | undefined {
+  /** The ZONE_DEVICE range overlapping [phys, phys + size), if any (PhysicalMemory's MMIO checks). */
+  [kZoneDeviceOverlap](phys: number, size: number): PageRange | undefined {
     const s = phys / PAGE_SIZE;
     const e = (phys + size) / PAGE_SIZE;
     return this.#ranges.find((r) => r.kind !== "ram" && r.startPfn < e && s < r.endPfn);
   }
 
-  /** @internal `v = (v & ~clear) | set` for every page of [pfn, pfn + count); no checks. */
+  /** `v = (v & ~clear) | set` for every page of [pfn, pfn + count); no checks. */
   [kApplyFlags](pfn: number, count: number, set: number, clear: number): void {
     const end = pfn + count;
     let p = pfn;
@@ -182,7 +183,7 @@ export class PageDescriptors {
     }
   }
 
-  /** @internal First pfn of [pfn, pfn + count) not in a range of `kinds` (RangeKind bits), or -1. */
+  /** First pfn of [pfn, pfn + count) not in a range of `kinds` (RangeKind bits), or -1. */
   [kFirstMissing](pfn: number, count: number, kinds: number): number {
     const end = pfn + count;
     let p = pfn;
@@ -194,7 +195,7 @@ export class PageDescriptors {
     return -1;
   }
 
-  /** @internal First pfn of [pfn, pfn + count) whose flags lack any bit of `bits`, or -1. Pages must exist. */
+  /** First pfn of [pfn, pfn + count) whose flags lack any bit of `bits`, or -1. Pages must exist. */
   [kFirstWithout](pfn: number, count: number, bits: number): number {
     const end = pfn + count;
     let p = pfn;

@@ -13,7 +13,7 @@ const BAR = 64 * GiB;
 describe("PhysicalMemory: the map", () => {
   it("lists RAM and MMIO regions in address order, like /proc/iomem", () => {
     const mem = makeMemory();
-    mem.addMmio(BAR, 16 * MiB, { name: "0000:03:00.0 BAR2", owner: PEER_BDF });
+    mem.addMmio(unsafePhysAddr(BAR), 16 * MiB, { name: "0000:03:00.0 BAR2", owner: PEER_BDF });
     expect(mem.regions().map((r) => [r.kind, r.base, r.size, r.name, r.owner])).toEqual([
       ["ram", 0, 2 * GiB, "System RAM", undefined],
       ["ram", 4 * GiB, GiB, "High RAM", undefined],
@@ -32,7 +32,7 @@ describe("PhysicalMemory: the map", () => {
 
   it("isRam covers whole ranges, joins adjacent RAM regions, and refuses holes and MMIO", () => {
     const mem = new PhysicalMemory(new Trace(), { ram: [{ base: 0, size: MiB }, { base: MiB, size: MiB, name: "next" }] });
-    mem.addMmio(4 * MiB, MiB, { name: "bar" });
+    mem.addMmio(unsafePhysAddr(4 * MiB), MiB, { name: "bar" });
     expect(mem.isRam(physAddr(MiB - 10), 20)).toBe(true);
     expect(mem.isRam(physAddr(0), 2 * MiB)).toBe(true);
     expect(mem.isRam(physAddr(0), 2 * MiB + 1)).toBe(false);
@@ -54,28 +54,28 @@ describe("PhysicalMemory: the map", () => {
 
   it("addMmio refuses overlaps, empty names and short backings, leaving the map unchanged", () => {
     const mem = makeMemory();
-    mem.addMmio(BAR, MiB, { name: "bar0" });
+    mem.addMmio(unsafePhysAddr(BAR), MiB, { name: "bar0" });
     const before = mem.regions();
-    expect(() => mem.addMmio(BAR + MiB - 1, 2, { name: "x" })).toThrow(/overlaps mmio region "bar0"/);
-    expect(() => mem.addMmio(GiB, 2, { name: "x" })).toThrow(/overlaps ram region "System RAM"/);
-    expect(() => mem.addMmio(BAR + 2 * MiB, 0, { name: "x" })).toThrow(/size = 0/);
-    expect(() => mem.addMmio(BAR + 2 * MiB, 16, { name: "" })).toThrow(/options.name/);
-    expect(() => mem.addMmio(BAR + 2 * MiB, 2 * PAGE_SIZE, { name: "x", backing: new SparseStore(PAGE_SIZE) })).toThrow(/options.backing.size = 0x1000 is invalid: expected a backing of at least the region size, 8192 bytes/);
+    expect(() => mem.addMmio(unsafePhysAddr(BAR + MiB - 1), 2, { name: "x" })).toThrow(/overlaps mmio region "bar0"/);
+    expect(() => mem.addMmio(unsafePhysAddr(GiB), 2, { name: "x" })).toThrow(/overlaps ram region "System RAM"/);
+    expect(() => mem.addMmio(unsafePhysAddr(BAR + 2 * MiB), 0, { name: "x" })).toThrow(/size = 0/);
+    expect(() => mem.addMmio(unsafePhysAddr(BAR + 2 * MiB), 16, { name: "" })).toThrow(/options.name/);
+    expect(() => mem.addMmio(unsafePhysAddr(BAR + 2 * MiB), 2 * PAGE_SIZE, { name: "x", backing: new SparseStore(PAGE_SIZE) })).toThrow(/options.backing.size = 0x1000 is invalid: expected a backing of at least the region size, 8192 bytes/);
     expect(mem.regions()).toBe(before);
   });
 
   it("removeMmio takes a BAR away only once its ZONE_DEVICE pages are gone", () => {
     const mem = makeMemory();
-    mem.addMmio(BAR, 4 * MiB, { name: "bar0", backing: new SparseStore(4 * MiB) });
+    mem.addMmio(unsafePhysAddr(BAR), 4 * MiB, { name: "bar0", backing: new SparseStore(4 * MiB) });
     mem.write(physAddr(BAR), pattern(16));
-    mem.pages.addZoneDevice(BAR, 2 * MiB, { owner: 1, kind: "p2pdma" });
-    expect(() => { mem.removeMmio(BAR); }).toThrow(PageStateError);
-    mem.pages.removeZoneDevice(BAR, 2 * MiB);
-    mem.removeMmio(BAR);
+    mem.pages.addZoneDevice(unsafePhysAddr(BAR), 2 * MiB, { owner: 1, kind: "p2pdma" });
+    expect(() => { mem.removeMmio(unsafePhysAddr(BAR)); }).toThrow(PageStateError);
+    mem.pages.removeZoneDevice(unsafePhysAddr(BAR), 2 * MiB);
+    mem.removeMmio(unsafePhysAddr(BAR));
     expect(mem.regionAt(physAddr(BAR))).toBeUndefined();
     expect(() => mem.read(unsafePhysAddr(BAR), 16)).toThrow(UnmappedAddressError);
-    expect(() => { mem.removeMmio(BAR); }).toThrow(/no MMIO region starts/);
-    expect(() => { mem.removeMmio(0); }).toThrow(UnmappedAddressError);
+    expect(() => { mem.removeMmio(unsafePhysAddr(BAR)); }).toThrow(/no MMIO region starts/);
+    expect(() => { mem.removeMmio(unsafePhysAddr(0)); }).toThrow(UnmappedAddressError);
   });
 });
 
@@ -108,8 +108,8 @@ describe("PhysicalMemory: bytes", () => {
   it("MMIO with a backing reads and writes its store; without one it is ENXIO", () => {
     const mem = makeMemory();
     const backing = new SparseStore(MiB);
-    mem.addMmio(BAR, MiB, { name: "vram", backing });
-    mem.addMmio(BAR + MiB, PAGE_SIZE, { name: "doorbells" });
+    mem.addMmio(unsafePhysAddr(BAR), MiB, { name: "vram", backing });
+    mem.addMmio(unsafePhysAddr(BAR + MiB), PAGE_SIZE, { name: "doorbells" });
     mem.write(physAddr(BAR + 8), pattern(8, 2));
     expectBytes(backing.read(8, 8), pattern(8, 2));
     let caught: unknown;
@@ -201,8 +201,8 @@ describe("PhysicalMemory: bytes", () => {
     fc.assert(
       fc.property(fc.array(op, { maxLength: 15 }), (ops) => {
         const mem = new PhysicalMemory(new Trace(), { ram: [{ base: 0, size: 64 * KB }, { base: 64 * KB, size: 32 * KB }] });
-        mem.addMmio(128 * KB, 32 * KB, { name: "bar", backing: new SparseStore(32 * KB) });
-        mem.addMmio(160 * KB, 4 * KB, { name: "regs" });
+        mem.addMmio(unsafePhysAddr(128 * KB), 32 * KB, { name: "bar", backing: new SparseStore(32 * KB) });
+        mem.addMmio(unsafePhysAddr(160 * KB), 4 * KB, { name: "regs" });
         const model = new Uint8Array(SPACE + 40 * KB);
         const reachable = (a: number, n: number): boolean => n === 0 || (a + n <= 96 * KB) || (a >= 128 * KB && a + n <= 160 * KB);
         const readAll = (): Uint8Array => {

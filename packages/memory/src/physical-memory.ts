@@ -4,7 +4,7 @@ import type { PhysAddr } from "./addresses.js";
 import { MAX_READ_BYTES, PAGE_SIZE, checkNat, checkRange } from "./addresses.js";
 import { AddressError, MmioNoBackingError, PageStateError, RegionOverlapError, UnmappedAddressError } from "./errors.js";
 import { hex } from "@dmasim/trace";
-import { kApplyFlags, kFirstMissing } from "./internal.js";
+import { kApplyFlags, kCheckZoneDeviceRange, kFirstMissing, kZoneDeviceOverlap } from "./internal.js";
 import { PageAllocator } from "./page-allocator.js";
 import type { PageRangeKind, ZoneDeviceHost } from "./page-descriptors.js";
 import { PageDescriptors, RangeKind } from "./page-descriptors.js";
@@ -93,7 +93,7 @@ export class PhysicalMemory implements ZoneDeviceHost {
   }
 
   /** Registers an MMIO range (a BAR, a doorbell page): no struct pages unless addZoneDevice gives it some. */
-  addMmio(base: number, size: number, options: MmioOptions): RegionInfo {
+  addMmio(base: PhysAddr, size: number, options: MmioOptions): RegionInfo {
     checkRange("base", base, size);
     if (size === 0) throw new AddressError("size", size, "an MMIO size >= 1 byte (addMmio)");
     const { name, owner, backing } = options;
@@ -105,7 +105,7 @@ export class PhysicalMemory implements ZoneDeviceHost {
     }
     const clash = this.#table.overlapping(base, base + size);
     if (clash !== undefined) throw new RegionOverlapError(base, size, describe(clash));
-    const zd = this.pages.zoneDeviceOverlap(Math.floor(base / PAGE_SIZE) * PAGE_SIZE, Math.ceil((base + size) / PAGE_SIZE) * PAGE_SIZE - Math.floor(base / PAGE_SIZE) * PAGE_SIZE);
+    const zd = this.pages[kZoneDeviceOverlap](Math.floor(base / PAGE_SIZE) * PAGE_SIZE, Math.ceil((base + size) / PAGE_SIZE) * PAGE_SIZE - Math.floor(base / PAGE_SIZE) * PAGE_SIZE);
     if (zd !== undefined) {
       throw new RegionOverlapError(base, size, `${zd.kind} ZONE_DEVICE pages [${hex(zd.startPfn * PAGE_SIZE)}, ${hex(zd.endPfn * PAGE_SIZE)})`);
     }
@@ -115,14 +115,14 @@ export class PhysicalMemory implements ZoneDeviceHost {
   }
 
   /** Removes the MMIO region that starts at `base` (a device going away). Its ZONE_DEVICE pages must be removed first. */
-  removeMmio(base: number): void {
+  removeMmio(base: PhysAddr): void {
     checkNat("base", base);
     const region = this.#table.at(this.#table.indexOf(base));
     if (region?.info.kind !== "mmio" || region.base !== base) {
       throw new UnmappedAddressError(base, "removeMmio: no MMIO region starts at this address");
     }
     const pageBase = Math.floor(base / PAGE_SIZE) * PAGE_SIZE;
-    const zd = this.pages.zoneDeviceOverlap(pageBase, Math.ceil(region.end / PAGE_SIZE) * PAGE_SIZE - pageBase);
+    const zd = this.pages[kZoneDeviceOverlap](pageBase, Math.ceil(region.end / PAGE_SIZE) * PAGE_SIZE - pageBase);
     if (zd !== undefined) {
       throw new PageStateError(zd.startPfn, `removeMmio: region "${region.info.name}" still has ZONE_DEVICE pages from ${hex(zd.startPfn * PAGE_SIZE)}; call pages.removeZoneDevice first`);
     }
@@ -222,7 +222,7 @@ export class PhysicalMemory implements ZoneDeviceHost {
    * per byte — what a device's copy engine or the CPU's memcpy does); otherwise through a bounded
    * buffer. Both ranges are checked first: a refused copy moves nothing.
    */
-  copy(dst: PhysAddr | number, src: PhysAddr | number, len: number): void {
+  copy(dst: PhysAddr, src: PhysAddr, len: number): void {
     checkNat("len", len);
     if (len === 0) return;
     const si = this.#check("read", src, len);
@@ -258,12 +258,12 @@ export class PhysicalMemory implements ZoneDeviceHost {
    * set_memory_decrypted(): makes `nrPages` RAM pages from `phys` shared with the host, so devices can
    * reach them. Like the kernel, a no-op (after argument checks) on a machine that is not confidential.
    */
-  setMemoryDecrypted(phys: number, nrPages: number): void {
+  setMemoryDecrypted(phys: PhysAddr, nrPages: number): void {
     this.#setEncryption("setMemoryDecrypted", phys, nrPages, false);
   }
 
   /** set_memory_encrypted(): makes the pages private to the guest again. */
-  setMemoryEncrypted(phys: number, nrPages: number): void {
+  setMemoryEncrypted(phys: PhysAddr, nrPages: number): void {
     this.#setEncryption("setMemoryEncrypted", phys, nrPages, true);
   }
 
@@ -274,8 +274,8 @@ export class PhysicalMemory implements ZoneDeviceHost {
       .join("\n");
   }
 
-  /** @internal ZoneDeviceHost: where ZONE_DEVICE pages may go. */
-  checkZoneDeviceRange(phys: number, size: number, kind: PageRangeKind): void {
+  /** ZoneDeviceHost: where ZONE_DEVICE pages may go (keyed by a package-private symbol). */
+  [kCheckZoneDeviceRange](phys: number, size: number, kind: PageRangeKind): void {
     const end = phys + size;
     if (kind === "p2pdma") {
       const r = this.#table.at(this.#table.indexOf(phys));

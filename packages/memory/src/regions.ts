@@ -18,7 +18,7 @@ export interface RegionInfo {
   readonly owner: string | undefined;
 }
 
-/** @internal A region with its bytes; `store` is undefined for MMIO with no backing. */
+/** A region with its bytes (package-private: not exported from index.ts); `store` is undefined for MMIO with no backing. */
 export interface Region {
   readonly info: RegionInfo;
   readonly base: number;

@@ -185,7 +185,7 @@ export class WorkloadRun {
   }
 
   releaseBuffers(): void {
-    for (let s = 0; s < this.#o.queueDepth; s++) this.#mem.allocator.freePages(this.#slotBase[s] ?? 0, this.#poolPages);
+    for (let s = 0; s < this.#o.queueDepth; s++) this.#mem.allocator.freePages(unsafePhysAddr(this.#slotBase[s] ?? 0), this.#poolPages);
   }
 
   /** The job's figures; a job whose data did not verify is an error, not a result. */

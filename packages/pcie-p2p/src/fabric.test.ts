@@ -131,8 +131,8 @@ describe("path memory: upstream through the IOMMU to RAM", () => {
     const spec = switchSpec();
     delete (spec as { iommu?: unknown }).iommu;
     const p = createPlatform(spec);
-    p.memory.addMmio(0x80000000, 4096, { name: "doorbell", backing: new SparseStore(4096) });
-    p.memory.addMmio(0x80001000, 4096, { name: "registers" });
+    p.memory.addMmio(unsafePhysAddr(0x80000000), 4096, { name: "doorbell", backing: new SparseStore(4096) });
+    p.memory.addMmio(unsafePhysAddr(0x80001000), 4096, { name: "registers" });
     p.endpoint(A).dmaWrite(unsafeDmaAddr(0x80000000), Uint8Array.of(5));
     expect(p.memory.read(physAddr(0x80000000), 1)[0]).toBe(5);
     expect(accessError(() => p.endpoint(A).dmaRead(unsafeDmaAddr(0x80001000), 4)).kind).toBe("unsupported-request");
@@ -148,7 +148,7 @@ describe("confidential guests", () => {
     const e = accessError(() => ep.dmaRead(unsafeDmaAddr(0x3000), 16));
     expect(e).toMatchObject({ kind: "private-memory", code: "EACCES", completed: 0 });
     expect(p.trace.counters.get(Counter.PrivateMemoryBlocked)).toBe(1);
-    p.memory.setMemoryDecrypted(0x3000, 1);
+    p.memory.setMemoryDecrypted(unsafePhysAddr(0x3000), 1);
     ep.dmaWrite(unsafeDmaAddr(0x3000), Uint8Array.of(1, 2));
     expect([...p.memory.read(physAddr(0x3000), 2)]).toEqual([1, 2]);
     const partial = accessError(() => { ep.dmaWrite(unsafeDmaAddr(0x3000 + 4000), bytes(200, 1)); });

@@ -1,5 +1,5 @@
 import { Iommu, type IommuOptions } from "@dmasim/iommu";
-import { PhysicalMemory, SparseStore, type PhysAddr } from "@dmasim/memory";
+import { PhysicalMemory, SparseStore, type PhysAddr, unsafePhysAddr } from "@dmasim/memory";
 import { Trace } from "@dmasim/trace";
 import type { TraceEvent } from "./events.js";
 import { placeBars } from "./bars.js";
@@ -94,7 +94,7 @@ class PciPlatform implements Platform {
     const bars: Bar[][] = r.endpoints.map((e, i) => {
       const hb = at(this.hostBridges, at(epHostBridge, i));
       return at(layout.bars, i).map((b) => {
-        memory.addMmio(b.phys, b.size, { name: `${e.bdf} BAR${b.index}`, owner: e.bdf, backing: new SparseStore(b.size) });
+        memory.addMmio(unsafePhysAddr(b.phys), b.size, { name: `${e.bdf} BAR${b.index}`, owner: e.bdf, backing: new SparseStore(b.size) });
         barRanges.push({ endpoint: i, phys: b.phys, bus: b.phys + hb.busOffset, size: b.size });
         return Object.freeze({ index: b.index, phys: b.phys as PhysAddr, bus: (b.phys + hb.busOffset) as BusAddr, size: b.size });
       });

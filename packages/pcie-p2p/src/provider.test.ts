@@ -1,4 +1,4 @@
-import { KiB, MiB, PageFlag, pfnOf } from "@dmasim/memory";
+import { KiB, MiB, PageFlag, pfnOf, unsafePhysAddr } from "@dmasim/memory";
 import { describe, expect, it } from "vitest";
 import { PciError } from "./errors.js";
 import { createPlatform } from "./platform.js";
@@ -10,7 +10,7 @@ describe("addP2pdmaProvider / pci_p2pdma_add_resource", () => {
     const bar = p.endpoint(B).bars[0]!;
     const prov = p.addP2pdmaProvider(B, 0);
     expect(prov).toEqual({ id: 1, owner: B, busOffset: 0, phys: bar.phys, bus: bar.bus, size: 2 * MiB, bar: 0 });
-    for (const pfn of [pfnOf(bar.phys), pfnOf(bar.phys + bar.size - 1)]) {
+    for (const pfn of [pfnOf(bar.phys), pfnOf(unsafePhysAddr(bar.phys + bar.size - 1))]) {
       expect(p.memory.pages.hasPage(pfn)).toBe(true);
       expect(p.memory.pages.flags(pfn) & (PageFlag.ZONE_DEVICE | PageFlag.P2PDMA)).toBe(PageFlag.ZONE_DEVICE | PageFlag.P2PDMA);
       expect(p.memory.pages.owner(pfn)).toBe(1);
@@ -55,7 +55,7 @@ describe("addP2pdmaProvider / pci_p2pdma_add_resource", () => {
     expect(err).toBeInstanceOf(PciError);
     expect((err as PciError).code).toBe("EEXIST");
     expect(p.providers).toHaveLength(1);
-    expect(p.memory.pages.hasPage(pfnOf(bar.phys + 64 * KiB))).toBe(false);
+    expect(p.memory.pages.hasPage(pfnOf(unsafePhysAddr(bar.phys + 64 * KiB)))).toBe(false);
     expect(p.addP2pdmaProvider(B, 0, { offset: 64 * KiB, size: 64 * KiB }).id).toBe(2);
   });
 });

@@ -3,6 +3,7 @@ import { hex } from "@dmasim/trace";
 import { PciError, PciInputError } from "./errors.js";
 import { at, must } from "./util.js";
 import type { BusAddr, Endpoint, P2pdmaProvider } from "./types.js";
+import { unsafePhysAddr } from "@dmasim/memory";
 
 const PAGE = 4096;
 
@@ -50,7 +51,7 @@ export class ProviderRegistry {
       throw new PciError("EEXIST", `addP2pdmaProvider: [${hex(phys)}, ${hex(phys + size)}) of ${ep.bdf} BAR${barIndex} overlaps provider ${clash.id}`);
     }
     const id = this.#providers.length + 1;
-    this.#memory.pages.addZoneDevice(phys, size, { owner: id, kind: "p2pdma" });
+    this.#memory.pages.addZoneDevice(unsafePhysAddr(phys), size, { owner: id, kind: "p2pdma" });
     const busOffset = bar.bus - bar.phys;
     const provider: P2pdmaProvider = Object.freeze({
       id,

@@ -2,7 +2,7 @@ import { describe, expect, it } from "vitest";
 import fc from "fast-check";
 import { DmaDirection } from "@dmasim/dma";
 import type { IommuMode } from "@dmasim/dma";
-import { PAGE_SIZE, physAddr } from "@dmasim/memory";
+import { PAGE_SIZE, physAddr, unsafePhysAddr } from "@dmasim/memory";
 import { dmaMapSgtable, dmaUnmapSgtable, sgAllocTable, sgFreeTable, sgSetPhys, sgtableDmaSegments } from "./index.js";
 import type { SgInteriorPolicy, SgTable } from "./index.js";
 import { deviceRead, firstDifference, makeRig, pattern } from "./test-fixtures.js";
@@ -88,8 +88,8 @@ function build(rig: Rig, c: Case): SgTable {
     if (platform.memory.confidential && memory.isRam(physAddr(phys), len)) {
       const first = Math.floor(phys / PAGE_SIZE);
       const n = Math.floor((phys + len - 1) / PAGE_SIZE) - first + 1;
-      if (e.kind === "encrypted") memory.setMemoryEncrypted(first * PAGE_SIZE, n);
-      else memory.setMemoryDecrypted(first * PAGE_SIZE, n);
+      if (e.kind === "encrypted") memory.setMemoryEncrypted(unsafePhysAddr(first * PAGE_SIZE), n);
+      else memory.setMemoryDecrypted(unsafePhysAddr(first * PAGE_SIZE), n);
     }
     memory.write(physAddr(phys), pattern(len, i + 1));
     sgSetPhys(table, i, phys, len);

@@ -77,7 +77,7 @@ export class CounterSnapshot {
   readonly #values: Float64Array;
   readonly #names: readonly (string | undefined)[];
 
-  /** @internal use `Counters.snapshot()`. */
+  /** Made by `Counters.snapshot()` (`.` exports the class as a type only). */
   constructor(values: Float64Array, names: readonly (string | undefined)[] = []) {
     this.#values = values;
     this.#names = names;

@@ -64,7 +64,7 @@ export class FaultAttr {
   /** probability > 0 and times not used up: the one test sites make before calling shouldFail. */
   armed = false;
 
-  /** @internal use `FaultInjection.attr(name)`. */
+  /** Made by `FaultInjection.attr(name)` (`.` exports the class as a type only). */
   constructor(name: string, rng: Xorshift32) {
     this.name = name;
     this.#rng = rng;

@@ -125,7 +125,7 @@ export class SoakSystem {
   }
 
   freeBuffer(buf: Buffer): void {
-    this.platform.memory.allocator.freePages(buf.base, buf.pages);
+    this.platform.memory.allocator.freePages(unsafePhysAddr(buf.base), buf.pages);
   }
 
   fingerprint(): Fingerprint {

@@ -240,7 +240,7 @@ export class GpuVramExporter {
 
   #freeBlock(phys: number, vram: boolean): void {
     if (vram) this.#used[(phys - this.provider.phys) / this.blockBytes] = 0;
-    else this.system.kernel.memory.allocator.freePages(phys, this.blockBytes / PAGE_SIZE);
+    else this.system.kernel.memory.allocator.freePages(unsafePhysAddr(phys), this.blockBytes / PAGE_SIZE);
   }
 
   #reapBo(bo: GpuBo): void {
@@ -295,7 +295,7 @@ export class GpuVramExporter {
       const d = to === "vram" ? this.#takeVramBlock() : memory.allocator.allocPages(bb / PAGE_SIZE);
       dest[k] = d;
       // The copy engine's copy, done at once in the model; the KERNEL fence says when it ends.
-      memory.copy(d, bo.phys[b] ?? 0, bb);
+      memory.copy(unsafePhysAddr(d), unsafePhysAddr(bo.phys[b] ?? 0), bb);
     });
     const bytes = sel.length * bb;
     const clock = this.system.trace.clock;

@@ -56,7 +56,7 @@ export class SystemHeap {
       mapPhysList: () => this.#list(hb),
       unmapPhysList: () => undefined,
       release: () => {
-        for (let i = 0; i < hb.chunkPhys.length; i++) memory.allocator.freePages(hb.chunkPhys[i] ?? 0, (hb.chunkLen[i] ?? 0) / PAGE_SIZE);
+        for (let i = 0; i < hb.chunkPhys.length; i++) memory.allocator.freePages(unsafePhysAddr(hb.chunkPhys[i] ?? 0), (hb.chunkLen[i] ?? 0) / PAGE_SIZE);
       },
     };
     const buf = dmaBufExport(this.system, { expName: "system", size: total, ops, priv: hb });
