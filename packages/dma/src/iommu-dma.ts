@@ -32,6 +32,8 @@ import type { PhysAddr } from "@dmasim/memory";
 // public entry points in mapping.ts and two-step.ts dispatch here when the device uses iommu-dma.
 
 const PROT_RW = IommuProt.READ | IommuProt.WRITE;
+// A module-local copy of the internal key read by every single-page map (see two-step-fast.ts for the figure).
+const MAP_GRANULE_NO_PHYS_PROT_CHECK: typeof mapGranuleNoPhysProtCheck = mapGranuleNoPhysProtCheck;
 
 /** 2^vaBits - 1 by vaBits (an IOMMU has at most 64): `**` on a variable is a library call on every map. */
 const APERTURE_END = Array.from({ length: 65 }, (_, bits) => 2 ** bits - 1);
@@ -188,7 +190,7 @@ export function iommuDmaMapRange(dev: DmaDevice, phys: number, size: number, pro
   // the slot and builds no result object: phys - off is an aligned integer >= 0 and prot comes from
   // dma_info_to_prot, with READ or WRITE (tested: DMA_NONE gives none). Whatever it declines goes
   // through iommu_map, which gives the precise answer.
-  const mapped = len === dev.granule && (prot & PROT_RW) !== 0 && domainOf(dev)[mapGranuleNoPhysProtCheck](iova, phys - off, prot) >= 0;
+  const mapped = len === dev.granule && (prot & PROT_RW) !== 0 && domainOf(dev)[MAP_GRANULE_NO_PHYS_PROT_CHECK](iova, phys - off, prot) >= 0;
   if (!mapped && iommuMapNosync(dev, iova, phys - off, len, prot) !== 0) {
     freeIova(dev, iova, len, "classic");
     return DMA_MAPPING_ERROR;
