@@ -32,6 +32,8 @@ import type { PhysAddr } from "@dmasim/memory";
 // public entry points in mapping.ts and two-step.ts dispatch here when the device uses iommu-dma.
 
 const PROT_RW = IommuProt.READ | IommuProt.WRITE;
+// A module-local copy of the internal key read by every single-page map (see two-step-fast.ts for the figure).
+const MAP_GRANULE_NO_PHYS_PROT_CHECK: typeof mapGranuleNoPhysProtCheck = mapGranuleNoPhysProtCheck;
 
 // Module-local copies of the constants dma_info_to_prot reads: each use of `IommuProt.READ` or
 // `DmaDirection.TO_DEVICE` is a module-variable load and a property load in the bytecode, and the
@@ -217,7 +219,7 @@ export function iommuDmaMapRange(dev: DmaDevice, phys: number, size: number, pro
   // dma_info_to_prot, with READ or WRITE (tested: DMA_NONE gives none). Whatever it declines goes
   // through iommu_map, which gives the precise answer.
   const domain = domainOf(dev);
-  const mapped = len === dev.granule && (prot & PROT_RW) !== 0 && domain[mapGranuleNoPhysProtCheck](iova, phys - off, prot) >= 0;
+  const mapped = len === dev.granule && (prot & PROT_RW) !== 0 && domain[MAP_GRANULE_NO_PHYS_PROT_CHECK](iova, phys - off, prot) >= 0;
   if (!mapped && iommuMapNosync(dev, iova, phys - off, len, prot) !== 0) {
     freeIova(dev, iova, len, "classic");
     return DMA_MAPPING_ERROR;

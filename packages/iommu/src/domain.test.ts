@@ -4,6 +4,8 @@ import { IommuError } from "./errors.js";
 import { SZ_1G, SZ_2M, SZ_4K, iova, unsafeIova } from "./iova.js";
 import { IommuProt } from "./prot.js";
 import { setup } from "./test-fixtures.js";
+import * as api from "./index.js";
+import * as internal from "./internal.js";
 import { physAddr, unsafePhysAddr } from "@dmasim/memory";
 
 const RW = IommuProt.READ | IommuProt.WRITE;
@@ -212,5 +214,20 @@ describe("IommuDomain.unmap", () => {
     const { freed } = other.unmap(iova(0), SZ_4K);
     expect(() => { dom.releasePtPages(freed); }).toThrow(/not returned by unmap of domain 1/);
     expect(() => { dom.releasePtPages({ count: 1 }); }).toThrow(IommuError);
+  });
+});
+
+describe("IommuDomain's internal members", () => {
+  it("are reached by the symbols of ./internal only: no string-keyed member, no key in the public entry", () => {
+    const { dom, mmu } = setup();
+    dom.map(iova(0), physAddr(0x1000), SZ_4K, IommuProt.READ);
+    for (const name of ["pageTable", "mapGranuleNoPhysProtCheck", "released", "mapGranuleTrusted"]) expect(name in dom).toBe(false);
+    const keys = [internal.domainPageTable, internal.mapGranuleNoPhysProtCheck, internal.domainReleased, internal.newIommuDomain];
+    expect(Object.values(api).filter((v) => (keys as unknown[]).includes(v))).toEqual([]);
+    // The keys work: the page table holds the leaf, the map entry writes the next one.
+    expect(dom[internal.domainPageTable]?.lookup(0)).not.toBe(0);
+    expect(dom[internal.mapGranuleNoPhysProtCheck](SZ_4K, 0x2000, IommuProt.READ)).toBe(0);
+    expect(dom.iovaToPhys(iova(SZ_4K))).toBe(0x2000);
+    expect(mmu.allocDomain("identity")[internal.domainPageTable]).toBeUndefined();
   });
 });
