@@ -1,3 +1,4 @@
+import fc from "fast-check";
 import { describe, expect, it } from "vitest";
 import { DmaDirection } from "@dmasim/dma";
 import { MiB, PAGE_SIZE } from "@dmasim/memory";
@@ -102,5 +103,58 @@ describe("DmaBufImportMap: one mapping step for every importer", () => {
     expect(() => new DmaBufImportMap(null as unknown as DmaBufAttachment, "sgt")).toThrow(DmaBufInputError);
     expect(() => new DmaBufImportMap(attach, "pal" as "sgt")).toThrow(DmaBufInputError);
     expect(() => new DmaBufImportMap(attach, "sgt", 7 as DmaDirection)).toThrow(DmaBufInputError);
+  });
+
+  it("property: over moves, maps and unmaps (IOVA kept or not) of either type, the device reads the buffer's bytes and nothing leaks", () => {
+    type Op = { kind: "migrate"; to: "vram" | "ram"; block: number } | { kind: "map" } | { kind: "unmap"; keepIova: boolean } | { kind: "cpuWrite"; offset: number; value: number };
+    const opArb: fc.Arbitrary<Op> = fc.oneof(
+      fc.record({ kind: fc.constant("migrate" as const), to: fc.constantFrom("vram" as const, "ram" as const), block: fc.integer({ min: 0, max: 1 }) }),
+      fc.record({ kind: fc.constant("map" as const) }),
+      fc.record({ kind: fc.constant("unmap" as const), keepIova: fc.boolean() }),
+      fc.record({ kind: fc.constant("cpuWrite" as const), offset: fc.integer({ min: 0, max: 4 * MiB - 1 }), value: fc.integer({ min: 0, max: 255 }) }),
+    );
+    fc.assert(
+      fc.property(fc.constantFrom("sgt" as const, "phys" as const), fc.array(opArb, { maxLength: 12 }), (type, ops) => {
+        const { gpu, buf, data, attach, platform, sys } = rig();
+        const want = data.slice();
+        const before = platform.trace.counters.snapshot();
+        const m = new DmaBufImportMap(attach, type);
+        const locked = (f: () => void): void => {
+          expect(buf.resv.lock()).toBe(0);
+          try {
+            f();
+          } finally {
+            buf.resv.unlock();
+          }
+        };
+        for (const op of ops) {
+          if (op.kind === "migrate") {
+            // The importer's invalidate callback is a no-op here: drop the mapping first, as a dynamic importer would.
+            locked(() => { m.unmapLocked(true); });
+            gpu.migrate(buf, op.to, [op.block]);
+          } else if (op.kind === "unmap") {
+            locked(() => { m.unmapLocked(op.keepIova); });
+            expect(m.mapped).toBe(false);
+            if (!op.keepIova) expect(m.keptIova).toBe(false);
+          } else if (op.kind === "cpuWrite") {
+            gpu.cpuWrite(buf, op.offset, new Uint8Array([op.value]));
+            want[op.offset] = op.value;
+          } else {
+            locked(() => {
+              expect(m.mapLocked()).toBe(0);
+              expect(buf.resv.waitTimeout(DmaResvUsage.KERNEL, true)).toBeGreaterThan(0);
+            });
+            expect(firstDiff(deviceReads(attach, m, 4 * MiB), want)).toBe(-1);
+          }
+        }
+        locked(() => { m.unmapLocked(false); });
+        expect(m.keptIova).toBe(false);
+        dmaBufDetach(buf, attach);
+        const d = platform.trace.counters.snapshot().diff(before);
+        expect(d.get(Counter.IovaAllocCache) + d.get(Counter.IovaAllocTree)).toBe(d.get(Counter.IovaFreeCache) + d.get(Counter.IovaFreeTree));
+        expect(sys.leaks().mappings + sys.leaks().attachments).toBe(0);
+      }),
+      { numRuns: 25 },
+    );
   });
 });
