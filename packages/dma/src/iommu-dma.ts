@@ -272,12 +272,17 @@ export function iommuDmaUnmapPhys(dev: DmaDevice, dmaHandle: number, size: numbe
   }
   const phys = domainOf(dev).iovaToPhys(dmaHandle as Iova);
   if (phys === undefined) {
-    dev.kernel.debug.warnOnce(dev.bdf, "iommu_dma_unmap_phys", `WARN_ON(!phys): unmap of IOVA 0x${dmaHandle.toString(16)} that translates to nothing`);
+    warnUnmapTranslatesToNothing(dev, dmaHandle);
     return;
   }
   if (!dev.coherent && (attrs & DMA_ATTR_SKIP_CPU_SYNC) === 0) archSyncDmaForCpu(dev, phys, size, dir);
   iommuDmaUnmapRange(dev, dmaHandle, size, true);
   if (inSwiotlb(dev, phys)) swiotlbTblUnmapSingle(dev, phys, size, dir, attrs);
+}
+
+/** iommu_dma_unmap_phys's WARN_ON(!phys), out of the unmap path's bytecode. */
+function warnUnmapTranslatesToNothing(dev: DmaDevice, dmaHandle: number): void {
+  dev.kernel.debug.warnOnce(dev.bdf, "iommu_dma_unmap_phys", `WARN_ON(!phys): unmap of IOVA 0x${dmaHandle.toString(16)} that translates to nothing`);
 }
 
 /** iommu_dma_sync_single_for_cpu. */
