@@ -34,7 +34,8 @@ const PROT_RW = IommuProt.READ | IommuProt.WRITE;
 
 // Module-local copies of the constants dma_info_to_prot reads: each use of `IommuProt.READ` or
 // `DmaDirection.TO_DEVICE` is a module-variable load and a property load in the bytecode, and the
-// bytecode size is what V8's inlining budget counts (see iovaOffset below for the figure).
+// bytecode size is what V8's inlining budget counts: dmaInfoToProt is 130 bytes of bytecode this way,
+// 192 with the imported names (the classic pair's figure is at checkMapPhysArgs in mapping.ts).
 const PROT_READ = IommuProt.READ;
 const PROT_WRITE = IommuProt.WRITE;
 const PROT_CACHE = IommuProt.CACHE;

@@ -7,7 +7,8 @@ import { IovaRangeBlocks } from "./range-blocks.js";
 
 // Module-local copies of the counter indices alloc_iova_fast and free_iova_fast add to: `Counter.X` is
 // two loads in the bytecode, and the bytecode size of the map path is what V8's inlining budget counts
-// (see the dma README, "The classic pair's inlining budget").
+// (with the checks below out of line: allocIovaFast 312 → 284 bytes, freeIovaFast 195 → 171; the
+// pair's figure is at checkMapPhysArgs in mapping.ts).
 const C_ALLOC_CACHE = Counter.IovaAllocCache;
 const C_ALLOC_FAIL = Counter.IovaAllocFail;
 const C_FREE_CACHE = Counter.IovaFreeCache;
