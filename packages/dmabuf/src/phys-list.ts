@@ -6,6 +6,7 @@ import type { P2pdmaProvider } from "@dmasim/pcie-p2p";
 import { DmaBufErrno } from "./constants.js";
 import { DmaBufCounter } from "./counters.js";
 import { DmaBufInputError, DmaBufStateError } from "./errors.js";
+import type { PhysAddr } from "@dmasim/memory";
 
 /**
  * dmasim's mapping type without a scatterlist, in the compact form the seed discussion proposed: a list
@@ -253,7 +254,7 @@ export function dmaBufPhysListDmaMap(dev: DmaDevice, list: DmaBufPhysList, dir: 
       state = kept;
     } else {
       state = new DmaIovaState();
-      if (!dmaIovaTryAlloc(dev, state, list.phys[first] ?? 0, iovaLen)) return -DmaBufErrno.ENOMEM;
+      if (!dmaIovaTryAlloc(dev, state, (list.phys[first] ?? 0) as PhysAddr, iovaLen)) return -DmaBufErrno.ENOMEM;
     }
     let off = 0;
     for (let i = 0; i < n; i++) {

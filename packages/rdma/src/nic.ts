@@ -36,6 +36,7 @@ import type { IbUmemPinned } from "./mr.js";
 import { mlx5IbAdviseMr, mlx5IbInitOdpMr, mlx5IbInvalidateRange, mttLiveEntries, pagefaultMr } from "./odp.js";
 import type { IbAdviseSge } from "./odp.js";
 import { ibUmemOdpAllocChild, ibUmemOdpAllocImplicit, ibUmemOdpGet, ibUmemOdpRelease } from "./umem-odp.js";
+import type { PhysAddr } from "@dmasim/memory";
 
 const BIDIR = DmaDirection.BIDIRECTIONAL;
 /** How often the NIC replays an access after a successful page fault before it gives up. */
@@ -321,7 +322,7 @@ export class Mlx5Nic {
     const key = this.#newKey();
     const dev = this.dev;
     const state = new DmaIovaState();
-    const useIova = dmaIovaTryAlloc(dev, state, (pfns[0] ?? 0) * PAGE_SIZE, n * PAGE_SIZE);
+    const useIova = dmaIovaTryAlloc(dev, state, ((pfns[0] ?? 0) * PAGE_SIZE) as PhysAddr, n * PAGE_SIZE);
     const umem: IbUmemPinned = { mm, pfns, state: useIova ? state : undefined };
     const mr = new IbMr({ pd, key, addr, length, access, mm, pinned: umem, mttStart: start, mttEntries: n });
     const perm = MLX5_IB_MTT_READ + (writable ? MLX5_IB_MTT_WRITE : 0);
