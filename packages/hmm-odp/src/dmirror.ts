@@ -180,7 +180,7 @@ export class DmirrorDevice {
       this.pagemap = memremapPagesCoherent(sys, { size: options.devmemSize, owner: this, ops });
     } else {
       if (options.devmemPhys === undefined) throw new HmmInputError("dmirror_device_init", "options.devmemPhys", options.devmemPhys, "the physical address of device-private memory");
-      this.pagemap = memremapPages(sys, { phys: options.devmemPhys, size: options.devmemSize, owner: this, ownerId: options.ownerId ?? 0, ops });
+      this.pagemap = memremapPages(sys, { phys: options.devmemPhys as PhysAddr, size: options.devmemSize, owner: this, ownerId: options.ownerId ?? 0, ops });
     }
   }
 

@@ -1,4 +1,4 @@
-import { PAGE_SIZE, physAddr, unsafePhysAddr } from "@dmasim/memory";
+import { PAGE_SIZE, physAddr, unsafePhysAddr, type PhysAddr } from "@dmasim/memory";
 import { hex } from "@dmasim/trace";
 import { HPAGE_PMD_NR } from "./constants.js";
 import { HmmInputError, HmmStateError } from "./errors.js";
@@ -174,12 +174,12 @@ export class DevPagemap {
  * memremap_pages for MEMORY_DEVICE_PRIVATE: `size` bytes at `phys` (a hole in the physical map) become
  * device pages owned by `owner`.
  */
-export function memremapPages(sys: MmSystem, options: { phys: number; size: number; owner: unknown; ops: DevPagemapOps; ownerId: number }): DevPagemap {
+export function memremapPages(sys: MmSystem, options: { phys: PhysAddr; size: number; owner: unknown; ops: DevPagemapOps; ownerId: number }): DevPagemap {
   const { phys, size } = options;
   if (!Number.isSafeInteger(phys) || phys % PAGE_SIZE !== 0) throw new HmmInputError("memremap_pages", "phys", phys, "a page-aligned physical address");
   if (!Number.isSafeInteger(size) || size <= 0 || size % PAGE_SIZE !== 0) throw new HmmInputError("memremap_pages", "size", size, "a positive multiple of PAGE_SIZE");
   if ((phys + size) / PAGE_SIZE > 0xffffffff) throw new HmmInputError("memremap_pages", "phys", phys, "a range whose page frames fit in 32 bits");
-  sys.memory.pages.addZoneDevice(unsafePhysAddr(phys), size, { owner: options.ownerId, kind: "device-private" });
+  sys.memory.pages.addZoneDevice(phys, size, { owner: options.ownerId, kind: "device-private" });
   const p = new DevPagemap(sys, MemoryType.DEVICE_PRIVATE, options.owner, phys / PAGE_SIZE, size / PAGE_SIZE, options.ops);
   sys[kAddPagemap](p);
   return p;

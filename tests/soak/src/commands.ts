@@ -166,7 +166,7 @@ class MapSg extends Step {
     const bufs = allocBuffers(sys, this.entries, this.seed);
     if (bufs === undefined) return;
     const sgt = sgAllocTable(sys.kernel.trace, bufs.length);
-    for (const [i, b] of bufs.entries()) sgSetPhys(sgt, i, b.phys, b.data.length);
+    for (const [i, b] of bufs.entries()) sgSetPhys(sgt, i, b.phys as PhysAddr, b.data.length);
     const ret = dmaMapSgtable(dev, sgt, dir, 0, { impl: this.impl });
     if (ret !== 0) {
       sgFreeTable(sgt);
