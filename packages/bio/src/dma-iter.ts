@@ -105,7 +105,7 @@ function blkCanDmaMapIova(rq: Request, dev: DmaDevice): boolean {
 function blkDmaMapBus(iter: BlkDmaIter): boolean {
   const provider = iter.p2pdma.mem;
   if (provider === undefined) throw new Error("blk_dma_map_bus without a P2P provider (internal error)");
-  iter.addr = pciP2pdmaBusAddrMap(provider, mapIterOf(iter).paddr);
+  iter.addr = pciP2pdmaBusAddrMap(provider, mapIterOf(iter).paddr as PhysAddr);
   iter.len = mapIterOf(iter).len;
   return true;
 }
@@ -176,7 +176,7 @@ function mapIterStart(rq: Request, dev: DmaDevice, state: DmaIovaState, iter: Bl
   iter.len = 0;
   if (!blkMapIterNext(rq, mapIterOf(iter))) return fail(rq, dev);
   // P2P is decided once, from the first segment: a request never mixes kinds.
-  switch (pciP2pdmaState(iter.p2pdma, dev, mapIterOf(iter).paddr)) {
+  switch (pciP2pdmaState(iter.p2pdma, dev, mapIterOf(iter).paddr as PhysAddr)) {
     case PciP2pdmaMapType.BUS_ADDR:
       return blkDmaMapBus(iter);
     case PciP2pdmaMapType.THRU_HOST_BRIDGE:
@@ -186,7 +186,7 @@ function mapIterStart(rq: Request, dev: DmaDevice, state: DmaIovaState, iter: Bl
       iter.status = BLK_STS_INVAL;
       return fail(rq, dev);
   }
-  if (blkCanDmaMapIova(rq, dev) && dmaIovaTryAlloc(dev, state, mapIterOf(iter).paddr, rq.dataLen)) {
+  if (blkCanDmaMapIova(rq, dev) && dmaIovaTryAlloc(dev, state, mapIterOf(iter).paddr as PhysAddr, rq.dataLen)) {
     return blkRqDmaMapIova(rq, dev, state, iter) || fail(rq, dev);
   }
   zeroState(state);

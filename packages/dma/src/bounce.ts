@@ -28,14 +28,14 @@ export { isSwiotlbActive, isSwiotlbBuffer };
 
 function beforeCopyFromOrig(dev: DmaDevice, orig: number, size: number): void {
   const kernel = dev.kernel;
-  if (size > 0 && kernel.cpuCache.lines > 0 && kernel.memory.isRam(orig as PhysAddr, size)) kernel.cpuCache.snoopDeviceRead(orig, size);
+  if (size > 0 && kernel.cpuCache.lines > 0 && kernel.memory.isRam(orig as PhysAddr, size)) kernel.cpuCache.snoopDeviceRead(orig as PhysAddr, size);
 }
 
 function beforeCopyToOrig(dev: DmaDevice, tlb: number, size: number): void {
   const kernel = dev.kernel;
   if (size === 0 || kernel.cpuCache.lines === 0) return;
   const orig = origOf(dev, tlb);
-  if (orig !== undefined && kernel.memory.isRam(orig as PhysAddr, size)) kernel.cpuCache.snoopDeviceWrite(orig, size);
+  if (orig !== undefined && kernel.memory.isRam(orig as PhysAddr, size)) kernel.cpuCache.snoopDeviceWrite(orig as PhysAddr, size);
 }
 
 function origOf(dev: DmaDevice, tlb: number): number | undefined {
@@ -107,12 +107,12 @@ export function devUseSwiotlb(dev: DmaDevice, size: number, dir: DmaDirection): 
 
 /** arch_sync_dma_for_device: write back (clean) the CPU cache so a non-coherent device reads memory. */
 export function archSyncDmaForDevice(dev: DmaDevice, phys: number, size: number, dir: DmaDirection): void {
-  dev.kernel.cpuCache.archSyncDmaForDevice(phys, size, dir);
+  dev.kernel.cpuCache.archSyncDmaForDevice(phys as PhysAddr, size, dir);
 }
 
 /** arch_sync_dma_for_cpu: invalidate lines the device may have written, so the CPU reads memory. */
 export function archSyncDmaForCpu(dev: DmaDevice, phys: number, size: number, dir: DmaDirection): void {
-  dev.kernel.cpuCache.archSyncDmaForCpu(phys, size, dir);
+  dev.kernel.cpuCache.archSyncDmaForCpu(phys as PhysAddr, size, dir);
 }
 
 

@@ -77,9 +77,9 @@ describe("dmaAllocCoherent", () => {
       const m = moved(platform, () => {
         kernel.cpuWrite(buf.cpuAddr, pattern(256, 4));
         expect(ep.dmaRead(buf.dmaHandle, 256)).toEqual(pattern(256, 4));
-        expect(kernel.cpuRead(buf.cpuAddr + 512, 64)).toEqual(new Uint8Array(64));
+        expect(kernel.cpuRead(unsafePhysAddr(buf.cpuAddr + 512), 64)).toEqual(new Uint8Array(64));
         ep.dmaWrite(unsafeDmaAddr(buf.dmaHandle + 512), pattern(64, 5));
-        expect(kernel.cpuRead(buf.cpuAddr + 512, 64)).toEqual(pattern(64, 5));
+        expect(kernel.cpuRead(unsafePhysAddr(buf.cpuAddr + 512), 64)).toEqual(pattern(64, 5));
       });
       expect(m.get(Counter.CacheLinesWrittenBack) + m.get(Counter.CacheLinesInvalidated)).toBe(0);
       expect(kernel.cpuCache.lines).toBe(0);

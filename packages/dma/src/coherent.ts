@@ -4,7 +4,7 @@ import { Counter } from "./counters.js";
 import { apiBegin, apiEnd, checkDevice } from "./api-trace.js";
 import { DMA_MAPPING_ERROR, DmaDirection } from "./constants.js";
 import type { DmaAddr } from "./constants.js";
-import type { DmaDevice } from "./device.js";
+import { kCoherentAllocs, type DmaDevice } from "./device.js";
 import { physToDma } from "./direct.js";
 import { dmaInfoToProt, iommuDmaMapRange, iommuDmaUnmapRange } from "./iommu-dma.js";
 import { checkAttrs, checkAddr, checkSize } from "./validate.js";
@@ -60,7 +60,7 @@ export function dmaAllocCoherent(dev: DmaDevice, size: number, attrs = 0): DmaCo
     handle = physToDma(dev, phys);
   }
   kernel.trace.counters.add(Counter.DmaMapCalls);
-  dev.coherentAllocs.set(handle, { phys, size });
+  dev[kCoherentAllocs].set(handle, { phys, size });
   kernel.debug.add({ type: "coherent", device: dev.bdf, dmaAddr: handle, size, phys, dir: DmaDirection.BIDIRECTIONAL, sgCount: 0, sgMappedEnts: 0 }, attrs, true);
   apiEnd(dev, fn, handle);
   return { cpuAddr: phys, dmaHandle: handle, size };
@@ -77,7 +77,7 @@ export function dmaFreeCoherent(dev: DmaDevice, size: number, cpuAddr: PhysAddr,
   const kernel = dev.kernel;
   const entry = kernel.debug.unmap(dev.bdf, { type: "coherent", dmaAddr: dmaHandle, size, dir: DmaDirection.BIDIRECTIONAL, phys: cpuAddr });
   if (kernel.debug.enabled && entry === undefined) return;
-  const live = dev.coherentAllocs.get(dmaHandle);
+  const live = dev[kCoherentAllocs].get(dmaHandle);
   if (live === undefined) {
     // No allocation at this handle (a double free, or a handle never returned), and dma-debug is off, so
     // nothing above reported it. The kernel would go on and unmap nothing (WARN_ON(unmapped != size) in
@@ -86,7 +86,7 @@ export function dmaFreeCoherent(dev: DmaDevice, size: number, cpuAddr: PhysAddr,
     kernel.log(dev, `WARNING: dma_free_coherent: no coherent allocation at DMA handle ${hex(dmaHandle)} (size ${size}): double free or bogus handle; nothing freed`);
     return;
   }
-  dev.coherentAllocs.delete(dmaHandle);
+  dev[kCoherentAllocs].delete(dmaHandle);
   // With dma-debug on, a wrong size or CPU address has been reported by now ("collect" carries on). The
   // buffer that goes back is then the one the handle names, as dma-direct finds the pages from the
   // handle (dma_direct_free → dma_direct_to_page in kernel/dma/direct.c), so the model never frees

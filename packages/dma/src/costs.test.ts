@@ -145,7 +145,7 @@ describe("the two-step API against per-page dma_map_phys: 256 pages", () => {
 
     const sinceTwo = two.platform.trace.counters.snapshot();
     const state = new DmaIovaState();
-    expect(dmaIovaTryAlloc(two.dev, state, physTwo, PAGES * PAGE_SIZE)).toBe(true);
+    expect(dmaIovaTryAlloc(two.dev, state, unsafePhysAddr(physTwo), PAGES * PAGE_SIZE)).toBe(true);
     for (let i = 0; i < PAGES; i++) {
       expect(dmaIovaLink(two.dev, state, unsafePhysAddr(physTwo + i * PAGE_SIZE), i * PAGE_SIZE, PAGE_SIZE, DmaDirection.TO_DEVICE, 0)).toBe(0);
     }

@@ -6,6 +6,9 @@ import type { DeviceKernel } from "./device-kernel.js";
 import type { DmaDeviceOptions } from "./options.js";
 import type { SwiotlbPool } from "./swiotlb/index.js";
 
+/** Keys DmaDevice's live coherent allocations; not exported from `.`, so only this package reaches them. */
+export const kCoherentAllocs = Symbol("coherentAllocs");
+
 /**
  * How a device's DMA is handled, as `dev->dma_ops` / `use_dma_iommu()` decide it:
  * - "direct": dma-direct (no IOMMU, an identity domain, or IOMMU off), swiotlb when needed;
@@ -70,12 +73,13 @@ export class DmaDevice {
   /** Cleared by unbind: every later API call on the device is a use-after-unbind. */
   bound = true;
   /**
-   * @internal Live dma_alloc_coherent buffers by DMA handle (CPU address and size), kept whatever the
-   * dma-debug mode, so a double or bogus dma_free_coherent never frees an IOVA or pages twice.
+   * Live dma_alloc_coherent buffers by DMA handle (CPU address and size), kept whatever the dma-debug
+   * mode, so a double or bogus dma_free_coherent never frees an IOVA or pages twice. Keyed by a symbol
+   * `.` does not export: only this package's coherent.ts reaches it.
    */
-  readonly coherentAllocs = new Map<number, { readonly phys: number; readonly size: number }>();
+  readonly [kCoherentAllocs] = new Map<number, { readonly phys: number; readonly size: number }>();
 
-  /** @internal created by DmaKernel.device(). */
+  /** Made by `DmaKernel.device(bdf)`, the documented way; `.` exports the class for `instanceof` checks. */
   constructor(init: {
     kernel: DeviceKernel;
     endpoint: Endpoint;

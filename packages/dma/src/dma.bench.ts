@@ -1,5 +1,5 @@
 import { bench, describe } from "vitest";
-import { GiB, PAGE_SIZE, type PhysAddr } from "@dmasim/memory";
+import { GiB, PAGE_SIZE, type PhysAddr, unsafePhysAddr } from "@dmasim/memory";
 import { createPlatform } from "@dmasim/pcie-p2p";
 import {
   createDmaKernel,
@@ -56,7 +56,7 @@ for (const [mode, debug] of [
     const state = new DmaIovaState();
     const len = 256 * PAGE;
     bench("alloc + link 256 × 4 KiB + one sync + destroy", () => {
-      tryAlloc(dev, state, pages[0] ?? 0, len);
+      tryAlloc(dev, state, unsafePhysAddr(pages[0] ?? 0), len);
       for (let i = 0; i < 256; i++) link(dev, state, (pages[i] ?? 0) as PhysAddr, i * PAGE, PAGE, TO_DEVICE, 0);
       sync(dev, state, 0, len);
       destroy(dev, state, len, TO_DEVICE, 0);

@@ -42,7 +42,7 @@ describe("fault injection in the DMA kernel", () => {
     const st = new DmaIovaState();
     // The two-step API's allocation fails the same way once armed again.
     f.kernel.faultInjection.attr(FAIL_IOVA).configure({ times: 1 });
-    expect(dmaIovaTryAlloc(f.dev, st, buf.phys, buf.len)).toBe(false);
+    expect(dmaIovaTryAlloc(f.dev, st, unsafePhysAddr(buf.phys), buf.len)).toBe(false);
     const addr = dmaMapPhys(f.dev, physAddr(buf.phys), buf.len, BIDI, 0);
     expect(dmaMappingError(f.dev, addr)).toBe(0);
     expect(f.endpoint(f.dev).dmaRead(addr, buf.len)).toEqual(buf.bytes);
@@ -84,7 +84,7 @@ describe("fault injection in the DMA kernel", () => {
     const f = makeKernel();
     const buf = allocBuffer(f.platform, 4 * SZ_2M);
     const st = new DmaIovaState();
-    expect(dmaIovaTryAlloc(f.dev, st, buf.phys, buf.len)).toBe(true);
+    expect(dmaIovaTryAlloc(f.dev, st, unsafePhysAddr(buf.phys), buf.len)).toBe(true);
     // The first 4 KiB link builds the path to its leaf table; then a link over the next 2 MiB boundary fails.
     expect(dmaIovaLink(f.dev, st, unsafePhysAddr(buf.phys), 0, 4096, BIDI, 0)).toBe(0);
     const linked = f.dev.domain?.mappedBytes;

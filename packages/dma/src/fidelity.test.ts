@@ -38,7 +38,7 @@ describe("dma_map_phys: DMA_ATTR_REQUIRE_COHERENT on a device that is not DMA-co
       const { platform, kernel, dev } = rig({ kernel: { iommuMode, devices: { [DEV]: { coherent: false } } } });
       expect(dev.ops).toBe(iommuMode === "off" ? "direct" : "iommu");
       const phys = freshPages(platform, 1);
-      kernel.cpuWrite(phys, pattern(256, 5)); // dirty lines a mapping would have to write back
+      kernel.cpuWrite(unsafePhysAddr(phys), pattern(256, 5)); // dirty lines a mapping would have to write back
       const m = moved(platform, () => dmaMapPhys(dev, physAddr(phys), 4096, BIDIRECTIONAL, DMA_ATTR_REQUIRE_COHERENT));
       expect(m.result).toBe(DMA_MAPPING_ERROR);
       expect(dmaMappingError(dev, m.result)).toBe(-12);
@@ -238,7 +238,7 @@ describe("the kmalloc bounce rule (dma_kmalloc_needs_bounce / dma_kmalloc_size_a
     for (let size = 1; size <= 300; size++) {
       const addr = dmaMapPhys(dev, physAddr(phys), size, FROM_DEVICE);
       expect(dmaMappingError(dev, addr)).toBe(0);
-      const bounced = kernel.swiotlb!.isSwiotlbBuffer(addr);
+      const bounced = kernel.swiotlb!.isSwiotlbBuffer(unsafePhysAddr(addr));
       expect(bounced).toBe(!dmaKmallocSizeAligned(size, dmaGetCacheAlignment(dev)));
       dmaUnmapPhys(dev, addr, size, FROM_DEVICE);
       if (!bounced) continue;

@@ -112,7 +112,7 @@ function useSwiotlb(dev: DmaDevice, size: number, dir: DmaDirection): boolean {
 
 /** is_swiotlb_buffer, read straight from the kernel's pool (the common answer is "no pool hit"). */
 function inSwiotlb(dev: DmaDevice, phys: number): boolean {
-  return dev.kernel.swiotlb?.isSwiotlbBuffer(phys) ?? false;
+  return dev.kernel.swiotlb?.isSwiotlbBuffer(phys as PhysAddr) ?? false;
 }
 
 /**

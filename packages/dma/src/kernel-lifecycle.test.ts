@@ -37,7 +37,7 @@ describe("DmaKernel lifecycle", () => {
     expect(() => createDmaKernel(f.platform)).toThrow(DmaStateError);
     const buf = allocBuffer(f.platform, 4096);
     const state = new DmaIovaState();
-    expect(dmaIovaTryAlloc(f.dev, state, buf.phys, 4096)).toBe(true);
+    expect(dmaIovaTryAlloc(f.dev, state, unsafePhysAddr(buf.phys), 4096)).toBe(true);
     expect(f.kernel.iovaTracker.liveCount(TRUSTED_BDF)).toBe(1);
   });
 
@@ -72,7 +72,7 @@ describe("DmaKernel lifecycle", () => {
     // The untrusted device bounces an unaligned 100-byte mapping through swiotlb.
     expect(dmaMapPhys(f.untrusted, physAddr(buf.phys + 8), 100, DmaDirection.TO_DEVICE)).not.toBe(DMA_MAPPING_ERROR);
     const state = new DmaIovaState();
-    expect(dmaIovaTryAlloc(f.dev, state, buf.phys, 4096)).toBe(true);
+    expect(dmaIovaTryAlloc(f.dev, state, unsafePhysAddr(buf.phys), 4096)).toBe(true);
     expect(dmaAllocCoherent(f.dev, 8192)).toBeDefined();
     const report = f.kernel.shutdown();
     expect(report.clean).toBe(false);

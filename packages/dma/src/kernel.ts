@@ -172,8 +172,8 @@ export class DmaKernel implements DeviceKernel {
       // invalidate stale lines. Non-coherent devices bypass the cache — hence the syncs.
       onMemoryAccess: (bdf, phys, len, access) => {
         if (this.cpuCache.lines === 0 || this.#devices.get(bdf)?.coherent === false) return;
-        if (access === "read") this.cpuCache.snoopDeviceRead(phys, len);
-        else this.cpuCache.snoopDeviceWrite(phys, len);
+        if (access === "read") this.cpuCache.snoopDeviceRead(phys as PhysAddr, len);
+        else this.cpuCache.snoopDeviceWrite(phys as PhysAddr, len);
       },
     };
     platform.setDmaObserver(this.#observer);
@@ -333,31 +333,31 @@ export class DmaKernel implements DeviceKernel {
    * non-coherent device sees it only after a sync for the device), or straight to memory for uncached
    * coherent allocations of non-coherent devices.
    */
-  cpuWrite(phys: number, bytes: Uint8Array): void {
+  cpuWrite(phys: PhysAddr, bytes: Uint8Array): void {
     if (!(bytes instanceof Uint8Array)) throw new DmaInputError("cpuWrite", "bytes", bytes, "a Uint8Array of the bytes to store");
     if (!isRange(phys, bytes.length)) checkRange("cpuWrite", "phys", phys, bytes.length);
-    if (this.#isUncached(phys, bytes.length)) this.memory.write(phys as PhysAddr, bytes);
+    if (this.#isUncached(phys, bytes.length)) this.memory.write(phys, bytes);
     else this.cpuCache.cpuWrite(phys, bytes);
   }
 
   /** A CPU load: cached lines where present (possibly stale after a device write), memory elsewhere. */
-  cpuRead(phys: number, len: number): Uint8Array {
+  cpuRead(phys: PhysAddr, len: number): Uint8Array {
     if (!isRange(phys, len)) checkRange("cpuRead", "phys", phys, len);
     // The result is a new host buffer: the same cap as PhysicalMemory.read, checked before allocating.
     if (len > MAX_READ_BYTES) throw new DmaInputError("cpuRead", "len", len, `at most MAX_READ_BYTES (${MAX_READ_BYTES}); read larger ranges in parts`);
-    return this.#isUncached(phys, len) ? this.memory.read(phys as PhysAddr, len) : this.cpuCache.cpuRead(phys, len);
+    return this.#isUncached(phys, len) ? this.memory.read(phys, len) : this.cpuCache.cpuRead(phys, len);
   }
 
   /**
    * arch_dma_set_uncached: CPU access to [phys, phys + size) bypasses the CPU cache from now on, as
    * dma_direct_alloc arranges for a coherent buffer of a non-coherent device.
    */
-  archDmaSetUncached(phys: number, size: number): void {
+  archDmaSetUncached(phys: PhysAddr, size: number): void {
     this.#uncached.set(phys, size);
   }
 
   /** arch_dma_clear_uncached: the range that starts at `phys` is cached again (the buffer was freed). */
-  archDmaClearUncached(phys: number): void {
+  archDmaClearUncached(phys: PhysAddr): void {
     this.#uncached.delete(phys);
   }
 

@@ -323,7 +323,7 @@ describe("dmaMapPhys through dma-direct", () => {
     const addr = dmaMapPhys(dev, physAddr(phys), 512, BIDIRECTIONAL);
     dmaMappingError(dev, addr);
     expect(addr).not.toBe(phys);
-    expect(kernel.swiotlb!.isSwiotlbBuffer(addr)).toBe(true);
+    expect(kernel.swiotlb!.isSwiotlbBuffer(unsafePhysAddr(addr))).toBe(true);
     expect(ep.dmaRead(addr, 512)).toEqual(pattern(512, 6));
     ep.dmaWrite(addr, pattern(512, 7));
     dmaUnmapPhys(dev, addr, 512, BIDIRECTIONAL);
@@ -346,7 +346,7 @@ describe("dmaMapPhys through dma-direct", () => {
     expect((err as PcieAccessError).kind).toBe("private-memory");
     const addr = dmaMapPhys(dev, physAddr(phys), 1024, BIDIRECTIONAL);
     expect(dmaMappingError(dev, addr)).toBe(0);
-    expect(kernel.swiotlb!.isSwiotlbBuffer(addr)).toBe(true);
+    expect(kernel.swiotlb!.isSwiotlbBuffer(unsafePhysAddr(addr))).toBe(true);
     expect(ep.dmaRead(addr, 1024)).toEqual(pattern(1024, 10));
     ep.dmaWrite(addr, pattern(1024, 11));
     dmaUnmapPhys(dev, addr, 1024, BIDIRECTIONAL);
@@ -555,7 +555,7 @@ describe("the CPU cache and a non-coherent device", () => {
     it(`(${mode}) a CPU write before the map reaches the device: map cleans the cache`, () => {
       const { platform, kernel, dev, ep } = nonCoherent(mode);
       const phys = freshPages(platform, 1);
-      kernel.cpuWrite(phys, pattern(256, 30));
+      kernel.cpuWrite(unsafePhysAddr(phys), pattern(256, 30));
       expect(platform.memory.read(physAddr(phys), 256)).toEqual(new Uint8Array(256)); // still only in the cache
       const m = moved(platform, () => dmaMapPhys(dev, physAddr(phys), 256, TO_DEVICE));
       expect(dmaMappingError(dev, m.result)).toBe(0);
@@ -567,10 +567,10 @@ describe("the CPU cache and a non-coherent device", () => {
     it(`(${mode}) a CPU write after the map is stale for the device until dmaSyncSingleForDevice`, () => {
       const { platform, kernel, dev, ep } = nonCoherent(mode);
       const phys = freshPages(platform, 1);
-      kernel.cpuWrite(phys, pattern(256, 31));
+      kernel.cpuWrite(unsafePhysAddr(phys), pattern(256, 31));
       const addr = dmaMapPhys(dev, physAddr(phys), 256, TO_DEVICE);
       dmaMappingError(dev, addr);
-      kernel.cpuWrite(phys, pattern(256, 32));
+      kernel.cpuWrite(unsafePhysAddr(phys), pattern(256, 32));
       expect(ep.dmaRead(addr, 256)).toEqual(pattern(256, 31));
       dmaSyncSingleForDevice(dev, addr, 256, TO_DEVICE);
       expect(ep.dmaRead(addr, 256)).toEqual(pattern(256, 32));
@@ -582,25 +582,25 @@ describe("the CPU cache and a non-coherent device", () => {
       const phys = freshPages(platform, 1);
       const addr = dmaMapPhys(dev, physAddr(phys), 256, FROM_DEVICE);
       dmaMappingError(dev, addr);
-      expect(kernel.cpuRead(phys, 256)).toEqual(new Uint8Array(256)); // the driver peeks: lines now cached
+      expect(kernel.cpuRead(unsafePhysAddr(phys), 256)).toEqual(new Uint8Array(256)); // the driver peeks: lines now cached
       ep.dmaWrite(addr, pattern(256, 33));
-      expect(kernel.cpuRead(phys, 256)).toEqual(new Uint8Array(256));
+      expect(kernel.cpuRead(unsafePhysAddr(phys), 256)).toEqual(new Uint8Array(256));
       const m = moved(platform, () => {
         dmaSyncSingleForCpu(dev, addr, 256, FROM_DEVICE);
       });
       expect(m.get(Counter.CacheLinesInvalidated)).toBe(4);
-      expect(kernel.cpuRead(phys, 256)).toEqual(pattern(256, 33));
+      expect(kernel.cpuRead(unsafePhysAddr(phys), 256)).toEqual(pattern(256, 33));
       ep.dmaWrite(addr, pattern(256, 34));
-      expect(kernel.cpuRead(phys, 256)).toEqual(pattern(256, 33));
+      expect(kernel.cpuRead(unsafePhysAddr(phys), 256)).toEqual(pattern(256, 33));
       dmaUnmapPhys(dev, addr, 256, FROM_DEVICE); // unmap syncs for the CPU too
-      expect(kernel.cpuRead(phys, 256)).toEqual(pattern(256, 34));
+      expect(kernel.cpuRead(unsafePhysAddr(phys), 256)).toEqual(pattern(256, 34));
     });
   }
 
   it("DMA_ATTR_SKIP_CPU_SYNC leaves cache maintenance to the driver: without it the device reads stale memory", () => {
     const { platform, kernel, dev, ep } = nonCoherent("strict");
     const phys = freshPages(platform, 1);
-    kernel.cpuWrite(phys, pattern(128, 35));
+    kernel.cpuWrite(unsafePhysAddr(phys), pattern(128, 35));
     const m = moved(platform, () => dmaMapPhys(dev, physAddr(phys), 128, TO_DEVICE, DMA_ATTR_SKIP_CPU_SYNC));
     expect(dmaMappingError(dev, m.result)).toBe(0);
     expect(m.get(Counter.CacheLinesWrittenBack)).toBe(0);
@@ -629,30 +629,30 @@ describe("swiotlb bounce copies are CPU copies: they see the CPU cache", () => {
   it("non-coherent dma-direct: a cached CPU store reaches the slot, the device's data reaches the CPU", () => {
     const { platform, kernel, dev, ep } = rig({ kernel: { iommuMode: "off", devices: { [DEV]: { coherent: false } } } });
     const phys = 5 * GiB;
-    kernel.cpuWrite(phys, pattern(256, 40));
+    kernel.cpuWrite(unsafePhysAddr(phys), pattern(256, 40));
     const addr = dmaMapPhys(dev, physAddr(phys), 256, BIDIRECTIONAL);
     expect(dmaMappingError(dev, addr)).toBe(0);
     expect(ep.dmaRead(addr, 256)).toEqual(pattern(256, 40));
     // The CPU updates the buffer and hands it over again: the sync copies from the cache, not stale memory.
-    kernel.cpuWrite(phys + 64, pattern(64, 41));
+    kernel.cpuWrite(unsafePhysAddr(phys + 64), pattern(64, 41));
     dmaSyncSingleForDevice(dev, addr, 256, BIDIRECTIONAL);
     expect(ep.dmaRead(unsafeDmaAddr(addr + 64), 64)).toEqual(pattern(64, 41));
-    expect(kernel.cpuRead(phys, 256).subarray(0, 64)).toEqual(pattern(256, 40).subarray(0, 64)); // lines now cached
+    expect(kernel.cpuRead(unsafePhysAddr(phys), 256).subarray(0, 64)).toEqual(pattern(256, 40).subarray(0, 64)); // lines now cached
     ep.dmaWrite(addr, pattern(256, 42));
     dmaUnmapPhys(dev, addr, 256, BIDIRECTIONAL);
-    expect(kernel.cpuRead(phys, 256)).toEqual(pattern(256, 42));
+    expect(kernel.cpuRead(unsafePhysAddr(phys), 256)).toEqual(pattern(256, 42));
     expect(platform.memory.read(physAddr(phys), 256)).toEqual(pattern(256, 42));
   });
 
   it("a partial cache line outside the buffer keeps the CPU's bytes when the device's data is copied back", () => {
     const { kernel, dev, ep } = rig({ kernel: { iommuMode: "off" } });
     const phys = 5 * GiB;
-    kernel.cpuWrite(phys, new Uint8Array(128).fill(0x5a)); // the neighbour's bytes share the buffer's lines
+    kernel.cpuWrite(unsafePhysAddr(phys), new Uint8Array(128).fill(0x5a)); // the neighbour's bytes share the buffer's lines
     const addr = dmaMapPhys(dev, physAddr(phys + 32), 64, FROM_DEVICE);
     expect(dmaMappingError(dev, addr)).toBe(0);
     ep.dmaWrite(addr, pattern(64, 43));
     dmaUnmapPhys(dev, addr, 64, FROM_DEVICE);
-    const seen = kernel.cpuRead(phys, 128);
+    const seen = kernel.cpuRead(unsafePhysAddr(phys), 128);
     expect(seen.subarray(32, 96)).toEqual(pattern(64, 43));
     expect(seen.subarray(0, 32)).toEqual(new Uint8Array(32).fill(0x5a));
     expect(seen.subarray(96)).toEqual(new Uint8Array(32).fill(0x5a));
@@ -663,13 +663,13 @@ describe("swiotlb bounce copies are CPU copies: they see the CPU cache", () => {
     const dev = kernel.device(UNTRUSTED);
     const ep = kernel.platform.endpoint(UNTRUSTED);
     const phys = freshPages(kernel.platform, 1) + 100;
-    kernel.cpuWrite(phys, pattern(300, 44));
+    kernel.cpuWrite(unsafePhysAddr(phys), pattern(300, 44));
     const addr = dmaMapPhys(dev, physAddr(phys), 300, BIDIRECTIONAL);
     expect(dmaMappingError(dev, addr)).toBe(0);
     expect(ep.dmaRead(addr, 300)).toEqual(pattern(300, 44));
     ep.dmaWrite(addr, pattern(300, 45));
     dmaUnmapPhys(dev, addr, 300, BIDIRECTIONAL);
-    expect(kernel.cpuRead(phys, 300)).toEqual(pattern(300, 45));
+    expect(kernel.cpuRead(unsafePhysAddr(phys), 300)).toEqual(pattern(300, 45));
   });
 });
 

@@ -222,20 +222,20 @@ describe("a double dma_free_coherent with dma-debug off", () => {
 describe("P2P state, CPU access and the consumer internals", () => {
   it("pci_p2pdma_state refuses a state that is not a PciP2pdmaMapState, a bad dev and a bad phys", () => {
     const f = makeKernel();
-    for (const s of [undefined, null, {}, { mem: undefined, map: 0 }]) expectInputError(f, () => pciP2pdmaState(s as PciP2pdmaMapState, f.dev, 0x1000), "state");
-    expectInputError(f, () => pciP2pdmaState(new PciP2pdmaMapState(), undefined as unknown as DmaDevice, 0x1000), "dev");
+    for (const s of [undefined, null, {}, { mem: undefined, map: 0 }]) expectInputError(f, () => pciP2pdmaState(s as PciP2pdmaMapState, f.dev, unsafePhysAddr(0x1000)), "state");
+    expectInputError(f, () => pciP2pdmaState(new PciP2pdmaMapState(), undefined as unknown as DmaDevice, unsafePhysAddr(0x1000)), "dev");
     for (const p of [undefined, -1, 1.5, 10n, "0"]) {
-      expectInputError(f, () => pciP2pdmaState(new PciP2pdmaMapState(), f.dev, p as number), "phys");
-      expectInputError(f, () => p2pdmaProviderOf(f.dev, p as number), "phys");
+      expectInputError(f, () => pciP2pdmaState(new PciP2pdmaMapState(), f.dev, unsafePhysAddr(p as number)), "phys");
+      expectInputError(f, () => p2pdmaProviderOf(f.dev, unsafePhysAddr(p as number)), "phys");
     }
   });
 
   it("kernel.cpuWrite takes a Uint8Array; kernel.cpuRead refuses bad and enormous ranges before allocating", () => {
     const f = makeKernel();
-    for (const b of [undefined, [1, 2], "ab", new Int8Array(2)] as unknown[]) expectInputError(f, () => { f.kernel.cpuWrite(0x1000, b as Uint8Array); }, "bytes");
-    expectInputError(f, () => { f.kernel.cpuWrite(-1, new Uint8Array(1)); }, "phys");
-    expectInputError(f, () => f.kernel.cpuRead(0x1000, 2 ** 40), "len");
-    expectInputError(f, () => f.kernel.cpuRead(0x1000, 1.5), "size");
+    for (const b of [undefined, [1, 2], "ab", new Int8Array(2)] as unknown[]) expectInputError(f, () => { f.kernel.cpuWrite(unsafePhysAddr(0x1000), b as Uint8Array); }, "bytes");
+    expectInputError(f, () => { f.kernel.cpuWrite(unsafePhysAddr(-1), new Uint8Array(1)); }, "phys");
+    expectInputError(f, () => f.kernel.cpuRead(unsafePhysAddr(0x1000), 2 ** 40), "len");
+    expectInputError(f, () => f.kernel.cpuRead(unsafePhysAddr(0x1000), 1.5), "size");
   });
 
   it("the iommu-dma pieces for consumer packages refuse a bad dev with a DmaInputError", () => {

@@ -50,7 +50,7 @@ function kernelFor(mode: IommuMode, debug: DebugMode): { dev: DmaDevice; pages: 
 /** dmaIovaTryAlloc + 256 one-page links + one sync + destroy. */
 function twoStepBatch(dev: DmaDevice, state: DmaIovaState, pages: readonly number[]): void {
   const len = 256 * PAGE;
-  dmaIovaTryAlloc(dev, state, pages[0] ?? 0, len);
+  dmaIovaTryAlloc(dev, state, unsafePhysAddr(pages[0] ?? 0), len);
   for (let i = 0; i < 256; i++) dmaIovaLink(dev, state, (pages[i] ?? 0) as PhysAddr, i * PAGE, PAGE, TO_DEVICE, 0);
   dmaIovaSync(dev, state, 0, len);
   dmaIovaDestroy(dev, state, len, TO_DEVICE, 0);

@@ -1,5 +1,5 @@
 import { describe, expect, it } from "vitest";
-import { PAGE_SIZE, physAddr } from "@dmasim/memory";
+import { PAGE_SIZE, physAddr, unsafePhysAddr } from "@dmasim/memory";
 import { PciP2pdmaMapType } from "@dmasim/pcie-p2p";
 import { Counter } from "./counters.js";
 import {
@@ -27,9 +27,9 @@ describe("pciP2pdmaState", () => {
     const provider = platform.addP2pdmaProvider(PROVIDER, 0);
     const dev = kernel.device(CLIENT);
     const state = new PciP2pdmaMapState();
-    expect(pciP2pdmaState(state, dev, freshPages(platform, 1))).toBe(NONE);
+    expect(pciP2pdmaState(state, dev, unsafePhysAddr(freshPages(platform, 1)))).toBe(NONE);
     expect(state.map).toBe(PciP2pdmaMapType.UNKNOWN);
-    expect(pciP2pdmaState(state, dev, provider.phys + 5 * PAGE_SIZE)).toBe(BUS_ADDR);
+    expect(pciP2pdmaState(state, dev, unsafePhysAddr(provider.phys + 5 * PAGE_SIZE))).toBe(BUS_ADDR);
     expect(state.mem).toBe(provider);
   });
 
@@ -56,7 +56,7 @@ describe("pciP2pdmaState", () => {
     const dev = kernel.device(CLIENT);
     const state = new PciP2pdmaMapState();
     const walk = [b.phys, b.phys + PAGE_SIZE, ram, b.phys + 2 * PAGE_SIZE, b2.phys, b2.phys + PAGE_SIZE, c.phys, c.phys + PAGE_SIZE, b.phys];
-    const m = moved(platform, () => walk.map((p) => pciP2pdmaState(state, dev, p)));
+    const m = moved(platform, () => walk.map((p) => pciP2pdmaState(state, dev, unsafePhysAddr(p))));
     expect(m.result).toEqual([BUS_ADDR, BUS_ADDR, NONE, BUS_ADDR, BUS_ADDR, BUS_ADDR, THRU_HOST_BRIDGE, THRU_HOST_BRIDGE, BUS_ADDR]);
     // b, b2, c, b again: four changes of provider; RAM in between leaves the cached decision alone.
     expect(m.get(Counter.P2pStateLookups)).toBe(4);
@@ -70,11 +70,11 @@ describe("p2pdmaProviderOf and pciP2pdmaBusAddrMap", () => {
     const { platform, kernel, ep } = p2pRig({ busOffset: 0x4000_0000 });
     const provider = platform.addP2pdmaProvider(PROVIDER, 0, { offset: 64 * 1024, size: 256 * 1024 });
     const dev = kernel.device(CLIENT);
-    expect(p2pdmaProviderOf(dev, provider.phys + 3 * PAGE_SIZE)).toBe(provider);
-    expect(p2pdmaProviderOf(dev, provider.phys - PAGE_SIZE)).toBeUndefined(); // BAR, but not P2P memory
-    expect(p2pdmaProviderOf(dev, freshPages(platform, 1))).toBeUndefined();
+    expect(p2pdmaProviderOf(dev, unsafePhysAddr(provider.phys + 3 * PAGE_SIZE))).toBe(provider);
+    expect(p2pdmaProviderOf(dev, unsafePhysAddr(provider.phys - PAGE_SIZE))).toBeUndefined(); // BAR, but not P2P memory
+    expect(p2pdmaProviderOf(dev, unsafePhysAddr(freshPages(platform, 1)))).toBeUndefined();
     const phys = provider.phys + 2 * PAGE_SIZE + 0x10;
-    const bus = pciP2pdmaBusAddrMap(provider, phys);
+    const bus = pciP2pdmaBusAddrMap(provider, unsafePhysAddr(phys));
     expect(bus).toBe(phys + 0x4000_0000);
     // The peer's write by bus address goes through the switch straight into the provider's BAR.
     const m = moved(platform, () => {

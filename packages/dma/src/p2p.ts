@@ -1,4 +1,4 @@
-import { PAGE_SIZE, PageFlag } from "@dmasim/memory";
+import { PAGE_SIZE, PageFlag, type PhysAddr } from "@dmasim/memory";
 import { PciP2pdmaMapType } from "@dmasim/pcie-p2p";
 import type { P2pdmaProvider } from "@dmasim/pcie-p2p";
 import { Counter } from "./counters.js";
@@ -20,7 +20,7 @@ export class PciP2pdmaMapState {
 }
 
 /** The P2P provider that owns the page at `phys`, or undefined for any other memory. */
-export function p2pdmaProviderOf(dev: DmaDevice, phys: number): P2pdmaProvider | undefined {
+export function p2pdmaProviderOf(dev: DmaDevice, phys: PhysAddr): P2pdmaProvider | undefined {
   if (!(isBoundDevice(dev) && isIndex(phys))) {
     checkDevice("p2pdma_provider_of", dev);
     checkAddr("p2pdma_provider_of", "phys", phys);
@@ -36,7 +36,7 @@ export function p2pdmaProviderOf(dev: DmaDevice, phys: number): P2pdmaProvider |
  * pci_p2pdma_state: NONE for memory that is not P2P; otherwise the provider's map type for `dev`,
  * recomputed only when the provider changes.
  */
-export function pciP2pdmaState(state: PciP2pdmaMapState, dev: DmaDevice, phys: number): PciP2pdmaMapType {
+export function pciP2pdmaState(state: PciP2pdmaMapState, dev: DmaDevice, phys: PhysAddr): PciP2pdmaMapType {
   if (!(state instanceof PciP2pdmaMapState && isBoundDevice(dev) && isIndex(phys))) {
     const fn = "pci_p2pdma_state";
     if (!(state instanceof PciP2pdmaMapState)) throw new DmaInputError(fn, "state", state, "a PciP2pdmaMapState");
@@ -54,6 +54,6 @@ export function pciP2pdmaState(state: PciP2pdmaMapState, dev: DmaDevice, phys: n
 }
 
 /** pci_p2pdma_bus_addr_map: the bus address a peer uses for the provider's memory at `phys`. */
-export function pciP2pdmaBusAddrMap(provider: P2pdmaProvider, phys: number): DmaAddr {
+export function pciP2pdmaBusAddrMap(provider: P2pdmaProvider, phys: PhysAddr): DmaAddr {
   return (phys + provider.busOffset) as DmaAddr;
 }

@@ -198,7 +198,7 @@ class Sim {
     const bufs = lens.map((len, i) => this.buffer(len, i === 0 ? op.headOffset : 0));
     const total = lens.reduce((a, b) => a + b, 0);
     const state = new DmaIovaState();
-    if (!dmaIovaTryAlloc(dev, state, bufs[0]!.phys, total)) {
+    if (!dmaIovaTryAlloc(dev, state, unsafePhysAddr(bufs[0]!.phys), total)) {
       // What consumers do without an IOVA: one dma_map_phys per range.
       expect(dev.ops).toBe("direct");
       for (const b of bufs) this.map1(dev, b, op.dir);

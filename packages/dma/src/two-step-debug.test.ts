@@ -38,7 +38,7 @@ function rig(debug: "throw" | "collect", granules = 4, mode: "strict" | "lazy" =
   const fx = makeKernel({ debug, iommuMode: mode });
   const buf = allocBuffer(fx.platform, granules * G);
   const state = new DmaIovaState();
-  expect(dmaIovaTryAlloc(fx.dev, state, buf.phys, buf.len)).toBe(true);
+  expect(dmaIovaTryAlloc(fx.dev, state, unsafePhysAddr(buf.phys), buf.len)).toBe(true);
   return { fx, dev: fx.dev, buf, state };
 }
 
@@ -163,7 +163,7 @@ describe("iova-link-unaligned-interior", () => {
     const c = allocBuffer(fx.platform, 10);
     const state = new DmaIovaState();
     const total = (G - 0x200) + 2 * G + 10;
-    expect(dmaIovaTryAlloc(fx.dev, state, a.phys, total)).toBe(true);
+    expect(dmaIovaTryAlloc(fx.dev, state, unsafePhysAddr(a.phys), total)).toBe(true);
     expect(dmaIovaLink(fx.dev, state, unsafePhysAddr(a.phys), 0, G - 0x200, BIDI, 0)).toBe(0);
     expect(dmaIovaLink(fx.dev, state, unsafePhysAddr(b.phys), G - 0x200, 2 * G, BIDI, 0)).toBe(0);
     expect(dmaIovaLink(fx.dev, state, unsafePhysAddr(c.phys), 3 * G - 0x200, 10, BIDI, 0)).toBe(0);
@@ -289,8 +289,8 @@ describe("iova-use-after-destroy", () => {
     expect(checks(r)).toEqual(["iova-use-after-destroy"]);
     const a = new DmaIovaState();
     const b = new DmaIovaState();
-    expect(dmaIovaTryAlloc(r.dev, a, 0, G)).toBe(true);
-    expect(dmaIovaTryAlloc(r.dev, b, 0, G)).toBe(true);
+    expect(dmaIovaTryAlloc(r.dev, a, unsafePhysAddr(0), G)).toBe(true);
+    expect(dmaIovaTryAlloc(r.dev, b, unsafePhysAddr(0), G)).toBe(true);
     expect(a.addr).not.toBe(b.addr);
   });
 
@@ -303,7 +303,7 @@ describe("iova-use-after-destroy", () => {
   it("a state reused by a new try_alloc is live again", () => {
     const r = rig("throw");
     dmaIovaFree(r.dev, r.state);
-    expect(dmaIovaTryAlloc(r.dev, r.state, r.buf.phys, r.buf.len)).toBe(true);
+    expect(dmaIovaTryAlloc(r.dev, r.state, unsafePhysAddr(r.buf.phys), r.buf.len)).toBe(true);
     expect(link(r, 0, 4)).toBe(0);
     dmaIovaDestroy(r.dev, r.state, 4 * G, BIDI, 0);
     expect(r.fx.kernel.debugReports()).toEqual([]);
@@ -367,7 +367,7 @@ describe("iova-leak on unbind", () => {
     const r = rig("collect");
     expect(link(r, 0, 2)).toBe(0);
     const done = new DmaIovaState();
-    expect(dmaIovaTryAlloc(r.dev, done, 0, G)).toBe(true);
+    expect(dmaIovaTryAlloc(r.dev, done, unsafePhysAddr(0), G)).toBe(true);
     dmaIovaFree(r.dev, done);
     const report = r.fx.kernel.unbind(r.dev);
     expect(report.leakedIovaStates).toBe(1);
@@ -395,7 +395,7 @@ describe("iova-leak on unbind", () => {
   it("debug off: nothing is tracked or reported", () => {
     const fx = makeKernel({ debug: "off" });
     const state = new DmaIovaState();
-    expect(dmaIovaTryAlloc(fx.dev, state, 0, 2 * G)).toBe(true);
+    expect(dmaIovaTryAlloc(fx.dev, state, unsafePhysAddr(0), 2 * G)).toBe(true);
     expect(dmaIovaLink(fx.dev, state, unsafePhysAddr(0x10000), 0, G, BIDI, 0)).toBe(0);
     expect(fx.kernel.unbind(fx.dev).leakedIovaStates).toBe(0);
     expect(fx.kernel.debugReports()).toEqual([]);

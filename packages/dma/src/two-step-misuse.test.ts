@@ -37,7 +37,7 @@ interface Mapped {
 function mapped(fx: Fixture, dev: DmaDevice, granules: number, seed: number): Mapped {
   const buf = allocBuffer(fx.platform, granules * G, { seed });
   const state = new DmaIovaState();
-  expect(dmaIovaTryAlloc(dev, state, buf.phys, buf.len)).toBe(true);
+  expect(dmaIovaTryAlloc(dev, state, unsafePhysAddr(buf.phys), buf.len)).toBe(true);
   expect(dmaIovaLink(dev, state, unsafePhysAddr(buf.phys), 0, buf.len, BIDI, 0)).toBe(0);
   expect(dmaIovaSync(dev, state, 0, buf.len)).toBe(0);
   return { state, buf };
@@ -172,7 +172,7 @@ describe("dma_iova_link on a state that holds no IOVA", () => {
     expect(dmaSetMask(fx.dev, DMA_BIT_MASK(32))).toBe(0);
     const buf = allocBuffer(fx.platform, G);
     const state = new DmaIovaState();
-    expect(dmaIovaTryAlloc(fx.dev, state, buf.phys, 8 * 2 ** 30)).toBe(false);
+    expect(dmaIovaTryAlloc(fx.dev, state, unsafePhysAddr(buf.phys), 8 * 2 ** 30)).toBe(false);
     expectReport(() => dmaIovaLink(fx.dev, state, unsafePhysAddr(buf.phys), 0, G, BIDI, 0), "iova-state-not-allocated");
     expect(fx.dev.domain?.iovaToPhys(iova(0))).toBeUndefined();
   });
@@ -225,9 +225,9 @@ describe("bad dev and state arguments get typed errors", () => {
   const fx = makeKernel({ debug: "throw" });
   const buf = allocBuffer(fx.platform, G);
   const good = new DmaIovaState();
-  expect(dmaIovaTryAlloc(fx.dev, good, buf.phys, G)).toBe(true);
+  expect(dmaIovaTryAlloc(fx.dev, good, unsafePhysAddr(buf.phys), G)).toBe(true);
   const calls: [string, (dev: DmaDevice, state: DmaIovaState) => unknown][] = [
-    ["dma_iova_try_alloc", (d, s) => dmaIovaTryAlloc(d, s, buf.phys, G)],
+    ["dma_iova_try_alloc", (d, s) => dmaIovaTryAlloc(d, s, unsafePhysAddr(buf.phys), G)],
     ["dma_iova_link", (d, s) => dmaIovaLink(d, s, unsafePhysAddr(buf.phys), 0, G, BIDI, 0)],
     ["dma_iova_sync", (d, s) => dmaIovaSync(d, s, 0, G)],
     ["dma_iova_unlink", (d, s) => { dmaIovaUnlink(d, s, 0, G, BIDI, 0); }],
@@ -270,14 +270,14 @@ describe("bad dev and state arguments get typed errors", () => {
   }
 
   it("dma_iova_try_alloc: a frozen state", () => {
-    expectInputError(() => dmaIovaTryAlloc(fx.dev, Object.freeze(new DmaIovaState()), buf.phys, G), "state");
+    expectInputError(() => dmaIovaTryAlloc(fx.dev, Object.freeze(new DmaIovaState()), unsafePhysAddr(buf.phys), G), "state");
   });
 
   it("debug off: a missing dev or state reaches the checked path's typed error on the fast path's case too", () => {
     const off = makeKernel({ debug: "off" });
     const page = allocBuffer(off.platform, G);
     const s = new DmaIovaState();
-    expect(dmaIovaTryAlloc(off.dev, s, page.phys, G)).toBe(true);
+    expect(dmaIovaTryAlloc(off.dev, s, unsafePhysAddr(page.phys), G)).toBe(true);
     for (const dev of [undefined, null, 1]) expectInputError(() => dmaIovaLink(dev as unknown as DmaDevice, s, unsafePhysAddr(page.phys), 0, G, BIDI, 0), "dev");
     for (const state of [undefined, null, 1, {}]) expectInputError(() => dmaIovaLink(off.dev, state as DmaIovaState, unsafePhysAddr(page.phys), 0, G, BIDI, 0), "state");
     expect(off.dev.domain?.iovaToPhys(iova(s.addr))).toBeUndefined();
@@ -287,7 +287,7 @@ describe("bad dev and state arguments get typed errors", () => {
     const off = makeKernel({ debug: "off" });
     const page = allocBuffer(off.platform, G);
     const s = new DmaIovaState();
-    expect(dmaIovaTryAlloc(off.dev, s, page.phys, G)).toBe(true);
+    expect(dmaIovaTryAlloc(off.dev, s, unsafePhysAddr(page.phys), G)).toBe(true);
     const args = { phys: page.phys, offset: 0, size: G, dir: BIDI as number, attrs: 0 };
     const cases: [keyof typeof args, unknown][] = [
       ["phys", BigInt(page.phys)], ["offset", 0n], ["size", 4096n], ["dir", 1n], ["attrs", 0n],

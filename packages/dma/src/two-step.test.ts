@@ -35,7 +35,7 @@ const FQ_TIMEOUT_NS = 10_000_000;
 /** try_alloc + link + sync of one buffer; returns the state. */
 function mapOne(dev: DmaDevice, phys: number, len: number, dir: DmaDirection = BIDI, attrs = 0): DmaIovaState {
   const state = new DmaIovaState();
-  expect(dmaIovaTryAlloc(dev, state, phys, len)).toBe(true);
+  expect(dmaIovaTryAlloc(dev, state, unsafePhysAddr(phys), len)).toBe(true);
   expect(dmaIovaLink(dev, state, unsafePhysAddr(phys), 0, len, dir, attrs)).toBe(0);
   expect(dmaIovaSync(dev, state, 0, len)).toBe(0);
   return state;
@@ -60,7 +60,7 @@ describe("dma_iova_try_alloc", () => {
     state.addr = 0x1234 as DmaAddr;
     state.size = 99;
     state.useSwiotlb = true;
-    expect(dmaIovaTryAlloc(fx.dev, state, 0x10000, G)).toBe(false);
+    expect(dmaIovaTryAlloc(fx.dev, state, unsafePhysAddr(0x10000), G)).toBe(false);
     expect(state).toEqual(Object.assign(new DmaIovaState(), { addr: 0, size: 0, useSwiotlb: false }));
     expect(dmaUseIova(state)).toBe(false);
   });
@@ -69,7 +69,7 @@ describe("dma_iova_try_alloc", () => {
     const fx = makeKernel();
     const state = new DmaIovaState();
     state.useSwiotlb = true;
-    expect(dmaIovaTryAlloc(fx.dev, state, 0x10000, G)).toBe(true);
+    expect(dmaIovaTryAlloc(fx.dev, state, unsafePhysAddr(0x10000), G)).toBe(true);
     expect(state.useSwiotlb).toBe(false);
     expect(dmaIovaSize(state)).toBe(G);
   });
@@ -79,7 +79,7 @@ describe("dma_iova_try_alloc", () => {
     const buf = allocBuffer(fx.platform, 2 * G);
     const state = new DmaIovaState();
     const before = fx.platform.trace.counters.snapshot();
-    expect(dmaIovaTryAlloc(fx.dev, state, buf.phys, buf.len)).toBe(false);
+    expect(dmaIovaTryAlloc(fx.dev, state, unsafePhysAddr(buf.phys), buf.len)).toBe(false);
     expect(dmaUseIova(state)).toBe(false);
     expect(dmaIovaLink(fx.dev, state, unsafePhysAddr(buf.phys), 0, buf.len, BIDI, 0)).toBe(-Errno.EOPNOTSUPP);
     expect(dmaIovaSync(fx.dev, state, 0, buf.len)).toBe(-Errno.EOPNOTSUPP);
@@ -93,25 +93,25 @@ describe("dma_iova_try_alloc", () => {
   it("passthrough still gives untrusted devices a DMA domain", () => {
     const fx = makeKernel({ iommuMode: "passthrough" });
     const state = new DmaIovaState();
-    expect(dmaIovaTryAlloc(fx.untrusted, state, 0x10000, G)).toBe(true);
+    expect(dmaIovaTryAlloc(fx.untrusted, state, unsafePhysAddr(0x10000), G)).toBe(true);
     expect(dmaUseIova(state)).toBe(true);
   });
 
   it("returns false on a platform with no IOMMU", () => {
     const fx = makeKernel({ iommu: null });
     const state = new DmaIovaState();
-    expect(dmaIovaTryAlloc(fx.dev, state, 0x10000, G)).toBe(false);
-    expect(dmaIovaTryAlloc(fx.untrusted, state, 0x10000, G)).toBe(false);
+    expect(dmaIovaTryAlloc(fx.dev, state, unsafePhysAddr(0x10000), G)).toBe(false);
+    expect(dmaIovaTryAlloc(fx.untrusted, state, unsafePhysAddr(0x10000), G)).toBe(false);
     expect(dmaIovaLink(fx.dev, state, unsafePhysAddr(0x10000), 0, G, BIDI, 0)).toBe(-Errno.EOPNOTSUPP);
   });
 
   it("returns false on size 0 and warns once (api-warn)", () => {
     const fx = makeKernel({ debug: "collect" });
     const state = new DmaIovaState();
-    const { moved } = fx.delta(() => dmaIovaTryAlloc(fx.dev, state, 0x10000, 0), Counter.IovaAllocTree, Counter.IovaAllocCache);
+    const { moved } = fx.delta(() => dmaIovaTryAlloc(fx.dev, state, unsafePhysAddr(0x10000), 0), Counter.IovaAllocTree, Counter.IovaAllocCache);
     expect(moved).toEqual([0, 0]);
     expect(dmaUseIova(state)).toBe(false);
-    expect(dmaIovaTryAlloc(fx.dev, state, 0x10000, 0)).toBe(false);
+    expect(dmaIovaTryAlloc(fx.dev, state, unsafePhysAddr(0x10000), 0)).toBe(false);
     const reports = fx.kernel.debugReports();
     expect(reports.map((r) => r.check)).toEqual(["api-warn"]);
     expect(reports[0]?.device).toBe(fx.dev.bdf);
@@ -120,14 +120,14 @@ describe("dma_iova_try_alloc", () => {
   it("refuses bad input with DmaInputError and leaves the state alone", () => {
     const fx = makeKernel();
     const state = new DmaIovaState();
-    expect(dmaIovaTryAlloc(fx.dev, state, 0x10000, G)).toBe(true);
+    expect(dmaIovaTryAlloc(fx.dev, state, unsafePhysAddr(0x10000), G)).toBe(true);
     const copy = fields(state);
     for (const [phys, size] of [[-1, G], [0x1000, -5], [0.5, G], [2 ** 53, G], [2 ** 52, 2 ** 52]] as const) {
-      expect(() => dmaIovaTryAlloc(fx.dev, state, phys, size)).toThrow(DmaInputError);
+      expect(() => dmaIovaTryAlloc(fx.dev, state, unsafePhysAddr(phys), size)).toThrow(DmaInputError);
     }
     expect(fields(state)).toEqual(copy);
     try {
-      dmaIovaTryAlloc(fx.dev, state, 0x1000, -5);
+      dmaIovaTryAlloc(fx.dev, state, unsafePhysAddr(0x1000), -5);
     } catch (e) {
       expect((e as DmaInputError).code).toBe("EINVAL");
       expect((e as DmaInputError).message).toMatch(/size = -5 is invalid/);
@@ -139,15 +139,15 @@ describe("dma_iova_try_alloc", () => {
     // A 20-bit mask leaves PFNs 1..255; 128 size-aligned pages fit once (PFNs 128..255), not twice.
     expect(dmaSetMask(fx.dev, DMA_BIT_MASK(20))).toBe(0);
     const a = new DmaIovaState();
-    expect(dmaIovaTryAlloc(fx.dev, a, 0, 128 * G)).toBe(true);
+    expect(dmaIovaTryAlloc(fx.dev, a, unsafePhysAddr(0), 128 * G)).toBe(true);
     expect(a.addr).toBe(128 * G);
     const b = new DmaIovaState();
-    const { result, moved } = fx.delta(() => dmaIovaTryAlloc(fx.dev, b, 0, 128 * G), Counter.IovaAllocFail);
+    const { result, moved } = fx.delta(() => dmaIovaTryAlloc(fx.dev, b, unsafePhysAddr(0), 128 * G), Counter.IovaAllocFail);
     expect(result).toBe(false);
     expect(moved[0]).toBeGreaterThan(0);
     expect(b).toEqual(new DmaIovaState());
     // What is left still serves a smaller request.
-    expect(dmaIovaTryAlloc(fx.dev, b, 0, 64 * G)).toBe(true);
+    expect(dmaIovaTryAlloc(fx.dev, b, unsafePhysAddr(0), 64 * G)).toBe(true);
     expect(b.addr + 64 * G).toBeLessThanOrEqual(128 * G);
   });
 
@@ -155,7 +155,7 @@ describe("dma_iova_try_alloc", () => {
     const fx = makeKernel();
     const state = new DmaIovaState();
     const phys = 0x5_0000 + 0x123;
-    expect(dmaIovaTryAlloc(fx.dev, state, phys, 2 * G)).toBe(true);
+    expect(dmaIovaTryAlloc(fx.dev, state, unsafePhysAddr(phys), 2 * G)).toBe(true);
     expect(state.addr % G).toBe(0x123);
     expect(dmaIovaSize(state)).toBe(2 * G);
     // 2 pages + 0x123 need three granules: the allocation is 4 (size-aligned power of two) granules wide.
@@ -169,7 +169,7 @@ describe("dma_iova_try_alloc", () => {
     const fx = makeKernel();
     for (let i = 0; i < 8; i++) {
       const state = new DmaIovaState();
-      expect(dmaIovaTryAlloc(fx.dev, state, i * G, (i + 1) * 5000)).toBe(true);
+      expect(dmaIovaTryAlloc(fx.dev, state, unsafePhysAddr(i * G), (i + 1) * 5000)).toBe(true);
       expect(state.addr % G).toBe(0);
       expect(state.addr + (i + 1) * 5000).toBeLessThanOrEqual(2 ** 32);
       expect(state.addr).toBeGreaterThan(0);
@@ -181,7 +181,7 @@ describe("dma_iova_try_alloc", () => {
     fx.dev.busDmaLimit = DMA_BIT_MASK(24);
     for (let i = 0; i < 4; i++) {
       const state = new DmaIovaState();
-      expect(dmaIovaTryAlloc(fx.dev, state, 0, 64 * G)).toBe(true);
+      expect(dmaIovaTryAlloc(fx.dev, state, unsafePhysAddr(0), 64 * G)).toBe(true);
       expect(state.addr + 64 * G).toBeLessThanOrEqual(2 ** 24);
     }
   });
@@ -190,14 +190,14 @@ describe("dma_iova_try_alloc", () => {
     const fx = makeKernel();
     expect(dmaSetMaskAndCoherent(fx.dev, DMA_BIT_MASK(64))).toBe(0);
     const first = new DmaIovaState();
-    expect(dmaIovaTryAlloc(fx.dev, first, 0, 16 * G)).toBe(true);
+    expect(dmaIovaTryAlloc(fx.dev, first, unsafePhysAddr(0), 16 * G)).toBe(true);
     expect(first.addr + 16 * G).toBeLessThanOrEqual(2 ** 32);
     // 3 GiB is aligned to 4 GiB below the 32-bit limit: it cannot fit there, so the rule is dropped.
     const big = new DmaIovaState();
-    expect(dmaIovaTryAlloc(fx.dev, big, 0, 3 * GiB)).toBe(true);
+    expect(dmaIovaTryAlloc(fx.dev, big, unsafePhysAddr(0), 3 * GiB)).toBe(true);
     expect(big.addr).toBeGreaterThanOrEqual(2 ** 32);
     const after = new DmaIovaState();
-    expect(dmaIovaTryAlloc(fx.dev, after, 0, 16 * G)).toBe(true);
+    expect(dmaIovaTryAlloc(fx.dev, after, unsafePhysAddr(0), 16 * G)).toBe(true);
     expect(after.addr).toBeGreaterThanOrEqual(2 ** 32);
     expect(fx.dev.iommuState.pci32bitWorkaround).toBe(false);
   });
@@ -208,7 +208,7 @@ describe("dma_iova_link", () => {
     const fx = makeKernel();
     const buf = allocBuffer(fx.platform, 3 * G);
     const state = new DmaIovaState();
-    expect(dmaIovaTryAlloc(fx.dev, state, buf.phys, buf.len)).toBe(true);
+    expect(dmaIovaTryAlloc(fx.dev, state, unsafePhysAddr(buf.phys), buf.len)).toBe(true);
     const { result, moved } = fx.delta(
       () => dmaIovaLink(fx.dev, state, unsafePhysAddr(buf.phys), 0, buf.len, BIDI, 0),
       Counter.PteWrites,
@@ -231,7 +231,7 @@ describe("dma_iova_link", () => {
     const c = allocBuffer(fx.platform, 100, { seed: 5 });
     const total = 3 * G + 100;
     const state = new DmaIovaState();
-    expect(dmaIovaTryAlloc(fx.dev, state, a.phys, total)).toBe(true);
+    expect(dmaIovaTryAlloc(fx.dev, state, unsafePhysAddr(a.phys), total)).toBe(true);
     expect(dmaIovaLink(fx.dev, state, unsafePhysAddr(a.phys), 0, a.len, BIDI, 0)).toBe(0);
     expect(dmaIovaLink(fx.dev, state, unsafePhysAddr(b.phys), 2 * G, b.len, BIDI, 0)).toBe(0);
     expect(dmaIovaLink(fx.dev, state, unsafePhysAddr(c.phys), 3 * G, c.len, BIDI, 0)).toBe(0);
@@ -245,7 +245,7 @@ describe("dma_iova_link", () => {
   it("returns -EIO for an unaligned phys at offset > 0 and maps nothing", () => {
     const fx = makeKernel({ debug: "collect" });
     const state = new DmaIovaState();
-    expect(dmaIovaTryAlloc(fx.dev, state, 0x10000, 4 * G)).toBe(true);
+    expect(dmaIovaTryAlloc(fx.dev, state, unsafePhysAddr(0x10000), 4 * G)).toBe(true);
     const { result, moved } = fx.delta(() => dmaIovaLink(fx.dev, state, unsafePhysAddr(0x20000 + 8), G, G, BIDI, 0), Counter.PteWrites);
     expect(result).toBe(-Errno.EIO);
     expect(moved).toEqual([0]);
@@ -266,7 +266,7 @@ describe("dma_iova_link", () => {
     const fx = makeKernel({ devices: { [TRUSTED_BDF]: { coherent: false } } });
     const buf = allocBuffer(fx.platform, G);
     const state = new DmaIovaState();
-    expect(dmaIovaTryAlloc(fx.dev, state, buf.phys, buf.len)).toBe(true);
+    expect(dmaIovaTryAlloc(fx.dev, state, unsafePhysAddr(buf.phys), buf.len)).toBe(true);
     const { result, moved } = fx.delta(
       () => dmaIovaLink(fx.dev, state, unsafePhysAddr(buf.phys), 0, buf.len, BIDI, DMA_ATTR_REQUIRE_COHERENT),
       Counter.PteWrites,
@@ -280,7 +280,7 @@ describe("dma_iova_link", () => {
   it("an empty link succeeds and maps nothing, an empty sync does nothing", () => {
     const fx = makeKernel();
     const state = new DmaIovaState();
-    expect(dmaIovaTryAlloc(fx.dev, state, 0x10000, 2 * G)).toBe(true);
+    expect(dmaIovaTryAlloc(fx.dev, state, unsafePhysAddr(0x10000), 2 * G)).toBe(true);
     const { result, moved } = fx.delta(
       () => [dmaIovaLink(fx.dev, state, unsafePhysAddr(0x10000), G, 0, BIDI, 0), dmaIovaSync(fx.dev, state, G, 0)],
       Counter.PteWrites,
@@ -295,7 +295,7 @@ describe("dma_iova_link", () => {
   it("refuses bad arguments with DmaInputError before touching the page table", () => {
     const fx = makeKernel();
     const state = new DmaIovaState();
-    expect(dmaIovaTryAlloc(fx.dev, state, 0x10000, G)).toBe(true);
+    expect(dmaIovaTryAlloc(fx.dev, state, unsafePhysAddr(0x10000), G)).toBe(true);
     const ptes = fx.count(Counter.PteWrites);
     expect(() => dmaIovaLink(fx.dev, state, unsafePhysAddr(0x10000), -1, G, BIDI, 0)).toThrow(/offset = -1 is invalid/);
     expect(() => dmaIovaLink(fx.dev, state, unsafePhysAddr(0x10000), 0, G, 7 as DmaDirection, 0)).toThrow(DmaInputError);
@@ -320,7 +320,7 @@ describe("dma_iova_link", () => {
       fx.platform.memory.fill(pool.start, pool.end - pool.start, 0xee);
       const buf = allocBuffer(fx.platform, LEN, { offset: OFF, seed: 9 });
       const state = new DmaIovaState();
-      expect(dmaIovaTryAlloc(fx.untrusted, state, buf.phys, LEN)).toBe(true);
+      expect(dmaIovaTryAlloc(fx.untrusted, state, unsafePhysAddr(buf.phys), LEN)).toBe(true);
       return { fx, phys: buf.phys, bytes: buf.bytes, state };
     }
 
@@ -387,7 +387,7 @@ describe("dma_iova_link", () => {
       const head = allocBuffer(fx.platform, G - OFF, { offset: OFF });
       const next = allocBuffer(fx.platform, G);
       const state = new DmaIovaState();
-      expect(dmaIovaTryAlloc(fx.untrusted, state, head.phys, 2 * G - OFF)).toBe(true);
+      expect(dmaIovaTryAlloc(fx.untrusted, state, unsafePhysAddr(head.phys), 2 * G - OFF)).toBe(true);
       expect(dmaIovaLink(fx.untrusted, state, unsafePhysAddr(head.phys), 0, head.len, BIDI, 0)).toBe(0);
       expect(state.useSwiotlb).toBe(true);
       const { result, moved } = fx.delta(
@@ -411,7 +411,7 @@ describe("dma_iova_link", () => {
       expect(pool.stats.free).toBe(0);
       const buf = allocBuffer(fx.platform, LEN, { offset: OFF });
       const state = new DmaIovaState();
-      expect(dmaIovaTryAlloc(fx.untrusted, state, buf.phys, LEN)).toBe(true);
+      expect(dmaIovaTryAlloc(fx.untrusted, state, unsafePhysAddr(buf.phys), LEN)).toBe(true);
       const full = fx.delta(() => dmaIovaLink(fx.untrusted, state, unsafePhysAddr(buf.phys), 0, LEN, BIDI, 0), Counter.PteWrites);
       expect(full.result).toBe(-Errno.ENOMEM);
       expect(full.moved).toEqual([0]);
@@ -444,7 +444,7 @@ describe("dma_iova_link", () => {
       const fx = makeKernel({ swiotlb: false });
       const buf = allocBuffer(fx.platform, LEN, { offset: OFF });
       const state = new DmaIovaState();
-      expect(dmaIovaTryAlloc(fx.untrusted, state, buf.phys, LEN)).toBe(true);
+      expect(dmaIovaTryAlloc(fx.untrusted, state, unsafePhysAddr(buf.phys), LEN)).toBe(true);
       const { result, moved } = fx.delta(() => dmaIovaLink(fx.untrusted, state, unsafePhysAddr(buf.phys), 0, LEN, BIDI, 0), Counter.PteWrites);
       expect(result).toBe(-Errno.ENOMEM);
       expect(moved).toEqual([0]);
@@ -455,7 +455,7 @@ describe("dma_iova_link", () => {
       const fx = makeKernel();
       const buf = allocBuffer(fx.platform, LEN, { offset: OFF });
       const state = new DmaIovaState();
-      expect(dmaIovaTryAlloc(fx.untrusted, state, buf.phys, LEN)).toBe(true);
+      expect(dmaIovaTryAlloc(fx.untrusted, state, unsafePhysAddr(buf.phys), LEN)).toBe(true);
       const { result, moved } = fx.delta(
         () => dmaIovaLink(fx.untrusted, state, unsafePhysAddr(buf.phys), 0, LEN, BIDI, 0),
         Counter.SwiotlbSlotsAllocated,
@@ -497,9 +497,9 @@ describe("dma_iova_link", () => {
     const data = pattern(G, 42);
     const cases: [number, number][] = [[0, G / 64], [DMA_ATTR_SKIP_CPU_SYNC, 0], [DMA_ATTR_MMIO, 0]];
     for (const [attrs, lines] of cases) {
-      fx.kernel.cpuWrite(buf.phys, data);
+      fx.kernel.cpuWrite(unsafePhysAddr(buf.phys), data);
       const state = new DmaIovaState();
-      expect(dmaIovaTryAlloc(fx.dev, state, buf.phys, G)).toBe(true);
+      expect(dmaIovaTryAlloc(fx.dev, state, unsafePhysAddr(buf.phys), G)).toBe(true);
       const { result, moved } = fx.delta(() => dmaIovaLink(fx.dev, state, unsafePhysAddr(buf.phys), 0, G, DmaDirection.TO_DEVICE, attrs), Counter.CacheLinesWrittenBack);
       expect(result).toBe(0);
       expect(moved).toEqual([lines]);
@@ -540,7 +540,7 @@ describe("dma_iova_sync", () => {
     const fx = makeKernel();
     const buf = allocBuffer(fx.platform, 5 * G, { offset: 0x80 });
     const state = new DmaIovaState();
-    expect(dmaIovaTryAlloc(fx.dev, state, buf.phys, buf.len)).toBe(true);
+    expect(dmaIovaTryAlloc(fx.dev, state, unsafePhysAddr(buf.phys), buf.len)).toBe(true);
     expect(dmaIovaLink(fx.dev, state, unsafePhysAddr(buf.phys), 0, buf.len, BIDI, 0)).toBe(0);
     const { result, moved } = fx.delta(() => dmaIovaSync(fx.dev, state, 0, buf.len), Counter.IotlbSyncMap, Counter.DmaIovaSyncs);
     expect(result).toBe(0);
@@ -552,7 +552,7 @@ describe("dma_iova_sync", () => {
     const fx = makeKernel({ iommu: { requiresSyncMap: true }, debug: "collect" });
     const buf = allocBuffer(fx.platform, 3 * G, { offset: 0x40 });
     const state = new DmaIovaState();
-    expect(dmaIovaTryAlloc(fx.dev, state, buf.phys, buf.len)).toBe(true);
+    expect(dmaIovaTryAlloc(fx.dev, state, unsafePhysAddr(buf.phys), buf.len)).toBe(true);
     expect(dmaIovaLink(fx.dev, state, unsafePhysAddr(buf.phys), 0, buf.len, BIDI, 0)).toBe(0);
     expect(tryDmaRead(fx.endpoint(fx.dev), state.addr, 64)).toBeInstanceOf(PcieAccessError);
     // The last granule: the sync must cover it although [0, len) ends inside it.
@@ -567,7 +567,7 @@ describe("dma_iova_sync", () => {
     const fx = makeKernel({ iommu: { requiresSyncMap: true }, debug: "collect" });
     const buf = allocBuffer(fx.platform, 4 * G);
     const state = new DmaIovaState();
-    expect(dmaIovaTryAlloc(fx.dev, state, buf.phys, buf.len)).toBe(true);
+    expect(dmaIovaTryAlloc(fx.dev, state, unsafePhysAddr(buf.phys), buf.len)).toBe(true);
     expect(dmaIovaLink(fx.dev, state, unsafePhysAddr(buf.phys), 0, buf.len, BIDI, 0)).toBe(0);
     expect(dmaIovaSync(fx.dev, state, G + 10, 20)).toBe(0);
     expect(fx.endpoint(fx.dev).dmaRead(unsafeDmaAddr(state.addr + G), G)).toEqual(buf.bytes.subarray(G, 2 * G));
@@ -615,7 +615,7 @@ describe("dma_iova_unlink", () => {
   it("invalidates the CPU cache for a non-coherent FROM_DEVICE unlink, so the CPU reads the device's data", () => {
     const fx = makeKernel({ devices: { [TRUSTED_BDF]: { coherent: false } } });
     const buf = allocBuffer(fx.platform, G);
-    expect(fx.kernel.cpuRead(buf.phys, G)).toEqual(buf.bytes); // the CPU now caches the old bytes
+    expect(fx.kernel.cpuRead(unsafePhysAddr(buf.phys), G)).toEqual(buf.bytes); // the CPU now caches the old bytes
     const state = mapOne(fx.dev, buf.phys, G, DmaDirection.FROM_DEVICE);
     const data = pattern(G, 55);
     fx.endpoint(fx.dev).dmaWrite(state.addr, data);
@@ -623,7 +623,7 @@ describe("dma_iova_unlink", () => {
       dmaIovaUnlink(fx.dev, state, 0, G, DmaDirection.FROM_DEVICE, 0);
     }, Counter.CacheLinesInvalidated);
     expect(moved[0]).toBe(G / 64);
-    expect(fx.kernel.cpuRead(buf.phys, G)).toEqual(data);
+    expect(fx.kernel.cpuRead(unsafePhysAddr(buf.phys), G)).toEqual(data);
   });
 });
 
@@ -641,7 +641,7 @@ describe("dma_iova_destroy", () => {
     expectFault(fx, fx.dev, addr, 64, "not-mapped");
     expect(fx.count(Counter.IotlbStaleHits)).toBe(0);
     const again = new DmaIovaState();
-    expect(dmaIovaTryAlloc(fx.dev, again, buf.phys, buf.len)).toBe(true);
+    expect(dmaIovaTryAlloc(fx.dev, again, unsafePhysAddr(buf.phys), buf.len)).toBe(true);
     expect(again.addr).toBe(addr);
   });
 
@@ -668,7 +668,7 @@ describe("dma_iova_destroy", () => {
     expect(stale.moved[0]).toBe(2);
     // Not yet reusable: a new allocation of the same size gets another address.
     const other = new DmaIovaState();
-    expect(dmaIovaTryAlloc(fx.dev, other, buf.phys, buf.len)).toBe(true);
+    expect(dmaIovaTryAlloc(fx.dev, other, unsafePhysAddr(buf.phys), buf.len)).toBe(true);
     expect(other.addr).not.toBe(addr);
     dmaIovaFree(fx.dev, other);
     fx.platform.trace.clock.advance(FQ_TIMEOUT_NS - 1);
@@ -676,7 +676,7 @@ describe("dma_iova_destroy", () => {
     fx.platform.trace.clock.advance(1);
     expectFault(fx, fx.dev, addr, 64, "not-mapped");
     const again = new DmaIovaState();
-    expect(dmaIovaTryAlloc(fx.dev, again, buf.phys, buf.len)).toBe(true);
+    expect(dmaIovaTryAlloc(fx.dev, again, unsafePhysAddr(buf.phys), buf.len)).toBe(true);
     expect([addr, other.addr]).toContain(again.addr);
   });
 
@@ -709,7 +709,7 @@ describe("dma_iova_destroy", () => {
   it("mapped_len 0 only frees the IOVA", () => {
     const fx = makeKernel({ iommuMode: "lazy" });
     const state = new DmaIovaState();
-    expect(dmaIovaTryAlloc(fx.dev, state, 0x10000, 4 * G)).toBe(true);
+    expect(dmaIovaTryAlloc(fx.dev, state, unsafePhysAddr(0x10000), 4 * G)).toBe(true);
     const addr = state.addr;
     const { moved } = fx.delta(
       () => {
@@ -721,7 +721,7 @@ describe("dma_iova_destroy", () => {
     );
     expect(moved).toEqual([0, 0, 0]);
     const again = new DmaIovaState();
-    expect(dmaIovaTryAlloc(fx.dev, again, 0x10000, 4 * G)).toBe(true);
+    expect(dmaIovaTryAlloc(fx.dev, again, unsafePhysAddr(0x10000), 4 * G)).toBe(true);
     expect(again.addr).toBe(addr);
   });
 
@@ -738,14 +738,14 @@ describe("dma_iova_free", () => {
   it("returns the IOVA at once, in lazy mode too", () => {
     const fx = makeKernel({ iommuMode: "lazy" });
     const state = new DmaIovaState();
-    expect(dmaIovaTryAlloc(fx.dev, state, 0x10000, 8 * G)).toBe(true);
+    expect(dmaIovaTryAlloc(fx.dev, state, unsafePhysAddr(0x10000), 8 * G)).toBe(true);
     const addr = state.addr;
     const { moved } = fx.delta(() => {
       dmaIovaFree(fx.dev, state);
     }, Counter.FlushQueueEntries);
     expect(moved).toEqual([0]);
     const again = new DmaIovaState();
-    expect(dmaIovaTryAlloc(fx.dev, again, 0x10000, 8 * G)).toBe(true);
+    expect(dmaIovaTryAlloc(fx.dev, again, unsafePhysAddr(0x10000), 8 * G)).toBe(true);
     expect(again.addr).toBe(addr);
   });
 
@@ -771,7 +771,7 @@ describe("dma_use_iova and dma_iova_size", () => {
     expect(dmaUseIova(state)).toBe(false);
     expect(dmaIovaSize(state)).toBe(0);
     const buf = allocBuffer(fx.platform, 5000, { seed: 2 });
-    expect(dmaIovaTryAlloc(fx.untrusted, state, buf.phys, buf.len)).toBe(true);
+    expect(dmaIovaTryAlloc(fx.untrusted, state, unsafePhysAddr(buf.phys), buf.len)).toBe(true);
     expect(dmaIovaLink(fx.untrusted, state, unsafePhysAddr(buf.phys), 0, buf.len, BIDI, 0)).toBe(0);
     expect(state.useSwiotlb).toBe(true);
     expect(dmaUseIova(state)).toBe(true);

@@ -54,7 +54,7 @@ function iovaNotAllocated(dev: DmaDevice, state: DmaIovaState, fn: string): bool
  * granule. Returns false (state zeroed) when the device does not use iommu-dma, on a zero size, or when
  * the IOVA space under the device's mask is exhausted.
  */
-export function dmaIovaTryAlloc(dev: DmaDevice, state: DmaIovaState, phys: number, size: number): boolean {
+export function dmaIovaTryAlloc(dev: DmaDevice, state: DmaIovaState, phys: PhysAddr, size: number): boolean {
   const fn = "dma_iova_try_alloc";
   // One combined test for the usual valid call; the precise checks, in order, only when it fails (and
   // out of line, so that the entry's bytecode stays small for V8's inlining budget: see the README).

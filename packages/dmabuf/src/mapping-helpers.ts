@@ -8,6 +8,7 @@ import { DmaBufErrno, MAX_SG_ENT_SZ } from "./constants.js";
 import { DmaBufAttachment, checkDirection } from "./dma-buf.js";
 import { DmaBufInputError } from "./errors.js";
 import { kSgtPrivate } from "./internal.js";
+import type { PhysAddr } from "@dmasim/memory";
 
 /** struct dma_buf_phys_vec (struct phys_vec in 6.19): one physical range. */
 export interface DmaBufPhysVec {
@@ -88,7 +89,7 @@ export function dmaBufPhysVecToSgt(
   if (!busAddr) {
     state = new DmaIovaState();
     // Upstream passes phys 0: MMIO ranges of a BAR start page aligned.
-    if (!dmaIovaTryAlloc(dev, state, 0, size)) state = undefined;
+    if (!dmaIovaTryAlloc(dev, state, 0 as PhysAddr, size)) state = undefined;
   }
   // calc_sg_nents
   let nents = 0;

@@ -8,6 +8,7 @@ import { DmaBufErrno } from "./constants.js";
 import { DmaBufCounter } from "./counters.js";
 import { DmaBufInputError, DmaBufStateError } from "./errors.js";
 import { kAddSize, kCreate, kDmaMappings, kKeep, kMarkUnmapped, kTakeState } from "./internal.js";
+import type { PhysAddr } from "@dmasim/memory";
 
 /**
  * dmasim's mapping type without a scatterlist, in the compact form the seed discussion proposed: a list
@@ -263,7 +264,7 @@ export function dmaBufPhysListDmaMap(dev: DmaDevice, list: DmaBufPhysList, dir: 
       state = kept;
     } else {
       state = new DmaIovaState();
-      if (!dmaIovaTryAlloc(dev, state, list.phys[first] ?? 0, iovaLen)) return -DmaBufErrno.ENOMEM;
+      if (!dmaIovaTryAlloc(dev, state, (list.phys[first] ?? 0) as PhysAddr, iovaLen)) return -DmaBufErrno.ENOMEM;
     }
     let off = 0;
     for (let i = 0; i < n; i++) {

@@ -68,6 +68,8 @@ import { PTE_PMD } from "./pte.js";
 import type { Vma } from "./vma.js";
 import { unsafeIova } from "@dmasim/iommu";
 import { unsafeDmaAddr } from "@dmasim/dma";
+import type { PhysAddr } from "@dmasim/memory";
+import { kAllocDeviceCompound, kAllocDevicePage, kErase, kEraseDevicePage } from "./internal.js";
 
 /** SNAPSHOT byte values (test_hmm_uapi.h). */
 export const HMM_DMIRROR_PROT_ERROR = 0xff;
@@ -179,7 +181,7 @@ export class DmirrorDevice {
       this.pagemap = memremapPagesCoherent(sys, { size: options.devmemSize, owner: this, ops });
     } else {
       if (options.devmemPhys === undefined) throw new HmmInputError("dmirror_device_init", "options.devmemPhys", options.devmemPhys, "the physical address of device-private memory");
-      this.pagemap = memremapPages(sys, { phys: options.devmemPhys, size: options.devmemSize, owner: this, ownerId: options.ownerId ?? 0, ops });
+      this.pagemap = memremapPages(sys, { phys: options.devmemPhys as PhysAddr, size: options.devmemSize, owner: this, ownerId: options.ownerId ?? 0, ops });
     }
   }
 
@@ -193,16 +195,16 @@ export class DmirrorDevice {
     return new Dmirror(this, mm, dma);
   }
 
-  /** @internal A compound (order-9) device folio, or -1. */
-  allocDeviceCompound(owner: Dmirror): number {
+  /** Reached through `@dmasim/hmm-odp/internal`. A compound (order-9) device folio, or -1. */
+  [kAllocDeviceCompound](owner: Dmirror): number {
     if (this.failAlloc) return -1;
     const head = this.pagemap.allocCompound();
     if (head >= 0) for (let t = 0; t < HPAGE_PMD_NR; t++) this.#pageOwner.set(head + t, owner);
     return head;
   }
 
-  /** @internal */
-  allocDevicePage(owner: Dmirror): number {
+  /** Reached through `@dmasim/hmm-odp/internal`: one device page for `owner`, or -1. */
+  [kAllocDevicePage](owner: Dmirror): number {
     if (this.failAlloc) return -1;
     const pfn = this.pagemap.allocPage();
     if (pfn >= 0) this.#pageOwner.set(pfn, owner);
@@ -243,7 +245,7 @@ export class DmirrorDevice {
         for (let t = 0; t < HPAGE_PMD_NR; t++) {
           const dpfn = huge >= 0 ? huge + t : this.sys.allocPage();
           this.sys.copyPage(dpfn, this.pagemap.backingPhys(spfn + t) / PAGE_SIZE);
-          owner?.erase(args.start + (j + t) * PAGE_SIZE);
+          owner?.[kErase](args.start + (j + t) * PAGE_SIZE);
           if (huge < 0) args.dst[j + t] = migratePfn(dpfn) | (s & MIGRATE_PFN_WRITE);
         }
         if (huge >= 0) args.dst[j] = migratePfn(huge) | MIGRATE_PFN_COMPOUND | (s & MIGRATE_PFN_WRITE);
@@ -252,7 +254,7 @@ export class DmirrorDevice {
       }
       const dpfn = this.sys.allocPage();
       this.sys.copyPage(dpfn, this.pagemap.backingPhys(spfn) / PAGE_SIZE);
-      (dmirror ?? this.#pageOwner.get(spfn))?.erase(args.start + j * PAGE_SIZE);
+      (dmirror ?? this.#pageOwner.get(spfn))?.[kErase](args.start + j * PAGE_SIZE);
       args.dst[j] = migratePfn(dpfn) | (s & MIGRATE_PFN_WRITE);
     }
   }
@@ -266,7 +268,7 @@ export class DmirrorDevice {
       if ((s & MIGRATE_PFN_MIGRATE) === 0) continue;
       const dpfn = this.sys.allocPage();
       this.sys.copyPage(dpfn, p.backingPhys(p.startPfn + j) / PAGE_SIZE);
-      this.#pageOwner.get(p.startPfn + j)?.eraseDevicePage(p.startPfn + j);
+      this.#pageOwner.get(p.startPfn + j)?.[kEraseDevicePage](p.startPfn + j);
       md.dst[j] = migratePfn(dpfn) | (s & MIGRATE_PFN_WRITE);
     }
     migrateDevicePages(md);
@@ -409,13 +411,13 @@ export class Dmirror {
     return n;
   }
 
-  /** @internal Drops the mirror entry of one virtual page (device-page migration back). */
-  erase(addr: number): void {
+  /** Reached through `@dmasim/hmm-odp/internal`. Drops the mirror entry of one virtual page (device-page migration back). */
+  [kErase](addr: number): void {
     this.#update(addr, addr + PAGE_SIZE);
   }
 
-  /** @internal Drops mirror entries pointing at device page `dpfn` (eviction). */
-  eraseDevicePage(dpfn: number): void {
+  /** Reached through `@dmasim/hmm-odp/internal`. Drops mirror entries pointing at device page `dpfn` (eviction). */
+  [kEraseDevicePage](dpfn: number): void {
     const backing = this.mdevice.pagemap.backingPhys(dpfn) / PAGE_SIZE;
     for (const [vpn, e] of [...this.pt]) if (Math.floor(e / 4) === backing) this.pt.delete(vpn);
     for (const [i, e] of [...this.#localDma]) if (Math.floor(e / 4) === dpfn) this.#localDma.delete(i);
@@ -465,8 +467,8 @@ export class Dmirror {
     if (d === undefined) return DMA_MAPPING_ERROR;
     if ((f & HMM_PFN_P2PDMA_BUS) !== 0) {
       const phys = (d.map.pfns[i] ?? 0) * PAGE_SIZE;
-      const provider = p2pdmaProviderOf(d.dev, phys);
-      return provider === undefined ? DMA_MAPPING_ERROR : pciP2pdmaBusAddrMap(provider, phys);
+      const provider = p2pdmaProviderOf(d.dev, phys as PhysAddr);
+      return provider === undefined ? DMA_MAPPING_ERROR : pciP2pdmaBusAddrMap(provider, phys as PhysAddr);
     }
     return d.map.dmaList?.[i] ?? d.map.state.addr + i * PAGE_SIZE;
   }
@@ -840,7 +842,7 @@ export class Dmirror {
         j += HPAGE_PMD_NR - 1;
         continue;
       }
-      const dpfn = this.mdevice.allocDevicePage(this);
+      const dpfn = this.mdevice[kAllocDevicePage](this);
       if (dpfn < 0) continue;
       const spfn = migratePfnToPfn(s);
       if (spfn >= 0) sys.copyPage(pagemap.backingPhys(dpfn) / PAGE_SIZE, spfn);
@@ -861,9 +863,9 @@ export class Dmirror {
     const write = (s & MIGRATE_PFN_WRITE) !== 0 || (spfn < 0 && vmaWrite) ? MIGRATE_PFN_WRITE : 0;
     let head = -1;
     if ((this.flags & HMM_DMIRROR_FLAG_FAIL_ALLOC) !== 0) this.flags &= ~HMM_DMIRROR_FLAG_FAIL_ALLOC;
-    else head = this.mdevice.allocDeviceCompound(this);
+    else head = this.mdevice[kAllocDeviceCompound](this);
     for (let t = 0; t < HPAGE_PMD_NR; t++) {
-      const dpfn = head >= 0 ? head + t : this.mdevice.allocDevicePage(this);
+      const dpfn = head >= 0 ? head + t : this.mdevice[kAllocDevicePage](this);
       if (dpfn < 0) continue;
       if (spfn >= 0) sys.copyPage(pagemap.backingPhys(dpfn) / PAGE_SIZE, spfn + t);
       if (head < 0) args.dst[j + t] = migratePfn(dpfn) | write;

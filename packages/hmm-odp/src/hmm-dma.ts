@@ -6,6 +6,8 @@ import { PciP2pdmaMapType } from "@dmasim/pcie-p2p";
 import { HMM_PFN_DMA_MAPPED, HMM_PFN_P2PDMA, HMM_PFN_P2PDMA_BUS, HMM_PFN_VALID, HmmErrno } from "./constants.js";
 import { HmmInputError } from "./errors.js";
 import type { UserLock } from "./notifier.js";
+import type { PhysAddr } from "@dmasim/memory";
+import { kMapDev } from "./internal.js";
 
 const BIDIR = DmaDirection.BIDIRECTIONAL;
 const MAPPED = HMM_PFN_DMA_MAPPED;
@@ -32,8 +34,8 @@ export class HmmDmaMap {
   nrEntries = 0;
   /** Model only: the driver lock map and unmap must run under (checked when set). */
   userLock: UserLock | undefined = undefined;
-  /** @internal the device that allocated it. */
-  dev: DmaDevice | undefined = undefined;
+  /** Reached through `@dmasim/hmm-odp/internal`: the device that allocated it. */
+  [kMapDev]: DmaDevice | undefined = undefined;
 
   /** Host bytes of the map's bookkeeping: 6 per entry (4 pfn + 2 flags), plus dma_list when present. */
   get bookkeepingBytes(): number {
@@ -62,32 +64,32 @@ export function hmmDmaMapAlloc(dev: DmaDevice, map: HmmDmaMap, nrEntries: number
   if (!Number.isSafeInteger(dmaEntrySize) || dmaEntrySize < PAGE_SIZE || (dmaEntrySize & (dmaEntrySize - 1)) !== 0) {
     throw new HmmInputError(fn, "dmaEntrySize", dmaEntrySize, "a power of two >= PAGE_SIZE");
   }
-  if (map.dev !== undefined) throw new HmmInputError(fn, "map", map, "a map not allocated yet (hmm_dma_map_free it first)");
+  if (map[kMapDev] !== undefined) throw new HmmInputError(fn, "map", map, "a map not allocated yet (hmm_dma_map_free it first)");
   if (Math.floor((nrEntries * PAGE_SIZE) / dmaEntrySize) === 0) dev.kernel.debug.warnOnce(dev.bdf, fn, `${fn}: WARN_ON_ONCE(!(nr_entries * PAGE_SIZE / dma_entry_size))`);
   if (!dev.dmaSkipSync || dev.untrusted || dmaAddressingLimited(dev)) return -HmmErrno.EOPNOTSUPP;
   map.dmaEntrySize = dmaEntrySize;
   map.nrEntries = nrEntries;
   map.pfns = new Uint32Array(nrEntries);
   map.flags = new Uint16Array(nrEntries);
-  const useIova = dmaIovaTryAlloc(dev, map.state, 0, nrEntries * PAGE_SIZE);
+  const useIova = dmaIovaTryAlloc(dev, map.state, 0 as PhysAddr, nrEntries * PAGE_SIZE);
   map.dmaList = !useIova && dmaNeedUnmap(dev) ? new Float64Array(nrEntries) : undefined;
-  map.dev = dev;
+  map[kMapDev] = dev;
   return 0;
 }
 
 /** hmm_dma_map_free: frees the IOVA and the lists; every entry must have been unmapped first. */
 export function hmmDmaMapFree(dev: DmaDevice, map: HmmDmaMap): void {
-  if (map.dev !== dev) throw new HmmInputError("hmm_dma_map_free", "dev", dev.bdf, `the device that allocated the map (${map.dev?.bdf ?? "none"})`);
+  if (map[kMapDev] !== dev) throw new HmmInputError("hmm_dma_map_free", "dev", dev.bdf, `the device that allocated the map (${map[kMapDev]?.bdf ?? "none"})`);
   if (dmaUseIova(map.state)) dmaIovaFree(dev, map.state);
   map.pfns = new Uint32Array(0);
   map.flags = new Uint16Array(0);
   map.dmaList = undefined;
   map.nrEntries = 0;
-  map.dev = undefined;
+  map[kMapDev] = undefined;
 }
 
 function checkIdx(fn: string, dev: DmaDevice, map: HmmDmaMap, idx: number, count: number): void {
-  if (map.dev !== dev) throw new HmmInputError(fn, "dev", dev.bdf, `the device that allocated the map (${map.dev?.bdf ?? "none: call hmm_dma_map_alloc"})`);
+  if (map[kMapDev] !== dev) throw new HmmInputError(fn, "dev", dev.bdf, `the device that allocated the map (${map[kMapDev]?.bdf ?? "none: call hmm_dma_map_alloc"})`);
   if (!Number.isSafeInteger(idx) || idx < 0 || idx + count > map.nrEntries) throw new HmmInputError(fn, "idx", idx, `an entry index below ${map.nrEntries - count + 1}`);
 }
 
@@ -108,7 +110,7 @@ function prepare(dev: DmaDevice, map: HmmDmaMap, idx: number, p2p: PciP2pdmaMapS
   }
   const phys = (map.pfns[idx] ?? 0) * PAGE_SIZE;
   out.attrs = 0;
-  switch (pciP2pdmaState(p2p, dev, phys)) {
+  switch (pciP2pdmaState(p2p, dev, phys as PhysAddr)) {
     case PciP2pdmaMapType.NONE:
       break;
     case PciP2pdmaMapType.THRU_HOST_BRIDGE:
@@ -118,7 +120,7 @@ function prepare(dev: DmaDevice, map: HmmDmaMap, idx: number, p2p: PciP2pdmaMapS
     case PciP2pdmaMapType.BUS_ADDR:
       map.flags[idx] = f | HMM_PFN_P2PDMA_BUS | MAPPED;
       // The reserved IOVA slot of this entry stays a hole.
-      return p2p.mem === undefined ? DMA_MAPPING_ERROR : pciP2pdmaBusAddrMap(p2p.mem, phys);
+      return p2p.mem === undefined ? DMA_MAPPING_ERROR : pciP2pdmaBusAddrMap(p2p.mem, phys as PhysAddr);
     default:
       return DMA_MAPPING_ERROR;
   }

@@ -9,6 +9,7 @@ import { HmmRange, hmmRangeFault } from "./hmm.js";
 import { MmSystem } from "./mm-system.js";
 import { Mm } from "./mm.js";
 import { MmuIntervalNotifier, mmuIntervalNotifierInsert, mmuIntervalReadBegin, mmuIntervalSetSeq } from "./notifier.js";
+import { kPageTableBytes } from "./internal.js";
 
 // Targets (dma-debug off): hmm_range_fault over present pages <= 30 ns/page; mm + pfn list + IO page
 // table <= 32 B per 4 KiB page mirrored; fault-in + DMA-map of 1 M pages through dmirror, each page given
@@ -93,7 +94,7 @@ describe("1 M pages (4 GiB) through dmirror in DMA mode", () => {
     }
     const t3 = performance.now();
     const c3 = process.cpuUsage(c0);
-    const bytes = mm.pageTableBytes + (d.dma?.map.bookkeepingBytes ?? 0) + (dev.domain?.ptBytes ?? 0);
+    const bytes = mm[kPageTableBytes] + (d.dma?.map.bookkeepingBytes ?? 0) + (dev.domain?.ptBytes ?? 0);
     process.stdout.write(
       `1M pages: ret ${ret}, bad ${bad}; fault-in+map ${(t1 - t0).toFixed(0)} ms wall / ${cpu(c1).toFixed(0)} ms cpu; ` +
         `pattern write ${(t2 - t1b).toFixed(0)} ms wall / ${writeCpu.toFixed(0)} ms cpu (${((c2.system - c1b.system) / 1000).toFixed(0)} ms system); ` +

@@ -26,6 +26,7 @@ import { mmuIntervalCheckRetry } from "./notifier.js";
 import type { MmuIntervalNotifier } from "./notifier.js";
 import { PTE_KIND_MASK, PTE_PMD, PTE_WRITE, PteKind } from "./pte.js";
 import type { Vma } from "./vma.js";
+import { kStaleSeqs } from "./internal.js";
 
 const VALID = HMM_PFN_VALID;
 const WRITE = HMM_PFN_WRITE;
@@ -108,7 +109,7 @@ export function hmmRangeFault(range: HmmRange): number {
   const mm = checkRange(range);
   const sub = range.notifier;
   if (!mm.mmapLocked) mm.debug.report("hmm-range-fault-unlocked", sub.owner, `hmm_range_fault without the mmap read lock of ${mm.name} (mmap_assert_locked)`);
-  if (sub.staleSeqs.has(range.notifierSeq)) {
+  if (sub[kStaleSeqs].has(range.notifierSeq)) {
     mm.debug.report("hmm-stale-seq", sub.owner, `hmm_range_fault with notifier_seq ${range.notifierSeq}, which an invalidation already overtook: call mmu_interval_read_begin again on every retry (each attempt would return -EBUSY until the timeout)`);
   }
   const ctx = { last: range.start, migrationWait: false };

@@ -39,11 +39,13 @@ export { HmmInputError, HmmStateError } from "./errors.js";
 export { InvalidationLog } from "./contract.js";
 export type { InvalidationRecord } from "./contract.js";
 export { PteKind, PTE_KIND_NAMES } from "./pte.js";
-export { MmSystem, MmFile } from "./mm-system.js";
-export type { MmStats } from "./mm-system.js";
+export { MmSystem } from "./mm-system.js";
+// MmFile, Vma and DevPagemap are made by the model only (createFile, mmap, memremapPages): exported as
+// types, so their constructors are not part of the API.
+export type { MmFile, MmStats } from "./mm-system.js";
 export { Mm, FAULT_FLAG_REMOTE, FAULT_FLAG_WRITE, MADV_DONTNEED, MADV_FREE, MADV_HUGEPAGE, MREMAP_DONTUNMAP } from "./mm.js";
 export type { MmapOptions } from "./mm.js";
-export { Vma } from "./vma.js";
+export type { Vma } from "./vma.js";
 export { FOLL_LONGTERM, FOLL_WRITE, getUserPages, putUserPages } from "./gup.js";
 export {
   MMU_NOTIFIER_RANGE_BLOCKABLE,
@@ -65,8 +67,8 @@ export {
 export type { MmuIntervalNotifierFinish, MmuIntervalNotifierOps, MmuNotifierRange, NotifierMm } from "./notifier.js";
 export { HmmRange, hmmRangeFault } from "./hmm.js";
 export { HmmDmaMap, hmmDmaMapAlloc, hmmDmaMapFree, hmmDmaMapPfn, hmmDmaMapPfnRun, hmmDmaUnmapPfn, hmmP2pState } from "./hmm-dma.js";
-export { DevPagemap, MemoryType, memremapPages, memremapPagesCoherent, memunmapPages } from "./pagemap.js";
-export type { DevPagemapOps, VmFault } from "./pagemap.js";
+export { MemoryType, memremapPages, memremapPagesCoherent, memunmapPages } from "./pagemap.js";
+export type { DevPagemap, DevPagemapOps, VmFault } from "./pagemap.js";
 export {
   MIGRATE_PFN_COMPOUND,
   MIGRATE_PFN_MIGRATE,

@@ -6,6 +6,7 @@ import type { MmSystem } from "./mm-system.js";
 import type { Mm } from "./mm.js";
 import { PTE_DIRTY, PTE_KIND_MASK, PTE_PMD, PTE_WRITE, PteKind } from "./pte.js";
 import type { Vma } from "./vma.js";
+import { kAddMapping, kForEachMapping } from "./internal.js";
 
 /** migrate_pfn flags: an entry of src/dst is (pfn << MIGRATE_PFN_SHIFT) | flags. */
 export const MIGRATE_PFN_VALID = 1 << 0;
@@ -376,8 +377,8 @@ export class MigrateDevice {
     return n;
   }
 
-  /** @internal records that entry `index` of `vma` maps page `j` (writable or not). */
-  addMapping(j: number, vma: Vma, index: number, write: boolean): void {
+  /** Reached through `@dmasim/hmm-odp/internal`: records that entry `index` of `vma` maps page `j` (writable or not). */
+  [kAddMapping](j: number, vma: Vma, index: number, write: boolean): void {
     const m = this.#count++;
     if (m === this.#next.length) {
       const grow = <T extends Int32Array | Uint8Array>(a: T, b: T): T => {
@@ -395,8 +396,8 @@ export class MigrateDevice {
     this.#first[j] = m;
   }
 
-  /** @internal calls `f` for every mapping of page `j`. */
-  forEachMapping(j: number, f: (vma: Vma, index: number, write: boolean) => void): void {
+  /** Reached through `@dmasim/hmm-odp/internal`: calls `f` for every mapping of page `j`. */
+  [kForEachMapping](j: number, f: (vma: Vma, index: number, write: boolean) => void): void {
     for (let m = this.#first[j] ?? -1; m >= 0; m = this.#next[m] ?? -1) {
       const v = this.#vma[m];
       if (v !== undefined) f(v, this.#index[m] ?? 0, this.#write[m] === 1);
@@ -432,7 +433,7 @@ export function migrateDeviceRange(sys: MmSystem, startPfn: number, npages: numb
         }, owner);
         // A page mapped more than once keeps MIGRATE_PFN_WRITE if any mapping could write it.
         md.src[j] = migratePfn(startPfn + j) | MIGRATE_PFN_MIGRATE | ((e & PTE_WRITE) !== 0 || (md.src[j] ?? 0) & MIGRATE_PFN_WRITE ? MIGRATE_PFN_WRITE : 0);
-        md.addMapping(j, v, i, (e & PTE_WRITE) !== 0);
+        md[kAddMapping](j, v, i, (e & PTE_WRITE) !== 0);
       }
     }
   }
@@ -473,14 +474,14 @@ export function migrateDeviceFinalize(sys: MmSystem, md: MigrateDevice): void {
       const dstWrite = ((md.dst[j] ?? 0) & MIGRATE_PFN_WRITE) !== 0;
       // The destination came with one reference: one more for each further mapping.
       for (let k = 1; k < maps; k++) sys.getPage(dpfn);
-      md.forEachMapping(j, (vma, index, write) => {
+      md[kForEachMapping](j, (vma, index, write) => {
         vma.pte[index] = PteKind.PRESENT | (write && dstWrite ? PTE_WRITE : 0);
         vma.pfn[index] = dpfn;
         releasePage(sys, spfn);
       });
     } else {
       const kind = isDevicePrivate(sys, spfn) ? PteKind.DEVICE_PRIVATE : PteKind.PRESENT;
-      md.forEachMapping(j, (vma, index, write) => {
+      md[kForEachMapping](j, (vma, index, write) => {
         vma.pte[index] = kind | (write ? PTE_WRITE : 0);
       });
       if (dpfn >= 0) releasePage(sys, dpfn);

@@ -6,6 +6,7 @@ import { HmmErrno } from "./constants.js";
 import { HmmInputError, HmmStateError } from "./errors.js";
 import type { Mm } from "./mm.js";
 import type { DevPagemap } from "./pagemap.js";
+import { kAddPagemap, kClearLazyFree, kFileInUse, kFilePage, kMarkLazyFree, kNextPid, kRemovePagemap, kSwapFree, kSwapOutPage, kSwapRead, kSwapReadCached, kSwapWrite } from "./internal.js";
 
 /** Pages taken from the physical allocator at once: 2 MiB, aligned, so a THP can take a whole chunk. */
 const CHUNK_PAGES = 512;
@@ -44,7 +45,7 @@ export class MmFile {
   readonly pages: Float64Array;
   /** Pages written through a shared mapping since the last writeback. */
   readonly dirty: Uint8Array;
-  /** @internal */
+  /** Made by `MmSystem.createFile` (`.` exports the class as a type only). */
   constructor(name: string, size: number) {
     this.name = name;
     this.size = size;
@@ -100,8 +101,8 @@ export class MmSystem {
     this.memory.fill(unsafePhysAddr(this.zeroPfn * PAGE_SIZE), PAGE_SIZE, 0);
   }
 
-  /** @internal A process id for a new mm. */
-  nextPid(): number {
+  /** Reached through `@dmasim/hmm-odp/internal`. A process id for a new mm. */
+  [kNextPid](): number {
     return this.#nextPid++;
   }
 
@@ -254,34 +255,34 @@ export class MmSystem {
     this.memory.copy(unsafePhysAddr(dstPfn * PAGE_SIZE), unsafePhysAddr(srcPfn * PAGE_SIZE), PAGE_SIZE);
   }
 
-  /** @internal Swap-out of a page's bytes; returns the slot. */
-  swapWrite(pfn: number): number {
+  /** Reached through `@dmasim/hmm-odp/internal`. Swap-out of a page's bytes; returns the slot. */
+  [kSwapWrite](pfn: number): number {
     const slot = this.#nextSwap++;
     this.#swap.set(slot, this.memory.read(unsafePhysAddr(pfn * PAGE_SIZE), PAGE_SIZE));
     return slot;
   }
 
-  /** @internal Swap-in: the bytes of a slot into a page; the slot is freed when `free`. */
-  swapRead(slot: number, pfn: number, free: boolean): void {
+  /** Reached through `@dmasim/hmm-odp/internal`. Swap-in: the bytes of a slot into a page; the slot is freed when `free`. */
+  [kSwapRead](slot: number, pfn: number, free: boolean): void {
     const bytes = this.#swap.get(slot);
     if (bytes === undefined) throw new HmmStateError("EIO", `swap slot ${slot} holds no page`);
     this.memory.write(unsafePhysAddr(pfn * PAGE_SIZE), bytes);
     if (free) this.#swap.delete(slot);
   }
 
-  /** @internal Drops a swap slot (zap of a swap entry). */
-  swapFree(slot: number): void {
+  /** Reached through `@dmasim/hmm-odp/internal`. Drops a swap slot (zap of a swap entry). */
+  [kSwapFree](slot: number): void {
     this.#swap.delete(slot);
   }
 
-  /** @internal Swap-in on a read fault (do_swap_page): the page stays in the swap cache, clean, its slot kept. */
-  swapReadCached(slot: number, pfn: number): void {
-    this.swapRead(slot, pfn, false);
+  /** Reached through `@dmasim/hmm-odp/internal`. Swap-in on a read fault (do_swap_page): the page stays in the swap cache, clean, its slot kept. */
+  [kSwapReadCached](slot: number, pfn: number): void {
+    this[kSwapRead](slot, pfn, false);
     this.#swapCache.set(pfn, slot);
   }
 
-  /** @internal MADV_FREE of a page: lazily freeable, and out of the swap cache (its slot freed). */
-  markLazyFree(pfn: number): void {
+  /** Reached through `@dmasim/hmm-odp/internal`. MADV_FREE of a page: lazily freeable, and out of the swap cache (its slot freed). */
+  [kMarkLazyFree](pfn: number): void {
     this.#dropSwapCache(pfn, true);
     this.#lazyFree.add(pfn);
   }
@@ -291,8 +292,8 @@ export class MmSystem {
     return this.#lazyFree.has(pfn);
   }
 
-  /** @internal A write through a pte: the page is needed again (folio_mark_dirty sets swapbacked back). */
-  clearLazyFree(pfn: number): void {
+  /** Reached through `@dmasim/hmm-odp/internal`. A write through a pte: the page is needed again (folio_mark_dirty sets swapbacked back). */
+  [kClearLazyFree](pfn: number): void {
     if (this.#lazyFree.size !== 0) this.#lazyFree.delete(pfn);
   }
 
@@ -311,15 +312,15 @@ export class MmSystem {
   }
 
   /**
-   * @internal Reclaim's pageout of a page about to be unmapped (shrink_folio_list): a clean swap-cache
+   * Reached through `@dmasim/hmm-odp/internal`. Reclaim's pageout of a page about to be unmapped (shrink_folio_list): a clean swap-cache
    * page is dropped as its slot is up to date; a dirty one or one not in the swap cache is written. Returns
    * the slot that now holds the page's bytes; the page leaves the swap cache.
    */
-  swapOutPage(pfn: number): number {
+  [kSwapOutPage](pfn: number): number {
     const slot = this.#swapCache.get(pfn);
     const dirty = this.#swapCacheDirty.has(pfn);
     this.#dropSwapCache(pfn, false);
-    if (slot === undefined) return this.swapWrite(pfn);
+    if (slot === undefined) return this[kSwapWrite](pfn);
     if (dirty) this.#swap.set(slot, this.memory.read(unsafePhysAddr(pfn * PAGE_SIZE), PAGE_SIZE));
     return slot;
   }
@@ -342,8 +343,8 @@ export class MmSystem {
     return f;
   }
 
-  /** @internal find_get_page / shmem_get_folio: the page cache page of `index`, created on demand. */
-  filePage(f: MmFile, index: number): number {
+  /** Reached through `@dmasim/hmm-odp/internal`: find_get_page / shmem_get_folio: the page cache page of `index`, created on demand. */
+  [kFilePage](f: MmFile, index: number): number {
     const cur = f.pages[index] ?? 0;
     if (cur !== 0) return cur - 1;
     const pfn = this.allocPage();
@@ -359,7 +360,7 @@ export class MmSystem {
       const at = offset + pos;
       const index = Math.floor(at / PAGE_SIZE);
       const n = Math.min(PAGE_SIZE - (at % PAGE_SIZE), bytes.length - pos);
-      this.memory.write(unsafePhysAddr(this.filePage(f, index) * PAGE_SIZE + (at % PAGE_SIZE)), bytes.subarray(pos, pos + n));
+      this.memory.write(unsafePhysAddr(this[kFilePage](f, index) * PAGE_SIZE + (at % PAGE_SIZE)), bytes.subarray(pos, pos + n));
       f.dirty[index] = 1;
       pos += n;
     }
@@ -396,20 +397,20 @@ export class MmSystem {
     }
   }
 
-  /** @internal True when an mm other than `except` maps `f`. */
-  fileInUse(f: MmFile, except: Mm): boolean {
+  /** Reached through `@dmasim/hmm-odp/internal`. True when an mm other than `except` maps `f`. */
+  [kFileInUse](f: MmFile, except: Mm): boolean {
     for (const mm of this.mms) if (mm !== except && mm.vmas.some((v) => v.file === f)) return true;
     return false;
   }
 
-  /** @internal memremap_pages bookkeeping. */
-  addPagemap(p: DevPagemap): void {
+  /** Reached through `@dmasim/hmm-odp/internal`: memremap_pages bookkeeping. */
+  [kAddPagemap](p: DevPagemap): void {
     this.#pgmaps.push(p);
     if (p.coherent) this.#coherent.push(p);
   }
 
-  /** @internal */
-  removePagemap(p: DevPagemap): void {
+  /** Reached through `@dmasim/hmm-odp/internal`: memunmap_pages bookkeeping. */
+  [kRemovePagemap](p: DevPagemap): void {
     const i = this.#pgmaps.indexOf(p);
     if (i >= 0) this.#pgmaps.splice(i, 1);
     const c = this.#coherent.indexOf(p);

@@ -33,6 +33,7 @@ import {
 import type { MmuNotifierRange, NotifierMm } from "./notifier.js";
 import { PTE_DIRTY, PTE_KIND_MASK, PTE_PMD, PTE_WRITE, PteKind } from "./pte.js";
 import { Vma } from "./vma.js";
+import { kClearLazyFree, kFileInUse, kFilePage, kMarkLazyFree, kNextPid, kPageTableBytes, kSwapFree, kSwapOutPage, kSwapRead, kSwapReadCached, kSwapWrite } from "./internal.js";
 
 /** FAULT_FLAG_WRITE / FAULT_FLAG_REMOTE of handle_mm_fault. */
 export const FAULT_FLAG_WRITE = 0x1;
@@ -99,7 +100,7 @@ export class Mm implements NotifierMm {
 
   constructor(sys: MmSystem) {
     this.sys = sys;
-    this.pid = sys.nextPid();
+    this.pid = sys[kNextPid]();
     this.name = `mm[${this.pid}]`;
     this.invalidations = new InvalidationLog(sys.kernel.trace.clock, this.name);
     sys.mms.add(this);
@@ -270,7 +271,7 @@ export class Mm implements NotifierMm {
       if ((e & PTE_DIRTY) !== 0 && v.file !== undefined) v.file.dirty[v.pgoff + i] = 1;
       if (v.p2p === undefined) this.sys.putPage(pfn);
     } else if (k === PteKind.SWAP) {
-      this.sys.swapFree(pfn);
+      this.sys[kSwapFree](pfn);
     } else if (k === PteKind.DEVICE_PRIVATE) {
       this.sys.pagemapOf(pfn)?.putPage(pfn);
     } else if (k === PteKind.MIGRATION) {
@@ -298,7 +299,7 @@ export class Mm implements NotifierMm {
   }
 
   #fileMapped(f: MmFile): boolean {
-    return this.vmas.some((v) => v.file === f) || this.sys.fileInUse(f, this);
+    return this.vmas.some((v) => v.file === f) || this.sys[kFileInUse](f, this);
   }
 
   /** munmap: fires UNMAP, zaps and removes the mappings in [addr, addr + len). 0 or -EINVAL. */
@@ -411,7 +412,7 @@ export class Mm implements NotifierMm {
           const k = e & PTE_KIND_MASK;
           const pfn = v.pfn[i] ?? 0;
           if (k === PteKind.SWAP) {
-            sys.swapFree(pfn);
+            sys[kSwapFree](pfn);
             v.pte[i] = EMPTY;
             v.pfn[i] = 0;
           } else if (k === PRESENT && sys.refCount(pfn) === 1 && sys.coherentPagemapOf(pfn) === undefined) {
@@ -420,7 +421,7 @@ export class Mm implements NotifierMm {
               if (head < 0 || v.start + head * PAGE_SIZE < addr || v.start + (head + HPAGE_PMD_NR) * PAGE_SIZE > end) continue;
             }
             v.pte[i] = e & ~PTE_DIRTY;
-            sys.markLazyFree(pfn);
+            sys[kMarkLazyFree](pfn);
           }
         }
       }
@@ -495,7 +496,7 @@ export class Mm implements NotifierMm {
     this.notify(MmuNotifyEvent.CLEAR, page, page + PAGE_SIZE, () => {
       // try_to_unmap_one moves a dirty pte's bit to the page; pageout writes only what is not in swap.
       if (((v.pte[i] ?? 0) & PTE_DIRTY) !== 0) this.sys.setPageDirty(pfn);
-      const slot = this.sys.swapOutPage(pfn);
+      const slot = this.sys[kSwapOutPage](pfn);
       v.pte[i] = PteKind.SWAP | ((v.pte[i] ?? 0) & PTE_DIRTY);
       v.pfn[i] = slot;
       this.sys.putPage(pfn);
@@ -586,8 +587,8 @@ export class Mm implements NotifierMm {
           if (k === PteKind.SWAP) {
             // swap_duplicate: the model gives the child its own copy of the slot.
             const tmp = this.sys.allocPage();
-            this.sys.swapRead(pfn, tmp, false);
-            c.pfn[i] = this.sys.swapWrite(tmp);
+            this.sys[kSwapRead](pfn, tmp, false);
+            c.pfn[i] = this.sys[kSwapWrite](tmp);
             this.sys.putPage(tmp);
             c.pte[i] = e;
             continue;
@@ -668,12 +669,12 @@ export class Mm implements NotifierMm {
         const fresh = this.sys.allocPage();
         if (write) {
           // should_try_to_free_swap: a write fault frees the slot; the page is mapped writable and dirty.
-          this.sys.swapRead(v.pfn[i] ?? 0, fresh, true);
+          this.sys[kSwapRead](v.pfn[i] ?? 0, fresh, true);
           v.pte[i] = PRESENT | PTE_WRITE | PTE_DIRTY;
         } else {
           // A read fault keeps the page in the swap cache, clean, and (exclusive) maps it writable but not
           // dirty: a later CPU store dirties the pte alone, the page's swap slot becoming stale.
-          this.sys.swapReadCached(v.pfn[i] ?? 0, fresh);
+          this.sys[kSwapReadCached](v.pfn[i] ?? 0, fresh);
           v.pte[i] = PRESENT | ((v.flags & VM_WRITE) !== 0 ? PTE_WRITE : 0);
         }
         v.pfn[i] = fresh;
@@ -708,7 +709,7 @@ export class Mm implements NotifierMm {
     const sys = this.sys;
     const f = v.file;
     if (f !== undefined) {
-      const pfn = sys.filePage(f, v.pgoff + i);
+      const pfn = sys[kFilePage](f, v.pgoff + i);
       if ((v.flags & VM_SHARED) !== 0) {
         sys.getPage(pfn);
         v.pte[i] = PRESENT | (write ? PTE_WRITE | PTE_DIRTY : 0);
@@ -857,7 +858,7 @@ export class Mm implements NotifierMm {
           if (k === PRESENT && (!write || (e & PTE_WRITE) !== 0)) {
             if (write) {
               v.pte[i] = e | PTE_DIRTY;
-              this.sys.clearLazyFree(v.pfn[i] ?? 0);
+              this.sys[kClearLazyFree](v.pfn[i] ?? 0);
               if (v.file !== undefined && (v.flags & VM_SHARED) !== 0) v.file.dirty[v.pgoff + i] = 1;
             }
             return v.pfn[i] ?? 0;
@@ -908,8 +909,8 @@ export class Mm implements NotifierMm {
     return { kind: (e & PTE_KIND_MASK) as PteKind, write: (e & PTE_WRITE) !== 0, pmd: (e & PTE_PMD) !== 0, pfn: v.pfn[i] ?? 0 };
   }
 
-  /** @internal Host bytes of this mm's page tables and VMAs (5 B per page plus a VMA header). */
-  get pageTableBytes(): number {
+  /** Reached through `@dmasim/hmm-odp/internal`. Host bytes of this mm's page tables and VMAs (5 B per page plus a VMA header). */
+  get [kPageTableBytes](): number {
     let n = 0;
     for (const v of this.vmas) n += v.pte.byteLength + v.pfn.byteLength + 128;
     return n;

@@ -4,6 +4,7 @@ import type { HmmOdpEvent } from "./events.js";
 import { HmmErrno, MmuNotifyEvent } from "./constants.js";
 import type { InvalidationLog } from "./contract.js";
 import { HmmInputError, HmmStateError } from "./errors.js";
+import { kPassedSeq, kStaleSeqs } from "./internal.js";
 
 /** MMU_NOTIFIER_RANGE_BLOCKABLE. */
 export const MMU_NOTIFIER_RANGE_BLOCKABLE = 1 << 0;
@@ -87,10 +88,10 @@ export class MmuIntervalNotifier {
   deferred = false;
   /** A name for the checker's reports (the device that owns the notifier). */
   owner = "mmu_interval_notifier";
-  /** @internal Sequence numbers this notifier has seen fail read_retry / check_retry: reusing one is the stale-seq bug. */
-  readonly staleSeqs = new Set<number>();
-  /** @internal The sequence that last passed read_retry, and the lock hold it passed under. */
-  passedSeq = -1;
+  /** Reached through `@dmasim/hmm-odp/internal`. Sequence numbers this notifier has seen fail read_retry / check_retry: reusing one is the stale-seq bug. */
+  readonly [kStaleSeqs] = new Set<number>();
+  /** Reached through `@dmasim/hmm-odp/internal`. The sequence that last passed read_retry, and the lock hold it passed under. */
+  [kPassedSeq] = -1;
   /** Model only: the UserLock hold under which passedSeq passed. */
   passedHold = -1;
 }
@@ -217,7 +218,7 @@ export function mmuIntervalReadBegin(sub: MmuIntervalNotifier): number {
 /** mmu_interval_check_retry: the lockless hint hmm_range_fault uses. */
 export function mmuIntervalCheckRetry(sub: MmuIntervalNotifier, seq: number): boolean {
   const retry = sub.invalidateSeq !== seq;
-  if (retry) sub.staleSeqs.add(seq);
+  if (retry) sub[kStaleSeqs].add(seq);
   return retry;
 }
 
@@ -277,9 +278,9 @@ export class UserLock {
 export function mmuIntervalReadRetry(sub: MmuIntervalNotifier, seq: number, lock?: UserLock): boolean {
   const retry = sub.invalidateSeq !== seq;
   if (retry) {
-    sub.staleSeqs.add(seq);
+    sub[kStaleSeqs].add(seq);
   } else if (lock?.held === true) {
-    sub.passedSeq = seq;
+    sub[kPassedSeq] = seq;
     sub.passedHold = lock.hold;
   }
   return retry;
@@ -297,7 +298,7 @@ export function mmuIntervalSetSeq(sub: MmuIntervalNotifier, curSeq: number): voi
 export function hmmCheckMayProgram(sub: MmuIntervalNotifier, lock: UserLock): boolean {
   const mm = sub.mm;
   if (mm === undefined) return false;
-  const ok = lock.held && sub.passedHold === lock.hold && sub.passedSeq === sub.invalidateSeq;
+  const ok = lock.held && sub.passedHold === lock.hold && sub[kPassedSeq] === sub.invalidateSeq;
   if (!ok) {
     mm.debug.report(
       "hmm-pte-without-retry",

@@ -1,10 +1,11 @@
-import { PAGE_SIZE, physAddr, unsafePhysAddr } from "@dmasim/memory";
+import { PAGE_SIZE, physAddr, unsafePhysAddr, type PhysAddr } from "@dmasim/memory";
 import { hex } from "@dmasim/trace";
 import { HPAGE_PMD_NR } from "./constants.js";
 import { HmmInputError, HmmStateError } from "./errors.js";
 import type { MmSystem } from "./mm-system.js";
 import type { Mm } from "./mm.js";
 import type { Vma } from "./vma.js";
+import { kAddPagemap, kRemovePagemap } from "./internal.js";
 
 /** enum memory_type of a dev_pagemap (the kinds the model uses). */
 export const MemoryType = { DEVICE_PRIVATE: 1, DEVICE_COHERENT: 2, PCI_P2PDMA: 5 } as const;
@@ -62,7 +63,7 @@ export class DevPagemap {
   #free: number[] = [];
   #allocated = 0;
 
-  /** @internal use memremapPages. */
+  /** Made by `memremapPages` / `memremapPagesCoherent` (`.` exports the class as a type only). */
   constructor(sys: MmSystem, type: MemoryType, owner: unknown, startPfn: number, nrPages: number, ops: DevPagemapOps) {
     this.sys = sys;
     this.type = type;
@@ -173,14 +174,14 @@ export class DevPagemap {
  * memremap_pages for MEMORY_DEVICE_PRIVATE: `size` bytes at `phys` (a hole in the physical map) become
  * device pages owned by `owner`.
  */
-export function memremapPages(sys: MmSystem, options: { phys: number; size: number; owner: unknown; ops: DevPagemapOps; ownerId: number }): DevPagemap {
+export function memremapPages(sys: MmSystem, options: { phys: PhysAddr; size: number; owner: unknown; ops: DevPagemapOps; ownerId: number }): DevPagemap {
   const { phys, size } = options;
   if (!Number.isSafeInteger(phys) || phys % PAGE_SIZE !== 0) throw new HmmInputError("memremap_pages", "phys", phys, "a page-aligned physical address");
   if (!Number.isSafeInteger(size) || size <= 0 || size % PAGE_SIZE !== 0) throw new HmmInputError("memremap_pages", "size", size, "a positive multiple of PAGE_SIZE");
   if ((phys + size) / PAGE_SIZE > 0xffffffff) throw new HmmInputError("memremap_pages", "phys", phys, "a range whose page frames fit in 32 bits");
-  sys.memory.pages.addZoneDevice(unsafePhysAddr(phys), size, { owner: options.ownerId, kind: "device-private" });
+  sys.memory.pages.addZoneDevice(phys, size, { owner: options.ownerId, kind: "device-private" });
   const p = new DevPagemap(sys, MemoryType.DEVICE_PRIVATE, options.owner, phys / PAGE_SIZE, size / PAGE_SIZE, options.ops);
-  sys.addPagemap(p);
+  sys[kAddPagemap](p);
   return p;
 }
 
@@ -202,7 +203,7 @@ export function memremapPagesCoherent(sys: MmSystem, options: { size: number; ow
     throw new HmmStateError("ENOMEM", `memremap_pages: no ${size} bytes of RAM for coherent device memory (${(e as Error).message})`);
   }
   const p = new DevPagemap(sys, MemoryType.DEVICE_COHERENT, options.owner, phys / PAGE_SIZE, size / PAGE_SIZE, options.ops);
-  sys.addPagemap(p);
+  sys[kAddPagemap](p);
   return p;
 }
 
@@ -211,5 +212,5 @@ export function memunmapPages(p: DevPagemap): void {
   if (p.allocatedPages !== 0) throw new HmmStateError("EBUSY", `memunmap_pages: ${p.allocatedPages} device pages still in use; evict them first (migrate_device_range)`);
   if (p.coherent) p.sys.memory.allocator.freePages(physAddr(p.startPfn * PAGE_SIZE), p.nrPages);
   else p.sys.memory.pages.removeZoneDevice(unsafePhysAddr(p.startPfn * PAGE_SIZE), p.nrPages * PAGE_SIZE);
-  p.sys.removePagemap(p);
+  p.sys[kRemovePagemap](p);
 }

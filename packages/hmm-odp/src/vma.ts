@@ -26,7 +26,7 @@ export class Vma {
   /** The page frame each present PTE points at (same index as `pte`). */
   pfn: Uint32Array;
 
-  /** @internal */
+  /** Made by `Mm.mmap` and the VMA splits (`.` exports the class as a type only). */
   constructor(init: { start: number; end: number; flags: number; file?: MmFile | undefined; pgoff?: number; pfnBase?: number; p2p?: P2pdmaProvider | undefined; pte?: Uint8Array; pfn?: Uint32Array }) {
     this.start = init.start;
     this.end = init.end;

@@ -32,6 +32,7 @@ import {
   ibUmemDmabufUnmapPages,
 } from "./umem-dmabuf.js";
 import type { UmemDmabufKind, UmemDmabufMapping } from "./umem-dmabuf.js";
+import { kAllocMkey, kInstallMkey, kRunScratch } from "./internal.js";
 
 /** What `nic.regDmabufMr` makes: the kind of MR and the mapping type its umem uses. */
 export interface RegDmabufMrOptions {
@@ -67,7 +68,7 @@ export function mlx5rUmrUpdateMrPas(nic: Mlx5Nic, mr: IbMr, xltFlags: number): n
     mtt.fill(0);
     counters.add(RdmaDmabufCounter.DmabufMrMttZapped, live);
   } else {
-    const out = nic.runScratch(n);
+    const out = nic[kRunScratch](n);
     const err = ibUmemDmabufDmaBlocks(umem, out);
     if (err < 0) return err;
     const perm = MLX5_IB_MTT_READ + (umem.writable ? MLX5_IB_MTT_WRITE : 0);
@@ -188,7 +189,7 @@ export function mlx5IbRegUserMrDmabuf(nic: Mlx5Nic, pd: IbPd, buf: DmaBuf, offse
         : ibUmemDmabufGetPinnedRevocableAndLock(nic.dev, buf, offset, length, access, { mapping });
   if (typeof um === "number") return um;
   const umem = um;
-  const key = nic.allocMkey();
+  const key = nic[kAllocMkey]();
   const mttStart = Math.floor(iova / PAGE_SIZE) * PAGE_SIZE;
   const mr = new IbMr({ pd, key, addr: iova, length, access, mm: undefined, dmabuf: umem, mttStart, mttEntries: umem.npages });
   umem.private = mr;
@@ -221,7 +222,7 @@ export function mlx5IbRegUserMrDmabuf(nic: Mlx5Nic, pd: IbPd, buf: DmaBuf, offse
     ibUmemDmabufRelease(umem);
     return err;
   }
-  nic.installMkey(mr);
+  nic[kInstallMkey](mr);
   return mr;
 }
 

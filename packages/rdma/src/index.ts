@@ -35,8 +35,8 @@ export { RdmaInputError, RdmaStateError } from "./errors.js";
 export { RdmaCounter } from "./counters.js";
 export { DEFAULT_RDMA_COSTS } from "./costs.js";
 export type { RdmaCosts } from "./costs.js";
+export type { IbUmemOdp } from "./umem-odp.js";
 export {
-  IbUmemOdp,
   ibUmemOdpAllocChild,
   ibUmemOdpAllocImplicit,
   ibUmemOdpGet,
@@ -45,7 +45,9 @@ export {
   ibUmemOdpUnmapDmaPages,
 } from "./umem-odp.js";
 export type { UmemOdpOptions } from "./umem-odp.js";
-export { IbMr, IbPd } from "./mr.js";
+// IbPd, IbMr, IbCq, IbQp, IbUmemOdp and IbUmemMixed are made by the verbs (allocPd, regMr, ibCreateCq, …):
+// exported as types, so their constructors are not part of the API.
+export type { IbMr, IbPd } from "./mr.js";
 export type { IbUmemMixedHooks, IbUmemPinned } from "./mr.js";
 export { mlx5IbAdviseMr, mlx5IbInitOdpMr, mlx5IbInvalidateRange, mlx5rUmrUpdateXlt, pagefaultMr, pagefaultRealMr } from "./odp.js";
 export type { IbAdviseSge } from "./odp.js";
@@ -55,7 +57,8 @@ export { compareOdpDmaStrategy, odpComparisonTable } from "./compare.js";
 export { mmapHodgepodge } from "./hodgepodge.js";
 export type { HodgepodgeKind, HodgepodgeLayout, HodgepodgeOptions, HodgepodgeSegment } from "./hodgepodge.js";
 export type { OdpComparisonRow } from "./compare.js";
-export { IbCq, IbQp, IbQpState, ibConnectQp, ibCreateCq, ibCreateQp, ibPollCq, ibPostRecv, ibPostSend } from "./verbs.js";
+export type { IbCq, IbQp } from "./verbs.js";
+export { IbQpState, ibConnectQp, ibCreateCq, ibCreateQp, ibPollCq, ibPostRecv, ibPostSend } from "./verbs.js";
 export type { IbRecvWr, IbSendWr, IbSge, IbWc } from "./verbs.js";
 export { RdmaDmabufCounter } from "./dmabuf-counters.js";
 export {
@@ -73,7 +76,8 @@ export {
 export type { UmemDmabufKind, UmemDmabufMapping, UmemDmabufOptions } from "./umem-dmabuf.js";
 export { mlx5IbDmabufInvalidateCb, mlx5IbInitDmabufMr, mlx5IbRegUserMrDmabuf, mlx5rUmrUpdateMrPas, pagefaultDmabufMr } from "./dmabuf-mr.js";
 export type { RegDmabufMrOptions } from "./dmabuf-mr.js";
-export { IbUmemMixed, ibUmemMixedOf, regMixedMr } from "./mixed-mr.js";
+export type { IbUmemMixed } from "./mixed-mr.js";
+export { ibUmemMixedOf, regMixedMr } from "./mixed-mr.js";
 export type { MixedDmabufSegment, MixedMrOptions, MixedSegment, MixedSegmentBase, MixedSegmentSpec, MixedVaSegment } from "./mixed-mr.js";
 export { MixedEventLog } from "./mixed-events.js";
 export type { MixedEvent, MixedSourceLatency } from "./mixed-events.js";

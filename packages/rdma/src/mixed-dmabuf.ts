@@ -8,6 +8,7 @@ import { MLX5_IB_MTT_READ, MLX5_IB_MTT_WRITE, RdmaErrno } from "./constants.js";
 import { RdmaCounter } from "./counters.js";
 import type { IbUmemMixed, MixedDmabufSegment } from "./mixed-mr.js";
 import type { IbMr } from "./mr.js";
+import { kLogEvent } from "./internal.js";
 
 // The dma-buf segments of a mixed MR: ib_umem_dmabuf_map_pages + mlx5's pagefault_dmabuf_mr and
 // mlx5_ib_dmabuf_invalidate_cb, except that the pages are linked into the MR's one IOVA (the segment's
@@ -162,7 +163,7 @@ export function mixedDmabufInvalidate(umem: IbUmemMixed, mr: IbMr, s: MixedDmabu
   const recs = s.buf.system.invalidations.records;
   const rec = recs[recs.length - 1];
   const dmaNs = priceCounters(counters.snapshot().diff(before), umem.nic.kernel.profile).totalNs;
-  umem.logEvent(s, rec?.reason ?? "invalidate", rec?.tStart ?? umem.nic.clock.now, dmaNs);
+  umem[kLogEvent](s, rec?.reason ?? "invalidate", rec?.tStart ?? umem.nic.clock.now, dmaNs);
 }
 
 /** Release of a dma-buf segment (ib_umem_dmabuf_release): unmap under the lock, detach. */

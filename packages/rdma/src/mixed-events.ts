@@ -1,4 +1,5 @@
 import type { VirtualClock } from "@dmasim/trace";
+import { kEventDeviceAccess, kRecordEvent } from "./internal.js";
 
 /**
  * One invalidation of one segment of a mixed MR, as the MR saw it. Times are the virtual clock's ns.
@@ -69,8 +70,8 @@ export class MixedEventLog {
     return this.#awaiting;
   }
 
-  /** @internal */
-  record(segment: number, kind: "va" | "dmabuf", source: string, reason: string, tStart: number, dmaUnmapNs: number): MixedEvent {
+  /** Package-private (keyed by a symbol `.` does not export): records an invalidation event of segment `segment`. */
+  [kRecordEvent](segment: number, kind: "va" | "dmabuf", source: string, reason: string, tStart: number, dmaUnmapNs: number): MixedEvent {
     const e: MixedEvent = { segment, kind, source, reason, tStart, tQuiesced: this.#clock.now, dmaUnmapNs, tFirstDma: undefined };
     this.records.push(e);
     this.total++;
@@ -82,8 +83,8 @@ export class MixedEventLog {
     return e;
   }
 
-  /** @internal a device access reached segment `segment`: true when it was the first after an event. */
-  deviceAccess(segment: number): boolean {
+  /** Package-private (keyed by a symbol `.` does not export): a device access reached segment `segment`: true when it was the first after an event. */
+  [kEventDeviceAccess](segment: number): boolean {
     const list = this.#pending.get(segment);
     if (list === undefined) return false;
     const t = this.#clock.now;

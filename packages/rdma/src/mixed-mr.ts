@@ -13,6 +13,7 @@ import { mixedVaFault, mixedVaInvalidate, mixedVaLive, mixedVaRelease } from "./
 import { IbMr, IbPd } from "./mr.js";
 import type { IbUmemMixedHooks } from "./mr.js";
 import type { Mlx5Nic } from "./nic.js";
+import { kAdoptMkey, kEventDeviceAccess, kLogEvent, kRecordEvent } from "./internal.js";
 
 /**
  * One segment of a mixed MR, as registered: user memory of a process (faulted through hmm_range_fault,
@@ -103,7 +104,7 @@ export class IbUmemMixed implements IbUmemMixedHooks {
   /** True once deregistration released every segment and the IOVA. */
   released = false;
 
-  /** @internal use regMixedMr. */
+  /** Made by regMixedMr (`.` exports the class as a type only). */
   constructor(nic: Mlx5Nic, access: number, pages: number, name: string) {
     this.nic = nic;
     this.dev = nic.dev;
@@ -181,7 +182,7 @@ export class IbUmemMixed implements IbUmemMixedHooks {
     if (mr === undefined) return;
     const s = this.segmentAt(Math.floor((va - mr.addr) / PAGE_SIZE));
     // The source's own log (the one invalidation contract) learns of the first DMA after its event too.
-    if (s !== undefined && this.events.deviceAccess(s.index)) (s.kind === "va" ? s.mm.invalidations : s.buf.system.invalidations).deviceAccess();
+    if (s !== undefined && this.events[kEventDeviceAccess](s.index)) (s.kind === "va" ? s.mm.invalidations : s.buf.system.invalidations).deviceAccess();
   }
 
   /** ib_umem release of every segment (unmap, notifier removal, detach), then the one IOVA. */
@@ -195,9 +196,9 @@ export class IbUmemMixed implements IbUmemMixedHooks {
     hmmDmaMapFree(this.dev, this.map);
   }
 
-  /** @internal an event of segment `s` (the caller zapped and unmapped it): recorded with its times. */
-  logEvent(s: MixedSegment, reason: string, tStart: number, dmaUnmapNs: number): MixedEvent {
-    return this.events.record(s.index, s.kind, s.source, reason, tStart, dmaUnmapNs);
+  /** Package-private (keyed by a symbol `.` does not export): an event of segment `s` (the caller zapped and unmapped it): recorded with its times. */
+  [kLogEvent](s: MixedSegment, reason: string, tStart: number, dmaUnmapNs: number): MixedEvent {
+    return this.events[kRecordEvent](s.index, s.kind, s.source, reason, tStart, dmaUnmapNs);
   }
 }
 
@@ -259,7 +260,7 @@ export function regMixedMr(nic: Mlx5Nic, pd: IbPd, segments: readonly MixedSegme
   if ((access & IB_ACCESS_HUGETLB) !== 0) return -RdmaErrno.EINVAL;
   for (const s of segments) if (s.kind === "va" && s.mm.users <= 0) return -RdmaErrno.EINVAL;
   const pages = length / PAGE_SIZE;
-  return nic.adoptMkey((key) => {
+  return nic[kAdoptMkey]((key) => {
     const name = `${nic.bdf}.mixed${hex(key)}`;
     const umem = new IbUmemMixed(nic, access, pages, name);
     // The one IOVA reservation of the whole MR, and the one pfn list.

@@ -25,6 +25,7 @@ import { RdmaCounter } from "./counters.js";
 import type { IbUmemMixed, MixedVaSegment } from "./mixed-mr.js";
 import type { IbMr } from "./mr.js";
 import { umemOdpFaultAndLock } from "./umem-odp.js";
+import { kLogEvent, kP2pState, kRunScratch } from "./internal.js";
 
 // The user-VA segments of a mixed MR: ib_umem_odp_map_dma_and_lock + mlx5's populate_mtt and
 // mlx5_ib_invalidate_range, over the segment's slice of the MR's one pfn list, IOVA and MTT.
@@ -87,8 +88,8 @@ function populate(umem: IbUmemMixed, mr: IbMr, s: MixedVaSegment, first: number,
       // linked with one IOTLB sync.
       let end = i + 1;
       while (end < hi && ((map.flags[end] ?? 0) & (HMM_PFN_VALID | HMM_PFN_DMA_MAPPED)) === HMM_PFN_VALID) end++;
-      const out = nic.runScratch(end - i);
-      const got = hmmDmaMapPfnRun(umem.dev, map, i, end - i, nic.p2pState, out);
+      const out = nic[kRunScratch](end - i);
+      const got = hmmDmaMapPfnRun(umem.dev, map, i, end - i, nic[kP2pState], out);
       for (let j = 0; j < got; j++) {
         if (mtt[i + j] === 0) mapped++;
         mtt[i + j] = (out[j] ?? 0) + (((map.flags[i + j] ?? 0) & wMask) !== 0 ? MLX5_IB_MTT_READ + MLX5_IB_MTT_WRITE : MLX5_IB_MTT_READ);
@@ -97,7 +98,7 @@ function populate(umem: IbUmemMixed, mr: IbMr, s: MixedVaSegment, first: number,
       i = end - 1;
       continue;
     }
-    const dma = hmmDmaMapPfn(umem.dev, map, i, nic.p2pState);
+    const dma = hmmDmaMapPfn(umem.dev, map, i, nic[kP2pState]);
     if (dma === DMA_MAPPING_ERROR) return -RdmaErrno.EFAULT;
     if (mtt[i] === 0) mapped++;
     mtt[i] = dma + ((f & wMask) !== 0 ? MLX5_IB_MTT_READ + MLX5_IB_MTT_WRITE : MLX5_IB_MTT_READ);
@@ -197,7 +198,7 @@ export function mixedVaInvalidate(umem: IbUmemMixed, mr: IbMr, s: MixedVaSegment
       const recs = s.mm.invalidations.records;
       const tStart = recs[recs.length - 1]?.tStart ?? umem.nic.clock.now;
       const dmaNs = priceCounters(counters.snapshot().diff(before), umem.nic.kernel.profile).totalNs;
-      umem.logEvent(s, recs[recs.length - 1]?.reason ?? "invalidate", tStart, dmaNs);
+      umem[kLogEvent](s, recs[recs.length - 1]?.reason ?? "invalidate", tStart, dmaNs);
     }
     return true;
   } finally {

@@ -5,7 +5,7 @@ import type { IbUmemOdp } from "./umem-odp.js";
 
 /** struct ib_pd: MRs and QPs of one protection domain only reach each other. */
 export class IbPd {
-  /** @internal */
+  /** Made by `Mlx5Nic.allocPd` (`.` exports the class as a type only). */
   constructor(
     /** The NIC that allocated the PD (typed loosely to keep this file free of the NIC's imports). */
     readonly nic: object,
@@ -82,7 +82,7 @@ export class IbMr {
   /** ★ dmasim's mixed MR (segments of user VA and dma-bufs): its umem takes the faults and the release. */
   mixed: IbUmemMixedHooks | undefined = undefined;
 
-  /** @internal made by Mlx5Nic.regMr. */
+  /** Made by the NIC's MR registrations (`regMr`, `regDmabufMr`, `regMixedMr`); `.` exports the class as a type only. */
   constructor(init: { pd: IbPd; key: number; addr: number; length: number; access: number; mm: Mm | undefined; odp?: IbUmemOdp; pinned?: IbUmemPinned; dmabuf?: IbUmemDmabuf; implicit?: boolean; parent?: IbMr; mttStart: number; mttEntries: number }) {
     this.pd = init.pd;
     this.lkey = init.key;

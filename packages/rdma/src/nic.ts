@@ -36,6 +36,8 @@ import type { IbUmemPinned } from "./mr.js";
 import { mlx5IbAdviseMr, mlx5IbInitOdpMr, mlx5IbInvalidateRange, mttLiveEntries, pagefaultMr } from "./odp.js";
 import type { IbAdviseSge } from "./odp.js";
 import { ibUmemOdpAllocChild, ibUmemOdpAllocImplicit, ibUmemOdpGet, ibUmemOdpRelease } from "./umem-odp.js";
+import type { PhysAddr } from "@dmasim/memory";
+import { kAdoptMkey, kAllocMkey, kCreateImplicitChild, kDestroyUnusedImplicitChild, kInstallMkey, kLookupMkey, kNextQpn, kP2pState, kQueueWork, kRunScratch, kWqeBuffer } from "./internal.js";
 
 const BIDIR = DmaDirection.BIDIRECTIONAL;
 /** How often the NIC replays an access after a successful page fault before it gives up. */
@@ -104,8 +106,8 @@ export class Mlx5Nic {
   readonly counters: Counters;
   /** The platform's virtual clock (ns), advanced by the modelled time of faults and transfers. */
   readonly clock: VirtualClock;
-  /** @internal the P2P lookup state the driver's hmm_dma_map_pfn calls share. */
-  readonly p2pState = new PciP2pdmaMapState();
+  /** Package-private (keyed by a symbol `.` does not export): the P2P lookup state the driver's hmm_dma_map_pfn calls share. */
+  readonly [kP2pState] = new PciP2pdmaMapState();
   readonly #mkeys = new Map<number, IbMr>();
   /**
    * The live mkeys again, by key >>> 8 (keys are handed out 0x100 apart): the lookup of every WR's lkey
@@ -115,8 +117,8 @@ export class Mlx5Nic {
   #nextKey = 0x100;
   #nextPd = 1;
   readonly #work: (() => void)[] = [];
-  /** @internal QP numbers handed out by this NIC. */
-  nextQpn = 0x40;
+  /** Package-private (keyed by a symbol `.` does not export): QP numbers handed out by this NIC. */
+  [kNextQpn] = 0x40;
   /** Page-fault events raised, those whose handler failed, and accesses replayed after a fault. */
   readonly stats = { pageFaultEvents: 0, faultErrors: 0, replays: 0 };
   /** How the driver DMA-maps ODP pages (hmm_dma_map, its batched variant, or dma_map_page per page). */
@@ -151,8 +153,8 @@ export class Mlx5Nic {
     return new IbPd(this, this.#nextPd++);
   }
 
-  /** @internal the MR of an mkey (lkey or rkey), live or not. */
-  lookupMkey(key: number): IbMr | undefined {
+  /** Package-private (keyed by a symbol `.` does not export): the MR of an mkey (lkey or rkey), live or not. */
+  [kLookupMkey](key: number): IbMr | undefined {
     const mr = this.#mkeyIndex[key >>> 8];
     return mr?.lkey === key ? mr : undefined;
   }
@@ -219,13 +221,13 @@ export class Mlx5Nic {
     return mlx5IbRegUserMrDmabuf(this, pd, buf, offset, length, iova, access, options);
   }
 
-  /** @internal a new mkey value (lkey = rkey). */
-  allocMkey(): number {
+  /** Package-private (keyed by a symbol `.` does not export): a new mkey value (lkey = rkey). */
+  [kAllocMkey](): number {
     return this.#newKey();
   }
 
-  /** @internal makes a fully built MR reachable by its key. */
-  installMkey(mr: IbMr): void {
+  /** Package-private (keyed by a symbol `.` does not export): makes a fully built MR reachable by its key. */
+  [kInstallMkey](mr: IbMr): void {
     this.#setMkey(mr.lkey, mr);
   }
 
@@ -274,8 +276,8 @@ export class Mlx5Nic {
     return mr;
   }
 
-  /** @internal implicit_get_child_mr's allocation: a child umem over 1 GiB block `idx` and its MTT mkey. */
-  createImplicitChild(imr: IbMr, idx: number): IbMr | number {
+  /** Package-private (keyed by a symbol `.` does not export): implicit_get_child_mr's allocation: a child umem over 1 GiB block `idx` and its MTT mkey. */
+  [kCreateImplicitChild](imr: IbMr, idx: number): IbMr | number {
     const root = imr.odp;
     if (root === undefined) return -RdmaErrno.EINVAL;
     const key = this.#newKey();
@@ -291,8 +293,8 @@ export class Mlx5Nic {
     return child;
   }
 
-  /** @internal the queued destruction of an implicit child left with no mapped page. */
-  destroyUnusedImplicitChild(child: IbMr): void {
+  /** Package-private (keyed by a symbol `.` does not export): the queued destruction of an implicit child left with no mapped page. */
+  [kDestroyUnusedImplicitChild](child: IbMr): void {
     const imr = child.parent;
     const odp = child.odp;
     if (imr === undefined || odp === undefined || child.deregistered || odp.npages !== 0) return;
@@ -337,7 +339,7 @@ export class Mlx5Nic {
     const key = this.#newKey();
     const dev = this.dev;
     const state = new DmaIovaState();
-    const useIova = dmaIovaTryAlloc(dev, state, (pfns[0] ?? 0) * PAGE_SIZE, n * PAGE_SIZE);
+    const useIova = dmaIovaTryAlloc(dev, state, ((pfns[0] ?? 0) * PAGE_SIZE) as PhysAddr, n * PAGE_SIZE);
     const umem: IbUmemPinned = { mm, pfns, state: useIova ? state : undefined };
     const mr = new IbMr({ pd, key, addr, length, access, mm, pinned: umem, mttStart: start, mttEntries: n });
     const perm = MLX5_IB_MTT_READ + (writable ? MLX5_IB_MTT_WRITE : 0);
@@ -392,7 +394,7 @@ export class Mlx5Nic {
    */
   deregMr(mr: IbMr): number {
     if (!(mr instanceof IbMr) || mr.parent !== undefined) throw new RdmaInputError("ib_dereg_mr", "mr", mr, "a user MR of this NIC");
-    if (mr.deregistered || this.lookupMkey(mr.lkey) !== mr) return -RdmaErrno.EINVAL;
+    if (mr.deregistered || this[kLookupMkey](mr.lkey) !== mr) return -RdmaErrno.EINVAL;
     const busy = dmabufMrDeregBusy(mr);
     if (busy !== 0) return busy;
     if (mr.implicit) {
@@ -423,33 +425,33 @@ export class Mlx5Nic {
   }
 
   /**
-   * @internal registration of an MR built outside this file (regMixedMr): `make` gets a new key and
+   * Package-private (keyed by a symbol `.` does not export): registration of an MR built outside this file (regMixedMr): `make` gets a new key and
    * returns the MR (inserted, enabled by `make`) or a negative errno (nothing inserted).
    */
-  adoptMkey(make: (key: number) => IbMr | number): IbMr | number {
+  [kAdoptMkey](make: (key: number) => IbMr | number): IbMr | number {
     const mr = make(this.#newKey());
     if (typeof mr !== "number") this.#setMkey(mr.lkey, mr);
     return mr;
   }
 
   // ---- driver workqueue --------------------------------------------------------------------------
-  /** @internal a scratch array of at least `n` DMA addresses (the batched map's output). */
-  runScratch(n: number): Float64Array {
+  /** Package-private (keyed by a symbol `.` does not export): a scratch array of at least `n` DMA addresses (the batched map's output). */
+  [kRunScratch](n: number): Float64Array {
     if (this.#scratch.length < n) this.#scratch = new Float64Array(n);
     return this.#scratch;
   }
 
   /**
-   * @internal the NIC's staging buffer for the payload of one WR (`len` bytes): reused while WRs keep the
+   * Package-private (keyed by a symbol `.` does not export): the NIC's staging buffer for the payload of one WR (`len` bytes): reused while WRs keep the
    * same length. One WR at a time per NIC; nothing inside a WR posts another.
    */
-  wqeBuffer(len: number): Uint8Array {
+  [kWqeBuffer](len: number): Uint8Array {
     if (this.#wqeBuf.length !== len) this.#wqeBuf = new Uint8Array(len);
     return this.#wqeBuf;
   }
 
-  /** @internal queue driver work (asynchronous prefetch, implicit child destruction). */
-  queueWork(fn: () => void): void {
+  /** Package-private (keyed by a symbol `.` does not export): queue driver work (asynchronous prefetch, implicit child destruction). */
+  [kQueueWork](fn: () => void): void {
     this.#work.push(fn);
   }
 
@@ -474,7 +476,7 @@ export class Mlx5Nic {
    * hardware refuses it (no such key, other PD, disabled, outside the MR, missing access rights).
    */
   checkMkey(key: number, pd: IbPd, va: number, len: number, need: NicAccess): IbMr | undefined {
-    const mr = this.lookupMkey(key);
+    const mr = this[kLookupMkey](key);
     if (mr === undefined || mr.parent !== undefined || !mr.enabled || mr.pd !== pd) return undefined;
     if (!Number.isSafeInteger(va) || va < mr.addr || va + len > mr.addr + mr.length) return undefined;
     const flag = ACCESS_FLAG[need];

@@ -25,6 +25,7 @@ import type { IbMr } from "./mr.js";
 import { ibUmemOdpMapDmaAndLock, ibUmemOdpUnmapDmaPages } from "./umem-odp.js";
 import { IbQpState } from "./verbs.js";
 import { OK, pattern, rdmaRead, rdmaRig, rdmaWrite } from "./test-fixtures.js";
+import { kOdpRange } from "./internal.js";
 
 const RW = IB_ACCESS_LOCAL_WRITE | IB_ACCESS_REMOTE_WRITE | IB_ACCESS_REMOTE_READ | IB_ACCESS_REMOTE_ATOMIC;
 const ODP = RW | IB_ACCESS_ON_DEMAND;
@@ -248,14 +249,14 @@ describe("ib_umem_odp", () => {
     const { mm, qpA, local, odp, src, dst, nicB } = setup(2);
     mm.write(dst, pattern(50));
     const umem = odp.odp;
-    if (umem?.range === undefined) throw new Error("no umem range");
+    if (umem?.[kOdpRange] === undefined) throw new Error("no umem range");
     let fired = 0;
-    umem.range.onWalk = () => {
+    umem[kOdpRange].onWalk = () => {
       if (fired++ === 0) mm.madvise(dst, 2 * PAGE_SIZE, MADV_DONTNEED);
     };
     const t0 = nicB.kernel.trace.clock.now;
     expect(rdmaRead(qpA, local, src, odp, dst, 64).status).toBe(OK);
-    umem.range.onWalk = undefined;
+    umem[kOdpRange].onWalk = undefined;
     // The first walk's output was overtaken: a second attempt faulted the page in again.
     expect(fired).toBeGreaterThanOrEqual(2);
     expect(nicB.kernel.trace.clock.now - t0).toBeGreaterThanOrEqual(2 * nicB.costs.faultAttemptNs);

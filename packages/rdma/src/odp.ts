@@ -32,6 +32,7 @@ import type { IbMr, IbPd } from "./mr.js";
 import type { Mlx5Nic } from "./nic.js";
 import { ibUmemOdpMapDmaAndLock, ibUmemOdpUnmapDmaPages } from "./umem-odp.js";
 import type { IbUmemOdp } from "./umem-odp.js";
+import { kCreateImplicitChild, kDestroyUnusedImplicitChild, kLookupMkey, kP2pState, kQueueWork, kRunScratch } from "./internal.js";
 
 /**
  * mlx5r_umr_update_xlt for an ODP MR, with the umem mutex held (mlx5_odp_populate_xlt → populate_mtt):
@@ -45,7 +46,7 @@ export function mlx5rUmrUpdateXlt(nic: Mlx5Nic, mr: IbMr, idx: number, n: number
   const map = odp.map;
   const mtt = mr.mtt;
   const dev = odp.dev;
-  const p2p = nic.p2pState;
+  const p2p = nic[kP2pState];
   const counters = nic.counters;
   // The model's check that these entries come from an hmm_range_fault whose sequence passed read_retry.
   hmmCheckMayProgram(odp.notifier, odp.umemMutex);
@@ -74,7 +75,7 @@ export function mlx5rUmrUpdateXlt(nic: Mlx5Nic, mr: IbMr, idx: number, n: number
       // ★ The batched variant: the run of VALID entries not mapped yet, linked with one IOTLB sync.
       let end = i + 1;
       while (end < idx + n && ((map.flags[end] ?? 0) & (HMM_PFN_VALID | HMM_PFN_DMA_MAPPED)) === HMM_PFN_VALID) end++;
-      const out = nic.runScratch(end - i);
+      const out = nic[kRunScratch](end - i);
       const got = hmmDmaMapPfnRun(dev, map, i, end - i, p2p, out);
       for (let j = 0; j < got; j++) {
         const fj = map.flags[i + j] ?? 0;
@@ -166,7 +167,7 @@ function pagefaultImplicitMr(nic: Mlx5Nic, imr: IbMr, va: number, bcnt: number, 
 function implicitGetChildMr(nic: Mlx5Nic, imr: IbMr, idx: number): IbMr | number {
   const have = imr.children.get(idx);
   if (have !== undefined) return have;
-  const child = nic.createImplicitChild(imr, idx);
+  const child = nic[kCreateImplicitChild](imr, idx);
   if (typeof child === "number") return child;
   const root = imr.odp;
   root?.umemMutex.lock();
@@ -221,7 +222,7 @@ export function mlx5IbInvalidateRange(nic: Mlx5Nic, mr: IbMr, sub: MmuIntervalNo
       nic.clock.advance(c.umrPostNs + zapped * c.umrPerEntryNs + c.umrCompletionNs);
     }
     ibUmemOdpUnmapDmaPages(odp, start, end);
-    if (odp.npages === 0 && mr.parent !== undefined) nic.queueWork(() => { nic.destroyUnusedImplicitChild(mr); });
+    if (odp.npages === 0 && mr.parent !== undefined) nic[kQueueWork](() => { nic[kDestroyUnusedImplicitChild](mr); });
     return true;
   } finally {
     odp.umemMutex.unlock();
@@ -271,7 +272,7 @@ export function mlx5IbAdviseMr(nic: Mlx5Nic, pd: IbPd, advice: number, flags: nu
   // get_prefetchable_mr for every element first: a refusal changes nothing.
   const mrs: IbMr[] = [];
   for (const sge of sgList) {
-    const mr = nic.lookupMkey(sge.lkey);
+    const mr = nic[kLookupMkey](sge.lkey);
     if (mr?.odp === undefined || mr.pd !== pd || mr.parent !== undefined || !mr.enabled || (advice === IB_UVERBS_ADVISE_MR_ADVICE_PREFETCH_WRITE && (mr.access & IB_ACCESS_LOCAL_WRITE) === 0)) return -RdmaErrno.ENOENT;
     mrs.push(mr);
   }
@@ -288,7 +289,7 @@ export function mlx5IbAdviseMr(nic: Mlx5Nic, pd: IbPd, advice: number, flags: nu
   };
   if ((flags & IB_UVERBS_ADVISE_MR_FLAG_FLUSH) !== 0) return run();
   const copy = sgList.map((s) => ({ ...s }));
-  nic.queueWork(() => {
+  nic[kQueueWork](() => {
     for (let i = 0; i < mrs.length; i++) {
       const mr = mrs[i];
       const sge = copy[i];

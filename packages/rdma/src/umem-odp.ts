@@ -31,6 +31,7 @@ import { IB_ACCESS_HUGETLB, IB_ACCESS_ON_DEMAND, IB_ACCESS_WRITABLE, RdmaErrno }
 import type { RdmaCosts } from "./costs.js";
 import { RdmaCounter } from "./counters.js";
 import { RdmaInputError } from "./errors.js";
+import { kOdpRange } from "./internal.js";
 
 const PAGE_SHIFT = 12;
 const HPAGE_SHIFT = 21;
@@ -73,8 +74,8 @@ export class IbUmemOdp {
   readonly end: number;
   /** The implicit parent, for a child. */
   readonly root: IbUmemOdp | undefined;
-  /** @internal reused across faults (one fault at a time per umem, under the model's single thread). */
-  readonly range: HmmRange | undefined;
+  /** Package-private (keyed by a symbol `.` does not export): reused across faults (one fault at a time per umem, under the model's single thread). */
+  readonly [kOdpRange]: HmmRange | undefined;
   /** Set by ib_umem_odp_release: the notifier is removed and every page unmapped. */
   released = false;
   /**
@@ -83,7 +84,7 @@ export class IbUmemOdp {
    */
   dmaList: Float64Array | undefined = undefined;
 
-  /** @internal use ibUmemOdpGet / ibUmemOdpAllocImplicit / ibUmemOdpAllocChild. */
+  /** Made by ibUmemOdpGet / ibUmemOdpAllocImplicit / ibUmemOdpAllocChild (`.` exports the class as a type only). */
   constructor(init: { dev: DmaDevice; mm: Mm; address: number; length: number; access: number; implicit: boolean; root?: IbUmemOdp; name: string }) {
     this.dev = init.dev;
     this.owningMm = init.mm;
@@ -99,7 +100,7 @@ export class IbUmemOdp {
     this.root = init.root;
     this.umemMutex = new UserLock(`${init.name}.umem_mutex`);
     this.notifier.owner = init.name;
-    this.range = init.implicit ? undefined : new HmmRange({ notifier: this.notifier, start: this.start, end: this.start + PAGE_SIZE, pfns: this.map.pfns, flags: this.map.flags });
+    this[kOdpRange] = init.implicit ? undefined : new HmmRange({ notifier: this.notifier, start: this.start, end: this.start + PAGE_SIZE, pfns: this.map.pfns, flags: this.map.flags });
   }
 }
 
@@ -151,7 +152,7 @@ function initUmemOdp(odp: IbUmemOdp, ops: MmuIntervalNotifierOps, options: UmemO
     if (ret !== 0) return ret;
   }
   odp.map.userLock = odp.umemMutex;
-  const range = odp.range;
+  const range = odp[kOdpRange];
   if (range !== undefined) {
     range.pfns = odp.map.pfns;
     range.flags = odp.map.flags;
@@ -195,7 +196,7 @@ export function ibUmemOdpAllocChild(root: IbUmemOdp, addr: number, size: number,
  */
 export function ibUmemOdpMapDmaAndLock(odp: IbUmemOdp, userVirt: number, bcnt: number, accessMask: number, fault: boolean, costs: Pick<RdmaCosts, "faultAttemptNs" | "migrationWaitNs">): number {
   const fn = "ib_umem_odp_map_dma_and_lock";
-  const range = odp.range;
+  const range = odp[kOdpRange];
   if (range === undefined) throw new RdmaInputError(fn, "odp", odp.notifier.owner, "a umem with a range (not an implicit parent)");
   if (!Number.isSafeInteger(userVirt) || !Number.isSafeInteger(bcnt) || bcnt <= 0) throw new RdmaInputError(fn, "bcnt", bcnt, "a positive byte count at a safe-integer address");
   if ((accessMask & ~HMM_PFN_WRITE) !== 0) throw new RdmaInputError(fn, "accessMask", accessMask, "HMM_PFN_WRITE or 0");

@@ -4,6 +4,7 @@ import { RdmaInputError } from "./errors.js";
 import type { IbMr, IbPd } from "./mr.js";
 import { NicAccess, NicAccessResult } from "./nic.js";
 import type { Mlx5Nic } from "./nic.js";
+import { kCqEntries, kNextQpn, kRecvQueue, kWqeBuffer } from "./internal.js";
 
 /** struct ib_sge: `length` bytes at `addr` of the MR whose lkey is `lkey`. */
 export interface IbSge {
@@ -61,11 +62,11 @@ export class IbCq {
   readonly nic: Mlx5Nic;
   /** Completions the CQ holds before it overruns. */
   readonly cqe: number;
-  /** @internal */
-  readonly entries: IbWc[] = [];
+  /** Package-private (keyed by a symbol `.` does not export): the completions not polled yet. */
+  readonly [kCqEntries]: IbWc[] = [];
   /** Completions dropped because the CQ was full (a CQ overrun: an error on real hardware). */
   overruns = 0;
-  /** @internal */
+  /** Made by `ibCreateCq` (`.` exports the class as a type only). */
   constructor(nic: Mlx5Nic, cqe: number) {
     this.nic = nic;
     this.cqe = cqe;
@@ -92,13 +93,13 @@ export class IbQp {
   state: IbQpState = IbQpState.RESET;
   /** The connected peer QP (undefined until ibConnectQp). */
   remote: IbQp | undefined = undefined;
-  /** @internal posted receive WRs, oldest first. */
-  readonly recvQueue: IbRecvWr[] = [];
-  /** @internal */
+  /** Package-private (keyed by a symbol `.` does not export): posted receive WRs, oldest first. */
+  readonly [kRecvQueue]: IbRecvWr[] = [];
+  /** Made by `ibCreateQp` (`.` exports the class as a type only). */
   constructor(nic: Mlx5Nic, pd: IbPd, sendCq: IbCq, recvCq: IbCq) {
     this.nic = nic;
     this.pd = pd;
-    this.qpNum = nic.nextQpn++;
+    this.qpNum = nic[kNextQpn]++;
     this.sendCq = sendCq;
     this.recvCq = recvCq;
   }
@@ -129,7 +130,7 @@ export function ibConnectQp(a: IbQp, b: IbQp): void {
 /** ib_poll_cq: up to `n` completions, oldest first. */
 export function ibPollCq(cq: IbCq, n: number): IbWc[] {
   if (!Number.isSafeInteger(n) || n < 1) throw new RdmaInputError("ib_poll_cq", "num_entries", n, "a positive count");
-  const e = cq.entries;
+  const e = cq[kCqEntries];
   const only = e[0];
   // One completion waiting (a poll per WR): a literal array instead of splice's generic copy.
   if (e.length === 1 && only !== undefined) {
@@ -143,11 +144,11 @@ function complete(cq: IbCq, wc: IbWc): void {
   const c = cq.nic.counters;
   c.add(RdmaCounter.RdmaCqes);
   if (wc.status !== IbWcStatus.SUCCESS) c.add(RdmaCounter.RdmaCqeErrors);
-  if (cq.entries.length >= cq.cqe) {
+  if (cq[kCqEntries].length >= cq.cqe) {
     cq.overruns++;
     return;
   }
-  cq.entries.push(wc);
+  cq[kCqEntries].push(wc);
 }
 
 function checkSgList(fn: string, sgList: unknown): void {
@@ -206,7 +207,7 @@ export function ibPostRecv(qp: IbQp, wr: IbRecvWr): number {
     complete(qp.recvCq, { wrId: wr.wrId, status: IbWcStatus.WR_FLUSH_ERR, opcode: IbWcOpcode.RECV, byteLen: 0, qpNum: qp.qpNum });
     return 0;
   }
-  qp.recvQueue.push({ wrId: wr.wrId, sgList: wr.sgList.map((s) => ({ ...s })) });
+  qp[kRecvQueue].push({ wrId: wr.wrId, sgList: wr.sgList.map((s) => ({ ...s })) });
   return 0;
 }
 
@@ -262,7 +263,7 @@ function execute(q: IbQp, r: IbQp, wr: IbSendWr): IbWcStatus {
   const len = totalLength(wr.sgList);
   switch (wr.opcode) {
     case IbWrOpcode.RDMA_WRITE: {
-      const buf = q.nic.wqeBuffer(len);
+      const buf = q.nic[kWqeBuffer](len);
       const l = localSg(q, wr.sgList, buf, false);
       if (l !== NicAccessResult.OK) return localStatus(l, false);
       clock.advance(len * q.nic.costs.wireNsPerByte);
@@ -272,7 +273,7 @@ function execute(q: IbQp, r: IbQp, wr: IbSendWr): IbWcStatus {
       return IbWcStatus.SUCCESS;
     }
     case IbWrOpcode.RDMA_READ: {
-      const buf = q.nic.wqeBuffer(len);
+      const buf = q.nic[kWqeBuffer](len);
       const rr = remote(r, wr.rkey ?? 0, wr.remoteAddr ?? 0, buf, NicAccess.REMOTE_READ);
       if (rr !== NicAccessResult.OK) return IbWcStatus.REM_ACCESS_ERR;
       clock.advance(len * q.nic.costs.wireNsPerByte);
@@ -282,10 +283,10 @@ function execute(q: IbQp, r: IbQp, wr: IbSendWr): IbWcStatus {
       return IbWcStatus.SUCCESS;
     }
     case IbWrOpcode.SEND: {
-      const buf = q.nic.wqeBuffer(len);
+      const buf = q.nic[kWqeBuffer](len);
       const l = localSg(q, wr.sgList, buf, false);
       if (l !== NicAccessResult.OK) return localStatus(l, false);
-      const recv = r.recvQueue.shift();
+      const recv = r[kRecvQueue].shift();
       // No receive posted: RNR NAKs until the retry count runs out (the model does not wait).
       if (recv === undefined || r.state !== IbQpState.RTS) return IbWcStatus.RNR_RETRY_EXC_ERR;
       clock.advance(len * q.nic.costs.wireNsPerByte);

@@ -4,6 +4,7 @@ import { PAGE_SIZE, physAddr } from "@dmasim/memory";
 import { Counter } from "@dmasim/dma";
 import { dmaMapSgtable, dmaSyncSgtableForCpu, dmaSyncSgtableForDevice, dmaUnmapSgtable, sgDmaIsBounced, sgDmaIsSwiotlb, sgtableDmaSegments } from "./index.js";
 import { firstBadSegment, firstDifference, listOf, makeRig, pattern } from "./test-fixtures.js";
+import type { PhysAddr } from "@dmasim/memory";
 
 describe("untrusted devices: every entry through swiotlb, one DMA segment each", () => {
   it("flags the list and the bounced entries; the device reads the data from the slots", () => {
@@ -45,18 +46,18 @@ describe("non-coherent devices: CPU cache maintenance per entry", () => {
       const table = listOf(rig, [{ len: PAGE_SIZE }, { len: PAGE_SIZE }]);
       expect(dmaMapSgtable(rig.dev, table, DmaDirection.BIDIRECTIONAL, 0, { impl })).toBe(0);
       const [[addr]] = sgtableDmaSegments(table) as [[number, number]];
-      kernel.cpuWrite(table.phys[1] ?? 0, pattern(64, 9));
+      kernel.cpuWrite((table.phys[1] ?? 0) as PhysAddr, pattern(64, 9));
       expect(firstDifference(rig.ep.dmaRead(unsafeDmaAddr(addr + PAGE_SIZE), 64), pattern(64, 9))).not.toBe(-1);
       const before = rig.platform.trace.counters.snapshot();
       dmaSyncSgtableForDevice(rig.dev, table, DmaDirection.BIDIRECTIONAL);
       expect(rig.platform.trace.counters.snapshot().diff(before).get(Counter.CacheLinesWrittenBack)).toBeGreaterThan(0);
       expect(firstDifference(rig.ep.dmaRead(unsafeDmaAddr(addr + PAGE_SIZE), 64), pattern(64, 9))).toBe(-1);
       // The CPU has the line cached; the device overwrites memory behind it.
-      kernel.cpuRead(table.phys[0] ?? 0, 64);
+      kernel.cpuRead((table.phys[0] ?? 0) as PhysAddr, 64);
       rig.ep.dmaWrite(unsafeDmaAddr(addr), pattern(64, 11));
-      expect(firstDifference(kernel.cpuRead(table.phys[0] ?? 0, 64), pattern(64, 11))).not.toBe(-1);
+      expect(firstDifference(kernel.cpuRead((table.phys[0] ?? 0) as PhysAddr, 64), pattern(64, 11))).not.toBe(-1);
       dmaSyncSgtableForCpu(rig.dev, table, DmaDirection.BIDIRECTIONAL);
-      expect(firstDifference(kernel.cpuRead(table.phys[0] ?? 0, 64), pattern(64, 11))).toBe(-1);
+      expect(firstDifference(kernel.cpuRead((table.phys[0] ?? 0) as PhysAddr, 64), pattern(64, 11))).toBe(-1);
       dmaUnmapSgtable(rig.dev, table, DmaDirection.BIDIRECTIONAL);
     });
   }

@@ -5,6 +5,7 @@ import { PciP2pdmaMapType } from "@dmasim/pcie-p2p";
 import { Counter } from "@dmasim/dma";
 import type { SgScratch } from "./scratch.js";
 import type { SgTable } from "./sg-table.js";
+import type { PhysAddr } from "@dmasim/memory";
 
 /** How one CPU entry is mapped, from pci_p2pdma_state() of its page. */
 export const EntryKind = {
@@ -58,7 +59,7 @@ export function classifyEntries(dev: DmaDevice, table: SgTable, nents: number, s
       ramEntries++;
       continue;
     }
-    const type = pciP2pdmaState(state, dev, phys);
+    const type = pciP2pdmaState(state, dev, phys as PhysAddr);
     if (type === PciP2pdmaMapType.NONE) {
       kinds[i] = EntryKind.MEMORY;
       continue;
@@ -68,7 +69,7 @@ export function classifyEntries(dev: DmaDevice, table: SgTable, nents: number, s
       kinds[i] = EntryKind.HOST_BRIDGE;
     } else if (type === PciP2pdmaMapType.BUS_ADDR && state.mem !== undefined) {
       kinds[i] = EntryKind.BUS_ADDR;
-      bus[i] = pciP2pdmaBusAddrMap(state.mem, phys);
+      bus[i] = pciP2pdmaBusAddrMap(state.mem, phys as PhysAddr);
     } else {
       dev.kernel.trace.counters.add(Counter.PageDescLookups, ramEntries);
       return undefined;

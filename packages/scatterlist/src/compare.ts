@@ -7,6 +7,7 @@ import { dmaMapSgtable, dmaUnmapSgtable } from "./map.js";
 import type { SgMapOptions } from "./map.js";
 import { sgAllocTable, sgSetPhys } from "./sg-table.js";
 import type { SgTable } from "./sg-table.js";
+import type { PhysAddr } from "@dmasim/memory";
 
 // Builds the benchmark lists and the counter table of the README: the same list mapped and unmapped by
 // the classic and the two-step dma_map_sg, with counters and modelled time. Used by the benchmark and by
@@ -35,7 +36,7 @@ export function compareRig(n: number, shape: ListShape, options: { mode?: IommuM
   const contig = shape === "4k-contig" ? alloc.allocPages(n) : 0;
   for (let i = 0; i < n; i++) {
     if (shape === "4k-contig") {
-      sgSetPhys(table, i, contig + i * PAGE_SIZE, PAGE_SIZE);
+      sgSetPhys(table, i, (contig + i * PAGE_SIZE) as PhysAddr, PAGE_SIZE);
     } else if (shape === "4k") {
       sgSetPhys(table, i, alloc.allocPages(2), PAGE_SIZE);
     } else {
@@ -43,7 +44,7 @@ export function compareRig(n: number, shape: ListShape, options: { mode?: IommuM
       const len = [512, 1500, 4096, 9000, 12288, 2048, 4096, 700][i % 8] ?? PAGE_SIZE;
       const offset = i % 3 === 1 ? 64 * (i % 17) : 0;
       const base = alloc.allocPages(Math.ceil((offset + len) / PAGE_SIZE) + 1);
-      sgSetPhys(table, i, base + offset, len);
+      sgSetPhys(table, i, (base + offset) as PhysAddr, len);
     }
   }
   return { kernel, dev, table };

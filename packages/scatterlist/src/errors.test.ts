@@ -1,6 +1,6 @@
 import { describe, expect, it } from "vitest";
 import { DmaDirection, Errno } from "@dmasim/dma";
-import { PAGE_SIZE } from "@dmasim/memory";
+import { PAGE_SIZE, unsafePhysAddr } from "@dmasim/memory";
 import { Counter } from "@dmasim/dma";
 import { ScatterlistBusyError, ScatterlistError, dmaMapSg, dmaMapSgtable, dmaUnmapSgtable, sgFreeTable, sgSetPhys } from "./index.js";
 import type { SgMapOptions } from "./index.js";
@@ -81,7 +81,7 @@ describe("bad input: a ScatterlistError, nothing changed", () => {
     const rig = makeRig();
     const table = listOf(rig, [{ len: PAGE_SIZE }, { len: PAGE_SIZE }]);
     const empty = listOf(rig, [{ len: PAGE_SIZE }, { len: 1 }]);
-    sgSetPhys(empty, 1, 0x10000, 0);
+    sgSetPhys(empty, 1, unsafePhysAddr(0x10000), 0);
     const c0 = rig.platform.trace.counters.snapshot();
     expect(() => dmaMapSg(rig.dev, table, 0, DmaDirection.TO_DEVICE)).toThrow(/nents = 0x0 is invalid: expected 1 to the table's 2 entries/);
     expect(() => dmaMapSg(rig.dev, table, 3, DmaDirection.TO_DEVICE)).toThrow(ScatterlistError);
@@ -97,7 +97,7 @@ describe("bad input: a ScatterlistError, nothing changed", () => {
     expect(() => { sgFreeTable(table); }).toThrow(ScatterlistBusyError);
     expect(() => { sgFreeTable(table); }).toThrow(ScatterlistError);
     expect(() => { sgFreeTable(table); }).toThrow(expect.objectContaining({ code: "EBUSY", fn: "sg_free_table" }) as Error);
-    expect(() => { sgSetPhys(table, 0, 0x1000, 1); }).toThrow(/mapped table/);
+    expect(() => { sgSetPhys(table, 0, unsafePhysAddr(0x1000), 1); }).toThrow(/mapped table/);
     expect(rig.dev.domain?.mappedBytes).toBe(mapped);
     const other = rig.kernel.device("0000:05:00.0");
     expect(() => { dmaUnmapSgtable(other, table, DmaDirection.TO_DEVICE); }).toThrow(/the device the table was mapped for/);

@@ -5,6 +5,7 @@ import { EntryKind } from "./classify.js";
 import type { Classified } from "./classify.js";
 import { sgLayout } from "./layout.js";
 import { sgAllocTable, sgSetPhys } from "./sg-table.js";
+import { unsafePhysAddr } from "@dmasim/memory";
 
 // sgLayout computes in one pass, on positions relative to the IOVA, what upstream computes in two loops
 // on real addresses. This checks it against a plain transcription of those loops (iommu_dma_map_sg and
@@ -103,7 +104,7 @@ describe("sgLayout", () => {
           const kinds = new Uint8Array(entries.length);
           const busAddr = new Float64Array(entries.length);
           entries.forEach((e, i) => {
-            sgSetPhys(table, i, e.phys, e.len);
+            sgSetPhys(table, i, unsafePhysAddr(e.phys), e.len);
             kinds[i] = e.bus ? EntryKind.BUS_ADDR : EntryKind.MEMORY;
             busAddr[i] = e.bus ? e.phys : 0;
           });

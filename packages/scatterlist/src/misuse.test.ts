@@ -21,6 +21,7 @@ import {
 import type { SgMapOptions, SgTable } from "./index.js";
 import { CLIENT, firstBadSegment, listOf, makeRig } from "./test-fixtures.js";
 import type { Rig } from "./test-fixtures.js";
+import { unsafePhysAddr } from "@dmasim/memory";
 
 // Bad input to the scatterlist API: a ScatterlistError naming the argument, never a TypeError from inside,
 // and nothing changes (no counter moves, the table stays as it was).
@@ -114,7 +115,7 @@ describe("sg_alloc_table sizes", () => {
   it("entry writes and sg_free_table refuse a non-table", () => {
     const rig = makeRig();
     for (const t of [undefined, null, {}]) {
-      expectRefused(rig, () => { sgSetPhys(t as SgTable, 0, 4096, 4096); }, "table");
+      expectRefused(rig, () => { sgSetPhys(t as SgTable, 0, unsafePhysAddr(4096), 4096); }, "table");
       expectRefused(rig, () => { sgFreeTable(t as SgTable); }, "table");
     }
   });

@@ -92,7 +92,7 @@ function build(rig: Rig, c: Case): SgTable {
       else memory.setMemoryDecrypted(unsafePhysAddr(first * PAGE_SIZE), n);
     }
     memory.write(physAddr(phys), pattern(len, i + 1));
-    sgSetPhys(table, i, phys, len);
+    sgSetPhys(table, i, unsafePhysAddr(phys), len);
     prevEnd = phys + len;
   });
   return table;

@@ -1,5 +1,5 @@
 import { describe, expect, it } from "vitest";
-import { PAGE_SIZE } from "@dmasim/memory";
+import { PAGE_SIZE, unsafePhysAddr } from "@dmasim/memory";
 import { Trace } from "@dmasim/trace";
 import { Counter } from "@dmasim/dma";
 import {
@@ -40,7 +40,7 @@ describe("sgAllocTable / sgFreeTable", () => {
   it("keeps entries in typed-array columns and reports page, offset and physical address", () => {
     const t = sgAllocTable(new Trace(), 3);
     sgSetPage(t, 0, 10, 100, 24);
-    sgSetPhys(t, 1, 0x5000 + 7, PAGE_SIZE);
+    sgSetPhys(t, 1, unsafePhysAddr(0x5000 + 7), PAGE_SIZE);
     expect(t.phys).toBeInstanceOf(Float64Array);
     expect(sgPhys(t, 0)).toBe(10 * PAGE_SIZE + 24);
     expect(sgPage(t, 1)).toBe(5);
@@ -73,16 +73,16 @@ describe("sgAllocTable / sgFreeTable", () => {
   it("refuses bad input with a ScatterlistError and changes nothing", () => {
     const trace = new Trace();
     const t = sgAllocTable(trace, 2);
-    sgSetPhys(t, 0, 0x1000, 10);
-    expect(() => { sgSetPhys(t, 2, 0x2000, 10); }).toThrow(/index = 0x2 is invalid: expected an entry index from 0 to 1/);
-    expect(() => { sgSetPhys(t, 0, 0x2000, -1); }).toThrow(ScatterlistError);
+    sgSetPhys(t, 0, unsafePhysAddr(0x1000), 10);
+    expect(() => { sgSetPhys(t, 2, unsafePhysAddr(0x2000), 10); }).toThrow(/index = 0x2 is invalid: expected an entry index from 0 to 1/);
+    expect(() => { sgSetPhys(t, 0, unsafePhysAddr(0x2000), -1); }).toThrow(ScatterlistError);
     expect(() => { sgSetPage(t, 0, 1.5, 10, 0); }).toThrow(/pfn = 1.5/);
-    expect(() => { sgSetPhys(t, 0, 2 ** 53 - 4, 10); }).toThrow(/below 2\^53/);
+    expect(() => { sgSetPhys(t, 0, unsafePhysAddr(2 ** 53 - 4), 10); }).toThrow(/below 2\^53/);
     expect(sgPhys(t, 0)).toBe(0x1000);
     expect(() => sgAllocTable(trace, 0)).toThrow(/nents = 0x0/);
     sgFreeTable(t);
     expect(() => { sgFreeTable(t); }).toThrow(/freed sg_table/);
-    expect(() => { sgSetPhys(t, 0, 0, 1); }).toThrow(/freed/);
+    expect(() => { sgSetPhys(t, 0, unsafePhysAddr(0), 1); }).toThrow(/freed/);
     expect(trace.counters.get(Counter.DmaBookkeepingBytesFreed)).toBe(64);
   });
 });

@@ -199,7 +199,7 @@ export function sgSetPage(table: SgTable, i: number, pfn: number, len: number, o
 }
 
 /** sg_set_page with a physical address in place of page + offset (what sg_set_buf computes). */
-export function sgSetPhys(table: SgTable, i: number, phys: number, len: number): void {
+export function sgSetPhys(table: SgTable, i: number, phys: PhysAddr, len: number): void {
   const fn = "sg_set_phys";
   checkEntryWrite(fn, table, i, len);
   checkCount(fn, "phys", phys, 0);

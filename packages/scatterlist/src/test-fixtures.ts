@@ -1,6 +1,6 @@
 import { createDmaKernel, unsafeDmaAddr } from "@dmasim/dma";
 import type { DmaDevice, DmaKernel, DmaKernelOptions, DmaDeviceOptions } from "@dmasim/dma";
-import { GiB, MiB, PAGE_SIZE, patternBytes, physAddr } from "@dmasim/memory";
+import { GiB, MiB, PAGE_SIZE, patternBytes, physAddr, unsafePhysAddr } from "@dmasim/memory";
 import { createPlatform } from "@dmasim/pcie-p2p";
 import type { Endpoint, P2pdmaProvider, Platform } from "@dmasim/pcie-p2p";
 import { TestBdf, switchTopology } from "@dmasim/pcie-p2p/testing";
@@ -108,7 +108,7 @@ export function listOf(rig: Rig, entries: readonly EntryDesc[]): SgTable {
     const offset = e.offset ?? 0;
     const phys = e.phys ?? platform.memory.allocator.allocPages(Math.ceil((offset + e.len) / PAGE_SIZE) + 1) + offset;
     platform.memory.write(physAddr(phys), pattern(e.len, i + 1));
-    sgSetPhys(table, i, phys, e.len);
+    sgSetPhys(table, i, unsafePhysAddr(phys), e.len);
   });
   return table;
 }

@@ -5,6 +5,7 @@ import { dmaMapSgtable, dmaSyncSgtableForCpu, dmaSyncSgtableForDevice, dmaUnmapS
 import { Xorshift32 } from "@dmasim/trace";
 import fc from "fast-check";
 import { firstDiff, hex, violated, type Buffer, type Mapping, type Segment, type SoakSystem } from "./system.js";
+import type { PhysAddr } from "@dmasim/memory";
 
 /** The soak keeps its expectations in the system itself; the fast-check model only counts commands. */
 export interface SoakModel {
@@ -114,7 +115,7 @@ class MapIova extends Step {
     const total = lens.reduce((a, b) => a + b, 0);
     const state = new DmaIovaState();
     const first = bufs[0];
-    if (first === undefined || !dmaIovaTryAlloc(dev, state, first.phys, total)) {
+    if (first === undefined || !dmaIovaTryAlloc(dev, state, first.phys as PhysAddr, total)) {
       abandon(sys, bufs, before, "dma_iova_try_alloc");
       return;
     }
@@ -165,7 +166,7 @@ class MapSg extends Step {
     const bufs = allocBuffers(sys, this.entries, this.seed);
     if (bufs === undefined) return;
     const sgt = sgAllocTable(sys.kernel.trace, bufs.length);
-    for (const [i, b] of bufs.entries()) sgSetPhys(sgt, i, b.phys, b.data.length);
+    for (const [i, b] of bufs.entries()) sgSetPhys(sgt, i, b.phys as PhysAddr, b.data.length);
     const ret = dmaMapSgtable(dev, sgt, dir, 0, { impl: this.impl });
     if (ret !== 0) {
       sgFreeTable(sgt);
@@ -282,7 +283,7 @@ class CpuWrite extends Step {
     if (m === undefined || !syncable(m) || m.dir === DmaDirection.FROM_DEVICE) return;
     for (const [i, b] of m.bufs.entries()) {
       b.data = bytes(b.data.length, this.seed + i);
-      sys.kernel.cpuWrite(b.phys, b.data);
+      sys.kernel.cpuWrite(b.phys as PhysAddr, b.data);
     }
     if (m.kind === "phys") {
       const s = m.segments[0];
@@ -323,7 +324,7 @@ class DeviceWrite extends Step {
     at = 0;
     for (const b of m.bufs) {
       const want = data.slice(at, at + b.data.length);
-      const got = sys.kernel.cpuRead(b.phys, b.data.length);
+      const got = sys.kernel.cpuRead(b.phys as PhysAddr, b.data.length);
       const diff = firstDiff(got, want);
       if (diff >= 0) violated(`mapping #${m.id} (${m.kind}, ${m.dev.bdf}): after the device wrote and the driver synced, the CPU reads ${got[diff]} at ${hex(b.phys + diff)}, the device wrote ${want[diff]}`);
       b.data = want;

@@ -5,6 +5,7 @@ import { createPlatform, PcieAccessError, type Platform } from "@dmasim/pcie-p2p
 import type { SgTable } from "@dmasim/scatterlist";
 import type { BlkDmaIter, Request } from "@dmasim/bio";
 import { BDFS, kernelOptions, type SoakConfig } from "./config.js";
+import type { PhysAddr } from "@dmasim/memory";
 
 /** A broken promise of the model: the soak counts these (and a test fails on the first). */
 export class SoakViolation extends Error {
@@ -120,7 +121,7 @@ export class SoakSystem {
     }
     this.platform.memory.write(unsafePhysAddr(base), new Uint8Array(pages * PAGE_SIZE).fill(SECRET));
     const phys = base + offset;
-    this.kernel.cpuWrite(phys, data);
+    this.kernel.cpuWrite(phys as PhysAddr, data);
     return { base, pages, phys, data };
   }
 

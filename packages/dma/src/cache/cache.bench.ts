@@ -1,4 +1,4 @@
-import { MiB, PhysicalMemory } from "@dmasim/memory";
+import { MiB, PhysicalMemory, unsafePhysAddr } from "@dmasim/memory";
 import { Trace } from "@dmasim/trace";
 import { bench, describe } from "vitest";
 import { DmaDirection } from "../constants.js";
@@ -11,11 +11,11 @@ const buf = 1 * MiB;
 
 describe("CPU cache (64-byte lines, unbounded)", () => {
   bench("cpuWrite 4 KiB + archSyncDmaForDevice (64 lines written back)", () => {
-    cache.cpuWrite(buf, page);
-    cache.archSyncDmaForDevice(buf, 4096, DmaDirection.TO_DEVICE);
+    cache.cpuWrite(unsafePhysAddr(buf), page);
+    cache.archSyncDmaForDevice(unsafePhysAddr(buf), 4096, DmaDirection.TO_DEVICE);
   });
   bench("archSyncDmaForCpu 4 KiB + cpuRead 4 KiB (64 lines invalidated, refilled)", () => {
-    cache.archSyncDmaForCpu(buf, 4096, DmaDirection.FROM_DEVICE);
-    cache.cpuRead(buf, 4096);
+    cache.archSyncDmaForCpu(unsafePhysAddr(buf), 4096, DmaDirection.FROM_DEVICE);
+    cache.cpuRead(unsafePhysAddr(buf), 4096);
   });
 });

@@ -1,4 +1,4 @@
-import { MiB, PhysicalMemory, physAddr } from "@dmasim/memory";
+import { MiB, PhysicalMemory, physAddr, unsafePhysAddr } from "@dmasim/memory";
 import { Trace } from "@dmasim/trace";
 import { Counter } from "../counters.js";
 import { beforeEach, describe, expect, it } from "vitest";
@@ -28,8 +28,8 @@ beforeEach(() => {
 
 describe("CPU accesses", () => {
   it("keeps CPU writes in dirty lines, not in memory", () => {
-    cache.cpuWrite(BUF + 10, bytes(100, 7));
-    expect(cache.cpuRead(BUF + 10, 100)).toEqual(bytes(100, 7));
+    cache.cpuWrite(unsafePhysAddr(BUF + 10), bytes(100, 7));
+    expect(cache.cpuRead(unsafePhysAddr(BUF + 10), 100)).toEqual(bytes(100, 7));
     expect(mem.read(physAddr(BUF + 10), 100)).toEqual(bytes(100, 0));
     expect(cache.lines).toBe(2); // bytes 10..109 touch lines 0 and 1 of the buffer
     expect(cache.dirtyLines).toBe(2);
@@ -37,10 +37,10 @@ describe("CPU accesses", () => {
 
   it("fills clean lines on a read miss, merging partial writes with memory", () => {
     mem.write(physAddr(BUF), bytes(64, 3));
-    cache.cpuWrite(BUF + 8, bytes(8, 9));
-    const line = cache.cpuRead(BUF, 64);
+    cache.cpuWrite(unsafePhysAddr(BUF + 8), bytes(8, 9));
+    const line = cache.cpuRead(unsafePhysAddr(BUF), 64);
     expect(Array.from(line.subarray(0, 10))).toEqual([3, 3, 3, 3, 3, 3, 3, 3, 9, 9]);
-    expect(cache.cpuRead(BUF + 64, 4)).toEqual(bytes(4, 0));
+    expect(cache.cpuRead(unsafePhysAddr(BUF + 64), 4)).toEqual(bytes(4, 0));
     expect(cache.lines).toBe(2);
     expect(cache.dirtyLines).toBe(1);
   });
@@ -48,24 +48,24 @@ describe("CPU accesses", () => {
 
 describe("non-coherent DMA to the device", () => {
   it("without a sync the device reads stale memory", () => {
-    cache.cpuWrite(BUF, bytes(4096, 0xab));
+    cache.cpuWrite(unsafePhysAddr(BUF), bytes(4096, 0xab));
     expect(deviceRead(BUF, 4096)).toEqual(bytes(4096, 0));
   });
 
   it("archSyncDmaForDevice writes the dirty lines back and keeps them cached, clean", () => {
-    cache.cpuWrite(BUF, bytes(4096, 0xab));
-    cache.archSyncDmaForDevice(BUF, 4096, TO_DEVICE);
+    cache.cpuWrite(unsafePhysAddr(BUF), bytes(4096, 0xab));
+    cache.archSyncDmaForDevice(unsafePhysAddr(BUF), 4096, TO_DEVICE);
     expect(deviceRead(BUF, 4096)).toEqual(bytes(4096, 0xab));
     expect(mem.trace.counters.get(Counter.CacheLinesWrittenBack)).toBe(64);
     expect(cache.dirtyLines).toBe(0);
     expect(cache.lines).toBe(64);
-    cache.archSyncDmaForDevice(BUF, 4096, TO_DEVICE); // nothing dirty: nothing written
+    cache.archSyncDmaForDevice(unsafePhysAddr(BUF), 4096, TO_DEVICE); // nothing dirty: nothing written
     expect(mem.trace.counters.get(Counter.CacheLinesWrittenBack)).toBe(64);
   });
 
   it("cleans rather than invalidates for DMA_FROM_DEVICE, as arm64 does", () => {
-    cache.cpuWrite(BUF, bytes(128, 1));
-    cache.archSyncDmaForDevice(BUF, 128, FROM_DEVICE);
+    cache.cpuWrite(unsafePhysAddr(BUF), bytes(128, 1));
+    cache.archSyncDmaForDevice(unsafePhysAddr(BUF), 128, FROM_DEVICE);
     expect(mem.read(physAddr(BUF), 128)).toEqual(bytes(128, 1));
     expect(cache.lines).toBe(2);
     expect(mem.trace.counters.get(Counter.CacheLinesInvalidated)).toBe(0);
@@ -74,67 +74,67 @@ describe("non-coherent DMA to the device", () => {
 
 describe("non-coherent DMA from the device", () => {
   it("without a sync the CPU reads its stale clean lines", () => {
-    expect(cache.cpuRead(BUF, 256)).toEqual(bytes(256, 0)); // the driver peeked at the buffer
+    expect(cache.cpuRead(unsafePhysAddr(BUF), 256)).toEqual(bytes(256, 0)); // the driver peeked at the buffer
     mem.write(physAddr(BUF), bytes(256, 0xcd)); // the device writes memory
-    expect(cache.cpuRead(BUF, 256)).toEqual(bytes(256, 0));
+    expect(cache.cpuRead(unsafePhysAddr(BUF), 256)).toEqual(bytes(256, 0));
   });
 
   it("archSyncDmaForCpu invalidates for FROM_DEVICE and BIDIRECTIONAL, so the CPU sees the device's data", () => {
     for (const dir of [FROM_DEVICE, BIDIRECTIONAL]) {
-      cache.cpuRead(BUF, 256);
+      cache.cpuRead(unsafePhysAddr(BUF), 256);
       mem.write(physAddr(BUF), bytes(256, 0xc0 + dir));
-      cache.archSyncDmaForCpu(BUF, 256, dir);
+      cache.archSyncDmaForCpu(unsafePhysAddr(BUF), 256, dir);
       expect(cache.lines).toBe(0);
-      expect(cache.cpuRead(BUF, 256)).toEqual(bytes(256, 0xc0 + dir));
-      cache.archSyncDmaForCpu(BUF, 256, dir);
+      expect(cache.cpuRead(unsafePhysAddr(BUF), 256)).toEqual(bytes(256, 0xc0 + dir));
+      cache.archSyncDmaForCpu(unsafePhysAddr(BUF), 256, dir);
     }
     expect(mem.trace.counters.get(Counter.CacheLinesInvalidated)).toBe(16);
   });
 
   it("does nothing for DMA_TO_DEVICE", () => {
-    cache.cpuRead(BUF, 256);
+    cache.cpuRead(unsafePhysAddr(BUF), 256);
     mem.write(physAddr(BUF), bytes(256, 5));
-    cache.archSyncDmaForCpu(BUF, 256, TO_DEVICE);
-    expect(cache.cpuRead(BUF, 256)).toEqual(bytes(256, 0));
+    cache.archSyncDmaForCpu(unsafePhysAddr(BUF), 256, TO_DEVICE);
+    expect(cache.cpuRead(unsafePhysAddr(BUF), 256)).toEqual(bytes(256, 0));
   });
 
   it("loses dirty CPU data in lines wholly inside the range (the CPU wrote a buffer the device owned)", () => {
-    cache.cpuWrite(BUF, bytes(64, 0x11));
+    cache.cpuWrite(unsafePhysAddr(BUF), bytes(64, 0x11));
     mem.write(physAddr(BUF), bytes(64, 0x22));
-    cache.archSyncDmaForCpu(BUF, 64, FROM_DEVICE);
-    expect(cache.cpuRead(BUF, 64)).toEqual(bytes(64, 0x22));
+    cache.archSyncDmaForCpu(unsafePhysAddr(BUF), 64, FROM_DEVICE);
+    expect(cache.cpuRead(unsafePhysAddr(BUF), 64)).toEqual(bytes(64, 0x22));
     expect(mem.trace.counters.get(Counter.CacheLinesWrittenBack)).toBe(0);
   });
 
   it("cleans and invalidates whole lines that stick out of the range: a shared line corrupts the buffer", () => {
     // A 32-byte DMA buffer shares its line with a CPU variable in the first 32 bytes.
     const buf = BUF + 32;
-    cache.cpuRead(buf, 32); // the line is cached (clean copy of the buffer)
-    cache.cpuWrite(BUF, bytes(4, 0x99)); // the CPU updates its neighbour variable during the DMA: line dirty
+    cache.cpuRead(unsafePhysAddr(buf), 32); // the line is cached (clean copy of the buffer)
+    cache.cpuWrite(unsafePhysAddr(BUF), bytes(4, 0x99)); // the CPU updates its neighbour variable during the DMA: line dirty
     mem.write(physAddr(buf), bytes(32, 0xdd)); // the device writes the buffer
-    cache.archSyncDmaForCpu(buf, 32, FROM_DEVICE);
-    expect(cache.isCached(BUF)).toBe(false); // the whole line went, not half of it
+    cache.archSyncDmaForCpu(unsafePhysAddr(buf), 32, FROM_DEVICE);
+    expect(cache.isCached(unsafePhysAddr(BUF))).toBe(false); // the whole line went, not half of it
     expect(mem.read(physAddr(BUF), 4)).toEqual(bytes(4, 0x99)); // the neighbour survived (written back first)...
-    expect(cache.cpuRead(buf, 32)).toEqual(bytes(32, 0)); // ...and so did the stale copy of the buffer
+    expect(cache.cpuRead(unsafePhysAddr(buf), 32)).toEqual(bytes(32, 0)); // ...and so did the stale copy of the buffer
     expect(mem.trace.counters.get(Counter.CacheLinesWrittenBack)).toBe(1);
   });
 
   it("with the buffer on its own lines the same sequence is correct", () => {
     const buf = BUF + 64;
-    cache.cpuRead(buf, 64);
-    cache.cpuWrite(BUF, bytes(4, 0x99));
+    cache.cpuRead(unsafePhysAddr(buf), 64);
+    cache.cpuWrite(unsafePhysAddr(BUF), bytes(4, 0x99));
     mem.write(physAddr(buf), bytes(64, 0xdd));
-    cache.archSyncDmaForCpu(buf, 64, FROM_DEVICE);
-    expect(cache.cpuRead(buf, 64)).toEqual(bytes(64, 0xdd));
-    expect(cache.cpuRead(BUF, 4)).toEqual(bytes(4, 0x99));
+    cache.archSyncDmaForCpu(unsafePhysAddr(buf), 64, FROM_DEVICE);
+    expect(cache.cpuRead(unsafePhysAddr(buf), 64)).toEqual(bytes(64, 0xdd));
+    expect(cache.cpuRead(unsafePhysAddr(BUF), 4)).toEqual(bytes(4, 0x99));
   });
 });
 
 describe("coherent devices (snoops)", () => {
   it("snoopDeviceRead writes back dirty lines in the range and keeps them", () => {
-    cache.cpuWrite(BUF, bytes(200, 4));
-    cache.cpuWrite(BUF + 1024, bytes(8, 4));
-    cache.snoopDeviceRead(BUF, 128);
+    cache.cpuWrite(unsafePhysAddr(BUF), bytes(200, 4));
+    cache.cpuWrite(unsafePhysAddr(BUF + 1024), bytes(8, 4));
+    cache.snoopDeviceRead(unsafePhysAddr(BUF), 128);
     expect(mem.read(physAddr(BUF), 128)).toEqual(bytes(128, 4));
     expect(mem.read(physAddr(BUF + 128), 8)).toEqual(bytes(8, 0)); // outside the range: still only in the cache
     expect(cache.lines).toBe(5);
@@ -142,12 +142,12 @@ describe("coherent devices (snoops)", () => {
   });
 
   it("snoopDeviceWrite invalidates, keeping the CPU's bytes of partly covered lines", () => {
-    cache.cpuRead(BUF, 128);
-    cache.cpuWrite(BUF + 120, bytes(8, 0x77)); // dirty bytes the device write does not cover
-    cache.snoopDeviceWrite(BUF, 100);
+    cache.cpuRead(unsafePhysAddr(BUF), 128);
+    cache.cpuWrite(unsafePhysAddr(BUF + 120), bytes(8, 0x77)); // dirty bytes the device write does not cover
+    cache.snoopDeviceWrite(unsafePhysAddr(BUF), 100);
     mem.write(physAddr(BUF), bytes(100, 0x33)); // the device's bytes reach memory after the snoop
     expect(cache.lines).toBe(0);
-    const view = cache.cpuRead(BUF, 128);
+    const view = cache.cpuRead(unsafePhysAddr(BUF), 128);
     expect(view.subarray(0, 100)).toEqual(bytes(100, 0x33));
     expect(view.subarray(120)).toEqual(bytes(8, 0x77));
   });
@@ -156,14 +156,14 @@ describe("coherent devices (snoops)", () => {
 describe("capacity and LRU eviction", () => {
   it("evicts the least recently used line, writing it back if dirty", () => {
     const small = new CpuCache(mem, { capacity: 2 });
-    small.cpuWrite(BUF, bytes(1, 1)); // line A dirty
-    small.cpuRead(BUF + 64, 1); // line B
-    small.cpuRead(BUF, 1); // A is now the most recently used
-    small.cpuRead(BUF + 128, 1); // C evicts B (clean: nothing written)
-    expect(small.isCached(BUF + 64)).toBe(false);
+    small.cpuWrite(unsafePhysAddr(BUF), bytes(1, 1)); // line A dirty
+    small.cpuRead(unsafePhysAddr(BUF + 64), 1); // line B
+    small.cpuRead(unsafePhysAddr(BUF), 1); // A is now the most recently used
+    small.cpuRead(unsafePhysAddr(BUF + 128), 1); // C evicts B (clean: nothing written)
+    expect(small.isCached(unsafePhysAddr(BUF + 64))).toBe(false);
     expect(small.evictions).toBe(1);
     expect(mem.read(physAddr(BUF), 1)[0]).toBe(0);
-    small.cpuRead(BUF + 192, 1); // D evicts A, which is dirty: written back
+    small.cpuRead(unsafePhysAddr(BUF + 192), 1); // D evicts A, which is dirty: written back
     expect(mem.read(physAddr(BUF), 1)[0]).toBe(1);
     expect(small.lines).toBe(2);
     expect(mem.trace.counters.get(Counter.CacheLinesWrittenBack)).toBe(1);
@@ -171,13 +171,13 @@ describe("capacity and LRU eviction", () => {
 
   it("makes a missing sync intermittent: eviction can hide it", () => {
     const small = new CpuCache(mem, { capacity: 1 });
-    small.cpuWrite(BUF, bytes(64, 8));
-    small.cpuRead(BUF + 4096, 1); // unrelated work evicts the buffer's line
+    small.cpuWrite(unsafePhysAddr(BUF), bytes(64, 8));
+    small.cpuRead(unsafePhysAddr(BUF + 4096), 1); // unrelated work evicts the buffer's line
     expect(deviceRead(BUF, 64)).toEqual(bytes(64, 8)); // the bug does not show this time
   });
 
   it("flushAll writes everything back and empties the cache", () => {
-    cache.cpuWrite(BUF, bytes(300, 6));
+    cache.cpuWrite(unsafePhysAddr(BUF), bytes(300, 6));
     cache.flushAll();
     expect(cache.lines).toBe(0);
     expect(mem.read(physAddr(BUF), 300)).toEqual(bytes(300, 6));
@@ -186,30 +186,30 @@ describe("capacity and LRU eviction", () => {
 
 describe("bad input", () => {
   it("is refused with CpuCacheError and changes nothing", () => {
-    cache.cpuWrite(BUF, bytes(10, 1));
+    cache.cpuWrite(unsafePhysAddr(BUF), bytes(10, 1));
     const before = { lines: cache.lines, dirty: cache.dirtyLines, mem: mem.read(physAddr(BUF), 64) };
     const calls: (() => unknown)[] = [
       () => {
-        cache.cpuWrite(-1, bytes(1, 0));
+        cache.cpuWrite(unsafePhysAddr(-1), bytes(1, 0));
       },
-      () => cache.cpuRead(BUF, -1),
-      () => cache.cpuRead(BUF, 0.5),
+      () => cache.cpuRead(unsafePhysAddr(BUF), -1),
+      () => cache.cpuRead(unsafePhysAddr(BUF), 0.5),
       () => {
-        cache.cpuWrite(4 * MiB - 8, bytes(16, 0)); // runs past RAM
+        cache.cpuWrite(unsafePhysAddr(4 * MiB - 8), bytes(16, 0)); // runs past RAM
       },
-      () => cache.cpuRead(64 * MiB, 4),
+      () => cache.cpuRead(unsafePhysAddr(64 * MiB), 4),
       () => {
-        cache.archSyncDmaForDevice(BUF, 64, 9 as DmaDirection);
-      },
-      () => {
-        cache.archSyncDmaForCpu(BUF, 64, DmaDirection.NONE);
+        cache.archSyncDmaForDevice(unsafePhysAddr(BUF), 64, 9 as DmaDirection);
       },
       () => {
-        cache.snoopDeviceRead(Number.MAX_SAFE_INTEGER, 2);
+        cache.archSyncDmaForCpu(unsafePhysAddr(BUF), 64, DmaDirection.NONE);
+      },
+      () => {
+        cache.snoopDeviceRead(unsafePhysAddr(Number.MAX_SAFE_INTEGER), 2);
       },
     ];
     for (const call of calls) expect(call).toThrow(Error);
-    expect(() => cache.cpuRead(64 * MiB, 4)).toThrow(expect.objectContaining({ code: "EFAULT" }) as Error);
+    expect(() => cache.cpuRead(unsafePhysAddr(64 * MiB), 4)).toThrow(expect.objectContaining({ code: "EFAULT" }) as Error);
     expect({ lines: cache.lines, dirty: cache.dirtyLines, mem: mem.read(physAddr(BUF), 64) }).toEqual(before);
   });
 

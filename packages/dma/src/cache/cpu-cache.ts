@@ -70,18 +70,18 @@ export class CpuCache {
   }
 
   /** True when the line holding `phys` is in the cache, clean or dirty. */
-  isCached(phys: number): boolean {
+  isCached(phys: PhysAddr): boolean {
     return this.#store.slotOf(Math.floor(phys / this.lineSize)) >= 0;
   }
 
   /** True when the line holding `phys` is cached and holds CPU writes memory does not have yet. */
-  isDirty(phys: number): boolean {
+  isDirty(phys: PhysAddr): boolean {
     const slot = this.#store.slotOf(Math.floor(phys / this.lineSize));
     return slot >= 0 && this.#store.isDirty(slot);
   }
 
   /** A CPU store: the bytes land in cache lines (allocated and filled on a miss) marked dirty; memory is untouched. */
-  cpuWrite(phys: number, bytes: Uint8Array): void {
+  cpuWrite(phys: PhysAddr, bytes: Uint8Array): void {
     this.#checkCached("cpuWrite", phys, bytes.length);
     const ls = this.lineSize;
     const store = this.#store;
@@ -99,7 +99,7 @@ export class CpuCache {
   }
 
   /** A CPU load: cached lines where present (clean or dirty), memory elsewhere, filling clean lines. */
-  cpuRead(phys: number, len: number): Uint8Array {
+  cpuRead(phys: PhysAddr, len: number): Uint8Array {
     this.#checkCached("cpuRead", phys, len);
     const out = new Uint8Array(len);
     const ls = this.lineSize;
@@ -124,7 +124,7 @@ export class CpuCache {
    * in arch_sync_dma_for_cpu() after the transfer (arch/arm64/mm/dma-mapping.c, commit "arm64: mm: Don't
    * invalidate FROM_DEVICE buffers at start of DMA transfer").
    */
-  archSyncDmaForDevice(phys: number, size: number, dir: DmaDirection): void {
+  archSyncDmaForDevice(phys: PhysAddr, size: number, dir: DmaDirection): void {
     this.#checkSync("archSyncDmaForDevice", phys, size, dir);
     this.#forEachCachedLine(phys, size, (slot) => {
       this.#writeBack(slot);
@@ -141,7 +141,7 @@ export class CpuCache {
    * that share a cache line (check_for_overlapping_cachelines in kernel/dma/debug.c) and why DMA buffers
    * are ARCH_DMA_MINALIGN aligned.
    */
-  archSyncDmaForCpu(phys: number, size: number, dir: DmaDirection): void {
+  archSyncDmaForCpu(phys: PhysAddr, size: number, dir: DmaDirection): void {
     this.#checkSync("archSyncDmaForCpu", phys, size, dir);
     if (dir === DmaDirection.TO_DEVICE || size === 0) return;
     this.#invalidateRange(phys, size);
@@ -151,7 +151,7 @@ export class CpuCache {
    * A coherent device reads [phys, phys + len): the interconnect supplies dirty lines, modelled as writing
    * them back to memory before the read is served (they stay cached, now clean).
    */
-  snoopDeviceRead(phys: number, len: number): void {
+  snoopDeviceRead(phys: PhysAddr, len: number): void {
     this.#checkRange("snoopDeviceRead", phys, len);
     this.#forEachCachedLine(phys, len, (slot) => {
       this.#writeBack(slot);
@@ -163,7 +163,7 @@ export class CpuCache {
    * bytes. Call it before the device's bytes reach memory: a dirty line only partly covered is written back
    * first so the CPU's bytes outside the write survive, as a coherent interconnect would merge them.
    */
-  snoopDeviceWrite(phys: number, len: number): void {
+  snoopDeviceWrite(phys: PhysAddr, len: number): void {
     this.#checkRange("snoopDeviceWrite", phys, len);
     if (len === 0) return;
     this.#invalidateRange(phys, len);

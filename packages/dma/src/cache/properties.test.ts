@@ -1,4 +1,4 @@
-import { MiB, PhysicalMemory, physAddr } from "@dmasim/memory";
+import { MiB, PhysicalMemory, physAddr, unsafePhysAddr } from "@dmasim/memory";
 import { Trace } from "@dmasim/trace";
 import fc from "fast-check";
 import { describe, expect, it } from "vitest";
@@ -16,14 +16,14 @@ describe("CPU cache properties", () => {
         const cache = new CpuCache(mem, { capacity });
         const expected = new Uint8Array(REGION + 300);
         for (const w of writes) {
-          cache.cpuWrite(w.off, w.data);
+          cache.cpuWrite(unsafePhysAddr(w.off), w.data);
           expected.set(w.data, w.off);
         }
-        cache.archSyncDmaForDevice(0, REGION + 300, DmaDirection.TO_DEVICE);
+        cache.archSyncDmaForDevice(unsafePhysAddr(0), REGION + 300, DmaDirection.TO_DEVICE);
         expect(cache.dirtyLines).toBe(0);
         // Buffer.equals: vitest's deep equality walks typed arrays element by element, far too slowly here.
         const inMemory = Buffer.from(mem.read(physAddr(0), REGION + 300));
-        expect(inMemory.equals(cache.cpuRead(0, REGION + 300))).toBe(true);
+        expect(inMemory.equals(cache.cpuRead(unsafePhysAddr(0), REGION + 300))).toBe(true);
         expect(inMemory.equals(expected)).toBe(true);
       }),
       { numRuns: 100 },
@@ -35,15 +35,15 @@ describe("CPU cache properties", () => {
       fc.property(fc.array(write, { maxLength: 20 }), fc.nat(REGION / 64 - 1), fc.integer({ min: 1, max: 64 }), (writes, line, lines) => {
         const mem = new PhysicalMemory(new Trace(), { ram: [{ base: 0, size: 1 * MiB }] });
         const cache = new CpuCache(mem);
-        for (const w of writes) cache.cpuWrite(w.off, w.data);
+        for (const w of writes) cache.cpuWrite(unsafePhysAddr(w.off), w.data);
         const buf = line * 64;
         const len = lines * 64;
-        cache.archSyncDmaForDevice(buf, len, DmaDirection.FROM_DEVICE);
-        cache.cpuRead(buf, len); // speculative refills between the syncs
+        cache.archSyncDmaForDevice(unsafePhysAddr(buf), len, DmaDirection.FROM_DEVICE);
+        cache.cpuRead(unsafePhysAddr(buf), len); // speculative refills between the syncs
         const device = new Uint8Array(len).map((_, i) => (i * 7 + line) & 0xff);
         mem.write(physAddr(buf), device);
-        cache.archSyncDmaForCpu(buf, len, DmaDirection.FROM_DEVICE);
-        expect(Buffer.from(cache.cpuRead(buf, len)).equals(device)).toBe(true);
+        cache.archSyncDmaForCpu(unsafePhysAddr(buf), len, DmaDirection.FROM_DEVICE);
+        expect(Buffer.from(cache.cpuRead(unsafePhysAddr(buf), len)).equals(device)).toBe(true);
       }),
       { numRuns: 100 },
     );

@@ -1,6 +1,7 @@
 import { DMA_MAPPING_ERROR, type DmaDirection } from "../constants.js";
 import { SwiotlbError } from "./errors.js";
 import type { SwiotlbDevice, SwiotlbPool } from "./pool.js";
+import type { PhysAddr } from "@dmasim/memory";
 
 /**
  * Device-first entry points to the pool (include/linux/swiotlb.h shape): the pool is found through the
@@ -50,7 +51,7 @@ export function swiotlbPoolSyncForCpu(dev: SwiotlbDeviceWithPool, tlbAddr: numbe
 
 /** is_swiotlb_buffer(dev, phys). */
 export function isSwiotlbBuffer(dev: SwiotlbDeviceWithPool, phys: number): boolean {
-  return dev.dmaIoTlbMem?.isSwiotlbBuffer(phys) ?? false;
+  return dev.dmaIoTlbMem?.isSwiotlbBuffer(phys as PhysAddr) ?? false;
 }
 
 /** is_swiotlb_active(dev). */

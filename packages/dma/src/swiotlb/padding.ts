@@ -25,7 +25,7 @@ export function swiotlbZeroPadding(pool: SwiotlbPool, tlbAddr: number, size: num
   const preStart = Math.floor(tlbAddr / granule) * granule;
   const postStart = tlbAddr + size;
   const postEnd = Math.ceil(postStart / granule) * granule;
-  pool.checkAllocated(fn, preStart, postEnd - preStart);
+  pool.checkAllocated(fn, preStart as PhysAddr, postEnd - preStart);
   if (postEnd - preStart <= 0) throw new SwiotlbError("EINVAL", `${fn}: empty range at ${hex(tlbAddr)}`);
   const pre = tlbAddr - preStart;
   const post = postEnd - postStart;

@@ -146,7 +146,7 @@ export class SwiotlbPool {
   }
 
   /** is_swiotlb_buffer(): does `phys` lie inside the pool (whether or not a mapping holds it)? */
-  isSwiotlbBuffer(phys: number): boolean {
+  isSwiotlbBuffer(phys: PhysAddr): boolean {
     return phys >= this.start && phys < this.end;
   }
 
@@ -282,7 +282,7 @@ export class SwiotlbPool {
    * needs the device: its min_align_mask says how much of the in-slot offset came from the original.
    */
   origAddrOf(dev: SwiotlbDevice, tlbAddr: number): number | undefined {
-    if (!Number.isSafeInteger(tlbAddr) || !this.isSwiotlbBuffer(tlbAddr)) return undefined;
+    if (!Number.isSafeInteger(tlbAddr) || !this.isSwiotlbBuffer(tlbAddr as PhysAddr)) return undefined;
     const index = Math.floor((tlbAddr - this.start) / IO_TLB_SIZE);
     const orig = this.#slots.origAddr[index] ?? -1;
     if (orig < 0) return undefined;
@@ -320,11 +320,11 @@ export class SwiotlbPool {
   }
 
   /** Check a bounce range for the padding helper: it must lie inside one live allocation. */
-  checkAllocated(fn: string, phys: number, len: number): void {
+  checkAllocated(fn: string, phys: PhysAddr, len: number): void {
     if (len === 0) return;
     const first = Math.floor((phys - this.start) / IO_TLB_SIZE);
     const last = Math.floor((phys + len - 1 - this.start) / IO_TLB_SIZE);
-    if (!this.isSwiotlbBuffer(phys) || !this.isSwiotlbBuffer(phys + len - 1)) {
+    if (!this.isSwiotlbBuffer(phys) || !this.isSwiotlbBuffer((phys + len - 1) as PhysAddr)) {
       throw new SwiotlbError("ENOENT", `${fn}: ${hex(phys)} + ${len} bytes is not inside the swiotlb pool`);
     }
     for (let i = first; i <= last; i++) {
@@ -349,7 +349,7 @@ export class SwiotlbPool {
 
   /** The first data slot of the live mapping that returned exactly `tlbAddr`, or a SwiotlbError. */
   #mappingIndex(fn: string, tlbAddr: number): number {
-    if (!Number.isSafeInteger(tlbAddr) || !this.isSwiotlbBuffer(tlbAddr)) {
+    if (!Number.isSafeInteger(tlbAddr) || !this.isSwiotlbBuffer(tlbAddr as PhysAddr)) {
       throw new SwiotlbError("ENOENT", `${fn}: tlbAddr = ${hex(tlbAddr)} is not a swiotlb buffer (pool is ${hex(this.start)}..${hex(this.end)})`);
     }
     const rel = tlbAddr - this.start;
@@ -376,7 +376,7 @@ export class SwiotlbPool {
    * min_align_mask preserved. Upstream WARNs and skips or truncates bad ranges; the model throws.
    */
   #locate(fn: string, dev: SwiotlbDevice, tlbAddr: number, size: number): number {
-    if (!Number.isSafeInteger(tlbAddr) || !this.isSwiotlbBuffer(tlbAddr)) {
+    if (!Number.isSafeInteger(tlbAddr) || !this.isSwiotlbBuffer(tlbAddr as PhysAddr)) {
       throw new SwiotlbError("ENOENT", `${fn}: tlbAddr = ${hex(tlbAddr)} is not a swiotlb buffer`);
     }
     const slots = this.#slots;

@@ -9,6 +9,7 @@ import type { SgScratch } from "../scratch.js";
 import type { SgTable } from "../sg-table.js";
 import { modPow2 } from "../util.js";
 import { unsafePhysAddr } from "@dmasim/memory";
+import type { PhysAddr } from "@dmasim/memory";
 
 /**
  * How an entry that does not start or end on an IOVA granule is placed when it is not the first or last
@@ -49,7 +50,7 @@ export function mapSgTwoStep(dev: DmaDevice, table: SgTable, cls: Classified, la
     const total = stateLens[s] ?? 0;
     const first = stateFirst[s] ?? 0;
     const st = new DmaIovaState();
-    if (!dmaIovaTryAlloc(dev, st, p.rphys[first] ?? 0, total)) {
+    if (!dmaIovaTryAlloc(dev, st, (p.rphys[first] ?? 0) as PhysAddr, total)) {
       undoStates(dev, states, stateLens, dir, linkAttrs);
       return { ret: -Errno.ENOMEM, states, stateLens };
     }

@@ -11,6 +11,7 @@ import { PfnListMirror } from "./hmm-pfn-list.js";
 import { createHost, setUp } from "./host.js";
 import { check } from "./result.js";
 import type { Check, RunResult } from "./result.js";
+import { kStaleSeqs } from "@dmasim/hmm-odp/internal";
 
 /** How the device driver turns hmm_range_fault output into DMA addresses. */
 type Variant = "pfn-list" | "hmm_dma_map" | "batched";
@@ -50,7 +51,7 @@ function dmirrorMirror(d: Dmirror): Mirror {
       return d.dma?.map.bookkeepingBytes ?? 0;
     },
     get retries() {
-      return d.notifier.staleSeqs.size;
+      return d.notifier[kStaleSeqs].size;
     },
     inject(step, fn) {
       if (fn === undefined) d.inject = {};
@@ -74,7 +75,7 @@ function pfnListMirror(p: PfnListMirror): Mirror {
       return p.pfns.byteLength + p.flags.byteLength + p.dmaAddr.byteLength + p.mappedPfn.byteLength + p.mappedDir.byteLength;
     },
     get retries() {
-      return p.notifier.staleSeqs.size;
+      return p.notifier[kStaleSeqs].size;
     },
     inject(step, fn) {
       if (fn === undefined) p.inject = {};

@@ -9,6 +9,7 @@ import { createHost, setUp } from "./host.js";
 import { check } from "./result.js";
 import type { RunContext } from "./context.js";
 import type { RunResult } from "./result.js";
+import type { PhysAddr } from "@dmasim/memory";
 
 /**
  * sg tables mapped with dma_map_sgtable: classic is upstream iommu_dma_map_sg (one IOVA, iommu_map_sg,
@@ -53,7 +54,7 @@ export function runSg(s: Scenario, w: SgWorkload, ctx: RunContext): RunResult {
   let segments = 0;
   for (let it = 0; it < iterations; it++) {
     const sgt = sgAllocTable(platform.trace, w.entries);
-    sizes.forEach((len, i) => { sgSetPhys(sgt, i, phys[i] ?? 0, len); });
+    sizes.forEach((len, i) => { sgSetPhys(sgt, i, (phys[i] ?? 0) as PhysAddr, len); });
     const rc = dmaMapSgtable(dev, sgt, DmaDirection.TO_DEVICE, 0, { impl: ctx.api === "classic" ? "classic" : "two-step" });
     if (rc !== 0) {
       failed++;

@@ -18,6 +18,7 @@ import { createHost, setUp } from "./host.js";
 import { check } from "./result.js";
 import type { RunContext } from "./context.js";
 import type { RunResult } from "./result.js";
+import type { PhysAddr } from "@dmasim/memory";
 
 interface Buffer {
   readonly phys: number;
@@ -82,7 +83,7 @@ export function runSingle(s: Scenario, w: SingleWorkload, ctx: RunContext): RunR
     if (first === undefined) return;
     const total = list.length * w.bytes;
     const state = new DmaIovaState();
-    if (!dmaIovaTryAlloc(dev, state, first.phys, total)) {
+    if (!dmaIovaTryAlloc(dev, state, first.phys as PhysAddr, total)) {
       path.fellBack = true;
       classic(list);
       return;
