@@ -87,8 +87,10 @@ function checkRange(range: HmmRange): Mm {
   const mm = sub.mm as Mm | undefined;
   if (mm === undefined) throw new HmmInputError(fn, "range.notifier", sub, "an inserted mmu_interval_notifier");
   const { start, end } = range;
-  if (!Number.isSafeInteger(start) || start % PAGE_SIZE !== 0) throw new HmmInputError(fn, "range.start", start, "a page-aligned address");
-  if (!Number.isSafeInteger(end) || end % PAGE_SIZE !== 0 || end <= start) throw new HmmInputError(fn, "range.end", end, `a page-aligned address above start (${hex(start)})`);
+  // For a safe integer x, (x >>> 0) & (PAGE_SIZE - 1) is x mod PAGE_SIZE: ToUint32 reduces modulo 2^32
+  // exactly, and 2^32 is a multiple of PAGE_SIZE. `%` on addresses past 2^31 is a floating-point remainder.
+  if (!Number.isSafeInteger(start) || ((start >>> 0) & (PAGE_SIZE - 1)) !== 0) throw new HmmInputError(fn, "range.start", start, "a page-aligned address");
+  if (!Number.isSafeInteger(end) || ((end >>> 0) & (PAGE_SIZE - 1)) !== 0 || end <= start) throw new HmmInputError(fn, "range.end", end, `a page-aligned address above start (${hex(start)})`);
   if (start < sub.start || end - 1 > sub.last) throw new HmmInputError(fn, "range", `[${hex(start)}, ${hex(end)})`, `a range inside the notifier's [${hex(sub.start)}, ${hex(sub.last + 1)})`);
   const n = (end - start) / PAGE_SIZE;
   if (!Number.isSafeInteger(range.index) || range.index < 0 || range.index + n > range.pfns.length || range.index + n > range.flags.length) {
@@ -109,7 +111,8 @@ export function hmmRangeFault(range: HmmRange): number {
   const mm = checkRange(range);
   const sub = range.notifier;
   if (!mm.mmapLocked) mm.debug.report("hmm-range-fault-unlocked", sub.owner, `hmm_range_fault without the mmap read lock of ${mm.name} (mmap_assert_locked)`);
-  if (sub[kStaleSeqs].has(range.notifierSeq)) {
+  const staleSeqs = sub[kStaleSeqs];
+  if (staleSeqs.size !== 0 && staleSeqs.has(range.notifierSeq)) {
     mm.debug.report("hmm-stale-seq", sub.owner, `hmm_range_fault with notifier_seq ${range.notifierSeq}, which an invalidation already overtook: call mmu_interval_read_begin again on every retry (each attempt would return -EBUSY until the timeout)`);
   }
   const ctx = { last: range.start, migrationWait: false };

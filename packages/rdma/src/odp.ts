@@ -43,13 +43,31 @@ import { kCreateImplicitChild, kDestroyUnusedImplicitChild, kLookupMkey, kP2pSta
 export function mlx5rUmrUpdateXlt(nic: Mlx5Nic, mr: IbMr, idx: number, n: number, downgrade: boolean): number {
   const odp = mr.odp;
   if (odp === undefined) throw new RdmaInputError("mlx5r_umr_update_xlt", "mr", mr.lkey, "an ODP MR");
+  // The model's check that these entries come from an hmm_range_fault whose sequence passed read_retry.
+  hmmCheckMayProgram(odp.notifier, odp.umemMutex);
+  const mapped = populateMtt(nic, mr, odp, idx, n, downgrade);
+  if (mapped < 0) return mapped;
+  const counters = nic.counters;
+  counters.add(RdmaCounter.UmrPosts);
+  counters.add(RdmaCounter.MttWrites, n);
+  counters.add(RdmaCounter.OdpPagesFaulted, mapped);
+  const c = nic.costs;
+  nic.clock.advance(c.umrPostNs + n * c.umrPerEntryNs + c.umrCompletionNs);
+  return 0;
+}
+
+/**
+ * populate_mtt: the entries [idx, idx + n) of the MTT (see mlx5rUmrUpdateXlt). Returns the entries newly
+ * DMA-mapped, or -EFAULT. A function of its own so that the registration's snapshot over a whole MR, whose
+ * loop V8 compiles on-stack, leaves no unvisited code after the loop: that code (the UMR's counters)
+ * deoptimized each following fault until the function's regular compilation was installed, thousands of
+ * times on a loaded machine (--trace-deopt, 512 K pages).
+ */
+function populateMtt(nic: Mlx5Nic, mr: IbMr, odp: IbUmemOdp, idx: number, n: number, downgrade: boolean): number {
   const map = odp.map;
   const mtt = mr.mtt;
   const dev = odp.dev;
   const p2p = nic[kP2pState];
-  const counters = nic.counters;
-  // The model's check that these entries come from an hmm_range_fault whose sequence passed read_retry.
-  hmmCheckMayProgram(odp.notifier, odp.umemMutex);
   let mapped = 0;
   const list = odp.dmaList;
   const batched = nic.odpDma === "hmm_dma_map batched";
@@ -97,12 +115,7 @@ export function mlx5rUmrUpdateXlt(nic: Mlx5Nic, mr: IbMr, idx: number, n: number
     }
     mtt[i] = dma + perm;
   }
-  counters.add(RdmaCounter.UmrPosts);
-  counters.add(RdmaCounter.MttWrites, n);
-  counters.add(RdmaCounter.OdpPagesFaulted, mapped);
-  const c = nic.costs;
-  nic.clock.advance(c.umrPostNs + n * c.umrPerEntryNs + c.umrCompletionNs);
-  return 0;
+  return mapped;
 }
 
 /**

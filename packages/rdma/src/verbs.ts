@@ -162,7 +162,10 @@ function checkSgList(fn: string, sgList: unknown): void {
   }
 }
 
-const OPCODES: readonly number[] = Object.values(IbWrOpcode);
+/** An IbWrOpcode (the test of every post: a few compares rather than a search of the enum's values). */
+function isWrOpcode(op: unknown): boolean {
+  return op === IbWrOpcode.RDMA_WRITE || op === IbWrOpcode.RDMA_READ || op === IbWrOpcode.SEND || op === IbWrOpcode.ATOMIC_CMP_AND_SWP || op === IbWrOpcode.ATOMIC_FETCH_AND_ADD;
+}
 
 /**
  * ib_post_send: the WR runs at once (the model has no doorbell latency): the requester's NIC gathers or
@@ -173,7 +176,7 @@ const OPCODES: readonly number[] = Object.values(IbWrOpcode);
  */
 export function ibPostSend(qp: IbQp, wr: IbSendWr): number {
   const fn = "ib_post_send";
-  if (!OPCODES.includes(wr.opcode)) throw new RdmaInputError(fn, "wr.opcode", wr.opcode, "an IbWrOpcode (RDMA_WRITE, SEND, RDMA_READ, ATOMIC_CMP_AND_SWP, ATOMIC_FETCH_AND_ADD)");
+  if (!isWrOpcode(wr.opcode)) throw new RdmaInputError(fn, "wr.opcode", wr.opcode, "an IbWrOpcode (RDMA_WRITE, SEND, RDMA_READ, ATOMIC_CMP_AND_SWP, ATOMIC_FETCH_AND_ADD)");
   checkSgList(fn, wr.sgList);
   const rdma = wr.opcode !== IbWrOpcode.SEND;
   if (rdma && (!Number.isSafeInteger(wr.remoteAddr) || (wr.remoteAddr ?? -1) < 0 || !Number.isInteger(wr.rkey))) {
