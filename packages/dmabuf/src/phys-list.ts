@@ -8,7 +8,6 @@ import { DmaBufErrno } from "./constants.js";
 import { DmaBufCounter } from "./counters.js";
 import { DmaBufInputError, DmaBufStateError } from "./errors.js";
 import { kAddSize, kCreate, kDmaMappings, kKeep, kMarkUnmapped, kTakeState } from "./internal.js";
-import type { PhysAddr } from "@dmasim/memory";
 
 /**
  * dmasim's mapping type without a scatterlist, in the compact form the seed discussion proposed: a list
