@@ -39,7 +39,7 @@ function beforeCopyToOrig(dev: DmaDevice, tlb: number, size: number): void {
 }
 
 function origOf(dev: DmaDevice, tlb: number): number | undefined {
-  return dev.kernel.swiotlb?.origAddrOf(dev, tlb);
+  return dev.kernel.swiotlb?.origAddrOf(dev, tlb as PhysAddr);
 }
 
 /** swiotlb_tbl_map_single on the current CPU's area; a negative value on failure (pool full or absent). */

@@ -417,7 +417,7 @@ describe("dma_iova_link", () => {
       expect(full.moved).toEqual([0]);
       expect(fx.untrusted.domain!.mappedBytes).toBe(0);
       // Room for the head only: the tail fails after the head and the middle were linked, and both are undone.
-      pool.tblUnmapSingle(fx.untrusted, all, 64 * G, DmaDirection.TO_DEVICE, 0);
+      pool.tblUnmapSingle(fx.untrusted, unsafePhysAddr(all), 64 * G, DmaDirection.TO_DEVICE, 0);
       const most = pool.tblMapSingle(fx.untrusted, filler, 63 * G, 0, DmaDirection.TO_DEVICE, 0, 0);
       expect(pool.stats.free).toBe(2);
       const partial = fx.delta(
@@ -436,7 +436,7 @@ describe("dma_iova_link", () => {
       expect(pool.stats.free).toBe(2);
       expect(fx.untrusted.domain!.mappedBytes).toBe(0);
       expect(fx.untrusted.domain!.iovaToPhys(iova(state.addr))).toBeUndefined();
-      pool.tblUnmapSingle(fx.untrusted, most, 63 * G, DmaDirection.TO_DEVICE, 0);
+      pool.tblUnmapSingle(fx.untrusted, unsafePhysAddr(most), 63 * G, DmaDirection.TO_DEVICE, 0);
       dmaIovaFree(fx.untrusted, state);
     });
 

@@ -187,7 +187,7 @@ export class SparseStore {
 
   // ---- the checked path -----------------------------------------------------------------------------
 
-  /** @internal readInto without the short-access seam (the equivalence test compares the two). */
+  /** Package-private (a symbol `.` does not export): readInto without the short-access seam (the equivalence test compares the two). */
   [kReadIntoChecked](offset: number, dst: Uint8Array): void {
     const len = dst.length;
     // Fast path for the common case, an access inside one page (a TLP never crosses 4 KiB).
@@ -212,7 +212,7 @@ export class SparseStore {
     this.#copyOut(offset, dst);
   }
 
-  /** @internal write without the short-access seam (the equivalence test compares the two). */
+  /** Package-private (a symbol `.` does not export): write without the short-access seam (the equivalence test compares the two). */
   [kWriteChecked](offset: number, bytes: Uint8Array): void {
     const len = bytes.length;
     if (len > 0 && offset >= 0 && offset + len <= this.size && Number.isSafeInteger(offset)) {

@@ -31,22 +31,22 @@ export function swiotlbPoolMapSingle(
   const pool = dev.dmaIoTlbMem;
   // "Can not allocate SWIOTLB buffer earlier and can't now provide you with the DMA bounce buffer".
   if (pool === undefined) return DMA_MAPPING_ERROR;
-  return pool.tblMapSingle(dev, origAddr, mappingSize, allocAlignMask, dir, attrs, cpu);
+  return pool.tblMapSingle(dev, origAddr as PhysAddr, mappingSize, allocAlignMask, dir, attrs, cpu);
 }
 
 /** swiotlb_tbl_unmap_single() on the pool alone. */
 export function swiotlbPoolUnmapSingle(dev: SwiotlbDeviceWithPool, tlbAddr: number, mappingSize: number, dir: DmaDirection, attrs: number): void {
-  poolOf("swiotlbPoolUnmapSingle", dev).tblUnmapSingle(dev, tlbAddr, mappingSize, dir, attrs);
+  poolOf("swiotlbPoolUnmapSingle", dev).tblUnmapSingle(dev, tlbAddr as PhysAddr, mappingSize, dir, attrs);
 }
 
 /** swiotlb_sync_single_for_device() on the pool alone. */
 export function swiotlbPoolSyncForDevice(dev: SwiotlbDeviceWithPool, tlbAddr: number, size: number, dir: DmaDirection): void {
-  poolOf("swiotlbPoolSyncForDevice", dev).syncSingleForDevice(dev, tlbAddr, size, dir);
+  poolOf("swiotlbPoolSyncForDevice", dev).syncSingleForDevice(dev, tlbAddr as PhysAddr, size, dir);
 }
 
 /** swiotlb_sync_single_for_cpu() on the pool alone. */
 export function swiotlbPoolSyncForCpu(dev: SwiotlbDeviceWithPool, tlbAddr: number, size: number, dir: DmaDirection): void {
-  poolOf("swiotlbPoolSyncForCpu", dev).syncSingleForCpu(dev, tlbAddr, size, dir);
+  poolOf("swiotlbPoolSyncForCpu", dev).syncSingleForCpu(dev, tlbAddr as PhysAddr, size, dir);
 }
 
 /** is_swiotlb_buffer(dev, phys). */

@@ -65,14 +65,14 @@ describe("SwiotlbPool construction", () => {
     const mem = ram(16 * MiB);
     const pool = new SwiotlbPool(mem, { size: 1 * MiB });
     const dev = { name: "d", minAlignMask: 0 };
-    const tlb = pool.tblMapSingle(dev, 0x1000, 100, 0, 1, 0, 0);
+    const tlb = pool.tblMapSingle(dev, unsafePhysAddr(0x1000), 100, 0, 1, 0, 0);
     expect(() => {
       pool.release();
     }).toThrow(expect.objectContaining({ code: "EBUSY" }) as Error);
-    pool.tblUnmapSingle(dev, tlb, 100, 1, 0);
+    pool.tblUnmapSingle(dev, unsafePhysAddr(tlb), 100, 1, 0);
     pool.release();
     expect(mem.allocator.freeBytes).toBe(16 * MiB);
-    expect(() => pool.tblMapSingle(dev, 0x1000, 100, 0, 1, 0, 0)).toThrow(SwiotlbError);
+    expect(() => pool.tblMapSingle(dev, unsafePhysAddr(0x1000), 100, 0, 1, 0, 0)).toThrow(SwiotlbError);
   });
 
   it("isSwiotlbBuffer covers exactly the pool", () => {

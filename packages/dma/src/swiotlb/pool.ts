@@ -164,7 +164,7 @@ export class SwiotlbPool {
    */
   tblMapSingle(
     dev: SwiotlbDevice,
-    origAddr: number,
+    origAddr: PhysAddr,
     mappingSize: number,
     allocAlignMask: number,
     dir: DmaDirection,
@@ -189,7 +189,7 @@ export class SwiotlbPool {
       this.trace.counters.add(Counter.SwiotlbAllocFail);
       return DMA_MAPPING_ERROR;
     }
-    if (!this.memory.isRam(origAddr as PhysAddr, mappingSize)) {
+    if (!this.memory.isRam(origAddr, mappingSize)) {
       throw new SwiotlbError("EINVAL", `${fn}: origAddr = ${hex(origAddr)} + ${mappingSize} bytes is not all RAM: only memory with struct pages can be bounced`);
     }
 
@@ -233,7 +233,7 @@ export class SwiotlbPool {
    * DMA_ATTR_SKIP_CPU_SYNC), then free the slots. Throws SwiotlbError, changing nothing, when `tlbAddr` is
    * not the address a live mapping returned or `mappingSize` is not the size it was mapped with.
    */
-  tblUnmapSingle(dev: SwiotlbDevice, tlbAddr: number, mappingSize: number, dir: DmaDirection, attrs: number): void {
+  tblUnmapSingle(dev: SwiotlbDevice, tlbAddr: PhysAddr, mappingSize: number, dir: DmaDirection, attrs: number): void {
     const fn = "swiotlbTblUnmapSingle";
     this.#checkLive(fn);
     checkDevice(fn, dev);
@@ -262,7 +262,7 @@ export class SwiotlbPool {
   }
 
   /** swiotlb_sync_single_for_device(): copy orig → bounce for DMA_TO_DEVICE / DMA_BIDIRECTIONAL. */
-  syncSingleForDevice(dev: SwiotlbDevice, tlbAddr: number, size: number, dir: DmaDirection): void {
+  syncSingleForDevice(dev: SwiotlbDevice, tlbAddr: PhysAddr, size: number, dir: DmaDirection): void {
     const fn = "swiotlbSyncSingleForDevice";
     this.#checkSync(fn, dev, tlbAddr, size, dir);
     if (dir === DmaDirection.NONE) throw new SwiotlbError("EINVAL", `${fn}: dir = DMA_NONE is invalid for a sync`);
@@ -270,7 +270,7 @@ export class SwiotlbPool {
   }
 
   /** swiotlb_sync_single_for_cpu(): copy bounce → orig for DMA_FROM_DEVICE / DMA_BIDIRECTIONAL. */
-  syncSingleForCpu(dev: SwiotlbDevice, tlbAddr: number, size: number, dir: DmaDirection): void {
+  syncSingleForCpu(dev: SwiotlbDevice, tlbAddr: PhysAddr, size: number, dir: DmaDirection): void {
     const fn = "swiotlbSyncSingleForCpu";
     this.#checkSync(fn, dev, tlbAddr, size, dir);
     if (dir === DmaDirection.NONE) throw new SwiotlbError("EINVAL", `${fn}: dir = DMA_NONE is invalid for a sync`);
@@ -281,8 +281,8 @@ export class SwiotlbPool {
    * The original address behind any byte of a live bounce buffer, or undefined. Like swiotlb_bounce(), it
    * needs the device: its min_align_mask says how much of the in-slot offset came from the original.
    */
-  origAddrOf(dev: SwiotlbDevice, tlbAddr: number): number | undefined {
-    if (!Number.isSafeInteger(tlbAddr) || !this.isSwiotlbBuffer(tlbAddr as PhysAddr)) return undefined;
+  origAddrOf(dev: SwiotlbDevice, tlbAddr: PhysAddr): number | undefined {
+    if (!Number.isSafeInteger(tlbAddr) || !this.isSwiotlbBuffer(tlbAddr)) return undefined;
     const index = Math.floor((tlbAddr - this.start) / IO_TLB_SIZE);
     const orig = this.#slots.origAddr[index] ?? -1;
     if (orig < 0) return undefined;

@@ -1,4 +1,4 @@
-import { MiB, PhysicalMemory, physAddr } from "@dmasim/memory";
+import { MiB, PhysicalMemory, physAddr, unsafePhysAddr } from "@dmasim/memory";
 import { Trace } from "@dmasim/trace";
 import fc from "fast-check";
 import { describe, expect, it } from "vitest";
@@ -26,7 +26,7 @@ describe("swiotlb properties", () => {
         for (const o of ops) {
           if (o.kind === "map") {
             const dev = { name: "d", minAlignMask: o.minAlignMask };
-            const tlb = pool.tblMapSingle(dev, o.orig, o.size, o.allocAlignMask, DmaDirection.TO_DEVICE, 0, o.cpu);
+            const tlb = pool.tblMapSingle(dev, unsafePhysAddr(o.orig), o.size, o.allocAlignMask, DmaDirection.TO_DEVICE, 0, o.cpu);
             if (tlb === DMA_MAPPING_ERROR) continue;
             expect(tlb).toBeGreaterThanOrEqual(pool.start);
             expect(tlb + o.size).toBeLessThanOrEqual(pool.end);
@@ -37,15 +37,15 @@ describe("swiotlb properties", () => {
             live.push({ tlb, size: o.size, dev });
           } else if (live.length > 0) {
             const m = live.splice(o.pick % live.length, 1)[0]!;
-            pool.tblUnmapSingle(m.dev, m.tlb, m.size, DmaDirection.TO_DEVICE, 0);
+            pool.tblUnmapSingle(m.dev, unsafePhysAddr(m.tlb), m.size, DmaDirection.TO_DEVICE, 0);
           }
         }
-        for (const m of live) pool.tblUnmapSingle(m.dev, m.tlb, m.size, DmaDirection.TO_DEVICE, 0);
+        for (const m of live) pool.tblUnmapSingle(m.dev, unsafePhysAddr(m.tlb), m.size, DmaDirection.TO_DEVICE, 0);
         expect(pool.stats).toMatchObject({ used: 0, mappings: 0 });
         // Every segment is whole again: a full 256 KiB mapping fits in each.
         const dev = { name: "d", minAlignMask: 0 };
         for (let i = 0; i < pool.nslabs / IO_TLB_SEGSIZE; i++) {
-          expect(pool.tblMapSingle(dev, 0, 256 * 1024, 0, DmaDirection.TO_DEVICE, 0, 0)).not.toBe(DMA_MAPPING_ERROR);
+          expect(pool.tblMapSingle(dev, unsafePhysAddr(0), 256 * 1024, 0, DmaDirection.TO_DEVICE, 0, 0)).not.toBe(DMA_MAPPING_ERROR);
         }
       }),
       { numRuns: 60 },
@@ -66,9 +66,9 @@ describe("swiotlb properties", () => {
           mem.fill(physAddr(orig), deviceBytes.length, 0x5c);
           mem.fill(physAddr(orig - 1), 1, 0x11); // neighbours must survive
           mem.fill(physAddr(orig + deviceBytes.length), 1, 0x22);
-          const tlb = pool.tblMapSingle(dev, orig, deviceBytes.length, 0, dir, 0, 0);
+          const tlb = pool.tblMapSingle(dev, unsafePhysAddr(orig), deviceBytes.length, 0, dir, 0, 0);
           mem.write(physAddr(tlb), deviceBytes);
-          pool.tblUnmapSingle(dev, tlb, deviceBytes.length, dir, 0);
+          pool.tblUnmapSingle(dev, unsafePhysAddr(tlb), deviceBytes.length, dir, 0);
           expect(mem.read(physAddr(orig), deviceBytes.length)).toEqual(deviceBytes);
           expect(mem.read(physAddr(orig - 1), 1)[0]).toBe(0x11);
           expect(mem.read(physAddr(orig + deviceBytes.length), 1)[0]).toBe(0x22);

@@ -14,20 +14,20 @@ mem.fill(unsafePhysAddr(orig), 64 * 1024, 0x5a);
 
 describe("swiotlb map + unmap (64 MiB pool, bytes really copied)", () => {
   bench("4 KiB DMA_TO_DEVICE", () => {
-    const tlb = pool.tblMapSingle(dev, orig, 4096, 0, DmaDirection.TO_DEVICE, 0, 0);
-    pool.tblUnmapSingle(dev, tlb, 4096, DmaDirection.TO_DEVICE, 0);
+    const tlb = pool.tblMapSingle(dev, unsafePhysAddr(orig), 4096, 0, DmaDirection.TO_DEVICE, 0, 0);
+    pool.tblUnmapSingle(dev, unsafePhysAddr(tlb), 4096, DmaDirection.TO_DEVICE, 0);
   });
   bench("4 KiB DMA_BIDIRECTIONAL (copies both ways)", () => {
-    const tlb = pool.tblMapSingle(dev, orig, 4096, 0, DmaDirection.BIDIRECTIONAL, 0, 0);
-    pool.tblUnmapSingle(dev, tlb, 4096, DmaDirection.BIDIRECTIONAL, 0);
+    const tlb = pool.tblMapSingle(dev, unsafePhysAddr(orig), 4096, 0, DmaDirection.BIDIRECTIONAL, 0, 0);
+    pool.tblUnmapSingle(dev, unsafePhysAddr(tlb), 4096, DmaDirection.BIDIRECTIONAL, 0);
   });
   bench("64 KiB DMA_TO_DEVICE", () => {
-    const tlb = pool.tblMapSingle(dev, orig, 65536, 0, DmaDirection.TO_DEVICE, 0, 0);
-    pool.tblUnmapSingle(dev, tlb, 65536, DmaDirection.TO_DEVICE, 0);
+    const tlb = pool.tblMapSingle(dev, unsafePhysAddr(orig), 65536, 0, DmaDirection.TO_DEVICE, 0, 0);
+    pool.tblUnmapSingle(dev, unsafePhysAddr(tlb), 65536, DmaDirection.TO_DEVICE, 0);
   });
   bench("64 KiB DMA_BIDIRECTIONAL (copies both ways)", () => {
-    const tlb = pool.tblMapSingle(dev, orig, 65536, 0, DmaDirection.BIDIRECTIONAL, 0, 0);
-    pool.tblUnmapSingle(dev, tlb, 65536, DmaDirection.BIDIRECTIONAL, 0);
+    const tlb = pool.tblMapSingle(dev, unsafePhysAddr(orig), 65536, 0, DmaDirection.BIDIRECTIONAL, 0, 0);
+    pool.tblUnmapSingle(dev, unsafePhysAddr(tlb), 65536, DmaDirection.BIDIRECTIONAL, 0);
   });
 });
 
