@@ -36,3 +36,11 @@ export const kRecordEvent = Symbol("recordEvent");
 export const kEventDeviceAccess = Symbol("eventDeviceAccess");
 /** IbUmemMixed: an event of one segment, recorded with its times. */
 export const kLogEvent = Symbol("logEvent");
+/** MixedVaSegment: the segment's hmm_range, writing into the MR's pfn list at the segment's index. */
+export const kSegRange = Symbol("segRange");
+/** MixedDmabufSegment: the attachment (dma_buf_dynamic_attach with the MR's invalidate_mappings). */
+export const kSegAttach = Symbol("segAttach");
+/** MixedDmabufSegment: the list mapped now (undefined while not mapped). */
+export const kSegList = Symbol("segList");
+/** MixedDmabufSegment: the IOVA runs linked for the segment now: offset, length, attrs (triples). */
+export const kSegRuns = Symbol("segRuns");

@@ -8,7 +8,7 @@ import { MLX5_IB_MTT_READ, MLX5_IB_MTT_WRITE, RdmaErrno } from "./constants.js";
 import { RdmaCounter } from "./counters.js";
 import type { IbUmemMixed, MixedDmabufSegment } from "./mixed-mr.js";
 import type { IbMr } from "./mr.js";
-import { kLogEvent } from "./internal.js";
+import { kLogEvent, kSegAttach, kSegList, kSegRuns } from "./internal.js";
 
 // The dma-buf segments of a mixed MR: ib_umem_dmabuf_map_pages + mlx5's pagefault_dmabuf_mr and
 // mlx5_ib_dmabuf_invalidate_cb, except that the pages are linked into the MR's one IOVA (the segment's
@@ -31,7 +31,7 @@ export function mixedDmabufFault(umem: IbUmemMixed, mr: IbMr, s: MixedDmabufSegm
   const err = resv.lock();
   if (err !== 0) return err;
   try {
-    if (s.list === undefined) {
+    if (s[kSegList] === undefined) {
       const ret = mapSegment(umem, mr, s);
       if (ret < 0) return ret;
     }
@@ -43,7 +43,7 @@ export function mixedDmabufFault(umem: IbUmemMixed, mr: IbMr, s: MixedDmabufSegm
 }
 
 function mapSegment(umem: IbUmemMixed, mr: IbMr, s: MixedDmabufSegment): number {
-  const attach = s.attach;
+  const attach = s[kSegAttach];
   if (attach === undefined) return -RdmaErrno.EFAULT;
   const list = dmaBufMapPhysList(attach);
   if (typeof list === "number") return list;
@@ -94,13 +94,13 @@ function mapSegment(umem: IbUmemMixed, mr: IbMr, s: MixedDmabufSegment): number 
     pos += len;
   }
   if (fail !== 0) {
-    s.runs = runs;
+    s[kSegRuns] = runs;
     undo(umem, mr, s, list);
     return fail;
   }
   if (lo >= 0) dmaIovaSync(dev, state, lo, hi - lo);
-  s.list = list;
-  s.runs = runs;
+  s[kSegList] = list;
+  s[kSegRuns] = runs;
   const nic = umem.nic;
   nic.counters.add(RdmaCounter.UmrPosts);
   nic.counters.add(RdmaCounter.MttWrites, s.pages);
@@ -139,11 +139,11 @@ function undo(umem: IbUmemMixed, mr: IbMr, s: MixedDmabufSegment, list: DmaBufPh
     const c = nic.costs;
     nic.clock.advance(c.umrPostNs + zapped * c.umrPerEntryNs + c.umrCompletionNs);
   }
-  const runs = s.runs;
+  const runs = s[kSegRuns];
   for (let k = 0; k + 2 < runs.length; k += 3) dmaIovaUnlink(umem.dev, umem.map.state, runs[k] ?? 0, runs[k + 1] ?? 0, BIDIR, runs[k + 2] ?? 0);
-  s.runs = [];
-  if (s.attach !== undefined) dmaBufUnmapPhysList(s.attach, list);
-  s.list = undefined;
+  s[kSegRuns] = [];
+  if (s[kSegAttach] !== undefined) dmaBufUnmapPhysList(s[kSegAttach], list);
+  s[kSegList] = undefined;
   return zapped;
 }
 
@@ -154,7 +154,7 @@ function undo(umem: IbUmemMixed, mr: IbMr, s: MixedDmabufSegment, list: DmaBufPh
  * errors while the rest of the MR keeps working). Logged with the dma-buf core's start time.
  */
 export function mixedDmabufInvalidate(umem: IbUmemMixed, mr: IbMr, s: MixedDmabufSegment): void {
-  const list = s.list;
+  const list = s[kSegList];
   if (list === undefined || umem.released) return;
   const counters = umem.nic.counters;
   counters.add(RdmaCounter.OdpInvalidations);
@@ -169,7 +169,7 @@ export function mixedDmabufInvalidate(umem: IbUmemMixed, mr: IbMr, s: MixedDmabu
 /** Release of a dma-buf segment (ib_umem_dmabuf_release): unmap under the lock, detach. */
 export function mixedDmabufRelease(umem: IbUmemMixed, s: MixedDmabufSegment): void {
   const mr = umem.mr;
-  const list = s.list;
+  const list = s[kSegList];
   if (mr !== undefined && list !== undefined && s.buf.resv.lock() === 0) {
     try {
       undo(umem, mr, s, list);
@@ -177,6 +177,6 @@ export function mixedDmabufRelease(umem: IbUmemMixed, s: MixedDmabufSegment): vo
       s.buf.resv.unlock();
     }
   }
-  if (s.attach !== undefined) dmaBufDetach(s.buf, s.attach);
-  s.attach = undefined;
+  if (s[kSegAttach] !== undefined) dmaBufDetach(s.buf, s[kSegAttach]);
+  s[kSegAttach] = undefined;
 }

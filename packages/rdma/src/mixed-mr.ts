@@ -13,7 +13,7 @@ import { mixedVaFault, mixedVaInvalidate, mixedVaLive, mixedVaRelease } from "./
 import { IbMr, IbPd } from "./mr.js";
 import type { IbUmemMixedHooks } from "./mr.js";
 import type { Mlx5Nic } from "./nic.js";
-import { kAdoptMkey, kEventDeviceAccess, kLogEvent, kRecordEvent } from "./internal.js";
+import { kAdoptMkey, kEventDeviceAccess, kLogEvent, kRecordEvent, kSegAttach, kSegRange, kSegRuns, kSegList } from "./internal.js";
 
 /**
  * One segment of a mixed MR, as registered: user memory of a process (faulted through hmm_range_fault,
@@ -47,8 +47,8 @@ export interface MixedVaSegment extends MixedSegmentBase {
   readonly addr: number;
   /** The segment's interval notifier over its user range. */
   readonly notifier: MmuIntervalNotifier;
-  /** @internal the segment's hmm_range, writing into the MR's pfn list at the segment's index. */
-  readonly range: HmmRange;
+  /** Package-private (keyed by a symbol `.` does not export): the segment's hmm_range over the MR's pfn list. */
+  readonly [kSegRange]: HmmRange;
 }
 
 /** A dma-buf segment: its own dynamic attachment and, while mapped, the physical-range list behind it. */
@@ -59,12 +59,12 @@ export interface MixedDmabufSegment extends MixedSegmentBase {
   readonly buf: DmaBuf;
   /** Byte offset of the segment in the buffer. */
   readonly offset: number;
-  /** @internal the attachment (dma_buf_dynamic_attach with the MR's invalidate_mappings). */
-  attach: DmaBufAttachment | undefined;
-  /** @internal the list mapped now (undefined while not mapped). */
-  list: DmaBufPhysList | undefined;
-  /** @internal IOVA runs linked for the segment now: offset, length, attrs (triples). */
-  runs: number[];
+  /** Package-private (keyed by a symbol `.` does not export): the attachment (dma_buf_dynamic_attach). */
+  [kSegAttach]: DmaBufAttachment | undefined;
+  /** Package-private (keyed by a symbol `.` does not export): the list mapped now (undefined while not mapped). */
+  [kSegList]: DmaBufPhysList | undefined;
+  /** Package-private (keyed by a symbol `.` does not export): IOVA runs linked now (offset, length, attrs triples). */
+  [kSegRuns]: number[];
 }
 
 /** A segment of a registered mixed MR. */
@@ -293,7 +293,7 @@ function addVaSegment(umem: IbUmemMixed, mr: IbMr, spec: Extract<MixedSegmentSpe
   const notifier = new MmuIntervalNotifier();
   notifier.owner = `${umem.umemMutex.name.replace(".umem_mutex", "")}.seg${index}`;
   const range = new HmmRange({ notifier, start: spec.addr, end: spec.addr + PAGE_SIZE, pfns: umem.map.pfns, flags: umem.map.flags, index: first });
-  const seg: MixedVaSegment = { kind: "va", index, source: spec.name ?? `mm:${spec.mm.name}`, first, pages, mm: spec.mm, addr: spec.addr, notifier, range };
+  const seg: MixedVaSegment = { kind: "va", index, source: spec.name ?? `mm:${spec.mm.name}`, first, pages, mm: spec.mm, addr: spec.addr, notifier, [kSegRange]: range };
   const ret = mmuIntervalNotifierInsert(notifier, spec.mm, spec.addr, spec.length, {
     invalidate: (sub, r, curSeq) => mixedVaInvalidate(umem, mr, seg, sub, r, curSeq),
     liveTranslations: (_sub, start, end) => mixedVaLive(mr, seg, start, end),
@@ -304,11 +304,11 @@ function addVaSegment(umem: IbUmemMixed, mr: IbMr, spec: Extract<MixedSegmentSpe
 }
 
 function addDmabufSegment(umem: IbUmemMixed, mr: IbMr, spec: Extract<MixedSegmentSpec, { kind: "dmabuf" }>, index: number, first: number, pages: number): number {
-  const seg: MixedDmabufSegment = { kind: "dmabuf", index, source: spec.name ?? spec.buf.expName, first, pages, buf: spec.buf, offset: spec.offset, attach: undefined, list: undefined, runs: [] };
+  const seg: MixedDmabufSegment = { kind: "dmabuf", index, source: spec.name ?? spec.buf.expName, first, pages, buf: spec.buf, offset: spec.offset, [kSegAttach]: undefined, [kSegList]: undefined, [kSegRuns]: [] };
   // ib_umem_dmabuf_get's attach: dynamic, P2P allowed, the MR's invalidate_mappings (so it is revocable).
   const a = dmaBufDynamicAttach(spec.buf, umem.dev, { allowPeer2peer: true, invalidateMappings: () => { mixedDmabufInvalidate(umem, mr, seg); } });
   if (typeof a === "number") return a;
-  seg.attach = a;
+  seg[kSegAttach] = a;
   umem.segments.push(seg);
   return 0;
 }

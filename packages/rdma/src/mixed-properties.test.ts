@@ -4,6 +4,7 @@ import { MADV_DONTNEED, PROT_READ, PROT_WRITE, hmmDmirrorCmd, mmuIntervalSetSeq 
 import type { Mm } from "@dmasim/hmm-odp";
 import { dmaBufPut } from "@dmasim/dmabuf";
 import { PAGE_SIZE, unsafePhysAddr } from "@dmasim/memory";
+import { kSegAttach } from "./internal.js";
 import { OK } from "./test-fixtures.js";
 import { mixedRead, mixedRig, mixedStaleEntries, mixedWrite, tagBytes } from "./test-mixed.js";
 import type { MixedKind, MixedRig } from "./test-mixed.js";
@@ -212,7 +213,7 @@ describe("property: one mixed MR (user VA + dma-bufs), any interleaving of mm op
       fc.property(opsArb, (ops) => {
         const r = mixedRig();
         for (const s of r.umem.segments) {
-          if (s.kind === "dmabuf" && s.source === "gpu" && s.attach?.importerOps !== undefined) (s.attach.importerOps as { invalidateMappings?: (a: unknown) => void }).invalidateMappings = () => undefined;
+          if (s.kind === "dmabuf" && s.source === "gpu" && s[kSegAttach]?.importerOps !== undefined) (s[kSegAttach].importerOps as { invalidateMappings?: (a: unknown) => void }).invalidateMappings = () => undefined;
         }
         run(r, ops);
       }),

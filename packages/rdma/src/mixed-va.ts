@@ -25,7 +25,7 @@ import { RdmaCounter } from "./counters.js";
 import type { IbUmemMixed, MixedVaSegment } from "./mixed-mr.js";
 import type { IbMr } from "./mr.js";
 import { umemOdpFaultAndLock } from "./umem-odp.js";
-import { kLogEvent, kP2pState, kRunScratch } from "./internal.js";
+import { kLogEvent, kP2pState, kRunScratch, kSegRange } from "./internal.js";
 
 // The user-VA segments of a mixed MR: ib_umem_odp_map_dma_and_lock + mlx5's populate_mtt and
 // mlx5_ib_invalidate_range, over the segment's slice of the MR's one pfn list, IOVA and MTT.
@@ -42,7 +42,7 @@ export function mixedVaFault(umem: IbUmemMixed, mr: IbMr, s: MixedVaSegment, fir
   if (mm.users <= 0) return -RdmaErrno.EINVAL;
   const nic = umem.nic;
   const c = nic.costs;
-  const range = s.range;
+  const range = s[kSegRange];
   range.pfns = umem.map.pfns;
   range.flags = umem.map.flags;
   range.start = s.addr + (first - s.first) * PAGE_SIZE;
