@@ -38,7 +38,7 @@ const MAP_GRANULE_NO_PHYS_PROT_CHECK: typeof mapGranuleNoPhysProtCheck = mapGran
 // Module-local copies of the constants dma_info_to_prot reads: each use of `IommuProt.READ` or
 // `DmaDirection.TO_DEVICE` is a module-variable load and a property load in the bytecode, and the
 // bytecode size is what V8's inlining budget counts: dmaInfoToProt is 130 bytes of bytecode this way,
-// 192 with the imported names (the classic pair's figure is at checkMapPhysArgs in mapping.ts).
+// 192 with the imported names (the classic pair's figure is at checkMapArgs in mapping.ts).
 const PROT_READ = IommuProt.READ;
 const PROT_WRITE = IommuProt.WRITE;
 const PROT_CACHE = IommuProt.CACHE;

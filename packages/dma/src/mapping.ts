@@ -66,22 +66,21 @@ function debugCheckMap(dev: DmaDevice, phys: number, size: number, dir: DmaDirec
  */
 export function dmaMapPhys(dev: DmaDevice, phys: PhysAddr, size: number, dir: DmaDirection, attrs = 0): DmaAddr {
   // One combined test for the usual valid call; the precise checks, in order, only when it fails.
-  if (!(isBoundDevice(dev) && isRange(phys, size) && size !== 0 && isMapDir(dir) && isAttrs(attrs))) checkMapPhysArgs(dev, phys, size, dir, attrs);
+  if (!(isBoundDevice(dev) && isRange(phys, size) && size !== 0 && isMapDir(dir) && isAttrs(attrs))) checkMapArgs("dma_map_phys", "phys", dev, phys, size, dir, attrs);
   return mapPhys("dma_map_phys", dev, phys, size, dir, attrs);
 }
 
 /**
- * dma_map_phys's precise checks, in order; throws for the first that fails. A function of its own so
+ * The precise checks of a map (dma_map_phys, dma_map_resource: `argument` names the address), in order; throws for the first that fails. A function of its own so
  * that the entry point's bytecode stays small: V8 inlines a call chain only while the bytecode it
  * inlines fits one budget, and the map path spends it on the layers below. With the other refusals,
  * WARN texts and trace events of the pair moved out the same way: `npx vitest bench --run --project dma
  * src/dma.bench.ts -t "classic, strict, dma-debug off"` 311 → 270 ns (10a4e11: 230; three alternating
  * runs each, load average 13-18; the README's "The classic pair's inlining budget").
  */
-function checkMapPhysArgs(dev: DmaDevice, phys: number, size: number, dir: number, attrs: number): void {
-  const fn = "dma_map_phys";
+function checkMapArgs(fn: string, argument: string, dev: DmaDevice, phys: number, size: number, dir: number, attrs: number): void {
   checkDevice(fn, dev);
-  checkRange(fn, "phys", phys, size);
+  checkRange(fn, argument, phys, size);
   checkMapSize(fn, size);
   checkMapDir(fn, dir);
   checkAttrs(fn, attrs);
@@ -113,7 +112,7 @@ export function dmaUnmapPhys(dev: DmaDevice, addr: DmaAddr, size: number, dir: D
   unmapPhys("dma_unmap_phys", dev, addr, size, dir, attrs);
 }
 
-/** The precise checks of an unmap (dma_unmap_phys, dma_unmap_page_attrs), in order; out of line as checkMapPhysArgs. */
+/** The precise checks of an unmap (dma_unmap_phys, dma_unmap_page_attrs), in order; out of line as checkMapArgs. */
 function checkUnmapArgs(fn: string, dev: DmaDevice, addr: number, size: number, dir: number, attrs: number): void {
   checkDevice(fn, dev);
   if (addr !== DMA_MAPPING_ERROR) checkRange(fn, "addr", addr, size);
@@ -189,11 +188,7 @@ export function dmaUnmapPage(dev: DmaDevice, addr: DmaAddr, size: number, dir: D
  */
 export function dmaMapResource(dev: DmaDevice, physAddr: PhysAddr, size: number, dir: DmaDirection, attrs = 0): DmaAddr {
   const fn = "dma_map_resource";
-  checkDevice(fn, dev);
-  checkRange(fn, "phys_addr", physAddr, size);
-  checkMapSize(fn, size);
-  checkMapDir(fn, dir);
-  checkAttrs(fn, attrs);
+  checkMapArgs(fn, "phys_addr", dev, physAddr, size, dir, attrs);
   countPageLookup(dev);
   if (dev.kernel.memory.pages.hasPage(Math.floor(physAddr / PAGE_SIZE))) {
     dev.kernel.debug.warnOnce(dev.bdf, fn, `dma_map_resource: WARN_ON_ONCE(pfn_valid(0x${Math.floor(physAddr / PAGE_SIZE).toString(16)})): memory with a struct page is not a resource`);
@@ -219,7 +214,7 @@ export function dmaMappingError(dev: DmaDevice, addr: DmaAddr): number {
   return addr === MAPPING_ERROR ? -ENOMEM : 0;
 }
 
-/** dma_mapping_error's refusal of a bad device or handle; out of line as checkMapPhysArgs. */
+/** dma_mapping_error's refusal of a bad device or handle; out of line as checkMapArgs. */
 function refuseMappingError(dev: DmaDevice, addr: unknown): never {
   const fn = "dma_mapping_error";
   checkDevice(fn, dev);
