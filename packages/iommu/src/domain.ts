@@ -526,13 +526,24 @@ export class IommuDomain {
   [unmapFast](iova: Iova, size: number, gather: IommuIotlbGather): number {
     if (gather.owner !== this) this.#adoptGather(gather, "unmap");
     const pt = this.#pageTable;
-    let unmapped = -1;
-    if (size === this.#granule && pt !== undefined && typeof iova === "number") unmapped = this.#unmapGranule(pt, iova);
-    if (unmapped < 0) unmapped = this.#unmapSlow(iova, size, gather.freelist);
-    // iommu_iotlb_gather_add_range: the requested range, hole or not, as the strict path invalidated it.
+    if (size === this.#granule && pt !== undefined && typeof iova === "number") {
+      // #unmapGranule's body, written out: one inlining level less keeps this path inside V8's inlining
+      // budget in a caller's loop (through #unmapGranule, 8.7-10 ns a call against 8.7 here: pnpm bench:vs-c).
+      const unmapped = pt.unmapLeaf(iova, this.#granuleLevel, this.#lastIova);
+      if (unmapped >= 0) {
+        this.#granuleUnmaps++;
+        this.#granuleClearedBytes += unmapped;
+        if (this.#iotlb.holds(this.id) || this.#events.active) this.#unmapGranuleRare(iova, unmapped);
+        // iommu_iotlb_gather_add_range: the requested range, as the strict path invalidated it.
+        if (iova < gather.start) gather.start = iova;
+        if (iova + size > gather.end) gather.end = iova + size;
+        return unmapped;
+      }
+    }
+    const unmapped = this.#unmapSlow(iova, size, gather.freelist);
+    // After the unmap: a refused one adds nothing (hole or not, an accepted range is added).
     if (iova < gather.start) gather.start = iova;
-    const end = iova + size;
-    if (end > gather.end) gather.end = end;
+    if (iova + size > gather.end) gather.end = iova + size;
     return unmapped;
   }
 
@@ -581,8 +592,10 @@ export class IommuDomain {
     if (owner === undefined) return undefined;
     if (owner !== this) this.#adoptGather(gather, "iotlbGatherDetach");
     const freelist = gather.freelist;
-    const list = freelist.length === 0 ? undefined : new PendingPtPages(this, freelist.slice());
-    gather.init();
+    const list = freelist.length === 0 ? undefined : new PendingPtPages(this, freelist.splice(0));
+    gather.start = Infinity;
+    gather.end = 0;
+    gather.owner = undefined;
     return list;
   }
 

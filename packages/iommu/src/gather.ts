@@ -22,7 +22,8 @@ export class IommuIotlbGather {
   init(): void {
     this.start = Infinity;
     this.end = 0;
-    this.freelist.length = 0;
+    // A length store is a runtime call even on an empty array: only when there is something to drop.
+    if (this.freelist.length !== 0) this.freelist.length = 0;
     this.owner = undefined;
   }
 
