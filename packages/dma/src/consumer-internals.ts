@@ -5,8 +5,9 @@ import type { DmaDevice } from "./device.js";
 import { dmaDirectMapPhys, dmaDirectSyncSingleForCpu, dmaDirectSyncSingleForDevice, dmaDirectUnmapPhys } from "./direct.js";
 import { checkDevice } from "./api-trace.js";
 import { DmaInputError } from "./errors.js";
-import { allocIova, freeIova, dmaInfoToProt, domainOf, iommuDmaMapPhys, iommuDmaSyncSingleForCpu as iommuSyncForCpu, iommuDmaSyncSingleForDevice as iommuSyncForDevice, iommuDmaUnmapPhys, iommuDmaUnmapRange, iommuMapNosync } from "./iommu-dma.js";
+import { allocIova, cookieOf, freeIova, dmaInfoToProt, domainOf, iommuDmaMapPhys, iommuDmaSyncSingleForCpu as iommuSyncForCpu, iommuDmaSyncSingleForDevice as iommuSyncForDevice, iommuDmaUnmapPhys, iommuDmaUnmapRange, iommuMapNosync } from "./iommu-dma.js";
 import type { Iova } from "@dmasim/iommu";
+import { iotlbSync, unmapFast } from "@dmasim/iommu/internal";
 import type { SwiotlbDeviceWithPool } from "./swiotlb/api.js";
 
 // The pieces of iommu-dma that the kernel's own DMA-API implementations use directly (iommu_dma_map_sg
@@ -55,9 +56,10 @@ export function iommuMap(dev: DmaDevice, iova: Iova, phys: PhysAddr, size: numbe
 export function iommuUnmap(dev: DmaDevice, iova: Iova, size: number): number {
   requireIommu("iommu_unmap", dev);
   const domain = domainOf(dev);
-  const { unmapped, freed } = domain.unmap(iova, size);
-  domain.invalidateRange(iova, size);
-  domain.releasePtPages(freed);
+  // iommu_unmap: iommu_unmap_fast into the device's gather, then iommu_iotlb_sync.
+  const gather = cookieOf(dev).iotlbGather;
+  const unmapped = domain[unmapFast](iova, size, gather);
+  domain[iotlbSync](gather);
   return unmapped;
 }
 

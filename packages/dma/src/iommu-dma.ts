@@ -1,5 +1,5 @@
 import { IommuError, IommuProt, type Iova } from "@dmasim/iommu";
-import { mapGranuleNoPhysProtCheck } from "@dmasim/iommu/internal";
+import { iotlbGatherDetach, iotlbSync, mapGranuleNoPhysProtCheck, unmapFast } from "@dmasim/iommu/internal";
 import { Counter } from "./counters.js";
 import {
   archSyncDmaForCpu,
@@ -34,6 +34,10 @@ import type { PhysAddr } from "@dmasim/memory";
 const PROT_RW = IommuProt.READ | IommuProt.WRITE;
 // A module-local copy of the internal key read by every single-page map (see two-step-fast.ts for the figure).
 const MAP_GRANULE_NO_PHYS_PROT_CHECK: typeof mapGranuleNoPhysProtCheck = mapGranuleNoPhysProtCheck;
+// The same for the unmap path's keys (iommu_unmap_fast, iommu_iotlb_sync, the lazy splice).
+const UNMAP_FAST: typeof unmapFast = unmapFast;
+const IOTLB_SYNC: typeof iotlbSync = iotlbSync;
+const IOTLB_GATHER_DETACH: typeof iotlbGatherDetach = iotlbGatherDetach;
 
 // Module-local copies of the constants dma_info_to_prot reads: each use of `IommuProt.READ` or
 // `DmaDirection.TO_DEVICE` is a module-variable load and a property load in the bytecode, and the
@@ -176,9 +180,10 @@ export function iommuMapNosync(dev: DmaDevice, iova: number, phys: number, size:
 }
 
 /**
- * __iommu_dma_unmap: clears the page table for [dmaAddr, +size) (widened to granules), then either
- * invalidates the IOTLB synchronously (strict) or queues the IOVA and the freed page-table pages on the
- * flush queue (lazy), and returns the IOVA to the allocator.
+ * __iommu_dma_unmap: clears the page table for [dmaAddr, +size) (widened to granules) with
+ * iommu_unmap_fast into the cookie's gather, then either iommu_iotlb_sync (strict: the IOTLB invalidated
+ * and the freed page-table pages released now) or queues the IOVA with the gather's freelist on the flush
+ * queue (lazy), and returns the IOVA to the allocator.
  */
 export function iommuDmaUnmapRange(dev: DmaDevice, dmaAddr: number, size: number, free: boolean, path: IovaPath = "classic"): void {
   const domain = domainOf(dev);
@@ -186,14 +191,12 @@ export function iommuDmaUnmapRange(dev: DmaDevice, dmaAddr: number, size: number
   const off = iovaOffset(dev, dmaAddr);
   const iova = dmaAddr - off;
   const len = iovaAlignUp(dev, size + off);
-  const { unmapped, freed } = domain.unmap(iova as Iova, len);
+  const gather = cookie.iotlbGather;
+  const unmapped = domain[UNMAP_FAST](iova as Iova, len, gather);
   const queued = free && cookie.fq !== undefined;
-  if (!queued) {
-    domain.invalidateRange(iova as Iova, len);
-    domain.releasePtPages(freed);
-  }
-  // The gather only when the IOVA waits in the flush queue: strict unmaps build no object for it.
-  if (free) freeIova(dev, iova, len, path, queued ? { queued, freelist: freed } : undefined);
+  if (!queued) domain[IOTLB_SYNC](gather);
+  // The flush queue's entry only when the IOVA waits there: strict unmaps build no object at all.
+  if (free) freeIova(dev, iova, len, path, queued ? { queued, freelist: domain[IOTLB_GATHER_DETACH](gather) } : undefined);
   // Upstream WARNs right after the unmap and goes on; here the WARN comes last, because in dma-debug's
   // "throw" mode it throws, and thrown between the clearing and the invalidation it would leave the
   // IOTLB translating what the page table no longer holds.

@@ -1,4 +1,5 @@
 import type { Iommu } from "@dmasim/iommu";
+import { IommuIotlbGather } from "@dmasim/iommu/internal";
 import { MAX_READ_BYTES, PAGE_SIZE, type PhysAddr } from "@dmasim/memory";
 import type { PhysicalMemory } from "@dmasim/memory";
 import type { DmaAccessObserver, Platform } from "@dmasim/pcie-p2p";
@@ -420,7 +421,7 @@ export class DmaKernel implements DeviceKernel {
             domain.releasePtPages(list as Parameters<typeof domain.releasePtPages>[0]);
           },
         }, { device: endpoint.bdf });
-    const cookie: IommuDmaCookie = { iovad, fq };
+    const cookie: IommuDmaCookie = { iovad, fq, iotlbGather: new IommuIotlbGather() };
     return new DmaDevice({ kernel: this, endpoint, ops: "iommu", domain, cookie, strict, options });
   }
 }

@@ -1,3 +1,4 @@
+import { IommuIotlbGather } from "@dmasim/iommu/internal";
 import { Trace } from "@dmasim/trace";
 import { describe, expect, it } from "vitest";
 import { iommuDmaAllocIova, iommuDmaFreeIova, type IommuDmaCookie } from "./dma-iova.js";
@@ -15,7 +16,7 @@ function cookie(lazy = false): IommuDmaCookie {
   const fq = lazy
     ? new FlushQueue(trace, iovad, { flushIotlbAll: () => undefined, releasePtPages: () => undefined })
     : undefined;
-  return { iovad, fq };
+  return { iovad, fq, iotlbGather: new IommuIotlbGather() };
 }
 
 describe("iommuDmaAllocIova / iommuDmaFreeIova", () => {

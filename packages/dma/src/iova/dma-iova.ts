@@ -1,3 +1,4 @@
+import type { IommuIotlbGather as PtGather } from "@dmasim/iommu/internal";
 import { Counter } from "../counters.js";
 import { DMA_BIT_MASK_32 } from "./constants.js";
 import type { IovaDomain } from "./domain.js";
@@ -15,6 +16,12 @@ export interface IommuDmaCookie {
   readonly iovad: IovaDomain;
   /** The flush queue of lazy mode; undefined in strict mode. */
   readonly fq: FlushQueue | undefined;
+  /**
+   * The gather __iommu_dma_unmap fills with iommu_unmap_fast and empties with iommu_iotlb_sync (strict) or
+   * by queueing its freelist (lazy). The kernel's is on the stack; one per cookie here, reused by every
+   * unmap of the device, so that an unmap builds no object.
+   */
+  readonly iotlbGather: PtGather;
 }
 
 /** struct iommu_iotlb_gather, as far as iommu_dma_free_iova reads it. */
