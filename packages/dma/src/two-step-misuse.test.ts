@@ -240,6 +240,11 @@ describe("bad dev and state arguments get typed errors", () => {
     ["a plain object", { bound: true, domain: fx.dev.domain, granule: G, coherent: true, kernel: fx.kernel }],
     ["a number", 1],
     ["a string", "0000:01:00.0"],
+    ["an unbound device", (() => {
+      const other = makeKernel();
+      other.kernel.unbind(other.dev);
+      return other.dev;
+    })()],
   ];
   const bad = (mutate: (s: DmaIovaState) => void): DmaIovaState => {
     const s = new DmaIovaState();
@@ -268,6 +273,24 @@ describe("bad dev and state arguments get typed errors", () => {
       expectInputError(() => call(fx.dev, state as DmaIovaState), "state");
     });
   }
+
+  it("dma_iova_sync and dma_iova_destroy: offsets, sizes and lengths that are not byte counts are named, the state kept", () => {
+    const s = new DmaIovaState();
+    expect(dmaIovaTryAlloc(fx.dev, s, buf.phys, G)).toBe(true);
+    const before = [s.addr, s.size, s.useSwiotlb];
+    for (const v of [-1, 0.5, NaN, 2 ** 53, 4096n, "0"]) {
+      expectInputError(() => dmaIovaSync(fx.dev, s, v as number, G), "offset");
+      expectInputError(() => dmaIovaSync(fx.dev, s, 0, v as number), "size");
+      expectInputError(() => { dmaIovaDestroy(fx.dev, s, v as number, BIDI, 0); }, "mappedLen");
+    }
+    expectInputError(() => { dmaIovaDestroy(fx.dev, s, G, 7 as DmaDirection, 0); }, "dir");
+    expectInputError(() => { dmaIovaDestroy(fx.dev, s, G, BIDI, 1 << 30); }, "attrs");
+    expect([s.addr, s.size, s.useSwiotlb]).toEqual(before);
+    // The refused calls left the allocation to a well-formed destroy, which frees it.
+    const destroys = fx.kernel.trace.counters.get(Counter.DmaIovaDestroys);
+    dmaIovaDestroy(fx.dev, s, 0, BIDI, 0);
+    expect(fx.kernel.trace.counters.get(Counter.DmaIovaDestroys)).toBe(destroys + 1);
+  });
 
   it("dma_iova_try_alloc: a frozen state", () => {
     expectInputError(() => dmaIovaTryAlloc(fx.dev, Object.freeze(new DmaIovaState()), unsafePhysAddr(buf.phys), G), "state");
