@@ -276,7 +276,7 @@ describe("bad dev and state arguments get typed errors", () => {
 
   it("dma_iova_sync and dma_iova_destroy: offsets, sizes and lengths that are not byte counts are named, the state kept", () => {
     const s = new DmaIovaState();
-    expect(dmaIovaTryAlloc(fx.dev, s, buf.phys, G)).toBe(true);
+    expect(dmaIovaTryAlloc(fx.dev, s, unsafePhysAddr(buf.phys), G)).toBe(true);
     const before = [s.addr, s.size, s.useSwiotlb];
     for (const v of [-1, 0.5, NaN, 2 ** 53, 4096n, "0"]) {
       expectInputError(() => dmaIovaSync(fx.dev, s, v as number, G), "offset");
