@@ -23,7 +23,8 @@ import { PciP2pdmaMapType } from "@dmasim/pcie-p2p";
 import { Counter } from "@dmasim/dma";
 import { invalid } from "./errors.js";
 import { BlkMapIter, blkMapIterNext, blkRqMapIterInit } from "./map-iter.js";
-import { checkRequest, reqPhysGapIntersects, rqDmaDir, setDmaBookkeeping } from "./request.js";
+import { kMapIter, kSetDmaBookkeeping } from "./internal.js";
+import { checkRequest, reqPhysGapIntersects, rqDmaDir } from "./request.js";
 import type { Request } from "./request.js";
 import { BLK_STS_INVAL, BLK_STS_OK, BLK_STS_RESOURCE, errnoToBlkStatus } from "./status.js";
 import type { BlkStatus } from "./status.js";
@@ -41,13 +42,6 @@ export const BLK_DMA_ITER_BYTES = 88;
 export const DMA_VEC_BYTES = 16;
 
 /**
- * The blk_map_iter inside a BlkDmaIter (its `iter` member upstream), for the blkRqDmaMapIter* functions
- * only: handed out by BlkDmaIter's static block so the class shows no member for it. Assigned once, when
- * the class is evaluated.
- */
-let mapIterOf!: (iter: BlkDmaIter) => BlkMapIter;
-
-/**
  * struct blk_dma_iter: the output of one step (addr, len), the P2P state decided from the first segment,
  * and the status when a step returned false. Its walk over the bio vectors is private to the
  * blkRqDmaMapIter* functions.
@@ -61,11 +55,8 @@ export class BlkDmaIter {
   readonly p2pdma = new PciP2pdmaMapState();
   /** Valid only after blkRqDmaMapIterStart/Next returned false. */
   status: BlkStatus = BLK_STS_OK;
-  readonly #iter = new BlkMapIter();
-
-  static {
-    mapIterOf = (iter) => iter.#iter;
-  }
+  /** Package-private (keyed by a symbol `.` does not export): the walk over the bio vectors, blk_dma_iter's `iter`. */
+  readonly [kMapIter] = new BlkMapIter();
 }
 
 const MAP_TYPES: readonly number[] = Object.values(PciP2pdmaMapType);
@@ -80,14 +71,14 @@ function check(fn: string, rq: unknown, dev: unknown, state: unknown, iter?: unk
 }
 
 function charge(rq: Request, dev: DmaDevice, bytes: number): void {
-  setDmaBookkeeping(rq, rq.dmaBookkeeping + bytes);
+  rq[kSetDmaBookkeeping](rq.dmaBookkeeping + bytes);
   dev.kernel.trace.counters.add(Counter.DmaBookkeepingBytesAllocated, bytes);
 }
 
 function release(rq: Request, dev: DmaDevice): void {
   if (rq.dmaBookkeeping === 0) return;
   dev.kernel.trace.counters.add(Counter.DmaBookkeepingBytesFreed, rq.dmaBookkeeping);
-  setDmaBookkeeping(rq, 0);
+  rq[kSetDmaBookkeeping](0);
 }
 
 function zeroState(state: DmaIovaState): void {
@@ -105,21 +96,21 @@ function blkCanDmaMapIova(rq: Request, dev: DmaDevice): boolean {
 function blkDmaMapBus(iter: BlkDmaIter): boolean {
   const provider = iter.p2pdma.mem;
   if (provider === undefined) throw new Error("blk_dma_map_bus without a P2P provider (internal error)");
-  iter.addr = pciP2pdmaBusAddrMap(provider, mapIterOf(iter).paddr as PhysAddr);
-  iter.len = mapIterOf(iter).len;
+  iter.addr = pciP2pdmaBusAddrMap(provider, iter[kMapIter].paddr as PhysAddr);
+  iter.len = iter[kMapIter].len;
   return true;
 }
 
 /** blk_dma_map_direct: one dma_map_phys per phys vec (MMIO attributes for a peer behind the host bridge). */
 function blkDmaMapDirect(rq: Request, dev: DmaDevice, iter: BlkDmaIter): boolean {
   const attrs = iter.p2pdma.map === PciP2pdmaMapType.THRU_HOST_BRIDGE ? DMA_ATTR_MMIO : 0;
-  const addr = dmaMapPhys(dev, mapIterOf(iter).paddr as PhysAddr, mapIterOf(iter).len, rqDmaDir(rq), attrs);
+  const addr = dmaMapPhys(dev, iter[kMapIter].paddr as PhysAddr, iter[kMapIter].len, rqDmaDir(rq), attrs);
   if (dmaMappingError(dev, addr) !== 0) {
     iter.status = BLK_STS_RESOURCE;
     return false;
   }
   iter.addr = addr;
-  iter.len = mapIterOf(iter).len;
+  iter.len = iter[kMapIter].len;
   // The caller must remember this segment to unmap it (NVMe's iod->dma_vecs).
   if (dmaNeedUnmap(dev)) charge(rq, dev, DMA_VEC_BYTES);
   return true;
@@ -133,7 +124,7 @@ function blkDmaMapDirect(rq: Request, dev: DmaDevice, iter: BlkDmaIter): boolean
 function blkRqDmaMapIova(rq: Request, dev: DmaDevice, state: DmaIovaState, iter: BlkDmaIter): boolean {
   const dir = rqDmaDir(rq);
   const attrs = iter.p2pdma.map === PciP2pdmaMapType.THRU_HOST_BRIDGE ? DMA_ATTR_MMIO : 0;
-  const walk = mapIterOf(iter);
+  const walk = iter[kMapIter];
   let mapped = 0;
   let error = 0;
   do {
@@ -167,16 +158,16 @@ export function blkRqDmaMapIterStart(rq: Request, dev: DmaDevice, state: DmaIova
 }
 
 function mapIterStart(rq: Request, dev: DmaDevice, state: DmaIovaState, iter: BlkDmaIter): boolean {
-  blkRqMapIterInit(rq, mapIterOf(iter));
+  blkRqMapIterInit(rq, iter[kMapIter]);
   charge(rq, dev, BLK_DMA_ITER_BYTES + DMA_IOVA_STATE_BYTES);
   iter.p2pdma.mem = undefined;
   iter.p2pdma.map = PciP2pdmaMapType.NONE;
   iter.status = BLK_STS_OK;
   iter.addr = 0 as DmaAddr;
   iter.len = 0;
-  if (!blkMapIterNext(rq, mapIterOf(iter))) return fail(rq, dev);
+  if (!blkMapIterNext(rq, iter[kMapIter])) return fail(rq, dev);
   // P2P is decided once, from the first segment: a request never mixes kinds.
-  switch (pciP2pdmaState(iter.p2pdma, dev, mapIterOf(iter).paddr as PhysAddr)) {
+  switch (pciP2pdmaState(iter.p2pdma, dev, iter[kMapIter].paddr as PhysAddr)) {
     case PciP2pdmaMapType.BUS_ADDR:
       return blkDmaMapBus(iter);
     case PciP2pdmaMapType.THRU_HOST_BRIDGE:
@@ -186,7 +177,7 @@ function mapIterStart(rq: Request, dev: DmaDevice, state: DmaIovaState, iter: Bl
       iter.status = BLK_STS_INVAL;
       return fail(rq, dev);
   }
-  if (blkCanDmaMapIova(rq, dev) && dmaIovaTryAlloc(dev, state, mapIterOf(iter).paddr as PhysAddr, rq.dataLen)) {
+  if (blkCanDmaMapIova(rq, dev) && dmaIovaTryAlloc(dev, state, iter[kMapIter].paddr as PhysAddr, rq.dataLen)) {
     return blkRqDmaMapIova(rq, dev, state, iter) || fail(rq, dev);
   }
   zeroState(state);
@@ -211,7 +202,7 @@ export function blkRqDmaMapIterNext(rq: Request, dev: DmaDevice, state: DmaIovaS
 
 function mapIterNext(rq: Request, dev: DmaDevice, iter: BlkDmaIter): boolean {
   iter.status = BLK_STS_OK;
-  if (!blkMapIterNext(rq, mapIterOf(iter))) return false;
+  if (!blkMapIterNext(rq, iter[kMapIter])) return false;
   if (iter.p2pdma.map === PciP2pdmaMapType.BUS_ADDR) return blkDmaMapBus(iter);
   return blkDmaMapDirect(rq, dev, iter);
 }

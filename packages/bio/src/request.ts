@@ -5,6 +5,7 @@ import { hex } from "@dmasim/trace";
 import { BioError, invalid } from "./errors.js";
 import { bvecGapToPrev, ffs, getMaxSegmentSize, minNotZero, physMergeable, SECTOR_SIZE } from "./limits.js";
 import type { QueueLimits } from "./limits.js";
+import { kSetDmaBookkeeping } from "./internal.js";
 
 /** What bio_split_io_at learns about a bio: its DMA segment count and the lowest gap bit between bvecs. */
 interface BioShape {
@@ -77,18 +78,6 @@ function lastVec(bio: Bio): BioVec {
 }
 
 /**
- * The writer of a request's DMA bookkeeping bytes (the blkRqDmaMap* functions' charge and release),
- * handed out by Request's static block so the class shows only the read side. Assigned once, when the
- * class is evaluated.
- */
-let writeDmaBookkeeping!: (rq: Request, bytes: number) => void;
-
-/** Sets the DMA bookkeeping bytes `rq` holds: for the block layer's DMA mapping functions only. */
-export function setDmaBookkeeping(rq: Request, bytes: number): void {
-  writeDmaBookkeeping(rq, bytes);
-}
-
-/**
  * struct request: one or more bios for contiguous sectors, merged under the queue's limits. It also
  * carries what the driver's per-request data would: the DMA bookkeeping bytes it currently holds.
  */
@@ -104,10 +93,9 @@ export class Request {
   #physGapBit: number;
   #dmaBookkeeping = 0;
 
-  static {
-    writeDmaBookkeeping = (rq, bytes) => {
-      rq.#dmaBookkeeping = bytes;
-    };
+  /** Package-private (keyed by a symbol `.` does not export): sets the DMA bookkeeping bytes held, for the blkRqDmaMap* functions. */
+  [kSetDmaBookkeeping](bytes: number): void {
+    this.#dmaBookkeeping = bytes;
   }
 
   /** DMA bookkeeping bytes held for the current mapping (iterator, IOVA state, segment list); 0 when unmapped. */

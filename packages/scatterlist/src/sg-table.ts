@@ -4,6 +4,7 @@ import { Counter } from "@dmasim/dma";
 import type { DmaAddr, DmaDevice, DmaDirection, DmaIovaState } from "@dmasim/dma";
 import { SG_ENTRY_BYTES, SG_MAX_NENTS, SG_MAX_SINGLE_ALLOC, SgDmaFlag } from "./constants.js";
 import { ScatterlistBusyError, ScatterlistError, ScatterlistNoMemError, checkCount } from "./errors.js";
+import { kMarkFreed } from "./internal.js";
 
 /** Which mapping path produced a table's DMA side (see README "Paths"). */
 export type SgMapPath = "two-step" | "classic" | "swiotlb" | "direct";
@@ -60,12 +61,6 @@ export function sgChainEntries(nents: number): number {
 }
 
 /**
- * The one writer of a table's private freed flag (sgFreeTable's), handed out by SgTable's static block so
- * the class carries no member for it. Assigned once, when the class is evaluated.
- */
-let markFreed!: (table: SgTable) => void;
-
-/**
  * struct sg_table with its scatterlist, one column per field (a table of 4096 entries is six typed arrays,
  * not 4096 objects). Entry `i` describes CPU memory [phys[i], phys[i] + length[i]); after mapping, the
  * first `nents` entries also carry the DMA segments the device uses (dmaAddress, dmaLength), which are
@@ -94,10 +89,9 @@ export class SgTable {
   /** How the table is mapped, undefined while it is not: set by the mapping functions, for reading. */
   mapping: SgMapping | undefined = undefined;
 
-  static {
-    markFreed = (table) => {
-      table.#freed = true;
-    };
+  /** Package-private (keyed by a symbol `.` does not export): marks the table freed, sg_free_table's one write of the flag. */
+  [kMarkFreed](): void {
+    this.#freed = true;
   }
 
   /**
@@ -174,7 +168,7 @@ export function sgFreeTable(table: SgTable): void {
   if (table.mapping !== undefined) {
     throw new ScatterlistBusyError(fn, "the table is still mapped for DMA: unmap it with dmaUnmapSgtable first (freeing it would leak the mapping)");
   }
-  markFreed(table);
+  table[kMarkFreed]();
   table.trace.counters.add(Counter.DmaBookkeepingBytesFreed, table.bookkeepingBytes);
 }
 

@@ -17,9 +17,6 @@ const repo = fileURLToPath(new URL("../../..", import.meta.url));
  */
 const ALLOWED: Readonly<Record<string, string>> = {
   "apps/nvme-example/src/compare.ts": "a command's entry script: its top level is the program's main, run once per process",
-  "packages/bio/src/dma-iter.ts": "a private accessor the class's static block hands out once, when the module is evaluated (ES has no friend access): the same function for every kernel, never written again",
-  "packages/bio/src/request.ts": "a private accessor the class's static block hands out once, when the module is evaluated (ES has no friend access): the same function for every kernel, never written again",
-  "packages/scatterlist/src/sg-table.ts": "a private accessor the class's static block hands out once, when the module is evaluated (ES has no friend access): the same function for every kernel, never written again",
 };
 
 function sourceFiles(dir: string): string[] {
