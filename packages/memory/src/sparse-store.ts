@@ -80,7 +80,7 @@ export class SparseStore {
     return this.#pages;
   }
 
-  /** Host bytes that hold written data: whole pages plus 256-byte lines (index structures not counted). */
+  /** Host bytes that hold written data: whole pages plus 64-byte lines (index structures not counted). */
   get storedBytes(): number {
     return this.#wholePages * PAGE_SIZE + (this.#lines - this.#freeLines.length) * LINE_SIZE;
   }
@@ -117,7 +117,7 @@ export class SparseStore {
   // the two to that (same bytes, same pages, same stored bytes, same errors).
 
   /**
-   * readInto of at most SHORT_ACCESS_BYTES inside one page (and inside one 256-byte line of a line page),
+   * readInto of at most SHORT_ACCESS_BYTES inside one page (and inside one 64-byte line of a line page),
    * straight from the slab or line (no line-table scan, no `subarray` view). Returns false, having written nothing, for any other access
    * (crossing a page or a line, out of range, not a safe integer offset, empty).
    */
