@@ -118,4 +118,31 @@ describe("SparseStore short-access seam", () => {
     }
     expect(s.storedBytes).toBe(PAGE_SIZE + 5 * 64); // five lines: starts 0, 61, 122, 183, 244 modulo 8
   });
+  it("keeps each page's bytes when accesses alternate between leaves of the page index (fast-check)", () => {
+    // The index caches its last two leaves (2 MiB each): accesses that alternate between two or three
+    // leaves, as a device's buffer and its staging page do, must still find every page's own entry.
+    const LEAF = 512 * PAGE_SIZE;
+    const size = 4 * LEAF;
+    const at = fc.tuple(fc.integer({ min: 0, max: 3 }), fc.integer({ min: 0, max: 3 }), fc.integer({ min: 0, max: PAGE_SIZE - 64 })).map(([leaf, page, off]) => leaf * LEAF + page * PAGE_SIZE + off);
+    const access = fc.record({ at, len: fc.integer({ min: 1, max: 64 }), seed: fc.integer({ min: 1, max: 255 }), read: fc.boolean() });
+    fc.assert(
+      fc.property(fc.array(access, { maxLength: 80 }), (ops) => {
+        const s = new SparseStore(size);
+        const model = new Uint8Array(size);
+        for (const o of ops) {
+          if (o.read) {
+            const got = new Uint8Array(o.len);
+            s.readInto(o.at, got);
+            expect(firstDifference(got, model.subarray(o.at, o.at + o.len))).toBe(-1);
+          } else {
+            const b = bytesOf(o.len, o.seed);
+            s.write(o.at, b);
+            model.set(b, o.at);
+          }
+        }
+        for (const o of ops) expect(firstDifference(s.read(o.at, 64), model.subarray(o.at, o.at + 64))).toBe(-1);
+      }),
+      { numRuns: 200 },
+    );
+  });
 });
