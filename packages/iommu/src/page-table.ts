@@ -83,6 +83,8 @@ export class IoPageTable {
    * #cacheBase times this (exact: a power of two), with no per-level switch.
    */
   #cacheInvSize = 0;
+  /** The leaf size of #cacheLevel (what a hit of unmapLeaf returns): one field load, not a table lookup. */
+  #cacheLeafSize = 0;
 
   /** Written by map/unmap/syncMap/walk. */
   lastPtesWritten = 0;
@@ -126,6 +128,8 @@ export class IoPageTable {
     this.#cacheSpan = 0;
     this.#cacheInvSize = 0.5;
     this.#cacheInvSize = 0;
+    this.#cacheLeafSize = 0.5;
+    this.#cacheLeafSize = 0;
   }
 
   /** Level of table `t` (1 holds 4 KiB leaves; the root's is `levels`). */
@@ -395,6 +399,7 @@ export class IoPageTable {
     const span = LEVEL_SIZE[level + 1] ?? 0;
     this.#cacheLevel = level;
     this.#cacheInvSize = 1 / (LEVEL_SIZE[level] ?? 1);
+    this.#cacheLeafSize = LEVEL_SIZE[level] ?? 0;
     this.#cacheBase = Math.floor(iova / span) * span;
     this.#cacheSpan = span;
     this.#cacheTable = table;
@@ -448,7 +453,7 @@ export class IoPageTable {
       const t = this.#cacheTable;
       this.#used[t] = (this.#used[t] ?? 0) - 1;
       this.lastPtesCleared = 1;
-      return LEVEL_SIZE[level] ?? 0;
+      return this.#cacheLeafSize;
     }
     if (!leafIovaOk(iova, level, lastIova)) return -1;
     return this.#unmapLeafWalk(iova, level);
