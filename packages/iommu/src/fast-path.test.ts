@@ -96,7 +96,8 @@ describe("single-leaf page-table paths against the general ones", () => {
               }
               const freed: number[] = [];
               expect(got).toBe(slow.unmap(iova, iova + size, freed));
-              expect(fast.lastPtesCleared).toBe(slow.lastPtesCleared);
+              // unmapLeaf reports its one clear by its result (it leaves lastPtesCleared alone).
+              expect(got > 0 ? 1 : 0).toBe(slow.lastPtesCleared);
               // Changed with the kernel's freeing rule: a one-leaf range covers no table's whole span,
               // so neither path detaches anything (tables it empties stay linked). Previously both
               // detached emptied tables and this compared the two lists.

@@ -18,6 +18,15 @@ export class IommuIotlbGather {
   /** The domain whose unmaps filled the freelist; undefined while it is empty. */
   owner: object | undefined = undefined;
 
+  /** An empty gather (iommu_iotlb_gather_init). */
+  constructor() {
+    // The end passes 2^31 (beyond a small integer) with the first unmap above 2 GiB: a double from
+    // birth, so that the change of representation cannot deprecate the class of every gather made
+    // before it, and code optimised on one gather deoptimise ("wrong map") on the next.
+    this.end = 0.5;
+    this.end = 0;
+  }
+
   /** iommu_iotlb_gather_init. */
   init(): void {
     this.start = Infinity;

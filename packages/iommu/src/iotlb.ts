@@ -10,6 +10,12 @@ const TWO_32 = 4294967296;
 const LEVEL_SHIFT = [0, 12, 21, 30];
 const LEVEL_MASK = [0, 2 ** 12 - 1, 2 ** 21 - 1, 2 ** 30 - 1];
 
+/** Whether the IOTLB holds any entry of one domain, kept current by the IOTLB (see `Iotlb.heldFlag`). */
+export class IotlbHeld {
+  /** True while the IOTLB holds at least one entry of the domain. */
+  held = false;
+}
+
 /**
  * The IOTLB: a bounded, set-associative cache of translations with LRU replacement inside a set, tagged
  * by domain (like VT-d domain ids and SMMU ASIDs/VMIDs). An entry caches one leaf at its own size, so a
@@ -55,6 +61,8 @@ export class Iotlb {
   #hi = new Float64Array(16).fill(-Infinity);
   #tick = 0;
   #size = 0;
+  /** The flags handed out by `heldFlag`, by domain id: kept equal to "the domain has a valid entry". */
+  readonly #held: (IotlbHeld | undefined)[] = [];
 
   constructor(counters: Counters, capacity: number, ways: number, leafLevels: readonly number[]) {
     counters.declare(Counter);
@@ -158,6 +166,7 @@ export class Iotlb {
     }
     const valid = this.#valid;
     const d4 = domain * 4;
+    if ((valid[d4] ?? 0) === 0) this.#setHeld(domain, true);
     valid[d4] = (valid[d4] ?? 0) + 1;
     valid[d4 + level] = (valid[d4 + level] ?? 0) + 1;
     const end = base + (LEVEL_SIZE[level] ?? 0);
@@ -191,6 +200,35 @@ export class Iotlb {
     return (this.#valid[domain * 4] ?? 0) !== 0;
   }
 
+  /**
+   * The domain's "holds entries" flag as a field the IOTLB keeps current (set by the first insert,
+   * cleared when the last entry goes): one field load for a domain's single-page unmap, which `holds`
+   * makes four (the counts array, its bounds, the element). One flag per domain, made on first request.
+   */
+  heldFlag(domain: number): IotlbHeld {
+    let h = this.#held[domain];
+    if (h === undefined) {
+      h = new IotlbHeld();
+      h.held = this.holds(domain);
+      this.#held[domain] = h;
+    }
+    return h;
+  }
+
+  /** Drops the domain's flag (its domain was freed; the flag object stays valid for its holder). */
+  releaseHeldFlag(domain: number): void {
+    const h = this.#held[domain];
+    if (h !== undefined) {
+      h.held = this.holds(domain);
+      this.#held[domain] = undefined;
+    }
+  }
+
+  #setHeld(domain: number, held: boolean): void {
+    const h = this.#held[domain];
+    if (h !== undefined) h.held = held;
+  }
+
   /** Marks stale every entry of `domain` overlapping [start, end). */
   markStale(domain: number, start: number, end: number): void {
     if (this.holds(domain)) this.#visitRange(domain, start, end, false);
@@ -209,6 +247,7 @@ export class Iotlb {
   }
 
   invalidateAll(): void {
+    for (const h of this.#held) if (h !== undefined) h.held = false;
     this.#domain.fill(0);
     this.#stale.fill(0);
     this.#valid.fill(0);
@@ -287,6 +326,7 @@ export class Iotlb {
     if (total === 0) {
       this.#lo[domain] = Infinity;
       this.#hi[domain] = -Infinity;
+      this.#setHeld(domain, false);
     }
   }
 

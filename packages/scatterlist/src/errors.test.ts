@@ -2,6 +2,7 @@ import { describe, expect, it } from "vitest";
 import { DmaDirection, Errno } from "@dmasim/dma";
 import { PAGE_SIZE, unsafePhysAddr } from "@dmasim/memory";
 import { Counter } from "@dmasim/dma";
+import { FAIL_IO_PGTABLE } from "@dmasim/iommu";
 import { ScatterlistBusyError, ScatterlistError, dmaMapSg, dmaMapSgtable, dmaUnmapSgtable, sgFreeTable, sgSetPhys } from "./index.js";
 import type { SgMapOptions } from "./index.js";
 import { listOf, makeRig } from "./test-fixtures.js";
@@ -50,6 +51,43 @@ describe("failures leave nothing mapped and nothing leaked", () => {
     // With room for both, the same list maps.
     const roomy = makeRig({ device: { dmaMaskBits: 17 } });
     expect(dmaMapSgtable(roomy.dev, listOf(roomy, list), DmaDirection.TO_DEVICE, 0, { interior: "split" })).toBe(0);
+  });
+
+  it("classic: iommu_map of the second run cannot allocate a page table → -ENOMEM, the first run unmapped through the device's gather", () => {
+    // Two physically separate 2 MiB entries: two iommu_map calls, the second into a leaf table of its
+    // own. A rig that maps the list counts the tables both runs link; this one lets all but the last through.
+    const list = [{ len: 2 * 1024 * 1024 }, { len: 2 * 1024 * 1024 }];
+    const big = { device: { maxSegmentSize: 4 * 1024 * 1024 } };
+    const probe = makeRig(big);
+    const p0 = probe.platform.trace.counters.snapshot();
+    expect(dmaMapSgtable(probe.dev, listOf(probe, list), DmaDirection.TO_DEVICE, 0, { impl: "classic" })).toBe(0);
+    const tables = probe.platform.trace.counters.snapshot().diff(p0).get(Counter.PtPagesAllocated);
+    expect(tables).toBeGreaterThan(1);
+
+    const rig = makeRig(big);
+    const table = listOf(rig, list);
+    const domain = rig.dev.domain;
+    if (domain === undefined) throw new Error("the rig's device has no IOMMU domain");
+    const before = snapshot(rig);
+    const ptPages = domain.ptPages;
+    rig.platform.trace.faults.attr(FAIL_IO_PGTABLE).configure({ probability: 100, times: 1, space: (tables - 1) * 4096 + 1 });
+    const c0 = rig.platform.trace.counters.snapshot();
+    expect(dmaMapSgtable(rig.dev, table, DmaDirection.TO_DEVICE, 0, { impl: "classic" })).toBe(-Errno.ENOMEM);
+    const d = rig.platform.trace.counters.snapshot().diff(c0);
+    expect(rig.platform.trace.faults.attr(FAIL_IO_PGTABLE).injected).toBe(1);
+    // The first run was mapped (one 2 MiB leaf or 512 4 KiB ones), then cleared again.
+    expect(d.get(Counter.PteWrites)).toBeGreaterThan(0);
+    expect(d.get(Counter.PteClears)).toBe(d.get(Counter.PteWrites));
+    // iommu_unmap: the detached tables freed by the sync, none left waiting; the range invalidated.
+    expect(d.get(Counter.PtPagesPendingFree)).toBe(d.get(Counter.PtPagesFreed));
+    expect(domain.ptPagesPending).toBe(0);
+    expect(d.get(Counter.IotlbInvalRange)).toBeGreaterThanOrEqual(1);
+    expect(rig.dev.cookie?.iotlbGather.empty).toBe(true);
+    expect(domain.ptPages).toBeGreaterThanOrEqual(ptPages);
+    expect(snapshot(rig)).toEqual(before);
+    expect(table.mapped).toBe(false);
+    // Nothing is reachable at the IOVA the list had: the next map of the same list takes it and works.
+    expect(dmaMapSgtable(rig.dev, table, DmaDirection.TO_DEVICE, 0, { impl: "classic" })).toBe(0);
   });
 
   it("untrusted device: swiotlb cannot take the third entry → -EIO, the two bounced before are unmapped", () => {

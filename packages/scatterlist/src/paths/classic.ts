@@ -6,6 +6,7 @@ import {
   iommuDmaUnmap,
   iommuMap,
   iommuSyncMap,
+  iommuUnmap,
 } from "@dmasim/dma/internal";
 import type { DmaDevice, DmaDirection } from "@dmasim/dma";
 import { EntryKind } from "../classify.js";
@@ -13,7 +14,6 @@ import type { Classified } from "../classify.js";
 import { SgDmaFlag } from "../constants.js";
 import type { SgLayout } from "../layout.js";
 import type { SgTable } from "../sg-table.js";
-import type { Iova } from "@dmasim/iommu";
 import { unsafeIova } from "@dmasim/iommu";
 import { unsafePhysAddr } from "@dmasim/memory";
 
@@ -59,13 +59,10 @@ export function mapSgClassic(dev: DmaDevice, table: SgTable, nents: number, cls:
       runLen += lay.paddedLen[i] ?? 0;
     }
     if (err !== 0) {
-      // iommu_map_sg's error path unmaps what it mapped (with its IOTLB sync), then the IOVA goes back.
-      const domain = dev.domain;
-      if (mapped > 0 && domain !== undefined) {
-        const { freed } = domain.unmap(iova as Iova, mapped);
-        domain.invalidateRange(iova as Iova, mapped);
-        domain.releasePtPages(freed);
-      }
+      // iommu_map_sg's error path: iommu_unmap of what it mapped (iommu_unmap_fast into the device's
+      // gather, then one iommu_iotlb_sync: the range invalidated, the detached tables freed), then the
+      // IOVA goes back.
+      if (mapped > 0) iommuUnmap(dev, unsafeIova(iova), mapped);
       iommuDmaFreeIovaForDevice(dev, unsafeDmaAddr(iova), lay.iovaLen);
       return { ret: err === -Errno.ENOMEM ? err : -Errno.EINVAL, iova: 0 };
     }
