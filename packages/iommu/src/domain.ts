@@ -312,6 +312,21 @@ export class IommuDomain {
     // The rest of the IOVA's checks (an integer multiple of the granule, at most #lastIova) are made by
     // mapLeaf, where a hit in its walk cache answers them with one comparison.
     if (pt === undefined || typeof iova !== "number" || phys > this.#lastPhys) return -1;
+    // The walk-cache hit, untraced, is the whole of the usual call; everything else is one call out of
+    // line (see IoPageTable.mapLeafCached for why the IOVA must not reach a second call site here).
+    if (!this.#events.active) {
+      const r = pt.mapLeafCached(iova, this.#granuleLevel, phys + this.#leafFlags + prot * PTE_PROT_UNIT);
+      if (r === 0) {
+        this.#granuleMaps++;
+        return 0;
+      }
+      if (r === -1) return -1;
+    }
+    return this.#mapGranuleUncached(pt, iova, phys, prot);
+  }
+
+  /** The single-granule map past the walk cache or with a listener: the walk, its accounting, the events. */
+  #mapGranuleUncached(pt: IoPageTable, iova: number, phys: number, prot: number): number {
     const allocated = pt.mapLeaf(iova, this.#granuleLevel, phys + this.#leafFlags + prot * PTE_PROT_UNIT, this.#lastIova);
     if (allocated < 0) return -1;
     this.#granuleMaps++;

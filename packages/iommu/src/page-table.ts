@@ -319,6 +319,29 @@ export class IoPageTable {
   }
 
   /**
+   * mapLeaf's walk-cache hit alone, with no call in it: 0 when it wrote the leaf, -1 when the slot is
+   * taken or the IOVA is not a multiple of the leaf size, -2 (nothing written) when the cached table does
+   * not cover `iova` and the caller must take mapLeaf. An inlining caller then holds no call that takes
+   * the IOVA on its hot path, so TurboFan has no reason to box it (above 2^31, a HeapNumber) there.
+   */
+  mapLeafCached(iova: number, level: number, leaf: number): number {
+    const d = iova - this.#cacheBase;
+    if (d >= 0 && d < this.#cacheSpan && level === this.#cacheLevel) {
+      const x = d * this.#cacheInvSize;
+      const i = x | 0;
+      if (i !== x) return -1;
+      const slot = this.#cacheOffset + i;
+      const c = this.#cacheChunk;
+      if (c[slot] !== 0) return -1;
+      c[slot] = leaf;
+      const t = this.#cacheTable;
+      this.#used[t] = (this.#used[t] ?? 0) + 1;
+      return 0;
+    }
+    return -2;
+  }
+
+  /**
    * Writes the one leaf of level `level` at `iova` (entry value `leaf`, built by the caller) in a single
    * walk (none when the cached leaf table covers `iova`) that also checks the slot is free: returns -1,
    * with nothing written, when `iova` is not a multiple of the leaf size in [0, lastIova] (the caller
