@@ -1,4 +1,4 @@
-import type { Access, Iommu } from "@dmasim/iommu";
+import type { Access, Iommu, Iova } from "@dmasim/iommu";
 import { MAX_READ_BYTES, MmioNoBackingError, PageFlag, type PhysicalMemory, type PhysAddr } from "@dmasim/memory";
 import { hex, type Trace } from "@dmasim/trace";
 import { Counter } from "./counters.js";
@@ -211,7 +211,7 @@ export class Fabric {
     let phys = addr;
     const mmu = this.#iommu;
     if (mmu !== undefined) {
-      phys = mmu.translate(this.#bdf, addr, len, access);
+      phys = mmu.translate(this.#bdf, addr as Iova, len, access);
       if (phys < 0) {
         const fault = mmu.faults().at(-1);
         const why = fault?.device === this.#bdf && fault.iova === addr ? fault.reason : "fault";
