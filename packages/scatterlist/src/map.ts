@@ -2,6 +2,7 @@ import { Counter } from "@dmasim/dma";
 import { DMA_ATTR_ALL, DMA_ATTR_REQUIRE_COHERENT, DmaDirection, Errno } from "@dmasim/dma";
 import { devUseSwiotlb, dmaApiSlice } from "@dmasim/dma/internal";
 import type { DmaAddr, DmaDevice, DmaIovaState } from "@dmasim/dma";
+import type { Iova } from "@dmasim/iommu";
 import { classifyEntries } from "./classify.js";
 import { debugAddSg, debugCheckMapSg, debugFindBoundaryCrossings, debugUnmapSg } from "./debug.js";
 import { checkSgDevice, checkSgTable } from "./check.js";
@@ -136,7 +137,7 @@ function mapSgWith(dev: DmaDevice, table: SgTable, nents: number, dir: DmaDirect
     path === "two-step"
       ? { path, dev, nents, mappedEnts: ret, dir, states, stateLens }
       : path === "classic"
-        ? { path, dev, nents, mappedEnts: ret, dir, iova, iovaLen }
+        ? { path, dev, nents, mappedEnts: ret, dir, iova: iova as Iova, iovaLen }
         : { path, dev, nents, mappedEnts: ret, dir };
   table.mapping = record;
   const crossings = debugFindBoundaryCrossings(dev, table, ret);
