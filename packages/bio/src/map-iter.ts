@@ -69,7 +69,7 @@ export function blkMapIterNext(rq: Request, iter: BlkMapIter): boolean {
   let bio = at(rq.bios, iter.bio);
   let bv = bio.vecs[iter.idx];
   if (bv === undefined) return false;
-  const paddr = bv.page * PAGE_SIZE + bv.offset + iter.done;
+  const paddr = (bv.page * PAGE_SIZE + bv.offset + iter.done) as PhysAddr;
   const maxSize = getMaxSegmentSize(lim, paddr, UINT_MAX);
   let len = Math.min(bv.len - iter.done, iter.size, maxSize);
   advance(bio, iter, len);
@@ -85,7 +85,7 @@ export function blkMapIterNext(rq: Request, iter: BlkMapIter): boolean {
     len += nextLen;
     advance(bio, iter, nextLen);
   }
-  iter.paddr = paddr as PhysAddr;
+  iter.paddr = paddr;
   iter.len = len;
   return true;
 }
