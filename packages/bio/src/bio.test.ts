@@ -37,7 +37,7 @@ describe("Bio", () => {
   const bad: [string, (f: ReturnType<typeof makeFixture>) => unknown, string, RegExp][] = [
     ["no bvecs", (f) => new Bio(f.platform.memory, { op: ReqOp.READ, sector: 0, vecs: [] }), "empty", /at least one bvec/],
     ["a zero-length bvec", (f) => bioOf(f, ReqOp.READ, 0, [[0, 0]]), "bad-argument", /len = 0x0 is invalid/],
-    ["an unknown op", (f) => new Bio(f.platform.memory, { op: 7 as ReqOp, sector: 0, vecs: [bvecAt(0, 512)] }), "bad-argument", /bio.op/],
+    ["an unknown op", (f) => new Bio(f.platform.memory, { op: 7 as ReqOp, sector: 0, vecs: [bvecAt(unsafePhysAddr(0), 512)] }), "bad-argument", /bio.op/],
     ["a negative sector", (f) => bioOf(f, ReqOp.READ, -1, [[0, 512]]), "bad-argument", /bio.sector/],
     ["a size that is not whole sectors", (f) => bioOf(f, ReqOp.READ, 0, [[0, 100]]), "bad-argument", /multiple of 512/],
     ["a bvec past the end of RAM", (f) => bioOf(f, ReqOp.READ, 0, [[f.platform.memory.regions()[0]!.size - 512, 1024]]), "no-page", /has no struct page/],

@@ -27,7 +27,7 @@ export function bvecPhys(bv: BioVec): PhysAddr {
 }
 
 /** A bvec describing `len` bytes at physical address `phys` (page and in-page offset split out). */
-export function bvecAt(phys: number, len: number): BioVec {
+export function bvecAt(phys: PhysAddr, len: number): BioVec {
   return { page: Math.floor(phys / PAGE_SIZE), offset: phys % PAGE_SIZE, len };
 }
 
@@ -161,17 +161,17 @@ export class BvecIter {
     return bv === undefined ? 0 : Math.min(this.size, bv.len - this.bvecDone);
   }
 
-  /** Physical address of the current position. */
-  phys(vecs: readonly BioVec[]): number {
+  /** Physical address of the current position, or -1 past the last bvec. */
+  phys(vecs: readonly BioVec[]): PhysAddr | -1 {
     const bv = vecs[this.idx];
-    return bv === undefined ? -1 : bv.page * PAGE_SIZE + bv.offset + this.bvecDone;
+    return bv === undefined ? -1 : ((bv.page * PAGE_SIZE + bv.offset + this.bvecDone) as PhysAddr);
   }
 
   /** The current bvec from the current position, cut at a `split`-byte boundary (bvec_iter_bvec). */
   bvec(vecs: readonly BioVec[], split: number): BioVec {
     const phys = this.phys(vecs);
     const len = Math.min(this.mpLen(vecs), split - (phys % split));
-    return bvecAt(phys, len);
+    return bvecAt(phys as PhysAddr, len);
   }
 
   /** bvec_iter_advance_single / bvec_iter_advance. */

@@ -28,8 +28,6 @@ import { checkRequest, reqPhysGapIntersects, rqDmaDir } from "./request.js";
 import type { Request } from "./request.js";
 import { BLK_STS_INVAL, BLK_STS_OK, BLK_STS_RESOURCE, errnoToBlkStatus } from "./status.js";
 import type { BlkStatus } from "./status.js";
-import type { PhysAddr } from "@dmasim/memory";
-import { unsafePhysAddr } from "@dmasim/memory";
 
 /**
  * Bytes of per-request DMA bookkeeping, as laid out on a 64-bit kernel: struct blk_dma_iter (addr, len,
@@ -96,7 +94,7 @@ function blkCanDmaMapIova(rq: Request, dev: DmaDevice): boolean {
 function blkDmaMapBus(iter: BlkDmaIter): boolean {
   const provider = iter.p2pdma.mem;
   if (provider === undefined) throw new Error("blk_dma_map_bus without a P2P provider (internal error)");
-  iter.addr = pciP2pdmaBusAddrMap(provider, iter[kMapIter].paddr as PhysAddr);
+  iter.addr = pciP2pdmaBusAddrMap(provider, iter[kMapIter].paddr);
   iter.len = iter[kMapIter].len;
   return true;
 }
@@ -104,7 +102,7 @@ function blkDmaMapBus(iter: BlkDmaIter): boolean {
 /** blk_dma_map_direct: one dma_map_phys per phys vec (MMIO attributes for a peer behind the host bridge). */
 function blkDmaMapDirect(rq: Request, dev: DmaDevice, iter: BlkDmaIter): boolean {
   const attrs = iter.p2pdma.map === PciP2pdmaMapType.THRU_HOST_BRIDGE ? DMA_ATTR_MMIO : 0;
-  const addr = dmaMapPhys(dev, iter[kMapIter].paddr as PhysAddr, iter[kMapIter].len, rqDmaDir(rq), attrs);
+  const addr = dmaMapPhys(dev, iter[kMapIter].paddr, iter[kMapIter].len, rqDmaDir(rq), attrs);
   if (dmaMappingError(dev, addr) !== 0) {
     iter.status = BLK_STS_RESOURCE;
     return false;
@@ -128,7 +126,7 @@ function blkRqDmaMapIova(rq: Request, dev: DmaDevice, state: DmaIovaState, iter:
   let mapped = 0;
   let error = 0;
   do {
-    error = dmaIovaLink(dev, state, unsafePhysAddr(walk.paddr), mapped, walk.len, dir, attrs);
+    error = dmaIovaLink(dev, state, walk.paddr, mapped, walk.len, dir, attrs);
     if (error !== 0) break;
     mapped += walk.len;
   } while (blkMapIterNext(rq, walk));
@@ -167,7 +165,7 @@ function mapIterStart(rq: Request, dev: DmaDevice, state: DmaIovaState, iter: Bl
   iter.len = 0;
   if (!blkMapIterNext(rq, iter[kMapIter])) return fail(rq, dev);
   // P2P is decided once, from the first segment: a request never mixes kinds.
-  switch (pciP2pdmaState(iter.p2pdma, dev, iter[kMapIter].paddr as PhysAddr)) {
+  switch (pciP2pdmaState(iter.p2pdma, dev, iter[kMapIter].paddr)) {
     case PciP2pdmaMapType.BUS_ADDR:
       return blkDmaMapBus(iter);
     case PciP2pdmaMapType.THRU_HOST_BRIDGE:
@@ -177,7 +175,7 @@ function mapIterStart(rq: Request, dev: DmaDevice, state: DmaIovaState, iter: Bl
       iter.status = BLK_STS_INVAL;
       return fail(rq, dev);
   }
-  if (blkCanDmaMapIova(rq, dev) && dmaIovaTryAlloc(dev, state, iter[kMapIter].paddr as PhysAddr, rq.dataLen)) {
+  if (blkCanDmaMapIova(rq, dev) && dmaIovaTryAlloc(dev, state, iter[kMapIter].paddr, rq.dataLen)) {
     return blkRqDmaMapIova(rq, dev, state, iter) || fail(rq, dev);
   }
   zeroState(state);

@@ -1,3 +1,4 @@
+import type { PhysAddr } from "@dmasim/memory";
 import { invalid } from "./errors.js";
 
 /**
@@ -89,7 +90,7 @@ export function lowBits(n: number, mask: number): number {
  * get_max_segment_size (block/blk.h): how long a segment starting at `paddr` may be — up to the next
  * segment boundary, max_segment_size and `maxLen`.
  */
-export function getMaxSegmentSize(lim: QueueLimits, paddr: number, maxLen: number): number {
+export function getMaxSegmentSize(lim: QueueLimits, paddr: PhysAddr, maxLen: number): number {
   const toBoundary = lim.segBoundaryMask - lowBits(paddr, lim.segBoundaryMask) + 1;
   return Math.min(toBoundary, lim.maxSegmentSize, maxLen);
 }

@@ -1,4 +1,4 @@
-import { PAGE_SIZE } from "@dmasim/memory";
+import { PAGE_SIZE, type PhysAddr } from "@dmasim/memory";
 import type { Bio } from "./bio.js";
 import { getMaxSegmentSize, physMergeable } from "./limits.js";
 import { at } from "./request.js";
@@ -8,7 +8,8 @@ const UINT_MAX = 0xffffffff;
 
 /**
  * struct blk_map_iter: where the walk over a request's bvecs stands (bio, bvec, bytes done), plus the
- * phys vec the last step produced. Plain numbers, reused for every step, so mapping allocates nothing.
+ * phys vec the last step produced. Plain numbers (the address branded as a type only), reused for every
+ * step, so mapping allocates nothing.
  */
 export class BlkMapIter {
   /** Index of the current bio in the request. */
@@ -19,8 +20,8 @@ export class BlkMapIter {
   idx = 0;
   /** bi_bvec_done: bytes of the current bvec already consumed. */
   done = 0;
-  /** struct phys_vec of the last step. */
-  paddr = 0;
+  /** struct phys_vec of the last step: its physical address. */
+  paddr = 0 as PhysAddr;
   /** Bytes of the struct phys_vec of the last step. */
   len = 0;
 }
@@ -31,7 +32,7 @@ export function blkRqMapIterInit(rq: Request, iter: BlkMapIter): void {
   iter.size = at(rq.bios, 0).size;
   iter.idx = 0;
   iter.done = 0;
-  iter.paddr = 0;
+  iter.paddr = 0 as PhysAddr;
   iter.len = 0;
 }
 
@@ -68,7 +69,7 @@ export function blkMapIterNext(rq: Request, iter: BlkMapIter): boolean {
   let bio = at(rq.bios, iter.bio);
   let bv = bio.vecs[iter.idx];
   if (bv === undefined) return false;
-  const paddr = bv.page * PAGE_SIZE + bv.offset + iter.done;
+  const paddr = (bv.page * PAGE_SIZE + bv.offset + iter.done) as PhysAddr;
   const maxSize = getMaxSegmentSize(lim, paddr, UINT_MAX);
   let len = Math.min(bv.len - iter.done, iter.size, maxSize);
   advance(bio, iter, len);

@@ -1,4 +1,5 @@
 import { DmaDirection } from "@dmasim/dma";
+import type { PhysAddr } from "@dmasim/memory";
 import type { Bio, BioVec } from "./bio.js";
 import { ReqOp } from "./bio.js";
 import { hex } from "@dmasim/trace";
@@ -43,7 +44,7 @@ function bioShape(lim: QueueLimits, bio: Bio): BioShape {
     let p = phys(bv);
     let left = bv.len;
     while (left > 0) {
-      const seg = getMaxSegmentSize(lim, p, left);
+      const seg = getMaxSegmentSize(lim, p as PhysAddr, left);
       nrSegs++;
       p += seg;
       left -= seg;

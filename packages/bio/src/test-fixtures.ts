@@ -70,7 +70,7 @@ export function fillPattern(f: Fixture, phys: number, len: number, seed: number)
 
 /** A bio from (phys, len) pairs. */
 export function bioOf(f: Fixture, op: ReqOp, sector: number, ranges: readonly (readonly [number, number])[]): Bio {
-  const vecs: BioVec[] = ranges.map(([phys, len]) => bvecAt(phys, len));
+  const vecs: BioVec[] = ranges.map(([phys, len]) => bvecAt(physAddr(phys), len));
   return new Bio(f.platform.memory, { op, sector, vecs });
 }
 

@@ -29,7 +29,7 @@ export interface DmaMemoryRun {
   /** How the device reaches this run. */
   readonly kind: DmaMemoryKind;
   /** Physical address of the run's first byte. */
-  readonly phys: number;
+  readonly phys: PhysAddr;
   /** Bytes in the run. */
   readonly len: number;
   /** The P2P provider, for the p2p kinds. */
@@ -91,7 +91,7 @@ export function dmaClassifyRange(dev: DmaDevice, phys: PhysAddr, len: number, di
     if (last?.kind === kind && last.provider === provider && last.phys + last.len === p) {
       runs[runs.length - 1] = { kind, phys: last.phys, len: last.len + (next - p), provider };
     } else {
-      runs.push({ kind, phys: p, len: next - p, provider });
+      runs.push({ kind, phys: p as PhysAddr, len: next - p, provider });
     }
     p = next;
   }

@@ -1,5 +1,6 @@
 import type { IommuDomain } from "@dmasim/iommu";
-import type { Endpoint } from "@dmasim/pcie-p2p";
+import type { PhysAddr } from "@dmasim/memory";
+import type { DmaAddr, Endpoint } from "@dmasim/pcie-p2p";
 import { DMA_BIT_MASK } from "./constants.js";
 import type { IommuDmaCookie, IommuDmaDeviceState } from "./iova/index.js";
 import type { DeviceKernel } from "./device-kernel.js";
@@ -77,7 +78,7 @@ export class DmaDevice {
    * mode, so a double or bogus dma_free_coherent never frees an IOVA or pages twice. Keyed by a symbol
    * `.` does not export: only this package's coherent.ts reaches it.
    */
-  readonly [kCoherentAllocs] = new Map<number, { readonly phys: number; readonly size: number }>();
+  readonly [kCoherentAllocs] = new Map<DmaAddr, { readonly phys: PhysAddr; readonly size: number }>();
 
   /** Made by `DmaKernel.device(bdf)`, the documented way; `.` exports the class for `instanceof` checks. */
   constructor(init: {

@@ -1,9 +1,10 @@
+import type { Iova } from "@dmasim/iommu";
 import type { TraceEvent as PlatformTraceEvent } from "@dmasim/pcie-p2p";
 import type { DmaDebugCheck } from "./debug/errors.js";
 
 // The events the DMA layer reports on its platform's trace (the kernel's dma tracepoints — trace_dma_map_phys
-// and friends — swiotlb's trace_swiotlb_bounced, and dma-debug's reports). Addresses are plain numbers in an
-// event: a record for exporters, which know no brand.
+// and friends — swiotlb's trace_swiotlb_bounced, and dma-debug's reports). Address fields carry their brand
+// (`Iova`): a type only, so the serialised event (the JSON event log) is a plain number.
 
 /**
  * A DMA API call as a slice: `B` when it starts, `E` when it returns, with its result (a mapped address,
@@ -75,7 +76,7 @@ export interface IovaAllocEvent {
   /** BDF of the device the IOVA was allocated for. */
   readonly device: string;
   /** First IOVA of the allocated range. */
-  readonly iova: number;
+  readonly iova: Iova;
   /** Bytes of IOVA space allocated. */
   readonly size: number;
   /** The mapping path that asked for it: classic or two-step. */
@@ -95,7 +96,7 @@ export interface IovaFreeEvent {
   /** BDF of the device the IOVA was allocated for. */
   readonly device: string;
   /** First IOVA of the freed range. */
-  readonly iova: number;
+  readonly iova: Iova;
   /** Bytes of IOVA space given back. */
   readonly size: number;
   /** The mapping path that gave it back: classic or two-step. */
@@ -115,7 +116,7 @@ export interface FlushQueueReleaseEvent {
   /** CPU whose flush-queue ring held the range. */
   readonly cpu: number;
   /** First IOVA of the released range. */
-  readonly iova: number;
+  readonly iova: Iova;
   /** Bytes of IOVA space released (whole granules). */
   readonly size: number;
 }

@@ -136,7 +136,7 @@ export function allocIova(dev: DmaDevice, size: number, dmaLimit: number, path: 
 /** The `iova.alloc` event, out of allocIova's bytecode (it runs only with a subscriber). */
 function traceIovaAlloc(dev: DmaDevice, iova: number, size: number, path: IovaPath): void {
   const trace = dev.kernel.trace;
-  trace.events.emit<DmaEvent>({ type: "iova.alloc", t: trace.clock.now, device: dev.bdf, iova, size, path });
+  trace.events.emit<DmaEvent>({ type: "iova.alloc", t: trace.clock.now, device: dev.bdf, iova: iova as Iova, size, path });
 }
 
 /**
@@ -152,7 +152,7 @@ export function freeIova(dev: DmaDevice, iova: number, size: number, path: IovaP
 /** The `iova.free` event, out of freeIova's bytecode (it runs only with a subscriber). */
 function traceIovaFree(dev: DmaDevice, iova: number, size: number, path: IovaPath, queued: boolean): void {
   const trace = dev.kernel.trace;
-  trace.events.emit<DmaEvent>({ type: "iova.free", t: trace.clock.now, device: dev.bdf, iova, size, path, queued });
+  trace.events.emit<DmaEvent>({ type: "iova.free", t: trace.clock.now, device: dev.bdf, iova: iova as Iova, size, path, queued });
 }
 
 /**

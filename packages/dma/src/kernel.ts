@@ -173,8 +173,8 @@ export class DmaKernel implements DeviceKernel {
       // invalidate stale lines. Non-coherent devices bypass the cache — hence the syncs.
       onMemoryAccess: (bdf, phys, len, access) => {
         if (this.cpuCache.lines === 0 || this.#devices.get(bdf)?.coherent === false) return;
-        if (access === "read") this.cpuCache.snoopDeviceRead(phys as PhysAddr, len);
-        else this.cpuCache.snoopDeviceWrite(phys as PhysAddr, len);
+        if (access === "read") this.cpuCache.snoopDeviceRead(phys, len);
+        else this.cpuCache.snoopDeviceWrite(phys, len);
       },
     };
     platform.setDmaObserver(this.#observer);

@@ -57,7 +57,7 @@ function refuseRequireCoherent(dev: DmaDevice): DmaAddr {
  */
 function debugCheckMap(dev: DmaDevice, phys: number, size: number, dir: DmaDirection, attrs: number): DebugFinding[] | undefined {
   const debug = dev.kernel.debug;
-  return debug.checkMap(dev.bdf, phys, size, dir, attrs, (attrs & DMA_ATTR_MMIO) === 0 ? (debug.pageFlags ?? pageFlags(dev)) : undefined, true);
+  return debug.checkMap(dev.bdf, phys as PhysAddr, size, dir, attrs, (attrs & DMA_ATTR_MMIO) === 0 ? (debug.pageFlags ?? pageFlags(dev)) : undefined, true);
 }
 
 /**
@@ -101,7 +101,7 @@ function mapPhys(fn: string, dev: DmaDevice, phys: number, size: number, dir: Dm
   trace.counters.add(Counter.DmaMapCalls);
   const addr = dev.ops === "iommu" ? iommuDmaMapPhys(dev, phys, size, dir, attrs) : dmaDirectMapPhys(dev, phys, size, dir, attrs);
   if (addr === DMA_MAPPING_ERROR) trace.counters.add(Counter.DmaMappingErrors);
-  else if (debug) kernel.debug.addPhys(dev.bdf, addr, size, phys, dir, attrs, findings);
+  else if (debug) kernel.debug.addPhys(dev.bdf, addr, size, phys as PhysAddr, dir, attrs, findings);
   if (active) apiEnd(dev, fn, addr);
   return addr;
 }
@@ -125,7 +125,7 @@ function unmapPhys(fn: string, dev: DmaDevice, addr: number, size: number, dir: 
   const debug = kernel.debug.mode !== "off";
   // dma-debug runs its checks before the unmap here (upstream: after), so that in "throw" mode a refused
   // unmap leaves the mapping and the bookkeeping consistent. Off, it finds nothing: no reference is built.
-  const mapped = debug ? kernel.debug.unmapPhys(dev.bdf, addr, size, dir) : -1;
+  const mapped = debug ? kernel.debug.unmapPhys(dev.bdf, addr as DmaAddr, size, dir) : -1;
   if (addr === DMA_MAPPING_ERROR) return;
   if (debug && mapped < 0) return;
   // A size mismatch has been reported by now; in "collect" mode the model carries on, undoing the mapping
@@ -228,7 +228,7 @@ function refuseMappingError(dev: DmaDevice, addr: unknown): never {
  * "Buffer overflow detected" and clamps to the slot, the model moves only the part inside the mapping.
  */
 function syncLength(dev: DmaDevice, addr: number, size: number, dir: DmaDirection, toCpu: boolean): number {
-  const end = dev.kernel.debug.syncEnd(dev.bdf, addr, size, dir, toCpu);
+  const end = dev.kernel.debug.syncEnd(dev.bdf, addr as DmaAddr, size, dir, toCpu);
   if (end < 0 || addr + size <= end) return size;
   return Math.max(0, end - addr);
 }

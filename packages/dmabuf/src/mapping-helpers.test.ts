@@ -1,6 +1,6 @@
 import { describe, expect, it } from "vitest";
 import { DMA_BIT_MASK, DmaDebugError, DmaDirection, dmaSetMaskAndCoherent, unsafeDmaAddr } from "@dmasim/dma";
-import { PAGE_SIZE } from "@dmasim/memory";
+import { PAGE_SIZE, physAddr } from "@dmasim/memory";
 import { SgTable } from "@dmasim/scatterlist";
 import { Counter, DmaBufErrno, dmaBufFreeSgt, dmaBufPhysVecToSgt, VfioPciCoreDevice } from "./index.js";
 import type { DmaBuf, DmaBufAttachment } from "./index.js";
@@ -24,7 +24,7 @@ function twoRanges(bdf: string, kernelDebug: "throw" | "collect" = "throw") {
   expected.set(data.subarray(8 * PAGE_SIZE, 12 * PAGE_SIZE), 4 * PAGE_SIZE);
   const vec = [
     { paddr: bar.phys, len: 4 * PAGE_SIZE },
-    { paddr: bar.phys + 8 * PAGE_SIZE, len: 4 * PAGE_SIZE },
+    { paddr: physAddr(bar.phys + 8 * PAGE_SIZE), len: 4 * PAGE_SIZE },
   ];
   return { ...rig, vdev, buf, a, bar, expected, vec };
 }
@@ -88,7 +88,7 @@ describe("dma_buf_phys_vec_to_sgt", () => {
     const a = dmaBufDynamicAttach(buf, rig.importer, { allowPeer2peer: true, invalidateMappings: () => undefined }) as DmaBufAttachment;
     buf.resv.lock();
     const bar = rig.platform.endpoint(FAR_GPU).bars[0];
-    const vec = [{ paddr: bar?.phys ?? 0, len: PAGE_SIZE }];
+    const vec = [{ paddr: physAddr(bar?.phys ?? 0), len: PAGE_SIZE }];
     expect(dmaBufPhysVecToSgt(a, undefined, vec, 1, PAGE_SIZE, BIDI)).toBe(-DmaBufErrno.EINVAL);
     expect(dmaBufPhysVecToSgt(a, rig.platform.providers[0], vec, 1, PAGE_SIZE, BIDI)).toBe(-DmaBufErrno.EINVAL);
     buf.resv.unlock();
@@ -103,8 +103,8 @@ describe("dma_buf_phys_vec_to_sgt", () => {
     const a = dmaBufDynamicAttach(buf, rig.importer, { allowPeer2peer: true, invalidateMappings: () => undefined }) as DmaBufAttachment;
     const bar = rig.platform.endpoint(FAR_GPU).bars[0];
     const vec = [
-      { paddr: bar?.phys ?? 0, len: 4 * GiB },
-      { paddr: (bar?.phys ?? 0) + 4 * GiB, len: 1 * GiB },
+      { paddr: physAddr(bar?.phys ?? 0), len: 4 * GiB },
+      { paddr: physAddr((bar?.phys ?? 0) + 4 * GiB), len: 1 * GiB },
     ];
     buf.resv.lock();
     const ours = dmaBufPhysVecToSgt(a, rig.platform.providers[0], vec, 2, 5 * GiB, BIDI) as SgTable;
@@ -114,7 +114,7 @@ describe("dma_buf_phys_vec_to_sgt", () => {
     dmaBufFreeSgt(a, ours, BIDI);
     // Upstream's way on one 5 GiB range (no offset collision with one range): `unsigned int mapped_len`
     // wraps to 1 GiB, so the one sync and the DMA segments cover 1 GiB of the 5.
-    const theirs = dmaBufPhysVecToSgt(a, rig.platform.providers[0], [{ paddr: vec[0]?.paddr ?? 0, len: 5 * GiB }], 1, 5 * GiB, BIDI, "upstream") as SgTable;
+    const theirs = dmaBufPhysVecToSgt(a, rig.platform.providers[0], [{ paddr: physAddr(vec[0]?.paddr ?? 0), len: 5 * GiB }], 1, 5 * GiB, BIDI, "upstream") as SgTable;
     let covered = 0;
     for (let i = 0; i < theirs.nents; i++) covered += theirs.dmaLength[i] ?? 0;
     expect(covered).toBe(1 * GiB);

@@ -1,6 +1,5 @@
 import { DMA_ATTR_MMIO, DMA_MAPPING_ERROR, DmaIovaState, dmaIovaDestroy, dmaIovaLink, dmaIovaSync, dmaIovaTryAlloc, dmaMapPhys, dmaUnmapPhys, unsafeDmaAddr } from "@dmasim/dma";
 import type { DmaDirection } from "@dmasim/dma";
-import { unsafePhysAddr } from "@dmasim/memory";
 import { PciP2pdmaMapType } from "@dmasim/pcie-p2p";
 import type { P2pdmaProvider } from "@dmasim/pcie-p2p";
 import { SgTable, sgAllocTable, sgFreeTable } from "@dmasim/scatterlist";
@@ -13,7 +12,7 @@ import type { PhysAddr } from "@dmasim/memory";
 /** struct dma_buf_phys_vec (struct phys_vec in 6.19): one physical range. */
 export interface DmaBufPhysVec {
   /** Physical address of the range. */
-  readonly paddr: number;
+  readonly paddr: PhysAddr;
   /** Bytes in the range. */
   readonly len: number;
 }
@@ -113,14 +112,14 @@ export function dmaBufPhysVecToSgt(
     if (state !== undefined) {
       // Upstream links at offset 0 every time: the second range overwrites the first one's IOVA.
       const offset = flavour === "upstream" ? 0 : mappedLen;
-      const err = dmaIovaLink(dev, state, unsafePhysAddr(v.paddr), offset, v.len, dir, DMA_ATTR_MMIO);
+      const err = dmaIovaLink(dev, state, v.paddr, offset, v.len, dir, DMA_ATTR_MMIO);
       if (err !== 0) return unwind(err);
     } else {
       let addr: number;
       if (busAddr) {
         addr = v.paddr + provider.busOffset;
       } else {
-        addr = dmaMapPhys(dev, unsafePhysAddr(v.paddr), v.len, dir, DMA_ATTR_MMIO);
+        addr = dmaMapPhys(dev, v.paddr, v.len, dir, DMA_ATTR_MMIO);
         if (addr === DMA_MAPPING_ERROR) return unwind(-DmaBufErrno.ENOMEM);
       }
       entry = fillSgEntry(sgt, entry, v.len, addr);

@@ -443,7 +443,7 @@ export class Dmirror {
    * The physical address the device reaches for virtual page `addr` (through the IOMMU in DMA mode),
    * with whether it may write, or undefined when the device has no translation.
    */
-  translate(addr: number): { phys: number; write: boolean } | undefined {
+  translate(addr: number): { phys: PhysAddr; write: boolean } | undefined {
     const vpn = Math.floor(addr / PAGE_SIZE);
     const d = this.dma;
     if (d !== undefined && addr >= d.start && addr < d.start + d.size) {
@@ -452,13 +452,13 @@ export class Dmirror {
       if (local !== undefined) return { phys: this.mdevice.pagemap.backingPhys(Math.floor(local / 4)), write: local % 4 === TAG_WRITE };
       const f = d.map.flags[i] ?? 0;
       if ((f & HMM_PFN_DMA_MAPPED) === 0) return undefined;
-      if ((f & HMM_PFN_P2PDMA_BUS) !== 0) return { phys: (d.map.pfns[i] ?? 0) * PAGE_SIZE, write: (f & HMM_PFN_WRITE) !== 0 };
+      if ((f & HMM_PFN_P2PDMA_BUS) !== 0) return { phys: ((d.map.pfns[i] ?? 0) * PAGE_SIZE) as PhysAddr, write: (f & HMM_PFN_WRITE) !== 0 };
       const dmaAddr = this.#dmaAddrOf(i, f);
-      const phys = d.dev.ops === "iommu" ? d.dev.domain?.iovaToPhys(unsafeIova(dmaAddr)) : dmaAddr - d.dev.busOffset;
+      const phys = d.dev.ops === "iommu" ? d.dev.domain?.iovaToPhys(unsafeIova(dmaAddr)) : ((dmaAddr - d.dev.busOffset) as PhysAddr);
       return phys === undefined ? undefined : { phys, write: (f & HMM_PFN_WRITE) !== 0 };
     }
     const e = this.pt.get(vpn);
-    return e === undefined ? undefined : { phys: Math.floor(e / 4) * PAGE_SIZE, write: e % 4 === TAG_WRITE };
+    return e === undefined ? undefined : { phys: (Math.floor(e / 4) * PAGE_SIZE) as PhysAddr, write: e % 4 === TAG_WRITE };
   }
 
   /** The DMA address of window entry `i` (mapped): its IOVA slot, or a P2P bus address (a hole in the IOVA). */

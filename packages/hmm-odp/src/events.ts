@@ -1,8 +1,9 @@
-import type { TraceEvent as DmaTraceEvent } from "@dmasim/dma";
+import type { DmaAddr, TraceEvent as DmaTraceEvent } from "@dmasim/dma";
 
 // The events the mm model reports on its kernel's trace: hmm_range_fault calls, mmu notifier
-// invalidations, hmm_dma_map_pfn / hmm_dma_unmap_pfn per entry, and page migrations. Addresses are plain
-// numbers (a record for exporters, which know no brand).
+// invalidations, hmm_dma_map_pfn / hmm_dma_unmap_pfn per entry, and page migrations. A DMA address carries
+// its brand (`DmaAddr`: a type only, the serialised event is a plain number); user virtual addresses have
+// no brand and are plain numbers.
 
 /** hmm_range_fault over [start, end) of `mm`: `result` is 0, -EBUSY, -EFAULT or -EPERM. */
 export interface HmmRangeFaultEvent {
@@ -57,7 +58,7 @@ export interface HmmDmaMapPfnEvent {
   /** Page frame number of the page mapped (4 KiB frames). */
   readonly pfn: number;
   /** DMA address of the entry: an IOVA with the two-step API, else what dma_map_phys returned. */
-  readonly addr: number;
+  readonly addr: DmaAddr;
 }
 
 /** hmm_dma_unmap_pfn undid the mapping of entry `index`. */

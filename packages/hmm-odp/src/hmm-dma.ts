@@ -163,7 +163,7 @@ export function hmmDmaMapPfn(dev: DmaDevice, map: HmmDmaMap, idx: number, p2p: P
 
 function emitMapPfn(dev: DmaDevice, map: HmmDmaMap, idx: number, addr: number): void {
   const trace = dev.kernel.trace;
-  if (trace.events.active) trace.events.view<HmmOdpEvent>().emit({ type: "hmm.dma-map-pfn", t: trace.clock.now, device: dev.bdf, index: idx, pfn: map.pfns[idx] ?? 0, addr });
+  if (trace.events.active) trace.events.view<HmmOdpEvent>().emit({ type: "hmm.dma-map-pfn", t: trace.clock.now, device: dev.bdf, index: idx, pfn: map.pfns[idx] ?? 0, addr: addr as DmaAddr });
 }
 
 function mapError(map: HmmDmaMap, idx: number): DmaAddr {

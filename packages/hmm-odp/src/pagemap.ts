@@ -163,10 +163,10 @@ export class DevPagemap {
   }
 
   /** Physical address of the backing bytes of device page `pfn` (what the device itself reads; a coherent page is its own). */
-  backingPhys(pfn: number): number {
+  backingPhys(pfn: number): PhysAddr {
     const b = this.#backing[this.#index(pfn)] ?? 0;
     if (b === 0) throw new HmmStateError("EINVAL", `device page ${hex(pfn)} is not allocated`);
-    return b * PAGE_SIZE;
+    return (b * PAGE_SIZE) as PhysAddr;
   }
 }
 

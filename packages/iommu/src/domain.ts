@@ -374,7 +374,7 @@ export class IommuDomain {
 
   #emitMapRun(iova: number, phys: number, size: number, prot: number, pgsize: number): void {
     const trace = this.#ctx.trace;
-    trace.events.emit<IommuEvent>({ type: "iommu.map", t: trace.clock.now, unit: this.#ctx.unit, domain: this.id, iova, phys, size, prot, pgsize });
+    trace.events.emit<IommuEvent>({ type: "iommu.map", t: trace.clock.now, unit: this.#ctx.unit, domain: this.id, iova: iova as Iova, phys: phys as PhysAddr, size, prot, pgsize });
   }
 
   /** One `iommu.map` event per run of equal leaves, chosen as IoPageTable.map chooses them. */
@@ -417,7 +417,7 @@ export class IommuDomain {
 
   #emitPt(type: "iommu.pt-alloc" | "iommu.pt-free", level: number, iova: number): void {
     const trace = this.#ctx.trace;
-    trace.events.emit<IommuEvent>({ type, t: trace.clock.now, unit: this.#ctx.unit, domain: this.id, level, iova });
+    trace.events.emit<IommuEvent>({ type, t: trace.clock.now, unit: this.#ctx.unit, domain: this.id, level, iova: iova as Iova });
   }
 
   #mapSlow(iova: number, phys: number, size: number, prot: number): MapResult {
@@ -616,7 +616,7 @@ export class IommuDomain {
 
   #emitUnmap(iova: number, size: number, unmapped: number, pgsize: number): void {
     const trace = this.#ctx.trace;
-    trace.events.emit<IommuEvent>({ type: "iommu.unmap", t: trace.clock.now, unit: this.#ctx.unit, domain: this.id, iova, size, unmapped, pgsize });
+    trace.events.emit<IommuEvent>({ type: "iommu.unmap", t: trace.clock.now, unit: this.#ctx.unit, domain: this.id, iova: iova as Iova, size, unmapped, pgsize });
   }
 
   /** The general unmap: checks, then clears; detached tables are appended to `freed`. Returns the bytes unmapped. */
@@ -726,7 +726,7 @@ export class IommuDomain {
 
   #emitInvalidate(scope: "range" | "domain", iova: number, size: number): void {
     const trace = this.#ctx.trace;
-    trace.events.emit<IommuEvent>({ type: "iotlb.invalidate", t: trace.clock.now, unit: this.#ctx.unit, scope, domain: this.id, iova, size });
+    trace.events.emit<IommuEvent>({ type: "iotlb.invalidate", t: trace.clock.now, unit: this.#ctx.unit, scope, domain: this.id, iova: iova as Iova, size });
   }
 }
 

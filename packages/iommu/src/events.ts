@@ -1,6 +1,9 @@
 // The events the IOMMU reports on its platform's trace (the kernel's iommu tracepoints: trace_map,
-// trace_unmap, trace_io_page_fault; and the invalidations its drivers issue). Addresses are plain numbers
-// in an event: it is a record, read by exporters that know no brand.
+// trace_unmap, trace_io_page_fault; and the invalidations its drivers issue). Address fields carry their
+// brand (`Iova`, `PhysAddr`): a type only, so the serialised event (the JSON event log) is a plain number.
+
+import type { PhysAddr } from "@dmasim/memory";
+import type { Iova } from "./iova.js";
 
 /** The direction of a device access as the IOMMU checks it against a PTE's permissions. */
 export type Access = "read" | "write";
@@ -27,9 +30,9 @@ export interface IommuMapEvent {
   /** Id of the domain mapped into. */
   readonly domain: number;
   /** First IOVA of the range. */
-  readonly iova: number;
+  readonly iova: Iova;
   /** Physical address the range maps to. */
-  readonly phys: number;
+  readonly phys: PhysAddr;
   /** Bytes mapped. */
   readonly size: number;
   /** IommuProt bits of the new PTEs. */
@@ -52,7 +55,7 @@ export interface IommuUnmapEvent {
   /** Id of the domain unmapped from. */
   readonly domain: number;
   /** First IOVA of the range asked for. */
-  readonly iova: number;
+  readonly iova: Iova;
   /** Bytes asked for. */
   readonly size: number;
   /** Bytes actually unmapped (less than `size` over holes). */
@@ -78,7 +81,7 @@ export interface IommuPtAllocEvent {
   /** Level of the table page: 1 holds 4 KiB leaves, 2 holds 2 MiB leaves or level-1 tables, and so on. */
   readonly level: number;
   /** First IOVA the table covers (aligned to the span of the entry pointing to it). */
-  readonly iova: number;
+  readonly iova: Iova;
 }
 
 /**
@@ -97,7 +100,7 @@ export interface IommuPtFreeEvent {
   /** Level of the table page: 1 holds 4 KiB leaves, 2 holds 2 MiB leaves or level-1 tables, and so on. */
   readonly level: number;
   /** First IOVA the table covered (aligned to the span of the entry that pointed to it). */
-  readonly iova: number;
+  readonly iova: Iova;
 }
 
 /**
@@ -120,7 +123,7 @@ export interface IotlbLookupEvent {
   /** Id of the paging domain the device is attached to. */
   readonly domain: number;
   /** The address the device used. */
-  readonly iova: number;
+  readonly iova: Iova;
   /** Hit, miss or stale-hit. */
   readonly result: IotlbLookupResult;
 }
@@ -136,11 +139,11 @@ export interface IotlbFillEvent {
   /** Id of the domain the cached entry belongs to. */
   readonly domain: number;
   /** Base IOVA of the cached leaf (aligned to its size). */
-  readonly iova: number;
+  readonly iova: Iova;
   /** Bytes the leaf covers: 4096, 2 MiB or 1 GiB. */
   readonly size: number;
   /** Physical address the leaf maps to (of its first byte). */
-  readonly phys: number;
+  readonly phys: PhysAddr;
 }
 
 /** An IOTLB invalidation of a range, a whole domain or every domain of the unit. */
@@ -156,7 +159,7 @@ export interface IotlbInvalidateEvent {
   /** Id of the domain invalidated; 0 for a global invalidation. */
   readonly domain: number;
   /** First IOVA of a range invalidation; 0 for the other scopes. */
-  readonly iova: number;
+  readonly iova: Iova;
   /** Bytes of a range invalidation; 0 for the other scopes. */
   readonly size: number;
 }
@@ -172,7 +175,7 @@ export interface IotlbSyncMapEvent {
   /** Id of the domain whose new PTEs were made visible. */
   readonly domain: number;
   /** First IOVA of the synced range. */
-  readonly iova: number;
+  readonly iova: Iova;
   /** Bytes synced. */
   readonly size: number;
 }
@@ -188,7 +191,7 @@ export interface IommuFaultEvent {
   /** BDF of the device that issued the access. */
   readonly device: string;
   /** The address the device used. */
-  readonly iova: number;
+  readonly iova: Iova;
   /** Read or write. */
   readonly access: Access;
   /** Why the translation failed. */

@@ -319,22 +319,22 @@ describe("IommuDomain single-granule calls", () => {
     const { mmu, dom, dev } = setup({ requiresSyncMap: true });
     dom.map(iova(SZ_4K), physAddr(0x3000), SZ_4K, IommuProt.READ);
     expect(dom.iovaToPhys(iova(SZ_4K + 4))).toBe(0x3004);
-    expect(mmu.translate(dev, SZ_4K, 4, "read")).toBe(-1);
+    expect(mmu.translate(dev, iova(SZ_4K), 4, "read")).toBe(-1);
     dom.iotlbSyncMap(iova(SZ_4K), SZ_4K);
-    expect(mmu.translate(dev, SZ_4K, 4, "read")).toBe(0x3000);
+    expect(mmu.translate(dev, iova(SZ_4K), 4, "read")).toBe(0x3000);
   });
 
   it("a single-page unmap marks the cached entry stale and invalidateRange drops it, whatever its level", () => {
     const { mmu, dom, dev, trace } = setup();
     dom.map(iova(SZ_4K), physAddr(0x3000), SZ_4K, RW);
     dom.map(iova(SZ_2M), physAddr(SZ_2M), SZ_2M, RW);
-    expect(mmu.translate(dev, SZ_4K, 4, "read")).toBe(0x3000);
-    expect(mmu.translate(dev, SZ_2M + 8 * SZ_4K, 4, "read")).toBe(SZ_2M + 8 * SZ_4K);
+    expect(mmu.translate(dev, iova(SZ_4K), 4, "read")).toBe(0x3000);
+    expect(mmu.translate(dev, iova(SZ_2M + 8 * SZ_4K), 4, "read")).toBe(SZ_2M + 8 * SZ_4K);
     dom.unmap(iova(SZ_4K), SZ_4K);
-    expect(mmu.translate(dev, SZ_4K, 4, "read")).toBe(0x3000);
+    expect(mmu.translate(dev, iova(SZ_4K), 4, "read")).toBe(0x3000);
     expect(trace.counters.get(Counter.IotlbStaleHits)).toBe(1);
     dom.invalidateRange(iova(SZ_4K), SZ_4K);
-    expect(mmu.translate(dev, SZ_4K, 4, "read")).toBe(-1);
+    expect(mmu.translate(dev, iova(SZ_4K), 4, "read")).toBe(-1);
     // A 4 KiB invalidation inside a cached 2 MiB leaf drops that leaf's entry.
     dom.invalidateRange(iova(SZ_2M + 8 * SZ_4K), SZ_4K);
     expect(mmu.iotlb.size).toBe(0);

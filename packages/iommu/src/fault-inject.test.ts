@@ -37,12 +37,12 @@ describe("fail_io_pgtable", () => {
     expect(dom.mappedBytes).toBe(bytes);
     expect(dom.ptPages).toBe(pages);
     expect(dom.ptPagesPending).toBe(0);
-    expect(mmu.translate(dev, SZ_2M - SZ_4K, 4, "read")).toBe(-1);
-    expect(mmu.translate(dev, 0x1000, 4, "read")).toBe(0x40_0000);
+    expect(mmu.translate(dev, iova(SZ_2M - SZ_4K), 4, "read")).toBe(-1);
+    expect(mmu.translate(dev, iova(0x1000), 4, "read")).toBe(0x40_0000);
     expect(trace.faults.attr(FAIL_IO_PGTABLE).injected).toBe(1);
     // times is used up: the same map now succeeds.
     expect(dom.map(iova(SZ_2M - SZ_4K), physAddr(0x80_0000), 2 * SZ_4K, RW).mapped).toBe(2 * SZ_4K);
-    expect(mmu.translate(dev, SZ_2M, 4, "write")).toBe(0x80_1000);
+    expect(mmu.translate(dev, iova(SZ_2M), 4, "write")).toBe(0x80_1000);
   });
 
   it("a single-page map that needs tables fails with one draw and leaves nothing mapped", () => {

@@ -1,4 +1,5 @@
 import type { Access, FaultReason } from "./events.js";
+import type { Iova } from "./iova.js";
 
 /** One DMA fault as the IOMMU's fault reporting would log it (VT-d fault record, SMMU event queue). */
 export interface IommuFault {
@@ -7,7 +8,7 @@ export interface IommuFault {
   /** BDF of the device whose access faulted. */
   readonly device: string;
   /** The address the device used. */
-  readonly iova: number;
+  readonly iova: Iova;
   /** Read or write. */
   readonly access: Access;
   /** Why the translation failed. */

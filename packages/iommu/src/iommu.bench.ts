@@ -48,7 +48,7 @@ describe("the iommu part of dma_map_phys + dma_unmap_phys of one 4 KiB page", ()
   mmu.attachDevice(dev, dom);
   dom.map(0 as Iova, 0 as PhysAddr, SZ_4K, RW); // keeps the lower tables alive, as in a busy domain
   for (let i = 0; i < 256; i++) dom.map(((512 + i) * SZ_4K) as Iova, (SZ_1G + i * SZ_4K) as PhysAddr, SZ_4K, RW);
-  for (let i = 0; i < 256; i++) mmu.translate(dev, (512 + i) * SZ_4K, 64, "read"); // a warm IOTLB
+  for (let i = 0; i < 256; i++) mmu.translate(dev, ((512 + i) * SZ_4K) as Iova, 64, "read"); // a warm IOTLB
   // Locals, not the imported bindings: the runner turns each use of an import into a property read,
   // which would be charged to the calls measured here.
   const page = SZ_4K;
@@ -78,7 +78,7 @@ describe("the iommu part of a two-step 256-page batch (dma_iova_link × 256, dma
   const dom = mmu.allocDomain("paging");
   mmu.attachDevice(dev, dom);
   dom.map(0 as Iova, 0 as PhysAddr, SZ_4K, RW); // keeps the lower tables alive, as in a busy domain
-  for (let i = 0; i < 256; i++) mmu.translate(dev, 0, 64, "read");
+  for (let i = 0; i < 256; i++) mmu.translate(dev, 0 as Iova, 64, "read");
   const page = SZ_4K;
   const base = 1024 * 1024;
   const len = 256 * page;
@@ -98,10 +98,10 @@ describe("translate", () => {
   const dom = mmu.allocDomain("paging");
   mmu.attachDevice(DEV_BDF, dom);
   dom.map(0 as Iova, (SZ_1G + SZ_4K) as PhysAddr, 256 * SZ_4K, RW);
-  for (let i = 0; i < 256; i++) mmu.translate(DEV_BDF, i * SZ_4K, 64, "read");
+  for (let i = 0; i < 256; i++) mmu.translate(DEV_BDF, (i * SZ_4K) as Iova, 64, "read");
   // 1024 accesses per sample so the harness's own per-call cost does not swamp them: divide by 1024.
   bench("1024 × IOTLB hit (256 hot pages, 4 KiB leaves)", () => {
-    for (let i = 0; i < 1024; i++) mmu.translate(DEV_BDF, (i & 255) * SZ_4K, 64, "read");
+    for (let i = 0; i < 1024; i++) mmu.translate(DEV_BDF, ((i & 255) * SZ_4K) as Iova, 64, "read");
   });
   const mmu2 = new Iommu(new Trace(), { iotlbEntries: 16 });
   const dom2 = mmu2.allocDomain("paging");
@@ -109,6 +109,6 @@ describe("translate", () => {
   dom2.map(0 as Iova, (SZ_1G + SZ_4K) as PhysAddr, 4096 * SZ_4K, RW);
   let j = 0;
   bench("1024 × IOTLB miss + 4-level walk (4096 pages through 16 entries)", () => {
-    for (let i = 0; i < 1024; i++) mmu2.translate(DEV_BDF, (j++ & 4095) * SZ_4K, 64, "read");
+    for (let i = 0; i < 1024; i++) mmu2.translate(DEV_BDF, ((j++ & 4095) * SZ_4K) as Iova, 64, "read");
   });
 });

@@ -47,7 +47,7 @@ describe("IOVA widths", () => {
     expect(dom.map(iova(top), physAddr(SZ_2M), SZ_2M, IommuProt.READ)).toEqual({ mapped: SZ_2M, ptesWritten: 1, ptPagesAllocated: 3 });
     expect(dom.iovaToPhys(iova(top + 5))).toBe(SZ_2M + 5);
     mmu.attachDevice(DEV_BDF, dom);
-    expect(mmu.translate(DEV_BDF, top + 0x1000, 8, "read")).toBe(SZ_2M + 0x1000);
+    expect(mmu.translate(DEV_BDF, iova(top + 0x1000), 8, "read")).toBe(SZ_2M + 0x1000);
   });
 
   it("vaBits 39 uses three levels: the root holds 1 GiB leaves", () => {
@@ -91,7 +91,7 @@ describe("domains and devices", () => {
     const d = mmu.allocDomain("paging");
     d.map(iova(0), physAddr(0), SZ_4K, IommuProt.READ);
     mmu.attachDevice(DEV_BDF, d);
-    mmu.translate(DEV_BDF, 0, 4, "read");
+    mmu.translate(DEV_BDF, iova(0), 4, "read");
     let err: unknown;
     try {
       mmu.freeDomain(d);

@@ -8,6 +8,8 @@ import { IommuError, IommuInputError } from "./errors.js";
 import type { IommuFault } from "./fault.js";
 import { Iotlb } from "./iotlb.js";
 import { SZ_1G, SZ_2M, SZ_4K } from "./iova.js";
+import type { Iova } from "./iova.js";
+import type { PhysAddr } from "@dmasim/memory";
 import { IommuProt } from "./prot.js";
 import * as pte from "./pte.js";
 
@@ -205,7 +207,7 @@ export class Iommu {
    * -1 after recording a fault. A stale IOTLB entry (its PTE cleared, no invalidation yet) still
    * translates, to the old physical page: that is the lazy-invalidation window.
    */
-  translate(device: string, iova: number, len: number, access: Access): number {
+  translate(device: string, iova: Iova, len: number, access: Access): number {
     // (iova >>> 0) & 4095 is iova mod 4096 exactly: ToUint32 reduces modulo 2^32 without losing low bits.
     if (!Number.isSafeInteger(iova) || iova < 0 || !Number.isSafeInteger(len) || len < 1 || ((iova >>> 0) & 4095) + len > PAGE) {
       throw Number.isSafeInteger(iova) && iova >= 0
@@ -246,17 +248,17 @@ export class Iommu {
     const perm = ptePerm(leaf);
     tlb.insert(domain.id, base, pt.lastWalkLevel, pteAddr(leaf), perm);
     if (ev.active) {
-      ev.emit<IommuEvent>({ type: "iotlb.fill", t: this.trace.clock.now, unit: this.name, domain: domain.id, iova: base, size: LEVEL_SIZE[pt.lastWalkLevel] ?? PAGE, phys: pteAddr(leaf) });
+      ev.emit<IommuEvent>({ type: "iotlb.fill", t: this.trace.clock.now, unit: this.name, domain: domain.id, iova: base as Iova, size: LEVEL_SIZE[pt.lastWalkLevel] ?? PAGE, phys: pteAddr(leaf) as PhysAddr });
     }
     if ((perm & need) === 0) return this.#fault(device, iova, access, "permission");
     return pteAddr(leaf) + (iova - base);
   }
 
-  #emitLookup(device: string, domain: number, iova: number, result: IotlbLookupResult): void {
+  #emitLookup(device: string, domain: number, iova: Iova, result: IotlbLookupResult): void {
     this.trace.events.emit<IommuEvent>({ type: "iotlb.lookup", t: this.trace.clock.now, unit: this.name, device, domain, iova, result });
   }
 
-  #fault(device: string, iova: number, access: Access, reason: FaultReason): number {
+  #fault(device: string, iova: Iova, access: Access, reason: FaultReason): number {
     this.trace.counters.add(Counter.IommuFaults);
     const t = this.trace.clock.now;
     if (this.#faults.length < this.#faultLogEntries) this.#faults.push({ t, device, iova, access, reason });
@@ -287,6 +289,6 @@ export class Iommu {
     this.#iotlb.invalidateAll();
     this.trace.counters.add(Counter.IotlbInvalGlobal);
     const ev = this.trace.events;
-    if (ev.active) ev.emit<IommuEvent>({ type: "iotlb.invalidate", t: this.trace.clock.now, unit: this.name, scope: "global", domain: 0, iova: 0, size: 0 });
+    if (ev.active) ev.emit<IommuEvent>({ type: "iotlb.invalidate", t: this.trace.clock.now, unit: this.name, scope: "global", domain: 0, iova: 0 as Iova, size: 0 });
   }
 }

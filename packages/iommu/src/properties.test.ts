@@ -150,13 +150,13 @@ describe("properties against a reference model", () => {
             applyRef(ref, op);
             apply(dom, op);
             if (op.kind === "unmap") dom.invalidateRange(iova(op.iova), op.size);
-            for (const [page, write] of accesses.slice(0, 20)) mmu.translate(dev, page * SZ_4K, 8, write ? "write" : "read");
+            for (const [page, write] of accesses.slice(0, 20)) mmu.translate(dev, iova(page * SZ_4K), 8, write ? "write" : "read");
           }
           mmu.clearFaults();
           for (const [page, write] of accesses) {
             const r = ref.get(page);
             const need = write ? IommuProt.WRITE : IommuProt.READ;
-            const got = mmu.translate(dev, page * SZ_4K + 8, 8, write ? "write" : "read");
+            const got = mmu.translate(dev, iova(page * SZ_4K + 8), 8, write ? "write" : "read");
             if (r !== undefined && (r.prot & need) !== 0) expect(got).toBe(r.phys + 8);
             else {
               expect(got).toBe(-1);
@@ -180,14 +180,14 @@ describe("properties against a reference model", () => {
           const { mmu, dom, dev } = setup({ iotlbEntries: 4096, iotlbWays: 64 });
           const phys = physPage * SZ_2M + SZ_4K; // never 2 MiB-aligned: 4 KiB leaves only
           dom.map(iova(0), physAddr(phys), 4096 * SZ_4K, IommuProt.READ);
-          for (const p of pages) expect(mmu.translate(dev, p * SZ_4K, 4, "read")).toBe(phys + p * SZ_4K);
+          for (const p of pages) expect(mmu.translate(dev, iova(p * SZ_4K), 4, "read")).toBe(phys + p * SZ_4K);
           const size = Math.min(unmapPages, 4096 - unmapFirst) * SZ_4K;
           dom.unmap(iova(unmapFirst * SZ_4K), size);
-          for (const p of pages) expect(mmu.translate(dev, p * SZ_4K, 4, "read")).toBe(phys + p * SZ_4K);
+          for (const p of pages) expect(mmu.translate(dev, iova(p * SZ_4K), 4, "read")).toBe(phys + p * SZ_4K);
           dom.invalidateRange(iova(unmapFirst * SZ_4K), size);
           for (const p of pages) {
             const gone = p >= unmapFirst && p * SZ_4K < unmapFirst * SZ_4K + size;
-            expect(mmu.translate(dev, p * SZ_4K, 4, "read")).toBe(gone ? -1 : phys + p * SZ_4K);
+            expect(mmu.translate(dev, iova(p * SZ_4K), 4, "read")).toBe(gone ? -1 : phys + p * SZ_4K);
           }
         },
       ),

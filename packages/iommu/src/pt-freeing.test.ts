@@ -96,7 +96,7 @@ describe("page-table pages freed by unmap", () => {
     expect(trace.counters.snapshot().diff(before).nonZero()).toEqual({ IommuMapCalls: 1, PteWrites: 1, PtPagesPendingFree: 1, PtPagesFreed: 1 });
     expect(dom.ptPages).toBe(3);
     expect(dom.ptPagesPending).toBe(0);
-    expect(mmu.translate(dev, SZ_2M + 5 * SZ_4K + 8, 8, "read")).toBe(4 * SZ_2M + 5 * SZ_4K + 8);
+    expect(mmu.translate(dev, iova(SZ_2M + 5 * SZ_4K + 8), 8, "read")).toBe(4 * SZ_2M + 5 * SZ_4K + 8);
     // A 1 GiB leaf over a level-2 table holding only empty tables frees the whole subtree.
     const { dom: dom2, trace: trace2 } = setup();
     dom2.map(iova(SZ_1G), physAddr(SZ_4K), SZ_4K, RW);

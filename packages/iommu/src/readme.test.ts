@@ -1,4 +1,5 @@
 // The README's example, run as written (the ```ts block is read from README.md), so it cannot rot.
+import * as memoryModule from "@dmasim/memory";
 import * as traceModule from "@dmasim/trace";
 import { Counter } from "./counters.js";
 import type { Trace } from "@dmasim/trace";
@@ -9,7 +10,7 @@ import type { Iommu, IommuDomain, UnmapResult } from "./index.js";
 import { SZ_4K } from "./index.js";
 
 it("README example runs and shows the lazy-invalidation window", () => {
-  const r = runReadmeBlock(new URL("../README.md", import.meta.url), { "@dmasim/trace": traceModule, "@dmasim/iommu": iommuModule });
+  const r = runReadmeBlock(new URL("../README.md", import.meta.url), { "@dmasim/trace": traceModule, "@dmasim/memory": memoryModule, "@dmasim/iommu": iommuModule });
   const trace = r.trace as Trace;
   const iommu = r.iommu as Iommu;
   const dom = r.dom as IommuDomain;

@@ -25,7 +25,7 @@ describe("4 GiB in one domain", () => {
     expect(host).toBeLessThanOrEqual(dom.ptBytes + 256 * 1024 + 4 * dom.ptPages);
     expect(host / PAGES).toBeLessThanOrEqual(10);
     expect(trace.counters.get(Counter.PteWrites)).toBe(PAGES);
-    expect(mmu.translate(dev, SZ_1G + 12345 * SZ_4K + 7, 1, "read")).toBe(8 * SZ_1G + 12345 * SZ_4K + 7);
+    expect(mmu.translate(dev, iova(SZ_1G + 12345 * SZ_4K + 7), 1, "read")).toBe(8 * SZ_1G + 12345 * SZ_4K + 7);
   });
 
   it("2 MiB-aligned but unable to use 1 GiB leaves: 2048 leaves of 2 MiB", () => {

@@ -31,7 +31,7 @@ describe("NVMe data pointers", () => {
     const buf = mem.allocator.allocPages(len / PAGE_SIZE + 1);
     const data = pattern(len, 3);
     mem.write(physAddr(buf + 512), data);
-    const c = run(sys, Request.fromBio(sys.driver.limits, new Bio(mem, { op: ReqOp.WRITE, sector: 2048, vecs: [bvecAt(buf + 512, len)] })));
+    const c = run(sys, Request.fromBio(sys.driver.limits, new Bio(mem, { op: ReqOp.WRITE, sector: 2048, vecs: [bvecAt(physAddr(buf + 512), len)] })));
     expect(c.status).toBe(BLK_STS_OK);
     expect(c.sgl).toBe(false);
     // 1025 pages touched: PRP1 + 1024 list entries = 511 + chain, 511 + chain, 2.
@@ -50,7 +50,7 @@ describe("NVMe data pointers", () => {
     const d2 = pattern(1024, 2);
     mem.write(a, d1);
     mem.write(physAddr(b + 512), d2);
-    const rq = Request.fromBio(sys.driver.limits, new Bio(mem, { op: ReqOp.WRITE, sector: 8, vecs: [bvecAt(a, 1024), bvecAt(b + 512, 1024)] }));
+    const rq = Request.fromBio(sys.driver.limits, new Bio(mem, { op: ReqOp.WRITE, sector: 8, vecs: [bvecAt(a, 1024), bvecAt(physAddr(b + 512), 1024)] }));
     const c = run(sys, rq);
     expect(c.sgl).toBe(true);
     expect(sys.driver.stats.sglLists).toBe(1);
@@ -91,13 +91,13 @@ describe("NVMe data pointers", () => {
     const data = pattern(8192, 9);
     mem.write(physAddr(buf + 512), data); // two pages' worth starting 512 bytes in: spans three pages → PRP1 + PRP2 is not enough
     const before = sys.platform.trace.counters.snapshot();
-    const c1 = run(sys, Request.fromBio(sys.driver.limits, new Bio(mem, { op: ReqOp.WRITE, sector: 0, vecs: [bvecAt(buf + 512, 4096)] })));
+    const c1 = run(sys, Request.fromBio(sys.driver.limits, new Bio(mem, { op: ReqOp.WRITE, sector: 0, vecs: [bvecAt(physAddr(buf + 512), 4096)] })));
     expect([c1.status, c1.sgl]).toEqual([BLK_STS_OK, false]);
     const moved = sys.platform.trace.counters.snapshot().diff(before);
     expect([moved.get(Counter.DmaMapCalls), moved.get(Counter.DmaUnmapCalls), moved.get(Counter.DmaIovaTryAllocs)]).toEqual([1, 1, 0]);
     expect(sys.driver.stats.simpleCommands).toBe(1);
     // 8 KiB at offset 512 needs three PRPs: not possible in PRP1/PRP2, so SGLs (the controller supports them).
-    const c2 = run(sys, Request.fromBio(sys.driver.limits, new Bio(mem, { op: ReqOp.WRITE, sector: 16, vecs: [bvecAt(buf + 512, 8192)] })));
+    const c2 = run(sys, Request.fromBio(sys.driver.limits, new Bio(mem, { op: ReqOp.WRITE, sector: 16, vecs: [bvecAt(physAddr(buf + 512), 8192)] })));
     expect([c2.status, c2.sgl]).toEqual([BLK_STS_OK, true]);
     expect(sys.driver.stats.simpleCommands).toBe(2);
     expect(sys.driver.stats.prpLists + sys.driver.stats.sglLists).toBe(0);
@@ -106,7 +106,7 @@ describe("NVMe data pointers", () => {
     const prpOnly = createNvmeSystem({ queueDepth: 2, namespaceBytes: 1 * MiB, sglSupported: false });
     const m2 = prpOnly.platform.memory;
     const b2 = m2.allocator.allocPages(3);
-    const c3 = run(prpOnly, Request.fromBio(prpOnly.driver.limits, new Bio(m2, { op: ReqOp.WRITE, sector: 0, vecs: [bvecAt(b2 + 512, 8192)] })));
+    const c3 = run(prpOnly, Request.fromBio(prpOnly.driver.limits, new Bio(m2, { op: ReqOp.WRITE, sector: 0, vecs: [bvecAt(physAddr(b2 + 512), 8192)] })));
     expect([c3.status, c3.sgl, prpOnly.driver.stats.simpleCommands, prpOnly.driver.stats.prpLists]).toEqual([BLK_STS_OK, false, 0, 1]);
     expect(sys.kernel.debugReports()).toEqual([]);
   });
@@ -116,7 +116,7 @@ describe("NVMe data pointers", () => {
     expect(sys.driver.limits.virtBoundaryMask).toBe(4095);
     const mem = sys.platform.memory;
     const a = mem.allocator.allocPages(2);
-    expect(() => Request.fromBio(sys.driver.limits, new Bio(mem, { op: ReqOp.READ, sector: 0, vecs: [bvecAt(a, 1024), bvecAt(a + PAGE_SIZE + 512, 1024)] }))).toThrow(BioError);
+    expect(() => Request.fromBio(sys.driver.limits, new Bio(mem, { op: ReqOp.READ, sector: 0, vecs: [bvecAt(a, 1024), bvecAt(physAddr(a + PAGE_SIZE + 512), 1024)] }))).toThrow(BioError);
     expect(runWorkload(sys, { ops: 40, bsMin: 4096, bsMax: 65536, layout: "scattered", readPct: 50, seed: 2 }).mismatches).toBe(0);
   });
 });

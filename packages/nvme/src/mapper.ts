@@ -19,7 +19,6 @@ import { PciP2pdmaMapType } from "@dmasim/pcie-p2p";
 import { dmaMapSg, dmaMapSgtable, dmaUnmapSg, dmaUnmapSgtable, sgAllocTable, sgDmaAddress, sgDmaLen, sgFreeTable, sgSetPhys } from "@dmasim/scatterlist";
 import type { SgTable } from "@dmasim/scatterlist";
 import { NvmeInputError, NvmeStateError } from "./errors.js";
-import type { PhysAddr } from "@dmasim/memory";
 
 /**
  * How a driver turns a request into DMA segments. `start` maps and yields the first segment in
@@ -176,7 +175,7 @@ export class ScatterlistMapper implements SegmentMapper {
     const table = sgAllocTable(this.#dev.kernel.trace, rq.nrPhysSegments);
     blkRqMapIterInit(rq, this.#map);
     let n = 0;
-    while (blkMapIterNext(rq, this.#map)) sgSetPhys(table, n++, this.#map.paddr as PhysAddr, this.#map.len);
+    while (blkMapIterNext(rq, this.#map)) sgSetPhys(table, n++, this.#map.paddr, this.#map.len);
     // nvme_map_data (scatterlist era): dma_map_sgtable(..., DMA_ATTR_NO_WARN) over the orig_nents entries
     // blk_rq_map_sg filled; -EREMOTEIO (P2P memory the device cannot reach) completes the request with
     // BLK_STS_TARGET, any other failure is a resource shortage. (When fewer entries were filled than the

@@ -58,7 +58,7 @@ export function runP2pCase(sys: NvmeHost, provider: P2pdmaProvider, options: { b
   const w = runOne(sys, Request.fromBio(driver.limits, new Bio(mem, { op: ReqOp.WRITE, sector, vecs: [bvecAt(src, bytes)] })));
   if (w.status !== BLK_STS_OK) throw new WorkloadError(`P2P write failed: NVMe status ${hex(w.nvmeStatus)}`);
   const onDisk = sys.controller.namespace.read(block * 4096, bytes);
-  const r = runOne(sys, Request.fromBio(driver.limits, new Bio(mem, { op: ReqOp.READ, sector, vecs: [bvecAt(dst, bytes)] })));
+  const r = runOne(sys, Request.fromBio(driver.limits, new Bio(mem, { op: ReqOp.READ, sector, vecs: [bvecAt(unsafePhysAddr(dst), bytes)] })));
   if (r.status !== BLK_STS_OK) throw new WorkloadError(`P2P read failed: NVMe status ${hex(r.nvmeStatus)}`);
   const back = mem.read(unsafePhysAddr(dst), bytes);
   for (let i = 0; i < bytes; i++) {

@@ -77,8 +77,8 @@ export class WorkloadRun {
   /** The buffer of a request of `pages` pages in slot `slot`, laid out as the job says. */
   #buildVecs(slot: number, pages: number): BioVec[] {
     const base = this.#slotBase[slot] ?? 0;
-    if (this.#o.layout === "contiguous") return [bvecAt(base, pages * PAGE_SIZE)];
-    if (this.#o.layout === "offset") return [bvecAt(base + 512, pages * PAGE_SIZE)];
+    if (this.#o.layout === "contiguous") return [bvecAt(unsafePhysAddr(base), pages * PAGE_SIZE)];
+    if (this.#o.layout === "offset") return [bvecAt(unsafePhysAddr(base + 512), pages * PAGE_SIZE)];
     // Partial Fisher–Yates: `pages` distinct pages of the slot's pool, in random order.
     const perm = this.#perm;
     for (let i = 0; i < this.#poolPages - 1; i++) perm[i] = i;
@@ -88,7 +88,7 @@ export class WorkloadRun {
       const t = perm[j] ?? 0;
       perm[j] = perm[i] ?? 0;
       perm[i] = t;
-      vecs.push(bvecAt(base + t * PAGE_SIZE, PAGE_SIZE));
+      vecs.push(bvecAt(unsafePhysAddr(base + t * PAGE_SIZE), PAGE_SIZE));
     }
     return vecs;
   }

@@ -1,5 +1,10 @@
 import { PciInputError } from "./errors.js";
-import type { BusAddr } from "./types.js";
+
+/**
+ * A PCI bus address (pci_bus_addr_t): what a device puts in a TLP to reach a BAR without an IOMMU. Made
+ * by `busAddr()` (checked) or `unsafeBusAddr()` (a cast for values already known good).
+ */
+export type BusAddr = number & { readonly __brand: "BusAddr" };
 
 /** Brands `n` as a PCI bus address; throws PciInputError (EINVAL) unless it is a safe integer >= 0. */
 export function busAddr(n: number): BusAddr {

@@ -1,7 +1,11 @@
 import type { Access, TraceEvent as IommuTraceEvent } from "@dmasim/iommu";
+import type { PhysAddr } from "@dmasim/memory";
+import type { DmaAddr } from "./dma-addr.js";
+import type { BusAddr } from "./bus-addr.js";
 
 // The events the fabric reports on its platform's trace: every TLP a device issues, and the ones nothing
-// claims. Addresses are plain numbers in an event (a record for exporters, which know no brand).
+// claims. Address fields carry their brand (`DmaAddr | BusAddr` as issued, `PhysAddr` where it landed): a
+// type only, so the serialised event (the JSON event log) is a plain number.
 
 /** Where a TLP went: to host memory, to a peer below the same switch, or to a peer through the host bridge. */
 export type FabricPath = "memory" | "peer-via-switch" | "peer-via-host-bridge";
@@ -25,12 +29,12 @@ export interface TlpEvent {
   readonly path: FabricPath;
   /** Read or write. */
   readonly access: Access;
-  /** The address the TLP carried, as the device issued it (IOVA, bus or physical address). */
-  readonly addr: number;
+  /** The address the TLP carried, as the device issued it (a DMA address: IOVA or bus address of RAM; or a peer's bus address). */
+  readonly addr: DmaAddr | BusAddr;
   /** Bytes carried, at most 4096. */
   readonly len: number;
   /** CPU physical address the TLP landed on (after IOMMU translation, if any). */
-  readonly phys: number;
+  readonly phys: PhysAddr;
   /** What it reached: the peer's BDF, "ram", or "mmio" (a region that is no endpoint's BAR). */
   readonly target: string;
   /** The route in order: requester, each switch port, root port and host bridge crossed, the translating IOMMU, and the target. */
@@ -49,8 +53,8 @@ export interface UnsupportedRequestEvent {
   readonly device: string;
   /** Read or write. */
   readonly access: Access;
-  /** The address nothing claimed. */
-  readonly addr: number;
+  /** The address nothing claimed, as the device issued it. */
+  readonly addr: DmaAddr | BusAddr;
   /** Bytes the TLP asked for. */
   readonly len: number;
 }

@@ -1,8 +1,10 @@
-import type { Access, Iommu } from "@dmasim/iommu";
+import type { Access, Iommu, Iova } from "@dmasim/iommu";
 import { MAX_READ_BYTES, MmioNoBackingError, PageFlag, type PhysicalMemory, type PhysAddr } from "@dmasim/memory";
 import { hex, type Trace } from "@dmasim/trace";
 import { Counter } from "./counters.js";
 import type { FabricPath, PcieP2pEvent } from "./events.js";
+import type { DmaAddr } from "./dma-addr.js";
+import type { BusAddr } from "./bus-addr.js";
 import { PcieAccessError, PciError, PciInputError } from "./errors.js";
 import type { RangeTable, Routes } from "./routing.js";
 import { at } from "./util.js";
@@ -30,10 +32,10 @@ const BYTE_COUNTER = [Counter.BytesToMemory, Counter.BytesPeerViaSwitch, Counter
  * its debug checker sees which IOVAs a device touches. Called before the bytes move.
  */
 export interface DmaAccessObserver {
-  /** A TLP as the device issued it: `addr` is the bus address (an IOVA behind an IOMMU). */
-  onTlp?(bdf: string, addr: number, len: number, access: Access): void;
+  /** A TLP as the device issued it: `addr` is the DMA address (an IOVA behind an IOMMU) or a peer's bus address. */
+  onTlp?(bdf: string, addr: DmaAddr | BusAddr, len: number, access: Access): void;
   /** A TLP about to reach RAM at physical `phys`, after any translation. */
-  onMemoryAccess?(bdf: string, phys: number, len: number, access: Access): void;
+  onMemoryAccess?(bdf: string, phys: PhysAddr, len: number, access: Access): void;
 }
 
 /** What every endpoint of one platform shares. */
@@ -186,9 +188,9 @@ export class Fabric {
       device: this.#bdf,
       path: PATH_NAMES[p] ?? "memory",
       access,
-      addr,
+      addr: addr as DmaAddr | BusAddr,
       len,
-      phys: this.#phys,
+      phys: this.#phys as PhysAddr,
       target,
       hops: route.hops,
       acsRedirect: route.acsRedirect,
@@ -198,7 +200,7 @@ export class Fabric {
   /** Routes one TLP; returns the CPU physical address it lands on and sets #path, or throws. */
   #route(addr: number, len: number, access: Access, completed: number): number {
     const observer = this.#ctx.observer.current;
-    if (observer?.onTlp !== undefined) observer.onTlp(this.#bdf, addr, len, access);
+    if (observer?.onTlp !== undefined) observer.onTlp(this.#bdf, addr as DmaAddr | BusAddr, len, access);
     const direct = this.#direct;
     if (direct.length > 0) {
       const i = direct.find(addr);
@@ -211,7 +213,7 @@ export class Fabric {
     let phys = addr;
     const mmu = this.#iommu;
     if (mmu !== undefined) {
-      phys = mmu.translate(this.#bdf, addr, len, access);
+      phys = mmu.translate(this.#bdf, addr as Iova, len, access);
       if (phys < 0) {
         const fault = mmu.faults().at(-1);
         const why = fault?.device === this.#bdf && fault.iova === addr ? fault.reason : "fault";
@@ -227,7 +229,7 @@ export class Fabric {
       this.#path = PATH_MEMORY;
       this.#target = -1;
       this.#phys = phys;
-      if (observer?.onMemoryAccess !== undefined) observer.onMemoryAccess(this.#bdf, phys, len, access);
+      if (observer?.onMemoryAccess !== undefined) observer.onMemoryAccess(this.#bdf, phys as PhysAddr, len, access);
       return phys;
     }
     const bars = ctx.routes.barsByPhys;
@@ -266,7 +268,7 @@ export class Fabric {
     const trace = this.#ctx.trace;
     trace.counters.add(Counter.UnsupportedRequests);
     const ev = trace.events;
-    if (ev.active) ev.emit<PcieP2pEvent>({ type: "unsupported-request", t: trace.clock.now, device: this.#bdf, access, addr, len });
+    if (ev.active) ev.emit<PcieP2pEvent>({ type: "unsupported-request", t: trace.clock.now, device: this.#bdf, access, addr: addr as DmaAddr | BusAddr, len });
     throw new PcieAccessError("unsupported-request", this.#bdf, access, addr, completed, detail);
   }
 }

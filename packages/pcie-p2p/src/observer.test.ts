@@ -1,9 +1,9 @@
 import { describe, expect, it } from "vitest";
-import { GiB, MiB, physAddr } from "@dmasim/memory";
+import { GiB, MiB, physAddr, type PhysAddr } from "@dmasim/memory";
 import type { Access } from "@dmasim/iommu";
 import { createPlatform } from "./platform.js";
 import type { DmaAccessObserver } from "./fabric.js";
-import { unsafeDmaAddr } from "./index.js";
+import { unsafeDmaAddr, type BusAddr, type DmaAddr } from "./index.js";
 
 const SPEC = {
   memory: { ramBytes: 1 * GiB },
@@ -19,10 +19,10 @@ describe("DMA access observer", () => {
     const p = createPlatform(SPEC);
     const seen: string[] = [];
     const observer: DmaAccessObserver = {
-      onTlp: (bdf: string, addr: number, len: number, access: Access) => seen.push(`tlp ${bdf} ${access} ${addr} ${len}`),
-      onMemoryAccess: (bdf: string, phys: number, len: number, access: Access) => {
+      onTlp: (bdf: string, addr: DmaAddr | BusAddr, len: number, access: Access) => seen.push(`tlp ${bdf} ${access} ${addr} ${len}`),
+      onMemoryAccess: (bdf: string, phys: PhysAddr, len: number, access: Access) => {
         // Before the write lands, memory still holds the old bytes.
-        if (access === "write") seen.push(`mem-before ${p.memory.read(physAddr(phys), 1)[0]}`);
+        if (access === "write") seen.push(`mem-before ${p.memory.read(phys, 1)[0]}`);
         seen.push(`mem ${bdf} ${access} ${phys} ${len}`);
       },
     };

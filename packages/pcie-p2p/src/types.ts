@@ -1,4 +1,5 @@
 import type { DmaAccessObserver } from "./fabric.js";
+import type { BusAddr } from "./bus-addr.js";
 import type { DmaAddr } from "./dma-addr.js";
 import type { Iommu } from "@dmasim/iommu";
 import type { PhysAddr, PhysicalMemory } from "@dmasim/memory";
@@ -7,11 +8,8 @@ import type { TraceEvent } from "./events.js";
 import type { MapTypeAndDist, PciP2pdmaMapType } from "./p2pdma.js";
 import type { HostBridgeP2p } from "./spec.js";
 
-/**
- * A PCI bus address (pci_bus_addr_t): what a device puts in a TLP to reach a BAR without an IOMMU. Made
- * by `busAddr()` (checked) or `unsafeBusAddr()` (a cast for values already known good).
- */
-export type BusAddr = number & { readonly __brand: "BusAddr" };
+// Declared beside its constructors (a leaf module, so the fabric and the events can name it without a cycle).
+export type { BusAddr } from "./bus-addr.js";
 
 /** struct p2pdma_provider: a BAR range registered with pci_p2pdma_add_resource. */
 export interface P2pdmaProvider {

@@ -1,5 +1,5 @@
 import { describe, expect, it } from "vitest";
-import { DmaDirection, unsafeDmaAddr } from "@dmasim/dma";
+import { DmaDirection, unsafeDmaAddr, type DmaAddr } from "@dmasim/dma";
 import { PAGE_SIZE, physAddr } from "@dmasim/memory";
 import { Counter } from "@dmasim/dma";
 import { dmaMapSgtable, dmaSyncSgtableForCpu, dmaSyncSgtableForDevice, dmaUnmapSgtable, sgDmaIsBounced, sgDmaIsSwiotlb, sgtableDmaSegments } from "./index.js";
@@ -25,14 +25,14 @@ describe("untrusted devices: every entry through swiotlb, one DMA segment each",
     const rig = makeRig({ untrusted: true });
     const table = listOf(rig, [{ offset: 8, len: 256 }, { offset: 8, len: 256 }]);
     expect(dmaMapSgtable(rig.dev, table, DmaDirection.FROM_DEVICE)).toBe(0);
-    const [[a0], [a1]] = sgtableDmaSegments(table) as [[number, number], [number, number]];
-    rig.ep.dmaWrite(unsafeDmaAddr(a0), pattern(256, 40));
+    const [[a0], [a1]] = sgtableDmaSegments(table) as [[DmaAddr, number], [DmaAddr, number]];
+    rig.ep.dmaWrite(a0, pattern(256, 40));
     // Still in the bounce slot until synced.
     expect(firstDifference(rig.platform.memory.read(physAddr(table.phys[0] ?? 0), 256), pattern(256, 40))).not.toBe(-1);
     dmaSyncSgtableForCpu(rig.dev, table, DmaDirection.FROM_DEVICE);
     expect(firstDifference(rig.platform.memory.read(physAddr(table.phys[0] ?? 0), 256), pattern(256, 40))).toBe(-1);
     dmaSyncSgtableForDevice(rig.dev, table, DmaDirection.FROM_DEVICE);
-    rig.ep.dmaWrite(unsafeDmaAddr(a1), pattern(256, 41));
+    rig.ep.dmaWrite(a1, pattern(256, 41));
     dmaUnmapSgtable(rig.dev, table, DmaDirection.FROM_DEVICE);
     expect(firstDifference(rig.platform.memory.read(physAddr(table.phys[1] ?? 0), 256), pattern(256, 41))).toBe(-1);
   });
@@ -45,7 +45,7 @@ describe("non-coherent devices: CPU cache maintenance per entry", () => {
       const { kernel } = rig;
       const table = listOf(rig, [{ len: PAGE_SIZE }, { len: PAGE_SIZE }]);
       expect(dmaMapSgtable(rig.dev, table, DmaDirection.BIDIRECTIONAL, 0, { impl })).toBe(0);
-      const [[addr]] = sgtableDmaSegments(table) as [[number, number]];
+      const [[addr]] = sgtableDmaSegments(table) as [[DmaAddr, number]];
       kernel.cpuWrite((table.phys[1] ?? 0) as PhysAddr, pattern(64, 9));
       expect(firstDifference(rig.ep.dmaRead(unsafeDmaAddr(addr + PAGE_SIZE), 64), pattern(64, 9))).not.toBe(-1);
       const before = rig.platform.trace.counters.snapshot();

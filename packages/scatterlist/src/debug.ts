@@ -1,6 +1,6 @@
-import { PAGE_SIZE } from "@dmasim/memory";
+import { PAGE_SIZE, type PhysAddr } from "@dmasim/memory";
 import { hex64 } from "@dmasim/trace";
-import type { DmaDevice, DmaDirection } from "@dmasim/dma";
+import type { DmaAddr, DmaDevice, DmaDirection } from "@dmasim/dma";
 import type { SgTable } from "./sg-table.js";
 
 // dma-debug for scatterlists (kernel/dma/debug.c: debug_dma_map_sg, check_sg_segment,
@@ -23,7 +23,7 @@ export function debugCheckMapSg(dev: DmaDevice, table: SgTable, nents: number, d
   for (let i = 0; i < nents; i++) {
     const phys = table.phys[i] ?? 0;
     const len = table.length[i] ?? 0;
-    debug.checkMap(dev.bdf, phys, len, dir, attrs, pageFlags);
+    debug.checkMap(dev.bdf, phys as PhysAddr, len, dir, attrs, pageFlags);
     if (len > maxSeg) debug.report("sg-segment-too-long", dev.bdf, `mapping sg segment longer than device claims to support [len=${len}] [max=${maxSeg}]`);
   }
 }
@@ -62,7 +62,7 @@ export function debugAddSg(dev: DmaDevice, table: SgTable, nents: number, count:
   for (let i = 0; i < nents; i++) lines.push(table.phys[i] ?? 0, table.length[i] ?? 0);
   for (let k = 0; k < count; k++) {
     debug.add(
-      { type: "scatter-gather", device: dev.bdf, dmaAddr: table.dmaAddress[k] ?? 0, size: table.dmaLength[k] ?? 0, phys: table.phys[k] ?? 0, dir, sgCount: nents, sgMappedEnts: count },
+      { type: "scatter-gather", device: dev.bdf, dmaAddr: (table.dmaAddress[k] ?? 0) as DmaAddr, size: table.dmaLength[k] ?? 0, phys: (table.phys[k] ?? 0) as PhysAddr, dir, sgCount: nents, sgMappedEnts: count },
       attrs,
       true,
       undefined,
@@ -84,7 +84,7 @@ export function debugUnmapSg(dev: DmaDevice, table: SgTable, nents: number, mapp
     debug.report("unmap-sg-count-mismatch", dev.bdf, `device driver frees DMA sg list with different entry count [map count=${mappedNents}] [unmap count=${nents}]`);
   }
   for (let k = 0; k < mappedEnts; k++) {
-    debug.unmap(dev.bdf, { type: "scatter-gather", dmaAddr: table.dmaAddress[k] ?? 0, size: table.dmaLength[k] ?? 0, dir, sgCount: mappedNents });
+    debug.unmap(dev.bdf, { type: "scatter-gather", dmaAddr: (table.dmaAddress[k] ?? 0) as DmaAddr, size: table.dmaLength[k] ?? 0, dir, sgCount: mappedNents });
   }
 }
 
@@ -93,6 +93,6 @@ export function debugSyncSg(dev: DmaDevice, table: SgTable, nents: number, mappe
   const debug = dev.kernel.debug;
   if (!debug.enabled) return;
   for (let k = 0; k < mappedEnts; k++) {
-    debug.sync(dev.bdf, table.dmaAddress[k] ?? 0, table.dmaLength[k] ?? 0, dir, toCpu, nents);
+    debug.sync(dev.bdf, (table.dmaAddress[k] ?? 0) as DmaAddr, table.dmaLength[k] ?? 0, dir, toCpu, nents);
   }
 }

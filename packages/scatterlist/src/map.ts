@@ -1,7 +1,8 @@
 import { Counter } from "@dmasim/dma";
 import { DMA_ATTR_ALL, DMA_ATTR_REQUIRE_COHERENT, DmaDirection, Errno } from "@dmasim/dma";
 import { devUseSwiotlb, dmaApiSlice } from "@dmasim/dma/internal";
-import type { DmaDevice, DmaIovaState } from "@dmasim/dma";
+import type { DmaAddr, DmaDevice, DmaIovaState } from "@dmasim/dma";
+import type { Iova } from "@dmasim/iommu";
 import { classifyEntries } from "./classify.js";
 import { debugAddSg, debugCheckMapSg, debugFindBoundaryCrossings, debugUnmapSg } from "./debug.js";
 import { checkSgDevice, checkSgTable } from "./check.js";
@@ -136,7 +137,7 @@ function mapSgWith(dev: DmaDevice, table: SgTable, nents: number, dir: DmaDirect
     path === "two-step"
       ? { path, dev, nents, mappedEnts: ret, dir, states, stateLens }
       : path === "classic"
-        ? { path, dev, nents, mappedEnts: ret, dir, iova, iovaLen }
+        ? { path, dev, nents, mappedEnts: ret, dir, iova: iova as Iova, iovaLen }
         : { path, dev, nents, mappedEnts: ret, dir };
   table.mapping = record;
   const crossings = debugFindBoundaryCrossings(dev, table, ret);
@@ -213,7 +214,7 @@ function unmapSg(fn: string, dev: DmaDevice, table: SgTable, nents: number, dir:
   const m = table.mapping;
   if (m === undefined) {
     // Nothing to undo; dma-debug reports an unmap of memory that was never mapped.
-    dev.kernel.debug.unmap(dev.bdf, { type: "scatter-gather", dmaAddr: table.dmaAddress[0] ?? 0, size: table.dmaLength[0] ?? 0, dir, sgCount: nents });
+    dev.kernel.debug.unmap(dev.bdf, { type: "scatter-gather", dmaAddr: (table.dmaAddress[0] ?? 0) as DmaAddr, size: table.dmaLength[0] ?? 0, dir, sgCount: nents });
     return;
   }
   if (m.dev !== dev) throw new ScatterlistError("EINVAL", fn, "dev", dev.bdf, `the device the table was mapped for (${m.dev.bdf})`);

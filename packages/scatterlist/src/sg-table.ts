@@ -1,5 +1,6 @@
 import { PAGE_SIZE, type PhysAddr } from "@dmasim/memory";
 import { Trace } from "@dmasim/trace";
+import type { Iova } from "@dmasim/iommu";
 import { Counter } from "@dmasim/dma";
 import type { DmaAddr, DmaDevice, DmaDirection, DmaIovaState } from "@dmasim/dma";
 import { SG_ENTRY_BYTES, SG_MAX_NENTS, SG_MAX_SINGLE_ALLOC, SgDmaFlag } from "./constants.js";
@@ -44,7 +45,7 @@ export interface SgMappingClassic extends SgMappingCommon {
   /** Mapped by iommu_dma_map_sg: one IOVA range for the whole list. */
   readonly path: "classic";
   /** Start of the single IOVA range. */
-  readonly iova: number;
+  readonly iova: Iova;
   /** Length in bytes of the IOVA range iommu_dma_map_sg allocated. */
   readonly iovaLen: number;
 }

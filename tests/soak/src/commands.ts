@@ -200,7 +200,7 @@ class MapBio extends Step {
     const before = sys.fingerprint();
     const bufs = allocBuffers(sys, this.vecs.map((v) => ({ offset: v.sectorOffset * 512, len: v.sectors * 512 })), this.seed);
     if (bufs === undefined) return;
-    const bio = new Bio(sys.platform.memory, { op: ReqOp.WRITE, sector: 0, vecs: bufs.map((b) => bvecAt(b.phys, b.data.length)) });
+    const bio = new Bio(sys.platform.memory, { op: ReqOp.WRITE, sector: 0, vecs: bufs.map((b) => bvecAt(unsafePhysAddr(b.phys), b.data.length)) });
     const rq = Request.fromBio(queueLimits(), bio);
     const state = new DmaIovaState();
     const iter = new BlkDmaIter();

@@ -1,6 +1,8 @@
 import { Counter } from "../counters.js";
 import type { DmaEvent } from "../events.js";
 import type { Trace } from "@dmasim/trace";
+import type { PhysAddr } from "@dmasim/memory";
+import type { DmaAddr } from "@dmasim/pcie-p2p";
 import {
   CACHELINE_SIZE,
   DMA_ATTR_DEBUGGING_IGNORE_CACHELINES,
@@ -31,11 +33,11 @@ export interface DebugEntry {
   /** BDF of the device the mapping is for. */
   readonly device: string;
   /** The DMA address the mapping returned. */
-  readonly dmaAddr: number;
+  readonly dmaAddr: DmaAddr;
   /** Bytes mapped. */
   readonly size: number;
   /** Physical address of the mapped memory. */
-  readonly phys: number;
+  readonly phys: PhysAddr;
   /** The direction it was mapped with. */
   readonly dir: DmaDirection;
   /** For sg entries: the nents passed to map, and what map returned. */
@@ -67,7 +69,7 @@ export interface DebugCheckerOptions {
    * Page flags by physical address for the map checks (check_for_stack, check_for_illegal_area): -1 for
    * a frame without a struct page. Given once by the kernel, so a map does not build one per call.
    */
-  readonly pageFlags?: (phys: number) => number;
+  readonly pageFlags?: (phys: PhysAddr) => number;
   /**
    * Report overlapping cachelines at all. add_dma_entry stays quiet when dma_get_cache_alignment() is
    * below L1_CACHE_BYTES, and with CONFIG_DMA_BOUNCE_UNALIGNED_KMALLOC while swiotlb is active (small
@@ -84,13 +86,13 @@ export interface UnmapRef {
   /** The kind of mapping the unmap function releases (dma_unmap_sg: scatter-gather…). */
   readonly type: DebugEntryType;
   /** The DMA address passed to the unmap call. */
-  readonly dmaAddr: number;
+  readonly dmaAddr: DmaAddr;
   /** The size passed to the unmap call. */
   readonly size: number;
   /** The direction passed to the unmap call. */
   readonly dir: DmaDirection;
   /** The CPU address passed (dma_free_coherent), checked against the entry's. */
-  readonly phys?: number;
+  readonly phys?: PhysAddr;
   /** The nents passed (dma_unmap_sg), checked against the one mapped. */
   readonly sgCount?: number;
 }
@@ -107,7 +109,7 @@ export class DmaDebugChecker {
   /** Live entries by device and DMA address (identity mappings can collide: several per address). */
   readonly #entries = new DebugEntryTable();
   /** The page-flags lookup the kernel gave (see DebugCheckerOptions.pageFlags). */
-  readonly pageFlags: ((phys: number) => number) | undefined;
+  readonly pageFlags: ((phys: PhysAddr) => number) | undefined;
   /** Cachelines of active mappings (for the overlapping-cacheline check). */
   readonly #cachelines = new ActiveCachelines();
   readonly #reportOverlap: boolean;
@@ -185,7 +187,7 @@ export class DmaDebugChecker {
    * add() of a dma_map_phys mapping ("phy", not yet checked), with the fields as arguments: the map path
    * builds no object for dma-debug.
    */
-  addPhys(device: string, dmaAddr: number, size: number, phys: number, dir: DmaDirection, attrs: number, findings: readonly DebugFinding[] | undefined): void {
+  addPhys(device: string, dmaAddr: DmaAddr, size: number, phys: PhysAddr, dir: DmaDirection, attrs: number, findings: readonly DebugFinding[] | undefined): void {
     if (this.mode === "off") return;
     this.#addEntry(device, TYPE_PHY, dmaAddr, size, phys, dir, attrs, false, undefined);
     if (findings !== undefined) for (const f of findings) this.report(f.check, device, f.message);
@@ -225,7 +227,7 @@ export class DmaDebugChecker {
   }
 
   /** dma_mapping_error() was called on `dmaAddr`. */
-  markChecked(device: string, dmaAddr: number): void {
+  markChecked(device: string, dmaAddr: DmaAddr): void {
     // Nothing to mark while no mapping is tracked (always so with dma-debug off): one test, no lookups.
     const t = this.#entries;
     if (t.count === 0) return;
@@ -250,9 +252,9 @@ export class DmaDebugChecker {
     return {
       type,
       device: t.deviceName(t.dev(s)),
-      dmaAddr: t.addr(s),
+      dmaAddr: t.addr(s) as DmaAddr,
       size,
-      phys,
+      phys: phys as PhysAddr,
       dir: t.dir(s) as DmaDirection,
       sgCount: t.sgCount(s),
       sgMappedEnts: t.sgMappedEnts(s),
@@ -290,7 +292,7 @@ export class DmaDebugChecker {
    * arguments and no snapshot: returns the size the removed entry was mapped with, or -1 when none
    * matched (or dma-debug is off).
    */
-  unmapPhys(device: string, dmaAddr: number, size: number, dir: DmaDirection): number {
+  unmapPhys(device: string, dmaAddr: DmaAddr, size: number, dir: DmaDirection): number {
     if (this.mode === "off") return -1;
     return this.#unmap(device, TYPE_PHY, dmaAddr, size, dir, undefined, undefined, false);
   }
@@ -360,11 +362,11 @@ export class DmaDebugChecker {
    */
   checkMap(
     device: string,
-    phys: number,
+    phys: PhysAddr,
     size: number,
     dir: DmaDirection,
     attrs: number,
-    pageFlags: ((phys: number) => number) | undefined,
+    pageFlags: ((phys: PhysAddr) => number) | undefined,
     defer = false,
   ): DebugFinding[] | undefined {
     if (this.mode === "off") return undefined;
@@ -417,7 +419,7 @@ export class DmaDebugChecker {
    * check_sync: a sync of [dmaAddr, dmaAddr+size) for the CPU (toCpu) or for the device. Returns the
    * mapping the sync falls in, when there is one, so the caller can keep the data movement inside it.
    */
-  sync(device: string, dmaAddr: number, size: number, dir: DmaDirection, toCpu: boolean, sgCount?: number): DebugEntry | undefined {
+  sync(device: string, dmaAddr: DmaAddr, size: number, dir: DmaDirection, toCpu: boolean, sgCount?: number): DebugEntry | undefined {
     if (this.mode === "off") return undefined;
     const s = this.#sync(device, dmaAddr, size, dir, toCpu, sgCount);
     return s < 0 ? undefined : this.#entryAt(s);
@@ -427,7 +429,7 @@ export class DmaDebugChecker {
    * sync() without the snapshot: the end (DMA address + size) of the mapping the sync falls in, or -1
    * when there is none (or dma-debug is off).
    */
-  syncEnd(device: string, dmaAddr: number, size: number, dir: DmaDirection, toCpu: boolean): number {
+  syncEnd(device: string, dmaAddr: DmaAddr, size: number, dir: DmaDirection, toCpu: boolean): number {
     if (this.mode === "off") return -1;
     const s = this.#sync(device, dmaAddr, size, dir, toCpu, undefined);
     return s < 0 ? -1 : this.#entries.addr(s) + this.#entries.size(s);

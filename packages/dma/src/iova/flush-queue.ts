@@ -1,4 +1,5 @@
 import { type TimerHandle, type Trace } from "@dmasim/trace";
+import type { Iova } from "@dmasim/iommu";
 import { Counter } from "../counters.js";
 import type { DmaEvent } from "../events.js";
 import { IOVA_FQ_SIZE, IOVA_FQ_TIMEOUT_NS } from "./constants.js";
@@ -185,7 +186,7 @@ export class FlushQueue {
       const events = this.#trace.events;
       if (events.active && this.#device !== undefined) {
         const g = this.#iovad.granule;
-        events.emit<DmaEvent>({ type: "flush-queue.release", t: this.#trace.clock.now, device: this.#device, cpu, iova: pfn * g, size: pages * g });
+        events.emit<DmaEvent>({ type: "flush-queue.release", t: this.#trace.clock.now, device: this.#device, cpu, iova: (pfn * g) as Iova, size: pages * g });
       }
     }
     return released;

@@ -140,7 +140,7 @@ export class VfioPciCoreDevice {
     const priv: VfioPciDmaBuf = {
       vdev: this,
       dmabuf: undefined,
-      physVec: req.dmaRanges.map((r) => ({ paddr: bar.phys + r.offset, len: r.length })),
+      physVec: req.dmaRanges.map((r) => ({ paddr: unsafePhysAddr(bar.phys + r.offset), len: r.length })),
       provider,
       size: total,
       revoked: !this.#memoryEnabled,
@@ -171,7 +171,7 @@ export class VfioPciCoreDevice {
         if (priv.revoked) return -DmaBufErrno.ENODEV;
         const list = dmaBufPhysListAlloc(priv.physVec.length, priv.provider);
         priv.physVec.forEach((v, i) => {
-          dmaBufPhysListSet(list, i, unsafePhysAddr(v.paddr), v.len, true);
+          dmaBufPhysListSet(list, i, v.paddr, v.len, true);
         });
         priv.mapped++;
         return list;
