@@ -84,26 +84,26 @@ describe("the IOTLB's per-domain 'holds entries' flag", () => {
     b.map(iova(0), physAddr(2 ** 33), 4 * SZ_4K, RW);
     const stale = () => trace.counters.get(Counter.IotlbStaleHits);
     // Filled, then unmapped with nobody listening: the entry must be marked, so the next access is a stale hit.
-    mmu.translate("0000:01:00.0", 0, 8, "read");
+    mmu.translate("0000:01:00.0", iova(0), 8, "read");
     a.unmap(iova(0), SZ_4K);
-    expect(mmu.translate("0000:01:00.0", 0, 8, "read")).toBe(2 ** 32);
+    expect(mmu.translate("0000:01:00.0", iova(0), 8, "read")).toBe(2 ** 32);
     expect(stale()).toBe(1);
     // b's fill evicts a's only entry (a's flag clears); a's next fill must set it again.
-    mmu.translate("0000:02:00.0", 0, 8, "read");
-    mmu.translate("0000:01:00.0", SZ_4K, 8, "read");
+    mmu.translate("0000:02:00.0", iova(0), 8, "read");
+    mmu.translate("0000:01:00.0", iova(SZ_4K), 8, "read");
     a.unmap(iova(SZ_4K), SZ_4K);
-    expect(mmu.translate("0000:01:00.0", SZ_4K, 8, "read")).toBe(2 ** 32 + SZ_4K);
+    expect(mmu.translate("0000:01:00.0", iova(SZ_4K), 8, "read")).toBe(2 ** 32 + SZ_4K);
     expect(stale()).toBe(2);
     // A global flush clears every flag; the next fill sets a's again (here through unmap_fast).
     mmu.flushIotlbAll();
-    mmu.translate("0000:01:00.0", 2 * SZ_4K, 8, "read");
+    mmu.translate("0000:01:00.0", iova(2 * SZ_4K), 8, "read");
     const gather = new IommuIotlbGather();
     expect(a[unmapFast](iova(2 * SZ_4K), SZ_4K, gather)).toBe(SZ_4K);
-    expect(mmu.translate("0000:01:00.0", 2 * SZ_4K, 8, "read")).toBe(2 ** 32 + 2 * SZ_4K);
+    expect(mmu.translate("0000:01:00.0", iova(2 * SZ_4K), 8, "read")).toBe(2 ** 32 + 2 * SZ_4K);
     expect(stale()).toBe(3);
     a[iotlbSync](gather);
     // Synced: the entry is gone and the access faults.
-    expect(mmu.translate("0000:01:00.0", 2 * SZ_4K, 8, "read")).toBe(-1);
+    expect(mmu.translate("0000:01:00.0", iova(2 * SZ_4K), 8, "read")).toBe(-1);
   });
 
   it("gives the same translations and counters as the full path, for any sequence (fast-check)", () => {

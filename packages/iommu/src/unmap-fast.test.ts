@@ -86,7 +86,7 @@ function run(ops: Op[], fast: boolean, lazy: boolean) {
         results.push(dom.map(iova(page * SZ_4K), physAddr(op.big ? SZ_1G : page * SZ_4K), size, RW).mapped);
         for (let p = page; p < page + size / SZ_4K; p += 1) touched.add(p);
       } else if (op.kind === "touch") {
-        results.push(mmu.translate(dev, iova(op.page * SZ_4K), 8, "read"));
+        results.push(mmu.translate(dev, iova(iova(op.page * SZ_4K)), 8, "read"));
       } else if (op.kind === "unmap") {
         results.push(unmapOne(op.page, op.pages));
         if (!lazy && fast) dom[iotlbSync](gather);
@@ -102,9 +102,9 @@ function run(ops: Op[], fast: boolean, lazy: boolean) {
     }
     if (lazy && results.length % 5 === 0) settle();
   }
-  const afterOps = [...touched].sort((a, b) => a - b).map((p) => [dom.iovaToPhys(iova(p * SZ_4K)), mmu.translate(dev, iova(p * SZ_4K), 8, "read")]);
+  const afterOps = [...touched].sort((a, b) => a - b).map((p) => [dom.iovaToPhys(iova(p * SZ_4K)), mmu.translate(dev, iova(iova(p * SZ_4K)), 8, "read")]);
   settle();
-  const afterSettle = [...touched].map((p) => mmu.translate(dev, iova(p * SZ_4K), 8, "read"));
+  const afterSettle = [...touched].map((p) => mmu.translate(dev, iova(iova(p * SZ_4K)), 8, "read"));
   return {
     results,
     afterOps,
@@ -192,7 +192,7 @@ describe("iommu_unmap_fast with a gather", () => {
     // No dmasim caller gathers disjoint pieces (see the README's deviations); this pins what one would get.
     const { trace, mmu, dom, dev } = setup();
     dom.map(iova(0), physAddr(0x4000_0000), 3 * SZ_4K, RW);
-    expect(mmu.translate(dev, SZ_4K, 8, "read")).toBe(0x4000_0000 + SZ_4K);
+    expect(mmu.translate(dev, iova(SZ_4K), 8, "read")).toBe(0x4000_0000 + SZ_4K);
     const gather = new IommuIotlbGather();
     dom[unmapFast](iova(0), SZ_4K, gather);
     dom[unmapFast](iova(2 * SZ_4K), SZ_4K, gather);
@@ -200,9 +200,9 @@ describe("iommu_unmap_fast with a gather", () => {
     dom[iotlbSync](gather);
     const misses = trace.counters.get(Counter.IotlbMisses);
     // add_page would have synced [0, 4K) before adding [8K, 12K) and kept page 1's entry: a hit here.
-    expect(mmu.translate(dev, SZ_4K, 8, "read")).toBe(0x4000_0000 + SZ_4K);
+    expect(mmu.translate(dev, iova(SZ_4K), 8, "read")).toBe(0x4000_0000 + SZ_4K);
     expect(trace.counters.get(Counter.IotlbMisses)).toBe(misses + 1);
     expect(trace.counters.get(Counter.IotlbStaleHits)).toBe(0);
-    expect(mmu.translate(dev, 0, 8, "read")).toBe(-1);
+    expect(mmu.translate(dev, iova(0), 8, "read")).toBe(-1);
   });
 });
