@@ -115,8 +115,14 @@ export function hmmRangeFault(range: HmmRange): number {
   if (staleSeqs.size !== 0 && staleSeqs.has(range.notifierSeq)) {
     mm.debug.report("hmm-stale-seq", sub.owner, `hmm_range_fault with notifier_seq ${range.notifierSeq}, which an invalidation already overtook: call mmu_interval_read_begin again on every retry (each attempt would return -EBUSY until the timeout)`);
   }
-  if (mmuIntervalCheckRetry(sub, range.notifierSeq)) return traced(mm, range, EBUSY);
-  return traced(mm, range, walk(mm, range, sub));
+  const ctx = { last: range.start, migrationWait: false };
+  for (;;) {
+    if (mmuIntervalCheckRetry(sub, range.notifierSeq)) return traced(mm, range, EBUSY);
+    const ret = walk(mm, range, ctx);
+    // migration_entry_wait sleeps until the migration ends; a single-threaded model cannot, so the
+    // -EBUSY goes to the caller, whose retry loop is the wait.
+    if (ret !== EBUSY || ctx.migrationWait) return traced(mm, range, ret);
+  }
 }
 
 /** Reports the call's result as `hmm.range-fault` when someone listens; returns it. */
@@ -148,19 +154,10 @@ function anyNeedsFault(range: HmmRange, from: number, to: number): boolean {
   return false;
 }
 
-/**
- * walk_page_range over the range, with hmm_range_fault's -EBUSY loop folded in: after hmm_vma_fault made
- * pages present the kernel returns -EBUSY, checks the notifier (mmu_interval_check_retry) and walks again
- * from the faulted address (hmm_vma_walk.last). Here the walk restarts at that address in the same call:
- * in the same VMA without looking it up again when the fault left the VMA list and that VMA as they were,
- * otherwise from a fresh lookup. No object per call. Returns 0, -EFAULT, -EPERM, or -EBUSY (invalidated,
- * or a migration entry: migration_entry_wait sleeps until the migration ends; a single-threaded model
- * cannot, so the -EBUSY goes to the caller, whose retry loop is the wait).
- */
-function walk(mm: Mm, range: HmmRange, sub: MmuIntervalNotifier): number {
+function walk(mm: Mm, range: HmmRange, ctx: { last: number; migrationWait: boolean }): number {
   const end = range.end;
-  let addr = range.start;
-  let vmas = mm.vmas;
+  let addr = ctx.last;
+  const vmas = mm.vmas;
   let vi = mm.vmaIndexFrom(addr);
   while (addr < end) {
     const v = vmas[vi];
@@ -174,30 +171,13 @@ function walk(mm: Mm, range: HmmRange, sub: MmuIntervalNotifier): number {
       fill(range, addr, v.start, HMM_PFN_ERROR);
       addr = v.start;
     }
-    const vStart = v.start;
     const vEnd = Math.min(v.end, end);
     if ((v.flags & (VM_IO | VM_PFNMAP)) !== 0 || (v.flags & VM_READ) === 0) {
       // hmm_vma_walk_test: a VMA hmm cannot use is all ERROR, or -EFAULT if a fault is wanted.
       if (anyNeedsFault(range, addr, vEnd)) return -HmmErrno.EFAULT;
       fill(range, addr, vEnd, HMM_PFN_ERROR);
     } else {
-      const vFlags = v.flags;
-      const pte = v.pte;
-      let ret = walkVma(mm, range, v, addr, vEnd);
-      while (ret > 0) {
-        // hmm_vma_fault made the pages from the faulted one on present: -EBUSY, and the walk restarts
-        // there (the walk's output below it is final).
-        addr += (ret - 1) * PAGE_SIZE;
-        if (mmuIntervalCheckRetry(sub, range.notifierSeq)) return EBUSY;
-        if (mm.vmas !== vmas || vmas[vi] !== v || v.start !== vStart || Math.min(v.end, end) !== vEnd || v.flags !== vFlags || v.pte !== pte) break;
-        ret = walkVma(mm, range, v, addr, vEnd);
-      }
-      if (ret > 0) {
-        // The fault changed the VMAs: look the faulted address up again.
-        vmas = mm.vmas;
-        vi = mm.vmaIndexFrom(addr);
-        continue;
-      }
+      const ret = walkVma(mm, range, v, addr, vEnd, ctx);
       if (ret !== 0) return ret;
     }
     range.onWalk?.(addr);
@@ -208,7 +188,7 @@ function walk(mm: Mm, range: HmmRange, sub: MmuIntervalNotifier): number {
 }
 
 /** The PTE walk of one VMA: the per-entry decision table of hmm_vma_handle_pte / _pmd. */
-function walkVma(mm: Mm, range: HmmRange, v: Vma, from: number, to: number): number {
+function walkVma(mm: Mm, range: HmmRange, v: Vma, from: number, to: number, ctx: { last: number; migrationWait: boolean }): number {
   const base = (from - v.start) / PAGE_SIZE;
   const n = (to - from) / PAGE_SIZE;
   const out = range.index + (from - range.start) / PAGE_SIZE;
@@ -228,7 +208,7 @@ function walkVma(mm: Mm, range: HmmRange, v: Vma, from: number, to: number): num
       // pte_to_hmm_pfn_flags, plus the order of a PMD-mapped page.
       const cpu = (e & PTE_WRITE) !== 0 ? VALID | WRITE : VALID;
       if (req !== 0 && (req & HMM_PFN_REQ_FAULT) !== 0 && (req & HMM_PFN_REQ_WRITE) !== 0 && (cpu & WRITE) === 0) {
-        return faulted(fault(mm, v, from + j * PAGE_SIZE, to, NEED_FAULT | NEED_WRITE_FAULT), j);
+        return fault(mm, v, from + j * PAGE_SIZE, to, NEED_FAULT | NEED_WRITE_FAULT, ctx);
       }
       flags[o] = (inFlags & INOUT) | cpu | ((e & PTE_PMD) !== 0 ? PMD_ORDER_FLAGS : 0);
       pfns[o] = vpfn[base + j] ?? 0;
@@ -267,7 +247,9 @@ function walkVma(mm: Mm, range: HmmRange, v: Vma, from: number, to: number): num
       }
       case PteKind.MIGRATION:
         if (needFault(req, 0) !== 0) {
-          // migration_entry_wait: the caller's retry loop is the wait.
+          // migration_entry_wait, then the walk restarts here.
+          ctx.last = from + j * PAGE_SIZE;
+          ctx.migrationWait = true;
           return EBUSY;
         }
         break;
@@ -276,7 +258,7 @@ function walkVma(mm: Mm, range: HmmRange, v: Vma, from: number, to: number): num
         if (needFault(req, 0) !== 0) return -HmmErrno.EFAULT;
         newFlags = HMM_PFN_ERROR;
     }
-    if (need !== 0) return faulted(fault(mm, v, from + j * PAGE_SIZE, to, need), j);
+    if (need !== 0) return fault(mm, v, from + j * PAGE_SIZE, to, need, ctx);
     flags[o] = (inFlags & INOUT) | newFlags;
     pfns[o] = newPfn;
   }
@@ -291,17 +273,12 @@ function needFault(req: number, cpu: number): number {
   return 0;
 }
 
-/** walkVma's answer after hmm_vma_fault at entry `j` of the walked part: 1 + j to restart there, or the error. */
-function faulted(ret: number, j: number): number {
-  return ret === 0 ? 1 + j : ret;
-}
-
 /**
- * hmm_vma_fault: handle_mm_fault on every page from `addr` to the end of the walked PMD chunk. 0 when they
- * were handled (the kernel returns -EBUSY here so that the walk restarts at `addr`: see walk), -EFAULT, or
- * -EPERM for a write fault on a VMA without VM_WRITE.
+ * hmm_vma_fault: handle_mm_fault on every page from `addr` to the end of the walked PMD chunk, then -EBUSY
+ * so the walk restarts at `addr`. -EPERM for a write fault on a VMA without VM_WRITE.
  */
-function fault(mm: Mm, v: Vma, addr: number, to: number, need: number): number {
+function fault(mm: Mm, v: Vma, addr: number, to: number, need: number, ctx: { last: number; migrationWait: boolean }): number {
+  ctx.last = addr;
   let flags = FAULT_FLAG_REMOTE;
   if ((need & NEED_WRITE_FAULT) !== 0) {
     if ((v.flags & VM_WRITE) === 0) return -HmmErrno.EPERM;
@@ -311,5 +288,5 @@ function fault(mm: Mm, v: Vma, addr: number, to: number, need: number): number {
   for (let a = addr; a < chunkEnd; a += PAGE_SIZE) {
     if ((mm.handleMmFault(a, flags) & VM_FAULT_ERROR) !== 0) return -HmmErrno.EFAULT;
   }
-  return 0;
+  return EBUSY;
 }
