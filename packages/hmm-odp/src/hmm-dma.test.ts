@@ -1,6 +1,7 @@
 import { DMA_MAPPING_ERROR, DmaDebugError, createDmaKernel } from "@dmasim/dma";
 import { GiB, MiB, PAGE_SIZE, patternBytes, physAddr } from "@dmasim/memory";
 import { PciP2pdmaMapType, createPlatform } from "@dmasim/pcie-p2p";
+import { TestBdf, switchTopology } from "@dmasim/pcie-p2p/testing";
 import { Counter } from "@dmasim/dma";
 import { describe, expect, it } from "vitest";
 import { HMM_PFN_DMA_MAPPED, HMM_PFN_P2PDMA_BUS, HMM_PFN_VALID, HMM_PFN_WRITE, HmmErrno } from "./constants.js";
@@ -66,6 +67,25 @@ describe("hmm_dma_map", () => {
       expect(out[i]).toBe(map.state.addr + i * PAGE_SIZE);
       expect(dev0.domain?.iovaToPhys(iova(out[i] ?? 0))).toBe((map.pfns[i] ?? 0) * PAGE_SIZE);
     }
+  });
+
+  it("a peer page the device cannot reach (PCI_P2PDMA_MAP_NOT_SUPPORTED) is DMA_MAPPING_ERROR and links nothing", () => {
+    const platform = createPlatform(switchTopology({ hostBridgeP2p: "none", switchSpare: {}, bridgePeer: { bars: [{ size: 4 * MiB }] } }));
+    const kernel = createDmaKernel(platform, { swiotlb: false, debug: "off" });
+    const provider = platform.addP2pdmaProvider(TestBdf.BRIDGE_PEER, 0);
+    const dev = kernel.device(TestBdf.SWITCH_SPARE);
+    const map = new HmmDmaMap();
+    expect(hmmDmaMapAlloc(dev, map, 2, PAGE_SIZE)).toBe(0);
+    map.pfns[1] = provider.phys / PAGE_SIZE;
+    map.flags[1] = HMM_PFN_VALID;
+    const links = platform.trace.counters.get(Counter.DmaIovaLinks);
+    expect(hmmDmaMapPfn(dev, map, 1, hmmP2pState())).toBe(DMA_MAPPING_ERROR);
+    const out = new Float64Array(1);
+    expect(hmmDmaMapPfnRun(dev, map, 1, 1, hmmP2pState(), out)).toBe(0);
+    expect(out[0]).toBe(DMA_MAPPING_ERROR);
+    expect(platform.trace.counters.get(Counter.DmaIovaLinks)).toBe(links);
+    expect(map.flags[1]).toBe(HMM_PFN_VALID);
+    expect(dev.domain?.iovaToPhys(iova(map.state.addr + PAGE_SIZE))).toBeUndefined();
   });
 
   it("-EOPNOTSUPP for a device that needs syncs (non-coherent) or bounces (untrusted); no IOVA taken", () => {

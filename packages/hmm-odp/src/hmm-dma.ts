@@ -99,8 +99,16 @@ function checkEntry(fn: string, dev: DmaDevice, map: HmmDmaMap, idx: number): vo
   if (((map.flags[idx] ?? 0) & HMM_PFN_VALID) === 0) dev.kernel.debug.report("hmm-dma-map-invalid-entry", dev.bdf, `${fn} of entry ${idx} without HMM_PFN_VALID: it maps whatever frame the list holds`);
 }
 
-/** The part of hmm_dma_map_pfn before the link: -1 = link it (attrs in `out`), else a final result. */
-function prepare(dev: DmaDevice, map: HmmDmaMap, idx: number, p2p: PciP2pdmaMapState, out: { attrs: number }): number {
+/** prepare's answers that ask for a link (every other answer is final): plain, or as MMIO (DMA_ATTR_MMIO). */
+const LINK = -2;
+const LINK_MMIO = -3;
+
+/**
+ * The part of hmm_dma_map_pfn before the link: LINK or LINK_MMIO, else a final result (the address of
+ * an entry already mapped, a bus address, or DMA_MAPPING_ERROR for a peer the device cannot reach).
+ * Distinct from DMA_MAPPING_ERROR (-1), and no object per call for the attributes.
+ */
+function prepare(dev: DmaDevice, map: HmmDmaMap, idx: number, p2p: PciP2pdmaMapState): number {
   const f = map.flags[idx] ?? 0;
   const state = map.state;
   if ((f & MAPPED) !== 0 && (f & HMM_PFN_P2PDMA_BUS) === 0) {
@@ -109,14 +117,12 @@ function prepare(dev: DmaDevice, map: HmmDmaMap, idx: number, p2p: PciP2pdmaMapS
     if (map.dmaList !== undefined) return map.dmaList[idx] ?? DMA_MAPPING_ERROR;
   }
   const phys = (map.pfns[idx] ?? 0) * PAGE_SIZE;
-  out.attrs = 0;
   switch (pciP2pdmaState(p2p, dev, phys as PhysAddr)) {
     case PciP2pdmaMapType.NONE:
-      break;
+      return LINK;
     case PciP2pdmaMapType.THRU_HOST_BRIDGE:
-      out.attrs = DMA_ATTR_MMIO;
       map.flags[idx] = f | HMM_PFN_P2PDMA;
-      break;
+      return LINK_MMIO;
     case PciP2pdmaMapType.BUS_ADDR:
       map.flags[idx] = f | HMM_PFN_P2PDMA_BUS | MAPPED;
       // The reserved IOVA slot of this entry stays a hole.
@@ -124,7 +130,6 @@ function prepare(dev: DmaDevice, map: HmmDmaMap, idx: number, p2p: PciP2pdmaMapS
     default:
       return DMA_MAPPING_ERROR;
   }
-  return -1;
 }
 
 /**
@@ -136,23 +141,23 @@ export function hmmDmaMapPfn(dev: DmaDevice, map: HmmDmaMap, idx: number, p2p: P
   const fn = "hmm_dma_map_pfn";
   checkIdx(fn, dev, map, idx, 1);
   checkEntry(fn, dev, map, idx);
-  const out = { attrs: 0 };
-  const pre = prepare(dev, map, idx, p2p, out);
-  if (pre !== -1) return pre as DmaAddr;
+  const pre = prepare(dev, map, idx, p2p);
+  if (pre !== LINK && pre !== LINK_MMIO) return pre as DmaAddr;
+  const attrs = pre === LINK_MMIO ? DMA_ATTR_MMIO : 0;
   const state = map.state;
   const size = map.dmaEntrySize;
   const offset = idx * size;
   const phys = (map.pfns[idx] ?? 0) * PAGE_SIZE;
   let addr: number;
   if (dmaUseIova(state)) {
-    if (dmaIovaLink(dev, state, unsafePhysAddr(phys), offset, size, BIDIR, out.attrs) !== 0) return mapError(map, idx);
+    if (dmaIovaLink(dev, state, unsafePhysAddr(phys), offset, size, BIDIR, attrs) !== 0) return mapError(map, idx);
     if (dmaIovaSync(dev, state, offset, size) !== 0) {
-      dmaIovaUnlink(dev, state, offset, size, BIDIR, out.attrs);
+      dmaIovaUnlink(dev, state, offset, size, BIDIR, attrs);
       return mapError(map, idx);
     }
     addr = state.addr + offset;
   } else {
-    addr = dmaMapPhys(dev, unsafePhysAddr(phys), size, BIDIR, out.attrs);
+    addr = dmaMapPhys(dev, unsafePhysAddr(phys), size, BIDIR, attrs);
     if (dmaMappingError(dev, unsafeDmaAddr(addr))) return mapError(map, idx);
     if (map.dmaList !== undefined) map.dmaList[idx] = addr;
   }
@@ -185,20 +190,19 @@ export function hmmDmaMapPfnRun(dev: DmaDevice, map: HmmDmaMap, idx: number, cou
   const state = map.state;
   const iova = dmaUseIova(state);
   const size = map.dmaEntrySize;
-  const attrs = { attrs: 0 };
   let lo = -1;
   let hi = -1;
   let done = 0;
   for (let j = 0; j < count; j++) {
     const i = idx + j;
     checkEntry(fn, dev, map, i);
-    const pre = prepare(dev, map, i, p2p, attrs);
+    const pre = prepare(dev, map, i, p2p);
     let addr: number;
-    if (pre !== -1) {
+    if (pre !== LINK && pre !== LINK_MMIO) {
       addr = pre;
     } else if (iova) {
       const offset = i * size;
-      if (dmaIovaLink(dev, state, unsafePhysAddr((map.pfns[i] ?? 0) * PAGE_SIZE), offset, size, BIDIR, attrs.attrs) !== 0) {
+      if (dmaIovaLink(dev, state, unsafePhysAddr((map.pfns[i] ?? 0) * PAGE_SIZE), offset, size, BIDIR, pre === LINK_MMIO ? DMA_ATTR_MMIO : 0) !== 0) {
         addr = mapError(map, i);
       } else {
         map.flags[i] = (map.flags[i] ?? 0) | MAPPED;

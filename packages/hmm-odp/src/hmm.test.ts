@@ -17,6 +17,7 @@ import {
 import { HmmInputError } from "./errors.js";
 import { HmmRange, hmmRangeFault } from "./hmm.js";
 import type { Mm } from "./mm.js";
+import { MADV_HUGEPAGE } from "./mm.js";
 import { MmuIntervalNotifier, mmuIntervalNotifierInsert, mmuIntervalReadBegin, mmuIntervalSetSeq } from "./notifier.js";
 import { PteKind } from "./pte.js";
 import { hmmDmirrorCmd } from "./dmirror.js";
@@ -157,6 +158,66 @@ describe("hmm_range_fault", () => {
     expect(foreign.ret).toBe(0);
     expect(mm.pteAt(a)?.kind).toBe(PteKind.PRESENT);
     expect(mm.read(a, 3)).toEqual(new Uint8Array([1, 2, 3]));
+  });
+
+  it("faults in one call and walks on from each faulted page: one onWalk per VMA, at the address the walk restarted from", () => {
+    const { mm } = hmmRig();
+    const sub = notifier(mm);
+    // Two VMAs with a one-page hole between them; the hole asks for nothing (per-entry requests).
+    const a = mm.mmap(9 * PAGE_SIZE);
+    mm.munmap(a + 4 * PAGE_SIZE, PAGE_SIZE);
+    mm.write(a, new Uint8Array(2 * PAGE_SIZE).fill(3));
+    const range = new HmmRange({ notifier: sub, start: a, end: a + 9 * PAGE_SIZE, pfnFlagsMask: HMM_PFN_REQ_FAULT | HMM_PFN_REQ_WRITE });
+    for (const i of [0, 1, 2, 3, 5, 6, 7, 8]) range.flags[i] = HMM_PFN_REQ_FAULT | HMM_PFN_REQ_WRITE;
+    const walked: number[] = [];
+    range.onWalk = (addr) => walked.push(addr);
+    const faults = mm.sys.stats.minorFaults;
+    range.notifierSeq = mmuIntervalReadBegin(sub);
+    mm.mmapReadLock();
+    const ret = hmmRangeFault(range);
+    mm.mmapReadUnlock();
+    expect(ret).toBe(0);
+    // hmm_vma_fault faults from the first absent page to the end of the VMA's part of the PMD: 2 + 4.
+    expect(mm.sys.stats.minorFaults).toBe(faults + 6);
+    expect(walked).toEqual([a + 2 * PAGE_SIZE, a + 5 * PAGE_SIZE]);
+    for (let i = 0; i < 9; i++) {
+      if (i === 4) {
+        expect(range.flags[i]).toBe(HMM_PFN_ERROR);
+        continue;
+      }
+      expect(range.flags[i]).toBe(HMM_PFN_VALID | HMM_PFN_WRITE);
+      expect(range.pfns[i]).toBe(mm.pteAt(a + i * PAGE_SIZE)?.pfn);
+    }
+  });
+
+  it("a fault that changes the VMAs (a split without an invalidation) restarts the walk from a fresh lookup", () => {
+    const { mm } = hmmRig();
+    const sub = notifier(mm);
+    const a = mm.mmap(4 * PAGE_SIZE);
+    const handle = mm.handleMmFault.bind(mm);
+    let split = false;
+    mm.handleMmFault = (addr: number, flags: number): number => {
+      if (!split) {
+        split = true;
+        // madvise(MADV_HUGEPAGE) splits the VMA and notifies nobody.
+        mm.madvise(a + 2 * PAGE_SIZE, 2 * PAGE_SIZE, MADV_HUGEPAGE);
+      }
+      return handle(addr, flags);
+    };
+    const range = new HmmRange({ notifier: sub, start: a, end: a + 4 * PAGE_SIZE, defaultFlags: HMM_PFN_REQ_FAULT | HMM_PFN_REQ_WRITE });
+    const walked: number[] = [];
+    range.onWalk = (addr) => walked.push(addr);
+    range.notifierSeq = mmuIntervalReadBegin(sub);
+    mm.mmapReadLock();
+    const ret = hmmRangeFault(range);
+    mm.mmapReadUnlock();
+    expect(ret).toBe(0);
+    expect(mm.vmas.filter((v) => v.start >= a && v.end <= a + 4 * PAGE_SIZE)).toHaveLength(2);
+    expect(walked).toEqual([a, a + 2 * PAGE_SIZE]);
+    for (let i = 0; i < 4; i++) {
+      expect(range.flags[i]).toBe(HMM_PFN_VALID | HMM_PFN_WRITE);
+      expect(range.pfns[i]).toBe(mm.pteAt(a + i * PAGE_SIZE)?.pfn);
+    }
   });
 
   it("a migration entry is -EBUSY while a fault is requested, 0 without", () => {
