@@ -12,12 +12,12 @@ import { readmeBlocks, runReadmeBlock } from "../../scripts/readme-example.js";
 
 const doc = new URL("../../docs/two-step-tutorial.md", import.meta.url);
 const modules = { "@dmasim/dma": dma, "@dmasim/memory": memory, "@dmasim/pcie-p2p": pcieP2p, "@dmasim/scatterlist": scatterlist };
-/** The names a block imports, as the later blocks see them (a block's imports are not its bindings). */
+/** The values a block imports, as the later blocks see them (a block's imports are not its bindings; `type X` imports have none). */
 function importedNames(block: string): Record<string, unknown> {
   const names: Record<string, unknown> = {};
   for (const m of block.matchAll(/^import \{([^}]*)\} from "([^"]+)";$/gm)) {
     const mod = modules[m[2] as keyof typeof modules] as Record<string, unknown>;
-    for (const name of (m[1] ?? "").split(",").map((n) => n.trim()).filter((n) => n !== "")) names[name] = mod[name];
+    for (const name of (m[1] ?? "").split(",").map((n) => n.trim()).filter((n) => n !== "" && !n.startsWith("type "))) names[name] = mod[name];
   }
   return names;
 }
