@@ -352,23 +352,10 @@ export class IoPageTable {
    * links.
    */
   mapLeaf(iova: number, level: number, leaf: number, lastIova: number): number {
-    // Kept small so that the caller can inline it: the cached table is the common case (3.6 ns of a
-    // 6.0 ns single-page map, CPU time; the README's profile).
-    const d = iova - this.#cacheBase;
-    if (d >= 0 && d < this.#cacheSpan && level === this.#cacheLevel) {
-      // The cached table is never the root (#remember), so it lies wholly inside the IOVA space: a hit
-      // is an IOVA in range, and an exact index is a multiple of the leaf size (an integer).
-      const x = d * this.#cacheInvSize;
-      const i = x | 0;
-      if (i !== x) return -1;
-      const slot = this.#cacheOffset + i;
-      const c = this.#cacheChunk;
-      if (c[slot] !== 0) return -1;
-      c[slot] = leaf;
-      const t = this.#cacheTable;
-      this.#used[t] = (this.#used[t] ?? 0) + 1;
-      return 0;
-    }
+    // The cached table is never the root (#remember), so it lies wholly inside the IOVA space: a hit
+    // is an IOVA in range, and an exact index is a multiple of the leaf size (an integer).
+    const hit = this.mapLeafCached(iova, level, leaf);
+    if (hit !== -2) return hit;
     if (!leafIovaOk(iova, level, lastIova)) return -1;
     return this.#mapLeafWalk(iova, level, leaf);
   }
