@@ -513,8 +513,10 @@ export class IommuDomain {
         if (unmapped === 0) this.#granuleUnmapHoles++;
         // One test, one out-of-line call, for what a quiet unmap does not need (IOTLB, events). Kept for a
         // figure: with markStale's call made on every unmap, one call per page took 14.7 ns against 7.4
-        // (CPU time, pnpm bench:vs-c, base and branch interleaved; C: 2.8 ns).
-        if (this.#iotlbHeld.held || this.#events.active) this.#unmapGranuleRare(iova, unmapped);
+        // (CPU time, pnpm bench:vs-c, base and branch interleaved; C: 2.8 ns). One field for both (the
+        // IOTLB folds the events' activity into it): unmap_fast 6.9 -> 6.6 ns against testing the IOTLB's
+        // flag and events.active (CPU time, pnpm bench:vs-c 11, nine runs each interleaved, median of pairs 0.95).
+        if (this.#iotlbHeld.busy !== 0) this.#unmapGranuleRare(iova, unmapped);
         return { unmapped, freed: new PendingPtPages(this, NO_TABLES) };
       }
     }
@@ -541,7 +543,7 @@ export class IommuDomain {
       if (unmapped >= 0) {
         this.#granuleUnmaps++;
         if (unmapped === 0) this.#granuleUnmapHoles++;
-        if (this.#iotlbHeld.held || this.#events.active) this.#unmapGranuleRare(iova, unmapped);
+        if (this.#iotlbHeld.busy !== 0) this.#unmapGranuleRare(iova, unmapped);
         // iommu_iotlb_gather_add_range: the requested range, as the strict path invalidated it.
         if (iova < gather.start) gather.start = iova;
         if (iova + size > gather.end) gather.end = iova + size;

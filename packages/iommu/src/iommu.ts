@@ -123,6 +123,12 @@ export class Iommu {
     const leafLevels: number[] = [];
     for (let l = 1; l <= 3; l++) if ((bitmap & (LEVEL_SIZE[l] ?? 0)) !== 0) leafLevels.push(l);
     this.#iotlb = new Iotlb(trace.counters, entries, ways, leafLevels);
+    // The domains' single-page unmaps test one flag for "IOTLB entries or event listeners".
+    const iotlb = this.#iotlb;
+    iotlb.setEventsActive(trace.events.active);
+    trace.events.onActiveChange((active) => {
+      iotlb.setEventsActive(active);
+    });
     this.#ctx = {
       trace,
       iotlb: this.#iotlb,

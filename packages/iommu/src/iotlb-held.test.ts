@@ -73,6 +73,29 @@ function run(ops: Op[], listen: boolean) {
 }
 
 describe("the IOTLB's per-domain 'holds entries' flag", () => {
+  it("folds in listeners that come and go after the domain was made: a quiet unmap emits exactly while one listens", () => {
+    const trace = new Trace<TraceEvent>();
+    const d = new Iommu(trace).allocDomain("paging");
+    d.map(iova(0), physAddr(2 ** 32), 8 * SZ_4K, RW);
+    const gather = new IommuIotlbGather();
+    const got: number[] = [];
+    d[unmapFast](iova(0), SZ_4K, gather);
+    const off = trace.events.subscribe((e) => {
+      if (e.type === "iommu.unmap") got.push(e.iova);
+    });
+    d[unmapFast](iova(SZ_4K), SZ_4K, gather);
+    d.unmap(iova(2 * SZ_4K), SZ_4K);
+    off();
+    d[unmapFast](iova(3 * SZ_4K), SZ_4K, gather);
+    trace.events.setRecording(true);
+    d.unmap(iova(4 * SZ_4K), SZ_4K);
+    trace.events.setRecording(false);
+    d.unmap(iova(5 * SZ_4K), SZ_4K);
+    d[iotlbSync](gather);
+    const recorded = trace.events.events("iommu.unmap").map((e) => e.iova);
+    expect([got, recorded]).toEqual([[SZ_4K, 2 * SZ_4K], [4 * SZ_4K]]);
+  });
+
   it("marks a cached translation stale on a quiet single-page unmap, after refills, evictions and flushes", () => {
     const trace = new Trace<TraceEvent>();
     const mmu = new Iommu(trace, { iotlbEntries: 1, iotlbWays: 1 });

@@ -10,10 +10,24 @@ const TWO_32 = 4294967296;
 const LEVEL_SHIFT = [0, 12, 21, 30];
 const LEVEL_MASK = [0, 2 ** 12 - 1, 2 ** 21 - 1, 2 ** 30 - 1];
 
-/** Whether the IOTLB holds any entry of one domain, kept current by the IOTLB (see `Iotlb.heldFlag`). */
+/** IotlbHeld.busy: the IOTLB holds an entry of the domain. */
+const BUSY_HELD = 1;
+/** IotlbHeld.busy: someone records or listens to the trace events (`Iotlb.setEventsActive`). */
+const BUSY_EVENTS = 2;
+
+/**
+ * What a single-page unmap of one domain must do beyond the page table, kept current by the IOTLB (see
+ * `Iotlb.heldFlag`): `busy` is 0 when the IOTLB holds no entry of the domain and nobody records or
+ * listens to the trace events, so the unmap tests one field for both.
+ */
 export class IotlbHeld {
+  /** BUSY_HELD while the IOTLB holds an entry of the domain, plus BUSY_EVENTS while the events are active. */
+  busy = 0;
+
   /** True while the IOTLB holds at least one entry of the domain. */
-  held = false;
+  get held(): boolean {
+    return (this.busy & BUSY_HELD) !== 0;
+  }
 }
 
 /**
@@ -63,6 +77,8 @@ export class Iotlb {
   #size = 0;
   /** The flags handed out by `heldFlag`, by domain id: kept equal to "the domain has a valid entry". */
   readonly #held: (IotlbHeld | undefined)[] = [];
+  /** BUSY_EVENTS when the unit's trace events are active (setEventsActive), else 0. */
+  #eventsBusy = 0;
 
   constructor(counters: Counters, capacity: number, ways: number, leafLevels: readonly number[]) {
     counters.declare(Counter);
@@ -209,7 +225,7 @@ export class Iotlb {
     let h = this.#held[domain];
     if (h === undefined) {
       h = new IotlbHeld();
-      h.held = this.holds(domain);
+      h.busy = (this.holds(domain) ? BUSY_HELD : 0) | this.#eventsBusy;
       this.#held[domain] = h;
     }
     return h;
@@ -219,14 +235,24 @@ export class Iotlb {
   releaseHeldFlag(domain: number): void {
     const h = this.#held[domain];
     if (h !== undefined) {
-      h.held = this.holds(domain);
+      h.busy = (this.holds(domain) ? BUSY_HELD : 0) | this.#eventsBusy;
       this.#held[domain] = undefined;
     }
   }
 
   #setHeld(domain: number, held: boolean): void {
     const h = this.#held[domain];
-    if (h !== undefined) h.held = held;
+    if (h !== undefined) h.busy = held ? h.busy | BUSY_HELD : h.busy & ~BUSY_HELD;
+  }
+
+  /**
+   * Folds "the unit's trace events are active" into every domain's flag (the unit calls it from the
+   * events' onActiveChange hook), so that a quiet single-page unmap tests one field, not two objects'
+   * (the figure is at the test, in IommuDomain.unmap).
+   */
+  setEventsActive(active: boolean): void {
+    this.#eventsBusy = active ? BUSY_EVENTS : 0;
+    for (const h of this.#held) if (h !== undefined) h.busy = (h.busy & ~BUSY_EVENTS) | this.#eventsBusy;
   }
 
   /** Marks stale every entry of `domain` overlapping [start, end). */
@@ -247,7 +273,7 @@ export class Iotlb {
   }
 
   invalidateAll(): void {
-    for (const h of this.#held) if (h !== undefined) h.held = false;
+    for (const h of this.#held) if (h !== undefined) h.busy &= ~BUSY_HELD;
     this.#domain.fill(0);
     this.#stale.fill(0);
     this.#valid.fill(0);

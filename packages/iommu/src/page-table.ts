@@ -85,6 +85,15 @@ export class IoPageTable {
   #cacheInvSize = 0;
   /** The leaf size of #cacheLevel (what a hit of unmapLeaf returns): one field load, not a table lookup. */
   #cacheLeafSize = 0;
+  /**
+   * Leaves the single-leaf hits added to (+) or cleared from (-) the cached table and not yet added to
+   * its `#used` count: a small-integer field is one load and store, where `#used[t]` is the array's
+   * field, its data pointer, a bounds check, then the element. Folded into `#used` by #flushUsed, which
+   * runs before the cached table changes and at the entry of every method that reads a count (other
+   * writes to `#used` only add, so they commute with it). Kept for a figure: unmap_fast of one page
+   * 7.3 -> 6.7 ns (CPU time, `pnpm bench:vs-c 11`, four runs each, base and branch interleaved).
+   */
+  #cacheDelta = 0;
 
   /** Written by map/unmap/syncMap/walk. */
   lastPtesWritten = 0;
@@ -192,6 +201,7 @@ export class IoPageTable {
 
   /** True when any leaf lies inside [start, end). Reads only; used before map writes anything. */
   hasMapping(start: number, end: number): boolean {
+    this.#flushUsed();
     return this.#hasMapping(0, this.levels, 0, start, end);
   }
 
@@ -229,6 +239,7 @@ export class IoPageTable {
    * (empty ones included), as __arm_lpae_map leaves them: the caller unmaps the part, as iommu_map does.
    */
   map(iova: number, phys: number, size: number, prot: number, pending: boolean): number {
+    this.#flushUsed();
     const flags = PTE_VALID + PTE_LEAF + prot * PTE_PROT_UNIT + (pending ? PTE_PENDING : 0);
     let va = iova;
     let pa = phys;
@@ -310,11 +321,12 @@ export class IoPageTable {
       }
       c.fill(0, o, o + N);
     }
+    // The single-leaf walk cache may point at this table: forgotten (its pending count folded in)
+    // before the count is zeroed.
+    this.#forget();
     this.#used[t] = 0;
     this.#free.push(t);
     this.lastFreedTables.push(t);
-    // The single-leaf walk cache may point at this table.
-    this.#forget();
     return n;
   }
 
@@ -334,8 +346,7 @@ export class IoPageTable {
       const c = this.#cacheChunk;
       if (c[slot] !== 0) return -1;
       c[slot] = leaf;
-      const t = this.#cacheTable;
-      this.#used[t] = (this.#used[t] ?? 0) + 1;
+      this.#cacheDelta++;
       return 0;
     }
     return -2;
@@ -402,6 +413,7 @@ export class IoPageTable {
    * the space, aligned, below an entry a valid IOVA reached.
    */
   #remember(iova: number, level: number, table: number): void {
+    this.#flushUsed();
     if (table === 0) {
       this.#forget();
       return;
@@ -418,7 +430,18 @@ export class IoPageTable {
   }
 
   #forget(): void {
+    this.#flushUsed();
     this.#cacheSpan = 0;
+  }
+
+  /** Adds the hits' pending count change (#cacheDelta) to the cached table's `#used` entry. */
+  #flushUsed(): void {
+    const delta = this.#cacheDelta;
+    if (delta !== 0) {
+      const t = this.#cacheTable;
+      this.#used[t] = (this.#used[t] ?? 0) + delta;
+      this.#cacheDelta = 0;
+    }
   }
 
   /**
@@ -459,8 +482,7 @@ export class IoPageTable {
       const c = this.#cacheChunk;
       if (c[slot] === 0) return 0;
       c[slot] = 0;
-      const t = this.#cacheTable;
-      this.#used[t] = (this.#used[t] ?? 0) - 1;
+      this.#cacheDelta--;
       return this.#cacheLeafSize;
     }
     if (!leafIovaOk(iova, level, lastIova)) return -1;
@@ -540,6 +562,7 @@ export class IoPageTable {
    * appended to `freed`, parents before children. Returns the bytes that were mapped.
    */
   unmap(start: number, end: number, freed: number[]): number {
+    this.#flushUsed();
     this.lastPtesCleared = 0;
     const before = freed.length;
     const bytes = this.#clear(0, this.levels, 0, start, end, freed);
@@ -559,6 +582,7 @@ export class IoPageTable {
    * checks are answered too.
    */
   unmapInLeafTable(start: number, end: number): number {
+    this.#flushUsed();
     const d = start - this.#cacheBase;
     const e = end - this.#cacheBase;
     if (this.#cacheLevel !== 1 || d < 0 || e > this.#cacheSpan || e <= d || (d === 0 && e === this.#cacheSpan)) return -1;
@@ -665,6 +689,7 @@ export class IoPageTable {
   /** Returns detached tables for reuse; they are zeroed here so allocation can hand them out as is. */
   release(tables: readonly number[]): void {
     if (tables.length === 0) return;
+    this.#flushUsed();
     for (const t of tables) {
       const o = this.#offset(t);
       this.#chunk(t).fill(0, o, o + N);

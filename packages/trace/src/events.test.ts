@@ -16,6 +16,22 @@ describe("EventStream", () => {
     expect(s.active).toBe(true);
   });
 
+  it("tells onActiveChange watchers each change of active, once, until they stop", () => {
+    const s = new EventStream<TestEvent>();
+    const seen: boolean[] = [];
+    const stop = s.onActiveChange((a) => seen.push(a));
+    const off1 = s.subscribe(() => undefined);
+    const off2 = s.subscribe(() => undefined);
+    off1();
+    s.setRecording(true);
+    off2();
+    s.setRecording(false);
+    expect(seen).toEqual([true, false]);
+    stop();
+    s.subscribe(() => undefined);
+    expect([s.active, seen]).toEqual([true, [true, false]]);
+  });
+
   it("delivers to subscribers and records only when recording", () => {
     const s = new EventStream<TestEvent>();
     const got: TestEvent[] = [];

@@ -48,6 +48,8 @@ export class EventStream<E extends TraceEventBase = TraceEventBase> {
    */
   #subscribers: readonly Subscription<E>[] = [];
   #dropped = 0;
+  /** Called with the new `active` when it changes (onActiveChange); replaced, never modified in place. */
+  #activeWatchers: readonly ((active: boolean) => void)[] = [];
   /** True when someone records or listens: producers skip building events otherwise. */
   active: boolean;
 
@@ -108,6 +110,18 @@ export class EventStream<E extends TraceEventBase = TraceEventBase> {
     };
   }
 
+  /**
+   * Calls `fn` with the new value of `active` each time it changes (a first subscriber came, the last
+   * left, recording was switched), so that a producer can fold "someone listens" into a flag of its own
+   * and test one field on its hot path. Returns the function that stops the calls.
+   */
+  onActiveChange(fn: (active: boolean) => void): () => void {
+    this.#activeWatchers = [...this.#activeWatchers, fn];
+    return () => {
+      this.#activeWatchers = this.#activeWatchers.filter((w) => w !== fn);
+    };
+  }
+
   /** The recorded events, oldest first; optionally only those of one type. */
   events(): E[];
   events<K extends E["type"]>(type: K): TraceEventOf<E, K>[];
@@ -138,6 +152,9 @@ export class EventStream<E extends TraceEventBase = TraceEventBase> {
   }
 
   #refresh(): void {
-    this.active = this.#recording || this.#subscribers.length > 0;
+    const active = this.#recording || this.#subscribers.length > 0;
+    if (active === this.active) return;
+    this.active = active;
+    for (const w of this.#activeWatchers) w(active);
   }
 }
