@@ -123,11 +123,15 @@ export class Iommu {
     const leafLevels: number[] = [];
     for (let l = 1; l <= 3; l++) if ((bitmap & (LEVEL_SIZE[l] ?? 0)) !== 0) leafLevels.push(l);
     this.#iotlb = new Iotlb(trace.counters, entries, ways, leafLevels);
-    // The domains' single-page unmaps test one flag for "IOTLB entries or event listeners".
-    const iotlb = this.#iotlb;
-    iotlb.setEventsActive(trace.events.active);
-    trace.events.onActiveChange((active) => {
-      iotlb.setEventsActive(active);
+    // The domains' single-page unmaps test one flag for "IOTLB entries or event listeners". The watcher
+    // holds the IOTLB weakly and leaves once it is gone, so that units made and dropped on one long-lived
+    // trace (a test's, a comparison's) are not kept alive by it.
+    this.#iotlb.setEventsActive(trace.events.active);
+    const iotlbRef = new WeakRef(this.#iotlb);
+    const stopWatching = trace.events.onActiveChange((active) => {
+      const iotlb = iotlbRef.deref();
+      if (iotlb === undefined) stopWatching();
+      else iotlb.setEventsActive(active);
     });
     this.#ctx = {
       trace,
