@@ -124,14 +124,11 @@ export class Iommu {
     for (let l = 1; l <= 3; l++) if ((bitmap & (LEVEL_SIZE[l] ?? 0)) !== 0) leafLevels.push(l);
     this.#iotlb = new Iotlb(trace.counters, entries, ways, leafLevels);
     // The domains' single-page unmaps test one flag for "IOTLB entries or event listeners". The watcher
-    // holds the IOTLB weakly and leaves once it is gone, so that units made and dropped on one long-lived
-    // trace (a test's, a comparison's) are not kept alive by it.
-    this.#iotlb.setEventsActive(trace.events.active);
-    const iotlbRef = new WeakRef(this.#iotlb);
-    const stopWatching = trace.events.onActiveChange((active) => {
-      const iotlb = iotlbRef.deref();
-      if (iotlb === undefined) stopWatching();
-      else iotlb.setEventsActive(active);
+    // keeps the IOTLB for as long as the trace lives: a unit lives as long as its platform's trace.
+    const iotlb = this.#iotlb;
+    iotlb.setEventsActive(trace.events.active);
+    trace.events.onActiveChange((active) => {
+      iotlb.setEventsActive(active);
     });
     this.#ctx = {
       trace,

@@ -363,10 +363,24 @@ export class IoPageTable {
    * links.
    */
   mapLeaf(iova: number, level: number, leaf: number, lastIova: number): number {
-    // The cached table is never the root (#remember), so it lies wholly inside the IOVA space: a hit
-    // is an IOVA in range, and an exact index is a multiple of the leaf size (an integer).
-    const hit = this.mapLeafCached(iova, level, leaf);
-    if (hit !== -2) return hit;
+    // Kept small so that the caller can inline it: the cached table is the common case (3.6 ns of a
+    // 6.0 ns single-page map, CPU time; the README's profile). The hit is mapLeafCached's, written out
+    // rather than called: the public one-page map inlines this method, and its figure (`pnpm bench:vs-c`)
+    // was measured with this shape.
+    const d = iova - this.#cacheBase;
+    if (d >= 0 && d < this.#cacheSpan && level === this.#cacheLevel) {
+      // The cached table is never the root (#remember), so it lies wholly inside the IOVA space: a hit
+      // is an IOVA in range, and an exact index is a multiple of the leaf size (an integer).
+      const x = d * this.#cacheInvSize;
+      const i = x | 0;
+      if (i !== x) return -1;
+      const slot = this.#cacheOffset + i;
+      const c = this.#cacheChunk;
+      if (c[slot] !== 0) return -1;
+      c[slot] = leaf;
+      this.#cacheDelta++;
+      return 0;
+    }
     if (!leafIovaOk(iova, level, lastIova)) return -1;
     return this.#mapLeafWalk(iova, level, leaf);
   }
