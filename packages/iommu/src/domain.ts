@@ -146,7 +146,10 @@ export class IommuDomain {
   readonly #counterValues: Float64Array;
   readonly #events: EventStream;
   readonly #iotlb: Iotlb;
-  /** Whether the IOTLB holds entries of this domain: a field the IOTLB keeps, read by the single-granule unmaps. */
+  /**
+   * Whether the IOTLB holds entries of this domain or the trace's events are active: one field the IOTLB
+   * keeps, read by the single-granule unmaps.
+   */
   readonly #iotlbHeld: IotlbHeld;
   readonly #granule: number;
   /** Level of a granule-sized leaf (1 for 4 KiB). */
@@ -310,7 +313,7 @@ export class IommuDomain {
     // leaf table is cached).
     const pt = this.#pageTable;
     // The rest of the IOVA's checks (an integer multiple of the granule, at most #lastIova) are made by
-    // mapLeaf, where a hit in its walk cache answers them with one comparison.
+    // mapLeafCached, where a hit in the walk cache answers them with one comparison, or else by mapLeaf.
     if (pt === undefined || typeof iova !== "number" || phys > this.#lastPhys) return -1;
     // The walk-cache hit, untraced, is the whole of the usual call; everything else is one call out of
     // line (see IoPageTable.mapLeafCached for why the IOVA must not reach a second call site here).

@@ -140,4 +140,23 @@ describe("the IOTLB's per-domain 'holds entries' flag", () => {
       { numRuns: 300 },
     );
   });
+
+  it("leaves a freed domain's flag set: a single-page unmap after the free still emits to a later listener", () => {
+    const trace = new Trace<TraceEvent>();
+    const mmu = new Iommu(trace);
+    const d = mmu.allocDomain("paging");
+    d.map(iova(0), physAddr(2 ** 32), 2 * SZ_4K, RW);
+    mmu.freeDomain(d);
+    // Nobody listened at the free; someone does now. The IOTLB no longer keeps the freed domain's flag.
+    const seen: string[] = [];
+    const off = trace.events.subscribe((e) => {
+      if (e.type === "iommu.unmap") seen.push(e.type);
+    });
+    expect(d.unmap(iova(0), SZ_4K).unmapped).toBe(SZ_4K);
+    const gather = new IommuIotlbGather();
+    expect(d[unmapFast](iova(SZ_4K), SZ_4K, gather)).toBe(SZ_4K);
+    off();
+    expect(seen).toEqual(["iommu.unmap", "iommu.unmap"]);
+  });
 });
+

@@ -75,7 +75,10 @@ export class Iotlb {
   #hi = new Float64Array(16).fill(-Infinity);
   #tick = 0;
   #size = 0;
-  /** The flags handed out by `heldFlag`, by domain id: kept equal to "the domain has a valid entry". */
+  /**
+   * The flags handed out by `heldFlag`, by domain id: each kept equal to "the domain has a valid entry"
+   * (BUSY_HELD) or "the unit's trace events are active" (BUSY_EVENTS).
+   */
   readonly #held: (IotlbHeld | undefined)[] = [];
   /** BUSY_EVENTS when the unit's trace events are active (setEventsActive), else 0. */
   #eventsBusy = 0;
@@ -208,9 +211,8 @@ export class Iotlb {
   }
 
   /**
-   * Whether any entry of `domain` is cached: small, so that a caller's fast path inlines it and skips
-   * the call to markStale when the IOTLB holds nothing of the domain (nothing translated since the last
-   * invalidation).
+   * Whether any entry of `domain` is cached (nothing translated since the last invalidation when not):
+   * what a `heldFlag` starts from; the domains' single-page unmaps read the flag instead.
    */
   holds(domain: number): boolean {
     return (this.#valid[domain * 4] ?? 0) !== 0;
@@ -231,11 +233,15 @@ export class Iotlb {
     return h;
   }
 
-  /** Drops the domain's flag (its domain was freed; the flag object stays valid for its holder). */
+  /**
+   * Drops the domain's flag (its domain was freed). The IOTLB no longer keeps it current, so it is left
+   * set for good: a single-page unmap of a freed domain (a use after free the domain does not refuse)
+   * then takes the path that marks stale entries and emits its event, whoever listens later.
+   */
   releaseHeldFlag(domain: number): void {
     const h = this.#held[domain];
     if (h !== undefined) {
-      h.busy = (this.holds(domain) ? BUSY_HELD : 0) | this.#eventsBusy;
+      h.busy = BUSY_HELD | BUSY_EVENTS;
       this.#held[domain] = undefined;
     }
   }

@@ -1,12 +1,13 @@
 // The per-table use counts against a reference set of mapped pages, with single-leaf hits (whose count
 // changes wait in the walk cache) interleaved with every path that reads a count: hasMapping (a linked
 // table with no valid entry is skipped), the general unmap (a detached leaf table reports its count in
-// bytes), freeing of empty tables by map, and release.
+// bytes) and release; and, in a test of its own (the property's table allows 4 KiB leaves only), the
+// freeing of an emptied leaf table by a 2 MiB map.
 import fc from "fast-check";
 import { describe, expect, it } from "vitest";
 import { IoPageTable } from "./page-table.js";
 import { PTE_LEAF, PTE_PROT_UNIT, PTE_VALID } from "./pte.js";
-import { SZ_4K } from "./iova.js";
+import { SZ_2M, SZ_4K } from "./iova.js";
 import { IommuProt } from "./prot.js";
 
 const PAGES = 4 * 512; // four leaf tables
@@ -78,5 +79,29 @@ describe("IoPageTable use counts with single-leaf hits", () => {
       }),
       { numRuns: 300 },
     );
+  });
+
+  it("a 2 MiB map over a leaf table emptied by single-leaf hits frees it (the pending count is folded first)", () => {
+    const pt = new IoPageTable(4, SZ_4K | SZ_2M);
+    const tablesBefore = pt.tables;
+    // The first map walks and links three tables; the rest are hits of the walk cache, whose count
+    // changes wait in it, and so are the four unmaps that empty the table again.
+    expect(pt.mapLeaf(0, 1, leaf(0), LAST_IOVA)).toBe(3);
+    expect(pt.mapLeaf(SZ_4K, 1, leaf(1), LAST_IOVA)).toBe(0);
+    expect(pt.mapLeafCached(2 * SZ_4K, 1, leaf(2))).toBe(0);
+    for (let p = 0; p < 3; p++) expect(pt.unmapLeaf(p * SZ_4K, 1, LAST_IOVA)).toBe(SZ_4K);
+    expect(pt.tables).toBe(tablesBefore + 3);
+    // The leaf table is empty: the large leaf replaces it at once (arm_lpae_init_pte), freeing it.
+    expect(pt.map(0, 2 ** 32, SZ_2M, IommuProt.READ, false)).toBe(SZ_2M);
+    expect(pt.lastTablesFreed).toBe(1);
+    expect(pt.tables).toBe(tablesBefore + 2);
+    expect(pt.hasMapping(0, SZ_2M)).toBe(true);
+    // The freed table's pending count must not reach the next leaf table (the freed one, reused).
+    expect(pt.mapLeaf(SZ_2M, 1, leaf(512), LAST_IOVA)).toBe(1);
+    expect(pt.mapLeaf(SZ_2M + SZ_4K, 1, leaf(513), LAST_IOVA)).toBe(0);
+    const freed: number[] = [];
+    expect(pt.unmap(SZ_2M, 2 * SZ_2M, freed)).toBe(2 * SZ_4K);
+    pt.release(freed);
+    expect(pt.hasMapping(SZ_2M, 2 * SZ_2M)).toBe(false);
   });
 });

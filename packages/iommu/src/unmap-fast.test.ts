@@ -86,7 +86,7 @@ function run(ops: Op[], fast: boolean, lazy: boolean) {
         results.push(dom.map(iova(page * SZ_4K), physAddr(op.big ? SZ_1G : page * SZ_4K), size, RW).mapped);
         for (let p = page; p < page + size / SZ_4K; p += 1) touched.add(p);
       } else if (op.kind === "touch") {
-        results.push(mmu.translate(dev, iova(iova(op.page * SZ_4K)), 8, "read"));
+        results.push(mmu.translate(dev, iova(op.page * SZ_4K), 8, "read"));
       } else if (op.kind === "unmap") {
         results.push(unmapOne(op.page, op.pages));
         if (!lazy && fast) dom[iotlbSync](gather);
@@ -102,9 +102,9 @@ function run(ops: Op[], fast: boolean, lazy: boolean) {
     }
     if (lazy && results.length % 5 === 0) settle();
   }
-  const afterOps = [...touched].sort((a, b) => a - b).map((p) => [dom.iovaToPhys(iova(p * SZ_4K)), mmu.translate(dev, iova(iova(p * SZ_4K)), 8, "read")]);
+  const afterOps = [...touched].sort((a, b) => a - b).map((p) => [dom.iovaToPhys(iova(p * SZ_4K)), mmu.translate(dev, iova(p * SZ_4K), 8, "read")]);
   settle();
-  const afterSettle = [...touched].map((p) => mmu.translate(dev, iova(iova(p * SZ_4K)), 8, "read"));
+  const afterSettle = [...touched].map((p) => mmu.translate(dev, iova(p * SZ_4K), 8, "read"));
   return {
     results,
     afterOps,

@@ -50,8 +50,13 @@ export class EventStream<E extends TraceEventBase = TraceEventBase> {
   #dropped = 0;
   /** Called with the new `active` when it changes (onActiveChange); replaced, never modified in place. */
   #activeWatchers: readonly ((active: boolean) => void)[] = [];
-  /** True when someone records or listens: producers skip building events otherwise. */
-  active: boolean;
+  /**
+   * True when someone records or listens: producers skip building events otherwise. Read-only to users:
+   * it follows recording and subscribers, and producers that fold it into a flag of their own learn of
+   * each change through `onActiveChange`. A plain field rather than a getter: every producer tests it on
+   * its hot path.
+   */
+  readonly active: boolean = false;
 
   constructor(options: { capacity?: number; record?: boolean } = {}) {
     const capacity = options.capacity ?? 65536;
@@ -60,7 +65,7 @@ export class EventStream<E extends TraceEventBase = TraceEventBase> {
     }
     this.#ring = new Array<E | undefined>(capacity);
     this.#recording = options.record ?? false;
-    this.active = this.#recording;
+    (this as { active: boolean }).active = this.#recording;
   }
 
   /** How many events the ring keeps before the oldest fall out (default 65536). */
@@ -154,7 +159,7 @@ export class EventStream<E extends TraceEventBase = TraceEventBase> {
   #refresh(): void {
     const active = this.#recording || this.#subscribers.length > 0;
     if (active === this.active) return;
-    this.active = active;
+    (this as { active: boolean }).active = active;
     for (const w of this.#activeWatchers) w(active);
   }
 }
