@@ -23,11 +23,6 @@ const BUSY_EVENTS = 2;
 export class IotlbHeld {
   /** BUSY_HELD while the IOTLB holds an entry of the domain, plus BUSY_EVENTS while the events are active. */
   busy = 0;
-
-  /** True while the IOTLB holds at least one entry of the domain. */
-  get held(): boolean {
-    return (this.busy & BUSY_HELD) !== 0;
-  }
 }
 
 /**
