@@ -17,11 +17,7 @@
 //
 // Run from the repository root (the root package.json's script does this):
 //   node --import ./scripts/bench-loader/register.mjs packages/iommu/yardstick/vs-c.mjs [rounds] [pages]
-import { execFileSync } from "node:child_process";
-import { mkdtempSync, rmSync } from "node:fs";
-import { tmpdir } from "node:os";
-import { join } from "node:path";
-import { fileURLToPath } from "node:url";
+import { buildRadix, median } from "./c.mjs";
 import { Trace } from "@dmasim/trace";
 import { Iommu, IommuProt, SZ_4K, unsafeIova as toIova } from "@dmasim/iommu";
 import { IommuIotlbGather, iotlbSync, unmapFast } from "@dmasim/iommu/internal";
@@ -34,32 +30,13 @@ const STEPS = ["map", "unmap", "remap"];
 const TARGETS = { map: 1.5, unmap: 1.5, remap: 2 };
 const NAMES = { map: "map, one call per page", unmap: "unmap_fast, one call per page", remap: "remap, one call" };
 
-function compiler() {
-  for (const cc of [process.env.CC, "cc", "gcc", "clang"]) {
-    if (cc === undefined || cc === "") continue;
-    try {
-      execFileSync(cc, ["--version"], { stdio: "ignore" });
-      return cc;
-    } catch {
-      // not this one
-    }
-  }
-  return undefined;
-}
-
-const cc = compiler();
-if (cc === undefined) {
+const radix = buildRadix();
+if (radix === undefined) {
   console.log("bench:vs-c skipped: no C compiler found (cc, gcc or clang; or set CC). Nothing was measured.");
   process.exit(0);
 }
-const dir = mkdtempSync(join(tmpdir(), "dmasim-vs-c-"));
-const exe = join(dir, "radix");
-execFileSync(cc, ["-O2", "-o", exe, fileURLToPath(new URL("radix.c", import.meta.url))], { stdio: "inherit" });
-
-function runC() {
-  const f = execFileSync(exe, [String(pages)], { encoding: "utf8" }).trim().split(" ").map(Number);
-  return { wall: { map: f[0], unmap: f[1], remap: f[2] }, cpu: { map: f[4], unmap: f[5], remap: f[6] }, tables: f[3] };
-}
+const cc = radix.cc;
+const runC = () => radix.run(pages);
 
 const RW = IommuProt.READ | IommuProt.WRITE;
 const PHYS = 2 ** 32;
@@ -110,11 +87,6 @@ function runDmasim() {
   return { wall: step("wall"), cpu: step("cpu"), tables: dom.ptPages };
 }
 
-const median = (xs) => {
-  const s = [...xs].sort((a, b) => a - b);
-  const m = s.length >> 1;
-  return s.length % 2 === 1 ? s[m] : (s[m - 1] + s[m]) / 2;
-};
 const ns = (t) => (t / pages).toFixed(2).padStart(6);
 
 const ratios = { map: [], unmap: [], remap: [] };
@@ -140,7 +112,7 @@ try {
     );
   }
 } finally {
-  rmSync(dir, { recursive: true, force: true });
+  radix.dispose();
 }
 console.log("median of per-round ratios dmasim / C, CPU time (elapsed time in brackets); median ns per page C | dmasim:");
 for (const k of STEPS) {
