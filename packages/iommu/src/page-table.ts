@@ -724,20 +724,7 @@ export class IoPageTable {
     const reused = this.#free.pop();
     if (reused !== undefined) return reused;
     if (this.#nextTable === this.#tablesCapacity) this.#grow();
-    const t = this.#nextTable++;
-    // A new table's chunk is already zero, but on fresh host memory its pages are not yet backed, and
-    // the first access of a per-page map is a read (is the slot free?), which maps the host kernel's
-    // shared zero page; the write after it faults a second time. Storing a zero into the table's first
-    // and last entries (the at most two host pages its 4 KiB span) backs them with one write fault each,
-    // as the kernel's own zeroing of the page (iommu_alloc_pages_node, __GFP_ZERO) does. A first per-page
-    // map of 4 GiB in a fresh process took 1,199-1,499 faults against 2,237-2,656 (four processes each,
-    // alternating; CPU time within the noise). Two stores, not a fill: a 4 KiB fill per table is work a map
-    // in one call, which writes every entry of its new tables anyway, does not need.
-    const c = this.#chunk(t);
-    const o = this.#offset(t);
-    c[o] = 0;
-    c[o + N - 1] = 0;
-    return t;
+    return this.#nextTable++;
   }
 
   /**
