@@ -1,5 +1,5 @@
-// The C yardstick's build and run, shared by the scripts of this folder: radix.c built once with the
-// first compiler found (`$CC`, cc, gcc, clang), run as a fresh process per round.
+// The C yardstick's build and run, shared by vs-c.mjs and floor.mjs: radix.c built once with the first
+// compiler found (`$CC`, cc, gcc, clang), run as a fresh process per round.
 import { execFileSync } from "node:child_process";
 import { mkdtempSync, rmSync } from "node:fs";
 import { tmpdir } from "node:os";
@@ -40,16 +40,4 @@ export function buildRadix() {
       rmSync(dir, { recursive: true, force: true });
     },
   };
-}
-
-/** The process's CPU time (user + system) in ns. */
-export function cpuNs() {
-  const c = process.cpuUsage();
-  return (c.user + c.system) * 1000;
-}
-
-export function median(xs) {
-  const s = [...xs].sort((a, b) => a - b);
-  const m = s.length >> 1;
-  return s.length % 2 === 1 ? s[m] : (s[m - 1] + s[m]) / 2;
 }

@@ -39,7 +39,8 @@ import { Trace } from "@dmasim/trace";
 import { Iommu, IommuProt, SZ_4K, unsafeIova as toIova } from "@dmasim/iommu";
 import { IommuIotlbGather, domainPageTable, iotlbSync, unmapFast } from "@dmasim/iommu/internal";
 import { unsafePhysAddr as physAddr } from "@dmasim/memory";
-import { buildRadix, cpuNs, median } from "./c.mjs";
+import { buildRadix } from "./c.mjs";
+import { cpuNs, median } from "./measure.mjs";
 
 const rounds = Number(process.argv[2] ?? 9);
 const WARMUP = 3;
@@ -344,21 +345,21 @@ const VARIANTS = [
 ];
 
 const only = process.env.FLOOR_ONLY;
-if (only !== undefined) VARIANTS.splice(0, VARIANTS.length, ...VARIANTS.filter(([name]) => name.includes(only)));
+const variants = only === undefined ? VARIANTS : VARIANTS.filter(([name]) => name.includes(only));
 const radix = buildRadix();
 if (radix === undefined) {
   console.log("bench:vs-c:floor skipped: no C compiler found (cc, gcc or clang; or set CC). Nothing was measured.");
   process.exit(0);
 }
-const ns = VARIANTS.map(() => []);
-const ratios = VARIANTS.map(() => []);
+const ns = variants.map(() => []);
+const ratios = variants.map(() => []);
 const cNs = [];
 console.log(`per-call unmap floors vs C unmap_page (${radix.cc} -O2), ${PAGES} pages, ${rounds} rounds after ${WARMUP} warm-up rounds, CPU time`);
 try {
   for (let r = 0; r < WARMUP + rounds; r++) {
     const c = radix.run(PAGES).cpu.unmap / PAGES;
     const row = [];
-    VARIANTS.forEach(([name, setup, loop], v) => {
+    variants.forEach(([name, setup, loop], v) => {
       const arg = setup();
       const t0 = cpuNs();
       const unmapped = loop(arg);
@@ -377,6 +378,6 @@ try {
   radix.dispose();
 }
 console.log(`median ns per page; median of per-round ratios to C (C: ${median(cNs).toFixed(2)} ns):`);
-VARIANTS.forEach(([name], v) => {
+variants.forEach(([name], v) => {
   console.log(`  ${name.padEnd(24)} ${median(ns[v]).toFixed(2).padStart(6)} ns  ${median(ratios[v]).toFixed(2)}x`);
 });

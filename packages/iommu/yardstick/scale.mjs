@@ -14,6 +14,7 @@ import { Trace } from "@dmasim/trace";
 import { Iommu, IommuProt, SZ_4K, unsafeIova as toIova } from "@dmasim/iommu";
 import { domainPageTable } from "@dmasim/iommu/internal";
 import { unsafePhysAddr as physAddr } from "@dmasim/memory";
+import { cpuNs, median } from "./measure.mjs";
 
 const rounds = Number(process.argv[2] ?? 7);
 const WARMUP = 3;
@@ -23,11 +24,6 @@ const STEP_PAGES = 1_048_576; // 4 GiB
 const STEP = STEP_PAGES * PAGE;
 const STEPS = 256; // 1 TiB
 const gc = globalThis.gc ?? (() => undefined);
-
-function cpuNs() {
-  const c = process.cpuUsage();
-  return (c.user + c.system) * 1000;
-}
 
 function mapWindowEachPage(dom, base) {
   for (let i = 0; i < STEP_PAGES; i++) dom.map(toIova(base + i * PAGE), physAddr(i * PAGE), PAGE, RW);
@@ -63,11 +59,6 @@ function build(steps, times) {
 
 // The window: the last 4 GiB below 2 TiB, above anything built.
 const WINDOW = 2 * STEPS * STEP - STEP;
-const median = (xs) => {
-  const s = [...xs].sort((a, b) => a - b);
-  const m = s.length >> 1;
-  return s.length % 2 === 1 ? s[m] : (s[m - 1] + s[m]) / 2;
-};
 const f = (x) => x.toFixed(2);
 
 gc();

@@ -17,7 +17,8 @@
 //
 // Run from the repository root (the root package.json's script does this):
 //   node --import ./scripts/bench-loader/register.mjs packages/iommu/yardstick/vs-c.mjs [rounds] [pages]
-import { buildRadix, median } from "./c.mjs";
+import { buildRadix } from "./c.mjs";
+import { median } from "./measure.mjs";
 import { Trace } from "@dmasim/trace";
 import { Iommu, IommuProt, SZ_4K, unsafeIova as toIova } from "@dmasim/iommu";
 import { IommuIotlbGather, iotlbSync, unmapFast } from "@dmasim/iommu/internal";
